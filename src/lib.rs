@@ -1,0 +1,15 @@
+//! Rocky pushes firmware to IoT devices over MQTT.
+//!
+//! Data flows one way through a few modules, each readable and testable alone:
+//!
+//! - [`protocol`]: pure wire contract: topics, device ids, CBOR frames, readable rendering.
+//! - [`firmware`]: load an image (file or URL), hash it, slice it into chunks without copying.
+//! - [`engine`]: the job scheduler as a sans-IO state machine; time is an argument.
+//! - [`runtime`]: wires the engine to tokio and rumqttc; the only place that owns tasks.
+//! - [`http`]: the axum API over the runtime's handle.
+//! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
+//! - [`broker`]: the embedded MQTT broker (rumqttd) for `rocky demo`, tests and benchmarks.
+//! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
+#![forbid(unsafe_code)]
+
+pub mod protocol;

@@ -1,0 +1,101 @@
+//! One-line renderings of frames for people: the traffic pane, the SSE stream and the logs all
+//! show the same text, so a frame reads the same wherever it is seen.
+
+use super::frame::{CommandBody, ResponseBody, decode_command, decode_response};
+use super::{Sha256, TopicKind, Topics};
+
+/// How many payload bytes a hex preview shows before it elides the rest.
+const PREVIEW_BYTES: usize = 16;
+
+/// Renders any message under the prefix, e.g. `cmd → dev-07 [42, FOTA_REQUEST, sha256 c7de48a4…]`,
+/// `resp ← dev-07 [42, FOTA_REQUEST_ACK]`, `data → dev-07 chunk 3 (4096 B)`; a frame that does
+/// not decode shows the error and a hex preview, never a panic.
+pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
+    match topics.parse(topic) {
+        Some(TopicKind::Cmd(device)) => match decode_command(payload) {
+            Ok(cmd) => {
+                let third = match cmd.body {
+                    CommandBody::Request { hash } => format!(", sha256 {}", short_hash(&hash)),
+                    CommandBody::Done => ", []".to_owned(),
+                };
+                format!("cmd → {device} [{}, {}{third}]", cmd.job_id, cmd.command_type())
+            }
+            Err(e) => format!("cmd → {device} decode error: {e} · {}", hex_preview(payload)),
+        },
+        Some(TopicKind::CmdResp(device)) => match decode_response(payload) {
+            Ok(resp) => {
+                let extra = match &resp.body {
+                    ResponseBody::RequestAck { next_chunk: Some(n) } => format!(", resume from chunk {n}"),
+                    ResponseBody::RequestNack { reason: Some(r) }
+                    | ResponseBody::DoneFailed { reason: Some(r) } => {
+                        format!(", {r:?}")
+                    }
+                    _ => String::new(),
+                };
+                format!("resp ← {device} [{}, {}{extra}]", resp.job_id, resp.command_type())
+            }
+            Err(e) => format!("resp ← {device} decode error: {e} · {}", hex_preview(payload)),
+        },
+        Some(TopicKind::Data(device, chunk)) => {
+            format!("data → {device} chunk {chunk} ({} B)", payload.len())
+        }
+        None => format!("{topic} ({} B) {}", payload.len(), hex_preview(payload)),
+    }
+}
+
+/// The first 8 hex digits of a hash and an ellipsis: enough to tell images apart at a glance.
+pub fn short_hash(hash: &Sha256) -> String {
+    format!("{}…", hex::encode(&hash[..4]))
+}
+
+/// `82 18 2a 18 63`, cut after 16 bytes with a count of what was left out.
+pub fn hex_preview(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        return "(empty)".to_owned();
+    }
+    let shown = &payload[..payload.len().min(PREVIEW_BYTES)];
+    let mut text = shown.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+    if payload.len() > PREVIEW_BYTES {
+        text.push_str(&format!(" … (+{} B)", payload.len() - PREVIEW_BYTES));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Command, HashEncoding, encode_command};
+
+    #[test]
+    fn renders_each_kind_of_frame() {
+        let t = Topics::default();
+        let hash: Sha256 = std::array::from_fn(|i| [0xc7, 0xde, 0x48, 0xa4][i % 4]);
+        let req =
+            encode_command(&Command { job_id: 42, body: CommandBody::Request { hash } }, HashEncoding::Array);
+        assert_eq!(
+            describe(&t, "/fota/cmd/dev-07", &req),
+            "cmd → dev-07 [42, FOTA_REQUEST, sha256 c7de48a4…]"
+        );
+        let done = encode_command(&Command { job_id: 42, body: CommandBody::Done }, HashEncoding::Array);
+        assert_eq!(describe(&t, "/fota/cmd/dev-07", &done), "cmd → dev-07 [42, FOTA_DONE, []]");
+        assert_eq!(
+            describe(&t, "/fota/cmd_resp/dev-07", &[0x82, 0x18, 0x2a, 0x02]),
+            "resp ← dev-07 [42, FOTA_REQUEST_ACK]"
+        );
+        assert_eq!(
+            describe(&t, "/fota/cmd_resp/dev-07", &[0x83, 0x18, 0x2a, 0x02, 0x11]),
+            "resp ← dev-07 [42, FOTA_REQUEST_ACK, resume from chunk 17]"
+        );
+        assert_eq!(describe(&t, "/fota/data/dev-07/3", &[0u8; 4096]), "data → dev-07 chunk 3 (4096 B)");
+    }
+
+    #[test]
+    fn garbage_shows_the_error_and_a_hex_preview() {
+        let t = Topics::default();
+        let text = describe(&t, "/fota/cmd_resp/dev-07", &[0x82, 0x18, 0x2a, 0x18, 0x63]);
+        assert_eq!(text, "resp ← dev-07 decode error: unknown command type 99 · 82 18 2a 18 63");
+        let long = describe(&t, "/fota/cmd_resp/d", &[0xffu8; 40]);
+        assert!(long.ends_with("… (+24 B)"), "{long}");
+        assert_eq!(hex_preview(&[]), "(empty)");
+    }
+}

@@ -1,0 +1,340 @@
+//! Command and response frames: `encode_*` for what Rocky (or a simulated device) sends,
+//! `decode_*` for what arrives. Decoding never panics: every malformed input is a [`DecodeError`]
+//! that says what was wrong.
+
+use ciborium::Value;
+
+use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UNSIGNED, push_head};
+use super::{CommandType, Direction, Sha256};
+
+/// How the image hash is written in FOTA_REQUEST. Both are accepted on decode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashEncoding {
+    /// A CBOR array of 32 unsigned integers, as the original Rocky sends it (the default).
+    #[default]
+    Array,
+    /// A CBOR byte string (major type 2), 34 bytes on the wire instead of up to 66.
+    Bytes,
+}
+
+/// A frame on `{prefix}/cmd/{device}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub job_id: u32,
+    pub body: CommandBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandBody {
+    Request { hash: Sha256 },
+    Done,
+}
+
+/// A frame on `{prefix}/cmd_resp/{device}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub job_id: u32,
+    pub body: ResponseBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// `next_chunk` is the resume extension: the device holds chunks `1..next_chunk`.
+    RequestAck {
+        next_chunk: Option<u32>,
+    },
+    /// `reason` is a text third item, if the device sent one.
+    RequestNack {
+        reason: Option<String>,
+    },
+    DoneSuccess,
+    DoneFailed {
+        reason: Option<String>,
+    },
+}
+
+impl Command {
+    pub fn command_type(&self) -> CommandType {
+        match self.body {
+            CommandBody::Request { .. } => CommandType::Request,
+            CommandBody::Done => CommandType::Done,
+        }
+    }
+}
+
+impl Response {
+    pub fn command_type(&self) -> CommandType {
+        match self.body {
+            ResponseBody::RequestAck { .. } => CommandType::RequestAck,
+            ResponseBody::RequestNack { .. } => CommandType::RequestNack,
+            ResponseBody::DoneSuccess => CommandType::DoneSuccess,
+            ResponseBody::DoneFailed { .. } => CommandType::DoneFailed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty payload")]
+    Empty,
+    #[error("not CBOR: {0}")]
+    NotCbor(String),
+    #[error("{0} bytes after the end of the CBOR item")]
+    TrailingBytes(usize),
+    #[error("expected a CBOR array, got {0}")]
+    NotArray(&'static str),
+    #[error("expected at least {expected} items, got {got}")]
+    TooFewItems { expected: usize, got: usize },
+    #[error("job id must be an unsigned integer of at most 32 bits, got {0}")]
+    BadJobId(String),
+    #[error("unknown command type {0}")]
+    UnknownCommand(String),
+    #[error("{0} does not belong on this topic")]
+    WrongTopic(CommandType),
+    #[error("bad image hash: {0}")]
+    BadHash(String),
+}
+
+/// Encodes `[job_id, command_type, hash | []]` exactly as `PROTOCOL.md` fixes it.
+pub fn encode_command(command: &Command, encoding: HashEncoding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(72);
+    push_head(&mut out, MAJOR_ARRAY, 3);
+    push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.job_id));
+    push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.command_type().code()));
+    match (&command.body, encoding) {
+        (CommandBody::Request { hash }, HashEncoding::Array) => {
+            push_head(&mut out, MAJOR_ARRAY, hash.len() as u64);
+            for byte in hash {
+                push_head(&mut out, MAJOR_UNSIGNED, u64::from(*byte));
+            }
+        }
+        (CommandBody::Request { hash }, HashEncoding::Bytes) => {
+            push_head(&mut out, MAJOR_BYTES, hash.len() as u64);
+            out.extend_from_slice(hash);
+        }
+        (CommandBody::Done, _) => push_head(&mut out, MAJOR_ARRAY, 0),
+    }
+    out
+}
+
+/// Encodes a device's response; used by the simulated devices. The resume point is sent as the
+/// third item of an ACK (the resume extension); reasons are never sent, since no extension row
+/// in `PROTOCOL.md` covers them.
+pub fn encode_response(response: &Response) -> Vec<u8> {
+    let next = match response.body {
+        ResponseBody::RequestAck { next_chunk: Some(next) } => Some(next),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(12);
+    push_head(&mut out, MAJOR_ARRAY, if next.is_some() { 3 } else { 2 });
+    push_head(&mut out, MAJOR_UNSIGNED, u64::from(response.job_id));
+    push_head(&mut out, MAJOR_UNSIGNED, u64::from(response.command_type().code()));
+    if let Some(next) = next {
+        push_head(&mut out, MAJOR_UNSIGNED, u64::from(next));
+    }
+    out
+}
+
+/// Decodes a frame from `cmd_resp`. Extra trailing items are accepted (extensions).
+pub fn decode_response(payload: &[u8]) -> Result<Response, DecodeError> {
+    let (job_id, ty, rest) = decode_head(payload)?;
+    if ty.direction() != Direction::FromDevice {
+        return Err(DecodeError::WrongTopic(ty));
+    }
+    let body = match ty {
+        CommandType::RequestAck => ResponseBody::RequestAck {
+            // A third item that is not a chunk number is some other extension: ignored.
+            next_chunk: rest.first().and_then(as_u64).and_then(|n| u32::try_from(n).ok()),
+        },
+        CommandType::RequestNack => ResponseBody::RequestNack { reason: text_item(&rest) },
+        CommandType::DoneFailed => ResponseBody::DoneFailed { reason: text_item(&rest) },
+        _ => ResponseBody::DoneSuccess,
+    };
+    Ok(Response { job_id, body })
+}
+
+/// Decodes a frame from `cmd` (what a device reads, and what the traffic view renders).
+pub fn decode_command(payload: &[u8]) -> Result<Command, DecodeError> {
+    let (job_id, ty, rest) = decode_head(payload)?;
+    let body = match ty {
+        CommandType::Request => {
+            let item = rest.first().ok_or(DecodeError::TooFewItems { expected: 3, got: 2 })?;
+            CommandBody::Request { hash: decode_hash(item)? }
+        }
+        CommandType::Done => CommandBody::Done,
+        other => return Err(DecodeError::WrongTopic(other)),
+    };
+    Ok(Command { job_id, body })
+}
+
+/// Parses the whole payload as one CBOR array and reads its `[job_id, command_type]` head.
+fn decode_head(payload: &[u8]) -> Result<(u32, CommandType, Vec<Value>), DecodeError> {
+    if payload.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let mut reader = payload;
+    let value: Value = ciborium::from_reader(&mut reader).map_err(|e| DecodeError::NotCbor(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(DecodeError::TrailingBytes(reader.len()));
+    }
+    let items = match value {
+        Value::Array(items) => items,
+        other => return Err(DecodeError::NotArray(kind(&other))),
+    };
+    if items.len() < 2 {
+        return Err(DecodeError::TooFewItems { expected: 2, got: items.len() });
+    }
+    let mut items = items.into_iter();
+    let (Some(id), Some(ty)) = (items.next(), items.next()) else {
+        return Err(DecodeError::TooFewItems { expected: 2, got: 0 });
+    };
+    let job_id =
+        as_u64(&id).and_then(|n| u32::try_from(n).ok()).ok_or_else(|| DecodeError::BadJobId(render(&id)))?;
+    let ty = as_u64(&ty)
+        .and_then(CommandType::from_code)
+        .ok_or_else(|| DecodeError::UnknownCommand(render(&ty)))?;
+    Ok((job_id, ty, items.collect()))
+}
+
+/// Accepts the hash as an array of 32 unsigned integers below 256 or as a 32-byte string.
+pub(super) fn decode_hash(item: &Value) -> Result<Sha256, DecodeError> {
+    let bytes: Vec<u8> = match item {
+        Value::Bytes(bytes) => bytes.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| as_u64(v).and_then(|n| u8::try_from(n).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| DecodeError::BadHash("array items must be integers 0..=255".into()))?,
+        other => return Err(DecodeError::BadHash(format!("expected bytes or array, got {}", kind(other)))),
+    };
+    Sha256::try_from(bytes.as_slice())
+        .map_err(|_| DecodeError::BadHash(format!("{} bytes, expected 32", bytes.len())))
+}
+
+fn as_u64(value: &Value) -> Option<u64> {
+    match value {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        _ => None,
+    }
+}
+
+fn text_item(rest: &[Value]) -> Option<String> {
+    match rest.first() {
+        Some(Value::Text(text)) => Some(text.chars().take(200).collect()),
+        _ => None,
+    }
+}
+
+pub(super) fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "an integer",
+        Value::Bytes(_) => "a byte string",
+        Value::Float(_) => "a float",
+        Value::Text(_) => "a text string",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Tag(..) => "a tagged item",
+        Value::Array(_) => "an array",
+        Value::Map(_) => "a map",
+        _ => "an unknown item",
+    }
+}
+
+/// A short rendering of a scalar for error messages.
+fn render(value: &Value) -> String {
+    match value {
+        Value::Integer(i) => i128::from(*i).to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Text(t) => format!("{:?}", t.chars().take(32).collect::<String>()),
+        other => kind(other).to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_in_both_hash_encodings() {
+        let hash: Sha256 = std::array::from_fn(|i| (i * 7) as u8);
+        for encoding in [HashEncoding::Array, HashEncoding::Bytes] {
+            for job_id in [0, 1, 23, 24, 9394, 65_536, u32::MAX] {
+                let cmd = Command { job_id, body: CommandBody::Request { hash } };
+                assert_eq!(decode_command(&encode_command(&cmd, encoding)), Ok(cmd));
+            }
+        }
+    }
+
+    #[test]
+    fn command_bytes_equal_ciborium_encoding() {
+        let hash: Sha256 = std::array::from_fn(|i| (255 - i * 3) as u8);
+        let value = Value::Array(vec![
+            Value::Integer(70_000.into()),
+            Value::Integer(1.into()),
+            Value::Array(hash.iter().map(|b| Value::Integer((*b).into())).collect()),
+        ]);
+        let mut expected = Vec::new();
+        ciborium::into_writer(&value, &mut expected).unwrap();
+        let cmd = Command { job_id: 70_000, body: CommandBody::Request { hash } };
+        assert_eq!(encode_command(&cmd, HashEncoding::Array), expected);
+    }
+
+    #[test]
+    fn responses_round_trip_including_resume() {
+        for body in [
+            ResponseBody::RequestAck { next_chunk: None },
+            ResponseBody::RequestAck { next_chunk: Some(17) },
+            ResponseBody::RequestAck { next_chunk: Some(u32::MAX) },
+            ResponseBody::RequestNack { reason: None },
+            ResponseBody::DoneSuccess,
+            ResponseBody::DoneFailed { reason: None },
+        ] {
+            let resp = Response { job_id: 4_000_000_000, body };
+            assert_eq!(decode_response(&encode_response(&resp)), Ok(resp));
+        }
+    }
+
+    #[test]
+    fn trailing_items_and_text_reasons_are_accepted() {
+        let mut bytes = Vec::new();
+        let v = Value::Array(vec![
+            Value::Integer(5.into()),
+            Value::Integer(6.into()),
+            Value::Text("hash mismatch".into()),
+            Value::Map(vec![]),
+        ]);
+        ciborium::into_writer(&v, &mut bytes).unwrap();
+        let resp = decode_response(&bytes).unwrap();
+        assert_eq!(resp.body, ResponseBody::DoneFailed { reason: Some("hash mismatch".into()) });
+        // An ACK whose third item is not a chunk number is an ACK without resume.
+        let mut ack = Vec::new();
+        let v = Value::Array(vec![5.into(), 2.into(), Value::Text("x".into())]);
+        ciborium::into_writer(&v, &mut ack).unwrap();
+        assert_eq!(decode_response(&ack).unwrap().body, ResponseBody::RequestAck { next_chunk: None });
+    }
+
+    #[test]
+    fn malformed_frames_are_typed_errors() {
+        assert_eq!(decode_response(&[]), Err(DecodeError::Empty));
+        assert!(matches!(decode_response(&[0x82, 0x01, 0x02, 0x00]), Err(DecodeError::TrailingBytes(1))));
+        assert!(matches!(
+            decode_response(&[0x82, 0x01, 0x01]),
+            Err(DecodeError::WrongTopic(CommandType::Request))
+        ));
+        assert!(matches!(
+            decode_command(&[0x82, 0x01, 0x02]),
+            Err(DecodeError::WrongTopic(CommandType::RequestAck))
+        ));
+        // FOTA_REQUEST without a hash, with a short hash, with an out-of-range byte.
+        assert!(matches!(decode_command(&[0x82, 0x01, 0x01]), Err(DecodeError::TooFewItems { .. })));
+        assert!(matches!(decode_command(&[0x83, 0x01, 0x01, 0x41, 0x00]), Err(DecodeError::BadHash(_))));
+        assert!(matches!(
+            decode_command(&[0x83, 0x01, 0x01, 0x81, 0x19, 0x01, 0x00]),
+            Err(DecodeError::BadHash(_))
+        ));
+        // Deep nesting is refused by ciborium's recursion limit, not by a stack overflow.
+        let deep = vec![0x81u8; 100_000];
+        assert!(decode_response(&deep).is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! The wire contract with devices (see `docs/protocol.md`): topics, device ids, CBOR frames and
+//! their human-readable rendering. Pure functions only: nothing here touches a socket or a clock,
+//! so every rule of the protocol is tested byte for byte without a broker.
+
+mod cbor;
+mod command;
+mod describe;
+mod device_id;
+mod frame;
+mod topic;
+
+pub use command::{CommandType, Direction};
+pub use describe::{describe, hex_preview};
+pub use device_id::{DeviceId, DeviceIdError};
+pub use frame::{
+    Command, CommandBody, DecodeError, HashEncoding, Response, ResponseBody, decode_command, decode_response,
+    encode_command, encode_response,
+};
+pub use topic::{TopicError, TopicKind, Topics};
+
+/// SHA-256 digest of a firmware image, as carried in FOTA_REQUEST.
+pub type Sha256 = [u8; 32];
+
+/// Lower-case hex of a digest, the form used in logs, the API and file names.
+pub fn sha256_hex(hash: &Sha256) -> String {
+    hex::encode(hash)
+}

@@ -12,4 +12,5 @@
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
 #![forbid(unsafe_code)]
 
+pub mod firmware;
 pub mod protocol;

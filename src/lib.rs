@@ -12,5 +12,6 @@
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod firmware;
 pub mod protocol;

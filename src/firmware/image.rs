@@ -56,6 +56,13 @@ impl std::fmt::Debug for Image {
     }
 }
 
+/// Two images are equal when they have the same name and content.
+impl PartialEq for Image {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha256() == other.sha256() && self.name() == other.name()
+    }
+}
+
 impl Image {
     /// Hashes `bytes` and wraps them. An empty image is allowed here; loaders refuse it.
     pub fn new(name: impl Into<String>, bytes: Bytes) -> Self {

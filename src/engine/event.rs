@@ -1,0 +1,32 @@
+//! What the engine tells the world. Events are small and cheap to clone because they fan out to
+//! every subscriber (console, SSE clients, the store).
+
+use super::{JobId, JobState, JobView};
+use crate::protocol::{CommandType, DeviceId};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A job was accepted; the view is its first snapshot.
+    Created(Box<JobView>),
+    /// A job moved from one state to another. `detail` says why where that is not obvious
+    /// (the attempt number of a re-sent request, a resume point, the reason for a failure).
+    StateChanged { job: JobId, device: DeviceId, from: JobState, to: JobState, detail: Option<String> },
+    /// FOTA_REQUEST went out again after a timeout.
+    RequestRetried { job: JobId, device: DeviceId, attempt: u32 },
+    /// A chunk was handed to the broker connection.
+    ChunkSent { job: JobId, device: DeviceId, chunk: u32, total: u32, bytes: u32 },
+    /// A response that changes nothing: unknown job, wrong phase, duplicate, late.
+    Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
+}
+
+impl Event {
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Event::Created(view) => Some(view.id),
+            Event::StateChanged { job, .. }
+            | Event::RequestRetried { job, .. }
+            | Event::ChunkSent { job, .. }
+            | Event::Ignored { job, .. } => Some(*job),
+        }
+    }
+}

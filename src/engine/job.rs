@@ -1,0 +1,142 @@
+//! One update job: its state machine's states and the snapshot others may read.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::firmware::{ChunkSize, Image};
+use crate::protocol::DeviceId;
+
+/// Job ids go on the wire as the first frame item: unsigned, 32 bits, never reused.
+pub type JobId = u32;
+
+/// `queued → requesting → transferring → finishing → succeeded`, or one of the other final states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Requesting,
+    Transferring,
+    Finishing,
+    Succeeded,
+    /// The device answered FOTA_REQUEST_NACK.
+    Rejected,
+    /// The device answered FOTA_DONE_FAILED.
+    Failed,
+    /// The device did not answer in time; the job's error says in which phase.
+    TimedOut,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 9] = [
+        JobState::Queued,
+        JobState::Requesting,
+        JobState::Transferring,
+        JobState::Finishing,
+        JobState::Succeeded,
+        JobState::Rejected,
+        JobState::Failed,
+        JobState::TimedOut,
+        JobState::Cancelled,
+    ];
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Rejected | Self::Failed | Self::TimedOut | Self::Cancelled)
+    }
+
+    /// Holding the device: between FOTA_REQUEST and the verdict.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Requesting | Self::Transferring | Self::Finishing)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Requesting => "requesting",
+            Self::Transferring => "transferring",
+            Self::Finishing => "finishing",
+            Self::Succeeded => "succeeded",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The engine's record of a job. Only the engine mutates it.
+#[derive(Debug, Clone)]
+pub(super) struct Job {
+    pub id: JobId,
+    pub device: DeviceId,
+    pub image: Image,
+    pub chunk_size: ChunkSize,
+    pub chunk_interval: Duration,
+    pub state: JobState,
+    pub total_chunks: u32,
+    /// The next chunk to send (1-based); chunks before it count as delivered.
+    pub next_chunk: u32,
+    pub bytes_sent: u64,
+    /// FOTA_REQUEST sends so far, over the job's whole life.
+    pub attempts: u32,
+    /// FOTA_REQUEST sends left in the current round before the job times out. A round starts
+    /// when the job becomes active and again after a broker reconnect, so a flapping broker
+    /// does not eat a silent device's retries.
+    pub sends_left: u32,
+    pub error: Option<String>,
+    pub created_at: Instant,
+    pub started_at: Option<Instant>,
+    pub finished_at: Option<Instant>,
+    /// The answer deadline that is current; older timer entries for this job are stale.
+    pub deadline: Option<Instant>,
+    /// Set while a paced job waits for its next chunk slot.
+    pub paced_until: Option<Instant>,
+}
+
+impl Job {
+    pub fn view(&self) -> JobView {
+        JobView {
+            id: self.id,
+            device: self.device.clone(),
+            image: self.image.clone(),
+            chunk_size: self.chunk_size,
+            state: self.state,
+            chunks_done: self.next_chunk.saturating_sub(1),
+            chunks_total: self.total_chunks,
+            bytes_sent: self.bytes_sent,
+            attempts: self.attempts,
+            error: self.error.clone(),
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+/// A point-in-time copy of a job for readers (API, console). Cheap: the image is shared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobView {
+    pub id: JobId,
+    pub device: DeviceId,
+    pub image: Image,
+    pub chunk_size: ChunkSize,
+    pub state: JobState,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub bytes_sent: u64,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: Instant,
+    pub started_at: Option<Instant>,
+    pub finished_at: Option<Instant>,
+}

@@ -1,0 +1,23 @@
+//! The job scheduler as a sans-IO state machine.
+//!
+//! Inputs are method calls (`submit`, `cancel`, `handle_response`, `set_connected`, `tick`), each
+//! with the current time as an argument; outputs are pulled: `poll_publish` for the next MQTT
+//! message to send, `poll_event` for what happened, `next_wakeup` for when to call `tick` again.
+//! No sockets, no sleeping and no clock inside, so every timeout, retry and ordering rule is
+//! tested in microseconds (see `tests.rs`).
+
+mod event;
+mod job;
+mod publish;
+mod scheduler;
+mod settings;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+pub use event::Event;
+pub use job::{JobId, JobState, JobView};
+pub use publish::{Publish, PublishKind};
+pub use scheduler::{CancelError, Engine, JobSpec, SubmitError};
+pub use settings::Settings;

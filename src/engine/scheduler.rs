@@ -1,0 +1,506 @@
+//! The engine proper: many jobs at once, one active job per device, bounded waits, fair sending.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::job::Job;
+use super::timers::{TimerKind, Timers};
+use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Settings};
+use crate::firmware::{ChunkSize, Image};
+use crate::protocol::{
+    Command, CommandBody, CommandType, DeviceId, Response, ResponseBody, Topics, encode_command,
+};
+
+/// What to update, on which device, and how.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub device: DeviceId,
+    pub image: Image,
+    /// `None` takes the engine's default.
+    pub chunk_size: Option<ChunkSize>,
+    pub chunk_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("image {0:?} is empty")]
+    EmptyImage(String),
+    #[error("image {name:?} needs more than 2^32-1 chunks at {chunk_size} bytes per chunk")]
+    TooManyChunks { name: String, chunk_size: u32 },
+    #[error("job ids are exhausted (the 32-bit id space is used up)")]
+    IdsExhausted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("no job {0}")]
+    NotFound(JobId),
+    #[error("job {id} already ended as {state}")]
+    AlreadyFinal { id: JobId, state: JobState },
+}
+
+/// The single owner of job state.
+pub struct Engine {
+    settings: Settings,
+    topics: Topics,
+    jobs: BTreeMap<JobId, Job>,
+    next_id: JobId,
+    /// Queued jobs per device, oldest first: a device's jobs run in the order they were made.
+    device_queues: HashMap<DeviceId, VecDeque<JobId>>,
+    /// Devices with queued jobs and no active one, in the order they became ready.
+    ready_devices: VecDeque<DeviceId>,
+    /// The active job holding each device.
+    busy: HashMap<DeviceId, JobId>,
+    active: usize,
+    /// Transferring jobs that may send now; `poll_publish` takes one chunk from the front and
+    /// puts the job at the back, which is the round-robin that keeps big jobs from starving
+    /// small ones.
+    sending: VecDeque<JobId>,
+    /// Commands go before chunks so that a new job's FOTA_REQUEST never waits behind a
+    /// megabyte of someone else's data.
+    commands: VecDeque<(JobId, CommandType)>,
+    timers: Timers,
+    events: VecDeque<(Instant, Event)>,
+    connected: bool,
+}
+
+impl Engine {
+    pub fn new(settings: Settings, topics: Topics) -> Self {
+        Self {
+            settings,
+            topics,
+            jobs: BTreeMap::new(),
+            next_id: 1,
+            device_queues: HashMap::new(),
+            ready_devices: VecDeque::new(),
+            busy: HashMap::new(),
+            active: 0,
+            sending: VecDeque::new(),
+            commands: VecDeque::new(),
+            timers: Timers::default(),
+            events: VecDeque::new(),
+            connected: false,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Ids continue after `last` (a store that remembers ids across restarts calls this).
+    pub fn set_last_job_id(&mut self, last: JobId) {
+        self.next_id = self.next_id.max(last.saturating_add(1));
+    }
+
+    /// Accepts a job; it starts as soon as its device is free and a slot is open.
+    pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
+        let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
+        if spec.image.size() == 0 {
+            return Err(SubmitError::EmptyImage(spec.image.name().to_owned()));
+        }
+        let total_chunks = spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
+            name: spec.image.name().to_owned(),
+            chunk_size: chunk_size.get(),
+        })?;
+        let id = self.next_id;
+        self.next_id = id.checked_add(1).ok_or(SubmitError::IdsExhausted)?;
+        let job = Job {
+            id,
+            device: spec.device.clone(),
+            image: spec.image,
+            chunk_size,
+            chunk_interval: spec.chunk_interval.unwrap_or(self.settings.chunk_interval),
+            state: JobState::Queued,
+            total_chunks,
+            next_chunk: 1,
+            bytes_sent: 0,
+            attempts: 0,
+            sends_left: 0,
+            error: None,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            deadline: None,
+            paced_until: None,
+        };
+        self.events.push_back((now, Event::Created(Box::new(job.view()))));
+        self.jobs.insert(id, job);
+        let queue = self.device_queues.entry(spec.device.clone()).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 && !self.busy.contains_key(&spec.device) {
+            self.ready_devices.push_back(spec.device);
+        }
+        self.activate(now);
+        Ok(id)
+    }
+
+    /// Cancels a job in any non-final state. Nothing more is sent for it.
+    pub fn cancel(&mut self, id: JobId, now: Instant) -> Result<(), CancelError> {
+        let job = self.jobs.get(&id).ok_or(CancelError::NotFound(id))?;
+        if job.state.is_final() {
+            return Err(CancelError::AlreadyFinal { id, state: job.state });
+        }
+        if job.state == JobState::Queued {
+            let device = job.device.clone();
+            if let Some(queue) = self.device_queues.get_mut(&device) {
+                queue.retain(|queued| *queued != id);
+            }
+        }
+        self.finish(id, JobState::Cancelled, Some("cancelled by the operator".into()), now);
+        Ok(())
+    }
+
+    /// A decoded response from `device`. Anything that does not fit the device's current job and
+    /// phase changes nothing and is reported as ignored.
+    pub fn handle_response(&mut self, device: &DeviceId, response: Response, now: Instant) {
+        let command = response.command_type();
+        let ignore = |engine: &mut Self, reason: String| {
+            let event = Event::Ignored { device: device.clone(), job: response.job_id, command, reason };
+            engine.events.push_back((now, event));
+        };
+        let current = self.busy.get(device).copied();
+        if current != Some(response.job_id) {
+            let reason = match self.jobs.get(&response.job_id) {
+                None => "unknown job".to_owned(),
+                Some(job) if &job.device != device => format!("job belongs to device {}", job.device),
+                Some(job) if job.state.is_final() => format!("job already {} (late or duplicate)", job.state),
+                Some(job) => format!("job is {}, not the device's current job", job.state),
+            };
+            return ignore(self, reason);
+        }
+        let Some(state) = self.jobs.get(&response.job_id).map(|j| j.state) else {
+            return ignore(self, "unknown job".to_owned());
+        };
+        let id = response.job_id;
+        match (state, response.body) {
+            (JobState::Requesting, ResponseBody::RequestAck { next_chunk }) => {
+                self.start_transfer(id, next_chunk, now)
+            }
+            (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
+                let detail = reason.map_or_else(
+                    || "device refused the update".to_owned(),
+                    |r| format!("device refused the update: {r}"),
+                );
+                self.finish(id, JobState::Rejected, Some(detail), now);
+            }
+            (JobState::Finishing, ResponseBody::DoneSuccess) => {
+                self.finish(id, JobState::Succeeded, None, now)
+            }
+            (JobState::Finishing, ResponseBody::DoneFailed { reason }) => {
+                let detail = reason.map_or_else(
+                    || "device answered FOTA_DONE_FAILED (image did not verify)".to_owned(),
+                    |r| format!("device answered FOTA_DONE_FAILED: {r}"),
+                );
+                self.finish(id, JobState::Failed, Some(detail), now);
+            }
+            (state, _) => ignore(self, format!("{command} does not fit a job that is {state}")),
+        }
+    }
+
+    /// The broker connection went up or down. While it is down nothing is sent and no answer
+    /// deadline runs (the device cannot answer through a broker we cannot reach); when it comes
+    /// back every active job repeats its last command, because a clean session lost whatever was
+    /// in flight: requests and DONEs are sent again and transfers restart from FOTA_REQUEST,
+    /// which lets a device that supports resume skip what it already holds.
+    pub fn set_connected(&mut self, connected: bool, now: Instant) {
+        if connected == self.connected {
+            return;
+        }
+        self.connected = connected;
+        if !connected {
+            self.commands.clear();
+            self.sending.clear();
+            for job in self.jobs.values_mut().filter(|j| j.state.is_active()) {
+                job.deadline = None;
+                job.paced_until = None;
+            }
+            return;
+        }
+        let active: Vec<(JobId, JobState)> =
+            self.jobs.values().filter(|j| j.state.is_active()).map(|j| (j.id, j.state)).collect();
+        for (id, state) in active {
+            match state {
+                JobState::Requesting => self.start_round(id, now),
+                JobState::Transferring => {
+                    let detail = "broker reconnected: asking the device where to resume";
+                    self.transition(id, JobState::Requesting, Some(detail.into()), now);
+                    self.start_round(id, now);
+                }
+                _ => self.send_done(id, now),
+            }
+        }
+        self.activate(now);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Fires every timer that is due at `now`: answer deadlines and chunk pacing.
+    pub fn tick(&mut self, now: Instant) {
+        while let Some((at, id, kind)) = self.timers.pop_due(now) {
+            let Some(job) = self.jobs.get_mut(&id) else { continue };
+            match kind {
+                TimerKind::Pace if job.paced_until == Some(at) && job.state == JobState::Transferring => {
+                    job.paced_until = None;
+                    self.sending.push_back(id);
+                }
+                TimerKind::Deadline if job.deadline == Some(at) => {
+                    job.deadline = None;
+                    self.deadline_passed(id, now);
+                }
+                _ => {} // stale entry
+            }
+        }
+    }
+
+    /// When `tick` next has work to do, if ever.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The next message to send, commands first, then one chunk from the next job in turn.
+    /// `None` when there is nothing to send now (or the broker is down).
+    pub fn poll_publish(&mut self, now: Instant) -> Option<Publish> {
+        if !self.connected {
+            return None;
+        }
+        while let Some((id, command)) = self.commands.pop_front() {
+            if let Some(publish) = self.command_publish(id, command) {
+                return Some(publish);
+            }
+        }
+        while let Some(id) = self.sending.pop_front() {
+            if let Some(publish) = self.next_chunk(id, now) {
+                return Some(publish);
+            }
+        }
+        None
+    }
+
+    pub fn poll_event(&mut self) -> Option<(Instant, Event)> {
+        self.events.pop_front()
+    }
+
+    pub fn job(&self, id: JobId) -> Option<JobView> {
+        self.jobs.get(&id).map(Job::view)
+    }
+
+    /// Every job, oldest first.
+    pub fn jobs(&self) -> impl Iterator<Item = JobView> + '_ {
+        self.jobs.values().map(Job::view)
+    }
+
+    /// How many jobs are in each state.
+    pub fn counts(&self) -> BTreeMap<JobState, usize> {
+        let mut counts = BTreeMap::new();
+        for job in self.jobs.values() {
+            *counts.entry(job.state).or_default() += 1;
+        }
+        counts
+    }
+
+    /// True when no job is queued or active.
+    pub fn is_idle(&self) -> bool {
+        self.active == 0 && self.device_queues.values().all(VecDeque::is_empty)
+    }
+
+    // ---- internals ----
+
+    /// Starts queued jobs while slots are open, in the order their devices became free.
+    fn activate(&mut self, now: Instant) {
+        if !self.connected {
+            return;
+        }
+        while self.active < self.settings.max_active {
+            let Some(device) = self.ready_devices.pop_front() else { break };
+            let Some(id) = self.device_queues.get_mut(&device).and_then(VecDeque::pop_front) else {
+                continue; // its queued jobs were cancelled
+            };
+            self.busy.insert(device, id);
+            self.active += 1;
+            self.transition(id, JobState::Requesting, None, now);
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.next_chunk = 1;
+            }
+            self.start_round(id, now);
+        }
+    }
+
+    /// Starts a round of FOTA_REQUEST sends with the full retry budget.
+    fn start_round(&mut self, id: JobId, now: Instant) {
+        let budget = self.settings.request_attempts.max(1);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.sends_left = budget;
+        }
+        self.send_request(id, now);
+    }
+
+    fn send_request(&mut self, id: JobId, now: Instant) {
+        let timeout = self.settings.request_timeout;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.attempts += 1;
+            job.sends_left = job.sends_left.saturating_sub(1);
+            self.commands.push_back((id, CommandType::Request));
+            self.arm_deadline(id, now + timeout);
+        }
+    }
+
+    fn send_done(&mut self, id: JobId, now: Instant) {
+        self.commands.push_back((id, CommandType::Done));
+        self.arm_deadline(id, now + self.settings.done_timeout);
+    }
+
+    fn arm_deadline(&mut self, id: JobId, at: Instant) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.deadline = Some(at);
+            self.timers.arm(at, id, TimerKind::Deadline);
+        }
+    }
+
+    fn start_transfer(&mut self, id: JobId, resume: Option<u32>, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.deadline = None;
+        job.started_at.get_or_insert(now);
+        // A resume point outside 1..=total+1 is nonsense from the device: start from the top.
+        let start = match resume {
+            Some(next) if (1..=job.total_chunks.saturating_add(1)).contains(&next) => next,
+            _ => 1,
+        };
+        job.next_chunk = start;
+        let total = job.total_chunks;
+        let detail = match resume {
+            Some(next) if next == start && start > 1 => {
+                Some(format!("device holds chunks 1..{}; resuming at {start}", start - 1))
+            }
+            Some(next) if next != start => {
+                Some(format!("ignored resume point {next} outside 1..={}", total + 1))
+            }
+            _ => None,
+        };
+        self.transition(id, JobState::Transferring, detail, now);
+        if start > total {
+            self.transition(id, JobState::Finishing, None, now);
+            self.send_done(id, now);
+        } else {
+            self.sending.push_back(id);
+        }
+    }
+
+    fn next_chunk(&mut self, id: JobId, now: Instant) -> Option<Publish> {
+        let job = self.jobs.get_mut(&id)?;
+        if job.state != JobState::Transferring || job.paced_until.is_some() {
+            return None;
+        }
+        let chunk_id = job.next_chunk;
+        let payload = job.image.chunk(job.chunk_size, chunk_id)?;
+        let len = payload.len() as u32;
+        job.next_chunk += 1;
+        job.bytes_sent += u64::from(len);
+        let total = job.total_chunks;
+        let device = job.device.clone();
+        let publish = Publish {
+            topic: self.topics.data(&device, chunk_id),
+            payload,
+            job: id,
+            device: device.clone(),
+            kind: PublishKind::Chunk { id: chunk_id, total },
+        };
+        self.events
+            .push_back((now, Event::ChunkSent { job: id, device, chunk: chunk_id, total, bytes: len }));
+        if chunk_id >= total {
+            self.transition(id, JobState::Finishing, None, now);
+            self.send_done(id, now);
+        } else if job.chunk_interval.is_zero() {
+            self.sending.push_back(id);
+        } else {
+            let at = now + job.chunk_interval;
+            job.paced_until = Some(at);
+            self.timers.arm(at, id, TimerKind::Pace);
+        }
+        Some(publish)
+    }
+
+    /// Builds a queued command if its job still wants it (a cancelled or finished job does not).
+    fn command_publish(&self, id: JobId, command: CommandType) -> Option<Publish> {
+        let job = self.jobs.get(&id)?;
+        let body = match (command, job.state) {
+            (CommandType::Request, JobState::Requesting) => {
+                CommandBody::Request { hash: *job.image.sha256() }
+            }
+            (CommandType::Done, JobState::Finishing) => CommandBody::Done,
+            _ => return None,
+        };
+        let payload = encode_command(&Command { job_id: id, body }, self.settings.hash_encoding);
+        Some(Publish {
+            topic: self.topics.cmd(&job.device),
+            payload: Bytes::from(payload),
+            job: id,
+            device: job.device.clone(),
+            kind: PublishKind::Command(command),
+        })
+    }
+
+    fn deadline_passed(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        match job.state {
+            JobState::Requesting if job.sends_left > 0 => {
+                let device = job.device.clone();
+                self.send_request(id, now);
+                let attempt = self.jobs.get(&id).map_or(0, |j| j.attempts);
+                self.events.push_back((now, Event::RequestRetried { job: id, device, attempt }));
+            }
+            JobState::Requesting => {
+                let detail = format!(
+                    "no answer to FOTA_REQUEST after {} attempts of {} s",
+                    self.settings.request_attempts.max(1),
+                    self.settings.request_timeout.as_secs_f64()
+                );
+                self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
+            JobState::Finishing => {
+                let detail =
+                    format!("no answer to FOTA_DONE within {} s", self.settings.done_timeout.as_secs_f64());
+                self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a job, frees its device and slot, and starts whatever was waiting.
+    fn finish(&mut self, id: JobId, state: JobState, error: Option<String>, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let was_active = job.state.is_active();
+        job.error = error.clone();
+        job.deadline = None;
+        job.paced_until = None;
+        job.finished_at = Some(now);
+        let device = job.device.clone();
+        self.transition(id, state, error, now);
+        if was_active {
+            self.active = self.active.saturating_sub(1);
+            self.busy.remove(&device);
+            if self.device_queues.get(&device).is_some_and(|q| !q.is_empty()) {
+                self.ready_devices.push_back(device.clone());
+            }
+        }
+        if self.device_queues.get(&device).is_some_and(VecDeque::is_empty) {
+            self.device_queues.remove(&device);
+        }
+        self.activate(now);
+    }
+
+    fn transition(&mut self, id: JobId, to: JobState, detail: Option<String>, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let from = job.state;
+        job.state = to;
+        let device = job.device.clone();
+        self.events.push_back((now, Event::StateChanged { job: id, device, from, to, detail }));
+    }
+}

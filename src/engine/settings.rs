@@ -1,0 +1,36 @@
+//! The scheduler's knobs, with the defaults the documentation promises.
+
+use std::time::Duration;
+
+use crate::firmware::ChunkSize;
+use crate::protocol::HashEncoding;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Jobs between FOTA_REQUEST and their verdict at once; the rest wait as `queued`.
+    pub max_active: usize,
+    /// How long to wait for ACK/NACK before FOTA_REQUEST is sent again.
+    pub request_timeout: Duration,
+    /// FOTA_REQUEST sends before a silent device's job times out (at least 1).
+    pub request_attempts: u32,
+    /// How long to wait for the device's verdict after FOTA_DONE.
+    pub done_timeout: Duration,
+    pub chunk_size: ChunkSize,
+    /// Pause between two chunks of one job; zero sends as fast as the broker takes them.
+    pub chunk_interval: Duration,
+    pub hash_encoding: HashEncoding,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_active: 64,
+            request_timeout: Duration::from_secs(30),
+            request_attempts: 3,
+            done_timeout: Duration::from_secs(60),
+            chunk_size: ChunkSize::default(),
+            chunk_interval: Duration::ZERO,
+            hash_encoding: HashEncoding::Array,
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The engine driven with explicit time: every timeout, retry and ordering rule in microseconds.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::firmware::{ChunkSize, Image};
+use crate::protocol::{CommandType, DeviceId, HashEncoding, Response, ResponseBody, Topics, decode_command};
+
+struct Harness {
+    engine: Engine,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+fn dev(name: &str) -> DeviceId {
+    DeviceId::parse(name).unwrap()
+}
+
+fn image(len: usize) -> Image {
+    Image::new("fw.bin", Bytes::from((0..len).map(|i| (i % 253) as u8).collect::<Vec<_>>()))
+}
+
+fn settings() -> Settings {
+    Settings {
+        max_active: 64,
+        request_timeout: Duration::from_secs(30),
+        request_attempts: 3,
+        done_timeout: Duration::from_secs(60),
+        chunk_size: ChunkSize::new(64).unwrap(),
+        chunk_interval: Duration::ZERO,
+        hash_encoding: HashEncoding::Array,
+    }
+}
+
+impl Harness {
+    fn new(settings: Settings) -> Self {
+        let now = Instant::now();
+        let mut engine = Engine::new(settings, Topics::default());
+        engine.set_connected(true, now);
+        Self { engine, now, events: Vec::new() }
+    }
+
+    fn submit(&mut self, device: &str, len: usize) -> JobId {
+        let spec = JobSpec { device: dev(device), image: image(len), chunk_size: None, chunk_interval: None };
+        self.engine.submit(spec, self.now).unwrap()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.engine.tick(self.now);
+    }
+
+    /// Everything the engine would send right now.
+    fn drain(&mut self) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some(p) = self.engine.poll_publish(self.now) {
+            out.push(p);
+        }
+        while let Some((_, e)) = self.engine.poll_event() {
+            self.events.push(e);
+        }
+        out
+    }
+
+    fn respond(&mut self, device: &str, job: JobId, body: ResponseBody) {
+        self.engine.handle_response(&dev(device), Response { job_id: job, body }, self.now);
+    }
+
+    fn state(&self, job: JobId) -> JobState {
+        self.engine.job(job).unwrap().state
+    }
+
+    fn ignored(&mut self) -> Vec<String> {
+        self.drain();
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ignored { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn kinds(publishes: &[Publish]) -> Vec<PublishKind> {
+    publishes.iter().map(|p| p.kind).collect()
+}
+
+const ACK: ResponseBody = ResponseBody::RequestAck { next_chunk: None };
+
+#[test]
+fn a_job_runs_request_chunks_done_and_succeeds() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("dev-07", 150); // 64 + 64 + 22
+    let out = h.drain();
+    assert_eq!(kinds(&out), vec![PublishKind::Command(CommandType::Request)]);
+    assert_eq!(out[0].topic, "/fota/cmd/dev-07");
+    let cmd = decode_command(&out[0].payload).unwrap();
+    assert_eq!(cmd.job_id, id);
+    assert_eq!(h.state(id), JobState::Requesting);
+
+    h.respond("dev-07", id, ACK);
+    let out = h.drain();
+    assert_eq!(
+        kinds(&out),
+        vec![
+            PublishKind::Chunk { id: 1, total: 3 },
+            PublishKind::Chunk { id: 2, total: 3 },
+            PublishKind::Chunk { id: 3, total: 3 },
+            PublishKind::Command(CommandType::Done),
+        ]
+    );
+    assert_eq!(out[0].topic, "/fota/data/dev-07/1");
+    assert_eq!(out[2].payload.len(), 22);
+    let reassembled: Vec<u8> = out[..3].iter().flat_map(|p| p.payload.to_vec()).collect();
+    assert_eq!(reassembled, image(150).bytes().to_vec());
+    assert_eq!(h.state(id), JobState::Finishing);
+
+    h.respond("dev-07", id, ResponseBody::DoneSuccess);
+    h.drain();
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(
+        (view.state, view.chunks_done, view.chunks_total, view.bytes_sent),
+        (JobState::Succeeded, 3, 3, 150)
+    );
+    assert!(view.finished_at.is_some() && view.error.is_none());
+    let states: Vec<JobState> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StateChanged { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    use JobState::*;
+    assert_eq!(states, vec![Requesting, Transferring, Finishing, Succeeded]);
+    assert_eq!(h.events.iter().filter(|e| matches!(e, Event::ChunkSent { .. })).count(), 3);
+    assert!(h.engine.is_idle());
+}
+
+#[test]
+fn nack_rejects_and_done_failed_fails_with_the_devices_word() {
+    let mut h = Harness::new(settings());
+    let a = h.submit("a", 10);
+    let b = h.submit("b", 10);
+    h.drain();
+    h.respond("a", a, ResponseBody::RequestNack { reason: None });
+    assert_eq!(h.state(a), JobState::Rejected);
+    h.respond("b", b, ACK);
+    h.drain();
+    h.respond("b", b, ResponseBody::DoneFailed { reason: Some("hash mismatch".into()) });
+    let view = h.engine.job(b).unwrap();
+    assert_eq!(view.state, JobState::Failed);
+    assert!(view.error.unwrap().contains("hash mismatch"));
+}
+
+#[test]
+fn request_is_resent_then_times_out_after_the_attempts() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("silent", 10);
+    assert_eq!(h.drain().len(), 1);
+    h.advance(Duration::from_secs(29));
+    assert!(h.drain().is_empty(), "nothing before the timeout");
+    h.advance(Duration::from_secs(1));
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Request)]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.drain().len(), 1);
+    assert_eq!(h.engine.job(id).unwrap().attempts, 3);
+    assert_eq!(h.state(id), JobState::Requesting);
+    h.advance(Duration::from_secs(30));
+    assert!(h.drain().is_empty());
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert!(view.error.unwrap().contains("FOTA_REQUEST"));
+}
+
+#[test]
+fn a_late_ack_after_a_resend_is_still_accepted_once() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 10);
+    h.drain();
+    h.advance(Duration::from_secs(30)); // second FOTA_REQUEST
+    h.drain();
+    h.respond("d", id, ACK); // answer to the first
+    h.drain(); // the one chunk and FOTA_DONE
+    assert_eq!(h.state(id), JobState::Finishing);
+    h.respond("d", id, ACK); // answer to the second: wrong phase now
+    assert_eq!(h.state(id), JobState::Finishing);
+    assert_eq!(h.ignored().len(), 1);
+}
+
+#[test]
+fn done_timeout_times_out_the_finishing_phase() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 10);
+    h.drain();
+    h.respond("d", id, ACK);
+    h.drain();
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.state(id), JobState::Finishing);
+    h.advance(Duration::from_secs(1));
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert!(view.error.unwrap().contains("FOTA_DONE"));
+}
+
+#[test]
+fn a_silent_device_does_not_block_other_jobs() {
+    let mut h = Harness::new(settings());
+    let silent = h.submit("silent", 10);
+    let ok = h.submit("ok", 10);
+    h.drain();
+    h.respond("ok", ok, ACK);
+    h.drain();
+    h.respond("ok", ok, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(ok), JobState::Succeeded);
+    assert_eq!(h.state(silent), JobState::Requesting);
+}
+
+#[test]
+fn cancel_works_in_every_non_final_state_and_nothing_is_sent_after() {
+    let mut h = Harness::new(settings());
+    // queued: behind another job for the same device
+    let first = h.submit("d", 1000);
+    let queued = h.submit("d", 10);
+    h.drain();
+    assert_eq!(h.state(queued), JobState::Queued);
+    h.engine.cancel(queued, h.now).unwrap();
+    assert_eq!(h.state(queued), JobState::Cancelled);
+    // requesting
+    h.engine.cancel(first, h.now).unwrap();
+    assert!(h.drain().is_empty());
+    // a late ACK for the cancelled job changes nothing
+    h.respond("d", first, ACK);
+    assert_eq!(h.state(first), JobState::Cancelled);
+
+    // transferring: paced so that it is mid-transfer
+    let mut s = settings();
+    s.chunk_interval = Duration::from_millis(10);
+    let mut h = Harness::new(s);
+    let id = h.submit("d", 1000);
+    h.drain();
+    h.respond("d", id, ACK);
+    assert_eq!(h.drain().len(), 1);
+    assert_eq!(h.state(id), JobState::Transferring);
+    h.engine.cancel(id, h.now).unwrap();
+    h.advance(Duration::from_secs(1));
+    assert!(h.drain().is_empty(), "no chunk after cancel");
+
+    // finishing
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 10);
+    h.drain();
+    h.respond("d", id, ACK);
+    h.drain();
+    assert_eq!(h.state(id), JobState::Finishing);
+    h.engine.cancel(id, h.now).unwrap();
+    assert_eq!(h.state(id), JobState::Cancelled);
+    h.respond("d", id, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(id), JobState::Cancelled);
+    assert!(matches!(h.engine.cancel(id, h.now), Err(CancelError::AlreadyFinal { .. })));
+    assert!(matches!(h.engine.cancel(999, h.now), Err(CancelError::NotFound(999))));
+}
+
+#[test]
+fn cancel_between_polls_drops_the_queued_command() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 10);
+    h.engine.cancel(id, h.now).unwrap();
+    assert!(h.drain().is_empty(), "the FOTA_REQUEST queued before cancel is not sent");
+}
+
+#[test]
+fn duplicates_unknown_jobs_and_wrong_devices_are_ignored() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 10);
+    h.drain();
+    h.respond("d", 4242, ACK);
+    h.respond("other", id, ACK);
+    h.respond("d", id, ResponseBody::DoneSuccess); // wrong phase
+    assert_eq!(h.state(id), JobState::Requesting);
+    h.respond("d", id, ACK);
+    h.drain();
+    h.respond("d", id, ResponseBody::DoneSuccess);
+    h.respond("d", id, ResponseBody::DoneSuccess); // QoS 1 duplicate
+    assert_eq!(h.state(id), JobState::Succeeded);
+    let reasons = h.ignored();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(reasons[0].contains("unknown job"));
+    assert!(reasons[1].contains("belongs to device d"));
+    assert!(reasons[2].contains("does not fit"));
+    assert!(reasons[3].contains("already succeeded"));
+}
+
+#[test]
+fn jobs_for_one_device_run_in_order_one_at_a_time() {
+    let mut h = Harness::new(settings());
+    let jobs: Vec<JobId> = (0..3).map(|_| h.submit("d", 10)).collect();
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(decode_command(&out[0].payload).unwrap().job_id, jobs[0]);
+    for (i, id) in jobs.iter().enumerate() {
+        assert_eq!(h.state(*id), JobState::Requesting, "job {i}");
+        h.respond("d", *id, ResponseBody::RequestNack { reason: None });
+        if let Some(next) = jobs.get(i + 1) {
+            let out = h.drain();
+            assert_eq!(decode_command(&out[0].payload).unwrap().job_id, *next);
+        }
+    }
+}
+
+#[test]
+fn max_active_bounds_concurrent_jobs() {
+    let mut s = settings();
+    s.max_active = 2;
+    let mut h = Harness::new(s);
+    let ids: Vec<JobId> = ["a", "b", "c"].iter().map(|d| h.submit(d, 10)).collect();
+    assert_eq!(h.drain().len(), 2);
+    assert_eq!(h.state(ids[2]), JobState::Queued);
+    h.respond("a", ids[0], ResponseBody::RequestNack { reason: None });
+    assert_eq!(h.state(ids[2]), JobState::Requesting);
+}
+
+#[test]
+fn transfers_take_turns_chunk_by_chunk() {
+    let mut h = Harness::new(settings());
+    let a = h.submit("a", 64 * 4);
+    let b = h.submit("b", 64 * 2);
+    h.drain();
+    h.respond("a", a, ACK);
+    h.respond("b", b, ACK);
+    let order: Vec<(JobId, PublishKind)> = h.drain().iter().map(|p| (p.job, p.kind)).collect();
+    let chunk = |id, total| PublishKind::Chunk { id, total };
+    assert_eq!(
+        order,
+        vec![
+            (a, chunk(1, 4)),
+            (b, chunk(1, 2)),
+            (a, chunk(2, 4)),
+            (b, chunk(2, 2)),
+            (b, PublishKind::Command(CommandType::Done)),
+            (a, chunk(3, 4)),
+            (a, chunk(4, 4)),
+            (a, PublishKind::Command(CommandType::Done)),
+        ]
+    );
+}
+
+#[test]
+fn resume_starts_where_the_device_says() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 64 * 5);
+    h.drain();
+    h.respond("d", id, ResponseBody::RequestAck { next_chunk: Some(4) });
+    assert_eq!(
+        kinds(&h.drain()),
+        vec![
+            PublishKind::Chunk { id: 4, total: 5 },
+            PublishKind::Chunk { id: 5, total: 5 },
+            PublishKind::Command(CommandType::Done)
+        ]
+    );
+
+    // The device holds everything: straight to FOTA_DONE.
+    let id = h.submit("e", 64 * 5);
+    h.drain();
+    h.respond("e", id, ResponseBody::RequestAck { next_chunk: Some(6) });
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Done)]);
+
+    // A resume point past the end is nonsense: start from chunk 1.
+    let id = h.submit("f", 64 * 2);
+    h.drain();
+    h.respond("f", id, ResponseBody::RequestAck { next_chunk: Some(99) });
+    assert_eq!(h.drain()[0].kind, PublishKind::Chunk { id: 1, total: 2 });
+}
+
+#[test]
+fn chunk_interval_paces_one_job() {
+    let mut s = settings();
+    s.chunk_interval = Duration::from_millis(10);
+    let mut h = Harness::new(s);
+    let id = h.submit("d", 64 * 3);
+    h.drain();
+    h.respond("d", id, ACK);
+    assert_eq!(h.drain().len(), 1);
+    h.advance(Duration::from_millis(9));
+    assert!(h.drain().is_empty());
+    assert_eq!(h.engine.next_wakeup(), Some(h.now + Duration::from_millis(1)));
+    h.advance(Duration::from_millis(1));
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Chunk { id: 2, total: 3 }]);
+    h.advance(Duration::from_millis(10));
+    assert_eq!(
+        kinds(&h.drain()),
+        vec![PublishKind::Chunk { id: 3, total: 3 }, PublishKind::Command(CommandType::Done)]
+    );
+}
+
+#[test]
+fn nothing_is_sent_while_disconnected_and_reconnect_repeats_the_last_command() {
+    let mut s = settings();
+    s.chunk_interval = Duration::from_millis(10);
+    let mut h = Harness::new(s);
+    let requesting = h.submit("r", 64 * 3);
+    let transferring = h.submit("t", 64 * 3);
+    let finishing = h.submit("f", 10);
+    h.drain();
+    h.respond("t", transferring, ACK);
+    h.respond("f", finishing, ACK);
+    h.drain();
+    h.engine.set_connected(false, h.now);
+    let queued = h.submit("q", 10);
+    // Deadlines do not run while the broker is unreachable.
+    h.advance(Duration::from_secs(600));
+    assert!(h.drain().is_empty());
+    assert_eq!(h.state(requesting), JobState::Requesting);
+    assert_eq!(h.state(finishing), JobState::Finishing);
+    assert_eq!(h.state(queued), JobState::Queued);
+
+    h.engine.set_connected(true, h.now);
+    let mut sent: Vec<(JobId, PublishKind)> = h.drain().iter().map(|p| (p.job, p.kind)).collect();
+    sent.sort_by_key(|(id, _)| *id);
+    let req = PublishKind::Command(CommandType::Request);
+    assert_eq!(
+        sent,
+        vec![
+            (requesting, req),
+            (transferring, req),
+            (finishing, PublishKind::Command(CommandType::Done)),
+            (queued, req)
+        ]
+    );
+    assert_eq!(h.state(transferring), JobState::Requesting);
+    // The resent request round has its full retry budget again.
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.drain().len(), 3, "requesting, transferring and queued resend");
+    assert_eq!(h.state(requesting), JobState::Requesting);
+}
+
+#[test]
+fn ids_are_unique_and_continue_after_a_floor() {
+    let mut h = Harness::new(settings());
+    let a = h.submit("a", 10);
+    h.engine.set_last_job_id(1000);
+    let b = h.submit("a", 10);
+    assert_eq!((a, b), (1, 1001));
+    h.engine.set_last_job_id(5); // never goes backwards
+    assert_eq!(h.submit("a", 10), 1002);
+}
+
+#[test]
+fn more_than_65535_chunks_are_counted_in_32_bits() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("big", 64 * 70_000);
+    h.drain();
+    h.respond("big", id, ACK);
+    let out = h.drain();
+    assert_eq!(out.len(), 70_001);
+    assert_eq!(out[69_999].kind, PublishKind::Chunk { id: 70_000, total: 70_000 });
+    assert_eq!(out[69_999].topic, "/fota/data/big/70000");
+}
+
+#[test]
+fn an_empty_image_is_refused() {
+    let mut h = Harness::new(settings());
+    let spec = JobSpec { device: dev("d"), image: image(0), chunk_size: None, chunk_interval: None };
+    assert!(matches!(h.engine.submit(spec, h.now), Err(SubmitError::EmptyImage(_))));
+}

@@ -12,6 +12,9 @@
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
 #![forbid(unsafe_code)]
 
+pub mod broker;
 pub mod engine;
 pub mod firmware;
 pub mod protocol;
+pub mod runtime;
+pub mod sim;

@@ -98,16 +98,30 @@ impl Engine {
         self.next_id = self.next_id.max(last.saturating_add(1));
     }
 
-    /// Accepts a job; it starts as soon as its device is free and a slot is open.
-    pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
+    /// Whether `submit` would accept this spec, without changing anything (lets a batch be
+    /// accepted all or nothing).
+    pub fn check(&self, spec: &JobSpec) -> Result<(), SubmitError> {
+        self.total_chunks(spec).map(|_| ())
+    }
+
+    fn total_chunks(&self, spec: &JobSpec) -> Result<u32, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         if spec.image.size() == 0 {
             return Err(SubmitError::EmptyImage(spec.image.name().to_owned()));
         }
-        let total_chunks = spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
+        if self.next_id == JobId::MAX {
+            return Err(SubmitError::IdsExhausted);
+        }
+        spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
             name: spec.image.name().to_owned(),
             chunk_size: chunk_size.get(),
-        })?;
+        })
+    }
+
+    /// Accepts a job; it starts as soon as its device is free and a slot is open.
+    pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
+        let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
+        let total_chunks = self.total_chunks(&spec)?;
         let id = self.next_id;
         self.next_id = id.checked_add(1).ok_or(SubmitError::IdsExhausted)?;
         let job = Job {

@@ -1,0 +1,101 @@
+//! The embedded MQTT broker (rumqttd) for `rocky demo`, `rocky broker`, tests and benchmarks:
+//! a real broker on a loopback port with no set-up.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+use crate::runtime::BrokerUrl;
+
+/// A running embedded broker. rumqttd offers no way to stop its threads, so the broker lives as
+/// long as the process; each test or demo starts its own on a fresh port.
+pub struct EmbeddedBroker {
+    addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot find a free port on 127.0.0.1: {0}")]
+    NoPort(std::io::Error),
+    #[error("the embedded broker failed to start: {0}")]
+    Start(String),
+    #[error("the embedded broker did not accept connections on {0} within 5 s")]
+    NotListening(SocketAddr),
+}
+
+impl EmbeddedBroker {
+    /// Starts a broker on `127.0.0.1:port`, or on a free port when `port` is `None`, and returns
+    /// once it accepts connections.
+    pub fn start(port: Option<u16>) -> Result<Self, BrokerError> {
+        let port = match port {
+            Some(port) => port,
+            None => free_port().map_err(BrokerError::NoPort)?,
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut broker = Broker::new(config(addr));
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("rumqttd".into())
+            .spawn(move || {
+                // `start` blocks for the broker's life and returns only on failure.
+                if let Err(e) = broker.start() {
+                    let _ = done_tx.send(e.to_string());
+                }
+            })
+            .map_err(|e| BrokerError::Start(e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(reason) = done_rx.try_recv() {
+                return Err(BrokerError::Start(reason));
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(Self { addr });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(BrokerError::NotListening(addr))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> BrokerUrl {
+        BrokerUrl::local(self.addr.port())
+    }
+}
+
+/// A port the OS says is free right now on loopback.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn config(listen: SocketAddr) -> Config {
+    let connections = ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: crate::runtime::MAX_PACKET_BYTES,
+        max_inflight_count: 500,
+        auth: None,
+        external_auth: None,
+        dynamic_filters: true,
+    };
+    let server =
+        ServerSettings { name: "v4".into(), listen, tls: None, next_connection_delay_ms: 0, connections };
+    Config {
+        id: 0,
+        router: RouterConfig {
+            max_connections: 10_010,
+            max_outgoing_packet_count: 200,
+            // The router keeps recent messages in memory segments; these bound that memory.
+            max_segment_size: 16 * 1024 * 1024,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("1".to_owned(), server)])),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,40 @@
+//! Maps the engine's monotonic instants to wall-clock time for people and the API.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Taken once at start: wall time = `wall` + (instant - `mono`). Monotonic arithmetic keeps
+/// durations right even if the system clock is stepped while Rocky runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Self { mono: tokio::time::Instant::now().into_std(), wall: SystemTime::now() }
+    }
+
+    /// The engine's notion of now (tokio's clock, so paused-time tests drive it too).
+    pub fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    pub fn wall(&self, at: Instant) -> SystemTime {
+        match at.checked_duration_since(self.mono) {
+            Some(after) => self.wall + after,
+            None => self.wall - self.mono.duration_since(at),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, the API's timestamp format.
+    pub fn unix_ms(&self, at: Instant) -> u64 {
+        self.wall(at).duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,119 @@
+//! What subscribers see: engine events, every MQTT message in and out, and the connection.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+
+use crate::engine::{Event, JobId};
+use crate::protocol::DeviceId;
+
+/// One event with its sequence number and wall-clock time. Shared behind an `Arc`, so fanning
+/// out to many subscribers copies a pointer, not the payload.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub seq: u64,
+    pub time: SystemTime,
+    pub event: RuntimeEvent,
+}
+
+#[derive(Debug, Clone)]
+pub enum RuntimeEvent {
+    Engine(Event),
+    Traffic(Traffic),
+    Connection(ConnectionState),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrafficDirection {
+    /// Rocky → device.
+    Out,
+    /// Device → Rocky.
+    In,
+}
+
+/// One MQTT message, with the rendering people read and the raw bytes for a detail view.
+/// Chunk payloads are slices of the image, so keeping them costs no copy.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub direction: TrafficDirection,
+    pub topic: String,
+    pub qos: u8,
+    pub size: usize,
+    pub text: String,
+    pub payload: Bytes,
+    pub device: Option<DeviceId>,
+    pub job: Option<JobId>,
+    /// True for a frame from a device that did not decode.
+    pub decode_error: bool,
+    /// True for a raw firmware chunk (the console folds these).
+    pub chunk: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    Connecting,
+    Connected,
+    Disconnected { reason: String },
+    Reconnecting { attempt: u32, delay_ms: u64, reason: String },
+    Stopped,
+}
+
+impl ConnectionState {
+    pub fn is_connected(&self) -> bool {
+        matches!(self, Self::Connected)
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Self::Connecting => "connecting".to_owned(),
+            Self::Connected => "connected".to_owned(),
+            Self::Disconnected { reason } => format!("disconnected: {reason}"),
+            Self::Reconnecting { attempt, delay_ms, reason } => {
+                format!("reconnecting (attempt {attempt}, in {delay_ms} ms): {reason}")
+            }
+            Self::Stopped => "stopped".to_owned(),
+        }
+    }
+}
+
+/// What a subscriber receives: an event, or word that it fell behind and lost some.
+#[derive(Debug, Clone)]
+pub enum Received {
+    Event(Arc<Envelope>),
+    Missed(u64),
+}
+
+/// A subscription that turns broadcast lag into a visible count instead of an error, so a slow
+/// reader (a busy console, a slow SSE client) loses old events and knows how many, while the
+/// engine never waits for it.
+pub struct EventStream {
+    rx: broadcast::Receiver<Arc<Envelope>>,
+}
+
+impl EventStream {
+    pub fn new(rx: broadcast::Receiver<Arc<Envelope>>) -> Self {
+        Self { rx }
+    }
+
+    /// The next item, or `None` once the runtime has stopped.
+    pub async fn recv(&mut self) -> Option<Received> {
+        match self.rx.recv().await {
+            Ok(envelope) => Some(Received::Event(envelope)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some(Received::Missed(n)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// Like `recv` but never waits: `None` when nothing is pending (or the runtime stopped).
+    pub fn try_recv(&mut self) -> Option<Received> {
+        match self.rx.try_recv() {
+            Ok(envelope) => Some(Received::Event(envelope)),
+            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Received::Missed(n)),
+            Err(_) => None,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The cheap, cloneable way in: requests over a bounded channel with oneshot replies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::{BrokerUrl, Clock, ConnectionState, Envelope, EventStream};
+use crate::engine::{CancelError, JobId, JobSpec, JobState, JobView, SubmitError};
+use crate::firmware::Library;
+use crate::protocol::DeviceId;
+
+/// Which jobs a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub device: Option<DeviceId>,
+}
+
+impl JobFilter {
+    pub fn matches(&self, job: &JobView) -> bool {
+        self.state.is_none_or(|s| s == job.state) && self.device.as_ref().is_none_or(|d| d == &job.device)
+    }
+}
+
+/// The runtime's state at a glance (`GET /healthz`, the console's status bar).
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub broker: BrokerUrl,
+    pub connection: ConnectionState,
+    pub counts: BTreeMap<JobState, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+pub(super) enum Request {
+    Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, SubmitError>>),
+    Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
+    Job(JobId, oneshot::Sender<Option<JobView>>),
+    Jobs(JobFilter, oneshot::Sender<Vec<JobView>>),
+    Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>)>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Handle {
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Arc<Envelope>>,
+    library: Arc<Library>,
+    clock: Clock,
+    broker: BrokerUrl,
+}
+
+impl Handle {
+    pub(super) fn new(
+        requests: mpsc::Sender<Request>,
+        events: broadcast::Sender<Arc<Envelope>>,
+        library: Arc<Library>,
+        clock: Clock,
+        broker: BrokerUrl,
+    ) -> Self {
+        Self { requests, events, library, clock, broker }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(make(tx)).await.map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Creates jobs in the order given. Either all are created or none (an error names why).
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobView>, RuntimeError> {
+        Ok(self.ask(|tx| Request::Submit(specs, tx)).await??)
+    }
+
+    pub async fn cancel(&self, id: JobId) -> Result<JobView, RuntimeError> {
+        Ok(self.ask(|tx| Request::Cancel(id, tx)).await??)
+    }
+
+    pub async fn job(&self, id: JobId) -> Result<Option<JobView>, RuntimeError> {
+        self.ask(|tx| Request::Job(id, tx)).await
+    }
+
+    pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<JobView>, RuntimeError> {
+        self.ask(|tx| Request::Jobs(filter, tx)).await
+    }
+
+    pub async fn status(&self) -> Result<Status, RuntimeError> {
+        let (connection, counts) = self.ask(Request::Status).await?;
+        Ok(Status { broker: self.broker.clone(), connection, counts })
+    }
+
+    pub fn subscribe(&self) -> EventStream {
+        EventStream::new(self.events.subscribe())
+    }
+
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn broker(&self) -> &BrokerUrl {
+        &self.broker
+    }
+
+    /// Stops the driver (which stops the messenger). Safe to call more than once.
+    pub async fn shutdown(&self) {
+        let _ = self.ask(Request::Shutdown).await;
+    }
+}

@@ -1,0 +1,104 @@
+//! Wires the engine to tokio and the broker. The only module that owns tasks.
+//!
+//! Two tasks: the *messenger* owns the rumqttc event loop (connect, reconnect with backoff,
+//! re-subscribe), and the *driver* owns the [`Engine`](crate::engine::Engine) and is the only
+//! code that touches job state. Everyone else holds a cheap [`Handle`]: requests go in over a
+//! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
+//! [`Envelope`]s.
+
+mod broker_url;
+mod clock;
+mod driver;
+mod events;
+mod handle;
+mod messenger;
+
+pub use messenger::MAX_PACKET_BYTES;
+
+pub use broker_url::{BrokerUrl, BrokerUrlError};
+pub use clock::Clock;
+pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
+pub use handle::{Handle, JobFilter, RuntimeError, Status};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::engine::{Engine, Settings};
+use crate::firmware::Library;
+use crate::protocol::Topics;
+
+/// Everything the runtime needs to run.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub broker: BrokerUrl,
+    pub client_id: String,
+    pub topics: Topics,
+    pub engine: Settings,
+    /// Events kept for slow subscribers before they start missing the oldest.
+    pub event_capacity: usize,
+    /// Publishes handed to the broker connection and not yet acknowledged (QoS 1 PUBACK).
+    /// This is the flow control behind "as fast as the broker takes them".
+    pub window: u16,
+    pub keep_alive: Duration,
+}
+
+impl RuntimeConfig {
+    pub fn new(broker: BrokerUrl) -> Self {
+        Self {
+            broker,
+            client_id: "rocky".to_owned(),
+            topics: Topics::default(),
+            engine: Settings::default(),
+            event_capacity: 16_384,
+            window: 128,
+            keep_alive: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A started runtime: the handle to talk to it and the tasks to wait for after shutdown.
+pub struct Runtime {
+    pub handle: Handle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Starts the messenger and the driver. Connecting happens in the background; its progress
+    /// is reported as connection events, so a broker that is down is not an error here.
+    pub fn start(config: RuntimeConfig, library: Arc<Library>) -> Self {
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let (requests_tx, requests_rx) = mpsc::channel(256);
+        let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
+        let clock = Clock::new();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (client, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx);
+        let engine = Engine::new(config.engine.clone(), config.topics.clone());
+        let handle = Handle::new(requests_tx, events.clone(), library, clock, config.broker.clone());
+        let driver = driver::Driver {
+            engine,
+            client,
+            requests: requests_rx,
+            from_broker: mqtt_rx,
+            events,
+            clock,
+            window: config.window.max(1),
+            outstanding: 0,
+            connection: ConnectionState::Connecting,
+            seq: 0,
+            stop: stop_tx,
+        };
+        let tasks = vec![tokio::spawn(messenger.run()), tokio::spawn(driver.run())];
+        Self { handle, tasks }
+    }
+
+    /// Asks both tasks to stop and waits for them.
+    pub async fn shutdown(self) {
+        self.handle.shutdown().await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! A fleet of simulated devices started together, with a summary of what each saw.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::device::SimDevice;
+use super::{Behavior, BehaviorPlan, DeviceReport, Verdict};
+use crate::protocol::{DeviceId, DeviceIdError, Topics};
+use crate::runtime::BrokerUrl;
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub broker: BrokerUrl,
+    pub topics: Topics,
+    /// Devices are named `{prefix}{n}`, n from 1, zero-padded to at least two digits.
+    pub prefix: String,
+    pub count: usize,
+    pub plan: BehaviorPlan,
+    /// How long a `slow` device waits before each answer.
+    pub slow_delay: Duration,
+}
+
+impl FleetConfig {
+    pub fn new(broker: BrokerUrl, count: usize) -> Self {
+        Self {
+            broker,
+            topics: Topics::default(),
+            prefix: "dev-".to_owned(),
+            count,
+            plan: BehaviorPlan::default(),
+            slow_delay: Duration::from_millis(1500),
+        }
+    }
+
+    pub fn device_ids(&self) -> Result<Vec<DeviceId>, DeviceIdError> {
+        let width = self.count.to_string().len().max(2);
+        (1..=self.count).map(|n| DeviceId::parse(&format!("{}{n:0width$}", self.prefix))).collect()
+    }
+}
+
+pub struct Fleet {
+    devices: Vec<(DeviceId, Behavior, Arc<Mutex<DeviceReport>>)>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Starts every device; they connect in the background (see [`Fleet::wait_connected`]).
+    pub fn start(config: &FleetConfig) -> Result<Self, DeviceIdError> {
+        let ids = config.device_ids()?;
+        let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let behaviors = config.plan.assign(&names);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut devices = Vec::with_capacity(ids.len());
+        let mut tasks = Vec::with_capacity(ids.len());
+        for (id, behavior) in ids.into_iter().zip(behaviors) {
+            let report =
+                Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
+            let device = SimDevice {
+                id: id.clone(),
+                behavior,
+                slow_delay: config.slow_delay,
+                topics: config.topics.clone(),
+                broker: config.broker.clone(),
+                report: report.clone(),
+            };
+            tasks.push(tokio::spawn(device.run(stop_rx.clone())));
+            devices.push((id, behavior, report));
+        }
+        Ok(Self { devices, stop, tasks })
+    }
+
+    pub fn ids(&self) -> Vec<DeviceId> {
+        self.devices.iter().map(|(id, _, _)| id.clone()).collect()
+    }
+
+    pub fn behavior(&self, id: &DeviceId) -> Option<Behavior> {
+        self.devices.iter().find(|(d, _, _)| d == id).map(|(_, b, _)| *b)
+    }
+
+    pub fn report(&self, id: &DeviceId) -> Option<DeviceReport> {
+        self.devices
+            .iter()
+            .find(|(d, _, _)| d == id)
+            .map(|(_, _, r)| r.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
+    pub fn reports(&self) -> Vec<(DeviceId, DeviceReport)> {
+        self.devices
+            .iter()
+            .map(|(id, _, r)| (id.clone(), r.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+            .collect()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.reports().iter().filter(|(_, r)| r.connected).count()
+    }
+
+    /// Waits (polling, with a deadline) until every device has subscribed.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.connected() == self.devices.len() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// One line per behaviour: how many devices, and how their updates ended.
+    pub fn summary(&self) -> String {
+        let mut by_behavior: BTreeMap<Behavior, (usize, usize, usize, usize)> = BTreeMap::new();
+        let mut chunks = 0u64;
+        let mut bytes = 0u64;
+        for (_, report) in self.reports() {
+            let entry = by_behavior.entry(report.behavior.unwrap_or(Behavior::Good)).or_default();
+            entry.0 += 1;
+            match report.last_verdict() {
+                Some(Verdict::Verified) => entry.1 += 1,
+                Some(Verdict::Failed) => entry.2 += 1,
+                Some(Verdict::Refused) => entry.3 += 1,
+                None => {}
+            }
+            chunks += report.chunks;
+            bytes += report.bytes;
+        }
+        let mut out =
+            format!("{} simulated devices, {chunks} chunks, {bytes} bytes received\n", self.devices.len());
+        for (behavior, (n, verified, failed, refused)) in by_behavior {
+            let _ = writeln!(
+                out,
+                "  {behavior:<8} {n:>5} devices: {verified} verified, {failed} failed, {refused} refused"
+            );
+        }
+        out
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Rocky and a simulated fleet over real brokers: the embedded rumqttd and a mosquitto started
+//! on a free loopback port.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocky::broker::EmbeddedBroker;
+use rocky::engine::{JobSpec, JobState, JobView};
+use rocky::firmware::{ChunkSize, Image, Library};
+use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
+use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection, Verdict};
+use support::{Mosquitto, test_image, wait_for};
+
+fn start_runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
+    let mut config = RuntimeConfig::new(broker);
+    config.client_id = format!("rocky-test-{}", std::process::id());
+    tweak(&mut config);
+    Runtime::start(config, Arc::new(Library::new()))
+}
+
+async fn wait_all_final(runtime: &Runtime, timeout: Duration) -> Vec<JobView> {
+    wait_for(timeout, "every job to end", || async {
+        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
+        jobs.iter().all(|j| j.state.is_final()).then_some(jobs)
+    })
+    .await
+}
+
+async fn run_fleet_of_50(broker: BrokerUrl) {
+    let fleet = Fleet::start(&FleetConfig::new(broker.clone(), 50)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await, "fleet connected");
+    let runtime = start_runtime(broker, |_| {});
+    let image = Image::new("fw-256k.bin", test_image(256 * 1024, 7));
+    let specs = fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec { device, image: image.clone(), chunk_size: None, chunk_interval: None })
+        .collect();
+    let created = runtime.handle.submit(specs).await.unwrap();
+    assert_eq!(created.len(), 50);
+    let jobs = wait_all_final(&runtime, Duration::from_secs(90)).await;
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded, "job {} on {}: {:?}", job.id, job.device, job.error);
+        assert_eq!((job.chunks_done, job.chunks_total), (64, 64));
+        let report = fleet.report(&job.device).unwrap();
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{}", job.device);
+        assert!(report.bytes >= 256 * 1024);
+    }
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_devices_update_256_kib_through_the_embedded_broker() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    run_fleet_of_50(broker.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_devices_update_256_kib_through_mosquitto() {
+    let Some(mosquitto) = Mosquitto::start("fifty_devices_update_256_kib_through_mosquitto") else { return };
+    run_fleet_of_50(mosquitto.url()).await;
+}
+
+async fn run_mixed_fleet(broker: BrokerUrl) {
+    let plan = BehaviorPlan::default()
+        .with(Behavior::Nack, Selection::parse("dev-02").unwrap())
+        .with(Behavior::Fail, Selection::parse("dev-03").unwrap())
+        .with(Behavior::Silent, Selection::parse("dev-04").unwrap())
+        .with(Behavior::Corrupt, Selection::parse("dev-05").unwrap())
+        .with(Behavior::Garbage, Selection::parse("dev-06").unwrap())
+        .with(Behavior::Slow, Selection::parse("dev-07").unwrap());
+    let mut fleet_config = FleetConfig::new(broker.clone(), 10);
+    fleet_config.plan = plan;
+    fleet_config.slow_delay = Duration::from_millis(300);
+    let fleet = Fleet::start(&fleet_config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let runtime = start_runtime(broker, |c| {
+        c.engine.request_timeout = Duration::from_millis(700);
+        c.engine.request_attempts = 2;
+        c.engine.done_timeout = Duration::from_secs(3);
+    });
+    let image = Image::new("fw.bin", test_image(40_000, 3));
+    let specs = fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec {
+            device,
+            image: image.clone(),
+            chunk_size: Some(ChunkSize::new(1024).unwrap()),
+            chunk_interval: None,
+        })
+        .collect();
+    runtime.handle.submit(specs).await.unwrap();
+    let started = std::time::Instant::now();
+    let jobs = wait_all_final(&runtime, Duration::from_secs(30)).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "settled in {:?}", started.elapsed());
+    let states: BTreeMap<String, JobState> = jobs.iter().map(|j| (j.device.to_string(), j.state)).collect();
+    for (device, state) in &states {
+        let expected = match device.as_str() {
+            "dev-02" => JobState::Rejected,
+            "dev-03" | "dev-05" => JobState::Failed,
+            "dev-04" => JobState::TimedOut,
+            _ => JobState::Succeeded,
+        };
+        assert_eq!(*state, expected, "{device}");
+    }
+    let silent = jobs.iter().find(|j| j.device.as_str() == "dev-04").unwrap();
+    assert_eq!(silent.attempts, 2, "the silent device was asked twice");
+    assert!(silent.error.as_deref().unwrap_or("").contains("FOTA_REQUEST"));
+    // The garbage device's undecodable frames changed nothing and it still updated.
+    assert_eq!(fleet.report(&"dev-06".parse().unwrap()).unwrap().last_verdict(), Some(&Verdict::Verified));
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_fleet_ends_in_the_expected_states_through_the_embedded_broker() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    run_mixed_fleet(broker.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_fleet_ends_in_the_expected_states_through_mosquitto() {
+    let Some(mosquitto) = Mosquitto::start("a_mixed_fleet_ends_in_the_expected_states_through_mosquitto")
+    else {
+        return;
+    };
+    run_mixed_fleet(mosquitto.url()).await;
+}

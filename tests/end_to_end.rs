@@ -131,3 +131,62 @@ async fn a_mixed_fleet_ends_in_the_expected_states_through_mosquitto() {
     };
     run_mixed_fleet(mosquitto.url()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck() {
+    let Some(mut mosquitto) = Mosquitto::start("a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck") else {
+        return;
+    };
+    let fleet = Fleet::start(&FleetConfig::new(mosquitto.url(), 12)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let runtime = start_runtime(mosquitto.url(), |c| {
+        c.engine.request_timeout = Duration::from_secs(2);
+        c.engine.done_timeout = Duration::from_secs(5);
+    });
+    let mut events = runtime.handle.subscribe();
+    // 64 chunks of 1 KiB every 25 ms: about 1.6 s per job, so the kill lands mid-transfer.
+    let image = Image::new("fw.bin", test_image(64 * 1024, 11));
+    let specs = fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec {
+            device,
+            image: image.clone(),
+            chunk_size: Some(ChunkSize::new(1024).unwrap()),
+            chunk_interval: Some(Duration::from_millis(25)),
+        })
+        .collect();
+    runtime.handle.submit(specs).await.unwrap();
+    // Wait until transfers are under way (a tenth chunk has gone out), then kill the broker.
+    wait_for(Duration::from_secs(20), "transfers under way", || {
+        let mut seen = None;
+        while let Some(rocky::runtime::Received::Event(e)) = events.try_recv() {
+            if let rocky::runtime::RuntimeEvent::Engine(rocky::engine::Event::ChunkSent { chunk: 10, .. }) = e.event {
+                seen = Some(());
+            }
+        }
+        std::future::ready(seen)
+    })
+    .await;
+    mosquitto.kill();
+    wait_for(Duration::from_secs(10), "Rocky to notice the broker is gone", || async {
+        let status = runtime.handle.status().await.ok()?;
+        (!status.connection.is_connected()).then_some(())
+    })
+    .await;
+    mosquitto.restart();
+    let jobs = wait_all_final(&runtime, Duration::from_secs(60)).await;
+    for job in &jobs {
+        assert!(
+            job.state == JobState::Succeeded || job.error.is_some(),
+            "job {} ended {} with no reason",
+            job.id,
+            job.state
+        );
+    }
+    // The devices keep what they received and Rocky resumes, so every update completes.
+    let succeeded = jobs.iter().filter(|j| j.state == JobState::Succeeded).count();
+    assert_eq!(succeeded, jobs.len(), "{jobs:#?}");
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

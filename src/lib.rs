@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod config;
 pub mod engine;
 pub mod firmware;
 pub mod protocol;

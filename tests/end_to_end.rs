@@ -134,7 +134,9 @@ async fn a_mixed_fleet_ends_in_the_expected_states_through_mosquitto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck() {
-    let Some(mut mosquitto) = Mosquitto::start("a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck") else {
+    let Some(mut mosquitto) =
+        Mosquitto::start("a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck")
+    else {
         return;
     };
     let fleet = Fleet::start(&FleetConfig::new(mosquitto.url(), 12)).unwrap();
@@ -161,7 +163,10 @@ async fn a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck() {
     wait_for(Duration::from_secs(20), "transfers under way", || {
         let mut seen = None;
         while let Some(rocky::runtime::Received::Event(e)) = events.try_recv() {
-            if let rocky::runtime::RuntimeEvent::Engine(rocky::engine::Event::ChunkSent { chunk: 10, .. }) = e.event {
+            if let rocky::runtime::RuntimeEvent::Engine(rocky::engine::Event::ChunkSent {
+                chunk: 10, ..
+            }) = e.event
+            {
                 seen = Some(());
             }
         }

@@ -1,0 +1,283 @@
+//! Reading and layering the sources.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::Config;
+use super::model::Invalid;
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File { path: PathBuf, line: Option<usize> },
+    Env(String),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File { path, line: Some(line) } => write!(f, "{} line {line}", path.display()),
+            Source::File { path, line: None } => write!(f, "{}", path.display()),
+            Source::Env(var) => write!(f, "environment {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("{key} ({origin}): {reason}")]
+    Invalid { key: &'static str, origin: Source, reason: String },
+}
+
+/// The effective configuration and where each value came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub file: Option<PathBuf>,
+    /// Dotted key (`jobs.max_active`) → source, for every key.
+    pub sources: BTreeMap<String, Source>,
+}
+
+impl Loaded {
+    /// `key = value  # source` lines grouped by section, as `rocky config` prints them.
+    pub fn render(&self) -> String {
+        let table = toml::Value::try_from(&self.config).ok();
+        let mut out = String::new();
+        out.push_str(&match &self.file {
+            Some(path) => format!("# effective configuration; file: {}\n", path.display()),
+            None => "# effective configuration; no config file\n".to_owned(),
+        });
+        let mut section = "";
+        for (key, source) in &self.sources {
+            let Some((sec, name)) = key.split_once('.') else { continue };
+            if sec != section {
+                out.push_str(&format!("\n[{sec}]\n"));
+                section = sec;
+            }
+            let value = table
+                .as_ref()
+                .and_then(|t| t.get(sec))
+                .and_then(|s| s.get(name))
+                .map_or_else(|| "?".to_owned(), ToString::to_string);
+            out.push_str(&format!("{:<36} # {source}\n", format!("{name} = {value}")));
+        }
+        out
+    }
+}
+
+/// The platform's config file location (`~/.config/rocky/rocky.toml` on Linux).
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "rocky").map(|d| d.config_dir().join("rocky.toml"))
+}
+
+/// The platform's data directory (`~/.local/share/rocky` on Linux).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "rocky").map(|d| d.data_dir().to_path_buf())
+}
+
+/// Layers defaults, the file (`explicit`, else the platform default if it exists), the
+/// environment (looked up through `env`) and `flags` (dotted key → value).
+pub fn load(
+    explicit: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+    flags: &[(&'static str, &'static str, toml::Value)],
+) -> Result<Loaded, ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
+    let Some(mut merged) = defaults.as_table().cloned() else {
+        return Err(ConfigError::Parse { path: PathBuf::from("(defaults)"), message: "not a table".into() });
+    };
+    let mut sources = BTreeMap::new();
+    for (section, keys) in &merged {
+        for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
+            sources.insert(format!("{section}.{key}"), Source::Default);
+        }
+    }
+
+    let file = match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        None => default_config_path().filter(|p| p.is_file()),
+    };
+    if let Some(path) = &file {
+        let file_text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        // Parsing into the typed model first gives errors with the line, column and key.
+        toml::from_str::<Config>(&file_text)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        let table: toml::Table = toml::from_str(&file_text)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        for (section, keys) in table {
+            for (key, value) in keys.as_table().into_iter().flatten() {
+                let line = line_of(&file_text, &section, key);
+                sources.insert(format!("{section}.{key}"), Source::File { path: path.clone(), line });
+                set(&mut merged, &section, key, value.clone());
+            }
+        }
+    }
+
+    let keys: Vec<String> = sources.keys().cloned().collect();
+    for dotted in keys {
+        let var = format!("ROCKY_{}", dotted.replace('.', "_").to_uppercase());
+        let Some(raw) = env(&var) else { continue };
+        let Some((section, key)) = dotted.split_once('.') else { continue };
+        let default = merged.get(section).and_then(|s| s.get(key)).cloned();
+        let value =
+            coerce(default.as_ref(), &raw).map_err(|reason| ConfigError::Env { var: var.clone(), reason })?;
+        set(&mut merged, section, key, value);
+        sources.insert(dotted, Source::Env(var));
+    }
+
+    for (dotted, flag, value) in flags {
+        if let Some((section, key)) = dotted.split_once('.') {
+            set(&mut merged, section, key, value.clone());
+            sources.insert((*dotted).to_owned(), Source::Flag(flag));
+        }
+    }
+
+    let config: Config =
+        toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: file.clone().unwrap_or_else(|| PathBuf::from("(environment)")),
+            message: e.to_string(),
+        })?;
+    config.validate().map_err(|Invalid { key, reason }| ConfigError::Invalid {
+        key,
+        origin: sources.get(key).cloned().unwrap_or(Source::Default),
+        reason,
+    })?;
+    Ok(Loaded { config, file, sources })
+}
+
+fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
+    if let Some(toml::Value::Table(sec)) = table.get_mut(section) {
+        sec.insert(key.to_owned(), value);
+    }
+}
+
+/// Reads an environment string as the type the key's default has.
+fn coerce(default: Option<&toml::Value>, raw: &str) -> Result<toml::Value, String> {
+    match default {
+        Some(toml::Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        Some(toml::Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(toml::Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
+        Some(toml::Value::Boolean(_)) => raw
+            .trim()
+            .parse::<bool>()
+            .map(toml::Value::Boolean)
+            .map_err(|_| format!("expected true or false, got {raw:?}")),
+        _ => Ok(toml::Value::String(raw.to_owned())),
+    }
+}
+
+/// The 1-based line where `key` is set inside `[section]`, for messages that point at it.
+fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            current = header.trim().to_owned();
+        } else if current == section
+            && trimmed.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+        {
+            return Some(index + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rocky.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_given() {
+        let loaded = load(Some(Path::new("/nonexistent/rocky.toml")), no_env, &[]);
+        assert!(matches!(loaded, Err(ConfigError::Read { .. })), "an explicit missing file is an error");
+        let (_dir, path) = write("");
+        let loaded = load(Some(&path), no_env, &[]).unwrap();
+        assert_eq!(loaded.config, Config::default());
+        assert!(loaded.sources.values().all(|s| *s == Source::Default));
+        assert_eq!(loaded.sources.len(), 14);
+    }
+
+    #[test]
+    fn file_then_env_then_flags_override_each_other() {
+        let (_dir, path) =
+            write("[mqtt]\nurl = \"mqtt://127.0.0.1:2000\"\n[jobs]\nmax_active = 8\nchunk_size = 1024\n");
+        let env = |var: &str| match var {
+            "ROCKY_JOBS_MAX_ACTIVE" => Some("16".to_owned()),
+            "ROCKY_JOBS_REQUEST_TIMEOUT_S" => Some("2.5".to_owned()),
+            _ => None,
+        };
+        let flags = [("mqtt.url", "--broker", toml::Value::String("mqtt://127.0.0.1:3000".into()))];
+        let loaded = load(Some(&path), env, &flags).unwrap();
+        assert_eq!(loaded.config.mqtt.url, "mqtt://127.0.0.1:3000");
+        assert_eq!(loaded.config.jobs.max_active, 16);
+        assert_eq!(loaded.config.jobs.chunk_size, 1024);
+        assert_eq!(loaded.config.jobs.request_timeout_s, 2.5);
+        assert_eq!(loaded.sources["mqtt.url"], Source::Flag("--broker"));
+        assert_eq!(loaded.sources["jobs.max_active"], Source::Env("ROCKY_JOBS_MAX_ACTIVE".into()));
+        assert_eq!(loaded.sources["jobs.chunk_size"], Source::File { path: path.clone(), line: Some(5) });
+        let text = loaded.render();
+        assert!(text.contains("chunk_size = 1024"), "{text}");
+        assert!(text.contains("line 5"), "{text}");
+        assert!(text.contains("flag --broker"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_file_names_the_key_and_line() {
+        let (_dir, path) = write("[jobs]\n\nmax_active = \"many\"\n");
+        let err = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("max_active"), "{err}");
+
+        let (_dir, path) = write("[jobs]\nmax_activ = 3\n");
+        let err = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(err.contains("max_activ") && err.contains("line 2"), "{err}");
+
+        let (_dir, path) = write("[jobs]\nchunk_size = 10\n");
+        let err = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(err.contains("jobs.chunk_size") && err.contains("line 2"), "{err}");
+
+        let (_dir, path) = write("[mqtt\nurl=1");
+        assert!(matches!(load(Some(&path), no_env, &[]), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let (_dir, path) = write("");
+        let env = |var: &str| (var == "ROCKY_JOBS_CHUNK_SIZE").then(|| "big".to_owned());
+        let err = load(Some(&path), env, &[]).unwrap_err().to_string();
+        assert!(err.contains("ROCKY_JOBS_CHUNK_SIZE"), "{err}");
+        let env = |var: &str| (var == "ROCKY_MQTT_URL").then(|| "http://x".to_owned());
+        let err = load(Some(&path), env, &[]).unwrap_err().to_string();
+        assert!(err.contains("mqtt.url") && err.contains("ROCKY_MQTT_URL"), "{err}");
+    }
+}

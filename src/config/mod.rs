@@ -1,0 +1,9 @@
+//! Configuration: built-in defaults, then `rocky.toml`, then `ROCKY_*` variables, then flags,
+//! each later source overriding the earlier, with the source of every value remembered so that
+//! `rocky config` can say where each one came from.
+
+mod load;
+mod model;
+
+pub use load::{ConfigError, Loaded, Source, default_config_path, default_data_dir, load};
+pub use model::{Config, ConsoleSection, HttpSection, JobsSection, MqttSection};

@@ -1,0 +1,181 @@
+//! The configuration file's shape. The key names are a contract: outside tools write them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::Settings;
+use crate::firmware::{ChunkSize, DEFAULT_MAX_IMAGE_BYTES};
+use crate::protocol::{HashEncoding, Topics};
+use crate::runtime::{BrokerUrl, RuntimeConfig};
+
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub mqtt: MqttSection,
+    pub jobs: JobsSection,
+    pub http: HttpSection,
+    pub console: ConsoleSection,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSection {
+    pub url: String,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub hash_encoding: HashEncoding,
+}
+
+impl Default for MqttSection {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: "rocky".into(),
+            topic_prefix: "/fota".into(),
+            hash_encoding: HashEncoding::Array,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSection {
+    pub max_active: u32,
+    pub chunk_size: u32,
+    pub chunk_interval_ms: u64,
+    pub request_timeout_s: f64,
+    pub request_attempts: u32,
+    pub done_timeout_s: f64,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            max_active: 64,
+            chunk_size: 4096,
+            chunk_interval_ms: 0,
+            request_timeout_s: 30.0,
+            request_attempts: 3,
+            done_timeout_s: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: String,
+    /// Empty means `firmware` inside the data directory.
+    pub firmware_dir: String,
+    pub max_image_bytes: u64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7878".into(),
+            firmware_dir: String::new(),
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Lines of traffic the console keeps; older ones are dropped and counted.
+    pub traffic_lines: usize,
+}
+
+impl Default for ConsoleSection {
+    fn default() -> Self {
+        Self { traffic_lines: 10_000 }
+    }
+}
+
+/// A value that passed the file's type check but not Rocky's rules; `key` is its dotted name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn seconds(key: &'static str, value: f64) -> Result<Duration, Invalid> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Invalid { key, reason: format!("{value} is not a positive number of seconds") })
+    }
+}
+
+impl Config {
+    pub fn broker(&self) -> Result<BrokerUrl, Invalid> {
+        BrokerUrl::parse(&self.mqtt.url).map_err(|e| Invalid { key: "mqtt.url", reason: e.to_string() })
+    }
+
+    pub fn topics(&self) -> Result<Topics, Invalid> {
+        Topics::new(&self.mqtt.topic_prefix)
+            .map_err(|e| Invalid { key: "mqtt.topic_prefix", reason: e.to_string() })
+    }
+
+    pub fn listen(&self) -> Result<SocketAddr, Invalid> {
+        self.http.listen.parse().map_err(|_| Invalid {
+            key: "http.listen",
+            reason: format!("{:?} is not an address like 127.0.0.1:7878", self.http.listen),
+        })
+    }
+
+    pub fn engine_settings(&self) -> Result<Settings, Invalid> {
+        let jobs = &self.jobs;
+        if jobs.max_active == 0 {
+            return Err(Invalid { key: "jobs.max_active", reason: "must be at least 1".into() });
+        }
+        if jobs.request_attempts == 0 {
+            return Err(Invalid { key: "jobs.request_attempts", reason: "must be at least 1".into() });
+        }
+        Ok(Settings {
+            max_active: jobs.max_active as usize,
+            request_timeout: seconds("jobs.request_timeout_s", jobs.request_timeout_s)?,
+            request_attempts: jobs.request_attempts,
+            done_timeout: seconds("jobs.done_timeout_s", jobs.done_timeout_s)?,
+            chunk_size: ChunkSize::new(u64::from(jobs.chunk_size))
+                .map_err(|reason| Invalid { key: "jobs.chunk_size", reason })?,
+            chunk_interval: Duration::from_millis(jobs.chunk_interval_ms),
+            hash_encoding: self.mqtt.hash_encoding,
+        })
+    }
+
+    pub fn runtime_config(&self) -> Result<RuntimeConfig, Invalid> {
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 256 {
+            return Err(Invalid { key: "mqtt.client_id", reason: "must be 1 to 256 bytes".into() });
+        }
+        let mut config = RuntimeConfig::new(self.broker()?);
+        config.client_id = self.mqtt.client_id.clone();
+        config.topics = self.topics()?;
+        config.engine = self.engine_settings()?;
+        Ok(config)
+    }
+
+    /// The firmware directory: as configured, or `firmware` under `data_dir`.
+    pub fn firmware_dir(&self, data_dir: &std::path::Path) -> PathBuf {
+        if self.http.firmware_dir.is_empty() {
+            data_dir.join("firmware")
+        } else {
+            PathBuf::from(&self.http.firmware_dir)
+        }
+    }
+
+    /// Checks every rule at once, so a bad file is reported before anything starts.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        self.runtime_config()?;
+        self.listen()?;
+        if self.http.max_image_bytes == 0 {
+            return Err(Invalid { key: "http.max_image_bytes", reason: "must be at least 1".into() });
+        }
+        if self.console.traffic_lines == 0 {
+            return Err(Invalid { key: "console.traffic_lines", reason: "must be at least 1".into() });
+        }
+        Ok(())
+    }
+}

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod firmware;
+pub mod http;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;

@@ -3,7 +3,9 @@
 mod image;
 mod library;
 mod load;
+mod source;
 
-pub use image::{ChunkSize, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 pub use library::Library;
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, load_file, load_url};
+pub use source::{FirmwareSource, ResolveError, parse_sha256, resolve};

@@ -1,0 +1,91 @@
+//! `rocky devices`: a simulated fleet on any broker, with a summary when it stops.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::GlobalArgs;
+use super::setup::{load_config, shutdown_signal};
+use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// How many devices.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// Device ids are PREFIX01, PREFIX02, ...
+    #[arg(long, default_value = "dev-")]
+    pub prefix: String,
+    /// Devices that answer FOTA_REQUEST_NACK: a share (0.1, 10%) or a list (dev-03,7).
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub nack: Option<Selection>,
+    /// Devices that answer FOTA_DONE_FAILED whatever they received.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub fail: Option<Selection>,
+    /// Devices that never answer.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub silent: Option<Selection>,
+    /// Devices that damage what they receive, so verification fails.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub corrupt: Option<Selection>,
+    /// Devices that send an undecodable frame before each answer.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub garbage: Option<Selection>,
+    /// Devices that answer only after --ack-delay.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub slow: Option<Selection>,
+    /// How long slow devices wait before answering, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    pub ack_delay: u64,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
+    let config = load_config(global)?.config;
+    let broker = config.broker().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let topics = config.topics().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let mut plan = BehaviorPlan::default();
+    for (behavior, selection) in [
+        (Behavior::Nack, args.nack),
+        (Behavior::Fail, args.fail),
+        (Behavior::Silent, args.silent),
+        (Behavior::Corrupt, args.corrupt),
+        (Behavior::Garbage, args.garbage),
+        (Behavior::Slow, args.slow),
+    ] {
+        if let Some(selection) = selection {
+            plan = plan.with(behavior, selection);
+        }
+    }
+    let fleet_config = FleetConfig {
+        broker: broker.clone(),
+        topics,
+        prefix: args.prefix,
+        count: args.count,
+        plan,
+        slow_delay: Duration::from_millis(args.ack_delay),
+    };
+    let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
+    println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
+    for (id, report) in fleet.reports() {
+        if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
+            println!("  {id}: {behavior}");
+        }
+    }
+    match args.duration {
+        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+        Some(secs) => anyhow::bail!("--duration {secs} is not a number of seconds"),
+        None => shutdown_signal().await,
+    }
+    print!("{}", fleet.summary());
+    fleet.stop().await;
+    Ok(())
+}

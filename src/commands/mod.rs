@@ -1,0 +1,58 @@
+//! The command line: one subcommand per file, sharing the set-up in `setup.rs`.
+
+mod broker;
+mod config;
+mod devices;
+mod serve;
+mod setup;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "rocky", version, about = "Over-the-air firmware updates for IoT devices through MQTT")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every command understands; each overrides the config file and `ROCKY_*`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// Config file (default: the platform config dir's rocky.toml, if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// MQTT broker, e.g. mqtt://127.0.0.1:1883 (overrides mqtt.url).
+    #[arg(long, global = true, value_name = "URL")]
+    pub broker: Option<String>,
+    /// HTTP API address, e.g. 127.0.0.1:7878 (overrides http.listen).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Where Rocky keeps its data (default: the platform data dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the engine and the HTTP API headless, logging to stdout.
+    Serve,
+    /// Run simulated devices that speak the protocol and verify what they receive.
+    Devices(devices::DevicesArgs),
+    /// Run the embedded MQTT broker alone.
+    Broker(broker::BrokerArgs),
+    /// Print the effective configuration and where each value came from.
+    Config,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Serve) | None => serve::run(&cli.global).await,
+        Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
+        Some(Command::Broker(args)) => broker::run(args).await,
+        Some(Command::Config) => config::run(&cli.global),
+    }
+}

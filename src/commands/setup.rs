@@ -1,0 +1,65 @@
+//! Set-up shared by the commands: configuration with flags on top, directories, logging, and
+//! waiting for Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::GlobalArgs;
+use rocky::config::{self, Loaded};
+
+/// Loads the configuration with the global flags as the top layer.
+pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
+    let mut flags = Vec::new();
+    if let Some(url) = &global.broker {
+        flags.push(("mqtt.url", "--broker", toml::Value::String(url.clone())));
+    }
+    if let Some(addr) = &global.http {
+        flags.push(("http.listen", "--http", toml::Value::String(addr.clone())));
+    }
+    Ok(config::load(global.config.as_deref(), |var| std::env::var(var).ok(), &flags)?)
+}
+
+/// `--data-dir`, else `ROCKY_DATA_DIR`, else the platform data directory; created if missing.
+pub fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    let dir = global
+        .data_dir
+        .clone()
+        .or_else(|| std::env::var_os("ROCKY_DATA_DIR").map(PathBuf::from))
+        .or_else(config::default_data_dir)
+        .context("no data directory: pass --data-dir (no home directory was found)")?;
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Logs to stdout; `RUST_LOG` overrides the default filter.
+pub fn log_to_stdout() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,189 @@
+//! The job endpoints and the health check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dto::JobJson;
+use super::{ApiError, ApiState};
+use crate::engine::{JobId, JobSpec, JobState};
+use crate::firmware::{ChunkSize, FirmwareSource, resolve};
+use crate::protocol::DeviceId;
+use crate::runtime::JobFilter;
+
+/// More devices than this in one request is refused; create several batches instead.
+pub const MAX_DEVICES_PER_REQUEST: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJobs {
+    device_ids: Option<Vec<String>>,
+    device_id: Option<String>,
+    firmware: FirmwareJson,
+    chunk_size: Option<u64>,
+    chunk_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareJson {
+    url: Option<String>,
+    path: Option<String>,
+    sha256: Option<String>,
+}
+
+/// The original Rocky's request: `{"device_id": "...", "url": "..."}`.
+#[derive(Deserialize)]
+pub struct CreateOriginal {
+    device_id: String,
+    url: String,
+}
+
+impl FirmwareJson {
+    fn source(self) -> Result<FirmwareSource, ApiError> {
+        match (self.url, self.path, self.sha256) {
+            (Some(url), None, None) => Ok(FirmwareSource::Url(url)),
+            (None, Some(path), None) => Ok(FirmwareSource::Path(PathBuf::from(path))),
+            (None, None, Some(sha)) => Ok(FirmwareSource::Sha256(sha)),
+            _ => Err(ApiError::BadRequest(
+                "firmware needs exactly one of \"url\", \"path\" or \"sha256\"".into(),
+            )),
+        }
+    }
+}
+
+fn devices(request: &CreateJobs) -> Result<Vec<DeviceId>, ApiError> {
+    let raw: Vec<&String> = match (&request.device_ids, &request.device_id) {
+        (Some(ids), None) => ids.iter().collect(),
+        (None, Some(id)) => vec![id],
+        _ => return Err(ApiError::BadRequest("give exactly one of \"device_ids\" or \"device_id\"".into())),
+    };
+    if raw.is_empty() {
+        return Err(ApiError::BadRequest("device_ids is empty".into()));
+    }
+    if raw.len() > MAX_DEVICES_PER_REQUEST {
+        return Err(ApiError::BadRequest(format!(
+            "{} devices in one request; the limit is {MAX_DEVICES_PER_REQUEST}",
+            raw.len()
+        )));
+    }
+    raw.into_iter().map(|id| DeviceId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))).collect()
+}
+
+async fn create_jobs(
+    state: &ApiState,
+    devices: Vec<DeviceId>,
+    source: FirmwareSource,
+    chunk_size: Option<u64>,
+    chunk_interval_ms: Option<u64>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let chunk_size = chunk_size.map(ChunkSize::new).transpose().map_err(ApiError::BadRequest)?;
+    let chunk_interval = match chunk_interval_ms {
+        Some(ms) if ms > 60_000 => {
+            return Err(ApiError::BadRequest("chunk_interval_ms is at most 60000".into()));
+        }
+        other => other.map(Duration::from_millis),
+    };
+    let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
+    let specs = devices
+        .into_iter()
+        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval })
+        .collect();
+    let created = state.handle.submit(specs).await?;
+    let clock = state.handle.clock();
+    let jobs: Vec<JobJson> = created.iter().map(|j| JobJson::new(j, clock)).collect();
+    Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))))
+}
+
+pub async fn create(
+    State(state): State<ApiState>,
+    body: Result<Json<CreateJobs>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(request) = body?;
+    let devices = devices(&request)?;
+    let (chunk_size, interval) = (request.chunk_size, request.chunk_interval_ms);
+    create_jobs(&state, devices, request.firmware.source()?, chunk_size, interval).await
+}
+
+pub async fn create_original(
+    State(state): State<ApiState>,
+    body: Result<Json<CreateOriginal>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(request) = body?;
+    let device = DeviceId::parse(&request.device_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    create_jobs(&state, vec![device], FirmwareSource::Url(request.url), None, None).await
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    device: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = JobFilter {
+        state: query
+            .state
+            .map(|s| {
+                JobState::parse(&s).ok_or_else(|| {
+                    let valid: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+                    ApiError::BadRequest(format!("unknown state {s:?}; one of {}", valid.join(", ")))
+                })
+            })
+            .transpose()?,
+        device: query
+            .device
+            .map(|d| DeviceId::parse(&d).map_err(|e| ApiError::BadRequest(e.to_string())))
+            .transpose()?,
+    };
+    let jobs = state.handle.jobs(filter).await?;
+    let clock = state.handle.clock();
+    let jobs: Vec<JobJson> = jobs.iter().map(|j| JobJson::new(j, clock)).collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| ApiError::BadRequest(format!("job id {raw:?} is not a number")))
+}
+
+pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<JobJson>, ApiError> {
+    let id = job_id(&raw)?;
+    let job = state.handle.job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    Ok(Json(JobJson::new(&job, state.handle.clock())))
+}
+
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobJson>, ApiError> {
+    let job = state.handle.cancel(job_id(&raw)?).await?;
+    Ok(Json(JobJson::new(&job, state.handle.clock())))
+}
+
+/// 200 while the broker connection is up, 503 otherwise; the body says which and why.
+pub async fn health(State(state): State<ApiState>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let status = state.handle.status().await?;
+    let code =
+        if status.connection.is_connected() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let counts: serde_json::Map<String, Value> =
+        status.counts.iter().map(|(state, n)| (state.as_str().to_owned(), json!(n))).collect();
+    Ok((
+        code,
+        Json(json!({
+            "broker": status.broker.to_string(),
+            "connected": status.connection.is_connected(),
+            "connection": status.connection,
+            "jobs": counts,
+        })),
+    ))
+}

@@ -75,6 +75,12 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             println!("  {id}: {behavior}");
         }
     }
+    if fleet.wait_connected(Duration::from_secs(30)).await {
+        // `rocky bench` waits for this line before it starts the clock.
+        println!("all {} devices connected", args.count);
+    } else {
+        println!("only {} of {} devices connected so far; still trying", fleet.connected(), args.count);
+    }
     match args.duration {
         Some(secs) if secs.is_finite() && secs >= 0.0 => {
             tokio::select! {

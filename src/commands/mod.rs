@@ -1,5 +1,6 @@
 //! The command line: one subcommand per file, sharing the set-up in `setup.rs`.
 
+mod bench;
 mod broker;
 mod config;
 mod devices;
@@ -46,6 +47,8 @@ pub enum Command {
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
     Config,
+    /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
+    Bench(bench::BenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -54,5 +57,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),
+        Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
     }
 }

@@ -1,0 +1,174 @@
+//! `rocky bench`: Rocky's throughput beside the broker's raw QoS 1 throughput, through the same
+//! broker, so the figure says how much of the broker's capacity Rocky uses.
+//!
+//! The simulated fleet runs in a child process (`rocky devices`), so the peak RSS reported is
+//! Rocky's own (plus the embedded broker's when no external broker is used).
+
+mod raw;
+mod rocky_run;
+mod stats;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::GlobalArgs;
+use rocky::broker::{EmbeddedBroker, free_port};
+use rocky::runtime::BrokerUrl;
+use stats::{median, peak_rss_bytes};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Devices (one job each).
+    #[arg(long, short = 'd', default_value_t = 100)]
+    pub devices: usize,
+    /// Image size in bytes.
+    #[arg(long, short = 's', default_value_t = 1024 * 1024)]
+    pub size: usize,
+    /// Chunk size in bytes.
+    #[arg(long, short = 'c', default_value_t = 4096)]
+    pub chunk: u32,
+    /// Rounds to run; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Start a private mosquitto on a free loopback port and use it.
+    #[arg(long, conflicts_with = "broker")]
+    pub mosquitto: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
+    if args.devices == 0 || args.size == 0 || args.rounds == 0 {
+        bail!("--devices, --size and --rounds must be at least 1");
+    }
+    let mut _mosquitto = None;
+    let (broker, broker_name) = if let Some(url) = &global.broker {
+        (BrokerUrl::parse(url)?, "external broker".to_owned())
+    } else if args.mosquitto {
+        let child = start_mosquitto().await?;
+        let url = BrokerUrl::local(child.1);
+        _mosquitto = Some(child.0);
+        (url, "mosquitto (private)".to_owned())
+    } else {
+        let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
+        let url = broker.url();
+        std::mem::forget(broker); // lives for the process
+        (url, "embedded rumqttd (in this process)".to_owned())
+    };
+    let chunks_per_job = args.size.div_ceil(args.chunk as usize);
+    println!(
+        "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, {broker} [{broker_name}]",
+        args.devices, args.size, args.chunk, chunks_per_job, args.rounds
+    );
+
+    let mut fleet = start_fleet(&broker, args.devices).await?;
+    let mut rocky_rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let result = rocky_run::run_round(&broker, &args, round).await?;
+        println!("  rocky round {round}: {}", result.line());
+        rocky_rounds.push(result);
+    }
+    let rss = peak_rss_bytes();
+    let _ = fleet.start_kill();
+    let _ = fleet.wait().await;
+
+    let total = args.devices * chunks_per_job;
+    let mut raw_rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let result = raw::run_round(&broker, total, args.chunk as usize).await?;
+        println!("  raw   round {round}: {}", result.line());
+        raw_rounds.push(result);
+    }
+
+    let rocky_rate = median(rocky_rounds.iter().map(|r| r.chunks_per_s()).collect());
+    let raw_rate = median(raw_rounds.iter().map(|r| r.msgs_per_s()).collect());
+    let mb = |rate: f64| rate * f64::from(args.chunk) / 1e6;
+    println!(
+        "median rocky: {rocky_rate:.0} chunks/s = {:.1} MB/s, wall {:.2} s, job p50 {:.0} ms, p99 {:.0} ms",
+        mb(rocky_rate),
+        median(rocky_rounds.iter().map(|r| r.wall.as_secs_f64()).collect()),
+        median(rocky_rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
+        median(rocky_rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
+    );
+    println!(
+        "median raw  : {raw_rate:.0} msgs/s = {:.1} MB/s (bare rumqttc QoS 1 publisher → subscriber)",
+        mb(raw_rate)
+    );
+    println!("ratio rocky/raw: {:.2}", rocky_rate / raw_rate);
+    match rss {
+        Some(bytes) => println!("peak RSS of this process: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+        None => println!("peak RSS: unavailable on this platform"),
+    }
+    Ok(())
+}
+
+/// `rocky devices` in a child process; returns once every device is subscribed.
+async fn start_fleet(broker: &BrokerUrl, count: usize) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("cannot find the rocky executable")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "devices",
+            "--broker",
+            &broker.to_string(),
+            "--count",
+            &count.to_string(),
+            "--prefix",
+            "bench-",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the simulated fleet")?;
+    let stdout = child.stdout.take().context("no fleet stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("all ") && line.ends_with("connected") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        bail!("the simulated fleet did not connect within 60 s");
+    }
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(child)
+}
+
+/// A mosquitto on a free loopback port with Rocky-friendly limits, killed when dropped.
+async fn start_mosquitto() -> anyhow::Result<(tokio::process::Child, u16)> {
+    let port = free_port()?;
+    let conf = std::env::temp_dir().join(format!("rocky-bench-mosquitto-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+        ),
+    )?;
+    let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("mosquitto");
+    let child = tokio::process::Command::new(binary)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start mosquitto (is it installed?)")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("mosquitto did not listen on {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((child, port))
+}

@@ -1,0 +1,112 @@
+//! One round of Rocky proper: D jobs to D devices, timed from submit to the last verdict.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+
+use super::BenchArgs;
+use super::stats::percentile;
+use rocky::engine::{JobSpec, JobState};
+use rocky::firmware::{ChunkSize, Image, Library};
+use rocky::protocol::DeviceId;
+use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
+
+pub struct RockyRound {
+    pub wall: Duration,
+    pub chunks: u64,
+    pub bytes: u64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub succeeded: usize,
+    pub jobs: usize,
+}
+
+impl RockyRound {
+    pub fn chunks_per_s(&self) -> f64 {
+        self.chunks as f64 / self.wall.as_secs_f64()
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{} chunks in {:.2} s = {:.0} chunks/s, {:.1} MB/s; job p50 {:.0} ms, p99 {:.0} ms; {}/{} succeeded",
+            self.chunks,
+            self.wall.as_secs_f64(),
+            self.chunks_per_s(),
+            self.bytes as f64 / self.wall.as_secs_f64() / 1e6,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.succeeded,
+            self.jobs
+        )
+    }
+}
+
+pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> anyhow::Result<RockyRound> {
+    let mut config = RuntimeConfig::new(broker.clone());
+    config.client_id = format!("rocky-bench-{}-{round}", std::process::id());
+    config.engine.max_active = args.devices.max(1);
+    config.engine.done_timeout = Duration::from_secs(120);
+    let runtime = Runtime::start(config, Arc::new(Library::new()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !runtime.handle.status().await?.connection.is_connected() {
+        if Instant::now() > deadline {
+            bail!("Rocky did not connect to {broker}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let image = Image::new(format!("bench-{round}.bin"), pseudo_random(args.size, round as u64));
+    let chunk_size = ChunkSize::new(u64::from(args.chunk)).map_err(anyhow::Error::msg)?;
+    let width = args.devices.to_string().len().max(2);
+    let specs = (1..=args.devices)
+        .map(|n| {
+            let device = DeviceId::parse(&format!("bench-{n:0width$}")).context("device id")?;
+            Ok(JobSpec { device, image: image.clone(), chunk_size: Some(chunk_size), chunk_interval: None })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let started = Instant::now();
+    runtime.handle.submit(specs).await?;
+    let limit = Duration::from_secs(600);
+    loop {
+        let counts = runtime.handle.status().await?.counts;
+        let open: usize = counts.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum();
+        if open == 0 {
+            break;
+        }
+        if started.elapsed() > limit {
+            bail!("round {round} did not finish within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let wall = started.elapsed();
+    let jobs = runtime.handle.jobs(JobFilter::default()).await?;
+    runtime.shutdown().await;
+    let mut durations: Vec<Duration> = jobs
+        .iter()
+        .filter_map(|j| j.finished_at.map(|f| f.saturating_duration_since(j.created_at)))
+        .collect();
+    durations.sort();
+    Ok(RockyRound {
+        wall,
+        chunks: jobs.iter().map(|j| u64::from(j.chunks_done)).sum(),
+        bytes: jobs.iter().map(|j| j.bytes_sent).sum(),
+        p50: percentile(&durations, 50.0),
+        p99: percentile(&durations, 99.0),
+        succeeded: jobs.iter().filter(|j| j.state == JobState::Succeeded).count(),
+        jobs: jobs.len(),
+    })
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Bytes {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect::<Vec<u8>>()
+        .into()
+}

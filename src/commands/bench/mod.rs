@@ -53,9 +53,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         (url, "mosquitto (private)".to_owned())
     } else {
         let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
-        let url = broker.url();
-        std::mem::forget(broker); // lives for the process
-        (url, "embedded rumqttd (in this process)".to_owned())
+        // The embedded broker's threads live as long as the process.
+        (broker.url(), "embedded rumqttd (in this process)".to_owned())
     };
     let chunks_per_job = args.size.div_ceil(args.chunk as usize);
     println!(

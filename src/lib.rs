@@ -20,3 +20,4 @@ pub mod http;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;
+pub mod tui;

@@ -3,6 +3,8 @@
 mod bench;
 mod broker;
 mod config;
+mod console;
+mod demo;
 mod devices;
 mod serve;
 mod setup;
@@ -39,6 +41,10 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Embedded broker, simulated fleet and the console, with a rollout started at once.
+    Demo(demo::DemoArgs),
+    /// The operator console on the configured broker (the default command).
+    Console,
     /// Run the engine and the HTTP API headless, logging to stdout.
     Serve,
     /// Run simulated devices that speak the protocol and verify what they receive.
@@ -53,7 +59,9 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Some(Command::Serve) | None => serve::run(&cli.global).await,
+        Some(Command::Demo(args)) => demo::run(&cli.global, args).await,
+        Some(Command::Console) | None => console::run(&cli.global).await,
+        Some(Command::Serve) => serve::run(&cli.global).await,
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),

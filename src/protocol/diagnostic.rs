@@ -82,8 +82,10 @@ pub fn hex_dump(payload: &[u8], max_bytes: usize) -> Vec<String> {
         .enumerate()
         .map(|(row, bytes)| {
             let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let ascii: String =
-                bytes.iter().map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' }).collect();
+            let ascii: String = bytes
+                .iter()
+                .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' })
+                .collect();
             format!("{:08x}  {:<47}  {ascii}", row * 16, hex.join(" "))
         })
         .collect();

@@ -5,15 +5,15 @@
 mod cbor;
 mod command;
 mod describe;
-mod diagnostic;
 mod device_id;
+mod diagnostic;
 mod frame;
 mod topic;
 
 pub use command::{CommandType, Direction};
 pub use describe::{describe, hex_preview, short_hash};
-pub use diagnostic::{diagnostic, hex_dump};
 pub use device_id::{DeviceId, DeviceIdError};
+pub use diagnostic::{diagnostic, hex_dump};
 pub use frame::{
     Command, CommandBody, DecodeError, HashEncoding, Response, ResponseBody, decode_command, decode_response,
     encode_command, encode_response,

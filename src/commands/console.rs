@@ -1,0 +1,86 @@
+//! `rocky` / `rocky console`: the operator console on the configured broker, with the engine and
+//! the HTTP API in the same process (jobs created over HTTP appear live).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::GlobalArgs;
+use super::setup::{data_dir, load_config};
+use rocky::config::Config;
+use rocky::engine::JobSpec;
+use rocky::firmware::{Library, LoadLimits};
+use rocky::http::{ApiState, serve};
+use rocky::runtime::{Runtime, RuntimeConfig};
+use rocky::tui::console::{self, ConsoleOptions};
+
+pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
+    let config = load_config(global)?.config;
+    let data_dir = data_dir(global)?;
+    let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    run_console(&config, runtime_config, &data_dir, Vec::new()).await
+}
+
+/// Starts the runtime, the HTTP API (if its address is free) and the console; returns when the
+/// operator quits. Logs go to `rocky.log` in the data dir, never onto the screen.
+pub async fn run_console(
+    config: &Config,
+    runtime_config: RuntimeConfig,
+    data_dir: &Path,
+    initial_jobs: Vec<JobSpec>,
+) -> anyhow::Result<()> {
+    let (log_path, _log_guard) = log_to_file(data_dir)?;
+    let firmware_dir = config.firmware_dir(data_dir);
+    std::fs::create_dir_all(&firmware_dir)
+        .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
+    let broker_label = runtime_config.broker.to_string();
+    let default_chunk = runtime_config.engine.chunk_size.get();
+    let runtime = Runtime::start(runtime_config, Arc::new(Library::new()));
+    let limits = LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = match config.listen() {
+        Ok(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let shown = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                let state = ApiState { handle: runtime.handle.clone(), firmware_dir, limits };
+                tokio::spawn(serve(listener, state, async move {
+                    let _ = http_stopped.await;
+                }));
+                Some(shown)
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "HTTP API not started");
+                Some(format!("off ({addr}: {e})"))
+            }
+        },
+        Err(e) => Some(format!("off ({}: {})", e.key, e.reason)),
+    };
+    let options = ConsoleOptions {
+        broker_label,
+        http,
+        traffic_lines: config.console.traffic_lines,
+        default_chunk,
+        log_path: Some(log_path),
+        limits,
+        initial_jobs,
+    };
+    let result = console::run(runtime.handle.clone(), options).await;
+    let _ = stop_http.send(());
+    runtime.shutdown().await;
+    result.context("console failed")
+}
+
+fn log_to_file(dir: &Path) -> anyhow::Result<(PathBuf, tracing_appender::non_blocking::WorkerGuard)> {
+    let path = dir.join("rocky.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
+    Ok((path, guard))
+}

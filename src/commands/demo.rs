@@ -1,0 +1,132 @@
+//! `rocky demo`: an embedded broker, a simulated fleet with a realistic mix of behaviour, and the
+//! console, with a rollout of the bundled sample image started at once. No set-up at all.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+
+use super::GlobalArgs;
+use super::console::run_console;
+use super::setup::{data_dir, load_config};
+use rocky::broker::EmbeddedBroker;
+use rocky::engine::JobSpec;
+use rocky::firmware::{ChunkSize, Image};
+use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+
+/// The sample image the demo rolls out (192 KiB of pseudo-random bytes).
+const SAMPLE_IMAGE: &[u8] = include_bytes!("../../assets/demo-firmware.bin");
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Simulated devices.
+    #[arg(long, default_value_t = 24)]
+    pub devices: usize,
+    /// Devices that refuse (share or list); giving any behaviour flag replaces the default mix.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub nack: Option<Selection>,
+    /// Devices that answer FOTA_DONE_FAILED.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub fail: Option<Selection>,
+    /// Devices that never answer (their jobs time out).
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub silent: Option<Selection>,
+    /// Devices that damage what they receive.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub corrupt: Option<Selection>,
+    /// Devices that send undecodable frames before answering.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub garbage: Option<Selection>,
+    /// Devices that answer late.
+    #[arg(long, value_name = "LIST|RATIO")]
+    pub slow: Option<Selection>,
+    /// Do not start a rollout; press n in the console to make one.
+    #[arg(long)]
+    pub no_rollout: bool,
+    /// Pause between chunks of one job, so progress is visible.
+    #[arg(long, value_name = "MS", default_value_t = 40)]
+    pub chunk_interval_ms: u64,
+    /// Chunk size for the rollout.
+    #[arg(long, value_name = "BYTES", default_value_t = 2048)]
+    pub chunk_size: u64,
+}
+
+impl DemoArgs {
+    /// The flags given, or the default mix: one NACK, one DONE_FAILED, one silent, one that
+    /// sends garbage, and about one in seven slow.
+    fn plan(&self) -> BehaviorPlan {
+        let given = [
+            (Behavior::Nack, &self.nack),
+            (Behavior::Fail, &self.fail),
+            (Behavior::Silent, &self.silent),
+            (Behavior::Corrupt, &self.corrupt),
+            (Behavior::Garbage, &self.garbage),
+            (Behavior::Slow, &self.slow),
+        ];
+        if given.iter().any(|(_, s)| s.is_some()) {
+            return given
+                .into_iter()
+                .filter_map(|(b, s)| s.clone().map(|s| (b, s)))
+                .fold(BehaviorPlan::default(), |plan, (b, s)| plan.with(b, s));
+        }
+        let at = |share: f64| {
+            Selection::List(vec![((self.devices as f64 * share).round() as usize).max(1).to_string()])
+        };
+        let mut plan = BehaviorPlan::default();
+        if self.devices >= 4 {
+            plan = plan
+                .with(Behavior::Nack, at(0.2))
+                .with(Behavior::Fail, at(0.45))
+                .with(Behavior::Silent, at(0.7));
+        }
+        if self.devices >= 8 {
+            plan = plan.with(Behavior::Garbage, at(0.85)).with(Behavior::Slow, Selection::Ratio(0.15));
+        }
+        plan
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
+    if args.devices == 0 || args.devices > 10_000 {
+        anyhow::bail!("--devices must be between 1 and 10000");
+    }
+    let mut config = load_config(global)?.config;
+    let data_dir = data_dir(global)?;
+    let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
+    // Short waits, so a silent device's timeout shows within seconds.
+    config.jobs.request_timeout_s = 2.0;
+    config.jobs.request_attempts = 2;
+    config.jobs.done_timeout_s = 8.0;
+    config.jobs.chunk_interval_ms = args.chunk_interval_ms;
+    config.mqtt.url = broker.url().to_string();
+    config.mqtt.client_id = format!("rocky-demo-{}", std::process::id());
+    let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+
+    let mut fleet_config = FleetConfig::new(broker.url(), args.devices);
+    fleet_config.topics = runtime_config.topics.clone();
+    fleet_config.plan = args.plan();
+    fleet_config.slow_delay = Duration::from_millis(1500);
+    let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
+    fleet.wait_connected(Duration::from_secs(15)).await;
+
+    let image = Image::new("demo-firmware-2.1.0.bin", Bytes::from_static(SAMPLE_IMAGE));
+    let chunk_size = ChunkSize::new(args.chunk_size).map_err(anyhow::Error::msg)?;
+    let jobs = if args.no_rollout {
+        Vec::new()
+    } else {
+        fleet
+            .ids()
+            .into_iter()
+            .map(|device| JobSpec {
+                device,
+                image: image.clone(),
+                chunk_size: Some(chunk_size),
+                chunk_interval: None,
+            })
+            .collect()
+    };
+    let result = run_console(&config, runtime_config, &data_dir, jobs).await;
+    fleet.stop().await;
+    result
+}

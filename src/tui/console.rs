@@ -1,0 +1,221 @@
+//! The console's event loop: terminal input, runtime events and command results in; at most
+//! ~30 frames a second out, and only when something changed. Anything slow (loading an image,
+//! submitting, cancelling) runs in a task of its own and reports back, so the loop never waits.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use ratatui::crossterm::event::{Event as TermEvent, EventStream as TermEvents};
+use tokio::sync::mpsc;
+
+use super::app::{App, Overlay, Pane};
+use super::input::{Command, Outcome};
+use super::terminal::TerminalGuard;
+use super::theme::Theme;
+use super::ui;
+use crate::engine::JobSpec;
+use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
+use crate::runtime::{Handle, JobFilter};
+
+/// Frames are drawn at most this often.
+const FRAME: Duration = Duration::from_millis(33);
+/// Events applied before the loop looks at the keyboard again.
+const EVENT_BATCH: usize = 20_000;
+
+pub struct ConsoleOptions {
+    pub broker_label: String,
+    pub http: Option<String>,
+    pub traffic_lines: usize,
+    pub default_chunk: u32,
+    pub log_path: Option<PathBuf>,
+    pub limits: LoadLimits,
+    /// Jobs to create as soon as the console is up (the demo's rollout).
+    pub initial_jobs: Vec<JobSpec>,
+}
+
+/// Results of work the loop handed off.
+enum Done {
+    Preview { generation: u64, result: Result<Image, String> },
+    Submitted(Result<usize, String>),
+    Cancelled(Result<u32, String>),
+}
+
+pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()> {
+    let mut guard = TerminalGuard::enter()?;
+    let mut app =
+        App::new(*handle.clock(), options.broker_label.clone(), options.traffic_lines, Theme::from_env());
+    app.http = options.http.clone();
+    app.log_path = options.log_path.clone();
+    app.default_chunk = options.default_chunk;
+    app.utc_offset_s = i64::from(chrono::Local::now().offset().local_minus_utc());
+    let size = guard.terminal().size()?;
+    app.size = (size.width, size.height);
+
+    // Subscribe before taking the snapshot, so nothing falls between the two.
+    let mut events = handle.subscribe();
+    if let Ok(jobs) = handle.jobs(JobFilter::default()).await {
+        app.load_jobs(&jobs);
+    }
+    if let Ok(status) = handle.status().await {
+        app.connection = status.connection;
+    }
+    let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
+    if !options.initial_jobs.is_empty() {
+        spawn_submit(&handle, options.initial_jobs, &done_tx);
+    }
+    let mut terminal_events = TermEvents::new();
+    let mut frames = tokio::time::interval(FRAME);
+    frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_draw = Instant::now() - Duration::from_secs(10);
+    let mut sigterm = terminate_signal();
+
+    loop {
+        let outcome = tokio::select! {
+            biased;
+            input = terminal_events.next() => match input {
+                Some(Ok(TermEvent::Key(key))) => app.handle_key(key),
+                Some(Ok(TermEvent::Mouse(mouse))) => app.handle_mouse(mouse),
+                Some(Ok(TermEvent::Resize(w, h))) => {
+                    app.size = (w, h);
+                    app.dirty = true;
+                    Outcome::Redraw
+                }
+                Some(Ok(_)) => Outcome::Ignored,
+                Some(Err(_)) | None => Outcome::Quit,
+            },
+            _ = sigterm.recv() => Outcome::Quit,
+            done = done_rx.recv() => {
+                if let Some(done) = done {
+                    finish(&mut app, &handle, &done_tx, done);
+                }
+                Outcome::Redraw
+            }
+            received = events.recv() => {
+                match received {
+                    Some(received) => {
+                        app.apply(&received);
+                        for _ in 0..EVENT_BATCH {
+                            let Some(more) = events.try_recv() else { break };
+                            app.apply(&more);
+                        }
+                    }
+                    None => app.flash("the engine has stopped", true),
+                }
+                Outcome::Redraw
+            }
+            _ = frames.tick() => {
+                if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
+                    app.now = SystemTime::now();
+                    guard.terminal().draw(|frame| ui::draw(frame, &app))?;
+                    app.dirty = false;
+                    last_draw = Instant::now();
+                }
+                Outcome::Ignored
+            }
+        };
+        match outcome {
+            Outcome::Quit => break,
+            Outcome::Command(command) => run_command(&mut app, &handle, &options.limits, &done_tx, command),
+            Outcome::Ignored | Outcome::Redraw => {}
+        }
+    }
+    drop(guard);
+    Ok(())
+}
+
+fn run_command(
+    app: &mut App,
+    handle: &Handle,
+    limits: &LoadLimits,
+    done: &mpsc::Sender<Done>,
+    command: Command,
+) {
+    match command {
+        Command::Submit(specs) => spawn_submit(handle, specs, done),
+        Command::Retry(id) => {
+            let Some(job) = app.jobs.rows.get(&id) else { return };
+            let Ok(device) = crate::protocol::DeviceId::parse(&job.device) else { return };
+            let chunk_size = crate::firmware::ChunkSize::new(u64::from(job.chunk_size)).ok();
+            let spec = JobSpec { device, image: job.image.clone(), chunk_size, chunk_interval: None };
+            spawn_submit(handle, vec![spec], done);
+        }
+        Command::Cancel(id) => {
+            let (handle, done) = (handle.clone(), done.clone());
+            tokio::spawn(async move {
+                let result = handle.cancel(id).await.map(|_| id).map_err(|e| e.to_string());
+                let _ = done.send(Done::Cancelled(result)).await;
+            });
+        }
+        Command::Preview { generation, source } => spawn_preview(handle, *limits, done, generation, source),
+    }
+}
+
+fn spawn_submit(handle: &Handle, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
+    let (handle, done) = (handle.clone(), done.clone());
+    tokio::spawn(async move {
+        let result = handle.submit(specs).await.map(|jobs| jobs.len()).map_err(|e| e.to_string());
+        let _ = done.send(Done::Submitted(result)).await;
+    });
+}
+
+fn spawn_preview(
+    handle: &Handle,
+    limits: LoadLimits,
+    done: &mpsc::Sender<Done>,
+    generation: u64,
+    source: FirmwareSource,
+) {
+    let (library, done) = (handle.library().clone(), done.clone());
+    tokio::spawn(async move {
+        // The operator at the console may name any file they can read: no confinement here.
+        let result = resolve(&source, &library, None, &limits).await.map_err(|e| e.to_string());
+        let _ = done.send(Done::Preview { generation, result }).await;
+    });
+}
+
+fn finish(app: &mut App, handle: &Handle, done_tx: &mpsc::Sender<Done>, done: Done) {
+    app.dirty = true;
+    match done {
+        Done::Preview { generation, result } => {
+            let known: Vec<String> = app.devices.rows.keys().cloned().collect();
+            if let Some(Overlay::Form(form)) = app.overlay.as_mut() {
+                if let Some(specs) = form.set_preview(generation, result, &known) {
+                    spawn_submit(handle, specs, done_tx);
+                }
+            }
+        }
+        Done::Submitted(Ok(n)) => {
+            if matches!(app.overlay, Some(Overlay::Form(_))) {
+                app.overlay = None;
+            }
+            app.focus = Pane::Jobs;
+            app.jobs_cursor.selected = usize::MAX / 2; // clamped to the newest job when drawn
+            app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
+        }
+        Done::Submitted(Err(error)) => match app.overlay.as_mut() {
+            Some(Overlay::Form(form)) => form.submit_failed(error),
+            _ => app.flash(error, true),
+        },
+        Done::Cancelled(Ok(id)) => app.flash(format!("job {id} cancelled"), false),
+        Done::Cancelled(Err(error)) => app.flash(error, true),
+    }
+}
+
+/// SIGTERM as a stream of `()`; never fires where there is no such signal.
+struct Terminate(Option<tokio::signal::unix::Signal>);
+
+impl Terminate {
+    async fn recv(&mut self) {
+        match self.0.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn terminate_signal() -> Terminate {
+    Terminate(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok())
+}

@@ -1,0 +1,362 @@
+//! Keys and mouse in, state changes and commands out. Handlers return an [`Outcome`] rather
+//! than doing anything slow themselves: submitting and cancelling are the event loop's job.
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::layout::{Position, Rect};
+use tui_input::Input;
+use tui_input::backend::crossterm::EventHandler;
+
+use super::app::{App, Confirm, Overlay, Pane};
+use super::form::{Form, FormOutcome};
+use super::keymap::Action;
+use super::layout::layout;
+use crate::engine::{JobId, JobSpec};
+use crate::firmware::FirmwareSource;
+
+/// What the event loop should do after an input.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Nothing changed.
+    Ignored,
+    /// State changed; draw again.
+    Redraw,
+    Quit,
+    Command(Command),
+}
+
+#[derive(Debug)]
+pub enum Command {
+    Submit(Vec<JobSpec>),
+    Cancel(JobId),
+    Retry(JobId),
+    Preview { generation: u64, source: FirmwareSource },
+}
+
+impl App {
+    fn areas(&self) -> super::layout::Areas {
+        layout(Rect::new(0, 0, self.size.0, self.size.1), self.focus)
+    }
+
+    pub fn handle_key(&mut self, key: KeyEvent) -> Outcome {
+        if key.kind == KeyEventKind::Release {
+            return Outcome::Ignored;
+        }
+        self.dirty = true;
+        if self.filter_input.is_some() {
+            return self.filter_key(key);
+        }
+        match self.overlay.take() {
+            Some(Overlay::Form(form)) => return self.form_key(form, key),
+            Some(Overlay::Confirm(confirm)) => return self.confirm_key(confirm, key),
+            Some(overlay) => return self.overlay_key(overlay, key),
+            None => {}
+        }
+        let Some(action) = self.keymap.lookup(&key, self.focus.scope()) else { return Outcome::Ignored };
+        self.flash = None;
+        self.action(action)
+    }
+
+    fn action(&mut self, action: Action) -> Outcome {
+        let page = self.areas().rows(self.focus) as isize;
+        match action {
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-page),
+            Action::PageDown => self.move_selection(page),
+            Action::Top => self.move_selection(isize::MIN / 2),
+            Action::Bottom => {
+                self.move_selection(isize::MAX / 2);
+                if self.focus == Pane::Traffic {
+                    self.traffic_view.follow = true;
+                }
+            }
+            Action::NextPane | Action::PrevPane => {
+                let i = Pane::ALL.iter().position(|p| *p == self.focus).unwrap_or(0) as isize;
+                let step = if action == Action::NextPane { 1 } else { -1 };
+                self.focus = Pane::ALL[(i + step).rem_euclid(Pane::ALL.len() as isize) as usize];
+            }
+            Action::Open => self.open_detail(),
+            Action::Back => {
+                let index = App::pane_index(self.focus);
+                if self.filters[index].is_empty() {
+                    return Outcome::Ignored;
+                }
+                self.filters[index].clear();
+            }
+            Action::NewJob => {
+                let default_chunk = self.default_chunk;
+                self.overlay = Some(Overlay::Form(Box::new(Form::new(default_chunk))));
+            }
+            Action::Cancel => match self.selected_job() {
+                Some(job) if !job.state.is_final() => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Cancel(job.id)))
+                }
+                Some(job) => self.flash(format!("job {} already ended as {}", job.id, job.state), true),
+                None => return Outcome::Ignored,
+            },
+            Action::Retry => match self.selected_job() {
+                Some(job) if job.state.is_final() => {
+                    self.overlay = Some(Overlay::Confirm(Confirm::Retry(job.id)))
+                }
+                Some(job) => self.flash(
+                    format!("job {} is still {}; only a finished job can be retried", job.id, job.state),
+                    true,
+                ),
+                None => return Outcome::Ignored,
+            },
+            Action::Filter => {
+                self.filter_input = Some(Input::new(self.filter(self.focus).to_owned()));
+            }
+            Action::Freeze => {
+                self.traffic_view.follow = !self.traffic_view.follow;
+                if !self.traffic_view.follow {
+                    self.pin_traffic_to_tail();
+                }
+            }
+            Action::ToggleChunks => {
+                self.traffic.show_chunks = !self.traffic.show_chunks;
+                let how = if self.traffic.show_chunks {
+                    "every chunk from now on"
+                } else {
+                    "chunks folded per job"
+                };
+                self.flash(format!("traffic: {how}"), false);
+            }
+            Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
+            Action::Quit => {
+                let active = self.jobs.active();
+                if active == 0 {
+                    return Outcome::Quit;
+                }
+                self.overlay = Some(Overlay::Confirm(Confirm::Quit { active }));
+            }
+        }
+        Outcome::Redraw
+    }
+
+    fn open_detail(&mut self) {
+        match self.focus {
+            Pane::Jobs => {
+                if let Some(job) = self.selected_job() {
+                    self.overlay = Some(Overlay::JobDetail { job: job.id, scroll: 0 });
+                }
+            }
+            Pane::Traffic => {
+                if let Some(seq) = self.selected_traffic_seq() {
+                    self.overlay = Some(Overlay::TrafficDetail { seq, scroll: 0 });
+                }
+            }
+            Pane::Devices => {
+                // A device's detail is its current or last job's detail.
+                let job = self
+                    .visible_devices()
+                    .get(self.devices_cursor.selected)
+                    .and_then(|d| d.job)
+                    .map(|(j, _)| j);
+                if let Some(job) = job {
+                    self.overlay = Some(Overlay::JobDetail { job, scroll: 0 });
+                }
+            }
+        }
+    }
+
+    /// The traffic line under the cursor: the newest when following.
+    pub fn selected_traffic_seq(&self) -> Option<u64> {
+        let lines = self.visible_traffic();
+        if self.traffic_view.follow {
+            return lines.last().map(|l| l.seq);
+        }
+        lines.iter().find(|l| l.seq >= self.traffic_view.selected).or(lines.last()).map(|l| l.seq)
+    }
+
+    fn pin_traffic_to_tail(&mut self) {
+        let rows = self.areas().rows(Pane::Traffic);
+        let lines = self.visible_traffic();
+        let selected = lines.last().map_or(0, |l| l.seq);
+        let top = lines.len().saturating_sub(rows);
+        let top = lines.get(top).map_or(0, |l| l.seq);
+        self.traffic_view.selected = selected;
+        self.traffic_view.top = top;
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        let rows = self.areas().rows(self.focus);
+        match self.focus {
+            Pane::Jobs => {
+                let len = self.visible_jobs().len();
+                self.jobs_cursor.move_by(delta, len, rows);
+            }
+            Pane::Devices => {
+                let len = self.visible_devices().len();
+                self.devices_cursor.move_by(delta, len, rows);
+            }
+            Pane::Traffic => {
+                if self.traffic_view.follow {
+                    if delta >= 0 {
+                        return;
+                    }
+                    self.traffic_view.follow = false; // scrolling up freezes the view
+                    self.pin_traffic_to_tail();
+                }
+                let lines = self.visible_traffic();
+                if lines.is_empty() {
+                    return;
+                }
+                let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+                let index =
+                    seqs.iter().position(|s| *s >= self.traffic_view.selected).unwrap_or(seqs.len() - 1);
+                let top = seqs.iter().position(|s| *s >= self.traffic_view.top).unwrap_or(0);
+                let mut cursor = super::app::Cursor { selected: index, offset: top };
+                cursor.move_by(delta, seqs.len(), rows);
+                self.traffic_view.selected = seqs[cursor.selected];
+                self.traffic_view.top = seqs[cursor.offset];
+            }
+        }
+    }
+
+    fn filter_key(&mut self, key: KeyEvent) -> Outcome {
+        let Some(input) = self.filter_input.as_mut() else { return Outcome::Ignored };
+        match key.code {
+            KeyCode::Enter => {
+                let text = input.value().trim().to_owned();
+                self.filters[App::pane_index(self.focus)] = text;
+                self.filter_input = None;
+                self.jobs_cursor = Default::default();
+                self.devices_cursor = Default::default();
+            }
+            KeyCode::Esc => {
+                self.filters[App::pane_index(self.focus)].clear();
+                self.filter_input = None;
+            }
+            _ => {
+                input.handle_event(&ratatui::crossterm::event::Event::Key(key));
+                // Filter live as the operator types.
+                self.filters[App::pane_index(self.focus)] = input.value().trim().to_owned();
+            }
+        }
+        Outcome::Redraw
+    }
+
+    fn form_key(&mut self, mut form: Box<Form>, key: KeyEvent) -> Outcome {
+        let known: Vec<String> = self.devices.rows.keys().cloned().collect();
+        let outcome = form.handle_key(key, &known);
+        match outcome {
+            FormOutcome::Close => {
+                self.overlay = None;
+                return Outcome::Redraw;
+            }
+            FormOutcome::Nothing => {}
+            FormOutcome::Preview { generation, source } => {
+                self.overlay = Some(Overlay::Form(form));
+                return Outcome::Command(Command::Preview { generation, source });
+            }
+            FormOutcome::Submit(specs) => {
+                self.overlay = Some(Overlay::Form(form));
+                return Outcome::Command(Command::Submit(specs));
+            }
+        }
+        self.overlay = Some(Overlay::Form(form));
+        Outcome::Redraw
+    }
+
+    fn confirm_key(&mut self, confirm: Confirm, key: KeyEvent) -> Outcome {
+        match key.code {
+            KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => match confirm {
+                Confirm::Cancel(id) => Outcome::Command(Command::Cancel(id)),
+                Confirm::Retry(id) => Outcome::Command(Command::Retry(id)),
+                Confirm::Quit { .. } => Outcome::Quit,
+            },
+            KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => Outcome::Redraw,
+            _ => {
+                self.overlay = Some(Overlay::Confirm(confirm));
+                Outcome::Ignored
+            }
+        }
+    }
+
+    fn overlay_key(&mut self, overlay: Overlay, key: KeyEvent) -> Outcome {
+        let close = matches!(key.code, KeyCode::Esc | KeyCode::Char('q'))
+            || (matches!(overlay, Overlay::Help { .. }) && key.code == KeyCode::Char('?'));
+        if close {
+            return Outcome::Redraw;
+        }
+        let step: i32 = match key.code {
+            KeyCode::Down | KeyCode::Char('j') => 1,
+            KeyCode::Up | KeyCode::Char('k') => -1,
+            KeyCode::PageDown => 10,
+            KeyCode::PageUp => -10,
+            KeyCode::Char('g') | KeyCode::Home => -10_000,
+            _ => 0,
+        };
+        let scroll = |s: u16| (i32::from(s) + step).clamp(0, 10_000) as u16;
+        self.overlay = Some(match overlay {
+            Overlay::Help { scroll: s } => Overlay::Help { scroll: scroll(s) },
+            Overlay::JobDetail { job, scroll: s } => Overlay::JobDetail { job, scroll: scroll(s) },
+            Overlay::TrafficDetail { seq, scroll: s } => Overlay::TrafficDetail { seq, scroll: scroll(s) },
+            other => other,
+        });
+        if step == 0 { Outcome::Ignored } else { Outcome::Redraw }
+    }
+
+    pub fn handle_mouse(&mut self, mouse: MouseEvent) -> Outcome {
+        if self.overlay.is_some() || self.filter_input.is_some() {
+            return Outcome::Ignored;
+        }
+        let areas = self.areas();
+        let at = Position::new(mouse.column, mouse.row);
+        let Some(pane) = Pane::ALL.into_iter().find(|p| areas.pane(*p).is_some_and(|r| r.contains(at)))
+        else {
+            return Outcome::Ignored;
+        };
+        self.dirty = true;
+        match mouse.kind {
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let previous = self.focus;
+                self.focus = pane;
+                self.move_selection(if mouse.kind == MouseEventKind::ScrollDown { 3 } else { -3 });
+                self.focus = previous;
+                Outcome::Redraw
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                self.focus = pane;
+                let Some(rect) = areas.pane(pane) else { return Outcome::Redraw };
+                let header = if pane == Pane::Traffic { 1 } else { 2 };
+                let Some(row) = mouse.row.checked_sub(rect.y + header).map(usize::from) else {
+                    return Outcome::Redraw;
+                };
+                match pane {
+                    Pane::Jobs => {
+                        let len = self.visible_jobs().len();
+                        let target = self.jobs_cursor.offset + row;
+                        if target < len {
+                            self.jobs_cursor.selected = target;
+                        }
+                    }
+                    Pane::Devices => {
+                        let len = self.visible_devices().len();
+                        let target = self.devices_cursor.offset + row;
+                        if target < len {
+                            self.devices_cursor.selected = target;
+                        }
+                    }
+                    Pane::Traffic => {
+                        let rows = areas.rows(Pane::Traffic);
+                        if self.traffic_view.follow {
+                            self.traffic_view.follow = false;
+                            self.pin_traffic_to_tail();
+                        }
+                        let lines = self.visible_traffic();
+                        let top = lines.iter().position(|l| l.seq >= self.traffic_view.top).unwrap_or(0);
+                        let top = top.min(lines.len().saturating_sub(rows));
+                        if let Some(line) = lines.get(top + row) {
+                            let seq = line.seq;
+                            self.traffic_view.selected = seq;
+                        }
+                    }
+                }
+                Outcome::Redraw
+            }
+            _ => Outcome::Ignored,
+        }
+    }
+}

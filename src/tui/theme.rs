@@ -1,0 +1,79 @@
+//! Colours by meaning. Only the terminal's own palette (no fixed backgrounds), so the console
+//! reads on light and dark terminals; with `NO_COLOR` every meaning is carried by text and
+//! modifiers (bold, dim, reverse) instead.
+
+use ratatui::style::{Color, Modifier, Style};
+
+use crate::engine::JobState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Theme {
+    pub ok: Style,
+    pub danger: Style,
+    pub warn: Style,
+    pub active: Style,
+    pub muted: Style,
+    pub accent: Style,
+    pub selected: Style,
+    pub title: Style,
+    pub key: Style,
+    pub border: Style,
+    pub focused_border: Style,
+    pub bar: Style,
+}
+
+impl Theme {
+    pub fn color() -> Self {
+        Self {
+            ok: Style::new().fg(Color::Green),
+            danger: Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+            warn: Style::new().fg(Color::Yellow),
+            active: Style::new().fg(Color::Cyan),
+            muted: Style::new().add_modifier(Modifier::DIM),
+            accent: Style::new().fg(Color::Magenta),
+            selected: Style::new().add_modifier(Modifier::REVERSED),
+            title: Style::new().add_modifier(Modifier::BOLD),
+            key: Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            border: Style::new().add_modifier(Modifier::DIM),
+            focused_border: Style::new().fg(Color::Cyan),
+            bar: Style::new().fg(Color::Cyan),
+        }
+    }
+
+    pub fn monochrome() -> Self {
+        let plain = Style::new();
+        Self {
+            ok: plain,
+            danger: plain.add_modifier(Modifier::BOLD),
+            warn: plain.add_modifier(Modifier::UNDERLINED),
+            active: plain,
+            muted: plain.add_modifier(Modifier::DIM),
+            accent: plain,
+            selected: plain.add_modifier(Modifier::REVERSED),
+            title: plain.add_modifier(Modifier::BOLD),
+            key: plain.add_modifier(Modifier::BOLD),
+            border: plain,
+            focused_border: plain.add_modifier(Modifier::BOLD),
+            bar: plain,
+        }
+    }
+
+    /// Colour unless `NO_COLOR` is set (to anything), as no-color.org asks.
+    pub fn from_env() -> Self {
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            Self::monochrome()
+        } else {
+            Self::color()
+        }
+    }
+
+    pub fn state(&self, state: JobState) -> Style {
+        match state {
+            JobState::Succeeded => self.ok,
+            JobState::Failed | JobState::Rejected | JobState::TimedOut => self.danger,
+            JobState::Cancelled => self.warn,
+            JobState::Queued => self.muted,
+            JobState::Requesting | JobState::Transferring | JobState::Finishing => self.active,
+        }
+    }
+}

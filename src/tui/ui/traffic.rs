@@ -1,0 +1,58 @@
+//! The traffic pane: decoded MQTT messages, newest at the bottom, following unless frozen.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::widgets::pane_block;
+use crate::runtime::TrafficDirection;
+use crate::tui::app::{App, Pane, TrafficLine};
+use crate::tui::format;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let theme = &app.theme;
+    let lines = app.visible_traffic();
+    let height = usize::from(area.height.saturating_sub(2)).max(1);
+    let focused = app.focus == Pane::Traffic;
+    let (start, selected) = if app.traffic_view.follow {
+        (lines.len().saturating_sub(height), lines.last().map(|l| l.seq))
+    } else {
+        let top = lines.iter().position(|l| l.seq >= app.traffic_view.top).unwrap_or(0);
+        (top.min(lines.len().saturating_sub(height)), Some(app.traffic_view.selected))
+    };
+    let mode = if app.traffic_view.follow { "following" } else { "frozen" };
+    let chunks = if app.traffic.show_chunks { ", every chunk" } else { "" };
+    let title = format!("Traffic {} ({mode}{chunks})", lines.len());
+    let text: Vec<Line> = lines
+        .iter()
+        .skip(start)
+        .take(height)
+        .map(|line| {
+            let rendered = render(app, line);
+            if focused && Some(line.seq) == selected { rendered.style(theme.selected) } else { rendered }
+        })
+        .collect();
+    let block = pane_block(app, title, focused, app.filter(Pane::Traffic));
+    frame.render_widget(Paragraph::new(text).block(block), area);
+}
+
+fn render<'a>(app: &App, line: &TrafficLine) -> Line<'a> {
+    let theme = &app.theme;
+    let style = if line.decode_error {
+        theme.danger
+    } else if line.text.contains("NACK") || line.text.contains("FAILED") {
+        theme.warn
+    } else if line.chunks.is_some() {
+        theme.muted
+    } else if line.direction == TrafficDirection::In {
+        theme.ok
+    } else {
+        theme.accent
+    };
+    Line::from(vec![
+        Span::styled(format::clock_ms(line.time, app.utc_offset_s), theme.muted),
+        Span::raw(" "),
+        Span::styled(line.text.clone(), style),
+    ])
+}

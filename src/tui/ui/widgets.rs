@@ -1,0 +1,77 @@
+//! Small drawing helpers shared by the panes.
+
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders};
+
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+
+/// A pane's border: highlighted when focused, with its filter (if any) in the title.
+pub fn pane_block<'a>(app: &App, title: String, focused: bool, filter: &str) -> Block<'a> {
+    let theme = &app.theme;
+    let style = if focused { theme.focused_border } else { theme.border };
+    let mut spans =
+        vec![Span::styled(format!(" {title} "), if focused { theme.title } else { Style::new() })];
+    if !filter.is_empty() {
+        spans.push(Span::styled(format!("/{filter} "), theme.accent));
+    }
+    Block::new()
+        .borders(Borders::ALL)
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(style)
+        .title(Line::from(spans))
+}
+
+/// A text progress bar with eighth-block resolution.
+pub fn bar(fraction: f64, width: usize) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+    let eighths = (fraction * width as f64 * 8.0).round() as usize;
+    let full = eighths / 8;
+    let mut out = "█".repeat(full.min(width));
+    if full < width {
+        out.push(PARTS[eighths % 8]);
+        out.push_str(&" ".repeat(width - full - 1));
+    }
+    out
+}
+
+/// A centred rectangle of at most `width` × `height` inside `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] =
+        Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
+    let [rect] =
+        Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(row);
+    rect
+}
+
+/// `text` cut to `width` characters with an ellipsis.
+pub fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+pub fn key_hint<'a>(theme: &Theme, key: String, label: &'a str) -> Vec<Span<'a>> {
+    vec![Span::styled(key, theme.key), Span::raw(format!(" {label}  "))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_fill_by_eighths() {
+        assert_eq!(bar(0.0, 4), "    ");
+        assert_eq!(bar(1.0, 4), "████");
+        assert_eq!(bar(0.5, 4), "██  ");
+        assert_eq!(bar(0.5 + 1.0 / 16.0, 4), "██▌ ");
+        assert_eq!(bar(f64::NAN, 3), "   ");
+        assert_eq!(clip("abcdef", 4), "abc…");
+    }
+}

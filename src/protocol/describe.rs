@@ -94,6 +94,11 @@ mod tests {
         let t = Topics::default();
         let text = describe(&t, "/fota/cmd_resp/dev-07", &[0x82, 0x18, 0x2a, 0x18, 0x63]);
         assert_eq!(text, "resp ← dev-07 decode error: unknown command type 99 · 82 18 2a 18 63");
+        assert_eq!(
+            describe(&t, "/fota/cmd_resp/d", &[0xff, 0x00]),
+            "resp ← d decode error: not CBOR: invalid type: break, expected non-break · ff 00"
+        );
+        assert_eq!(describe(&t, "/fota/cmd_resp/d", &[0x82, 0x18]), "resp ← d decode error: not CBOR: the payload ends in the middle of an item · 82 18");
         let long = describe(&t, "/fota/cmd_resp/d", &[0xffu8; 40]);
         assert!(long.ends_with("… (+24 B)"), "{long}");
         assert_eq!(hex_preview(&[]), "(empty)");

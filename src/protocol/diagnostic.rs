@@ -14,7 +14,7 @@ pub fn diagnostic(payload: &[u8]) -> Result<String, DecodeError> {
         return Err(DecodeError::Empty);
     }
     let mut reader = payload;
-    let value: Value = ciborium::from_reader(&mut reader).map_err(|e| DecodeError::NotCbor(e.to_string()))?;
+    let value: Value = ciborium::from_reader(&mut reader).map_err(super::frame::not_cbor)?;
     let mut out = String::new();
     render(&value, &mut out);
     if !reader.is_empty() {

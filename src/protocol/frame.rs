@@ -174,7 +174,7 @@ fn decode_head(payload: &[u8]) -> Result<(u32, CommandType, Vec<Value>), DecodeE
         return Err(DecodeError::Empty);
     }
     let mut reader = payload;
-    let value: Value = ciborium::from_reader(&mut reader).map_err(|e| DecodeError::NotCbor(e.to_string()))?;
+    let value: Value = ciborium::from_reader(&mut reader).map_err(not_cbor)?;
     if !reader.is_empty() {
         return Err(DecodeError::TrailingBytes(reader.len()));
     }
@@ -210,6 +210,27 @@ pub(super) fn decode_hash(item: &Value) -> Result<Sha256, DecodeError> {
     };
     Sha256::try_from(bytes.as_slice())
         .map_err(|_| DecodeError::BadHash(format!("{} bytes, expected 32", bytes.len())))
+}
+
+/// ciborium's errors in words a person reads in the traffic pane.
+pub(super) fn not_cbor(error: ciborium::de::Error<std::io::Error>) -> DecodeError {
+    use ciborium::de::Error;
+    DecodeError::NotCbor(match error {
+        Error::Io(_) => "the payload ends in the middle of an item".to_owned(),
+        Error::Syntax(offset) => format!("malformed item at byte {offset}"),
+        Error::Semantic(Some(offset), message) => format!("{} at byte {offset}", unwrap_nested(&message)),
+        Error::Semantic(None, message) => unwrap_nested(&message).to_owned(),
+        Error::RecursionLimitExceeded => "nested too deeply".to_owned(),
+    })
+}
+
+/// ciborium reports some errors as the debug form of another (`Semantic(None, "…")`): keep
+/// only the quoted sentence.
+fn unwrap_nested(message: &str) -> &str {
+    match (message.starts_with("Semantic("), message.find('"'), message.rfind('"')) {
+        (true, Some(start), Some(end)) if end > start => &message[start + 1..end],
+        _ => message,
+    }
 }
 
 fn as_u64(value: &Value) -> Option<u64> {

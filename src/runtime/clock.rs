@@ -15,6 +15,11 @@ impl Clock {
         Self { mono: tokio::time::Instant::now().into_std(), wall: SystemTime::now() }
     }
 
+    /// A clock pinned to a given pair of instants (tests and fixtures).
+    pub fn fixed(mono: Instant, wall: SystemTime) -> Self {
+        Self { mono, wall }
+    }
+
     /// The engine's notion of now (tokio's clock, so paused-time tests drive it too).
     pub fn now(&self) -> Instant {
         tokio::time::Instant::now().into_std()

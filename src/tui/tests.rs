@@ -1,1 +1,413 @@
+//! Whole screens from fixture states (insta snapshots of `TestBackend`), styles where colour
+//! carries meaning, and every key binding's effect.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::style::Color;
+
+use super::app::{App, Confirm, Overlay, Pane};
+use super::input::{Command, Outcome};
+use super::theme::Theme;
+use super::ui;
+use crate::engine::{Event, JobState, JobView};
+use crate::firmware::{ChunkSize, Image};
+use crate::protocol::{DeviceId, Topics, describe};
+use crate::runtime::{Clock, ConnectionState, Envelope, Received, RuntimeEvent, Traffic, TrafficDirection};
+
+const T0: Duration = Duration::from_secs(1_795_000_000); // a fixed wall-clock origin
+
+struct Fixture {
+    app: App,
+    mono: Instant,
+    seq: u64,
+    image: Image,
+}
+
+impl Fixture {
+    fn new(theme: Theme) -> Self {
+        let mono = Instant::now();
+        let clock = Clock::fixed(mono, SystemTime::UNIX_EPOCH + T0);
+        let mut app = App::new(clock, "mqtt://127.0.0.1:1883".into(), 10_000, theme);
+        app.http = Some("127.0.0.1:7878".into());
+        app.now = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(12);
+        app.log_path = Some("/home/op/.local/share/rocky/rocky.log".into());
+        let image = Image::new("sensor-fw-2.1.0.bin", Bytes::from(vec![7u8; 192 * 1024]));
+        Self { app, mono, seq: 0, image }
+    }
+
+    fn at(&self, ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + T0 + Duration::from_millis(ms)
+    }
+
+    fn send(&mut self, ms: u64, event: RuntimeEvent) {
+        self.seq += 1;
+        let envelope = Envelope { seq: self.seq, time: self.at(ms), event };
+        self.app.apply(&Received::Event(Arc::new(envelope)));
+    }
+
+    fn job(&mut self, id: u32, device: &str, ms: u64) {
+        let image = self.image.clone();
+        let view = JobView {
+            id,
+            device: DeviceId::parse(device).unwrap(),
+            image,
+            chunk_size: ChunkSize::new(2048).unwrap(),
+            state: JobState::Queued,
+            chunks_done: 0,
+            chunks_total: 96,
+            bytes_sent: 0,
+            attempts: 0,
+            error: None,
+            created_at: self.mono + Duration::from_millis(ms),
+            started_at: None,
+            finished_at: None,
+        };
+        self.send(ms, RuntimeEvent::Engine(Event::Created(Box::new(view))));
+    }
+
+    fn state(&mut self, id: u32, device: &str, ms: u64, from: JobState, to: JobState, detail: Option<&str>) {
+        let event = Event::StateChanged {
+            job: id,
+            device: DeviceId::parse(device).unwrap(),
+            from,
+            to,
+            detail: detail.map(str::to_owned),
+        };
+        self.send(ms, RuntimeEvent::Engine(event));
+    }
+
+    fn chunks(&mut self, id: u32, device: &str, ms: u64, upto: u32) {
+        for chunk in 1..=upto {
+            let event = Event::ChunkSent { job: id, device: DeviceId::parse(device).unwrap(), chunk, total: 96, bytes: 2048 };
+            self.send(ms + u64::from(chunk) * 10, RuntimeEvent::Engine(event));
+            let topic = format!("/fota/data/{device}/{chunk}");
+            let payload = Bytes::from(vec![0xabu8; 2048]);
+            self.traffic(ms + u64::from(chunk) * 10, TrafficDirection::Out, &topic, payload, Some(id), Some(chunk));
+        }
+    }
+
+    fn traffic(&mut self, ms: u64, direction: TrafficDirection, topic: &str, payload: Bytes, job: Option<u32>, chunk: Option<u32>) {
+        let topics = Topics::default();
+        let text = describe(&topics, topic, &payload);
+        let device = topic.rsplit('/').nth(usize::from(chunk.is_some())).and_then(|d| DeviceId::parse(d).ok());
+        let traffic = Traffic {
+            direction,
+            topic: topic.to_owned(),
+            qos: 1,
+            size: payload.len(),
+            decode_error: text.contains("decode error"),
+            text,
+            payload,
+            device,
+            job,
+            chunk,
+        };
+        self.send(ms, RuntimeEvent::Traffic(traffic));
+    }
+
+    /// A rollout in progress: every state on screen, decoded traffic including a decode error.
+    fn mid_rollout(theme: Theme) -> Self {
+        use JobState::*;
+        let mut f = Self::new(theme);
+        f.send(0, RuntimeEvent::Connection(ConnectionState::Connected));
+        let request = |id: u32| {
+            let mut v = vec![0x83u8, 0x18, id as u8, 0x01, 0x98, 0x20];
+            v.extend(std::iter::repeat_n(0x07u8, 32));
+            Bytes::from(v)
+        };
+        let devices = ["dev-01", "dev-02", "dev-03", "dev-04", "dev-05", "dev-06"];
+        for (i, device) in devices.iter().enumerate() {
+            f.job(i as u32 + 41, device, 100);
+        }
+        for (i, device) in devices.iter().take(5).enumerate() {
+            let id = i as u32 + 41;
+            f.state(id, device, 110, Queued, Requesting, None);
+            f.traffic(110, TrafficDirection::Out, &format!("/fota/cmd/{device}"), request(id as u8 as u32), Some(id), None);
+        }
+        // dev-01 succeeded
+        f.traffic(300, TrafficDirection::In, "/fota/cmd_resp/dev-01", Bytes::from_static(&[0x82, 0x18, 41, 0x02]), Some(41), None);
+        f.state(41, "dev-01", 300, Requesting, Transferring, None);
+        f.chunks(41, "dev-01", 300, 96);
+        f.state(41, "dev-01", 1400, Transferring, Finishing, None);
+        f.traffic(1400, TrafficDirection::Out, "/fota/cmd/dev-01", Bytes::from_static(&[0x83, 0x18, 41, 0x04, 0x80]), Some(41), None);
+        f.traffic(1500, TrafficDirection::In, "/fota/cmd_resp/dev-01", Bytes::from_static(&[0x82, 0x18, 41, 0x05]), Some(41), None);
+        f.state(41, "dev-01", 1500, Finishing, Succeeded, None);
+        // dev-02 transferring, half way
+        f.traffic(400, TrafficDirection::In, "/fota/cmd_resp/dev-02", Bytes::from_static(&[0x82, 0x18, 42, 0x02]), Some(42), None);
+        f.state(42, "dev-02", 400, Requesting, Transferring, None);
+        f.chunks(42, "dev-02", 400, 48);
+        // dev-03 refused
+        f.traffic(500, TrafficDirection::In, "/fota/cmd_resp/dev-03", Bytes::from_static(&[0x82, 0x18, 43, 0x03]), Some(43), None);
+        f.state(43, "dev-03", 500, Requesting, Rejected, Some("device refused the update"));
+        // dev-04 silent: retried, then timed out
+        f.send(2110, RuntimeEvent::Engine(Event::RequestRetried { job: 44, device: DeviceId::parse("dev-04").unwrap(), attempt: 2 }));
+        f.state(44, "dev-04", 4110, Requesting, TimedOut, Some("no answer to FOTA_REQUEST after 2 attempts of 2 s"));
+        // dev-05 sends garbage
+        f.traffic(600, TrafficDirection::In, "/fota/cmd_resp/dev-05", Bytes::from_static(&[0xff, 0x00, 0x13]), None, None);
+        f.app.jobs_cursor.selected = 1;
+        f
+    }
+
+    fn render(&self, width: u16, height: u16) -> Terminal<TestBackend> {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| ui::draw(frame, &self.app)).unwrap();
+        terminal
+    }
+
+    fn key(&mut self, code: KeyCode) -> Outcome {
+        self.app.handle_key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+}
+
+#[test]
+fn main_view_mid_rollout() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    insta::assert_snapshot!(f.render(160, 45).backend());
+}
+
+#[test]
+fn main_view_at_80_by_24() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (80, 24);
+    insta::assert_snapshot!(f.render(80, 24).backend());
+}
+
+#[test]
+fn devices_pane_takes_the_traffic_place_at_80_columns() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (80, 24);
+    f.app.focus = Pane::Devices;
+    insta::assert_snapshot!(f.render(80, 24).backend());
+}
+
+#[test]
+fn job_detail_shows_the_timeline_and_traffic() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.overlay = Some(Overlay::JobDetail { job: 44, scroll: 0 });
+    insta::assert_snapshot!(f.render(120, 40).backend());
+}
+
+#[test]
+fn traffic_detail_shows_cbor_and_hex() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    let seq = f.app.traffic.iter().find(|l| l.text.contains("FOTA_REQUEST_NACK")).unwrap().seq;
+    f.app.overlay = Some(Overlay::TrafficDetail { seq, scroll: 0 });
+    insta::assert_snapshot!(f.render(100, 30).backend());
+}
+
+#[test]
+fn form_shows_an_inline_error() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01, dev/07".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    insta::assert_snapshot!(f.render(100, 30).backend());
+}
+
+#[test]
+fn help_is_generated_from_the_keymap() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('?'));
+    let screen = f.render(100, 45);
+    for binding in &f.app.keymap.bindings {
+        let text = format!("{}", screen.backend());
+        assert!(text.contains(binding.help), "{} missing from help", binding.help);
+    }
+    assert!(format!("{}", screen.backend()).contains("/home/op/.local/share/rocky/rocky.log"));
+    insta::assert_snapshot!(screen.backend());
+}
+
+#[test]
+fn confirm_popup_before_cancel() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (100, 30);
+    f.key(KeyCode::Char('c')); // job 42 (transferring) is selected
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Cancel(42)))));
+    insta::assert_snapshot!(f.render(100, 30).backend());
+}
+
+/// The style of the first cell whose text starts a word `word` on screen.
+fn style_of(terminal: &Terminal<TestBackend>, word: &str) -> ratatui::style::Style {
+    let buffer = terminal.backend().buffer();
+    let width = buffer.area.width;
+    for y in 0..buffer.area.height {
+        let row: String = (0..width).map(|x| buffer[(x, y)].symbol().to_owned()).collect();
+        if let Some(i) = row.find(word) {
+            let x = row[..i].chars().count() as u16;
+            return buffer[(x, y)].style();
+        }
+    }
+    panic!("{word:?} not on screen");
+}
+
+#[test]
+fn states_carry_meaning_in_colour_and_no_color_removes_it() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    let screen = f.render(160, 45);
+    assert_eq!(style_of(&screen, "succeeded").fg, Some(Color::Green));
+    assert_eq!(style_of(&screen, "rejected").fg, Some(Color::Red));
+    assert_eq!(style_of(&screen, "timed out").fg, Some(Color::Red));
+    assert_eq!(style_of(&screen, "decode error").fg, Some(Color::Red));
+
+    let mut mono = Fixture::mid_rollout(Theme::monochrome());
+    mono.app.size = (160, 45);
+    let screen = mono.render(160, 45);
+    let buffer = screen.backend().buffer();
+    assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset), "no colour at all");
+    assert!(style_of(&screen, "rejected").add_modifier.contains(ratatui::style::Modifier::BOLD));
+}
+
+#[test]
+fn navigation_keys_move_focus_and_selection() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.app.jobs_cursor.selected = 0;
+    f.key(KeyCode::Char('j'));
+    f.key(KeyCode::Down);
+    assert_eq!(f.app.selected_job().unwrap().id, 43);
+    f.key(KeyCode::Char('k'));
+    assert_eq!(f.app.selected_job().unwrap().id, 42);
+    f.key(KeyCode::Char('G'));
+    assert_eq!(f.app.selected_job().unwrap().id, 46);
+    f.key(KeyCode::Char('g'));
+    assert_eq!(f.app.selected_job().unwrap().id, 41);
+    f.key(KeyCode::PageDown);
+    assert_eq!(f.app.selected_job().unwrap().id, 46);
+    f.key(KeyCode::PageUp);
+    assert_eq!(f.app.selected_job().unwrap().id, 41);
+    f.key(KeyCode::Tab);
+    assert_eq!(f.app.focus, Pane::Traffic);
+    f.key(KeyCode::Tab);
+    assert_eq!(f.app.focus, Pane::Devices);
+    f.key(KeyCode::BackTab);
+    assert_eq!(f.app.focus, Pane::Traffic);
+    // Enter on a traffic line opens its detail; Esc closes it.
+    f.key(KeyCode::Enter);
+    assert!(matches!(f.app.overlay, Some(Overlay::TrafficDetail { .. })));
+    f.key(KeyCode::Esc);
+    assert!(f.app.overlay.is_none());
+}
+
+#[test]
+fn traffic_freezes_on_scroll_and_follows_again_on_g() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.key(KeyCode::Tab);
+    assert!(f.app.traffic_view.follow);
+    let last = f.app.selected_traffic_seq().unwrap();
+    f.key(KeyCode::Up);
+    assert!(!f.app.traffic_view.follow, "scrolling up freezes");
+    assert!(f.app.selected_traffic_seq().unwrap() < last);
+    f.key(KeyCode::Char('G'));
+    assert!(f.app.traffic_view.follow);
+    f.key(KeyCode::Char('f'));
+    assert!(!f.app.traffic_view.follow);
+    f.key(KeyCode::Char('p'));
+    assert!(f.app.traffic_view.follow);
+    f.key(KeyCode::Char('t'));
+    assert!(f.app.traffic.show_chunks);
+}
+
+#[test]
+fn filters_narrow_the_focused_pane() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('/'));
+    for c in "timed".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    assert_eq!(f.app.visible_jobs().len(), 1, "filters while typing");
+    f.key(KeyCode::Enter);
+    assert_eq!(f.app.filter(Pane::Jobs), "timed");
+    assert_eq!(f.app.visible_jobs()[0].id, 44);
+    f.key(KeyCode::Esc);
+    assert_eq!(f.app.visible_jobs().len(), 6, "Esc clears the filter");
+    f.key(KeyCode::Tab);
+    f.key(KeyCode::Char('/'));
+    for c in "nack".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    f.key(KeyCode::Enter);
+    assert_eq!(f.app.visible_traffic().len(), 1);
+    f.app.filters[1] = "#42".into();
+    assert!(f.app.visible_traffic().iter().all(|l| l.job == Some(42)));
+}
+
+#[test]
+fn cancel_and_retry_ask_first_and_only_fit_their_states() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.jobs_cursor.selected = 1; // 42 transferring
+    f.key(KeyCode::Char('c'));
+    assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Command(Command::Cancel(42))));
+    f.key(KeyCode::Char('c'));
+    assert!(matches!(f.key(KeyCode::Char('n')), Outcome::Redraw));
+    assert!(f.app.overlay.is_none(), "n declines");
+    f.key(KeyCode::Char('r'));
+    assert!(f.app.flash.as_ref().unwrap().error, "an active job cannot be retried");
+    f.app.jobs_cursor.selected = 2; // 43 rejected
+    f.key(KeyCode::Char('c'));
+    assert!(f.app.flash.as_ref().unwrap().text.contains("already ended"));
+    f.key(KeyCode::Char('r'));
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Retry(43)))));
+    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::Retry(43))));
+}
+
+#[test]
+fn quit_asks_while_jobs_are_active() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    assert!(matches!(f.key(KeyCode::Char('q')), Outcome::Redraw));
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Quit { active: 3 }))));
+    assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Quit));
+    let mut idle = Fixture::new(Theme::color());
+    assert!(matches!(idle.app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Outcome::Quit));
+}
+
+#[test]
+fn form_and_help_open_and_close() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    assert!(matches!(f.app.overlay, Some(Overlay::Form(_))));
+    f.key(KeyCode::Char('q')); // typed into the form, not quit
+    assert!(matches!(f.app.overlay, Some(Overlay::Form(_))));
+    f.key(KeyCode::Esc);
+    assert!(f.app.overlay.is_none());
+    f.key(KeyCode::Char('?'));
+    assert!(matches!(f.app.overlay, Some(Overlay::Help { .. })));
+    f.key(KeyCode::Char('?'));
+    assert!(f.app.overlay.is_none());
+}
+
+#[test]
+fn mouse_click_selects_and_wheel_scrolls() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.app.focus = Pane::Traffic;
+    // The jobs table starts at row 2 (below the status bar); its first data row is row 4.
+    let click = MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: 10, row: 6, modifiers: KeyModifiers::NONE };
+    f.app.handle_mouse(click);
+    assert_eq!(f.app.focus, Pane::Jobs);
+    assert_eq!(f.app.selected_job().unwrap().id, 43);
+    let wheel = MouseEvent { kind: MouseEventKind::ScrollDown, column: 10, row: 6, modifiers: KeyModifiers::NONE };
+    f.app.handle_mouse(wheel);
+    assert_eq!(f.app.selected_job().unwrap().id, 46);
+}
+
+#[test]
+fn ten_thousand_jobs_render_only_the_viewport() {
+    let mut f = Fixture::new(Theme::color());
+    for id in 1..=10_000u32 {
+        f.job(id, &format!("dev-{id:05}"), 0);
+    }
+    f.app.size = (80, 24);
+    f.app.jobs_cursor.selected = 9_999;
+    f.app.handle_key(KeyEvent::new(KeyCode::Char('k'), KeyModifiers::NONE));
+    let screen = format!("{}", f.render(80, 24).backend());
+    assert!(screen.contains("dev-09999") && !screen.contains("dev-00001"), "the viewport follows the selection");
+}

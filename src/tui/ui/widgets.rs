@@ -70,7 +70,8 @@ mod tests {
         assert_eq!(bar(0.0, 4), "    ");
         assert_eq!(bar(1.0, 4), "████");
         assert_eq!(bar(0.5, 4), "██  ");
-        assert_eq!(bar(0.5 + 1.0 / 16.0, 4), "██▌ ");
+        assert_eq!(bar(0.5 + 1.0 / 16.0, 4), "██▎ ");
+        assert_eq!(bar(0.625, 4), "██▌ ");
         assert_eq!(bar(f64::NAN, 3), "   ");
         assert_eq!(clip("abcdef", 4), "abc…");
     }

@@ -54,7 +54,7 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     /// The flags given, or the default mix: one NACK, one DONE_FAILED, one silent, one that
-    /// sends garbage, and about one in seven slow.
+    /// sends garbage, and about one in seven slow (from 8 and 12 devices up).
     fn plan(&self) -> BehaviorPlan {
         let given = [
             (Behavior::Nack, &self.nack),
@@ -74,13 +74,14 @@ impl DemoArgs {
             Selection::List(vec![((self.devices as f64 * share).round() as usize).max(1).to_string()])
         };
         let mut plan = BehaviorPlan::default();
-        if self.devices >= 4 {
+        // Small fleets are all well-behaved, so a handful of devices is a clean playground.
+        if self.devices >= 8 {
             plan = plan
                 .with(Behavior::Nack, at(0.2))
                 .with(Behavior::Fail, at(0.45))
                 .with(Behavior::Silent, at(0.7));
         }
-        if self.devices >= 8 {
+        if self.devices >= 12 {
             plan = plan.with(Behavior::Garbage, at(0.85)).with(Behavior::Slow, Selection::Ratio(0.15));
         }
         plan

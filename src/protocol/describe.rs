@@ -98,7 +98,10 @@ mod tests {
             describe(&t, "/fota/cmd_resp/d", &[0xff, 0x00]),
             "resp ← d decode error: not CBOR: invalid type: break, expected non-break · ff 00"
         );
-        assert_eq!(describe(&t, "/fota/cmd_resp/d", &[0x82, 0x18]), "resp ← d decode error: not CBOR: the payload ends in the middle of an item · 82 18");
+        assert_eq!(
+            describe(&t, "/fota/cmd_resp/d", &[0x82, 0x18]),
+            "resp ← d decode error: not CBOR: the payload ends in the middle of an item · 82 18"
+        );
         let long = describe(&t, "/fota/cmd_resp/d", &[0xffu8; 40]);
         assert!(long.ends_with("… (+24 B)"), "{long}");
         assert_eq!(hex_preview(&[]), "(empty)");

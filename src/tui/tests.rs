@@ -83,18 +83,40 @@ impl Fixture {
 
     fn chunks(&mut self, id: u32, device: &str, ms: u64, upto: u32) {
         for chunk in 1..=upto {
-            let event = Event::ChunkSent { job: id, device: DeviceId::parse(device).unwrap(), chunk, total: 96, bytes: 2048 };
+            let event = Event::ChunkSent {
+                job: id,
+                device: DeviceId::parse(device).unwrap(),
+                chunk,
+                total: 96,
+                bytes: 2048,
+            };
             self.send(ms + u64::from(chunk) * 10, RuntimeEvent::Engine(event));
             let topic = format!("/fota/data/{device}/{chunk}");
             let payload = Bytes::from(vec![0xabu8; 2048]);
-            self.traffic(ms + u64::from(chunk) * 10, TrafficDirection::Out, &topic, payload, Some(id), Some(chunk));
+            self.traffic(
+                ms + u64::from(chunk) * 10,
+                TrafficDirection::Out,
+                &topic,
+                payload,
+                Some(id),
+                Some(chunk),
+            );
         }
     }
 
-    fn traffic(&mut self, ms: u64, direction: TrafficDirection, topic: &str, payload: Bytes, job: Option<u32>, chunk: Option<u32>) {
+    fn traffic(
+        &mut self,
+        ms: u64,
+        direction: TrafficDirection,
+        topic: &str,
+        payload: Bytes,
+        job: Option<u32>,
+        chunk: Option<u32>,
+    ) {
         let topics = Topics::default();
         let text = describe(&topics, topic, &payload);
-        let device = topic.rsplit('/').nth(usize::from(chunk.is_some())).and_then(|d| DeviceId::parse(d).ok());
+        let device =
+            topic.rsplit('/').nth(usize::from(chunk.is_some())).and_then(|d| DeviceId::parse(d).ok());
         let traffic = Traffic {
             direction,
             topic: topic.to_owned(),
@@ -127,28 +149,91 @@ impl Fixture {
         for (i, device) in devices.iter().take(5).enumerate() {
             let id = i as u32 + 41;
             f.state(id, device, 110, Queued, Requesting, None);
-            f.traffic(110, TrafficDirection::Out, &format!("/fota/cmd/{device}"), request(id as u8 as u32), Some(id), None);
+            f.traffic(
+                110,
+                TrafficDirection::Out,
+                &format!("/fota/cmd/{device}"),
+                request(id as u8 as u32),
+                Some(id),
+                None,
+            );
         }
         // dev-01 succeeded
-        f.traffic(300, TrafficDirection::In, "/fota/cmd_resp/dev-01", Bytes::from_static(&[0x82, 0x18, 41, 0x02]), Some(41), None);
+        f.traffic(
+            300,
+            TrafficDirection::In,
+            "/fota/cmd_resp/dev-01",
+            Bytes::from_static(&[0x82, 0x18, 41, 0x02]),
+            Some(41),
+            None,
+        );
         f.state(41, "dev-01", 300, Requesting, Transferring, None);
         f.chunks(41, "dev-01", 300, 96);
         f.state(41, "dev-01", 1400, Transferring, Finishing, None);
-        f.traffic(1400, TrafficDirection::Out, "/fota/cmd/dev-01", Bytes::from_static(&[0x83, 0x18, 41, 0x04, 0x80]), Some(41), None);
-        f.traffic(1500, TrafficDirection::In, "/fota/cmd_resp/dev-01", Bytes::from_static(&[0x82, 0x18, 41, 0x05]), Some(41), None);
+        f.traffic(
+            1400,
+            TrafficDirection::Out,
+            "/fota/cmd/dev-01",
+            Bytes::from_static(&[0x83, 0x18, 41, 0x04, 0x80]),
+            Some(41),
+            None,
+        );
+        f.traffic(
+            1500,
+            TrafficDirection::In,
+            "/fota/cmd_resp/dev-01",
+            Bytes::from_static(&[0x82, 0x18, 41, 0x05]),
+            Some(41),
+            None,
+        );
         f.state(41, "dev-01", 1500, Finishing, Succeeded, None);
         // dev-02 transferring, half way
-        f.traffic(400, TrafficDirection::In, "/fota/cmd_resp/dev-02", Bytes::from_static(&[0x82, 0x18, 42, 0x02]), Some(42), None);
+        f.traffic(
+            400,
+            TrafficDirection::In,
+            "/fota/cmd_resp/dev-02",
+            Bytes::from_static(&[0x82, 0x18, 42, 0x02]),
+            Some(42),
+            None,
+        );
         f.state(42, "dev-02", 400, Requesting, Transferring, None);
         f.chunks(42, "dev-02", 400, 48);
         // dev-03 refused
-        f.traffic(500, TrafficDirection::In, "/fota/cmd_resp/dev-03", Bytes::from_static(&[0x82, 0x18, 43, 0x03]), Some(43), None);
+        f.traffic(
+            500,
+            TrafficDirection::In,
+            "/fota/cmd_resp/dev-03",
+            Bytes::from_static(&[0x82, 0x18, 43, 0x03]),
+            Some(43),
+            None,
+        );
         f.state(43, "dev-03", 500, Requesting, Rejected, Some("device refused the update"));
         // dev-04 silent: retried, then timed out
-        f.send(2110, RuntimeEvent::Engine(Event::RequestRetried { job: 44, device: DeviceId::parse("dev-04").unwrap(), attempt: 2 }));
-        f.state(44, "dev-04", 4110, Requesting, TimedOut, Some("no answer to FOTA_REQUEST after 2 attempts of 2 s"));
+        f.send(
+            2110,
+            RuntimeEvent::Engine(Event::RequestRetried {
+                job: 44,
+                device: DeviceId::parse("dev-04").unwrap(),
+                attempt: 2,
+            }),
+        );
+        f.state(
+            44,
+            "dev-04",
+            4110,
+            Requesting,
+            TimedOut,
+            Some("no answer to FOTA_REQUEST after 2 attempts of 2 s"),
+        );
         // dev-05 sends garbage
-        f.traffic(600, TrafficDirection::In, "/fota/cmd_resp/dev-05", Bytes::from_static(&[0xff, 0x00, 0x13]), None, None);
+        f.traffic(
+            600,
+            TrafficDirection::In,
+            "/fota/cmd_resp/dev-05",
+            Bytes::from_static(&[0xff, 0x00, 0x13]),
+            None,
+            None,
+        );
         f.app.jobs_cursor.selected = 1;
         f
     }
@@ -261,7 +346,10 @@ fn states_carry_meaning_in_colour_and_no_color_removes_it() {
     mono.app.size = (160, 45);
     let screen = mono.render(160, 45);
     let buffer = screen.backend().buffer();
-    assert!(buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset), "no colour at all");
+    assert!(
+        buffer.content().iter().all(|c| c.fg == Color::Reset && c.bg == Color::Reset),
+        "no colour at all"
+    );
     assert!(style_of(&screen, "rejected").add_modifier.contains(ratatui::style::Modifier::BOLD));
 }
 
@@ -366,7 +454,10 @@ fn quit_asks_while_jobs_are_active() {
     assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Quit { active: 3 }))));
     assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Quit));
     let mut idle = Fixture::new(Theme::color());
-    assert!(matches!(idle.app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Outcome::Quit));
+    assert!(matches!(
+        idle.app.handle_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Outcome::Quit
+    ));
 }
 
 #[test]
@@ -390,11 +481,17 @@ fn mouse_click_selects_and_wheel_scrolls() {
     f.app.size = (160, 45);
     f.app.focus = Pane::Traffic;
     // The jobs table starts at row 2 (below the status bar); its first data row is row 4.
-    let click = MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column: 10, row: 6, modifiers: KeyModifiers::NONE };
+    let click = MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 10,
+        row: 6,
+        modifiers: KeyModifiers::NONE,
+    };
     f.app.handle_mouse(click);
     assert_eq!(f.app.focus, Pane::Jobs);
     assert_eq!(f.app.selected_job().unwrap().id, 43);
-    let wheel = MouseEvent { kind: MouseEventKind::ScrollDown, column: 10, row: 6, modifiers: KeyModifiers::NONE };
+    let wheel =
+        MouseEvent { kind: MouseEventKind::ScrollDown, column: 10, row: 6, modifiers: KeyModifiers::NONE };
     f.app.handle_mouse(wheel);
     assert_eq!(f.app.selected_job().unwrap().id, 46);
 }
@@ -409,5 +506,8 @@ fn ten_thousand_jobs_render_only_the_viewport() {
     f.app.jobs_cursor.selected = 9_999;
     f.app.handle_key(KeyEvent::new(KeyCode::Char('k'), KeyModifiers::NONE));
     let screen = format!("{}", f.render(80, 24).backend());
-    assert!(screen.contains("dev-09999") && !screen.contains("dev-00001"), "the viewport follows the selection");
+    assert!(
+        screen.contains("dev-09999") && !screen.contains("dev-00001"),
+        "the viewport follows the selection"
+    );
 }

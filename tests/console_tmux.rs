@@ -1,0 +1,167 @@
+//! The console in a real terminal: `rocky demo` runs inside tmux, the test reads the screen with
+//! `capture-pane` and types with `send-keys`, and waits on what the screen says (with deadlines).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rocky");
+
+/// A tmux server of the test's own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(test: &str, command: &str) -> Option<Self> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            assert!(
+                std::env::var_os("ROCKY_REQUIRE_TMUX").is_none(),
+                "tmux not found and ROCKY_REQUIRE_TMUX is set"
+            );
+            eprintln!("SKIPPED {test}: tmux not found");
+            return None;
+        }
+        let socket = format!("rocky-{test}-{}", std::process::id());
+        let status = Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "160", "-y", "60", "-s", "rocky"])
+            .arg(command)
+            .env("TERM", "xterm-256color")
+            .status()
+            .expect("tmux runs");
+        assert!(status.success(), "tmux new-session failed");
+        Some(Self { socket })
+    }
+
+    fn screen(&self) -> String {
+        let out =
+            Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-t", "rocky"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status =
+            Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "rocky"]).args(keys).status();
+        assert!(status.is_ok_and(|s| s.success()), "send-keys {keys:?}");
+    }
+
+    fn type_text(&self, text: &str) {
+        let status =
+            Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "rocky", "-l", text]).status();
+        assert!(status.is_ok_and(|s| s.success()), "send-keys -l {text:?}");
+    }
+
+    /// Waits until `check` accepts the screen; fails with the last screen after `timeout`.
+    fn wait_for<T>(&self, timeout: Duration, what: &str, check: impl Fn(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let screen = self.screen();
+            if let Some(value) = check(&screen) {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+/// `(device, state)` for every job row on screen.
+fn job_states(screen: &str) -> Vec<(String, String)> {
+    const STATES: [&str; 9] = [
+        "succeeded",
+        "rejected",
+        "failed",
+        "timed out",
+        "cancelled",
+        "queued",
+        "requesting",
+        "transferring",
+        "finishing",
+    ];
+    screen
+        .lines()
+        .filter(|l| l.starts_with('┃'))
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim_matches('┃').split_whitespace().collect();
+            let device = cells.get(1)?.to_string();
+            let rest = line.trim_matches('┃');
+            let state = STATES.iter().find(|s| rest.contains(&format!(" {s} ")))?;
+            device.starts_with("dev-").then(|| (device, state.to_string()))
+        })
+        .collect()
+}
+
+fn demo_command(data_dir: &Path, extra: &str) -> String {
+    format!(
+        "{BIN} demo --data-dir {} --http 127.0.0.1:0 {extra}; echo ROCKY-EXITED-$?; sleep 600",
+        data_dir.display()
+    )
+}
+
+#[test]
+fn demo_rollout_settles_with_each_device_in_its_expected_state() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("demo", &demo_command(data.path(), "")) else { return };
+    let states = tmux.wait_for(Duration::from_secs(60), "all 24 jobs to end", |screen| {
+        let states = job_states(screen);
+        let settled = states.len() == 24
+            && states
+                .iter()
+                .all(|(_, s)| ["succeeded", "rejected", "failed", "timed out"].contains(&s.as_str()));
+        settled.then_some(states)
+    });
+    for (device, state) in &states {
+        let expected = match device.as_str() {
+            "dev-05" => "rejected",
+            "dev-11" => "failed",
+            "dev-17" => "timed out",
+            _ => "succeeded",
+        };
+        assert_eq!(state, expected, "{device}");
+    }
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("decode error"),
+        "the garbage device's frame is shown as a decode error:\n{screen}"
+    );
+    assert!(screen.contains("21 succeeded"), "status bar counts:\n{screen}");
+    // Nothing is active, so q quits at once and the shell gets the terminal back.
+    tmux.keys(&["q"]);
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
+    assert!(Path::new(&data.path().join("rocky.log")).exists(), "the log went to the data dir");
+}
+
+#[test]
+fn a_job_typed_into_the_form_succeeds() {
+    let data = tempfile::tempdir().unwrap();
+    let firmware = data.path().join("typed-fw.bin");
+    std::fs::write(&firmware, vec![0x5au8; 50_000]).unwrap();
+    let Some(tmux) = Tmux::start("form", &demo_command(data.path(), "--no-rollout --devices 4")) else {
+        return;
+    };
+    tmux.wait_for(Duration::from_secs(30), "the console", |s| s.contains("no jobs yet").then_some(()));
+    tmux.keys(&["n"]);
+    tmux.wait_for(Duration::from_secs(10), "the form", |s| s.contains("New update job").then_some(()));
+    tmux.type_text("dev-03");
+    tmux.keys(&["Down"]);
+    tmux.type_text(&firmware.display().to_string());
+    // The form shows the image's size and hash before anything is submitted.
+    tmux.wait_for(Duration::from_secs(10), "the image preview", |s| {
+        s.contains("typed-fw.bin · 48.8 KiB").then_some(())
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(Duration::from_secs(30), "the typed job to succeed", |s| {
+        job_states(s).iter().any(|(d, st)| d == "dev-03" && st == "succeeded").then_some(())
+    });
+    let screen = tmux.screen();
+    assert!(screen.contains("created 1 job") || screen.contains("1 succeeded"), "{screen}");
+    // q asks nothing now; Ctrl-C quits too.
+    tmux.keys(&["C-c"]);
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
+}

@@ -165,3 +165,30 @@ fn a_job_typed_into_the_form_succeeds() {
     tmux.keys(&["C-c"]);
     tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
 }
+
+#[test]
+fn sigterm_quits_and_restores_the_terminal() {
+    let data = tempfile::tempdir().unwrap();
+    let Some(tmux) = Tmux::start("sigterm", &demo_command(data.path(), "--no-rollout --devices 2")) else {
+        return;
+    };
+    tmux.wait_for(Duration::from_secs(30), "the console", |s| s.contains("no jobs yet").then_some(()));
+    let alternate = |tmux: &Tmux| {
+        let out = Command::new("tmux")
+            .args(["-L", &tmux.socket, "display", "-p", "-t", "rocky", "#{alternate_on}"])
+            .output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+    };
+    assert_eq!(alternate(&tmux), "1", "the console runs on the alternate screen");
+    // Anchored on the binary, so the shell around it (whose command line holds the same words)
+    // is left alone.
+    let pattern = format!("^{BIN} demo --data-dir {}", data.path().display());
+    let status = Command::new("pkill").args(["-TERM", "-f", &pattern]).status().expect("pkill runs");
+    assert!(status.success(), "rocky was found and signalled");
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit on SIGTERM", |s| {
+        s.contains("ROCKY-EXITED-0").then_some(())
+    });
+    assert_eq!(alternate(&tmux), "0", "the alternate screen was left");
+    let screen = tmux.screen();
+    assert!(!screen.contains("ROCKY mqtt://"), "the console is gone from the screen:\n{screen}");
+}

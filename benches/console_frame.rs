@@ -1,0 +1,98 @@
+//! One full console frame with 10,000 jobs and 10,000 traffic lines, rendered into an in-memory
+//! terminal: the median and spread of many frames. Run with `cargo bench --bench console_frame`.
+//! (A benchmark, not a test: the machines are shared and noisy, so it reports, never asserts.)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use rocky::engine::{Event, JobState, JobView};
+use rocky::firmware::{ChunkSize, Image};
+use rocky::protocol::DeviceId;
+use rocky::runtime::{Clock, Envelope, Received, RuntimeEvent, Traffic, TrafficDirection};
+use rocky::tui::app::App;
+use rocky::tui::theme::Theme;
+use rocky::tui::ui;
+
+const JOBS: u32 = 10_000;
+const LINES: u32 = 10_000;
+const FRAMES: usize = 300;
+
+fn main() {
+    let mono = Instant::now();
+    let wall = SystemTime::now();
+    let mut app =
+        App::new(Clock::fixed(mono, wall), "mqtt://127.0.0.1:1883".into(), LINES as usize, Theme::color());
+    let image = Image::new("fw.bin", Bytes::from(vec![1u8; 256 * 1024]));
+    let mut seq = 0;
+    let mut send = |app: &mut App, event: RuntimeEvent| {
+        seq += 1;
+        app.apply(&Received::Event(Arc::new(Envelope { seq, time: wall, event })));
+    };
+    for id in 1..=JOBS {
+        let device = DeviceId::parse(&format!("dev-{id:05}")).unwrap_or_else(|e| panic!("{e}"));
+        let view = JobView {
+            id,
+            device: device.clone(),
+            image: image.clone(),
+            chunk_size: ChunkSize::default(),
+            state: JobState::Queued,
+            chunks_done: 0,
+            chunks_total: 64,
+            bytes_sent: 0,
+            attempts: 0,
+            error: None,
+            created_at: mono,
+            started_at: None,
+            finished_at: None,
+        };
+        send(&mut app, RuntimeEvent::Engine(Event::Created(Box::new(view))));
+        let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
+        send(
+            &mut app,
+            RuntimeEvent::Engine(Event::StateChanged {
+                job: id,
+                device,
+                from: JobState::Queued,
+                to,
+                detail: None,
+            }),
+        );
+    }
+    for n in 0..LINES {
+        let device = DeviceId::parse(&format!("dev-{:05}", n % JOBS + 1)).unwrap_or_else(|e| panic!("{e}"));
+        let traffic = Traffic {
+            direction: if n % 2 == 0 { TrafficDirection::Out } else { TrafficDirection::In },
+            topic: format!("/fota/cmd_resp/{device}"),
+            qos: 1,
+            size: 4,
+            text: format!("resp ← {device} [{n}, FOTA_REQUEST_ACK]"),
+            payload: Bytes::from_static(&[0x82, 0x01, 0x02]),
+            device: Some(device),
+            job: Some(n % JOBS + 1),
+            decode_error: false,
+            chunk: None,
+        };
+        send(&mut app, RuntimeEvent::Traffic(traffic));
+    }
+    app.size = (200, 60);
+    app.jobs_cursor.selected = 5_000;
+    let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap_or_else(|e| panic!("{e}"));
+    let mut times: Vec<Duration> = (0..FRAMES)
+        .map(|_| {
+            let start = Instant::now();
+            terminal.draw(|frame| ui::draw(frame, &app)).unwrap_or_else(|e| panic!("{e}"));
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "console frame, {JOBS} jobs + {LINES} traffic lines, 200x60, {FRAMES} frames: median {:.2} ms, p90 {:.2} ms, min {:.2} ms (target: median < 5 ms)",
+        ms(times[FRAMES / 2]),
+        ms(times[FRAMES * 9 / 10]),
+        ms(times[0])
+    );
+}

@@ -1,6 +1,7 @@
 //! The console in a real terminal: `rocky demo` runs inside tmux, the test reads the screen with
 //! `capture-pane` and types with `send-keys`, and waits on what the screen says (with deadlines).
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ impl Tmux {
                 std::env::var_os("ROCKY_REQUIRE_TMUX").is_none(),
                 "tmux not found and ROCKY_REQUIRE_TMUX is set"
             );
-            eprintln!("SKIPPED {test}: tmux not found");
+            // Written straight to stderr: libtest would swallow eprintln! of a passing test.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: tmux not found");
             return None;
         }
         let socket = format!("rocky-{test}-{}", std::process::id());
@@ -191,4 +193,51 @@ fn sigterm_quits_and_restores_the_terminal() {
     assert_eq!(alternate(&tmux), "0", "the alternate screen was left");
     let screen = tmux.screen();
     assert!(!screen.contains("ROCKY mqtt://"), "the console is gone from the screen:\n{screen}");
+}
+
+/// `rocky console` on an existing broker, with the HTTP API in the same process: a job created
+/// over HTTP appears in the console and runs to the end.
+#[test]
+fn jobs_created_over_http_appear_live_in_the_console() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let broker = rocky::broker::EmbeddedBroker::start(None).unwrap();
+    let fleet = runtime.block_on(async {
+        let fleet = rocky::sim::Fleet::start(&rocky::sim::FleetConfig::new(broker.url(), 2)).unwrap();
+        assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+        fleet
+    });
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("firmware")).unwrap();
+    std::fs::write(data.path().join("firmware/live.bin"), vec![3u8; 30_000]).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let command = format!(
+        "{BIN} console --broker {} --http 127.0.0.1:{port} --data-dir {}; echo ROCKY-EXITED-$?; sleep 600",
+        broker.url(),
+        data.path().display()
+    );
+    let Some(tmux) = Tmux::start("console", &command) else { return };
+    tmux.wait_for(Duration::from_secs(30), "the console to connect", |s| {
+        s.contains("● connected").then_some(())
+    });
+    let body = r#"{"device_ids": ["dev-01", "dev-02"], "firmware": {"path": "live.bin"}}"#;
+    let created = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let response = client
+            .post(format!("http://127.0.0.1:{port}/jobs"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    });
+    assert_eq!(created, reqwest::StatusCode::CREATED);
+    tmux.wait_for(Duration::from_secs(30), "both HTTP jobs to succeed in the console", |s| {
+        let states = job_states(s);
+        (states.len() == 2 && states.iter().all(|(_, st)| st == "succeeded")).then_some(())
+    });
+    assert!(tmux.screen().contains("live.bin"), "the image name is shown");
+    tmux.keys(&["q"]);
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
+    runtime.block_on(fleet.stop());
 }

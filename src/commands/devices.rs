@@ -32,12 +32,13 @@ pub struct DevicesArgs {
     /// Devices that send an undecodable frame before each answer.
     #[arg(long, value_name = "LIST|RATIO")]
     pub garbage: Option<Selection>,
-    /// Devices that answer only after --ack-delay.
+    /// Devices that answer only after --ack-delay (1500 ms unless given).
     #[arg(long, value_name = "LIST|RATIO")]
     pub slow: Option<Selection>,
-    /// How long slow devices wait before answering, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 1500)]
-    pub ack_delay: u64,
+    /// Wait this long before each answer: on the --slow devices, or on every device when
+    /// --slow is not given.
+    #[arg(long, value_name = "MS")]
+    pub ack_delay: Option<u64>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -54,7 +55,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
         (Behavior::Silent, args.silent),
         (Behavior::Corrupt, args.corrupt),
         (Behavior::Garbage, args.garbage),
-        (Behavior::Slow, args.slow),
+        (Behavior::Slow, args.slow.or(args.ack_delay.map(|_| Selection::Ratio(1.0)))),
     ] {
         if let Some(selection) = selection {
             plan = plan.with(behavior, selection);
@@ -66,7 +67,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
         prefix: args.prefix,
         count: args.count,
         plan,
-        slow_delay: Duration::from_millis(args.ack_delay),
+        slow_delay: Duration::from_millis(args.ack_delay.unwrap_or(1500)),
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);

@@ -38,6 +38,7 @@ fn main() {
             device: device.clone(),
             image: image.clone(),
             chunk_size: ChunkSize::default(),
+            chunk_interval: Duration::ZERO,
             state: JobState::Queued,
             chunks_done: 0,
             chunks_total: 64,

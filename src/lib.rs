@@ -20,4 +20,5 @@ pub mod http;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;
+pub mod store;
 pub mod tui;

@@ -207,8 +207,8 @@ fn jobs_created_over_http_appear_live_in_the_console() {
         fleet
     });
     let data = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(data.path().join("firmware")).unwrap();
-    std::fs::write(data.path().join("firmware/live.bin"), vec![3u8; 30_000]).unwrap();
+    std::fs::create_dir_all(data.path().join("uploads")).unwrap();
+    std::fs::write(data.path().join("uploads/live.bin"), vec![3u8; 30_000]).unwrap();
     let port = rocky::broker::free_port().unwrap();
     let command = format!(
         "{BIN} console --broker {} --http 127.0.0.1:{port} --data-dir {}; echo ROCKY-EXITED-$?; sleep 600",

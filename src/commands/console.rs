@@ -19,16 +19,18 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
     let data_dir = data_dir(global)?;
     let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
-    run_console(&config, runtime_config, &data_dir, Vec::new()).await
+    run_console(&config, runtime_config, &data_dir, Vec::new(), true).await
 }
 
-/// Starts the runtime, the HTTP API (if its address is free) and the console; returns when the
-/// operator quits. Logs go to `rocky.log` in the data dir, never onto the screen.
+/// Starts the runtime (with the job store when `persistent`), the HTTP API (if its address is
+/// free) and the console; returns when the operator quits. Logs go to `rocky.log` in the data
+/// dir, never onto the screen.
 pub async fn run_console(
     config: &Config,
     runtime_config: RuntimeConfig,
     data_dir: &Path,
     initial_jobs: Vec<JobSpec>,
+    persistent: bool,
 ) -> anyhow::Result<()> {
     let (log_path, _log_guard) = log_to_file(data_dir)?;
     let firmware_dir = config.firmware_dir(data_dir);
@@ -36,7 +38,11 @@ pub async fn run_console(
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
     let broker_label = runtime_config.broker.to_string();
     let default_chunk = runtime_config.engine.chunk_size.get();
-    let runtime = Runtime::start(runtime_config, Arc::new(Library::new()));
+    let runtime = if persistent {
+        super::store::start_runtime(config, runtime_config, data_dir).await?
+    } else {
+        Runtime::start(runtime_config, Arc::new(Library::new()))
+    };
     let limits = LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match config.listen() {

@@ -127,7 +127,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
-    let result = run_console(&config, runtime_config, &data_dir, jobs).await;
+    // The demo keeps nothing: its jobs are not written to the data dir's job store.
+    let result = run_console(&config, runtime_config, &data_dir, jobs, false).await;
     fleet.stop().await;
     result
 }

@@ -6,8 +6,10 @@ mod config;
 mod console;
 mod demo;
 mod devices;
+mod jobs;
 mod serve;
 mod setup;
+mod store;
 
 use std::path::PathBuf;
 
@@ -53,6 +55,8 @@ pub enum Command {
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
     Config,
+    /// List the stored jobs (table or --json).
+    Jobs(jobs::JobsArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
     Bench(bench::BenchArgs),
 }
@@ -65,6 +69,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),
+        Some(Command::Jobs(args)) => jobs::run(&cli.global, args),
         Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
     }
 }

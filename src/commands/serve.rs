@@ -1,15 +1,13 @@
 //! `rocky serve`: engine and HTTP API, headless, logging to stdout.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 
 use super::GlobalArgs;
 use super::setup::{data_dir, load_config, log_to_stdout, shutdown_signal};
 use rocky::engine::Event;
-use rocky::firmware::{Library, LoadLimits};
+use rocky::firmware::LoadLimits;
 use rocky::http::{ApiState, serve};
-use rocky::runtime::{Received, Runtime, RuntimeEvent};
+use rocky::runtime::{Received, RuntimeEvent};
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     log_to_stdout();
@@ -25,7 +23,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (http.listen / --http)"))?;
     let broker = runtime_config.broker.clone();
-    let runtime = Runtime::start(runtime_config, Arc::new(Library::new()));
+    let runtime = super::store::start_runtime(&config, runtime_config, &data_dir).await?;
     tokio::spawn(log_events(runtime.handle.subscribe()));
     let state = ApiState {
         handle: runtime.handle.clone(),

@@ -6,4 +6,4 @@ mod load;
 mod model;
 
 pub use load::{ConfigError, Loaded, Source, default_config_path, default_data_dir, load};
-pub use model::{Config, ConsoleSection, HttpSection, JobsSection, MqttSection};
+pub use model::{Config, ConsoleSection, HttpSection, JobsSection, MqttSection, StoreSection};

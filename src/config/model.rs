@@ -16,6 +16,7 @@ pub struct Config {
     pub jobs: JobsSection,
     pub http: HttpSection,
     pub console: ConsoleSection,
+    pub store: StoreSection,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -66,7 +67,7 @@ impl Default for JobsSection {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: String,
-    /// Empty means `firmware` inside the data directory.
+    /// Empty means `uploads` inside the data directory.
     pub firmware_dir: String,
     pub max_image_bytes: u64,
 }
@@ -91,6 +92,27 @@ pub struct ConsoleSection {
 impl Default for ConsoleSection {
     fn default() -> Self {
         Self { traffic_lines: 10_000 }
+    }
+}
+
+/// How long finished jobs are kept. Zero keeps them all (the default).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// Keep at most this many finished jobs (the newest); 0 = no limit.
+    pub keep_jobs: u64,
+    /// Forget finished jobs older than this many days; 0 = no limit.
+    pub keep_days: f64,
+}
+
+impl StoreSection {
+    pub fn keep(&self) -> Option<usize> {
+        (self.keep_jobs > 0).then(|| usize::try_from(self.keep_jobs).unwrap_or(usize::MAX))
+    }
+
+    pub fn max_age(&self) -> Option<Duration> {
+        (self.keep_days > 0.0 && self.keep_days.is_finite() && self.keep_days < 1e6)
+            .then(|| Duration::from_secs_f64(self.keep_days * 86_400.0))
     }
 }
 
@@ -157,10 +179,11 @@ impl Config {
         Ok(config)
     }
 
-    /// The firmware directory: as configured, or `firmware` under `data_dir`.
+    /// The directory API paths and uploads live in: as configured, or `uploads` under
+    /// `data_dir` (`firmware/` there is the store's own content-addressed image store).
     pub fn firmware_dir(&self, data_dir: &std::path::Path) -> PathBuf {
         if self.http.firmware_dir.is_empty() {
-            data_dir.join("firmware")
+            data_dir.join("uploads")
         } else {
             PathBuf::from(&self.http.firmware_dir)
         }
@@ -172,6 +195,9 @@ impl Config {
         self.listen()?;
         if self.http.max_image_bytes == 0 {
             return Err(Invalid { key: "http.max_image_bytes", reason: "must be at least 1".into() });
+        }
+        if !(self.store.keep_days >= 0.0 && self.store.keep_days < 1e6) {
+            return Err(Invalid { key: "store.keep_days", reason: "must be between 0 and 1000000".into() });
         }
         if self.console.traffic_lines == 0 {
             return Err(Invalid { key: "console.traffic_lines", reason: "must be at least 1".into() });

@@ -23,6 +23,25 @@ pub struct JobSpec {
     pub chunk_interval: Option<Duration>,
 }
 
+/// A job read back from the store after a restart.
+#[derive(Debug, Clone)]
+pub struct RestoredJob {
+    pub id: JobId,
+    pub device: DeviceId,
+    pub image: Image,
+    pub chunk_size: ChunkSize,
+    pub chunk_interval: Duration,
+    pub state: JobState,
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub bytes_sent: u64,
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: Instant,
+    pub started_at: Option<Instant>,
+    pub finished_at: Option<Instant>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("image {0:?} is empty")]
@@ -31,6 +50,8 @@ pub enum SubmitError {
     TooManyChunks { name: String, chunk_size: u32 },
     #[error("job ids are exhausted (the 32-bit id space is used up)")]
     IdsExhausted,
+    #[error("the job store could not record the jobs: {0}")]
+    Store(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,12 +139,31 @@ impl Engine {
         })
     }
 
+    /// The chunk size, chunk count and pacing a spec gets (its own or the defaults).
+    pub fn plan(&self, spec: &JobSpec) -> Result<(ChunkSize, u32, Duration), SubmitError> {
+        let total = self.total_chunks(spec)?;
+        Ok((
+            spec.chunk_size.unwrap_or(self.settings.chunk_size),
+            total,
+            spec.chunk_interval.unwrap_or(self.settings.chunk_interval),
+        ))
+    }
+
     /// Accepts a job; it starts as soon as its device is free and a slot is open.
     pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
+        let id = self.next_id;
+        self.submit_as(id, spec, now)
+    }
+
+    /// Accepts a job under an id given by the store (which owns id allocation when there is
+    /// one). Later ids continue after it.
+    pub fn submit_as(&mut self, id: JobId, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         let total_chunks = self.total_chunks(&spec)?;
-        let id = self.next_id;
-        self.next_id = id.checked_add(1).ok_or(SubmitError::IdsExhausted)?;
+        if self.jobs.contains_key(&id) {
+            return Err(SubmitError::Store(format!("job id {id} is already in use")));
+        }
+        self.next_id = self.next_id.max(id.checked_add(1).ok_or(SubmitError::IdsExhausted)?);
         let job = Job {
             id,
             device: spec.device.clone(),
@@ -145,13 +185,85 @@ impl Engine {
         };
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
-        let queue = self.device_queues.entry(spec.device.clone()).or_default();
-        queue.push_back(id);
-        if queue.len() == 1 && !self.busy.contains_key(&spec.device) {
-            self.ready_devices.push_back(spec.device);
-        }
+        self.enqueue(id, spec.device);
         self.activate(now);
         Ok(id)
+    }
+
+    fn enqueue(&mut self, id: JobId, device: DeviceId) {
+        let queue = self.device_queues.entry(device.clone()).or_default();
+        queue.push_back(id);
+        if queue.len() == 1 && !self.busy.contains_key(&device) {
+            self.ready_devices.push_back(device);
+        }
+    }
+
+    /// Puts a stored job back. A finished job keeps its outcome; one that was queued or active
+    /// when Rocky stopped goes back to `queued` and runs again from FOTA_REQUEST. Restore jobs
+    /// in id order, so each device's jobs keep their order.
+    pub fn restore(&mut self, restored: RestoredJob, now: Instant) {
+        let RestoredJob { id, device, state, .. } = restored.clone();
+        self.next_id = self.next_id.max(id.saturating_add(1));
+        let mut job = Job {
+            id,
+            device: device.clone(),
+            image: restored.image,
+            chunk_size: restored.chunk_size,
+            chunk_interval: restored.chunk_interval,
+            state,
+            total_chunks: restored.chunks_total,
+            next_chunk: restored.chunks_done.saturating_add(1),
+            bytes_sent: restored.bytes_sent,
+            attempts: restored.attempts,
+            sends_left: 0,
+            error: restored.error,
+            created_at: restored.created_at,
+            started_at: restored.started_at,
+            finished_at: restored.finished_at,
+            deadline: None,
+            paced_until: None,
+        };
+        if state.is_final() {
+            self.jobs.insert(id, job);
+            return;
+        }
+        job.state = JobState::Queued;
+        job.next_chunk = 1;
+        self.jobs.insert(id, job);
+        if state != JobState::Queued {
+            let detail =
+                Some(format!("recovered after a restart (was {state}); starting again from FOTA_REQUEST"));
+            self.events.push_back((
+                now,
+                Event::StateChanged {
+                    job: id,
+                    device: device.clone(),
+                    from: state,
+                    to: JobState::Queued,
+                    detail,
+                },
+            ));
+        }
+        self.enqueue(id, device);
+        self.activate(now);
+    }
+
+    /// Forgets finished jobs beyond `keep` (oldest first) or finished before `cutoff`; returns
+    /// their ids so the store can drop them too.
+    pub fn prune(&mut self, keep: Option<usize>, cutoff: Option<Instant>) -> Vec<JobId> {
+        let finished: Vec<(JobId, Option<Instant>)> =
+            self.jobs.values().filter(|j| j.state.is_final()).map(|j| (j.id, j.finished_at)).collect();
+        let over = keep.map_or(0, |keep| finished.len().saturating_sub(keep));
+        let doomed: Vec<JobId> = finished
+            .iter()
+            .enumerate()
+            .filter(|(index, (_, at))| *index < over || cutoff.is_some_and(|c| at.is_some_and(|at| at < c)))
+            .map(|(_, (id, _))| *id)
+            .collect();
+        for id in &doomed {
+            self.jobs.remove(id);
+        }
+        doomed
     }
 
     /// Cancels a job in any non-final state. Nothing more is sent for it.

@@ -467,3 +467,67 @@ fn an_empty_image_is_refused() {
     let spec = JobSpec { device: dev("d"), image: image(0), chunk_size: None, chunk_interval: None };
     assert!(matches!(h.engine.submit(spec, h.now), Err(SubmitError::EmptyImage(_))));
 }
+
+fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> RestoredJob {
+    RestoredJob {
+        id,
+        device: dev(device),
+        image: image(200),
+        chunk_size: ChunkSize::new(64).unwrap(),
+        chunk_interval: Duration::ZERO,
+        state,
+        chunks_done: 2,
+        chunks_total: 4,
+        bytes_sent: 128,
+        attempts: 1,
+        error: None,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: state.is_final().then_some(now),
+    }
+}
+
+#[test]
+fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_outcome() {
+    let mut h = Harness::new(settings());
+    let now = h.now;
+    h.engine.restore(restored(7, "a", JobState::Succeeded, now), now);
+    h.engine.restore(restored(8, "b", JobState::Transferring, now), now);
+    h.engine.restore(restored(9, "b", JobState::Queued, now), now);
+    assert_eq!(h.state(7), JobState::Succeeded);
+    assert_eq!(h.state(8), JobState::Requesting);
+    assert_eq!(h.state(9), JobState::Queued, "waits behind job 8 on the same device");
+    let out = h.drain();
+    assert_eq!(kinds(&out), vec![PublishKind::Command(CommandType::Request)]);
+    assert_eq!(h.engine.job(8).unwrap().attempts, 2, "the restart counts as an attempt");
+    assert!(h.events.iter().any(|e| matches!(e, Event::StateChanged { job: 8, to: JobState::Queued, detail: Some(d), .. } if d.contains("recovered"))));
+    // The device resumes where it was.
+    h.respond("b", 8, ResponseBody::RequestAck { next_chunk: Some(3) });
+    assert_eq!(h.drain()[0].kind, PublishKind::Chunk { id: 3, total: 4 });
+    // New ids continue after the restored ones.
+    assert_eq!(h.submit("c", 10), 10);
+    assert!(matches!(
+        h.engine.submit_as(
+            9,
+            JobSpec { device: dev("c"), image: image(10), chunk_size: None, chunk_interval: None },
+            now
+        ),
+        Err(SubmitError::Store(_))
+    ));
+}
+
+#[test]
+fn prune_forgets_only_finished_jobs_by_count_or_age() {
+    let mut h = Harness::new(settings());
+    let now = h.now;
+    for id in 1..=4 {
+        h.engine.restore(
+            restored(id, &format!("d{id}"), JobState::Failed, now + Duration::from_secs(u64::from(id))),
+            now,
+        );
+    }
+    h.engine.restore(restored(5, "d5", JobState::Queued, now), now);
+    assert_eq!(h.engine.prune(Some(2), None), vec![1, 2]);
+    assert_eq!(h.engine.prune(None, Some(now + Duration::from_secs(4))), vec![3]);
+    assert!(h.engine.job(4).is_some() && h.engine.job(5).is_some());
+}

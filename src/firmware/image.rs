@@ -70,6 +70,20 @@ impl Image {
         Self(Arc::new(Inner { name: name.into(), bytes, sha256 }))
     }
 
+    /// The same bytes under another name (jobs keep the name they were created with).
+    pub fn renamed(&self, name: &str) -> Image {
+        if name == self.name() {
+            return self.clone();
+        }
+        Self(Arc::new(Inner { name: name.to_owned(), bytes: self.0.bytes.clone(), sha256: self.0.sha256 }))
+    }
+
+    /// A stand-in for a finished job whose image is no longer on disk: it has a name and no
+    /// bytes, and is never sent.
+    pub fn unavailable(name: &str) -> Image {
+        Self(Arc::new(Inner { name: name.to_owned(), bytes: Bytes::new(), sha256: [0; 32] }))
+    }
+
     pub fn name(&self) -> &str {
         &self.0.name
     }

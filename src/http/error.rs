@@ -56,7 +56,9 @@ impl IntoResponse for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         match e {
-            RuntimeError::Submit(e @ SubmitError::IdsExhausted) => Self::Unavailable(e.to_string()),
+            RuntimeError::Submit(e @ (SubmitError::IdsExhausted | SubmitError::Store(_))) => {
+                Self::Unavailable(e.to_string())
+            }
             RuntimeError::Submit(e) => Self::BadRequest(e.to_string()),
             RuntimeError::Cancel(e @ CancelError::NotFound(_)) => Self::NotFound(e.to_string()),
             RuntimeError::Cancel(e @ CancelError::AlreadyFinal { .. }) => Self::Conflict(e.to_string()),

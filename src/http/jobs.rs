@@ -124,7 +124,16 @@ pub async fn create_original(
 pub struct ListQuery {
     state: Option<String>,
     device: Option<String>,
+    /// Page size (default 1000, at most 10000).
+    limit: Option<usize>,
+    /// Cursor: only jobs with a larger id (`next_after` of the previous page).
+    after: Option<JobId>,
+    /// Only jobs created at or after this time (milliseconds since the Unix epoch).
+    since: Option<u64>,
 }
+
+pub const DEFAULT_PAGE: usize = 1000;
+pub const MAX_PAGE: usize = 10_000;
 
 pub async fn list(
     State(state): State<ApiState>,
@@ -145,11 +154,24 @@ pub async fn list(
             .device
             .map(|d| DeviceId::parse(&d).map_err(|e| ApiError::BadRequest(e.to_string())))
             .transpose()?,
+        after: query.after,
+        since: query.since.map(|ms| state.handle.clock().instant(ms)),
+        limit: None,
     };
-    let jobs = state.handle.jobs(filter).await?;
+    let limit = match query.limit {
+        Some(0) => return Err(ApiError::BadRequest("limit must be at least 1".into())),
+        Some(n) if n > MAX_PAGE => return Err(ApiError::BadRequest(format!("limit is at most {MAX_PAGE}"))),
+        Some(n) => n,
+        None => DEFAULT_PAGE,
+    };
+    // One more than asked tells whether another page follows.
+    let mut jobs = state.handle.jobs(JobFilter { limit: Some(limit + 1), ..filter }).await?;
+    let more = jobs.len() > limit;
+    jobs.truncate(limit);
+    let next_after = if more { jobs.last().map(|j| j.id) } else { None };
     let clock = state.handle.clock();
     let jobs: Vec<JobJson> = jobs.iter().map(|j| JobJson::new(j, clock)).collect();
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(json!({ "jobs": jobs, "next_after": next_after })))
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -160,6 +182,16 @@ pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Res
     let id = job_id(&raw)?;
     let job = state.handle.job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
     Ok(Json(JobJson::new(&job, state.handle.clock())))
+}
+
+/// `GET /jobs/{id}/events`: the job's stored timeline.
+pub async fn events(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = job_id(&raw)?;
+    if state.handle.job(id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no job {id}")));
+    }
+    let history = state.handle.history(id).await?.map_err(ApiError::Unavailable)?;
+    Ok(Json(json!({ "job": id, "events": history })))
 }
 
 pub async fn cancel(

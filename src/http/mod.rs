@@ -39,6 +39,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/jobs", post(jobs::create).get(jobs::list).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/job", post(jobs::create_original).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/jobs/{id}", get(jobs::show).delete(jobs::cancel))
+        .route("/jobs/{id}/events", get(jobs::events))
         .route("/firmware", post(firmware::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))

@@ -32,6 +32,15 @@ impl Clock {
         }
     }
 
+    /// The instant for a wall-clock time in Unix milliseconds (for times read back from disk).
+    pub fn instant(&self, unix_ms: u64) -> Instant {
+        let wall = UNIX_EPOCH + Duration::from_millis(unix_ms);
+        match wall.duration_since(self.wall) {
+            Ok(after) => self.mono + after,
+            Err(before) => self.mono.checked_sub(before.duration()).unwrap_or(self.mono),
+        }
+    }
+
     /// Milliseconds since the Unix epoch, the API's timestamp format.
     pub fn unix_ms(&self, at: Instant) -> u64 {
         self.wall(at).duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64

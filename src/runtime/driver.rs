@@ -11,9 +11,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::handle::Request;
 use super::messenger::FromBroker;
+use super::persist::Persistence;
 use super::{Clock, ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection};
-use crate::engine::{Engine, Publish, PublishKind};
+use crate::engine::{Engine, JobSpec, Publish, PublishKind, SubmitError};
 use crate::protocol::{TopicKind, decode_response, describe};
+use crate::store::NewJob;
 
 pub struct Driver {
     pub engine: Engine,
@@ -30,15 +32,26 @@ pub struct Driver {
     pub seq: u64,
     /// Tells the messenger to stop when the driver ends.
     pub stop: watch::Sender<bool>,
+    /// The job store, when there is one.
+    pub persistence: Option<Persistence>,
+    /// The driver's own request channel, for answers that come back from the store.
+    pub requests_tx: mpsc::Sender<Request>,
 }
 
 impl Driver {
     pub async fn run(mut self) {
         let mut shutdown_reply = None;
+        let mut flush = tokio::time::interval(crate::store::FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump().await;
             let wake = self.engine.next_wakeup().map(tokio::time::Instant::from_std);
             tokio::select! {
+                _ = flush.tick(), if self.persistence.is_some() => {
+                    if let Some(persistence) = self.persistence.as_mut() {
+                        persistence.flush(&self.engine, &self.clock);
+                    }
+                }
                 request = self.requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
                         shutdown_reply = Some(reply);
@@ -53,6 +66,9 @@ impl Driver {
                 },
                 _ = sleep_until(wake), if wake.is_some() => {}
             }
+        }
+        if let Some(persistence) = self.persistence.as_mut() {
+            persistence.flush_all(&self.engine, &self.clock).await;
         }
         let _ = self.stop.send(true);
         // Let the messenger say goodbye to the broker, then report the end.
@@ -79,6 +95,9 @@ impl Driver {
             self.send(publish).await;
         }
         while let Some((at, event)) = self.engine.poll_event() {
+            if let Some(persistence) = self.persistence.as_mut() {
+                persistence.record(self.clock.unix_ms(at), &event);
+            }
             self.emit(self.clock.wall(at), RuntimeEvent::Engine(event));
         }
     }
@@ -113,6 +132,35 @@ impl Driver {
     fn handle_request(&mut self, request: Request) {
         let now = self.clock.now();
         match request {
+            Request::Submit(specs, reply) if self.persistence.is_some() => self.submit_durably(specs, reply),
+            Request::SubmitAs(specs, ids, reply) => {
+                let mut views = Vec::with_capacity(specs.len());
+                for (spec, id) in specs.into_iter().zip(ids) {
+                    match self.engine.submit_as(id, spec, now) {
+                        Ok(id) => views.extend(self.engine.job(id)),
+                        Err(e) => tracing::error!(id, error = %e, "a stored job could not start"),
+                    }
+                }
+                let _ = reply.send(Ok(views));
+            }
+            Request::Prune { keep, max_age } => {
+                let cutoff = max_age.and_then(|age| now.checked_sub(age));
+                let ids = self.engine.prune(keep, cutoff);
+                if let (false, Some(persistence)) = (ids.is_empty(), self.persistence.as_ref()) {
+                    let store = persistence.store.clone();
+                    tokio::spawn(async move { store.delete(ids).await });
+                }
+            }
+            Request::History(id, reply) => {
+                let store = self.persistence.as_ref().map(|p| p.store.clone());
+                tokio::spawn(async move {
+                    let result = match store {
+                        Some(store) => store.history(id).await.map_err(|e| e.to_string()),
+                        None => Err("this Rocky keeps no job history (it runs without a store)".to_owned()),
+                    };
+                    let _ = reply.send(result);
+                });
+            }
             Request::Submit(specs, reply) => {
                 let result = specs.iter().try_for_each(|spec| self.engine.check(spec)).and_then(|()| {
                     let mut views = Vec::with_capacity(specs.len());
@@ -133,7 +181,8 @@ impl Driver {
                 let _ = reply.send(self.engine.job(id));
             }
             Request::Jobs(filter, reply) => {
-                let _ = reply.send(self.engine.jobs().filter(|j| filter.matches(j)).collect());
+                let limit = filter.limit.unwrap_or(usize::MAX);
+                let _ = reply.send(self.engine.jobs().filter(|j| filter.matches(j)).take(limit).collect());
             }
             Request::Status(reply) => {
                 let _ = reply.send((self.connection.clone(), self.engine.counts()));
@@ -142,6 +191,53 @@ impl Driver {
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// Has the store record the jobs (and give their ids) before the engine sees them, without
+    /// waiting here: the store's answer comes back as `SubmitAs`.
+    fn submit_durably(
+        &mut self,
+        specs: Vec<JobSpec>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, SubmitError>>,
+    ) {
+        let created_at = self.clock.unix_ms(self.clock.now());
+        let planned: Result<Vec<NewJob>, SubmitError> = specs
+            .iter()
+            .map(|spec| {
+                let (chunk_size, chunks_total, interval) = self.engine.plan(spec)?;
+                Ok(NewJob {
+                    device: spec.device.to_string(),
+                    image: spec.image.clone(),
+                    chunk_size: chunk_size.get(),
+                    chunk_interval_ms: interval.as_millis() as u64,
+                    chunks_total,
+                    created_at,
+                })
+            })
+            .collect();
+        let jobs = match planned {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let Some(store) = self.persistence.as_ref().map(|p| p.store.clone()) else { return };
+        let back = self.requests_tx.clone();
+        tokio::spawn(async move {
+            match store.create(jobs).await {
+                Ok(ids) => {
+                    if let Err(tokio::sync::mpsc::error::SendError(Request::SubmitAs(_, _, reply))) =
+                        back.send(Request::SubmitAs(specs, ids, reply)).await
+                    {
+                        let _ = reply.send(Err(SubmitError::Store("the engine has stopped".into())));
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(SubmitError::Store(e)));
+                }
+            }
+        });
     }
 
     fn handle_broker(&mut self, message: FromBroker) {

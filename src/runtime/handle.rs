@@ -9,17 +9,27 @@ use super::{BrokerUrl, Clock, ConnectionState, Envelope, EventStream};
 use crate::engine::{CancelError, JobId, JobSpec, JobState, JobView, SubmitError};
 use crate::firmware::Library;
 use crate::protocol::DeviceId;
+use crate::store::HistoryRecord;
 
 /// Which jobs a listing wants.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub state: Option<JobState>,
     pub device: Option<DeviceId>,
+    /// Only jobs with a larger id (the page cursor).
+    pub after: Option<JobId>,
+    /// Only jobs created at or after this time.
+    pub since: Option<std::time::Instant>,
+    /// At most this many jobs.
+    pub limit: Option<usize>,
 }
 
 impl JobFilter {
     pub fn matches(&self, job: &JobView) -> bool {
-        self.state.is_none_or(|s| s == job.state) && self.device.as_ref().is_none_or(|d| d == &job.device)
+        self.state.is_none_or(|s| s == job.state)
+            && self.device.as_ref().is_none_or(|d| d == &job.device)
+            && self.after.is_none_or(|after| job.id > after)
+            && self.since.is_none_or(|since| job.created_at >= since)
     }
 }
 
@@ -43,6 +53,13 @@ pub enum RuntimeError {
 
 pub(super) enum Request {
     Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, SubmitError>>),
+    /// Jobs the store has recorded under these ids, to start now.
+    SubmitAs(Vec<JobSpec>, Vec<JobId>, oneshot::Sender<Result<Vec<JobView>, SubmitError>>),
+    History(JobId, oneshot::Sender<Result<Vec<HistoryRecord>, String>>),
+    Prune {
+        keep: Option<usize>,
+        max_age: Option<std::time::Duration>,
+    },
     Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
     Job(JobId, oneshot::Sender<Option<JobView>>),
     Jobs(JobFilter, oneshot::Sender<Vec<JobView>>),
@@ -91,6 +108,20 @@ impl Handle {
 
     pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<JobView>, RuntimeError> {
         self.ask(|tx| Request::Jobs(filter, tx)).await
+    }
+
+    /// A job's stored timeline (an error when this Rocky has no store).
+    pub async fn history(&self, id: JobId) -> Result<Result<Vec<HistoryRecord>, String>, RuntimeError> {
+        self.ask(|tx| Request::History(id, tx)).await
+    }
+
+    /// Forgets finished jobs beyond `keep` or older than `max_age`, here and in the store.
+    pub async fn prune(
+        &self,
+        keep: Option<usize>,
+        max_age: Option<std::time::Duration>,
+    ) -> Result<(), RuntimeError> {
+        self.requests.send(Request::Prune { keep, max_age }).await.map_err(|_| RuntimeError::Stopped)
     }
 
     pub async fn status(&self) -> Result<Status, RuntimeError> {

@@ -12,6 +12,8 @@ mod driver;
 mod events;
 mod handle;
 mod messenger;
+mod persist;
+mod recover;
 
 pub use messenger::MAX_PACKET_BYTES;
 
@@ -29,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::engine::{Engine, Settings};
 use crate::firmware::Library;
 use crate::protocol::Topics;
+use crate::store::Store;
 
 /// Everything the runtime needs to run.
 #[derive(Debug, Clone)]
@@ -69,14 +72,49 @@ impl Runtime {
     /// Starts the messenger and the driver. Connecting happens in the background; its progress
     /// is reported as connection events, so a broker that is down is not an error here.
     pub fn start(config: RuntimeConfig, library: Arc<Library>) -> Self {
+        Self::spawn(config, library, None, Vec::new(), Clock::new())
+    }
+
+    /// Like [`Runtime::start`], with a job store: every job it holds comes back (finished ones
+    /// as they ended, the others queued to run again), ids continue after the highest ever
+    /// given, and from now on jobs are recorded as they change.
+    pub async fn start_with_store(
+        config: RuntimeConfig,
+        library: Arc<Library>,
+        store: Store,
+    ) -> Result<Self, crate::store::StoreError> {
+        let (records, last_id) = store.load().await?;
+        let clock = Clock::new();
+        let images = store.images().clone();
+        let lib = library.clone();
+        let restored = tokio::task::spawn_blocking(move || recover::restore(records, &images, &lib, &clock))
+            .await
+            .map_err(|_| crate::store::StoreError::Stopped)?;
+        Ok(Self::spawn(config, library, Some((store, last_id)), restored, clock))
+    }
+
+    fn spawn(
+        config: RuntimeConfig,
+        library: Arc<Library>,
+        store: Option<(Store, crate::engine::JobId)>,
+        restored: Vec<crate::engine::RestoredJob>,
+        clock: Clock,
+    ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
-        let clock = Clock::new();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (client, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx);
-        let engine = Engine::new(config.engine.clone(), config.topics.clone());
-        let handle = Handle::new(requests_tx, events.clone(), library, clock, config.broker.clone());
+        let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
+        let now = clock.now();
+        for job in restored {
+            engine.restore(job, now);
+        }
+        let persistence = store.map(|(store, last_id)| {
+            engine.set_last_job_id(last_id);
+            persist::Persistence::new(store)
+        });
+        let handle = Handle::new(requests_tx.clone(), events.clone(), library, clock, config.broker.clone());
         let driver = driver::Driver {
             engine,
             client,
@@ -89,6 +127,8 @@ impl Runtime {
             connection: ConnectionState::Connecting,
             seq: 0,
             stop: stop_tx,
+            persistence,
+            requests_tx,
         };
         let tasks = vec![tokio::spawn(messenger.run()), tokio::spawn(driver.run())];
         Self { handle, tasks }

@@ -81,10 +81,11 @@ impl Selection {
             let value: f64 = percent.trim().parse().map_err(|_| err("not a percentage"))?;
             return Self::ratio(value / 100.0).ok_or_else(|| err("share must be 0..100%"));
         }
-        if text.contains('.') && !text.contains(',') {
-            if let Ok(value) = text.parse::<f64>() {
-                return Self::ratio(value).ok_or_else(|| err("share must be 0.0..1.0"));
-            }
+        if text.contains('.')
+            && !text.contains(',')
+            && let Ok(value) = text.parse::<f64>()
+        {
+            return Self::ratio(value).ok_or_else(|| err("share must be 0.0..1.0"));
         }
         let items: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).collect();
         if items.iter().any(String::is_empty) {

@@ -179,10 +179,10 @@ fn finish(app: &mut App, handle: &Handle, done_tx: &mpsc::Sender<Done>, done: Do
     match done {
         Done::Preview { generation, result } => {
             let known: Vec<String> = app.devices.rows.keys().cloned().collect();
-            if let Some(Overlay::Form(form)) = app.overlay.as_mut() {
-                if let Some(specs) = form.set_preview(generation, result, &known) {
-                    spawn_submit(handle, specs, done_tx);
-                }
+            if let Some(Overlay::Form(form)) = app.overlay.as_mut()
+                && let Some(specs) = form.set_preview(generation, result, &known)
+            {
+                spawn_submit(handle, specs, done_tx);
             }
         }
         Done::Submitted(Ok(n)) => {

@@ -179,10 +179,10 @@ impl Form {
                 Preview::Failed(e)
             }
         };
-        if std::mem::take(&mut self.submit_when_ready) {
-            if let FormOutcome::Submit(specs) = self.submit(known) {
-                return Some(specs);
-            }
+        if std::mem::take(&mut self.submit_when_ready)
+            && let FormOutcome::Submit(specs) = self.submit(known)
+        {
+            return Some(specs);
         }
         None
     }

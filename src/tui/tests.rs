@@ -57,6 +57,7 @@ impl Fixture {
             device: DeviceId::parse(device).unwrap(),
             image,
             chunk_size: ChunkSize::new(2048).unwrap(),
+            chunk_interval: Duration::ZERO,
             state: JobState::Queued,
             chunks_done: 0,
             chunks_total: 96,

@@ -216,12 +216,12 @@ impl App {
             RuntimeEvent::Traffic(traffic) => {
                 let total = traffic.job.and_then(|j| self.jobs.rows.get(&j)).map(|r| r.chunks_total);
                 self.traffic.push(at, traffic, total);
-                if traffic.direction == TrafficDirection::In {
-                    if let Some(device) = &traffic.device {
-                        let row = self.devices.entry(device.as_str());
-                        row.last_seen = Some(at);
-                        row.last_response = Some(traffic.text.clone());
-                    }
+                if traffic.direction == TrafficDirection::In
+                    && let Some(device) = &traffic.device
+                {
+                    let row = self.devices.entry(device.as_str());
+                    row.last_seen = Some(at);
+                    row.last_response = Some(traffic.text.clone());
                 }
             }
             RuntimeEvent::Engine(event) => self.apply_engine(at, event),

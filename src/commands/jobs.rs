@@ -1,0 +1,71 @@
+//! `rocky jobs`: the stored jobs as a table or JSON, read straight from the data directory's
+//! database (read-only, so it works while a Rocky is running).
+
+use clap::Args;
+
+use super::GlobalArgs;
+use super::setup::data_dir;
+use rocky::engine::JobState;
+use rocky::store::{JobRecord, open_read_only, read_jobs};
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// Only jobs in this state (queued, requesting, transferring, finishing, succeeded, rejected,
+    /// failed, timed_out, cancelled).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only jobs for this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
+    let state = match &args.state {
+        Some(text) => Some(JobState::parse(text).ok_or_else(|| {
+            let valid: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+            anyhow::anyhow!("unknown state {text:?}; one of {}", valid.join(", "))
+        })?),
+        None => None,
+    };
+    let dir = data_dir(global)?;
+    let conn = open_read_only(&dir)?;
+    let (jobs, _) = read_jobs(&conn)?;
+    let jobs: Vec<JobRecord> = jobs
+        .into_iter()
+        .filter(|j| state.is_none_or(|s| s == j.state) && args.device.as_ref().is_none_or(|d| *d == j.device))
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&jobs)?);
+        return Ok(());
+    }
+    println!(
+        "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  ERROR",
+        "ID", "DEVICE", "IMAGE", "STATE", "CHUNKS", "ATT"
+    );
+    for j in &jobs {
+        let chunks = format!("{}/{}", j.chunks_sent, j.chunks_total);
+        println!(
+            "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
+            j.id,
+            clip(&j.device, 16),
+            clip(&j.image_name, 24),
+            j.state.as_str(),
+            chunks,
+            j.attempts,
+            j.error.as_deref().unwrap_or("")
+        );
+    }
+    println!("{} jobs", jobs.len());
+    Ok(())
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(width - 1).collect::<String>())
+    }
+}

@@ -1,0 +1,81 @@
+//! The driver's side of durability: it remembers which jobs changed and what happened to them,
+//! and hands that to the store's writer at most every `FLUSH_INTERVAL`, never waiting for it.
+//! While the writer is busy, changes coalesce here: memory grows with the number of jobs that
+//! changed, not with the number of events.
+
+use std::collections::BTreeSet;
+
+use super::Clock;
+use crate::engine::{Engine, Event, JobId, JobState};
+use crate::store::{HistoryRecord, JobRecord, Store};
+
+pub struct Persistence {
+    pub store: Store,
+    dirty: BTreeSet<JobId>,
+    history: Vec<HistoryRecord>,
+}
+
+impl Persistence {
+    pub fn new(store: Store) -> Self {
+        Self { store, dirty: BTreeSet::new(), history: Vec::new() }
+    }
+
+    /// Notes what an engine event changed.
+    pub fn record(&mut self, at_ms: u64, event: &Event) {
+        match event {
+            Event::Created(_) => {} // the store wrote the row when it gave the id
+            Event::StateChanged { job, to, detail, .. } => {
+                self.dirty.insert(*job);
+                self.history.push(HistoryRecord {
+                    job: *job,
+                    at: at_ms,
+                    state: *to,
+                    detail: detail.clone(),
+                    attempt: None,
+                });
+            }
+            Event::RequestRetried { job, attempt, .. } => {
+                self.dirty.insert(*job);
+                self.history.push(HistoryRecord {
+                    job: *job,
+                    at: at_ms,
+                    state: JobState::Requesting,
+                    detail: Some("no answer: FOTA_REQUEST sent again".into()),
+                    attempt: Some(*attempt),
+                });
+            }
+            Event::ChunkSent { job, .. } => {
+                self.dirty.insert(*job);
+            }
+            Event::Ignored { .. } => {}
+        }
+    }
+
+    fn take(&mut self, engine: &Engine, clock: &Clock) -> (Vec<JobRecord>, Vec<HistoryRecord>) {
+        let jobs = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| engine.job(id))
+            .map(|view| JobRecord::from_view(&view, view.chunk_interval.as_millis() as u64, clock))
+            .collect();
+        (jobs, std::mem::take(&mut self.history))
+    }
+
+    /// Hands over what changed, unless the writer is still busy (then it waits for next time).
+    pub fn flush(&mut self, engine: &Engine, clock: &Clock) {
+        if self.dirty.is_empty() && self.history.is_empty() {
+            return;
+        }
+        let (jobs, history) = self.take(engine, clock);
+        if let Err((jobs, mut history)) = self.store.try_flush(jobs, history) {
+            self.dirty.extend(jobs.iter().map(|j| j.id));
+            history.append(&mut self.history);
+            self.history = history;
+        }
+    }
+
+    /// Writes everything left and waits for the commit (a graceful stop loses nothing).
+    pub async fn flush_all(&mut self, engine: &Engine, clock: &Clock) {
+        let (jobs, history) = self.take(engine, clock);
+        self.store.flush_and_wait(jobs, history).await;
+    }
+}

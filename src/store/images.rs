@@ -1,0 +1,74 @@
+//! Images kept by content: `firmware/<sha256>`, written once, verified on every read, so a job
+//! never depends on the path or URL it was created from.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::firmware::Image;
+use crate::protocol::{Sha256, sha256_hex};
+
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+}
+
+impl ImageStore {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, sha256: &Sha256) -> PathBuf {
+        self.dir.join(sha256_hex(sha256))
+    }
+
+    /// Writes the image unless it is already there (write beside, then rename).
+    pub fn save(&self, image: &Image) -> std::io::Result<()> {
+        let path = self.path(image.sha256());
+        if path.is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let partial = self.dir.join(format!(".{}.partial", sha256_hex(image.sha256())));
+        std::fs::write(&partial, image.bytes())?;
+        std::fs::rename(&partial, &path)
+    }
+
+    /// Reads an image back and checks it still has the hash it is filed under.
+    pub fn load(&self, sha256: &Sha256, name: &str) -> Result<Image, String> {
+        let path = self.path(sha256);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| format!("image {} is missing from the store: {e}", sha256_hex(sha256)))?;
+        let image = Image::new(name, Bytes::from(bytes));
+        if image.sha256() != sha256 {
+            return Err(format!(
+                "image {} in the store is damaged (its content no longer matches)",
+                sha256_hex(sha256)
+            ));
+        }
+        Ok(image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_once_and_verifies_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ImageStore::new(dir.path().join("firmware"));
+        let image = Image::new("a.bin", Bytes::from_static(b"Hello, world!"));
+        store.save(&image).unwrap();
+        store.save(&image).unwrap();
+        let back = store.load(image.sha256(), "a.bin").unwrap();
+        assert_eq!(back.bytes(), image.bytes());
+        std::fs::write(store.path(image.sha256()), b"tampered").unwrap();
+        assert!(store.load(image.sha256(), "a.bin").unwrap_err().contains("damaged"));
+        assert!(store.load(&[0u8; 32], "x").unwrap_err().contains("missing"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Durable jobs: an embedded SQLite database (WAL) in the data directory, the images behind the
+//! jobs kept content-addressed beside it, and a lock so that one Rocky owns the directory.
+//!
+//! Writes never stall the engine. Job creation is committed before the API answers (so a `201`
+//! means the job survives a crash), and everything after that (state changes, progress) is
+//! written by a writer thread in batches: the runtime hands it what changed at most every
+//! [`FLUSH_INTERVAL`], coalescing while a write is in progress. A crash therefore loses at most
+//! the changes of the last interval plus one write; jobs that were active go back to `queued`
+//! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
+
+mod images;
+mod lock;
+mod reader;
+mod records;
+mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use images::ImageStore;
+pub use lock::DataDirLock;
+pub use records::{HistoryRecord, JobRecord, NewJob};
+pub use schema::{SCHEMA_VERSION, migrate_to};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::JobId;
+
+/// How often the runtime hands changes to the writer.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+pub const DB_FILE: &str = "rocky.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
+    #[error("{path} is not a Rocky database ({reason}); it was left untouched")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{path} was written by a newer Rocky (schema {found}, this one knows up to {SCHEMA_VERSION})")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("database {path}: {source}")]
+    Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("image store {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("the store's writer has stopped")]
+    Stopped,
+}
+
+/// What the writer thread is asked to do.
+pub(crate) enum Write {
+    Create { jobs: Vec<NewJob>, reply: oneshot::Sender<Result<Vec<JobId>, String>> },
+    Flush { jobs: Vec<JobRecord>, history: Vec<HistoryRecord>, done: Option<oneshot::Sender<()>> },
+    Delete { ids: Vec<JobId> },
+}
+
+/// A cheap handle to the open store: writes go to the writer thread, reads use their own
+/// connection (WAL lets readers and the writer work at once).
+#[derive(Clone)]
+pub struct Store {
+    writes: mpsc::Sender<Write>,
+    reader: Arc<Mutex<Connection>>,
+    images: ImageStore,
+    path: PathBuf,
+    _lock: Arc<DataDirLock>,
+}
+
+impl Store {
+    /// Locks `data_dir`, opens (or creates) the database, checks it is Rocky's, migrates it and
+    /// starts the writer. A foreign or damaged file is an error and is never written to.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StoreError::Io { path: data_dir.to_path_buf(), source })?;
+        let lock = DataDirLock::acquire(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = schema::open_checked(&path)?;
+        schema::migrate(&mut conn, &path)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
+        let _ = reader.busy_timeout(Duration::from_secs(5));
+        let images = ImageStore::new(data_dir.join("firmware"));
+        let (writes, rx) = mpsc::channel(1);
+        writer::spawn(conn, rx, images.clone(), path.clone())?;
+        Ok(Self { writes, reader: Arc::new(Mutex::new(reader)), images, path, _lock: Arc::new(lock) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    /// Saves the images and inserts the jobs in one transaction; returns their ids, which are
+    /// never reused (the highest id ever given is kept even when jobs are deleted).
+    pub async fn create(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, String> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Write::Create { jobs, reply })
+            .await
+            .map_err(|_| "the store has stopped".to_owned())?;
+        answer.await.map_err(|_| "the store has stopped".to_owned())?
+    }
+
+    /// Hands changes to the writer without waiting, unless it is still busy with the last ones
+    /// (then they come back to be merged into the next flush).
+    pub(crate) fn try_flush(
+        &self,
+        jobs: Vec<JobRecord>,
+        history: Vec<HistoryRecord>,
+    ) -> Result<(), (Vec<JobRecord>, Vec<HistoryRecord>)> {
+        match self.writes.try_send(Write::Flush { jobs, history, done: None }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Write::Flush { jobs, history, .. }))
+            | Err(mpsc::error::TrySendError::Closed(Write::Flush { jobs, history, .. })) => {
+                Err((jobs, history))
+            }
+            Err(_) => Err((Vec::new(), Vec::new())),
+        }
+    }
+
+    /// Writes everything given and waits until it is committed (used at shutdown).
+    pub async fn flush_and_wait(&self, jobs: Vec<JobRecord>, history: Vec<HistoryRecord>) {
+        let (done, committed) = oneshot::channel();
+        if self.writes.send(Write::Flush { jobs, history, done: Some(done) }).await.is_ok() {
+            let _ = committed.await;
+        }
+    }
+
+    pub async fn delete(&self, ids: Vec<JobId>) {
+        let _ = self.writes.send(Write::Delete { ids }).await;
+    }
+
+    /// Every job, oldest first, and the highest id ever given.
+    pub async fn load(&self) -> Result<(Vec<JobRecord>, JobId), StoreError> {
+        let reader = self.reader.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            reader::load(&conn).map_err(|source| StoreError::Sql { path, source })
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+
+    /// A job's stored timeline, oldest first.
+    pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
+        let reader = self.reader.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            reader::history(&conn, id).map_err(|source| StoreError::Sql { path, source })
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+}
+
+/// Opens a data directory's database read-only, for `rocky jobs` (works while a Rocky runs).
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet"),
+        });
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
+    schema::check(&conn, &path)?;
+    Ok(conn)
+}
+
+pub use reader::{history as read_history, load as read_jobs};

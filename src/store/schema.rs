@@ -1,0 +1,118 @@
+//! The database's schema and its migrations. `PRAGMA application_id` marks the file as Rocky's;
+//! `PRAGMA user_version` is the schema version. Each migration runs in its own transaction.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// "ROCK" in ASCII: identifies Rocky's database files.
+pub const APPLICATION_ID: i64 = 0x524f_434b;
+
+/// Migrations in order; the schema version is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, their timeline, and the id high-water mark.
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        image_name TEXT NOT NULL,
+        image_size INTEGER NOT NULL,
+        image_sha256 TEXT NOT NULL,
+        chunk_size INTEGER NOT NULL,
+        chunk_interval_ms INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        chunks_sent INTEGER NOT NULL DEFAULT 0,
+        chunks_total INTEGER NOT NULL,
+        bytes_sent INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER
+     );
+     CREATE TABLE job_events (
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT
+     );
+     CREATE INDEX job_events_by_job ON job_events(job_id, at);
+     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     INSERT INTO meta (key, value) VALUES ('last_job_id', 0);",
+    // 2: filters by state and device without a scan; the attempt number in the timeline.
+    "CREATE INDEX jobs_by_state ON jobs(state, id);
+     CREATE INDEX jobs_by_device ON jobs(device, id);
+     ALTER TABLE job_events ADD COLUMN attempt INTEGER;",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn sql(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sql { path: path.to_path_buf(), source }
+}
+
+/// Opens the file and makes sure it is either new or Rocky's, before anything is written.
+pub fn open_checked(path: &Path) -> Result<Connection, StoreError> {
+    let existed = path.exists() && std::fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql(path))?;
+    if existed {
+        check(&conn, path)?;
+    }
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(sql(path))?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(sql(path))?;
+    // WAL with synchronous=NORMAL: a commit survives a process crash; only an OS crash or power
+    // loss can take back the last few commits.
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql(path))?;
+    conn.pragma_update(None, "foreign_keys", "ON").map_err(sql(path))?;
+    Ok(conn)
+}
+
+/// Refuses files that are not SQLite, belong to another program, are damaged or are newer.
+pub fn check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let foreign = |reason: String| StoreError::Foreign { path: path.to_path_buf(), reason };
+    let app: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| foreign(format!("not a readable SQLite database: {e}")))?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(|e| foreign(format!("not a readable SQLite database: {e}")))?;
+    if app != APPLICATION_ID && !(app == 0 && tables == 0) {
+        return Err(foreign(format!("it belongs to another program (application_id {app:#x})")));
+    }
+    let integrity: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| foreign(format!("damaged: {e}")))?;
+    if integrity != "ok" {
+        return Err(foreign(format!("damaged: {integrity}")));
+    }
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sql(path))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { path: path.to_path_buf(), found: version });
+    }
+    Ok(())
+}
+
+/// Brings the schema to the current version.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    migrate_to(conn, SCHEMA_VERSION).map_err(sql(path))
+}
+
+/// Runs the migrations up to `target` (tests use this to build an older database).
+pub fn migrate_to(conn: &mut Connection, target: i64) -> rusqlite::Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (index, migration) in
+        MIGRATIONS.iter().enumerate().take(target as usize).skip(current.max(0) as usize)
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! The store against real files: creation, round trips, migrations, refusals.
+
+use bytes::Bytes;
+use rusqlite::Connection;
+
+use super::*;
+use crate::engine::JobState;
+use crate::firmware::Image;
+
+fn new_job(device: &str) -> NewJob {
+    NewJob {
+        device: device.to_owned(),
+        image: Image::new("fw.bin", Bytes::from_static(b"firmware bytes")),
+        chunk_size: 64,
+        chunk_interval_ms: 0,
+        chunks_total: 1,
+        created_at: 1_700_000_000_000,
+    }
+}
+
+#[tokio::test]
+async fn jobs_round_trip_and_ids_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let ids = store.create(vec![new_job("a"), new_job("b")]).await.unwrap();
+    assert_eq!(ids, vec![1, 2]);
+    assert!(store.images().path(new_job("a").image.sha256()).is_file(), "image kept by content");
+    let mut record = store.load().await.unwrap().0.remove(0);
+    record.state = JobState::Succeeded;
+    record.finished_at = Some(1_700_000_001_000);
+    let history = HistoryRecord {
+        job: 1,
+        at: 1_700_000_001_000,
+        state: JobState::Succeeded,
+        detail: None,
+        attempt: None,
+    };
+    store.flush_and_wait(vec![record.clone()], vec![history]).await;
+    let (jobs, last) = store.load().await.unwrap();
+    assert_eq!((jobs[0].state, last), (JobState::Succeeded, 2));
+    let timeline: Vec<JobState> = store.history(1).await.unwrap().iter().map(|h| h.state).collect();
+    assert_eq!(timeline, vec![JobState::Queued, JobState::Succeeded]);
+    // Deleting keeps the high-water mark: the next id is still new.
+    store.delete(vec![1, 2]).await;
+    store.flush_and_wait(Vec::new(), Vec::new()).await;
+    let (jobs, last) = store.load().await.unwrap();
+    assert_eq!((jobs.len(), last), (1, 2), "only the finished job was deleted");
+    assert_eq!(store.create(vec![new_job("c")]).await.unwrap(), vec![3]);
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("another Rocky"), "{err}");
+}
+
+#[test]
+fn garbage_and_foreign_files_are_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let garbage: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("not a Rocky database"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "untouched");
+
+    std::fs::remove_file(&path).unwrap();
+    let other = Connection::open(&path).unwrap();
+    other.execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('mine');").unwrap();
+    drop(other);
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("another program"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_truncated_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    {
+        // A real Rocky database with some rows, closed (so everything is in the main file).
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, SCHEMA_VERSION).unwrap();
+        for id in 1..=500 {
+            conn.execute(
+                "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, state, chunks_total, created_at)
+                 VALUES (?1, 'dev', 'fw.bin', 10, 'ab', 64, 'succeeded', 1, 0)",
+                [id],
+            )
+            .unwrap();
+        }
+    }
+    let full = std::fs::read(&path).unwrap();
+    assert!(full.len() > 8192, "{} bytes", full.len());
+    let truncated = &full[..full.len() / 2];
+    std::fs::write(&path, truncated).unwrap();
+    let err = Store::open(dir.path()).err().expect("refused").to_string();
+    assert!(err.contains("not a Rocky database"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), truncated);
+}
+
+#[tokio::test]
+async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
+    let fresh = tempfile::tempdir().unwrap();
+    let store = Store::open(fresh.path()).unwrap();
+    drop(store);
+    let conn = Connection::open(fresh.path().join(DB_FILE)).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+
+    let old = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(old.path().join(DB_FILE)).unwrap();
+    migrate_to(&mut conn, SCHEMA_VERSION - 1).unwrap();
+    conn.execute_batch(
+        "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, state, chunks_total, created_at)
+         VALUES (7, 'dev-01', 'old.bin', 10, '00', 64, 'succeeded', 1, 1700000000000);
+         INSERT INTO job_events (job_id, at, state, detail) VALUES (7, 1700000000000, 'succeeded', NULL);
+         UPDATE meta SET value = 7 WHERE key = 'last_job_id';",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(old.path()).unwrap();
+    let (jobs, last) = store.load().await.unwrap();
+    assert_eq!((jobs.len(), jobs[0].image_name.as_str(), last), (1, "old.bin", 7));
+    assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
+    assert_eq!(store.create(vec![new_job("x")]).await.unwrap(), vec![8]);
+}

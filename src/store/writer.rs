@@ -1,0 +1,157 @@
+//! The writer thread: the only connection that writes. Each request is one transaction.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, params};
+use tokio::sync::mpsc;
+
+use super::{HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
+use crate::engine::{JobId, JobState};
+
+pub fn spawn(
+    conn: Connection,
+    rx: mpsc::Receiver<Write>,
+    images: ImageStore,
+    path: PathBuf,
+) -> Result<(), StoreError> {
+    std::thread::Builder::new()
+        .name("rocky-store".into())
+        .spawn(move || run(conn, rx, images))
+        .map(|_| ())
+        .map_err(|source| StoreError::Io { path, source })
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, images: ImageStore) {
+    while let Some(write) = rx.blocking_recv() {
+        match write {
+            Write::Create { jobs, reply } => {
+                let result = create(&mut conn, &images, &jobs);
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "could not store new jobs");
+                }
+                let _ = reply.send(result);
+            }
+            Write::Flush { jobs, history, done } => {
+                if let Err(e) = flush(&mut conn, &jobs, &history) {
+                    tracing::error!(error = %e, jobs = jobs.len(), "could not store job changes");
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Write::Delete { ids } => {
+                if let Err(e) = delete(&mut conn, &ids) {
+                    tracing::error!(error = %e, "could not delete old jobs");
+                }
+            }
+        }
+    }
+}
+
+fn create(conn: &mut Connection, images: &ImageStore, jobs: &[NewJob]) -> Result<Vec<JobId>, String> {
+    for job in jobs {
+        images
+            .save(&job.image)
+            .map_err(|e| format!("cannot keep the image in {}: {e}", images.dir().display()))?;
+    }
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    let last: i64 = tx
+        .query_row("SELECT value FROM meta WHERE key = 'last_job_id'", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    let first = last + 1;
+    if first + jobs.len() as i64 - 1 > i64::from(JobId::MAX) {
+        return Err("job ids are exhausted (the 32-bit id space is used up)".into());
+    }
+    let mut ids = Vec::with_capacity(jobs.len());
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
+                                   state, chunks_total, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
+            )
+            .map_err(|e| e.to_string())?;
+        let mut event = tx
+            .prepare(
+                "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
+            )
+            .map_err(|e| e.to_string())?;
+        for (offset, job) in jobs.iter().enumerate() {
+            let id = first + offset as i64;
+            insert
+                .execute(params![
+                    id,
+                    job.device,
+                    job.image.name(),
+                    job.image.size() as i64,
+                    crate::protocol::sha256_hex(job.image.sha256()),
+                    job.chunk_size,
+                    job.chunk_interval_ms as i64,
+                    job.chunks_total,
+                    job.created_at as i64
+                ])
+                .map_err(|e| e.to_string())?;
+            event.execute(params![id, job.created_at as i64]).map_err(|e| e.to_string())?;
+            ids.push(id as JobId);
+        }
+    }
+    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'last_job_id'", [last + jobs.len() as i64])
+        .map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(ids)
+}
+
+fn flush(conn: &mut Connection, jobs: &[JobRecord], history: &[HistoryRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut update = tx.prepare(
+            "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
+                             started_at = ?7, finished_at = ?8
+             WHERE id = ?1",
+        )?;
+        for job in jobs {
+            update.execute(params![
+                job.id,
+                job.state.as_str(),
+                job.chunks_sent,
+                job.bytes_sent as i64,
+                job.attempts,
+                job.error,
+                job.started_at.map(|t| t as i64),
+                job.finished_at.map(|t| t as i64)
+            ])?;
+        }
+        let mut event = tx.prepare(
+            "INSERT INTO job_events (job_id, at, state, detail, attempt)
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
+        )?;
+        for entry in history {
+            event.execute(params![
+                entry.job,
+                entry.at as i64,
+                entry.state.as_str(),
+                entry.detail,
+                entry.attempt
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+fn delete(conn: &mut Connection, ids: &[JobId]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut delete = tx.prepare("DELETE FROM jobs WHERE id = ?1 AND state IN (?2, ?3, ?4, ?5, ?6)")?;
+        for id in ids {
+            delete.execute(params![
+                id,
+                JobState::Succeeded.as_str(),
+                JobState::Rejected.as_str(),
+                JobState::Failed.as_str(),
+                JobState::TimedOut.as_str(),
+                JobState::Cancelled.as_str()
+            ])?;
+        }
+    }
+    tx.commit()
+}

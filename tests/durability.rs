@@ -1,0 +1,173 @@
+//! Durability with real processes: `rocky serve` killed with SIGKILL mid-transfer and started
+//! again on the same data directory loses no job; a second Rocky is refused the directory; a
+//! damaged database is refused and left as it was.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rocky::broker::{EmbeddedBroker, free_port};
+use rocky::sim::{Fleet, FleetConfig};
+use serde_json::{Value, json};
+use support::{test_image, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rocky");
+
+/// `rocky serve` as a child process, killed on drop.
+struct Serve {
+    child: Child,
+    base: String,
+}
+
+impl Serve {
+    fn start(broker: &str, data: &Path, port: u16) -> Self {
+        let config = data.join("test-config.toml");
+        if !config.exists() {
+            std::fs::write(&config, "").unwrap();
+        }
+        let child = Command::new(BIN)
+            .args(["serve", "--broker", broker, "--http", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rocky serve starts");
+        Self { child, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn wait_healthy(&self, client: &reqwest::Client) {
+        wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+            let response = client.get(format!("{}/healthz", self.base)).send().await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL: no flush, no goodbye
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
+    let body: Value = client.get(format!("{base}/jobs?limit=10000")).send().await.unwrap().json().await.unwrap();
+    body["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_mid_transfer_loses_no_job() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 10)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let client = reqwest::Client::new();
+    let mut serve = Serve::start(&broker.url().to_string(), data.path(), port);
+    serve.wait_healthy(&client).await;
+
+    let image = test_image(32 * 1024, 21);
+    let upload = client.post(format!("{}/firmware?name=fw.bin", serve.base)).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    // 50 jobs, 5 per device, each 32 chunks of 1 KiB paced at 15 ms: about 0.5 s per job and
+    // 2.5 s per device, so a kill after a second lands with jobs in every state.
+    let devices: Vec<String> = (1..=5).flat_map(|_| (1..=10).map(|d| format!("dev-{d:02}"))).collect();
+    let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 15});
+    let created = client.post(format!("{}/jobs", serve.base)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let first_ids: BTreeSet<u64> = created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(first_ids.len(), 50);
+
+    wait_for(Duration::from_secs(30), "some jobs done and some mid-transfer", || async {
+        let jobs = jobs(&client, &serve.base).await;
+        let done = jobs.iter().filter(|j| j["state"] == "succeeded").count();
+        let moving = jobs.iter().filter(|j| j["state"] == "transferring" && j["chunks_sent"].as_u64() > Some(2)).count();
+        (done >= 5 && moving >= 3).then_some(())
+    })
+    .await;
+    serve.kill9();
+
+    let serve = Serve::start(&broker.url().to_string(), data.path(), port);
+    serve.wait_healthy(&client).await;
+    let listed = wait_for(Duration::from_secs(60), "every job to end after the restart", || async {
+        let jobs = jobs(&client, &serve.base).await;
+        (jobs.len() == 50 && jobs.iter().all(|j| j["state"] == "succeeded")).then_some(jobs)
+    })
+    .await;
+    let ids: BTreeSet<u64> = listed.iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, first_ids, "the same 50 jobs, no id repeated");
+    let recovered = listed.iter().filter(|j| j["attempts"].as_u64() > Some(1)).count();
+    assert!(recovered >= 3, "the jobs that were active ran again ({recovered})");
+    // New jobs get new ids.
+    let more = client
+        .post(format!("{}/jobs", serve.base))
+        .json(&json!({"device_id": "dev-01", "firmware": {"path": "fw.bin"}}))
+        .send()
+        .await
+        .unwrap();
+    let more: Value = more.json().await.unwrap();
+    let new_id = more["jobs"][0]["id"].as_u64().unwrap();
+    assert!(!ids.contains(&new_id) && new_id > *ids.last().unwrap());
+    // A recovered job's stored timeline says what happened.
+    let id = listed.iter().find(|j| j["attempts"].as_u64() > Some(1)).unwrap()["id"].as_u64().unwrap();
+    let timeline: Value = client.get(format!("{}/jobs/{id}/events", serve.base)).send().await.unwrap().json().await.unwrap();
+    let text = timeline.to_string();
+    assert!(text.contains("recovered after a restart") && text.contains("succeeded"), "{text}");
+    drop(serve);
+    fleet.stop().await;
+}
+
+fn stderr_of(mut child: Child) -> (bool, String) {
+    let status = child.wait().expect("exits");
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+    }
+    (status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_rocky_on_the_same_data_dir_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let broker = format!("mqtt://127.0.0.1:{}", free_port().unwrap()); // no broker needed for this
+    let client = reqwest::Client::new();
+    let first = Serve::start(&broker, data.path(), free_port().unwrap());
+    wait_for(Duration::from_secs(30), "the first rocky to answer", || async {
+        client.get(format!("{}/healthz", first.base)).send().await.ok().map(|_| ())
+    })
+    .await;
+    let mut second = Serve::start(&broker, data.path(), free_port().unwrap());
+    let child = std::mem::replace(&mut second.child, Command::new("true").spawn().unwrap());
+    let (ok, stderr) = tokio::task::spawn_blocking(move || stderr_of(child)).await.unwrap();
+    assert!(!ok, "the second rocky exits non-zero");
+    assert!(stderr.contains("another Rocky is using the data directory"), "{stderr}");
+}
+
+#[test]
+fn a_garbage_database_is_refused_and_left_untouched() {
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("rocky.db");
+    let garbage: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap();
+    let serve = Serve::start("mqtt://127.0.0.1:1", data.path(), free_port().unwrap());
+    let mut serve = serve;
+    let child = std::mem::replace(&mut serve.child, Command::new("true").spawn().unwrap());
+    let (ok, stderr) = stderr_of(child);
+    assert!(!ok);
+    assert!(stderr.contains("is not a Rocky database") && stderr.contains("left untouched"), "{stderr}");
+    assert_eq!(std::fs::read(&db).unwrap(), garbage);
+}

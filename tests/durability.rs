@@ -64,7 +64,8 @@ impl Drop for Serve {
 }
 
 async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    let body: Value = client.get(format!("{base}/jobs?limit=10000")).send().await.unwrap().json().await.unwrap();
+    let body: Value =
+        client.get(format!("{base}/jobs?limit=10000")).send().await.unwrap().json().await.unwrap();
     body["jobs"].as_array().cloned().unwrap_or_default()
 }
 
@@ -80,7 +81,12 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     serve.wait_healthy(&client).await;
 
     let image = test_image(32 * 1024, 21);
-    let upload = client.post(format!("{}/firmware?name=fw.bin", serve.base)).body(image.to_vec()).send().await.unwrap();
+    let upload = client
+        .post(format!("{}/firmware?name=fw.bin", serve.base))
+        .body(image.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(upload.status(), StatusCode::CREATED);
     // 50 jobs, 5 per device, each 32 chunks of 1 KiB paced at 15 ms: about 0.5 s per job and
     // 2.5 s per device, so a kill after a second lands with jobs in every state.
@@ -89,13 +95,17 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     let created = client.post(format!("{}/jobs", serve.base)).json(&body).send().await.unwrap();
     assert_eq!(created.status(), StatusCode::CREATED);
     let created: Value = created.json().await.unwrap();
-    let first_ids: BTreeSet<u64> = created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let first_ids: BTreeSet<u64> =
+        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert_eq!(first_ids.len(), 50);
 
     wait_for(Duration::from_secs(30), "some jobs done and some mid-transfer", || async {
         let jobs = jobs(&client, &serve.base).await;
         let done = jobs.iter().filter(|j| j["state"] == "succeeded").count();
-        let moving = jobs.iter().filter(|j| j["state"] == "transferring" && j["chunks_sent"].as_u64() > Some(2)).count();
+        let moving = jobs
+            .iter()
+            .filter(|j| j["state"] == "transferring" && j["chunks_sent"].as_u64() > Some(2))
+            .count();
         (done >= 5 && moving >= 3).then_some(())
     })
     .await;
@@ -124,7 +134,8 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     assert!(!ids.contains(&new_id) && new_id > *ids.last().unwrap());
     // A recovered job's stored timeline says what happened.
     let id = listed.iter().find(|j| j["attempts"].as_u64() > Some(1)).unwrap()["id"].as_u64().unwrap();
-    let timeline: Value = client.get(format!("{}/jobs/{id}/events", serve.base)).send().await.unwrap().json().await.unwrap();
+    let timeline: Value =
+        client.get(format!("{}/jobs/{id}/events", serve.base)).send().await.unwrap().json().await.unwrap();
     let text = timeline.to_string();
     assert!(text.contains("recovered after a restart") && text.contains("succeeded"), "{text}");
     drop(serve);

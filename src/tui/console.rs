@@ -39,6 +39,7 @@ enum Done {
     Preview { generation: u64, result: Result<Image, String> },
     Submitted(Result<usize, String>),
     Cancelled(Result<u32, String>),
+    History(u32, Vec<crate::store::HistoryRecord>),
 }
 
 pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()> {
@@ -148,6 +149,15 @@ fn run_command(
             });
         }
         Command::Preview { generation, source } => spawn_preview(handle, *limits, done, generation, source),
+        Command::LoadHistory(id) => {
+            let (handle, done) = (handle.clone(), done.clone());
+            tokio::spawn(async move {
+                // Without a store (the demo) there is no stored timeline: the console's own is all.
+                if let Ok(Ok(records)) = handle.history(id).await {
+                    let _ = done.send(Done::History(id, records)).await;
+                }
+            });
+        }
     }
 }
 
@@ -197,6 +207,21 @@ fn finish(app: &mut App, handle: &Handle, done_tx: &mpsc::Sender<Done>, done: Do
             Some(Overlay::Form(form)) => form.submit_failed(error),
             _ => app.flash(error, true),
         },
+        Done::History(id, records) => {
+            let entries = records
+                .into_iter()
+                .map(|r| {
+                    let at = std::time::UNIX_EPOCH + Duration::from_millis(r.at);
+                    let text = match (r.detail, r.attempt) {
+                        (Some(detail), Some(attempt)) => format!("{}: {detail} (attempt {attempt})", r.state),
+                        (Some(detail), None) => format!("{}: {detail}", r.state),
+                        (None, _) => r.state.to_string(),
+                    };
+                    (at, text)
+                })
+                .collect();
+            app.load_timeline(id, entries);
+        }
         Done::Cancelled(Ok(id)) => app.flash(format!("job {id} cancelled"), false),
         Done::Cancelled(Err(error)) => app.flash(error, true),
     }

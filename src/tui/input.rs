@@ -29,7 +29,12 @@ pub enum Command {
     Submit(Vec<JobSpec>),
     Cancel(JobId),
     Retry(JobId),
-    Preview { generation: u64, source: FirmwareSource },
+    Preview {
+        generation: u64,
+        source: FirmwareSource,
+    },
+    /// Fetch a job's stored timeline for its detail view.
+    LoadHistory(JobId),
 }
 
 impl App {
@@ -75,7 +80,7 @@ impl App {
                 let step = if action == Action::NextPane { 1 } else { -1 };
                 self.focus = Pane::ALL[(i + step).rem_euclid(Pane::ALL.len() as isize) as usize];
             }
-            Action::Open => self.open_detail(),
+            Action::Open => return self.open_detail(),
             Action::Back => {
                 let index = App::pane_index(self.focus);
                 if self.filters[index].is_empty() {
@@ -122,6 +127,10 @@ impl App {
                 };
                 self.flash(format!("traffic: {how}"), false);
             }
+            Action::History => {
+                self.history_view = !self.history_view;
+                self.jobs_cursor = Default::default();
+            }
             Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::Quit => {
                 let active = self.jobs.active();
@@ -134,11 +143,13 @@ impl App {
         Outcome::Redraw
     }
 
-    fn open_detail(&mut self) {
+    fn open_detail(&mut self) -> Outcome {
         match self.focus {
             Pane::Jobs => {
                 if let Some(job) = self.selected_job() {
-                    self.overlay = Some(Overlay::JobDetail { job: job.id, scroll: 0 });
+                    let id = job.id;
+                    self.overlay = Some(Overlay::JobDetail { job: id, scroll: 0 });
+                    return Outcome::Command(Command::LoadHistory(id));
                 }
             }
             Pane::Traffic => {
@@ -155,9 +166,11 @@ impl App {
                     .map(|(j, _)| j);
                 if let Some(job) = job {
                     self.overlay = Some(Overlay::JobDetail { job, scroll: 0 });
+                    return Outcome::Command(Command::LoadHistory(job));
                 }
             }
         }
+        Outcome::Redraw
     }
 
     /// The traffic line under the cursor: the newest when following.

@@ -21,6 +21,7 @@ pub enum Action {
     Filter,
     Freeze,
     ToggleChunks,
+    History,
     Help,
     Quit,
 }
@@ -144,6 +145,13 @@ impl Default for Keymap {
                     "chunks",
                     "Fold chunk publishes per job, or show each",
                 ),
+                b(
+                    vec![Key::ch('h')],
+                    History,
+                    Scope::Jobs,
+                    "history",
+                    "History: finished jobs only, newest first (again: all jobs)",
+                ),
                 b(vec![Key::ch('?')], Help, g, "help", "Show or hide this help"),
                 b(
                     vec![Key::ch('q'), Key { code: K::Char('c'), ctrl: true }],
@@ -207,6 +215,7 @@ mod tests {
             (key(KeyCode::Char('f')), Scope::Traffic, Some(Action::Freeze)),
             (key(KeyCode::Char('p')), Scope::Traffic, Some(Action::Freeze)),
             (key(KeyCode::Char('t')), Scope::Traffic, Some(Action::ToggleChunks)),
+            (key(KeyCode::Char('h')), Scope::Jobs, Some(Action::History)),
             (key(KeyCode::Char('?')), Scope::Jobs, Some(Action::Help)),
             (key(KeyCode::Char('q')), Scope::Jobs, Some(Action::Quit)),
             (KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), Scope::Traffic, Some(Action::Quit)),

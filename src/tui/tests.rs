@@ -512,3 +512,32 @@ fn ten_thousand_jobs_render_only_the_viewport() {
         "the viewport follows the selection"
     );
 }
+
+#[test]
+fn history_view_lists_finished_jobs_newest_first_and_detail_asks_for_the_stored_timeline() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.key(KeyCode::Char('h'));
+    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![44, 41, 43], "finished jobs only, the last to finish first");
+    assert!(format!("{}", f.render(160, 45).backend()).contains("History 3"));
+    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadHistory(44))));
+    let stored = vec![
+        (f.at(0), "queued: created".to_owned()),
+        (f.at(10), "requesting".to_owned()),
+        (f.at(20), "queued: recovered after a restart".to_owned()),
+        (f.at(30), "requesting".to_owned()),
+        (f.at(40), "timed_out".to_owned()),
+    ];
+    f.app.load_timeline(44, stored);
+    assert_eq!(f.app.jobs.rows[&44].timeline.len(), 5);
+    f.app.load_timeline(44, Vec::new());
+    assert_eq!(
+        f.app.jobs.rows[&44].timeline.len(),
+        5,
+        "a shorter stored timeline does not replace a longer one"
+    );
+    f.key(KeyCode::Esc);
+    f.key(KeyCode::Char('h'));
+    assert_eq!(f.app.visible_jobs().len(), 6);
+}

@@ -143,6 +143,8 @@ pub struct App {
     pub dirty: bool,
     /// The chunk size the new-job form offers.
     pub default_chunk: u32,
+    /// The jobs pane shows only finished jobs, newest first.
+    pub history_view: bool,
 }
 
 impl App {
@@ -173,6 +175,7 @@ impl App {
             size: (80, 24),
             dirty: true,
             default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
+            history_view: false,
         }
     }
 
@@ -283,9 +286,25 @@ impl App {
         }
     }
 
-    /// Jobs passing the jobs filter, oldest first.
+    /// Jobs passing the jobs filter, oldest first; in the history view only finished jobs,
+    /// the most recently finished first.
     pub fn visible_jobs(&self) -> Vec<&JobRow> {
         let filter = self.filter(Pane::Jobs).to_lowercase();
+        if self.history_view {
+            let mut rows: Vec<&JobRow> = self
+                .jobs
+                .rows
+                .values()
+                .filter(|r| r.state.is_final())
+                .filter(|r| {
+                    filter.is_empty()
+                        || r.device.to_lowercase().contains(&filter)
+                        || r.state.as_str().contains(&filter)
+                })
+                .collect();
+            rows.sort_by(|a, b| b.finished.cmp(&a.finished).then(b.id.cmp(&a.id)));
+            return rows;
+        }
         self.jobs
             .rows
             .values()
@@ -325,6 +344,17 @@ impl App {
 
     pub fn selected_job(&self) -> Option<&JobRow> {
         self.visible_jobs().get(self.jobs_cursor.selected).copied()
+    }
+
+    /// Replaces a job's timeline with the stored one when that one knows more (a job restored
+    /// after a restart has no events in this console's memory).
+    pub fn load_timeline(&mut self, id: JobId, entries: Vec<(SystemTime, String)>) {
+        if let Some(row) = self.jobs.rows.get_mut(&id)
+            && entries.len() > row.timeline.len()
+        {
+            row.timeline = entries;
+            self.dirty = true;
+        }
     }
 
     pub fn flash(&mut self, text: impl Into<String>, error: bool) {

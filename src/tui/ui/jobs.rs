@@ -17,7 +17,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     cursor.clamp(jobs.len(), rows_shown);
     let wide = area.width >= 120;
     let focused = app.focus == Pane::Jobs;
-    let title = format!("Jobs {}", jobs.len());
+    let title = if app.history_view {
+        format!("History {} (finished, newest first)", jobs.len())
+    } else {
+        format!("Jobs {}", jobs.len())
+    };
     let block = pane_block(app, title, focused, app.filter(Pane::Jobs));
     let bar_width = if wide { 14 } else { 8 };
     let rows: Vec<Row> = jobs

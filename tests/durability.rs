@@ -63,9 +63,10 @@ impl Drop for Serve {
     }
 }
 
+/// Every job the API lists (none while it is not answering yet).
 async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
-    let body: Value =
-        client.get(format!("{base}/jobs?limit=10000")).send().await.unwrap().json().await.unwrap();
+    let Ok(response) = client.get(format!("{base}/jobs?limit=10000")).send().await else { return Vec::new() };
+    let body: Value = response.json().await.unwrap_or_default();
     body["jobs"].as_array().cloned().unwrap_or_default()
 }
 
@@ -138,6 +139,38 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
         client.get(format!("{}/jobs/{id}/events", serve.base)).send().await.unwrap().json().await.unwrap();
     let text = timeline.to_string();
     assert!(text.contains("recovered after a restart") && text.contains("succeeded"), "{text}");
+
+    // Pages of 20 cover every job exactly once.
+    let mut paged = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let url = match after {
+            Some(a) => format!("{}/jobs?limit=20&after={a}", serve.base),
+            None => format!("{}/jobs?limit=20", serve.base),
+        };
+        let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        paged.extend(page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()));
+        match page["next_after"].as_u64() {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 51);
+    assert_eq!(paged.iter().collect::<BTreeSet<_>>().len(), 51);
+    let newest = more["jobs"][0]["created_at"].as_u64().unwrap();
+    let since: Value = client.get(format!("{}/jobs?since={newest}", serve.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(since["jobs"].as_array().unwrap().len(), 1, "{since}");
+
+    // `rocky jobs` reads the same store while this Rocky runs.
+    let out = Command::new(BIN).args(["jobs", "--json"]).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 51);
+    let out = Command::new(BIN).args(["jobs", "--state", "succeeded"]).arg("--data-dir").arg(data.path()).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("fw.bin") && table.contains("succeeded") && !table.contains("queued"), "{table}");
+    let out = Command::new(BIN).args(["jobs", "--state", "bogus"]).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown state"));
     drop(serve);
     fleet.stop().await;
 }
@@ -181,4 +214,46 @@ fn a_garbage_database_is_refused_and_left_untouched() {
     assert!(!ok);
     assert!(stderr.contains("is not a Rocky database") && stderr.contains("left untouched"), "{stderr}");
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_finished_jobs() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = rocky::store::Store::open(data.path()).unwrap();
+        let image = rocky::firmware::Image::new("old.bin", test_image(100, 1));
+        let jobs = (0..5)
+            .map(|i| rocky::store::NewJob {
+                device: format!("dev-{i}"),
+                image: image.clone(),
+                chunk_size: 64,
+                chunk_interval_ms: 0,
+                chunks_total: 2,
+                created_at: 1_700_000_000_000 + i,
+            })
+            .collect();
+        let ids = store.create(jobs).await.unwrap();
+        let (mut records, _) = store.load().await.unwrap();
+        for (record, id) in records.iter_mut().zip(&ids) {
+            record.state = rocky::engine::JobState::Succeeded;
+            record.finished_at = Some(1_700_000_001_000 + u64::from(*id));
+        }
+        store.flush_and_wait(records, Vec::new()).await;
+    }
+    std::fs::write(data.path().join("test-config.toml"), "[store]\nkeep_jobs = 2\n").unwrap();
+    let serve = Serve::start("mqtt://127.0.0.1:1", data.path(), free_port().unwrap());
+    let client = reqwest::Client::new();
+    let listed = wait_for(Duration::from_secs(30), "retention to apply", || async {
+        let jobs = jobs(&client, &serve.base).await;
+        (jobs.len() == 2).then_some(jobs)
+    })
+    .await;
+    let ids: Vec<u64> = listed.iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![4, 5], "the newest two are kept");
+    wait_for(Duration::from_secs(10), "the store to forget the rest", || async {
+        let out = Command::new(BIN).args(["jobs", "--json"]).arg("--data-dir").arg(data.path()).output().ok()?;
+        let stored: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (stored.as_array()?.len() == 2).then_some(())
+    })
+    .await;
 }

@@ -59,6 +59,8 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
     Bench(bench::BenchArgs),
+    /// Measure job creation and persistence with the job store on.
+    BenchStore(bench::store_run::StoreBenchArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -71,5 +73,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Config) => config::run(&cli.global),
         Some(Command::Jobs(args)) => jobs::run(&cli.global, args),
         Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
+        Some(Command::BenchStore(args)) => bench::store_run::run(args).await,
     }
 }

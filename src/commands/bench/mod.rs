@@ -7,6 +7,7 @@
 mod raw;
 mod rocky_run;
 mod stats;
+pub mod store_run;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -103,19 +104,19 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rocky devices` in a child process; returns once every device is subscribed.
 async fn start_fleet(broker: &BrokerUrl, count: usize) -> anyhow::Result<tokio::process::Child> {
+    start_fleet_named(broker, count, "bench-").await
+}
+
+/// `rocky devices` in a child process; returns once every device is subscribed.
+pub async fn start_fleet_named(
+    broker: &BrokerUrl,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the rocky executable")?;
     let mut child = tokio::process::Command::new(exe)
-        .args([
-            "devices",
-            "--broker",
-            &broker.to_string(),
-            "--count",
-            &count.to_string(),
-            "--prefix",
-            "bench-",
-        ])
+        .args(["devices", "--broker", &broker.to_string(), "--count", &count.to_string(), "--prefix", prefix])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

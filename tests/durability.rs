@@ -158,7 +158,8 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     assert_eq!(paged.len(), 51);
     assert_eq!(paged.iter().collect::<BTreeSet<_>>().len(), 51);
     let newest = more["jobs"][0]["created_at"].as_u64().unwrap();
-    let since: Value = client.get(format!("{}/jobs?since={newest}", serve.base)).send().await.unwrap().json().await.unwrap();
+    let since: Value =
+        client.get(format!("{}/jobs?since={newest}", serve.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(since["jobs"].as_array().unwrap().len(), 1, "{since}");
 
     // `rocky jobs` reads the same store while this Rocky runs.
@@ -166,10 +167,20 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 51);
-    let out = Command::new(BIN).args(["jobs", "--state", "succeeded"]).arg("--data-dir").arg(data.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["jobs", "--state", "succeeded"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("fw.bin") && table.contains("succeeded") && !table.contains("queued"), "{table}");
-    let out = Command::new(BIN).args(["jobs", "--state", "bogus"]).arg("--data-dir").arg(data.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["jobs", "--state", "bogus"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown state"));
     drop(serve);
     fleet.stop().await;
@@ -251,7 +262,8 @@ async fn retention_keeps_the_newest_finished_jobs() {
     let ids: Vec<u64> = listed.iter().map(|j| j["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, vec![4, 5], "the newest two are kept");
     wait_for(Duration::from_secs(10), "the store to forget the rest", || async {
-        let out = Command::new(BIN).args(["jobs", "--json"]).arg("--data-dir").arg(data.path()).output().ok()?;
+        let out =
+            Command::new(BIN).args(["jobs", "--json"]).arg("--data-dir").arg(data.path()).output().ok()?;
         let stored: Value = serde_json::from_slice(&out.stdout).ok()?;
         (stored.as_array()?.len() == 2).then_some(())
     })

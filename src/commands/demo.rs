@@ -8,6 +8,7 @@ use bytes::Bytes;
 use clap::Args;
 
 use super::GlobalArgs;
+use super::behavior_flags::BehaviorFlags;
 use super::console::run_console;
 use super::setup::{data_dir, load_config};
 use rocky::broker::EmbeddedBroker;
@@ -23,24 +24,9 @@ pub struct DemoArgs {
     /// Simulated devices.
     #[arg(long, default_value_t = 24)]
     pub devices: usize,
-    /// Devices that refuse (share or list); giving any behaviour flag replaces the default mix.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub nack: Option<Selection>,
-    /// Devices that answer FOTA_DONE_FAILED.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub fail: Option<Selection>,
-    /// Devices that never answer (their jobs time out).
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub silent: Option<Selection>,
-    /// Devices that damage what they receive.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub corrupt: Option<Selection>,
-    /// Devices that send undecodable frames before answering.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub garbage: Option<Selection>,
-    /// Devices that answer late.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub slow: Option<Selection>,
+    /// Misbehaving devices; giving any of these replaces the default mix.
+    #[command(flatten)]
+    pub behavior: BehaviorFlags,
     /// Do not start a rollout; press n in the console to make one.
     #[arg(long)]
     pub no_rollout: bool,
@@ -56,19 +42,8 @@ impl DemoArgs {
     /// The flags given, or the default mix: one NACK, one DONE_FAILED, one silent, one that
     /// sends garbage, and about one in seven slow (from 8 and 12 devices up).
     fn plan(&self) -> BehaviorPlan {
-        let given = [
-            (Behavior::Nack, &self.nack),
-            (Behavior::Fail, &self.fail),
-            (Behavior::Silent, &self.silent),
-            (Behavior::Corrupt, &self.corrupt),
-            (Behavior::Garbage, &self.garbage),
-            (Behavior::Slow, &self.slow),
-        ];
-        if given.iter().any(|(_, s)| s.is_some()) {
-            return given
-                .into_iter()
-                .filter_map(|(b, s)| s.clone().map(|s| (b, s)))
-                .fold(BehaviorPlan::default(), |plan, (b, s)| plan.with(b, s));
+        if let Some(plan) = self.behavior.plan() {
+            return plan;
         }
         let at = |share: f64| {
             Selection::List(vec![((self.devices as f64 * share).round() as usize).max(1).to_string()])

@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::GlobalArgs;
+use super::behavior_flags::BehaviorFlags;
 use super::setup::{load_config, shutdown_signal};
-use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+use rocky::sim::{Behavior, Fleet, FleetConfig, Selection};
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
@@ -17,24 +18,9 @@ pub struct DevicesArgs {
     /// Device ids are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "dev-")]
     pub prefix: String,
-    /// Devices that answer FOTA_REQUEST_NACK: a share (0.1, 10%) or a list (dev-03,7).
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub nack: Option<Selection>,
-    /// Devices that answer FOTA_DONE_FAILED whatever they received.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub fail: Option<Selection>,
-    /// Devices that never answer.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub silent: Option<Selection>,
-    /// Devices that damage what they receive, so verification fails.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub corrupt: Option<Selection>,
-    /// Devices that send an undecodable frame before each answer.
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub garbage: Option<Selection>,
-    /// Devices that answer only after --ack-delay (1500 ms unless given).
-    #[arg(long, value_name = "LIST|RATIO")]
-    pub slow: Option<Selection>,
+    /// Misbehaving devices.
+    #[command(flatten)]
+    pub behavior: BehaviorFlags,
     /// Wait this long before each answer: on the --slow devices, or on every device when
     /// --slow is not given.
     #[arg(long, value_name = "MS")]
@@ -48,19 +34,12 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
     let broker = config.broker().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
     let topics = config.topics().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
-    let mut plan = BehaviorPlan::default();
-    for (behavior, selection) in [
-        (Behavior::Nack, args.nack),
-        (Behavior::Fail, args.fail),
-        (Behavior::Silent, args.silent),
-        (Behavior::Corrupt, args.corrupt),
-        (Behavior::Garbage, args.garbage),
-        (Behavior::Slow, args.slow.or(args.ack_delay.map(|_| Selection::Ratio(1.0)))),
-    ] {
-        if let Some(selection) = selection {
-            plan = plan.with(behavior, selection);
-        }
+    let mut behavior = args.behavior.clone();
+    // --ack-delay alone slows every device.
+    if behavior.slow.is_none() && args.ack_delay.is_some() {
+        behavior.slow = Some(Selection::Ratio(1.0));
     }
+    let plan = behavior.plan().unwrap_or_default();
     let fleet_config = FleetConfig {
         broker: broker.clone(),
         topics,

@@ -1,5 +1,6 @@
 //! The command line: one subcommand per file, sharing the set-up in `setup.rs`.
 
+mod behavior_flags;
 mod bench;
 mod broker;
 mod config;

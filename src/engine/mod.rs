@@ -19,5 +19,5 @@ mod tests;
 pub use event::Event;
 pub use job::{JobId, JobState, JobView};
 pub use publish::{Publish, PublishKind};
-pub use scheduler::{CancelError, Engine, JobSpec, RestoredJob, SubmitError};
+pub use scheduler::{CancelError, Engine, JobSpec, SubmitError};
 pub use settings::Settings;

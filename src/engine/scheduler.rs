@@ -23,25 +23,6 @@ pub struct JobSpec {
     pub chunk_interval: Option<Duration>,
 }
 
-/// A job read back from the store after a restart.
-#[derive(Debug, Clone)]
-pub struct RestoredJob {
-    pub id: JobId,
-    pub device: DeviceId,
-    pub image: Image,
-    pub chunk_size: ChunkSize,
-    pub chunk_interval: Duration,
-    pub state: JobState,
-    pub chunks_done: u32,
-    pub chunks_total: u32,
-    pub bytes_sent: u64,
-    pub attempts: u32,
-    pub error: Option<String>,
-    pub created_at: Instant,
-    pub started_at: Option<Instant>,
-    pub finished_at: Option<Instant>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("image {0:?} is empty")]
@@ -201,8 +182,9 @@ impl Engine {
     /// Puts a stored job back. A finished job keeps its outcome; one that was queued or active
     /// when Rocky stopped goes back to `queued` and runs again from FOTA_REQUEST. Restore jobs
     /// in id order, so each device's jobs keep their order.
-    pub fn restore(&mut self, restored: RestoredJob, now: Instant) {
-        let RestoredJob { id, device, state, .. } = restored.clone();
+    pub fn restore(&mut self, restored: JobView, now: Instant) {
+        let JobView { id, state, .. } = restored;
+        let device = restored.device.clone();
         self.next_id = self.next_id.max(id.saturating_add(1));
         let mut job = Job {
             id,

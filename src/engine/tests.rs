@@ -468,8 +468,8 @@ fn an_empty_image_is_refused() {
     assert!(matches!(h.engine.submit(spec, h.now), Err(SubmitError::EmptyImage(_))));
 }
 
-fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> RestoredJob {
-    RestoredJob {
+fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
+    JobView {
         id,
         device: dev(device),
         image: image(200),

@@ -97,7 +97,7 @@ impl Runtime {
         config: RuntimeConfig,
         library: Arc<Library>,
         store: Option<(Store, crate::engine::JobId)>,
-        restored: Vec<crate::engine::RestoredJob>,
+        restored: Vec<crate::engine::JobView>,
         clock: Clock,
     ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));

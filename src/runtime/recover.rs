@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Clock;
-use crate::engine::{JobState, RestoredJob};
+use crate::engine::{JobState, JobView};
 use crate::firmware::{ChunkSize, Image, Library, parse_sha256};
 use crate::protocol::DeviceId;
 use crate::store::{ImageStore, JobRecord};
@@ -17,7 +17,7 @@ pub fn restore(
     images: &ImageStore,
     library: &Library,
     clock: &Clock,
-) -> Vec<RestoredJob> {
+) -> Vec<JobView> {
     let mut loaded: HashMap<String, Result<Image, String>> = HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for record in records {
@@ -43,7 +43,7 @@ pub fn restore(
             Err(reason) => (Image::unavailable(&record.image_name), JobState::Failed, Some(reason)),
         };
         let at = |ms: u64| clock.instant(ms);
-        out.push(RestoredJob {
+        out.push(JobView {
             id: record.id,
             device,
             image,

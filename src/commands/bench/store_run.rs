@@ -47,7 +47,11 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let runtime = Runtime::start_with_store(config, std::sync::Arc::new(Library::new()), store).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = ApiState { handle: runtime.handle.clone(), firmware_dir: data.join("uploads"), limits: LoadLimits::default() };
+    let state = ApiState {
+        handle: runtime.handle.clone(),
+        firmware_dir: data.join("uploads"),
+        limits: LoadLimits::default(),
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
@@ -71,7 +75,8 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let mut created = 0usize;
     while created < args.jobs {
         let n = args.batch.min(args.jobs - created);
-        let devices: Vec<String> = (created..created + n).map(|i| format!("dev-{:0width$}", i % args.devices + 1)).collect();
+        let devices: Vec<String> =
+            (created..created + n).map(|i| format!("dev-{:0width$}", i % args.devices + 1)).collect();
         let response = client
             .post(format!("{base}/jobs"))
             .header("content-type", "application/json")
@@ -102,9 +107,11 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let _ = fleet.wait().await;
 
     let conn = rocky::store::open_read_only(&data)?;
-    let events: i64 = conn.query_row("SELECT count(*) FROM job_events", [], |r| r.get(0)).context("count events")?;
-    let succeeded: i64 =
-        conn.query_row("SELECT count(*) FROM jobs WHERE state = 'succeeded'", [], |r| r.get(0)).context("count jobs")?;
+    let events: i64 =
+        conn.query_row("SELECT count(*) FROM job_events", [], |r| r.get(0)).context("count events")?;
+    let succeeded: i64 = conn
+        .query_row("SELECT count(*) FROM jobs WHERE state = 'succeeded'", [], |r| r.get(0))
+        .context("count jobs")?;
     drop(conn);
     let size: u64 = ["rocky.db", "rocky.db-wal"]
         .iter()

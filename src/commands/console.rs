@@ -17,7 +17,7 @@ use rocky::tui::console::{self, ConsoleOptions};
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let data_dir = data_dir(global)?;
+    let data_dir = data_dir(&config)?;
     let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
     run_console(&config, runtime_config, &data_dir, Vec::new(), true).await
 }

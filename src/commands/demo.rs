@@ -68,7 +68,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("--devices must be between 1 and 10000");
     }
     let mut config = load_config(global)?.config;
-    let data_dir = data_dir(global)?;
+    let data_dir = data_dir(&config)?;
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
     // Short waits, so a silent device's timeout shows within seconds.
     config.jobs.request_timeout_s = 2.0;

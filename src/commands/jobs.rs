@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::GlobalArgs;
-use super::setup::data_dir;
+use super::setup::{data_dir, load_config};
 use rocky::engine::JobState;
 use rocky::store::{JobRecord, open_read_only, read_jobs};
 
@@ -30,7 +30,7 @@ pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
-    let dir = data_dir(global)?;
+    let dir = data_dir(&load_config(global)?.config)?;
     let conn = open_read_only(&dir)?;
     let (jobs, _) = read_jobs(&conn)?;
     let jobs: Vec<JobRecord> = jobs

@@ -13,7 +13,7 @@ pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     log_to_stdout();
     let loaded = load_config(global)?;
     let config = loaded.config;
-    let data_dir = data_dir(global)?;
+    let data_dir = data_dir(&config)?;
     let firmware_dir = config.firmware_dir(&data_dir);
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::GlobalArgs;
-use rocky::config::{self, Loaded};
+use rocky::config::{self, Config, Loaded};
 
 /// Loads the configuration with the global flags as the top layer.
 pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
@@ -17,15 +17,18 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
     if let Some(addr) = &global.http {
         flags.push(("http.listen", "--http", toml::Value::String(addr.clone())));
     }
+    if let Some(dir) = &global.data_dir {
+        flags.push(("store.data_dir", "--data-dir", toml::Value::String(dir.display().to_string())));
+    }
     Ok(config::load(global.config.as_deref(), |var| std::env::var(var).ok(), &flags)?)
 }
 
-/// `--data-dir`, else `ROCKY_DATA_DIR`, else the platform data directory; created if missing.
-pub fn data_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    let dir = global
-        .data_dir
-        .clone()
-        .or_else(|| std::env::var_os("ROCKY_DATA_DIR").map(PathBuf::from))
+/// `store.data_dir` (set by `--data-dir`, `ROCKY_STORE_DATA_DIR` or the file), else the
+/// platform data directory; created if missing.
+pub fn data_dir(config: &Config) -> anyhow::Result<PathBuf> {
+    let dir = Some(config.store.data_dir.trim())
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
         .or_else(config::default_data_dir)
         .context("no data directory: pass --data-dir (no home directory was found)")?;
     std::fs::create_dir_all(&dir)

@@ -99,6 +99,8 @@ impl Default for ConsoleSection {
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
+    /// Where Rocky keeps its data; empty means the platform data directory.
+    pub data_dir: String,
     /// Keep at most this many finished jobs (the newest); 0 = no limit.
     pub keep_jobs: u64,
     /// Forget finished jobs older than this many days; 0 = no limit.

@@ -9,6 +9,8 @@
 //! - [`http`]: the axum API over the runtime's handle.
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for `rocky demo`, tests and benchmarks.
+//! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.
+//! - [`tui`]: the operator console: state fed by events, input to commands, a pure render.
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
 #![forbid(unsafe_code)]
 

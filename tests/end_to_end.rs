@@ -21,6 +21,20 @@ fn start_runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> R
     Runtime::start(config, Arc::new(Library::new()))
 }
 
+fn one_job_per_device(
+    fleet: &Fleet,
+    image: &Image,
+    chunk: Option<u64>,
+    interval: Option<Duration>,
+) -> Vec<JobSpec> {
+    let chunk_size = chunk.map(|c| ChunkSize::new(c).unwrap());
+    fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval: interval })
+        .collect()
+}
+
 async fn wait_all_final(runtime: &Runtime, timeout: Duration) -> Vec<JobView> {
     wait_for(timeout, "every job to end", || async {
         let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
@@ -34,11 +48,7 @@ async fn run_fleet_of_50(broker: BrokerUrl) {
     assert!(fleet.wait_connected(Duration::from_secs(20)).await, "fleet connected");
     let runtime = start_runtime(broker, |_| {});
     let image = Image::new("fw-256k.bin", test_image(256 * 1024, 7));
-    let specs = fleet
-        .ids()
-        .into_iter()
-        .map(|device| JobSpec { device, image: image.clone(), chunk_size: None, chunk_interval: None })
-        .collect();
+    let specs = one_job_per_device(&fleet, &image, None, None);
     let created = runtime.handle.submit(specs).await.unwrap();
     assert_eq!(created.len(), 50);
     let jobs = wait_all_final(&runtime, Duration::from_secs(90)).await;
@@ -84,16 +94,7 @@ async fn run_mixed_fleet(broker: BrokerUrl) {
         c.engine.done_timeout = Duration::from_secs(3);
     });
     let image = Image::new("fw.bin", test_image(40_000, 3));
-    let specs = fleet
-        .ids()
-        .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size: Some(ChunkSize::new(1024).unwrap()),
-            chunk_interval: None,
-        })
-        .collect();
+    let specs = one_job_per_device(&fleet, &image, Some(1024), None);
     runtime.handle.submit(specs).await.unwrap();
     let started = std::time::Instant::now();
     let jobs = wait_all_final(&runtime, Duration::from_secs(30)).await;
@@ -148,16 +149,7 @@ async fn a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck() {
     let mut events = runtime.handle.subscribe();
     // 64 chunks of 1 KiB every 25 ms: about 1.6 s per job, so the kill lands mid-transfer.
     let image = Image::new("fw.bin", test_image(64 * 1024, 11));
-    let specs = fleet
-        .ids()
-        .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size: Some(ChunkSize::new(1024).unwrap()),
-            chunk_interval: Some(Duration::from_millis(25)),
-        })
-        .collect();
+    let specs = one_job_per_device(&fleet, &image, Some(1024), Some(Duration::from_millis(25)));
     runtime.handle.submit(specs).await.unwrap();
     // Wait until transfers are under way (a tenth chunk has gone out), then kill the broker.
     wait_for(Duration::from_secs(20), "transfers under way", || {

@@ -99,6 +99,18 @@ fn job_states(screen: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The pid of the rocky process (not the shell around it) running on `data_dir`, from /proc.
+fn rocky_pid(data_dir: &Path) -> Option<u32> {
+    let wanted = data_dir.display().to_string();
+    std::fs::read_dir("/proc").ok()?.filter_map(Result::ok).find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<String> =
+            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        (args.first().map(String::as_str) == Some(BIN) && args.iter().any(|a| *a == wanted)).then_some(pid)
+    })
+}
+
 fn demo_command(data_dir: &Path, extra: &str) -> String {
     format!(
         "{BIN} demo --data-dir {} --http 127.0.0.1:0 {extra}; echo ROCKY-EXITED-$?; sleep 600",
@@ -182,11 +194,10 @@ fn sigterm_quits_and_restores_the_terminal() {
         out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
     };
     assert_eq!(alternate(&tmux), "1", "the console runs on the alternate screen");
-    // Anchored on the binary, so the shell around it (whose command line holds the same words)
-    // is left alone.
-    let pattern = format!("^{BIN} demo --data-dir {}", data.path().display());
-    let status = Command::new("pkill").args(["-TERM", "-f", &pattern]).status().expect("pkill runs");
-    assert!(status.success(), "rocky was found and signalled");
+    let pid = rocky_pid(data.path()).expect("the rocky process is running");
+    // The shell's builtin kill: no dependency on procps.
+    let status = Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status().expect("sh runs");
+    assert!(status.success(), "rocky was signalled");
     tmux.wait_for(Duration::from_secs(10), "rocky to exit on SIGTERM", |s| {
         s.contains("ROCKY-EXITED-0").then_some(())
     });

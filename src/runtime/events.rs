@@ -117,3 +117,31 @@ impl EventStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(seq: u64) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            seq,
+            time: SystemTime::UNIX_EPOCH,
+            event: RuntimeEvent::Connection(ConnectionState::Connected),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_slow_subscriber_is_told_how_many_events_it_missed() {
+        let (tx, rx) = broadcast::channel(4);
+        let mut stream = EventStream::new(rx);
+        for seq in 1..=10 {
+            tx.send(envelope(seq)).unwrap();
+        }
+        assert!(matches!(stream.recv().await, Some(Received::Missed(6))));
+        let Some(Received::Event(next)) = stream.recv().await else { panic!("an event") };
+        assert_eq!(next.seq, 7, "the oldest were dropped, the newest kept");
+        drop(tx);
+        while let Some(Received::Event(_)) = stream.try_recv() {}
+        assert!(stream.recv().await.is_none(), "ends when the runtime stops");
+    }
+}

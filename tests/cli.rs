@@ -1,0 +1,88 @@
+//! The command line as a user meets it: `rocky config`, `rocky broker` and `rocky devices`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rocky");
+
+#[test]
+fn config_prints_each_value_with_its_source_and_a_bad_file_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rocky.toml");
+    std::fs::write(&file, "[jobs]\nchunk_size = 2048\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "--broker", "mqtt://127.0.0.1:2883"])
+        .arg("--config")
+        .arg(&file)
+        .env("ROCKY_JOBS_MAX_ACTIVE", "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line =
+        |key: &str| text.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or_default().to_owned();
+    assert!(line("chunk_size").contains("2048") && line("chunk_size").contains("line 2"), "{text}");
+    assert!(
+        line("max_active").contains('7') && line("max_active").contains("ROCKY_JOBS_MAX_ACTIVE"),
+        "{text}"
+    );
+    assert!(line("url").contains("2883") && line("url").contains("--broker"), "{text}");
+    assert!(line("done_timeout_s").contains("default"), "{text}");
+
+    std::fs::write(&file, "[jobs]\nchunk_size = 2048\nmax_active = -3\n").unwrap();
+    let out = Command::new(BIN).arg("config").arg("--config").arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("line 3") && err.contains("max_active"), "{err}");
+}
+
+#[test]
+fn devices_on_the_broker_command_print_a_summary_when_they_stop() {
+    let port = rocky::broker::free_port().unwrap();
+    let mut broker = Command::new(BIN)
+        .args(["broker", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rocky broker listens");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Command::new(BIN)
+        .args(["devices", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "3", "--nack", "2"])
+        .args(["--duration", "0.5", "--config", "/dev/null"])
+        .output()
+        .unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("dev-02: nack"), "{text}");
+    assert!(text.contains("all 3 devices connected"), "{text}");
+    assert!(text.contains("3 simulated devices,") && text.contains("nack"), "the summary:\n{text}");
+}
+
+#[test]
+fn bad_flags_are_errors_not_panics() {
+    for args in [
+        vec!["devices", "--nack", "1.5", "--count", "1", "--duration", "0"],
+        vec!["serve", "--broker", "http://x"],
+        vec!["jobs", "--state", "bogus"],
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("--config")
+            .arg("/dev/null")
+            .arg("--data-dir")
+            .arg(data.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?} says why");
+    }
+}

@@ -107,7 +107,7 @@ fn rocky_pid(data_dir: &Path) -> Option<u32> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
         let args: Vec<String> =
             cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        (args.first().map(String::as_str) == Some(BIN) && args.iter().any(|a| *a == wanted)).then_some(pid)
+        (args.first().map(String::as_str) == Some(BIN) && args.contains(&wanted)).then_some(pid)
     })
 }
 

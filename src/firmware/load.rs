@@ -177,6 +177,9 @@ mod tests {
         assert!(matches!(load_url(&url, &small).await, Err(FirmwareError::TooLarge { .. })));
 
         assert!(matches!(load_url("ftp://127.0.0.1/x", &small).await, Err(FirmwareError::BadUrl(_))));
+        // https is spoken (rustls): against a plain-HTTP server the TLS handshake fails.
+        let plain = serve(http("200 OK", b"x")).await.replace("http://", "https://");
+        assert!(matches!(load_url(&plain, &small).await, Err(FirmwareError::Fetch { .. })));
         assert!(matches!(load_url("not a url", &small).await, Err(FirmwareError::BadUrl(_))));
     }
 

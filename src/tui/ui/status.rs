@@ -22,7 +22,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Span::raw(" "),
         Span::styled(format!("{dot} {}", app.connection.label()), state_style),
     ];
-    if let Some(http) = &app.http {
+    // On narrow terminals the job counts matter more than the API address.
+    if let Some(http) = app.http.as_ref().filter(|_| area.width >= 110) {
         first.push(Span::styled(format!("  api {http}"), theme.muted));
     }
     first.push(Span::raw("   "));

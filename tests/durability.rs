@@ -269,3 +269,45 @@ async fn retention_keeps_the_newest_finished_jobs() {
     })
     .await;
 }
+
+/// Overlapping submissions for one device run in the order of their ids, because the store
+/// hands them to the engine in the order it recorded them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_submissions_keep_each_devices_order() {
+    let data = tempfile::tempdir().unwrap();
+    let store = rocky::store::Store::open(data.path()).unwrap();
+    let port = free_port().unwrap(); // no broker: jobs stay queued, which is what is looked at
+    let config = rocky::runtime::RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port));
+    let runtime = rocky::runtime::Runtime::start_with_store(
+        config,
+        std::sync::Arc::new(rocky::firmware::Library::new()),
+        store,
+    )
+    .await
+    .unwrap();
+    let image = rocky::firmware::Image::new("fw.bin", test_image(1000, 4));
+    let spec = || rocky::engine::JobSpec {
+        device: "dev-01".parse().unwrap(),
+        image: image.clone(),
+        chunk_size: None,
+        chunk_interval: None,
+    };
+    let submissions: Vec<_> = (0..20)
+        .map(|_| {
+            let handle = runtime.handle.clone();
+            let specs = vec![spec()];
+            tokio::spawn(async move { handle.submit(specs).await.unwrap()[0].id })
+        })
+        .collect();
+    for submission in submissions {
+        submission.await.unwrap();
+    }
+    let jobs = runtime.handle.jobs(rocky::runtime::JobFilter::default()).await.unwrap();
+    let ids: Vec<u32> = jobs.iter().map(|j| j.id).collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<u32>>());
+    // The engine took them in id order (its creation times rise with the ids), so the device's
+    // queue runs them in that order.
+    let created: Vec<u64> = jobs.iter().map(|j| runtime.handle.clock().unix_ms(j.created_at)).collect();
+    assert!(created.windows(2).all(|w| w[0] <= w[1]), "created in id order: {created:?}");
+    runtime.shutdown().await;
+}

@@ -34,8 +34,6 @@ pub struct Driver {
     pub stop: watch::Sender<bool>,
     /// The job store, when there is one.
     pub persistence: Option<Persistence>,
-    /// The driver's own request channel, for answers that come back from the store.
-    pub requests_tx: mpsc::Sender<Request>,
 }
 
 impl Driver {
@@ -222,22 +220,9 @@ impl Driver {
                 return;
             }
         };
-        let Some(store) = self.persistence.as_ref().map(|p| p.store.clone()) else { return };
-        let back = self.requests_tx.clone();
-        tokio::spawn(async move {
-            match store.create(jobs).await {
-                Ok(ids) => {
-                    if let Err(tokio::sync::mpsc::error::SendError(Request::SubmitAs(_, _, reply))) =
-                        back.send(Request::SubmitAs(specs, ids, reply)).await
-                    {
-                        let _ = reply.send(Err(SubmitError::Store("the engine has stopped".into())));
-                    }
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(SubmitError::Store(e)));
-                }
-            }
-        });
+        if let Some(persistence) = self.persistence.as_ref() {
+            persistence.create(super::persist::Creation { jobs, specs, reply });
+        }
     }
 
     fn handle_broker(&mut self, message: FromBroker) {

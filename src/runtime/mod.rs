@@ -112,7 +112,7 @@ impl Runtime {
         }
         let persistence = store.map(|(store, last_id)| {
             engine.set_last_job_id(last_id);
-            persist::Persistence::new(store)
+            persist::Persistence::new(store, requests_tx.clone())
         });
         let handle = Handle::new(requests_tx.clone(), events.clone(), library, clock, config.broker.clone());
         let driver = driver::Driver {
@@ -128,7 +128,6 @@ impl Runtime {
             seq: 0,
             stop: stop_tx,
             persistence,
-            requests_tx,
         };
         let tasks = vec![tokio::spawn(messenger.run()), tokio::spawn(driver.run())];
         Self { handle, tasks }

@@ -5,19 +5,65 @@
 
 use std::collections::BTreeSet;
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::Clock;
-use crate::engine::{Engine, Event, JobId, JobState};
-use crate::store::{HistoryRecord, JobRecord, Store};
+use super::handle::Request;
+use crate::engine::{Engine, Event, JobId, JobSpec, JobState, JobView, SubmitError};
+use crate::store::{HistoryRecord, JobRecord, NewJob, Store};
+
+/// Submissions waiting for the store to record them; beyond this, new ones are refused as busy.
+const CREATIONS_WAITING: usize = 1024;
+
+/// A submission on its way through the store: the rows to write, and what to start after.
+pub struct Creation {
+    pub jobs: Vec<NewJob>,
+    pub specs: Vec<JobSpec>,
+    pub reply: oneshot::Sender<Result<Vec<JobView>, SubmitError>>,
+}
 
 pub struct Persistence {
     pub store: Store,
     dirty: BTreeSet<JobId>,
     history: Vec<HistoryRecord>,
+    creations: mpsc::Sender<Creation>,
 }
 
 impl Persistence {
-    pub fn new(store: Store) -> Self {
-        Self { store, dirty: BTreeSet::new(), history: Vec::new() }
+    /// `back` is the driver's own request channel: recorded jobs return through it as
+    /// `SubmitAs`, one submission at a time and in the order they came, so a device's jobs keep
+    /// their order even when submissions overlap.
+    pub fn new(store: Store, back: mpsc::Sender<Request>) -> Self {
+        let (creations, mut waiting) = mpsc::channel::<Creation>(CREATIONS_WAITING);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
+                match writer.create(jobs).await {
+                    Ok(ids) => {
+                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, _, reply))) =
+                            back.send(Request::SubmitAs(specs, ids, reply)).await
+                        {
+                            let _ = reply.send(Err(SubmitError::Store("the engine has stopped".into())));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(SubmitError::Store(e)));
+                    }
+                }
+            }
+        });
+        Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }
+    }
+
+    /// Queues a submission for the store without waiting; refused when too many are waiting.
+    pub fn create(&self, creation: Creation) {
+        if let Err(e) = self.creations.try_send(creation) {
+            let creation = match e {
+                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+            };
+            let busy = "too many job submissions are waiting for the store; try again shortly";
+            let _ = creation.reply.send(Err(SubmitError::Store(busy.into())));
+        }
     }
 
     /// Notes what an engine event changed.

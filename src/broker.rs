@@ -58,10 +58,6 @@ impl EmbeddedBroker {
         Err(BrokerError::NotListening(addr))
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     pub fn url(&self) -> BrokerUrl {
         BrokerUrl::local(self.addr.port())
     }

@@ -18,15 +18,3 @@ pub enum Event {
     /// A response that changes nothing: unknown job, wrong phase, duplicate, late.
     Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
 }
-
-impl Event {
-    pub fn job(&self) -> Option<JobId> {
-        match self {
-            Event::Created(view) => Some(view.id),
-            Event::StateChanged { job, .. }
-            | Event::RequestRetried { job, .. }
-            | Event::ChunkSent { job, .. }
-            | Event::Ignored { job, .. } => Some(*job),
-        }
-    }
-}

@@ -87,10 +87,6 @@ impl Engine {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     pub fn topics(&self) -> &Topics {
         &self.topics
     }

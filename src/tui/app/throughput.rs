@@ -1,7 +1,7 @@
 //! Bytes sent per second over the last minute, for the status bar's rate and sparkline.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 const SECONDS_KEPT: usize = 120;
 
@@ -43,15 +43,12 @@ impl Throughput {
     pub fn rate(&self, now: SystemTime) -> f64 {
         self.series(now, 3).iter().sum::<u64>() as f64 / 3.0
     }
-
-    pub fn window() -> Duration {
-        Duration::from_secs(SECONDS_KEPT as u64)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn buckets_per_second_and_averages() {
@@ -63,6 +60,5 @@ mod tests {
         let now = t0 + Duration::from_secs(2);
         assert_eq!(tp.series(now, 3), vec![0, 300, 600]);
         assert_eq!(tp.rate(now), 300.0);
-        assert_eq!(Throughput::window(), Duration::from_secs(120));
     }
 }

@@ -13,7 +13,7 @@ pub struct JobsArgs {
     /// Only jobs in this state (queued, requesting, transferring, finishing, succeeded, rejected,
     /// failed, timed_out, cancelled).
     #[arg(long)]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     /// Only jobs for this device.
     #[arg(long)]
     pub device: Option<String>,
@@ -23,13 +23,7 @@ pub struct JobsArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
-    let state = match &args.state {
-        Some(text) => Some(JobState::parse(text).ok_or_else(|| {
-            let valid: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-            anyhow::anyhow!("unknown state {text:?}; one of {}", valid.join(", "))
-        })?),
-        None => None,
-    };
+    let state = args.state;
     let dir = data_dir(&load_config(global)?.config)?;
     let conn = open_read_only(&dir)?;
     let (jobs, _) = read_jobs(&conn)?;

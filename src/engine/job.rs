@@ -63,8 +63,21 @@ impl JobState {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    /// The state named `text`; the error lists the names that exist.
+    pub fn parse(text: &str) -> Result<Self, UnknownState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| UnknownState(text.to_owned()))
+    }
+}
+
+/// A state name that is not one of [`JobState::ALL`] (from a query, a flag or a stored row).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state {0:?}; one of {names}", names = JobState::ALL.map(JobState::as_str).join(", "))]
+pub struct UnknownState(pub String);
+
+impl std::str::FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
     }
 }
 
@@ -141,4 +154,18 @@ pub struct JobView {
     pub created_at: Instant,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_from_their_names_and_errors_list_the_names() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), Ok(state));
+        }
+        let err = "bogus".parse::<JobState>().unwrap_err().to_string();
+        assert!(err.contains("\"bogus\"") && err.contains("timed_out") && err.contains("queued"), "{err}");
+    }
 }

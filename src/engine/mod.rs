@@ -17,7 +17,7 @@ mod timers;
 mod tests;
 
 pub use event::Event;
-pub use job::{JobId, JobState, JobView};
+pub use job::{JobId, JobState, JobView, UnknownState};
 pub use publish::{Publish, PublishKind};
 pub use scheduler::{CancelError, Engine, JobSpec, SubmitError};
 pub use settings::Settings;

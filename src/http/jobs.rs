@@ -143,12 +143,7 @@ pub async fn list(
     let filter = JobFilter {
         state: query
             .state
-            .map(|s| {
-                JobState::parse(&s).ok_or_else(|| {
-                    let valid: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
-                    ApiError::BadRequest(format!("unknown state {s:?}; one of {}", valid.join(", ")))
-                })
-            })
+            .map(|s| JobState::parse(&s).map_err(|e| ApiError::BadRequest(e.to_string())))
             .transpose()?,
         device: query
             .device

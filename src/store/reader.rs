@@ -6,13 +6,8 @@ use super::{HistoryRecord, JobRecord};
 use crate::engine::{JobId, JobState};
 
 fn state(text: String) -> rusqlite::Result<JobState> {
-    JobState::parse(&text).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("unknown state {text:?}").into(),
-        )
-    })
+    JobState::parse(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
 
 fn job(row: &Row) -> rusqlite::Result<JobRecord> {

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiState};
-use crate::firmware::Image;
+use crate::firmware::{Image, write_atomically};
 use crate::protocol::sha256_hex;
 
 #[derive(Deserialize)]
@@ -55,16 +55,11 @@ pub async fn upload(
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let file_name = name.unwrap_or_else(|| format!("{}.bin", sha256_hex(image.sha256())));
     let path = state.firmware_dir.join(&file_name);
-    tokio::fs::create_dir_all(&state.firmware_dir)
+    let bytes = image.bytes().clone();
+    let target = path.clone();
+    tokio::task::spawn_blocking(move || write_atomically(&target, &bytes))
         .await
-        .map_err(|e| ApiError::Internal(format!("cannot create {}: {e}", state.firmware_dir.display())))?;
-    // Write beside, then rename: a reader never sees half an image.
-    let partial = state.firmware_dir.join(format!(".{file_name}.partial"));
-    tokio::fs::write(&partial, image.bytes())
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", partial.display())))?;
-    tokio::fs::rename(&partial, &path)
-        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", path.display())))?;
     let image = state.handle.library().intern(image);
     Ok((

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::firmware::Image;
+use crate::firmware::{Image, write_atomically};
 use crate::protocol::{Sha256, sha256_hex};
 
 #[derive(Debug, Clone)]
@@ -26,16 +26,13 @@ impl ImageStore {
         self.dir.join(sha256_hex(sha256))
     }
 
-    /// Writes the image unless it is already there (write beside, then rename).
+    /// Writes the image unless it is already there.
     pub fn save(&self, image: &Image) -> std::io::Result<()> {
         let path = self.path(image.sha256());
         if path.is_file() {
             return Ok(());
         }
-        std::fs::create_dir_all(&self.dir)?;
-        let partial = self.dir.join(format!(".{}.partial", sha256_hex(image.sha256())));
-        std::fs::write(&partial, image.bytes())?;
-        std::fs::rename(&partial, &path)
+        write_atomically(&path, image.bytes())
     }
 
     /// Reads an image back and checks it still has the hash it is filed under.

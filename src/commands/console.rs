@@ -1,7 +1,7 @@
 //! `rocky` / `rocky console`: the operator console on the configured broker, with the engine and
 //! the HTTP API in the same process (jobs created over HTTP appear live).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -32,7 +32,7 @@ pub async fn run_console(
     initial_jobs: Vec<JobSpec>,
     persistent: bool,
 ) -> anyhow::Result<()> {
-    let (log_path, _log_guard) = log_to_file(data_dir)?;
+    let (log_path, _log_guard) = super::setup::log_to_file(data_dir)?;
     let firmware_dir = config.firmware_dir(data_dir);
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
@@ -75,18 +75,4 @@ pub async fn run_console(
     let _ = stop_http.send(());
     runtime.shutdown().await;
     result.context("console failed")
-}
-
-fn log_to_file(dir: &Path) -> anyhow::Result<(PathBuf, tracing_appender::non_blocking::WorkerGuard)> {
-    let path = dir.join("rocky.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot open log file {}", path.display()))?;
-    let (writer, guard) = tracing_appender::non_blocking(file);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(writer).try_init();
-    Ok((path, guard))
 }

@@ -1,7 +1,7 @@
 //! Set-up shared by the commands: configuration with flags on top, directories, logging, and
 //! waiting for Ctrl-C or SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -38,11 +38,34 @@ pub fn data_dir(config: &Config) -> anyhow::Result<PathBuf> {
 
 /// Logs to stdout; `RUST_LOG` overrides the default filter.
 pub fn log_to_stdout() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).with_ansi(ansi).try_init();
+}
+
+/// Logs to `rocky.log` in `dir` (the console's screen is not for logs); returns its path and
+/// the guard that flushes it when dropped.
+pub fn log_to_file(dir: &Path) -> anyhow::Result<(PathBuf, tracing_appender::non_blocking::WorkerGuard)> {
+    let path = dir.join("rocky.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(log_filter())
+        .with_ansi(false)
+        .with_writer(writer)
+        .try_init();
+    Ok((path, guard))
+}
+
+/// `RUST_LOG` if set, else Rocky at info and the MQTT libraries at warn.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

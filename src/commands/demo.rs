@@ -70,10 +70,11 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut config = load_config(global)?.config;
     let data_dir = data_dir(&config)?;
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
-    // Short waits, so a silent device's timeout shows within seconds.
-    config.jobs.request_timeout_s = 2.0;
+    // Short waits, so a silent device's timeout shows within seconds (2 × 3 s), with room for a
+    // slow device (1 s) on a busy machine.
+    config.jobs.request_timeout_s = 3.0;
     config.jobs.request_attempts = 2;
-    config.jobs.done_timeout_s = 8.0;
+    config.jobs.done_timeout_s = 10.0;
     config.jobs.chunk_interval_ms = args.chunk_interval_ms;
     config.mqtt.url = broker.url().to_string();
     config.mqtt.client_id = format!("rocky-demo-{}", std::process::id());
@@ -82,7 +83,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut fleet_config = FleetConfig::new(broker.url(), args.devices);
     fleet_config.topics = runtime_config.topics.clone();
     fleet_config.plan = args.plan();
-    fleet_config.slow_delay = Duration::from_millis(1500);
+    fleet_config.slow_delay = Duration::from_millis(1000);
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 

@@ -311,3 +311,29 @@ async fn overlapping_submissions_keep_each_devices_order() {
     assert!(created.windows(2).all(|w| w[0] <= w[1]), "created in id order: {created:?}");
     runtime.shutdown().await;
 }
+
+/// A graceful stop writes what changed since the last flush: nothing is left to the crash window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_persists_the_last_changes() {
+    let data = tempfile::tempdir().unwrap();
+    let config = rocky::runtime::RuntimeConfig::new(rocky::runtime::BrokerUrl::local(free_port().unwrap()));
+    let library = std::sync::Arc::new(rocky::firmware::Library::new());
+    let store = rocky::store::Store::open(data.path()).unwrap();
+    let runtime =
+        rocky::runtime::Runtime::start_with_store(config.clone(), library.clone(), store).await.unwrap();
+    let spec = rocky::engine::JobSpec {
+        device: "dev-01".parse().unwrap(),
+        image: rocky::firmware::Image::new("fw.bin", test_image(500, 8)),
+        chunk_size: None,
+        chunk_interval: None,
+    };
+    let id = runtime.handle.submit(vec![spec]).await.unwrap()[0].id;
+    runtime.handle.cancel(id).await.unwrap();
+    runtime.shutdown().await; // at once: well inside one flush interval
+
+    let store = rocky::store::Store::open(data.path()).unwrap();
+    let (jobs, _) = store.load().await.unwrap();
+    assert_eq!(jobs[0].state, rocky::engine::JobState::Cancelled);
+    let timeline: Vec<_> = store.history(id).await.unwrap().iter().map(|h| h.state).collect();
+    assert_eq!(timeline.last(), Some(&rocky::engine::JobState::Cancelled));
+}

@@ -110,10 +110,14 @@ impl Runtime {
         for job in restored {
             engine.restore(job, now);
         }
-        let persistence = store.map(|(store, last_id)| {
-            engine.set_last_job_id(last_id);
-            persist::Persistence::new(store, requests_tx.clone())
-        });
+        let (persistence, creator) = match store {
+            Some((store, last_id)) => {
+                engine.set_last_job_id(last_id);
+                let (persistence, creator) = persist::Persistence::new(store, requests_tx.clone());
+                (Some(persistence), Some(creator))
+            }
+            None => (None, None),
+        };
         let handle = Handle::new(requests_tx.clone(), events.clone(), library, clock, config.broker.clone());
         let driver = driver::Driver {
             engine,
@@ -129,7 +133,9 @@ impl Runtime {
             stop: stop_tx,
             persistence,
         };
-        let tasks = vec![tokio::spawn(messenger.run()), tokio::spawn(driver.run())];
+        // The driver first: the submission feeder ends once the driver has dropped its sender.
+        let mut tasks = vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run())];
+        tasks.extend(creator);
         Self { handle, tasks }
     }
 

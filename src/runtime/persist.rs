@@ -33,10 +33,12 @@ impl Persistence {
     /// `back` is the driver's own request channel: recorded jobs return through it as
     /// `SubmitAs`, one submission at a time and in the order they came, so a device's jobs keep
     /// their order even when submissions overlap.
-    pub fn new(store: Store, back: mpsc::Sender<Request>) -> Self {
+    /// Also returns the task that feeds submissions to the store: it holds a store handle (and
+    /// so the data-dir lock) until the driver drops this, and shutdown waits for it.
+    pub fn new(store: Store, back: mpsc::Sender<Request>) -> (Self, tokio::task::JoinHandle<()>) {
         let (creations, mut waiting) = mpsc::channel::<Creation>(CREATIONS_WAITING);
         let writer = store.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
                 match writer.create(jobs).await {
                     Ok(ids) => {
@@ -52,7 +54,7 @@ impl Persistence {
                 }
             }
         });
-        Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }
+        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }, task)
     }
 
     /// Queues a submission for the store without waiting; refused when too many are waiting.

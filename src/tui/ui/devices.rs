@@ -33,9 +33,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 }
                 None => Cell::from("–"),
             };
-            // "resp ← dev-07 [42, FOTA_REQUEST_ACK]" → "[42, FOTA_REQUEST_ACK]": the row names the device.
-            let response =
-                d.last_response.as_deref().map(|r| r.splitn(4, ' ').nth(3).unwrap_or(r)).unwrap_or("");
+            let response = d.last_response.as_deref().map(|r| frame_part(r, &d.id)).unwrap_or("");
             let row = Row::new(vec![
                 Cell::from(d.id.clone()),
                 Cell::from(seen),
@@ -56,4 +54,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let header = Row::new(vec!["DEVICE", "SEEN", "JOB", "DONE", "LAST RESPONSE"]).style(theme.title);
     let block = pane_block(app, format!("Devices {}", devices.len()), focused, app.filter(Pane::Devices));
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+/// "resp ← dev-07 [42, FOTA_REQUEST_ACK]" → "[42, FOTA_REQUEST_ACK]": the row already names the
+/// device. Cut by the known prefix, not by spaces, since a device id may contain spaces.
+fn frame_part<'a>(text: &'a str, device: &str) -> &'a str {
+    text.strip_prefix("resp ← ").and_then(|rest| rest.strip_prefix(device)).map_or(text, str::trim_start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_part;
+
+    #[test]
+    fn the_device_prefix_is_cut_even_when_the_id_has_spaces() {
+        assert_eq!(frame_part("resp ← dev-07 [42, FOTA_REQUEST_ACK]", "dev-07"), "[42, FOTA_REQUEST_ACK]");
+        assert_eq!(frame_part("resp ← pump 3 [7, FOTA_DONE_SUCCESS]", "pump 3"), "[7, FOTA_DONE_SUCCESS]");
+        assert_eq!(frame_part("something else", "d"), "something else");
+    }
 }

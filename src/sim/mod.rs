@@ -6,7 +6,9 @@
 mod behavior;
 mod device;
 mod fleet;
+mod sample;
 
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
 pub use device::{DeviceReport, Verdict};
 pub use fleet::{Fleet, FleetConfig};
+pub use sample::sample_image;

@@ -119,15 +119,4 @@ impl Drop for Mosquitto {
 }
 
 /// A deterministic pseudo-random image (not compressible, not all zeros).
-pub fn test_image(len: usize, seed: u64) -> bytes::Bytes {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
-}
+pub use rocky::sim::sample_image as test_image;

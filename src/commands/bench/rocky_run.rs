@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bytes::Bytes;
 
 use super::BenchArgs;
 use super::stats::percentile;
@@ -56,7 +55,7 @@ pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> an
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let image = Image::new(format!("bench-{round}.bin"), pseudo_random(args.size, round as u64));
+    let image = Image::new(format!("bench-{round}.bin"), rocky::sim::sample_image(args.size, round as u64));
     let chunk_size = ChunkSize::new(u64::from(args.chunk)).map_err(anyhow::Error::msg)?;
     let width = args.devices.to_string().len().max(2);
     let specs = (1..=args.devices)
@@ -96,17 +95,4 @@ pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> an
         succeeded: jobs.iter().filter(|j| j.state == JobState::Succeeded).count(),
         jobs: jobs.len(),
     })
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Bytes {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect::<Vec<u8>>()
-        .into()
 }

@@ -5,6 +5,8 @@
 //! - [`protocol`]: pure wire contract: topics, device ids, CBOR frames, readable rendering.
 //! - [`firmware`]: load an image (file or URL), hash it, slice it into chunks without copying.
 //! - [`engine`]: the job scheduler as a sans-IO state machine; time is an argument.
+//! - [`metrics`]: Prometheus counters and gauges for `GET /metrics`.
+//! - [`mqtt`]: the broker connection: URLs, TLS, credentials, protocol versions, failures.
 //! - [`runtime`]: wires the engine to tokio and rumqttc; the only place that owns tasks.
 //! - [`http`]: the axum API over the runtime's handle.
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
@@ -19,6 +21,8 @@ pub mod config;
 pub mod engine;
 pub mod firmware;
 pub mod http;
+pub mod metrics;
+pub mod mqtt;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;

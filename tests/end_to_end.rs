@@ -16,7 +16,6 @@ use support::{Mosquitto, test_image, wait_for};
 
 fn start_runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
     let mut config = RuntimeConfig::new(broker);
-    config.client_id = format!("rocky-test-{}", std::process::id());
     tweak(&mut config);
     Runtime::start(config, Arc::new(Library::new()))
 }

@@ -27,7 +27,6 @@ struct Api {
 impl Api {
     async fn start(broker: BrokerUrl, max_image_bytes: u64) -> Self {
         let mut config = RuntimeConfig::new(broker);
-        config.client_id = format!("rocky-http-test-{}", free_port().unwrap());
         config.engine.request_timeout = Duration::from_secs(30);
         let runtime = Runtime::start(config, Arc::new(Library::new()));
         let firmware_dir = tempfile::tempdir().unwrap();
@@ -35,6 +34,7 @@ impl Api {
             handle: runtime.handle.clone(),
             firmware_dir: firmware_dir.path().to_path_buf(),
             limits: LoadLimits { max_bytes: max_image_bytes, ..LoadLimits::default() },
+            token: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

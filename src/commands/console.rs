@@ -11,14 +11,16 @@ use super::setup::{data_dir, load_config};
 use rocky::config::Config;
 use rocky::engine::JobSpec;
 use rocky::firmware::{Library, LoadLimits};
-use rocky::http::{ApiState, serve};
+use rocky::http::ApiState;
+
+use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::tui::console::{self, ConsoleOptions};
 
 pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
     let data_dir = data_dir(&config)?;
-    let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let runtime_config = super::setup::runtime_config(&config, global)?;
     run_console(&config, runtime_config, &data_dir, Vec::new(), true).await
 }
 
@@ -36,7 +38,8 @@ pub async fn run_console(
     let firmware_dir = config.firmware_dir(data_dir);
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
-    let broker_label = runtime_config.broker.to_string();
+    let broker_label = runtime_config.connection.url.to_string();
+    let insecure_tls = runtime_config.connection.insecure_tls;
     let default_chunk = runtime_config.engine.chunk_size.get();
     let runtime = if persistent {
         super::store::start_runtime(config, runtime_config, data_dir).await?
@@ -46,24 +49,32 @@ pub async fn run_console(
     let limits = LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match config.listen() {
-        Ok(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                let shown = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                let state = ApiState { handle: runtime.handle.clone(), firmware_dir, limits };
-                tokio::spawn(serve(listener, state, async move {
-                    let _ = http_stopped.await;
-                }));
-                Some(shown)
-            }
+        Ok(addr) => match ApiSecurity::load(config, addr, false) {
             Err(e) => {
                 tracing::warn!(%addr, error = %e, "HTTP API not started");
-                Some(format!("off ({addr}: {e})"))
+                Some(format!("off ({e})"))
             }
+            Ok(security) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let shown = security.url(listener.local_addr().unwrap_or(addr));
+                    let state =
+                        ApiState { handle: runtime.handle.clone(), firmware_dir, limits, token: None };
+                    tokio::spawn(api::serve(listener, state, security, async move {
+                        let _ = http_stopped.await;
+                    }));
+                    Some(shown)
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "HTTP API not started");
+                    Some(format!("off ({addr}: {e})"))
+                }
+            },
         },
         Err(e) => Some(format!("off ({}: {})", e.key, e.reason)),
     };
     let options = ConsoleOptions {
         broker_label,
+        insecure_tls,
         http,
         traffic_lines: config.console.traffic_lines,
         default_chunk,

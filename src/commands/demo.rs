@@ -77,7 +77,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     config.jobs.done_timeout_s = 10.0;
     config.jobs.chunk_interval_ms = args.chunk_interval_ms;
     config.mqtt.url = broker.url().to_string();
-    config.mqtt.client_id = format!("rocky-demo-{}", std::process::id());
+    // The embedded broker speaks MQTT 3.1.1 on plain TCP, with no user names.
+    config.mqtt.version = rocky::mqtt::MqttVersion::V311;
     let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
 
     let mut fleet_config = FleetConfig::new(broker.url(), args.devices);

@@ -32,8 +32,10 @@ pub struct DevicesArgs {
 
 pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let broker = config.broker().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
-    let topics = config.topics().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let runtime_config = super::setup::runtime_config(&config, global)?;
+    let topics = runtime_config.topics;
+    let connection = runtime_config.connection;
+    let broker = connection.url.clone();
     let mut behavior = args.behavior.clone();
     // --ack-delay alone slows every device.
     if behavior.slow.is_none() && args.ack_delay.is_some() {
@@ -41,7 +43,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
     }
     let plan = behavior.plan().unwrap_or_default();
     let fleet_config = FleetConfig {
-        broker: broker.clone(),
+        connection,
         topics,
         prefix: args.prefix,
         count: args.count,

@@ -1,5 +1,6 @@
 //! The command line: one subcommand per file, sharing the set-up in `setup.rs`.
 
+mod api;
 mod behavior_flags;
 mod bench;
 mod broker;
@@ -40,6 +41,10 @@ pub struct GlobalArgs {
     /// Where Rocky keeps its data (default: the platform data dir).
     #[arg(long, global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Do not verify the mqtts:// broker's certificate (encrypted but not authenticated; for
+    /// a lab broker only). The console shows it in red and the log warns.
+    #[arg(long, global = true)]
+    pub insecure_tls: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,7 +54,7 @@ pub enum Command {
     /// The operator console on the configured broker (the default command).
     Console,
     /// Run the engine and the HTTP API headless, logging to stdout.
-    Serve,
+    Serve(serve::ServeArgs),
     /// Run simulated devices that speak the protocol and verify what they receive.
     Devices(devices::DevicesArgs),
     /// Run the embedded MQTT broker alone.
@@ -68,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Demo(args)) => demo::run(&cli.global, args).await,
         Some(Command::Console) | None => console::run(&cli.global).await,
-        Some(Command::Serve) => serve::run(&cli.global).await,
+        Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),

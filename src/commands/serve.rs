@@ -1,48 +1,76 @@
 //! `rocky serve`: engine and HTTP API, headless, logging to stdout.
 
 use anyhow::Context;
+use clap::{Args, ValueEnum};
 
 use super::GlobalArgs;
-use super::setup::{data_dir, load_config, log_to_stdout, shutdown_signal};
+use super::api::{self, ApiSecurity};
+use super::setup::{LogFormat, data_dir, load_config, log_to_stdout, runtime_config, shutdown_signal};
 use rocky::engine::Event;
 use rocky::firmware::LoadLimits;
-use rocky::http::{ApiState, serve};
+use rocky::http::ApiState;
 use rocky::runtime::{Received, RuntimeEvent};
 
-pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
-    log_to_stdout();
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Serve the API without a token on a non-loopback address (it is then open to anyone who
+    /// can reach it).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Log lines as text or as one JSON object per line (for log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormatArg::Text)]
+    pub log_format: LogFormatArg,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    log_to_stdout(match args.log_format {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
     let loaded = load_config(global)?;
     let config = loaded.config;
     let data_dir = data_dir(&config)?;
     let firmware_dir = config.firmware_dir(&data_dir);
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
-    let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let runtime_config = runtime_config(&config, global)?;
     let listen = config.listen().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    let security = ApiSecurity::load(&config, listen, args.no_auth)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (http.listen / --http)"))?;
-    let broker = runtime_config.broker.clone();
+    let broker = runtime_config.connection.url.clone();
+    let client_id = runtime_config.connection.client_id.clone();
     let runtime = super::store::start_runtime(&config, runtime_config, &data_dir).await?;
     tokio::spawn(log_events(runtime.handle.subscribe()));
     let state = ApiState {
         handle: runtime.handle.clone(),
         firmware_dir: firmware_dir.clone(),
         limits: LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() },
+        token: None,
     };
     tracing::info!(
-        http = %listener.local_addr().unwrap_or(listen),
+        api = %security.url(listener.local_addr().unwrap_or(listen)),
+        token = security.token.is_some(),
         %broker,
+        %client_id,
         firmware_dir = %firmware_dir.display(),
         "rocky serving"
     );
-    serve(listener, state, shutdown_signal()).await.context("HTTP server failed")?;
+    api::serve(listener, state, security, shutdown_signal()).await?;
     tracing::info!("shutting down");
     runtime.shutdown().await;
     Ok(())
 }
 
-/// Job transitions and connection changes at info; traffic at debug (`RUST_LOG=debug`).
+/// Job transitions at info; traffic at debug (`RUST_LOG=debug`). Connection changes are logged
+/// by the runtime itself, once per new reason.
 async fn log_events(mut events: rocky::runtime::EventStream) {
     while let Some(received) = events.recv().await {
         let envelope = match received {
@@ -53,7 +81,7 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
             Received::Event(envelope) => envelope,
         };
         match &envelope.event {
-            RuntimeEvent::Connection(state) => tracing::info!(state = %state.label(), "broker"),
+            RuntimeEvent::Connection(_) => {}
             RuntimeEvent::Engine(Event::Created(job)) => {
                 tracing::info!(job = job.id, device = %job.device, image = job.image.name(), "job created")
             }

@@ -23,6 +23,16 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
     Ok(config::load(global.config.as_deref(), |var| std::env::var(var).ok(), &flags)?)
 }
 
+/// The runtime's settings with the broker connection's secrets and TLS files read: a missing
+/// or unreadable file stops the command here, before anything connects.
+pub fn runtime_config(config: &Config, global: &GlobalArgs) -> anyhow::Result<rocky::runtime::RuntimeConfig> {
+    let mut runtime_config =
+        config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    runtime_config.connection =
+        config::broker_connection(config, |var| std::env::var(var).ok(), global.insecure_tls)?;
+    Ok(runtime_config)
+}
+
 /// `store.data_dir` (set by `--data-dir`, `ROCKY_STORE_DATA_DIR` or the file), else the
 /// platform data directory; created if missing.
 pub fn data_dir(config: &Config) -> anyhow::Result<PathBuf> {
@@ -36,12 +46,25 @@ pub fn data_dir(config: &Config) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// How log lines look on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
 /// Logs to stdout; `RUST_LOG` overrides the default filter.
-pub fn log_to_stdout() {
+pub fn log_to_stdout(format: LogFormat) {
     use std::io::IsTerminal;
-    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).with_ansi(ansi).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => {
+            let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(ansi).try_init()
+        }
+    };
 }
 
 /// Logs to `rocky.log` in `dir` (the console's screen is not for logs); returns its path and

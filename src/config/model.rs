@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::engine::Settings;
 use crate::firmware::{ChunkSize, DEFAULT_MAX_IMAGE_BYTES};
+use crate::mqtt::{BrokerConnection, MqttVersion};
 use crate::protocol::{HashEncoding, Topics};
 use crate::runtime::{BrokerUrl, RuntimeConfig};
 
@@ -23,18 +24,35 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct MqttSection {
     pub url: String,
+    /// Empty means a unique id per process (`rocky-<host>-<random>`).
     pub client_id: String,
     pub topic_prefix: String,
     pub hash_encoding: HashEncoding,
+    /// `auto` (MQTT 5, 3.1.1 for a broker without 5), `5` or `4` (3.1.1).
+    pub version: MqttVersion,
+    pub username: String,
+    /// The password is read from this file or from `ROCKY_MQTT_PASSWORD`, never from a flag.
+    pub password_file: String,
+    /// PEM bundle of CAs to trust for `mqtts://`; empty means the system's roots.
+    pub ca_file: String,
+    /// PEM client certificate and key for mutual TLS.
+    pub client_cert: String,
+    pub client_key: String,
 }
 
 impl Default for MqttSection {
     fn default() -> Self {
         Self {
             url: "mqtt://127.0.0.1:1883".into(),
-            client_id: "rocky".into(),
+            client_id: String::new(),
             topic_prefix: "/fota".into(),
             hash_encoding: HashEncoding::Array,
+            version: MqttVersion::Auto,
+            username: String::new(),
+            password_file: String::new(),
+            ca_file: String::new(),
+            client_cert: String::new(),
+            client_key: String::new(),
         }
     }
 }
@@ -70,6 +88,11 @@ pub struct HttpSection {
     /// Empty means `uploads` inside the data directory.
     pub firmware_dir: String,
     pub max_image_bytes: u64,
+    /// The API's bearer token is read from this file or from `ROCKY_HTTP_TOKEN`.
+    pub token_file: String,
+    /// PEM certificate chain and key: when both are set the API speaks HTTPS.
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 impl Default for HttpSection {
@@ -78,6 +101,9 @@ impl Default for HttpSection {
             listen: "127.0.0.1:7878".into(),
             firmware_dir: String::new(),
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            token_file: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -170,12 +196,19 @@ impl Config {
         })
     }
 
+    /// The runtime's settings, with a connection that has no secrets or TLS files read yet
+    /// (see [`super::broker_connection`], which reads them).
     pub fn runtime_config(&self) -> Result<RuntimeConfig, Invalid> {
-        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 256 {
-            return Err(Invalid { key: "mqtt.client_id", reason: "must be 1 to 256 bytes".into() });
+        if self.mqtt.client_id.len() > 256 {
+            return Err(Invalid { key: "mqtt.client_id", reason: "must be at most 256 bytes".into() });
         }
-        let mut config = RuntimeConfig::new(self.broker()?);
-        config.client_id = self.mqtt.client_id.clone();
+        let mut connection = BrokerConnection::plain(self.broker()?);
+        if !self.mqtt.client_id.is_empty() {
+            connection.client_id = self.mqtt.client_id.clone();
+        }
+        connection.version = self.mqtt.version;
+        connection.username = Some(self.mqtt.username.clone()).filter(|u| !u.is_empty());
+        let mut config = RuntimeConfig::with_connection(connection);
         config.topics = self.topics()?;
         config.engine = self.engine_settings()?;
         Ok(config)

@@ -209,6 +209,8 @@ pub async fn health(State(state): State<ApiState>) -> Result<(StatusCode, Json<V
         Json(json!({
             "broker": status.broker.to_string(),
             "connected": status.connection.is_connected(),
+            "reason": status.connection.reason(),
+            "insecure_tls": status.insecure_tls,
             "connection": status.connection,
             "jobs": counts,
         })),

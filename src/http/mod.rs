@@ -1,14 +1,20 @@
 //! The HTTP API (axum) over the runtime's handle. Every error is JSON `{"error": "..."}` with a
-//! fitting 4xx/5xx status, and every request body has a size limit.
+//! fitting 4xx/5xx status, and every request body has a size limit. With a token configured,
+//! every route but `GET /healthz` needs `Authorization: Bearer <token>`.
 
+mod auth;
 mod dto;
 mod error;
 mod events;
 mod firmware;
 mod jobs;
+mod metrics;
+mod tls;
 
+pub use auth::Token;
 pub use dto::{JobJson, event_json};
 pub use error::ApiError;
+pub use tls::{HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, TlsListener, acceptor};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,6 +37,8 @@ pub struct ApiState {
     /// Paths in job requests and uploads live here; nothing outside it is served.
     pub firmware_dir: PathBuf,
     pub limits: LoadLimits,
+    /// The bearer token every route but `/healthz` requires; `None` leaves the API open.
+    pub token: Option<Token>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -43,13 +51,24 @@ pub fn router(state: ApiState) -> Router {
         .route("/firmware", post(firmware::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))
+        .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes.
+/// Serves plain HTTP until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves HTTPS until `shutdown` completes.
+pub async fn serve_tls(
+    listener: TlsListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {

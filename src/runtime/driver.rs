@@ -6,20 +6,23 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use rumqttc::{AsyncClient, QoS};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::handle::Request;
 use super::messenger::FromBroker;
 use super::persist::Persistence;
 use super::{Clock, ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection};
-use crate::engine::{Engine, JobSpec, Publish, PublishKind, SubmitError};
+use crate::engine::{Engine, Event, JobSpec, Publish, PublishKind, SubmitError};
+use crate::metrics::Metrics;
+use crate::mqtt::Publisher;
 use crate::protocol::{TopicKind, decode_response, describe};
 use crate::store::NewJob;
 
 pub struct Driver {
     pub engine: Engine,
-    pub client: AsyncClient,
+    /// Where publishes go; replaced when the messenger rebuilds its session.
+    pub publisher: Publisher,
+    pub metrics: Metrics,
     pub requests: mpsc::Receiver<Request>,
     pub from_broker: mpsc::Receiver<FromBroker>,
     pub events: broadcast::Sender<Arc<Envelope>>,
@@ -92,7 +95,13 @@ impl Driver {
             let Some(publish) = self.engine.poll_publish(now) else { break };
             self.send(publish).await;
         }
+        self.metrics.set_awaiting_ack(self.outstanding);
         while let Some((at, event)) = self.engine.poll_event() {
+            match &event {
+                Event::StateChanged { to, .. } if to.is_final() => self.metrics.finished(*to),
+                Event::Ignored { .. } => self.metrics.ignored(),
+                _ => {}
+            }
             if let Some(persistence) = self.persistence.as_mut() {
                 persistence.record(self.clock.unix_ms(at), &event);
             }
@@ -121,7 +130,10 @@ impl Driver {
             };
             self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
         }
-        match self.client.publish_bytes(publish.topic, QoS::AtLeastOnce, false, publish.payload).await {
+        if let PublishKind::Chunk { .. } = publish.kind {
+            self.metrics.chunk_sent(publish.payload.len());
+        }
+        match self.publisher.publish(publish.topic, publish.payload).await {
             Ok(()) => self.outstanding += 1,
             Err(e) => tracing::error!(error = %e, "publish could not be queued"),
         }
@@ -244,7 +256,14 @@ impl Driver {
                 self.connection = state.clone();
                 self.emit(SystemTime::now(), RuntimeEvent::Connection(state));
             }
-            FromBroker::PubAck => self.outstanding = self.outstanding.saturating_sub(1),
+            FromBroker::PubAck => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                self.metrics.set_awaiting_ack(self.outstanding);
+            }
+            FromBroker::Publisher(publisher) => {
+                self.publisher = publisher;
+                self.outstanding = 0;
+            }
             FromBroker::Message { topic, payload, qos } => self.handle_message(topic, payload, qos, now),
             FromBroker::Stopped => {}
         }
@@ -272,8 +291,14 @@ impl Driver {
             self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
         }
         match (device, decoded) {
-            (Some(device), Ok(response)) => self.engine.handle_response(&device, response, now),
-            (Some(device), Err(error)) => tracing::warn!(%device, %error, "undecodable response ignored"),
+            (Some(device), Ok(response)) => {
+                self.metrics.response(response.command_type());
+                self.engine.handle_response(&device, response, now)
+            }
+            (Some(device), Err(error)) => {
+                self.metrics.undecodable();
+                tracing::warn!(%device, %error, "undecodable response ignored")
+            }
             (None, _) => tracing::debug!(%topic, "message on an unexpected topic ignored"),
         }
     }

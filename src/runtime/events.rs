@@ -67,6 +67,15 @@ impl ConnectionState {
         matches!(self, Self::Connected)
     }
 
+    /// Why Rocky is not connected, if it is not.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Disconnected { reason } | Self::Reconnecting { reason, .. } => Some(reason),
+            Self::Stopped => Some("Rocky is stopping"),
+            Self::Connecting | Self::Connected => None,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Self::Connecting => "connecting".to_owned(),

@@ -8,6 +8,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{BrokerUrl, Clock, ConnectionState, Envelope, EventStream};
 use crate::engine::{CancelError, JobId, JobSpec, JobState, JobView, SubmitError};
 use crate::firmware::Library;
+use crate::metrics::Metrics;
+use crate::mqtt::BrokerConnection;
 use crate::protocol::DeviceId;
 use crate::store::HistoryRecord;
 
@@ -37,6 +39,8 @@ impl JobFilter {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub broker: BrokerUrl,
+    /// The broker's certificate is not verified (`--insecure-tls`); shown in red.
+    pub insecure_tls: bool,
     pub connection: ConnectionState,
     pub counts: BTreeMap<JobState, usize>,
 }
@@ -74,6 +78,8 @@ pub struct Handle {
     library: Arc<Library>,
     clock: Clock,
     broker: BrokerUrl,
+    insecure_tls: bool,
+    metrics: Metrics,
 }
 
 impl Handle {
@@ -82,9 +88,11 @@ impl Handle {
         events: broadcast::Sender<Arc<Envelope>>,
         library: Arc<Library>,
         clock: Clock,
-        broker: BrokerUrl,
+        connection: &BrokerConnection,
+        metrics: Metrics,
     ) -> Self {
-        Self { requests, events, library, clock, broker }
+        let broker = connection.url.clone();
+        Self { requests, events, library, clock, broker, insecure_tls: connection.insecure_tls, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, RuntimeError> {
@@ -126,7 +134,7 @@ impl Handle {
 
     pub async fn status(&self) -> Result<Status, RuntimeError> {
         let (connection, counts) = self.ask(Request::Status).await?;
-        Ok(Status { broker: self.broker.clone(), connection, counts })
+        Ok(Status { broker: self.broker.clone(), insecure_tls: self.insecure_tls, connection, counts })
     }
 
     pub fn subscribe(&self) -> EventStream {
@@ -143,6 +151,10 @@ impl Handle {
 
     pub fn broker(&self) -> &BrokerUrl {
         &self.broker
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Stops the driver (which stops the messenger). Safe to call more than once.

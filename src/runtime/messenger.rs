@@ -1,28 +1,37 @@
-//! The one task that owns the rumqttc event loop.
+//! The one task that owns the broker session.
 //!
 //! It connects, subscribes to every device's responses, forwards what arrives to the driver and
 //! reconnects with capped exponential backoff when the broker goes away. It reports `Connected`
-//! only after the broker acknowledged the subscription, so no response can arrive before Rocky
-//! is listening for it.
+//! only after the broker accepted the subscription, so no response can arrive before Rocky is
+//! listening for it, and a refused subscription is an error, not a connection.
+//!
+//! Backoff resets only after a connection has stayed up for [`STABLE_AFTER`]: a broker that
+//! accepts and then drops Rocky at once (a client id taken over by another process, a message
+//! too large) is retried ever more gently instead of five times a second. Each new reason is
+//! logged once, not once per retry.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 
 use super::{ConnectionState, RuntimeConfig};
-
-/// Largest MQTT packet accepted or sent: a 256 KiB chunk plus topic and header, with room.
-pub const MAX_PACKET_BYTES: usize = 1024 * 1024;
+use crate::metrics::Metrics;
+use crate::mqtt::{
+    BrokerConnection, Failure, FailureKind, Incoming, MqttVersion, Protocol, Publisher, Session,
+};
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection up this long counts as healthy: the next failure starts the backoff afresh.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// What the messenger tells the driver.
 #[derive(Debug)]
 pub enum FromBroker {
     Connection(ConnectionState),
+    /// The session was rebuilt (a 3.1.1-only broker): publish through this from now on.
+    Publisher(Publisher),
     Message {
         topic: String,
         payload: Bytes,
@@ -35,11 +44,16 @@ pub enum FromBroker {
 }
 
 pub struct Messenger {
-    eventloop: EventLoop,
-    client: AsyncClient,
+    connection: BrokerConnection,
+    protocol: Protocol,
+    session: Session,
+    publisher: Publisher,
+    capacity: usize,
+    inflight: u16,
     to_driver: mpsc::Sender<FromBroker>,
     filter: String,
     stop: watch::Receiver<bool>,
+    metrics: Metrics,
 }
 
 impl Messenger {
@@ -47,102 +61,181 @@ impl Messenger {
         config: &RuntimeConfig,
         to_driver: mpsc::Sender<FromBroker>,
         stop: watch::Receiver<bool>,
-    ) -> (AsyncClient, Self) {
-        let mut options = MqttOptions::new(&config.client_id, &config.broker.host, config.broker.port);
-        options
-            .set_keep_alive(config.keep_alive)
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-            .set_inflight(config.window.max(1));
+        metrics: Metrics,
+    ) -> (Publisher, Self) {
+        let protocol = match config.connection.version {
+            MqttVersion::V311 => Protocol::V311,
+            MqttVersion::V5 | MqttVersion::Auto => Protocol::V5,
+        };
         // The request channel holds at most `window` publishes (the driver never has more
         // unacknowledged) plus subscribe and disconnect requests.
-        let (client, mut eventloop) = AsyncClient::new(options, usize::from(config.window) + 16);
-        let mut network = NetworkOptions::new();
-        // Small commands must not wait ~40 ms for Nagle's algorithm to batch them.
-        network.set_tcp_nodelay(true);
-        network.set_connection_timeout(5);
-        eventloop.set_network_options(network);
+        let capacity = usize::from(config.window) + 16;
+        let inflight = config.window.max(1);
+        let (publisher, session) = Session::new(&config.connection, protocol, capacity, inflight);
         let filter = config.topics.cmd_resp_filter();
-        (client.clone(), Self { eventloop, client, to_driver, filter, stop })
+        let messenger = Self {
+            connection: config.connection.clone(),
+            protocol,
+            session,
+            publisher: publisher.clone(),
+            capacity,
+            inflight,
+            to_driver,
+            filter,
+            stop,
+            metrics,
+        };
+        (publisher, messenger)
     }
 
     pub async fn run(mut self) {
         let mut attempt: u32 = 0;
         let mut subscribed = false;
+        let mut acked = false;
+        let mut up_since: Option<Instant> = None;
+        let mut last_logged: Option<String> = None;
+        if self.connection.insecure_tls {
+            tracing::warn!(
+                broker = %self.connection.url,
+                "--insecure-tls: the broker's certificate is NOT verified; anyone on the path can impersonate it"
+            );
+        }
         self.report(ConnectionState::Connecting).await;
         loop {
             let polled = tokio::select! {
                 biased;
                 _ = self.stop.changed() => break,
-                polled = self.eventloop.poll() => polled,
+                polled = self.session.poll(&self.connection) => polled,
             };
             match polled {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Incoming::ConnAck) => {
+                    acked = true;
                     subscribed = false;
-                    if self.client.subscribe(&self.filter, QoS::AtLeastOnce).await.is_err() {
+                    if self.publisher.subscribe(&self.filter).await.is_err() {
                         break;
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) if !subscribed => {
-                    let refused =
-                        ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
-                    if refused {
-                        let reason = format!("broker refused the subscription to {}", self.filter);
-                        self.report(ConnectionState::Disconnected { reason }).await;
-                        let _ = self.client.disconnect().await;
-                        continue;
-                    }
+                Ok(Incoming::SubAck(Ok(()))) if !subscribed => {
                     subscribed = true;
-                    attempt = 0;
+                    up_since = Some(Instant::now());
+                    tracing::info!(
+                        broker = %self.connection.url,
+                        client_id = %self.connection.client_id,
+                        protocol = self.protocol.label(),
+                        "connected to the broker"
+                    );
+                    last_logged = None;
+                    self.metrics.set_connected(true);
                     self.report(ConnectionState::Connected).await;
                 }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let message = FromBroker::Message {
-                        topic: publish.topic,
-                        payload: publish.payload,
-                        qos: publish.qos as u8,
-                    };
+                Ok(Incoming::SubAck(Err(reason))) if !subscribed => {
+                    // Connected but deaf: an error state. Ask again later (an ACL may be fixed).
+                    attempt = attempt.saturating_add(1);
+                    let delay = backoff(attempt);
+                    Self::log_once(&mut last_logged, &reason, attempt);
+                    self.metrics.reconnect(FailureKind::Refused);
+                    let delay_ms = delay.as_millis() as u64;
+                    self.report(ConnectionState::Reconnecting { attempt, delay_ms, reason }).await;
+                    if !self.pause(delay).await || self.publisher.subscribe(&self.filter).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Incoming::Publish { topic, payload, qos }) => {
+                    let message = FromBroker::Message { topic, payload, qos };
                     if self.to_driver.send(message).await.is_err() {
                         break;
                     }
                 }
-                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                Ok(Incoming::PubAck) => {
                     if self.to_driver.send(FromBroker::PubAck).await.is_err() {
                         break;
                     }
                 }
                 Ok(_) => {}
-                Err(ConnectionError::RequestsDone) => break,
-                Err(error) => {
+                Err(failure) => {
+                    let was_up = up_since.take();
+                    if was_up.is_some_and(|since| since.elapsed() >= STABLE_AFTER) {
+                        attempt = 0;
+                    }
+                    if was_up.is_some() {
+                        self.metrics.set_connected(false);
+                        self.report(ConnectionState::Disconnected { reason: failure.reason.clone() }).await;
+                    }
+                    let first_answer_missing = !acked;
+                    acked = false;
                     subscribed = false;
+                    if first_answer_missing && self.fall_back(&failure).await {
+                        continue;
+                    }
                     attempt = attempt.saturating_add(1);
                     let delay = backoff(attempt);
-                    let reason = describe_error(&error);
-                    tracing::warn!(%reason, attempt, "broker connection lost");
-                    self.report(ConnectionState::Disconnected { reason: reason.clone() }).await;
+                    Self::log_once(&mut last_logged, &failure.reason, attempt);
+                    self.metrics.reconnect(failure.kind);
                     let delay_ms = delay.as_millis() as u64;
+                    let reason = failure.reason;
                     self.report(ConnectionState::Reconnecting { attempt, delay_ms, reason }).await;
-                    tokio::select! {
-                        _ = self.stop.changed() => break,
-                        _ = tokio::time::sleep(delay) => {}
+                    if !self.pause(delay).await {
+                        break;
                     }
                 }
             }
         }
         self.close().await;
+        self.metrics.set_connected(false);
         self.report(ConnectionState::Stopped).await;
         let _ = self.to_driver.send(FromBroker::Stopped).await;
     }
 
+    /// Under `mqtt.version = auto`, a broker that closed the door on a version 5 CONNECT without
+    /// a CONNACK is asked again in 3.1.1, at once and for the rest of the process.
+    async fn fall_back(&mut self, failure: &Failure) -> bool {
+        let auto = self.connection.version == MqttVersion::Auto;
+        if !(auto && self.protocol == Protocol::V5 && failure.kind == FailureKind::Closed) {
+            return false;
+        }
+        tracing::warn!(
+            broker = %self.connection.url,
+            "the broker does not speak MQTT 5; using MQTT 3.1.1 (set mqtt.version = 4 to skip the try). \
+             Under 3.1.1 a message over 1 MiB on a response topic closes the connection unless the broker \
+             limits message sizes (mosquitto: message_size_limit)"
+        );
+        self.protocol = Protocol::V311;
+        let (publisher, session) =
+            Session::new(&self.connection, self.protocol, self.capacity, self.inflight);
+        self.session = session;
+        self.publisher = publisher.clone();
+        self.to_driver.send(FromBroker::Publisher(publisher)).await.is_ok()
+    }
+
+    /// A reason goes to the log when it differs from the last one logged, so a broker that
+    /// refuses Rocky for an hour writes one line, not thousands.
+    fn log_once(last: &mut Option<String>, reason: &str, attempt: u32) {
+        if last.as_deref() == Some(reason) {
+            tracing::debug!(%reason, attempt, "broker connection still failing");
+        } else {
+            tracing::warn!(%reason, attempt, "broker connection failed");
+            *last = Some(reason.to_owned());
+        }
+    }
+
+    /// Waits `delay`; false when asked to stop meanwhile.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.changed() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
     /// Says goodbye to the broker (best effort, bounded) so it drops the session at once.
     async fn close(&mut self) {
-        if self.client.try_disconnect().is_err() {
+        if self.publisher.try_disconnect().is_err() {
             return;
         }
-        let eventloop = &mut self.eventloop;
+        let session = &mut self.session;
+        let connection = &self.connection;
         let _ = tokio::time::timeout(Duration::from_millis(500), async move {
-            while let Ok(event) = eventloop.poll().await {
-                if matches!(event, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+            while let Ok(incoming) = session.poll(connection).await {
+                if matches!(incoming, Incoming::DisconnectSent) {
                     break;
                 }
             }
@@ -155,18 +248,11 @@ impl Messenger {
     }
 }
 
-/// 100 ms, 200 ms, 400 ms … capped at 5 s: quick after a blip, gentle on a broker that is down.
+/// 100 ms, 200 ms, 400 ms … capped at 30 s: quick after a blip, gentle on a broker that keeps
+/// refusing.
 fn backoff(attempt: u32) -> Duration {
     let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
     (BACKOFF_START * factor).min(BACKOFF_MAX)
-}
-
-fn describe_error(error: &ConnectionError) -> String {
-    match error {
-        ConnectionError::Io(e) => e.to_string(),
-        ConnectionError::ConnectionRefused(code) => format!("broker refused the connection: {code:?}"),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

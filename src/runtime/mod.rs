@@ -6,7 +6,6 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
-mod broker_url;
 mod clock;
 mod driver;
 mod events;
@@ -15,29 +14,29 @@ mod messenger;
 mod persist;
 mod recover;
 
-pub use messenger::MAX_PACKET_BYTES;
-
-pub use broker_url::{BrokerUrl, BrokerUrlError};
+pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use clock::Clock;
 pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
 pub use handle::{Handle, JobFilter, RuntimeError, Status};
+pub use messenger::STABLE_AFTER;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, Settings};
 use crate::firmware::Library;
+use crate::metrics::Metrics;
+use crate::mqtt::BrokerConnection;
 use crate::protocol::Topics;
 use crate::store::Store;
 
 /// Everything the runtime needs to run.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    pub broker: BrokerUrl,
-    pub client_id: String,
+    /// The broker, credentials, TLS and client id.
+    pub connection: BrokerConnection,
     pub topics: Topics,
     pub engine: Settings,
     /// Events kept for slow subscribers before they start missing the oldest.
@@ -45,19 +44,21 @@ pub struct RuntimeConfig {
     /// Publishes handed to the broker connection and not yet acknowledged (QoS 1 PUBACK).
     /// This is the flow control behind "as fast as the broker takes them".
     pub window: u16,
-    pub keep_alive: Duration,
 }
 
 impl RuntimeConfig {
+    /// A plain connection to `broker` with a unique client id and the default settings.
     pub fn new(broker: BrokerUrl) -> Self {
+        Self::with_connection(BrokerConnection::plain(broker))
+    }
+
+    pub fn with_connection(connection: BrokerConnection) -> Self {
         Self {
-            broker,
-            client_id: "rocky".to_owned(),
+            connection,
             topics: Topics::default(),
             engine: Settings::default(),
             event_capacity: 16_384,
             window: 128,
-            keep_alive: Duration::from_secs(10),
         }
     }
 }
@@ -104,7 +105,8 @@ impl Runtime {
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (client, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx);
+        let metrics = Metrics::new(store.as_ref().map(|(store, _)| store.write_latency()));
+        let (publisher, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx, metrics.clone());
         let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
         let now = clock.now();
         for job in restored {
@@ -118,10 +120,18 @@ impl Runtime {
             }
             None => (None, None),
         };
-        let handle = Handle::new(requests_tx.clone(), events.clone(), library, clock, config.broker.clone());
+        let handle = Handle::new(
+            requests_tx.clone(),
+            events.clone(),
+            library,
+            clock,
+            &config.connection,
+            metrics.clone(),
+        );
         let driver = driver::Driver {
             engine,
-            client,
+            publisher,
+            metrics,
             requests: requests_rx,
             from_broker: mqtt_rx,
             events,

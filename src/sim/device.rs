@@ -5,16 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use sha2::Digest;
 use tokio::sync::watch;
 
 use super::Behavior;
+use crate::mqtt::BrokerConnection;
 use crate::protocol::{
     Command, CommandBody, DeviceId, Response, ResponseBody, Sha256, TopicKind, Topics, decode_command,
     encode_response,
 };
-use crate::runtime::{BrokerUrl, MAX_PACKET_BYTES};
 
 /// How a device's last update ended, from its own point of view.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -90,21 +90,16 @@ pub struct SimDevice {
     pub behavior: Behavior,
     pub slow_delay: Duration,
     pub topics: Topics,
-    pub broker: BrokerUrl,
+    pub connection: BrokerConnection,
     pub report: Arc<Mutex<DeviceReport>>,
 }
 
 impl SimDevice {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let client_id = format!("rocky-sim-{}", self.id);
-        let mut options = MqttOptions::new(client_id, &self.broker.host, self.broker.port);
-        options
-            .set_keep_alive(Duration::from_secs(10))
-            .set_clean_session(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
+        // Devices speak MQTT 3.1.1, as most deployed devices do.
+        let (options, network) = self.connection.v311_options(&client_id);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
-        let mut network = NetworkOptions::new();
-        network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let mut transfer: Option<Transfer> = None;
         loop {

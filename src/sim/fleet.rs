@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 
 use super::device::SimDevice;
 use super::{Behavior, BehaviorPlan, DeviceReport, Verdict};
+use crate::mqtt::{BrokerConnection, BrokerUrl};
 use crate::protocol::{DeviceId, DeviceIdError, Topics};
-use crate::runtime::BrokerUrl;
 
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
-    pub broker: BrokerUrl,
+    /// The broker and how to reach it (TLS, credentials); each device uses its own client id.
+    pub connection: BrokerConnection,
     pub topics: Topics,
     /// Devices are named `{prefix}{n}`, n from 1, zero-padded to at least two digits.
     pub prefix: String,
@@ -26,9 +27,14 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
+    /// A fleet on a plain, open broker.
     pub fn new(broker: BrokerUrl, count: usize) -> Self {
+        Self::with_connection(BrokerConnection::plain(broker), count)
+    }
+
+    pub fn with_connection(connection: BrokerConnection, count: usize) -> Self {
         Self {
-            broker,
+            connection,
             topics: Topics::default(),
             prefix: "dev-".to_owned(),
             count,
@@ -66,7 +72,7 @@ impl Fleet {
                 behavior,
                 slow_delay: config.slow_delay,
                 topics: config.topics.clone(),
-                broker: config.broker.clone(),
+                connection: config.connection.clone(),
                 report: report.clone(),
             };
             tasks.push(tokio::spawn(device.run(stop_rx.clone())));

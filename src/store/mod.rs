@@ -68,10 +68,17 @@ pub struct Store {
     reader: Arc<Mutex<Connection>>,
     images: ImageStore,
     path: PathBuf,
+    /// How long each write transaction takes (exported as a metric).
+    write_latency: prometheus_client::metrics::histogram::Histogram,
     _lock: Arc<DataDirLock>,
 }
 
 impl Store {
+    /// The write-latency histogram the writer thread fills.
+    pub fn write_latency(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.write_latency.clone()
+    }
+
     /// Locks `data_dir`, opens (or creates) the database, checks it is Rocky's, migrates it and
     /// starts the writer. A foreign or damaged file is an error and is never written to.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
@@ -89,8 +96,16 @@ impl Store {
         let _ = reader.busy_timeout(Duration::from_secs(5));
         let images = ImageStore::new(data_dir.join("firmware"));
         let (writes, rx) = mpsc::channel(1);
-        writer::spawn(conn, rx, images.clone(), path.clone())?;
-        Ok(Self { writes, reader: Arc::new(Mutex::new(reader)), images, path, _lock: Arc::new(lock) })
+        let write_latency = crate::metrics::Metrics::store_write_histogram();
+        writer::spawn(conn, rx, images.clone(), path.clone(), write_latency.clone())?;
+        Ok(Self {
+            writes,
+            reader: Arc::new(Mutex::new(reader)),
+            images,
+            path,
+            write_latency,
+            _lock: Arc::new(lock),
+        })
     }
 
     pub fn path(&self) -> &Path {

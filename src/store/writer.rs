@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
@@ -13,16 +14,18 @@ pub fn spawn(
     rx: mpsc::Receiver<Write>,
     images: ImageStore,
     path: PathBuf,
+    latency: Histogram,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("rocky-store".into())
-        .spawn(move || run(conn, rx, images))
+        .spawn(move || run(conn, rx, images, latency))
         .map(|_| ())
         .map_err(|source| StoreError::Io { path, source })
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, images: ImageStore) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, images: ImageStore, latency: Histogram) {
     while let Some(write) = rx.blocking_recv() {
+        let started = std::time::Instant::now();
         match write {
             Write::Create { jobs, reply } => {
                 let result = create(&mut conn, &images, &jobs);
@@ -45,6 +48,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, images: ImageStore) 
                 }
             }
         }
+        latency.observe(started.elapsed().as_secs_f64());
     }
 }
 

@@ -25,6 +25,8 @@ const EVENT_BATCH: usize = 20_000;
 
 pub struct ConsoleOptions {
     pub broker_label: String,
+    /// `--insecure-tls` is on.
+    pub insecure_tls: bool,
     pub http: Option<String>,
     pub traffic_lines: usize,
     pub default_chunk: u32,
@@ -46,6 +48,7 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
     let mut guard = TerminalGuard::enter()?;
     let mut app =
         App::new(*handle.clock(), options.broker_label.clone(), options.traffic_lines, Theme::from_env());
+    app.insecure_tls = options.insecure_tls;
     app.http = options.http.clone();
     app.log_path = options.log_path.clone();
     app.default_chunk = options.default_chunk;

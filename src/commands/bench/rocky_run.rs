@@ -44,7 +44,6 @@ impl RockyRound {
 
 pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> anyhow::Result<RockyRound> {
     let mut config = RuntimeConfig::new(broker.clone());
-    config.client_id = format!("rocky-bench-{}-{round}", std::process::id());
     config.engine.max_active = args.devices.max(1);
     config.engine.done_timeout = Duration::from_secs(120);
     let runtime = Runtime::start(config, Arc::new(Library::new()));

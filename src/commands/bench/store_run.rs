@@ -42,7 +42,6 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
 
     let store = Store::open(&data)?;
     let mut config = RuntimeConfig::new(broker.url());
-    config.client_id = format!("rocky-bench-store-{}", std::process::id());
     config.engine.max_active = args.devices;
     let runtime = Runtime::start_with_store(config, std::sync::Arc::new(Library::new()), store).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -51,6 +50,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         handle: runtime.handle.clone(),
         firmware_dir: data.join("uploads"),
         limits: LoadLimits::default(),
+        token: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, state, async move {

@@ -117,6 +117,8 @@ pub struct App {
     pub utc_offset_s: i64,
     pub clock: Clock,
     pub broker: String,
+    /// The broker's certificate is not verified (`--insecure-tls`): shown in red.
+    pub insecure_tls: bool,
     pub http: Option<String>,
     pub connection: ConnectionState,
     pub jobs: Jobs,
@@ -154,6 +156,7 @@ impl App {
             utc_offset_s: 0,
             clock,
             broker,
+            insecure_tls: false,
             http: None,
             connection: ConnectionState::Connecting,
             jobs: Jobs::default(),

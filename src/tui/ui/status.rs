@@ -16,12 +16,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ConnectionState::Connecting | ConnectionState::Reconnecting { .. } => ("◌", theme.warn),
         ConnectionState::Disconnected { .. } | ConnectionState::Stopped => ("○", theme.danger),
     };
-    let mut first = vec![
-        Span::styled(" ROCKY ", theme.title),
-        Span::raw(app.broker.clone()),
-        Span::raw(" "),
-        Span::styled(format!("{dot} {}", app.connection.label()), state_style),
-    ];
+    let mut first = vec![Span::styled(" ROCKY ", theme.title), Span::raw(app.broker.clone()), Span::raw(" ")];
+    if app.insecure_tls {
+        first.push(Span::styled("INSECURE TLS", theme.danger));
+        first.push(Span::raw(" "));
+    }
+    first.push(Span::styled(format!("{dot} {}", app.connection.label()), state_style));
     // On narrow terminals the job counts matter more than the API address.
     if let Some(http) = app.http.as_ref().filter(|_| area.width >= 110) {
         first.push(Span::styled(format!("  api {http}"), theme.muted));

@@ -1,0 +1,64 @@
+//! Starting the HTTP API for `serve` and the console: the token, optional HTTPS, and the rule
+//! that an API reachable from other machines needs a token (or an explicit `--no-auth`).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use rocky::config::{self, Config};
+use rocky::http::{self, ApiState, Token};
+
+/// The API's security settings, read and checked before anything listens.
+pub struct ApiSecurity {
+    pub token: Option<Token>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl ApiSecurity {
+    /// Reads `http.token_file` / `ROCKY_HTTP_TOKEN` and `http.tls_cert` / `http.tls_key`, and
+    /// refuses a non-loopback `listen` without a token unless `no_auth`.
+    pub fn load(config: &Config, listen: SocketAddr, no_auth: bool) -> anyhow::Result<Self> {
+        let token = config::http_token(config, |var| std::env::var(var).ok())?;
+        if token.is_none() && !listen.ip().is_loopback() {
+            if !no_auth {
+                anyhow::bail!(
+                    "refusing to serve the API on {listen} without a token: anyone who can reach that \
+                     address could create and cancel jobs. Set http.token_file or {}, listen on a \
+                     loopback address, or pass --no-auth to serve it open",
+                    config::HTTP_TOKEN_ENV
+                );
+            }
+            tracing::warn!(%listen, "--no-auth: the HTTP API is open to anyone who can reach it");
+        }
+        let tls = match (config.http.tls_cert.trim(), config.http.tls_key.trim()) {
+            ("", "") => None,
+            ("", _) | (_, "") => anyhow::bail!("http.tls_cert and http.tls_key must be given together"),
+            (cert, key) => Some(http::acceptor(cert.as_ref(), key.as_ref())?),
+        };
+        Ok(Self { token: token.as_ref().map(Token::new), tls })
+    }
+
+    /// `http://` or `https://` and the address, as people paste it.
+    pub fn url(&self, addr: SocketAddr) -> String {
+        format!("{}://{addr}", if self.tls.is_some() { "https" } else { "http" })
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    mut state: ApiState,
+    security: ApiSecurity,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    state.token = security.token;
+    match security.tls {
+        Some(acceptor) => {
+            let listener = http::TlsListener::new(listener, acceptor).context("cannot start HTTPS")?;
+            http::serve_tls(listener, state, shutdown).await
+        }
+        None => http::serve(listener, state, shutdown).await,
+    }
+    .context("HTTP server failed")
+}

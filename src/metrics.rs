@@ -1,0 +1,238 @@
+//! Rocky's Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! One [`Metrics`] per runtime; clones share the same counters. Counting is a few atomic adds on
+//! the paths that already run (a publish, a response, a reconnect), so it costs the engine
+//! nothing measurable. Gauges that describe the engine's whole state (jobs by state) are filled
+//! in when a scrape asks, from the same status the `/healthz` endpoint reads.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::engine::JobState;
+use crate::mqtt::FailureKind;
+use crate::protocol::CommandType;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+struct Inner {
+    registry: Registry,
+    jobs: Family<StateLabel, Gauge>,
+    finished: Family<OutcomeLabel, Counter>,
+    chunks_sent: Counter,
+    bytes_sent: Counter,
+    awaiting_ack: Gauge,
+    connected: Gauge,
+    reconnects: Family<ReasonLabel, Counter>,
+    responses: Family<TypeLabel, Counter>,
+    ignored: Counter,
+    undecodable: Counter,
+    event_clients: Gauge,
+}
+
+/// The runtime's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; `store_writes` is the job store's write latency, when there is one.
+    pub fn new(store_writes: Option<Histogram>) -> Self {
+        let mut registry = Registry::with_prefix("rocky");
+        let jobs = Family::<StateLabel, Gauge>::default();
+        registry.register("jobs", "Jobs held by the engine, by state", jobs.clone());
+        let finished = Family::<OutcomeLabel, Counter>::default();
+        registry.register("jobs_finished", "Jobs that reached a final state, by outcome", finished.clone());
+        let chunks_sent = Counter::default();
+        registry.register("chunks_sent", "Firmware chunks handed to the broker", chunks_sent.clone());
+        let bytes_sent = Counter::default();
+        registry.register("chunk_bytes_sent", "Firmware bytes handed to the broker", bytes_sent.clone());
+        let awaiting_ack = Gauge::default();
+        registry.register(
+            "publishes_awaiting_ack",
+            "QoS 1 publishes the broker has not acknowledged yet",
+            awaiting_ack.clone(),
+        );
+        let connected = Gauge::default();
+        registry.register(
+            "broker_connected",
+            "1 while connected and subscribed to the broker",
+            connected.clone(),
+        );
+        let reconnects = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "broker_reconnects",
+            "Broker connections that failed or were lost, by kind of reason",
+            reconnects.clone(),
+        );
+        let responses = Family::<TypeLabel, Counter>::default();
+        registry.register("responses", "Device responses decoded, by type", responses.clone());
+        let ignored = Counter::default();
+        registry.register(
+            "responses_ignored",
+            "Responses that changed nothing (unknown job, wrong phase)",
+            ignored.clone(),
+        );
+        let undecodable = Counter::default();
+        registry.register(
+            "responses_undecodable",
+            "Frames on a response topic that did not decode",
+            undecodable.clone(),
+        );
+        let event_clients = Gauge::default();
+        registry.register("event_clients", "Clients connected to /events", event_clients.clone());
+        if let Some(histogram) = store_writes {
+            registry.register("store_write_seconds", "Time one job-store transaction took", histogram);
+        }
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                jobs,
+                finished,
+                chunks_sent,
+                bytes_sent,
+                awaiting_ack,
+                connected,
+                reconnects,
+                responses,
+                ignored,
+                undecodable,
+                event_clients,
+            }),
+        }
+    }
+
+    /// The histogram buckets for store writes: 0.1 ms to about 3 s.
+    pub fn store_write_histogram() -> Histogram {
+        Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 16))
+    }
+
+    pub fn chunk_sent(&self, bytes: usize) {
+        self.inner.chunks_sent.inc();
+        self.inner.bytes_sent.inc_by(bytes as u64);
+    }
+
+    pub fn set_awaiting_ack(&self, outstanding: u16) {
+        self.inner.awaiting_ack.set(i64::from(outstanding));
+    }
+
+    pub fn set_connected(&self, connected: bool) {
+        self.inner.connected.set(i64::from(connected));
+    }
+
+    pub fn reconnect(&self, kind: FailureKind) {
+        let reason = match kind {
+            FailureKind::Network => "network",
+            FailureKind::Tls => "tls",
+            FailureKind::Refused => "refused",
+            FailureKind::TakenOver => "session_taken_over",
+            FailureKind::Closed => "closed_by_broker",
+            FailureKind::TooLarge => "message_too_large",
+            FailureKind::Other => "other",
+        };
+        self.inner.reconnects.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn response(&self, command: CommandType) {
+        self.inner.responses.get_or_create(&TypeLabel { r#type: command.name() }).inc();
+    }
+
+    pub fn ignored(&self) {
+        self.inner.ignored.inc();
+    }
+
+    pub fn undecodable(&self) {
+        self.inner.undecodable.inc();
+    }
+
+    pub fn finished(&self, state: JobState) {
+        self.inner.finished.get_or_create(&OutcomeLabel { outcome: state.as_str() }).inc();
+    }
+
+    /// Counts an `/events` client for as long as the returned guard lives.
+    pub fn event_client(&self) -> EventClientGuard {
+        self.inner.event_clients.inc();
+        EventClientGuard(self.inner.event_clients.clone())
+    }
+
+    /// The text exposition, with the job gauges set from `counts` first.
+    pub fn render(&self, counts: &std::collections::BTreeMap<JobState, usize>) -> String {
+        for state in JobState::ALL {
+            let count = counts.get(&state).copied().unwrap_or(0);
+            self.inner.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(count as i64);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        text
+    }
+}
+
+/// Decrements the `/events` client gauge when the stream ends.
+pub struct EventClientGuard(Gauge);
+
+impl Drop for EventClientGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_every_family() {
+        let metrics = Metrics::new(Some(Metrics::store_write_histogram()));
+        metrics.chunk_sent(4096);
+        metrics.reconnect(FailureKind::TakenOver);
+        metrics.response(CommandType::RequestAck);
+        metrics.finished(JobState::Succeeded);
+        let guard = metrics.event_client();
+        let counts = std::collections::BTreeMap::from([(JobState::Queued, 3)]);
+        let text = metrics.render(&counts);
+        assert!(text.contains("rocky_chunks_sent_total 1"), "{text}");
+        assert!(text.contains("rocky_chunk_bytes_sent_total 4096"), "{text}");
+        assert!(text.contains("rocky_jobs{state=\"queued\"} 3"), "{text}");
+        assert!(text.contains("rocky_broker_reconnects_total{reason=\"session_taken_over\"} 1"), "{text}");
+        assert!(text.contains("rocky_event_clients 1"), "{text}");
+        drop(guard);
+        assert!(metrics.render(&counts).contains("rocky_event_clients 0"));
+    }
+}

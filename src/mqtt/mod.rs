@@ -1,0 +1,19 @@
+//! The broker connection: URLs, TLS, credentials, the protocol version and failures in words.
+//! Rocky's own connection ([`crate::runtime`]) and the simulated devices ([`crate::sim`]) both
+//! build their sessions from one [`BrokerConnection`].
+
+mod connection;
+mod failure;
+mod secret;
+mod session;
+mod tls;
+mod url;
+
+pub use connection::{
+    BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, unique_client_id,
+};
+pub use failure::{Failure, FailureKind};
+pub use secret::{Secret, SecretError, SecretOrigin};
+pub use session::{Incoming, Publisher, Session};
+pub use tls::{TlsFiles, TlsSetupError, client_config, provider, read_certificates, read_private_key};
+pub use url::{BrokerUrl, BrokerUrlError, Scheme};

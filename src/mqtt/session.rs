@@ -1,0 +1,187 @@
+//! One broker session in either protocol version behind one small interface, so the messenger
+//! and the driver are written once. rumqttc has a separate client for MQTT 5 (`rumqttc::v5`);
+//! the differences that matter to Rocky are the CONNECT properties (the broker is told the
+//! largest packet Rocky accepts), retained messages (never forwarded to Rocky under 5) and how
+//! failures are reported.
+
+use bytes::Bytes;
+use rumqttc::QoS;
+
+use super::failure::{self, Failure};
+use super::{BrokerConnection, MAX_INCOMING_V5, Protocol};
+
+/// What the broker sent that Rocky cares about.
+#[derive(Debug)]
+pub enum Incoming {
+    ConnAck,
+    /// The answer to the subscription: `Err` with the broker's refusal in words.
+    SubAck(Result<(), String>),
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: u8,
+    },
+    PubAck,
+    /// Rocky's DISCONNECT went out (the end of a goodbye).
+    DisconnectSent,
+    /// Anything else (pings, outgoing notices).
+    Other,
+}
+
+/// The sending half, cheap to clone; the driver publishes through it.
+#[derive(Clone)]
+pub enum Publisher {
+    V311(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::V311(_) => "Publisher(MQTT 3.1.1)",
+            Self::V5(_) => "Publisher(MQTT 5)",
+        })
+    }
+}
+
+impl Publisher {
+    /// Queues a QoS 1 publish; fails only when the session has ended.
+    pub async fn publish(&self, topic: String, payload: Bytes) -> Result<(), String> {
+        match self {
+            Self::V311(client) => {
+                client.publish_bytes(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| e.to_string())
+            }
+            Self::V5(client) => client
+                .publish_bytes(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Subscribes at QoS 1. Under MQTT 5 retained messages are never forwarded: a response
+    /// is news or nothing, and a retained one left on the broker could only be stale or hostile.
+    pub async fn subscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Self::V311(client) => client.subscribe(filter, QoS::AtLeastOnce).await.map_err(|e| e.to_string()),
+            Self::V5(client) => {
+                let mut f =
+                    rumqttc::v5::mqttbytes::v5::Filter::new(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
+                f.retain_forward_rule = rumqttc::v5::mqttbytes::v5::RetainForwardRule::Never;
+                client.subscribe_many([f]).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub async fn disconnect(&self) -> Result<(), String> {
+        match self {
+            Self::V311(client) => client.disconnect().await.map_err(|e| e.to_string()),
+            Self::V5(client) => client.disconnect().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    pub fn try_disconnect(&self) -> Result<(), String> {
+        match self {
+            Self::V311(client) => client.try_disconnect().map_err(|e| e.to_string()),
+            Self::V5(client) => client.try_disconnect().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The receiving half: owns the connection and reconnects when polled after a failure.
+pub enum Session {
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
+}
+
+impl Session {
+    /// A session for `connection` in `protocol`, with room for `capacity` queued requests and
+    /// up to `inflight` unacknowledged publishes.
+    pub fn new(
+        connection: &BrokerConnection,
+        protocol: Protocol,
+        capacity: usize,
+        inflight: u16,
+    ) -> (Publisher, Self) {
+        match protocol {
+            Protocol::V311 => {
+                let (mut options, network) = connection.v311_options(&connection.client_id);
+                options.set_inflight(inflight.max(1));
+                let (client, mut eventloop) = rumqttc::AsyncClient::new(options, capacity);
+                eventloop.set_network_options(network);
+                (Publisher::V311(client), Self::V311(Box::new(eventloop)))
+            }
+            Protocol::V5 => {
+                let mut options = connection.v5_options(&connection.client_id, MAX_INCOMING_V5);
+                options.set_outgoing_inflight_upper_limit(inflight.max(1));
+                let (client, eventloop) = rumqttc::v5::AsyncClient::new(options, capacity);
+                (Publisher::V5(client), Self::V5(Box::new(eventloop)))
+            }
+        }
+    }
+
+    /// The next thing that happened, or why the connection failed (polling again reconnects).
+    pub async fn poll(&mut self, connection: &BrokerConnection) -> Result<Incoming, Failure> {
+        match self {
+            Self::V311(eventloop) => match eventloop.poll().await {
+                Ok(event) => Ok(from_v311_event(event)),
+                Err(e) => Err(failure::from_v311(&e, connection)),
+            },
+            Self::V5(eventloop) => match eventloop.poll().await {
+                Ok(event) => Ok(from_v5_event(event)),
+                Err(e) => Err(failure::from_v5(&e, connection)),
+            },
+        }
+    }
+}
+
+fn from_v311_event(event: rumqttc::Event) -> Incoming {
+    use rumqttc::{Event, Packet, SubscribeReasonCode};
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck,
+        Event::Incoming(Packet::SubAck(ack)) => {
+            if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+                Incoming::SubAck(Err("the broker refused the subscription (check its ACL)".to_owned()))
+            } else {
+                Incoming::SubAck(Ok(()))
+            }
+        }
+        Event::Incoming(Packet::Publish(p)) => {
+            Incoming::Publish { topic: p.topic, payload: p.payload, qos: p.qos as u8 }
+        }
+        Event::Incoming(Packet::PubAck(_)) => Incoming::PubAck,
+        Event::Outgoing(rumqttc::Outgoing::Disconnect) => Incoming::DisconnectSent,
+        _ => Incoming::Other,
+    }
+}
+
+fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
+    use rumqttc::v5::Event;
+    use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
+    match event {
+        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck,
+        Event::Incoming(Packet::SubAck(ack)) => {
+            match ack.return_codes.iter().find(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
+                Some(code) => {
+                    let why = ack
+                        .properties
+                        .and_then(|p| p.reason_string)
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default();
+                    Incoming::SubAck(Err(format!(
+                        "the broker refused the subscription ({code:?}{why}; check its ACL)"
+                    )))
+                }
+                None => Incoming::SubAck(Ok(())),
+            }
+        }
+        Event::Incoming(Packet::Publish(p)) => Incoming::Publish {
+            // A topic that is not UTF-8 cannot match Rocky's topics; keep it readable anyway.
+            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+            payload: p.payload,
+            qos: p.qos as u8,
+        },
+        Event::Incoming(Packet::PubAck(_)) => Incoming::PubAck,
+        Event::Outgoing(rumqttc::Outgoing::Disconnect) => Incoming::DisconnectSent,
+        _ => Incoming::Other,
+    }
+}

@@ -1,0 +1,216 @@
+//! TLS to the broker through rustls (ring): the system's roots or a CA bundle, an optional client
+//! certificate (mutual TLS, as AWS IoT Core requires) and, only when asked for by name, no
+//! verification at all.
+//!
+//! Everything is read and checked once, before anything connects, so a missing or malformed file
+//! is reported with its path at start instead of as a connection error on every retry.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// What the configuration says about TLS; paths empty when unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM bundle of the CAs to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and private key (RSA, EC or Ed25519) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// Accept any server certificate. Only from `--insecure-tls`.
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {key} {path}: {reason}")]
+    Unreadable { key: &'static str, path: PathBuf, reason: String },
+    #[error("{key} {path} holds no PEM certificate")]
+    NoCertificate { key: &'static str, path: PathBuf },
+    #[error("{key} {path}: {reason}")]
+    BadCertificate { key: &'static str, path: PathBuf, reason: String },
+    #[error("{key} {path} holds no PEM private key (RSA, EC or PKCS#8)")]
+    NoKey { key: &'static str, path: PathBuf },
+    #[error("mqtt.client_cert and mqtt.client_key must be given together")]
+    HalfClientIdentity,
+    #[error("the client certificate and key do not fit together: {0}")]
+    Identity(String),
+    #[error("no trusted CA: the system has no root certificates; set mqtt.ca_file")]
+    NoRoots,
+}
+
+/// The single crypto provider Rocky uses (ring), so no process-wide default is needed.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The largest PEM file read; a bundle of every public CA is about 250 KiB.
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
+    let unreadable = |reason: String| TlsSetupError::Unreadable { key, path: path.to_owned(), reason };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    if meta.len() > MAX_PEM_BYTES {
+        return Err(unreadable(format!("larger than {MAX_PEM_BYTES} bytes")));
+    }
+    std::fs::read(path).map_err(|e| unreadable(e.to_string()))
+}
+
+/// Every certificate in a PEM file; an error names the setting and the path.
+pub fn read_certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let pem = read_pem(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsSetupError::BadCertificate { key, path: path.to_owned(), reason: e.to_string() })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificate { key, path: path.to_owned() });
+    }
+    Ok(certs)
+}
+
+fn roots(files: &TlsFiles) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    match &files.ca_file {
+        Some(path) => {
+            for cert in read_certificates("mqtt.ca_file", path)? {
+                roots.add(cert).map_err(|e| TlsSetupError::BadCertificate {
+                    key: "mqtt.ca_file",
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        None => {
+            // Unreadable entries in the system store are skipped; an empty store is an error.
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+            if roots.is_empty() {
+                return Err(TlsSetupError::NoRoots);
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// The first private key in a PEM file (PKCS#1, SEC1 or PKCS#8); the error never shows content.
+pub fn read_private_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let pem = read_pem(key, path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsSetupError::NoKey { key, path: path.to_owned() })
+}
+
+/// Builds the client configuration, reading every file it names.
+pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsSetupError::Identity(e.to_string()))?;
+    let builder = if files.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+    } else {
+        builder.with_root_certificates(roots(files)?)
+    };
+    let config = match (&files.client_cert, &files.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certificates("mqtt.client_cert", cert)?;
+            let private = read_private_key("mqtt.client_key", key)?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| TlsSetupError::Identity(e.to_string()))?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err(TlsSetupError::HalfClientIdentity),
+    };
+    Ok(Arc::new(config))
+}
+
+/// `--insecure-tls`: encryption without authentication. Signatures are still checked, so the
+/// handshake is well-formed; who signed the certificate is not.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_malformed_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("ca.pem");
+        let files = TlsFiles { ca_file: Some(missing.clone()), ..TlsFiles::default() };
+        let err = client_config(&files).unwrap_err().to_string();
+        assert!(err.contains("mqtt.ca_file") && err.contains("ca.pem"), "{err}");
+
+        std::fs::write(&missing, "not a certificate").unwrap();
+        let err = client_config(&files).unwrap_err();
+        assert!(matches!(err, TlsSetupError::NoCertificate { .. }), "{err}");
+
+        let half = TlsFiles { client_cert: Some(missing), insecure: true, ..TlsFiles::default() };
+        assert_eq!(client_config(&half).unwrap_err(), TlsSetupError::HalfClientIdentity);
+    }
+
+    #[test]
+    fn a_key_file_without_a_key_is_refused_without_showing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert_path = dir.path().join("client.pem");
+        std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+        let key_path = dir.path().join("client.key");
+        std::fs::write(&key_path, "top secret words").unwrap();
+        let files = TlsFiles {
+            client_cert: Some(cert_path.clone()),
+            client_key: Some(key_path.clone()),
+            insecure: true,
+            ..TlsFiles::default()
+        };
+        let err = client_config(&files).unwrap_err().to_string();
+        assert!(err.contains("client.key") && !err.contains("top secret"), "{err}");
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+        assert!(client_config(&files).is_ok());
+    }
+}

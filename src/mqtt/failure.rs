@@ -140,6 +140,17 @@ fn who(connection: &BrokerConnection) -> String {
     }
 }
 
+/// Mosquitto answers a wrong password with "not authorised", so both causes are named.
+fn not_authorised(connection: &BrokerConnection) -> String {
+    let hint = if connection.username.is_some() || connection.password.is_some() {
+        "check the user name or password (mqtt.username, mqtt.password_file or ROCKY_MQTT_PASSWORD) \
+         and the broker's rules for this client"
+    } else {
+        "it may need a user name and password (mqtt.username, mqtt.password_file or ROCKY_MQTT_PASSWORD)"
+    };
+    format!("the broker says Rocky is not authorised to connect ({}): {hint}", who(connection))
+}
+
 fn too_large(size: usize, limit: usize) -> Failure {
     Failure::new(
         FailureKind::TooLarge,
@@ -160,7 +171,9 @@ fn bad_credentials() -> String {
 pub fn from_v311(error: &rumqttc::ConnectionError, connection: &BrokerConnection) -> Failure {
     use rumqttc::{ConnectReturnCode as Code, ConnectionError as E, StateError as S};
     match error {
-        E::Io(e) | E::MqttState(S::Io(e)) => from_io(e, connection),
+        E::Io(e)
+        | E::MqttState(S::Io(e))
+        | E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(e))) => from_io(e, connection),
         E::Tls(e) => from_tls(e, connection),
         E::NetworkTimeout => {
             Failure::new(FailureKind::Network, format!("no answer from {} within 5 s", endpoint(connection)))
@@ -180,9 +193,7 @@ pub fn from_v311(error: &rumqttc::ConnectionError, connection: &BrokerConnection
             FailureKind::Refused,
             match code {
                 Code::BadUserNamePassword => bad_credentials(),
-                Code::NotAuthorized => {
-                    format!("the broker says Rocky is not authorised to connect ({})", who(connection))
-                }
+                Code::NotAuthorized => not_authorised(connection),
                 Code::BadClientId => {
                     format!("the broker refused the client id {:?} (mqtt.client_id)", connection.client_id)
                 }
@@ -200,7 +211,9 @@ pub fn from_v5(error: &rumqttc::v5::ConnectionError, connection: &BrokerConnecti
     use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode as Code, DisconnectReasonCode as Why};
     use rumqttc::v5::{ConnectionError as E, StateError as S};
     match error {
-        E::Io(e) | E::MqttState(S::Io(e)) => from_io(e, connection),
+        E::Io(e)
+        | E::MqttState(S::Io(e))
+        | E::MqttState(S::Deserialization(rumqttc::v5::mqttbytes::Error::Io(e))) => from_io(e, connection),
         E::Tls(e) => from_tls(e, connection),
         E::Timeout(_) => {
             Failure::new(FailureKind::Network, format!("no answer from {} within 5 s", endpoint(connection)))
@@ -231,9 +244,7 @@ pub fn from_v5(error: &rumqttc::v5::ConnectionError, connection: &BrokerConnecti
         E::ConnectionRefused(code) => {
             let text = match code {
                 Code::BadUserNamePassword => bad_credentials(),
-                Code::NotAuthorized => {
-                    format!("the broker says Rocky is not authorised to connect ({})", who(connection))
-                }
+                Code::NotAuthorized => not_authorised(connection),
                 Code::BadClientId | Code::ClientIdentifierNotValid => {
                     format!("the broker refused the client id {:?} (mqtt.client_id)", connection.client_id)
                 }

@@ -152,8 +152,18 @@ impl Messenger {
                     }
                 }
                 Ok(_) => {}
-                Err(failure) => {
+                Err(mut failure) => {
                     let was_up = up_since.take();
+                    if was_up.is_some() && failure.kind == FailureKind::Closed {
+                        // MQTT 3.1.1 brokers, and some 5 ones (mosquitto 2.0), close a session
+                        // taken over by another client without a word; say what it may be.
+                        failure.reason = format!(
+                            "the broker closed the connection without saying why: a broker restart does \
+                             this, and so does another client connecting with the same client id {:?} \
+                             (give each Rocky its own mqtt.client_id, or leave it empty for a unique one)",
+                            self.connection.client_id
+                        );
+                    }
                     if was_up.is_some_and(|since| since.elapsed() >= STABLE_AFTER) {
                         attempt = 0;
                     }

@@ -34,6 +34,8 @@ pub struct Mosquitto {
     pub port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    /// Listener and security lines added to the configuration (TLS, passwords, ACLs).
+    extra: String,
 }
 
 fn mosquitto_binary() -> Option<PathBuf> {
@@ -47,33 +49,48 @@ fn mosquitto_binary() -> Option<PathBuf> {
     })
 }
 
+/// The mosquitto binary, or `None` (said on stderr) when it is not installed. With
+/// `ROCKY_REQUIRE_MOSQUITTO` set (as CI sets it) a missing mosquitto is a failure.
+fn find_mosquitto(test: &str) -> Option<PathBuf> {
+    let binary = mosquitto_binary();
+    if binary.is_none() {
+        assert!(
+            std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(),
+            "mosquitto not found and ROCKY_REQUIRE_MOSQUITTO is set"
+        );
+        // Written straight to stderr: libtest would swallow eprintln! of a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: mosquitto not found (install it to run the mosquitto tests)"
+        );
+    }
+    binary
+}
+
 impl Mosquitto {
-    /// Starts mosquitto, or returns `None` (and says so) when it is not installed. With
-    /// `ROCKY_REQUIRE_MOSQUITTO` set (as CI sets it) a missing mosquitto is a failure.
+    /// Starts mosquitto, or returns `None` (and says so) when it is not installed.
     pub fn start(test: &str) -> Option<Self> {
-        let Some(binary) = mosquitto_binary() else {
-            assert!(
-                std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(),
-                "mosquitto not found and ROCKY_REQUIRE_MOSQUITTO is set"
-            );
-            // Written straight to stderr: libtest would swallow eprintln! of a passing test.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: mosquitto not found (install it to run the mosquitto tests)"
-            );
-            return None;
-        };
-        let port = free_port().expect("free port");
-        Some(Self::start_on(&binary, port, tempfile::tempdir().expect("temp dir")))
+        Self::start_with(test, "")
     }
 
-    fn start_on(binary: &PathBuf, port: u16, dir: tempfile::TempDir) -> Self {
+    /// Like [`Mosquitto::start`], with `extra` lines for the listener (`cafile …`,
+    /// `password_file …`, `acl_file …`); without an `allow_anonymous` line anyone may connect.
+    pub fn start_with(test: &str, extra: &str) -> Option<Self> {
+        let binary = find_mosquitto(test)?;
+        let port = free_port().expect("free port");
+        Some(Self::start_on(&binary, port, tempfile::tempdir().expect("temp dir"), extra))
+    }
+
+    fn start_on(binary: &PathBuf, port: u16, dir: tempfile::TempDir, extra: &str) -> Self {
         let conf = dir.path().join("mosquitto.conf");
+        let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
+        // `user root`: started as root, mosquitto would otherwise read the test's files as the
+        // `mosquitto` user, who cannot see into the test's private temp directory.
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+                "per_listener_settings false\nuser root\nlistener {port} 127.0.0.1\n{anonymous}{extra}\n\
+                 persistence false\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
             ),
         )
         .expect("write mosquitto.conf");
@@ -89,7 +106,7 @@ impl Mosquitto {
             assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { port, child, dir }
+        Self { port, child, dir, extra: extra.to_owned() }
     }
 
     pub fn url(&self) -> BrokerUrl {
@@ -108,7 +125,8 @@ impl Mosquitto {
         let binary = mosquitto_binary().expect("mosquitto ran before");
         let dir = tempfile::tempdir().expect("temp dir");
         // The old value's drop kills an already-reaped process again, which is harmless.
-        *self = Self::start_on(&binary, self.port, dir);
+        let extra = self.extra.clone();
+        *self = Self::start_on(&binary, self.port, dir, &extra);
     }
 }
 
@@ -120,3 +138,79 @@ impl Drop for Mosquitto {
 
 /// A deterministic pseudo-random image (not compressible, not all zeros).
 pub use rocky::sim::sample_image as test_image;
+
+impl Mosquitto {
+    /// The directory the broker's files live in (for password and ACL files).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// A test PKI made with rcgen at test time: a CA, a server certificate for `localhost` only
+/// (so connecting by IP is a name mismatch), an EC client certificate, and an unrelated CA.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write =
+            |name: &str, text: String| std::fs::write(dir.path().join(name), text).expect("write pem");
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key")).expect("ca cert")
+        };
+        let issuer = ca("Rocky test CA");
+        let other = ca("Some other CA");
+        write("ca.pem", issuer.pem());
+        write("other-ca.pem", other.pem());
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = KeyPair::generate().expect("leaf key");
+            let mut params = CertificateParams::new(names).expect("leaf params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).expect("leaf cert");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server, server_key) = leaf(vec!["localhost".into()], "localhost");
+        write("server.pem", server);
+        write("server.key", server_key);
+        let (client, client_key) = leaf(Vec::new(), "rocky-client");
+        write("client.pem", client);
+        write("client.key", client_key);
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// mosquitto lines for a TLS listener that demands a client certificate from this CA.
+    pub fn mosquitto_tls_lines(&self) -> String {
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            self.path("ca.pem").display(),
+            self.path("server.pem").display(),
+            self.path("server.key").display()
+        )
+    }
+}
+
+/// Writes a mosquitto password file with one user, through `mosquitto_passwd`.
+pub fn mosquitto_password_file(dir: &std::path::Path, user: &str, password: &str) -> PathBuf {
+    let path = dir.join("passwords");
+    let status = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(&path)
+        .args([user, password])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("mosquitto_passwd runs (it comes with the mosquitto package)");
+    assert!(status.success(), "mosquitto_passwd failed");
+    path
+}

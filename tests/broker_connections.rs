@@ -1,0 +1,286 @@
+//! Secured and hostile brokers, all real mosquitto processes started by the test: TLS with
+//! client certificates and a password file (the CA, server and client certificates are made at
+//! test time), each misconfiguration failing with its own words, two Rockys on one broker, a
+//! retained message too large to deliver, and a subscription the broker's ACL refuses.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rocky::config::{Config, broker_connection};
+use rocky::engine::{JobSpec, JobState};
+use rocky::firmware::{Image, Library};
+use rocky::mqtt::BrokerConnection;
+use rocky::runtime::{ConnectionState, JobFilter, Received, Runtime, RuntimeConfig, RuntimeEvent};
+use rocky::sim::{Fleet, FleetConfig};
+use support::{Mosquitto, Pki, mosquitto_password_file, test_image, wait_for};
+
+const USER: &str = "rocky";
+const PASSWORD: &str = "correct horse battery staple";
+
+/// A secured broker: TLS on `localhost` with client certificates required, and a password.
+fn secured_broker(test: &str, pki: &Pki) -> Option<Mosquitto> {
+    let passwords = mosquitto_password_file(pki.dir.path(), USER, PASSWORD);
+    let extra = format!(
+        "{}allow_anonymous false\npassword_file {}\n",
+        pki.mosquitto_tls_lines(),
+        passwords.display()
+    );
+    Mosquitto::start_with(test, &extra)
+}
+
+/// The connection a user's rocky.toml and `ROCKY_MQTT_PASSWORD` describe.
+fn connection(url: &str, pki: &Pki, ca: &str, client_cert: bool, password: &str) -> BrokerConnection {
+    let mut config = Config::default();
+    config.mqtt.url = url.to_owned();
+    config.mqtt.ca_file = pki.path(ca).display().to_string();
+    if client_cert {
+        config.mqtt.client_cert = pki.path("client.pem").display().to_string();
+        config.mqtt.client_key = pki.path("client.key").display().to_string();
+    }
+    config.mqtt.username = USER.to_owned();
+    let password = password.to_owned();
+    broker_connection(&config, move |var| (var == "ROCKY_MQTT_PASSWORD").then(|| password.clone()), false)
+        .expect("the connection settings are valid")
+}
+
+async fn wait_connected(runtime: &Runtime) {
+    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
+        runtime.handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+}
+
+/// Waits until the runtime reports a failure and returns its reason.
+async fn wait_failure(runtime: &Runtime) -> String {
+    wait_for(Duration::from_secs(20), "a connection failure", || async {
+        runtime.handle.status().await.ok()?.connection.reason().map(str::to_owned)
+    })
+    .await
+}
+
+fn jobs_for(fleet: &Fleet, image: &Image) -> Vec<JobSpec> {
+    fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec { device, image: image.clone(), chunk_size: None, chunk_interval: None })
+        .collect()
+}
+
+async fn wait_all_final(runtime: &Runtime, count: usize) -> Vec<rocky::engine::JobView> {
+    wait_for(Duration::from_secs(60), "every job to finish", || async {
+        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
+        (jobs.len() == count && jobs.iter().all(|j| j.state.is_final())).then_some(jobs)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_runs_through_tls_with_client_certificates_and_a_password() {
+    let pki = Pki::new();
+    let Some(mosquitto) = secured_broker("tls_rollout", &pki) else { return };
+    let url = format!("mqtts://localhost:{}", mosquitto.port);
+    let rocky = connection(&url, &pki, "ca.pem", true, PASSWORD);
+    let runtime = Runtime::start(RuntimeConfig::with_connection(rocky.clone()), Arc::new(Library::new()));
+    // The simulated devices take the same TLS and credentials (each with its own client id).
+    let fleet = Fleet::start(&FleetConfig::with_connection(rocky, 3)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await, "devices connect through TLS");
+    wait_connected(&runtime).await;
+    let image = Image::new("tls.bin", test_image(40_000, 1));
+    runtime.handle.submit(jobs_for(&fleet, &image)).await.unwrap();
+    let jobs = wait_all_final(&runtime, 3).await;
+    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded), "{jobs:?}");
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_misconfiguration_fails_with_its_own_words() {
+    let pki = Pki::new();
+    let Some(mosquitto) = secured_broker("tls_mistakes", &pki) else { return };
+    let by_name = format!("mqtts://localhost:{}", mosquitto.port);
+    let by_ip = format!("mqtts://127.0.0.1:{}", mosquitto.port);
+    let cases = [
+        (
+            "wrong CA",
+            connection(&by_name, &pki, "other-ca.pem", true, PASSWORD),
+            "not signed by a trusted CA",
+        ),
+        (
+            "wrong host name",
+            connection(&by_ip, &pki, "ca.pem", true, PASSWORD),
+            "not valid for \"127.0.0.1\"",
+        ),
+        ("wrong password", connection(&by_name, &pki, "ca.pem", true, "wrong"), "user name or password"),
+        (
+            "no client certificate",
+            connection(&by_name, &pki, "ca.pem", false, PASSWORD),
+            "client certificate",
+        ),
+    ];
+    for (what, connection, expected) in cases {
+        let runtime = Runtime::start(RuntimeConfig::with_connection(connection), Arc::new(Library::new()));
+        let reason = wait_failure(&runtime).await;
+        assert!(reason.contains(expected), "{what}: {reason:?} should contain {expected:?}");
+        assert!(!reason.contains(PASSWORD) && !reason.contains("wrong\""), "{what}: {reason}");
+        runtime.shutdown().await;
+    }
+}
+
+/// Connection states a runtime reports, collected in the background.
+fn record_connection_states(runtime: &Runtime) -> Arc<std::sync::Mutex<Vec<ConnectionState>>> {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut events = runtime.handle.subscribe();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        while let Some(received) = events.recv().await {
+            if let Received::Event(envelope) = received
+                && let RuntimeEvent::Connection(state) = &envelope.event
+            {
+                sink.lock().unwrap().push(state.clone());
+            }
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rockys_with_default_settings_share_a_broker_for_30_s() {
+    let Some(mosquitto) = Mosquitto::start("two_rockys") else { return };
+    let a = Runtime::start(RuntimeConfig::new(mosquitto.url()), Arc::new(Library::new()));
+    let b = Runtime::start(RuntimeConfig::new(mosquitto.url()), Arc::new(Library::new()));
+    let (seen_a, seen_b) = (record_connection_states(&a), record_connection_states(&b));
+    wait_connected(&a).await;
+    wait_connected(&b).await;
+    // Watch both for 30 s: a takeover shows within milliseconds, so any fight would be seen.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for (name, seen) in [("a", &seen_a), ("b", &seen_b)] {
+        let states = seen.lock().unwrap().clone();
+        let lost = states.iter().filter(|s| matches!(s, ConnectionState::Disconnected { .. })).count();
+        assert_eq!(lost, 0, "rocky {name} lost its connection: {states:?}");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rockys_with_one_client_id_report_the_takeover_and_back_off() {
+    let Some(mosquitto) = Mosquitto::start("same_client_id") else { return };
+    let start = || {
+        let mut config = RuntimeConfig::new(mosquitto.url());
+        config.connection.client_id = "rocky-shared-id".to_owned();
+        Runtime::start(config, Arc::new(Library::new()))
+    };
+    let a = start();
+    let seen = record_connection_states(&a);
+    wait_connected(&a).await;
+    let b = start();
+    let reason = wait_failure(&a).await;
+    assert!(reason.contains("same client id \"rocky-shared-id\""), "{reason}");
+    // Backing off: the retries the two make grow further apart instead of fighting 5×/s.
+    let delays = wait_for(Duration::from_secs(30), "three retries with growing delays", || {
+        let states = seen.lock().unwrap().clone();
+        async move {
+            let delays: Vec<u64> = states
+                .iter()
+                .filter_map(|s| match s {
+                    ConnectionState::Reconnecting { delay_ms, reason, .. }
+                        if reason.contains("same client id") =>
+                    {
+                        Some(*delay_ms)
+                    }
+                    _ => None,
+                })
+                .collect();
+            (delays.len() >= 3).then_some(delays)
+        }
+    })
+    .await;
+    assert!(delays.windows(2).all(|w| w[1] > w[0]), "delays grow: {delays:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Publishes one message with a plain 3.1.1 client that allows big packets.
+async fn publish(port: u16, topic: &str, payload: Vec<u8>, retain: bool) {
+    let mut options = rumqttc::MqttOptions::new("test-publisher", "127.0.0.1", port);
+    options.set_max_packet_size(8 * 1024 * 1024, 8 * 1024 * 1024);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => break,
+                Ok(_) => {}
+                Err(e) => panic!("test publisher failed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the broker acknowledges the big message");
+    let _ = client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_2_mib_message_on_a_response_topic_does_not_disconnect_rocky() {
+    let Some(mosquitto) = Mosquitto::start("oversized_retained") else { return };
+    publish(mosquitto.port, "/fota/cmd_resp/evil", vec![0xA5; 2 * 1024 * 1024], true).await;
+    let runtime = Runtime::start(RuntimeConfig::new(mosquitto.url()), Arc::new(Library::new()));
+    let seen = record_connection_states(&runtime);
+    let fleet = Fleet::start(&FleetConfig::new(mosquitto.url(), 4)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    wait_connected(&runtime).await;
+    let image = Image::new("big-neighbour.bin", test_image(64_000, 2));
+    runtime.handle.submit(jobs_for(&fleet, &image)).await.unwrap();
+    // And one more, live, while the jobs run.
+    publish(mosquitto.port, "/fota/cmd_resp/dev-01", vec![0x5A; 2 * 1024 * 1024], false).await;
+    let jobs = wait_all_final(&runtime, 4).await;
+    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded), "{jobs:?}");
+    let states = seen.lock().unwrap().clone();
+    assert!(
+        !states.iter().any(|s| matches!(s, ConnectionState::Disconnected { .. })),
+        "never disconnected: {states:?}"
+    );
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_broker_refuses_is_an_error_not_a_connection() {
+    // mosquitto's acl_file never refuses a subscription (it drops what the ACL forbids, so
+    // nothing can tell); its dynamic-security plugin answers with a refusal, as managed brokers do.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("dynsec.json");
+    std::fs::write(
+        &rules,
+        r#"{"defaultACLAccess":{"publishClientSend":true,"publishClientReceive":true,"subscribe":false,
+            "unsubscribe":true},"clients":[],"groups":[{"groupname":"anonymous","roles":[]}],"roles":[],
+            "anonymousGroup":"anonymous"}"#,
+    )
+    .unwrap();
+    let plugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
+    let extra = format!("plugin {plugin}\nplugin_opt_config_file {}\n", rules.display());
+    let Some(mosquitto) = Mosquitto::start_with("refused_subscription", &extra) else { return };
+    let runtime = Runtime::start(RuntimeConfig::new(mosquitto.url()), Arc::new(Library::new()));
+    let reason = wait_failure(&runtime).await;
+    assert!(reason.contains("refused the subscription"), "{reason}");
+    // And /healthz says so.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = rocky::http::ApiState {
+        handle: runtime.handle.clone(),
+        firmware_dir: dir.path().to_path_buf(),
+        limits: Default::default(),
+        token: None,
+    };
+    tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
+    let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["reason"].as_str().unwrap_or_default().contains("refused the subscription"), "{body}");
+    let status = runtime.handle.status().await.unwrap();
+    assert!(!status.connection.is_connected(), "{status:?}");
+    runtime.shutdown().await;
+}

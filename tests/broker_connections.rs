@@ -120,13 +120,20 @@ async fn each_misconfiguration_fails_with_its_own_words() {
             "client certificate",
         ),
     ];
-    for (what, connection, expected) in cases {
+    let runs = cases.into_iter().map(|(what, connection, expected)| async move {
         let runtime = Runtime::start(RuntimeConfig::with_connection(connection), Arc::new(Library::new()));
+        let seen = record_connection_states(&runtime);
         let reason = wait_failure(&runtime).await;
         assert!(reason.contains(expected), "{what}: {reason:?} should contain {expected:?}");
-        assert!(!reason.contains(PASSWORD) && !reason.contains("wrong\""), "{what}: {reason}");
+        assert!(!reason.contains(PASSWORD), "{what}: {reason}");
+        // Backing off, not spinning: 100 ms doubling gives at most 7 tries in 5 s.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let tries =
+            seen.lock().unwrap().iter().filter(|s| matches!(s, ConnectionState::Reconnecting { .. })).count();
+        assert!((2..=8).contains(&tries), "{what}: {tries} tries in 5 s");
         runtime.shutdown().await;
-    }
+    });
+    futures_util::future::join_all(runs).await;
 }
 
 /// Connection states a runtime reports, collected in the background.

@@ -1,0 +1,285 @@
+//! The API's token, `/metrics`, and secrets kept out of everything Rocky prints, on real
+//! sockets and real processes.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rocky::broker::{EmbeddedBroker, free_port};
+use rocky::firmware::Library;
+use rocky::http::{ApiState, Token};
+use rocky::mqtt::Secret;
+use rocky::runtime::{Runtime, RuntimeConfig};
+use rocky::sim::{Fleet, FleetConfig};
+use serde_json::{Value, json};
+use support::{Mosquitto, mosquitto_password_file, test_image, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rocky");
+const TOKEN: &str = "tok-7f3a9c1e5b2d8046";
+
+struct Api {
+    base: String,
+    runtime: Runtime,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_api(broker: rocky::runtime::BrokerUrl, token: Option<&str>) -> Api {
+    let runtime = Runtime::start(RuntimeConfig::new(broker), Arc::new(Library::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let token = token.map(|t| Token::new(&Secret::from_env("ROCKY_HTTP_TOKEN", t.to_owned()).unwrap()));
+    let state = ApiState {
+        handle: runtime.handle.clone(),
+        firmware_dir: dir.path().to_path_buf(),
+        limits: Default::default(),
+        token,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
+    Api { base, runtime, _dir: dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_healthz_needs_the_token() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), Some(TOKEN)).await;
+    let client = reqwest::Client::new();
+    let routes = [
+        ("GET", "/jobs"),
+        ("POST", "/jobs"),
+        ("POST", "/job"),
+        ("GET", "/jobs/1"),
+        ("DELETE", "/jobs/1"),
+        ("GET", "/jobs/1/events"),
+        ("POST", "/firmware?name=x.bin"),
+        ("GET", "/events"),
+        ("GET", "/metrics"),
+        ("GET", "/no-such-route"),
+    ];
+    for (method, path) in routes {
+        let request = |auth: Option<&str>| {
+            let mut builder = client
+                .request(method.parse().unwrap(), format!("{}{path}", api.base))
+                .timeout(Duration::from_secs(5));
+            if method == "POST" {
+                builder = builder.header("content-type", "application/json").body("{}");
+            }
+            if let Some(auth) = auth {
+                builder = builder.header("authorization", auth);
+            }
+            builder.send()
+        };
+        for bad in [None, Some("Bearer wrong"), Some(TOKEN), Some("Basic dG9rZW4=")] {
+            let response = request(bad).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {bad:?}");
+            let body: Value = response.json().await.unwrap();
+            assert!(body["error"].as_str().is_some_and(|e| e.contains("token")), "{body}");
+        }
+        let response = request(Some(&format!("Bearer {TOKEN}"))).await.unwrap();
+        assert_ne!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with the token");
+    }
+    let health = client.get(format!("{}/healthz", api.base)).send().await.unwrap();
+    assert_ne!(health.status(), StatusCode::UNAUTHORIZED, "/healthz stays open");
+    let text = health.text().await.unwrap();
+    assert!(!text.contains(TOKEN), "{text}");
+    api.runtime.shutdown().await;
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token() {
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--http", "0.0.0.0:0", "--broker", "mqtt://127.0.0.1:9", "--config", "/dev/null"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env_remove("ROCKY_HTTP_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve the API on 0.0.0.0:0 without a token") && err.contains("--no-auth"),
+        "{err}"
+    );
+}
+
+/// One sample's value from a parsed scrape, matching every label given.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .sum()
+}
+
+async fn scrape(client: &reqwest::Client, base: &str) -> prometheus_parse::Scrape {
+    let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    prometheus_parse::Scrape::parse(lines).unwrap_or_else(|e| panic!("not Prometheus text ({e}):\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_move_during_a_rollout() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 3)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let api = start_api(broker.url(), None).await;
+    let client = reqwest::Client::new();
+    let before = scrape(&client, &api.base).await;
+    assert_eq!(sample(&before, "rocky_chunks_sent_total", &[]), 0.0);
+    let image = test_image(20_000, 7);
+    let path = api._dir.path().join("m.bin");
+    std::fs::write(&path, &image).unwrap();
+    let devices: Vec<String> = fleet.ids().iter().map(ToString::to_string).collect();
+    let response = client
+        .post(format!("{}/jobs", api.base))
+        .json(&json!({"device_ids": devices, "firmware": {"path": "m.bin"}, "chunk_size": 1024}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap_or_default());
+    let after = wait_for(Duration::from_secs(30), "three succeeded jobs in /metrics", || async {
+        let scraped = scrape(&client, &api.base).await;
+        (sample(&scraped, "rocky_jobs_finished_total", &[("outcome", "succeeded")]) == 3.0).then_some(scraped)
+    })
+    .await;
+    assert_eq!(sample(&after, "rocky_chunks_sent_total", &[]), 3.0 * 20.0, "20 chunks of 1 KiB each");
+    assert_eq!(sample(&after, "rocky_chunk_bytes_sent_total", &[]), 3.0 * 20_000.0);
+    assert_eq!(sample(&after, "rocky_responses_total", &[("type", "FOTA_REQUEST_ACK")]), 3.0);
+    assert_eq!(sample(&after, "rocky_responses_total", &[("type", "FOTA_DONE_SUCCESS")]), 3.0);
+    assert_eq!(sample(&after, "rocky_jobs", &[("state", "succeeded")]), 3.0);
+    assert_eq!(sample(&after, "rocky_broker_connected", &[]), 1.0);
+    api.runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+/// CPU seconds a process has used (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_reported_once_and_no_secret_is_ever_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwords = mosquitto_password_file(dir.path(), "rocky", "the-right-one");
+    let extra = format!("allow_anonymous false\npassword_file {}\n", passwords.display());
+    let Some(mosquitto) = Mosquitto::start_with("wrong_password_process", &extra) else { return };
+    let wrong = "pw-WRONG-5ecret-4242";
+    let port = free_port().unwrap();
+    let config = dir.path().join("rocky.toml");
+    std::fs::write(&config, "[mqtt]\nusername = \"rocky\"\n").unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--broker", &mosquitto.url().to_string(), "--http", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("ROCKY_MQTT_PASSWORD", wrong)
+        .env("ROCKY_HTTP_TOKEN", TOKEN)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let health: Value = wait_for(Duration::from_secs(20), "/healthz to report the refusal", || async {
+        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        body["reason"].as_str().is_some_and(|r| r.contains("not authorised")).then_some(body)
+    })
+    .await;
+    let cpu_start = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu = cpu_seconds(pid) - cpu_start;
+    assert!(cpu < 1.0, "a refused Rocky idles: {cpu} CPU seconds in 5 s");
+    let metrics = client.get(format!("{base}/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.unwrap();
+    terminate(pid);
+    let out = child.wait_with_output().unwrap();
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let failures = log.lines().filter(|l| l.contains("broker connection failed")).count();
+    assert_eq!(failures, 1, "one line per new reason, not one per retry:\n{log}");
+    for (what, text) in
+        [("log", log.as_str()), ("healthz", &health.to_string()), ("metrics", metrics.as_str())]
+    {
+        assert!(!text.contains(wrong) && !text.contains(TOKEN), "{what} shows a secret:\n{text}");
+    }
+    let shown = Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(&config)
+        .env("ROCKY_MQTT_PASSWORD", wrong)
+        .env("ROCKY_HTTP_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("(set, from ROCKY_MQTT_PASSWORD)") && shown.contains("(set, from ROCKY_HTTP_TOKEN)"),
+        "{shown}"
+    );
+    assert!(!shown.contains(wrong) && !shown.contains(TOKEN), "{shown}");
+}
+
+/// SIGTERM through the shell's kill (no extra crate for signals).
+fn terminate(pid: u32) {
+    let _ = Command::new("sh").arg("-c").arg(format!("kill -TERM {pid}")).status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_speaks_https_with_a_configured_certificate() {
+    let pki = support::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let config = dir.path().join("rocky.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            pki.path("server.pem").display(),
+            pki.path("server.key").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--broker", "mqtt://127.0.0.1:9", "--http", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("ROCKY_HTTP_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve("localhost", std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let status = wait_for(Duration::from_secs(20), "the HTTPS API to answer", || async {
+        client.get(format!("{base}/jobs")).bearer_auth(TOKEN).send().await.ok().map(|r| r.status())
+    })
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| !r.status().is_success()), "plain HTTP is not served");
+    let _ = child.kill();
+    let _ = child.wait();
+}

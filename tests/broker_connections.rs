@@ -8,7 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rocky::config::{Config, broker_connection};
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{Image, Library};

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::mqtt::{TlsSetupError, provider, read_certificates, read_private_key};
+use crate::mqtt::{TlsSetupError, identity_error, provider, read_certificates, read_private_key};
 
 /// How long a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +28,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {
     let private = read_private_key("http.tls_key", key)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, private))
-        .map_err(|e| TlsSetupError::Identity(e.to_string()))?;
+        .map_err(|e| TlsSetupError::Setup(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| identity_error(("http.tls_cert", cert), ("http.tls_key", key), &e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -15,5 +15,7 @@ pub use connection::{
 pub use failure::{Failure, FailureKind};
 pub use secret::{Secret, SecretError, SecretOrigin};
 pub use session::{Incoming, Publisher, Session};
-pub use tls::{TlsFiles, TlsSetupError, client_config, provider, read_certificates, read_private_key};
+pub use tls::{
+    TlsFiles, TlsSetupError, client_config, identity_error, provider, read_certificates, read_private_key,
+};
 pub use url::{BrokerUrl, BrokerUrlError, Scheme};

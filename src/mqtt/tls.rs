@@ -38,8 +38,10 @@ pub enum TlsSetupError {
     NoKey { key: &'static str, path: PathBuf },
     #[error("mqtt.client_cert and mqtt.client_key must be given together")]
     HalfClientIdentity,
-    #[error("the client certificate and key do not fit together: {0}")]
-    Identity(String),
+    #[error("{cert_key} {cert} with {key_key} {key} cannot be used: {reason}")]
+    Identity { cert_key: &'static str, cert: PathBuf, key_key: &'static str, key: PathBuf, reason: String },
+    #[error("TLS set-up failed: {0}")]
+    Setup(String),
     #[error("no trusted CA: the system has no root certificates; set mqtt.ca_file")]
     NoRoots,
 }
@@ -114,7 +116,7 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupErro
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError::Identity(e.to_string()))?;
+        .map_err(|e| TlsSetupError::Setup(e.to_string()))?;
     let builder = if files.insecure {
         builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
     } else {
@@ -126,12 +128,32 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupErro
             let private = read_private_key("mqtt.client_key", key)?;
             builder
                 .with_client_auth_cert(chain, private)
-                .map_err(|e| TlsSetupError::Identity(e.to_string()))?
+                .map_err(|e| identity_error(("mqtt.client_cert", cert), ("mqtt.client_key", key), &e))?
         }
         (None, None) => builder.with_no_client_auth(),
         _ => return Err(TlsSetupError::HalfClientIdentity),
     };
     Ok(Arc::new(config))
+}
+
+/// Why a certificate and key cannot serve as an identity, in words that say what to change.
+pub fn identity_error(
+    (cert_key, cert): (&'static str, &Path),
+    (key_key, key): (&'static str, &Path),
+    error: &rustls::Error,
+) -> TlsSetupError {
+    let reason = match error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if format!("{other:?}").contains("UnsupportedCertVersion") =>
+        {
+            "it is an X.509 version 1 certificate and TLS needs version 3: sign it with extensions \
+             (openssl x509 -req … -extfile FILE, e.g. with extendedKeyUsage=clientAuth)"
+                .to_owned()
+        }
+        rustls::Error::InconsistentKeys(_) => "the key does not belong to the certificate".to_owned(),
+        other => other.to_string(),
+    };
+    TlsSetupError::Identity { cert_key, cert: cert.to_owned(), key_key, key: key.to_owned(), reason }
 }
 
 /// `--insecure-tls`: encryption without authentication. Signatures are still checked, so the
@@ -210,6 +232,10 @@ mod tests {
         };
         let err = client_config(&files).unwrap_err().to_string();
         assert!(err.contains("client.key") && !err.contains("top secret"), "{err}");
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&key_path, other.serialize_pem()).unwrap();
+        let err = client_config(&files).unwrap_err().to_string();
+        assert!(err.contains("client.key") && err.contains("does not belong"), "{err}");
         std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
         assert!(client_config(&files).is_ok());
     }

@@ -96,7 +96,9 @@ pub struct SimDevice {
 
 impl SimDevice {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let client_id = format!("rocky-sim-{}", self.id);
+        // The client id is the device id, as real fleets usually do (AWS IoT's thing name), so a
+        // broker ACL can give each device only its own topics (mosquitto `pattern … %c`).
+        let client_id = self.id.to_string();
         // Devices speak MQTT 3.1.1, as most deployed devices do.
         let (options, network) = self.connection.v311_options(&client_id);
         let (client, mut eventloop) = AsyncClient::new(options, 64);

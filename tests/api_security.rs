@@ -283,3 +283,43 @@ async fn the_api_speaks_https_with_a_configured_certificate() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_one_json_object_per_line_with_log_format_json() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--broker", "mqtt://127.0.0.1:9"])
+        .args(["--http", &format!("127.0.0.1:{port}"), "--config", "/dev/null"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read until the connection failure is logged (the broker port is closed), then stop.
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("broker connection failed");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines =
+        tokio::time::timeout(Duration::from_secs(20), lines).await.expect("a failure is logged").unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in &lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object["level"].is_string() && object["timestamp"].is_string(), "{line}");
+    }
+    let failure: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert!(failure["reason"].as_str().unwrap_or_default().contains("connection refused"), "{failure}");
+}

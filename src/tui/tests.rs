@@ -355,6 +355,22 @@ fn states_carry_meaning_in_colour_and_no_color_removes_it() {
 }
 
 #[test]
+fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failure() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.app.insecure_tls = true;
+    f.app.connection = crate::runtime::ConnectionState::Reconnecting {
+        attempt: 3,
+        delay_ms: 400,
+        reason: "the broker refused the subscription (check its ACL)".into(),
+    };
+    let screen = f.render(160, 45);
+    assert_eq!(style_of(&screen, "INSECURE TLS").fg, Some(Color::Red));
+    let top: String = (0..160).map(|x| screen.backend().buffer()[(x, 0)].symbol().to_owned()).collect();
+    assert!(top.contains("refused the subscription"), "{top}");
+}
+
+#[test]
 fn navigation_keys_move_focus_and_selection() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);

@@ -112,10 +112,13 @@ pub fn load(
     if let Some(path) = &file {
         let file_text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        // Parsing into the typed model first gives errors with the line, column and key.
-        toml::from_str::<Config>(&file_text)
-            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
         let table: toml::Table = toml::from_str(&file_text)
+            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        // Before the typed parse, whose errors quote the offending line: a secret typed into
+        // the file must not be echoed back.
+        refuse_secrets(&table, &file_text, path)?;
+        // Parsing into the typed model gives errors with the line, column and key.
+        toml::from_str::<Config>(&file_text)
             .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
         for (section, keys) in table {
             for (key, value) in keys.as_table().into_iter().flatten() {
@@ -156,6 +159,28 @@ pub fn load(
         reason,
     })?;
     Ok(Loaded { config, file, sources })
+}
+
+/// A key that looks like a secret (`password`, `token`, `secret`) but is not a `*_file` setting
+/// is refused with its name and line only: secrets come from files or the environment.
+fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
+    for (section, keys) in table {
+        for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
+            let lower = key.to_lowercase();
+            let secret_like = ["password", "passwd", "token", "secret"].iter().any(|w| lower.contains(w));
+            if secret_like && !lower.ends_with("_file") {
+                let line = line_of(text, section, key).map(|l| format!(" (line {l})")).unwrap_or_default();
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!(
+                        "{section}.{key}{line}: secrets are not read from the config file (its value is not \
+                         shown); use mqtt.password_file or ROCKY_MQTT_PASSWORD, http.token_file or ROCKY_HTTP_TOKEN"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
@@ -268,6 +293,17 @@ mod tests {
 
         let (_dir, path) = write("[mqtt\nurl=1");
         assert!(matches!(load(Some(&path), no_env, &[]), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn a_secret_in_the_file_is_refused_without_being_shown() {
+        let (_dir, path) = write("[mqtt]\nurl = \"mqtt://h\"\npassword = \"hunter2\"\n");
+        let err = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(err.contains("mqtt.password (line 3)") && err.contains("password_file"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let (_dir, path) = write("[http]\ntoken = \"abc\"\n");
+        let err = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(err.contains("http.token") && !err.contains("abc"), "{err}");
     }
 
     #[test]

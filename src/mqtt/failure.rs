@@ -133,11 +133,22 @@ fn from_tls(error: &TlsError, connection: &BrokerConnection) -> Failure {
     }
 }
 
+/// Which identity was refused. The user name stays out: reasons reach the unauthenticated
+/// `/healthz`.
 fn who(connection: &BrokerConnection) -> String {
     match &connection.username {
-        Some(user) => format!("user {user:?}, client id {:?}", connection.client_id),
-        None => format!("no user name, client id {:?}", connection.client_id),
+        Some(_) => format!("as the configured user, client id {:?}", connection.client_id),
+        None => format!("without a user name, client id {:?}", connection.client_id),
     }
+}
+
+/// rumqttc prints the unexpected packet, and a CONNECT echoed back would carry Rocky's own
+/// credentials: so this failure has fixed words and never the packet.
+fn not_connack() -> Failure {
+    Failure::new(
+        FailureKind::Other,
+        "the broker answered CONNECT with something other than a CONNACK (is it an MQTT broker?)",
+    )
 }
 
 /// Mosquitto answers a wrong password with "not authorised", so both causes are named.
@@ -202,6 +213,7 @@ pub fn from_v311(error: &rumqttc::ConnectionError, connection: &BrokerConnection
                 Code::Success => "the broker sent a CONNACK that is not a refusal".to_owned(),
             },
         ),
+        E::NotConnAck(_) => not_connack(),
         other => Failure::new(FailureKind::Other, other.to_string()),
     }
 }
@@ -256,6 +268,7 @@ pub fn from_v5(error: &rumqttc::v5::ConnectionError, connection: &BrokerConnecti
             };
             Failure::new(FailureKind::Refused, text)
         }
+        E::NotConnAck(_) => not_connack(),
         other => Failure::new(FailureKind::Other, other.to_string()),
     }
 }
@@ -297,6 +310,11 @@ mod tests {
         });
         let failure = from_v5(&taken, &c);
         assert_eq!(failure.kind, FailureKind::TakenOver);
+        // A peer that echoes CONNECT would hand back Rocky's own password inside rumqttc's error.
+        let mut echoed = rumqttc::mqttbytes::v4::Connect::new("rocky");
+        echoed.login = Some(rumqttc::mqttbytes::v4::Login::new("rocky", "hunter2"));
+        let echo = from_v311(&rumqttc::ConnectionError::NotConnAck(rumqttc::Packet::Connect(echoed)), &c);
+        assert!(!echo.reason.contains("hunter2") && !echo.reason.contains("rocky\""), "{}", echo.reason);
         assert!(failure.reason.contains("same client id"), "{}", failure.reason);
     }
 }

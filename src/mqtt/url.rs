@@ -52,7 +52,12 @@ impl BrokerUrl {
     /// Accepts `mqtt://`, `mqtts://`, `tcp://`, `ssl://` and `tls://` URLs, and `host:port` or
     /// `host` alone (plain TCP); `[::1]:1883` too.
     pub fn parse(url: &str) -> Result<Self, BrokerUrlError> {
-        let err = |reason| BrokerUrlError { url: url.to_owned(), reason };
+        let err = |reason| BrokerUrlError { url: redact_userinfo(url), reason };
+        if url.contains('@') {
+            return Err(err(
+                "user names and passwords do not go in the URL: use mqtt.username and mqtt.password_file",
+            ));
+        }
         let (scheme, rest) = match url.split_once("://") {
             Some(("mqtt" | "tcp", rest)) => (Scheme::Mqtt, rest),
             Some(("mqtts" | "ssl" | "tls", rest)) => (Scheme::Mqtts, rest),
@@ -90,6 +95,17 @@ impl BrokerUrl {
     pub fn local(port: u16) -> Self {
         Self { scheme: Scheme::Mqtt, host: "127.0.0.1".to_owned(), port }
     }
+}
+
+/// The URL with anything before an `@` (where a password could be) replaced, so an error can
+/// show the URL.
+fn redact_userinfo(url: &str) -> String {
+    let Some(at) = url.rfind('@') else { return url.to_owned() };
+    let start = url.find("://").map_or(0, |i| i + 3);
+    if at < start {
+        return url.to_owned();
+    }
+    format!("{}…{}", &url[..start], &url[at..])
 }
 
 impl fmt::Display for BrokerUrl {
@@ -143,5 +159,8 @@ mod tests {
         }
         let message = BrokerUrl::parse("mqtt://h:0").unwrap_err().to_string();
         assert!(message.contains("1 to 65535"), "{message}");
+        let message = BrokerUrl::parse("mqtts://rocky:hunter2@broker:8883").unwrap_err().to_string();
+        assert!(!message.contains("hunter2") && message.contains("mqtt.password_file"), "{message}");
+        assert!(message.contains("mqtts://…@broker:8883"), "{message}");
     }
 }

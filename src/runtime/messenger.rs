@@ -67,9 +67,11 @@ impl Messenger {
             MqttVersion::V311 => Protocol::V311,
             MqttVersion::V5 | MqttVersion::Auto => Protocol::V5,
         };
-        // The request channel holds at most `window` publishes (the driver never has more
-        // unacknowledged) plus subscribe and disconnect requests.
-        let capacity = usize::from(config.window) + 16;
+        // The driver keeps at most `window` publishes unacknowledged, but publishes it queued
+        // just before a failure it learns of later go out on the next session, uncounted; twice
+        // the window (plus subscribe and disconnect requests) keeps the driver from ever
+        // waiting on a full channel.
+        let capacity = 2 * usize::from(config.window) + 16;
         let inflight = config.window.max(1);
         let (publisher, session) = Session::new(&config.connection, protocol, capacity, inflight);
         let filter = config.topics.cmd_resp_filter();
@@ -94,6 +96,12 @@ impl Messenger {
         let mut acked = false;
         let mut up_since: Option<Instant> = None;
         let mut last_logged: Option<String> = None;
+        // Once this broker has answered a version 5 CONNECT, a later close is never read as
+        // "does not speak MQTT 5" (a restart behind a proxy looks the same).
+        let mut spoke_v5 = false;
+        // When a refused subscription is asked for again; the session keeps being polled
+        // meanwhile, so its keep-alive pings go on.
+        let mut resubscribe_at: Option<tokio::time::Instant> = None;
         if self.connection.insecure_tls {
             tracing::warn!(
                 broker = %self.connection.url,
@@ -105,12 +113,21 @@ impl Messenger {
             let polled = tokio::select! {
                 biased;
                 _ = self.stop.changed() => break,
+                _ = sleep_until(resubscribe_at), if resubscribe_at.is_some() => {
+                    resubscribe_at = None;
+                    if self.publisher.subscribe(&self.filter).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 polled = self.session.poll(&self.connection) => polled,
             };
             match polled {
                 Ok(Incoming::ConnAck) => {
                     acked = true;
+                    spoke_v5 |= self.protocol == Protocol::V5;
                     subscribed = false;
+                    resubscribe_at = None;
                     if self.publisher.subscribe(&self.filter).await.is_err() {
                         break;
                     }
@@ -136,9 +153,7 @@ impl Messenger {
                     self.metrics.reconnect(FailureKind::Refused);
                     let delay_ms = delay.as_millis() as u64;
                     self.report(ConnectionState::Reconnecting { attempt, delay_ms, reason }).await;
-                    if !self.pause(delay).await || self.publisher.subscribe(&self.filter).await.is_err() {
-                        break;
-                    }
+                    resubscribe_at = Some(tokio::time::Instant::now() + delay);
                 }
                 Ok(Incoming::Publish { topic, payload, qos }) => {
                     let message = FromBroker::Message { topic, payload, qos };
@@ -174,7 +189,8 @@ impl Messenger {
                     let first_answer_missing = !acked;
                     acked = false;
                     subscribed = false;
-                    if first_answer_missing && self.fall_back(&failure).await {
+                    resubscribe_at = None;
+                    if first_answer_missing && !spoke_v5 && self.fall_back(&failure).await {
                         continue;
                     }
                     attempt = attempt.saturating_add(1);
@@ -197,7 +213,8 @@ impl Messenger {
     }
 
     /// Under `mqtt.version = auto`, a broker that closed the door on a version 5 CONNECT without
-    /// a CONNACK is asked again in 3.1.1, at once and for the rest of the process.
+    /// a CONNACK, and never answered one, is asked again in 3.1.1, at once and for the rest of
+    /// the process (set `mqtt.version = 5` to rule that out).
     async fn fall_back(&mut self, failure: &Failure) -> bool {
         let auto = self.connection.version == MqttVersion::Auto;
         if !(auto && self.protocol == Protocol::V5 && failure.kind == FailureKind::Closed) {
@@ -255,6 +272,13 @@ impl Messenger {
 
     async fn report(&mut self, state: ConnectionState) {
         let _ = self.to_driver.send(FromBroker::Connection(state)).await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -30,12 +30,8 @@ async fn start_api(broker: rocky::runtime::BrokerUrl, token: Option<&str>) -> Ap
     let runtime = Runtime::start(RuntimeConfig::new(broker), Arc::new(Library::new()));
     let dir = tempfile::tempdir().unwrap();
     let token = token.map(|t| Token::new(&Secret::from_env("ROCKY_HTTP_TOKEN", t.to_owned()).unwrap()));
-    let state = ApiState {
-        handle: runtime.handle.clone(),
-        firmware_dir: dir.path().to_path_buf(),
-        limits: Default::default(),
-        token,
-    };
+    let mut state = ApiState::new(runtime.handle.clone(), dir.path().to_path_buf());
+    state.token = token;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));

@@ -295,12 +295,7 @@ async fn a_subscription_the_broker_refuses_is_an_error_not_a_connection() {
     // And /healthz says so.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = rocky::http::ApiState {
-        handle: runtime.handle.clone(),
-        firmware_dir: dir.path().to_path_buf(),
-        limits: Default::default(),
-        token: None,
-    };
+    let state = rocky::http::ApiState::new(runtime.handle.clone(), dir.path().to_path_buf());
     tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
     let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);

@@ -30,12 +30,8 @@ impl Api {
         config.engine.request_timeout = Duration::from_secs(30);
         let runtime = Runtime::start(config, Arc::new(Library::new()));
         let firmware_dir = tempfile::tempdir().unwrap();
-        let state = ApiState {
-            handle: runtime.handle.clone(),
-            firmware_dir: firmware_dir.path().to_path_buf(),
-            limits: LoadLimits { max_bytes: max_image_bytes, ..LoadLimits::default() },
-            token: None,
-        };
+        let mut state = ApiState::new(runtime.handle.clone(), firmware_dir.path().to_path_buf());
+        state.limits = LoadLimits { max_bytes: max_image_bytes, ..LoadLimits::default() };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -45,6 +45,24 @@ impl ApiSecurity {
     }
 }
 
+/// The API's state for `listen`, with the configuration's limits and policy.
+pub fn api_state(
+    config: &Config,
+    handle: rocky::runtime::Handle,
+    firmware_dir: std::path::PathBuf,
+    listen: SocketAddr,
+) -> ApiState {
+    let mut state = ApiState::new(handle, firmware_dir);
+    state.limits =
+        rocky::firmware::LoadLimits { max_bytes: config.http.max_image_bytes, ..Default::default() };
+    state.policy = std::sync::Arc::new(http::ApiPolicy {
+        loopback_listener: listen.ip().is_loopback(),
+        allowed_origins: config.http.allowed_origins.clone(),
+        max_jobs_per_request: usize::try_from(config.http.max_jobs_per_request).unwrap_or(usize::MAX),
+    });
+    state
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,

@@ -11,7 +11,6 @@ use super::setup::{data_dir, load_config};
 use rocky::config::Config;
 use rocky::engine::JobSpec;
 use rocky::firmware::{Library, LoadLimits};
-use rocky::http::ApiState;
 
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
@@ -57,8 +56,7 @@ pub async fn run_console(
             Ok(security) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let shown = security.url(listener.local_addr().unwrap_or(addr));
-                    let state =
-                        ApiState { handle: runtime.handle.clone(), firmware_dir, limits, token: None };
+                    let state = api::api_state(config, runtime.handle.clone(), firmware_dir, addr);
                     tokio::spawn(api::serve(listener, state, security, async move {
                         let _ = http_stopped.await;
                     }));

@@ -7,8 +7,6 @@ use super::GlobalArgs;
 use super::api::{self, ApiSecurity};
 use super::setup::{LogFormat, data_dir, load_config, log_to_stdout, runtime_config, shutdown_signal};
 use rocky::engine::Event;
-use rocky::firmware::LoadLimits;
-use rocky::http::ApiState;
 use rocky::runtime::{Received, RuntimeEvent};
 
 #[derive(Args, Debug, Clone)]
@@ -49,12 +47,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let client_id = runtime_config.connection.client_id.clone();
     let runtime = super::store::start_runtime(&config, runtime_config, &data_dir).await?;
     tokio::spawn(log_events(runtime.handle.subscribe()));
-    let state = ApiState {
-        handle: runtime.handle.clone(),
-        firmware_dir: firmware_dir.clone(),
-        limits: LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() },
-        token: None,
-    };
+    let state = api::api_state(&config, runtime.handle.clone(), firmware_dir.clone(), listen);
     tracing::info!(
         api = %security.url(listener.local_addr().unwrap_or(listen)),
         token = security.token.is_some(),

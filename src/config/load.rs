@@ -202,6 +202,14 @@ fn coerce(default: Option<&toml::Value>, raw: &str) -> Result<toml::Value, Strin
             .parse::<f64>()
             .map(toml::Value::Float)
             .map_err(|_| format!("expected a number, got {raw:?}")),
+        // Lists from the environment are comma-separated.
+        Some(toml::Value::Array(_)) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        )),
         Some(toml::Value::Boolean(_)) => raw
             .trim()
             .parse::<bool>()
@@ -250,7 +258,7 @@ mod tests {
         let loaded = load(Some(&path), no_env, &[]).unwrap();
         assert_eq!(loaded.config, Config::default());
         assert!(loaded.sources.values().all(|s| *s == Source::Default));
-        assert_eq!(loaded.sources.len(), 26);
+        assert_eq!(loaded.sources.len(), 28);
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct HttpSection {
     /// PEM certificate chain and key: when both are set the API speaks HTTPS.
     pub tls_cert: String,
     pub tls_key: String,
+    /// Web origins (`https://ops.example.com`) allowed to call the API from a browser.
+    pub allowed_origins: Vec<String>,
+    /// Jobs one request may create.
+    pub max_jobs_per_request: u64,
 }
 
 impl Default for HttpSection {
@@ -104,6 +108,8 @@ impl Default for HttpSection {
             token_file: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
+            allowed_origins: Vec::new(),
+            max_jobs_per_request: 10_000,
         }
     }
 }
@@ -228,6 +234,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.runtime_config()?;
         self.listen()?;
+        if self.http.max_jobs_per_request == 0 {
+            return Err(Invalid { key: "http.max_jobs_per_request", reason: "must be at least 1".into() });
+        }
+        if let Some(bad) = self
+            .http
+            .allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(Invalid {
+                key: "http.allowed_origins",
+                reason: format!("{bad:?} is not an origin like https://ops.example.com"),
+            });
+        }
         if self.http.max_image_bytes == 0 {
             return Err(Invalid { key: "http.max_image_bytes", reason: "must be at least 1".into() });
         }

@@ -17,9 +17,6 @@ use crate::firmware::{ChunkSize, FirmwareSource, resolve};
 use crate::protocol::DeviceId;
 use crate::runtime::JobFilter;
 
-/// More devices than this in one request is refused; create several batches instead.
-pub const MAX_DEVICES_PER_REQUEST: usize = 10_000;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateJobs {
@@ -58,7 +55,8 @@ impl FirmwareJson {
     }
 }
 
-fn devices(request: &CreateJobs) -> Result<Vec<DeviceId>, ApiError> {
+/// The request's devices, each once, at most `max` of them.
+fn devices(request: &CreateJobs, max: usize) -> Result<Vec<DeviceId>, ApiError> {
     let raw: Vec<&String> = match (&request.device_ids, &request.device_id) {
         (Some(ids), None) => ids.iter().collect(),
         (None, Some(id)) => vec![id],
@@ -67,13 +65,22 @@ fn devices(request: &CreateJobs) -> Result<Vec<DeviceId>, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::BadRequest("device_ids is empty".into()));
     }
-    if raw.len() > MAX_DEVICES_PER_REQUEST {
+    if raw.len() > max {
         return Err(ApiError::BadRequest(format!(
-            "{} devices in one request; the limit is {MAX_DEVICES_PER_REQUEST}",
+            "{} devices in one request; the limit is {max} (http.max_jobs_per_request)",
             raw.len()
         )));
     }
-    raw.into_iter().map(|id| DeviceId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))).collect()
+    let mut seen = std::collections::HashSet::with_capacity(raw.len());
+    let mut devices = Vec::with_capacity(raw.len());
+    for id in raw {
+        let device = DeviceId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        if !seen.insert(device.clone()) {
+            return Err(ApiError::BadRequest(format!("device {id:?} is named more than once")));
+        }
+        devices.push(device);
+    }
+    Ok(devices)
 }
 
 async fn create_jobs(
@@ -106,7 +113,7 @@ pub async fn create(
     body: Result<Json<CreateJobs>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
-    let devices = devices(&request)?;
+    let devices = devices(&request, state.policy.max_jobs_per_request)?;
     let (chunk_size, interval) = (request.chunk_size, request.chunk_interval_ms);
     create_jobs(&state, devices, request.firmware.source()?, chunk_size, interval).await
 }

@@ -7,6 +7,7 @@ mod dto;
 mod error;
 mod events;
 mod firmware;
+mod guard;
 mod jobs;
 mod metrics;
 mod tls;
@@ -14,10 +15,12 @@ mod tls;
 pub use auth::Token;
 pub use dto::{JobJson, event_json};
 pub use error::ApiError;
+pub use guard::is_loopback_host;
 pub use tls::{HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, TlsListener, acceptor};
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,6 +42,31 @@ pub struct ApiState {
     pub limits: LoadLimits,
     /// The bearer token every route but `/healthz` requires; `None` leaves the API open.
     pub token: Option<Token>,
+    pub policy: Arc<ApiPolicy>,
+}
+
+impl ApiState {
+    /// The API over `handle` with the default limits and policy and no token.
+    pub fn new(handle: Handle, firmware_dir: PathBuf) -> Self {
+        Self { handle, firmware_dir, limits: LoadLimits::default(), token: None, policy: Arc::default() }
+    }
+}
+
+/// Who may call the API and how much one request may ask for.
+#[derive(Debug, Clone)]
+pub struct ApiPolicy {
+    /// The listener is on a loopback address: `Host` must then be a loopback name.
+    pub loopback_listener: bool,
+    /// Web origins allowed to call the API from a browser (`http.allowed_origins`).
+    pub allowed_origins: Vec<String>,
+    /// Jobs one request may create (`http.max_jobs_per_request`).
+    pub max_jobs_per_request: usize,
+}
+
+impl Default for ApiPolicy {
+    fn default() -> Self {
+        Self { loopback_listener: true, allowed_origins: Vec::new(), max_jobs_per_request: 10_000 }
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -54,6 +82,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
+        // Outermost: a foreign page or name is refused before anything else looks at it.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check_origin_and_host))
         .with_state(state)
 }
 

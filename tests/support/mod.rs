@@ -137,6 +137,7 @@ impl Drop for Mosquitto {
 }
 
 /// A deterministic pseudo-random image (not compressible, not all zeros).
+#[allow(unused_imports)]
 pub use rocky::sim::sample_image as test_image;
 
 impl Mosquitto {

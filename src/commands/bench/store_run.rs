@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use rocky::broker::EmbeddedBroker;
-use rocky::firmware::{Library, LoadLimits};
+use rocky::firmware::Library;
 use rocky::http::{ApiState, serve};
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::store::Store;
@@ -46,12 +46,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let runtime = Runtime::start_with_store(config, std::sync::Arc::new(Library::new()), store).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let state = ApiState {
-        handle: runtime.handle.clone(),
-        firmware_dir: data.join("uploads"),
-        limits: LoadLimits::default(),
-        token: None,
-    };
+    let state = ApiState::new(runtime.handle.clone(), data.join("uploads"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;

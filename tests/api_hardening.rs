@@ -1,0 +1,146 @@
+//! Requests a stranger or a web page can make, refused on real sockets: foreign origins and
+//! rebinding host names, requests that name a device twice or ask for too many jobs, firmware
+//! paths that would probe the file system.
+
+mod support;
+
+use std::sync::Arc;
+
+use rocky::broker::EmbeddedBroker;
+use rocky::firmware::Library;
+use rocky::http::{ApiPolicy, ApiState};
+use rocky::runtime::{Runtime, RuntimeConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Api {
+    addr: std::net::SocketAddr,
+    runtime: Runtime,
+    dir: tempfile::TempDir,
+}
+
+async fn start(policy: ApiPolicy) -> (Api, EmbeddedBroker) {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = ApiState::new(runtime.handle.clone(), dir.path().to_path_buf());
+    state.policy = Arc::new(policy);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
+    (Api { addr, runtime, dir }, broker)
+}
+
+/// One raw HTTP/1.1 request with exactly the headers given; returns the status and the body.
+async fn raw(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("{head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_page_from_another_origin_cannot_upload_or_create_jobs() {
+    let (api, _broker) = start(ApiPolicy::default()).await;
+    let host = format!("host: 127.0.0.1:{}", api.addr.port());
+    let (status, body) = raw(
+        api.addr,
+        &format!("POST /firmware?name=fw.bin HTTP/1.1\r\n{host}\r\norigin: http://evil.example\r\ncontent-type: text/plain"),
+        b"not the operator's image",
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("evil.example") && body.contains("http.allowed_origins"), "{body}");
+    assert!(!api.dir.path().join("fw.bin").exists(), "nothing was written");
+    let (status, _) = raw(
+        api.addr,
+        &format!("POST /jobs HTTP/1.1\r\n{host}\r\norigin: null\r\ncontent-type: application/json"),
+        br#"{"device_id": "dev-01", "firmware": {"path": "x"}}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "an opaque origin is foreign too");
+    // The API's own origin and no origin at all (curl, scripts) are fine.
+    let (status, _) = raw(
+        api.addr,
+        &format!("GET /jobs HTTP/1.1\r\n{host}\r\norigin: http://127.0.0.1:{}", api.addr.port()),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    api.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_origin_gets_cors_and_others_do_not() {
+    let policy =
+        ApiPolicy { allowed_origins: vec!["https://ops.example.com".into()], ..ApiPolicy::default() };
+    let (api, _broker) = start(policy).await;
+    let host = format!("host: localhost:{}", api.addr.port());
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let request = format!(
+        "GET /jobs HTTP/1.1\r\n{host}\r\norigin: https://ops.example.com\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("access-control-allow-origin: https://ops.example.com"),
+        "{answer}"
+    );
+    let (status, _) =
+        raw(api.addr, &format!("OPTIONS /jobs HTTP/1.1\r\n{host}\r\norigin: https://ops.example.com"), b"")
+            .await;
+    assert_eq!(status, 204, "preflight for the allowed origin");
+    let (status, _) =
+        raw(api.addr, &format!("GET /jobs HTTP/1.1\r\n{host}\r\norigin: https://other.example.com"), b"")
+            .await;
+    assert_eq!(status, 403);
+    api.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_host_name_is_refused_on_a_loopback_listener() {
+    let (api, _broker) = start(ApiPolicy::default()).await;
+    let (status, body) = raw(api.addr, "GET /jobs HTTP/1.1\r\nhost: attacker.example", b"").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("loopback"), "{body}");
+    let (status, _) = raw(api.addr, "GET /healthz HTTP/1.1\r\nhost: attacker.example:7878", b"").await;
+    assert_eq!(status, 403, "health too: a rebinding page learns nothing");
+    for host in
+        ["localhost", &format!("127.0.0.1:{}", api.addr.port()), &format!("[::1]:{}", api.addr.port())]
+    {
+        let (status, _) = raw(api.addr, &format!("GET /jobs HTTP/1.1\r\nhost: {host}"), b"").await;
+        assert_eq!(status, 200, "{host}");
+    }
+    api.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_named_twice_or_too_many_jobs_is_a_400_that_says_so() {
+    let policy = ApiPolicy { max_jobs_per_request: 3, ..ApiPolicy::default() };
+    let (api, _broker) = start(policy).await;
+    std::fs::write(api.dir.path().join("fw.bin"), b"image").unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", api.addr);
+    let post = |body: Value| client.post(format!("{base}/jobs")).json(&body).send();
+    let twice = json!({"device_ids": ["dev-01", "dev-02", "dev-01"], "firmware": {"path": "fw.bin"}});
+    let response = post(twice).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("\"dev-01\" is named more than once"), "{body}");
+    let many = json!({"device_ids": ["a", "b", "c", "d"], "firmware": {"path": "fw.bin"}});
+    let response = post(many).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("http.max_jobs_per_request"), "{body}");
+    let jobs: Value = client.get(format!("{base}/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was created");
+    api.runtime.shutdown().await;
+}

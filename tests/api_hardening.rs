@@ -144,3 +144,30 @@ async fn a_device_named_twice_or_too_many_jobs_is_a_400_that_says_so() {
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(0), "nothing was created");
     api.runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_paths_outside_the_directory_answer_alike_and_never_show_a_server_path() {
+    let (api, _broker) = start(ApiPolicy::default()).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", api.addr);
+    let ask = |path: &str| {
+        client
+            .post(format!("{base}/jobs"))
+            .json(&json!({"device_id": "dev-01", "firmware": {"path": path}}))
+            .send()
+    };
+    let mut answers = Vec::new();
+    for path in ["/etc/passwd", "/etc/no-such-file", "../../../etc/passwd", "../../../no-such-file"] {
+        let response = ask(path).await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        answers.push((status, body["error"].as_str().unwrap_or_default().replace(path, "<path>")));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "one answer for everything outside: {answers:?}");
+    assert_eq!(answers[0].0, 403);
+    let response = ask(".").await.unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(!text.contains(&api.dir.path().display().to_string()), "no server path: {text}");
+    api.runtime.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! Firmware images: loaded once, hashed once, sliced into chunks without copying.
 
+mod confined;
 mod files;
 mod image;
 mod library;

@@ -19,6 +19,8 @@ pub enum ResolveError {
     Load(#[from] FirmwareError),
     #[error("{0} is outside the firmware directory")]
     OutsideDir(String),
+    #[error("{0:?} is a directory, not an image file")]
+    NotAFile(String),
     #[error("firmware {0} not found")]
     NotFound(String),
     #[error("{0:?} is not a SHA-256 (64 hex digits)")]
@@ -49,23 +51,20 @@ pub async fn resolve(
             let sha = parse_sha256(text)?;
             return library.get(&sha).ok_or_else(|| ResolveError::NotFound(format!("with sha256 {text}")));
         }
-        FirmwareSource::Path(path) => {
-            let path = match confine_to {
-                Some(dir) => confined(dir, path)?,
-                None => path.clone(),
-            };
-            load_file(&path, limits).await?
-        }
+        FirmwareSource::Path(path) => match confine_to {
+            Some(dir) => {
+                let (dir, path, limits) = (dir.to_path_buf(), path.clone(), *limits);
+                tokio::task::spawn_blocking(move || super::confined::load_confined(&dir, &path, &limits))
+                    .await
+                    .map_err(|e| FirmwareError::Read {
+                        path: "the image".into(),
+                        source: std::io::Error::other(e),
+                    })??
+            }
+            None => load_file(path, limits).await?,
+        },
     };
     Ok(library.intern(image))
-}
-
-fn confined(dir: &Path, requested: &Path) -> Result<PathBuf, ResolveError> {
-    let shown = requested.display().to_string();
-    let base = dir.canonicalize().map_err(|_| ResolveError::NotFound(shown.clone()))?;
-    let joined = if requested.is_absolute() { requested.to_path_buf() } else { base.join(requested) };
-    let real = joined.canonicalize().map_err(|_| ResolveError::NotFound(shown.clone()))?;
-    if real.starts_with(&base) { Ok(real) } else { Err(ResolveError::OutsideDir(shown)) }
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> Self {
         match &e {
             ResolveError::OutsideDir(_) => Self::Forbidden(e.to_string()),
+            ResolveError::NotAFile(_) => Self::BadRequest(e.to_string()),
             ResolveError::NotFound(_) => Self::NotFound(e.to_string()),
             ResolveError::BadSha256(_) => Self::BadRequest(e.to_string()),
             ResolveError::Load(load) => match load {

@@ -29,7 +29,7 @@ fn main() {
     let mut seq = 0;
     let mut send = |app: &mut App, event: RuntimeEvent| {
         seq += 1;
-        app.apply(&Received::Event(Arc::new(Envelope { seq, time: wall, event })));
+        app.apply(&Received::Event(Arc::new(Envelope::new(seq, wall, event))));
     };
     for id in 1..=JOBS {
         let device = DeviceId::parse(&format!("dev-{id:05}")).unwrap_or_else(|e| panic!("{e}"));

@@ -171,3 +171,64 @@ async fn firmware_paths_outside_the_directory_answer_alike_and_never_show_a_serv
     assert!(!text.contains(&api.dir.path().display().to_string()), "no server path: {text}");
     api.runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_clients_are_capped_and_a_slot_frees_when_a_client_leaves() {
+    let policy = ApiPolicy { max_event_clients: 2, ..ApiPolicy::default() };
+    let (api, _broker) = start(policy).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/events", api.addr);
+    let first = client.get(&url).send().await.unwrap();
+    let second = client.get(&url).send().await.unwrap();
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = client.get(&url).send().await.unwrap();
+    assert_eq!(third.status().as_u16(), 503);
+    let body: Value = third.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("http.max_event_clients"), "{body}");
+    drop(first);
+    support::wait_for(std::time::Duration::from_secs(10), "a freed /events slot", || async {
+        let response = client.get(&url).send().await.ok()?;
+        (response.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    drop(second);
+    api.runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_frame_from_a_stranger_is_kept_only_as_a_preview() {
+    use rocky::runtime::{Received, RuntimeEvent};
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let mut config = RuntimeConfig::new(broker.url());
+    config.connection.version = rocky::mqtt::MqttVersion::V311;
+    let runtime = Runtime::start(config, Arc::new(Library::new()));
+    support::wait_for(std::time::Duration::from_secs(20), "Rocky to connect", || async {
+        runtime.handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+    let mut events = runtime.handle.subscribe();
+    let mut options = rumqttc::MqttOptions::new("stranger", "127.0.0.1", broker.url().port);
+    options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+        .publish("/fota/cmd_resp/dev-x", rumqttc::QoS::AtLeastOnce, false, vec![0xEE; 600 * 1024])
+        .await
+        .unwrap();
+    let traffic = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if let Some(Received::Event(envelope)) = events.recv().await
+                && let RuntimeEvent::Traffic(t) = &envelope.event
+                && t.topic == "/fota/cmd_resp/dev-x"
+            {
+                return t.clone();
+            }
+        }
+    })
+    .await
+    .expect("the frame shows as traffic");
+    assert_eq!(traffic.size, 600 * 1024, "the size is the frame's");
+    assert_eq!(traffic.payload.len(), 4096, "the event keeps a preview only");
+    assert!(traffic.decode_error);
+    runtime.shutdown().await;
+}

@@ -65,6 +65,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
 /// Job transitions at info; traffic at debug (`RUST_LOG=debug`). Connection changes are logged
 /// by the runtime itself, once per new reason.
 async fn log_events(mut events: rocky::runtime::EventStream) {
+    // Ignored responses come from devices (or anyone posing as one): one line per device a minute.
+    let mut ignored = rocky::runtime::LogLimiter::new(std::time::Duration::from_secs(60));
     while let Some(received) = events.recv().await {
         let envelope = match received {
             Received::Missed(n) => {
@@ -86,7 +88,9 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
                 tracing::info!(job, %device, attempt, "FOTA_REQUEST re-sent")
             }
             RuntimeEvent::Engine(Event::Ignored { device, job, command, reason }) => {
-                tracing::info!(job, %device, %command, %reason, "response ignored")
+                if let Some(left_out) = ignored.allow(device.as_str(), std::time::Instant::now()) {
+                    tracing::info!(job, %device, %command, %reason, left_out, "response ignored");
+                }
             }
             RuntimeEvent::Engine(Event::ChunkSent { .. }) => {}
             RuntimeEvent::Traffic(t) => tracing::debug!(text = %t.text, "traffic"),

@@ -97,6 +97,8 @@ pub struct HttpSection {
     pub allowed_origins: Vec<String>,
     /// Jobs one request may create.
     pub max_jobs_per_request: u64,
+    /// Clients reading `/events` at once.
+    pub max_event_clients: u64,
 }
 
 impl Default for HttpSection {
@@ -110,6 +112,7 @@ impl Default for HttpSection {
             tls_key: String::new(),
             allowed_origins: Vec::new(),
             max_jobs_per_request: 10_000,
+            max_event_clients: 64,
         }
     }
 }

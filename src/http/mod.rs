@@ -43,12 +43,21 @@ pub struct ApiState {
     /// The bearer token every route but `/healthz` requires; `None` leaves the API open.
     pub token: Option<Token>,
     pub policy: Arc<ApiPolicy>,
+    /// Clients on `/events` now (at most `policy.max_event_clients`).
+    pub event_clients: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl ApiState {
     /// The API over `handle` with the default limits and policy and no token.
     pub fn new(handle: Handle, firmware_dir: PathBuf) -> Self {
-        Self { handle, firmware_dir, limits: LoadLimits::default(), token: None, policy: Arc::default() }
+        Self {
+            handle,
+            firmware_dir,
+            limits: LoadLimits::default(),
+            token: None,
+            policy: Arc::default(),
+            event_clients: Arc::default(),
+        }
     }
 }
 
@@ -61,11 +70,18 @@ pub struct ApiPolicy {
     pub allowed_origins: Vec<String>,
     /// Jobs one request may create (`http.max_jobs_per_request`).
     pub max_jobs_per_request: usize,
+    /// Clients on `/events` at once (`http.max_event_clients`); more get 503.
+    pub max_event_clients: usize,
 }
 
 impl Default for ApiPolicy {
     fn default() -> Self {
-        Self { loopback_listener: true, allowed_origins: Vec::new(), max_jobs_per_request: 10_000 }
+        Self {
+            loopback_listener: true,
+            allowed_origins: Vec::new(),
+            max_jobs_per_request: 10_000,
+            max_event_clients: 64,
+        }
     }
 }
 

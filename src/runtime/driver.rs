@@ -18,6 +18,9 @@ use crate::mqtt::Publisher;
 use crate::protocol::{TopicKind, decode_response, describe};
 use crate::store::NewJob;
 
+/// The most of an incoming frame kept in a traffic event (its `size` says how big it was).
+pub const MAX_TRAFFIC_PAYLOAD: usize = 4096;
+
 pub struct Driver {
     pub engine: Engine,
     /// Where publishes go; replaced when the messenger rebuilds its session.
@@ -33,6 +36,8 @@ pub struct Driver {
     pub outstanding: u16,
     pub connection: ConnectionState,
     pub seq: u64,
+    /// Undecodable frames are logged once per device per minute.
+    pub bad_frames: super::LogLimiter,
     /// Tells the messenger to stop when the driver ends.
     pub stop: watch::Sender<bool>,
     /// The job store, when there is one.
@@ -275,6 +280,13 @@ impl Driver {
             _ => None,
         };
         let decoded = decode_response(&payload);
+        // Subscribers see at most a preview of a large frame: the event buffer must not pin
+        // megabytes per message a stranger sends.
+        let preview = if payload.len() > MAX_TRAFFIC_PAYLOAD {
+            bytes::Bytes::copy_from_slice(&payload[..MAX_TRAFFIC_PAYLOAD])
+        } else {
+            payload.clone()
+        };
         if self.has_subscribers() {
             let traffic = Traffic {
                 direction: TrafficDirection::In,
@@ -285,7 +297,7 @@ impl Driver {
                 device: device.clone(),
                 topic: topic.clone(),
                 qos,
-                payload: payload.clone(),
+                payload: preview,
                 chunk: None,
             };
             self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
@@ -297,7 +309,9 @@ impl Driver {
             }
             (Some(device), Err(error)) => {
                 self.metrics.undecodable();
-                tracing::warn!(%device, %error, "undecodable response ignored")
+                if let Some(left_out) = self.bad_frames.allow(device.as_str(), now) {
+                    tracing::warn!(%device, %error, left_out, "undecodable response ignored");
+                }
             }
             (None, _) => tracing::debug!(%topic, "message on an unexpected topic ignored"),
         }
@@ -310,7 +324,7 @@ impl Driver {
     fn emit(&mut self, time: SystemTime, event: RuntimeEvent) {
         self.seq += 1;
         if self.has_subscribers() {
-            let _ = self.events.send(Arc::new(Envelope { seq: self.seq, time, event }));
+            let _ = self.events.send(Arc::new(Envelope::new(self.seq, time, event)));
         }
     }
 }

@@ -16,6 +16,15 @@ pub struct Envelope {
     pub seq: u64,
     pub time: SystemTime,
     pub event: RuntimeEvent,
+    /// The event as `/events` sends it (name and JSON), made once by the first client that
+    /// needs it and shared by the rest.
+    pub json: std::sync::OnceLock<(&'static str, String)>,
+}
+
+impl Envelope {
+    pub fn new(seq: u64, time: SystemTime, event: RuntimeEvent) -> Self {
+        Self { seq, time, event, json: std::sync::OnceLock::new() }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -132,11 +141,11 @@ mod tests {
     use super::*;
 
     fn envelope(seq: u64) -> Arc<Envelope> {
-        Arc::new(Envelope {
+        Arc::new(Envelope::new(
             seq,
-            time: SystemTime::UNIX_EPOCH,
-            event: RuntimeEvent::Connection(ConnectionState::Connected),
-        })
+            SystemTime::UNIX_EPOCH,
+            RuntimeEvent::Connection(ConnectionState::Connected),
+        ))
     }
 
     #[tokio::test]

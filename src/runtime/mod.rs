@@ -10,6 +10,7 @@ mod clock;
 mod driver;
 mod events;
 mod handle;
+mod log_limit;
 mod messenger;
 mod persist;
 mod recover;
@@ -18,6 +19,7 @@ pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use clock::Clock;
 pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
 pub use handle::{Handle, JobFilter, RuntimeError, Status};
+pub use log_limit::LogLimiter;
 pub use messenger::STABLE_AFTER;
 
 use std::sync::Arc;
@@ -140,6 +142,7 @@ impl Runtime {
             outstanding: 0,
             connection: ConnectionState::Connecting,
             seq: 0,
+            bad_frames: LogLimiter::new(std::time::Duration::from_secs(60)),
             stop: stop_tx,
             persistence,
         };

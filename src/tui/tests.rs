@@ -46,7 +46,7 @@ impl Fixture {
 
     fn send(&mut self, ms: u64, event: RuntimeEvent) {
         self.seq += 1;
-        let envelope = Envelope { seq: self.seq, time: self.at(ms), event };
+        let envelope = Envelope::new(self.seq, self.at(ms), event);
         self.app.apply(&Received::Event(Arc::new(envelope)));
     }
 

@@ -20,11 +20,16 @@ struct Api {
 }
 
 async fn start(policy: ApiPolicy) -> (Api, EmbeddedBroker) {
+    start_with(policy, rocky::firmware::LoadLimits::default()).await
+}
+
+async fn start_with(policy: ApiPolicy, limits: rocky::firmware::LoadLimits) -> (Api, EmbeddedBroker) {
     let broker = EmbeddedBroker::start(None).unwrap();
     let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
     let dir = tempfile::tempdir().unwrap();
     let mut state = ApiState::new(runtime.handle.clone(), dir.path().to_path_buf());
     state.policy = Arc::new(policy);
+    state.limits = limits;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
@@ -231,4 +236,34 @@ async fn a_large_frame_from_a_stranger_is_kept_only_as_a_preview() {
     assert_eq!(traffic.payload.len(), 4096, "the event keeps a preview only");
     assert!(traffic.decode_error);
     runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_urls_outside_the_allowed_prefixes_are_refused_before_any_request() {
+    // An internal service the API must not become a proxy to.
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_addr = internal.local_addr().unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = asked.clone();
+    tokio::spawn(async move {
+        while let Ok((_sock, _)) = internal.accept().await {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let limits = rocky::firmware::LoadLimits {
+        url_allow: vec!["https://firmware.example.com/releases/".into()],
+        ..Default::default()
+    };
+    let (api, _broker) = start_with(ApiPolicy::default(), limits).await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/jobs", api.addr))
+        .json(&json!({"device_id": "dev-01", "firmware": {"url": format!("http://{internal_addr}/internal_secret.txt")}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("http.firmware_url_allow"), "{body}");
+    assert!(!asked.load(std::sync::atomic::Ordering::SeqCst), "no connection was made");
+    api.runtime.shutdown().await;
 }

@@ -53,8 +53,7 @@ pub fn api_state(
     listen: SocketAddr,
 ) -> ApiState {
     let mut state = ApiState::new(handle, firmware_dir);
-    state.limits =
-        rocky::firmware::LoadLimits { max_bytes: config.http.max_image_bytes, ..Default::default() };
+    state.limits = config.load_limits();
     state.policy = std::sync::Arc::new(http::ApiPolicy {
         loopback_listener: listen.ip().is_loopback(),
         allowed_origins: config.http.allowed_origins.clone(),

@@ -45,7 +45,8 @@ pub async fn run_console(
     } else {
         Runtime::start(runtime_config, Arc::new(Library::new()))
     };
-    let limits = LoadLimits { max_bytes: config.http.max_image_bytes, ..LoadLimits::default() };
+    // The operator at the console may load from any URL; the size and time limits still hold.
+    let limits = LoadLimits { url_allow: Vec::new(), ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match config.listen() {
         Ok(addr) => match ApiSecurity::load(config, addr, false) {

@@ -99,6 +99,10 @@ pub struct HttpSection {
     pub max_jobs_per_request: u64,
     /// Clients reading `/events` at once.
     pub max_event_clients: u64,
+    /// URL prefixes firmware may be downloaded from (and redirected to); empty allows any.
+    pub firmware_url_allow: Vec<String>,
+    /// The longest one firmware download may take.
+    pub firmware_download_timeout_s: f64,
 }
 
 impl Default for HttpSection {
@@ -113,6 +117,8 @@ impl Default for HttpSection {
             allowed_origins: Vec::new(),
             max_jobs_per_request: 10_000,
             max_event_clients: 64,
+            firmware_url_allow: Vec::new(),
+            firmware_download_timeout_s: 120.0,
         }
     }
 }
@@ -223,6 +229,17 @@ impl Config {
         Ok(config)
     }
 
+    /// How images are loaded: size cap, download deadline, allowed URL prefixes.
+    pub fn load_limits(&self) -> crate::firmware::LoadLimits {
+        crate::firmware::LoadLimits {
+            max_bytes: self.http.max_image_bytes,
+            total_timeout: seconds("http.firmware_download_timeout_s", self.http.firmware_download_timeout_s)
+                .unwrap_or(Duration::from_secs(120)),
+            url_allow: self.http.firmware_url_allow.clone(),
+            ..Default::default()
+        }
+    }
+
     /// The directory API paths and uploads live in: as configured, or `uploads` under
     /// `data_dir` (`firmware/` there is the store's own content-addressed image store).
     pub fn firmware_dir(&self, data_dir: &std::path::Path) -> PathBuf {
@@ -237,6 +254,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), Invalid> {
         self.runtime_config()?;
         self.listen()?;
+        seconds("http.firmware_download_timeout_s", self.http.firmware_download_timeout_s)?;
         if self.http.max_jobs_per_request == 0 {
             return Err(Invalid { key: "http.max_jobs_per_request", reason: "must be at least 1".into() });
         }

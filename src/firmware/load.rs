@@ -11,12 +11,18 @@ use super::Image;
 
 pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadLimits {
     pub max_bytes: u64,
     pub connect_timeout: Duration,
     /// The longest wait for the next piece of a download.
     pub read_timeout: Duration,
+    /// The longest a whole download may take (`http.firmware_download_timeout_s`), so a server
+    /// that sends a byte now and then cannot hold a request for ever.
+    pub total_timeout: Duration,
+    /// URL prefixes a download may start from or be redirected to (`http.firmware_url_allow`);
+    /// empty allows any http(s) URL.
+    pub url_allow: Vec<String>,
 }
 
 impl Default for LoadLimits {
@@ -25,8 +31,66 @@ impl Default for LoadLimits {
             max_bytes: DEFAULT_MAX_IMAGE_BYTES,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(120),
+            url_allow: Vec::new(),
         }
     }
+}
+
+impl LoadLimits {
+    fn allows(&self, url: &str) -> bool {
+        self.url_allow.is_empty() || self.url_allow.iter().any(|prefix| url.starts_with(prefix.as_str()))
+    }
+}
+
+/// Redirects stay on the host (and port) they started from, never drop from https to http, and
+/// land inside the allowed prefixes; five at most.
+fn redirect_policy(limits: &LoadLimits) -> reqwest::redirect::Policy {
+    let allow = limits.clone();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let Some(first) = attempt.previous().first() else { return attempt.follow() };
+        let next = attempt.url();
+        let same_place = next.host_str() == first.host_str()
+            && next.port_or_known_default() == first.port_or_known_default()
+            && !(first.scheme() == "https" && next.scheme() != "https");
+        if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else if !same_place {
+            attempt.error("a redirect to another host")
+        } else if !allow.allows(next.as_str()) {
+            attempt.error("a redirect outside http.firmware_url_allow")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// What went wrong with a download, in words that do not tell a closed port from a silent one
+/// (the API must not become a port scanner); the library's full error goes to the log.
+fn fetch_failure(url: &str, error: &reqwest::Error) -> FirmwareError {
+    tracing::warn!(%url, error = %error_chain(error), "firmware download failed");
+    let reason = if error.is_redirect() {
+        match std::error::Error::source(error) {
+            Some(why) => format!("it was redirected: {why} is not followed"),
+            None => "it was redirected too often".to_owned(),
+        }
+    } else if error.is_body() || error.is_decode() {
+        "the server stopped sending the image".to_owned()
+    } else {
+        "no HTTP answer (could not connect, or the server did not answer in time)".to_owned()
+    };
+    FirmwareError::Fetch { url: url.to_owned(), reason }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +103,8 @@ pub enum FirmwareError {
     Empty(String),
     #[error("unsupported URL {0:?}: only http:// and https:// are fetched")]
     BadUrl(String),
+    #[error("{0} is not under any prefix in http.firmware_url_allow")]
+    NotAllowed(String),
     #[error("fetching {url} failed: {reason}")]
     Fetch { url: String, reason: String },
     #[error("fetching {url} answered HTTP {status}")]
@@ -72,13 +138,31 @@ pub async fn load_url(url: &str, limits: &LoadLimits) -> Result<Image, FirmwareE
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(FirmwareError::BadUrl(url.to_owned()));
     }
+    if !limits.allows(parsed.as_str()) {
+        return Err(FirmwareError::NotAllowed(url.to_owned()));
+    }
+    let deadline = limits.total_timeout;
+    match tokio::time::timeout(deadline, download(url, parsed, limits)).await {
+        Ok(result) => result,
+        Err(_) => Err(FirmwareError::Fetch {
+            url: url.to_owned(),
+            reason: format!(
+                "it took longer than {} s (http.firmware_download_timeout_s)",
+                deadline.as_secs()
+            ),
+        }),
+    }
+}
+
+async fn download(url: &str, parsed: reqwest::Url, limits: &LoadLimits) -> Result<Image, FirmwareError> {
     let fetch_err = |reason: String| FirmwareError::Fetch { url: url.to_owned(), reason };
     let client = reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
         .read_timeout(limits.read_timeout)
+        .redirect(redirect_policy(limits))
         .build()
         .map_err(|e| fetch_err(e.to_string()))?;
-    let response = client.get(parsed.clone()).send().await.map_err(|e| fetch_err(e.to_string()))?;
+    let response = client.get(parsed.clone()).send().await.map_err(|e| fetch_failure(url, &e))?;
     if !response.status().is_success() {
         return Err(FirmwareError::Status { url: url.to_owned(), status: response.status().as_u16() });
     }
@@ -89,7 +173,7 @@ pub async fn load_url(url: &str, limits: &LoadLimits) -> Result<Image, FirmwareE
     let mut body = BytesMut::new();
     let mut stream = response.bytes_stream();
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| fetch_err(e.to_string()))?;
+        let piece = piece.map_err(|e| fetch_failure(url, &e))?;
         if (body.len() + piece.len()) as u64 > limits.max_bytes {
             return Err(too_large((body.len() + piece.len()) as u64));
         }
@@ -181,6 +265,89 @@ mod tests {
         let plain = serve(http("200 OK", b"x")).await.replace("http://", "https://");
         assert!(matches!(load_url(&plain, &small).await, Err(FirmwareError::Fetch { .. })));
         assert!(matches!(load_url("not a url", &small).await, Err(FirmwareError::BadUrl(_))));
+    }
+
+    /// A server that answers every request with a redirect to `location`.
+    async fn redirect_to(location: String) -> String {
+        serve(
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn only_allowed_urls_and_same_host_redirects_are_followed() {
+        let target = serve(http("200 OK", b"image")).await;
+        let port = reqwest::Url::parse(&target).unwrap().port().unwrap();
+        let allow = LoadLimits {
+            url_allow: vec![format!("http://127.0.0.1:{port}/images/")],
+            ..LoadLimits::default()
+        };
+        assert_eq!(load_url(&target, &allow).await.unwrap().size(), 5);
+        let elsewhere = format!("http://127.0.0.1:{port}/secret.txt");
+        assert!(matches!(load_url(&elsewhere, &allow).await, Err(FirmwareError::NotAllowed(_))));
+
+        // Another host (localhost is not 127.0.0.1 by name): refused, and said so.
+        let away = redirect_to(target.replace("127.0.0.1", "localhost")).await;
+        let err = load_url(&away, &LoadLimits::default()).await.unwrap_err().to_string();
+        assert!(err.contains("another host"), "{err}");
+        // Outside the allowed prefixes, even on the same host.
+        let inside = redirect_to(elsewhere.clone()).await;
+        let allow_all_of =
+            |url: &str| LoadLimits { url_allow: vec![url.to_owned()], ..LoadLimits::default() };
+        let inside_port = reqwest::Url::parse(&inside).unwrap().port().unwrap();
+        let err =
+            load_url(&inside, &allow_all_of(&format!("http://127.0.0.1:{inside_port}/"))).await.unwrap_err();
+        assert!(matches!(err, FirmwareError::Fetch { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_trickling_server_meets_the_overall_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n").await;
+                    // A byte every 50 ms: never idle long enough for the read timeout.
+                    while sock.write_all(b"x").await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                });
+            }
+        });
+        let limits = LoadLimits { total_timeout: Duration::from_millis(600), ..LoadLimits::default() };
+        let err = load_url(&format!("http://{addr}/slow.bin"), &limits).await.unwrap_err().to_string();
+        assert!(err.contains("took longer than"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_and_a_silent_one_read_the_same() {
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = silent.accept().await {
+                held.push(sock);
+            }
+        });
+        let limits = LoadLimits { read_timeout: Duration::from_millis(200), ..LoadLimits::default() };
+        let reason = |err: FirmwareError| match err {
+            FirmwareError::Fetch { reason, .. } => reason,
+            other => panic!("{other}"),
+        };
+        let a = reason(load_url(&format!("http://{closed}/x.bin"), &limits).await.unwrap_err());
+        let b = reason(load_url(&format!("http://{silent_addr}/x.bin"), &limits).await.unwrap_err());
+        assert_eq!(a, b);
     }
 
     #[tokio::test]

@@ -53,7 +53,7 @@ pub async fn resolve(
         }
         FirmwareSource::Path(path) => match confine_to {
             Some(dir) => {
-                let (dir, path, limits) = (dir.to_path_buf(), path.clone(), *limits);
+                let (dir, path, limits) = (dir.to_path_buf(), path.clone(), limits.clone());
                 tokio::task::spawn_blocking(move || super::confined::load_confined(&dir, &path, &limits))
                     .await
                     .map_err(|e| FirmwareError::Read {

@@ -84,6 +84,7 @@ impl From<ResolveError> for ApiError {
                 FirmwareError::Read { .. } => Self::Internal(e.to_string()),
                 FirmwareError::TooLarge { .. } => Self::TooLarge(e.to_string()),
                 FirmwareError::Empty(_) | FirmwareError::BadUrl(_) => Self::BadRequest(e.to_string()),
+                FirmwareError::NotAllowed(_) => Self::Forbidden(e.to_string()),
                 FirmwareError::Fetch { .. } | FirmwareError::Status { .. } => Self::BadGateway(e.to_string()),
             },
         }

@@ -151,7 +151,9 @@ fn run_command(
                 let _ = done.send(Done::Cancelled(result)).await;
             });
         }
-        Command::Preview { generation, source } => spawn_preview(handle, *limits, done, generation, source),
+        Command::Preview { generation, source } => {
+            spawn_preview(handle, limits.clone(), done, generation, source)
+        }
         Command::LoadHistory(id) => {
             let (handle, done) = (handle.clone(), done.clone());
             tokio::spawn(async move {

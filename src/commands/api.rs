@@ -13,6 +13,8 @@ use rocky::http::{self, ApiState, Token};
 pub struct ApiSecurity {
     pub token: Option<Token>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `http.max_connections`, capped by the descriptor limit.
+    pub max_connections: usize,
 }
 
 impl ApiSecurity {
@@ -36,7 +38,9 @@ impl ApiSecurity {
             ("", _) | (_, "") => anyhow::bail!("http.tls_cert and http.tls_key must be given together"),
             (cert, key) => Some(http::acceptor(cert.as_ref(), key.as_ref())?),
         };
-        Ok(Self { token: token.as_ref().map(Token::new), tls })
+        let max_connections =
+            http::connection_cap(usize::try_from(config.http.max_connections).unwrap_or(usize::MAX));
+        Ok(Self { token: token.as_ref().map(Token::new), tls, max_connections })
     }
 
     /// `http://` or `https://` and the address, as people paste it.
@@ -71,12 +75,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     state.token = security.token;
-    match security.tls {
-        Some(acceptor) => {
-            let listener = http::TlsListener::new(listener, acceptor).context("cannot start HTTPS")?;
-            http::serve_tls(listener, state, shutdown).await
-        }
-        None => http::serve(listener, state, shutdown).await,
-    }
-    .context("HTTP server failed")
+    http::serve_with(listener, security.tls, state, security.max_connections, shutdown)
+        .await
+        .context("HTTP server failed")
 }

@@ -103,6 +103,8 @@ pub struct HttpSection {
     pub firmware_url_allow: Vec<String>,
     /// The longest one firmware download may take.
     pub firmware_download_timeout_s: f64,
+    /// HTTP connections at once (also capped by the descriptor limit, less a reserve).
+    pub max_connections: u64,
 }
 
 impl Default for HttpSection {
@@ -119,6 +121,7 @@ impl Default for HttpSection {
             max_event_clients: 64,
             firmware_url_allow: Vec::new(),
             firmware_download_timeout_s: 120.0,
+            max_connections: 256,
         }
     }
 }
@@ -255,6 +258,9 @@ impl Config {
         self.runtime_config()?;
         self.listen()?;
         seconds("http.firmware_download_timeout_s", self.http.firmware_download_timeout_s)?;
+        if self.http.max_connections == 0 {
+            return Err(Invalid { key: "http.max_connections", reason: "must be at least 1".into() });
+        }
         if self.http.max_jobs_per_request == 0 {
             return Err(Invalid { key: "http.max_jobs_per_request", reason: "must be at least 1".into() });
         }

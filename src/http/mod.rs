@@ -10,13 +10,17 @@ mod firmware;
 mod guard;
 mod jobs;
 mod metrics;
+mod server;
 mod tls;
 
 pub use auth::Token;
 pub use dto::{JobJson, event_json};
 pub use error::ApiError;
 pub use guard::is_loopback_host;
-pub use tls::{HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, TlsListener, acceptor};
+pub use server::{
+    BODY_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DESCRIPTOR_RESERVE, HEADER_TIMEOUT, connection_cap,
+};
+pub use tls::acceptor;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -103,20 +107,22 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves plain HTTP until `shutdown` completes.
+/// Serves plain HTTP with the default connection limit until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    server::run(listener, None, router(state), DEFAULT_MAX_CONNECTIONS, shutdown).await
 }
 
-/// Serves HTTPS until `shutdown` completes.
-pub async fn serve_tls(
-    listener: TlsListener,
+/// Serves HTTP, or HTTPS with `tls`, with at most `max_connections` connections at once.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: ApiState,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    server::run(listener, tls, router(state), max_connections, shutdown).await
 }

@@ -91,13 +91,16 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
     assert_eq!(upload.status(), StatusCode::CREATED);
     // 50 jobs, 5 per device, each 32 chunks of 1 KiB paced at 15 ms: about 0.5 s per job and
     // 2.5 s per device, so a kill after a second lands with jobs in every state.
-    let devices: Vec<String> = (1..=5).flat_map(|_| (1..=10).map(|d| format!("dev-{d:02}"))).collect();
+    // (One request names each device once; five requests queue five jobs per device.)
+    let devices: Vec<String> = (1..=10).map(|d| format!("dev-{d:02}")).collect();
     let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 15});
-    let created = client.post(format!("{}/jobs", serve.base)).json(&body).send().await.unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
-    let first_ids: BTreeSet<u64> =
-        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let mut first_ids = BTreeSet::new();
+    for _ in 0..5 {
+        let created = client.post(format!("{}/jobs", serve.base)).json(&body).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        first_ids.extend(created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()));
+    }
     assert_eq!(first_ids.len(), 50);
 
     wait_for(Duration::from_secs(30), "some jobs done and some mid-transfer", || async {

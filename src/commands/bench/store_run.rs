@@ -35,6 +35,9 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     if args.jobs == 0 || args.devices == 0 || args.batch == 0 || args.size == 0 {
         bail!("--jobs, --devices, --batch and --size must be at least 1");
     }
+    if args.batch > args.devices {
+        bail!("--batch must be at most --devices: one request names each device once");
+    }
     let data = std::env::temp_dir().join(format!("rocky-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;

@@ -267,3 +267,65 @@ async fn firmware_urls_outside_the_allowed_prefixes_are_refused_before_any_reque
     assert!(!asked.load(std::sync::atomic::Ordering::SeqCst), "no connection was made");
     api.runtime.shutdown().await;
 }
+
+/// The hidden files in the firmware directory (uploads in progress).
+fn partial_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_upload_is_streamed_to_disk_and_removed_when_abandoned() {
+    let limits = rocky::firmware::LoadLimits { max_bytes: 1_000_000, ..Default::default() };
+    let (api, _broker) = start_with(ApiPolicy::default(), limits).await;
+    let mut stream = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /firmware?name=big.bin HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-length: 900000\r\n\r\n",
+        api.addr.port()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&vec![0x42; 300_000]).await.unwrap();
+    // The part sent so far is on disk, in a hidden file, not in memory.
+    let dir = api.dir.path().to_path_buf();
+    support::wait_for(std::time::Duration::from_secs(10), "the partial upload on disk", || {
+        let dir = dir.clone();
+        async move {
+            let names = partial_files(&dir);
+            let size: u64 =
+                names.iter().filter_map(|n| std::fs::metadata(dir.join(n)).ok()).map(|m| m.len()).sum();
+            (names.len() == 1 && size >= 200_000).then_some(())
+        }
+    })
+    .await;
+    drop(stream); // the client goes away mid-upload
+    support::wait_for(std::time::Duration::from_secs(10), "the partial file removed", || {
+        let dir = dir.clone();
+        async move { partial_files(&dir).is_empty().then_some(()) }
+    })
+    .await;
+    assert!(!api.dir.path().join("big.bin").exists());
+
+    // Over the limit: 413 and nothing left behind either.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/firmware?name=huge.bin", api.addr))
+        .body(vec![0u8; 1_500_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(partial_files(api.dir.path()).is_empty() && !api.dir.path().join("huge.bin").exists());
+    // A whole upload lands under its name and its content hash.
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/firmware", api.addr))
+        .body(b"Hello, world!".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["name"], "315f5bdb76d078c43b8ac0064e4a0164612b1fce77c869345bfc94c75894edd3.bin");
+    api.runtime.shutdown().await;
+}

@@ -1,22 +1,84 @@
-//! Writing image files so that no reader ever sees half of one.
+//! Writing image files so that no reader ever sees half of one, and nothing half-written is
+//! left behind when writing fails.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::AsyncWriteExt;
 
 /// Writes `bytes` to a hidden file beside `path`, then renames it into place (atomic on one
-/// file system). Creates the directory if needed.
+/// file system). Creates the directory if needed; on failure the hidden file is removed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("a file path needs a directory"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("a file path needs a name"))?;
     std::fs::create_dir_all(dir)?;
-    let partial = dir.join(format!(".{}.partial", name.to_string_lossy()));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
+    let partial = dir.join(format!(".{}.{}.partial", name.to_string_lossy(), unique()));
+    let written = std::fs::File::create(&partial).and_then(|mut file| {
+        io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&partial, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// A number no other partial file of this process has, mixed with the process id.
+fn unique() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A file being written in pieces beside where it will live. It is removed when dropped unless
+/// [`PartialFile::commit`] moved it into place, so a failed or abandoned upload leaves nothing.
+pub struct PartialFile {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl PartialFile {
+    /// A new hidden file in `dir`.
+    pub async fn create(dir: &Path) -> io::Result<Self> {
+        tokio::fs::create_dir_all(dir).await?;
+        let path = dir.join(format!(".upload.{}.partial", unique()));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(Self { path, file: Some(file) })
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.write_all(bytes).await,
+            None => Err(io::Error::other("the file was already committed")),
+        }
+    }
+
+    /// Flushes to disk and renames the file to `target`.
+    pub async fn commit(mut self, target: &Path) -> io::Result<()> {
+        let file = self.file.take().ok_or_else(|| io::Error::other("the file was already committed"))?;
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&self.path, target).await
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        // Removed on every path but a successful commit (which renamed it away already).
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn names(dir: &Path) -> Vec<std::ffi::OsString> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect()
+    }
 
     #[test]
     fn writes_into_a_new_directory_and_leaves_no_partial_file() {
@@ -25,8 +87,29 @@ mod tests {
         write_atomically(&path, b"image").unwrap();
         write_atomically(&path, b"image 2").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"image 2");
-        let names: Vec<_> =
-            std::fs::read_dir(root.path().join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("fw.bin")]);
+        assert_eq!(names(&root.path().join("nested")), vec![std::ffi::OsString::from("fw.bin")]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        // Renaming onto a directory fails after the bytes were written.
+        std::fs::create_dir(root.path().join("fw.bin")).unwrap();
+        std::fs::write(root.path().join("fw.bin/keep"), b"x").unwrap();
+        assert!(write_atomically(&root.path().join("fw.bin"), b"image").is_err());
+        assert_eq!(names(root.path()), vec![std::ffi::OsString::from("fw.bin")]);
+    }
+
+    #[tokio::test]
+    async fn a_partial_file_is_removed_unless_committed() {
+        let root = tempfile::tempdir().unwrap();
+        let mut abandoned = PartialFile::create(root.path()).await.unwrap();
+        abandoned.write(b"half").await.unwrap();
+        drop(abandoned);
+        assert!(names(root.path()).is_empty());
+        let mut kept = PartialFile::create(root.path()).await.unwrap();
+        kept.write(b"whole").await.unwrap();
+        kept.commit(&root.path().join("fw.bin")).await.unwrap();
+        assert_eq!(names(root.path()), vec![std::ffi::OsString::from("fw.bin")]);
     }
 }

@@ -7,7 +7,7 @@ mod library;
 mod load;
 mod source;
 
-pub use files::write_atomically;
+pub use files::{PartialFile, write_atomically};
 pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 pub use library::Library;
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, load_file, load_url};

@@ -1,14 +1,20 @@
 //! `POST /firmware?name=…`: upload an image into the firmware directory.
+//!
+//! The body is streamed into a hidden file in the firmware directory while it is hashed, so an
+//! unfinished upload holds a file (removed when the request fails or is abandoned), not memory;
+//! only a complete image is renamed into place and loaded.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
-use crate::firmware::{Image, write_atomically};
+use crate::firmware::{PartialFile, load_file};
 use crate::protocol::sha256_hex;
 
 #[derive(Deserialize)]
@@ -31,38 +37,58 @@ fn valid_name(name: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// A write that failed: a full disk is 507 with the numbers, anything else 500; neither shows a
+/// server path.
+fn write_error(error: std::io::Error) -> ApiError {
+    if error.raw_os_error() == Some(28) || error.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::InsufficientStorage("the firmware directory's disk is full; nothing was kept".into())
+    } else {
+        tracing::error!(%error, "an upload could not be written");
+        ApiError::Internal(format!("the image could not be written ({})", error.kind()))
+    }
+}
+
 pub async fn upload(
     State(state): State<ApiState>,
     Query(query): Query<UploadQuery>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!("image is larger than the limit of {} bytes", state.limits.max_bytes))
-        } else {
-            ApiError::BadRequest(e.body_text())
+    let name = query.name.as_deref().map(valid_name).transpose()?.map(str::to_owned);
+    let max = state.limits.max_bytes;
+    let mut partial = PartialFile::create(&state.firmware_dir).await.map_err(write_error)?;
+    let mut stream = body.into_data_stream();
+    let mut size: u64 = 0;
+    // Hashed as it streams, so an upload without a name can be named by its content.
+    let mut hasher = Sha256::new();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| ApiError::BadRequest(format!("the upload broke off: {e}")))?;
+        size += piece.len() as u64;
+        if size > max {
+            return Err(ApiError::TooLarge(format!("image is larger than the limit of {max} bytes")));
         }
-    })?;
-    if body.is_empty() {
+        hasher.update(&piece);
+        partial.write(&piece).await.map_err(write_error)?;
+    }
+    if size == 0 {
         return Err(ApiError::BadRequest("the request body (the image) is empty".into()));
     }
-    let name = query.name.as_deref().map(valid_name).transpose()?.map(str::to_owned);
-    let image = tokio::task::spawn_blocking({
-        let name = name.clone().unwrap_or_else(|| "upload.bin".to_owned());
-        move || Image::new(name, body)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let file_name = name.unwrap_or_else(|| format!("{}.bin", sha256_hex(image.sha256())));
-    let path = state.firmware_dir.join(&file_name);
-    let bytes = image.bytes().clone();
-    let target = path.clone();
-    tokio::task::spawn_blocking(move || write_atomically(&target, &bytes))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("cannot write {}: {e}", path.display())))?;
+    let file_name = name.unwrap_or_else(|| format!("{}.bin", hex::encode(hasher.finalize())));
+    let target = state.firmware_dir.join(&file_name);
+    partial.commit(&target).await.map_err(write_error)?;
+    let image = load_file(&target, &state.limits).await.map_err(|error| {
+        tracing::error!(%error, "an uploaded image could not be read back");
+        ApiError::Internal("the uploaded image could not be read back".into())
+    })?;
+    Ok(created(&state, file_name, image))
+}
+
+fn created(
+    state: &ApiState,
+    file_name: String,
+    image: crate::firmware::Image,
+) -> (StatusCode, Json<serde_json::Value>) {
     let image = state.handle.library().intern(image);
-    Ok((
+    (
         StatusCode::CREATED,
         Json(json!({
             "name": file_name,
@@ -70,5 +96,5 @@ pub async fn upload(
             "size": image.size(),
             "sha256": sha256_hex(image.sha256()),
         })),
-    ))
+    )
 }

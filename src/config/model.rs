@@ -60,7 +60,10 @@ impl Default for MqttSection {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsSection {
+    /// Jobs transferring (ACK to verdict) at once.
     pub max_active: u32,
+    /// Jobs waiting for an answer to FOTA_REQUEST at once.
+    pub max_requests: u32,
     pub chunk_size: u32,
     pub chunk_interval_ms: u64,
     pub request_timeout_s: f64,
@@ -72,6 +75,7 @@ impl Default for JobsSection {
     fn default() -> Self {
         Self {
             max_active: 64,
+            max_requests: 1024,
             chunk_size: 4096,
             chunk_interval_ms: 0,
             request_timeout_s: 30.0,
@@ -199,11 +203,15 @@ impl Config {
         if jobs.max_active == 0 {
             return Err(Invalid { key: "jobs.max_active", reason: "must be at least 1".into() });
         }
+        if jobs.max_requests == 0 {
+            return Err(Invalid { key: "jobs.max_requests", reason: "must be at least 1".into() });
+        }
         if jobs.request_attempts == 0 {
             return Err(Invalid { key: "jobs.request_attempts", reason: "must be at least 1".into() });
         }
         Ok(Settings {
             max_active: jobs.max_active as usize,
+            max_requests: jobs.max_requests as usize,
             request_timeout: seconds("jobs.request_timeout_s", jobs.request_timeout_s)?,
             request_attempts: jobs.request_attempts,
             done_timeout: seconds("jobs.done_timeout_s", jobs.done_timeout_s)?,

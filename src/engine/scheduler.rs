@@ -55,7 +55,14 @@ pub struct Engine {
     ready_devices: VecDeque<DeviceId>,
     /// The active job holding each device.
     busy: HashMap<DeviceId, JobId>,
-    active: usize,
+    /// Jobs waiting for a device's answer to FOTA_REQUEST (or accepted and waiting for a
+    /// transfer slot): at most `max_requests`. A silent device holds one of these, never a
+    /// transfer slot.
+    requesting: usize,
+    /// Jobs from ACK to verdict: at most `max_active`.
+    transferring: usize,
+    /// Accepted jobs (with the device's resume point) waiting for a transfer slot, oldest first.
+    awaiting_slot: VecDeque<(JobId, Option<u32>)>,
     /// Transferring jobs that may send now; `poll_publish` takes one chunk from the front and
     /// puts the job at the back, which is the round-robin that keeps big jobs from starving
     /// small ones.
@@ -78,7 +85,9 @@ impl Engine {
             device_queues: HashMap::new(),
             ready_devices: VecDeque::new(),
             busy: HashMap::new(),
-            active: 0,
+            requesting: 0,
+            transferring: 0,
+            awaiting_slot: VecDeque::new(),
             sending: VecDeque::new(),
             commands: VecDeque::new(),
             timers: Timers::default(),
@@ -284,7 +293,7 @@ impl Engine {
         let id = response.job_id;
         match (state, response.body) {
             (JobState::Requesting, ResponseBody::RequestAck { next_chunk }) => {
-                self.start_transfer(id, next_chunk, now)
+                self.accept(id, next_chunk, now)
             }
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
                 let detail = reason.map_or_else(
@@ -326,6 +335,8 @@ impl Engine {
             }
             return;
         }
+        // Accepted jobs still waiting for a slot are asked again, like every other request.
+        self.awaiting_slot.clear();
         let active: Vec<(JobId, JobState)> =
             self.jobs.values().filter(|j| j.state.is_active()).map(|j| (j.id, j.state)).collect();
         for (id, state) in active {
@@ -333,6 +344,8 @@ impl Engine {
                 JobState::Requesting => self.start_round(id, now),
                 JobState::Transferring => {
                     let detail = "broker reconnected: asking the device where to resume";
+                    self.transferring = self.transferring.saturating_sub(1);
+                    self.requesting += 1;
                     self.transition(id, JobState::Requesting, Some(detail.into()), now);
                     self.start_round(id, now);
                 }
@@ -412,7 +425,7 @@ impl Engine {
 
     /// True when no job is queued or active.
     pub fn is_idle(&self) -> bool {
-        self.active == 0 && self.device_queues.values().all(VecDeque::is_empty)
+        self.requesting == 0 && self.transferring == 0 && self.device_queues.values().all(VecDeque::is_empty)
     }
 
     // ---- internals ----
@@ -422,18 +435,45 @@ impl Engine {
         if !self.connected {
             return;
         }
-        while self.active < self.settings.max_active {
+        self.promote(now);
+        while self.requesting < self.settings.max_requests.max(1) {
             let Some(device) = self.ready_devices.pop_front() else { break };
             let Some(id) = self.device_queues.get_mut(&device).and_then(VecDeque::pop_front) else {
                 continue; // its queued jobs were cancelled
             };
             self.busy.insert(device, id);
-            self.active += 1;
+            self.requesting += 1;
             self.transition(id, JobState::Requesting, None, now);
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.next_chunk = 1;
             }
             self.start_round(id, now);
+        }
+    }
+
+    /// The device accepted: transfer now if a slot is free, else wait (no deadline) for one.
+    fn accept(&mut self, id: JobId, resume: Option<u32>, now: Instant) {
+        if let Some(waiting) = self.awaiting_slot.iter_mut().find(|(waiting, _)| *waiting == id) {
+            waiting.1 = resume; // a repeated ACK: keep the newest resume point
+            return;
+        }
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.deadline = None;
+        }
+        self.awaiting_slot.push_back((id, resume));
+        self.promote(now);
+    }
+
+    /// Moves accepted jobs into free transfer slots, oldest first.
+    fn promote(&mut self, now: Instant) {
+        while self.transferring < self.settings.max_active.max(1) {
+            let Some((id, resume)) = self.awaiting_slot.pop_front() else { break };
+            if self.jobs.get(&id).is_none_or(|job| job.state != JobState::Requesting) {
+                continue; // cancelled or timed out meanwhile
+            }
+            self.requesting = self.requesting.saturating_sub(1);
+            self.transferring += 1;
+            self.start_transfer(id, resume, now);
         }
     }
 
@@ -581,6 +621,7 @@ impl Engine {
     fn finish(&mut self, id: JobId, state: JobState, error: Option<String>, now: Instant) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let was_active = job.state.is_active();
+        let was_requesting = job.state == JobState::Requesting;
         job.error = error.clone();
         job.deadline = None;
         job.paced_until = None;
@@ -588,7 +629,12 @@ impl Engine {
         let device = job.device.clone();
         self.transition(id, state, error, now);
         if was_active {
-            self.active = self.active.saturating_sub(1);
+            if was_requesting {
+                self.requesting = self.requesting.saturating_sub(1);
+                self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
+            } else {
+                self.transferring = self.transferring.saturating_sub(1);
+            }
             self.busy.remove(&device);
             if self.device_queues.get(&device).is_some_and(|q| !q.is_empty()) {
                 self.ready_devices.push_back(device.clone());

@@ -7,8 +7,12 @@ use crate::protocol::HashEncoding;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Jobs between FOTA_REQUEST and their verdict at once; the rest wait as `queued`.
+    /// Jobs transferring (from the device's ACK to its verdict) at once; accepted jobs beyond it
+    /// wait for a slot.
     pub max_active: usize,
+    /// Jobs waiting for an answer to FOTA_REQUEST at once; the rest wait as `queued`. Kept
+    /// apart from `max_active` so silent devices never hold a transfer slot.
+    pub max_requests: usize,
     /// How long to wait for ACK/NACK before FOTA_REQUEST is sent again.
     pub request_timeout: Duration,
     /// FOTA_REQUEST sends before a silent device's job times out (at least 1).
@@ -25,6 +29,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             max_active: 64,
+            max_requests: 1024,
             request_timeout: Duration::from_secs(30),
             request_attempts: 3,
             done_timeout: Duration::from_secs(60),

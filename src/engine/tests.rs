@@ -25,6 +25,7 @@ fn image(len: usize) -> Image {
 fn settings() -> Settings {
     Settings {
         max_active: 64,
+        max_requests: 1024,
         request_timeout: Duration::from_secs(30),
         request_attempts: 3,
         done_timeout: Duration::from_secs(60),
@@ -312,15 +313,53 @@ fn jobs_for_one_device_run_in_order_one_at_a_time() {
 }
 
 #[test]
-fn max_active_bounds_concurrent_jobs() {
+fn max_requests_bounds_jobs_waiting_for_an_answer() {
     let mut s = settings();
-    s.max_active = 2;
+    s.max_requests = 2;
     let mut h = Harness::new(s);
     let ids: Vec<JobId> = ["a", "b", "c"].iter().map(|d| h.submit(d, 10)).collect();
     assert_eq!(h.drain().len(), 2);
     assert_eq!(h.state(ids[2]), JobState::Queued);
     h.respond("a", ids[0], ResponseBody::RequestNack { reason: None });
     assert_eq!(h.state(ids[2]), JobState::Requesting);
+}
+
+#[test]
+fn max_active_bounds_transfers_and_accepted_jobs_wait_for_a_slot() {
+    let mut s = settings();
+    s.max_active = 1;
+    let mut h = Harness::new(s);
+    let a = h.submit("a", 64 * 2);
+    let b = h.submit("b", 64 * 2);
+    assert_eq!(h.drain().len(), 2, "both are asked at once");
+    h.respond("a", a, ACK);
+    h.respond("b", b, ResponseBody::RequestAck { next_chunk: Some(2) });
+    assert_eq!((h.state(a), h.state(b)), (JobState::Transferring, JobState::Requesting));
+    // b waits with no deadline: an hour later it has not timed out.
+    h.advance(Duration::from_secs(3600));
+    let out = h.drain();
+    assert!(out.iter().all(|p| p.job == a), "only a sends: {:?}", kinds(&out));
+    assert_eq!(h.state(b), JobState::Requesting);
+    h.respond("a", a, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(b), JobState::Transferring, "the freed slot goes to b");
+    let out = h.drain();
+    assert_eq!(kinds(&out)[0], PublishKind::Chunk { id: 2, total: 2 }, "b resumes where its ACK said");
+}
+
+#[test]
+fn silent_devices_never_delay_a_responsive_one() {
+    let mut s = settings();
+    s.max_active = 4;
+    s.request_timeout = Duration::from_secs(30);
+    let mut h = Harness::new(s);
+    for i in 0..64 {
+        h.submit(&format!("silent-{i}"), 64);
+    }
+    let healthy = h.submit("healthy", 64);
+    h.drain();
+    assert_eq!(h.state(healthy), JobState::Requesting, "asked at once, beside 64 silent devices");
+    h.respond("healthy", healthy, ACK);
+    assert_eq!(h.state(healthy), JobState::Transferring, "and a transfer slot is free for it");
 }
 
 #[test]

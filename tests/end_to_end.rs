@@ -186,3 +186,30 @@ async fn a_broker_killed_and_restarted_mid_transfer_leaves_no_job_stuck() {
     runtime.shutdown().await;
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_silent_devices_do_not_hold_up_a_healthy_one() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    // dev-01 … dev-64 never answer; dev-65 does.
+    let mut fleet_config = FleetConfig::new(broker.url(), 65);
+    let silent: Vec<String> = (1..=64).map(|i| format!("dev-{i:02}")).collect();
+    fleet_config.plan =
+        BehaviorPlan::default().with(Behavior::Silent, Selection::parse(&silent.join(",")).unwrap());
+    let fleet = Fleet::start(&fleet_config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(30)).await);
+    // The defaults: 64 transfer slots, a 30 s request timeout. While requests and transfers
+    // shared one bound, the 64 silent jobs held every slot for 90 s (with max_requests = 64
+    // this test times out).
+    let runtime = start_runtime(broker.url(), |_| {});
+    let image = Image::new("fw.bin", test_image(8_000, 5));
+    let specs = one_job_per_device(&fleet, &image, Some(1024), None);
+    runtime.handle.submit(specs).await.unwrap();
+    let healthy = wait_for(Duration::from_secs(20), "the healthy device's job to succeed", || async {
+        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
+        jobs.into_iter().find(|j| j.device.as_str() == "dev-65" && j.state == JobState::Succeeded)
+    })
+    .await;
+    assert_eq!(healthy.chunks_done, 8);
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

@@ -200,7 +200,8 @@ impl Driver {
                 let _ = reply.send(self.engine.jobs().filter(|j| filter.matches(j)).take(limit).collect());
             }
             Request::Status(reply) => {
-                let _ = reply.send((self.connection.clone(), self.engine.counts()));
+                let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());
+                let _ = reply.send((self.connection.clone(), self.engine.counts(), store_problem));
             }
             Request::Shutdown(reply) => {
                 let _ = reply.send(());

@@ -43,6 +43,8 @@ pub struct Status {
     pub insecure_tls: bool,
     pub connection: ConnectionState,
     pub counts: BTreeMap<JobState, usize>,
+    /// Why the job store cannot write right now (its changes are kept and retried).
+    pub store_problem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub(super) enum Request {
     Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
     Job(JobId, oneshot::Sender<Option<JobView>>),
     Jobs(JobFilter, oneshot::Sender<Vec<JobView>>),
-    Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>)>),
+    Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>, Option<String>)>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -133,8 +135,14 @@ impl Handle {
     }
 
     pub async fn status(&self) -> Result<Status, RuntimeError> {
-        let (connection, counts) = self.ask(Request::Status).await?;
-        Ok(Status { broker: self.broker.clone(), insecure_tls: self.insecure_tls, connection, counts })
+        let (connection, counts, store_problem) = self.ask(Request::Status).await?;
+        Ok(Status {
+            broker: self.broker.clone(),
+            insecure_tls: self.insecure_tls,
+            connection,
+            counts,
+            store_problem,
+        })
     }
 
     pub fn subscribe(&self) -> EventStream {

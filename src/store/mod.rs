@@ -70,10 +70,32 @@ pub struct Store {
     path: PathBuf,
     /// How long each write transaction takes (exported as a metric).
     write_latency: prometheus_client::metrics::histogram::Histogram,
+    health: Health,
     _lock: Arc<DataDirLock>,
 }
 
+/// Whether the writer's last write failed, and why; shared with `/healthz`.
+#[derive(Clone, Default)]
+pub struct Health(Arc<Mutex<Option<String>>>);
+
+impl Health {
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn set(&self, problem: Option<String>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = problem;
+        }
+    }
+}
+
 impl Store {
+    /// Why the store cannot write right now, if it cannot (changes are kept and retried).
+    pub fn problem(&self) -> Option<String> {
+        self.health.problem()
+    }
+
     /// The write-latency histogram the writer thread fills.
     pub fn write_latency(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.write_latency.clone()
@@ -97,13 +119,15 @@ impl Store {
         let images = ImageStore::new(data_dir.join("firmware"));
         let (writes, rx) = mpsc::channel(1);
         let write_latency = crate::metrics::Metrics::store_write_histogram();
-        writer::spawn(conn, rx, images.clone(), path.clone(), write_latency.clone())?;
+        let health = Health::default();
+        writer::spawn(conn, rx, images.clone(), path.clone(), write_latency.clone(), health.clone())?;
         Ok(Self {
             writes,
             reader: Arc::new(Mutex::new(reader)),
             images,
             path,
             write_latency,
+            health,
             _lock: Arc::new(lock),
         })
     }

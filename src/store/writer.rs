@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
-use super::{HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
+use super::{Health, HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
 use crate::engine::{JobId, JobState};
 
 pub fn spawn(
@@ -15,28 +18,121 @@ pub fn spawn(
     images: ImageStore,
     path: PathBuf,
     latency: Histogram,
+    health: Health,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("rocky-store".into())
-        .spawn(move || run(conn, rx, images, latency))
+        .spawn(move || run(conn, rx, images, latency, health))
         .map(|_| ())
         .map_err(|source| StoreError::Io { path, source })
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Write>, images: ImageStore, latency: Histogram) {
-    while let Some(write) = rx.blocking_recv() {
+/// How often writes that failed are tried again while nothing new arrives.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// Timeline entries kept for a retry at most; beyond it the oldest are dropped (and counted).
+const MAX_PENDING_HISTORY: usize = 200_000;
+
+/// Changes that could not be written yet (a full disk, say), merged with every later flush
+/// and written, in order, as soon as a write succeeds.
+#[derive(Default)]
+struct Pending {
+    jobs: BTreeMap<JobId, JobRecord>,
+    history: Vec<HistoryRecord>,
+    dropped_history: u64,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.history.is_empty()
+    }
+
+    /// Adds a newer batch: a job's later record replaces its earlier one.
+    fn merge(&mut self, jobs: Vec<JobRecord>, mut history: Vec<HistoryRecord>) {
+        for job in jobs {
+            self.jobs.insert(job.id, job);
+        }
+        self.history.append(&mut history);
+        if self.history.len() > MAX_PENDING_HISTORY {
+            let excess = self.history.len() - MAX_PENDING_HISTORY;
+            self.history.drain(..excess);
+            self.dropped_history += excess as u64;
+        }
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Write>,
+    images: ImageStore,
+    latency: Histogram,
+    health: Health,
+) {
+    let mut pending = Pending::default();
+    loop {
+        let write = if pending.is_empty() {
+            match rx.blocking_recv() {
+                Some(write) => write,
+                None => break,
+            }
+        } else {
+            // Something waits for a retry: look for new work, else retry after a pause.
+            match rx.try_recv() {
+                Ok(write) => write,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(RETRY_EVERY);
+                    Write::Flush { jobs: Vec::new(), history: Vec::new(), done: None }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    // Shutting down: one last try, then what is left is lost with a word.
+                    let (jobs, history) = (
+                        pending.jobs.values().cloned().collect::<Vec<_>>(),
+                        std::mem::take(&mut pending.history),
+                    );
+                    if let Err(e) = flush(&mut conn, &jobs, &history) {
+                        tracing::error!(error = %e, jobs = jobs.len(), "job changes could not be stored before the stop");
+                    }
+                    break;
+                }
+            }
+        };
         let started = std::time::Instant::now();
         match write {
             Write::Create { jobs, reply } => {
+                // A 201 promises the jobs exist: their transaction is synced to disk before the
+                // answer (synchronous = FULL), not only written to the WAL as other changes are.
+                let _ = conn.pragma_update(None, "synchronous", "FULL");
                 let result = create(&mut conn, &images, &jobs);
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "could not store new jobs");
                 }
                 let _ = reply.send(result);
             }
             Write::Flush { jobs, history, done } => {
-                if let Err(e) = flush(&mut conn, &jobs, &history) {
-                    tracing::error!(error = %e, jobs = jobs.len(), "could not store job changes");
+                pending.merge(jobs, history);
+                let jobs: Vec<JobRecord> = pending.jobs.values().cloned().collect();
+                match flush(&mut conn, &jobs, &pending.history) {
+                    Ok(()) => {
+                        if health.problem().is_some() {
+                            tracing::info!(
+                                jobs = jobs.len(),
+                                lost = pending.dropped_history,
+                                "the job store caught up"
+                            );
+                        }
+                        pending = Pending::default();
+                        health.set(None);
+                    }
+                    Err(e) => {
+                        let problem = format!(
+                            "the job store cannot write ({e}); {} job changes are kept and retried every second",
+                            jobs.len()
+                        );
+                        if health.problem().is_none() {
+                            tracing::error!(%problem, "job store degraded");
+                        }
+                        health.set(Some(problem));
+                    }
                 }
                 if let Some(done) = done {
                     let _ = done.send(());

@@ -14,6 +14,8 @@ mod settings;
 mod timers;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use event::Event;

@@ -438,6 +438,11 @@ impl Engine {
         self.promote(now);
         while self.requesting < self.settings.max_requests.max(1) {
             let Some(device) = self.ready_devices.pop_front() else { break };
+            // A device can be listed twice (its queue emptied by cancels, then refilled) or be
+            // busy by now: one active job per device, whatever the list says.
+            if self.busy.contains_key(&device) {
+                continue;
+            }
             let Some(id) = self.device_queues.get_mut(&device).and_then(VecDeque::pop_front) else {
                 continue; // its queued jobs were cancelled
             };

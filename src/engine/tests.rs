@@ -570,3 +570,20 @@ fn prune_forgets_only_finished_jobs_by_count_or_age() {
     assert_eq!(h.engine.prune(None, Some(now + Duration::from_secs(4))), vec![3]);
     assert!(h.engine.job(4).is_some() && h.engine.job(5).is_some());
 }
+
+#[test]
+fn a_device_whose_queue_was_emptied_and_refilled_still_runs_one_job_at_a_time() {
+    // Found by the property test: the device was listed as ready twice.
+    let mut s = settings();
+    s.max_requests = 2;
+    let mut h = Harness::new(s);
+    let a = h.submit("a", 64);
+    let x = h.submit("x", 64);
+    let b = h.submit("b", 64);
+    h.engine.cancel(b, h.now).unwrap();
+    let c = h.submit("b", 64);
+    let d = h.submit("b", 64);
+    h.respond("a", a, ResponseBody::RequestNack { reason: None });
+    h.respond("x", x, ResponseBody::RequestNack { reason: None });
+    assert_eq!((h.state(c), h.state(d)), (JobState::Requesting, JobState::Queued));
+}

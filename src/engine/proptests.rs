@@ -1,0 +1,234 @@
+//! The engine driven by random interleavings of submissions, cancels, device answers (right,
+//! wrong and late), time and broker outages, checking after every step what must always hold:
+//! one active job per device, the slot bounds, nothing sent for a finished job, and counts that
+//! agree with the jobs' states.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::{Engine, JobId, JobSpec, JobState, PublishKind, Settings};
+use crate::firmware::{ChunkSize, Image};
+use crate::protocol::{CommandType, DeviceId, HashEncoding, Response, ResponseBody, Topics};
+
+#[derive(Debug, Clone)]
+enum Step {
+    Submit {
+        device: u8,
+        chunks: u8,
+    },
+    Cancel {
+        job: u8,
+    },
+    Ack {
+        device: u8,
+        resume: Option<u8>,
+    },
+    Nack {
+        device: u8,
+    },
+    DoneSuccess {
+        device: u8,
+    },
+    DoneFailed {
+        device: u8,
+    },
+    /// An answer naming some job id, right or not.
+    Stray {
+        device: u8,
+        job: u8,
+    },
+    Advance {
+        ms: u32,
+    },
+    Disconnect,
+    Reconnect,
+    Send {
+        count: u8,
+    },
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0u8..6, 1u8..6).prop_map(|(device, chunks)| Step::Submit { device, chunks }),
+        (0u8..20).prop_map(|job| Step::Cancel { job }),
+        (0u8..6, proptest::option::of(0u8..8)).prop_map(|(device, resume)| Step::Ack { device, resume }),
+        (0u8..6).prop_map(|device| Step::Nack { device }),
+        (0u8..6).prop_map(|device| Step::DoneSuccess { device }),
+        (0u8..6).prop_map(|device| Step::DoneFailed { device }),
+        (0u8..6, 0u8..20).prop_map(|(device, job)| Step::Stray { device, job }),
+        (0u32..40_000).prop_map(|ms| Step::Advance { ms }),
+        Just(Step::Disconnect),
+        Just(Step::Reconnect),
+        (0u8..20).prop_map(|count| Step::Send { count }),
+    ]
+}
+
+fn device(n: u8) -> DeviceId {
+    DeviceId::parse(&format!("dev-{n}")).unwrap_or_else(|_| unreachable!("a valid id"))
+}
+
+struct Model {
+    engine: Engine,
+    now: Instant,
+    connected: bool,
+    /// Jobs that reached a final state: nothing may be sent for them afterwards.
+    finished: BTreeSet<JobId>,
+    settings: Settings,
+}
+
+impl Model {
+    fn new() -> Self {
+        let settings = Settings {
+            max_active: 2,
+            max_requests: 3,
+            request_timeout: Duration::from_secs(5),
+            request_attempts: 2,
+            done_timeout: Duration::from_secs(10),
+            chunk_size: ChunkSize::new(64).unwrap_or_else(|_| unreachable!("64 is a valid chunk size")),
+            chunk_interval: Duration::ZERO,
+            hash_encoding: HashEncoding::Array,
+        };
+        let now = Instant::now();
+        let mut engine = Engine::new(settings.clone(), Topics::default());
+        engine.set_connected(true, now);
+        Self { engine, now, connected: true, finished: BTreeSet::new(), settings }
+    }
+
+    /// The job currently holding `device`, if any.
+    fn current(&self, n: u8) -> Option<JobId> {
+        let id = device(n);
+        self.engine.jobs().find(|j| j.device == id && j.state.is_active()).map(|j| j.id)
+    }
+
+    fn answer(&mut self, n: u8, job: JobId, body: ResponseBody) {
+        self.engine.handle_response(&device(n), Response { job_id: job, body }, self.now);
+    }
+
+    fn apply(&mut self, step: &Step) {
+        match *step {
+            Step::Submit { device: n, chunks } => {
+                let bytes = Bytes::from(vec![n; usize::from(chunks) * 64]);
+                let spec = JobSpec {
+                    device: device(n),
+                    image: Image::new("p.bin", bytes),
+                    chunk_size: None,
+                    chunk_interval: None,
+                };
+                let _ = self.engine.submit(spec, self.now);
+            }
+            Step::Cancel { job } => {
+                let _ = self.engine.cancel(JobId::from(job), self.now);
+            }
+            Step::Ack { device: n, resume } => {
+                if let Some(job) = self.current(n) {
+                    self.answer(n, job, ResponseBody::RequestAck { next_chunk: resume.map(u32::from) });
+                }
+            }
+            Step::Nack { device: n } => {
+                if let Some(job) = self.current(n) {
+                    self.answer(n, job, ResponseBody::RequestNack { reason: None });
+                }
+            }
+            Step::DoneSuccess { device: n } => {
+                if let Some(job) = self.current(n) {
+                    self.answer(n, job, ResponseBody::DoneSuccess);
+                }
+            }
+            Step::DoneFailed { device: n } => {
+                if let Some(job) = self.current(n) {
+                    self.answer(n, job, ResponseBody::DoneFailed { reason: None });
+                }
+            }
+            Step::Stray { device: n, job } => self.answer(n, JobId::from(job), ResponseBody::DoneSuccess),
+            Step::Advance { ms } => {
+                self.now += Duration::from_millis(u64::from(ms));
+                self.engine.tick(self.now);
+            }
+            Step::Disconnect => {
+                self.connected = false;
+                self.engine.set_connected(false, self.now);
+            }
+            Step::Reconnect => {
+                self.connected = true;
+                self.engine.set_connected(true, self.now);
+            }
+            Step::Send { count } => {
+                for _ in 0..count {
+                    let Some(publish) = self.engine.poll_publish(self.now) else { break };
+                    assert!(self.connected, "nothing is sent while the broker is away");
+                    assert!(
+                        !self.finished.contains(&publish.job),
+                        "job {} sent to after it ended",
+                        publish.job
+                    );
+                    // The state after the send: the last chunk moves the job on to finishing.
+                    let state = self.engine.job(publish.job).map(|j| j.state);
+                    let fits = match (publish.kind, state) {
+                        (PublishKind::Chunk { .. }, Some(JobState::Transferring)) => true,
+                        (PublishKind::Chunk { id, total }, Some(JobState::Finishing)) => id == total,
+                        (PublishKind::Command(CommandType::Request), Some(JobState::Requesting)) => true,
+                        (PublishKind::Command(CommandType::Done), Some(JobState::Finishing)) => true,
+                        _ => false,
+                    };
+                    assert!(fits, "{:?} for job {} in {state:?}", publish.kind, publish.job);
+                }
+            }
+        }
+        while self.engine.poll_event().is_some() {}
+        self.check();
+    }
+
+    fn check(&mut self) {
+        let mut active_per_device: BTreeMap<DeviceId, usize> = BTreeMap::new();
+        let (mut transferring, mut requesting) = (0, 0);
+        for job in self.engine.jobs() {
+            if job.state.is_final() {
+                self.finished.insert(job.id);
+            } else {
+                assert!(!self.finished.contains(&job.id), "job {} came back from a final state", job.id);
+            }
+            if job.state.is_active() {
+                *active_per_device.entry(job.device.clone()).or_default() += 1;
+            }
+            match job.state {
+                JobState::Transferring | JobState::Finishing => transferring += 1,
+                JobState::Requesting => requesting += 1,
+                _ => {}
+            }
+            assert!(
+                job.chunks_done <= job.chunks_total,
+                "job {}: {} of {}",
+                job.id,
+                job.chunks_done,
+                job.chunks_total
+            );
+        }
+        assert!(
+            active_per_device.values().all(|n| *n == 1),
+            "one active job per device: {active_per_device:?}"
+        );
+        assert!(transferring <= self.settings.max_active, "{transferring} transferring");
+        assert!(
+            requesting + transferring <= self.settings.max_requests + self.settings.max_active,
+            "{requesting} requesting, {transferring} transferring"
+        );
+        let counts = self.engine.counts();
+        let total: usize = counts.values().sum();
+        assert_eq!(total, self.engine.jobs().count(), "counts agree with the jobs");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_engine_keeps_its_invariants_under_any_interleaving(steps in proptest::collection::vec(step(), 1..200)) {
+        let mut model = Model::new();
+        for step in &steps {
+            model.apply(step);
+        }
+    }
+}

@@ -305,3 +305,22 @@ async fn a_subscription_the_broker_refuses_is_an_error_not_a_connection() {
     assert!(!status.connection.is_connected(), "{status:?}");
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_tls_connects_to_an_unverifiable_broker_and_says_so() {
+    let pki = Pki::new();
+    let Some(mosquitto) = secured_broker("insecure_tls", &pki) else { return };
+    let mut config = Config::default();
+    // The wrong CA and a host name the certificate lacks: only --insecure-tls gets through.
+    config.mqtt.url = format!("mqtts://127.0.0.1:{}", mosquitto.port);
+    config.mqtt.client_cert = pki.path("client.pem").display().to_string();
+    config.mqtt.client_key = pki.path("client.key").display().to_string();
+    config.mqtt.username = USER.to_owned();
+    let env = |var: &str| (var == "ROCKY_MQTT_PASSWORD").then(|| PASSWORD.to_owned());
+    let insecure = broker_connection(&config, env, true).unwrap();
+    assert!(insecure.insecure_tls);
+    let runtime = Runtime::start(RuntimeConfig::with_connection(insecure), Arc::new(Library::new()));
+    wait_connected(&runtime).await;
+    assert!(runtime.handle.status().await.unwrap().insecure_tls, "shown in /healthz and the console");
+    runtime.shutdown().await;
+}

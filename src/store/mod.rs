@@ -8,6 +8,7 @@
 //! the changes of the last interval plus one write; jobs that were active go back to `queued`
 //! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
 
+mod high_water;
 mod images;
 mod lock;
 mod reader;
@@ -71,6 +72,8 @@ pub struct Store {
     /// How long each write transaction takes (exported as a metric).
     write_latency: prometheus_client::metrics::histogram::Histogram,
     health: Health,
+    /// The id mark `rocky.ids` held when the store opened.
+    ids_mark: JobId,
     _lock: Arc<DataDirLock>,
 }
 
@@ -120,7 +123,17 @@ impl Store {
         let (writes, rx) = mpsc::channel(1);
         let write_latency = crate::metrics::Metrics::store_write_histogram();
         let health = Health::default();
-        writer::spawn(conn, rx, images.clone(), path.clone(), write_latency.clone(), health.clone())?;
+        let ids_file = high_water::HighWater::open(data_dir)?;
+        let ids_mark = JobId::try_from(ids_file.get()).unwrap_or(JobId::MAX);
+        writer::spawn(
+            conn,
+            rx,
+            images.clone(),
+            path.clone(),
+            ids_file,
+            write_latency.clone(),
+            health.clone(),
+        )?;
         Ok(Self {
             writes,
             reader: Arc::new(Mutex::new(reader)),
@@ -128,6 +141,7 @@ impl Store {
             path,
             write_latency,
             health,
+            ids_mark,
             _lock: Arc::new(lock),
         })
     }
@@ -184,12 +198,21 @@ impl Store {
     pub async fn load(&self) -> Result<(Vec<JobRecord>, JobId), StoreError> {
         let reader = self.reader.clone();
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
+        let (jobs, last) = tokio::task::spawn_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
             reader::load(&conn).map_err(|source| StoreError::Sql { path, source })
         })
         .await
-        .map_err(|_| StoreError::Stopped)?
+        .map_err(|_| StoreError::Stopped)??;
+        if self.ids_mark > last {
+            tracing::warn!(
+                lost_from = last + 1,
+                lost_to = self.ids_mark,
+                "the job store has lost jobs (its write-ahead log was damaged or lost); \
+                 ids continue after the highest ever given"
+            );
+        }
+        Ok((jobs, last.max(self.ids_mark)))
     }
 
     /// A job's stored timeline, oldest first.

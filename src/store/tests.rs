@@ -128,3 +128,20 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
     assert_eq!(store.create(vec![new_job("x")]).await.unwrap(), vec![8]);
 }
+
+#[tokio::test]
+async fn ids_are_never_reused_even_when_the_database_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.create(vec![new_job("a"), new_job("b"), new_job("c")]).await.unwrap(), vec![1, 2, 3]);
+    drop(store);
+    // What a damaged or lost write-ahead log does: the last rows and the counter roll back.
+    let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.execute_batch("DELETE FROM jobs WHERE id > 1; UPDATE meta SET value = 1 WHERE key = 'last_job_id';")
+        .unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    let (jobs, last) = store.load().await.unwrap();
+    assert_eq!((jobs.len(), last), (1, 3), "the mark beside the database remembers 3");
+    assert_eq!(store.create(vec![new_job("d")]).await.unwrap(), vec![4]);
+}

@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
+use super::high_water::HighWater;
 use super::{Health, HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
 use crate::engine::{JobId, JobState};
 
@@ -17,12 +18,13 @@ pub fn spawn(
     rx: mpsc::Receiver<Write>,
     images: ImageStore,
     path: PathBuf,
+    ids_file: HighWater,
     latency: Histogram,
     health: Health,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("rocky-store".into())
-        .spawn(move || run(conn, rx, images, latency, health))
+        .spawn(move || run(conn, rx, images, ids_file, latency, health))
         .map(|_| ())
         .map_err(|source| StoreError::Io { path, source })
 }
@@ -64,6 +66,7 @@ fn run(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Write>,
     images: ImageStore,
+    mut ids_file: HighWater,
     latency: Histogram,
     health: Health,
 ) {
@@ -101,7 +104,7 @@ fn run(
                 // A 201 promises the jobs exist: their transaction is synced to disk before the
                 // answer (synchronous = FULL), not only written to the WAL as other changes are.
                 let _ = conn.pragma_update(None, "synchronous", "FULL");
-                let result = create(&mut conn, &images, &jobs);
+                let result = create(&mut conn, &images, &mut ids_file, &jobs);
                 let _ = conn.pragma_update(None, "synchronous", "NORMAL");
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "could not store new jobs");
@@ -148,7 +151,12 @@ fn run(
     }
 }
 
-fn create(conn: &mut Connection, images: &ImageStore, jobs: &[NewJob]) -> Result<Vec<JobId>, String> {
+fn create(
+    conn: &mut Connection,
+    images: &ImageStore,
+    ids_file: &mut HighWater,
+    jobs: &[NewJob],
+) -> Result<Vec<JobId>, String> {
     for job in jobs {
         images
             .save(&job.image)
@@ -158,10 +166,15 @@ fn create(conn: &mut Connection, images: &ImageStore, jobs: &[NewJob]) -> Result
     let last: i64 = tx
         .query_row("SELECT value FROM meta WHERE key = 'last_job_id'", [], |r| r.get(0))
         .map_err(|e| e.to_string())?;
+    // The file's mark wins over a counter a lost write-ahead log rolled back.
+    let last = last.max(ids_file.get());
     let first = last + 1;
     if first + jobs.len() as i64 - 1 > i64::from(JobId::MAX) {
         return Err("job ids are exhausted (the 32-bit id space is used up)".into());
     }
+    ids_file
+        .raise(last + jobs.len() as i64)
+        .map_err(|e| format!("cannot record the job id mark in {}: {e}", super::high_water::IDS_FILE))?;
     let mut ids = Vec::with_capacity(jobs.len());
     {
         let mut insert = tx

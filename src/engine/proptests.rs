@@ -48,6 +48,10 @@ enum Step {
     Send {
         count: u8,
     },
+    /// Forget finished jobs beyond the newest `keep`.
+    Prune {
+        keep: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -63,6 +67,7 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Disconnect),
         Just(Step::Reconnect),
         (0u8..20).prop_map(|count| Step::Send { count }),
+        (0usize..3).prop_map(|keep| Step::Prune { keep }),
     ]
 }
 
@@ -155,6 +160,11 @@ impl Model {
                 self.connected = true;
                 self.engine.set_connected(true, self.now);
             }
+            Step::Prune { keep } => {
+                for id in self.engine.prune(Some(keep), None) {
+                    self.finished.remove(&id);
+                }
+            }
             Step::Send { count } => {
                 for _ in 0..count {
                     let Some(publish) = self.engine.poll_publish(self.now) else { break };
@@ -215,9 +225,11 @@ impl Model {
             requesting + transferring <= self.settings.max_requests + self.settings.max_active,
             "{requesting} requesting, {transferring} transferring"
         );
-        let counts = self.engine.counts();
-        let total: usize = counts.values().sum();
-        assert_eq!(total, self.engine.jobs().count(), "counts agree with the jobs");
+        let mut scanned: BTreeMap<JobState, usize> = BTreeMap::new();
+        for job in self.engine.jobs() {
+            *scanned.entry(job.state).or_default() += 1;
+        }
+        assert_eq!(self.engine.counts(), scanned, "the kept counts agree with the jobs");
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Engine {
     timers: Timers,
     events: VecDeque<(Instant, Event)>,
     connected: bool,
+    /// Jobs per state, kept as states change, so `/healthz` and `/metrics` never scan every job.
+    state_counts: BTreeMap<JobState, usize>,
 }
 
 impl Engine {
@@ -93,6 +95,7 @@ impl Engine {
             timers: Timers::default(),
             events: VecDeque::new(),
             connected: false,
+            state_counts: BTreeMap::new(),
         }
     }
 
@@ -171,6 +174,7 @@ impl Engine {
         };
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
+        self.count(None, Some(JobState::Queued));
         self.enqueue(id, spec.device);
         self.activate(now);
         Ok(id)
@@ -212,11 +216,13 @@ impl Engine {
         };
         if state.is_final() {
             self.jobs.insert(id, job);
+            self.count(None, Some(state));
             return;
         }
         job.state = JobState::Queued;
         job.next_chunk = 1;
         self.jobs.insert(id, job);
+        self.count(None, Some(JobState::Queued));
         if state != JobState::Queued {
             let detail =
                 Some(format!("recovered after a restart (was {state}); starting again from FOTA_REQUEST"));
@@ -248,7 +254,9 @@ impl Engine {
             .map(|(_, (id, _))| *id)
             .collect();
         for id in &doomed {
-            self.jobs.remove(id);
+            if let Some(job) = self.jobs.remove(id) {
+                self.count(Some(job.state), None);
+            }
         }
         doomed
     }
@@ -416,11 +424,19 @@ impl Engine {
 
     /// How many jobs are in each state.
     pub fn counts(&self) -> BTreeMap<JobState, usize> {
-        let mut counts = BTreeMap::new();
-        for job in self.jobs.values() {
-            *counts.entry(job.state).or_default() += 1;
+        self.state_counts.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// Moves one job's count from one state to another (`None`: it came or went).
+    fn count(&mut self, from: Option<JobState>, to: Option<JobState>) {
+        if let Some(from) = from
+            && let Some(n) = self.state_counts.get_mut(&from)
+        {
+            *n = n.saturating_sub(1);
         }
-        counts
+        if let Some(to) = to {
+            *self.state_counts.entry(to).or_default() += 1;
+        }
     }
 
     /// True when no job is queued or active.
@@ -656,6 +672,7 @@ impl Engine {
         let from = job.state;
         job.state = to;
         let device = job.device.clone();
+        self.count(Some(from), Some(to));
         self.events.push_back((now, Event::StateChanged { job: id, device, from, to, detail }));
     }
 }

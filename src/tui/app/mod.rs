@@ -127,6 +127,9 @@ pub struct App {
     pub throughput: Throughput,
     /// Events the console missed because it fell behind (the stream is bounded).
     pub missed_events: u64,
+    /// Frames on a response topic that did not decode, and responses that changed nothing.
+    pub bad_frames: u64,
+    pub ignored: u64,
     pub focus: Pane,
     pub jobs_cursor: Cursor,
     pub devices_cursor: Cursor,
@@ -164,6 +167,8 @@ impl App {
             traffic: TrafficLog::new(traffic_lines),
             throughput: Throughput::default(),
             missed_events: 0,
+            bad_frames: 0,
+            ignored: 0,
             focus: Pane::Jobs,
             jobs_cursor: Cursor::default(),
             devices_cursor: Cursor::default(),
@@ -220,6 +225,7 @@ impl App {
         match &envelope.event {
             RuntimeEvent::Connection(state) => self.connection = state.clone(),
             RuntimeEvent::Traffic(traffic) => {
+                self.bad_frames += u64::from(traffic.decode_error);
                 let total = traffic.job.and_then(|j| self.jobs.rows.get(&j)).map(|r| r.chunks_total);
                 self.traffic.push(at, traffic, total);
                 if traffic.direction == TrafficDirection::In
@@ -282,6 +288,7 @@ impl App {
                 }
             }
             Event::Ignored { job, command, reason, .. } => {
+                self.ignored += 1;
                 if let Some(row) = self.jobs.rows.get_mut(job) {
                     row.note(at, format!("ignored {command}: {reason}"));
                 }

@@ -47,6 +47,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             if drops > 0 { theme.warn } else { theme.muted },
         ),
         Span::styled(
+            if app.bad_frames + app.ignored > 0 {
+                format!(" · bad frames {} · ignored {}", app.bad_frames, app.ignored)
+            } else {
+                String::new()
+            },
+            theme.warn,
+        ),
+        Span::styled(
             if app.traffic_view.follow { " · following" } else { " · FROZEN" },
             if app.traffic_view.follow { theme.muted } else { theme.warn },
         ),

@@ -41,7 +41,10 @@ pub async fn run_console(
     let insecure_tls = runtime_config.connection.insecure_tls;
     let default_chunk = runtime_config.engine.chunk_size.get();
     let runtime = if persistent {
-        super::store::start_runtime(config, runtime_config, data_dir).await?
+        let runtime = super::store::start_runtime(config, runtime_config, data_dir).await?;
+        // Holding the data directory's lock: uploads left half-done by an earlier run go.
+        rocky::firmware::remove_partials(&firmware_dir);
+        runtime
     } else {
         Runtime::start(runtime_config, Arc::new(Library::new()))
     };

@@ -37,6 +37,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let firmware_dir = config.firmware_dir(&data_dir);
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
+
     let runtime_config = runtime_config(&config, global)?;
     let listen = config.listen().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
     let security = ApiSecurity::load(&config, listen, args.no_auth)?;
@@ -46,6 +47,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let broker = runtime_config.connection.url.clone();
     let client_id = runtime_config.connection.client_id.clone();
     let runtime = super::store::start_runtime(&config, runtime_config, &data_dir).await?;
+    // Only now, holding the data directory's lock, is no other Rocky uploading here.
+    let left = rocky::firmware::remove_partials(&firmware_dir);
+    if left > 0 {
+        tracing::info!(files = left, "removed unfinished uploads left by an earlier run");
+    }
     tokio::spawn(log_events(runtime.handle.subscribe()));
     let state = api::api_state(&config, runtime.handle.clone(), firmware_dir.clone(), listen);
     tracing::info!(

@@ -266,6 +266,10 @@ impl Config {
         self.runtime_config()?;
         self.listen()?;
         seconds("http.firmware_download_timeout_s", self.http.firmware_download_timeout_s)?;
+        for prefix in &self.http.firmware_url_allow {
+            crate::firmware::check_url_prefix(prefix)
+                .map_err(|reason| Invalid { key: "http.firmware_url_allow", reason })?;
+        }
         if self.http.max_connections == 0 {
             return Err(Invalid { key: "http.max_connections", reason: "must be at least 1".into() });
         }

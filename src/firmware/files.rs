@@ -19,12 +19,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.sync_all()
     });
     match written.and_then(|()| std::fs::rename(&partial, path)) {
-        Ok(()) => Ok(()),
+        // The rename itself is made durable by syncing the directory.
+        Ok(()) => std::fs::File::open(dir).and_then(|d| d.sync_all()).or(Ok(())),
         Err(e) => {
             let _ = std::fs::remove_file(&partial);
             Err(e)
         }
     }
+}
+
+/// Removes partial files an earlier process left behind (a crash mid-upload); returns how many.
+pub fn remove_partials(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.') && name.ends_with(".partial")
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 /// A number no other partial file of this process has, mixed with the process id.
@@ -58,7 +72,10 @@ impl PartialFile {
 
     /// Flushes to disk and renames the file to `target`.
     pub async fn commit(mut self, target: &Path) -> io::Result<()> {
-        let file = self.file.take().ok_or_else(|| io::Error::other("the file was already committed"))?;
+        let mut file = self.file.take().ok_or_else(|| io::Error::other("the file was already committed"))?;
+        // tokio writes in the background: flush reports a failed last write (a full disk),
+        // which sync_all alone would not.
+        file.flush().await?;
         file.sync_all().await?;
         drop(file);
         tokio::fs::rename(&self.path, target).await
@@ -97,6 +114,15 @@ mod tests {
         std::fs::create_dir(root.path().join("fw.bin")).unwrap();
         std::fs::write(root.path().join("fw.bin/keep"), b"x").unwrap();
         assert!(write_atomically(&root.path().join("fw.bin"), b"image").is_err());
+        assert_eq!(names(root.path()), vec![std::ffi::OsString::from("fw.bin")]);
+    }
+
+    #[test]
+    fn partial_files_left_by_a_crash_are_swept() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(".upload.1-0.partial"), b"half").unwrap();
+        std::fs::write(root.path().join("fw.bin"), b"whole").unwrap();
+        assert_eq!(remove_partials(root.path()), 1);
         assert_eq!(names(root.path()), vec![std::ffi::OsString::from("fw.bin")]);
     }
 

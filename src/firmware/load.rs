@@ -38,9 +38,39 @@ impl Default for LoadLimits {
 }
 
 impl LoadLimits {
-    fn allows(&self, url: &str) -> bool {
-        self.url_allow.is_empty() || self.url_allow.iter().any(|prefix| url.starts_with(prefix.as_str()))
+    /// Whether `url` lies under one of the allowed prefixes, compared as parsed URLs: the same
+    /// scheme, host and port, no user name or password, and a path under the prefix's path on a
+    /// `/` boundary (so `https://fw.example.com` never admits `https://fw.example.com.evil.net`
+    /// or `https://fw.example.com@evil.net`).
+    pub fn allows(&self, url: &reqwest::Url) -> bool {
+        if self.url_allow.is_empty() {
+            return true;
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return false;
+        }
+        self.url_allow.iter().filter_map(|prefix| reqwest::Url::parse(prefix).ok()).any(|prefix| {
+            let base = prefix.path();
+            let path = url.path();
+            prefix.scheme() == url.scheme()
+                && prefix.host_str() == url.host_str()
+                && prefix.port_or_known_default() == url.port_or_known_default()
+                && path.starts_with(base)
+                && (base.ends_with('/') || path.len() == base.len() || path[base.len()..].starts_with('/'))
+        })
     }
+}
+
+/// Checks one `http.firmware_url_allow` entry: an http(s) URL with a host and no user name.
+pub fn check_url_prefix(prefix: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(prefix).map_err(|e| format!("{prefix:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{prefix:?} is not an http:// or https:// URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{prefix:?} has a user name or password"));
+    }
+    Ok(())
 }
 
 /// Redirects stay on the host (and port) they started from, never drop from https to http, and
@@ -57,7 +87,7 @@ fn redirect_policy(limits: &LoadLimits) -> reqwest::redirect::Policy {
             attempt.error("more than 5 redirects")
         } else if !same_place {
             attempt.error("a redirect to another host")
-        } else if !allow.allows(next.as_str()) {
+        } else if !allow.allows(next) {
             attempt.error("a redirect outside http.firmware_url_allow")
         } else {
             attempt.follow()
@@ -138,7 +168,7 @@ pub async fn load_url(url: &str, limits: &LoadLimits) -> Result<Image, FirmwareE
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(FirmwareError::BadUrl(url.to_owned()));
     }
-    if !limits.allows(parsed.as_str()) {
+    if !limits.allows(&parsed) {
         return Err(FirmwareError::NotAllowed(url.to_owned()));
     }
     let deadline = limits.total_timeout;
@@ -302,6 +332,28 @@ mod tests {
         let err =
             load_url(&inside, &allow_all_of(&format!("http://127.0.0.1:{inside_port}/"))).await.unwrap_err();
         assert!(matches!(err, FirmwareError::Fetch { .. }), "{err}");
+    }
+
+    #[test]
+    fn allowed_prefixes_compare_hosts_and_path_boundaries_not_text() {
+        let limits =
+            LoadLimits { url_allow: vec!["https://fw.example.com/releases".into()], ..LoadLimits::default() };
+        let allows = |url: &str| limits.allows(&reqwest::Url::parse(url).unwrap());
+        assert!(allows("https://fw.example.com/releases/2.1.bin"));
+        assert!(allows("https://fw.example.com:443/releases/2.1.bin"));
+        for refused in [
+            "https://fw.example.com.evil.net/releases/x",
+            "https://fw.example.com@evil.net/releases/x",
+            "https://user:pw@fw.example.com/releases/x",
+            "https://fw.example.com/releases-old/x",
+            "http://fw.example.com/releases/x",
+            "https://fw.example.com:8443/releases/x",
+        ] {
+            assert!(!allows(refused), "{refused}");
+        }
+        assert!(check_url_prefix("https://fw.example.com/").is_ok());
+        assert!(check_url_prefix("fw.example.com").is_err());
+        assert!(check_url_prefix("https://u:p@fw.example.com/").is_err());
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@ mod library;
 mod load;
 mod source;
 
-pub use files::{PartialFile, write_atomically};
+pub use files::{PartialFile, remove_partials, write_atomically};
 pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 pub use library::Library;
-pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, load_file, load_url};
+pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, check_url_prefix, load_file, load_url};
 pub use source::{FirmwareSource, ResolveError, parse_sha256, resolve};

@@ -34,7 +34,9 @@ impl LogLimiter {
             self.last_sweep.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
         if sweep_due && !self.keys.contains_key(key) && self.keys.len() >= MAX_KEYS {
             let interval = self.interval;
-            self.keys.retain(|_, e| now.saturating_duration_since(e.last) < interval || e.left_out > 0);
+            // Stale keys go even with lines left out: those stay counted in /metrics, and a
+            // stranger cannot pin the map with two frames per made-up device.
+            self.keys.retain(|_, e| now.saturating_duration_since(e.last) < interval);
             self.last_sweep = Some(now);
         }
         let key = if self.keys.contains_key(key) || self.keys.len() < MAX_KEYS { key } else { SHARED_KEY };
@@ -70,6 +72,20 @@ mod tests {
         }
         assert_eq!(limiter.allow("dev-02", t0), Some(0), "another device has its own budget");
         assert_eq!(limiter.allow("dev-01", t0 + Duration::from_secs(61)), Some(1000));
+    }
+
+    #[test]
+    fn made_up_keys_cannot_pin_the_map_for_good() {
+        let mut limiter = LogLimiter::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..MAX_KEYS {
+            let key = format!("fake-{i}");
+            limiter.allow(&key, t0);
+            limiter.allow(&key, t0); // one line left out each
+        }
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(limiter.allow("dev-real", later), Some(0), "a real device gets its own line again");
+        assert!(limiter.keys.contains_key("dev-real"));
     }
 
     #[test]

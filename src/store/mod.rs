@@ -208,8 +208,9 @@ impl Store {
             tracing::warn!(
                 lost_from = last + 1,
                 lost_to = self.ids_mark,
-                "the job store has lost jobs (its write-ahead log was damaged or lost); \
-                 ids continue after the highest ever given"
+                "ids up to lost_to were handed out but the database ends at lost_from - 1: those jobs \
+                 were lost (a damaged or lost write-ahead log) or their creation failed; ids continue \
+                 after the highest ever given"
             );
         }
         Ok((jobs, last.max(self.ids_mark)))

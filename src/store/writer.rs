@@ -158,9 +158,7 @@ fn create(
     jobs: &[NewJob],
 ) -> Result<Vec<JobId>, String> {
     for job in jobs {
-        images
-            .save(&job.image)
-            .map_err(|e| format!("cannot keep the image in {}: {e}", images.dir().display()))?;
+        images.save(&job.image).map_err(|e| format!("cannot keep the image in the image store: {e}"))?;
     }
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     let last: i64 = tx

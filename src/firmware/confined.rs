@@ -42,6 +42,19 @@ fn relative_inside(base: &Path, dir: &Path, requested: &Path, shown: &str) -> Re
     Ok(clean)
 }
 
+/// Opens for reading without blocking: a FIFO or device named by a client must not hold a
+/// thread waiting for a writer (it is then refused as not a regular file).
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
 /// Where an open file really is.
 fn real_path(file: &std::fs::File, fallback: &Path) -> std::io::Result<PathBuf> {
     #[cfg(target_os = "linux")]
@@ -67,7 +80,7 @@ pub fn load_confined(dir: &Path, requested: &Path, limits: &LoadLimits) -> Resul
     let relative = relative_inside(&base, dir, requested, &shown)?;
     let candidate = base.join(&relative);
     let read_err = |source: std::io::Error| FirmwareError::Read { path: shown.clone(), source };
-    let mut file = match std::fs::File::open(&candidate) {
+    let mut file = match open_nonblocking(&candidate) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ResolveError::NotFound(shown)),
         Err(e) => return Err(read_err(e).into()),
@@ -142,6 +155,17 @@ mod tests {
             5,
             "absolute inside is fine"
         );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let root = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mkfifo").arg(root.path().join("pipe.bin")).status();
+        if !status.is_ok_and(|s| s.success()) {
+            return; // no mkfifo here: nothing to check
+        }
+        let err = load_confined(root.path(), Path::new("pipe.bin"), &limits()).unwrap_err();
+        assert!(matches!(err, ResolveError::NotAFile(_)), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub enum ResolveError {
     Load(#[from] FirmwareError),
     #[error("{0} is outside the firmware directory")]
     OutsideDir(String),
-    #[error("{0:?} is a directory, not an image file")]
+    #[error("{0:?} is not an image file (it is a directory or a special file)")]
     NotAFile(String),
     #[error("firmware {0} not found")]
     NotFound(String),

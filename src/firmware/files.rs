@@ -59,7 +59,8 @@ impl PartialFile {
     pub async fn create(dir: &Path) -> io::Result<Self> {
         tokio::fs::create_dir_all(dir).await?;
         let path = dir.join(format!(".upload.{}.partial", unique()));
-        let file = tokio::fs::File::create(&path).await?;
+        // create_new: never open something already there (a planted symlink, say).
+        let file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).await?;
         Ok(Self { path, file: Some(file) })
     }
 
@@ -70,15 +71,20 @@ impl PartialFile {
         }
     }
 
-    /// Flushes to disk and renames the file to `target`.
-    pub async fn commit(mut self, target: &Path) -> io::Result<()> {
+    /// Flushes to disk, renames the file to `target` and returns its bytes, read back through
+    /// the same handle (never by path: what lies at `target` could change meanwhile).
+    pub async fn commit(mut self, target: &Path) -> io::Result<bytes::Bytes> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let mut file = self.file.take().ok_or_else(|| io::Error::other("the file was already committed"))?;
         // tokio writes in the background: flush reports a failed last write (a full disk),
         // which sync_all alone would not.
         file.flush().await?;
         file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&self.path, target).await
+        file.seek(io::SeekFrom::Start(0)).await?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).await?;
+        tokio::fs::rename(&self.path, target).await?;
+        Ok(bytes::Bytes::from(bytes))
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
-use crate::firmware::{PartialFile, load_file};
+use crate::firmware::{Image, PartialFile};
 use crate::protocol::sha256_hex;
 
 #[derive(Deserialize)]
@@ -74,18 +74,18 @@ pub async fn upload(
     }
     let file_name = name.unwrap_or_else(|| format!("{}.bin", hex::encode(hasher.finalize())));
     let target = state.firmware_dir.join(&file_name);
-    partial.commit(&target).await.map_err(write_error)?;
-    let image = load_file(&target, &state.limits).await.map_err(|error| {
-        tracing::error!(%error, "an uploaded image could not be read back");
-        ApiError::Internal("the uploaded image could not be read back".into())
-    })?;
+    let bytes = partial.commit(&target).await.map_err(write_error)?;
+    let name = file_name.clone();
+    let image = tokio::task::spawn_blocking(move || Image::new(name, bytes))
+        .await
+        .map_err(|_| ApiError::Internal("the uploaded image could not be hashed".into()))?;
     Ok(created(&state, file_name, image))
 }
 
 fn created(
     state: &ApiState,
     file_name: String,
-    image: crate::firmware::Image,
+    image: Image,
 ) -> (StatusCode, Json<serde_json::Value>) {
     let image = state.handle.library().intern(image);
     (

@@ -82,11 +82,7 @@ pub async fn upload(
     Ok(created(&state, file_name, image))
 }
 
-fn created(
-    state: &ApiState,
-    file_name: String,
-    image: Image,
-) -> (StatusCode, Json<serde_json::Value>) {
+fn created(state: &ApiState, file_name: String, image: Image) -> (StatusCode, Json<serde_json::Value>) {
     let image = state.handle.library().intern(image);
     (
         StatusCode::CREATED,

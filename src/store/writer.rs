@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::high_water::HighWater;
 use super::{Health, HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
-use crate::engine::{JobId, JobState};
+use crate::engine::JobId;
 
 pub fn spawn(
     conn: Connection,
@@ -41,11 +41,14 @@ struct Pending {
     jobs: BTreeMap<JobId, JobRecord>,
     history: Vec<HistoryRecord>,
     dropped_history: u64,
+    /// Finished jobs retention removed from the engine: deleted by id, whatever the row says
+    /// (its last change may not have been written yet).
+    deletes: BTreeSet<JobId>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.history.is_empty()
+        self.jobs.is_empty() && self.history.is_empty() && self.deletes.is_empty()
     }
 
     /// Adds a newer batch: a job's later record replaces its earlier one.
@@ -87,12 +90,12 @@ fn run(
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     // Shutting down: one last try, then what is left is lost with a word.
-                    let (jobs, history) = (
-                        pending.jobs.values().cloned().collect::<Vec<_>>(),
-                        std::mem::take(&mut pending.history),
-                    );
-                    if let Err(e) = flush(&mut conn, &jobs, &history) {
-                        tracing::error!(error = %e, jobs = jobs.len(), "job changes could not be stored before the stop");
+                    write_pending(&mut conn, &mut pending, &health);
+                    if !pending.is_empty() {
+                        tracing::error!(
+                            jobs = pending.jobs.len(),
+                            "job changes could not be stored before the stop"
+                        );
                     }
                     break;
                 }
@@ -113,38 +116,14 @@ fn run(
             }
             Write::Flush { jobs, history, done } => {
                 pending.merge(jobs, history);
-                let jobs: Vec<JobRecord> = pending.jobs.values().cloned().collect();
-                match flush(&mut conn, &jobs, &pending.history) {
-                    Ok(()) => {
-                        if health.problem().is_some() {
-                            tracing::info!(
-                                jobs = jobs.len(),
-                                lost = pending.dropped_history,
-                                "the job store caught up"
-                            );
-                        }
-                        pending = Pending::default();
-                        health.set(None);
-                    }
-                    Err(e) => {
-                        let problem = format!(
-                            "the job store cannot write ({e}); {} job changes are kept and retried every second",
-                            jobs.len()
-                        );
-                        if health.problem().is_none() {
-                            tracing::error!(%problem, "job store degraded");
-                        }
-                        health.set(Some(problem));
-                    }
-                }
+                write_pending(&mut conn, &mut pending, &health);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
             }
             Write::Delete { ids } => {
-                if let Err(e) = delete(&mut conn, &ids) {
-                    tracing::error!(error = %e, "could not delete old jobs");
-                }
+                pending.deletes.extend(ids);
+                write_pending(&mut conn, &mut pending, &health);
             }
         }
         latency.observe(started.elapsed().as_secs_f64());
@@ -212,7 +191,38 @@ fn create(
     Ok(ids)
 }
 
-fn flush(conn: &mut Connection, jobs: &[JobRecord], history: &[HistoryRecord]) -> rusqlite::Result<()> {
+/// Writes everything pending in one transaction; on failure keeps it and marks the store
+/// degraded (saying so once), on success clears both.
+fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) {
+    let jobs: Vec<JobRecord> =
+        pending.jobs.values().filter(|j| !pending.deletes.contains(&j.id)).cloned().collect();
+    match flush(conn, &jobs, &pending.history, &pending.deletes) {
+        Ok(()) => {
+            if health.problem().is_some() {
+                tracing::info!(jobs = jobs.len(), lost = pending.dropped_history, "the job store caught up");
+            }
+            *pending = Pending::default();
+            health.set(None);
+        }
+        Err(e) => {
+            let problem = format!(
+                "the job store cannot write ({e}); {} job changes are kept and retried every second",
+                jobs.len() + pending.deletes.len()
+            );
+            if health.problem().is_none() {
+                tracing::error!(%problem, "job store degraded");
+            }
+            health.set(Some(problem));
+        }
+    }
+}
+
+fn flush(
+    conn: &mut Connection,
+    jobs: &[JobRecord],
+    history: &[HistoryRecord],
+    deletes: &BTreeSet<JobId>,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut update = tx.prepare(
@@ -245,23 +255,9 @@ fn flush(conn: &mut Connection, jobs: &[JobRecord], history: &[HistoryRecord]) -
                 entry.attempt
             ])?;
         }
-    }
-    tx.commit()
-}
-
-fn delete(conn: &mut Connection, ids: &[JobId]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let mut delete = tx.prepare("DELETE FROM jobs WHERE id = ?1 AND state IN (?2, ?3, ?4, ?5, ?6)")?;
-        for id in ids {
-            delete.execute(params![
-                id,
-                JobState::Succeeded.as_str(),
-                JobState::Rejected.as_str(),
-                JobState::Failed.as_str(),
-                JobState::TimedOut.as_str(),
-                JobState::Cancelled.as_str()
-            ])?;
+        let mut delete = tx.prepare("DELETE FROM jobs WHERE id = ?1")?;
+        for id in deletes {
+            delete.execute([id])?;
         }
     }
     tx.commit()

@@ -6,6 +6,7 @@ mod connection;
 mod failure;
 mod secret;
 mod session;
+mod small_file;
 mod tls;
 mod url;
 

@@ -55,15 +55,11 @@ pub fn provider() -> Arc<CryptoProvider> {
 const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 
 fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    let unreadable = |reason: String| TlsSetupError::Unreadable { key, path: path.to_owned(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(unreadable("not a regular file".into()));
-    }
-    if meta.len() > MAX_PEM_BYTES {
-        return Err(unreadable(format!("larger than {MAX_PEM_BYTES} bytes")));
-    }
-    std::fs::read(path).map_err(|e| unreadable(e.to_string()))
+    super::small_file::read_small_file(path, MAX_PEM_BYTES).map_err(|reason| TlsSetupError::Unreadable {
+        key,
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 /// Every certificate in a PEM file; an error names the setting and the path.

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::handle::Request;
 use super::messenger::FromBroker;
 use super::persist::Persistence;
-use super::{Clock, ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection};
+use super::{Clock, ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection, sleep_until};
 use crate::engine::{Engine, Event, JobSpec, Publish, PublishKind, SubmitError};
 use crate::metrics::Metrics;
 use crate::mqtt::Publisher;
@@ -327,12 +327,5 @@ impl Driver {
         if self.has_subscribers() {
             let _ = self.events.send(Arc::new(Envelope::new(self.seq, time, event)));
         }
-    }
-}
-
-async fn sleep_until(wake: Option<tokio::time::Instant>) {
-    match wake {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

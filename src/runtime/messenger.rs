@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
-use super::{ConnectionState, RuntimeConfig};
+use super::{ConnectionState, RuntimeConfig, sleep_until};
 use crate::metrics::Metrics;
 use crate::mqtt::{
     BrokerConnection, Failure, FailureKind, Incoming, MqttVersion, Protocol, Publisher, Session,
@@ -272,13 +272,6 @@ impl Messenger {
 
     async fn report(&mut self, state: ConnectionState) {
         let _ = self.to_driver.send(FromBroker::Connection(state)).await;
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

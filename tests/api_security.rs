@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,12 +178,7 @@ async fn a_wrong_password_is_reported_once_and_no_secret_is_ever_printed() {
     let port = free_port().unwrap();
     let config = dir.path().join("rocky.toml");
     std::fs::write(&config, "[mqtt]\nusername = \"rocky\"\n").unwrap();
-    let child = Command::new(BIN)
-        .args(["serve", "--broker", &mosquitto.url().to_string(), "--http", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let child = support::serve_command(&mosquitto.url().to_string(), port, &config, &dir.path().join("data"))
         .env("ROCKY_MQTT_PASSWORD", wrong)
         .env("ROCKY_HTTP_TOKEN", TOKEN)
         .env("RUST_LOG", "info")
@@ -251,15 +247,8 @@ async fn the_api_speaks_https_with_a_configured_certificate() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--broker", "mqtt://127.0.0.1:9", "--http", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
         .env("ROCKY_HTTP_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
@@ -285,13 +274,9 @@ async fn serve_logs_one_json_object_per_line_with_log_format_json() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--log-format", "json", "--broker", "mqtt://127.0.0.1:9"])
-        .args(["--http", &format!("127.0.0.1:{port}"), "--config", "/dev/null"])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, Path::new("/dev/null"), dir.path())
+        .args(["--log-format", "json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

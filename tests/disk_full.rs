@@ -84,12 +84,7 @@ async fn a_full_disk_degrades_the_store_and_it_catches_up_when_space_returns() {
     let port = free_port().unwrap();
     let data = disk.path.join("data");
     let _serve = Serve(
-        Command::new(BIN)
-            .args(["serve", "--broker", &broker.url().to_string(), "--http", &format!("127.0.0.1:{port}")])
-            .args(["--config", "/dev/null", "--data-dir"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        support::serve_command(&broker.url().to_string(), port, Path::new("/dev/null"), &data)
             .spawn()
             .unwrap(),
     );

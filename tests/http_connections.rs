@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,6 @@ use rocky::http::{ApiState, BODY_IDLE_TIMEOUT, HEADER_TIMEOUT};
 use rocky::runtime::{Runtime, RuntimeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 
 async fn api() -> (std::net::SocketAddr, Runtime) {
     let runtime =
@@ -92,14 +89,7 @@ async fn however_many_connect_rocky_holds_at_most_max_connections() {
     let port = free_port().unwrap();
     let config = dir.path().join("rocky.toml");
     std::fs::write(&config, "[http]\nmax_connections = 8\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--broker", "mqtt://127.0.0.1:9", "--http", &format!("127.0.0.1:{port}")])
-        .arg("--config")
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
         .spawn()
         .unwrap();
     let pid = child.id();

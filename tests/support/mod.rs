@@ -215,3 +215,19 @@ pub fn mosquitto_password_file(dir: &std::path::Path, user: &str, password: &str
     assert!(status.success(), "mosquitto_passwd failed");
     path
 }
+
+/// `rocky serve` on `127.0.0.1:port` with a config file and a data directory, its output
+/// discarded unless the caller pipes it; add flags and variables, then spawn.
+pub fn serve_command(broker: &str, port: u16, config: &std::path::Path, data: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rocky"));
+    command
+        .args(["serve", "--broker", broker, "--http", &format!("127.0.0.1:{port}")])
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}

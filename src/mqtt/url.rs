@@ -20,10 +20,6 @@ impl Scheme {
         }
     }
 
-    pub fn is_tls(self) -> bool {
-        matches!(self, Self::Mqtts)
-    }
-
     fn as_str(self) -> &'static str {
         match self {
             Self::Mqtt => "mqtt",
@@ -145,7 +141,6 @@ mod tests {
     fn mqtts_means_tls_on_8883() {
         let url = BrokerUrl::parse("mqtts://broker.example.com").unwrap();
         assert_eq!((url.scheme, url.port), (Scheme::Mqtts, 8883));
-        assert!(url.scheme.is_tls());
         assert_eq!(url.to_string(), "mqtts://broker.example.com:8883");
         assert_eq!(BrokerUrl::parse("ssl://h:1").unwrap().scheme, Scheme::Mqtts);
     }

@@ -20,6 +20,8 @@ pub mod broker;
 pub mod config;
 pub mod engine;
 pub mod firmware;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod http;
 pub mod metrics;
 pub mod mqtt;

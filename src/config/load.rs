@@ -93,6 +93,28 @@ pub fn load(
     env: impl Fn(&str) -> Option<String>,
     flags: &[(&'static str, &'static str, toml::Value)],
 ) -> Result<Loaded, ConfigError> {
+    let file = match explicit {
+        Some(path) => Some(path.to_path_buf()),
+        None => default_config_path().filter(|p| p.is_file()),
+    };
+    let text = match &file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?,
+        ),
+        None => None,
+    };
+    layer(file, text.as_deref(), env, flags)
+}
+
+/// The layering itself, given the file's text: what [`load`] does after reading the file, and
+/// what the config fuzz target drives with arbitrary text.
+pub fn layer(
+    file: Option<PathBuf>,
+    file_text: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+    flags: &[(&'static str, &'static str, toml::Value)],
+) -> Result<Loaded, ConfigError> {
     let defaults = toml::Value::try_from(Config::default())
         .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
     let Some(mut merged) = defaults.as_table().cloned() else {
@@ -105,24 +127,18 @@ pub fn load(
         }
     }
 
-    let file = match explicit {
-        Some(path) => Some(path.to_path_buf()),
-        None => default_config_path().filter(|p| p.is_file()),
-    };
-    if let Some(path) = &file {
-        let file_text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let table: toml::Table = toml::from_str(&file_text)
+    if let (Some(path), Some(file_text)) = (&file, file_text) {
+        let table: toml::Table = toml::from_str(file_text)
             .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
         // Before the typed parse, whose errors quote the offending line: a secret typed into
         // the file must not be echoed back.
-        refuse_secrets(&table, &file_text, path)?;
+        refuse_secrets(&table, file_text, path)?;
         // Parsing into the typed model gives errors with the line, column and key.
-        toml::from_str::<Config>(&file_text)
+        toml::from_str::<Config>(file_text)
             .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
         for (section, keys) in table {
             for (key, value) in keys.as_table().into_iter().flatten() {
-                let line = line_of(&file_text, &section, key);
+                let line = line_of(file_text, &section, key);
                 sources.insert(format!("{section}.{key}"), Source::File { path: path.clone(), line });
                 set(&mut merged, &section, key, value.clone());
             }

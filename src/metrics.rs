@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::engine::JobState;
+use crate::firmware::LibraryUse;
 use crate::mqtt::FailureKind;
 use crate::protocol::CommandType;
 
@@ -51,6 +52,8 @@ struct Inner {
     ignored: Counter,
     undecodable: Counter,
     event_clients: Gauge,
+    image_bytes_held: Gauge,
+    image_bytes_cached: Gauge,
 }
 
 /// The runtime's metrics; cheap to clone.
@@ -117,6 +120,18 @@ impl Metrics {
         );
         let event_clients = Gauge::default();
         registry.register("event_clients", "Clients connected to /events", event_clients.clone());
+        let image_bytes_held = Gauge::default();
+        registry.register(
+            "image_bytes_held",
+            "Bytes of distinct firmware images in memory (queued and active jobs' and the cache's)",
+            image_bytes_held.clone(),
+        );
+        let image_bytes_cached = Gauge::default();
+        registry.register(
+            "image_bytes_cached",
+            "Bytes of images the cache keeps (bounded by firmware.cache_bytes)",
+            image_bytes_cached.clone(),
+        );
         if let Some(histogram) = store_writes {
             registry.register("store_write_seconds", "Time one job-store transaction took", histogram);
         }
@@ -134,6 +149,8 @@ impl Metrics {
                 ignored,
                 undecodable,
                 event_clients,
+                image_bytes_held,
+                image_bytes_cached,
             }),
         }
     }
@@ -191,8 +208,11 @@ impl Metrics {
         EventClientGuard(self.inner.event_clients.clone())
     }
 
-    /// The text exposition, with the job gauges set from `counts` first.
-    pub fn render(&self, counts: &std::collections::BTreeMap<JobState, usize>) -> String {
+    /// The text exposition, with the job gauges set from `counts` and the image gauges from
+    /// `images` first.
+    pub fn render(&self, counts: &std::collections::BTreeMap<JobState, usize>, images: LibraryUse) -> String {
+        self.inner.image_bytes_held.set(i64::try_from(images.held_bytes).unwrap_or(i64::MAX));
+        self.inner.image_bytes_cached.set(i64::try_from(images.cached_bytes).unwrap_or(i64::MAX));
         for state in JobState::ALL {
             let count = counts.get(&state).copied().unwrap_or(0);
             self.inner.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(count as i64);
@@ -226,13 +246,18 @@ mod tests {
         metrics.finished(JobState::Succeeded);
         let guard = metrics.event_client();
         let counts = std::collections::BTreeMap::from([(JobState::Queued, 3)]);
-        let text = metrics.render(&counts);
+        let text = metrics.render(&counts, LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1 });
         assert!(text.contains("rocky_chunks_sent_total 1"), "{text}");
         assert!(text.contains("rocky_chunk_bytes_sent_total 4096"), "{text}");
         assert!(text.contains("rocky_jobs{state=\"queued\"} 3"), "{text}");
         assert!(text.contains("rocky_broker_reconnects_total{reason=\"session_taken_over\"} 1"), "{text}");
         assert!(text.contains("rocky_event_clients 1"), "{text}");
+        assert!(text.contains("rocky_image_bytes_held 5"), "{text}");
         drop(guard);
-        assert!(metrics.render(&counts).contains("rocky_event_clients 0"));
+        assert!(
+            metrics
+                .render(&counts, LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1 })
+                .contains("rocky_event_clients 0")
+        );
     }
 }

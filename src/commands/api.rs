@@ -63,6 +63,7 @@ pub fn api_state(
         allowed_origins: config.http.allowed_origins.clone(),
         max_jobs_per_request: usize::try_from(config.http.max_jobs_per_request).unwrap_or(usize::MAX),
         max_event_clients: usize::try_from(config.http.max_event_clients).unwrap_or(usize::MAX),
+        max_store_bytes: config.firmware.max_store_bytes,
     });
     state
 }

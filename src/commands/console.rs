@@ -10,7 +10,7 @@ use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
 use rocky::config::Config;
 use rocky::engine::JobSpec;
-use rocky::firmware::{Library, LoadLimits};
+use rocky::firmware::LoadLimits;
 
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
@@ -46,7 +46,7 @@ pub async fn run_console(
         rocky::firmware::remove_partials(&firmware_dir);
         runtime
     } else {
-        Runtime::start(runtime_config, Arc::new(Library::new()))
+        Runtime::start(runtime_config, Arc::new(config.library()))
     };
     // The operator at the console may load from any URL; the size and time limits still hold.
     let limits = LoadLimits { url_allow: Vec::new(), ..config.load_limits() };

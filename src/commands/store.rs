@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use rocky::config::Config;
-use rocky::firmware::Library;
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::store::Store;
 
@@ -18,7 +17,7 @@ pub async fn start_runtime(
 ) -> anyhow::Result<Runtime> {
     let store = Store::open(data_dir)?;
     tracing::info!(db = %store.path().display(), "job store open");
-    let runtime = Runtime::start_with_store(runtime_config, Arc::new(Library::new()), store)
+    let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()), store)
         .await
         .context("cannot read the job store")?;
     let (keep, max_age) = (config.store.keep(), config.store.max_age());

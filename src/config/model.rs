@@ -18,6 +18,7 @@ pub struct Config {
     pub http: HttpSection,
     pub console: ConsoleSection,
     pub store: StoreSection,
+    pub firmware: FirmwareSection,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -143,6 +144,22 @@ impl Default for ConsoleSection {
     }
 }
 
+/// How much image data Rocky keeps, in memory and in the firmware directory.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirmwareSection {
+    /// Bytes of images no queued or active job needs that stay in memory (most recently used).
+    pub cache_bytes: u64,
+    /// The firmware directory's size limit: an upload that would pass it is refused (507).
+    pub max_store_bytes: u64,
+}
+
+impl Default for FirmwareSection {
+    fn default() -> Self {
+        Self { cache_bytes: crate::firmware::DEFAULT_CACHE_BYTES, max_store_bytes: 4 * 1024 * 1024 * 1024 }
+    }
+}
+
 /// How long finished jobs are kept. Zero keeps them all (the default).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -261,6 +278,11 @@ impl Config {
         }
     }
 
+    /// The image library, its cache bounded by `firmware.cache_bytes`.
+    pub fn library(&self) -> crate::firmware::Library {
+        crate::firmware::Library::with_cache(self.firmware.cache_bytes)
+    }
+
     /// Checks every rule at once, so a bad file is reported before anything starts.
     pub fn validate(&self) -> Result<(), Invalid> {
         self.runtime_config()?;
@@ -286,6 +308,9 @@ impl Config {
                 key: "http.allowed_origins",
                 reason: format!("{bad:?} is not an origin like https://ops.example.com"),
             });
+        }
+        if self.firmware.max_store_bytes == 0 {
+            return Err(Invalid { key: "firmware.max_store_bytes", reason: "must be at least 1".into() });
         }
         if self.http.max_image_bytes == 0 {
             return Err(Invalid { key: "http.max_image_bytes", reason: "must be at least 1".into() });

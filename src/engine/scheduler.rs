@@ -27,6 +27,9 @@ pub struct JobSpec {
 pub enum SubmitError {
     #[error("image {0:?} is empty")]
     EmptyImage(String),
+    /// A description of an image (a finished job's) was submitted instead of the image.
+    #[error("image {0:?} is not loaded (only its description is held)")]
+    NoBytes(String),
     #[error("image {name:?} needs more than 2^32-1 chunks at {chunk_size} bytes per chunk")]
     TooManyChunks { name: String, chunk_size: u32 },
     #[error("job ids are exhausted (the 32-bit id space is used up)")]
@@ -118,6 +121,9 @@ impl Engine {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         if spec.image.size() == 0 {
             return Err(SubmitError::EmptyImage(spec.image.name().to_owned()));
+        }
+        if !spec.image.has_bytes() {
+            return Err(SubmitError::NoBytes(spec.image.name().to_owned()));
         }
         if self.next_id == JobId::MAX {
             return Err(SubmitError::IdsExhausted);
@@ -215,6 +221,7 @@ impl Engine {
             paced_until: None,
         };
         if state.is_final() {
+            job.image = job.image.released();
             self.jobs.insert(id, job);
             self.count(None, Some(state));
             return;
@@ -647,6 +654,9 @@ impl Engine {
         job.deadline = None;
         job.paced_until = None;
         job.finished_at = Some(now);
+        // A finished job keeps its image's description only: the bytes stay in memory while a
+        // queued or active job or the library's bounded cache holds them, and no longer.
+        job.image = job.image.released();
         let device = job.device.clone();
         self.transition(id, state, error, now);
         if was_active {

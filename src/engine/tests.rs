@@ -127,6 +127,11 @@ fn a_job_runs_request_chunks_done_and_succeeds() {
         (JobState::Succeeded, 3, 3, 150)
     );
     assert!(view.finished_at.is_some() && view.error.is_none());
+    // A finished job keeps its image's description, not its bytes.
+    assert_eq!(
+        (view.image.size(), view.image.has_bytes(), view.image.sha256()),
+        (150, false, image(150).sha256())
+    );
     let states: Vec<JobState> = h
         .events
         .iter()

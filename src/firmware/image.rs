@@ -1,6 +1,6 @@
 //! An image in memory and its chunking.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use sha2::Digest;
@@ -37,13 +37,28 @@ impl Default for ChunkSize {
 
 /// A firmware image. Cloning is cheap (one `Arc`), and every chunk handed out is a slice of the
 /// same `Bytes`, so a thousand jobs sending one image hold it once.
+///
+/// An image may also be only a description (name, hash, size, no bytes): what a finished job
+/// keeps, so that its bytes are freed once no queued or active job and no cache holds them.
 #[derive(Clone)]
 pub struct Image(Arc<Inner>);
 
 struct Inner {
     name: String,
+    /// Empty for a description; `size` is the image's real size either way.
     bytes: Bytes,
+    size: u64,
     sha256: Sha256,
+}
+
+/// A handle that does not keep the bytes alive: the library's index of images some job holds.
+#[derive(Clone)]
+pub struct WeakImage(Weak<Inner>);
+
+impl WeakImage {
+    pub fn upgrade(&self) -> Option<Image> {
+        self.0.upgrade().map(Image)
+    }
 }
 
 impl std::fmt::Debug for Image {
@@ -67,7 +82,8 @@ impl Image {
     /// Hashes `bytes` and wraps them. An empty image is allowed here; loaders refuse it.
     pub fn new(name: impl Into<String>, bytes: Bytes) -> Self {
         let sha256: Sha256 = sha2::Sha256::digest(&bytes).into();
-        Self(Arc::new(Inner { name: name.into(), bytes, sha256 }))
+        let size = bytes.len() as u64;
+        Self(Arc::new(Inner { name: name.into(), bytes, size, sha256 }))
     }
 
     /// The same bytes under another name (jobs keep the name they were created with).
@@ -75,13 +91,34 @@ impl Image {
         if name == self.name() {
             return self.clone();
         }
-        Self(Arc::new(Inner { name: name.to_owned(), bytes: self.0.bytes.clone(), sha256: self.0.sha256 }))
+        Self(Arc::new(Inner {
+            name: name.to_owned(),
+            bytes: self.0.bytes.clone(),
+            size: self.0.size,
+            sha256: self.0.sha256,
+        }))
     }
 
-    /// A stand-in for a finished job whose image is no longer on disk: it has a name and no
-    /// bytes, and is never sent.
-    pub fn unavailable(name: &str) -> Image {
-        Self(Arc::new(Inner { name: name.to_owned(), bytes: Bytes::new(), sha256: [0; 32] }))
+    /// An image known only by its description: a finished job's image after a restart.
+    pub fn described(name: &str, sha256: Sha256, size: u64) -> Image {
+        Self(Arc::new(Inner { name: name.to_owned(), bytes: Bytes::new(), size, sha256 }))
+    }
+
+    /// The same description without the bytes: what a job keeps once it has finished.
+    pub fn released(&self) -> Image {
+        if !self.has_bytes() {
+            return self.clone();
+        }
+        Self::described(&self.0.name, self.0.sha256, self.0.size)
+    }
+
+    /// False for a description; a job is only ever submitted with the bytes.
+    pub fn has_bytes(&self) -> bool {
+        self.0.bytes.len() as u64 == self.0.size && self.0.size > 0
+    }
+
+    pub fn downgrade(&self) -> WeakImage {
+        WeakImage(Arc::downgrade(&self.0))
     }
 
     pub fn name(&self) -> &str {
@@ -89,7 +126,7 @@ impl Image {
     }
 
     pub fn size(&self) -> u64 {
-        self.0.bytes.len() as u64
+        self.0.size
     }
 
     pub fn sha256(&self) -> &Sha256 {
@@ -118,7 +155,10 @@ impl Image {
         if start >= self.size() {
             return None;
         }
-        let end = (start + u64::from(size.get())).min(self.size());
+        let end = (start + u64::from(size.get())).min(self.0.bytes.len() as u64);
+        if start >= end {
+            return None;
+        }
         Some(self.0.bytes.slice(usize::try_from(start).ok()?..usize::try_from(end).ok()?))
     }
 }

@@ -1,16 +1,58 @@
-//! Keeps one copy of each distinct image alive however many jobs send it.
+//! Finds images by hash, holds each distinct image once, and keeps only a bounded number of bytes
+//! alive for images no job needs.
+//!
+//! An image's bytes live as long as something holds the [`Image`]: a queued or active job, or
+//! this library's cache. The library itself keeps weak handles to every image some job holds (so
+//! a second upload or job of the same content shares the first one's bytes) and strong handles to
+//! the most recently used images up to `cache_bytes`. With an [`ImageStore`] attached, an image
+//! evicted from memory is read back from its content-addressed file when a job names its hash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::Image;
-use crate::protocol::Sha256;
+use super::{Image, ImageStore, WeakImage};
+use crate::protocol::{Sha256, sha256_hex};
 
-/// Interns images by SHA-256, so that jobs and the API can also name an image by its hash.
-#[derive(Default)]
+/// The default for `firmware.cache_bytes`.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 pub struct Library {
-    // A std mutex is right here: the critical section is a hash-map lookup with no await inside.
-    keep: Mutex<HashMap<Sha256, Image>>,
+    // A std mutex is right here: every critical section is a few map and queue operations with
+    // no await and no I/O inside.
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Every image some holder may still have, by hash; dead entries are swept on insert.
+    held: HashMap<Sha256, WeakImage>,
+    /// Recently used images, least recent first; their sizes add up to `cached_bytes`.
+    cache: VecDeque<Image>,
+    cached_bytes: u64,
+    cache_limit: u64,
+    disk: Option<ImageStore>,
+    /// Files known to hold an image (uploads), oldest first, so an upload evicted from memory
+    /// can still be named by its hash; each is verified when read back.
+    files: VecDeque<(Sha256, PathBuf, String)>,
+}
+
+/// Upload files remembered by hash; the oldest are forgotten past this.
+const MAX_REMEMBERED_FILES: usize = 10_000;
+
+impl Default for Library {
+    fn default() -> Self {
+        Self::with_cache(DEFAULT_CACHE_BYTES)
+    }
+}
+
+/// What the library holds, for `/metrics` and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LibraryUse {
+    /// Bytes of distinct images alive in this process (jobs' and the cache's).
+    pub held_bytes: u64,
+    /// The part of those the cache keeps alive on its own account.
+    pub cached_bytes: u64,
+    pub images: usize,
 }
 
 impl Library {
@@ -18,23 +60,132 @@ impl Library {
         Self::default()
     }
 
-    /// Returns the image already held for this hash if there is one, else keeps `image`.
-    /// Images are kept for the life of the library: uploads may be referred to by hash later.
+    /// A library whose cache keeps at most `cache_limit` bytes of images no job holds.
+    pub fn with_cache(cache_limit: u64) -> Self {
+        Self {
+            state: Mutex::new(State {
+                held: HashMap::new(),
+                cache: VecDeque::new(),
+                cached_bytes: 0,
+                cache_limit,
+                disk: None,
+                files: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Images evicted from memory are read back from `store` when asked for by hash.
+    pub fn attach_disk(&self, store: ImageStore) {
+        self.lock().disk = Some(store);
+    }
+
+    /// `path` holds the image `image` (an upload): found by hash even after eviction.
+    pub fn remember_file(&self, image: &Image, path: PathBuf) {
+        let mut state = self.lock();
+        state.files.retain(|(sha, known, _)| sha != image.sha256() && *known != path);
+        state.files.push_back((*image.sha256(), path, image.name().to_owned()));
+        if state.files.len() > MAX_REMEMBERED_FILES {
+            state.files.pop_front();
+        }
+    }
+
+    pub fn disk(&self) -> Option<ImageStore> {
+        self.lock().disk.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Returns the image already held for this hash if there is one, else keeps `image`; either
+    /// way it becomes the most recently used.
     pub fn intern(&self, image: Image) -> Image {
-        let mut keep = self.keep.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        keep.entry(*image.sha256()).or_insert(image).clone()
+        let mut state = self.lock();
+        let image = match state.held.get(image.sha256()).and_then(WeakImage::upgrade) {
+            Some(existing) if existing.has_bytes() => existing,
+            _ => {
+                state.held.retain(|_, weak| weak.upgrade().is_some());
+                state.held.insert(*image.sha256(), image.downgrade());
+                image
+            }
+        };
+        state.touch(&image);
+        image
     }
 
+    /// The image with this hash if it is in memory (held by a job or cached).
     pub fn get(&self, sha256: &Sha256) -> Option<Image> {
-        self.keep.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(sha256).cloned()
+        let mut state = self.lock();
+        let image = state.held.get(sha256).and_then(WeakImage::upgrade).filter(Image::has_bytes)?;
+        state.touch(&image);
+        Some(image)
     }
 
-    pub fn len(&self) -> usize {
-        self.keep.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    /// The image with this hash from memory or, failing that, from the attached image store
+    /// (read and verified on a blocking thread). `Ok(None)` when neither has it.
+    pub async fn find(&self, sha256: &Sha256) -> Result<Option<Image>, String> {
+        if let Some(image) = self.get(sha256) {
+            return Ok(Some(image));
+        }
+        let (disk, file) = {
+            let state = self.lock();
+            let file = state.files.iter().rev().find(|(sha, _, _)| sha == sha256).cloned();
+            (state.disk.clone(), file)
+        };
+        let sha = *sha256;
+        let loaded = tokio::task::spawn_blocking(move || {
+            if let Some((_, path, name)) = file {
+                // An upload that was replaced or removed since is simply not there any more.
+                if let Ok(bytes) = std::fs::read(&path) {
+                    let image = Image::new(name, bytes::Bytes::from(bytes));
+                    if image.sha256() == &sha {
+                        return Ok(Some(image));
+                    }
+                }
+            }
+            match disk {
+                Some(disk) if disk.path(&sha).is_file() => {
+                    disk.load(&sha, &format!("{}.bin", sha256_hex(&sha))).map(Some)
+                }
+                _ => Ok(None),
+            }
+        })
+        .await
+        .map_err(|_| "reading the image from the image store failed".to_owned())??;
+        Ok(loaded.map(|image| self.intern(image)))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn usage(&self) -> LibraryUse {
+        let state = self.lock();
+        let live: Vec<Image> =
+            state.held.values().filter_map(WeakImage::upgrade).filter(Image::has_bytes).collect();
+        LibraryUse {
+            held_bytes: live.iter().map(Image::size).sum(),
+            cached_bytes: state.cached_bytes,
+            images: live.len(),
+        }
+    }
+}
+
+impl State {
+    /// Makes `image` the most recently used cache entry, then evicts the least recent ones past
+    /// the limit. An image larger than the whole cache is not cached at all.
+    fn touch(&mut self, image: &Image) {
+        if let Some(at) = self.cache.iter().position(|cached| cached.sha256() == image.sha256()) {
+            if let Some(entry) = self.cache.remove(at) {
+                self.cache.push_back(entry);
+            }
+            return;
+        }
+        if image.size() > self.cache_limit || !image.has_bytes() {
+            return;
+        }
+        self.cache.push_back(image.clone());
+        self.cached_bytes += image.size();
+        while self.cached_bytes > self.cache_limit {
+            let Some(evicted) = self.cache.pop_front() else { break };
+            self.cached_bytes -= evicted.size();
+        }
     }
 }
 
@@ -43,15 +194,84 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
+    fn image(name: &str, fill: u8, len: usize) -> Image {
+        Image::new(name, Bytes::from(vec![fill; len]))
+    }
+
     #[test]
     fn the_same_content_is_held_once() {
         let lib = Library::new();
-        let a = lib.intern(Image::new("a.bin", Bytes::from(vec![1u8; 1000])));
-        let b = lib.intern(Image::new("copy.bin", Bytes::from(vec![1u8; 1000])));
+        let a = lib.intern(image("a.bin", 1, 1000));
+        let b = lib.intern(image("copy.bin", 1, 1000));
         assert!(a.same_allocation(&b));
-        assert_eq!(lib.len(), 1);
-        let c = lib.intern(Image::new("c.bin", Bytes::from(vec![2u8; 1000])));
+        assert_eq!(lib.usage().images, 1);
+        let c = lib.intern(image("c.bin", 2, 1000));
         assert!(!a.same_allocation(&c));
         assert_eq!(lib.get(a.sha256()).map(|i| i.name().to_owned()), Some("a.bin".into()));
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recent_images_within_its_limit() {
+        let lib = Library::with_cache(2500);
+        let first = *lib.intern(image("1", 1, 1000)).sha256();
+        let second = *lib.intern(image("2", 2, 1000)).sha256();
+        // Using the first again makes the second the least recent.
+        assert!(lib.get(&first).is_some());
+        let third = *lib.intern(image("3", 3, 1000)).sha256();
+        assert!(lib.get(&second).is_none(), "the least recently used image stays cached");
+        assert!(lib.get(&first).is_some() && lib.get(&third).is_some());
+        assert_eq!(lib.usage().cached_bytes, 2000);
+        // Larger than the whole cache: alive while held, gone when dropped.
+        let big = lib.intern(image("big", 4, 5000));
+        assert_eq!(lib.usage().held_bytes, 7000);
+        let big_sha = *big.sha256();
+        drop(big);
+        assert!(lib.get(&big_sha).is_none());
+        assert_eq!(lib.usage().held_bytes, 2000);
+    }
+
+    #[test]
+    fn a_job_keeps_its_image_alive_past_the_cache() {
+        let lib = Library::with_cache(0);
+        let held = lib.intern(image("held", 5, 100));
+        assert!(lib.get(held.sha256()).is_some(), "a held image is found");
+        let released = held.released();
+        let sha = *held.sha256();
+        drop(held);
+        assert!(lib.get(&sha).is_none(), "a released image's bytes are freed");
+        assert_eq!((released.size(), released.has_bytes()), (100, false));
+        assert_eq!(lib.usage(), LibraryUse { held_bytes: 0, cached_bytes: 0, images: 0 });
+    }
+
+    #[tokio::test]
+    async fn an_evicted_image_is_read_back_from_the_image_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = ImageStore::new(dir.path().join("firmware"));
+        let lib = Library::with_cache(0);
+        lib.attach_disk(disk.clone());
+        let stored = image("s.bin", 6, 300);
+        disk.save(&stored).unwrap();
+        let sha = *stored.sha256();
+        drop(stored);
+        let back = lib.find(&sha).await.unwrap().expect("read back from disk");
+        assert_eq!((back.size(), back.has_bytes()), (300, true));
+        assert_eq!(lib.find(&[9; 32]).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_evicted_upload_is_read_back_from_its_file_while_it_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::with_cache(0);
+        let upload = image("up.bin", 7, 200);
+        let path = dir.path().join("up.bin");
+        std::fs::write(&path, upload.bytes()).unwrap();
+        let sha = *upload.sha256();
+        lib.remember_file(&upload, path.clone());
+        drop(upload);
+        let back = lib.find(&sha).await.unwrap().expect("read back from the upload");
+        assert_eq!((back.name(), back.size()), ("up.bin", 200));
+        drop(back);
+        std::fs::write(&path, b"replaced by another upload").unwrap();
+        assert_eq!(lib.find(&sha).await.unwrap(), None, "a changed file is not the image");
     }
 }

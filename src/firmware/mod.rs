@@ -3,12 +3,14 @@
 mod confined;
 mod files;
 mod image;
+mod image_store;
 mod library;
 mod load;
 mod source;
 
 pub use files::{PartialFile, remove_partials, write_atomically};
-pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
-pub use library::Library;
+pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, WeakImage};
+pub use image_store::ImageStore;
+pub use library::{DEFAULT_CACHE_BYTES, Library, LibraryUse};
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, check_url_prefix, load_file, load_url};
 pub use source::{FirmwareSource, ResolveError, parse_sha256, resolve};

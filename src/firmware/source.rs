@@ -23,6 +23,9 @@ pub enum ResolveError {
     NotAFile(String),
     #[error("firmware {0} not found")]
     NotFound(String),
+    /// The image store holds the image but it could not be read back intact.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("{0:?} is not a SHA-256 (64 hex digits)")]
     BadSha256(String),
 }
@@ -49,7 +52,11 @@ pub async fn resolve(
         FirmwareSource::Url(url) => load_url(url, limits).await?,
         FirmwareSource::Sha256(text) => {
             let sha = parse_sha256(text)?;
-            return library.get(&sha).ok_or_else(|| ResolveError::NotFound(format!("with sha256 {text}")));
+            return match library.find(&sha).await {
+                Ok(Some(image)) => Ok(image),
+                Ok(None) => Err(ResolveError::NotFound(format!("with sha256 {text}"))),
+                Err(reason) => Err(ResolveError::Unreadable(reason)),
+            };
         }
         FirmwareSource::Path(path) => match confine_to {
             Some(dir) => {

@@ -80,6 +80,7 @@ impl From<ResolveError> for ApiError {
             ResolveError::NotAFile(_) => Self::BadRequest(e.to_string()),
             ResolveError::NotFound(_) => Self::NotFound(e.to_string()),
             ResolveError::BadSha256(_) => Self::BadRequest(e.to_string()),
+            ResolveError::Unreadable(_) => Self::Internal(e.to_string()),
             ResolveError::Load(load) => match load {
                 FirmwareError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                     Self::NotFound(e.to_string())

@@ -48,6 +48,33 @@ fn write_error(error: std::io::Error) -> ApiError {
     }
 }
 
+/// Bytes in the regular files directly inside `dir` (uploads and unfinished uploads).
+async fn directory_bytes(dir: &std::path::Path) -> u64 {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|entry| entry.metadata().ok())
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|meta| meta.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    })
+    .await
+    .unwrap_or(0)
+}
+
+/// The 507 for an upload past `firmware.max_store_bytes`, with the numbers.
+fn over_cap(used: u64, upload: u64, cap: u64) -> ApiError {
+    let upload = if upload > 0 { format!(" and this upload ({upload} bytes so far)") } else { String::new() };
+    ApiError::InsufficientStorage(format!(
+        "the firmware directory holds {used} bytes{upload}; firmware.max_store_bytes is {cap} bytes; nothing was kept"
+    ))
+}
+
 pub async fn upload(
     State(state): State<ApiState>,
     Query(query): Query<UploadQuery>,
@@ -55,6 +82,11 @@ pub async fn upload(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let name = query.name.as_deref().map(valid_name).transpose()?.map(str::to_owned);
     let max = state.limits.max_bytes;
+    let cap = state.policy.max_store_bytes;
+    let used_before = directory_bytes(&state.firmware_dir).await;
+    if used_before >= cap {
+        return Err(over_cap(used_before, 0, cap));
+    }
     let mut partial = PartialFile::create(&state.firmware_dir).await.map_err(write_error)?;
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
@@ -66,6 +98,9 @@ pub async fn upload(
         if size > max {
             return Err(ApiError::TooLarge(format!("image is larger than the limit of {max} bytes")));
         }
+        if used_before.saturating_add(size) > cap {
+            return Err(over_cap(used_before, size, cap));
+        }
         hasher.update(&piece);
         partial.write(&piece).await.map_err(write_error)?;
     }
@@ -74,11 +109,19 @@ pub async fn upload(
     }
     let file_name = name.unwrap_or_else(|| format!("{}.bin", hex::encode(hasher.finalize())));
     let target = state.firmware_dir.join(&file_name);
+    // Other uploads may have finished meanwhile: the directory now holds this one's partial
+    // file too, less the file it replaces.
+    let replaced = tokio::fs::metadata(&target).await.map(|m| m.len()).unwrap_or(0);
+    let used_now = directory_bytes(&state.firmware_dir).await.saturating_sub(replaced);
+    if used_now > cap {
+        return Err(over_cap(used_now.saturating_sub(size), size, cap));
+    }
     let bytes = partial.commit(&target).await.map_err(write_error)?;
     let name = file_name.clone();
     let image = tokio::task::spawn_blocking(move || Image::new(name, bytes))
         .await
         .map_err(|_| ApiError::Internal("the uploaded image could not be hashed".into()))?;
+    state.handle.library().remember_file(&image, target);
     Ok(created(&state, file_name, image))
 }
 

@@ -8,6 +8,6 @@ use super::{ApiError, ApiState};
 
 pub async fn render(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let status = state.handle.status().await?;
-    let text = state.handle.metrics().render(&status.counts);
+    let text = state.handle.metrics().render(&status.counts, state.handle.library().usage());
     Ok(([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text))
 }

@@ -76,6 +76,8 @@ pub struct ApiPolicy {
     pub max_jobs_per_request: usize,
     /// Clients on `/events` at once (`http.max_event_clients`); more get 503.
     pub max_event_clients: usize,
+    /// The firmware directory's size limit (`firmware.max_store_bytes`); uploads past it get 507.
+    pub max_store_bytes: u64,
 }
 
 impl Default for ApiPolicy {
@@ -85,6 +87,7 @@ impl Default for ApiPolicy {
             allowed_origins: Vec::new(),
             max_jobs_per_request: 10_000,
             max_event_clients: 64,
+            max_store_bytes: crate::config::FirmwareSection::default().max_store_bytes,
         }
     }
 }

@@ -89,6 +89,8 @@ impl Runtime {
         let (records, last_id) = store.load().await?;
         let clock = Clock::new();
         let images = store.images().clone();
+        // Images evicted from memory come back from the store's content-addressed files.
+        library.attach_disk(images.clone());
         let lib = library.clone();
         let restored = tokio::task::spawn_blocking(move || recover::restore(records, &images, &lib, &clock))
             .await

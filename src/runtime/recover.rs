@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use super::Clock;
 use crate::engine::{JobState, JobView};
-use crate::firmware::{ChunkSize, Image, Library, parse_sha256};
-use crate::protocol::DeviceId;
-use crate::store::{ImageStore, JobRecord};
+use crate::firmware::{ChunkSize, Image, ImageStore, Library, parse_sha256};
+use crate::protocol::{DeviceId, Sha256};
+use crate::store::JobRecord;
 
 /// One restored job per record that can be understood; a job whose image is gone or damaged
 /// comes back failed with the reason, rather than running with the wrong bytes.
+///
+/// Only jobs that will run again get their image's bytes (read once per distinct image); a
+/// finished job keeps its image's description, so a restart does not load every image any
+/// stored job ever used.
 pub fn restore(
     records: Vec<JobRecord>,
     images: &ImageStore,
@@ -25,22 +29,27 @@ pub fn restore(
             tracing::warn!(job = record.id, device = %record.device, "stored job has an invalid device id; skipped");
             continue;
         };
-        let image = loaded
-            .entry(record.image_sha256.clone())
-            .or_insert_with(|| {
-                let sha = parse_sha256(&record.image_sha256).map_err(|e| e.to_string())?;
-                match library.get(&sha) {
-                    Some(image) => Ok(image),
-                    None => images.load(&sha, &record.image_name).map(|image| library.intern(image)),
-                }
-            })
-            .clone();
-        let (image, state, error) = match image {
-            Ok(image) => (image.renamed(&record.image_name), record.state, record.error),
-            Err(_) if record.state.is_final() => {
-                (Image::unavailable(&record.image_name), record.state, record.error)
+        let sha = parse_sha256(&record.image_sha256).map_err(|e| e.to_string());
+        let described = |sha: &Result<Sha256, String>| {
+            Image::described(&record.image_name, *sha.as_ref().unwrap_or(&[0; 32]), record.image_size)
+        };
+        let (image, state, error) = if record.state.is_final() {
+            (described(&sha), record.state, record.error)
+        } else {
+            let image = loaded
+                .entry(record.image_sha256.clone())
+                .or_insert_with(|| {
+                    let sha = sha.clone()?;
+                    match library.get(&sha) {
+                        Some(image) => Ok(image),
+                        None => images.load(&sha, &record.image_name).map(|image| library.intern(image)),
+                    }
+                })
+                .clone();
+            match image {
+                Ok(image) => (image.renamed(&record.image_name), record.state, record.error),
+                Err(reason) => (described(&sha), JobState::Failed, Some(reason)),
             }
-            Err(reason) => (Image::unavailable(&record.image_name), JobState::Failed, Some(reason)),
         };
         let at = |ms: u64| clock.instant(ms);
         out.push(JobView {

@@ -9,7 +9,6 @@
 //! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
 
 mod high_water;
-mod images;
 mod lock;
 mod reader;
 mod records;
@@ -19,7 +18,6 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use images::ImageStore;
 pub use lock::DataDirLock;
 pub use records::{HistoryRecord, JobRecord, NewJob};
 pub use schema::{SCHEMA_VERSION, migrate_to};
@@ -32,6 +30,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::JobId;
+use crate::firmware::ImageStore;
 
 /// How often the runtime hands changes to the writer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);

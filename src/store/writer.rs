@@ -10,8 +10,9 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use super::high_water::HighWater;
-use super::{Health, HistoryRecord, ImageStore, JobRecord, NewJob, StoreError, Write};
+use super::{Health, HistoryRecord, JobRecord, NewJob, StoreError, Write};
 use crate::engine::JobId;
+use crate::firmware::ImageStore;
 
 pub fn spawn(
     conn: Connection,
@@ -124,6 +125,9 @@ fn run(
             Write::Delete { ids } => {
                 pending.deletes.extend(ids);
                 write_pending(&mut conn, &mut pending, &health);
+                if pending.deletes.is_empty() {
+                    sweep_images(&conn, &images);
+                }
             }
         }
         latency.observe(started.elapsed().as_secs_f64());
@@ -189,6 +193,20 @@ fn create(
         .map_err(|e| e.to_string())?;
     tx.commit().map_err(|e| e.to_string())?;
     Ok(ids)
+}
+
+/// Removes the image store's files that no remaining job names: retention deleted the last job
+/// that needed them. A failure is logged and tried again after the next deletion.
+fn sweep_images(conn: &Connection, images: &ImageStore) {
+    let needed: rusqlite::Result<std::collections::HashSet<String>> = conn
+        .prepare("SELECT DISTINCT image_sha256 FROM jobs")
+        .and_then(|mut query| query.query_map([], |row| row.get::<_, String>(0))?.collect());
+    match needed.map(|needed| images.remove_unneeded(&needed)) {
+        Ok(Ok(0)) => {}
+        Ok(Ok(removed)) => tracing::info!(removed, "images no job needs any more were removed"),
+        Ok(Err(error)) => tracing::warn!(%error, "could not remove images no job needs"),
+        Err(error) => tracing::warn!(%error, "could not list the images jobs need"),
+    }
 }
 
 /// Writes everything pending in one transaction; on failure keeps it and marks the store

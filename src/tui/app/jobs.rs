@@ -33,7 +33,8 @@ impl JobRow {
         Self {
             id: view.id,
             device: view.device.to_string(),
-            image: view.image.clone(),
+            // The description only: the console keeps rows for good, and must not keep bytes.
+            image: view.image.released(),
             chunk_size: view.chunk_size.get(),
             state: view.state,
             chunks_done: view.chunks_done,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::firmware::{Image, write_atomically};
+use super::{Image, write_atomically};
 use crate::protocol::{Sha256, sha256_hex};
 
 #[derive(Debug, Clone)]
@@ -33,6 +33,28 @@ impl ImageStore {
             return Ok(());
         }
         write_atomically(&path, image.bytes())
+    }
+
+    /// Removes every stored image whose hash is not in `needed` (lower-case hex); returns how
+    /// many went. Files that are not named like a stored image are left alone.
+    pub fn remove_unneeded(&self, needed: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let is_image =
+                name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if is_image && !needed.contains(&name) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Reads an image back and checks it still has the hash it is filed under.
@@ -67,5 +89,12 @@ mod tests {
         std::fs::write(store.path(image.sha256()), b"tampered").unwrap();
         assert!(store.load(image.sha256(), "a.bin").unwrap_err().contains("damaged"));
         assert!(store.load(&[0u8; 32], "x").unwrap_err().contains("missing"));
+        let other = Image::new("b.bin", Bytes::from_static(b"another"));
+        store.save(&other).unwrap();
+        std::fs::write(store.dir().join("notes.txt"), b"not an image").unwrap();
+        let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
+        assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
+        assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());
+        assert!(store.dir().join("notes.txt").exists());
     }
 }

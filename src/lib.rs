@@ -5,6 +5,8 @@
 //! - [`protocol`]: pure wire contract: topics, device ids, CBOR frames, readable rendering.
 //! - [`firmware`]: load an image (file or URL), hash it, slice it into chunks without copying.
 //! - [`engine`]: the job scheduler as a sans-IO state machine; time is an argument.
+//! - [`snapshot`]: a job's one shape outside the engine (API, events, store, CLI, console).
+//! - [`clock`]: the engine's monotonic instants as wall-clock time.
 //! - [`metrics`]: Prometheus counters and gauges for `GET /metrics`.
 //! - [`mqtt`]: the broker connection: URLs, TLS, credentials, protocol versions, failures.
 //! - [`runtime`]: wires the engine to tokio and rumqttc; the only place that owns tasks.
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod firmware;
@@ -28,5 +31,6 @@ pub mod mqtt;
 pub mod protocol;
 pub mod runtime;
 pub mod sim;
+pub mod snapshot;
 pub mod store;
 pub mod tui;

@@ -108,7 +108,7 @@ async fn a_sigkill_mid_transfer_loses_no_job() {
         let done = jobs.iter().filter(|j| j["state"] == "succeeded").count();
         let moving = jobs
             .iter()
-            .filter(|j| j["state"] == "transferring" && j["chunks_sent"].as_u64() > Some(2))
+            .filter(|j| j["state"] == "transferring" && j["chunks_done"].as_u64() > Some(2))
             .count();
         (done >= 5 && moving >= 3).then_some(())
     })

@@ -144,7 +144,7 @@ async fn jobs_are_created_watched_listed_and_cancelled_over_http() {
     assert_eq!(jobs[0]["chunks_total"], 98);
     let first = jobs[0]["id"].as_u64().unwrap();
     let done = api.wait_state(first, "succeeded").await;
-    assert_eq!(done["chunks_sent"], 98);
+    assert_eq!(done["chunks_done"], 98);
     assert_eq!(done["bytes_sent"], 100_000);
     assert!(done["finished_at"].as_u64().unwrap() >= done["created_at"].as_u64().unwrap());
 
@@ -177,7 +177,7 @@ async fn jobs_are_created_watched_listed_and_cancelled_over_http() {
     let (_, listed) = api.get("/jobs?device=dev-01&state=succeeded").await;
     let listed = listed["jobs"].as_array().unwrap().clone();
     assert!(
-        !listed.is_empty() && listed.iter().all(|j| j["device"] == "dev-01" && j["state"] == "succeeded")
+        !listed.is_empty() && listed.iter().all(|j| j["device_id"] == "dev-01" && j["state"] == "succeeded")
     );
 
     // Cancel an active job (the silent device), then again (409).

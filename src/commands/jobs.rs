@@ -6,7 +6,7 @@ use clap::Args;
 use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
 use rocky::engine::JobState;
-use rocky::store::{JobRecord, open_read_only, read_jobs};
+use rocky::store::{JobSnapshot, open_read_only, read_jobs};
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
@@ -27,9 +27,12 @@ pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
     let dir = data_dir(&load_config(global)?.config)?;
     let conn = open_read_only(&dir)?;
     let (jobs, _) = read_jobs(&conn)?;
-    let jobs: Vec<JobRecord> = jobs
+    let jobs: Vec<JobSnapshot> = jobs
         .into_iter()
-        .filter(|j| state.is_none_or(|s| s == j.state) && args.device.as_ref().is_none_or(|d| *d == j.device))
+        .filter(|j| {
+            state.is_none_or(|s| s == j.state)
+                && args.device.as_ref().is_none_or(|d| d == j.device_id.as_str())
+        })
         .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
@@ -40,12 +43,12 @@ pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
         "ID", "DEVICE", "IMAGE", "STATE", "CHUNKS", "ATT"
     );
     for j in &jobs {
-        let chunks = format!("{}/{}", j.chunks_sent, j.chunks_total);
+        let chunks = format!("{}/{}", j.chunks_done, j.chunks_total);
         println!(
             "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
             j.id,
-            clip(&j.device, 16),
-            clip(&j.image_name, 24),
+            clip(j.device_id.as_str(), 16),
+            clip(&j.image.name, 24),
             j.state.as_str(),
             chunks,
             j.attempts,

@@ -1,59 +1,10 @@
 //! The JSON shapes of the API. Times are milliseconds since the Unix epoch.
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::engine::{Event, JobState, JobView};
-use crate::protocol::sha256_hex;
+use crate::engine::Event;
 use crate::runtime::{Clock, Envelope, Received, RuntimeEvent};
-
-#[derive(Debug, Serialize)]
-pub struct ImageJson {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JobJson {
-    pub id: u32,
-    pub device: String,
-    pub state: JobState,
-    pub image: ImageJson,
-    pub chunk_size: u32,
-    pub chunks_sent: u32,
-    pub chunks_total: u32,
-    pub bytes_sent: u64,
-    pub attempts: u32,
-    pub error: Option<String>,
-    pub created_at: u64,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
-}
-
-impl JobJson {
-    pub fn new(job: &JobView, clock: &Clock) -> Self {
-        Self {
-            id: job.id,
-            device: job.device.to_string(),
-            state: job.state,
-            image: ImageJson {
-                name: job.image.name().to_owned(),
-                size: job.image.size(),
-                sha256: sha256_hex(job.image.sha256()),
-            },
-            chunk_size: job.chunk_size.get(),
-            chunks_sent: job.chunks_done,
-            chunks_total: job.chunks_total,
-            bytes_sent: job.bytes_sent,
-            attempts: job.attempts,
-            error: job.error.clone(),
-            created_at: clock.unix_ms(job.created_at),
-            started_at: job.started_at.map(|t| clock.unix_ms(t)),
-            finished_at: job.finished_at.map(|t| clock.unix_ms(t)),
-        }
-    }
-}
+use crate::snapshot::JobSnapshot;
 
 /// `(event name, JSON)` for one item of the event stream, as `GET /events` sends it.
 pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
@@ -82,7 +33,7 @@ pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
 
 fn engine_json(event: &Event, clock: &Clock) -> (&'static str, Value) {
     match event {
-        Event::Created(view) => ("job_created", json!(JobJson::new(view, clock))),
+        Event::Created(view) => ("job_created", json!(JobSnapshot::new(view, clock))),
         Event::StateChanged { job, device, from, to, detail } => (
             "job_state",
             json!({ "job": job, "device": device.to_string(), "from": from, "to": to, "detail": detail }),

@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::dto::JobJson;
 use super::{ApiError, ApiState};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, FirmwareSource, resolve};
 use crate::protocol::DeviceId;
 use crate::runtime::JobFilter;
+use crate::snapshot::JobSnapshot;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +104,7 @@ async fn create_jobs(
         .collect();
     let created = state.handle.submit(specs).await?;
     let clock = state.handle.clock();
-    let jobs: Vec<JobJson> = created.iter().map(|j| JobJson::new(j, clock)).collect();
+    let jobs: Vec<JobSnapshot> = created.iter().map(|j| JobSnapshot::new(j, clock)).collect();
     Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))))
 }
 
@@ -172,7 +172,7 @@ pub async fn list(
     jobs.truncate(limit);
     let next_after = if more { jobs.last().map(|j| j.id) } else { None };
     let clock = state.handle.clock();
-    let jobs: Vec<JobJson> = jobs.iter().map(|j| JobJson::new(j, clock)).collect();
+    let jobs: Vec<JobSnapshot> = jobs.iter().map(|j| JobSnapshot::new(j, clock)).collect();
     Ok(Json(json!({ "jobs": jobs, "next_after": next_after })))
 }
 
@@ -180,10 +180,13 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("job id {raw:?} is not a number")))
 }
 
-pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<JobJson>, ApiError> {
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<JobSnapshot>, ApiError> {
     let id = job_id(&raw)?;
     let job = state.handle.job(id).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
-    Ok(Json(JobJson::new(&job, state.handle.clock())))
+    Ok(Json(JobSnapshot::new(&job, state.handle.clock())))
 }
 
 /// `GET /jobs/{id}/events`: the job's stored timeline.
@@ -199,9 +202,9 @@ pub async fn events(State(state): State<ApiState>, Path(raw): Path<String>) -> R
 pub async fn cancel(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
-) -> Result<Json<JobJson>, ApiError> {
+) -> Result<Json<JobSnapshot>, ApiError> {
     let job = state.handle.cancel(job_id(&raw)?).await?;
-    Ok(Json(JobJson::new(&job, state.handle.clock())))
+    Ok(Json(JobSnapshot::new(&job, state.handle.clock())))
 }
 
 /// 200 while the broker connection is up, 503 otherwise; the body says which and why.

@@ -14,7 +14,7 @@ mod server;
 mod tls;
 
 pub use auth::Token;
-pub use dto::{JobJson, event_json};
+pub use dto::event_json;
 pub use error::ApiError;
 pub use guard::is_loopback_host;
 pub use server::{

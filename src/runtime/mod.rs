@@ -6,7 +6,6 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
-mod clock;
 mod driver;
 mod events;
 mod handle;
@@ -15,8 +14,8 @@ mod messenger;
 mod persist;
 mod recover;
 
+pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
-pub use clock::Clock;
 pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
 pub use handle::{Handle, JobFilter, RuntimeError, Status};
 pub use log_limit::LogLimiter;

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Clock;
 use super::handle::Request;
 use crate::engine::{Engine, Event, JobId, JobSpec, JobState, JobView, SubmitError};
-use crate::store::{HistoryRecord, JobRecord, NewJob, Store};
+use crate::store::{HistoryRecord, JobSnapshot, NewJob, Store};
 
 /// Submissions waiting for the store to record them; beyond this, new ones are refused as busy.
 const CREATIONS_WAITING: usize = 1024;
@@ -99,11 +99,11 @@ impl Persistence {
         }
     }
 
-    fn take(&mut self, engine: &Engine, clock: &Clock) -> (Vec<JobRecord>, Vec<HistoryRecord>) {
+    fn take(&mut self, engine: &Engine, clock: &Clock) -> (Vec<JobSnapshot>, Vec<HistoryRecord>) {
         let jobs = std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|id| engine.job(id))
-            .map(|view| JobRecord::from_view(&view, view.chunk_interval.as_millis() as u64, clock))
+            .map(|view| JobSnapshot::new(&view, clock))
             .collect();
         (jobs, std::mem::take(&mut self.history))
     }

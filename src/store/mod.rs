@@ -18,8 +18,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
-pub use records::{HistoryRecord, JobRecord, NewJob};
+pub use records::{HistoryRecord, NewJob};
 pub use schema::{SCHEMA_VERSION, migrate_to};
 
 use std::path::{Path, PathBuf};
@@ -56,7 +57,7 @@ pub enum StoreError {
 /// What the writer thread is asked to do.
 pub(crate) enum Write {
     Create { jobs: Vec<NewJob>, reply: oneshot::Sender<Result<Vec<JobId>, String>> },
-    Flush { jobs: Vec<JobRecord>, history: Vec<HistoryRecord>, done: Option<oneshot::Sender<()>> },
+    Flush { jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>, done: Option<oneshot::Sender<()>> },
     Delete { ids: Vec<JobId> },
 }
 
@@ -168,9 +169,9 @@ impl Store {
     /// (then they come back to be merged into the next flush).
     pub(crate) fn try_flush(
         &self,
-        jobs: Vec<JobRecord>,
+        jobs: Vec<JobSnapshot>,
         history: Vec<HistoryRecord>,
-    ) -> Result<(), (Vec<JobRecord>, Vec<HistoryRecord>)> {
+    ) -> Result<(), (Vec<JobSnapshot>, Vec<HistoryRecord>)> {
         match self.writes.try_send(Write::Flush { jobs, history, done: None }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(Write::Flush { jobs, history, .. }))
@@ -182,7 +183,7 @@ impl Store {
     }
 
     /// Writes everything given and waits until it is committed (used at shutdown).
-    pub async fn flush_and_wait(&self, jobs: Vec<JobRecord>, history: Vec<HistoryRecord>) {
+    pub async fn flush_and_wait(&self, jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>) {
         let (done, committed) = oneshot::channel();
         if self.writes.send(Write::Flush { jobs, history, done: Some(done) }).await.is_ok() {
             let _ = committed.await;
@@ -194,7 +195,7 @@ impl Store {
     }
 
     /// Every job, oldest first, and the highest id ever given.
-    pub async fn load(&self) -> Result<(Vec<JobRecord>, JobId), StoreError> {
+    pub async fn load(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
         let reader = self.reader.clone();
         let path = self.path.clone();
         let (jobs, last) = tokio::task::spawn_blocking(move || {

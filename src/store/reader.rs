@@ -2,43 +2,59 @@
 
 use rusqlite::{Connection, Row};
 
-use super::{HistoryRecord, JobRecord};
+use super::{HistoryRecord, JobSnapshot};
 use crate::engine::{JobId, JobState};
+use crate::protocol::DeviceId;
+use crate::snapshot::ImageInfo;
 
 fn state(text: String) -> rusqlite::Result<JobState> {
     JobState::parse(&text)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
 
-fn job(row: &Row) -> rusqlite::Result<JobRecord> {
-    Ok(JobRecord {
-        id: row.get(0)?,
-        device: row.get(1)?,
-        image_name: row.get(2)?,
-        image_size: row.get(3)?,
-        image_sha256: row.get(4)?,
-        chunk_size: row.get(5)?,
-        chunk_interval_ms: row.get(6)?,
-        state: state(row.get(7)?)?,
-        chunks_sent: row.get(8)?,
-        chunks_total: row.get(9)?,
-        bytes_sent: row.get(10)?,
-        attempts: row.get(11)?,
-        error: row.get(12)?,
-        created_at: row.get(13)?,
-        started_at: row.get(14)?,
-        finished_at: row.get(15)?,
-    })
+/// The columns a job is read from, named once for the query and the row mapping below.
+const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
+                           chunks_sent, chunks_total, bytes_sent, attempts, error, created_at, started_at, finished_at";
+
+fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
+    let device: String = row.get("device")?;
+    let device_id = match DeviceId::parse(&device) {
+        Ok(id) => id,
+        Err(e) => return Ok(Err(format!("job {}: {e}", row.get::<_, JobId>("id")?))),
+    };
+    Ok(Ok(JobSnapshot {
+        id: row.get("id")?,
+        device_id,
+        image: ImageInfo {
+            name: row.get("image_name")?,
+            size: row.get("image_size")?,
+            sha256: row.get("image_sha256")?,
+        },
+        chunk_size: row.get("chunk_size")?,
+        chunk_interval_ms: row.get("chunk_interval_ms")?,
+        state: state(row.get("state")?)?,
+        chunks_done: row.get("chunks_sent")?,
+        chunks_total: row.get("chunks_total")?,
+        bytes_sent: row.get("bytes_sent")?,
+        attempts: row.get("attempts")?,
+        error: row.get("error")?,
+        created_at: row.get("created_at")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+    }))
 }
 
-/// Every job, oldest first, and the highest id ever given.
-pub fn load(conn: &Connection) -> rusqlite::Result<(Vec<JobRecord>, JobId)> {
-    let mut stmt = conn.prepare(
-        "SELECT id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state,
-                chunks_sent, chunks_total, bytes_sent, attempts, error, created_at, started_at, finished_at
-         FROM jobs ORDER BY id",
-    )?;
-    let jobs = stmt.query_map([], job)?.collect::<rusqlite::Result<Vec<_>>>()?;
+/// Every job, oldest first, and the highest id ever given. A row that is not a valid job (a
+/// device id Rocky would refuse) is skipped with a warning.
+pub fn load(conn: &Connection) -> rusqlite::Result<(Vec<JobSnapshot>, JobId)> {
+    let mut stmt = conn.prepare(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"))?;
+    let mut jobs = Vec::new();
+    for row in stmt.query_map([], job)? {
+        match row? {
+            Ok(job) => jobs.push(job),
+            Err(reason) => tracing::warn!(%reason, "a stored job was skipped"),
+        }
+    }
     let last: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'last_job_id'", [], |r| r.get(0))?;
     let last = JobId::try_from(last).unwrap_or(JobId::MAX).max(jobs.last().map_or(0, |j| j.id));
     Ok((jobs, last))

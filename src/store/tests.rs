@@ -127,7 +127,7 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     drop(conn);
     let store = Store::open(old.path()).unwrap();
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs.len(), jobs[0].image_name.as_str(), last), (1, "old.bin", 7));
+    assert_eq!((jobs.len(), jobs[0].image.name.as_str(), last), (1, "old.bin", 7));
     assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
     assert_eq!(store.create(vec![new_job("x")]).await.unwrap(), vec![8]);
 }

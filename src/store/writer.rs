@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use super::high_water::HighWater;
-use super::{Health, HistoryRecord, JobRecord, NewJob, StoreError, Write};
+use super::{Health, HistoryRecord, JobSnapshot, NewJob, StoreError, Write};
 use crate::engine::JobId;
 use crate::firmware::ImageStore;
 
@@ -39,7 +39,7 @@ const MAX_PENDING_HISTORY: usize = 200_000;
 /// and written, in order, as soon as a write succeeds.
 #[derive(Default)]
 struct Pending {
-    jobs: BTreeMap<JobId, JobRecord>,
+    jobs: BTreeMap<JobId, JobSnapshot>,
     history: Vec<HistoryRecord>,
     dropped_history: u64,
     /// Finished jobs retention removed from the engine: deleted by id, whatever the row says
@@ -53,7 +53,7 @@ impl Pending {
     }
 
     /// Adds a newer batch: a job's later record replaces its earlier one.
-    fn merge(&mut self, jobs: Vec<JobRecord>, mut history: Vec<HistoryRecord>) {
+    fn merge(&mut self, jobs: Vec<JobSnapshot>, mut history: Vec<HistoryRecord>) {
         for job in jobs {
             self.jobs.insert(job.id, job);
         }
@@ -212,7 +212,7 @@ fn sweep_images(conn: &Connection, images: &ImageStore) {
 /// Writes everything pending in one transaction; on failure keeps it and marks the store
 /// degraded (saying so once), on success clears both.
 fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) {
-    let jobs: Vec<JobRecord> =
+    let jobs: Vec<JobSnapshot> =
         pending.jobs.values().filter(|j| !pending.deletes.contains(&j.id)).cloned().collect();
     match flush(conn, &jobs, &pending.history, &pending.deletes) {
         Ok(()) => {
@@ -237,7 +237,7 @@ fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) 
 
 fn flush(
     conn: &mut Connection,
-    jobs: &[JobRecord],
+    jobs: &[JobSnapshot],
     history: &[HistoryRecord],
     deletes: &BTreeSet<JobId>,
 ) -> rusqlite::Result<()> {
@@ -252,7 +252,7 @@ fn flush(
             update.execute(params![
                 job.id,
                 job.state.as_str(),
-                job.chunks_sent,
+                job.chunks_done,
                 job.bytes_sent as i64,
                 job.attempts,
                 job.error,

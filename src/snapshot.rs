@@ -1,0 +1,115 @@
+//! A job's one shape outside the engine: what the API answers, `/events` streams, the store
+//! writes and reads, `rocky jobs --json` prints and the console shows. Made once, at the
+//! runtime's edge, from the engine's view; times are milliseconds since the Unix epoch.
+//!
+//! Field names follow the requests (`device_id`, `chunk_interval_ms`), so what a client sends and
+//! what it reads back use the same words.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::engine::{JobId, JobState, JobView};
+use crate::firmware::Image;
+use crate::protocol::{DeviceId, sha256_hex};
+
+/// An image as a job names it: enough to show and compare, never the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+impl From<&Image> for ImageInfo {
+    fn from(image: &Image) -> Self {
+        Self { name: image.name().to_owned(), size: image.size(), sha256: sha256_hex(image.sha256()) }
+    }
+}
+
+impl ImageInfo {
+    /// The first 8 hex digits and an ellipsis, as the console shows a hash at a glance.
+    pub fn short_hash(&self) -> String {
+        format!("{}…", self.sha256.get(..8).unwrap_or(&self.sha256))
+    }
+}
+
+/// One job at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSnapshot {
+    pub id: JobId,
+    pub device_id: DeviceId,
+    pub state: JobState,
+    pub image: ImageInfo,
+    pub chunk_size: u32,
+    pub chunk_interval_ms: u64,
+    /// Chunks delivered (handed to the broker, or confirmed by the device under flow control).
+    pub chunks_done: u32,
+    pub chunks_total: u32,
+    pub bytes_sent: u64,
+    /// FOTA_REQUEST sends so far.
+    pub attempts: u32,
+    pub error: Option<String>,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+impl JobSnapshot {
+    /// The snapshot of the engine's view, its instants placed on the wall clock by `clock`.
+    pub fn new(view: &JobView, clock: &Clock) -> Self {
+        Self {
+            id: view.id,
+            device_id: view.device.clone(),
+            state: view.state,
+            image: ImageInfo::from(&view.image),
+            chunk_size: view.chunk_size.get(),
+            chunk_interval_ms: u64::try_from(view.chunk_interval.as_millis()).unwrap_or(u64::MAX),
+            chunks_done: view.chunks_done,
+            chunks_total: view.chunks_total,
+            bytes_sent: view.bytes_sent,
+            attempts: view.attempts,
+            error: view.error.clone(),
+            created_at: clock.unix_ms(view.created_at),
+            started_at: view.started_at.map(|t| clock.unix_ms(t)),
+            finished_at: view.finished_at.map(|t| clock.unix_ms(t)),
+        }
+    }
+
+    /// Fraction of chunks delivered, 0.0 ..= 1.0.
+    pub fn progress(&self) -> f64 {
+        if self.chunks_total == 0 { 0.0 } else { f64::from(self.chunks_done) / f64::from(self.chunks_total) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_uses_the_requests_field_names_and_reads_back() {
+        let snapshot = JobSnapshot {
+            id: 7,
+            device_id: DeviceId::parse("dev-7").unwrap(),
+            state: JobState::Transferring,
+            image: ImageInfo { name: "fw.bin".into(), size: 100, sha256: "ab".repeat(32) },
+            chunk_size: 64,
+            chunk_interval_ms: 5,
+            chunks_done: 1,
+            chunks_total: 2,
+            bytes_sent: 64,
+            attempts: 1,
+            error: None,
+            created_at: 1,
+            started_at: Some(2),
+            finished_at: None,
+        };
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(json["device_id"], "dev-7");
+        assert_eq!(json["state"], "transferring");
+        assert_eq!(json["image"]["sha256"], "ab".repeat(32));
+        assert_eq!(serde_json::from_value::<JobSnapshot>(json).unwrap(), snapshot);
+        let bad = serde_json::json!({"device_id": "a/b"});
+        assert!(serde_json::from_value::<JobSnapshot>(bad).is_err());
+    }
+}

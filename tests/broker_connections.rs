@@ -68,9 +68,12 @@ fn jobs_for(fleet: &Fleet, image: &Image) -> Vec<JobSpec> {
         .collect()
 }
 
-async fn wait_all_final(runtime: &Runtime, count: usize) -> Vec<rocky::engine::JobView> {
+async fn wait_all_final(
+    runtime: &Runtime,
+    count: usize,
+) -> Vec<std::sync::Arc<rocky::snapshot::JobSnapshot>> {
     wait_for(Duration::from_secs(60), "every job to finish", || async {
-        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
+        let jobs = runtime.handle.jobs(&JobFilter::default());
         (jobs.len() == count && jobs.iter().all(|j| j.state.is_final())).then_some(jobs)
     })
     .await

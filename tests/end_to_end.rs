@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocky::broker::EmbeddedBroker;
-use rocky::engine::{JobSpec, JobState, JobView};
+use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection, Verdict};
+use rocky::snapshot::JobSnapshot;
 use support::{Mosquitto, test_image, wait_for};
 
 fn start_runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
@@ -34,9 +35,9 @@ fn one_job_per_device(
         .collect()
 }
 
-async fn wait_all_final(runtime: &Runtime, timeout: Duration) -> Vec<JobView> {
+async fn wait_all_final(runtime: &Runtime, timeout: Duration) -> Vec<std::sync::Arc<JobSnapshot>> {
     wait_for(timeout, "every job to end", || async {
-        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
+        let jobs = runtime.handle.jobs(&JobFilter::default());
         jobs.iter().all(|j| j.state.is_final()).then_some(jobs)
     })
     .await
@@ -52,10 +53,10 @@ async fn run_fleet_of_50(broker: BrokerUrl) {
     assert_eq!(created.len(), 50);
     let jobs = wait_all_final(&runtime, Duration::from_secs(90)).await;
     for job in &jobs {
-        assert_eq!(job.state, JobState::Succeeded, "job {} on {}: {:?}", job.id, job.device, job.error);
+        assert_eq!(job.state, JobState::Succeeded, "job {} on {}: {:?}", job.id, job.device_id, job.error);
         assert_eq!((job.chunks_done, job.chunks_total), (64, 64));
-        let report = fleet.report(&job.device).unwrap();
-        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{}", job.device);
+        let report = fleet.report(&job.device_id).unwrap();
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{}", job.device_id);
         assert!(report.bytes >= 256 * 1024);
     }
     runtime.shutdown().await;
@@ -98,7 +99,8 @@ async fn run_mixed_fleet(broker: BrokerUrl) {
     let started = std::time::Instant::now();
     let jobs = wait_all_final(&runtime, Duration::from_secs(30)).await;
     assert!(started.elapsed() < Duration::from_secs(10), "settled in {:?}", started.elapsed());
-    let states: BTreeMap<String, JobState> = jobs.iter().map(|j| (j.device.to_string(), j.state)).collect();
+    let states: BTreeMap<String, JobState> =
+        jobs.iter().map(|j| (j.device_id.to_string(), j.state)).collect();
     for (device, state) in &states {
         let expected = match device.as_str() {
             "dev-02" => JobState::Rejected,
@@ -108,7 +110,7 @@ async fn run_mixed_fleet(broker: BrokerUrl) {
         };
         assert_eq!(*state, expected, "{device}");
     }
-    let silent = jobs.iter().find(|j| j.device.as_str() == "dev-04").unwrap();
+    let silent = jobs.iter().find(|j| j.device_id.as_str() == "dev-04").unwrap();
     assert_eq!(silent.attempts, 2, "the silent device was asked twice");
     assert!(silent.error.as_deref().unwrap_or("").contains("FOTA_REQUEST"));
     // The garbage device's undecodable frames changed nothing and it still updated.
@@ -205,8 +207,8 @@ async fn sixty_four_silent_devices_do_not_hold_up_a_healthy_one() {
     let specs = one_job_per_device(&fleet, &image, Some(1024), None);
     runtime.handle.submit(specs).await.unwrap();
     let healthy = wait_for(Duration::from_secs(20), "the healthy device's job to succeed", || async {
-        let jobs = runtime.handle.jobs(JobFilter::default()).await.ok()?;
-        jobs.into_iter().find(|j| j.device.as_str() == "dev-65" && j.state == JobState::Succeeded)
+        let jobs = runtime.handle.jobs(&JobFilter::default());
+        jobs.into_iter().find(|j| j.device_id.as_str() == "dev-65" && j.state == JobState::Succeeded)
     })
     .await;
     assert_eq!(healthy.chunks_done, 8);

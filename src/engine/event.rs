@@ -18,3 +18,16 @@ pub enum Event {
     /// A response that changes nothing: unknown job, wrong phase, duplicate, late.
     Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
 }
+
+impl Event {
+    /// The job whose record this event changed (`Ignored` changes none).
+    pub fn job(&self) -> Option<JobId> {
+        match self {
+            Event::Created(view) => Some(view.id),
+            Event::StateChanged { job, .. }
+            | Event::RequestRetried { job, .. }
+            | Event::ChunkSent { job, .. } => Some(*job),
+            Event::Ignored { .. } => None,
+        }
+    }
+}

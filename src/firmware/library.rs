@@ -46,7 +46,7 @@ impl Default for Library {
 }
 
 /// What the library holds, for `/metrics` and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LibraryUse {
     /// Bytes of distinct images alive in this process (jobs' and the cache's).
     pub held_bytes: u64,

@@ -1,7 +1,11 @@
-//! `GET /events`: the runtime's event stream as server-sent events. A client that cannot keep
-//! up gets a `missed` event with the count instead of slowing anything down; each event is
-//! serialised once for all clients; at most `http.max_event_clients` clients at once.
+//! `GET /events`: the runtime's event stream as server-sent events. Every job's state arrives as
+//! `job` events from the job table, which cannot lose a state: a slow client skips intermediate
+//! states but always ends with each job's current one. Traffic and timeline events are bounded
+//! and lossy: a client that cannot keep up gets a `missed` event with the count instead of
+//! slowing anything down; each is serialised once for all clients. At most
+//! `http.max_event_clients` clients at once.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +17,7 @@ use futures_util::Stream;
 
 use super::dto::event_json;
 use super::{ApiError, ApiState};
-use crate::runtime::{Clock, Received};
+use crate::runtime::{Clock, JobChange, Received};
 
 /// Holds one of the `/events` slots until the stream ends.
 struct Slot(Arc<AtomicUsize>);
@@ -57,13 +61,52 @@ pub async fn stream(
         )));
     };
     let events = state.handle.subscribe();
+    let jobs = state.handle.follow_jobs();
     let clock = *state.handle.clock();
     // The guards live as long as the stream: the slot and the client gauge go with the client.
     let gauge = state.handle.metrics().event_client();
-    let stream =
-        futures_util::stream::unfold((events, slot, gauge), move |(mut events, slot, gauge)| async move {
-            let received = events.recv().await?;
-            Some((Ok(sse(&received, &clock)), (events, slot, gauge)))
-        });
+    let start = ClientStream { events, jobs, pending: VecDeque::new(), _slot: slot, _gauge: gauge };
+    let stream = futures_util::stream::unfold(start, move |mut s| async move {
+        loop {
+            if let Some(event) = s.pending.pop_front() {
+                return Some((Ok(event), s));
+            }
+            tokio::select! {
+                biased;
+                changes = s.jobs.next(JOB_BATCH) => {
+                    let changes = changes?;
+                    if changes.reset {
+                        s.pending.push_back(Event::default().event("jobs_reset").data("{}"));
+                    }
+                    s.pending.extend(changes.changes.iter().map(job_event));
+                }
+                received = s.events.recv() => s.pending.push_back(sse(&received?, &clock)),
+            }
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Job changes sent per wake-up; the rest follow on the next.
+const JOB_BATCH: usize = 256;
+
+/// One client's stream: the lossy event broadcast (traffic, timeline events, connection) and
+/// the lossless job table, whose changes it sends as `job` events: after a reset (the first
+/// batch, or after falling too far behind) the client receives every job again with no second
+/// request.
+struct ClientStream {
+    events: crate::runtime::EventStream,
+    jobs: crate::runtime::JobFollower,
+    pending: VecDeque<Event>,
+    _slot: Slot,
+    _gauge: crate::metrics::EventClientGuard,
+}
+
+fn job_event(change: &JobChange) -> Event {
+    match change {
+        JobChange::Job(job) => {
+            Event::default().event("job").data(serde_json::to_string(&**job).unwrap_or_default())
+        }
+        JobChange::Removed(id) => Event::default().event("job_removed").data(format!("{{\"id\":{id}}}")),
+    }
 }

@@ -3,6 +3,7 @@
 //! publishes. Because it never waits on anything but its own inputs, no subscriber, client or
 //! device can stall it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -11,11 +12,14 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::handle::Request;
 use super::messenger::FromBroker;
 use super::persist::Persistence;
-use super::{Clock, ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection, sleep_until};
-use crate::engine::{Engine, Event, JobSpec, Publish, PublishKind, SubmitError};
+use super::{
+    Clock, ConnectionState, Envelope, JobTable, RuntimeEvent, Traffic, TrafficDirection, sleep_until,
+};
+use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, SubmitError};
 use crate::metrics::Metrics;
 use crate::mqtt::Publisher;
 use crate::protocol::{TopicKind, decode_response, describe};
+use crate::snapshot::JobSnapshot;
 use crate::store::NewJob;
 
 /// The most of an incoming frame kept in a traffic event (its `size` says how big it was).
@@ -42,6 +46,10 @@ pub struct Driver {
     pub stop: watch::Sender<bool>,
     /// The job store, when there is one.
     pub persistence: Option<Persistence>,
+    /// Every job's latest snapshot, for listings and followers.
+    pub table: Arc<JobTable>,
+    /// Jobs changed since the table was last brought up to date.
+    pub dirty: BTreeSet<JobId>,
 }
 
 impl Driver {
@@ -110,11 +118,33 @@ impl Driver {
             if let Some(persistence) = self.persistence.as_mut() {
                 persistence.record(self.clock.unix_ms(at), &event);
             }
+            if let Some(job) = event.job() {
+                self.dirty.insert(job);
+            }
             self.emit(self.clock.wall(at), RuntimeEvent::Engine(event));
         }
+        self.refresh_table();
+    }
+
+    /// Brings the changed jobs' snapshots in the table up to date: every change of every field
+    /// reaches followers this way, whether or not an event announced it.
+    fn refresh_table(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let clock = self.clock;
+        let snapshots: Vec<JobSnapshot> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.engine.job(id))
+            .map(|view| JobSnapshot::new(&view, &clock))
+            .collect();
+        self.table.upsert(snapshots);
     }
 
     async fn send(&mut self, publish: Publish) {
+        // A publish may change a job without an event (a request re-sent after a reconnect
+        // counts an attempt).
+        self.dirty.insert(publish.job);
         if self.has_subscribers() {
             let text = describe(self.engine.topics(), &publish.topic, &publish.payload);
             let chunk = match publish.kind {
@@ -161,6 +191,7 @@ impl Driver {
             Request::Prune { keep, max_age } => {
                 let cutoff = max_age.and_then(|age| now.checked_sub(age));
                 let ids = self.engine.prune(keep, cutoff);
+                self.table.remove(&ids);
                 if let (false, Some(persistence)) = (ids.is_empty(), self.persistence.as_ref()) {
                     let store = persistence.store.clone();
                     tokio::spawn(async move { store.delete(ids).await });
@@ -191,13 +222,6 @@ impl Driver {
                 let result = self.engine.cancel(id, now).map(|()| self.engine.job(id));
                 let _ =
                     reply.send(result.and_then(|view| view.ok_or(crate::engine::CancelError::NotFound(id))));
-            }
-            Request::Job(id, reply) => {
-                let _ = reply.send(self.engine.job(id));
-            }
-            Request::Jobs(filter, reply) => {
-                let limit = filter.limit.unwrap_or(usize::MAX);
-                let _ = reply.send(self.engine.jobs().filter(|j| filter.matches(j)).take(limit).collect());
             }
             Request::Status(reply) => {
                 let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());

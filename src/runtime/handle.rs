@@ -5,35 +5,13 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::{BrokerUrl, Clock, ConnectionState, Envelope, EventStream};
+use super::{BrokerUrl, Clock, ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable};
 use crate::engine::{CancelError, JobId, JobSpec, JobState, JobView, SubmitError};
 use crate::firmware::Library;
 use crate::metrics::Metrics;
 use crate::mqtt::BrokerConnection;
-use crate::protocol::DeviceId;
+use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
-
-/// Which jobs a listing wants.
-#[derive(Debug, Clone, Default)]
-pub struct JobFilter {
-    pub state: Option<JobState>,
-    pub device: Option<DeviceId>,
-    /// Only jobs with a larger id (the page cursor).
-    pub after: Option<JobId>,
-    /// Only jobs created at or after this time.
-    pub since: Option<std::time::Instant>,
-    /// At most this many jobs.
-    pub limit: Option<usize>,
-}
-
-impl JobFilter {
-    pub fn matches(&self, job: &JobView) -> bool {
-        self.state.is_none_or(|s| s == job.state)
-            && self.device.as_ref().is_none_or(|d| d == &job.device)
-            && self.after.is_none_or(|after| job.id > after)
-            && self.since.is_none_or(|since| job.created_at >= since)
-    }
-}
 
 /// The runtime's state at a glance (`GET /healthz`, the console's status bar).
 #[derive(Debug, Clone)]
@@ -67,8 +45,6 @@ pub(super) enum Request {
         max_age: Option<std::time::Duration>,
     },
     Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
-    Job(JobId, oneshot::Sender<Option<JobView>>),
-    Jobs(JobFilter, oneshot::Sender<Vec<JobView>>),
     Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>, Option<String>)>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -78,6 +54,7 @@ pub struct Handle {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Arc<Envelope>>,
     library: Arc<Library>,
+    jobs: Arc<JobTable>,
     clock: Clock,
     broker: BrokerUrl,
     insecure_tls: bool,
@@ -89,12 +66,14 @@ impl Handle {
         requests: mpsc::Sender<Request>,
         events: broadcast::Sender<Arc<Envelope>>,
         library: Arc<Library>,
+        jobs: Arc<JobTable>,
         clock: Clock,
         connection: &BrokerConnection,
         metrics: Metrics,
     ) -> Self {
         let broker = connection.url.clone();
-        Self { requests, events, library, clock, broker, insecure_tls: connection.insecure_tls, metrics }
+        let insecure_tls = connection.insecure_tls;
+        Self { requests, events, library, jobs, clock, broker, insecure_tls, metrics }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, RuntimeError> {
@@ -104,20 +83,29 @@ impl Handle {
     }
 
     /// Creates jobs in the order given. Either all are created or none (an error names why).
-    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobView>, RuntimeError> {
-        Ok(self.ask(|tx| Request::Submit(specs, tx)).await??)
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, RuntimeError> {
+        let views = self.ask(|tx| Request::Submit(specs, tx)).await??;
+        Ok(views.iter().map(|view| JobSnapshot::new(view, &self.clock)).collect())
     }
 
-    pub async fn cancel(&self, id: JobId) -> Result<JobView, RuntimeError> {
-        Ok(self.ask(|tx| Request::Cancel(id, tx)).await??)
+    pub async fn cancel(&self, id: JobId) -> Result<JobSnapshot, RuntimeError> {
+        let view = self.ask(|tx| Request::Cancel(id, tx)).await??;
+        Ok(JobSnapshot::new(&view, &self.clock))
     }
 
-    pub async fn job(&self, id: JobId) -> Result<Option<JobView>, RuntimeError> {
-        self.ask(|tx| Request::Job(id, tx)).await
+    /// A job's latest snapshot, read without asking the engine.
+    pub fn job(&self, id: JobId) -> Option<Arc<JobSnapshot>> {
+        self.jobs.get(id)
     }
 
-    pub async fn jobs(&self, filter: JobFilter) -> Result<Vec<JobView>, RuntimeError> {
-        self.ask(|tx| Request::Jobs(filter, tx)).await
+    /// The jobs `filter` matches, by id, read without asking the engine.
+    pub fn jobs(&self, filter: &JobFilter) -> Vec<Arc<JobSnapshot>> {
+        self.jobs.list(filter)
+    }
+
+    /// Follows every job's state from a full snapshot on: lossless, latest wins.
+    pub fn follow_jobs(&self) -> JobFollower {
+        self.jobs.follow()
     }
 
     /// A job's stored timeline (an error when this Rocky has no store).

@@ -9,6 +9,7 @@
 mod driver;
 mod events;
 mod handle;
+mod job_table;
 mod log_limit;
 mod messenger;
 mod persist;
@@ -17,7 +18,8 @@ mod recover;
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
-pub use handle::{Handle, JobFilter, RuntimeError, Status};
+pub use handle::{Handle, RuntimeError, Status};
+pub use job_table::{JobChange, JobChanges, JobFilter, JobFollower, JobTable};
 pub use log_limit::LogLimiter;
 pub use messenger::STABLE_AFTER;
 
@@ -115,6 +117,9 @@ impl Runtime {
         for job in restored {
             engine.restore(job, now);
         }
+        // The table starts with every restored job (the engine may have re-queued some).
+        let table = JobTable::new();
+        table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
         let (persistence, creator) = match store {
             Some((store, last_id)) => {
                 engine.set_last_job_id(last_id);
@@ -127,6 +132,7 @@ impl Runtime {
             requests_tx.clone(),
             events.clone(),
             library,
+            table.clone(),
             clock,
             &config.connection,
             metrics.clone(),
@@ -146,6 +152,8 @@ impl Runtime {
             bad_frames: LogLimiter::new(std::time::Duration::from_secs(60)),
             stop: stop_tx,
             persistence,
+            table,
+            dirty: Default::default(),
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
         let mut tasks = vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run())];

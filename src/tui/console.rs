@@ -16,12 +16,14 @@ use super::theme::Theme;
 use super::ui;
 use crate::engine::JobSpec;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
-use crate::runtime::{Handle, JobFilter};
+use crate::runtime::Handle;
 
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
 /// Events applied before the loop looks at the keyboard again.
 const EVENT_BATCH: usize = 20_000;
+/// Job changes applied at once.
+const JOB_BATCH: usize = 5_000;
 
 pub struct ConsoleOptions {
     pub broker_label: String,
@@ -56,10 +58,12 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
     let size = guard.terminal().size()?;
     app.size = (size.width, size.height);
 
-    // Subscribe before taking the snapshot, so nothing falls between the two.
+    // Job state comes from the job table (lossless, latest wins); events add the timeline and
+    // traffic (bounded, lossy, drops counted).
     let mut events = handle.subscribe();
-    if let Ok(jobs) = handle.jobs(JobFilter::default()).await {
-        app.load_jobs(&jobs);
+    let mut jobs = handle.follow_jobs();
+    if let Some(first) = jobs.try_next(JOB_BATCH) {
+        app.apply_jobs(&first);
     }
     if let Ok(status) = handle.status().await {
         app.connection = status.connection;
@@ -92,6 +96,13 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
             done = done_rx.recv() => {
                 if let Some(done) = done {
                     finish(&mut app, &handle, &done_tx, done);
+                }
+                Outcome::Redraw
+            }
+            changes = jobs.next(JOB_BATCH) => {
+                match changes {
+                    Some(changes) => app.apply_jobs(&changes),
+                    None => app.flash("the engine has stopped", true),
                 }
                 Outcome::Redraw
             }
@@ -139,10 +150,22 @@ fn run_command(
         Command::Submit(specs) => spawn_submit(handle, specs, done),
         Command::Retry(id) => {
             let Some(job) = app.jobs.rows.get(&id) else { return };
-            let Ok(device) = crate::protocol::DeviceId::parse(&job.device) else { return };
+            let (device, sha256) = (job.device_id.clone(), job.image.sha256.clone());
             let chunk_size = crate::firmware::ChunkSize::new(u64::from(job.chunk_size)).ok();
-            let spec = JobSpec { device, image: job.image.clone(), chunk_size, chunk_interval: None };
-            spawn_submit(handle, vec![spec], done);
+            let (handle, done, limits) = (handle.clone(), done.clone(), limits.clone());
+            // The job holds only its image's description: the bytes come back by hash (from
+            // memory, the upload or the image store).
+            tokio::spawn(async move {
+                let source = FirmwareSource::Sha256(sha256);
+                let result = match resolve(&source, handle.library(), None, &limits).await {
+                    Ok(image) => {
+                        let spec = JobSpec { device, image, chunk_size, chunk_interval: None };
+                        handle.submit(vec![spec]).await.map(|jobs| jobs.len()).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("cannot retry job {id}: {e}")),
+                };
+                let _ = done.send(Done::Submitted(result)).await;
+            });
         }
         Command::Cancel(id) => {
             let (handle, done) = (handle.clone(), done.clone());

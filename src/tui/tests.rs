@@ -17,7 +17,11 @@ use super::ui;
 use crate::engine::{Event, JobState, JobView};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{DeviceId, Topics, describe};
-use crate::runtime::{Clock, ConnectionState, Envelope, Received, RuntimeEvent, Traffic, TrafficDirection};
+use crate::runtime::{
+    Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, Traffic,
+    TrafficDirection,
+};
+use crate::snapshot::JobSnapshot;
 
 const T0: Duration = Duration::from_secs(1_795_000_000); // a fixed wall-clock origin
 
@@ -26,6 +30,8 @@ struct Fixture {
     mono: Instant,
     seq: u64,
     image: Image,
+    /// Each job as the engine would hold it; pushed to the app as the job table would.
+    snapshots: std::collections::BTreeMap<u32, JobSnapshot>,
 }
 
 impl Fixture {
@@ -37,7 +43,7 @@ impl Fixture {
         app.now = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(12);
         app.log_path = Some("/home/op/.local/share/rocky/rocky.log".into());
         let image = Image::new("sensor-fw-2.1.0.bin", Bytes::from(vec![7u8; 192 * 1024]));
-        Self { app, mono, seq: 0, image }
+        Self { app, mono, seq: 0, image, snapshots: Default::default() }
     }
 
     fn at(&self, ms: u64) -> SystemTime {
@@ -48,6 +54,15 @@ impl Fixture {
         self.seq += 1;
         let envelope = Envelope::new(self.seq, self.at(ms), event);
         self.app.apply(&Received::Event(Arc::new(envelope)));
+    }
+
+    /// Changes a job's snapshot and hands it to the app, as the runtime's job table does.
+    fn update(&mut self, id: u32, change: impl FnOnce(&mut JobSnapshot)) {
+        let Some(snapshot) = self.snapshots.get_mut(&id) else { return };
+        change(snapshot);
+        let changes =
+            JobChanges { reset: false, changes: vec![JobChange::Job(Arc::new(snapshot.clone()))], cursor: 0 };
+        self.app.apply_jobs(&changes);
     }
 
     fn job(&mut self, id: u32, device: &str, ms: u64) {
@@ -68,10 +83,27 @@ impl Fixture {
             started_at: None,
             finished_at: None,
         };
+        let snapshot = JobSnapshot::new(&view, &self.app.clock);
+        self.snapshots.insert(id, snapshot);
+        self.update(id, |_| {});
         self.send(ms, RuntimeEvent::Engine(Event::Created(Box::new(view))));
     }
 
     fn state(&mut self, id: u32, device: &str, ms: u64, from: JobState, to: JobState, detail: Option<&str>) {
+        let at = self.at(ms).duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+        self.update(id, |job| {
+            job.state = to;
+            match to {
+                JobState::Requesting => job.attempts = job.attempts.max(1),
+                JobState::Transferring => job.started_at = Some(at),
+                JobState::Succeeded => job.chunks_done = job.chunks_total,
+                _ => {}
+            }
+            if to.is_final() {
+                job.finished_at = Some(at);
+                job.error = detail.filter(|_| to != JobState::Succeeded).map(str::to_owned);
+            }
+        });
         let event = Event::StateChanged {
             job: id,
             device: DeviceId::parse(device).unwrap(),
@@ -92,6 +124,10 @@ impl Fixture {
                 bytes: 2048,
             };
             self.send(ms + u64::from(chunk) * 10, RuntimeEvent::Engine(event));
+            self.update(id, |job| {
+                job.chunks_done = chunk;
+                job.bytes_sent += 2048;
+            });
             let topic = format!("/fota/data/{device}/{chunk}");
             let payload = Bytes::from(vec![0xabu8; 2048]);
             self.traffic(
@@ -210,6 +246,7 @@ impl Fixture {
         );
         f.state(43, "dev-03", 500, Requesting, Rejected, Some("device refused the update"));
         // dev-04 silent: retried, then timed out
+        f.update(44, |job| job.attempts = 2);
         f.send(
             2110,
             RuntimeEvent::Engine(Event::RequestRetried {

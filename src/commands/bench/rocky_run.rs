@@ -78,11 +78,13 @@ pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> an
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wall = started.elapsed();
-    let jobs = runtime.handle.jobs(JobFilter::default()).await?;
+    let jobs = runtime.handle.jobs(&JobFilter::default());
     runtime.shutdown().await;
     let mut durations: Vec<Duration> = jobs
         .iter()
-        .filter_map(|j| j.finished_at.map(|f| f.saturating_duration_since(j.created_at)))
+        .filter_map(|j| {
+            j.finished_at.map(|f| std::time::Duration::from_millis(f.saturating_sub(j.created_at)))
+        })
         .collect();
     durations.sort();
     Ok(RockyRound {

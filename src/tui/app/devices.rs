@@ -30,13 +30,15 @@ impl Devices {
             .or_insert_with(|| DeviceRow { id: id.to_owned(), ..Default::default() })
     }
 
-    pub fn job_changed(&mut self, device: &str, job: JobId, state: JobState) {
+    /// A job of `device` entered `state`; `newly_final` counts its outcome (once per job).
+    pub fn job_changed(&mut self, device: &str, job: JobId, state: JobState, newly_final: bool) {
         let row = self.entry(device);
         // A queued job does not replace the device's running one in this column.
         if state != JobState::Queued || row.job.is_none_or(|(_, s)| s.is_final()) {
             row.job = Some((job, state));
         }
         match state {
+            _ if !newly_final => {}
             JobState::Succeeded => row.succeeded += 1,
             JobState::Rejected | JobState::Failed | JobState::TimedOut => row.failed += 1,
             _ => {}

@@ -20,8 +20,10 @@ use tui_input::Input;
 use super::form::Form;
 use super::keymap::{Keymap, Scope};
 use super::theme::Theme;
-use crate::engine::{Event, JobId, JobView};
-use crate::runtime::{Clock, ConnectionState, Envelope, Received, RuntimeEvent, TrafficDirection};
+use crate::engine::{Event, JobId};
+use crate::runtime::{
+    Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, TrafficDirection,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -150,7 +152,13 @@ pub struct App {
     pub default_chunk: u32,
     /// The jobs pane shows only finished jobs, newest first.
     pub history_view: bool,
+    /// Timeline entries for jobs whose snapshot has not arrived yet.
+    pub orphan_notes: std::collections::BTreeMap<JobId, Vec<(SystemTime, String)>>,
 }
+
+/// Jobs with timeline entries waiting for their snapshot (bounded: a job that never arrives,
+/// e.g. one of an ignored answer's unknown job ids, must not grow this).
+const MAX_ORPHAN_NOTES: usize = 1024;
 
 impl App {
     pub fn new(clock: Clock, broker: String, traffic_lines: usize, theme: Theme) -> Self {
@@ -184,6 +192,7 @@ impl App {
             dirty: true,
             default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
             history_view: false,
+            orphan_notes: Default::default(),
         }
     }
 
@@ -199,17 +208,53 @@ impl App {
         &self.filters[Self::pane_index(pane)]
     }
 
-    /// Seeds the console with jobs that existed before it subscribed (or after it fell behind).
-    pub fn load_jobs(&mut self, views: &[JobView]) {
-        for view in views {
-            let mut row = jobs::JobRow::from_view(view, &self.clock);
-            if let Some(old) = self.jobs.rows.remove(&view.id) {
-                row.timeline = old.timeline;
-            }
-            self.devices.entry(&row.device).job = Some((row.id, row.state));
-            self.jobs.rows.insert(view.id, row);
-        }
+    /// Applies a batch from the runtime's job table: the jobs' true current state. After a
+    /// reset the batch (with the ones that follow) is the whole table; timelines of jobs that
+    /// remain are kept.
+    pub fn apply_jobs(&mut self, changes: &JobChanges) {
         self.dirty = true;
+        if changes.reset {
+            self.jobs.rows.clear();
+        }
+        for change in &changes.changes {
+            match change {
+                JobChange::Job(snapshot) => {
+                    let id = snapshot.id;
+                    let previous = self.jobs.rows.get(&id).map(|row| row.state);
+                    let newly_final = snapshot.state.is_final() && previous.is_none_or(|s| !s.is_final());
+                    if previous != Some(snapshot.state) {
+                        self.devices.job_changed(
+                            snapshot.device_id.as_str(),
+                            id,
+                            snapshot.state,
+                            newly_final,
+                        );
+                    }
+                    match self.jobs.rows.get_mut(&id) {
+                        Some(row) => row.job = snapshot.clone(),
+                        None => {
+                            self.jobs.rows.insert(id, jobs::JobRow::new(snapshot.clone()));
+                        }
+                    }
+                }
+                JobChange::Removed(id) => {
+                    self.jobs.rows.remove(id);
+                }
+            }
+        }
+        let timelines = std::mem::take(&mut self.orphan_notes);
+        for (id, entries) in timelines {
+            match self.jobs.rows.get_mut(&id) {
+                Some(row) => {
+                    for (at, text) in entries {
+                        row.note(at, text);
+                    }
+                }
+                None => {
+                    self.orphan_notes.insert(id, entries);
+                }
+            }
+        }
     }
 
     pub fn apply(&mut self, received: &Received) {
@@ -240,59 +285,40 @@ impl App {
         }
     }
 
+    /// Engine events add to a job's timeline and the throughput figure; the job's fields come
+    /// only from the job table (`apply_jobs`), so nothing here guesses them.
     fn apply_engine(&mut self, at: SystemTime, event: &Event) {
-        match event {
+        let (job, text) = match event {
             Event::Created(view) => {
-                let mut row = jobs::JobRow::from_view(view, &self.clock);
-                row.note(
-                    at,
-                    format!("created: {} ({})", row.image.name(), super::format::bytes(row.image.size())),
-                );
-                self.devices.job_changed(&row.device, row.id, row.state);
-                self.jobs.rows.insert(view.id, row);
+                let size = super::format::bytes(view.image.size());
+                (view.id, format!("created: {} ({size})", view.image.name()))
             }
-            Event::StateChanged { job, device, to, detail, .. } => {
-                if let Some(row) = self.jobs.rows.get_mut(job) {
-                    row.state = *to;
-                    match to {
-                        crate::engine::JobState::Requesting => row.attempts = row.attempts.max(1),
-                        crate::engine::JobState::Transferring => {
-                            row.started.get_or_insert(at);
-                        }
-                        crate::engine::JobState::Succeeded => row.chunks_done = row.chunks_total,
-                        _ => {}
-                    }
-                    if to.is_final() {
-                        row.finished = Some(at);
-                        row.error = detail.clone().filter(|_| *to != crate::engine::JobState::Succeeded);
-                    }
-                    let text = match detail {
-                        Some(detail) => format!("{to}: {detail}"),
-                        None => to.to_string(),
-                    };
-                    row.note(at, text);
-                }
-                self.devices.job_changed(device.as_str(), *job, *to);
+            Event::StateChanged { job, to, detail, .. } => {
+                let text = match detail {
+                    Some(detail) => format!("{to}: {detail}"),
+                    None => to.to_string(),
+                };
+                (*job, text)
             }
             Event::RequestRetried { job, attempt, .. } => {
-                if let Some(row) = self.jobs.rows.get_mut(job) {
-                    row.attempts = *attempt;
-                    row.note(at, format!("no answer: FOTA_REQUEST sent again (attempt {attempt})"));
-                }
+                (*job, format!("no answer: FOTA_REQUEST sent again (attempt {attempt})"))
             }
-            Event::ChunkSent { job, chunk, bytes, .. } => {
+            Event::ChunkSent { bytes, .. } => {
                 self.throughput.add(at, u64::from(*bytes));
-                if let Some(row) = self.jobs.rows.get_mut(job) {
-                    row.chunks_done = *chunk;
-                    row.bytes_sent += u64::from(*bytes);
-                }
+                return;
             }
             Event::Ignored { job, command, reason, .. } => {
                 self.ignored += 1;
-                if let Some(row) = self.jobs.rows.get_mut(job) {
-                    row.note(at, format!("ignored {command}: {reason}"));
-                }
+                (*job, format!("ignored {command}: {reason}"))
             }
+        };
+        match self.jobs.rows.get_mut(&job) {
+            Some(row) => row.note(at, text),
+            // The event came before the job's snapshot: kept until the snapshot arrives.
+            None if self.orphan_notes.len() < MAX_ORPHAN_NOTES => {
+                self.orphan_notes.entry(job).or_default().push((at, text));
+            }
+            None => {}
         }
     }
 
@@ -308,11 +334,11 @@ impl App {
                 .filter(|r| r.state.is_final())
                 .filter(|r| {
                     filter.is_empty()
-                        || r.device.to_lowercase().contains(&filter)
+                        || r.device_id.as_str().to_lowercase().contains(&filter)
                         || r.state.as_str().contains(&filter)
                 })
                 .collect();
-            rows.sort_by(|a, b| b.finished.cmp(&a.finished).then(b.id.cmp(&a.id)));
+            rows.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.id.cmp(&a.id)));
             return rows;
         }
         self.jobs
@@ -320,7 +346,7 @@ impl App {
             .values()
             .filter(|r| {
                 filter.is_empty()
-                    || r.device.to_lowercase().contains(&filter)
+                    || r.device_id.as_str().to_lowercase().contains(&filter)
                     || r.state.as_str().contains(&filter)
             })
             .collect()

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 use super::widgets::{bar, centered};
-use crate::protocol::{diagnostic, hex_dump, sha256_hex};
+use crate::protocol::{diagnostic, hex_dump};
 use crate::runtime::TrafficDirection;
 use crate::tui::app::App;
 use crate::tui::format;
@@ -38,7 +38,7 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
         t.map(|t| format::clock_ms(t, app.utc_offset_s)).unwrap_or_else(|| "–".into())
     };
     let mut lines = vec![
-        field(app, "device", job.device.clone()),
+        field(app, "device", job.device_id.to_string()),
         Line::from(vec![
             Span::styled(format!("{:>12}  ", "state"), theme.muted),
             Span::styled(job.state.as_str().to_owned(), theme.state(job.state)),
@@ -54,14 +54,14 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
                 job.progress() * 100.0
             ),
         ),
-        field(app, "image", format!("{} · {}", job.image.name(), format::bytes(job.image.size()))),
-        field(app, "sha256", sha256_hex(job.image.sha256())),
+        field(app, "image", format!("{} · {}", job.image.name, format::bytes(job.image.size))),
+        field(app, "sha256", job.image.sha256.clone()),
         field(app, "chunk size", format::bytes(u64::from(job.chunk_size))),
         field(app, "sent", format::bytes(job.bytes_sent)),
         field(app, "attempts", job.attempts.to_string()),
-        field(app, "created", stamp(Some(job.created))),
-        field(app, "started", stamp(job.started)),
-        field(app, "finished", stamp(job.finished)),
+        field(app, "created", stamp(Some(job.created()))),
+        field(app, "started", stamp(job.started())),
+        field(app, "finished", stamp(job.finished())),
     ];
     if let Some(error) = &job.error {
         lines.push(Line::from(vec![

@@ -54,7 +54,7 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
     let theme = &app.theme;
     let question = match confirm {
         Confirm::Cancel(id) => {
-            let device = app.jobs.rows.get(id).map(|j| j.device.clone()).unwrap_or_default();
+            let device = app.jobs.rows.get(id).map(|j| j.device_id.to_string()).unwrap_or_default();
             format!("Cancel job {id} on {device}? Nothing more is sent for it.")
         }
         Confirm::Retry(id) => {
@@ -62,7 +62,7 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
                 .jobs
                 .rows
                 .get(id)
-                .map(|j| format!("{} to {}", j.image.name(), j.device))
+                .map(|j| format!("{} to {}", j.image.name, j.device_id))
                 .unwrap_or_default();
             format!("Run job {id} again as a new job ({what})?")
         }

@@ -92,7 +92,7 @@ fn row<'a>(app: &App, job: &JobRow, wide: bool, bar_width: usize) -> Row<'a> {
     if !wide {
         return Row::new(vec![
             Cell::from(job.id.to_string()),
-            Cell::from(clip(&job.device, 10)),
+            Cell::from(clip(job.device_id.as_str(), 10)),
             state,
             progress,
             Cell::from(elapsed),
@@ -106,8 +106,8 @@ fn row<'a>(app: &App, job: &JobRow, wide: bool, bar_width: usize) -> Row<'a> {
     };
     Row::new(vec![
         Cell::from(job.id.to_string()),
-        Cell::from(clip(&job.device, 14)),
-        Cell::from(clip(job.image.name(), 16)),
+        Cell::from(clip(job.device_id.as_str(), 14)),
+        Cell::from(clip(&job.image.name, 16)),
         state,
         progress,
         Cell::from(format::bytes(job.bytes_sent)),

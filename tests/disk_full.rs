@@ -117,6 +117,20 @@ async fn a_full_disk_degrades_the_store_and_it_catches_up_when_space_returns() {
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
     assert!(hidden.is_empty() && !data.join("uploads/late.bin").exists(), "nothing half-written is left");
+    // A submission the store cannot record is a 507 that creates no job and no row.
+    let late = json!({"device_id": "dev-09", "firmware": {"path": "fw.bin"}});
+    // (A new connection: the server closed the last one after refusing the upload mid-body.)
+    let refused = reqwest::Client::new().post(format!("{base}/jobs")).json(&late).send().await.unwrap();
+    let status = refused.status();
+    let text = refused.text().await.unwrap_or_default();
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("disk is full"), "{text}");
+    let listed: Value = client.get(format!("{base}/jobs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        listed["jobs"].as_array().map(Vec::len),
+        Some(4),
+        "no job of the refused submission: {listed}"
+    );
 
     // Jobs keep running in memory; space comes back; the store catches up by itself.
     wait_for(Duration::from_secs(30), "every job to finish in the engine", || async {
@@ -142,5 +156,10 @@ async fn a_full_disk_degrades_the_store_and_it_catches_up_when_space_returns() {
         async move { (states? == vec!["succeeded"; 4]).then_some(()) }
     })
     .await;
+    // With space back, a new submission gets a new id: the refused one's id is never reused.
+    let accepted = client.post(format!("{base}/jobs")).json(&late).send().await.unwrap();
+    assert_eq!(accepted.status(), 201);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["jobs"][0]["id"], 6, "ids 1-4 ran, 5 went to the refused submission: {accepted}");
     fleet.stop().await;
 }

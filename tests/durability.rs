@@ -238,6 +238,7 @@ async fn retention_keeps_the_newest_finished_jobs() {
         let image = rocky::firmware::Image::new("old.bin", test_image(100, 1));
         let jobs = (0..5)
             .map(|i| rocky::store::NewJob {
+                id: i as u32 + 1,
                 device: format!("dev-{i}"),
                 image: image.clone(),
                 chunk_size: 64,
@@ -246,11 +247,11 @@ async fn retention_keeps_the_newest_finished_jobs() {
                 created_at: 1_700_000_000_000 + i,
             })
             .collect();
-        let ids = store.create(jobs).await.unwrap();
+        store.create(jobs).await.unwrap();
         let (mut records, _) = store.load().await.unwrap();
-        for (record, id) in records.iter_mut().zip(&ids) {
+        for record in records.iter_mut() {
             record.state = rocky::engine::JobState::Succeeded;
-            record.finished_at = Some(1_700_000_001_000 + u64::from(*id));
+            record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
         }
         store.flush_and_wait(records, Vec::new()).await;
     }

@@ -116,6 +116,7 @@ async fn store_with_finished_jobs(data: &Path) -> (String, String) {
     let new = rocky::firmware::Image::new("new.bin", test_image(MIB as usize, 2));
     let jobs = (0..5u64)
         .map(|i| rocky::store::NewJob {
+            id: i as u32 + 1,
             device: format!("dev-{i}"),
             image: if i < 3 { old.clone() } else { new.clone() },
             chunk_size: 4096,
@@ -124,11 +125,11 @@ async fn store_with_finished_jobs(data: &Path) -> (String, String) {
             created_at: 1_700_000_000_000 + i,
         })
         .collect();
-    let ids = store.create(jobs).await.unwrap();
+    store.create(jobs).await.unwrap();
     let (mut records, _) = store.load().await.unwrap();
-    for (record, id) in records.iter_mut().zip(&ids) {
+    for record in records.iter_mut() {
         record.state = rocky::engine::JobState::Succeeded;
-        record.finished_at = Some(1_700_000_001_000 + u64::from(*id));
+        record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
     }
     store.flush_and_wait(records, Vec::new()).await;
     (rocky::protocol::sha256_hex(old.sha256()), rocky::protocol::sha256_hex(new.sha256()))

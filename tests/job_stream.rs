@@ -112,7 +112,8 @@ async fn slow_readers_end_with_every_jobs_true_state_after_the_event_stream_over
         .into_iter()
         .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval: None })
         .collect();
-    handle.submit(specs).await.unwrap();
+    let created = handle.submit(specs).await.unwrap();
+    assert_eq!(handle.jobs(&JobFilter::default()).len(), created.len(), "listed as soon as submit answers");
     let engine: Jobs = wait_for(Duration::from_secs(60), "every job to end", || async {
         let jobs = handle.jobs(&JobFilter::default());
         (jobs.len() == 20 && jobs.iter().all(|j| j.state.is_final()))

@@ -34,8 +34,9 @@ pub enum SubmitError {
     TooManyChunks { name: String, chunk_size: u32 },
     #[error("job ids are exhausted (the 32-bit id space is used up)")]
     IdsExhausted,
-    #[error("the job store could not record the jobs: {0}")]
-    Store(String),
+    /// An id that is not free: only a reservation gives ids, so this is a bug.
+    #[error("job id {0} is already in use")]
+    IdInUse(JobId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,9 +126,6 @@ impl Engine {
         if !spec.image.has_bytes() {
             return Err(SubmitError::NoBytes(spec.image.name().to_owned()));
         }
-        if self.next_id == JobId::MAX {
-            return Err(SubmitError::IdsExhausted);
-        }
         spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
             name: spec.image.name().to_owned(),
             chunk_size: chunk_size.get(),
@@ -146,19 +144,35 @@ impl Engine {
 
     /// Accepts a job; it starts as soon as its device is free and a slot is open.
     pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
-        let id = self.next_id;
+        self.total_chunks(&spec)?;
+        let id = self.reserve(1)?;
         self.submit_as(id, spec, now)
     }
 
-    /// Accepts a job under an id given by the store (which owns id allocation when there is
-    /// one). Later ids continue after it.
+    /// Reserves `count` consecutive ids and returns the first: the engine is the one place ids
+    /// are given out. An id reserved and never used (its submission failed) is never reused.
+    pub fn reserve(&mut self, count: usize) -> Result<JobId, SubmitError> {
+        let count = JobId::try_from(count).map_err(|_| SubmitError::IdsExhausted)?;
+        let first = self.next_id;
+        // The last id, JobId::MAX, is never given, so `next_id` cannot wrap.
+        match first.checked_add(count) {
+            Some(next) if next < JobId::MAX => {
+                self.next_id = next;
+                Ok(first)
+            }
+            _ => Err(SubmitError::IdsExhausted),
+        }
+    }
+
+    /// Accepts a job under an id reserved with [`Engine::reserve`] (and, with a store, already
+    /// recorded under it).
     pub fn submit_as(&mut self, id: JobId, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         let total_chunks = self.total_chunks(&spec)?;
         if self.jobs.contains_key(&id) {
-            return Err(SubmitError::Store(format!("job id {id} is already in use")));
+            return Err(SubmitError::IdInUse(id));
         }
-        self.next_id = self.next_id.max(id.checked_add(1).ok_or(SubmitError::IdsExhausted)?);
+        self.next_id = self.next_id.max(id.saturating_add(1));
         let job = Job {
             id,
             device: spec.device.clone(),

@@ -556,7 +556,7 @@ fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_
             JobSpec { device: dev("c"), image: image(10), chunk_size: None, chunk_interval: None },
             now
         ),
-        Err(SubmitError::Store(_))
+        Err(SubmitError::IdInUse(9))
     ));
 }
 

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::engine::{CancelError, SubmitError};
 use crate::firmware::{FirmwareError, ResolveError};
 use crate::runtime::RuntimeError;
+use crate::store::WriteError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -62,8 +63,17 @@ impl IntoResponse for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         match e {
-            RuntimeError::Submit(e @ (SubmitError::IdsExhausted | SubmitError::Store(_))) => {
+            RuntimeError::Submit(e @ SubmitError::IdsExhausted) => Self::Unavailable(e.to_string()),
+            RuntimeError::Submit(e @ SubmitError::IdInUse(_)) => Self::Internal(e.to_string()),
+            RuntimeError::Store(e @ WriteError::Full) => Self::InsufficientStorage(e.to_string()),
+            RuntimeError::Store(e @ (WriteError::Busy(_) | WriteError::Stopped)) => {
                 Self::Unavailable(e.to_string())
+            }
+            RuntimeError::Store(
+                e @ (WriteError::Corrupt(_) | WriteError::Duplicate(_) | WriteError::Failed(_)),
+            ) => {
+                tracing::error!(error = %e, "a submission could not be recorded");
+                Self::Internal(e.to_string())
             }
             RuntimeError::Submit(e) => Self::BadRequest(e.to_string()),
             RuntimeError::Cancel(e @ CancelError::NotFound(_)) => Self::NotFound(e.to_string()),

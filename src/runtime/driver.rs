@@ -13,7 +13,8 @@ use super::handle::Request;
 use super::messenger::FromBroker;
 use super::persist::Persistence;
 use super::{
-    Clock, ConnectionState, Envelope, JobTable, RuntimeEvent, Traffic, TrafficDirection, sleep_until,
+    Clock, ConnectionState, Envelope, JobTable, RuntimeError, RuntimeEvent, Traffic, TrafficDirection,
+    sleep_until,
 };
 use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, SubmitError};
 use crate::metrics::Metrics;
@@ -109,6 +110,12 @@ impl Driver {
             self.send(publish).await;
         }
         self.metrics.set_awaiting_ack(self.outstanding);
+        self.drain_events();
+    }
+
+    /// Publishes the engine's pending events and brings the job table up to date. Requests
+    /// call it before they answer, so a job a caller was just told about is already listed.
+    fn drain_events(&mut self) {
         while let Some((at, event)) = self.engine.poll_event() {
             match &event {
                 Event::StateChanged { to, .. } if to.is_final() => self.metrics.finished(*to),
@@ -181,11 +188,14 @@ impl Driver {
             Request::SubmitAs(specs, ids, reply) => {
                 let mut views = Vec::with_capacity(specs.len());
                 for (spec, id) in specs.into_iter().zip(ids) {
+                    // The specs passed the same checks before their ids were reserved and their
+                    // rows written, so this cannot fail short of a bug; if it did, it is said.
                     match self.engine.submit_as(id, spec, now) {
                         Ok(id) => views.extend(self.engine.job(id)),
-                        Err(e) => tracing::error!(id, error = %e, "a stored job could not start"),
+                        Err(e) => tracing::error!(id, error = %e, "a recorded job could not start"),
                     }
                 }
+                self.drain_events();
                 let _ = reply.send(Ok(views));
             }
             Request::Prune { keep, max_age } => {
@@ -208,18 +218,25 @@ impl Driver {
                 });
             }
             Request::Submit(specs, reply) => {
-                let result = specs.iter().try_for_each(|spec| self.engine.check(spec)).and_then(|()| {
-                    let mut views = Vec::with_capacity(specs.len());
-                    for spec in specs {
-                        let id = self.engine.submit(spec, now)?;
-                        views.extend(self.engine.job(id));
-                    }
-                    Ok(views)
-                });
-                let _ = reply.send(result);
+                // Every spec is checked and every id reserved before any job exists: all or none.
+                let result = specs
+                    .iter()
+                    .try_for_each(|spec| self.engine.check(spec))
+                    .and_then(|()| self.engine.reserve(specs.len()))
+                    .and_then(|first| {
+                        let mut views = Vec::with_capacity(specs.len());
+                        for (id, spec) in (first..).zip(specs) {
+                            let id = self.engine.submit_as(id, spec, now)?;
+                            views.extend(self.engine.job(id));
+                        }
+                        Ok(views)
+                    });
+                self.drain_events();
+                let _ = reply.send(result.map_err(RuntimeError::from));
             }
             Request::Cancel(id, reply) => {
                 let result = self.engine.cancel(id, now).map(|()| self.engine.job(id));
+                self.drain_events();
                 let _ =
                     reply.send(result.and_then(|view| view.ok_or(crate::engine::CancelError::NotFound(id))));
             }
@@ -233,19 +250,23 @@ impl Driver {
         }
     }
 
-    /// Has the store record the jobs (and give their ids) before the engine sees them, without
-    /// waiting here: the store's answer comes back as `SubmitAs`.
+    /// Reserves the jobs' ids here (the one allocator) and has the store record them under
+    /// those ids before the engine sees them, without waiting here: the store's answer comes
+    /// back as `SubmitAs`. A submission the store refuses leaves no job and no row (its ids
+    /// are simply never used).
     fn submit_durably(
         &mut self,
         specs: Vec<JobSpec>,
-        reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, SubmitError>>,
+        reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, RuntimeError>>,
     ) {
         let created_at = self.clock.unix_ms(self.clock.now());
-        let planned: Result<Vec<NewJob>, SubmitError> = specs
-            .iter()
-            .map(|spec| {
-                let (chunk_size, chunks_total, interval) = self.engine.plan(spec)?;
-                Ok(NewJob {
+        let plans: Result<Vec<_>, SubmitError> = specs.iter().map(|spec| self.engine.plan(spec)).collect();
+        let planned = plans.and_then(|plans| Ok((self.engine.reserve(plans.len())?, plans)));
+        let planned: Result<Vec<NewJob>, SubmitError> = planned.map(|(first, plans)| {
+            (first..)
+                .zip(specs.iter().zip(plans))
+                .map(|(id, (spec, (chunk_size, chunks_total, interval)))| NewJob {
+                    id,
                     device: spec.device.to_string(),
                     image: spec.image.clone(),
                     chunk_size: chunk_size.get(),
@@ -253,12 +274,12 @@ impl Driver {
                     chunks_total,
                     created_at,
                 })
-            })
-            .collect();
+                .collect()
+        });
         let jobs = match planned {
             Ok(jobs) => jobs,
             Err(e) => {
-                let _ = reply.send(Err(e));
+                let _ = reply.send(Err(e.into()));
                 return;
             }
         };

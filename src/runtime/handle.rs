@@ -30,15 +30,17 @@ pub enum RuntimeError {
     #[error(transparent)]
     Submit(#[from] SubmitError),
     #[error(transparent)]
+    Store(#[from] crate::store::WriteError),
+    #[error(transparent)]
     Cancel(#[from] CancelError),
     #[error("the engine has stopped")]
     Stopped,
 }
 
 pub(super) enum Request {
-    Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, SubmitError>>),
+    Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     /// Jobs the store has recorded under these ids, to start now.
-    SubmitAs(Vec<JobSpec>, Vec<JobId>, oneshot::Sender<Result<Vec<JobView>, SubmitError>>),
+    SubmitAs(Vec<JobSpec>, Vec<JobId>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     History(JobId, oneshot::Sender<Result<Vec<HistoryRecord>, String>>),
     Prune {
         keep: Option<usize>,

@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Clock;
+use super::RuntimeError;
 use super::handle::Request;
-use crate::engine::{Engine, Event, JobId, JobSpec, JobState, JobView, SubmitError};
-use crate::store::{HistoryRecord, JobSnapshot, NewJob, Store};
+use crate::engine::{Engine, Event, JobId, JobSpec, JobState, JobView};
+use crate::store::{HistoryRecord, JobSnapshot, NewJob, Store, WriteError};
 
 /// Submissions waiting for the store to record them; beyond this, new ones are refused as busy.
 const CREATIONS_WAITING: usize = 1024;
@@ -19,7 +20,7 @@ const CREATIONS_WAITING: usize = 1024;
 pub struct Creation {
     pub jobs: Vec<NewJob>,
     pub specs: Vec<JobSpec>,
-    pub reply: oneshot::Sender<Result<Vec<JobView>, SubmitError>>,
+    pub reply: oneshot::Sender<Result<Vec<JobView>, RuntimeError>>,
 }
 
 pub struct Persistence {
@@ -40,16 +41,17 @@ impl Persistence {
         let writer = store.clone();
         let task = tokio::spawn(async move {
             while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
+                let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
                 match writer.create(jobs).await {
-                    Ok(ids) => {
+                    Ok(()) => {
                         if let Err(mpsc::error::SendError(Request::SubmitAs(_, _, reply))) =
                             back.send(Request::SubmitAs(specs, ids, reply)).await
                         {
-                            let _ = reply.send(Err(SubmitError::Store("the engine has stopped".into())));
+                            let _ = reply.send(Err(RuntimeError::Stopped));
                         }
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(SubmitError::Store(e)));
+                        let _ = reply.send(Err(RuntimeError::Store(e)));
                     }
                 }
             }
@@ -63,8 +65,8 @@ impl Persistence {
             let creation = match e {
                 mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
             };
-            let busy = "too many job submissions are waiting for the store; try again shortly";
-            let _ = creation.reply.send(Err(SubmitError::Store(busy.into())));
+            let busy = WriteError::Busy("too many job submissions are waiting for it".into());
+            let _ = creation.reply.send(Err(RuntimeError::Store(busy)));
         }
     }
 

@@ -13,6 +13,7 @@ mod lock;
 mod reader;
 mod records;
 mod schema;
+mod write_error;
 mod writer;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
 pub use records::{HistoryRecord, NewJob};
 pub use schema::{SCHEMA_VERSION, migrate_to};
+pub use write_error::WriteError;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,7 +58,7 @@ pub enum StoreError {
 
 /// What the writer thread is asked to do.
 pub(crate) enum Write {
-    Create { jobs: Vec<NewJob>, reply: oneshot::Sender<Result<Vec<JobId>, String>> },
+    Create { jobs: Vec<NewJob>, reply: oneshot::Sender<Result<(), WriteError>> },
     Flush { jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>, done: Option<oneshot::Sender<()>> },
     Delete { ids: Vec<JobId> },
 }
@@ -154,15 +156,13 @@ impl Store {
         &self.images
     }
 
-    /// Saves the images and inserts the jobs in one transaction; returns their ids, which are
-    /// never reused (the highest id ever given is kept even when jobs are deleted).
-    pub async fn create(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, String> {
+    /// Saves the images and inserts the jobs, under the ids the engine reserved for them, in
+    /// one transaction synced to disk: all of them or none. The highest id is recorded first, so
+    /// no id is ever given twice, even after a lost write-ahead log.
+    pub async fn create(&self, jobs: Vec<NewJob>) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.writes
-            .send(Write::Create { jobs, reply })
-            .await
-            .map_err(|_| "the store has stopped".to_owned())?;
-        answer.await.map_err(|_| "the store has stopped".to_owned())?
+        self.writes.send(Write::Create { jobs, reply }).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Hands changes to the writer without waiting, unless it is still busy with the last ones

@@ -16,6 +16,8 @@ pub struct HistoryRecord {
 /// A job about to be created: what the writer needs to store it and its image.
 #[derive(Debug, Clone)]
 pub struct NewJob {
+    /// Reserved by the engine; the row is written under it.
+    pub id: JobId,
     pub device: String,
     pub image: Image,
     pub chunk_size: u32,

@@ -4,11 +4,12 @@ use bytes::Bytes;
 use rusqlite::Connection;
 
 use super::*;
-use crate::engine::JobState;
+use crate::engine::{JobId, JobState};
 use crate::firmware::Image;
 
-fn new_job(device: &str) -> NewJob {
+fn new_job(id: JobId, device: &str) -> NewJob {
     NewJob {
+        id,
         device: device.to_owned(),
         image: Image::new("fw.bin", Bytes::from_static(b"firmware bytes")),
         chunk_size: 64,
@@ -22,9 +23,8 @@ fn new_job(device: &str) -> NewJob {
 async fn jobs_round_trip_and_ids_are_never_reused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let ids = store.create(vec![new_job("a"), new_job("b")]).await.unwrap();
-    assert_eq!(ids, vec![1, 2]);
-    assert!(store.images().path(new_job("a").image.sha256()).is_file(), "image kept by content");
+    store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
+    assert!(store.images().path(new_job(1, "a").image.sha256()).is_file(), "image kept by content");
     let mut record = store.load().await.unwrap().0.remove(0);
     record.state = JobState::Succeeded;
     record.finished_at = Some(1_700_000_001_000);
@@ -48,7 +48,16 @@ async fn jobs_round_trip_and_ids_are_never_reused() {
     let (jobs, last) = store.load().await.unwrap();
     assert_eq!((jobs.len(), jobs[0].id, last), (1, 2, 2), "job 1 and its timeline are gone");
     assert!(store.history(1).await.unwrap().is_empty());
-    assert_eq!(store.create(vec![new_job("c")]).await.unwrap(), vec![3]);
+    store.create(vec![new_job(3, "c")]).await.unwrap();
+    // A submission with an id the store holds is refused whole: no row of it is written.
+    let refused = store.create(vec![new_job(4, "d"), new_job(2, "again")]).await;
+    assert_eq!(refused, Err(WriteError::Duplicate(2)));
+    let (jobs, _) = store.load().await.unwrap();
+    assert_eq!(
+        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![2, 3],
+        "nothing of the refused submission"
+    );
 }
 
 #[tokio::test]
@@ -129,14 +138,15 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     let (jobs, last) = store.load().await.unwrap();
     assert_eq!((jobs.len(), jobs[0].image.name.as_str(), last), (1, "old.bin", 7));
     assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
-    assert_eq!(store.create(vec![new_job("x")]).await.unwrap(), vec![8]);
+    store.create(vec![new_job(8, "x")]).await.unwrap();
+    assert_eq!(store.load().await.unwrap().1, 8);
 }
 
 #[tokio::test]
 async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.create(vec![new_job("a"), new_job("b"), new_job("c")]).await.unwrap(), vec![1, 2, 3]);
+    store.create(vec![new_job(1, "a"), new_job(2, "b"), new_job(3, "c")]).await.unwrap();
     drop(store);
     // What a damaged or lost write-ahead log does: the last rows and the counter roll back.
     let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -146,5 +156,5 @@ async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     let store = Store::open(dir.path()).unwrap();
     let (jobs, last) = store.load().await.unwrap();
     assert_eq!((jobs.len(), last), (1, 3), "the mark beside the database remembers 3");
-    assert_eq!(store.create(vec![new_job("d")]).await.unwrap(), vec![4]);
+    store.create(vec![new_job(4, "d")]).await.unwrap();
 }

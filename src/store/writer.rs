@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use super::high_water::HighWater;
-use super::{Health, HistoryRecord, JobSnapshot, NewJob, StoreError, Write};
+use super::{Health, HistoryRecord, JobSnapshot, NewJob, StoreError, Write, WriteError};
 use crate::engine::JobId;
 use crate::firmware::ImageStore;
 
@@ -139,60 +139,50 @@ fn create(
     images: &ImageStore,
     ids_file: &mut HighWater,
     jobs: &[NewJob],
-) -> Result<Vec<JobId>, String> {
+) -> Result<(), WriteError> {
     for job in jobs {
-        images.save(&job.image).map_err(|e| format!("cannot keep the image in the image store: {e}"))?;
+        images.save(&job.image)?;
     }
-    let tx = conn.transaction().map_err(|e| e.to_string())?;
-    let last: i64 = tx
-        .query_row("SELECT value FROM meta WHERE key = 'last_job_id'", [], |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    // The file's mark wins over a counter a lost write-ahead log rolled back.
-    let last = last.max(ids_file.get());
-    let first = last + 1;
-    if first + jobs.len() as i64 - 1 > i64::from(JobId::MAX) {
-        return Err("job ids are exhausted (the 32-bit id space is used up)".into());
-    }
-    ids_file
-        .raise(last + jobs.len() as i64)
-        .map_err(|e| format!("cannot record the job id mark in {}: {e}", super::high_water::IDS_FILE))?;
-    let mut ids = Vec::with_capacity(jobs.len());
+    let Some(highest) = jobs.iter().map(|job| i64::from(job.id)).max() else { return Ok(()) };
+    // The mark first: a lost write-ahead log cannot roll it back.
+    ids_file.raise(highest)?;
+    let tx = conn.transaction()?;
     {
-        let mut insert = tx
-            .prepare(
-                "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                                   state, chunks_total, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
-            )
-            .map_err(|e| e.to_string())?;
-        let mut event = tx
-            .prepare(
-                "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
-            )
-            .map_err(|e| e.to_string())?;
-        for (offset, job) in jobs.iter().enumerate() {
-            let id = first + offset as i64;
-            insert
-                .execute(params![
-                    id,
-                    job.device,
-                    job.image.name(),
-                    job.image.size() as i64,
-                    crate::protocol::sha256_hex(job.image.sha256()),
-                    job.chunk_size,
-                    job.chunk_interval_ms as i64,
-                    job.chunks_total,
-                    job.created_at as i64
-                ])
-                .map_err(|e| e.to_string())?;
-            event.execute(params![id, job.created_at as i64]).map_err(|e| e.to_string())?;
-            ids.push(id as JobId);
+        let mut insert = tx.prepare(
+            "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
+                               state, chunks_total, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
+        )?;
+        let mut event = tx.prepare(
+            "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
+        )?;
+        for job in jobs {
+            let inserted = insert.execute(params![
+                job.id,
+                job.device,
+                job.image.name(),
+                job.image.size() as i64,
+                crate::protocol::sha256_hex(job.image.sha256()),
+                job.chunk_size,
+                job.chunk_interval_ms as i64,
+                job.chunks_total,
+                job.created_at as i64
+            ]);
+            if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
+                && e.code == rusqlite::ErrorCode::ConstraintViolation
+            {
+                return Err(WriteError::Duplicate(job.id));
+            }
+            inserted?;
+            event.execute(params![job.id, job.created_at as i64])?;
         }
     }
-    tx.execute("UPDATE meta SET value = ?1 WHERE key = 'last_job_id'", [last + jobs.len() as i64])
-        .map_err(|e| e.to_string())?;
-    tx.commit().map_err(|e| e.to_string())?;
-    Ok(ids)
+    tx.execute(
+        "UPDATE meta SET value = max(CAST(value AS INTEGER), ?1) WHERE key = 'last_job_id'",
+        [highest],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Removes the image store's files that no remaining job names: retention deleted the last job

@@ -1,0 +1,70 @@
+//! Why the job store could not write, by kind: each kind has its own HTTP status and words, so
+//! an operator can tell a full disk from a busy database from a damaged one.
+
+use crate::engine::JobId;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The disk (or the file system's quota) is full: HTTP 507.
+    #[error("the job store's disk is full; nothing was recorded")]
+    Full,
+    /// Another process holds the database, or too many submissions wait for it: HTTP 503.
+    #[error("the job store is busy ({0}); try again shortly")]
+    Busy(String),
+    /// The database file is damaged: HTTP 500, and the log says which file.
+    #[error("the job store is damaged ({0}); nothing was recorded")]
+    Corrupt(String),
+    /// An id the store already holds: a bug, never expected.
+    #[error("job id {0} is already in the store")]
+    Duplicate(JobId),
+    /// Any other failure to read or write the database or the image store.
+    #[error("the job store cannot write ({0})")]
+    Failed(String),
+    #[error("the job store has stopped")]
+    Stopped,
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as Code;
+        match error.sqlite_error_code() {
+            Some(Code::DiskFull) => Self::Full,
+            Some(Code::DatabaseBusy | Code::DatabaseLocked) => Self::Busy(error.to_string()),
+            Some(Code::DatabaseCorrupt | Code::NotADatabase) => Self::Corrupt(error.to_string()),
+            _ => Self::Failed(error.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for WriteError {
+    fn from(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(libc::ENOSPC) {
+            Self::Full
+        } else {
+            Self::Failed(error.kind().to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_and_io_failures_map_to_their_kinds() {
+        let full =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+        assert_eq!(WriteError::from(full), WriteError::Full);
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None);
+        assert!(matches!(WriteError::from(busy), WriteError::Busy(_)));
+        let corrupt =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT), None);
+        assert!(matches!(WriteError::from(corrupt), WriteError::Corrupt(_)));
+        assert_eq!(WriteError::from(std::io::Error::from_raw_os_error(libc::ENOSPC)), WriteError::Full);
+        assert!(matches!(
+            WriteError::from(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+            WriteError::Failed(_)
+        ));
+    }
+}

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::engine::{JobId, JobState, JobView};
-use crate::firmware::Image;
+use std::time::Duration;
+
+use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{DeviceId, sha256_hex};
 
 /// An image as a job names it: enough to show and compare, never the bytes.
@@ -74,6 +76,38 @@ impl JobSnapshot {
             started_at: view.started_at.map(|t| clock.unix_ms(t)),
             finished_at: view.finished_at.map(|t| clock.unix_ms(t)),
         }
+    }
+
+    /// The engine's view of this snapshot with `image` (its bytes, or only its description),
+    /// wall-clock times placed back on `clock`'s instants: how a stored job is restored and how
+    /// the attached console reads a server's `job_created` event.
+    pub fn to_view(&self, image: Image, clock: &Clock) -> JobView {
+        let at = |ms: u64| clock.instant(ms);
+        JobView {
+            id: self.id,
+            device: self.device_id.clone(),
+            image,
+            chunk_size: ChunkSize::new(u64::from(self.chunk_size)).unwrap_or_default(),
+            chunk_interval: Duration::from_millis(self.chunk_interval_ms),
+            state: self.state,
+            chunks_done: self.chunks_done,
+            chunks_total: self.chunks_total,
+            bytes_sent: self.bytes_sent,
+            attempts: self.attempts,
+            error: self.error.clone(),
+            created_at: at(self.created_at),
+            started_at: self.started_at.map(at),
+            finished_at: self.finished_at.map(at),
+        }
+    }
+
+    /// The image as a description only (name, size, hash; no bytes).
+    pub fn described_image(&self) -> Image {
+        let mut sha = [0u8; 32];
+        if hex::decode_to_slice(&self.image.sha256, &mut sha).is_err() {
+            sha = [0; 32];
+        }
+        Image::described(&self.image.name, sha, self.image.size)
     }
 
     /// Fraction of chunks delivered, 0.0 ..= 1.0.

@@ -256,3 +256,177 @@ fn jobs_created_over_http_appear_live_in_the_console() {
     tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
     runtime.block_on(fleet.stop());
 }
+
+/// `rocky serve` as a child process on `port` and `data`, killed on drop.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(broker: &str, port: u16, data: &Path) -> Self {
+        let config = data.join("test-config.toml");
+        std::fs::write(&config, "").unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--broker", broker, "--http", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("rocky serve starts");
+        Self(child)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The state the API gives each device's newest job.
+fn api_states(runtime: &tokio::runtime::Runtime, base: &str) -> Vec<(String, String)> {
+    runtime.block_on(async {
+        let Ok(response) = reqwest::get(format!("{base}/jobs")).await else { return Vec::new() };
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        body["jobs"]
+            .as_array()
+            .map(|jobs| {
+                jobs.iter()
+                    .map(|j| {
+                        let device = j["device_id"].as_str().unwrap_or_default().to_owned();
+                        (device, j["state"].as_str().unwrap_or_default().replace('_', " "))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+fn post_jobs(runtime: &tokio::runtime::Runtime, base: &str, body: &str) -> reqwest::StatusCode {
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let request = client
+            .post(format!("{base}/jobs"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        request.send().await.map(|r| r.status()).unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
+    })
+}
+
+#[test]
+fn two_consoles_attached_to_a_server_follow_it_act_on_it_and_survive_its_restart() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let broker = rocky::broker::EmbeddedBroker::start(None).unwrap();
+    let fleet = runtime.block_on(async {
+        let mut config = rocky::sim::FleetConfig::new(broker.url(), 5);
+        config.plan = rocky::sim::BehaviorPlan::default()
+            .with(rocky::sim::Behavior::Silent, rocky::sim::Selection::parse("dev-05").unwrap());
+        let fleet = rocky::sim::Fleet::start(&config).unwrap();
+        assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+        fleet
+    });
+    let data = tempfile::tempdir().unwrap();
+    let server_data = data.path().join("server");
+    std::fs::create_dir_all(server_data.join("uploads")).unwrap();
+    std::fs::write(server_data.join("uploads/live.bin"), vec![3u8; 30_000]).unwrap();
+    // The operator's own image, on the console's side: the console uploads it.
+    let local_image = data.path().join("local-fw.bin");
+    std::fs::write(&local_image, vec![5u8; 20_000]).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Server::start(&broker.url().to_string(), port, &server_data);
+    let console = |name: &str| {
+        let dir = data.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("c.toml"), "").unwrap();
+        format!(
+            "{BIN} console --server {base} --config {}/c.toml --data-dir {}; echo ROCKY-EXITED-$?; sleep 600",
+            dir.display(),
+            dir.display()
+        )
+    };
+    let Some(first) = Tmux::start("attached-a", &console("a")) else { return };
+    let Some(second) = Tmux::start("attached-b", &console("b")) else { return };
+    for tmux in [&first, &second] {
+        tmux.wait_for(Duration::from_secs(30), "the console to attach", |s| {
+            s.contains("● connected").then_some(())
+        });
+    }
+
+    // Jobs another client creates appear, and progress, in both consoles.
+    let body = r#"{"device_ids": ["dev-01", "dev-02"], "firmware": {"path": "live.bin"}}"#;
+    assert_eq!(post_jobs(&runtime, &base, body), reqwest::StatusCode::CREATED);
+    for tmux in [&first, &second] {
+        tmux.wait_for(Duration::from_secs(30), "the HTTP jobs to succeed on screen", |s| {
+            let states = job_states(s);
+            (states.len() == 2 && states.iter().all(|(_, st)| st == "succeeded")).then_some(())
+        });
+    }
+
+    // A job made in the first console (a local file, uploaded) is created on the server.
+    first.keys(&["n"]);
+    first.wait_for(Duration::from_secs(10), "the form", |s| s.contains("New update job").then_some(()));
+    first.type_text("dev-03");
+    first.keys(&["Down"]);
+    first.type_text(&local_image.display().to_string());
+    first.wait_for(Duration::from_secs(10), "the preview", |s| s.contains("19.5 KiB").then_some(()));
+    first.keys(&["Enter"]);
+    first.wait_for(Duration::from_secs(30), "the job to be created", |s| {
+        s.contains("created 1 job").then_some(())
+    });
+    second.wait_for(Duration::from_secs(30), "the other console to show it succeed", |s| {
+        job_states(s).contains(&("dev-03".to_owned(), "succeeded".to_owned())).then_some(())
+    });
+    assert!(api_states(&runtime, &base).contains(&("dev-03".to_owned(), "succeeded".to_owned())));
+
+    // Cancel from the second console: the silent device's job, found with the filter.
+    let body = r#"{"device_id": "dev-05", "firmware": {"path": "live.bin"}}"#;
+    assert_eq!(post_jobs(&runtime, &base, body), reqwest::StatusCode::CREATED);
+    second.wait_for(Duration::from_secs(30), "the silent device's job", |s| {
+        job_states(s).contains(&("dev-05".to_owned(), "requesting".to_owned())).then_some(())
+    });
+    second.keys(&["/"]);
+    second.type_text("dev-05");
+    second.keys(&["Enter"]);
+    second.wait_for(Duration::from_secs(10), "the filter to leave one job", |s| {
+        (job_states(s).len() == 1).then_some(())
+    });
+    second.keys(&["c"]);
+    second.wait_for(Duration::from_secs(10), "the confirmation", |s| s.contains("Cancel job").then_some(()));
+    second.keys(&["y"]);
+    first.wait_for(Duration::from_secs(30), "the cancel to reach the first console", |s| {
+        job_states(s).contains(&("dev-05".to_owned(), "cancelled".to_owned())).then_some(())
+    });
+
+    // The server dies: both consoles say so, then re-sync when it is back.
+    server.kill9();
+    for tmux in [&first, &second] {
+        tmux.wait_for(Duration::from_secs(30), "the console to notice", |s| {
+            s.contains("reconnecting").then_some(())
+        });
+    }
+    let _server = Server::start(&broker.url().to_string(), port, &server_data);
+    let body = r#"{"device_id": "dev-04", "firmware": {"path": "live.bin"}}"#;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while post_jobs(&runtime, &base, body) != reqwest::StatusCode::CREATED {
+        assert!(std::time::Instant::now() < deadline, "the restarted server never took a job");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for tmux in [&first, &second] {
+        // (The second console still filters on dev-05: the counts in the status line say it all.)
+        tmux.wait_for(Duration::from_secs(30), "the console to re-sync with the restarted server", |s| {
+            (s.contains("● connected") && s.contains("4 succeeded · 1 cancelled")).then_some(())
+        });
+    }
+    assert!(job_states(&first.screen()).contains(&("dev-04".to_owned(), "succeeded".to_owned())));
+    first.keys(&["q"]);
+    first.wait_for(Duration::from_secs(10), "the console to exit at once", |s| {
+        s.contains("ROCKY-EXITED-0").then_some(())
+    });
+    runtime.block_on(fleet.stop());
+}

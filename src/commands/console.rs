@@ -15,12 +15,54 @@ use rocky::firmware::LoadLimits;
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::tui::console::{self, ConsoleOptions};
+use rocky::tui::source::{Remote, Source};
 
-pub async fn run(global: &GlobalArgs) -> anyhow::Result<()> {
+#[derive(clap::Args, Debug, Default)]
+pub struct ConsoleArgs {
+    /// Attach to a running `rocky serve` (http://HOST:PORT) instead of running an engine here:
+    /// its jobs, traffic and devices, live; jobs made here are created there.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The server's API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE", requires = "server")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+pub async fn run(global: &GlobalArgs, args: ConsoleArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
     let data_dir = data_dir(&config)?;
+    if let Some(server) = args.server {
+        return run_attached(&config, &data_dir, &server, args.token_file.as_deref()).await;
+    }
     let runtime_config = super::setup::runtime_config(&config, global)?;
     run_console(&config, runtime_config, &data_dir, Vec::new(), true).await
+}
+
+/// The console attached to a server through its API: nothing runs here but the console.
+async fn run_attached(
+    config: &Config,
+    data_dir: &Path,
+    server: &str,
+    token_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let token = match token_file {
+        Some(path) => Some(rocky::mqtt::Secret::from_file("--token-file", path)?),
+        None => rocky::config::http_token(config, |var| std::env::var(var).ok())?,
+    };
+    let remote = Remote::connect(server, token.as_ref()).map_err(anyhow::Error::msg)?;
+    let (log_path, _log_guard) = super::setup::log_to_file(data_dir)?;
+    let options = ConsoleOptions {
+        broker_label: format!("server {}", remote.base()),
+        insecure_tls: false,
+        http: None,
+        traffic_lines: config.console.traffic_lines,
+        default_chunk: config.jobs.chunk_size,
+        log_path: Some(log_path),
+        // The operator's own files and URLs, read here and uploaded.
+        limits: LoadLimits { url_allow: Vec::new(), ..config.load_limits() },
+        initial_jobs: Vec::new(),
+    };
+    console::run(Source::Remote(remote), options).await.context("console failed")
 }
 
 /// Starts the runtime (with the job store when `persistent`), the HTTP API (if its address is
@@ -84,7 +126,7 @@ pub async fn run_console(
         limits,
         initial_jobs,
     };
-    let result = console::run(runtime.handle.clone(), options).await;
+    let result = console::run(Source::Local(runtime.handle.clone()), options).await;
     let _ = stop_http.send(());
     runtime.shutdown().await;
     result.context("console failed")

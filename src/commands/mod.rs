@@ -51,8 +51,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Embedded broker, simulated fleet and the console, with a rollout started at once.
     Demo(demo::DemoArgs),
-    /// The operator console on the configured broker (the default command).
-    Console,
+    /// The operator console on the configured broker (the default command), or attached to a
+    /// running `rocky serve` with --server.
+    Console(console::ConsoleArgs),
     /// Run the engine and the HTTP API headless, logging to stdout.
     Serve(serve::ServeArgs),
     /// Run simulated devices that speak the protocol and verify what they receive.
@@ -72,7 +73,8 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Demo(args)) => demo::run(&cli.global, args).await,
-        Some(Command::Console) | None => console::run(&cli.global).await,
+        Some(Command::Console(args)) => console::run(&cli.global, args).await,
+        None => console::run(&cli.global, console::ConsoleArgs::default()).await,
         Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,

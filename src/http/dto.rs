@@ -6,6 +6,10 @@ use crate::engine::Event;
 use crate::runtime::{Clock, Envelope, Received, RuntimeEvent};
 use crate::snapshot::JobSnapshot;
 
+/// Bytes of a firmware chunk a traffic event carries (in hex): enough to recognise it, while
+/// thousands of chunks a second stay cheap to stream.
+pub const CHUNK_PREVIEW: usize = 64;
+
 /// `(event name, JSON)` for one item of the event stream, as `GET /events` sends it.
 pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
     let envelope: &Envelope = match received {
@@ -15,13 +19,20 @@ pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
     let time = envelope.time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let (name, mut body) = match &envelope.event {
         RuntimeEvent::Engine(event) => engine_json(event, clock),
-        RuntimeEvent::Traffic(t) => (
-            "traffic",
-            json!({
-                "direction": t.direction, "topic": t.topic, "qos": t.qos, "size": t.size, "text": t.text,
-                "device": t.device.as_ref().map(ToString::to_string), "job": t.job, "decode_error": t.decode_error,
-            }),
-        ),
+        RuntimeEvent::Traffic(t) => {
+            // What a detail view needs: the whole of a command or response (at most 4 KiB
+            // kept), the start of a chunk.
+            let kept = if t.chunk.is_some() { CHUNK_PREVIEW } else { t.payload.len() };
+            let payload = hex::encode(&t.payload[..t.payload.len().min(kept)]);
+            (
+                "traffic",
+                json!({
+                    "direction": t.direction, "topic": t.topic, "qos": t.qos, "size": t.size, "text": t.text,
+                    "device": t.device.as_ref().map(ToString::to_string), "job": t.job,
+                    "decode_error": t.decode_error, "chunk": t.chunk, "payload": payload,
+                }),
+            )
+        }
         RuntimeEvent::Connection(state) => ("connection", json!(state)),
     };
     if let Value::Object(map) = &mut body {

@@ -65,7 +65,13 @@ pub async fn stream(
     let clock = *state.handle.clock();
     // The guards live as long as the stream: the slot and the client gauge go with the client.
     let gauge = state.handle.metrics().event_client();
-    let start = ClientStream { events, jobs, pending: VecDeque::new(), _slot: slot, _gauge: gauge };
+    // The broker connection as it is now comes first; later changes follow as events.
+    let mut pending = VecDeque::new();
+    if let Ok(status) = state.handle.status().await {
+        let data = serde_json::to_string(&status.connection).unwrap_or_default();
+        pending.push_back(Event::default().event("connection").data(data));
+    }
+    let start = ClientStream { events, jobs, pending, syncing: false, _slot: slot, _gauge: gauge };
     let stream = futures_util::stream::unfold(start, move |mut s| async move {
         loop {
             if let Some(event) = s.pending.pop_front() {
@@ -77,8 +83,15 @@ pub async fn stream(
                     let changes = changes?;
                     if changes.reset {
                         s.pending.push_back(Event::default().event("jobs_reset").data("{}"));
+                        s.syncing = true;
                     }
                     s.pending.extend(changes.changes.iter().map(job_event));
+                    if s.syncing && changes.complete {
+                        // The whole table has been sent: jobs the client held and did not
+                        // receive since `jobs_reset` no longer exist.
+                        s.pending.push_back(Event::default().event("jobs_synced").data("{}"));
+                        s.syncing = false;
+                    }
                 }
                 received = s.events.recv() => s.pending.push_back(sse(&received?, &clock)),
             }
@@ -98,6 +111,8 @@ struct ClientStream {
     events: crate::runtime::EventStream,
     jobs: crate::runtime::JobFollower,
     pending: VecDeque<Event>,
+    /// Between `jobs_reset` and the end of the full table.
+    syncing: bool,
     _slot: Slot,
     _gauge: crate::metrics::EventClientGuard,
 }

@@ -12,7 +12,7 @@ pub enum Direction {
 }
 
 /// The six command types of protocol v1, with their wire values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CommandType {
     #[serde(rename = "FOTA_REQUEST")]
     Request = 0x01,

@@ -34,7 +34,7 @@ pub enum RuntimeEvent {
     Connection(ConnectionState),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrafficDirection {
     /// Rocky → device.
@@ -61,7 +61,7 @@ pub struct Traffic {
     pub chunk: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     Connecting,
@@ -107,31 +107,47 @@ pub enum Received {
 
 /// A subscription that turns broadcast lag into a visible count instead of an error, so a slow
 /// reader (a busy console, a slow SSE client) loses old events and knows how many, while the
-/// engine never waits for it.
+/// engine never waits for it. It is fed either by the runtime in this process or by a channel
+/// (the attached console's reader of a remote `/events`, which already counted its losses).
 pub struct EventStream {
-    rx: broadcast::Receiver<Arc<Envelope>>,
+    from: From,
+}
+
+enum From {
+    Runtime(broadcast::Receiver<Arc<Envelope>>),
+    Channel(tokio::sync::mpsc::Receiver<Received>),
 }
 
 impl EventStream {
     pub fn new(rx: broadcast::Receiver<Arc<Envelope>>) -> Self {
-        Self { rx }
+        Self { from: From::Runtime(rx) }
+    }
+
+    pub fn from_channel(rx: tokio::sync::mpsc::Receiver<Received>) -> Self {
+        Self { from: From::Channel(rx) }
     }
 
     /// The next item, or `None` once the runtime has stopped.
     pub async fn recv(&mut self) -> Option<Received> {
-        match self.rx.recv().await {
-            Ok(envelope) => Some(Received::Event(envelope)),
-            Err(broadcast::error::RecvError::Lagged(n)) => Some(Received::Missed(n)),
-            Err(broadcast::error::RecvError::Closed) => None,
+        match &mut self.from {
+            From::Runtime(rx) => match rx.recv().await {
+                Ok(envelope) => Some(Received::Event(envelope)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some(Received::Missed(n)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            },
+            From::Channel(rx) => rx.recv().await,
         }
     }
 
     /// Like `recv` but never waits: `None` when nothing is pending (or the runtime stopped).
     pub fn try_recv(&mut self) -> Option<Received> {
-        match self.rx.try_recv() {
-            Ok(envelope) => Some(Received::Event(envelope)),
-            Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Received::Missed(n)),
-            Err(_) => None,
+        match &mut self.from {
+            From::Runtime(rx) => match rx.try_recv() {
+                Ok(envelope) => Some(Received::Event(envelope)),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => Some(Received::Missed(n)),
+                Err(_) => None,
+            },
+            From::Channel(rx) => rx.try_recv().ok(),
         }
     }
 }

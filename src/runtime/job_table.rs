@@ -63,6 +63,8 @@ pub struct JobChanges {
     pub reset: bool,
     pub changes: Vec<JobChange>,
     pub cursor: u64,
+    /// Every change up to the table's latest is in this batch or an earlier one.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -226,12 +228,12 @@ impl JobTable {
             // Everything up to the latest change has been seen.
             next = next.max(table.seq);
         }
-        JobChanges { reset, changes, cursor: next }
+        JobChanges { reset, changes, cursor: next, complete: !full }
     }
 
     /// A follower of the table from its beginning (the first batch is a reset).
     pub fn follow(self: &Arc<Self>) -> JobFollower {
-        JobFollower { table: self.clone(), cursor: None, latest: self.latest.subscribe() }
+        JobFollower { table: self.clone(), cursor: None, behind: false, latest: self.latest.subscribe() }
     }
 }
 
@@ -240,6 +242,9 @@ pub struct JobFollower {
     table: Arc<JobTable>,
     /// `None` until the first batch: that one is a reset.
     cursor: Option<u64>,
+    /// The last batch was cut at its size: the next one is returned even if empty, so the
+    /// caller learns when it has caught up.
+    behind: bool,
     latest: watch::Receiver<u64>,
 }
 
@@ -261,7 +266,9 @@ impl JobFollower {
         self.latest.borrow_and_update();
         let changes = self.table.changes_since(self.cursor, max);
         self.cursor = Some(changes.cursor);
-        (changes.reset || !changes.changes.is_empty()).then_some(changes)
+        let report = changes.reset || !changes.changes.is_empty() || self.behind;
+        self.behind = !changes.complete;
+        report.then_some(changes)
     }
 }
 

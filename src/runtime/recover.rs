@@ -2,12 +2,10 @@
 //! the content-addressed store (and verified).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::Clock;
 use crate::engine::{JobState, JobView};
-use crate::firmware::{ChunkSize, Image, ImageStore, Library, parse_sha256};
-use crate::protocol::Sha256;
+use crate::firmware::{Image, ImageStore, Library, parse_sha256};
 use crate::store::JobSnapshot;
 
 /// One restored job per record that can be understood; a job whose image is gone or damaged
@@ -25,18 +23,13 @@ pub fn restore(
     let mut loaded: HashMap<String, Result<Image, String>> = HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let device = record.device_id.clone();
-        let sha = parse_sha256(&record.image.sha256).map_err(|e| e.to_string());
-        let described = |sha: &Result<Sha256, String>| {
-            Image::described(&record.image.name, *sha.as_ref().unwrap_or(&[0; 32]), record.image.size)
-        };
         let (image, state, error) = if record.state.is_final() {
-            (described(&sha), record.state, record.error.clone())
+            (record.described_image(), record.state, record.error.clone())
         } else {
             let image = loaded
                 .entry(record.image.sha256.clone())
                 .or_insert_with(|| {
-                    let sha = sha.clone()?;
+                    let sha = parse_sha256(&record.image.sha256).map_err(|e| e.to_string())?;
                     match library.get(&sha) {
                         Some(image) => Ok(image),
                         None => images.load(&sha, &record.image.name).map(|image| library.intern(image)),
@@ -45,26 +38,16 @@ pub fn restore(
                 .clone();
             match image {
                 Ok(image) => (image.renamed(&record.image.name), record.state, record.error.clone()),
-                Err(reason) => (described(&sha), JobState::Failed, Some(reason)),
+                Err(reason) => (record.described_image(), JobState::Failed, Some(reason)),
             }
         };
-        let at = |ms: u64| clock.instant(ms);
-        out.push(JobView {
-            id: record.id,
-            device,
-            image,
-            chunk_size: ChunkSize::new(u64::from(record.chunk_size)).unwrap_or_default(),
-            chunk_interval: Duration::from_millis(record.chunk_interval_ms),
-            state,
-            chunks_done: record.chunks_done,
-            chunks_total: record.chunks_total,
-            bytes_sent: record.bytes_sent,
-            attempts: record.attempts,
-            error,
-            created_at: at(record.created_at),
-            started_at: record.started_at.map(at),
-            finished_at: record.finished_at.map(at).or_else(|| (state.is_final()).then(|| clock.now())),
-        });
+        let mut view = record.to_view(image, clock);
+        view.state = state;
+        view.error = error;
+        if state.is_final() && view.finished_at.is_none() {
+            view.finished_at = Some(clock.now());
+        }
+        out.push(view);
     }
     out
 }

@@ -4,7 +4,7 @@ use crate::engine::{JobId, JobState};
 use crate::firmware::Image;
 
 /// One entry of a job's timeline: a state it entered (or a retry), when, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryRecord {
     pub job: JobId,
     pub at: u64,

@@ -3,6 +3,7 @@
 //! submitting, cancelling) runs in a task of its own and reports back, so the loop never waits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
@@ -11,12 +12,12 @@ use tokio::sync::mpsc;
 
 use super::app::{App, Overlay, Pane};
 use super::input::{Command, Outcome};
+use super::source::Source;
 use super::terminal::TerminalGuard;
 use super::theme::Theme;
 use super::ui;
 use crate::engine::JobSpec;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
-use crate::runtime::Handle;
 
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
@@ -46,10 +47,15 @@ enum Done {
     History(u32, Vec<crate::store::HistoryRecord>),
 }
 
-pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()> {
+pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()> {
+    let source = Arc::new(source);
+    let Some(mut events) = source.subscribe() else {
+        return Err(std::io::Error::other("the console's event stream was already taken"));
+    };
     let mut guard = TerminalGuard::enter()?;
     let mut app =
-        App::new(*handle.clock(), options.broker_label.clone(), options.traffic_lines, Theme::from_env());
+        App::new(source.clock(), options.broker_label.clone(), options.traffic_lines, Theme::from_env());
+    app.attached = matches!(*source, Source::Remote(_));
     app.insecure_tls = options.insecure_tls;
     app.http = options.http.clone();
     app.log_path = options.log_path.clone();
@@ -60,17 +66,18 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
 
     // Job state comes from the job table (lossless, latest wins); events add the timeline and
     // traffic (bounded, lossy, drops counted).
-    let mut events = handle.subscribe();
-    let mut jobs = handle.follow_jobs();
+    let mut jobs = source.follow_jobs();
     if let Some(first) = jobs.try_next(JOB_BATCH) {
         app.apply_jobs(&first);
     }
-    if let Ok(status) = handle.status().await {
+    if let Source::Local(handle) = &*source
+        && let Ok(status) = handle.status().await
+    {
         app.connection = status.connection;
     }
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
     if !options.initial_jobs.is_empty() {
-        spawn_submit(&handle, options.initial_jobs, &done_tx);
+        spawn_submit(&source, options.initial_jobs, &done_tx);
     }
     let mut terminal_events = TermEvents::new();
     let mut frames = tokio::time::interval(FRAME);
@@ -95,7 +102,7 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
             _ = sigterm.recv() => Outcome::Quit,
             done = done_rx.recv() => {
                 if let Some(done) = done {
-                    finish(&mut app, &handle, &done_tx, done);
+                    finish(&mut app, &source, &done_tx, done);
                 }
                 Outcome::Redraw
             }
@@ -131,7 +138,7 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
         };
         match outcome {
             Outcome::Quit => break,
-            Outcome::Command(command) => run_command(&mut app, &handle, &options.limits, &done_tx, command),
+            Outcome::Command(command) => run_command(&mut app, &source, &options.limits, &done_tx, command),
             Outcome::Ignored | Outcome::Redraw => {}
         }
     }
@@ -141,47 +148,36 @@ pub async fn run(handle: Handle, options: ConsoleOptions) -> std::io::Result<()>
 
 fn run_command(
     app: &mut App,
-    handle: &Handle,
+    source: &Arc<Source>,
     limits: &LoadLimits,
     done: &mpsc::Sender<Done>,
     command: Command,
 ) {
     match command {
-        Command::Submit(specs) => spawn_submit(handle, specs, done),
+        Command::Submit(specs) => spawn_submit(source, specs, done),
         Command::Retry(id) => {
-            let Some(job) = app.jobs.rows.get(&id) else { return };
-            let (device, sha256) = (job.device_id.clone(), job.image.sha256.clone());
-            let chunk_size = crate::firmware::ChunkSize::new(u64::from(job.chunk_size)).ok();
-            let (handle, done, limits) = (handle.clone(), done.clone(), limits.clone());
-            // The job holds only its image's description: the bytes come back by hash (from
-            // memory, the upload or the image store).
+            let Some(row) = app.jobs.rows.get(&id) else { return };
+            let (job, source, done, limits) = (row.job.clone(), source.clone(), done.clone(), limits.clone());
             tokio::spawn(async move {
-                let source = FirmwareSource::Sha256(sha256);
-                let result = match resolve(&source, handle.library(), None, &limits).await {
-                    Ok(image) => {
-                        let spec = JobSpec { device, image, chunk_size, chunk_interval: None };
-                        handle.submit(vec![spec]).await.map(|jobs| jobs.len()).map_err(|e| e.to_string())
-                    }
-                    Err(e) => Err(format!("cannot retry job {id}: {e}")),
-                };
+                let result = source.retry(&job, &limits).await;
                 let _ = done.send(Done::Submitted(result)).await;
             });
         }
         Command::Cancel(id) => {
-            let (handle, done) = (handle.clone(), done.clone());
+            let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
-                let result = handle.cancel(id).await.map(|_| id).map_err(|e| e.to_string());
+                let result = source.cancel(id).await.map(|()| id);
                 let _ = done.send(Done::Cancelled(result)).await;
             });
         }
-        Command::Preview { generation, source } => {
-            spawn_preview(handle, limits.clone(), done, generation, source)
+        Command::Preview { generation, source: firmware } => {
+            spawn_preview(source, limits.clone(), done, generation, firmware)
         }
         Command::LoadHistory(id) => {
-            let (handle, done) = (handle.clone(), done.clone());
+            let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
                 // Without a store (the demo) there is no stored timeline: the console's own is all.
-                if let Ok(Ok(records)) = handle.history(id).await {
+                if let Some(records) = source.history(id).await {
                     let _ = done.send(Done::History(id, records)).await;
                 }
             });
@@ -189,30 +185,30 @@ fn run_command(
     }
 }
 
-fn spawn_submit(handle: &Handle, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
-    let (handle, done) = (handle.clone(), done.clone());
+fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
+    let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
-        let result = handle.submit(specs).await.map(|jobs| jobs.len()).map_err(|e| e.to_string());
+        let result = source.submit(specs).await;
         let _ = done.send(Done::Submitted(result)).await;
     });
 }
 
 fn spawn_preview(
-    handle: &Handle,
+    source: &Arc<Source>,
     limits: LoadLimits,
     done: &mpsc::Sender<Done>,
     generation: u64,
-    source: FirmwareSource,
+    firmware: FirmwareSource,
 ) {
-    let (library, done) = (handle.library().clone(), done.clone());
+    let (library, done) = (source.library(), done.clone());
     tokio::spawn(async move {
         // The operator at the console may name any file they can read: no confinement here.
-        let result = resolve(&source, &library, None, &limits).await.map_err(|e| e.to_string());
+        let result = resolve(&firmware, &library, None, &limits).await.map_err(|e| e.to_string());
         let _ = done.send(Done::Preview { generation, result }).await;
     });
 }
 
-fn finish(app: &mut App, handle: &Handle, done_tx: &mpsc::Sender<Done>, done: Done) {
+fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, done: Done) {
     app.dirty = true;
     match done {
         Done::Preview { generation, result } => {
@@ -220,7 +216,7 @@ fn finish(app: &mut App, handle: &Handle, done_tx: &mpsc::Sender<Done>, done: Do
             if let Some(Overlay::Form(form)) = app.overlay.as_mut()
                 && let Some(specs) = form.set_preview(generation, result, &known)
             {
-                spawn_submit(handle, specs, done_tx);
+                spawn_submit(source, specs, done_tx);
             }
         }
         Done::Submitted(Ok(n)) => {

@@ -134,7 +134,8 @@ impl App {
             Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::Quit => {
                 let active = self.jobs.active();
-                if active == 0 {
+                // An attached console's jobs run on in the server whatever it does.
+                if active == 0 || self.attached {
                     return Outcome::Quit;
                 }
                 self.overlay = Some(Overlay::Confirm(Confirm::Quit { active }));

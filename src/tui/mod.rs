@@ -13,6 +13,7 @@ pub mod format;
 pub mod input;
 pub mod keymap;
 pub mod layout;
+pub mod source;
 pub mod terminal;
 pub mod theme;
 pub mod ui;

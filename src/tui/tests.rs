@@ -60,8 +60,12 @@ impl Fixture {
     fn update(&mut self, id: u32, change: impl FnOnce(&mut JobSnapshot)) {
         let Some(snapshot) = self.snapshots.get_mut(&id) else { return };
         change(snapshot);
-        let changes =
-            JobChanges { reset: false, changes: vec![JobChange::Job(Arc::new(snapshot.clone()))], cursor: 0 };
+        let changes = JobChanges {
+            reset: false,
+            changes: vec![JobChange::Job(Arc::new(snapshot.clone()))],
+            cursor: 0,
+            complete: true,
+        };
         self.app.apply_jobs(&changes);
     }
 

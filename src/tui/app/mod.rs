@@ -152,6 +152,8 @@ pub struct App {
     pub default_chunk: u32,
     /// The jobs pane shows only finished jobs, newest first.
     pub history_view: bool,
+    /// Attached to a server (`rocky console --server`): quitting stops nothing there.
+    pub attached: bool,
     /// Timeline entries for jobs whose snapshot has not arrived yet.
     pub orphan_notes: std::collections::BTreeMap<JobId, Vec<(SystemTime, String)>>,
 }
@@ -192,6 +194,7 @@ impl App {
             dirty: true,
             default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
             history_view: false,
+            attached: false,
             orphan_notes: Default::default(),
         }
     }

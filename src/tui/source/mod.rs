@@ -1,0 +1,99 @@
+//! Where the console's jobs, events and actions come from: a runtime in this process, or a
+//! running `rocky serve` reached through its HTTP API (`rocky console --server`). The console
+//! reads both the same way (a job follower, an event stream, a few actions), so every screen and
+//! key works the same attached or not.
+
+mod remote;
+mod sse;
+
+pub use remote::Remote;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::engine::{JobId, JobSpec};
+use crate::firmware::{ChunkSize, FirmwareSource, Library, LoadLimits, resolve};
+use crate::runtime::{EventStream, Handle, JobFollower};
+use crate::snapshot::JobSnapshot;
+use crate::store::HistoryRecord;
+
+pub enum Source {
+    Local(Handle),
+    Remote(Remote),
+}
+
+impl Source {
+    pub fn clock(&self) -> Clock {
+        match self {
+            Source::Local(handle) => *handle.clock(),
+            Source::Remote(remote) => remote.clock(),
+        }
+    }
+
+    /// Every job's state from a full snapshot on: lossless, latest wins.
+    pub fn follow_jobs(&self) -> JobFollower {
+        match self {
+            Source::Local(handle) => handle.follow_jobs(),
+            Source::Remote(remote) => remote.follow_jobs(),
+        }
+    }
+
+    /// Traffic, timeline events and the broker connection: bounded, losses counted. For a
+    /// remote source only the first call gets the stream.
+    pub fn subscribe(&self) -> Option<EventStream> {
+        match self {
+            Source::Local(handle) => Some(handle.subscribe()),
+            Source::Remote(remote) => remote.take_events(),
+        }
+    }
+
+    /// Where previews are loaded: the operator's own files are always read here.
+    pub fn library(&self) -> Arc<Library> {
+        match self {
+            Source::Local(handle) => handle.library().clone(),
+            Source::Remote(remote) => remote.library(),
+        }
+    }
+
+    /// Creates the jobs; answers how many.
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<usize, String> {
+        match self {
+            Source::Local(handle) => {
+                handle.submit(specs).await.map(|jobs| jobs.len()).map_err(|e| e.to_string())
+            }
+            Source::Remote(remote) => remote.submit(specs).await,
+        }
+    }
+
+    pub async fn cancel(&self, id: JobId) -> Result<(), String> {
+        match self {
+            Source::Local(handle) => handle.cancel(id).await.map(|_| ()).map_err(|e| e.to_string()),
+            Source::Remote(remote) => remote.cancel(id).await,
+        }
+    }
+
+    /// A new job for the same device and image. A finished job holds only its image's
+    /// description, so the bytes come back by hash (memory, the upload, or the image store).
+    pub async fn retry(&self, job: &JobSnapshot, limits: &LoadLimits) -> Result<usize, String> {
+        match self {
+            Source::Local(handle) => {
+                let source = FirmwareSource::Sha256(job.image.sha256.clone());
+                let image = resolve(&source, handle.library(), None, limits)
+                    .await
+                    .map_err(|e| format!("cannot retry job {}: {e}", job.id))?;
+                let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
+                let spec = JobSpec { device: job.device_id.clone(), image, chunk_size, chunk_interval: None };
+                self.submit(vec![spec]).await
+            }
+            Source::Remote(remote) => remote.retry(job).await,
+        }
+    }
+
+    /// A job's stored timeline, when the other side keeps one.
+    pub async fn history(&self, id: JobId) -> Option<Vec<HistoryRecord>> {
+        match self {
+            Source::Local(handle) => handle.history(id).await.ok()?.ok(),
+            Source::Remote(remote) => remote.history(id).await,
+        }
+    }
+}

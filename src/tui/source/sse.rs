@@ -1,0 +1,246 @@
+//! Reading a server's `/events`: server-sent-event framing, and each event turned back into what
+//! the in-process runtime would have given the console.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::clock::Clock;
+use crate::engine::{Event, JobId, JobState};
+use crate::protocol::{CommandType, DeviceId};
+use crate::runtime::{ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDirection};
+use crate::snapshot::JobSnapshot;
+
+/// The most one event may hold before the stream is treated as broken: a server that sends an
+/// endless line must not make the console hold it.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Splits a byte stream into `(event name, data)` pairs.
+#[derive(Default)]
+pub struct Framer {
+    buffer: String,
+}
+
+impl Framer {
+    /// Adds bytes; returns the complete events, or an error when one grows past the limit.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
+        self.buffer.push_str(&String::from_utf8_lossy(bytes));
+        let mut out = Vec::new();
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut name = String::from("message");
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if !data.is_empty() {
+                out.push((name, data.join("\n")));
+            }
+        }
+        if self.buffer.len() > MAX_EVENT_BYTES {
+            return Err(format!("the server sent an event larger than {MAX_EVENT_BYTES} bytes"));
+        }
+        Ok(out)
+    }
+}
+
+/// One event of the server's stream, decoded.
+#[derive(Debug)]
+pub enum Item {
+    Job(JobSnapshot),
+    JobRemoved(JobId),
+    JobsReset,
+    JobsSynced,
+    Event(Arc<Envelope>),
+    Missed(u64),
+}
+
+#[derive(Deserialize)]
+struct Stamp {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    time: u64,
+}
+
+#[derive(Deserialize)]
+struct StateChanged {
+    job: JobId,
+    device: DeviceId,
+    from: JobState,
+    to: JobState,
+    detail: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Retried {
+    job: JobId,
+    device: DeviceId,
+    attempt: u32,
+}
+
+#[derive(Deserialize)]
+struct ChunkSent {
+    job: JobId,
+    device: DeviceId,
+    chunk: u32,
+    total: u32,
+    bytes: u32,
+}
+
+#[derive(Deserialize)]
+struct Ignored {
+    job: JobId,
+    device: DeviceId,
+    command: CommandType,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+struct TrafficJson {
+    direction: TrafficDirection,
+    topic: String,
+    qos: u8,
+    size: usize,
+    text: String,
+    device: Option<String>,
+    job: Option<JobId>,
+    decode_error: bool,
+    chunk: Option<u32>,
+    #[serde(default)]
+    payload: String,
+}
+
+#[derive(Deserialize)]
+struct Removed {
+    id: JobId,
+}
+
+#[derive(Deserialize)]
+struct Missed {
+    missed: u64,
+}
+
+/// Decodes one event; `Ok(None)` for an event this console does not know (a newer server).
+pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, String> {
+    let json = |what: &str| format!("the server's {what} event did not parse");
+    let stamp: Stamp = serde_json::from_str(data).unwrap_or(Stamp { seq: 0, time: 0 });
+    let envelope = |event: RuntimeEvent| {
+        let time =
+            if stamp.time > 0 { UNIX_EPOCH + Duration::from_millis(stamp.time) } else { SystemTime::now() };
+        Ok(Some(Item::Event(Arc::new(Envelope::new(stamp.seq, time, event)))))
+    };
+    match name {
+        "job" => serde_json::from_str(data).map(|job| Some(Item::Job(job))).map_err(|_| json(name)),
+        "job_removed" => serde_json::from_str::<Removed>(data)
+            .map(|r| Some(Item::JobRemoved(r.id)))
+            .map_err(|_| json(name)),
+        "jobs_reset" => Ok(Some(Item::JobsReset)),
+        "jobs_synced" => Ok(Some(Item::JobsSynced)),
+        "missed" => {
+            serde_json::from_str::<Missed>(data).map(|m| Some(Item::Missed(m.missed))).map_err(|_| json(name))
+        }
+        "connection" => {
+            let state: ConnectionState = serde_json::from_str(data).map_err(|_| json(name))?;
+            envelope(RuntimeEvent::Connection(state))
+        }
+        "job_created" => {
+            let job: JobSnapshot = serde_json::from_str(data).map_err(|_| json(name))?;
+            let view = job.to_view(job.described_image(), clock);
+            envelope(RuntimeEvent::Engine(Event::Created(Box::new(view))))
+        }
+        "job_state" => {
+            let e: StateChanged = serde_json::from_str(data).map_err(|_| json(name))?;
+            let event = Event::StateChanged {
+                job: e.job,
+                device: e.device,
+                from: e.from,
+                to: e.to,
+                detail: e.detail,
+            };
+            envelope(RuntimeEvent::Engine(event))
+        }
+        "request_retried" => {
+            let e: Retried = serde_json::from_str(data).map_err(|_| json(name))?;
+            envelope(RuntimeEvent::Engine(Event::RequestRetried {
+                job: e.job,
+                device: e.device,
+                attempt: e.attempt,
+            }))
+        }
+        "chunk_sent" => {
+            let e: ChunkSent = serde_json::from_str(data).map_err(|_| json(name))?;
+            let event = Event::ChunkSent {
+                job: e.job,
+                device: e.device,
+                chunk: e.chunk,
+                total: e.total,
+                bytes: e.bytes,
+            };
+            envelope(RuntimeEvent::Engine(event))
+        }
+        "response_ignored" => {
+            let e: Ignored = serde_json::from_str(data).map_err(|_| json(name))?;
+            let event = Event::Ignored { device: e.device, job: e.job, command: e.command, reason: e.reason };
+            envelope(RuntimeEvent::Engine(event))
+        }
+        "traffic" => {
+            let t: TrafficJson = serde_json::from_str(data).map_err(|_| json(name))?;
+            let payload = hex::decode(&t.payload).unwrap_or_default();
+            envelope(RuntimeEvent::Traffic(Traffic {
+                direction: t.direction,
+                topic: t.topic,
+                qos: t.qos,
+                size: t.size,
+                text: t.text,
+                payload: bytes::Bytes::from(payload),
+                device: t.device.and_then(|d| DeviceId::parse(&d).ok()),
+                job: t.job,
+                decode_error: t.decode_error,
+                chunk: t.chunk,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_across_reads_and_unknown_events_are_skipped() {
+        let mut framer = Framer::default();
+        assert!(framer.push(b"event: jobs_reset\ndata: {}\n").unwrap().is_empty());
+        let events = framer.push(b"\nevent: job_removed\ndata: {\"id\":7}\n\n: keep-alive\n\n").unwrap();
+        assert_eq!(
+            events,
+            vec![("jobs_reset".into(), "{}".into()), ("job_removed".into(), "{\"id\":7}".into())]
+        );
+        let clock = Clock::new();
+        assert!(matches!(decode("job_removed", "{\"id\":7}", &clock), Ok(Some(Item::JobRemoved(7)))));
+        assert!(matches!(decode("from_the_future", "{}", &clock), Ok(None)));
+        assert!(decode("job", "{not json", &clock).is_err());
+        let state =
+            r#"{"job":3,"device":"dev-1","from":"queued","to":"requesting","detail":null,"seq":9,"time":1}"#;
+        let Ok(Some(Item::Event(envelope))) = decode("job_state", state, &clock) else { panic!("decoded") };
+        assert_eq!(envelope.seq, 9);
+        let traffic = r#"{"direction":"in","topic":"/fota/cmd_resp/d","qos":1,"size":4,"text":"t","device":"d",
+            "job":42,"decode_error":false,"chunk":null,"payload":"82182a02"}"#;
+        let Ok(Some(Item::Event(envelope))) = decode("traffic", traffic, &clock) else { panic!("decoded") };
+        let RuntimeEvent::Traffic(t) = &envelope.event else { panic!("traffic") };
+        assert_eq!(&t.payload[..], &[0x82, 0x18, 0x2a, 0x02]);
+    }
+
+    #[test]
+    fn an_endless_event_is_refused() {
+        let mut framer = Framer::default();
+        let err = framer.push(&vec![b'x'; MAX_EVENT_BYTES + 1]).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+    }
+}

@@ -85,20 +85,21 @@ async fn run_mixed_fleet(broker: BrokerUrl) {
         .with(Behavior::Slow, Selection::parse("dev-07").unwrap());
     let mut fleet_config = FleetConfig::new(broker.clone(), 10);
     fleet_config.plan = plan;
-    fleet_config.slow_delay = Duration::from_millis(300);
+    // Real brokers run on real time, so the deadlines here are twenty times the slow device's
+    // delay and only outcomes are checked; the timing rules themselves are tested on the
+    // engine's explicit clock (engine::tests, a_slow_device_within_the_deadline_…).
+    fleet_config.slow_delay = Duration::from_millis(100);
     let fleet = Fleet::start(&fleet_config).unwrap();
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
     let runtime = start_runtime(broker, |c| {
-        c.engine.request_timeout = Duration::from_millis(700);
+        c.engine.request_timeout = Duration::from_secs(2);
         c.engine.request_attempts = 2;
-        c.engine.done_timeout = Duration::from_secs(3);
+        c.engine.done_timeout = Duration::from_secs(5);
     });
     let image = Image::new("fw.bin", test_image(40_000, 3));
     let specs = one_job_per_device(&fleet, &image, Some(1024), None);
     runtime.handle.submit(specs).await.unwrap();
-    let started = std::time::Instant::now();
-    let jobs = wait_all_final(&runtime, Duration::from_secs(30)).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "settled in {:?}", started.elapsed());
+    let jobs = wait_all_final(&runtime, Duration::from_secs(60)).await;
     let states: BTreeMap<String, JobState> =
         jobs.iter().map(|j| (j.device_id.to_string(), j.state)).collect();
     for (device, state) in &states {

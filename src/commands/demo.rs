@@ -71,7 +71,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let data_dir = data_dir(&config)?;
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
     // Short waits, so a silent device's timeout shows within seconds (2 × 3 s), with room for a
-    // slow device (1 s) on a busy machine.
+    // slow device (0.5 s, still visibly slow) on a busy machine: six times its delay.
     config.jobs.request_timeout_s = 3.0;
     config.jobs.request_attempts = 2;
     config.jobs.done_timeout_s = 10.0;
@@ -84,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut fleet_config = FleetConfig::new(broker.url(), args.devices);
     fleet_config.topics = runtime_config.topics.clone();
     fleet_config.plan = args.plan();
-    fleet_config.slow_delay = Duration::from_millis(1000);
+    fleet_config.slow_delay = Duration::from_millis(500);
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 

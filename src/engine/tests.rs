@@ -182,6 +182,41 @@ fn request_is_resent_then_times_out_after_the_attempts() {
     assert!(view.error.unwrap().contains("FOTA_REQUEST"));
 }
 
+/// The mixed fleet's timing on the engine's own clock (the end-to-end test runs on real time,
+/// so it keeps wide margins and checks outcomes only): with a 700 ms answer deadline and two
+/// attempts, a device that answers every frame after 300 ms succeeds, and a silent one times
+/// out at exactly 1.4 s, having been asked twice.
+#[test]
+fn a_slow_device_within_the_deadline_succeeds_and_a_silent_one_times_out_on_time() {
+    let mut h = Harness::new(Settings {
+        request_timeout: Duration::from_millis(700),
+        request_attempts: 2,
+        done_timeout: Duration::from_secs(3),
+        ..settings()
+    });
+    let slow = h.submit("slow", 100);
+    let silent = h.submit("silent", 100);
+    h.drain();
+    h.advance(Duration::from_millis(300));
+    h.respond("slow", slow, ACK);
+    let out = h.drain();
+    assert!(out.iter().any(|p| p.kind == PublishKind::Command(CommandType::Done)), "chunks and FOTA_DONE");
+    h.advance(Duration::from_millis(300));
+    h.respond("slow", slow, ResponseBody::DoneSuccess);
+    h.drain();
+    assert_eq!(h.state(slow), JobState::Succeeded);
+    h.advance(Duration::from_millis(99)); // 699 ms: the first deadline has not passed
+    assert!(h.drain().is_empty());
+    h.advance(Duration::from_millis(1)); // 700 ms: asked again
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Request)]);
+    h.advance(Duration::from_millis(699));
+    assert_eq!(h.state(silent), JobState::Requesting, "1399 ms: still waiting");
+    h.advance(Duration::from_millis(1));
+    h.drain();
+    let view = h.engine.job(silent).unwrap();
+    assert_eq!((view.state, view.attempts), (JobState::TimedOut, 2));
+}
+
 #[test]
 fn a_late_ack_after_a_resend_is_still_accepted_once() {
     let mut h = Harness::new(settings());

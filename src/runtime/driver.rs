@@ -150,8 +150,11 @@ impl Driver {
 
     async fn send(&mut self, publish: Publish) {
         // A publish may change a job without an event (a request re-sent after a reconnect
-        // counts an attempt).
+        // counts an attempt): the table and the store both hear of it.
         self.dirty.insert(publish.job);
+        if let Some(persistence) = self.persistence.as_mut() {
+            persistence.touch(publish.job);
+        }
         if self.has_subscribers() {
             let text = describe(self.engine.topics(), &publish.topic, &publish.payload);
             let chunk = match publish.kind {

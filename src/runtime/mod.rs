@@ -42,12 +42,17 @@ pub struct RuntimeConfig {
     pub connection: BrokerConnection,
     pub topics: Topics,
     pub engine: Settings,
-    /// Events kept for slow subscribers before they start missing the oldest.
+    /// Events kept for slow subscribers before they start missing the oldest. Job state does
+    /// not travel here (the job table is lossless), so this bounds only timeline and traffic:
+    /// at most this many incoming-frame previews of 4 KiB each are held for a stalled reader.
     pub event_capacity: usize,
     /// Publishes handed to the broker connection and not yet acknowledged (QoS 1 PUBACK).
     /// This is the flow control behind "as fast as the broker takes them".
     pub window: u16,
 }
+
+/// The default for [`RuntimeConfig::event_capacity`]: 16 MiB of frame previews at most.
+pub const DEFAULT_EVENT_CAPACITY: usize = 4096;
 
 impl RuntimeConfig {
     /// A plain connection to `broker` with a unique client id and the default settings.
@@ -60,7 +65,7 @@ impl RuntimeConfig {
             connection,
             topics: Topics::default(),
             engine: Settings::default(),
-            event_capacity: 16_384,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
             window: 128,
         }
     }

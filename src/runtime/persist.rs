@@ -70,6 +70,11 @@ impl Persistence {
         }
     }
 
+    /// Notes that a job changed without an event (its row is written with the next flush).
+    pub fn touch(&mut self, job: JobId) {
+        self.dirty.insert(job);
+    }
+
     /// Notes what an engine event changed.
     pub fn record(&mut self, at_ms: u64, event: &Event) {
         match event {

@@ -118,3 +118,35 @@ async fn however_many_connect_rocky_holds_at_most_max_connections() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A server that stops ends its `/events` streams properly (the client sees the end of the
+/// stream, not a dropped connection), so a stopping `rocky serve` is not held for its grace
+/// period by consoles attached to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_server_ends_event_streams_cleanly() {
+    use futures_util::StreamExt;
+    let runtime =
+        Runtime::start(RuntimeConfig::new(rocky::runtime::BrokerUrl::local(9)), Arc::new(Library::new()));
+    let state = ApiState::new(runtime.handle.clone(), std::env::temp_dir());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rocky::http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let response = reqwest::get(format!("http://{addr}/events")).await.unwrap();
+    let mut body = response.bytes_stream();
+    // The stream is live: its first events (the connection, the job table's reset) arrive.
+    let first = body.next().await.expect("an event").expect("readable");
+    assert!(String::from_utf8_lossy(&first).contains("event: "), "{first:?}");
+    let _ = stop.send(());
+    loop {
+        match body.next().await {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("the stream was cut off instead of ended: {e}"),
+            None => break,
+        }
+    }
+    server.await.unwrap().unwrap();
+    runtime.shutdown().await;
+}

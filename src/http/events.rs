@@ -71,7 +71,8 @@ pub async fn stream(
         let data = serde_json::to_string(&status.connection).unwrap_or_default();
         pending.push_back(Event::default().event("connection").data(data));
     }
-    let start = ClientStream { events, jobs, pending, syncing: false, _slot: slot, _gauge: gauge };
+    let stopping = state.stopping.clone();
+    let start = ClientStream { events, jobs, pending, syncing: false, stopping, _slot: slot, _gauge: gauge };
     let stream = futures_util::stream::unfold(start, move |mut s| async move {
         loop {
             if let Some(event) = s.pending.pop_front() {
@@ -79,6 +80,7 @@ pub async fn stream(
             }
             tokio::select! {
                 biased;
+                () = stopped(&mut s.stopping) => return None,
                 changes = s.jobs.next(JOB_BATCH) => {
                     let changes = changes?;
                     if changes.reset {
@@ -113,8 +115,16 @@ struct ClientStream {
     pending: VecDeque<Event>,
     /// Between `jobs_reset` and the end of the full table.
     syncing: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
     _slot: Slot,
     _gauge: crate::metrics::EventClientGuard,
+}
+
+/// Resolves when the server begins to stop; never for a state no server stops.
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn job_event(change: &JobChange) -> Event {

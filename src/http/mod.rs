@@ -49,6 +49,9 @@ pub struct ApiState {
     pub policy: Arc<ApiPolicy>,
     /// Clients on `/events` now (at most `policy.max_event_clients`).
     pub event_clients: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns true when the server begins to stop: `/events` streams end at once instead of
+    /// holding the shutdown for its grace period.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ApiState {
@@ -61,6 +64,7 @@ impl ApiState {
             token: None,
             policy: Arc::default(),
             event_clients: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).1,
         }
     }
 }
@@ -116,7 +120,7 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::run(listener, None, router(state), DEFAULT_MAX_CONNECTIONS, shutdown).await
+    serve_with(listener, None, state, DEFAULT_MAX_CONNECTIONS, shutdown).await
 }
 
 /// Serves HTTP, or HTTPS with `tls`, with at most `max_connections` connections at once.
@@ -127,5 +131,11 @@ pub async fn serve_with(
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let state = ApiState { stopping, ..state };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
     server::run(listener, tls, router(state), max_connections, shutdown).await
 }

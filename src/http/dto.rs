@@ -6,10 +6,6 @@ use crate::engine::Event;
 use crate::runtime::{Clock, Envelope, Received, RuntimeEvent};
 use crate::snapshot::JobSnapshot;
 
-/// Bytes of a firmware chunk a traffic event carries (in hex): enough to recognise it, while
-/// thousands of chunks a second stay cheap to stream.
-pub const CHUNK_PREVIEW: usize = 64;
-
 /// `(event name, JSON)` for one item of the event stream, as `GET /events` sends it.
 pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
     let envelope: &Envelope = match received {
@@ -21,9 +17,8 @@ pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
         RuntimeEvent::Engine(event) => engine_json(event, clock),
         RuntimeEvent::Traffic(t) => {
             // What a detail view needs: the whole of a command or response (at most 4 KiB
-            // kept), the start of a chunk.
-            let kept = if t.chunk.is_some() { CHUNK_PREVIEW } else { t.payload.len() };
-            let payload = hex::encode(&t.payload[..t.payload.len().min(kept)]);
+            // kept), the start of a chunk (the runtime keeps no more of it).
+            let payload = hex::encode(&t.payload);
             (
                 "traffic",
                 json!({

@@ -78,8 +78,9 @@ pub async fn stream(
             if let Some(event) = s.pending.pop_front() {
                 return Some((Ok(event), s));
             }
+            // Unbiased: during a transfer job changes are nearly always ready, and must not
+            // starve traffic and timeline events (or the other way round).
             tokio::select! {
-                biased;
                 () = stopped(&mut s.stopping) => return None,
                 changes = s.jobs.next(JOB_BATCH) => {
                     let changes = changes?;

@@ -25,6 +25,8 @@ use crate::store::NewJob;
 
 /// The most of an incoming frame kept in a traffic event (its `size` says how big it was).
 pub const MAX_TRAFFIC_PAYLOAD: usize = 4096;
+/// The most of an outgoing frame kept: all of a command, the first bytes of a chunk.
+pub const CHUNK_PREVIEW: usize = 64;
 
 pub struct Driver {
     pub engine: Engine,
@@ -167,7 +169,14 @@ impl Driver {
                 qos: 1,
                 size: publish.payload.len(),
                 text,
-                payload: publish.payload.clone(),
+                // A chunk's start is copied, never sliced: a slice would keep the whole image
+                // alive for as long as a reader keeps the event. Commands are their own bytes.
+                payload: match chunk {
+                    Some(_) => bytes::Bytes::copy_from_slice(
+                        &publish.payload[..publish.payload.len().min(CHUNK_PREVIEW)],
+                    ),
+                    None => publish.payload.clone(),
+                },
                 device: Some(publish.device.clone()),
                 job: Some(publish.job),
                 decode_error: false,
@@ -331,12 +340,10 @@ impl Driver {
         let decoded = decode_response(&payload);
         // Subscribers see at most a preview of a large frame: the event buffer must not pin
         // megabytes per message a stranger sends.
-        let preview = if payload.len() > MAX_TRAFFIC_PAYLOAD {
-            bytes::Bytes::copy_from_slice(&payload[..MAX_TRAFFIC_PAYLOAD])
-        } else {
-            payload.clone()
-        };
         if self.has_subscribers() {
+            // Always a copy: the received bytes may share an allocation with the connection's
+            // read buffer, which a kept slice would pin.
+            let preview = bytes::Bytes::copy_from_slice(&payload[..payload.len().min(MAX_TRAFFIC_PAYLOAD)]);
             let traffic = Traffic {
                 direction: TrafficDirection::In,
                 text: describe(self.engine.topics(), &topic, &payload),

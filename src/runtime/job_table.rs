@@ -10,7 +10,7 @@
 //! Only the driver writes. Readers hold the lock for one bounded batch at a time, so a large
 //! listing never holds up the engine's task for more than a batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
@@ -78,7 +78,8 @@ struct Table {
     jobs: BTreeMap<JobId, (u64, Arc<JobSnapshot>)>,
     /// Each job's latest change and each tombstone, by sequence number.
     by_seq: BTreeMap<u64, Slot>,
-    tombstones: usize,
+    /// The tombstones' sequence numbers, oldest first (so forgetting one costs no scan).
+    tombstones: VecDeque<u64>,
     /// Changes up to here may have lost their tombstones: older cursors start over.
     forgotten_up_to: u64,
     seq: u64,
@@ -141,14 +142,11 @@ impl JobTable {
             table.seq += 1;
             let seq = table.seq;
             table.by_seq.insert(seq, Slot::Removed(*id));
-            table.tombstones += 1;
+            table.tombstones.push_back(seq);
         }
-        while table.tombstones > MAX_TOMBSTONES {
-            let oldest =
-                table.by_seq.iter().find(|(_, slot)| matches!(slot, Slot::Removed(_))).map(|(s, _)| *s);
-            let Some(oldest) = oldest else { break };
+        while table.tombstones.len() > MAX_TOMBSTONES {
+            let Some(oldest) = table.tombstones.pop_front() else { break };
             table.by_seq.remove(&oldest);
-            table.tombstones -= 1;
             table.forgotten_up_to = oldest;
         }
         let seq = table.seq;
@@ -249,8 +247,8 @@ pub struct JobFollower {
 }
 
 impl JobFollower {
-    /// The next batch of at most `max` changes, waiting for one if there is none; `None` once
-    /// the runtime has gone.
+    /// The next batch of at most `max` changes, waiting for one if there is none. (The follower
+    /// holds the table, so it never ends on its own.)
     pub async fn next(&mut self, max: usize) -> Option<JobChanges> {
         loop {
             if let Some(changes) = self.try_next(max) {

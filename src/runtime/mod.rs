@@ -44,7 +44,8 @@ pub struct RuntimeConfig {
     pub engine: Settings,
     /// Events kept for slow subscribers before they start missing the oldest. Job state does
     /// not travel here (the job table is lossless), so this bounds only timeline and traffic:
-    /// at most this many incoming-frame previews of 4 KiB each are held for a stalled reader.
+    /// a traffic event holds at most 4 KiB of a frame (64 bytes of a chunk, copied), so a
+    /// stalled reader pins at most this many times 4 KiB.
     pub event_capacity: usize,
     /// Publishes handed to the broker connection and not yet acknowledged (QoS 1 PUBACK).
     /// This is the flow control behind "as fast as the broker takes them".

@@ -44,9 +44,13 @@ impl Persistence {
                 let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
                 match writer.create(jobs).await {
                     Ok(()) => {
-                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, _, reply))) =
+                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, reply))) =
                             back.send(Request::SubmitAs(specs, ids, reply)).await
                         {
+                            // The engine stopped between the commit and the start: the caller
+                            // hears the submission failed, so its rows must not run later.
+                            writer.delete(ids).await;
+                            writer.flush_and_wait(Vec::new(), Vec::new()).await;
                             let _ = reply.send(Err(RuntimeError::Stopped));
                         }
                     }

@@ -23,7 +23,7 @@ pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
 pub use records::{HistoryRecord, NewJob};
 pub use schema::{SCHEMA_VERSION, migrate_to};
-pub use write_error::WriteError;
+pub use write_error::{WriteError, is_disk_full};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -36,13 +36,15 @@ impl From<rusqlite::Error> for WriteError {
     }
 }
 
+/// The disk, or the user's quota on it, is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+}
+
 impl From<std::io::Error> for WriteError {
     fn from(error: std::io::Error) -> Self {
-        if error.kind() == std::io::ErrorKind::StorageFull || error.raw_os_error() == Some(libc::ENOSPC) {
-            Self::Full
-        } else {
-            Self::Failed(error.kind().to_string())
-        }
+        if is_disk_full(&error) { Self::Full } else { Self::Failed(error.kind().to_string()) }
     }
 }
 

@@ -106,12 +106,16 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
                 }
                 Outcome::Redraw
             }
-            changes = jobs.next(JOB_BATCH) => {
-                match changes {
-                    Some(changes) => app.apply_jobs(&changes),
-                    None => app.flash("the engine has stopped", true),
+            // Before the job and event streams, which are nearly always ready during a
+            // transfer: a due frame is drawn whatever else is waiting.
+            _ = frames.tick() => {
+                if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
+                    app.now = SystemTime::now();
+                    guard.terminal().draw(|frame| ui::draw(frame, &app))?;
+                    app.dirty = false;
+                    last_draw = Instant::now();
                 }
-                Outcome::Redraw
+                Outcome::Ignored
             }
             received = events.recv() => {
                 match received {
@@ -121,19 +125,21 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
                             let Some(more) = events.try_recv() else { break };
                             app.apply(&more);
                         }
+                        // Events are nearly always ready during a transfer: job changes are
+                        // taken here too, so neither stream starves the other.
+                        if let Some(changes) = jobs.try_next(JOB_BATCH) {
+                            app.apply_jobs(&changes);
+                        }
                     }
                     None => app.flash("the engine has stopped", true),
                 }
                 Outcome::Redraw
             }
-            _ = frames.tick() => {
-                if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
-                    app.now = SystemTime::now();
-                    guard.terminal().draw(|frame| ui::draw(frame, &app))?;
-                    app.dirty = false;
-                    last_draw = Instant::now();
+            changes = jobs.next(JOB_BATCH) => {
+                if let Some(changes) = changes {
+                    app.apply_jobs(&changes);
                 }
-                Outcome::Ignored
+                Outcome::Redraw
             }
         };
         match outcome {

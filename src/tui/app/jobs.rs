@@ -8,7 +8,7 @@ use crate::engine::{JobId, JobState};
 use crate::snapshot::JobSnapshot;
 
 /// Timeline entries kept per job (state changes, retries, ignored answers).
-const MAX_TIMELINE: usize = 200;
+pub const MAX_TIMELINE: usize = 200;
 
 /// A job as the console holds it: the runtime's latest snapshot (every field the engine knows,
 /// replaced whole on each change) and the timeline the console saw happen.

@@ -318,8 +318,11 @@ impl App {
         match self.jobs.rows.get_mut(&job) {
             Some(row) => row.note(at, text),
             // The event came before the job's snapshot: kept until the snapshot arrives.
-            None if self.orphan_notes.len() < MAX_ORPHAN_NOTES => {
-                self.orphan_notes.entry(job).or_default().push((at, text));
+            None if self.orphan_notes.len() < MAX_ORPHAN_NOTES || self.orphan_notes.contains_key(&job) => {
+                let notes = self.orphan_notes.entry(job).or_default();
+                if notes.len() < jobs::MAX_TIMELINE {
+                    notes.push((at, text));
+                }
             }
             None => {}
         }

@@ -28,8 +28,11 @@ const EVENT_BUFFER: usize = 4096;
 /// Reconnect backoff: from the first to the longest pause.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
-/// How long one API request may take.
+/// Silence on a connection after which it counts as broken.
+const SILENCE: Duration = Duration::from_secs(45);
+/// How long one API request may take; an upload, which may be large on a slow link, longer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Remote {
     base: String,
@@ -58,6 +61,9 @@ impl Remote {
         let client = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(10))
+            // The server says something on /events at least every 15 s (a keep-alive): this much
+            // silence is a dead connection (a sleeping laptop, a NAT that forgot it).
+            .read_timeout(SILENCE)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
@@ -109,11 +115,6 @@ impl Remote {
         }
         let mut created = 0;
         for ((sha256, chunk_size, interval), specs) in groups {
-            let image = &specs[0].image;
-            let name = upload_name(image.name());
-            let url = format!("{}/firmware?name={name}", self.base);
-            let upload = self.client.post(url).timeout(REQUEST_TIMEOUT).body(image.bytes().clone());
-            answer(upload.send().await, "uploading the image").await?;
             let devices: Vec<&str> = specs.iter().map(|s| s.device.as_str()).collect();
             let mut body = json!({"device_ids": devices, "firmware": {"sha256": sha256}});
             if let Some(size) = chunk_size {
@@ -122,9 +123,19 @@ impl Remote {
             if let Some(ms) = interval {
                 body["chunk_interval_ms"] = json!(ms);
             }
-            let request =
-                self.client.post(format!("{}/jobs", self.base)).timeout(REQUEST_TIMEOUT).json(&body);
-            let answered = answer(request.send().await, "creating the jobs").await?;
+            let create =
+                || self.client.post(format!("{}/jobs", self.base)).timeout(REQUEST_TIMEOUT).json(&body);
+            // By hash first: a server that already holds the image needs no upload.
+            let answered = match answer(create().send().await, "creating the jobs").await {
+                Err(Refusal { status: Some(StatusCode::NOT_FOUND), .. }) => {
+                    let image = &specs[0].image;
+                    let url = format!("{}/firmware?name={}", self.base, upload_name(image.name()));
+                    let upload = self.client.post(url).timeout(UPLOAD_TIMEOUT).body(image.bytes().clone());
+                    answer(upload.send().await, "uploading the image").await?;
+                    answer(create().send().await, "creating the jobs").await?
+                }
+                other => other?,
+            };
             created += answered["jobs"].as_array().map_or(0, Vec::len);
         }
         Ok(created)
@@ -132,7 +143,7 @@ impl Remote {
 
     pub async fn cancel(&self, id: JobId) -> Result<(), String> {
         let request = self.client.delete(format!("{}/jobs/{id}", self.base)).timeout(REQUEST_TIMEOUT);
-        answer(request.send().await, &format!("cancelling job {id}")).await.map(|_| ())
+        answer(request.send().await, &format!("cancelling job {id}")).await.map(|_| ()).map_err(String::from)
     }
 
     /// The same device and image again; the server still has the image by its hash.
@@ -168,16 +179,34 @@ fn upload_name(name: &str) -> String {
     }
 }
 
+/// A request that did not succeed: the status when the server answered, and the words.
+struct Refusal {
+    status: Option<StatusCode>,
+    text: String,
+}
+
+impl From<Refusal> for String {
+    fn from(refusal: Refusal) -> String {
+        refusal.text
+    }
+}
+
 /// The JSON of a successful answer, or the server's own words for a refusal.
-async fn answer(sent: reqwest::Result<reqwest::Response>, doing: &str) -> Result<Value, String> {
-    let response = sent.map_err(|e| format!("{doing}: the server did not answer ({})", reason(&e)))?;
+async fn answer(sent: reqwest::Result<reqwest::Response>, doing: &str) -> Result<Value, Refusal> {
+    let response = sent.map_err(|e| Refusal {
+        status: None,
+        text: format!("{doing}: the server did not answer ({})", reason(&e)),
+    })?;
     let status = response.status();
     let body = bounded_json(response).await;
     if status.is_success() {
         return Ok(body);
     }
     let said = body["error"].as_str().unwrap_or("no reason given");
-    Err(format!("{doing}: the server answered {} ({said})", status.as_u16()))
+    Err(Refusal {
+        status: Some(status),
+        text: format!("{doing}: the server answered {} ({said})", status.as_u16()),
+    })
 }
 
 /// The largest answer read from the server (a listing of 10,000 jobs fits).
@@ -236,8 +265,8 @@ async fn read_events(
         if feed.tx.is_closed() {
             return;
         }
-        attempt = attempt.saturating_add(1);
         let delay = FIRST_RETRY.saturating_mul(1 << attempt.min(5)).min(LONGEST_RETRY);
+        attempt = attempt.saturating_add(1);
         let state = ConnectionState::Reconnecting {
             attempt,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),

@@ -13,22 +13,33 @@ use crate::runtime::{ConnectionState, Envelope, RuntimeEvent, Traffic, TrafficDi
 use crate::snapshot::JobSnapshot;
 
 /// The most one event may hold before the stream is treated as broken: a server that sends an
-/// endless line must not make the console hold it.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// endless line must not make the console hold it. (A job snapshot is well under 16 KiB.)
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
-/// Splits a byte stream into `(event name, data)` pairs.
+/// Splits a byte stream into `(event name, data)` pairs. It works on bytes and decodes whole
+/// events, so a character split between two reads arrives whole.
 #[derive(Default)]
 pub struct Framer {
-    buffer: String,
+    buffer: Vec<u8>,
+    /// Where the search for the next blank line resumes (what came before has none).
+    scanned: usize,
 }
 
 impl Framer {
     /// Adds bytes; returns the complete events, or an error when one grows past the limit.
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<(String, String)>, String> {
-        self.buffer.push_str(&String::from_utf8_lossy(bytes));
+        self.buffer.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let block: String = self.buffer.drain(..end + 2).collect();
+        loop {
+            let from = self.scanned.saturating_sub(1);
+            let Some(end) = self.buffer[from..].windows(2).position(|w| w == b"\n\n").map(|at| from + at)
+            else {
+                self.scanned = self.buffer.len();
+                break;
+            };
+            let raw: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            self.scanned = 0;
+            let block = String::from_utf8_lossy(&raw);
             let mut name = String::from("message");
             let mut data = Vec::new();
             for line in block.lines() {
@@ -235,6 +246,16 @@ mod tests {
         let Ok(Some(Item::Event(envelope))) = decode("traffic", traffic, &clock) else { panic!("decoded") };
         let RuntimeEvent::Traffic(t) = &envelope.event else { panic!("traffic") };
         assert_eq!(&t.payload[..], &[0x82, 0x18, 0x2a, 0x02]);
+    }
+
+    #[test]
+    fn a_character_split_between_reads_arrives_whole() {
+        let mut framer = Framer::default();
+        let text = "event: traffic\ndata: cmd → dev-1\n\n".as_bytes();
+        let split = text.iter().position(|b| *b == 0xe2).unwrap() + 1; // inside the arrow
+        assert!(framer.push(&text[..split]).unwrap().is_empty());
+        let events = framer.push(&text[split..]).unwrap();
+        assert_eq!(events, vec![("traffic".into(), "cmd → dev-1".into())]);
     }
 
     #[test]

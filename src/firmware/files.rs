@@ -41,6 +41,29 @@ pub fn remove_partials(dir: &Path) -> usize {
         .count()
 }
 
+/// Retention for the firmware directory: removes the files last written before `cutoff` that
+/// no kept job names (`needed`, by file name); hidden and partial files are left alone.
+/// Returns the names removed.
+pub fn remove_stale_uploads(
+    dir: &Path,
+    cutoff: std::time::SystemTime,
+    needed: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta.modified().is_ok_and(|at| at < cutoff);
+        if meta.is_file() && stale && !name.starts_with('.') && !needed.contains(&name) {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    removed
+}
+
 /// A number no other partial file of this process has, mixed with the process id.
 fn unique() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -98,6 +121,20 @@ impl Drop for PartialFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_uploads_no_job_names_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["old.bin", "needed.bin", ".x.partial"] {
+            std::fs::write(dir.path().join(name), b"image").unwrap();
+        }
+        let needed = std::collections::HashSet::from(["needed.bin".to_owned()]);
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert!(remove_stale_uploads(dir.path(), before, &needed).is_empty(), "nothing is old enough yet");
+        let after = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(remove_stale_uploads(dir.path(), after, &needed), vec!["old.bin".to_owned()]);
+        assert!(dir.path().join("needed.bin").exists() && dir.path().join(".x.partial").exists());
+    }
 
     fn names(dir: &Path) -> Vec<std::ffi::OsString> {
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect()

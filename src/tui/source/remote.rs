@@ -270,7 +270,8 @@ async fn read_events(
         let state = ConnectionState::Reconnecting {
             attempt,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason: format!("{base}: {why}"),
+            // The status line already names the server.
+            reason: why,
         };
         feed.send(Received::Event(Arc::new(Envelope::new(
             0,

@@ -55,10 +55,13 @@ pub fn remove_stale_uploads(
         let name = entry.file_name().to_string_lossy().into_owned();
         let Ok(meta) = entry.metadata() else { continue };
         let stale = meta.modified().is_ok_and(|at| at < cutoff);
-        if meta.is_file() && stale && !name.starts_with('.') && !needed.contains(&name) {
-            if std::fs::remove_file(entry.path()).is_ok() {
-                removed.push(name);
-            }
+        if meta.is_file()
+            && stale
+            && !name.starts_with('.')
+            && !needed.contains(&name)
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(name);
         }
     }
     removed

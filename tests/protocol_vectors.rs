@@ -3,8 +3,8 @@
 //! response with an error.
 
 use rocky::protocol::{
-    Command, CommandBody, HashEncoding, ResponseBody, TopicKind, Topics, decode_command, decode_response,
-    encode_command,
+    Command, CommandBody, HashEncoding, Reason, Response, ResponseBody, TopicKind, Topics, decode_command,
+    decode_response, encode_command, encode_response,
 };
 use serde_json::Value;
 use sha2::Digest;
@@ -63,22 +63,54 @@ fn command_frames_are_encoded_byte_for_byte() {
 fn every_valid_response_decodes_to_what_it_says() {
     let v = vectors();
     let expect = [
-        ("request ack", 42, ResponseBody::RequestAck { next_chunk: None }),
+        ("request ack", 42, ResponseBody::RequestAck { next_chunk: None, window: None }),
         ("request nack", 42, ResponseBody::RequestNack { reason: None }),
         ("done success", 42, ResponseBody::DoneSuccess),
         ("done failed", 42, ResponseBody::DoneFailed { reason: None }),
         (
             "ack with resume extension: device holds chunks 1..16",
             42,
-            ResponseBody::RequestAck { next_chunk: Some(17) },
+            ResponseBody::RequestAck { next_chunk: Some(17), window: None },
         ),
         ("large job id (fits 32 bits)", 4_000_000_000, ResponseBody::DoneSuccess),
-        ("4-digit job id as the original allocates", 9394, ResponseBody::RequestAck { next_chunk: None }),
+        (
+            "4-digit job id as the original allocates",
+            9394,
+            ResponseBody::RequestAck { next_chunk: None, window: None },
+        ),
+        (
+            "ack with flow control: nothing held, window 8",
+            42,
+            ResponseBody::RequestAck { next_chunk: Some(1), window: Some(8) },
+        ),
+        (
+            "ack with resume and flow control: holds 1..16, window 32",
+            42,
+            ResponseBody::RequestAck { next_chunk: Some(17), window: Some(32) },
+        ),
+        ("progress: holds every chunk below 9", 42, ResponseBody::Progress { next_chunk: 9, window: None }),
+        (
+            "progress with a new window (0 = pause)",
+            42,
+            ResponseBody::Progress { next_chunk: 9, window: Some(0) },
+        ),
+        (
+            "nack with a text reason",
+            42,
+            ResponseBody::RequestNack { reason: Some(Reason::text("battery below 20%")) },
+        ),
+        (
+            "done failed with a code (10: writing to flash failed)",
+            42,
+            ResponseBody::DoneFailed { reason: Some(Reason::Code(10)) },
+        ),
     ];
     for (name, job_id, body) in expect {
-        let frame = decode_response(&bytes(find(&v, name)["cbor_hex"].as_str().unwrap()))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!((frame.job_id, frame.body), (job_id, body), "{name}");
+        let wire = bytes(find(&v, name)["cbor_hex"].as_str().unwrap());
+        let frame = decode_response(&wire).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((frame.job_id, &frame.body), (job_id, &body), "{name}");
+        // The simulated devices' encoder writes the vector's exact bytes.
+        assert_eq!(encode_response(&Response { job_id, body }), wire, "{name}");
     }
     // And every valid vector on cmd_resp decodes; every one on cmd decodes as a command.
     for vector in v["valid"].as_array().unwrap() {

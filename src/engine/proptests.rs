@@ -129,7 +129,11 @@ impl Model {
             }
             Step::Ack { device: n, resume } => {
                 if let Some(job) = self.current(n) {
-                    self.answer(n, job, ResponseBody::RequestAck { next_chunk: resume.map(u32::from) });
+                    self.answer(
+                        n,
+                        job,
+                        ResponseBody::RequestAck { next_chunk: resume.map(u32::from), window: None },
+                    );
                 }
             }
             Step::Nack { device: n } => {

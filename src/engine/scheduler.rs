@@ -10,7 +10,7 @@ use super::timers::{TimerKind, Timers};
 use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Settings};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{
-    Command, CommandBody, CommandType, DeviceId, Response, ResponseBody, Topics, encode_command,
+    Command, CommandBody, CommandType, DeviceId, Reason, Response, ResponseBody, Topics, encode_command,
 };
 
 /// What to update, on which device, and how.
@@ -321,25 +321,20 @@ impl Engine {
         };
         let id = response.job_id;
         match (state, response.body) {
-            (JobState::Requesting, ResponseBody::RequestAck { next_chunk }) => {
+            (JobState::Requesting, ResponseBody::RequestAck { next_chunk, window: _ }) => {
                 self.accept(id, next_chunk, now)
             }
+            // The device's own words (or code, through the table) are the job's error.
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
-                let detail = reason.map_or_else(
-                    || "device refused the update".to_owned(),
-                    |r| format!("device refused the update: {r}"),
-                );
-                self.finish(id, JobState::Rejected, Some(detail), now);
+                let error = Reason::or_none_given(reason.as_ref());
+                self.finish(id, JobState::Rejected, Some(error), now);
             }
             (JobState::Finishing, ResponseBody::DoneSuccess) => {
                 self.finish(id, JobState::Succeeded, None, now)
             }
             (JobState::Finishing, ResponseBody::DoneFailed { reason }) => {
-                let detail = reason.map_or_else(
-                    || "device answered FOTA_DONE_FAILED (image did not verify)".to_owned(),
-                    |r| format!("device answered FOTA_DONE_FAILED: {r}"),
-                );
-                self.finish(id, JobState::Failed, Some(detail), now);
+                let error = Reason::or_none_given(reason.as_ref());
+                self.finish(id, JobState::Failed, Some(error), now);
             }
             (state, _) => ignore(self, format!("{command} does not fit a job that is {state}")),
         }
@@ -565,9 +560,10 @@ impl Engine {
             Some(next) if next == start && start > 1 => {
                 Some(format!("device holds chunks 1..{}; resuming at {start}", start - 1))
             }
-            Some(next) if next != start => {
-                Some(format!("ignored resume point {next} outside 1..={}", total + 1))
-            }
+            Some(next) if next != start => Some(format!(
+                "protocol error from the device: resume point {next} is outside 1..={}; starting at chunk 1",
+                total + 1
+            )),
             _ => None,
         };
         self.transition(id, JobState::Transferring, detail, now);

@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::firmware::{ChunkSize, Image};
-use crate::protocol::{CommandType, DeviceId, HashEncoding, Response, ResponseBody, Topics, decode_command};
+use crate::protocol::{
+    CommandType, DeviceId, HashEncoding, Reason, Response, ResponseBody, Topics, decode_command,
+};
 
 struct Harness {
     engine: Engine,
@@ -89,7 +91,7 @@ fn kinds(publishes: &[Publish]) -> Vec<PublishKind> {
     publishes.iter().map(|p| p.kind).collect()
 }
 
-const ACK: ResponseBody = ResponseBody::RequestAck { next_chunk: None };
+const ACK: ResponseBody = ResponseBody::RequestAck { next_chunk: None, window: None };
 
 #[test]
 fn a_job_runs_request_chunks_done_and_succeeds() {
@@ -156,7 +158,7 @@ fn nack_rejects_and_done_failed_fails_with_the_devices_word() {
     assert_eq!(h.state(a), JobState::Rejected);
     h.respond("b", b, ACK);
     h.drain();
-    h.respond("b", b, ResponseBody::DoneFailed { reason: Some("hash mismatch".into()) });
+    h.respond("b", b, ResponseBody::DoneFailed { reason: Some(Reason::text("hash mismatch")) });
     let view = h.engine.job(b).unwrap();
     assert_eq!(view.state, JobState::Failed);
     assert!(view.error.unwrap().contains("hash mismatch"));
@@ -373,7 +375,7 @@ fn max_active_bounds_transfers_and_accepted_jobs_wait_for_a_slot() {
     let b = h.submit("b", 64 * 2);
     assert_eq!(h.drain().len(), 2, "both are asked at once");
     h.respond("a", a, ACK);
-    h.respond("b", b, ResponseBody::RequestAck { next_chunk: Some(2) });
+    h.respond("b", b, ResponseBody::RequestAck { next_chunk: Some(2), window: None });
     assert_eq!((h.state(a), h.state(b)), (JobState::Transferring, JobState::Requesting));
     // b waits with no deadline: an hour later it has not timed out.
     h.advance(Duration::from_secs(3600));
@@ -432,7 +434,7 @@ fn resume_starts_where_the_device_says() {
     let mut h = Harness::new(settings());
     let id = h.submit("d", 64 * 5);
     h.drain();
-    h.respond("d", id, ResponseBody::RequestAck { next_chunk: Some(4) });
+    h.respond("d", id, ResponseBody::RequestAck { next_chunk: Some(4), window: None });
     assert_eq!(
         kinds(&h.drain()),
         vec![
@@ -445,13 +447,13 @@ fn resume_starts_where_the_device_says() {
     // The device holds everything: straight to FOTA_DONE.
     let id = h.submit("e", 64 * 5);
     h.drain();
-    h.respond("e", id, ResponseBody::RequestAck { next_chunk: Some(6) });
+    h.respond("e", id, ResponseBody::RequestAck { next_chunk: Some(6), window: None });
     assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Done)]);
 
     // A resume point past the end is nonsense: start from chunk 1.
     let id = h.submit("f", 64 * 2);
     h.drain();
-    h.respond("f", id, ResponseBody::RequestAck { next_chunk: Some(99) });
+    h.respond("f", id, ResponseBody::RequestAck { next_chunk: Some(99), window: None });
     assert_eq!(h.drain()[0].kind, PublishKind::Chunk { id: 1, total: 2 });
 }
 
@@ -581,7 +583,7 @@ fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_
     assert_eq!(h.engine.job(8).unwrap().attempts, 2, "the restart counts as an attempt");
     assert!(h.events.iter().any(|e| matches!(e, Event::StateChanged { job: 8, to: JobState::Queued, detail: Some(d), .. } if d.contains("recovered"))));
     // The device resumes where it was.
-    h.respond("b", 8, ResponseBody::RequestAck { next_chunk: Some(3) });
+    h.respond("b", 8, ResponseBody::RequestAck { next_chunk: Some(3), window: None });
     assert_eq!(h.drain()[0].kind, PublishKind::Chunk { id: 3, total: 4 });
     // New ids continue after the restored ones.
     assert_eq!(h.submit("c", 10), 10);

@@ -7,6 +7,7 @@
 
 pub const MAJOR_UNSIGNED: u8 = 0;
 pub const MAJOR_BYTES: u8 = 2;
+pub const MAJOR_TEXT: u8 = 3;
 pub const MAJOR_ARRAY: u8 = 4;
 
 /// Appends the shortest head for `major` with argument `value`.

@@ -11,7 +11,7 @@ pub enum Direction {
     FromDevice,
 }
 
-/// The six command types of protocol v1, with their wire values.
+/// The six command types of protocol v1 and FOTA_PROGRESS (flow control), with their wire values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum CommandType {
     #[serde(rename = "FOTA_REQUEST")]
@@ -26,6 +26,9 @@ pub enum CommandType {
     DoneSuccess = 0x05,
     #[serde(rename = "FOTA_DONE_FAILED")]
     DoneFailed = 0x06,
+    /// The flow-control extension: the device confirms what it holds.
+    #[serde(rename = "FOTA_PROGRESS")]
+    Progress = 0x07,
 }
 
 impl CommandType {
@@ -37,6 +40,7 @@ impl CommandType {
             0x04 => Self::Done,
             0x05 => Self::DoneSuccess,
             0x06 => Self::DoneFailed,
+            0x07 => Self::Progress,
             _ => return None,
         })
     }
@@ -60,6 +64,7 @@ impl CommandType {
             Self::Done => "FOTA_DONE",
             Self::DoneSuccess => "FOTA_DONE_SUCCESS",
             Self::DoneFailed => "FOTA_DONE_FAILED",
+            Self::Progress => "FOTA_PROGRESS",
         }
     }
 }
@@ -76,12 +81,12 @@ mod tests {
 
     #[test]
     fn codes_round_trip_and_unknown_codes_are_none() {
-        for code in 1..=6u64 {
+        for code in 1..=7u64 {
             let ty = CommandType::from_code(code).expect("known code");
             assert_eq!(u64::from(ty.code()), code);
         }
         assert_eq!(CommandType::from_code(0), None);
-        assert_eq!(CommandType::from_code(7), None);
+        assert_eq!(CommandType::from_code(8), None);
         assert_eq!(CommandType::from_code(99), None);
     }
 

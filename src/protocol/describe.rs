@@ -2,6 +2,7 @@
 //! show the same text, so a frame reads the same wherever it is seen.
 
 use super::frame::{CommandBody, ResponseBody, decode_command, decode_response};
+use super::reason::Reason;
 use super::{Sha256, TopicKind, Topics};
 
 /// How many payload bytes a hex preview shows before it elides the rest.
@@ -25,11 +26,21 @@ pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
         Some(TopicKind::CmdResp(device)) => match decode_response(payload) {
             Ok(resp) => {
                 let extra = match &resp.body {
-                    ResponseBody::RequestAck { next_chunk: Some(n) } => format!(", resume from chunk {n}"),
-                    ResponseBody::RequestNack { reason: Some(r) }
-                    | ResponseBody::DoneFailed { reason: Some(r) } => {
-                        format!(", {r:?}")
+                    ResponseBody::RequestAck { next_chunk, window } => {
+                        let resume =
+                            next_chunk.filter(|n| *n > 1).map(|n| format!(", resume from chunk {n}"));
+                        let window = window.filter(|w| *w > 0).map(|w| format!(", window {w}"));
+                        format!("{}{}", resume.unwrap_or_default(), window.unwrap_or_default())
                     }
+                    ResponseBody::Progress { next_chunk, window } => {
+                        let window = window.map(|w| format!(", window {w}")).unwrap_or_default();
+                        format!(", next {next_chunk}{window}")
+                    }
+                    ResponseBody::RequestNack { reason: Some(r) }
+                    | ResponseBody::DoneFailed { reason: Some(r) } => match r {
+                        Reason::Text(text) => format!(", {text:?}"),
+                        Reason::Code(code) => format!(", code {code}: {r}"),
+                    },
                     _ => String::new(),
                 };
                 format!("resp ← {device} [{}, {}{extra}]", resp.job_id, resp.command_type())
@@ -64,6 +75,21 @@ pub fn hex_preview(payload: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extensions_read_in_words() {
+        let topics = Topics::default();
+        let line = |payload: &[u8]| describe(&topics, "/fota/cmd_resp/dev-07", payload);
+        assert_eq!(line(&[0x83, 0x18, 0x2a, 0x07, 0x18, 0x61]), "resp ← dev-07 [42, FOTA_PROGRESS, next 97]");
+        assert_eq!(
+            line(&[0x84, 0x18, 0x2a, 0x02, 0x11, 0x18, 0x20]),
+            "resp ← dev-07 [42, FOTA_REQUEST_ACK, resume from chunk 17, window 32]"
+        );
+        assert_eq!(
+            line(&[0x83, 0x18, 0x2a, 0x06, 0x0a]),
+            "resp ← dev-07 [42, FOTA_DONE_FAILED, code 10: writing to flash failed]"
+        );
+    }
     use crate::protocol::{Command, HashEncoding, encode_command};
 
     #[test]

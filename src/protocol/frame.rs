@@ -4,8 +4,8 @@
 
 use ciborium::Value;
 
-use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_UNSIGNED, push_head};
-use super::{CommandType, Direction, Sha256};
+use super::cbor::{MAJOR_ARRAY, MAJOR_BYTES, MAJOR_TEXT, MAJOR_UNSIGNED, push_head};
+use super::{CommandType, Direction, Reason, Sha256};
 
 /// How the image hash is written in FOTA_REQUEST. Both are accepted on decode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,17 +40,25 @@ pub struct Response {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseBody {
-    /// `next_chunk` is the resume extension: the device holds chunks `1..next_chunk`.
+    /// `next_chunk` is the resume extension: the device holds chunks `1..next_chunk`. A
+    /// `window` of at least 1 opts the job into flow control; 0 or none is version 1 push.
     RequestAck {
         next_chunk: Option<u32>,
+        window: Option<u32>,
     },
-    /// `reason` is a text third item, if the device sent one.
+    /// `reason` is the reasons extension: the device's text or code, if it sent one.
     RequestNack {
-        reason: Option<String>,
+        reason: Option<Reason>,
     },
     DoneSuccess,
     DoneFailed {
-        reason: Option<String>,
+        reason: Option<Reason>,
+    },
+    /// FOTA_PROGRESS: the device holds every chunk below `next_chunk`; a `window` replaces
+    /// the job's (0 pauses until the next FOTA_PROGRESS).
+    Progress {
+        next_chunk: u32,
+        window: Option<u32>,
     },
 }
 
@@ -70,6 +78,7 @@ impl Response {
             ResponseBody::RequestNack { .. } => CommandType::RequestNack,
             ResponseBody::DoneSuccess => CommandType::DoneSuccess,
             ResponseBody::DoneFailed { .. } => CommandType::DoneFailed,
+            ResponseBody::Progress { .. } => CommandType::Progress,
         }
     }
 }
@@ -94,6 +103,8 @@ pub enum DecodeError {
     WrongTopic(CommandType),
     #[error("bad image hash: {0}")]
     BadHash(String),
+    #[error("next_chunk_id must be an unsigned integer, got {0}")]
+    BadChunk(String),
 }
 
 /// Encodes `[job_id, command_type, hash | []]` exactly as `PROTOCOL.md` fixes it.
@@ -118,20 +129,42 @@ pub fn encode_command(command: &Command, encoding: HashEncoding) -> Vec<u8> {
     out
 }
 
-/// Encodes a device's response; used by the simulated devices. The resume point is sent as the
-/// third item of an ACK (the resume extension); reasons are never sent, since no extension row
-/// in `PROTOCOL.md` covers them.
+/// Encodes a device's response with every extension `PROTOCOL.md` lists: the resume point and
+/// the window of an ACK, FOTA_PROGRESS, and reasons. Used by the simulated devices.
 pub fn encode_response(response: &Response) -> Vec<u8> {
-    let next = match response.body {
-        ResponseBody::RequestAck { next_chunk: Some(next) } => Some(next),
-        _ => None,
+    enum Item<'a> {
+        Number(u64),
+        Text(&'a str),
+    }
+    let number = |n: u32| Item::Number(u64::from(n));
+    let extra: Vec<Item> = match &response.body {
+        // A window needs the resume point before it: "nothing held" is chunk 1.
+        ResponseBody::RequestAck { next_chunk, window: Some(window) } => {
+            vec![number(next_chunk.unwrap_or(1)), number(*window)]
+        }
+        ResponseBody::RequestAck { next_chunk: Some(next), window: None } => vec![number(*next)],
+        ResponseBody::Progress { next_chunk, window } => {
+            std::iter::once(number(*next_chunk)).chain(window.map(number)).collect()
+        }
+        ResponseBody::RequestNack { reason: Some(reason) }
+        | ResponseBody::DoneFailed { reason: Some(reason) } => match reason {
+            Reason::Text(text) => vec![Item::Text(text)],
+            Reason::Code(code) => vec![Item::Number(*code)],
+        },
+        _ => Vec::new(),
     };
-    let mut out = Vec::with_capacity(12);
-    push_head(&mut out, MAJOR_ARRAY, if next.is_some() { 3 } else { 2 });
+    let mut out = Vec::with_capacity(16);
+    push_head(&mut out, MAJOR_ARRAY, 2 + extra.len() as u64);
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(response.job_id));
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(response.command_type().code()));
-    if let Some(next) = next {
-        push_head(&mut out, MAJOR_UNSIGNED, u64::from(next));
+    for item in extra {
+        match item {
+            Item::Number(n) => push_head(&mut out, MAJOR_UNSIGNED, n),
+            Item::Text(text) => {
+                push_head(&mut out, MAJOR_TEXT, text.len() as u64);
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
     }
     out
 }
@@ -142,13 +175,23 @@ pub fn decode_response(payload: &[u8]) -> Result<Response, DecodeError> {
     if ty.direction() != Direction::FromDevice {
         return Err(DecodeError::WrongTopic(ty));
     }
+    let number =
+        |index: usize| rest.get(index).and_then(as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let body = match ty {
         CommandType::RequestAck => ResponseBody::RequestAck {
             // A third item that is not a chunk number is some other extension: ignored.
-            next_chunk: rest.first().and_then(as_u64).and_then(|n| u32::try_from(n).ok()),
+            next_chunk: number(0),
+            window: number(1),
         },
-        CommandType::RequestNack => ResponseBody::RequestNack { reason: text_item(&rest) },
-        CommandType::DoneFailed => ResponseBody::DoneFailed { reason: text_item(&rest) },
+        CommandType::RequestNack => ResponseBody::RequestNack { reason: reason_item(&rest) },
+        CommandType::DoneFailed => ResponseBody::DoneFailed { reason: reason_item(&rest) },
+        CommandType::Progress => {
+            let item = rest.first().ok_or(DecodeError::TooFewItems { expected: 3, got: 2 })?;
+            let next_chunk = as_u64(item)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .ok_or_else(|| DecodeError::BadChunk(render(item)))?;
+            ResponseBody::Progress { next_chunk, window: number(1) }
+        }
         _ => ResponseBody::DoneSuccess,
     };
     Ok(Response { job_id, body })
@@ -240,10 +283,12 @@ fn as_u64(value: &Value) -> Option<u64> {
     }
 }
 
-fn text_item(rest: &[Value]) -> Option<String> {
+/// The reasons extension's third item: a text (kept up to 200 bytes) or an unsigned code.
+fn reason_item(rest: &[Value]) -> Option<Reason> {
     match rest.first() {
-        Some(Value::Text(text)) => Some(text.chars().take(200).collect()),
-        _ => None,
+        Some(Value::Text(text)) => Some(Reason::text(text)),
+        Some(value) => as_u64(value).map(Reason::Code),
+        None => None,
     }
 }
 
@@ -304,9 +349,9 @@ mod tests {
     #[test]
     fn responses_round_trip_including_resume() {
         for body in [
-            ResponseBody::RequestAck { next_chunk: None },
-            ResponseBody::RequestAck { next_chunk: Some(17) },
-            ResponseBody::RequestAck { next_chunk: Some(u32::MAX) },
+            ResponseBody::RequestAck { next_chunk: None, window: None },
+            ResponseBody::RequestAck { next_chunk: Some(17), window: None },
+            ResponseBody::RequestAck { next_chunk: Some(u32::MAX), window: None },
             ResponseBody::RequestNack { reason: None },
             ResponseBody::DoneSuccess,
             ResponseBody::DoneFailed { reason: None },
@@ -327,12 +372,15 @@ mod tests {
         ]);
         ciborium::into_writer(&v, &mut bytes).unwrap();
         let resp = decode_response(&bytes).unwrap();
-        assert_eq!(resp.body, ResponseBody::DoneFailed { reason: Some("hash mismatch".into()) });
+        assert_eq!(resp.body, ResponseBody::DoneFailed { reason: Some(Reason::text("hash mismatch")) });
         // An ACK whose third item is not a chunk number is an ACK without resume.
         let mut ack = Vec::new();
         let v = Value::Array(vec![5.into(), 2.into(), Value::Text("x".into())]);
         ciborium::into_writer(&v, &mut ack).unwrap();
-        assert_eq!(decode_response(&ack).unwrap().body, ResponseBody::RequestAck { next_chunk: None });
+        assert_eq!(
+            decode_response(&ack).unwrap().body,
+            ResponseBody::RequestAck { next_chunk: None, window: None }
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod describe;
 mod device_id;
 mod diagnostic;
 mod frame;
+mod reason;
 mod topic;
 
 pub use command::{CommandType, Direction};
@@ -18,6 +19,7 @@ pub use frame::{
     Command, CommandBody, DecodeError, HashEncoding, Response, ResponseBody, decode_command, decode_response,
     encode_command, encode_response,
 };
+pub use reason::{MAX_REASON_BYTES, Reason};
 pub use topic::{TopicError, TopicKind, Topics};
 
 /// SHA-256 digest of a firmware image, as carried in FOTA_REQUEST.

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use super::Behavior;
 use crate::mqtt::BrokerConnection;
 use crate::protocol::{
-    Command, CommandBody, DeviceId, Response, ResponseBody, Sha256, TopicKind, Topics, decode_command,
-    encode_response,
+    Command, CommandBody, DeviceId, Reason, Response, ResponseBody, Sha256, TopicKind, Topics,
+    decode_command, encode_response,
 };
 
 /// How a device's last update ended, from its own point of view.
@@ -162,7 +162,8 @@ impl SimDevice {
                     Behavior::Silent => None,
                     Behavior::Nack => {
                         self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
-                        Some(ResponseBody::RequestNack { reason: None })
+                        // The reasons extension, as a text of the device's own.
+                        Some(ResponseBody::RequestNack { reason: Some(Reason::text("battery below 20%")) })
                     }
                     _ => {
                         // The same job and image again (Rocky re-sent the request, e.g. after a
@@ -172,7 +173,10 @@ impl SimDevice {
                             *transfer = Some(Transfer { job: job_id, hash, chunks: BTreeMap::new() });
                         }
                         let next = transfer.as_ref().map_or(1, Transfer::next_missing);
-                        Some(ResponseBody::RequestAck { next_chunk: (next > 1).then_some(next) })
+                        Some(ResponseBody::RequestAck {
+                            next_chunk: (next > 1).then_some(next),
+                            window: None,
+                        })
                     }
                 }
             }
@@ -187,10 +191,14 @@ impl SimDevice {
                             r.verdicts.push((job_id, verdict.clone()));
                         }
                     });
-                    Some(if ok {
-                        ResponseBody::DoneSuccess
-                    } else {
-                        ResponseBody::DoneFailed { reason: None }
+                    // The reasons extension, as codes from the table: a device told to fail
+                    // says its flash write failed; one whose image did not verify says so.
+                    Some(match (ok, self.behavior) {
+                        (true, _) => ResponseBody::DoneSuccess,
+                        (false, Behavior::Fail) => {
+                            ResponseBody::DoneFailed { reason: Some(Reason::Code(10)) }
+                        }
+                        (false, _) => ResponseBody::DoneFailed { reason: Some(Reason::Code(4)) },
                     })
                 }
                 None => None, // not the job this device is receiving: a real device ignores it

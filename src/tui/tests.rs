@@ -248,7 +248,7 @@ impl Fixture {
             Some(43),
             None,
         );
-        f.state(43, "dev-03", 500, Requesting, Rejected, Some("device refused the update"));
+        f.state(43, "dev-03", 500, Requesting, Rejected, Some("battery below 20%"));
         // dev-04 silent: retried, then timed out
         f.update(44, |job| job.attempts = 2);
         f.send(

@@ -11,7 +11,10 @@ use ratatui::backend::TestBackend;
 use rocky::engine::{Event, JobState, JobView};
 use rocky::firmware::{ChunkSize, Image};
 use rocky::protocol::DeviceId;
-use rocky::runtime::{Clock, Envelope, Received, RuntimeEvent, Traffic, TrafficDirection};
+use rocky::runtime::{
+    Clock, Envelope, JobChange, JobChanges, Received, RuntimeEvent, Traffic, TrafficDirection,
+};
+use rocky::snapshot::JobSnapshot;
 use rocky::tui::app::App;
 use rocky::tui::theme::Theme;
 use rocky::tui::ui;
@@ -23,8 +26,8 @@ const FRAMES: usize = 300;
 fn main() {
     let mono = Instant::now();
     let wall = SystemTime::now();
-    let mut app =
-        App::new(Clock::fixed(mono, wall), "mqtt://127.0.0.1:1883".into(), LINES as usize, Theme::color());
+    let clock = Clock::fixed(mono, wall);
+    let mut app = App::new(clock, "mqtt://127.0.0.1:1883".into(), LINES as usize, Theme::color());
     let image = Image::new("fw.bin", Bytes::from(vec![1u8; 256 * 1024]));
     let mut seq = 0;
     let mut send = |app: &mut App, event: RuntimeEvent| {
@@ -41,6 +44,8 @@ fn main() {
             chunk_interval: Duration::ZERO,
             state: JobState::Queued,
             chunks_done: 0,
+            chunks_confirmed: None,
+            window: None,
             chunks_total: 64,
             bytes_sent: 0,
             attempts: 0,
@@ -49,8 +54,19 @@ fn main() {
             started_at: None,
             finished_at: None,
         };
-        send(&mut app, RuntimeEvent::Engine(Event::Created(Box::new(view))));
         let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
+        // The job's fields come from the job table, as in the console.
+        let mut snapshot = JobSnapshot::new(&view, &clock);
+        snapshot.state = to;
+        snapshot.chunks_done = 32;
+        let changes = JobChanges {
+            reset: false,
+            changes: vec![JobChange::Job(Arc::new(snapshot))],
+            cursor: 0,
+            complete: true,
+        };
+        app.apply_jobs(&changes);
+        send(&mut app, RuntimeEvent::Engine(Event::Created(Box::new(view))));
         send(
             &mut app,
             RuntimeEvent::Engine(Event::StateChanged {
@@ -62,6 +78,8 @@ fn main() {
             }),
         );
     }
+    // The frame must show what it claims to: every job is in the console.
+    assert_eq!(app.jobs.rows.len(), JOBS as usize, "the bench's jobs did not reach the console");
     for n in 0..LINES {
         let device = DeviceId::parse(&format!("dev-{:05}", n % JOBS + 1)).unwrap_or_else(|e| panic!("{e}"));
         let traffic = Traffic {

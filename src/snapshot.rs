@@ -45,8 +45,12 @@ pub struct JobSnapshot {
     pub image: ImageInfo,
     pub chunk_size: u32,
     pub chunk_interval_ms: u64,
-    /// Chunks delivered (handed to the broker, or confirmed by the device under flow control).
+    /// Chunks sent: handed to the broker (under flow control, the highest sent).
     pub chunks_done: u32,
+    /// Under flow control, chunks the device confirmed it holds; `null` for a pushed job.
+    pub chunks_confirmed: Option<u32>,
+    /// Under flow control, the device's window (0: paused); `null` for a pushed job.
+    pub window: Option<u32>,
     pub chunks_total: u32,
     pub bytes_sent: u64,
     /// FOTA_REQUEST sends so far.
@@ -68,6 +72,8 @@ impl JobSnapshot {
             chunk_size: view.chunk_size.get(),
             chunk_interval_ms: u64::try_from(view.chunk_interval.as_millis()).unwrap_or(u64::MAX),
             chunks_done: view.chunks_done,
+            chunks_confirmed: view.chunks_confirmed,
+            window: view.window,
             chunks_total: view.chunks_total,
             bytes_sent: view.bytes_sent,
             attempts: view.attempts,
@@ -91,6 +97,8 @@ impl JobSnapshot {
             chunk_interval: Duration::from_millis(self.chunk_interval_ms),
             state: self.state,
             chunks_done: self.chunks_done,
+            chunks_confirmed: self.chunks_confirmed,
+            window: self.window,
             chunks_total: self.chunks_total,
             bytes_sent: self.bytes_sent,
             attempts: self.attempts,
@@ -110,11 +118,27 @@ impl JobSnapshot {
         Image::described(&self.image.name, sha, self.image.size)
     }
 
-    /// Fraction of chunks delivered, 0.0 ..= 1.0.
+    /// Fraction of chunks sent, 0.0 ..= 1.0.
     pub fn progress(&self) -> f64 {
-        if self.chunks_total == 0 { 0.0 } else { f64::from(self.chunks_done) / f64::from(self.chunks_total) }
+        fraction(self.chunks_done, self.chunks_total)
+    }
+
+    /// Fraction of chunks the device confirmed (flow control), else of chunks sent.
+    pub fn confirmed_progress(&self) -> f64 {
+        fraction(self.chunks_confirmed.unwrap_or(self.chunks_done), self.chunks_total)
+    }
+
+    /// Whether the device sets the pace (flow control).
+    pub fn device_paced(&self) -> bool {
+        self.window.is_some()
     }
 }
+
+fn fraction(part: u32, total: u32) -> f64 {
+    if total == 0 { 0.0 } else { f64::from(part.min(total)) / f64::from(total) }
+}
+
+impl JobSnapshot {}
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +154,8 @@ mod tests {
             chunk_size: 64,
             chunk_interval_ms: 5,
             chunks_done: 1,
+            chunks_confirmed: None,
+            window: None,
             chunks_total: 2,
             bytes_sent: 64,
             attempts: 1,

@@ -98,6 +98,9 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
                     tracing::info!(job, %device, %command, %reason, left_out, "response ignored");
                 }
             }
+            RuntimeEvent::Engine(Event::Note { job, device, text }) => {
+                tracing::info!(job, %device, %text, "job")
+            }
             RuntimeEvent::Engine(Event::ChunkSent { .. }) => {}
             RuntimeEvent::Traffic(t) => tracing::debug!(text = %t.text, "traffic"),
         }

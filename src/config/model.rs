@@ -70,6 +70,11 @@ pub struct JobsSection {
     pub request_timeout_s: f64,
     pub request_attempts: u32,
     pub done_timeout_s: f64,
+    /// Flow control: seconds without FOTA_PROGRESS, while chunks are outstanding, before Rocky
+    /// sends again from what the device confirmed.
+    pub progress_timeout_s: f64,
+    /// Flow control: such stalls in a row before the job ends `timed_out`.
+    pub progress_stalls: u32,
 }
 
 impl Default for JobsSection {
@@ -82,6 +87,8 @@ impl Default for JobsSection {
             request_timeout_s: 30.0,
             request_attempts: 3,
             done_timeout_s: 60.0,
+            progress_timeout_s: 10.0,
+            progress_stalls: 5,
         }
     }
 }
@@ -223,6 +230,9 @@ impl Config {
         if jobs.max_requests == 0 {
             return Err(Invalid { key: "jobs.max_requests", reason: "must be at least 1".into() });
         }
+        if jobs.progress_stalls == 0 {
+            return Err(Invalid { key: "jobs.progress_stalls", reason: "must be at least 1".into() });
+        }
         if jobs.request_attempts == 0 {
             return Err(Invalid { key: "jobs.request_attempts", reason: "must be at least 1".into() });
         }
@@ -236,6 +246,8 @@ impl Config {
                 .map_err(|reason| Invalid { key: "jobs.chunk_size", reason })?,
             chunk_interval: Duration::from_millis(jobs.chunk_interval_ms),
             hash_encoding: self.mqtt.hash_encoding,
+            progress_timeout: seconds("jobs.progress_timeout_s", jobs.progress_timeout_s)?,
+            progress_stalls: jobs.progress_stalls,
         })
     }
 

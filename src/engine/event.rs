@@ -15,6 +15,9 @@ pub enum Event {
     RequestRetried { job: JobId, device: DeviceId, attempt: u32 },
     /// A chunk was handed to the broker connection.
     ChunkSent { job: JobId, device: DeviceId, chunk: u32, total: u32, bytes: u32 },
+    /// Something worth a line in the job's timeline that is not a change of state: a device's
+    /// rewind, a go-back-N after a stall.
+    Note { job: JobId, device: DeviceId, text: String },
     /// A response that changes nothing: unknown job, wrong phase, duplicate, late.
     Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
 }
@@ -26,7 +29,8 @@ impl Event {
             Event::Created(view) => Some(view.id),
             Event::StateChanged { job, .. }
             | Event::RequestRetried { job, .. }
-            | Event::ChunkSent { job, .. } => Some(*job),
+            | Event::ChunkSent { job, .. }
+            | Event::Note { job, .. } => Some(*job),
             Event::Ignored { .. } => None,
         }
     }

@@ -114,6 +114,19 @@ pub(super) struct Job {
     pub deadline: Option<Instant>,
     /// Set while a paced job waits for its next chunk slot.
     pub paced_until: Option<Instant>,
+    /// In the round-robin of jobs that may send now (never twice).
+    pub in_sending: bool,
+    /// Flow control: the device's window (`None`: pushed as fast as the broker takes it;
+    /// `Some(0)`: paused until its next FOTA_PROGRESS).
+    pub window: Option<u32>,
+    /// Flow control: the device holds every chunk below this.
+    pub confirmed: u32,
+    /// The highest chunk sent so far (go-back-N sends some again).
+    pub highest_sent: u32,
+    /// Flow control: the progress deadline that is current.
+    pub progress_due: Option<Instant>,
+    /// Flow control: progress deadlines passed in a row.
+    pub stalls: u32,
 }
 
 impl Job {
@@ -125,7 +138,12 @@ impl Job {
             chunk_size: self.chunk_size,
             chunk_interval: self.chunk_interval,
             state: self.state,
-            chunks_done: self.next_chunk.saturating_sub(1),
+            chunks_done: match self.window {
+                Some(_) => self.highest_sent,
+                None => self.next_chunk.saturating_sub(1),
+            },
+            chunks_confirmed: self.window.map(|_| self.confirmed.saturating_sub(1)),
+            window: self.window,
             chunks_total: self.total_chunks,
             bytes_sent: self.bytes_sent,
             attempts: self.attempts,
@@ -146,7 +164,12 @@ pub struct JobView {
     pub chunk_size: ChunkSize,
     pub chunk_interval: Duration,
     pub state: JobState,
+    /// Chunks sent (pushed, or under flow control the highest sent).
     pub chunks_done: u32,
+    /// Flow control: chunks the device confirmed it holds (`None`: a pushed job).
+    pub chunks_confirmed: Option<u32>,
+    /// Flow control: the device's window (`None`: a pushed job; 0: paused).
+    pub window: Option<u32>,
     pub chunks_total: u32,
     pub bytes_sent: u64,
     pub attempts: u32,

@@ -14,6 +14,8 @@ mod settings;
 mod timers;
 
 #[cfg(test)]
+mod flow_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;

@@ -95,6 +95,8 @@ impl Model {
             chunk_size: ChunkSize::new(64).unwrap_or_else(|_| unreachable!("64 is a valid chunk size")),
             chunk_interval: Duration::ZERO,
             hash_encoding: HashEncoding::Array,
+            progress_timeout: Duration::from_secs(3),
+            progress_stalls: 3,
         };
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());

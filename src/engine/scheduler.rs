@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod flow;
+
 use super::job::Job;
 use super::timers::{TimerKind, Timers};
 use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Settings};
@@ -48,6 +50,13 @@ pub enum CancelError {
 }
 
 /// The single owner of job state.
+/// What the device's FOTA_REQUEST_ACK said: where to resume, and its window (flow control).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ack {
+    pub next_chunk: Option<u32>,
+    pub window: Option<u32>,
+}
+
 pub struct Engine {
     settings: Settings,
     topics: Topics,
@@ -65,8 +74,9 @@ pub struct Engine {
     requesting: usize,
     /// Jobs from ACK to verdict: at most `max_active`.
     transferring: usize,
-    /// Accepted jobs (with the device's resume point) waiting for a transfer slot, oldest first.
-    awaiting_slot: VecDeque<(JobId, Option<u32>)>,
+    /// Accepted jobs (with the device's resume point and window) waiting for a transfer slot,
+    /// oldest first.
+    awaiting_slot: VecDeque<(JobId, Ack)>,
     /// Transferring jobs that may send now; `poll_publish` takes one chunk from the front and
     /// puts the job at the back, which is the round-robin that keeps big jobs from starving
     /// small ones.
@@ -191,6 +201,12 @@ impl Engine {
             finished_at: None,
             deadline: None,
             paced_until: None,
+            in_sending: false,
+            window: None,
+            confirmed: 1,
+            highest_sent: 0,
+            progress_due: None,
+            stalls: 0,
         };
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
@@ -233,6 +249,12 @@ impl Engine {
             finished_at: restored.finished_at,
             deadline: None,
             paced_until: None,
+            in_sending: false,
+            window: None,
+            confirmed: 1,
+            highest_sent: 0,
+            progress_due: None,
+            stalls: 0,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -321,8 +343,11 @@ impl Engine {
         };
         let id = response.job_id;
         match (state, response.body) {
-            (JobState::Requesting, ResponseBody::RequestAck { next_chunk, window: _ }) => {
-                self.accept(id, next_chunk, now)
+            (JobState::Requesting, ResponseBody::RequestAck { next_chunk, window }) => {
+                self.accept(id, Ack { next_chunk, window }, now)
+            }
+            (JobState::Transferring, ResponseBody::Progress { next_chunk, window }) => {
+                self.progress(device, id, next_chunk, window, now)
             }
             // The device's own words (or code, through the table) are the job's error.
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
@@ -356,6 +381,8 @@ impl Engine {
             for job in self.jobs.values_mut().filter(|j| j.state.is_active()) {
                 job.deadline = None;
                 job.paced_until = None;
+                job.progress_due = None;
+                job.in_sending = false;
             }
             return;
         }
@@ -390,7 +417,13 @@ impl Engine {
             match kind {
                 TimerKind::Pace if job.paced_until == Some(at) && job.state == JobState::Transferring => {
                     job.paced_until = None;
-                    self.sending.push_back(id);
+                    self.queue_send(id);
+                }
+                TimerKind::Progress
+                    if job.progress_due == Some(at) && job.state == JobState::Transferring =>
+                {
+                    job.progress_due = None;
+                    self.stalled(id, now);
                 }
                 TimerKind::Deadline if job.deadline == Some(at) => {
                     job.deadline = None;
@@ -418,6 +451,9 @@ impl Engine {
             }
         }
         while let Some(id) = self.sending.pop_front() {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.in_sending = false;
+            }
             if let Some(publish) = self.next_chunk(id, now) {
                 return Some(publish);
             }
@@ -489,28 +525,28 @@ impl Engine {
     }
 
     /// The device accepted: transfer now if a slot is free, else wait (no deadline) for one.
-    fn accept(&mut self, id: JobId, resume: Option<u32>, now: Instant) {
+    fn accept(&mut self, id: JobId, ack: Ack, now: Instant) {
         if let Some(waiting) = self.awaiting_slot.iter_mut().find(|(waiting, _)| *waiting == id) {
-            waiting.1 = resume; // a repeated ACK: keep the newest resume point
+            waiting.1 = ack; // a repeated ACK: keep the newest resume point and window
             return;
         }
         if let Some(job) = self.jobs.get_mut(&id) {
             job.deadline = None;
         }
-        self.awaiting_slot.push_back((id, resume));
+        self.awaiting_slot.push_back((id, ack));
         self.promote(now);
     }
 
     /// Moves accepted jobs into free transfer slots, oldest first.
     fn promote(&mut self, now: Instant) {
         while self.transferring < self.settings.max_active.max(1) {
-            let Some((id, resume)) = self.awaiting_slot.pop_front() else { break };
+            let Some((id, ack)) = self.awaiting_slot.pop_front() else { break };
             if self.jobs.get(&id).is_none_or(|job| job.state != JobState::Requesting) {
                 continue; // cancelled or timed out meanwhile
             }
             self.requesting = self.requesting.saturating_sub(1);
             self.transferring += 1;
-            self.start_transfer(id, resume, now);
+            self.start_transfer(id, ack, now);
         }
     }
 
@@ -545,7 +581,8 @@ impl Engine {
         }
     }
 
-    fn start_transfer(&mut self, id: JobId, resume: Option<u32>, now: Instant) {
+    fn start_transfer(&mut self, id: JobId, ack: Ack, now: Instant) {
+        let resume = ack.next_chunk;
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.deadline = None;
         job.started_at.get_or_insert(now);
@@ -555,35 +592,54 @@ impl Engine {
             _ => 1,
         };
         job.next_chunk = start;
+        // A window of at least 1 makes the transfer device-paced; 0 or none is a push.
+        job.window = ack.window.filter(|w| *w > 0);
+        job.confirmed = start;
+        job.highest_sent = start - 1;
+        job.stalls = 0;
+        job.progress_due = None;
         let total = job.total_chunks;
+        let paced = job.window.map(|w| format!("device-paced, window {w}"));
         let detail = match resume {
             Some(next) if next == start && start > 1 => {
-                Some(format!("device holds chunks 1..{}; resuming at {start}", start - 1))
+                let resume = format!("device holds chunks 1..{}; resuming at {start}", start - 1);
+                Some(paced.map_or(resume.clone(), |paced| format!("{resume}; {paced}")))
             }
             Some(next) if next != start => Some(format!(
                 "protocol error from the device: resume point {next} is outside 1..={}; starting at chunk 1",
                 total + 1
             )),
-            _ => None,
+            _ => paced,
         };
         self.transition(id, JobState::Transferring, detail, now);
         if start > total {
             self.transition(id, JobState::Finishing, None, now);
             self.send_done(id, now);
         } else {
+            self.queue_send(id);
+        }
+    }
+
+    /// Puts a job in the round-robin of senders unless it is there already.
+    fn queue_send(&mut self, id: JobId) {
+        if let Some(job) = self.jobs.get_mut(&id)
+            && !job.in_sending
+        {
+            job.in_sending = true;
             self.sending.push_back(id);
         }
     }
 
     fn next_chunk(&mut self, id: JobId, now: Instant) -> Option<Publish> {
         let job = self.jobs.get_mut(&id)?;
-        if job.state != JobState::Transferring || job.paced_until.is_some() {
+        if job.state != JobState::Transferring || job.paced_until.is_some() || !flow::may_send(job) {
             return None;
         }
         let chunk_id = job.next_chunk;
         let payload = job.image.chunk(job.chunk_size, chunk_id)?;
         let len = payload.len() as u32;
         job.next_chunk += 1;
+        job.highest_sent = job.highest_sent.max(chunk_id);
         job.bytes_sent += u64::from(len);
         let total = job.total_chunks;
         let device = job.device.clone();
@@ -596,17 +652,37 @@ impl Engine {
         };
         self.events
             .push_back((now, Event::ChunkSent { job: id, device, chunk: chunk_id, total, bytes: len }));
-        if chunk_id >= total {
+        let device_paced = job.window.is_some();
+        if device_paced {
+            // FOTA_DONE waits for the device to confirm every chunk; until then a deadline
+            // watches that it keeps confirming.
+            if job.progress_due.is_none() {
+                let at = now + self.settings.progress_timeout;
+                job.progress_due = Some(at);
+                self.timers.arm(at, id, TimerKind::Progress);
+            }
+            if chunk_id < total {
+                self.pace_or_queue(id, now);
+            }
+        } else if chunk_id >= total {
             self.transition(id, JobState::Finishing, None, now);
             self.send_done(id, now);
-        } else if job.chunk_interval.is_zero() {
-            self.sending.push_back(id);
+        } else {
+            self.pace_or_queue(id, now);
+        }
+        Some(publish)
+    }
+
+    /// After a chunk: the next at once, or after the job's pacing interval.
+    fn pace_or_queue(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        if job.chunk_interval.is_zero() {
+            self.queue_send(id);
         } else {
             let at = now + job.chunk_interval;
             job.paced_until = Some(at);
             self.timers.arm(at, id, TimerKind::Pace);
         }
-        Some(publish)
     }
 
     /// Builds a queued command if its job still wants it (a cancelled or finished job does not).
@@ -663,6 +739,7 @@ impl Engine {
         job.error = error.clone();
         job.deadline = None;
         job.paced_until = None;
+        job.progress_due = None;
         job.finished_at = Some(now);
         // A finished job keeps its image's description only: the bytes stay in memory while a
         // queued or active job or the library's bounded cache holds them, and no longer.

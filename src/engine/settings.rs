@@ -23,6 +23,11 @@ pub struct Settings {
     /// Pause between two chunks of one job; zero sends as fast as the broker takes them.
     pub chunk_interval: Duration,
     pub hash_encoding: HashEncoding,
+    /// Flow control: how long the device may go without confirming a chunk while chunks are
+    /// outstanding before Rocky sends again from what it confirmed (go back N).
+    pub progress_timeout: Duration,
+    /// Flow control: progress deadlines passed in a row after which the job ends `timed_out`.
+    pub progress_stalls: u32,
 }
 
 impl Default for Settings {
@@ -36,6 +41,8 @@ impl Default for Settings {
             chunk_size: ChunkSize::default(),
             chunk_interval: Duration::ZERO,
             hash_encoding: HashEncoding::Array,
+            progress_timeout: Duration::from_secs(10),
+            progress_stalls: 5,
         }
     }
 }

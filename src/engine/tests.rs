@@ -10,21 +10,21 @@ use crate::protocol::{
     CommandType, DeviceId, HashEncoding, Reason, Response, ResponseBody, Topics, decode_command,
 };
 
-struct Harness {
-    engine: Engine,
-    now: Instant,
-    events: Vec<Event>,
+pub(super) struct Harness {
+    pub engine: Engine,
+    pub now: Instant,
+    pub events: Vec<Event>,
 }
 
-fn dev(name: &str) -> DeviceId {
+pub(super) fn dev(name: &str) -> DeviceId {
     DeviceId::parse(name).unwrap()
 }
 
-fn image(len: usize) -> Image {
+pub(super) fn image(len: usize) -> Image {
     Image::new("fw.bin", Bytes::from((0..len).map(|i| (i % 253) as u8).collect::<Vec<_>>()))
 }
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings {
         max_active: 64,
         max_requests: 1024,
@@ -34,29 +34,31 @@ fn settings() -> Settings {
         chunk_size: ChunkSize::new(64).unwrap(),
         chunk_interval: Duration::ZERO,
         hash_encoding: HashEncoding::Array,
+        progress_timeout: Duration::from_secs(10),
+        progress_stalls: 5,
     }
 }
 
 impl Harness {
-    fn new(settings: Settings) -> Self {
+    pub(super) fn new(settings: Settings) -> Self {
         let now = Instant::now();
         let mut engine = Engine::new(settings, Topics::default());
         engine.set_connected(true, now);
         Self { engine, now, events: Vec::new() }
     }
 
-    fn submit(&mut self, device: &str, len: usize) -> JobId {
+    pub(super) fn submit(&mut self, device: &str, len: usize) -> JobId {
         let spec = JobSpec { device: dev(device), image: image(len), chunk_size: None, chunk_interval: None };
         self.engine.submit(spec, self.now).unwrap()
     }
 
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         self.engine.tick(self.now);
     }
 
     /// Everything the engine would send right now.
-    fn drain(&mut self) -> Vec<Publish> {
+    pub(super) fn drain(&mut self) -> Vec<Publish> {
         let mut out = Vec::new();
         while let Some(p) = self.engine.poll_publish(self.now) {
             out.push(p);
@@ -67,15 +69,15 @@ impl Harness {
         out
     }
 
-    fn respond(&mut self, device: &str, job: JobId, body: ResponseBody) {
+    pub(super) fn respond(&mut self, device: &str, job: JobId, body: ResponseBody) {
         self.engine.handle_response(&dev(device), Response { job_id: job, body }, self.now);
     }
 
-    fn state(&self, job: JobId) -> JobState {
+    pub(super) fn state(&self, job: JobId) -> JobState {
         self.engine.job(job).unwrap().state
     }
 
-    fn ignored(&mut self) -> Vec<String> {
+    pub(super) fn ignored(&mut self) -> Vec<String> {
         self.drain();
         self.events
             .iter()
@@ -87,11 +89,11 @@ impl Harness {
     }
 }
 
-fn kinds(publishes: &[Publish]) -> Vec<PublishKind> {
+pub(super) fn kinds(publishes: &[Publish]) -> Vec<PublishKind> {
     publishes.iter().map(|p| p.kind).collect()
 }
 
-const ACK: ResponseBody = ResponseBody::RequestAck { next_chunk: None, window: None };
+pub(super) const ACK: ResponseBody = ResponseBody::RequestAck { next_chunk: None, window: None };
 
 #[test]
 fn a_job_runs_request_chunks_done_and_succeeds() {
@@ -558,6 +560,8 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
         chunk_interval: Duration::ZERO,
         state,
         chunks_done: 2,
+        chunks_confirmed: None,
+        window: None,
         chunks_total: 4,
         bytes_sent: 128,
         attempts: 1,

@@ -16,6 +16,8 @@ pub enum TimerKind {
     Deadline,
     /// A paced job may send its next chunk.
     Pace,
+    /// Flow control: the device should have confirmed more by now.
+    Progress,
 }
 
 #[derive(Debug, Default)]

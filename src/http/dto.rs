@@ -51,6 +51,9 @@ fn engine_json(event: &Event, clock: &Clock) -> (&'static str, Value) {
             "chunk_sent",
             json!({ "job": job, "device": device.to_string(), "chunk": chunk, "total": total, "bytes": bytes }),
         ),
+        Event::Note { job, device, text } => {
+            ("job_note", json!({ "job": job, "device": device.to_string(), "text": text }))
+        }
         Event::Ignored { device, job, command, reason } => (
             "response_ignored",
             json!({ "job": job, "device": device.to_string(), "command": command, "reason": reason }),

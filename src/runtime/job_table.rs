@@ -284,6 +284,8 @@ mod tests {
             chunk_size: 64,
             chunk_interval_ms: 0,
             chunks_done: chunks,
+            chunks_confirmed: None,
+            window: None,
             chunks_total: 10,
             bytes_sent: 0,
             attempts: 1,

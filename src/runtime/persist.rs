@@ -106,6 +106,16 @@ impl Persistence {
             Event::ChunkSent { job, .. } => {
                 self.dirty.insert(*job);
             }
+            Event::Note { job, text, .. } => {
+                self.dirty.insert(*job);
+                self.history.push(HistoryRecord {
+                    job: *job,
+                    at: at_ms,
+                    state: JobState::Transferring,
+                    detail: Some(text.clone()),
+                    attempt: None,
+                });
+            }
             Event::Ignored { .. } => {}
         }
     }

@@ -14,7 +14,8 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 
 /// The columns a job is read from, named once for the query and the row mapping below.
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
-                           chunks_sent, chunks_total, bytes_sent, attempts, error, created_at, started_at, finished_at";
+                           chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
+                           created_at, started_at, finished_at";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -34,6 +35,8 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         chunk_interval_ms: row.get("chunk_interval_ms")?,
         state: state(row.get("state")?)?,
         chunks_done: row.get("chunks_sent")?,
+        chunks_confirmed: row.get("chunks_confirmed")?,
+        window: row.get("window")?,
         chunks_total: row.get("chunks_total")?,
         bytes_sent: row.get("bytes_sent")?,
         attempts: row.get("attempts")?,

@@ -44,6 +44,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX jobs_by_state ON jobs(state, id);
      CREATE INDEX jobs_by_device ON jobs(device, id);
      ALTER TABLE job_events ADD COLUMN attempt INTEGER;",
+    // 3: flow control — what the device confirmed, and its window (NULL for a pushed job).
+    "ALTER TABLE jobs ADD COLUMN chunks_confirmed INTEGER;
+     ALTER TABLE jobs ADD COLUMN window INTEGER;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -235,7 +235,7 @@ fn flush(
     {
         let mut update = tx.prepare(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
-                             started_at = ?7, finished_at = ?8
+                             started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10
              WHERE id = ?1",
         )?;
         for job in jobs {
@@ -247,7 +247,9 @@ fn flush(
                 job.attempts,
                 job.error,
                 job.started_at.map(|t| t as i64),
-                job.finished_at.map(|t| t as i64)
+                job.finished_at.map(|t| t as i64),
+                job.chunks_confirmed,
+                job.window
             ])?;
         }
         let mut event = tx.prepare(

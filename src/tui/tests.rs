@@ -79,6 +79,8 @@ impl Fixture {
             chunk_interval: Duration::ZERO,
             state: JobState::Queued,
             chunks_done: 0,
+            chunks_confirmed: None,
+            window: None,
             chunks_total: 96,
             bytes_sent: 0,
             attempts: 0,

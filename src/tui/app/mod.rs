@@ -310,6 +310,7 @@ impl App {
                 self.throughput.add(at, u64::from(*bytes));
                 return;
             }
+            Event::Note { job, text, .. } => (*job, text.clone()),
             Event::Ignored { job, command, reason, .. } => {
                 self.ignored += 1;
                 (*job, format!("ignored {command}: {reason}"))

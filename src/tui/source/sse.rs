@@ -128,6 +128,13 @@ struct TrafficJson {
 }
 
 #[derive(Deserialize)]
+struct Note {
+    job: JobId,
+    device: DeviceId,
+    text: String,
+}
+
+#[derive(Deserialize)]
 struct Removed {
     id: JobId,
 }
@@ -199,6 +206,10 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
             let e: Ignored = serde_json::from_str(data).map_err(|_| json(name))?;
             let event = Event::Ignored { device: e.device, job: e.job, command: e.command, reason: e.reason };
             envelope(RuntimeEvent::Engine(event))
+        }
+        "job_note" => {
+            let e: Note = serde_json::from_str(data).map_err(|_| json(name))?;
+            envelope(RuntimeEvent::Engine(Event::Note { job: e.job, device: e.device, text: e.text }))
         }
         "traffic" => {
             let t: TrafficJson = serde_json::from_str(data).map_err(|_| json(name))?;

@@ -1,0 +1,246 @@
+//! Flow control on the engine's explicit clock: one test per rule of `PROTOCOL.md`'s
+//! "Flow control" section. Images are 64-byte chunks (the harness's chunk size).
+
+use std::time::Duration;
+
+use super::tests::{ACK, Harness, dev, image, kinds, settings};
+use super::*;
+use crate::protocol::{CommandType, ResponseBody};
+
+fn ack(next: u32, window: u32) -> ResponseBody {
+    ResponseBody::RequestAck { next_chunk: Some(next), window: Some(window) }
+}
+
+fn progress(next: u32) -> ResponseBody {
+    ResponseBody::Progress { next_chunk: next, window: None }
+}
+
+/// The chunk ids in a batch of publishes (commands show as 0).
+fn chunk_ids(out: &[Publish]) -> Vec<u32> {
+    out.iter()
+        .map(|p| match p.kind {
+            PublishKind::Chunk { id, .. } => id,
+            PublishKind::Command(_) => 0,
+        })
+        .collect()
+}
+
+/// A job of `chunks` chunks for device "d", accepted with `window`; returns its id and the
+/// chunks sent at once.
+fn paced(h: &mut Harness, chunks: usize, window: u32) -> (JobId, Vec<u32>) {
+    let id = h.submit("d", chunks * 64);
+    h.drain();
+    h.respond("d", id, ack(1, window));
+    let first = chunk_ids(&h.drain());
+    (id, first)
+}
+
+fn notes(h: &Harness) -> Vec<String> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_window_bounds_what_is_beyond_the_confirmed_and_done_waits_for_every_chunk() {
+    let mut h = Harness::new(settings());
+    let (id, first) = paced(&mut h, 12, 4);
+    assert_eq!(first, vec![1, 2, 3, 4], "never more than the window beyond what is confirmed");
+    assert!(h.drain().is_empty());
+    h.respond("d", id, progress(3)); // holds 1..2
+    assert_eq!(chunk_ids(&h.drain()), vec![5, 6]);
+    h.respond("d", id, progress(7));
+    assert_eq!(chunk_ids(&h.drain()), vec![7, 8, 9, 10]);
+    h.respond("d", id, progress(11));
+    assert_eq!(chunk_ids(&h.drain()), vec![11, 12]);
+    assert_eq!(h.state(id), JobState::Transferring, "every chunk sent, not every chunk confirmed");
+    let view = h.engine.job(id).unwrap();
+    assert_eq!((view.chunks_done, view.chunks_confirmed, view.window), (12, Some(10), Some(4)));
+    h.respond("d", id, progress(13));
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Done)]);
+    assert_eq!(h.state(id), JobState::Finishing);
+    h.respond("d", id, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(id), JobState::Succeeded);
+}
+
+#[test]
+fn a_three_item_ack_or_a_window_of_zero_is_a_push_as_before() {
+    for ack_body in [ACK, ResponseBody::RequestAck { next_chunk: Some(1), window: Some(0) }] {
+        let mut h = Harness::new(settings());
+        let id = h.submit("d", 3 * 64);
+        h.drain();
+        h.respond("d", id, ack_body);
+        let out = h.drain();
+        assert_eq!(chunk_ids(&out), vec![1, 2, 3, 0], "all chunks, then FOTA_DONE");
+        assert_eq!(h.engine.job(id).unwrap().window, None);
+        // (Pushed, every chunk is out at once: a FOTA_PROGRESS now changes nothing.)
+        h.respond("d", id, progress(2));
+        assert!(h.ignored().iter().any(|r| r.contains("FOTA_PROGRESS")), "{:?}", h.ignored());
+        assert_eq!(h.state(id), JobState::Finishing);
+    }
+}
+
+#[test]
+fn a_window_of_one_sends_chunk_by_chunk() {
+    let mut h = Harness::new(settings());
+    let (id, first) = paced(&mut h, 3, 1);
+    assert_eq!(first, vec![1]);
+    for next in 2..=3 {
+        h.respond("d", id, progress(next));
+        assert_eq!(chunk_ids(&h.drain()), vec![next]);
+    }
+    h.respond("d", id, progress(4));
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Done)]);
+}
+
+#[test]
+fn a_lost_progress_is_repaired_by_the_next_and_duplicates_change_nothing() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    // The device's FOTA_PROGRESS for 3 is lost; the next one (cumulative) says 5.
+    h.respond("d", id, progress(5));
+    assert_eq!(chunk_ids(&h.drain()), vec![5, 6, 7, 8]);
+    h.respond("d", id, progress(5));
+    h.respond("d", id, progress(5));
+    assert!(h.drain().is_empty(), "a repeat opens nothing new");
+    assert_eq!(h.engine.job(id).unwrap().chunks_confirmed, Some(4));
+    assert!(h.ignored().is_empty(), "repeats are not errors");
+}
+
+#[test]
+fn a_window_of_zero_pauses_until_the_next_progress_reopens_it() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.respond("d", id, ResponseBody::Progress { next_chunk: 5, window: Some(0) });
+    assert!(h.drain().is_empty(), "paused");
+    assert_eq!(h.engine.job(id).unwrap().window, Some(0));
+    h.respond("d", id, ResponseBody::Progress { next_chunk: 5, window: Some(2) });
+    assert_eq!(chunk_ids(&h.drain()), vec![5, 6]);
+}
+
+#[test]
+fn a_rewind_sends_again_from_where_the_device_says_even_chunk_one() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.respond("d", id, progress(5));
+    h.drain();
+    h.respond("d", id, progress(1)); // it lost everything (e.g. a chunk-size change)
+    assert_eq!(chunk_ids(&h.drain()), vec![1, 2, 3, 4]);
+    assert!(notes(&h).iter().any(|n| n.contains("rewound to chunk 1")), "{:?}", notes(&h));
+    assert_eq!(h.engine.job(id).unwrap().chunks_confirmed, Some(0));
+}
+
+#[test]
+fn progress_beyond_what_was_sent_is_a_reported_protocol_error() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.respond("d", id, progress(9));
+    assert!(h.drain().is_empty());
+    let ignored = h.ignored();
+    assert!(ignored.iter().any(|r| r.contains("protocol error") && r.contains("1..=4")), "{ignored:?}");
+    assert_eq!(h.engine.job(id).unwrap().chunks_confirmed, Some(0), "nothing changed");
+    // FOTA_PROGRESS outside the transfer phase is ignored like any late answer.
+    h.respond("d", id, progress(5));
+    h.drain();
+    let other = h.submit("e", 64);
+    h.drain();
+    h.respond("e", other, progress(1));
+    assert!(h.ignored().iter().any(|r| r.contains("does not fit a job that is requesting")));
+}
+
+#[test]
+fn a_stall_goes_back_to_the_confirmed_chunk_and_enough_stalls_time_the_job_out() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.respond("d", id, progress(3));
+    assert_eq!(chunk_ids(&h.drain()), vec![5, 6]);
+    h.advance(Duration::from_millis(9_999));
+    assert!(h.drain().is_empty(), "not yet");
+    h.advance(Duration::from_millis(1));
+    assert_eq!(chunk_ids(&h.drain()), vec![3, 4, 5, 6], "go back N from the confirmed chunk");
+    assert!(
+        notes(&h).iter().any(|n| n.contains("sending again from chunk 3 (stall 1 of 5)")),
+        "{:?}",
+        notes(&h)
+    );
+    // Progress resets the count of stalls.
+    h.respond("d", id, progress(5));
+    h.drain();
+    for stall in 1..5 {
+        h.advance(Duration::from_secs(10));
+        h.drain();
+        assert_eq!(h.state(id), JobState::Transferring, "stall {stall}");
+    }
+    h.advance(Duration::from_secs(10));
+    h.drain();
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert_eq!(view.error.as_deref(), Some("the device stopped confirming chunks at 4 of 10"));
+}
+
+#[test]
+fn cancel_mid_window_sends_nothing_more() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.engine.cancel(id, h.now).unwrap();
+    h.respond("d", id, progress(5));
+    h.advance(Duration::from_secs(60));
+    assert!(h.drain().is_empty(), "no chunk and no go-back after a cancel");
+    assert_eq!(h.state(id), JobState::Cancelled);
+}
+
+#[test]
+fn a_broker_reconnect_mid_window_asks_the_device_where_to_resume() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 10, 4);
+    h.respond("d", id, progress(3));
+    h.drain();
+    h.engine.set_connected(false, h.now);
+    h.advance(Duration::from_secs(30));
+    assert!(h.drain().is_empty(), "nothing while down, and no stall counted");
+    h.engine.set_connected(true, h.now);
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Request)]);
+    h.respond("d", id, ack(3, 2)); // it still holds 1..2; a smaller window now
+    assert_eq!(chunk_ids(&h.drain()), vec![3, 4]);
+    assert_eq!(h.engine.job(id).unwrap().window, Some(2));
+}
+
+#[test]
+fn a_device_holding_the_whole_image_goes_straight_to_done() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 4 * 64);
+    h.drain();
+    h.respond("d", id, ack(5, 8));
+    assert_eq!(kinds(&h.drain()), vec![PublishKind::Command(CommandType::Done)]);
+    // An impossible resume point is the device's protocol error: start from chunk 1.
+    let other = h.submit("e", 4 * 64);
+    h.drain();
+    h.respond("e", other, ack(9, 8));
+    assert_eq!(chunk_ids(&h.drain()), vec![1, 2, 3, 4]);
+    let said = h.events.iter().any(|e| {
+        matches!(e, Event::StateChanged { job, detail: Some(d), .. } if *job == other && d.contains("protocol error"))
+    });
+    assert!(said, "the bad resume point is in the timeline");
+}
+
+#[test]
+fn a_progress_for_a_pushed_job_mid_transfer_is_ignored() {
+    let mut h = Harness::new(settings());
+    let spec = JobSpec {
+        device: dev("d"),
+        image: image(3 * 64),
+        chunk_size: None,
+        chunk_interval: Some(Duration::from_secs(1)),
+    };
+    let id = h.engine.submit(spec, h.now).unwrap();
+    h.drain();
+    h.respond("d", id, ACK);
+    assert_eq!(chunk_ids(&h.drain()), vec![1]);
+    h.respond("d", id, progress(2));
+    assert!(h.ignored().iter().any(|r| r.contains("without flow control")));
+    assert_eq!(h.state(id), JobState::Transferring);
+}

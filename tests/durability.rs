@@ -331,13 +331,15 @@ async fn a_graceful_stop_persists_the_last_changes() {
         chunk_size: None,
         chunk_interval: None,
     };
-    let id = runtime.handle.submit(vec![spec]).await.unwrap()[0].id;
+    let submitted = runtime.handle.submit(vec![spec]).await.unwrap().remove(0);
+    let id = submitted.id;
     runtime.handle.cancel(id).await.unwrap();
     runtime.shutdown().await; // at once: well inside one flush interval
 
     let store = rocky::store::Store::open(data.path()).unwrap();
     let (jobs, _) = store.load().await.unwrap();
     assert_eq!(jobs[0].state, rocky::engine::JobState::Cancelled);
+    assert_eq!(jobs[0].created_at, submitted.created_at, "the same creation time in memory and on disk");
     let timeline: Vec<_> = store.history(id).await.unwrap().iter().map(|h| h.state).collect();
     assert_eq!(timeline.last(), Some(&rocky::engine::JobState::Cancelled));
 }

@@ -159,6 +159,14 @@ impl Engine {
         self.submit_as(id, spec, now)
     }
 
+    /// Dates a job's creation as its store recorded it (the row was written before the engine
+    /// saw the job), so the time shown is the same before and after a restart.
+    pub fn set_created_at(&mut self, id: JobId, created: Instant) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.created_at = created;
+        }
+    }
+
     /// Reserves `count` consecutive ids and returns the first: the engine is the one place ids
     /// are given out. An id reserved and never used (its submission failed) is never reused.
     pub fn reserve(&mut self, count: usize) -> Result<JobId, SubmitError> {
@@ -716,7 +724,7 @@ impl Engine {
             }
             JobState::Requesting => {
                 let detail = format!(
-                    "no answer to FOTA_REQUEST after {} attempts of {} s",
+                    "no answer to the last {} FOTA_REQUESTs ({} s each)",
                     self.settings.request_attempts.max(1),
                     self.settings.request_timeout.as_secs_f64()
                 );

@@ -197,13 +197,17 @@ impl Driver {
         let now = self.clock.now();
         match request {
             Request::Submit(specs, reply) if self.persistence.is_some() => self.submit_durably(specs, reply),
-            Request::SubmitAs(specs, ids, reply) => {
+            Request::SubmitAs(specs, ids, created_at, reply) => {
                 let mut views = Vec::with_capacity(specs.len());
+                let created = self.clock.instant(created_at);
                 for (spec, id) in specs.into_iter().zip(ids) {
                     // The specs passed the same checks before their ids were reserved and their
                     // rows written, so this cannot fail short of a bug; if it did, it is said.
                     match self.engine.submit_as(id, spec, now) {
-                        Ok(id) => views.extend(self.engine.job(id)),
+                        Ok(id) => {
+                            self.engine.set_created_at(id, created);
+                            views.extend(self.engine.job(id));
+                        }
                         Err(e) => tracing::error!(id, error = %e, "a recorded job could not start"),
                     }
                 }

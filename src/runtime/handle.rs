@@ -40,7 +40,9 @@ pub enum RuntimeError {
 pub(super) enum Request {
     Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     /// Jobs the store has recorded under these ids, to start now.
-    SubmitAs(Vec<JobSpec>, Vec<JobId>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
+    /// The `u64` is the creation time the store recorded (Unix ms), so the job's time is the
+    /// same in memory and on disk.
+    SubmitAs(Vec<JobSpec>, Vec<JobId>, u64, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     History(JobId, oneshot::Sender<Result<Vec<HistoryRecord>, String>>),
     Prune {
         keep: Option<usize>,

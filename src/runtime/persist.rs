@@ -42,10 +42,11 @@ impl Persistence {
         let task = tokio::spawn(async move {
             while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
                 let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+                let created_at = jobs.first().map_or(0, |job| job.created_at);
                 match writer.create(jobs).await {
                     Ok(()) => {
-                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, reply))) =
-                            back.send(Request::SubmitAs(specs, ids, reply)).await
+                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, _, reply))) =
+                            back.send(Request::SubmitAs(specs, ids, created_at, reply)).await
                         {
                             // The engine stopped between the commit and the start: the caller
                             // hears the submission failed, so its rows must not run later.

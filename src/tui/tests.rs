@@ -267,7 +267,7 @@ impl Fixture {
             4110,
             Requesting,
             TimedOut,
-            Some("no answer to FOTA_REQUEST after 2 attempts of 2 s"),
+            Some("no answer to the last 2 FOTA_REQUESTs (2 s each)"),
         );
         // dev-05 sends garbage
         f.traffic(

@@ -248,22 +248,38 @@ async fn read_events(
 ) {
     let mut feed = Feed { tx, dropped: 0 };
     let mut attempt: u32 = 0;
+    let mut last_logged: Option<String> = None;
     loop {
         let why = match client.get(format!("{base}/events")).send().await {
             Ok(response) if response.status() == StatusCode::OK => {
                 attempt = 0;
+                if last_logged.take().is_some() {
+                    tracing::info!(server = %base, "attached console reconnected");
+                }
                 follow(response, &table, &mut feed, &clock).await
             }
             Ok(response) => {
                 let status = response.status();
                 let body = bounded_json(response).await;
                 let said = body["error"].as_str().unwrap_or("no reason given").to_owned();
-                format!("the server answered {} ({said})", status.as_u16())
+                match status {
+                    // What to do about it, in this program's terms rather than the API's.
+                    StatusCode::UNAUTHORIZED => format!(
+                        "the server wants an API token: pass --token-file FILE or set ROCKY_HTTP_TOKEN (401: {said})"
+                    ),
+                    _ => format!("the server answered {} ({said})", status.as_u16()),
+                }
             }
             Err(e) => format!("cannot reach the server ({})", reason(&e)),
         };
         if feed.tx.is_closed() {
             return;
+        }
+        // The status line may be too narrow for the whole reason: the log keeps it (once per
+        // new reason, not once per retry).
+        if last_logged.as_deref() != Some(why.as_str()) {
+            tracing::warn!(server = %base, reason = %why, "attached console lost the server; reconnecting");
+            last_logged = Some(why.clone());
         }
         let delay = FIRST_RETRY.saturating_mul(1 << attempt.min(5)).min(LONGEST_RETRY);
         attempt = attempt.saturating_add(1);

@@ -34,3 +34,4 @@ pub mod sim;
 pub mod snapshot;
 pub mod store;
 pub mod tui;
+pub mod units;

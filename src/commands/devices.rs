@@ -8,7 +8,15 @@ use clap::Args;
 use super::GlobalArgs;
 use super::behavior_flags::BehaviorFlags;
 use super::setup::{load_config, shutdown_signal};
-use rocky::sim::{Behavior, Fleet, FleetConfig, Selection};
+use rocky::sim::{Behavior, DeviceModel, Fleet, FleetConfig, Selection};
+
+/// A share between 0 and 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.05 = 5%)")),
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
@@ -25,6 +33,19 @@ pub struct DevicesArgs {
     /// --slow is not given.
     #[arg(long, value_name = "MS")]
     pub ack_delay: Option<u64>,
+    /// Flow control: each device opts in with this window (chunks beyond what it confirmed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Each device stores this fast (bytes/s, or like 50KiB/s) and reads its connection no
+    /// faster, as a device behind slow flash does.
+    #[arg(long, value_name = "RATE", value_parser = rocky::units::parse_rate)]
+    pub flash_rate: Option<u64>,
+    /// Share of chunks each device loses on the way (0.05 = 5%).
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub lossy: Option<f64>,
+    /// Version 1 devices: no resume, no reasons, no flow control.
+    #[arg(long, conflicts_with = "window")]
+    pub legacy: bool,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -49,6 +70,12 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
         count: args.count,
         plan,
         slow_delay: Duration::from_millis(args.ack_delay.unwrap_or(1500)),
+        model: DeviceModel {
+            window: args.window,
+            flash_rate: args.flash_rate,
+            lossy: args.lossy.unwrap_or(0.0),
+            legacy: args.legacy,
+        },
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);

@@ -177,7 +177,7 @@ impl Runtime {
 }
 
 /// Sleeps until `at`, or for ever when there is no `at` (a `select!` branch with no timer).
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

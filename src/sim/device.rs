@@ -9,7 +9,7 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use sha2::Digest;
 use tokio::sync::watch;
 
-use super::Behavior;
+use super::{Behavior, DeviceModel};
 use crate::mqtt::BrokerConnection;
 use crate::protocol::{
     Command, CommandBody, DeviceId, Reason, Response, ResponseBody, Sha256, TopicKind, Topics,
@@ -48,14 +48,38 @@ impl DeviceReport {
     }
 }
 
-/// The image being received for one job.
+/// The image being received. Kept by the image's hash, never by the job id alone: another
+/// store's job with the same number is another job.
 struct Transfer {
     job: u32,
     hash: Sha256,
     chunks: BTreeMap<u32, Bytes>,
+    /// The length of the chunks held from before a resume: the first chunk that then arrives
+    /// must have it too, or the chunk size changed and what is held is worthless.
+    resumed_len: Option<usize>,
+    /// Without flow control a size change can only be told with the verdict.
+    size_changed: bool,
+    /// Flow control: chunks stored since the last FOTA_PROGRESS, and the last one sent.
+    unconfirmed: u32,
+    confirmed: u32,
+    /// How often each chunk arrived (for the lossy model: a resend always arrives).
+    deliveries: BTreeMap<u32, u32>,
 }
 
 impl Transfer {
+    fn new(job: u32, hash: Sha256) -> Self {
+        Self {
+            job,
+            hash,
+            chunks: BTreeMap::new(),
+            resumed_len: None,
+            size_changed: false,
+            unconfirmed: 0,
+            confirmed: 1,
+            deliveries: BTreeMap::new(),
+        }
+    }
+
     /// The first chunk id not yet held (the resume point).
     fn next_missing(&self) -> u32 {
         let mut next = 1;
@@ -63,6 +87,22 @@ impl Transfer {
             next += 1;
         }
         next
+    }
+
+    /// Whether `chunk` is the image's last chunk at the chunk size held: the chunks held and it
+    /// hash to the image.
+    fn completes_with(&self, chunk: u32, payload: &Bytes) -> bool {
+        let mut hasher = sha2::Sha256::new();
+        for (expected, (id, held)) in (1u32..).zip(&self.chunks) {
+            if *id != expected {
+                return false;
+            }
+            hasher.update(held);
+        }
+        chunk as usize == self.chunks.len() + 1 && {
+            hasher.update(payload);
+            <[u8; 32]>::from(hasher.finalize()) == self.hash
+        }
     }
 
     fn verify(&self, corrupt: bool) -> bool {
@@ -89,10 +129,15 @@ pub struct SimDevice {
     pub id: DeviceId,
     pub behavior: Behavior,
     pub slow_delay: Duration,
+    pub model: DeviceModel,
     pub topics: Topics,
     pub connection: BrokerConnection,
     pub report: Arc<Mutex<DeviceReport>>,
 }
+
+/// A flow-controlled device confirms what it holds once nothing more has arrived for this long
+/// (so the last chunks of an image are confirmed at once).
+const IDLE_CONFIRM: Duration = Duration::from_millis(100);
 
 impl SimDevice {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -104,9 +149,17 @@ impl SimDevice {
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         eventloop.set_network_options(network);
         let mut transfer: Option<Transfer> = None;
+        let mut idle_confirm: Option<tokio::time::Instant> = None;
         loop {
             let event = tokio::select! {
                 _ = stop.changed() => break,
+                () = crate::runtime::sleep_until(idle_confirm), if idle_confirm.is_some() => {
+                    idle_confirm = None;
+                    if let Some(t) = transfer.as_mut() {
+                        self.confirm(&client, t);
+                    }
+                    continue;
+                }
                 event = eventloop.poll() => event,
             };
             match event {
@@ -118,7 +171,17 @@ impl SimDevice {
                 Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => match self.topics.parse(&publish.topic) {
                     Some(TopicKind::Cmd(_)) => self.on_command(&client, &publish.payload, &mut transfer),
-                    Some(TopicKind::Data(_, chunk)) => self.on_chunk(chunk, publish.payload, &mut transfer),
+                    Some(TopicKind::Data(_, chunk)) => {
+                        let len = publish.payload.len();
+                        if self.on_chunk(&client, chunk, publish.payload, &mut transfer) {
+                            idle_confirm = Some(tokio::time::Instant::now() + IDLE_CONFIRM);
+                        }
+                        // Storing takes its time, and the connection is not read meanwhile.
+                        let store = self.model.store_time(len);
+                        if !store.is_zero() {
+                            tokio::time::sleep(store).await;
+                        }
+                    }
                     _ => {}
                 },
                 Ok(_) => {}
@@ -139,8 +202,41 @@ impl SimDevice {
         f(&mut report);
     }
 
-    fn on_chunk(&self, chunk: u32, payload: Bytes, transfer: &mut Option<Transfer>) {
-        let Some(t) = transfer.as_mut() else { return };
+    fn flow_controlled(&self) -> bool {
+        self.model.window.is_some() && !self.model.legacy
+    }
+
+    /// Stores a chunk; true when a flow-controlled device now holds chunks it has not
+    /// confirmed (the idle confirmation is due).
+    fn on_chunk(
+        &self,
+        client: &AsyncClient,
+        chunk: u32,
+        payload: Bytes,
+        transfer: &mut Option<Transfer>,
+    ) -> bool {
+        let Some(t) = transfer.as_mut() else { return false };
+        let delivery = t.deliveries.entry(chunk).or_insert(0);
+        let earlier = *delivery;
+        *delivery += 1;
+        if self.model.loses(t.job, chunk, earlier) {
+            return false; // lost on the way
+        }
+        if let Some(held) = t.resumed_len.take()
+            && payload.len() != held
+            && !(payload.len() < held && t.completes_with(chunk, &payload))
+        {
+            // The chunk size changed since the chunks held arrived: they are worthless.
+            t.chunks.clear();
+            t.deliveries.clear();
+            if self.flow_controlled() {
+                t.confirmed = 1;
+                t.unconfirmed = 0;
+                self.reply(client, t.job, ResponseBody::Progress { next_chunk: 1, window: None }, false);
+                return false;
+            }
+            t.size_changed = true;
+        }
         let len = payload.len() as u64;
         let duplicate = t.chunks.insert(chunk, payload).is_some();
         self.update(|r| {
@@ -148,6 +244,23 @@ impl SimDevice {
             r.bytes += len;
             r.duplicate_chunks += u64::from(duplicate);
         });
+        if !self.flow_controlled() {
+            return false;
+        }
+        t.unconfirmed += 1;
+        // A chunk it already holds means a FOTA_PROGRESS was lost: repeat it at once.
+        if duplicate || t.unconfirmed >= self.model.confirm_every() {
+            self.confirm(client, t);
+        }
+        t.next_missing() > t.confirmed || t.unconfirmed > 0
+    }
+
+    /// Sends FOTA_PROGRESS with what the device holds without a gap.
+    fn confirm(&self, client: &AsyncClient, t: &mut Transfer) {
+        let next = t.next_missing();
+        t.unconfirmed = 0;
+        t.confirmed = next;
+        self.reply(client, t.job, ResponseBody::Progress { next_chunk: next, window: None }, false);
     }
 
     fn on_command(&self, client: &AsyncClient, payload: &[u8], transfer: &mut Option<Transfer>) {
@@ -155,6 +268,7 @@ impl SimDevice {
             self.update(|r| r.bad_frames += 1);
             return;
         };
+        let legacy = self.model.legacy;
         let reply = match body {
             CommandBody::Request { hash } => {
                 self.update(|r| r.requests += 1);
@@ -163,19 +277,32 @@ impl SimDevice {
                     Behavior::Nack => {
                         self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
                         // The reasons extension, as a text of the device's own.
-                        Some(ResponseBody::RequestNack { reason: Some(Reason::text("battery below 20%")) })
+                        let reason = (!legacy).then(|| Reason::text("battery below 20%"));
+                        Some(ResponseBody::RequestNack { reason })
                     }
                     _ => {
-                        // The same job and image again (Rocky re-sent the request, e.g. after a
-                        // broker restart): keep what arrived and tell Rocky where to resume.
-                        let same = transfer.as_ref().is_some_and(|t| t.job == job_id && t.hash == hash);
-                        if !same {
-                            *transfer = Some(Transfer { job: job_id, hash, chunks: BTreeMap::new() });
+                        // The same image again (Rocky re-sent the request after a broker
+                        // restart, or another job of the same image): keep what arrived and say
+                        // where to resume. Kept by hash, whatever the job id.
+                        match transfer.as_mut() {
+                            Some(t) if !legacy && t.hash == hash => {
+                                t.job = job_id;
+                                t.resumed_len = t.chunks.get(&1).map(Bytes::len);
+                                t.unconfirmed = 0;
+                                t.confirmed = t.next_missing();
+                            }
+                            _ => *transfer = Some(Transfer::new(job_id, hash)),
                         }
                         let next = transfer.as_ref().map_or(1, Transfer::next_missing);
-                        Some(ResponseBody::RequestAck {
-                            next_chunk: (next > 1).then_some(next),
-                            window: None,
+                        Some(match (legacy, self.model.window) {
+                            (true, _) => ResponseBody::RequestAck { next_chunk: None, window: None },
+                            (false, Some(window)) => {
+                                ResponseBody::RequestAck { next_chunk: Some(next), window: Some(window) }
+                            }
+                            (false, None) => ResponseBody::RequestAck {
+                                next_chunk: (next > 1).then_some(next),
+                                window: None,
+                            },
                         })
                     }
                 }
@@ -183,7 +310,9 @@ impl SimDevice {
             CommandBody::Done => match transfer.as_ref().filter(|t| t.job == job_id) {
                 _ if self.behavior == Behavior::Silent => None,
                 Some(t) => {
-                    let ok = self.behavior != Behavior::Fail && t.verify(self.behavior == Behavior::Corrupt);
+                    let ok = self.behavior != Behavior::Fail
+                        && !t.size_changed
+                        && t.verify(self.behavior == Behavior::Corrupt);
                     let verdict = if ok { Verdict::Verified } else { Verdict::Failed };
                     self.update(|r| {
                         // A repeated FOTA_DONE (after a reconnect) repeats the verdict once.
@@ -191,27 +320,34 @@ impl SimDevice {
                             r.verdicts.push((job_id, verdict.clone()));
                         }
                     });
-                    // The reasons extension, as codes from the table: a device told to fail
-                    // says its flash write failed; one whose image did not verify says so.
-                    Some(match (ok, self.behavior) {
-                        (true, _) => ResponseBody::DoneSuccess,
-                        (false, Behavior::Fail) => {
-                            ResponseBody::DoneFailed { reason: Some(Reason::Code(10)) }
-                        }
-                        (false, _) => ResponseBody::DoneFailed { reason: Some(Reason::Code(4)) },
-                    })
+                    // The reasons extension: a device told to fail says its flash write failed
+                    // (code 10), one whose chunk size changed says so, and one whose image did
+                    // not verify says that (code 4). A version 1 device gives no reason.
+                    let reason = match (self.behavior, t.size_changed) {
+                        _ if legacy => None,
+                        (Behavior::Fail, _) => Some(Reason::Code(10)),
+                        (_, true) => Some(Reason::text("chunk size changed")),
+                        _ => Some(Reason::Code(4)),
+                    };
+                    Some(if ok { ResponseBody::DoneSuccess } else { ResponseBody::DoneFailed { reason } })
                 }
                 None => None, // not the job this device is receiving: a real device ignores it
             },
         };
-        let Some(body) = reply else { return };
+        if let Some(body) = reply {
+            self.reply(client, job_id, body, true);
+        }
+    }
+
+    /// Publishes a response from a task of its own, so a slow device's delay never stops its
+    /// event loop from receiving. `answer`: a reply to a command (slow and garbage devices act
+    /// on those), not a FOTA_PROGRESS.
+    fn reply(&self, client: &AsyncClient, job_id: u32, body: ResponseBody, answer: bool) {
         let response = encode_response(&Response { job_id, body });
         let topic = self.topics.cmd_resp(&self.id);
         let client = client.clone();
-        let garbage = self.behavior == Behavior::Garbage;
-        let delay = if self.behavior == Behavior::Slow { self.slow_delay } else { Duration::ZERO };
-        // Replies go through the client's channel from a task of their own, so a slow device's
-        // delay never stops its event loop from receiving.
+        let garbage = answer && self.behavior == Behavior::Garbage;
+        let delay = if answer && self.behavior == Behavior::Slow { self.slow_delay } else { Duration::ZERO };
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
@@ -232,7 +368,7 @@ mod tests {
         let hash: Sha256 = sha2::Sha256::digest(image).into();
         let chunks =
             image.chunks(chunk).enumerate().map(|(i, c)| (i as u32 + 1, Bytes::copy_from_slice(c))).collect();
-        Transfer { job: 1, hash, chunks }
+        Transfer { chunks, ..Transfer::new(1, hash) }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::device::SimDevice;
-use super::{Behavior, BehaviorPlan, DeviceReport, Verdict};
+use super::{Behavior, BehaviorPlan, DeviceModel, DeviceReport, Verdict};
 use crate::mqtt::{BrokerConnection, BrokerUrl};
 use crate::protocol::{DeviceId, DeviceIdError, Topics};
 
@@ -24,6 +24,8 @@ pub struct FleetConfig {
     pub plan: BehaviorPlan,
     /// How long a `slow` device waits before each answer.
     pub slow_delay: Duration,
+    /// What every device speaks and how fast it stores.
+    pub model: DeviceModel,
 }
 
 impl FleetConfig {
@@ -40,6 +42,7 @@ impl FleetConfig {
             count,
             plan: BehaviorPlan::default(),
             slow_delay: Duration::from_millis(1500),
+            model: DeviceModel::default(),
         }
     }
 
@@ -71,6 +74,7 @@ impl Fleet {
                 id: id.clone(),
                 behavior,
                 slow_delay: config.slow_delay,
+                model: config.model.clone(),
                 topics: config.topics.clone(),
                 connection: config.connection.clone(),
                 report: report.clone(),

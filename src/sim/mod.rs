@@ -6,9 +6,11 @@
 mod behavior;
 mod device;
 mod fleet;
+mod model;
 mod sample;
 
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
 pub use device::{DeviceReport, Verdict};
 pub use fleet::{Fleet, FleetConfig};
+pub use model::DeviceModel;
 pub use sample::sample_image;

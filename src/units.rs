@@ -1,0 +1,44 @@
+//! Sizes and rates as people type them: `80KiB/s`, `1.5 MB/s`, `51200`.
+
+/// Bytes a second from `51200`, `50KiB/s`, `1.5MiB/s`, `2 MB/s` (the `/s` is optional; KiB and
+/// MiB are 1024-based, KB and MB 1000-based). Zero is allowed (no rate).
+pub fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let body = trimmed.strip_suffix("/s").unwrap_or(trimmed).trim();
+    let split = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a rate like 80KiB/s or 51200"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "kb" | "k" => 1000.0,
+        "mb" | "m" => 1_000_000.0,
+        other => {
+            return Err(format!("{text:?}: unknown unit {other:?}; use B, KiB, MiB, KB or MB (per second)"));
+        }
+    };
+    let bytes = value * factor;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > 1e12 {
+        return Err(format!("{text:?} is not a rate between 0 and 1 TB/s"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_in_the_forms_people_write() {
+        assert_eq!(parse_rate("51200"), Ok(51_200));
+        assert_eq!(parse_rate("50KiB/s"), Ok(51_200));
+        assert_eq!(parse_rate("80 KiB/s"), Ok(81_920));
+        assert_eq!(parse_rate("1.5MiB/s"), Ok(1_572_864));
+        assert_eq!(parse_rate("2MB"), Ok(2_000_000));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").unwrap_err().contains("not a rate"));
+        assert!(parse_rate("5 GiB/s").unwrap_err().contains("unknown unit"));
+        assert!(parse_rate("-5").is_err());
+    }
+}

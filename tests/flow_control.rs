@@ -1,0 +1,167 @@
+//! Device-paced transfers through real brokers: simulated devices that opt into flow control
+//! (and some that lose chunks, store slowly, or hold chunks of another chunk size) receive their
+//! image intact, and a version 1 device still updates exactly as before.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocky::broker::EmbeddedBroker;
+use rocky::engine::{JobSpec, JobState};
+use rocky::firmware::{ChunkSize, Image, Library};
+use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
+use rocky::sim::{DeviceModel, Fleet, FleetConfig, Verdict};
+use rocky::snapshot::JobSnapshot;
+use support::{Mosquitto, test_image, wait_for};
+
+fn runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
+    let mut config = RuntimeConfig::new(broker);
+    tweak(&mut config);
+    Runtime::start(config, Arc::new(Library::new()))
+}
+
+async fn fleet(broker: BrokerUrl, count: usize, model: DeviceModel) -> Fleet {
+    let mut config = FleetConfig::new(broker, count);
+    config.model = model;
+    let fleet = Fleet::start(&config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await, "fleet connected");
+    fleet
+}
+
+fn specs(fleet: &Fleet, image: &Image, chunk: u64) -> Vec<JobSpec> {
+    let chunk_size = Some(ChunkSize::new(chunk).unwrap());
+    fleet
+        .ids()
+        .into_iter()
+        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval: None })
+        .collect()
+}
+
+async fn all_final(runtime: &Runtime, count: usize, timeout: Duration) -> Vec<Arc<JobSnapshot>> {
+    wait_for(timeout, "every job to end", || async {
+        let jobs = runtime.handle.jobs(&JobFilter::default());
+        (jobs.len() == count && jobs.iter().all(|j| j.state.is_final())).then_some(jobs)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_controlled_devices_receive_every_chunk_and_confirm_it() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = fleet(broker.url(), 6, DeviceModel { window: Some(8), ..Default::default() }).await;
+    let runtime = runtime(broker.url(), |_| {});
+    let image = Image::new("paced.bin", test_image(96 * 1024, 5));
+    runtime.handle.submit(specs(&fleet, &image, 1024)).await.unwrap();
+    for job in all_final(&runtime, 6, Duration::from_secs(60)).await {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!((job.chunks_confirmed, job.window), (Some(96), Some(8)), "device-paced: {job:?}");
+        let report = fleet.report(&job.device_id).unwrap();
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified));
+    }
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_losing_five_percent_of_chunks_succeeds_through_go_back_n() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let model = DeviceModel { window: Some(8), lossy: 0.05, ..Default::default() };
+    let fleet = fleet(broker.url(), 3, model).await;
+    // Each loss costs one progress timeout: a short one keeps the test short.
+    let runtime = runtime(broker.url(), |c| c.engine.progress_timeout = Duration::from_millis(200));
+    let image = Image::new("lossy.bin", test_image(128 * 1024, 6));
+    runtime.handle.submit(specs(&fleet, &image, 1024)).await.unwrap();
+    for job in all_final(&runtime, 3, Duration::from_secs(120)).await {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        let report = fleet.report(&job.device_id).unwrap();
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified));
+        assert!(report.duplicate_chunks > 0 || report.chunks > 128, "chunks were sent again: {report:?}");
+    }
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_holding_chunks_of_another_size_ends_with_the_right_image() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = fleet(broker.url(), 1, DeviceModel { window: Some(4), ..Default::default() }).await;
+    let runtime = runtime(broker.url(), |_| {});
+    let image = Image::new("resized.bin", test_image(64 * 1024, 7));
+    let device = fleet.ids().remove(0);
+    // A first job at 2 KiB chunks, paced so it can be cancelled half way: the device keeps the
+    // chunks it got, keyed by the image's hash.
+    let first = JobSpec {
+        device: device.clone(),
+        image: image.clone(),
+        chunk_size: Some(ChunkSize::new(2048).unwrap()),
+        chunk_interval: Some(Duration::from_millis(20)),
+    };
+    let id = runtime.handle.submit(vec![first]).await.unwrap()[0].id;
+    wait_for(Duration::from_secs(20), "part of the image to arrive", || async {
+        (fleet.report(&device)?.chunks >= 8).then_some(())
+    })
+    .await;
+    runtime.handle.cancel(id).await.unwrap();
+    // The same image at 1 KiB chunks: the device would resume, sees the size changed, rewinds.
+    let second = JobSpec {
+        device: device.clone(),
+        image,
+        chunk_size: Some(ChunkSize::new(1024).unwrap()),
+        chunk_interval: None,
+    };
+    let second = runtime.handle.submit(vec![second]).await.unwrap().remove(0).id;
+    let job = wait_for(Duration::from_secs(30), "the second job to end", || async {
+        runtime.handle.job(second).filter(|j| j.state.is_final())
+    })
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(fleet.report(&device).unwrap().last_verdict(), Some(&Verdict::Verified), "the right image");
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
+/// Through a mosquitto with its default limits (at most 1,000 messages queued per client, then
+/// it drops), a device storing 50 KiB/s receives a 4 MiB image at 1 KiB chunks intact under flow
+/// control, while a version 1 device of the same speed, pushed to, loses chunks and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
+    let Some(mosquitto) = Mosquitto::start("a_slow_device_behind_a_default_mosquitto_needs_flow_control")
+    else {
+        return;
+    };
+    let rate = 50 * 1024;
+    let paced = {
+        let mut config = FleetConfig::new(mosquitto.url(), 1);
+        config.prefix = "paced-".into();
+        config.model = DeviceModel { window: Some(32), flash_rate: Some(rate), ..Default::default() };
+        Fleet::start(&config).unwrap()
+    };
+    let pushed = {
+        let mut config = FleetConfig::new(mosquitto.url(), 1);
+        config.prefix = "legacy-".into();
+        config.model = DeviceModel { flash_rate: Some(rate), legacy: true, ..Default::default() };
+        Fleet::start(&config).unwrap()
+    };
+    assert!(
+        paced.wait_connected(Duration::from_secs(20)).await
+            && pushed.wait_connected(Duration::from_secs(20)).await
+    );
+    let runtime = runtime(mosquitto.url(), |c| c.engine.done_timeout = Duration::from_secs(20));
+    let image = Image::new("big.bin", test_image(4 * 1024 * 1024, 8));
+    let mut jobs = specs(&paced, &image, 1024);
+    jobs.extend(specs(&pushed, &image, 1024));
+    runtime.handle.submit(jobs).await.unwrap();
+    let done = all_final(&runtime, 2, Duration::from_secs(240)).await;
+    let paced_job = done.iter().find(|j| j.device_id.as_str().starts_with("paced-")).unwrap();
+    let pushed_job = done.iter().find(|j| j.device_id.as_str().starts_with("legacy-")).unwrap();
+    assert_eq!(paced_job.state, JobState::Succeeded, "{paced_job:?}");
+    assert_eq!(paced.report(&paced_job.device_id).unwrap().last_verdict(), Some(&Verdict::Verified));
+    // The failure is real: the pushed device did not get every chunk.
+    let report = pushed.report(&pushed_job.device_id).unwrap();
+    assert_ne!(pushed_job.state, JobState::Succeeded, "{pushed_job:?}");
+    assert!(report.chunks < 4096, "the broker dropped chunks for the slow device: {report:?}");
+    runtime.shutdown().await;
+    paced.stop().await;
+    pushed.stop().await;
+}

@@ -19,7 +19,7 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
         }
     };
     let bytes = value * factor;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1e12 {
+    if !bytes.is_finite() || !(0.0..=1e12).contains(&bytes) {
         return Err(format!("{text:?} is not a rate between 0 and 1 TB/s"));
     }
     Ok(bytes.round() as u64)

@@ -600,3 +600,22 @@ fn history_view_lists_finished_jobs_newest_first_and_detail_asks_for_the_stored_
     f.key(KeyCode::Char('h'));
     assert_eq!(f.app.visible_jobs().len(), 6);
 }
+
+#[test]
+fn a_device_paced_job_shows_confirmed_and_sent_apart_without_colour() {
+    let mut f = Fixture::new(Theme::color());
+    f.job(7, "dev-07", 0);
+    f.state(7, "dev-07", 10, JobState::Queued, JobState::Requesting, None);
+    f.state(7, "dev-07", 20, JobState::Requesting, JobState::Transferring, None);
+    f.update(7, |job| {
+        job.chunks_done = 48;
+        job.chunks_confirmed = Some(24);
+        job.window = Some(8);
+    });
+    let screen = format!("{}", f.render(160, 20).backend());
+    assert!(screen.contains("24✓48/96"), "confirmed, sent and total:\n{screen}");
+    assert!(screen.contains('▒'), "sent but unconfirmed in its own glyph:\n{screen}");
+    f.key(KeyCode::Enter);
+    let detail = format!("{}", f.render(120, 30).backend());
+    assert!(detail.contains("device-paced, window 8: 24 of 96 chunks confirmed"), "{detail}");
+}

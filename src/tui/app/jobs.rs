@@ -65,7 +65,9 @@ impl JobRow {
             return None;
         }
         let rate = self.rate(now)?;
-        let left = u64::from(self.chunks_total.saturating_sub(self.chunks_done)) * u64::from(self.chunk_size);
+        // From what the device confirmed when it sets the pace, else from what was sent.
+        let done = self.chunks_confirmed.unwrap_or(self.chunks_done);
+        let left = u64::from(self.chunks_total.saturating_sub(done)) * u64::from(self.chunk_size);
         Some(Duration::from_secs_f64(left.min(self.image.size) as f64 / rate))
     }
 

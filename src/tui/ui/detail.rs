@@ -54,6 +54,18 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
                 job.progress() * 100.0
             ),
         ),
+        field(
+            app,
+            "pace",
+            match (job.window, job.chunks_confirmed) {
+                (Some(window), Some(confirmed)) => format!(
+                    "device-paced, window {window}{}: {confirmed} of {} chunks confirmed",
+                    if window == 0 { " (paused)" } else { "" },
+                    job.chunks_total
+                ),
+                _ => "pushed as fast as the broker takes them".to_owned(),
+            },
+        ),
         field(app, "image", format!("{} · {}", job.image.name, format::bytes(job.image.size))),
         field(app, "sha256", job.image.sha256.clone()),
         field(app, "chunk size", format::bytes(u64::from(job.chunk_size))),

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 
-use super::widgets::{bar, clip, pane_block};
+use super::widgets::{bar, clip, paced_bar, pane_block};
 use crate::tui::app::{App, JobRow, Pane};
 use crate::tui::format;
 
@@ -82,11 +82,26 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 fn row<'a>(app: &App, job: &JobRow, wide: bool, bar_width: usize) -> Row<'a> {
     let theme = &app.theme;
     let state = Cell::from(Span::styled(job.state.as_str().replace('_', " "), theme.state(job.state)));
-    let pct = (job.progress() * 100.0).floor();
-    let progress = Cell::from(Line::from(vec![
-        Span::styled(bar(job.progress(), bar_width), theme.state(job.state)),
-        Span::raw(format!(" {}/{} {pct:>3}%", job.chunks_done, job.chunks_total)),
-    ]));
+    let progress = match job.chunks_confirmed {
+        // Device-paced: confirmed solid, sent-but-unconfirmed lighter, and the count the device
+        // confirmed (✓) before what was sent.
+        Some(confirmed) => {
+            let pct = (job.confirmed_progress() * 100.0).floor();
+            let (solid, light) = paced_bar(job.confirmed_progress(), job.progress(), bar_width);
+            Cell::from(Line::from(vec![
+                Span::styled(solid, theme.state(job.state)),
+                Span::styled(light, theme.muted),
+                Span::raw(format!(" {confirmed}✓{}/{} {pct:>3}%", job.chunks_done, job.chunks_total)),
+            ]))
+        }
+        None => {
+            let pct = (job.progress() * 100.0).floor();
+            Cell::from(Line::from(vec![
+                Span::styled(bar(job.progress(), bar_width), theme.state(job.state)),
+                Span::raw(format!(" {}/{} {pct:>3}%", job.chunks_done, job.chunks_total)),
+            ]))
+        }
+    };
     let elapsed = format::duration(job.elapsed(app.now));
     let error = Cell::from(Span::styled(job.error.clone().unwrap_or_default(), theme.danger));
     if !wide {

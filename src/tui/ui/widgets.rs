@@ -38,6 +38,18 @@ pub fn bar(fraction: f64, width: usize) -> String {
     out
 }
 
+/// A device-paced job's bar: what the device confirmed solid (`█`), what was sent beyond it in a
+/// lighter glyph (`▒`, readable without colour), the rest blank. Returns the two parts.
+pub fn paced_bar(confirmed: f64, sent: f64, width: usize) -> (String, String) {
+    let cells = |fraction: f64| {
+        let fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        (fraction * width as f64).round() as usize
+    };
+    let solid = cells(confirmed).min(width);
+    let light = cells(sent).clamp(solid, width) - solid;
+    ("█".repeat(solid), format!("{}{}", "▒".repeat(light), " ".repeat(width - solid - light)))
+}
+
 /// A centred rectangle of at most `width` × `height` inside `area`.
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [row] =

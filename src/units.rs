@@ -41,4 +41,46 @@ mod tests {
         assert!(parse_rate("5 GiB/s").unwrap_err().contains("unknown unit"));
         assert!(parse_rate("-5").is_err());
     }
+
+    #[test]
+    fn a_rate_reads_from_a_number_or_a_text_and_paces_chunks() {
+        let from_text: Rate = serde_json::from_str("\"50KiB/s\"").unwrap();
+        let from_number: Rate = serde_json::from_str("51200").unwrap();
+        assert_eq!(from_text, from_number);
+        assert_eq!(from_text.interval(1024), Some(std::time::Duration::from_millis(20)));
+        assert_eq!(Rate(0).interval(1024), None);
+        assert!(serde_json::from_str::<Rate>("\"quick\"").is_err());
+    }
+}
+
+/// A byte rate in configuration: `max_rate = "80KiB/s"` or `max_rate = 81920`; 0 means none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rate(pub u64);
+
+impl Rate {
+    /// The pause between chunks of `chunk_bytes` that keeps a job at or under this rate.
+    pub fn interval(self, chunk_bytes: u32) -> Option<std::time::Duration> {
+        (self.0 > 0).then(|| std::time::Duration::from_secs_f64(f64::from(chunk_bytes) / self.0 as f64))
+    }
+}
+
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Number(n) => Ok(Rate(n)),
+            Raw::Text(text) => parse_rate(&text).map(Rate).map_err(serde::de::Error::custom),
+        }
+    }
 }

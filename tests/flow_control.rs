@@ -123,7 +123,8 @@ async fn a_device_holding_chunks_of_another_size_ends_with_the_right_image() {
 
 /// Through a mosquitto with its default limits (at most 1,000 messages queued per client, then
 /// it drops), a device storing 50 KiB/s receives a 4 MiB image at 1 KiB chunks intact under flow
-/// control, while a version 1 device of the same speed, pushed to, loses chunks and fails.
+/// control, while a version 1 device of the same speed, pushed to, loses chunks and fails, and
+/// one with a rate cap under its speed succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
     let Some(mosquitto) = Mosquitto::start("a_slow_device_behind_a_default_mosquitto_needs_flow_control")
@@ -143,16 +144,29 @@ async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
         config.model = DeviceModel { flash_rate: Some(rate), legacy: true, ..Default::default() };
         Fleet::start(&config).unwrap()
     };
-    assert!(
-        paced.wait_connected(Duration::from_secs(20)).await
-            && pushed.wait_connected(Duration::from_secs(20)).await
-    );
+    let capped = {
+        let mut config = FleetConfig::new(mosquitto.url(), 1);
+        config.prefix = "capped-".into();
+        config.model = DeviceModel { flash_rate: Some(rate), legacy: true, ..Default::default() };
+        Fleet::start(&config).unwrap()
+    };
+    for fleet in [&paced, &pushed, &capped] {
+        assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    }
     let runtime = runtime(mosquitto.url(), |c| c.engine.done_timeout = Duration::from_secs(20));
     let image = Image::new("big.bin", test_image(4 * 1024 * 1024, 8));
     let mut jobs = specs(&paced, &image, 1024);
     jobs.extend(specs(&pushed, &image, 1024));
+    // A version 1 device of the same speed with a rate cap under its speed (40 KiB/s): 1 KiB
+    // every 25 ms, the same as max_rate = "40KiB/s" in the API.
+    let pause = rocky::units::Rate(40 * 1024).interval(1024);
+    jobs.extend(
+        specs(&capped, &image, 1024).into_iter().map(|spec| JobSpec { chunk_interval: pause, ..spec }),
+    );
     runtime.handle.submit(jobs).await.unwrap();
-    let done = all_final(&runtime, 2, Duration::from_secs(240)).await;
+    let done = all_final(&runtime, 3, Duration::from_secs(300)).await;
+    let capped_job = done.iter().find(|j| j.device_id.as_str().starts_with("capped-")).unwrap();
+    assert_eq!(capped_job.state, JobState::Succeeded, "{capped_job:?}");
     let paced_job = done.iter().find(|j| j.device_id.as_str().starts_with("paced-")).unwrap();
     let pushed_job = done.iter().find(|j| j.device_id.as_str().starts_with("legacy-")).unwrap();
     assert_eq!(paced_job.state, JobState::Succeeded, "{paced_job:?}");
@@ -164,4 +178,5 @@ async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
     runtime.shutdown().await;
     paced.stop().await;
     pushed.stop().await;
+    capped.stop().await;
 }

@@ -218,6 +218,16 @@ async fn every_bad_request_gets_its_status_and_a_json_error() {
         ),
         ("unknown field", json!({"device_id": "a", "firmware": fw, "colour": 1}), StatusCode::BAD_REQUEST),
         (
+            "rate not a rate",
+            json!({"device_id": "a", "firmware": fw, "max_rate": "fast"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "rate far too low",
+            json!({"device_id": "a", "firmware": fw, "max_rate": 10}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
             "chunk size too small",
             json!({"device_id": "a", "firmware": fw, "chunk_size": 10}),
             StatusCode::BAD_REQUEST,
@@ -298,4 +308,19 @@ async fn health_is_503_while_the_broker_is_unreachable() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{value}");
     assert_eq!(value["connected"], false);
     api.stop().await;
+}
+
+/// A byte-rate cap becomes the pause between a job's chunks: chunk size / rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_paces_a_job_by_its_chunk_size() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = Api::start(broker.url(), 2000).await;
+    std::fs::write(api.firmware_dir.path().join("ok.bin"), b"image").unwrap();
+    let cases = [(json!("40KiB/s"), 1024, 25), (json!(2048), 512, 250), (json!("1 MB/s"), 4096, 4)];
+    for (rate, chunk, pause_ms) in cases {
+        let body = json!({"device_id": "slow-1", "firmware": {"path": "ok.bin"}, "chunk_size": chunk, "max_rate": rate});
+        let (status, answer) = api.post("/jobs", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer["jobs"][0]["chunk_interval_ms"], pause_ms, "{rate} at {chunk} B chunks: {answer}");
+    }
 }

@@ -67,6 +67,8 @@ pub struct JobsSection {
     pub max_requests: u32,
     pub chunk_size: u32,
     pub chunk_interval_ms: u64,
+    /// The default byte-rate cap per job (`"80KiB/s"` or bytes a second; 0: none).
+    pub max_rate: crate::units::Rate,
     pub request_timeout_s: f64,
     pub request_attempts: u32,
     pub done_timeout_s: f64,
@@ -84,6 +86,7 @@ impl Default for JobsSection {
             max_requests: 1024,
             chunk_size: 4096,
             chunk_interval_ms: 0,
+            max_rate: crate::units::Rate(0),
             request_timeout_s: 30.0,
             request_attempts: 3,
             done_timeout_s: 60.0,
@@ -245,6 +248,7 @@ impl Config {
             chunk_size: ChunkSize::new(u64::from(jobs.chunk_size))
                 .map_err(|reason| Invalid { key: "jobs.chunk_size", reason })?,
             chunk_interval: Duration::from_millis(jobs.chunk_interval_ms),
+            max_rate: jobs.max_rate.0,
             hash_encoding: self.mqtt.hash_encoding,
             progress_timeout: seconds("jobs.progress_timeout_s", jobs.progress_timeout_s)?,
             progress_stalls: jobs.progress_stalls,

@@ -94,6 +94,7 @@ impl Model {
             done_timeout: Duration::from_secs(10),
             chunk_size: ChunkSize::new(64).unwrap_or_else(|_| unreachable!("64 is a valid chunk size")),
             chunk_interval: Duration::ZERO,
+            max_rate: 0,
             hash_encoding: HashEncoding::Array,
             progress_timeout: Duration::from_secs(3),
             progress_stalls: 3,

@@ -145,11 +145,18 @@ impl Engine {
     /// The chunk size, chunk count and pacing a spec gets (its own or the defaults).
     pub fn plan(&self, spec: &JobSpec) -> Result<(ChunkSize, u32, Duration), SubmitError> {
         let total = self.total_chunks(spec)?;
-        Ok((
-            spec.chunk_size.unwrap_or(self.settings.chunk_size),
-            total,
-            spec.chunk_interval.unwrap_or(self.settings.chunk_interval),
-        ))
+        let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
+        Ok((chunk_size, total, self.interval(spec, chunk_size)))
+    }
+
+    /// A spec's own pacing, else the defaults: the larger of `chunk_interval` and what
+    /// `max_rate` needs for this chunk size.
+    fn interval(&self, spec: &JobSpec, chunk_size: ChunkSize) -> Duration {
+        spec.chunk_interval.unwrap_or_else(|| {
+            let by_rate =
+                crate::units::Rate(self.settings.max_rate).interval(chunk_size.get()).unwrap_or_default();
+            self.settings.chunk_interval.max(by_rate)
+        })
     }
 
     /// Accepts a job; it starts as soon as its device is free and a slot is open.
@@ -187,6 +194,7 @@ impl Engine {
     pub fn submit_as(&mut self, id: JobId, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         let total_chunks = self.total_chunks(&spec)?;
+        let chunk_interval = self.interval(&spec, chunk_size);
         if self.jobs.contains_key(&id) {
             return Err(SubmitError::IdInUse(id));
         }
@@ -196,7 +204,7 @@ impl Engine {
             device: spec.device.clone(),
             image: spec.image,
             chunk_size,
-            chunk_interval: spec.chunk_interval.unwrap_or(self.settings.chunk_interval),
+            chunk_interval,
             state: JobState::Queued,
             total_chunks,
             next_chunk: 1,

@@ -22,6 +22,9 @@ pub struct Settings {
     pub chunk_size: ChunkSize,
     /// Pause between two chunks of one job; zero sends as fast as the broker takes them.
     pub chunk_interval: Duration,
+    /// The default byte-rate cap of a job that sets no pacing of its own (0: none). It becomes
+    /// a pause between chunks: chunk size / rate.
+    pub max_rate: u64,
     pub hash_encoding: HashEncoding,
     /// Flow control: how long the device may go without confirming a chunk while chunks are
     /// outstanding before Rocky sends again from what it confirmed (go back N).
@@ -40,6 +43,7 @@ impl Default for Settings {
             done_timeout: Duration::from_secs(60),
             chunk_size: ChunkSize::default(),
             chunk_interval: Duration::ZERO,
+            max_rate: 0,
             hash_encoding: HashEncoding::Array,
             progress_timeout: Duration::from_secs(10),
             progress_stalls: 5,

@@ -33,6 +33,7 @@ pub(super) fn settings() -> Settings {
         done_timeout: Duration::from_secs(60),
         chunk_size: ChunkSize::new(64).unwrap(),
         chunk_interval: Duration::ZERO,
+        max_rate: 0,
         hash_encoding: HashEncoding::Array,
         progress_timeout: Duration::from_secs(10),
         progress_stalls: 5,

@@ -25,6 +25,8 @@ pub struct CreateJobs {
     firmware: FirmwareJson,
     chunk_size: Option<u64>,
     chunk_interval_ms: Option<u64>,
+    /// A byte-rate cap: bytes a second or a text like "80KiB/s".
+    max_rate: Option<crate::units::Rate>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,7 @@ async fn create_jobs(
     source: FirmwareSource,
     chunk_size: Option<u64>,
     chunk_interval_ms: Option<u64>,
+    max_rate: Option<crate::units::Rate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let chunk_size = chunk_size.map(ChunkSize::new).transpose().map_err(ApiError::BadRequest)?;
     let chunk_interval = match chunk_interval_ms {
@@ -96,6 +99,15 @@ async fn create_jobs(
             return Err(ApiError::BadRequest("chunk_interval_ms is at most 60000".into()));
         }
         other => other.map(Duration::from_millis),
+    };
+    // A rate cap is a pause between chunks (chunk size / rate); with both, the longer pause.
+    let by_rate = max_rate.and_then(|rate| rate.interval(chunk_size.unwrap_or(state.default_chunk).get()));
+    if by_rate.is_some_and(|pause| pause > Duration::from_secs(60)) {
+        return Err(ApiError::BadRequest("max_rate is so low that a chunk would take over 60 s".into()));
+    }
+    let chunk_interval = match (chunk_interval, by_rate) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     };
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
     let specs = devices
@@ -112,8 +124,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
     let devices = devices(&request, state.policy.max_jobs_per_request)?;
-    let (chunk_size, interval) = (request.chunk_size, request.chunk_interval_ms);
-    create_jobs(&state, devices, request.firmware.source()?, chunk_size, interval).await
+    let (chunk_size, interval, rate) = (request.chunk_size, request.chunk_interval_ms, request.max_rate);
+    create_jobs(&state, devices, request.firmware.source()?, chunk_size, interval, rate).await
 }
 
 pub async fn create_original(
@@ -122,7 +134,7 @@ pub async fn create_original(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
     let device = DeviceId::parse(&request.device_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    create_jobs(&state, vec![device], FirmwareSource::Url(request.url), None, None).await
+    create_jobs(&state, vec![device], FirmwareSource::Url(request.url), None, None, None).await
 }
 
 #[derive(Deserialize)]

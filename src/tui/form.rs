@@ -16,16 +16,18 @@ pub enum Field {
     Devices,
     Firmware,
     ChunkSize,
+    MaxRate,
 }
 
 impl Field {
-    pub const ALL: [Field; 3] = [Field::Devices, Field::Firmware, Field::ChunkSize];
+    pub const ALL: [Field; 4] = [Field::Devices, Field::Firmware, Field::ChunkSize, Field::MaxRate];
 
     pub fn label(self) -> &'static str {
         match self {
             Field::Devices => "Devices",
             Field::Firmware => "Firmware",
             Field::ChunkSize => "Chunk size",
+            Field::MaxRate => "Max rate",
         }
     }
 
@@ -34,6 +36,7 @@ impl Field {
             Field::Devices => 0,
             Field::Firmware => 1,
             Field::ChunkSize => 2,
+            Field::MaxRate => 3,
         }
     }
 }
@@ -51,9 +54,9 @@ pub enum Preview {
 #[derive(Debug)]
 pub struct Form {
     pub field: Field,
-    pub inputs: [Input; 3],
+    pub inputs: [Input; 4],
     pub default_chunk: u32,
-    pub errors: [Option<String>; 3],
+    pub errors: [Option<String>; 4],
     pub preview: Preview,
     /// Bumped whenever the firmware text changes, so a late preview for old text is dropped.
     pub generation: u64,
@@ -126,6 +129,10 @@ impl Form {
             }
             Field::ChunkSize => {
                 self.errors[index] = self.chunk_size().err();
+                FormOutcome::Nothing
+            }
+            Field::MaxRate => {
+                self.errors[index] = self.max_rate().err();
                 FormOutcome::Nothing
             }
         }
@@ -236,14 +243,31 @@ impl Form {
         ChunkSize::new(n)
     }
 
+    /// The byte-rate cap as a pause between chunks (chunk size / rate); empty or 0 is none.
+    pub fn max_rate(&self) -> Result<Option<std::time::Duration>, String> {
+        let text = self.input(Field::MaxRate).value().trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let rate = crate::units::parse_rate(text)?;
+        let chunk = self.chunk_size().map_or(self.default_chunk, ChunkSize::get);
+        let pause = crate::units::Rate(rate).interval(chunk);
+        if pause.is_some_and(|p| p > std::time::Duration::from_secs(60)) {
+            return Err(format!("{text} is so low that one chunk would take over a minute"));
+        }
+        Ok(pause)
+    }
+
     fn submit(&mut self, known: &[String]) -> FormOutcome {
         if self.submitting {
             return FormOutcome::Nothing;
         }
         let devices = self.devices(known);
         let chunk = self.chunk_size();
+        let pause = self.max_rate();
         self.errors[Field::Devices.index()] = devices.as_ref().err().cloned();
         self.errors[Field::ChunkSize.index()] = chunk.as_ref().err().cloned();
+        self.errors[Field::MaxRate.index()] = pause.as_ref().err().cloned();
         let image = match &self.preview {
             Preview::Ready(image) => Some(image.clone()),
             Preview::Failed(_) => return FormOutcome::Nothing,
@@ -254,7 +278,9 @@ impl Form {
             }
             Preview::Empty => None,
         };
-        let (Ok(devices), Ok(chunk)) = (devices, chunk) else { return FormOutcome::Nothing };
+        let (Ok(devices), Ok(chunk), Ok(pause)) = (devices, chunk, pause) else {
+            return FormOutcome::Nothing;
+        };
         let Some(image) = image else {
             return match self.firmware_changed(true) {
                 FormOutcome::Preview { generation, source } => {
@@ -274,7 +300,7 @@ impl Form {
                 device,
                 image: image.clone(),
                 chunk_size: Some(chunk),
-                chunk_interval: None,
+                chunk_interval: pause,
             })
             .collect();
         FormOutcome::Submit(specs)
@@ -374,6 +400,18 @@ mod tests {
         let mut form = Form::new(4096);
         type_text(&mut form, "zz*", &known());
         assert!(form.error(Field::Devices).unwrap().contains("no known device"));
+    }
+
+    #[test]
+    fn max_rate_becomes_a_pause_between_chunks_and_bad_rates_say_why() {
+        let mut form = Form::new(1024);
+        assert_eq!(form.max_rate(), Ok(None));
+        form.inputs[Field::MaxRate.index()] = Input::new("50KiB/s".into());
+        assert_eq!(form.max_rate(), Ok(Some(std::time::Duration::from_millis(20))));
+        form.inputs[Field::MaxRate.index()] = Input::new("fast".into());
+        assert!(form.max_rate().unwrap_err().contains("not a rate"));
+        form.inputs[Field::MaxRate.index()] = Input::new("10".into());
+        assert!(form.max_rate().unwrap_err().contains("over a minute"));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             Field::Devices => "dev-01, dev-02, sensor-*".to_owned(),
             Field::Firmware => "path/to/image.bin or https://…".to_owned(),
             Field::ChunkSize => format!("{} (default)", form.default_chunk),
+            Field::MaxRate => "none, or like 80KiB/s".to_owned(),
         };
         let scroll = input.visual_scroll(value_width);
         let value = if input.value().is_empty() {

@@ -14,7 +14,7 @@ use super::setup::{data_dir, load_config};
 use rocky::broker::EmbeddedBroker;
 use rocky::engine::JobSpec;
 use rocky::firmware::{ChunkSize, Image};
-use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+use rocky::sim::{Behavior, BehaviorPlan, DeviceModel, Fleet, FleetConfig, Selection};
 
 /// The sample image the demo rolls out (192 KiB of pseudo-random bytes).
 const SAMPLE_IMAGE: &[u8] = include_bytes!("../../assets/demo-firmware.bin");
@@ -85,6 +85,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     fleet_config.topics = runtime_config.topics.clone();
     fleet_config.plan = args.plan();
     fleet_config.slow_delay = Duration::from_millis(500);
+    // A quarter of the fleet sets its own pace (flow control, window 8): the console shows
+    // device-paced jobs beside pushed ones.
+    fleet_config.model =
+        DeviceModel { window: Some(8), paced: Some(Selection::Ratio(0.25)), ..Default::default() };
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 

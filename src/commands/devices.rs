@@ -33,9 +33,12 @@ pub struct DevicesArgs {
     /// --slow is not given.
     #[arg(long, value_name = "MS")]
     pub ack_delay: Option<u64>,
-    /// Flow control: each device opts in with this window (chunks beyond what it confirmed).
+    /// Flow control: devices opt in with this window (chunks beyond what they confirmed).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub window: Option<u32>,
+    /// Which devices use --window: a share (0.25, 25%) or a list (dev-03,7); all when not given.
+    #[arg(long, value_name = "LIST|RATIO", requires = "window", value_parser = Selection::parse)]
+    pub paced: Option<Selection>,
     /// Each device stores this fast (bytes/s, or like 50KiB/s) and reads its connection no
     /// faster, as a device behind slow flash does.
     #[arg(long, value_name = "RATE", value_parser = rocky::units::parse_rate)]
@@ -72,6 +75,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
         slow_delay: Duration::from_millis(args.ack_delay.unwrap_or(1500)),
         model: DeviceModel {
             window: args.window,
+            paced: args.paced,
             flash_rate: args.flash_rate,
             lossy: args.lossy.unwrap_or(0.0),
             legacy: args.legacy,

@@ -112,6 +112,41 @@ pub struct BehaviorPlan {
     pub selections: Vec<(Behavior, Selection)>,
 }
 
+/// `want` of the `free` indices, evenly spaced, each centred in its stride.
+fn spread(free: &[usize], want: usize) -> Vec<usize> {
+    let want = want.min(free.len());
+    (0..want).map(|k| free[(k * free.len() + free.len() / 2) / want.max(1)]).collect()
+}
+
+impl Selection {
+    /// Which of `ids` this selection picks: listed ids or 1-based numbers, or a share spread
+    /// evenly over them.
+    pub fn pick(&self, ids: &[String]) -> Vec<bool> {
+        let mut picked = vec![false; ids.len()];
+        match self {
+            Selection::None => {}
+            Selection::List(items) => {
+                for item in items {
+                    let index = ids
+                        .iter()
+                        .position(|id| id == item)
+                        .or_else(|| item.parse::<usize>().ok().and_then(|n| n.checked_sub(1)));
+                    if let Some(i) = index.filter(|i| *i < ids.len()) {
+                        picked[i] = true;
+                    }
+                }
+            }
+            Selection::Ratio(ratio) => {
+                let all: Vec<usize> = (0..ids.len()).collect();
+                for i in spread(&all, ((ids.len() as f64) * ratio).round() as usize) {
+                    picked[i] = true;
+                }
+            }
+        }
+        picked
+    }
+}
+
 impl BehaviorPlan {
     pub fn with(mut self, behavior: Behavior, selection: Selection) -> Self {
         self.selections.push((behavior, selection));
@@ -144,10 +179,7 @@ impl BehaviorPlan {
             if let Selection::Ratio(ratio) = selection {
                 let free: Vec<usize> = (0..ids.len()).filter(|i| !claimed[*i]).collect();
                 let want = ((ids.len() as f64) * ratio).round() as usize;
-                let want = want.min(free.len());
-                for k in 0..want {
-                    // Evenly spaced picks, centred in their stride.
-                    let i = free[(k * free.len() + free.len() / 2) / want.max(1)];
+                for i in spread(&free, want) {
                     if !claimed[i] {
                         out[i] = *behavior;
                         claimed[i] = true;
@@ -165,6 +197,15 @@ mod tests {
 
     fn ids(n: usize) -> Vec<String> {
         (1..=n).map(|i| format!("dev-{i:02}")).collect()
+    }
+
+    #[test]
+    fn a_selection_picks_listed_ids_or_an_even_share() {
+        let picked = |s: &str| Selection::parse(s).unwrap().pick(&ids(8));
+        assert_eq!(picked("dev-02, 5").iter().filter(|p| **p).count(), 2);
+        assert!(picked("dev-02, 5")[1] && picked("dev-02, 5")[4]);
+        assert_eq!(picked("0.25").iter().filter(|p| **p).count(), 2);
+        assert!(!Selection::None.pick(&ids(3)).contains(&true));
     }
 
     #[test]

@@ -64,17 +64,22 @@ impl Fleet {
         let ids = config.device_ids()?;
         let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let behaviors = config.plan.assign(&names);
+        let paced = config.model.paced.as_ref().map(|selection| selection.pick(&names));
         let (stop, stop_rx) = watch::channel(false);
         let mut devices = Vec::with_capacity(ids.len());
         let mut tasks = Vec::with_capacity(ids.len());
-        for (id, behavior) in ids.into_iter().zip(behaviors) {
+        for (index, (id, behavior)) in ids.into_iter().zip(behaviors).enumerate() {
+            let mut model = config.model.clone();
+            if paced.as_ref().is_some_and(|picked| !picked[index]) {
+                model.window = None;
+            }
             let report =
                 Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
             let device = SimDevice {
                 id: id.clone(),
                 behavior,
                 slow_delay: config.slow_delay,
-                model: config.model.clone(),
+                model,
                 topics: config.topics.clone(),
                 connection: config.connection.clone(),
                 report: report.clone(),

@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct DeviceModel {
     /// Flow control with this window (`None`: Rocky pushes, as to a version 1 device).
     pub window: Option<u32>,
+    /// Which devices use the window (`None`: all of them).
+    pub paced: Option<super::Selection>,
     /// Bytes a second the device stores. It reads its connection no faster, so a broker's
     /// per-client queue fills as it would for a real device behind slow flash.
     pub flash_rate: Option<u64>,

@@ -86,3 +86,40 @@ fn bad_flags_are_errors_not_panics() {
         assert!(!err.trim().is_empty(), "{args:?} says why");
     }
 }
+
+/// A device's reason is the job's error word for word, in `rocky jobs` as everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
+    let data = tempfile::tempdir().unwrap();
+    {
+        let store = rocky::store::Store::open(data.path()).unwrap();
+        let image = rocky::firmware::Image::new("fw.bin", rocky::sim::sample_image(100, 1));
+        let new = |id: u32, device: &str| rocky::store::NewJob {
+            id,
+            device: device.into(),
+            image: image.clone(),
+            chunk_size: 64,
+            chunk_interval_ms: 0,
+            chunks_total: 2,
+            created_at: 1_700_000_000_000,
+        };
+        store.create(vec![new(1, "dev-02"), new(2, "dev-03")]).await.unwrap();
+        let (mut jobs, _) = store.load().await.unwrap();
+        jobs[0].state = rocky::engine::JobState::Rejected;
+        jobs[0].error = Some("battery below 20%".into());
+        jobs[1].state = rocky::engine::JobState::Failed;
+        jobs[1].error = Some("writing to flash failed".into());
+        store.flush_and_wait(jobs, Vec::new()).await;
+    }
+    for json in [false, true] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rocky"));
+        command.arg("jobs").arg("--data-dir").arg(data.path());
+        if json {
+            command.arg("--json");
+        }
+        let out = command.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("battery below 20%") && text.contains("writing to flash failed"), "{text}");
+    }
+}

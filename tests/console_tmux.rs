@@ -149,6 +149,8 @@ fn demo_rollout_settles_with_each_device_in_its_expected_state() {
     });
     let screen = tmux.screen();
     assert!(screen.contains("21 succeeded"), "status bar counts:\n{screen}");
+    // The refusing and failing devices' own reasons, word for word.
+    assert!(screen.contains("battery below 20%") && screen.contains("writing to flash failed"), "{screen}");
     // Nothing is active, so q quits at once and the shell gets the terminal back.
     tmux.keys(&["q"]);
     tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));

@@ -111,6 +111,13 @@ async fn run_mixed_fleet(broker: BrokerUrl) {
         };
         assert_eq!(*state, expected, "{device}");
     }
+    // The devices' own reasons are the jobs' errors, word for word (a text, and codes read
+    // through the table).
+    let error =
+        |device: &str| jobs.iter().find(|j| j.device_id.as_str() == device).and_then(|j| j.error.clone());
+    assert_eq!(error("dev-02").as_deref(), Some("battery below 20%"));
+    assert_eq!(error("dev-03").as_deref(), Some("writing to flash failed"));
+    assert_eq!(error("dev-05").as_deref(), Some("integrity check failed (hash mismatch)"));
     let silent = jobs.iter().find(|j| j.device_id.as_str() == "dev-04").unwrap();
     assert_eq!(silent.attempts, 2, "the silent device was asked twice");
     assert!(silent.error.as_deref().unwrap_or("").contains("FOTA_REQUEST"));

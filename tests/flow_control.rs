@@ -180,3 +180,22 @@ async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
     pushed.stop().await;
     capped.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_stops_confirming_times_out_with_where_it_stopped() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let model = DeviceModel { window: Some(8), stop_confirming_at: Some(20), ..Default::default() };
+    let fleet = fleet(broker.url(), 1, model).await;
+    let runtime = runtime(broker.url(), |c| {
+        c.engine.progress_timeout = Duration::from_millis(300);
+        c.engine.progress_stalls = 3;
+    });
+    let image = Image::new("quiet.bin", test_image(64 * 1024, 9));
+    runtime.handle.submit(specs(&fleet, &image, 1024)).await.unwrap();
+    let job = all_final(&runtime, 1, Duration::from_secs(30)).await.remove(0);
+    assert_eq!(job.state, JobState::TimedOut, "{job:?}");
+    assert_eq!(job.error.as_deref(), Some("the device stopped confirming chunks at 20 of 64"));
+    assert_eq!(job.chunks_confirmed, Some(20));
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

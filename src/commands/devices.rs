@@ -79,6 +79,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             flash_rate: args.flash_rate,
             lossy: args.lossy.unwrap_or(0.0),
             legacy: args.legacy,
+            stop_confirming_at: None,
         },
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;

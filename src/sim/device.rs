@@ -258,6 +258,9 @@ impl SimDevice {
     /// Sends FOTA_PROGRESS with what the device holds without a gap.
     fn confirm(&self, client: &AsyncClient, t: &mut Transfer) {
         let next = t.next_missing();
+        if self.model.stop_confirming_at.is_some_and(|at| next > at + 1) {
+            return; // it went quiet
+        }
         t.unconfirmed = 0;
         t.confirmed = next;
         self.reply(client, t.job, ResponseBody::Progress { next_chunk: next, window: None }, false);

@@ -18,6 +18,9 @@ pub struct DeviceModel {
     pub lossy: f64,
     /// Version 1 only: no resume, no reasons, no flow control.
     pub legacy: bool,
+    /// Flow control: the device stops confirming once it holds this many chunks (a device
+    /// whose flash died mid-transfer).
+    pub stop_confirming_at: Option<u32>,
 }
 
 impl DeviceModel {

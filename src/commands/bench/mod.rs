@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Start a private mosquitto on a free loopback port and use it.
     #[arg(long, conflicts_with = "broker")]
     pub mosquitto: bool,
+    /// Also run the rounds with flow control (devices opt in with this window) and compare
+    /// them with push mode measured in the same run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
@@ -63,16 +67,31 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         args.devices, args.size, args.chunk, chunks_per_job, args.rounds
     );
 
-    let mut fleet = start_fleet(&broker, args.devices).await?;
+    let mut fleet = start_fleet_named(&broker, args.devices, "bench-", &[]).await?;
+    let mut paced = match args.window {
+        Some(window) => Some(
+            start_fleet_named(&broker, args.devices, "paced-", &["--window", &window.to_string()]).await?,
+        ),
+        None => None,
+    };
     let mut rocky_rounds = Vec::new();
+    let mut paced_rounds = Vec::new();
     for round in 1..=args.rounds {
-        let result = rocky_run::run_round(&broker, &args, round).await?;
+        let result = rocky_run::run_round(&broker, &args, round, "bench-").await?;
         println!("  rocky round {round}: {}", result.line());
         rocky_rounds.push(result);
+        // Alternated with push rounds, so both see the same machine.
+        if let Some(window) = args.window {
+            let result = rocky_run::run_round(&broker, &args, round, "paced-").await?;
+            println!("  paced round {round} (window {window}): {}", result.line());
+            paced_rounds.push(result);
+        }
     }
     let rss = peak_rss_bytes();
-    let _ = fleet.start_kill();
-    let _ = fleet.wait().await;
+    for child in std::iter::once(&mut fleet).chain(paced.as_mut()) {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
 
     let total = args.devices * chunks_per_job;
     let mut raw_rounds = Vec::new();
@@ -97,6 +116,14 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         mb(raw_rate)
     );
     println!("ratio rocky/raw: {:.2}", rocky_rate / raw_rate);
+    if let Some(window) = args.window {
+        let paced_rate = median(paced_rounds.iter().map(|r| r.chunks_per_s()).collect());
+        println!(
+            "median paced (window {window}): {paced_rate:.0} chunks/s = {:.1} MB/s; paced/push in this run: {:.2}",
+            mb(paced_rate),
+            paced_rate / rocky_rate
+        );
+    }
     match rss {
         Some(bytes) => println!("peak RSS of this process: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
         None => println!("peak RSS: unavailable on this platform"),
@@ -104,19 +131,18 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn start_fleet(broker: &BrokerUrl, count: usize) -> anyhow::Result<tokio::process::Child> {
-    start_fleet_named(broker, count, "bench-").await
-}
-
-/// `rocky devices` in a child process; returns once every device is subscribed.
+/// `rocky devices` in a child process (with `extra` flags); returns once every device is
+/// subscribed.
 pub async fn start_fleet_named(
     broker: &BrokerUrl,
     count: usize,
     prefix: &str,
+    extra: &[&str],
 ) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the rocky executable")?;
     let mut child = tokio::process::Command::new(exe)
         .args(["devices", "--broker", &broker.to_string(), "--count", &count.to_string(), "--prefix", prefix])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

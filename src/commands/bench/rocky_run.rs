@@ -42,7 +42,13 @@ impl RockyRound {
     }
 }
 
-pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> anyhow::Result<RockyRound> {
+/// One round against the fleet whose devices are named `{prefix}NN`.
+pub async fn run_round(
+    broker: &BrokerUrl,
+    args: &BenchArgs,
+    round: usize,
+    prefix: &str,
+) -> anyhow::Result<RockyRound> {
     let mut config = RuntimeConfig::new(broker.clone());
     config.engine.max_active = args.devices.max(1);
     config.engine.done_timeout = Duration::from_secs(120);
@@ -59,7 +65,7 @@ pub async fn run_round(broker: &BrokerUrl, args: &BenchArgs, round: usize) -> an
     let width = args.devices.to_string().len().max(2);
     let specs = (1..=args.devices)
         .map(|n| {
-            let device = DeviceId::parse(&format!("bench-{n:0width$}")).context("device id")?;
+            let device = DeviceId::parse(&format!("{prefix}{n:0width$}")).context("device id")?;
             Ok(JobSpec { device, image: image.clone(), chunk_size: Some(chunk_size), chunk_interval: None })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

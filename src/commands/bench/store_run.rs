@@ -41,7 +41,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     let data = std::env::temp_dir().join(format!("rocky-bench-store-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
-    let mut fleet = super::start_fleet_named(&broker.url(), args.devices, "dev-").await?;
+    let mut fleet = super::start_fleet_named(&broker.url(), args.devices, "dev-", &[]).await?;
 
     let store = Store::open(&data)?;
     let mut config = RuntimeConfig::new(broker.url());

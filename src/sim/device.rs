@@ -64,6 +64,9 @@ struct Transfer {
     confirmed: u32,
     /// How often each chunk arrived (for the lossy model: a resend always arrives).
     deliveries: BTreeMap<u32, u32>,
+    /// The device answered FOTA_DONE for it: the image was installed (or refused), and a new
+    /// request for the same image starts over instead of resuming.
+    answered: bool,
 }
 
 impl Transfer {
@@ -77,6 +80,7 @@ impl Transfer {
             unconfirmed: 0,
             confirmed: 1,
             deliveries: BTreeMap::new(),
+            answered: false,
         }
     }
 
@@ -288,7 +292,7 @@ impl SimDevice {
                         // restart, or another job of the same image): keep what arrived and say
                         // where to resume. Kept by hash, whatever the job id.
                         match transfer.as_mut() {
-                            Some(t) if !legacy && t.hash == hash => {
+                            Some(t) if !legacy && t.hash == hash && !t.answered => {
                                 t.job = job_id;
                                 t.resumed_len = t.chunks.get(&1).map(Bytes::len);
                                 t.unconfirmed = 0;
@@ -310,9 +314,10 @@ impl SimDevice {
                     }
                 }
             }
-            CommandBody::Done => match transfer.as_ref().filter(|t| t.job == job_id) {
+            CommandBody::Done => match transfer.as_mut().filter(|t| t.job == job_id) {
                 _ if self.behavior == Behavior::Silent => None,
                 Some(t) => {
+                    t.answered = true;
                     let ok = self.behavior != Behavior::Fail
                         && !t.size_changed
                         && t.verify(self.behavior == Behavior::Corrupt);

@@ -173,6 +173,11 @@ async fn a_slow_device_behind_a_default_mosquitto_needs_flow_control() {
     assert_eq!(paced.report(&paced_job.device_id).unwrap().last_verdict(), Some(&Verdict::Verified));
     // The failure is real: the pushed device did not get every chunk.
     let report = pushed.report(&pushed_job.device_id).unwrap();
+    // The figure the README quotes (`cargo test --test flow_control -- --nocapture`).
+    eprintln!(
+        "pushed version 1 device: {} of 4096 chunks arrived; job {} ({:?})",
+        report.chunks, pushed_job.state, pushed_job.error
+    );
     assert_ne!(pushed_job.state, JobState::Succeeded, "{pushed_job:?}");
     assert!(report.chunks < 4096, "the broker dropped chunks for the slow device: {report:?}");
     runtime.shutdown().await;

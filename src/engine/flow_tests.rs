@@ -244,3 +244,21 @@ fn a_progress_for_a_pushed_job_mid_transfer_is_ignored() {
     assert!(h.ignored().iter().any(|r| r.contains("without flow control")));
     assert_eq!(h.state(id), JobState::Transferring);
 }
+
+#[test]
+fn a_finished_device_paced_job_reads_the_same_after_a_restart() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 4, 8);
+    h.respond("d", id, progress(5));
+    h.drain();
+    h.respond("d", id, ResponseBody::DoneSuccess);
+    let before = h.engine.job(id).unwrap();
+    let mut restarted = Harness::new(settings());
+    restarted.engine.restore(before.clone(), restarted.now);
+    let after = restarted.engine.job(id).unwrap();
+    assert_eq!(
+        (after.chunks_done, after.chunks_confirmed, after.window),
+        (before.chunks_done, before.chunks_confirmed, before.window)
+    );
+    assert_eq!((after.chunks_done, after.chunks_confirmed), (4, Some(4)));
+}

@@ -266,9 +266,10 @@ impl Engine {
             deadline: None,
             paced_until: None,
             in_sending: false,
-            window: None,
-            confirmed: 1,
-            highest_sent: 0,
+            // A finished device-paced job keeps showing how far it was sent and confirmed.
+            window: restored.window,
+            confirmed: restored.chunks_confirmed.map_or(1, |held| held.saturating_add(1)),
+            highest_sent: restored.chunks_done,
             progress_due: None,
             stalls: 0,
         };

@@ -146,7 +146,11 @@ async fn metrics_parse_as_prometheus_text_and_move_during_a_rollout() {
     assert_eq!(response.status(), StatusCode::CREATED, "{}", response.text().await.unwrap_or_default());
     let after = wait_for(Duration::from_secs(30), "three succeeded jobs in /metrics", || async {
         let scraped = scrape(&client, &api.base).await;
-        (sample(&scraped, "rocky_jobs_finished_total", &[("outcome", "succeeded")]) == 3.0).then_some(scraped)
+        // The job gauges (read from the engine) and the counters (bumped as its events are
+        // published) are taken a moment apart in one scrape: wait until both have moved.
+        let finished = sample(&scraped, "rocky_jobs_finished_total", &[("outcome", "succeeded")]) == 3.0;
+        let gauge = sample(&scraped, "rocky_jobs", &[("state", "succeeded")]) == 3.0;
+        (finished && gauge).then_some(scraped)
     })
     .await;
     assert_eq!(sample(&after, "rocky_chunks_sent_total", &[]), 3.0 * 20.0, "20 chunks of 1 KiB each");

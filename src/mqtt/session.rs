@@ -13,7 +13,11 @@ use super::{BrokerConnection, MAX_INCOMING_V5, Protocol};
 /// What the broker sent that Rocky cares about.
 #[derive(Debug)]
 pub enum Incoming {
-    ConnAck,
+    /// The broker accepted the session; under MQTT 5 it may say how many unacknowledged
+    /// publishes it takes from Rocky (its receive maximum), which then caps Rocky's window.
+    ConnAck {
+        receive_maximum: Option<u16>,
+    },
     /// The answer to the subscription: `Err` with the broker's refusal in words.
     SubAck(Result<(), String>),
     Publish {
@@ -137,7 +141,7 @@ impl Session {
 fn from_v311_event(event: rumqttc::Event) -> Incoming {
     use rumqttc::{Event, Packet, SubscribeReasonCode};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck,
+        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck { receive_maximum: None },
         Event::Incoming(Packet::SubAck(ack)) => {
             if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
                 Incoming::SubAck(Err("the broker refused the subscription (check its ACL)".to_owned()))
@@ -158,7 +162,9 @@ fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
     use rumqttc::v5::Event;
     use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck,
+        Event::Incoming(Packet::ConnAck(ack)) => {
+            Incoming::ConnAck { receive_maximum: ack.properties.and_then(|p| p.receive_max) }
+        }
         Event::Incoming(Packet::SubAck(ack)) => {
             match ack.return_codes.iter().find(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
                 Some(code) => {

@@ -54,6 +54,8 @@ pub struct Messenger {
     filter: String,
     stop: watch::Receiver<bool>,
     metrics: Metrics,
+    /// The broker's receive maximum last logged, so a reconnect does not say it again.
+    receive_maximum_noted: Option<u16>,
 }
 
 impl Messenger {
@@ -86,6 +88,7 @@ impl Messenger {
             filter,
             stop,
             metrics,
+            receive_maximum_noted: None,
         };
         (publisher, messenger)
     }
@@ -123,7 +126,8 @@ impl Messenger {
                 polled = self.session.poll(&self.connection) => polled,
             };
             match polled {
-                Ok(Incoming::ConnAck) => {
+                Ok(Incoming::ConnAck { receive_maximum }) => {
+                    self.note_receive_maximum(receive_maximum);
                     acked = true;
                     spoke_v5 |= self.protocol == Protocol::V5;
                     subscribed = false;
@@ -232,6 +236,25 @@ impl Messenger {
         self.session = session;
         self.publisher = publisher.clone();
         self.to_driver.send(FromBroker::Publisher(publisher)).await.is_ok()
+    }
+
+    /// Says once when the broker's receive maximum (MQTT 5) is below Rocky's window: it caps the
+    /// unacknowledged publishes, and with them throughput (mosquitto's default of 20 gave about
+    /// two thirds of the rate of 128 in `rocky bench --mosquitto`, see the README).
+    fn note_receive_maximum(&mut self, receive_maximum: Option<u16>) {
+        let Some(limit) = receive_maximum.filter(|limit| *limit < self.inflight) else { return };
+        if self.receive_maximum_noted == Some(limit) {
+            return;
+        }
+        self.receive_maximum_noted = Some(limit);
+        tracing::info!(
+            broker = %self.connection.url,
+            receive_maximum = limit,
+            window = self.inflight,
+            "the broker accepts at most {limit} unacknowledged publishes from Rocky, under its window of {}; \
+             raise the broker's limit for more throughput (mosquitto: max_inflight_messages)",
+            self.inflight
+        );
     }
 
     /// A reason goes to the log when it differs from the last one logged, so a broker that

@@ -13,6 +13,7 @@
 //! - [`http`]: the axum API over the runtime's handle.
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for `rocky demo`, tests and benchmarks.
+//! - [`inventory`]: the devices Rocky knows, their labels and what happened to them.
 //! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.
 //! - [`tui`]: the operator console: state fed by events, input to commands, a pure render.
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
@@ -26,6 +27,7 @@ pub mod firmware;
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod http;
+pub mod inventory;
 pub mod metrics;
 pub mod mqtt;
 pub mod protocol;

@@ -1,4 +1,4 @@
-//! The command line as a user meets it: `rocky config`, `rocky broker` and `rocky devices`.
+//! The command line as a user meets it: `rocky config`, `rocky broker`, `rocky sim` and `rocky devices`.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +51,7 @@ fn devices_on_the_broker_command_print_a_summary_when_they_stop() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = Command::new(BIN)
-        .args(["devices", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "3", "--nack", "2"])
+        .args(["sim", "--broker", &format!("mqtt://127.0.0.1:{port}"), "--count", "3", "--nack", "2"])
         .args(["--duration", "0.5", "--config", "/dev/null"])
         .output()
         .unwrap();
@@ -67,7 +67,7 @@ fn devices_on_the_broker_command_print_a_summary_when_they_stop() {
 #[test]
 fn bad_flags_are_errors_not_panics() {
     for args in [
-        vec!["devices", "--nack", "1.5", "--count", "1", "--duration", "0"],
+        vec!["sim", "--nack", "1.5", "--count", "1", "--duration", "0"],
         vec!["serve", "--broker", "http://x"],
         vec!["jobs", "--state", "bogus"],
     ] {

@@ -1,4 +1,4 @@
-//! The misbehaviour flags shared by `rocky devices` and `rocky demo`.
+//! The misbehaviour flags shared by `rocky sim` and `rocky demo`.
 
 use clap::Args;
 

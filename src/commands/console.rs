@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalArgs, args: ConsoleArgs) -> anyhow::Result<()> {
         return run_attached(&config, &data_dir, &server, args.token_file.as_deref()).await;
     }
     let runtime_config = super::setup::runtime_config(&config, global)?;
-    run_console(&config, runtime_config, &data_dir, Vec::new(), true).await
+    run_console(&config, runtime_config, &data_dir, Vec::new(), true, Vec::new()).await
 }
 
 /// The console attached to a server through its API: nothing runs here but the console.
@@ -74,6 +74,7 @@ pub async fn run_console(
     data_dir: &Path,
     initial_jobs: Vec<JobSpec>,
     persistent: bool,
+    register: Vec<(rocky::protocol::DeviceId, rocky::inventory::Labels)>,
 ) -> anyhow::Result<()> {
     let (log_path, _log_guard) = super::setup::log_to_file(data_dir)?;
     let firmware_dir = config.firmware_dir(data_dir);
@@ -90,6 +91,9 @@ pub async fn run_console(
     } else {
         Runtime::start(runtime_config, Arc::new(config.library()))
     };
+    if !register.is_empty() {
+        runtime.handle.inventory().register(register).await.context("cannot register the devices")?;
+    }
     // The operator at the console may load from any URL; the size and time limits still hold.
     let limits = LoadLimits { url_allow: Vec::new(), ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

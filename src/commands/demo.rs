@@ -63,6 +63,19 @@ impl DemoArgs {
     }
 }
 
+/// The demo fleet's labels, so devices can be picked by group: two models (every third device
+/// an nRF52840), every other device in the lab and the rest in the field, and the first two a
+/// canary ring.
+fn demo_labels(n: usize) -> rocky::inventory::Labels {
+    let mut labels = rocky::inventory::Labels::new();
+    labels.insert("model".into(), if n % 3 == 2 { "nrf52840" } else { "esp32-c3" }.into());
+    labels.insert("site".into(), if n.is_multiple_of(2) { "lab" } else { "field" }.into());
+    if n < 2 {
+        labels.insert("ring".into(), "canary".into());
+    }
+    labels
+}
+
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.devices > 10_000 {
         anyhow::bail!("--devices must be between 1 and 10000");
@@ -109,7 +122,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             .collect()
     };
     // The demo keeps nothing: its jobs are not written to the data dir's job store.
-    let result = run_console(&config, runtime_config, &data_dir, jobs, false).await;
+    let register = fleet.ids().into_iter().enumerate().map(|(n, id)| (id, demo_labels(n))).collect();
+    let result = run_console(&config, runtime_config, &data_dir, jobs, false, register).await;
     fleet.stop().await;
     result
 }

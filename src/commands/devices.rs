@@ -1,111 +1,222 @@
-//! `rocky devices`: a simulated fleet on any broker, with a summary when it stops.
+//! `rocky devices`: the inventory of a running Rocky, through its API: `list` (filters by label,
+//! pattern and time), `show`, `label` (set or remove labels) and `import` (JSON or lines of
+//! `device_id,key=value,…`).
 
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::json;
 
 use super::GlobalArgs;
-use super::behavior_flags::BehaviorFlags;
-use super::setup::{load_config, shutdown_signal};
-use rocky::sim::{Behavior, DeviceModel, Fleet, FleetConfig, Selection};
-
-/// A share between 0 and 1.
-fn parse_share(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
-        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.05 = 5%)")),
-    }
-}
+use super::api_client::ApiClient;
+use super::setup::load_config;
+use rocky::inventory::{Device, Labels, labels};
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
-    /// How many devices.
-    #[arg(long, default_value_t = 10)]
-    pub count: usize,
-    /// Device ids are PREFIX01, PREFIX02, ...
-    #[arg(long, default_value = "dev-")]
-    pub prefix: String,
-    /// Misbehaving devices.
-    #[command(flatten)]
-    pub behavior: BehaviorFlags,
-    /// Wait this long before each answer: on the --slow devices, or on every device when
-    /// --slow is not given.
-    #[arg(long, value_name = "MS")]
-    pub ack_delay: Option<u64>,
-    /// Flow control: devices opt in with this window (chunks beyond what they confirmed).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub window: Option<u32>,
-    /// Which devices use --window: a share (0.25, 25%) or a list (dev-03,7); all when not given.
-    #[arg(long, value_name = "LIST|RATIO", requires = "window", value_parser = Selection::parse)]
-    pub paced: Option<Selection>,
-    /// Each device stores this fast (bytes/s, or like 50KiB/s) and reads its connection no
-    /// faster, as a device behind slow flash does.
-    #[arg(long, value_name = "RATE", value_parser = rocky::units::parse_rate)]
-    pub flash_rate: Option<u64>,
-    /// Share of chunks each device loses on the way (0.05 = 5%).
-    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
-    pub lossy: Option<f64>,
-    /// Version 1 devices: no resume, no reasons, no flow control.
-    #[arg(long, conflicts_with = "window")]
-    pub legacy: bool,
-    /// Stop after this many seconds instead of waiting for Ctrl-C.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// The running Rocky's API (default: http:// and http.listen).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: DevicesCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DevicesCommand {
+    /// The devices Rocky knows, by id.
+    List {
+        /// Only devices with this label (KEY=VALUE; repeat for several, all must match).
+        #[arg(long, value_name = "KEY=VALUE")]
+        label: Vec<String>,
+        /// Only ids matching this pattern (* and ?), e.g. 'dev-*'.
+        #[arg(long, value_name = "PATTERN")]
+        glob: Option<String>,
+        /// Only devices heard from since: Unix milliseconds or a span like 10m, 2h, 7d.
+        #[arg(long, value_name = "WHEN")]
+        seen_since: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One device.
+    Show {
+        device_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets labels on a device (registering it if it is new); --remove takes labels off.
+    Label {
+        device_id: String,
+        /// KEY=VALUE pairs to set.
+        #[arg(value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Keys to remove.
+        #[arg(long, value_name = "KEY")]
+        remove: Vec<String>,
+    },
+    /// Registers many devices at once from FILE (- for standard input): JSON
+    /// `[{"device_id": "d1", "labels": {"model": "m1"}}, …]` or lines of `device_id,key=value,…`.
+    /// A bad row refuses the whole import, naming its line.
+    Import { file: PathBuf },
 }
 
 pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let runtime_config = super::setup::runtime_config(&config, global)?;
-    let topics = runtime_config.topics;
-    let connection = runtime_config.connection;
-    let broker = connection.url.clone();
-    let mut behavior = args.behavior.clone();
-    // --ack-delay alone slows every device.
-    if behavior.slow.is_none() && args.ack_delay.is_some() {
-        behavior.slow = Some(Selection::Ratio(1.0));
-    }
-    let plan = behavior.plan().unwrap_or_default();
-    let fleet_config = FleetConfig {
-        connection,
-        topics,
-        prefix: args.prefix,
-        count: args.count,
-        plan,
-        slow_delay: Duration::from_millis(args.ack_delay.unwrap_or(1500)),
-        model: DeviceModel {
-            window: args.window,
-            paced: args.paced,
-            flash_rate: args.flash_rate,
-            lossy: args.lossy.unwrap_or(0.0),
-            legacy: args.legacy,
-            stop_confirming_at: None,
-        },
-    };
-    let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
-    println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
-    for (id, report) in fleet.reports() {
-        if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
-            println!("  {id}: {behavior}");
-        }
-    }
-    if fleet.wait_connected(Duration::from_secs(30)).await {
-        // `rocky bench` waits for this line before it starts the clock.
-        println!("all {} devices connected", args.count);
-    } else {
-        println!("only {} of {} devices connected so far; still trying", fleet.connected(), args.count);
-    }
-    match args.duration {
-        Some(secs) if secs.is_finite() && secs >= 0.0 => {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => {}
-                _ = shutdown_signal() => {}
+    let api = ApiClient::new(&config, args.server.as_deref(), args.token_file.as_deref())?;
+    match args.command {
+        DevicesCommand::List { label, glob, seen_since, json } => {
+            let mut query = Vec::new();
+            for pair in &label {
+                labels::parse_pair(pair).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+                query.push(("label", pair.clone()));
+            }
+            query.extend(glob.map(|g| ("glob", g)));
+            query.extend(seen_since.map(|s| ("seen_since", s)));
+            let devices = list_all(&api, &query).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&devices)?);
+            } else {
+                print_table(&devices);
             }
         }
-        Some(secs) => anyhow::bail!("--duration {secs} is not a number of seconds"),
-        None => shutdown_signal().await,
+        DevicesCommand::Show { device_id, json } => {
+            let (_, value) = api.call(Method::GET, &format!("/devices/{}", encode(&device_id)), None).await?;
+            let device: Device =
+                serde_json::from_value(value).context("the server's device is not readable")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&device)?);
+            } else {
+                print_device(&device);
+            }
+        }
+        DevicesCommand::Label { device_id, set, remove } => {
+            let path = format!("/devices/{}", encode(&device_id));
+            let mut current: Labels = match api.call(Method::GET, &path, None).await {
+                Ok((_, value)) => {
+                    serde_json::from_value::<Device>(value).map(|d| d.labels).unwrap_or_default()
+                }
+                Err(e) if e.to_string().ends_with("(HTTP 404)") => Labels::new(),
+                Err(e) => return Err(e),
+            };
+            for pair in &set {
+                let (key, value) = labels::parse_pair(pair)?;
+                current.insert(key, value);
+            }
+            for key in &remove {
+                current.remove(key);
+            }
+            let body = serde_json::to_vec(&json!({ "labels": current }))?;
+            let (status, value) = api.call(Method::PUT, &path, Some(("application/json", body))).await?;
+            let device: Device =
+                serde_json::from_value(value).context("the server's device is not readable")?;
+            let verb = if status == reqwest::StatusCode::CREATED { "registered" } else { "updated" };
+            println!("{verb} {}: {}", device.device_id, format_labels(&device.labels));
+        }
+        DevicesCommand::Import { file } => {
+            let bytes = if file.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("reading standard input")?;
+                bytes
+            } else {
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let text = String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", file.display()))?;
+            // Checked here first, so a mistake is shown with its line before anything is sent.
+            rocky::inventory::import::parse(&text)?;
+            let content_type =
+                if text.trim_start().starts_with('[') { "application/json" } else { "text/csv" };
+            let (_, value) =
+                api.call(Method::POST, "/devices/import", Some((content_type, text.into_bytes()))).await?;
+            println!(
+                "imported {} devices ({} new, {} updated)",
+                value["imported"].as_u64().unwrap_or(0),
+                value["added"].as_u64().unwrap_or(0),
+                value["updated"].as_u64().unwrap_or(0)
+            );
+        }
     }
-    print!("{}", fleet.summary());
-    fleet.stop().await;
     Ok(())
+}
+
+/// Every page of `GET /devices`.
+async fn list_all(api: &ApiClient, query: &[(&str, String)]) -> anyhow::Result<Vec<Device>> {
+    let mut devices = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", encode(v))).collect();
+        pairs.extend(after.as_ref().map(|a| format!("after={}", encode(a))));
+        let path =
+            if pairs.is_empty() { "/devices".to_owned() } else { format!("/devices?{}", pairs.join("&")) };
+        let (_, value) = api.call(Method::GET, &path, None).await?;
+        let page: Vec<Device> = serde_json::from_value(value["devices"].clone())
+            .context("the server's device list is not readable")?;
+        devices.extend(page);
+        match value["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(devices),
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for a path segment or a query value.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn format_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return "no labels".into();
+    }
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn when(ms: Option<u64>) -> String {
+    match ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)) {
+        Some(time) => time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => "never".into(),
+    }
+}
+
+fn print_table(devices: &[Device]) {
+    let id_width = devices.iter().map(|d| d.device_id.as_str().chars().count()).max().unwrap_or(6).max(6);
+    println!("{:<id_width$}  {:<19}  {:<8}  {:<30}  LABELS", "DEVICE", "LAST SEEN", "LAST JOB", "LAST IMAGE");
+    for d in devices {
+        let image =
+            d.last_image.as_ref().map_or("-".to_owned(), |i| format!("{} {}", i.name, i.short_hash()));
+        let job = d.last_job.map_or("-".to_owned(), |j| j.to_string());
+        println!(
+            "{:<id_width$}  {:<19}  {:<8}  {:<30}  {}",
+            d.device_id.as_str(),
+            when(d.last_seen),
+            job,
+            image,
+            format_labels(&d.labels)
+        );
+    }
+    println!("{} {}", devices.len(), if devices.len() == 1 { "device" } else { "devices" });
+}
+
+fn print_device(d: &Device) {
+    println!("device      {}", d.device_id);
+    println!("registered  {}", if d.registered { "yes" } else { "no (seen on the wire or sent a job)" });
+    println!("labels      {}", format_labels(&d.labels));
+    println!("first seen  {}", when(d.first_seen));
+    println!("last seen   {}", when(d.last_seen));
+    println!("last job    {}", d.last_job.map_or("none".to_owned(), |j| j.to_string()));
+    match &d.last_image {
+        Some(i) => println!("last image  {} ({} bytes, sha256 {})", i.name, i.size, i.sha256),
+        None => println!("last image  none succeeded yet"),
+    }
 }

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per file, sharing the set-up in `setup.rs`.
 
 mod api;
+mod api_client;
 mod behavior_flags;
 mod bench;
 mod broker;
@@ -11,6 +12,7 @@ mod devices;
 mod jobs;
 mod serve;
 mod setup;
+mod sim;
 mod store;
 
 use std::path::PathBuf;
@@ -57,6 +59,8 @@ pub enum Command {
     /// Run the engine and the HTTP API headless, logging to stdout.
     Serve(serve::ServeArgs),
     /// Run simulated devices that speak the protocol and verify what they receive.
+    Sim(sim::SimArgs),
+    /// The device inventory of a running Rocky: list, show, label, import.
     Devices(devices::DevicesArgs),
     /// Run the embedded MQTT broker alone.
     Broker(broker::BrokerArgs),
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Console(args)) => console::run(&cli.global, args).await,
         None => console::run(&cli.global, console::ConsoleArgs::default()).await,
         Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
+        Some(Command::Sim(args)) => sim::run(&cli.global, args).await,
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),

@@ -170,8 +170,9 @@ impl Default for FirmwareSection {
     }
 }
 
-/// How long finished jobs are kept. Zero keeps them all (the default).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+/// How long finished jobs are kept (zero keeps them all, the default), and how many devices
+/// the inventory holds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     /// Where Rocky keeps its data; empty means the platform data directory.
@@ -180,6 +181,19 @@ pub struct StoreSection {
     pub keep_jobs: u64,
     /// Forget finished jobs older than this many days; 0 = no limit.
     pub keep_days: f64,
+    /// The most devices the inventory holds (registered or seen on the wire).
+    pub max_devices: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            data_dir: String::new(),
+            keep_jobs: 0,
+            keep_days: 0.0,
+            max_devices: crate::inventory::DEFAULT_MAX_DEVICES as u64,
+        }
+    }
 }
 
 impl StoreSection {
@@ -270,6 +284,7 @@ impl Config {
         let mut config = RuntimeConfig::with_connection(connection);
         config.topics = self.topics()?;
         config.engine = self.engine_settings()?;
+        config.max_devices = usize::try_from(self.store.max_devices).unwrap_or(usize::MAX);
         Ok(config)
     }
 
@@ -330,6 +345,12 @@ impl Config {
         }
         if self.http.max_image_bytes == 0 {
             return Err(Invalid { key: "http.max_image_bytes", reason: "must be at least 1".into() });
+        }
+        if !(1..=10_000_000).contains(&self.store.max_devices) {
+            return Err(Invalid {
+                key: "store.max_devices",
+                reason: "must be between 1 and 10000000".into(),
+            });
         }
         if !(self.store.keep_days >= 0.0 && self.store.keep_days < 1e6) {
             return Err(Invalid { key: "store.keep_days", reason: "must be between 0 and 1000000".into() });

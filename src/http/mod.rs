@@ -3,6 +3,7 @@
 //! every route but `GET /healthz` needs `Authorization: Bearer <token>`.
 
 mod auth;
+mod devices;
 mod dto;
 mod error;
 mod events;
@@ -107,6 +108,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/job", post(jobs::create_original).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))
+        .route("/devices", get(devices::list))
+        .route(
+            "/devices/import",
+            post(devices::import).layer(DefaultBodyLimit::max(devices::MAX_IMPORT_BODY)),
+        )
+        .route(
+            "/devices/{id}",
+            get(devices::show)
+                .put(devices::put)
+                .delete(devices::delete)
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY)),
+        )
         .route("/firmware", post(firmware::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))

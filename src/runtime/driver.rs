@@ -53,6 +53,8 @@ pub struct Driver {
     pub table: Arc<JobTable>,
     /// Jobs changed since the table was last brought up to date.
     pub dirty: BTreeSet<JobId>,
+    /// The devices Rocky knows: the driver tells it what happens on the wire.
+    pub inventory: crate::inventory::Inventory,
 }
 
 impl Driver {
@@ -68,6 +70,7 @@ impl Driver {
                     if let Some(persistence) = self.persistence.as_mut() {
                         persistence.flush(&self.engine, &self.clock);
                     }
+                    self.inventory.flush();
                 }
                 request = self.requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
@@ -87,6 +90,7 @@ impl Driver {
         if let Some(persistence) = self.persistence.as_mut() {
             persistence.flush_all(&self.engine, &self.clock).await;
         }
+        self.inventory.flush_and_wait().await;
         let _ = self.stop.send(true);
         // Let the messenger say goodbye to the broker, then report the end.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
@@ -124,6 +128,7 @@ impl Driver {
                 Event::Ignored { .. } => self.metrics.ignored(),
                 _ => {}
             }
+            self.tell_inventory(&event);
             if let Some(persistence) = self.persistence.as_mut() {
                 persistence.record(self.clock.unix_ms(at), &event);
             }
@@ -133,6 +138,19 @@ impl Driver {
             self.emit(self.clock.wall(at), RuntimeEvent::Engine(event));
         }
         self.refresh_table();
+    }
+
+    /// What a job's life tells of its device: its last job, and the image that succeeded.
+    fn tell_inventory(&self, event: &Event) {
+        match event {
+            Event::Created(view) => self.inventory.job_created(&view.device, view.id),
+            Event::StateChanged { job, device, to: crate::engine::JobState::Succeeded, .. } => {
+                if let Some(view) = self.engine.job(*job) {
+                    self.inventory.succeeded(device, crate::snapshot::ImageInfo::from(&view.image));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Brings the changed jobs' snapshots in the table up to date: every change of every field
@@ -365,6 +383,7 @@ impl Driver {
         match (device, decoded) {
             (Some(device), Ok(response)) => {
                 self.metrics.response(response.command_type());
+                self.inventory.seen(&device, self.clock.unix_ms(now));
                 self.engine.handle_response(&device, response, now)
             }
             (Some(device), Err(error)) => {

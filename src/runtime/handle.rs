@@ -63,9 +63,11 @@ pub struct Handle {
     broker: BrokerUrl,
     insecure_tls: bool,
     metrics: Metrics,
+    inventory: crate::inventory::Inventory,
 }
 
 impl Handle {
+    #[allow(clippy::too_many_arguments)] // each is one of the handle's own parts, named
     pub(super) fn new(
         requests: mpsc::Sender<Request>,
         events: broadcast::Sender<Arc<Envelope>>,
@@ -74,10 +76,16 @@ impl Handle {
         clock: Clock,
         connection: &BrokerConnection,
         metrics: Metrics,
+        inventory: crate::inventory::Inventory,
     ) -> Self {
         let broker = connection.url.clone();
         let insecure_tls = connection.insecure_tls;
-        Self { requests, events, library, jobs, clock, broker, insecure_tls, metrics }
+        Self { requests, events, library, jobs, clock, broker, insecure_tls, metrics, inventory }
+    }
+
+    /// The devices Rocky knows.
+    pub fn inventory(&self) -> &crate::inventory::Inventory {
+        &self.inventory
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, RuntimeError> {

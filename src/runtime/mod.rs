@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::{Engine, Settings};
 use crate::firmware::Library;
+use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::mqtt::BrokerConnection;
 use crate::protocol::Topics;
@@ -50,6 +51,8 @@ pub struct RuntimeConfig {
     /// Publishes handed to the broker connection and not yet acknowledged (QoS 1 PUBACK).
     /// This is the flow control behind "as fast as the broker takes them".
     pub window: u16,
+    /// The most devices the inventory holds (`store.max_devices`).
+    pub max_devices: usize,
 }
 
 /// The default for [`RuntimeConfig::event_capacity`]: 16 MiB of frame previews at most.
@@ -68,6 +71,7 @@ impl RuntimeConfig {
             engine: Settings::default(),
             event_capacity: DEFAULT_EVENT_CAPACITY,
             window: 128,
+            max_devices: crate::inventory::DEFAULT_MAX_DEVICES,
         }
     }
 }
@@ -82,7 +86,8 @@ impl Runtime {
     /// Starts the messenger and the driver. Connecting happens in the background; its progress
     /// is reported as connection events, so a broker that is down is not an error here.
     pub fn start(config: RuntimeConfig, library: Arc<Library>) -> Self {
-        Self::spawn(config, library, None, Vec::new(), Clock::new())
+        let inventory = Inventory::new(Vec::new(), config.max_devices, None);
+        Self::spawn(config, library, None, Vec::new(), Clock::new(), inventory)
     }
 
     /// Like [`Runtime::start`], with a job store: every job it holds comes back (finished ones
@@ -94,6 +99,7 @@ impl Runtime {
         store: Store,
     ) -> Result<Self, crate::store::StoreError> {
         let (records, last_id) = store.load().await?;
+        let inventory = Inventory::new(store.load_devices().await?, config.max_devices, Some(store.clone()));
         let clock = Clock::new();
         let images = store.images().clone();
         // Images evicted from memory come back from the store's content-addressed files.
@@ -102,7 +108,7 @@ impl Runtime {
         let restored = tokio::task::spawn_blocking(move || recover::restore(records, &images, &lib, &clock))
             .await
             .map_err(|_| crate::store::StoreError::Stopped)?;
-        Ok(Self::spawn(config, library, Some((store, last_id)), restored, clock))
+        Ok(Self::spawn(config, library, Some((store, last_id)), restored, clock, inventory))
     }
 
     fn spawn(
@@ -111,6 +117,7 @@ impl Runtime {
         store: Option<(Store, crate::engine::JobId)>,
         restored: Vec<crate::engine::JobView>,
         clock: Clock,
+        inventory: Inventory,
     ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (requests_tx, requests_rx) = mpsc::channel(256);
@@ -142,6 +149,7 @@ impl Runtime {
             clock,
             &config.connection,
             metrics.clone(),
+            inventory.clone(),
         );
         let driver = driver::Driver {
             engine,
@@ -160,6 +168,7 @@ impl Runtime {
             persistence,
             table,
             dirty: Default::default(),
+            inventory,
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
         let mut tasks = vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run())];

@@ -8,6 +8,7 @@
 //! the changes of the last interval plus one write; jobs that were active go back to `queued`
 //! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
 
+mod devices;
 mod high_water;
 mod lock;
 mod reader;
@@ -34,6 +35,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::JobId;
 use crate::firmware::ImageStore;
+use crate::inventory::{Device, Labels};
+use crate::protocol::DeviceId;
 
 /// How often the runtime hands changes to the writer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -58,9 +61,32 @@ pub enum StoreError {
 
 /// What the writer thread is asked to do.
 pub(crate) enum Write {
-    Create { jobs: Vec<NewJob>, reply: oneshot::Sender<Result<(), WriteError>> },
-    Flush { jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>, done: Option<oneshot::Sender<()>> },
-    Delete { ids: Vec<JobId> },
+    Create {
+        jobs: Vec<NewJob>,
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    Flush {
+        jobs: Vec<JobSnapshot>,
+        history: Vec<HistoryRecord>,
+        done: Option<oneshot::Sender<()>>,
+    },
+    Delete {
+        ids: Vec<JobId>,
+    },
+    /// Devices registered by an operator, with their labels: committed before the answer.
+    Register {
+        rows: Vec<(DeviceId, Labels)>,
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    Forget {
+        id: DeviceId,
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// What the wire told of devices, written with the next flush.
+    Observe {
+        devices: Vec<Device>,
+        done: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// A cheap handle to the open store: writes go to the writer thread, reads use their own
@@ -216,6 +242,48 @@ impl Store {
         Ok((jobs, last.max(self.ids_mark)))
     }
 
+    /// Registers devices (all or none), synced to disk before this returns.
+    pub async fn register_devices(&self, rows: Vec<(DeviceId, Labels)>) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Write::Register { rows, reply }).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    pub async fn forget_device(&self, id: DeviceId) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes.send(Write::Forget { id, reply }).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Hands the wire's news of devices to the writer without waiting; back when it is busy.
+    pub(crate) fn try_observe_devices(&self, devices: Vec<Device>) -> Result<(), Vec<Device>> {
+        match self.writes.try_send(Write::Observe { devices, done: None }) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Write::Observe { devices, .. }))
+            | Err(mpsc::error::TrySendError::Closed(Write::Observe { devices, .. })) => Err(devices),
+            Err(_) => Err(Vec::new()),
+        }
+    }
+
+    pub(crate) async fn observe_devices_and_wait(&self, devices: Vec<Device>) {
+        let (done, committed) = oneshot::channel();
+        if self.writes.send(Write::Observe { devices, done: Some(done) }).await.is_ok() {
+            let _ = committed.await;
+        }
+    }
+
+    /// Every device in the inventory, by id.
+    pub async fn load_devices(&self) -> Result<Vec<Device>, StoreError> {
+        let reader = self.reader.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            devices::load(&conn).map_err(|source| StoreError::Sql { path, source })
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
+    }
+
     /// A job's stored timeline, oldest first.
     pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
         let reader = self.reader.clone();
@@ -244,4 +312,5 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+pub use devices::load as read_devices;
 pub use reader::{history as read_history, load as read_jobs};

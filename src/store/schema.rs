@@ -47,6 +47,18 @@ const MIGRATIONS: &[&str] = &[
     // 3: flow control — what the device confirmed, and its window (NULL for a pushed job).
     "ALTER TABLE jobs ADD COLUMN chunks_confirmed INTEGER;
      ALTER TABLE jobs ADD COLUMN window INTEGER;",
+    // 4: the device inventory.
+    "CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        labels TEXT NOT NULL DEFAULT '{}',
+        registered INTEGER NOT NULL DEFAULT 0,
+        first_seen INTEGER,
+        last_seen INTEGER,
+        last_image_name TEXT,
+        last_image_size INTEGER,
+        last_image_sha256 TEXT,
+        last_job INTEGER
+     );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

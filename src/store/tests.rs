@@ -158,3 +158,46 @@ async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     assert_eq!((jobs.len(), last), (1, 3), "the mark beside the database remembers 3");
     store.create(vec![new_job(4, "d")]).await.unwrap();
 }
+
+#[tokio::test]
+async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns() {
+    use crate::inventory::{Device, Labels};
+    use crate::protocol::DeviceId;
+    use crate::snapshot::ImageInfo;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let id = DeviceId::parse("d1").unwrap();
+    let labels: Labels = [("model".to_owned(), "m1".to_owned())].into();
+    store.register_devices(vec![(id.clone(), labels.clone())]).await.unwrap();
+    let image = ImageInfo { name: "fw.bin".into(), size: 9, sha256: "cd".repeat(32) };
+    // The wire's record carries no labels: writing it must not remove the operator's.
+    let seen = Device {
+        device_id: id.clone(),
+        labels: Labels::new(),
+        registered: false,
+        first_seen: Some(10),
+        last_seen: Some(20),
+        last_image: Some(image.clone()),
+        last_job: Some(4),
+    };
+    store.observe_devices_and_wait(vec![seen.clone()]).await;
+    // An older record arriving late moves nothing back.
+    let late =
+        Device { first_seen: Some(5), last_seen: Some(15), last_image: None, last_job: Some(3), ..seen };
+    store.observe_devices_and_wait(vec![late]).await;
+    let devices = store.load_devices().await.unwrap();
+    assert_eq!(
+        devices,
+        [Device {
+            device_id: id.clone(),
+            labels,
+            registered: true,
+            first_seen: Some(10),
+            last_seen: Some(20),
+            last_image: Some(image),
+            last_job: Some(4),
+        }]
+    );
+    store.forget_device(id).await.unwrap();
+    assert!(store.load_devices().await.unwrap().is_empty());
+}

@@ -45,11 +45,13 @@ struct Pending {
     /// Finished jobs retention removed from the engine: deleted by id, whatever the row says
     /// (its last change may not have been written yet).
     deletes: BTreeSet<JobId>,
+    /// The wire's news of devices, by id (a later record replaces an earlier one).
+    devices: BTreeMap<crate::protocol::DeviceId, crate::inventory::Device>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.history.is_empty() && self.deletes.is_empty()
+        self.jobs.is_empty() && self.history.is_empty() && self.deletes.is_empty() && self.devices.is_empty()
     }
 
     /// Adds a newer batch: a job's later record replaces its earlier one.
@@ -117,6 +119,22 @@ fn run(
             }
             Write::Flush { jobs, history, done } => {
                 pending.merge(jobs, history);
+                write_pending(&mut conn, &mut pending, &health);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            Write::Register { rows, reply } => {
+                let _ = conn.pragma_update(None, "synchronous", "FULL");
+                let result = super::devices::register(&mut conn, &rows).map_err(WriteError::from);
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                let _ = reply.send(result);
+            }
+            Write::Forget { id, reply } => {
+                let _ = reply.send(super::devices::forget(&mut conn, &id).map_err(WriteError::from));
+            }
+            Write::Observe { devices, done } => {
+                pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
                 write_pending(&mut conn, &mut pending, &health);
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -204,7 +222,8 @@ fn sweep_images(conn: &Connection, images: &ImageStore) {
 fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) {
     let jobs: Vec<JobSnapshot> =
         pending.jobs.values().filter(|j| !pending.deletes.contains(&j.id)).cloned().collect();
-    match flush(conn, &jobs, &pending.history, &pending.deletes) {
+    let devices: Vec<crate::inventory::Device> = pending.devices.values().cloned().collect();
+    match flush(conn, &jobs, &pending.history, &pending.deletes, &devices) {
         Ok(()) => {
             if health.problem().is_some() {
                 tracing::info!(jobs = jobs.len(), lost = pending.dropped_history, "the job store caught up");
@@ -230,8 +249,10 @@ fn flush(
     jobs: &[JobSnapshot],
     history: &[HistoryRecord],
     deletes: &BTreeSet<JobId>,
+    devices: &[crate::inventory::Device],
 ) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    super::devices::observe(&tx, devices)?;
     {
         let mut update = tx.prepare(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,

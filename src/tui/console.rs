@@ -83,6 +83,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
     let mut frames = tokio::time::interval(FRAME);
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_draw = Instant::now() - Duration::from_secs(10);
+    let mut last_inventory = last_draw;
     let mut sigterm = terminate_signal();
 
     loop {
@@ -109,6 +110,10 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
             // Before the job and event streams, which are nearly always ready during a
             // transfer: a due frame is drawn whatever else is waiting.
             _ = frames.tick() => {
+                if matches!(app.overlay, Some(Overlay::Form(_))) && last_inventory.elapsed() >= Duration::from_secs(1) {
+                    app.devices.inventory = source.inventory_ids();
+                    last_inventory = Instant::now();
+                }
                 if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
                     app.now = SystemTime::now();
                     guard.terminal().draw(|frame| ui::draw(frame, &app))?;
@@ -218,7 +223,7 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
     app.dirty = true;
     match done {
         Done::Preview { generation, result } => {
-            let known: Vec<String> = app.devices.rows.keys().cloned().collect();
+            let known = app.devices.known();
             if let Some(Overlay::Form(form)) = app.overlay.as_mut()
                 && let Some(specs) = form.set_preview(generation, result, &known)
             {

@@ -252,7 +252,7 @@ impl App {
     }
 
     fn form_key(&mut self, mut form: Box<Form>, key: KeyEvent) -> Outcome {
-        let known: Vec<String> = self.devices.rows.keys().cloned().collect();
+        let known = self.devices.known();
         let outcome = form.handle_key(key, &known);
         match outcome {
             FormOutcome::Close => {

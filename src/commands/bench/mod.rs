@@ -1,7 +1,7 @@
 //! `rocky bench`: Rocky's throughput beside the broker's raw QoS 1 throughput, through the same
 //! broker, so the figure says how much of the broker's capacity Rocky uses.
 //!
-//! The simulated fleet runs in a child process (`rocky devices`), so the peak RSS reported is
+//! The simulated fleet runs in a child process (`rocky sim`), so the peak RSS reported is
 //! Rocky's own (plus the embedded broker's when no external broker is used).
 
 mod raw;
@@ -136,7 +136,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rocky devices` in a child process (with `extra` flags); returns once every device is
+/// `rocky sim` in a child process (with `extra` flags); returns once every device is
 /// subscribed.
 pub async fn start_fleet_named(
     broker: &BrokerUrl,
@@ -146,7 +146,7 @@ pub async fn start_fleet_named(
 ) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the rocky executable")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["devices", "--broker", &broker.to_string(), "--count", &count.to_string(), "--prefix", prefix])
+        .args(["sim", "--broker", &broker.to_string(), "--count", &count.to_string(), "--prefix", prefix])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -21,9 +21,19 @@ pub struct DeviceRow {
 #[derive(Debug, Default)]
 pub struct Devices {
     pub rows: BTreeMap<String, DeviceRow>,
+    /// The inventory's ids (registered devices, and those known from earlier jobs), refreshed
+    /// while the new-job form is open, so `prefix*` finds devices that never answered yet.
+    pub inventory: Vec<String>,
 }
 
 impl Devices {
+    /// Every device id the form's `prefix*` may match, sorted, each once.
+    pub fn known(&self) -> Vec<String> {
+        let mut known: std::collections::BTreeSet<String> = self.inventory.iter().cloned().collect();
+        known.extend(self.rows.keys().cloned());
+        known.into_iter().collect()
+    }
+
     pub fn entry(&mut self, id: &str) -> &mut DeviceRow {
         self.rows
             .entry(id.to_owned())

@@ -55,6 +55,20 @@ impl Source {
         }
     }
 
+    /// The ids of the devices in the inventory, for `prefix*` in the new-job form. An attached
+    /// console answers none yet (it matches the devices it saw answer).
+    pub fn inventory_ids(&self) -> Vec<String> {
+        match self {
+            Source::Local(handle) => handle
+                .inventory()
+                .ids(&crate::inventory::DeviceQuery::default())
+                .into_iter()
+                .map(|id| id.as_str().to_owned())
+                .collect(),
+            Source::Remote(_) => Vec::new(),
+        }
+    }
+
     /// Creates the jobs; answers how many.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<usize, String> {
         match self {

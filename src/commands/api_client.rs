@@ -1,0 +1,108 @@
+//! A small client of a running Rocky's HTTP API for the CLI commands that change what the server
+//! holds (`rocky devices …`): the server owns the data directory while it runs, so changes go
+//! through it. The address is `--server`, else `http://` and `http.listen`; the token comes from
+//! `--token-file`, `http.token_file` or `ROCKY_HTTP_TOKEN`, and never appears in a message.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use rocky::config::Config;
+use rocky::mqtt::Secret;
+
+pub struct ApiClient {
+    base: String,
+    client: reqwest::Client,
+    token: Option<Secret>,
+}
+
+/// Answers larger than this are refused (a listing pages well under it).
+const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+impl ApiClient {
+    pub fn new(config: &Config, server: Option<&str>, token_file: Option<&Path>) -> anyhow::Result<Self> {
+        let base = match server {
+            Some(server) => server.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", config.http.listen),
+        };
+        let url =
+            reqwest::Url::parse(&base).map_err(|e| anyhow::anyhow!("server {base:?} is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            bail!("server {base:?} must be http://HOST:PORT or https://HOST:PORT");
+        }
+        let token = match token_file {
+            Some(path) => Some(Secret::from_file("--token-file", path)?),
+            None => rocky::config::http_token(config, |var| std::env::var(var).ok())?,
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot start the HTTP client")?;
+        Ok(Self { base, client, token })
+    }
+
+    /// Sends a request and reads the JSON answer (`Value::Null` for an empty one); a 4xx/5xx
+    /// answer is an error carrying the server's own message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow::anyhow!(
+                    "no Rocky answers at {}: start one with `rocky serve` (or `rocky demo`), or name it with --server",
+                    self.base
+                )
+            } else if e.is_timeout() {
+                anyhow::anyhow!("{} did not answer in time", self.base)
+            } else {
+                anyhow::anyhow!("cannot reach {}: {}", self.base, root_cause(&e))
+            }
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.with_context(|| format!("reading the answer of {}", self.base))?;
+        if bytes.len() > MAX_ANSWER {
+            bail!("the answer of {} is larger than {MAX_ANSWER} bytes", self.base);
+        }
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} answered something that is not JSON", self.base))?
+        };
+        if status == StatusCode::UNAUTHORIZED {
+            bail!(
+                "{} needs an API token: pass --token-file, or set http.token_file or ROCKY_HTTP_TOKEN",
+                self.base
+            );
+        }
+        if !status.is_success() {
+            let message = value.get("error").and_then(Value::as_str).unwrap_or("no reason given");
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok((status, value))
+    }
+}
+
+/// The innermost cause of an error, which is the part that says what went wrong.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

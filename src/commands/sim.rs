@@ -1,0 +1,111 @@
+//! `rocky sim`: a simulated fleet on any broker, with a summary when it stops.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::GlobalArgs;
+use super::behavior_flags::BehaviorFlags;
+use super::setup::{load_config, shutdown_signal};
+use rocky::sim::{Behavior, DeviceModel, Fleet, FleetConfig, Selection};
+
+/// A share between 0 and 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.05 = 5%)")),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// How many devices.
+    #[arg(long, default_value_t = 10)]
+    pub count: usize,
+    /// Device ids are PREFIX01, PREFIX02, ...
+    #[arg(long, default_value = "dev-")]
+    pub prefix: String,
+    /// Misbehaving devices.
+    #[command(flatten)]
+    pub behavior: BehaviorFlags,
+    /// Wait this long before each answer: on the --slow devices, or on every device when
+    /// --slow is not given.
+    #[arg(long, value_name = "MS")]
+    pub ack_delay: Option<u64>,
+    /// Flow control: devices opt in with this window (chunks beyond what they confirmed).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: Option<u32>,
+    /// Which devices use --window: a share (0.25, 25%) or a list (dev-03,7); all when not given.
+    #[arg(long, value_name = "LIST|RATIO", requires = "window", value_parser = Selection::parse)]
+    pub paced: Option<Selection>,
+    /// Each device stores this fast (bytes/s, or like 50KiB/s) and reads its connection no
+    /// faster, as a device behind slow flash does.
+    #[arg(long, value_name = "RATE", value_parser = rocky::units::parse_rate)]
+    pub flash_rate: Option<u64>,
+    /// Share of chunks each device loses on the way (0.05 = 5%).
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub lossy: Option<f64>,
+    /// Version 1 devices: no resume, no reasons, no flow control.
+    #[arg(long, conflicts_with = "window")]
+    pub legacy: bool,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
+    let config = load_config(global)?.config;
+    let runtime_config = super::setup::runtime_config(&config, global)?;
+    let topics = runtime_config.topics;
+    let connection = runtime_config.connection;
+    let broker = connection.url.clone();
+    let mut behavior = args.behavior.clone();
+    // --ack-delay alone slows every device.
+    if behavior.slow.is_none() && args.ack_delay.is_some() {
+        behavior.slow = Some(Selection::Ratio(1.0));
+    }
+    let plan = behavior.plan().unwrap_or_default();
+    let fleet_config = FleetConfig {
+        connection,
+        topics,
+        prefix: args.prefix,
+        count: args.count,
+        plan,
+        slow_delay: Duration::from_millis(args.ack_delay.unwrap_or(1500)),
+        model: DeviceModel {
+            window: args.window,
+            paced: args.paced,
+            flash_rate: args.flash_rate,
+            lossy: args.lossy.unwrap_or(0.0),
+            legacy: args.legacy,
+            stop_confirming_at: None,
+        },
+    };
+    let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
+    println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
+    for (id, report) in fleet.reports() {
+        if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
+            println!("  {id}: {behavior}");
+        }
+    }
+    if fleet.wait_connected(Duration::from_secs(30)).await {
+        // `rocky bench` waits for this line before it starts the clock.
+        println!("all {} devices connected", args.count);
+    } else {
+        println!("only {} of {} devices connected so far; still trying", fleet.connected(), args.count);
+    }
+    match args.duration {
+        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+        Some(secs) => anyhow::bail!("--duration {secs} is not a number of seconds"),
+        None => shutdown_signal().await,
+    }
+    print!("{}", fleet.summary());
+    fleet.stop().await;
+    Ok(())
+}

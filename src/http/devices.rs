@@ -1,0 +1,164 @@
+//! The inventory endpoints: `GET /devices` (filters `label=k=v`, repeatable; `glob`;
+//! `seen_since`; paging with `after` and `limit`), `GET/PUT/DELETE /devices/{id}` and
+//! `POST /devices/import`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiState};
+use crate::inventory::{Device, DeviceQuery, InventoryError, Labels, import, labels};
+use crate::protocol::DeviceId;
+use crate::runtime::RuntimeError;
+
+/// Largest import body: about 20,000 devices with a few labels each.
+pub const MAX_IMPORT_BODY: usize = 4 * 1024 * 1024;
+const DEFAULT_PAGE: usize = 1000;
+const MAX_PAGE: usize = 10_000;
+
+impl From<InventoryError> for ApiError {
+    fn from(e: InventoryError) -> Self {
+        match e {
+            InventoryError::Full { .. } => Self::InsufficientStorage(e.to_string()),
+            InventoryError::Store(e) => RuntimeError::Store(e).into(),
+        }
+    }
+}
+
+fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Reads `seen_since`: Unix milliseconds, or a span back from now like `90s`, `10m`, `2h`, `7d`.
+fn seen_since(text: &str, now_ms: u64) -> Result<u64, ApiError> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "seen_since {text:?} is neither Unix milliseconds nor a span like 90s, 10m, 2h or 7d"
+        ))
+    };
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = text.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    Ok(now_ms.saturating_sub(number.saturating_mul(seconds).saturating_mul(1000)))
+}
+
+pub async fn list(
+    State(state): State<ApiState>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut query = DeviceQuery { limit: DEFAULT_PAGE, ..DeviceQuery::default() };
+    let now_ms = state.handle.clock().unix_ms(state.handle.clock().now());
+    for (key, value) in pairs {
+        let bad = |e: crate::inventory::QueryError| ApiError::BadRequest(e.to_string());
+        match key.as_str() {
+            "label" => query = query.with_label(&value).map_err(bad)?,
+            "glob" => query = query.with_glob(&value).map_err(bad)?,
+            "seen_since" => query.seen_since = Some(seen_since(&value, now_ms)?),
+            "after" => query.after = Some(device_id(&value)?),
+            "limit" => {
+                query.limit = match value.parse::<usize>() {
+                    Ok(n @ 1..=MAX_PAGE) => n,
+                    _ => return Err(ApiError::BadRequest(format!("limit is a number from 1 to {MAX_PAGE}"))),
+                }
+            }
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown filter {other:?}; use label=KEY=VALUE, glob, seen_since, after or limit"
+                )));
+            }
+        }
+    }
+    let limit = query.limit;
+    let mut devices = state.handle.inventory().list(&DeviceQuery { limit: limit + 1, ..query });
+    let more = devices.len() > limit;
+    devices.truncate(limit);
+    let next_after = if more { devices.last().map(|d| d.device_id.clone()) } else { None };
+    Ok(Json(json!({ "devices": devices, "next_after": next_after })))
+}
+
+pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Device>, ApiError> {
+    let id = device_id(&raw)?;
+    state
+        .handle
+        .inventory()
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no device {id} in the inventory")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutDevice {
+    #[serde(default)]
+    labels: Labels,
+}
+
+/// Registers a device with these labels (replacing its labels if it is known): 201 when new.
+pub async fn put(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    body: Result<Json<PutDevice>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Device>), ApiError> {
+    let id = device_id(&raw)?;
+    let Json(body) = body?;
+    labels::check(&body.labels).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let inventory = state.handle.inventory();
+    let added = inventory.register(vec![(id.clone(), body.labels)]).await?;
+    let device = inventory.get(&id).ok_or_else(|| ApiError::Internal("the device vanished".into()))?;
+    Ok((if added > 0 { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
+}
+
+pub async fn delete(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = device_id(&raw)?;
+    if state.handle.inventory().forget(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no device {id} in the inventory")))
+    }
+}
+
+/// JSON (`[{"device_id", "labels"}, …]`) or lines of `device_id,key=value,…`; all or nothing.
+pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
+    })?;
+    let rows = import::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let count = rows.len();
+    let added = state
+        .handle
+        .inventory()
+        .register(rows.into_iter().map(|row| (row.device_id, row.labels)).collect())
+        .await?;
+    Ok(Json(json!({ "imported": count, "added": added, "updated": count - added })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_since_takes_milliseconds_or_a_span() {
+        assert_eq!(seen_since("1234", 10_000_000).unwrap(), 1234);
+        assert_eq!(seen_since("90s", 100_000).unwrap(), 10_000);
+        assert_eq!(seen_since("10m", 10_000_000).unwrap(), 9_400_000);
+        assert_eq!(seen_since("1d", 1000).unwrap(), 0);
+        assert!(seen_since("10y", 0).unwrap_err().to_string().contains("\"10y\""));
+        assert!(seen_since("m", 0).is_err());
+        assert!(seen_since("", 0).is_err());
+    }
+}

@@ -1,0 +1,253 @@
+//! The device inventory: the devices Rocky knows, registered by an operator (API, CLI, import)
+//! or seen on the wire, each with labels to pick it by group, when it was first and last heard
+//! from, the last image that succeeded on it and its last job.
+//!
+//! Two owners write a device, each its own columns, so neither can undo the other: the operator
+//! owns `labels` and `registered` (written to the store before the answer), the driver owns
+//! what happened on the wire (`first_seen`, `last_seen`, `last_image`, `last_job`), kept here
+//! and handed to the store with the job changes, never waiting for it.
+//!
+//! Bounded: at most `store.max_devices` devices. A broker client can make up device ids, so a
+//! device first seen on the wire past the bound is not added (counted in the log once a
+//! minute); registering past it is refused.
+
+pub mod glob;
+pub mod import;
+pub mod labels;
+mod query;
+
+pub use import::{ImportError, ImportRow};
+pub use labels::{LabelError, Labels};
+pub use query::{DeviceQuery, QueryError};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::JobId;
+use crate::protocol::DeviceId;
+use crate::snapshot::ImageInfo;
+use crate::store::{Store, WriteError};
+
+/// The default for `store.max_devices`.
+pub const DEFAULT_MAX_DEVICES: usize = 100_000;
+
+/// One device as the API answers and the store keeps it. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub device_id: DeviceId,
+    pub labels: Labels,
+    /// Registered by an operator (API, CLI, import), not only seen on the wire.
+    pub registered: bool,
+    /// When a valid response from it first arrived.
+    pub first_seen: Option<u64>,
+    pub last_seen: Option<u64>,
+    /// The last image that succeeded on it.
+    pub last_image: Option<ImageInfo>,
+    /// The last job created for it.
+    pub last_job: Option<JobId>,
+}
+
+impl Device {
+    fn new(device_id: DeviceId) -> Self {
+        Self {
+            device_id,
+            labels: Labels::new(),
+            registered: false,
+            first_seen: None,
+            last_seen: None,
+            last_image: None,
+            last_job: None,
+        }
+    }
+}
+
+/// Why an inventory change was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("the inventory holds {held} devices and this would add {adding}; store.max_devices is {max}")]
+    Full { held: usize, adding: usize, max: usize },
+    #[error(transparent)]
+    Store(#[from] WriteError),
+}
+
+/// The shared inventory; cheap to clone.
+#[derive(Clone)]
+pub struct Inventory {
+    state: Arc<Mutex<State>>,
+    store: Option<Store>,
+}
+
+struct State {
+    devices: BTreeMap<DeviceId, Device>,
+    /// Devices whose wire facts changed since they were last handed to the store.
+    observed: BTreeSet<DeviceId>,
+    max: usize,
+    /// Devices first seen on the wire that the bound kept out, since the last log line.
+    refused: u64,
+    refused_logged_at: Option<std::time::Instant>,
+}
+
+impl Inventory {
+    /// An inventory of `devices` (as loaded from the store) kept in `store`, if any.
+    pub fn new(devices: Vec<Device>, max: usize, store: Option<Store>) -> Self {
+        let devices = devices.into_iter().map(|d| (d.device_id.clone(), d)).collect();
+        let state = State { devices, observed: BTreeSet::new(), max, refused: 0, refused_logged_at: None };
+        Self { state: Arc::new(Mutex::new(state)), store }
+    }
+
+    /// An empty inventory kept only in memory.
+    pub fn in_memory() -> Self {
+        Self::new(Vec::new(), DEFAULT_MAX_DEVICES, None)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, id: &DeviceId) -> Option<Device> {
+        self.lock().devices.get(id).cloned()
+    }
+
+    /// The devices `query` selects, ordered by id, at most its limit.
+    pub fn list(&self, query: &DeviceQuery) -> Vec<Device> {
+        let state = self.lock();
+        let start = match &query.after {
+            Some(after) => std::ops::Bound::Excluded(after.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        state
+            .devices
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, device)| device)
+            .filter(|device| query.selects(device))
+            .take(query.limit)
+            .cloned()
+            .collect()
+    }
+
+    /// Every id `query` selects, in order, with no limit (for resolving a rollout's targets).
+    pub fn ids(&self, query: &DeviceQuery) -> Vec<DeviceId> {
+        let state = self.lock();
+        state.devices.values().filter(|d| query.selects(d)).map(|d| d.device_id.clone()).collect()
+    }
+
+    /// Registers devices with these labels (replacing the labels of those already known), all
+    /// or none: the store records them before they count here. Returns how many were new.
+    pub async fn register(&self, rows: Vec<(DeviceId, Labels)>) -> Result<usize, InventoryError> {
+        let adding = {
+            let state = self.lock();
+            let adding = rows.iter().filter(|(id, _)| !state.devices.contains_key(id)).count();
+            if state.devices.len() + adding > state.max {
+                return Err(InventoryError::Full { held: state.devices.len(), adding, max: state.max });
+            }
+            adding
+        };
+        if let Some(store) = &self.store {
+            store.register_devices(rows.clone()).await?;
+        }
+        let mut state = self.lock();
+        for (id, labels) in rows {
+            let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id));
+            device.labels = labels;
+            device.registered = true;
+        }
+        Ok(adding)
+    }
+
+    /// Forgets a device; false when it was not known.
+    pub async fn forget(&self, id: &DeviceId) -> Result<bool, InventoryError> {
+        if !self.lock().devices.contains_key(id) {
+            return Ok(false);
+        }
+        if let Some(store) = &self.store {
+            store.forget_device(id.clone()).await?;
+        }
+        let mut state = self.lock();
+        state.observed.remove(id);
+        Ok(state.devices.remove(id).is_some())
+    }
+
+    /// A valid response from `id` arrived at `at` (Unix ms).
+    pub fn seen(&self, id: &DeviceId, at: u64) {
+        self.observe(id, |device| {
+            device.first_seen.get_or_insert(at);
+            device.last_seen = Some(device.last_seen.map_or(at, |last| last.max(at)));
+        });
+    }
+
+    /// A job was created for `id`.
+    pub fn job_created(&self, id: &DeviceId, job: JobId) {
+        self.observe(id, |device| device.last_job = Some(device.last_job.map_or(job, |last| last.max(job))));
+    }
+
+    /// `image` succeeded on `id`.
+    pub fn succeeded(&self, id: &DeviceId, image: ImageInfo) {
+        self.observe(id, |device| device.last_image = Some(image));
+    }
+
+    fn observe(&self, id: &DeviceId, change: impl FnOnce(&mut Device)) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        if !state.devices.contains_key(id) && state.devices.len() >= state.max {
+            state.refused += 1;
+            let due =
+                state.refused_logged_at.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60));
+            if due {
+                tracing::warn!(
+                    max = state.max,
+                    refused = state.refused,
+                    "devices first seen on the wire were not added to the inventory: it is full (store.max_devices)"
+                );
+                state.refused = 0;
+                state.refused_logged_at = Some(std::time::Instant::now());
+            }
+            return;
+        }
+        let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id.clone()));
+        change(device);
+        state.observed.insert(id.clone());
+    }
+
+    /// Hands what the wire changed to the store without waiting; kept for the next time when
+    /// the store is busy.
+    pub fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        let devices: Vec<Device> = {
+            let mut state = self.lock();
+            if state.observed.is_empty() {
+                return;
+            }
+            let ids = std::mem::take(&mut state.observed);
+            ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
+        };
+        if let Err(devices) = store.try_observe_devices(devices) {
+            self.lock().observed.extend(devices.into_iter().map(|d| d.device_id));
+        }
+    }
+
+    /// Everything the wire changed, written before this returns (a graceful stop).
+    pub async fn flush_and_wait(&self) {
+        let Some(store) = &self.store else { return };
+        let devices: Vec<Device> = {
+            let mut state = self.lock();
+            let ids = std::mem::take(&mut state.observed);
+            ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
+        };
+        if !devices.is_empty() {
+            store.observe_devices_and_wait(devices).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

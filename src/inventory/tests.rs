@@ -1,0 +1,71 @@
+use super::*;
+
+fn id(s: &str) -> DeviceId {
+    DeviceId::parse(s).unwrap()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[tokio::test]
+async fn registered_and_seen_devices_are_listed_by_label_pattern_and_time() {
+    let inventory = Inventory::in_memory();
+    inventory
+        .register(vec![
+            (id("dev-01"), labels(&[("model", "m1")])),
+            (id("dev-02"), labels(&[("model", "m2")])),
+        ])
+        .await
+        .unwrap();
+    inventory.seen(&id("dev-02"), 2_000);
+    inventory.seen(&id("lab-01"), 1_000);
+    let all = inventory.list(&DeviceQuery::default());
+    assert_eq!(all.iter().map(|d| d.device_id.as_str()).collect::<Vec<_>>(), ["dev-01", "dev-02", "lab-01"]);
+    assert!(!all[2].registered, "a device only seen on the wire is not registered");
+    let m1 = DeviceQuery::default().with_label("model=m1").unwrap();
+    assert_eq!(inventory.ids(&m1), [id("dev-01")]);
+    let dev = DeviceQuery::default().with_glob("dev-*").unwrap();
+    assert_eq!(inventory.ids(&dev), [id("dev-01"), id("dev-02")]);
+    let recent = DeviceQuery { seen_since: Some(1_500), ..DeviceQuery::default() };
+    assert_eq!(inventory.ids(&recent), [id("dev-02")]);
+    let page = DeviceQuery { after: Some(id("dev-01")), limit: 1, ..DeviceQuery::default() };
+    assert_eq!(inventory.list(&page)[0].device_id, id("dev-02"));
+}
+
+#[tokio::test]
+async fn wire_facts_and_labels_do_not_overwrite_each_other() {
+    let inventory = Inventory::in_memory();
+    inventory.seen(&id("d1"), 5);
+    inventory.seen(&id("d1"), 3);
+    inventory.job_created(&id("d1"), 7);
+    inventory.register(vec![(id("d1"), labels(&[("site", "lab")]))]).await.unwrap();
+    let image = ImageInfo { name: "fw.bin".into(), size: 3, sha256: "ab".repeat(32) };
+    inventory.succeeded(&id("d1"), image.clone());
+    let device = inventory.get(&id("d1")).unwrap();
+    assert_eq!((device.first_seen, device.last_seen), (Some(5), Some(5)), "last_seen never goes back");
+    assert_eq!(device.last_job, Some(7));
+    assert_eq!(device.last_image, Some(image));
+    assert_eq!(device.labels, labels(&[("site", "lab")]));
+    assert!(device.registered);
+    assert!(inventory.forget(&id("d1")).await.unwrap());
+    assert!(!inventory.forget(&id("d1")).await.unwrap());
+    assert!(inventory.is_empty());
+}
+
+#[tokio::test]
+async fn the_bound_keeps_out_made_up_devices_and_refuses_registrations() {
+    let inventory = Inventory::new(Vec::new(), 2, None);
+    for n in 0..100 {
+        inventory.seen(&id(&format!("spoof-{n}")), 1);
+    }
+    assert_eq!(inventory.len(), 2);
+    // A device already known still gets news.
+    inventory.seen(&id("spoof-0"), 9);
+    assert_eq!(inventory.get(&id("spoof-0")).unwrap().last_seen, Some(9));
+    let refused = inventory.register(vec![(id("new"), Labels::new())]).await.unwrap_err();
+    assert!(refused.to_string().contains("store.max_devices is 2"), "{refused}");
+    assert_eq!(inventory.len(), 2, "a refused registration changes nothing");
+    // Relabelling a known one is no growth.
+    assert_eq!(inventory.register(vec![(id("spoof-1"), labels(&[("a", "b")]))]).await.unwrap(), 0);
+}

@@ -14,6 +14,7 @@
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
 //! - [`broker`]: the embedded MQTT broker (rumqttd) for `rocky demo`, tests and benchmarks.
 //! - [`inventory`]: the devices Rocky knows, their labels and what happened to them.
+//! - [`rollout`]: staged rollouts as a sans-IO state machine: waves, pace, thresholds, retries.
 //! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.
 //! - [`tui`]: the operator console: state fed by events, input to commands, a pure render.
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
@@ -31,6 +32,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
+pub mod rollout;
 pub mod runtime;
 pub mod sim;
 pub mod snapshot;

@@ -1,0 +1,14 @@
+//! Rollouts: one image to many devices in waves, at a capped pace, stopping by itself when
+//! failures climb. [`Rollout`] is a sans-IO state machine (time is an argument, the jobs it asks
+//! for come back as calls), driven by the runtime's rollout task and persisted whole.
+
+mod plan;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, wave_ends};
+pub use state::{
+    Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts,
+};

@@ -1,0 +1,176 @@
+//! What a rollout was asked to do, checked and resolved: the image, the devices in order, where
+//! each wave ends, and the rules for pace, success, abort and retries. Kept as it was created.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::DeviceId;
+use crate::snapshot::ImageInfo;
+
+/// Whether a wave starts by itself once the previous one met the success threshold, or waits for
+/// a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Gates {
+    #[default]
+    Auto,
+    Manual,
+}
+
+/// When a rollout stops by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbortRule {
+    /// The failed share of finished devices at which the rollout aborts (0 < share ≤ 1).
+    pub failure_share: f64,
+    /// Devices that must have finished before the share is judged.
+    #[serde(default = "default_min_finished")]
+    pub min_finished: u32,
+    /// Whether a device that refused (NACK) counts as failed.
+    #[serde(default = "yes")]
+    pub count_rejected: bool,
+    /// Whether active jobs are cancelled too (otherwise they finish).
+    #[serde(default)]
+    pub cancel_active: bool,
+}
+
+fn default_min_finished() -> u32 {
+    10
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    pub name: String,
+    pub image: ImageInfo,
+    pub chunk_size: Option<u32>,
+    /// Bytes a second, per job.
+    pub max_rate: Option<u64>,
+    /// The targets, resolved when the rollout was created, in the order given.
+    pub devices: Vec<DeviceId>,
+    /// Where each wave ends (exclusive index into `devices`), ascending; the last is
+    /// `devices.len()`.
+    pub wave_ends: Vec<usize>,
+    /// Job starts a minute across the rollout, evenly spread.
+    pub max_per_minute: Option<u32>,
+    /// Jobs of this rollout active at once.
+    pub max_concurrent: Option<u32>,
+    /// The share of a wave's devices that must succeed for the next wave to start.
+    pub success_threshold: f64,
+    pub abort: Option<AbortRule>,
+    /// Times a failed or timed-out device (or one that answered busy) is tried again.
+    pub retries: u32,
+    /// The first retry waits this long; each later one twice as long as the one before.
+    pub retry_backoff_ms: u64,
+    pub gates: Gates,
+    /// Devices whose last succeeded image is this one are reported up to date, not updated.
+    pub skip_up_to_date: bool,
+}
+
+/// The longest wait between two tries of one device.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
+
+impl RolloutPlan {
+    pub fn wave_count(&self) -> usize {
+        self.wave_ends.len()
+    }
+
+    /// The devices of wave `wave` (from 0), as a range of positions.
+    pub fn wave_range(&self, wave: usize) -> std::ops::Range<usize> {
+        let start =
+            if wave == 0 { 0 } else { self.wave_ends.get(wave - 1).copied().unwrap_or(self.devices.len()) };
+        let end = self.wave_ends.get(wave).copied().unwrap_or(self.devices.len());
+        start..end
+    }
+
+    /// How long before try `attempt` (2, 3, …): the backoff doubling from the first retry.
+    pub fn backoff_ms(&self, attempt: u32) -> u64 {
+        let doublings = attempt.saturating_sub(2).min(20);
+        self.retry_backoff_ms.saturating_mul(1u64 << doublings).min(MAX_RETRY_BACKOFF_MS)
+    }
+
+    /// The least time between two job starts, from `max_per_minute`.
+    pub fn start_spacing_ms(&self) -> Option<u64> {
+        self.max_per_minute.filter(|n| *n > 0).map(|n| 60_000 / u64::from(n))
+    }
+}
+
+/// One wave as the request gives it: a device count or a share of the fleet ("10%"), each
+/// counted from the start (cumulative), as `[1, "10%", "50%", "100%"]` reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum WaveSize {
+    Count(u64),
+    Share(String),
+}
+
+/// Turns the requested waves into where each ends. Each wave must end past the one before (a
+/// share that rounds to no new device is an error naming it); the last is stretched to all
+/// devices only when it is "100%", otherwise the devices past it make a final wave.
+pub fn wave_ends(waves: &[WaveSize], devices: usize) -> Result<Vec<usize>, String> {
+    if devices == 0 {
+        return Err("the rollout has no devices".into());
+    }
+    if waves.is_empty() {
+        return Ok(vec![devices]);
+    }
+    if waves.len() > 100 {
+        return Err(format!("{} waves; at most 100", waves.len()));
+    }
+    let mut ends = Vec::with_capacity(waves.len() + 1);
+    for (index, wave) in waves.iter().enumerate() {
+        let end = match wave {
+            WaveSize::Count(n) => usize::try_from(*n).unwrap_or(usize::MAX),
+            WaveSize::Share(text) => {
+                let number = text.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
+                match number {
+                    Some(p) if p > 0.0 && p <= 100.0 => ((devices as f64) * p / 100.0).ceil() as usize,
+                    _ => return Err(format!("wave {}: {text:?} is not a share like \"10%\"", index + 1)),
+                }
+            }
+        };
+        let end = end.min(devices);
+        let previous = ends.last().copied().unwrap_or(0);
+        if end <= previous {
+            return Err(format!(
+                "wave {} ends at device {end} of {devices}, no further than the wave before it (waves count from the start: [1, \"10%\", \"50%\", \"100%\"])",
+                index + 1
+            ));
+        }
+        ends.push(end);
+    }
+    if ends.last().copied() != Some(devices) {
+        ends.push(devices);
+    }
+    Ok(ends)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn share(s: &str) -> WaveSize {
+        WaveSize::Share(s.into())
+    }
+
+    #[test]
+    fn waves_count_from_the_start() {
+        let waves = [WaveSize::Count(1), share("10%"), share("50%"), share("100%")];
+        assert_eq!(wave_ends(&waves, 100).unwrap(), [1, 10, 50, 100]);
+        assert_eq!(wave_ends(&waves, 20).unwrap(), [1, 2, 10, 20]);
+        assert_eq!(wave_ends(&[], 7).unwrap(), [7]);
+        // Devices past the last wave make a final one.
+        assert_eq!(wave_ends(&[WaveSize::Count(2)], 5).unwrap(), [2, 5]);
+    }
+
+    #[test]
+    fn waves_that_add_nobody_or_are_not_shares_are_refused() {
+        let err = wave_ends(&[WaveSize::Count(1), share("10%")], 5).unwrap_err();
+        assert!(err.starts_with("wave 2 ends at device 1 of 5"), "{err}");
+        assert!(wave_ends(&[share("ten")], 5).unwrap_err().contains("\"ten\""));
+        assert!(wave_ends(&[share("150%")], 5).is_err());
+        assert!(wave_ends(&[], 0).is_err());
+    }
+}

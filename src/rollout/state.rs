@@ -1,0 +1,521 @@
+//! A rollout's life: which devices get a job when, what their jobs ended as, and when the whole
+//! moves between `scheduled → running ⇄ paused → succeeded | completed | aborted | cancelled`.
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{Gates, RolloutPlan};
+use crate::engine::{JobId, JobState};
+use crate::protocol::{DeviceId, Reason};
+
+pub type RolloutId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutState {
+    Scheduled,
+    Running,
+    Paused,
+    /// Every device updated (or was already up to date).
+    Succeeded,
+    /// Every wave ran, but some devices did not update.
+    Completed,
+    Aborted,
+    Cancelled,
+}
+
+impl RolloutState {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Completed | Self::Aborted | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Succeeded => "succeeded",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What became of one device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Not started yet.
+    Pending,
+    /// A job is running (or being created).
+    Active,
+    /// Waiting to be tried again.
+    Retrying,
+    Succeeded,
+    /// Its last succeeded image is this one: not updated.
+    UpToDate,
+    Rejected,
+    Failed,
+    TimedOut,
+    /// Never started (the rollout was aborted or cancelled), or its job was cancelled.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Pending | Self::Active | Self::Retrying)
+    }
+
+    fn is_success(self) -> bool {
+        matches!(self, Self::Succeeded | Self::UpToDate)
+    }
+}
+
+/// One device of the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    pub device_id: DeviceId,
+    pub outcome: Outcome,
+    /// Its latest job.
+    pub job_id: Option<JobId>,
+    /// Jobs started for it.
+    pub attempts: u32,
+    /// When it is tried again (Unix ms), while `Retrying`.
+    pub retry_at: Option<u64>,
+    /// Why it ended as it did (the job's error), or why it was not updated.
+    pub detail: Option<String>,
+}
+
+/// What the rollout asks of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create a job for the device at this position (then call [`Rollout::job_started`]).
+    Start(usize),
+    Cancel(JobId),
+}
+
+/// A change of the rollout's state, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutChange {
+    pub at: u64,
+    pub from: RolloutState,
+    pub to: RolloutState,
+    pub reason: String,
+}
+
+/// One wave's devices by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveCounts {
+    pub devices: usize,
+    pub pending: usize,
+    pub active: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+}
+
+/// The reason code a device gives for "busy: try again later" (PROTOCOL.md).
+const BUSY_CODE: u64 = 6;
+/// Tries again a device that answered busy, however few `retries` the rollout allows.
+pub const BUSY_RETRIES: u32 = 3;
+
+/// The most state changes kept in a rollout's history (the newest).
+const MAX_CHANGES: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: RolloutId,
+    pub plan: RolloutPlan,
+    pub state: RolloutState,
+    /// Why it is in its state (a pause, an abort, how it ended).
+    pub reason: Option<String>,
+    /// The wave whose devices are being started (from 0; `wave_count` once all have been).
+    pub wave: usize,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub slots: Vec<Slot>,
+    /// When the last job started, for `max_per_minute`.
+    pub last_start: Option<u64>,
+    pub changes: Vec<RolloutChange>,
+}
+
+impl Rollout {
+    pub fn new(id: RolloutId, plan: RolloutPlan, now: u64) -> Self {
+        let slots = plan
+            .devices
+            .iter()
+            .map(|device| Slot {
+                device_id: device.clone(),
+                outcome: Outcome::Pending,
+                job_id: None,
+                attempts: 0,
+                retry_at: None,
+                detail: None,
+            })
+            .collect();
+        Self {
+            id,
+            plan,
+            state: RolloutState::Scheduled,
+            reason: None,
+            wave: 0,
+            created_at: now,
+            updated_at: now,
+            slots,
+            last_start: None,
+            changes: Vec::new(),
+        }
+    }
+
+    fn set_state(&mut self, to: RolloutState, reason: String, now: u64) {
+        if self.state == to && self.reason.as_deref() == Some(reason.as_str()) {
+            return;
+        }
+        self.changes.push(RolloutChange { at: now, from: self.state, to, reason: reason.clone() });
+        if self.changes.len() > MAX_CHANGES {
+            self.changes.remove(0);
+        }
+        self.state = to;
+        self.reason = Some(reason);
+        self.updated_at = now;
+    }
+
+    fn active(&self) -> usize {
+        self.slots.iter().filter(|s| s.outcome == Outcome::Active).count()
+    }
+
+    /// Moves the rollout on at `now`: starts what its rules allow, finishes waves and the
+    /// whole. `up_to_date` says whether a device's last succeeded image is this one.
+    pub fn step(&mut self, now: u64, up_to_date: &dyn Fn(&DeviceId) -> bool) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if self.state == RolloutState::Scheduled {
+            let waves = self.plan.wave_count();
+            match self.plan.gates {
+                Gates::Auto => self.set_state(RolloutState::Running, format!("started: {waves} waves"), now),
+                Gates::Manual => self.set_state(
+                    RolloutState::Paused,
+                    format!("manual gates: resume to start wave 1 of {waves}"),
+                    now,
+                ),
+            }
+        }
+        // Retries come due whatever the state, so a paused rollout shows them as pending.
+        for slot in &mut self.slots {
+            if slot.outcome == Outcome::Retrying && slot.retry_at.is_some_and(|at| at <= now) {
+                slot.outcome = Outcome::Pending;
+                slot.retry_at = None;
+                self.updated_at = now;
+            }
+        }
+        while self.state == RolloutState::Running {
+            self.start_due(now, up_to_date, &mut actions);
+            if !self.finish_wave(now) {
+                break;
+            }
+        }
+        actions
+    }
+
+    /// Starts the pending devices of waves up to the current one, within the pace and
+    /// concurrency caps. Retried devices of earlier waves go first.
+    fn start_due(&mut self, now: u64, up_to_date: &dyn Fn(&DeviceId) -> bool, actions: &mut Vec<Action>) {
+        let end = self.plan.wave_range(self.wave).end;
+        let max_active = self.plan.max_concurrent.map_or(usize::MAX, |n| n as usize);
+        let spacing = self.plan.start_spacing_ms();
+        let mut active = self.active();
+        for index in 0..end {
+            if self.slots[index].outcome != Outcome::Pending {
+                continue;
+            }
+            if self.plan.skip_up_to_date
+                && self.slots[index].attempts == 0
+                && up_to_date(&self.slots[index].device_id)
+            {
+                let slot = &mut self.slots[index];
+                slot.outcome = Outcome::UpToDate;
+                slot.detail = Some("already up to date".into());
+                self.updated_at = now;
+                continue;
+            }
+            if active >= max_active {
+                break;
+            }
+            if let (Some(spacing), Some(last)) = (spacing, self.last_start)
+                && now < last.saturating_add(spacing)
+            {
+                break;
+            }
+            let slot = &mut self.slots[index];
+            slot.outcome = Outcome::Active;
+            slot.attempts += 1;
+            slot.detail = None;
+            self.last_start = Some(now);
+            self.updated_at = now;
+            active += 1;
+            actions.push(Action::Start(index));
+        }
+    }
+
+    /// When every device of the current wave has finished: judges it and moves to the next
+    /// wave, a pause, or the end. True when the next wave may start at once.
+    fn finish_wave(&mut self, now: u64) -> bool {
+        let range = self.plan.wave_range(self.wave);
+        if self.slots[..range.end].iter().any(|s| !s.outcome.is_final()) {
+            return false;
+        }
+        let waves = self.plan.wave_count();
+        let size = range.len().max(1);
+        let succeeded = self.slots[range].iter().filter(|s| s.outcome.is_success()).count();
+        let share = succeeded as f64 / size as f64;
+        let number = self.wave + 1;
+        self.wave += 1;
+        if self.wave >= waves {
+            let updated = self.slots.iter().filter(|s| s.outcome.is_success()).count();
+            let total = self.slots.len();
+            if updated == total {
+                self.set_state(RolloutState::Succeeded, format!("all {total} devices are up to date"), now);
+            } else {
+                self.set_state(
+                    RolloutState::Completed,
+                    format!("{} of {total} devices did not update", total - updated),
+                    now,
+                );
+            }
+            return false;
+        }
+        if share < self.plan.success_threshold {
+            let reason = format!(
+                "wave {number} of {waves}: {succeeded} of {size} devices succeeded ({:.0}%), under the success threshold of {:.0}%; resume to start wave {} anyway",
+                share * 100.0,
+                self.plan.success_threshold * 100.0,
+                number + 1
+            );
+            self.set_state(RolloutState::Paused, reason, now);
+            return false;
+        }
+        if self.plan.gates == Gates::Manual {
+            let reason = format!(
+                "wave {number} of {waves} finished ({succeeded} of {size} succeeded); manual gates: resume to start wave {}",
+                number + 1
+            );
+            self.set_state(RolloutState::Paused, reason, now);
+            return false;
+        }
+        true
+    }
+
+    /// The job for the device at `index` was created.
+    pub fn job_started(&mut self, index: usize, job: JobId, now: u64) {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.job_id = Some(job);
+            self.updated_at = now;
+        }
+    }
+
+    /// The job for the device at `index` could not be created (the message says why): the
+    /// device counts as failed, and is not retried.
+    pub fn start_failed(&mut self, index: usize, error: String, now: u64) -> Vec<Action> {
+        if let Some(slot) = self.slots.get_mut(index) {
+            slot.outcome = Outcome::Failed;
+            slot.detail = Some(format!("no job could be created: {error}"));
+            self.updated_at = now;
+        }
+        self.judge_abort(now)
+    }
+
+    /// Which device's job this is, if it is this rollout's latest job for it.
+    pub fn slot_of(&self, job: JobId) -> Option<usize> {
+        self.slots.iter().position(|s| s.job_id == Some(job))
+    }
+
+    /// A job of this rollout ended in `state` with `error`.
+    pub fn job_finished(
+        &mut self,
+        job: JobId,
+        state: JobState,
+        error: Option<&str>,
+        now: u64,
+    ) -> Vec<Action> {
+        let Some(index) = self.slot_of(job) else { return Vec::new() };
+        let retries = self.plan.retries;
+        let stopped = matches!(self.state, RolloutState::Aborted | RolloutState::Cancelled);
+        let busy = Reason::meaning(BUSY_CODE);
+        let slot = &mut self.slots[index];
+        if slot.outcome != Outcome::Active {
+            return Vec::new();
+        }
+        slot.detail = error.map(str::to_owned);
+        let mut was_busy = false;
+        let retry = match state {
+            JobState::Succeeded => {
+                slot.outcome = Outcome::Succeeded;
+                false
+            }
+            JobState::Failed | JobState::TimedOut => {
+                slot.outcome = if state == JobState::Failed { Outcome::Failed } else { Outcome::TimedOut };
+                true
+            }
+            JobState::Rejected => {
+                slot.outcome = Outcome::Rejected;
+                was_busy = error.is_some() && error == busy;
+                was_busy
+            }
+            JobState::Cancelled => {
+                slot.outcome = Outcome::Cancelled;
+                false
+            }
+            _ => {
+                return Vec::new();
+            }
+        };
+        // A busy device asked to be tried later: it gets at least BUSY_RETRIES more tries.
+        let budget = if was_busy { retries.max(BUSY_RETRIES) } else { retries };
+        if retry && !stopped && slot.attempts <= budget {
+            let wait = self.plan.backoff_ms(slot.attempts + 1);
+            let slot = &mut self.slots[index];
+            slot.detail = Some(format!(
+                "{}; try {} of {} in {} s",
+                slot.detail.as_deref().unwrap_or("no reason given"),
+                slot.attempts + 1,
+                budget + 1,
+                wait / 1000
+            ));
+            slot.outcome = Outcome::Retrying;
+            slot.retry_at = Some(now.saturating_add(wait));
+        }
+        self.updated_at = now;
+        self.judge_abort(now)
+    }
+
+    /// Aborts when enough devices have finished and too large a share of them failed.
+    fn judge_abort(&mut self, now: u64) -> Vec<Action> {
+        let Some(rule) = self.plan.abort.clone() else { return Vec::new() };
+        if !matches!(self.state, RolloutState::Running | RolloutState::Paused | RolloutState::Scheduled) {
+            return Vec::new();
+        }
+        let finished = self
+            .slots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.outcome,
+                    Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected
+                )
+            })
+            .count();
+        let failed = self
+            .slots
+            .iter()
+            .filter(|s| match s.outcome {
+                Outcome::Failed | Outcome::TimedOut => true,
+                Outcome::Rejected => rule.count_rejected,
+                _ => false,
+            })
+            .count();
+        if finished == 0 || finished < rule.min_finished as usize {
+            return Vec::new();
+        }
+        let share = failed as f64 / finished as f64;
+        if share < rule.failure_share {
+            return Vec::new();
+        }
+        let reason = format!(
+            "{failed} of {finished} finished devices failed ({:.0}%), at or over the abort share of {:.0}%",
+            share * 100.0,
+            rule.failure_share * 100.0
+        );
+        self.stop(RolloutState::Aborted, reason, rule.cancel_active, now)
+    }
+
+    /// Ends the rollout: devices not started are cancelled, active jobs too when asked.
+    fn stop(&mut self, to: RolloutState, reason: String, cancel_active: bool, now: u64) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let why = format!("not started: the rollout was {}", to.as_str());
+        for slot in &mut self.slots {
+            match slot.outcome {
+                Outcome::Pending | Outcome::Retrying => {
+                    slot.outcome = Outcome::Cancelled;
+                    slot.retry_at = None;
+                    slot.detail = Some(why.clone());
+                }
+                Outcome::Active if cancel_active => actions.extend(slot.job_id.map(Action::Cancel)),
+                _ => {}
+            }
+        }
+        self.set_state(to, reason, now);
+        actions
+    }
+
+    /// Stops starting jobs (active ones finish). Err when the rollout has ended.
+    pub fn pause(&mut self, now: u64) -> Result<(), String> {
+        match self.state {
+            s if s.is_final() => Err(format!("rollout {} has ended ({})", self.id, s.as_str())),
+            RolloutState::Paused => Ok(()),
+            _ => {
+                self.set_state(RolloutState::Paused, "paused by the operator".into(), now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Goes on: through a manual gate or past a wave under the success threshold.
+    pub fn resume(&mut self, now: u64) -> Result<(), String> {
+        match self.state {
+            s if s.is_final() => Err(format!("rollout {} has ended ({})", self.id, s.as_str())),
+            RolloutState::Running => Ok(()),
+            _ => {
+                let reason = format!(
+                    "resumed by the operator at wave {} of {}",
+                    self.wave + 1,
+                    self.plan.wave_count()
+                );
+                self.set_state(RolloutState::Running, reason, now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Cancels the rollout and its active jobs.
+    pub fn cancel(&mut self, now: u64) -> Result<Vec<Action>, String> {
+        if self.state.is_final() {
+            return Err(format!("rollout {} has ended ({})", self.id, self.state.as_str()));
+        }
+        Ok(self.stop(RolloutState::Cancelled, "cancelled by the operator".into(), true, now))
+    }
+
+    /// When [`Rollout::step`] next has something to do, if ever (a retry or a paced start).
+    pub fn next_wakeup(&self) -> Option<u64> {
+        let retry = self.slots.iter().filter_map(|s| s.retry_at).min();
+        let paced = match (self.state, self.plan.start_spacing_ms(), self.last_start) {
+            (RolloutState::Running, Some(spacing), Some(last)) => {
+                let end = self.plan.wave_range(self.wave).end;
+                self.slots[..end.min(self.slots.len())]
+                    .iter()
+                    .any(|s| s.outcome == Outcome::Pending)
+                    .then(|| last.saturating_add(spacing))
+            }
+            _ => None,
+        };
+        retry.into_iter().chain(paced).min()
+    }
+
+    /// Every wave's devices by outcome.
+    pub fn wave_counts(&self) -> Vec<WaveCounts> {
+        (0..self.plan.wave_count())
+            .map(|wave| {
+                let mut counts = WaveCounts::default();
+                for slot in &self.slots[self.plan.wave_range(wave)] {
+                    counts.devices += 1;
+                    match slot.outcome {
+                        Outcome::Pending | Outcome::Retrying => counts.pending += 1,
+                        Outcome::Active => counts.active += 1,
+                        Outcome::Succeeded | Outcome::UpToDate => counts.succeeded += 1,
+                        Outcome::Rejected | Outcome::Failed | Outcome::TimedOut => counts.failed += 1,
+                        Outcome::Cancelled => counts.cancelled += 1,
+                    }
+                }
+                counts
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,273 @@
+//! The rollout's rules, one test each, on explicit time.
+
+use super::*;
+use crate::engine::{JobId, JobState};
+use crate::protocol::DeviceId;
+use crate::snapshot::ImageInfo;
+
+fn plan(devices: usize, waves: &[usize]) -> RolloutPlan {
+    RolloutPlan {
+        name: "r".into(),
+        image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) },
+        chunk_size: None,
+        max_rate: None,
+        devices: (1..=devices).map(|n| DeviceId::parse(&format!("d{n:02}")).unwrap()).collect(),
+        wave_ends: if waves.is_empty() { vec![devices] } else { waves.to_vec() },
+        max_per_minute: None,
+        max_concurrent: None,
+        success_threshold: 0.95,
+        abort: None,
+        retries: 0,
+        retry_backoff_ms: 30_000,
+        gates: Gates::Auto,
+        skip_up_to_date: false,
+    }
+}
+
+fn never(_: &DeviceId) -> bool {
+    false
+}
+
+/// Steps, gives every started device a job numbered after its position, returns the positions.
+fn step(rollout: &mut Rollout, now: u64) -> Vec<usize> {
+    let actions = rollout.step(now, &never);
+    let mut started = Vec::new();
+    for action in actions {
+        if let Action::Start(index) = action {
+            rollout.job_started(index, job(rollout, index), now);
+            started.push(index);
+        }
+    }
+    started
+}
+
+/// Job ids: position × 100 + attempt, so a retry has an id of its own.
+fn job(rollout: &Rollout, index: usize) -> JobId {
+    (index as JobId) * 100 + rollout.slots[index].attempts
+}
+
+fn finish(
+    rollout: &mut Rollout,
+    index: usize,
+    state: JobState,
+    error: Option<&str>,
+    now: u64,
+) -> Vec<Action> {
+    let id = rollout.slots[index].job_id.expect("started");
+    rollout.job_finished(id, state, error, now)
+}
+
+#[test]
+fn waves_run_in_order_and_the_rollout_succeeds() {
+    let mut r = Rollout::new(1, plan(4, &[1, 4]), 0);
+    assert_eq!(r.state, RolloutState::Scheduled);
+    assert_eq!(step(&mut r, 0), [0], "only the first wave");
+    assert_eq!(r.state, RolloutState::Running);
+    assert!(step(&mut r, 1).is_empty(), "the second waits for the first");
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert_eq!(step(&mut r, 2), [1, 2, 3]);
+    for i in 1..4 {
+        finish(&mut r, i, JobState::Succeeded, None, 3);
+    }
+    step(&mut r, 3);
+    assert_eq!(r.state, RolloutState::Succeeded);
+    assert_eq!(r.reason.as_deref(), Some("all 4 devices are up to date"));
+    let states: Vec<_> = r.changes.iter().map(|c| c.to).collect();
+    assert_eq!(states, [RolloutState::Running, RolloutState::Succeeded]);
+}
+
+#[test]
+fn a_wave_under_the_success_threshold_pauses_with_the_reason_and_resume_goes_on() {
+    let mut p = plan(4, &[2, 4]);
+    p.success_threshold = 0.9;
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    finish(&mut r, 0, JobState::Succeeded, None, 1);
+    finish(&mut r, 1, JobState::Failed, Some("writing to flash failed"), 1);
+    assert!(step(&mut r, 1).is_empty());
+    assert_eq!(r.state, RolloutState::Paused);
+    let reason = r.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("wave 1 of 2: 1 of 2 devices succeeded (50%), under the success threshold of 90%"),
+        "{reason}"
+    );
+    assert_eq!(r.slots[1].detail.as_deref(), Some("writing to flash failed"));
+    r.resume(2).unwrap();
+    assert_eq!(step(&mut r, 2), [2, 3]);
+    finish(&mut r, 2, JobState::Succeeded, None, 3);
+    finish(&mut r, 3, JobState::Succeeded, None, 3);
+    step(&mut r, 3);
+    assert_eq!(r.state, RolloutState::Completed);
+    assert_eq!(r.reason.as_deref(), Some("1 of 4 devices did not update"));
+}
+
+#[test]
+fn manual_gates_wait_for_a_resume_before_every_wave() {
+    let mut p = plan(2, &[1, 2]);
+    p.gates = Gates::Manual;
+    let mut r = Rollout::new(1, p, 0);
+    assert!(step(&mut r, 0).is_empty());
+    assert_eq!(r.state, RolloutState::Paused);
+    assert_eq!(r.reason.as_deref(), Some("manual gates: resume to start wave 1 of 2"));
+    r.resume(1).unwrap();
+    assert_eq!(step(&mut r, 1), [0]);
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert!(step(&mut r, 2).is_empty());
+    assert_eq!(r.state, RolloutState::Paused);
+    assert!(r.reason.as_deref().unwrap().contains("manual gates: resume to start wave 2"));
+    r.resume(3).unwrap();
+    assert_eq!(step(&mut r, 3), [1]);
+}
+
+#[test]
+fn max_per_minute_spreads_starts_evenly() {
+    let mut p = plan(4, &[]);
+    p.max_per_minute = Some(2); // one start every 30 s
+    let mut r = Rollout::new(1, p, 0);
+    assert_eq!(step(&mut r, 0), [0]);
+    assert_eq!(r.next_wakeup(), Some(30_000));
+    assert!(step(&mut r, 29_999).is_empty());
+    assert_eq!(step(&mut r, 30_000), [1]);
+    assert_eq!(step(&mut r, 60_000), [2]);
+}
+
+#[test]
+fn max_concurrent_caps_active_jobs() {
+    let mut p = plan(3, &[]);
+    p.max_concurrent = Some(2);
+    let mut r = Rollout::new(1, p, 0);
+    assert_eq!(step(&mut r, 0), [0, 1]);
+    assert!(step(&mut r, 1).is_empty());
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert_eq!(step(&mut r, 2), [2]);
+}
+
+#[test]
+fn failures_over_the_share_abort_cancel_what_waits_and_let_active_jobs_finish() {
+    let mut p = plan(6, &[]);
+    p.max_concurrent = Some(3);
+    p.abort =
+        Some(AbortRule { failure_share: 0.5, min_finished: 2, count_rejected: true, cancel_active: false });
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    assert!(finish(&mut r, 0, JobState::Failed, None, 1).is_empty(), "one finished is under min_finished");
+    assert_eq!(r.state, RolloutState::Running);
+    let actions = finish(&mut r, 1, JobState::TimedOut, None, 2);
+    assert!(actions.is_empty(), "active jobs are not cancelled by default");
+    assert_eq!(r.state, RolloutState::Aborted);
+    assert_eq!(
+        r.reason.as_deref(),
+        Some("2 of 2 finished devices failed (100%), at or over the abort share of 50%")
+    );
+    assert_eq!(r.slots[2].outcome, Outcome::Active);
+    assert!(r.slots[3..].iter().all(|s| s.outcome == Outcome::Cancelled));
+    assert!(step(&mut r, 3).is_empty(), "nothing more starts");
+    finish(&mut r, 2, JobState::Succeeded, None, 4);
+    assert_eq!(r.slots[2].outcome, Outcome::Succeeded);
+    assert_eq!(r.state, RolloutState::Aborted);
+}
+
+#[test]
+fn rejected_devices_count_as_failed_unless_the_rule_says_otherwise_and_abort_can_cancel_active_jobs() {
+    let mut p = plan(3, &[]);
+    p.abort =
+        Some(AbortRule { failure_share: 0.5, min_finished: 1, count_rejected: false, cancel_active: true });
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    assert!(finish(&mut r, 0, JobState::Rejected, Some("battery too low"), 1).is_empty());
+    assert_eq!(r.state, RolloutState::Running);
+    let actions = finish(&mut r, 1, JobState::Failed, None, 2);
+    assert_eq!(r.state, RolloutState::Aborted);
+    assert_eq!(actions, [Action::Cancel(r.slots[2].job_id.unwrap())]);
+}
+
+#[test]
+fn failed_devices_are_retried_with_backoff_and_other_refusals_are_not() {
+    let mut p = plan(2, &[]);
+    p.retries = 2;
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    finish(&mut r, 0, JobState::Failed, Some("writing to flash failed"), 10);
+    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
+    assert_eq!(r.slots[0].retry_at, Some(30_010));
+    assert_eq!(r.next_wakeup(), Some(30_010));
+    finish(&mut r, 1, JobState::Rejected, Some("battery too low"), 10);
+    assert_eq!(r.slots[1].outcome, Outcome::Rejected, "a refusal other than busy is final");
+    assert!(step(&mut r, 30_009).is_empty());
+    assert_eq!(step(&mut r, 30_010), [0]);
+    assert_eq!(r.slots[0].attempts, 2);
+    finish(&mut r, 0, JobState::TimedOut, None, 40_000);
+    assert_eq!(r.slots[0].retry_at, Some(100_000), "the second retry waits twice as long");
+    step(&mut r, 100_000);
+    finish(&mut r, 0, JobState::Failed, None, 100_001);
+    assert_eq!(r.slots[0].outcome, Outcome::Failed, "three tries with retries = 2");
+    step(&mut r, 100_001);
+    assert_eq!(r.state, RolloutState::Completed);
+}
+
+#[test]
+fn a_busy_device_is_tried_again_later_even_without_retries() {
+    let mut r = Rollout::new(1, plan(1, &[]), 0);
+    step(&mut r, 0);
+    finish(&mut r, 0, JobState::Rejected, Reason::meaning(6), 5);
+    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
+    assert_eq!(step(&mut r, 30_005), [0]);
+    finish(&mut r, 0, JobState::Succeeded, None, 30_006);
+    step(&mut r, 30_006);
+    assert_eq!(r.state, RolloutState::Succeeded);
+}
+
+use crate::protocol::Reason;
+
+#[test]
+fn devices_already_on_the_image_are_reported_and_not_updated() {
+    let mut p = plan(3, &[]);
+    p.skip_up_to_date = true;
+    let mut r = Rollout::new(1, p, 0);
+    let current = |d: &DeviceId| d.as_str() == "d02";
+    let actions = r.step(0, &current);
+    assert_eq!(actions, [Action::Start(0), Action::Start(2)]);
+    assert_eq!(r.slots[1].outcome, Outcome::UpToDate);
+    assert_eq!(r.slots[1].detail.as_deref(), Some("already up to date"));
+}
+
+#[test]
+fn pause_stops_starts_and_cancel_cancels_active_jobs() {
+    let mut p = plan(3, &[]);
+    p.max_concurrent = Some(1);
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    r.pause(1).unwrap();
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert!(step(&mut r, 2).is_empty(), "paused: nothing starts");
+    r.resume(3).unwrap();
+    assert_eq!(step(&mut r, 3), [1]);
+    let actions = r.cancel(4).unwrap();
+    assert_eq!(actions, [Action::Cancel(r.slots[1].job_id.unwrap())]);
+    assert_eq!(r.state, RolloutState::Cancelled);
+    assert_eq!(r.slots[2].outcome, Outcome::Cancelled);
+    assert!(r.pause(5).unwrap_err().contains("has ended (cancelled)"));
+    assert!(r.resume(5).is_err());
+}
+
+#[test]
+fn a_job_that_could_not_be_created_fails_its_device() {
+    let mut r = Rollout::new(1, plan(1, &[]), 0);
+    let actions = r.step(0, &never);
+    assert_eq!(actions, [Action::Start(0)]);
+    r.start_failed(0, "the image is gone".into(), 1);
+    step(&mut r, 1);
+    assert_eq!(r.state, RolloutState::Completed);
+    assert_eq!(r.slots[0].detail.as_deref(), Some("no job could be created: the image is gone"));
+}
+
+#[test]
+fn wave_counts_sum_up_outcomes() {
+    let mut r = Rollout::new(1, plan(3, &[1, 3]), 0);
+    step(&mut r, 0);
+    finish(&mut r, 0, JobState::Succeeded, None, 1);
+    step(&mut r, 1);
+    let counts = r.wave_counts();
+    assert_eq!(counts[0], WaveCounts { devices: 1, succeeded: 1, ..Default::default() });
+    assert_eq!(counts[1], WaveCounts { devices: 2, active: 2, ..Default::default() });
+}

@@ -233,28 +233,8 @@ fn a_garbage_database_is_refused_and_left_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_finished_jobs() {
     let data = tempfile::tempdir().unwrap();
-    {
-        let store = rocky::store::Store::open(data.path()).unwrap();
-        let image = rocky::firmware::Image::new("old.bin", test_image(100, 1));
-        let jobs = (0..5)
-            .map(|i| rocky::store::NewJob {
-                id: i as u32 + 1,
-                device: format!("dev-{i}"),
-                image: image.clone(),
-                chunk_size: 64,
-                chunk_interval_ms: 0,
-                chunks_total: 2,
-                created_at: 1_700_000_000_000 + i,
-            })
-            .collect();
-        store.create(jobs).await.unwrap();
-        let (mut records, _) = store.load().await.unwrap();
-        for record in records.iter_mut() {
-            record.state = rocky::engine::JobState::Succeeded;
-            record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
-        }
-        store.flush_and_wait(records, Vec::new()).await;
-    }
+    let image = rocky::firmware::Image::new("old.bin", test_image(100, 1));
+    support::store_finished_jobs(data.path(), |_| image.clone(), 64, 2).await;
     std::fs::write(data.path().join("test-config.toml"), "[store]\nkeep_jobs = 2\n").unwrap();
     let serve = Serve::start("mqtt://127.0.0.1:1", data.path(), free_port().unwrap());
     let client = reqwest::Client::new();

@@ -111,27 +111,9 @@ async fn uploads_are_held_only_up_to_the_cache_and_the_directory_has_a_cap() {
 
 /// Five finished jobs in a store: three of an old image, two of a new one.
 async fn store_with_finished_jobs(data: &Path) -> (String, String) {
-    let store = rocky::store::Store::open(data).unwrap();
     let old = rocky::firmware::Image::new("old.bin", test_image(MIB as usize, 1));
     let new = rocky::firmware::Image::new("new.bin", test_image(MIB as usize, 2));
-    let jobs = (0..5u64)
-        .map(|i| rocky::store::NewJob {
-            id: i as u32 + 1,
-            device: format!("dev-{i}"),
-            image: if i < 3 { old.clone() } else { new.clone() },
-            chunk_size: 4096,
-            chunk_interval_ms: 0,
-            chunks_total: 256,
-            created_at: 1_700_000_000_000 + i,
-        })
-        .collect();
-    store.create(jobs).await.unwrap();
-    let (mut records, _) = store.load().await.unwrap();
-    for record in records.iter_mut() {
-        record.state = rocky::engine::JobState::Succeeded;
-        record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
-    }
-    store.flush_and_wait(records, Vec::new()).await;
+    support::store_finished_jobs(data, |i| if i < 3 { old.clone() } else { new.clone() }, 4096, 256).await;
     (rocky::protocol::sha256_hex(old.sha256()), rocky::protocol::sha256_hex(new.sha256()))
 }
 

@@ -31,7 +31,7 @@ pub struct CreateJobs {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FirmwareJson {
+pub(super) struct FirmwareJson {
     url: Option<String>,
     path: Option<String>,
     sha256: Option<String>,
@@ -45,7 +45,7 @@ pub struct CreateOriginal {
 }
 
 impl FirmwareJson {
-    fn source(self) -> Result<FirmwareSource, ApiError> {
+    pub(super) fn source(self) -> Result<FirmwareSource, ApiError> {
         match (self.url, self.path, self.sha256) {
             (Some(url), None, None) => Ok(FirmwareSource::Url(url)),
             (None, Some(path), None) => Ok(FirmwareSource::Path(PathBuf::from(path))),
@@ -85,14 +85,14 @@ fn devices(request: &CreateJobs, max: usize) -> Result<Vec<DeviceId>, ApiError> 
     Ok(devices)
 }
 
-async fn create_jobs(
+/// A request's chunk size and the pause between chunks: `chunk_interval_ms`, or the pause a
+/// `max_rate` makes (chunk size / rate); with both, the longer.
+pub(super) fn pacing(
     state: &ApiState,
-    devices: Vec<DeviceId>,
-    source: FirmwareSource,
     chunk_size: Option<u64>,
     chunk_interval_ms: Option<u64>,
     max_rate: Option<crate::units::Rate>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(Option<ChunkSize>, Option<Duration>), ApiError> {
     let chunk_size = chunk_size.map(ChunkSize::new).transpose().map_err(ApiError::BadRequest)?;
     let chunk_interval = match chunk_interval_ms {
         Some(ms) if ms > 60_000 => {
@@ -100,7 +100,6 @@ async fn create_jobs(
         }
         other => other.map(Duration::from_millis),
     };
-    // A rate cap is a pause between chunks (chunk size / rate); with both, the longer pause.
     let by_rate = max_rate.and_then(|rate| rate.interval(chunk_size.unwrap_or(state.default_chunk).get()));
     if by_rate.is_some_and(|pause| pause > Duration::from_secs(60)) {
         return Err(ApiError::BadRequest("max_rate is so low that a chunk would take over 60 s".into()));
@@ -109,6 +108,18 @@ async fn create_jobs(
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
+    Ok((chunk_size, chunk_interval))
+}
+
+async fn create_jobs(
+    state: &ApiState,
+    devices: Vec<DeviceId>,
+    source: FirmwareSource,
+    chunk_size: Option<u64>,
+    chunk_interval_ms: Option<u64>,
+    max_rate: Option<crate::units::Rate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (chunk_size, chunk_interval) = pacing(state, chunk_size, chunk_interval_ms, max_rate)?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
     let specs = devices
         .into_iter()

@@ -11,6 +11,7 @@ mod firmware;
 mod guard;
 mod jobs;
 mod metrics;
+mod rollouts;
 mod server;
 mod tls;
 
@@ -37,6 +38,9 @@ use crate::runtime::Handle;
 
 /// Largest JSON body accepted by the job endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// Largest rollout request: room for 100,000 explicit device ids.
+pub const ROLLOUT_BODY: usize = 4 * 1024 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -120,6 +124,12 @@ pub fn router(state: ApiState) -> Router {
                 .delete(devices::delete)
                 .layer(DefaultBodyLimit::max(MAX_JSON_BODY)),
         )
+        .route(
+            "/rollouts",
+            post(rollouts::create).get(rollouts::list).layer(DefaultBodyLimit::max(ROLLOUT_BODY)),
+        )
+        .route("/rollouts/{id}", get(rollouts::show))
+        .route("/rollouts/{id}/{action}", post(rollouts::control))
         .route("/firmware", post(firmware::upload).layer(DefaultBodyLimit::max(upload_limit)))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))

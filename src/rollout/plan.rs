@@ -48,6 +48,8 @@ pub struct RolloutPlan {
     pub chunk_size: Option<u32>,
     /// Bytes a second, per job.
     pub max_rate: Option<u64>,
+    /// The pause between chunks each job gets (from `max_rate`).
+    pub chunk_interval_ms: Option<u64>,
     /// The targets, resolved when the rollout was created, in the order given.
     pub devices: Vec<DeviceId>,
     /// Where each wave ends (exclusive index into `devices`), ascending; the last is

@@ -312,6 +312,18 @@ impl Rollout {
         }
     }
 
+    /// The job for the device at `index` was not created because Rocky is stopping: it starts
+    /// again later, as if never asked for.
+    pub fn start_abandoned(&mut self, index: usize, now: u64) {
+        if let Some(slot) =
+            self.slots.get_mut(index).filter(|s| s.outcome == Outcome::Active && s.job_id.is_none())
+        {
+            slot.outcome = Outcome::Pending;
+            slot.attempts = slot.attempts.saturating_sub(1);
+            self.updated_at = now;
+        }
+    }
+
     /// The job for the device at `index` could not be created (the message says why): the
     /// device counts as failed, and is not retried.
     pub fn start_failed(&mut self, index: usize, error: String, now: u64) -> Vec<Action> {

@@ -11,6 +11,7 @@ fn plan(devices: usize, waves: &[usize]) -> RolloutPlan {
         image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) },
         chunk_size: None,
         max_rate: None,
+        chunk_interval_ms: None,
         devices: (1..=devices).map(|n| DeviceId::parse(&format!("d{n:02}")).unwrap()).collect(),
         wave_ends: if waves.is_empty() { vec![devices] } else { waves.to_vec() },
         max_per_minute: None,

@@ -214,7 +214,9 @@ impl Driver {
     fn handle_request(&mut self, request: Request) {
         let now = self.clock.now();
         match request {
-            Request::Submit(specs, reply) if self.persistence.is_some() => self.submit_durably(specs, reply),
+            Request::Submit(specs, rollout, reply) if self.persistence.is_some() => {
+                self.submit_durably(specs, rollout, reply)
+            }
             Request::SubmitAs(specs, ids, created_at, reply) => {
                 let mut views = Vec::with_capacity(specs.len());
                 let created = self.clock.instant(created_at);
@@ -251,7 +253,7 @@ impl Driver {
                     let _ = reply.send(result);
                 });
             }
-            Request::Submit(specs, reply) => {
+            Request::Submit(specs, _rollout, reply) => {
                 // Every spec is checked and every id reserved before any job exists: all or none.
                 let result = specs
                     .iter()
@@ -291,6 +293,7 @@ impl Driver {
     fn submit_durably(
         &mut self,
         specs: Vec<JobSpec>,
+        rollout: Option<u64>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, RuntimeError>>,
     ) {
         let created_at = self.clock.unix_ms(self.clock.now());
@@ -307,6 +310,7 @@ impl Driver {
                     chunk_interval_ms: interval.as_millis() as u64,
                     chunks_total,
                     created_at,
+                    rollout,
                 })
                 .collect()
         });

@@ -38,7 +38,8 @@ pub enum RuntimeError {
 }
 
 pub(super) enum Request {
-    Submit(Vec<JobSpec>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
+    /// Jobs to create, for a rollout when it says which (the store records it in each row).
+    Submit(Vec<JobSpec>, Option<u64>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     /// Jobs the store has recorded under these ids, to start now.
     /// The `u64` is the creation time the store recorded (Unix ms), so the job's time is the
     /// same in memory and on disk.
@@ -63,7 +64,9 @@ pub struct Handle {
     broker: BrokerUrl,
     insecure_tls: bool,
     metrics: Metrics,
-    inventory: crate::inventory::Inventory,
+    /// Behind one more pointer each, so a handle stays small to pass around.
+    inventory: Arc<crate::inventory::Inventory>,
+    rollouts: Arc<super::rollouts::Rollouts>,
 }
 
 impl Handle {
@@ -77,10 +80,27 @@ impl Handle {
         connection: &BrokerConnection,
         metrics: Metrics,
         inventory: crate::inventory::Inventory,
+        rollouts: super::rollouts::Rollouts,
     ) -> Self {
         let broker = connection.url.clone();
         let insecure_tls = connection.insecure_tls;
-        Self { requests, events, library, jobs, clock, broker, insecure_tls, metrics, inventory }
+        Self {
+            requests,
+            events,
+            library,
+            jobs,
+            clock,
+            broker,
+            insecure_tls,
+            metrics,
+            inventory: Arc::new(inventory),
+            rollouts: Arc::new(rollouts),
+        }
+    }
+
+    /// The rollouts, their state and their controls.
+    pub fn rollouts(&self) -> &super::rollouts::Rollouts {
+        &self.rollouts
     }
 
     /// The devices Rocky knows.
@@ -96,7 +116,16 @@ impl Handle {
 
     /// Creates jobs in the order given. Either all are created or none (an error names why).
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, RuntimeError> {
-        let views = self.ask(|tx| Request::Submit(specs, tx)).await??;
+        self.submit_for(specs, None).await
+    }
+
+    /// Like [`Handle::submit`], for rollout `rollout` (written in each job's row).
+    pub async fn submit_for(
+        &self,
+        specs: Vec<JobSpec>,
+        rollout: Option<u64>,
+    ) -> Result<Vec<JobSnapshot>, RuntimeError> {
+        let views = self.ask(|tx| Request::Submit(specs, rollout, tx)).await??;
         Ok(views.iter().map(|view| JobSnapshot::new(view, &self.clock)).collect())
     }
 

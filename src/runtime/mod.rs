@@ -14,6 +14,7 @@ mod log_limit;
 mod messenger;
 mod persist;
 mod recover;
+mod rollouts;
 
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
@@ -22,6 +23,7 @@ pub use handle::{Handle, RuntimeError, Status};
 pub use job_table::{JobChange, JobChanges, JobFilter, JobFollower, JobTable};
 pub use log_limit::LogLimiter;
 pub use messenger::STABLE_AFTER;
+pub use rollouts::{RolloutError, Rollouts};
 
 use std::sync::Arc;
 
@@ -87,7 +89,9 @@ impl Runtime {
     /// is reported as connection events, so a broker that is down is not an error here.
     pub fn start(config: RuntimeConfig, library: Arc<Library>) -> Self {
         let inventory = Inventory::new(Vec::new(), config.max_devices, None);
-        Self::spawn(config, library, None, Vec::new(), Clock::new(), inventory)
+        let clock = Clock::new();
+        let rollouts = Rollouts::new(Vec::new(), None, clock);
+        Self::spawn(config, library, None, Vec::new(), clock, inventory, rollouts)
     }
 
     /// Like [`Runtime::start`], with a job store: every job it holds comes back (finished ones
@@ -108,7 +112,9 @@ impl Runtime {
         let restored = tokio::task::spawn_blocking(move || recover::restore(records, &images, &lib, &clock))
             .await
             .map_err(|_| crate::store::StoreError::Stopped)?;
-        Ok(Self::spawn(config, library, Some((store, last_id)), restored, clock, inventory))
+        let rollouts = Rollouts::new(store.load_rollouts().await?, Some(store.clone()), clock);
+        rollouts.reconcile().await?;
+        Ok(Self::spawn(config, library, Some((store, last_id)), restored, clock, inventory, rollouts))
     }
 
     fn spawn(
@@ -118,12 +124,14 @@ impl Runtime {
         restored: Vec<crate::engine::JobView>,
         clock: Clock,
         inventory: Inventory,
+        rollouts: Rollouts,
     ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
         let metrics = Metrics::new(store.as_ref().map(|(store, _)| store.write_latency()));
+        let rollouts_stop = stop_rx.clone();
         let (publisher, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx, metrics.clone());
         let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
         let now = clock.now();
@@ -150,6 +158,7 @@ impl Runtime {
             &config.connection,
             metrics.clone(),
             inventory.clone(),
+            rollouts.clone(),
         );
         let driver = driver::Driver {
             engine,
@@ -171,7 +180,9 @@ impl Runtime {
             inventory,
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
-        let mut tasks = vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run())];
+        let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop);
+        let mut tasks =
+            vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run()), tokio::spawn(rollout_task)];
         tasks.extend(creator);
         Self { handle, tasks }
     }

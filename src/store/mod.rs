@@ -13,6 +13,7 @@ mod high_water;
 mod lock;
 mod reader;
 mod records;
+mod rollouts;
 mod schema;
 mod write_error;
 mod writer;
@@ -23,6 +24,7 @@ mod tests;
 pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
 pub use records::{HistoryRecord, NewJob};
+pub use rollouts::RolloutRow;
 pub use schema::{SCHEMA_VERSION, migrate_to};
 pub use write_error::{WriteError, is_disk_full};
 
@@ -81,6 +83,12 @@ pub(crate) enum Write {
     Forget {
         id: DeviceId,
         reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Rollouts as they are now (id, state, the whole as JSON); `reply` for one that must be on
+    /// disk before an answer.
+    Rollouts {
+        rollouts: Vec<rollouts::RolloutRow>,
+        reply: Option<oneshot::Sender<Result<(), WriteError>>>,
     },
     /// What the wire told of devices, written with the next flush.
     Observe {
@@ -270,6 +278,39 @@ impl Store {
         if self.writes.send(Write::Observe { devices, done: Some(done) }).await.is_ok() {
             let _ = committed.await;
         }
+    }
+
+    /// Writes rollouts and waits until they are on disk.
+    pub async fn save_rollouts(&self, rollouts: Vec<rollouts::RolloutRow>) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let write = Write::Rollouts { rollouts, reply: Some(reply) };
+        self.writes.send(write).await.map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Every stored rollout, by id.
+    pub async fn load_rollouts(&self) -> Result<Vec<crate::rollout::Rollout>, StoreError> {
+        self.read(rollouts::load).await
+    }
+
+    /// Every job a rollout created, as (job, device), by job id.
+    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+        self.read(move |conn| rollouts::jobs(conn, rollout)).await
+    }
+
+    /// Runs a read on the reading connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let reader = self.reader.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            query(&conn).map_err(|source| StoreError::Sql { path, source })
+        })
+        .await
+        .map_err(|_| StoreError::Stopped)?
     }
 
     /// Every device in the inventory, by id.

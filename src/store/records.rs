@@ -24,4 +24,7 @@ pub struct NewJob {
     pub chunk_interval_ms: u64,
     pub chunks_total: u32,
     pub created_at: u64,
+    /// The rollout that asked for it: written in the job's own row, so a rollout resumed after
+    /// a crash finds every job it created, even one it had not yet recorded itself.
+    pub rollout: Option<u64>,
 }

@@ -47,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
     // 3: flow control — what the device confirmed, and its window (NULL for a pushed job).
     "ALTER TABLE jobs ADD COLUMN chunks_confirmed INTEGER;
      ALTER TABLE jobs ADD COLUMN window INTEGER;",
-    // 4: the device inventory.
+    // 4: the device inventory; rollouts, and which rollout made a job.
     "CREATE TABLE devices (
         id TEXT PRIMARY KEY,
         labels TEXT NOT NULL DEFAULT '{}',
@@ -58,7 +58,15 @@ const MIGRATIONS: &[&str] = &[
         last_image_size INTEGER,
         last_image_sha256 TEXT,
         last_job INTEGER
-     );",
+     );
+     CREATE TABLE rollouts (
+        id INTEGER PRIMARY KEY,
+        state TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+     );
+     ALTER TABLE jobs ADD COLUMN rollout_id INTEGER;
+     CREATE INDEX jobs_by_rollout ON jobs(rollout_id, device, id) WHERE rollout_id IS NOT NULL;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -16,6 +16,7 @@ fn new_job(id: JobId, device: &str) -> NewJob {
         chunk_interval_ms: 0,
         chunks_total: 1,
         created_at: 1_700_000_000_000,
+        rollout: None,
     }
 }
 

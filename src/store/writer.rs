@@ -133,6 +133,17 @@ fn run(
             Write::Forget { id, reply } => {
                 let _ = reply.send(super::devices::forget(&mut conn, &id).map_err(WriteError::from));
             }
+            Write::Rollouts { rollouts, reply } => {
+                let _ = conn.pragma_update(None, "synchronous", "FULL");
+                let result = super::rollouts::save(&mut conn, &rollouts).map_err(WriteError::from);
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "could not store rollouts");
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
             Write::Observe { devices, done } => {
                 pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
                 write_pending(&mut conn, &mut pending, &health);
@@ -168,8 +179,8 @@ fn create(
     {
         let mut insert = tx.prepare(
             "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                               state, chunks_total, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
+                               state, chunks_total, created_at, rollout_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
         )?;
         let mut event = tx.prepare(
             "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
@@ -184,7 +195,8 @@ fn create(
                 job.chunk_size,
                 job.chunk_interval_ms as i64,
                 job.chunks_total,
-                job.created_at as i64
+                job.created_at as i64,
+                job.rollout.map(|r| r as i64)
             ]);
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
                 && e.code == rusqlite::ErrorCode::ConstraintViolation
@@ -206,9 +218,19 @@ fn create(
 /// Removes the image store's files that no remaining job names: retention deleted the last job
 /// that needed them. A failure is logged and tried again after the next deletion.
 fn sweep_images(conn: &Connection, images: &ImageStore) {
+    // Open rollouts need their image for jobs they have not created yet.
     let needed: rusqlite::Result<std::collections::HashSet<String>> = conn
-        .prepare("SELECT DISTINCT image_sha256 FROM jobs")
-        .and_then(|mut query| query.query_map([], |row| row.get::<_, String>(0))?.collect());
+        .prepare(
+            "SELECT DISTINCT image_sha256 FROM jobs
+             UNION SELECT json_extract(body, '$.plan.image.sha256') FROM rollouts
+                   WHERE state IN ('scheduled', 'running', 'paused')",
+        )
+        .and_then(|mut query| {
+            query
+                .query_map([], |row| row.get::<_, Option<String>>(0))?
+                .filter_map(Result::transpose)
+                .collect()
+        });
     match needed.map(|needed| images.remove_unneeded(&needed)) {
         Ok(Ok(0)) => {}
         Ok(Ok(removed)) => tracing::info!(removed, "images no job needs any more were removed"),

@@ -231,3 +231,34 @@ pub fn serve_command(broker: &str, port: u16, config: &std::path::Path, data: &s
         .stderr(Stdio::null());
     command
 }
+
+/// Writes five finished (succeeded) jobs straight into the store in `data`, job `i` (from 0) of
+/// `image(i)` in `chunks_total` chunks of `chunk_size`: a store as a Rocky that ran them leaves it.
+#[allow(dead_code)] // not every test binary uses every helper
+pub async fn store_finished_jobs(
+    data: &std::path::Path,
+    image: impl Fn(u64) -> rocky::firmware::Image,
+    chunk_size: u32,
+    chunks_total: u32,
+) {
+    let store = rocky::store::Store::open(data).unwrap();
+    let jobs = (0..5u64)
+        .map(|i| rocky::store::NewJob {
+            id: i as u32 + 1,
+            device: format!("dev-{i}"),
+            image: image(i),
+            chunk_size,
+            chunk_interval_ms: 0,
+            chunks_total,
+            created_at: 1_700_000_000_000 + i,
+            rollout: None,
+        })
+        .collect();
+    store.create(jobs).await.unwrap();
+    let (mut records, _) = store.load().await.unwrap();
+    for record in records.iter_mut() {
+        record.state = rocky::engine::JobState::Succeeded;
+        record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
+    }
+    store.flush_and_wait(records, Vec::new()).await;
+}

@@ -1,0 +1,355 @@
+//! The rollout task: it owns every rollout, steps them on time and as their jobs end, creates
+//! and cancels their jobs through the handle like any client, and keeps them in the store.
+//!
+//! The API reads and changes rollouts through [`Rollouts`] (a lock held only for plain data);
+//! every job a change asks for is carried out by the task. A rollout resumed after a crash finds
+//! the jobs it created in their own rows (`jobs.rollout_id`), so none is created twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::{Clock, Handle, JobChange, RuntimeError};
+use crate::engine::{JobId, JobSpec, JobState};
+use crate::firmware::{ChunkSize, parse_sha256};
+use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan};
+use crate::store::{RolloutRow, Store, WriteError};
+
+/// How often changed rollouts are written at most (and at a graceful stop).
+const SAVE_EVERY: Duration = Duration::from_millis(250);
+/// The task looks at its rollouts at least this often.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("no rollout {0}")]
+    NotFound(RolloutId),
+    #[error("{0}")]
+    Ended(String),
+    #[error(transparent)]
+    Store(#[from] WriteError),
+}
+
+/// The rollouts, shared by the task and the API.
+#[derive(Clone)]
+pub struct Rollouts {
+    inner: Arc<Mutex<Inner>>,
+    wake: Arc<Notify>,
+    store: Option<Store>,
+    clock: Clock,
+}
+
+#[derive(Default)]
+struct Inner {
+    rollouts: BTreeMap<RolloutId, Rollout>,
+    last_id: RolloutId,
+    /// Which rollout each of their jobs belongs to.
+    jobs: HashMap<JobId, RolloutId>,
+    /// Jobs to cancel, asked for by an operator's cancel.
+    cancels: Vec<JobId>,
+    dirty: BTreeSet<RolloutId>,
+}
+
+impl Rollouts {
+    pub fn new(rollouts: Vec<Rollout>, store: Option<Store>, clock: Clock) -> Self {
+        let mut inner = Inner::default();
+        for rollout in rollouts {
+            inner.last_id = inner.last_id.max(rollout.id);
+            for slot in &rollout.slots {
+                if let Some(job) = slot.job_id {
+                    inner.jobs.insert(job, rollout.id);
+                }
+            }
+            inner.rollouts.insert(rollout.id, rollout);
+        }
+        Self { inner: Arc::new(Mutex::new(inner)), wake: Arc::new(Notify::new()), store, clock }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.unix_ms(self.clock.now())
+    }
+
+    /// Creates a rollout; it is on disk (with a store) before this returns, and starts at once.
+    pub async fn create(&self, plan: RolloutPlan) -> Result<Rollout, RolloutError> {
+        let rollout = {
+            let mut inner = self.lock();
+            inner.last_id += 1;
+            Rollout::new(inner.last_id, plan, self.now())
+        };
+        if let Some(store) = &self.store {
+            store.save_rollouts(vec![RolloutRow::of(&rollout)]).await?;
+        }
+        self.lock().rollouts.insert(rollout.id, rollout.clone());
+        self.wake.notify_one();
+        Ok(rollout)
+    }
+
+    pub fn get(&self, id: RolloutId) -> Option<Rollout> {
+        self.lock().rollouts.get(&id).cloned()
+    }
+
+    /// Every rollout, newest first, at most `limit`.
+    pub fn list(&self, limit: usize) -> Vec<Rollout> {
+        self.lock().rollouts.values().rev().take(limit).cloned().collect()
+    }
+
+    fn change(
+        &self,
+        id: RolloutId,
+        change: impl FnOnce(&mut Rollout, u64) -> Result<Vec<Action>, String>,
+    ) -> Result<Rollout, RolloutError> {
+        let now = self.now();
+        let mut inner = self.lock();
+        let rollout = inner.rollouts.get_mut(&id).ok_or(RolloutError::NotFound(id))?;
+        let actions = change(rollout, now).map_err(RolloutError::Ended)?;
+        let snapshot = rollout.clone();
+        inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
+            Action::Cancel(job) => Some(job),
+            Action::Start(_) => None,
+        }));
+        inner.dirty.insert(id);
+        drop(inner);
+        self.wake.notify_one();
+        Ok(snapshot)
+    }
+
+    pub fn pause(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.pause(now).map(|()| Vec::new()))
+    }
+
+    pub fn resume(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.resume(now).map(|()| Vec::new()))
+    }
+
+    pub fn cancel(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.cancel(now))
+    }
+
+    /// Adopts the jobs a crash kept the rollouts from recording: for every device not yet
+    /// finished, the newest job its rollout created for it (read from the jobs' own rows).
+    pub async fn reconcile(&self) -> Result<(), crate::store::StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let open: Vec<RolloutId> =
+            self.lock().rollouts.values().filter(|r| !r.state.is_final()).map(|r| r.id).collect();
+        for id in open {
+            let jobs = store.rollout_jobs(id).await?;
+            let mut newest: HashMap<String, JobId> = HashMap::new();
+            for (job, device) in jobs {
+                newest.insert(device, job);
+            }
+            let mut inner = self.lock();
+            let Some(rollout) = inner.rollouts.get_mut(&id) else { continue };
+            let mut adopted = Vec::new();
+            for slot in &mut rollout.slots {
+                if slot.outcome.is_final() {
+                    continue;
+                }
+                match newest.get(slot.device_id.as_str()) {
+                    Some(&job) if slot.job_id.is_none_or(|known| known < job) => {
+                        slot.job_id = Some(job);
+                        slot.outcome = Outcome::Active;
+                        slot.retry_at = None;
+                        slot.attempts = slot.attempts.max(1);
+                        adopted.push(job);
+                    }
+                    // Asked for, but its job was never created: it starts again.
+                    None if slot.outcome == Outcome::Active && slot.job_id.is_none() => {
+                        slot.outcome = Outcome::Pending;
+                        slot.attempts = slot.attempts.saturating_sub(1);
+                    }
+                    _ => {}
+                }
+            }
+            if !adopted.is_empty() {
+                tracing::info!(
+                    rollout = id,
+                    jobs = adopted.len(),
+                    "jobs created before the stop were adopted"
+                );
+            }
+            for job in adopted {
+                inner.jobs.insert(job, id);
+            }
+            inner.dirty.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Writes the rollouts that changed.
+    async fn save(&self) {
+        let Some(store) = &self.store else {
+            self.lock().dirty.clear();
+            return;
+        };
+        let rows: Vec<RolloutRow> = {
+            let mut inner = self.lock();
+            let ids = std::mem::take(&mut inner.dirty);
+            ids.iter().filter_map(|id| inner.rollouts.get(id)).map(RolloutRow::of).collect()
+        };
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save_rollouts(rows.clone()).await {
+            tracing::warn!(error = %e, "rollout changes could not be stored; trying again");
+            self.lock().dirty.extend(rows.iter().map(|r| r.id));
+        }
+    }
+}
+
+/// Steps every open rollout and carries out what they ask, until `stop`.
+pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<bool>) {
+    let mut follower = handle.follow_jobs();
+    let mut last_save = tokio::time::Instant::now();
+    // Jobs that ended while Rocky was down, or before their rollout heard of them.
+    settle_known_jobs(&rollouts, &handle);
+    loop {
+        let starts = step_all(&rollouts, &handle);
+        for (id, index) in starts {
+            start_job(&rollouts, &handle, id, index).await;
+        }
+        let cancels = std::mem::take(&mut rollouts.lock().cancels);
+        for job in cancels {
+            // A job that already ended is fine: the rollout hears its end anyway.
+            let _ = handle.cancel(job).await;
+        }
+        if !rollouts.lock().dirty.is_empty() && last_save.elapsed() >= SAVE_EVERY {
+            rollouts.save().await;
+            last_save = tokio::time::Instant::now();
+        }
+        let now = rollouts.now();
+        let next = rollouts.lock().rollouts.values().filter_map(Rollout::next_wakeup).min();
+        let mut wait =
+            next.map_or(IDLE_WAKE, |at| Duration::from_millis(at.saturating_sub(now))).min(IDLE_WAKE);
+        if !rollouts.lock().dirty.is_empty() {
+            wait = wait.min(SAVE_EVERY);
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = rollouts.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            changes = follower.next(1024) => match changes {
+                Some(changes) => {
+                    for change in &changes.changes {
+                        if let JobChange::Job(job) = change && job.state.is_final() {
+                            finished(&rollouts, job.id, job.state, job.error.as_deref());
+                        }
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+    rollouts.save().await;
+}
+
+/// A job ended: its rollout hears of it.
+fn finished(rollouts: &Rollouts, job: JobId, state: JobState, error: Option<&str>) {
+    let now = rollouts.now();
+    let mut inner = rollouts.lock();
+    let Some(&id) = inner.jobs.get(&job) else { return };
+    let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
+    let actions = rollout.job_finished(job, state, error, now);
+    inner.jobs.remove(&job);
+    inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
+        Action::Cancel(job) => Some(job),
+        Action::Start(_) => None,
+    }));
+    inner.dirty.insert(id);
+}
+
+fn settle_known_jobs(rollouts: &Rollouts, handle: &Handle) {
+    let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
+    for job in jobs {
+        if let Some(snapshot) = handle.job(job).filter(|s| s.state.is_final()) {
+            finished(rollouts, job, snapshot.state, snapshot.error.as_deref());
+        }
+    }
+}
+
+/// Steps every open rollout; returns the devices to start, as (rollout, position).
+fn step_all(rollouts: &Rollouts, handle: &Handle) -> Vec<(RolloutId, usize)> {
+    let now = rollouts.now();
+    let inventory = handle.inventory().clone();
+    let mut inner = rollouts.lock();
+    let mut starts = Vec::new();
+    let mut changed = Vec::new();
+    for rollout in inner.rollouts.values_mut().filter(|r| !r.state.is_final()) {
+        let before = rollout.updated_at;
+        let sha = rollout.plan.image.sha256.clone();
+        let up_to_date = |device: &crate::protocol::DeviceId| {
+            inventory.get(device).and_then(|d| d.last_image).is_some_and(|image| image.sha256 == sha)
+        };
+        for action in rollout.step(now, &up_to_date) {
+            if let Action::Start(index) = action {
+                starts.push((rollout.id, index));
+            }
+        }
+        if rollout.updated_at != before {
+            changed.push(rollout.id);
+        }
+    }
+    inner.dirty.extend(changed);
+    starts
+}
+
+/// Creates the job for one device of a rollout, or fails the device with the reason.
+async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: usize) {
+    let Some((plan, device)) =
+        rollouts.get(id).and_then(|r| Some((r.plan.clone(), r.slots.get(index)?.device_id.clone())))
+    else {
+        return;
+    };
+    // Err((stopping, why)): a stopping runtime is no failure of the device.
+    let result: Result<JobId, (bool, String)> = async {
+        let fail = |e: String| (false, e);
+        let sha = parse_sha256(&plan.image.sha256).map_err(|e| fail(e.to_string()))?;
+        let image = handle.library().find(&sha).await.map_err(fail)?.ok_or_else(|| {
+            fail(format!("image {} ({}) is no longer stored", plan.image.name, plan.image.short_hash()))
+        })?;
+        let spec = JobSpec {
+            device,
+            image: image.renamed(&plan.image.name),
+            chunk_size: plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(fail)?,
+            chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
+        };
+        let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
+            RuntimeError::Stopped => (true, e.to_string()),
+            e => fail(e.to_string()),
+        })?;
+        jobs.first().map(|j| j.id).ok_or_else(|| fail("no job was created".to_owned()))
+    }
+    .await;
+    let now = rollouts.now();
+    {
+        let mut inner = rollouts.lock();
+        let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
+        match &result {
+            Ok(job) => rollout.job_started(index, *job, now),
+            Err((true, _)) => rollout.start_abandoned(index, now),
+            Err((false, error)) => {
+                tracing::warn!(rollout = id, %error, "a rollout's job could not be created");
+                let actions = rollout.start_failed(index, error.clone(), now);
+                inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
+                    Action::Cancel(job) => Some(job),
+                    Action::Start(_) => None,
+                }));
+            }
+        }
+        if let Ok(job) = result {
+            inner.jobs.insert(job, id);
+        }
+        inner.dirty.insert(id);
+    }
+    // A job can end before its rollout heard it was created.
+    if let Ok(job) = result
+        && let Some(snapshot) = handle.job(job).filter(|s| s.state.is_final())
+    {
+        finished(rollouts, job, snapshot.state, snapshot.error.as_deref());
+    }
+}

@@ -1,0 +1,251 @@
+//! Rollouts with real processes: `rocky serve` on a real broker and a simulated fleet; waves,
+//! label and pattern targets, manual gates, devices already up to date, an abort, and a
+//! SIGKILL mid-wave after which the rollout resumes without creating any job twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Child;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rocky::broker::{EmbeddedBroker, free_port};
+use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+use serde_json::{Value, json};
+use support::{serve_command, test_image, wait_for};
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(broker: &str, port: u16, data: &Path) -> Serve {
+    let config = data.join("test-config.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
+    Serve(serve_command(broker, port, &config, data).spawn().expect("rocky serve starts"))
+}
+
+struct Api {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn healthy(&self) {
+        wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+            let response = self.client.get(format!("{}/healthz", self.base)).send().await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.client.post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        (response.status(), response.json().await.unwrap_or_default())
+    }
+
+    /// Waits until the rollout is in `state`; returns it.
+    async fn rollout_in(&self, id: u64, state: &str, within: Duration) -> Value {
+        wait_for(within, &format!("rollout {id} to be {state}"), || async {
+            let rollout = self.get(&format!("/rollouts/{id}")).await;
+            (rollout["state"] == state).then_some(rollout)
+        })
+        .await
+    }
+
+    /// How many jobs each device has.
+    async fn jobs_per_device(&self) -> BTreeMap<String, usize> {
+        let body = self.get("/jobs?limit=10000").await;
+        let mut count = BTreeMap::new();
+        for job in body["jobs"].as_array().unwrap() {
+            *count.entry(job["device_id"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+        count
+    }
+}
+
+fn outcomes(rollout: &Value) -> Vec<String> {
+    rollout["devices"].as_array().unwrap().iter().map(|d| d["outcome"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_run_in_waves_with_gates_skip_the_up_to_date_and_abort_on_failures() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    // dev-09 and dev-10 fail verification (DONE_FAILED); the rest update.
+    let mut fleet_config = FleetConfig::new(broker.url(), 10);
+    fleet_config.plan =
+        BehaviorPlan::default().with(Behavior::Fail, Selection::List(vec!["9".into(), "10".into()]));
+    let fleet = Fleet::start(&fleet_config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw-2.bin", api.base)).body(test_image(4096, 3).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let csv =
+        "dev-01,model=a\ndev-02,model=a\ndev-03,model=a\ndev-04,model=a\ndev-05,model=b\ndev-06,model=b\n";
+    let imported = api.client.post(format!("{}/devices/import", api.base)).body(csv).send().await.unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+
+    // Bad requests name what is wrong.
+    let (status, body) = api
+        .post(
+            "/rollouts",
+            json!({"name": "x", "firmware": {"path": "fw-2.bin"}, "targets": {"labels": {"model": "z"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "targets.labels model=z match no device in the inventory");
+    let (status, body) = api
+        .post(
+            "/rollouts",
+            json!({"name": "x", "firmware": {"path": "fw-2.bin"}, "targets": {"glob": "nope-*"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (StatusCode::BAD_REQUEST, "targets.glob \"nope-*\" matches no device in the inventory")
+    );
+    let (status, body) = api
+        .post("/rollouts", json!({"name": "x", "firmware": {"path": "fw-2.bin"}, "targets": {"devices": ["dev-01"]}, "waves": [1, "10%"]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().starts_with("waves: wave 2 ends at device 1 of 1"), "{body}");
+
+    // Labels, two waves: the first device, then the rest.
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "model a", "firmware": {"path": "fw-2.bin"}, "targets": {"labels": {"model": "a"}},
+                   "waves": [1, "100%"], "max_concurrent": 2, "chunk_size": 1024}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let done = api.rollout_in(id, "succeeded", Duration::from_secs(30)).await;
+    assert_eq!(done["reason"], "all 4 devices are up to date");
+    assert_eq!(done["waves"][0]["succeeded"], 1);
+    assert_eq!(done["waves"][1]["succeeded"], 3);
+    let devices: Vec<&str> =
+        done["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    assert_eq!(devices, ["dev-01", "dev-02", "dev-03", "dev-04"], "in the inventory's order");
+    assert!(done["devices"].as_array().unwrap().iter().all(|d| d["job_id"].is_u64()));
+    let states: Vec<&str> =
+        done["changes"].as_array().unwrap().iter().map(|c| c["to"].as_str().unwrap()).collect();
+    assert_eq!(states, ["running", "succeeded"]);
+
+    // The same image again, skipping devices already on it: nothing is sent.
+    let before = api.jobs_per_device().await;
+    let (_, again) = api
+        .post("/rollouts", json!({"name": "again", "firmware": {"path": "fw-2.bin"}, "targets": {"glob": "dev-0*"}, "skip_up_to_date": true, "waves": ["50%"]}))
+        .await;
+    let again_id = again["id"].as_u64().unwrap();
+    // dev-05 and dev-06 are not on it yet: the first wave (dev-01..03) is all up to date.
+    let ended = api.rollout_in(again_id, "succeeded", Duration::from_secs(30)).await;
+    let outcome = outcomes(&ended);
+    assert_eq!(&outcome[..4], ["up_to_date"; 4]);
+    assert_eq!(&outcome[4..], ["succeeded"; 2]);
+    let after = api.jobs_per_device().await;
+    assert_eq!(after.get("dev-01"), before.get("dev-01"), "no job for a device already up to date");
+
+    // Manual gates: paused before each wave until resumed.
+    let (_, gated) = api
+        .post("/rollouts", json!({"name": "gated", "firmware": {"path": "fw-2.bin"}, "targets": {"devices": ["dev-07", "dev-08"]}, "waves": [1], "gates": "manual"}))
+        .await;
+    let gated_id = gated["id"].as_u64().unwrap();
+    let paused = api.rollout_in(gated_id, "paused", Duration::from_secs(10)).await;
+    assert_eq!(paused["reason"], "manual gates: resume to start wave 1 of 2");
+    let (status, _) = api.post(&format!("/rollouts/{gated_id}/resume"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let between = wait_for(Duration::from_secs(30), "wave 1 to finish", || async {
+        let r = api.get(&format!("/rollouts/{gated_id}")).await;
+        (r["state"] == "paused" && r["waves"][0]["succeeded"] == 1).then_some(r)
+    })
+    .await;
+    assert!(
+        between["reason"].as_str().unwrap().contains("manual gates: resume to start wave 2"),
+        "{between}"
+    );
+    assert_eq!(outcomes(&between)[1], "pending");
+    api.post(&format!("/rollouts/{gated_id}/resume"), json!({})).await;
+    api.rollout_in(gated_id, "succeeded", Duration::from_secs(30)).await;
+    let (status, body) = api.post(&format!("/rollouts/{gated_id}/pause"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body["error"].as_str().unwrap().contains("has ended (succeeded)"));
+
+    // Failures over the share abort the rollout: what had not started never gets a job.
+    let (_, risky) = api
+        .post(
+            "/rollouts",
+            json!({"name": "risky", "firmware": {"path": "fw-2.bin"},
+                   "targets": {"devices": ["dev-09", "dev-10", "dev-05", "dev-06"]}, "max_concurrent": 1,
+                   "abort": {"failure_share": 0.5, "min_finished": 2}}),
+        )
+        .await;
+    let risky_id = risky["id"].as_u64().unwrap();
+    let aborted = api.rollout_in(risky_id, "aborted", Duration::from_secs(30)).await;
+    assert_eq!(aborted["reason"], "2 of 2 finished devices failed (100%), at or over the abort share of 50%");
+    assert_eq!(outcomes(&aborted), ["failed", "failed", "cancelled", "cancelled"]);
+    assert!(aborted["devices"][2]["job_id"].is_null());
+    let listed = api.get("/rollouts").await;
+    assert_eq!(listed["rollouts"].as_array().unwrap().len(), 4);
+    assert!(listed["rollouts"][0].get("devices").is_none(), "a listing leaves out the devices");
+    fleet.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_killed_mid_wave_resumes_after_a_restart_without_duplicating_jobs() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 8)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let mut serve = start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(8192, 4).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    // 8 chunks of 1 KiB at 8 KiB/s: about a second a job, two at a time.
+    let devices: Vec<String> = (1..=8).map(|n| format!("dev-{n:02}")).collect();
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "durable", "firmware": {"path": "fw.bin"}, "targets": {"devices": devices},
+                   "chunk_size": 1024, "max_rate": "8KiB/s", "max_concurrent": 2, "waves": [2, "100%"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    wait_for(Duration::from_secs(30), "the second wave to be under way", || async {
+        let r = api.get(&format!("/rollouts/{id}")).await;
+        (r["waves"][1]["active"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
+    let _ = serve.0.kill(); // SIGKILL: no flush, no goodbye
+    let _ = serve.0.wait();
+    drop(serve);
+    let _serve = start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let done = api.rollout_in(id, "succeeded", Duration::from_secs(60)).await;
+    assert_eq!(done["reason"], "all 8 devices are up to date");
+    let jobs = api.jobs_per_device().await;
+    for device in &devices {
+        assert_eq!(jobs.get(device), Some(&1), "{device} got exactly one job: {jobs:?}");
+    }
+    fleet.stop().await;
+}

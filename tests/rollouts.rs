@@ -249,3 +249,80 @@ async fn a_rollout_killed_mid_wave_resumes_after_a_restart_without_duplicating_j
     }
     fleet.stop().await;
 }
+
+fn rollout_cli(base: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .args(["rollout", "--server", base])
+        .args(args)
+        .arg("--config")
+        .arg(data.join("test-config.toml"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rocky rollout runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_shows_and_controls_rollouts() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 3)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let api = Api { client: reqwest::Client::new(), base: base.clone() };
+    let _serve = start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    // A local file: the CLI uploads it, then names it by hash.
+    let file = data.path().join("fw-3.0.bin");
+    std::fs::write(&file, test_image(2048, 9)).unwrap();
+    let fw = file.to_str().unwrap();
+    let (ok, _, err) = rollout_cli(&base, data.path(), &["create", "--name", "cli", "--firmware", fw]);
+    assert!(!ok && err.contains("name the devices"), "{err}");
+    let (ok, out, err) = rollout_cli(
+        &base,
+        data.path(),
+        &[
+            "create",
+            "--name",
+            "cli",
+            "--firmware",
+            fw,
+            "--devices",
+            "dev-01,dev-02,dev-03",
+            "--waves",
+            "1",
+            "--manual-gates",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "rollout 1 created: 3 devices in 2 waves, scheduled\n");
+    api.rollout_in(1, "paused", Duration::from_secs(10)).await;
+    let (_, shown, _) = rollout_cli(&base, data.path(), &["show", "1"]);
+    assert!(shown.contains("state    paused: manual gates: resume to start wave 1 of 2"), "{shown}");
+    assert!(shown.contains("image    fw-3.0.bin (2048 bytes"), "{shown}");
+    let (ok, out, _) = rollout_cli(&base, data.path(), &["resume", "1"]);
+    assert!(ok);
+    assert_eq!(out, "rollout 1: running (resumed by the operator at wave 1 of 2)\n");
+    wait_for(Duration::from_secs(30), "wave 1 to finish", || async {
+        let r = api.get("/rollouts/1").await;
+        (r["waves"][0]["succeeded"] == 1).then_some(())
+    })
+    .await;
+    let (_, out, _) = rollout_cli(&base, data.path(), &["cancel", "1"]);
+    assert_eq!(out, "rollout 1: cancelled (cancelled by the operator)\n");
+    let (_, listed, _) = rollout_cli(&base, data.path(), &["list"]);
+    assert!(
+        listed.contains("cli") && listed.contains("cancelled") && listed.ends_with("1 rollout\n"),
+        "{listed}"
+    );
+    let (ok, _, err) = rollout_cli(&base, data.path(), &["pause", "1"]);
+    assert!(!ok && err.contains("rollout 1 has ended (cancelled) (HTTP 409)"), "{err}");
+    let (ok, _, err) = rollout_cli(&base, data.path(), &["show", "7"]);
+    assert!(!ok && err.contains("no rollout 7 (HTTP 404)"), "{err}");
+    fleet.stop().await;
+}

@@ -10,6 +10,7 @@ mod console;
 mod demo;
 mod devices;
 mod jobs;
+mod rollout;
 mod serve;
 mod setup;
 mod sim;
@@ -62,6 +63,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// The device inventory of a running Rocky: list, show, label, import.
     Devices(devices::DevicesArgs),
+    /// Staged rollouts on a running Rocky: create, list, show, pause, resume, cancel.
+    Rollout(rollout::RolloutArgs),
     /// Run the embedded MQTT broker alone.
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
@@ -82,6 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
         Some(Command::Sim(args)) => sim::run(&cli.global, args).await,
         Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
+        Some(Command::Rollout(args)) => rollout::run(&cli.global, args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config) => config::run(&cli.global),
         Some(Command::Jobs(args)) => jobs::run(&cli.global, args),

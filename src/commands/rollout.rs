@@ -1,0 +1,310 @@
+//! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create`, `list`,
+//! `show`, `pause`, `resume`, `cancel`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::GlobalArgs;
+use super::api_client::ApiClient;
+use super::setup::load_config;
+
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    /// The running Rocky's API (default: http:// and http.listen).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Starts a rollout of one image to devices picked by id, pattern or labels.
+    Create(Box<CreateArgs>),
+    /// The rollouts, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One rollout: its waves and every device's outcome.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops starting jobs (active ones finish).
+    Pause { id: u64 },
+    /// Goes on: through a manual gate, or past a wave under the success threshold.
+    Resume { id: u64 },
+    /// Cancels the rollout and its active jobs.
+    Cancel { id: u64 },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// A name to know it by.
+    #[arg(long)]
+    pub name: String,
+    /// A local file (uploaded first), an http(s):// URL, a SHA-256 the server holds, or a path
+    /// in the server's firmware directory.
+    #[arg(long)]
+    pub firmware: String,
+    /// Devices by id, comma-separated, in the order they should update.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["glob", "label"])]
+    pub devices: Vec<String>,
+    /// Devices in the inventory whose id matches (* and ?), e.g. 'dev-*'.
+    #[arg(long, conflicts_with = "label")]
+    pub glob: Option<String>,
+    /// Devices in the inventory with this label (KEY=VALUE; repeat: all must match).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Where waves end, counted from the start: device counts or shares, e.g. 1,10%,50%,100%.
+    #[arg(long, value_delimiter = ',')]
+    pub waves: Vec<String>,
+    /// Job starts a minute across the rollout, evenly spread.
+    #[arg(long)]
+    pub max_per_minute: Option<u32>,
+    /// Jobs of this rollout active at once.
+    #[arg(long)]
+    pub max_concurrent: Option<u32>,
+    /// The share of a wave that must succeed for the next to start (default 0.95).
+    #[arg(long)]
+    pub success_threshold: Option<f64>,
+    /// Abort once this share of finished devices failed (e.g. 0.2).
+    #[arg(long, value_name = "SHARE")]
+    pub abort_share: Option<f64>,
+    /// Devices that must have finished before --abort-share is judged (default 10).
+    #[arg(long, requires = "abort_share", value_name = "N")]
+    pub abort_min: Option<u32>,
+    /// Tries again a failed or timed-out device this many times.
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Every wave waits for `rocky rollout resume`.
+    #[arg(long)]
+    pub manual_gates: bool,
+    /// Devices whose last succeeded image is this one are not updated.
+    #[arg(long)]
+    pub skip_up_to_date: bool,
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// Per-job byte rate cap, e.g. 80KiB/s.
+    #[arg(long)]
+    pub max_rate: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
+    let config = load_config(global)?.config;
+    let api = ApiClient::new(&config, args.server.as_deref(), args.token_file.as_deref())?;
+    match args.command {
+        RolloutCommand::Create(create) => {
+            let json_out = create.json;
+            let body = request(&api, *create).await?;
+            let (_, rollout) = api
+                .call(Method::POST, "/rollouts", Some(("application/json", serde_json::to_vec(&body)?)))
+                .await?;
+            if json_out {
+                println!("{}", serde_json::to_string_pretty(&rollout)?);
+            } else {
+                println!(
+                    "rollout {} created: {} devices in {} waves, {}",
+                    rollout["id"],
+                    rollout["device_count"],
+                    rollout["waves"].as_array().map_or(0, Vec::len),
+                    rollout["state"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        RolloutCommand::List { json } => {
+            let (_, body) = api.call(Method::GET, "/rollouts", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&body["rollouts"])?);
+            } else {
+                print_list(body["rollouts"].as_array().map(Vec::as_slice).unwrap_or_default());
+            }
+        }
+        RolloutCommand::Show { id, json } => {
+            let (_, rollout) = api.call(Method::GET, &format!("/rollouts/{id}"), None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rollout)?);
+            } else {
+                print_rollout(&rollout);
+            }
+        }
+        RolloutCommand::Pause { id } => control(&api, id, "pause").await?,
+        RolloutCommand::Resume { id } => control(&api, id, "resume").await?,
+        RolloutCommand::Cancel { id } => control(&api, id, "cancel").await?,
+    }
+    Ok(())
+}
+
+async fn control(api: &ApiClient, id: u64, verb: &str) -> anyhow::Result<()> {
+    let (_, rollout) = api.call(Method::POST, &format!("/rollouts/{id}/{verb}"), None).await?;
+    println!(
+        "rollout {id}: {}{}",
+        rollout["state"].as_str().unwrap_or("?"),
+        rollout["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// The request body; a local firmware file is uploaded first and named by its hash.
+async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
+    let firmware = firmware(api, &args.firmware).await?;
+    let targets = if !args.devices.is_empty() {
+        json!({ "devices": args.devices })
+    } else if let Some(glob) = args.glob {
+        json!({ "glob": glob })
+    } else if !args.label.is_empty() {
+        let mut labels = serde_json::Map::new();
+        for pair in &args.label {
+            let (key, value) =
+                rocky::inventory::labels::parse_pair(pair).map_err(|e| anyhow::anyhow!("--label: {e}"))?;
+            labels.insert(key, Value::String(value));
+        }
+        json!({ "labels": labels })
+    } else {
+        anyhow::bail!("name the devices: --devices a,b, --glob 'dev-*' or --label model=esp32-c3");
+    };
+    let waves: Vec<Value> = args
+        .waves
+        .iter()
+        .map(|w| w.trim())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse::<u64>().map_or_else(|_| Value::String(w.to_owned()), Value::from))
+        .collect();
+    let mut body = json!({ "name": args.name, "firmware": firmware, "targets": targets });
+    let mut set = |key: &str, value: Value| {
+        if !value.is_null() {
+            body[key] = value;
+        }
+    };
+    set("waves", if waves.is_empty() { Value::Null } else { json!(waves) });
+    set("max_per_minute", json!(args.max_per_minute));
+    set("max_concurrent", json!(args.max_concurrent));
+    set("success_threshold", json!(args.success_threshold));
+    set("retries", json!(args.retries));
+    set("chunk_size", json!(args.chunk_size));
+    set("max_rate", json!(args.max_rate));
+    if args.manual_gates {
+        set("gates", json!("manual"));
+    }
+    if args.skip_up_to_date {
+        set("skip_up_to_date", json!(true));
+    }
+    if let Some(share) = args.abort_share {
+        set("abort", json!({ "failure_share": share, "min_finished": args.abort_min.unwrap_or(10) }));
+    }
+    Ok(body)
+}
+
+async fn firmware(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(json!({ "sha256": hex.to_ascii_lowercase() }));
+    }
+    if text.starts_with("http://") || text.starts_with("https://") {
+        return Ok(json!({ "url": text }));
+    }
+    let path = Path::new(text);
+    if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name =
+            path.file_name().map_or_else(|| "firmware.bin".into(), |n| n.to_string_lossy().into_owned());
+        let query: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let (_, uploaded) = api
+            .call(Method::POST, &format!("/firmware?name={query}"), Some(("application/octet-stream", bytes)))
+            .await?;
+        let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
+        return Ok(json!({ "sha256": sha }));
+    }
+    // Not here: a path in the server's firmware directory.
+    Ok(json!({ "path": text }))
+}
+
+fn print_list(rollouts: &[Value]) {
+    println!(
+        "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  REASON",
+        "ID", "NAME", "STATE", "WAVE", "DEVICES", "SUCCEEDED", "FAILED"
+    );
+    for r in rollouts {
+        let waves = r["waves"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let sum = |key: &str| waves.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum::<u64>();
+        println!(
+            "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  {}",
+            r["id"],
+            r["name"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            format!("{}/{}", r["wave"], waves.len()),
+            r["device_count"],
+            sum("succeeded"),
+            sum("failed"),
+            r["reason"].as_str().unwrap_or("")
+        );
+    }
+    println!("{} {}", rollouts.len(), if rollouts.len() == 1 { "rollout" } else { "rollouts" });
+}
+
+fn print_rollout(r: &Value) {
+    println!("rollout {}  {}", r["id"], r["name"].as_str().unwrap_or(""));
+    println!(
+        "state    {}{}",
+        r["state"].as_str().unwrap_or(""),
+        r["reason"].as_str().map(|x| format!(": {x}")).unwrap_or_default()
+    );
+    println!(
+        "image    {} ({} bytes, sha256 {})",
+        r["image"]["name"].as_str().unwrap_or(""),
+        r["image"]["size"],
+        r["image"]["sha256"].as_str().unwrap_or("")
+    );
+    println!();
+    println!(
+        "{:>5}  {:>7}  {:>7}  {:>6}  {:>9}  {:>6}  {:>9}",
+        "WAVE", "DEVICES", "PENDING", "ACTIVE", "SUCCEEDED", "FAILED", "CANCELLED"
+    );
+    for w in r["waves"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        println!(
+            "{:>5}  {:>7}  {:>7}  {:>6}  {:>9}  {:>6}  {:>9}",
+            w["wave"], w["devices"], w["pending"], w["active"], w["succeeded"], w["failed"], w["cancelled"]
+        );
+    }
+    println!();
+    let devices = r["devices"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let width = devices
+        .iter()
+        .filter_map(|d| d["device_id"].as_str())
+        .map(|d| d.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!("{:<width$}  {:<10}  {:>6}  {:>5}  DETAIL", "DEVICE", "OUTCOME", "JOB", "TRIES");
+    for d in devices {
+        let job = d["job_id"].as_u64().map_or("-".to_owned(), |j| j.to_string());
+        println!(
+            "{:<width$}  {:<10}  {:>6}  {:>5}  {}",
+            d["device_id"].as_str().unwrap_or(""),
+            d["outcome"].as_str().unwrap_or("").replace('_', " "),
+            job,
+            d["attempts"],
+            d["detail"].as_str().unwrap_or("")
+        );
+    }
+}

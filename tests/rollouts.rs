@@ -277,6 +277,15 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     let api = Api { client: reqwest::Client::new(), base: base.clone() };
     let _serve = start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
+    // Every change of state is an event on /events.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stream = api.client.get(format!("{base}/events")).send().await.unwrap();
+    let reader = seen.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(bytes)) = stream.chunk().await {
+            reader.lock().unwrap().push_str(&String::from_utf8_lossy(&bytes));
+        }
+    });
     // A local file: the CLI uploads it, then names it by hash.
     let file = data.path().join("fw-3.0.bin");
     std::fs::write(&file, test_image(2048, 9)).unwrap();
@@ -308,9 +317,9 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     let (ok, out, _) = rollout_cli(&base, data.path(), &["resume", "1"]);
     assert!(ok);
     assert_eq!(out, "rollout 1: running (resumed by the operator at wave 1 of 2)\n");
-    wait_for(Duration::from_secs(30), "wave 1 to finish", || async {
+    wait_for(Duration::from_secs(30), "wave 1 to finish at the second gate", || async {
         let r = api.get("/rollouts/1").await;
-        (r["waves"][0]["succeeded"] == 1).then_some(())
+        (r["waves"][0]["succeeded"] == 1 && r["state"] == "paused").then_some(())
     })
     .await;
     let (_, out, _) = rollout_cli(&base, data.path(), &["cancel", "1"]);
@@ -324,5 +333,17 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     assert!(!ok && err.contains("rollout 1 has ended (cancelled) (HTTP 409)"), "{err}");
     let (ok, _, err) = rollout_cli(&base, data.path(), &["show", "7"]);
     assert!(!ok && err.contains("no rollout 7 (HTTP 404)"), "{err}");
+    let events = wait_for(Duration::from_secs(10), "the rollout's events on /events", || async {
+        let text = seen.lock().unwrap().clone();
+        text.contains("\"to\":\"cancelled\"").then_some(text)
+    })
+    .await;
+    let states: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("data:") && l.contains("\"rollout\":1"))
+        .filter_map(|l| l.split("\"to\":\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(states, ["paused", "running", "paused", "cancelled"]);
+    assert!(events.contains("event: rollout"), "{events}");
     fleet.stop().await;
 }

@@ -82,7 +82,8 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
             Received::Event(envelope) => envelope,
         };
         match &envelope.event {
-            RuntimeEvent::Connection(_) => {}
+            // The rollout task logs its own changes.
+            RuntimeEvent::Connection(_) | RuntimeEvent::Rollout(_) => {}
             RuntimeEvent::Engine(Event::Created(job)) => {
                 tracing::info!(job = job.id, device = %job.device, image = job.image.name(), "job created")
             }

@@ -137,6 +137,9 @@ pub struct Rollout {
     /// When the last job started, for `max_per_minute`.
     pub last_start: Option<u64>,
     pub changes: Vec<RolloutChange>,
+    /// Changes ever made, including those the history no longer keeps.
+    #[serde(default)]
+    pub changes_total: u64,
 }
 
 impl Rollout {
@@ -164,6 +167,7 @@ impl Rollout {
             slots,
             last_start: None,
             changes: Vec::new(),
+            changes_total: 0,
         }
     }
 
@@ -172,6 +176,7 @@ impl Rollout {
             return;
         }
         self.changes.push(RolloutChange { at: now, from: self.state, to, reason: reason.clone() });
+        self.changes_total += 1;
         if self.changes.len() > MAX_CHANGES {
             self.changes.remove(0);
         }

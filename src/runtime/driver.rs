@@ -280,6 +280,7 @@ impl Driver {
                 let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());
                 let _ = reply.send((self.connection.clone(), self.engine.counts(), store_problem));
             }
+            Request::Announce(event) => self.emit(SystemTime::now(), event),
             Request::Shutdown(reply) => {
                 let _ = reply.send(());
             }

@@ -32,6 +32,18 @@ pub enum RuntimeEvent {
     Engine(Event),
     Traffic(Traffic),
     Connection(ConnectionState),
+    /// A rollout changed state.
+    Rollout(RolloutNotice),
+}
+
+/// A rollout's change of state, with why (`/events` sends it as `rollout`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RolloutNotice {
+    pub rollout: u64,
+    pub name: String,
+    pub from: crate::rollout::RolloutState,
+    pub to: crate::rollout::RolloutState,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -52,6 +52,9 @@ pub(super) enum Request {
     Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
     Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>, Option<String>)>),
     Shutdown(oneshot::Sender<()>),
+    /// An event from another part of the runtime (a rollout's change) for the event stream,
+    /// numbered in turn with the engine's.
+    Announce(super::RuntimeEvent),
 }
 
 #[derive(Clone)]
@@ -95,6 +98,14 @@ impl Handle {
             metrics,
             inventory: Arc::new(inventory),
             rollouts: Arc::new(rollouts),
+        }
+    }
+
+    /// Puts an event on the stream without waiting; dropped (with a debug line) when the
+    /// engine's queue is full, like any event a slow reader misses.
+    pub(super) fn announce(&self, event: super::RuntimeEvent) {
+        if self.requests.try_send(Request::Announce(event)).is_err() {
+            tracing::debug!("an announcement was dropped: the engine's queue is full");
         }
     }
 

@@ -18,7 +18,9 @@ mod rollouts;
 
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
-pub use events::{ConnectionState, Envelope, EventStream, Received, RuntimeEvent, Traffic, TrafficDirection};
+pub use events::{
+    ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic, TrafficDirection,
+};
 pub use handle::{Handle, RuntimeError, Status};
 pub use job_table::{JobChange, JobChanges, JobFilter, JobFollower, JobTable};
 pub use log_limit::LogLimiter;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use super::{Clock, Handle, JobChange, RuntimeError};
+use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
 use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan};
@@ -208,6 +208,8 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
     let mut last_save = tokio::time::Instant::now();
     // Jobs that ended while Rocky was down, or before their rollout heard of them.
     settle_known_jobs(&rollouts, &handle);
+    let mut announced: HashMap<RolloutId, u64> =
+        rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
     loop {
         let starts = step_all(&rollouts, &handle);
         for (id, index) in starts {
@@ -218,6 +220,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
             // A job that already ended is fine: the rollout hears its end anyway.
             let _ = handle.cancel(job).await;
         }
+        announce(&rollouts, &handle, &mut announced);
         if !rollouts.lock().dirty.is_empty() && last_save.elapsed() >= SAVE_EVERY {
             rollouts.save().await;
             last_save = tokio::time::Instant::now();
@@ -246,6 +249,31 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         }
     }
     rollouts.save().await;
+}
+
+/// Puts every change of state not yet announced on the event stream.
+fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<RolloutId, u64>) {
+    let mut notices = Vec::new();
+    for rollout in rollouts.lock().rollouts.values() {
+        let seen = announced.entry(rollout.id).or_insert(0);
+        // The newest `new` changes are news (the history keeps only the newest).
+        let new = usize::try_from(rollout.changes_total.saturating_sub(*seen)).unwrap_or(usize::MAX);
+        let start = rollout.changes.len().saturating_sub(new);
+        for change in &rollout.changes[start..] {
+            notices.push(RolloutNotice {
+                rollout: rollout.id,
+                name: rollout.plan.name.clone(),
+                from: change.from,
+                to: change.to,
+                reason: change.reason.clone(),
+            });
+        }
+        *seen = rollout.changes_total;
+    }
+    for notice in notices {
+        tracing::info!(rollout = notice.rollout, name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
+        handle.announce(RuntimeEvent::Rollout(notice));
+    }
 }
 
 /// A job ended: its rollout hears of it.

@@ -285,6 +285,22 @@ impl App {
                 }
             }
             RuntimeEvent::Engine(event) => self.apply_engine(at, event),
+            RuntimeEvent::Rollout(notice) => {
+                let alarm = matches!(
+                    notice.to,
+                    crate::rollout::RolloutState::Aborted | crate::rollout::RolloutState::Paused
+                );
+                self.flash(
+                    format!(
+                        "rollout {} {:?}: {} — {}",
+                        notice.rollout,
+                        notice.name,
+                        notice.to.as_str(),
+                        notice.reason
+                    ),
+                    alarm,
+                );
+            }
         }
     }
 

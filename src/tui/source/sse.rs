@@ -167,6 +167,10 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
             let state: ConnectionState = serde_json::from_str(data).map_err(|_| json(name))?;
             envelope(RuntimeEvent::Connection(state))
         }
+        "rollout" => {
+            let notice: crate::runtime::RolloutNotice = serde_json::from_str(data).map_err(|_| json(name))?;
+            envelope(RuntimeEvent::Rollout(notice))
+        }
         "job_created" => {
             let job: JobSnapshot = serde_json::from_str(data).map_err(|_| json(name))?;
             let view = job.to_view(job.described_image(), clock);

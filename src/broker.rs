@@ -5,9 +5,27 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
+use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 use crate::runtime::BrokerUrl;
+
+/// What rumqttd keeps per subscription filter: the newest messages, delivered or not, in up to
+/// `SEGMENTS` segments of `SEGMENT_BYTES` (payload + topic); when the newest is full the oldest is
+/// dropped. It never drops a message because every subscriber has it, nor a filter nobody
+/// subscribes to any more, so each device's chunk filter holds this much for as long as the
+/// broker runs (it was 4 x 16 MiB, so memory grew with every job). rumqttd acknowledges a publish
+/// once stored, not once delivered, so a subscriber more than `RETAINED_PER_FILTER` behind loses
+/// messages: 1 MiB covers a push-mode transfer of an image up to 1 MiB to a device that lags by
+/// all of it; a flow-controlled device lags by its window only. Each stored message also keeps
+/// its connection's 8 KiB read buffer alive, so count about twice this per device.
+const SEGMENT_BYTES: usize = 128 * 1024;
+const SEGMENTS: usize = 9;
+pub const RETAINED_PER_FILTER: usize = SEGMENT_BYTES * (SEGMENTS - 1);
+/// `rocky bench`'s raw subscriptions keep less: the raw publisher paces itself to them.
+pub const RAW_BENCH_FILTERS: &str = "rocky-bench-raw/#";
+const RAW_SEGMENT_BYTES: usize = 64 * 1024;
+const RAW_SEGMENTS: usize = 3;
+pub const RAW_BENCH_RETAINED: usize = RAW_SEGMENT_BYTES * (RAW_SEGMENTS - 1);
 
 /// A running embedded broker. rumqttd offers no way to stop its threads, so the broker lives as
 /// long as the process; each test or demo starts its own on a fresh port.
@@ -84,10 +102,13 @@ fn config(listen: SocketAddr) -> Config {
         router: RouterConfig {
             max_connections: 10_010,
             max_outgoing_packet_count: 200,
-            // The router keeps recent messages in memory segments; these bound that memory.
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 4,
-            custom_segment: None,
+            // Per subscription filter: see `SEGMENT_BYTES`.
+            max_segment_size: SEGMENT_BYTES,
+            max_segment_count: SEGMENTS,
+            custom_segment: Some(HashMap::from([(
+                RAW_BENCH_FILTERS.to_owned(),
+                SegmentConfig { max_segment_size: RAW_SEGMENT_BYTES, max_segment_count: RAW_SEGMENTS },
+            )])),
             initialized_filters: None,
             shared_subscriptions_strategy: Default::default(),
         },

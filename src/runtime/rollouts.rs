@@ -17,6 +17,8 @@ use crate::firmware::{ChunkSize, parse_sha256};
 use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan};
 use crate::store::{RolloutRow, Store, WriteError};
 
+/// Ended rollouts kept (the newest); older ones are forgotten when a new one is created.
+pub const KEEP_ENDED: usize = 1000;
 /// How often changed rollouts are written at most (and at a graceful stop).
 const SAVE_EVERY: Duration = Duration::from_millis(250);
 /// The task looks at its rollouts at least this often.
@@ -85,7 +87,21 @@ impl Rollouts {
         if let Some(store) = &self.store {
             store.save_rollouts(vec![RolloutRow::of(&rollout)]).await?;
         }
-        self.lock().rollouts.insert(rollout.id, rollout.clone());
+        let forgotten = {
+            let mut inner = self.lock();
+            inner.rollouts.insert(rollout.id, rollout.clone());
+            let ended: Vec<RolloutId> =
+                inner.rollouts.values().filter(|r| r.state.is_final()).map(|r| r.id).collect();
+            let excess = ended.len().saturating_sub(KEEP_ENDED);
+            for id in &ended[..excess] {
+                inner.rollouts.remove(id);
+                inner.dirty.remove(id);
+            }
+            ended[..excess].to_vec()
+        };
+        if let (Some(store), false) = (&self.store, forgotten.is_empty()) {
+            store.forget_rollouts(forgotten).await;
+        }
         self.wake.notify_one();
         Ok(rollout)
     }
@@ -379,5 +395,46 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         && let Some(snapshot) = handle.job(job).filter(|s| s.state.is_final())
     {
         finished(rollouts, job, snapshot.state, snapshot.error.as_deref());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{Gates, RolloutState};
+    use crate::snapshot::ImageInfo;
+
+    fn plan() -> RolloutPlan {
+        RolloutPlan {
+            name: "r".into(),
+            image: ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) },
+            chunk_size: None,
+            max_rate: None,
+            chunk_interval_ms: None,
+            devices: vec![crate::protocol::DeviceId::parse("d1").unwrap()],
+            wave_ends: vec![1],
+            max_per_minute: None,
+            max_concurrent: None,
+            success_threshold: 0.95,
+            abort: None,
+            retries: 0,
+            retry_backoff_ms: 1000,
+            gates: Gates::Manual,
+            skip_up_to_date: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn ended_rollouts_past_the_bound_are_forgotten_oldest_first() {
+        let rollouts = Rollouts::new(Vec::new(), None, Clock::new());
+        for _ in 0..KEEP_ENDED + 3 {
+            let created = rollouts.create(plan()).await.unwrap();
+            rollouts.cancel(created.id).unwrap();
+        }
+        let kept = rollouts.list(usize::MAX);
+        // The newest creation is counted before it could end: the bound holds at each creation.
+        assert_eq!(kept.len(), KEEP_ENDED + 1);
+        assert!(rollouts.get(1).is_none() && rollouts.get(2).is_none());
+        assert!(kept.iter().all(|r| r.state == RolloutState::Cancelled));
     }
 }

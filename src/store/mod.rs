@@ -90,6 +90,10 @@ pub(crate) enum Write {
         rollouts: Vec<rollouts::RolloutRow>,
         reply: Option<oneshot::Sender<Result<(), WriteError>>>,
     },
+    /// Ended rollouts that retention removed.
+    ForgetRollouts {
+        ids: Vec<u64>,
+    },
     /// What the wire told of devices, written with the next flush.
     Observe {
         devices: Vec<Device>,
@@ -286,6 +290,11 @@ impl Store {
         let write = Write::Rollouts { rollouts, reply: Some(reply) };
         self.writes.send(write).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Removes ended rollouts (retention), without waiting.
+    pub async fn forget_rollouts(&self, ids: Vec<u64>) {
+        let _ = self.writes.send(Write::ForgetRollouts { ids }).await;
     }
 
     /// Every stored rollout, by id.

@@ -42,6 +42,17 @@ pub fn save(conn: &mut Connection, rows: &[RolloutRow]) -> rusqlite::Result<()> 
     tx.commit()
 }
 
+pub fn forget(conn: &mut Connection, ids: &[u64]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut delete = tx.prepare("DELETE FROM rollouts WHERE id = ?1")?;
+        for id in ids {
+            delete.execute([*id as i64])?;
+        }
+    }
+    tx.commit()
+}
+
 /// Every rollout, by id; one that cannot be read is skipped with a warning.
 pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Rollout>> {
     let mut stmt = conn.prepare("SELECT id, body FROM rollouts ORDER BY id")?;

@@ -144,6 +144,11 @@ fn run(
                     let _ = reply.send(result);
                 }
             }
+            Write::ForgetRollouts { ids } => {
+                if let Err(e) = super::rollouts::forget(&mut conn, &ids) {
+                    tracing::warn!(error = %e, "ended rollouts could not be removed from the store");
+                }
+            }
             Write::Observe { devices, done } => {
                 pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
                 write_pending(&mut conn, &mut pending, &health);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
+use tokio::sync::watch;
 
 use rocky::runtime::{BrokerUrl, MAX_PACKET_BYTES};
 
@@ -50,12 +51,13 @@ fn client(broker: &BrokerUrl, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
 }
 
 /// One subscriber on its own connection to `filter`, subscribed before this returns; the task
-/// it leaves behind counts what arrives until `expected`.
+/// it leaves behind counts what arrives until `expected`, reporting the count on `progress`.
 async fn subscriber(
     broker: &BrokerUrl,
     id: String,
     filter: String,
     expected: usize,
+    progress: watch::Sender<usize>,
 ) -> anyhow::Result<tokio::task::JoinHandle<usize>> {
     let (sub, mut sub_loop) = client(broker, &id);
     sub.subscribe(filter, QoS::AtLeastOnce).await.context("subscribe")?;
@@ -74,7 +76,10 @@ async fn subscriber(
         let mut count = 0usize;
         while count < expected {
             match sub_loop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(_))) => count += 1,
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    count += 1;
+                    progress.send_replace(count);
+                }
                 Ok(_) => {}
                 Err(_) => return count,
             }
@@ -94,18 +99,29 @@ pub async fn run_round(
     let subscribers = subscribers.clamp(1, messages.max(1));
     let pid = std::process::id();
     let topic = format!("rocky-bench-raw/{pid}");
+    // The broker acknowledges a publish once stored, not once delivered, so an unpaced publisher
+    // runs arbitrarily far ahead of a subscriber, and the embedded broker keeps only a bounded
+    // backlog per subscription: keep at most `window` messages in transit to each subscriber.
+    let window = (rocky::broker::RAW_BENCH_RETAINED / 2 / (size + 64)).max(1);
+    let mut progress = Vec::with_capacity(subscribers);
     let mut receivers = Vec::with_capacity(subscribers);
     for s in 0..subscribers {
         // Publish n goes to topic n % subscribers: subscriber s expects every one with that rest.
         let expected = messages / subscribers + usize::from(s < messages % subscribers);
         let id = format!("rocky-bench-sub-{pid}-{s}");
-        receivers.push(subscriber(broker, id, format!("{topic}/{s}"), expected).await?);
+        let (tx, rx) = watch::channel(0usize);
+        progress.push(rx);
+        receivers.push(subscriber(broker, id, format!("{topic}/{s}"), expected, tx).await?);
     }
     let (publisher, mut pub_loop) = client(broker, &format!("rocky-bench-pub-{pid}"));
     let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
     let payload = Bytes::from(vec![0xa5u8; size]);
     let started = Instant::now();
     for n in 0..messages {
+        let (s, sent) = (n % subscribers, n / subscribers);
+        if sent >= window && progress[s].wait_for(|got| sent.saturating_sub(*got) < window).await.is_err() {
+            break; // that subscriber stopped; the counts decide below
+        }
         publisher
             .publish_bytes(format!("{topic}/{}", n % subscribers), QoS::AtLeastOnce, false, payload.clone())
             .await?;

@@ -323,3 +323,29 @@ async fn a_graceful_stop_persists_the_last_changes() {
     let timeline: Vec<_> = store.history(id).await.unwrap().iter().map(|h| h.state).collect();
     assert_eq!(timeline.last(), Some(&rocky::engine::JobState::Cancelled));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_survives_a_sigkill_right_after_its_answer() {
+    // No device answers: the job waits in `requesting` until it is cancelled.
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let client = reqwest::Client::new();
+    let mut serve = Serve::start(&broker.url().to_string(), data.path(), port);
+    serve.wait_healthy(&client).await;
+    let upload =
+        client.post(format!("{}/firmware?name=fw.bin", serve.base)).body(test_image(2048, 2).to_vec()).send();
+    assert_eq!(upload.await.unwrap().status(), StatusCode::CREATED);
+    let body = json!({"device_id": "nobody", "firmware": {"path": "fw.bin"}});
+    let created: Value =
+        client.post(format!("{}/jobs", serve.base)).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["jobs"][0]["id"].as_u64().unwrap();
+    let cancelled = client.delete(format!("{}/jobs/{id}", serve.base)).send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    serve.kill9();
+    let serve = Serve::start(&broker.url().to_string(), data.path(), port);
+    serve.wait_healthy(&client).await;
+    let job: Value =
+        client.get(format!("{}/jobs/{id}", serve.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+}

@@ -218,34 +218,16 @@ impl Inventory {
         state.observed.insert(id.clone());
     }
 
-    /// Hands what the wire changed to the store without waiting; kept for the next time when
-    /// the store is busy.
-    pub fn flush(&self) {
-        let Some(store) = &self.store else { return };
-        let devices: Vec<Device> = {
-            let mut state = self.lock();
-            if state.observed.is_empty() {
-                return;
-            }
-            let ids = std::mem::take(&mut state.observed);
-            ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
-        };
-        if let Err(devices) = store.try_observe_devices(devices) {
-            self.lock().observed.extend(devices.into_iter().map(|d| d.device_id));
-        }
+    /// What the wire changed since the last call, for the store (it goes with the job changes).
+    pub fn take_observed(&self) -> Vec<Device> {
+        let mut state = self.lock();
+        let ids = std::mem::take(&mut state.observed);
+        ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
     }
 
-    /// Everything the wire changed, written before this returns (a graceful stop).
-    pub async fn flush_and_wait(&self) {
-        let Some(store) = &self.store else { return };
-        let devices: Vec<Device> = {
-            let mut state = self.lock();
-            let ids = std::mem::take(&mut state.observed);
-            ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
-        };
-        if !devices.is_empty() {
-            store.observe_devices_and_wait(devices).await;
-        }
+    /// Changes the store could not take yet: handed over again next time.
+    pub fn give_back(&self, devices: Vec<Device>) {
+        self.lock().observed.extend(devices.into_iter().map(|d| d.device_id));
     }
 }
 

@@ -68,9 +68,8 @@ impl Driver {
             tokio::select! {
                 _ = flush.tick(), if self.persistence.is_some() => {
                     if let Some(persistence) = self.persistence.as_mut() {
-                        persistence.flush(&self.engine, &self.clock);
+                        persistence.flush(&self.engine, &self.clock, &self.inventory);
                     }
-                    self.inventory.flush();
                 }
                 request = self.requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
@@ -88,9 +87,8 @@ impl Driver {
             }
         }
         if let Some(persistence) = self.persistence.as_mut() {
-            persistence.flush_all(&self.engine, &self.clock).await;
+            persistence.flush_all(&self.engine, &self.clock, &self.inventory).await;
         }
-        self.inventory.flush_and_wait().await;
         let _ = self.stop.send(true);
         // Let the messenger say goodbye to the broker, then report the end.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
@@ -273,8 +271,16 @@ impl Driver {
             Request::Cancel(id, reply) => {
                 let result = self.engine.cancel(id, now).map(|()| self.engine.job(id));
                 self.drain_events();
-                let _ =
-                    reply.send(result.and_then(|view| view.ok_or(crate::engine::CancelError::NotFound(id))));
+                let answer = result.and_then(|view| view.ok_or(crate::engine::CancelError::NotFound(id)));
+                // A cancel is answered once it is on disk: it survives a crash right after.
+                match (self.persistence.as_mut(), answer.is_ok()) {
+                    (Some(persistence), true) => {
+                        persistence.flush_then(&self.engine, &self.clock, reply, answer)
+                    }
+                    _ => {
+                        let _ = reply.send(answer);
+                    }
+                }
             }
             Request::Status(reply) => {
                 let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());

@@ -11,6 +11,7 @@ use super::Clock;
 use super::RuntimeError;
 use super::handle::Request;
 use crate::engine::{Engine, Event, JobId, JobSpec, JobState, JobView};
+use crate::inventory::Inventory;
 use crate::store::{HistoryRecord, JobSnapshot, NewJob, Store, WriteError};
 
 /// Submissions waiting for the store to record them; beyond this, new ones are refused as busy.
@@ -130,22 +131,42 @@ impl Persistence {
         (jobs, std::mem::take(&mut self.history))
     }
 
-    /// Hands over what changed, unless the writer is still busy (then it waits for next time).
-    pub fn flush(&mut self, engine: &Engine, clock: &Clock) {
-        if self.dirty.is_empty() && self.history.is_empty() {
+    /// Hands over what changed (the jobs', and what the wire told the inventory), unless the
+    /// writer is still busy (then it waits for next time).
+    pub fn flush(&mut self, engine: &Engine, clock: &Clock, inventory: &Inventory) {
+        let devices = inventory.take_observed();
+        if self.dirty.is_empty() && self.history.is_empty() && devices.is_empty() {
             return;
         }
         let (jobs, history) = self.take(engine, clock);
-        if let Err((jobs, mut history)) = self.store.try_flush(jobs, history) {
+        if let Err((jobs, mut history, devices)) = self.store.try_flush(jobs, history, devices) {
             self.dirty.extend(jobs.iter().map(|j| j.id));
             history.append(&mut self.history);
             self.history = history;
+            inventory.give_back(devices);
         }
     }
 
-    /// Writes everything left and waits for the commit (a graceful stop loses nothing).
-    pub async fn flush_all(&mut self, engine: &Engine, clock: &Clock) {
+    /// Writes every change now and answers `reply` once it is committed, without waiting here:
+    /// an operator's cancel survives a crash the moment it is answered.
+    pub fn flush_then<T: Send + 'static>(
+        &mut self,
+        engine: &Engine,
+        clock: &Clock,
+        reply: oneshot::Sender<T>,
+        answer: T,
+    ) {
         let (jobs, history) = self.take(engine, clock);
-        self.store.flush_and_wait(jobs, history).await;
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            store.flush_and_wait(jobs, history).await;
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Writes everything left and waits for the commit (a graceful stop loses nothing).
+    pub async fn flush_all(&mut self, engine: &Engine, clock: &Clock, inventory: &Inventory) {
+        let (jobs, history) = self.take(engine, clock);
+        self.store.flush_everything_and_wait(jobs, history, inventory.take_observed()).await;
     }
 }

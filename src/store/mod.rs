@@ -67,9 +67,11 @@ pub(crate) enum Write {
         jobs: Vec<NewJob>,
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
+    /// Job changes, timeline entries and what the wire told of devices, in one transaction.
     Flush {
         jobs: Vec<JobSnapshot>,
         history: Vec<HistoryRecord>,
+        devices: Vec<Device>,
         done: Option<oneshot::Sender<()>>,
     },
     Delete {
@@ -93,11 +95,6 @@ pub(crate) enum Write {
     /// Ended rollouts that retention removed.
     ForgetRollouts {
         ids: Vec<u64>,
-    },
-    /// What the wire told of devices, written with the next flush.
-    Observe {
-        devices: Vec<Device>,
-        done: Option<oneshot::Sender<()>>,
     },
 }
 
@@ -205,25 +202,37 @@ impl Store {
 
     /// Hands changes to the writer without waiting, unless it is still busy with the last ones
     /// (then they come back to be merged into the next flush).
+    #[allow(clippy::type_complexity)] // the three kinds of change, given back as they came
     pub(crate) fn try_flush(
         &self,
         jobs: Vec<JobSnapshot>,
         history: Vec<HistoryRecord>,
-    ) -> Result<(), (Vec<JobSnapshot>, Vec<HistoryRecord>)> {
-        match self.writes.try_send(Write::Flush { jobs, history, done: None }) {
+        devices: Vec<Device>,
+    ) -> Result<(), (Vec<JobSnapshot>, Vec<HistoryRecord>, Vec<Device>)> {
+        match self.writes.try_send(Write::Flush { jobs, history, devices, done: None }) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Write::Flush { jobs, history, .. }))
-            | Err(mpsc::error::TrySendError::Closed(Write::Flush { jobs, history, .. })) => {
-                Err((jobs, history))
+            Err(mpsc::error::TrySendError::Full(Write::Flush { jobs, history, devices, .. }))
+            | Err(mpsc::error::TrySendError::Closed(Write::Flush { jobs, history, devices, .. })) => {
+                Err((jobs, history, devices))
             }
-            Err(_) => Err((Vec::new(), Vec::new())),
+            Err(_) => Err((Vec::new(), Vec::new(), Vec::new())),
         }
     }
 
-    /// Writes everything given and waits until it is committed (used at shutdown).
+    /// Writes everything given and waits until it is committed (a stop, a cancel).
     pub async fn flush_and_wait(&self, jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>) {
+        self.flush_everything_and_wait(jobs, history, Vec::new()).await;
+    }
+
+    /// Like [`Store::flush_and_wait`], with what the wire told of devices.
+    pub async fn flush_everything_and_wait(
+        &self,
+        jobs: Vec<JobSnapshot>,
+        history: Vec<HistoryRecord>,
+        devices: Vec<Device>,
+    ) {
         let (done, committed) = oneshot::channel();
-        if self.writes.send(Write::Flush { jobs, history, done: Some(done) }).await.is_ok() {
+        if self.writes.send(Write::Flush { jobs, history, devices, done: Some(done) }).await.is_ok() {
             let _ = committed.await;
         }
     }
@@ -265,23 +274,6 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         self.writes.send(Write::Forget { id, reply }).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?
-    }
-
-    /// Hands the wire's news of devices to the writer without waiting; back when it is busy.
-    pub(crate) fn try_observe_devices(&self, devices: Vec<Device>) -> Result<(), Vec<Device>> {
-        match self.writes.try_send(Write::Observe { devices, done: None }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Write::Observe { devices, .. }))
-            | Err(mpsc::error::TrySendError::Closed(Write::Observe { devices, .. })) => Err(devices),
-            Err(_) => Err(Vec::new()),
-        }
-    }
-
-    pub(crate) async fn observe_devices_and_wait(&self, devices: Vec<Device>) {
-        let (done, committed) = oneshot::channel();
-        if self.writes.send(Write::Observe { devices, done: Some(done) }).await.is_ok() {
-            let _ = committed.await;
-        }
     }
 
     /// Writes rollouts and waits until they are on disk.

@@ -181,11 +181,11 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
         last_image: Some(image.clone()),
         last_job: Some(4),
     };
-    store.observe_devices_and_wait(vec![seen.clone()]).await;
+    store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![seen.clone()]).await;
     // An older record arriving late moves nothing back.
     let late =
         Device { first_seen: Some(5), last_seen: Some(15), last_image: None, last_job: Some(3), ..seen };
-    store.observe_devices_and_wait(vec![late]).await;
+    store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![late]).await;
     let devices = store.load_devices().await.unwrap();
     assert_eq!(
         devices,

@@ -89,7 +89,7 @@ fn run(
                 Ok(write) => write,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     std::thread::sleep(RETRY_EVERY);
-                    Write::Flush { jobs: Vec::new(), history: Vec::new(), done: None }
+                    Write::Flush { jobs: Vec::new(), history: Vec::new(), devices: Vec::new(), done: None }
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     // Shutting down: one last try, then what is left is lost with a word.
@@ -117,8 +117,9 @@ fn run(
                 }
                 let _ = reply.send(result);
             }
-            Write::Flush { jobs, history, done } => {
+            Write::Flush { jobs, history, devices, done } => {
                 pending.merge(jobs, history);
+                pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
                 write_pending(&mut conn, &mut pending, &health);
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -147,13 +148,6 @@ fn run(
             Write::ForgetRollouts { ids } => {
                 if let Err(e) = super::rollouts::forget(&mut conn, &ids) {
                     tracing::warn!(error = %e, "ended rollouts could not be removed from the store");
-                }
-            }
-            Write::Observe { devices, done } => {
-                pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
-                write_pending(&mut conn, &mut pending, &health);
-                if let Some(done) = done {
-                    let _ = done.send(());
                 }
             }
             Write::Delete { ids } => {

@@ -41,6 +41,10 @@ pub enum BrokerError {
     Start(String),
     #[error("the embedded broker did not accept connections on {0} within 5 s")]
     NotListening(SocketAddr),
+    #[error(
+        "port {port} on 127.0.0.1 is taken ({reason}): is another broker running? Choose another with --port"
+    )]
+    PortTaken { port: u16, reason: String },
 }
 
 impl EmbeddedBroker {
@@ -52,6 +56,11 @@ impl EmbeddedBroker {
             None => free_port().map_err(BrokerError::NoPort)?,
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // rumqttd reports a port it cannot bind only in its log and goes on, and a probe would
+        // then find whatever else listens there: find out first, and say so.
+        if let Err(e) = TcpListener::bind(addr) {
+            return Err(BrokerError::PortTaken { port, reason: e.to_string() });
+        }
         let mut broker = Broker::new(config(addr));
         let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
         std::thread::Builder::new()
@@ -68,7 +77,7 @@ impl EmbeddedBroker {
             if let Ok(reason) = done_rx.try_recv() {
                 return Err(BrokerError::Start(reason));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if probe(addr) {
                 return Ok(Self { addr });
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -82,6 +91,27 @@ impl EmbeddedBroker {
 }
 
 /// A port the OS says is free right now on loopback.
+/// Whether something listens on `addr` now. On Linux the kernel's socket table says so without
+/// a connection (rumqttd logs every connection that ends without a session as an error); elsewhere
+/// a plain connect.
+fn probe(addr: SocketAddr) -> bool {
+    match std::fs::read_to_string("/proc/net/tcp") {
+        Ok(table) => listening_in(&table, addr.port()),
+        Err(_) => TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+    }
+}
+
+/// Whether `/proc/net/tcp` text lists a socket listening (state 0A) on `port`.
+fn listening_in(table: &str, port: u16) -> bool {
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let local = fields.nth(1).unwrap_or_default();
+        let state = fields.nth(1).unwrap_or_default();
+        let local_port = local.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
+        state == "0A" && local_port == Some(port)
+    })
+}
+
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -114,5 +144,34 @@ fn config(listen: SocketAddr) -> Config {
         },
         v4: Some(HashMap::from([("1".to_owned(), server)])),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listening_socket_is_found_in_the_kernel_table() {
+        let table =
+            "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:075B 00000000:0000 0A 00000000:00000000 00:00000000 00000000   108        0 1 1
+   1: 0100007F:C350 0100007F:075B 01 00000000:00000000 00:00000000 00000000     0        0 2 1";
+        assert!(listening_in(table, 1883));
+        assert!(!listening_in(table, 50000), "an established connection is not a listener");
+        assert!(!listening_in(table, 1884));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(probe(addr));
+        drop(listener);
+        assert!(!probe(addr));
+    }
+
+    #[test]
+    fn a_taken_port_is_refused_with_its_number() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let error = EmbeddedBroker::start(Some(port)).err().expect("refused");
+        assert!(error.to_string().starts_with(&format!("port {port} on 127.0.0.1 is taken")), "{error}");
     }
 }

@@ -87,6 +87,50 @@ fn bad_flags_are_errors_not_panics() {
     }
 }
 
+#[test]
+fn the_cli_answers_a_newcomer_plainly() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg("/dev/null")
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No jobs yet is an answer, not an error.
+    let out = run(&["jobs"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("no jobs yet"));
+    assert_eq!(String::from_utf8_lossy(&run(&["jobs", "--json"]).stdout), "[]\n");
+    // The console says it needs a terminal, before starting anything.
+    for args in [&["demo"][..], &["console"][..]] {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("the console needs a terminal"), "{args:?}: {err}");
+    }
+    // A taken port stops `rocky broker` at once.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(&["broker", "--port", &port]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("port {port} on 127.0.0.1 is taken")), "{err}");
+    // A cause is said once.
+    let out = Command::new(BIN).args(["jobs", "--config", "/nonexistent/rocky.toml"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read config file /nonexistent/rocky.toml: No such file or directory"),
+        "{err}"
+    );
+    let first = err.find("No such file or directory").unwrap_or(0);
+    assert!(!err[first + 1..].contains("No such file or directory"), "{err}");
+}
+
 /// A device's reason is the job's error word for word, in `rocky jobs` as everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {

@@ -38,6 +38,20 @@ pub async fn run(global: &GlobalArgs, args: ConsoleArgs) -> anyhow::Result<()> {
     run_console(&config, runtime_config, &data_dir, Vec::new(), true, Vec::new()).await
 }
 
+/// The console draws on a terminal and reads its keys: without one, say so before anything
+/// starts (not "No such device or address" from deep inside).
+pub fn require_terminal() -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the console needs a terminal (standard input and output are not one): run it in a terminal, \
+             or use `rocky serve` to run headless"
+        )
+    }
+}
+
 /// The console attached to a server through its API: nothing runs here but the console.
 async fn run_attached(
     config: &Config,
@@ -45,6 +59,7 @@ async fn run_attached(
     server: &str,
     token_file: Option<&Path>,
 ) -> anyhow::Result<()> {
+    require_terminal()?;
     let token = match token_file {
         Some(path) => Some(rocky::mqtt::Secret::from_file("--token-file", path)?),
         None => rocky::config::http_token(config, |var| std::env::var(var).ok())?,
@@ -76,6 +91,7 @@ pub async fn run_console(
     persistent: bool,
     register: Vec<(rocky::protocol::DeviceId, rocky::inventory::Labels)>,
 ) -> anyhow::Result<()> {
+    require_terminal()?;
     let (log_path, _log_guard) = super::setup::log_to_file(data_dir)?;
     let firmware_dir = config.firmware_dir(data_dir);
     std::fs::create_dir_all(&firmware_dir)

@@ -80,6 +80,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.devices > 10_000 {
         anyhow::bail!("--devices must be between 1 and 10000");
     }
+    super::console::require_terminal()?;
     let mut config = load_config(global)?.config;
     let data_dir = data_dir(&config)?;
     let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;

@@ -25,6 +25,18 @@ pub struct JobsArgs {
 pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
     let state = args.state;
     let dir = data_dir(&load_config(global)?.config)?;
+    // A Rocky that never ran here has recorded no jobs: that is the answer, not an error.
+    if !dir.join(rocky::store::DB_FILE).exists() {
+        if args.json {
+            println!("[]");
+        } else {
+            println!(
+                "no jobs yet (the job store {} does not exist)",
+                dir.join(rocky::store::DB_FILE).display()
+            );
+        }
+        return Ok(());
+    }
     let conn = open_read_only(&dir)?;
     let (jobs, _) = read_jobs(&conn)?;
     let jobs: Vec<JobSnapshot> = jobs
@@ -55,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
             j.error.as_deref().unwrap_or("")
         );
     }
-    println!("{} jobs", jobs.len());
+    println!("{} {}", jobs.len(), if jobs.len() == 1 { "job" } else { "jobs" });
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("the store's writer has stopped")]
     Stopped,
+    #[error("the job store {0} does not exist yet")]
+    NoDatabase(PathBuf),
 }
 
 /// What the writer thread is asked to do.
@@ -343,10 +345,7 @@ impl Store {
 pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     let path = data_dir.join(DB_FILE);
     if !path.exists() {
-        return Err(StoreError::Io {
-            path: path.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet"),
-        });
+        return Err(StoreError::NoDatabase(path));
     }
     let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|source| StoreError::Sql { path: path.clone(), source })?;

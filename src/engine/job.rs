@@ -64,8 +64,11 @@ impl JobState {
     }
 
     /// The state named `text`; the error lists the names that exist.
+    /// A state by its name; people may write `timed out` or `timed-out` as the console shows
+    /// it, for `timed_out`.
     pub fn parse(text: &str) -> Result<Self, UnknownState> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text).ok_or_else(|| UnknownState(text.to_owned()))
+        let name = text.trim().replace([' ', '-'], "_");
+        Self::ALL.into_iter().find(|s| s.as_str() == name).ok_or_else(|| UnknownState(text.to_owned()))
     }
 }
 
@@ -188,6 +191,8 @@ mod tests {
         for state in JobState::ALL {
             assert_eq!(JobState::parse(state.as_str()), Ok(state));
         }
+        assert_eq!(JobState::parse("timed out"), Ok(JobState::TimedOut), "as the console shows it");
+        assert_eq!(JobState::parse("timed-out"), Ok(JobState::TimedOut));
         let err = "bogus".parse::<JobState>().unwrap_err().to_string();
         assert!(err.contains("\"bogus\"") && err.contains("timed_out") && err.contains("queued"), "{err}");
     }

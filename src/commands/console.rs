@@ -76,6 +76,7 @@ async fn run_attached(
         // The operator's own files and URLs, read here and uploaded.
         limits: LoadLimits { url_allow: Vec::new(), ..config.load_limits() },
         initial_jobs: Vec::new(),
+        on_quit: "They keep running on the server.".into(),
     };
     console::run(Source::Remote(remote), options).await.context("console failed")
 }
@@ -145,6 +146,11 @@ pub async fn run_console(
         log_path: Some(log_path),
         limits,
         initial_jobs,
+        on_quit: if persistent {
+            "They are kept and go on when Rocky starts again.".into()
+        } else {
+            "The demo keeps nothing: they end with it.".into()
+        },
     };
     let result = console::run(Source::Local(runtime.handle.clone()), options).await;
     let _ = stop_http.send(());

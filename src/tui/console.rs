@@ -37,6 +37,8 @@ pub struct ConsoleOptions {
     pub limits: LoadLimits,
     /// Jobs to create as soon as the console is up (the demo's rollout).
     pub initial_jobs: Vec<JobSpec>,
+    /// What happens to queued and running jobs on quit, for the quit dialog.
+    pub on_quit: String,
 }
 
 /// Results of work the loop handed off.
@@ -58,6 +60,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
     app.attached = matches!(*source, Source::Remote(_));
     app.insecure_tls = options.insecure_tls;
     app.http = options.http.clone();
+    app.on_quit = options.on_quit.clone();
     app.log_path = options.log_path.clone();
     app.default_chunk = options.default_chunk;
     app.utc_offset_s = i64::from(chrono::Local::now().offset().local_minus_utc());

@@ -122,6 +122,8 @@ pub struct App {
     /// The broker's certificate is not verified (`--insecure-tls`): shown in red.
     pub insecure_tls: bool,
     pub http: Option<String>,
+    /// What happens to queued and running jobs when this console quits, said in the quit dialog.
+    pub on_quit: String,
     pub connection: ConnectionState,
     pub jobs: Jobs,
     pub devices: Devices,
@@ -171,6 +173,7 @@ impl App {
             broker,
             insecure_tls: false,
             http: None,
+            on_quit: "They stop with this console.".into(),
             connection: ConnectionState::Connecting,
             jobs: Jobs::default(),
             devices: Devices::default(),

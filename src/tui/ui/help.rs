@@ -67,7 +67,9 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
             format!("Run job {id} again as a new job ({what})?")
         }
         Confirm::Quit { active } => {
-            format!("{active} jobs are still queued or running. Quit anyway? They stop with Rocky.")
+            let jobs = if *active == 1 { "1 job is" } else { "jobs are" };
+            let count = if *active == 1 { String::new() } else { format!("{active} ") };
+            format!("{count}{jobs} still queued or running. Quit anyway? {}", app.on_quit)
         }
     };
     let rect = centered(area, 64, 6);

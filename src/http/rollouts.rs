@@ -13,14 +13,12 @@ use super::{ApiError, ApiState};
 use crate::firmware::resolve;
 use crate::inventory::{DeviceQuery, Labels, labels};
 use crate::protocol::DeviceId;
-use crate::rollout::{AbortRule, Gates, Rollout, RolloutPlan, WaveSize, wave_ends};
+use crate::rollout::{AbortRule, Gates, Rollout, RolloutPlan, WaveCounts, WaveSize, wave_ends};
 use crate::runtime::RolloutError;
 use crate::snapshot::ImageInfo;
 
 /// The most devices one rollout targets.
 pub const MAX_TARGETS: usize = 100_000;
-/// Rollouts not yet ended at once; a new one past this is refused.
-pub const MAX_OPEN_ROLLOUTS: usize = 64;
 /// Rollouts a listing shows (the newest).
 const LIST_LIMIT: usize = 1000;
 
@@ -56,6 +54,7 @@ impl From<RolloutError> for ApiError {
         match e {
             RolloutError::NotFound(_) => Self::NotFound(e.to_string()),
             RolloutError::Ended(text) => Self::Conflict(text),
+            RolloutError::TooMany => Self::Conflict(e.to_string()),
             RolloutError::Store(e) => crate::runtime::RuntimeError::Store(e).into(),
         }
     }
@@ -149,12 +148,6 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
     let name = check_name(&request.name)?;
-    let open = state.handle.rollouts().list(usize::MAX).iter().filter(|r| !r.state.is_final()).count();
-    if open >= MAX_OPEN_ROLLOUTS {
-        return Err(ApiError::Conflict(format!(
-            "{open} rollouts are under way; the limit is {MAX_OPEN_ROLLOUTS}: cancel one or wait for one to end"
-        )));
-    }
     let devices = resolve_targets(&state, request.targets)?;
     let wave_ends = wave_ends(request.waves.as_deref().unwrap_or_default(), devices.len())
         .map_err(|e| bad(format!("waves: {e}")))?;
@@ -210,14 +203,13 @@ pub async fn create(
         skip_up_to_date: request.skip_up_to_date.unwrap_or(false),
     };
     let rollout = state.handle.rollouts().create(plan).await?;
-    Ok((StatusCode::CREATED, Json(view(&rollout, true))))
+    Ok((StatusCode::CREATED, Json(full_view(&rollout))))
 }
 
-/// A rollout as the API answers it; `devices` adds every device's outcome and job.
-pub fn view(rollout: &Rollout, devices: bool) -> Value {
+/// A rollout as a listing shows it: state, waves, settings; no device list.
+fn view(rollout: &Rollout, waves: Vec<WaveCounts>, device_count: usize) -> Value {
     let plan = &rollout.plan;
-    let waves: Vec<Value> = rollout
-        .wave_counts()
+    let waves: Vec<Value> = waves
         .into_iter()
         .enumerate()
         .map(|(index, counts)| {
@@ -226,7 +218,7 @@ pub fn view(rollout: &Rollout, devices: bool) -> Value {
             value
         })
         .collect();
-    let mut value = json!({
+    json!({
         "id": rollout.id,
         "name": plan.name,
         "state": rollout.state,
@@ -234,7 +226,7 @@ pub fn view(rollout: &Rollout, devices: bool) -> Value {
         "wave": (rollout.wave + 1).min(plan.wave_count()),
         "waves": waves,
         "image": plan.image,
-        "device_count": plan.devices.len(),
+        "device_count": device_count,
         "settings": {
             "chunk_size": plan.chunk_size,
             "max_rate": plan.max_rate,
@@ -249,11 +241,14 @@ pub fn view(rollout: &Rollout, devices: bool) -> Value {
         },
         "created_at": rollout.created_at,
         "updated_at": rollout.updated_at,
-    });
-    if devices {
-        value["devices"] = json!(rollout.slots);
-        value["changes"] = json!(rollout.changes);
-    }
+    })
+}
+
+/// A rollout with every device's outcome and job, and its changes of state.
+fn full_view(rollout: &Rollout) -> Value {
+    let mut value = view(rollout, rollout.wave_counts(), rollout.plan.devices.len());
+    value["devices"] = json!(rollout.slots);
+    value["changes"] = json!(rollout.changes);
     value
 }
 
@@ -262,15 +257,20 @@ fn rollout_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn list(State(state): State<ApiState>) -> Json<Value> {
-    let rollouts: Vec<Value> =
-        state.handle.rollouts().list(LIST_LIMIT).iter().map(|r| view(r, false)).collect();
+    let rollouts: Vec<Value> = state
+        .handle
+        .rollouts()
+        .list(LIST_LIMIT)
+        .into_iter()
+        .map(|s| view(&s.rollout, s.waves, s.device_count))
+        .collect();
     Json(json!({ "rollouts": rollouts }))
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
     let rollout = state.handle.rollouts().get(id).ok_or(RolloutError::NotFound(id))?;
-    Ok(Json(view(&rollout, true)))
+    Ok(Json(full_view(&rollout)))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.
@@ -281,10 +281,10 @@ pub async fn control(
     let id = rollout_id(&raw)?;
     let rollouts = state.handle.rollouts();
     let rollout = match verb.as_str() {
-        "pause" => rollouts.pause(id)?,
-        "resume" => rollouts.resume(id)?,
-        "cancel" => rollouts.cancel(id)?,
+        "pause" => rollouts.pause(id).await?,
+        "resume" => rollouts.resume(id).await?,
+        "cancel" => rollouts.cancel(id).await?,
         other => return Err(ApiError::NotFound(format!("no action {other:?}: use pause, resume or cancel"))),
     };
-    Ok(Json(view(&rollout, false)))
+    Ok(Json(view(&rollout, rollout.wave_counts(), rollout.plan.devices.len())))
 }

@@ -77,6 +77,8 @@ pub enum InventoryError {
 pub struct Inventory {
     state: Arc<Mutex<State>>,
     store: Option<Store>,
+    /// One registration at a time, so the bound is checked against what the last one added.
+    registering: Arc<tokio::sync::Mutex<()>>,
 }
 
 struct State {
@@ -94,7 +96,7 @@ impl Inventory {
     pub fn new(devices: Vec<Device>, max: usize, store: Option<Store>) -> Self {
         let devices = devices.into_iter().map(|d| (d.device_id.clone(), d)).collect();
         let state = State { devices, observed: BTreeSet::new(), max, refused: 0, refused_logged_at: None };
-        Self { state: Arc::new(Mutex::new(state)), store }
+        Self { state: Arc::new(Mutex::new(state)), store, registering: Arc::default() }
     }
 
     /// An empty inventory kept only in memory.
@@ -144,6 +146,7 @@ impl Inventory {
     /// Registers devices with these labels (replacing the labels of those already known), all
     /// or none: the store records them before they count here. Returns how many were new.
     pub async fn register(&self, rows: Vec<(DeviceId, Labels)>) -> Result<usize, InventoryError> {
+        let _one_at_a_time = self.registering.lock().await;
         let adding = {
             let state = self.lock();
             let adding = rows.iter().filter(|(id, _)| !state.devices.contains_key(id)).count();

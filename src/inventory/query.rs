@@ -4,8 +4,10 @@
 use super::{Device, Labels, glob, labels};
 use crate::protocol::DeviceId;
 
-/// The longest id pattern accepted, in bytes.
-pub const MAX_PATTERN_BYTES: usize = 256;
+/// The longest id pattern accepted, in bytes, and the most `*` in it: matching is linear in the
+/// id for each `*`, so these keep a hostile pattern over 100,000 devices well under a second.
+pub const MAX_PATTERN_BYTES: usize = 128;
+pub const MAX_PATTERN_STARS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceQuery {
@@ -32,6 +34,8 @@ pub enum QueryError {
     Contradiction(String),
     #[error("device pattern is {0} bytes; the limit is {MAX_PATTERN_BYTES}")]
     PatternTooLong(usize),
+    #[error("device pattern has {0} '*'; the limit is {MAX_PATTERN_STARS}")]
+    TooManyStars(usize),
 }
 
 impl DeviceQuery {
@@ -49,6 +53,10 @@ impl DeviceQuery {
     pub fn with_glob(mut self, pattern: &str) -> Result<Self, QueryError> {
         if pattern.len() > MAX_PATTERN_BYTES {
             return Err(QueryError::PatternTooLong(pattern.len()));
+        }
+        let stars = pattern.matches('*').count();
+        if stars > MAX_PATTERN_STARS {
+            return Err(QueryError::TooManyStars(stars));
         }
         self.glob = Some(pattern.to_owned());
         Ok(self)

@@ -75,6 +75,27 @@ pub struct RolloutPlan {
 pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
 
 impl RolloutPlan {
+    /// Every setting, without the device list (which may hold 100,000 ids).
+    pub fn clone_settings(&self) -> RolloutPlan {
+        RolloutPlan {
+            name: self.name.clone(),
+            image: self.image.clone(),
+            chunk_size: self.chunk_size,
+            max_rate: self.max_rate,
+            chunk_interval_ms: self.chunk_interval_ms,
+            devices: Vec::new(),
+            wave_ends: self.wave_ends.clone(),
+            max_per_minute: self.max_per_minute,
+            max_concurrent: self.max_concurrent,
+            success_threshold: self.success_threshold,
+            abort: self.abort.clone(),
+            retries: self.retries,
+            retry_backoff_ms: self.retry_backoff_ms,
+            gates: self.gates,
+            skip_up_to_date: self.skip_up_to_date,
+        }
+    }
+
     pub fn wave_count(&self) -> usize {
         self.wave_ends.len()
     }
@@ -108,9 +129,8 @@ pub enum WaveSize {
     Share(String),
 }
 
-/// Turns the requested waves into where each ends. Each wave must end past the one before (a
-/// share that rounds to no new device is an error naming it); the last is stretched to all
-/// devices only when it is "100%", otherwise the devices past it make a final wave.
+/// Turns the requested waves into where each ends. A wave that adds no device to the one before
+/// is left out; devices past the last wave make a final one.
 pub fn wave_ends(waves: &[WaveSize], devices: usize) -> Result<Vec<usize>, String> {
     if devices == 0 {
         return Err("the rollout has no devices".into());
@@ -135,13 +155,11 @@ pub fn wave_ends(waves: &[WaveSize], devices: usize) -> Result<Vec<usize>, Strin
         };
         let end = end.min(devices);
         let previous = ends.last().copied().unwrap_or(0);
-        if end <= previous {
-            return Err(format!(
-                "wave {} ends at device {end} of {devices}, no further than the wave before it (waves count from the start: [1, \"10%\", \"50%\", \"100%\"])",
-                index + 1
-            ));
+        // A wave that adds nobody (10% of 8 devices after a first wave of 1) is left out, so
+        // the same plan fits a small fleet and a large one.
+        if end > previous {
+            ends.push(end);
         }
-        ends.push(end);
     }
     if ends.last().copied() != Some(devices) {
         ends.push(devices);
@@ -168,9 +186,10 @@ mod tests {
     }
 
     #[test]
-    fn waves_that_add_nobody_or_are_not_shares_are_refused() {
-        let err = wave_ends(&[WaveSize::Count(1), share("10%")], 5).unwrap_err();
-        assert!(err.starts_with("wave 2 ends at device 1 of 5"), "{err}");
+    fn waves_that_add_nobody_are_left_out_and_bad_shares_are_refused() {
+        let waves = [WaveSize::Count(1), share("10%"), share("50%"), share("100%")];
+        assert_eq!(wave_ends(&waves, 8).unwrap(), [1, 4, 8], "10% of 8 is the first device already");
+        assert_eq!(wave_ends(&waves, 1).unwrap(), [1]);
         assert!(wave_ends(&[share("ten")], 5).unwrap_err().contains("\"ten\""));
         assert!(wave_ends(&[share("150%")], 5).is_err());
         assert!(wave_ends(&[], 0).is_err());

@@ -92,6 +92,8 @@ pub enum Action {
     /// Create a job for the device at this position (then call [`Rollout::job_started`]).
     Start(usize),
     Cancel(JobId),
+    /// Cancel this job if it is still waiting in the queue (it has sent nothing yet).
+    CancelIfQueued(JobId),
 }
 
 /// A change of the rollout's state, with why.
@@ -168,6 +170,24 @@ impl Rollout {
             last_start: None,
             changes: Vec::new(),
             changes_total: 0,
+        }
+    }
+
+    /// A copy without what grows with the fleet (devices, outcomes, history), for listings.
+    pub fn head(&self) -> Rollout {
+        let plan = self.plan.clone_settings();
+        Rollout {
+            id: self.id,
+            plan,
+            state: self.state,
+            reason: self.reason.clone(),
+            wave: self.wave,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            slots: Vec::new(),
+            last_start: self.last_start,
+            changes: Vec::new(),
+            changes_total: self.changes_total,
         }
     }
 
@@ -310,11 +330,52 @@ impl Rollout {
     }
 
     /// The job for the device at `index` was created.
-    pub fn job_started(&mut self, index: usize, job: JobId, now: u64) {
-        if let Some(slot) = self.slots.get_mut(index) {
-            slot.job_id = Some(job);
+    /// The job for the device at `index` was created. When the rollout ended meanwhile (an abort
+    /// or a cancel while the job was being created), it asks for the job to be cancelled.
+    pub fn job_started(&mut self, index: usize, job: JobId, now: u64) -> Vec<Action> {
+        let Some(slot) = self.slots.get_mut(index) else { return Vec::new() };
+        slot.job_id = Some(job);
+        self.updated_at = now;
+        match self.state {
+            RolloutState::Cancelled => vec![Action::Cancel(job)],
+            RolloutState::Aborted => vec![Action::CancelIfQueued(job)],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the device at `index` still waits for its job to be created (the rollout may
+    /// have been paused, aborted or cancelled since it was asked for).
+    pub fn still_starting(&self, index: usize) -> bool {
+        matches!(self.state, RolloutState::Running | RolloutState::Paused)
+            && self.slots.get(index).is_some_and(|s| s.outcome == Outcome::Active && s.job_id.is_none())
+    }
+
+    /// The job for the device at `index` could not be created for a passing reason (the job
+    /// store is busy or its disk full): the device is tried again after `wait_ms`, without
+    /// counting it as a try.
+    pub fn start_deferred(&mut self, index: usize, why: String, wait_ms: u64, now: u64) {
+        if let Some(slot) =
+            self.slots.get_mut(index).filter(|s| s.outcome == Outcome::Active && s.job_id.is_none())
+        {
+            slot.outcome = Outcome::Retrying;
+            slot.attempts = slot.attempts.saturating_sub(1);
+            slot.retry_at = Some(now.saturating_add(wait_ms));
+            slot.detail = Some(format!("no job could be created yet ({why}); trying again"));
             self.updated_at = now;
         }
+    }
+
+    /// A job of this rollout disappeared before its end was seen (retention removed it).
+    pub fn job_lost(&mut self, job: JobId, now: u64) -> Vec<Action> {
+        let Some(slot) =
+            self.slots.iter_mut().find(|s| s.job_id == Some(job) && s.outcome == Outcome::Active)
+        else {
+            return Vec::new();
+        };
+        slot.outcome = Outcome::Failed;
+        slot.detail = Some(format!("job {job} was removed before its end was seen"));
+        self.updated_at = now;
+        self.judge_abort(now)
     }
 
     /// The job for the device at `index` was not created because Rocky is stopping: it starts
@@ -456,6 +517,8 @@ impl Rollout {
                     slot.detail = Some(why.clone());
                 }
                 Outcome::Active if cancel_active => actions.extend(slot.job_id.map(Action::Cancel)),
+                // Created but not yet sent anything: nothing more is sent for it.
+                Outcome::Active => actions.extend(slot.job_id.map(Action::CancelIfQueued)),
                 _ => {}
             }
         }
@@ -503,8 +566,10 @@ impl Rollout {
     /// When [`Rollout::step`] next has something to do, if ever (a retry or a paced start).
     pub fn next_wakeup(&self) -> Option<u64> {
         let retry = self.slots.iter().filter_map(|s| s.retry_at).min();
+        let room = self.plan.max_concurrent.is_none_or(|max| self.active() < max as usize);
         let paced = match (self.state, self.plan.start_spacing_ms(), self.last_start) {
-            (RolloutState::Running, Some(spacing), Some(last)) => {
+            // With the concurrency cap full, a job's end (not the clock) is what frees a start.
+            (RolloutState::Running, Some(spacing), Some(last)) if room => {
                 let end = self.plan.wave_range(self.wave).end;
                 self.slots[..end.min(self.slots.len())]
                     .iter()

@@ -35,7 +35,8 @@ fn step(rollout: &mut Rollout, now: u64) -> Vec<usize> {
     let mut started = Vec::new();
     for action in actions {
         if let Action::Start(index) = action {
-            rollout.job_started(index, job(rollout, index), now);
+            let id = job(rollout, index);
+            assert!(rollout.job_started(index, id, now).is_empty());
             started.push(index);
         }
     }
@@ -154,7 +155,12 @@ fn failures_over_the_share_abort_cancel_what_waits_and_let_active_jobs_finish() 
     assert!(finish(&mut r, 0, JobState::Failed, None, 1).is_empty(), "one finished is under min_finished");
     assert_eq!(r.state, RolloutState::Running);
     let actions = finish(&mut r, 1, JobState::TimedOut, None, 2);
-    assert!(actions.is_empty(), "active jobs are not cancelled by default");
+    let third = r.slots[2].job_id.unwrap();
+    assert_eq!(
+        actions,
+        [Action::CancelIfQueued(third)],
+        "an active job is cancelled only while it still waits in the queue"
+    );
     assert_eq!(r.state, RolloutState::Aborted);
     assert_eq!(
         r.reason.as_deref(),
@@ -271,4 +277,52 @@ fn wave_counts_sum_up_outcomes() {
     let counts = r.wave_counts();
     assert_eq!(counts[0], WaveCounts { devices: 1, succeeded: 1, ..Default::default() });
     assert_eq!(counts[1], WaveCounts { devices: 2, active: 2, ..Default::default() });
+}
+
+#[test]
+fn with_the_concurrency_cap_full_the_clock_does_not_wake_the_rollout() {
+    let mut p = plan(3, &[]);
+    p.max_per_minute = Some(60);
+    p.max_concurrent = Some(1);
+    let mut r = Rollout::new(1, p, 0);
+    assert_eq!(step(&mut r, 0), [0]);
+    assert!(step(&mut r, 10_000).is_empty());
+    assert_eq!(r.next_wakeup(), None, "only the job's end frees a start");
+    finish(&mut r, 0, JobState::Succeeded, None, 10_001);
+    assert_eq!(step(&mut r, 10_001), [1]);
+    assert_eq!(r.next_wakeup(), None);
+}
+
+#[test]
+fn an_abort_cancels_jobs_still_queued_and_one_created_after_a_cancel() {
+    let mut p = plan(4, &[]);
+    p.abort =
+        Some(AbortRule { failure_share: 0.5, min_finished: 1, count_rejected: true, cancel_active: false });
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    let actions = finish(&mut r, 0, JobState::Failed, None, 1);
+    let queued: Vec<Action> = (1..4).map(|i| Action::CancelIfQueued(r.slots[i].job_id.unwrap())).collect();
+    assert_eq!(actions, queued, "active jobs still waiting in the queue send nothing more");
+    // A job created while the rollout was being cancelled is cancelled at once.
+    let mut r = Rollout::new(2, plan(2, &[]), 0);
+    assert_eq!(r.step(0, &never), [Action::Start(0), Action::Start(1)]);
+    assert!(r.still_starting(1));
+    r.cancel(1).unwrap();
+    assert!(!r.still_starting(1));
+    assert_eq!(r.job_started(1, 77, 2), [Action::Cancel(77)]);
+}
+
+#[test]
+fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
+    let mut r = Rollout::new(1, plan(2, &[]), 0);
+    assert_eq!(r.step(0, &never), [Action::Start(0), Action::Start(1)]);
+    r.start_deferred(0, "the job store is busy".into(), 5_000, 10);
+    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
+    assert_eq!(r.slots[0].attempts, 0, "not counted as a try");
+    assert_eq!(r.next_wakeup(), Some(5_010));
+    r.job_started(1, 9, 10);
+    r.job_lost(9, 11);
+    assert_eq!(r.slots[1].outcome, Outcome::Failed);
+    assert_eq!(r.slots[1].detail.as_deref(), Some("job 9 was removed before its end was seen"));
+    assert_eq!(r.step(5_010, &never), [Action::Start(0)]);
 }

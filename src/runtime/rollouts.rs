@@ -2,8 +2,9 @@
 //! and cancels their jobs through the handle like any client, and keeps them in the store.
 //!
 //! The API reads and changes rollouts through [`Rollouts`] (a lock held only for plain data);
-//! every job a change asks for is carried out by the task. A rollout resumed after a crash finds
-//! the jobs it created in their own rows (`jobs.rollout_id`), so none is created twice.
+//! an operator's change is on disk before it is answered, and every job a change asks for is
+//! carried out by the task. A rollout resumed after a crash finds the jobs it created in their
+//! own rows (`jobs.rollout_id`), so none is created twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,15 +15,26 @@ use tokio::sync::{Notify, watch};
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
-use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan};
+use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan, WaveCounts};
 use crate::store::{RolloutRow, Store, WriteError};
 
+/// Rollouts under way at once; a new one past this is refused.
+pub const MAX_OPEN: usize = 64;
 /// Ended rollouts kept (the newest); older ones are forgotten when a new one is created.
 pub const KEEP_ENDED: usize = 1000;
+/// Devices all kept rollouts may name together; past it the oldest ended ones are forgotten
+/// (a rollout names at most 100,000).
+pub const KEEP_SLOTS: usize = 1_000_000;
 /// How often changed rollouts are written at most (and at a graceful stop).
 const SAVE_EVERY: Duration = Duration::from_millis(250);
-/// The task looks at its rollouts at least this often.
+/// The task looks at its rollouts at least this often, and at most this often when woken.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+const LEAST_WAIT: Duration = Duration::from_millis(10);
+/// Jobs created in one pass of the task: between passes it hears of jobs that ended and of
+/// the operator's pauses and cancels.
+const STARTS_PER_PASS: usize = 64;
+/// How long a device waits when its job could not be created for a passing reason.
+const DEFER_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolloutError {
@@ -30,8 +42,18 @@ pub enum RolloutError {
     NotFound(RolloutId),
     #[error("{0}")]
     Ended(String),
+    #[error("{MAX_OPEN} rollouts are under way; the limit is {MAX_OPEN}: cancel one or wait for one to end")]
+    TooMany,
     #[error(transparent)]
     Store(#[from] WriteError),
+}
+
+/// A rollout at a glance: no device list, no history (listings).
+#[derive(Debug, Clone)]
+pub struct RolloutSummary {
+    pub rollout: Rollout,
+    pub waves: Vec<WaveCounts>,
+    pub device_count: usize,
 }
 
 /// The rollouts, shared by the task and the API.
@@ -43,15 +65,51 @@ pub struct Rollouts {
     clock: Clock,
 }
 
+/// A job the task is to cancel; `only_if_queued` when it may go on if it already started.
+type CancelOrder = (JobId, bool);
+
 #[derive(Default)]
 struct Inner {
     rollouts: BTreeMap<RolloutId, Rollout>,
     last_id: RolloutId,
-    /// Which rollout each of their jobs belongs to.
+    /// Which rollout each of their unfinished jobs belongs to.
     jobs: HashMap<JobId, RolloutId>,
-    /// Jobs to cancel, asked for by an operator's cancel.
-    cancels: Vec<JobId>,
+    cancels: Vec<CancelOrder>,
     dirty: BTreeSet<RolloutId>,
+}
+
+impl Inner {
+    fn follow(&mut self, id: RolloutId, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Cancel(job) => self.cancels.push((job, false)),
+                Action::CancelIfQueued(job) => self.cancels.push((job, true)),
+                Action::Start(_) => {}
+            }
+        }
+        self.dirty.insert(id);
+    }
+
+    /// Forgets the oldest ended rollouts past [`KEEP_ENDED`] or [`KEEP_SLOTS`]; returns them.
+    fn retain(&mut self) -> Vec<RolloutId> {
+        let ended: Vec<RolloutId> =
+            self.rollouts.values().filter(|r| r.state.is_final()).map(|r| r.id).collect();
+        let mut slots: usize = self.rollouts.values().map(|r| r.slots.len()).sum();
+        let mut count = ended.len();
+        let mut forgotten = Vec::new();
+        for id in ended {
+            if count <= KEEP_ENDED && slots <= KEEP_SLOTS {
+                break;
+            }
+            if let Some(rollout) = self.rollouts.remove(&id) {
+                slots -= rollout.slots.len();
+            }
+            self.dirty.remove(&id);
+            count -= 1;
+            forgotten.push(id);
+        }
+        forgotten
+    }
 }
 
 impl Rollouts {
@@ -59,7 +117,7 @@ impl Rollouts {
         let mut inner = Inner::default();
         for rollout in rollouts {
             inner.last_id = inner.last_id.max(rollout.id);
-            for slot in &rollout.slots {
+            for slot in rollout.slots.iter().filter(|s| !s.outcome.is_final()) {
                 if let Some(job) = slot.job_id {
                     inner.jobs.insert(job, rollout.id);
                 }
@@ -81,24 +139,22 @@ impl Rollouts {
     pub async fn create(&self, plan: RolloutPlan) -> Result<Rollout, RolloutError> {
         let rollout = {
             let mut inner = self.lock();
-            inner.last_id += 1;
-            Rollout::new(inner.last_id, plan, self.now())
-        };
-        if let Some(store) = &self.store {
-            store.save_rollouts(vec![RolloutRow::of(&rollout)]).await?;
-        }
-        let forgotten = {
-            let mut inner = self.lock();
-            inner.rollouts.insert(rollout.id, rollout.clone());
-            let ended: Vec<RolloutId> =
-                inner.rollouts.values().filter(|r| r.state.is_final()).map(|r| r.id).collect();
-            let excess = ended.len().saturating_sub(KEEP_ENDED);
-            for id in &ended[..excess] {
-                inner.rollouts.remove(id);
-                inner.dirty.remove(id);
+            if inner.rollouts.values().filter(|r| !r.state.is_final()).count() >= MAX_OPEN {
+                return Err(RolloutError::TooMany);
             }
-            ended[..excess].to_vec()
+            inner.last_id += 1;
+            let rollout = Rollout::new(inner.last_id, plan, self.now());
+            // Held from now on (it counts as open), so racing creations cannot pass the cap.
+            inner.rollouts.insert(rollout.id, rollout.clone());
+            rollout
         };
+        if let Some(store) = &self.store
+            && let Err(e) = store.save_rollouts(vec![RolloutRow::of(&rollout)]).await
+        {
+            self.lock().rollouts.remove(&rollout.id);
+            return Err(e.into());
+        }
+        let forgotten = self.lock().retain();
         if let (Some(store), false) = (&self.store, forgotten.is_empty()) {
             store.forget_rollouts(forgotten).await;
         }
@@ -110,41 +166,59 @@ impl Rollouts {
         self.lock().rollouts.get(&id).cloned()
     }
 
-    /// Every rollout, newest first, at most `limit`.
-    pub fn list(&self, limit: usize) -> Vec<Rollout> {
-        self.lock().rollouts.values().rev().take(limit).cloned().collect()
+    /// The rollouts at a glance, newest first, at most `limit`.
+    pub fn list(&self, limit: usize) -> Vec<RolloutSummary> {
+        self.lock()
+            .rollouts
+            .values()
+            .rev()
+            .take(limit)
+            .map(|r| RolloutSummary {
+                waves: r.wave_counts(),
+                device_count: r.plan.devices.len(),
+                rollout: r.head(),
+            })
+            .collect()
     }
 
-    fn change(
+    /// Applies an operator's change and writes it before answering.
+    async fn change(
         &self,
         id: RolloutId,
         change: impl FnOnce(&mut Rollout, u64) -> Result<Vec<Action>, String>,
     ) -> Result<Rollout, RolloutError> {
         let now = self.now();
-        let mut inner = self.lock();
-        let rollout = inner.rollouts.get_mut(&id).ok_or(RolloutError::NotFound(id))?;
-        let actions = change(rollout, now).map_err(RolloutError::Ended)?;
-        let snapshot = rollout.clone();
-        inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
-            Action::Cancel(job) => Some(job),
-            Action::Start(_) => None,
-        }));
-        inner.dirty.insert(id);
-        drop(inner);
+        let snapshot = {
+            let mut inner = self.lock();
+            let rollout = inner.rollouts.get_mut(&id).ok_or(RolloutError::NotFound(id))?;
+            let actions = change(rollout, now).map_err(RolloutError::Ended)?;
+            let snapshot = rollout.clone();
+            inner.follow(id, actions);
+            inner.dirty.remove(&id);
+            snapshot
+        };
+        if let Some(store) = &self.store
+            && let Err(e) = store.save_rollouts(vec![RolloutRow::of(&snapshot)]).await
+        {
+            // Changed here but not on disk: written with the next save.
+            self.lock().dirty.insert(id);
+            self.wake.notify_one();
+            return Err(e.into());
+        }
         self.wake.notify_one();
         Ok(snapshot)
     }
 
-    pub fn pause(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
-        self.change(id, |r, now| r.pause(now).map(|()| Vec::new()))
+    pub async fn pause(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.pause(now).map(|()| Vec::new())).await
     }
 
-    pub fn resume(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
-        self.change(id, |r, now| r.resume(now).map(|()| Vec::new()))
+    pub async fn resume(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.resume(now).map(|()| Vec::new())).await
     }
 
-    pub fn cancel(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
-        self.change(id, |r, now| r.cancel(now))
+    pub async fn cancel(&self, id: RolloutId) -> Result<Rollout, RolloutError> {
+        self.change(id, |r, now| r.cancel(now)).await
     }
 
     /// Adopts the jobs a crash kept the rollouts from recording: for every device not yet
@@ -222,17 +296,22 @@ impl Rollouts {
 pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<bool>) {
     let mut follower = handle.follow_jobs();
     let mut last_save = tokio::time::Instant::now();
-    // Jobs that ended while Rocky was down, or before their rollout heard of them.
-    settle_known_jobs(&rollouts, &handle);
     let mut announced: HashMap<RolloutId, u64> =
         rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
+    // Jobs that ended while Rocky was down, or before their rollout heard of them.
+    settle_known_jobs(&rollouts, &handle);
     loop {
-        let starts = step_all(&rollouts, &handle);
+        let mut starts = step_all(&rollouts, &handle);
+        let more_waiting = starts.len() > STARTS_PER_PASS;
+        starts.truncate(STARTS_PER_PASS);
         for (id, index) in starts {
             start_job(&rollouts, &handle, id, index).await;
         }
         let cancels = std::mem::take(&mut rollouts.lock().cancels);
-        for job in cancels {
+        for (job, only_if_queued) in cancels {
+            if only_if_queued && handle.job(job).is_some_and(|j| j.state != JobState::Queued) {
+                continue;
+            }
             // A job that already ended is fine: the rollout hears its end anyway.
             let _ = handle.cancel(job).await;
         }
@@ -248,6 +327,8 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         if !rollouts.lock().dirty.is_empty() {
             wait = wait.min(SAVE_EVERY);
         }
+        // Never a busy loop; but starts left over from this pass go on at once.
+        let wait = if more_waiting { Duration::ZERO } else { wait.max(LEAST_WAIT) };
         tokio::select! {
             _ = stop.changed() => break,
             _ = rollouts.wake.notified() => {}
@@ -255,8 +336,12 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
             changes = follower.next(1024) => match changes {
                 Some(changes) => {
                     for change in &changes.changes {
-                        if let JobChange::Job(job) = change && job.state.is_final() {
-                            finished(&rollouts, job.id, job.state, job.error.as_deref());
+                        match change {
+                            JobChange::Job(job) if job.state.is_final() => {
+                                finished(&rollouts, job.id, job.state, job.error.as_deref());
+                            }
+                            JobChange::Removed(id) => lost(&rollouts, *id),
+                            _ => {}
                         }
                     }
                 }
@@ -270,21 +355,25 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
 /// Puts every change of state not yet announced on the event stream.
 fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<RolloutId, u64>) {
     let mut notices = Vec::new();
-    for rollout in rollouts.lock().rollouts.values() {
-        let seen = announced.entry(rollout.id).or_insert(0);
-        // The newest `new` changes are news (the history keeps only the newest).
-        let new = usize::try_from(rollout.changes_total.saturating_sub(*seen)).unwrap_or(usize::MAX);
-        let start = rollout.changes.len().saturating_sub(new);
-        for change in &rollout.changes[start..] {
-            notices.push(RolloutNotice {
-                rollout: rollout.id,
-                name: rollout.plan.name.clone(),
-                from: change.from,
-                to: change.to,
-                reason: change.reason.clone(),
-            });
+    {
+        let inner = rollouts.lock();
+        announced.retain(|id, _| inner.rollouts.contains_key(id));
+        for rollout in inner.rollouts.values() {
+            let seen = announced.entry(rollout.id).or_insert(0);
+            // The newest `new` changes are news (the history keeps only the newest).
+            let new = usize::try_from(rollout.changes_total.saturating_sub(*seen)).unwrap_or(usize::MAX);
+            let start = rollout.changes.len().saturating_sub(new);
+            for change in &rollout.changes[start..] {
+                notices.push(RolloutNotice {
+                    rollout: rollout.id,
+                    name: rollout.plan.name.clone(),
+                    from: change.from,
+                    to: change.to,
+                    reason: change.reason.clone(),
+                });
+            }
+            *seen = rollout.changes_total;
         }
-        *seen = rollout.changes_total;
     }
     for notice in notices {
         tracing::info!(rollout = notice.rollout, name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
@@ -296,22 +385,31 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
 fn finished(rollouts: &Rollouts, job: JobId, state: JobState, error: Option<&str>) {
     let now = rollouts.now();
     let mut inner = rollouts.lock();
-    let Some(&id) = inner.jobs.get(&job) else { return };
+    let Some(id) = inner.jobs.remove(&job) else { return };
     let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
     let actions = rollout.job_finished(job, state, error, now);
-    inner.jobs.remove(&job);
-    inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
-        Action::Cancel(job) => Some(job),
-        Action::Start(_) => None,
-    }));
-    inner.dirty.insert(id);
+    inner.follow(id, actions);
+}
+
+/// A job was removed (retention) before its end was seen.
+fn lost(rollouts: &Rollouts, job: JobId) {
+    let now = rollouts.now();
+    let mut inner = rollouts.lock();
+    let Some(id) = inner.jobs.remove(&job) else { return };
+    let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
+    let actions = rollout.job_lost(job, now);
+    inner.follow(id, actions);
 }
 
 fn settle_known_jobs(rollouts: &Rollouts, handle: &Handle) {
     let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
     for job in jobs {
-        if let Some(snapshot) = handle.job(job).filter(|s| s.state.is_final()) {
-            finished(rollouts, job, snapshot.state, snapshot.error.as_deref());
+        match handle.job(job) {
+            Some(snapshot) if snapshot.state.is_final() => {
+                finished(rollouts, job, snapshot.state, snapshot.error.as_deref())
+            }
+            Some(_) => {}
+            None => lost(rollouts, job),
         }
     }
 }
@@ -342,53 +440,80 @@ fn step_all(rollouts: &Rollouts, handle: &Handle) -> Vec<(RolloutId, usize)> {
     starts
 }
 
-/// Creates the job for one device of a rollout, or fails the device with the reason.
+/// Creates the job for one device of a rollout, or fails or defers the device with the reason.
 async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: usize) {
-    let Some((plan, device)) =
-        rollouts.get(id).and_then(|r| Some((r.plan.clone(), r.slots.get(index)?.device_id.clone())))
-    else {
-        return;
+    // Asked for in this pass; a pause, an abort or a cancel since then means not now.
+    let (plan, device) = {
+        let inner = rollouts.lock();
+        let Some(rollout) = inner.rollouts.get(&id) else { return };
+        if !rollout.still_starting(index) || rollout.state != crate::rollout::RolloutState::Running {
+            drop(inner);
+            let mut inner = rollouts.lock();
+            if let Some(rollout) = inner.rollouts.get_mut(&id) {
+                rollout.start_abandoned(index, rollouts.now());
+            }
+            inner.dirty.insert(id);
+            return;
+        }
+        (rollout.plan.clone(), rollout.slots[index].device_id.clone())
     };
-    // Err((stopping, why)): a stopping runtime is no failure of the device.
-    let result: Result<JobId, (bool, String)> = async {
-        let fail = |e: String| (false, e);
-        let sha = parse_sha256(&plan.image.sha256).map_err(|e| fail(e.to_string()))?;
-        let image = handle.library().find(&sha).await.map_err(fail)?.ok_or_else(|| {
-            fail(format!("image {} ({}) is no longer stored", plan.image.name, plan.image.short_hash()))
+    enum Failed {
+        /// Rocky is stopping: the device starts again later.
+        Stopping,
+        /// The job store is busy or full: the device waits and is tried again.
+        Passing(String),
+        Final(String),
+    }
+    let result: Result<JobId, Failed> = async {
+        let sha = parse_sha256(&plan.image.sha256).map_err(|e| Failed::Final(e.to_string()))?;
+        let image = handle.library().find(&sha).await.map_err(Failed::Final)?.ok_or_else(|| {
+            Failed::Final(format!(
+                "image {} ({}) is no longer stored",
+                plan.image.name,
+                plan.image.short_hash()
+            ))
         })?;
+        let chunk_size =
+            plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(Failed::Final)?;
         let spec = JobSpec {
             device,
             image: image.renamed(&plan.image.name),
-            chunk_size: plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(fail)?,
+            chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
-            RuntimeError::Stopped => (true, e.to_string()),
-            e => fail(e.to_string()),
+            RuntimeError::Stopped => Failed::Stopping,
+            RuntimeError::Store(e @ (WriteError::Busy(_) | WriteError::Full)) => {
+                Failed::Passing(e.to_string())
+            }
+            e => Failed::Final(e.to_string()),
         })?;
-        jobs.first().map(|j| j.id).ok_or_else(|| fail("no job was created".to_owned()))
+        jobs.first().map(|j| j.id).ok_or_else(|| Failed::Final("no job was created".to_owned()))
     }
     .await;
     let now = rollouts.now();
     {
         let mut inner = rollouts.lock();
         let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
-        match &result {
+        let actions = match &result {
             Ok(job) => rollout.job_started(index, *job, now),
-            Err((true, _)) => rollout.start_abandoned(index, now),
-            Err((false, error)) => {
-                tracing::warn!(rollout = id, %error, "a rollout's job could not be created");
-                let actions = rollout.start_failed(index, error.clone(), now);
-                inner.cancels.extend(actions.into_iter().filter_map(|a| match a {
-                    Action::Cancel(job) => Some(job),
-                    Action::Start(_) => None,
-                }));
+            Err(Failed::Stopping) => {
+                rollout.start_abandoned(index, now);
+                Vec::new()
             }
-        }
+            Err(Failed::Passing(why)) => {
+                rollout.start_deferred(index, why.clone(), DEFER_MS, now);
+                Vec::new()
+            }
+            Err(Failed::Final(error)) => {
+                tracing::warn!(rollout = id, %error, "a rollout's job could not be created");
+                rollout.start_failed(index, error.clone(), now)
+            }
+        };
         if let Ok(job) = result {
             inner.jobs.insert(job, id);
         }
-        inner.dirty.insert(id);
+        inner.follow(id, actions);
     }
     // A job can end before its rollout heard it was created.
     if let Ok(job) = result
@@ -429,12 +554,12 @@ mod tests {
         let rollouts = Rollouts::new(Vec::new(), None, Clock::new());
         for _ in 0..KEEP_ENDED + 3 {
             let created = rollouts.create(plan()).await.unwrap();
-            rollouts.cancel(created.id).unwrap();
+            rollouts.cancel(created.id).await.unwrap();
         }
         let kept = rollouts.list(usize::MAX);
         // The newest creation is counted before it could end: the bound holds at each creation.
         assert_eq!(kept.len(), KEEP_ENDED + 1);
         assert!(rollouts.get(1).is_none() && rollouts.get(2).is_none());
-        assert!(kept.iter().all(|r| r.state == RolloutState::Cancelled));
+        assert!(kept.iter().all(|s| s.rollout.state == RolloutState::Cancelled));
     }
 }

@@ -5,33 +5,16 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
-use support::{serve_command, test_image, wait_for};
+use support::{Serve, test_image, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(broker: &str, port: u16, data: &Path) -> Serve {
-    let config = data.join("test-config.toml");
-    if !config.exists() {
-        std::fs::write(&config, "").unwrap();
-    }
-    Serve(serve_command(broker, port, &config, data).spawn().expect("rocky serve starts"))
-}
 
 async fn healthy(client: &reqwest::Client, base: &str) {
     wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
@@ -68,7 +51,7 @@ async fn the_inventory_is_managed_filtered_learned_from_the_wire_and_kept() {
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut serve = start(&broker.url().to_string(), port, data.path());
+    let mut serve = Serve::start(&broker.url().to_string(), port, data.path());
     healthy(&client, &base).await;
 
     // Registered one at a time: 201 when new, 200 when the labels change.
@@ -181,10 +164,9 @@ async fn the_inventory_is_managed_filtered_learned_from_the_wire_and_kept() {
     })
     .await;
     let before: Value = client.get(format!("{base}/devices")).send().await.unwrap().json().await.unwrap();
-    let _ = serve.0.kill();
-    let _ = serve.0.wait();
+    serve.kill9();
     drop(serve);
-    let _serve = start(&broker.url().to_string(), port, data.path());
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
     healthy(&client, &base).await;
     let after: Value = client.get(format!("{base}/devices")).send().await.unwrap().json().await.unwrap();
     assert_eq!(after, before);

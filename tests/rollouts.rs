@@ -6,31 +6,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
 use serde_json::{Value, json};
-use support::{serve_command, test_image, wait_for};
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(broker: &str, port: u16, data: &Path) -> Serve {
-    let config = data.join("test-config.toml");
-    if !config.exists() {
-        std::fs::write(&config, "").unwrap();
-    }
-    Serve(serve_command(broker, port, &config, data).spawn().expect("rocky serve starts"))
-}
+use support::{Serve, test_image, wait_for};
 
 struct Api {
     client: reqwest::Client,
@@ -91,7 +73,7 @@ async fn rollouts_run_in_waves_with_gates_skip_the_up_to_date_and_abort_on_failu
     let data = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = start(&broker.url().to_string(), port, data.path());
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
     let upload =
         api.client.post(format!("{}/firmware?name=fw-2.bin", api.base)).body(test_image(4096, 3).to_vec());
@@ -215,7 +197,7 @@ async fn a_rollout_killed_mid_wave_resumes_after_a_restart_without_duplicating_j
     let data = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let mut serve = start(&broker.url().to_string(), port, data.path());
+    let mut serve = Serve::start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
     let upload =
         api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(8192, 4).to_vec());
@@ -236,10 +218,9 @@ async fn a_rollout_killed_mid_wave_resumes_after_a_restart_without_duplicating_j
         (r["waves"][1]["active"].as_u64() > Some(0)).then_some(())
     })
     .await;
-    let _ = serve.0.kill(); // SIGKILL: no flush, no goodbye
-    let _ = serve.0.wait();
+    serve.kill9();
     drop(serve);
-    let _serve = start(&broker.url().to_string(), port, data.path());
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
     let done = api.rollout_in(id, "succeeded", Duration::from_secs(60)).await;
     assert_eq!(done["reason"], "all 8 devices are up to date");
@@ -275,7 +256,7 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let api = Api { client: reqwest::Client::new(), base: base.clone() };
-    let _serve = start(&broker.url().to_string(), port, data.path());
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
     // Every change of state is an event on /events.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -13,6 +13,17 @@ use serde_json::Value;
 use rocky::config::Config;
 use rocky::mqtt::Secret;
 
+/// Where a command that talks to a running Rocky finds it: `--server` and `--token-file`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    /// The running Rocky's API (default: http:// and http.listen).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
 pub struct ApiClient {
     base: String,
     client: reqwest::Client,
@@ -23,6 +34,10 @@ pub struct ApiClient {
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
 
 impl ApiClient {
+    pub fn for_args(config: &Config, args: &ServerArgs) -> anyhow::Result<Self> {
+        Self::new(config, args.server.as_deref(), args.token_file.as_deref())
+    }
+
     pub fn new(config: &Config, server: Option<&str>, token_file: Option<&Path>) -> anyhow::Result<Self> {
         let base = match server {
             Some(server) => server.trim_end_matches('/').to_owned(),

@@ -10,18 +10,14 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::api_client::ApiClient;
+use super::api_client::{ApiClient, ServerArgs};
 use super::setup::load_config;
 use rocky::inventory::{Device, Labels, labels};
 
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
-    /// The running Rocky's API (default: http:// and http.listen).
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[command(subcommand)]
     pub command: DevicesCommand,
 }
@@ -67,7 +63,7 @@ pub enum DevicesCommand {
 
 pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let api = ApiClient::new(&config, args.server.as_deref(), args.token_file.as_deref())?;
+    let api = ApiClient::for_args(&config, &args.server)?;
     match args.command {
         DevicesCommand::List { label, glob, seen_since, json } => {
             let mut query = Vec::new();

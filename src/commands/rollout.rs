@@ -1,7 +1,7 @@
 //! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create`, `list`,
 //! `show`, `pause`, `resume`, `cancel`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -9,17 +9,13 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
-use super::api_client::ApiClient;
+use super::api_client::{ApiClient, ServerArgs};
 use super::setup::load_config;
 
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
-    /// The running Rocky's API (default: http:// and http.listen).
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[command(subcommand)]
     pub command: RolloutCommand,
 }
@@ -103,7 +99,7 @@ pub struct CreateArgs {
 
 pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let api = ApiClient::new(&config, args.server.as_deref(), args.token_file.as_deref())?;
+    let api = ApiClient::for_args(&config, &args.server)?;
     match args.command {
         RolloutCommand::Create(create) => {
             let json_out = create.json;

@@ -262,3 +262,31 @@ pub async fn store_finished_jobs(
     }
     store.flush_and_wait(records, Vec::new()).await;
 }
+
+/// `rocky serve` as a child process on `127.0.0.1:port`, with an empty config file in `data`
+/// unless one is there; killed (SIGKILL) on drop or with [`Serve::kill9`].
+#[allow(dead_code)] // not every test binary uses every helper
+pub struct Serve(pub std::process::Child);
+
+#[allow(dead_code)]
+impl Serve {
+    pub fn start(broker: &str, port: u16, data: &std::path::Path) -> Self {
+        let config = data.join("test-config.toml");
+        if !config.exists() {
+            std::fs::write(&config, "").unwrap();
+        }
+        Serve(serve_command(broker, port, &config, data).spawn().expect("rocky serve starts"))
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

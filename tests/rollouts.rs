@@ -273,6 +273,12 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     let fw = file.to_str().unwrap();
     let (ok, _, err) = rollout_cli(&base, data.path(), &["create", "--name", "cli", "--firmware", fw]);
     assert!(!ok && err.contains("name the devices"), "{err}");
+    let (ok, _, err) = rollout_cli(
+        &base,
+        data.path(),
+        &["create", "--name", "cli", "--firmware", "/no/such.bin", "--devices", "a"],
+    );
+    assert!(!ok && err.contains("cannot read /no/such.bin: no such file here"), "{err}");
     let (ok, out, err) = rollout_cli(
         &base,
         data.path(),
@@ -290,9 +296,11 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
         ],
     );
     assert!(ok, "{err}");
-    assert_eq!(out, "rollout 1 created: 3 devices in 2 waves, scheduled\n");
+    assert_eq!(out, "rollout 1 created: 3 devices, 2 waves, scheduled\n");
     api.rollout_in(1, "paused", Duration::from_secs(10)).await;
     let (_, shown, _) = rollout_cli(&base, data.path(), &["show", "1"]);
+    assert!(shown.contains("\n    1        1        1       0          0       0          0\n"), "{shown}");
+    assert!(shown.contains("\ndev-02  pending          -      0\n"), "{shown}");
     assert!(shown.contains("state    paused: manual gates: resume to start wave 1 of 2"), "{shown}");
     assert!(shown.contains("image    fw-3.0.bin (2048 bytes"), "{shown}");
     let (ok, out, _) = rollout_cli(&base, data.path(), &["resume", "1"]);

@@ -110,11 +110,13 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
             if json_out {
                 println!("{}", serde_json::to_string_pretty(&rollout)?);
             } else {
+                let devices = rollout["device_count"].as_u64().unwrap_or(0);
+                let waves = rollout["waves"].as_array().map_or(0, Vec::len);
                 println!(
-                    "rollout {} created: {} devices in {} waves, {}",
-                    rollout["id"],
-                    rollout["device_count"],
-                    rollout["waves"].as_array().map_or(0, Vec::len),
+                    "rollout {} created: {}, {}, {}",
+                    num(&rollout["id"]),
+                    plural(devices as usize, "device"),
+                    plural(waves, "wave"),
                     rollout["state"].as_str().unwrap_or("?")
                 );
             }
@@ -211,6 +213,15 @@ async fn firmware(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
         return Ok(json!({ "url": text }));
     }
     let path = Path::new(text);
+    // An absolute or ./ path names a file here; anything else that is not a file here is a path
+    // in the server's firmware directory.
+    let local =
+        path.is_absolute() || text.starts_with("./") || text.starts_with("../") || text.starts_with('~');
+    if local && !path.is_file() {
+        anyhow::bail!(
+            "cannot read {text}: no such file here (a path in the server's firmware directory is relative, like fw-2.1.bin)"
+        );
+    }
     if path.is_file() {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let name =
@@ -235,6 +246,15 @@ async fn firmware(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
     Ok(json!({ "path": text }))
 }
 
+/// A JSON number as text ("-" when absent), so column widths apply.
+fn num(value: &Value) -> String {
+    value.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
 fn print_list(rollouts: &[Value]) {
     println!(
         "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  REASON",
@@ -245,21 +265,21 @@ fn print_list(rollouts: &[Value]) {
         let sum = |key: &str| waves.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum::<u64>();
         println!(
             "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  {}",
-            r["id"],
+            num(&r["id"]),
             r["name"].as_str().unwrap_or(""),
             r["state"].as_str().unwrap_or(""),
-            format!("{}/{}", r["wave"], waves.len()),
-            r["device_count"],
+            format!("{}/{}", num(&r["wave"]), waves.len()),
+            num(&r["device_count"]),
             sum("succeeded"),
             sum("failed"),
             r["reason"].as_str().unwrap_or("")
         );
     }
-    println!("{} {}", rollouts.len(), if rollouts.len() == 1 { "rollout" } else { "rollouts" });
+    println!("{}", plural(rollouts.len(), "rollout"));
 }
 
 fn print_rollout(r: &Value) {
-    println!("rollout {}  {}", r["id"], r["name"].as_str().unwrap_or(""));
+    println!("rollout {}  {}", num(&r["id"]), r["name"].as_str().unwrap_or(""));
     println!(
         "state    {}{}",
         r["state"].as_str().unwrap_or(""),
@@ -279,7 +299,13 @@ fn print_rollout(r: &Value) {
     for w in r["waves"].as_array().map(Vec::as_slice).unwrap_or_default() {
         println!(
             "{:>5}  {:>7}  {:>7}  {:>6}  {:>9}  {:>6}  {:>9}",
-            w["wave"], w["devices"], w["pending"], w["active"], w["succeeded"], w["failed"], w["cancelled"]
+            num(&w["wave"]),
+            num(&w["devices"]),
+            num(&w["pending"]),
+            num(&w["active"]),
+            num(&w["succeeded"]),
+            num(&w["failed"]),
+            num(&w["cancelled"])
         );
     }
     println!();
@@ -294,13 +320,14 @@ fn print_rollout(r: &Value) {
     println!("{:<width$}  {:<10}  {:>6}  {:>5}  DETAIL", "DEVICE", "OUTCOME", "JOB", "TRIES");
     for d in devices {
         let job = d["job_id"].as_u64().map_or("-".to_owned(), |j| j.to_string());
-        println!(
+        let line = format!(
             "{:<width$}  {:<10}  {:>6}  {:>5}  {}",
             d["device_id"].as_str().unwrap_or(""),
             d["outcome"].as_str().unwrap_or("").replace('_', " "),
             job,
-            d["attempts"],
+            num(&d["attempts"]),
             d["detail"].as_str().unwrap_or("")
         );
+        println!("{}", line.trim_end());
     }
 }

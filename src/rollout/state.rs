@@ -216,7 +216,10 @@ impl Rollout {
         if self.state == RolloutState::Scheduled {
             let waves = self.plan.wave_count();
             match self.plan.gates {
-                Gates::Auto => self.set_state(RolloutState::Running, format!("started: {waves} waves"), now),
+                Gates::Auto => {
+                    let waves = if waves == 1 { "1 wave".to_owned() } else { format!("{waves} waves") };
+                    self.set_state(RolloutState::Running, format!("started: {waves}"), now)
+                }
                 Gates::Manual => self.set_state(
                     RolloutState::Paused,
                     format!("manual gates: resume to start wave 1 of {waves}"),

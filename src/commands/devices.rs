@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::api_client::{ApiClient, ServerArgs};
+use super::api_client::{ApiClient, ServerArgs, encode};
 use super::setup::load_config;
 use rocky::inventory::{Device, Labels, labels};
 
@@ -159,16 +159,6 @@ async fn list_all(api: &ApiClient, query: &[(&str, String)]) -> anyhow::Result<V
             None => return Ok(devices),
         }
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for a path segment or a query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn format_labels(labels: &Labels) -> String {

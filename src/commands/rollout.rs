@@ -226,18 +226,12 @@ async fn firmware(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let name =
             path.file_name().map_or_else(|| "firmware.bin".into(), |n| n.to_string_lossy().into_owned());
-        let query: String = name
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
         let (_, uploaded) = api
-            .call(Method::POST, &format!("/firmware?name={query}"), Some(("application/octet-stream", bytes)))
+            .call(
+                Method::POST,
+                &format!("/firmware?name={}", rocky::firmware::upload_name(&name)),
+                Some(("application/octet-stream", bytes)),
+            )
             .await?;
         let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
         return Ok(json!({ "sha256": sha }));

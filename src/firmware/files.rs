@@ -9,6 +9,20 @@ use tokio::io::AsyncWriteExt;
 
 /// Writes `bytes` to a hidden file beside `path`, then renames it into place (atomic on one
 /// file system). Creates the directory if needed; on failure the hidden file is removed.
+/// A file name as `POST /firmware?name=` accepts it (letters, digits, `.`, `-`, `_`; not
+/// hidden; at most 200 characters): what a client uploads a local file under.
+pub fn upload_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .take(200)
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "image.bin".to_owned(),
+        rest => rest.to_owned(),
+    }
+}
+
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("a file path needs a directory"))?;
     let name = path.file_name().ok_or_else(|| io::Error::other("a file path needs a name"))?;
@@ -124,6 +138,14 @@ impl Drop for PartialFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_names_are_what_the_api_accepts() {
+        assert_eq!(upload_name("fw 2.1 (final).bin"), "fw_2.1__final_.bin");
+        assert_eq!(upload_name(".hidden"), "hidden");
+        assert_eq!(upload_name("ü"), "_");
+        assert_eq!(upload_name(""), "image.bin");
+    }
 
     #[test]
     fn stale_uploads_no_job_names_are_removed_and_nothing_else() {

@@ -8,7 +8,7 @@ mod library;
 mod load;
 mod source;
 
-pub use files::{PartialFile, remove_partials, remove_stale_uploads, write_atomically};
+pub use files::{PartialFile, remove_partials, remove_stale_uploads, upload_name, write_atomically};
 pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, WeakImage};
 pub use image_store::ImageStore;
 pub use library::{DEFAULT_CACHE_BYTES, Library, LibraryUse};

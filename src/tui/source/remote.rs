@@ -129,7 +129,8 @@ impl Remote {
             let answered = match answer(create().send().await, "creating the jobs").await {
                 Err(Refusal { status: Some(StatusCode::NOT_FOUND), .. }) => {
                     let image = &specs[0].image;
-                    let url = format!("{}/firmware?name={}", self.base, upload_name(image.name()));
+                    let url =
+                        format!("{}/firmware?name={}", self.base, crate::firmware::upload_name(image.name()));
                     let upload = self.client.post(url).timeout(UPLOAD_TIMEOUT).body(image.bytes().clone());
                     answer(upload.send().await, "uploading the image").await?;
                     answer(create().send().await, "creating the jobs").await?
@@ -167,18 +168,6 @@ impl Remote {
 type Batch = (String, Option<u32>, Option<u64>);
 
 /// An upload name the API accepts, from the operator's file name.
-fn upload_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
-        .take(200)
-        .collect();
-    match cleaned.trim_start_matches('.') {
-        "" => "image.bin".to_owned(),
-        rest => rest.to_owned(),
-    }
-}
-
 /// A request that did not succeed: the status when the server answered, and the words.
 struct Refusal {
     status: Option<StatusCode>,
@@ -371,14 +360,6 @@ async fn follow(response: reqwest::Response, table: &JobTable, feed: &mut Feed, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upload_names_are_what_the_api_accepts() {
-        assert_eq!(upload_name("fw 2.1 (final).bin"), "fw_2.1__final_.bin");
-        assert_eq!(upload_name(".hidden"), "hidden");
-        assert_eq!(upload_name("ü"), "_");
-        assert_eq!(upload_name(""), "image.bin");
-    }
 
     #[tokio::test]
     async fn a_server_url_that_is_not_http_is_refused_in_words() {

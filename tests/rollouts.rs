@@ -336,3 +336,27 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     assert!(events.contains("event: rollout"), "{events}");
     fleet.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_cancel_survives_a_sigkill_right_after_its_answer() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let mut serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(1024, 6).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let body = json!({"name": "held", "firmware": {"path": "fw.bin"}, "targets": {"devices": ["d1"]}, "gates": "manual"});
+    let (status, created) = api.post("/rollouts", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let (status, _) = api.post(&format!("/rollouts/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    serve.kill9();
+    drop(serve);
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    assert_eq!(api.get(&format!("/rollouts/{id}")).await["state"], "cancelled");
+}

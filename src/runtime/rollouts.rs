@@ -562,4 +562,18 @@ mod tests {
         assert!(rollouts.get(1).is_none() && rollouts.get(2).is_none());
         assert!(kept.iter().all(|s| s.rollout.state == RolloutState::Cancelled));
     }
+
+    #[tokio::test]
+    async fn at_most_max_open_rollouts_are_under_way_and_an_ended_one_frees_a_place() {
+        let rollouts = Rollouts::new(Vec::new(), None, Clock::new());
+        // Manual gates keep each one open (paused before its first wave).
+        for _ in 0..MAX_OPEN {
+            rollouts.create(plan()).await.unwrap();
+        }
+        let refused = rollouts.create(plan()).await.unwrap_err();
+        assert!(matches!(refused, RolloutError::TooMany), "{refused}");
+        assert_eq!(rollouts.list(usize::MAX).len(), MAX_OPEN, "a refused rollout is not kept");
+        rollouts.cancel(1).await.unwrap();
+        rollouts.create(plan()).await.unwrap();
+    }
 }

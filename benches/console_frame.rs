@@ -37,6 +37,7 @@ fn main() {
     for id in 1..=JOBS {
         let device = DeviceId::parse(&format!("dev-{id:05}")).unwrap_or_else(|e| panic!("{e}"));
         let view = JobView {
+            rollout: None,
             id,
             device: device.clone(),
             image: image.clone(),

@@ -53,6 +53,9 @@ pub struct JobSnapshot {
     pub window: Option<u32>,
     pub chunks_total: u32,
     pub bytes_sent: u64,
+    /// The rollout that asked for this job, if one did.
+    #[serde(default)]
+    pub rollout_id: Option<u64>,
     /// FOTA_REQUEST sends so far.
     pub attempts: u32,
     pub error: Option<String>,
@@ -76,6 +79,7 @@ impl JobSnapshot {
             window: view.window,
             chunks_total: view.chunks_total,
             bytes_sent: view.bytes_sent,
+            rollout_id: view.rollout,
             attempts: view.attempts,
             error: view.error.clone(),
             created_at: clock.unix_ms(view.created_at),
@@ -95,6 +99,7 @@ impl JobSnapshot {
             image,
             chunk_size: ChunkSize::new(u64::from(self.chunk_size)).unwrap_or_default(),
             chunk_interval: Duration::from_millis(self.chunk_interval_ms),
+            rollout: self.rollout_id,
             state: self.state,
             chunks_done: self.chunks_done,
             chunks_confirmed: self.chunks_confirmed,
@@ -147,6 +152,7 @@ mod tests {
     #[test]
     fn the_json_uses_the_requests_field_names_and_reads_back() {
         let snapshot = JobSnapshot {
+            rollout_id: None,
             id: 7,
             device_id: DeviceId::parse("dev-7").unwrap(),
             state: JobState::Transferring,

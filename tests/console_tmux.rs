@@ -15,6 +15,10 @@ struct Tmux {
 
 impl Tmux {
     fn start(test: &str, command: &str) -> Option<Self> {
+        Self::start_sized(test, command, (160, 60))
+    }
+
+    fn start_sized(test: &str, command: &str, (width, height): (u16, u16)) -> Option<Self> {
         if Command::new("tmux").arg("-V").output().is_err() {
             assert!(
                 std::env::var_os("ROCKY_REQUIRE_TMUX").is_none(),
@@ -26,7 +30,8 @@ impl Tmux {
         }
         let socket = format!("rocky-{test}-{}", std::process::id());
         let status = Command::new("tmux")
-            .args(["-L", &socket, "new-session", "-d", "-x", "160", "-y", "60", "-s", "rocky"])
+            .args(["-L", &socket, "new-session", "-d", "-s", "rocky"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg(command)
             .env("TERM", "xterm-256color")
             .status()
@@ -118,18 +123,43 @@ fn demo_command(data_dir: &Path, extra: &str) -> String {
     )
 }
 
+/// The state word of each rollout line on screen, by rollout name.
+fn rollout_states(screen: &str) -> Vec<(String, String)> {
+    const STATES: [&str; 7] =
+        ["scheduled", "running", "paused", "succeeded", "completed", "aborted", "cancelled"];
+    screen
+        .lines()
+        .filter(|l| l.trim_start_matches(['│', '┃']).starts_with('#'))
+        .filter_map(|line| {
+            let state = STATES.iter().find(|s| line.contains(&format!(" {s} ")))?;
+            let name = ["release", "beta"].into_iter().find(|n| line.contains(n))?;
+            Some((name.to_owned(), state.to_string()))
+        })
+        .collect()
+}
+
 #[test]
-fn demo_rollout_settles_with_each_device_in_its_expected_state() {
+fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     let data = tempfile::tempdir().unwrap();
-    let Some(tmux) = Tmux::start("demo", &demo_command(data.path(), "")) else { return };
-    let states = tmux.wait_for(Duration::from_secs(60), "all 24 jobs to end", |screen| {
-        let states = job_states(screen);
-        let settled = states.len() == 24
-            && states
-                .iter()
-                .all(|(_, s)| ["succeeded", "rejected", "failed", "timed out"].contains(&s.as_str()));
-        settled.then_some(states)
+    // Tall enough for the rollouts strip and every job (24, 3 of the beta, 2 retries).
+    let Some(tmux) = Tmux::start_sized("demo", &demo_command(data.path(), ""), (200, 80)) else { return };
+    // The staged release runs every wave and ends "completed" (its misbehaving devices did not
+    // update); the beta to the misbehaving lot aborts on its threshold.
+    tmux.wait_for(Duration::from_secs(120), "both rollouts to end", |screen| {
+        let rollouts = rollout_states(screen);
+        let ended = rollouts.contains(&("release".into(), "completed".into()))
+            && rollouts.contains(&("beta".into(), "aborted".into()));
+        ended.then_some(())
     });
+    let screen = tmux.screen();
+    assert!(screen.contains("■ ■ ■ 3/3"), "three waves ran:\n{screen}");
+    assert!(screen.contains("at or over the abort share of 50%"), "the abort's reason:\n{screen}");
+    let states = job_states(&screen);
+    assert!(states.len() >= 24 + 3, "every device had its job, the beta's lot too:\n{screen}");
+    assert!(
+        states.iter().all(|(_, s)| ["succeeded", "rejected", "failed", "timed out"].contains(&s.as_str())),
+        "nothing left running once both ended:\n{screen}"
+    );
     for (device, state) in &states {
         let expected = match device.as_str() {
             "dev-05" => "rejected",
@@ -139,9 +169,13 @@ fn demo_rollout_settles_with_each_device_in_its_expected_state() {
         };
         assert_eq!(state, expected, "{device}");
     }
+    // The failed and the silent device were each tried once more by the release.
+    for device in ["dev-11", "dev-17"] {
+        assert_eq!(states.iter().filter(|(d, _)| d == device).count(), 3, "{device}: release, retry, beta");
+    }
     // The garbage device's frame is in the history as a decode error; it may have scrolled out
-    // of view, so ask the traffic pane's filter for it.
-    tmux.keys(&["Tab", "/"]);
+    // of view, so ask the traffic pane's filter for it (Tab: the rollouts, then the traffic).
+    tmux.keys(&["Tab", "Tab", "/"]);
     tmux.type_text("decode");
     tmux.keys(&["Enter"]);
     tmux.wait_for(Duration::from_secs(10), "the decode error in the filtered traffic", |s| {

@@ -9,8 +9,7 @@ use anyhow::Context;
 use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
 use rocky::config::Config;
-use rocky::engine::JobSpec;
-use rocky::firmware::LoadLimits;
+use rocky::firmware::{Image, LoadLimits};
 
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
@@ -35,7 +34,7 @@ pub async fn run(global: &GlobalArgs, args: ConsoleArgs) -> anyhow::Result<()> {
         return run_attached(&config, &data_dir, &server, args.token_file.as_deref()).await;
     }
     let runtime_config = super::setup::runtime_config(&config, global)?;
-    run_console(&config, runtime_config, &data_dir, Vec::new(), true, Vec::new()).await
+    run_console(&config, runtime_config, &data_dir, Startup::default(), true).await
 }
 
 /// The console draws on a terminal and reads its keys: without one, say so before anything
@@ -75,10 +74,21 @@ async fn run_attached(
         log_path: Some(log_path),
         // The operator's own files and URLs, read here and uploaded.
         limits: LoadLimits { url_allow: Vec::new(), ..config.load_limits() },
-        initial_jobs: Vec::new(),
+        initial_rollouts: Vec::new(),
         on_quit: "They keep running on the server.".into(),
     };
     console::run(Source::Remote(remote), options).await.context("console failed")
+}
+
+/// What the demo gives the console's runtime before the console opens.
+#[derive(Default)]
+pub struct Startup {
+    /// Devices to register in the inventory, with their labels.
+    pub register: Vec<(rocky::protocol::DeviceId, rocky::inventory::Labels)>,
+    /// Images the rollouts name by hash, held in memory while the console runs.
+    pub images: Vec<Image>,
+    /// Rollouts to start once the console is up.
+    pub rollouts: Vec<rocky::rollout::RolloutPlan>,
 }
 
 /// Starts the runtime (with the job store when `persistent`), the HTTP API (if its address is
@@ -88,9 +98,8 @@ pub async fn run_console(
     config: &Config,
     runtime_config: RuntimeConfig,
     data_dir: &Path,
-    initial_jobs: Vec<JobSpec>,
+    startup: Startup,
     persistent: bool,
-    register: Vec<(rocky::protocol::DeviceId, rocky::inventory::Labels)>,
 ) -> anyhow::Result<()> {
     require_terminal()?;
     let (log_path, _log_guard) = super::setup::log_to_file(data_dir)?;
@@ -108,9 +117,12 @@ pub async fn run_console(
     } else {
         Runtime::start(runtime_config, Arc::new(config.library()))
     };
-    if !register.is_empty() {
-        runtime.handle.inventory().register(register).await.context("cannot register the devices")?;
+    if !startup.register.is_empty() {
+        runtime.handle.inventory().register(startup.register).await.context("cannot register the devices")?;
     }
+    // Held until the console quits, so the rollouts find the images by hash in memory.
+    let _images: Vec<Image> =
+        startup.images.into_iter().map(|i| runtime.handle.library().intern(i)).collect();
     // The operator at the console may load from any URL; the size and time limits still hold.
     let limits = LoadLimits { url_allow: Vec::new(), ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -145,7 +157,7 @@ pub async fn run_console(
         default_chunk,
         log_path: Some(log_path),
         limits,
-        initial_jobs,
+        initial_rollouts: startup.rollouts,
         on_quit: if persistent {
             "They are kept and go on when Rocky starts again.".into()
         } else {

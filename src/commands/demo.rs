@@ -1,5 +1,6 @@
 //! `rocky demo`: an embedded broker, a simulated fleet with a realistic mix of behaviour, and the
-//! console, with a rollout of the bundled sample image started at once. No set-up at all.
+//! console, with two rollouts started at once: the bundled sample image to the whole fleet in
+//! waves, and a beta to one lot that aborts on its failure threshold. No set-up at all.
 
 use std::time::Duration;
 
@@ -9,12 +10,14 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::behavior_flags::BehaviorFlags;
-use super::console::run_console;
+use super::console::{Startup, run_console};
 use super::setup::{data_dir, load_config};
 use rocky::broker::EmbeddedBroker;
-use rocky::engine::JobSpec;
 use rocky::firmware::{ChunkSize, Image};
+use rocky::protocol::DeviceId;
+use rocky::rollout::{AbortRule, Gates, RolloutPlan, WaveSize, wave_ends};
 use rocky::sim::{Behavior, BehaviorPlan, DeviceModel, Fleet, FleetConfig, Selection};
+use rocky::snapshot::ImageInfo;
 
 /// The sample image the demo rolls out (192 KiB of pseudo-random bytes).
 const SAMPLE_IMAGE: &[u8] = include_bytes!("../../assets/demo-firmware.bin");
@@ -27,7 +30,7 @@ pub struct DemoArgs {
     /// Misbehaving devices; giving any of these replaces the default mix.
     #[command(flatten)]
     pub behavior: BehaviorFlags,
-    /// Do not start a rollout; press n in the console to make one.
+    /// Do not start the rollouts; press n in the console to make jobs.
     #[arg(long)]
     pub no_rollout: bool,
     /// Pause between chunks of one job, so progress is visible.
@@ -63,17 +66,85 @@ impl DemoArgs {
     }
 }
 
+/// The lot the demo's beta goes to: its misbehaving devices and every fourth other one.
+const BETA_LOT: &str = "2024-07";
+
 /// The demo fleet's labels, so devices can be picked by group: two models (every third device
-/// an nRF52840), every other device in the lab and the rest in the field, and the first two a
-/// canary ring.
-fn demo_labels(n: usize) -> rocky::inventory::Labels {
+/// an nRF52840), every other device in the lab and the rest in the field, the first two a
+/// canary ring, and a production lot (the misbehaving devices are all in [`BETA_LOT`]).
+fn demo_labels(n: usize, misbehaving: bool) -> rocky::inventory::Labels {
     let mut labels = rocky::inventory::Labels::new();
     labels.insert("model".into(), if n % 3 == 2 { "nrf52840" } else { "esp32-c3" }.into());
     labels.insert("site".into(), if n.is_multiple_of(2) { "lab" } else { "field" }.into());
     if n < 2 {
         labels.insert("ring".into(), "canary".into());
     }
+    let lot = if misbehaving || n % 4 == 3 { BETA_LOT } else { "2024-03" };
+    labels.insert("lot".into(), lot.into());
     labels
+}
+
+/// Devices that will not take an update (the slow and the garbage-sending ones still do).
+fn misbehaves(behavior: Option<Behavior>) -> bool {
+    matches!(behavior, Some(Behavior::Nack | Behavior::Fail | Behavior::Silent | Behavior::Corrupt))
+}
+
+/// A rollout plan with the demo's pacing and no caps; the callers set waves and rules.
+fn demo_plan(name: &str, image: &Image, chunk_size: ChunkSize, devices: Vec<DeviceId>) -> RolloutPlan {
+    RolloutPlan {
+        name: name.into(),
+        image: ImageInfo::from(image),
+        chunk_size: Some(chunk_size.get()),
+        max_rate: None,
+        chunk_interval_ms: None,
+        wave_ends: vec![devices.len()],
+        devices,
+        max_per_minute: None,
+        max_concurrent: None,
+        success_threshold: 0.95,
+        abort: None,
+        retries: 0,
+        retry_backoff_ms: 5_000,
+        gates: Gates::Auto,
+        skip_up_to_date: false,
+    }
+}
+
+/// The demo's two rollouts: the release to the whole fleet in waves (a canary, a quarter, the
+/// rest), and a beta to one lot that aborts on its failure threshold, since its misbehaving
+/// devices go first.
+fn demo_rollouts(fleet: &Fleet, release: &Image, beta: &Image, chunk_size: ChunkSize) -> Vec<RolloutPlan> {
+    let ids = fleet.ids();
+    let mut staged = demo_plan("release 2.1.0, staged", release, chunk_size, ids.clone());
+    // The waves tolerate the demo's misbehaving devices (about one in six), so the release
+    // runs through and ends "completed"; one retry shows a failed device tried again.
+    staged.wave_ends = wave_ends(
+        &[WaveSize::Count(1), WaveSize::Share("25%".into()), WaveSize::Share("100%".into())],
+        ids.len(),
+    )
+    .unwrap_or_else(|_| vec![ids.len()]);
+    staged.success_threshold = 0.6;
+    staged.retries = 1;
+    let mut rollouts = vec![staged];
+    let (bad, good): (Vec<_>, Vec<_>) = ids
+        .iter()
+        .enumerate()
+        .filter(|(n, id)| misbehaves(fleet.behavior(id)) || n % 4 == 3)
+        .map(|(_, id)| id.clone())
+        .partition(|id| misbehaves(fleet.behavior(id)));
+    if !bad.is_empty() {
+        let lot: Vec<DeviceId> = bad.into_iter().chain(good).collect();
+        let mut trial = demo_plan(&format!("beta 2.2.0 to lot {BETA_LOT}"), beta, chunk_size, lot);
+        trial.max_concurrent = Some(2);
+        trial.abort = Some(AbortRule {
+            failure_share: 0.5,
+            min_finished: 2,
+            count_rejected: true,
+            cancel_active: false,
+        });
+        rollouts.push(trial);
+    }
+    rollouts
 }
 
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
@@ -106,25 +177,26 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 
-    let image = Image::new("demo-firmware-2.1.0.bin", Bytes::from_static(SAMPLE_IMAGE));
+    let release = Image::new("demo-firmware-2.1.0.bin", Bytes::from_static(SAMPLE_IMAGE));
+    // The beta differs from the release in its first bytes, so it has its own hash.
+    let mut beta_bytes = SAMPLE_IMAGE.to_vec();
+    beta_bytes[..16].copy_from_slice(b"ROCKY-2.2.0-BETA");
+    let beta = Image::new("demo-firmware-2.2.0-beta.bin", Bytes::from(beta_bytes));
     let chunk_size = ChunkSize::new(args.chunk_size).map_err(anyhow::Error::msg)?;
-    let jobs = if args.no_rollout {
-        Vec::new()
-    } else {
-        fleet
-            .ids()
-            .into_iter()
-            .map(|device| JobSpec {
-                device,
-                image: image.clone(),
-                chunk_size: Some(chunk_size),
-                chunk_interval: None,
-            })
-            .collect()
-    };
+    let rollouts =
+        if args.no_rollout { Vec::new() } else { demo_rollouts(&fleet, &release, &beta, chunk_size) };
+    let register = fleet
+        .ids()
+        .into_iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let labels = demo_labels(n, misbehaves(fleet.behavior(&id)));
+            (id, labels)
+        })
+        .collect();
+    let startup = Startup { register, images: vec![release, beta], rollouts };
     // The demo keeps nothing: its jobs are not written to the data dir's job store.
-    let register = fleet.ids().into_iter().enumerate().map(|(n, id)| (id, demo_labels(n))).collect();
-    let result = run_console(&config, runtime_config, &data_dir, jobs, false, register).await;
+    let result = run_console(&config, runtime_config, &data_dir, startup, false).await;
     fleet.stop().await;
     result
 }

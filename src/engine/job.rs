@@ -98,6 +98,8 @@ pub(super) struct Job {
     pub image: Image,
     pub chunk_size: ChunkSize,
     pub chunk_interval: Duration,
+    /// The rollout that asked for this job, if one did.
+    pub rollout: Option<u64>,
     pub state: JobState,
     pub total_chunks: u32,
     /// The next chunk to send (1-based); chunks before it count as delivered.
@@ -140,6 +142,7 @@ impl Job {
             image: self.image.clone(),
             chunk_size: self.chunk_size,
             chunk_interval: self.chunk_interval,
+            rollout: self.rollout,
             state: self.state,
             chunks_done: match self.window {
                 Some(_) => self.highest_sent,
@@ -166,6 +169,8 @@ pub struct JobView {
     pub image: Image,
     pub chunk_size: ChunkSize,
     pub chunk_interval: Duration,
+    /// The rollout that asked for this job, if one did.
+    pub rollout: Option<u64>,
     pub state: JobState,
     /// Chunks sent (pushed, or under flow control the highest sent).
     pub chunks_done: u32,

@@ -163,7 +163,7 @@ impl Engine {
     pub fn submit(&mut self, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
         self.total_chunks(&spec)?;
         let id = self.reserve(1)?;
-        self.submit_as(id, spec, now)
+        self.submit_as(id, spec, None, now)
     }
 
     /// Dates a job's creation as its store recorded it (the row was written before the engine
@@ -190,8 +190,14 @@ impl Engine {
     }
 
     /// Accepts a job under an id reserved with [`Engine::reserve`] (and, with a store, already
-    /// recorded under it).
-    pub fn submit_as(&mut self, id: JobId, spec: JobSpec, now: Instant) -> Result<JobId, SubmitError> {
+    /// recorded under it), for `rollout` if one asked for it.
+    pub fn submit_as(
+        &mut self,
+        id: JobId,
+        spec: JobSpec,
+        rollout: Option<u64>,
+        now: Instant,
+    ) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
         let total_chunks = self.total_chunks(&spec)?;
         let chunk_interval = self.interval(&spec, chunk_size);
@@ -205,6 +211,7 @@ impl Engine {
             image: spec.image,
             chunk_size,
             chunk_interval,
+            rollout,
             state: JobState::Queued,
             total_chunks,
             next_chunk: 1,
@@ -253,6 +260,7 @@ impl Engine {
             image: restored.image,
             chunk_size: restored.chunk_size,
             chunk_interval: restored.chunk_interval,
+            rollout: restored.rollout,
             state,
             total_chunks: restored.chunks_total,
             next_chunk: restored.chunks_done.saturating_add(1),

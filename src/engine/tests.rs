@@ -554,6 +554,7 @@ fn an_empty_image_is_refused() {
 
 fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
     JobView {
+        rollout: None,
         id,
         device: dev(device),
         image: image(200),
@@ -596,6 +597,7 @@ fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_
         h.engine.submit_as(
             9,
             JobSpec { device: dev("c"), image: image(10), chunk_size: None, chunk_interval: None },
+            None,
             now
         ),
         Err(SubmitError::IdInUse(9))

@@ -13,7 +13,7 @@ use super::{ApiError, ApiState};
 use crate::firmware::resolve;
 use crate::inventory::{DeviceQuery, Labels, labels};
 use crate::protocol::DeviceId;
-use crate::rollout::{AbortRule, Gates, Rollout, RolloutPlan, WaveCounts, WaveSize, wave_ends};
+use crate::rollout::{AbortRule, Gates, RolloutPlan, RolloutView, WaveSize, wave_ends};
 use crate::runtime::RolloutError;
 use crate::snapshot::ImageInfo;
 
@@ -203,53 +203,13 @@ pub async fn create(
         skip_up_to_date: request.skip_up_to_date.unwrap_or(false),
     };
     let rollout = state.handle.rollouts().create(plan).await?;
-    Ok((StatusCode::CREATED, Json(full_view(&rollout))))
+    Ok((StatusCode::CREATED, Json(json!(RolloutView::full(&rollout, now(&state))))))
 }
 
-/// A rollout as a listing shows it: state, waves, settings; no device list.
-fn view(rollout: &Rollout, waves: Vec<WaveCounts>, device_count: usize) -> Value {
-    let plan = &rollout.plan;
-    let waves: Vec<Value> = waves
-        .into_iter()
-        .enumerate()
-        .map(|(index, counts)| {
-            let mut value = json!(counts);
-            value["wave"] = json!(index + 1);
-            value
-        })
-        .collect();
-    json!({
-        "id": rollout.id,
-        "name": plan.name,
-        "state": rollout.state,
-        "reason": rollout.reason,
-        "wave": (rollout.wave + 1).min(plan.wave_count()),
-        "waves": waves,
-        "image": plan.image,
-        "device_count": device_count,
-        "settings": {
-            "chunk_size": plan.chunk_size,
-            "max_rate": plan.max_rate,
-            "max_per_minute": plan.max_per_minute,
-            "max_concurrent": plan.max_concurrent,
-            "success_threshold": plan.success_threshold,
-            "abort": plan.abort,
-            "retries": plan.retries,
-            "retry_backoff_s": plan.retry_backoff_ms / 1000,
-            "gates": plan.gates,
-            "skip_up_to_date": plan.skip_up_to_date,
-        },
-        "created_at": rollout.created_at,
-        "updated_at": rollout.updated_at,
-    })
-}
-
-/// A rollout with every device's outcome and job, and its changes of state.
-fn full_view(rollout: &Rollout) -> Value {
-    let mut value = view(rollout, rollout.wave_counts(), rollout.plan.devices.len());
-    value["devices"] = json!(rollout.slots);
-    value["changes"] = json!(rollout.changes);
-    value
+/// Unix ms on the runtime's clock, for a view's ETA.
+fn now(state: &ApiState) -> u64 {
+    let clock = state.handle.clock();
+    clock.unix_ms(clock.now())
 }
 
 fn rollout_id(raw: &str) -> Result<u64, ApiError> {
@@ -257,20 +217,13 @@ fn rollout_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn list(State(state): State<ApiState>) -> Json<Value> {
-    let rollouts: Vec<Value> = state
-        .handle
-        .rollouts()
-        .list(LIST_LIMIT)
-        .into_iter()
-        .map(|s| view(&s.rollout, s.waves, s.device_count))
-        .collect();
-    Json(json!({ "rollouts": rollouts }))
+    Json(json!({ "rollouts": state.handle.rollouts().list(LIST_LIMIT) }))
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
-    let rollout = state.handle.rollouts().get(id).ok_or(RolloutError::NotFound(id))?;
-    Ok(Json(full_view(&rollout)))
+    let rollout = state.handle.rollouts().view(id).ok_or(RolloutError::NotFound(id))?;
+    Ok(Json(json!(rollout)))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.
@@ -286,5 +239,10 @@ pub async fn control(
         "cancel" => rollouts.cancel(id).await?,
         other => return Err(ApiError::NotFound(format!("no action {other:?}: use pause, resume or cancel"))),
     };
-    Ok(Json(view(&rollout, rollout.wave_counts(), rollout.plan.devices.len())))
+    Ok(Json(json!(RolloutView::summary(
+        &rollout,
+        rollout.wave_counts(),
+        rollout.plan.devices.len(),
+        now(&state)
+    ))))
 }

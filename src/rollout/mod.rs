@@ -4,6 +4,7 @@
 
 mod plan;
 mod state;
+mod view;
 
 #[cfg(test)]
 mod tests;
@@ -12,3 +13,4 @@ pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, wa
 pub use state::{
     Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts,
 };
+pub use view::{RolloutView, Settings, WaveView};

@@ -62,6 +62,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// In words, as the console and the CLI show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::UpToDate => "up to date",
+            Self::Rejected => "rejected",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed out",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending | Self::Active | Self::Retrying)
     }
@@ -277,6 +292,8 @@ impl Rollout {
             slot.outcome = Outcome::Active;
             slot.attempts += 1;
             slot.detail = None;
+            // A retry's earlier job is over: the slot waits for its new one.
+            slot.job_id = None;
             self.last_start = Some(now);
             self.updated_at = now;
             active += 1;

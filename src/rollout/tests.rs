@@ -35,6 +35,8 @@ fn step(rollout: &mut Rollout, now: u64) -> Vec<usize> {
     let mut started = Vec::new();
     for action in actions {
         if let Action::Start(index) = action {
+            // As the runtime checks before creating the job (a retry too: its old job is gone).
+            assert!(rollout.still_starting(index), "device {index} was asked for but is not starting");
             let id = job(rollout, index);
             assert!(rollout.job_started(index, id, now).is_empty());
             started.push(index);

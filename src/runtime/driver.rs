@@ -215,13 +215,13 @@ impl Driver {
             Request::Submit(specs, rollout, reply) if self.persistence.is_some() => {
                 self.submit_durably(specs, rollout, reply)
             }
-            Request::SubmitAs(specs, ids, created_at, reply) => {
+            Request::SubmitAs(specs, ids, created_at, rollout, reply) => {
                 let mut views = Vec::with_capacity(specs.len());
                 let created = self.clock.instant(created_at);
                 for (spec, id) in specs.into_iter().zip(ids) {
                     // The specs passed the same checks before their ids were reserved and their
                     // rows written, so this cannot fail short of a bug; if it did, it is said.
-                    match self.engine.submit_as(id, spec, now) {
+                    match self.engine.submit_as(id, spec, rollout, now) {
                         Ok(id) => {
                             self.engine.set_created_at(id, created);
                             views.extend(self.engine.job(id));
@@ -251,7 +251,7 @@ impl Driver {
                     let _ = reply.send(result);
                 });
             }
-            Request::Submit(specs, _rollout, reply) => {
+            Request::Submit(specs, rollout, reply) => {
                 // Every spec is checked and every id reserved before any job exists: all or none.
                 let result = specs
                     .iter()
@@ -260,7 +260,7 @@ impl Driver {
                     .and_then(|first| {
                         let mut views = Vec::with_capacity(specs.len());
                         for (id, spec) in (first..).zip(specs) {
-                            let id = self.engine.submit_as(id, spec, now)?;
+                            let id = self.engine.submit_as(id, spec, rollout, now)?;
                             views.extend(self.engine.job(id));
                         }
                         Ok(views)

@@ -43,7 +43,7 @@ pub(super) enum Request {
     /// Jobs the store has recorded under these ids, to start now.
     /// The `u64` is the creation time the store recorded (Unix ms), so the job's time is the
     /// same in memory and on disk.
-    SubmitAs(Vec<JobSpec>, Vec<JobId>, u64, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
+    SubmitAs(Vec<JobSpec>, Vec<JobId>, u64, Option<u64>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
     History(JobId, oneshot::Sender<Result<Vec<HistoryRecord>, String>>),
     Prune {
         keep: Option<usize>,

@@ -277,6 +277,7 @@ mod tests {
 
     fn job(id: JobId, state: JobState, chunks: u32) -> JobSnapshot {
         JobSnapshot {
+            rollout_id: None,
             id,
             device_id: DeviceId::parse(&format!("dev-{id}")).unwrap(),
             state,

@@ -44,10 +44,11 @@ impl Persistence {
             while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
                 let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
                 let created_at = jobs.first().map_or(0, |job| job.created_at);
+                let rollout = jobs.first().and_then(|job| job.rollout);
                 match writer.create(jobs).await {
                     Ok(()) => {
-                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, _, reply))) =
-                            back.send(Request::SubmitAs(specs, ids, created_at, reply)).await
+                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, _, _, reply))) =
+                            back.send(Request::SubmitAs(specs, ids, created_at, rollout, reply)).await
                         {
                             // The engine stopped between the commit and the start: the caller
                             // hears the submission failed, so its rows must not run later.

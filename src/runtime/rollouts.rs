@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
-use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan, WaveCounts};
+use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan, RolloutView};
 use crate::store::{RolloutRow, Store, WriteError};
 
 /// Rollouts under way at once; a new one past this is refused.
@@ -46,14 +46,6 @@ pub enum RolloutError {
     TooMany,
     #[error(transparent)]
     Store(#[from] WriteError),
-}
-
-/// A rollout at a glance: no device list, no history (listings).
-#[derive(Debug, Clone)]
-pub struct RolloutSummary {
-    pub rollout: Rollout,
-    pub waves: Vec<WaveCounts>,
-    pub device_count: usize,
 }
 
 /// The rollouts, shared by the task and the API.
@@ -166,19 +158,22 @@ impl Rollouts {
         self.lock().rollouts.get(&id).cloned()
     }
 
-    /// The rollouts at a glance, newest first, at most `limit`.
-    pub fn list(&self, limit: usize) -> Vec<RolloutSummary> {
+    /// The rollouts at a glance (no devices, no history), newest first, at most `limit`.
+    pub fn list(&self, limit: usize) -> Vec<RolloutView> {
+        let now = self.now();
         self.lock()
             .rollouts
             .values()
             .rev()
             .take(limit)
-            .map(|r| RolloutSummary {
-                waves: r.wave_counts(),
-                device_count: r.plan.devices.len(),
-                rollout: r.head(),
-            })
+            .map(|r| RolloutView::summary(&r.head(), r.wave_counts(), r.plan.devices.len(), now))
             .collect()
+    }
+
+    /// One rollout whole, with its devices and history.
+    pub fn view(&self, id: RolloutId) -> Option<RolloutView> {
+        let now = self.now();
+        self.lock().rollouts.get(&id).map(|r| RolloutView::full(r, now))
     }
 
     /// Applies an operator's change and writes it before answering.
@@ -560,7 +555,7 @@ mod tests {
         // The newest creation is counted before it could end: the bound holds at each creation.
         assert_eq!(kept.len(), KEEP_ENDED + 1);
         assert!(rollouts.get(1).is_none() && rollouts.get(2).is_none());
-        assert!(kept.iter().all(|s| s.rollout.state == RolloutState::Cancelled));
+        assert!(kept.iter().all(|s| s.state == RolloutState::Cancelled));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 /// The columns a job is read from, named once for the query and the row mapping below.
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
-                           created_at, started_at, finished_at";
+                           created_at, started_at, finished_at, rollout_id";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -39,6 +39,7 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         window: row.get("window")?,
         chunks_total: row.get("chunks_total")?,
         bytes_sent: row.get("bytes_sent")?,
+        rollout_id: row.get("rollout_id")?,
         attempts: row.get("attempts")?,
         error: row.get("error")?,
         created_at: row.get("created_at")?,

@@ -12,12 +12,13 @@ use tokio::sync::mpsc;
 
 use super::app::{App, Overlay, Pane};
 use super::input::{Command, Outcome};
-use super::source::Source;
+use super::source::{RolloutVerb, Source};
 use super::terminal::TerminalGuard;
 use super::theme::Theme;
 use super::ui;
 use crate::engine::JobSpec;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
+use crate::rollout::{RolloutId, RolloutView};
 
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
@@ -35,19 +36,33 @@ pub struct ConsoleOptions {
     pub default_chunk: u32,
     pub log_path: Option<PathBuf>,
     pub limits: LoadLimits,
-    /// Jobs to create as soon as the console is up (the demo's rollout).
-    pub initial_jobs: Vec<JobSpec>,
+    /// Rollouts to create as soon as the console is up (the demo's), in this process only.
+    pub initial_rollouts: Vec<crate::rollout::RolloutPlan>,
     /// What happens to queued and running jobs on quit, for the quit dialog.
     pub on_quit: String,
 }
 
 /// Results of work the loop handed off.
 enum Done {
-    Preview { generation: u64, result: Result<Image, String> },
+    Preview {
+        generation: u64,
+        result: Result<Image, String>,
+    },
     Submitted(Result<usize, String>),
     Cancelled(Result<u32, String>),
     History(u32, Vec<crate::store::HistoryRecord>),
+    /// Something handed off failed; said in the footer.
+    Failed(String),
+    /// The rollouts listing, and the open rollout whole if one is open.
+    Rollouts {
+        list: Result<Vec<RolloutView>, String>,
+        detail: Option<Result<Box<RolloutView>, String>>,
+    },
+    RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
 }
+
+/// How often the rollouts are fetched (they live in the runtime, not in the event stream).
+const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 
 pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()> {
     let source = Arc::new(source);
@@ -79,14 +94,23 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
         app.connection = status.connection;
     }
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
-    if !options.initial_jobs.is_empty() {
-        spawn_submit(&source, options.initial_jobs, &done_tx);
+    if let Source::Local(handle) = &*source {
+        for plan in options.initial_rollouts {
+            let (handle, done) = (handle.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = handle.rollouts().create(plan).await {
+                    let _ = done.send(Done::Failed(format!("the demo's rollout did not start: {e}"))).await;
+                }
+            });
+        }
     }
     let mut terminal_events = TermEvents::new();
     let mut frames = tokio::time::interval(FRAME);
     frames.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_draw = Instant::now() - Duration::from_secs(10);
     let mut last_inventory = last_draw;
+    let mut last_rollouts = last_draw;
+    let mut rollouts_in_flight = false;
     let mut sigterm = terminate_signal();
 
     loop {
@@ -106,6 +130,9 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
             _ = sigterm.recv() => Outcome::Quit,
             done = done_rx.recv() => {
                 if let Some(done) = done {
+                    if matches!(done, Done::Rollouts { .. }) {
+                        rollouts_in_flight = false;
+                    }
                     finish(&mut app, &source, &done_tx, done);
                 }
                 Outcome::Redraw
@@ -116,6 +143,16 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
                 if matches!(app.overlay, Some(Overlay::Form(_))) && last_inventory.elapsed() >= Duration::from_secs(1) {
                     app.devices.inventory = source.inventory_ids();
                     last_inventory = Instant::now();
+                }
+                if !rollouts_in_flight && (app.rollouts.due || last_rollouts.elapsed() >= ROLLOUT_POLL) {
+                    rollouts_in_flight = true;
+                    app.rollouts.due = false;
+                    last_rollouts = Instant::now();
+                    let open = match app.overlay {
+                        Some(Overlay::RolloutDetail { id, .. }) => Some(id),
+                        _ => None,
+                    };
+                    spawn_rollouts(&source, open, &done_tx);
                 }
                 if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
                     app.now = SystemTime::now();
@@ -187,6 +224,15 @@ fn run_command(
         Command::Preview { generation, source: firmware } => {
             spawn_preview(source, limits.clone(), done, generation, firmware)
         }
+        // Fetched with the next listing, right away.
+        Command::LoadRollout(_) => app.rollouts.due = true,
+        Command::ControlRollout(id, verb) => {
+            let (source, done) = (source.clone(), done.clone());
+            tokio::spawn(async move {
+                let result = source.control_rollout(id, verb).await;
+                let _ = done.send(Done::RolloutControlled(id, verb, result)).await;
+            });
+        }
         Command::LoadHistory(id) => {
             let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
@@ -197,6 +243,18 @@ fn run_command(
             });
         }
     }
+}
+
+fn spawn_rollouts(source: &Arc<Source>, open: Option<RolloutId>, done: &mpsc::Sender<Done>) {
+    let (source, done) = (source.clone(), done.clone());
+    tokio::spawn(async move {
+        let list = source.rollouts().await;
+        let detail = match open {
+            Some(id) => Some(source.rollout(id).await.map(Box::new)),
+            None => None,
+        };
+        let _ = done.send(Done::Rollouts { list, detail }).await;
+    });
 }
 
 fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
@@ -261,7 +319,29 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
             app.load_timeline(id, entries);
         }
         Done::Cancelled(Ok(id)) => app.flash(format!("job {id} cancelled"), false),
-        Done::Cancelled(Err(error)) => app.flash(error, true),
+        Done::Cancelled(Err(error)) | Done::Failed(error) => app.flash(error, true),
+        Done::Rollouts { list, detail } => {
+            match list {
+                Ok(list) => {
+                    app.rollouts.list = list;
+                    app.rollouts.error = None;
+                }
+                Err(error) => app.rollouts.error = Some(error),
+            }
+            match detail {
+                Some(Ok(view)) => app.rollouts.detail = Some(*view),
+                Some(Err(error)) => app.rollouts.error = Some(error),
+                None => app.rollouts.detail = None,
+            }
+        }
+        Done::RolloutControlled(id, verb, Ok(())) => {
+            app.rollouts.due = true;
+            app.flash(format!("rollout {id} {}", verb.done()), false);
+        }
+        Done::RolloutControlled(_, _, Err(error)) => {
+            app.rollouts.due = true;
+            app.flash(error, true);
+        }
     }
 }
 

@@ -10,8 +10,10 @@ use super::app::{App, Confirm, Overlay, Pane};
 use super::form::{Form, FormOutcome};
 use super::keymap::Action;
 use super::layout::layout;
+use super::source::RolloutVerb;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::FirmwareSource;
+use crate::rollout::RolloutId;
 
 /// What the event loop should do after an input.
 #[derive(Debug)]
@@ -35,11 +37,14 @@ pub enum Command {
     },
     /// Fetch a job's stored timeline for its detail view.
     LoadHistory(JobId),
+    /// Fetch a rollout whole for its detail view.
+    LoadRollout(RolloutId),
+    ControlRollout(RolloutId, RolloutVerb),
 }
 
 impl App {
     fn areas(&self) -> super::layout::Areas {
-        layout(Rect::new(0, 0, self.size.0, self.size.1), self.focus)
+        layout(Rect::new(0, 0, self.size.0, self.size.1), self.focus, self.rollouts.list.len())
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Outcome {
@@ -76,9 +81,14 @@ impl App {
                 }
             }
             Action::NextPane | Action::PrevPane => {
-                let i = Pane::ALL.iter().position(|p| *p == self.focus).unwrap_or(0) as isize;
+                // The rollouts pane is passed over until there is a rollout to show.
+                let panes: Vec<Pane> = Pane::ALL
+                    .into_iter()
+                    .filter(|p| *p != Pane::Rollouts || !self.rollouts.list.is_empty())
+                    .collect();
+                let i = panes.iter().position(|p| *p == self.focus).unwrap_or(0) as isize;
                 let step = if action == Action::NextPane { 1 } else { -1 };
-                self.focus = Pane::ALL[(i + step).rem_euclid(Pane::ALL.len() as isize) as usize];
+                self.focus = panes[(i + step).rem_euclid(panes.len() as isize) as usize];
             }
             Action::Open => return self.open_detail(),
             Action::Back => {
@@ -131,6 +141,16 @@ impl App {
                 self.history_view = !self.history_view;
                 self.jobs_cursor = Default::default();
             }
+            Action::PauseRollout => return self.confirm_rollout(RolloutVerb::Pause),
+            Action::ResumeRollout => return self.confirm_rollout(RolloutVerb::Resume),
+            Action::CancelRollout => return self.confirm_rollout(RolloutVerb::Cancel),
+            Action::RolloutJobs => {
+                let Some(id) = self.selected_rollout().map(|r| r.id) else { return Outcome::Ignored };
+                self.filters[App::pane_index(Pane::Jobs)] = format!("rollout:{id}");
+                self.history_view = false;
+                self.jobs_cursor = Default::default();
+                self.focus = Pane::Jobs;
+            }
             Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::Quit => {
                 let active = self.jobs.active();
@@ -144,8 +164,34 @@ impl App {
         Outcome::Redraw
     }
 
+    /// Asks before pausing, resuming or cancelling the selected rollout; says at once when the
+    /// rollout is already past that.
+    fn confirm_rollout(&mut self, verb: RolloutVerb) -> Outcome {
+        let Some(rollout) = self.selected_rollout() else { return Outcome::Ignored };
+        let (id, state) = (rollout.id, rollout.state);
+        use crate::rollout::RolloutState as S;
+        let refusal = match (verb, state) {
+            (_, s) if s.is_final() => Some(format!("rollout {id} already ended as {}", s.as_str())),
+            (RolloutVerb::Pause, S::Paused) => Some(format!("rollout {id} is already paused")),
+            (RolloutVerb::Resume, S::Running) => Some(format!("rollout {id} is running; nothing to resume")),
+            _ => None,
+        };
+        match refusal {
+            Some(text) => self.flash(text, true),
+            None => self.overlay = Some(Overlay::Confirm(Confirm::Rollout(id, verb))),
+        }
+        Outcome::Redraw
+    }
+
     fn open_detail(&mut self) -> Outcome {
         match self.focus {
+            Pane::Rollouts => {
+                if let Some(id) = self.selected_rollout().map(|r| r.id) {
+                    self.rollouts.detail = None;
+                    self.overlay = Some(Overlay::RolloutDetail { id, scroll: 0 });
+                    return Outcome::Command(Command::LoadRollout(id));
+                }
+            }
             Pane::Jobs => {
                 if let Some(job) = self.selected_job() {
                     let id = job.id;
@@ -204,6 +250,10 @@ impl App {
                 let len = self.visible_devices().len();
                 self.devices_cursor.move_by(delta, len, rows);
             }
+            Pane::Rollouts => {
+                let len = self.visible_rollouts().len();
+                self.rollouts_cursor.move_by(delta, len, rows);
+            }
             Pane::Traffic => {
                 if self.traffic_view.follow {
                     if delta >= 0 {
@@ -237,6 +287,7 @@ impl App {
                 self.filter_input = None;
                 self.jobs_cursor = Default::default();
                 self.devices_cursor = Default::default();
+                self.rollouts_cursor = Default::default();
             }
             KeyCode::Esc => {
                 self.filters[App::pane_index(self.focus)].clear();
@@ -278,6 +329,7 @@ impl App {
             KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => match confirm {
                 Confirm::Cancel(id) => Outcome::Command(Command::Cancel(id)),
                 Confirm::Retry(id) => Outcome::Command(Command::Retry(id)),
+                Confirm::Rollout(id, verb) => Outcome::Command(Command::ControlRollout(id, verb)),
                 Confirm::Quit { .. } => Outcome::Quit,
             },
             KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc | KeyCode::Char('q') => Outcome::Redraw,
@@ -307,6 +359,7 @@ impl App {
             Overlay::Help { scroll: s } => Overlay::Help { scroll: scroll(s) },
             Overlay::JobDetail { job, scroll: s } => Overlay::JobDetail { job, scroll: scroll(s) },
             Overlay::TrafficDetail { seq, scroll: s } => Overlay::TrafficDetail { seq, scroll: scroll(s) },
+            Overlay::RolloutDetail { id, scroll: s } => Overlay::RolloutDetail { id, scroll: scroll(s) },
             other => other,
         });
         if step == 0 { Outcome::Ignored } else { Outcome::Redraw }
@@ -351,6 +404,13 @@ impl App {
                         let target = self.devices_cursor.offset + row;
                         if target < len {
                             self.devices_cursor.selected = target;
+                        }
+                    }
+                    Pane::Rollouts => {
+                        let len = self.visible_rollouts().len();
+                        let target = self.rollouts_cursor.offset + row;
+                        if target < len {
+                            self.rollouts_cursor.selected = target;
                         }
                     }
                     Pane::Traffic => {

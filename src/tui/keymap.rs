@@ -22,6 +22,10 @@ pub enum Action {
     Freeze,
     ToggleChunks,
     History,
+    PauseRollout,
+    ResumeRollout,
+    CancelRollout,
+    RolloutJobs,
     Help,
     Quit,
 }
@@ -31,6 +35,7 @@ pub enum Action {
 pub enum Scope {
     Global,
     Jobs,
+    Rollouts,
     Traffic,
 }
 
@@ -152,6 +157,34 @@ impl Default for Keymap {
                     "history",
                     "History: finished jobs only, newest first (again: all jobs)",
                 ),
+                b(
+                    vec![Key::ch('p')],
+                    PauseRollout,
+                    Scope::Rollouts,
+                    "pause",
+                    "Pause the selected rollout: no new jobs start (asks first)",
+                ),
+                b(
+                    vec![Key::ch('r')],
+                    ResumeRollout,
+                    Scope::Rollouts,
+                    "resume",
+                    "Resume it, or open its manual gate (asks first)",
+                ),
+                b(
+                    vec![Key::ch('c')],
+                    CancelRollout,
+                    Scope::Rollouts,
+                    "cancel",
+                    "Cancel it: its queued jobs are cancelled (asks first)",
+                ),
+                b(
+                    vec![Key::ch('f')],
+                    RolloutJobs,
+                    Scope::Rollouts,
+                    "its jobs",
+                    "Show only its jobs in the jobs pane (Esc there: all)",
+                ),
                 b(vec![Key::ch('?')], Help, g, "help", "Show or hide this help"),
                 b(
                     vec![Key::ch('q'), Key { code: K::Char('c'), ctrl: true }],
@@ -219,6 +252,11 @@ mod tests {
             (key(KeyCode::Char('?')), Scope::Jobs, Some(Action::Help)),
             (key(KeyCode::Char('q')), Scope::Jobs, Some(Action::Quit)),
             (KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), Scope::Traffic, Some(Action::Quit)),
+            (key(KeyCode::Char('p')), Scope::Rollouts, Some(Action::PauseRollout)),
+            (key(KeyCode::Char('r')), Scope::Rollouts, Some(Action::ResumeRollout)),
+            (key(KeyCode::Char('c')), Scope::Rollouts, Some(Action::CancelRollout)),
+            (key(KeyCode::Char('f')), Scope::Rollouts, Some(Action::RolloutJobs)),
+            (key(KeyCode::Char('p')), Scope::Jobs, None),
             (key(KeyCode::Char('z')), Scope::Jobs, None),
         ];
         for (event, scope, expected) in cases {

@@ -9,6 +9,7 @@ use super::app::Pane;
 pub struct Areas {
     pub status: Rect,
     pub jobs: Option<Rect>,
+    pub rollouts: Option<Rect>,
     pub traffic: Option<Rect>,
     pub devices: Option<Rect>,
     pub footer: Rect,
@@ -18,6 +19,7 @@ impl Areas {
     pub fn pane(&self, pane: Pane) -> Option<Rect> {
         match pane {
             Pane::Jobs => self.jobs,
+            Pane::Rollouts => self.rollouts,
             Pane::Traffic => self.traffic,
             Pane::Devices => self.devices,
         }
@@ -30,17 +32,26 @@ impl Areas {
     }
 }
 
-/// Wide terminals show all three panes; below 100 columns the devices pane takes the traffic
-/// pane's place while it has focus; on very short terminals only the focused pane is shown.
-pub fn layout(area: Rect, focus: Pane) -> Areas {
+/// Rollout rows the strip above the jobs shows before it scrolls.
+const ROLLOUT_ROWS: u16 = 5;
+/// Body height from which the rollouts strip sits above the jobs; below, it takes the jobs'
+/// place while it has focus.
+const ROLLOUT_STRIP_FROM: u16 = 30;
+
+/// Wide terminals show every pane; below 100 columns the devices pane takes the traffic pane's
+/// place while it has focus; on very short terminals only the focused pane is shown. Rollouts
+/// (`rollouts` of them) get a strip above the jobs when the terminal is tall, else the jobs'
+/// place while focused.
+pub fn layout(area: Rect, focus: Pane, rollouts: usize) -> Areas {
     let status_height = if area.height < 20 { 1 } else { 2 };
     let [status, body, footer] =
         Layout::vertical([Constraint::Length(status_height), Constraint::Min(1), Constraint::Length(1)])
             .areas(area);
     if body.height < 12 {
-        let mut areas = Areas { status, jobs: None, traffic: None, devices: None, footer };
+        let mut areas = Areas { status, jobs: None, rollouts: None, traffic: None, devices: None, footer };
         match focus {
             Pane::Jobs => areas.jobs = Some(body),
+            Pane::Rollouts => areas.rollouts = Some(body),
             Pane::Traffic => areas.traffic = Some(body),
             Pane::Devices => areas.devices = Some(body),
         }
@@ -48,16 +59,34 @@ pub fn layout(area: Rect, focus: Pane) -> Areas {
     }
     let [top, bottom] =
         Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
-    if area.width >= 100 {
+    let mut areas = split(area.width, status, top, bottom, focus, footer);
+    if rollouts > 0 || focus == Pane::Rollouts {
+        if body.height >= ROLLOUT_STRIP_FROM {
+            let rows = (rollouts as u16).clamp(1, ROLLOUT_ROWS);
+            let [strip, jobs] =
+                Layout::vertical([Constraint::Length(rows + 3), Constraint::Min(1)]).areas(top);
+            areas.rollouts = Some(strip);
+            areas.jobs = Some(jobs);
+        } else if focus == Pane::Rollouts {
+            areas.rollouts = areas.jobs.take();
+        }
+    }
+    areas
+}
+
+/// The jobs on top; traffic and devices below, side by side when wide enough.
+fn split(width: u16, status: Rect, top: Rect, bottom: Rect, focus: Pane, footer: Rect) -> Areas {
+    let rollouts = None;
+    if width >= 100 {
         let [traffic, devices] = Layout::default()
             .direction(Direction::Horizontal)
             .constraints([Constraint::Percentage(62), Constraint::Percentage(38)])
             .areas(bottom);
-        Areas { status, jobs: Some(top), traffic: Some(traffic), devices: Some(devices), footer }
+        Areas { status, jobs: Some(top), rollouts, traffic: Some(traffic), devices: Some(devices), footer }
     } else if focus == Pane::Devices {
-        Areas { status, jobs: Some(top), traffic: None, devices: Some(bottom), footer }
+        Areas { status, jobs: Some(top), rollouts, traffic: None, devices: Some(bottom), footer }
     } else {
-        Areas { status, jobs: Some(top), traffic: Some(bottom), devices: None, footer }
+        Areas { status, jobs: Some(top), rollouts, traffic: Some(bottom), devices: None, footer }
     }
 }
 
@@ -67,13 +96,30 @@ mod tests {
 
     #[test]
     fn wide_shows_everything_narrow_collapses() {
-        let wide = layout(Rect::new(0, 0, 160, 48), Pane::Jobs);
+        let wide = layout(Rect::new(0, 0, 160, 48), Pane::Jobs, 0);
         assert!(wide.jobs.is_some() && wide.traffic.is_some() && wide.devices.is_some());
-        let small = layout(Rect::new(0, 0, 80, 24), Pane::Jobs);
+        assert!(wide.rollouts.is_none(), "no rollouts: no strip");
+        let small = layout(Rect::new(0, 0, 80, 24), Pane::Jobs, 0);
         assert!(small.devices.is_none() && small.traffic.is_some());
-        let small_devices = layout(Rect::new(0, 0, 80, 24), Pane::Devices);
+        let small_devices = layout(Rect::new(0, 0, 80, 24), Pane::Devices, 0);
         assert!(small_devices.devices.is_some() && small_devices.traffic.is_none());
-        let tiny = layout(Rect::new(0, 0, 60, 12), Pane::Traffic);
+        let tiny = layout(Rect::new(0, 0, 60, 12), Pane::Traffic, 0);
         assert!(tiny.jobs.is_none() && tiny.traffic.is_some());
+    }
+
+    #[test]
+    fn rollouts_get_a_strip_when_tall_and_the_jobs_place_when_short() {
+        let tall = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 2);
+        let (strip, jobs) = (tall.rollouts.unwrap(), tall.jobs.unwrap());
+        assert_eq!(strip.height, 2 + 3, "two rows, a header and the border");
+        assert_eq!(strip.y + strip.height, jobs.y, "the strip sits right above the jobs");
+        let many = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 40);
+        assert_eq!(many.rollouts.unwrap().height, ROLLOUT_ROWS + 3, "the strip scrolls beyond that");
+        let short = layout(Rect::new(0, 0, 80, 24), Pane::Jobs, 2);
+        assert!(short.rollouts.is_none() && short.jobs.is_some());
+        let focused = layout(Rect::new(0, 0, 80, 24), Pane::Rollouts, 2);
+        assert!(focused.rollouts.is_some() && focused.jobs.is_none(), "it takes the jobs' place");
+        let empty = layout(Rect::new(0, 0, 200, 50), Pane::Rollouts, 0);
+        assert!(empty.rollouts.is_some(), "focused with none: shown, empty");
     }
 }

@@ -72,6 +72,7 @@ impl Fixture {
     fn job(&mut self, id: u32, device: &str, ms: u64) {
         let image = self.image.clone();
         let view = JobView {
+            rollout: None,
             id,
             device: DeviceId::parse(device).unwrap(),
             image,
@@ -432,7 +433,7 @@ fn navigation_keys_move_focus_and_selection() {
     f.key(KeyCode::PageUp);
     assert_eq!(f.app.selected_job().unwrap().id, 41);
     f.key(KeyCode::Tab);
-    assert_eq!(f.app.focus, Pane::Traffic);
+    assert_eq!(f.app.focus, Pane::Traffic, "no rollouts: Tab passes their pane over");
     f.key(KeyCode::Tab);
     assert_eq!(f.app.focus, Pane::Devices);
     f.key(KeyCode::BackTab);
@@ -618,4 +619,168 @@ fn a_device_paced_job_shows_confirmed_and_sent_apart_without_colour() {
     f.key(KeyCode::Enter);
     let detail = format!("{}", f.render(120, 30).backend());
     assert!(detail.contains("device-paced, window 8: 24 of 96 chunks confirmed"), "{detail}");
+}
+
+/// A rollout in `state` over `devices` devices in waves ending at `ends`, the first `outcomes`
+/// devices having those outcomes and the rest pending, as the source would list it.
+fn rollout_view(
+    id: u64,
+    name: &str,
+    state: crate::rollout::RolloutState,
+    ends: &[usize],
+    outcomes: &[crate::rollout::Outcome],
+    abort: Option<f64>,
+) -> crate::rollout::RolloutView {
+    use crate::rollout::{AbortRule, Gates, Rollout, RolloutPlan};
+    let devices = *ends.last().unwrap();
+    let plan = RolloutPlan {
+        name: name.into(),
+        image: crate::snapshot::ImageInfo::from(&Image::new("sensor-fw-2.1.0.bin", Bytes::from_static(b"x"))),
+        chunk_size: None,
+        max_rate: None,
+        chunk_interval_ms: None,
+        devices: (1..=devices).map(|n| DeviceId::parse(&format!("dev-{n:02}")).unwrap()).collect(),
+        wave_ends: ends.to_vec(),
+        max_per_minute: None,
+        max_concurrent: None,
+        success_threshold: 0.8,
+        abort: abort.map(|failure_share| AbortRule {
+            failure_share,
+            min_finished: 2,
+            count_rejected: true,
+            cancel_active: false,
+        }),
+        retries: 0,
+        retry_backoff_ms: 1000,
+        gates: Gates::Auto,
+        skip_up_to_date: false,
+    };
+    let t0 = T0.as_millis() as u64;
+    let mut rollout = Rollout::new(id, plan, t0);
+    rollout.state = state;
+    rollout.reason = Some(format!("{} for the test", state.as_str()));
+    for (slot, outcome) in rollout.slots.iter_mut().zip(outcomes) {
+        slot.outcome = *outcome;
+    }
+    rollout.wave = ends.iter().position(|end| *end > outcomes.len()).unwrap_or(ends.len() - 1);
+    crate::rollout::RolloutView::full(&rollout, t0 + 12_000)
+}
+
+/// Two rollouts: #2 aborted on its threshold, #1 running in its second of three waves. Jobs
+/// 41–43 belong to rollout 1.
+fn with_rollouts(f: &mut Fixture) {
+    use crate::rollout::{Outcome::*, RolloutState};
+    let running = rollout_view(
+        1,
+        "release 2.1.0, staged",
+        RolloutState::Running,
+        &[1, 6, 24],
+        &[Succeeded, Succeeded, Failed, Active, Active],
+        None,
+    );
+    let aborted = rollout_view(
+        2,
+        "beta 2.2.0 to lot 2024-07",
+        RolloutState::Aborted,
+        &[9],
+        &[Rejected, Failed, TimedOut, Cancelled, Cancelled, Cancelled, Cancelled, Cancelled, Cancelled],
+        Some(0.5),
+    );
+    f.app.rollouts.list = vec![aborted, running];
+    for id in 41..=43 {
+        f.update(id, |job| job.rollout_id = Some(1));
+    }
+}
+
+#[test]
+fn the_rollouts_strip_shows_waves_counts_thresholds_and_reasons_at_200_by_50() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    f.app.size = (200, 50);
+    let screen = f.render(200, 50);
+    let text = format!("{}", screen.backend());
+    // Waves as glyphs (ran, under way, waiting), then the wave under way.
+    assert!(text.contains("■ ▶ □ 2/3"), "{text}");
+    assert!(text.contains("2✓ 1✗ 0⊘ of 24"), "{text}");
+    assert!(text.contains("100% / abort ≥50%"), "the failure share against the abort threshold:\n{text}");
+    assert!(text.contains("aborted for the test"), "the reason:\n{text}");
+    // 3 finished in 12 s, 21 left: 84 s at that pace.
+    assert!(text.contains("1m24s"), "the ETA:\n{text}");
+    insta::assert_snapshot!(screen.backend());
+}
+
+#[test]
+fn at_80_by_24_the_rollouts_take_the_jobs_place_and_no_count_is_cut() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    f.app.size = (80, 24);
+    let text = format!("{}", f.render(80, 24).backend());
+    assert!(!text.contains("Rollouts"), "unfocused at 80×24 the strip is left out:\n{text}");
+    f.key(KeyCode::Tab);
+    assert_eq!(f.app.focus, Pane::Rollouts);
+    let screen = f.render(80, 24);
+    let text = format!("{}", screen.backend());
+    assert!(text.contains("0✓3✗6⊘/9") && text.contains("2✓1✗0⊘/24"), "{text}");
+    assert!(text.contains("100%/≥50%"), "{text}");
+    assert!(!text.contains("Jobs "), "the jobs pane gave its place:\n{text}");
+    insta::assert_snapshot!(screen.backend());
+}
+
+#[test]
+fn rollout_keys_ask_first_fit_the_state_and_filter_the_jobs() {
+    use super::source::RolloutVerb;
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    f.app.size = (200, 50);
+    f.key(KeyCode::Tab);
+    assert_eq!(f.app.selected_rollout().unwrap().id, 2, "newest first");
+    f.key(KeyCode::Char('c'));
+    assert!(f.app.flash.as_ref().unwrap().text.contains("rollout 2 already ended as aborted"));
+    assert!(f.app.overlay.is_none());
+    f.key(KeyCode::Char('j'));
+    f.key(KeyCode::Char('r'));
+    assert!(f.app.flash.as_ref().unwrap().text.contains("running; nothing to resume"));
+    f.key(KeyCode::Char('p'));
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Rollout(1, RolloutVerb::Pause)))));
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.contains("Pause rollout 1 \"release 2.1.0, staged\"?"), "{text}");
+    assert!(matches!(
+        f.key(KeyCode::Char('y')),
+        Outcome::Command(Command::ControlRollout(1, RolloutVerb::Pause))
+    ));
+    f.key(KeyCode::Char('c'));
+    assert!(matches!(f.key(KeyCode::Esc), Outcome::Redraw));
+    assert!(f.app.overlay.is_none(), "Esc declines");
+    // Enter opens the detail and asks for the whole rollout.
+    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadRollout(1))));
+    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, .. })));
+    f.key(KeyCode::Esc);
+    // f shows only its jobs; Esc in the jobs pane shows all again.
+    f.key(KeyCode::Char('f'));
+    assert_eq!(f.app.focus, Pane::Jobs);
+    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id).collect();
+    assert_eq!(ids, [41, 42, 43]);
+    f.key(KeyCode::Esc);
+    assert_eq!(f.app.visible_jobs().len(), 6);
+}
+
+#[test]
+fn a_rollouts_detail_lists_its_waves_devices_and_changes() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    let mut detail = f.app.rollouts.list[1].clone();
+    if let Some(devices) = detail.devices.as_mut() {
+        devices[2].detail = Some("writing to flash failed".into());
+        devices[2].job_id = Some(43);
+    }
+    f.app.rollouts.detail = Some(detail);
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0 });
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("a wave goes on at ≥80% succeeded"), "{text}");
+    assert!(text.contains("dev-03  failed"), "{text}");
+    assert!(text.contains("#43") && text.contains("writing to flash failed"), "{text}");
+    assert!(text.contains("dev-24  pending"), "{text}");
+    // Before the whole rollout arrives, the overlay says so rather than showing another's.
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 2, scroll: 0 });
+    assert!(format!("{}", f.render(120, 50).backend()).contains("loading…"));
 }

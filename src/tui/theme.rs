@@ -5,6 +5,7 @@
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::engine::JobState;
+use crate::rollout::{Outcome, RolloutState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Theme {
@@ -74,6 +75,26 @@ impl Theme {
             JobState::Cancelled => self.warn,
             JobState::Queued => self.muted,
             JobState::Requesting | JobState::Transferring | JobState::Finishing => self.active,
+        }
+    }
+
+    pub fn rollout_state(&self, state: RolloutState) -> Style {
+        match state {
+            RolloutState::Succeeded => self.ok,
+            RolloutState::Aborted => self.danger,
+            RolloutState::Completed | RolloutState::Cancelled | RolloutState::Paused => self.warn,
+            RolloutState::Running => self.active,
+            RolloutState::Scheduled => self.muted,
+        }
+    }
+
+    pub fn outcome(&self, outcome: Outcome) -> Style {
+        match outcome {
+            Outcome::Succeeded | Outcome::UpToDate => self.ok,
+            Outcome::Rejected | Outcome::Failed | Outcome::TimedOut => self.danger,
+            Outcome::Cancelled | Outcome::Retrying => self.warn,
+            Outcome::Active => self.active,
+            Outcome::Pending => self.muted,
         }
     }
 }

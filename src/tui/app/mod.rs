@@ -4,11 +4,13 @@
 
 mod devices;
 mod jobs;
+mod rollouts;
 mod throughput;
 mod traffic;
 
 pub use devices::{DeviceRow, Devices};
 pub use jobs::{JobRow, Jobs};
+pub use rollouts::Rollouts;
 pub use throughput::Throughput;
 pub use traffic::{ChunkRun, KEPT_PAYLOAD, TrafficLine, TrafficLog};
 
@@ -19,8 +21,10 @@ use tui_input::Input;
 
 use super::form::Form;
 use super::keymap::{Keymap, Scope};
+use super::source::RolloutVerb;
 use super::theme::Theme;
 use crate::engine::{Event, JobId};
+use crate::rollout::{RolloutId, RolloutView};
 use crate::runtime::{
     Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, TrafficDirection,
 };
@@ -28,16 +32,19 @@ use crate::runtime::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
     Jobs,
+    Rollouts,
     Traffic,
     Devices,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 3] = [Pane::Jobs, Pane::Traffic, Pane::Devices];
+    /// In Tab order.
+    pub const ALL: [Pane; 4] = [Pane::Jobs, Pane::Rollouts, Pane::Traffic, Pane::Devices];
 
     pub fn scope(self) -> Scope {
         match self {
             Pane::Jobs => Scope::Jobs,
+            Pane::Rollouts => Scope::Rollouts,
             Pane::Traffic => Scope::Traffic,
             Pane::Devices => Scope::Global,
         }
@@ -46,6 +53,7 @@ impl Pane {
     pub fn title(self) -> &'static str {
         match self {
             Pane::Jobs => "Jobs",
+            Pane::Rollouts => "Rollouts",
             Pane::Traffic => "Traffic",
             Pane::Devices => "Devices",
         }
@@ -58,6 +66,7 @@ pub enum Overlay {
     Help { scroll: u16 },
     JobDetail { job: JobId, scroll: u16 },
     TrafficDetail { seq: u64, scroll: u16 },
+    RolloutDetail { id: RolloutId, scroll: u16 },
     Form(Box<Form>),
     Confirm(Confirm),
 }
@@ -67,6 +76,7 @@ pub enum Overlay {
 pub enum Confirm {
     Cancel(JobId),
     Retry(JobId),
+    Rollout(RolloutId, RolloutVerb),
     Quit { active: usize },
 }
 
@@ -127,6 +137,7 @@ pub struct App {
     pub connection: ConnectionState,
     pub jobs: Jobs,
     pub devices: Devices,
+    pub rollouts: Rollouts,
     pub traffic: TrafficLog,
     pub throughput: Throughput,
     /// Events the console missed because it fell behind (the stream is bounded).
@@ -137,9 +148,10 @@ pub struct App {
     pub focus: Pane,
     pub jobs_cursor: Cursor,
     pub devices_cursor: Cursor,
+    pub rollouts_cursor: Cursor,
     pub traffic_view: TrafficView,
     pub overlay: Option<Overlay>,
-    pub filters: [String; 3],
+    pub filters: [String; 4],
     /// The filter being typed, for the focused pane.
     pub filter_input: Option<Input>,
     pub flash: Option<Flash>,
@@ -177,6 +189,7 @@ impl App {
             connection: ConnectionState::Connecting,
             jobs: Jobs::default(),
             devices: Devices::default(),
+            rollouts: Rollouts::default(),
             traffic: TrafficLog::new(traffic_lines),
             throughput: Throughput::default(),
             missed_events: 0,
@@ -185,6 +198,7 @@ impl App {
             focus: Pane::Jobs,
             jobs_cursor: Cursor::default(),
             devices_cursor: Cursor::default(),
+            rollouts_cursor: Cursor::default(),
             traffic_view: TrafficView { follow: true, selected: 0, top: 0 },
             overlay: None,
             filters: Default::default(),
@@ -207,6 +221,7 @@ impl App {
             Pane::Jobs => 0,
             Pane::Traffic => 1,
             Pane::Devices => 2,
+            Pane::Rollouts => 3,
         }
     }
 
@@ -289,6 +304,7 @@ impl App {
             }
             RuntimeEvent::Engine(event) => self.apply_engine(at, event),
             RuntimeEvent::Rollout(notice) => {
+                self.rollouts.due = true;
                 let alarm = matches!(
                     notice.to,
                     crate::rollout::RolloutState::Aborted | crate::rollout::RolloutState::Paused
@@ -349,33 +365,47 @@ impl App {
     }
 
     /// Jobs passing the jobs filter, oldest first; in the history view only finished jobs,
-    /// the most recently finished first.
+    /// the most recently finished first. `rollout:N` keeps rollout N's jobs; any other filter
+    /// matches a device or a state.
     pub fn visible_jobs(&self) -> Vec<&JobRow> {
         let filter = self.filter(Pane::Jobs).to_lowercase();
-        if self.history_view {
-            let mut rows: Vec<&JobRow> = self
-                .jobs
-                .rows
-                .values()
-                .filter(|r| r.state.is_final())
-                .filter(|r| {
-                    filter.is_empty()
-                        || r.device_id.as_str().to_lowercase().contains(&filter)
-                        || r.state.as_str().contains(&filter)
-                })
-                .collect();
-            rows.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.id.cmp(&a.id)));
-            return rows;
-        }
-        self.jobs
-            .rows
-            .values()
-            .filter(|r| {
+        let rollout: Option<RolloutId> =
+            filter.strip_prefix("rollout:").and_then(|id| id.trim().parse().ok());
+        let passes = |r: &&JobRow| match rollout {
+            Some(id) => r.rollout_id == Some(id),
+            None => {
                 filter.is_empty()
                     || r.device_id.as_str().to_lowercase().contains(&filter)
                     || r.state.as_str().contains(&filter)
+            }
+        };
+        if self.history_view {
+            let mut rows: Vec<&JobRow> =
+                self.jobs.rows.values().filter(|r| r.state.is_final()).filter(passes).collect();
+            rows.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.id.cmp(&a.id)));
+            return rows;
+        }
+        self.jobs.rows.values().filter(passes).collect()
+    }
+
+    /// Rollouts passing the rollouts filter (id, name or state), newest first.
+    pub fn visible_rollouts(&self) -> Vec<&RolloutView> {
+        let filter = self.filter(Pane::Rollouts).to_lowercase();
+        let id: Option<RolloutId> = filter.trim_start_matches('#').parse().ok();
+        self.rollouts
+            .list
+            .iter()
+            .filter(|r| {
+                filter.is_empty()
+                    || id == Some(r.id)
+                    || r.name.to_lowercase().contains(&filter)
+                    || r.state.as_str().contains(&filter)
             })
             .collect()
+    }
+
+    pub fn selected_rollout(&self) -> Option<&RolloutView> {
+        self.visible_rollouts().get(self.rollouts_cursor.selected).copied()
     }
 
     pub fn visible_devices(&self) -> Vec<&DeviceRow> {

@@ -13,9 +13,41 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{ChunkSize, FirmwareSource, Library, LoadLimits, resolve};
+use crate::rollout::{RolloutId, RolloutView};
 use crate::runtime::{EventStream, Handle, JobFollower};
 use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
+
+/// Rollouts the console lists (the newest).
+pub const ROLLOUTS_SHOWN: usize = 100;
+
+/// What the operator can do to a rollout from the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutVerb {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl RolloutVerb {
+    /// The API's word for it (`POST /rollouts/{id}/pause`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// Said once done: "rollout 3 paused".
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Cancel => "cancelled",
+        }
+    }
+}
 
 pub enum Source {
     Local(Handle),
@@ -100,6 +132,40 @@ impl Source {
                 self.submit(vec![spec]).await
             }
             Source::Remote(remote) => remote.retry(job).await,
+        }
+    }
+
+    /// The newest rollouts at a glance (no devices), newest first.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutView>, String> {
+        match self {
+            Source::Local(handle) => Ok(handle.rollouts().list(ROLLOUTS_SHOWN)),
+            Source::Remote(remote) => remote.rollouts(ROLLOUTS_SHOWN).await,
+        }
+    }
+
+    /// One rollout whole: every device's outcome and its history.
+    pub async fn rollout(&self, id: RolloutId) -> Result<RolloutView, String> {
+        match self {
+            Source::Local(handle) => {
+                handle.rollouts().view(id).ok_or_else(|| format!("there is no rollout {id}"))
+            }
+            Source::Remote(remote) => remote.rollout(id).await,
+        }
+    }
+
+    /// Pauses, resumes or cancels a rollout; the change is on disk when this answers.
+    pub async fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Result<(), String> {
+        match self {
+            Source::Local(handle) => {
+                let rollouts = handle.rollouts();
+                let result = match verb {
+                    RolloutVerb::Pause => rollouts.pause(id).await,
+                    RolloutVerb::Resume => rollouts.resume(id).await,
+                    RolloutVerb::Cancel => rollouts.cancel(id).await,
+                };
+                result.map(|_| ()).map_err(|e| format!("cannot {} rollout {id}: {e}", verb.as_str()))
+            }
+            Source::Remote(remote) => remote.control_rollout(id, verb).await,
         }
     }
 

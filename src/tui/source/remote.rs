@@ -12,11 +12,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::RolloutVerb;
 use super::sse::{Framer, Item, decode};
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::Library;
 use crate::mqtt::Secret;
+use crate::rollout::{RolloutId, RolloutView};
 use crate::runtime::{
     ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable, Received, RuntimeEvent,
 };
@@ -155,6 +157,29 @@ impl Remote {
         let request = self.client.post(format!("{}/jobs", self.base)).timeout(REQUEST_TIMEOUT).json(&body);
         let answered = answer(request.send().await, &format!("retrying job {}", job.id)).await?;
         Ok(answered["jobs"].as_array().map_or(0, Vec::len))
+    }
+
+    pub async fn rollouts(&self, limit: usize) -> Result<Vec<RolloutView>, String> {
+        let request = self.client.get(format!("{}/rollouts", self.base)).timeout(REQUEST_TIMEOUT);
+        let answered = answer(request.send().await, "listing the rollouts").await?;
+        let mut rollouts: Vec<RolloutView> = serde_json::from_value(answered["rollouts"].clone())
+            .map_err(|e| format!("listing the rollouts: the server's answer is not a rollout list ({e})"))?;
+        rollouts.truncate(limit);
+        Ok(rollouts)
+    }
+
+    pub async fn rollout(&self, id: RolloutId) -> Result<RolloutView, String> {
+        let request = self.client.get(format!("{}/rollouts/{id}", self.base)).timeout(REQUEST_TIMEOUT);
+        let answered = answer(request.send().await, &format!("reading rollout {id}")).await?;
+        serde_json::from_value(answered)
+            .map_err(|e| format!("reading rollout {id}: the server's answer is not a rollout ({e})"))
+    }
+
+    pub async fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Result<(), String> {
+        let url = format!("{}/rollouts/{id}/{}", self.base, verb.as_str());
+        let request = self.client.post(url).timeout(REQUEST_TIMEOUT);
+        let doing = format!("{} rollout {id}", verb.as_str());
+        answer(request.send().await, &doing).await.map(|_| ()).map_err(String::from)
     }
 
     pub async fn history(&self, id: JobId) -> Option<Vec<HistoryRecord>> {
@@ -329,7 +354,7 @@ async fn follow(response: reqwest::Response, table: &JobTable, feed: &mut Feed, 
                     if let Some(resent) = resent.as_mut() {
                         resent.insert(job.id);
                     }
-                    table.upsert([job]);
+                    table.upsert([*job]);
                 }
                 Ok(Some(Item::JobRemoved(id))) => table.remove(&[id]),
                 Ok(Some(Item::JobsReset)) => resent = Some(HashSet::new()),

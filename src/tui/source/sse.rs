@@ -63,7 +63,7 @@ impl Framer {
 /// One event of the server's stream, decoded.
 #[derive(Debug)]
 pub enum Item {
-    Job(JobSnapshot),
+    Job(Box<JobSnapshot>),
     JobRemoved(JobId),
     JobsReset,
     JobsSynced,
@@ -154,7 +154,7 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
         Ok(Some(Item::Event(Arc::new(Envelope::new(stamp.seq, time, event)))))
     };
     match name {
-        "job" => serde_json::from_str(data).map(|job| Some(Item::Job(job))).map_err(|_| json(name)),
+        "job" => serde_json::from_str(data).map(|job| Some(Item::Job(Box::new(job)))).map_err(|_| json(name)),
         "job_removed" => serde_json::from_str::<Removed>(data)
             .map(|r| Some(Item::JobRemoved(r.id)))
             .map_err(|_| json(name)),

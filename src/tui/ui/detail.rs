@@ -11,7 +11,7 @@ use crate::runtime::TrafficDirection;
 use crate::tui::app::App;
 use crate::tui::format;
 
-fn overlay_block<'a>(app: &App, title: String) -> Block<'a> {
+pub fn overlay_block<'a>(app: &App, title: String) -> Block<'a> {
     Block::new()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)

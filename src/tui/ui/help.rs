@@ -8,15 +8,19 @@ use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 use super::widgets::centered;
 use crate::tui::app::{App, Confirm};
 use crate::tui::keymap::Scope;
+use crate::tui::source::RolloutVerb;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
     let theme = &app.theme;
     let rect = centered(area, 78, area.height.saturating_sub(2).max(10));
     frame.render_widget(Clear, rect);
     let mut lines = Vec::new();
-    for (scope, title) in
-        [(Scope::Global, "Everywhere"), (Scope::Jobs, "Jobs pane"), (Scope::Traffic, "Traffic pane")]
-    {
+    for (scope, title) in [
+        (Scope::Global, "Everywhere"),
+        (Scope::Jobs, "Jobs pane"),
+        (Scope::Rollouts, "Rollouts pane (Tab reaches it once there is a rollout)"),
+        (Scope::Traffic, "Traffic pane"),
+    ] {
         lines.push(Line::from(Span::styled(title, theme.title)));
         for binding in app.keymap.bindings.iter().filter(|b| b.scope == scope) {
             lines.push(Line::from(vec![
@@ -66,6 +70,17 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
                 .unwrap_or_default();
             format!("Run job {id} again as a new job ({what})?")
         }
+        Confirm::Rollout(id, verb) => {
+            let name = app.rollouts.get(*id).map(|r| format!(" {:?}", r.name)).unwrap_or_default();
+            let effect = match verb {
+                RolloutVerb::Pause => "No new job starts; running ones finish.",
+                RolloutVerb::Resume => "Jobs start again under its rules.",
+                RolloutVerb::Cancel => {
+                    "Its queued jobs are cancelled and nothing more starts. This cannot be undone."
+                }
+            };
+            format!("{} rollout {id}{name}? {effect}", capitalised(verb.as_str()))
+        }
         Confirm::Quit { active } => {
             let jobs = if *active == 1 { "1 job is" } else { "jobs are" };
             let count = if *active == 1 { String::new() } else { format!("{active} ") };
@@ -90,4 +105,10 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
         ]),
     ];
     frame.render_widget(Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: true }).block(block), rect);
+}
+
+/// "pause" → "Pause".
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }

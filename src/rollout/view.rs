@@ -1,0 +1,211 @@
+//! A rollout as the outside sees it: the HTTP API answers it, `rocky rollout` prints it and the
+//! console draws it, so the three read one shape. A listing leaves out the devices and the
+//! history of changes, which grow with the fleet.
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{AbortRule, Gates};
+use super::state::{Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts};
+use crate::snapshot::ImageInfo;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutView {
+    pub id: RolloutId,
+    pub name: String,
+    pub state: RolloutState,
+    /// Why it is in its state (paused below a threshold, aborted by its rule, …).
+    pub reason: Option<String>,
+    /// The wave under way, from 1 (the last once every wave ran).
+    pub wave: usize,
+    pub waves: Vec<WaveView>,
+    pub image: ImageInfo,
+    pub device_count: usize,
+    pub settings: Settings,
+    /// Unix ms.
+    pub created_at: u64,
+    pub updated_at: u64,
+    /// A rough time left in ms while the rollout runs: its devices still to finish at the
+    /// pace of those finished so far (or its start cap, if that is slower).
+    pub eta_ms: Option<u64>,
+    /// Every device's outcome and latest job, in the rollout's order (not in listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<Slot>>,
+    /// Its changes of state, oldest first (not in listings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<RolloutChange>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaveView {
+    /// From 1.
+    pub wave: usize,
+    #[serde(flatten)]
+    pub counts: WaveCounts,
+}
+
+/// The rollout's rules, as created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub chunk_size: Option<u32>,
+    pub max_rate: Option<u64>,
+    pub max_per_minute: Option<u32>,
+    pub max_concurrent: Option<u32>,
+    pub success_threshold: f64,
+    pub abort: Option<AbortRule>,
+    pub retries: u32,
+    pub retry_backoff_s: u64,
+    pub gates: Gates,
+    pub skip_up_to_date: bool,
+}
+
+impl RolloutView {
+    /// A listing's view: counts per wave, no devices. `waves` are `rollout.wave_counts()`,
+    /// passed in because a listing holds only the rollout's head.
+    pub fn summary(rollout: &Rollout, waves: Vec<WaveCounts>, device_count: usize, now: u64) -> Self {
+        let plan = &rollout.plan;
+        let waves: Vec<WaveView> = waves
+            .into_iter()
+            .enumerate()
+            .map(|(index, counts)| WaveView { wave: index + 1, counts })
+            .collect();
+        let mut view = Self {
+            id: rollout.id,
+            name: plan.name.clone(),
+            state: rollout.state,
+            reason: rollout.reason.clone(),
+            wave: (rollout.wave + 1).min(plan.wave_count()),
+            waves,
+            image: plan.image.clone(),
+            device_count,
+            settings: Settings {
+                chunk_size: plan.chunk_size,
+                max_rate: plan.max_rate,
+                max_per_minute: plan.max_per_minute,
+                max_concurrent: plan.max_concurrent,
+                success_threshold: plan.success_threshold,
+                abort: plan.abort.clone(),
+                retries: plan.retries,
+                retry_backoff_s: plan.retry_backoff_ms / 1000,
+                gates: plan.gates,
+                skip_up_to_date: plan.skip_up_to_date,
+            },
+            created_at: rollout.created_at,
+            updated_at: rollout.updated_at,
+            eta_ms: None,
+            devices: None,
+            changes: None,
+        };
+        view.eta_ms = view.estimate(now);
+        view
+    }
+
+    /// The whole rollout: every device and the history of changes too.
+    pub fn full(rollout: &Rollout, now: u64) -> Self {
+        let mut view = Self::summary(rollout, rollout.wave_counts(), rollout.plan.devices.len(), now);
+        view.devices = Some(rollout.slots.clone());
+        view.changes = Some(rollout.changes.clone());
+        view
+    }
+
+    /// Every wave's counts added up.
+    pub fn totals(&self) -> WaveCounts {
+        self.waves.iter().fold(WaveCounts::default(), |mut sum, wave| {
+            let c = &wave.counts;
+            sum.devices += c.devices;
+            sum.pending += c.pending;
+            sum.active += c.active;
+            sum.succeeded += c.succeeded;
+            sum.failed += c.failed;
+            sum.cancelled += c.cancelled;
+            sum
+        })
+    }
+
+    /// Failed devices as a share of those finished (succeeded or failed), the figure the
+    /// abort rule compares; `None` before any finished.
+    pub fn failure_share(&self) -> Option<f64> {
+        let totals = self.totals();
+        let finished = totals.succeeded + totals.failed;
+        (finished > 0).then(|| totals.failed as f64 / finished as f64)
+    }
+
+    fn estimate(&self, now: u64) -> Option<u64> {
+        if self.state != RolloutState::Running {
+            return None;
+        }
+        let totals = self.totals();
+        let finished = totals.succeeded + totals.failed + totals.cancelled;
+        let left = totals.devices.saturating_sub(finished) as u64;
+        let elapsed = now.saturating_sub(self.created_at);
+        if finished == 0 || left == 0 || elapsed == 0 {
+            return None;
+        }
+        let by_pace = elapsed.saturating_mul(left) / finished as u64;
+        let by_cap = self
+            .settings
+            .max_per_minute
+            .map_or(0, |cap| (totals.pending as u64).saturating_mul(60_000) / u64::from(cap.max(1)));
+        Some(by_pace.max(by_cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::DeviceId;
+    use crate::rollout::{Outcome, RolloutPlan};
+
+    fn rollout(devices: usize) -> Rollout {
+        let plan = RolloutPlan {
+            name: "r".into(),
+            image: ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) },
+            chunk_size: None,
+            max_rate: None,
+            chunk_interval_ms: None,
+            devices: (0..devices).map(|n| DeviceId::parse(&format!("d{n}")).unwrap()).collect(),
+            wave_ends: vec![1, devices],
+            max_per_minute: Some(6),
+            max_concurrent: None,
+            success_threshold: 0.5,
+            abort: None,
+            retries: 0,
+            retry_backoff_ms: 1000,
+            gates: Gates::Auto,
+            skip_up_to_date: false,
+        };
+        Rollout::new(1, plan, 0)
+    }
+
+    #[test]
+    fn a_listing_leaves_out_devices_and_a_full_view_round_trips_through_json() {
+        let r = rollout(4);
+        let listed = RolloutView::summary(&r.head(), r.wave_counts(), 4, 0);
+        let json = serde_json::to_value(&listed).unwrap();
+        assert!(json.get("devices").is_none() && json.get("changes").is_none());
+        assert_eq!(json["waves"][1]["wave"], 2);
+        assert_eq!(json["waves"][1]["devices"], 3, "counts are flattened into the wave");
+        let full = RolloutView::full(&r, 0);
+        let back: RolloutView = serde_json::from_value(serde_json::to_value(&full).unwrap()).unwrap();
+        assert_eq!(back, full);
+        assert_eq!(back.devices.map(|d| d.len()), Some(4));
+    }
+
+    #[test]
+    fn the_failure_share_counts_finished_devices_and_the_eta_follows_the_pace_or_the_cap() {
+        let mut r = rollout(10);
+        r.state = RolloutState::Running;
+        assert_eq!(RolloutView::full(&r, 60_000).failure_share(), None);
+        assert_eq!(RolloutView::full(&r, 60_000).eta_ms, None, "nothing finished: no pace yet");
+        r.slots[0].outcome = Outcome::Succeeded;
+        r.slots[1].outcome = Outcome::Failed;
+        let view = RolloutView::full(&r, 60_000);
+        assert_eq!(view.failure_share(), Some(0.5));
+        // 2 finished in a minute, 8 left: 4 minutes at that pace; the cap (6 a minute, 8
+        // pending) would take 80 s, so the pace decides.
+        assert_eq!(view.eta_ms, Some(240_000));
+        r.plan.max_per_minute = Some(1);
+        assert_eq!(RolloutView::full(&r, 60_000).eta_ms, Some(480_000), "a slower cap decides");
+        r.state = RolloutState::Paused;
+        assert_eq!(RolloutView::full(&r, 60_000).eta_ms, None, "no ETA while paused");
+    }
+}

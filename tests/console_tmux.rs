@@ -344,10 +344,14 @@ fn api_states(runtime: &tokio::runtime::Runtime, base: &str) -> Vec<(String, Str
 }
 
 fn post_jobs(runtime: &tokio::runtime::Runtime, base: &str, body: &str) -> reqwest::StatusCode {
+    post(runtime, &format!("{base}/jobs"), body)
+}
+
+fn post(runtime: &tokio::runtime::Runtime, url: &str, body: &str) -> reqwest::StatusCode {
     runtime.block_on(async {
         let client = reqwest::Client::new();
         let request = client
-            .post(format!("{base}/jobs"))
+            .post(url)
             .header("content-type", "application/json")
             .body(body.to_owned());
         request.send().await.map(|r| r.status()).unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
@@ -439,6 +443,26 @@ fn two_consoles_attached_to_a_server_follow_it_act_on_it_and_survive_its_restart
         job_states(s).contains(&("dev-05".to_owned(), "cancelled".to_owned())).then_some(())
     });
 
+    // A rollout made over the API waits at its manual gate; the first console resumes it and
+    // both see it succeed.
+    let body = r#"{"name": "gated", "firmware": {"path": "live.bin"},
+                   "targets": {"devices": ["dev-01", "dev-02"]}, "gates": "manual"}"#;
+    assert_eq!(post(&runtime, &format!("{base}/rollouts"), body), reqwest::StatusCode::CREATED);
+    first.wait_for(Duration::from_secs(30), "the rollout at its gate", |s| {
+        s.lines().any(|l| l.contains("gated") && l.contains(" paused ")).then_some(())
+    });
+    first.keys(&["Tab", "r"]);
+    first.wait_for(Duration::from_secs(10), "the confirmation", |s| {
+        s.contains("Resume rollout 1 \"gated\"?").then_some(())
+    });
+    // Back to the jobs pane (S-Tab), whose thick border the job rows are read by.
+    first.keys(&["y", "BTab"]);
+    for tmux in [&first, &second] {
+        tmux.wait_for(Duration::from_secs(30), "the rollout to succeed", |s| {
+            s.lines().any(|l| l.contains("gated") && l.contains(" succeeded ")).then_some(())
+        });
+    }
+
     // The server dies: both consoles say so, then re-sync when it is back.
     server.kill9();
     for tmux in [&first, &second] {
@@ -456,7 +480,7 @@ fn two_consoles_attached_to_a_server_follow_it_act_on_it_and_survive_its_restart
     for tmux in [&first, &second] {
         // (The second console still filters on dev-05: the counts in the status line say it all.)
         tmux.wait_for(Duration::from_secs(30), "the console to re-sync with the restarted server", |s| {
-            (s.contains("● connected") && s.contains("4 succeeded · 1 cancelled")).then_some(())
+            (s.contains("● connected") && s.contains("6 succeeded · 1 cancelled")).then_some(())
         });
     }
     assert!(job_states(&first.screen()).contains(&("dev-04".to_owned(), "succeeded".to_owned())));

@@ -348,12 +348,19 @@ fn post_jobs(runtime: &tokio::runtime::Runtime, base: &str, body: &str) -> reqwe
 }
 
 fn post(runtime: &tokio::runtime::Runtime, url: &str, body: &str) -> reqwest::StatusCode {
+    send(runtime, reqwest::Method::POST, url, body)
+}
+
+fn send(
+    runtime: &tokio::runtime::Runtime,
+    method: reqwest::Method,
+    url: &str,
+    body: &str,
+) -> reqwest::StatusCode {
     runtime.block_on(async {
         let client = reqwest::Client::new();
-        let request = client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_owned());
+        let request =
+            client.request(method, url).header("content-type", "application/json").body(body.to_owned());
         request.send().await.map(|r| r.status()).unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
     })
 }
@@ -397,6 +404,15 @@ fn two_consoles_attached_to_a_server_follow_it_act_on_it_and_survive_its_restart
             s.contains("● connected").then_some(())
         });
     }
+
+    // A device registered on the server, never heard from, is in the devices pane with its
+    // labels (and so among the devices the form's `prefix*` matches).
+    let body = r#"{"labels": {"site": "attic", "model": "m9"}}"#;
+    let url = format!("{base}/devices/shelf-7");
+    assert_eq!(send(&runtime, reqwest::Method::PUT, &url, body), reqwest::StatusCode::CREATED);
+    first.wait_for(Duration::from_secs(30), "the registered device in the devices pane", |s| {
+        s.lines().any(|l| l.contains("shelf-7") && l.contains("model=m9 site=attic")).then_some(())
+    });
 
     // Jobs another client creates appear, and progress, in both consoles.
     let body = r#"{"device_ids": ["dev-01", "dev-02"], "firmware": {"path": "live.bin"}}"#;

@@ -63,6 +63,14 @@ impl JobState {
         }
     }
 
+    /// In words, as people read it: `timed out` (`as_str` is the API's `timed_out`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TimedOut => "timed out",
+            other => other.as_str(),
+        }
+    }
+
     /// The state named `text`; the error lists the names that exist.
     /// A state by its name; people may write `timed out` or `timed-out` as the console shows
     /// it, for `timed_out`.

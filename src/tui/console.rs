@@ -59,7 +59,11 @@ enum Done {
         detail: Option<Result<Box<RolloutView>, String>>,
     },
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
+    Inventory(Result<Vec<crate::inventory::Device>, String>),
 }
+
+/// How often the inventory is fetched for the devices pane and the form's `prefix*`.
+const INVENTORY_POLL: Duration = Duration::from_secs(2);
 
 /// How often the rollouts are fetched (they live in the runtime, not in the event stream).
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
@@ -111,6 +115,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
     let mut last_inventory = last_draw;
     let mut last_rollouts = last_draw;
     let mut rollouts_in_flight = false;
+    let mut inventory_in_flight = false;
     let mut sigterm = terminate_signal();
 
     loop {
@@ -130,8 +135,10 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
             _ = sigterm.recv() => Outcome::Quit,
             done = done_rx.recv() => {
                 if let Some(done) = done {
-                    if matches!(done, Done::Rollouts { .. }) {
-                        rollouts_in_flight = false;
+                    match done {
+                        Done::Rollouts { .. } => rollouts_in_flight = false,
+                        Done::Inventory(_) => inventory_in_flight = false,
+                        _ => {}
                     }
                     finish(&mut app, &source, &done_tx, done);
                 }
@@ -140,9 +147,13 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
             // Before the job and event streams, which are nearly always ready during a
             // transfer: a due frame is drawn whatever else is waiting.
             _ = frames.tick() => {
-                if matches!(app.overlay, Some(Overlay::Form(_))) && last_inventory.elapsed() >= Duration::from_secs(1) {
-                    app.devices.inventory = source.inventory_ids();
+                if !inventory_in_flight && last_inventory.elapsed() >= INVENTORY_POLL {
+                    inventory_in_flight = true;
                     last_inventory = Instant::now();
+                    let (source, done) = (source.clone(), done_tx.clone());
+                    tokio::spawn(async move {
+                        let _ = done.send(Done::Inventory(source.inventory().await)).await;
+                    });
                 }
                 if !rollouts_in_flight && (app.rollouts.due || last_rollouts.elapsed() >= ROLLOUT_POLL) {
                     rollouts_in_flight = true;
@@ -309,9 +320,11 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
                 .map(|r| {
                     let at = std::time::UNIX_EPOCH + Duration::from_millis(r.at);
                     let text = match (r.detail, r.attempt) {
-                        (Some(detail), Some(attempt)) => format!("{}: {detail} (attempt {attempt})", r.state),
-                        (Some(detail), None) => format!("{}: {detail}", r.state),
-                        (None, _) => r.state.to_string(),
+                        (Some(detail), Some(attempt)) => {
+                            format!("{}: {detail} (attempt {attempt})", r.state.label())
+                        }
+                        (Some(detail), None) => format!("{}: {detail}", r.state.label()),
+                        (None, _) => r.state.label().to_owned(),
                     };
                     (at, text)
                 })
@@ -338,6 +351,9 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
             app.rollouts.due = true;
             app.flash(format!("rollout {id} {}", verb.done()), false);
         }
+        // A failure shows in the rollouts' title (the same server is behind both).
+        Done::Inventory(Ok(devices)) => app.devices.merge_inventory(devices),
+        Done::Inventory(Err(_)) => {}
         Done::RolloutControlled(_, _, Err(error)) => {
             app.rollouts.due = true;
             app.flash(error, true);

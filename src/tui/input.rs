@@ -106,7 +106,9 @@ impl App {
                 Some(job) if !job.state.is_final() => {
                     self.overlay = Some(Overlay::Confirm(Confirm::Cancel(job.id)))
                 }
-                Some(job) => self.flash(format!("job {} already ended as {}", job.id, job.state), true),
+                Some(job) => {
+                    self.flash(format!("job {} already ended as {}", job.id, job.state.label()), true)
+                }
                 None => return Outcome::Ignored,
             },
             Action::Retry => match self.selected_job() {
@@ -114,7 +116,11 @@ impl App {
                     self.overlay = Some(Overlay::Confirm(Confirm::Retry(job.id)))
                 }
                 Some(job) => self.flash(
-                    format!("job {} is still {}; only a finished job can be retried", job.id, job.state),
+                    format!(
+                        "job {} is still {}; only a finished job can be retried",
+                        job.id,
+                        job.state.label()
+                    ),
                     true,
                 ),
                 None => return Outcome::Ignored,

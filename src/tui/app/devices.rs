@@ -1,9 +1,11 @@
-//! Every device the console has seen, from jobs and from traffic.
+//! Every device the console knows: the inventory's (registered or seen, with labels and the
+//! last image that succeeded) and those it saw in jobs and traffic.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::engine::{JobId, JobState};
+use crate::inventory::Device;
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRow {
@@ -16,22 +18,34 @@ pub struct DeviceRow {
     pub job: Option<(JobId, JobState)>,
     pub succeeded: u32,
     pub failed: u32,
+    /// Its labels as `key=value` pairs, from the inventory.
+    pub labels: String,
+    /// The last image that succeeded on it, from the inventory.
+    pub firmware: Option<String>,
 }
 
 #[derive(Debug, Default)]
 pub struct Devices {
     pub rows: BTreeMap<String, DeviceRow>,
-    /// The inventory's ids (registered devices, and those known from earlier jobs), refreshed
-    /// while the new-job form is open, so `prefix*` finds devices that never answered yet.
-    pub inventory: Vec<String>,
 }
 
 impl Devices {
     /// Every device id the form's `prefix*` may match, sorted, each once.
     pub fn known(&self) -> Vec<String> {
-        let mut known: std::collections::BTreeSet<String> = self.inventory.iter().cloned().collect();
-        known.extend(self.rows.keys().cloned());
-        known.into_iter().collect()
+        self.rows.keys().cloned().collect()
+    }
+
+    /// Takes in the inventory's devices: their labels, last image and last contact (the
+    /// later of the inventory's and what this console saw).
+    pub fn merge_inventory(&mut self, devices: Vec<Device>) {
+        for device in devices {
+            let row = self.entry(device.device_id.as_str());
+            let labels: Vec<String> = device.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            row.labels = labels.join(" ");
+            row.firmware = device.last_image.map(|image| image.name);
+            let seen = device.last_seen.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            row.last_seen = row.last_seen.max(seen);
+        }
     }
 
     pub fn entry(&mut self, id: &str) -> &mut DeviceRow {
@@ -53,5 +67,42 @@ impl Devices {
             JobState::Rejected | JobState::Failed | JobState::TimedOut => row.failed += 1,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::DeviceId;
+    use crate::snapshot::ImageInfo;
+
+    #[test]
+    fn the_inventory_adds_devices_never_heard_from_with_their_labels_and_last_image() {
+        let mut devices = Devices::default();
+        devices.job_changed("dev-01", 1, JobState::Succeeded, true);
+        let registered = Device {
+            device_id: DeviceId::parse("shelf-7").unwrap(),
+            labels: [("site".to_owned(), "attic".to_owned()), ("model".to_owned(), "m9".to_owned())]
+                .into_iter()
+                .collect(),
+            registered: true,
+            first_seen: None,
+            last_seen: None,
+            last_image: None,
+            last_job: None,
+        };
+        let mut seen = registered.clone();
+        seen.device_id = DeviceId::parse("dev-01").unwrap();
+        seen.last_image = Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32) });
+        seen.last_seen = Some(5_000);
+        devices.merge_inventory(vec![registered, seen]);
+        assert_eq!(devices.known(), ["dev-01", "shelf-7"], "prefix* finds the registered device");
+        let shelf = &devices.rows["shelf-7"];
+        assert_eq!(shelf.labels, "model=m9 site=attic");
+        assert_eq!(shelf.firmware, None);
+        let dev = &devices.rows["dev-01"];
+        assert_eq!(dev.firmware.as_deref(), Some("fw-2.bin"));
+        assert_eq!(dev.succeeded, 1, "what the console counted is kept");
+        assert_eq!(dev.last_seen, Some(UNIX_EPOCH + Duration::from_secs(5)));
     }
 }

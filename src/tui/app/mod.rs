@@ -333,8 +333,8 @@ impl App {
             }
             Event::StateChanged { job, to, detail, .. } => {
                 let text = match detail {
-                    Some(detail) => format!("{to}: {detail}"),
-                    None => to.to_string(),
+                    Some(detail) => format!("{}: {detail}", to.label()),
+                    None => to.label().to_owned(),
                 };
                 (*job, text)
             }
@@ -377,6 +377,7 @@ impl App {
                 filter.is_empty()
                     || r.device_id.as_str().to_lowercase().contains(&filter)
                     || r.state.as_str().contains(&filter)
+                    || r.state.label().contains(&filter)
             }
         };
         if self.history_view {
@@ -413,7 +414,12 @@ impl App {
         self.devices
             .rows
             .values()
-            .filter(|r| filter.is_empty() || r.id.to_lowercase().contains(&filter))
+            .filter(|r| {
+                filter.is_empty()
+                    || r.id.to_lowercase().contains(&filter)
+                    || r.labels.to_lowercase().contains(&filter)
+                    || r.firmware.as_deref().is_some_and(|f| f.to_lowercase().contains(&filter))
+            })
             .collect()
     }
 

@@ -13,10 +13,14 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{ChunkSize, FirmwareSource, Library, LoadLimits, resolve};
+use crate::inventory::Device;
 use crate::rollout::{RolloutId, RolloutView};
 use crate::runtime::{EventStream, Handle, JobFollower};
 use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
+
+/// Inventory devices the console lists (the first by id; the API pages at this many).
+pub const INVENTORY_SHOWN: usize = 10_000;
 
 /// Rollouts the console lists (the newest).
 pub const ROLLOUTS_SHOWN: usize = 100;
@@ -87,17 +91,15 @@ impl Source {
         }
     }
 
-    /// The ids of the devices in the inventory, for `prefix*` in the new-job form. An attached
-    /// console answers none yet (it matches the devices it saw answer).
-    pub fn inventory_ids(&self) -> Vec<String> {
+    /// The inventory's first [`INVENTORY_SHOWN`] devices by id (registered, or known from the
+    /// wire): the devices pane lists them and the new-job form's `prefix*` matches them.
+    pub async fn inventory(&self) -> Result<Vec<Device>, String> {
         match self {
-            Source::Local(handle) => handle
-                .inventory()
-                .ids(&crate::inventory::DeviceQuery::default())
-                .into_iter()
-                .map(|id| id.as_str().to_owned())
-                .collect(),
-            Source::Remote(_) => Vec::new(),
+            Source::Local(handle) => {
+                let query = crate::inventory::DeviceQuery { limit: INVENTORY_SHOWN, ..Default::default() };
+                Ok(handle.inventory().list(&query))
+            }
+            Source::Remote(remote) => remote.inventory(INVENTORY_SHOWN).await,
         }
     }
 

@@ -159,6 +159,14 @@ impl Remote {
         Ok(answered["jobs"].as_array().map_or(0, Vec::len))
     }
 
+    pub async fn inventory(&self, limit: usize) -> Result<Vec<crate::inventory::Device>, String> {
+        let url = format!("{}/devices?limit={limit}", self.base);
+        let request = self.client.get(url).timeout(REQUEST_TIMEOUT);
+        let answered = answer(request.send().await, "listing the devices").await?;
+        serde_json::from_value(answered["devices"].clone())
+            .map_err(|e| format!("listing the devices: the server's answer is not a device list ({e})"))
+    }
+
     pub async fn rollouts(&self, limit: usize) -> Result<Vec<RolloutView>, String> {
         let request = self.client.get(format!("{}/rollouts", self.base)).timeout(REQUEST_TIMEOUT);
         let answered = answer(request.send().await, "listing the rollouts").await?;

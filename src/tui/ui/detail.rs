@@ -41,7 +41,7 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
         field(app, "device", job.device_id.to_string()),
         Line::from(vec![
             Span::styled(format!("{:>12}  ", "state"), theme.muted),
-            Span::styled(job.state.as_str().to_owned(), theme.state(job.state)),
+            Span::styled(job.state.label().to_owned(), theme.state(job.state)),
         ]),
         field(
             app,

@@ -81,7 +81,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
 fn row<'a>(app: &App, job: &JobRow, wide: bool, bar_width: usize) -> Row<'a> {
     let theme = &app.theme;
-    let state = Cell::from(Span::styled(job.state.as_str().replace('_', " "), theme.state(job.state)));
+    let state = Cell::from(Span::styled(job.state.label(), theme.state(job.state)));
     let progress = match job.chunks_confirmed {
         // Device-paced: confirmed solid, sent-but-unconfirmed lighter, and the count the device
         // confirmed (✓) before what was sent.

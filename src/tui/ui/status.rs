@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         if i > 0 {
             first.push(Span::styled(" · ", theme.muted));
         }
-        first.push(Span::styled(format!("{n} {}", state.as_str().replace('_', " ")), theme.state(*state)));
+        first.push(Span::styled(format!("{n} {}", state.label()), theme.state(*state)));
     }
     let rate = app.throughput.rate(app.now);
     let drops = app.traffic.dropped + app.missed_events;

@@ -360,3 +360,105 @@ async fn a_rollout_cancel_survives_a_sigkill_right_after_its_answer() {
     api.healthy().await;
     assert_eq!(api.get(&format!("/rollouts/{id}")).await["state"], "cancelled");
 }
+
+/// `(created_at, finished_at)` of each of a rollout's jobs, by device, in creation order.
+async fn rollout_jobs(api: &Api, rollout: u64) -> BTreeMap<String, Vec<(u64, u64)>> {
+    let body = api.get(&format!("/jobs?rollout={rollout}&limit=10000")).await;
+    let mut jobs: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for job in body["jobs"].as_array().unwrap() {
+        assert_eq!(job["rollout_id"], rollout, "the filter keeps this rollout's jobs only");
+        let device = job["device_id"].as_str().unwrap().to_owned();
+        let times = (job["created_at"].as_u64().unwrap(), job["finished_at"].as_u64().unwrap_or(u64::MAX));
+        jobs.entry(device).or_default().push(times);
+    }
+    jobs
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_device_rollout_keeps_its_start_cap_and_wave_order_pauses_and_retries() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    // Device 150 fails verification every time: tried once more, then counted failed.
+    let mut fleet_config = FleetConfig::new(broker.url(), 200);
+    fleet_config.plan = BehaviorPlan::default().with(Behavior::Fail, Selection::List(vec!["150".into()]));
+    let fleet = Fleet::start(&fleet_config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(60)).await);
+    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw-3.bin", api.base)).body(test_image(4096, 9).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+
+    // 3000 starts a minute: one every 20 ms. A canary, then 10%, then the rest.
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "fleet", "firmware": {"path": "fw-3.bin"}, "targets": {"devices": ids},
+                   "waves": [1, "10%", "100%"], "max_per_minute": 3000, "success_threshold": 0.9,
+                   "retries": 1, "retry_backoff_s": 1, "chunk_size": 1024}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+
+    // Paused once wave 3 is under way: nothing starts until it is resumed.
+    wait_for(Duration::from_secs(60), "wave 3 to start", || async {
+        let rollout = api.get(&format!("/rollouts/{id}")).await;
+        (rollout["waves"][2]["active"].as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    let (status, paused) = api.post(&format!("/rollouts/{id}/pause"), json!({})).await;
+    assert_eq!((status, paused["state"].as_str()), (StatusCode::OK, Some("paused")));
+    let paused_at = unix_ms();
+    // The jobs already started finish; then the pause has lasted a while with none started.
+    wait_for(Duration::from_secs(30), "the started jobs to finish", || async {
+        let rollout = api.get(&format!("/rollouts/{id}")).await;
+        let active: u64 =
+            rollout["waves"].as_array().unwrap().iter().map(|w| w["active"].as_u64().unwrap()).sum();
+        (active == 0).then_some(())
+    })
+    .await;
+    let resumed_at = unix_ms();
+    let (status, _) = api.post(&format!("/rollouts/{id}/resume"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let ended = api.rollout_in(id, "completed", Duration::from_secs(120)).await;
+    assert_eq!(ended["reason"], "1 of 200 devices did not update");
+    let jobs = rollout_jobs(&api, id).await;
+
+    // One job per device, two for the failing one (its retry), none created twice.
+    assert_eq!(jobs.len(), 200);
+    let failing = &ids[149];
+    for (device, its) in &jobs {
+        assert_eq!(its.len(), if device == failing { 2 } else { 1 }, "{device}");
+    }
+    // The retry waited its backoff after the first try ended.
+    let tries = &jobs[failing];
+    assert!(tries[1].0 >= tries[0].1 + 1000 - 5, "retried {} ms after the failure", tries[1].0 - tries[0].1);
+
+    // The start cap: any 50 consecutive starts span at least 49 × 20 ms (less a little jitter
+    // between deciding a start and recording the job).
+    let mut starts: Vec<u64> = jobs.values().flatten().map(|(created, _)| *created).collect();
+    starts.sort_unstable();
+    for window in starts.windows(50) {
+        assert!(window[49] - window[0] >= 49 * 20 - 60, "50 starts within {} ms", window[49] - window[0]);
+    }
+    // Nothing started while paused (a start already decided at the pause may land just after it).
+    let during: Vec<&u64> = starts.iter().filter(|t| **t > paused_at + 200 && **t < resumed_at).collect();
+    assert!(during.is_empty(), "{} jobs started while paused", during.len());
+
+    // Waves in order: the canary ended before wave 2 started, wave 2 before wave 3.
+    let first =
+        |range: std::ops::Range<usize>| ids[range].iter().map(|d| jobs[d][0]).collect::<Vec<(u64, u64)>>();
+    let (canary, wave2, wave3) = (first(0..1), first(1..20), first(20..200));
+    assert!(canary[0].1 <= wave2.iter().map(|j| j.0).min().unwrap(), "the canary finished first");
+    let wave2_end = wave2.iter().map(|j| j.1).max().unwrap();
+    assert!(wave2_end <= wave3.iter().map(|j| j.0).min().unwrap(), "wave 2 finished before wave 3");
+    fleet.stop().await;
+}

@@ -158,6 +158,8 @@ pub struct ListQuery {
     after: Option<JobId>,
     /// Only jobs created at or after this time (milliseconds since the Unix epoch).
     since: Option<u64>,
+    /// Only the jobs this rollout created.
+    rollout: Option<u64>,
 }
 
 pub const DEFAULT_PAGE: usize = 1000;
@@ -179,6 +181,7 @@ pub async fn list(
             .transpose()?,
         after: query.after,
         since: query.since,
+        rollout: query.rollout,
         limit: None,
     };
     let limit = match query.limit {

@@ -33,6 +33,8 @@ pub struct JobFilter {
     pub after: Option<JobId>,
     /// Only jobs created at or after this time (Unix ms).
     pub since: Option<u64>,
+    /// Only the jobs this rollout created.
+    pub rollout: Option<u64>,
     /// At most this many jobs.
     pub limit: Option<usize>,
 }
@@ -43,6 +45,7 @@ impl JobFilter {
             && self.device.as_ref().is_none_or(|d| d == &job.device_id)
             && self.after.is_none_or(|after| job.id > after)
             && self.since.is_none_or(|since| job.created_at >= since)
+            && self.rollout.is_none_or(|rollout| job.rollout_id == Some(rollout))
     }
 }
 

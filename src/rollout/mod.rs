@@ -3,6 +3,7 @@
 //! for come back as calls), driven by the runtime's rollout task and persisted whole.
 
 mod plan;
+mod request;
 mod state;
 mod view;
 
@@ -10,6 +11,7 @@ mod view;
 mod tests;
 
 pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, wave_ends};
+pub use request::{MAX_NAME, MAX_TARGETS, RolloutRequest, Targets};
 pub use state::{
     Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts,
 };

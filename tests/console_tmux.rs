@@ -221,6 +221,53 @@ fn a_job_typed_into_the_form_succeeds() {
 }
 
 #[test]
+fn a_rollout_typed_into_the_form_runs_in_its_waves() {
+    let data = tempfile::tempdir().unwrap();
+    let firmware = data.path().join("wave-fw.bin");
+    std::fs::write(&firmware, vec![0x3cu8; 40_000]).unwrap();
+    // Six well-behaved devices; the demo labels every other one site=lab (dev-01, -03, -05).
+    let Some(tmux) = Tmux::start("rollout-form", &demo_command(data.path(), "--no-rollout --devices 6"))
+    else {
+        return;
+    };
+    tmux.wait_for(Duration::from_secs(30), "the console", |s| s.contains("no jobs yet").then_some(()));
+    tmux.keys(&["n"]);
+    tmux.wait_for(Duration::from_secs(10), "the form", |s| s.contains("New update job").then_some(()));
+    tmux.type_text("site=lab");
+    tmux.wait_for(Duration::from_secs(10), "the labelled devices counted", |s| {
+        (s.contains("New rollout") && s.contains("→ 3 devices")).then_some(())
+    });
+    tmux.keys(&["Down"]);
+    tmux.type_text(&firmware.display().to_string());
+    tmux.wait_for(Duration::from_secs(10), "the image preview", |s| {
+        s.contains("wave-fw.bin · 39.1 KiB").then_some(())
+    });
+    tmux.keys(&["Down", "Down", "Down"]);
+    tmux.type_text("1, 100%");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(Duration::from_secs(10), "the rollout shown whole", |s| {
+        (s.contains("3 devices in waves 1 → 3") && s.contains("Enter again to start this rollout"))
+            .then_some(())
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(Duration::from_secs(60), "the rollout to succeed", |s| {
+        s.lines().any(|l| l.contains("wave-fw.bin to site=lab") && l.contains(" succeeded ")).then_some(())
+    });
+    // The rollouts pane has focus now; back to the jobs (S-Tab), whose rows are read by their
+    // thick border: the labelled devices' jobs, and no other.
+    tmux.keys(&["BTab"]);
+    let states = tmux.wait_for(Duration::from_secs(10), "the jobs pane", |s| {
+        let states = job_states(s);
+        (!states.is_empty()).then_some(states)
+    });
+    let expected: Vec<(String, String)> =
+        ["dev-01", "dev-03", "dev-05"].iter().map(|d| (d.to_string(), "succeeded".to_owned())).collect();
+    assert_eq!(states, expected);
+    tmux.keys(&["q"]);
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
+}
+
+#[test]
 fn sigterm_quits_and_restores_the_terminal() {
     let data = tempfile::tempdir().unwrap();
     let Some(tmux) = Tmux::start("sigterm", &demo_command(data.path(), "--no-rollout --devices 2")) else {

@@ -90,6 +90,11 @@ pub fn parse_pair(text: &str) -> Result<(String, String), LabelError> {
 }
 
 /// Whether `labels` has every pair of `selector`.
+/// `model=esp32-c3 site=lab`: labels as the console and the CLI show them, in key order.
+pub fn render(labels: &Labels) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+}
+
 pub fn matches(labels: &Labels, selector: &Labels) -> bool {
     selector.iter().all(|(key, value)| labels.get(key) == Some(value))
 }

@@ -11,6 +11,7 @@ use ratatui::crossterm::event::{Event as TermEvent, EventStream as TermEvents};
 use tokio::sync::mpsc;
 
 use super::app::{App, Overlay, Pane};
+use super::form::FormOutcome;
 use super::input::{Command, Outcome};
 use super::source::{RolloutVerb, Source};
 use super::terminal::TerminalGuard;
@@ -18,7 +19,7 @@ use super::theme::Theme;
 use super::ui;
 use crate::engine::JobSpec;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
-use crate::rollout::{RolloutId, RolloutView};
+use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
@@ -60,6 +61,7 @@ enum Done {
     },
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
     Inventory(Result<Vec<crate::inventory::Device>, String>),
+    RolloutCreated(Result<RolloutId, String>),
 }
 
 /// How often the inventory is fetched for the devices pane and the form's `prefix*`.
@@ -217,6 +219,7 @@ fn run_command(
 ) {
     match command {
         Command::Submit(specs) => spawn_submit(source, specs, done),
+        Command::CreateRollout(rollout) => spawn_rollout(source, *rollout, done),
         Command::Retry(id) => {
             let Some(row) = app.jobs.rows.get(&id) else { return };
             let (job, source, done, limits) = (row.job.clone(), source.clone(), done.clone(), limits.clone());
@@ -268,6 +271,14 @@ fn spawn_rollouts(source: &Arc<Source>, open: Option<RolloutId>, done: &mpsc::Se
     });
 }
 
+fn spawn_rollout(source: &Arc<Source>, (request, image): (RolloutRequest, Image), done: &mpsc::Sender<Done>) {
+    let (source, done) = (source.clone(), done.clone());
+    tokio::spawn(async move {
+        let result = source.create_rollout(request, image).await;
+        let _ = done.send(Done::RolloutCreated(result)).await;
+    });
+}
+
 fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
     let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
@@ -296,10 +307,12 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
     match done {
         Done::Preview { generation, result } => {
             let known = app.devices.known();
-            if let Some(Overlay::Form(form)) = app.overlay.as_mut()
-                && let Some(specs) = form.set_preview(generation, result, &known)
-            {
-                spawn_submit(source, specs, done_tx);
+            if let Some(Overlay::Form(form)) = app.overlay.as_mut() {
+                match form.set_preview(generation, result, &known) {
+                    FormOutcome::Submit(specs) => spawn_submit(source, specs, done_tx),
+                    FormOutcome::Rollout(rollout) => spawn_rollout(source, *rollout, done_tx),
+                    _ => {}
+                }
             }
         }
         Done::Submitted(Ok(n)) => {
@@ -310,7 +323,16 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
             app.jobs_cursor.selected = usize::MAX / 2; // clamped to the newest job when drawn
             app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
         }
-        Done::Submitted(Err(error)) => match app.overlay.as_mut() {
+        Done::RolloutCreated(Ok(id)) => {
+            if matches!(app.overlay, Some(Overlay::Form(_))) {
+                app.overlay = None;
+            }
+            app.rollouts.due = true;
+            app.focus = Pane::Rollouts;
+            app.rollouts_cursor = Default::default();
+            app.flash(format!("rollout {id} started"), false);
+        }
+        Done::RolloutCreated(Err(error)) | Done::Submitted(Err(error)) => match app.overlay.as_mut() {
             Some(Overlay::Form(form)) => form.submit_failed(error),
             _ => app.flash(error, true),
         },

@@ -1,5 +1,7 @@
-//! The new-job form: devices, firmware and chunk size, validated as the operator types, with the
-//! image's size and SHA-256 shown before anything is submitted.
+//! The new-job form: devices, firmware, chunk size and rate, validated as the operator types,
+//! with the image's size and SHA-256 shown before anything is submitted. Filling in any rollout
+//! field (waves, a start cap, thresholds) or naming devices by label makes it start a rollout
+//! instead, shown whole before a second Enter starts it.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +9,11 @@ use ratatui::crossterm::event::{Event as TermEvent, KeyCode, KeyEvent};
 use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
 
+use super::rollout_fields::{self as fields, Known, Picked};
 use crate::engine::JobSpec;
 use crate::firmware::{ChunkSize, FirmwareSource, Image};
 use crate::protocol::DeviceId;
+use crate::rollout::RolloutRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -17,10 +21,29 @@ pub enum Field {
     Firmware,
     ChunkSize,
     MaxRate,
+    Waves,
+    PerMinute,
+    Success,
+    Abort,
 }
 
+/// How many fields the form has.
+const FIELDS: usize = 8;
+
 impl Field {
-    pub const ALL: [Field; 4] = [Field::Devices, Field::Firmware, Field::ChunkSize, Field::MaxRate];
+    pub const ALL: [Field; FIELDS] = [
+        Field::Devices,
+        Field::Firmware,
+        Field::ChunkSize,
+        Field::MaxRate,
+        Field::Waves,
+        Field::PerMinute,
+        Field::Success,
+        Field::Abort,
+    ];
+
+    /// The fields that make a rollout.
+    pub const ROLLOUT: [Field; 4] = [Field::Waves, Field::PerMinute, Field::Success, Field::Abort];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -28,16 +51,15 @@ impl Field {
             Field::Firmware => "Firmware",
             Field::ChunkSize => "Chunk size",
             Field::MaxRate => "Max rate",
+            Field::Waves => "Waves",
+            Field::PerMinute => "Starts/min",
+            Field::Success => "Success ≥",
+            Field::Abort => "Abort at",
         }
     }
 
     fn index(self) -> usize {
-        match self {
-            Field::Devices => 0,
-            Field::Firmware => 1,
-            Field::ChunkSize => 2,
-            Field::MaxRate => 3,
-        }
+        Field::ALL.iter().position(|f| *f == self).unwrap_or(0)
     }
 }
 
@@ -54,9 +76,9 @@ pub enum Preview {
 #[derive(Debug)]
 pub struct Form {
     pub field: Field,
-    pub inputs: [Input; 4],
+    pub inputs: [Input; FIELDS],
     pub default_chunk: u32,
-    pub errors: [Option<String>; 4],
+    pub errors: [Option<String>; FIELDS],
     pub preview: Preview,
     /// Bumped whenever the firmware text changes, so a late preview for old text is dropped.
     pub generation: u64,
@@ -64,6 +86,8 @@ pub struct Form {
     submit_when_ready: bool,
     pub submitting: bool,
     pub message: Option<String>,
+    /// A rollout was shown whole after an Enter: the next Enter starts it (any edit disarms).
+    pub armed: bool,
 }
 
 /// What the form wants done after a key.
@@ -71,8 +95,13 @@ pub struct Form {
 pub enum FormOutcome {
     Nothing,
     Close,
-    Preview { generation: u64, source: FirmwareSource },
+    Preview {
+        generation: u64,
+        source: FirmwareSource,
+    },
     Submit(Vec<JobSpec>),
+    /// Start this rollout of this image.
+    Rollout(Box<(RolloutRequest, Image)>),
 }
 
 impl Form {
@@ -87,6 +116,7 @@ impl Form {
             submit_when_ready: false,
             submitting: false,
             message: None,
+            armed: false,
         }
     }
 
@@ -98,7 +128,7 @@ impl Form {
         self.errors[field.index()].as_deref()
     }
 
-    pub fn handle_key(&mut self, key: KeyEvent, known_devices: &[String]) -> FormOutcome {
+    pub fn handle_key(&mut self, key: KeyEvent, known_devices: &Known<'_>) -> FormOutcome {
         match key.code {
             KeyCode::Esc => return FormOutcome::Close,
             KeyCode::Enter => return self.submit(known_devices),
@@ -121,10 +151,19 @@ impl Form {
         }
         self.errors[index] = None;
         self.message = None;
+        self.armed = false;
         match self.field {
             Field::Firmware => self.firmware_changed(false),
             Field::Devices => {
-                self.errors[index] = self.devices(known_devices).err();
+                self.errors[index] = if self.is_rollout() {
+                    self.targets(known_devices).err()
+                } else {
+                    self.devices(known_devices).err()
+                };
+                FormOutcome::Nothing
+            }
+            Field::Waves | Field::PerMinute | Field::Success | Field::Abort => {
+                self.errors[index] = self.rollout_field_error(self.field, known_devices);
                 FormOutcome::Nothing
             }
             Field::ChunkSize => {
@@ -169,15 +208,15 @@ impl Form {
         }
     }
 
-    /// The loader's answer. Returns the jobs to submit if Enter was pressed while it loaded.
+    /// The loader's answer. Returns what to submit if Enter was pressed while it loaded.
     pub fn set_preview(
         &mut self,
         generation: u64,
         result: Result<Image, String>,
-        known: &[String],
-    ) -> Option<Vec<JobSpec>> {
+        known: &Known<'_>,
+    ) -> FormOutcome {
         if generation != self.generation {
-            return None; // for text that has changed since
+            return FormOutcome::Nothing; // for text that has changed since
         }
         self.preview = match result {
             Ok(image) => Preview::Ready(image),
@@ -186,12 +225,13 @@ impl Form {
                 Preview::Failed(e)
             }
         };
-        if std::mem::take(&mut self.submit_when_ready)
-            && let FormOutcome::Submit(specs) = self.submit(known)
-        {
-            return Some(specs);
+        if std::mem::take(&mut self.submit_when_ready) {
+            return match self.submit(known) {
+                outcome @ (FormOutcome::Submit(_) | FormOutcome::Rollout(_)) => outcome,
+                _ => FormOutcome::Nothing,
+            };
         }
-        None
+        FormOutcome::Nothing
     }
 
     fn source(&self) -> Option<FirmwareSource> {
@@ -206,12 +246,13 @@ impl Form {
     }
 
     /// The devices named: a comma list where `prefix*` stands for every known device it matches.
-    pub fn devices(&self, known: &[String]) -> Result<Vec<DeviceId>, String> {
+    pub fn devices(&self, known: &Known<'_>) -> Result<Vec<DeviceId>, String> {
         let mut out: Vec<DeviceId> = Vec::new();
         let text = self.input(Field::Devices).value();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if let Some(prefix) = item.strip_suffix('*') {
-                let matched: Vec<&String> = known.iter().filter(|d| d.starts_with(prefix)).collect();
+                let matched: Vec<&str> =
+                    known.iter().map(|(id, _)| *id).filter(|d| d.starts_with(prefix)).collect();
                 if matched.is_empty() {
                     return Err(format!("no known device matches {item:?}"));
                 }
@@ -258,9 +299,12 @@ impl Form {
         Ok(pause)
     }
 
-    fn submit(&mut self, known: &[String]) -> FormOutcome {
+    fn submit(&mut self, known: &Known<'_>) -> FormOutcome {
         if self.submitting {
             return FormOutcome::Nothing;
+        }
+        if self.is_rollout() {
+            return self.submit_rollout(known);
         }
         let devices = self.devices(known);
         let chunk = self.chunk_size();
@@ -304,6 +348,129 @@ impl Form {
             })
             .collect();
         FormOutcome::Submit(specs)
+    }
+
+    /// Whether Enter starts a rollout: a rollout field is filled in, or the devices are named
+    /// by label.
+    pub fn is_rollout(&self) -> bool {
+        let by_label = {
+            let text = self.input(Field::Devices).value();
+            let items: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            !items.is_empty() && items.iter().all(|item| item.contains('='))
+        };
+        by_label || Field::ROLLOUT.iter().any(|f| !self.input(*f).value().trim().is_empty())
+    }
+
+    /// The devices field read as a rollout's targets.
+    pub fn targets(&self, known: &Known<'_>) -> Result<Picked, String> {
+        fields::targets(self.input(Field::Devices).value(), known)
+    }
+
+    fn rollout_field_error(&self, field: Field, known: &Known<'_>) -> Option<String> {
+        let text = self.input(field).value();
+        match field {
+            Field::Waves => {
+                let devices = self.targets(known).map_or(1, |picked| picked.count);
+                fields::waves(text, devices).err()
+            }
+            Field::PerMinute => fields::per_minute(text).err(),
+            Field::Success => fields::success(text).err(),
+            Field::Abort => fields::abort(text).err(),
+            _ => None,
+        }
+    }
+
+    /// The rollout the fields describe, in words, for the line under them: "24 devices in
+    /// waves 1 → 6 → 24 · ≤60 starts a minute · a wave goes on at ≥95% · abort at ≥20% once 10
+    /// finished"; the first problem instead when there is one.
+    pub fn rollout_summary(&self, known: &Known<'_>) -> Result<String, String> {
+        let picked = self.targets(known)?;
+        let devices =
+            if picked.count == 1 { "1 device".to_owned() } else { format!("{} devices", picked.count) };
+        let mut parts = vec![match fields::waves(self.input(Field::Waves).value(), picked.count)? {
+            Some((_, ends)) if ends.len() > 1 => {
+                let ends: Vec<String> = ends.iter().map(ToString::to_string).collect();
+                format!("{devices} in waves {}", ends.join(" → "))
+            }
+            _ => format!("{devices} in one wave"),
+        }];
+        if let Some(cap) = fields::per_minute(self.input(Field::PerMinute).value())? {
+            parts.push(format!("≤{cap} starts a minute"));
+        }
+        let threshold = fields::success(self.input(Field::Success).value())?.unwrap_or(0.95);
+        parts.push(format!("a wave goes on at ≥{:.0}%", threshold * 100.0));
+        if let Some(rule) = fields::abort(self.input(Field::Abort).value())? {
+            parts.push(format!(
+                "abort at ≥{:.0}% once {} finished",
+                rule.failure_share * 100.0,
+                rule.min_finished
+            ));
+        }
+        Ok(parts.join(" · "))
+    }
+
+    /// Enter on a rollout: the first shows it whole and asks for another; the second starts it.
+    fn submit_rollout(&mut self, known: &Known<'_>) -> FormOutcome {
+        let targets = self.targets(known);
+        self.errors[Field::Devices.index()] = targets.as_ref().err().cloned();
+        for field in Field::ROLLOUT {
+            self.errors[field.index()] = self.rollout_field_error(field, known);
+        }
+        let chunk = self.chunk_size();
+        self.errors[Field::ChunkSize.index()] = chunk.as_ref().err().cloned();
+        let rate = self.max_rate();
+        self.errors[Field::MaxRate.index()] = rate.as_ref().err().cloned();
+        let image = match &self.preview {
+            Preview::Ready(image) => image.clone(),
+            Preview::Failed(_) => return FormOutcome::Nothing,
+            Preview::Loading => {
+                self.submit_when_ready = true;
+                self.message = Some("loading the image…".into());
+                return FormOutcome::Nothing;
+            }
+            Preview::Empty => {
+                return match self.firmware_changed(true) {
+                    FormOutcome::Preview { generation, source } => {
+                        self.submit_when_ready = true;
+                        FormOutcome::Preview { generation, source }
+                    }
+                    _ => {
+                        self.errors[Field::Firmware.index()] =
+                            Some("give a file path or an http(s) URL".into());
+                        FormOutcome::Nothing
+                    }
+                };
+            }
+        };
+        if self.errors.iter().any(Option::is_some) {
+            return FormOutcome::Nothing;
+        }
+        let (Ok(picked), Ok(chunk)) = (targets, chunk) else { return FormOutcome::Nothing };
+        if !self.armed {
+            self.armed = true;
+            self.message = Some("Enter again to start this rollout (any change asks again)".into());
+            return FormOutcome::Nothing;
+        }
+        let text = |field: Field| self.input(field).value().to_owned();
+        let rate = crate::units::parse_rate(text(Field::MaxRate).trim()).ok().map(crate::units::Rate);
+        let mut name = format!("{} to {}", image.name(), self.input(Field::Devices).value().trim());
+        while name.len() > crate::rollout::MAX_NAME {
+            name.pop();
+        }
+        let request = RolloutRequest {
+            name,
+            targets: picked.targets,
+            chunk_size: Some(u64::from(chunk.get())),
+            max_rate: rate,
+            waves: fields::waves(&text(Field::Waves), picked.count).ok().flatten().map(|(waves, _)| waves),
+            max_per_minute: fields::per_minute(&text(Field::PerMinute)).ok().flatten(),
+            success_threshold: fields::success(&text(Field::Success)).ok().flatten(),
+            abort: fields::abort(&text(Field::Abort)).ok().flatten(),
+            ..RolloutRequest::default()
+        };
+        self.submitting = true;
+        self.message = Some("starting the rollout…".into());
+        FormOutcome::Rollout(Box::new((request, image)))
     }
 
     /// The submission failed; let the operator fix it and try again.
@@ -374,7 +541,7 @@ mod tests {
         KeyEvent::new(code, KeyModifiers::NONE)
     }
 
-    fn type_text(form: &mut Form, text: &str, known: &[String]) -> FormOutcome {
+    fn type_text(form: &mut Form, text: &str, known: &Known<'_>) -> FormOutcome {
         let mut last = FormOutcome::Nothing;
         for c in text.chars() {
             last = form.handle_key(key(KeyCode::Char(c)), known);
@@ -382,8 +549,11 @@ mod tests {
         last
     }
 
-    fn known() -> Vec<String> {
-        ["dev-01", "dev-02", "dev-10", "other"].iter().map(|s| s.to_string()).collect()
+    static NO_LABELS: std::sync::LazyLock<crate::inventory::Labels> =
+        std::sync::LazyLock::new(Default::default);
+
+    fn known() -> Vec<(&'static str, &'static crate::inventory::Labels)> {
+        ["dev-01", "dev-02", "dev-10", "other"].iter().map(|s| (*s, &*NO_LABELS)).collect()
     }
 
     #[test]
@@ -437,7 +607,9 @@ mod tests {
         assert!(matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing));
         assert_eq!(form.message.as_deref(), Some("loading the image…"));
         let image = Image::new("x", bytes::Bytes::from_static(b"abc"));
-        let specs = form.set_preview(generation, Ok(image), &known()).expect("submitted when ready");
+        let FormOutcome::Submit(specs) = form.set_preview(generation, Ok(image), &known()) else {
+            panic!("submitted when ready")
+        };
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].chunk_size.map(ChunkSize::get), Some(4096));
         assert!(form.submitting);
@@ -451,7 +623,7 @@ mod tests {
         type_text(&mut form, "a", &known());
         let stale = form.generation;
         type_text(&mut form, "b", &known());
-        assert!(form.set_preview(stale, Err("old".into()), &known()).is_none());
+        assert!(matches!(form.set_preview(stale, Err("old".into()), &known()), FormOutcome::Nothing));
         assert!(form.error(Field::Firmware).is_none(), "stale answers are dropped");
         form.set_preview(form.generation, Err("cannot read ab: not found".into()), &known());
         assert!(matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing));

@@ -29,6 +29,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub enum Command {
     Submit(Vec<JobSpec>),
+    /// Start a rollout of this image (from the form).
+    CreateRollout(Box<(crate::rollout::RolloutRequest, crate::firmware::Image)>),
     Cancel(JobId),
     Retry(JobId),
     Preview {
@@ -324,6 +326,10 @@ impl App {
             FormOutcome::Submit(specs) => {
                 self.overlay = Some(Overlay::Form(form));
                 return Outcome::Command(Command::Submit(specs));
+            }
+            FormOutcome::Rollout(rollout) => {
+                self.overlay = Some(Overlay::Form(form));
+                return Outcome::Command(Command::CreateRollout(rollout));
             }
         }
         self.overlay = Some(Overlay::Form(form));

@@ -13,6 +13,7 @@ pub mod format;
 pub mod input;
 pub mod keymap;
 pub mod layout;
+pub mod rollout_fields;
 pub mod source;
 pub mod terminal;
 pub mod theme;

@@ -345,7 +345,7 @@ fn form_shows_an_inline_error() {
 fn help_is_generated_from_the_keymap() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.key(KeyCode::Char('?'));
-    let screen = f.render(100, 45);
+    let screen = f.render(100, 52);
     for binding in &f.app.keymap.bindings {
         let text = format!("{}", screen.backend());
         assert!(text.contains(binding.help), "{} missing from help", binding.help);
@@ -783,4 +783,65 @@ fn a_rollouts_detail_lists_its_waves_devices_and_changes() {
     // Before the whole rollout arrives, the overlay says so rather than showing another's.
     f.app.overlay = Some(Overlay::RolloutDetail { id: 2, scroll: 0 });
     assert!(format!("{}", f.render(120, 50).backend()).contains("loading…"));
+}
+
+#[test]
+fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    let labelled = |id: &str, site: &str| crate::inventory::Device {
+        device_id: DeviceId::parse(id).unwrap(),
+        labels: [("site".to_owned(), site.to_owned())].into_iter().collect(),
+        registered: true,
+        first_seen: None,
+        last_seen: None,
+        last_image: None,
+        last_job: None,
+    };
+    f.app.devices.merge_inventory(vec![
+        labelled("dev-01", "lab"),
+        labelled("dev-03", "lab"),
+        labelled("shelf-9", "lab"),
+    ]);
+    f.key(KeyCode::Char('n'));
+    for c in "site=lab".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.preview = super::form::Preview::Ready(f.image.clone());
+    for _ in 0..4 {
+        f.key(KeyCode::Down);
+    }
+    for c in "1, 100%".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("New rollout") && text.contains("→ 3 devices"), "{text}");
+    assert!(text.contains("3 devices in waves 1 → 3 · a wave goes on at ≥95%"), "{text}");
+    // The first Enter only shows it; the second starts it.
+    assert!(matches!(f.key(KeyCode::Enter), Outcome::Redraw));
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("Enter again to start this rollout"), "{text}");
+    let Outcome::Command(Command::CreateRollout(rollout)) = f.key(KeyCode::Enter) else {
+        panic!("the second Enter starts the rollout")
+    };
+    let (request, image) = *rollout;
+    assert_eq!(image.name(), "sensor-fw-2.1.0.bin");
+    assert_eq!(request.targets.labels.unwrap()["site"], "lab");
+    assert_eq!(request.name, "sensor-fw-2.1.0.bin to site=lab");
+    assert_eq!(request.chunk_size, Some(u64::from(crate::firmware::DEFAULT_CHUNK_SIZE)));
+    assert_eq!(request.waves.map(|w| w.len()), Some(2));
+    // A rollout field that does not parse says so and starts nothing.
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    for _ in 0..7 {
+        f.key(KeyCode::Down);
+    }
+    for c in "lots".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("\"lots\" is not a share like 95% or 0.95"), "{text}");
 }

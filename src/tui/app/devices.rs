@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::engine::{JobId, JobState};
-use crate::inventory::Device;
+use crate::inventory::{Device, Labels};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRow {
@@ -18,8 +18,8 @@ pub struct DeviceRow {
     pub job: Option<(JobId, JobState)>,
     pub succeeded: u32,
     pub failed: u32,
-    /// Its labels as `key=value` pairs, from the inventory.
-    pub labels: String,
+    /// Its labels, from the inventory.
+    pub labels: Labels,
     /// The last image that succeeded on it, from the inventory.
     pub firmware: Option<String>,
 }
@@ -30,9 +30,9 @@ pub struct Devices {
 }
 
 impl Devices {
-    /// Every device id the form's `prefix*` may match, sorted, each once.
-    pub fn known(&self) -> Vec<String> {
-        self.rows.keys().cloned().collect()
+    /// Every device the form's `prefix*` and label selectors may match, by id, with labels.
+    pub fn known(&self) -> Vec<(&str, &Labels)> {
+        self.rows.values().map(|row| (row.id.as_str(), &row.labels)).collect()
     }
 
     /// Takes in the inventory's devices: their labels, last image and last contact (the
@@ -40,8 +40,7 @@ impl Devices {
     pub fn merge_inventory(&mut self, devices: Vec<Device>) {
         for device in devices {
             let row = self.entry(device.device_id.as_str());
-            let labels: Vec<String> = device.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            row.labels = labels.join(" ");
+            row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name);
             let seen = device.last_seen.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             row.last_seen = row.last_seen.max(seen);
@@ -96,9 +95,10 @@ mod tests {
         seen.last_image = Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32) });
         seen.last_seen = Some(5_000);
         devices.merge_inventory(vec![registered, seen]);
-        assert_eq!(devices.known(), ["dev-01", "shelf-7"], "prefix* finds the registered device");
+        let known: Vec<&str> = devices.known().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(known, ["dev-01", "shelf-7"], "prefix* finds the registered device");
         let shelf = &devices.rows["shelf-7"];
-        assert_eq!(shelf.labels, "model=m9 site=attic");
+        assert_eq!(crate::inventory::labels::render(&shelf.labels), "model=m9 site=attic");
         assert_eq!(shelf.firmware, None);
         let dev = &devices.rows["dev-01"];
         assert_eq!(dev.firmware.as_deref(), Some("fw-2.bin"));

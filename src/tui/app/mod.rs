@@ -417,7 +417,7 @@ impl App {
             .filter(|r| {
                 filter.is_empty()
                     || r.id.to_lowercase().contains(&filter)
-                    || r.labels.to_lowercase().contains(&filter)
+                    || crate::inventory::labels::render(&r.labels).to_lowercase().contains(&filter)
                     || r.firmware.as_deref().is_some_and(|f| f.to_lowercase().contains(&filter))
             })
             .collect()

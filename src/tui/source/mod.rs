@@ -12,10 +12,12 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
+use crate::firmware::Image;
 use crate::firmware::{ChunkSize, FirmwareSource, Library, LoadLimits, resolve};
 use crate::inventory::Device;
-use crate::rollout::{RolloutId, RolloutView};
+use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{EventStream, Handle, JobFollower};
+use crate::snapshot::ImageInfo;
 use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
 
@@ -152,6 +154,27 @@ impl Source {
                 handle.rollouts().view(id).ok_or_else(|| format!("there is no rollout {id}"))
             }
             Source::Remote(remote) => remote.rollout(id).await,
+        }
+    }
+
+    /// Starts a rollout of `image` (the form's): here the request is checked and planned
+    /// against this process's inventory and the image kept by content; attached, the server
+    /// does both.
+    pub async fn create_rollout(&self, request: RolloutRequest, image: Image) -> Result<RolloutId, String> {
+        match self {
+            Source::Local(handle) => {
+                let plan = request.plan(ImageInfo::from(&image), handle.inventory(), ChunkSize::default())?;
+                let image = handle.library().intern(image);
+                if let Some(disk) = handle.library().disk() {
+                    tokio::task::spawn_blocking(move || disk.save(&image))
+                        .await
+                        .map_err(|_| "keeping the image stopped".to_owned())?
+                        .map_err(|e| format!("the rollout's image could not be kept: {e}"))?;
+                }
+                let rollout = handle.rollouts().create(plan).await.map_err(|e| e.to_string())?;
+                Ok(rollout.id)
+            }
+            Source::Remote(remote) => remote.create_rollout(&request, &image).await,
         }
     }
 

@@ -16,9 +16,10 @@ use super::RolloutVerb;
 use super::sse::{Framer, Item, decode};
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
+use crate::firmware::Image;
 use crate::firmware::Library;
 use crate::mqtt::Secret;
-use crate::rollout::{RolloutId, RolloutView};
+use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{
     ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable, Received, RuntimeEvent,
 };
@@ -125,23 +126,43 @@ impl Remote {
             if let Some(ms) = interval {
                 body["chunk_interval_ms"] = json!(ms);
             }
-            let create =
-                || self.client.post(format!("{}/jobs", self.base)).timeout(REQUEST_TIMEOUT).json(&body);
-            // By hash first: a server that already holds the image needs no upload.
-            let answered = match answer(create().send().await, "creating the jobs").await {
-                Err(Refusal { status: Some(StatusCode::NOT_FOUND), .. }) => {
-                    let image = &specs[0].image;
-                    let url =
-                        format!("{}/firmware?name={}", self.base, crate::firmware::upload_name(image.name()));
-                    let upload = self.client.post(url).timeout(UPLOAD_TIMEOUT).body(image.bytes().clone());
-                    answer(upload.send().await, "uploading the image").await?;
-                    answer(create().send().await, "creating the jobs").await?
-                }
-                other => other?,
-            };
+            let answered = self.post_by_hash("/jobs", &body, &specs[0].image, "creating the jobs").await?;
             created += answered["jobs"].as_array().map_or(0, Vec::len);
         }
         Ok(created)
+    }
+
+    /// Posts `body` (which names the image by its hash) to `path`; when the server does not
+    /// hold the image (404), uploads it and posts again.
+    async fn post_by_hash(
+        &self,
+        path: &str,
+        body: &Value,
+        image: &Image,
+        doing: &str,
+    ) -> Result<Value, String> {
+        let create = || self.client.post(format!("{}{path}", self.base)).timeout(REQUEST_TIMEOUT).json(body);
+        // By hash first: a server that already holds the image needs no upload.
+        match answer(create().send().await, doing).await {
+            Err(Refusal { status: Some(StatusCode::NOT_FOUND), .. }) => {
+                let url =
+                    format!("{}/firmware?name={}", self.base, crate::firmware::upload_name(image.name()));
+                let upload = self.client.post(url).timeout(UPLOAD_TIMEOUT).body(image.bytes().clone());
+                answer(upload.send().await, "uploading the image").await?;
+                Ok(answer(create().send().await, doing).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Starts a rollout of `image` on the server; answers its id.
+    pub async fn create_rollout(&self, request: &RolloutRequest, image: &Image) -> Result<RolloutId, String> {
+        let mut body = serde_json::to_value(request).map_err(|e| format!("the rollout request: {e}"))?;
+        body["firmware"] = json!({"sha256": crate::protocol::sha256_hex(image.sha256())});
+        let answered = self.post_by_hash("/rollouts", &body, image, "starting the rollout").await?;
+        answered["id"]
+            .as_u64()
+            .ok_or_else(|| "starting the rollout: the server's answer has no id".to_owned())
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<(), String> {

@@ -6,6 +6,7 @@ use ratatui::text::Span;
 use ratatui::widgets::{Cell, Row, Table};
 
 use super::widgets::{clip, pane_block};
+use crate::inventory::labels::render;
 use crate::tui::app::{App, DeviceRow, Pane};
 use crate::tui::format;
 
@@ -24,7 +25,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let id_w = widest(&|d| d.id.chars().count()).max(6);
     let job_w = widest(&|d| d.job.map_or(1, |(id, s)| id.to_string().len() + 2 + s.label().len())).max(3);
     let done_w = widest(&|d| d.succeeded.to_string().len() + d.failed.to_string().len() + 3).max(4);
-    let labels_need = widest(&|d| d.labels.chars().count());
+    let labels: Vec<String> = shown.iter().map(|d| render(&d.labels)).collect();
+    let labels_need = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let firmware_need = widest(&|d| d.firmware.as_deref().map_or(0, |f| f.chars().count()));
     let mut left = usize::from(area.width.saturating_sub(2)).saturating_sub(id_w + job_w + done_w + 2);
     let mut take = |want: usize, least: usize| -> usize {
@@ -63,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 cells.push(Cell::from(clip(d.firmware.as_deref().unwrap_or("–"), firmware_w)));
             }
             if labels_w > 0 {
-                cells.push(Cell::from(clip(&d.labels, labels_w)));
+                cells.push(Cell::from(clip(&labels[i], labels_w)));
             }
             if response_w > 0 {
                 let response = d.last_response.as_deref().map(|r| frame_part(r, &d.id)).unwrap_or("");

@@ -1,7 +1,9 @@
-//! The new-job form overlay.
+//! The new-job form overlay. It grows with the terminal (up to 120 columns) and wraps every
+//! error whole under its field, so a cause is never cut off.
 
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 
@@ -11,33 +13,34 @@ use crate::tui::app::App;
 use crate::tui::form::{Field, Form, Preview};
 use crate::tui::format;
 
+/// Columns for the labels, right-aligned, and the space after them.
+const LABEL: usize = 12;
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
     let theme = &app.theme;
-    let rect = centered(area, 76, 16);
-    frame.render_widget(Clear, rect);
-    let block = Block::new()
-        .borders(Borders::ALL)
-        .border_type(BorderType::Double)
-        .border_style(theme.focused_border)
-        .title(Span::styled(" New update job ", theme.title))
-        .title_bottom(Span::styled(
-            " Enter submit · Esc cancel · ↑↓ field · Tab complete path ",
-            theme.muted,
-        ));
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let label_width = 12u16;
-    let value_width = usize::from(inner.width.saturating_sub(label_width + 1));
+    let width = area.width.saturating_sub(4).clamp(40.min(area.width), 120);
+    let value_width = usize::from(width.saturating_sub(2)).saturating_sub(LABEL + 1).max(1);
+    let known = app.devices.known();
     let mut lines: Vec<Line> = Vec::new();
-    let mut cursor = None;
+    let mut cursor_line = None;
     for field in Field::ALL {
+        if field == Field::Waves {
+            lines.push(Line::from(Span::styled(
+                format!("{:>LABEL$} any of these makes it a rollout", "rollout ·"),
+                theme.muted,
+            )));
+        }
         let input = form.input(field);
         let focused = form.field == field;
         let placeholder = match field {
-            Field::Devices => "dev-01, dev-02, sensor-*".to_owned(),
+            Field::Devices => "dev-01, dev-02 · dev-* · model=esp32-c3 (labels: a rollout)".to_owned(),
             Field::Firmware => "path/to/image.bin or https://…".to_owned(),
             Field::ChunkSize => format!("{} (default)", form.default_chunk),
             Field::MaxRate => "none, or like 80KiB/s".to_owned(),
+            Field::Waves => "1, 10%, 100% (counted from the start)".to_owned(),
+            Field::PerMinute => "no cap, or job starts a minute".to_owned(),
+            Field::Success => "95% (a wave goes on at this share succeeded)".to_owned(),
+            Field::Abort => "never, or like 20% after 10".to_owned(),
         };
         let scroll = input.visual_scroll(value_width);
         let value = if input.value().is_empty() {
@@ -45,24 +48,27 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         } else {
             Span::raw(input.value().chars().skip(scroll).take(value_width).collect::<String>())
         };
-        let label_style = if focused { theme.key } else { theme.muted };
         if focused {
-            let x = inner.x + label_width + 1 + (input.visual_cursor().saturating_sub(scroll)) as u16;
-            cursor =
-                Some(Position::new(x.min(inner.right().saturating_sub(1)), inner.y + lines.len() as u16));
+            cursor_line = Some((lines.len(), input.visual_cursor().saturating_sub(scroll)));
         }
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>width$} ", field.label(), width = label_width as usize), label_style),
-            value,
-        ]));
-        match form.error(field) {
-            Some(error) => lines.push(Line::from(Span::styled(
-                format!("{:>13}{}", "", clip(error, value_width)),
-                theme.danger,
-            ))),
-            None => lines.push(Line::default()),
+        let label_style = if focused { theme.key } else { theme.muted };
+        lines.push(Line::from(vec![Span::styled(format!("{:>LABEL$} ", field.label()), label_style), value]));
+        if let Some(error) = form.error(field) {
+            push_wrapped(&mut lines, error, value_width, theme.danger);
+        } else if field == Field::Devices && !input.value().trim().is_empty() {
+            // How many devices the field names, as it is typed.
+            let count = if form.is_rollout() {
+                form.targets(&known).map(|picked| picked.count)
+            } else {
+                form.devices(&known).map(|devices| devices.len())
+            };
+            if let Ok(n) = count {
+                let text = if n == 1 { "→ 1 device".to_owned() } else { format!("→ {n} devices") };
+                push_wrapped(&mut lines, &text, value_width, theme.muted);
+            }
         }
     }
+    lines.push(Line::default());
     let preview = match &form.preview {
         Preview::Empty => Span::styled("name a file or URL to see its size and SHA-256", theme.muted),
         Preview::Loading => Span::styled("loading…", theme.warn),
@@ -75,9 +81,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             ),
             theme.ok,
         ),
-        Preview::Failed(_) => Span::styled("no image", theme.danger),
+        Preview::Failed(_) => Span::styled("no image (the reason is under the firmware field)", theme.danger),
     };
-    lines.push(Line::from(vec![Span::styled(format!("{:>12} ", "Image"), theme.muted), preview]));
+    lines.push(Line::from(vec![Span::styled(format!("{:>LABEL$} ", "Image"), theme.muted), preview]));
     if let Preview::Ready(image) = &form.preview {
         let chunks = form
             .chunk_size()
@@ -86,23 +92,104 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             .map(|n| format!("{n} chunks"))
             .unwrap_or_default();
         lines.push(Line::from(vec![
-            Span::styled(format!("{:>12} ", "sha256"), theme.muted),
+            Span::styled(format!("{:>LABEL$} ", "sha256"), theme.muted),
             Span::raw(clip(&crate::protocol::sha256_hex(image.sha256()), value_width)),
         ]));
         lines.push(Line::from(vec![
-            Span::styled(format!("{:>12} ", ""), theme.muted),
+            Span::styled(format!("{:>LABEL$} ", ""), theme.muted),
             Span::styled(chunks, theme.muted),
         ]));
     }
+    if form.is_rollout() {
+        let (text, style) = match form.rollout_summary(&known) {
+            Ok(summary) => (summary, if form.armed { theme.warn } else { theme.ok }),
+            Err(problem) => (problem, theme.danger),
+        };
+        lines.push(Line::from(Span::styled(format!("{:>LABEL$} ", "Rollout"), theme.muted)));
+        push_wrapped(&mut lines, &text, value_width, style);
+    }
     if let Some(message) = &form.message {
         lines.push(Line::default());
-        lines.push(Line::from(Span::styled(
-            message.clone(),
-            if form.submitting { theme.ok } else { theme.warn },
-        )));
+        let style = if form.submitting || form.armed { theme.ok } else { theme.warn };
+        push_wrapped(&mut lines, message, value_width, style);
     }
-    frame.render_widget(Paragraph::new(lines), inner);
-    if let Some(position) = cursor {
-        frame.set_cursor_position(position);
+    let title = if form.is_rollout() { " New rollout " } else { " New update job " };
+    let enter = if form.is_rollout() && !form.armed { "Enter review" } else { "Enter start" };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(theme.focused_border)
+        .title(Span::styled(title, theme.title))
+        .title_bottom(Span::styled(
+            format!(" {enter} · Esc cancel · ↑↓ field · Tab complete path "),
+            theme.muted,
+        ));
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let rect = centered(area, width, height);
+    frame.render_widget(Clear, rect);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    // Taller than the terminal: scrolled so the focused field stays in view.
+    let top =
+        cursor_line.map_or(0, |(line, _)| line.saturating_sub(usize::from(inner.height).saturating_sub(1)));
+    let scroll = u16::try_from(top).unwrap_or(0);
+    frame.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
+    if let Some((line, column)) = cursor_line {
+        let y = inner.y + u16::try_from(line - top).unwrap_or(0);
+        let x = inner.x + (LABEL + 1) as u16 + column as u16;
+        if y < inner.bottom() {
+            frame.set_cursor_position(Position::new(x.min(inner.right().saturating_sub(1)), y));
+        }
+    }
+}
+
+/// `text` under a field's value, broken at spaces to `width` (a word longer than that at the
+/// width), every piece shown.
+fn push_wrapped(lines: &mut Vec<Line<'_>>, text: &str, width: usize, style: Style) {
+    for piece in wrap(text, width) {
+        lines.push(Line::from(Span::styled(format!("{:>LABEL$} {piece}", ""), style)));
+    }
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            out.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if needed > width && !line.is_empty() {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrapping_keeps_every_character() {
+        let text = "cannot read fw/nonexistent.bin: No such file or directory (os error 2)";
+        let lines = wrap(text, 20);
+        assert!(lines.iter().all(|l| l.chars().count() <= 20), "{lines:?}");
+        assert_eq!(lines.join(" "), text);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("", 4), [""]);
     }
 }

@@ -35,6 +35,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
         ("↑/↓", "Move between fields"),
         ("Tab", "Complete a firmware path (else next field)"),
         ("Enter", "Submit; the image's size and SHA-256 are shown first"),
+        ("", "Labels, waves, a start cap or thresholds make it a rollout:"),
+        ("", "Enter shows it whole, a second Enter starts it"),
         ("Esc", "Close without creating anything"),
     ] {
         lines.push(Line::from(vec![Span::styled(format!("  {keys:<14}"), theme.key), Span::raw(help)]));

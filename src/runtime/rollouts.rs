@@ -55,6 +55,9 @@ pub struct Rollouts {
     wake: Arc<Notify>,
     store: Option<Store>,
     clock: Clock,
+    /// Held from working out what to write until it is written, so two writes of one rollout
+    /// never land in the other order.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A job the task is to cancel; `only_if_queued` when it may go on if it already started.
@@ -68,6 +71,9 @@ struct Inner {
     jobs: HashMap<JobId, RolloutId>,
     cancels: Vec<CancelOrder>,
     dirty: BTreeSet<RolloutId>,
+    /// Each written rollout's device fingerprints as last written: a save writes the devices
+    /// whose fingerprint changed since.
+    saved: HashMap<RolloutId, Vec<u64>>,
 }
 
 impl Inner {
@@ -97,6 +103,7 @@ impl Inner {
                 slots -= rollout.slots.len();
             }
             self.dirty.remove(&id);
+            self.saved.remove(&id);
             count -= 1;
             forgotten.push(id);
         }
@@ -116,7 +123,13 @@ impl Rollouts {
             }
             inner.rollouts.insert(rollout.id, rollout);
         }
-        Self { inner: Arc::new(Mutex::new(inner)), wake: Arc::new(Notify::new()), store, clock }
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+            wake: Arc::new(Notify::new()),
+            store,
+            clock,
+            writing: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -140,10 +153,10 @@ impl Rollouts {
             inner.rollouts.insert(rollout.id, rollout.clone());
             rollout
         };
-        if let Some(store) = &self.store
-            && let Err(e) = store.save_rollouts(vec![RolloutRow::of(&rollout)]).await
-        {
-            self.lock().rollouts.remove(&rollout.id);
+        if let Err(e) = self.write(&[rollout.id]).await {
+            let mut inner = self.lock();
+            inner.rollouts.remove(&rollout.id);
+            inner.dirty.remove(&rollout.id);
             return Err(e.into());
         }
         let forgotten = self.lock().retain();
@@ -189,14 +202,10 @@ impl Rollouts {
             let actions = change(rollout, now).map_err(RolloutError::Ended)?;
             let snapshot = rollout.clone();
             inner.follow(id, actions);
-            inner.dirty.remove(&id);
             snapshot
         };
-        if let Some(store) = &self.store
-            && let Err(e) = store.save_rollouts(vec![RolloutRow::of(&snapshot)]).await
-        {
+        if let Err(e) = self.write(&[id]).await {
             // Changed here but not on disk: written with the next save.
-            self.lock().dirty.insert(id);
             self.wake.notify_one();
             return Err(e.into());
         }
@@ -268,21 +277,54 @@ impl Rollouts {
 
     /// Writes the rollouts that changed.
     async fn save(&self) {
+        let ids: Vec<RolloutId> = self.lock().dirty.iter().copied().collect();
+        if let Err(e) = self.write(&ids).await {
+            tracing::warn!(error = %e, "rollout changes could not be stored; trying again");
+        }
+    }
+
+    /// Writes these rollouts: each one's head and the devices that changed since its last
+    /// write (all of them the first time). On failure they stay dirty, to be written again.
+    async fn write(&self, ids: &[RolloutId]) -> Result<(), WriteError> {
         let Some(store) = &self.store else {
-            self.lock().dirty.clear();
-            return;
-        };
-        let rows: Vec<RolloutRow> = {
             let mut inner = self.lock();
-            let ids = std::mem::take(&mut inner.dirty);
-            ids.iter().filter_map(|id| inner.rollouts.get(id)).map(RolloutRow::of).collect()
+            for id in ids {
+                inner.dirty.remove(id);
+            }
+            return Ok(());
+        };
+        let _writing = self.writing.lock().await;
+        let (rows, fingerprints): (Vec<RolloutRow>, Vec<Vec<u64>>) = {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            for id in ids {
+                inner.dirty.remove(id);
+            }
+            ids.iter()
+                .filter_map(|id| {
+                    let saved = inner.saved.get(id).map_or(&[][..], Vec::as_slice);
+                    Some(RolloutRow::of(inner.rollouts.get(id)?, saved))
+                })
+                .unzip()
         };
         if rows.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = store.save_rollouts(rows.clone()).await {
-            tracing::warn!(error = %e, "rollout changes could not be stored; trying again");
-            self.lock().dirty.extend(rows.iter().map(|r| r.id));
+        let written: Vec<RolloutId> = rows.iter().map(|row| row.id).collect();
+        match store.save_rollouts(rows).await {
+            Ok(()) => {
+                let mut inner = self.lock();
+                for (id, fingerprints) in written.into_iter().zip(fingerprints) {
+                    if inner.rollouts.contains_key(&id) {
+                        inner.saved.insert(id, fingerprints);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lock().dirty.extend(written);
+                Err(e)
+            }
         }
     }
 }

@@ -67,6 +67,26 @@ const MIGRATIONS: &[&str] = &[
      );
      ALTER TABLE jobs ADD COLUMN rollout_id INTEGER;
      CREATE INDEX jobs_by_rollout ON jobs(rollout_id, device, id) WHERE rollout_id IS NOT NULL;",
+    // 5: a rollout's devices in rows of their own, so a change writes only what changed; the
+    // devices of rollouts stored whole move out of their JSON.
+    "CREATE TABLE rollout_devices (
+        rollout_id INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        device TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        job_id INTEGER,
+        attempts INTEGER NOT NULL,
+        retry_at INTEGER,
+        detail TEXT,
+        PRIMARY KEY (rollout_id, position)
+     ) WITHOUT ROWID;
+     INSERT INTO rollout_devices (rollout_id, position, device, outcome, job_id, attempts, retry_at, detail)
+        SELECT r.id, s.key, json_extract(s.value, '$.device_id'), json_extract(s.value, '$.outcome'),
+               json_extract(s.value, '$.job_id'), json_extract(s.value, '$.attempts'),
+               json_extract(s.value, '$.retry_at'), json_extract(s.value, '$.detail')
+        FROM rollouts r, json_each(r.body, '$.slots') s;
+     UPDATE rollouts SET body = json_set(json_remove(body, '$.slots'), '$.slots', json('[]'),
+                                         '$.plan.devices', json('[]'));",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

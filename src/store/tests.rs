@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use rusqlite::Connection;
 
+use super::rollouts::RolloutRow;
 use super::*;
 use crate::engine::{JobId, JobState};
 use crate::firmware::Image;
@@ -141,6 +142,71 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
     store.create(vec![new_job(8, "x")]).await.unwrap();
     assert_eq!(store.load().await.unwrap().1, 8);
+}
+
+/// A rollout of `devices` devices, none started.
+fn rollout(id: u64, devices: usize) -> crate::rollout::Rollout {
+    use crate::rollout::{Gates, Rollout, RolloutPlan};
+    let plan = RolloutPlan {
+        name: "r".into(),
+        image: crate::snapshot::ImageInfo { name: "fw.bin".into(), size: 1, sha256: "ab".repeat(32) },
+        chunk_size: None,
+        max_rate: None,
+        chunk_interval_ms: None,
+        devices: (0..devices).map(|n| crate::protocol::DeviceId::parse(&format!("d{n}")).unwrap()).collect(),
+        wave_ends: vec![devices],
+        max_per_minute: None,
+        max_concurrent: None,
+        success_threshold: 0.95,
+        abort: None,
+        retries: 0,
+        retry_backoff_ms: 1000,
+        gates: Gates::Auto,
+        skip_up_to_date: false,
+    };
+    Rollout::new(id, plan, 1_700_000_000_000)
+}
+
+#[tokio::test]
+async fn a_rollout_change_writes_its_head_and_only_the_devices_that_changed() {
+    use crate::rollout::Outcome;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut r = rollout(1, 1000);
+    let (first, saved) = RolloutRow::of(&r, &[]);
+    assert_eq!(first.devices.len(), 1000, "the first write holds every device");
+    assert!(first.body.len() < 1000, "the head leaves the devices out: {} bytes", first.body.len());
+    store.save_rollouts(vec![first]).await.unwrap();
+    r.slots[500].outcome = Outcome::Failed;
+    r.slots[500].detail = Some("writing to flash failed".into());
+    r.slots[500].job_id = Some(77);
+    let (second, _) = RolloutRow::of(&r, &saved);
+    assert_eq!(second.devices.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [500]);
+    store.save_rollouts(vec![second]).await.unwrap();
+    let loaded = store.load_rollouts().await.unwrap();
+    assert_eq!(loaded, vec![r], "head and device rows make the whole rollout again");
+    store.forget_rollouts(vec![1]).await;
+    store.flush_and_wait(Vec::new(), Vec::new()).await;
+    assert!(store.load_rollouts().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rollout_stored_whole_by_schema_4_moves_its_devices_into_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+    migrate_to(&mut conn, 4).unwrap();
+    let mut r = rollout(3, 4);
+    r.slots[1].outcome = crate::rollout::Outcome::Succeeded;
+    r.slots[1].job_id = Some(9);
+    r.slots[1].attempts = 1;
+    conn.execute(
+        "INSERT INTO rollouts (id, state, body, updated_at) VALUES (3, 'scheduled', ?1, 0)",
+        [serde_json::to_string(&r).unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.load_rollouts().await.unwrap(), vec![r]);
 }
 
 #[tokio::test]

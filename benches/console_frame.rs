@@ -51,6 +51,7 @@ fn main() {
             bytes_sent: 0,
             attempts: 0,
             error: None,
+            reason_code: None,
             created_at: mono,
             started_at: None,
             finished_at: None,

@@ -59,6 +59,10 @@ pub struct JobSnapshot {
     /// FOTA_REQUEST sends so far.
     pub attempts: u32,
     pub error: Option<String>,
+    /// The reason code the device gave with its NACK or DONE_FAILED, when it gave a code
+    /// (`error` holds its meaning from the table).
+    #[serde(default)]
+    pub reason_code: Option<u64>,
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
@@ -82,6 +86,7 @@ impl JobSnapshot {
             rollout_id: view.rollout,
             attempts: view.attempts,
             error: view.error.clone(),
+            reason_code: view.reason_code,
             created_at: clock.unix_ms(view.created_at),
             started_at: view.started_at.map(|t| clock.unix_ms(t)),
             finished_at: view.finished_at.map(|t| clock.unix_ms(t)),
@@ -108,6 +113,7 @@ impl JobSnapshot {
             bytes_sent: self.bytes_sent,
             attempts: self.attempts,
             error: self.error.clone(),
+            reason_code: self.reason_code,
             created_at: at(self.created_at),
             started_at: self.started_at.map(at),
             finished_at: self.finished_at.map(at),
@@ -152,6 +158,7 @@ mod tests {
     #[test]
     fn the_json_uses_the_requests_field_names_and_reads_back() {
         let snapshot = JobSnapshot {
+            reason_code: None,
             rollout_id: None,
             id: 7,
             device_id: DeviceId::parse("dev-7").unwrap(),

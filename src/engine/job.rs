@@ -120,6 +120,8 @@ pub(super) struct Job {
     /// does not eat a silent device's retries.
     pub sends_left: u32,
     pub error: Option<String>,
+    /// The reason code the device gave with a NACK or DONE_FAILED, when it gave a code.
+    pub reason_code: Option<u64>,
     pub created_at: Instant,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,
@@ -162,6 +164,7 @@ impl Job {
             bytes_sent: self.bytes_sent,
             attempts: self.attempts,
             error: self.error.clone(),
+            reason_code: self.reason_code,
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
@@ -190,6 +193,8 @@ pub struct JobView {
     pub bytes_sent: u64,
     pub attempts: u32,
     pub error: Option<String>,
+    /// The reason code the device gave with a NACK or DONE_FAILED, when it gave a code.
+    pub reason_code: Option<u64>,
     pub created_at: Instant,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,

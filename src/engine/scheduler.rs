@@ -219,6 +219,7 @@ impl Engine {
             attempts: 0,
             sends_left: 0,
             error: None,
+            reason_code: None,
             created_at: now,
             started_at: None,
             finished_at: None,
@@ -268,6 +269,7 @@ impl Engine {
             attempts: restored.attempts,
             sends_left: 0,
             error: restored.error,
+            reason_code: restored.reason_code,
             created_at: restored.created_at,
             started_at: restored.started_at,
             finished_at: restored.finished_at,
@@ -376,6 +378,7 @@ impl Engine {
             }
             // The device's own words (or code, through the table) are the job's error.
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
+                self.set_reason_code(id, reason.as_ref());
                 let error = Reason::or_none_given(reason.as_ref());
                 self.finish(id, JobState::Rejected, Some(error), now);
             }
@@ -383,6 +386,7 @@ impl Engine {
                 self.finish(id, JobState::Succeeded, None, now)
             }
             (JobState::Finishing, ResponseBody::DoneFailed { reason }) => {
+                self.set_reason_code(id, reason.as_ref());
                 let error = Reason::or_none_given(reason.as_ref());
                 self.finish(id, JobState::Failed, Some(error), now);
             }
@@ -757,6 +761,14 @@ impl Engine {
     }
 
     /// Ends a job, frees its device and slot, and starts whatever was waiting.
+    /// Keeps the code of a device's coded reason, so what reads the job (a rollout deciding
+    /// whether "busy" means try later) need not go by the words.
+    fn set_reason_code(&mut self, id: JobId, reason: Option<&Reason>) {
+        if let (Some(job), Some(Reason::Code(code))) = (self.jobs.get_mut(&id), reason) {
+            job.reason_code = Some(*code);
+        }
+    }
+
     fn finish(&mut self, id: JobId, state: JobState, error: Option<String>, now: Instant) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let was_active = job.state.is_active();

@@ -165,6 +165,13 @@ fn nack_rejects_and_done_failed_fails_with_the_devices_word() {
     let view = h.engine.job(b).unwrap();
     assert_eq!(view.state, JobState::Failed);
     assert!(view.error.unwrap().contains("hash mismatch"));
+    assert_eq!(view.reason_code, None, "a text reason has no code");
+    // A coded reason keeps its code beside its meaning.
+    let c = h.submit("c", 10);
+    h.drain();
+    h.respond("c", c, ResponseBody::RequestNack { reason: Some(Reason::Code(6)) });
+    let view = h.engine.job(c).unwrap();
+    assert_eq!((view.reason_code, view.error.as_deref()), (Some(6), Some("busy: try again later")));
 }
 
 #[test]
@@ -568,6 +575,7 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
         bytes_sent: 128,
         attempts: 1,
         error: None,
+        reason_code: None,
         created_at: now,
         started_at: Some(now),
         finished_at: state.is_final().then_some(now),

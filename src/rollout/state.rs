@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{Gates, RolloutPlan};
 use crate::engine::{JobId, JobState};
-use crate::protocol::{DeviceId, Reason};
+use crate::protocol::DeviceId;
 
 pub type RolloutId = u64;
 
@@ -432,12 +432,12 @@ impl Rollout {
         job: JobId,
         state: JobState,
         error: Option<&str>,
+        reason_code: Option<u64>,
         now: u64,
     ) -> Vec<Action> {
         let Some(index) = self.slot_of(job) else { return Vec::new() };
         let retries = self.plan.retries;
         let stopped = matches!(self.state, RolloutState::Aborted | RolloutState::Cancelled);
-        let busy = Reason::meaning(BUSY_CODE);
         let slot = &mut self.slots[index];
         if slot.outcome != Outcome::Active {
             return Vec::new();
@@ -455,7 +455,7 @@ impl Rollout {
             }
             JobState::Rejected => {
                 slot.outcome = Outcome::Rejected;
-                was_busy = error.is_some() && error == busy;
+                was_busy = reason_code == Some(BUSY_CODE);
                 was_busy
             }
             JobState::Cancelled => {

@@ -58,7 +58,13 @@ fn finish(
     now: u64,
 ) -> Vec<Action> {
     let id = rollout.slots[index].job_id.expect("started");
-    rollout.job_finished(id, state, error, now)
+    rollout.job_finished(id, state, error, None, now)
+}
+
+/// The device's job ended with a coded reason (its meaning as the error, as the engine has it).
+fn finish_coded(rollout: &mut Rollout, index: usize, state: JobState, code: u64, now: u64) -> Vec<Action> {
+    let id = rollout.slots[index].job_id.expect("started");
+    rollout.job_finished(id, state, Reason::meaning(code), Some(code), now)
 }
 
 #[test]
@@ -216,14 +222,17 @@ fn failed_devices_are_retried_with_backoff_and_other_refusals_are_not() {
 
 #[test]
 fn a_busy_device_is_tried_again_later_even_without_retries() {
-    let mut r = Rollout::new(1, plan(1, &[]), 0);
+    let mut r = Rollout::new(1, plan(2, &[]), 0);
     step(&mut r, 0);
-    finish(&mut r, 0, JobState::Rejected, Reason::meaning(6), 5);
+    finish_coded(&mut r, 0, JobState::Rejected, 6, 5);
     assert_eq!(r.slots[0].outcome, Outcome::Retrying);
+    // The same words as text, without the code, are a device's own refusal: final.
+    finish(&mut r, 1, JobState::Rejected, Reason::meaning(6), 5);
+    assert_eq!(r.slots[1].outcome, Outcome::Rejected);
     assert_eq!(step(&mut r, 30_005), [0]);
     finish(&mut r, 0, JobState::Succeeded, None, 30_006);
     step(&mut r, 30_006);
-    assert_eq!(r.state, RolloutState::Succeeded);
+    assert_eq!(r.state, RolloutState::Completed, "the one that refused did not update");
 }
 
 use crate::protocol::Reason;

@@ -280,6 +280,7 @@ mod tests {
 
     fn job(id: JobId, state: JobState, chunks: u32) -> JobSnapshot {
         JobSnapshot {
+            reason_code: None,
             rollout_id: None,
             id,
             device_id: DeviceId::parse(&format!("dev-{id}")).unwrap(),

@@ -375,7 +375,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                     for change in &changes.changes {
                         match change {
                             JobChange::Job(job) if job.state.is_final() => {
-                                finished(&rollouts, job.id, job.state, job.error.as_deref());
+                                finished(&rollouts, job);
                             }
                             JobChange::Removed(id) => lost(&rollouts, *id),
                             _ => {}
@@ -419,12 +419,14 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
 }
 
 /// A job ended: its rollout hears of it.
-fn finished(rollouts: &Rollouts, job: JobId, state: JobState, error: Option<&str>) {
+fn finished(rollouts: &Rollouts, job: &crate::snapshot::JobSnapshot) {
+    let (state, error, reason_code) = (job.state, job.error.as_deref(), job.reason_code);
+    let job = job.id;
     let now = rollouts.now();
     let mut inner = rollouts.lock();
     let Some(id) = inner.jobs.remove(&job) else { return };
     let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
-    let actions = rollout.job_finished(job, state, error, now);
+    let actions = rollout.job_finished(job, state, error, reason_code, now);
     inner.follow(id, actions);
 }
 
@@ -442,9 +444,7 @@ fn settle_known_jobs(rollouts: &Rollouts, handle: &Handle) {
     let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
     for job in jobs {
         match handle.job(job) {
-            Some(snapshot) if snapshot.state.is_final() => {
-                finished(rollouts, job, snapshot.state, snapshot.error.as_deref())
-            }
+            Some(snapshot) if snapshot.state.is_final() => finished(rollouts, &snapshot),
             Some(_) => {}
             None => lost(rollouts, job),
         }
@@ -556,7 +556,7 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
     if let Ok(job) = result
         && let Some(snapshot) = handle.job(job).filter(|s| s.state.is_final())
     {
-        finished(rollouts, job, snapshot.state, snapshot.error.as_deref());
+        finished(rollouts, &snapshot);
     }
 }
 

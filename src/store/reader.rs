@@ -15,7 +15,7 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 /// The columns a job is read from, named once for the query and the row mapping below.
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
-                           created_at, started_at, finished_at, rollout_id";
+                           created_at, started_at, finished_at, rollout_id, reason_code";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -42,6 +42,7 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         rollout_id: row.get("rollout_id")?,
         attempts: row.get("attempts")?,
         error: row.get("error")?,
+        reason_code: row.get::<_, Option<i64>>("reason_code")?.map(|code| code as u64),
         created_at: row.get("created_at")?,
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,

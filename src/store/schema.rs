@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         FROM rollouts r, json_each(r.body, '$.slots') s;
      UPDATE rollouts SET body = json_set(json_remove(body, '$.slots'), '$.slots', json('[]'),
                                          '$.plan.devices', json('[]'));",
+    // 6: the reason code a device gave, so a rollout knows "busy" by its code after a restart.
+    "ALTER TABLE jobs ADD COLUMN reason_code INTEGER;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

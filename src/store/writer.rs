@@ -277,7 +277,8 @@ fn flush(
     {
         let mut update = tx.prepare(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
-                             started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10
+                             started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10,
+                             reason_code = ?11
              WHERE id = ?1",
         )?;
         for job in jobs {
@@ -291,7 +292,8 @@ fn flush(
                 job.started_at.map(|t| t as i64),
                 job.finished_at.map(|t| t as i64),
                 job.chunks_confirmed,
-                job.window
+                job.window,
+                job.reason_code.map(|code| code as i64)
             ])?;
         }
         let mut event = tx.prepare(

@@ -86,6 +86,7 @@ impl Fixture {
             bytes_sent: 0,
             attempts: 0,
             error: None,
+            reason_code: None,
             created_at: self.mono + Duration::from_millis(ms),
             started_at: None,
             finished_at: None,

@@ -87,6 +87,13 @@ async fn the_inventory_is_managed_filtered_learned_from_the_wire_and_kept() {
         .await
         .unwrap();
     assert_eq!(json_import.status(), StatusCode::OK);
+    // A device named "import" is a device like any other, whatever the import's route.
+    assert_eq!(put("import", json!({"k": "v"})).await.unwrap().status(), StatusCode::CREATED);
+    let named: Value =
+        client.get(format!("{base}/devices/import")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((named["device_id"].as_str(), named["labels"]["k"].as_str()), (Some("import"), Some("v")));
+    let gone = client.delete(format!("{base}/devices/import")).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
 
     // Filters.
     assert_eq!(ids(&client, format!("{base}/devices?label=model=m1")).await, ["d1", "d4", "dev-01"]);

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
@@ -115,7 +115,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/devices", get(devices::list))
         .route(
             "/devices/import",
-            post(devices::import).layer(DefaultBodyLimit::max(devices::MAX_IMPORT_BODY)),
+            // The other methods are the device named "import", which the route would hide.
+            post(devices::import)
+                .layer(DefaultBodyLimit::max(devices::MAX_IMPORT_BODY))
+                .get(|state| devices::show(state, Path("import".to_owned())))
+                .put(|state, body| devices::put(state, Path("import".to_owned()), body))
+                .delete(|state| devices::delete(state, Path("import".to_owned())))
+                .layer(DefaultBodyLimit::max(MAX_JSON_BODY)),
         )
         .route(
             "/devices/{id}",

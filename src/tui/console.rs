@@ -62,6 +62,12 @@ enum Done {
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
     Inventory(Result<Vec<crate::inventory::Device>, String>),
     RolloutCreated(Result<RolloutId, String>),
+    /// A firmware path's completion, for the form.
+    Completed {
+        generation: u64,
+        asked: String,
+        completed: Option<String>,
+    },
 }
 
 /// How often the inventory is fetched for the devices pane and the form's `prefix*`.
@@ -142,7 +148,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
                         Done::Inventory(_) => inventory_in_flight = false,
                         _ => {}
                     }
-                    finish(&mut app, &source, &done_tx, done);
+                    finish(&mut app, &source, &options.limits, &done_tx, done);
                 }
                 Outcome::Redraw
             }
@@ -220,6 +226,17 @@ fn run_command(
     match command {
         Command::Submit(specs) => spawn_submit(source, specs, done),
         Command::CreateRollout(rollout) => spawn_rollout(source, *rollout, done),
+        Command::CompletePath { generation, text } => {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let asked = text.clone();
+                let completed = tokio::task::spawn_blocking(move || crate::tui::form::complete(&text))
+                    .await
+                    .ok()
+                    .flatten();
+                let _ = done.send(Done::Completed { generation, asked, completed }).await;
+            });
+        }
         Command::Retry(id) => {
             let Some(row) = app.jobs.rows.get(&id) else { return };
             let (job, source, done, limits) = (row.job.clone(), source.clone(), done.clone(), limits.clone());
@@ -302,7 +319,13 @@ fn spawn_preview(
     });
 }
 
-fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, done: Done) {
+fn finish(
+    app: &mut App,
+    source: &Arc<Source>,
+    limits: &LoadLimits,
+    done_tx: &mpsc::Sender<Done>,
+    done: Done,
+) {
     app.dirty = true;
     match done {
         Done::Preview { generation, result } => {
@@ -322,6 +345,14 @@ fn finish(app: &mut App, source: &Arc<Source>, done_tx: &mpsc::Sender<Done>, don
             app.focus = Pane::Jobs;
             app.jobs_cursor.selected = usize::MAX / 2; // clamped to the newest job when drawn
             app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
+        }
+        Done::Completed { generation, asked, completed } => {
+            if let Some(Overlay::Form(form)) = app.overlay.as_mut()
+                && let FormOutcome::Preview { generation, source: firmware } =
+                    form.completed(generation, &asked, completed)
+            {
+                spawn_preview(source, limits.clone(), done_tx, generation, firmware);
+            }
         }
         Done::RolloutCreated(Ok(id)) => {
             if matches!(app.overlay, Some(Overlay::Form(_))) {

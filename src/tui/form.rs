@@ -99,6 +99,11 @@ pub enum FormOutcome {
         generation: u64,
         source: FirmwareSource,
     },
+    /// Complete this firmware path (read its directory); the answer goes to `completed`.
+    Complete {
+        generation: u64,
+        text: String,
+    },
     Submit(Vec<JobSpec>),
     /// Start this rollout of this image.
     Rollout(Box<(RolloutRequest, Image)>),
@@ -134,11 +139,14 @@ impl Form {
             KeyCode::Enter => return self.submit(known_devices),
             KeyCode::Down => return self.move_field(1),
             KeyCode::Up | KeyCode::BackTab => return self.move_field(-1),
+            // Completion reads a directory, which can be slow (a network mount): it is done off
+            // the console's task and comes back through `completed`.
             KeyCode::Tab if self.field == Field::Firmware => {
-                if !self.complete_path() {
+                let text = self.input(Field::Firmware).value().to_owned();
+                if text.is_empty() || is_url(&text) {
                     return self.move_field(1);
                 }
-                return self.firmware_changed(false);
+                return FormOutcome::Complete { generation: self.generation, text };
             }
             KeyCode::Tab => return self.move_field(1),
             _ => {}
@@ -188,10 +196,14 @@ impl Form {
         FormOutcome::Nothing
     }
 
-    /// Starts loading the named image; a URL only when `fetch_urls`.
+    /// Starts loading the named image; a URL only when `fetch_urls`. What was said about the
+    /// text before (its error, "loading the image…") no longer holds.
     fn firmware_changed(&mut self, fetch_urls: bool) -> FormOutcome {
         self.generation += 1;
         self.submit_when_ready = false;
+        self.errors[Field::Firmware.index()] = None;
+        self.message = None;
+        self.armed = false;
         match self.source() {
             None => {
                 self.preview = Preview::Empty;
@@ -218,6 +230,8 @@ impl Form {
         if generation != self.generation {
             return FormOutcome::Nothing; // for text that has changed since
         }
+        // Whatever was waiting for the image ("loading the image…") has its answer now.
+        self.message = None;
         self.preview = match result {
             Ok(image) => Preview::Ready(image),
             Err(e) => {
@@ -479,18 +493,20 @@ impl Form {
         self.message = Some(error);
     }
 
-    /// Completes the firmware path to the longest unambiguous prefix. True if it changed.
-    fn complete_path(&mut self) -> bool {
-        let text = self.input(Field::Firmware).value().to_owned();
-        if is_url(&text) {
-            return false;
+    /// A completion of the firmware path asked for at `generation` came back: taken (and the
+    /// image loaded) if the text has not changed since; with nothing to add, Tab moves on.
+    pub fn completed(&mut self, generation: u64, asked: &str, completed: Option<String>) -> FormOutcome {
+        if generation != self.generation || self.input(Field::Firmware).value() != asked {
+            return FormOutcome::Nothing;
         }
-        let Some(completed) = complete(&text) else { return false };
-        if completed == text {
-            return false;
+        match completed {
+            Some(completed) if completed != asked => {
+                self.inputs[Field::Firmware.index()] = Input::new(completed);
+                self.firmware_changed(false)
+            }
+            _ if self.field == Field::Firmware => self.move_field(1),
+            _ => FormOutcome::Nothing,
         }
-        self.inputs[Field::Firmware.index()] = Input::new(completed);
-        true
     }
 }
 
@@ -629,6 +645,38 @@ mod tests {
         assert!(matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing));
         assert!(form.error(Field::Firmware).unwrap().contains("not found"));
         assert!(matches!(form.handle_key(key(KeyCode::Esc), &known()), FormOutcome::Close));
+    }
+
+    #[test]
+    fn a_completion_or_an_answer_clears_what_was_said_about_the_old_text() {
+        let mut form = Form::new(4096);
+        type_text(&mut form, "dev-01", &known());
+        form.field = Field::Firmware;
+        type_text(&mut form, "fw/f", &known());
+        form.set_preview(form.generation, Err("cannot read fw/f: not found".into()), &known());
+        assert!(form.error(Field::Firmware).is_some());
+        // Tab asks for a completion; its answer replaces the text and the stale error goes.
+        let FormOutcome::Complete { generation, text } = form.handle_key(key(KeyCode::Tab), &known()) else {
+            panic!("Tab asks for a completion")
+        };
+        let outcome = form.completed(generation, &text, Some("fw/fw.bin".into()));
+        assert!(matches!(outcome, FormOutcome::Preview { .. }));
+        assert_eq!(form.input(Field::Firmware).value(), "fw/fw.bin");
+        assert!(form.error(Field::Firmware).is_none(), "the old text's error is gone");
+        // Enter while loading says so; the answer, even a failure, replaces that.
+        form.handle_key(key(KeyCode::Enter), &known());
+        assert_eq!(form.message.as_deref(), Some("loading the image…"));
+        form.set_preview(form.generation, Err("cannot read fw/fw.bin: denied".into()), &known());
+        assert_eq!(form.message, None);
+        assert!(form.error(Field::Firmware).unwrap().contains("denied"));
+        // A completion for text that changed since is dropped.
+        let stale = form.generation;
+        type_text(&mut form, "x", &known());
+        assert!(matches!(
+            form.completed(stale, "fw/fw.bin", Some("fw/fw.bin.old".into())),
+            FormOutcome::Nothing
+        ));
+        assert_eq!(form.input(Field::Firmware).value(), "fw/fw.binx");
     }
 
     #[test]

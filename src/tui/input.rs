@@ -37,6 +37,11 @@ pub enum Command {
         generation: u64,
         source: FirmwareSource,
     },
+    /// Complete the form's firmware path (reads a directory).
+    CompletePath {
+        generation: u64,
+        text: String,
+    },
     /// Fetch a job's stored timeline for its detail view.
     LoadHistory(JobId),
     /// Fetch a rollout whole for its detail view.
@@ -326,6 +331,10 @@ impl App {
             FormOutcome::Submit(specs) => {
                 self.overlay = Some(Overlay::Form(form));
                 return Outcome::Command(Command::Submit(specs));
+            }
+            FormOutcome::Complete { generation, text } => {
+                self.overlay = Some(Overlay::Form(form));
+                return Outcome::Command(Command::CompletePath { generation, text });
             }
             FormOutcome::Rollout(rollout) => {
                 self.overlay = Some(Overlay::Form(form));

@@ -846,3 +846,20 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     let text = format!("{}", f.render(120, 40).backend());
     assert!(text.contains("\"lots\" is not a share like 95% or 0.95"), "{text}");
 }
+
+#[test]
+fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    // What the console does when jobs were created: the newest is selected.
+    f.app.jobs_cursor.selected = usize::MAX / 2;
+    f.key(KeyCode::Char('g'));
+    assert_eq!(f.app.selected_job().unwrap().id, 41, "g goes to the top at once");
+    for _ in 0..3 {
+        f.key(KeyCode::Char('j'));
+    }
+    assert_eq!(f.app.selected_job().unwrap().id, 44);
+    f.app.jobs_cursor.selected = usize::MAX / 2;
+    f.key(KeyCode::Char('k'));
+    assert_eq!(f.app.selected_job().unwrap().id, 45, "k moves up from the newest");
+}

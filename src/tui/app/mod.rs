@@ -91,7 +91,9 @@ impl Cursor {
     /// Moves by `delta` within `len` rows and keeps the selection inside a `height`-row window.
     pub fn move_by(&mut self, delta: isize, len: usize, height: usize) {
         let last = len.saturating_sub(1);
-        self.selected = self.selected.saturating_add_signed(delta).min(last);
+        // From where the selection is drawn: "the newest" is asked for as a huge index, and a
+        // move must start from the row shown, or the first keys after it do nothing.
+        self.selected = self.selected.min(last).saturating_add_signed(delta).min(last);
         self.clamp(len, height);
     }
 

@@ -37,17 +37,19 @@ const ROLLOUT_ROWS: u16 = 5;
 /// Body height from which the rollouts strip sits above the jobs; below, it takes the jobs'
 /// place while it has focus.
 const ROLLOUT_STRIP_FROM: u16 = 30;
+/// Below this width the panes are tabs: the focused one has the whole body (Tab for the next).
+pub const TABS_BELOW: u16 = 100;
 
-/// Wide terminals show every pane; below 100 columns the devices pane takes the traffic pane's
-/// place while it has focus; on very short terminals only the focused pane is shown. Rollouts
-/// (`rollouts` of them) get a strip above the jobs when the terminal is tall, else the jobs'
-/// place while focused.
+/// Wide terminals show every pane; below [`TABS_BELOW`] columns, and on short terminals, the
+/// panes are tabs: only the focused one is shown, on the whole body. Rollouts (`rollouts` of
+/// them) get a strip above the jobs when the terminal is tall, else the jobs' place while
+/// focused.
 pub fn layout(area: Rect, focus: Pane, rollouts: usize) -> Areas {
     let status_height = if area.height < 20 { 1 } else { 2 };
     let [status, body, footer] =
         Layout::vertical([Constraint::Length(status_height), Constraint::Min(1), Constraint::Length(1)])
             .areas(area);
-    if body.height < 12 {
+    if body.height < 12 || area.width < TABS_BELOW {
         let mut areas = Areas { status, jobs: None, rollouts: None, traffic: None, devices: None, footer };
         match focus {
             Pane::Jobs => areas.jobs = Some(body),
@@ -95,15 +97,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wide_shows_everything_narrow_collapses() {
+    fn wide_shows_everything_narrow_makes_tabs() {
         let wide = layout(Rect::new(0, 0, 160, 48), Pane::Jobs, 0);
         assert!(wide.jobs.is_some() && wide.traffic.is_some() && wide.devices.is_some());
         assert!(wide.rollouts.is_none(), "no rollouts: no strip");
-        let small = layout(Rect::new(0, 0, 80, 24), Pane::Jobs, 0);
-        assert!(small.devices.is_none() && small.traffic.is_some());
-        let small_devices = layout(Rect::new(0, 0, 80, 24), Pane::Devices, 0);
-        assert!(small_devices.devices.is_some() && small_devices.traffic.is_none());
-        let tiny = layout(Rect::new(0, 0, 60, 12), Pane::Traffic, 0);
+        for pane in Pane::ALL {
+            let small = layout(Rect::new(0, 0, 80, 24), pane, 2);
+            let shown: Vec<Pane> = Pane::ALL.into_iter().filter(|p| small.pane(*p).is_some()).collect();
+            assert_eq!(shown, [pane], "80×24: the focused pane alone");
+            assert_eq!(small.pane(pane).unwrap().height, 24 - 2 - 1, "on the whole body");
+        }
+        let tiny = layout(Rect::new(0, 0, 120, 12), Pane::Traffic, 0);
         assert!(tiny.jobs.is_none() && tiny.traffic.is_some());
     }
 
@@ -115,9 +119,9 @@ mod tests {
         assert_eq!(strip.y + strip.height, jobs.y, "the strip sits right above the jobs");
         let many = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 40);
         assert_eq!(many.rollouts.unwrap().height, ROLLOUT_ROWS + 3, "the strip scrolls beyond that");
-        let short = layout(Rect::new(0, 0, 80, 24), Pane::Jobs, 2);
+        let short = layout(Rect::new(0, 0, 120, 28), Pane::Jobs, 2);
         assert!(short.rollouts.is_none() && short.jobs.is_some());
-        let focused = layout(Rect::new(0, 0, 80, 24), Pane::Rollouts, 2);
+        let focused = layout(Rect::new(0, 0, 120, 28), Pane::Rollouts, 2);
         assert!(focused.rollouts.is_some() && focused.jobs.is_none(), "it takes the jobs' place");
         let empty = layout(Rect::new(0, 0, 200, 50), Pane::Rollouts, 0);
         assert!(empty.rollouts.is_some(), "focused with none: shown, empty");

@@ -1,13 +1,20 @@
 //! The status bar: broker and its state, jobs per state, throughput with a sparkline, drops.
+//! Wide terminals get all of it on two lines; narrower ones a compact form that keeps every job
+//! count whole (shorter words first, never a cut number), with the traffic's drops moving to
+//! the traffic pane's title.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 
+use crate::engine::JobState;
 use crate::runtime::ConnectionState;
 use crate::tui::app::App;
 use crate::tui::format;
+
+/// From this width the status bar has room for everything, in full words.
+const WIDE: u16 = 120;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
@@ -16,28 +23,50 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ConnectionState::Connecting | ConnectionState::Reconnecting { .. } => ("◌", theme.warn),
         ConnectionState::Disconnected { .. } | ConnectionState::Stopped => ("○", theme.danger),
     };
+    let rate = app.throughput.rate(app.now);
+    let connection = Span::styled(format!("{dot} {}", app.connection.label()), state_style);
+    if area.width < WIDE || area.height < 2 {
+        // Compact: the connection first (it says why nothing moves), then the counts.
+        let mut first = vec![Span::styled(" ROCKY ", theme.title), connection, Span::raw(" ")];
+        if app.insecure_tls {
+            first.push(Span::styled("INSECURE TLS ", theme.danger));
+        }
+        let used = Line::from(first.clone()).width();
+        first.push(Span::styled(
+            super::widgets::clip(&app.broker, usize::from(area.width).saturating_sub(used)),
+            theme.muted,
+        ));
+        let rate_text = format!(" ↑ {}", format::rate(rate));
+        let room = usize::from(area.width).saturating_sub(rate_text.chars().count() + 1);
+        let mut counts = counts(app);
+        if Line::from(counts.clone()).width() > room {
+            counts = counts_short(app);
+        }
+        counts.insert(0, Span::raw(" "));
+        counts.push(Span::styled(rate_text, theme.active));
+        if area.height < 2 {
+            let mut line = first;
+            line.push(Span::raw(" "));
+            line.extend(counts);
+            frame.render_widget(Paragraph::new(Line::from(line)), area);
+            return;
+        }
+        let [top, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
+        frame.render_widget(Paragraph::new(Line::from(first)), top);
+        frame.render_widget(Paragraph::new(Line::from(counts)), bottom);
+        return;
+    }
     let mut first = vec![Span::styled(" ROCKY ", theme.title), Span::raw(app.broker.clone()), Span::raw(" ")];
     if app.insecure_tls {
         first.push(Span::styled("INSECURE TLS", theme.danger));
         first.push(Span::raw(" "));
     }
-    first.push(Span::styled(format!("{dot} {}", app.connection.label()), state_style));
-    // On narrow terminals the job counts matter more than the API address.
-    if let Some(http) = app.http.as_ref().filter(|_| area.width >= 110) {
+    first.push(connection);
+    if let Some(http) = app.http.as_ref() {
         first.push(Span::styled(format!("  api {http}"), theme.muted));
     }
     first.push(Span::raw("   "));
-    let counts = app.jobs.counts();
-    if counts.is_empty() {
-        first.push(Span::styled("no jobs yet: press n", theme.muted));
-    }
-    for (i, (state, n)) in counts.iter().enumerate() {
-        if i > 0 {
-            first.push(Span::styled(" · ", theme.muted));
-        }
-        first.push(Span::styled(format!("{n} {}", state.label()), theme.state(*state)));
-    }
-    let rate = app.throughput.rate(app.now);
+    first.extend(counts(app));
     let drops = app.traffic.dropped + app.missed_events;
     let second = Line::from(vec![Span::styled(format!(" ↑ {:>10} ", format::rate(rate)), theme.active)]);
     let tail = Line::from(vec![
@@ -59,12 +88,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             if app.traffic_view.follow { theme.muted } else { theme.warn },
         ),
     ]);
-    if area.height < 2 {
-        let mut line = first;
-        line.push(Span::styled(format!("  ↑ {}", format::rate(rate)), theme.active));
-        frame.render_widget(Paragraph::new(Line::from(line)), area);
-        return;
-    }
     let [top, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(first)), top);
     let [rate_area, spark_area, tail_area] =
@@ -74,4 +97,48 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let series = app.throughput.series(app.now, usize::from(spark_area.width));
     frame.render_widget(Sparkline::default().data(&series).style(theme.bar), spark_area);
     frame.render_widget(Paragraph::new(tail), tail_area);
+}
+
+/// "3 transferring · 21 succeeded · 1 timed out", or the hint when there are no jobs.
+fn counts(app: &App) -> Vec<Span<'static>> {
+    let theme = &app.theme;
+    let counts = app.jobs.counts();
+    if counts.is_empty() {
+        return vec![Span::styled("no jobs yet: press n", theme.muted)];
+    }
+    let mut spans = Vec::new();
+    for (i, (state, n)) in counts.iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::styled(" · ", theme.muted));
+        }
+        spans.push(Span::styled(format!("{n} {}", state.label()), theme.state(*state)));
+    }
+    spans
+}
+
+/// The same counts in short words: "3 xfer 21 ok 1 t/o".
+fn counts_short(app: &App) -> Vec<Span<'static>> {
+    let theme = &app.theme;
+    let mut spans = Vec::new();
+    for (i, (state, n)) in app.jobs.counts().iter().enumerate() {
+        if i > 0 {
+            spans.push(Span::raw(" "));
+        }
+        spans.push(Span::styled(format!("{n} {}", short(*state)), theme.state(*state)));
+    }
+    spans
+}
+
+fn short(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Requesting => "req",
+        JobState::Transferring => "xfer",
+        JobState::Finishing => "fin",
+        JobState::Succeeded => "ok",
+        JobState::Rejected => "rej",
+        JobState::Failed => "failed",
+        JobState::TimedOut => "t/o",
+        JobState::Cancelled => "cncl",
+    }
 }

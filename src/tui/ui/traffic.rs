@@ -23,7 +23,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let mode = if app.traffic_view.follow { "following" } else { "frozen" };
     let chunks = if app.traffic.show_chunks { ", every chunk" } else { "" };
-    let title = format!("Traffic {} ({mode}{chunks})", lines.len());
+    let mut title = format!("Traffic {} ({mode}{chunks})", lines.len());
+    // The status bar has no room for these below its full width: said here when not zero.
+    for (count, what) in [
+        (app.traffic.dropped, "dropped"),
+        (app.missed_events, "missed"),
+        (app.bad_frames, "bad frames"),
+        (app.ignored, "ignored"),
+    ] {
+        if count > 0 && app.size.0 < 120 {
+            title.push_str(&format!(" · {count} {what}"));
+        }
+    }
     let text: Vec<Line> = lines
         .iter()
         .skip(start)

@@ -17,6 +17,16 @@ pub fn pane_block<'a>(app: &App, title: String, focused: bool, filter: &str) -> 
     if !filter.is_empty() {
         spans.push(Span::styled(format!("/{filter} "), theme.accent));
     }
+    // Panes as tabs: the others are named, so they can be found.
+    if app.size.0 < crate::tui::layout::TABS_BELOW {
+        let others: Vec<&str> = crate::tui::app::Pane::ALL
+            .into_iter()
+            .filter(|p| !title.starts_with(p.title()))
+            .filter(|p| *p != crate::tui::app::Pane::Rollouts || !app.rollouts.list.is_empty())
+            .map(|p| p.title())
+            .collect();
+        spans.push(Span::styled(format!("Tab: {} ", others.join(" · ")), theme.muted));
+    }
     Block::new()
         .borders(Borders::ALL)
         .border_type(if focused { BorderType::Thick } else { BorderType::Plain })

@@ -863,3 +863,32 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
     f.key(KeyCode::Char('k'));
     assert_eq!(f.app.selected_job().unwrap().id, 45, "k moves up from the newest");
 }
+
+#[test]
+fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_eta() {
+    let mut f = Fixture::mid_rollout(Theme::monochrome());
+    f.app.size = (160, 45);
+    let text = format!("{}", f.render(160, 45).backend());
+    let line = |text: &str, device: &str| text.lines().find(|l| l.contains(device)).unwrap_or("").to_owned();
+    assert!(line(&text, "dev-02").contains("/ 11.6s"), "an ETA while connected:\n{text}");
+    f.update(42, |job| {
+        job.state = JobState::Failed;
+        job.error = Some("writing to flash failed".into());
+    });
+    f.update(41, |_| {});
+    let text = format!("{}", f.render(160, 45).backend());
+    let failed = line(&text, "dev-02");
+    assert!(failed.contains("░░░░░░░") && failed.contains("✗ 48/96"), "hatched and marked:\n{failed}");
+    assert!(line(&text, "dev-01").contains("██████████████ 96/96"), "a success stays solid");
+    f.send(
+        5000,
+        RuntimeEvent::Connection(ConnectionState::Reconnecting {
+            attempt: 1,
+            delay_ms: 500,
+            reason: "refused".into(),
+        }),
+    );
+    let text = format!("{}", f.render(160, 45).backend());
+    let waiting = line(&text, "dev-05");
+    assert!(waiting.contains("broker down") && waiting.contains("/ paused"), "{waiting}");
+}

@@ -24,14 +24,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let block = pane_block(app, title, focused, app.filter(Pane::Jobs));
     let bar_width = if wide { 14 } else { 8 };
-    let rows: Vec<Row> = jobs
+    let shown: Vec<&&JobRow> = jobs.iter().skip(cursor.offset).take(rows_shown).collect();
+    // Columns as wide as what they show on this screen: an image's whole name (its version is
+    // at the end), a device's whole id, every digit of a count.
+    let widest = |f: &dyn Fn(&JobRow) -> usize, least: usize, most: usize| {
+        shown.iter().map(|j| f(j)).max().unwrap_or(0).clamp(least, most) as u16
+    };
+    let id_w = widest(&|j| j.id.to_string().len(), 2, 10);
+    let device_w = widest(&|j| j.device_id.as_str().chars().count(), 6, if wide { 32 } else { 16 });
+    let image_w = widest(&|j| j.image.name.chars().count(), 5, 40);
+    let progress_w = widest(&|j| progress_text(j).chars().count(), 8, 40) + bar_width as u16 + 1;
+    let disconnected = !matches!(app.connection, crate::runtime::ConnectionState::Connected);
+    let rows: Vec<Row> = shown
         .iter()
         .enumerate()
-        .skip(cursor.offset)
-        .take(rows_shown)
         .map(|(i, job)| {
-            let row = row(app, job, wide, bar_width);
-            if focused && i == cursor.selected { row.style(theme.selected) } else { row }
+            let row = row(app, job, wide, bar_width, (device_w, image_w), disconnected);
+            if focused && cursor.offset + i == cursor.selected { row.style(theme.selected) } else { row }
         })
         .collect();
     let (header, widths): (Vec<&str>, Vec<Constraint>) = if wide {
@@ -49,28 +58,28 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 "LAST ERROR",
             ],
             vec![
-                Constraint::Length(6),
-                Constraint::Length(14),
-                Constraint::Length(16),
+                Constraint::Length(id_w),
+                Constraint::Length(device_w),
+                Constraint::Length(image_w),
                 Constraint::Length(12),
-                Constraint::Length(bar_width as u16 + 16),
+                Constraint::Length(progress_w),
                 Constraint::Length(10),
                 Constraint::Length(11),
-                Constraint::Length(15),
+                Constraint::Length(17),
                 Constraint::Length(3),
-                Constraint::Min(10),
+                Constraint::Fill(1),
             ],
         )
     } else {
         (
             vec!["ID", "DEVICE", "STATE", "PROGRESS", "TIME", "ERROR"],
             vec![
-                Constraint::Length(5),
-                Constraint::Length(10),
+                Constraint::Length(id_w),
+                Constraint::Length(device_w),
                 Constraint::Length(12),
-                Constraint::Length(bar_width as u16 + 16),
+                Constraint::Length(progress_w),
                 Constraint::Length(7),
-                Constraint::Min(6),
+                Constraint::Fill(1),
             ],
         )
     };
@@ -79,50 +88,81 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(table, area);
 }
 
-fn row<'a>(app: &App, job: &JobRow, wide: bool, bar_width: usize) -> Row<'a> {
-    let theme = &app.theme;
-    let state = Cell::from(Span::styled(job.state.label(), theme.state(job.state)));
-    let progress = match job.chunks_confirmed {
-        // Device-paced: confirmed solid, sent-but-unconfirmed lighter, and the count the device
-        // confirmed (✓) before what was sent.
+/// "64✓69/96  66%", or "✗ 96/96 100%" for a job that failed: the counts beside the bar.
+fn progress_text(job: &JobRow) -> String {
+    let mark = if failed(job) { "✗ " } else { "" };
+    match job.chunks_confirmed {
         Some(confirmed) => {
             let pct = (job.confirmed_progress() * 100.0).floor();
-            let (solid, light) = paced_bar(job.confirmed_progress(), job.progress(), bar_width);
-            Cell::from(Line::from(vec![
-                Span::styled(solid, theme.state(job.state)),
-                Span::styled(light, theme.muted),
-                Span::raw(format!(" {confirmed}✓{}/{} {pct:>3}%", job.chunks_done, job.chunks_total)),
-            ]))
+            format!("{mark}{confirmed}✓{}/{} {pct:>3}%", job.chunks_done, job.chunks_total)
         }
         None => {
             let pct = (job.progress() * 100.0).floor();
-            Cell::from(Line::from(vec![
-                Span::styled(bar(job.progress(), bar_width), theme.state(job.state)),
-                Span::raw(format!(" {}/{} {pct:>3}%", job.chunks_done, job.chunks_total)),
-            ]))
+            format!("{mark}{}/{} {pct:>3}%", job.chunks_done, job.chunks_total)
         }
+    }
+}
+
+/// Failed, refused or timed out: drawn apart from a success without colour too.
+fn failed(job: &JobRow) -> bool {
+    use crate::engine::JobState::*;
+    matches!(job.state, Failed | Rejected | TimedOut)
+}
+
+fn row<'a>(
+    app: &App,
+    job: &JobRow,
+    wide: bool,
+    bar_width: usize,
+    (device_w, image_w): (u16, u16),
+    disconnected: bool,
+) -> Row<'a> {
+    let theme = &app.theme;
+    // While the broker is away an active job waits for it: said so, with no rate or ETA.
+    let waiting = disconnected && job.state.is_active();
+    let state = if waiting {
+        Cell::from(Span::styled("broker down", theme.warn))
+    } else {
+        Cell::from(Span::styled(job.state.label(), theme.state(job.state)))
     };
+    let (solid, light) = match job.chunks_confirmed {
+        // Device-paced: confirmed solid, sent-but-unconfirmed lighter.
+        Some(_) => paced_bar(job.confirmed_progress(), job.progress(), bar_width),
+        None => (bar(job.progress(), bar_width), String::new()),
+    };
+    // A failed job's bar is hatched, not solid: it reads as a failure without colour.
+    let solid = if failed(job) {
+        solid.replace(['█', '▉', '▊', '▋', '▌', '▍', '▎', '▏'], "░")
+    } else {
+        solid
+    };
+    let progress = Cell::from(Line::from(vec![
+        Span::styled(solid, theme.state(job.state)),
+        Span::styled(light, theme.muted),
+        Span::raw(format!(" {}", progress_text(job))),
+    ]));
     let elapsed = format::duration(job.elapsed(app.now));
     let error = Cell::from(Span::styled(job.error.clone().unwrap_or_default(), theme.danger));
     if !wide {
         return Row::new(vec![
             Cell::from(job.id.to_string()),
-            Cell::from(clip(job.device_id.as_str(), 10)),
+            Cell::from(clip(job.device_id.as_str(), usize::from(device_w))),
             state,
             progress,
             Cell::from(elapsed),
             error,
         ]);
     }
-    let rate = job.rate(app.now).map(format::rate).unwrap_or_default();
-    let time = match job.eta(app.now) {
+    let rate = if waiting { String::new() } else { job.rate(app.now).map(format::rate).unwrap_or_default() };
+    let time = match job.eta(app.now).filter(|_| !waiting) {
         Some(eta) => format!("{elapsed} / {}", format::duration(eta)),
+        None if waiting => format!("{elapsed} / paused"),
         None => elapsed,
     };
     Row::new(vec![
         Cell::from(job.id.to_string()),
-        Cell::from(clip(job.device_id.as_str(), 14)),
-        Cell::from(clip(&job.image.name, 16)),
+        Cell::from(clip(job.device_id.as_str(), usize::from(device_w))),
+        Cell::from(clip(&job.image.name, usize::from(image_w))),
         state,
         progress,
         Cell::from(format::bytes(job.bytes_sent)),

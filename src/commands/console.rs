@@ -70,6 +70,7 @@ async fn run_attached(
         insecure_tls: false,
         http: None,
         traffic_lines: config.console.traffic_lines,
+        palette: config.console.palette,
         default_chunk: config.jobs.chunk_size,
         log_path: Some(log_path),
         // The operator's own files and URLs, read here and uploaded.
@@ -154,6 +155,7 @@ pub async fn run_console(
         insecure_tls,
         http,
         traffic_lines: config.console.traffic_lines,
+        palette: config.console.palette,
         default_chunk,
         log_path: Some(log_path),
         limits,

@@ -8,7 +8,7 @@ mod secrets;
 
 pub use load::{ConfigError, Loaded, Source, default_config_path, default_data_dir, layer, load};
 pub use model::{
-    Config, ConsoleSection, FirmwareSection, HttpSection, JobsSection, MqttSection, StoreSection,
+    Config, ConsoleSection, FirmwareSection, HttpSection, JobsSection, MqttSection, Palette, StoreSection,
 };
 pub use secrets::{
     HTTP_TOKEN_ENV, MQTT_PASSWORD_ENV, SetupError, broker_connection, describe_secrets, http_token,

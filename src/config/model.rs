@@ -146,12 +146,22 @@ impl Default for HttpSection {
 pub struct ConsoleSection {
     /// Lines of traffic the console keeps; older ones are dropped and counted.
     pub traffic_lines: usize,
+    /// Colours for a dark or a light terminal background (`NO_COLOR` turns colour off).
+    pub palette: Palette,
 }
 
 impl Default for ConsoleSection {
     fn default() -> Self {
-        Self { traffic_lines: 10_000 }
+        Self { traffic_lines: 10_000, palette: Palette::Dark }
     }
+}
+
+/// The console's colours, for the terminal's background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Palette {
+    Dark,
+    Light,
 }
 
 /// How much image data Rocky keeps, in memory and in the firmware directory.

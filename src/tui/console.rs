@@ -34,6 +34,8 @@ pub struct ConsoleOptions {
     pub insecure_tls: bool,
     pub http: Option<String>,
     pub traffic_lines: usize,
+    /// The colours (`console.palette`).
+    pub palette: crate::config::Palette,
     pub default_chunk: u32,
     pub log_path: Option<PathBuf>,
     pub limits: LoadLimits,
@@ -82,8 +84,12 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
         return Err(std::io::Error::other("the console's event stream was already taken"));
     };
     let mut guard = TerminalGuard::enter()?;
-    let mut app =
-        App::new(source.clock(), options.broker_label.clone(), options.traffic_lines, Theme::from_env());
+    let mut app = App::new(
+        source.clock(),
+        options.broker_label.clone(),
+        options.traffic_lines,
+        Theme::for_palette(options.palette),
+    );
     app.attached = matches!(*source, Source::Remote(_));
     app.insecure_tls = options.insecure_tls;
     app.http = options.http.clone();

@@ -399,6 +399,38 @@ fn states_carry_meaning_in_colour_and_no_color_removes_it() {
     assert!(style_of(&screen, "rejected").add_modifier.contains(ratatui::style::Modifier::BOLD));
 }
 
+/// Every colour a screen uses, foreground and background.
+fn colours(terminal: &Terminal<TestBackend>) -> std::collections::BTreeSet<String> {
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .flat_map(|c| [format!("{:?}", c.fg), format!("{:?}", c.bg)])
+        .collect()
+}
+
+#[test]
+fn the_light_palette_has_no_faint_yellow_or_cyan_and_both_palettes_read_the_same() {
+    let mut dark = Fixture::mid_rollout(Theme::color());
+    dark.app.size = (160, 45);
+    let dark_screen = dark.render(160, 45);
+    let mut light = Fixture::mid_rollout(Theme::light());
+    light.app.size = (160, 45);
+    let light_screen = light.render(160, 45);
+    // The same text either way; only the colours differ.
+    assert_eq!(format!("{}", dark_screen.backend()), format!("{}", light_screen.backend()));
+    let used = colours(&light_screen);
+    for faint in ["Yellow", "Cyan", "LightYellow", "LightCyan", "White"] {
+        assert!(!used.contains(faint), "{faint} on a light background: {used:?}");
+    }
+    assert!(used.iter().all(|c| !c.starts_with("Rgb")), "no fixed colours, no fixed background");
+    assert_eq!(style_of(&light_screen, "succeeded").fg, Some(Color::Indexed(28)));
+    assert_eq!(style_of(&light_screen, "rejected").fg, Some(Color::Indexed(160)));
+    insta::assert_snapshot!("light_palette_mid_rollout", format!("{:?}", used));
+    insta::assert_snapshot!("dark_palette_mid_rollout", format!("{:?}", colours(&dark_screen)));
+}
+
 #[test]
 fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failure() {
     let mut f = Fixture::mid_rollout(Theme::color());

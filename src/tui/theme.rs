@@ -41,6 +41,41 @@ impl Theme {
         }
     }
 
+    /// For a light background: darker shades of the 256-colour palette where the basic yellow
+    /// and cyan are faint on white.
+    pub fn light() -> Self {
+        let dark_green = Color::Indexed(28);
+        let dark_red = Color::Indexed(160);
+        let amber = Color::Indexed(130);
+        let blue = Color::Indexed(25);
+        Self {
+            ok: Style::new().fg(dark_green),
+            danger: Style::new().fg(dark_red).add_modifier(Modifier::BOLD),
+            warn: Style::new().fg(amber).add_modifier(Modifier::BOLD),
+            active: Style::new().fg(blue),
+            muted: Style::new().fg(Color::Indexed(243)),
+            accent: Style::new().fg(Color::Indexed(90)),
+            selected: Style::new().add_modifier(Modifier::REVERSED),
+            title: Style::new().add_modifier(Modifier::BOLD),
+            key: Style::new().fg(blue).add_modifier(Modifier::BOLD),
+            border: Style::new().fg(Color::Indexed(246)),
+            focused_border: Style::new().fg(blue),
+            bar: Style::new().fg(blue),
+        }
+    }
+
+    /// The palette asked for, unless `NO_COLOR` is set (to anything), as no-color.org asks.
+    pub fn for_palette(palette: crate::config::Palette) -> Self {
+        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+            Self::monochrome()
+        } else {
+            match palette {
+                crate::config::Palette::Dark => Self::color(),
+                crate::config::Palette::Light => Self::light(),
+            }
+        }
+    }
+
     pub fn monochrome() -> Self {
         let plain = Style::new();
         Self {
@@ -56,15 +91,6 @@ impl Theme {
             border: plain,
             focused_border: plain.add_modifier(Modifier::BOLD),
             bar: plain,
-        }
-    }
-
-    /// Colour unless `NO_COLOR` is set (to anything), as no-color.org asks.
-    pub fn from_env() -> Self {
-        if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-            Self::monochrome()
-        } else {
-            Self::color()
         }
     }
 

@@ -84,3 +84,42 @@ impl<'de> serde::Deserialize<'de> for Rate {
         }
     }
 }
+
+/// A parser's message in plain words: serde's type names (`expected u32`) become what a user
+/// would write (`expected a whole number`).
+pub fn plain_words(message: &str) -> String {
+    let mut out = message.to_owned();
+    for (rust, plain) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number of 0 or more"),
+        ("expected u32", "expected a whole number of 0 or more"),
+        ("expected u64", "expected a whole number of 0 or more"),
+        ("expected usize", "expected a whole number of 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected f32", "expected a number"),
+        ("invalid type: string", "the text"),
+        ("invalid type: integer", "the whole number"),
+        ("invalid type: floating point", "the number"),
+        ("invalid type: boolean", "the truth value"),
+        ("invalid value: integer", "the number"),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    out
+}
+
+#[cfg(test)]
+mod plain_words_tests {
+    #[test]
+    fn serde_type_names_become_plain_words() {
+        assert_eq!(
+            super::plain_words("invalid type: string \"big\", expected u32"),
+            "the text \"big\", expected a whole number of 0 or more"
+        );
+        assert_eq!(
+            super::plain_words("invalid value: integer `-1`, expected u64"),
+            "the number `-1`, expected a whole number of 0 or more"
+        );
+    }
+}

@@ -133,9 +133,17 @@ pub fn layer(
         // Before the typed parse, whose errors quote the offending line: a secret typed into
         // the file must not be echoed back.
         refuse_secrets(&table, file_text, path)?;
-        // Parsing into the typed model gives errors with the line, column and key.
-        toml::from_str::<Config>(file_text)
-            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+        // Parsing into the typed model gives errors with the line, column and key. With more
+        // than one mistake, each key is tried on its own, so one run names them all.
+        if let Err(e) = toml::from_str::<Config>(file_text) {
+            let mistakes = every_mistake(&table, file_text, &merged);
+            let message = if mistakes.len() > 1 {
+                format!("{} mistakes:\n  {}", mistakes.len(), mistakes.join("\n  "))
+            } else {
+                crate::units::plain_words(&e.to_string())
+            };
+            return Err(ConfigError::Parse { path: path.clone(), message });
+        }
         for (section, keys) in table {
             for (key, value) in keys.as_table().into_iter().flatten() {
                 let line = line_of(file_text, &section, key);
@@ -197,6 +205,36 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
         }
     }
     Ok(())
+}
+
+/// Each key of the file tried alone over the defaults: what is wrong with it, by line.
+fn every_mistake(table: &toml::Table, text: &str, defaults: &toml::Table) -> Vec<String> {
+    let mut mistakes = Vec::new();
+    for (section, keys) in table {
+        let Some(keys) = keys.as_table() else {
+            mistakes.push(format!("{section} is a key outside any section; put it under its [section]"));
+            continue;
+        };
+        if !defaults.contains_key(section) {
+            let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
+            mistakes.push(format!("[{section}] is not a section; the sections are {}", known.join(", ")));
+            continue;
+        }
+        for (key, value) in keys {
+            let mut one = defaults.clone();
+            match one.get_mut(section) {
+                Some(toml::Value::Table(sec)) => {
+                    sec.insert(key.clone(), value.clone());
+                }
+                _ => continue,
+            }
+            if let Err(e) = toml::Value::Table(one).try_into::<Config>() {
+                let line = line_of(text, section, key).map(|l| format!("line {l}: ")).unwrap_or_default();
+                mistakes.push(format!("{line}{section}.{key}: {}", crate::units::plain_words(e.message())));
+            }
+        }
+    }
+    mistakes
 }
 
 fn set(table: &mut toml::Table, section: &str, key: &str, value: toml::Value) {
@@ -264,6 +302,26 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn every_mistake_of_a_file_is_named_in_one_run() {
+        let (_dir, path) = write(
+            "[jobs]\nchunk_size = \"big\"\nrequest_attempts = -1\n[mqtt]\ncolour = 1\n[nonsense]\nx = 1\n",
+        );
+        let Err(ConfigError::Parse { message, .. }) = load(Some(&path), no_env, &[]) else {
+            panic!("refused")
+        };
+        assert!(message.starts_with("4 mistakes:"), "{message}");
+        for expected in [
+            "line 2: jobs.chunk_size: the text \"big\", expected a whole number of 0 or more",
+            "line 3: jobs.request_attempts: the number `-1`",
+            "line 5: mqtt.colour: unknown field `colour`",
+            "[nonsense] is not a section",
+        ] {
+            assert!(message.contains(expected), "{expected:?} in {message}");
+        }
+        assert!(!message.contains("u32"), "no Rust type names: {message}");
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn progress_beyond_what_was_sent_is_a_reported_protocol_error() {
     h.respond("d", id, progress(9));
     assert!(h.drain().is_empty());
     let ignored = h.ignored();
-    assert!(ignored.iter().any(|r| r.contains("protocol error") && r.contains("1..=4")), "{ignored:?}");
+    assert!(ignored.iter().any(|r| r.contains("protocol error") && r.contains("1 to 4")), "{ignored:?}");
     assert_eq!(h.engine.job(id).unwrap().chunks_confirmed, Some(0), "nothing changed");
     // FOTA_PROGRESS outside the transfer phase is ignored like any late answer.
     h.respond("d", id, progress(5));

@@ -635,7 +635,7 @@ impl Engine {
                 Some(paced.map_or(resume.clone(), |paced| format!("{resume}; {paced}")))
             }
             Some(next) if next != start => Some(format!(
-                "protocol error from the device: resume point {next} is outside 1..={}; starting at chunk 1",
+                "protocol error from the device: resume point {next} is outside 1 to {}; starting at chunk 1",
                 total + 1
             )),
             _ => paced,

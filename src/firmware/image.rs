@@ -20,7 +20,7 @@ impl ChunkSize {
     pub fn new(bytes: u64) -> Result<Self, String> {
         match u32::try_from(bytes) {
             Ok(n) if (MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&n) => Ok(Self(n)),
-            _ => Err(format!("chunk size {bytes} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes")),
+            _ => Err(format!("chunk size {bytes} is outside {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} bytes")),
         }
     }
 

@@ -114,7 +114,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             R::BytesRejection(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::TooLarge(format!("request body is larger than the limit: {}", e.body_text()))
             }
-            _ => Self::BadRequest(e.body_text()),
+            _ => Self::BadRequest(crate::units::plain_words(&e.body_text())),
         }
     }
 }

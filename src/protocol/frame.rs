@@ -248,7 +248,7 @@ pub(super) fn decode_hash(item: &Value) -> Result<Sha256, DecodeError> {
             .iter()
             .map(|v| as_u64(v).and_then(|n| u8::try_from(n).ok()))
             .collect::<Option<Vec<u8>>>()
-            .ok_or_else(|| DecodeError::BadHash("array items must be integers 0..=255".into()))?,
+            .ok_or_else(|| DecodeError::BadHash("array items must be integers from 0 to 255".into()))?,
         other => return Err(DecodeError::BadHash(format!("expected bytes or array, got {}", kind(other)))),
     };
     Sha256::try_from(bytes.as_slice())

@@ -51,7 +51,7 @@ impl Engine {
             return ignore(
                 self,
                 format!(
-                    "protocol error: FOTA_PROGRESS says next {next}, but only chunks 1..={sent} were sent"
+                    "protocol error: FOTA_PROGRESS says next {next}, but only chunks 1 to {sent} were sent"
                 ),
             );
         }

@@ -181,6 +181,26 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     tmux.wait_for(Duration::from_secs(10), "the decode error in the filtered traffic", |s| {
         s.lines().any(|l| l.contains("resp ← dev-20 decode error")).then_some(())
     });
+    // w writes what the filter shows, beside the log, as JSON lines.
+    tmux.keys(&["w"]);
+    let written = tmux.wait_for(Duration::from_secs(10), "the traffic to be written", |s| {
+        let line = s.lines().find(|l| l.trim_start().starts_with("wrote "))?;
+        let path = line.split(" to ").nth(1)?.split_whitespace().next()?;
+        Some(path.to_owned())
+    });
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&written)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(!records.is_empty());
+    for record in &records {
+        assert_eq!(
+            (record["device"].as_str(), record["decode_error"].as_bool()),
+            (Some("dev-20"), Some(true))
+        );
+    }
+    assert!(written.starts_with(&data.path().display().to_string()), "{written} is beside the log");
     let screen = tmux.screen();
     assert!(screen.contains("21 succeeded"), "status bar counts:\n{screen}");
     // The refusing and failing devices' own reasons, word for word.

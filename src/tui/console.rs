@@ -64,6 +64,8 @@ enum Done {
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
     Inventory(Result<Vec<crate::inventory::Device>, String>),
     RolloutCreated(Result<RolloutId, String>),
+    /// A file `w` wrote, or why not.
+    Exported(Result<String, String>),
     /// A firmware path's completion, for the form.
     Completed {
         generation: u64,
@@ -214,6 +216,16 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
         };
         match outcome {
             Outcome::Quit => break,
+            Outcome::Command(Command::ToggleMouse) => {
+                app.mouse_released = !app.mouse_released;
+                match guard.capture_mouse(!app.mouse_released) {
+                    Ok(()) if app.mouse_released => {
+                        app.flash("mouse released: select and copy with the terminal; m takes it back", false)
+                    }
+                    Ok(()) => app.flash("mouse captured: clicks select, the wheel scrolls", false),
+                    Err(e) => app.flash(format!("the terminal refused the mouse change: {e}"), true),
+                }
+            }
             Outcome::Command(command) => run_command(&mut app, &source, &options.limits, &done_tx, command),
             Outcome::Ignored | Outcome::Redraw => {}
         }
@@ -232,6 +244,22 @@ fn run_command(
     match command {
         Command::Submit(specs) => spawn_submit(source, specs, done),
         Command::CreateRollout(rollout) => spawn_rollout(source, *rollout, done),
+        // Handled by the loop, which holds the terminal.
+        Command::ToggleMouse => {}
+        Command::Export(export) => {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let super::export::Export { path, contents, what } = export;
+                let shown = path.display().to_string();
+                let written = tokio::task::spawn_blocking(move || std::fs::write(&path, contents)).await;
+                let result = match written {
+                    Ok(Ok(())) => Ok(format!("wrote {what} to {shown}")),
+                    Ok(Err(e)) => Err(format!("cannot write {shown}: {e}")),
+                    Err(_) => Err(format!("writing {shown} stopped")),
+                };
+                let _ = done.send(Done::Exported(result)).await;
+            });
+        }
         Command::CompletePath { generation, text } => {
             let done = done.clone();
             tokio::spawn(async move {
@@ -352,6 +380,8 @@ fn finish(
             app.jobs_cursor.selected = usize::MAX / 2; // clamped to the newest job when drawn
             app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
         }
+        Done::Exported(Ok(text)) => app.flash(text, false),
+        Done::Exported(Err(text)) => app.flash(text, true),
         Done::Completed { generation, asked, completed } => {
             if let Some(Overlay::Form(form)) = app.overlay.as_mut()
                 && let FormOutcome::Preview { generation, source: firmware } =

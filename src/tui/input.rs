@@ -37,6 +37,10 @@ pub enum Command {
         generation: u64,
         source: FirmwareSource,
     },
+    /// Release or capture the mouse.
+    ToggleMouse,
+    /// Write a file (`w`).
+    Export(super::export::Export),
     /// Complete the form's firmware path (reads a directory).
     CompletePath {
         generation: u64,
@@ -164,6 +168,8 @@ impl App {
                 self.jobs_cursor = Default::default();
                 self.focus = Pane::Jobs;
             }
+            Action::ToggleMouse => return Outcome::Command(Command::ToggleMouse),
+            Action::Save => return self.export(),
             Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::Quit => {
                 let active = self.jobs.active();
@@ -194,6 +200,32 @@ impl App {
             None => self.overlay = Some(Overlay::Confirm(Confirm::Rollout(id, verb))),
         }
         Outcome::Redraw
+    }
+
+    /// `w`: the traffic as filtered (traffic pane), or the selected job (jobs and devices).
+    fn export(&mut self) -> Outcome {
+        let dir = self
+            .log_path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map_or_else(|| std::path::PathBuf::from("."), std::path::Path::to_path_buf);
+        let export = match self.focus {
+            Pane::Traffic => Some(super::export::traffic(&self.visible_traffic(), &dir, self.now)),
+            Pane::Jobs => self.selected_job().map(|job| super::export::job(job, &dir, self.now)),
+            Pane::Devices => {
+                let job = self.visible_devices().get(self.devices_cursor.selected).and_then(|d| d.job);
+                job.and_then(|(id, _)| self.jobs.rows.get(&id))
+                    .map(|job| super::export::job(job, &dir, self.now))
+            }
+            Pane::Rollouts => None,
+        };
+        match export {
+            Some(export) => Outcome::Command(Command::Export(export)),
+            None => {
+                self.flash("nothing to write here: w writes the traffic pane, or the selected job", true);
+                Outcome::Redraw
+            }
+        }
     }
 
     fn open_detail(&mut self) -> Outcome {

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod console;
+pub mod export;
 pub mod form;
 pub mod format;
 pub mod input;

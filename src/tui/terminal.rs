@@ -40,6 +40,16 @@ impl TerminalGuard {
     pub fn terminal(&mut self) -> &mut Tui {
         &mut self.terminal
     }
+
+    /// Captures the mouse (clicks and the wheel reach the console) or releases it, so the
+    /// terminal's own selection can copy what is on screen.
+    pub fn capture_mouse(&mut self, capture: bool) -> io::Result<()> {
+        if capture {
+            execute!(self.terminal.backend_mut(), EnableMouseCapture)
+        } else {
+            execute!(self.terminal.backend_mut(), DisableMouseCapture)
+        }
+    }
 }
 
 impl Drop for TerminalGuard {

@@ -924,3 +924,30 @@ fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_et
     let waiting = line(&text, "dev-05");
     assert!(waiting.contains("broker down") && waiting.contains("/ paused"), "{waiting}");
 }
+
+#[test]
+fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.app.log_path = Some(std::env::temp_dir().join("rocky-export-test/rocky.log"));
+    assert!(matches!(f.key(KeyCode::Char('m')), Outcome::Command(Command::ToggleMouse)));
+    // The selected job (42), with its timeline.
+    f.app.jobs_cursor.selected = 1;
+    let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
+    assert_eq!(export.what, "job 42");
+    assert!(export.path.starts_with(std::env::temp_dir().join("rocky-export-test")), "beside the log");
+    let job: serde_json::Value = serde_json::from_str(&export.contents).unwrap();
+    assert_eq!((job["job"]["id"].as_u64(), job["job"]["device_id"].as_str()), (Some(42), Some("dev-02")));
+    assert!(!job["timeline"].as_array().unwrap().is_empty());
+    // The traffic, as filtered: only job 43's lines.
+    f.key(KeyCode::Tab);
+    f.app.filters[1] = "#43".into();
+    let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
+    let lines: Vec<serde_json::Value> =
+        export.contents.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(export.what, format!("{} traffic lines", lines.len()));
+    assert!(lines.iter().all(|l| l["job"] == 43), "{lines:?}");
+    let nack = lines.iter().find(|l| l["text"].as_str().unwrap_or("").contains("FOTA_REQUEST_NACK")).unwrap();
+    assert_eq!((nack["direction"].as_str(), nack["payload_hex"].as_str()), (Some("in"), Some("82182b03")));
+    assert!(export.path.to_string_lossy().ends_with(".jsonl"));
+}

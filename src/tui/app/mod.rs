@@ -170,6 +170,8 @@ pub struct App {
     pub history_view: bool,
     /// Attached to a server (`rocky console --server`): quitting stops nothing there.
     pub attached: bool,
+    /// The mouse is left to the terminal (`m`), for selecting and copying text.
+    pub mouse_released: bool,
     /// Timeline entries for jobs whose snapshot has not arrived yet.
     pub orphan_notes: std::collections::BTreeMap<JobId, Vec<(SystemTime, String)>>,
 }
@@ -214,6 +216,7 @@ impl App {
             default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
             history_view: false,
             attached: false,
+            mouse_released: false,
             orphan_notes: Default::default(),
         }
     }

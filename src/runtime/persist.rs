@@ -161,6 +161,9 @@ impl Persistence {
         let store = self.store.clone();
         tokio::spawn(async move {
             store.flush_and_wait(jobs, history).await;
+            // Let go of the store before answering: a caller that stops Rocky on the answer
+            // must find the data directory free.
+            drop(store);
             let _ = reply.send(answer);
         });
     }

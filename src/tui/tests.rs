@@ -346,7 +346,7 @@ fn form_shows_an_inline_error() {
 fn help_is_generated_from_the_keymap() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.key(KeyCode::Char('?'));
-    let screen = f.render(100, 52);
+    let screen = f.render(100, 60);
     for binding in &f.app.keymap.bindings {
         let text = format!("{}", screen.backend());
         assert!(text.contains(binding.help), "{} missing from help", binding.help);

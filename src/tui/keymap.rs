@@ -192,7 +192,7 @@ impl Default for Keymap {
                     ToggleMouse,
                     g,
                     "mouse",
-                    "Release the mouse to select and copy text (again: take it back)",
+                    "Release the mouse for copying text (again: take it back)",
                 ),
                 b(
                     vec![Key::ch('w')],

@@ -97,11 +97,15 @@ impl Library {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Returns the image already held for this hash if there is one, else keeps `image`; either
-    /// way it becomes the most recently used.
+    /// Returns the image already held for this hash if there is one (its bytes shared, under
+    /// the name it was given now: the same content uploaded as another file keeps that file's
+    /// name), else keeps `image`; either way it becomes the most recently used.
     pub fn intern(&self, image: Image) -> Image {
         let mut state = self.lock();
         let image = match state.held.get(image.sha256()).and_then(WeakImage::upgrade) {
+            Some(existing) if existing.has_bytes() && existing.name() != image.name() => {
+                existing.renamed(image.name())
+            }
             Some(existing) if existing.has_bytes() => existing,
             _ => {
                 state.held.retain(|_, weak| weak.upgrade().is_some());
@@ -204,6 +208,7 @@ mod tests {
         let a = lib.intern(image("a.bin", 1, 1000));
         let b = lib.intern(image("copy.bin", 1, 1000));
         assert!(a.same_allocation(&b));
+        assert_eq!(b.name(), "copy.bin", "the same bytes under the name given this time");
         assert_eq!(lib.usage().images, 1);
         let c = lib.intern(image("c.bin", 2, 1000));
         assert!(!a.same_allocation(&c));

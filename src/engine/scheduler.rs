@@ -420,6 +420,18 @@ impl Engine {
         let active: Vec<(JobId, JobState)> =
             self.jobs.values().filter(|j| j.state.is_active()).map(|j| (j.id, j.state)).collect();
         for (id, state) in active {
+            // Said on the job's timeline: what the broker's return made it send again.
+            let again = match state {
+                JobState::Requesting => "broker reconnected: FOTA_REQUEST sent again",
+                JobState::Transferring => {
+                    "broker reconnected: FOTA_REQUEST sent again to learn where to resume"
+                }
+                _ => "broker reconnected: FOTA_DONE sent again",
+            };
+            if let Some(job) = self.jobs.get(&id) {
+                let device = job.device.clone();
+                self.events.push_back((now, Event::Note { job: id, device, text: again.to_owned() }));
+            }
             match state {
                 JobState::Requesting => self.start_round(id, now),
                 JobState::Transferring => {

@@ -523,6 +523,22 @@ fn nothing_is_sent_while_disconnected_and_reconnect_repeats_the_last_command() {
         ]
     );
     assert_eq!(h.state(transferring), JobState::Requesting);
+    // Each resend is on its job's timeline.
+    let notes: Vec<(JobId, String)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note { job, text, .. } => Some((*job, text.clone())),
+            _ => None,
+        })
+        .collect();
+    for (job, says) in [
+        (requesting, "FOTA_REQUEST sent again"),
+        (transferring, "where to resume"),
+        (finishing, "FOTA_DONE sent again"),
+    ] {
+        assert!(notes.iter().any(|(j, t)| *j == job && t.contains(says)), "{job}: {notes:?}");
+    }
     // The resent request round has its full retry budget again.
     h.advance(Duration::from_secs(30));
     assert_eq!(h.drain().len(), 3, "requesting, transferring and queued resend");

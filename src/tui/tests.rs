@@ -951,3 +951,15 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     assert_eq!((nack["direction"].as_str(), nack["payload_hex"].as_str()), (Some("in"), Some("82182b03")));
     assert!(export.path.to_string_lossy().ends_with(".jsonl"));
 }
+
+#[test]
+fn a_folded_chunk_run_shows_a_chunks_size_apart_from_the_runs_and_every_kept_byte() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    let seq = f.app.traffic.iter().find(|l| l.chunks.is_some_and(|r| r.last == 96)).unwrap().seq;
+    f.app.overlay = Some(Overlay::TrafficDetail { seq, scroll: 0 });
+    let text = format!("{}", f.render(120, 200).backend());
+    assert!(text.contains("2 KiB a chunk · chunks 1–96 of 96, 192 KiB in all"), "{text}");
+    assert!(text.contains("Hex (2048 B)"), "{text}");
+    // All 2048 bytes, not the first 512: the last row of the dump is at offset 0x7f0.
+    assert!(text.contains("000007f0"), "{text}");
+}

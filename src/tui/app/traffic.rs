@@ -36,6 +36,8 @@ pub struct ChunkRun {
     pub last: u32,
     pub total: u32,
     pub bytes: u64,
+    /// The size of the run's first chunk (whose bytes the line keeps).
+    pub first_size: u64,
 }
 
 #[derive(Debug)]
@@ -94,6 +96,7 @@ impl TrafficLog {
                 last: chunk,
                 total: total_chunks.unwrap_or(0),
                 bytes: event.size as u64,
+                first_size: event.size as u64,
             };
             let seq = self.append(time, event, Some(run));
             self.open_runs.insert(job, seq);

@@ -136,7 +136,22 @@ pub fn draw_traffic(frame: &mut Frame, area: Rect, app: &App, seq: u64, scroll: 
         field(app, "direction", direction.to_owned()),
         field(app, "topic", line.topic.clone()),
         field(app, "QoS", line.qos.to_string()),
-        field(app, "size", format!("{} B", line.size)),
+        match line.chunks {
+            // A folded run: the first chunk's own size, then the run's.
+            Some(run) => field(
+                app,
+                "size",
+                format!(
+                    "{} a chunk · chunks {}–{} of {}, {} in all",
+                    format::bytes(run.first_size),
+                    run.first,
+                    run.last,
+                    run.total,
+                    format::bytes(run.bytes)
+                ),
+            ),
+            None => field(app, "size", format!("{} B", line.size)),
+        },
         Line::from(vec![
             Span::styled(format!("{:>12}  ", "decoded"), theme.muted),
             Span::styled(line.text.clone(), if line.decode_error { theme.danger } else { theme.title }),
@@ -156,8 +171,16 @@ pub fn draw_traffic(frame: &mut Frame, area: Rect, app: &App, seq: u64, scroll: 
         }
     }
     lines.push(Line::default());
-    lines.push(Line::from(Span::styled("Hex", theme.title)));
-    for row in hex_dump(&line.payload, 512) {
+    // Every byte kept, to scroll through (a message's first KEPT_PAYLOAD bytes are kept).
+    let kept = line.payload.len();
+    let whole = line.chunks.map_or(line.size, |run| usize::try_from(run.first_size).unwrap_or(usize::MAX));
+    let title = if kept < whole {
+        format!("Hex (the first {kept} B of {whole} B are kept)")
+    } else {
+        format!("Hex ({kept} B)")
+    };
+    lines.push(Line::from(Span::styled(title, theme.title)));
+    for row in hex_dump(&line.payload, crate::tui::app::KEPT_PAYLOAD) {
         lines.push(Line::from(format!("  {row}")));
     }
     let paragraph = Paragraph::new(lines)

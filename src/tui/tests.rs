@@ -963,3 +963,19 @@ fn a_folded_chunk_run_shows_a_chunks_size_apart_from_the_runs_and_every_kept_byt
     // All 2048 bytes, not the first 512: the last row of the dump is at offset 0x7f0.
     assert!(text.contains("000007f0"), "{text}");
 }
+
+#[test]
+fn small_terminals_cut_no_number_and_no_hash() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (60, 15);
+    let text = format!("{}", f.render(60, 15).backend());
+    assert!(text.contains("48/96"), "the progress count whole at 60×15:\n{text}");
+    // The job detail at 80 columns wraps the SHA-256 rather than cutting it.
+    f.app.size = (80, 24);
+    f.app.overlay = Some(Overlay::JobDetail { job: 42, scroll: 0 });
+    let screen = f.render(80, 24);
+    let text = format!("{}", screen.backend());
+    let sha = f.image.sha256().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let shown: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    assert!(shown.contains(&sha), "all 64 hex digits on screen (wrapped):\n{text}");
+}

@@ -113,7 +113,11 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
         lines.push(Line::from(Span::styled("  (none kept)", theme.muted)));
     }
     lines.extend(traffic);
-    let paragraph = Paragraph::new(lines).block(overlay_block(app, format!("Job {id}"))).scroll((scroll, 0));
+    // Wrapped, so a hash or an error longer than the terminal is shown whole, not cut.
+    let paragraph = Paragraph::new(lines)
+        .block(overlay_block(app, format!("Job {id}")))
+        .wrap(Wrap { trim: false })
+        .scroll((scroll, 0));
     frame.render_widget(paragraph, rect);
 }
 

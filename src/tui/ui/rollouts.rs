@@ -259,5 +259,6 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
             )));
         }
     }
-    frame.render_widget(Paragraph::new(lines).block(block).scroll((scroll, 0)), rect);
+    let paragraph = Paragraph::new(lines).block(block).wrap(ratatui::widgets::Wrap { trim: false });
+    frame.render_widget(paragraph.scroll((scroll, 0)), rect);
 }

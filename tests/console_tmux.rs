@@ -288,6 +288,35 @@ fn a_rollout_typed_into_the_form_runs_in_its_waves() {
 }
 
 #[test]
+fn after_jobs_are_made_the_first_keys_move_from_the_newest_at_80_by_24() {
+    let data = tempfile::tempdir().unwrap();
+    let firmware = data.path().join("keys-fw.bin");
+    std::fs::write(&firmware, vec![0x11u8; 4_000]).unwrap();
+    let command = demo_command(data.path(), "--no-rollout --devices 5");
+    let Some(tmux) = Tmux::start_sized("keys", &command, (80, 24)) else { return };
+    tmux.wait_for(Duration::from_secs(30), "the console", |s| s.contains("no jobs yet").then_some(()));
+    tmux.keys(&["n"]);
+    tmux.wait_for(Duration::from_secs(10), "the form", |s| s.contains("New update job").then_some(()));
+    // dev-* matches the five registered devices: five jobs, the newest selected.
+    tmux.type_text("dev-*");
+    tmux.keys(&["Down"]);
+    tmux.type_text(&firmware.display().to_string());
+    tmux.wait_for(Duration::from_secs(10), "the preview", |s| s.contains("keys-fw.bin ·").then_some(()));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(Duration::from_secs(30), "the jobs", |s| (job_states(s).len() == 5).then_some(()));
+    // g goes to the top at once, two j down, Enter: the third job, not the last.
+    tmux.keys(&["g", "j", "j", "Enter"]);
+    tmux.wait_for(Duration::from_secs(10), "job 3's detail", |s| s.contains("Job 3").then_some(()));
+    // The footer keeps the way out in view at 80 columns.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for(Duration::from_secs(10), "the footer", |s| {
+        s.lines().last().is_some_and(|l| l.trim_end().ends_with("? help  q quit")).then_some(())
+    });
+    tmux.keys(&["q"]);
+    tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));
+}
+
+#[test]
 fn sigterm_quits_and_restores_the_terminal() {
     let data = tempfile::tempdir().unwrap();
     let Some(tmux) = Tmux::start("sigterm", &demo_command(data.path(), "--no-rollout --devices 2")) else {

@@ -310,6 +310,22 @@ fn main_view_at_80_by_24() {
 }
 
 #[test]
+fn main_view_at_100_by_30_with_rollouts() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    f.app.size = (100, 30);
+    let screen = f.render(100, 30);
+    let text = format!("{}", screen.backend());
+    // Every count whole, the way out in the footer, every pane reachable.
+    assert!(text.contains("1 timed out") || text.contains("1 t/o"), "{text}");
+    assert!(
+        text.lines().last().unwrap().trim_end().trim_end_matches('"').trim_end().ends_with("? help  q quit"),
+        "{text}"
+    );
+    insta::assert_snapshot!(screen.backend());
+}
+
+#[test]
 fn devices_pane_takes_the_traffic_place_at_80_columns() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (80, 24);

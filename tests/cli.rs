@@ -116,10 +116,28 @@ fn the_cli_answers_a_newcomer_plainly() {
     // A taken port stops `rocky broker` at once.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = run(&["broker", "--port", &port]);
+    let out = Command::new(BIN).args(["broker", "--port", &port]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("port {port} on 127.0.0.1 is taken")), "{err}");
+    // A command's help lists only the flags it uses.
+    let help = |args: &[&str]| {
+        String::from_utf8_lossy(&Command::new(BIN).args(args).arg("--help").output().unwrap().stdout)
+            .into_owned()
+    };
+    let broker = help(&["broker"]);
+    assert!(
+        !broker.contains("--broker") && !broker.contains("--http") && broker.contains("--port"),
+        "{broker}"
+    );
+    let jobs = help(&["jobs"]);
+    assert!(!jobs.contains("--broker") && !jobs.contains("--http") && jobs.contains("--data-dir"), "{jobs}");
+    let serve = help(&["serve"]);
+    assert!(
+        ["--broker", "--http", "--data-dir", "--config", "--insecure-tls"].iter().all(|f| serve.contains(f))
+    );
+    let refused = Command::new(BIN).args(["jobs", "--broker", "mqtt://127.0.0.1:1"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unexpected argument '--broker'"));
     // A cause is said once.
     let out = Command::new(BIN).args(["jobs", "--config", "/nonexistent/rocky.toml"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

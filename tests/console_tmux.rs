@@ -303,7 +303,11 @@ fn after_jobs_are_made_the_first_keys_move_from_the_newest_at_80_by_24() {
     tmux.type_text(&firmware.display().to_string());
     tmux.wait_for(Duration::from_secs(10), "the preview", |s| s.contains("keys-fw.bin ·").then_some(()));
     tmux.keys(&["Enter"]);
-    tmux.wait_for(Duration::from_secs(30), "the jobs", |s| (job_states(s).len() == 5).then_some(()));
+    // Ended, so q later quits without asking.
+    tmux.wait_for(Duration::from_secs(30), "the five jobs to succeed", |s| {
+        let states = job_states(s);
+        (states.len() == 5 && states.iter().all(|(_, st)| st == "succeeded")).then_some(())
+    });
     // g goes to the top at once, two j down, Enter: the third job, not the last.
     tmux.keys(&["g", "j", "j", "Enter"]);
     tmux.wait_for(Duration::from_secs(10), "job 3's detail", |s| s.contains("Job 3").then_some(()));

@@ -24,6 +24,13 @@ const SAMPLE_IMAGE: &[u8] = include_bytes!("../../assets/demo-firmware.bin");
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFlag,
+    #[command(flatten)]
+    pub data_dir: super::DataDirFlag,
+    #[command(flatten)]
+    pub http: super::HttpFlag,
+
     /// Simulated devices.
     #[arg(long, default_value_t = 24)]
     pub devices: usize,

@@ -17,6 +17,9 @@ use rocky::inventory::{Device, Labels, labels};
 #[derive(Args, Debug)]
 pub struct DevicesArgs {
     #[command(flatten)]
+    pub config: super::ConfigFlagAnywhere,
+
+    #[command(flatten)]
     pub server: ServerArgs,
     #[command(subcommand)]
     pub command: DevicesCommand,

@@ -10,6 +10,11 @@ use rocky::store::{JobSnapshot, open_read_only, read_jobs};
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFlag,
+    #[command(flatten)]
+    pub data_dir: super::DataDirFlag,
+
     /// Only jobs in this state (queued, requesting, transferring, finishing, succeeded, rejected,
     /// failed, timed_out, cancelled).
     #[arg(long)]

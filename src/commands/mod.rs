@@ -23,31 +23,112 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "rocky", version, about = "Over-the-air firmware updates for IoT devices through MQTT")]
 pub struct Cli {
+    /// For `rocky` alone (the console); each command takes the ones it uses too.
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub data_dir: DataDirFlag,
+    #[command(flatten)]
+    pub broker: BrokerFlags,
+    #[command(flatten)]
+    pub http: HttpFlag,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
-/// Options every command understands; each overrides the config file and `ROCKY_*`.
-#[derive(Args, Debug, Clone, Default)]
+/// The flags a command was given that override the config file and `ROCKY_*`. Each command
+/// takes only the groups it uses (below), so its `--help` lists no flag it would ignore.
+#[derive(Debug, Clone, Default)]
 pub struct GlobalArgs {
+    pub config: Option<PathBuf>,
+    pub broker: Option<String>,
+    pub http: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub insecure_tls: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigFlag {
+    /// Config file (default: the platform config dir's rocky.toml, if present).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `--config` for a command with subcommands of its own: it may come after them too.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigFlagAnywhere {
     /// Config file (default: the platform config dir's rocky.toml, if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// MQTT broker, e.g. mqtt://127.0.0.1:1883 (overrides mqtt.url).
-    #[arg(long, global = true, value_name = "URL")]
-    pub broker: Option<String>,
-    /// HTTP API address, e.g. 127.0.0.1:7878 (overrides http.listen).
-    #[arg(long, global = true, value_name = "ADDR")]
-    pub http: Option<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DataDirFlag {
     /// Where Rocky keeps its data (default: the platform data dir).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BrokerFlags {
+    /// MQTT broker, e.g. mqtt://127.0.0.1:1883 (overrides mqtt.url).
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
     /// Do not verify the mqtts:// broker's certificate (encrypted but not authenticated; for
     /// a lab broker only). The console shows it in red and the log warns.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub insecure_tls: bool,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpFlag {
+    /// HTTP API address, e.g. 127.0.0.1:7878 (overrides http.listen).
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+}
+
+impl GlobalArgs {
+    fn config(mut self, flag: &Option<PathBuf>) -> Self {
+        if flag.is_some() {
+            self.config.clone_from(flag);
+        }
+        self
+    }
+
+    fn data_dir(mut self, flag: &DataDirFlag) -> Self {
+        if flag.data_dir.is_some() {
+            self.data_dir.clone_from(&flag.data_dir);
+        }
+        self
+    }
+
+    fn broker(mut self, flags: &BrokerFlags) -> Self {
+        if flags.broker.is_some() {
+            self.broker.clone_from(&flags.broker);
+        }
+        self.insecure_tls |= flags.insecure_tls;
+        self
+    }
+
+    fn http(mut self, flag: &HttpFlag) -> Self {
+        if flag.http.is_some() {
+            self.http.clone_from(&flag.http);
+        }
+        self
+    }
+}
+
+/// Flags for `rocky config`: every group, since it shows their effect.
+#[derive(Args, Debug, Default)]
+pub struct ConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub data_dir: DataDirFlag,
+    #[command(flatten)]
+    pub broker: BrokerFlags,
+    #[command(flatten)]
+    pub http: HttpFlag,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,7 +149,7 @@ pub enum Command {
     /// Run the embedded MQTT broker alone.
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
-    Config,
+    Config(ConfigArgs),
     /// List the stored jobs (table or --json).
     Jobs(jobs::JobsArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
@@ -78,18 +159,57 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The flags before the command, then the command's own (which win).
+    let top = GlobalArgs::default()
+        .config(&cli.config.config)
+        .data_dir(&cli.data_dir)
+        .broker(&cli.broker)
+        .http(&cli.http);
     match cli.command {
-        Some(Command::Demo(args)) => demo::run(&cli.global, args).await,
-        Some(Command::Console(args)) => console::run(&cli.global, args).await,
-        None => console::run(&cli.global, console::ConsoleArgs::default()).await,
-        Some(Command::Serve(args)) => serve::run(&cli.global, args).await,
-        Some(Command::Sim(args)) => sim::run(&cli.global, args).await,
-        Some(Command::Devices(args)) => devices::run(&cli.global, args).await,
-        Some(Command::Rollout(args)) => rollout::run(&cli.global, args).await,
+        Some(Command::Demo(args)) => {
+            let global = top.config(&args.config.config).data_dir(&args.data_dir).http(&args.http);
+            demo::run(&global, args).await
+        }
+        Some(Command::Console(args)) => {
+            let global = top
+                .config(&args.config.config)
+                .data_dir(&args.data_dir)
+                .broker(&args.broker)
+                .http(&args.http);
+            console::run(&global, args).await
+        }
+        None => console::run(&top, console::ConsoleArgs::default()).await,
+        Some(Command::Serve(args)) => {
+            let global = top
+                .config(&args.config.config)
+                .data_dir(&args.data_dir)
+                .broker(&args.broker)
+                .http(&args.http);
+            serve::run(&global, args).await
+        }
+        Some(Command::Sim(args)) => {
+            let global = top.config(&args.config.config).broker(&args.broker);
+            sim::run(&global, args).await
+        }
+        Some(Command::Devices(args)) => devices::run(&top.config(&args.config.config), args).await,
+        Some(Command::Rollout(args)) => rollout::run(&top.config(&args.config.config), args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
-        Some(Command::Config) => config::run(&cli.global),
-        Some(Command::Jobs(args)) => jobs::run(&cli.global, args),
-        Some(Command::Bench(args)) => bench::run(&cli.global, args).await,
+        Some(Command::Config(args)) => {
+            let global = top
+                .config(&args.config.config)
+                .data_dir(&args.data_dir)
+                .broker(&args.broker)
+                .http(&args.http);
+            config::run(&global)
+        }
+        Some(Command::Jobs(args)) => {
+            let global = top.config(&args.config.config).data_dir(&args.data_dir);
+            jobs::run(&global, args)
+        }
+        Some(Command::Bench(args)) => {
+            let global = top.broker(&args.broker);
+            bench::run(&global, args).await
+        }
         Some(Command::BenchStore(args)) => bench::store_run::run(args).await,
     }
 }

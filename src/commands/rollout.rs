@@ -15,6 +15,9 @@ use super::setup::load_config;
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
     #[command(flatten)]
+    pub config: super::ConfigFlagAnywhere,
+
+    #[command(flatten)]
     pub server: ServerArgs,
     #[command(subcommand)]
     pub command: RolloutCommand,

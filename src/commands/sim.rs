@@ -20,6 +20,11 @@ fn parse_share(text: &str) -> Result<f64, String> {
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFlag,
+    #[command(flatten)]
+    pub broker: super::BrokerFlags,
+
     /// How many devices.
     #[arg(long, default_value_t = 10)]
     pub count: usize,

@@ -23,6 +23,8 @@ use stats::{median, peak_rss_bytes};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub broker: crate::commands::BrokerFlags,
     /// Devices (one job each).
     #[arg(long, short = 'd', default_value_t = 100)]
     pub devices: usize,

@@ -96,6 +96,37 @@ impl RolloutPlan {
         }
     }
 
+    /// For tests: these devices in one wave, 95% to succeed, no caps, no abort, no retries,
+    /// 30 s backoff, automatic gates; callers change what they test.
+    #[cfg(test)]
+    pub fn example(devices: Vec<DeviceId>) -> RolloutPlan {
+        RolloutPlan {
+            name: "r".into(),
+            image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) },
+            chunk_size: None,
+            max_rate: None,
+            chunk_interval_ms: None,
+            wave_ends: vec![devices.len()],
+            devices,
+            max_per_minute: None,
+            max_concurrent: None,
+            success_threshold: 0.95,
+            abort: None,
+            retries: 0,
+            retry_backoff_ms: 30_000,
+            gates: Gates::Auto,
+            skip_up_to_date: false,
+        }
+    }
+
+    /// For tests: `n` devices named by `name(1..=n)`.
+    #[cfg(test)]
+    pub fn example_of(n: usize, name: impl Fn(usize) -> String) -> RolloutPlan {
+        RolloutPlan::example(
+            (1..=n).map(|i| DeviceId::parse(&name(i)).unwrap_or_else(|e| panic!("{e}"))).collect(),
+        )
+    }
+
     pub fn wave_count(&self) -> usize {
         self.wave_ends.len()
     }

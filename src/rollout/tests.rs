@@ -3,26 +3,13 @@
 use super::*;
 use crate::engine::{JobId, JobState};
 use crate::protocol::DeviceId;
-use crate::snapshot::ImageInfo;
 
 fn plan(devices: usize, waves: &[usize]) -> RolloutPlan {
-    RolloutPlan {
-        name: "r".into(),
-        image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) },
-        chunk_size: None,
-        max_rate: None,
-        chunk_interval_ms: None,
-        devices: (1..=devices).map(|n| DeviceId::parse(&format!("d{n:02}")).unwrap()).collect(),
-        wave_ends: if waves.is_empty() { vec![devices] } else { waves.to_vec() },
-        max_per_minute: None,
-        max_concurrent: None,
-        success_threshold: 0.95,
-        abort: None,
-        retries: 0,
-        retry_backoff_ms: 30_000,
-        gates: Gates::Auto,
-        skip_up_to_date: false,
+    let mut plan = RolloutPlan::example_of(devices, |n| format!("d{n:02}"));
+    if !waves.is_empty() {
+        plan.wave_ends = waves.to_vec();
     }
+    plan
 }
 
 fn never(_: &DeviceId) -> bool {

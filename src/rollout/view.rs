@@ -152,27 +152,13 @@ impl RolloutView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::DeviceId;
     use crate::rollout::{Outcome, RolloutPlan};
 
     fn rollout(devices: usize) -> Rollout {
-        let plan = RolloutPlan {
-            name: "r".into(),
-            image: ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) },
-            chunk_size: None,
-            max_rate: None,
-            chunk_interval_ms: None,
-            devices: (0..devices).map(|n| DeviceId::parse(&format!("d{n}")).unwrap()).collect(),
-            wave_ends: vec![1, devices],
-            max_per_minute: Some(6),
-            max_concurrent: None,
-            success_threshold: 0.5,
-            abort: None,
-            retries: 0,
-            retry_backoff_ms: 1000,
-            gates: Gates::Auto,
-            skip_up_to_date: false,
-        };
+        let mut plan = RolloutPlan::example_of(devices, |n| format!("d{n}"));
+        plan.wave_ends = vec![1, devices];
+        plan.max_per_minute = Some(6);
+        plan.success_threshold = 0.5;
         Rollout::new(1, plan, 0)
     }
 

@@ -564,26 +564,11 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
 mod tests {
     use super::*;
     use crate::rollout::{Gates, RolloutState};
-    use crate::snapshot::ImageInfo;
 
     fn plan() -> RolloutPlan {
-        RolloutPlan {
-            name: "r".into(),
-            image: ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) },
-            chunk_size: None,
-            max_rate: None,
-            chunk_interval_ms: None,
-            devices: vec![crate::protocol::DeviceId::parse("d1").unwrap()],
-            wave_ends: vec![1],
-            max_per_minute: None,
-            max_concurrent: None,
-            success_threshold: 0.95,
-            abort: None,
-            retries: 0,
-            retry_backoff_ms: 1000,
-            gates: Gates::Manual,
-            skip_up_to_date: false,
-        }
+        let mut plan = RolloutPlan::example_of(1, |n| format!("d{n}"));
+        plan.gates = Gates::Manual;
+        plan
     }
 
     #[tokio::test]

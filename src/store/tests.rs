@@ -146,25 +146,8 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
 
 /// A rollout of `devices` devices, none started.
 fn rollout(id: u64, devices: usize) -> crate::rollout::Rollout {
-    use crate::rollout::{Gates, Rollout, RolloutPlan};
-    let plan = RolloutPlan {
-        name: "r".into(),
-        image: crate::snapshot::ImageInfo { name: "fw.bin".into(), size: 1, sha256: "ab".repeat(32) },
-        chunk_size: None,
-        max_rate: None,
-        chunk_interval_ms: None,
-        devices: (0..devices).map(|n| crate::protocol::DeviceId::parse(&format!("d{n}")).unwrap()).collect(),
-        wave_ends: vec![devices],
-        max_per_minute: None,
-        max_concurrent: None,
-        success_threshold: 0.95,
-        abort: None,
-        retries: 0,
-        retry_backoff_ms: 1000,
-        gates: Gates::Auto,
-        skip_up_to_date: false,
-    };
-    Rollout::new(id, plan, 1_700_000_000_000)
+    let plan = crate::rollout::RolloutPlan::example_of(devices, |n| format!("d{n}"));
+    crate::rollout::Rollout::new(id, plan, 1_700_000_000_000)
 }
 
 #[tokio::test]

@@ -680,30 +680,21 @@ fn rollout_view(
     outcomes: &[crate::rollout::Outcome],
     abort: Option<f64>,
 ) -> crate::rollout::RolloutView {
-    use crate::rollout::{AbortRule, Gates, Rollout, RolloutPlan};
+    use crate::rollout::{AbortRule, Rollout, RolloutPlan};
     let devices = *ends.last().unwrap();
-    let plan = RolloutPlan {
-        name: name.into(),
-        image: crate::snapshot::ImageInfo::from(&Image::new("sensor-fw-2.1.0.bin", Bytes::from_static(b"x"))),
-        chunk_size: None,
-        max_rate: None,
-        chunk_interval_ms: None,
-        devices: (1..=devices).map(|n| DeviceId::parse(&format!("dev-{n:02}")).unwrap()).collect(),
-        wave_ends: ends.to_vec(),
-        max_per_minute: None,
-        max_concurrent: None,
-        success_threshold: 0.8,
-        abort: abort.map(|failure_share| AbortRule {
-            failure_share,
-            min_finished: 2,
-            count_rejected: true,
-            cancel_active: false,
-        }),
-        retries: 0,
-        retry_backoff_ms: 1000,
-        gates: Gates::Auto,
-        skip_up_to_date: false,
-    };
+    let mut plan = RolloutPlan::example_of(devices, |n| format!("dev-{n:02}"));
+    plan.image =
+        crate::snapshot::ImageInfo::from(&Image::new("sensor-fw-2.1.0.bin", Bytes::from_static(b"x")));
+    plan.name = name.into();
+    plan.wave_ends = ends.to_vec();
+    plan.success_threshold = 0.8;
+    plan.abort = abort.map(|failure_share| AbortRule {
+        failure_share,
+        min_finished: 2,
+        count_rejected: true,
+        cancel_active: false,
+    });
+    plan.retry_backoff_ms = 1000;
     let t0 = T0.as_millis() as u64;
     let mut rollout = Rollout::new(id, plan, t0);
     rollout.state = state;

@@ -19,13 +19,7 @@ use rocky::tui::source::{Remote, Source};
 #[derive(clap::Args, Debug, Default)]
 pub struct ConsoleArgs {
     #[command(flatten)]
-    pub config: super::ConfigFlag,
-    #[command(flatten)]
-    pub data_dir: super::DataDirFlag,
-    #[command(flatten)]
-    pub broker: super::BrokerFlags,
-    #[command(flatten)]
-    pub http: super::HttpFlag,
+    pub flags: super::AllFlags,
 
     /// Attach to a running `rocky serve` (http://HOST:PORT) instead of running an engine here:
     /// its jobs, traffic and devices, live; jobs made here are created there.

@@ -25,13 +25,7 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     /// For `rocky` alone (the console); each command takes the ones it uses too.
     #[command(flatten)]
-    pub config: ConfigFlag,
-    #[command(flatten)]
-    pub data_dir: DataDirFlag,
-    #[command(flatten)]
-    pub broker: BrokerFlags,
-    #[command(flatten)]
-    pub http: HttpFlag,
+    pub flags: AllFlags,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -118,9 +112,10 @@ impl GlobalArgs {
     }
 }
 
-/// Flags for `rocky config`: every group, since it shows their effect.
-#[derive(Args, Debug, Default)]
-pub struct ConfigArgs {
+/// Every group: for the commands that run an engine (console, serve) and `rocky config`,
+/// which shows their effect.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AllFlags {
     #[command(flatten)]
     pub config: ConfigFlag,
     #[command(flatten)]
@@ -129,6 +124,13 @@ pub struct ConfigArgs {
     pub broker: BrokerFlags,
     #[command(flatten)]
     pub http: HttpFlag,
+}
+
+impl AllFlags {
+    /// `global` with these flags over it.
+    fn over(&self, global: GlobalArgs) -> GlobalArgs {
+        global.config(&self.config.config).data_dir(&self.data_dir).broker(&self.broker).http(&self.http)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,7 +151,7 @@ pub enum Command {
     /// Run the embedded MQTT broker alone.
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
-    Config(ConfigArgs),
+    Config(AllFlags),
     /// List the stored jobs (table or --json).
     Jobs(jobs::JobsArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
@@ -160,33 +162,15 @@ pub enum Command {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // The flags before the command, then the command's own (which win).
-    let top = GlobalArgs::default()
-        .config(&cli.config.config)
-        .data_dir(&cli.data_dir)
-        .broker(&cli.broker)
-        .http(&cli.http);
+    let top = cli.flags.over(GlobalArgs::default());
     match cli.command {
         Some(Command::Demo(args)) => {
             let global = top.config(&args.config.config).data_dir(&args.data_dir).http(&args.http);
             demo::run(&global, args).await
         }
-        Some(Command::Console(args)) => {
-            let global = top
-                .config(&args.config.config)
-                .data_dir(&args.data_dir)
-                .broker(&args.broker)
-                .http(&args.http);
-            console::run(&global, args).await
-        }
+        Some(Command::Console(args)) => console::run(&args.flags.over(top), args).await,
         None => console::run(&top, console::ConsoleArgs::default()).await,
-        Some(Command::Serve(args)) => {
-            let global = top
-                .config(&args.config.config)
-                .data_dir(&args.data_dir)
-                .broker(&args.broker)
-                .http(&args.http);
-            serve::run(&global, args).await
-        }
+        Some(Command::Serve(args)) => serve::run(&args.flags.over(top), args).await,
         Some(Command::Sim(args)) => {
             let global = top.config(&args.config.config).broker(&args.broker);
             sim::run(&global, args).await
@@ -194,14 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Devices(args)) => devices::run(&top.config(&args.config.config), args).await,
         Some(Command::Rollout(args)) => rollout::run(&top.config(&args.config.config), args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
-        Some(Command::Config(args)) => {
-            let global = top
-                .config(&args.config.config)
-                .data_dir(&args.data_dir)
-                .broker(&args.broker)
-                .http(&args.http);
-            config::run(&global)
-        }
+        Some(Command::Config(flags)) => config::run(&flags.over(top)),
         Some(Command::Jobs(args)) => {
             let global = top.config(&args.config.config).data_dir(&args.data_dir);
             jobs::run(&global, args)

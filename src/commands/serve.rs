@@ -12,13 +12,7 @@ use rocky::runtime::{Received, RuntimeEvent};
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
-    pub config: super::ConfigFlag,
-    #[command(flatten)]
-    pub data_dir: super::DataDirFlag,
-    #[command(flatten)]
-    pub broker: super::BrokerFlags,
-    #[command(flatten)]
-    pub http: super::HttpFlag,
+    pub flags: super::AllFlags,
 
     /// Serve the API without a token on a non-loopback address (it is then open to anyone who
     /// can reach it).

@@ -77,7 +77,7 @@ async fn run_attached(
         default_chunk: config.jobs.chunk_size,
         log_path: Some(log_path),
         // The operator's own files and URLs, read here and uploaded.
-        limits: LoadLimits { url_allow: Vec::new(), ..config.load_limits() },
+        limits: LoadLimits { url_allow: Vec::new(), say_why: true, ..config.load_limits() },
         initial_rollouts: Vec::new(),
         on_quit: "They keep running on the server.".into(),
     };
@@ -128,7 +128,7 @@ pub async fn run_console(
     let _images: Vec<Image> =
         startup.images.into_iter().map(|i| runtime.handle.library().intern(i)).collect();
     // The operator at the console may load from any URL; the size and time limits still hold.
-    let limits = LoadLimits { url_allow: Vec::new(), ..config.load_limits() };
+    let limits = LoadLimits { url_allow: Vec::new(), say_why: true, ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let http = match config.listen() {
         Ok(addr) => match ApiSecurity::load(config, addr, false) {

@@ -23,6 +23,10 @@ pub struct LoadLimits {
     /// URL prefixes a download may start from or be redirected to (`http.firmware_url_allow`);
     /// empty allows any http(s) URL.
     pub url_allow: Vec<String>,
+    /// Say a failed download's whole chain of causes (connection refused, timed out, …). Only
+    /// for the operator at their own console: the API says less, so it cannot be used to tell
+    /// a closed port from a silent one.
+    pub say_why: bool,
 }
 
 impl Default for LoadLimits {
@@ -33,6 +37,7 @@ impl Default for LoadLimits {
             read_timeout: Duration::from_secs(30),
             total_timeout: Duration::from_secs(120),
             url_allow: Vec::new(),
+            say_why: false,
         }
     }
 }
@@ -97,8 +102,11 @@ fn redirect_policy(limits: &LoadLimits) -> reqwest::redirect::Policy {
 
 /// What went wrong with a download, in words that do not tell a closed port from a silent one
 /// (the API must not become a port scanner); the library's full error goes to the log.
-fn fetch_failure(url: &str, error: &reqwest::Error) -> FirmwareError {
+fn fetch_failure(url: &str, error: &reqwest::Error, say_why: bool) -> FirmwareError {
     tracing::warn!(%url, error = %error_chain(error), "firmware download failed");
+    if say_why {
+        return FirmwareError::Fetch { url: url.to_owned(), reason: error_chain(error) };
+    }
     let reason = if error.is_redirect() {
         match std::error::Error::source(error) {
             Some(why) => format!("it was redirected: {why} is not followed"),
@@ -192,7 +200,8 @@ async fn download(url: &str, parsed: reqwest::Url, limits: &LoadLimits) -> Resul
         .redirect(redirect_policy(limits))
         .build()
         .map_err(|e| fetch_err(e.to_string()))?;
-    let response = client.get(parsed.clone()).send().await.map_err(|e| fetch_failure(url, &e))?;
+    let response =
+        client.get(parsed.clone()).send().await.map_err(|e| fetch_failure(url, &e, limits.say_why))?;
     if !response.status().is_success() {
         return Err(FirmwareError::Status { url: url.to_owned(), status: response.status().as_u16() });
     }
@@ -203,7 +212,7 @@ async fn download(url: &str, parsed: reqwest::Url, limits: &LoadLimits) -> Resul
     let mut body = BytesMut::new();
     let mut stream = response.bytes_stream();
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|e| fetch_failure(url, &e))?;
+        let piece = piece.map_err(|e| fetch_failure(url, &e, limits.say_why))?;
         if (body.len() + piece.len()) as u64 > limits.max_bytes {
             return Err(too_large((body.len() + piece.len()) as u64));
         }
@@ -400,6 +409,11 @@ mod tests {
         let a = reason(load_url(&format!("http://{closed}/x.bin"), &limits).await.unwrap_err());
         let b = reason(load_url(&format!("http://{silent_addr}/x.bin"), &limits).await.unwrap_err());
         assert_eq!(a, b);
+        // The operator at their own console hears the whole cause.
+        let own = LoadLimits { say_why: true, ..limits };
+        let a = reason(load_url(&format!("http://{closed}/x.bin"), &own).await.unwrap_err());
+        assert!(a.to_lowercase().contains("refused"), "{a}");
+        assert_ne!(a, b);
     }
 
     #[tokio::test]

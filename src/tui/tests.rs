@@ -986,3 +986,22 @@ fn small_terminals_cut_no_number_and_no_hash() {
     let shown: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
     assert!(shown.contains(&sha), "all 64 hex digits on screen (wrapped):\n{text}");
 }
+
+/// The attached console (`rocky console --server`) as it draws: the server in the status bar,
+/// the same panes, at the sizes a newcomer meets.
+#[test]
+fn the_attached_console_at_80_by_24_and_200_by_50() {
+    for (width, height) in [(80, 24), (200, 50)] {
+        let mut f = Fixture::mid_rollout(Theme::color());
+        with_rollouts(&mut f);
+        f.app.attached = true;
+        f.app.broker = "server http://127.0.0.1:7878".into();
+        f.app.http = None;
+        f.app.size = (width, height);
+        let screen = f.render(width, height);
+        let text = format!("{}", screen.backend());
+        assert!(text.contains("server http://127.0.0.1:7878"), "{text}");
+        assert!(text.contains("? help  q quit"), "{text}");
+        insta::assert_snapshot!(format!("attached_console_{width}x{height}"), screen.backend());
+    }
+}

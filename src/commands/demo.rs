@@ -43,7 +43,7 @@ pub struct DemoArgs {
     /// Pause between chunks of one job, so progress is visible.
     #[arg(long, value_name = "MS", default_value_t = 40)]
     pub chunk_interval_ms: u64,
-    /// Chunk size for the rollout.
+    /// Chunk size for the rollouts.
     #[arg(long, value_name = "BYTES", default_value_t = 2048)]
     pub chunk_size: u64,
 }

@@ -135,7 +135,7 @@ impl AllFlags {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Embedded broker, simulated fleet and the console, with a rollout started at once.
+    /// Embedded broker, simulated fleet and the console, with two rollouts started at once.
     Demo(demo::DemoArgs),
     /// The operator console on the configured broker (the default command), or attached to a
     /// running `rocky serve` with --server.

@@ -1,5 +1,5 @@
 //! What `w` writes: the traffic as the traffic pane shows it (filtered), one JSON object a line,
-//! or the selected job whole with its timeline. Built from the console's own state; written to
+//! the selected job whole with its timeline, or the selected rollout. Built from the console's own state; written to
 //! a file beside the log by the event loop, off its task.
 
 use std::path::{Path, PathBuf};
@@ -72,6 +72,16 @@ pub fn job(row: &JobRow, dir: &Path, now: SystemTime) -> Export {
         path: file_name(dir, &format!("job-{}", row.id), "json", now),
         contents,
         what: format!("job {}", row.id),
+    }
+}
+
+/// One rollout as the API shows it: whole (devices and changes) when its detail was fetched.
+pub fn rollout(view: &crate::rollout::RolloutView, dir: &Path, now: SystemTime) -> Export {
+    let contents = serde_json::to_string_pretty(view).unwrap_or_default() + "\n";
+    Export {
+        path: file_name(dir, &format!("rollout-{}", view.id), "json", now),
+        contents,
+        what: format!("rollout {}", view.id),
     }
 }
 

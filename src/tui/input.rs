@@ -217,12 +217,19 @@ impl App {
                 job.and_then(|(id, _)| self.jobs.rows.get(&id))
                     .map(|job| super::export::job(job, &dir, self.now))
             }
-            Pane::Rollouts => None,
+            Pane::Rollouts => self.selected_rollout().map(|listed| {
+                // Whole when its detail was fetched, else as listed.
+                let view = self.rollouts.detail.as_ref().filter(|d| d.id == listed.id).unwrap_or(listed);
+                super::export::rollout(view, &dir, self.now)
+            }),
         };
         match export {
             Some(export) => Outcome::Command(Command::Export(export)),
             None => {
-                self.flash("nothing to write here: w writes the traffic pane, or the selected job", true);
+                self.flash(
+                    "nothing to write here: w writes the traffic, or the selected job or rollout",
+                    true,
+                );
                 Outcome::Redraw
             }
         }

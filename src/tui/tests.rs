@@ -957,6 +957,13 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     let nack = lines.iter().find(|l| l["text"].as_str().unwrap_or("").contains("FOTA_REQUEST_NACK")).unwrap();
     assert_eq!((nack["direction"].as_str(), nack["payload_hex"].as_str()), (Some("in"), Some("82182b03")));
     assert!(export.path.to_string_lossy().ends_with(".jsonl"));
+    // The selected rollout, as the API shows it.
+    with_rollouts(&mut f);
+    f.key(KeyCode::BackTab);
+    assert_eq!(f.app.focus, Pane::Rollouts);
+    let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
+    let rollout: crate::rollout::RolloutView = serde_json::from_str(&export.contents).unwrap();
+    assert_eq!((rollout.id, export.what.as_str()), (2, "rollout 2"));
 }
 
 #[test]

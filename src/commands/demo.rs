@@ -15,7 +15,7 @@ use super::setup::{data_dir, load_config};
 use rocky::broker::EmbeddedBroker;
 use rocky::firmware::{ChunkSize, Image};
 use rocky::protocol::DeviceId;
-use rocky::rollout::{AbortRule, Gates, RolloutPlan, WaveSize, wave_ends};
+use rocky::rollout::{AbortRule, RolloutPlan, WaveSize, wave_ends};
 use rocky::sim::{Behavior, BehaviorPlan, DeviceModel, Fleet, FleetConfig, Selection};
 use rocky::snapshot::ImageInfo;
 
@@ -96,25 +96,13 @@ fn misbehaves(behavior: Option<Behavior>) -> bool {
     matches!(behavior, Some(Behavior::Nack | Behavior::Fail | Behavior::Silent | Behavior::Corrupt))
 }
 
-/// A rollout plan with the demo's pacing and no caps; the callers set waves and rules.
+/// A rollout plan with the demo's chunk size and a short retry backoff (so a retry shows within
+/// the demo's first minute); the callers set waves and rules.
 fn demo_plan(name: &str, image: &Image, chunk_size: ChunkSize, devices: Vec<DeviceId>) -> RolloutPlan {
-    RolloutPlan {
-        name: name.into(),
-        image: ImageInfo::from(image),
-        chunk_size: Some(chunk_size.get()),
-        max_rate: None,
-        chunk_interval_ms: None,
-        wave_ends: vec![devices.len()],
-        devices,
-        max_per_minute: None,
-        max_concurrent: None,
-        success_threshold: 0.95,
-        abort: None,
-        retries: 0,
-        retry_backoff_ms: 5_000,
-        gates: Gates::Auto,
-        skip_up_to_date: false,
-    }
+    let mut plan = RolloutPlan::new(name, ImageInfo::from(image), devices);
+    plan.chunk_size = Some(chunk_size.get());
+    plan.retry_backoff_ms = 5_000;
+    plan
 }
 
 /// The demo's two rollouts: the release to the whole fleet in waves (a canary, a quarter, the

@@ -96,13 +96,12 @@ impl RolloutPlan {
         }
     }
 
-    /// For tests: these devices in one wave, 95% to succeed, no caps, no abort, no retries,
-    /// 30 s backoff, automatic gates; callers change what they test.
-    #[cfg(test)]
-    pub fn example(devices: Vec<DeviceId>) -> RolloutPlan {
+    /// `image` to `devices` in one wave with the API's defaults: 95% to succeed, no caps, no
+    /// abort, no retries, 30 s backoff, automatic gates. Callers set what they need besides.
+    pub fn new(name: &str, image: ImageInfo, devices: Vec<DeviceId>) -> RolloutPlan {
         RolloutPlan {
-            name: "r".into(),
-            image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) },
+            name: name.into(),
+            image,
             chunk_size: None,
             max_rate: None,
             chunk_interval_ms: None,
@@ -117,6 +116,13 @@ impl RolloutPlan {
             gates: Gates::Auto,
             skip_up_to_date: false,
         }
+    }
+
+    /// For tests: [`RolloutPlan::new`] of a made-up image to these devices.
+    #[cfg(test)]
+    pub fn example(devices: Vec<DeviceId>) -> RolloutPlan {
+        let image = ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) };
+        RolloutPlan::new("r", image, devices)
     }
 
     /// For tests: `n` devices named by `name(1..=n)`.

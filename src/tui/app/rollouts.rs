@@ -20,9 +20,4 @@ impl Rollouts {
     pub fn get(&self, id: RolloutId) -> Option<&RolloutView> {
         self.list.iter().find(|r| r.id == id)
     }
-
-    /// Rollouts still under way (scheduled, running or paused).
-    pub fn open(&self) -> usize {
-        self.list.iter().filter(|r| !r.state.is_final()).count()
-    }
 }

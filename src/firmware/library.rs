@@ -93,6 +93,20 @@ impl Library {
         self.lock().disk.clone()
     }
 
+    /// Holds `image` and, with an image store attached, keeps it there by content (on a
+    /// blocking thread), so what names it by hash finds it after a restart too. A rollout's
+    /// image is kept this way before the rollout exists.
+    pub async fn keep(&self, image: Image) -> std::io::Result<Image> {
+        let image = self.intern(image);
+        if let Some(disk) = self.disk() {
+            let saved = image.clone();
+            tokio::task::spawn_blocking(move || disk.save(&saved))
+                .await
+                .map_err(|_| std::io::Error::other("saving the image stopped"))??;
+        }
+        Ok(image)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -233,6 +247,18 @@ mod tests {
         drop(big);
         assert!(lib.get(&big_sha).is_none());
         assert_eq!(lib.usage().held_bytes, 2000);
+    }
+
+    #[tokio::test]
+    async fn keep_holds_an_image_and_writes_it_by_content_when_there_is_a_store() {
+        let lib = Library::new();
+        let kept = lib.keep(image("mem.bin", 3, 50)).await.unwrap();
+        assert!(lib.get(kept.sha256()).is_some(), "held without a store");
+        let dir = tempfile::tempdir().unwrap();
+        let disk = ImageStore::new(dir.path().join("firmware"));
+        lib.attach_disk(disk.clone());
+        let kept = lib.keep(image("disk.bin", 4, 50)).await.unwrap();
+        assert!(disk.path(kept.sha256()).is_file(), "written by its hash");
     }
 
     #[test]

@@ -52,21 +52,13 @@ pub async fn create(
     let source = firmware.source()?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
     // Kept by content beside the job store, so jobs made after a restart still find it.
-    if let Some(disk) = state.handle.library().disk() {
-        let saved = image.clone();
-        tokio::task::spawn_blocking(move || disk.save(&saved))
-            .await
-            .map_err(|_| ApiError::Internal("saving the image stopped".into()))?
-            .map_err(|e| {
-                if crate::store::is_disk_full(&e) {
-                    ApiError::InsufficientStorage(
-                        "the disk is full: the rollout's image could not be kept".into(),
-                    )
-                } else {
-                    ApiError::Internal(format!("the rollout's image could not be kept: {e}"))
-                }
-            })?;
-    }
+    let image = state.handle.library().keep(image).await.map_err(|e| {
+        if crate::store::is_disk_full(&e) {
+            ApiError::InsufficientStorage("the disk is full: the rollout's image could not be kept".into())
+        } else {
+            ApiError::Internal(format!("the rollout's image could not be kept: {e}"))
+        }
+    })?;
     let plan = request
         .plan(ImageInfo::from(&image), state.handle.inventory(), state.default_chunk)
         .map_err(ApiError::BadRequest)?;

@@ -164,13 +164,11 @@ impl Source {
         match self {
             Source::Local(handle) => {
                 let plan = request.plan(ImageInfo::from(&image), handle.inventory(), ChunkSize::default())?;
-                let image = handle.library().intern(image);
-                if let Some(disk) = handle.library().disk() {
-                    tokio::task::spawn_blocking(move || disk.save(&image))
-                        .await
-                        .map_err(|_| "keeping the image stopped".to_owned())?
-                        .map_err(|e| format!("the rollout's image could not be kept: {e}"))?;
-                }
+                handle
+                    .library()
+                    .keep(image)
+                    .await
+                    .map_err(|e| format!("the rollout's image could not be kept: {e}"))?;
                 let rollout = handle.rollouts().create(plan).await.map_err(|e| e.to_string())?;
                 Ok(rollout.id)
             }

@@ -45,9 +45,10 @@ pub async fn create(
     };
     let request: RolloutRequest =
         serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Checked before the image is fetched: a mistake costs no download.
-    request
-        .plan(dummy_image(), state.handle.inventory(), state.default_chunk)
+    // Checked and planned before the image is fetched (a mistake costs no download); the
+    // image's description goes in once it is known.
+    let mut plan = request
+        .plan(unknown_image(), state.handle.inventory(), state.default_chunk)
         .map_err(ApiError::BadRequest)?;
     let source = firmware.source()?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
@@ -59,15 +60,13 @@ pub async fn create(
             ApiError::Internal(format!("the rollout's image could not be kept: {e}"))
         }
     })?;
-    let plan = request
-        .plan(ImageInfo::from(&image), state.handle.inventory(), state.default_chunk)
-        .map_err(ApiError::BadRequest)?;
+    plan.image = ImageInfo::from(&image);
     let rollout = state.handle.rollouts().create(plan).await?;
     Ok((StatusCode::CREATED, Json(json!(RolloutView::full(&rollout, now(&state))))))
 }
 
-/// Stands in for the image while the request's own rules are checked.
-fn dummy_image() -> ImageInfo {
+/// Stands in for the image until it is fetched.
+fn unknown_image() -> ImageInfo {
     ImageInfo { name: String::new(), size: 0, sha256: String::new() }
 }
 

@@ -36,7 +36,7 @@ pub async fn run(global: &GlobalArgs, args: ConsoleArgs) -> anyhow::Result<()> {
     if let Some(server) = args.server {
         return run_attached(&config, &data_dir, &server, args.token_file.as_deref()).await;
     }
-    let runtime_config = super::setup::runtime_config(&config, global)?;
+    let runtime_config = super::setup::runtime_config(&config, global).await?;
     run_console(&config, runtime_config, &data_dir, Startup::default(), true).await
 }
 

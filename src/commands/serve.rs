@@ -41,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&firmware_dir)
         .with_context(|| format!("cannot create firmware directory {}", firmware_dir.display()))?;
 
-    let runtime_config = runtime_config(&config, global)?;
+    let runtime_config = runtime_config(&config, global).await?;
     let listen = config.listen().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
     let security = ApiSecurity::load(&config, listen, args.no_auth)?;
     let listener = tokio::net::TcpListener::bind(listen)

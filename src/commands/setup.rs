@@ -24,12 +24,17 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
 }
 
 /// The runtime's settings with the broker connection's secrets and TLS files read: a missing
-/// or unreadable file stops the command here, before anything connects.
-pub fn runtime_config(config: &Config, global: &GlobalArgs) -> anyhow::Result<rocky::runtime::RuntimeConfig> {
+/// or unreadable file, or a broker host name that does not exist, stops the command here,
+/// before anything connects.
+pub async fn runtime_config(
+    config: &Config,
+    global: &GlobalArgs,
+) -> anyhow::Result<rocky::runtime::RuntimeConfig> {
     let mut runtime_config =
         config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
     runtime_config.connection =
         config::broker_connection(config, |var| std::env::var(var).ok(), global.insecure_tls)?;
+    rocky::mqtt::require_known_host(&runtime_config.connection.url).await?;
     Ok(runtime_config)
 }
 

@@ -61,7 +61,7 @@ pub struct SimArgs {
 
 pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
     let config = load_config(global)?.config;
-    let runtime_config = super::setup::runtime_config(&config, global)?;
+    let runtime_config = super::setup::runtime_config(&config, global).await?;
     let topics = runtime_config.topics;
     let connection = runtime_config.connection;
     let broker = connection.url.clone();

@@ -4,6 +4,7 @@
 
 mod connection;
 mod failure;
+mod resolve;
 mod secret;
 mod session;
 mod small_file;
@@ -14,6 +15,7 @@ pub use connection::{
     BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, unique_client_id,
 };
 pub use failure::{Failure, FailureKind};
+pub use resolve::{HostLookup, UnknownHost, look_up_host, require_known_host};
 pub use secret::{Secret, SecretError, SecretOrigin};
 pub use session::{Incoming, Publisher, Session};
 pub use tls::{

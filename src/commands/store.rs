@@ -9,14 +9,18 @@ use rocky::config::Config;
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::store::Store;
 
-/// Opens the store in `data_dir` (locking it), brings back its jobs and starts the runtime.
+/// Opens the store (PostgreSQL when `store.url` is set, else SQLite in `data_dir`), locking the
+/// data directory, brings back its jobs and starts the runtime.
 pub async fn start_runtime(
     config: &Config,
     runtime_config: RuntimeConfig,
     data_dir: &Path,
 ) -> anyhow::Result<Runtime> {
-    let store = Store::open(data_dir)?;
-    tracing::info!(db = %store.path().display(), "job store open");
+    let store = match rocky::config::postgres_settings(config, |var| std::env::var(var).ok())? {
+        Some(settings) => Store::open_postgres(&settings, data_dir).await?,
+        None => Store::open(data_dir)?,
+    };
+    tracing::info!(db = %store.location(), "job store open");
     let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()), store)
         .await
         .context("cannot read the job store")?;

@@ -198,7 +198,8 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
                     path: path.to_owned(),
                     message: format!(
                         "{section}.{key}{line}: secrets are not read from the config file (its value is not \
-                         shown); use mqtt.password_file or ROCKY_MQTT_PASSWORD, http.token_file or ROCKY_HTTP_TOKEN"
+                         shown); use mqtt.password_file or ROCKY_MQTT_PASSWORD, http.token_file or ROCKY_HTTP_TOKEN, \
+                         store.password_file or ROCKY_STORE_PASSWORD"
                     ),
                 });
             }

@@ -11,5 +11,6 @@ pub use model::{
     Config, ConsoleSection, FirmwareSection, HttpSection, JobsSection, MqttSection, Palette, StoreSection,
 };
 pub use secrets::{
-    HTTP_TOKEN_ENV, MQTT_PASSWORD_ENV, SetupError, broker_connection, describe_secrets, http_token,
+    HTTP_TOKEN_ENV, MQTT_PASSWORD_ENV, STORE_PASSWORD_ENV, SetupError, broker_connection, describe_secrets,
+    http_token, postgres_settings,
 };

@@ -193,6 +193,11 @@ pub struct StoreSection {
     pub keep_days: f64,
     /// The most devices the inventory holds (registered or seen on the wire).
     pub max_devices: u64,
+    /// A PostgreSQL database shared by several instances (`postgres://USER@HOST:PORT/DB`);
+    /// empty keeps jobs in SQLite in the data directory.
+    pub url: String,
+    /// The PostgreSQL password, read from this file (else `ROCKY_STORE_PASSWORD`).
+    pub password_file: String,
 }
 
 impl Default for StoreSection {
@@ -202,6 +207,8 @@ impl Default for StoreSection {
             keep_jobs: 0,
             keep_days: 0.0,
             max_devices: crate::inventory::DEFAULT_MAX_DEVICES as u64,
+            url: String::new(),
+            password_file: String::new(),
         }
     }
 }

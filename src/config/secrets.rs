@@ -12,6 +12,8 @@ use crate::mqtt::{BrokerConnection, Scheme, Secret, SecretError, TlsFiles, TlsSe
 pub const MQTT_PASSWORD_ENV: &str = "ROCKY_MQTT_PASSWORD";
 /// The environment variable that holds the API token (instead of `http.token_file`).
 pub const HTTP_TOKEN_ENV: &str = "ROCKY_HTTP_TOKEN";
+/// The environment variable that holds the PostgreSQL password (instead of `store.password_file`).
+pub const STORE_PASSWORD_ENV: &str = "ROCKY_STORE_PASSWORD";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -79,6 +81,29 @@ pub fn http_token(
     Secret::resolve("http.token_file", &config.http.token_file, HTTP_TOKEN_ENV, env)
 }
 
+/// Where the PostgreSQL store is, with its password read; `None` when `store.url` is empty
+/// (the SQLite store in the data directory).
+pub fn postgres_settings(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<crate::store::PgSettings>, SetupError> {
+    let url = config.store.url.trim();
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let password = store_password(config, env)?;
+    crate::store::PgSettings::parse(url, password.as_ref())
+        .map(Some)
+        .map_err(|e| SetupError::Invalid(Invalid { key: "store.url", reason: e.to_string() }))
+}
+
+fn store_password(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, SecretError> {
+    Secret::resolve("store.password_file", &config.store.password_file, STORE_PASSWORD_ENV, env)
+}
+
 /// `(set, from …)` or `(not set)` for each secret, as `rocky config` shows them.
 pub fn describe_secrets(
     config: &Config,
@@ -95,6 +120,7 @@ pub fn describe_secrets(
             show(Secret::resolve("mqtt.password_file", &config.mqtt.password_file, MQTT_PASSWORD_ENV, &env)),
         ),
         ("http token", show(http_token(config, &env))),
+        ("store password", show(store_password(config, &env))),
     ]
 }
 

@@ -8,13 +8,11 @@
 //! the changes of the last interval plus one write; jobs that were active go back to `queued`
 //! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
 
-mod devices;
-mod high_water;
+mod backend;
 mod lock;
-mod reader;
-mod records;
-mod rollouts;
-mod schema;
+pub mod postgres;
+mod rollout_rows;
+pub mod sqlite;
 mod write_error;
 mod writer;
 
@@ -23,27 +21,29 @@ mod tests;
 
 pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
+pub use postgres::{PgError, PgSettings, ScratchDatabase};
 pub use records::{HistoryRecord, NewJob};
-pub use rollouts::RolloutRow;
-pub use schema::{SCHEMA_VERSION, migrate_to};
+pub use rollout_rows::RolloutRow;
+pub use sqlite::schema::{SCHEMA_VERSION, migrate_to};
+pub use sqlite::{DB_FILE, open_read_only};
 pub use write_error::{WriteError, is_disk_full};
+
+mod records;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::JobId;
 use crate::firmware::ImageStore;
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
+use backend::{Backend, Reads};
 
 /// How often the runtime hands changes to the writer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
-
-pub const DB_FILE: &str = "rocky.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,6 +61,8 @@ pub enum StoreError {
     Stopped,
     #[error("the job store {0} does not exist yet")]
     NoDatabase(PathBuf),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
 }
 
 /// What the writer thread is asked to do.
@@ -91,7 +93,7 @@ pub(crate) enum Write {
     /// Rollouts as they are now (id, state, the whole as JSON); `reply` for one that must be on
     /// disk before an answer.
     Rollouts {
-        rollouts: Vec<rollouts::RolloutRow>,
+        rollouts: Vec<RolloutRow>,
         reply: Option<oneshot::Sender<Result<(), WriteError>>>,
     },
     /// Ended rollouts that retention removed.
@@ -101,13 +103,14 @@ pub(crate) enum Write {
 }
 
 /// A cheap handle to the open store: writes go to the writer thread, reads use their own
-/// connection (WAL lets readers and the writer work at once).
+/// connections (SQLite's WAL, PostgreSQL's pool), so they never wait for a write.
 #[derive(Clone)]
 pub struct Store {
     writes: mpsc::Sender<Write>,
-    reader: Arc<Mutex<Connection>>,
+    reads: Reads,
     images: ImageStore,
-    path: PathBuf,
+    /// The database file or URL, for messages (never with a password).
+    location: String,
     /// How long each write transaction takes (exported as a metric).
     write_latency: prometheus_client::metrics::histogram::Histogram,
     health: Health,
@@ -143,50 +146,64 @@ impl Store {
         self.write_latency.clone()
     }
 
-    /// Locks `data_dir`, opens (or creates) the database, checks it is Rocky's, migrates it and
-    /// starts the writer. A foreign or damaged file is an error and is never written to.
+    /// Locks `data_dir`, opens (or creates) its SQLite database, checks it is Rocky's, migrates
+    /// it and starts the writer. A foreign or damaged file is an error and is never written to.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let lock = Self::lock(data_dir)?;
+        let (backend, reader, mark) = sqlite::Sqlite::open(data_dir)?;
+        let location = data_dir.join(DB_FILE).display().to_string();
+        Self::start(backend, Reads::Sqlite(reader), location, data_dir, mark, lock)
+    }
+
+    /// Locks `data_dir` (the images and uploads stay there) and opens the PostgreSQL database
+    /// `settings` names: checked to be Rocky's (or empty), migrated, with the writer started.
+    pub async fn open_postgres(settings: &PgSettings, data_dir: &Path) -> Result<Self, StoreError> {
+        let lock = Self::lock(data_dir)?;
+        let (backend, reader) = postgres::open(settings).await?;
+        Self::start(backend, Reads::Postgres(reader), settings.url().to_owned(), data_dir, 0, lock)
+    }
+
+    fn lock(data_dir: &Path) -> Result<DataDirLock, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StoreError::Io { path: data_dir.to_path_buf(), source })?;
-        let lock = DataDirLock::acquire(data_dir)?;
-        let path = data_dir.join(DB_FILE);
-        let mut conn = schema::open_checked(&path)?;
-        schema::migrate(&mut conn, &path)?;
-        let reader = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
-        let _ = reader.busy_timeout(Duration::from_secs(5));
+        Ok(DataDirLock::acquire(data_dir)?)
+    }
+
+    fn start(
+        backend: impl Backend,
+        reads: Reads,
+        location: String,
+        data_dir: &Path,
+        ids_mark: i64,
+        lock: DataDirLock,
+    ) -> Result<Self, StoreError> {
         let images = ImageStore::new(data_dir.join("firmware"));
         let (writes, rx) = mpsc::channel(1);
         let write_latency = crate::metrics::Metrics::store_write_histogram();
         let health = Health::default();
-        let ids_file = high_water::HighWater::open(data_dir)?;
-        let ids_mark = JobId::try_from(ids_file.get()).unwrap_or(JobId::MAX);
         writer::spawn(
-            conn,
+            backend,
             rx,
             images.clone(),
-            path.clone(),
-            ids_file,
+            data_dir.to_path_buf(),
             write_latency.clone(),
             health.clone(),
         )?;
         Ok(Self {
             writes,
-            reader: Arc::new(Mutex::new(reader)),
+            reads,
             images,
-            path,
+            location,
             write_latency,
             health,
-            ids_mark,
+            ids_mark: JobId::try_from(ids_mark).unwrap_or(JobId::MAX),
             _lock: Arc::new(lock),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The database file or URL.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -245,14 +262,7 @@ impl Store {
 
     /// Every job, oldest first, and the highest id ever given.
     pub async fn load(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        let (jobs, last) = tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            reader::load(&conn).map_err(|source| StoreError::Sql { path, source })
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)??;
+        let (jobs, last) = self.reads.jobs().await?;
         if self.ids_mark > last {
             tracing::warn!(
                 lost_from = last + 1,
@@ -279,7 +289,7 @@ impl Store {
     }
 
     /// Writes rollouts and waits until they are on disk.
-    pub async fn save_rollouts(&self, rollouts: Vec<rollouts::RolloutRow>) -> Result<(), WriteError> {
+    pub async fn save_rollouts(&self, rollouts: Vec<RolloutRow>) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
         let write = Write::Rollouts { rollouts, reply: Some(reply) };
         self.writes.send(write).await.map_err(|_| WriteError::Stopped)?;
@@ -293,65 +303,24 @@ impl Store {
 
     /// Every stored rollout, by id.
     pub async fn load_rollouts(&self) -> Result<Vec<crate::rollout::Rollout>, StoreError> {
-        self.read(rollouts::load).await
+        self.reads.rollouts().await
     }
 
     /// Every job a rollout created, as (job, device), by job id.
     pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
-        self.read(move |conn| rollouts::jobs(conn, rollout)).await
-    }
-
-    /// Runs a read on the reading connection, off the async threads.
-    async fn read<T: Send + 'static>(
-        &self,
-        query: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            query(&conn).map_err(|source| StoreError::Sql { path, source })
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)?
+        self.reads.rollout_jobs(rollout).await
     }
 
     /// Every device in the inventory, by id.
     pub async fn load_devices(&self) -> Result<Vec<Device>, StoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            devices::load(&conn).map_err(|source| StoreError::Sql { path, source })
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)?
+        self.reads.devices().await
     }
 
     /// A job's stored timeline, oldest first.
     pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            reader::history(&conn, id).map_err(|source| StoreError::Sql { path, source })
-        })
-        .await
-        .map_err(|_| StoreError::Stopped)?
+        self.reads.history(id).await
     }
 }
 
-/// Opens a data directory's database read-only, for `rocky jobs` (works while a Rocky runs).
-pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
-    let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(StoreError::NoDatabase(path));
-    }
-    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
-    schema::check(&conn, &path)?;
-    Ok(conn)
-}
-
-pub use devices::load as read_devices;
-pub use reader::{history as read_history, load as read_jobs};
+pub use sqlite::devices::load as read_devices;
+pub use sqlite::reader::{history as read_history, load as read_jobs};

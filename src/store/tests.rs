@@ -1,10 +1,63 @@
-//! The store against real files: creation, round trips, migrations, refusals.
+//! The store against real databases: what both backends must do alike runs on each (SQLite in a
+//! temporary directory, PostgreSQL in a scratch database on the local server); refusals and
+//! migrations of each backend's own format follow.
 
 use bytes::Bytes;
 use rusqlite::Connection;
 
-use super::rollouts::RolloutRow;
 use super::*;
+
+/// A store with what it lives in, removed when the test ends.
+struct Opened {
+    store: Store,
+    _dir: tempfile::TempDir,
+    _db: Option<ScratchDatabase>,
+}
+
+fn open_sqlite() -> Opened {
+    let dir = tempfile::tempdir().unwrap();
+    Opened { store: Store::open(dir.path()).unwrap(), _dir: dir, _db: None }
+}
+
+/// A store on a fresh PostgreSQL database; `None` (with a word) when no server answers, which
+/// CI forbids (`ROCKY_REQUIRE_POSTGRES`).
+async fn open_postgres() -> Option<Opened> {
+    let db = match ScratchDatabase::create(&ScratchDatabase::admin_url(), "store").await {
+        Ok(db) => db,
+        Err(e) => {
+            assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required: {e}");
+            eprintln!("SKIPPED: no PostgreSQL ({e})");
+            return None;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_postgres(db.settings(), dir.path()).await.unwrap();
+    Some(Opened { store, _dir: dir, _db: Some(db) })
+}
+
+/// Runs `$test(store)` once on each backend, as `$name::sqlite` and `$name::postgres`.
+macro_rules! on_both_backends {
+    ($name:ident, $test:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test(&super::open_sqlite().store).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(opened) = super::open_postgres().await {
+                    super::$test(&opened.store).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_backends!(jobs_round_trip, jobs_round_trip_and_ids_are_never_reused);
+on_both_backends!(rollout_rows, a_rollout_change_writes_its_head_and_only_the_devices_that_changed);
+on_both_backends!(device_columns, devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns);
+on_both_backends!(flush_batches, a_big_flush_lands_whole_and_timelines_keep_their_order);
 use crate::engine::{JobId, JobState};
 use crate::firmware::Image;
 
@@ -21,10 +74,7 @@ fn new_job(id: JobId, device: &str) -> NewJob {
     }
 }
 
-#[tokio::test]
-async fn jobs_round_trip_and_ids_are_never_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
     store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
     assert!(store.images().path(new_job(1, "a").image.sha256()).is_file(), "image kept by content");
     let mut record = store.load().await.unwrap().0.remove(0);
@@ -150,11 +200,8 @@ fn rollout(id: u64, devices: usize) -> crate::rollout::Rollout {
     crate::rollout::Rollout::new(id, plan, 1_700_000_000_000)
 }
 
-#[tokio::test]
-async fn a_rollout_change_writes_its_head_and_only_the_devices_that_changed() {
+async fn a_rollout_change_writes_its_head_and_only_the_devices_that_changed(store: &Store) {
     use crate::rollout::Outcome;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
     let mut r = rollout(1, 1000);
     let (first, saved) = RolloutRow::of(&r, &[]);
     assert_eq!(first.devices.len(), 1000, "the first write holds every device");
@@ -209,13 +256,10 @@ async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     store.create(vec![new_job(4, "d")]).await.unwrap();
 }
 
-#[tokio::test]
-async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns() {
+async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(store: &Store) {
     use crate::inventory::{Device, Labels};
     use crate::protocol::DeviceId;
     use crate::snapshot::ImageInfo;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
     let id = DeviceId::parse("d1").unwrap();
     let labels: Labels = [("model".to_owned(), "m1".to_owned())].into();
     store.register_devices(vec![(id.clone(), labels.clone())]).await.unwrap();
@@ -250,4 +294,107 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
     );
     store.forget_device(id).await.unwrap();
     assert!(store.load_devices().await.unwrap().is_empty());
+}
+
+/// 2,000 jobs changed in one flush with 4,000 timeline entries: every change lands, each
+/// timeline keeps the order it was given in, and entries for a job deleted in the same flush
+/// are dropped with it.
+async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
+    let jobs: Vec<NewJob> = (1..=2000).map(|id| new_job(id, &format!("dev-{id}"))).collect();
+    store.create(jobs).await.unwrap();
+    let (mut records, _) = store.load().await.unwrap();
+    let mut history = Vec::new();
+    for record in records.iter_mut() {
+        record.state = JobState::Failed;
+        record.chunks_done = 1;
+        record.bytes_sent = 14;
+        record.error = Some(format!("no answer from {}", record.device_id));
+        record.window = Some(4);
+        record.reason_code = Some(6);
+        record.started_at = Some(1_700_000_000_500);
+        record.finished_at = Some(1_700_000_001_000);
+        for (offset, state) in [(1, JobState::Transferring), (1, JobState::Failed)] {
+            history.push(HistoryRecord {
+                job: record.id,
+                at: 1_700_000_000_000 + offset,
+                state,
+                detail: None,
+                attempt: Some(1),
+            });
+        }
+    }
+    store.delete(vec![2000]).await;
+    store.flush_and_wait(records.clone(), history).await;
+    let (loaded, last) = store.load().await.unwrap();
+    assert_eq!(last, 2000);
+    records.pop();
+    assert_eq!(loaded, records, "every field of every change, job 2000 deleted");
+    let timeline: Vec<JobState> = store.history(1999).await.unwrap().iter().map(|h| h.state).collect();
+    assert_eq!(
+        timeline,
+        [JobState::Queued, JobState::Transferring, JobState::Failed],
+        "same instant, given order"
+    );
+    assert!(store.history(2000).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_postgres_database_of_another_program_or_a_newer_rocky_is_refused_and_left_untouched() {
+    let Ok(db) = ScratchDatabase::create(&ScratchDatabase::admin_url(), "foreign").await else {
+        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required");
+        return;
+    };
+    let (client, connection) = db.settings().config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("CREATE TABLE invoices (id INT); INSERT INTO invoices VALUES (1);").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_postgres(db.settings(), dir.path()).await.err().expect("refused").to_string();
+    assert!(err.contains("not Rocky's") && err.contains(db.name()), "{err}");
+    let kept: i64 = client.query_one("SELECT count(*) FROM invoices", &[]).await.unwrap().get(0);
+    assert_eq!(kept, 1);
+    let tables: i64 = client
+        .query_one("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing was created beside it");
+
+    client.batch_execute("DROP TABLE invoices").await.unwrap();
+    drop(Store::open_postgres(db.settings(), dir.path()).await.unwrap());
+    client.batch_execute("UPDATE rocky_meta SET value = 99 WHERE key = 'schema_version'").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_postgres(db.settings(), dir.path()).await.err().expect("refused").to_string();
+    assert!(err.contains("newer Rocky (schema 99"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_migrate_a_postgres_database_once() {
+    let Ok(db) = ScratchDatabase::create(&ScratchDatabase::admin_url(), "together").await else {
+        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required");
+        return;
+    };
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let opened =
+        futures_util::future::join_all(dirs.iter().map(|d| Store::open_postgres(db.settings(), d.path())))
+            .await;
+    let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every instance opens")).collect();
+    stores[0].create(vec![new_job(1, "a")]).await.unwrap();
+    assert_eq!(stores[3].load().await.unwrap().0.len(), 1, "one database under all of them");
+}
+
+#[tokio::test]
+async fn a_password_in_store_url_is_refused_without_being_shown() {
+    let err = PgSettings::parse("postgres://rocky:hunter2@127.0.0.1/rocky", None).unwrap_err().to_string();
+    assert!(err.contains("store.password_file") && !err.contains("hunter2"), "{err}");
+    let err = PgSettings::parse("mysql://x", None).unwrap_err().to_string();
+    assert!(err.contains("not a PostgreSQL URL"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_that_does_not_answer_is_named_with_its_address() {
+    let port = crate::broker::free_port().unwrap();
+    let settings = PgSettings::parse(&format!("postgres://rocky@127.0.0.1:{port}/rocky"), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_postgres(&settings, dir.path()).await.err().expect("refused").to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.to_lowercase().contains("refused"), "{err}");
 }

@@ -17,6 +17,9 @@ pub enum WriteError {
     /// An id the store already holds: a bug, never expected.
     #[error("job id {0} is already in the store")]
     Duplicate(JobId),
+    /// The database server cannot be reached (PostgreSQL restarting, the network): HTTP 503.
+    #[error("the job store's database cannot be reached ({0}); try again shortly")]
+    Unavailable(String),
     /// Any other failure to read or write the database or the image store.
     #[error("the job store cannot write ({0})")]
     Failed(String),

@@ -1,4 +1,6 @@
-//! The writer thread: the only connection that writes. Each request is one transaction.
+//! The writer thread: the only one that writes, whatever the backend. Each request is one
+//! transaction; changes that could not be written are kept and retried, so a full disk or a
+//! database restart degrades the store instead of losing its news.
 
 use std::path::PathBuf;
 
@@ -6,26 +8,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
-use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
-use super::high_water::HighWater;
+use super::backend::{Backend, Changes};
 use super::{Health, HistoryRecord, JobSnapshot, NewJob, StoreError, Write, WriteError};
 use crate::engine::JobId;
 use crate::firmware::ImageStore;
 
 pub fn spawn(
-    conn: Connection,
+    backend: impl Backend,
     rx: mpsc::Receiver<Write>,
     images: ImageStore,
     path: PathBuf,
-    ids_file: HighWater,
     latency: Histogram,
     health: Health,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("rocky-store".into())
-        .spawn(move || run(conn, rx, images, ids_file, latency, health))
+        .spawn(move || run(backend, rx, images, latency, health))
         .map(|_| ())
         .map_err(|source| StoreError::Io { path, source })
 }
@@ -69,10 +69,9 @@ impl Pending {
 }
 
 fn run(
-    mut conn: Connection,
+    mut backend: impl Backend,
     mut rx: mpsc::Receiver<Write>,
     images: ImageStore,
-    mut ids_file: HighWater,
     latency: Histogram,
     health: Health,
 ) {
@@ -93,7 +92,7 @@ fn run(
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     // Shutting down: one last try, then what is left is lost with a word.
-                    write_pending(&mut conn, &mut pending, &health);
+                    write_pending(&mut backend, &mut pending, &health);
                     if !pending.is_empty() {
                         tracing::error!(
                             jobs = pending.jobs.len(),
@@ -107,11 +106,8 @@ fn run(
         let started = std::time::Instant::now();
         match write {
             Write::Create { jobs, reply } => {
-                // A 201 promises the jobs exist: their transaction is synced to disk before the
-                // answer (synchronous = FULL), not only written to the WAL as other changes are.
-                let _ = conn.pragma_update(None, "synchronous", "FULL");
-                let result = create(&mut conn, &images, &mut ids_file, &jobs);
-                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                // A 201 promises the jobs exist: the backend makes them durable before it returns.
+                let result = create(&mut backend, &images, &jobs);
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "could not store new jobs");
                 }
@@ -120,24 +116,19 @@ fn run(
             Write::Flush { jobs, history, devices, done } => {
                 pending.merge(jobs, history);
                 pending.devices.extend(devices.into_iter().map(|d| (d.device_id.clone(), d)));
-                write_pending(&mut conn, &mut pending, &health);
+                write_pending(&mut backend, &mut pending, &health);
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
             }
             Write::Register { rows, reply } => {
-                let _ = conn.pragma_update(None, "synchronous", "FULL");
-                let result = super::devices::register(&mut conn, &rows).map_err(WriteError::from);
-                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-                let _ = reply.send(result);
+                let _ = reply.send(backend.register_devices(&rows));
             }
             Write::Forget { id, reply } => {
-                let _ = reply.send(super::devices::forget(&mut conn, &id).map_err(WriteError::from));
+                let _ = reply.send(backend.forget_device(&id));
             }
             Write::Rollouts { rollouts, reply } => {
-                let _ = conn.pragma_update(None, "synchronous", "FULL");
-                let result = super::rollouts::save(&mut conn, &rollouts).map_err(WriteError::from);
-                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+                let result = backend.save_rollouts(&rollouts);
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "could not store rollouts");
                 }
@@ -146,15 +137,15 @@ fn run(
                 }
             }
             Write::ForgetRollouts { ids } => {
-                if let Err(e) = super::rollouts::forget(&mut conn, &ids) {
+                if let Err(e) = backend.forget_rollouts(&ids) {
                     tracing::warn!(error = %e, "ended rollouts could not be removed from the store");
                 }
             }
             Write::Delete { ids } => {
                 pending.deletes.extend(ids);
-                write_pending(&mut conn, &mut pending, &health);
+                write_pending(&mut backend, &mut pending, &health);
                 if pending.deletes.is_empty() {
-                    sweep_images(&conn, &images);
+                    sweep_images(&mut backend, &images);
                 }
             }
         }
@@ -162,75 +153,10 @@ fn run(
     }
 }
 
-fn create(
-    conn: &mut Connection,
-    images: &ImageStore,
-    ids_file: &mut HighWater,
-    jobs: &[NewJob],
-) -> Result<(), WriteError> {
-    for job in jobs {
-        images.save(&job.image)?;
-    }
-    let Some(highest) = jobs.iter().map(|job| i64::from(job.id)).max() else { return Ok(()) };
-    // The mark first: a lost write-ahead log cannot roll it back.
-    ids_file.raise(highest)?;
-    let tx = conn.transaction()?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                               state, chunks_total, created_at, rollout_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
-        )?;
-        let mut event = tx.prepare(
-            "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
-        )?;
-        for job in jobs {
-            let inserted = insert.execute(params![
-                job.id,
-                job.device,
-                job.image.name(),
-                job.image.size() as i64,
-                crate::protocol::sha256_hex(job.image.sha256()),
-                job.chunk_size,
-                job.chunk_interval_ms as i64,
-                job.chunks_total,
-                job.created_at as i64,
-                job.rollout.map(|r| r as i64)
-            ]);
-            if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
-                && e.code == rusqlite::ErrorCode::ConstraintViolation
-            {
-                return Err(WriteError::Duplicate(job.id));
-            }
-            inserted?;
-            event.execute(params![job.id, job.created_at as i64])?;
-        }
-    }
-    tx.execute(
-        "UPDATE meta SET value = max(CAST(value AS INTEGER), ?1) WHERE key = 'last_job_id'",
-        [highest],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
 /// Removes the image store's files that no remaining job names: retention deleted the last job
 /// that needed them. A failure is logged and tried again after the next deletion.
-fn sweep_images(conn: &Connection, images: &ImageStore) {
-    // Open rollouts need their image for jobs they have not created yet.
-    let needed: rusqlite::Result<std::collections::HashSet<String>> = conn
-        .prepare(
-            "SELECT DISTINCT image_sha256 FROM jobs
-             UNION SELECT json_extract(body, '$.plan.image.sha256') FROM rollouts
-                   WHERE state IN ('scheduled', 'running', 'paused')",
-        )
-        .and_then(|mut query| {
-            query
-                .query_map([], |row| row.get::<_, Option<String>>(0))?
-                .filter_map(Result::transpose)
-                .collect()
-        });
-    match needed.map(|needed| images.remove_unneeded(&needed)) {
+fn sweep_images(backend: &mut impl Backend, images: &ImageStore) {
+    match backend.images_needed().map(|needed| images.remove_unneeded(&needed)) {
         Ok(Ok(0)) => {}
         Ok(Ok(removed)) => tracing::info!(removed, "images no job needs any more were removed"),
         Ok(Err(error)) => tracing::warn!(%error, "could not remove images no job needs"),
@@ -238,13 +164,23 @@ fn sweep_images(conn: &Connection, images: &ImageStore) {
     }
 }
 
+/// Saves the images (content-addressed, so a saved one is not written again), then the jobs.
+fn create(backend: &mut impl Backend, images: &ImageStore, jobs: &[NewJob]) -> Result<(), WriteError> {
+    for job in jobs {
+        images.save(&job.image)?;
+    }
+    backend.create(jobs)
+}
+
 /// Writes everything pending in one transaction; on failure keeps it and marks the store
 /// degraded (saying so once), on success clears both.
-fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) {
+fn write_pending(backend: &mut impl Backend, pending: &mut Pending, health: &Health) {
     let jobs: Vec<JobSnapshot> =
         pending.jobs.values().filter(|j| !pending.deletes.contains(&j.id)).cloned().collect();
     let devices: Vec<crate::inventory::Device> = pending.devices.values().cloned().collect();
-    match flush(conn, &jobs, &pending.history, &pending.deletes, &devices) {
+    let changes =
+        Changes { jobs: &jobs, history: &pending.history, deletes: &pending.deletes, devices: &devices };
+    match backend.flush(&changes) {
         Ok(()) => {
             if health.problem().is_some() {
                 tracing::info!(jobs = jobs.len(), lost = pending.dropped_history, "the job store caught up");
@@ -263,56 +199,4 @@ fn write_pending(conn: &mut Connection, pending: &mut Pending, health: &Health) 
             health.set(Some(problem));
         }
     }
-}
-
-fn flush(
-    conn: &mut Connection,
-    jobs: &[JobSnapshot],
-    history: &[HistoryRecord],
-    deletes: &BTreeSet<JobId>,
-    devices: &[crate::inventory::Device],
-) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    super::devices::observe(&tx, devices)?;
-    {
-        let mut update = tx.prepare(
-            "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
-                             started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10,
-                             reason_code = ?11
-             WHERE id = ?1",
-        )?;
-        for job in jobs {
-            update.execute(params![
-                job.id,
-                job.state.as_str(),
-                job.chunks_done,
-                job.bytes_sent as i64,
-                job.attempts,
-                job.error,
-                job.started_at.map(|t| t as i64),
-                job.finished_at.map(|t| t as i64),
-                job.chunks_confirmed,
-                job.window,
-                job.reason_code.map(|code| code as i64)
-            ])?;
-        }
-        let mut event = tx.prepare(
-            "INSERT INTO job_events (job_id, at, state, detail, attempt)
-             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?1)",
-        )?;
-        for entry in history {
-            event.execute(params![
-                entry.job,
-                entry.at as i64,
-                entry.state.as_str(),
-                entry.detail,
-                entry.attempt
-            ])?;
-        }
-        let mut delete = tx.prepare("DELETE FROM jobs WHERE id = ?1")?;
-        for id in deletes {
-            delete.execute([id])?;
-        }
-    }
-    tx.commit()
 }

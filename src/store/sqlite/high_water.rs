@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use crate::firmware::write_atomically;
+use crate::store::StoreError;
 
 pub const IDS_FILE: &str = "rocky.ids";
 

@@ -2,10 +2,10 @@
 
 use rusqlite::{Connection, Row};
 
-use super::{HistoryRecord, JobSnapshot};
 use crate::engine::{JobId, JobState};
 use crate::protocol::DeviceId;
 use crate::snapshot::ImageInfo;
+use crate::store::{HistoryRecord, JobSnapshot};
 
 fn state(text: String) -> rusqlite::Result<JobState> {
     JobState::parse(&text)

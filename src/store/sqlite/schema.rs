@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// "ROCK" in ASCII: identifies Rocky's database files.
 pub const APPLICATION_ID: i64 = 0x524f_434b;

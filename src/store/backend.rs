@@ -1,0 +1,88 @@
+//! The one interface both databases offer the store: SQLite in the data directory (the embedded
+//! default) and PostgreSQL (`store.url`, shared by several Rocky instances). The writer thread
+//! owns one [`Backend`] and calls it in order, each call one transaction; reads go through
+//! [`Reads`], which each backend serves from its own connections.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::{HistoryRecord, JobSnapshot, NewJob, RolloutRow, StoreError, WriteError};
+use crate::engine::JobId;
+use crate::inventory::{Device, Labels};
+use crate::protocol::DeviceId;
+use crate::rollout::Rollout;
+
+/// Everything one flush writes, in one transaction.
+pub(crate) struct Changes<'a> {
+    pub jobs: &'a [JobSnapshot],
+    pub history: &'a [HistoryRecord],
+    pub deletes: &'a BTreeSet<JobId>,
+    /// What the wire told of devices.
+    pub devices: &'a [Device],
+}
+
+/// The writes, each one transaction: all of it or none. Called from the writer thread only.
+pub(crate) trait Backend: Send + 'static {
+    /// Inserts new jobs (their images already saved) with their first timeline entry, durably
+    /// before it returns: the API's `201` promises them. An id already stored refuses the whole
+    /// submission with [`WriteError::Duplicate`].
+    fn create(&mut self, jobs: &[NewJob]) -> Result<(), WriteError>;
+    /// Job changes, timeline entries, deletions and the wire's device news.
+    fn flush(&mut self, changes: &Changes<'_>) -> Result<(), WriteError>;
+    /// Registers devices with their labels (the operator's columns only), durably.
+    fn register_devices(&mut self, rows: &[(DeviceId, Labels)]) -> Result<(), WriteError>;
+    fn forget_device(&mut self, id: &DeviceId) -> Result<(), WriteError>;
+    /// Rollout heads and the devices that changed, durably.
+    fn save_rollouts(&mut self, rows: &[RolloutRow]) -> Result<(), WriteError>;
+    fn forget_rollouts(&mut self, ids: &[u64]) -> Result<(), WriteError>;
+    /// The SHA-256 (hex) of every image a stored job or an open rollout still needs.
+    fn images_needed(&mut self) -> Result<HashSet<String>, WriteError>;
+}
+
+/// The reads, served without waiting for the writer.
+#[derive(Clone)]
+pub(crate) enum Reads {
+    Sqlite(super::sqlite::Reader),
+    Postgres(super::postgres::Reader),
+}
+
+impl Reads {
+    /// Every job, oldest first, and the highest id ever given.
+    pub async fn jobs(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(super::sqlite::reader::load).await,
+            Self::Postgres(r) => r.jobs().await,
+        }
+    }
+
+    /// A job's stored timeline, oldest first.
+    pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(move |conn| super::sqlite::reader::history(conn, id)).await,
+            Self::Postgres(r) => r.history(id).await,
+        }
+    }
+
+    /// Every device in the inventory, by id.
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(super::sqlite::devices::load).await,
+            Self::Postgres(r) => r.devices().await,
+        }
+    }
+
+    /// Every stored rollout, by id.
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(super::sqlite::rollouts::load).await,
+            Self::Postgres(r) => r.rollouts().await,
+        }
+    }
+
+    /// Every job a rollout created, as (job, device), by job id.
+    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(move |conn| super::sqlite::rollouts::jobs(conn, rollout)).await,
+            Self::Postgres(r) => r.rollout_jobs(rollout).await,
+        }
+    }
+}

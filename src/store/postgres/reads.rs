@@ -1,0 +1,243 @@
+//! Reading jobs, timelines, devices and rollouts back from PostgreSQL, on pooled connections.
+//! A row Rocky would refuse (a bad device id, a number out of range) is skipped with a warning,
+//! as the SQLite reader does.
+
+use tokio_postgres::Row;
+
+use super::{PgError, Reader};
+use crate::engine::{JobId, JobState};
+use crate::inventory::{Device, Labels};
+use crate::protocol::DeviceId;
+use crate::rollout::{Rollout, Slot};
+use crate::snapshot::ImageInfo;
+use crate::store::rollout_rows::{assemble, slot};
+use crate::store::{HistoryRecord, JobSnapshot, StoreError};
+
+/// A column as the unsigned type Rocky uses, or why not.
+fn num<T: TryFrom<i64>>(row: &Row, column: &str) -> Result<T, String> {
+    let value: i64 = row.try_get(column).map_err(|e| format!("{column}: {e}"))?;
+    T::try_from(value).map_err(|_| format!("{column} {value} is out of range"))
+}
+
+fn opt<T: TryFrom<i64>>(row: &Row, column: &str) -> Result<Option<T>, String> {
+    let value: Option<i64> = row.try_get(column).map_err(|e| format!("{column}: {e}"))?;
+    value.map(|v| T::try_from(v).map_err(|_| format!("{column} {v} is out of range"))).transpose()
+}
+
+fn text(row: &Row, column: &str) -> Result<String, String> {
+    row.try_get(column).map_err(|e| format!("{column}: {e}"))
+}
+
+fn opt_text(row: &Row, column: &str) -> Result<Option<String>, String> {
+    row.try_get(column).map_err(|e| format!("{column}: {e}"))
+}
+
+fn job(row: &Row) -> Result<JobSnapshot, String> {
+    let id: JobId = num(row, "id")?;
+    let device_id = DeviceId::parse(&text(row, "device")?).map_err(|e| format!("job {id}: {e}"))?;
+    Ok(JobSnapshot {
+        id,
+        device_id,
+        image: ImageInfo {
+            name: text(row, "image_name")?,
+            size: num(row, "image_size")?,
+            sha256: text(row, "image_sha256")?,
+        },
+        chunk_size: num(row, "chunk_size")?,
+        chunk_interval_ms: num(row, "chunk_interval_ms")?,
+        state: JobState::parse(&text(row, "state")?).map_err(|e| format!("job {id}: {e}"))?,
+        chunks_done: num(row, "chunks_sent")?,
+        chunks_confirmed: opt(row, "chunks_confirmed")?,
+        window: opt(row, "flow_window")?,
+        chunks_total: num(row, "chunks_total")?,
+        bytes_sent: num(row, "bytes_sent")?,
+        rollout_id: opt(row, "rollout_id")?,
+        attempts: num(row, "attempts")?,
+        error: opt_text(row, "error")?,
+        reason_code: opt(row, "reason_code")?,
+        created_at: num(row, "created_at")?,
+        started_at: opt(row, "started_at")?,
+        finished_at: opt(row, "finished_at")?,
+    })
+}
+
+fn device(row: &Row) -> Result<Device, String> {
+    let device_id = DeviceId::parse(&text(row, "id")?).map_err(|e| e.to_string())?;
+    let labels: Labels = match serde_json::from_str(&text(row, "labels")?) {
+        Ok(labels) => labels,
+        Err(e) => {
+            tracing::warn!(device = %device_id, reason = %e, "a stored device's labels were unreadable; it has none");
+            Labels::new()
+        }
+    };
+    let last_image = match (
+        opt_text(row, "last_image_name")?,
+        opt(row, "last_image_size")?,
+        opt_text(row, "last_image_sha256")?,
+    ) {
+        (Some(name), Some(size), Some(sha256)) => Some(ImageInfo { name, size, sha256 }),
+        _ => None,
+    };
+    Ok(Device {
+        device_id,
+        labels,
+        registered: row.try_get("registered").map_err(|e| e.to_string())?,
+        first_seen: opt(row, "first_seen")?,
+        // 0 is the "never" a merge writes.
+        last_seen: opt::<u64>(row, "last_seen")?.filter(|t| *t > 0),
+        last_image,
+        last_job: opt::<JobId>(row, "last_job")?.filter(|j| *j > 0),
+    })
+}
+
+fn rollout_slot(row: &Row) -> Result<Slot, String> {
+    slot(
+        &text(row, "device")?,
+        &text(row, "outcome")?,
+        opt(row, "job_id")?,
+        num(row, "attempts")?,
+        row.try_get("retry_at").map_err(|e| e.to_string())?,
+        opt_text(row, "detail")?,
+    )
+}
+
+/// Keeps the rows that read, warning once per row that does not.
+fn readable<T>(rows: &[Row], read: impl Fn(&Row) -> Result<T, String>, what: &str) -> Vec<T> {
+    rows.iter()
+        .filter_map(|row| match read(row) {
+            Ok(value) => Some(value),
+            Err(reason) => {
+                tracing::warn!(%reason, "a stored {what} was skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+impl Reader {
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            StoreError::Postgres(PgError::Connect { url: self.url.clone(), reason: pool_reason(&e) })
+        })
+    }
+
+    fn failed(&self, error: &tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(PgError::new(&self.url, error))
+    }
+
+    pub async fn jobs(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state,
+                        chunks_sent, chunks_confirmed, flow_window, chunks_total, bytes_sent, attempts, error,
+                        created_at, started_at, finished_at, rollout_id, reason_code
+                 FROM jobs ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let jobs = readable(&rows, job, "job");
+        let last: i64 = client
+            .query_one("SELECT value FROM rocky_meta WHERE key = 'last_job_id'", &[])
+            .await
+            .map_err(|e| self.failed(&e))?
+            .get(0);
+        let last = JobId::try_from(last).unwrap_or(JobId::MAX).max(jobs.last().map_or(0, |j| j.id));
+        Ok((jobs, last))
+    }
+
+    pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT job_id, at, state, detail, attempt FROM job_events WHERE job_id = $1 ORDER BY at, seq",
+                &[&i64::from(id)],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(readable(
+            &rows,
+            |row| {
+                Ok(HistoryRecord {
+                    job: num(row, "job_id")?,
+                    at: num(row, "at")?,
+                    state: JobState::parse(&text(row, "state")?).map_err(|e| e.to_string())?,
+                    detail: opt_text(row, "detail")?,
+                    attempt: opt(row, "attempt")?,
+                })
+            },
+            "timeline entry",
+        ))
+    }
+
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
+                        last_image_sha256, last_job FROM devices ORDER BY id",
+                &[],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(readable(&rows, device, "device"))
+    }
+
+    pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let client = self.client().await?;
+        let heads = client
+            .query("SELECT id, body FROM rollouts ORDER BY id", &[])
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let mut rollouts = Vec::new();
+        for head in heads {
+            let id: i64 = head.get("id");
+            let body: String = head.get("body");
+            let rows = client
+                .query(
+                    "SELECT position, device, outcome, job_id, attempts, retry_at, detail
+                     FROM rollout_devices WHERE rollout_id = $1 ORDER BY position",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| self.failed(&e))?;
+            let read = rows
+                .iter()
+                .enumerate()
+                .map(|(at, row)| match num::<usize>(row, "position") {
+                    Ok(position) if position == at => rollout_slot(row),
+                    _ => Err(format!("device {} of the rollout is missing", at + 1)),
+                })
+                .collect::<Result<Vec<Slot>, String>>()
+                .and_then(|slots| assemble(&body, slots));
+            match read {
+                Ok(rollout) => rollouts.push(rollout),
+                Err(reason) => {
+                    tracing::warn!(rollout = id, %reason, "a stored rollout could not be read; it was skipped")
+                }
+            }
+        }
+        Ok(rollouts)
+    }
+
+    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, device FROM jobs WHERE rollout_id = $1 ORDER BY id",
+                &[&i64::try_from(rollout).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(readable(&rows, |row| Ok((num(row, "id")?, text(row, "device")?)), "rollout job"))
+    }
+}
+
+/// Why the pool could not hand out a connection.
+fn pool_reason(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(e) => super::reason(e),
+        other => other.to_string(),
+    }
+}

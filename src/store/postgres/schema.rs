@@ -1,0 +1,149 @@
+//! The PostgreSQL schema and its migrations, versioned on their own (the SQLite file has its
+//! own list). `rocky_meta` marks the database as Rocky's and holds the version; migrations run
+//! in one transaction under an advisory lock, so instances starting together migrate once.
+
+use tokio_postgres::Client;
+
+use super::{PgError, reason};
+
+/// "ROCK" in ASCII: the advisory lock migrations hold, and the mark in `rocky_meta`.
+pub const APPLICATION_ID: i64 = 0x524f_434b;
+
+/// Migrations in order; the schema version is how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and their timeline, the inventory, rollouts and their devices.
+    "CREATE TABLE jobs (
+        id BIGINT PRIMARY KEY,
+        device TEXT NOT NULL,
+        image_name TEXT NOT NULL,
+        image_size BIGINT NOT NULL,
+        image_sha256 TEXT NOT NULL,
+        chunk_size BIGINT NOT NULL,
+        chunk_interval_ms BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        chunks_sent BIGINT NOT NULL DEFAULT 0,
+        chunks_confirmed BIGINT,
+        flow_window BIGINT,
+        chunks_total BIGINT NOT NULL,
+        bytes_sent BIGINT NOT NULL DEFAULT 0,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        error TEXT,
+        reason_code BIGINT,
+        created_at BIGINT NOT NULL,
+        started_at BIGINT,
+        finished_at BIGINT,
+        rollout_id BIGINT
+     );
+     CREATE INDEX jobs_by_state ON jobs(state, id);
+     CREATE INDEX jobs_by_device ON jobs(device, id);
+     CREATE INDEX jobs_by_rollout ON jobs(rollout_id, device, id) WHERE rollout_id IS NOT NULL;
+     CREATE TABLE job_events (
+        seq BIGSERIAL PRIMARY KEY,
+        job_id BIGINT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        at BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        detail TEXT,
+        attempt BIGINT
+     );
+     CREATE INDEX job_events_by_job ON job_events(job_id, at, seq);
+     CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        labels TEXT NOT NULL DEFAULT '{}',
+        registered BOOLEAN NOT NULL DEFAULT false,
+        first_seen BIGINT,
+        last_seen BIGINT,
+        last_image_name TEXT,
+        last_image_size BIGINT,
+        last_image_sha256 TEXT,
+        last_job BIGINT
+     );
+     CREATE TABLE rollouts (
+        id BIGINT PRIMARY KEY,
+        state TEXT NOT NULL,
+        body TEXT NOT NULL,
+        updated_at BIGINT NOT NULL
+     );
+     CREATE TABLE rollout_devices (
+        rollout_id BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        device TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        job_id BIGINT,
+        attempts BIGINT NOT NULL,
+        retry_at BIGINT,
+        detail TEXT,
+        PRIMARY KEY (rollout_id, position)
+     );
+     INSERT INTO rocky_meta (key, value) VALUES ('last_job_id', 0);",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Refuses a database that holds tables but is not Rocky's, or was written by a newer Rocky,
+/// then brings the schema to the current version.
+pub async fn migrate(client: &mut Client, url: &str) -> Result<(), PgError> {
+    let tx = client.transaction().await.map_err(|e| PgError::new(url, &e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&APPLICATION_ID])
+        .await
+        .map_err(|e| PgError::new(url, &e))?;
+    let tables: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::new(url, &e))?
+        .get(0);
+    let has_meta: bool = tx
+        .query_one("SELECT to_regclass('rocky_meta') IS NOT NULL", &[])
+        .await
+        .map_err(|e| PgError::new(url, &e))?
+        .get(0);
+    if tables > 0 && !has_meta {
+        return Err(PgError::Foreign {
+            url: url.to_owned(),
+            reason: format!("it holds {tables} tables but no rocky_meta"),
+        });
+    }
+    if !has_meta {
+        tx.batch_execute("CREATE TABLE rocky_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
+            .await
+            .map_err(|e| PgError::new(url, &e))?;
+        tx.execute(
+            "INSERT INTO rocky_meta (key, value) VALUES ('application_id', $1), ('schema_version', 0)",
+            &[&APPLICATION_ID],
+        )
+        .await
+        .map_err(|e| PgError::new(url, &e))?;
+    }
+    let meta = |key: &'static str| {
+        let tx = &tx;
+        async move {
+            tx.query_opt("SELECT value FROM rocky_meta WHERE key = $1", &[&key])
+                .await
+                .map(|row| row.map(|row| row.get::<_, i64>(0)))
+        }
+    };
+    let application = meta("application_id").await.map_err(|e| PgError::new(url, &e))?;
+    if application != Some(APPLICATION_ID) {
+        return Err(PgError::Foreign {
+            url: url.to_owned(),
+            reason: format!("rocky_meta has application_id {application:?}, not Rocky's"),
+        });
+    }
+    let version = meta("schema_version").await.map_err(|e| PgError::new(url, &e))?.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(PgError::TooNew { url: url.to_owned(), found: version });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.batch_execute(migration).await.map_err(|e| PgError::Migration {
+            url: url.to_owned(),
+            version: index as i64 + 1,
+            reason: reason(&e),
+        })?;
+    }
+    tx.execute("UPDATE rocky_meta SET value = $1 WHERE key = 'schema_version'", &[&SCHEMA_VERSION])
+        .await
+        .map_err(|e| PgError::new(url, &e))?;
+    tx.commit().await.map_err(|e| PgError::new(url, &e))
+}

@@ -1,0 +1,210 @@
+//! The PostgreSQL writes, each one transaction. Batches travel as arrays and are spread with
+//! `unnest`, so a flush of 10,000 job changes is a few statements, not 10,000 round trips.
+
+use std::collections::HashSet;
+
+use tokio_postgres::Client;
+
+use crate::engine::JobId;
+use crate::inventory::Labels;
+use crate::protocol::DeviceId;
+use crate::store::backend::Changes;
+use crate::store::rollout_rows::outcome_name;
+use crate::store::{NewJob, RolloutRow};
+
+fn big(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+/// Inserts the jobs and their first timeline entry; `Some(id)` (and nothing written) when an id
+/// is already stored.
+pub async fn create(client: &mut Client, jobs: &[NewJob]) -> Result<Option<JobId>, tokio_postgres::Error> {
+    let Some(highest) = jobs.iter().map(|job| i64::from(job.id)).max() else { return Ok(None) };
+    let tx = client.transaction().await?;
+    let ids: Vec<i64> = jobs.iter().map(|job| i64::from(job.id)).collect();
+    let taken = tx.query_opt("SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id LIMIT 1", &[&ids]).await?;
+    if let Some(row) = taken {
+        return Ok(Some(JobId::try_from(row.get::<_, i64>(0)).unwrap_or(JobId::MAX)));
+    }
+    let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
+    let names: Vec<&str> = jobs.iter().map(|job| job.image.name()).collect();
+    let sizes: Vec<i64> = jobs.iter().map(|job| big(job.image.size())).collect();
+    let hashes: Vec<String> =
+        jobs.iter().map(|job| crate::protocol::sha256_hex(job.image.sha256())).collect();
+    let chunk_sizes: Vec<i64> = jobs.iter().map(|job| i64::from(job.chunk_size)).collect();
+    let intervals: Vec<i64> = jobs.iter().map(|job| big(job.chunk_interval_ms)).collect();
+    let totals: Vec<i64> = jobs.iter().map(|job| i64::from(job.chunks_total)).collect();
+    let created: Vec<i64> = jobs.iter().map(|job| big(job.created_at)).collect();
+    let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(big)).collect();
+    tx.execute(
+        "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
+                           state, chunks_total, created_at, rollout_id)
+         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+                     $8::bigint[], $9::bigint[], $10::bigint[])
+              AS j(id, device, name, size, sha, chunk, every, total, created, rollout)",
+        &[&ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO job_events (job_id, at, state, detail)
+         SELECT id, at, 'queued', 'created' FROM unnest($1::bigint[], $2::bigint[]) AS e(id, at)",
+        &[&ids, &created],
+    )
+    .await?;
+    tx.execute("UPDATE rocky_meta SET value = greatest(value, $1) WHERE key = 'last_job_id'", &[&highest])
+        .await?;
+    tx.commit().await?;
+    Ok(None)
+}
+
+/// Job changes, timeline entries, deletions and the wire's device news, in one transaction.
+pub async fn flush(client: &mut Client, changes: &Changes<'_>) -> Result<(), tokio_postgres::Error> {
+    let Changes { jobs, history, deletes, devices } = changes;
+    let tx = client.transaction().await?;
+    if !devices.is_empty() {
+        let ids: Vec<&str> = devices.iter().map(|d| d.device_id.as_str()).collect();
+        let first: Vec<Option<i64>> = devices.iter().map(|d| d.first_seen.map(big)).collect();
+        let last: Vec<Option<i64>> = devices.iter().map(|d| d.last_seen.map(big)).collect();
+        let names: Vec<Option<&str>> =
+            devices.iter().map(|d| d.last_image.as_ref().map(|i| i.name.as_str())).collect();
+        let sizes: Vec<Option<i64>> =
+            devices.iter().map(|d| d.last_image.as_ref().map(|i| big(i.size))).collect();
+        let hashes: Vec<Option<&str>> =
+            devices.iter().map(|d| d.last_image.as_ref().map(|i| i.sha256.as_str())).collect();
+        let jobs_of: Vec<Option<i64>> = devices.iter().map(|d| d.last_job.map(i64::from)).collect();
+        tx.execute(
+            "INSERT INTO devices AS d (id, first_seen, last_seen, last_image_name, last_image_size, last_image_sha256, last_job)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+             ON CONFLICT (id) DO UPDATE SET
+                first_seen = coalesce(d.first_seen, excluded.first_seen),
+                last_seen = greatest(coalesce(d.last_seen, 0), coalesce(excluded.last_seen, 0)),
+                last_image_name = coalesce(excluded.last_image_name, d.last_image_name),
+                last_image_size = coalesce(excluded.last_image_size, d.last_image_size),
+                last_image_sha256 = coalesce(excluded.last_image_sha256, d.last_image_sha256),
+                last_job = greatest(coalesce(d.last_job, 0), coalesce(excluded.last_job, 0))",
+            &[&ids, &first, &last, &names, &sizes, &hashes, &jobs_of],
+        )
+        .await?;
+    }
+    if !jobs.is_empty() {
+        let ids: Vec<i64> = jobs.iter().map(|j| i64::from(j.id)).collect();
+        let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+        let sent: Vec<i64> = jobs.iter().map(|j| i64::from(j.chunks_done)).collect();
+        let bytes: Vec<i64> = jobs.iter().map(|j| big(j.bytes_sent)).collect();
+        let attempts: Vec<i64> = jobs.iter().map(|j| i64::from(j.attempts)).collect();
+        let errors: Vec<Option<&str>> = jobs.iter().map(|j| j.error.as_deref()).collect();
+        let started: Vec<Option<i64>> = jobs.iter().map(|j| j.started_at.map(big)).collect();
+        let finished: Vec<Option<i64>> = jobs.iter().map(|j| j.finished_at.map(big)).collect();
+        let confirmed: Vec<Option<i64>> = jobs.iter().map(|j| j.chunks_confirmed.map(i64::from)).collect();
+        let windows: Vec<Option<i64>> = jobs.iter().map(|j| j.window.map(i64::from)).collect();
+        let codes: Vec<Option<i64>> = jobs.iter().map(|j| j.reason_code.map(big)).collect();
+        tx.execute(
+            "UPDATE jobs SET state = u.state, chunks_sent = u.sent, bytes_sent = u.bytes, attempts = u.attempts,
+                             error = u.error, started_at = u.started, finished_at = u.finished,
+                             chunks_confirmed = u.confirmed, flow_window = u.win, reason_code = u.code
+             FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
+                         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+                  AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code)
+             WHERE jobs.id = u.id",
+            &[&ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes],
+        )
+        .await?;
+    }
+    if !history.is_empty() {
+        let ids: Vec<i64> = history.iter().map(|h| i64::from(h.job)).collect();
+        let at: Vec<i64> = history.iter().map(|h| big(h.at)).collect();
+        let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
+        let details: Vec<Option<&str>> = history.iter().map(|h| h.detail.as_deref()).collect();
+        let attempts: Vec<Option<i64>> = history.iter().map(|h| h.attempt.map(i64::from)).collect();
+        // In the order given (WITH ORDINALITY), and only for jobs that still exist.
+        tx.execute(
+            "INSERT INTO job_events (job_id, at, state, detail, attempt)
+             SELECT e.id, e.at, e.state, e.detail, e.attempt
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
+                  WITH ORDINALITY AS e(id, at, state, detail, attempt, n)
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
+             ORDER BY e.n",
+            &[&ids, &at, &states, &details, &attempts],
+        )
+        .await?;
+    }
+    if !deletes.is_empty() {
+        let ids: Vec<i64> = deletes.iter().map(|id| i64::from(*id)).collect();
+        tx.execute("DELETE FROM jobs WHERE id = ANY($1)", &[&ids]).await?;
+    }
+    tx.commit().await
+}
+
+/// Registers devices (the operator's columns only), all or none.
+pub async fn register(client: &mut Client, rows: &[(DeviceId, Labels)]) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|(_, labels)| serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()))
+        .collect();
+    client
+        .execute(
+            "INSERT INTO devices AS d (id, labels, registered)
+             SELECT id, labels, true FROM unnest($1::text[], $2::text[]) AS r(id, labels)
+             ON CONFLICT (id) DO UPDATE SET labels = excluded.labels, registered = true",
+            &[&ids, &labels],
+        )
+        .await
+        .map(|_| ())
+}
+
+pub async fn save_rollouts(client: &mut Client, rows: &[RolloutRow]) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    for row in rows {
+        tx.execute(
+            "INSERT INTO rollouts (id, state, body, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body,
+                                            updated_at = excluded.updated_at",
+            &[&big(row.id), &row.state, &row.body, &big(row.updated_at)],
+        )
+        .await?;
+        if row.devices.is_empty() {
+            continue;
+        }
+        let positions: Vec<i64> = row.devices.iter().map(|(at, _)| big(*at)).collect();
+        let devices: Vec<&str> = row.devices.iter().map(|(_, s)| s.device_id.as_str()).collect();
+        let outcomes: Vec<String> = row.devices.iter().map(|(_, s)| outcome_name(s.outcome)).collect();
+        let jobs: Vec<Option<i64>> = row.devices.iter().map(|(_, s)| s.job_id.map(i64::from)).collect();
+        let attempts: Vec<i64> = row.devices.iter().map(|(_, s)| i64::from(s.attempts)).collect();
+        let retry: Vec<Option<i64>> = row.devices.iter().map(|(_, s)| s.retry_at.map(big)).collect();
+        let details: Vec<Option<&str>> = row.devices.iter().map(|(_, s)| s.detail.as_deref()).collect();
+        tx.execute(
+            "INSERT INTO rollout_devices (rollout_id, position, device, outcome, job_id, attempts, retry_at, detail)
+             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                                      $7::bigint[], $8::text[])
+             ON CONFLICT (rollout_id, position) DO UPDATE SET device = excluded.device,
+                outcome = excluded.outcome, job_id = excluded.job_id, attempts = excluded.attempts,
+                retry_at = excluded.retry_at, detail = excluded.detail",
+            &[&big(row.id), &positions, &devices, &outcomes, &jobs, &attempts, &retry, &details],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+pub async fn forget_rollouts(client: &mut Client, ids: &[u64]) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<i64> = ids.iter().map(|id| big(*id)).collect();
+    let tx = client.transaction().await?;
+    tx.execute("DELETE FROM rollouts WHERE id = ANY($1)", &[&ids]).await?;
+    tx.execute("DELETE FROM rollout_devices WHERE rollout_id = ANY($1)", &[&ids]).await?;
+    tx.commit().await
+}
+
+/// The images stored jobs and open rollouts name.
+pub async fn images_needed(client: &mut Client) -> Result<HashSet<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT image_sha256 FROM jobs
+             UNION SELECT (body::jsonb) #>> '{plan,image,sha256}' FROM rollouts
+                   WHERE state IN ('scheduled', 'running', 'paused')",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().filter_map(|row| row.get::<_, Option<String>>(0)).collect())
+}

@@ -1,5 +1,6 @@
-//! `rocky jobs`: the stored jobs as a table or JSON, read straight from the data directory's
-//! database (read-only, so it works while a Rocky is running).
+//! `rocky jobs`: the stored jobs as a table or JSON, read straight from the store (the data
+//! directory's database read-only, or the PostgreSQL database `store.url` names), so it works
+//! while Rocky runs.
 
 use clap::Args;
 
@@ -27,23 +28,35 @@ pub struct JobsArgs {
     pub json: bool,
 }
 
-pub fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
     let state = args.state;
-    let dir = data_dir(&load_config(global)?.config)?;
-    // A Rocky that never ran here has recorded no jobs: that is the answer, not an error.
-    if !dir.join(rocky::store::DB_FILE).exists() {
-        if args.json {
-            println!("[]");
-        } else {
-            println!(
-                "no jobs yet (the job store {} does not exist)",
-                dir.join(rocky::store::DB_FILE).display()
-            );
+    let config = load_config(global)?.config;
+    let stored = match rocky::config::postgres_settings(&config, |var| std::env::var(var).ok())? {
+        Some(settings) => {
+            rocky::store::postgres::read_jobs(&settings).await?.ok_or_else(|| settings.url().to_owned())
         }
-        return Ok(());
-    }
-    let conn = open_read_only(&dir)?;
-    let (jobs, _) = read_jobs(&conn)?;
+        None => {
+            let dir = data_dir(&config)?;
+            let path = dir.join(rocky::store::DB_FILE);
+            if path.exists() {
+                Ok(read_jobs(&open_read_only(&dir)?)?.0)
+            } else {
+                Err(path.display().to_string())
+            }
+        }
+    };
+    let jobs = match stored {
+        Ok(jobs) => jobs,
+        // A Rocky that never ran here has recorded no jobs: that is the answer, not an error.
+        Err(location) => {
+            if args.json {
+                println!("[]");
+            } else {
+                println!("no jobs yet (the job store {location} does not exist)");
+            }
+            return Ok(());
+        }
+    };
     let jobs: Vec<JobSnapshot> = jobs
         .into_iter()
         .filter(|j| {

@@ -181,7 +181,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Config(flags)) => config::run(&flags.over(top)),
         Some(Command::Jobs(args)) => {
             let global = top.config(&args.config.config).data_dir(&args.data_dir);
-            jobs::run(&global, args)
+            jobs::run(&global, args).await
         }
         Some(Command::Bench(args)) => {
             let global = top.broker(&args.broker);

@@ -160,17 +160,46 @@ pub async fn open(settings: &PgSettings) -> Result<(Postgres, Reader), PgError> 
     drop(client);
     let _ = driver.await;
     migrated?;
+    let pool = pool(settings, READ_POOL_SIZE)?;
+    let writer = Postgres { config: settings.config.clone(), url: url.clone(), runtime: None, client: None };
+    Ok((writer, Reader { pool, url }))
+}
+
+/// Every job in the database, for `rocky jobs`, without creating or migrating anything: `None`
+/// when Rocky has not set the database up yet.
+pub async fn read_jobs(
+    settings: &PgSettings,
+) -> Result<Option<Vec<crate::store::JobSnapshot>>, crate::store::StoreError> {
+    let url = settings.url.clone();
+    let (client, connection) = settings
+        .config
+        .connect(NoTls)
+        .await
+        .map_err(|e| PgError::Connect { url: url.clone(), reason: reason(&e) })?;
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let ready: Result<bool, tokio_postgres::Error> =
+        client.query_one("SELECT to_regclass('rocky_meta') IS NOT NULL", &[]).await.map(|row| row.get(0));
+    drop(client);
+    let _ = driver.await;
+    if !ready.map_err(|e| PgError::new(&url, &e))? {
+        return Ok(None);
+    }
+    Ok(Some(Reader { pool: pool(settings, 1)?, url }.jobs().await?.0))
+}
+
+/// A pool of at most `size` connections, opened as they are needed.
+fn pool(settings: &PgSettings, size: usize) -> Result<deadpool_postgres::Pool, PgError> {
     let manager = deadpool_postgres::Manager::from_config(
         settings.config.clone(),
         NoTls,
         deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
     );
-    let pool = deadpool_postgres::Pool::builder(manager)
-        .max_size(READ_POOL_SIZE)
+    deadpool_postgres::Pool::builder(manager)
+        .max_size(size)
         .build()
-        .map_err(|e| PgError::Connect { url: url.clone(), reason: e.to_string() })?;
-    let writer = Postgres { config: settings.config.clone(), url: url.clone(), runtime: None, client: None };
-    Ok((writer, Reader { pool, url }))
+        .map_err(|e| PgError::Connect { url: settings.url.clone(), reason: e.to_string() })
 }
 
 /// The writing side: one connection, driven by a single-threaded runtime of the writer thread's

@@ -17,7 +17,10 @@ pub async fn start_runtime(
     data_dir: &Path,
 ) -> anyhow::Result<Runtime> {
     let store = match rocky::config::postgres_settings(config, |var| std::env::var(var).ok())? {
-        Some(settings) => Store::open_postgres(&settings, data_dir).await?,
+        Some(settings) => {
+            let instance = runtime_config.connection.client_id.clone();
+            Store::open_postgres(&settings, data_dir, &instance, config.store.lease()).await?
+        }
         None => Store::open(data_dir)?,
     };
     tracing::info!(db = %store.location(), "job store open");

@@ -198,6 +198,9 @@ pub struct StoreSection {
     pub url: String,
     /// The PostgreSQL password, read from this file (else `ROCKY_STORE_PASSWORD`).
     pub password_file: String,
+    /// With PostgreSQL: how long an instance's claim on its jobs lasts without a heartbeat, so
+    /// how long a dead instance's jobs wait before another takes them over.
+    pub lease_s: f64,
 }
 
 impl Default for StoreSection {
@@ -209,6 +212,7 @@ impl Default for StoreSection {
             max_devices: crate::inventory::DEFAULT_MAX_DEVICES as u64,
             url: String::new(),
             password_file: String::new(),
+            lease_s: 15.0,
         }
     }
 }
@@ -216,6 +220,11 @@ impl Default for StoreSection {
 impl StoreSection {
     pub fn keep(&self) -> Option<usize> {
         (self.keep_jobs > 0).then(|| usize::try_from(self.keep_jobs).unwrap_or(usize::MAX))
+    }
+
+    /// `lease_s` as a duration (checked to be 1 s to 1 h when the config is read).
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs_f64(self.lease_s.clamp(1.0, 3600.0))
     }
 
     pub fn max_age(&self) -> Option<Duration> {
@@ -367,6 +376,12 @@ impl Config {
             return Err(Invalid {
                 key: "store.max_devices",
                 reason: "must be between 1 and 10000000".into(),
+            });
+        }
+        if !(self.store.lease_s >= 1.0 && self.store.lease_s <= 3600.0) {
+            return Err(Invalid {
+                key: "store.lease_s",
+                reason: "must be between 1 and 3600 seconds".into(),
             });
         }
         if !(self.store.keep_days >= 0.0 && self.store.keep_days < 1e6) {

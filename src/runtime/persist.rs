@@ -42,11 +42,10 @@ impl Persistence {
         let writer = store.clone();
         let task = tokio::spawn(async move {
             while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
-                let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
                 let created_at = jobs.first().map_or(0, |job| job.created_at);
                 let rollout = jobs.first().and_then(|job| job.rollout);
                 match writer.create(jobs).await {
-                    Ok(()) => {
+                    Ok(ids) => {
                         if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, _, _, reply))) =
                             back.send(Request::SubmitAs(specs, ids, created_at, rollout, reply)).await
                         {

@@ -23,9 +23,10 @@ pub(crate) struct Changes<'a> {
 /// The writes, each one transaction: all of it or none. Called from the writer thread only.
 pub(crate) trait Backend: Send + 'static {
     /// Inserts new jobs (their images already saved) with their first timeline entry, durably
-    /// before it returns: the API's `201` promises them. An id already stored refuses the whole
-    /// submission with [`WriteError::Duplicate`].
-    fn create(&mut self, jobs: &[NewJob]) -> Result<(), WriteError>;
+    /// before it returns: the API's `201` promises them. A backend shared by several instances
+    /// gives each job an id of its own in place of the one asked for; an id already stored
+    /// refuses the whole submission with [`WriteError::Duplicate`].
+    fn create(&mut self, jobs: &mut [NewJob]) -> Result<(), WriteError>;
     /// Job changes, timeline entries, deletions and the wire's device news.
     fn flush(&mut self, changes: &Changes<'_>) -> Result<(), WriteError>;
     /// Registers devices with their labels (the operator's columns only), durably.

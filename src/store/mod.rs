@@ -17,11 +17,15 @@ mod write_error;
 mod writer;
 
 #[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
-pub use postgres::{PgError, PgSettings, ScratchDatabase};
+pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase};
 pub use records::{HistoryRecord, NewJob};
 pub use rollout_rows::RolloutRow;
 pub use sqlite::schema::{SCHEMA_VERSION, migrate_to};
@@ -69,7 +73,7 @@ pub enum StoreError {
 pub(crate) enum Write {
     Create {
         jobs: Vec<NewJob>,
-        reply: oneshot::Sender<Result<(), WriteError>>,
+        reply: oneshot::Sender<Result<Vec<JobId>, WriteError>>,
     },
     /// Job changes, timeline entries and what the wire told of devices, in one transaction.
     Flush {
@@ -116,6 +120,8 @@ pub struct Store {
     health: Health,
     /// The id mark `rocky.ids` held when the store opened.
     ids_mark: JobId,
+    /// This instance's lease on a database shared with others (PostgreSQL only).
+    membership: Option<Arc<Membership>>,
     _lock: Arc<DataDirLock>,
 }
 
@@ -136,9 +142,15 @@ impl Health {
 }
 
 impl Store {
-    /// Why the store cannot write right now, if it cannot (changes are kept and retried).
+    /// Why the store cannot write right now, or this instance's lease cannot be renewed, if
+    /// so (changes are kept and retried).
     pub fn problem(&self) -> Option<String> {
-        self.health.problem()
+        self.health.problem().or_else(|| self.membership.as_ref().and_then(|m| m.problem()))
+    }
+
+    /// This instance's membership of a shared database: its lease and its claims.
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
     }
 
     /// The write-latency histogram the writer thread fills.
@@ -157,10 +169,21 @@ impl Store {
 
     /// Locks `data_dir` (the images and uploads stay there) and opens the PostgreSQL database
     /// `settings` names: checked to be Rocky's (or empty), migrated, with the writer started.
-    pub async fn open_postgres(settings: &PgSettings, data_dir: &Path) -> Result<Self, StoreError> {
+    /// This process joins as `instance` with a lease of `lease`, renewed until the store is
+    /// dropped.
+    pub async fn open_postgres(
+        settings: &PgSettings,
+        data_dir: &Path,
+        instance: &str,
+        lease: Duration,
+    ) -> Result<Self, StoreError> {
         let lock = Self::lock(data_dir)?;
-        let (backend, reader) = postgres::open(settings).await?;
-        Self::start(backend, Reads::Postgres(reader), settings.url().to_owned(), data_dir, 0, lock)
+        let (backend, reader) = postgres::open(settings, instance).await?;
+        let membership = Membership::join(reader.clone(), instance, lease).await?;
+        let mut store =
+            Self::start(backend, Reads::Postgres(reader), settings.url().to_owned(), data_dir, 0, lock)?;
+        store.membership = Some(membership);
+        Ok(store)
     }
 
     fn lock(data_dir: &Path) -> Result<DataDirLock, StoreError> {
@@ -197,6 +220,7 @@ impl Store {
             write_latency,
             health,
             ids_mark: JobId::try_from(ids_mark).unwrap_or(JobId::MAX),
+            membership: None,
             _lock: Arc::new(lock),
         })
     }
@@ -213,7 +237,10 @@ impl Store {
     /// Saves the images and inserts the jobs, under the ids the engine reserved for them, in
     /// one transaction synced to disk: all of them or none. The highest id is recorded first, so
     /// no id is ever given twice, even after a lost write-ahead log.
-    pub async fn create(&self, jobs: Vec<NewJob>) -> Result<(), WriteError> {
+    ///
+    /// Returns the ids the jobs were stored under: the ones given (SQLite), or ones drawn from
+    /// the sequence every instance shares (PostgreSQL), in the order given.
+    pub async fn create(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.writes.send(Write::Create { jobs, reply }).await.map_err(|_| WriteError::Stopped)?;
         answer.await.map_err(|_| WriteError::Stopped)?

@@ -2,38 +2,10 @@
 //! temporary directory, PostgreSQL in a scratch database on the local server); refusals and
 //! migrations of each backend's own format follow.
 
-use bytes::Bytes;
 use rusqlite::Connection;
 
+use super::test_support::{LEASE, new_job, open_postgres, open_sqlite, scratch};
 use super::*;
-
-/// A store with what it lives in, removed when the test ends.
-struct Opened {
-    store: Store,
-    _dir: tempfile::TempDir,
-    _db: Option<ScratchDatabase>,
-}
-
-fn open_sqlite() -> Opened {
-    let dir = tempfile::tempdir().unwrap();
-    Opened { store: Store::open(dir.path()).unwrap(), _dir: dir, _db: None }
-}
-
-/// A store on a fresh PostgreSQL database; `None` (with a word) when no server answers, which
-/// CI forbids (`ROCKY_REQUIRE_POSTGRES`).
-async fn open_postgres() -> Option<Opened> {
-    let db = match ScratchDatabase::create(&ScratchDatabase::admin_url(), "store").await {
-        Ok(db) => db,
-        Err(e) => {
-            assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required: {e}");
-            eprintln!("SKIPPED: no PostgreSQL ({e})");
-            return None;
-        }
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_postgres(db.settings(), dir.path()).await.unwrap();
-    Some(Opened { store, _dir: dir, _db: Some(db) })
-}
 
 /// Runs `$test(store)` once on each backend, as `$name::sqlite` and `$name::postgres`.
 macro_rules! on_both_backends {
@@ -58,30 +30,19 @@ on_both_backends!(jobs_round_trip, jobs_round_trip_and_ids_are_never_reused);
 on_both_backends!(rollout_rows, a_rollout_change_writes_its_head_and_only_the_devices_that_changed);
 on_both_backends!(device_columns, devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns);
 on_both_backends!(flush_batches, a_big_flush_lands_whole_and_timelines_keep_their_order);
-use crate::engine::{JobId, JobState};
-use crate::firmware::Image;
-
-fn new_job(id: JobId, device: &str) -> NewJob {
-    NewJob {
-        id,
-        device: device.to_owned(),
-        image: Image::new("fw.bin", Bytes::from_static(b"firmware bytes")),
-        chunk_size: 64,
-        chunk_interval_ms: 0,
-        chunks_total: 1,
-        created_at: 1_700_000_000_000,
-        rollout: None,
-    }
-}
+use crate::engine::JobState;
 
 async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
-    store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
+    let ids = store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
+    let (first, second) = (ids[0], ids[1]);
+    assert!(first < second, "ids in the order given: {ids:?}");
     assert!(store.images().path(new_job(1, "a").image.sha256()).is_file(), "image kept by content");
     let mut record = store.load().await.unwrap().0.remove(0);
+    assert_eq!((record.id, record.device_id.as_str()), (first, "a"));
     record.state = JobState::Succeeded;
     record.finished_at = Some(1_700_000_001_000);
     let history = HistoryRecord {
-        job: 1,
+        job: first,
         at: 1_700_000_001_000,
         state: JobState::Succeeded,
         detail: None,
@@ -89,25 +50,36 @@ async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
     };
     store.flush_and_wait(vec![record.clone()], vec![history]).await;
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs[0].state, last), (JobState::Succeeded, 2));
-    let timeline: Vec<JobState> = store.history(1).await.unwrap().iter().map(|h| h.state).collect();
+    assert_eq!((jobs[0].state, last), (JobState::Succeeded, second));
+    let timeline: Vec<JobState> = store.history(first).await.unwrap().iter().map(|h| h.state).collect();
     assert_eq!(timeline, vec![JobState::Queued, JobState::Succeeded]);
     // Deleting keeps the high-water mark: the next id is still new.
     // (The engine decides what retention removes; the store deletes those rows by id, even
     // when their last change has not been written yet.)
-    store.delete(vec![1]).await;
+    store.delete(vec![first]).await;
     store.flush_and_wait(Vec::new(), Vec::new()).await;
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs.len(), jobs[0].id, last), (1, 2, 2), "job 1 and its timeline are gone");
-    assert!(store.history(1).await.unwrap().is_empty());
-    store.create(vec![new_job(3, "c")]).await.unwrap();
-    // A submission with an id the store holds is refused whole: no row of it is written.
+    assert_eq!(
+        (jobs.len(), jobs[0].id, last),
+        (1, second, second),
+        "the first job and its timeline are gone"
+    );
+    assert!(store.history(first).await.unwrap().is_empty());
+    let third = store.create(vec![new_job(second + 1, "c")]).await.unwrap()[0];
+    assert!(third > second, "a new id after every id given");
+}
+
+#[tokio::test]
+async fn a_submission_with_an_id_sqlite_holds_is_refused_whole() {
+    let opened = open_sqlite();
+    let store = &opened.store;
+    store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
     let refused = store.create(vec![new_job(4, "d"), new_job(2, "again")]).await;
     assert_eq!(refused, Err(WriteError::Duplicate(2)));
     let (jobs, _) = store.load().await.unwrap();
     assert_eq!(
         jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![2, 3],
+        vec![1, 2],
         "nothing of the refused submission"
     );
 }
@@ -301,7 +273,8 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
 /// are dropped with it.
 async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
     let jobs: Vec<NewJob> = (1..=2000).map(|id| new_job(id, &format!("dev-{id}"))).collect();
-    store.create(jobs).await.unwrap();
+    let ids = store.create(jobs).await.unwrap();
+    let (last_id, second_last) = (ids[1999], ids[1998]);
     let (mut records, _) = store.load().await.unwrap();
     let mut history = Vec::new();
     for record in records.iter_mut() {
@@ -323,32 +296,30 @@ async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
             });
         }
     }
-    store.delete(vec![2000]).await;
+    store.delete(vec![last_id]).await;
     store.flush_and_wait(records.clone(), history).await;
     let (loaded, last) = store.load().await.unwrap();
-    assert_eq!(last, 2000);
+    assert_eq!(last, last_id);
     records.pop();
-    assert_eq!(loaded, records, "every field of every change, job 2000 deleted");
-    let timeline: Vec<JobState> = store.history(1999).await.unwrap().iter().map(|h| h.state).collect();
+    assert_eq!(loaded, records, "every field of every change, the last job deleted");
+    let timeline: Vec<JobState> = store.history(second_last).await.unwrap().iter().map(|h| h.state).collect();
     assert_eq!(
         timeline,
         [JobState::Queued, JobState::Transferring, JobState::Failed],
         "same instant, given order"
     );
-    assert!(store.history(2000).await.unwrap().is_empty());
+    assert!(store.history(last_id).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_postgres_database_of_another_program_or_a_newer_rocky_is_refused_and_left_untouched() {
-    let Ok(db) = ScratchDatabase::create(&ScratchDatabase::admin_url(), "foreign").await else {
-        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required");
-        return;
-    };
+    let Some(db) = scratch("foreign").await else { return };
     let (client, connection) = db.settings().config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     client.batch_execute("CREATE TABLE invoices (id INT); INSERT INTO invoices VALUES (1);").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open_postgres(db.settings(), dir.path()).await.err().expect("refused").to_string();
+    let err =
+        Store::open_postgres(db.settings(), dir.path(), "i", LEASE).await.err().expect("refused").to_string();
     assert!(err.contains("not Rocky's") && err.contains(db.name()), "{err}");
     let kept: i64 = client.query_one("SELECT count(*) FROM invoices", &[]).await.unwrap().get(0);
     assert_eq!(kept, 1);
@@ -360,23 +331,22 @@ async fn a_postgres_database_of_another_program_or_a_newer_rocky_is_refused_and_
     assert_eq!(tables, 1, "nothing was created beside it");
 
     client.batch_execute("DROP TABLE invoices").await.unwrap();
-    drop(Store::open_postgres(db.settings(), dir.path()).await.unwrap());
+    drop(Store::open_postgres(db.settings(), dir.path(), "i", LEASE).await.unwrap());
     client.batch_execute("UPDATE rocky_meta SET value = 99 WHERE key = 'schema_version'").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open_postgres(db.settings(), dir.path()).await.err().expect("refused").to_string();
+    let err =
+        Store::open_postgres(db.settings(), dir.path(), "i", LEASE).await.err().expect("refused").to_string();
     assert!(err.contains("newer Rocky (schema 99"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_together_migrate_a_postgres_database_once() {
-    let Ok(db) = ScratchDatabase::create(&ScratchDatabase::admin_url(), "together").await else {
-        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required");
-        return;
-    };
+    let Some(db) = scratch("together").await else { return };
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let opened =
-        futures_util::future::join_all(dirs.iter().map(|d| Store::open_postgres(db.settings(), d.path())))
-            .await;
+    let opened = futures_util::future::join_all(
+        dirs.iter().map(|d| Store::open_postgres(db.settings(), d.path(), "i", LEASE)),
+    )
+    .await;
     let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every instance opens")).collect();
     stores[0].create(vec![new_job(1, "a")]).await.unwrap();
     assert_eq!(stores[3].load().await.unwrap().0.len(), 1, "one database under all of them");
@@ -395,6 +365,7 @@ async fn postgres_that_does_not_answer_is_named_with_its_address() {
     let port = crate::broker::free_port().unwrap();
     let settings = PgSettings::parse(&format!("postgres://rocky@127.0.0.1:{port}/rocky"), None).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open_postgres(&settings, dir.path()).await.err().expect("refused").to_string();
+    let err =
+        Store::open_postgres(&settings, dir.path(), "i", LEASE).await.err().expect("refused").to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")) && err.to_lowercase().contains("refused"), "{err}");
 }

@@ -107,7 +107,7 @@ fn run(
         match write {
             Write::Create { jobs, reply } => {
                 // A 201 promises the jobs exist: the backend makes them durable before it returns.
-                let result = create(&mut backend, &images, &jobs);
+                let result = create(&mut backend, &images, jobs);
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "could not store new jobs");
                 }
@@ -164,12 +164,18 @@ fn sweep_images(backend: &mut impl Backend, images: &ImageStore) {
     }
 }
 
-/// Saves the images (content-addressed, so a saved one is not written again), then the jobs.
-fn create(backend: &mut impl Backend, images: &ImageStore, jobs: &[NewJob]) -> Result<(), WriteError> {
-    for job in jobs {
+/// Saves the images (content-addressed, so a saved one is not written again), then the jobs;
+/// returns the ids they were stored under.
+fn create(
+    backend: &mut impl Backend,
+    images: &ImageStore,
+    mut jobs: Vec<NewJob>,
+) -> Result<Vec<JobId>, WriteError> {
+    for job in &jobs {
         images.save(&job.image)?;
     }
-    backend.create(jobs)
+    backend.create(&mut jobs)?;
+    Ok(jobs.iter().map(|job| job.id).collect())
 }
 
 /// Writes everything pending in one transaction; on failure keeps it and marks the store

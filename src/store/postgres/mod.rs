@@ -4,10 +4,14 @@
 //! runtime. The password comes from `store.password_file` or `ROCKY_STORE_PASSWORD`, never from
 //! the URL, so no log line or error can carry it.
 
+pub mod lease;
+mod membership;
 mod reads;
 pub mod schema;
 mod scratch;
 mod writes;
+
+pub use membership::Membership;
 
 pub use scratch::ScratchDatabase;
 
@@ -49,7 +53,7 @@ pub enum PgError {
 
 impl PgError {
     fn new(url: &str, error: &tokio_postgres::Error) -> Self {
-        if error.is_closed() || error.as_db_error().is_none() {
+        if unreachable(error) {
             Self::Connect { url: url.to_owned(), reason: reason(error) }
         } else {
             Self::Query { url: url.to_owned(), reason: reason(error) }
@@ -82,13 +86,17 @@ fn cause_of<'a>(
     error.and_then(|e| e.source())
 }
 
+/// The connection is gone or could not be made (PostgreSQL restarting, the network), rather
+/// than a statement failing.
+fn unreachable(error: &tokio_postgres::Error) -> bool {
+    error.is_closed()
+        || std::error::Error::source(error)
+            .is_some_and(|cause| cause.downcast_ref::<std::io::Error>().is_some())
+}
+
 impl From<&tokio_postgres::Error> for WriteError {
     fn from(error: &tokio_postgres::Error) -> Self {
-        if error.is_closed() || error.as_db_error().is_none() {
-            Self::Unavailable(reason(error))
-        } else {
-            Self::Failed(reason(error))
-        }
+        if unreachable(error) { Self::Unavailable(reason(error)) } else { Self::Failed(reason(error)) }
     }
 }
 
@@ -145,8 +153,9 @@ impl PgSettings {
 }
 
 /// Connects, checks the database is Rocky's and migrates it; returns the writing side (which
-/// connects again on its own thread) and the read pool.
-pub async fn open(settings: &PgSettings) -> Result<(Postgres, Reader), PgError> {
+/// connects again on its own thread, and owns the jobs it creates for `instance`) and the read
+/// pool.
+pub async fn open(settings: &PgSettings, instance: &str) -> Result<(Postgres, Reader), PgError> {
     let url = settings.url.clone();
     let (mut client, connection) = settings
         .config
@@ -161,7 +170,13 @@ pub async fn open(settings: &PgSettings) -> Result<(Postgres, Reader), PgError> 
     let _ = driver.await;
     migrated?;
     let pool = pool(settings, READ_POOL_SIZE)?;
-    let writer = Postgres { config: settings.config.clone(), url: url.clone(), runtime: None, client: None };
+    let writer = Postgres {
+        config: settings.config.clone(),
+        url: url.clone(),
+        instance: instance.to_owned(),
+        runtime: None,
+        client: None,
+    };
     Ok((writer, Reader { pool, url }))
 }
 
@@ -207,6 +222,8 @@ fn pool(settings: &PgSettings, size: usize) -> Result<deadpool_postgres::Pool, P
 pub struct Postgres {
     config: tokio_postgres::Config,
     url: String,
+    /// This instance: the owner of the jobs it creates.
+    instance: String,
     runtime: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
 }
@@ -254,11 +271,13 @@ impl Postgres {
 }
 
 impl Backend for Postgres {
-    fn create(&mut self, jobs: &[NewJob]) -> Result<(), WriteError> {
-        match self.write(async |client| writes::create(client, jobs).await)? {
-            Some(taken) => Err(WriteError::Duplicate(taken)),
-            None => Ok(()),
+    fn create(&mut self, jobs: &mut [NewJob]) -> Result<(), WriteError> {
+        let owner = self.instance.clone();
+        let ids = self.write(async |client| writes::create(client, jobs, &owner).await)?;
+        for (job, id) in jobs.iter_mut().zip(ids) {
+            job.id = id;
         }
+        Ok(())
     }
 
     fn flush(&mut self, changes: &Changes<'_>) -> Result<(), WriteError> {

@@ -32,6 +32,11 @@ fn opt_text(row: &Row, column: &str) -> Result<Option<String>, String> {
     row.try_get(column).map_err(|e| format!("{column}: {e}"))
 }
 
+/// The columns a job is read from, named once for every query that reads jobs.
+const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
+                           chunks_sent, chunks_confirmed, flow_window, chunks_total, bytes_sent, attempts, error, \
+                           created_at, started_at, finished_at, rollout_id, reason_code";
+
 fn job(row: &Row) -> Result<JobSnapshot, String> {
     let id: JobId = num(row, "id")?;
     let device_id = DeviceId::parse(&text(row, "device")?).map_err(|e| format!("job {id}: {e}"))?;
@@ -115,7 +120,7 @@ fn readable<T>(rows: &[Row], read: impl Fn(&Row) -> Result<T, String>, what: &st
 }
 
 impl Reader {
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
             StoreError::Postgres(PgError::Connect { url: self.url.clone(), reason: pool_reason(&e) })
         })
@@ -128,13 +133,7 @@ impl Reader {
     pub async fn jobs(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
         let client = self.client().await?;
         let rows = client
-            .query(
-                "SELECT id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state,
-                        chunks_sent, chunks_confirmed, flow_window, chunks_total, bytes_sent, attempts, error,
-                        created_at, started_at, finished_at, rollout_id, reason_code
-                 FROM jobs ORDER BY id",
-                &[],
-            )
+            .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
             .await
             .map_err(|e| self.failed(&e))?;
         let jobs = readable(&rows, job, "job");
@@ -145,6 +144,34 @@ impl Reader {
             .get(0);
         let last = JobId::try_from(last).unwrap_or(JobId::MAX).max(jobs.last().map_or(0, |j| j.id));
         Ok((jobs, last))
+    }
+
+    /// The jobs with these ids, by id.
+    pub async fn jobs_by_id(&self, ids: &[JobId]) -> Result<Vec<JobSnapshot>, StoreError> {
+        let ids: Vec<i64> = ids.iter().map(|id| i64::from(*id)).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id"), &[&ids])
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(readable(&rows, job, "job"))
+    }
+
+    /// Jobs of `owner` that are not finished, by id: what this instance drives.
+    pub async fn unfinished_of(&self, owner: &str) -> Result<Vec<JobSnapshot>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs
+                     WHERE owner = $1 AND state IN ('queued', 'requesting', 'transferring', 'finishing')
+                     ORDER BY id"
+                ),
+                &[&owner],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(readable(&rows, job, "job"))
     }
 
     pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {

@@ -75,6 +75,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (rollout_id, position)
      );
      INSERT INTO rocky_meta (key, value) VALUES ('last_job_id', 0);",
+    // 2: several instances on one database. Job ids come from a sequence all of them share; each
+    // instance has a row whose lease it renews; a job names the instance that drives it, whose
+    // lease is the job's (one heartbeat renews them all).
+    "CREATE SEQUENCE job_ids;
+     SELECT setval('job_ids', greatest(value, 1), value > 0) FROM rocky_meta WHERE key = 'last_job_id';
+     CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL
+     );
+     ALTER TABLE jobs ADD COLUMN owner TEXT;
+     CREATE INDEX jobs_unfinished ON jobs(device, id)
+        WHERE state IN ('queued', 'requesting', 'transferring', 'finishing');",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -16,16 +16,25 @@ fn big(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
-/// Inserts the jobs and their first timeline entry; `Some(id)` (and nothing written) when an id
-/// is already stored.
-pub async fn create(client: &mut Client, jobs: &[NewJob]) -> Result<Option<JobId>, tokio_postgres::Error> {
-    let Some(highest) = jobs.iter().map(|job| i64::from(job.id)).max() else { return Ok(None) };
-    let tx = client.transaction().await?;
-    let ids: Vec<i64> = jobs.iter().map(|job| i64::from(job.id)).collect();
-    let taken = tx.query_opt("SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id LIMIT 1", &[&ids]).await?;
-    if let Some(row) = taken {
-        return Ok(Some(JobId::try_from(row.get::<_, i64>(0)).unwrap_or(JobId::MAX)));
+/// Inserts the jobs, owned by `owner`, and their first timeline entry, under ids drawn from the
+/// sequence every instance shares; returns those ids in the order of `jobs`.
+pub async fn create(
+    client: &mut Client,
+    jobs: &[NewJob],
+    owner: &str,
+) -> Result<Vec<JobId>, tokio_postgres::Error> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
     }
+    let tx = client.transaction().await?;
+    let count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
+    let ids: Vec<i64> = tx
+        .query("SELECT nextval('job_ids') FROM generate_series(1, $1::bigint)", &[&count])
+        .await?
+        .iter()
+        .map(|row| row.get::<_, i64>(0))
+        .collect();
+    let highest = ids.iter().copied().max().unwrap_or(0);
     let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
     let names: Vec<&str> = jobs.iter().map(|job| job.image.name()).collect();
     let sizes: Vec<i64> = jobs.iter().map(|job| big(job.image.size())).collect();
@@ -38,12 +47,12 @@ pub async fn create(client: &mut Client, jobs: &[NewJob]) -> Result<Option<JobId
     let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(big)).collect();
     tx.execute(
         "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                           state, chunks_total, created_at, rollout_id)
-         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout
+                           state, chunks_total, created_at, rollout_id, owner)
+         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
                      $8::bigint[], $9::bigint[], $10::bigint[])
               AS j(id, device, name, size, sha, chunk, every, total, created, rollout)",
-        &[&ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts],
+        &[&ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner],
     )
     .await?;
     tx.execute(
@@ -55,7 +64,7 @@ pub async fn create(client: &mut Client, jobs: &[NewJob]) -> Result<Option<JobId
     tx.execute("UPDATE rocky_meta SET value = greatest(value, $1) WHERE key = 'last_job_id'", &[&highest])
         .await?;
     tx.commit().await?;
-    Ok(None)
+    Ok(ids.into_iter().map(|id| JobId::try_from(id).unwrap_or(JobId::MAX)).collect())
 }
 
 /// Job changes, timeline entries, deletions and the wire's device news, in one transaction.

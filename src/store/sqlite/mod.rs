@@ -62,7 +62,7 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn create(&mut self, jobs: &[NewJob]) -> Result<(), WriteError> {
+    fn create(&mut self, jobs: &mut [NewJob]) -> Result<(), WriteError> {
         self.durably(|s| writes::create(&mut s.conn, &mut s.ids_file, jobs))
     }
 

@@ -1,0 +1,121 @@
+//! Several instances on one PostgreSQL database: ids never collide, a live instance's jobs are
+//! never claimed, a dead one's are claimed after its lease and only then, by exactly one
+//! instance each, with every job of one device going to one instance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::test_support::{LEASE, new_job, scratch};
+use super::*;
+
+async fn instance(db: &ScratchDatabase, name: &str, lease: Duration) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Store::open_postgres(db.settings(), dir.path(), name, lease).await.unwrap(), dir)
+}
+
+/// Makes `name`'s lease run out now, as if it had stopped renewing long ago.
+async fn expire(db: &ScratchDatabase, name: &str) {
+    let (client, connection) = db.settings().config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.execute("UPDATE instances SET lease_until = 0 WHERE id = $1", &[&name]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_creating_at_once_never_share_an_id() {
+    let Some(db) = scratch("ids").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    let batch =
+        |prefix: &'static str| (0..50).map(move |n| new_job(1, &format!("{prefix}-{n}"))).collect::<Vec<_>>();
+    let (mut ids, mut more) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let (x, y) = tokio::join!(a.create(batch("a")), b.create(batch("b")));
+        ids.extend(x.unwrap());
+        more.extend(y.unwrap());
+    }
+    ids.extend(more);
+    let unique: BTreeSet<_> = ids.iter().collect();
+    assert_eq!((ids.len(), unique.len()), (1000, 1000), "every id once");
+    assert_eq!(a.load().await.unwrap().0.len(), 1000, "both instances' jobs in one table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instances_jobs_are_divided_once_and_each_device_goes_to_one_instance() {
+    let Some(db) = scratch("divide").await else { return };
+    let (dead, _dd) = instance(&db, "dead", LEASE).await;
+    // 100 devices with three jobs each, one finished.
+    let jobs: Vec<NewJob> = (0..300).map(|n| new_job(1, &format!("dev-{}", n % 100))).collect();
+    let ids = dead.create(jobs).await.unwrap();
+    let mut finished = dead.load().await.unwrap().0.remove(0);
+    finished.state = crate::engine::JobState::Succeeded;
+    dead.flush_and_wait(vec![finished.clone()], Vec::new()).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    let (c, _dc) = instance(&db, "c", LEASE).await;
+    let b_claims = b.membership().unwrap().claim(1000).await.unwrap();
+    assert!(b_claims.is_empty(), "nothing is claimed while its owner's lease holds");
+
+    expire(&db, "dead").await;
+    let (mut by_b, mut by_c) = (Vec::new(), Vec::new());
+    // Both claim at once, in small bites, until nothing is left.
+    loop {
+        let (x, y) = tokio::join!(b.membership().unwrap().claim(7), c.membership().unwrap().claim(7));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        if x.is_empty() && y.is_empty() {
+            break;
+        }
+        by_b.extend(x);
+        by_c.extend(y);
+    }
+    let mut owner_of_device: BTreeMap<String, &str> = BTreeMap::new();
+    let mut claimed = BTreeSet::new();
+    for (who, jobs) in [("b", &by_b), ("c", &by_c)] {
+        for job in jobs.iter() {
+            assert!(claimed.insert(job.id), "job {} claimed twice", job.id);
+            let first = owner_of_device.entry(job.device_id.to_string()).or_insert(who);
+            assert_eq!(*first, who, "{} has jobs with two instances", job.device_id);
+        }
+    }
+    let unfinished: BTreeSet<_> = ids.iter().copied().filter(|id| *id != finished.id).collect();
+    assert_eq!(claimed, unfinished, "every unfinished job claimed, the finished one left alone");
+    assert!(!by_b.is_empty() && !by_c.is_empty(), "both took a share: {} and {}", by_b.len(), by_c.len());
+    let mine: BTreeSet<_> = b.membership().unwrap().mine().await.unwrap().iter().map(|j| j.id).collect();
+    assert_eq!(mine, by_b.iter().map(|j| j.id).collect(), "b drives what it claimed");
+}
+
+#[tokio::test]
+async fn a_lease_that_is_not_renewed_runs_out_and_one_that_is_never_does() {
+    let Some(db) = scratch("lapse").await else { return };
+    let short = Duration::from_secs(1);
+    let (keeper, _dk) = instance(&db, "keeper", short).await;
+    let (quitter, dq) = instance(&db, "quitter", short).await;
+    keeper.create(vec![new_job(1, "kept")]).await.unwrap();
+    quitter.create(vec![new_job(1, "orphan")]).await.unwrap();
+    let (c, _dc) = instance(&db, "c", LEASE).await;
+    assert!(c.membership().unwrap().claim(10).await.unwrap().is_empty(), "both leases hold at first");
+    // The quitter stops renewing (its heartbeat ends with the store); the keeper goes on.
+    drop(quitter);
+    drop(dq);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let taken = loop {
+        let jobs = c.membership().unwrap().claim(10).await.unwrap();
+        if !jobs.is_empty() {
+            break jobs;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the orphan was never claimed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(taken.iter().map(|j| j.device_id.as_str()).collect::<Vec<_>>(), ["orphan"]);
+    assert!(keeper.membership().unwrap().holds(), "the keeper renewed all along");
+    assert!(c.membership().unwrap().claim(10).await.unwrap().is_empty(), "the keeper's job stays its own");
+}
+
+#[tokio::test]
+async fn a_graceful_leave_hands_the_jobs_over_at_once() {
+    let Some(db) = scratch("leave").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    a.create(vec![new_job(1, "d1"), new_job(1, "d2")]).await.unwrap();
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    assert!(b.membership().unwrap().claim(10).await.unwrap().is_empty());
+    a.membership().unwrap().leave().await.unwrap();
+    assert_eq!(b.membership().unwrap().claim(10).await.unwrap().len(), 2, "no lease to wait for");
+}

@@ -1,0 +1,112 @@
+//! Dividing the jobs between instances that share one database. Each instance has a row in
+//! `instances` with a lease it renews on a heartbeat; a job names the instance that drives it
+//! (`jobs.owner`), and that instance's lease is the job's. An instance that stops renewing (it
+//! died, or lost the database) loses every job at once when its lease runs out, and the others
+//! claim them. Times are the database server's, so the instances' clocks need not agree.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::engine::JobId;
+
+/// The server's clock in milliseconds since the Unix epoch, as SQL.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// States a job can still be driven in (as stored).
+const UNFINISHED: &str = "('queued', 'requesting', 'transferring', 'finishing')";
+
+/// Serialises claims (and creations' checks) between instances, so two instances never claim
+/// two jobs of one device at the same moment. "ROCL" in ASCII.
+const CLAIM_LOCK: i64 = 0x524f_434c;
+
+fn millis(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Adds this instance with a fresh lease.
+pub async fn join(client: &Client, instance: &str, lease: Duration) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO instances (id, started_at, lease_until) VALUES ($1, {NOW_MS}, {NOW_MS} + $2)
+                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until"
+            ),
+            &[&instance, &millis(lease)],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Extends this instance's lease; `false` when its row is gone or its lease had already run
+/// out (its jobs may be someone else's now, so it must not renew silently).
+pub async fn renew(client: &Client, instance: &str, lease: Duration) -> Result<bool, tokio_postgres::Error> {
+    let renewed = client
+        .execute(
+            &format!(
+                "UPDATE instances SET lease_until = {NOW_MS} + $2 WHERE id = $1 AND lease_until > {NOW_MS}"
+            ),
+            &[&instance, &millis(lease)],
+        )
+        .await?;
+    Ok(renewed == 1)
+}
+
+/// Ends this instance's lease at once and lets go of its unfinished jobs, so the others claim
+/// them without waiting (a graceful stop).
+pub async fn leave(client: &mut Client, instance: &str) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        &format!("UPDATE jobs SET owner = NULL WHERE owner = $1 AND state IN {UNFINISHED}"),
+        &[&instance],
+    )
+    .await?;
+    tx.execute("DELETE FROM instances WHERE id = $1", &[&instance]).await?;
+    tx.commit().await
+}
+
+/// Takes up to `limit` unfinished jobs that no live instance drives, oldest first, and returns
+/// their ids. A job is left alone while another live instance drives an unfinished job of the
+/// same device, so one device's jobs are driven by one instance at a time.
+pub async fn claim(
+    client: &mut Client,
+    instance: &str,
+    limit: usize,
+) -> Result<Vec<JobId>, tokio_postgres::Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
+    let rows = tx
+        .query(
+            &format!(
+                "WITH live AS (SELECT id FROM instances WHERE lease_until > {NOW_MS}),
+                 free AS (
+                    SELECT j.id FROM jobs j
+                    WHERE j.state IN {UNFINISHED}
+                      AND (j.owner IS NULL OR j.owner NOT IN (SELECT id FROM live))
+                      AND NOT EXISTS (
+                          SELECT 1 FROM jobs o
+                          WHERE o.device = j.device AND o.state IN {UNFINISHED}
+                            AND o.owner <> $1 AND o.owner IN (SELECT id FROM live))
+                    ORDER BY j.id
+                    LIMIT $2
+                    FOR UPDATE OF j SKIP LOCKED)
+                 UPDATE jobs SET owner = $1 FROM free WHERE jobs.id = free.id RETURNING jobs.id"
+            ),
+            &[&instance, &limit],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut ids: Vec<JobId> =
+        rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Whether this instance still drives `job` (a cancel from another instance checks this).
+pub async fn owner_of(client: &Client, job: JobId) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt("SELECT owner FROM jobs WHERE id = $1", &[&i64::from(job)])
+        .await?
+        .and_then(|row| row.get::<_, Option<String>>(0)))
+}

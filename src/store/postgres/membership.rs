@@ -1,0 +1,155 @@
+//! This instance's membership of a shared database: its lease, renewed on a heartbeat, and the
+//! claims it makes. The lease is also judged here by this process's own clock, from the moment
+//! each renewal was sent: when that runs out without a renewal (the database is unreachable),
+//! the instance must stop sending for its jobs, because another instance may claim them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{PgError, Reader, lease};
+use crate::engine::JobId;
+use crate::store::{JobSnapshot, StoreError};
+
+/// How often the lease is renewed, as a share of its length: three tries before it runs out.
+const RENEWALS_PER_LEASE: u32 = 3;
+
+pub struct Membership {
+    instance: String,
+    lease: Duration,
+    reader: Reader,
+    state: Mutex<LeaseState>,
+}
+
+struct LeaseState {
+    /// The lease holds until then, by this process's clock.
+    valid_until: Instant,
+    /// Why the last renewal failed, for `/healthz`.
+    problem: Option<String>,
+}
+
+impl Membership {
+    /// Joins with a fresh lease and starts renewing it; the heartbeat ends when the membership
+    /// is dropped.
+    pub async fn join(reader: Reader, instance: &str, lease: Duration) -> Result<Arc<Self>, StoreError> {
+        let sent = Instant::now();
+        let client = reader.client().await?;
+        lease::join(&client, instance, lease)
+            .await
+            .map_err(|e| StoreError::Postgres(PgError::new(&reader.url, &e)))?;
+        drop(client);
+        let membership = Arc::new(Self {
+            instance: instance.to_owned(),
+            lease,
+            reader,
+            state: Mutex::new(LeaseState { valid_until: sent + lease, problem: None }),
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&membership), lease / RENEWALS_PER_LEASE));
+        Ok(membership)
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Whether the lease still holds by this process's clock.
+    pub fn holds(&self) -> bool {
+        self.state.lock().map(|s| Instant::now() < s.valid_until).unwrap_or(false)
+    }
+
+    /// Why the lease could not be renewed, while it could not.
+    pub fn problem(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.problem.clone())
+    }
+
+    fn failed(&self, error: &tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres(PgError::new(&self.reader.url, error))
+    }
+
+    /// Renews the lease once; on success it holds for a whole lease from when it was sent. A
+    /// lease that had run out is taken again only after what it covered was let go by
+    /// [`Membership::rejoin`] (the caller's decision).
+    async fn renew(&self) -> Result<bool, StoreError> {
+        let sent = Instant::now();
+        let client = self.reader.client().await?;
+        let renewed = lease::renew(&client, &self.instance, self.lease).await.map_err(|e| self.failed(&e))?;
+        if renewed && let Ok(mut state) = self.state.lock() {
+            state.valid_until = sent + self.lease;
+            state.problem = None;
+        }
+        Ok(renewed)
+    }
+
+    /// Joins again after the lease ran out: whatever this instance drove may be another's now.
+    pub async fn rejoin(&self) -> Result<(), StoreError> {
+        let sent = Instant::now();
+        let client = self.reader.client().await?;
+        lease::join(&client, &self.instance, self.lease).await.map_err(|e| self.failed(&e))?;
+        if let Ok(mut state) = self.state.lock() {
+            state.valid_until = sent + self.lease;
+            state.problem = None;
+        }
+        Ok(())
+    }
+
+    /// Claims up to `limit` jobs no live instance drives; returns them as stored.
+    pub async fn claim(&self, limit: usize) -> Result<Vec<JobSnapshot>, StoreError> {
+        if !self.holds() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.reader.client().await?;
+        let ids = lease::claim(&mut client, &self.instance, limit).await.map_err(|e| self.failed(&e))?;
+        drop(client);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.reader.jobs_by_id(&ids).await
+    }
+
+    /// The unfinished jobs this instance drives, as stored.
+    pub async fn mine(&self) -> Result<Vec<JobSnapshot>, StoreError> {
+        self.reader.unfinished_of(&self.instance).await
+    }
+
+    /// Who drives `job` now, if anyone.
+    pub async fn owner_of(&self, job: JobId) -> Result<Option<String>, StoreError> {
+        let client = self.reader.client().await?;
+        lease::owner_of(&client, job).await.map_err(|e| self.failed(&e))
+    }
+
+    /// Lets go of every unfinished job and ends the lease (a graceful stop).
+    pub async fn leave(&self) -> Result<(), StoreError> {
+        let mut client = self.reader.client().await?;
+        lease::leave(&mut client, &self.instance).await.map_err(|e| self.failed(&e))
+    }
+}
+
+/// Renews the lease every `every` until the membership goes away; a failure is kept for
+/// `/healthz` and logged once per new reason.
+async fn heartbeat(membership: std::sync::Weak<Membership>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(membership) = membership.upgrade() else { return };
+        let problem = match membership.renew().await {
+            Ok(true) => None,
+            Ok(false) => Some("this instance's lease ran out before it could be renewed".to_owned()),
+            Err(e) => Some(format!("cannot renew this instance's lease: {e}")),
+        };
+        if let Some(problem) = problem
+            && let Ok(mut state) = membership.state.lock()
+        {
+            if state.problem.as_ref() != Some(&problem) {
+                tracing::warn!(instance = %membership.instance, %problem, "store lease");
+            }
+            state.problem = Some(problem);
+        }
+    }
+}

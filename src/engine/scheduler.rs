@@ -331,6 +331,48 @@ impl Engine {
         doomed
     }
 
+    /// Lets go of unfinished jobs another Rocky drives now (its lease on a shared store ran out
+    /// and another instance may have claimed them): they leave this engine without a state
+    /// change, their devices and slots free, nothing more sent for them. Finished and unknown
+    /// ids are left alone; returns the ids let go.
+    pub fn release(&mut self, ids: &[JobId], now: Instant) -> Vec<JobId> {
+        let mut released = Vec::new();
+        for &id in ids {
+            let Some(job) = self.jobs.get(&id) else { continue };
+            if job.state.is_final() {
+                continue;
+            }
+            let (state, device) = (job.state, job.device.clone());
+            if state.is_active() {
+                if state == JobState::Requesting {
+                    self.requesting = self.requesting.saturating_sub(1);
+                } else {
+                    self.transferring = self.transferring.saturating_sub(1);
+                }
+                if self.busy.get(&device) == Some(&id) {
+                    self.busy.remove(&device);
+                    if self.device_queues.get(&device).is_some_and(|q| !q.is_empty()) {
+                        self.ready_devices.push_back(device.clone());
+                    }
+                }
+            }
+            if let Some(queue) = self.device_queues.get_mut(&device) {
+                queue.retain(|queued| *queued != id);
+                if queue.is_empty() {
+                    self.device_queues.remove(&device);
+                }
+            }
+            self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
+            self.sending.retain(|sending| *sending != id);
+            self.commands.retain(|(commanded, _)| *commanded != id);
+            self.jobs.remove(&id);
+            self.count(Some(state), None);
+            released.push(id);
+        }
+        self.activate(now);
+        released
+    }
+
     /// Cancels a job in any non-final state. Nothing more is sent for it.
     pub fn cancel(&mut self, id: JobId, now: Instant) -> Result<(), CancelError> {
         let job = self.jobs.get(&id).ok_or(CancelError::NotFound(id))?;

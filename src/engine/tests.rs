@@ -660,3 +660,49 @@ fn a_device_whose_queue_was_emptied_and_refilled_still_runs_one_job_at_a_time() 
     h.respond("x", x, ResponseBody::RequestNack { reason: None });
     assert_eq!((h.state(c), h.state(d)), (JobState::Requesting, JobState::Queued));
 }
+
+#[test]
+fn released_jobs_leave_without_a_trace_and_free_their_device_and_slot() {
+    let mut s = settings();
+    s.max_active = 1;
+    s.chunk_interval = Duration::from_millis(10);
+    let mut h = Harness::new(s);
+    // Transferring on "a" (holding the only transfer slot), one queued behind it on "a",
+    // requesting on "b" (accepted, waiting for the slot), one finished on "c".
+    let moving = h.submit("a", 1000);
+    let behind = h.submit("a", 10);
+    let asking = h.submit("b", 10);
+    let done = h.submit("c", 10);
+    h.drain();
+    h.respond("a", moving, ACK);
+    h.respond("c", done, ResponseBody::RequestNack { reason: None });
+    h.drain();
+    h.respond("b", asking, ACK);
+    h.drain();
+    assert_eq!(h.state(moving), JobState::Transferring);
+    assert_eq!(h.state(asking), JobState::Requesting, "accepted, waiting for the slot");
+    let events_before = h.events.len();
+
+    let released = h.engine.release(&[moving, behind, done, 999], h.now);
+    assert_eq!(released, [moving, behind], "finished and unknown jobs stay");
+    assert!(h.engine.job(moving).is_none() && h.engine.job(behind).is_none());
+    assert_eq!(h.state(done), JobState::Rejected);
+    // The freed slot goes to the accepted job at once; nothing goes to device "a" again.
+    assert_eq!(h.state(asking), JobState::Transferring);
+    let counts = h.engine.counts();
+    assert_eq!(counts.get(&JobState::Transferring).copied(), Some(1), "only the promoted job");
+    assert_eq!(counts.get(&JobState::Queued).copied().unwrap_or(0), 0);
+    h.advance(Duration::from_secs(1));
+    let out = h.drain();
+    assert!(out.iter().all(|p| decode_command(&p.payload).map_or(true, |c| c.job_id == asking)));
+    assert!(
+        h.events[events_before..]
+            .iter()
+            .all(|e| !matches!(e, Event::StateChanged { job, .. } if *job == moving || *job == behind)),
+        "no state change is told for a released job"
+    );
+    // A new job for "a" starts at once: the device is free.
+    let next = h.submit("a", 10);
+    h.drain();
+    assert_eq!(h.state(next), JobState::Requesting);
+}

@@ -55,6 +55,14 @@ pub struct Driver {
     pub dirty: BTreeSet<JobId>,
     /// The devices Rocky knows: the driver tells it what happens on the wire.
     pub inventory: crate::inventory::Inventory,
+    /// Connected to the broker.
+    pub broker_up: bool,
+    /// Sending is held back: this instance's lease on a shared store could not be renewed.
+    pub fenced: bool,
+    /// This instance's lease on a shared store, checked before anything is sent: a process
+    /// that was stopped (or starved) past its lease must not send one more chunk before the
+    /// claims task notices, because another instance may drive those jobs by now.
+    pub membership: Option<Arc<crate::store::Membership>>,
 }
 
 impl Driver {
@@ -108,6 +116,10 @@ impl Driver {
     /// Fires due timers, sends what the window allows and publishes the engine's events.
     async fn pump(&mut self) {
         let now = self.clock.now();
+        if !self.fenced && self.membership.as_ref().is_some_and(|m| !m.holds()) {
+            self.fenced = true;
+            self.engine.set_connected(false, now);
+        }
         self.engine.tick(now);
         while self.outstanding < self.window {
             let Some(publish) = self.engine.poll_publish(now) else { break };
@@ -287,6 +299,39 @@ impl Driver {
                 let _ = reply.send((self.connection.clone(), self.engine.counts(), store_problem));
             }
             Request::Announce(event) => self.emit(SystemTime::now(), event),
+            Request::Adopt(views) => {
+                let mut adopted = Vec::with_capacity(views.len());
+                for view in views {
+                    if self.engine.job(view.id).is_none() {
+                        adopted.push(view.id);
+                        self.engine.restore(view, now);
+                    }
+                }
+                let snapshots: Vec<JobSnapshot> = adopted
+                    .iter()
+                    .filter_map(|id| self.engine.job(*id))
+                    .map(|v| JobSnapshot::new(&v, &self.clock))
+                    .collect();
+                self.table.upsert(snapshots);
+                self.drain_events();
+            }
+            Request::ReleaseUnfinished(reply) => {
+                let unfinished: Vec<JobId> =
+                    self.engine.jobs().filter(|job| !job.state.is_final()).map(|job| job.id).collect();
+                let released = self.engine.release(&unfinished, now);
+                self.table.remove(&released);
+                if let Some(persistence) = self.persistence.as_mut() {
+                    persistence.forget(&released);
+                }
+                self.drain_events();
+                let _ = reply.send(released);
+            }
+            Request::Fence(fenced) => {
+                // Held back like a broker outage: nothing sent, no deadline runs; let go, every
+                // active job repeats its last command.
+                self.fenced = fenced;
+                self.engine.set_connected(self.broker_up && !fenced, now);
+            }
             Request::Shutdown(reply) => {
                 let _ = reply.send(());
             }
@@ -340,11 +385,13 @@ impl Driver {
                 match &state {
                     ConnectionState::Connected => {
                         self.outstanding = 0;
-                        self.engine.set_connected(true, now);
+                        self.broker_up = true;
+                        self.engine.set_connected(!self.fenced, now);
                     }
                     ConnectionState::Disconnected { .. } => {
                         // A clean session drops whatever was in flight; the engine re-sends.
                         self.outstanding = 0;
+                        self.broker_up = false;
                         self.engine.set_connected(false, now);
                     }
                     _ => {}

@@ -55,6 +55,15 @@ pub(super) enum Request {
     /// An event from another part of the runtime (a rollout's change) for the event stream,
     /// numbered in turn with the engine's.
     Announce(super::RuntimeEvent),
+    /// Jobs this instance drives from now on (claimed from a shared store), restored as after
+    /// a restart.
+    Adopt(Vec<JobView>),
+    /// Lets go of every unfinished job (this instance's lease ran out, so another may drive
+    /// them); answers with their ids.
+    ReleaseUnfinished(oneshot::Sender<Vec<JobId>>),
+    /// Holds back (true) or allows (false) everything sent, like a broker outage, while this
+    /// instance's lease cannot be renewed.
+    Fence(bool),
 }
 
 #[derive(Clone)]

@@ -6,6 +6,7 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
+mod claims;
 mod driver;
 mod events;
 mod handle;
@@ -84,6 +85,8 @@ impl RuntimeConfig {
 pub struct Runtime {
     pub handle: Handle,
     tasks: Vec<JoinHandle<()>>,
+    /// This instance's lease on a shared store: let go on a graceful stop.
+    membership: Option<Arc<crate::store::Membership>>,
 }
 
 impl Runtime {
@@ -104,7 +107,17 @@ impl Runtime {
         library: Arc<Library>,
         store: Store,
     ) -> Result<Self, crate::store::StoreError> {
-        let (records, last_id) = store.load().await?;
+        let (mut records, last_id) = store.load().await?;
+        if let Some(membership) = store.membership() {
+            // Sharing the database: drive only what this instance owns (with a fixed client
+            // id, what it drove before a restart); others' unfinished jobs are theirs, and a
+            // dead instance's are claimed once its lease has run out.
+            let mine: std::collections::HashSet<crate::engine::JobId> =
+                membership.mine().await?.iter().map(|job| job.id).collect();
+            records.retain(|record| record.state.is_final() || mine.contains(&record.id));
+            let unfinished: Vec<_> = records.iter().filter(|r| !r.state.is_final()).cloned().collect();
+            store.fetch_images(&unfinished).await?;
+        }
         let inventory = Inventory::new(store.load_devices().await?, config.max_devices, Some(store.clone()));
         let clock = Clock::new();
         let images = store.images().clone();
@@ -143,6 +156,8 @@ impl Runtime {
         // The table starts with every restored job (the engine may have re-queued some).
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
+        let shared =
+            store.as_ref().filter(|(store, _)| store.membership().is_some()).map(|(store, _)| store.clone());
         let (persistence, creator) = match store {
             Some((store, last_id)) => {
                 engine.set_last_job_id(last_id);
@@ -180,20 +195,35 @@ impl Runtime {
             table,
             dirty: Default::default(),
             inventory,
+            broker_up: false,
+            fenced: false,
+            membership: shared.as_ref().and_then(|store| store.membership().cloned()),
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
-        let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop);
+        let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop.clone());
         let mut tasks =
             vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run()), tokio::spawn(rollout_task)];
         tasks.extend(creator);
-        Self { handle, tasks }
+        let membership = shared.as_ref().and_then(|store| store.membership().cloned());
+        if let (Some(store), Some(membership)) = (shared, membership.clone()) {
+            let claims =
+                claims::run(membership, store, requests_tx, handle.library().clone(), clock, rollouts_stop);
+            tasks.push(tokio::spawn(claims));
+        }
+        Self { handle, tasks, membership }
     }
 
-    /// Asks both tasks to stop and waits for them.
+    /// Asks every task to stop and waits for them; with a shared store, then hands this
+    /// instance's unfinished jobs over at once (their last changes are written by then).
     pub async fn shutdown(self) {
         self.handle.shutdown().await;
         for task in self.tasks {
             let _ = task.await;
+        }
+        if let Some(membership) = self.membership
+            && let Err(error) = membership.leave().await
+        {
+            tracing::warn!(%error, "could not hand over this instance's jobs; others take them when its lease runs out");
         }
     }
 }

@@ -328,6 +328,34 @@ impl Store {
         let _ = self.writes.send(Write::ForgetRollouts { ids }).await;
     }
 
+    /// Brings the images `jobs` need into this instance's image store from the shared database
+    /// (the instance that created the jobs put them there); nothing to do with SQLite. An image
+    /// the database does not hold either is left for the restore to report.
+    pub async fn fetch_images(&self, jobs: &[JobSnapshot]) -> Result<(), StoreError> {
+        let Reads::Postgres(reader) = &self.reads else { return Ok(()) };
+        let mut wanted: Vec<&crate::snapshot::ImageInfo> = Vec::new();
+        for job in jobs {
+            if !wanted.iter().any(|image| image.sha256 == job.image.sha256) {
+                wanted.push(&job.image);
+            }
+        }
+        for image in wanted {
+            let Ok(sha) = crate::firmware::parse_sha256(&image.sha256) else { continue };
+            if self.images.path(&sha).is_file() {
+                continue;
+            }
+            if let Some(bytes) = reader.image(&image.sha256).await? {
+                let image = crate::firmware::Image::new(image.name.clone(), bytes::Bytes::from(bytes));
+                let images = self.images.clone();
+                tokio::task::spawn_blocking(move || images.save(&image))
+                    .await
+                    .map_err(|_| StoreError::Stopped)?
+                    .map_err(|source| StoreError::Io { path: self.images.dir().to_path_buf(), source })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every stored rollout, by id.
     pub async fn load_rollouts(&self) -> Result<Vec<crate::rollout::Rollout>, StoreError> {
         self.reads.rollouts().await

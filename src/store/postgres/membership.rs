@@ -85,10 +85,13 @@ impl Membership {
         Ok(renewed)
     }
 
-    /// Joins again after the lease ran out: whatever this instance drove may be another's now.
+    /// Joins again after the lease ran out, first letting go of every job this instance still
+    /// names (another may drive them now; any left are claimed again like anyone's). The caller
+    /// has already dropped them from its engine.
     pub async fn rejoin(&self) -> Result<(), StoreError> {
         let sent = Instant::now();
-        let client = self.reader.client().await?;
+        let mut client = self.reader.client().await?;
+        lease::leave(&mut client, &self.instance).await.map_err(|e| self.failed(&e))?;
         lease::join(&client, &self.instance, self.lease).await.map_err(|e| self.failed(&e))?;
         if let Ok(mut state) = self.state.lock() {
             state.valid_until = sent + self.lease;

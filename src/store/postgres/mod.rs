@@ -281,7 +281,8 @@ impl Backend for Postgres {
     }
 
     fn flush(&mut self, changes: &Changes<'_>) -> Result<(), WriteError> {
-        self.write(async |client| writes::flush(client, changes).await)
+        let owner = self.instance.clone();
+        self.write(async |client| writes::flush(client, changes, &owner).await)
     }
 
     fn register_devices(&mut self, rows: &[(DeviceId, Labels)]) -> Result<(), WriteError> {

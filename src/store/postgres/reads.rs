@@ -174,6 +174,16 @@ impl Reader {
         Ok(readable(&rows, job, "job"))
     }
 
+    /// An image's bytes by its SHA-256 (hex), if the database holds it.
+    pub async fn image(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT bytes FROM images WHERE sha256 = $1", &[&sha256])
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
         let client = self.client().await?;
         let rows = client

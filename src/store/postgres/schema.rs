@@ -88,6 +88,12 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE jobs ADD COLUMN owner TEXT;
      CREATE INDEX jobs_unfinished ON jobs(device, id)
         WHERE state IN ('queued', 'requesting', 'transferring', 'finishing');",
+    // 3: the images jobs need, by content, where every instance can read them: an instance
+    // that takes over another's job takes its image from here.
+    "CREATE TABLE images (
+        sha256 TEXT PRIMARY KEY,
+        bytes BYTEA NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -35,6 +35,7 @@ pub async fn create(
         .map(|row| row.get::<_, i64>(0))
         .collect();
     let highest = ids.iter().copied().max().unwrap_or(0);
+    keep_images(&tx, jobs).await?;
     let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
     let names: Vec<&str> = jobs.iter().map(|job| job.image.name()).collect();
     let sizes: Vec<i64> = jobs.iter().map(|job| big(job.image.size())).collect();
@@ -67,8 +68,42 @@ pub async fn create(
     Ok(ids.into_iter().map(|id| JobId::try_from(id).unwrap_or(JobId::MAX)).collect())
 }
 
+/// Stores the images of `jobs` the database does not hold yet (their bytes cross the wire only
+/// then), so any instance can drive the jobs.
+async fn keep_images(
+    tx: &tokio_postgres::Transaction<'_>,
+    jobs: &[NewJob],
+) -> Result<(), tokio_postgres::Error> {
+    let mut distinct: std::collections::BTreeMap<String, &crate::firmware::Image> =
+        std::collections::BTreeMap::new();
+    for job in jobs {
+        distinct.entry(crate::protocol::sha256_hex(job.image.sha256())).or_insert(&job.image);
+    }
+    let hashes: Vec<&str> = distinct.keys().map(String::as_str).collect();
+    let held: HashSet<String> = tx
+        .query("SELECT sha256 FROM images WHERE sha256 = ANY($1)", &[&hashes])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (sha256, image) in distinct.iter().filter(|(sha256, _)| !held.contains(*sha256)) {
+        tx.execute(
+            "INSERT INTO images (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            &[sha256, &image.bytes().as_ref()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Job changes, timeline entries, deletions and the wire's device news, in one transaction.
-pub async fn flush(client: &mut Client, changes: &Changes<'_>) -> Result<(), tokio_postgres::Error> {
+/// A job's row and timeline are written only while `owner` drives it: an instance whose lease
+/// ran out cannot overwrite what the instance that took the job over has written since.
+pub async fn flush(
+    client: &mut Client,
+    changes: &Changes<'_>,
+    owner: &str,
+) -> Result<(), tokio_postgres::Error> {
     let Changes { jobs, history, deletes, devices } = changes;
     let tx = client.transaction().await?;
     if !devices.is_empty() {
@@ -115,8 +150,8 @@ pub async fn flush(client: &mut Client, changes: &Changes<'_>) -> Result<(), tok
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                          $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
                   AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code)
-             WHERE jobs.id = u.id",
-            &[&ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes],
+             WHERE jobs.id = u.id AND jobs.owner = $12",
+            &[&ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes, &owner],
         )
         .await?;
     }
@@ -132,9 +167,9 @@ pub async fn flush(client: &mut Client, changes: &Changes<'_>) -> Result<(), tok
              SELECT e.id, e.at, e.state, e.detail, e.attempt
              FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])
                   WITH ORDINALITY AS e(id, at, state, detail, attempt, n)
-             WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id)
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE jobs.id = e.id AND jobs.owner = $6)
              ORDER BY e.n",
-            &[&ids, &at, &states, &details, &attempts],
+            &[&ids, &at, &states, &details, &attempts, &owner],
         )
         .await?;
     }
@@ -207,6 +242,17 @@ pub async fn forget_rollouts(client: &mut Client, ids: &[u64]) -> Result<(), tok
 
 /// The images stored jobs and open rollouts name.
 pub async fn images_needed(client: &mut Client) -> Result<HashSet<String>, tokio_postgres::Error> {
+    // Images no job or open rollout names go from the database too.
+    client
+        .execute(
+            "DELETE FROM images i
+             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.image_sha256 = i.sha256)
+               AND NOT EXISTS (SELECT 1 FROM rollouts r
+                               WHERE r.state IN ('scheduled', 'running', 'paused')
+                                 AND (r.body::jsonb) #>> '{plan,image,sha256}' = i.sha256)",
+            &[],
+        )
+        .await?;
     let rows = client
         .query(
             "SELECT DISTINCT image_sha256 FROM jobs

@@ -1,0 +1,173 @@
+//! Several `rocky serve` instances on one PostgreSQL database (a scratch database each test) and
+//! one mosquitto: a killed instance's jobs are taken over after its lease and finish with every
+//! image verified by the simulated devices, and the broker's own log shows that no device got
+//! chunks from the dead instance after the survivor had started sending to it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use rocky::broker::free_port;
+use rocky::sim::{Fleet, FleetConfig, Verdict};
+use rocky::store::ScratchDatabase;
+use serde_json::{Value, json};
+use support::{Mosquitto, serve_command, test_image, wait_for};
+
+/// A scratch database, or `None` (said) when no PostgreSQL answers, which CI forbids.
+async fn scratch(tag: &str) -> Option<ScratchDatabase> {
+    match ScratchDatabase::create(&ScratchDatabase::admin_url(), tag).await {
+        Ok(db) => Some(db),
+        Err(e) => {
+            assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required: {e}");
+            eprintln!("SKIPPED: no PostgreSQL ({e})");
+            None
+        }
+    }
+}
+
+/// One `rocky serve` on the shared database with a fixed client id (its instance id).
+struct Instance {
+    child: Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Instance {
+    fn start(name: &str, broker: &str, db: &ScratchDatabase, lease_s: u32) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("rocky.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[mqtt]\nclient_id = \"{name}\"\n\n[store]\nurl = \"{}\"\nlease_s = {lease_s}\n",
+                db.settings().url()
+            ),
+        )
+        .unwrap();
+        let port = free_port().unwrap();
+        let log = std::fs::File::create(data.path().join("serve.log")).unwrap();
+        let child = serve_command(broker, port, &config, data.path())
+            .stdout(Stdio::from(log))
+            .spawn()
+            .expect("rocky serve starts");
+        Self { child, base: format!("http://127.0.0.1:{port}"), _data: data }
+    }
+
+    async fn wait_healthy(&self, client: &reqwest::Client) {
+        wait_for(Duration::from_secs(30), "the instance to be healthy", || async {
+            let response = client.get(format!("{}/healthz", self.base)).send().await.ok()?;
+            (response.status() == StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
+    let Ok(response) = client.get(format!("{base}/jobs?limit=10000")).send().await else { return Vec::new() };
+    let body: Value = response.json().await.unwrap_or_default();
+    body["jobs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Who sent chunks to each device, in the order the broker received them, from mosquitto's
+/// debug log (`Received PUBLISH from CLIENT (…, '/fota/data/DEVICE/N', …)`).
+fn chunk_senders(log: &Path) -> BTreeMap<String, Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut senders: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.split("Received PUBLISH from ").nth(1) else { continue };
+        let Some((client, rest)) = rest.split_once(' ') else { continue };
+        let Some(topic) = rest.split('\'').nth(1) else { continue };
+        if let Some(device) = topic.strip_prefix("/fota/data/").and_then(|t| t.split('/').next()) {
+            senders.entry(device.to_owned()).or_default().push(client.to_owned());
+        }
+    }
+    senders
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instances_jobs_are_taken_over_after_its_lease_and_no_device_hears_from_both() {
+    let Some(db) = scratch("failover").await else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let broker_log: PathBuf = logs.path().join("mosquitto.log");
+    let extra = format!("log_dest file {}\nlog_type debug\n", broker_log.display());
+    let Some(broker) = Mosquitto::start_with("instances", &extra) else { return };
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 12)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let client = reqwest::Client::new();
+    let url = broker.url().to_string();
+    let mut a = Instance::start("rocky-a", &url, &db, 2);
+    let b = Instance::start("rocky-b", &url, &db, 2);
+    a.wait_healthy(&client).await;
+    b.wait_healthy(&client).await;
+
+    let image = test_image(32 * 1024, 7);
+    let upload =
+        client.post(format!("{}/firmware?name=fw.bin", a.base)).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    // 12 devices, 32 chunks of 1 KiB paced at 100 ms: about 3 s each, all at once.
+    let devices: Vec<String> = (1..=12).map(|d| format!("dev-{d:02}")).collect();
+    let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 100});
+    let created = client.post(format!("{}/jobs", a.base)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let ids: Vec<u64> =
+        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 12);
+    assert!(
+        jobs(&client, &b.base).await.iter().all(|j| !ids.contains(&j["id"].as_u64().unwrap_or(0))),
+        "b leaves a's live jobs alone"
+    );
+
+    wait_for(Duration::from_secs(30), "a to be mid-transfer on most devices", || async {
+        let moving = jobs(&client, &a.base)
+            .await
+            .iter()
+            .filter(|j| j["state"] == "transferring" && j["chunks_done"].as_u64() >= Some(4))
+            .count();
+        (moving >= 8).then_some(())
+    })
+    .await;
+    a.kill9();
+
+    let listed = wait_for(Duration::from_secs(60), "b to finish every job a started", || async {
+        let jobs = jobs(&client, &b.base).await;
+        let done =
+            jobs.iter().filter(|j| ids.contains(&j["id"].as_u64().unwrap_or(0)) && j["state"] == "succeeded");
+        (done.count() == 12).then_some(jobs)
+    })
+    .await;
+    assert_eq!(listed.len(), 12, "b lists the jobs it took over, under their ids");
+    for (device, report) in fleet.reports() {
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
+    }
+    let resumed = listed.iter().filter(|j| j["attempts"].as_u64() > Some(1)).count();
+    assert!(resumed >= 8, "the jobs a was sending ran again from b ({resumed})");
+
+    let senders = chunk_senders(&broker_log);
+    assert_eq!(senders.len(), 12, "chunks reached every device: {senders:?}");
+    for (device, from) in &senders {
+        let first_b = from.iter().position(|c| c == "rocky-b").unwrap_or(from.len());
+        assert!(
+            from[first_b..].iter().all(|c| c == "rocky-b"),
+            "{device} got chunks from rocky-a after rocky-b had started: {from:?}"
+        );
+        assert!(from.iter().all(|c| c == "rocky-a" || c == "rocky-b"), "{device}: {from:?}");
+    }
+    assert!(senders.values().filter(|from| from.contains(&"rocky-b".to_owned())).count() >= 8);
+    fleet.stop().await;
+}

@@ -51,10 +51,24 @@ impl EmbeddedBroker {
     /// Starts a broker on `127.0.0.1:port`, or on a free port when `port` is `None`, and returns
     /// once it accepts connections.
     pub fn start(port: Option<u16>) -> Result<Self, BrokerError> {
-        let port = match port {
-            Some(port) => port,
-            None => free_port().map_err(BrokerError::NoPort)?,
-        };
+        match port {
+            Some(port) => Self::start_on(port),
+            // A free port can be taken by another process before the broker binds it: then
+            // another one is tried (a few times), since no one asked for that port.
+            None => {
+                let mut tries = 0;
+                loop {
+                    let port = free_port().map_err(BrokerError::NoPort)?;
+                    match Self::start_on(port) {
+                        Err(BrokerError::PortTaken { .. }) if tries < 8 => tries += 1,
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_on(port: u16) -> Result<Self, BrokerError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         // rumqttd reports a port it cannot bind only in its log and goes on, and a probe would
         // then find whatever else listens there: find out first, and say so.

@@ -171,3 +171,89 @@ async fn a_killed_instances_jobs_are_taken_over_after_its_lease_and_no_device_he
     assert!(senders.values().filter(|from| from.contains(&"rocky-b".to_owned())).count() >= 8);
     fleet.stop().await;
 }
+
+/// The ids and states an instance's API lists.
+async fn states(client: &reqwest::Client, base: &str) -> BTreeMap<u64, String> {
+    jobs(client, base)
+        .await
+        .iter()
+        .map(|j| (j["id"].as_u64().unwrap_or(0), j["state"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_each_show_every_job_and_cancel_one_another_s() {
+    let Some(db) = scratch("three").await else { return };
+    let Some(broker) = Mosquitto::start("instances") else { return };
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 5)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let client = reqwest::Client::new();
+    let url = broker.url().to_string();
+    let all: Vec<Instance> =
+        ["rocky-a", "rocky-b", "rocky-c"].iter().map(|n| Instance::start(n, &url, &db, 5)).collect();
+    for instance in &all {
+        instance.wait_healthy(&client).await;
+    }
+    let image = test_image(8 * 1024, 3);
+    let mut ids = Vec::new();
+    // Each instance makes two jobs for devices that answer; b also one for a device that never
+    // does (no such device is connected), which stays requesting until it is cancelled.
+    for (instance, devices) in
+        all.iter().zip([["dev-01", "dev-02"], ["dev-03", "ghost-1"], ["dev-04", "dev-05"]])
+    {
+        let upload = client
+            .post(format!("{}/firmware?name=fw.bin", instance.base))
+            .body(image.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+        let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024});
+        let created: Value = client
+            .post(format!("{}/jobs", instance.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.extend(created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()));
+    }
+    assert_eq!(ids.len(), 6);
+    let ghost = ids[3];
+    for instance in &all {
+        wait_for(Duration::from_secs(30), "every instance to list every job as it stands", || async {
+            let states = states(&client, &instance.base).await;
+            let settled = ids.iter().all(|id| match states.get(id).map(String::as_str) {
+                Some("succeeded") => *id != ghost,
+                Some("requesting") => *id == ghost,
+                _ => false,
+            });
+            settled.then_some(())
+        })
+        .await;
+    }
+
+    // a cancels b's job: b drives it, so b is asked through the database and cancels it.
+    let cancelled = client.delete(format!("{}/jobs/{ghost}", all[0].base)).send().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let cancelled: Value = cancelled.json().await.unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    for instance in &all {
+        wait_for(Duration::from_secs(10), "the cancel to show everywhere", || async {
+            (states(&client, &instance.base).await.get(&ghost).map(String::as_str) == Some("cancelled"))
+                .then_some(())
+        })
+        .await;
+    }
+    // Ended jobs cannot be cancelled from anywhere; unknown ones are not found.
+    let again = client.delete(format!("{}/jobs/{}", all[2].base, ids[0])).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let unknown = client.delete(format!("{}/jobs/999999", all[1].base)).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    for (device, report) in fleet.reports() {
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
+    }
+    fleet.stop().await;
+}

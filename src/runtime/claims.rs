@@ -1,35 +1,59 @@
-//! The runtime's side of sharing a PostgreSQL store with other instances: now and then it
-//! claims jobs no live instance drives (a dead instance's, once its lease ran out) and hands
-//! them to the engine; when this instance's own lease cannot be renewed in time it holds back
-//! everything sent, lets go of its unfinished jobs (another instance may have claimed them) and
-//! joins again once the database answers.
+//! The runtime's side of sharing a PostgreSQL store with other instances. Every second it
+//! - claims jobs no live instance drives (a dead instance's, once its lease ran out) and hands
+//!   them to the engine;
+//! - takes the cancels other instances asked of it;
+//! - copies what changed in other instances' jobs into the job table, so this instance's API,
+//!   `/events` and attached consoles show the whole fleet.
+//!
+//! When this instance's own lease cannot be renewed in time it holds back everything sent,
+//! lets go of its unfinished jobs (another instance may claim them) and joins again once the
+//! database answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use super::handle::Request;
-use super::{Clock, recover};
+use super::{Clock, JobTable, RuntimeError, recover};
+use crate::engine::{CancelError, JobId, JobState};
 use crate::firmware::Library;
-use crate::store::{Membership, Store};
+use crate::snapshot::JobSnapshot;
+use crate::store::lease::CancelAsked;
+use crate::store::{Membership, Store, WriteError};
 
-/// How often jobs are claimed and the lease checked.
+/// How often jobs are claimed, cancels taken, others' changes read and the lease checked.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// The most jobs claimed at once, so instances that claim together share a dead one's jobs.
 pub const CLAIM_BATCH: usize = 500;
+/// Others' changed jobs read per query.
+const MIRROR_BATCH: usize = 5000;
+/// Changes are read again from this many numbers back: a transaction that took its number
+/// before another but committed after it is not missed.
+const MIRROR_OVERLAP: i64 = 10_000;
+/// Every this often, every other instance's job is read again, whatever the numbers say.
+const MIRROR_RESYNC: Duration = Duration::from_secs(30);
+/// How long a cancel forwarded to the instance that drives the job is waited for.
+const FORWARDED_CANCEL_WAIT: Duration = Duration::from_secs(10);
 
-pub async fn run(
-    membership: Arc<Membership>,
-    store: Store,
-    requests: mpsc::Sender<Request>,
-    library: Arc<Library>,
-    clock: Clock,
-    mut stop: watch::Receiver<bool>,
-) {
+const CANCEL_REASON: &str = "cancelled by the operator";
+
+/// What the task works with.
+pub struct Shared {
+    pub membership: Arc<Membership>,
+    pub store: Store,
+    pub table: Arc<JobTable>,
+    pub library: Arc<Library>,
+    pub clock: Clock,
+}
+
+pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watch::Receiver<bool>) {
+    let membership = shared.membership.clone();
     let mut tick = tokio::time::interval(CLAIM_EVERY.min(membership.lease() / 3));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced = false;
+    let mut mirror = Mirror { cursor: 0, resync_at: Instant::now() };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -55,6 +79,7 @@ pub async fn run(
                 }
                 let released = released.await.unwrap_or_default();
                 tracing::warn!(jobs = released.len(), "unfinished jobs let go");
+                mirror.resync_at = Instant::now(); // they are others' to show now
             }
             match membership.rejoin().await {
                 Ok(()) => {
@@ -67,21 +92,16 @@ pub async fn run(
                 Err(_) => continue, // the heartbeat already says why, for /healthz and the log
             }
         }
-        if adopt(&membership, &store, &requests, &library, clock).await.is_err() {
+        if adopt(&shared, &requests).await.is_err() || take_cancels(&membership, &requests).await.is_err() {
             return;
         }
+        mirror.catch_up(&shared).await;
     }
 }
 
 /// Claims what there is to claim and hands it to the engine; `Err` once the engine is gone.
-async fn adopt(
-    membership: &Membership,
-    store: &Store,
-    requests: &mpsc::Sender<Request>,
-    library: &Arc<Library>,
-    clock: Clock,
-) -> Result<(), ()> {
-    let claimed = match membership.claim(CLAIM_BATCH).await {
+async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>) -> Result<(), ()> {
+    let claimed = match shared.membership.claim(CLAIM_BATCH).await {
         Ok(claimed) => claimed,
         Err(error) => {
             tracing::debug!(%error, "could not claim jobs");
@@ -91,18 +111,90 @@ async fn adopt(
     if claimed.is_empty() {
         return Ok(());
     }
-    if let Err(error) = store.fetch_images(&claimed).await {
+    if let Err(error) = shared.store.fetch_images(&claimed).await {
         tracing::warn!(%error, "could not fetch the images of jobs taken over");
     }
     tracing::info!(
         jobs = claimed.len(),
-        instance = membership.instance(),
+        instance = shared.membership.instance(),
         "took over jobs no live instance drives"
     );
-    let images = store.images().clone();
-    let library = library.clone();
+    let (images, library, clock) = (shared.store.images().clone(), shared.library.clone(), shared.clock);
     let views = tokio::task::spawn_blocking(move || recover::restore(claimed, &images, &library, &clock))
         .await
         .map_err(|_| ())?;
     requests.send(Request::Adopt(views)).await.map_err(|_| ())
+}
+
+/// Cancels the jobs other instances asked this one to cancel; `Err` once the engine is gone.
+async fn take_cancels(membership: &Membership, requests: &mpsc::Sender<Request>) -> Result<(), ()> {
+    let Ok(ids) = membership.take_cancels().await else { return Ok(()) };
+    for id in ids {
+        let (reply, _answer) = oneshot::channel();
+        requests.send(Request::Cancel(id, reply)).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Where reading other instances' changes has got to.
+struct Mirror {
+    cursor: i64,
+    resync_at: Instant,
+}
+
+impl Mirror {
+    async fn catch_up(&mut self, shared: &Shared) {
+        let mut since = if Instant::now() >= self.resync_at {
+            self.resync_at = Instant::now() + MIRROR_RESYNC;
+            0
+        } else {
+            self.cursor.saturating_sub(MIRROR_OVERLAP)
+        };
+        loop {
+            let Ok((jobs, last)) = shared.membership.others_changed(since, MIRROR_BATCH).await else {
+                return;
+            };
+            let full = jobs.len() == MIRROR_BATCH;
+            shared.table.upsert(jobs);
+            self.cursor = self.cursor.max(last);
+            if !full {
+                return;
+            }
+            since = last;
+        }
+    }
+}
+
+/// Cancels a job this instance does not drive: in the database when no live instance drives
+/// it, else by asking the one that does and waiting (a while) until it has.
+pub async fn cancel_elsewhere(membership: &Membership, id: JobId) -> Result<JobSnapshot, RuntimeError> {
+    let store_error =
+        |e: crate::store::StoreError| RuntimeError::Store(WriteError::Unavailable(e.to_string()));
+    let asked = membership.ask_cancel(id, CANCEL_REASON).await.map_err(store_error)?;
+    let stored = |job: Option<JobSnapshot>| job.ok_or(RuntimeError::Cancel(CancelError::NotFound(id)));
+    match asked {
+        CancelAsked::NotFound => Err(RuntimeError::Cancel(CancelError::NotFound(id))),
+        CancelAsked::Finished(state) => {
+            let state = JobState::parse(&state).unwrap_or(JobState::Cancelled);
+            Err(RuntimeError::Cancel(CancelError::AlreadyFinal { id, state }))
+        }
+        CancelAsked::Cancelled => stored(membership.job(id).await.map_err(store_error)?),
+        CancelAsked::Forwarded { owner } => {
+            let deadline = Instant::now() + FORWARDED_CANCEL_WAIT;
+            loop {
+                let job = stored(membership.job(id).await.map_err(store_error)?)?;
+                if job.state.is_final() {
+                    return Ok(job);
+                }
+                if Instant::now() >= deadline {
+                    return Err(RuntimeError::Store(WriteError::Unavailable(format!(
+                        "job {id} is driven by instance {owner}, which was asked to cancel it and has not \
+                         confirmed within {} s",
+                        FORWARDED_CANCEL_WAIT.as_secs()
+                    ))));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
 }

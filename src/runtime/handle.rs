@@ -79,6 +79,8 @@ pub struct Handle {
     /// Behind one more pointer each, so a handle stays small to pass around.
     inventory: Arc<crate::inventory::Inventory>,
     rollouts: Arc<super::rollouts::Rollouts>,
+    /// This instance's membership of a shared store: jobs others drive are cancelled through it.
+    membership: Option<Arc<crate::store::Membership>>,
 }
 
 impl Handle {
@@ -107,7 +109,14 @@ impl Handle {
             metrics,
             inventory: Arc::new(inventory),
             rollouts: Arc::new(rollouts),
+            membership: None,
         }
+    }
+
+    /// Shares a store with other instances through `membership`.
+    pub(super) fn with_membership(mut self, membership: Option<Arc<crate::store::Membership>>) -> Self {
+        self.membership = membership;
+        self
     }
 
     /// Puts an event on the stream without waiting; dropped (with a debug line) when the
@@ -150,8 +159,16 @@ impl Handle {
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<JobSnapshot, RuntimeError> {
-        let view = self.ask(|tx| Request::Cancel(id, tx)).await??;
-        Ok(JobSnapshot::new(&view, &self.clock))
+        match (self.ask(|tx| Request::Cancel(id, tx)).await?, &self.membership) {
+            (Ok(view), _) => Ok(JobSnapshot::new(&view, &self.clock)),
+            // Not driven here: another instance's, or no one's, in the shared store.
+            (Err(CancelError::NotFound(_)), Some(membership)) => {
+                let snapshot = super::claims::cancel_elsewhere(membership, id).await?;
+                self.jobs.upsert([snapshot.clone()]);
+                Ok(snapshot)
+            }
+            (Err(e), _) => Err(e.into()),
+        }
     }
 
     /// A job's latest snapshot, read without asking the engine.

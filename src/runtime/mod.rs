@@ -176,7 +176,8 @@ impl Runtime {
             metrics.clone(),
             inventory.clone(),
             rollouts.clone(),
-        );
+        )
+        .with_membership(shared.as_ref().and_then(|store| store.membership().cloned()));
         let driver = driver::Driver {
             engine,
             publisher,
@@ -192,7 +193,7 @@ impl Runtime {
             bad_frames: LogLimiter::new(std::time::Duration::from_secs(60)),
             stop: stop_tx,
             persistence,
-            table,
+            table: table.clone(),
             dirty: Default::default(),
             inventory,
             broker_up: false,
@@ -206,8 +207,11 @@ impl Runtime {
         tasks.extend(creator);
         let membership = shared.as_ref().and_then(|store| store.membership().cloned());
         if let (Some(store), Some(membership)) = (shared, membership.clone()) {
-            let claims =
-                claims::run(membership, store, requests_tx, handle.library().clone(), clock, rollouts_stop);
+            let claims = claims::run(
+                claims::Shared { membership, store, table, library: handle.library().clone(), clock },
+                requests_tx,
+                rollouts_stop,
+            );
             tasks.push(tokio::spawn(claims));
         }
         Self { handle, tasks, membership }

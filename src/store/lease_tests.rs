@@ -15,8 +15,7 @@ async fn instance(db: &ScratchDatabase, name: &str, lease: Duration) -> (Store, 
 
 /// Makes `name`'s lease run out now, as if it had stopped renewing long ago.
 async fn expire(db: &ScratchDatabase, name: &str) {
-    let (client, connection) = db.settings().config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = db.settings().connect().await.unwrap();
     client.execute("UPDATE instances SET lease_until = 0 WHERE id = $1", &[&name]).await.unwrap();
 }
 

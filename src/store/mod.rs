@@ -25,7 +25,7 @@ mod tests;
 
 pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
-pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase};
+pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase, lease};
 pub use records::{HistoryRecord, NewJob};
 pub use rollout_rows::RolloutRow;
 pub use sqlite::schema::{SCHEMA_VERSION, migrate_to};

@@ -314,8 +314,7 @@ async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
 #[tokio::test]
 async fn a_postgres_database_of_another_program_or_a_newer_rocky_is_refused_and_left_untouched() {
     let Some(db) = scratch("foreign").await else { return };
-    let (client, connection) = db.settings().config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = db.settings().connect().await.unwrap();
     client.batch_execute("CREATE TABLE invoices (id INT); INSERT INTO invoices VALUES (1);").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err =

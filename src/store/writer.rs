@@ -195,10 +195,16 @@ fn write_pending(backend: &mut impl Backend, pending: &mut Pending, health: &Hea
             health.set(None);
         }
         Err(e) => {
-            let problem = format!(
-                "the job store cannot write ({e}); {} job changes are kept and retried every second",
-                jobs.len() + pending.deletes.len()
-            );
+            let kept = jobs.len() + pending.deletes.len();
+            let problem = match e {
+                WriteError::Unavailable(why) => format!(
+                    "the job store's database cannot be reached ({why}); {kept} job changes are kept and \
+                     retried every second"
+                ),
+                other => format!(
+                    "the job store cannot write ({other}); {kept} job changes are kept and retried every second"
+                ),
+            };
             if health.problem().is_none() {
                 tracing::error!(%problem, "job store degraded");
             }

@@ -110,3 +110,87 @@ pub async fn owner_of(client: &Client, job: JobId) -> Result<Option<String>, tok
         .await?
         .and_then(|row| row.get::<_, Option<String>>(0)))
 }
+
+/// What became of a cancel asked for through the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelAsked {
+    /// No live instance drove the job: it is cancelled now, in its row.
+    Cancelled,
+    /// The live instance that drives it was asked; it cancels the job when it next looks.
+    Forwarded {
+        owner: String,
+    },
+    NotFound,
+    /// It had already ended, in this state (as stored).
+    Finished(String),
+}
+
+/// Cancels `job` in the database when no live instance drives it, else asks its owner through
+/// `cancel_requests` (and wakes it with a NOTIFY). Under the claim lock, so the job cannot be
+/// claimed in between.
+pub async fn ask_cancel(
+    client: &mut Client,
+    job: JobId,
+    reason: &str,
+) -> Result<CancelAsked, tokio_postgres::Error> {
+    let id = i64::from(job);
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT j.state, j.owner, EXISTS (SELECT 1 FROM instances i
+                                                 WHERE i.id = j.owner AND i.lease_until > {NOW_MS}) AS live
+                 FROM jobs j WHERE j.id = $1 FOR UPDATE"
+            ),
+            &[&id],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(CancelAsked::NotFound) };
+    let state: String = row.get("state");
+    let owner: Option<String> = row.get("owner");
+    let live: bool = row.get("live");
+    if !["queued", "requesting", "transferring", "finishing"].contains(&state.as_str()) {
+        return Ok(CancelAsked::Finished(state));
+    }
+    let asked = match owner.filter(|_| live) {
+        Some(owner) => {
+            tx.execute(
+                &format!("INSERT INTO cancel_requests (job_id, asked_at) VALUES ($1, {NOW_MS}) ON CONFLICT DO NOTHING"),
+                &[&id],
+            )
+            .await?;
+            tx.execute("SELECT pg_notify('rocky_cancel', $1)", &[&owner]).await?;
+            CancelAsked::Forwarded { owner }
+        }
+        None => {
+            tx.execute(
+                &format!(
+                    "UPDATE jobs SET state = 'cancelled', error = $2, finished_at = {NOW_MS}, owner = NULL
+                     WHERE id = $1"
+                ),
+                &[&id, &reason],
+            )
+            .await?;
+            tx.execute(
+                &format!("INSERT INTO job_events (job_id, at, state, detail) VALUES ($1, {NOW_MS}, 'cancelled', $2)"),
+                &[&id, &reason],
+            )
+            .await?;
+            CancelAsked::Cancelled
+        }
+    };
+    tx.commit().await?;
+    Ok(asked)
+}
+
+/// The cancels other instances asked of this one, taken out of the table.
+pub async fn take_cancels(client: &Client, instance: &str) -> Result<Vec<JobId>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "DELETE FROM cancel_requests c USING jobs j WHERE c.job_id = j.id AND j.owner = $1 RETURNING c.job_id",
+            &[&instance],
+        )
+        .await?;
+    Ok(rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect())
+}

@@ -125,6 +125,34 @@ impl Membership {
         lease::owner_of(&client, job).await.map_err(|e| self.failed(&e))
     }
 
+    /// Cancels a job this instance does not drive: at once when no live instance does, else by
+    /// asking the one that does.
+    pub async fn ask_cancel(&self, job: JobId, reason: &str) -> Result<lease::CancelAsked, StoreError> {
+        let mut client = self.reader.client().await?;
+        lease::ask_cancel(&mut client, job, reason).await.map_err(|e| self.failed(&e))
+    }
+
+    /// The cancels other instances asked of this one.
+    pub async fn take_cancels(&self) -> Result<Vec<JobId>, StoreError> {
+        let client = self.reader.client().await?;
+        lease::take_cancels(&client, &self.instance).await.map_err(|e| self.failed(&e))
+    }
+
+    /// Up to `limit` jobs other instances drive (or none does) changed after `since`, and the
+    /// change number to ask from next time.
+    pub async fn others_changed(
+        &self,
+        since: i64,
+        limit: usize,
+    ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
+        self.reader.changed_since(since, &self.instance, limit).await
+    }
+
+    /// A job as stored.
+    pub async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
+        Ok(self.reader.jobs_by_id(&[id]).await?.pop())
+    }
+
     /// Lets go of every unfinished job and ends the lease (a graceful stop).
     pub async fn leave(&self) -> Result<(), StoreError> {
         let mut client = self.reader.client().await?;

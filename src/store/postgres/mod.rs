@@ -150,6 +150,20 @@ impl PgSettings {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// One connection of its own, driven on the current runtime until the client is dropped
+    /// (tests and tools that look at the database directly).
+    pub async fn connect(&self) -> Result<Client, PgError> {
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| PgError::Connect { url: self.url.clone(), reason: reason(&e) })?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
 }
 
 /// Connects, checks the database is Rocky's and migrates it; returns the writing side (which
@@ -261,12 +275,17 @@ impl Postgres {
         &mut self,
         work: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, WriteError> {
-        let (runtime, client) = self.connected()?;
+        let url = self.url.clone();
+        let at = |error: WriteError| match error {
+            WriteError::Unavailable(why) => WriteError::Unavailable(format!("PostgreSQL at {url}: {why}")),
+            other => other,
+        };
+        let (runtime, client) = self.connected().map_err(at)?;
         let result = runtime.block_on(work(client));
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
-        result.map_err(WriteError::from)
+        result.map_err(|e| at(WriteError::from(e)))
     }
 }
 

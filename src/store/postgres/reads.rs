@@ -174,6 +174,31 @@ impl Reader {
         Ok(readable(&rows, job, "job"))
     }
 
+    /// Up to `limit` jobs other instances drive (or none does) whose rows changed after
+    /// `since`, in the order they changed, with the change number of the last one.
+    pub async fn changed_since(
+        &self,
+        since: i64,
+        instance: &str,
+        limit: usize,
+    ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {JOB_COLUMNS}, changed FROM jobs
+                     WHERE changed > $1 AND owner IS DISTINCT FROM $2
+                     ORDER BY changed LIMIT $3"
+                ),
+                &[&since, &instance, &limit],
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let last = rows.last().map_or(since, |row| row.get::<_, i64>("changed"));
+        Ok((readable(&rows, job, "job"), last))
+    }
+
     /// An image's bytes by its SHA-256 (hex), if the database holds it.
     pub async fn image(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let client = self.client().await?;

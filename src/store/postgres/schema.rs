@@ -94,6 +94,21 @@ const MIGRATIONS: &[&str] = &[
         sha256 TEXT PRIMARY KEY,
         bytes BYTEA NOT NULL
      );",
+    // 4: every instance shows every job: each change of a job's row takes the next number of
+    // one sequence, so an instance reads only what changed since it last looked; a cancel for
+    // a job another instance drives waits in cancel_requests until that instance takes it.
+    "CREATE SEQUENCE job_changes;
+     ALTER TABLE jobs ADD COLUMN changed BIGINT NOT NULL DEFAULT 0;
+     UPDATE jobs SET changed = nextval('job_changes');
+     ALTER TABLE jobs ALTER COLUMN changed SET DEFAULT nextval('job_changes');
+     CREATE FUNCTION rocky_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.changed := nextval('job_changes'); RETURN NEW; END $$;
+     CREATE TRIGGER jobs_changed BEFORE UPDATE ON jobs FOR EACH ROW EXECUTE FUNCTION rocky_job_changed();
+     CREATE INDEX jobs_by_change ON jobs(changed);
+     CREATE TABLE cancel_requests (
+        job_id BIGINT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+        asked_at BIGINT NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -257,3 +257,84 @@ async fn three_instances_each_show_every_job_and_cancel_one_another_s() {
     }
     fleet.stop().await;
 }
+
+/// How many of a rollout's devices succeeded, from its whole view.
+fn succeeded(view: &Value) -> usize {
+    view["devices"]
+        .as_array()
+        .map_or(0, |devices| devices.iter().filter(|d| d["outcome"] == "succeeded").count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_goes_on_when_the_instance_planning_it_is_killed() {
+    let Some(db) = scratch("rollout").await else { return };
+    let Some(broker) = Mosquitto::start("instances") else { return };
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 10)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let client = reqwest::Client::new();
+    let url = broker.url().to_string();
+    let mut all: Vec<(&str, Instance)> =
+        ["rocky-a", "rocky-b"].iter().map(|n| (*n, Instance::start(n, &url, &db, 2))).collect();
+    let image = test_image(16 * 1024, 9);
+    for (_, instance) in &all {
+        instance.wait_healthy(&client).await;
+        let upload = client
+            .post(format!("{}/firmware?name=fw.bin", instance.base))
+            .body(image.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+    }
+    let devices: Vec<String> = (1..=10).map(|d| format!("dev-{d:02}")).collect();
+    let plan = json!({"name": "fleet", "firmware": {"path": "fw.bin"}, "targets": {"devices": devices},
+                      "waves": [2, "100%"], "max_concurrent": 3, "chunk_size": 1024, "max_rate": "8KiB/s"});
+    // One instance plans rollouts; the other refuses and names it.
+    let (planner, id) = wait_for(Duration::from_secs(20), "one instance to take the rollout", || async {
+        for (at, (_, instance)) in all.iter().enumerate() {
+            let response =
+                client.post(format!("{}/rollouts", instance.base)).json(&plan).send().await.ok()?;
+            if response.status() == StatusCode::CREATED {
+                let body: Value = response.json().await.ok()?;
+                return Some((at, body["id"].as_u64()?));
+            }
+        }
+        None
+    })
+    .await;
+    let other = 1 - planner;
+    let refused = client.post(format!("{}/rollouts", all[other].1.base)).json(&plan).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let refused: Value = refused.json().await.unwrap();
+    let said = refused["error"].as_str().unwrap_or_default();
+    assert!(said.contains(all[planner].0), "the refusal names the planner: {said}");
+
+    let rollout = |base: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(format!("{base}/rollouts/{id}")).send().await.ok()?;
+            response.json::<Value>().await.ok()
+        }
+    };
+    wait_for(Duration::from_secs(60), "the first wave to pass and the second to be under way", || async {
+        let view = rollout(all[planner].1.base.clone()).await?;
+        (succeeded(&view) >= 3).then_some(())
+    })
+    .await;
+    all[planner].1.kill9();
+
+    let survivor = all[other].1.base.clone();
+    let done = wait_for(Duration::from_secs(90), "the survivor to finish the rollout", || async {
+        let view = rollout(survivor.clone()).await?;
+        (view["state"] == "succeeded").then_some(view)
+    })
+    .await;
+    assert_eq!(succeeded(&done), 10, "{done}");
+    for (device, report) in fleet.reports() {
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
+        let verified = report.verdicts.iter().filter(|(_, v)| *v == Verdict::Verified).count();
+        assert_eq!(verified, 1, "{device} was updated once: {:?}", report.verdicts);
+    }
+    all.clear();
+    fleet.stop().await;
+}

@@ -22,7 +22,7 @@ impl From<RolloutError> for ApiError {
         match e {
             RolloutError::NotFound(_) => Self::NotFound(e.to_string()),
             RolloutError::Ended(text) => Self::Conflict(text),
-            RolloutError::TooMany => Self::Conflict(e.to_string()),
+            RolloutError::TooMany | RolloutError::Elsewhere(_) => Self::Conflict(e.to_string()),
             RolloutError::Store(e) => crate::runtime::RuntimeError::Store(e).into(),
         }
     }

@@ -46,7 +46,24 @@ pub enum RolloutError {
     TooMany,
     #[error(transparent)]
     Store(#[from] WriteError),
+    /// Instances sharing a store plan rollouts in one of them at a time.
+    #[error("{}", elsewhere(.0))]
+    Elsewhere(String),
 }
+
+fn elsewhere(leader: &str) -> String {
+    if leader.is_empty() {
+        "no instance plans rollouts right now (this one cannot reach the shared store); try again shortly"
+            .to_owned()
+    } else {
+        format!("rollouts are planned by instance {leader}: send this to its API")
+    }
+}
+
+/// The role in a shared store whose holder plans every rollout.
+const ROLE: &str = "rollouts";
+/// How often an instance that does not plan rollouts reads them again from the store.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 /// The rollouts, shared by the task and the API.
 #[derive(Clone)]
@@ -58,6 +75,11 @@ pub struct Rollouts {
     /// Held from working out what to write until it is written, so two writes of one rollout
     /// never land in the other order.
     writing: Arc<tokio::sync::Mutex<()>>,
+    /// With a store shared by several instances: this one's membership, and which instance
+    /// plans rollouts (only that one steps them and takes changes; the others show them as
+    /// stored).
+    shared: Option<Arc<crate::store::Membership>>,
+    leader: Arc<Mutex<Option<String>>>,
 }
 
 /// A job the task is to cancel; `only_if_queued` when it may go on if it already started.
@@ -77,6 +99,21 @@ struct Inner {
 }
 
 impl Inner {
+    /// The task's view of these rollouts, with each one's unfinished jobs known.
+    fn of(rollouts: Vec<Rollout>) -> Self {
+        let mut inner = Inner::default();
+        for rollout in rollouts {
+            inner.last_id = inner.last_id.max(rollout.id);
+            for slot in rollout.slots.iter().filter(|s| !s.outcome.is_final()) {
+                if let Some(job) = slot.job_id {
+                    inner.jobs.insert(job, rollout.id);
+                }
+            }
+            inner.rollouts.insert(rollout.id, rollout);
+        }
+        inner
+    }
+
     fn follow(&mut self, id: RolloutId, actions: Vec<Action>) {
         for action in actions {
             match action {
@@ -113,17 +150,11 @@ impl Inner {
 
 impl Rollouts {
     pub fn new(rollouts: Vec<Rollout>, store: Option<Store>, clock: Clock) -> Self {
-        let mut inner = Inner::default();
-        for rollout in rollouts {
-            inner.last_id = inner.last_id.max(rollout.id);
-            for slot in rollout.slots.iter().filter(|s| !s.outcome.is_final()) {
-                if let Some(job) = slot.job_id {
-                    inner.jobs.insert(job, rollout.id);
-                }
-            }
-            inner.rollouts.insert(rollout.id, rollout);
-        }
+        let shared = store.as_ref().and_then(|store| store.membership().cloned());
+        let inner = Inner::of(rollouts);
         Self {
+            shared,
+            leader: Arc::new(Mutex::new(None)),
             inner: Arc::new(Mutex::new(inner)),
             wake: Arc::new(Notify::new()),
             store,
@@ -140,8 +171,50 @@ impl Rollouts {
         self.clock.unix_ms(self.clock.now())
     }
 
+    /// Whether this instance plans rollouts: always, unless it shares its store with others
+    /// and another one does (or none can be sure it does).
+    fn plans(&self) -> bool {
+        let Some(shared) = &self.shared else { return true };
+        shared.holds() && self.lock_leader().as_deref() == Some(shared.instance())
+    }
+
+    fn lock_leader(&self) -> MutexGuard<'_, Option<String>> {
+        self.leader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuses a change this instance may not make: another instance plans rollouts.
+    fn may_change(&self) -> Result<(), RolloutError> {
+        if self.plans() {
+            Ok(())
+        } else {
+            Err(RolloutError::Elsewhere(self.lock_leader().clone().unwrap_or_default()))
+        }
+    }
+
+    /// Asks the shared store who plans rollouts (taking the role when no live instance has
+    /// it); returns whether this instance has just begun to.
+    async fn elect(&self) -> bool {
+        let Some(shared) = &self.shared else { return false };
+        let was = self.plans();
+        match shared.lead(ROLE).await {
+            Ok(leader) => *self.lock_leader() = Some(leader),
+            Err(error) => tracing::debug!(%error, "could not learn who plans rollouts"),
+        }
+        !was && self.plans()
+    }
+
+    /// Replaces what this instance holds with the rollouts as stored (on beginning to plan
+    /// them, and now and then while another instance does).
+    async fn reload(&self) -> Result<(), crate::store::StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let loaded = store.load_rollouts().await?;
+        *self.lock() = Inner::of(loaded);
+        Ok(())
+    }
+
     /// Creates a rollout; it is on disk (with a store) before this returns, and starts at once.
     pub async fn create(&self, plan: RolloutPlan) -> Result<Rollout, RolloutError> {
+        self.may_change()?;
         let rollout = {
             let mut inner = self.lock();
             if inner.rollouts.values().filter(|r| !r.state.is_final()).count() >= MAX_OPEN {
@@ -195,6 +268,7 @@ impl Rollouts {
         id: RolloutId,
         change: impl FnOnce(&mut Rollout, u64) -> Result<Vec<Action>, String>,
     ) -> Result<Rollout, RolloutError> {
+        self.may_change()?;
         let now = self.now();
         let snapshot = {
             let mut inner = self.lock();
@@ -335,9 +409,40 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
     let mut last_save = tokio::time::Instant::now();
     let mut announced: HashMap<RolloutId, u64> =
         rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
-    // Jobs that ended while Rocky was down, or before their rollout heard of them.
-    settle_known_jobs(&rollouts, &handle);
+    if rollouts.shared.is_none() {
+        // Jobs that ended while Rocky was down, or before their rollout heard of them.
+        settle_known_jobs(&rollouts, &handle);
+    }
+    let mut followed_at = tokio::time::Instant::now();
     loop {
+        if rollouts.shared.is_some() {
+            if rollouts.elect().await {
+                // Planning from now on: from the rollouts as stored, with the jobs their
+                // previous planner created and those that ended meanwhile.
+                tracing::info!("this instance plans the rollouts now");
+                if let Err(error) = rollouts.reload().await.and(rollouts.reconcile().await) {
+                    tracing::warn!(%error, "could not read the rollouts; trying again");
+                    *rollouts.lock_leader() = None;
+                }
+                announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
+                settle_known_jobs(&rollouts, &handle);
+            }
+            if !rollouts.plans() {
+                // Another instance plans them: show them as stored, and take no part.
+                if followed_at.elapsed() >= FOLLOW_EVERY {
+                    followed_at = tokio::time::Instant::now();
+                    if let Err(error) = rollouts.reload().await {
+                        tracing::debug!(%error, "could not read the rollouts");
+                    }
+                }
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tokio::time::sleep(IDLE_WAKE) => {}
+                    changes = follower.next(1024) => if changes.is_none() { break },
+                }
+                continue;
+            }
+        }
         let mut starts = step_all(&rollouts, &handle);
         let more_waiting = starts.len() > STARTS_PER_PASS;
         starts.truncate(STARTS_PER_PASS);
@@ -386,7 +491,9 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
             },
         }
     }
-    rollouts.save().await;
+    if rollouts.plans() {
+        rollouts.save().await;
+    }
 }
 
 /// Puts every change of state not yet announced on the event stream.

@@ -61,6 +61,7 @@ pub async fn leave(client: &mut Client, instance: &str) -> Result<(), tokio_post
         &[&instance],
     )
     .await?;
+    tx.execute("DELETE FROM leaders WHERE instance = $1", &[&instance]).await?;
     tx.execute("DELETE FROM instances WHERE id = $1", &[&instance]).await?;
     tx.commit().await
 }
@@ -193,4 +194,26 @@ pub async fn take_cancels(client: &Client, instance: &str) -> Result<Vec<JobId>,
         )
         .await?;
     Ok(rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect())
+}
+
+/// Takes `role` for this instance when no live instance has it; returns the instance that has
+/// it now (this one or another).
+pub async fn lead(client: &Client, role: &str, instance: &str) -> Result<String, tokio_postgres::Error> {
+    let taken = client
+        .query_opt(
+            &format!(
+                "INSERT INTO leaders AS l (role, instance) VALUES ($1, $2)
+                 ON CONFLICT (role) DO UPDATE SET instance = excluded.instance
+                    WHERE l.instance = excluded.instance
+                       OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = l.instance AND i.lease_until > {NOW_MS})
+                 RETURNING instance"
+            ),
+            &[&role, &instance],
+        )
+        .await?;
+    if let Some(row) = taken {
+        return Ok(row.get(0));
+    }
+    let row = client.query_one("SELECT instance FROM leaders WHERE role = $1", &[&role]).await?;
+    Ok(row.get(0))
 }

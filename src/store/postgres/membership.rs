@@ -153,6 +153,21 @@ impl Membership {
         Ok(self.reader.jobs_by_id(&[id]).await?.pop())
     }
 
+    /// Takes `role` when no live instance has it (and this one's lease holds); returns who has
+    /// it now.
+    pub async fn lead(&self, role: &str) -> Result<String, StoreError> {
+        if !self.holds() {
+            let client = self.reader.client().await?;
+            let row = client
+                .query_opt("SELECT instance FROM leaders WHERE role = $1", &[&role])
+                .await
+                .map_err(|e| self.failed(&e))?;
+            return Ok(row.map_or_else(String::new, |row| row.get(0)));
+        }
+        let client = self.reader.client().await?;
+        lease::lead(&client, role, &self.instance).await.map_err(|e| self.failed(&e))
+    }
+
     /// Lets go of every unfinished job and ends the lease (a graceful stop).
     pub async fn leave(&self) -> Result<(), StoreError> {
         let mut client = self.reader.client().await?;

@@ -109,6 +109,12 @@ const MIGRATIONS: &[&str] = &[
         job_id BIGINT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
         asked_at BIGINT NOT NULL
      );",
+    // 5: work one instance does for all (planning rollouts): the instance doing it, which keeps
+    // it while its lease holds.
+    "CREATE TABLE leaders (
+        role TEXT PRIMARY KEY,
+        instance TEXT NOT NULL
+     );",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -194,6 +194,11 @@ impl Metrics {
         self.inner.ignored.inc();
     }
 
+    /// Responses ignored so far (for no job this instance drives, or out of turn).
+    pub fn ignored_total(&self) -> u64 {
+        self.inner.ignored.get()
+    }
+
     pub fn undecodable(&self) {
         self.inner.undecodable.inc();
     }

@@ -4,6 +4,7 @@
 //! The simulated fleet runs in a child process (`rocky sim`), so the peak RSS reported is
 //! Rocky's own (plus the embedded broker's when no external broker is used).
 
+mod instances;
 mod raw;
 mod rocky_run;
 mod stats;
@@ -48,6 +49,21 @@ pub struct BenchArgs {
     /// fan-out Rocky's rounds have; 1 measures a single subscriber).
     #[arg(long, value_name = "N")]
     pub raw_subscribers: Option<usize>,
+    /// Instead: the same round run by this many instances sharing a PostgreSQL store, e.g.
+    /// `1,2,3` (a scratch database each round, on --postgres).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', conflicts_with_all = ["window", "ignored"])]
+    pub instances: Option<Vec<usize>>,
+    /// The PostgreSQL server for --instances, as an administrator's URL (default
+    /// postgres://postgres@127.0.0.1:5432/postgres, or ROCKY_TEST_POSTGRES).
+    #[arg(long, value_name = "URL", requires = "instances")]
+    pub postgres: Option<String>,
+    /// Instead: what one instance spends ignoring this many responses a second for jobs it
+    /// does not drive (needs --mosquitto, so the broker's share is measured apart).
+    #[arg(long, value_name = "PER_S", requires = "mosquitto")]
+    pub ignored: Option<u32>,
+    /// How long --ignored publishes in each of its two phases.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
@@ -71,6 +87,29 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         (broker.url(), "embedded rumqttd (in this process)".to_owned())
     };
     let chunks_per_job = args.size.div_ceil(args.chunk as usize);
+    if let Some(rate) = args.ignored {
+        println!(
+            "rocky bench: ignoring {rate} responses/s for {:.0} s, {broker} [{broker_name}]",
+            args.seconds
+        );
+        let pid = _mosquitto.as_ref().and_then(|child: &tokio::process::Child| child.id());
+        return instances::ignored(&broker, pid, rate, args.seconds).await;
+    }
+    if let Some(counts) = &args.instances {
+        if counts.iter().any(|n| *n == 0) {
+            bail!("--instances counts must be at least 1");
+        }
+        println!(
+            "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, by {counts:?} instances \
+             sharing PostgreSQL, {broker} [{broker_name}]",
+            args.devices, args.size, args.chunk, chunks_per_job, args.rounds
+        );
+        let mut fleet = start_fleet_named(&broker, args.devices, "bench-", &[]).await?;
+        let result = instances::compare(&broker, &args, counts).await;
+        let _ = fleet.start_kill();
+        let _ = fleet.wait().await;
+        return result;
+    }
     println!(
         "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, {broker} [{broker_name}]",
         args.devices, args.size, args.chunk, chunks_per_job, args.rounds

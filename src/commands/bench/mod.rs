@@ -96,7 +96,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         return instances::ignored(&broker, pid, rate, args.seconds).await;
     }
     if let Some(counts) = &args.instances {
-        if counts.iter().any(|n| *n == 0) {
+        if counts.contains(&0) {
             bail!("--instances counts must be at least 1");
         }
         println!(

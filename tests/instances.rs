@@ -15,6 +15,7 @@ use rocky::broker::free_port;
 use rocky::sim::{Fleet, FleetConfig, Verdict};
 use rocky::store::ScratchDatabase;
 use serde_json::{Value, json};
+use support::tmux::{Tmux, job_states};
 use support::{Mosquitto, serve_command, test_image, wait_for};
 
 /// A scratch database, or `None` (said) when no PostgreSQL answers, which CI forbids.
@@ -233,6 +234,28 @@ async fn three_instances_each_show_every_job_and_cancel_one_another_s() {
             settled.then_some(())
         })
         .await;
+    }
+
+    // A console attached to c shows the jobs a and b made, as they ended.
+    let console_dir = tempfile::tempdir().unwrap();
+    std::fs::write(console_dir.path().join("c.toml"), "").unwrap();
+    let command = format!(
+        "{} console --server {} --config {}/c.toml --data-dir {}; sleep 600",
+        env!("CARGO_BIN_EXE_rocky"),
+        all[2].base,
+        console_dir.path().display(),
+        console_dir.path().display()
+    );
+    if let Some(tmux) = Tmux::start("instances-console", &command) {
+        tmux.wait_for(
+            Duration::from_secs(30),
+            "the attached console to list every instance's jobs",
+            |screen| {
+                let states = job_states(screen);
+                let succeeded = |device: &str| states.iter().any(|(d, s)| d == device && s == "succeeded");
+                ["dev-01", "dev-02", "dev-03", "dev-04", "dev-05"].iter().all(|d| succeeded(d)).then_some(())
+            },
+        );
     }
 
     // a cancels b's job: b drives it, so b is asked through the database and cancels it.

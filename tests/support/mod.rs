@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::future::Future;
 use std::io::Write as _;
 use std::net::TcpStream;

@@ -270,6 +270,20 @@ async fn three_instances_each_show_every_job_and_cancel_one_another_s() {
         })
         .await;
     }
+    // A device registered through a shows in c's inventory (read again every 10 s).
+    let registered = client
+        .put(format!("{}/devices/shelf-9", all[0].base))
+        .json(&json!({"labels": {"site": "attic"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    wait_for(Duration::from_secs(30), "c to know the device a registered", || async {
+        let response = client.get(format!("{}/devices/shelf-9", all[2].base)).send().await.ok()?;
+        let device: Value = response.json().await.ok()?;
+        (device["labels"]["site"] == "attic").then_some(())
+    })
+    .await;
     // Ended jobs cannot be cancelled from anywhere; unknown ones are not found.
     let again = client.delete(format!("{}/jobs/{}", all[2].base, ids[0])).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT);

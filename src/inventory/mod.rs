@@ -228,6 +228,38 @@ impl Inventory {
         ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
     }
 
+    /// Takes in the devices as another instance sharing the store left them: their labels and
+    /// registration as stored, wire facts whichever are newer (the wire's news not yet written
+    /// here wins), and devices not known here, up to the bound. A device another instance
+    /// forgot stays here until a restart.
+    pub fn refresh(&self, stored: Vec<Device>) {
+        let mut state = self.lock();
+        let state = &mut *state;
+        for theirs in stored {
+            let pending = state.observed.contains(&theirs.device_id);
+            let room = state.devices.len() < state.max;
+            match state.devices.get_mut(&theirs.device_id) {
+                Some(ours) => {
+                    ours.labels = theirs.labels;
+                    ours.registered = theirs.registered;
+                    ours.first_seen = match (ours.first_seen, theirs.first_seen) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    ours.last_seen = ours.last_seen.max(theirs.last_seen);
+                    ours.last_job = ours.last_job.max(theirs.last_job);
+                    if !pending && theirs.last_image.is_some() {
+                        ours.last_image = theirs.last_image;
+                    }
+                }
+                None if room => {
+                    state.devices.insert(theirs.device_id.clone(), theirs);
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Changes the store could not take yet: handed over again next time.
     pub fn give_back(&self, devices: Vec<Device>) {
         self.lock().observed.extend(devices.into_iter().map(|d| d.device_id));

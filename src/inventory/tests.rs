@@ -69,3 +69,27 @@ async fn the_bound_keeps_out_made_up_devices_and_refuses_registrations() {
     // Relabelling a known one is no growth.
     assert_eq!(inventory.register(vec![(id("spoof-1"), labels(&[("a", "b")]))]).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_refresh_takes_another_instance_s_labels_and_devices_and_keeps_newer_wire_facts() {
+    let inventory = Inventory::new(Vec::new(), 3, None);
+    inventory.register(vec![(id("d1"), labels(&[("site", "old")]))]).await.unwrap();
+    inventory.seen(&id("d1"), 50);
+    let mut theirs = Device::new(id("d1"));
+    theirs.labels = labels(&[("site", "new")]);
+    theirs.registered = true;
+    theirs.last_seen = Some(10);
+    theirs.last_job = Some(9);
+    let mut added = Device::new(id("d2"));
+    added.labels = labels(&[("model", "m2")]);
+    added.registered = true;
+    let over = [Device::new(id("d3")), Device::new(id("d4"))];
+    inventory.refresh(vec![theirs, added.clone(), over[0].clone(), over[1].clone()]);
+    let d1 = inventory.get(&id("d1")).unwrap();
+    assert_eq!(d1.labels, labels(&[("site", "new")]), "the operator's columns as stored");
+    assert_eq!((d1.last_seen, d1.last_job), (Some(50), Some(9)), "the newer wire facts of each");
+    assert_eq!(inventory.get(&id("d2")), Some(added), "a device registered elsewhere");
+    assert_eq!(inventory.len(), 3, "up to the bound: d4 is left out");
+    let m2 = DeviceQuery::default().with_label("model=m2").unwrap();
+    assert_eq!(inventory.ids(&m2), [id("d2")]);
+}

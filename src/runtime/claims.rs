@@ -34,6 +34,8 @@ const MIRROR_BATCH: usize = 5000;
 const MIRROR_OVERLAP: i64 = 10_000;
 /// Every this often, every other instance's job is read again, whatever the numbers say.
 const MIRROR_RESYNC: Duration = Duration::from_secs(30);
+/// How often the inventory is read again for devices other instances registered or relabelled.
+const INVENTORY_EVERY: Duration = Duration::from_secs(10);
 /// How long a cancel forwarded to the instance that drives the job is waited for.
 const FORWARDED_CANCEL_WAIT: Duration = Duration::from_secs(10);
 
@@ -46,6 +48,7 @@ pub struct Shared {
     pub table: Arc<JobTable>,
     pub library: Arc<Library>,
     pub clock: Clock,
+    pub inventory: crate::inventory::Inventory,
 }
 
 pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watch::Receiver<bool>) {
@@ -54,6 +57,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced = false;
     let mut mirror = Mirror { cursor: 0, resync_at: Instant::now() };
+    let mut inventory_at = Instant::now() + INVENTORY_EVERY;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -96,6 +100,13 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
             return;
         }
         mirror.catch_up(&shared).await;
+        if Instant::now() >= inventory_at {
+            inventory_at = Instant::now() + INVENTORY_EVERY;
+            match shared.store.load_devices().await {
+                Ok(devices) => shared.inventory.refresh(devices),
+                Err(error) => tracing::debug!(%error, "could not read the inventory"),
+            }
+        }
     }
 }
 

@@ -208,7 +208,14 @@ impl Runtime {
         let membership = shared.as_ref().and_then(|store| store.membership().cloned());
         if let (Some(store), Some(membership)) = (shared, membership.clone()) {
             let claims = claims::run(
-                claims::Shared { membership, store, table, library: handle.library().clone(), clock },
+                claims::Shared {
+                    membership,
+                    store,
+                    table,
+                    library: handle.library().clone(),
+                    clock,
+                    inventory: handle.inventory().clone(),
+                },
                 requests_tx,
                 rollouts_stop,
             );

@@ -258,6 +258,13 @@ async fn three_instances_each_show_every_job_and_cancel_one_another_s() {
         );
     }
 
+    // b drives ghost-1's job: a job for it made through a is refused, naming b.
+    let body = json!({"device_ids": ["ghost-1"], "firmware": {"path": "fw.bin"}});
+    let refused = client.post(format!("{}/jobs", all[0].base)).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let refused: Value = refused.json().await.unwrap();
+    assert!(refused["error"].as_str().unwrap_or_default().contains("rocky-b"), "{refused}");
+
     // a cancels b's job: b drives it, so b is asked through the database and cancels it.
     let cancelled = client.delete(format!("{}/jobs/{ghost}", all[0].base)).send().await.unwrap();
     assert_eq!(cancelled.status(), StatusCode::OK);
@@ -373,5 +380,81 @@ async fn a_rollout_goes_on_when_the_instance_planning_it_is_killed() {
         assert_eq!(verified, 1, "{device} was updated once: {:?}", report.verdicts);
     }
     all.clear();
+    fleet.stop().await;
+}
+
+/// Sends a signal to a child process (SIGSTOP, SIGCONT).
+fn signal(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill only sends a signal to the test's own child.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill({pid}, {signal})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_stopped_past_its_lease_sends_nothing_more_when_it_wakes() {
+    let Some(db) = scratch("fence").await else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let broker_log: PathBuf = logs.path().join("mosquitto.log");
+    let extra = format!("log_dest file {}\nlog_type debug\n", broker_log.display());
+    let Some(broker) = Mosquitto::start_with("instances", &extra) else { return };
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 6)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let client = reqwest::Client::new();
+    let url = broker.url().to_string();
+    let a = Instance::start("rocky-a", &url, &db, 2);
+    let b = Instance::start("rocky-b", &url, &db, 2);
+    a.wait_healthy(&client).await;
+    b.wait_healthy(&client).await;
+    let image = test_image(32 * 1024, 11);
+    let upload =
+        client.post(format!("{}/firmware?name=fw.bin", a.base)).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    // 32 chunks paced at 200 ms: about 6 s each, all six at once.
+    let devices: Vec<String> = (1..=6).map(|d| format!("dev-{d:02}")).collect();
+    let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 200});
+    let created = client.post(format!("{}/jobs", a.base)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    wait_for(Duration::from_secs(30), "a to be mid-transfer everywhere", || async {
+        let moving = jobs(&client, &a.base)
+            .await
+            .iter()
+            .filter(|j| j["state"] == "transferring" && j["chunks_done"].as_u64() >= Some(3))
+            .count();
+        (moving == 6).then_some(())
+    })
+    .await;
+
+    // a stops (a long GC pause, a frozen VM) past its lease: b takes the jobs over.
+    signal(&a.child, libc::SIGSTOP);
+    wait_for(Duration::from_secs(30), "b to be sending to every device", || async {
+        let senders = chunk_senders(&broker_log);
+        let sending = senders.values().filter(|from| from.iter().any(|c| c == "rocky-b")).count();
+        (sending == 6).then_some(())
+    })
+    .await;
+    // a wakes with six transfers in memory: it must see its lease has run out before it
+    // sends another chunk.
+    signal(&a.child, libc::SIGCONT);
+    wait_for(Duration::from_secs(60), "b to finish every job", || async {
+        let done = jobs(&client, &b.base).await.iter().filter(|j| j["state"] == "succeeded").count();
+        (done == 6).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "a to be healthy again, with its lease taken anew", || async {
+        let response = client.get(format!("{}/healthz", a.base)).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    for (device, from) in chunk_senders(&broker_log) {
+        let first_b = from.iter().position(|c| c == "rocky-b").unwrap();
+        assert!(from[..first_b].iter().all(|c| c == "rocky-a") && first_b > 0, "{device}: {from:?}");
+        assert!(
+            from[first_b..].iter().all(|c| c == "rocky-b"),
+            "{device} got chunks from rocky-a after rocky-b had taken its job over: {from:?}"
+        );
+    }
+    for (device, report) in fleet.reports() {
+        assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
+    }
     fleet.stop().await;
 }

@@ -66,6 +66,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Submit(e @ SubmitError::IdsExhausted) => Self::Unavailable(e.to_string()),
             RuntimeError::Submit(e @ SubmitError::IdInUse(_)) => Self::Internal(e.to_string()),
             RuntimeError::Store(e @ WriteError::Full) => Self::InsufficientStorage(e.to_string()),
+            RuntimeError::Store(WriteError::Elsewhere(why)) => Self::Conflict(why),
             RuntimeError::Store(
                 e @ (WriteError::Busy(_) | WriteError::Unavailable(_) | WriteError::Stopped),
             ) => Self::Unavailable(e.to_string()),

@@ -29,11 +29,9 @@ pub const CLAIM_EVERY: Duration = Duration::from_secs(1);
 pub const CLAIM_BATCH: usize = 500;
 /// Others' changed jobs read per query.
 const MIRROR_BATCH: usize = 5000;
-/// Changes are read again from this many numbers back: a transaction that took its number
-/// before another but committed after it is not missed.
-const MIRROR_OVERLAP: i64 = 10_000;
-/// Every this often, every other instance's job is read again, whatever the numbers say.
-const MIRROR_RESYNC: Duration = Duration::from_secs(30);
+/// Every this often, every other instance's job is read again, whatever the numbers say (the
+/// reads between take what changed since, and whatever changed in the last two seconds).
+const MIRROR_RESYNC: Duration = Duration::from_secs(300);
 /// How often the inventory is read again for devices other instances registered or relabelled.
 const INVENTORY_EVERY: Duration = Duration::from_secs(10);
 /// How long a cancel forwarded to the instance that drives the job is waited for.
@@ -77,16 +75,18 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
                 if requests.send(Request::Fence(true)).await.is_err() {
                     return;
                 }
-                let (reply, released) = oneshot::channel();
-                if requests.send(Request::ReleaseUnfinished(reply)).await.is_err() {
-                    return;
-                }
-                let released = released.await.unwrap_or_default();
+                let Some(released) = release(&requests, &mut stop).await else { return };
                 tracing::warn!(jobs = released.len(), "unfinished jobs let go");
                 mirror.resync_at = Instant::now(); // they are others' to show now
             }
             match membership.rejoin().await {
                 Ok(()) => {
+                    // A job whose creation committed just before the lease ran out may have
+                    // reached the engine after the release: let it go too (rejoining gave its
+                    // row back), then send again.
+                    if release(&requests, &mut stop).await.is_none() {
+                        return;
+                    }
                     fenced = false;
                     tracing::info!(instance = membership.instance(), "lease taken again");
                     if requests.send(Request::Fence(false)).await.is_err() {
@@ -110,6 +110,17 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
     }
 }
 
+/// Has the engine let go of every unfinished job, once what changed is written; `None` when
+/// the runtime stops meanwhile.
+async fn release(requests: &mpsc::Sender<Request>, stop: &mut watch::Receiver<bool>) -> Option<Vec<JobId>> {
+    let (reply, released) = oneshot::channel();
+    requests.send(Request::ReleaseUnfinished(reply)).await.ok()?;
+    tokio::select! {
+        released = released => released.ok(),
+        _ = stop.changed() => None,
+    }
+}
+
 /// Claims what there is to claim and hands it to the engine; `Err` once the engine is gone.
 async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>) -> Result<(), ()> {
     let claimed = match shared.membership.claim(CLAIM_BATCH).await {
@@ -123,7 +134,13 @@ async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>) -> Result<(), 
         return Ok(());
     }
     if let Err(error) = shared.store.fetch_images(&claimed).await {
-        tracing::warn!(%error, "could not fetch the images of jobs taken over");
+        // Given back rather than failed for want of an image that is only out of reach now.
+        tracing::warn!(%error, "could not fetch the images of jobs taken over; they are given back");
+        let ids: Vec<JobId> = claimed.iter().map(|job| job.id).collect();
+        if let Err(error) = shared.membership.unclaim(&ids).await {
+            tracing::warn!(%error, "could not give the jobs back; they are claimed again when this instance's lease runs out");
+        }
+        return Ok(());
     }
     tracing::info!(
         jobs = claimed.len(),
@@ -159,12 +176,18 @@ impl Mirror {
             self.resync_at = Instant::now() + MIRROR_RESYNC;
             0
         } else {
-            self.cursor.saturating_sub(MIRROR_OVERLAP)
+            self.cursor
         };
+        let mut recent = true;
         loop {
-            let Ok((jobs, last)) = shared.membership.others_changed(since, MIRROR_BATCH).await else {
-                return;
+            let (jobs, last) = match shared.membership.others_changed(since, recent, MIRROR_BATCH).await {
+                Ok(changed) => changed,
+                Err(error) => {
+                    tracing::debug!(%error, "could not read other instances' changes");
+                    return;
+                }
             };
+            recent = false;
             let full = jobs.len() == MIRROR_BATCH;
             shared.table.upsert(jobs);
             self.cursor = self.cursor.max(last);

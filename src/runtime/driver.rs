@@ -113,13 +113,20 @@ impl Driver {
         }
     }
 
+    /// Lets the engine send only while the broker is up, the claims task has not fenced this
+    /// instance, and its lease on a shared store holds by this process's clock (checked before
+    /// every send: a process that was stopped past its lease must not send one more chunk).
+    fn gate(&mut self, now: Instant) {
+        let allowed = self.broker_up && !self.fenced && self.membership.as_ref().is_none_or(|m| m.holds());
+        if allowed != self.engine.is_connected() {
+            self.engine.set_connected(allowed, now);
+        }
+    }
+
     /// Fires due timers, sends what the window allows and publishes the engine's events.
     async fn pump(&mut self) {
         let now = self.clock.now();
-        if !self.fenced && self.membership.as_ref().is_some_and(|m| !m.holds()) {
-            self.fenced = true;
-            self.engine.set_connected(false, now);
-        }
+        self.gate(now);
         self.engine.tick(now);
         while self.outstanding < self.window {
             let Some(publish) = self.engine.poll_publish(now) else { break };
@@ -302,9 +309,18 @@ impl Driver {
             Request::Adopt(views) => {
                 let mut adopted = Vec::with_capacity(views.len());
                 for view in views {
-                    if self.engine.job(view.id).is_none() {
-                        adopted.push(view.id);
+                    let id = view.id;
+                    if self.engine.job(id).is_none() {
+                        adopted.push(id);
                         self.engine.restore(view, now);
+                    }
+                    // Ended here while its row was not written (this instance's lease ran
+                    // out first), or restored as failed (its image is gone): the row says so
+                    // now that the job is this instance's again.
+                    if self.engine.job(id).is_some_and(|job| job.state.is_final())
+                        && let Some(persistence) = self.persistence.as_mut()
+                    {
+                        persistence.touch(id);
                     }
                 }
                 let snapshots: Vec<JobSnapshot> = adopted
@@ -316,15 +332,28 @@ impl Driver {
                 self.drain_events();
             }
             Request::ReleaseUnfinished(reply) => {
+                // What changed before is written first (while the rows are still this
+                // instance's, the writes land); the answer comes once it is committed.
                 let unfinished: Vec<JobId> =
                     self.engine.jobs().filter(|job| !job.state.is_final()).map(|job| job.id).collect();
-                let released = self.engine.release(&unfinished, now);
-                self.table.remove(&released);
-                if let Some(persistence) = self.persistence.as_mut() {
-                    persistence.forget(&released);
+                match self.persistence.as_mut() {
+                    Some(persistence) => {
+                        let (flushed, committed) = tokio::sync::oneshot::channel();
+                        persistence.flush_then(&self.engine, &self.clock, flushed, ());
+                        let released = self.engine.release(&unfinished, now);
+                        self.table.remove(&released);
+                        tokio::spawn(async move {
+                            let _ = committed.await;
+                            let _ = reply.send(released);
+                        });
+                    }
+                    None => {
+                        let released = self.engine.release(&unfinished, now);
+                        self.table.remove(&released);
+                        let _ = reply.send(released);
+                    }
                 }
                 self.drain_events();
-                let _ = reply.send(released);
             }
             Request::Fence(fenced) => {
                 // Held back like a broker outage: nothing sent, no deadline runs; let go, every
@@ -348,6 +377,11 @@ impl Driver {
         rollout: Option<u64>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, RuntimeError>>,
     ) {
+        if self.fenced || self.membership.as_ref().is_some_and(|m| !m.holds()) {
+            let why = "this instance's lease on the shared store has run out; try again shortly or on another instance";
+            let _ = reply.send(Err(RuntimeError::Store(crate::store::WriteError::Elsewhere(why.to_owned()))));
+            return;
+        }
         let created_at = self.clock.unix_ms(self.clock.now());
         let plans: Result<Vec<_>, SubmitError> = specs.iter().map(|spec| self.engine.plan(spec)).collect();
         let planned = plans.and_then(|plans| Ok((self.engine.reserve(plans.len())?, plans)));
@@ -386,13 +420,13 @@ impl Driver {
                     ConnectionState::Connected => {
                         self.outstanding = 0;
                         self.broker_up = true;
-                        self.engine.set_connected(!self.fenced, now);
+                        self.gate(now);
                     }
                     ConnectionState::Disconnected { .. } => {
                         // A clean session drops whatever was in flight; the engine re-sends.
                         self.outstanding = 0;
                         self.broker_up = false;
-                        self.engine.set_connected(false, now);
+                        self.gate(now);
                     }
                     _ => {}
                 }

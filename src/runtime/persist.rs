@@ -76,14 +76,6 @@ impl Persistence {
         }
     }
 
-    /// Drops what is waiting to be written for jobs this instance no longer drives: their rows
-    /// are another's to write now.
-    pub fn forget(&mut self, jobs: &[JobId]) {
-        let gone: std::collections::HashSet<JobId> = jobs.iter().copied().collect();
-        self.dirty.retain(|job| !gone.contains(job));
-        self.history.retain(|entry| !gone.contains(&entry.job));
-    }
-
     /// Notes that a job changed without an event (its row is written with the next flush).
     pub fn touch(&mut self, job: JobId) {
         self.dirty.insert(job);

@@ -425,7 +425,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                     *rollouts.lock_leader() = None;
                 }
                 announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
-                settle_known_jobs(&rollouts, &handle);
+                settle_from_store(&rollouts).await;
             }
             if !rollouts.plans() {
                 // Another instance plans them: show them as stored, and take no part.
@@ -493,6 +493,24 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
     }
     if rollouts.plans() {
         rollouts.save().await;
+    }
+}
+
+/// Like [`settle_known_jobs`], for a planner that has just taken over: this instance's job
+/// table may not hold the jobs other instances drive yet, so each rollout job is looked up in
+/// the store (a job still under way there is heard of later, through the table).
+async fn settle_from_store(rollouts: &Rollouts) {
+    let Some(shared) = rollouts.shared.clone() else { return };
+    let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
+    for job in jobs {
+        match shared.job(job).await {
+            Ok(Some(snapshot)) if snapshot.state.is_final() => finished(rollouts, &snapshot),
+            Ok(Some(_)) => {}
+            Ok(None) => lost(rollouts, job),
+            Err(error) => {
+                tracing::debug!(%error, job, "could not look a rollout's job up; it is heard of later");
+            }
+        }
     }
 }
 
@@ -627,9 +645,12 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
             RuntimeError::Stopped => Failed::Stopping,
-            RuntimeError::Store(e @ (WriteError::Busy(_) | WriteError::Full)) => {
-                Failed::Passing(e.to_string())
-            }
+            RuntimeError::Store(
+                e @ (WriteError::Busy(_)
+                | WriteError::Full
+                | WriteError::Unavailable(_)
+                | WriteError::Elsewhere(_)),
+            ) => Failed::Passing(e.to_string()),
             e => Failed::Final(e.to_string()),
         })?;
         jobs.first().map(|j| j.id).ok_or_else(|| Failed::Final("no job was created".to_owned()))

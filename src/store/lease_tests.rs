@@ -118,3 +118,19 @@ async fn a_graceful_leave_hands_the_jobs_over_at_once() {
     a.membership().unwrap().leave().await.unwrap();
     assert_eq!(b.membership().unwrap().claim(10).await.unwrap().len(), 2, "no lease to wait for");
 }
+
+#[tokio::test]
+async fn a_second_process_with_a_live_instance_id_is_refused_and_one_after_it_lapsed_joins() {
+    let Some(db) = scratch("sameid").await else { return };
+    let short = Duration::from_secs(1);
+    let (first, _d1) = instance(&db, "same", short).await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = Store::open_postgres(db.settings(), dir.path(), "same", short).await.err().expect("refused");
+    assert!(err.to_string().contains("another live Rocky holds the instance id \"same\""), "{err}");
+    assert!(first.membership().unwrap().holds(), "the first keeps its lease");
+    drop(first);
+    // Once the first one's lease has run out, the id is free.
+    let dir = tempfile::tempdir().unwrap();
+    let second = Store::open_postgres(db.settings(), dir.path(), "same", short).await.unwrap();
+    assert!(second.membership().unwrap().holds());
+}

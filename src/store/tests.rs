@@ -342,8 +342,9 @@ async fn a_postgres_database_of_another_program_or_a_newer_rocky_is_refused_and_
 async fn instances_starting_together_migrate_a_postgres_database_once() {
     let Some(db) = scratch("together").await else { return };
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let names = ["i0", "i1", "i2", "i3"];
     let opened = futures_util::future::join_all(
-        dirs.iter().map(|d| Store::open_postgres(db.settings(), d.path(), "i", LEASE)),
+        dirs.iter().zip(names).map(|(d, name)| Store::open_postgres(db.settings(), d.path(), name, LEASE)),
     )
     .await;
     let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every instance opens")).collect();

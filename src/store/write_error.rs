@@ -17,6 +17,10 @@ pub enum WriteError {
     /// An id the store already holds: a bug, never expected.
     #[error("job id {0} is already in the store")]
     Duplicate(JobId),
+    /// Another instance sharing the store drives the device, or this instance's lease on the
+    /// store has run out: HTTP 409, nothing recorded.
+    #[error("{0}")]
+    Elsewhere(String),
     /// The database server cannot be reached (PostgreSQL restarting, the network): HTTP 503.
     #[error("the job store's database cannot be reached ({0}); try again shortly")]
     Unavailable(String),

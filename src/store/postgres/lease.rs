@@ -11,58 +11,88 @@ use tokio_postgres::Client;
 use crate::engine::JobId;
 
 /// The server's clock in milliseconds since the Unix epoch, as SQL.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// States a job can still be driven in (as stored).
-const UNFINISHED: &str = "('queued', 'requesting', 'transferring', 'finishing')";
+pub(crate) const UNFINISHED: &str = "('queued', 'requesting', 'transferring', 'finishing')";
 
-/// Serialises claims (and creations' checks) between instances, so two instances never claim
-/// two jobs of one device at the same moment. "ROCL" in ASCII.
-const CLAIM_LOCK: i64 = 0x524f_434c;
+/// Serialises claims and creations between instances, so two instances never take two jobs of
+/// one device at the same moment. "ROCL" in ASCII.
+pub(crate) const CLAIM_LOCK: i64 = 0x524f_434c;
 
 fn millis(lease: Duration) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Adds this instance with a fresh lease.
-pub async fn join(client: &Client, instance: &str, lease: Duration) -> Result<(), tokio_postgres::Error> {
-    client
+/// Adds this instance with a fresh lease held by `token` (this process); `false` when another
+/// process holds a live lease under the same id.
+pub async fn join(
+    client: &Client,
+    instance: &str,
+    token: &str,
+    lease: Duration,
+) -> Result<bool, tokio_postgres::Error> {
+    let joined = client
         .execute(
             &format!(
-                "INSERT INTO instances (id, started_at, lease_until) VALUES ($1, {NOW_MS}, {NOW_MS} + $2)
-                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until"
+                "INSERT INTO instances AS i (id, started_at, lease_until, token)
+                    VALUES ($1, {NOW_MS}, {NOW_MS} + $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, token = excluded.token,
+                                                started_at = excluded.started_at
+                    WHERE i.token = excluded.token OR i.lease_until <= {NOW_MS}"
             ),
-            &[&instance, &millis(lease)],
+            &[&instance, &millis(lease), &token],
         )
-        .await
-        .map(|_| ())
+        .await?;
+    Ok(joined == 1)
 }
 
-/// Extends this instance's lease; `false` when its row is gone or its lease had already run
-/// out (its jobs may be someone else's now, so it must not renew silently).
-pub async fn renew(client: &Client, instance: &str, lease: Duration) -> Result<bool, tokio_postgres::Error> {
+/// Extends this process's lease; `false` when its row is gone, another process holds it, or
+/// its lease had already run out (its jobs may be someone else's now, so it must not renew
+/// silently).
+pub async fn renew(
+    client: &Client,
+    instance: &str,
+    token: &str,
+    lease: Duration,
+) -> Result<bool, tokio_postgres::Error> {
     let renewed = client
         .execute(
             &format!(
-                "UPDATE instances SET lease_until = {NOW_MS} + $2 WHERE id = $1 AND lease_until > {NOW_MS}"
+                "UPDATE instances SET lease_until = {NOW_MS} + $2
+                 WHERE id = $1 AND token = $3 AND lease_until > {NOW_MS}"
             ),
-            &[&instance, &millis(lease)],
+            &[&instance, &millis(lease), &token],
         )
         .await?;
     Ok(renewed == 1)
 }
 
+/// Gives claimed jobs back (their images could not be fetched): another instance, or this one
+/// later, claims them again.
+pub async fn unclaim(client: &Client, instance: &str, jobs: &[JobId]) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<i64> = jobs.iter().map(|id| i64::from(*id)).collect();
+    client
+        .execute("UPDATE jobs SET owner = NULL WHERE id = ANY($1) AND owner = $2", &[&ids, &instance])
+        .await
+        .map(|_| ())
+}
+
 /// Ends this instance's lease at once and lets go of its unfinished jobs, so the others claim
 /// them without waiting (a graceful stop).
-pub async fn leave(client: &mut Client, instance: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn leave(client: &mut Client, instance: &str, token: &str) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    // Only while this process holds the row: another process with the same id keeps its jobs.
+    let held = tx.execute("DELETE FROM instances WHERE id = $1 AND token = $2", &[&instance, &token]).await?;
+    if held == 0 {
+        return tx.commit().await;
+    }
     tx.execute(
         &format!("UPDATE jobs SET owner = NULL WHERE owner = $1 AND state IN {UNFINISHED}"),
         &[&instance],
     )
     .await?;
     tx.execute("DELETE FROM leaders WHERE instance = $1", &[&instance]).await?;
-    tx.execute("DELETE FROM instances WHERE id = $1", &[&instance]).await?;
     tx.commit().await
 }
 
@@ -147,11 +177,15 @@ pub async fn ask_cancel(
             &[&id],
         )
         .await?;
-    let Some(row) = row else { return Ok(CancelAsked::NotFound) };
+    let Some(row) = row else {
+        tx.rollback().await?;
+        return Ok(CancelAsked::NotFound);
+    };
     let state: String = row.get("state");
     let owner: Option<String> = row.get("owner");
     let live: bool = row.get("live");
     if !["queued", "requesting", "transferring", "finishing"].contains(&state.as_str()) {
+        tx.rollback().await?;
         return Ok(CancelAsked::Finished(state));
     }
     let asked = match owner.filter(|_| live) {

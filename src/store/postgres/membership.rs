@@ -17,6 +17,9 @@ const RENEWALS_PER_LEASE: u32 = 3;
 
 pub struct Membership {
     instance: String,
+    /// This process: the lease is renewed only under it, so another process with the same id
+    /// cannot keep this one's lease alive.
+    token: String,
     lease: Duration,
     reader: Reader,
     state: Mutex<LeaseState>,
@@ -32,15 +35,46 @@ struct LeaseState {
 impl Membership {
     /// Joins with a fresh lease and starts renewing it; the heartbeat ends when the membership
     /// is dropped.
+    ///
+    /// When another process holds a live lease under the same id (a fixed `mqtt.client_id`,
+    /// restarted before its lease ran out), this waits for that lease to run out, up to twice
+    /// its length, so the two never drive the same jobs.
     pub async fn join(reader: Reader, instance: &str, lease: Duration) -> Result<Arc<Self>, StoreError> {
-        let sent = Instant::now();
-        let client = reader.client().await?;
-        lease::join(&client, instance, lease)
-            .await
-            .map_err(|e| StoreError::Postgres(PgError::new(&reader.url, &e)))?;
-        drop(client);
+        let token = format!("{}-{:016x}", std::process::id(), random());
+        let give_up = Instant::now() + lease * 2;
+        let mut said = false;
+        let sent = loop {
+            let sent = Instant::now();
+            let client = reader.client().await?;
+            let joined = lease::join(&client, instance, &token, lease)
+                .await
+                .map_err(|e| StoreError::Postgres(PgError::new(&reader.url, &e)))?;
+            drop(client);
+            if joined {
+                break sent;
+            }
+            if Instant::now() >= give_up {
+                return Err(StoreError::Postgres(PgError::Query {
+                    url: reader.url.clone(),
+                    reason: format!(
+                        "another live Rocky holds the instance id {instance:?}: give each instance its own \
+                         mqtt.client_id (or leave it empty)"
+                    ),
+                }));
+            }
+            if !said {
+                said = true;
+                tracing::warn!(
+                    instance,
+                    "another process holds this instance id's lease (a restart before it ran out?); waiting for it \
+                     to run out"
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
         let membership = Arc::new(Self {
             instance: instance.to_owned(),
+            token,
             lease,
             reader,
             state: Mutex::new(LeaseState { valid_until: sent + lease, problem: None }),
@@ -77,10 +111,17 @@ impl Membership {
     async fn renew(&self) -> Result<bool, StoreError> {
         let sent = Instant::now();
         let client = self.reader.client().await?;
-        let renewed = lease::renew(&client, &self.instance, self.lease).await.map_err(|e| self.failed(&e))?;
-        if renewed && let Ok(mut state) = self.state.lock() {
-            state.valid_until = sent + self.lease;
-            state.problem = None;
+        let renewed = lease::renew(&client, &self.instance, &self.token, self.lease)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if let Ok(mut state) = self.state.lock() {
+            if renewed {
+                state.valid_until = sent + self.lease;
+                state.problem = None;
+            } else {
+                // Ran out, or another process holds it now: stop at once.
+                state.valid_until = Instant::now();
+            }
         }
         Ok(renewed)
     }
@@ -91,8 +132,16 @@ impl Membership {
     pub async fn rejoin(&self) -> Result<(), StoreError> {
         let sent = Instant::now();
         let mut client = self.reader.client().await?;
-        lease::leave(&mut client, &self.instance).await.map_err(|e| self.failed(&e))?;
-        lease::join(&client, &self.instance, self.lease).await.map_err(|e| self.failed(&e))?;
+        lease::leave(&mut client, &self.instance, &self.token).await.map_err(|e| self.failed(&e))?;
+        let joined = lease::join(&client, &self.instance, &self.token, self.lease)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        if !joined {
+            return Err(StoreError::Postgres(PgError::Query {
+                url: self.reader.url.clone(),
+                reason: format!("another live Rocky holds the instance id {:?}", self.instance),
+            }));
+        }
         if let Ok(mut state) = self.state.lock() {
             state.valid_until = sent + self.lease;
             state.problem = None;
@@ -143,9 +192,10 @@ impl Membership {
     pub async fn others_changed(
         &self,
         since: i64,
+        recent: bool,
         limit: usize,
     ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
-        self.reader.changed_since(since, &self.instance, limit).await
+        self.reader.changed_since(since, recent, &self.instance, limit).await
     }
 
     /// A job as stored.
@@ -171,7 +221,13 @@ impl Membership {
     /// Lets go of every unfinished job and ends the lease (a graceful stop).
     pub async fn leave(&self) -> Result<(), StoreError> {
         let mut client = self.reader.client().await?;
-        lease::leave(&mut client, &self.instance).await.map_err(|e| self.failed(&e))
+        lease::leave(&mut client, &self.instance, &self.token).await.map_err(|e| self.failed(&e))
+    }
+
+    /// Gives back claimed jobs this instance cannot drive after all.
+    pub async fn unclaim(&self, jobs: &[JobId]) -> Result<(), StoreError> {
+        let client = self.reader.client().await?;
+        lease::unclaim(&client, &self.instance, jobs).await.map_err(|e| self.failed(&e))
     }
 }
 
@@ -184,10 +240,12 @@ async fn heartbeat(membership: std::sync::Weak<Membership>, every: Duration) {
     loop {
         tick.tick().await;
         let Some(membership) = membership.upgrade() else { return };
-        let problem = match membership.renew().await {
-            Ok(true) => None,
-            Ok(false) => Some("this instance's lease ran out before it could be renewed".to_owned()),
-            Err(e) => Some(format!("cannot renew this instance's lease: {e}")),
+        // A renewal that takes longer than the pause between renewals counts as failed.
+        let problem = match tokio::time::timeout(every, membership.renew()).await {
+            Ok(Ok(true)) => None,
+            Ok(Ok(false)) => Some("this instance's lease ran out before it could be renewed".to_owned()),
+            Ok(Err(e)) => Some(format!("cannot renew this instance's lease: {e}")),
+            Err(_) => Some(format!("renewing this instance's lease took over {} ms", every.as_millis())),
         };
         if let Some(problem) = problem
             && let Ok(mut state) = membership.state.lock()
@@ -198,4 +256,14 @@ async fn heartbeat(membership: std::sync::Weak<Membership>, every: Duration) {
             state.problem = Some(problem);
         }
     }
+}
+
+/// 64 random-enough bits for a process token (the standard library's hasher seeds are random).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }

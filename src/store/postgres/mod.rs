@@ -34,7 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PgError {
-    #[error("store.url {0}")]
+    /// Said after the setting's name (`store.url: …`).
+    #[error("{0}")]
     BadUrl(String),
     #[error("cannot reach PostgreSQL at {url}: {reason}")]
     Connect { url: String, reason: String },
@@ -129,16 +130,19 @@ impl PgSettings {
             // The parser's words name the bad part; the URL itself is not repeated (it could
             // hold a password).
             PgError::BadUrl(format!(
-                "is not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"
+                "not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DATABASE"
             ))
         })?;
         if config.get_password().is_some() {
             return Err(PgError::BadUrl(
-                "holds a password: put it in store.password_file or ROCKY_STORE_PASSWORD instead".into(),
+                "the URL holds a password; put it in store.password_file or ROCKY_STORE_PASSWORD instead"
+                    .into(),
             ));
         }
         if config.get_hosts().is_empty() {
-            return Err(PgError::BadUrl(format!("{url:?} names no host")));
+            return Err(PgError::BadUrl(
+                "the URL names no host; expected postgres://USER@HOST:PORT/DATABASE".into(),
+            ));
         }
         if let Some(password) = password {
             config.password(password.expose());
@@ -282,6 +286,14 @@ impl Postgres {
         };
         let (runtime, client) = self.connected().map_err(at)?;
         let result = runtime.block_on(work(client));
+        if result.is_err() && !client.is_closed() {
+            // A transaction a failed statement left behind rolls back when its ROLLBACK is
+            // sent, which happens only while this connection is driven: drive it now, or the
+            // transaction's locks would wait for the next write.
+            let _ = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), client.batch_execute("")).await
+            });
+        }
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
@@ -292,7 +304,9 @@ impl Postgres {
 impl Backend for Postgres {
     fn create(&mut self, jobs: &mut [NewJob]) -> Result<(), WriteError> {
         let owner = self.instance.clone();
-        let ids = self.write(async |client| writes::create(client, jobs, &owner).await)?;
+        let ids = self
+            .write(async |client| writes::create(client, jobs, &owner).await)?
+            .map_err(WriteError::Elsewhere)?;
         for (job, id) in jobs.iter_mut().zip(ids) {
             job.id = id;
         }

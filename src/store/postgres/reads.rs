@@ -175,23 +175,27 @@ impl Reader {
     }
 
     /// Up to `limit` jobs other instances drive (or none does) whose rows changed after
-    /// `since`, in the order they changed, with the change number of the last one.
+    /// `since` (or, with `recent`, in the last two seconds), in the order they changed, with
+    /// the change number of the last one.
     pub async fn changed_since(
         &self,
         since: i64,
+        recent: bool,
         instance: &str,
         limit: usize,
     ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
+        let window: i64 = if recent { 2000 } else { -1 };
         let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS}, changed FROM jobs
-                     WHERE changed > $1 AND owner IS DISTINCT FROM $2
-                     ORDER BY changed LIMIT $3"
+                     WHERE (changed > $1 OR ($4::bigint > 0 AND changed_at > {now} - $4::bigint)) AND owner IS DISTINCT FROM $2
+                     ORDER BY changed LIMIT $3",
+                    now = super::lease::NOW_MS
                 ),
-                &[&since, &instance, &limit],
+                &[&since, &instance, &limit, &window],
             )
             .await
             .map_err(|e| self.failed(&e))?;

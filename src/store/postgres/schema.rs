@@ -115,6 +115,23 @@ const MIGRATIONS: &[&str] = &[
         role TEXT PRIMARY KEY,
         instance TEXT NOT NULL
      );",
+    // 6: an instance's row carries the token of the process that holds it, so a second process
+    // with the same id (a fixed mqtt.client_id) cannot renew the first one's lease; an image
+    // row says when a job last named it, so a sweep never removes one a creation is using.
+    // A job's row also says when it last changed (the server's clock), so an instance reading
+    // others' changes re-reads the last two seconds' and misses no transaction that took its
+    // change number before another but committed after it.
+    "ALTER TABLE instances ADD COLUMN token TEXT NOT NULL DEFAULT '';
+     ALTER TABLE images ADD COLUMN kept_at BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE jobs ADD COLUMN changed_at BIGINT NOT NULL
+        DEFAULT (extract(epoch from clock_timestamp()) * 1000)::bigint;
+     CREATE OR REPLACE FUNCTION rocky_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.changed := nextval('job_changes');
+            NEW.changed_at := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+            RETURN NEW;
+        END $$;
+     CREATE INDEX jobs_by_change_time ON jobs(changed_at);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

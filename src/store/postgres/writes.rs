@@ -12,21 +12,64 @@ use crate::store::backend::Changes;
 use crate::store::rollout_rows::outcome_name;
 use crate::store::{NewJob, RolloutRow};
 
+/// The server's clock in milliseconds since the Unix epoch, as SQL.
+const NOW_MS: &str = super::lease::NOW_MS;
+
 fn big(value: impl TryInto<i64>) -> i64 {
     value.try_into().unwrap_or(i64::MAX)
 }
 
 /// Inserts the jobs, owned by `owner`, and their first timeline entry, under ids drawn from the
-/// sequence every instance shares; returns those ids in the order of `jobs`.
+/// sequence every instance shares; returns those ids in the order of `jobs`. Refused (the
+/// reason in `Err`, nothing written) when `owner`'s lease has run out, or another live
+/// instance drives an unfinished job of one of the devices: one instance drives a device at a
+/// time.
 pub async fn create(
     client: &mut Client,
     jobs: &[NewJob],
     owner: &str,
-) -> Result<Vec<JobId>, tokio_postgres::Error> {
+) -> Result<Result<Vec<JobId>, String>, tokio_postgres::Error> {
     if jobs.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Ok(Vec::new()));
     }
     let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&super::lease::CLAIM_LOCK]).await?;
+    let live: bool = tx
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1 AND lease_until > {NOW_MS})"),
+            &[&owner],
+        )
+        .await?
+        .get(0);
+    if !live {
+        // Rolled back here and now: a transaction left to its drop would hold the claim lock
+        // until this connection is next driven.
+        tx.rollback().await?;
+        return Ok(Err(format!(
+            "this instance's lease on the shared store has run out (instance {owner}); try again shortly or on another instance"
+        )));
+    }
+    let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
+    let busy = tx
+        .query_opt(
+            &format!(
+                "SELECT j.device, j.owner FROM jobs j
+                 WHERE j.device = ANY($1) AND j.state IN {unfinished} AND j.owner <> $2
+                   AND EXISTS (SELECT 1 FROM instances i WHERE i.id = j.owner AND i.lease_until > {NOW_MS})
+                 LIMIT 1",
+                unfinished = super::lease::UNFINISHED
+            ),
+            &[&devices, &owner],
+        )
+        .await?;
+    if let Some(row) = busy {
+        let (device, other): (String, String) = (row.get(0), row.get(1));
+        tx.rollback().await?;
+        return Ok(Err(format!(
+            "device {device} has an unfinished job driven by instance {other}: one instance drives a device at a \
+             time, so make this job there or when that one has ended"
+        )));
+    }
     let count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
     let ids: Vec<i64> = tx
         .query("SELECT nextval('job_ids') FROM generate_series(1, $1::bigint)", &[&count])
@@ -36,7 +79,6 @@ pub async fn create(
         .collect();
     let highest = ids.iter().copied().max().unwrap_or(0);
     keep_images(&tx, jobs).await?;
-    let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
     let names: Vec<&str> = jobs.iter().map(|job| job.image.name()).collect();
     let sizes: Vec<i64> = jobs.iter().map(|job| big(job.image.size())).collect();
     let hashes: Vec<String> =
@@ -65,7 +107,7 @@ pub async fn create(
     tx.execute("UPDATE rocky_meta SET value = greatest(value, $1) WHERE key = 'last_job_id'", &[&highest])
         .await?;
     tx.commit().await?;
-    Ok(ids.into_iter().map(|id| JobId::try_from(id).unwrap_or(JobId::MAX)).collect())
+    Ok(Ok(ids.into_iter().map(|id| JobId::try_from(id).unwrap_or(JobId::MAX)).collect()))
 }
 
 /// Stores the images of `jobs` the database does not hold yet (their bytes cross the wire only
@@ -80,15 +122,22 @@ async fn keep_images(
         distinct.entry(crate::protocol::sha256_hex(job.image.sha256())).or_insert(&job.image);
     }
     let hashes: Vec<&str> = distinct.keys().map(String::as_str).collect();
+    // Marked as just used, so a sweep (which spares images used in the last hour) leaves them.
     let held: HashSet<String> = tx
-        .query("SELECT sha256 FROM images WHERE sha256 = ANY($1)", &[&hashes])
+        .query(
+            &format!("UPDATE images SET kept_at = {NOW_MS} WHERE sha256 = ANY($1) RETURNING sha256"),
+            &[&hashes],
+        )
         .await?
         .iter()
         .map(|row| row.get(0))
         .collect();
     for (sha256, image) in distinct.iter().filter(|(sha256, _)| !held.contains(*sha256)) {
         tx.execute(
-            "INSERT INTO images (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            &format!(
+                "INSERT INTO images (sha256, bytes, kept_at) VALUES ($1, $2, {NOW_MS})
+                 ON CONFLICT (sha256) DO UPDATE SET kept_at = excluded.kept_at"
+            ),
             &[sha256, &image.bytes().as_ref()],
         )
         .await?;
@@ -175,7 +224,17 @@ pub async fn flush(
     }
     if !deletes.is_empty() {
         let ids: Vec<i64> = deletes.iter().map(|id| i64::from(*id)).collect();
-        tx.execute("DELETE FROM jobs WHERE id = ANY($1)", &[&ids]).await?;
+        // Retention's deletions (of jobs that ended here, their last change perhaps not yet
+        // written) never touch a job another live instance drives.
+        tx.execute(
+            &format!(
+                "DELETE FROM jobs WHERE id = ANY($1)
+                   AND (owner IS NULL OR owner = $2
+                        OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = jobs.owner AND i.lease_until > {NOW_MS}))"
+            ),
+            &[&ids, &owner],
+        )
+        .await?;
     }
     tx.commit().await
 }
@@ -245,11 +304,14 @@ pub async fn images_needed(client: &mut Client) -> Result<HashSet<String>, tokio
     // Images no job or open rollout names go from the database too.
     client
         .execute(
-            "DELETE FROM images i
-             WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.image_sha256 = i.sha256)
+            &format!(
+                "DELETE FROM images i
+             WHERE i.kept_at < {NOW_MS} - 3600000
+               AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.image_sha256 = i.sha256)
                AND NOT EXISTS (SELECT 1 FROM rollouts r
                                WHERE r.state IN ('scheduled', 'running', 'paused')
-                                 AND (r.body::jsonb) #>> '{plan,image,sha256}' = i.sha256)",
+                                 AND (r.body::jsonb) #>> '{{plan,image,sha256}}' = i.sha256)"
+            ),
             &[],
         )
         .await?;

@@ -1,6 +1,7 @@
-//! PostgreSQL restarted under two running instances: while it is down each says so in
-//! `/healthz` and goes on with the jobs it holds (its lease outlasts the outage); once it is
-//! back the changes kept meanwhile are written and `/healthz` is clean again. The test runs a
+//! PostgreSQL restarted under two running instances, mid-rollout: while it is down each says
+//! so in `/healthz` and goes on with the jobs it holds (its lease outlasts the outage); once it
+//! is back the changes kept meanwhile are written, the rollout ends and is stored as ended, and
+//! `/healthz` is clean again. The test runs a
 //! PostgreSQL server of its own (initdb in a temporary directory, a free loopback port), so
 //! stopping it disturbs nothing else on the machine.
 
@@ -156,7 +157,7 @@ async fn instances_ride_out_a_postgres_restart_and_catch_up() {
     let Some(postgres) = PrivatePostgres::start() else { return };
     let db = ScratchDatabase::create(&postgres.admin_url(), "restart").await.unwrap();
     let Some(broker) = Mosquitto::start("postgres_restart") else { return };
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 8)).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 12)).unwrap();
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
     let client = reqwest::Client::new();
     let url = broker.url().to_string();
@@ -186,6 +187,28 @@ async fn instances_ride_out_a_postgres_restart_and_catch_up() {
         let created: Value = created.json().await.unwrap();
         ids.extend(created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()));
     }
+    // A rollout to four more devices, on whichever instance plans rollouts.
+    let plan = json!({"name": "across the outage", "firmware": {"path": "fw.bin"},
+                      "targets": {"devices": ["dev-09", "dev-10", "dev-11", "dev-12"]},
+                      "waves": [1, "100%"], "chunk_size": 1024, "max_rate": "4KiB/s"});
+    let (planner, rollout) =
+        wait_for(Duration::from_secs(20), "one instance to take the rollout", || async {
+            for base in [&a_base, &b_base] {
+                let response = client.post(format!("{base}/rollouts")).json(&plan).send().await.ok()?;
+                if response.status() == StatusCode::CREATED {
+                    let body: Value = response.json().await.ok()?;
+                    return Some((base.clone(), body["id"].as_u64()?));
+                }
+            }
+            None
+        })
+        .await;
+    wait_for(Duration::from_secs(20), "the rollout to be under way", || async {
+        let view: Value =
+            client.get(format!("{planner}/rollouts/{rollout}")).send().await.ok()?.json().await.ok()?;
+        (view["state"] == "running").then_some(())
+    })
+    .await;
 
     postgres.down();
     for base in [&a_base, &b_base] {
@@ -211,14 +234,34 @@ async fn instances_ride_out_a_postgres_restart_and_catch_up() {
     }
     // Every job ended, and the database caught up with what happened while it was down.
     let pg = db.settings().connect().await.unwrap();
+    let asked: Vec<i64> = ids.iter().map(|id| *id as i64).collect();
     wait_for(Duration::from_secs(60), "every job to be stored as succeeded", || async {
-        let rows = pg.query("SELECT id FROM jobs WHERE state = 'succeeded'", &[]).await.ok()?;
+        let rows = pg
+            .query("SELECT id FROM jobs WHERE id = ANY($1) AND state = 'succeeded'", &[&asked])
+            .await
+            .ok()?;
         (rows.len() == ids.len()).then_some(())
     })
     .await;
+    // The rollout ran on through the outage and its end is stored, one job per device.
+    wait_for(Duration::from_secs(90), "the rollout to be stored as succeeded", || async {
+        let row =
+            pg.query_opt("SELECT state FROM rollouts WHERE id = $1", &[&(rollout as i64)]).await.ok()??;
+        (row.get::<_, String>(0) == "succeeded").then_some(())
+    })
+    .await;
+    let rollout_jobs: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE rollout_id = $1 AND state = 'succeeded'",
+            &[&(rollout as i64)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rollout_jobs, 4, "one job per device, each stored as succeeded");
     let events: i64 =
         pg.query_one("SELECT count(*) FROM job_events WHERE state = 'succeeded'", &[]).await.unwrap().get(0);
-    assert_eq!(events as usize, ids.len(), "each job's timeline ends in its success");
+    assert_eq!(events as usize, ids.len() + 4, "each job's timeline ends in its success");
     for (device, report) in fleet.reports() {
         assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
     }

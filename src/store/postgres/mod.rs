@@ -175,18 +175,9 @@ impl PgSettings {
 /// pool.
 pub async fn open(settings: &PgSettings, instance: &str) -> Result<(Postgres, Reader), PgError> {
     let url = settings.url.clone();
-    let (mut client, connection) = settings
-        .config
-        .connect(NoTls)
-        .await
-        .map_err(|e| PgError::Connect { url: url.clone(), reason: reason(&e) })?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let migrated = schema::migrate(&mut client, &url).await;
+    let mut client = settings.connect().await?;
+    schema::migrate(&mut client, &url).await?;
     drop(client);
-    let _ = driver.await;
-    migrated?;
     let pool = pool(settings, READ_POOL_SIZE)?;
     let writer = Postgres {
         config: settings.config.clone(),
@@ -204,18 +195,10 @@ pub async fn read_jobs(
     settings: &PgSettings,
 ) -> Result<Option<Vec<crate::store::JobSnapshot>>, crate::store::StoreError> {
     let url = settings.url.clone();
-    let (client, connection) = settings
-        .config
-        .connect(NoTls)
-        .await
-        .map_err(|e| PgError::Connect { url: url.clone(), reason: reason(&e) })?;
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let client = settings.connect().await?;
     let ready: Result<bool, tokio_postgres::Error> =
         client.query_one("SELECT to_regclass('rocky_meta') IS NOT NULL", &[]).await.map(|row| row.get(0));
     drop(client);
-    let _ = driver.await;
     if !ready.map_err(|e| PgError::new(&url, &e))? {
         return Ok(None);
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio_postgres::NoTls;
 
-use super::{PgError, PgSettings, reason};
+use super::{PgError, PgSettings};
 
 /// The server tests use unless `ROCKY_TEST_POSTGRES` names another (an administrator's URL).
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -33,17 +33,9 @@ impl ScratchDatabase {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, connection) = admin
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| PgError::Connect { url: admin_url.to_owned(), reason: reason(&e) })?;
-        let driver = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = admin.connect().await?;
         let created = client.batch_execute(&format!("CREATE DATABASE {name}")).await;
         drop(client);
-        let _ = driver.await;
         created.map_err(|e| PgError::new(admin_url, &e))?;
         let mut config = admin.config.clone();
         config.dbname(&name);

@@ -172,12 +172,12 @@ struct Mirror {
 
 impl Mirror {
     async fn catch_up(&mut self, shared: &Shared) {
-        let mut since = if Instant::now() >= self.resync_at {
+        let resync = Instant::now() >= self.resync_at;
+        if resync {
             self.resync_at = Instant::now() + MIRROR_RESYNC;
-            0
-        } else {
-            self.cursor
-        };
+            forget_deleted(shared).await;
+        }
+        let mut since = if resync { 0 } else { self.cursor };
         let mut recent = true;
         loop {
             let (jobs, last) = match shared.membership.others_changed(since, recent, MIRROR_BATCH).await {
@@ -196,6 +196,20 @@ impl Mirror {
             }
             since = last;
         }
+    }
+}
+
+/// Drops from the job table the jobs no longer stored (another instance's retention removed
+/// them), so what the table holds stays bounded by what the store holds.
+async fn forget_deleted(shared: &Shared) {
+    // The table first: a job is stored before it reaches the table, so every job listed here
+    // that was not deleted is among the ids read after.
+    let listed: Vec<JobId> =
+        shared.table.list(&super::JobFilter::default()).iter().map(|job| job.id).collect();
+    let Ok(stored) = shared.membership.job_ids().await else { return };
+    let gone: Vec<JobId> = listed.into_iter().filter(|id| !stored.contains(id)).collect();
+    if !gone.is_empty() {
+        shared.table.remove(&gone);
     }
 }
 
@@ -230,5 +244,53 @@ pub async fn cancel_elsewhere(membership: &Membership, id: JobId) -> Result<JobS
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ScratchDatabase;
+
+    #[tokio::test]
+    async fn jobs_deleted_from_the_store_leave_the_table_and_stored_ones_stay() {
+        let db = match ScratchDatabase::create(&ScratchDatabase::admin_url(), "forget").await {
+            Ok(db) => db,
+            Err(e) => {
+                assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required: {e}");
+                return;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open_postgres(db.settings(), dir.path(), "i", Duration::from_secs(15)).await.unwrap();
+        let job = crate::store::NewJob {
+            id: 1,
+            device: "d1".into(),
+            image: crate::firmware::Image::new("fw.bin", bytes::Bytes::from_static(b"x")),
+            chunk_size: 64,
+            chunk_interval_ms: 0,
+            chunks_total: 1,
+            created_at: 1,
+            rollout: None,
+        };
+        let kept = store.create(vec![job.clone()]).await.unwrap()[0];
+        let deleted = store.create(vec![job]).await.unwrap()[0];
+        let table = JobTable::new();
+        table.upsert(store.load().await.unwrap().0);
+        let membership = store.membership().unwrap().clone();
+        let client = db.settings().connect().await.unwrap();
+        client.execute("DELETE FROM jobs WHERE id = $1", &[&i64::from(deleted)]).await.unwrap();
+        let shared = Shared {
+            membership,
+            store,
+            table: table.clone(),
+            library: Arc::new(Library::new()),
+            clock: Clock::new(),
+            inventory: crate::inventory::Inventory::in_memory(),
+        };
+        forget_deleted(&shared).await;
+        assert!(table.get(deleted).is_none(), "the deleted job left the table");
+        assert!(table.get(kept).is_some(), "the stored one stayed");
     }
 }

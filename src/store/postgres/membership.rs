@@ -198,6 +198,13 @@ impl Membership {
         self.reader.changed_since(since, recent, &self.instance, limit).await
     }
 
+    /// The id of every stored job.
+    pub async fn job_ids(&self) -> Result<std::collections::HashSet<JobId>, StoreError> {
+        let client = self.reader.client().await?;
+        let rows = client.query("SELECT id FROM jobs", &[]).await.map_err(|e| self.failed(&e))?;
+        Ok(rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect())
+    }
+
     /// A job as stored.
     pub async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, StoreError> {
         Ok(self.reader.jobs_by_id(&[id]).await?.pop())

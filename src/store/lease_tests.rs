@@ -134,3 +134,25 @@ async fn a_second_process_with_a_live_instance_id_is_refused_and_one_after_it_la
     let second = Store::open_postgres(db.settings(), dir.path(), "same", short).await.unwrap();
     assert!(second.membership().unwrap().holds());
 }
+
+#[tokio::test]
+async fn only_the_instance_that_plans_rollouts_writes_them() {
+    let Some(db) = scratch("planner").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    let plan = crate::rollout::RolloutPlan::example_of(3, |n| format!("d{n}"));
+    let rollout = crate::rollout::Rollout::new(1, plan, 1_700_000_000_000);
+    let (row, _) = RolloutRow::of(&rollout, &[]);
+    assert_eq!(a.membership().unwrap().lead("rollouts").await.unwrap(), "a");
+    assert_eq!(b.membership().unwrap().lead("rollouts").await.unwrap(), "a", "a holds the role while it lives");
+    a.save_rollouts(vec![row.clone()]).await.unwrap();
+    // Once b holds the role (a's lease ran out), a's writes are refused and nothing changes.
+    expire(&db, "a").await;
+    assert_eq!(b.membership().unwrap().lead("rollouts").await.unwrap(), "b");
+    let mut changed = row.clone();
+    changed.state = "cancelled";
+    let refused = a.save_rollouts(vec![changed]).await;
+    assert!(matches!(&refused, Err(WriteError::Elsewhere(why)) if why.contains("instance b")), "{refused:?}");
+    assert_eq!(b.load_rollouts().await.unwrap()[0].state, rollout.state, "the stored rollout is unchanged");
+    b.save_rollouts(vec![row]).await.unwrap();
+}

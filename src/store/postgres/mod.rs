@@ -312,7 +312,9 @@ impl Backend for Postgres {
     }
 
     fn save_rollouts(&mut self, rows: &[RolloutRow]) -> Result<(), WriteError> {
-        self.write(async |client| writes::save_rollouts(client, rows).await)
+        let planner = self.instance.clone();
+        self.write(async |client| writes::save_rollouts(client, rows, &planner).await)?
+            .map_err(WriteError::Elsewhere)
     }
 
     fn forget_rollouts(&mut self, ids: &[u64]) -> Result<(), WriteError> {

@@ -257,8 +257,22 @@ pub async fn register(client: &mut Client, rows: &[(DeviceId, Labels)]) -> Resul
         .map(|_| ())
 }
 
-pub async fn save_rollouts(client: &mut Client, rows: &[RolloutRow]) -> Result<(), tokio_postgres::Error> {
+/// Writes rollouts while `planner` plans them: `Err` with the reason (nothing written) when
+/// another instance holds the role by now, so a planner that lost it cannot overwrite its
+/// successor's rollouts.
+pub async fn save_rollouts(
+    client: &mut Client,
+    rows: &[RolloutRow],
+    planner: &str,
+) -> Result<Result<(), String>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    let holder = tx.query_opt("SELECT instance FROM leaders WHERE role = 'rollouts' FOR SHARE", &[]).await?;
+    if let Some(holder) = holder.map(|row| row.get::<_, String>(0)).filter(|holder| holder != planner) {
+        tx.rollback().await?;
+        return Ok(Err(format!(
+            "rollouts are planned by instance {holder} now; this instance's changes were not written"
+        )));
+    }
     for row in rows {
         tx.execute(
             "INSERT INTO rollouts (id, state, body, updated_at) VALUES ($1, $2, $3, $4)
@@ -288,7 +302,7 @@ pub async fn save_rollouts(client: &mut Client, rows: &[RolloutRow]) -> Result<(
         )
         .await?;
     }
-    tx.commit().await
+    tx.commit().await.map(Ok)
 }
 
 pub async fn forget_rollouts(client: &mut Client, ids: &[u64]) -> Result<(), tokio_postgres::Error> {

@@ -144,7 +144,11 @@ async fn only_the_instance_that_plans_rollouts_writes_them() {
     let rollout = crate::rollout::Rollout::new(1, plan, 1_700_000_000_000);
     let (row, _) = RolloutRow::of(&rollout, &[]);
     assert_eq!(a.membership().unwrap().lead("rollouts").await.unwrap(), "a");
-    assert_eq!(b.membership().unwrap().lead("rollouts").await.unwrap(), "a", "a holds the role while it lives");
+    assert_eq!(
+        b.membership().unwrap().lead("rollouts").await.unwrap(),
+        "a",
+        "a holds the role while it lives"
+    );
     a.save_rollouts(vec![row.clone()]).await.unwrap();
     // Once b holds the role (a's lease ran out), a's writes are refused and nothing changes.
     expire(&db, "a").await;

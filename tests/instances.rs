@@ -102,40 +102,18 @@ fn chunk_senders(log: &Path) -> BTreeMap<String, Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instances_jobs_are_taken_over_after_its_lease_and_no_device_hears_from_both() {
-    let Some(db) = scratch("failover").await else { return };
-    let logs = tempfile::tempdir().unwrap();
-    let broker_log: PathBuf = logs.path().join("mosquitto.log");
-    let extra = format!("log_dest file {}\nlog_type debug\n", broker_log.display());
-    let Some(broker) = Mosquitto::start_with("instances", &extra) else { return };
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 12)).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
-    let client = reqwest::Client::new();
-    let url = broker.url().to_string();
-    let mut a = Instance::start("rocky-a", &url, &db, 2);
-    let b = Instance::start("rocky-b", &url, &db, 2);
-    a.wait_healthy(&client).await;
-    b.wait_healthy(&client).await;
-
-    let image = test_image(32 * 1024, 7);
-    let upload =
-        client.post(format!("{}/firmware?name=fw.bin", a.base)).body(image.to_vec()).send().await.unwrap();
-    assert_eq!(upload.status(), StatusCode::CREATED);
+    let Some(mut w) = Watched::start("failover", 12).await else { return };
+    let (client, broker_log) = (w.client.clone(), w.broker_log.clone());
     // 12 devices, 32 chunks of 1 KiB paced at 100 ms: about 3 s each, all at once.
-    let devices: Vec<String> = (1..=12).map(|d| format!("dev-{d:02}")).collect();
-    let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 100});
-    let created = client.post(format!("{}/jobs", a.base)).json(&body).send().await.unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
-    let created: Value = created.json().await.unwrap();
-    let ids: Vec<u64> =
-        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let ids = w.jobs_on_a(7, 100).await;
     assert_eq!(ids.len(), 12);
     assert!(
-        jobs(&client, &b.base).await.iter().all(|j| !ids.contains(&j["id"].as_u64().unwrap_or(0))),
+        jobs(&client, &w.b.base).await.iter().all(|j| !ids.contains(&j["id"].as_u64().unwrap_or(0))),
         "b leaves a's live jobs alone"
     );
 
     wait_for(Duration::from_secs(30), "a to be mid-transfer on most devices", || async {
-        let moving = jobs(&client, &a.base)
+        let moving = jobs(&client, &w.a.base)
             .await
             .iter()
             .filter(|j| j["state"] == "transferring" && j["chunks_done"].as_u64() >= Some(4))
@@ -143,17 +121,17 @@ async fn a_killed_instances_jobs_are_taken_over_after_its_lease_and_no_device_he
         (moving >= 8).then_some(())
     })
     .await;
-    a.kill9();
+    w.a.kill9();
 
     let listed = wait_for(Duration::from_secs(60), "b to finish every job a started", || async {
-        let jobs = jobs(&client, &b.base).await;
+        let jobs = jobs(&client, &w.b.base).await;
         let done =
             jobs.iter().filter(|j| ids.contains(&j["id"].as_u64().unwrap_or(0)) && j["state"] == "succeeded");
         (done.count() == 12).then_some(jobs)
     })
     .await;
     assert_eq!(listed.len(), 12, "b lists the jobs it took over, under their ids");
-    for (device, report) in fleet.reports() {
+    for (device, report) in w.fleet.reports() {
         assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
     }
     let resumed = listed.iter().filter(|j| j["attempts"].as_u64() > Some(1)).count();
@@ -170,7 +148,59 @@ async fn a_killed_instances_jobs_are_taken_over_after_its_lease_and_no_device_he
         assert!(from.iter().all(|c| c == "rocky-a" || c == "rocky-b"), "{device}: {from:?}");
     }
     assert!(senders.values().filter(|from| from.contains(&"rocky-b".to_owned())).count() >= 8);
-    fleet.stop().await;
+    w.fleet.stop().await;
+}
+
+/// Two instances, `rocky-a` and `rocky-b` (lease 2 s), on a fresh database and a mosquitto
+/// that logs every PUBLISH with its client id, with `devices` simulated devices connected.
+struct Watched {
+    a: Instance,
+    b: Instance,
+    client: reqwest::Client,
+    fleet: Fleet,
+    broker_log: PathBuf,
+    _broker: Mosquitto,
+    _logs: tempfile::TempDir,
+    _db: ScratchDatabase,
+}
+
+impl Watched {
+    async fn start(tag: &str, devices: usize) -> Option<Self> {
+        let db = scratch(tag).await?;
+        let logs = tempfile::tempdir().unwrap();
+        let broker_log = logs.path().join("mosquitto.log");
+        let extra = format!("log_dest file {}\nlog_type debug\n", broker_log.display());
+        let broker = Mosquitto::start_with("instances", &extra)?;
+        let fleet = Fleet::start(&FleetConfig::new(broker.url(), devices)).unwrap();
+        assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+        let client = reqwest::Client::new();
+        let url = broker.url().to_string();
+        let a = Instance::start("rocky-a", &url, &db, 2);
+        let b = Instance::start("rocky-b", &url, &db, 2);
+        a.wait_healthy(&client).await;
+        b.wait_healthy(&client).await;
+        Some(Self { a, b, client, fleet, broker_log, _broker: broker, _logs: logs, _db: db })
+    }
+
+    /// Uploads a 32 KiB image to a and makes one job there for each device, in 1 KiB chunks
+    /// paced at `interval_ms`; returns the jobs' ids.
+    async fn jobs_on_a(&self, seed: u64, interval_ms: u64) -> Vec<u64> {
+        let image = test_image(32 * 1024, seed);
+        let upload = self
+            .client
+            .post(format!("{}/firmware?name=fw.bin", self.a.base))
+            .body(image.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+        let devices: Vec<String> = self.fleet.ids().iter().map(|id| id.to_string()).collect();
+        let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": interval_ms});
+        let created = self.client.post(format!("{}/jobs", self.a.base)).json(&body).send().await.unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let created: Value = created.json().await.unwrap();
+        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect()
+    }
 }
 
 /// The ids and states an instance's API lists.
@@ -392,28 +422,11 @@ fn signal(child: &Child, signal: libc::c_int) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_stopped_past_its_lease_sends_nothing_more_when_it_wakes() {
-    let Some(db) = scratch("fence").await else { return };
-    let logs = tempfile::tempdir().unwrap();
-    let broker_log: PathBuf = logs.path().join("mosquitto.log");
-    let extra = format!("log_dest file {}\nlog_type debug\n", broker_log.display());
-    let Some(broker) = Mosquitto::start_with("instances", &extra) else { return };
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 6)).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
-    let client = reqwest::Client::new();
-    let url = broker.url().to_string();
-    let a = Instance::start("rocky-a", &url, &db, 2);
-    let b = Instance::start("rocky-b", &url, &db, 2);
-    a.wait_healthy(&client).await;
-    b.wait_healthy(&client).await;
-    let image = test_image(32 * 1024, 11);
-    let upload =
-        client.post(format!("{}/firmware?name=fw.bin", a.base)).body(image.to_vec()).send().await.unwrap();
-    assert_eq!(upload.status(), StatusCode::CREATED);
+    let Some(w) = Watched::start("fence", 6).await else { return };
+    let (client, broker_log) = (w.client.clone(), w.broker_log.clone());
+    let (a, b, fleet) = (&w.a, &w.b, &w.fleet);
     // 32 chunks paced at 200 ms: about 6 s each, all six at once.
-    let devices: Vec<String> = (1..=6).map(|d| format!("dev-{d:02}")).collect();
-    let body = json!({"device_ids": devices, "firmware": {"path": "fw.bin"}, "chunk_size": 1024, "chunk_interval_ms": 200});
-    let created = client.post(format!("{}/jobs", a.base)).json(&body).send().await.unwrap();
-    assert_eq!(created.status(), StatusCode::CREATED);
+    w.jobs_on_a(11, 200).await;
     wait_for(Duration::from_secs(30), "a to be mid-transfer everywhere", || async {
         let moving = jobs(&client, &a.base)
             .await
@@ -456,5 +469,5 @@ async fn an_instance_stopped_past_its_lease_sends_nothing_more_when_it_wakes() {
     for (device, report) in fleet.reports() {
         assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{device}: {report:?}");
     }
-    fleet.stop().await;
+    w.fleet.stop().await;
 }

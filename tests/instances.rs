@@ -7,16 +7,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rocky::broker::free_port;
 use rocky::sim::{Fleet, FleetConfig, Verdict};
 use rocky::store::ScratchDatabase;
 use serde_json::{Value, json};
 use support::tmux::{Tmux, job_states};
-use support::{Mosquitto, serve_command, test_image, wait_for};
+use support::{Instance, Mosquitto, test_image, wait_for};
 
 /// A scratch database, or `None` (said) when no PostgreSQL answers, which CI forbids.
 async fn scratch(tag: &str) -> Option<ScratchDatabase> {
@@ -27,54 +26,6 @@ async fn scratch(tag: &str) -> Option<ScratchDatabase> {
             eprintln!("SKIPPED: no PostgreSQL ({e})");
             None
         }
-    }
-}
-
-/// One `rocky serve` on the shared database with a fixed client id (its instance id).
-struct Instance {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Instance {
-    fn start(name: &str, broker: &str, db: &ScratchDatabase, lease_s: u32) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let config = data.path().join("rocky.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[mqtt]\nclient_id = \"{name}\"\n\n[store]\nurl = \"{}\"\nlease_s = {lease_s}\n",
-                db.settings().url()
-            ),
-        )
-        .unwrap();
-        let port = free_port().unwrap();
-        let log = std::fs::File::create(data.path().join("serve.log")).unwrap();
-        let child = serve_command(broker, port, &config, data.path())
-            .stdout(Stdio::from(log))
-            .spawn()
-            .expect("rocky serve starts");
-        Self { child, base: format!("http://127.0.0.1:{port}"), _data: data }
-    }
-
-    async fn wait_healthy(&self, client: &reqwest::Client) {
-        wait_for(Duration::from_secs(30), "the instance to be healthy", || async {
-            let response = client.get(format!("{}/healthz", self.base)).send().await.ok()?;
-            (response.status() == StatusCode::OK).then_some(())
-        })
-        .await;
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
@@ -438,7 +389,7 @@ async fn an_instance_stopped_past_its_lease_sends_nothing_more_when_it_wakes() {
     .await;
 
     // a stops (a long GC pause, a frozen VM) past its lease: b takes the jobs over.
-    signal(&a.child, libc::SIGSTOP);
+    signal(&a.serve.0, libc::SIGSTOP);
     wait_for(Duration::from_secs(30), "b to be sending to every device", || async {
         let senders = chunk_senders(&broker_log);
         let sending = senders.values().filter(|from| from.iter().any(|c| c == "rocky-b")).count();
@@ -447,7 +398,7 @@ async fn an_instance_stopped_past_its_lease_sends_nothing_more_when_it_wakes() {
     .await;
     // a wakes with six transfers in memory: it must see its lease has run out before it
     // sends another chunk.
-    signal(&a.child, libc::SIGCONT);
+    signal(&a.serve.0, libc::SIGCONT);
     wait_for(Duration::from_secs(60), "b to finish every job", || async {
         let done = jobs(&client, &b.base).await.iter().filter(|j| j["state"] == "succeeded").count();
         (done == 6).then_some(())

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use rocky::broker::free_port;
 use rocky::sim::{Fleet, FleetConfig, Verdict};
 use rocky::store::ScratchDatabase;
 use serde_json::{Value, json};
-use support::{Mosquitto, serve_command, test_image, wait_for};
+use support::{Instance, Mosquitto, test_image, wait_for};
 
 /// The PostgreSQL binaries of the newest version installed.
 fn postgres_bin() -> Option<PathBuf> {
@@ -131,27 +131,6 @@ async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
     body["jobs"].as_array().cloned().unwrap_or_default()
 }
 
-fn serve(name: &str, broker: &str, db: &ScratchDatabase, data: &Path) -> (std::process::Child, String) {
-    let config = data.join("rocky.toml");
-    let text = format!(
-        "[mqtt]\nclient_id = \"{name}\"\n\n[store]\nurl = \"{}\"\nlease_s = 30\n",
-        db.settings().url()
-    );
-    std::fs::write(&config, text).unwrap();
-    let port = free_port().unwrap();
-    let child = serve_command(broker, port, &config, data).spawn().expect("rocky serve starts");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_ride_out_a_postgres_restart_and_catch_up() {
     let Some(postgres) = PrivatePostgres::start() else { return };
@@ -161,16 +140,10 @@ async fn instances_ride_out_a_postgres_restart_and_catch_up() {
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
     let client = reqwest::Client::new();
     let url = broker.url().to_string();
-    let (da, dbdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a, a_base) = serve("rocky-a", &url, &db, da.path());
-    let (b, b_base) = serve("rocky-b", &url, &db, dbdir.path());
-    let (_a, _b) = (Killed(a), Killed(b));
-    for base in [&a_base, &b_base] {
-        wait_for(Duration::from_secs(30), "the instance to be healthy", || async {
-            (health(&client, base).await?.0 == StatusCode::OK).then_some(())
-        })
-        .await;
-    }
+    let (a, b) = (Instance::start("rocky-a", &url, &db, 30), Instance::start("rocky-b", &url, &db, 30));
+    a.wait_healthy(&client).await;
+    b.wait_healthy(&client).await;
+    let (a_base, b_base) = (a.base.clone(), b.base.clone());
     let image = test_image(24 * 1024, 5);
     let mut ids = Vec::new();
     // Four devices each, 24 chunks paced at 250 ms: about 6 s of sending, across the outage.

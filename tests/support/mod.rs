@@ -292,3 +292,37 @@ impl Drop for Serve {
         self.kill9();
     }
 }
+
+/// `rocky serve` sharing `db` with other instances: client id (and instance id) `name`, a lease
+/// of `lease_s`, its own data directory; killed (SIGKILL) on drop or with [`Instance::kill9`].
+pub struct Instance {
+    pub serve: Serve,
+    pub base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Instance {
+    pub fn start(name: &str, broker: &str, db: &rocky::store::ScratchDatabase, lease_s: u32) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[mqtt]\nclient_id = \"{name}\"\n\n[store]\nurl = \"{}\"\nlease_s = {lease_s}\n",
+            db.settings().url()
+        );
+        std::fs::write(data.path().join("test-config.toml"), config).unwrap();
+        let port = free_port().unwrap();
+        let serve = Serve::start(broker, port, data.path());
+        Self { serve, base: format!("http://127.0.0.1:{port}"), _data: data }
+    }
+
+    pub async fn wait_healthy(&self, client: &reqwest::Client) {
+        wait_for(Duration::from_secs(30), "the instance to be healthy", || async {
+            let response = client.get(format!("{}/healthz", self.base)).send().await.ok()?;
+            (response.status() == reqwest::StatusCode::OK).then_some(())
+        })
+        .await;
+    }
+
+    pub fn kill9(&mut self) {
+        self.serve.kill9();
+    }
+}

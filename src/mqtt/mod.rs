@@ -12,7 +12,7 @@ mod tls;
 mod url;
 
 pub use connection::{
-    BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, unique_client_id,
+    BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, random_u64, unique_client_id,
 };
 pub use failure::{Failure, FailureKind};
 pub use resolve::{HostLookup, UnknownHost, look_up_host, require_known_host};

@@ -40,7 +40,7 @@ impl Membership {
     /// restarted before its lease ran out), this waits for that lease to run out, up to twice
     /// its length, so the two never drive the same jobs.
     pub async fn join(reader: Reader, instance: &str, lease: Duration) -> Result<Arc<Self>, StoreError> {
-        let token = format!("{}-{:016x}", std::process::id(), random());
+        let token = format!("{}-{:016x}", std::process::id(), crate::mqtt::random_u64());
         let give_up = Instant::now() + lease * 2;
         let mut said = false;
         let sent = loop {
@@ -263,14 +263,4 @@ async fn heartbeat(membership: std::sync::Weak<Membership>, every: Duration) {
             state.problem = Some(problem);
         }
     }
-}
-
-/// 64 random-enough bits for a process token (the standard library's hasher seeds are random).
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()),
-    );
-    hasher.finish()
 }

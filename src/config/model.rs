@@ -77,6 +77,10 @@ pub struct JobsSection {
     pub progress_timeout_s: f64,
     /// Flow control: such stalls in a row before the job ends `timed_out`.
     pub progress_stalls: u32,
+    /// A job sent more than this many times its image's bytes ends `failed`.
+    pub max_send_factor: u32,
+    /// Flow control: a job whose device rewound this many times ends `failed`.
+    pub max_rewinds: u32,
 }
 
 impl Default for JobsSection {
@@ -92,6 +96,8 @@ impl Default for JobsSection {
             done_timeout_s: 60.0,
             progress_timeout_s: 10.0,
             progress_stalls: 5,
+            max_send_factor: 3,
+            max_rewinds: 16,
         }
     }
 }
@@ -279,6 +285,15 @@ impl Config {
         if jobs.request_attempts == 0 {
             return Err(Invalid { key: "jobs.request_attempts", reason: "must be at least 1".into() });
         }
+        if jobs.max_send_factor == 0 {
+            return Err(Invalid {
+                key: "jobs.max_send_factor",
+                reason: "must be at least 1 (each byte of the image is sent at least once)".into(),
+            });
+        }
+        if jobs.max_rewinds == 0 {
+            return Err(Invalid { key: "jobs.max_rewinds", reason: "must be at least 1".into() });
+        }
         Ok(Settings {
             max_active: jobs.max_active as usize,
             max_requests: jobs.max_requests as usize,
@@ -292,6 +307,8 @@ impl Config {
             hash_encoding: self.mqtt.hash_encoding,
             progress_timeout: seconds("jobs.progress_timeout_s", jobs.progress_timeout_s)?,
             progress_stalls: jobs.progress_stalls,
+            max_send_factor: jobs.max_send_factor,
+            max_rewinds: jobs.max_rewinds,
         })
     }
 

@@ -262,3 +262,98 @@ fn a_finished_device_paced_job_reads_the_same_after_a_restart() {
     );
     assert_eq!((after.chunks_done, after.chunks_confirmed), (4, Some(4)));
 }
+
+/// A device that confirms a few chunks and then rewinds to 1, over and over (issue 20, A3).
+fn rewind_loop(h: &mut Harness, id: JobId, device: &str, rounds: usize) {
+    for _ in 0..rounds {
+        if h.state(id).is_final() {
+            return;
+        }
+        h.respond(device, id, progress(3));
+        h.drain();
+        h.respond(device, id, progress(1));
+        h.drain();
+    }
+}
+
+#[test]
+fn a_device_that_keeps_rewinding_ends_failed_after_max_rewinds_said_once() {
+    let mut s = settings();
+    s.max_rewinds = 4;
+    s.max_send_factor = 1000;
+    let mut h = Harness::new(s);
+    let (id, _) = paced(&mut h, 10, 4);
+    rewind_loop(&mut h, id, "d", 50);
+    assert_eq!(h.state(id), JobState::Failed);
+    let error = h.engine.job(id).unwrap().error.unwrap();
+    assert!(error.contains("rewound 4 times") && error.contains("jobs.max_rewinds"), "{error}");
+    let rewind_notes = notes(&h).iter().filter(|n| n.contains("rewound")).count();
+    assert_eq!(rewind_notes, 1, "the first rewind is said, the rest counted: {:?}", notes(&h));
+}
+
+#[test]
+fn a_job_sent_more_than_max_send_factor_times_its_image_ends_failed() {
+    let mut s = settings();
+    s.max_send_factor = 3;
+    s.max_rewinds = 1000;
+    let mut h = Harness::new(s);
+    let (id, _) = paced(&mut h, 10, 4);
+    rewind_loop(&mut h, id, "d", 1000);
+    assert_eq!(h.state(id), JobState::Failed);
+    let view = h.engine.job(id).unwrap();
+    assert!(view.bytes_sent <= 3 * 10 * 64, "never more than 3× the image: {}", view.bytes_sent);
+    assert!(view.bytes_sent > 2 * 10 * 64, "the budget was used before giving up: {}", view.bytes_sent);
+    let error = view.error.unwrap();
+    assert!(error.contains("3× the 640-byte image") && error.contains("jobs.max_send_factor"), "{error}");
+}
+
+#[test]
+fn a_pushed_job_resent_after_reconnects_is_bounded_too() {
+    let mut s = settings();
+    s.max_send_factor = 2;
+    let mut h = Harness::new(s);
+    let id = h.submit("d", 10 * 64);
+    h.drain();
+    for _ in 0..10 {
+        if h.state(id).is_final() {
+            break;
+        }
+        h.respond("d", id, ACK);
+        for _ in 0..6 {
+            h.engine.poll_publish(h.now);
+        }
+        // The broker drops and returns mid-transfer: the device asks from chunk 1 again.
+        h.engine.set_connected(false, h.now);
+        h.engine.set_connected(true, h.now);
+        h.drain();
+    }
+    assert_eq!(h.state(id), JobState::Failed, "{:?}", h.engine.job(id).unwrap().error);
+    assert!(h.engine.job(id).unwrap().bytes_sent <= 2 * 10 * 64);
+}
+
+#[test]
+fn a_rewinding_job_gives_its_slot_to_a_waiting_one() {
+    let mut s = settings();
+    s.max_active = 1;
+    let mut h = Harness::new(s);
+    let (bad, _) = paced(&mut h, 10, 4);
+    let good = h.submit("good", 2 * 64);
+    h.drain();
+    h.respond("good", good, ack(1, 4));
+    assert!(chunk_ids(&h.drain()).is_empty(), "the only slot is the rewinding job's");
+    assert_eq!(h.state(good), JobState::Requesting);
+    h.respond("d", bad, progress(3));
+    h.drain();
+    h.respond("d", bad, progress(1));
+    assert_eq!(chunk_ids(&h.drain()), vec![1, 2], "the waiting job starts at once");
+    assert_eq!(h.state(good), JobState::Transferring);
+    assert_eq!(h.state(bad), JobState::Requesting, "the rewinder waits for a slot again");
+    h.respond("good", good, progress(3));
+    h.drain();
+    h.respond("good", good, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(good), JobState::Succeeded);
+    // Then the rewinder resumes from where the device said it is.
+    let resumed = chunk_ids(&h.drain());
+    assert_eq!(resumed, vec![1, 2, 3, 4], "{resumed:?}");
+    assert_eq!(h.state(bad), JobState::Transferring);
+}

@@ -142,6 +142,11 @@ pub(super) struct Job {
     pub progress_due: Option<Instant>,
     /// Flow control: progress deadlines passed in a row.
     pub stalls: u32,
+    /// Bytes sent for this job since this process took it on (a restart starts afresh): what
+    /// `max_send_factor` bounds, so a device cannot have its image sent forever.
+    pub sent_here: u64,
+    /// Flow control: times the device rewound (FOTA_PROGRESS below what it had confirmed).
+    pub rewinds: u32,
 }
 
 impl Job {

@@ -98,6 +98,8 @@ impl Model {
             hash_encoding: HashEncoding::Array,
             progress_timeout: Duration::from_secs(3),
             progress_stalls: 3,
+            max_send_factor: 3,
+            max_rewinds: 16,
         };
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());

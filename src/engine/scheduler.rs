@@ -231,6 +231,8 @@ impl Engine {
             highest_sent: 0,
             progress_due: None,
             stalls: 0,
+            sent_here: 0,
+            rewinds: 0,
         };
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
@@ -282,6 +284,8 @@ impl Engine {
             highest_sent: restored.chunks_done,
             progress_due: None,
             stalls: 0,
+            sent_here: 0,
+            rewinds: 0,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -721,9 +725,15 @@ impl Engine {
         let chunk_id = job.next_chunk;
         let payload = job.image.chunk(job.chunk_size, chunk_id)?;
         let len = payload.len() as u32;
+        let budget = job.image.size().saturating_mul(u64::from(self.settings.max_send_factor.max(1)));
+        if job.sent_here + u64::from(len) > budget {
+            self.send_budget_spent(id, now);
+            return None;
+        }
         job.next_chunk += 1;
         job.highest_sent = job.highest_sent.max(chunk_id);
         job.bytes_sent += u64::from(len);
+        job.sent_here += u64::from(len);
         let total = job.total_chunks;
         let device = job.device.clone();
         let publish = Publish {
@@ -814,7 +824,24 @@ impl Engine {
         }
     }
 
-    /// Ends a job, frees its device and slot, and starts whatever was waiting.
+    /// The job would send more than `max_send_factor` times its image: the device keeps asking
+    /// for what it was sent already (rewinds, stalls, resends). It ends `failed`, said once,
+    /// and its slot goes to a job that will finish.
+    fn send_budget_spent(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let factor = self.settings.max_send_factor.max(1);
+        let detail = format!(
+            "stopped after sending {} bytes, {factor}× the {}-byte image (jobs.max_send_factor): the device \
+             kept asking for chunks it had been sent ({} rewinds, confirmed {} of {} chunks)",
+            job.sent_here,
+            job.image.size(),
+            job.rewinds,
+            job.confirmed.saturating_sub(1),
+            job.total_chunks
+        );
+        self.finish(id, JobState::Failed, Some(detail), now);
+    }
+
     /// Keeps the code of a device's coded reason, so what reads the job (a rollout deciding
     /// whether "busy" means try later) need not go by the words.
     fn set_reason_code(&mut self, id: JobId, reason: Option<&Reason>) {
@@ -823,6 +850,7 @@ impl Engine {
         }
     }
 
+    /// Ends a job, frees its device and slot, and starts whatever was waiting.
     fn finish(&mut self, id: JobId, state: JobState, error: Option<String>, now: Instant) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         let was_active = job.state.is_active();

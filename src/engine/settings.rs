@@ -31,6 +31,12 @@ pub struct Settings {
     pub progress_timeout: Duration,
     /// Flow control: progress deadlines passed in a row after which the job ends `timed_out`.
     pub progress_stalls: u32,
+    /// A job that has been sent more than this many times its image's bytes (rewinds,
+    /// go-back-N, resends after reconnects) ends `failed`: a device must not be able to hold a
+    /// transfer slot and the broker's bandwidth forever by asking for the same chunks again.
+    pub max_send_factor: u32,
+    /// Flow control: rewinds after which the job ends `failed`.
+    pub max_rewinds: u32,
 }
 
 impl Default for Settings {
@@ -47,6 +53,8 @@ impl Default for Settings {
             hash_encoding: HashEncoding::Array,
             progress_timeout: Duration::from_secs(10),
             progress_stalls: 5,
+            max_send_factor: 3,
+            max_rewinds: 16,
         }
     }
 }

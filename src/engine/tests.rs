@@ -37,6 +37,8 @@ pub(super) fn settings() -> Settings {
         hash_encoding: HashEncoding::Array,
         progress_timeout: Duration::from_secs(10),
         progress_stalls: 5,
+        max_send_factor: 3,
+        max_rewinds: 16,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::super::job::Job;
 use super::super::timers::TimerKind;
-use super::{Engine, Event, JobId, JobState};
+use super::{Ack, Engine, Event, JobId, JobState};
 use crate::protocol::{CommandType, DeviceId};
 
 /// Whether the job may send its next chunk now: always when pushed; under flow control only
@@ -59,15 +59,22 @@ impl Engine {
             job.window = Some(window);
         }
         let total = job.total_chunks;
-        let note = if next < job.confirmed {
-            // A rewind: the device lost what it held from `next` on.
-            let note =
-                format!("device rewound to chunk {next} (it had confirmed up to {})", job.confirmed - 1);
+        let rewound = next < job.confirmed;
+        let note = if rewound {
+            // A rewind: the device lost what it held from `next` on. The first is said on the
+            // timeline; the rest are counted, since a device can rewind as often as it likes.
+            job.rewinds += 1;
+            let note = (job.rewinds == 1).then(|| {
+                format!(
+                    "device rewound to chunk {next} (it had confirmed up to {}); further rewinds are counted",
+                    job.confirmed - 1
+                )
+            });
             job.confirmed = next;
             job.next_chunk = next;
             job.stalls = 0;
             job.progress_due = None;
-            Some(note)
+            note
         } else if next > job.confirmed {
             job.confirmed = next;
             job.stalls = 0;
@@ -78,9 +85,23 @@ impl Engine {
         } else {
             None // a repeat: it repairs a lost FOTA_PROGRESS, or reopens the window
         };
-        let device = job.device.clone();
+        let (device, rewinds) = (job.device.clone(), job.rewinds);
         if let Some(text) = note {
             self.events.push_back((now, Event::Note { job: id, device, text }));
+        }
+        if rewound {
+            let limit = self.settings.max_rewinds.max(1);
+            if rewinds >= limit {
+                let detail = format!(
+                    "the device rewound {rewinds} times (jobs.max_rewinds): it keeps losing what it was sent"
+                );
+                self.finish(id, JobState::Failed, Some(detail), now);
+                return;
+            }
+            if !self.awaiting_slot.is_empty() {
+                self.yield_slot(id, now);
+                return;
+            }
         }
         let Some(job) = self.jobs.get_mut(&id) else { return };
         if job.confirmed > total {
@@ -133,5 +154,26 @@ impl Engine {
         if job.paced_until.is_none() {
             self.queue_send(id);
         }
+    }
+
+    /// A rewinding job gives its transfer slot to the oldest job waiting for one and waits at
+    /// the back of that queue, resuming from where the device says it is: a device that keeps
+    /// losing what it was sent cannot keep healthy jobs from starting.
+    fn yield_slot(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let ack = Ack { next_chunk: Some(job.confirmed), window: job.window };
+        job.progress_due = None;
+        job.paced_until = None;
+        job.deadline = None;
+        self.sending.retain(|sending| *sending != id);
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.in_sending = false;
+        }
+        self.transferring = self.transferring.saturating_sub(1);
+        self.requesting += 1;
+        let detail = "device rewound while other jobs wait for a transfer slot: it waits for one again";
+        self.transition(id, JobState::Requesting, Some(detail.into()), now);
+        self.awaiting_slot.push_back((id, ack));
+        self.promote(now);
     }
 }

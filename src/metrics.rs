@@ -51,6 +51,10 @@ struct Inner {
     responses: Family<TypeLabel, Counter>,
     ignored: Counter,
     undecodable: Counter,
+    unsolicited: Counter,
+    foreign_commands: Counter,
+    foreign_devices: Counter,
+    delivery_stalls: Counter,
     event_clients: Gauge,
     image_bytes_held: Gauge,
     image_bytes_cached: Gauge,
@@ -118,6 +122,30 @@ impl Metrics {
             "Frames on a response topic that did not decode",
             undecodable.clone(),
         );
+        let unsolicited = Counter::default();
+        registry.register(
+            "responses_unsolicited",
+            "Responses from devices with no job from this Rocky (counted, never added to the inventory)",
+            unsolicited.clone(),
+        );
+        let foreign_commands = Counter::default();
+        registry.register(
+            "foreign_commands",
+            "Commands on a device's command topic that this Rocky did not send (another publisher)",
+            foreign_commands.clone(),
+        );
+        let foreign_devices = Counter::default();
+        registry.register(
+            "foreign_command_devices",
+            "Devices on whose command topic another publisher was first seen",
+            foreign_devices.clone(),
+        );
+        let delivery_stalls = Counter::default();
+        registry.register(
+            "delivery_stalls",
+            "Times the broker stopped delivering to Rocky (its own probe did not come back) and Rocky reconnected",
+            delivery_stalls.clone(),
+        );
         let event_clients = Gauge::default();
         registry.register("event_clients", "Clients connected to /events", event_clients.clone());
         let image_bytes_held = Gauge::default();
@@ -148,6 +176,10 @@ impl Metrics {
                 responses,
                 ignored,
                 undecodable,
+                unsolicited,
+                foreign_commands,
+                foreign_devices,
+                delivery_stalls,
                 event_clients,
                 image_bytes_held,
                 image_bytes_cached,
@@ -201,6 +233,23 @@ impl Metrics {
 
     pub fn undecodable(&self) {
         self.inner.undecodable.inc();
+    }
+
+    /// A response from a device that has no job from this Rocky.
+    pub fn unsolicited(&self) {
+        self.inner.unsolicited.inc();
+    }
+
+    /// A command this Rocky did not send; `first_for_device` when it is the first on that device.
+    pub fn foreign_command(&self, first_for_device: bool) {
+        self.inner.foreign_commands.inc();
+        if first_for_device {
+            self.inner.foreign_devices.inc();
+        }
+    }
+
+    pub fn delivery_stall(&self) {
+        self.inner.delivery_stalls.inc();
     }
 
     pub fn finished(&self, state: JobState) {

@@ -556,6 +556,12 @@ impl Engine {
         self.jobs.get(&id).map(Job::view)
     }
 
+    /// Whether job `id` is one this engine holds for `device` (in any state): what tells a
+    /// device's answer, or a command seen on its topic, from one nobody here asked for.
+    pub fn has_job_for(&self, id: JobId, device: &DeviceId) -> bool {
+        self.jobs.get(&id).is_some_and(|job| &job.device == device)
+    }
+
     /// Every job, oldest first.
     pub fn jobs(&self) -> impl Iterator<Item = JobView> + '_ {
         self.jobs.values().map(Job::view)

@@ -475,7 +475,14 @@ impl Driver {
         match (device, decoded) {
             (Some(device), Ok(response)) => {
                 self.metrics.response(response.command_type());
-                self.inventory.seen(&device, self.clock.unix_ms(now));
+                // Only an answer to a job Rocky sent that device marks it seen: made-up ids
+                // from any broker client are counted, never stored, so they cannot take the
+                // inventory's room from the operator.
+                if self.engine.has_job_for(response.job_id, &device) {
+                    self.inventory.seen(&device, self.clock.unix_ms(now));
+                } else {
+                    self.metrics.unsolicited();
+                }
                 self.engine.handle_response(&device, response, now)
             }
             (Some(device), Err(error)) => {

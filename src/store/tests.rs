@@ -30,13 +30,28 @@ on_both_backends!(jobs_round_trip, jobs_round_trip_and_ids_are_never_reused);
 on_both_backends!(rollout_rows, a_rollout_change_writes_its_head_and_only_the_devices_that_changed);
 on_both_backends!(device_columns, devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns);
 on_both_backends!(flush_batches, a_big_flush_lands_whole_and_timelines_keep_their_order);
+on_both_backends!(random_start, a_new_store_numbers_its_jobs_from_a_random_point);
+
+/// Two Rockys with stores of their own on one broker must not number their jobs alike (issue
+/// 20, A4): a new store's ids start at a random point below 2^31, and 2^31 ids remain after it.
+async fn a_new_store_numbers_its_jobs_from_a_random_point(store: &Store) {
+    let (jobs, start) = store.load().await.unwrap();
+    assert!(jobs.is_empty());
+    assert!(start < (1 << 31), "{start}");
+    let other = open_sqlite();
+    let other_start = other.store.load().await.unwrap().1;
+    assert_ne!(start, other_start, "two new stores drew the same start (a 1 in 2^31 chance)");
+    let ids = store.create(vec![new_job(start + 1, "a")]).await.unwrap();
+    assert_eq!(store.load().await.unwrap().1, ids[0], "ids go on from the start");
+}
 use crate::engine::JobState;
 
 async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
-    let ids = store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
+    let start = store.load().await.unwrap().1;
+    let ids = store.create(vec![new_job(start + 1, "a"), new_job(start + 2, "b")]).await.unwrap();
     let (first, second) = (ids[0], ids[1]);
     assert!(first < second, "ids in the order given: {ids:?}");
-    assert!(store.images().path(new_job(1, "a").image.sha256()).is_file(), "image kept by content");
+    assert!(store.images().path(new_job(start + 1, "a").image.sha256()).is_file(), "image kept by content");
     let mut record = store.load().await.unwrap().0.remove(0);
     assert_eq!((record.id, record.device_id.as_str()), (first, "a"));
     record.state = JobState::Succeeded;
@@ -272,7 +287,8 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
 /// timeline keeps the order it was given in, and entries for a job deleted in the same flush
 /// are dropped with it.
 async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
-    let jobs: Vec<NewJob> = (1..=2000).map(|id| new_job(id, &format!("dev-{id}"))).collect();
+    let start = store.load().await.unwrap().1;
+    let jobs: Vec<NewJob> = (start + 1..=start + 2000).map(|id| new_job(id, &format!("dev-{id}"))).collect();
     let ids = store.create(jobs).await.unwrap();
     let (last_id, second_last) = (ids[1999], ids[1998]);
     let (mut records, _) = store.load().await.unwrap();

@@ -132,6 +132,13 @@ const MIGRATIONS: &[&str] = &[
             RETURN NEW;
         END $$;
      CREATE INDEX jobs_by_change_time ON jobs(changed_at);",
+    // 7: a store that never gave an id starts its ids at a random point below 2^31, so two
+    // Rockys with stores of their own on one broker do not number their jobs alike (a device's
+    // answer to one's job 1 must not complete the other's).
+    "UPDATE rocky_meta SET value = floor(random() * 2147483646)::bigint
+        WHERE key = 'last_job_id' AND value = 0 AND NOT EXISTS (SELECT 1 FROM jobs);
+     SELECT setval('job_ids', value + 1, false) FROM rocky_meta
+        WHERE key = 'last_job_id' AND value > 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -89,6 +89,11 @@ const MIGRATIONS: &[&str] = &[
                                          '$.plan.devices', json('[]'));",
     // 6: the reason code a device gave, so a rollout knows "busy" by its code after a restart.
     "ALTER TABLE jobs ADD COLUMN reason_code INTEGER;",
+    // 7: a store that never gave an id starts its ids at a random point below 2^31, so two
+    // Rockys with stores of their own on one broker do not number their jobs alike (a device's
+    // answer to one's job 1 must not complete the other's).
+    "UPDATE meta SET value = abs(random() % 2147483646)
+        WHERE key = 'last_job_id' AND value = 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -85,8 +85,8 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
             Received::Event(envelope) => envelope,
         };
         match &envelope.event {
-            // The rollout task logs its own changes.
-            RuntimeEvent::Connection(_) | RuntimeEvent::Rollout(_) => {}
+            // The rollout task logs its own changes, the driver its alerts.
+            RuntimeEvent::Connection(_) | RuntimeEvent::Rollout(_) | RuntimeEvent::Alert(_) => {}
             RuntimeEvent::Engine(Event::Created(job)) => {
                 tracing::info!(job = job.id, device = %job.device, image = job.image.name(), "job created")
             }

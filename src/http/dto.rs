@@ -30,6 +30,7 @@ pub fn event_json(received: &Received, clock: &Clock) -> (&'static str, Value) {
         }
         RuntimeEvent::Connection(state) => ("connection", json!(state)),
         RuntimeEvent::Rollout(notice) => ("rollout", json!(notice)),
+        RuntimeEvent::Alert(alert) => ("alert", json!(alert)),
     };
     if let Value::Object(map) = &mut body {
         map.insert("seq".into(), json!(envelope.seq));

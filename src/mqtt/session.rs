@@ -18,8 +18,9 @@ pub enum Incoming {
     ConnAck {
         receive_maximum: Option<u16>,
     },
-    /// The answer to the subscription: `Err` with the broker's refusal in words.
-    SubAck(Result<(), String>),
+    /// The answer to a subscription, one result per filter in the order asked: `Err` with the
+    /// broker's refusal in words.
+    SubAck(Vec<Result<(), String>>),
     Publish {
         topic: String,
         payload: Bytes,
@@ -62,16 +63,27 @@ impl Publisher {
         }
     }
 
-    /// Subscribes at QoS 1. Under MQTT 5 retained messages are never forwarded: a response
-    /// is news or nothing, and a retained one left on the broker could only be stale or hostile.
-    pub async fn subscribe(&self, filter: &str) -> Result<(), String> {
+    /// Subscribes to `filters` at QoS 1 in one SUBSCRIBE (its SUBACK answers each in order).
+    /// Under MQTT 5 retained messages are never forwarded: a response is news or nothing, and a
+    /// retained one left on the broker could only be stale or hostile.
+    pub async fn subscribe(&self, filters: &[String]) -> Result<(), String> {
         match self {
-            Self::V311(client) => client.subscribe(filter, QoS::AtLeastOnce).await.map_err(|e| e.to_string()),
+            Self::V311(client) => client
+                .subscribe_many(
+                    filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+                )
+                .await
+                .map_err(|e| e.to_string()),
             Self::V5(client) => {
-                let mut f =
-                    rumqttc::v5::mqttbytes::v5::Filter::new(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce);
-                f.retain_forward_rule = rumqttc::v5::mqttbytes::v5::RetainForwardRule::Never;
-                client.subscribe_many([f]).await.map_err(|e| e.to_string())
+                let filters = filters.iter().map(|filter| {
+                    let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(
+                        filter.clone(),
+                        rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    );
+                    f.retain_forward_rule = rumqttc::v5::mqttbytes::v5::RetainForwardRule::Never;
+                    f
+                });
+                client.subscribe_many(filters).await.map_err(|e| e.to_string())
             }
         }
     }
@@ -142,13 +154,17 @@ fn from_v311_event(event: rumqttc::Event) -> Incoming {
     use rumqttc::{Event, Packet, SubscribeReasonCode};
     match event {
         Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck { receive_maximum: None },
-        Event::Incoming(Packet::SubAck(ack)) => {
-            if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
-                Incoming::SubAck(Err("the broker refused the subscription (check its ACL)".to_owned()))
-            } else {
-                Incoming::SubAck(Ok(()))
-            }
-        }
+        Event::Incoming(Packet::SubAck(ack)) => Incoming::SubAck(
+            ack.return_codes
+                .iter()
+                .map(|code| match code {
+                    SubscribeReasonCode::Failure => {
+                        Err("the broker refused the subscription (check its ACL)".to_owned())
+                    }
+                    SubscribeReasonCode::Success(_) => Ok(()),
+                })
+                .collect(),
+        ),
         Event::Incoming(Packet::Publish(p)) => {
             Incoming::Publish { topic: p.topic, payload: p.payload, qos: p.qos as u8 }
         }
@@ -166,19 +182,19 @@ fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
             Incoming::ConnAck { receive_maximum: ack.properties.and_then(|p| p.receive_max) }
         }
         Event::Incoming(Packet::SubAck(ack)) => {
-            match ack.return_codes.iter().find(|c| !matches!(c, SubscribeReasonCode::Success(_))) {
-                Some(code) => {
-                    let why = ack
-                        .properties
-                        .and_then(|p| p.reason_string)
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default();
-                    Incoming::SubAck(Err(format!(
-                        "the broker refused the subscription ({code:?}{why}; check its ACL)"
-                    )))
-                }
-                None => Incoming::SubAck(Ok(())),
-            }
+            let why =
+                ack.properties.and_then(|p| p.reason_string).map(|r| format!(": {r}")).unwrap_or_default();
+            Incoming::SubAck(
+                ack.return_codes
+                    .iter()
+                    .map(|code| match code {
+                        SubscribeReasonCode::Success(_) => Ok(()),
+                        code => {
+                            Err(format!("the broker refused the subscription ({code:?}{why}; check its ACL)"))
+                        }
+                    })
+                    .collect(),
+            )
         }
         Event::Incoming(Packet::Publish(p)) => Incoming::Publish {
             // A topic that is not UTF-8 cannot match Rocky's topics; keep it readable anyway.

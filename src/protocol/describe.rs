@@ -50,6 +50,7 @@ pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
         Some(TopicKind::Data(device, chunk)) => {
             format!("data → {device} chunk {chunk} ({} B)", payload.len())
         }
+        Some(TopicKind::Probe(name)) => format!("delivery probe of {name} ({} B)", payload.len()),
         None => format!("{topic} ({} B) {}", payload.len(), hex_preview(payload)),
     }
 }

@@ -18,6 +18,9 @@ pub enum TopicKind {
     CmdResp(DeviceId),
     /// `{prefix}/data/{device}/{chunk}`: one raw firmware chunk.
     Data(DeviceId, u32),
+    /// `{prefix}/cmd/$probe-{name}`: a Rocky's delivery probe (no device id starts with `$`,
+    /// so it can never be a device's command topic).
+    Probe(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +30,9 @@ pub enum TopicError {
 }
 
 pub const DEFAULT_PREFIX: &str = "/fota";
+
+/// What a delivery probe's topic level starts with: `$`, which no device id may start with.
+const PROBE_PREFIX: &str = "$probe-";
 
 impl Default for Topics {
     fn default() -> Self {
@@ -64,6 +70,22 @@ impl Topics {
         format!("{}/cmd_resp/+", self.prefix)
     }
 
+    /// The filter for every device's commands: Rocky watches it for commands it did not send,
+    /// and its own delivery probe comes back on it.
+    pub fn cmd_filter(&self) -> String {
+        format!("{}/cmd/+", self.prefix)
+    }
+
+    /// The topic of the delivery probe of the Rocky whose client id is `client_id` (characters
+    /// outside `[A-Za-z0-9_-]` become `_`, so any client id makes one plain topic level).
+    pub fn probe(&self, client_id: &str) -> String {
+        let name: String = client_id
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
+        format!("{}/cmd/{PROBE_PREFIX}{name}", self.prefix)
+    }
+
     /// The filter a simulated device subscribes to for its commands and chunks.
     pub fn device_filters(&self, device: &DeviceId) -> [String; 2] {
         [self.cmd(device), format!("{}/data/{}/+", self.prefix, device)]
@@ -75,7 +97,11 @@ impl Topics {
         let rest = topic.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
         let (kind, rest) = rest.split_once('/')?;
         match kind {
-            "cmd" => Some(TopicKind::Cmd(DeviceId::parse(rest).ok()?)),
+            "cmd" => match rest.strip_prefix(PROBE_PREFIX) {
+                Some(name) if !name.contains('/') => Some(TopicKind::Probe(name.to_owned())),
+                Some(_) => None,
+                None => Some(TopicKind::Cmd(DeviceId::parse(rest).ok()?)),
+            },
             "cmd_resp" => Some(TopicKind::CmdResp(DeviceId::parse(rest).ok()?)),
             "data" => {
                 let (device, chunk) = rest.rsplit_once('/')?;
@@ -110,6 +136,16 @@ mod tests {
         assert_eq!(t.data(&dev("dev-07"), 1), "/fota/data/dev-07/1");
         assert_eq!(t.data(&dev("d"), 4_000_000_000), "/fota/data/d/4000000000");
         assert_eq!(t.cmd_resp_filter(), "/fota/cmd_resp/+");
+        assert_eq!(t.cmd_filter(), "/fota/cmd/+");
+        assert_eq!(t.probe("rocky-h/1+#"), "/fota/cmd/$probe-rocky-h_1__");
+    }
+
+    #[test]
+    fn a_probe_topic_is_never_a_device_topic() {
+        let t = Topics::default();
+        assert_eq!(t.parse(&t.probe("rocky-a")), Some(TopicKind::Probe("rocky-a".into())));
+        assert_eq!(t.parse("/fota/cmd/$probe-a/b"), None);
+        assert_eq!(t.parse("/fota/cmd/$other"), None);
     }
 
     #[test]

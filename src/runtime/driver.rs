@@ -63,6 +63,12 @@ pub struct Driver {
     /// that was stopped (or starved) past its lease must not send one more chunk before the
     /// claims task notices, because another instance may drive those jobs by now.
     pub membership: Option<Arc<crate::store::Membership>>,
+    /// Rocky's own message through the broker and back: proof that answers still arrive.
+    pub probe: super::probe::DeliveryProbe,
+    /// Asks the messenger for a clean session (why, in words) when the probe does not return.
+    pub restart: mpsc::Sender<String>,
+    /// Commands seen on devices' topics that this Rocky may not have sent.
+    pub commands: super::command_watch::CommandWatch,
 }
 
 impl Driver {
@@ -72,7 +78,11 @@ impl Driver {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump().await;
-            let wake = self.engine.next_wakeup().map(tokio::time::Instant::from_std);
+            let wake = [self.engine.next_wakeup(), self.probe.next_wakeup(), self.commands.next_wakeup()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = flush.tick(), if self.persistence.is_some() => {
                     if let Some(persistence) = self.persistence.as_mut() {
@@ -128,6 +138,8 @@ impl Driver {
         let now = self.clock.now();
         self.gate(now);
         self.engine.tick(now);
+        self.check_delivery(now).await;
+        self.judge_commands(now);
         while self.outstanding < self.window {
             let Some(publish) = self.engine.poll_publish(now) else { break };
             self.send(publish).await;
@@ -225,6 +237,72 @@ impl Driver {
         match self.publisher.publish(publish.topic, publish.payload).await {
             Ok(()) => self.outstanding += 1,
             Err(e) => tracing::error!(error = %e, "publish could not be queued"),
+        }
+    }
+
+    /// Sends the delivery probe when it is due, and when it has not come back in time says
+    /// the broker stopped delivering (health, log, console) and has the messenger start a
+    /// clean session.
+    async fn check_delivery(&mut self, now: Instant) {
+        if let Some(waited) = self.probe.overdue(now) {
+            let reason = format!(
+                "the broker stopped delivering messages to Rocky: its own delivery probe did not come back \
+                 within {} s, so device answers are not arriving either (a broker that drops oversized \
+                 messages for Rocky can use up its in-flight quota); reconnecting with a clean session",
+                waited.as_secs()
+            );
+            self.broker_up = false;
+            self.outstanding = 0;
+            self.gate(now);
+            self.connection = ConnectionState::Disconnected { reason: reason.clone() };
+            self.emit(SystemTime::now(), RuntimeEvent::Connection(self.connection.clone()));
+            self.emit(
+                SystemTime::now(),
+                RuntimeEvent::Alert(super::Alert { device: None, text: reason.clone() }),
+            );
+            let _ = self.restart.try_send(reason);
+            return;
+        }
+        if self.outstanding < self.window
+            && let Some((topic, payload)) = self.probe.due(now)
+        {
+            match self.publisher.publish(topic, payload).await {
+                Ok(()) => self.outstanding += 1,
+                Err(e) => tracing::error!(error = %e, "the delivery probe could not be queued"),
+            }
+        }
+    }
+
+    /// Commands on devices' topics that are still nobody's here after the grace: said once
+    /// per device (log, console, `/metrics`), counted always.
+    fn judge_commands(&mut self, now: Instant) {
+        let table = self.table.clone();
+        let known = |job: JobId, device: &crate::protocol::DeviceId| {
+            table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
+        };
+        let found = self.commands.due(now, known);
+        self.report_foreign(found);
+    }
+
+    fn report_foreign(&mut self, found: Vec<super::command_watch::Foreign>) {
+        for foreign in found {
+            self.metrics.foreign_command(foreign.first);
+            if !foreign.first {
+                continue;
+            }
+            let job = foreign.job.map_or("an undecodable command".to_owned(), |job| format!("job {job}"));
+            let topic = self.engine.topics().cmd(&foreign.device);
+            let text = format!(
+                "another publisher commands device {} ({job} on {topic}, which this Rocky did not send): \
+                 another Rocky with its own store on this broker, or a stranger; its answers may complete \
+                 the wrong job",
+                foreign.device
+            );
+            tracing::warn!(device = %foreign.device, job = ?foreign.job, %topic, "{text}");
+            self.emit(
+                SystemTime::now(),
+                RuntimeEvent::Alert(super::Alert { device: Some(foreign.device), text }),
+            );
         }
     }
 
@@ -426,6 +504,7 @@ impl Driver {
                         // A clean session drops whatever was in flight; the engine re-sends.
                         self.outstanding = 0;
                         self.broker_up = false;
+                        self.probe.stop();
                         self.gate(now);
                     }
                     _ => {}
@@ -441,6 +520,8 @@ impl Driver {
                 self.publisher = publisher;
                 self.outstanding = 0;
             }
+            FromBroker::Watching(true) => self.probe.start(now),
+            FromBroker::Watching(false) => self.probe.stop(),
             FromBroker::Message { topic, payload, qos } => self.handle_message(topic, payload, qos, now),
             FromBroker::Stopped => {}
         }
@@ -449,6 +530,13 @@ impl Driver {
     fn handle_message(&mut self, topic: String, payload: bytes::Bytes, qos: u8, now: Instant) {
         let device = match self.engine.topics().parse(&topic) {
             Some(TopicKind::CmdResp(device)) => Some(device),
+            Some(TopicKind::Probe(name)) => {
+                if !self.probe.echoed(&name, &payload, now) {
+                    tracing::debug!(%topic, "another Rocky's delivery probe");
+                }
+                return;
+            }
+            Some(TopicKind::Cmd(device)) => return self.command_seen(topic, device, payload, qos, now),
             _ => None,
         };
         let decoded = decode_response(&payload);
@@ -493,6 +581,48 @@ impl Driver {
             }
             (None, _) => tracing::debug!(%topic, "message on an unexpected topic ignored"),
         }
+    }
+
+    /// A command on a device's topic: this Rocky's own coming back (nothing to do), or one it
+    /// may not have sent, which is shown as traffic and looked at again after the grace.
+    fn command_seen(
+        &mut self,
+        topic: String,
+        device: crate::protocol::DeviceId,
+        payload: bytes::Bytes,
+        qos: u8,
+        now: Instant,
+    ) {
+        let job = crate::protocol::decode_command(&payload).ok().map(|command| command.job_id);
+        let known = |job: JobId, device: &crate::protocol::DeviceId| {
+            self.engine.has_job_for(job, device)
+                || self.table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
+        };
+        if job.is_some_and(|job| known(job, &device)) {
+            return;
+        }
+        if self.has_subscribers() {
+            let preview = bytes::Bytes::copy_from_slice(&payload[..payload.len().min(MAX_TRAFFIC_PAYLOAD)]);
+            let traffic = Traffic {
+                direction: TrafficDirection::In,
+                text: describe(self.engine.topics(), &topic, &payload),
+                size: payload.len(),
+                job,
+                decode_error: job.is_none(),
+                device: Some(device.clone()),
+                topic,
+                qos,
+                payload: preview,
+                chunk: None,
+            };
+            self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
+        }
+        let table = self.table.clone();
+        let known = |job: JobId, device: &crate::protocol::DeviceId| {
+            table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
+        };
+        let judged = self.commands.unrecognised(device, job, now, known);
+        self.report_foreign(judged);
     }
 
     fn has_subscribers(&self) -> bool {

@@ -34,6 +34,17 @@ pub enum RuntimeEvent {
     Connection(ConnectionState),
     /// A rollout changed state.
     Rollout(RolloutNotice),
+    /// Something the operator must hear of that is no job's (another publisher commands a
+    /// device, the broker stopped delivering): said once, shown by the console as an alarm.
+    Alert(Alert),
+}
+
+/// What [`RuntimeEvent::Alert`] says (`/events` sends it as `alert`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Alert {
+    /// The device it concerns, if one.
+    pub device: Option<DeviceId>,
+    pub text: String,
 }
 
 /// A rollout's change of state, with why (`/events` sends it as `rollout`).

@@ -39,6 +39,9 @@ pub enum FromBroker {
     },
     /// The broker acknowledged one of our QoS 1 publishes.
     PubAck,
+    /// Whether the command filter was granted: the delivery probe and the watch for commands
+    /// Rocky did not send work only then.
+    Watching(bool),
     /// The messenger has stopped for good.
     Stopped,
 }
@@ -51,8 +54,14 @@ pub struct Messenger {
     capacity: usize,
     inflight: u16,
     to_driver: mpsc::Sender<FromBroker>,
-    filter: String,
+    /// Every device's responses (required), then every device's commands (watched for
+    /// commands Rocky did not send; its delivery probe comes back on it too).
+    filters: [String; 2],
     stop: watch::Receiver<bool>,
+    /// The driver asks for a new session here when the broker stopped delivering to Rocky.
+    restart: mpsc::Receiver<String>,
+    /// The command filter's refusal, last said (said once per new reason).
+    commands_refused: Option<String>,
     metrics: Metrics,
     /// The broker's receive maximum last logged, so a reconnect does not say it again.
     receive_maximum_noted: Option<u16>,
@@ -63,6 +72,7 @@ impl Messenger {
         config: &RuntimeConfig,
         to_driver: mpsc::Sender<FromBroker>,
         stop: watch::Receiver<bool>,
+        restart: mpsc::Receiver<String>,
         metrics: Metrics,
     ) -> (Publisher, Self) {
         let protocol = match config.connection.version {
@@ -76,7 +86,7 @@ impl Messenger {
         let capacity = 2 * usize::from(config.window) + 16;
         let inflight = config.window.max(1);
         let (publisher, session) = Session::new(&config.connection, protocol, capacity, inflight);
-        let filter = config.topics.cmd_resp_filter();
+        let filters = [config.topics.cmd_resp_filter(), config.topics.cmd_filter()];
         let messenger = Self {
             connection: config.connection.clone(),
             protocol,
@@ -85,8 +95,10 @@ impl Messenger {
             capacity,
             inflight,
             to_driver,
-            filter,
+            filters,
             stop,
+            restart,
+            commands_refused: None,
             metrics,
             receive_maximum_noted: None,
         };
@@ -118,9 +130,32 @@ impl Messenger {
                 _ = self.stop.changed() => break,
                 _ = sleep_until(resubscribe_at), if resubscribe_at.is_some() => {
                     resubscribe_at = None;
-                    if self.publisher.subscribe(&self.filter).await.is_err() {
+                    if self.publisher.subscribe(&self.filters).await.is_err() {
                         break;
                     }
+                    continue;
+                }
+                Some(reason) = self.restart.recv() => {
+                    // The driver's probe did not come back: the broker holds Rocky's messages
+                    // back (mosquitto 2.0 keeps the in-flight quota of QoS 1 messages it drops
+                    // as too large, and once it is used up delivers nothing more). A new clean
+                    // session starts from nothing.
+                    self.metrics.set_connected(false);
+                    self.metrics.delivery_stall();
+                    tracing::warn!(broker = %self.connection.url, %reason, "reconnecting with a clean session");
+                    self.report(ConnectionState::Disconnected { reason }).await;
+                    up_since = None;
+                    acked = false;
+                    subscribed = false;
+                    resubscribe_at = None;
+                    let (publisher, session) =
+                        Session::new(&self.connection, self.protocol, self.capacity, self.inflight);
+                    self.session = session;
+                    self.publisher = publisher.clone();
+                    if self.to_driver.send(FromBroker::Publisher(publisher)).await.is_err() {
+                        break;
+                    }
+                    self.report(ConnectionState::Connecting).await;
                     continue;
                 }
                 polled = self.session.poll(&self.connection) => polled,
@@ -132,11 +167,15 @@ impl Messenger {
                     spoke_v5 |= self.protocol == Protocol::V5;
                     subscribed = false;
                     resubscribe_at = None;
-                    if self.publisher.subscribe(&self.filter).await.is_err() {
+                    if self.publisher.subscribe(&self.filters).await.is_err() {
                         break;
                     }
                 }
-                Ok(Incoming::SubAck(Ok(()))) if !subscribed => {
+                Ok(Incoming::SubAck(results))
+                    if !subscribed && results.first().is_some_and(Result::is_ok) =>
+                {
+                    let watching = results.get(1).is_some_and(Result::is_ok);
+                    self.note_command_watch(results.get(1).cloned().unwrap_or(Err("no answer".into())));
                     subscribed = true;
                     up_since = Some(Instant::now());
                     tracing::info!(
@@ -148,8 +187,15 @@ impl Messenger {
                     last_logged = None;
                     self.metrics.set_connected(true);
                     self.report(ConnectionState::Connected).await;
+                    if self.to_driver.send(FromBroker::Watching(watching)).await.is_err() {
+                        break;
+                    }
                 }
-                Ok(Incoming::SubAck(Err(reason))) if !subscribed => {
+                Ok(Incoming::SubAck(results)) if !subscribed => {
+                    let reason = match results.into_iter().next() {
+                        Some(Err(reason)) => reason,
+                        _ => "the broker answered the subscription with nothing".to_owned(),
+                    };
                     // Connected but deaf: an error state. Ask again later (an ACL may be fixed).
                     attempt = attempt.saturating_add(1);
                     let delay = backoff(attempt);
@@ -236,6 +282,24 @@ impl Messenger {
         self.session = session;
         self.publisher = publisher.clone();
         self.to_driver.send(FromBroker::Publisher(publisher)).await.is_ok()
+    }
+
+    /// Says once (per new reason) when the broker refuses the command filter: Rocky then
+    /// cannot see its delivery probe or commands others publish to its devices.
+    fn note_command_watch(&mut self, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.commands_refused = None,
+            Err(reason) if self.commands_refused.as_ref() != Some(&reason) => {
+                tracing::warn!(
+                    filter = %self.filters[1],
+                    %reason,
+                    "Rocky may not subscribe to every device's command topic: its delivery probe and the watch \
+                     for commands it did not send are off (allow it in the broker's ACL)"
+                );
+                self.commands_refused = Some(reason);
+            }
+            Err(_) => {}
+        }
     }
 
     /// Says once when the broker's receive maximum (MQTT 5) is below Rocky's window: it caps the

@@ -7,6 +7,7 @@
 //! [`Envelope`]s.
 
 mod claims;
+mod command_watch;
 mod driver;
 mod events;
 mod handle;
@@ -14,13 +15,15 @@ mod job_table;
 mod log_limit;
 mod messenger;
 mod persist;
+mod probe;
 mod recover;
 mod rollouts;
 
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use events::{
-    ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic, TrafficDirection,
+    Alert, ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic,
+    TrafficDirection,
 };
 pub use handle::{Handle, RuntimeError, Status};
 pub use job_table::{JobChange, JobChanges, JobFilter, JobFollower, JobTable};
@@ -145,9 +148,11 @@ impl Runtime {
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (restart_tx, restart_rx) = mpsc::channel(1);
         let metrics = Metrics::new(store.as_ref().map(|(store, _)| store.write_latency()));
         let rollouts_stop = stop_rx.clone();
-        let (publisher, messenger) = messenger::Messenger::new(&config, mqtt_tx, stop_rx, metrics.clone());
+        let (publisher, messenger) =
+            messenger::Messenger::new(&config, mqtt_tx, stop_rx, restart_rx, metrics.clone());
         let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
         let now = clock.now();
         for job in restored {
@@ -199,6 +204,9 @@ impl Runtime {
             broker_up: false,
             fenced: false,
             membership: shared.as_ref().and_then(|store| store.membership().cloned()),
+            probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),
+            restart: restart_tx,
+            commands: Default::default(),
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
         let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop.clone());

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod tmux;
+pub mod wire_device;
 
 use std::future::Future;
 use std::io::Write as _;

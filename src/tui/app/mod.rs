@@ -308,6 +308,7 @@ impl App {
                 }
             }
             RuntimeEvent::Engine(event) => self.apply_engine(at, event),
+            RuntimeEvent::Alert(alert) => self.flash(alert.text.clone(), true),
             RuntimeEvent::Rollout(notice) => {
                 self.rollouts.due = true;
                 let alarm = matches!(

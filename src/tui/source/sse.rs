@@ -171,6 +171,10 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
             let notice: crate::runtime::RolloutNotice = serde_json::from_str(data).map_err(|_| json(name))?;
             envelope(RuntimeEvent::Rollout(notice))
         }
+        "alert" => {
+            let alert: crate::runtime::Alert = serde_json::from_str(data).map_err(|_| json(name))?;
+            envelope(RuntimeEvent::Alert(alert))
+        }
         "job_created" => {
             let job: JobSnapshot = serde_json::from_str(data).map_err(|_| json(name))?;
             let view = job.to_view(job.described_image(), clock);

@@ -1,0 +1,149 @@
+//! The delivery probe: Rocky publishes a small QoS 1 message to a topic of its own under the
+//! command filter it subscribes to, and expects it back. When it does not come back within
+//! [`PROBE_TIMEOUT`] the broker is holding Rocky's messages back — mosquitto 2.0 keeps the
+//! in-flight quota of QoS 1 messages it drops for being larger than Rocky accepts, and once
+//! that quota is used up it delivers nothing more to Rocky, while the connection itself looks
+//! healthy. The driver then says so (health, log, console) and the messenger starts a clean
+//! session. A pure state machine on the caller's clock.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::protocol::Topics;
+
+/// A probe goes out this long after the last one came back.
+pub const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// A probe not back after this long means the broker stopped delivering to Rocky.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+pub struct DeliveryProbe {
+    topic: String,
+    /// The name in the probe's topic (`$probe-<name>`), to tell ours from another Rocky's.
+    name: String,
+    /// Distinguishes this process's probes from another's with the same client id.
+    nonce: u64,
+    seq: u64,
+    /// Probing runs while connected with the command filter granted.
+    running: bool,
+    /// The probe out now: its number and when it was sent.
+    outstanding: Option<(u64, Instant)>,
+    next_at: Option<Instant>,
+}
+
+impl DeliveryProbe {
+    pub fn new(topics: &Topics, client_id: &str) -> Self {
+        let topic = topics.probe(client_id);
+        let name = match topics.parse(&topic) {
+            Some(crate::protocol::TopicKind::Probe(name)) => name,
+            _ => String::new(),
+        };
+        Self {
+            topic,
+            name,
+            nonce: crate::mqtt::random_u64(),
+            seq: 0,
+            running: false,
+            outstanding: None,
+            next_at: None,
+        }
+    }
+
+    /// Connected and subscribed to the command filter: the first probe goes out at once.
+    pub fn start(&mut self, now: Instant) {
+        self.running = true;
+        self.outstanding = None;
+        self.next_at = Some(now);
+    }
+
+    /// Disconnected, or the command filter was refused: nothing to probe with.
+    pub fn stop(&mut self) {
+        self.running = false;
+        self.outstanding = None;
+        self.next_at = None;
+    }
+
+    /// The probe to publish now, if one is due (topic and payload).
+    pub fn due(&mut self, now: Instant) -> Option<(String, Bytes)> {
+        if !self.running || self.outstanding.is_some() || self.next_at.is_none_or(|at| now < at) {
+            return None;
+        }
+        self.seq += 1;
+        self.outstanding = Some((self.seq, now));
+        self.next_at = None;
+        let mut payload = Vec::with_capacity(16);
+        payload.extend_from_slice(&self.nonce.to_be_bytes());
+        payload.extend_from_slice(&self.seq.to_be_bytes());
+        Some((self.topic.clone(), Bytes::from(payload)))
+    }
+
+    /// A message came back on a probe topic named `name`: true when it is this Rocky's own
+    /// (the caller then shows nothing of it). The current probe coming back schedules the next.
+    pub fn echoed(&mut self, name: &str, payload: &[u8], now: Instant) -> bool {
+        if name != self.name || payload.len() != 16 || payload[..8] != self.nonce.to_be_bytes() {
+            return false;
+        }
+        let seq = u64::from_be_bytes(payload[8..].try_into().unwrap_or_default());
+        if self.outstanding.is_some_and(|(out, _)| out == seq) {
+            self.outstanding = None;
+            self.next_at = Some(now + PROBE_EVERY);
+        }
+        true
+    }
+
+    /// How long the probe out now has waited, once that is past [`PROBE_TIMEOUT`]; probing
+    /// stops until [`DeliveryProbe::start`] (the caller reconnects).
+    pub fn overdue(&mut self, now: Instant) -> Option<Duration> {
+        let (_, sent) = self.outstanding?;
+        let waited = now.saturating_duration_since(sent);
+        if waited < PROBE_TIMEOUT {
+            return None;
+        }
+        self.stop();
+        Some(waited)
+    }
+
+    /// When the probe next needs attention: a probe to send, or one to give up on.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        match self.outstanding {
+            Some((_, sent)) => Some(sent + PROBE_TIMEOUT),
+            None => self.next_at.filter(|_| self.running),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_that_comes_back_schedules_the_next_and_one_that_does_not_is_overdue() {
+        let topics = Topics::default();
+        let mut probe = DeliveryProbe::new(&topics, "rocky-a");
+        let t0 = Instant::now();
+        assert!(probe.due(t0).is_none(), "not before start");
+        probe.start(t0);
+        let (topic, payload) = probe.due(t0).expect("the first probe at once");
+        assert_eq!(topic, "/fota/cmd/$probe-rocky-a");
+        assert!(probe.due(t0).is_none(), "one at a time");
+        assert!(!probe.echoed("rocky-b", &payload, t0), "another Rocky's name");
+        let mut other = payload.to_vec();
+        other[0] ^= 1;
+        assert!(!probe.echoed("rocky-a", &other, t0), "another process with this name");
+        assert!(probe.echoed("rocky-a", &payload, t0 + Duration::from_millis(30)));
+        assert_eq!(probe.next_wakeup(), Some(t0 + Duration::from_millis(30) + PROBE_EVERY));
+        assert!(probe.due(t0 + Duration::from_secs(1)).is_none());
+        let t1 = t0 + Duration::from_millis(30) + PROBE_EVERY;
+        let (_, second) = probe.due(t1).expect("the next after PROBE_EVERY");
+        assert_ne!(second, payload);
+        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT - Duration::from_millis(1)), None);
+        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT), Some(PROBE_TIMEOUT));
+        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT * 2), None, "said once, then stopped");
+        assert!(probe.due(t1 + PROBE_TIMEOUT * 2).is_none());
+        // A late echo of an old probe is still ours, and changes nothing.
+        assert!(probe.echoed("rocky-a", &payload, t1 + PROBE_TIMEOUT * 2));
+        probe.start(t1 + PROBE_TIMEOUT * 3);
+        assert!(probe.due(t1 + PROBE_TIMEOUT * 3).is_some(), "a new session probes again at once");
+    }
+}

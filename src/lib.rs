@@ -37,5 +37,6 @@ pub mod runtime;
 pub mod sim;
 pub mod snapshot;
 pub mod store;
+pub mod text;
 pub mod tui;
 pub mod units;

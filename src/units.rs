@@ -22,6 +22,10 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     if !bytes.is_finite() || !(0.0..=1e12).contains(&bytes) {
         return Err(format!("{text:?} is not a rate between 0 and 1 TB/s"));
     }
+    // Rounded to whole bytes, a rate under 1 B/s would become 0, which means "no cap".
+    if bytes > 0.0 && bytes < 1.0 {
+        return Err(format!("{text:?} is under 1 B/s, the smallest cap; use 0 for no cap"));
+    }
     Ok(bytes.round() as u64)
 }
 
@@ -32,6 +36,10 @@ mod tests {
     #[test]
     fn rates_in_the_forms_people_write() {
         assert_eq!(parse_rate("51200"), Ok(51_200));
+        assert!(parse_rate("0.0000001B/s").unwrap_err().contains("under 1 B/s"));
+        assert!(parse_rate("0.5").unwrap_err().contains("use 0 for no cap"));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("1B/s"), Ok(1));
         assert_eq!(parse_rate("50KiB/s"), Ok(51_200));
         assert_eq!(parse_rate("80 KiB/s"), Ok(81_920));
         assert_eq!(parse_rate("1.5MiB/s"), Ok(1_572_864));

@@ -107,6 +107,15 @@ async fn rollouts_run_in_waves_with_gates_skip_the_up_to_date_and_abort_on_failu
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "waves: wave 2: \"ten%\" is not a share like \"10%\"");
+    // Waves that do not grow as written are refused by name, not dropped (issue 20, C20).
+    let (status, body) = api
+        .post("/rollouts", json!({"name": "x", "firmware": {"path": "fw-2.bin"}, "targets": {"devices": ["dev-01", "dev-02"]}, "waves": [5, 3]}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["error"].as_str().unwrap().contains("wave 2 ends at 3 devices, not after wave 1 at 5"),
+        "{body}"
+    );
 
     // Labels, two waves: the first device, then the rest.
     let (status, created) = api
@@ -293,6 +302,8 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
             "--waves",
             "1",
             "--manual-gates",
+            "--success-threshold",
+            "95%",
         ],
     );
     assert!(ok, "{err}");

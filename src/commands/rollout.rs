@@ -73,11 +73,11 @@ pub struct CreateArgs {
     /// Jobs of this rollout active at once.
     #[arg(long)]
     pub max_concurrent: Option<u32>,
-    /// The share of a wave that must succeed for the next to start (default 0.95).
-    #[arg(long)]
+    /// The share of a wave that must succeed for the next to start: 95% or 0.95 (the default).
+    #[arg(long, value_parser = rocky::rollout::parse_share, value_name = "SHARE")]
     pub success_threshold: Option<f64>,
-    /// Abort once this share of finished devices failed (e.g. 0.2).
-    #[arg(long, value_name = "SHARE")]
+    /// Abort once this share of finished devices failed: 20% or 0.2.
+    #[arg(long, value_name = "SHARE", value_parser = rocky::rollout::parse_share)]
     pub abort_share: Option<f64>,
     /// Devices that must have finished before --abort-share is judged (default 10).
     #[arg(long, requires = "abort_share", value_name = "N")]

@@ -29,7 +29,9 @@ pub enum LabelError {
     BadKey { key: String, what: String },
     #[error("the value of label {key:?} is {len} bytes; the limit is {MAX_VALUE_BYTES}")]
     ValueTooLong { key: String, len: usize },
-    #[error("the value of label {key:?} contains a control character at position {position}")]
+    #[error(
+        "the value of label {key:?} contains a control or format character (such as a bidirectional override) at position {position}"
+    )]
     BadValue { key: String, position: usize },
     #[error("{count} labels; a device carries at most {MAX_LABELS}")]
     TooMany { count: usize },
@@ -62,7 +64,7 @@ pub fn check_value(key: &str, value: &str) -> Result<(), LabelError> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(LabelError::ValueTooLong { key: key.to_owned(), len: value.len() });
     }
-    if let Some(position) = value.chars().position(char::is_control) {
+    if let Some(position) = value.chars().position(crate::text::is_unprintable) {
         return Err(LabelError::BadValue { key: key.to_owned(), position });
     }
     Ok(())
@@ -112,9 +114,9 @@ mod tests {
         assert_eq!(parse_pair("=x"), Err(LabelError::EmptyKey));
         assert!(parse_pair("-model=x").unwrap_err().to_string().contains("'-' at position 0"));
         assert!(parse_pair("mo del=x").unwrap_err().to_string().contains("' ' at position 2"));
-        assert!(
-            parse_pair("k=a\u{1b}[2J").unwrap_err().to_string().contains("control character at position 1")
-        );
+        assert!(parse_pair("k=a\u{1b}[2J").unwrap_err().to_string().contains("control or format character"));
+        let bidi = parse_pair("site=lab\u{202E}3-ved").unwrap_err().to_string();
+        assert!(bidi.contains("bidirectional override") && bidi.contains("position 3"), "{bidi}");
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(matches!(parse_pair(&format!("{long}=v")), Err(LabelError::KeyTooLong { .. })));
         let value = "v".repeat(MAX_VALUE_BYTES + 1);

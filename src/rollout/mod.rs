@@ -10,7 +10,7 @@ mod view;
 #[cfg(test)]
 mod tests;
 
-pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, wave_ends};
+pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, parse_share, wave_ends};
 pub use request::{MAX_NAME, MAX_TARGETS, RolloutRequest, Targets};
 pub use state::{
     Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts,

@@ -179,15 +179,39 @@ pub fn wave_ends(waves: &[WaveSize], devices: usize) -> Result<Vec<usize>, Strin
         return Err(format!("{} waves; at most 100", waves.len()));
     }
     let mut ends = Vec::with_capacity(waves.len() + 1);
+    // Waves are where each ends, counted from the start, so as written they must grow: a count
+    // after a smaller or equal count, or a share after a smaller or equal share, is a mistake
+    // (`5, 3`), said by name. Only a share after a count (or the reverse) may come to nothing
+    // for a small fleet, and is then left out.
+    let mut last_count: Option<u64> = None;
+    let mut last_share: Option<f64> = None;
     for (index, wave) in waves.iter().enumerate() {
+        let number = index + 1;
         let end = match wave {
-            WaveSize::Count(n) => usize::try_from(*n).unwrap_or(usize::MAX),
-            WaveSize::Share(text) => {
-                let number = text.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
-                match number {
-                    Some(p) if p > 0.0 && p <= 100.0 => ((devices as f64) * p / 100.0).ceil() as usize,
-                    _ => return Err(format!("wave {}: {text:?} is not a share like \"10%\"", index + 1)),
+            WaveSize::Count(0) => {
+                return Err(format!("wave {number}: 0 devices; a wave ends after at least 1"));
+            }
+            WaveSize::Count(n) => {
+                if let Some(before) = last_count.filter(|before| before >= n) {
+                    return Err(format!(
+                        "wave {number} ends at {n} devices, not after wave {} at {before}: waves count from the \
+                         start and must grow (e.g. 1, 10, 50)",
+                        number - 1
+                    ));
                 }
+                last_count = Some(*n);
+                usize::try_from(*n).unwrap_or(usize::MAX)
+            }
+            WaveSize::Share(text) => {
+                let p = parse_percent(text).map_err(|e| format!("wave {number}: {e}"))?;
+                if let Some(before) = last_share.filter(|before| *before >= p) {
+                    return Err(format!(
+                        "wave {number} ends at {p}%, not after an earlier wave at {before}%: waves count from the \
+                         start and must grow (e.g. 10%, 50%, 100%)"
+                    ));
+                }
+                last_share = Some(p);
+                ((devices as f64) * p / 100.0).ceil() as usize
             }
         };
         let end = end.min(devices);
@@ -202,6 +226,29 @@ pub fn wave_ends(waves: &[WaveSize], devices: usize) -> Result<Vec<usize>, Strin
         ends.push(devices);
     }
     Ok(ends)
+}
+
+/// A wave's share, `10%`: over 0 and at most 100 percent (anything else: "not a share").
+fn parse_percent(text: &str) -> Result<f64, String> {
+    match text.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok()) {
+        Some(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(format!("{text:?} is not a share like \"10%\"")),
+    }
+}
+
+/// A share as people write it everywhere (the form, the CLI): `95%` or `0.95`, from 0 to 1.
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not a share like 95% or 0.95"))?;
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{text} is not a share from 0% to 100%"))
+    }
 }
 
 #[cfg(test)]
@@ -230,5 +277,25 @@ mod tests {
         assert!(wave_ends(&[share("ten")], 5).unwrap_err().contains("\"ten\""));
         assert!(wave_ends(&[share("150%")], 5).is_err());
         assert!(wave_ends(&[], 0).is_err());
+    }
+
+    #[test]
+    fn waves_that_do_not_grow_as_written_are_refused_by_name() {
+        let count = WaveSize::Count;
+        let err = wave_ends(&[count(5), count(3)], 10).unwrap_err();
+        assert!(err.contains("wave 2 ends at 3 devices, not after wave 1 at 5"), "{err}");
+        let err = wave_ends(&[share("50%"), share("10%")], 10).unwrap_err();
+        assert!(err.contains("wave 2 ends at 10%") && err.contains("must grow"), "{err}");
+        assert!(wave_ends(&[count(0)], 10).unwrap_err().contains("wave 1: 0 devices"));
+        assert!(wave_ends(&[share("0%")], 10).unwrap_err().contains("\"0%\" is not a share"));
+        assert!(wave_ends(&[count(2), count(2)], 10).is_err(), "equal is not growing");
+    }
+
+    #[test]
+    fn shares_read_alike_as_percent_or_fraction() {
+        assert_eq!(parse_share("95%"), Ok(0.95));
+        assert_eq!(parse_share("0.2"), Ok(0.2));
+        assert!(parse_share("120%").unwrap_err().contains("from 0% to 100%"));
+        assert!(parse_share("lots").unwrap_err().contains("like 95% or 0.95"));
     }
 }

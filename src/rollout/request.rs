@@ -176,8 +176,10 @@ fn check_name(name: &str) -> Result<String, String> {
     if name.len() > MAX_NAME {
         return Err(format!("name is {} bytes; the limit is {MAX_NAME}", name.len()));
     }
-    if let Some(position) = name.chars().position(char::is_control) {
-        return Err(format!("name contains a control character at position {position}"));
+    if let Some(position) = name.chars().position(crate::text::is_unprintable) {
+        return Err(format!(
+            "name contains a control or format character (such as a bidirectional override) at position {position}"
+        ));
     }
     Ok(name.to_owned())
 }

@@ -95,20 +95,8 @@ pub fn per_minute(text: &str) -> Result<Option<u32>, String> {
     }
 }
 
-/// `95%` or `0.95`: a share from 0 to 1.
-pub fn share(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let value = match text.strip_suffix('%') {
-        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
-        None => text.parse::<f64>(),
-    }
-    .map_err(|_| format!("{text:?} is not a share like 95% or 0.95"))?;
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("{text} is not a share from 0% to 100%"))
-    }
-}
+/// `95%` or `0.95`: a share from 0 to 1, read as everywhere else.
+pub use crate::rollout::parse_share as share;
 
 /// The success threshold a wave must meet; empty is the default (95%).
 pub fn success(text: &str) -> Result<Option<f64>, String> {

@@ -1,0 +1,53 @@
+//! What text from outside may contain where people read it (labels, names): no control
+//! characters, and no Unicode format characters either — bidirectional overrides (U+202E),
+//! zero-width joiners and the like reorder or hide what a terminal shows, so a label could
+//! make the console lie about which device it describes.
+
+/// Characters refused in names and label values: controls and Unicode's format characters
+/// (general category Cf).
+pub fn is_unprintable(c: char) -> bool {
+    c.is_control() || is_format(c)
+}
+
+/// Unicode general category Cf (format), as of Unicode 15.
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_and_format_characters_are_unprintable_and_letters_are_not() {
+        for c in ['\u{1b}', '\n', '\u{7f}', '\u{202E}', '\u{200B}', '\u{2066}', '\u{FEFF}', '\u{E0041}'] {
+            assert!(is_unprintable(c), "{c:?}");
+        }
+        for c in ['a', 'é', '日', ' ', '-', '🙂'] {
+            assert!(!is_unprintable(c), "{c:?}");
+        }
+    }
+}

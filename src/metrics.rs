@@ -208,6 +208,7 @@ impl Metrics {
     pub fn reconnect(&self, kind: FailureKind) {
         let reason = match kind {
             FailureKind::Network => "network",
+            FailureKind::NoAnswer => "no_answer",
             FailureKind::Tls => "tls",
             FailureKind::Refused => "refused",
             FailureKind::TakenOver => "session_taken_over",

@@ -327,3 +327,58 @@ async fn insecure_tls_connects_to_an_unverifiable_broker_and_says_so() {
     assert!(runtime.handle.status().await.unwrap().insecure_tls, "shown in /healthz and the console");
     runtime.shutdown().await;
 }
+
+/// A broker that takes TCP connections and never answers an MQTT 5 CONNECT (as amqtt does),
+/// while a 3.1.1 CONNECT is passed through to a real broker on `upstream`. Returns its port.
+async fn silent_to_mqtt_5(upstream: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // CONNECT: fixed header, remaining length, protocol name "MQTT" (2 + 4 bytes),
+                // then the protocol level. 16 bytes hold all of that for any client id.
+                let mut head = vec![0u8; 16];
+                if client.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let length_bytes = head[1..].iter().position(|b| b & 0x80 == 0).unwrap_or(0) + 1;
+                let level = head[1 + length_bytes + 6];
+                if level == 5 {
+                    // Read on, answer nothing.
+                    let mut sink = [0u8; 1024];
+                    while matches!(client.read(&mut sink).await, Ok(n) if n > 0) {}
+                    return;
+                }
+                let Ok(mut broker) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                if broker.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_falls_back_to_3_1_1_when_a_broker_never_answers_an_mqtt_5_connect() {
+    let Some(mosquitto) = Mosquitto::start("silent_to_mqtt_5") else { return };
+    let port = silent_to_mqtt_5(mosquitto.port).await;
+    let started = std::time::Instant::now();
+    let runtime =
+        Runtime::start(RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port)), Arc::new(Library::new()));
+    // 5 s for the CONNACK that never comes, then 3.1.1 at once.
+    wait_connected(&runtime).await;
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    let fleet = Fleet::start(&FleetConfig::new(mosquitto.url(), 1)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let image = Image::new("fw.bin", test_image(4096, 2));
+    runtime.handle.submit(jobs_for(&fleet, &image)).await.unwrap();
+    let jobs = wait_all_final(&runtime, 1).await;
+    assert!(jobs.iter().all(|j| j.state == JobState::Succeeded), "{jobs:?}");
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

@@ -12,8 +12,11 @@ use super::BrokerConnection;
 /// What kind of failure; the messenger treats some specially.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// TCP, DNS or timeouts: worth retrying soon.
+    /// TCP, DNS or lost pings: worth retrying soon.
     Network,
+    /// Connecting (TCP, TLS and the CONNECT) got no answer in time; a broker that takes the
+    /// TCP connection and never answers a version 5 CONNECT (amqtt) looks like this.
+    NoAnswer,
     /// The TLS handshake failed: certificates, names, client identity.
     Tls,
     /// The broker refused the CONNECT (credentials, authorisation, client id).
@@ -187,7 +190,7 @@ pub fn from_v311(error: &rumqttc::ConnectionError, connection: &BrokerConnection
         | E::MqttState(S::Deserialization(rumqttc::mqttbytes::Error::Io(e))) => from_io(e, connection),
         E::Tls(e) => from_tls(e, connection),
         E::NetworkTimeout => {
-            Failure::new(FailureKind::Network, format!("no answer from {} within 5 s", endpoint(connection)))
+            Failure::new(FailureKind::NoAnswer, format!("no answer from {} within 5 s", endpoint(connection)))
         }
         E::FlushTimeout => Failure::new(FailureKind::Network, "the broker stopped reading what Rocky sends"),
         E::MqttState(S::AwaitPingResp) => {
@@ -228,7 +231,7 @@ pub fn from_v5(error: &rumqttc::v5::ConnectionError, connection: &BrokerConnecti
         | E::MqttState(S::Deserialization(rumqttc::v5::mqttbytes::Error::Io(e))) => from_io(e, connection),
         E::Tls(e) => from_tls(e, connection),
         E::Timeout(_) => {
-            Failure::new(FailureKind::Network, format!("no answer from {} within 5 s", endpoint(connection)))
+            Failure::new(FailureKind::NoAnswer, format!("no answer from {} within 5 s", endpoint(connection)))
         }
         E::MqttState(S::AwaitPingResp) => {
             Failure::new(FailureKind::Network, "the broker stopped answering pings")

@@ -267,13 +267,25 @@ impl Messenger {
     /// the process (set `mqtt.version = 5` to rule that out).
     async fn fall_back(&mut self, failure: &Failure) -> bool {
         let auto = self.connection.version == MqttVersion::Auto;
-        if !(auto && self.protocol == Protocol::V5 && failure.kind == FailureKind::Closed) {
+        if !(auto && self.protocol == Protocol::V5) {
             return false;
         }
+        let how = match failure.kind {
+            FailureKind::Closed => "closed the connection on an MQTT 5 CONNECT",
+            // No CONNACK within the connection timeout: a broker that cannot parse a version
+            // 5 CONNECT may just wait for more. Only if it takes TCP connections at all, so a
+            // broker that is merely down is not taken for a 3.1.1 one.
+            FailureKind::NoAnswer
+                if accepts_tcp(self.connection.url.host.clone(), self.connection.url.port).await =>
+            {
+                "took the connection but did not answer an MQTT 5 CONNECT within 5 s"
+            }
+            _ => return false,
+        };
         tracing::warn!(
             broker = %self.connection.url,
-            "the broker does not speak MQTT 5; using MQTT 3.1.1 (set mqtt.version = 4 to skip the try). \
-             Under 3.1.1 a message over 1 MiB on a response topic closes the connection unless the broker \
+            "the broker {how}, so it does not speak MQTT 5; using MQTT 3.1.1 (set mqtt.version = 4 to skip the \
+             try). Under 3.1.1 a message over 1 MiB on a response topic closes the connection unless the broker \
              limits message sizes (mosquitto: message_size_limit)"
         );
         self.protocol = Protocol::V311;
@@ -360,6 +372,14 @@ impl Messenger {
     async fn report(&mut self, state: ConnectionState) {
         let _ = self.to_driver.send(FromBroker::Connection(state)).await;
     }
+}
+
+/// Whether `host:port` takes a TCP connection within 2 s.
+async fn accepts_tcp(host: String, port: u16) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((host, port))).await,
+        Ok(Ok(_))
+    )
 }
 
 /// 100 ms, 200 ms, 400 ms … capped at 30 s: quick after a blip, gentle on a broker that keeps

@@ -223,3 +223,48 @@ async fn sixty_four_silent_devices_do_not_hold_up_a_healthy_one() {
     runtime.shutdown().await;
     fleet.stop().await;
 }
+
+/// After a broker restart Rocky is back before the devices have resubscribed, so the
+/// FOTA_REQUEST it repeats at once is lost; it goes again 5 s later, not a whole request timeout
+/// (30 s) later (issue 20, B9). Devices written from PROTOCOL.md, back a second after Rocky.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_restart_jobs_go_on_within_seconds_not_a_request_timeout() {
+    use support::wire_device::{Mode, WireDevice};
+    let Some(mut mosquitto) = Mosquitto::start("after_a_broker_restart_jobs_go_on") else { return };
+    let mut devices = Vec::new();
+    for i in 0..4 {
+        devices.push(WireDevice::start(mosquitto.port, &format!("dev-{i}"), Mode::Honest).await);
+    }
+    let runtime = start_runtime(mosquitto.url(), |_| {}); // the default 30 s request timeout
+    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
+        runtime.handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+    // 64 chunks of 1 KiB every 50 ms: about 3 s a job, so the restart lands mid-transfer.
+    let image = Image::new("fw.bin", test_image(64 * 1024, 4));
+    let chunk_size = Some(ChunkSize::new(1024).unwrap());
+    let specs = (0..4)
+        .map(|i| JobSpec {
+            device: format!("dev-{i}").parse().unwrap(),
+            image: image.clone(),
+            chunk_size,
+            chunk_interval: Some(Duration::from_millis(50)),
+        })
+        .collect();
+    runtime.handle.submit(specs).await.unwrap();
+    wait_for(Duration::from_secs(20), "transfers under way", || async {
+        let jobs = runtime.handle.jobs(&JobFilter::default());
+        jobs.iter().all(|j| j.chunks_done >= 5).then_some(())
+    })
+    .await;
+    mosquitto.restart();
+    let restarted = std::time::Instant::now();
+    let jobs = wait_all_final(&runtime, Duration::from_secs(20)).await;
+    let took = restarted.elapsed();
+    eprintln!("every job ended {took:?} after the broker restarted");
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded, "job {}: {:?}", job.id, job.error);
+    }
+    assert!(took < Duration::from_secs(15), "{took:?}: a whole request timeout was waited");
+    runtime.shutdown().await;
+}

@@ -23,5 +23,5 @@ mod tests;
 pub use event::Event;
 pub use job::{JobId, JobState, JobView, UnknownState};
 pub use publish::{Publish, PublishKind};
-pub use scheduler::{CancelError, Engine, JobSpec, SubmitError};
+pub use scheduler::{CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError};
 pub use settings::Settings;

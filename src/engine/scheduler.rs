@@ -15,6 +15,10 @@ use crate::protocol::{
     Command, CommandBody, CommandType, DeviceId, Reason, Response, ResponseBody, Topics, encode_command,
 };
 
+/// After a broker reconnect, FOTA_REQUEST is sent at once and again this soon (devices
+/// resubscribe after the broker comes back, and may have missed the first).
+pub const RECONNECT_RETRY: Duration = Duration::from_secs(5);
+
 /// What to update, on which device, and how.
 #[derive(Debug, Clone)]
 pub struct JobSpec {
@@ -479,13 +483,13 @@ impl Engine {
                 self.events.push_back((now, Event::Note { job: id, device, text: again.to_owned() }));
             }
             match state {
-                JobState::Requesting => self.start_round(id, now),
+                JobState::Requesting => self.start_round_after_reconnect(id, now),
                 JobState::Transferring => {
                     let detail = "broker reconnected: asking the device where to resume";
                     self.transferring = self.transferring.saturating_sub(1);
                     self.requesting += 1;
                     self.transition(id, JobState::Requesting, Some(detail.into()), now);
-                    self.start_round(id, now);
+                    self.start_round_after_reconnect(id, now);
                 }
                 _ => self.send_done(id, now),
             }
@@ -650,6 +654,20 @@ impl Engine {
             job.sends_left = budget;
         }
         self.send_request(id, now);
+    }
+
+    /// A round of FOTA_REQUEST sends after the broker came back. The first send goes out at
+    /// once, before the devices (which lost the broker too) have resubscribed, so it is sent
+    /// again after [`RECONNECT_RETRY`] rather than a whole request timeout later; that early
+    /// send does not count against the job's attempts.
+    fn start_round_after_reconnect(&mut self, id: JobId, now: Instant) {
+        self.start_round(id, now);
+        if RECONNECT_RETRY < self.settings.request_timeout
+            && let Some(job) = self.jobs.get_mut(&id)
+        {
+            job.sends_left += 1;
+            self.arm_deadline(id, now + RECONNECT_RETRY);
+        }
     }
 
     fn send_request(&mut self, id: JobId, now: Instant) {

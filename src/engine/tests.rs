@@ -708,3 +708,29 @@ fn released_jobs_leave_without_a_trace_and_free_their_device_and_slot() {
     h.drain();
     assert_eq!(h.state(next), JobState::Requesting);
 }
+
+#[test]
+fn after_a_reconnect_fota_request_goes_again_soon_without_costing_an_attempt() {
+    let mut h = Harness::new(settings()); // 30 s request timeout, 3 attempts
+    let silent = h.submit("s", 64 * 3);
+    let moving = h.submit("m", 64 * 3);
+    h.drain();
+    h.respond("m", moving, ACK);
+    h.engine.set_connected(false, h.now);
+    h.engine.set_connected(true, h.now);
+    let first: Vec<JobId> = h.drain().iter().map(|p| p.job).collect();
+    assert_eq!(first, vec![silent, moving], "both asked at once");
+    // Devices resubscribe after the broker is back, and may have missed that: again in 5 s,
+    // not 30 s.
+    h.advance(RECONNECT_RETRY - Duration::from_millis(1));
+    assert!(h.drain().is_empty());
+    h.advance(Duration::from_millis(1));
+    let again: Vec<JobId> = h.drain().iter().map(|p| p.job).collect();
+    assert_eq!(again, vec![silent, moving]);
+    // The early send is free: three more full request timeouts before a silent job times out.
+    h.advance(Duration::from_secs(30));
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.state(silent), JobState::Requesting);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.state(silent), JobState::TimedOut);
+}

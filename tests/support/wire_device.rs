@@ -92,7 +92,9 @@ impl WireDevice {
                 let event = match eventloop.poll().await {
                     Ok(event) => event,
                     Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Like a device in the field, it takes a moment to come back after the
+                        // broker went away (a second here; Rocky retries from 100 ms).
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                 };

@@ -382,3 +382,35 @@ async fn auto_falls_back_to_3_1_1_when_a_broker_never_answers_an_mqtt_5_connect(
     runtime.shutdown().await;
     fleet.stop().await;
 }
+
+/// mosquitto with an ACL that lets anyone read everything but write only responses and data:
+/// Rocky's FOTA_REQUEST to `/fota/cmd/dev-1` is refused (MQTT 5: PUBACK "not authorized").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_the_broker_refuses_ends_the_job_failed_and_health_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic read /fota/#\ntopic write /fota/cmd_resp/#\ntopic write /fota/data/#\n")
+        .unwrap();
+    let extra = format!("acl_file {}\n", acl.display());
+    let Some(mosquitto) = Mosquitto::start_with("refused_publish", &extra) else { return };
+    let mut config = RuntimeConfig::new(mosquitto.url());
+    config.connection.version = MqttVersion::V5;
+    let runtime = Runtime::start(config, Arc::new(Library::new()));
+    wait_connected(&runtime).await;
+    let image = Image::new("fw.bin", test_image(4096, 2));
+    let spec = JobSpec { device: "dev-1".parse().unwrap(), image, chunk_size: None, chunk_interval: None };
+    runtime.handle.submit(vec![spec]).await.unwrap();
+    let jobs = wait_all_final(&runtime, 1).await;
+    assert_eq!(jobs[0].state, JobState::Failed, "{jobs:?}");
+    assert_eq!(
+        jobs[0].error.as_deref(),
+        Some("the broker refused publishing to /fota/cmd/dev-1: not authorized")
+    );
+    let status = runtime.handle.status().await.unwrap();
+    let refused = status.publish_refused.unwrap_or_default();
+    assert!(
+        refused.contains("the broker refuses Rocky's publishes") && refused.contains("not authorized"),
+        "{refused}"
+    );
+    runtime.shutdown().await;
+}

@@ -147,6 +147,11 @@ pub(super) struct Job {
     pub sent_here: u64,
     /// Flow control: times the device rewound (FOTA_PROGRESS below what it had confirmed).
     pub rewinds: u32,
+    /// Chunks handed to the broker that it has not acknowledged yet. FOTA_DONE goes out only
+    /// once this is 0: MQTT orders messages per topic, not across the data and command topics.
+    pub unacked: u32,
+    /// All chunks were sent and FOTA_DONE waits for the broker to acknowledge the last of them.
+    pub done_waits: bool,
 }
 
 impl Job {

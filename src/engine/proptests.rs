@@ -193,6 +193,10 @@ impl Model {
                         _ => false,
                     };
                     assert!(fits, "{:?} for job {} in {state:?}", publish.kind, publish.job);
+                    // The broker acknowledges each chunk as it takes it.
+                    if let PublishKind::Chunk { .. } = publish.kind {
+                        self.engine.chunk_acked(publish.job, self.now);
+                    }
                 }
             }
         }

@@ -237,6 +237,8 @@ impl Engine {
             stalls: 0,
             sent_here: 0,
             rewinds: 0,
+            unacked: 0,
+            done_waits: false,
         };
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
@@ -290,6 +292,8 @@ impl Engine {
             stalls: 0,
             sent_here: 0,
             rewinds: 0,
+            unacked: 0,
+            done_waits: false,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -462,6 +466,9 @@ impl Engine {
                 job.paced_until = None;
                 job.progress_due = None;
                 job.in_sending = false;
+                // A clean session drops what was in flight: nothing more will be acknowledged.
+                job.unacked = 0;
+                job.done_waits = false;
             }
             return;
         }
@@ -558,6 +565,26 @@ impl Engine {
 
     pub fn job(&self, id: JobId) -> Option<JobView> {
         self.jobs.get(&id).map(Job::view)
+    }
+
+    /// The broker acknowledged one of job `id`'s chunks. The last acknowledgement of a pushed
+    /// job whose chunks are all out sends FOTA_DONE.
+    pub fn chunk_acked(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.unacked = job.unacked.saturating_sub(1);
+        if job.unacked == 0 && job.done_waits && job.state == JobState::Finishing {
+            job.done_waits = false;
+            self.send_done(id, now);
+        }
+    }
+
+    /// The broker refused a publish for job `id` (MQTT 5 PUBACK with a failure reason): the
+    /// device cannot get it, so the job ends `failed`, naming the topic and the broker's words.
+    pub fn publish_refused(&mut self, id: JobId, topic: &str, reason: &str, now: Instant) {
+        if self.jobs.get(&id).is_some_and(|job| job.state.is_active()) {
+            let error = format!("the broker refused publishing to {topic}: {reason}");
+            self.finish(id, JobState::Failed, Some(error), now);
+        }
     }
 
     /// Whether job `id` is one this engine holds for `device` (in any state): what tells a
@@ -758,6 +785,7 @@ impl Engine {
         job.highest_sent = job.highest_sent.max(chunk_id);
         job.bytes_sent += u64::from(len);
         job.sent_here += u64::from(len);
+        job.unacked += 1;
         let total = job.total_chunks;
         let device = job.device.clone();
         let publish = Publish {
@@ -782,8 +810,11 @@ impl Engine {
                 self.pace_or_queue(id, now);
             }
         } else if chunk_id >= total {
+            // Every chunk is out; FOTA_DONE follows once the broker has them all (a broker may
+            // deliver the command topic ahead of the data topic otherwise).
+            job.done_waits = true;
             self.transition(id, JobState::Finishing, None, now);
-            self.send_done(id, now);
+            self.arm_deadline(id, now + self.settings.done_timeout);
         } else {
             self.pace_or_queue(id, now);
         }
@@ -836,6 +867,14 @@ impl Engine {
                     "no answer to the last {} FOTA_REQUESTs ({} s each)",
                     self.settings.request_attempts.max(1),
                     self.settings.request_timeout.as_secs_f64()
+                );
+                self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
+            JobState::Finishing if job.done_waits => {
+                let detail = format!(
+                    "the broker did not acknowledge the last {} chunks within {} s, so FOTA_DONE was not sent",
+                    job.unacked,
+                    self.settings.done_timeout.as_secs_f64()
                 );
                 self.finish(id, JobState::TimedOut, Some(detail), now);
             }

@@ -60,8 +60,24 @@ impl Harness {
         self.engine.tick(self.now);
     }
 
-    /// Everything the engine would send right now.
+    /// Everything the engine would send right now, each chunk acknowledged by the broker at
+    /// once (see `drain_unacked` for a broker that has not answered yet).
     pub(super) fn drain(&mut self) -> Vec<Publish> {
+        let mut out = Vec::new();
+        while let Some(p) = self.engine.poll_publish(self.now) {
+            if let PublishKind::Chunk { .. } = p.kind {
+                self.engine.chunk_acked(p.job, self.now);
+            }
+            out.push(p);
+        }
+        while let Some((_, e)) = self.engine.poll_event() {
+            self.events.push(e);
+        }
+        out
+    }
+
+    /// Everything the engine would send right now, with no acknowledgement from the broker.
+    pub(super) fn drain_unacked(&mut self) -> Vec<Publish> {
         let mut out = Vec::new();
         while let Some(p) = self.engine.poll_publish(self.now) {
             out.push(p);
@@ -733,4 +749,45 @@ fn after_a_reconnect_fota_request_goes_again_soon_without_costing_an_attempt() {
     assert_eq!(h.state(silent), JobState::Requesting);
     h.advance(Duration::from_secs(30));
     assert_eq!(h.state(silent), JobState::TimedOut);
+}
+
+#[test]
+fn fota_done_waits_until_the_broker_has_acknowledged_every_chunk() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 3 * 64);
+    h.drain();
+    h.respond("d", id, ACK);
+    let out = h.drain_unacked();
+    assert_eq!(kinds(&out).len(), 3, "three chunks and no FOTA_DONE yet: {:?}", kinds(&out));
+    assert_eq!(h.state(id), JobState::Finishing);
+    h.engine.chunk_acked(id, h.now);
+    h.engine.chunk_acked(id, h.now);
+    assert!(h.drain_unacked().is_empty(), "one chunk is not with the broker yet");
+    h.engine.chunk_acked(id, h.now);
+    assert_eq!(kinds(&h.drain_unacked()), vec![PublishKind::Command(CommandType::Done)]);
+    h.respond("d", id, ResponseBody::DoneSuccess);
+    assert_eq!(h.state(id), JobState::Succeeded);
+
+    // Acknowledgements that never come end the job after the done timeout, saying so.
+    let other = h.submit("e", 2 * 64);
+    h.drain();
+    h.respond("e", other, ACK);
+    h.drain_unacked();
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.state(other), JobState::TimedOut);
+    let error = h.engine.job(other).unwrap().error.unwrap();
+    assert!(error.contains("did not acknowledge the last 2 chunks"), "{error}");
+}
+
+#[test]
+fn a_publish_the_broker_refuses_ends_the_job_failed_naming_the_topic() {
+    let mut h = Harness::new(settings());
+    let id = h.submit("d", 3 * 64);
+    h.drain();
+    h.engine.publish_refused(id, "/fota/cmd/d", "not authorized", h.now);
+    assert_eq!(h.state(id), JobState::Failed);
+    assert_eq!(
+        h.engine.job(id).unwrap().error.as_deref(),
+        Some("the broker refused publishing to /fota/cmd/d: not authorized")
+    );
 }

@@ -233,7 +233,9 @@ pub async fn cancel(
 /// 200 while the broker connection is up, 503 otherwise; the body says which and why.
 pub async fn health(State(state): State<ApiState>) -> Result<(StatusCode, Json<Value>), ApiError> {
     let status = state.handle.status().await?;
-    let healthy = status.connection.is_connected() && status.store_problem.is_none();
+    let healthy = status.connection.is_connected()
+        && status.store_problem.is_none()
+        && status.publish_refused.is_none();
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let counts: serde_json::Map<String, Value> =
         status.counts.iter().map(|(state, n)| (state.as_str().to_owned(), json!(n))).collect();
@@ -242,7 +244,8 @@ pub async fn health(State(state): State<ApiState>) -> Result<(StatusCode, Json<V
         Json(json!({
             "broker": status.broker.to_string(),
             "connected": status.connection.is_connected(),
-            "reason": status.connection.reason().or(status.store_problem.as_deref()),
+            "reason": status.connection.reason().or(status.store_problem.as_deref()).or(status.publish_refused.as_deref()),
+            "publish_refused": status.publish_refused,
             "store": match &status.store_problem { Some(problem) => json!({"ok": false, "problem": problem}), None => json!({"ok": true}) },
             "insecure_tls": status.insecure_tls,
             "connection": status.connection,

@@ -26,7 +26,13 @@ pub enum Incoming {
         payload: Bytes,
         qos: u8,
     },
-    PubAck,
+    /// The broker acknowledged publish `pkid`; under MQTT 5 it may have refused it, in words.
+    PubAck {
+        pkid: u16,
+        refused: Option<String>,
+    },
+    /// A publish went out under packet id `pkid` (publishes go out in the order queued).
+    Sent(u16),
     /// Rocky's DISCONNECT went out (the end of a goodbye).
     DisconnectSent,
     /// Anything else (pings, outgoing notices).
@@ -168,7 +174,8 @@ fn from_v311_event(event: rumqttc::Event) -> Incoming {
         Event::Incoming(Packet::Publish(p)) => {
             Incoming::Publish { topic: p.topic, payload: p.payload, qos: p.qos as u8 }
         }
-        Event::Incoming(Packet::PubAck(_)) => Incoming::PubAck,
+        Event::Incoming(Packet::PubAck(ack)) => Incoming::PubAck { pkid: ack.pkid, refused: None },
+        Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => Incoming::Sent(pkid),
         Event::Outgoing(rumqttc::Outgoing::Disconnect) => Incoming::DisconnectSent,
         _ => Incoming::Other,
     }
@@ -202,8 +209,31 @@ fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
             payload: p.payload,
             qos: p.qos as u8,
         },
-        Event::Incoming(Packet::PubAck(_)) => Incoming::PubAck,
+        Event::Incoming(Packet::PubAck(ack)) => Incoming::PubAck { pkid: ack.pkid, refused: refusal(&ack) },
+        Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => Incoming::Sent(pkid),
         Event::Outgoing(rumqttc::Outgoing::Disconnect) => Incoming::DisconnectSent,
         _ => Incoming::Other,
     }
+}
+
+/// Why an MQTT 5 broker refused a publish, in words (`None`: it took it).
+fn refusal(ack: &rumqttc::v5::mqttbytes::v5::PubAck) -> Option<String> {
+    use rumqttc::v5::mqttbytes::v5::PubAckReason as Why;
+    let words = match ack.reason {
+        Why::Success | Why::NoMatchingSubscribers => return None,
+        Why::NotAuthorized => "not authorized",
+        Why::TopicNameInvalid => "the topic name is invalid",
+        Why::QuotaExceeded => "quota exceeded",
+        Why::PayloadFormatInvalid => "the payload format is invalid",
+        Why::PacketIdentifierInUse => "packet identifier in use",
+        Why::ImplementationSpecificError => "an implementation-specific error",
+        Why::UnspecifiedError => "an unspecified error",
+    };
+    let said = ack.properties.as_ref().and_then(|p| p.reason_string.as_deref());
+    Some(match said {
+        Some(text) => {
+            format!("{words} ({})", text.chars().filter(|c| !c.is_control()).take(200).collect::<String>())
+        }
+        None => words.to_owned(),
+    })
 }

@@ -69,7 +69,14 @@ pub struct Driver {
     pub restart: mpsc::Sender<String>,
     /// Commands seen on devices' topics that this Rocky may not have sent.
     pub commands: super::command_watch::CommandWatch,
+    /// Which publishes the broker has acknowledged (or refused).
+    pub tracker: super::publish_tracker::PublishTracker,
+    /// The last publish the broker refused: when, and what it said (health shows it a minute).
+    pub refused: Option<(Instant, String)>,
 }
+
+/// How long `/healthz` and the console say the broker refused a publish.
+const REFUSAL_SHOWN: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Driver {
     pub async fn run(mut self) {
@@ -234,8 +241,16 @@ impl Driver {
         if let PublishKind::Chunk { .. } = publish.kind {
             self.metrics.chunk_sent(publish.payload.len());
         }
+        let tag = super::publish_tracker::Tag {
+            job: Some(publish.job),
+            chunk: matches!(publish.kind, PublishKind::Chunk { .. }),
+            topic: publish.topic.clone(),
+        };
         match self.publisher.publish(publish.topic, publish.payload).await {
-            Ok(()) => self.outstanding += 1,
+            Ok(()) => {
+                self.outstanding += 1;
+                self.tracker.queued(tag);
+            }
             Err(e) => tracing::error!(error = %e, "publish could not be queued"),
         }
     }
@@ -244,7 +259,20 @@ impl Driver {
     /// the broker stopped delivering (health, log, console) and has the messenger start a
     /// clean session.
     async fn check_delivery(&mut self, now: Instant) {
-        if let Some(waited) = self.probe.overdue(now) {
+        let waited = match self.probe.overdue(now) {
+            Some(super::probe::Overdue::Stalled(waited)) => Some(waited),
+            Some(super::probe::Overdue::NeverBack) => {
+                tracing::warn!(
+                    "Rocky's delivery probe never came back in {} tries: the broker does not let Rocky publish \
+                     to or read its probe topic (an ACL); the probe is off, so a broker that stops delivering \
+                     to Rocky goes unnoticed",
+                    super::probe::NEVER_BACK
+                );
+                None
+            }
+            None => None,
+        };
+        if let Some(waited) = waited {
             let reason = format!(
                 "the broker stopped delivering messages to Rocky: its own delivery probe did not come back \
                  within {} s, so device answers are not arriving either (a broker that drops oversized \
@@ -266,8 +294,12 @@ impl Driver {
         if self.outstanding < self.window
             && let Some((topic, payload)) = self.probe.due(now)
         {
+            let tag = super::publish_tracker::Tag { job: None, chunk: false, topic: topic.clone() };
             match self.publisher.publish(topic, payload).await {
-                Ok(()) => self.outstanding += 1,
+                Ok(()) => {
+                    self.outstanding += 1;
+                    self.tracker.queued(tag);
+                }
                 Err(e) => tracing::error!(error = %e, "the delivery probe could not be queued"),
             }
         }
@@ -304,6 +336,30 @@ impl Driver {
                 RuntimeEvent::Alert(super::Alert { device: Some(foreign.device), text }),
             );
         }
+    }
+
+    /// The broker refused a publish (MQTT 5): its job ends `failed` naming the topic, and
+    /// `/healthz`, the log and the console say the broker refuses Rocky's publishes (said
+    /// again only when the broker's reason changes, or a minute later: one line, not one per
+    /// device).
+    fn publish_refused(&mut self, topic: String, why: String, job: Option<JobId>, now: Instant) {
+        if let Some(job) = job {
+            self.engine.publish_refused(job, &topic, &why, now);
+        }
+        let text = format!("the broker refuses Rocky's publishes: {topic}: {why} (check its ACL for Rocky)");
+        let repeat = self.refused.as_ref().is_some_and(|(at, said)| {
+            said.ends_with(&format!(": {why} (check its ACL for Rocky)"))
+                && now.saturating_duration_since(*at) < REFUSAL_SHOWN
+        });
+        if repeat {
+            if let Some((at, _)) = self.refused.as_mut() {
+                *at = now;
+            }
+            return;
+        }
+        self.refused = Some((now, text.clone()));
+        tracing::warn!(job = ?job, %topic, reason = %why, "the broker refused a publish");
+        self.emit(SystemTime::now(), RuntimeEvent::Alert(super::Alert { device: None, text }));
     }
 
     fn handle_request(&mut self, request: Request) {
@@ -381,7 +437,17 @@ impl Driver {
             }
             Request::Status(reply) => {
                 let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());
-                let _ = reply.send((self.connection.clone(), self.engine.counts(), store_problem));
+                let publish_refused = self
+                    .refused
+                    .as_ref()
+                    .filter(|(at, _)| now.saturating_duration_since(*at) < REFUSAL_SHOWN)
+                    .map(|(_, why)| why.clone());
+                let _ = reply.send(super::handle::StatusReply {
+                    connection: self.connection.clone(),
+                    counts: self.engine.counts(),
+                    store_problem,
+                    publish_refused,
+                });
             }
             Request::Announce(event) => self.emit(SystemTime::now(), event),
             Request::Adopt(views) => {
@@ -497,12 +563,14 @@ impl Driver {
                 match &state {
                     ConnectionState::Connected => {
                         self.outstanding = 0;
+                        self.tracker.clear();
                         self.broker_up = true;
                         self.gate(now);
                     }
                     ConnectionState::Disconnected { .. } => {
                         // A clean session drops whatever was in flight; the engine re-sends.
                         self.outstanding = 0;
+                        self.tracker.clear();
                         self.broker_up = false;
                         self.probe.stop();
                         self.gate(now);
@@ -512,13 +580,25 @@ impl Driver {
                 self.connection = state.clone();
                 self.emit(SystemTime::now(), RuntimeEvent::Connection(state));
             }
-            FromBroker::PubAck => {
+            FromBroker::PubAck { pkid, refused } => {
                 self.outstanding = self.outstanding.saturating_sub(1);
                 self.metrics.set_awaiting_ack(self.outstanding);
+                let Some(tag) = self.tracker.acked(pkid) else { return };
+                match (refused, tag.job) {
+                    (None, Some(job)) if tag.chunk => self.engine.chunk_acked(job, now),
+                    (None, _) => {}
+                    (Some(why), None) => {
+                        tracing::warn!(topic = %tag.topic, reason = %why, "the broker refused Rocky's delivery probe; the probe is off");
+                        self.probe.refused();
+                    }
+                    (Some(why), job) => self.publish_refused(tag.topic, why, job, now),
+                }
             }
+            FromBroker::Sent(pkid) => self.tracker.sent(pkid),
             FromBroker::Publisher(publisher) => {
                 self.publisher = publisher;
                 self.outstanding = 0;
+                self.tracker.clear();
             }
             FromBroker::Watching(true) => self.probe.start(now),
             FromBroker::Watching(false) => self.probe.stop(),

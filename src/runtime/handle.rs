@@ -15,6 +15,15 @@ use crate::store::HistoryRecord;
 
 /// The runtime's state at a glance (`GET /healthz`, the console's status bar).
 #[derive(Debug, Clone)]
+pub struct StatusReply {
+    pub connection: ConnectionState,
+    pub counts: BTreeMap<JobState, usize>,
+    pub store_problem: Option<String>,
+    pub publish_refused: Option<String>,
+}
+
+/// What `/healthz` and the console's status bar show.
+#[derive(Debug, Clone)]
 pub struct Status {
     pub broker: BrokerUrl,
     /// The broker's certificate is not verified (`--insecure-tls`); shown in red.
@@ -23,6 +32,8 @@ pub struct Status {
     pub counts: BTreeMap<JobState, usize>,
     /// Why the job store cannot write right now (its changes are kept and retried).
     pub store_problem: Option<String>,
+    /// The broker refused one of Rocky's publishes in the last minute: what and why.
+    pub publish_refused: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +61,7 @@ pub(super) enum Request {
         max_age: Option<std::time::Duration>,
     },
     Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
-    Status(oneshot::Sender<(ConnectionState, BTreeMap<JobState, usize>, Option<String>)>),
+    Status(oneshot::Sender<StatusReply>),
     Shutdown(oneshot::Sender<()>),
     /// An event from another part of the runtime (a rollout's change) for the event stream,
     /// numbered in turn with the engine's.
@@ -201,8 +212,10 @@ impl Handle {
     }
 
     pub async fn status(&self) -> Result<Status, RuntimeError> {
-        let (connection, counts, store_problem) = self.ask(Request::Status).await?;
+        let StatusReply { connection, counts, store_problem, publish_refused } =
+            self.ask(Request::Status).await?;
         Ok(Status {
+            publish_refused,
             broker: self.broker.clone(),
             insecure_tls: self.insecure_tls,
             connection,

@@ -37,8 +37,13 @@ pub enum FromBroker {
         payload: Bytes,
         qos: u8,
     },
-    /// The broker acknowledged one of our QoS 1 publishes.
-    PubAck,
+    /// The broker acknowledged one of our QoS 1 publishes (or, under MQTT 5, refused it).
+    PubAck {
+        pkid: u16,
+        refused: Option<String>,
+    },
+    /// A publish went out under this packet id, in the order the driver queued them.
+    Sent(u16),
     /// Whether the command filter was granted: the delivery probe and the watch for commands
     /// Rocky did not send work only then.
     Watching(bool),
@@ -211,8 +216,13 @@ impl Messenger {
                         break;
                     }
                 }
-                Ok(Incoming::PubAck) => {
-                    if self.to_driver.send(FromBroker::PubAck).await.is_err() {
+                Ok(Incoming::PubAck { pkid, refused }) => {
+                    if self.to_driver.send(FromBroker::PubAck { pkid, refused }).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Incoming::Sent(pkid)) => {
+                    if self.to_driver.send(FromBroker::Sent(pkid)).await.is_err() {
                         break;
                     }
                 }

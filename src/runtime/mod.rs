@@ -16,6 +16,7 @@ mod log_limit;
 mod messenger;
 mod persist;
 mod probe;
+mod publish_tracker;
 mod recover;
 mod rollouts;
 
@@ -207,6 +208,8 @@ impl Runtime {
             probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),
             restart: restart_tx,
             commands: Default::default(),
+            tracker: publish_tracker::PublishTracker::new(4 * usize::from(config.window.max(1)) + 64),
+            refused: None,
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
         let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop.clone());

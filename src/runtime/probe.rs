@@ -16,6 +16,18 @@ use crate::protocol::Topics;
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A probe not back after this long means the broker stopped delivering to Rocky.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Probes lost in a row, with none ever back, after which probing stops for good: the broker
+/// does not let Rocky publish to or read its probe topic (an ACL), which is no stall.
+pub const NEVER_BACK: u32 = 3;
+
+/// What a probe that did not come back means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overdue {
+    /// Probes came back before: the broker stopped delivering (waited this long).
+    Stalled(Duration),
+    /// None ever came back: probing is off from now on.
+    NeverBack,
+}
 
 #[derive(Debug)]
 pub struct DeliveryProbe {
@@ -30,6 +42,12 @@ pub struct DeliveryProbe {
     /// The probe out now: its number and when it was sent.
     outstanding: Option<(u64, Instant)>,
     next_at: Option<Instant>,
+    /// A probe has come back in this process: the broker lets Rocky probe.
+    ever_back: bool,
+    /// Probes lost in a row while none ever came back.
+    lost_unproven: u32,
+    /// Probing was given up for good (see [`NEVER_BACK`]), or the broker refused the probe.
+    off: bool,
 }
 
 impl DeliveryProbe {
@@ -47,12 +65,21 @@ impl DeliveryProbe {
             running: false,
             outstanding: None,
             next_at: None,
+            ever_back: false,
+            lost_unproven: 0,
+            off: false,
         }
+    }
+
+    /// The broker refused the probe's publish: probing cannot work, so it stops for good.
+    pub fn refused(&mut self) {
+        self.off = true;
+        self.stop();
     }
 
     /// Connected and subscribed to the command filter: the first probe goes out at once.
     pub fn start(&mut self, now: Instant) {
-        self.running = true;
+        self.running = !self.off;
         self.outstanding = None;
         self.next_at = Some(now);
     }
@@ -88,20 +115,30 @@ impl DeliveryProbe {
         if self.outstanding.is_some_and(|(out, _)| out == seq) {
             self.outstanding = None;
             self.next_at = Some(now + PROBE_EVERY);
+            self.ever_back = true;
         }
         true
     }
 
-    /// How long the probe out now has waited, once that is past [`PROBE_TIMEOUT`]; probing
-    /// stops until [`DeliveryProbe::start`] (the caller reconnects).
-    pub fn overdue(&mut self, now: Instant) -> Option<Duration> {
+    /// The probe out now, once it has waited past [`PROBE_TIMEOUT`]: a stall (probing stops
+    /// until [`DeliveryProbe::start`], after the caller reconnects), or, after [`NEVER_BACK`]
+    /// losses with none ever back, the end of probing.
+    pub fn overdue(&mut self, now: Instant) -> Option<Overdue> {
         let (_, sent) = self.outstanding?;
         let waited = now.saturating_duration_since(sent);
         if waited < PROBE_TIMEOUT {
             return None;
         }
         self.stop();
-        Some(waited)
+        if self.ever_back {
+            return Some(Overdue::Stalled(waited));
+        }
+        self.lost_unproven += 1;
+        if self.lost_unproven >= NEVER_BACK {
+            self.off = true;
+            return Some(Overdue::NeverBack);
+        }
+        Some(Overdue::Stalled(waited))
     }
 
     /// When the probe next needs attention: a probe to send, or one to give up on.
@@ -138,12 +175,32 @@ mod tests {
         let (_, second) = probe.due(t1).expect("the next after PROBE_EVERY");
         assert_ne!(second, payload);
         assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT - Duration::from_millis(1)), None);
-        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT), Some(PROBE_TIMEOUT));
+        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT), Some(Overdue::Stalled(PROBE_TIMEOUT)));
         assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT * 2), None, "said once, then stopped");
         assert!(probe.due(t1 + PROBE_TIMEOUT * 2).is_none());
         // A late echo of an old probe is still ours, and changes nothing.
         assert!(probe.echoed("rocky-a", &payload, t1 + PROBE_TIMEOUT * 2));
         probe.start(t1 + PROBE_TIMEOUT * 3);
         assert!(probe.due(t1 + PROBE_TIMEOUT * 3).is_some(), "a new session probes again at once");
+    }
+
+    #[test]
+    fn probes_that_never_come_back_end_probing_instead_of_reconnecting_for_ever() {
+        let mut probe = DeliveryProbe::new(&Topics::default(), "rocky-a");
+        let mut now = Instant::now();
+        for lost in 1..=NEVER_BACK {
+            probe.start(now);
+            assert!(probe.due(now).is_some());
+            now += PROBE_TIMEOUT;
+            let expected =
+                if lost < NEVER_BACK { Overdue::Stalled(PROBE_TIMEOUT) } else { Overdue::NeverBack };
+            assert_eq!(probe.overdue(now), Some(expected));
+        }
+        probe.start(now);
+        assert!(probe.due(now).is_none(), "off for good");
+        let mut refused = DeliveryProbe::new(&Topics::default(), "rocky-b");
+        refused.refused();
+        refused.start(now);
+        assert!(refused.due(now).is_none());
     }
 }

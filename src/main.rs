@@ -7,6 +7,13 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
+    if commands::Command::prints_and_ends(cli.command.as_ref()) {
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts; no
+        // handler is installed, so nothing runs in signal context.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

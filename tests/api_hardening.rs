@@ -329,3 +329,20 @@ async fn an_unfinished_upload_is_streamed_to_disk_and_removed_when_abandoned() {
     assert_eq!(body["name"], "315f5bdb76d078c43b8ac0064e4a0164612b1fce77c869345bfc94c75894edd3.bin");
     api.runtime.shutdown().await;
 }
+
+/// `http.max_jobs_per_request` (10,000) jobs fit in one `POST /jobs`: the body limit grows with
+/// it, so the documented limit is never refused as too large (issue 20, C24).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_number_of_jobs_fits_in_one_request() {
+    let (api, _broker) = start(ApiPolicy::default()).await;
+    std::fs::write(api.dir.path().join("fw.bin"), b"image").unwrap();
+    // Ids of 40 bytes: 10,000 of them make a 430 KB body, far past the 64 KiB of other routes.
+    let ids: Vec<String> = (0..10_000).map(|i| format!("a-device-with-a-longish-id-number-{i:06}")).collect();
+    let body = json!({"device_ids": ids, "firmware": {"path": "fw.bin"}});
+    let response =
+        reqwest::Client::new().post(format!("http://{}/jobs", api.addr)).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["jobs"].as_array().map(Vec::len), Some(10_000));
+    api.runtime.shutdown().await;
+}

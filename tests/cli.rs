@@ -186,3 +186,27 @@ async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
         assert!(text.contains("battery below 20%") && text.contains("writing to flash failed"), "{text}");
     }
 }
+
+/// `rocky config | head -1` and the like: a closed stdout ends the command quietly, as Unix
+/// tools end, never with a panic (exit 101) on the failed write (issue 20, C13).
+#[test]
+fn a_closed_stdout_ends_a_printing_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    // One command stands for all that print and end (devices, rollout, jobs, config).
+    let mut child = Command::new(BIN)
+        .arg("config")
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the command writes a byte.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?} {err}", out.status);
+}

@@ -160,6 +160,19 @@ pub enum Command {
     BenchStore(bench::store_run::StoreBenchArgs),
 }
 
+impl Command {
+    /// Commands that print a result and end: when their output is piped into `head` and the
+    /// pipe closes, they end quietly as Unix tools do (SIGPIPE), instead of panicking on the
+    /// failed write. The long-running commands keep ignoring SIGPIPE, so a closed socket is an
+    /// error they handle.
+    pub fn prints_and_ends(command: Option<&Self>) -> bool {
+        matches!(
+            command,
+            Some(Self::Devices(_) | Self::Rollout(_) | Self::Config(_) | Self::Jobs(_) | Self::BenchStore(_))
+        )
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // The flags before the command, then the command's own (which win).
     let top = cli.flags.over(GlobalArgs::default());

@@ -40,6 +40,12 @@ pub enum SubmitError {
     TooManyChunks { name: String, chunk_size: u32 },
     #[error("job ids are exhausted (the 32-bit id space is used up)")]
     IdsExhausted,
+    /// A chunk with its topic and header would be larger than the broker takes (MQTT 5 says).
+    #[error(
+        "a chunk of {chunk_size} bytes for device {device} makes a {packet}-byte MQTT packet, over the broker's \
+         maximum packet size of {max} bytes: use a chunk size of at most {fits}"
+    )]
+    ChunkTooLarge { device: String, chunk_size: u32, packet: u64, max: u32, fits: u64 },
     /// An id that is not free: only a reservation gives ids, so this is a bug.
     #[error("job id {0} is already in use")]
     IdInUse(JobId),
@@ -93,6 +99,8 @@ pub struct Engine {
     connected: bool,
     /// Jobs per state, kept as states change, so `/healthz` and `/metrics` never scan every job.
     state_counts: BTreeMap<JobState, usize>,
+    /// The largest packet the broker takes from Rocky, when it said (MQTT 5 CONNACK).
+    broker_max_packet: Option<u32>,
 }
 
 impl Engine {
@@ -114,7 +122,13 @@ impl Engine {
             events: VecDeque::new(),
             connected: false,
             state_counts: BTreeMap::new(),
+            broker_max_packet: None,
         }
+    }
+
+    /// The broker's maximum packet size (MQTT 5 says it in its CONNACK; `None`: not said).
+    pub fn set_broker_max_packet(&mut self, limit: Option<u32>) {
+        self.broker_max_packet = limit;
     }
 
     pub fn topics(&self) -> &Topics {
@@ -140,10 +154,27 @@ impl Engine {
         if !spec.image.has_bytes() {
             return Err(SubmitError::NoBytes(spec.image.name().to_owned()));
         }
-        spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
+        let total = spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
             name: spec.image.name().to_owned(),
             chunk_size: chunk_size.get(),
-        })
+        })?;
+        if let Some(max) = self.broker_max_packet {
+            // A PUBLISH: fixed header (at most 5 bytes), topic (2 + its length), packet id (2),
+            // properties length (1, none sent), then the chunk.
+            let topic = self.topics.data(&spec.device, total);
+            let overhead = 5 + 2 + topic.len() as u64 + 2 + 1;
+            let largest = u64::from(chunk_size.get()).min(spec.image.size());
+            if largest + overhead > u64::from(max) {
+                return Err(SubmitError::ChunkTooLarge {
+                    device: spec.device.to_string(),
+                    chunk_size: chunk_size.get(),
+                    packet: largest + overhead,
+                    max,
+                    fits: u64::from(max).saturating_sub(overhead),
+                });
+            }
+        }
+        Ok(total)
     }
 
     /// The chunk size, chunk count and pacing a spec gets (its own or the defaults).

@@ -791,3 +791,21 @@ fn a_publish_the_broker_refuses_ends_the_job_failed_naming_the_topic() {
         Some("the broker refused publishing to /fota/cmd/d: not authorized")
     );
 }
+
+#[test]
+fn a_chunk_larger_than_the_brokers_maximum_packet_is_refused_when_the_job_is_made() {
+    let mut h = Harness::new(settings()); // 64-byte chunks
+    h.engine.set_broker_max_packet(Some(80));
+    let spec =
+        |len: usize| JobSpec { device: dev("d"), image: image(len), chunk_size: None, chunk_interval: None };
+    let err = h.engine.submit(spec(640), h.now).unwrap_err().to_string();
+    assert!(
+        err.contains("a chunk of 64 bytes for device d") && err.contains("maximum packet size of 80 bytes"),
+        "{err}"
+    );
+    assert!(err.contains("use a chunk size of at most 55"), "{err}");
+    h.engine.set_broker_max_packet(Some(200));
+    assert!(h.engine.submit(spec(640), h.now).is_ok());
+    h.engine.set_broker_max_packet(None);
+    assert!(h.engine.submit(spec(640), h.now).is_ok(), "3.1.1 brokers say nothing");
+}

@@ -39,6 +39,17 @@ use crate::runtime::Handle;
 /// Largest JSON body accepted by the job endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
+/// Room in a `POST /jobs` body for each job it may create: a device id of up to 128 bytes,
+/// quoted and escaped, with its comma (a control character escaped as `\u001f` takes six bytes,
+/// but ids hold none).
+const BYTES_PER_JOB: usize = 2 * 128 + 4;
+
+/// The body limit of `POST /jobs`: `max_jobs` device ids of the longest kind, plus the rest of
+/// the request, so `http.max_jobs_per_request` and the body limit never disagree.
+pub fn jobs_body_limit(max_jobs: usize) -> usize {
+    MAX_JSON_BODY.saturating_add(max_jobs.saturating_mul(BYTES_PER_JOB))
+}
+
 /// Largest rollout request: room for 100,000 explicit device ids.
 pub const ROLLOUT_BODY: usize = 4 * 1024 * 1024;
 
@@ -108,7 +119,12 @@ impl Default for ApiPolicy {
 pub fn router(state: ApiState) -> Router {
     let upload_limit = usize::try_from(state.limits.max_bytes).unwrap_or(usize::MAX);
     Router::new()
-        .route("/jobs", post(jobs::create).get(jobs::list).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
+        .route(
+            "/jobs",
+            post(jobs::create)
+                .get(jobs::list)
+                .layer(DefaultBodyLimit::max(jobs_body_limit(state.policy.max_jobs_per_request))),
+        )
         .route("/job", post(jobs::create_original).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .route("/jobs/{id}/events", get(jobs::events))

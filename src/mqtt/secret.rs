@@ -38,6 +38,21 @@ pub enum SecretError {
     EmptyEnv { var: &'static str },
 }
 
+/// What to say when a secret file can be read by users other than its owner (group or
+/// others have read permission), as `ssh` says of a private key; `None` when it cannot.
+pub fn loose_permissions(key: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "{key} file {} can be read by other users (mode {:o}): anyone on this machine may read the secret; \
+             chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 /// Secret files are small; anything bigger is a wrong path, not a password.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
@@ -50,6 +65,9 @@ impl Secret {
         let value = text.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&text);
         if value.is_empty() {
             return Err(SecretError::EmptyFile { key, path: path.to_owned() });
+        }
+        if let Some(warning) = loose_permissions(key, path) {
+            tracing::warn!("{warning}");
         }
         Ok(Self { value: value.to_owned(), origin: SecretOrigin::File(path.to_owned()) })
     }
@@ -102,6 +120,24 @@ impl fmt::Display for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_others_can_read_is_warned_of_without_its_content() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "hunter2\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = loose_permissions("mqtt.password_file", &path).unwrap();
+        assert!(
+            warning.contains("mqtt.password_file")
+                && warning.contains("644")
+                && warning.contains("chmod 600")
+        );
+        assert!(!warning.contains("hunter2"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(loose_permissions("mqtt.password_file", &path), None);
+    }
 
     #[test]
     fn a_secret_never_prints_its_value() {

@@ -17,6 +17,8 @@ pub enum Incoming {
     /// publishes it takes from Rocky (its receive maximum), which then caps Rocky's window.
     ConnAck {
         receive_maximum: Option<u16>,
+        /// The largest packet the broker accepts from Rocky (MQTT 5 only).
+        maximum_packet_size: Option<u32>,
     },
     /// The answer to a subscription, one result per filter in the order asked: `Err` with the
     /// broker's refusal in words.
@@ -159,7 +161,9 @@ impl Session {
 fn from_v311_event(event: rumqttc::Event) -> Incoming {
     use rumqttc::{Event, Packet, SubscribeReasonCode};
     match event {
-        Event::Incoming(Packet::ConnAck(_)) => Incoming::ConnAck { receive_maximum: None },
+        Event::Incoming(Packet::ConnAck(_)) => {
+            Incoming::ConnAck { receive_maximum: None, maximum_packet_size: None }
+        }
         Event::Incoming(Packet::SubAck(ack)) => Incoming::SubAck(
             ack.return_codes
                 .iter()
@@ -185,9 +189,10 @@ fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
     use rumqttc::v5::Event;
     use rumqttc::v5::mqttbytes::v5::{Packet, SubscribeReasonCode};
     match event {
-        Event::Incoming(Packet::ConnAck(ack)) => {
-            Incoming::ConnAck { receive_maximum: ack.properties.and_then(|p| p.receive_max) }
-        }
+        Event::Incoming(Packet::ConnAck(ack)) => Incoming::ConnAck {
+            receive_maximum: ack.properties.as_ref().and_then(|p| p.receive_max),
+            maximum_packet_size: ack.properties.as_ref().and_then(|p| p.max_packet_size),
+        },
         Event::Incoming(Packet::SubAck(ack)) => {
             let why =
                 ack.properties.and_then(|p| p.reason_string).map(|r| format!(": {r}")).unwrap_or_default();

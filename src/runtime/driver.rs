@@ -595,6 +595,7 @@ impl Driver {
                 }
             }
             FromBroker::Sent(pkid) => self.tracker.sent(pkid),
+            FromBroker::MaximumPacket(limit) => self.engine.set_broker_max_packet(limit),
             FromBroker::Publisher(publisher) => {
                 self.publisher = publisher;
                 self.outstanding = 0;

@@ -44,6 +44,9 @@ pub enum FromBroker {
     },
     /// A publish went out under this packet id, in the order the driver queued them.
     Sent(u16),
+    /// The largest packet this broker takes from Rocky, when it says (MQTT 5): a job whose
+    /// chunks would not fit is refused when it is created.
+    MaximumPacket(Option<u32>),
     /// Whether the command filter was granted: the delivery probe and the watch for commands
     /// Rocky did not send work only then.
     Watching(bool),
@@ -166,8 +169,11 @@ impl Messenger {
                 polled = self.session.poll(&self.connection) => polled,
             };
             match polled {
-                Ok(Incoming::ConnAck { receive_maximum }) => {
+                Ok(Incoming::ConnAck { receive_maximum, maximum_packet_size }) => {
                     self.note_receive_maximum(receive_maximum);
+                    if self.to_driver.send(FromBroker::MaximumPacket(maximum_packet_size)).await.is_err() {
+                        break;
+                    }
                     acked = true;
                     spoke_v5 |= self.protocol == Protocol::V5;
                     subscribed = false;

@@ -904,6 +904,17 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
 }
 
 #[test]
+fn after_the_form_created_jobs_the_newest_is_selected_for_every_key_before_a_draw() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (160, 45);
+    f.app.jobs_cursor.selected = usize::MAX / 2; // as the console sets it after a submission
+    let newest = f.app.visible_jobs().last().map(|j| j.id);
+    assert_eq!(f.app.selected_job().map(|j| j.id), newest, "no draw, no `j` needed");
+    f.key(KeyCode::Enter);
+    assert!(f.app.overlay.is_some(), "Enter opens the newest job's detail at once");
+}
+
+#[test]
 fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_eta() {
     let mut f = Fixture::mid_rollout(Theme::monochrome());
     f.app.size = (160, 45);

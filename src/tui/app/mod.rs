@@ -446,8 +446,12 @@ impl App {
             .collect()
     }
 
+    /// The job the selection is on, as drawn: "the newest" is asked for as a huge index
+    /// (after the form creates jobs), which reads as the last row until the next draw clamps
+    /// it, so Enter, `c` and `r` act on the row shown at once.
     pub fn selected_job(&self) -> Option<&JobRow> {
-        self.visible_jobs().get(self.jobs_cursor.selected).copied()
+        let jobs = self.visible_jobs();
+        jobs.get(self.jobs_cursor.selected.min(jobs.len().saturating_sub(1))).copied()
     }
 
     /// Replaces a job's timeline with the stored one when that one knows more (a job restored

@@ -12,7 +12,7 @@
 //! - [`runtime`]: wires the engine to tokio and rumqttc; the only place that owns tasks.
 //! - [`http`]: the axum API over the runtime's handle.
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
-//! - [`broker`]: the embedded MQTT broker (rumqttd) for `rocky demo`, tests and benchmarks.
+//! - [`broker`]: the embedded MQTT 3.1.1 broker for `rocky demo`, tests and benchmarks.
 //! - [`inventory`]: the devices Rocky knows, their labels and what happened to them.
 //! - [`rollout`]: staged rollouts as a sans-IO state machine: waves, pace, thresholds, retries.
 //! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.

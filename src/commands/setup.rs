@@ -93,7 +93,7 @@ pub fn log_to_file(dir: &Path) -> anyhow::Result<(PathBuf, tracing_appender::non
 /// `RUST_LOG` if set, else Rocky at info and the MQTT libraries at warn.
 fn log_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

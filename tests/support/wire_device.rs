@@ -34,12 +34,15 @@ pub struct Seen {
 
 pub struct WireDevice {
     pub seen: Arc<Mutex<Seen>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for WireDevice {
     fn drop(&mut self) {
-        self.task.abort();
+        // The last device of a shared connection ends its task.
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
     }
 }
 
@@ -75,19 +78,27 @@ impl WireDevice {
     /// Connects device `id` to the broker on `port` (prefix `/fota`) and waits until it is
     /// subscribed.
     pub async fn start(port: u16, id: &str, mode: Mode) -> Self {
-        let mut options = MqttOptions::new(format!("wire-{id}"), "127.0.0.1", port);
-        options.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(options, 256);
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut fleet = Self::fleet(port, &[id.to_owned()], mode, &format!("wire-{id}")).await;
+        fleet.remove(0)
+    }
+
+    /// Devices `ids` that share one MQTT connection (client id `client`), as a gateway or a
+    /// test fleet does; each keeps its own transfer. Waits until all are subscribed.
+    pub async fn fleet(port: u16, ids: &[String], mode: Mode, client: &str) -> Vec<Self> {
+        let mut options = MqttOptions::new(client, "127.0.0.1", port);
+        options
+            .set_keep_alive(Duration::from_secs(10))
+            .set_max_packet_size(1 << 20, 1 << 20)
+            .set_inflight(100);
+        let (client, mut eventloop) = AsyncClient::new(options, 1024);
+        let seen: Vec<Arc<Mutex<Seen>>> = ids.iter().map(|_| Arc::default()).collect();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let id = id.to_owned();
-        let record = seen.clone();
+        let ids: Vec<String> = ids.to_vec();
+        let records = seen.clone();
         let task = tokio::spawn(async move {
-            let cmd = format!("/fota/cmd/{id}");
-            let data = format!("/fota/data/{id}/");
-            let resp = format!("/fota/cmd_resp/{id}");
             let mut ready = Some(ready_tx);
-            let mut transfer = Transfer::default();
+            let mut acks_left = ids.len();
+            let mut transfers: Vec<Transfer> = ids.iter().map(|_| Transfer::default()).collect();
             loop {
                 let event = match eventloop.poll().await {
                     Ok(event) => event,
@@ -100,12 +111,19 @@ impl WireDevice {
                 };
                 let publish = match event {
                     Event::Incoming(Packet::ConnAck(_)) => {
-                        let _ = client.subscribe(cmd.clone(), QoS::AtLeastOnce).await;
-                        let _ = client.subscribe(format!("{data}+"), QoS::AtLeastOnce).await;
+                        acks_left = ids.len();
+                        for id in &ids {
+                            let filters = [format!("/fota/cmd/{id}"), format!("/fota/data/{id}/+")]
+                                .map(|path| rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce));
+                            let _ = client.subscribe_many(filters).await;
+                        }
                         continue;
                     }
                     Event::Incoming(Packet::SubAck(_)) => {
-                        if let Some(tx) = ready.take() {
+                        acks_left = acks_left.saturating_sub(1);
+                        if acks_left == 0
+                            && let Some(tx) = ready.take()
+                        {
                             let _ = tx.send(());
                         }
                         continue;
@@ -113,23 +131,36 @@ impl WireDevice {
                     Event::Incoming(Packet::Publish(publish)) => publish,
                     _ => continue,
                 };
+                let Some(rest) = publish.topic.strip_prefix("/fota/") else { continue };
+                let (kind, rest) = rest.split_once('/').unwrap_or((rest, ""));
+                let (device, chunk) = match kind {
+                    "data" => match rest.rsplit_once('/') {
+                        Some((device, n)) => (device, n.parse::<u64>().ok()),
+                        None => continue,
+                    },
+                    "cmd" => (rest, None),
+                    _ => continue,
+                };
+                let Some(index) = ids.iter().position(|id| id == device) else { continue };
+                let (transfer, record) = (&mut transfers[index], &records[index]);
+                let resp = format!("/fota/cmd_resp/{device}");
                 let mut answers = Vec::new();
-                if publish.topic == cmd {
+                if kind == "cmd" {
                     let Ok(Value::Array(items)) = ciborium::from_reader::<Value, _>(&publish.payload[..])
                     else {
                         continue;
                     };
-                    let (Some(job), Some(kind)) =
+                    let (Some(job), Some(command)) =
                         (items.first().and_then(unsigned), items.get(1).and_then(unsigned))
                     else {
                         continue;
                     };
-                    match kind {
+                    match command {
                         1 => {
                             record.lock().unwrap().requests.push(job);
                             let hash = items.get(2).and_then(hash_of).unwrap_or_default();
                             if transfer.job != job || transfer.hash != hash {
-                                transfer = Transfer { job, hash, chunks: BTreeMap::new() };
+                                *transfer = Transfer { job, hash, chunks: BTreeMap::new() };
                             }
                             answers.push(match mode {
                                 Mode::Honest => frame(&[job, 2]),
@@ -147,8 +178,7 @@ impl WireDevice {
                         }
                         _ => {}
                     }
-                } else if let Some(n) = publish.topic.strip_prefix(&data).and_then(|n| n.parse::<u64>().ok())
-                {
+                } else if let Some(n) = chunk {
                     record.lock().unwrap().chunks += 1;
                     transfer.chunks.insert(n, publish.payload.to_vec());
                     if mode == Mode::Rewinder {
@@ -165,11 +195,13 @@ impl WireDevice {
                 }
             }
         });
-        tokio::time::timeout(Duration::from_secs(20), ready_rx)
+        tokio::time::timeout(Duration::from_secs(30), ready_rx)
             .await
-            .expect("the wire device subscribed within 20 s")
-            .expect("the wire device's task runs");
-        Self { seen, task }
+            .expect("the wire devices subscribed within 30 s")
+            .expect("the wire devices' task runs");
+        // One task serves them all; it stops when the last of them is dropped.
+        let task = Arc::new(task);
+        seen.into_iter().map(|seen| Self { seen, task: task.clone() }).collect()
     }
 
     pub fn seen(&self) -> Seen {

@@ -84,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     } else {
         let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(None)).await??;
         // The embedded broker's threads live as long as the process.
-        (broker.url(), "embedded rumqttd (in this process)".to_owned())
+        (broker.url(), "embedded broker (in this process)".to_owned())
     };
     let chunks_per_job = args.size.div_ceil(args.chunk as usize);
     if let Some(rate) = args.ignored {

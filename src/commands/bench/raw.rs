@@ -99,12 +99,10 @@ pub async fn run_round(
 ) -> anyhow::Result<RawRound> {
     let subscribers = subscribers.clamp(1, messages.max(1));
     let pid = std::process::id();
-    // No pid in the topics: a long-running broker keeps every subscription filter it ever saw
-    // (rumqttd frees none), so each bench run would add a hundred.
     let topic = "rocky-bench-raw".to_owned();
-    // The embedded broker acknowledges a publish once stored, not once delivered, so an unpaced
-    // publisher runs arbitrarily far ahead of a subscriber, and it keeps only a bounded backlog
-    // per subscription: keep at most `window` messages in transit to each subscriber. The
+    // The embedded broker acknowledges a publish once queued for its subscribers, not once
+    // delivered, so an unpaced publisher runs arbitrarily far ahead of a subscriber, and it
+    // queues only so much per subscriber: keep at most `window` messages in transit to each. The
     // bench's own mosquitto queues up to 100,000 messages per subscriber, so it is not paced.
     let window =
         if paced { (rocky::broker::RAW_BENCH_RETAINED / 2 / (size + 64)).max(1) } else { usize::MAX };

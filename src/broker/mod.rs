@@ -1,34 +1,31 @@
-//! The embedded MQTT broker (rumqttd) for `rocky demo`, `rocky broker`, tests and benchmarks:
-//! a real broker on a loopback port with no set-up.
+//! The embedded MQTT broker for `rocky demo`, `rocky broker`, tests and benchmarks: a real MQTT
+//! 3.1.1 broker on a loopback port with no set-up, written for Rocky's needs. It delivers each
+//! connection's messages in the order they were published, across topics too: a device's last
+//! chunks on its data topic always arrive before the FOTA_DONE that followed them on its command
+//! topic, even for a fleet of devices sharing one connection (rumqttd, used before, served each
+//! subscription filter on its own and let commands overtake chunks).
+//!
+//! Its parts: [`filter`] (topic filters and their index), [`router`] (sessions, subscriptions,
+//! retained messages, bounded queues), [`connection`] (one client's socket).
 
-use std::collections::HashMap;
+mod connection;
+mod filter;
+mod router;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, SegmentConfig, ServerSettings};
 
 use crate::runtime::BrokerUrl;
 
-/// What rumqttd keeps per subscription filter: the newest messages, delivered or not, in up to
-/// `SEGMENTS` segments of `SEGMENT_BYTES` (payload + topic); when the newest is full the oldest is
-/// dropped. It never drops a message because every subscriber has it, nor a filter nobody
-/// subscribes to any more, so each device's chunk filter holds this much for as long as the
-/// broker runs (it was 4 x 16 MiB, so memory grew with every job). rumqttd acknowledges a publish
-/// once stored, not once delivered, so a subscriber more than `RETAINED_PER_FILTER` behind loses
-/// messages: 1 MiB covers a push-mode transfer of an image up to 1 MiB to a device that lags by
-/// all of it; a flow-controlled device lags by its window only. Each stored message also keeps
-/// its connection's 8 KiB read buffer alive, so count about twice this per device.
-const SEGMENT_BYTES: usize = 128 * 1024;
-const SEGMENTS: usize = 9;
-pub const RETAINED_PER_FILTER: usize = SEGMENT_BYTES * (SEGMENTS - 1);
-/// `rocky bench`'s raw subscriptions keep less: the raw publisher paces itself to them.
-pub const RAW_BENCH_FILTERS: &str = "rocky-bench-raw/#";
-const RAW_SEGMENT_BYTES: usize = 64 * 1024;
-const RAW_SEGMENTS: usize = 3;
-pub const RAW_BENCH_RETAINED: usize = RAW_SEGMENT_BYTES * (RAW_SEGMENTS - 1);
+pub use connection::{MAX_INFLIGHT, MAX_PACKET};
+pub use router::{MAX_QUEUED_BYTES, MAX_RETAINED, MAX_RETAINED_BYTES, MAX_TOTAL_QUEUED_BYTES};
 
-/// A running embedded broker. rumqttd offers no way to stop its threads, so the broker lives as
-/// long as the process; each test or demo starts its own on a fresh port.
+/// `rocky bench`'s raw publisher paces itself to what one subscriber may have queued.
+pub const RAW_BENCH_RETAINED: usize = MAX_QUEUED_BYTES;
+
+/// A running embedded broker. It lives as long as the process (its threads are not stopped);
+/// each test or demo starts its own on a fresh port.
 pub struct EmbeddedBroker {
     addr: SocketAddr,
 }
@@ -70,31 +67,25 @@ impl EmbeddedBroker {
 
     fn start_on(port: u16) -> Result<Self, BrokerError> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        // rumqttd reports a port it cannot bind only in its log and goes on, and a probe would
-        // then find whatever else listens there: find out first, and say so.
-        if let Err(e) = TcpListener::bind(addr) {
-            return Err(BrokerError::PortTaken { port, reason: e.to_string() });
-        }
-        let mut broker = Broker::new(config(addr));
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<String>();
+        let listener =
+            TcpListener::bind(addr).map_err(|e| BrokerError::PortTaken { port, reason: e.to_string() })?;
+        listener.set_nonblocking(true).map_err(|e| BrokerError::Start(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rocky-broker")
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Start(e.to_string()))?;
         std::thread::Builder::new()
-            .name("rumqttd".into())
-            .spawn(move || {
-                // `start` blocks for the broker's life and returns only on failure.
-                if let Err(e) = broker.start() {
-                    let _ = done_tx.send(e.to_string());
-                }
-            })
+            .name("rocky-broker".into())
+            .spawn(move || runtime.block_on(accept(listener)))
             .map_err(|e| BrokerError::Start(e.to_string()))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(reason) = done_rx.try_recv() {
-                return Err(BrokerError::Start(reason));
-            }
             if probe(addr) {
                 return Ok(Self { addr });
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
         Err(BrokerError::NotListening(addr))
     }
@@ -104,10 +95,23 @@ impl EmbeddedBroker {
     }
 }
 
-/// A port the OS says is free right now on loopback.
+/// Takes connections for ever, one task each.
+async fn accept(listener: TcpListener) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+    let router = Arc::new(Mutex::new(router::Router::default()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection::serve(stream, router.clone()));
+            }
+            // Out of descriptors or the like: wait a little rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// Whether something listens on `addr` now. On Linux the kernel's socket table says so without
-/// a connection (rumqttd logs every connection that ends without a session as an error); elsewhere
-/// a plain connect.
+/// a connection; elsewhere a plain connect.
 fn probe(addr: SocketAddr) -> bool {
     match std::fs::read_to_string("/proc/net/tcp") {
         Ok(table) => listening_in(&table, addr.port()),
@@ -126,39 +130,9 @@ fn listening_in(table: &str, port: u16) -> bool {
     })
 }
 
+/// A port the OS says is free right now on loopback.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn config(listen: SocketAddr) -> Config {
-    let connections = ConnectionSettings {
-        connection_timeout_ms: 10_000,
-        max_payload_size: crate::runtime::MAX_PACKET_BYTES,
-        max_inflight_count: 500,
-        auth: None,
-        external_auth: None,
-        dynamic_filters: true,
-    };
-    let server =
-        ServerSettings { name: "v4".into(), listen, tls: None, next_connection_delay_ms: 0, connections };
-    Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_010,
-            max_outgoing_packet_count: 200,
-            // Per subscription filter: see `SEGMENT_BYTES`.
-            max_segment_size: SEGMENT_BYTES,
-            max_segment_count: SEGMENTS,
-            custom_segment: Some(HashMap::from([(
-                RAW_BENCH_FILTERS.to_owned(),
-                SegmentConfig { max_segment_size: RAW_SEGMENT_BYTES, max_segment_count: RAW_SEGMENTS },
-            )])),
-            initialized_filters: None,
-            shared_subscriptions_strategy: Default::default(),
-        },
-        v4: Some(HashMap::from([("1".to_owned(), server)])),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]

@@ -308,3 +308,32 @@ async fn serve_logs_one_json_object_per_line_with_log_format_json() {
     let failure: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert!(failure["reason"].as_str().unwrap_or_default().contains("connection refused"), "{failure}");
 }
+
+/// A wrong token is reported as refused, a missing one as missing (issue 20, C14).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_tells_a_refused_token_from_a_missing_one() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), Some(TOKEN)).await;
+    let home = tempfile::tempdir().unwrap();
+    let run = |token: Option<&str>| {
+        let mut command = Command::new(BIN);
+        command
+            .args(["devices", "list", "--server", &api.base])
+            .env("HOME", home.path())
+            .stdin(Stdio::null());
+        command.env_remove("ROCKY_HTTP_TOKEN");
+        if let Some(token) = token {
+            command.env("ROCKY_HTTP_TOKEN", token);
+        }
+        let out = command.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = run(Some("not-the-token"));
+    assert!(!ok && err.contains("refused the API token (from ROCKY_HTTP_TOKEN)"), "{err}");
+    assert!(!err.contains("not-the-token"), "the token itself is never shown: {err}");
+    let (ok, err) = run(None);
+    assert!(!ok && err.contains("needs an API token"), "{err}");
+    let (ok, err) = run(Some(TOKEN));
+    assert!(ok, "{err}");
+    api.runtime.shutdown().await;
+}

@@ -13,14 +13,16 @@ use serde_json::Value;
 use rocky::config::Config;
 use rocky::mqtt::Secret;
 
-/// Where a command that talks to a running Rocky finds it: `--server` and `--token-file`.
+/// Where a command that talks to a running Rocky finds it: `--server` and `--token-file`,
+/// before or after the subcommand (`rocky devices --server U list` and `rocky devices list
+/// --server U` alike).
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
     /// The running Rocky's API (default: http:// and http.listen).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub server: Option<String>,
     /// The API token, read from this file (else http.token_file or ROCKY_HTTP_TOKEN).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<std::path::PathBuf>,
 }
 
@@ -100,10 +102,17 @@ impl ApiClient {
                 .with_context(|| format!("{} answered something that is not JSON", self.base))?
         };
         if status == StatusCode::UNAUTHORIZED {
-            bail!(
-                "{} needs an API token: pass --token-file, or set http.token_file or ROCKY_HTTP_TOKEN",
-                self.base
-            );
+            match &self.token {
+                Some(token) => bail!(
+                    "{} refused the API token ({}): check --token-file, http.token_file or ROCKY_HTTP_TOKEN",
+                    self.base,
+                    token.origin()
+                ),
+                None => bail!(
+                    "{} needs an API token: pass --token-file, or set http.token_file or ROCKY_HTTP_TOKEN",
+                    self.base
+                ),
+            }
         }
         if !status.is_success() {
             let message = value.get("error").and_then(Value::as_str).unwrap_or("no reason given");

@@ -73,7 +73,8 @@ impl Remote {
         let table = JobTable::new();
         let clock = Clock::new();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        tokio::spawn(read_events(base.clone(), client.clone(), table.clone(), tx, clock));
+        let token_origin = token.map(|token| token.origin().to_string());
+        tokio::spawn(read_events(base.clone(), client.clone(), table.clone(), tx, clock, token_origin));
         Ok(Self {
             base,
             client,
@@ -288,11 +289,15 @@ async fn read_events(
     table: Arc<JobTable>,
     tx: mpsc::Sender<Received>,
     clock: Clock,
+    // Where this console's token came from (`from /path` or `from ROCKY_HTTP_TOKEN`), if it
+    // has one.
+    token_origin: Option<String>,
 ) {
     let mut feed = Feed { tx, dropped: 0 };
     let mut attempt: u32 = 0;
     let mut last_logged: Option<String> = None;
     loop {
+        let mut refused = false;
         let why = match client.get(format!("{base}/events")).send().await {
             Ok(response) if response.status() == StatusCode::OK => {
                 attempt = 0;
@@ -305,17 +310,37 @@ async fn read_events(
                 let status = response.status();
                 let body = bounded_json(response).await;
                 let said = body["error"].as_str().unwrap_or("no reason given").to_owned();
+                refused = status == StatusCode::UNAUTHORIZED;
                 match status {
-                    // What to do about it, in this program's terms rather than the API's.
-                    StatusCode::UNAUTHORIZED => format!(
-                        "the server wants an API token: pass --token-file FILE or set ROCKY_HTTP_TOKEN (401: {said})"
-                    ),
+                    // What to do about it, in this program's terms rather than the API's. A
+                    // refusal does not mend itself: the console stops asking (below).
+                    StatusCode::UNAUTHORIZED => match &token_origin {
+                        Some(origin) => format!(
+                            "the server refused this console's API token ({origin}): check --token-file or \
+                             ROCKY_HTTP_TOKEN, then restart the console (401: {said})"
+                        ),
+                        None => format!(
+                            "the server wants an API token: pass --token-file FILE or set ROCKY_HTTP_TOKEN, then \
+                             restart the console (401: {said})"
+                        ),
+                    },
                     _ => format!("the server answered {} ({said})", status.as_u16()),
                 }
             }
             Err(e) => format!("cannot reach the server ({})", reason(&e)),
         };
         if feed.tx.is_closed() {
+            return;
+        }
+        if refused {
+            // Asking again with the same token gets the same answer: say it once and stop.
+            tracing::warn!(server = %base, reason = %why, "attached console stopped: the server refuses it");
+            let state = ConnectionState::Disconnected { reason: why };
+            feed.send(Received::Event(Arc::new(Envelope::new(
+                0,
+                SystemTime::now(),
+                RuntimeEvent::Connection(state),
+            ))));
             return;
         }
         // The status line may be too narrow for the whole reason: the log keeps it (once per

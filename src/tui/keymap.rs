@@ -178,7 +178,7 @@ impl Default for Keymap {
                     CancelRollout,
                     Scope::Rollouts,
                     "cancel",
-                    "Cancel it: its queued jobs are cancelled (asks first)",
+                    "Cancel it and its jobs, running ones too (asks first)",
                 ),
                 b(
                     vec![Key::ch('f')],

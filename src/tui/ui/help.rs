@@ -78,7 +78,8 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
                 RolloutVerb::Pause => "No new job starts; running ones finish.",
                 RolloutVerb::Resume => "Jobs start again under its rules.",
                 RolloutVerb::Cancel => {
-                    "Its queued jobs are cancelled and nothing more starts. This cannot be undone."
+                    "Every job it started is cancelled, transfers under way too, and nothing more starts. \
+                     This cannot be undone."
                 }
             };
             format!("{} rollout {id}{name}? {effect}", capitalised(verb.as_str()))

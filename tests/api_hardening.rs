@@ -346,3 +346,29 @@ async fn the_documented_number_of_jobs_fits_in_one_request() {
     assert_eq!(created["jobs"].as_array().map(Vec::len), Some(10_000));
     api.runtime.shutdown().await;
 }
+
+/// Jobs for devices Rocky has never seen are made, and the answer says so with how many and
+/// which (issue 20, C22); a registered device is no news.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_for_devices_never_seen_are_made_with_a_warning() {
+    let (api, _broker) = start(ApiPolicy::default()).await;
+    std::fs::write(api.dir.path().join("fw.bin"), b"image").unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", api.addr);
+    let put =
+        client.put(format!("{base}/devices/known-1")).json(&json!({"labels": {}})).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let body = json!({"device_ids": ["known-1", "typo-1", "typo-2"], "firmware": {"path": "fw.bin"}});
+    let response = client.post(format!("{base}/jobs")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["jobs"].as_array().map(Vec::len), Some(3), "nothing refused");
+    assert_eq!(answer["never_seen"], 2);
+    let warning = answer["warning"].as_str().unwrap();
+    assert!(warning.starts_with("2 devices Rocky has never seen (typo-1, typo-2)"), "{warning}");
+    let body = json!({"device_id": "known-1", "firmware": {"path": "fw.bin"}});
+    let answer: Value =
+        client.post(format!("{base}/jobs")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert!(answer.get("warning").is_none(), "{answer}");
+    api.runtime.shutdown().await;
+}

@@ -123,6 +123,10 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
                     rollout["state"].as_str().unwrap_or("?")
                 );
             }
+            // On stderr, so a script reading the answer is not disturbed.
+            if let Some(warning) = rollout["warning"].as_str() {
+                eprintln!("warning: {warning}");
+            }
         }
         RolloutCommand::List { json } => {
             let (_, body) = api.call(Method::GET, "/rollouts", None).await?;

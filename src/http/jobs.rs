@@ -121,12 +121,19 @@ async fn create_jobs(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (chunk_size, chunk_interval) = pacing(state, chunk_size, chunk_interval_ms, max_rate)?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
+    // Looked at before the jobs exist: making a job adds its device to the inventory.
+    let unseen = state.handle.inventory().never_seen(&devices);
     let specs = devices
         .into_iter()
         .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval })
         .collect();
     let jobs = state.handle.submit(specs).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))))
+    let mut answer = json!({ "jobs": jobs });
+    if let Some(note) = crate::inventory::never_seen_note(&unseen) {
+        answer["warning"] = json!(note);
+        answer["never_seen"] = json!(unseen.len());
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 pub async fn create(

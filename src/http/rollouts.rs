@@ -61,8 +61,14 @@ pub async fn create(
         }
     })?;
     plan.image = ImageInfo::from(&image);
+    let unseen = state.handle.inventory().never_seen(&plan.devices);
     let rollout = state.handle.rollouts().create(plan).await?;
-    Ok((StatusCode::CREATED, Json(json!(RolloutView::full(&rollout, now(&state))))))
+    let mut answer = json!(RolloutView::full(&rollout, now(&state)));
+    if let Some(note) = crate::inventory::never_seen_note(&unseen) {
+        answer["warning"] = json!(note);
+        answer["never_seen"] = json!(unseen.len());
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// Stands in for the image until it is fetched.

@@ -63,6 +63,25 @@ impl Device {
     }
 }
 
+/// What to say of devices Rocky has never seen, before jobs or a rollout start for them (the
+/// API's `warning`, the CLI, the console's form): how many, and the first few by name.
+pub fn never_seen_note(unseen: &[DeviceId]) -> Option<String> {
+    const SHOWN: usize = 5;
+    let first = unseen.first()?;
+    let mut names: Vec<String> = unseen.iter().take(SHOWN).map(ToString::to_string).collect();
+    if unseen.len() > SHOWN {
+        names.push(format!("and {} more", unseen.len() - SHOWN));
+    }
+    let count = match unseen.len() {
+        1 => format!("1 device Rocky has never seen ({first})"),
+        n => format!("{n} devices Rocky has never seen ({})", names.join(", ")),
+    };
+    Some(format!(
+        "{count}: not registered and never answered; their jobs go out all the same, and wait out the request \
+         timeout if nobody answers (a typo in an id?)"
+    ))
+}
+
 /// Why an inventory change was refused; nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
@@ -141,6 +160,17 @@ impl Inventory {
     pub fn ids(&self, query: &DeviceQuery) -> Vec<DeviceId> {
         let state = self.lock();
         state.devices.values().filter(|d| query.selects(d)).map(|d| d.device_id.clone()).collect()
+    }
+
+    /// Of `ids`, those Rocky has never seen: not registered and never answered a job (a job
+    /// made for an unknown id adds it unseen). Such a device may be a typo; each of its jobs
+    /// then spends its whole request timeout.
+    pub fn never_seen<'a>(&self, ids: impl IntoIterator<Item = &'a DeviceId>) -> Vec<DeviceId> {
+        let state = self.lock();
+        ids.into_iter()
+            .filter(|id| state.devices.get(*id).is_none_or(|d| !d.registered && d.first_seen.is_none()))
+            .cloned()
+            .collect()
     }
 
     /// Registers devices with these labels (replacing the labels of those already known), all

@@ -210,3 +210,57 @@ fn a_closed_stdout_ends_a_printing_command_quietly() {
     assert_ne!(out.status.code(), Some(101), "{err}");
     assert!(out.status.success() || out.status.signal() == Some(libc::SIGPIPE), "{:?} {err}", out.status);
 }
+
+/// Single jobs need no curl: `rocky job create|show|cancel` and `rocky jobs --server` against a
+/// running Rocky's API, `--server` before or after the subcommand (issue 20, C17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_jobs_are_created_shown_listed_and_cancelled_from_the_shell() {
+    let broker = rocky::broker::EmbeddedBroker::start(None).unwrap();
+    let runtime = rocky::runtime::Runtime::start(
+        rocky::runtime::RuntimeConfig::new(broker.url()),
+        std::sync::Arc::new(rocky::firmware::Library::new()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = rocky::http::ApiState::new(runtime.handle.clone(), dir.path().to_path_buf());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(rocky::http::serve(listener, state, std::future::pending()));
+    let fw = dir.path().join("local-fw.bin");
+    std::fs::write(&fw, vec![7u8; 5000]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let rocky = |args: &[&str]| {
+        let out =
+            Command::new(BIN).args(args).env("HOME", home.path()).stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (text, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (out, err) = rocky(&[
+        "job",
+        "create",
+        "--devices",
+        "dev-1,dev-2",
+        "--firmware",
+        fw.to_str().unwrap(),
+        "--server",
+        &base,
+    ]);
+    let ids: Vec<u32> =
+        out.lines().filter_map(|l| l.strip_prefix("job ")?.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(ids.len(), 2, "{out}");
+    assert!(out.contains("local-fw.bin to dev-1"), "{out}");
+    assert!(err.contains("2 devices Rocky has never seen"), "{err}");
+    let (listed, _) = rocky(&["jobs", "--server", &base, "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    let id = ids[0].to_string();
+    let (shown, _) = rocky(&["job", "--server", &base, "show", &id]);
+    assert!(shown.contains(&format!("job {id}: local-fw.bin to dev-1")), "{shown}");
+    assert!(shown.contains("timeline: not available (this Rocky keeps no job history"), "{shown}");
+    let (cancelled, _) = rocky(&["job", "cancel", &id, "--server", &base]);
+    assert_eq!(cancelled.trim(), format!("job {id} cancelled"));
+    let (shown, _) = rocky(&["job", "show", &id, "--json", "--server", &base]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["job"]["state"], "cancelled");
+    runtime.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use rocky::config::Config;
 use rocky::mqtt::Secret;
@@ -120,6 +120,45 @@ impl ApiClient {
         }
         Ok((status, value))
     }
+}
+
+/// The `firmware` of a request from what the operator typed: a SHA-256 the server holds, an
+/// http(s) URL, a local file (uploaded first, then named by its hash), or a path in the
+/// server's firmware directory.
+pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(json!({ "sha256": hex.to_ascii_lowercase() }));
+    }
+    if text.starts_with("http://") || text.starts_with("https://") {
+        return Ok(json!({ "url": text }));
+    }
+    let path = Path::new(text);
+    // An absolute or ./ path names a file here; anything else that is not a file here is a path
+    // in the server's firmware directory.
+    let local =
+        path.is_absolute() || text.starts_with("./") || text.starts_with("../") || text.starts_with('~');
+    if local && !path.is_file() {
+        anyhow::bail!(
+            "cannot read {text}: no such file here (a path in the server's firmware directory is relative, like fw-2.1.bin)"
+        );
+    }
+    if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name =
+            path.file_name().map_or_else(|| "firmware.bin".into(), |n| n.to_string_lossy().into_owned());
+        let (_, uploaded) = api
+            .call(
+                Method::POST,
+                &format!("/firmware?name={}", rocky::firmware::upload_name(&name)),
+                Some(("application/octet-stream", bytes)),
+            )
+            .await?;
+        let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
+        return Ok(json!({ "sha256": sha }));
+    }
+    // Not here: a path in the server's firmware directory.
+    Ok(json!({ "path": text }))
 }
 
 /// The innermost cause of an error, which is the part that says what went wrong.

@@ -1,6 +1,7 @@
-//! `rocky jobs`: the stored jobs as a table or JSON, read straight from the store (the data
+//! `rocky jobs`: the jobs as a table or JSON, read straight from the store (the data
 //! directory's database read-only, or the PostgreSQL database `store.url` names), so it works
-//! while Rocky runs.
+//! while Rocky runs; or, with `--server`, from a running Rocky's API (one elsewhere, or the
+//! demo, which keeps no store).
 
 use clap::Args;
 
@@ -15,6 +16,8 @@ pub struct JobsArgs {
     pub config: super::ConfigFlag,
     #[command(flatten)]
     pub data_dir: super::DataDirFlag,
+    #[command(flatten)]
+    pub server: super::api_client::ServerArgs,
 
     /// Only jobs in this state (queued, requesting, transferring, finishing, succeeded, rejected,
     /// failed, timed_out, cancelled).
@@ -31,6 +34,10 @@ pub struct JobsArgs {
 pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
     let state = args.state;
     let config = load_config(global)?.config;
+    if args.server.server.is_some() {
+        let jobs = from_api(&config, &args).await?;
+        return print(&jobs, args.json);
+    }
     let stored = match rocky::config::postgres_settings(&config, |var| std::env::var(var).ok())? {
         Some(settings) => {
             rocky::store::postgres::read_jobs(&settings).await?.ok_or_else(|| settings.url().to_owned())
@@ -52,7 +59,10 @@ pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
             if args.json {
                 println!("[]");
             } else {
-                println!("no jobs yet (the job store {location} does not exist)");
+                println!(
+                    "no jobs yet (the job store {location} does not exist; for a Rocky running elsewhere, or the \
+                     demo, name it with --server URL)"
+                );
             }
             return Ok(());
         }
@@ -64,7 +74,38 @@ pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
                 && args.device.as_ref().is_none_or(|d| d == j.device_id.as_str())
         })
         .collect();
-    if args.json {
+    print(&jobs, args.json)
+}
+
+/// Every job the server lists (page by page), with the filters applied by the server.
+async fn from_api(config: &rocky::config::Config, args: &JobsArgs) -> anyhow::Result<Vec<JobSnapshot>> {
+    use super::api_client::encode;
+    let api = super::api_client::ApiClient::for_args(config, &args.server)?;
+    let mut query = String::new();
+    if let Some(state) = args.state {
+        query.push_str(&format!("&state={}", state.as_str()));
+    }
+    if let Some(device) = &args.device {
+        query.push_str(&format!("&device={}", encode(device)));
+    }
+    let mut jobs = Vec::new();
+    let mut after: Option<u64> = None;
+    loop {
+        let cursor = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        let (_, page) =
+            api.call(reqwest::Method::GET, &format!("/jobs?limit=10000{query}{cursor}"), None).await?;
+        let listed: Vec<JobSnapshot> = serde_json::from_value(page["jobs"].clone())
+            .map_err(|e| anyhow::anyhow!("the server's jobs are not readable: {e}"))?;
+        jobs.extend(listed);
+        match page["next_after"].as_u64() {
+            Some(next) => after = Some(next),
+            None => return Ok(jobs),
+        }
+    }
+}
+
+fn print(jobs: &[JobSnapshot], json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(());
     }
@@ -72,7 +113,7 @@ pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
         "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  ERROR",
         "ID", "DEVICE", "IMAGE", "STATE", "CHUNKS", "ATT"
     );
-    for j in &jobs {
+    for j in jobs {
         let chunks = format!("{}/{}", j.chunks_done, j.chunks_total);
         println!(
             "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",

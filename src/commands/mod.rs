@@ -9,6 +9,7 @@ mod config;
 mod console;
 mod demo;
 mod devices;
+mod job;
 mod jobs;
 mod rollout;
 mod serve;
@@ -152,8 +153,10 @@ pub enum Command {
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
     Config(AllFlags),
-    /// List the stored jobs (table or --json).
+    /// List the jobs (table or --json): stored here, or on a running Rocky with --server.
     Jobs(jobs::JobsArgs),
+    /// Single jobs on a running Rocky, through its API: create, show, cancel.
+    Job(job::JobArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
     Bench(bench::BenchArgs),
     /// Measure job creation and persistence with the job store on.
@@ -168,7 +171,14 @@ impl Command {
     pub fn prints_and_ends(command: Option<&Self>) -> bool {
         matches!(
             command,
-            Some(Self::Devices(_) | Self::Rollout(_) | Self::Config(_) | Self::Jobs(_) | Self::BenchStore(_))
+            Some(
+                Self::Devices(_)
+                    | Self::Rollout(_)
+                    | Self::Config(_)
+                    | Self::Jobs(_)
+                    | Self::Job(_)
+                    | Self::BenchStore(_)
+            )
         )
     }
 }
@@ -192,6 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Rollout(args)) => rollout::run(&top.config(&args.config.config), args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config(flags)) => config::run(&flags.over(top)),
+        Some(Command::Job(args)) => job::run(&top.config(&args.config.config), args).await,
         Some(Command::Jobs(args)) => {
             let global = top.config(&args.config.config).data_dir(&args.data_dir);
             jobs::run(&global, args).await

@@ -1,9 +1,6 @@
 //! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create`, `list`,
 //! `show`, `pause`, `resume`, `cancel`.
 
-use std::path::Path;
-
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -163,7 +160,7 @@ async fn control(api: &ApiClient, id: u64, verb: &str) -> anyhow::Result<()> {
 
 /// The request body; a local firmware file is uploaded first and named by its hash.
 async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
-    let firmware = firmware(api, &args.firmware).await?;
+    let firmware = super::api_client::firmware_source(api, &args.firmware).await?;
     let targets = if !args.devices.is_empty() {
         json!({ "devices": args.devices })
     } else if let Some(glob) = args.glob {
@@ -209,42 +206,6 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
         set("abort", json!({ "failure_share": share, "min_finished": args.abort_min.unwrap_or(10) }));
     }
     Ok(body)
-}
-
-async fn firmware(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
-    let hex = text.strip_prefix("sha256:").unwrap_or(text);
-    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Ok(json!({ "sha256": hex.to_ascii_lowercase() }));
-    }
-    if text.starts_with("http://") || text.starts_with("https://") {
-        return Ok(json!({ "url": text }));
-    }
-    let path = Path::new(text);
-    // An absolute or ./ path names a file here; anything else that is not a file here is a path
-    // in the server's firmware directory.
-    let local =
-        path.is_absolute() || text.starts_with("./") || text.starts_with("../") || text.starts_with('~');
-    if local && !path.is_file() {
-        anyhow::bail!(
-            "cannot read {text}: no such file here (a path in the server's firmware directory is relative, like fw-2.1.bin)"
-        );
-    }
-    if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let name =
-            path.file_name().map_or_else(|| "firmware.bin".into(), |n| n.to_string_lossy().into_owned());
-        let (_, uploaded) = api
-            .call(
-                Method::POST,
-                &format!("/firmware?name={}", rocky::firmware::upload_name(&name)),
-                Some(("application/octet-stream", bytes)),
-            )
-            .await?;
-        let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
-        return Ok(json!({ "sha256": sha }));
-    }
-    // Not here: a path in the server's firmware directory.
-    Ok(json!({ "path": text }))
 }
 
 /// A JSON number as text ("-" when absent), so column widths apply.

@@ -1,0 +1,136 @@
+//! `rocky job create|show|cancel`: single jobs on a running Rocky through its API, so no one
+//! needs curl for them. `rocky jobs` lists them.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::GlobalArgs;
+use super::api_client::{ApiClient, ServerArgs, firmware_source};
+use super::setup::load_config;
+use rocky::store::JobSnapshot;
+
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    #[command(flatten)]
+    pub config: super::ConfigFlagAnywhere,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(subcommand)]
+    pub command: JobCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Update devices with an image: one job each.
+    Create(CreateArgs),
+    /// One job and its timeline.
+    Show {
+        id: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job that has not ended; nothing more is sent for it.
+    Cancel { id: u32 },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Devices by id, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub devices: Vec<String>,
+    /// A local file (uploaded first), an http(s):// URL, a SHA-256 the server holds, or a path
+    /// in the server's firmware directory.
+    #[arg(long)]
+    pub firmware: String,
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// Per-job byte rate cap, e.g. 80KiB/s.
+    #[arg(long)]
+    pub max_rate: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
+    let config = load_config(global)?.config;
+    let api = ApiClient::for_args(&config, &args.server)?;
+    match args.command {
+        JobCommand::Create(create) => {
+            let firmware = firmware_source(&api, &create.firmware).await?;
+            let devices: Vec<&str> =
+                create.devices.iter().map(|d| d.trim()).filter(|d| !d.is_empty()).collect();
+            let mut body = json!({ "device_ids": devices, "firmware": firmware });
+            if let Some(chunk) = create.chunk_size {
+                body["chunk_size"] = json!(chunk);
+            }
+            if let Some(rate) = &create.max_rate {
+                body["max_rate"] = json!(rate);
+            }
+            let (_, answer) = api
+                .call(Method::POST, "/jobs", Some(("application/json", serde_json::to_vec(&body)?)))
+                .await?;
+            if create.json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                let jobs: Vec<JobSnapshot> = serde_json::from_value(answer["jobs"].clone())
+                    .context("the server's jobs are not readable")?;
+                for job in &jobs {
+                    println!("job {} created: {} to {}", job.id, job.image.name, job.device_id);
+                }
+            }
+            if let Some(warning) = answer["warning"].as_str() {
+                eprintln!("warning: {warning}");
+            }
+        }
+        JobCommand::Show { id, json } => {
+            let (_, job) = api.call(Method::GET, &format!("/jobs/{id}"), None).await?;
+            // A Rocky without a store (the demo) keeps no timeline: the job is shown anyway.
+            let events = api.call(Method::GET, &format!("/jobs/{id}/events"), None).await.map(|(_, e)| e);
+            if json {
+                let events = events.as_ref().map_or(Value::Null, |e| e["events"].clone());
+                println!("{}", serde_json::to_string_pretty(&json!({ "job": job, "events": events }))?);
+                return Ok(());
+            }
+            let job: JobSnapshot = serde_json::from_value(job).context("the server's job is not readable")?;
+            print_job(&job);
+            match events {
+                Ok(events) => {
+                    println!("timeline:");
+                    for event in events["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                        println!("  {}", timeline_line(event));
+                    }
+                }
+                Err(e) => println!("timeline: not available ({e})"),
+            }
+        }
+        JobCommand::Cancel { id } => {
+            let (_, job) = api.call(Method::DELETE, &format!("/jobs/{id}"), None).await?;
+            println!("job {id} {}", job["state"].as_str().unwrap_or("cancelled"));
+        }
+    }
+    Ok(())
+}
+
+fn print_job(job: &JobSnapshot) {
+    println!("job {}: {} to {}, {}", job.id, job.image.name, job.device_id, job.state.label());
+    println!("  image    {} ({} bytes, sha256 {})", job.image.name, job.image.size, job.image.sha256);
+    let confirmed = job.chunks_confirmed.map(|c| format!(", {c} confirmed")).unwrap_or_default();
+    println!(
+        "  chunks   {} of {} sent{confirmed}, {} bytes each",
+        job.chunks_done, job.chunks_total, job.chunk_size
+    );
+    println!("  attempts {}", job.attempts);
+    if let Some(error) = &job.error {
+        println!("  error    {error}");
+    }
+}
+
+/// `state — detail` of one timeline entry, with its attempt when it has one.
+fn timeline_line(event: &Value) -> String {
+    let state = event["state"].as_str().unwrap_or("?");
+    let detail = event["detail"].as_str().map(|d| format!(" — {d}")).unwrap_or_default();
+    let attempt = event["attempt"].as_u64().map(|a| format!(" (attempt {a})")).unwrap_or_default();
+    format!("{state}{attempt}{detail}")
+}

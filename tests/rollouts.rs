@@ -322,6 +322,16 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
         (r["waves"][0]["succeeded"] == 1 && r["state"] == "paused").then_some(())
     })
     .await;
+    // Paused before wave 2, which has started nothing: the listing says so (issue 20, C23).
+    let (_, listed, _) = rollout_cli(&base, data.path(), &["list"]);
+    assert!(listed.contains(" before 2/2 "), "{listed}");
+    // `show` has the rules and the history the console shows.
+    let (_, shown, _) = rollout_cli(&base, data.path(), &["show", "1"]);
+    assert!(shown.contains("rules    a wave goes on at ≥95% succeeded · manual gates"), "{shown}");
+    assert!(
+        shown.contains("\nhistory\n") && shown.contains("paused → running: resumed by the operator"),
+        "{shown}"
+    );
     let (_, out, _) = rollout_cli(&base, data.path(), &["cancel", "1"]);
     assert_eq!(out, "rollout 1: cancelled (cancelled by the operator)\n");
     let (_, listed, _) = rollout_cli(&base, data.path(), &["list"]);

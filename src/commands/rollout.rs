@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use reqwest::Method;
+use rocky::rollout::RolloutView;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
@@ -130,7 +131,9 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&body["rollouts"])?);
             } else {
-                print_list(body["rollouts"].as_array().map(Vec::as_slice).unwrap_or_default());
+                let rollouts: Vec<RolloutView> = serde_json::from_value(body["rollouts"].clone())
+                    .map_err(|e| anyhow::anyhow!("the server's rollouts are not readable: {e}"))?;
+                print_list(&rollouts);
             }
         }
         RolloutCommand::Show { id, json } => {
@@ -138,7 +141,9 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rollout)?);
             } else {
-                print_rollout(&rollout);
+                let view: RolloutView = serde_json::from_value(rollout.clone())
+                    .map_err(|e| anyhow::anyhow!("the server's rollout is not readable: {e}"))?;
+                print_rollout(&rollout, &view);
             }
         }
         RolloutCommand::Pause { id } => control(&api, id, "pause").await?,
@@ -217,30 +222,46 @@ fn plural(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-fn print_list(rollouts: &[Value]) {
+fn print_list(rollouts: &[RolloutView]) {
     println!(
-        "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  REASON",
+        "{:>4}  {:<24} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  REASON",
         "ID", "NAME", "STATE", "WAVE", "DEVICES", "SUCCEEDED", "FAILED"
     );
     for r in rollouts {
-        let waves = r["waves"].as_array().map(Vec::as_slice).unwrap_or_default();
-        let sum = |key: &str| waves.iter().map(|w| w[key].as_u64().unwrap_or(0)).sum::<u64>();
+        let sum = |count: fn(&rocky::rollout::WaveView) -> usize| r.waves.iter().map(count).sum::<usize>();
         println!(
-            "{:>4}  {:<24} {:<10} {:>7}  {:>6}  {:>9}  {:>6}  {}",
-            num(&r["id"]),
-            r["name"].as_str().unwrap_or(""),
-            r["state"].as_str().unwrap_or(""),
-            format!("{}/{}", num(&r["wave"]), waves.len()),
-            num(&r["device_count"]),
-            sum("succeeded"),
-            sum("failed"),
-            r["reason"].as_str().unwrap_or("")
+            "{:>4}  {:<24} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  {}",
+            r.id,
+            r.name,
+            r.state.as_str(),
+            r.wave_label(),
+            r.device_count,
+            sum(|w| w.counts.succeeded),
+            sum(|w| w.counts.failed),
+            r.reason.as_deref().unwrap_or("")
         );
     }
     println!("{}", plural(rollouts.len(), "rollout"));
 }
 
-fn print_rollout(r: &Value) {
+/// Unix ms as `2026-12-03 08:41:07 UTC`.
+fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, day) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", day / 3600, (day % 3600) / 60, day % 60)
+}
+
+fn print_rollout(r: &Value, view: &RolloutView) {
     println!("rollout {}  {}", num(&r["id"]), r["name"].as_str().unwrap_or(""));
     println!(
         "state    {}{}",
@@ -253,6 +274,14 @@ fn print_rollout(r: &Value) {
         r["image"]["size"],
         r["image"]["sha256"].as_str().unwrap_or("")
     );
+    println!("rules    {}", view.settings.in_words());
+    if let Some(eta) = view.eta_ms {
+        println!(
+            "eta      about {} left",
+            rocky::tui::format::duration(std::time::Duration::from_millis(eta))
+        );
+    }
+    println!("created  {}", utc(view.created_at));
     println!();
     println!(
         "{:>5}  {:>7}  {:>7}  {:>6}  {:>9}  {:>6}  {:>9}",
@@ -291,5 +320,19 @@ fn print_rollout(r: &Value) {
             d["detail"].as_str().unwrap_or("")
         );
         println!("{}", line.trim_end());
+    }
+    let changes = view.changes.as_deref().unwrap_or_default();
+    if !changes.is_empty() {
+        println!();
+        println!("history");
+        for change in changes {
+            println!(
+                "  {}  {} → {}: {}",
+                utc(change.at),
+                change.from.as_str(),
+                change.to.as_str(),
+                change.reason
+            );
+        }
     }
 }

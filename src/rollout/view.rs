@@ -58,7 +58,59 @@ pub struct Settings {
     pub skip_up_to_date: bool,
 }
 
+impl Settings {
+    /// The rules in words, as the console and `rocky rollout show` say them: "a wave goes on
+    /// at ≥95% succeeded · abort at ≥20% failed once 10 finished · 1 retry (from 30 s apart)".
+    pub fn in_words(&self) -> String {
+        let mut parts = vec![format!("a wave goes on at ≥{:.0}% succeeded", self.success_threshold * 100.0)];
+        if let Some(rule) = &self.abort {
+            parts.push(format!(
+                "abort at ≥{:.0}% failed once {} finished",
+                rule.failure_share * 100.0,
+                rule.min_finished
+            ));
+        }
+        if self.retries > 0 {
+            parts.push(format!(
+                "{} retr{} (from {} s apart)",
+                self.retries,
+                if self.retries == 1 { "y" } else { "ies" },
+                self.retry_backoff_s
+            ));
+        }
+        if let Some(cap) = self.max_per_minute {
+            parts.push(format!("≤{cap} starts a minute"));
+        }
+        if let Some(cap) = self.max_concurrent {
+            parts.push(format!("≤{cap} at once"));
+        }
+        parts.push(format!("{:?} gates", self.gates).to_lowercase());
+        if self.skip_up_to_date {
+            parts.push("skips up-to-date devices".into());
+        }
+        if let Some(size) = self.chunk_size {
+            parts.push(format!("{size}-byte chunks"));
+        }
+        if let Some(rate) = self.max_rate {
+            parts.push(format!("≤{rate} B/s a job"));
+        }
+        parts.join(" · ")
+    }
+}
+
 impl RolloutView {
+    /// Where the rollout is among its waves, for a listing: `2/3`, or `before 2/3` while it
+    /// waits (paused, or at a manual gate) before a wave that has not started a device.
+    pub fn wave_label(&self) -> String {
+        let count = self.waves.len();
+        let waiting = self.state == RolloutState::Paused
+            && self
+                .waves
+                .get(self.wave.saturating_sub(1))
+                .is_some_and(|w| w.counts.pending == w.counts.devices);
+        if waiting { format!("before {}/{count}", self.wave) } else { format!("{}/{count}", self.wave) }
+    }
+
     /// A listing's view: counts per wave, no devices. `waves` are `rollout.wave_counts()`,
     /// passed in because a listing holds only the rollout's head.
     pub fn summary(rollout: &Rollout, waves: Vec<WaveCounts>, device_count: usize, now: u64) -> Self {

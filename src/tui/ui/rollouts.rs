@@ -161,38 +161,6 @@ fn field<'a>(theme: &Theme, name: &str, value: impl Into<Span<'a>>) -> Line<'a> 
     Line::from(vec![Span::styled(format!("{name:>12}  "), theme.muted), value.into()])
 }
 
-/// Rules in words: "≥60% of each wave succeeds · abort at ≥50% failed after 10 · 1 retry".
-fn rules(r: &RolloutView) -> String {
-    let s = &r.settings;
-    let mut parts = vec![format!("a wave goes on at ≥{:.0}% succeeded", s.success_threshold * 100.0)];
-    if let Some(rule) = &s.abort {
-        parts.push(format!(
-            "abort at ≥{:.0}% failed once {} finished",
-            rule.failure_share * 100.0,
-            rule.min_finished
-        ));
-    }
-    if s.retries > 0 {
-        parts.push(format!(
-            "{} retr{} (from {} s apart)",
-            s.retries,
-            if s.retries == 1 { "y" } else { "ies" },
-            s.retry_backoff_s
-        ));
-    }
-    if let Some(cap) = s.max_per_minute {
-        parts.push(format!("≤{cap} starts a minute"));
-    }
-    if let Some(cap) = s.max_concurrent {
-        parts.push(format!("≤{cap} at once"));
-    }
-    parts.push(format!("{:?} gates", s.gates).to_lowercase());
-    if s.skip_up_to_date {
-        parts.push("skips up-to-date devices".into());
-    }
-    parts.join(" · ")
-}
-
 pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u16) {
     let rect = centered(area, area.width.saturating_sub(4).max(40), area.height.saturating_sub(2).max(10));
     frame.render_widget(Clear, rect);
@@ -213,7 +181,7 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
         field(theme, "reason", r.reason.clone().unwrap_or_else(|| "–".into())),
         field(theme, "image", format!("{} · {}", r.image.name, format::bytes(r.image.size))),
         field(theme, "sha256", r.image.sha256.clone()),
-        field(theme, "rules", rules(r)),
+        field(theme, "rules", r.settings.in_words()),
         field(theme, "failed", failure(r, true)),
         field(theme, "ETA", eta(r)),
         field(theme, "created", stamp(r.created_at)),

@@ -944,6 +944,25 @@ fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_et
 }
 
 #[test]
+fn an_attached_console_that_lost_its_server_says_so_rather_than_blaming_the_broker() {
+    let mut f = Fixture::mid_rollout(Theme::monochrome());
+    f.app.size = (160, 45);
+    f.app.attached = true;
+    f.send(
+        5000,
+        RuntimeEvent::Connection(ConnectionState::Reconnecting {
+            attempt: 1,
+            delay_ms: 500,
+            reason: "cannot reach the server (connection refused)".into(),
+        }),
+    );
+    let text = format!("{}", f.render(160, 45).backend());
+    let waiting = text.lines().find(|l| l.contains("dev-05")).unwrap_or("").to_owned();
+    assert!(waiting.contains("server away") && waiting.contains("/ paused"), "{waiting}");
+    assert!(!text.contains("broker down"), "{text}");
+}
+
+#[test]
 fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);

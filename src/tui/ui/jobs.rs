@@ -118,10 +118,11 @@ fn row<'a>(
     disconnected: bool,
 ) -> Row<'a> {
     let theme = &app.theme;
-    // While the broker is away an active job waits for it: said so, with no rate or ETA.
+    // While the broker is away an active job waits for it: said so, with no rate or ETA. An
+    // attached console that lost its server cannot know what the job does: it says that.
     let waiting = disconnected && job.state.is_active();
     let state = if waiting {
-        Cell::from(Span::styled("broker down", theme.warn))
+        Cell::from(Span::styled(if app.attached { "server away" } else { "broker down" }, theme.warn))
     } else {
         Cell::from(Span::styled(job.state.label(), theme.state(job.state)))
     };

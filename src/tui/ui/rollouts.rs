@@ -44,7 +44,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Cell::from(Line::from(strip(theme, r))),
                 Cell::from(devices),
                 Cell::from(Span::styled(failure(r, wide), failure_style(theme, r))),
-                Cell::from(eta(r)),
+                Cell::from(eta(app, r)),
             ];
             if wide {
                 cells.push(Cell::from(r.reason.clone().unwrap_or_default()));
@@ -153,8 +153,15 @@ fn failure_style(theme: &Theme, r: &RolloutView) -> ratatui::style::Style {
     }
 }
 
-fn eta(r: &RolloutView) -> String {
-    r.eta_ms.map_or_else(|| "–".to_owned(), |ms| format::duration(Duration::from_millis(ms)))
+/// The server's ETA; none while an attached console cannot reach its server (what it last
+/// heard no longer holds).
+fn eta(app: &App, r: &RolloutView) -> String {
+    let away = app.attached && !app.connection.is_connected();
+    match r.eta_ms {
+        Some(_) if away => "?".to_owned(),
+        Some(ms) => format::duration(Duration::from_millis(ms)),
+        None => "–".to_owned(),
+    }
 }
 
 fn field<'a>(theme: &Theme, name: &str, value: impl Into<Span<'a>>) -> Line<'a> {
@@ -183,7 +190,7 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
         field(theme, "sha256", r.image.sha256.clone()),
         field(theme, "rules", r.settings.in_words()),
         field(theme, "failed", failure(r, true)),
-        field(theme, "ETA", eta(r)),
+        field(theme, "ETA", eta(app, r)),
         field(theme, "created", stamp(r.created_at)),
         Line::default(),
         Line::from(Span::styled("WAVE  DEVICES  SUCCEEDED  FAILED  ACTIVE  PENDING  CANCELLED", theme.title)),

@@ -370,9 +370,9 @@ async fn auto_falls_back_to_3_1_1_when_a_broker_never_answers_an_mqtt_5_connect(
     let started = std::time::Instant::now();
     let runtime =
         Runtime::start(RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port)), Arc::new(Library::new()));
-    // 5 s for the CONNACK that never comes, then 3.1.1 at once.
+    // 5 s twice for the CONNACK that never comes, then 3.1.1 at once.
     wait_connected(&runtime).await;
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     let fleet = Fleet::start(&FleetConfig::new(mosquitto.url(), 1)).unwrap();
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
     let image = Image::new("fw.bin", test_image(4096, 2));

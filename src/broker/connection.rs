@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::filter::valid_topic;
-use super::router::{ConnId, Message, Out, Router, qos_of};
+use super::router::{ConnId, Message, Out, Router, cost, qos_of, release_all};
 
 /// QoS 1 messages sent to one client and not yet acknowledged; the rest wait, in order.
 pub const MAX_INFLIGHT: usize = 100;
@@ -29,6 +29,9 @@ pub const MAX_INFLIGHT: usize = 100;
 pub const MAX_PACKET: usize = crate::mqtt::MAX_PACKET_BYTES;
 /// A client that has not sent CONNECT by then is dropped.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that takes no bytes from the broker for this long is dropped: a hung device must not
+/// keep its queue (and the broker's budget) for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn lock(router: &Mutex<Router>) -> std::sync::MutexGuard<'_, Router> {
     router.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -73,7 +76,7 @@ pub async fn serve(stream: TcpStream, router: Arc<Mutex<Router>>) {
     let queued = Arc::new(AtomicUsize::new(0));
     let (id, total) = lock(&router).connect(&connect.client_id, tx.clone(), queued.clone());
     let _ = tx.send(Out::Packet(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))));
-    let mut write_task = tokio::spawn(write(writer, rx, queued, total));
+    let mut write_task = tokio::spawn(write(writer, rx, queued.clone(), total.clone()));
     // MQTT: a client silent for one and a half keep-alives is gone (0: no keep-alive).
     let silence = match connect.keep_alive {
         0 => Duration::from_secs(24 * 3600),
@@ -93,9 +96,16 @@ pub async fn serve(stream: TcpStream, router: Arc<Mutex<Router>>) {
         }
     }
     lock(&router).disconnect(id);
-    if !write_task.is_finished() {
+    // Give the writer a moment to send what is queued (a DISCONNECT's last PUBACKs), then stop
+    // it; once it has stopped and the router no longer lists this connection, what is still
+    // queued leaves the broker's total.
+    if !write_task.is_finished()
+        && tokio::time::timeout(Duration::from_secs(1), &mut write_task).await.is_err()
+    {
+        write_task.abort();
         let _ = write_task.await;
     }
+    release_all(&queued, &total);
 }
 
 /// One packet from the client; false when the connection must end.
@@ -163,6 +173,8 @@ async fn write(
         queued.fetch_sub(len, Ordering::Relaxed);
         total.fetch_sub(len, Ordering::Relaxed);
     };
+    // Only what this writer takes off is subtracted here; what is left when the connection
+    // ends is subtracted once by `serve` (`release_all`).
     let mut open = true;
     while open {
         let Some(first) = rx.recv().await else { break };
@@ -200,26 +212,23 @@ async fn write(
                 }
             }
         }
-        if !buffer.is_empty() && socket.write_all(&buffer).await.is_err() {
-            break;
+        if !buffer.is_empty() {
+            match tokio::time::timeout(WRITE_TIMEOUT, socket.write_all(&buffer)).await {
+                Ok(Ok(())) => {}
+                _ => break,
+            }
         }
         buffer.clear();
-    }
-    for message in outbox.waiting.drain(..) {
-        release(message.payload.len());
-    }
-    // Whatever the router still queued for this connection is released as well.
-    rx.close();
-    while let Ok(item) = rx.try_recv() {
-        if let Out::Deliver(message) = item {
-            release(message.payload.len());
+        // A burst's buffer is not kept for the connection's life.
+        if buffer.capacity() > 1024 * 1024 {
+            buffer = BytesMut::with_capacity(16 * 1024);
         }
     }
-    let _ = socket.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.shutdown()).await;
 }
 
 fn encode(outbox: &mut Outbox, buffer: &mut BytesMut, message: Message, release: &impl Fn(usize)) {
-    let len = message.payload.len();
+    let len = cost(&message);
     let mut publish = Publish::from_bytes(message.topic.as_ref(), qos_of(message.qos), message.payload);
     publish.retain = message.retain;
     if message.qos >= 1 {

@@ -4,10 +4,19 @@
 
 use std::collections::HashMap;
 
+/// Topic levels a filter or topic may have here. MQTT allows 32,767 in a 64 KiB string, and
+/// the index walks levels recursively: a bound keeps a hostile filter from overflowing the
+/// stack. Rocky's own topics have five.
+pub const MAX_LEVELS: usize = 32;
+
+fn levels_ok(text: &str) -> bool {
+    text.bytes().filter(|b| *b == b'/').count() < MAX_LEVELS
+}
+
 /// Whether `filter` is a valid MQTT topic filter: `+` only as a whole level, `#` only as the
-/// whole last level, no NUL, not empty.
+/// whole last level, no NUL, not empty, at most [`MAX_LEVELS`] levels.
 pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') {
+    if filter.is_empty() || filter.contains('\0') || !levels_ok(filter) {
         return false;
     }
     let levels: Vec<&str> = filter.split('/').collect();
@@ -18,9 +27,10 @@ pub fn valid_filter(filter: &str) -> bool {
     })
 }
 
-/// Whether `topic` is a valid topic to publish to: not empty, no wildcards, no NUL.
+/// Whether `topic` is a valid topic to publish to: not empty, no wildcards, no NUL, at most
+/// [`MAX_LEVELS`] levels.
 pub fn valid_topic(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['+', '#', '\0'])
+    !topic.is_empty() && !topic.contains(['+', '#', '\0']) && levels_ok(topic)
 }
 
 /// Subscriptions by filter, as a tree of levels. `S` identifies a subscriber.
@@ -58,8 +68,22 @@ impl<S: Copy + PartialEq> FilterIndex<S> {
         list.push((who, qos));
     }
 
+    /// Removes a subscription; a filter never subscribed creates nothing (an UNSUBSCRIBE of
+    /// made-up filters must not grow the tree).
     pub fn remove(&mut self, filter: &str, who: S) {
-        self.list_mut(filter).retain(|(s, _)| *s != who);
+        let mut node = &mut self.root;
+        let mut levels = filter.split('/').peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                node.rest.retain(|(s, _)| *s != who);
+                return;
+            }
+            match node.children.get_mut(level) {
+                Some(child) => node = child,
+                None => return,
+            }
+        }
+        node.here.retain(|(s, _)| *s != who);
     }
 
     fn list_mut(&mut self, filter: &str) -> &mut Vec<(S, u8)> {
@@ -134,6 +158,9 @@ mod tests {
             assert!(!valid_filter(bad), "{bad}");
         }
         assert!(valid_topic("/fota/data/dev-1/3"));
+        let deep = "a/".repeat(MAX_LEVELS);
+        assert!(!valid_topic(&deep) && !valid_filter(&deep), "too many levels");
+        assert!(valid_topic(&"a/".repeat(MAX_LEVELS - 1)[..2 * MAX_LEVELS - 3]));
         assert!(!valid_topic("/fota/+") && !valid_topic("") && !valid_topic("a/#"));
     }
 

@@ -23,7 +23,17 @@ pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 /// Payload bytes all subscribers together may have queued.
 pub const MAX_TOTAL_QUEUED_BYTES: usize = 512 * 1024 * 1024;
 pub const MAX_RETAINED: usize = 100_000;
+/// Retained payloads and topics together.
 pub const MAX_RETAINED_BYTES: usize = 64 * 1024 * 1024;
+/// Filters one connection may hold (a device has two; Rocky three).
+pub const MAX_FILTERS: usize = 10_000;
+/// What a queued message costs beyond its payload and topic (the message, the channel).
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// What a message counts against the queue bounds: payload, topic and bookkeeping.
+pub fn cost(message: &Message) -> usize {
+    message.payload.len() + message.topic.len() + MESSAGE_OVERHEAD
+}
 
 pub type ConnId = u64;
 
@@ -53,7 +63,7 @@ pub enum Out {
 struct Conn {
     client_id: String,
     tx: mpsc::UnboundedSender<Out>,
-    filters: Vec<String>,
+    filters: std::collections::HashSet<String>,
     /// Payload bytes queued for this connection (the writer takes off what it writes).
     queued: Arc<AtomicUsize>,
     /// Messages dropped for this connection, last said.
@@ -104,15 +114,18 @@ impl Router {
     ) -> (ConnId, Arc<AtomicUsize>) {
         let id = self.next;
         self.next += 1;
-        if let Some(old) = self.clients.insert(client_id.to_owned(), id) {
+        // MQTT 3.1.1: an empty client id gets one of the server's, unique to the connection.
+        let client_id = if client_id.is_empty() { format!("$auto-{id}") } else { client_id.to_owned() };
+        if let Some(old) = self.clients.insert(client_id.clone(), id) {
             self.disconnect(old);
         }
-        let conn = Conn { client_id: client_id.to_owned(), tx, filters: Vec::new(), queued, dropped: 0 };
+        let conn = Conn { client_id, tx, filters: Default::default(), queued, dropped: 0 };
         self.conns.insert(id, conn);
         (id, self.total_queued.clone())
     }
 
-    /// Forgets a connection and its subscriptions, and tells its writer to close.
+    /// Forgets a connection and its subscriptions, and tells its writer to close. Nothing is
+    /// queued for it from now on; its connection releases what was (see [`release_all`]).
     pub fn disconnect(&mut self, id: ConnId) {
         let Some(conn) = self.conns.remove(&id) else { return };
         for filter in &conn.filters {
@@ -132,15 +145,14 @@ impl Router {
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::new();
         for (filter, qos) in filters {
-            if !valid_filter(&filter) {
+            let room = conn.filters.contains(&filter) || conn.filters.len() < MAX_FILTERS;
+            if !valid_filter(&filter) || !room {
                 codes.push(SubscribeReasonCode::Failure);
                 continue;
             }
             let qos = qos.min(1);
             self.index.insert(&filter, id, qos);
-            if !conn.filters.contains(&filter) {
-                conn.filters.push(filter.clone());
-            }
+            conn.filters.insert(filter.clone());
             codes.push(SubscribeReasonCode::Success(qos_of(qos)));
             granted.push((filter, qos));
         }
@@ -156,8 +168,9 @@ impl Router {
     pub fn unsubscribe(&mut self, id: ConnId, filters: &[String]) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         for filter in filters {
-            self.index.remove(filter, id);
-            conn.filters.retain(|f| f != filter);
+            if conn.filters.remove(filter) {
+                self.index.remove(filter, id);
+            }
         }
     }
 
@@ -180,16 +193,17 @@ impl Router {
 
     fn retain(&mut self, topic: &str, payload: &Bytes) {
         if let Some(old) = self.retained.remove(topic) {
-            self.retained_bytes -= old.len();
+            self.retained_bytes -= old.len() + topic.len();
         }
         if payload.is_empty() {
             return; // a zero-length retained message clears the topic
         }
-        if self.retained.len() >= MAX_RETAINED || self.retained_bytes + payload.len() > MAX_RETAINED_BYTES {
+        let size = payload.len() + topic.len();
+        if self.retained.len() >= MAX_RETAINED || self.retained_bytes + size > MAX_RETAINED_BYTES {
             tracing::warn!(%topic, "embedded broker: retained message not kept (the retained store is full)");
             return;
         }
-        self.retained_bytes += payload.len();
+        self.retained_bytes += size;
         // A copy: the publish's bytes share the connection's read buffer, which a message
         // kept for ever must not pin.
         self.retained.insert(topic.to_owned(), Bytes::copy_from_slice(payload));
@@ -199,7 +213,7 @@ impl Router {
     /// when that connection or the broker holds too much.
     fn deliver(&mut self, id: ConnId, message: Message) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
-        let len = message.payload.len();
+        let len = cost(&message);
         let over = conn.queued.load(Ordering::Relaxed) + len > MAX_QUEUED_BYTES
             || self.total_queued.load(Ordering::Relaxed) + len > MAX_TOTAL_QUEUED_BYTES;
         if over {
@@ -221,6 +235,13 @@ impl Router {
             self.total_queued.fetch_sub(len, Ordering::Relaxed);
         }
     }
+}
+
+/// What a closed connection still had queued leaves the broker's total. Called once its writer
+/// has stopped and the router no longer lists it, so nothing adds or takes off meanwhile.
+pub fn release_all(queued: &AtomicUsize, total: &AtomicUsize) {
+    let left = queued.swap(0, Ordering::Relaxed);
+    total.fetch_sub(left, Ordering::Relaxed);
 }
 
 pub fn qos_of(qos: u8) -> rumqttc::QoS {
@@ -315,7 +336,7 @@ mod tests {
         for _ in 0..20 {
             router.publish("big", chunk.clone(), 1, false);
         }
-        assert_eq!(topics(&mut rx).len(), 16, "16 MiB queued, the rest dropped");
-        assert_eq!(router.counters.dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(topics(&mut rx).len(), 15, "16 MiB queued (payload, topic, overhead), the rest dropped");
+        assert_eq!(router.counters.dropped.load(Ordering::Relaxed), 5);
     }
 }

@@ -497,17 +497,25 @@ impl Engine {
                 job.paced_until = None;
                 job.progress_due = None;
                 job.in_sending = false;
-                // A clean session drops what was in flight: nothing more will be acknowledged.
+                // A clean session drops what was in flight: nothing more will be acknowledged
+                // (a job still waiting for its last chunks' acknowledgements asks the device
+                // where it is once the broker is back: `done_waits` stays).
                 job.unacked = 0;
-                job.done_waits = false;
             }
             return;
         }
         // Accepted jobs still waiting for a slot are asked again, like every other request.
         self.awaiting_slot.clear();
-        let active: Vec<(JobId, JobState)> =
-            self.jobs.values().filter(|j| j.state.is_active()).map(|j| (j.id, j.state)).collect();
-        for (id, state) in active {
+        let active: Vec<(JobId, JobState, bool)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state.is_active())
+            .map(|j| (j.id, j.state, j.done_waits))
+            .collect();
+        for (id, state, done_waits) in active {
+            // FOTA_DONE had not gone out: the broker may have lost chunks with the session, so
+            // the device is asked where it is, like a transfer.
+            let state = if done_waits { JobState::Transferring } else { state };
             // Said on the job's timeline: what the broker's return made it send again.
             let again = match state {
                 JobState::Requesting => "broker reconnected: FOTA_REQUEST sent again",
@@ -524,6 +532,11 @@ impl Engine {
                 JobState::Requesting => self.start_round_after_reconnect(id, now),
                 JobState::Transferring => {
                     let detail = "broker reconnected: asking the device where to resume";
+                    if let Some(job) = self.jobs.get_mut(&id) {
+                        job.done_waits = false;
+                        // What a reconnect makes Rocky send again is not the device's doing.
+                        job.sent_here = 0;
+                    }
                     self.transferring = self.transferring.saturating_sub(1);
                     self.requesting += 1;
                     self.transition(id, JobState::Requesting, Some(detail.into()), now);
@@ -807,6 +820,19 @@ impl Engine {
         let chunk_id = job.next_chunk;
         let payload = job.image.chunk(job.chunk_size, chunk_id)?;
         let len = payload.len() as u32;
+        // A job made before the broker said its limit (restored, or made before the CONNACK):
+        // a chunk over it would end the connection, again at every try.
+        if let Some(max) = self.broker_max_packet {
+            let topic = self.topics.data(&job.device, chunk_id);
+            if u64::from(len) + 10 + topic.len() as u64 > u64::from(max) {
+                let detail = format!(
+                    "a chunk of {len} bytes does not fit the broker's maximum packet size of {max} bytes; make \
+                     the job again with a smaller chunk size"
+                );
+                self.finish(id, JobState::Failed, Some(detail), now);
+                return None;
+            }
+        }
         let budget = job.image.size().saturating_mul(u64::from(self.settings.max_send_factor.max(1)));
         if job.sent_here + u64::from(len) > budget {
             self.send_budget_spent(id, now);

@@ -221,18 +221,20 @@ fn from_v5_event(event: rumqttc::v5::Event) -> Incoming {
     }
 }
 
-/// Why an MQTT 5 broker refused a publish, in words (`None`: it took it).
+/// Why an MQTT 5 broker refused a publish for good, in words (`None`: it took it, or refused
+/// it for a reason that passes — a quota, a momentary error — which the job's own timeouts and
+/// resends ride out, so only the log hears of it).
 fn refusal(ack: &rumqttc::v5::mqttbytes::v5::PubAck) -> Option<String> {
     use rumqttc::v5::mqttbytes::v5::PubAckReason as Why;
     let words = match ack.reason {
         Why::Success | Why::NoMatchingSubscribers => return None,
         Why::NotAuthorized => "not authorized",
         Why::TopicNameInvalid => "the topic name is invalid",
-        Why::QuotaExceeded => "quota exceeded",
         Why::PayloadFormatInvalid => "the payload format is invalid",
-        Why::PacketIdentifierInUse => "packet identifier in use",
-        Why::ImplementationSpecificError => "an implementation-specific error",
-        Why::UnspecifiedError => "an unspecified error",
+        passing => {
+            tracing::debug!(reason = ?passing, pkid = ack.pkid, "the broker did not take a publish this time");
+            return None;
+        }
     };
     let said = ack.properties.as_ref().and_then(|p| p.reason_string.as_deref());
     Some(match said {

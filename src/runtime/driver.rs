@@ -586,7 +586,8 @@ impl Driver {
                 let Some(tag) = self.tracker.acked(pkid) else { return };
                 match (refused, tag.job) {
                     (None, Some(job)) if tag.chunk => self.engine.chunk_acked(job, now),
-                    (None, _) => {}
+                    (None, Some(_)) => {}
+                    (None, None) => self.probe.acked(now),
                     (Some(why), None) => {
                         tracing::warn!(topic = %tag.topic, reason = %why, "the broker refused Rocky's delivery probe; the probe is off");
                         self.probe.refused();

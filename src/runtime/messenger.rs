@@ -70,6 +70,8 @@ pub struct Messenger {
     restart: mpsc::Receiver<String>,
     /// The command filter's refusal, last said (said once per new reason).
     commands_refused: Option<String>,
+    /// MQTT 5 CONNECTs in a row that got no answer from a broker that took the connection.
+    silent_connects: u32,
     metrics: Metrics,
     /// The broker's receive maximum last logged, so a reconnect does not say it again.
     receive_maximum_noted: Option<u16>,
@@ -107,6 +109,7 @@ impl Messenger {
             stop,
             restart,
             commands_refused: None,
+            silent_connects: 0,
             metrics,
             receive_maximum_noted: None,
         };
@@ -290,13 +293,21 @@ impl Messenger {
             FailureKind::Closed => "closed the connection on an MQTT 5 CONNECT",
             // No CONNACK within the connection timeout: a broker that cannot parse a version
             // 5 CONNECT may just wait for more. Only if it takes TCP connections at all, so a
-            // broker that is merely down is not taken for a 3.1.1 one.
+            // broker that is merely down is not taken for a 3.1.1 one, and only the second time
+            // in a row, so a broker slow once (a proxy whose broker restarts) is not either.
             FailureKind::NoAnswer
                 if accepts_tcp(self.connection.url.host.clone(), self.connection.url.port).await =>
             {
-                "took the connection but did not answer an MQTT 5 CONNECT within 5 s"
+                self.silent_connects += 1;
+                if self.silent_connects < 2 {
+                    return false;
+                }
+                "took the connection but did not answer an MQTT 5 CONNECT within 5 s, twice"
             }
-            _ => return false,
+            _ => {
+                self.silent_connects = 0;
+                return false;
+            }
         };
         tracing::warn!(
             broker = %self.connection.url,

@@ -14,7 +14,9 @@ use crate::protocol::Topics;
 
 /// A probe goes out this long after the last one came back.
 pub const PROBE_EVERY: Duration = Duration::from_secs(2);
-/// A probe not back after this long means the broker stopped delivering to Rocky.
+/// A probe not back this long after the broker acknowledged it means the broker stopped
+/// delivering to Rocky. Counted from the acknowledgement, not the send: the probe may wait
+/// behind a window of large chunks on a slow link before the broker even has it.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Probes lost in a row, with none ever back, after which probing stops for good: the broker
 /// does not let Rocky publish to or read its probe topic (an ACL), which is no stall.
@@ -39,8 +41,8 @@ pub struct DeliveryProbe {
     seq: u64,
     /// Probing runs while connected with the command filter granted.
     running: bool,
-    /// The probe out now: its number and when it was sent.
-    outstanding: Option<(u64, Instant)>,
+    /// The probe out now: its number, and when the broker acknowledged it (once it has).
+    outstanding: Option<(u64, Option<Instant>)>,
     next_at: Option<Instant>,
     /// A probe has come back in this process: the broker lets Rocky probe.
     ever_back: bool,
@@ -97,12 +99,19 @@ impl DeliveryProbe {
             return None;
         }
         self.seq += 1;
-        self.outstanding = Some((self.seq, now));
+        self.outstanding = Some((self.seq, None));
         self.next_at = None;
         let mut payload = Vec::with_capacity(16);
         payload.extend_from_slice(&self.nonce.to_be_bytes());
         payload.extend_from_slice(&self.seq.to_be_bytes());
         Some((self.topic.clone(), Bytes::from(payload)))
+    }
+
+    /// The broker acknowledged the probe out now: the wait for it to come back starts.
+    pub fn acked(&mut self, now: Instant) {
+        if let Some((_, acked @ None)) = self.outstanding.as_mut() {
+            *acked = Some(now);
+        }
     }
 
     /// A message came back on a probe topic named `name`: true when it is this Rocky's own
@@ -124,8 +133,8 @@ impl DeliveryProbe {
     /// until [`DeliveryProbe::start`], after the caller reconnects), or, after [`NEVER_BACK`]
     /// losses with none ever back, the end of probing.
     pub fn overdue(&mut self, now: Instant) -> Option<Overdue> {
-        let (_, sent) = self.outstanding?;
-        let waited = now.saturating_duration_since(sent);
+        let (_, Some(acked)) = self.outstanding? else { return None };
+        let waited = now.saturating_duration_since(acked);
         if waited < PROBE_TIMEOUT {
             return None;
         }
@@ -144,7 +153,8 @@ impl DeliveryProbe {
     /// When the probe next needs attention: a probe to send, or one to give up on.
     pub fn next_wakeup(&self) -> Option<Instant> {
         match self.outstanding {
-            Some((_, sent)) => Some(sent + PROBE_TIMEOUT),
+            Some((_, Some(acked))) => Some(acked + PROBE_TIMEOUT),
+            Some((_, None)) => None,
             None => self.next_at.filter(|_| self.running),
         }
     }
@@ -174,6 +184,8 @@ mod tests {
         let t1 = t0 + Duration::from_millis(30) + PROBE_EVERY;
         let (_, second) = probe.due(t1).expect("the next after PROBE_EVERY");
         assert_ne!(second, payload);
+        assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT * 3), None, "no wait counts before the broker has it");
+        probe.acked(t1);
         assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT - Duration::from_millis(1)), None);
         assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT), Some(Overdue::Stalled(PROBE_TIMEOUT)));
         assert_eq!(probe.overdue(t1 + PROBE_TIMEOUT * 2), None, "said once, then stopped");
@@ -191,6 +203,7 @@ mod tests {
         for lost in 1..=NEVER_BACK {
             probe.start(now);
             assert!(probe.due(now).is_some());
+            probe.acked(now);
             now += PROBE_TIMEOUT;
             let expected =
                 if lost < NEVER_BACK { Overdue::Stalled(PROBE_TIMEOUT) } else { Overdue::NeverBack };

@@ -161,7 +161,8 @@ impl Engine {
     /// losing what it was sent cannot keep healthy jobs from starting.
     fn yield_slot(&mut self, id: JobId, now: Instant) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        let ack = Ack { next_chunk: Some(job.confirmed), window: job.window };
+        // Still device-paced when it comes back, even if the device had paused (window 0).
+        let ack = Ack { next_chunk: Some(job.confirmed), window: job.window.map(|w| w.max(1)) };
         job.progress_due = None;
         job.paced_until = None;
         job.deadline = None;

@@ -46,3 +46,9 @@ pub fn config_text(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let _ = crate::config::layer(Some("fuzz.toml".into()), Some(text), |_| None, &[]);
 }
+
+/// The embedded broker given any bytes from a connected client (see
+/// [`crate::broker::handle_bytes`]).
+pub fn broker_packets(data: &[u8]) {
+    crate::broker::handle_bytes(data);
+}

@@ -52,3 +52,11 @@ fn the_default_config_seed_loads() {
     let loaded = rocky::config::layer(Some("defaults.toml".into()), Some(&text), |_| None, &[]);
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+#[test]
+fn broker_target_accepts_every_seed() {
+    for (name, bytes) in seeds("mqtt") {
+        eprintln!("{name}");
+        fuzz_targets::broker_packets(&bytes);
+    }
+}

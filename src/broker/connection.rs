@@ -238,3 +238,30 @@ fn encode(outbox: &mut Outbox, buffer: &mut BytesMut, message: Message, release:
     let _ = Packet::Publish(publish).write(buffer, usize::MAX);
     release(len);
 }
+
+/// The `broker_packets` fuzz target's body: any bytes, read as the packets a connected client
+/// sends and handled as a connection handles them (subscribing, publishing to itself,
+/// unsubscribing). Nothing may panic, and the bytes queued for the client must be exactly what
+/// its channel holds, and all of them released when it goes.
+pub fn handle_bytes(data: &[u8]) {
+    let router = Mutex::new(Router::default());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let (id, total) = lock(&router).connect("fuzz", tx.clone(), queued.clone());
+    let mut buffer = BytesMut::from(data);
+    while let Ok(packet) = Packet::read(&mut buffer, MAX_PACKET) {
+        if !handle(packet, id, &router, &tx) {
+            break;
+        }
+    }
+    let mut held = 0;
+    while let Ok(item) = rx.try_recv() {
+        if let Out::Deliver(message) = item {
+            held += cost(&message);
+        }
+    }
+    assert_eq!(queued.load(Ordering::Relaxed), held, "queued bytes and the queue disagree");
+    lock(&router).disconnect(id);
+    release_all(&queued, &total);
+    assert_eq!(total.load(Ordering::Relaxed), 0, "bytes left counted after the client went");
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::runtime::BrokerUrl;
 
-pub use connection::{MAX_INFLIGHT, MAX_PACKET};
+pub use connection::{MAX_INFLIGHT, MAX_PACKET, handle_bytes};
 pub use router::{MAX_QUEUED_BYTES, MAX_RETAINED, MAX_RETAINED_BYTES, MAX_TOTAL_QUEUED_BYTES};
 
 /// `rocky bench`'s raw publisher paces itself to what one subscriber may have queued.

@@ -1042,3 +1042,20 @@ fn the_attached_console_at_80_by_24_and_200_by_50() {
         insta::assert_snapshot!(format!("attached_console_{width}x{height}"), screen.backend());
     }
 }
+
+#[test]
+fn the_form_shows_the_whole_sha256_at_80_columns() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.preview = super::form::Preview::Ready(f.image.clone());
+    let text = format!("{}", f.render(80, 24).backend());
+    let sha = crate::protocol::sha256_hex(f.image.sha256());
+    // In two halves, one under the other: every digit is there to compare.
+    let first = text.lines().position(|l| l.contains(&sha[..32])).expect("the first half");
+    let second = text.lines().position(|l| l.contains(&sha[32..])).expect("the second half");
+    assert_eq!(second, first + 1, "{text}");
+}

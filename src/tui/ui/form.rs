@@ -7,7 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 
-use super::widgets::{centered, clip};
+use super::widgets::centered;
 use crate::protocol::short_hash;
 use crate::tui::app::App;
 use crate::tui::form::{Field, Form, Preview};
@@ -91,10 +91,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             .and_then(|c| image.chunk_count(c))
             .map(|n| format!("{n} chunks"))
             .unwrap_or_default();
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>LABEL$} ", "sha256"), theme.muted),
-            Span::raw(clip(&crate::protocol::sha256_hex(image.sha256()), value_width)),
-        ]));
+        // The whole hash, wrapped when the form is narrow: an operator compares it with the one
+        // the build printed, and 58 of 64 digits prove nothing.
+        let hex = crate::protocol::sha256_hex(image.sha256());
+        let pieces = match value_width {
+            w if w >= hex.len() => vec![hex.clone()],
+            w if w >= hex.len() / 2 => vec![hex[..32].to_owned(), hex[32..].to_owned()],
+            w => wrap(&hex, w),
+        };
+        for (index, piece) in pieces.into_iter().enumerate() {
+            let label = if index == 0 { "sha256" } else { "" };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{label:>LABEL$} "), theme.muted),
+                Span::raw(piece),
+            ]));
+        }
         lines.push(Line::from(vec![
             Span::styled(format!("{:>LABEL$} ", ""), theme.muted),
             Span::styled(chunks, theme.muted),

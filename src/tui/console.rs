@@ -249,15 +249,7 @@ fn run_command(
         Command::Export(export) => {
             let done = done.clone();
             tokio::spawn(async move {
-                let super::export::Export { path, contents, what } = export;
-                let shown = path.display().to_string();
-                let written = tokio::task::spawn_blocking(move || std::fs::write(&path, contents)).await;
-                let result = match written {
-                    Ok(Ok(())) => Ok(format!("wrote {what} to {shown}")),
-                    Ok(Err(e)) => Err(format!("cannot write {shown}: {e}")),
-                    Err(_) => Err(format!("writing {shown} stopped")),
-                };
-                let _ = done.send(Done::Exported(result)).await;
+                let _ = done.send(Done::Exported(write_export(export).await)).await;
             });
         }
         Command::CompletePath { generation, text } => {
@@ -291,6 +283,17 @@ fn run_command(
         }
         // Fetched with the next listing, right away.
         Command::LoadRollout(_) => app.rollouts.due = true,
+        Command::ExportRollout { id, dir } => {
+            let (source, done) = (source.clone(), done.clone());
+            let now = app.now;
+            tokio::spawn(async move {
+                let result = match source.rollout(id).await {
+                    Ok(view) => write_export(super::export::rollout(&view, &dir, now)).await,
+                    Err(e) => Err(format!("cannot fetch rollout {id} to write it: {e}")),
+                };
+                let _ = done.send(Done::Exported(result)).await;
+            });
+        }
         Command::ControlRollout(id, verb) => {
             let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
@@ -328,6 +331,17 @@ fn spawn_rollout(source: &Arc<Source>, (request, image): (RolloutRequest, Image)
         let result = source.create_rollout(request, image).await;
         let _ = done.send(Done::RolloutCreated(result)).await;
     });
+}
+
+/// Writes an export off the event loop's task; the words to flash either way.
+async fn write_export(export: super::export::Export) -> Result<String, String> {
+    let super::export::Export { path, contents, what } = export;
+    let shown = path.display().to_string();
+    match tokio::task::spawn_blocking(move || std::fs::write(&path, contents)).await {
+        Ok(Ok(())) => Ok(format!("wrote {what} to {shown}")),
+        Ok(Err(e)) => Err(format!("cannot write {shown}: {e}")),
+        Err(_) => Err(format!("writing {shown} stopped")),
+    }
 }
 
 fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {

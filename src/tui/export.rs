@@ -75,7 +75,38 @@ pub fn job(row: &JobRow, dir: &Path, now: SystemTime) -> Export {
     }
 }
 
-/// One rollout as the API shows it: whole (devices and changes) when its detail was fetched.
+/// One device as the console knows it (labels, firmware, last seen, its last response, its
+/// counts), with its latest job and that job's timeline.
+pub fn device(row: &super::app::DeviceRow, job: Option<&JobRow>, dir: &Path, now: SystemTime) -> Export {
+    let latest = job.map(|job| {
+        let timeline: Vec<_> =
+            job.timeline.iter().map(|(at, text)| json!({"at": unix_ms(*at), "text": text})).collect();
+        json!({"job": *job.job, "timeline": timeline})
+    });
+    let record = json!({
+        "device_id": row.id,
+        "labels": row.labels,
+        "firmware": row.firmware,
+        "last_seen": row.last_seen.map(unix_ms),
+        "last_response": row.last_response,
+        "succeeded": row.succeeded,
+        "failed": row.failed,
+        "latest_job": latest,
+    });
+    let contents = serde_json::to_string_pretty(&record).unwrap_or_default() + "\n";
+    let stem: String = row
+        .id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    Export {
+        path: file_name(dir, &format!("device-{stem}"), "json", now),
+        contents,
+        what: format!("device {}", row.id),
+    }
+}
+
+/// One rollout as the API shows it: whole (every device's outcome, its changes).
 pub fn rollout(view: &crate::rollout::RolloutView, dir: &Path, now: SystemTime) -> Export {
     let contents = serde_json::to_string_pretty(view).unwrap_or_default() + "\n";
     Export {

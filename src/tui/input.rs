@@ -50,6 +50,11 @@ pub enum Command {
     LoadHistory(JobId),
     /// Fetch a rollout whole for its detail view.
     LoadRollout(RolloutId),
+    /// Fetch a rollout whole (every device's outcome, its history) and write it into `dir`.
+    ExportRollout {
+        id: RolloutId,
+        dir: std::path::PathBuf,
+    },
     ControlRollout(RolloutId, RolloutVerb),
 }
 
@@ -202,7 +207,9 @@ impl App {
         Outcome::Redraw
     }
 
-    /// `w`: the traffic as filtered (traffic pane), or the selected job (jobs and devices).
+    /// `w`: what the pane shows, whole: the traffic as filtered, the selected job with its
+    /// timeline, the selected device with its latest job, or the selected rollout with every
+    /// device's outcome and its history (fetched first when its detail is not at hand).
     fn export(&mut self) -> Outcome {
         let dir = self
             .log_path
@@ -212,22 +219,23 @@ impl App {
         let export = match self.focus {
             Pane::Traffic => Some(super::export::traffic(&self.visible_traffic(), &dir, self.now)),
             Pane::Jobs => self.selected_job().map(|job| super::export::job(job, &dir, self.now)),
-            Pane::Devices => {
-                let job = self.visible_devices().get(self.devices_cursor.selected).and_then(|d| d.job);
-                job.and_then(|(id, _)| self.jobs.rows.get(&id))
-                    .map(|job| super::export::job(job, &dir, self.now))
-            }
-            Pane::Rollouts => self.selected_rollout().map(|listed| {
-                // Whole when its detail was fetched, else as listed.
-                let view = self.rollouts.detail.as_ref().filter(|d| d.id == listed.id).unwrap_or(listed);
-                super::export::rollout(view, &dir, self.now)
+            Pane::Devices => self.visible_devices().get(self.devices_cursor.selected).map(|device| {
+                let job = device.job.and_then(|(id, _)| self.jobs.rows.get(&id));
+                super::export::device(device, job, &dir, self.now)
             }),
+            Pane::Rollouts => match self.selected_rollout() {
+                Some(listed) => match self.rollouts.detail.as_ref().filter(|d| d.id == listed.id) {
+                    Some(whole) => Some(super::export::rollout(whole, &dir, self.now)),
+                    None => return Outcome::Command(Command::ExportRollout { id: listed.id, dir }),
+                },
+                None => None,
+            },
         };
         match export {
             Some(export) => Outcome::Command(Command::Export(export)),
             None => {
                 self.flash(
-                    "nothing to write here: w writes the traffic, or the selected job or rollout",
+                    "nothing to write here: w writes the traffic, or the selected job, device or rollout",
                     true,
                 );
                 Outcome::Redraw

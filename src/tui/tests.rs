@@ -987,13 +987,29 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     let nack = lines.iter().find(|l| l["text"].as_str().unwrap_or("").contains("FOTA_REQUEST_NACK")).unwrap();
     assert_eq!((nack["direction"].as_str(), nack["payload_hex"].as_str()), (Some("in"), Some("82182b03")));
     assert!(export.path.to_string_lossy().ends_with(".jsonl"));
-    // The selected rollout, as the API shows it.
+    // The selected rollout, as the API shows it, whole: fetched first when its detail is not
+    // at hand (issue 20, C16), written at once when it is.
     with_rollouts(&mut f);
     f.key(KeyCode::BackTab);
     assert_eq!(f.app.focus, Pane::Rollouts);
+    let Outcome::Command(Command::ExportRollout { id: 2, .. }) = f.key(KeyCode::Char('w')) else {
+        panic!("w fetches the rollout whole to write it")
+    };
+    let mut whole = f.app.rollouts.list[0].clone();
+    whole.devices = Some(Vec::new());
+    whole.changes = Some(Vec::new());
+    f.app.rollouts.detail = Some(whole);
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     let rollout: crate::rollout::RolloutView = serde_json::from_str(&export.contents).unwrap();
     assert_eq!((rollout.id, export.what.as_str()), (2, "rollout 2"));
+    assert!(rollout.devices.is_some() && rollout.changes.is_some(), "whole: {}", export.contents);
+    // In the devices pane, the device (with its latest job), not a job.
+    f.app.focus = Pane::Devices;
+    f.app.devices_cursor.selected = 1;
+    let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
+    let device: serde_json::Value = serde_json::from_str(&export.contents).unwrap();
+    assert_eq!(export.what, format!("device {}", device["device_id"].as_str().unwrap()));
+    assert!(device["latest_job"]["job"]["id"].is_u64(), "{device}");
 }
 
 #[test]

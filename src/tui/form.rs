@@ -263,7 +263,9 @@ impl Form {
     pub fn devices(&self, known: &Known<'_>) -> Result<Vec<DeviceId>, String> {
         let mut out: Vec<DeviceId> = Vec::new();
         let text = self.input(Field::Devices).value();
-        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let items: Vec<&str> = text.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        fields::mixed(&items)?;
+        for item in items {
             if let Some(prefix) = item.strip_suffix('*') {
                 let matched: Vec<&str> =
                     known.iter().map(|(id, _)| *id).filter(|d| d.starts_with(prefix)).collect();
@@ -420,7 +422,50 @@ impl Form {
                 rule.min_finished
             ));
         }
+        // What the review before the second Enter must show too: which devices, the name, and
+        // how each job is paced.
+        let shown: Vec<&str> = match (&picked.targets.devices, &picked.targets.labels, &picked.targets.glob) {
+            (Some(ids), _, _) => ids.iter().map(String::as_str).collect(),
+            (_, Some(selector), _) => known
+                .iter()
+                .filter(|(_, l)| crate::inventory::labels::matches(l, selector))
+                .map(|(id, _)| *id)
+                .collect(),
+            (_, _, Some(pattern)) => known
+                .iter()
+                .filter(|(id, _)| crate::inventory::glob::matches(pattern, id))
+                .map(|(id, _)| *id)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let more = shown.len().saturating_sub(4);
+        let mut devices = shown.iter().take(4).copied().collect::<Vec<_>>().join(", ");
+        if more > 0 {
+            devices.push_str(&format!(" and {more} more"));
+        }
+        if !devices.is_empty() {
+            parts.push(format!("devices {devices}"));
+        }
+        if let Preview::Ready(image) = &self.preview {
+            parts.push(format!("named {:?}", self.rollout_name(image)));
+        }
+        if let Ok(chunk) = self.chunk_size() {
+            parts.push(format!("{}-byte chunks", chunk.get()));
+        }
+        let rate = self.input(Field::MaxRate).value().trim();
+        if !rate.is_empty() {
+            parts.push(format!("≤{rate} a job"));
+        }
         Ok(parts.join(" · "))
+    }
+
+    /// The rollout's name: its image to its devices as typed.
+    fn rollout_name(&self, image: &crate::firmware::Image) -> String {
+        let mut name = format!("{} to {}", image.name(), self.input(Field::Devices).value().trim());
+        while name.len() > crate::rollout::MAX_NAME {
+            name.pop();
+        }
+        name
     }
 
     /// Enter on a rollout: the first shows it whole and asks for another; the second starts it.
@@ -467,10 +512,7 @@ impl Form {
         }
         let text = |field: Field| self.input(field).value().to_owned();
         let rate = crate::units::parse_rate(text(Field::MaxRate).trim()).ok().map(crate::units::Rate);
-        let mut name = format!("{} to {}", image.name(), self.input(Field::Devices).value().trim());
-        while name.len() > crate::rollout::MAX_NAME {
-            name.pop();
-        }
+        let name = self.rollout_name(&image);
         let request = RolloutRequest {
             name,
             targets: picked.targets,

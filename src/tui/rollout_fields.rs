@@ -22,6 +22,7 @@ pub fn targets(text: &str, known: &Known<'_>) -> Result<Picked, String> {
     if items.is_empty() {
         return Err("name at least one device: ids, a pattern like dev-* or labels like model=m1".into());
     }
+    mixed(&items)?;
     if items.iter().all(|item| item.contains('=')) {
         let mut selector = Labels::new();
         for item in &items {
@@ -57,6 +58,21 @@ pub fn targets(text: &str, known: &Known<'_>) -> Result<Picked, String> {
         }
     }
     Ok(Picked { count: ids.len(), targets: Targets { devices: Some(ids), ..Targets::default() } })
+}
+
+/// `dev-01, model=esp32-c3` is a mistake, not two devices (one named `model=esp32-c3`): ids
+/// and labels cannot be mixed in one list.
+pub fn mixed(items: &[&str]) -> Result<(), String> {
+    let labels = items.iter().filter(|item| item.contains('=')).count();
+    if labels > 0 && labels < items.len() {
+        let id = items.iter().find(|item| !item.contains('=')).copied().unwrap_or_default();
+        let label = items.iter().find(|item| item.contains('=')).copied().unwrap_or_default();
+        return Err(format!(
+            "{id:?} is a device id and {label:?} a label: name devices by ids, or by labels (all KEY=VALUE), \
+             not both"
+        ));
+    }
+    Ok(())
 }
 
 /// Waves as typed, and where each ends among the devices.

@@ -1075,3 +1075,31 @@ fn the_form_shows_the_whole_sha256_at_80_columns() {
     let second = text.lines().position(|l| l.contains(&sha[32..])).expect("the second half");
     assert_eq!(second, first + 1, "{text}");
 }
+
+#[test]
+fn the_rollout_review_names_devices_name_and_pacing_and_ids_do_not_mix_with_labels() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01, model=esp32-c3".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.contains("\"dev-01\" is a device id and \"model=esp32-c3\" a label"), "{text}");
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01, dev-02".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.preview = super::form::Preview::Ready(f.image.clone());
+    for _ in 0..4 {
+        f.key(KeyCode::Down);
+    }
+    for c in "1".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(200, 50).backend());
+    for said in ["devices dev-01, dev-02", "named \"sensor-fw-2.1.0.bin", "4096-byte chunks"] {
+        assert!(text.contains(said), "{said:?} in\n{text}");
+    }
+}

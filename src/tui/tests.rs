@@ -1103,3 +1103,18 @@ fn the_rollout_review_names_devices_name_and_pacing_and_ids_do_not_mix_with_labe
         assert!(text.contains(said), "{said:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_jobs_pane_too_short_for_its_jobs_says_which_rows_it_shows_and_what_runs_out_of_sight() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    for id in 100..130 {
+        f.job(id, &format!("dev-{id}"), 100);
+    }
+    for id in 120..130 {
+        f.state(id, &format!("dev-{id}"), 200, JobState::Queued, JobState::Requesting, None);
+    }
+    let text = format!("{}", f.render(80, 24).backend());
+    let title = text.lines().find(|l| l.contains("Jobs ")).unwrap_or("");
+    assert!(title.contains("Jobs 1–") && title.contains(" of 36"), "{title}");
+    assert!(title.contains("active ↓"), "active jobs below the window are counted: {title}");
+}

@@ -19,6 +19,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let focused = app.focus == Pane::Jobs;
     let title = if app.history_view {
         format!("History {} (finished, newest first)", jobs.len())
+    } else if jobs.len() > rows_shown {
+        // Not all fit: which rows are shown, and how many running jobs are out of sight.
+        let last = (cursor.offset + rows_shown).min(jobs.len());
+        let above = jobs.iter().take(cursor.offset).filter(|j| j.state.is_active()).count();
+        let below = jobs.iter().skip(last).filter(|j| j.state.is_active()).count();
+        let mut title = format!("Jobs {}–{last} of {}", cursor.offset + 1, jobs.len());
+        if above > 0 {
+            title.push_str(&format!(" · {above} active ↑"));
+        }
+        if below > 0 {
+            title.push_str(&format!(" · {below} active ↓"));
+        }
+        title
     } else {
         format!("Jobs {}", jobs.len())
     };

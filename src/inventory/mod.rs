@@ -7,9 +7,11 @@
 //! what happened on the wire (`first_seen`, `last_seen`, `last_image`, `last_job`), kept here
 //! and handed to the store with the job changes, never waiting for it.
 //!
-//! Bounded: at most `store.max_devices` devices. A broker client can make up device ids, so a
-//! device first seen on the wire past the bound is not added (counted in the log once a
-//! minute); registering past it is refused.
+//! Bounded: at most `store.max_devices` devices. A broker client can make up device ids, so the
+//! wire adds no device: only an answer to a job Rocky sent marks a device seen (the driver
+//! counts the rest in `/metrics`). Devices enter by registration, import, or a job made for
+//! them; registering past the bound is refused, and a job's device past it is not added
+//! (counted in the log once a minute).
 
 pub mod glob;
 pub mod import;

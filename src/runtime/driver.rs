@@ -309,10 +309,7 @@ impl Driver {
     /// per device (log, console, `/metrics`), counted always.
     fn judge_commands(&mut self, now: Instant) {
         let table = self.table.clone();
-        let known = |job: JobId, device: &crate::protocol::DeviceId| {
-            table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
-        };
-        let found = self.commands.due(now, known);
+        let found = self.commands.due(now, |job, device| table_knows(&table, job, device));
         self.report_foreign(found);
     }
 
@@ -622,26 +619,8 @@ impl Driver {
             _ => None,
         };
         let decoded = decode_response(&payload);
-        // Subscribers see at most a preview of a large frame: the event buffer must not pin
-        // megabytes per message a stranger sends.
-        if self.has_subscribers() {
-            // Always a copy: the received bytes may share an allocation with the connection's
-            // read buffer, which a kept slice would pin.
-            let preview = bytes::Bytes::copy_from_slice(&payload[..payload.len().min(MAX_TRAFFIC_PAYLOAD)]);
-            let traffic = Traffic {
-                direction: TrafficDirection::In,
-                text: describe(self.engine.topics(), &topic, &payload),
-                size: payload.len(),
-                job: decoded.as_ref().ok().map(|r| r.job_id),
-                decode_error: device.is_some() && decoded.is_err(),
-                device: device.clone(),
-                topic: topic.clone(),
-                qos,
-                payload: preview,
-                chunk: None,
-            };
-            self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
-        }
+        let job = decoded.as_ref().ok().map(|r| r.job_id);
+        self.show_incoming(&topic, &payload, qos, device.clone(), job, device.is_some() && decoded.is_err());
         match (device, decoded) {
             (Some(device), Ok(response)) => {
                 self.metrics.response(response.command_type());
@@ -676,35 +655,47 @@ impl Driver {
         now: Instant,
     ) {
         let job = crate::protocol::decode_command(&payload).ok().map(|command| command.job_id);
-        let known = |job: JobId, device: &crate::protocol::DeviceId| {
-            self.engine.has_job_for(job, device)
-                || self.table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
-        };
-        if job.is_some_and(|job| known(job, &device)) {
+        if job.is_some_and(|job| {
+            self.engine.has_job_for(job, &device) || table_knows(&self.table, job, &device)
+        }) {
             return;
         }
-        if self.has_subscribers() {
-            let preview = bytes::Bytes::copy_from_slice(&payload[..payload.len().min(MAX_TRAFFIC_PAYLOAD)]);
-            let traffic = Traffic {
-                direction: TrafficDirection::In,
-                text: describe(self.engine.topics(), &topic, &payload),
-                size: payload.len(),
-                job,
-                decode_error: job.is_none(),
-                device: Some(device.clone()),
-                topic,
-                qos,
-                payload: preview,
-                chunk: None,
-            };
-            self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
-        }
+        self.show_incoming(&topic, &payload, qos, Some(device.clone()), job, job.is_none());
         let table = self.table.clone();
-        let known = |job: JobId, device: &crate::protocol::DeviceId| {
-            table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
-        };
-        let judged = self.commands.unrecognised(device, job, now, known);
+        let judged =
+            self.commands.unrecognised(device, job, now, |job, device| table_knows(&table, job, device));
         self.report_foreign(judged);
+    }
+
+    /// An incoming message as a traffic event, for whoever follows. Subscribers see at most a
+    /// preview of a large frame, always a copy: the received bytes may share an allocation with
+    /// the connection's read buffer, which a kept slice would pin, and the event buffer must
+    /// not hold megabytes per message a stranger sends.
+    fn show_incoming(
+        &mut self,
+        topic: &str,
+        payload: &bytes::Bytes,
+        qos: u8,
+        device: Option<crate::protocol::DeviceId>,
+        job: Option<JobId>,
+        decode_error: bool,
+    ) {
+        if !self.has_subscribers() {
+            return;
+        }
+        let traffic = Traffic {
+            direction: TrafficDirection::In,
+            text: describe(self.engine.topics(), topic, payload),
+            size: payload.len(),
+            job,
+            decode_error,
+            device,
+            topic: topic.to_owned(),
+            qos,
+            payload: bytes::Bytes::copy_from_slice(&payload[..payload.len().min(MAX_TRAFFIC_PAYLOAD)]),
+            chunk: None,
+        };
+        self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
     }
 
     fn has_subscribers(&self) -> bool {
@@ -717,4 +708,10 @@ impl Driver {
             let _ = self.events.send(Arc::new(Envelope::new(self.seq, time, event)));
         }
     }
+}
+
+/// Whether the job table (this instance's jobs and, on a shared store, every other instance's)
+/// holds job `job` for `device`.
+fn table_knows(table: &JobTable, job: JobId, device: &crate::protocol::DeviceId) -> bool {
+    table.get(job).is_some_and(|snapshot| &snapshot.device_id == device)
 }

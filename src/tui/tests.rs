@@ -1118,3 +1118,15 @@ fn a_jobs_pane_too_short_for_its_jobs_says_which_rows_it_shows_and_what_runs_out
     assert!(title.contains("Jobs 1–") && title.contains(" of 36"), "{title}");
     assert!(title.contains("active ↓"), "active jobs below the window are counted: {title}");
 }
+
+#[test]
+fn the_status_counts_are_shortened_rather_than_cut_at_120_columns() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.http = Some("127.0.0.1:7878".into());
+    let text = format!("{}", f.render(120, 40).backend());
+    let status = text.lines().next().unwrap_or("");
+    assert!(status.contains("t/o"), "short words when the full ones do not fit: {status}");
+    let text = format!("{}", f.render(200, 50).backend());
+    let status = text.lines().next().unwrap_or("");
+    assert!(status.contains("1 timed out"), "full words when they fit: {status}");
+}

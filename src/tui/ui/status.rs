@@ -66,7 +66,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         first.push(Span::styled(format!("  api {http}"), theme.muted));
     }
     first.push(Span::raw("   "));
-    first.extend(counts(app));
+    // The counts in full words when they fit on the line, else in short ones: never cut.
+    let full = counts(app);
+    let used = Line::from(first.clone()).width();
+    if used + Line::from(full.clone()).width() <= usize::from(area.width) {
+        first.extend(full);
+    } else {
+        first.extend(counts_short(app));
+    }
     let drops = app.traffic.dropped + app.missed_events;
     let second = Line::from(vec![Span::styled(format!(" ↑ {:>10} ", format::rate(rate)), theme.active)]);
     let tail = Line::from(vec![

@@ -152,6 +152,7 @@ impl SimDevice {
         let (options, network) = self.connection.v311_options(&client_id);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         eventloop.set_network_options(network);
+        let outbox = start_outbox(client.clone(), self.topics.cmd_resp(&self.id));
         let mut transfer: Option<Transfer> = None;
         let mut idle_confirm: Option<tokio::time::Instant> = None;
         loop {
@@ -160,7 +161,7 @@ impl SimDevice {
                 () = crate::runtime::sleep_until(idle_confirm), if idle_confirm.is_some() => {
                     idle_confirm = None;
                     if let Some(t) = transfer.as_mut() {
-                        self.confirm(&client, t);
+                        self.confirm(&outbox, t);
                     }
                     continue;
                 }
@@ -174,10 +175,10 @@ impl SimDevice {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => match self.topics.parse(&publish.topic) {
-                    Some(TopicKind::Cmd(_)) => self.on_command(&client, &publish.payload, &mut transfer),
+                    Some(TopicKind::Cmd(_)) => self.on_command(&outbox, &publish.payload, &mut transfer),
                     Some(TopicKind::Data(_, chunk)) => {
                         let len = publish.payload.len();
-                        if self.on_chunk(&client, chunk, publish.payload, &mut transfer) {
+                        if self.on_chunk(&outbox, chunk, publish.payload, &mut transfer) {
                             idle_confirm = Some(tokio::time::Instant::now() + IDLE_CONFIRM);
                         }
                         // Storing takes its time, and the connection is not read meanwhile.
@@ -212,13 +213,7 @@ impl SimDevice {
 
     /// Stores a chunk; true when a flow-controlled device now holds chunks it has not
     /// confirmed (the idle confirmation is due).
-    fn on_chunk(
-        &self,
-        client: &AsyncClient,
-        chunk: u32,
-        payload: Bytes,
-        transfer: &mut Option<Transfer>,
-    ) -> bool {
+    fn on_chunk(&self, client: &Outbox, chunk: u32, payload: Bytes, transfer: &mut Option<Transfer>) -> bool {
         let Some(t) = transfer.as_mut() else { return false };
         let delivery = t.deliveries.entry(chunk).or_insert(0);
         let earlier = *delivery;
@@ -260,7 +255,7 @@ impl SimDevice {
     }
 
     /// Sends FOTA_PROGRESS with what the device holds without a gap.
-    fn confirm(&self, client: &AsyncClient, t: &mut Transfer) {
+    fn confirm(&self, client: &Outbox, t: &mut Transfer) {
         let next = t.next_missing();
         if self.model.stop_confirming_at.is_some_and(|at| next > at + 1) {
             return; // it went quiet
@@ -270,7 +265,7 @@ impl SimDevice {
         self.reply(client, t.job, ResponseBody::Progress { next_chunk: next, window: None }, false);
     }
 
-    fn on_command(&self, client: &AsyncClient, payload: &[u8], transfer: &mut Option<Transfer>) {
+    fn on_command(&self, client: &Outbox, payload: &[u8], transfer: &mut Option<Transfer>) {
         let Ok(Command { job_id, body }) = decode_command(payload) else {
             self.update(|r| r.bad_frames += 1);
             return;
@@ -350,22 +345,40 @@ impl SimDevice {
     /// Publishes a response from a task of its own, so a slow device's delay never stops its
     /// event loop from receiving. `answer`: a reply to a command (slow and garbage devices act
     /// on those), not a FOTA_PROGRESS.
-    fn reply(&self, client: &AsyncClient, job_id: u32, body: ResponseBody, answer: bool) {
+    fn reply(&self, outbox: &Outbox, job_id: u32, body: ResponseBody, answer: bool) {
         let response = encode_response(&Response { job_id, body });
-        let topic = self.topics.cmd_resp(&self.id);
-        let client = client.clone();
         let garbage = answer && self.behavior == Behavior::Garbage;
         let delay = if answer && self.behavior == Behavior::Slow { self.slow_delay } else { Duration::ZERO };
-        tokio::spawn(async move {
+        let _ = outbox.send(Reply { delay, garbage, response });
+    }
+}
+
+/// One answer to publish, after `delay`, with a garbage frame before it for a garbage device.
+struct Reply {
+    delay: Duration,
+    garbage: bool,
+    response: Vec<u8>,
+}
+
+/// The device's answers, published one after another in the order it gave them, as a real
+/// device's are: a FOTA_PROGRESS must never overtake an earlier one (Rocky would read the
+/// older, lower one as a rewind). A slow device's delay holds back what follows it too.
+type Outbox = tokio::sync::mpsc::UnboundedSender<Reply>;
+
+fn start_outbox(client: AsyncClient, topic: String) -> Outbox {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Reply>();
+    tokio::spawn(async move {
+        while let Some(Reply { delay, garbage, response }) = rx.recv().await {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
             if garbage {
                 let _ = client.publish(topic.clone(), QoS::AtLeastOnce, false, vec![0xff, 0x00, 0x13]).await;
             }
-            let _ = client.publish(topic, QoS::AtLeastOnce, false, response).await;
-        });
-    }
+            let _ = client.publish(topic.clone(), QoS::AtLeastOnce, false, response).await;
+        }
+    });
+    tx
 }
 
 #[cfg(test)]

@@ -137,7 +137,8 @@ impl Inventory {
         self.len() == 0
     }
 
-    pub fn get(&self, id: &DeviceId) -> Option<Device> {
+    pub fn get(&self, id: &(impl std::borrow::Borrow<str> + ?Sized)) -> Option<Device> {
+        let id: &str = id.borrow();
         self.lock().devices.get(id).cloned()
     }
 

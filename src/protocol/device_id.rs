@@ -54,6 +54,13 @@ impl DeviceId {
     }
 }
 
+/// Maps keyed by device id are looked up by the id's text (ordered and hashed as that text).
+impl std::borrow::Borrow<str> for DeviceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -1,7 +1,8 @@
 //! Rollouts: one image to many devices in waves, at a capped pace, stopping by itself when
 //! failures climb. [`Rollout`] is a sans-IO state machine (time is an argument, the jobs it asks
-//! for come back as calls), driven by the runtime's rollout task and persisted whole.
+//! for come back as calls), driven by the runtime's rollout task and persisted: its head as one row, each device in its own.
 
+mod devices;
 mod plan;
 mod request;
 mod state;
@@ -10,9 +11,10 @@ mod view;
 #[cfg(test)]
 mod tests;
 
+pub use devices::{Devices, Slot};
 pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, parse_share, wave_ends};
 pub use request::{MAX_NAME, MAX_TARGETS, RolloutRequest, Targets};
 pub use state::{
-    Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts,
+    Action, BUSY_RETRIES, Outcome, Rollout, RolloutChange, RolloutId, RolloutState, WaveCounts,
 };
 pub use view::{RolloutView, Settings, WaveView};

@@ -50,7 +50,8 @@ pub struct RolloutPlan {
     pub max_rate: Option<u64>,
     /// The pause between chunks each job gets (from `max_rate`).
     pub chunk_interval_ms: Option<u64>,
-    /// The targets, resolved when the rollout was created, in the order given.
+    /// The targets, resolved when the rollout was created, in the order given. Empty in a
+    /// rollout's own plan: [`super::Rollout::new`] takes them over, held compactly.
     pub devices: Vec<DeviceId>,
     /// Where each wave ends (exclusive index into `devices`), ascending; the last is
     /// `devices.len()`.
@@ -137,11 +138,16 @@ impl RolloutPlan {
         self.wave_ends.len()
     }
 
+    /// Its devices: where the last wave ends (the device list itself goes to the rollout).
+    pub fn device_count(&self) -> usize {
+        self.wave_ends.last().copied().unwrap_or(self.devices.len())
+    }
+
     /// The devices of wave `wave` (from 0), as a range of positions.
     pub fn wave_range(&self, wave: usize) -> std::ops::Range<usize> {
         let start =
-            if wave == 0 { 0 } else { self.wave_ends.get(wave - 1).copied().unwrap_or(self.devices.len()) };
-        let end = self.wave_ends.get(wave).copied().unwrap_or(self.devices.len());
+            if wave == 0 { 0 } else { self.wave_ends.get(wave - 1).copied().unwrap_or(self.device_count()) };
+        let end = self.wave_ends.get(wave).copied().unwrap_or(self.device_count());
         start..end
     }
 

@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::devices::Devices;
 use super::plan::{Gates, RolloutPlan};
 use crate::engine::{JobId, JobState};
-use crate::protocol::DeviceId;
+use std::collections::HashMap;
 
 pub type RolloutId = u64;
 
@@ -86,21 +87,6 @@ impl Outcome {
     }
 }
 
-/// One device of the rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Slot {
-    pub device_id: DeviceId,
-    pub outcome: Outcome,
-    /// Its latest job.
-    pub job_id: Option<JobId>,
-    /// Jobs started for it.
-    pub attempts: u32,
-    /// When it is tried again (Unix ms), while `Retrying`.
-    pub retry_at: Option<u64>,
-    /// Why it ended as it did (the job's error), or why it was not updated.
-    pub detail: Option<String>,
-}
-
 /// What the rollout asks of the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -150,7 +136,10 @@ pub struct Rollout {
     pub wave: usize,
     pub created_at: u64,
     pub updated_at: u64,
-    pub slots: Vec<Slot>,
+    /// Its devices in order (the plan's list, taken over when the rollout is made). The store
+    /// writes them in rows of their own, so the rollout's JSON leaves them out.
+    #[serde(skip)]
+    pub devices: Devices,
     /// When the last job started, for `max_per_minute`.
     pub last_start: Option<u64>,
     pub changes: Vec<RolloutChange>,
@@ -160,19 +149,9 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    pub fn new(id: RolloutId, plan: RolloutPlan, now: u64) -> Self {
-        let slots = plan
-            .devices
-            .iter()
-            .map(|device| Slot {
-                device_id: device.clone(),
-                outcome: Outcome::Pending,
-                job_id: None,
-                attempts: 0,
-                retry_at: None,
-                detail: None,
-            })
-            .collect();
+    /// A rollout of `plan`, which gives it its device list (the plan keeps its settings).
+    pub fn new(id: RolloutId, mut plan: RolloutPlan, now: u64) -> Self {
+        let devices = Devices::new(&std::mem::take(&mut plan.devices));
         Self {
             id,
             plan,
@@ -181,7 +160,7 @@ impl Rollout {
             wave: 0,
             created_at: now,
             updated_at: now,
-            slots,
+            devices,
             last_start: None,
             changes: Vec::new(),
             changes_total: 0,
@@ -199,7 +178,7 @@ impl Rollout {
             wave: self.wave,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            slots: Vec::new(),
+            devices: Devices::default(),
             last_start: self.last_start,
             changes: Vec::new(),
             changes_total: self.changes_total,
@@ -221,12 +200,12 @@ impl Rollout {
     }
 
     fn active(&self) -> usize {
-        self.slots.iter().filter(|s| s.outcome == Outcome::Active).count()
+        self.devices.outcomes().filter(|&o| o == Outcome::Active).count()
     }
 
     /// Moves the rollout on at `now`: starts what its rules allow, finishes waves and the
     /// whole. `up_to_date` says whether a device's last succeeded image is this one.
-    pub fn step(&mut self, now: u64, up_to_date: &dyn Fn(&DeviceId) -> bool) -> Vec<Action> {
+    pub fn step(&mut self, now: u64, up_to_date: &dyn Fn(&str) -> bool) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.state == RolloutState::Scheduled {
             let waves = self.plan.wave_count();
@@ -243,12 +222,12 @@ impl Rollout {
             }
         }
         // Retries come due whatever the state, so a paused rollout shows them as pending.
-        for slot in &mut self.slots {
-            if slot.outcome == Outcome::Retrying && slot.retry_at.is_some_and(|at| at <= now) {
-                slot.outcome = Outcome::Pending;
-                slot.retry_at = None;
+        for index in self.devices.retries_due(now) {
+            if self.devices.outcome(index) == Some(Outcome::Retrying) {
+                self.devices.set_outcome(index, Outcome::Pending);
                 self.updated_at = now;
             }
+            self.devices.set_retry_at(index, None);
         }
         while self.state == RolloutState::Running {
             self.start_due(now, up_to_date, &mut actions);
@@ -261,22 +240,19 @@ impl Rollout {
 
     /// Starts the pending devices of waves up to the current one, within the pace and
     /// concurrency caps. Retried devices of earlier waves go first.
-    fn start_due(&mut self, now: u64, up_to_date: &dyn Fn(&DeviceId) -> bool, actions: &mut Vec<Action>) {
+    fn start_due(&mut self, now: u64, up_to_date: &dyn Fn(&str) -> bool, actions: &mut Vec<Action>) {
         let end = self.plan.wave_range(self.wave).end;
         let max_active = self.plan.max_concurrent.map_or(usize::MAX, |n| n as usize);
         let spacing = self.plan.start_spacing_ms();
         let mut active = self.active();
         for index in 0..end {
-            if self.slots[index].outcome != Outcome::Pending {
+            if self.devices.outcome(index) != Some(Outcome::Pending) {
                 continue;
             }
-            if self.plan.skip_up_to_date
-                && self.slots[index].attempts == 0
-                && up_to_date(&self.slots[index].device_id)
+            if self.plan.skip_up_to_date && self.devices.attempts(index) == 0 && up_to_date(self.devices.id(index))
             {
-                let slot = &mut self.slots[index];
-                slot.outcome = Outcome::UpToDate;
-                slot.detail = Some("already up to date".into());
+                self.devices.set_outcome(index, Outcome::UpToDate);
+                self.devices.set_detail(index, Some("already up to date"));
                 self.updated_at = now;
                 continue;
             }
@@ -288,12 +264,11 @@ impl Rollout {
             {
                 break;
             }
-            let slot = &mut self.slots[index];
-            slot.outcome = Outcome::Active;
-            slot.attempts += 1;
-            slot.detail = None;
-            // A retry's earlier job is over: the slot waits for its new one.
-            slot.job_id = None;
+            self.devices.set_outcome(index, Outcome::Active);
+            self.devices.set_attempts(index, self.devices.attempts(index) + 1);
+            self.devices.set_detail(index, None);
+            // A retry's earlier job is over: the device waits for its new one.
+            self.devices.set_job(index, None);
             self.last_start = Some(now);
             self.updated_at = now;
             active += 1;
@@ -305,18 +280,19 @@ impl Rollout {
     /// wave, a pause, or the end. True when the next wave may start at once.
     fn finish_wave(&mut self, now: u64) -> bool {
         let range = self.plan.wave_range(self.wave);
-        if self.slots[..range.end].iter().any(|s| !s.outcome.is_final()) {
+        if self.devices.outcomes().take(range.end).any(|o| !o.is_final()) {
             return false;
         }
         let waves = self.plan.wave_count();
         let size = range.len().max(1);
-        let succeeded = self.slots[range].iter().filter(|s| s.outcome.is_success()).count();
+        let succeeded =
+            self.devices.outcomes().skip(range.start).take(range.len()).filter(|o| o.is_success()).count();
         let share = succeeded as f64 / size as f64;
         let number = self.wave + 1;
         self.wave += 1;
         if self.wave >= waves {
-            let updated = self.slots.iter().filter(|s| s.outcome.is_success()).count();
-            let total = self.slots.len();
+            let updated = self.devices.outcomes().filter(|o| o.is_success()).count();
+            let total = self.devices.len();
             if updated == total {
                 self.set_state(RolloutState::Succeeded, format!("all {total} devices are up to date"), now);
             } else {
@@ -353,8 +329,10 @@ impl Rollout {
     /// The job for the device at `index` was created. When the rollout ended meanwhile (an abort
     /// or a cancel while the job was being created), it asks for the job to be cancelled.
     pub fn job_started(&mut self, index: usize, job: JobId, now: u64) -> Vec<Action> {
-        let Some(slot) = self.slots.get_mut(index) else { return Vec::new() };
-        slot.job_id = Some(job);
+        if index >= self.devices.len() {
+            return Vec::new();
+        }
+        self.devices.set_job(index, Some(job));
         self.updated_at = now;
         match self.state {
             RolloutState::Cancelled => vec![Action::Cancel(job)],
@@ -367,45 +345,65 @@ impl Rollout {
     /// have been paused, aborted or cancelled since it was asked for).
     pub fn still_starting(&self, index: usize) -> bool {
         matches!(self.state, RolloutState::Running | RolloutState::Paused)
-            && self.slots.get(index).is_some_and(|s| s.outcome == Outcome::Active && s.job_id.is_none())
+            && self.waits_for_job(index)
     }
 
     /// The job for the device at `index` could not be created for a passing reason (the job
     /// store is busy or its disk full): the device is tried again after `wait_ms`, without
     /// counting it as a try.
     pub fn start_deferred(&mut self, index: usize, why: String, wait_ms: u64, now: u64) {
-        if let Some(slot) =
-            self.slots.get_mut(index).filter(|s| s.outcome == Outcome::Active && s.job_id.is_none())
-        {
-            slot.outcome = Outcome::Retrying;
-            slot.attempts = slot.attempts.saturating_sub(1);
-            slot.retry_at = Some(now.saturating_add(wait_ms));
-            slot.detail = Some(format!("no job could be created yet ({why}); trying again"));
+        if self.waits_for_job(index) {
+            self.devices.set_outcome(index, Outcome::Retrying);
+            self.devices.set_attempts(index, self.devices.attempts(index).saturating_sub(1));
+            self.devices.set_retry_at(index, Some(now.saturating_add(wait_ms)));
+            self.devices.set_detail(index, Some(&format!("no job could be created yet ({why}); trying again")));
             self.updated_at = now;
         }
     }
 
     /// A job of this rollout disappeared before its end was seen (retention removed it).
     pub fn job_lost(&mut self, job: JobId, now: u64) -> Vec<Action> {
-        let Some(slot) =
-            self.slots.iter_mut().find(|s| s.job_id == Some(job) && s.outcome == Outcome::Active)
-        else {
+        let Some(index) = self.slot_of(job).filter(|&i| self.devices.outcome(i) == Some(Outcome::Active)) else {
             return Vec::new();
         };
-        slot.outcome = Outcome::Failed;
-        slot.detail = Some(format!("job {job} was removed before its end was seen"));
+        self.devices.set_outcome(index, Outcome::Failed);
+        self.devices.set_detail(index, Some(&format!("job {job} was removed before its end was seen")));
         self.updated_at = now;
         self.judge_abort(now)
+    }
+
+    /// Adopts the jobs a crash kept the rollout from recording: `newest` is, by device, the
+    /// newest job the rollout created for it. A device asked to start whose job was never
+    /// created starts again. Returns the jobs adopted.
+    pub fn adopt(&mut self, newest: &HashMap<String, JobId>) -> Vec<JobId> {
+        let mut adopted = Vec::new();
+        for index in 0..self.devices.len() {
+            let Some(outcome) = self.devices.outcome(index).filter(|o| !o.is_final()) else { continue };
+            let known = self.devices.job_id(index);
+            match newest.get(self.devices.id(index)) {
+                Some(&job) if known.is_none_or(|known| known < job) => {
+                    self.devices.set_job(index, Some(job));
+                    self.devices.set_outcome(index, Outcome::Active);
+                    self.devices.set_retry_at(index, None);
+                    self.devices.set_attempts(index, self.devices.attempts(index).max(1));
+                    adopted.push(job);
+                }
+                None if outcome == Outcome::Active && known.is_none() => {
+                    self.devices.set_outcome(index, Outcome::Pending);
+                    self.devices.set_attempts(index, self.devices.attempts(index).saturating_sub(1));
+                }
+                _ => {}
+            }
+        }
+        adopted
     }
 
     /// The job for the device at `index` was not created because Rocky is stopping: it starts
     /// again later, as if never asked for.
     pub fn start_abandoned(&mut self, index: usize, now: u64) {
-        if let Some(slot) =
-            self.slots.get_mut(index).filter(|s| s.outcome == Outcome::Active && s.job_id.is_none())
-        {
-            slot.outcome = Outcome::Pending;
-            slot.attempts = slot.attempts.saturating_sub(1);
+        if self.waits_for_job(index) {
+            self.devices.set_outcome(index, Outcome::Pending);
+            self.devices.set_attempts(index, self.devices.attempts(index).saturating_sub(1));
             self.updated_at = now;
         }
     }
@@ -413,9 +411,9 @@ impl Rollout {
     /// The job for the device at `index` could not be created (the message says why): the
     /// device counts as failed, and is not retried.
     pub fn start_failed(&mut self, index: usize, error: String, now: u64) -> Vec<Action> {
-        if let Some(slot) = self.slots.get_mut(index) {
-            slot.outcome = Outcome::Failed;
-            slot.detail = Some(format!("no job could be created: {error}"));
+        if index < self.devices.len() {
+            self.devices.set_outcome(index, Outcome::Failed);
+            self.devices.set_detail(index, Some(&format!("no job could be created: {error}")));
             self.updated_at = now;
         }
         self.judge_abort(now)
@@ -423,7 +421,12 @@ impl Rollout {
 
     /// Which device's job this is, if it is this rollout's latest job for it.
     pub fn slot_of(&self, job: JobId) -> Option<usize> {
-        self.slots.iter().position(|s| s.job_id == Some(job))
+        self.devices.position_of_job(job)
+    }
+
+    /// Whether the device at `index` was asked to start and its job is not yet created.
+    fn waits_for_job(&self, index: usize) -> bool {
+        self.devices.outcome(index) == Some(Outcome::Active) && self.devices.job_id(index).is_none()
     }
 
     /// A job of this rollout ended in `state` with `error`.
@@ -438,48 +441,35 @@ impl Rollout {
         let Some(index) = self.slot_of(job) else { return Vec::new() };
         let retries = self.plan.retries;
         let stopped = matches!(self.state, RolloutState::Aborted | RolloutState::Cancelled);
-        let slot = &mut self.slots[index];
-        if slot.outcome != Outcome::Active {
+        if self.devices.outcome(index) != Some(Outcome::Active) {
             return Vec::new();
         }
-        slot.detail = error.map(str::to_owned);
-        let mut was_busy = false;
-        let retry = match state {
-            JobState::Succeeded => {
-                slot.outcome = Outcome::Succeeded;
-                false
-            }
-            JobState::Failed | JobState::TimedOut => {
-                slot.outcome = if state == JobState::Failed { Outcome::Failed } else { Outcome::TimedOut };
-                true
-            }
-            JobState::Rejected => {
-                slot.outcome = Outcome::Rejected;
-                was_busy = reason_code == Some(BUSY_CODE);
-                was_busy
-            }
-            JobState::Cancelled => {
-                slot.outcome = Outcome::Cancelled;
-                false
-            }
-            _ => {
-                return Vec::new();
-            }
+        let was_busy = state == JobState::Rejected && reason_code == Some(BUSY_CODE);
+        let (outcome, retry) = match state {
+            JobState::Succeeded => (Outcome::Succeeded, false),
+            JobState::Failed => (Outcome::Failed, true),
+            JobState::TimedOut => (Outcome::TimedOut, true),
+            JobState::Rejected => (Outcome::Rejected, was_busy),
+            JobState::Cancelled => (Outcome::Cancelled, false),
+            _ => return Vec::new(),
         };
+        self.devices.set_outcome(index, outcome);
+        self.devices.set_detail(index, error);
         // A busy device asked to be tried later: it gets at least BUSY_RETRIES more tries.
         let budget = if was_busy { retries.max(BUSY_RETRIES) } else { retries };
-        if retry && !stopped && slot.attempts <= budget {
-            let wait = self.plan.backoff_ms(slot.attempts + 1);
-            let slot = &mut self.slots[index];
-            slot.detail = Some(format!(
+        let attempts = self.devices.attempts(index);
+        if retry && !stopped && attempts <= budget {
+            let wait = self.plan.backoff_ms(attempts + 1);
+            let detail = format!(
                 "{}; try {} of {} in {} s",
-                slot.detail.as_deref().unwrap_or("no reason given"),
-                slot.attempts + 1,
+                error.unwrap_or("no reason given"),
+                attempts + 1,
                 budget + 1,
                 wait / 1000
-            ));
-            slot.outcome = Outcome::Retrying;
-            slot.retry_at = Some(now.saturating_add(wait));
+            );
+            self.devices.set_detail(index, Some(&detail));
+            self.devices.set_outcome(index, Outcome::Retrying);
+            self.devices.set_retry_at(index, Some(now.saturating_add(wait)));
         }
         self.updated_at = now;
         self.judge_abort(now)
@@ -492,19 +482,14 @@ impl Rollout {
             return Vec::new();
         }
         let finished = self
-            .slots
-            .iter()
-            .filter(|s| {
-                matches!(
-                    s.outcome,
-                    Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected
-                )
-            })
+            .devices
+            .outcomes()
+            .filter(|o| matches!(o, Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected))
             .count();
         let failed = self
-            .slots
-            .iter()
-            .filter(|s| match s.outcome {
+            .devices
+            .outcomes()
+            .filter(|o| match o {
                 Outcome::Failed | Outcome::TimedOut => true,
                 Outcome::Rejected => rule.count_rejected,
                 _ => false,
@@ -529,16 +514,18 @@ impl Rollout {
     fn stop(&mut self, to: RolloutState, reason: String, cancel_active: bool, now: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         let why = format!("not started: the rollout was {}", to.as_str());
-        for slot in &mut self.slots {
-            match slot.outcome {
-                Outcome::Pending | Outcome::Retrying => {
-                    slot.outcome = Outcome::Cancelled;
-                    slot.retry_at = None;
-                    slot.detail = Some(why.clone());
+        for index in 0..self.devices.len() {
+            match self.devices.outcome(index) {
+                Some(Outcome::Pending | Outcome::Retrying) => {
+                    self.devices.set_outcome(index, Outcome::Cancelled);
+                    self.devices.set_retry_at(index, None);
+                    self.devices.set_detail(index, Some(&why));
                 }
-                Outcome::Active if cancel_active => actions.extend(slot.job_id.map(Action::Cancel)),
+                Some(Outcome::Active) if cancel_active => {
+                    actions.extend(self.devices.job_id(index).map(Action::Cancel))
+                }
                 // Created but not yet sent anything: nothing more is sent for it.
-                Outcome::Active => actions.extend(slot.job_id.map(Action::CancelIfQueued)),
+                Some(Outcome::Active) => actions.extend(self.devices.job_id(index).map(Action::CancelIfQueued)),
                 _ => {}
             }
         }
@@ -585,15 +572,13 @@ impl Rollout {
 
     /// When [`Rollout::step`] next has something to do, if ever (a retry or a paced start).
     pub fn next_wakeup(&self) -> Option<u64> {
-        let retry = self.slots.iter().filter_map(|s| s.retry_at).min();
+        let retry = self.devices.next_retry();
         let room = self.plan.max_concurrent.is_none_or(|max| self.active() < max as usize);
         let paced = match (self.state, self.plan.start_spacing_ms(), self.last_start) {
             // With the concurrency cap full, a job's end (not the clock) is what frees a start.
             (RolloutState::Running, Some(spacing), Some(last)) if room => {
                 let end = self.plan.wave_range(self.wave).end;
-                self.slots[..end.min(self.slots.len())]
-                    .iter()
-                    .any(|s| s.outcome == Outcome::Pending)
+                self.devices.outcomes().take(end).any(|o| o == Outcome::Pending)
                     .then(|| last.saturating_add(spacing))
             }
             _ => None,
@@ -606,9 +591,10 @@ impl Rollout {
         (0..self.plan.wave_count())
             .map(|wave| {
                 let mut counts = WaveCounts::default();
-                for slot in &self.slots[self.plan.wave_range(wave)] {
+                let range = self.plan.wave_range(wave);
+                for outcome in self.devices.outcomes().skip(range.start).take(range.len()) {
                     counts.devices += 1;
-                    match slot.outcome {
+                    match outcome {
                         Outcome::Pending | Outcome::Retrying => counts.pending += 1,
                         Outcome::Active => counts.active += 1,
                         Outcome::Succeeded | Outcome::UpToDate => counts.succeeded += 1,

@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::engine::{JobId, JobState};
-use crate::protocol::DeviceId;
 
 fn plan(devices: usize, waves: &[usize]) -> RolloutPlan {
     let mut plan = RolloutPlan::example_of(devices, |n| format!("d{n:02}"));
@@ -12,7 +11,7 @@ fn plan(devices: usize, waves: &[usize]) -> RolloutPlan {
     plan
 }
 
-fn never(_: &DeviceId) -> bool {
+fn never(_: &str) -> bool {
     false
 }
 
@@ -34,7 +33,7 @@ fn step(rollout: &mut Rollout, now: u64) -> Vec<usize> {
 
 /// Job ids: position × 100 + attempt, so a retry has an id of its own.
 fn job(rollout: &Rollout, index: usize) -> JobId {
-    (index as JobId) * 100 + rollout.slots[index].attempts
+    (index as JobId) * 100 + rollout.devices.slot(index).unwrap().attempts
 }
 
 fn finish(
@@ -44,13 +43,13 @@ fn finish(
     error: Option<&str>,
     now: u64,
 ) -> Vec<Action> {
-    let id = rollout.slots[index].job_id.expect("started");
+    let id = rollout.devices.slot(index).unwrap().job_id.expect("started");
     rollout.job_finished(id, state, error, None, now)
 }
 
 /// The device's job ended with a coded reason (its meaning as the error, as the engine has it).
 fn finish_coded(rollout: &mut Rollout, index: usize, state: JobState, code: u64, now: u64) -> Vec<Action> {
-    let id = rollout.slots[index].job_id.expect("started");
+    let id = rollout.devices.slot(index).unwrap().job_id.expect("started");
     rollout.job_finished(id, state, Reason::meaning(code), Some(code), now)
 }
 
@@ -88,7 +87,7 @@ fn a_wave_under_the_success_threshold_pauses_with_the_reason_and_resume_goes_on(
         reason.starts_with("wave 1 of 2: 1 of 2 devices succeeded (50%), under the success threshold of 90%"),
         "{reason}"
     );
-    assert_eq!(r.slots[1].detail.as_deref(), Some("writing to flash failed"));
+    assert_eq!(r.devices.slot(1).unwrap().detail.as_deref(), Some("writing to flash failed"));
     r.resume(2).unwrap();
     assert_eq!(step(&mut r, 2), [2, 3]);
     finish(&mut r, 2, JobState::Succeeded, None, 3);
@@ -150,7 +149,7 @@ fn failures_over_the_share_abort_cancel_what_waits_and_let_active_jobs_finish() 
     assert!(finish(&mut r, 0, JobState::Failed, None, 1).is_empty(), "one finished is under min_finished");
     assert_eq!(r.state, RolloutState::Running);
     let actions = finish(&mut r, 1, JobState::TimedOut, None, 2);
-    let third = r.slots[2].job_id.unwrap();
+    let third = r.devices.slot(2).unwrap().job_id.unwrap();
     assert_eq!(
         actions,
         [Action::CancelIfQueued(third)],
@@ -161,11 +160,11 @@ fn failures_over_the_share_abort_cancel_what_waits_and_let_active_jobs_finish() 
         r.reason.as_deref(),
         Some("2 of 2 finished devices failed (100%), at or over the abort share of 50%")
     );
-    assert_eq!(r.slots[2].outcome, Outcome::Active);
-    assert!(r.slots[3..].iter().all(|s| s.outcome == Outcome::Cancelled));
+    assert_eq!(r.devices.slot(2).unwrap().outcome, Outcome::Active);
+    assert!(r.devices.outcomes().skip(3).all(|o| o == Outcome::Cancelled));
     assert!(step(&mut r, 3).is_empty(), "nothing more starts");
     finish(&mut r, 2, JobState::Succeeded, None, 4);
-    assert_eq!(r.slots[2].outcome, Outcome::Succeeded);
+    assert_eq!(r.devices.slot(2).unwrap().outcome, Outcome::Succeeded);
     assert_eq!(r.state, RolloutState::Aborted);
 }
 
@@ -180,7 +179,7 @@ fn rejected_devices_count_as_failed_unless_the_rule_says_otherwise_and_abort_can
     assert_eq!(r.state, RolloutState::Running);
     let actions = finish(&mut r, 1, JobState::Failed, None, 2);
     assert_eq!(r.state, RolloutState::Aborted);
-    assert_eq!(actions, [Action::Cancel(r.slots[2].job_id.unwrap())]);
+    assert_eq!(actions, [Action::Cancel(r.devices.slot(2).unwrap().job_id.unwrap())]);
 }
 
 #[test]
@@ -190,19 +189,19 @@ fn failed_devices_are_retried_with_backoff_and_other_refusals_are_not() {
     let mut r = Rollout::new(1, p, 0);
     step(&mut r, 0);
     finish(&mut r, 0, JobState::Failed, Some("writing to flash failed"), 10);
-    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
-    assert_eq!(r.slots[0].retry_at, Some(30_010));
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
+    assert_eq!(r.devices.slot(0).unwrap().retry_at, Some(30_010));
     assert_eq!(r.next_wakeup(), Some(30_010));
     finish(&mut r, 1, JobState::Rejected, Some("battery too low"), 10);
-    assert_eq!(r.slots[1].outcome, Outcome::Rejected, "a refusal other than busy is final");
+    assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::Rejected, "a refusal other than busy is final");
     assert!(step(&mut r, 30_009).is_empty());
     assert_eq!(step(&mut r, 30_010), [0]);
-    assert_eq!(r.slots[0].attempts, 2);
+    assert_eq!(r.devices.slot(0).unwrap().attempts, 2);
     finish(&mut r, 0, JobState::TimedOut, None, 40_000);
-    assert_eq!(r.slots[0].retry_at, Some(100_000), "the second retry waits twice as long");
+    assert_eq!(r.devices.slot(0).unwrap().retry_at, Some(100_000), "the second retry waits twice as long");
     step(&mut r, 100_000);
     finish(&mut r, 0, JobState::Failed, None, 100_001);
-    assert_eq!(r.slots[0].outcome, Outcome::Failed, "three tries with retries = 2");
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Failed, "three tries with retries = 2");
     step(&mut r, 100_001);
     assert_eq!(r.state, RolloutState::Completed);
 }
@@ -212,10 +211,10 @@ fn a_busy_device_is_tried_again_later_even_without_retries() {
     let mut r = Rollout::new(1, plan(2, &[]), 0);
     step(&mut r, 0);
     finish_coded(&mut r, 0, JobState::Rejected, 6, 5);
-    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
     // The same words as text, without the code, are a device's own refusal: final.
     finish(&mut r, 1, JobState::Rejected, Reason::meaning(6), 5);
-    assert_eq!(r.slots[1].outcome, Outcome::Rejected);
+    assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::Rejected);
     assert_eq!(step(&mut r, 30_005), [0]);
     finish(&mut r, 0, JobState::Succeeded, None, 30_006);
     step(&mut r, 30_006);
@@ -229,11 +228,11 @@ fn devices_already_on_the_image_are_reported_and_not_updated() {
     let mut p = plan(3, &[]);
     p.skip_up_to_date = true;
     let mut r = Rollout::new(1, p, 0);
-    let current = |d: &DeviceId| d.as_str() == "d02";
+    let current = |d: &str| d == "d02";
     let actions = r.step(0, &current);
     assert_eq!(actions, [Action::Start(0), Action::Start(2)]);
-    assert_eq!(r.slots[1].outcome, Outcome::UpToDate);
-    assert_eq!(r.slots[1].detail.as_deref(), Some("already up to date"));
+    assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::UpToDate);
+    assert_eq!(r.devices.slot(1).unwrap().detail.as_deref(), Some("already up to date"));
 }
 
 #[test]
@@ -248,9 +247,9 @@ fn pause_stops_starts_and_cancel_cancels_active_jobs() {
     r.resume(3).unwrap();
     assert_eq!(step(&mut r, 3), [1]);
     let actions = r.cancel(4).unwrap();
-    assert_eq!(actions, [Action::Cancel(r.slots[1].job_id.unwrap())]);
+    assert_eq!(actions, [Action::Cancel(r.devices.slot(1).unwrap().job_id.unwrap())]);
     assert_eq!(r.state, RolloutState::Cancelled);
-    assert_eq!(r.slots[2].outcome, Outcome::Cancelled);
+    assert_eq!(r.devices.slot(2).unwrap().outcome, Outcome::Cancelled);
     assert!(r.pause(5).unwrap_err().contains("has ended (cancelled)"));
     assert!(r.resume(5).is_err());
 }
@@ -263,7 +262,7 @@ fn a_job_that_could_not_be_created_fails_its_device() {
     r.start_failed(0, "the image is gone".into(), 1);
     step(&mut r, 1);
     assert_eq!(r.state, RolloutState::Completed);
-    assert_eq!(r.slots[0].detail.as_deref(), Some("no job could be created: the image is gone"));
+    assert_eq!(r.devices.slot(0).unwrap().detail.as_deref(), Some("no job could be created: the image is gone"));
 }
 
 #[test]
@@ -299,7 +298,7 @@ fn an_abort_cancels_jobs_still_queued_and_one_created_after_a_cancel() {
     let mut r = Rollout::new(1, p, 0);
     step(&mut r, 0);
     let actions = finish(&mut r, 0, JobState::Failed, None, 1);
-    let queued: Vec<Action> = (1..4).map(|i| Action::CancelIfQueued(r.slots[i].job_id.unwrap())).collect();
+    let queued: Vec<Action> = (1..4).map(|i| Action::CancelIfQueued(r.devices.slot(i).unwrap().job_id.unwrap())).collect();
     assert_eq!(actions, queued, "active jobs still waiting in the queue send nothing more");
     // A job created while the rollout was being cancelled is cancelled at once.
     let mut r = Rollout::new(2, plan(2, &[]), 0);
@@ -315,12 +314,12 @@ fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
     let mut r = Rollout::new(1, plan(2, &[]), 0);
     assert_eq!(r.step(0, &never), [Action::Start(0), Action::Start(1)]);
     r.start_deferred(0, "the job store is busy".into(), 5_000, 10);
-    assert_eq!(r.slots[0].outcome, Outcome::Retrying);
-    assert_eq!(r.slots[0].attempts, 0, "not counted as a try");
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
+    assert_eq!(r.devices.slot(0).unwrap().attempts, 0, "not counted as a try");
     assert_eq!(r.next_wakeup(), Some(5_010));
     r.job_started(1, 9, 10);
     r.job_lost(9, 11);
-    assert_eq!(r.slots[1].outcome, Outcome::Failed);
-    assert_eq!(r.slots[1].detail.as_deref(), Some("job 9 was removed before its end was seen"));
+    assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::Failed);
+    assert_eq!(r.devices.slot(1).unwrap().detail.as_deref(), Some("job 9 was removed before its end was seen"));
     assert_eq!(r.step(5_010, &never), [Action::Start(0)]);
 }

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::{AbortRule, Gates};
-use super::state::{Rollout, RolloutChange, RolloutId, RolloutState, Slot, WaveCounts};
+use super::devices::Slot;
+use super::state::{Rollout, RolloutChange, RolloutId, RolloutState, WaveCounts};
 use crate::snapshot::ImageInfo;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,8 +154,8 @@ impl RolloutView {
 
     /// The whole rollout: every device and the history of changes too.
     pub fn full(rollout: &Rollout, now: u64) -> Self {
-        let mut view = Self::summary(rollout, rollout.wave_counts(), rollout.plan.devices.len(), now);
-        view.devices = Some(rollout.slots.clone());
+        let mut view = Self::summary(rollout, rollout.wave_counts(), rollout.devices.len(), now);
+        view.devices = Some(rollout.devices.slots());
         view.changes = Some(rollout.changes.clone());
         view
     }
@@ -234,8 +235,8 @@ mod tests {
         r.state = RolloutState::Running;
         assert_eq!(RolloutView::full(&r, 60_000).failure_share(), None);
         assert_eq!(RolloutView::full(&r, 60_000).eta_ms, None, "nothing finished: no pace yet");
-        r.slots[0].outcome = Outcome::Succeeded;
-        r.slots[1].outcome = Outcome::Failed;
+        r.devices.set_outcome(0, Outcome::Succeeded);
+        r.devices.set_outcome(1, Outcome::Failed);
         let view = RolloutView::full(&r, 60_000);
         assert_eq!(view.failure_share(), Some(0.5));
         // 2 finished in a minute, 8 left: 4 minutes at that pace; the cap (6 a minute, 8

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
-use crate::rollout::{Action, Outcome, Rollout, RolloutId, RolloutPlan, RolloutView};
+use crate::rollout::{Action, Rollout, RolloutId, RolloutPlan, RolloutView};
 use crate::store::{RolloutRow, Store, WriteError};
 
 /// Rollouts under way at once; a new one past this is refused.
@@ -93,9 +93,6 @@ struct Inner {
     jobs: HashMap<JobId, RolloutId>,
     cancels: Vec<CancelOrder>,
     dirty: BTreeSet<RolloutId>,
-    /// Each written rollout's device fingerprints as last written: a save writes the devices
-    /// whose fingerprint changed since.
-    saved: HashMap<RolloutId, Vec<u64>>,
 }
 
 impl Inner {
@@ -104,8 +101,9 @@ impl Inner {
         let mut inner = Inner::default();
         for rollout in rollouts {
             inner.last_id = inner.last_id.max(rollout.id);
-            for slot in rollout.slots.iter().filter(|s| !s.outcome.is_final()) {
-                if let Some(job) = slot.job_id {
+            let devices = &rollout.devices;
+            for index in (0..devices.len()).filter(|&i| devices.outcome(i).is_some_and(|o| !o.is_final())) {
+                if let Some(job) = devices.job_id(index) {
                     inner.jobs.insert(job, rollout.id);
                 }
             }
@@ -129,7 +127,7 @@ impl Inner {
     fn retain(&mut self) -> Vec<RolloutId> {
         let ended: Vec<RolloutId> =
             self.rollouts.values().filter(|r| r.state.is_final()).map(|r| r.id).collect();
-        let mut slots: usize = self.rollouts.values().map(|r| r.slots.len()).sum();
+        let mut slots: usize = self.rollouts.values().map(|r| r.devices.len()).sum();
         let mut count = ended.len();
         let mut forgotten = Vec::new();
         for id in ended {
@@ -137,10 +135,9 @@ impl Inner {
                 break;
             }
             if let Some(rollout) = self.rollouts.remove(&id) {
-                slots -= rollout.slots.len();
+                slots -= rollout.devices.len();
             }
             self.dirty.remove(&id);
-            self.saved.remove(&id);
             count -= 1;
             forgotten.push(id);
         }
@@ -313,27 +310,7 @@ impl Rollouts {
             }
             let mut inner = self.lock();
             let Some(rollout) = inner.rollouts.get_mut(&id) else { continue };
-            let mut adopted = Vec::new();
-            for slot in &mut rollout.slots {
-                if slot.outcome.is_final() {
-                    continue;
-                }
-                match newest.get(slot.device_id.as_str()) {
-                    Some(&job) if slot.job_id.is_none_or(|known| known < job) => {
-                        slot.job_id = Some(job);
-                        slot.outcome = Outcome::Active;
-                        slot.retry_at = None;
-                        slot.attempts = slot.attempts.max(1);
-                        adopted.push(job);
-                    }
-                    // Asked for, but its job was never created: it starts again.
-                    None if slot.outcome == Outcome::Active && slot.job_id.is_none() => {
-                        slot.outcome = Outcome::Pending;
-                        slot.attempts = slot.attempts.saturating_sub(1);
-                    }
-                    _ => {}
-                }
-            }
+            let adopted = rollout.adopt(&newest);
             if !adopted.is_empty() {
                 tracing::info!(
                     rollout = id,
@@ -368,35 +345,29 @@ impl Rollouts {
             return Ok(());
         };
         let _writing = self.writing.lock().await;
-        let (rows, fingerprints): (Vec<RolloutRow>, Vec<Vec<u64>>) = {
+        let rows: Vec<RolloutRow> = {
             let mut guard = self.lock();
             let inner = &mut *guard;
             for id in ids {
                 inner.dirty.remove(id);
             }
-            ids.iter()
-                .filter_map(|id| {
-                    let saved = inner.saved.get(id).map_or(&[][..], Vec::as_slice);
-                    Some(RolloutRow::of(inner.rollouts.get(id)?, saved))
-                })
-                .unzip()
+            ids.iter().filter_map(|id| Some(RolloutRow::of(inner.rollouts.get_mut(id)?))).collect()
         };
         if rows.is_empty() {
             return Ok(());
         }
-        let written: Vec<RolloutId> = rows.iter().map(|row| row.id).collect();
+        let written: Vec<(RolloutId, Vec<usize>)> =
+            rows.iter().map(|row| (row.id, row.devices.iter().map(|(i, _)| *i).collect())).collect();
         match store.save_rollouts(rows).await {
-            Ok(()) => {
-                let mut inner = self.lock();
-                for (id, fingerprints) in written.into_iter().zip(fingerprints) {
-                    if inner.rollouts.contains_key(&id) {
-                        inner.saved.insert(id, fingerprints);
-                    }
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
-                self.lock().dirty.extend(written);
+                let mut inner = self.lock();
+                for (id, positions) in written {
+                    if let Some(rollout) = inner.rollouts.get_mut(&id) {
+                        rollout.devices.unsaved_again(positions);
+                    }
+                    inner.dirty.insert(id);
+                }
                 Err(e)
             }
         }
@@ -586,7 +557,7 @@ fn step_all(rollouts: &Rollouts, handle: &Handle) -> Vec<(RolloutId, usize)> {
     for rollout in inner.rollouts.values_mut().filter(|r| !r.state.is_final()) {
         let before = rollout.updated_at;
         let sha = rollout.plan.image.sha256.clone();
-        let up_to_date = |device: &crate::protocol::DeviceId| {
+        let up_to_date = |device: &str| {
             inventory.get(device).and_then(|d| d.last_image).is_some_and(|image| image.sha256 == sha)
         };
         for action in rollout.step(now, &up_to_date) {
@@ -617,7 +588,8 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             inner.dirty.insert(id);
             return;
         }
-        (rollout.plan.clone(), rollout.slots[index].device_id.clone())
+        let Some(device) = rollout.devices.device_id(index) else { return };
+        (rollout.plan.clone(), device)
     };
     enum Failed {
         /// Rocky is stopping: the device starts again later.

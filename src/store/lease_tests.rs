@@ -141,8 +141,8 @@ async fn only_the_instance_that_plans_rollouts_writes_them() {
     let (a, _da) = instance(&db, "a", LEASE).await;
     let (b, _db) = instance(&db, "b", LEASE).await;
     let plan = crate::rollout::RolloutPlan::example_of(3, |n| format!("d{n}"));
-    let rollout = crate::rollout::Rollout::new(1, plan, 1_700_000_000_000);
-    let (row, _) = RolloutRow::of(&rollout, &[]);
+    let mut rollout = crate::rollout::Rollout::new(1, plan, 1_700_000_000_000);
+    let row = RolloutRow::of(&mut rollout);
     assert_eq!(a.membership().unwrap().lead("rollouts").await.unwrap(), "a");
     assert_eq!(
         b.membership().unwrap().lead("rollouts").await.unwrap(),

@@ -4,10 +4,8 @@
 //! the devices that changed, not all of a 100,000-device rollout. The jobs a rollout created
 //! name it in their own rows (`jobs.rollout_id`), written in the job's creation transaction.
 
-use std::hash::{Hash, Hasher};
-
 use crate::protocol::DeviceId;
-use crate::rollout::{Outcome, Rollout, Slot};
+use crate::rollout::{Devices, Outcome, Rollout, Slot};
 
 /// What one write of a rollout holds.
 #[derive(Debug, Clone)]
@@ -22,26 +20,18 @@ pub struct RolloutRow {
 }
 
 impl RolloutRow {
-    /// The head and the devices whose fingerprint differs from `saved` (all when `saved` is
-    /// shorter, as for a rollout never written); also the fingerprints as of this write.
-    pub fn of(rollout: &Rollout, saved: &[u64]) -> (Self, Vec<u64>) {
-        let fingerprints: Vec<u64> = rollout.slots.iter().map(fingerprint).collect();
-        let devices = rollout
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| saved.get(*i) != fingerprints.get(*i))
-            .map(|(i, slot)| (i, slot.clone()))
-            .collect();
-        let row = Self {
+    /// The head and the devices changed since the last write (all of them the first time),
+    /// which count as written from now on (see `Devices::unsaved_again` for a write that
+    /// fails).
+    pub fn of(rollout: &mut Rollout) -> Self {
+        Self {
             id: rollout.id,
             state: rollout.state.as_str(),
             // A rollout's head is plain data: serialising it cannot fail.
             body: serde_json::to_string(&head(rollout)).unwrap_or_default(),
             updated_at: rollout.updated_at,
-            devices,
-        };
-        (row, fingerprints)
+            devices: rollout.devices.take_unsaved(),
+        }
     }
 }
 
@@ -50,18 +40,6 @@ fn head(rollout: &Rollout) -> Rollout {
     let mut head = rollout.head();
     head.changes = rollout.changes.clone();
     head
-}
-
-/// Tells whether a device's row must be written again.
-fn fingerprint(slot: &Slot) -> u64 {
-    let mut hasher = std::hash::DefaultHasher::new();
-    slot.device_id.as_str().hash(&mut hasher);
-    outcome_name(slot.outcome).hash(&mut hasher);
-    slot.job_id.hash(&mut hasher);
-    slot.attempts.hash(&mut hasher);
-    slot.retry_at.hash(&mut hasher);
-    slot.detail.hash(&mut hasher);
-    hasher.finish()
 }
 
 /// The outcome as stored (its serde name: `succeeded`, `waiting`, …).
@@ -92,7 +70,6 @@ pub(crate) fn slot(
 /// A stored head with its devices in order, or why it cannot be read.
 pub(crate) fn assemble(body: &str, slots: Vec<Slot>) -> Result<Rollout, String> {
     let mut rollout: Rollout = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    rollout.plan.devices = slots.iter().map(|s| s.device_id.clone()).collect();
-    rollout.slots = slots;
+    rollout.devices = Devices::from_slots(slots);
     Ok(rollout)
 }

@@ -190,14 +190,14 @@ fn rollout(id: u64, devices: usize) -> crate::rollout::Rollout {
 async fn a_rollout_change_writes_its_head_and_only_the_devices_that_changed(store: &Store) {
     use crate::rollout::Outcome;
     let mut r = rollout(1, 1000);
-    let (first, saved) = RolloutRow::of(&r, &[]);
+    let first = RolloutRow::of(&mut r);
     assert_eq!(first.devices.len(), 1000, "the first write holds every device");
     assert!(first.body.len() < 1000, "the head leaves the devices out: {} bytes", first.body.len());
     store.save_rollouts(vec![first]).await.unwrap();
-    r.slots[500].outcome = Outcome::Failed;
-    r.slots[500].detail = Some("writing to flash failed".into());
-    r.slots[500].job_id = Some(77);
-    let (second, _) = RolloutRow::of(&r, &saved);
+    r.devices.set_outcome(500, Outcome::Failed);
+    r.devices.set_detail(500, Some("writing to flash failed"));
+    r.devices.set_job(500, Some(77));
+    let second = RolloutRow::of(&mut r);
     assert_eq!(second.devices.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [500]);
     store.save_rollouts(vec![second]).await.unwrap();
     let loaded = store.load_rollouts().await.unwrap();
@@ -213,12 +213,16 @@ async fn a_rollout_stored_whole_by_schema_4_moves_its_devices_into_rows() {
     let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
     migrate_to(&mut conn, 4).unwrap();
     let mut r = rollout(3, 4);
-    r.slots[1].outcome = crate::rollout::Outcome::Succeeded;
-    r.slots[1].job_id = Some(9);
-    r.slots[1].attempts = 1;
+    r.devices.set_outcome(1, crate::rollout::Outcome::Succeeded);
+    r.devices.set_job(1, Some(9));
+    r.devices.set_attempts(1, 1);
+    // Schema 4 kept the devices in the rollout's JSON: as `slots`, and their ids in the plan.
+    let mut body = serde_json::to_value(&r).unwrap();
+    body["slots"] = serde_json::to_value(r.devices.slots()).unwrap();
+    body["plan"]["devices"] = serde_json::to_value(r.devices.slots().iter().map(|s| &s.device_id).collect::<Vec<_>>()).unwrap();
     conn.execute(
         "INSERT INTO rollouts (id, state, body, updated_at) VALUES (3, 'scheduled', ?1, 0)",
-        [serde_json::to_string(&r).unwrap()],
+        [body.to_string()],
     )
     .unwrap();
     drop(conn);

@@ -699,8 +699,8 @@ fn rollout_view(
     let mut rollout = Rollout::new(id, plan, t0);
     rollout.state = state;
     rollout.reason = Some(format!("{} for the test", state.as_str()));
-    for (slot, outcome) in rollout.slots.iter_mut().zip(outcomes) {
-        slot.outcome = *outcome;
+    for (index, outcome) in outcomes.iter().enumerate() {
+        rollout.devices.set_outcome(index, *outcome);
     }
     rollout.wave = ends.iter().position(|end| *end > outcomes.len()).unwrap_or(ends.len() - 1);
     crate::rollout::RolloutView::full(&rollout, t0 + 12_000)

@@ -45,6 +45,13 @@ fn connection(url: &str, pki: &Pki, ca: &str, client_cert: bool, password: &str)
         .expect("the connection settings are valid")
 }
 
+/// A connection with nothing but its URL set.
+fn plain_connection(url: &str) -> BrokerConnection {
+    let mut config = Config::default();
+    config.mqtt.url = url.to_owned();
+    broker_connection(&config, |_| None, false).expect("the connection settings are valid")
+}
+
 async fn wait_connected(runtime: &Runtime) {
     wait_for(Duration::from_secs(20), "Rocky to connect", || async {
         runtime.handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
@@ -136,6 +143,55 @@ async fn each_misconfiguration_fails_with_its_own_words() {
         runtime.shutdown().await;
     });
     futures_util::future::join_all(runs).await;
+}
+
+/// Waits until the runtime has failed `count` times and returns the reasons, newest last.
+async fn wait_failures(runtime: &Runtime, seen: &std::sync::Mutex<Vec<ConnectionState>>, count: usize) -> Vec<String> {
+    wait_for(Duration::from_secs(30), "connection failures", || async {
+        let reasons: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|s| match s {
+                ConnectionState::Reconnecting { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect();
+        (reasons.len() >= count).then_some(reasons)
+    })
+    .await
+    .into_iter()
+    .chain(runtime.handle.status().await.ok().and_then(|s| s.connection.reason().map(str::to_owned)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_given_as_plain_and_a_plain_port_given_as_tls_are_named() {
+    let pki = Pki::new();
+    let Some(tls) = secured_broker("tls_port_as_plain", &pki) else { return };
+    let Some(plain) = Mosquitto::start("plain_port_as_tls") else { return };
+    let cases = [
+        (
+            "plain URL, TLS port",
+            plain_connection(&format!("mqtt://localhost:{}", tls.port)),
+            format!("localhost:{} speaks TLS: use mqtts://", tls.port),
+        ),
+        (
+            "TLS URL, plain port",
+            connection(&format!("mqtts://localhost:{}", plain.port), &pki, "ca.pem", true, PASSWORD),
+            format!("localhost:{} does not speak TLS", plain.port),
+        ),
+    ];
+    for (what, connection, expected) in cases {
+        let runtime = Runtime::start(RuntimeConfig::with_connection(connection), Arc::new(Library::new()));
+        let seen = record_connection_states(&runtime);
+        let reasons = wait_failures(&runtime, &seen, 3).await;
+        for reason in &reasons {
+            assert!(reason.contains(&expected), "{what}: {reason:?} should contain {expected:?}");
+            assert!(!reason.contains("MQTT 5"), "{what}: not a version matter: {reason:?}");
+        }
+        runtime.shutdown().await;
+    }
 }
 
 /// Connection states a runtime reports, collected in the background.

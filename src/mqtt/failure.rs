@@ -43,7 +43,7 @@ impl Failure {
     }
 }
 
-fn endpoint(connection: &BrokerConnection) -> String {
+pub(super) fn endpoint(connection: &BrokerConnection) -> String {
     let url = &connection.url;
     if url.host.contains(':') {
         format!("[{}]:{}", url.host, url.port)

@@ -4,6 +4,7 @@
 
 mod connection;
 mod failure;
+mod port_probe;
 mod resolve;
 mod secret;
 mod session;
@@ -15,6 +16,7 @@ pub use connection::{
     BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, random_u64, unique_client_id,
 };
 pub use failure::{Failure, FailureKind};
+pub use port_probe::{PortSpeaks, port_speaks, tls_mismatch};
 pub use resolve::{HostLookup, UnknownHost, look_up_host, require_known_host};
 pub use secret::{Secret, SecretError, SecretOrigin};
 pub use session::{Incoming, Publisher, Session};

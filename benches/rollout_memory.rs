@@ -125,7 +125,11 @@ fn main() {
     let mut report = |what: &str, bytes: isize, devices: usize, whole: Option<isize>| {
         let each = per_device(bytes, devices);
         let ratio = whole.map_or(String::new(), |w| {
-            format!("   (as whole slots: {:.1} B a device, {:.1}× more)", per_device(w, devices), w as f64 / bytes as f64)
+            format!(
+                "   (as whole slots: {:.1} B a device, {:.1}× more)",
+                per_device(w, devices),
+                w as f64 / bytes as f64
+            )
         });
         println!("{what:<44} {:>8.1} MiB  {each:>6.1} B a device{ratio}", bytes as f64 / (1 << 20) as f64);
         if each > TARGET {

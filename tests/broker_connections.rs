@@ -146,7 +146,11 @@ async fn each_misconfiguration_fails_with_its_own_words() {
 }
 
 /// Waits until the runtime has failed `count` times and returns the reasons, newest last.
-async fn wait_failures(runtime: &Runtime, seen: &std::sync::Mutex<Vec<ConnectionState>>, count: usize) -> Vec<String> {
+async fn wait_failures(
+    runtime: &Runtime,
+    seen: &std::sync::Mutex<Vec<ConnectionState>>,
+    count: usize,
+) -> Vec<String> {
     wait_for(Duration::from_secs(30), "connection failures", || async {
         let reasons: Vec<String> = seen
             .lock()

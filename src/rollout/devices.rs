@@ -303,7 +303,10 @@ mod tests {
     #[test]
     fn ids_come_back_in_order() {
         let devices = Devices::new(&ids(3));
-        assert_eq!((devices.id(0), devices.id(1), devices.id(2), devices.id(3)), ("dev-0", "dev-1", "dev-2", ""));
+        assert_eq!(
+            (devices.id(0), devices.id(1), devices.id(2), devices.id(3)),
+            ("dev-0", "dev-1", "dev-2", "")
+        );
         assert_eq!(devices.device_id(2), Some(DeviceId::parse("dev-2").unwrap()));
     }
 
@@ -351,7 +354,11 @@ mod tests {
         for round in 0..1000 {
             devices.set_detail(round % 10, Some(&format!("reason {round}")));
         }
-        assert!(devices.details.texts.len() <= 2 * 11 + DetailPool::MIN_SWEEP, "{}", devices.details.texts.len());
+        assert!(
+            devices.details.texts.len() <= 2 * 11 + DetailPool::MIN_SWEEP,
+            "{}",
+            devices.details.texts.len()
+        );
         assert_eq!(devices.detail(9), Some("reason 999"));
         assert_eq!(devices.detail(10), Some("timed out"));
     }

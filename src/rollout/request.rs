@@ -168,7 +168,8 @@ impl RolloutRequest {
     }
 }
 
-fn check_name(name: &str) -> Result<String, String> {
+/// A rollout's name, trimmed, or why it cannot be one (empty, too long, control characters).
+pub fn check_name(name: &str) -> Result<String, String> {
     let name = name.trim();
     if name.is_empty() {
         return Err("name is empty".into());

@@ -249,7 +249,9 @@ impl Rollout {
             if self.devices.outcome(index) != Some(Outcome::Pending) {
                 continue;
             }
-            if self.plan.skip_up_to_date && self.devices.attempts(index) == 0 && up_to_date(self.devices.id(index))
+            if self.plan.skip_up_to_date
+                && self.devices.attempts(index) == 0
+                && up_to_date(self.devices.id(index))
             {
                 self.devices.set_outcome(index, Outcome::UpToDate);
                 self.devices.set_detail(index, Some("already up to date"));
@@ -344,8 +346,7 @@ impl Rollout {
     /// Whether the device at `index` still waits for its job to be created (the rollout may
     /// have been paused, aborted or cancelled since it was asked for).
     pub fn still_starting(&self, index: usize) -> bool {
-        matches!(self.state, RolloutState::Running | RolloutState::Paused)
-            && self.waits_for_job(index)
+        matches!(self.state, RolloutState::Running | RolloutState::Paused) && self.waits_for_job(index)
     }
 
     /// The job for the device at `index` could not be created for a passing reason (the job
@@ -356,14 +357,16 @@ impl Rollout {
             self.devices.set_outcome(index, Outcome::Retrying);
             self.devices.set_attempts(index, self.devices.attempts(index).saturating_sub(1));
             self.devices.set_retry_at(index, Some(now.saturating_add(wait_ms)));
-            self.devices.set_detail(index, Some(&format!("no job could be created yet ({why}); trying again")));
+            self.devices
+                .set_detail(index, Some(&format!("no job could be created yet ({why}); trying again")));
             self.updated_at = now;
         }
     }
 
     /// A job of this rollout disappeared before its end was seen (retention removed it).
     pub fn job_lost(&mut self, job: JobId, now: u64) -> Vec<Action> {
-        let Some(index) = self.slot_of(job).filter(|&i| self.devices.outcome(i) == Some(Outcome::Active)) else {
+        let Some(index) = self.slot_of(job).filter(|&i| self.devices.outcome(i) == Some(Outcome::Active))
+        else {
             return Vec::new();
         };
         self.devices.set_outcome(index, Outcome::Failed);
@@ -484,7 +487,9 @@ impl Rollout {
         let finished = self
             .devices
             .outcomes()
-            .filter(|o| matches!(o, Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected))
+            .filter(|o| {
+                matches!(o, Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected)
+            })
             .count();
         let failed = self
             .devices
@@ -525,7 +530,9 @@ impl Rollout {
                     actions.extend(self.devices.job_id(index).map(Action::Cancel))
                 }
                 // Created but not yet sent anything: nothing more is sent for it.
-                Some(Outcome::Active) => actions.extend(self.devices.job_id(index).map(Action::CancelIfQueued)),
+                Some(Outcome::Active) => {
+                    actions.extend(self.devices.job_id(index).map(Action::CancelIfQueued))
+                }
                 _ => {}
             }
         }
@@ -578,7 +585,10 @@ impl Rollout {
             // With the concurrency cap full, a job's end (not the clock) is what frees a start.
             (RolloutState::Running, Some(spacing), Some(last)) if room => {
                 let end = self.plan.wave_range(self.wave).end;
-                self.devices.outcomes().take(end).any(|o| o == Outcome::Pending)
+                self.devices
+                    .outcomes()
+                    .take(end)
+                    .any(|o| o == Outcome::Pending)
                     .then(|| last.saturating_add(spacing))
             }
             _ => None,

@@ -262,7 +262,10 @@ fn a_job_that_could_not_be_created_fails_its_device() {
     r.start_failed(0, "the image is gone".into(), 1);
     step(&mut r, 1);
     assert_eq!(r.state, RolloutState::Completed);
-    assert_eq!(r.devices.slot(0).unwrap().detail.as_deref(), Some("no job could be created: the image is gone"));
+    assert_eq!(
+        r.devices.slot(0).unwrap().detail.as_deref(),
+        Some("no job could be created: the image is gone")
+    );
 }
 
 #[test]
@@ -298,7 +301,8 @@ fn an_abort_cancels_jobs_still_queued_and_one_created_after_a_cancel() {
     let mut r = Rollout::new(1, p, 0);
     step(&mut r, 0);
     let actions = finish(&mut r, 0, JobState::Failed, None, 1);
-    let queued: Vec<Action> = (1..4).map(|i| Action::CancelIfQueued(r.devices.slot(i).unwrap().job_id.unwrap())).collect();
+    let queued: Vec<Action> =
+        (1..4).map(|i| Action::CancelIfQueued(r.devices.slot(i).unwrap().job_id.unwrap())).collect();
     assert_eq!(actions, queued, "active jobs still waiting in the queue send nothing more");
     // A job created while the rollout was being cancelled is cancelled at once.
     let mut r = Rollout::new(2, plan(2, &[]), 0);
@@ -320,6 +324,9 @@ fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
     r.job_started(1, 9, 10);
     r.job_lost(9, 11);
     assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::Failed);
-    assert_eq!(r.devices.slot(1).unwrap().detail.as_deref(), Some("job 9 was removed before its end was seen"));
+    assert_eq!(
+        r.devices.slot(1).unwrap().detail.as_deref(),
+        Some("job 9 was removed before its end was seen")
+    );
     assert_eq!(r.step(5_010, &never), [Action::Start(0)]);
 }

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{AbortRule, Gates};
 use super::devices::Slot;
+use super::plan::{AbortRule, Gates};
 use super::state::{Rollout, RolloutChange, RolloutId, RolloutState, WaveCounts};
 use crate::snapshot::ImageInfo;
 

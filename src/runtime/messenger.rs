@@ -259,7 +259,10 @@ impl Messenger {
                     // Closed before a CONNACK: a TLS port given as mqtt://, or a plain one as
                     // mqtts://, looks just like this; the port is asked which it speaks.
                     if first_answer_missing
-                        && matches!(failure.kind, FailureKind::Closed | FailureKind::NoAnswer | FailureKind::Other)
+                        && matches!(
+                            failure.kind,
+                            FailureKind::Closed | FailureKind::NoAnswer | FailureKind::Other
+                        )
                         && let Some(mismatch) = crate::mqtt::tls_mismatch(&self.connection).await
                     {
                         failure = mismatch;

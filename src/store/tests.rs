@@ -219,7 +219,8 @@ async fn a_rollout_stored_whole_by_schema_4_moves_its_devices_into_rows() {
     // Schema 4 kept the devices in the rollout's JSON: as `slots`, and their ids in the plan.
     let mut body = serde_json::to_value(&r).unwrap();
     body["slots"] = serde_json::to_value(r.devices.slots()).unwrap();
-    body["plan"]["devices"] = serde_json::to_value(r.devices.slots().iter().map(|s| &s.device_id).collect::<Vec<_>>()).unwrap();
+    body["plan"]["devices"] =
+        serde_json::to_value(r.devices.slots().iter().map(|s| &s.device_id).collect::<Vec<_>>()).unwrap();
     conn.execute(
         "INSERT INTO rollouts (id, state, body, updated_at) VALUES (3, 'scheduled', ?1, 0)",
         [body.to_string()],

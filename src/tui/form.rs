@@ -21,14 +21,18 @@ pub enum Field {
     Firmware,
     ChunkSize,
     MaxRate,
+    Name,
     Waves,
     PerMinute,
+    AtOnce,
     Success,
     Abort,
+    Retries,
+    Gates,
 }
 
 /// How many fields the form has.
-const FIELDS: usize = 8;
+const FIELDS: usize = 12;
 
 impl Field {
     pub const ALL: [Field; FIELDS] = [
@@ -36,14 +40,27 @@ impl Field {
         Field::Firmware,
         Field::ChunkSize,
         Field::MaxRate,
+        Field::Name,
         Field::Waves,
         Field::PerMinute,
+        Field::AtOnce,
         Field::Success,
         Field::Abort,
+        Field::Retries,
+        Field::Gates,
     ];
 
     /// The fields that make a rollout.
-    pub const ROLLOUT: [Field; 4] = [Field::Waves, Field::PerMinute, Field::Success, Field::Abort];
+    pub const ROLLOUT: [Field; 8] = [
+        Field::Name,
+        Field::Waves,
+        Field::PerMinute,
+        Field::AtOnce,
+        Field::Success,
+        Field::Abort,
+        Field::Retries,
+        Field::Gates,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -51,10 +68,14 @@ impl Field {
             Field::Firmware => "Firmware",
             Field::ChunkSize => "Chunk size",
             Field::MaxRate => "Max rate",
+            Field::Name => "Name",
             Field::Waves => "Waves",
             Field::PerMinute => "Starts/min",
+            Field::AtOnce => "At once",
             Field::Success => "Success ≥",
             Field::Abort => "Abort at",
+            Field::Retries => "Retries",
+            Field::Gates => "Gates",
         }
     }
 
@@ -170,7 +191,14 @@ impl Form {
                 };
                 FormOutcome::Nothing
             }
-            Field::Waves | Field::PerMinute | Field::Success | Field::Abort => {
+            Field::Name
+            | Field::Waves
+            | Field::PerMinute
+            | Field::AtOnce
+            | Field::Success
+            | Field::Abort
+            | Field::Retries
+            | Field::Gates => {
                 self.errors[index] = self.rollout_field_error(self.field, known_devices);
                 FormOutcome::Nothing
             }
@@ -377,6 +405,20 @@ impl Form {
         by_label || Field::ROLLOUT.iter().any(|f| !self.input(*f).value().trim().is_empty())
     }
 
+    /// What to say of the devices named by id that Rocky has never seen (a typo spends a
+    /// whole request timeout), before anything starts.
+    pub fn never_seen_note(&self, known: &Known<'_>, devices: &crate::tui::app::Devices) -> Option<String> {
+        let ids: Vec<String> = if self.is_rollout() {
+            self.targets(known).ok()?.targets.devices?
+        } else {
+            self.devices(known).ok()?.into_iter().map(|id| id.as_str().to_owned()).collect()
+        };
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let unseen: Vec<DeviceId> =
+            devices.never_seen(&ids).into_iter().filter_map(|id| DeviceId::parse(id).ok()).collect();
+        crate::inventory::never_seen_note(&unseen)
+    }
+
     /// The devices field read as a rollout's targets.
     pub fn targets(&self, known: &Known<'_>) -> Result<Picked, String> {
         fields::targets(self.input(Field::Devices).value(), known)
@@ -389,9 +431,13 @@ impl Form {
                 let devices = self.targets(known).map_or(1, |picked| picked.count);
                 fields::waves(text, devices).err()
             }
+            Field::Name => fields::name(text).err(),
             Field::PerMinute => fields::per_minute(text).err(),
+            Field::AtOnce => fields::at_once(text).err(),
             Field::Success => fields::success(text).err(),
             Field::Abort => fields::abort(text).err(),
+            Field::Retries => fields::retries(text).err(),
+            Field::Gates => fields::gates(text).err(),
             _ => None,
         }
     }
@@ -413,6 +459,9 @@ impl Form {
         if let Some(cap) = fields::per_minute(self.input(Field::PerMinute).value())? {
             parts.push(format!("≤{cap} starts a minute"));
         }
+        if let Some(cap) = fields::at_once(self.input(Field::AtOnce).value())? {
+            parts.push(format!("≤{cap} at once"));
+        }
         let threshold = fields::success(self.input(Field::Success).value())?.unwrap_or(0.95);
         parts.push(format!("a wave goes on at ≥{:.0}%", threshold * 100.0));
         if let Some(rule) = fields::abort(self.input(Field::Abort).value())? {
@@ -421,6 +470,14 @@ impl Form {
                 rule.failure_share * 100.0,
                 rule.min_finished
             ));
+        }
+        if let Some(retry) = fields::retries(self.input(Field::Retries).value())? {
+            let tries =
+                if retry.count == 1 { "1 retry".to_owned() } else { format!("{} retries", retry.count) };
+            parts.push(format!("{tries} (from {} s apart)", retry.backoff_s));
+        }
+        if fields::gates(self.input(Field::Gates).value())? == Some(crate::rollout::Gates::Manual) {
+            parts.push("manual gates".into());
         }
         // What the review before the second Enter must show too: which devices, the name, and
         // how each job is paced.
@@ -446,7 +503,7 @@ impl Form {
         if !devices.is_empty() {
             parts.push(format!("devices {devices}"));
         }
-        if let Preview::Ready(image) = &self.preview {
+        if let Some(image) = self.preview_image() {
             parts.push(format!("named {:?}", self.rollout_name(image)));
         }
         if let Ok(chunk) = self.chunk_size() {
@@ -459,8 +516,18 @@ impl Form {
         Ok(parts.join(" · "))
     }
 
-    /// The rollout's name: its image to its devices as typed.
+    fn preview_image(&self) -> Option<&Image> {
+        match &self.preview {
+            Preview::Ready(image) => Some(image),
+            _ => None,
+        }
+    }
+
+    /// The rollout's name: as typed, or its image to its devices as typed.
     fn rollout_name(&self, image: &crate::firmware::Image) -> String {
+        if let Ok(Some(name)) = fields::name(self.input(Field::Name).value()) {
+            return name;
+        }
         let mut name = format!("{} to {}", image.name(), self.input(Field::Devices).value().trim());
         while name.len() > crate::rollout::MAX_NAME {
             name.pop();
@@ -513,6 +580,7 @@ impl Form {
         let text = |field: Field| self.input(field).value().to_owned();
         let rate = crate::units::parse_rate(text(Field::MaxRate).trim()).ok().map(crate::units::Rate);
         let name = self.rollout_name(&image);
+        let retry = fields::retries(&text(Field::Retries)).ok().flatten();
         let request = RolloutRequest {
             name,
             targets: picked.targets,
@@ -520,8 +588,12 @@ impl Form {
             max_rate: rate,
             waves: fields::waves(&text(Field::Waves), picked.count).ok().flatten().map(|(waves, _)| waves),
             max_per_minute: fields::per_minute(&text(Field::PerMinute)).ok().flatten(),
+            max_concurrent: fields::at_once(&text(Field::AtOnce)).ok().flatten(),
             success_threshold: fields::success(&text(Field::Success)).ok().flatten(),
             abort: fields::abort(&text(Field::Abort)).ok().flatten(),
+            retries: retry.map(|r| r.count),
+            retry_backoff_s: retry.map(|r| r.backoff_s),
+            gates: fields::gates(&text(Field::Gates)).ok().flatten(),
             ..RolloutRequest::default()
         };
         self.submitting = true;
@@ -628,6 +700,57 @@ mod tests {
         let mut form = Form::new(4096);
         type_text(&mut form, "zz*", &known());
         assert!(form.error(Field::Devices).unwrap().contains("no known device"));
+    }
+
+    #[test]
+    fn the_form_sets_a_rollouts_name_concurrency_retries_and_gates_and_refuses_bad_ones() {
+        let mut form = Form::new(4096);
+        type_text(&mut form, "dev-01, dev-02", &known());
+        form.preview = Preview::Ready(Image::new("fw.bin", bytes::Bytes::from_static(b"firmware")));
+        for (field, text) in [
+            (Field::Name, "spring fix"),
+            (Field::AtOnce, "5"),
+            (Field::Retries, "2 after 60s"),
+            (Field::Gates, "manual"),
+        ] {
+            form.field = field;
+            type_text(&mut form, text, &known());
+            assert_eq!(form.error(field), None, "{field:?}");
+        }
+        let review = form.rollout_summary(&known()).unwrap();
+        for said in ["named \"spring fix\"", "≤5 at once", "2 retries (from 60 s apart)", "manual gates"] {
+            assert!(review.contains(said), "{said:?} in {review}");
+        }
+        assert!(
+            matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing),
+            "a review first"
+        );
+        let FormOutcome::Rollout(request) = form.handle_key(key(KeyCode::Enter), &known()) else {
+            panic!("the second Enter starts the rollout")
+        };
+        let request = &request.0;
+        assert_eq!(request.name, "spring fix");
+        assert_eq!(
+            (request.max_concurrent, request.retries, request.retry_backoff_s, request.gates),
+            (Some(5), Some(2), Some(60), Some(crate::rollout::Gates::Manual))
+        );
+
+        for (field, text, said) in [
+            (Field::AtOnce, "0", "1 or more"),
+            (Field::Retries, "twice", "number of retries"),
+            (Field::Gates, "later", "auto or manual"),
+            (Field::Name, "\u{202e}", "control or format"),
+        ] {
+            let mut form = Form::new(4096);
+            form.field = field;
+            type_text(&mut form, text, &known());
+            assert!(
+                form.error(field).is_some_and(|e| e.contains(said)),
+                "{field:?}: {:?}",
+                form.error(field)
+            );
+            assert!(form.is_rollout(), "{field:?} makes a rollout");
+        }
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The new-job form's rollout fields, read from what the operator typed: the devices as ids, a
-//! pattern or labels (with how many known devices match), waves, a start cap and the success
-//! and abort thresholds. Any of them makes the form start a rollout rather than plain jobs.
+//! pattern or labels (with how many known devices match), a name, waves, caps on starts and on
+//! jobs at once, the success and abort thresholds, retries and gates. Any of them makes the form
+//! start a rollout rather than plain jobs. Each is checked by the rule the API applies.
 
 use crate::inventory::{Labels, glob, labels};
 use crate::protocol::DeviceId;
-use crate::rollout::{AbortRule, Targets, WaveSize, wave_ends};
+use crate::rollout::{AbortRule, Gates, Targets, WaveSize, check_name, wave_ends};
 
 /// The devices the form knows (the inventory and those seen), with their labels.
 pub type Known<'a> = [(&'a str, &'a Labels)];
@@ -99,15 +100,72 @@ pub fn waves(text: &str, devices: usize) -> Result<Option<Waves>, String> {
     Ok(Some((waves, ends)))
 }
 
-/// Job starts a minute, at least 1; empty is no cap.
-pub fn per_minute(text: &str) -> Result<Option<u32>, String> {
+/// A cap of 1 or more `what`; empty is no cap.
+fn cap(text: &str, what: &str) -> Result<Option<u32>, String> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
     match text.parse::<u32>() {
         Ok(n) if n >= 1 => Ok(Some(n)),
-        _ => Err(format!("{text:?} is not a number of starts a minute (1 or more)")),
+        _ => Err(format!("{text:?} is not a number of {what} (1 or more)")),
+    }
+}
+
+/// Job starts a minute, at least 1; empty is no cap.
+pub fn per_minute(text: &str) -> Result<Option<u32>, String> {
+    cap(text, "starts a minute")
+}
+
+/// Jobs of the rollout active at once, at least 1; empty is no cap.
+pub fn at_once(text: &str) -> Result<Option<u32>, String> {
+    cap(text, "jobs at once")
+}
+
+/// The rollout's name; empty is the default (its image to its devices).
+pub fn name(text: &str) -> Result<Option<String>, String> {
+    if text.trim().is_empty() { Ok(None) } else { check_name(text).map(Some) }
+}
+
+/// Retries of a failed device and the wait before the first (each later one twice as long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    pub count: u32,
+    pub backoff_s: u64,
+}
+
+/// `2` or `2 after 60s`: retries (0 to 10) and the first wait (1 to 3600 s, 30 s when not
+/// said); empty is none.
+pub fn retries(text: &str) -> Result<Option<Retry>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let (count_text, wait) = match text.split_once("after") {
+        Some((count_text, wait)) => (count_text.trim(), Some(wait.trim())),
+        None => (text, None),
+    };
+    let count = match count_text.parse::<u32>() {
+        Ok(n) if n <= 10 => n,
+        _ => return Err(format!("{count_text:?} is not a number of retries (0 to 10)")),
+    };
+    let backoff_s = match wait {
+        None => 30,
+        Some(wait) => match wait.strip_suffix('s').unwrap_or(wait).trim().parse::<u64>() {
+            Ok(s) if (1..=3600).contains(&s) => s,
+            _ => return Err(format!("{wait:?} is not a wait in seconds from 1s to 3600s")),
+        },
+    };
+    Ok(Some(Retry { count, backoff_s }))
+}
+
+/// `auto` (the next wave starts by itself) or `manual` (each waits for a resume); empty is auto.
+pub fn gates(text: &str) -> Result<Option<Gates>, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "auto" => Ok(Some(Gates::Auto)),
+        "manual" => Ok(Some(Gates::Manual)),
+        other => Err(format!("{other:?}: gates are auto or manual")),
     }
 }
 
@@ -190,5 +248,24 @@ mod tests {
         assert_eq!(abort("30%").unwrap().unwrap().min_finished, 10);
         assert!(abort("0%").unwrap_err().contains("stop at once"));
         assert!(abort("20% after many").unwrap_err().contains("\"many\""));
+    }
+
+    #[test]
+    fn name_concurrency_retries_and_gates_parse_or_say_what_is_wrong() {
+        assert_eq!(name("  spring fix "), Ok(Some("spring fix".to_owned())));
+        assert_eq!(name(""), Ok(None));
+        assert!(name("a\u{202e}b").unwrap_err().contains("control or format character"));
+        assert!(name(&"n".repeat(200)).unwrap_err().contains("limit is 128"));
+        assert_eq!(at_once("5"), Ok(Some(5)));
+        assert!(at_once("0").unwrap_err().contains("jobs at once (1 or more)"));
+        assert_eq!(retries("2"), Ok(Some(Retry { count: 2, backoff_s: 30 })));
+        assert_eq!(retries("3 after 60s"), Ok(Some(Retry { count: 3, backoff_s: 60 })));
+        assert_eq!(retries("1 after 5"), Ok(Some(Retry { count: 1, backoff_s: 5 })));
+        assert!(retries("11").unwrap_err().contains("0 to 10"));
+        assert!(retries("2 after 2h").unwrap_err().contains("\"2h\""));
+        assert!(retries("2 after 0s").unwrap_err().contains("from 1s"));
+        assert_eq!(gates("Manual"), Ok(Some(Gates::Manual)));
+        assert_eq!(gates(" "), Ok(None));
+        assert!(gates("sometimes").unwrap_err().contains("auto or manual"));
     }
 }

@@ -848,7 +848,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     }
     let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
     form.preview = super::form::Preview::Ready(f.image.clone());
-    for _ in 0..4 {
+    for _ in 0..5 {
         f.key(KeyCode::Down);
     }
     for c in "1, 100%".chars() {
@@ -876,7 +876,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     for c in "dev-01".chars() {
         f.key(KeyCode::Char(c));
     }
-    for _ in 0..7 {
+    for _ in 0..9 {
         f.key(KeyCode::Down);
     }
     for c in "lots".chars() {
@@ -1092,7 +1092,7 @@ fn the_rollout_review_names_devices_name_and_pacing_and_ids_do_not_mix_with_labe
     }
     let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
     form.preview = super::form::Preview::Ready(f.image.clone());
-    for _ in 0..4 {
+    for _ in 0..5 {
         f.key(KeyCode::Down);
     }
     for c in "1".chars() {
@@ -1129,4 +1129,16 @@ fn the_status_counts_are_shortened_rather_than_cut_at_120_columns() {
     let text = format!("{}", f.render(200, 50).backend());
     let status = text.lines().next().unwrap_or("");
     assert!(status.contains("1 timed out"), "full words when they fit: {status}");
+}
+
+#[test]
+fn the_form_says_which_named_devices_rocky_has_never_seen_before_anything_starts() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    for c in "dev-01, dev-0l".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("1 device Rocky has never seen (dev-0l)"), "{text}");
+    assert!(!text.contains("(dev-01)"), "dev-01 answered its job: {text}");
 }

@@ -22,11 +22,16 @@ pub struct DeviceRow {
     pub labels: Labels,
     /// The last image that succeeded on it, from the inventory.
     pub firmware: Option<String>,
+    /// The inventory says it is registered or has answered a job.
+    pub vouched: bool,
 }
 
 #[derive(Debug, Default)]
 pub struct Devices {
     pub rows: BTreeMap<String, DeviceRow>,
+    /// The inventory as last read was cut at the console's listing limit: a device missing
+    /// here may be one past it.
+    pub inventory_cut: bool,
 }
 
 impl Devices {
@@ -38,13 +43,28 @@ impl Devices {
     /// Takes in the inventory's devices: their labels, last image and last contact (the
     /// later of the inventory's and what this console saw).
     pub fn merge_inventory(&mut self, devices: Vec<Device>) {
+        self.inventory_cut = devices.len() >= crate::tui::source::INVENTORY_SHOWN;
         for device in devices {
             let row = self.entry(device.device_id.as_str());
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name);
+            row.vouched = device.registered || device.first_seen.is_some();
             let seen = device.last_seen.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             row.last_seen = row.last_seen.max(seen);
         }
+    }
+
+    /// Of `ids`, those Rocky has never seen: not registered, never answered a job, and not
+    /// heard from by this console. None are claimed when the inventory was cut (they may be
+    /// past the part this console read).
+    pub fn never_seen<'a>(&self, ids: &[&'a str]) -> Vec<&'a str> {
+        if self.inventory_cut {
+            return Vec::new();
+        }
+        ids.iter()
+            .copied()
+            .filter(|id| self.rows.get(*id).is_none_or(|row| !row.vouched && row.last_seen.is_none()))
+            .collect()
     }
 
     pub fn entry(&mut self, id: &str) -> &mut DeviceRow {
@@ -104,5 +124,13 @@ mod tests {
         assert_eq!(dev.firmware.as_deref(), Some("fw-2.bin"));
         assert_eq!(dev.succeeded, 1, "what the console counted is kept");
         assert_eq!(dev.last_seen, Some(UNIX_EPOCH + Duration::from_secs(5)));
+        devices.job_changed("typo-1", 2, JobState::Queued, false);
+        assert_eq!(
+            devices.never_seen(&["dev-01", "shelf-7", "typo-1", "typo-2"]),
+            ["typo-1", "typo-2"],
+            "registered or answered is seen; a job of its own is not"
+        );
+        devices.inventory_cut = true;
+        assert!(devices.never_seen(&["typo-2"]).is_empty(), "past a cut list nothing is claimed");
     }
 }

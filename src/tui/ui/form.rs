@@ -24,7 +24,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
     let mut lines: Vec<Line> = Vec::new();
     let mut cursor_line = None;
     for field in Field::ALL {
-        if field == Field::Waves {
+        if field == Field::Name {
             lines.push(Line::from(Span::styled(
                 format!("{:>LABEL$} any of these makes it a rollout", "rollout ·"),
                 theme.muted,
@@ -37,10 +37,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             Field::Firmware => "path/to/image.bin or https://…".to_owned(),
             Field::ChunkSize => format!("{} (default)", form.default_chunk),
             Field::MaxRate => "none, or like 80KiB/s".to_owned(),
+            Field::Name => "the image to the devices (default)".to_owned(),
             Field::Waves => "1, 10%, 100% (counted from the start)".to_owned(),
             Field::PerMinute => "no cap, or job starts a minute".to_owned(),
+            Field::AtOnce => "no cap, or jobs active at once".to_owned(),
             Field::Success => "95% (a wave goes on at this share succeeded)".to_owned(),
             Field::Abort => "never, or like 20% after 10".to_owned(),
+            Field::Retries => "none, or like 2 after 30s (each wait doubles)".to_owned(),
+            Field::Gates => "auto, or manual (resume before each wave)".to_owned(),
         };
         let scroll = input.visual_scroll(value_width);
         let value = if input.value().is_empty() {
@@ -65,6 +69,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
             if let Ok(n) = count {
                 let text = if n == 1 { "→ 1 device".to_owned() } else { format!("→ {n} devices") };
                 push_wrapped(&mut lines, &text, value_width, theme.muted);
+            }
+            if let Some(note) = form.never_seen_note(&known, &app.devices) {
+                push_wrapped(&mut lines, &note, value_width, theme.warn);
             }
         }
     }

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use ratatui::crossterm::event::{Event as TermEvent, EventStream as TermEvents};
 use tokio::sync::mpsc;
 
-use super::app::{App, Overlay, Pane};
+use super::app::{App, Cursor, Overlay, Pane};
 use super::form::FormOutcome;
 use super::input::{Command, Outcome};
 use super::source::{RolloutVerb, Source};
@@ -391,7 +391,7 @@ fn finish(
                 app.overlay = None;
             }
             app.focus = Pane::Jobs;
-            app.jobs_cursor.selected = usize::MAX / 2; // clamped to the newest job when drawn
+            app.jobs_cursor = Cursor::following();
             app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
         }
         Done::Exported(Ok(text)) => app.flash(text, false),

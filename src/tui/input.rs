@@ -6,7 +6,7 @@ use ratatui::layout::{Position, Rect};
 use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
 
-use super::app::{App, Confirm, Overlay, Pane};
+use super::app::{App, Confirm, Cursor, Overlay, Pane};
 use super::form::{Form, FormOutcome};
 use super::keymap::Action;
 use super::layout::layout;
@@ -161,7 +161,7 @@ impl App {
             }
             Action::History => {
                 self.history_view = !self.history_view;
-                self.jobs_cursor = Default::default();
+                self.jobs_cursor = if self.history_view { Cursor::default() } else { Cursor::following() };
             }
             Action::PauseRollout => return self.confirm_rollout(RolloutVerb::Pause),
             Action::ResumeRollout => return self.confirm_rollout(RolloutVerb::Resume),
@@ -170,7 +170,7 @@ impl App {
                 let Some(id) = self.selected_rollout().map(|r| r.id) else { return Outcome::Ignored };
                 self.filters[App::pane_index(Pane::Jobs)] = format!("rollout:{id}");
                 self.history_view = false;
-                self.jobs_cursor = Default::default();
+                self.jobs_cursor = Cursor::following();
                 self.focus = Pane::Jobs;
             }
             Action::ToggleMouse => return Outcome::Command(Command::ToggleMouse),
@@ -304,7 +304,11 @@ impl App {
         match self.focus {
             Pane::Jobs => {
                 let len = self.visible_jobs().len();
-                self.jobs_cursor.move_by(delta, len, rows);
+                let mut cursor = self.jobs_cursor.shown(len, rows);
+                cursor.move_by(delta, len, rows);
+                // Back on the newest job: follow it again (the history lists newest first).
+                cursor.follow = !self.history_view && cursor.selected + 1 >= len;
+                self.jobs_cursor = cursor;
             }
             Pane::Devices => {
                 let len = self.visible_devices().len();
@@ -330,7 +334,7 @@ impl App {
                 let index =
                     seqs.iter().position(|s| *s >= self.traffic_view.selected).unwrap_or(seqs.len() - 1);
                 let top = seqs.iter().position(|s| *s >= self.traffic_view.top).unwrap_or(0);
-                let mut cursor = super::app::Cursor { selected: index, offset: top };
+                let mut cursor = Cursor { selected: index, offset: top, follow: false };
                 cursor.move_by(delta, seqs.len(), rows);
                 self.traffic_view.selected = seqs[cursor.selected];
                 self.traffic_view.top = seqs[cursor.offset];
@@ -345,7 +349,7 @@ impl App {
                 let text = input.value().trim().to_owned();
                 self.filters[App::pane_index(self.focus)] = text;
                 self.filter_input = None;
-                self.jobs_cursor = Default::default();
+                self.jobs_cursor = if self.history_view { Cursor::default() } else { Cursor::following() };
                 self.devices_cursor = Default::default();
                 self.rollouts_cursor = Default::default();
             }
@@ -462,9 +466,12 @@ impl App {
                 match pane {
                     Pane::Jobs => {
                         let len = self.visible_jobs().len();
-                        let target = self.jobs_cursor.offset + row;
+                        let mut cursor = self.jobs_cursor.shown(len, areas.rows(Pane::Jobs));
+                        let target = cursor.offset + row;
                         if target < len {
-                            self.jobs_cursor.selected = target;
+                            cursor.selected = target;
+                            cursor.follow = !self.history_view && target + 1 == len;
+                            self.jobs_cursor = cursor;
                         }
                     }
                     Pane::Devices => {

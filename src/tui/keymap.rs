@@ -114,7 +114,7 @@ impl Default for Keymap {
                     Bottom,
                     g,
                     "bottom",
-                    "Jump to the last row (traffic: follow again)",
+                    "Jump to the last row (and follow it again)",
                 ),
                 b(vec![Key::plain(K::PageUp)], PageUp, g, "page up", "Scroll a page up"),
                 b(vec![Key::plain(K::PageDown)], PageDown, g, "page down", "Scroll a page down"),

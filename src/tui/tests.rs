@@ -280,7 +280,7 @@ impl Fixture {
             None,
             None,
         );
-        f.app.jobs_cursor.selected = 1;
+        f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() };
         f
     }
 
@@ -467,7 +467,7 @@ fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failur
 fn navigation_keys_move_focus_and_selection() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
-    f.app.jobs_cursor.selected = 0;
+    f.app.jobs_cursor = super::app::Cursor { selected: 0, ..Default::default() };
     f.key(KeyCode::Char('j'));
     f.key(KeyCode::Down);
     assert_eq!(f.app.selected_job().unwrap().id, 43);
@@ -541,7 +541,7 @@ fn filters_narrow_the_focused_pane() {
 #[test]
 fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     let mut f = Fixture::mid_rollout(Theme::color());
-    f.app.jobs_cursor.selected = 1; // 42 transferring
+    f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() }; // 42 transferring
     f.key(KeyCode::Char('c'));
     assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Command(Command::Cancel(42))));
     f.key(KeyCode::Char('c'));
@@ -549,7 +549,7 @@ fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     assert!(f.app.overlay.is_none(), "n declines");
     f.key(KeyCode::Char('r'));
     assert!(f.app.flash.as_ref().unwrap().error, "an active job cannot be retried");
-    f.app.jobs_cursor.selected = 2; // 43 rejected
+    f.app.jobs_cursor = super::app::Cursor { selected: 2, ..Default::default() }; // 43 rejected
     f.key(KeyCode::Char('c'));
     assert!(f.app.flash.as_ref().unwrap().text.contains("already ended"));
     f.key(KeyCode::Char('r'));
@@ -613,7 +613,7 @@ fn ten_thousand_jobs_render_only_the_viewport() {
         f.job(id, &format!("dev-{id:05}"), 0);
     }
     f.app.size = (80, 24);
-    f.app.jobs_cursor.selected = 9_999;
+    f.app.jobs_cursor = super::app::Cursor { selected: 9_999, ..Default::default() };
     f.app.handle_key(KeyEvent::new(KeyCode::Char('k'), KeyModifiers::NONE));
     let screen = format!("{}", f.render(80, 24).backend());
     assert!(
@@ -891,14 +891,14 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
     // What the console does when jobs were created: the newest is selected.
-    f.app.jobs_cursor.selected = usize::MAX / 2;
+    f.app.jobs_cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('g'));
     assert_eq!(f.app.selected_job().unwrap().id, 41, "g goes to the top at once");
     for _ in 0..3 {
         f.key(KeyCode::Char('j'));
     }
     assert_eq!(f.app.selected_job().unwrap().id, 44);
-    f.app.jobs_cursor.selected = usize::MAX / 2;
+    f.app.jobs_cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('k'));
     assert_eq!(f.app.selected_job().unwrap().id, 45, "k moves up from the newest");
 }
@@ -907,7 +907,7 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
 fn after_the_form_created_jobs_the_newest_is_selected_for_every_key_before_a_draw() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
-    f.app.jobs_cursor.selected = usize::MAX / 2; // as the console sets it after a submission
+    f.app.jobs_cursor = super::app::Cursor::following(); // as the console sets it after a submission
     let newest = f.app.visible_jobs().last().map(|j| j.id);
     assert_eq!(f.app.selected_job().map(|j| j.id), newest, "no draw, no `j` needed");
     f.key(KeyCode::Enter);
@@ -969,7 +969,7 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     f.app.log_path = Some(std::env::temp_dir().join("rocky-export-test/rocky.log"));
     assert!(matches!(f.key(KeyCode::Char('m')), Outcome::Command(Command::ToggleMouse)));
     // The selected job (42), with its timeline.
-    f.app.jobs_cursor.selected = 1;
+    f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() };
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     assert_eq!(export.what, "job 42");
     assert!(export.path.starts_with(std::env::temp_dir().join("rocky-export-test")), "beside the log");
@@ -1141,4 +1141,31 @@ fn the_form_says_which_named_devices_rocky_has_never_seen_before_anything_starts
     let text = format!("{}", f.render(120, 40).backend());
     assert!(text.contains("1 device Rocky has never seen (dev-0l)"), "{text}");
     assert!(!text.contains("(dev-01)"), "dev-01 answered its job: {text}");
+}
+
+#[test]
+fn the_jobs_pane_keeps_the_newest_job_in_view_until_the_operator_moves_and_g_follows_again() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    // As the console starts: following the newest job.
+    f.app.jobs_cursor = super::app::Cursor::following();
+    for id in 100..130 {
+        f.job(id, &format!("dev-{id}"), 100);
+    }
+    let title = |f: &Fixture| {
+        let text = format!("{}", f.render(80, 24).backend());
+        text.lines().find(|l| l.contains("Jobs ")).unwrap_or("").to_owned()
+    };
+    assert!(title(&f).contains("Jobs 19–36 of 36"), "the newest in view: {}", title(&f));
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(129));
+    f.key(KeyCode::Char('k'));
+    for id in 130..135 {
+        f.job(id, &format!("dev-{id}"), 100);
+    }
+    let moved = title(&f);
+    assert!(moved.contains("Jobs 19–36 of 41"), "the view stays: {moved}");
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(128));
+    f.key(KeyCode::Char('G'));
+    f.job(135, "dev-135", 100);
+    assert!(title(&f).contains("Jobs 25–42 of 42"), "following again: {}", title(&f));
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(135));
 }

@@ -85,9 +85,26 @@ pub enum Confirm {
 pub struct Cursor {
     pub selected: usize,
     pub offset: usize,
+    /// On the last row wherever the table grows to (the jobs pane: the newest job), until the
+    /// operator moves off it; moving back to the last row follows again.
+    pub follow: bool,
 }
 
 impl Cursor {
+    /// On the last row, following it.
+    pub fn following() -> Self {
+        Self { selected: 0, offset: 0, follow: true }
+    }
+
+    /// As drawn for `len` rows in a `height`-row window: on the last row while following.
+    pub fn shown(mut self, len: usize, height: usize) -> Self {
+        if self.follow {
+            self.selected = len.saturating_sub(1);
+        }
+        self.clamp(len, height);
+        self
+    }
+
     /// Moves by `delta` within `len` rows and keeps the selection inside a `height`-row window.
     pub fn move_by(&mut self, delta: isize, len: usize, height: usize) {
         let last = len.saturating_sub(1);
@@ -200,7 +217,7 @@ impl App {
             bad_frames: 0,
             ignored: 0,
             focus: Pane::Jobs,
-            jobs_cursor: Cursor::default(),
+            jobs_cursor: Cursor::following(),
             devices_cursor: Cursor::default(),
             rollouts_cursor: Cursor::default(),
             traffic_view: TrafficView { follow: true, selected: 0, top: 0 },
@@ -446,12 +463,12 @@ impl App {
             .collect()
     }
 
-    /// The job the selection is on, as drawn: "the newest" is asked for as a huge index
-    /// (after the form creates jobs), which reads as the last row until the next draw clamps
-    /// it, so Enter, `c` and `r` act on the row shown at once.
+    /// The job the selection is on, as drawn (the newest while following), so Enter, `c` and
+    /// `r` act on the row shown.
     pub fn selected_job(&self) -> Option<&JobRow> {
         let jobs = self.visible_jobs();
-        jobs.get(self.jobs_cursor.selected.min(jobs.len().saturating_sub(1))).copied()
+        let selected = if self.jobs_cursor.follow { usize::MAX } else { self.jobs_cursor.selected };
+        jobs.get(selected.min(jobs.len().saturating_sub(1))).copied()
     }
 
     /// Replaces a job's timeline with the stored one when that one knows more (a job restored

@@ -13,8 +13,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let jobs = app.visible_jobs();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
-    let mut cursor = app.jobs_cursor;
-    cursor.clamp(jobs.len(), rows_shown);
+    let cursor = app.jobs_cursor.shown(jobs.len(), rows_shown);
     let wide = area.width >= 120;
     let focused = app.focus == Pane::Jobs;
     let title = if app.history_view {

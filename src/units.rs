@@ -1,4 +1,13 @@
-//! Sizes and rates as people type them: `80KiB/s`, `1.5 MB/s`, `51200`.
+//! Sizes and rates as people type them: `80KiB/s`, `1.5 MB/s`, `51200`; times as the CLI prints
+//! them.
+
+/// Unix ms as `2026-12-03 08:41:07 UTC`, as every command prints a time.
+pub fn utc(ms: u64) -> String {
+    i64::try_from(ms).ok().and_then(chrono::DateTime::from_timestamp_millis).map_or_else(
+        || format!("{ms} ms after 1970"),
+        |time| time.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
 
 /// Bytes a second from `51200`, `50KiB/s`, `1.5MiB/s`, `2 MB/s` (the `/s` is optional; KiB and
 /// MiB are 1024-based, KB and MB 1000-based). Zero is allowed (no rate).
@@ -32,6 +41,14 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_print_in_utc_to_the_second() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_796_283_667_999), "2026-12-03 07:41:07 UTC");
+        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00 UTC", "a leap day");
+        assert_eq!(utc(u64::MAX), format!("{} ms after 1970", u64::MAX));
+    }
 
     #[test]
     fn rates_in_the_forms_people_write() {

@@ -347,8 +347,8 @@ async fn the_documented_number_of_jobs_fits_in_one_request() {
     api.runtime.shutdown().await;
 }
 
-/// Jobs for devices Rocky has never seen are made, and the answer says so with how many and
-/// which (issue 20, C22); a registered device is no news.
+/// Jobs and rollouts for devices Rocky has never seen are made, and the answer says so with how
+/// many and which (issue 20, C22); a registered device is no news.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_for_devices_never_seen_are_made_with_a_warning() {
     let (api, _broker) = start(ApiPolicy::default()).await;
@@ -370,5 +370,18 @@ async fn jobs_for_devices_never_seen_are_made_with_a_warning() {
     let answer: Value =
         client.post(format!("{base}/jobs")).json(&body).send().await.unwrap().json().await.unwrap();
     assert!(answer.get("warning").is_none(), "{answer}");
+    // A rollout says the same, and starts all the same.
+    let body = json!({
+        "name": "with typos",
+        "firmware": {"path": "fw.bin"},
+        "targets": {"devices": ["known-1", "typo-3"]},
+    });
+    let response = client.post(format!("{base}/rollouts")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["device_count"], 2, "nothing refused: {answer}");
+    assert_eq!(answer["never_seen"], 1);
+    let warning = answer["warning"].as_str().unwrap();
+    assert!(warning.starts_with("1 device Rocky has never seen (typo-3)"), "{warning}");
     api.runtime.shutdown().await;
 }

@@ -179,3 +179,30 @@ pub fn encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// How each job of a new job or rollout is paced, and how the answer is printed: the flags
+/// `rocky job create` and `rocky rollout create` share.
+#[derive(clap::Args, Debug, Default)]
+pub struct CreateFlags {
+    /// Bytes a chunk (the server's default when left out).
+    #[arg(long)]
+    pub chunk_size: Option<u64>,
+    /// Per-job byte rate cap, e.g. 80KiB/s.
+    #[arg(long)]
+    pub max_rate: Option<String>,
+    /// Print the server's answer as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CreateFlags {
+    /// Puts the flags given into a request body.
+    pub fn add_to(&self, body: &mut Value) {
+        if let Some(chunk) = self.chunk_size {
+            body["chunk_size"] = json!(chunk);
+        }
+        if let Some(rate) = &self.max_rate {
+            body["max_rate"] = json!(rate);
+        }
+    }
+}

@@ -172,10 +172,7 @@ fn format_labels(labels: &Labels) -> String {
 }
 
 fn when(ms: Option<u64>) -> String {
-    match ms.and_then(|ms| chrono::DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)) {
-        Some(time) => time.format("%Y-%m-%d %H:%M:%S").to_string(),
-        None => "never".into(),
-    }
+    ms.map_or_else(|| "never".into(), rocky::units::utc)
 }
 
 fn print_table(devices: &[Device]) {

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
-use super::api_client::{ApiClient, ServerArgs, firmware_source};
+use super::api_client::{ApiClient, CreateFlags, ServerArgs, firmware_source};
 use super::setup::load_config;
 use rocky::store::JobSnapshot;
 
@@ -44,13 +44,8 @@ pub struct CreateArgs {
     /// in the server's firmware directory.
     #[arg(long)]
     pub firmware: String,
-    #[arg(long)]
-    pub chunk_size: Option<u64>,
-    /// Per-job byte rate cap, e.g. 80KiB/s.
-    #[arg(long)]
-    pub max_rate: Option<String>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub flags: CreateFlags,
 }
 
 pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
@@ -62,16 +57,11 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
             let devices: Vec<&str> =
                 create.devices.iter().map(|d| d.trim()).filter(|d| !d.is_empty()).collect();
             let mut body = json!({ "device_ids": devices, "firmware": firmware });
-            if let Some(chunk) = create.chunk_size {
-                body["chunk_size"] = json!(chunk);
-            }
-            if let Some(rate) = &create.max_rate {
-                body["max_rate"] = json!(rate);
-            }
+            create.flags.add_to(&mut body);
             let (_, answer) = api
                 .call(Method::POST, "/jobs", Some(("application/json", serde_json::to_vec(&body)?)))
                 .await?;
-            if create.json {
+            if create.flags.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
                 let jobs: Vec<JobSnapshot> = serde_json::from_value(answer["jobs"].clone())

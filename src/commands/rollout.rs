@@ -7,7 +7,7 @@ use rocky::rollout::RolloutView;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
-use super::api_client::{ApiClient, ServerArgs};
+use super::api_client::{ApiClient, CreateFlags, ServerArgs};
 use super::setup::load_config;
 
 #[derive(Args, Debug)]
@@ -89,13 +89,8 @@ pub struct CreateArgs {
     /// Devices whose last succeeded image is this one are not updated.
     #[arg(long)]
     pub skip_up_to_date: bool,
-    #[arg(long)]
-    pub chunk_size: Option<u64>,
-    /// Per-job byte rate cap, e.g. 80KiB/s.
-    #[arg(long)]
-    pub max_rate: Option<String>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub flags: CreateFlags,
 }
 
 pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
@@ -103,7 +98,7 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
     let api = ApiClient::for_args(&config, &args.server)?;
     match args.command {
         RolloutCommand::Create(create) => {
-            let json_out = create.json;
+            let json_out = create.flags.json;
             let body = request(&api, *create).await?;
             let (_, rollout) = api
                 .call(Method::POST, "/rollouts", Some(("application/json", serde_json::to_vec(&body)?)))
@@ -199,8 +194,6 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
     set("max_concurrent", json!(args.max_concurrent));
     set("success_threshold", json!(args.success_threshold));
     set("retries", json!(args.retries));
-    set("chunk_size", json!(args.chunk_size));
-    set("max_rate", json!(args.max_rate));
     if args.manual_gates {
         set("gates", json!("manual"));
     }
@@ -210,6 +203,7 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
     if let Some(share) = args.abort_share {
         set("abort", json!({ "failure_share": share, "min_finished": args.abort_min.unwrap_or(10) }));
     }
+    args.flags.add_to(&mut body);
     Ok(body)
 }
 
@@ -244,23 +238,6 @@ fn print_list(rollouts: &[RolloutView]) {
     println!("{}", plural(rollouts.len(), "rollout"));
 }
 
-/// Unix ms as `2026-12-03 08:41:07 UTC`.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, day) = (secs / 86_400, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", day / 3600, (day % 3600) / 60, day % 60)
-}
-
 fn print_rollout(r: &Value, view: &RolloutView) {
     println!("rollout {}  {}", num(&r["id"]), r["name"].as_str().unwrap_or(""));
     println!(
@@ -281,7 +258,7 @@ fn print_rollout(r: &Value, view: &RolloutView) {
             rocky::tui::format::duration(std::time::Duration::from_millis(eta))
         );
     }
-    println!("created  {}", utc(view.created_at));
+    println!("created  {}", rocky::units::utc(view.created_at));
     println!();
     println!(
         "{:>5}  {:>7}  {:>7}  {:>6}  {:>9}  {:>6}  {:>9}",
@@ -328,7 +305,7 @@ fn print_rollout(r: &Value, view: &RolloutView) {
         for change in changes {
             println!(
                 "  {}  {} → {}: {}",
-                utc(change.at),
+                rocky::units::utc(change.at),
                 change.from.as_str(),
                 change.to.as_str(),
                 change.reason

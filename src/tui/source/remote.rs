@@ -440,6 +440,54 @@ async fn follow(response: reqwest::Response, table: &JobTable, feed: &mut Feed, 
 mod tests {
     use super::*;
 
+    /// A server that answers 401 to everything, counting what it was asked.
+    async fn refusing_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let body = r#"{"error":"the API token is wrong"}"#;
+                let answer = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                     connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        (base, asked)
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_said_once_and_the_console_stops_asking() {
+        let (base, asked) = refusing_server().await;
+        let (tx, mut rx) = mpsc::channel(16);
+        let reader = tokio::spawn(read_events(
+            base,
+            reqwest::Client::new(),
+            JobTable::new(),
+            tx,
+            Clock::new(),
+            Some("from /etc/rocky/token".into()),
+        ));
+        let said = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+        let Received::Event(envelope) = said else { panic!("a connection event") };
+        let RuntimeEvent::Connection(ConnectionState::Disconnected { reason }) = &envelope.event else {
+            panic!("{:?}", envelope.event)
+        };
+        assert!(reason.contains("refused this console's API token (from /etc/rocky/token)"), "{reason}");
+        assert!(!reason.contains("wants an API token"), "a wrong token is not a missing one: {reason}");
+        tokio::time::timeout(Duration::from_secs(10), reader).await.expect("the reader stops").unwrap();
+        assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "asked once, not again and again");
+        assert!(rx.recv().await.is_none(), "nothing more is said");
+    }
+
     #[tokio::test]
     async fn a_server_url_that_is_not_http_is_refused_in_words() {
         let err = Remote::connect("ftp://127.0.0.1:1", None).err().unwrap();

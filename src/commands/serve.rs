@@ -105,7 +105,7 @@ async fn log_events(mut events: rocky::runtime::EventStream) {
             RuntimeEvent::Engine(Event::Note { job, device, text }) => {
                 tracing::info!(job, %device, %text, "job")
             }
-            RuntimeEvent::Engine(Event::ChunkSent { .. }) => {}
+            RuntimeEvent::Engine(Event::ChunkSent { .. } | Event::Progress { .. }) => {}
             RuntimeEvent::Traffic(t) => tracing::debug!(text = %t.text, "traffic"),
         }
     }

@@ -45,6 +45,36 @@ fn notes(h: &Harness) -> Vec<String> {
         .collect()
 }
 
+/// What the device was said to hold, event by event.
+fn progress_events(h: &Harness) -> Vec<u32> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { confirmed, .. } => Some(*confirmed),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_change_of_what_the_device_holds_is_an_event_even_with_nothing_left_to_send() {
+    let mut h = Harness::new(settings());
+    let (id, _) = paced(&mut h, 6, 8);
+    assert_eq!(h.engine.job(id).unwrap().chunks_done, 6, "every chunk out at once");
+    h.respond("d", id, progress(3));
+    h.drain();
+    h.respond("d", id, progress(3)); // a repeat changes nothing
+    h.drain();
+    h.respond("d", id, progress(5)); // nothing more to send: only the event tells
+    h.drain();
+    h.respond("d", id, progress(2)); // a rewind, then another one
+    h.respond("d", id, progress(4));
+    h.respond("d", id, progress(1));
+    h.drain();
+    assert_eq!(progress_events(&h), vec![2, 4, 1, 3, 0]);
+    assert!(h.events.iter().all(|e| e.job() == Some(id) || e.job().is_none()));
+}
+
 #[test]
 fn a_window_bounds_what_is_beyond_the_confirmed_and_done_waits_for_every_chunk() {
     let mut h = Harness::new(settings());

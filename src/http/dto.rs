@@ -53,6 +53,10 @@ fn engine_json(event: &Event, clock: &Clock) -> (&'static str, Value) {
             "chunk_sent",
             json!({ "job": job, "device": device.to_string(), "chunk": chunk, "total": total, "bytes": bytes }),
         ),
+        Event::Progress { job, device, confirmed, total } => (
+            "job_progress",
+            json!({ "job": job, "device": device.to_string(), "confirmed": confirmed, "total": total }),
+        ),
         Event::Note { job, device, text } => {
             ("job_note", json!({ "job": job, "device": device.to_string(), "text": text }))
         }

@@ -105,7 +105,7 @@ impl Persistence {
                     attempt: Some(*attempt),
                 });
             }
-            Event::ChunkSent { job, .. } => {
+            Event::ChunkSent { job, .. } | Event::Progress { job, .. } => {
                 self.dirty.insert(*job);
             }
             Event::Note { job, text, .. } => {

@@ -60,6 +60,7 @@ impl Engine {
         }
         let total = job.total_chunks;
         let rewound = next < job.confirmed;
+        let moved = next != job.confirmed;
         let note = if rewound {
             // A rewind: the device lost what it held from `next` on. The first is said on the
             // timeline; the rest are counted, since a device can rewind as often as it likes.
@@ -86,6 +87,11 @@ impl Engine {
             None // a repeat: it repairs a lost FOTA_PROGRESS, or reopens the window
         };
         let (device, rewinds) = (job.device.clone(), job.rewinds);
+        if moved {
+            let confirmed = next - 1;
+            self.events
+                .push_back((now, Event::Progress { job: id, device: device.clone(), confirmed, total }));
+        }
         if let Some(text) = note {
             self.events.push_back((now, Event::Note { job: id, device, text }));
         }

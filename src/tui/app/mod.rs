@@ -368,6 +368,8 @@ impl App {
                 self.throughput.add(at, u64::from(*bytes));
                 return;
             }
+            // The job's confirmed count comes with its snapshot.
+            Event::Progress { .. } => return,
             Event::Note { job, text, .. } => (*job, text.clone()),
             Event::Ignored { job, command, reason, .. } => {
                 self.ignored += 1;

@@ -105,6 +105,14 @@ struct ChunkSent {
 }
 
 #[derive(Deserialize)]
+struct Progress {
+    job: JobId,
+    device: DeviceId,
+    confirmed: u32,
+    total: u32,
+}
+
+#[derive(Deserialize)]
 struct Ignored {
     job: JobId,
     device: DeviceId,
@@ -208,6 +216,12 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
                 total: e.total,
                 bytes: e.bytes,
             };
+            envelope(RuntimeEvent::Engine(event))
+        }
+        "job_progress" => {
+            let e: Progress = serde_json::from_str(data).map_err(|_| json(name))?;
+            let event =
+                Event::Progress { job: e.job, device: e.device, confirmed: e.confirmed, total: e.total };
             envelope(RuntimeEvent::Engine(event))
         }
         "response_ignored" => {

@@ -37,7 +37,7 @@ pub fn describe_frame(data: &[u8]) {
 /// The CBOR diagnostic renderer and the hex dump the detail view shows.
 pub fn diagnostic_text(data: &[u8]) {
     let _ = diagnostic(data);
-    let lines = hex_dump(data, 256);
+    let lines = hex_dump(data, 256, 16);
     assert!(lines.len() <= 256 / 16 + 2, "hex dump longer than its limit: {} lines", lines.len());
 }
 

@@ -74,11 +74,13 @@ fn render(value: &Value, out: &mut String) {
     }
 }
 
-/// A classic hex dump: offset, 16 bytes in hex, and their printable ASCII.
-pub fn hex_dump(payload: &[u8], max_bytes: usize) -> Vec<String> {
+/// A classic hex dump: offset, `per_row` bytes in hex (16 where it fits, fewer on a narrow
+/// screen, so no row wraps), and their printable ASCII. A row is `11 + 4 × per_row` wide.
+pub fn hex_dump(payload: &[u8], max_bytes: usize, per_row: usize) -> Vec<String> {
+    let per_row = per_row.max(1);
     let shown = &payload[..payload.len().min(max_bytes)];
     let mut lines: Vec<String> = shown
-        .chunks(16)
+        .chunks(per_row)
         .enumerate()
         .map(|(row, bytes)| {
             let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -86,7 +88,8 @@ pub fn hex_dump(payload: &[u8], max_bytes: usize) -> Vec<String> {
                 .iter()
                 .map(|b| if b.is_ascii_graphic() || *b == b' ' { *b as char } else { '.' })
                 .collect();
-            format!("{:08x}  {:<47}  {ascii}", row * 16, hex.join(" "))
+            let width = per_row * 3 - 1;
+            format!("{:08x}  {:<width$}  {ascii}", row * per_row, hex.join(" "))
         })
         .collect();
     if payload.len() > shown.len() {
@@ -113,10 +116,14 @@ mod tests {
 
     #[test]
     fn hex_dump_shows_offsets_and_ascii() {
-        let lines = hex_dump(b"Hello, world! 0123456789", 64);
+        let lines = hex_dump(b"Hello, world! 0123456789", 64, 16);
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("00000000  48 65 6c 6c"), "{}", lines[0]);
         assert!(lines[0].ends_with("Hello, world! 01"), "{}", lines[0]);
-        assert_eq!(hex_dump(&[0u8; 40], 16).last().unwrap(), "… 24 more bytes");
+        assert_eq!(hex_dump(&[0u8; 40], 16, 16).last().unwrap(), "… 24 more bytes");
+        let narrow = hex_dump(b"Hello, world! 0123456789", 64, 8);
+        assert_eq!(narrow.len(), 3);
+        assert_eq!(narrow[1], "00000008  77 6f 72 6c 64 21 20 30  world! 0");
+        assert!(narrow.iter().all(|l| l.chars().count() <= 11 + 4 * 8), "{narrow:?}");
     }
 }

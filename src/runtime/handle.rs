@@ -92,6 +92,9 @@ pub struct Handle {
     rollouts: Arc<super::rollouts::Rollouts>,
     /// This instance's membership of a shared store: jobs others drive are cancelled through it.
     membership: Option<Arc<crate::store::Membership>>,
+    /// The chunk size of a job that names none (`jobs.chunk_size`): what a byte-rate cap is
+    /// turned into a pause between chunks by.
+    default_chunk: crate::firmware::ChunkSize,
 }
 
 impl Handle {
@@ -121,7 +124,19 @@ impl Handle {
             inventory: Arc::new(inventory),
             rollouts: Arc::new(rollouts),
             membership: None,
+            default_chunk: crate::firmware::ChunkSize::default(),
         }
+    }
+
+    /// Jobs that name no chunk size get `chunk`.
+    pub(super) fn with_default_chunk(mut self, chunk: crate::firmware::ChunkSize) -> Self {
+        self.default_chunk = chunk;
+        self
+    }
+
+    /// The chunk size of a job that names none.
+    pub fn default_chunk(&self) -> crate::firmware::ChunkSize {
+        self.default_chunk
     }
 
     /// Shares a store with other instances through `membership`.

@@ -183,7 +183,8 @@ impl Runtime {
             inventory.clone(),
             rollouts.clone(),
         )
-        .with_membership(shared.as_ref().and_then(|store| store.membership().cloned()));
+        .with_membership(shared.as_ref().and_then(|store| store.membership().cloned()))
+        .with_default_chunk(config.engine.chunk_size);
         let driver = driver::Driver {
             engine,
             publisher,

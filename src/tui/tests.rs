@@ -1169,3 +1169,34 @@ fn the_jobs_pane_keeps_the_newest_job_in_view_until_the_operator_moves_and_g_fol
     assert!(title(&f).contains("Jobs 25–42 of 42"), "following again: {}", title(&f));
     assert_eq!(f.app.selected_job().map(|j| j.id), Some(135));
 }
+
+#[test]
+fn at_80_columns_hex_rows_saved_paths_and_pane_titles_are_whole() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    let seq = f.app.traffic.iter().find(|l| l.text.contains("FOTA_REQUEST_NACK")).unwrap().seq;
+    f.app.overlay = Some(Overlay::TrafficDetail { seq, scroll: 0 });
+    let text = format!("{}", f.render(80, 24).backend());
+    let first = text.lines().find(|l| l.contains("00000000")).unwrap_or_else(|| panic!("{text}"));
+    // The row's ASCII column sits on the row, not on a line of its own.
+    assert!(
+        first.contains("00000000  ") && first.trim_end_matches(['"', '║', ' ', '┃', '│']).ends_with('.'),
+        "{first}"
+    );
+    assert!(!text.lines().any(|l| l.contains("║..")), "no wrapped ASCII column: {text}");
+
+    f.app.overlay = None;
+    let path = "/home/operator-with-a-long-name/.local/share/rocky/traffic-20261203-113625.jsonl";
+    f.app.flash(format!("wrote 516 traffic lines to {path}"), false);
+    let text = format!("{}", f.render(80, 24).backend());
+    let flat: String = text.lines().map(|l| l.trim_matches('"').trim()).collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("traffic-20261203-113625.jsonl"), "the file name is shown: {text}");
+    assert!(text.lines().last().unwrap_or("").contains("? help"), "the way out stays: {text}");
+
+    f.app.flash.take();
+    f.key(KeyCode::Tab);
+    let text = format!("{}", f.render(60, 20).backend());
+    let title = text.lines().find(|l| l.contains("Tab:")).unwrap_or_else(|| panic!("{text}"));
+    for cut in ["Dev┓", "J┓", "Tab: J"] {
+        assert!(!title.contains(cut) || title.contains("Tab: Jobs"), "a name cut mid-word: {title}");
+    }
+}

@@ -184,7 +184,10 @@ pub fn draw_traffic(frame: &mut Frame, area: Rect, app: &App, seq: u64, scroll: 
         format!("Hex ({kept} B)")
     };
     lines.push(Line::from(Span::styled(title, theme.title)));
-    for row in hex_dump(&line.payload, crate::tui::app::KEPT_PAYLOAD) {
+    // As many bytes a row as fit the overlay without wrapping (16, 8 or 4).
+    let inner = usize::from(rect.width.saturating_sub(2));
+    let per_row = [16, 8, 4].into_iter().find(|n| 13 + 4 * n <= inner).unwrap_or(4);
+    for row in hex_dump(&line.payload, crate::tui::app::KEPT_PAYLOAD, per_row) {
         lines.push(Line::from(format!("  {row}")));
     }
     let paragraph = Paragraph::new(lines)

@@ -4,9 +4,12 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Clear, Paragraph};
 
-use super::widgets::{clip, key_hint};
+use super::widgets::{clip, key_hint, wrap};
+
+/// The most lines a message in the footer takes (the rest is cut with an ellipsis).
+const MAX_FLASH_LINES: usize = 4;
 use crate::tui::app::App;
 use crate::tui::keymap::Action;
 
@@ -32,9 +35,23 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(Line::from(fixed)), right);
     let room = usize::from(left.width);
     if let Some(flash) = &app.flash {
+        // Said whole: what does not fit on the footer's line goes on lines above it, over the
+        // panes' bottom edge, until the message goes (a saved path, a rollout's reason).
         let style = if flash.error { theme.danger } else { theme.ok };
-        let text = clip(&format!(" {}", flash.text), room.saturating_sub(1));
-        frame.render_widget(Paragraph::new(Span::styled(text, style)), left);
+        let width = room.saturating_sub(2).max(1);
+        let mut lines = wrap(&flash.text, width);
+        if lines.len() > MAX_FLASH_LINES {
+            lines.truncate(MAX_FLASH_LINES);
+            if let Some(last) = lines.last_mut() {
+                *last = clip(&format!("{last} …"), width);
+            }
+        }
+        let above = u16::try_from(lines.len() - 1).unwrap_or(0).min(area.y);
+        let rect = Rect { y: area.y - above, height: above + 1, ..left };
+        frame.render_widget(Clear, rect);
+        let lines: Vec<Line> =
+            lines.into_iter().map(|l| Line::from(Span::styled(format!(" {l}"), style))).collect();
+        frame.render_widget(Paragraph::new(lines), rect);
         return;
     }
     // The keys of this pane, then the common ones, as many as fit whole.

@@ -7,7 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 
-use super::widgets::centered;
+use super::widgets::{centered, wrap};
 use crate::protocol::short_hash;
 use crate::tui::app::App;
 use crate::tui::form::{Field, Form, Preview};
@@ -169,37 +169,9 @@ fn push_wrapped(lines: &mut Vec<Line<'_>>, text: &str, width: usize, style: Styl
     }
 }
 
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let width = width.max(1);
-    let mut out = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let mut word: Vec<char> = word.chars().collect();
-        while word.len() > width {
-            if !line.is_empty() {
-                out.push(std::mem::take(&mut line));
-            }
-            out.push(word.drain(..width).collect());
-        }
-        let word: String = word.into_iter().collect();
-        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
-        if needed > width && !line.is_empty() {
-            out.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(&word);
-    }
-    if !line.is_empty() || out.is_empty() {
-        out.push(line);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::super::widgets::wrap;
 
     #[test]
     fn wrapping_keeps_every_character() {
@@ -209,5 +181,6 @@ mod tests {
         assert_eq!(lines.join(" "), text);
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
         assert_eq!(wrap("", 4), [""]);
+        assert_eq!(wrap("to /home/op/.local/rocky.log", 12), ["to", "/home/op/", ".local/", "rocky.log"]);
     }
 }

@@ -9,12 +9,16 @@ use super::widgets::{bar, clip, paced_bar, pane_block};
 use crate::tui::app::{App, JobRow, Pane};
 use crate::tui::format;
 
+/// The narrowest error column the wide layout (image, bytes, rate, attempts) leaves; below it
+/// the narrow columns are used, so why a job failed stays readable.
+const MIN_ERROR: u16 = 24;
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let jobs = app.visible_jobs();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
     let cursor = app.jobs_cursor.shown(jobs.len(), rows_shown);
-    let wide = area.width >= 120;
+    let wide_enough = area.width >= 120;
     let focused = app.focus == Pane::Jobs;
     let title = if app.history_view {
         format!("History {} (finished, newest first)", jobs.len())
@@ -35,7 +39,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         format!("Jobs {}", jobs.len())
     };
     let block = pane_block(app, title, focused, app.filter(Pane::Jobs));
-    let bar_width = if wide { 14 } else { 8 };
+    let bar_width = if wide_enough { 14 } else { 8 };
     let shown: Vec<&&JobRow> = jobs.iter().skip(cursor.offset).take(rows_shown).collect();
     // Columns as wide as what they show on this screen: an image's whole name (its version is
     // at the end), a device's whole id, every digit of a count.
@@ -43,18 +47,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         shown.iter().map(|j| f(j)).max().unwrap_or(0).clamp(least, most) as u16
     };
     let id_w = widest(&|j| j.id.to_string().len(), 2, 10);
-    let device_w = widest(&|j| j.device_id.as_str().chars().count(), 6, if wide { 32 } else { 16 });
+    let device_w = widest(&|j| j.device_id.as_str().chars().count(), 6, if wide_enough { 32 } else { 16 });
     let image_w = widest(&|j| j.image.name.chars().count(), 5, 40);
     let progress_w = widest(&|j| progress_text(j).chars().count(), 8, 40) + bar_width as u16 + 1;
-    let disconnected = !matches!(app.connection, crate::runtime::ConnectionState::Connected);
-    let rows: Vec<Row> = shown
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            let row = row(app, job, wide, bar_width, (device_w, image_w), disconnected);
-            if focused && cursor.offset + i == cursor.selected { row.style(theme.selected) } else { row }
-        })
-        .collect();
+    let wide_widths = [id_w, device_w, image_w, 12, progress_w, 10, 11, 17, 3];
+    let narrow_widths = [id_w, device_w, 12, progress_w, 7];
+    // The fixed columns and the error's room (what is left, less a space between columns).
+    let inner = area.width.saturating_sub(2);
+    let error_room = |fixed: &[u16]| inner.saturating_sub(fixed.iter().sum::<u16>() + fixed.len() as u16);
+    // The wide columns only when they leave the error a readable width.
+    let wide = wide_enough && error_room(&wide_widths) >= MIN_ERROR;
+    let error_w = if wide { error_room(&wide_widths) } else { error_room(&narrow_widths) };
     let (header, widths): (Vec<&str>, Vec<Constraint>) = if wide {
         (
             vec![
@@ -95,6 +98,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ],
         )
     };
+    let disconnected = !matches!(app.connection, crate::runtime::ConnectionState::Connected);
+    let rows: Vec<Row> = shown
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let row = row(app, job, wide, bar_width, (device_w, image_w, error_w), disconnected);
+            if focused && cursor.offset + i == cursor.selected { row.style(theme.selected) } else { row }
+        })
+        .collect();
     let table =
         Table::new(rows, widths).header(Row::new(header).style(theme.title)).block(block).column_spacing(1);
     frame.render_widget(table, area);
@@ -126,7 +138,7 @@ fn row<'a>(
     job: &JobRow,
     wide: bool,
     bar_width: usize,
-    (device_w, image_w): (u16, u16),
+    (device_w, image_w, error_w): (u16, u16, u16),
     disconnected: bool,
 ) -> Row<'a> {
     let theme = &app.theme;
@@ -155,7 +167,10 @@ fn row<'a>(
         Span::raw(format!(" {}", progress_text(job))),
     ]));
     let elapsed = format::duration(job.elapsed(app.now));
-    let error = Cell::from(Span::styled(job.error.clone().unwrap_or_default(), theme.danger));
+    let error = Cell::from(Span::styled(
+        clip(job.error.as_deref().unwrap_or_default(), usize::from(error_w)),
+        theme.danger,
+    ));
     if !wide {
         return Row::new(vec![
             Cell::from(job.id.to_string()),

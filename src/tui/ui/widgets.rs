@@ -25,13 +25,31 @@ pub fn pane_block<'a>(app: &App, title: String, focused: bool, filter: &str) -> 
             .filter(|p| *p != crate::tui::app::Pane::Rollouts || !app.rollouts.list.is_empty())
             .map(|p| p.title())
             .collect();
-        spans.push(Span::styled(format!("Tab: {} ", others.join(" · ")), theme.muted));
+        // Below 100 columns a pane is as wide as the terminal: the names that fit whole.
+        let used = Line::from(spans.clone()).width() + 4;
+        let room = usize::from(app.size.0).saturating_sub(used);
+        spans.push(Span::styled(tab_hint(&others, room), theme.muted));
     }
     Block::new()
         .borders(Borders::ALL)
         .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
         .border_style(style)
         .title(Line::from(spans))
+}
+
+/// "Tab: Traffic · Devices " in `room` columns: the names that fit whole, then "…".
+fn tab_hint(others: &[&str], room: usize) -> String {
+    for shown in (0..=others.len()).rev() {
+        let mut hint = format!("Tab: {}", others[..shown].join(" · "));
+        if shown < others.len() {
+            hint.push_str(if shown == 0 { "…" } else { " …" });
+        }
+        hint.push(' ');
+        if hint.chars().count() <= room {
+            return hint;
+        }
+    }
+    String::new()
 }
 
 /// A text progress bar with eighth-block resolution.
@@ -79,6 +97,39 @@ pub fn clip(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` broken at spaces into lines of at most `width` characters (a word longer than that
+/// after a `/` where it has one, so a path breaks between its parts, else at the width), every
+/// character kept.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            let at =
+                word[..width].iter().rposition(|c| *c == '/').filter(|&i| i > 0).map_or(width, |i| i + 1);
+            out.push(word.drain(..at).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let needed = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if needed > width && !line.is_empty() {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
 pub fn key_hint<'a>(theme: &Theme, key: String, label: &'a str) -> Vec<Span<'a>> {
     vec![Span::styled(key, theme.key), Span::raw(format!(" {label}  "))]
 }
@@ -86,6 +137,15 @@ pub fn key_hint<'a>(theme: &Theme, key: String, label: &'a str) -> Vec<Span<'a>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tab_hint_names_the_panes_that_fit_whole() {
+        let others = ["Jobs", "Rollouts", "Devices"];
+        assert_eq!(tab_hint(&others, 80), "Tab: Jobs · Rollouts · Devices ");
+        assert_eq!(tab_hint(&others, 25), "Tab: Jobs · Rollouts … ");
+        assert_eq!(tab_hint(&others, 8), "Tab: … ");
+        assert_eq!(tab_hint(&others, 3), "");
+    }
 
     #[test]
     fn bars_fill_by_eighths() {

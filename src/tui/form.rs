@@ -157,7 +157,13 @@ impl Form {
     pub fn handle_key(&mut self, key: KeyEvent, known_devices: &Known<'_>) -> FormOutcome {
         match key.code {
             KeyCode::Esc => return FormOutcome::Close,
-            KeyCode::Enter => return self.submit(known_devices),
+            KeyCode::Enter => {
+                let outcome = self.submit(known_devices);
+                if matches!(outcome, FormOutcome::Nothing) {
+                    self.point_at_errors();
+                }
+                return outcome;
+            }
             KeyCode::Down => return self.move_field(1),
             KeyCode::Up | KeyCode::BackTab => return self.move_field(-1),
             // Completion reads a directory, which can be slow (a network mount): it is done off
@@ -341,6 +347,16 @@ impl Form {
             return Err(format!("{text} is so low that one chunk would take over a minute"));
         }
         Ok(pause)
+    }
+
+    /// After an Enter that started nothing for a mistake: the first field in error gets the
+    /// focus (in view on a short terminal) and the message names every such field.
+    fn point_at_errors(&mut self) {
+        let wrong: Vec<Field> = Field::ALL.into_iter().filter(|f| self.error(*f).is_some()).collect();
+        let Some(first) = wrong.first() else { return };
+        self.field = *first;
+        let names: Vec<&str> = wrong.iter().map(|f| f.label()).collect();
+        self.message = Some(format!("nothing started: fix {} (the reason is under each)", names.join(", ")));
     }
 
     fn submit(&mut self, known: &Known<'_>) -> FormOutcome {
@@ -751,6 +767,19 @@ mod tests {
             );
             assert!(form.is_rollout(), "{field:?} makes a rollout");
         }
+    }
+
+    #[test]
+    fn an_enter_that_starts_nothing_names_the_fields_to_fix_and_goes_to_the_first() {
+        let mut form = Form::new(4096);
+        type_text(&mut form, "dev/1", &known());
+        form.field = Field::MaxRate;
+        type_text(&mut form, "fast", &known());
+        form.preview = Preview::Ready(Image::new("fw.bin", bytes::Bytes::from_static(b"firmware")));
+        assert!(matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing));
+        assert_eq!(form.field, Field::Devices);
+        let message = form.message.clone().unwrap_or_default();
+        assert!(message.contains("fix Devices, Max rate"), "{message}");
     }
 
     #[test]

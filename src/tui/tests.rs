@@ -1036,8 +1036,15 @@ fn small_terminals_cut_no_number_and_no_hash() {
     let screen = f.render(80, 24);
     let text = format!("{}", screen.backend());
     let sha = f.image.sha256().iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let shown: String = text.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    // Inside the overlay's borders only (the pane behind shows at its edges).
+    let inside = |line: &str| -> String {
+        let (Some(start), Some(end)) = (line.find('║'), line.rfind('║')) else { return String::new() };
+        line.get(start..end).unwrap_or("").chars().filter(|c| c.is_ascii_hexdigit()).collect()
+    };
+    let shown: String = text.lines().map(inside).collect();
     assert!(shown.contains(&sha), "all 64 hex digits on screen (wrapped):\n{text}");
+    let continued = text.lines().skip_while(|l| !l.contains("sha256")).nth(1).unwrap_or("");
+    assert!(continued.contains(&format!("║{}", " ".repeat(14))), "it goes on under the value: {continued}");
 }
 
 /// The attached console (`rocky console --server`) as it draws: the server in the status bar,
@@ -1199,4 +1206,21 @@ fn at_80_columns_hex_rows_saved_paths_and_pane_titles_are_whole() {
     for cut in ["Dev┓", "J┓", "Tab: J"] {
         assert!(!title.contains(cut) || title.contains("Tab: Jobs"), "a name cut mid-word: {title}");
     }
+}
+
+#[test]
+fn on_a_short_terminal_the_form_keeps_the_focused_fields_error_in_view() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (60, 20);
+    f.key(KeyCode::Char('n'));
+    // Down to the last field, the gates.
+    for _ in 0..11 {
+        f.key(KeyCode::Down);
+    }
+    for c in "later".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let text = format!("{}", f.render(60, 20).backend());
+    assert!(text.contains("Gates later"), "{text}");
+    assert!(text.contains("gates are auto or"), "the error under it is in view: {text}");
 }

@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
-use super::widgets::{bar, centered};
+use super::widgets::{bar, centered, hang};
 use crate::protocol::{diagnostic, hex_dump};
 use crate::runtime::TrafficDirection;
 use crate::tui::app::App;
@@ -114,7 +114,7 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
     }
     lines.extend(traffic);
     // Wrapped, so a hash or an error longer than the terminal is shown whole, not cut.
-    let paragraph = Paragraph::new(lines)
+    let paragraph = Paragraph::new(hang(lines, usize::from(rect.width.saturating_sub(2))))
         .block(overlay_block(app, format!("Job {id}")))
         .wrap(Wrap { trim: false })
         .scroll((scroll, 0));
@@ -190,7 +190,7 @@ pub fn draw_traffic(frame: &mut Frame, area: Rect, app: &App, seq: u64, scroll: 
     for row in hex_dump(&line.payload, crate::tui::app::KEPT_PAYLOAD, per_row) {
         lines.push(Line::from(format!("  {row}")));
     }
-    let paragraph = Paragraph::new(lines)
+    let paragraph = Paragraph::new(hang(lines, usize::from(rect.width.saturating_sub(2))))
         .block(overlay_block(app, format!("Message #{seq}")))
         .wrap(Wrap { trim: false })
         .scroll((scroll, 0));

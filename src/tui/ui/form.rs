@@ -23,6 +23,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
     let known = app.devices.known();
     let mut lines: Vec<Line> = Vec::new();
     let mut cursor_line = None;
+    // The line after the focused field and its error: kept in view with it.
+    let mut focus_end = 0;
     for field in Field::ALL {
         if field == Field::Name {
             lines.push(Line::from(Span::styled(
@@ -59,6 +61,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         lines.push(Line::from(vec![Span::styled(format!("{:>LABEL$} ", field.label()), label_style), value]));
         if let Some(error) = form.error(field) {
             push_wrapped(&mut lines, error, value_width, theme.danger);
+            if focused {
+                focus_end = lines.len();
+            }
         } else if field == Field::Devices && !input.value().trim().is_empty() {
             // How many devices the field names, as it is typed.
             let count = if form.is_rollout() {
@@ -147,12 +152,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
     frame.render_widget(Clear, rect);
     let inner = block.inner(rect);
     frame.render_widget(block, rect);
-    // Taller than the terminal: scrolled so the focused field stays in view.
-    let top =
-        cursor_line.map_or(0, |(line, _)| line.saturating_sub(usize::from(inner.height).saturating_sub(1)));
+    // Taller than the terminal: scrolled so the focused field and what is said of it stay in
+    // view; while a rollout is shown for review, its summary at the end is.
+    let height = usize::from(inner.height);
+    let top = match cursor_line {
+        _ if form.armed => lines.len().saturating_sub(height),
+        Some((line, _)) => focus_end.max(line + 1).saturating_sub(height).min(line),
+        None => 0,
+    };
     let scroll = u16::try_from(top).unwrap_or(0);
     frame.render_widget(Paragraph::new(lines).scroll((scroll, 0)), inner);
-    if let Some((line, column)) = cursor_line {
+    if let Some((line, column)) = cursor_line.filter(|(line, _)| *line >= top) {
         let y = inner.y + u16::try_from(line - top).unwrap_or(0);
         let x = inner.x + (LABEL + 1) as u16 + column as u16;
         if y < inner.bottom() {

@@ -234,6 +234,7 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
             )));
         }
     }
+    let lines = super::widgets::hang(lines, usize::from(rect.width.saturating_sub(2)));
     let paragraph = Paragraph::new(lines).block(block).wrap(ratatui::widgets::Wrap { trim: false });
     frame.render_widget(paragraph.scroll((scroll, 0)), rect);
 }

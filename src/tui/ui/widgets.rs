@@ -130,6 +130,32 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
     out
 }
 
+/// Lines of a detail overlay fitted to `width` columns: a line too long keeps its first span
+/// (a field's label, a timeline's time) and goes on under the rest of it, not at the left edge,
+/// broken as [`wrap`] breaks (a hash at the width, a path between its parts).
+pub fn hang(lines: Vec<Line<'_>>, width: usize) -> Vec<Line<'_>> {
+    let mut out = Vec::with_capacity(lines.len());
+    for line in lines {
+        if line.width() <= width || line.spans.len() < 2 {
+            out.push(line);
+            continue;
+        }
+        let label = line.spans[0].clone();
+        let indent = label.width();
+        if indent * 2 > width {
+            out.push(line);
+            continue;
+        }
+        let style = line.spans.last().map(|s| s.style).unwrap_or_default();
+        let value: String = line.spans[1..].iter().map(|s| s.content.as_ref()).collect();
+        for (index, piece) in wrap(&value, width - indent).into_iter().enumerate() {
+            let head = if index == 0 { label.clone() } else { Span::raw(" ".repeat(indent)) };
+            out.push(Line::from(vec![head, Span::styled(piece, style)]));
+        }
+    }
+    out
+}
+
 pub fn key_hint<'a>(theme: &Theme, key: String, label: &'a str) -> Vec<Span<'a>> {
     vec![Span::styled(key, theme.key), Span::raw(format!(" {label}  "))]
 }
@@ -137,6 +163,20 @@ pub fn key_hint<'a>(theme: &Theme, key: String, label: &'a str) -> Vec<Span<'a>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_field_goes_on_under_its_value_not_at_the_edge() {
+        let hash = "ab".repeat(32);
+        let lines = vec![Line::from(vec![Span::raw("      sha256  "), Span::raw(hash.clone())])];
+        let fitted = hang(lines, 50);
+        let texts: Vec<String> = fitted.iter().map(|l| l.to_string()).collect();
+        assert_eq!(
+            texts,
+            [format!("      sha256  {}", &hash[..36]), format!("{}{}", " ".repeat(14), &hash[36..])]
+        );
+        let short = vec![Line::from(vec![Span::raw("  a  "), Span::raw("b")])];
+        assert_eq!(hang(short.clone(), 50), short);
+    }
 
     #[test]
     fn the_tab_hint_names_the_panes_that_fit_whole() {

@@ -34,6 +34,7 @@ pub mod mqtt;
 pub mod protocol;
 pub mod rollout;
 pub mod runtime;
+pub mod service;
 pub mod sim;
 pub mod snapshot;
 pub mod store;

@@ -58,8 +58,6 @@ pub fn api_state(
 ) -> ApiState {
     let mut state = ApiState::new(handle, firmware_dir);
     state.limits = config.load_limits();
-    state.default_chunk =
-        rocky::firmware::ChunkSize::new(u64::from(config.jobs.chunk_size)).unwrap_or_default();
     state.policy = std::sync::Arc::new(http::ApiPolicy {
         loopback_listener: listen.ip().is_loopback(),
         allowed_origins: config.http.allowed_origins.clone(),

@@ -93,22 +93,10 @@ pub(super) fn pacing(
     chunk_interval_ms: Option<u64>,
     max_rate: Option<crate::units::Rate>,
 ) -> Result<(Option<ChunkSize>, Option<Duration>), ApiError> {
-    let chunk_size = chunk_size.map(ChunkSize::new).transpose().map_err(ApiError::BadRequest)?;
-    let chunk_interval = match chunk_interval_ms {
-        Some(ms) if ms > 60_000 => {
-            return Err(ApiError::BadRequest("chunk_interval_ms is at most 60000".into()));
-        }
-        other => other.map(Duration::from_millis),
-    };
-    let by_rate = max_rate.and_then(|rate| rate.interval(chunk_size.unwrap_or(state.default_chunk).get()));
-    if by_rate.is_some_and(|pause| pause > Duration::from_secs(60)) {
-        return Err(ApiError::BadRequest("max_rate is so low that a chunk would take over 60 s".into()));
-    }
-    let chunk_interval = match (chunk_interval, by_rate) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    Ok((chunk_size, chunk_interval))
+    let paced =
+        crate::firmware::Pacing::new(chunk_size, chunk_interval_ms, max_rate, state.handle.default_chunk())
+            .map_err(ApiError::BadRequest)?;
+    Ok((paced.chunk_size, paced.pause))
 }
 
 async fn create_jobs(

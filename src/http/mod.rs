@@ -68,9 +68,6 @@ pub struct ApiState {
     /// Turns true when the server begins to stop: `/events` streams end at once instead of
     /// holding the shutdown for its grace period.
     pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// The engine's chunk size for jobs that set none (`jobs.chunk_size`): what `max_rate`
-    /// is divided into.
-    pub default_chunk: crate::firmware::ChunkSize,
 }
 
 impl ApiState {
@@ -84,7 +81,6 @@ impl ApiState {
             policy: Arc::default(),
             event_clients: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
-            default_chunk: crate::firmware::ChunkSize::default(),
         }
     }
 }

@@ -12,10 +12,21 @@ use super::{ApiError, ApiState};
 use crate::firmware::resolve;
 use crate::rollout::{RolloutRequest, RolloutView};
 use crate::runtime::RolloutError;
-use crate::snapshot::ImageInfo;
+use crate::service;
 
 /// Rollouts a listing shows (the newest).
 const LIST_LIMIT: usize = 1000;
+
+impl From<service::ServiceError> for ApiError {
+    fn from(e: service::ServiceError) -> Self {
+        match e {
+            service::ServiceError::Invalid(text) => Self::BadRequest(text),
+            service::ServiceError::DiskFull(text) => Self::InsufficientStorage(text),
+            service::ServiceError::Internal(text) => Self::Internal(text),
+            service::ServiceError::Rollout(e) => e.into(),
+        }
+    }
+}
 
 impl From<RolloutError> for ApiError {
     fn from(e: RolloutError) -> Self {
@@ -45,35 +56,17 @@ pub async fn create(
     };
     let request: RolloutRequest =
         serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // Checked and planned before the image is fetched (a mistake costs no download); the
-    // image's description goes in once it is known.
-    let mut plan = request
-        .plan(unknown_image(), state.handle.inventory(), state.default_chunk)
-        .map_err(ApiError::BadRequest)?;
+    // Checked and planned before the image is fetched: a mistake costs no download.
+    let plan = service::plan_rollout(&state.handle, &request)?;
     let source = firmware.source()?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
-    // Kept by content beside the job store, so jobs made after a restart still find it.
-    let image = state.handle.library().keep(image).await.map_err(|e| {
-        if crate::store::is_disk_full(&e) {
-            ApiError::InsufficientStorage("the disk is full: the rollout's image could not be kept".into())
-        } else {
-            ApiError::Internal(format!("the rollout's image could not be kept: {e}"))
-        }
-    })?;
-    plan.image = ImageInfo::from(&image);
-    let unseen = state.handle.inventory().never_seen(&plan.devices);
-    let rollout = state.handle.rollouts().create(plan).await?;
-    let mut answer = json!(RolloutView::full(&rollout, now(&state)));
-    if let Some(note) = crate::inventory::never_seen_note(&unseen) {
+    let started = service::start_rollout(&state.handle, plan, image).await?;
+    let mut answer = json!(RolloutView::full(&started.rollout, now(&state)));
+    if let Some(note) = crate::inventory::never_seen_note(&started.never_seen) {
         answer["warning"] = json!(note);
-        answer["never_seen"] = json!(unseen.len());
+        answer["never_seen"] = json!(started.never_seen.len());
     }
     Ok((StatusCode::CREATED, Json(answer)))
-}
-
-/// Stands in for the image until it is fetched.
-fn unknown_image() -> ImageInfo {
-    ImageInfo { name: String::new(), size: 0, sha256: String::new() }
 }
 
 /// Unix ms on the runtime's clock, for a view's ETA.

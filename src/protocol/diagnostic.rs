@@ -123,7 +123,7 @@ mod tests {
         assert_eq!(hex_dump(&[0u8; 40], 16, 16).last().unwrap(), "… 24 more bytes");
         let narrow = hex_dump(b"Hello, world! 0123456789", 64, 8);
         assert_eq!(narrow.len(), 3);
-        assert_eq!(narrow[1], "00000008  77 6f 72 6c 64 21 20 30  world! 0");
+        assert_eq!(narrow[1], "00000008  6f 72 6c 64 21 20 30 31  orld! 01");
         assert!(narrow.iter().all(|l| l.chars().count() <= 11 + 4 * 8), "{narrow:?}");
     }
 }

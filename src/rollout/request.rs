@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::{AbortRule, Gates, RolloutPlan, WaveSize, wave_ends};
-use crate::firmware::ChunkSize;
+use crate::firmware::{ChunkSize, Pacing};
 use crate::inventory::{DeviceQuery, Inventory, Labels, labels};
 use crate::protocol::DeviceId;
 use crate::snapshot::ImageInfo;
@@ -141,13 +141,8 @@ impl RolloutRequest {
         if self.max_per_minute == Some(0) || self.max_concurrent == Some(0) {
             return Err("max_per_minute and max_concurrent are at least 1 (leave them out for no cap)".into());
         }
-        let chunk_size =
-            self.chunk_size.map(ChunkSize::new).transpose().map_err(|e| format!("chunk_size: {e}"))?;
         let max_rate = self.max_rate.filter(|rate| rate.0 > 0);
-        let pause = max_rate.and_then(|rate| rate.interval(chunk_size.unwrap_or(default_chunk).get()));
-        if pause.is_some_and(|pause| pause > std::time::Duration::from_secs(60)) {
-            return Err("max_rate is so low that a chunk would take over 60 s".into());
-        }
+        let Pacing { chunk_size, pause } = Pacing::new(self.chunk_size, None, max_rate, default_chunk)?;
         Ok(RolloutPlan {
             name,
             image,

@@ -340,13 +340,11 @@ impl Form {
         if text.is_empty() {
             return Ok(None);
         }
-        let rate = crate::units::parse_rate(text)?;
-        let chunk = self.chunk_size().map_or(self.default_chunk, ChunkSize::get);
-        let pause = crate::units::Rate(rate).interval(chunk);
-        if pause.is_some_and(|p| p > std::time::Duration::from_secs(60)) {
-            return Err(format!("{text} is so low that one chunk would take over a minute"));
-        }
-        Ok(pause)
+        let rate = crate::units::Rate(crate::units::parse_rate(text)?);
+        let chunk = self
+            .chunk_size()
+            .unwrap_or_else(|_| ChunkSize::new(u64::from(self.default_chunk)).unwrap_or_default());
+        Ok(crate::firmware::Pacing::new(None, None, Some(rate), chunk)?.pause)
     }
 
     /// After an Enter that started nothing for a mistake: the first field in error gets the
@@ -791,7 +789,7 @@ mod tests {
         form.inputs[Field::MaxRate.index()] = Input::new("fast".into());
         assert!(form.max_rate().unwrap_err().contains("not a rate"));
         form.inputs[Field::MaxRate.index()] = Input::new("10".into());
-        assert!(form.max_rate().unwrap_err().contains("over a minute"));
+        assert!(form.max_rate().unwrap_err().contains("over 60 s"));
     }
 
     #[test]

@@ -17,7 +17,6 @@ use crate::firmware::{ChunkSize, FirmwareSource, Library, LoadLimits, resolve};
 use crate::inventory::Device;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{EventStream, Handle, JobFollower};
-use crate::snapshot::ImageInfo;
 use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
 
@@ -163,14 +162,10 @@ impl Source {
     pub async fn create_rollout(&self, request: RolloutRequest, image: Image) -> Result<RolloutId, String> {
         match self {
             Source::Local(handle) => {
-                let plan = request.plan(ImageInfo::from(&image), handle.inventory(), ChunkSize::default())?;
-                handle
-                    .library()
-                    .keep(image)
-                    .await
-                    .map_err(|e| format!("the rollout's image could not be kept: {e}"))?;
-                let rollout = handle.rollouts().create(plan).await.map_err(|e| e.to_string())?;
-                Ok(rollout.id)
+                let plan = crate::service::plan_rollout(handle, &request).map_err(|e| e.to_string())?;
+                let started =
+                    crate::service::start_rollout(handle, plan, image).await.map_err(|e| e.to_string())?;
+                Ok(started.rollout.id)
             }
             Source::Remote(remote) => remote.create_rollout(&request, &image).await,
         }

@@ -1,0 +1,19 @@
+//! Why an operator's action was refused or failed, in words, with what kind of failure it is
+//! (the HTTP API answers each kind with its own status).
+
+use crate::runtime::RolloutError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// What was asked is wrong: the message names the field and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// The disk is full: nothing was changed.
+    #[error("{0}")]
+    DiskFull(String),
+    /// Something on this side failed (the message says what).
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
+}

@@ -1,0 +1,12 @@
+//! What an operator can do, written once for every face: the HTTP API (`http/`) and the console
+//! (`tui/`, in this process) call these, so a rule or a refusal cannot differ between them.
+//! Each action takes the runtime's [`crate::runtime::Handle`] and answers a [`ServiceError`]
+//! that names what was wrong; the faces only translate it (a status code, a line on screen).
+//!
+//! Rollout creation lives here so far; jobs, devices and retention follow (issue 21).
+
+mod error;
+mod rollouts;
+
+pub use error::ServiceError;
+pub use rollouts::{NewRollout, plan_rollout, start_rollout};

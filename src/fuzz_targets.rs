@@ -52,3 +52,20 @@ pub fn config_text(data: &[u8]) {
 pub fn broker_packets(data: &[u8]) {
     crate::broker::handle_bytes(data);
 }
+
+/// The attached console reading a server's `/events`: bytes framed in two reads (so an event may
+/// be split anywhere), every event typed and turned into the runtime's form. Nothing may panic,
+/// and the framer never holds more than its bound.
+pub fn sse_events(data: &[u8]) {
+    let clock = crate::clock::Clock::new();
+    let mut framer = crate::api::Framer::default();
+    let (first, second) = data.split_at(data.len() / 2);
+    for piece in [first, second] {
+        let Ok(events) = framer.push(piece) else { return };
+        for (name, data) in events {
+            if let Ok(Some((event, _))) = crate::api::WireEvent::from_sse(&name, &data) {
+                let _ = event.into_runtime(&clock);
+            }
+        }
+    }
+}

@@ -20,6 +20,7 @@
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -60,3 +60,11 @@ fn broker_target_accepts_every_seed() {
         fuzz_targets::broker_packets(&bytes);
     }
 }
+
+#[test]
+fn sse_target_accepts_every_seed() {
+    for (name, bytes) in seeds("sse") {
+        eprintln!("{name}");
+        fuzz_targets::sse_events(&bytes);
+    }
+}

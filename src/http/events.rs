@@ -17,6 +17,7 @@ use futures_util::Stream;
 
 use super::dto::event_json;
 use super::{ApiError, ApiState};
+use crate::api::WireEvent;
 use crate::runtime::{Clock, JobChange, Received};
 
 /// Holds one of the `/events` slots until the stream ends.
@@ -38,15 +39,12 @@ fn take_slot(clients: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
 fn sse(received: &Received, clock: &Clock) -> Event {
     match received {
         Received::Event(envelope) => {
-            let (name, body) = envelope.json.get_or_init(|| {
-                let (name, value) = event_json(received, clock);
-                (name, value.to_string())
-            });
-            Event::default().event(*name).data(body)
+            let (name, body) = envelope.json.get_or_init(|| event_json(received, clock));
+            Event::default().event(name).data(body)
         }
         Received::Missed(_) => {
-            let (name, value) = event_json(received, clock);
-            Event::default().event(name).data(value.to_string())
+            let (name, body) = event_json(received, clock);
+            Event::default().event(name).data(body)
         }
     }
 }
@@ -68,8 +66,7 @@ pub async fn stream(
     // The broker connection as it is now comes first; later changes follow as events.
     let mut pending = VecDeque::new();
     if let Ok(status) = state.handle.status().await {
-        let data = serde_json::to_string(&status.connection).unwrap_or_default();
-        pending.push_back(Event::default().event("connection").data(data));
+        pending.push_back(sse_of(&WireEvent::Connection(status.connection)));
     }
     let stopping = state.stopping.clone();
     let start = ClientStream { events, jobs, pending, syncing: false, stopping, _slot: slot, _gauge: gauge };
@@ -85,14 +82,14 @@ pub async fn stream(
                 changes = s.jobs.next(JOB_BATCH) => {
                     let changes = changes?;
                     if changes.reset {
-                        s.pending.push_back(Event::default().event("jobs_reset").data("{}"));
+                        s.pending.push_back(sse_of(&WireEvent::JobsReset {}));
                         s.syncing = true;
                     }
                     s.pending.extend(changes.changes.iter().map(job_event));
                     if s.syncing && changes.complete {
                         // The whole table has been sent: jobs the client held and did not
                         // receive since `jobs_reset` no longer exist.
-                        s.pending.push_back(Event::default().event("jobs_synced").data("{}"));
+                        s.pending.push_back(sse_of(&WireEvent::JobsSynced {}));
                         s.syncing = false;
                     }
                 }
@@ -130,9 +127,13 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
 
 fn job_event(change: &JobChange) -> Event {
     match change {
-        JobChange::Job(job) => {
-            Event::default().event("job").data(serde_json::to_string(&**job).unwrap_or_default())
-        }
-        JobChange::Removed(id) => Event::default().event("job_removed").data(format!("{{\"id\":{id}}}")),
+        JobChange::Job(job) => sse_of(&WireEvent::Job(job.clone())),
+        JobChange::Removed(id) => sse_of(&WireEvent::JobRemoved { id: *id }),
     }
+}
+
+/// An event of the stream's own (not the runtime's broadcast), unstamped.
+fn sse_of(event: &WireEvent) -> Event {
+    let (name, data) = event.to_sse(None);
+    Event::default().event(name).data(data)
 }

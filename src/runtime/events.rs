@@ -18,7 +18,7 @@ pub struct Envelope {
     pub event: RuntimeEvent,
     /// The event as `/events` sends it (name and JSON), made once by the first client that
     /// needs it and shared by the rest.
-    pub json: std::sync::OnceLock<(&'static str, String)>,
+    pub json: std::sync::OnceLock<(String, String)>,
 }
 
 impl Envelope {

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::RolloutVerb;
-use super::sse::{Framer, Item, decode};
+use super::sse::{Item, decode};
+use crate::api::Framer;
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::Image;

@@ -1,0 +1,12 @@
+//! The wire contract of Rocky's HTTP API, typed once for both sides: the server writes these
+//! shapes and the attached console and the CLI read them. Serde only: no tokio, axum or ratatui
+//! in here, so a client can take it whole.
+//!
+//! So far: the `/events` stream ([`WireEvent`], and the SSE framer). Request and answer types
+//! of the other endpoints and the one API client follow (issue 21).
+
+mod events;
+mod sse;
+
+pub use events::{Stamped, TrafficWire, WireEvent};
+pub use sse::{Framer, MAX_EVENT_BYTES};

@@ -50,17 +50,8 @@ impl Field {
         Field::Gates,
     ];
 
-    /// The fields that make a rollout.
-    pub const ROLLOUT: [Field; 8] = [
-        Field::Name,
-        Field::Waves,
-        Field::PerMinute,
-        Field::AtOnce,
-        Field::Success,
-        Field::Abort,
-        Field::Retries,
-        Field::Gates,
-    ];
+    /// The fields that make a rollout: those from the name on.
+    pub const ROLLOUT: &'static [Field] = Field::ALL.split_at(4).1;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -553,7 +544,7 @@ impl Form {
     fn submit_rollout(&mut self, known: &Known<'_>) -> FormOutcome {
         let targets = self.targets(known);
         self.errors[Field::Devices.index()] = targets.as_ref().err().cloned();
-        for field in Field::ROLLOUT {
+        for &field in Field::ROLLOUT {
             self.errors[field.index()] = self.rollout_field_error(field, known);
         }
         let chunk = self.chunk_size();

@@ -72,7 +72,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
                     "this instance's lease ran out before it could be renewed: it sends nothing and lets \
                      go of its unfinished jobs, which another instance may take over"
                 );
-                if requests.send(Request::Fence(true)).await.is_err() {
+                if requests.send(Request::Fence { hold: true }).await.is_err() {
                     return;
                 }
                 let Some(released) = release(&requests, &mut stop).await else { return };
@@ -89,7 +89,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
                     }
                     fenced = false;
                     tracing::info!(instance = membership.instance(), "lease taken again");
-                    if requests.send(Request::Fence(false)).await.is_err() {
+                    if requests.send(Request::Fence { hold: false }).await.is_err() {
                         return;
                     }
                 }
@@ -159,7 +159,7 @@ async fn take_cancels(membership: &Membership, requests: &mpsc::Sender<Request>)
     let Ok(ids) = membership.take_cancels().await else { return Ok(()) };
     for id in ids {
         let (reply, _answer) = oneshot::channel();
-        requests.send(Request::Cancel(id, reply)).await.map_err(|_| ())?;
+        requests.send(Request::Cancel { job: id, reply }).await.map_err(|_| ())?;
     }
     Ok(())
 }

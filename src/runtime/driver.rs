@@ -362,12 +362,12 @@ impl Driver {
     fn handle_request(&mut self, request: Request) {
         let now = self.clock.now();
         match request {
-            Request::Submit(specs, rollout, reply) if self.persistence.is_some() => {
+            Request::Submit { specs, rollout, reply } if self.persistence.is_some() => {
                 self.submit_durably(specs, rollout, reply)
             }
-            Request::SubmitAs(specs, ids, created_at, rollout, reply) => {
+            Request::SubmitAs { specs, ids, created_at_ms, rollout, reply } => {
                 let mut views = Vec::with_capacity(specs.len());
-                let created = self.clock.instant(created_at);
+                let created = self.clock.instant(created_at_ms);
                 for (spec, id) in specs.into_iter().zip(ids) {
                     // The specs passed the same checks before their ids were reserved and their
                     // rows written, so this cannot fail short of a bug; if it did, it is said.
@@ -391,17 +391,17 @@ impl Driver {
                     tokio::spawn(async move { store.delete(ids).await });
                 }
             }
-            Request::History(id, reply) => {
+            Request::History { job, reply } => {
                 let store = self.persistence.as_ref().map(|p| p.store.clone());
                 tokio::spawn(async move {
                     let result = match store {
-                        Some(store) => store.history(id).await.map_err(|e| e.to_string()),
+                        Some(store) => store.history(job).await.map_err(|e| e.to_string()),
                         None => Err("this Rocky keeps no job history (it runs without a store)".to_owned()),
                     };
                     let _ = reply.send(result);
                 });
             }
-            Request::Submit(specs, rollout, reply) => {
+            Request::Submit { specs, rollout, reply } => {
                 // Every spec is checked and every id reserved before any job exists: all or none.
                 let result = specs
                     .iter()
@@ -418,7 +418,7 @@ impl Driver {
                 self.drain_events();
                 let _ = reply.send(result.map_err(RuntimeError::from));
             }
-            Request::Cancel(id, reply) => {
+            Request::Cancel { job: id, reply } => {
                 let result = self.engine.cancel(id, now).map(|()| self.engine.job(id));
                 self.drain_events();
                 let answer = result.and_then(|view| view.ok_or(crate::engine::CancelError::NotFound(id)));
@@ -496,7 +496,7 @@ impl Driver {
                 }
                 self.drain_events();
             }
-            Request::Fence(fenced) => {
+            Request::Fence { hold: fenced } => {
                 // Held back like a broker outage: nothing sent, no deadline runs; let go, every
                 // active job repeats its last command.
                 self.fenced = fenced;

@@ -10,6 +10,7 @@ use crate::engine::{CancelError, JobId, JobSpec, JobState, JobView, SubmitError}
 use crate::firmware::Library;
 use crate::metrics::Metrics;
 use crate::mqtt::BrokerConnection;
+use crate::rollout::RolloutId;
 use crate::snapshot::JobSnapshot;
 use crate::store::HistoryRecord;
 
@@ -50,17 +51,32 @@ pub enum RuntimeError {
 
 pub(super) enum Request {
     /// Jobs to create, for a rollout when it says which (the store records it in each row).
-    Submit(Vec<JobSpec>, Option<u64>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
-    /// Jobs the store has recorded under these ids, to start now.
-    /// The `u64` is the creation time the store recorded (Unix ms), so the job's time is the
-    /// same in memory and on disk.
-    SubmitAs(Vec<JobSpec>, Vec<JobId>, u64, Option<u64>, oneshot::Sender<Result<Vec<JobView>, RuntimeError>>),
-    History(JobId, oneshot::Sender<Result<Vec<HistoryRecord>, String>>),
+    Submit {
+        specs: Vec<JobSpec>,
+        rollout: Option<RolloutId>,
+        reply: oneshot::Sender<Result<Vec<JobView>, RuntimeError>>,
+    },
+    /// Jobs the store has recorded under these ids, to start now. `created_at_ms` is the
+    /// creation time the store recorded, so the job's time is the same in memory and on disk.
+    SubmitAs {
+        specs: Vec<JobSpec>,
+        ids: Vec<JobId>,
+        created_at_ms: u64,
+        rollout: Option<RolloutId>,
+        reply: oneshot::Sender<Result<Vec<JobView>, RuntimeError>>,
+    },
+    History {
+        job: JobId,
+        reply: oneshot::Sender<Result<Vec<HistoryRecord>, String>>,
+    },
     Prune {
         keep: Option<usize>,
         max_age: Option<std::time::Duration>,
     },
-    Cancel(JobId, oneshot::Sender<Result<JobView, CancelError>>),
+    Cancel {
+        job: JobId,
+        reply: oneshot::Sender<Result<JobView, CancelError>>,
+    },
     Status(oneshot::Sender<StatusReply>),
     Shutdown(oneshot::Sender<()>),
     /// An event from another part of the runtime (a rollout's change) for the event stream,
@@ -74,7 +90,9 @@ pub(super) enum Request {
     ReleaseUnfinished(oneshot::Sender<Vec<JobId>>),
     /// Holds back (true) or allows (false) everything sent, like a broker outage, while this
     /// instance's lease cannot be renewed.
-    Fence(bool),
+    Fence {
+        hold: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -178,14 +196,14 @@ impl Handle {
     pub async fn submit_for(
         &self,
         specs: Vec<JobSpec>,
-        rollout: Option<u64>,
+        rollout: Option<RolloutId>,
     ) -> Result<Vec<JobSnapshot>, RuntimeError> {
-        let views = self.ask(|tx| Request::Submit(specs, rollout, tx)).await??;
+        let views = self.ask(|reply| Request::Submit { specs, rollout, reply }).await??;
         Ok(views.iter().map(|view| JobSnapshot::new(view, &self.clock)).collect())
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<JobSnapshot, RuntimeError> {
-        match (self.ask(|tx| Request::Cancel(id, tx)).await?, &self.membership) {
+        match (self.ask(|reply| Request::Cancel { job: id, reply }).await?, &self.membership) {
             (Ok(view), _) => Ok(JobSnapshot::new(&view, &self.clock)),
             // Not driven here: another instance's, or no one's, in the shared store.
             (Err(CancelError::NotFound(_)), Some(membership)) => {
@@ -214,7 +232,7 @@ impl Handle {
 
     /// A job's stored timeline (an error when this Rocky has no store).
     pub async fn history(&self, id: JobId) -> Result<Result<Vec<HistoryRecord>, String>, RuntimeError> {
-        self.ask(|tx| Request::History(id, tx)).await
+        self.ask(|reply| Request::History { job: id, reply }).await
     }
 
     /// Forgets finished jobs beyond `keep` or older than `max_age`, here and in the store.

@@ -46,8 +46,10 @@ impl Persistence {
                 let rollout = jobs.first().and_then(|job| job.rollout);
                 match writer.create(jobs).await {
                     Ok(ids) => {
-                        if let Err(mpsc::error::SendError(Request::SubmitAs(_, ids, _, _, reply))) =
-                            back.send(Request::SubmitAs(specs, ids, created_at, rollout, reply)).await
+                        let start =
+                            Request::SubmitAs { specs, ids, created_at_ms: created_at, rollout, reply };
+                        if let Err(mpsc::error::SendError(Request::SubmitAs { ids, reply, .. })) =
+                            back.send(start).await
                         {
                             // The engine stopped between the commit and the start: the caller
                             // hears the submission failed, so its rows must not run later.

@@ -169,7 +169,8 @@ fn a_rollout_typed_into_the_form_runs_in_its_waves() {
     tmux.wait_for(Duration::from_secs(10), "the image preview", |s| {
         s.contains("wave-fw.bin · 39.1 KiB").then_some(())
     });
-    tmux.keys(&["Down", "Down", "Down"]);
+    // Down past the chunk size, the rate and the name, to the waves.
+    tmux.keys(&["Down", "Down", "Down", "Down"]);
     tmux.type_text("1, 100%");
     tmux.keys(&["Enter"]);
     tmux.wait_for(Duration::from_secs(10), "the rollout shown whole", |s| {

@@ -62,6 +62,7 @@ pub enum WireEvent {
         device: DeviceId,
         confirmed: u32,
         total: u32,
+        window: u32,
     },
     JobNote {
         job: JobId,
@@ -138,8 +139,8 @@ impl WireEvent {
             Event::ChunkSent { job, device, chunk, total, bytes } => {
                 Self::ChunkSent { job, device, chunk, total, bytes }
             }
-            Event::Progress { job, device, confirmed, total } => {
-                Self::JobProgress { job, device, confirmed, total }
+            Event::Progress { job, device, confirmed, total, window } => {
+                Self::JobProgress { job, device, confirmed, total, window }
             }
             Event::Note { job, device, text } => Self::JobNote { job, device, text },
             Event::Ignored { device, job, command, reason } => {
@@ -174,8 +175,8 @@ impl WireEvent {
             Self::ChunkSent { job, device, chunk, total, bytes } => {
                 engine(Event::ChunkSent { job, device, chunk, total, bytes })
             }
-            Self::JobProgress { job, device, confirmed, total } => {
-                engine(Event::Progress { job, device, confirmed, total })
+            Self::JobProgress { job, device, confirmed, total, window } => {
+                engine(Event::Progress { job, device, confirmed, total, window })
             }
             Self::JobNote { job, device, text } => engine(Event::Note { job, device, text }),
             Self::ResponseIgnored { job, device, command, reason } => {
@@ -271,7 +272,7 @@ mod tests {
             WireEvent::JobRemoved { id: 7 }.to_sse(None),
             ("job_removed".to_owned(), r#"{"id":7}"#.to_owned())
         );
-        let progress = WireEvent::JobProgress { job: 3, device, confirmed: 5, total: 9 };
+        let progress = WireEvent::JobProgress { job: 3, device, confirmed: 5, total: 9, window: 4 };
         assert!(matches!(round_trip(&progress), WireEvent::JobProgress { confirmed: 5, total: 9, .. }));
     }
 

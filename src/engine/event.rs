@@ -15,9 +15,10 @@ pub enum Event {
     RequestRetried { job: JobId, device: DeviceId, attempt: u32 },
     /// A chunk was handed to the broker connection.
     ChunkSent { job: JobId, device: DeviceId, chunk: u32, total: u32, bytes: u32 },
-    /// A flow-controlled device's FOTA_PROGRESS moved what it holds: it has the first
-    /// `confirmed` of `total` chunks (fewer than before after a rewind).
-    Progress { job: JobId, device: DeviceId, confirmed: u32, total: u32 },
+    /// A flow-controlled device's FOTA_PROGRESS moved what it holds or its window: it has the
+    /// first `confirmed` of `total` chunks (fewer than before after a rewind) and takes up to
+    /// `window` more (0: paused).
+    Progress { job: JobId, device: DeviceId, confirmed: u32, total: u32, window: u32 },
     /// Something worth a line in the job's timeline that is not a change of state: a device's
     /// rewind, a go-back-N after a stall.
     Note { job: JobId, device: DeviceId, text: String },

@@ -1,7 +1,9 @@
 //! The engine driven by random interleavings of submissions, cancels, device answers (right,
-//! wrong and late), time and broker outages, checking after every step what must always hold:
-//! one active job per device, the slot bounds, nothing sent for a finished job, and counts that
-//! agree with the jobs' states.
+//! wrong and late; pushed and flow-controlled, with resumes, windows, progress and rewinds), time
+//! and broker outages, checking after every step what must always hold: one active job per
+//! device, the slot bounds, nothing sent for a finished job, no chunk beyond a device's window,
+//! counts that agree with the jobs' states, and an event for every job whose view changed (what
+//! the driver relies on to bring the job table up to date).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -25,6 +27,15 @@ enum Step {
     Ack {
         device: u8,
         resume: Option<u8>,
+        /// A window: the device paces the transfer (flow control).
+        window: Option<u8>,
+    },
+    /// FOTA_PROGRESS naming the next chunk it wants (a repeat, an advance, a rewind, or beyond
+    /// what was sent), with a new window or not.
+    Progress {
+        device: u8,
+        next: u8,
+        window: Option<u8>,
     },
     Nack {
         device: u8,
@@ -58,7 +69,13 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         (0u8..6, 1u8..6).prop_map(|(device, chunks)| Step::Submit { device, chunks }),
         (0u8..20).prop_map(|job| Step::Cancel { job }),
-        (0u8..6, proptest::option::of(0u8..8)).prop_map(|(device, resume)| Step::Ack { device, resume }),
+        (0u8..6, proptest::option::of(0u8..8), proptest::option::of(0u8..4))
+            .prop_map(|(device, resume, window)| Step::Ack { device, resume, window }),
+        (0u8..6, 0u8..8, proptest::option::of(0u8..4)).prop_map(|(device, next, window)| Step::Progress {
+            device,
+            next,
+            window
+        }),
         (0u8..6).prop_map(|device| Step::Nack { device }),
         (0u8..6).prop_map(|device| Step::DoneSuccess { device }),
         (0u8..6).prop_map(|device| Step::DoneFailed { device }),
@@ -81,6 +98,8 @@ struct Model {
     connected: bool,
     /// Jobs that reached a final state: nothing may be sent for them afterwards.
     finished: BTreeSet<JobId>,
+    /// Every job as last seen, to tell which changed in a step.
+    views: BTreeMap<JobId, super::JobView>,
     settings: Settings,
 }
 
@@ -104,7 +123,7 @@ impl Model {
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());
         engine.set_connected(true, now);
-        Self { engine, now, connected: true, finished: BTreeSet::new(), settings }
+        Self { engine, now, connected: true, finished: BTreeSet::new(), views: BTreeMap::new(), settings }
     }
 
     /// The job currently holding `device`, if any.
@@ -132,13 +151,19 @@ impl Model {
             Step::Cancel { job } => {
                 let _ = self.engine.cancel(JobId::from(job), self.now);
             }
-            Step::Ack { device: n, resume } => {
+            Step::Ack { device: n, resume, window } => {
                 if let Some(job) = self.current(n) {
-                    self.answer(
-                        n,
-                        job,
-                        ResponseBody::RequestAck { next_chunk: resume.map(u32::from), window: None },
-                    );
+                    // A window needs a next chunk (a four-item ACK).
+                    let next_chunk = resume.map(u32::from).or(window.map(|_| 1));
+                    let window = window.map(u32::from);
+                    self.answer(n, job, ResponseBody::RequestAck { next_chunk, window });
+                }
+            }
+            Step::Progress { device: n, next, window } => {
+                if let Some(job) = self.current(n) {
+                    let body =
+                        ResponseBody::Progress { next_chunk: u32::from(next), window: window.map(u32::from) };
+                    self.answer(n, job, body);
                 }
             }
             Step::Nack { device: n } => {
@@ -193,6 +218,16 @@ impl Model {
                         _ => false,
                     };
                     assert!(fits, "{:?} for job {} in {state:?}", publish.kind, publish.job);
+                    // Under flow control, never beyond what the device confirmed plus its window.
+                    if let (PublishKind::Chunk { id, .. }, Some(view)) =
+                        (publish.kind, self.engine.job(publish.job))
+                        && let (Some(confirmed), Some(window)) = (view.chunks_confirmed, view.window)
+                    {
+                        assert!(
+                            id <= confirmed + window.max(1),
+                            "chunk {id} beyond {confirmed} + window {window}"
+                        );
+                    }
                     // The broker acknowledges each chunk as it takes it.
                     if let PublishKind::Chunk { .. } = publish.kind {
                         self.engine.chunk_acked(publish.job, self.now);
@@ -200,7 +235,18 @@ impl Model {
                 }
             }
         }
-        while self.engine.poll_event().is_some() {}
+        let mut told: BTreeSet<JobId> = BTreeSet::new();
+        while let Some((_, event)) = self.engine.poll_event() {
+            told.extend(event.job());
+        }
+        // Every job whose view changed was named by an event of this step.
+        let views: BTreeMap<JobId, super::JobView> = self.engine.jobs().map(|j| (j.id, j.clone())).collect();
+        for (id, view) in &views {
+            if self.views.get(id) != Some(view) {
+                assert!(told.contains(id), "job {id} changed without an event after {step:?}: {view:?}");
+            }
+        }
+        self.views = views;
         self.check();
     }
 

@@ -55,12 +55,12 @@ impl Engine {
                 ),
             );
         }
+        let moved = next != job.confirmed || window.is_some_and(|w| job.window != Some(w));
         if let Some(window) = window {
             job.window = Some(window);
         }
         let total = job.total_chunks;
         let rewound = next < job.confirmed;
-        let moved = next != job.confirmed;
         let note = if rewound {
             // A rewind: the device lost what it held from `next` on. The first is said on the
             // timeline; the rest are counted, since a device can rewind as often as it likes.
@@ -86,11 +86,11 @@ impl Engine {
         } else {
             None // a repeat: it repairs a lost FOTA_PROGRESS, or reopens the window
         };
-        let (device, rewinds) = (job.device.clone(), job.rewinds);
+        let (device, rewinds, window) = (job.device.clone(), job.rewinds, job.window.unwrap_or(0));
         if moved {
             let confirmed = next - 1;
-            self.events
-                .push_back((now, Event::Progress { job: id, device: device.clone(), confirmed, total }));
+            let event = Event::Progress { job: id, device: device.clone(), confirmed, total, window };
+            self.events.push_back((now, event));
         }
         if let Some(text) = note {
             self.events.push_back((now, Event::Note { job: id, device, text }));

@@ -1224,3 +1224,18 @@ fn on_a_short_terminal_the_form_keeps_the_focused_fields_error_in_view() {
     assert!(text.contains("Gates later"), "{text}");
     assert!(text.contains("gates are auto or"), "the error under it is in view: {text}");
 }
+
+#[test]
+fn at_60_columns_names_and_traffic_lines_too_long_end_with_an_ellipsis() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    f.app.size = (60, 20);
+    f.key(KeyCode::Tab);
+    let text = format!("{}", f.render(60, 20).backend());
+    let release = text.lines().find(|l| l.contains("#1 ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(release.contains("release 2.1.0, staged") || release.contains('…'), "{release}");
+    f.key(KeyCode::Tab);
+    let text = format!("{}", f.render(60, 20).backend());
+    let bad = text.lines().find(|l| l.contains("decode error")).unwrap_or_else(|| panic!("{text}"));
+    assert!(bad.contains('…'), "a cut line says so: {bad}");
+}

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table};
 
 use super::detail::overlay_block;
-use super::widgets::{centered, pane_block};
+use super::widgets::{centered, clip, pane_block};
 use crate::rollout::{RolloutState, RolloutView, WaveView};
 use crate::tui::app::{App, Pane};
 use crate::tui::format;
@@ -25,34 +25,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // Narrow terminals drop the reason (the detail has it) and write the counts tighter, so
     // no number is ever cut.
     let wide = area.width >= 120;
-    let rows: Vec<Row> = rollouts
-        .iter()
-        .enumerate()
-        .skip(cursor.offset)
-        .take(rows_shown)
-        .map(|(i, r)| {
-            let t = r.totals();
-            let devices = if wide {
-                format!("{}✓ {}✗ {}⊘ of {}", t.succeeded, t.failed, t.cancelled, t.devices)
-            } else {
-                format!("{}✓{}✗{}⊘/{}", t.succeeded, t.failed, t.cancelled, t.devices)
-            };
-            let mut cells = vec![
-                Cell::from(format!("#{}", r.id)),
-                Cell::from(r.name.clone()),
-                Cell::from(Span::styled(r.state.as_str(), theme.rollout_state(r.state))),
-                Cell::from(Line::from(strip(theme, r))),
-                Cell::from(devices),
-                Cell::from(Span::styled(failure(r, wide), failure_style(theme, r))),
-                Cell::from(eta(app, r)),
-            ];
-            if wide {
-                cells.push(Cell::from(r.reason.clone().unwrap_or_default()));
-            }
-            let row = Row::new(cells);
-            if focused && i == cursor.selected { row.style(theme.selected) } else { row }
-        })
-        .collect();
     let longest = |f: &dyn Fn(&RolloutView) -> usize, least: usize| {
         rollouts.iter().map(|r| f(r)).max().unwrap_or(0).max(least) as u16
     };
@@ -86,6 +58,39 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         widths.push(Constraint::Fill(1));
         titles.push("REASON");
     }
+    // The columns as the table will lay them out, so a name or reason too long for its column
+    // ends with "…" rather than a cut word.
+    let inner = area.inner(ratatui::layout::Margin::new(1, 1));
+    let columns = ratatui::layout::Layout::horizontal(widths.clone()).spacing(1).split(inner);
+    let column = |index: usize| columns.get(index).map_or(0, |rect| usize::from(rect.width));
+    let rows: Vec<Row> = rollouts
+        .iter()
+        .enumerate()
+        .skip(cursor.offset)
+        .take(rows_shown)
+        .map(|(i, r)| {
+            let t = r.totals();
+            let devices = if wide {
+                format!("{}✓ {}✗ {}⊘ of {}", t.succeeded, t.failed, t.cancelled, t.devices)
+            } else {
+                format!("{}✓{}✗{}⊘/{}", t.succeeded, t.failed, t.cancelled, t.devices)
+            };
+            let mut cells = vec![
+                Cell::from(format!("#{}", r.id)),
+                Cell::from(clip(&r.name, column(1))),
+                Cell::from(Span::styled(r.state.as_str(), theme.rollout_state(r.state))),
+                Cell::from(Line::from(strip(theme, r))),
+                Cell::from(devices),
+                Cell::from(Span::styled(failure(r, wide), failure_style(theme, r))),
+                Cell::from(eta(app, r)),
+            ];
+            if wide {
+                cells.push(Cell::from(clip(r.reason.as_deref().unwrap_or_default(), column(7))));
+            }
+            let row = Row::new(cells);
+            if focused && i == cursor.selected { row.style(theme.selected) } else { row }
+        })
+        .collect();
     let header = Row::new(titles).style(theme.title);
     let title = match &app.rollouts.error {
         Some(error) => format!("Rollouts {} · {error}", rollouts.len()),

@@ -16,6 +16,10 @@ use crate::tui::format;
 /// From this width the status bar has room for everything, in full words.
 const WIDE: u16 = 120;
 
+/// The terminal width from which the status bar's second line holds every traffic count (the
+/// traffic pane's title repeats them below it).
+pub const TRAFFIC_COUNTS_WHOLE_FROM: u16 = 140;
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let (dot, state_style) = match &app.connection {
@@ -76,25 +80,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     let drops = app.traffic.dropped + app.missed_events;
     let second = Line::from(vec![Span::styled(format!(" ↑ {:>10} ", format::rate(rate)), theme.active)]);
-    let tail = Line::from(vec![
-        Span::styled(format!(" {} traffic lines", app.traffic.len()), theme.muted),
-        Span::styled(
-            format!(" · dropped {} · missed events {}", app.traffic.dropped, app.missed_events),
-            if drops > 0 { theme.warn } else { theme.muted },
-        ),
-        Span::styled(
-            if app.bad_frames + app.ignored > 0 {
-                format!(" · bad frames {} · ignored {}", app.bad_frames, app.ignored)
-            } else {
-                String::new()
-            },
-            theme.warn,
-        ),
-        Span::styled(
-            if app.traffic_view.follow { " · following" } else { " · FROZEN" },
-            if app.traffic_view.follow { theme.muted } else { theme.warn },
-        ),
-    ]);
+    // Pieces said whole, as many as fit, in this order; below TRAFFIC_COUNTS_WHOLE_FROM the
+    // traffic pane's title says the counts too.
+    let dropped_style = if drops > 0 { theme.warn } else { theme.muted };
+    let mut pieces = vec![
+        (format!(" {} traffic lines", app.traffic.len()), theme.muted),
+        (format!(" · dropped {}", app.traffic.dropped), dropped_style),
+        (format!(" · missed events {}", app.missed_events), dropped_style),
+    ];
+    if app.bad_frames + app.ignored > 0 {
+        pieces.push((format!(" · bad frames {}", app.bad_frames), theme.warn));
+        pieces.push((format!(" · ignored {}", app.ignored), theme.warn));
+    }
+    let (mode, mode_style) =
+        if app.traffic_view.follow { (" · following", theme.muted) } else { (" · FROZEN", theme.warn) };
+    pieces.push((mode.to_owned(), mode_style));
     let [top, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(first)), top);
     let [rate_area, spark_area, tail_area] =
@@ -103,7 +103,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(second), rate_area);
     let series = app.throughput.series(app.now, usize::from(spark_area.width));
     frame.render_widget(Sparkline::default().data(&series).style(theme.bar), spark_area);
-    frame.render_widget(Paragraph::new(tail), tail_area);
+    let mut room = usize::from(tail_area.width);
+    let mut tail = Vec::new();
+    for (text, style) in pieces {
+        let width = text.chars().count();
+        if width > room {
+            break;
+        }
+        room -= width;
+        tail.push(Span::styled(text, style));
+    }
+    frame.render_widget(Paragraph::new(Line::from(tail)), tail_area);
 }
 
 /// "3 transferring · 21 succeeded · 1 timed out", or the hint when there are no jobs.

@@ -5,7 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::widgets::pane_block;
+use super::widgets::{clip, pane_block};
 use crate::runtime::TrafficDirection;
 use crate::tui::app::{App, Pane, TrafficLine};
 use crate::tui::format;
@@ -31,7 +31,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         (app.bad_frames, "bad frames"),
         (app.ignored, "ignored"),
     ] {
-        if count > 0 && app.size.0 < 120 {
+        if count > 0 && app.size.0 < super::status::TRAFFIC_COUNTS_WHOLE_FROM {
             title.push_str(&format!(" · {count} {what}"));
         }
     }
@@ -40,7 +40,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .skip(start)
         .take(height)
         .map(|line| {
-            let rendered = render(app, line);
+            let rendered = render(app, line, usize::from(area.width.saturating_sub(2)));
             if focused && Some(line.seq) == selected { rendered.style(theme.selected) } else { rendered }
         })
         .collect();
@@ -48,7 +48,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(text).block(block), area);
 }
 
-fn render<'a>(app: &App, line: &TrafficLine) -> Line<'a> {
+/// One line in `width` columns: a text too long ends with "…" (Enter shows it whole).
+fn render<'a>(app: &App, line: &TrafficLine, width: usize) -> Line<'a> {
     let theme = &app.theme;
     let style = if line.decode_error {
         theme.danger
@@ -61,9 +62,11 @@ fn render<'a>(app: &App, line: &TrafficLine) -> Line<'a> {
     } else {
         theme.accent
     };
+    let time = format::clock_ms(line.time, app.utc_offset_s);
+    let room = width.saturating_sub(time.chars().count() + 1);
     Line::from(vec![
-        Span::styled(format::clock_ms(line.time, app.utc_offset_s), theme.muted),
+        Span::styled(time, theme.muted),
         Span::raw(" "),
-        Span::styled(line.text.clone(), style),
+        Span::styled(clip(&line.text, room), style),
     ])
 }

@@ -1239,3 +1239,37 @@ fn at_60_columns_names_and_traffic_lines_too_long_end_with_an_ellipsis() {
     let bad = text.lines().find(|l| l.contains("decode error")).unwrap_or_else(|| panic!("{text}"));
     assert!(bad.contains('…'), "a cut line says so: {bad}");
 }
+
+#[test]
+fn at_80_by_24_an_enter_that_starts_nothing_says_what_to_fix_in_view() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (80, 24);
+    f.key(KeyCode::Char('n'));
+    for c in "dev/1".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    for _ in 0..11 {
+        f.key(KeyCode::Down);
+    }
+    for c in "later".chars() {
+        f.key(KeyCode::Char(c));
+    }
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.preview = super::form::Preview::Ready(f.image.clone());
+    f.key(KeyCode::Enter);
+    let text = format!("{}", f.render(80, 24).backend());
+    assert!(text.contains("nothing started: fix Devices, Gates"), "{text}");
+}
+
+#[test]
+fn a_footer_message_on_several_lines_stands_alone_on_them() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.size = (60, 20);
+    f.app.flash("wrote job 44 to /home/operator/.local/share/rocky/job-44-20261203-120000.json", false);
+    let text = format!("{}", f.render(60, 20).backend());
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines.iter().position(|l| l.contains("wrote job 44")).unwrap_or_else(|| panic!("{text}"));
+    for line in &lines[first..lines.len() - 1] {
+        assert!(!line.contains("│") && !line.contains("┃"), "nothing of the panes beside it: {line}");
+    }
+}

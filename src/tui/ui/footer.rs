@@ -48,6 +48,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         }
         let above = u16::try_from(lines.len() - 1).unwrap_or(0).min(area.y);
         let rect = Rect { y: area.y - above, height: above + 1, ..left };
+        // The rows above the footer are cleared whole, so no pane text stands beside the message.
+        frame.render_widget(Clear, Rect { y: area.y - above, height: above, ..area });
         frame.render_widget(Clear, rect);
         let lines: Vec<Line> =
             lines.into_iter().map(|l| Line::from(Span::styled(format!(" {l}"), style))).collect();

@@ -7,7 +7,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph};
 
-use super::widgets::{centered, wrap};
+use super::widgets::{centered, clip, wrap};
 use crate::protocol::short_hash;
 use crate::tui::app::App;
 use crate::tui::form::{Field, Form, Preview};
@@ -22,6 +22,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
     let value_width = usize::from(width.saturating_sub(2)).saturating_sub(LABEL + 1).max(1);
     let known = app.devices.known();
     let mut lines: Vec<Line> = Vec::new();
+    if let Some(message) = form.message.as_ref().filter(|_| !(form.armed || form.submitting)) {
+        push_wrapped(&mut lines, message, value_width, theme.warn);
+        lines.push(Line::default());
+    }
     let mut cursor_line = None;
     // The line after the focused field and its error: kept in view with it.
     let mut focus_end = 0;
@@ -50,7 +54,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         };
         let scroll = input.visual_scroll(value_width);
         let value = if input.value().is_empty() {
-            Span::styled(placeholder, theme.muted)
+            Span::styled(clip(&placeholder, value_width), theme.muted)
         } else {
             Span::raw(input.value().chars().skip(scroll).take(value_width).collect::<String>())
         };
@@ -95,6 +99,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         ),
         Preview::Failed(_) => Span::styled("no image (the reason is under the firmware field)", theme.danger),
     };
+    let preview = Span::styled(clip(&preview.content, value_width), preview.style);
     lines.push(Line::from(vec![Span::styled(format!("{:>LABEL$} ", "Image"), theme.muted), preview]));
     if let Preview::Ready(image) = &form.preview {
         let chunks = form
@@ -131,10 +136,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         lines.push(Line::from(Span::styled(format!("{:>LABEL$} ", "Rollout"), theme.muted)));
         push_wrapped(&mut lines, &text, value_width, style);
     }
-    if let Some(message) = &form.message {
+    // While a rollout is shown for review its message ends the form (in view with the
+    // review); any other (what to fix, loading) leads it, in view with the first fields.
+    if let Some(message) = form.message.as_ref().filter(|_| form.armed || form.submitting) {
         lines.push(Line::default());
-        let style = if form.submitting || form.armed { theme.ok } else { theme.warn };
-        push_wrapped(&mut lines, message, value_width, style);
+        push_wrapped(&mut lines, message, value_width, theme.ok);
     }
     let title = if form.is_rollout() { " New rollout " } else { " New update job " };
     let enter = if form.is_rollout() && !form.armed { "Enter review" } else { "Enter start" };
@@ -144,7 +150,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         .border_style(theme.focused_border)
         .title(Span::styled(title, theme.title))
         .title_bottom(Span::styled(
-            format!(" {enter} · Esc cancel · ↑↓ field · Tab complete path "),
+            [
+                format!(" {enter} · Esc cancel · ↑↓ field · Tab complete path "),
+                format!(" {enter} · Esc cancel · ↑↓ field "),
+                format!(" {enter} · Esc cancel "),
+            ]
+            .into_iter()
+            .find(|hint| hint.chars().count() + 2 <= usize::from(width))
+            .unwrap_or_default(),
             theme.muted,
         ));
     let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);

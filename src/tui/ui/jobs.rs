@@ -107,9 +107,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             if focused && cursor.offset + i == cursor.selected { row.style(theme.selected) } else { row }
         })
         .collect();
-    let table =
-        Table::new(rows, widths).header(Row::new(header).style(theme.title)).block(block).column_spacing(1);
+    let table = Table::new(rows, widths)
+        .header(header_row(header, error_w).style(theme.title))
+        .block(block)
+        .column_spacing(1);
     frame.render_widget(table, area);
+}
+
+/// The header, its last title (the error's) cut with "…" to the error's width.
+fn header_row<'a>(mut titles: Vec<&'a str>, error_w: u16) -> Row<'a> {
+    let last = titles.pop().map(|title| clip(title, usize::from(error_w))).unwrap_or_default();
+    let mut cells: Vec<Cell> = titles.into_iter().map(Cell::from).collect();
+    cells.push(Cell::from(last));
+    Row::new(cells)
 }
 
 /// "64✓69/96  66%", or "✗ 96/96 100%" for a job that failed: the counts beside the bar.

@@ -67,7 +67,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
     first.push(connection);
     if let Some(http) = app.http.as_ref() {
-        first.push(Span::styled(format!("  api {http}"), theme.muted));
+        // Never at the counts' expense: a long reason the API is off ends with "…".
+        let used = Line::from(first.clone()).width() + 3 + Line::from(counts_short(app)).width();
+        let room = usize::from(area.width).saturating_sub(used);
+        first.push(Span::styled(super::widgets::clip(&format!("  api {http}"), room), theme.muted));
     }
     first.push(Span::raw("   "));
     // The counts in full words when they fit on the line, else in short ones: never cut.

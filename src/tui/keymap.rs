@@ -199,7 +199,7 @@ impl Default for Keymap {
                     Save,
                     g,
                     "write",
-                    "Write the filtered traffic, or the selected job or rollout",
+                    "Write the selection (or the traffic shown) to a file",
                 ),
                 b(vec![Key::ch('?')], Help, g, "help", "Show or hide this help"),
                 b(

@@ -34,7 +34,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, scroll: u16) {
     for (keys, help) in [
         ("↑/↓", "Move between fields"),
         ("Tab", "Complete a firmware path (else next field)"),
-        ("Enter", "Submit; the image's size and SHA-256 are shown first"),
+        ("Enter", "Start (a rollout is shown whole first)"),
         ("", "Labels, waves, a start cap or thresholds make it a rollout:"),
         ("", "Enter shows it whole, a second Enter starts it"),
         ("Esc", "Close without creating anything"),

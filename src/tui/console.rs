@@ -56,10 +56,10 @@ enum Done {
     History(u32, Vec<crate::store::HistoryRecord>),
     /// Something handed off failed; said in the footer.
     Failed(String),
-    /// The rollouts listing, and the open rollout whole if one is open.
+    /// The rollouts listing, and the open rollout whole if one is open and it changed.
     Rollouts {
         list: Result<Vec<RolloutView>, String>,
-        detail: Option<Result<Box<RolloutView>, String>>,
+        detail: Detail,
     },
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
     Inventory(Result<Vec<crate::inventory::Device>, String>),
@@ -173,13 +173,20 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
                 }
                 if !rollouts_in_flight && (app.rollouts.due || last_rollouts.elapsed() >= ROLLOUT_POLL) {
                     rollouts_in_flight = true;
-                    app.rollouts.due = false;
+                    let asked = std::mem::take(&mut app.rollouts.due);
                     last_rollouts = Instant::now();
                     let open = match app.overlay {
                         Some(Overlay::RolloutDetail { id, .. }) => Some(id),
                         _ => None,
                     };
-                    spawn_rollouts(&source, open, &done_tx);
+                    // The open rollout as held, unless something asked for it again.
+                    let held = app
+                        .rollouts
+                        .detail
+                        .as_ref()
+                        .filter(|d| !asked && Some(d.id) == open)
+                        .map(|d| d.updated_at);
+                    spawn_rollouts(&source, open, held, &done_tx);
                 }
                 if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
                     app.now = SystemTime::now();
@@ -313,13 +320,41 @@ fn run_command(
     }
 }
 
-fn spawn_rollouts(source: &Arc<Source>, open: Option<RolloutId>, done: &mpsc::Sender<Done>) {
+/// The open rollout, as a fetch of the listing found it.
+#[derive(Debug)]
+pub enum Detail {
+    /// No rollout is open.
+    Closed,
+    /// The listing says it has not changed since the one held (its `updated_at`): not fetched
+    /// again, since a whole rollout may hold 100,000 devices.
+    Unchanged,
+    Fetched(Result<Box<RolloutView>, String>),
+}
+
+/// Whether the open rollout must be fetched: none is held, or the listing's `updated_at` is not
+/// the held one's (or the listing does not show it).
+fn changed(held: Option<u64>, listed: Option<u64>) -> bool {
+    held.is_none() || listed != held
+}
+
+/// Fetches the listing and, when one is open, the open rollout whole: only if it changed since
+/// `held` (the `updated_at` of the one held), or none is held.
+fn spawn_rollouts(
+    source: &Arc<Source>,
+    open: Option<RolloutId>,
+    held: Option<u64>,
+    done: &mpsc::Sender<Done>,
+) {
     let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
         let list = source.rollouts().await;
+        let listed = |id: RolloutId| {
+            list.as_ref().ok().and_then(|list| list.iter().find(|r| r.id == id)).map(|r| r.updated_at)
+        };
         let detail = match open {
-            Some(id) => Some(source.rollout(id).await.map(Box::new)),
-            None => None,
+            None => Detail::Closed,
+            Some(id) if !changed(held, listed(id)) => Detail::Unchanged,
+            Some(id) => Detail::Fetched(source.rollout(id).await.map(Box::new)),
         };
         let _ = done.send(Done::Rollouts { list, detail }).await;
     });
@@ -445,9 +480,17 @@ fn finish(
                 Err(error) => app.rollouts.error = Some(error),
             }
             match detail {
-                Some(Ok(view)) => app.rollouts.detail = Some(*view),
-                Some(Err(error)) => app.rollouts.error = Some(error),
-                None => app.rollouts.detail = None,
+                Detail::Fetched(Ok(view)) => app.rollouts.detail = Some(*view),
+                Detail::Fetched(Err(error)) => app.rollouts.error = Some(error),
+                Detail::Closed => app.rollouts.detail = None,
+                // Its ETA moves with time: the listing's is the newer.
+                Detail::Unchanged => {
+                    if let Some(detail) = app.rollouts.detail.as_mut()
+                        && let Some(listed) = app.rollouts.list.iter().find(|r| r.id == detail.id)
+                    {
+                        detail.eta_ms = listed.eta_ms;
+                    }
+                }
             }
         }
         Done::RolloutControlled(id, verb, Ok(())) => {
@@ -480,4 +523,17 @@ impl Terminate {
 
 fn terminate_signal() -> Terminate {
     Terminate(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed;
+
+    #[test]
+    fn an_open_rollout_is_fetched_again_only_when_the_listing_says_it_changed() {
+        assert!(changed(None, Some(5)), "nothing held yet");
+        assert!(!changed(Some(5), Some(5)), "unchanged: 100,000 devices are not fetched again");
+        assert!(changed(Some(5), Some(6)));
+        assert!(changed(Some(5), None), "not in the listing: fetched");
+    }
 }

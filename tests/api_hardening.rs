@@ -383,5 +383,13 @@ async fn jobs_for_devices_never_seen_are_made_with_a_warning() {
     assert_eq!(answer["never_seen"], 1);
     let warning = answer["warning"].as_str().unwrap();
     assert!(warning.starts_with("1 device Rocky has never seen (typo-3)"), "{warning}");
+    // The listing and the answer to an action count its devices too.
+    let id = answer["id"].as_u64().unwrap();
+    let listed: Value = client.get(format!("{base}/rollouts")).send().await.unwrap().json().await.unwrap();
+    let listed = listed["rollouts"].as_array().unwrap().iter().find(|r| r["id"] == id).cloned().unwrap();
+    assert_eq!(listed["device_count"], 2, "{listed}");
+    let paused: Value =
+        client.post(format!("{base}/rollouts/{id}/pause")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(paused["device_count"], 2, "{paused}");
     api.runtime.shutdown().await;
 }

@@ -105,7 +105,7 @@ pub async fn control(
     Ok(Json(json!(RolloutView::summary(
         &rollout,
         rollout.wave_counts(),
-        rollout.plan.devices.len(),
+        rollout.plan.device_count(),
         now(&state)
     ))))
 }

@@ -249,7 +249,7 @@ impl Rollouts {
             .values()
             .rev()
             .take(limit)
-            .map(|r| RolloutView::summary(&r.head(), r.wave_counts(), r.plan.devices.len(), now))
+            .map(|r| RolloutView::summary(&r.head(), r.wave_counts(), r.plan.device_count(), now))
             .collect()
     }
 
@@ -356,20 +356,37 @@ impl Rollouts {
         if rows.is_empty() {
             return Ok(());
         }
-        let written: Vec<(RolloutId, Vec<usize>)> =
-            rows.iter().map(|row| (row.id, row.devices.iter().map(|(i, _)| *i).collect())).collect();
-        match store.save_rollouts(rows).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mut inner = self.lock();
-                for (id, positions) in written {
-                    if let Some(rollout) = inner.rollouts.get_mut(&id) {
-                        rollout.devices.unsaved_again(positions);
-                    }
-                    inner.dirty.insert(id);
-                }
-                Err(e)
+        let mut taken = Taken {
+            rollouts: self,
+            written: rows.iter().map(|row| (row.id, row.devices.iter().map(|(i, _)| *i).collect())).collect(),
+        };
+        let result = store.save_rollouts(rows).await;
+        if result.is_ok() {
+            taken.written.clear();
+        }
+        result
+    }
+}
+
+/// Rows taken for a write that has not succeeded: a failed write, or one whose caller stopped
+/// waiting (an HTTP client that hung up), puts their devices back as unsaved and their rollouts
+/// back on the list to write, so no change is lost.
+struct Taken<'a> {
+    rollouts: &'a Rollouts,
+    written: Vec<(RolloutId, Vec<usize>)>,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let mut inner = self.rollouts.lock();
+        for (id, positions) in self.written.drain(..) {
+            if let Some(rollout) = inner.rollouts.get_mut(&id) {
+                rollout.devices.unsaved_again(positions);
             }
+            inner.dirty.insert(id);
         }
     }
 }
@@ -697,5 +714,31 @@ mod tests {
         assert_eq!(rollouts.list(usize::MAX).len(), MAX_OPEN, "a refused rollout is not kept");
         rollouts.cancel(1).await.unwrap();
         rollouts.create(plan()).await.unwrap();
+    }
+
+    /// A caller that stops waiting for a write (an HTTP client that hung up) must not lose the
+    /// changes the write had taken: they are marked to write again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_its_caller_stopped_waiting_for_leaves_its_changes_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let rollouts = Rollouts::new(Vec::new(), Some(store.clone()), Clock::new());
+        let mut plan = RolloutPlan::example_of(50, |n| format!("d{n}"));
+        plan.gates = Gates::Manual;
+        let id = rollouts.create(plan).await.unwrap().id;
+        {
+            let mut inner = rollouts.lock();
+            let rollout = inner.rollouts.get_mut(&id).unwrap();
+            rollout.devices.set_outcome(7, crate::rollout::Outcome::Failed);
+            rollout.devices.set_detail(7, Some("writing to flash failed"));
+            inner.dirty.insert(id);
+        }
+        // Polled once and dropped: what a handler's future is when its client hangs up.
+        let abandoned = futures_util::FutureExt::now_or_never(rollouts.write(&[id]));
+        assert!(abandoned.is_none(), "the write was still waiting for the store");
+        let mut inner = rollouts.lock();
+        assert!(inner.dirty.contains(&id), "the rollout is to be written again");
+        let unsaved = inner.rollouts.get_mut(&id).unwrap().devices.take_unsaved();
+        assert_eq!(unsaved.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [7]);
     }
 }

@@ -74,8 +74,13 @@ fn render(value: &Value, out: &mut String) {
     }
 }
 
+/// How wide a [`hex_dump`] row of `per_row` bytes is: offset, hex and ASCII.
+pub fn hex_row_width(per_row: usize) -> usize {
+    11 + 4 * per_row
+}
+
 /// A classic hex dump: offset, `per_row` bytes in hex (16 where it fits, fewer on a narrow
-/// screen, so no row wraps), and their printable ASCII. A row is `11 + 4 × per_row` wide.
+/// screen, so no row wraps), and their printable ASCII, each row [`hex_row_width`] wide.
 pub fn hex_dump(payload: &[u8], max_bytes: usize, per_row: usize) -> Vec<String> {
     let per_row = per_row.max(1);
     let shown = &payload[..payload.len().min(max_bytes)];
@@ -124,6 +129,6 @@ mod tests {
         let narrow = hex_dump(b"Hello, world! 0123456789", 64, 8);
         assert_eq!(narrow.len(), 3);
         assert_eq!(narrow[1], "00000008  6f 72 6c 64 21 20 30 31  orld! 01");
-        assert!(narrow.iter().all(|l| l.chars().count() <= 11 + 4 * 8), "{narrow:?}");
+        assert!(narrow.iter().all(|l| l.chars().count() <= hex_row_width(8)), "{narrow:?}");
     }
 }

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 use super::widgets::{bar, centered, hang};
-use crate::protocol::{diagnostic, hex_dump};
+use crate::protocol::{diagnostic, hex_dump, hex_row_width};
 use crate::runtime::TrafficDirection;
 use crate::tui::app::App;
 use crate::tui::format;
@@ -186,7 +186,8 @@ pub fn draw_traffic(frame: &mut Frame, area: Rect, app: &App, seq: u64, scroll: 
     lines.push(Line::from(Span::styled(title, theme.title)));
     // As many bytes a row as fit the overlay without wrapping (16, 8 or 4).
     let inner = usize::from(rect.width.saturating_sub(2));
-    let per_row = [16, 8, 4].into_iter().find(|n| 13 + 4 * n <= inner).unwrap_or(4);
+    // Each row is indented by two.
+    let per_row = [16, 8, 4].into_iter().find(|&n| 2 + hex_row_width(n) <= inner).unwrap_or(4);
     for row in hex_dump(&line.payload, crate::tui::app::KEPT_PAYLOAD, per_row) {
         lines.push(Line::from(format!("  {row}")));
     }

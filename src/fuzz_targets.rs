@@ -1,6 +1,6 @@
 //! The bodies of the `cargo fuzz` targets in `fuzz/`, kept in the library so that `cargo test`
-//! runs every one of them over the seed inputs on stable Rust (see `tests/fuzz_seeds.rs`), and the
-//! fuzzer and the tests cannot drift apart. Each body must return normally for any input; a panic
+//! runs every one of them over the seed inputs on stable Rust (see
+//! `tests/integration/fuzz_seeds.rs`), and the fuzzer and the tests cannot drift apart. Each body must return normally for any input; a panic
 //! is the finding.
 
 use crate::protocol::{

@@ -2,15 +2,26 @@
 //! of what they reassemble and answer FOTA_DONE_SUCCESS only on a match. Each has its own MQTT
 //! connection, so a fleet exercises the broker as a real one does. Misbehaviour (NACK, failure,
 //! silence, corruption, garbage, slowness) is assigned per device to test the unhappy paths.
+//!
+//! The protocol side is sans-IO (`DeviceMachine`): the fleet drives it from MQTT connections,
+//! and `Pair` drives it beside the engine on virtual time.
 
 mod behavior;
 mod device;
 mod fleet;
+mod machine;
 mod model;
+mod pair;
+#[cfg(test)]
+mod pair_tests;
+mod report;
 mod sample;
+mod transfer;
 
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
-pub use device::{DeviceReport, Verdict};
 pub use fleet::{Fleet, FleetConfig};
+pub use machine::{DeviceMachine, GARBAGE_FRAME, IDLE_CONFIRM};
 pub use model::DeviceModel;
+pub use pair::{Pair, PairDevice};
+pub use report::{DeviceReport, Verdict};
 pub use sample::sample_image;

@@ -2,18 +2,16 @@
 //! again on the same data directory loses no job; a second Rocky is refused the directory; a
 //! damaged database is refused and left as it was.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
-use support::{test_image, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 
@@ -234,7 +232,7 @@ fn a_garbage_database_is_refused_and_left_untouched() {
 async fn retention_keeps_the_newest_finished_jobs() {
     let data = tempfile::tempdir().unwrap();
     let image = rocky::firmware::Image::new("old.bin", test_image(100, 1));
-    support::store_finished_jobs(data.path(), |_| image.clone(), 64, 2).await;
+    crate::support::store_finished_jobs(data.path(), |_| image.clone(), 64, 2).await;
     std::fs::write(data.path().join("test-config.toml"), "[store]\nkeep_jobs = 2\n").unwrap();
     let serve = Serve::start("mqtt://127.0.0.1:1", data.path(), free_port().unwrap());
     let client = reqwest::Client::new();

@@ -1,5 +1,5 @@
 //! What broker clients and devices can do to Rocky (issue 20, part A), tried on a real
-//! mosquitto with devices written from `PROTOCOL.md` alone (`support::wire_device`):
+//! mosquitto with devices written from `PROTOCOL.md` alone (`crate::support::wire_device`):
 //!
 //! - oversized QoS 1 frames on a response topic must not silence Rocky (mosquitto 2.0 keeps
 //!   the in-flight quota of what it drops), and `/healthz` must not claim health meanwhile;
@@ -7,18 +7,16 @@
 //! - devices that rewind for ever must not hold every transfer slot;
 //! - a second Rocky with its own store commanding the same devices is noticed.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::wire_device::{Mode, WireDevice};
+use crate::support::{Mosquitto, test_image, wait_for};
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::mqtt::MqttVersion;
 use rocky::runtime::{ConnectionState, JobFilter, Received, Runtime, RuntimeConfig, RuntimeEvent};
-use support::wire_device::{Mode, WireDevice};
-use support::{Mosquitto, test_image, wait_for};
 
 /// A broker client of the test's own (MQTT 3.1.1), with room for big frames.
 async fn stranger(port: u16, name: &str) -> (rumqttc::AsyncClient, Arc<Mutex<u64>>) {
@@ -196,7 +194,7 @@ async fn made_up_devices_answering_no_job_take_no_inventory_room() {
     std::fs::write(data.path().join("test-config.toml"), "[store]\nmax_devices = 20\n").unwrap();
     let port = rocky::broker::free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let _serve = support::Serve::start(&broker.url().to_string(), port, data.path());
+    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
     let client = reqwest::Client::new();
     wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
         let response = client.get(format!("{base}/healthz")).send().await.ok()?;
@@ -298,7 +296,7 @@ async fn a_second_rocky_commanding_the_same_device_is_noticed_once() {
     for _ in 0..2 {
         let data = tempfile::tempdir().unwrap();
         let port = rocky::broker::free_port().unwrap();
-        let serve = support::Serve::start(&broker.url().to_string(), port, data.path());
+        let serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
         let base = format!("http://127.0.0.1:{port}");
         wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
             let response = client.get(format!("{base}/healthz")).send().await.ok()?;

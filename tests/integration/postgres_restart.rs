@@ -5,18 +5,16 @@
 //! PostgreSQL server of its own (initdb in a temporary directory, a free loopback port), so
 //! stopping it disturbs nothing else on the machine.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{Instance, Mosquitto, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::free_port;
 use rocky::sim::{Fleet, FleetConfig, Verdict};
 use rocky::store::ScratchDatabase;
 use serde_json::{Value, json};
-use support::{Instance, Mosquitto, test_image, wait_for};
 
 /// The PostgreSQL binaries of the newest version installed.
 fn postgres_bin() -> Option<PathBuf> {

@@ -4,12 +4,11 @@
 //! And a job has one JSON shape: `GET /jobs/{id}`, the SSE `job` event and `rocky jobs --json`
 //! carry the same fields.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{serve_command, test_image, wait_for};
 use futures_util::StreamExt;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::engine::JobSpec;
@@ -21,7 +20,6 @@ use rocky::snapshot::JobSnapshot;
 use rocky::tui::app::App;
 use rocky::tui::theme::Theme;
 use serde_json::Value;
-use support::{serve_command, test_image, wait_for};
 
 type Jobs = BTreeMap<u32, JobSnapshot>;
 

@@ -3,16 +3,14 @@
 //! degraded, an upload is a 507 that leaves nothing behind, and job changes are kept; once space
 //! returns, the store catches up without a restart.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::{test_image, wait_for};
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
-use support::{test_image, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 
@@ -84,7 +82,7 @@ async fn a_full_disk_degrades_the_store_and_it_catches_up_when_space_returns() {
     let port = free_port().unwrap();
     let data = disk.path.join("data");
     let _serve = Serve(
-        support::serve_command(&broker.url().to_string(), port, Path::new("/dev/null"), &data)
+        crate::support::serve_command(&broker.url().to_string(), port, Path::new("/dev/null"), &data)
             .spawn()
             .unwrap(),
     );

@@ -3,19 +3,17 @@
 //! image verified by the simulated devices, and the broker's own log shows that no device got
 //! chunks from the dead instance after the survivor had started sending to it.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
+use crate::support::tmux::{Tmux, job_states};
+use crate::support::{Instance, Mosquitto, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::sim::{Fleet, FleetConfig, Verdict};
 use rocky::store::ScratchDatabase;
 use serde_json::{Value, json};
-use support::tmux::{Tmux, job_states};
-use support::{Instance, Mosquitto, test_image, wait_for};
 
 /// A scratch database, or `None` (said) when no PostgreSQL answers, which CI forbids.
 async fn scratch(tag: &str) -> Option<ScratchDatabase> {

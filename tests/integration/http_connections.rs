@@ -2,8 +2,6 @@
 //! after the header timeout, a body that stops is cut off, and however many connect, Rocky holds
 //! at most `http.max_connections` descriptors for them.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -89,12 +87,13 @@ async fn however_many_connect_rocky_holds_at_most_max_connections() {
     let port = free_port().unwrap();
     let config = dir.path().join("rocky.toml");
     std::fs::write(&config, "[http]\nmax_connections = 8\n").unwrap();
-    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
+            .spawn()
+            .unwrap();
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");
-    support::wait_for(Duration::from_secs(20), "rocky serve to answer", || async {
+    crate::support::wait_for(Duration::from_secs(20), "rocky serve to answer", || async {
         reqwest::get(format!("{base}/jobs")).await.ok().map(|_| ())
     })
     .await;
@@ -108,11 +107,12 @@ async fn however_many_connect_rocky_holds_at_most_max_connections() {
     let during = open_descriptors(pid);
     assert!(during <= before + 8 + 2, "{before} descriptors before, {during} with 100 idle connections");
     // The idle ones time out and a real request gets through.
-    let status = support::wait_for(Duration::from_secs(40), "a request among idle connections", || async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().ok()?;
-        client.get(format!("{base}/jobs")).send().await.ok().map(|r| r.status())
-    })
-    .await;
+    let status =
+        crate::support::wait_for(Duration::from_secs(40), "a request among idle connections", || async {
+            let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().ok()?;
+            client.get(format!("{base}/jobs")).send().await.ok().map(|r| r.status())
+        })
+        .await;
     assert_eq!(status.as_u16(), 200);
     drop(idle);
     let _ = child.kill();

@@ -4,15 +4,13 @@
 //! test answers DNS itself — NXDOMAIN for every name except `flaky.*`, which gets SERVFAIL. It
 //! needs root (`ip netns`), as CI has.
 
-mod support;
-
 use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::wait_for;
+use crate::support::wait_for;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 

@@ -1,13 +1,12 @@
 //! The API's token, `/metrics`, and secrets kept out of everything Rocky prints, on real
 //! sockets and real processes.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Mosquitto, mosquitto_password_file, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::firmware::Library;
@@ -16,7 +15,6 @@ use rocky::mqtt::Secret;
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
-use support::{Mosquitto, mosquitto_password_file, test_image, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 const TOKEN: &str = "tok-7f3a9c1e5b2d8046";
@@ -182,14 +180,15 @@ async fn a_wrong_password_is_reported_once_and_no_secret_is_ever_printed() {
     let port = free_port().unwrap();
     let config = dir.path().join("rocky.toml");
     std::fs::write(&config, "[mqtt]\nusername = \"rocky\"\n").unwrap();
-    let child = support::serve_command(&mosquitto.url().to_string(), port, &config, &dir.path().join("data"))
-        .env("ROCKY_MQTT_PASSWORD", wrong)
-        .env("ROCKY_HTTP_TOKEN", TOKEN)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child =
+        crate::support::serve_command(&mosquitto.url().to_string(), port, &config, &dir.path().join("data"))
+            .env("ROCKY_MQTT_PASSWORD", wrong)
+            .env("ROCKY_HTTP_TOKEN", TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let pid = child.id();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
@@ -238,7 +237,7 @@ fn terminate(pid: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_speaks_https_with_a_configured_certificate() {
-    let pki = support::Pki::new();
+    let pki = crate::support::Pki::new();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let config = dir.path().join("rocky.toml");
@@ -251,10 +250,11 @@ async fn the_api_speaks_https_with_a_configured_certificate() {
         ),
     )
     .unwrap();
-    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
-        .env("ROCKY_HTTP_TOKEN", TOKEN)
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::support::serve_command("mqtt://127.0.0.1:9", port, &config, &dir.path().join("data"))
+            .env("ROCKY_HTTP_TOKEN", TOKEN)
+            .spawn()
+            .unwrap();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.path("ca.pem")).unwrap()).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -278,11 +278,12 @@ async fn serve_logs_one_json_object_per_line_with_log_format_json() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
-    let mut child = support::serve_command("mqtt://127.0.0.1:9", port, Path::new("/dev/null"), dir.path())
-        .args(["--log-format", "json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::support::serve_command("mqtt://127.0.0.1:9", port, Path::new("/dev/null"), dir.path())
+            .args(["--log-format", "json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
     let stdout = child.stdout.take().unwrap();
     // Read until the connection failure is logged (the broker port is closed), then stop.
     let lines = tokio::task::spawn_blocking(move || {

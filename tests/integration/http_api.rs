@@ -1,11 +1,10 @@
 //! The HTTP API over a real socket, against a real broker and simulated devices, including every
 //! error status a client can provoke.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::firmware::{Library, LoadLimits};
@@ -13,7 +12,6 @@ use rocky::http::{ApiState, serve};
 use rocky::runtime::{BrokerUrl, Runtime, RuntimeConfig};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
 use serde_json::{Value, json};
-use support::{test_image, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Api {

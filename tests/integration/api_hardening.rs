@@ -2,8 +2,6 @@
 //! rebinding host names, requests that name a device twice or ask for too many jobs, firmware
 //! paths that would probe the file system.
 
-mod support;
-
 use std::sync::Arc;
 
 use rocky::broker::EmbeddedBroker;
@@ -191,7 +189,7 @@ async fn events_clients_are_capped_and_a_slot_frees_when_a_client_leaves() {
     let body: Value = third.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("http.max_event_clients"), "{body}");
     drop(first);
-    support::wait_for(std::time::Duration::from_secs(10), "a freed /events slot", || async {
+    crate::support::wait_for(std::time::Duration::from_secs(10), "a freed /events slot", || async {
         let response = client.get(&url).send().await.ok()?;
         (response.status().as_u16() == 200).then_some(())
     })
@@ -207,7 +205,7 @@ async fn a_large_frame_from_a_stranger_is_kept_only_as_a_preview() {
     let mut config = RuntimeConfig::new(broker.url());
     config.connection.version = rocky::mqtt::MqttVersion::V311;
     let runtime = Runtime::start(config, Arc::new(Library::new()));
-    support::wait_for(std::time::Duration::from_secs(20), "Rocky to connect", || async {
+    crate::support::wait_for(std::time::Duration::from_secs(20), "Rocky to connect", || async {
         runtime.handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
     })
     .await;
@@ -290,7 +288,7 @@ async fn an_unfinished_upload_is_streamed_to_disk_and_removed_when_abandoned() {
     stream.write_all(&vec![0x42; 300_000]).await.unwrap();
     // The part sent so far is on disk, in a hidden file, not in memory.
     let dir = api.dir.path().to_path_buf();
-    support::wait_for(std::time::Duration::from_secs(10), "the partial upload on disk", || {
+    crate::support::wait_for(std::time::Duration::from_secs(10), "the partial upload on disk", || {
         let dir = dir.clone();
         async move {
             let names = partial_files(&dir);
@@ -301,7 +299,7 @@ async fn an_unfinished_upload_is_streamed_to_disk_and_removed_when_abandoned() {
     })
     .await;
     drop(stream); // the client goes away mid-upload
-    support::wait_for(std::time::Duration::from_secs(10), "the partial file removed", || {
+    crate::support::wait_for(std::time::Duration::from_secs(10), "the partial file removed", || {
         let dir = dir.clone();
         async move { partial_files(&dir).is_empty().then_some(()) }
     })

@@ -2,17 +2,15 @@
 //! label and pattern targets, manual gates, devices already up to date, an abort, and a
 //! SIGKILL mid-wave after which the rollout resumes without creating any job twice.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{Serve, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
 use serde_json::{Value, json};
-use support::{Serve, test_image, wait_for};
 
 struct Api {
     client: reqwest::Client,

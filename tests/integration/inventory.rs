@@ -2,17 +2,15 @@
 //! and imported over HTTP and with `rocky devices`, filtered, learned from the wire (last seen,
 //! last job, last image that succeeded), and all of it back after a SIGKILL and a restart.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::{Serve, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
-use support::{Serve, test_image, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 

@@ -2,15 +2,13 @@
 //! in memory, a restart loads no finished job's image, retention removes images no job needs,
 //! and the firmware directory has a size cap. Checked on a real `rocky serve` through `/metrics`.
 
-mod support;
-
 use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
+use crate::support::{serve_command, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::free_port;
-use support::{serve_command, test_image, wait_for};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -113,7 +111,8 @@ async fn uploads_are_held_only_up_to_the_cache_and_the_directory_has_a_cap() {
 async fn store_with_finished_jobs(data: &Path) -> (String, String) {
     let old = rocky::firmware::Image::new("old.bin", test_image(MIB as usize, 1));
     let new = rocky::firmware::Image::new("new.bin", test_image(MIB as usize, 2));
-    support::store_finished_jobs(data, |i| if i < 3 { old.clone() } else { new.clone() }, 4096, 256).await;
+    crate::support::store_finished_jobs(data, |i| if i < 3 { old.clone() } else { new.clone() }, 4096, 256)
+        .await;
     (rocky::protocol::sha256_hex(old.sha256()), rocky::protocol::sha256_hex(new.sha256()))
 }
 

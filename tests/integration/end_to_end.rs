@@ -1,19 +1,17 @@
 //! Rocky and a simulated fleet over real brokers: the embedded rumqttd and a mosquitto started
 //! on a free loopback port.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Mosquitto, test_image, wait_for};
 use rocky::broker::EmbeddedBroker;
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection, Verdict};
 use rocky::snapshot::JobSnapshot;
-use support::{Mosquitto, test_image, wait_for};
 
 fn start_runtime(broker: BrokerUrl, tweak: impl FnOnce(&mut RuntimeConfig)) -> Runtime {
     let mut config = RuntimeConfig::new(broker);
@@ -229,7 +227,7 @@ async fn sixty_four_silent_devices_do_not_hold_up_a_healthy_one() {
 /// (30 s) later (issue 20, B9). Devices written from PROTOCOL.md, back a second after Rocky.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_jobs_go_on_within_seconds_not_a_request_timeout() {
-    use support::wire_device::{Mode, WireDevice};
+    use crate::support::wire_device::{Mode, WireDevice};
     let Some(mut mosquitto) = Mosquitto::start("after_a_broker_restart_jobs_go_on") else { return };
     let mut devices = Vec::new();
     for i in 0..4 {
@@ -275,7 +273,7 @@ async fn after_a_broker_restart_jobs_go_on_within_seconds_not_a_request_timeout(
 /// failed the hash check this way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_through_the_embedded_broker() {
-    use support::wire_device::{Mode, WireDevice};
+    use crate::support::wire_device::{Mode, WireDevice};
     let broker = EmbeddedBroker::start(None).unwrap();
     let runtime = start_runtime(broker.url(), |_| {});
     wait_for(Duration::from_secs(20), "Rocky to connect", || async {

@@ -3,18 +3,16 @@
 //! test time), each misconfiguration failing with its own words, two Rockys on one broker, a
 //! retained message too large to deliver, and a subscription the broker's ACL refuses.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Mosquitto, Pki, mosquitto_password_file, test_image, wait_for};
 use rocky::config::{Config, broker_connection};
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{Image, Library};
 use rocky::mqtt::{BrokerConnection, MqttVersion};
 use rocky::runtime::{ConnectionState, JobFilter, Received, Runtime, RuntimeConfig, RuntimeEvent};
 use rocky::sim::{Fleet, FleetConfig};
-use support::{Mosquitto, Pki, mosquitto_password_file, test_image, wait_for};
 
 const USER: &str = "rocky";
 const PASSWORD: &str = "correct horse battery staple";

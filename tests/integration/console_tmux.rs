@@ -1,13 +1,11 @@
 //! The console in a real terminal: `rocky demo` runs inside tmux, the test reads the screen with
 //! `capture-pane` and types with `send-keys`, and waits on what the screen says (with deadlines).
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::tmux::{Tmux, job_states};
+use crate::support::tmux::{Tmux, job_states};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rocky");
 

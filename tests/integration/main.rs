@@ -1,0 +1,29 @@
+//! Rocky's integration tests, in one binary: real brokers (the embedded one and mosquitto),
+//! real sockets for the HTTP API, a real terminal for the console, the local PostgreSQL, and
+//! devices of the tests' own. One binary links once and lets the tests of every file run beside
+//! each other; each module is one file of tests, named for what it covers
+//! (`cargo test --test integration flow_control::`).
+
+mod support;
+
+mod api_hardening;
+mod api_security;
+mod broker_attacks;
+mod broker_connections;
+mod broker_dns;
+mod cli;
+mod console_tmux;
+mod disk_full;
+mod durability;
+mod end_to_end;
+mod flow_control;
+mod fuzz_seeds;
+mod http_api;
+mod http_connections;
+mod image_memory;
+mod instances;
+mod inventory;
+mod job_stream;
+mod postgres_restart;
+mod protocol_vectors;
+mod rollouts;

@@ -1,7 +1,7 @@
 //! The bodies of the `cargo fuzz` targets in `fuzz/`, kept in the library so that `cargo test`
 //! runs every one of them over the seed inputs on stable Rust (see
-//! `tests/integration/fuzz_seeds.rs`), and the fuzzer and the tests cannot drift apart. Each body must return normally for any input; a panic
-//! is the finding.
+//! `tests/integration/fuzz_seeds.rs`), and the fuzzer and the tests cannot drift apart. Each
+//! body must return normally for any input; a panic is the finding.
 
 use crate::protocol::{
     Topics, decode_command, decode_response, describe, diagnostic, encode_response, hex_dump,

@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use reqwest::{Method, StatusCode};
+use anyhow::Context;
+use reqwest::Method;
 use serde_json::{Value, json};
 
+use rocky::api::{Body, Client, Failure};
 use rocky::config::Config;
 use rocky::mqtt::Secret;
 
@@ -26,14 +27,14 @@ pub struct ServerArgs {
     pub token_file: Option<std::path::PathBuf>,
 }
 
+/// The API client (`rocky::api::Client`) with the CLI's words for what went wrong.
 pub struct ApiClient {
-    base: String,
-    client: reqwest::Client,
+    client: Client,
     token: Option<Secret>,
 }
 
-/// Answers larger than this are refused (a listing pages well under it).
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
+/// How long one request may take (an upload of a large image included).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl ApiClient {
     pub fn for_args(config: &Config, args: &ServerArgs) -> anyhow::Result<Self> {
@@ -42,25 +43,15 @@ impl ApiClient {
 
     pub fn new(config: &Config, server: Option<&str>, token_file: Option<&Path>) -> anyhow::Result<Self> {
         let base = match server {
-            Some(server) => server.trim_end_matches('/').to_owned(),
+            Some(server) => server.to_owned(),
             None => format!("http://{}", config.http.listen),
         };
-        let url =
-            reqwest::Url::parse(&base).map_err(|e| anyhow::anyhow!("server {base:?} is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            bail!("server {base:?} must be http://HOST:PORT or https://HOST:PORT");
-        }
         let token = match token_file {
             Some(path) => Some(Secret::from_file("--token-file", path)?),
             None => rocky::config::http_token(config, |var| std::env::var(var).ok())?,
         };
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot start the HTTP client")?;
-        Ok(Self { base, client, token })
+        let client = Client::new(&base, token.as_ref(), None).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Self { client, token })
     }
 
     /// Sends a request and reads the JSON answer (`Value::Null` for an empty one); a 4xx/5xx
@@ -70,55 +61,27 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<(&'static str, Vec<u8>)>,
-    ) -> anyhow::Result<(StatusCode, Value)> {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token.expose());
-        }
-        if let Some((content_type, bytes)) = body {
-            request = request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes);
-        }
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() {
-                anyhow::anyhow!(
-                    "no Rocky answers at {}: start one with `rocky serve` (or `rocky demo`), or name it with --server",
-                    self.base
-                )
-            } else if e.is_timeout() {
-                anyhow::anyhow!("{} did not answer in time", self.base)
-            } else {
-                anyhow::anyhow!("cannot reach {}: {}", self.base, root_cause(&e))
-            }
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.with_context(|| format!("reading the answer of {}", self.base))?;
-        if bytes.len() > MAX_ANSWER {
-            bail!("the answer of {} is larger than {MAX_ANSWER} bytes", self.base);
-        }
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} answered something that is not JSON", self.base))?
-        };
-        if status == StatusCode::UNAUTHORIZED {
-            match &self.token {
-                Some(token) => bail!(
-                    "{} refused the API token ({}): check --token-file, http.token_file or ROCKY_HTTP_TOKEN",
-                    self.base,
+    ) -> anyhow::Result<(u16, Value)> {
+        let body = body.map_or(Body::Empty, |(content_type, bytes)| Body::Bytes(content_type, bytes.into()));
+        let base = self.client.base();
+        self.client.request(method, path, body, REQUEST_TIMEOUT).await.map_err(|failure| match failure {
+            Failure::Unreachable(_) => anyhow::anyhow!(
+                "no Rocky answers at {base}: start one with `rocky serve` (or `rocky demo`), or name it with --server"
+            ),
+            Failure::TimedOut => anyhow::anyhow!("{base} did not answer in time"),
+            Failure::Transport(cause) => anyhow::anyhow!("cannot reach {base}: {cause}"),
+            Failure::BadAnswer(what) => anyhow::anyhow!("{base} answered badly: {what}"),
+            Failure::Refused { status: 401, .. } => match &self.token {
+                Some(token) => anyhow::anyhow!(
+                    "{base} refused the API token ({}): check --token-file, http.token_file or ROCKY_HTTP_TOKEN",
                     token.origin()
                 ),
-                None => bail!(
-                    "{} needs an API token: pass --token-file, or set http.token_file or ROCKY_HTTP_TOKEN",
-                    self.base
+                None => anyhow::anyhow!(
+                    "{base} needs an API token: pass --token-file, or set http.token_file or ROCKY_HTTP_TOKEN"
                 ),
-            }
-        }
-        if !status.is_success() {
-            let message = value.get("error").and_then(Value::as_str).unwrap_or("no reason given");
-            bail!("{message} (HTTP {})", status.as_u16());
-        }
-        Ok((status, value))
+            },
+            Failure::Refused { status, said } => anyhow::anyhow!("{said} (HTTP {status})"),
+        })
     }
 }
 
@@ -159,15 +122,6 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Valu
     }
     // Not here: a path in the server's firmware directory.
     Ok(json!({ "path": text }))
-}
-
-/// The innermost cause of an error, which is the part that says what went wrong.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// Percent-encodes everything but unreserved characters, for a path segment or a query value.

@@ -14,7 +14,7 @@ use rocky::firmware::{Image, LoadLimits};
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
 use rocky::tui::console::{self, ConsoleOptions};
-use rocky::tui::source::{Remote, Source};
+use rocky::tui::source::{Local, Remote};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ConsoleArgs {
@@ -78,10 +78,10 @@ async fn run_attached(
         log_path: Some(log_path),
         // The operator's own files and URLs, read here and uploaded.
         limits: LoadLimits { url_allow: Vec::new(), say_why: true, ..config.load_limits() },
-        initial_rollouts: Vec::new(),
+        startup: Vec::new(),
         on_quit: "They keep running on the server.".into(),
     };
-    console::run(Source::Remote(remote), options).await.context("console failed")
+    console::run(Arc::new(remote), options).await.context("console failed")
 }
 
 /// What the demo gives the console's runtime before the console opens.
@@ -162,14 +162,25 @@ pub async fn run_console(
         default_chunk,
         log_path: Some(log_path),
         limits,
-        initial_rollouts: startup.rollouts,
+        startup: startup
+            .rollouts
+            .into_iter()
+            .map(|plan| {
+                let handle = runtime.handle.clone();
+                let work: console::Startup = Box::pin(async move {
+                    let created = handle.rollouts().create(plan).await;
+                    created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
+                });
+                work
+            })
+            .collect(),
         on_quit: if persistent {
             "They are kept and go on when Rocky starts again.".into()
         } else {
             "The demo keeps nothing: they end with it.".into()
         },
     };
-    let result = console::run(Source::Local(runtime.handle.clone()), options).await;
+    let result = console::run(Arc::new(Local::new(runtime.handle.clone())), options).await;
     let _ = stop_http.send(());
     runtime.shutdown().await;
     result.context("console failed")

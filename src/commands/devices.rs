@@ -113,7 +113,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             let (status, value) = api.call(Method::PUT, &path, Some(("application/json", body))).await?;
             let device: Device =
                 serde_json::from_value(value).context("the server's device is not readable")?;
-            let verb = if status == reqwest::StatusCode::CREATED { "registered" } else { "updated" };
+            let verb = if status == 201 { "registered" } else { "updated" };
             println!("{verb} {}: {}", device.device_id, format_labels(&device.labels));
         }
         DevicesCommand::Import { file } => {

@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
-use crate::inventory::{Device, DeviceQuery, InventoryError, Labels, import, labels};
+use crate::inventory::{Device, DeviceQuery, InventoryError, Labels};
 use crate::protocol::DeviceId;
 use crate::runtime::RuntimeError;
+use crate::service;
 
 /// Largest import body: about 20,000 devices with a few labels each.
 pub const MAX_IMPORT_BODY: usize = 4 * 1024 * 1024;
@@ -92,13 +93,7 @@ pub async fn list(
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Device>, ApiError> {
-    let id = device_id(&raw)?;
-    state
-        .handle
-        .inventory()
-        .get(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no device {id} in the inventory")))
+    Ok(Json(service::device(&state.handle, &device_id(&raw)?)?))
 }
 
 #[derive(Deserialize)]
@@ -116,35 +111,19 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     let id = device_id(&raw)?;
     let Json(body) = body?;
-    labels::check(&body.labels).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let inventory = state.handle.inventory();
-    let added = inventory.register(vec![(id.clone(), body.labels)]).await?;
-    let device = inventory.get(&id).ok_or_else(|| ApiError::Internal("the device vanished".into()))?;
-    Ok((if added > 0 { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
+    let (device, added) = service::register(&state.handle, id, body.labels).await?;
+    Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
 }
 
 pub async fn delete(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = device_id(&raw)?;
-    if state.handle.inventory().forget(&id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no device {id} in the inventory")))
-    }
+    service::forget(&state.handle, &device_id(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// JSON (`[{"device_id", "labels"}, …]`) or lines of `device_id,key=value,…`; all or nothing.
 pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::BadRequest(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
-    })?;
-    let rows = import::parse(text).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let count = rows.len();
-    let added = state
-        .handle
-        .inventory()
-        .register(rows.into_iter().map(|row| (row.device_id, row.labels)).collect())
-        .await?;
-    Ok(Json(json!({ "imported": count, "added": added, "updated": count - added })))
+    let service::Imported { rows, added } = service::import_devices(&state.handle, &body).await?;
+    Ok(Json(json!({ "imported": rows, "added": added, "updated": rows - added })))
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ impl From<service::ServiceError> for ApiError {
     fn from(e: service::ServiceError) -> Self {
         match e {
             service::ServiceError::Invalid(text) => Self::BadRequest(text),
+            service::ServiceError::NotFound(text) => Self::NotFound(text),
+            service::ServiceError::Inventory(e) => e.into(),
             service::ServiceError::DiskFull(text) => Self::InsufficientStorage(text),
             service::ServiceError::Internal(text) => Self::Internal(text),
             service::ServiceError::Rollout(e) => e.into(),
@@ -85,8 +87,7 @@ pub async fn list(State(state): State<ApiState>) -> Json<Value> {
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
-    let rollout = state.handle.rollouts().view(id).ok_or(RolloutError::NotFound(id))?;
-    Ok(Json(json!(rollout)))
+    Ok(Json(json!(service::rollout_view(&state.handle, id)?)))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.
@@ -95,13 +96,10 @@ pub async fn control(
     Path((raw, verb)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
-    let rollouts = state.handle.rollouts();
-    let rollout = match verb.as_str() {
-        "pause" => rollouts.pause(id).await?,
-        "resume" => rollouts.resume(id).await?,
-        "cancel" => rollouts.cancel(id).await?,
-        other => return Err(ApiError::NotFound(format!("no action {other:?}: use pause, resume or cancel"))),
+    let Some(verb) = service::RolloutVerb::parse(&verb) else {
+        return Err(ApiError::NotFound(format!("no action {verb:?}: use pause, resume or cancel")));
     };
+    let rollout = service::control_rollout(&state.handle, id, verb).await?;
     Ok(Json(json!(RolloutView::summary(
         &rollout,
         rollout.wave_counts(),

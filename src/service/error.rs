@@ -1,13 +1,17 @@
 //! Why an operator's action was refused or failed, in words, with what kind of failure it is
 //! (the HTTP API answers each kind with its own status).
 
-use crate::runtime::RolloutError;
+use crate::inventory::InventoryError;
+use crate::runtime::{RolloutError, RuntimeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// What was asked is wrong: the message names the field and why.
     #[error("{0}")]
     Invalid(String),
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// The disk is full: nothing was changed.
     #[error("{0}")]
     DiskFull(String),
@@ -16,4 +20,15 @@ pub enum ServiceError {
     Internal(String),
     #[error(transparent)]
     Rollout(#[from] RolloutError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+impl From<RuntimeError> for ServiceError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Submit(_) | RuntimeError::Cancel(_) => Self::Invalid(e.to_string()),
+            RuntimeError::Store(_) | RuntimeError::Stopped => Self::Internal(e.to_string()),
+        }
+    }
 }

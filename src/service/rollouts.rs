@@ -6,8 +6,8 @@
 use super::ServiceError;
 use crate::firmware::Image;
 use crate::protocol::DeviceId;
-use crate::rollout::{Rollout, RolloutPlan, RolloutRequest};
-use crate::runtime::Handle;
+use crate::rollout::{Rollout, RolloutId, RolloutPlan, RolloutRequest, RolloutView};
+use crate::runtime::{Handle, RolloutError};
 use crate::snapshot::ImageInfo;
 
 /// A rollout just started, and the devices of it Rocky has never seen (not refused: a typo's
@@ -42,4 +42,59 @@ pub async fn start_rollout(
     let never_seen = handle.inventory().never_seen(&plan.devices);
     let rollout = handle.rollouts().create(plan).await?;
     Ok(NewRollout { rollout, never_seen })
+}
+
+/// What an operator can do to a running rollout (`POST /rollouts/{id}/pause`, the console's
+/// keys, `rocky rollout pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutVerb {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl RolloutVerb {
+    pub const ALL: [RolloutVerb; 3] = [RolloutVerb::Pause, RolloutVerb::Resume, RolloutVerb::Cancel];
+
+    /// The API's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|verb| verb.as_str() == word)
+    }
+
+    /// Said once done: "rollout 3 paused".
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Cancel => "cancelled",
+        }
+    }
+}
+
+/// Pauses, resumes or cancels rollout `id`; the change is on disk when this answers.
+pub async fn control_rollout(
+    handle: &Handle,
+    id: RolloutId,
+    verb: RolloutVerb,
+) -> Result<Rollout, ServiceError> {
+    let rollouts = handle.rollouts();
+    let rollout = match verb {
+        RolloutVerb::Pause => rollouts.pause(id).await?,
+        RolloutVerb::Resume => rollouts.resume(id).await?,
+        RolloutVerb::Cancel => rollouts.cancel(id).await?,
+    };
+    Ok(rollout)
+}
+
+/// Rollout `id` whole: every device's outcome and its history.
+pub fn rollout_view(handle: &Handle, id: RolloutId) -> Result<RolloutView, ServiceError> {
+    handle.rollouts().view(id).ok_or(ServiceError::Rollout(RolloutError::NotFound(id)))
 }

@@ -39,11 +39,14 @@ pub struct ConsoleOptions {
     pub default_chunk: u32,
     pub log_path: Option<PathBuf>,
     pub limits: LoadLimits,
-    /// Rollouts to create as soon as the console is up (the demo's), in this process only.
-    pub initial_rollouts: Vec<crate::rollout::RolloutPlan>,
+    /// Work to start as soon as the console is up (the demo's rollouts); a failure is flashed.
+    pub startup: Vec<Startup>,
     /// What happens to queued and running jobs on quit, for the quit dialog.
     pub on_quit: String,
 }
+
+/// Work the console starts once it is up, answering the words of a failure.
+pub type Startup = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 
 /// Results of work the loop handed off.
 enum Done {
@@ -80,8 +83,7 @@ const INVENTORY_POLL: Duration = Duration::from_secs(2);
 /// How often the rollouts are fetched (they live in the runtime, not in the event stream).
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 
-pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()> {
-    let source = Arc::new(source);
+pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::Result<()> {
     let Some(mut events) = source.subscribe() else {
         return Err(std::io::Error::other("the console's event stream was already taken"));
     };
@@ -92,7 +94,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
         options.traffic_lines,
         Theme::for_palette(options.palette),
     );
-    app.attached = matches!(*source, Source::Remote(_));
+    app.attached = source.attached();
     app.insecure_tls = options.insecure_tls;
     app.http = options.http.clone();
     app.on_quit = options.on_quit.clone();
@@ -108,21 +110,17 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
     if let Some(first) = jobs.try_next(JOB_BATCH) {
         app.apply_jobs(&first);
     }
-    if let Source::Local(handle) = &*source
-        && let Ok(status) = handle.status().await
-    {
-        app.connection = status.connection;
+    if let Ok(Some(connection)) = source.connection().await {
+        app.connection = connection;
     }
     let (done_tx, mut done_rx) = mpsc::channel::<Done>(64);
-    if let Source::Local(handle) = &*source {
-        for plan in options.initial_rollouts {
-            let (handle, done) = (handle.clone(), done_tx.clone());
-            tokio::spawn(async move {
-                if let Err(e) = handle.rollouts().create(plan).await {
-                    let _ = done.send(Done::Failed(format!("the demo's rollout did not start: {e}"))).await;
-                }
-            });
-        }
+    for work in options.startup {
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = work.await {
+                let _ = done.send(Done::Failed(e)).await;
+            }
+        });
     }
     let mut terminal_events = TermEvents::new();
     let mut frames = tokio::time::interval(FRAME);
@@ -243,7 +241,7 @@ pub async fn run(source: Source, options: ConsoleOptions) -> std::io::Result<()>
 
 fn run_command(
     app: &mut App,
-    source: &Arc<Source>,
+    source: &Arc<dyn Source>,
     limits: &LoadLimits,
     done: &mpsc::Sender<Done>,
     command: Command,
@@ -312,7 +310,7 @@ fn run_command(
             let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
                 // Without a store (the demo) there is no stored timeline: the console's own is all.
-                if let Some(records) = source.history(id).await {
+                if let Ok(records) = source.history(id).await {
                     let _ = done.send(Done::History(id, records)).await;
                 }
             });
@@ -340,7 +338,7 @@ fn changed(held: Option<u64>, listed: Option<u64>) -> bool {
 /// Fetches the listing and, when one is open, the open rollout whole: only if it changed since
 /// `held` (the `updated_at` of the one held), or none is held.
 fn spawn_rollouts(
-    source: &Arc<Source>,
+    source: &Arc<dyn Source>,
     open: Option<RolloutId>,
     held: Option<u64>,
     done: &mpsc::Sender<Done>,
@@ -360,7 +358,11 @@ fn spawn_rollouts(
     });
 }
 
-fn spawn_rollout(source: &Arc<Source>, (request, image): (RolloutRequest, Image), done: &mpsc::Sender<Done>) {
+fn spawn_rollout(
+    source: &Arc<dyn Source>,
+    (request, image): (RolloutRequest, Image),
+    done: &mpsc::Sender<Done>,
+) {
     let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
         let result = source.create_rollout(request, image).await;
@@ -379,7 +381,7 @@ async fn write_export(export: super::export::Export) -> Result<String, String> {
     }
 }
 
-fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
+fn spawn_submit(source: &Arc<dyn Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<Done>) {
     let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
         let result = source.submit(specs).await;
@@ -388,7 +390,7 @@ fn spawn_submit(source: &Arc<Source>, specs: Vec<JobSpec>, done: &mpsc::Sender<D
 }
 
 fn spawn_preview(
-    source: &Arc<Source>,
+    source: &Arc<dyn Source>,
     limits: LoadLimits,
     done: &mpsc::Sender<Done>,
     generation: u64,
@@ -404,7 +406,7 @@ fn spawn_preview(
 
 fn finish(
     app: &mut App,
-    source: &Arc<Source>,
+    source: &Arc<dyn Source>,
     limits: &LoadLimits,
     done_tx: &mpsc::Sender<Done>,
     done: Done,

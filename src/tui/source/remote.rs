@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use reqwest::StatusCode;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::RolloutVerb;
 use super::sse::{Item, decode};
-use crate::api::Framer;
+use super::{Answer, INVENTORY_SHOWN, ROLLOUTS_SHOWN, RolloutVerb, Source};
+use crate::api::{Body, Client, Failure, Framer, failure};
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
-use crate::firmware::Image;
-use crate::firmware::Library;
+use crate::firmware::{Image, Library, LoadLimits};
+use crate::inventory::Device;
 use crate::mqtt::Secret;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{
@@ -39,8 +39,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Remote {
-    base: String,
-    client: reqwest::Client,
+    client: Client,
     table: Arc<JobTable>,
     events: Mutex<Option<EventStream>>,
     library: Arc<Library>,
@@ -50,34 +49,15 @@ pub struct Remote {
 impl Remote {
     /// Starts following `base` (`http://host:port`); the token, if any, goes with every request.
     pub fn connect(base: &str, token: Option<&Secret>) -> Result<Self, String> {
-        let base = base.trim_end_matches('/').to_owned();
-        let url = reqwest::Url::parse(&base).map_err(|e| format!("server {base:?} is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-            return Err(format!("server {base:?} must be http://HOST:PORT or https://HOST:PORT"));
-        }
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| "the API token has characters a header cannot carry".to_owned())?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(Duration::from_secs(10))
-            // The server says something on /events at least every 15 s (a keep-alive): this much
-            // silence is a dead connection (a sleeping laptop, a NAT that forgot it).
-            .read_timeout(SILENCE)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
+        // The server says something on /events at least every 15 s (a keep-alive): this much
+        // silence is a dead connection (a sleeping laptop, a NAT that forgot it).
+        let client = Client::new(base, token, Some(SILENCE))?;
         let table = JobTable::new();
         let clock = Clock::new();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         let token_origin = token.map(|token| token.origin().to_string());
-        tokio::spawn(read_events(base.clone(), client.clone(), table.clone(), tx, clock, token_origin));
+        tokio::spawn(read_events(client.clone(), table.clone(), tx, clock, token_origin));
         Ok(Self {
-            base,
             client,
             table,
             events: Mutex::new(Some(EventStream::from_channel(rx))),
@@ -87,51 +67,17 @@ impl Remote {
     }
 
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base()
     }
 
-    pub fn clock(&self) -> Clock {
-        self.clock
+    /// A request on the server and its JSON answer.
+    async fn send(&self, method: Method, path: &str, body: Body) -> Result<Value, Failure> {
+        self.client.request(method, path, body, REQUEST_TIMEOUT).await.map(|(_, value)| value)
     }
 
-    pub fn follow_jobs(&self) -> JobFollower {
-        self.table.follow()
-    }
-
-    pub fn take_events(&self) -> Option<EventStream> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    pub fn library(&self) -> Arc<Library> {
-        self.library.clone()
-    }
-
-    /// Uploads each distinct image (the operator's file is here, the server may not have it),
-    /// then creates the jobs by hash.
-    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<usize, String> {
-        let mut groups: BTreeMap<Batch, Vec<&JobSpec>> = BTreeMap::new();
-        for spec in &specs {
-            let key = (
-                crate::protocol::sha256_hex(spec.image.sha256()),
-                spec.chunk_size.map(|c| c.get()),
-                spec.chunk_interval.map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
-            );
-            groups.entry(key).or_default().push(spec);
-        }
-        let mut created = 0;
-        for ((sha256, chunk_size, interval), specs) in groups {
-            let devices: Vec<&str> = specs.iter().map(|s| s.device.as_str()).collect();
-            let mut body = json!({"device_ids": devices, "firmware": {"sha256": sha256}});
-            if let Some(size) = chunk_size {
-                body["chunk_size"] = json!(size);
-            }
-            if let Some(ms) = interval {
-                body["chunk_interval_ms"] = json!(ms);
-            }
-            let answered = self.post_by_hash("/jobs", &body, &specs[0].image, "creating the jobs").await?;
-            created += answered["jobs"].as_array().map_or(0, Vec::len);
-        }
-        Ok(created)
+    /// A request, its failure in the console's words (`doing`: what was asked).
+    async fn ask(&self, method: Method, path: &str, body: Body, doing: &str) -> Result<Value, String> {
+        self.send(method, path, body).await.map_err(|failure| words(doing, failure))
     }
 
     /// Posts `body` (which names the image by its hash) to `path`; when the server does not
@@ -143,150 +89,179 @@ impl Remote {
         image: &Image,
         doing: &str,
     ) -> Result<Value, String> {
-        let create = || self.client.post(format!("{}{path}", self.base)).timeout(REQUEST_TIMEOUT).json(body);
+        let create = || self.send(Method::POST, path, Body::Json(body.clone()));
         // By hash first: a server that already holds the image needs no upload.
-        match answer(create().send().await, doing).await {
-            Err(Refusal { status: Some(StatusCode::NOT_FOUND), .. }) => {
-                let url =
-                    format!("{}/firmware?name={}", self.base, crate::firmware::upload_name(image.name()));
-                let upload = self.client.post(url).timeout(UPLOAD_TIMEOUT).body(image.bytes().clone());
-                answer(upload.send().await, "uploading the image").await?;
-                Ok(answer(create().send().await, doing).await?)
+        match create().await {
+            Err(Failure::Refused { status: 404, .. }) => {
+                let upload = format!("/firmware?name={}", crate::firmware::upload_name(image.name()));
+                let bytes = Body::Bytes("application/octet-stream", image.bytes().clone());
+                self.client
+                    .request(Method::POST, &upload, bytes, UPLOAD_TIMEOUT)
+                    .await
+                    .map_err(|f| words("uploading the image", f))?;
+                create().await.map_err(|f| words(doing, f))
             }
-            other => Ok(other?),
+            other => other.map_err(|f| words(doing, f)),
         }
+    }
+}
+
+impl Source for Remote {
+    fn attached(&self) -> bool {
+        true
+    }
+
+    fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    fn follow_jobs(&self) -> JobFollower {
+        self.table.follow()
+    }
+
+    fn subscribe(&self) -> Option<EventStream> {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn library(&self) -> Arc<Library> {
+        self.library.clone()
+    }
+
+    /// Said by the server's events (its first one is the connection's state).
+    fn connection(&self) -> Answer<'_, Option<ConnectionState>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Uploads each distinct image (the operator's file is here, the server may not have it),
+    /// then creates the jobs by hash.
+    fn submit(&self, specs: Vec<JobSpec>) -> Answer<'_, usize> {
+        Box::pin(async move {
+            let mut groups: BTreeMap<Batch, Vec<&JobSpec>> = BTreeMap::new();
+            for spec in &specs {
+                let key = (
+                    crate::protocol::sha256_hex(spec.image.sha256()),
+                    spec.chunk_size.map(|c| c.get()),
+                    spec.chunk_interval.map(|i| u64::try_from(i.as_millis()).unwrap_or(u64::MAX)),
+                );
+                groups.entry(key).or_default().push(spec);
+            }
+            let mut created = 0;
+            for ((sha256, chunk_size, interval), specs) in groups {
+                let devices: Vec<&str> = specs.iter().map(|s| s.device.as_str()).collect();
+                let mut body = json!({"device_ids": devices, "firmware": {"sha256": sha256}});
+                if let Some(size) = chunk_size {
+                    body["chunk_size"] = json!(size);
+                }
+                if let Some(ms) = interval {
+                    body["chunk_interval_ms"] = json!(ms);
+                }
+                let answered =
+                    self.post_by_hash("/jobs", &body, &specs[0].image, "creating the jobs").await?;
+                created += answered["jobs"].as_array().map_or(0, Vec::len);
+            }
+            Ok(created)
+        })
     }
 
     /// Starts a rollout of `image` on the server; answers its id.
-    pub async fn create_rollout(&self, request: &RolloutRequest, image: &Image) -> Result<RolloutId, String> {
-        let mut body = serde_json::to_value(request).map_err(|e| format!("the rollout request: {e}"))?;
-        body["firmware"] = json!({"sha256": crate::protocol::sha256_hex(image.sha256())});
-        let answered = self.post_by_hash("/rollouts", &body, image, "starting the rollout").await?;
-        answered["id"]
-            .as_u64()
-            .ok_or_else(|| "starting the rollout: the server's answer has no id".to_owned())
+    fn create_rollout(&self, request: RolloutRequest, image: Image) -> Answer<'_, RolloutId> {
+        Box::pin(async move {
+            let mut body = serde_json::to_value(&request).map_err(|e| format!("the rollout request: {e}"))?;
+            body["firmware"] = json!({"sha256": crate::protocol::sha256_hex(image.sha256())});
+            let answered = self.post_by_hash("/rollouts", &body, &image, "starting the rollout").await?;
+            answered["id"]
+                .as_u64()
+                .ok_or_else(|| "starting the rollout: the server's answer has no id".to_owned())
+        })
     }
 
-    pub async fn cancel(&self, id: JobId) -> Result<(), String> {
-        let request = self.client.delete(format!("{}/jobs/{id}", self.base)).timeout(REQUEST_TIMEOUT);
-        answer(request.send().await, &format!("cancelling job {id}")).await.map(|_| ()).map_err(String::from)
+    fn cancel(&self, id: JobId) -> Answer<'_, ()> {
+        Box::pin(async move {
+            let doing = format!("cancelling job {id}");
+            self.ask(Method::DELETE, &format!("/jobs/{id}"), Body::Empty, &doing).await.map(|_| ())
+        })
     }
 
     /// The same device and image again; the server still has the image by its hash.
-    pub async fn retry(&self, job: &JobSnapshot) -> Result<usize, String> {
-        let body = json!({
-            "device_id": job.device_id, "firmware": {"sha256": job.image.sha256}, "chunk_size": job.chunk_size,
-        });
-        let request = self.client.post(format!("{}/jobs", self.base)).timeout(REQUEST_TIMEOUT).json(&body);
-        let answered = answer(request.send().await, &format!("retrying job {}", job.id)).await?;
-        Ok(answered["jobs"].as_array().map_or(0, Vec::len))
+    fn retry<'a>(&'a self, job: &'a JobSnapshot, _limits: &'a LoadLimits) -> Answer<'a, usize> {
+        Box::pin(async move {
+            let body = json!({
+                "device_id": job.device_id, "firmware": {"sha256": job.image.sha256}, "chunk_size": job.chunk_size,
+            });
+            let doing = format!("retrying job {}", job.id);
+            let answered = self.ask(Method::POST, "/jobs", Body::Json(body), &doing).await?;
+            Ok(answered["jobs"].as_array().map_or(0, Vec::len))
+        })
     }
 
-    pub async fn inventory(&self, limit: usize) -> Result<Vec<crate::inventory::Device>, String> {
-        let url = format!("{}/devices?limit={limit}", self.base);
-        let request = self.client.get(url).timeout(REQUEST_TIMEOUT);
-        let answered = answer(request.send().await, "listing the devices").await?;
-        serde_json::from_value(answered["devices"].clone())
-            .map_err(|e| format!("listing the devices: the server's answer is not a device list ({e})"))
+    fn inventory(&self) -> Answer<'_, Vec<Device>> {
+        Box::pin(async move {
+            let doing = "listing the devices";
+            let path = format!("/devices?limit={INVENTORY_SHOWN}");
+            let answered = self.ask(Method::GET, &path, Body::Empty, doing).await?;
+            serde_json::from_value(answered["devices"].clone())
+                .map_err(|e| format!("listing the devices: the server's answer is not a device list ({e})"))
+        })
     }
 
-    pub async fn rollouts(&self, limit: usize) -> Result<Vec<RolloutView>, String> {
-        let request = self.client.get(format!("{}/rollouts", self.base)).timeout(REQUEST_TIMEOUT);
-        let answered = answer(request.send().await, "listing the rollouts").await?;
-        let mut rollouts: Vec<RolloutView> = serde_json::from_value(answered["rollouts"].clone())
-            .map_err(|e| format!("listing the rollouts: the server's answer is not a rollout list ({e})"))?;
-        rollouts.truncate(limit);
-        Ok(rollouts)
+    fn rollouts(&self) -> Answer<'_, Vec<RolloutView>> {
+        Box::pin(async move {
+            let doing = "listing the rollouts";
+            let answered = self.ask(Method::GET, "/rollouts", Body::Empty, doing).await?;
+            let mut rollouts: Vec<RolloutView> = serde_json::from_value(answered["rollouts"].clone())
+                .map_err(|e| {
+                    format!("listing the rollouts: the server's answer is not a rollout list ({e})")
+                })?;
+            rollouts.truncate(ROLLOUTS_SHOWN);
+            Ok(rollouts)
+        })
     }
 
-    pub async fn rollout(&self, id: RolloutId) -> Result<RolloutView, String> {
-        let request = self.client.get(format!("{}/rollouts/{id}", self.base)).timeout(REQUEST_TIMEOUT);
-        let answered = answer(request.send().await, &format!("reading rollout {id}")).await?;
-        serde_json::from_value(answered)
-            .map_err(|e| format!("reading rollout {id}: the server's answer is not a rollout ({e})"))
+    fn rollout(&self, id: RolloutId) -> Answer<'_, RolloutView> {
+        Box::pin(async move {
+            let doing = format!("reading rollout {id}");
+            let path = format!("/rollouts/{id}");
+            let answered = self.ask(Method::GET, &path, Body::Empty, &doing).await?;
+            serde_json::from_value(answered)
+                .map_err(|e| format!("reading rollout {id}: the server's answer is not a rollout ({e})"))
+        })
     }
 
-    pub async fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Result<(), String> {
-        let url = format!("{}/rollouts/{id}/{}", self.base, verb.as_str());
-        let request = self.client.post(url).timeout(REQUEST_TIMEOUT);
-        let doing = format!("{} rollout {id}", verb.as_str());
-        answer(request.send().await, &doing).await.map(|_| ()).map_err(String::from)
+    fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Answer<'_, ()> {
+        Box::pin(async move {
+            let path = format!("/rollouts/{id}/{}", verb.as_str());
+            let doing = format!("{} rollout {id}", verb.as_str());
+            self.ask(Method::POST, &path, Body::Empty, &doing).await.map(|_| ())
+        })
     }
 
-    pub async fn history(&self, id: JobId) -> Option<Vec<HistoryRecord>> {
-        let request = self.client.get(format!("{}/jobs/{id}/events", self.base)).timeout(REQUEST_TIMEOUT);
-        let answered = answer(request.send().await, "reading the timeline").await.ok()?;
-        serde_json::from_value(answered["events"].clone()).ok()
+    fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>> {
+        Box::pin(async move {
+            let doing = "reading the timeline";
+            let answered = self.ask(Method::GET, &format!("/jobs/{id}/events"), Body::Empty, doing).await?;
+            serde_json::from_value(answered["events"].clone())
+                .map_err(|e| format!("{doing}: the server's answer is not a timeline ({e})"))
+        })
     }
 }
 
 /// Jobs created by one request: the image's hash, chunk size and pacing.
 type Batch = (String, Option<u32>, Option<u64>);
 
-/// An upload name the API accepts, from the operator's file name.
-/// A request that did not succeed: the status when the server answered, and the words.
-struct Refusal {
-    status: Option<StatusCode>,
-    text: String,
-}
-
-impl From<Refusal> for String {
-    fn from(refusal: Refusal) -> String {
-        refusal.text
+/// A failed request in the console's words: what it was doing, and what the server said or
+/// why it did not answer.
+fn words(doing: &str, failure: Failure) -> String {
+    match failure {
+        Failure::Refused { status, said } => format!("{doing}: the server answered {status} ({said})"),
+        Failure::BadAnswer(what) => format!("{doing}: {what}"),
+        other => format!("{doing}: the server did not answer ({})", other.reason()),
     }
-}
-
-/// The JSON of a successful answer, or the server's own words for a refusal.
-async fn answer(sent: reqwest::Result<reqwest::Response>, doing: &str) -> Result<Value, Refusal> {
-    let response = sent.map_err(|e| Refusal {
-        status: None,
-        text: format!("{doing}: the server did not answer ({})", reason(&e)),
-    })?;
-    let status = response.status();
-    let body = bounded_json(response).await;
-    if status.is_success() {
-        return Ok(body);
-    }
-    let said = body["error"].as_str().unwrap_or("no reason given");
-    Err(Refusal {
-        status: Some(status),
-        text: format!("{doing}: the server answered {} ({said})", status.as_u16()),
-    })
-}
-
-/// The largest answer read from the server (a listing of 10,000 jobs fits).
-const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
-
-/// An answer's JSON, read up to [`MAX_ANSWER_BYTES`] (null past it or when it is not JSON): a
-/// server cannot make the console hold an endless body.
-async fn bounded_json(response: reqwest::Response) -> Value {
-    let mut body = response.bytes_stream();
-    let mut bytes = Vec::new();
-    while let Some(Ok(piece)) = body.next().await {
-        if bytes.len() + piece.len() > MAX_ANSWER_BYTES {
-            return Value::Null;
-        }
-        bytes.extend_from_slice(&piece);
-    }
-    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-}
-
-/// The innermost cause of a request failure in words (refused, timed out, …).
-fn reason(error: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    let mut last = error.to_string();
-    while let Some(cause) = source {
-        last = cause.to_string();
-        source = cause.source();
-    }
-    if error.is_timeout() { "timed out".to_owned() } else { last }
 }
 
 /// Follows the server's `/events` for as long as the console listens, reconnecting after
 /// failures; mirrors job state into `table` and hands everything else to the console.
 async fn read_events(
-    base: String,
-    client: reqwest::Client,
+    client: Client,
     table: Arc<JobTable>,
     tx: mpsc::Sender<Received>,
     clock: Clock,
@@ -294,41 +269,37 @@ async fn read_events(
     // has one.
     token_origin: Option<String>,
 ) {
+    let base = client.base().to_owned();
     let mut feed = Feed { tx, dropped: 0 };
     let mut attempt: u32 = 0;
     let mut last_logged: Option<String> = None;
     loop {
         let mut refused = false;
-        let why = match client.get(format!("{base}/events")).send().await {
-            Ok(response) if response.status() == StatusCode::OK => {
+        let why = match client.stream("/events").await {
+            Ok(response) => {
                 attempt = 0;
                 if last_logged.take().is_some() {
                     tracing::info!(server = %base, "attached console reconnected");
                 }
                 follow(response, &table, &mut feed, &clock).await
             }
-            Ok(response) => {
-                let status = response.status();
-                let body = bounded_json(response).await;
-                let said = body["error"].as_str().unwrap_or("no reason given").to_owned();
-                refused = status == StatusCode::UNAUTHORIZED;
-                match status {
-                    // What to do about it, in this program's terms rather than the API's. A
-                    // refusal does not mend itself: the console stops asking (below).
-                    StatusCode::UNAUTHORIZED => match &token_origin {
-                        Some(origin) => format!(
-                            "the server refused this console's API token ({origin}): check --token-file or \
-                             ROCKY_HTTP_TOKEN, then restart the console (401: {said})"
-                        ),
-                        None => format!(
-                            "the server wants an API token: pass --token-file FILE or set ROCKY_HTTP_TOKEN, then \
-                             restart the console (401: {said})"
-                        ),
-                    },
-                    _ => format!("the server answered {} ({said})", status.as_u16()),
+            // What to do about it, in this program's terms rather than the API's. A refusal
+            // does not mend itself: the console stops asking (below).
+            Err(Failure::Refused { status: 401, said }) => {
+                refused = true;
+                match &token_origin {
+                    Some(origin) => format!(
+                        "the server refused this console's API token ({origin}): check --token-file or \
+                         ROCKY_HTTP_TOKEN, then restart the console (401: {said})"
+                    ),
+                    None => format!(
+                        "the server wants an API token: pass --token-file FILE or set ROCKY_HTTP_TOKEN, then \
+                         restart the console (401: {said})"
+                    ),
                 }
             }
-            Err(e) => format!("cannot reach the server ({})", reason(&e)),
+            Err(Failure::Refused { status, said }) => format!("the server answered {status} ({said})"),
+            Err(other) => format!("cannot reach the server ({})", other.reason()),
         };
         if feed.tx.is_closed() {
             return;
@@ -397,7 +368,7 @@ async fn follow(response: reqwest::Response, table: &JobTable, feed: &mut Feed, 
     while let Some(piece) = body.next().await {
         let piece = match piece {
             Ok(piece) => piece,
-            Err(e) => return format!("the event stream broke off ({})", reason(&e)),
+            Err(e) => return format!("the event stream broke off ({})", failure(&e).reason()),
         };
         let events = match framer.push(&piece) {
             Ok(events) => events,
@@ -470,8 +441,7 @@ mod tests {
         let (base, asked) = refusing_server().await;
         let (tx, mut rx) = mpsc::channel(16);
         let reader = tokio::spawn(read_events(
-            base,
-            reqwest::Client::new(),
+            Client::new(&base, None, None).unwrap(),
             JobTable::new(),
             tx,
             Clock::new(),

@@ -1,0 +1,176 @@
+//! The one client of a running Rocky's HTTP API, used by the CLI (`rocky devices`, `rocky job`,
+//! `rocky jobs`, `rocky rollout`) and by the console attached to a server: the address checked,
+//! the token on every request (never in a message), no redirects, answers read up to a bound, and
+//! every way a request can go wrong told apart, so each face says it in its own words.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::mqtt::Secret;
+
+/// The largest answer read from a server (a listing of 10,000 jobs fits): a server cannot make a
+/// client hold an endless body.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// What goes with a request.
+pub enum Body {
+    Empty,
+    Json(Value),
+    /// Bytes with their content type (an image upload, a CSV import).
+    Bytes(&'static str, bytes::Bytes),
+}
+
+/// A request that did not get a successful JSON answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing accepted the connection (no server there, or none listening): the cause.
+    Unreachable(String),
+    /// The server did not answer within the request's time.
+    TimedOut,
+    /// The request failed on the way (TLS, a reset): the innermost cause in words.
+    Transport(String),
+    /// The server refused: its status and its own words (`no reason given` without them).
+    Refused { status: u16, said: String },
+    /// A successful answer that is not JSON, or larger than [`MAX_ANSWER_BYTES`].
+    BadAnswer(String),
+}
+
+impl Failure {
+    /// What went wrong, in a few words (for "… the server did not answer (WORDS)").
+    pub fn reason(&self) -> String {
+        match self {
+            Failure::Unreachable(cause) | Failure::Transport(cause) | Failure::BadAnswer(cause) => {
+                cause.clone()
+            }
+            Failure::TimedOut => "timed out".to_owned(),
+            Failure::Refused { status, said } => format!("HTTP {status}: {said}"),
+        }
+    }
+}
+
+impl Client {
+    /// A client of `base` (`http://host:port` or `https://…`); `read_timeout` is the silence
+    /// after which a connection counts as broken (a stream that keeps talking needs one).
+    pub fn new(base: &str, token: Option<&Secret>, read_timeout: Option<Duration>) -> Result<Self, String> {
+        let base = base.trim_end_matches('/').to_owned();
+        let url = reqwest::Url::parse(&base).map_err(|e| format!("server {base:?} is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(format!("server {base:?} must be http://HOST:PORT or https://HOST:PORT"));
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| "the API token has characters a header cannot carry".to_owned())?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(silence) = read_timeout {
+            builder = builder.read_timeout(silence);
+        }
+        let http = builder.build().map_err(|e| format!("cannot start the HTTP client: {e}"))?;
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A GET of `path` whose successful answer is read as it arrives (the `/events` stream);
+    /// a refusal is read whole (up to the bound) for the server's words.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| failure(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(refusal(status.as_u16(), bounded_json(response).await))
+    }
+
+    /// Sends a request and reads its JSON answer (`Value::Null` for an empty one), within
+    /// `timeout`; answers the status (201 tells a creation from an update) and the JSON.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Body,
+        timeout: Duration,
+    ) -> Result<(u16, Value), Failure> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base)).timeout(timeout);
+        request = match body {
+            Body::Empty => request,
+            Body::Json(value) => request.json(&value),
+            Body::Bytes(content_type, bytes) => {
+                request.header(reqwest::header::CONTENT_TYPE, content_type).body(bytes)
+            }
+        };
+        let response = request.send().await.map_err(|e| failure(&e))?;
+        let status = response.status();
+        let answer = bounded_json(response).await;
+        if status.is_success() {
+            return answer.map(|value| (status.as_u16(), value));
+        }
+        Err(refusal(status.as_u16(), answer))
+    }
+}
+
+/// A 4xx/5xx answer with the server's own words (its JSON `error`).
+fn refusal(status: u16, answer: Result<Value, Failure>) -> Failure {
+    let said = match &answer {
+        Ok(value) => value.get("error").and_then(Value::as_str).unwrap_or("no reason given"),
+        Err(_) => "no reason given",
+    };
+    Failure::Refused { status, said: said.to_owned() }
+}
+
+/// How a request that got no answer failed.
+pub fn failure(error: &reqwest::Error) -> Failure {
+    if error.is_timeout() {
+        Failure::TimedOut
+    } else if error.is_connect() {
+        Failure::Unreachable(root_cause(error))
+    } else {
+        Failure::Transport(root_cause(error))
+    }
+}
+
+/// The innermost cause of an error, which is the part that says what went wrong.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// An answer's JSON, read up to [`MAX_ANSWER_BYTES`].
+async fn bounded_json(response: reqwest::Response) -> Result<Value, Failure> {
+    let mut body = response.bytes_stream();
+    let mut bytes = Vec::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| failure(&e))?;
+        if bytes.len() + piece.len() > MAX_ANSWER_BYTES {
+            return Err(Failure::BadAnswer(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes")));
+        }
+        bytes.extend_from_slice(&piece);
+    }
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|_| Failure::BadAnswer("the answer is not JSON".to_owned()))
+}

@@ -52,3 +52,11 @@ impl Default for Clock {
         Self::new()
     }
 }
+
+/// Sleeps until `at`, or for ever when there is no `at` (a `select!` branch with no timer).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

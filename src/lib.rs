@@ -18,6 +18,10 @@
 //! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.
 //! - [`tui`]: the operator console: state fed by events, input to commands, a pure render.
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
+//! - [`api`]: the HTTP API's wire contract and its one client; [`service`]: what an operator
+//!   can do, written once for the API and the console.
+//! - [`secret`], [`random`], [`write_error`]: small shared pieces below everything else (a
+//!   secret that never prints, process-unique numbers, why a durable write failed).
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -33,12 +37,16 @@ pub mod inventory;
 pub mod metrics;
 pub mod mqtt;
 pub mod protocol;
+pub mod random;
 pub mod rollout;
 pub mod runtime;
+pub mod secret;
 pub mod service;
 pub mod sim;
+mod small_file;
 pub mod snapshot;
 pub mod store;
 pub mod text;
 pub mod tui;
 pub mod units;
+pub mod write_error;

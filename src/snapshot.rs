@@ -151,6 +151,16 @@ fn fraction(part: u32, total: u32) -> f64 {
 
 impl JobSnapshot {}
 
+/// One entry of a job's timeline: a state it entered (or a retry), when, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryRecord {
+    pub job: JobId,
+    pub at: u64,
+    pub state: JobState,
+    pub detail: Option<String>,
+    pub attempt: Option<u32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

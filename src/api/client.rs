@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::mqtt::Secret;
+use crate::secret::Secret;
 
 /// The largest answer read from a server (a listing of 10,000 jobs fits): a server cannot make a
 /// client hold an endless body.

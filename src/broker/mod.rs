@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::runtime::BrokerUrl;
+use crate::mqtt::BrokerUrl;
 
 pub use connection::{MAX_INFLIGHT, MAX_PACKET, handle_bytes};
 pub use router::{MAX_QUEUED_BYTES, MAX_RETAINED, MAX_RETAINED_BYTES, MAX_TOTAL_QUEUED_BYTES};

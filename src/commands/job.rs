@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::GlobalArgs;
 use super::api_client::{ApiClient, CreateFlags, ServerArgs, firmware_source};
 use super::setup::load_config;
-use rocky::store::JobSnapshot;
+use rocky::snapshot::JobSnapshot;
 
 #[derive(Args, Debug)]
 pub struct JobArgs {

@@ -8,7 +8,8 @@ use clap::Args;
 use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
 use rocky::engine::JobState;
-use rocky::store::{JobSnapshot, open_read_only, read_jobs};
+use rocky::snapshot::JobSnapshot;
+use rocky::store::{open_read_only, read_jobs};
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {

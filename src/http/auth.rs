@@ -21,7 +21,7 @@ pub struct Token {
 }
 
 impl Token {
-    pub fn new(secret: &crate::mqtt::Secret) -> Self {
+    pub fn new(secret: &crate::secret::Secret) -> Self {
         Self { digest: Sha256::digest(secret.expose().as_bytes()).into() }
     }
 
@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn only_the_same_token_is_accepted() {
-        let secret = crate::mqtt::Secret::from_env("ROCKY_HTTP_TOKEN", "abc123".into()).unwrap();
+        let secret = crate::secret::Secret::from_env("ROCKY_HTTP_TOKEN", "abc123".into()).unwrap();
         let token = Token::new(&secret);
         assert!(token.accepts("abc123"));
         assert!(!token.accepts("abc12"));

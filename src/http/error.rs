@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use crate::engine::{CancelError, SubmitError};
 use crate::firmware::{FirmwareError, ResolveError};
 use crate::runtime::RuntimeError;
-use crate::store::WriteError;
+use crate::write_error::WriteError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -40,7 +40,7 @@ fn valid_name(name: &str) -> Result<&str, ApiError> {
 /// A write that failed: a full disk is 507 with the numbers, anything else 500; neither shows a
 /// server path.
 fn write_error(error: std::io::Error) -> ApiError {
-    if crate::store::is_disk_full(&error) {
+    if crate::write_error::is_disk_full(&error) {
         ApiError::InsufficientStorage("the firmware directory's disk is full; nothing was kept".into())
     } else {
         tracing::error!(%error, "an upload could not be written");

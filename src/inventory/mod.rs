@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::JobId;
 use crate::protocol::DeviceId;
 use crate::snapshot::ImageInfo;
-use crate::store::{Store, WriteError};
+use crate::write_error::WriteError;
 
 /// The default for `store.max_devices`.
 pub const DEFAULT_MAX_DEVICES: usize = 100_000;
@@ -93,11 +93,24 @@ pub enum InventoryError {
     Store(#[from] WriteError),
 }
 
+/// A registration on its way to durable storage, answering when it is there.
+pub type Recording<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WriteError>> + Send + 'a>>;
+
+/// Where registrations go before they count: the job store, when Rocky has one (`store/`
+/// implements it). The inventory knows no storage, so the arrow points down only.
+pub trait DeviceRecords: Send + Sync {
+    /// Records these devices as registered with these labels, all or none.
+    fn register(&self, rows: Vec<(DeviceId, Labels)>) -> Recording<'_>;
+    /// Removes a device's record.
+    fn forget(&self, id: DeviceId) -> Recording<'_>;
+}
+
 /// The shared inventory; cheap to clone.
 #[derive(Clone)]
 pub struct Inventory {
     state: Arc<Mutex<State>>,
-    store: Option<Store>,
+    store: Option<Arc<dyn DeviceRecords>>,
     /// One registration at a time, so the bound is checked against what the last one added.
     registering: Arc<tokio::sync::Mutex<()>>,
 }
@@ -114,7 +127,7 @@ struct State {
 
 impl Inventory {
     /// An inventory of `devices` (as loaded from the store) kept in `store`, if any.
-    pub fn new(devices: Vec<Device>, max: usize, store: Option<Store>) -> Self {
+    pub fn new(devices: Vec<Device>, max: usize, store: Option<Arc<dyn DeviceRecords>>) -> Self {
         let devices = devices.into_iter().map(|d| (d.device_id.clone(), d)).collect();
         let state = State { devices, observed: BTreeSet::new(), max, refused: 0, refused_logged_at: None };
         Self { state: Arc::new(Mutex::new(state)), store, registering: Arc::default() }
@@ -189,7 +202,7 @@ impl Inventory {
             adding
         };
         if let Some(store) = &self.store {
-            store.register_devices(rows.clone()).await?;
+            store.register(rows.clone()).await?;
         }
         let mut state = self.lock();
         for (id, labels) in rows {
@@ -206,7 +219,7 @@ impl Inventory {
             return Ok(false);
         }
         if let Some(store) = &self.store {
-            store.forget_device(id.clone()).await?;
+            store.forget(id.clone()).await?;
         }
         let mut state = self.lock();
         state.observed.remove(id);

@@ -6,19 +6,18 @@ mod connection;
 mod failure;
 mod port_probe;
 mod resolve;
-mod secret;
 mod session;
-mod small_file;
 mod tls;
 mod url;
 
+pub use crate::random::random_u64;
+pub use crate::secret::{Secret, SecretError, SecretOrigin};
 pub use connection::{
-    BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, random_u64, unique_client_id,
+    BrokerConnection, MAX_INCOMING_V5, MAX_PACKET_BYTES, MqttVersion, Protocol, unique_client_id,
 };
 pub use failure::{Failure, FailureKind};
 pub use port_probe::{PortSpeaks, port_speaks, tls_mismatch};
 pub use resolve::{HostLookup, UnknownHost, look_up_host, require_known_host};
-pub use secret::{Secret, SecretError, SecretOrigin};
 pub use session::{Incoming, Publisher, Session};
 pub use tls::{
     TlsFiles, TlsSetupError, client_config, identity_error, provider, read_certificates, read_private_key,

@@ -55,7 +55,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
 
 fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    super::small_file::read_small_file(path, MAX_PEM_BYTES).map_err(|reason| TlsSetupError::Unreadable {
+    crate::small_file::read_small_file(path, MAX_PEM_BYTES).map_err(|reason| TlsSetupError::Unreadable {
         key,
         path: path.to_owned(),
         reason,

@@ -122,7 +122,8 @@ impl Runtime {
             let unfinished: Vec<_> = records.iter().filter(|r| !r.state.is_final()).cloned().collect();
             store.fetch_images(&unfinished).await?;
         }
-        let inventory = Inventory::new(store.load_devices().await?, config.max_devices, Some(store.clone()));
+        let inventory =
+            Inventory::new(store.load_devices().await?, config.max_devices, Some(Arc::new(store.clone())));
         let clock = Clock::new();
         let images = store.images().clone();
         // Images evicted from memory come back from the store's content-addressed files.
@@ -251,10 +252,4 @@ impl Runtime {
     }
 }
 
-/// Sleeps until `at`, or for ever when there is no `at` (a `select!` branch with no timer).
-pub async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
+pub use crate::clock::sleep_until;

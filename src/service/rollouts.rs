@@ -31,7 +31,7 @@ pub async fn start_rollout(
     image: Image,
 ) -> Result<NewRollout, ServiceError> {
     let image = handle.library().keep(image).await.map_err(|e| {
-        if crate::store::is_disk_full(&e) {
+        if crate::write_error::is_disk_full(&e) {
             ServiceError::DiskFull("the disk is full: the rollout's image could not be kept".into())
         } else {
             ServiceError::Internal(format!("the rollout's image could not be kept: {e}"))

@@ -38,7 +38,7 @@ impl SimDevice {
             let wake = machine.next_wakeup().map(tokio::time::Instant::from_std);
             let event = tokio::select! {
                 _ = stop.changed() => break,
-                () = crate::runtime::sleep_until(wake), if wake.is_some() => {
+                () = crate::clock::sleep_until(wake), if wake.is_some() => {
                     machine.tick(now());
                     while let Some(frame) = machine.poll_answer(now()) {
                         let _ = outbox.send(frame);

@@ -16,6 +16,16 @@ pub mod sqlite;
 mod write_error;
 mod writer;
 
+impl crate::inventory::DeviceRecords for Store {
+    fn register(&self, rows: Vec<(DeviceId, Labels)>) -> crate::inventory::Recording<'_> {
+        Box::pin(self.register_devices(rows))
+    }
+
+    fn forget(&self, id: DeviceId) -> crate::inventory::Recording<'_> {
+        Box::pin(self.forget_device(id))
+    }
+}
+
 #[cfg(test)]
 mod lease_tests;
 #[cfg(test)]

@@ -1,17 +1,8 @@
 //! Rows as Rocky reads and writes them. Times are milliseconds since the Unix epoch.
 
-use crate::engine::{JobId, JobState};
+use crate::engine::JobId;
 use crate::firmware::Image;
-
-/// One entry of a job's timeline: a state it entered (or a retry), when, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct HistoryRecord {
-    pub job: JobId,
-    pub at: u64,
-    pub state: JobState,
-    pub detail: Option<String>,
-    pub attempt: Option<u32>,
-}
+pub use crate::snapshot::HistoryRecord;
 
 /// A job about to be created: what the writer needs to store it and its image.
 #[derive(Debug, Clone)]

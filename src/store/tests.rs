@@ -383,7 +383,8 @@ async fn a_password_in_store_url_is_refused_without_being_shown() {
 
 #[tokio::test]
 async fn postgres_that_does_not_answer_is_named_with_its_address() {
-    let port = crate::broker::free_port().unwrap();
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let settings = PgSettings::parse(&format!("postgres://rocky@127.0.0.1:{port}/rocky"), None).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let err =

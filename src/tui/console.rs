@@ -56,7 +56,7 @@ enum Done {
     },
     Submitted(Result<usize, String>),
     Cancelled(Result<u32, String>),
-    History(u32, Vec<crate::store::HistoryRecord>),
+    History(u32, Vec<crate::snapshot::HistoryRecord>),
     /// Something handed off failed; said in the footer.
     Failed(String),
     /// The rollouts listing, and the open rollout whole if one is open and it changed.

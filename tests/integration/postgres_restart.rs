@@ -221,15 +221,19 @@ async fn instances_ride_out_a_postgres_restart_and_catch_up() {
         (row.get::<_, String>(0) == "succeeded").then_some(())
     })
     .await;
-    let rollout_jobs: i64 = pg
-        .query_one(
-            "SELECT count(*) FROM jobs WHERE rollout_id = $1 AND state = 'succeeded'",
-            &[&(rollout as i64)],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rollout_jobs, 4, "one job per device, each stored as succeeded");
+    // The rollout's row and its jobs' rows are written by different tasks: the last job rows may
+    // land a moment after the rollout's end.
+    wait_for(Duration::from_secs(30), "one job per device, each stored as succeeded", || async {
+        let row = pg
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE rollout_id = $1 AND state = 'succeeded'",
+                &[&(rollout as i64)],
+            )
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) == 4).then_some(())
+    })
+    .await;
     let events: i64 =
         pg.query_one("SELECT count(*) FROM job_events WHERE state = 'succeeded'", &[]).await.unwrap().get(0);
     assert_eq!(events as usize, ids.len() + 4, "each job's timeline ends in its success");

@@ -40,7 +40,7 @@ impl Membership {
     /// restarted before its lease ran out), this waits for that lease to run out, up to twice
     /// its length, so the two never drive the same jobs.
     pub async fn join(reader: Reader, instance: &str, lease: Duration) -> Result<Arc<Self>, StoreError> {
-        let token = format!("{}-{:016x}", std::process::id(), crate::mqtt::random_u64());
+        let token = format!("{}-{:016x}", std::process::id(), crate::random::random_u64());
         let give_up = Instant::now() + lease * 2;
         let mut said = false;
         let sent = loop {

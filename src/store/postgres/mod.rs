@@ -24,8 +24,8 @@ use tokio_postgres::{Client, NoTls};
 use super::backend::{Backend, Changes};
 use super::{NewJob, RolloutRow, WriteError};
 use crate::inventory::Labels;
-use crate::mqtt::Secret;
 use crate::protocol::DeviceId;
+use crate::secret::Secret;
 
 /// Connections the read pool holds at most (`GET /jobs`, timelines, the console's polls).
 pub const READ_POOL_SIZE: usize = 8;

@@ -11,8 +11,8 @@ use crate::inventory::{Device, DeviceQuery};
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{ConnectionState, EventStream, Handle, JobFollower};
 use crate::service;
+use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
-use crate::store::HistoryRecord;
 
 pub struct Local {
     handle: Handle,

@@ -21,8 +21,8 @@ use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{ConnectionState, EventStream, JobFollower};
+use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
-use crate::store::HistoryRecord;
 
 /// Inventory devices the console lists (the first by id; the API pages at this many).
 pub const INVENTORY_SHOWN: usize = 10_000;

@@ -19,13 +19,13 @@ use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
-use crate::mqtt::Secret;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
 use crate::runtime::{
     ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable, Received, RuntimeEvent,
 };
+use crate::secret::Secret;
+use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
-use crate::store::HistoryRecord;
 
 /// Events waiting for the console; beyond this they are dropped and counted as missed.
 const EVENT_BUFFER: usize = 4096;

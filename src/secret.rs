@@ -60,7 +60,7 @@ impl Secret {
     /// Reads a secret file; one trailing newline (as editors and `echo` leave) is not part of it.
     pub fn from_file(key: &'static str, path: &Path) -> Result<Self, SecretError> {
         let unreadable = |reason: String| SecretError::Unreadable { key, path: path.to_owned(), reason };
-        let bytes = super::small_file::read_small_file(path, MAX_SECRET_FILE).map_err(unreadable)?;
+        let bytes = crate::small_file::read_small_file(path, MAX_SECRET_FILE).map_err(unreadable)?;
         let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8 text".into()))?;
         let value = text.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&text);
         if value.is_empty() {

@@ -140,10 +140,11 @@ fn refusal(status: u16, answer: Result<Value, Failure>) -> Failure {
 
 /// How a request that got no answer failed.
 pub fn failure(error: &reqwest::Error) -> Failure {
-    if error.is_timeout() {
-        Failure::TimedOut
-    } else if error.is_connect() {
+    // A connection that timed out is a server that is not there, before it is a slow one.
+    if error.is_connect() {
         Failure::Unreachable(root_cause(error))
+    } else if error.is_timeout() {
+        Failure::TimedOut
     } else {
         Failure::Transport(root_cause(error))
     }

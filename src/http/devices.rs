@@ -6,11 +6,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
-use crate::inventory::{Device, DeviceQuery, InventoryError, Labels};
+use crate::api::{self, DevicePage, PutDevice};
+use crate::inventory::{Device, DeviceQuery, InventoryError};
 use crate::protocol::DeviceId;
 use crate::runtime::RuntimeError;
 use crate::service;
@@ -60,7 +59,7 @@ fn seen_since(text: &str, now_ms: u64) -> Result<u64, ApiError> {
 pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DevicePage>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut query = DeviceQuery { limit: DEFAULT_PAGE, ..DeviceQuery::default() };
     let now_ms = state.handle.clock().unix_ms(state.handle.clock().now());
@@ -89,18 +88,11 @@ pub async fn list(
     let more = devices.len() > limit;
     devices.truncate(limit);
     let next_after = if more { devices.last().map(|d| d.device_id.clone()) } else { None };
-    Ok(Json(json!({ "devices": devices, "next_after": next_after })))
+    Ok(Json(DevicePage { devices, next_after: next_after.map(|id| id.to_string()) }))
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Device>, ApiError> {
     Ok(Json(service::device(&state.handle, &device_id(&raw)?)?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutDevice {
-    #[serde(default)]
-    labels: Labels,
 }
 
 /// Registers a device with these labels (replacing its labels if it is known): 201 when new.
@@ -121,9 +113,9 @@ pub async fn delete(State(state): State<ApiState>, Path(raw): Path<String>) -> R
 }
 
 /// JSON (`[{"device_id", "labels"}, …]`) or lines of `device_id,key=value,…`; all or nothing.
-pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<api::Imported>, ApiError> {
     let service::Imported { rows, added } = service::import_devices(&state.handle, &body).await?;
-    Ok(Json(json!({ "imported": rows, "added": added, "updated": rows - added })))
+    Ok(Json(api::Imported { imported: rows, added, updated: rows - added }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
 //! The job endpoints and the health check.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Json;
@@ -11,51 +10,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
+use crate::api::{CreateJobs, CreateOriginal, CreatedJobs, JobPage, Timeline};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, FirmwareSource, resolve};
 use crate::protocol::DeviceId;
 use crate::runtime::JobFilter;
 use crate::snapshot::JobSnapshot;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateJobs {
-    device_ids: Option<Vec<String>>,
-    device_id: Option<String>,
-    firmware: FirmwareJson,
-    chunk_size: Option<u64>,
-    chunk_interval_ms: Option<u64>,
-    /// A byte-rate cap: bytes a second or a text like "80KiB/s".
-    max_rate: Option<crate::units::Rate>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FirmwareJson {
-    url: Option<String>,
-    path: Option<String>,
-    sha256: Option<String>,
-}
-
-/// The original Rocky's request: `{"device_id": "...", "url": "..."}`.
-#[derive(Deserialize)]
-pub struct CreateOriginal {
-    device_id: String,
-    url: String,
-}
-
-impl FirmwareJson {
-    pub(super) fn source(self) -> Result<FirmwareSource, ApiError> {
-        match (self.url, self.path, self.sha256) {
-            (Some(url), None, None) => Ok(FirmwareSource::Url(url)),
-            (None, Some(path), None) => Ok(FirmwareSource::Path(PathBuf::from(path))),
-            (None, None, Some(sha)) => Ok(FirmwareSource::Sha256(sha)),
-            _ => Err(ApiError::BadRequest(
-                "firmware needs exactly one of \"url\", \"path\" or \"sha256\"".into(),
-            )),
-        }
-    }
-}
 
 /// The request's devices, each once, at most `max` of them.
 fn devices(request: &CreateJobs, max: usize) -> Result<Vec<DeviceId>, ApiError> {
@@ -106,7 +66,7 @@ async fn create_jobs(
     chunk_size: Option<u64>,
     chunk_interval_ms: Option<u64>,
     max_rate: Option<crate::units::Rate>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let (chunk_size, chunk_interval) = pacing(state, chunk_size, chunk_interval_ms, max_rate)?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
     // Looked at before the jobs exist: making a job adds its device to the inventory.
@@ -116,28 +76,26 @@ async fn create_jobs(
         .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval })
         .collect();
     let jobs = state.handle.submit(specs).await?;
-    let mut answer = json!({ "jobs": jobs });
-    if let Some(note) = crate::inventory::never_seen_note(&unseen) {
-        answer["warning"] = json!(note);
-        answer["never_seen"] = json!(unseen.len());
-    }
-    Ok((StatusCode::CREATED, Json(answer)))
+    let warning = crate::inventory::never_seen_note(&unseen);
+    let never_seen = warning.is_some().then_some(unseen.len());
+    Ok((StatusCode::CREATED, Json(CreatedJobs { jobs, warning, never_seen })))
 }
 
 pub async fn create(
     State(state): State<ApiState>,
     body: Result<Json<CreateJobs>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
     let devices = devices(&request, state.policy.max_jobs_per_request)?;
     let (chunk_size, interval, rate) = (request.chunk_size, request.chunk_interval_ms, request.max_rate);
-    create_jobs(&state, devices, request.firmware.source()?, chunk_size, interval, rate).await
+    let source = request.firmware.source().map_err(ApiError::BadRequest)?;
+    create_jobs(&state, devices, source, chunk_size, interval, rate).await
 }
 
 pub async fn create_original(
     State(state): State<ApiState>,
     body: Result<Json<CreateOriginal>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
     let device = DeviceId::parse(&request.device_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     create_jobs(&state, vec![device], FirmwareSource::Url(request.url), None, None, None).await
@@ -163,7 +121,7 @@ pub const MAX_PAGE: usize = 10_000;
 pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<JobPage>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let filter = JobFilter {
         state: query
@@ -192,7 +150,8 @@ pub async fn list(
     let more = jobs.len() > limit;
     jobs.truncate(limit);
     let next_after = if more { jobs.last().map(|j| j.id) } else { None };
-    Ok(Json(json!({ "jobs": jobs, "next_after": next_after })))
+    let jobs = jobs.iter().map(|job| JobSnapshot::clone(job)).collect();
+    Ok(Json(JobPage { jobs, next_after }))
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -209,13 +168,16 @@ pub async fn show(
 }
 
 /// `GET /jobs/{id}/events`: the job's stored timeline.
-pub async fn events(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn events(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
     let id = job_id(&raw)?;
     if state.handle.job(id).is_none() {
         return Err(ApiError::NotFound(format!("no job {id}")));
     }
     let history = state.handle.history(id).await?.map_err(ApiError::Unavailable)?;
-    Ok(Json(json!({ "job": id, "events": history })))
+    Ok(Json(Timeline { job: id, events: history }))
 }
 
 pub async fn cancel(

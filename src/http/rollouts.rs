@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::jobs::FirmwareJson;
 use super::{ApiError, ApiState};
+use crate::api::{Firmware, RolloutList};
 use crate::firmware::resolve;
 use crate::rollout::{RolloutRequest, RolloutView};
 use crate::runtime::RolloutError;
@@ -23,6 +23,7 @@ impl From<service::ServiceError> for ApiError {
             service::ServiceError::Invalid(text) => Self::BadRequest(text),
             service::ServiceError::NotFound(text) => Self::NotFound(text),
             service::ServiceError::Inventory(e) => e.into(),
+            service::ServiceError::Runtime(e) => e.into(),
             service::ServiceError::DiskFull(text) => Self::InsufficientStorage(text),
             service::ServiceError::Internal(text) => Self::Internal(text),
             service::ServiceError::Rollout(e) => e.into(),
@@ -50,7 +51,7 @@ pub async fn create(
     let Json(mut body) = body?;
     // The firmware is the API's to resolve; the rest is the one request shape.
     let firmware = body.as_object_mut().and_then(|fields| fields.remove("firmware"));
-    let firmware: FirmwareJson = match firmware {
+    let firmware: Firmware = match firmware {
         Some(value) => {
             serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("firmware: {e}")))?
         }
@@ -60,7 +61,7 @@ pub async fn create(
         serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // Checked and planned before the image is fetched: a mistake costs no download.
     let plan = service::plan_rollout(&state.handle, &request)?;
-    let source = firmware.source()?;
+    let source = firmware.source().map_err(ApiError::BadRequest)?;
     let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
     let started = service::start_rollout(&state.handle, plan, image).await?;
     let mut answer = json!(RolloutView::full(&started.rollout, now(&state)));
@@ -81,8 +82,8 @@ fn rollout_id(raw: &str) -> Result<u64, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("rollout id {raw:?} is not a number")))
 }
 
-pub async fn list(State(state): State<ApiState>) -> Json<Value> {
-    Json(json!({ "rollouts": state.handle.rollouts().list(LIST_LIMIT) }))
+pub async fn list(State(state): State<ApiState>) -> Json<RolloutList> {
+    Json(RolloutList { rollouts: state.handle.rollouts().list(LIST_LIMIT) })
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {

@@ -22,13 +22,7 @@ pub enum ServiceError {
     Rollout(#[from] RolloutError),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
-}
-
-impl From<RuntimeError> for ServiceError {
-    fn from(e: RuntimeError) -> Self {
-        match e {
-            RuntimeError::Submit(_) | RuntimeError::Cancel(_) => Self::Invalid(e.to_string()),
-            RuntimeError::Store(_) | RuntimeError::Stopped => Self::Internal(e.to_string()),
-        }
-    }
+    /// The runtime refused or failed (its own kinds: a full store, a finished job, …).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
 }

@@ -17,7 +17,8 @@ use super::{Behavior, DeviceMachine, DeviceModel, DeviceReport};
 use crate::engine::{Engine, Event, JobId, JobSpec, JobView, Publish, PublishKind, Settings, SubmitError};
 use crate::protocol::{DeviceId, DeviceIdError, Topics, decode_response};
 
-/// One device of a pair, as the test adds it.
+/// One device of a pair, as the test adds it. `model.paced` (a fleet's choice of devices) is
+/// not read here: a device with a window is flow-controlled.
 #[derive(Debug, Clone)]
 pub struct PairDevice {
     pub behavior: Behavior,

@@ -187,7 +187,8 @@ fn misbehaving_devices_end_their_jobs_as_the_protocol_says() {
     let silent = pair.engine.jobs().find(|j| j.device.as_str() == "dev-silent").unwrap();
     assert_eq!(silent.attempts, 3, "{silent:?}");
     assert_eq!(silent.finished_at.unwrap() - silent.created_at, Duration::from_secs(6));
-    // The garbage device's frames before each answer reached the engine and changed nothing.
+    // The garbage device's frames before each answer were refused by the decoder (as the
+    // runtime refuses them) and changed nothing.
     assert_eq!(pair.undecodable, 2, "one before its ACK, one before its verdict");
     let nack = pair.engine.jobs().find(|j| j.device.as_str() == "dev-nack").unwrap();
     assert_eq!(nack.error.as_deref(), Some("battery below 20%"));

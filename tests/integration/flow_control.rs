@@ -63,6 +63,27 @@ async fn flow_controlled_devices_receive_every_chunk_and_confirm_it() {
     fleet.stop().await;
 }
 
+/// An image whose last chunks fill no whole confirmation step (99 chunks, confirmed every 4):
+/// the device confirms the tail once nothing more arrives, through the broker, on its timer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_chunks_are_confirmed_when_nothing_more_arrives() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = fleet(broker.url(), 1, DeviceModel { window: Some(8), ..Default::default() }).await;
+    // One stall ends the job: the tail must be confirmed without Rocky sending it again.
+    let runtime = runtime(broker.url(), |c| {
+        c.engine.progress_timeout = Duration::from_secs(5);
+        c.engine.progress_stalls = 1;
+    });
+    let image = Image::new("tail.bin", test_image(99 * 1024, 6));
+    runtime.handle.submit(specs(&fleet, &image, 1024)).await.unwrap();
+    let job = all_final(&runtime, 1, Duration::from_secs(60)).await.remove(0);
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert_eq!(job.chunks_confirmed, Some(99), "{job:?}");
+    assert_eq!(fleet.report(&job.device_id).unwrap().last_verdict(), Some(&Verdict::Verified));
+    runtime.shutdown().await;
+    fleet.stop().await;
+}
+
 /// Through a mosquitto with its default limits (at most 1,000 messages queued per client, then
 /// it drops), a device storing 50 KiB/s receives a 4 MiB image at 1 KiB chunks intact under
 /// flow control, while a version 1 device of the same speed, pushed to, loses chunks and fails,

@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 
 use super::sse::{Item, decode};
 use super::{Answer, INVENTORY_SHOWN, ROLLOUTS_SHOWN, RolloutVerb, Source};
-use crate::api::{Body, Client, Failure, Framer, failure};
+use crate::api::{
+    Body, Client, CreateJobs, CreatedJobs, DevicePage, Failure, Firmware, Framer, RolloutList, Timeline,
+    failure,
+};
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
@@ -147,17 +150,17 @@ impl Source for Remote {
             }
             let mut created = 0;
             for ((sha256, chunk_size, interval), specs) in groups {
-                let devices: Vec<&str> = specs.iter().map(|s| s.device.as_str()).collect();
-                let mut body = json!({"device_ids": devices, "firmware": {"sha256": sha256}});
-                if let Some(size) = chunk_size {
-                    body["chunk_size"] = json!(size);
-                }
-                if let Some(ms) = interval {
-                    body["chunk_interval_ms"] = json!(ms);
-                }
+                let request = CreateJobs {
+                    device_ids: Some(specs.iter().map(|s| s.device.to_string()).collect()),
+                    firmware: Firmware::sha256(sha256),
+                    chunk_size: chunk_size.map(u64::from),
+                    chunk_interval_ms: interval,
+                    ..CreateJobs::default()
+                };
+                let body = serde_json::to_value(&request).map_err(|e| format!("creating the jobs: {e}"))?;
                 let answered =
                     self.post_by_hash("/jobs", &body, &specs[0].image, "creating the jobs").await?;
-                created += answered["jobs"].as_array().map_or(0, Vec::len);
+                created += read::<CreatedJobs>(answered, "creating the jobs")?.jobs.len();
             }
             Ok(created)
         })
@@ -167,7 +170,7 @@ impl Source for Remote {
     fn create_rollout(&self, request: RolloutRequest, image: Image) -> Answer<'_, RolloutId> {
         Box::pin(async move {
             let mut body = serde_json::to_value(&request).map_err(|e| format!("the rollout request: {e}"))?;
-            body["firmware"] = json!({"sha256": crate::protocol::sha256_hex(image.sha256())});
+            body["firmware"] = json!(Firmware::sha256(crate::protocol::sha256_hex(image.sha256())));
             let answered = self.post_by_hash("/rollouts", &body, &image, "starting the rollout").await?;
             answered["id"]
                 .as_u64()
@@ -185,12 +188,16 @@ impl Source for Remote {
     /// The same device and image again; the server still has the image by its hash.
     fn retry<'a>(&'a self, job: &'a JobSnapshot, _limits: &'a LoadLimits) -> Answer<'a, usize> {
         Box::pin(async move {
-            let body = json!({
-                "device_id": job.device_id, "firmware": {"sha256": job.image.sha256}, "chunk_size": job.chunk_size,
-            });
+            let request = CreateJobs {
+                device_id: Some(job.device_id.to_string()),
+                firmware: Firmware::sha256(job.image.sha256.clone()),
+                chunk_size: Some(u64::from(job.chunk_size)),
+                ..CreateJobs::default()
+            };
             let doing = format!("retrying job {}", job.id);
+            let body = serde_json::to_value(&request).map_err(|e| format!("{doing}: {e}"))?;
             let answered = self.ask(Method::POST, "/jobs", Body::Json(body), &doing).await?;
-            Ok(answered["jobs"].as_array().map_or(0, Vec::len))
+            Ok(read::<CreatedJobs>(answered, &doing)?.jobs.len())
         })
     }
 
@@ -199,8 +206,7 @@ impl Source for Remote {
             let doing = "listing the devices";
             let path = format!("/devices?limit={INVENTORY_SHOWN}");
             let answered = self.ask(Method::GET, &path, Body::Empty, doing).await?;
-            serde_json::from_value(answered["devices"].clone())
-                .map_err(|e| format!("listing the devices: the server's answer is not a device list ({e})"))
+            Ok(read::<DevicePage>(answered, doing)?.devices)
         })
     }
 
@@ -208,10 +214,7 @@ impl Source for Remote {
         Box::pin(async move {
             let doing = "listing the rollouts";
             let answered = self.ask(Method::GET, "/rollouts", Body::Empty, doing).await?;
-            let mut rollouts: Vec<RolloutView> = serde_json::from_value(answered["rollouts"].clone())
-                .map_err(|e| {
-                    format!("listing the rollouts: the server's answer is not a rollout list ({e})")
-                })?;
+            let mut rollouts = read::<RolloutList>(answered, doing)?.rollouts;
             rollouts.truncate(ROLLOUTS_SHOWN);
             Ok(rollouts)
         })
@@ -222,8 +225,7 @@ impl Source for Remote {
             let doing = format!("reading rollout {id}");
             let path = format!("/rollouts/{id}");
             let answered = self.ask(Method::GET, &path, Body::Empty, &doing).await?;
-            serde_json::from_value(answered)
-                .map_err(|e| format!("reading rollout {id}: the server's answer is not a rollout ({e})"))
+            read::<RolloutView>(answered, &doing)
         })
     }
 
@@ -239,14 +241,19 @@ impl Source for Remote {
         Box::pin(async move {
             let doing = "reading the timeline";
             let answered = self.ask(Method::GET, &format!("/jobs/{id}/events"), Body::Empty, doing).await?;
-            serde_json::from_value(answered["events"].clone())
-                .map_err(|e| format!("{doing}: the server's answer is not a timeline ({e})"))
+            Ok(read::<Timeline>(answered, doing)?.events)
         })
     }
 }
 
 /// Jobs created by one request: the image's hash, chunk size and pacing.
 type Batch = (String, Option<u32>, Option<u64>);
+
+/// An answer as the type the API promises, or what was wrong with it in words.
+fn read<T: serde::de::DeserializeOwned>(answer: Value, doing: &str) -> Result<T, String> {
+    serde_json::from_value(answer)
+        .map_err(|e| format!("{doing}: the server's answer is not what the API says ({e})"))
+}
 
 /// A failed request in the console's words: what it was doing, and what the server said or
 /// why it did not answer.

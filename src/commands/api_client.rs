@@ -10,7 +10,7 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use rocky::api::{Body, Client, Failure};
+use rocky::api::{Body, Client, Failure, Firmware};
 use rocky::config::Config;
 use rocky::mqtt::Secret;
 
@@ -88,13 +88,13 @@ impl ApiClient {
 /// The `firmware` of a request from what the operator typed: a SHA-256 the server holds, an
 /// http(s) URL, a local file (uploaded first, then named by its hash), or a path in the
 /// server's firmware directory.
-pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Value> {
+pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firmware> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Ok(json!({ "sha256": hex.to_ascii_lowercase() }));
+        return Ok(Firmware::sha256(hex.to_ascii_lowercase()));
     }
     if text.starts_with("http://") || text.starts_with("https://") {
-        return Ok(json!({ "url": text }));
+        return Ok(Firmware { url: Some(text.to_owned()), ..Firmware::default() });
     }
     let path = Path::new(text);
     // An absolute or ./ path names a file here; anything else that is not a file here is a path
@@ -118,10 +118,10 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Valu
             )
             .await?;
         let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
-        return Ok(json!({ "sha256": sha }));
+        return Ok(Firmware::sha256(sha));
     }
     // Not here: a path in the server's firmware directory.
-    Ok(json!({ "path": text }))
+    Ok(Firmware { path: Some(text.to_owned()), ..Firmware::default() })
 }
 
 /// Percent-encodes everything but unreserved characters, for a path segment or a query value.

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use serde_json::json;
 
 use super::GlobalArgs;
 use super::api_client::{ApiClient, ServerArgs, encode};
 use super::setup::load_config;
+use rocky::api::{DevicePage, Imported, PutDevice};
 use rocky::inventory::{Device, Labels, labels};
 
 #[derive(Args, Debug)]
@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             for key in &remove {
                 current.remove(key);
             }
-            let body = serde_json::to_vec(&json!({ "labels": current }))?;
+            let body = serde_json::to_vec(&PutDevice { labels: current })?;
             let (status, value) = api.call(Method::PUT, &path, Some(("application/json", body))).await?;
             let device: Device =
                 serde_json::from_value(value).context("the server's device is not readable")?;
@@ -133,12 +133,9 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
                 if text.trim_start().starts_with('[') { "application/json" } else { "text/csv" };
             let (_, value) =
                 api.call(Method::POST, "/devices/import", Some((content_type, text.into_bytes()))).await?;
-            println!(
-                "imported {} devices ({} new, {} updated)",
-                value["imported"].as_u64().unwrap_or(0),
-                value["added"].as_u64().unwrap_or(0),
-                value["updated"].as_u64().unwrap_or(0)
-            );
+            let done: Imported =
+                serde_json::from_value(value).context("the server's import answer is not readable")?;
+            println!("imported {} devices ({} new, {} updated)", done.imported, done.added, done.updated);
         }
     }
     Ok(())
@@ -154,11 +151,11 @@ async fn list_all(api: &ApiClient, query: &[(&str, String)]) -> anyhow::Result<V
         let path =
             if pairs.is_empty() { "/devices".to_owned() } else { format!("/devices?{}", pairs.join("&")) };
         let (_, value) = api.call(Method::GET, &path, None).await?;
-        let page: Vec<Device> = serde_json::from_value(value["devices"].clone())
-            .context("the server's device list is not readable")?;
-        devices.extend(page);
-        match value["next_after"].as_str() {
-            Some(next) => after = Some(next.to_owned()),
+        let page: DevicePage =
+            serde_json::from_value(value).context("the server's device list is not readable")?;
+        devices.extend(page.devices);
+        match page.next_after {
+            Some(next) => after = Some(next),
             None => return Ok(devices),
         }
     }

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use super::GlobalArgs;
 use super::api_client::{ApiClient, CreateFlags, ServerArgs, firmware_source};
 use super::setup::load_config;
-use rocky::snapshot::JobSnapshot;
+use rocky::api::{CreateJobs, CreatedJobs, Timeline};
+use rocky::snapshot::{HistoryRecord, JobSnapshot};
 
 #[derive(Args, Debug)]
 pub struct JobArgs {
@@ -56,7 +57,12 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
             let firmware = firmware_source(&api, &create.firmware).await?;
             let devices: Vec<&str> =
                 create.devices.iter().map(|d| d.trim()).filter(|d| !d.is_empty()).collect();
-            let mut body = json!({ "device_ids": devices, "firmware": firmware });
+            let request = CreateJobs {
+                device_ids: Some(devices.iter().map(ToString::to_string).collect()),
+                firmware,
+                ..CreateJobs::default()
+            };
+            let mut body = serde_json::to_value(&request)?;
             create.flags.add_to(&mut body);
             let (_, answer) = api
                 .call(Method::POST, "/jobs", Some(("application/json", serde_json::to_vec(&body)?)))
@@ -64,9 +70,9 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
             if create.flags.json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             } else {
-                let jobs: Vec<JobSnapshot> = serde_json::from_value(answer["jobs"].clone())
-                    .context("the server's jobs are not readable")?;
-                for job in &jobs {
+                let created: CreatedJobs =
+                    serde_json::from_value(answer.clone()).context("the server's jobs are not readable")?;
+                for job in &created.jobs {
                     println!("job {} created: {} to {}", job.id, job.image.name, job.device_id);
                 }
             }
@@ -87,9 +93,11 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
             print_job(&job);
             match events {
                 Ok(events) => {
+                    let timeline: Timeline =
+                        serde_json::from_value(events).context("the server's timeline is not readable")?;
                     println!("timeline:");
-                    for event in events["events"].as_array().map(Vec::as_slice).unwrap_or_default() {
-                        println!("  {}", timeline_line(event));
+                    for record in &timeline.events {
+                        println!("  {}", timeline_line(record));
                     }
                 }
                 Err(e) => println!("timeline: not available ({e})"),
@@ -118,9 +126,8 @@ fn print_job(job: &JobSnapshot) {
 }
 
 /// `state — detail` of one timeline entry, with its attempt when it has one.
-fn timeline_line(event: &Value) -> String {
-    let state = event["state"].as_str().unwrap_or("?");
-    let detail = event["detail"].as_str().map(|d| format!(" — {d}")).unwrap_or_default();
-    let attempt = event["attempt"].as_u64().map(|a| format!(" (attempt {a})")).unwrap_or_default();
-    format!("{state}{attempt}{detail}")
+fn timeline_line(record: &HistoryRecord) -> String {
+    let detail = record.detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+    let attempt = record.attempt.map(|a| format!(" (attempt {a})")).unwrap_or_default();
+    format!("{}{attempt}{detail}", record.state.as_str())
 }

@@ -95,11 +95,11 @@ async fn from_api(config: &rocky::config::Config, args: &JobsArgs) -> anyhow::Re
         let cursor = after.map(|a| format!("&after={a}")).unwrap_or_default();
         let (_, page) =
             api.call(reqwest::Method::GET, &format!("/jobs?limit=10000{query}{cursor}"), None).await?;
-        let listed: Vec<JobSnapshot> = serde_json::from_value(page["jobs"].clone())
+        let page: rocky::api::JobPage = serde_json::from_value(page)
             .map_err(|e| anyhow::anyhow!("the server's jobs are not readable: {e}"))?;
-        jobs.extend(listed);
-        match page["next_after"].as_u64() {
-            Some(next) => after = Some(next),
+        jobs.extend(page.jobs);
+        match page.next_after {
+            Some(next) => after = Some(u64::from(next)),
             None => return Ok(jobs),
         }
     }

@@ -80,11 +80,22 @@ impl Mosquitto {
     /// `password_file …`, `acl_file …`); without an `allow_anonymous` line anyone may connect.
     pub fn start_with(test: &str, extra: &str) -> Option<Self> {
         let binary = find_mosquitto(test)?;
-        let port = free_port().expect("free port");
-        Some(Self::start_on(&binary, port, tempfile::tempdir().expect("temp dir"), extra))
+        // A free port is free when asked, not necessarily when mosquitto binds it: the tests run
+        // side by side, so another may take it in between. Then mosquitto exits, and another
+        // port is tried.
+        let mut tried = Vec::new();
+        for _ in 0..5 {
+            let port = free_port().expect("free port");
+            match Self::start_on(&binary, port, tempfile::tempdir().expect("temp dir"), extra) {
+                Ok(mosquitto) => return Some(mosquitto),
+                Err(why) => tried.push(why),
+            }
+        }
+        panic!("mosquitto did not start: {tried:?}");
     }
 
-    fn start_on(binary: &PathBuf, port: u16, dir: tempfile::TempDir, extra: &str) -> Self {
+    /// Mosquitto listening on `port`, or why not (it exited: the port was taken).
+    fn start_on(binary: &PathBuf, port: u16, dir: tempfile::TempDir, extra: &str) -> Result<Self, String> {
         let conf = dir.path().join("mosquitto.conf");
         let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
         // `user root`: started as root, mosquitto would otherwise read the test's files as the
@@ -104,12 +115,24 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn mosquitto");
+        let mut mosquitto = Self { port, child, dir, extra: extra.to_owned() };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if let Ok(Some(status)) = mosquitto.child.try_wait() {
+                return Err(format!("port {port}: mosquitto exited ({status})"));
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Something listens: ours, unless it is about to exit because another process
+                // holds the port.
+                std::thread::sleep(Duration::from_millis(50));
+                if let Ok(Some(status)) = mosquitto.child.try_wait() {
+                    return Err(format!("port {port}: taken, mosquitto exited ({status})"));
+                }
+                return Ok(mosquitto);
+            }
             assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { port, child, dir, extra: extra.to_owned() }
     }
 
     pub fn url(&self) -> BrokerUrl {
@@ -129,7 +152,7 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
         // The old value's drop kills an already-reaped process again, which is harmless.
         let extra = self.extra.clone();
-        *self = Self::start_on(&binary, self.port, dir, &extra);
+        *self = Self::start_on(&binary, self.port, dir, &extra).expect("mosquitto back on its port");
     }
 }
 

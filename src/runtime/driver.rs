@@ -57,12 +57,11 @@ pub struct Driver {
     pub inventory: crate::inventory::Inventory,
     /// Connected to the broker.
     pub broker_up: bool,
-    /// Sending is held back: this instance's lease on a shared store could not be renewed.
-    pub fenced: bool,
-    /// This instance's lease on a shared store, checked before anything is sent: a process
-    /// that was stopped (or starved) past its lease must not send one more chunk before the
-    /// claims task notices, because another instance may drive those jobs by now.
-    pub membership: Option<Arc<crate::store::Membership>>,
+    /// Whether this instance may send and create jobs with a store shared with others: closed
+    /// by the claims task when its lease could not be renewed, and checked against the lease
+    /// before anything is sent (a process stopped past its lease must not send one more chunk
+    /// before the claims task notices: another instance may drive those jobs by now).
+    pub fence: super::cluster::Fence,
     /// Rocky's own message through the broker and back: proof that answers still arrive.
     pub probe: super::probe::DeliveryProbe,
     /// Asks the messenger for a clean session (why, in words) when the probe does not return.
@@ -134,7 +133,7 @@ impl Driver {
     /// instance, and its lease on a shared store holds by this process's clock (checked before
     /// every send: a process that was stopped past its lease must not send one more chunk).
     fn gate(&mut self, now: Instant) {
-        let allowed = self.broker_up && !self.fenced && self.membership.as_ref().is_none_or(|m| m.holds());
+        let allowed = self.broker_up && self.fence.open();
         if allowed != self.engine.is_connected() {
             self.engine.set_connected(allowed, now);
         }
@@ -499,7 +498,7 @@ impl Driver {
             Request::Fence { hold: fenced } => {
                 // Held back like a broker outage: nothing sent, no deadline runs; let go, every
                 // active job repeats its last command.
-                self.fenced = fenced;
+                self.fence.set_fenced(fenced);
                 self.engine.set_connected(self.broker_up && !fenced, now);
             }
             Request::Shutdown(reply) => {
@@ -518,9 +517,9 @@ impl Driver {
         rollout: Option<u64>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, RuntimeError>>,
     ) {
-        if self.fenced || self.membership.as_ref().is_some_and(|m| !m.holds()) {
-            let why = "this instance's lease on the shared store has run out; try again shortly or on another instance";
-            let _ = reply.send(Err(RuntimeError::Store(crate::store::WriteError::Elsewhere(why.to_owned()))));
+        if !self.fence.open() {
+            let why = super::cluster::fence::LEASE_RAN_OUT.to_owned();
+            let _ = reply.send(Err(RuntimeError::Store(crate::store::WriteError::Elsewhere(why))));
             return;
         }
         let created_at = self.clock.unix_ms(self.clock.now());

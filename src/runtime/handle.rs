@@ -207,7 +207,7 @@ impl Handle {
             (Ok(view), _) => Ok(JobSnapshot::new(&view, &self.clock)),
             // Not driven here: another instance's, or no one's, in the shared store.
             (Err(CancelError::NotFound(_)), Some(membership)) => {
-                let snapshot = super::claims::cancel_elsewhere(membership, id).await?;
+                let snapshot = super::cluster::claims::cancel_elsewhere(membership, id).await?;
                 self.jobs.upsert([snapshot.clone()]);
                 Ok(snapshot)
             }

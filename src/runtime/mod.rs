@@ -6,7 +6,7 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
-mod claims;
+mod cluster;
 mod command_watch;
 mod driver;
 mod events;
@@ -205,8 +205,7 @@ impl Runtime {
             dirty: Default::default(),
             inventory,
             broker_up: false,
-            fenced: false,
-            membership: shared.as_ref().and_then(|store| store.membership().cloned()),
+            fence: cluster::Fence::new(shared.as_ref().and_then(|store| store.membership().cloned())),
             probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),
             restart: restart_tx,
             commands: Default::default(),
@@ -220,8 +219,8 @@ impl Runtime {
         tasks.extend(creator);
         let membership = shared.as_ref().and_then(|store| store.membership().cloned());
         if let (Some(store), Some(membership)) = (shared, membership.clone()) {
-            let claims = claims::run(
-                claims::Shared {
+            let claims = cluster::claims::run(
+                cluster::claims::Shared {
                     membership,
                     store,
                     table,

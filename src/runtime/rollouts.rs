@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
+use super::cluster::Leadership;
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
@@ -75,11 +76,9 @@ pub struct Rollouts {
     /// Held from working out what to write until it is written, so two writes of one rollout
     /// never land in the other order.
     writing: Arc<tokio::sync::Mutex<()>>,
-    /// With a store shared by several instances: this one's membership, and which instance
-    /// plans rollouts (only that one steps them and takes changes; the others show them as
-    /// stored).
-    shared: Option<Arc<crate::store::Membership>>,
-    leader: Arc<Mutex<Option<String>>>,
+    /// With a store shared by several instances, which one plans rollouts (only that one steps
+    /// them and takes changes; the others show them as stored).
+    leadership: Leadership,
 }
 
 /// A job the task is to cancel; `only_if_queued` when it may go on if it already started.
@@ -150,8 +149,7 @@ impl Rollouts {
         let shared = store.as_ref().and_then(|store| store.membership().cloned());
         let inner = Inner::of(rollouts);
         Self {
-            shared,
-            leader: Arc::new(Mutex::new(None)),
+            leadership: Leadership::new(ROLE, shared),
             inner: Arc::new(Mutex::new(inner)),
             wake: Arc::new(Notify::new()),
             store,
@@ -171,33 +169,18 @@ impl Rollouts {
     /// Whether this instance plans rollouts: always, unless it shares its store with others
     /// and another one does (or none can be sure it does).
     fn plans(&self) -> bool {
-        let Some(shared) = &self.shared else { return true };
-        shared.holds() && self.lock_leader().as_deref() == Some(shared.instance())
-    }
-
-    fn lock_leader(&self) -> MutexGuard<'_, Option<String>> {
-        self.leader.lock().unwrap_or_else(|p| p.into_inner())
+        self.leadership.holds()
     }
 
     /// Refuses a change this instance may not make: another instance plans rollouts.
     fn may_change(&self) -> Result<(), RolloutError> {
-        if self.plans() {
-            Ok(())
-        } else {
-            Err(RolloutError::Elsewhere(self.lock_leader().clone().unwrap_or_default()))
-        }
+        if self.plans() { Ok(()) } else { Err(RolloutError::Elsewhere(self.leadership.holder())) }
     }
 
     /// Asks the shared store who plans rollouts (taking the role when no live instance has
     /// it); returns whether this instance has just begun to.
     async fn elect(&self) -> bool {
-        let Some(shared) = &self.shared else { return false };
-        let was = self.plans();
-        match shared.lead(ROLE).await {
-            Ok(leader) => *self.lock_leader() = Some(leader),
-            Err(error) => tracing::debug!(%error, "could not learn who plans rollouts"),
-        }
-        !was && self.plans()
+        self.leadership.elect().await
     }
 
     /// Replaces what this instance holds with the rollouts as stored (on beginning to plan
@@ -397,20 +380,20 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
     let mut last_save = tokio::time::Instant::now();
     let mut announced: HashMap<RolloutId, u64> =
         rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
-    if rollouts.shared.is_none() {
+    if rollouts.leadership.shared().is_none() {
         // Jobs that ended while Rocky was down, or before their rollout heard of them.
         settle_known_jobs(&rollouts, &handle);
     }
     let mut followed_at = tokio::time::Instant::now();
     loop {
-        if rollouts.shared.is_some() {
+        if rollouts.leadership.shared().is_some() {
             if rollouts.elect().await {
                 // Planning from now on: from the rollouts as stored, with the jobs their
                 // previous planner created and those that ended meanwhile.
                 tracing::info!("this instance plans the rollouts now");
                 if let Err(error) = rollouts.reload().await.and(rollouts.reconcile().await) {
                     tracing::warn!(%error, "could not read the rollouts; trying again");
-                    *rollouts.lock_leader() = None;
+                    rollouts.leadership.forget();
                 }
                 announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
                 settle_from_store(&rollouts).await;
@@ -488,7 +471,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
 /// table may not hold the jobs other instances drive yet, so each rollout job is looked up in
 /// the store (a job still under way there is heard of later, through the table).
 async fn settle_from_store(rollouts: &Rollouts) {
-    let Some(shared) = rollouts.shared.clone() else { return };
+    let Some(shared) = rollouts.leadership.shared().cloned() else { return };
     let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
     for job in jobs {
         match shared.job(job).await {

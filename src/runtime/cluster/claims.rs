@@ -15,10 +15,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::handle::Request;
-use super::{Clock, JobTable, RuntimeError, recover};
 use crate::engine::{CancelError, JobId, JobState};
 use crate::firmware::Library;
+use crate::runtime::handle::Request;
+use crate::runtime::{Clock, JobTable, RuntimeError, recover};
 use crate::snapshot::JobSnapshot;
 use crate::store::lease::CancelAsked;
 use crate::store::{Membership, Store, WriteError};
@@ -205,7 +205,7 @@ async fn forget_deleted(shared: &Shared) {
     // The table first: a job is stored before it reaches the table, so every job listed here
     // that was not deleted is among the ids read after.
     let listed: Vec<JobId> =
-        shared.table.list(&super::JobFilter::default()).iter().map(|job| job.id).collect();
+        shared.table.list(&crate::runtime::JobFilter::default()).iter().map(|job| job.id).collect();
     let Ok(stored) = shared.membership.job_ids().await else { return };
     let gone: Vec<JobId> = listed.into_iter().filter(|id| !stored.contains(id)).collect();
     if !gone.is_empty() {

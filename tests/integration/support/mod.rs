@@ -78,6 +78,8 @@ impl Mosquitto {
 
     /// Like [`Mosquitto::start`], with `extra` lines for the listener (`cafile …`,
     /// `password_file …`, `acl_file …`); without an `allow_anonymous` line anyone may connect.
+    /// They come last, so they may set again what the tests' defaults set (the tests' own
+    /// `max_queued_messages 100000`, for one).
     pub fn start_with(test: &str, extra: &str) -> Option<Self> {
         let binary = find_mosquitto(test)?;
         // A free port is free when asked, not necessarily when mosquitto binds it: the tests run
@@ -103,8 +105,8 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "per_listener_settings false\nuser root\nlistener {port} 127.0.0.1\n{anonymous}{extra}\n\
-                 persistence false\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+                "per_listener_settings false\nuser root\nlistener {port} 127.0.0.1\n{anonymous}\
+                 persistence false\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\n{extra}\n"
             ),
         )
         .expect("write mosquitto.conf");

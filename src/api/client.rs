@@ -175,3 +175,64 @@ async fn bounded_json(response: reqwest::Response) -> Result<Value, Failure> {
     }
     serde_json::from_slice(&bytes).map_err(|_| Failure::BadAnswer("the answer is not JSON".to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server of the test's own that answers every request with `status` and `body`.
+    async fn server(status: &'static str, body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = stream.read(&mut request).await;
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.write_all(&body).await;
+                });
+            }
+        });
+        base
+    }
+
+    async fn get(base: &str) -> Result<(u16, Value), Failure> {
+        let client = Client::new(base, None, None).unwrap();
+        client.request(Method::GET, "/x", Body::Empty, Duration::from_secs(10)).await
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_bound_is_refused_and_not_held() {
+        let base = server("200 OK", vec![b' '; MAX_ANSWER_BYTES + 1]).await;
+        let err = get(&base).await.unwrap_err();
+        assert_eq!(err, Failure::BadAnswer(format!("the answer is larger than {MAX_ANSWER_BYTES} bytes")));
+    }
+
+    #[tokio::test]
+    async fn refusals_carry_the_servers_words_or_say_there_were_none() {
+        let base = server("404 Not Found", br#"{"error":"no job 7"}"#.to_vec()).await;
+        assert_eq!(get(&base).await.unwrap_err(), Failure::Refused { status: 404, said: "no job 7".into() });
+        let base = server("500 Internal Server Error", b"<html>oops</html>".to_vec()).await;
+        let said = "no reason given".to_owned();
+        assert_eq!(get(&base).await.unwrap_err(), Failure::Refused { status: 500, said });
+        let base = server("200 OK", b"not json".to_vec()).await;
+        assert_eq!(get(&base).await.unwrap_err(), Failure::BadAnswer("the answer is not JSON".into()));
+        let base = server("201 Created", Vec::new()).await;
+        assert_eq!(get(&base).await.unwrap(), (201, Value::Null));
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_unreachable_and_a_bad_address_is_refused_in_words() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let err = get(&format!("http://127.0.0.1:{port}")).await.unwrap_err();
+        assert!(matches!(err, Failure::Unreachable(_)), "{err:?}");
+        assert!(Client::new("ftp://127.0.0.1:1", None, None).err().unwrap().contains("http://HOST:PORT"));
+    }
+}

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::GlobalArgs;
 use super::api_client::{ApiClient, CreateFlags, ServerArgs};
 use super::setup::load_config;
+use rocky::service::RolloutVerb;
 
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
@@ -141,15 +142,15 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
                 print_rollout(&rollout, &view);
             }
         }
-        RolloutCommand::Pause { id } => control(&api, id, "pause").await?,
-        RolloutCommand::Resume { id } => control(&api, id, "resume").await?,
-        RolloutCommand::Cancel { id } => control(&api, id, "cancel").await?,
+        RolloutCommand::Pause { id } => control(&api, id, RolloutVerb::Pause).await?,
+        RolloutCommand::Resume { id } => control(&api, id, RolloutVerb::Resume).await?,
+        RolloutCommand::Cancel { id } => control(&api, id, RolloutVerb::Cancel).await?,
     }
     Ok(())
 }
 
-async fn control(api: &ApiClient, id: u64, verb: &str) -> anyhow::Result<()> {
-    let (_, rollout) = api.call(Method::POST, &format!("/rollouts/{id}/{verb}"), None).await?;
+async fn control(api: &ApiClient, id: u64, verb: RolloutVerb) -> anyhow::Result<()> {
+    let (_, rollout) = api.call(Method::POST, &format!("/rollouts/{id}/{}", verb.as_str()), None).await?;
     println!(
         "rollout {id}: {}{}",
         rollout["state"].as_str().unwrap_or("?"),

@@ -499,7 +499,7 @@ impl Driver {
                 // Held back like a broker outage: nothing sent, no deadline runs; let go, every
                 // active job repeats its last command.
                 self.fence.set_fenced(fenced);
-                self.engine.set_connected(self.broker_up && !fenced, now);
+                self.engine.set_connected(self.broker_up && self.fence.open(), now);
             }
             Request::Shutdown(reply) => {
                 let _ = reply.send(());

@@ -41,7 +41,7 @@ impl FleetConfig {
             prefix: "dev-".to_owned(),
             count,
             plan: BehaviorPlan::default(),
-            slow_delay: Duration::from_millis(1500),
+            slow_delay: super::machine::SLOW_DELAY,
             model: DeviceModel::default(),
         }
     }

@@ -20,6 +20,9 @@ use crate::protocol::{
 /// (so the last chunks of an image are confirmed at once).
 pub const IDLE_CONFIRM: Duration = Duration::from_millis(100);
 
+/// How long a `slow` device waits before each answer, unless told otherwise.
+pub const SLOW_DELAY: Duration = Duration::from_millis(1500);
+
 /// The frame a garbage device sends before each real answer.
 pub const GARBAGE_FRAME: [u8; 3] = [0xff, 0x00, 0x13];
 
@@ -104,12 +107,12 @@ impl DeviceMachine {
     /// confirmed (the idle confirmation is due).
     fn store(&mut self, chunk: u32, payload: Bytes, now: Instant) -> bool {
         let flow_controlled = self.flow_controlled();
-        let model = self.model.clone();
+        let confirm_every = self.model.confirm_every();
         let Some(t) = self.transfer.as_mut() else { return false };
         let delivery = t.deliveries.entry(chunk).or_insert(0);
         let earlier = *delivery;
         *delivery += 1;
-        if model.loses(t.job, chunk, earlier) {
+        if self.model.loses(t.job, chunk, earlier) {
             return false; // lost on the way
         }
         if let Some(held) = t.resumed_len.take()
@@ -133,7 +136,7 @@ impl DeviceMachine {
         if flow_controlled {
             t.unconfirmed += 1;
         }
-        let confirm_now = flow_controlled && (duplicate || t.unconfirmed >= model.confirm_every());
+        let confirm_now = flow_controlled && (duplicate || t.unconfirmed >= confirm_every);
         self.update(|r| {
             r.chunks += 1;
             r.bytes += len;

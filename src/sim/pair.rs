@@ -29,7 +29,7 @@ pub struct PairDevice {
 
 impl PairDevice {
     pub fn new(model: DeviceModel) -> Self {
-        Self { behavior: Behavior::Good, model, slow_delay: Duration::from_millis(1500) }
+        Self { behavior: Behavior::Good, model, slow_delay: super::machine::SLOW_DELAY }
     }
 }
 

@@ -170,11 +170,7 @@ fn misbehaving_devices_end_their_jobs_as_the_protocol_says() {
     ];
     let mut jobs = Vec::new();
     for (behavior, expected) in kinds {
-        let device = PairDevice {
-            behavior,
-            slow_delay: Duration::from_millis(1500),
-            ..PairDevice::new(DeviceModel::default())
-        };
+        let device = PairDevice { behavior, ..PairDevice::new(DeviceModel::default()) };
         let id = pair.add(&format!("dev-{behavior}"), device).unwrap();
         jobs.push((pair.submit(spec(&id, &image, 1024, None)).unwrap(), behavior, expected));
     }

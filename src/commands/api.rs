@@ -52,11 +52,11 @@ impl ApiSecurity {
 /// The API's state for `listen`, with the configuration's limits and policy.
 pub fn api_state(
     config: &Config,
-    handle: rocky::runtime::Handle,
+    service: rocky::service::Service,
     firmware_dir: std::path::PathBuf,
     listen: SocketAddr,
 ) -> ApiState {
-    let mut state = ApiState::new(handle, firmware_dir);
+    let mut state = ApiState::new(service, firmware_dir);
     state.limits = config.load_limits();
     state.policy = std::sync::Arc::new(http::ApiPolicy {
         loopback_listener: listen.ip().is_loopback(),

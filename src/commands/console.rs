@@ -13,6 +13,7 @@ use rocky::firmware::{Image, LoadLimits};
 
 use super::api::{self, ApiSecurity};
 use rocky::runtime::{Runtime, RuntimeConfig};
+use rocky::service::Service;
 use rocky::tui::console::{self, ConsoleOptions};
 use rocky::tui::source::{Local, Remote};
 
@@ -121,12 +122,12 @@ pub async fn run_console(
     } else {
         Runtime::start(runtime_config, Arc::new(config.library()))
     };
+    let service = Service::new(runtime.handle.clone());
     if !startup.register.is_empty() {
-        runtime.handle.inventory().register(startup.register).await.context("cannot register the devices")?;
+        service.inventory().register(startup.register).await.context("cannot register the devices")?;
     }
     // Held until the console quits, so the rollouts find the images by hash in memory.
-    let _images: Vec<Image> =
-        startup.images.into_iter().map(|i| runtime.handle.library().intern(i)).collect();
+    let _images: Vec<Image> = startup.images.into_iter().map(|i| service.library().intern(i)).collect();
     // The operator at the console may load from any URL; the size and time limits still hold.
     let limits = LoadLimits { url_allow: Vec::new(), say_why: true, ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -139,7 +140,7 @@ pub async fn run_console(
             Ok(security) => match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let shown = security.url(listener.local_addr().unwrap_or(addr));
-                    let state = api::api_state(config, runtime.handle.clone(), firmware_dir, addr);
+                    let state = api::api_state(config, service.clone(), firmware_dir, addr);
                     tokio::spawn(api::serve(listener, state, security, async move {
                         let _ = http_stopped.await;
                     }));
@@ -166,9 +167,9 @@ pub async fn run_console(
             .rollouts
             .into_iter()
             .map(|plan| {
-                let handle = runtime.handle.clone();
+                let service = service.clone();
                 let work: console::Startup = Box::pin(async move {
-                    let created = handle.rollouts().create(plan).await;
+                    let created = service.start_planned_rollout(plan).await;
                     created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
                 });
                 work
@@ -180,7 +181,7 @@ pub async fn run_console(
             "The demo keeps nothing: they end with it.".into()
         },
     };
-    let result = console::run(Arc::new(Local::new(runtime.handle.clone())), options).await;
+    let result = console::run(Arc::new(Local::new(service)), options).await;
     let _ = stop_http.send(());
     runtime.shutdown().await;
     result.context("console failed")

@@ -7,7 +7,7 @@ use super::GlobalArgs;
 use super::api::{self, ApiSecurity};
 use super::setup::{LogFormat, data_dir, load_config, log_to_stdout, runtime_config, shutdown_signal};
 use rocky::engine::Event;
-use rocky::runtime::{Received, RuntimeEvent};
+use rocky::service::{Received, RuntimeEvent, Service};
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -55,8 +55,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     if left > 0 {
         tracing::info!(files = left, "removed unfinished uploads left by an earlier run");
     }
-    tokio::spawn(log_events(runtime.handle.subscribe()));
-    let state = api::api_state(&config, runtime.handle.clone(), firmware_dir.clone(), listen);
+    let service = Service::new(runtime.handle.clone());
+    tokio::spawn(log_events(service.subscribe()));
+    let state = api::api_state(&config, service, firmware_dir.clone(), listen);
     tracing::info!(
         api = %security.url(listener.local_addr().unwrap_or(listen)),
         token = security.token.is_some(),
@@ -73,7 +74,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
 
 /// Job transitions at info; traffic at debug (`RUST_LOG=debug`). Connection changes are logged
 /// by the runtime itself, once per new reason.
-async fn log_events(mut events: rocky::runtime::EventStream) {
+async fn log_events(mut events: rocky::service::EventStream) {
     // Ignored responses come from devices (or anyone posing as one): one line per device a minute.
     let mut ignored = rocky::runtime::LogLimiter::new(std::time::Duration::from_secs(60));
     while let Some(received) = events.recv().await {

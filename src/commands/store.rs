@@ -27,8 +27,7 @@ pub async fn start_runtime(
     let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()), store)
         .await
         .context("cannot read the job store")?;
-    rocky::service::start_retention(
-        runtime.handle.clone(),
+    rocky::service::Service::new(runtime.handle.clone()).start_retention(
         config.store.keep(),
         config.store.max_age(),
         config.firmware_dir(data_dir),

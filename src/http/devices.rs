@@ -11,8 +11,7 @@ use super::{ApiError, ApiState};
 use crate::api::{self, DevicePage, PutDevice};
 use crate::inventory::{Device, DeviceQuery, InventoryError};
 use crate::protocol::DeviceId;
-use crate::runtime::RuntimeError;
-use crate::service;
+use crate::service::{self, RuntimeError};
 
 /// Largest import body: about 20,000 devices with a few labels each.
 pub const MAX_IMPORT_BODY: usize = 4 * 1024 * 1024;
@@ -62,7 +61,7 @@ pub async fn list(
 ) -> Result<Json<DevicePage>, ApiError> {
     let Query(pairs) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut query = DeviceQuery { limit: DEFAULT_PAGE, ..DeviceQuery::default() };
-    let now_ms = state.handle.clock().unix_ms(state.handle.clock().now());
+    let now_ms = state.service.clock().unix_ms(state.service.clock().now());
     for (key, value) in pairs {
         let bad = |e: crate::inventory::QueryError| ApiError::BadRequest(e.to_string());
         match key.as_str() {
@@ -84,7 +83,7 @@ pub async fn list(
         }
     }
     let limit = query.limit;
-    let mut devices = state.handle.inventory().list(&DeviceQuery { limit: limit + 1, ..query });
+    let mut devices = state.service.inventory().list(&DeviceQuery { limit: limit + 1, ..query });
     let more = devices.len() > limit;
     devices.truncate(limit);
     let next_after = if more { devices.last().map(|d| d.device_id.clone()) } else { None };
@@ -92,7 +91,7 @@ pub async fn list(
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Device>, ApiError> {
-    Ok(Json(service::device(&state.handle, &device_id(&raw)?)?))
+    Ok(Json(state.service.device(&device_id(&raw)?)?))
 }
 
 /// Registers a device with these labels (replacing its labels if it is known): 201 when new.
@@ -103,18 +102,18 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     let id = device_id(&raw)?;
     let Json(body) = body?;
-    let (device, added) = service::register(&state.handle, id, body.labels).await?;
+    let (device, added) = state.service.register(id, body.labels).await?;
     Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
 }
 
 pub async fn delete(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
-    service::forget(&state.handle, &device_id(&raw)?).await?;
+    state.service.forget(&device_id(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// JSON (`[{"device_id", "labels"}, …]`) or lines of `device_id,key=value,…`; all or nothing.
 pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<api::Imported>, ApiError> {
-    let service::Imported { rows, added } = service::import_devices(&state.handle, &body).await?;
+    let service::Imported { rows, added } = state.service.import_devices(&body).await?;
     Ok(Json(api::Imported { imported: rows, added, updated: rows - added }))
 }
 

@@ -1,7 +1,7 @@
 //! The JSON shapes of the API. Times are milliseconds since the Unix epoch.
 
 use crate::api::{Stamped, WireEvent};
-use crate::runtime::{Clock, Received};
+use crate::service::{Clock, Received};
 
 /// `(event name, data)` for one item of the event stream, as `GET /events` sends it.
 pub fn event_json(received: &Received, clock: &Clock) -> (String, String) {

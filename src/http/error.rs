@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::engine::{CancelError, SubmitError};
 use crate::firmware::{FirmwareError, ResolveError};
-use crate::runtime::RuntimeError;
+use crate::service::RuntimeError;
 use crate::write_error::WriteError;
 
 #[derive(Debug, thiserror::Error)]

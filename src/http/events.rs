@@ -18,7 +18,7 @@ use futures_util::Stream;
 use super::dto::event_json;
 use super::{ApiError, ApiState};
 use crate::api::WireEvent;
-use crate::runtime::{Clock, JobChange, Received};
+use crate::service::{Clock, JobChange, Received};
 
 /// Holds one of the `/events` slots until the stream ends.
 struct Slot(Arc<AtomicUsize>);
@@ -58,14 +58,14 @@ pub async fn stream(
             "{max} clients are already reading /events (http.max_event_clients); try again later"
         )));
     };
-    let events = state.handle.subscribe();
-    let jobs = state.handle.follow_jobs();
-    let clock = *state.handle.clock();
+    let events = state.service.subscribe();
+    let jobs = state.service.follow_jobs();
+    let clock = *state.service.clock();
     // The guards live as long as the stream: the slot and the client gauge go with the client.
-    let gauge = state.handle.metrics().event_client();
+    let gauge = state.service.metrics().event_client();
     // The broker connection as it is now comes first; later changes follow as events.
     let mut pending = VecDeque::new();
-    if let Ok(status) = state.handle.status().await {
+    if let Ok(status) = state.service.status().await {
         pending.push_back(sse_of(&WireEvent::Connection(status.connection)));
     }
     let stopping = state.stopping.clone();
@@ -108,8 +108,8 @@ const JOB_BATCH: usize = 256;
 /// batch, or after falling too far behind) the client receives every job again with no second
 /// request.
 struct ClientStream {
-    events: crate::runtime::EventStream,
-    jobs: crate::runtime::JobFollower,
+    events: crate::service::EventStream,
+    jobs: crate::service::JobFollower,
     pending: VecDeque<Event>,
     /// Between `jobs_reset` and the end of the full table.
     syncing: bool,

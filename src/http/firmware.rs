@@ -121,12 +121,12 @@ pub async fn upload(
     let image = tokio::task::spawn_blocking(move || Image::new(name, bytes))
         .await
         .map_err(|_| ApiError::Internal("the uploaded image could not be hashed".into()))?;
-    state.handle.library().remember_file(&image, target);
+    state.service.library().remember_file(&image, target);
     Ok(created(&state, file_name, image))
 }
 
 fn created(state: &ApiState, file_name: String, image: Image) -> (StatusCode, Json<serde_json::Value>) {
-    let image = state.handle.library().intern(image);
+    let image = state.service.library().intern(image);
     (
         StatusCode::CREATED,
         Json(json!({

@@ -1,7 +1,5 @@
 //! The job endpoints and the health check.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -11,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::api::{CreateJobs, CreateOriginal, CreatedJobs, JobPage, Timeline};
-use crate::engine::{JobId, JobSpec, JobState};
-use crate::firmware::{ChunkSize, FirmwareSource, resolve};
+use crate::engine::{JobId, JobState};
+use crate::firmware::FirmwareSource;
 use crate::protocol::DeviceId;
-use crate::runtime::JobFilter;
+use crate::service::{JobFilter, NewJobs, SubmittedJobs};
 use crate::snapshot::JobSnapshot;
 
 /// The request's devices, each once, at most `max` of them.
@@ -45,39 +43,14 @@ fn devices(request: &CreateJobs, max: usize) -> Result<Vec<DeviceId>, ApiError> 
     Ok(devices)
 }
 
-/// A request's chunk size and the pause between chunks: `chunk_interval_ms`, or the pause a
-/// `max_rate` makes (chunk size / rate); with both, the longer.
-pub(super) fn pacing(
-    state: &ApiState,
-    chunk_size: Option<u64>,
-    chunk_interval_ms: Option<u64>,
-    max_rate: Option<crate::units::Rate>,
-) -> Result<(Option<ChunkSize>, Option<Duration>), ApiError> {
-    let paced =
-        crate::firmware::Pacing::new(chunk_size, chunk_interval_ms, max_rate, state.handle.default_chunk())
-            .map_err(ApiError::BadRequest)?;
-    Ok((paced.chunk_size, paced.pause))
-}
-
 async fn create_jobs(
     state: &ApiState,
-    devices: Vec<DeviceId>,
-    source: FirmwareSource,
-    chunk_size: Option<u64>,
-    chunk_interval_ms: Option<u64>,
-    max_rate: Option<crate::units::Rate>,
+    request: NewJobs,
 ) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
-    let (chunk_size, chunk_interval) = pacing(state, chunk_size, chunk_interval_ms, max_rate)?;
-    let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
-    // Looked at before the jobs exist: making a job adds its device to the inventory.
-    let unseen = state.handle.inventory().never_seen(&devices);
-    let specs = devices
-        .into_iter()
-        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval })
-        .collect();
-    let jobs = state.handle.submit(specs).await?;
-    let warning = crate::inventory::never_seen_note(&unseen);
-    let never_seen = warning.is_some().then_some(unseen.len());
+    let SubmittedJobs { jobs, never_seen } =
+        state.service.submit_jobs(request, &state.firmware_dir, &state.limits).await?;
+    let warning = crate::inventory::never_seen_note(&never_seen);
+    let never_seen = warning.is_some().then_some(never_seen.len());
     Ok((StatusCode::CREATED, Json(CreatedJobs { jobs, warning, never_seen })))
 }
 
@@ -87,9 +60,10 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
     let devices = devices(&request, state.policy.max_jobs_per_request)?;
-    let (chunk_size, interval, rate) = (request.chunk_size, request.chunk_interval_ms, request.max_rate);
-    let source = request.firmware.source().map_err(ApiError::BadRequest)?;
-    create_jobs(&state, devices, source, chunk_size, interval, rate).await
+    let firmware = request.firmware.source().map_err(ApiError::BadRequest)?;
+    let (chunk_size, chunk_interval_ms, max_rate) =
+        (request.chunk_size, request.chunk_interval_ms, request.max_rate);
+    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate }).await
 }
 
 pub async fn create_original(
@@ -98,7 +72,15 @@ pub async fn create_original(
 ) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
     let device = DeviceId::parse(&request.device_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    create_jobs(&state, vec![device], FirmwareSource::Url(request.url), None, None, None).await
+    let firmware = FirmwareSource::Url(request.url);
+    let request = NewJobs {
+        devices: vec![device],
+        firmware,
+        chunk_size: None,
+        chunk_interval_ms: None,
+        max_rate: None,
+    };
+    create_jobs(&state, request).await
 }
 
 #[derive(Deserialize)]
@@ -146,7 +128,7 @@ pub async fn list(
     // One more than asked tells whether another page follows.
     // Read from the job table in the request's own task: however many jobs there are, the
     // engine's task is never asked to scan them.
-    let mut jobs = state.handle.jobs(&JobFilter { limit: Some(limit + 1), ..filter });
+    let mut jobs = state.service.jobs(&JobFilter { limit: Some(limit + 1), ..filter });
     let more = jobs.len() > limit;
     jobs.truncate(limit);
     let next_after = if more { jobs.last().map(|j| j.id) } else { None };
@@ -163,7 +145,7 @@ pub async fn show(
     Path(raw): Path<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let id = job_id(&raw)?;
-    let job = state.handle.job(id).ok_or_else(|| ApiError::NotFound(format!("no job {id}")))?;
+    let job = state.service.job(id)?;
     Ok(Json(JobSnapshot::clone(&job)))
 }
 
@@ -173,23 +155,19 @@ pub async fn events(
     Path(raw): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let id = job_id(&raw)?;
-    if state.handle.job(id).is_none() {
-        return Err(ApiError::NotFound(format!("no job {id}")));
-    }
-    let history = state.handle.history(id).await?.map_err(ApiError::Unavailable)?;
-    Ok(Json(Timeline { job: id, events: history }))
+    Ok(Json(Timeline { job: id, events: state.service.job_history(id).await? }))
 }
 
 pub async fn cancel(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
-    Ok(Json(state.handle.cancel(job_id(&raw)?).await?))
+    Ok(Json(state.service.cancel_job(job_id(&raw)?).await?))
 }
 
 /// 200 while the broker connection is up, 503 otherwise; the body says which and why.
 pub async fn health(State(state): State<ApiState>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let status = state.handle.status().await?;
+    let status = state.service.status().await?;
     let healthy = status.connection.is_connected()
         && status.store_problem.is_none()
         && status.publish_refused.is_none();

@@ -34,7 +34,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::firmware::LoadLimits;
-use crate::runtime::Handle;
+use crate::service::Service;
 
 /// Largest JSON body accepted by the job endpoints.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -56,7 +56,8 @@ pub const ROLLOUT_BODY: usize = 4 * 1024 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub handle: Handle,
+    /// What the handlers do, the same actions the console takes.
+    pub service: Service,
     /// Paths in job requests and uploads live here; nothing outside it is served.
     pub firmware_dir: PathBuf,
     pub limits: LoadLimits,
@@ -71,10 +72,11 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// The API over `handle` with the default limits and policy and no token.
-    pub fn new(handle: Handle, firmware_dir: PathBuf) -> Self {
+    /// The API over `service` (or a runtime's handle) with the default limits and policy and
+    /// no token.
+    pub fn new(service: impl Into<Service>, firmware_dir: PathBuf) -> Self {
         Self {
-            handle,
+            service: service.into(),
             firmware_dir,
             limits: LoadLimits::default(),
             token: None,

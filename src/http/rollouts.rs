@@ -9,10 +9,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::api::{Firmware, RolloutList};
-use crate::firmware::resolve;
 use crate::rollout::{RolloutRequest, RolloutView};
-use crate::runtime::RolloutError;
-use crate::service;
+use crate::service::{self, RolloutError, RuntimeError};
 
 /// Rollouts a listing shows (the newest).
 const LIST_LIMIT: usize = 1000;
@@ -27,6 +25,8 @@ impl From<service::ServiceError> for ApiError {
             service::ServiceError::DiskFull(text) => Self::InsufficientStorage(text),
             service::ServiceError::Internal(text) => Self::Internal(text),
             service::ServiceError::Rollout(e) => e.into(),
+            service::ServiceError::Unavailable(text) => Self::Unavailable(text),
+            service::ServiceError::Firmware(e) => e.into(),
         }
     }
 }
@@ -37,7 +37,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::NotFound(_) => Self::NotFound(e.to_string()),
             RolloutError::Ended(text) => Self::Conflict(text),
             RolloutError::TooMany | RolloutError::Elsewhere(_) => Self::Conflict(e.to_string()),
-            RolloutError::Store(e) => crate::runtime::RuntimeError::Store(e).into(),
+            RolloutError::Store(e) => RuntimeError::Store(e).into(),
         }
     }
 }
@@ -60,10 +60,10 @@ pub async fn create(
     let request: RolloutRequest =
         serde_json::from_value(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // Checked and planned before the image is fetched: a mistake costs no download.
-    let plan = service::plan_rollout(&state.handle, &request)?;
+    let plan = state.service.plan_rollout(&request)?;
     let source = firmware.source().map_err(ApiError::BadRequest)?;
-    let image = resolve(&source, state.handle.library(), Some(&state.firmware_dir), &state.limits).await?;
-    let started = service::start_rollout(&state.handle, plan, image).await?;
+    let image = state.service.rollout_image(&source, &state.firmware_dir, &state.limits).await?;
+    let started = state.service.start_rollout(plan, image).await?;
     let mut answer = json!(RolloutView::full(&started.rollout, now(&state)));
     if let Some(note) = crate::inventory::never_seen_note(&started.never_seen) {
         answer["warning"] = json!(note);
@@ -74,7 +74,7 @@ pub async fn create(
 
 /// Unix ms on the runtime's clock, for a view's ETA.
 fn now(state: &ApiState) -> u64 {
-    let clock = state.handle.clock();
+    let clock = state.service.clock();
     clock.unix_ms(clock.now())
 }
 
@@ -83,12 +83,12 @@ fn rollout_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 pub async fn list(State(state): State<ApiState>) -> Json<RolloutList> {
-    Json(RolloutList { rollouts: state.handle.rollouts().list(LIST_LIMIT) })
+    Json(RolloutList { rollouts: state.service.rollouts(LIST_LIMIT) })
 }
 
 pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
-    Ok(Json(json!(service::rollout_view(&state.handle, id)?)))
+    Ok(Json(json!(state.service.rollout_view(id)?)))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.
@@ -100,7 +100,7 @@ pub async fn control(
     let Some(verb) = service::RolloutVerb::parse(&verb) else {
         return Err(ApiError::NotFound(format!("no action {verb:?}: use pause, resume or cancel")));
     };
-    let rollout = service::control_rollout(&state.handle, id, verb).await?;
+    let rollout = state.service.control_rollout(id, verb).await?;
     Ok(Json(json!(RolloutView::summary(
         &rollout,
         rollout.wave_counts(),

@@ -1,35 +1,36 @@
 //! The device inventory as an operator changes it: register with labels, import many, forget
 //! one. The labels and the import are checked here, so every face refuses the same things.
 
-use super::ServiceError;
+use super::{Service, ServiceError};
 use crate::inventory::{Device, Labels, import, labels};
 use crate::protocol::DeviceId;
-use crate::runtime::Handle;
 
-/// One device, as the inventory holds it.
-pub fn device(handle: &Handle, id: &DeviceId) -> Result<Device, ServiceError> {
-    handle
-        .inventory()
-        .get(id)
-        .ok_or_else(|| ServiceError::NotFound(format!("no device {id} in the inventory")))
-}
+impl Service {
+    /// One device, as the inventory holds it.
+    pub fn device(&self, id: &DeviceId) -> Result<Device, ServiceError> {
+        self.inventory()
+            .get(id)
+            .ok_or_else(|| ServiceError::NotFound(format!("no device {id} in the inventory")))
+    }
 
-/// Registers `id` with `labels` (replacing its labels when it is known); answers the device and
-/// whether it is new.
-pub async fn register(handle: &Handle, id: DeviceId, labels: Labels) -> Result<(Device, bool), ServiceError> {
-    labels::check(&labels).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let inventory = handle.inventory();
-    let added = inventory.register(vec![(id.clone(), labels)]).await?;
-    let device = inventory.get(&id).ok_or_else(|| ServiceError::Internal("the device vanished".into()))?;
-    Ok((device, added > 0))
-}
+    /// Registers `id` with `labels` (replacing its labels when it is known); answers the device and
+    /// whether it is new.
+    pub async fn register(&self, id: DeviceId, labels: Labels) -> Result<(Device, bool), ServiceError> {
+        labels::check(&labels).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let inventory = self.inventory();
+        let added = inventory.register(vec![(id.clone(), labels)]).await?;
+        let device =
+            inventory.get(&id).ok_or_else(|| ServiceError::Internal("the device vanished".into()))?;
+        Ok((device, added > 0))
+    }
 
-/// Forgets `id` (its jobs stay).
-pub async fn forget(handle: &Handle, id: &DeviceId) -> Result<(), ServiceError> {
-    if handle.inventory().forget(id).await? {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound(format!("no device {id} in the inventory")))
+    /// Forgets `id` (its jobs stay).
+    pub async fn forget(&self, id: &DeviceId) -> Result<(), ServiceError> {
+        if self.inventory().forget(id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("no device {id} in the inventory")))
+        }
     }
 }
 
@@ -40,17 +41,19 @@ pub struct Imported {
     pub added: usize,
 }
 
-/// Registers every row of `body` (JSON `[{"device_id", "labels"}, …]` or lines of
-/// `device_id,key=value,…`), all or nothing.
-pub async fn import_devices(handle: &Handle, body: &[u8]) -> Result<Imported, ServiceError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        ServiceError::Invalid(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
-    })?;
-    let rows = import::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    let count = rows.len();
-    let added = handle
-        .inventory()
-        .register(rows.into_iter().map(|row| (row.device_id, row.labels)).collect())
-        .await?;
-    Ok(Imported { rows: count, added })
+impl Service {
+    /// Registers every row of `body` (JSON `[{"device_id", "labels"}, …]` or lines of
+    /// `device_id,key=value,…`), all or nothing.
+    pub async fn import_devices(&self, body: &[u8]) -> Result<Imported, ServiceError> {
+        let text = std::str::from_utf8(body).map_err(|e| {
+            ServiceError::Invalid(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
+        })?;
+        let rows = import::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let count = rows.len();
+        let added = self
+            .inventory()
+            .register(rows.into_iter().map(|row| (row.device_id, row.labels)).collect())
+            .await?;
+        Ok(Imported { rows: count, added })
+    }
 }

@@ -1,6 +1,7 @@
 //! Why an operator's action was refused or failed, in words, with what kind of failure it is
 //! (the HTTP API answers each kind with its own status).
 
+use crate::firmware::ResolveError;
 use crate::inventory::InventoryError;
 use crate::runtime::{RolloutError, RuntimeError};
 
@@ -15,6 +16,13 @@ pub enum ServiceError {
     /// The disk is full: nothing was changed.
     #[error("{0}")]
     DiskFull(String),
+    /// What was asked needs something this Rocky does not have now (a store, for timelines).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The image named could not be found, read or fetched (its own kinds: outside the
+    /// firmware directory, too large, …).
+    #[error(transparent)]
+    Firmware(#[from] ResolveError),
     /// Something on this side failed (the message says what).
     #[error("{0}")]
     Internal(String),

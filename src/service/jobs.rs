@@ -1,23 +1,103 @@
-//! Jobs an operator asks for beyond a plain submit: the same update again for a job that ended.
+//! Jobs as an operator asks for them: created for devices from an image named by path, URL or
+//! hash (resolved here, paced by the one rule of `firmware::Pacing`), read, cancelled, their
+//! timelines, and the same update again for a job that ended.
 
-use super::ServiceError;
-use crate::engine::JobSpec;
-use crate::firmware::{ChunkSize, FirmwareSource, LoadLimits, resolve};
-use crate::runtime::Handle;
-use crate::snapshot::JobSnapshot;
+use std::path::Path;
+use std::sync::Arc;
 
-/// A new job for `job`'s device and image at its chunk size. A finished job holds only its
-/// image's description, so the bytes come back by hash (memory, the uploads, the image store).
-pub async fn retry(
-    handle: &Handle,
-    job: &JobSnapshot,
-    limits: &LoadLimits,
-) -> Result<Vec<JobSnapshot>, ServiceError> {
-    let source = FirmwareSource::Sha256(job.image.sha256.clone());
-    let image = resolve(&source, handle.library(), None, limits)
-        .await
-        .map_err(|e| ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id)))?;
-    let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
-    let spec = JobSpec { device: job.device_id.clone(), image, chunk_size, chunk_interval: None };
-    Ok(handle.submit(vec![spec]).await?)
+use super::{JobFilter, Service, ServiceError};
+use crate::engine::{JobId, JobSpec};
+use crate::firmware::{ChunkSize, FirmwareSource, LoadLimits, Pacing, resolve};
+use crate::protocol::DeviceId;
+use crate::snapshot::{HistoryRecord, JobSnapshot};
+use crate::units::Rate;
+
+/// Jobs to create: one per device, all of one image, paced alike.
+#[derive(Debug, Clone)]
+pub struct NewJobs {
+    pub devices: Vec<DeviceId>,
+    pub firmware: FirmwareSource,
+    pub chunk_size: Option<u64>,
+    pub chunk_interval_ms: Option<u64>,
+    pub max_rate: Option<Rate>,
+}
+
+/// Jobs just created, and their devices Rocky had never seen (not refused: a typo's job waits
+/// out its request timeout, so the faces say so).
+#[derive(Debug)]
+pub struct SubmittedJobs {
+    pub jobs: Vec<JobSnapshot>,
+    pub never_seen: Vec<DeviceId>,
+}
+
+impl Service {
+    /// Resolves the image (paths only inside `firmware_dir`), paces the jobs and creates them:
+    /// all or none.
+    pub async fn submit_jobs(
+        &self,
+        request: NewJobs,
+        firmware_dir: &Path,
+        limits: &LoadLimits,
+    ) -> Result<SubmittedJobs, ServiceError> {
+        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate } = request;
+        let paced = Pacing::new(chunk_size, chunk_interval_ms, max_rate, self.default_chunk())
+            .map_err(ServiceError::Invalid)?;
+        let image = resolve(&firmware, self.library(), Some(firmware_dir), limits).await?;
+        // Looked at before the jobs exist: making a job adds its device to the inventory.
+        let never_seen = self.inventory().never_seen(&devices);
+        let specs = devices
+            .into_iter()
+            .map(|device| JobSpec {
+                device,
+                image: image.clone(),
+                chunk_size: paced.chunk_size,
+                chunk_interval: paced.pause,
+            })
+            .collect();
+        let jobs = self.submit(specs).await?;
+        Ok(SubmittedJobs { jobs, never_seen })
+    }
+
+    /// Creates jobs whose images are already in hand (the console's form previewed them).
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+        Ok(self.handle.submit(specs).await?)
+    }
+
+    /// Cancels job `id`, wherever it is driven (here, or by another instance sharing the store).
+    pub async fn cancel_job(&self, id: JobId) -> Result<JobSnapshot, ServiceError> {
+        Ok(self.handle.cancel(id).await?)
+    }
+
+    /// A job's latest state, read without asking the engine.
+    pub fn job(&self, id: JobId) -> Result<Arc<JobSnapshot>, ServiceError> {
+        self.handle.job(id).ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))
+    }
+
+    /// The jobs `filter` matches, by id, read in the caller's task: however many jobs there
+    /// are, the engine's task is never asked to scan them.
+    pub fn jobs(&self, filter: &JobFilter) -> Vec<Arc<JobSnapshot>> {
+        self.handle.jobs(filter)
+    }
+
+    /// Job `id`'s stored timeline; unavailable when this Rocky keeps no store.
+    pub async fn job_history(&self, id: JobId) -> Result<Vec<HistoryRecord>, ServiceError> {
+        self.job(id)?;
+        self.handle.history(id).await?.map_err(ServiceError::Unavailable)
+    }
+
+    /// A new job for `job`'s device and image at its chunk size. A finished job holds only its
+    /// image's description, so the bytes come back by hash (memory, the uploads, the image store).
+    pub async fn retry(
+        &self,
+        job: &JobSnapshot,
+        limits: &LoadLimits,
+    ) -> Result<Vec<JobSnapshot>, ServiceError> {
+        let source = FirmwareSource::Sha256(job.image.sha256.clone());
+        let image = resolve(&source, self.library(), None, limits)
+            .await
+            .map_err(|e| ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id)))?;
+        let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
+        let spec = JobSpec { device: job.device_id.clone(), image, chunk_size, chunk_interval: None };
+        self.submit(vec![spec]).await
+    }
 }

@@ -1,11 +1,12 @@
 //! What an operator can do, written once for every face: the HTTP API (`http/`) and the console
-//! (`tui/`, in this process) call these, so a rule or a refusal cannot differ between them.
-//! Each action takes the runtime's [`crate::runtime::Handle`] and answers a [`ServiceError`]
-//! that names what was wrong; the faces only translate it (a status code, a line on screen).
+//! (`tui/`, in this process) hold a [`Service`] and call it, so a rule or a refusal cannot differ
+//! between them. Each action answers a [`ServiceError`] that names what was wrong; the faces only
+//! translate it (a status code, a line on screen).
 //!
-//! Here so far: rollouts (create, pause/resume/cancel, read), devices (register, import,
-//! forget), a job's retry, and retention. Submitting and cancelling jobs are the runtime
-//! `Handle`'s own calls.
+//! The faces learn the runtime's vocabulary (its events, the job table's filter and changes, the
+//! broker connection's state) from here, re-exported below: they never reach into `runtime/` or
+//! `store/`. Only the commands that start a runtime (`rocky serve`, `console`, `demo`, `bench`)
+//! wire one, and hand its [`Handle`] to [`Service::new`].
 
 mod devices;
 mod error;
@@ -13,8 +14,75 @@ mod jobs;
 mod retention;
 mod rollouts;
 
-pub use devices::{Imported, device, forget, import_devices, register};
+use std::sync::Arc;
+
+pub use crate::runtime::{
+    Clock, ConnectionState, Envelope, EventStream, JobChange, JobChanges, JobFilter, JobFollower, JobTable,
+    Received, RolloutError, RuntimeError, RuntimeEvent, Status, Traffic, TrafficDirection,
+};
+pub use devices::Imported;
 pub use error::ServiceError;
-pub use jobs::retry;
-pub use retention::start_retention;
-pub use rollouts::{NewRollout, RolloutVerb, control_rollout, plan_rollout, rollout_view, start_rollout};
+pub use jobs::{NewJobs, SubmittedJobs};
+pub use rollouts::{NewRollout, RolloutVerb};
+
+use crate::firmware::{ChunkSize, Library};
+use crate::inventory::Inventory;
+use crate::metrics::Metrics;
+use crate::runtime::Handle;
+
+/// The operator's actions over one runtime. Cheap to clone: every face and task holds its own.
+#[derive(Clone)]
+pub struct Service {
+    handle: Handle,
+}
+
+impl From<Handle> for Service {
+    fn from(handle: Handle) -> Self {
+        Self::new(handle)
+    }
+}
+
+impl Service {
+    pub fn new(handle: Handle) -> Self {
+        Self { handle }
+    }
+
+    /// The runtime's time: job times, timeouts and "seen" are read on it.
+    pub fn clock(&self) -> &Clock {
+        self.handle.clock()
+    }
+
+    /// Where images are found by hash and kept by content.
+    pub fn library(&self) -> &Arc<Library> {
+        self.handle.library()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.handle.metrics()
+    }
+
+    /// The devices Rocky knows, to read (changes go through [`Service::register`] and the rest).
+    pub fn inventory(&self) -> &Inventory {
+        self.handle.inventory()
+    }
+
+    /// The chunk size of a job that names none (`jobs.chunk_size`).
+    pub fn default_chunk(&self) -> ChunkSize {
+        self.handle.default_chunk()
+    }
+
+    /// The broker connection, the store's health and the job counts.
+    pub async fn status(&self) -> Result<Status, ServiceError> {
+        Ok(self.handle.status().await?)
+    }
+
+    /// Traffic, timeline events and the broker connection: bounded, losses counted.
+    pub fn subscribe(&self) -> EventStream {
+        self.handle.subscribe()
+    }
+
+    /// Every job's state from a full snapshot on: lossless, latest wins.
+    pub fn follow_jobs(&self) -> JobFollower {
+        self.handle.follow_jobs()
+    }
+}

@@ -6,43 +6,46 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::runtime::{Handle, JobFilter};
+use super::{JobFilter, Service};
 
 /// How often retention runs after the first time.
 const EVERY: Duration = Duration::from_secs(3600);
 
-/// Runs retention now and every hour while the runtime lives; nothing when neither bound is
-/// set. `uploads` is the directory uploaded images are kept in.
-pub fn start_retention(handle: Handle, keep: Option<usize>, max_age: Option<Duration>, uploads: PathBuf) {
-    if keep.is_none() && max_age.is_none() {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(EVERY);
-        loop {
-            every.tick().await;
-            if handle.prune(keep, max_age).await.is_err() {
-                break;
-            }
-            if let Some(age) = max_age {
-                sweep_uploads(&handle, &uploads, age).await;
-            }
+impl Service {
+    /// Runs retention now and every hour while the runtime lives; nothing when neither bound is
+    /// set. `uploads` is the directory uploaded images are kept in.
+    pub fn start_retention(&self, keep: Option<usize>, max_age: Option<Duration>, uploads: PathBuf) {
+        if keep.is_none() && max_age.is_none() {
+            return;
         }
-    });
-}
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(EVERY);
+            loop {
+                every.tick().await;
+                if service.handle.prune(keep, max_age).await.is_err() {
+                    break;
+                }
+                if let Some(age) = max_age {
+                    service.sweep_uploads(&uploads, age).await;
+                }
+            }
+        });
+    }
 
-/// Uploads older than `age` that no kept job names go the way of their jobs.
-async fn sweep_uploads(handle: &Handle, dir: &Path, age: Duration) {
-    let needed: HashSet<String> =
-        handle.jobs(&JobFilter::default()).iter().map(|job| job.image.name.clone()).collect();
-    let Some(cutoff) = SystemTime::now().checked_sub(age) else { return };
-    let dir = dir.to_path_buf();
-    let removed =
-        tokio::task::spawn_blocking(move || crate::firmware::remove_stale_uploads(&dir, cutoff, &needed))
-            .await;
-    if let Ok(removed) = removed
-        && !removed.is_empty()
-    {
-        tracing::info!(count = removed.len(), files = ?removed, "uploads no kept job names were removed");
+    /// Uploads older than `age` that no kept job names go the way of their jobs.
+    async fn sweep_uploads(&self, dir: &Path, age: Duration) {
+        let needed: HashSet<String> =
+            self.jobs(&JobFilter::default()).iter().map(|job| job.image.name.clone()).collect();
+        let Some(cutoff) = SystemTime::now().checked_sub(age) else { return };
+        let dir = dir.to_path_buf();
+        let removed =
+            tokio::task::spawn_blocking(move || crate::firmware::remove_stale_uploads(&dir, cutoff, &needed))
+                .await;
+        if let Ok(removed) = removed
+            && !removed.is_empty()
+        {
+            tracing::info!(count = removed.len(), files = ?removed, "uploads no kept job names were removed");
+        }
     }
 }

@@ -3,11 +3,13 @@
 //! and the rollout written. The API resolves the image from a path, URL or hash between the
 //! two steps; the console has it already, from the form's preview.
 
-use super::ServiceError;
-use crate::firmware::Image;
+use std::path::Path;
+
+use super::{Service, ServiceError};
+use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
 use crate::protocol::DeviceId;
 use crate::rollout::{Rollout, RolloutId, RolloutPlan, RolloutRequest, RolloutView};
-use crate::runtime::{Handle, RolloutError};
+use crate::runtime::RolloutError;
 use crate::snapshot::ImageInfo;
 
 /// A rollout just started, and the devices of it Rocky has never seen (not refused: a typo's
@@ -18,30 +20,72 @@ pub struct NewRollout {
     pub never_seen: Vec<DeviceId>,
 }
 
-/// Checks `request` by every rule and plans it; its image is filled in by [`start_rollout`].
-pub fn plan_rollout(handle: &Handle, request: &RolloutRequest) -> Result<RolloutPlan, ServiceError> {
-    let unknown = ImageInfo { name: String::new(), size: 0, sha256: String::new() };
-    request.plan(unknown, handle.inventory(), handle.default_chunk()).map_err(ServiceError::Invalid)
-}
+impl Service {
+    /// Checks `request` by every rule and plans it; its image is filled in by
+    /// [`Service::start_rollout`].
+    pub fn plan_rollout(&self, request: &RolloutRequest) -> Result<RolloutPlan, ServiceError> {
+        let unknown = ImageInfo { name: String::new(), size: 0, sha256: String::new() };
+        request.plan(unknown, self.inventory(), self.default_chunk()).map_err(ServiceError::Invalid)
+    }
 
-/// Keeps `image` by content (jobs made after a restart still find it) and starts `plan` with it.
-pub async fn start_rollout(
-    handle: &Handle,
-    mut plan: RolloutPlan,
-    image: Image,
-) -> Result<NewRollout, ServiceError> {
-    let image = handle.library().keep(image).await.map_err(|e| {
-        if crate::write_error::is_disk_full(&e) {
-            ServiceError::DiskFull("the disk is full: the rollout's image could not be kept".into())
-        } else {
-            ServiceError::Internal(format!("the rollout's image could not be kept: {e}"))
-        }
-    })?;
-    plan.image = ImageInfo::from(&image);
-    // Looked at before the rollout's jobs exist: a job adds its device to the inventory.
-    let never_seen = handle.inventory().never_seen(&plan.devices);
-    let rollout = handle.rollouts().create(plan).await?;
-    Ok(NewRollout { rollout, never_seen })
+    /// The image a rollout request names by path (inside `firmware_dir`), URL or hash, loaded
+    /// after the plan passed (a mistake costs no download).
+    pub async fn rollout_image(
+        &self,
+        firmware: &FirmwareSource,
+        firmware_dir: &Path,
+        limits: &LoadLimits,
+    ) -> Result<Image, ServiceError> {
+        Ok(resolve(firmware, self.library(), Some(firmware_dir), limits).await?)
+    }
+
+    /// Keeps `image` by content (jobs made after a restart still find it) and starts `plan`
+    /// with it.
+    pub async fn start_rollout(
+        &self,
+        mut plan: RolloutPlan,
+        image: Image,
+    ) -> Result<NewRollout, ServiceError> {
+        let image = self.library().keep(image).await.map_err(|e| {
+            if crate::write_error::is_disk_full(&e) {
+                ServiceError::DiskFull("the disk is full: the rollout's image could not be kept".into())
+            } else {
+                ServiceError::Internal(format!("the rollout's image could not be kept: {e}"))
+            }
+        })?;
+        plan.image = ImageInfo::from(&image);
+        // Looked at before the rollout's jobs exist: a job adds its device to the inventory.
+        let never_seen = self.inventory().never_seen(&plan.devices);
+        let rollout = self.handle.rollouts().create(plan).await?;
+        Ok(NewRollout { rollout, never_seen })
+    }
+
+    /// Starts `plan` as it is: its image is one the library holds already (the demo's rollouts,
+    /// whose images live in memory while the console runs).
+    pub async fn start_planned_rollout(&self, plan: RolloutPlan) -> Result<Rollout, ServiceError> {
+        Ok(self.handle.rollouts().create(plan).await?)
+    }
+
+    /// Pauses, resumes or cancels rollout `id`; the change is on disk when this answers.
+    pub async fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Result<Rollout, ServiceError> {
+        let rollouts = self.handle.rollouts();
+        let rollout = match verb {
+            RolloutVerb::Pause => rollouts.pause(id).await?,
+            RolloutVerb::Resume => rollouts.resume(id).await?,
+            RolloutVerb::Cancel => rollouts.cancel(id).await?,
+        };
+        Ok(rollout)
+    }
+
+    /// Rollout `id` whole: every device's outcome and its history.
+    pub fn rollout_view(&self, id: RolloutId) -> Result<RolloutView, ServiceError> {
+        self.handle.rollouts().view(id).ok_or(ServiceError::Rollout(RolloutError::NotFound(id)))
+    }
+
+    /// The newest `limit` rollouts at a glance (no devices), newest first.
+    pub fn rollouts(&self, limit: usize) -> Vec<RolloutView> {
+        self.handle.rollouts().list(limit)
+    }
 }
 
 /// What an operator can do to a running rollout (`POST /rollouts/{id}/pause`, the console's
@@ -77,24 +121,4 @@ impl RolloutVerb {
             Self::Cancel => "cancelled",
         }
     }
-}
-
-/// Pauses, resumes or cancels rollout `id`; the change is on disk when this answers.
-pub async fn control_rollout(
-    handle: &Handle,
-    id: RolloutId,
-    verb: RolloutVerb,
-) -> Result<Rollout, ServiceError> {
-    let rollouts = handle.rollouts();
-    let rollout = match verb {
-        RolloutVerb::Pause => rollouts.pause(id).await?,
-        RolloutVerb::Resume => rollouts.resume(id).await?,
-        RolloutVerb::Cancel => rollouts.cancel(id).await?,
-    };
-    Ok(rollout)
-}
-
-/// Rollout `id` whole: every device's outcome and its history.
-pub fn rollout_view(handle: &Handle, id: RolloutId) -> Result<RolloutView, ServiceError> {
-    handle.rollouts().view(id).ok_or(ServiceError::Rollout(RolloutError::NotFound(id)))
 }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::app::{JobRow, TrafficLine};
-use crate::runtime::TrafficDirection;
+use crate::service::TrafficDirection;
 
 /// A file to write and what to call it when done.
 #[derive(Debug)]

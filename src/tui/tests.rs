@@ -17,7 +17,7 @@ use super::ui;
 use crate::engine::{Event, JobState, JobView};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{DeviceId, Topics, describe};
-use crate::runtime::{
+use crate::service::{
     Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, Traffic,
     TrafficDirection,
 };
@@ -452,7 +452,7 @@ fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failur
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
     f.app.insecure_tls = true;
-    f.app.connection = crate::runtime::ConnectionState::Reconnecting {
+    f.app.connection = crate::service::ConnectionState::Reconnecting {
         attempt: 3,
         delay_ms: 400,
         reason: "the broker refused the subscription (check its ACL)".into(),

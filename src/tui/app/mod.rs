@@ -25,7 +25,7 @@ use super::source::RolloutVerb;
 use super::theme::Theme;
 use crate::engine::{Event, JobId};
 use crate::rollout::{RolloutId, RolloutView};
-use crate::runtime::{
+use crate::service::{
     Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, TrafficDirection,
 };
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use crate::engine::JobId;
-use crate::runtime::{Traffic as TrafficEvent, TrafficDirection};
+use crate::service::{Traffic as TrafficEvent, TrafficDirection};
 
 /// Payload bytes kept per line for the detail view.
 pub const KEPT_PAYLOAD: usize = 4096;

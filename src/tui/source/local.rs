@@ -1,5 +1,5 @@
 //! The runtime in this process as the console's source: every action is the one `service/`
-//! and the runtime's `Handle` give the HTTP API too.
+//! gives the HTTP API too.
 
 use std::sync::Arc;
 
@@ -9,18 +9,17 @@ use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::{Device, DeviceQuery};
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
-use crate::runtime::{ConnectionState, EventStream, Handle, JobFollower};
-use crate::service;
+use crate::service::{ConnectionState, EventStream, JobFollower, Service};
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
 
 pub struct Local {
-    handle: Handle,
+    service: Service,
 }
 
 impl Local {
-    pub fn new(handle: Handle) -> Self {
-        Self { handle }
+    pub fn new(service: impl Into<Service>) -> Self {
+        Self { service: service.into() }
     }
 }
 
@@ -30,69 +29,69 @@ impl Source for Local {
     }
 
     fn clock(&self) -> Clock {
-        *self.handle.clock()
+        *self.service.clock()
     }
 
     fn follow_jobs(&self) -> JobFollower {
-        self.handle.follow_jobs()
+        self.service.follow_jobs()
     }
 
     fn subscribe(&self) -> Option<EventStream> {
-        Some(self.handle.subscribe())
+        Some(self.service.subscribe())
     }
 
     fn library(&self) -> Arc<Library> {
-        self.handle.library().clone()
+        self.service.library().clone()
     }
 
     fn connection(&self) -> Answer<'_, Option<ConnectionState>> {
-        Box::pin(async move { Ok(self.handle.status().await.ok().map(|status| status.connection)) })
+        Box::pin(async move { Ok(self.service.status().await.ok().map(|status| status.connection)) })
     }
 
     fn inventory(&self) -> Answer<'_, Vec<Device>> {
         let query = DeviceQuery { limit: INVENTORY_SHOWN, ..Default::default() };
-        let devices = self.handle.inventory().list(&query);
+        let devices = self.service.inventory().list(&query);
         Box::pin(async move { Ok(devices) })
     }
 
     fn submit(&self, specs: Vec<JobSpec>) -> Answer<'_, usize> {
         Box::pin(
-            async move { self.handle.submit(specs).await.map(|jobs| jobs.len()).map_err(|e| e.to_string()) },
+            async move { self.service.submit(specs).await.map(|jobs| jobs.len()).map_err(|e| e.to_string()) },
         )
     }
 
     fn cancel(&self, id: JobId) -> Answer<'_, ()> {
-        Box::pin(async move { self.handle.cancel(id).await.map(|_| ()).map_err(|e| e.to_string()) })
+        Box::pin(async move { self.service.cancel_job(id).await.map(|_| ()).map_err(|e| e.to_string()) })
     }
 
     fn retry<'a>(&'a self, job: &'a JobSnapshot, limits: &'a LoadLimits) -> Answer<'a, usize> {
         Box::pin(async move {
-            service::retry(&self.handle, job, limits).await.map(|jobs| jobs.len()).map_err(|e| e.to_string())
+            self.service.retry(job, limits).await.map(|jobs| jobs.len()).map_err(|e| e.to_string())
         })
     }
 
     fn rollouts(&self) -> Answer<'_, Vec<RolloutView>> {
-        let list = self.handle.rollouts().list(ROLLOUTS_SHOWN);
+        let list = self.service.rollouts(ROLLOUTS_SHOWN);
         Box::pin(async move { Ok(list) })
     }
 
     fn rollout(&self, id: RolloutId) -> Answer<'_, RolloutView> {
-        let view = service::rollout_view(&self.handle, id).map_err(|e| e.to_string());
+        let view = self.service.rollout_view(id).map_err(|e| e.to_string());
         Box::pin(async move { view })
     }
 
     fn create_rollout(&self, request: RolloutRequest, image: Image) -> Answer<'_, RolloutId> {
         Box::pin(async move {
-            let plan = service::plan_rollout(&self.handle, &request).map_err(|e| e.to_string())?;
-            let started =
-                service::start_rollout(&self.handle, plan, image).await.map_err(|e| e.to_string())?;
+            let plan = self.service.plan_rollout(&request).map_err(|e| e.to_string())?;
+            let started = self.service.start_rollout(plan, image).await.map_err(|e| e.to_string())?;
             Ok(started.rollout.id)
         })
     }
 
     fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Answer<'_, ()> {
         Box::pin(async move {
-            service::control_rollout(&self.handle, id, verb)
+            self.service
+                .control_rollout(id, verb)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("cannot {} rollout {id}: {e}", verb.as_str()))
@@ -100,11 +99,6 @@ impl Source for Local {
     }
 
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>> {
-        Box::pin(async move {
-            match self.handle.history(id).await {
-                Ok(history) => history,
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        Box::pin(async move { self.service.job_history(id).await.map_err(|e| e.to_string()) })
     }
 }

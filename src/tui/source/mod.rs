@@ -20,7 +20,7 @@ use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
-use crate::runtime::{ConnectionState, EventStream, JobFollower};
+use crate::service::{ConnectionState, EventStream, JobFollower};
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
 

@@ -23,10 +23,10 @@ use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
 use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
-use crate::runtime::{
+use crate::secret::Secret;
+use crate::service::{
     ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable, Received, RuntimeEvent,
 };
-use crate::secret::Secret;
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::api::WireEvent;
 use crate::clock::Clock;
 use crate::engine::JobId;
-use crate::runtime::Envelope;
+use crate::service::Envelope;
 use crate::snapshot::JobSnapshot;
 
 /// One event of the server's stream, decoded.
@@ -39,7 +39,7 @@ pub fn decode(name: &str, data: &str, clock: &Clock) -> Result<Option<Item>, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::RuntimeEvent;
+    use crate::service::RuntimeEvent;
 
     #[test]
     fn frames_split_across_reads_and_unknown_events_are_skipped() {

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 use super::widgets::{bar, centered, hang};
 use crate::protocol::{diagnostic, hex_dump, hex_row_width};
-use crate::runtime::TrafficDirection;
+use crate::service::TrafficDirection;
 use crate::tui::app::App;
 use crate::tui::format;
 

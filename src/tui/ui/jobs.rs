@@ -98,7 +98,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ],
         )
     };
-    let disconnected = !matches!(app.connection, crate::runtime::ConnectionState::Connected);
+    let disconnected = !matches!(app.connection, crate::service::ConnectionState::Connected);
     let rows: Vec<Row> = shown
         .iter()
         .enumerate()

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline};
 
 use crate::engine::JobState;
-use crate::runtime::ConnectionState;
+use crate::service::ConnectionState;
 use crate::tui::app::App;
 use crate::tui::format;
 

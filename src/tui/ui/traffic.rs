@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::widgets::{clip, pane_block};
-use crate::runtime::TrafficDirection;
+use crate::service::TrafficDirection;
 use crate::tui::app::{App, Pane, TrafficLine};
 use crate::tui::format;
 

@@ -108,8 +108,8 @@ pub struct Handle {
     /// Behind one more pointer each, so a handle stays small to pass around.
     inventory: Arc<crate::inventory::Inventory>,
     rollouts: Arc<super::rollouts::Rollouts>,
-    /// This instance's membership of a shared store: jobs others drive are cancelled through it.
-    membership: Option<Arc<crate::store::Membership>>,
+    /// This instance's part in a shared store: jobs others drive are cancelled through it.
+    cluster: Option<super::cluster::Cluster>,
     /// The chunk size of a job that names none (`jobs.chunk_size`): what a byte-rate cap is
     /// turned into a pause between chunks by.
     default_chunk: crate::firmware::ChunkSize,
@@ -141,7 +141,7 @@ impl Handle {
             metrics,
             inventory: Arc::new(inventory),
             rollouts: Arc::new(rollouts),
-            membership: None,
+            cluster: None,
             default_chunk: crate::firmware::ChunkSize::default(),
         }
     }
@@ -157,9 +157,9 @@ impl Handle {
         self.default_chunk
     }
 
-    /// Shares a store with other instances through `membership`.
-    pub(super) fn with_membership(mut self, membership: Option<Arc<crate::store::Membership>>) -> Self {
-        self.membership = membership;
+    /// Shares a store with other instances as a member of `cluster`.
+    pub(super) fn with_cluster(mut self, cluster: Option<super::cluster::Cluster>) -> Self {
+        self.cluster = cluster;
         self
     }
 
@@ -203,11 +203,11 @@ impl Handle {
     }
 
     pub async fn cancel(&self, id: JobId) -> Result<JobSnapshot, RuntimeError> {
-        match (self.ask(|reply| Request::Cancel { job: id, reply }).await?, &self.membership) {
+        match (self.ask(|reply| Request::Cancel { job: id, reply }).await?, &self.cluster) {
             (Ok(view), _) => Ok(JobSnapshot::new(&view, &self.clock)),
             // Not driven here: another instance's, or no one's, in the shared store.
-            (Err(CancelError::NotFound(_)), Some(membership)) => {
-                let snapshot = super::cluster::claims::cancel_elsewhere(membership, id).await?;
+            (Err(CancelError::NotFound(_)), Some(cluster)) => {
+                let snapshot = cluster.cancel(id).await?;
                 self.jobs.upsert([snapshot.clone()]);
                 Ok(snapshot)
             }

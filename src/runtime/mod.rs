@@ -89,8 +89,8 @@ impl RuntimeConfig {
 pub struct Runtime {
     pub handle: Handle,
     tasks: Vec<JoinHandle<()>>,
-    /// This instance's lease on a shared store: let go on a graceful stop.
-    membership: Option<Arc<crate::store::Membership>>,
+    /// This instance's part in a shared store: its jobs handed over on a graceful stop.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Runtime {
@@ -163,8 +163,7 @@ impl Runtime {
         // The table starts with every restored job (the engine may have re-queued some).
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
-        let shared =
-            store.as_ref().filter(|(store, _)| store.membership().is_some()).map(|(store, _)| store.clone());
+        let cluster = store.as_ref().and_then(|(store, _)| cluster::Cluster::of(store));
         let (persistence, creator) = match store {
             Some((store, last_id)) => {
                 engine.set_last_job_id(last_id);
@@ -184,7 +183,7 @@ impl Runtime {
             inventory.clone(),
             rollouts.clone(),
         )
-        .with_membership(shared.as_ref().and_then(|store| store.membership().cloned()))
+        .with_cluster(cluster.clone())
         .with_default_chunk(config.engine.chunk_size);
         let driver = driver::Driver {
             engine,
@@ -205,7 +204,7 @@ impl Runtime {
             dirty: Default::default(),
             inventory,
             broker_up: false,
-            fence: cluster::Fence::new(shared.as_ref().and_then(|store| store.membership().cloned())),
+            fence: cluster::Cluster::fence(cluster.as_ref()),
             probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),
             restart: restart_tx,
             commands: Default::default(),
@@ -217,23 +216,12 @@ impl Runtime {
         let mut tasks =
             vec![tokio::spawn(driver.run()), tokio::spawn(messenger.run()), tokio::spawn(rollout_task)];
         tasks.extend(creator);
-        let membership = shared.as_ref().and_then(|store| store.membership().cloned());
-        if let (Some(store), Some(membership)) = (shared, membership.clone()) {
-            let claims = cluster::claims::run(
-                cluster::claims::Shared {
-                    membership,
-                    store,
-                    table,
-                    library: handle.library().clone(),
-                    clock,
-                    inventory: handle.inventory().clone(),
-                },
-                requests_tx,
-                rollouts_stop,
-            );
-            tasks.push(tokio::spawn(claims));
+        if let Some(cluster) = &cluster {
+            let library = handle.library().clone();
+            let inventory = handle.inventory().clone();
+            tasks.push(cluster.spawn_claims(table, library, clock, inventory, requests_tx, rollouts_stop));
         }
-        Self { handle, tasks, membership }
+        Self { handle, tasks, cluster }
     }
 
     /// Asks every task to stop and waits for them; with a shared store, then hands this
@@ -243,10 +231,8 @@ impl Runtime {
         for task in self.tasks {
             let _ = task.await;
         }
-        if let Some(membership) = self.membership
-            && let Err(error) = membership.leave().await
-        {
-            tracing::warn!(%error, "could not hand over this instance's jobs; others take them when its lease runs out");
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
     }
 }

@@ -7,6 +7,9 @@
 //!   table, and fences this instance when its lease cannot be renewed;
 //! - [`Fence`]: the rule the engine's task checks before anything is sent or created: not fenced
 //!   by the claims task, and the lease still held by this process's own clock;
+//! - [`Cluster`]: this instance's membership, made once at start and handed to the driver (its
+//!   fence), the handle (cancelling a job another instance drives), the claims task and the
+//!   graceful stop;
 //! - [`Leadership`]: which instance holds a role (the one that plans rollouts), learned from the
 //!   store.
 //!
@@ -16,6 +19,8 @@
 pub(super) mod claims;
 pub(super) mod fence;
 mod leadership;
+mod member;
 
 pub(super) use fence::Fence;
 pub(super) use leadership::Leadership;
+pub(super) use member::Cluster;

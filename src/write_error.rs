@@ -27,6 +27,9 @@ pub enum WriteError {
     /// The database server cannot be reached (PostgreSQL restarting, the network): HTTP 503.
     #[error("the job store's database cannot be reached ({0}); try again shortly")]
     Unavailable(String),
+    /// Every job id (up to 2^32 - 2) has been given: no job can be created in this store.
+    #[error("every job id has been given; no more jobs can be created in this store")]
+    IdsExhausted,
     /// Any other failure to read or write the database or the image store.
     #[error("the job store cannot write ({0})")]
     Failed(String),

@@ -64,6 +64,7 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::Submit(e @ SubmitError::IdsExhausted) => Self::Unavailable(e.to_string()),
+            RuntimeError::Store(e @ WriteError::IdsExhausted) => Self::Unavailable(e.to_string()),
             RuntimeError::Submit(e @ SubmitError::IdInUse(_)) => Self::Internal(e.to_string()),
             RuntimeError::Store(e @ WriteError::Full) => Self::InsufficientStorage(e.to_string()),
             RuntimeError::Store(WriteError::Elsewhere(why)) => Self::Conflict(why),

@@ -507,10 +507,10 @@ impl Driver {
         }
     }
 
-    /// Reserves the jobs' ids here (the one allocator) and has the store record them under
-    /// those ids before the engine sees them, without waiting here: the store's answer comes
-    /// back as `SubmitAs`. A submission the store refuses leaves no job and no row (its ids
-    /// are simply never used).
+    /// Has the store record the jobs before the engine sees them, without waiting here: the
+    /// store's answer comes back as `SubmitAs` with the ids they were recorded under. For a
+    /// store of one's own the ids are reserved here; a shared store draws them. A submission
+    /// the store refuses leaves no job and no row (reserved ids are simply never used).
     fn submit_durably(
         &mut self,
         specs: Vec<JobSpec>,
@@ -524,10 +524,15 @@ impl Driver {
         }
         let created_at = self.clock.unix_ms(self.clock.now());
         let plans: Result<Vec<_>, SubmitError> = specs.iter().map(|spec| self.engine.plan(spec)).collect();
-        let planned = plans.and_then(|plans| Ok((self.engine.reserve(plans.len())?, plans)));
+        // One allocator per store: a shared one numbers every instance's jobs itself.
+        let draws_ids = self.persistence.as_ref().is_some_and(|p| p.store.draws_ids());
+        let planned = plans.and_then(|plans| {
+            let first = if draws_ids { None } else { Some(self.engine.reserve(plans.len())?) };
+            Ok((first, plans))
+        });
         let planned: Result<Vec<NewJob>, SubmitError> = planned.map(|(first, plans)| {
-            (first..)
-                .zip(specs.iter().zip(plans))
+            let ids = (0..).map(|n| first.map(|first| first + n));
+            ids.zip(specs.iter().zip(plans))
                 .map(|(id, (spec, (chunk_size, chunks_total, interval)))| NewJob {
                     id,
                     device: spec.device.to_string(),

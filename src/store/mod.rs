@@ -158,6 +158,12 @@ impl Store {
         self.health.problem().or_else(|| self.membership.as_ref().and_then(|m| m.problem()))
     }
 
+    /// Whether the store numbers new jobs itself (a shared database's one sequence) rather than
+    /// recording the ids the engine reserved.
+    pub fn draws_ids(&self) -> bool {
+        self.membership.is_some()
+    }
+
     /// This instance's membership of a shared database: its lease and its claims.
     pub fn membership(&self) -> Option<&Arc<Membership>> {
         self.membership.as_ref()
@@ -244,12 +250,12 @@ impl Store {
         &self.images
     }
 
-    /// Saves the images and inserts the jobs, under the ids the engine reserved for them, in
-    /// one transaction synced to disk: all of them or none. The highest id is recorded first, so
-    /// no id is ever given twice, even after a lost write-ahead log.
+    /// Saves the images and inserts the jobs in one transaction synced to disk: all of them or
+    /// none. SQLite writes them under the ids the engine reserved, recording the highest first
+    /// so no id is ever given twice, even after a lost write-ahead log; PostgreSQL draws them
+    /// from the sequence every instance shares (see [`Store::draws_ids`]).
     ///
-    /// Returns the ids the jobs were stored under: the ones given (SQLite), or ones drawn from
-    /// the sequence every instance shares (PostgreSQL), in the order given.
+    /// Returns the ids the jobs were stored under, in the order given.
     pub async fn create(&self, jobs: Vec<NewJob>) -> Result<Vec<JobId>, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.writes.send(Write::Create { jobs, reply }).await.map_err(|_| WriteError::Stopped)?;

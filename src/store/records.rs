@@ -7,8 +7,11 @@ pub use crate::snapshot::HistoryRecord;
 /// A job about to be created: what the writer needs to store it and its image.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// Reserved by the engine; the row is written under it.
-    pub id: JobId,
+    /// Who numbers a job is decided once per store, never twice: for a store of one's own
+    /// (SQLite) the engine, which alone creates jobs there, reserves the id and the row is
+    /// written under it; a shared store (PostgreSQL) draws every instance's ids from one
+    /// sequence, and this is `None`.
+    pub id: Option<JobId>,
     pub device: String,
     pub image: Image,
     pub chunk_size: u32,

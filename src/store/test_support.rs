@@ -17,6 +17,13 @@ pub struct Opened {
     _db: Option<ScratchDatabase>,
 }
 
+impl Opened {
+    /// The PostgreSQL database the store is on, if it is on one.
+    pub fn db(&self) -> Option<&ScratchDatabase> {
+        self._db.as_ref()
+    }
+}
+
 pub fn open_sqlite() -> Opened {
     let dir = tempfile::tempdir().unwrap();
     Opened { store: Store::open(dir.path()).unwrap(), _dir: dir, _db: None }
@@ -45,7 +52,7 @@ pub async fn scratch(tag: &str) -> Option<ScratchDatabase> {
 
 pub fn new_job(id: JobId, device: &str) -> NewJob {
     NewJob {
-        id,
+        id: Some(id),
         device: device.to_owned(),
         image: Image::new("fw.bin", Bytes::from_static(b"firmware bytes")),
         chunk_size: 64,

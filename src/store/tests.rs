@@ -391,3 +391,23 @@ async fn postgres_that_does_not_answer_is_named_with_its_address() {
         Store::open_postgres(&settings, dir.path(), "i", LEASE).await.err().expect("refused").to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")) && err.to_lowercase().contains("refused"), "{err}");
 }
+
+/// A shared store numbers every instance's jobs from its one sequence (the engine reserves
+/// none there), and when the sequence has passed the last id a job may have, a submission is
+/// refused whole with its own error, never stored under a clamped id.
+#[tokio::test]
+async fn postgres_draws_ids_and_refuses_them_past_the_last() {
+    let Some(opened) = open_postgres().await else { return };
+    let store = &opened.store;
+    assert!(store.draws_ids() && !open_sqlite().store.draws_ids());
+    let mut unnumbered = new_job(1, "a");
+    unnumbered.id = None;
+    let first = store.create(vec![unnumbered.clone()]).await.unwrap()[0];
+    assert_eq!(store.load().await.unwrap().1, first);
+    let client = opened.db().unwrap().settings().connect().await.unwrap();
+    client.batch_execute(&format!("SELECT setval('job_ids', {})", JobId::MAX - 2)).await.unwrap();
+    let refused = store.create(vec![unnumbered.clone(), unnumbered.clone()]).await;
+    assert_eq!(refused, Err(WriteError::IdsExhausted));
+    let (jobs, _) = store.load().await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![first], "nothing of the refused one");
+}

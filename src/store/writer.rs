@@ -175,7 +175,10 @@ fn create(
         images.save(&job.image)?;
     }
     backend.create(&mut jobs)?;
-    Ok(jobs.iter().map(|job| job.id).collect())
+    // Every backend has numbered every job by now (its own or the engine's ids).
+    jobs.iter()
+        .map(|job| job.id.ok_or_else(|| WriteError::Failed("a job was stored without an id".into())))
+        .collect()
 }
 
 /// Writes everything pending in one transaction; on failure keeps it and marks the store

@@ -265,7 +265,7 @@ mod tests {
         let store =
             Store::open_postgres(db.settings(), dir.path(), "i", Duration::from_secs(15)).await.unwrap();
         let job = crate::store::NewJob {
-            id: 1,
+            id: None,
             device: "d1".into(),
             image: crate::firmware::Image::new("fw.bin", bytes::Bytes::from_static(b"x")),
             chunk_size: 64,

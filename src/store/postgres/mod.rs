@@ -287,11 +287,9 @@ impl Postgres {
 impl Backend for Postgres {
     fn create(&mut self, jobs: &mut [NewJob]) -> Result<(), WriteError> {
         let owner = self.instance.clone();
-        let ids = self
-            .write(async |client| writes::create(client, jobs, &owner).await)?
-            .map_err(WriteError::Elsewhere)?;
+        let ids = self.write(async |client| writes::create(client, jobs, &owner).await)??;
         for (job, id) in jobs.iter_mut().zip(ids) {
-            job.id = id;
+            job.id = Some(id);
         }
         Ok(())
     }

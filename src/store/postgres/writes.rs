@@ -10,7 +10,7 @@ use crate::inventory::Labels;
 use crate::protocol::DeviceId;
 use crate::store::backend::Changes;
 use crate::store::rollout_rows::outcome_name;
-use crate::store::{NewJob, RolloutRow};
+use crate::store::{NewJob, RolloutRow, WriteError};
 
 /// The server's clock in milliseconds since the Unix epoch, as SQL.
 const NOW_MS: &str = super::lease::NOW_MS;
@@ -28,7 +28,7 @@ pub async fn create(
     client: &mut Client,
     jobs: &[NewJob],
     owner: &str,
-) -> Result<Result<Vec<JobId>, String>, tokio_postgres::Error> {
+) -> Result<Result<Vec<JobId>, WriteError>, tokio_postgres::Error> {
     if jobs.is_empty() {
         return Ok(Ok(Vec::new()));
     }
@@ -45,9 +45,9 @@ pub async fn create(
         // Rolled back here and now: a transaction left to its drop would hold the claim lock
         // until this connection is next driven.
         tx.rollback().await?;
-        return Ok(Err(format!(
+        return Ok(Err(WriteError::Elsewhere(format!(
             "this instance's lease on the shared store has run out (instance {owner}); try again shortly or on another instance"
-        )));
+        ))));
     }
     let devices: Vec<&str> = jobs.iter().map(|job| job.device.as_str()).collect();
     let busy = tx
@@ -65,10 +65,10 @@ pub async fn create(
     if let Some(row) = busy {
         let (device, other): (String, String) = (row.get(0), row.get(1));
         tx.rollback().await?;
-        return Ok(Err(format!(
+        return Ok(Err(WriteError::Elsewhere(format!(
             "device {device} has an unfinished job driven by instance {other}: one instance drives a device at a \
              time, so make this job there or when that one has ended"
-        )));
+        ))));
     }
     let count = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
     let ids: Vec<i64> = tx
@@ -78,6 +78,15 @@ pub async fn create(
         .map(|row| row.get::<_, i64>(0))
         .collect();
     let highest = ids.iter().copied().max().unwrap_or(0);
+    // The last id, JobId::MAX, is never given (as the engine's own allocator never gives it).
+    let Some(ids32) = ids
+        .iter()
+        .map(|&id| JobId::try_from(id).ok().filter(|&id| id < JobId::MAX))
+        .collect::<Option<Vec<_>>>()
+    else {
+        tx.rollback().await?;
+        return Ok(Err(WriteError::IdsExhausted));
+    };
     keep_images(&tx, jobs).await?;
     let names: Vec<&str> = jobs.iter().map(|job| job.image.name()).collect();
     let sizes: Vec<i64> = jobs.iter().map(|job| big(job.image.size())).collect();
@@ -107,7 +116,7 @@ pub async fn create(
     tx.execute("UPDATE rocky_meta SET value = greatest(value, $1) WHERE key = 'last_job_id'", &[&highest])
         .await?;
     tx.commit().await?;
-    Ok(Ok(ids.into_iter().map(|id| JobId::try_from(id).unwrap_or(JobId::MAX)).collect()))
+    Ok(Ok(ids32))
 }
 
 /// Stores the images of `jobs` the database does not hold yet (their bytes cross the wire only

@@ -10,7 +10,14 @@ use crate::store::backend::Changes;
 use crate::store::{NewJob, WriteError};
 
 pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) -> Result<(), WriteError> {
-    let Some(highest) = jobs.iter().map(|job| i64::from(job.id)).max() else { return Ok(()) };
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let id = job
+            .id
+            .ok_or_else(|| WriteError::Failed("a job came without the id the engine reserved".into()))?;
+        ids.push(id);
+    }
+    let Some(highest) = ids.iter().copied().map(i64::from).max() else { return Ok(()) };
     // The mark first: a lost write-ahead log cannot roll it back.
     ids_file.raise(highest)?;
     let tx = conn.transaction()?;
@@ -23,9 +30,9 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
         let mut event = tx.prepare(
             "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
         )?;
-        for job in jobs {
+        for (job, &id) in jobs.iter().zip(&ids) {
             let inserted = insert.execute(params![
-                job.id,
+                id,
                 job.device,
                 job.image.name(),
                 job.image.size() as i64,
@@ -39,10 +46,10 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
                 && e.code == rusqlite::ErrorCode::ConstraintViolation
             {
-                return Err(WriteError::Duplicate(job.id));
+                return Err(WriteError::Duplicate(id));
             }
             inserted?;
-            event.execute(params![job.id, job.created_at as i64])?;
+            event.execute(params![id, job.created_at as i64])?;
         }
     }
     tx.execute(

@@ -272,7 +272,7 @@ pub async fn store_finished_jobs(
     let store = rocky::store::Store::open(data).unwrap();
     let jobs = (0..5u64)
         .map(|i| rocky::store::NewJob {
-            id: i as u32 + 1,
+            id: Some(i as u32 + 1),
             device: format!("dev-{i}"),
             image: image(i),
             chunk_size,

@@ -99,7 +99,7 @@ fn main() {
         send(&mut app, RuntimeEvent::Traffic(traffic));
     }
     app.size = (200, 60);
-    app.jobs_cursor.selected = 5_000;
+    app.jobs.cursor.selected = 5_000;
     let mut terminal = Terminal::new(TestBackend::new(200, 60)).unwrap_or_else(|e| panic!("{e}"));
     let mut times: Vec<Duration> = (0..FRAMES)
         .map(|_| {

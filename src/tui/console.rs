@@ -94,12 +94,12 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
         options.traffic_lines,
         Theme::for_palette(options.palette),
     );
-    app.attached = source.attached();
-    app.insecure_tls = options.insecure_tls;
-    app.http = options.http.clone();
-    app.on_quit = options.on_quit.clone();
+    app.session.attached = source.attached();
+    app.session.insecure_tls = options.insecure_tls;
+    app.session.http = options.http.clone();
+    app.session.on_quit = options.on_quit.clone();
     app.log_path = options.log_path.clone();
-    app.default_chunk = options.default_chunk;
+    app.session.default_chunk = options.default_chunk;
     app.utc_offset_s = i64::from(chrono::Local::now().offset().local_minus_utc());
     let size = guard.terminal().size()?;
     app.size = (size.width, size.height);
@@ -428,7 +428,7 @@ fn finish(
                 app.overlay = None;
             }
             app.focus = Pane::Jobs;
-            app.jobs_cursor = Cursor::following();
+            app.jobs.cursor = Cursor::following();
             app.flash(format!("created {n} job{}", if n == 1 { "" } else { "s" }), false);
         }
         Done::Exported(Ok(text)) => app.flash(text, false),
@@ -447,7 +447,7 @@ fn finish(
             }
             app.rollouts.due = true;
             app.focus = Pane::Rollouts;
-            app.rollouts_cursor = Default::default();
+            app.rollouts.cursor = Default::default();
             app.flash(format!("rollout {id} started"), false);
         }
         Done::RolloutCreated(Err(error)) | Done::Submitted(Err(error)) => match app.overlay.as_mut() {

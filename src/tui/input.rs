@@ -6,7 +6,7 @@ use ratatui::layout::{Position, Rect};
 use tui_input::Input;
 use tui_input::backend::crossterm::EventHandler;
 
-use super::app::{App, Confirm, Cursor, Overlay, Pane};
+use super::app::{App, Confirm, Cursor, Overlay, Pane, PaneState};
 use super::form::{Form, FormOutcome};
 use super::keymap::Action;
 use super::layout::layout;
@@ -93,7 +93,7 @@ impl App {
             Action::Bottom => {
                 self.move_selection(isize::MAX / 2);
                 if self.focus == Pane::Traffic {
-                    self.traffic_view.follow = true;
+                    self.traffic.view.follow = true;
                 }
             }
             Action::NextPane | Action::PrevPane => {
@@ -108,14 +108,14 @@ impl App {
             }
             Action::Open => return self.open_detail(),
             Action::Back => {
-                let index = App::pane_index(self.focus);
-                if self.filters[index].is_empty() {
+                let filter = self.filter_mut(self.focus);
+                if filter.is_empty() {
                     return Outcome::Ignored;
                 }
-                self.filters[index].clear();
+                filter.clear();
             }
             Action::NewJob => {
-                let default_chunk = self.default_chunk;
+                let default_chunk = self.session.default_chunk;
                 self.overlay = Some(Overlay::Form(Box::new(Form::new(default_chunk))));
             }
             Action::Cancel => match self.selected_job() {
@@ -145,8 +145,8 @@ impl App {
                 self.filter_input = Some(Input::new(self.filter(self.focus).to_owned()));
             }
             Action::Freeze => {
-                self.traffic_view.follow = !self.traffic_view.follow;
-                if !self.traffic_view.follow {
+                self.traffic.view.follow = !self.traffic.view.follow;
+                if !self.traffic.view.follow {
                     self.pin_traffic_to_tail();
                 }
             }
@@ -160,17 +160,17 @@ impl App {
                 self.flash(format!("traffic: {how}"), false);
             }
             Action::History => {
-                self.history_view = !self.history_view;
-                self.jobs_cursor = if self.history_view { Cursor::default() } else { Cursor::following() };
+                self.jobs.history = !self.jobs.history;
+                self.jobs.reset_cursor();
             }
             Action::PauseRollout => return self.confirm_rollout(RolloutVerb::Pause),
             Action::ResumeRollout => return self.confirm_rollout(RolloutVerb::Resume),
             Action::CancelRollout => return self.confirm_rollout(RolloutVerb::Cancel),
             Action::RolloutJobs => {
                 let Some(id) = self.selected_rollout().map(|r| r.id) else { return Outcome::Ignored };
-                self.filters[App::pane_index(Pane::Jobs)] = format!("rollout:{id}");
-                self.history_view = false;
-                self.jobs_cursor = Cursor::following();
+                self.jobs.filter = format!("rollout:{id}");
+                self.jobs.history = false;
+                self.jobs.cursor = Cursor::following();
                 self.focus = Pane::Jobs;
             }
             Action::ToggleMouse => return Outcome::Command(Command::ToggleMouse),
@@ -179,7 +179,7 @@ impl App {
             Action::Quit => {
                 let active = self.jobs.active();
                 // An attached console's jobs run on in the server whatever it does.
-                if active == 0 || self.attached {
+                if active == 0 || self.session.attached {
                     return Outcome::Quit;
                 }
                 self.overlay = Some(Overlay::Confirm(Confirm::Quit { active }));
@@ -219,7 +219,7 @@ impl App {
         let export = match self.focus {
             Pane::Traffic => Some(super::export::traffic(&self.visible_traffic(), &dir, self.now)),
             Pane::Jobs => self.selected_job().map(|job| super::export::job(job, &dir, self.now)),
-            Pane::Devices => self.visible_devices().get(self.devices_cursor.selected).map(|device| {
+            Pane::Devices => self.visible_devices().get(self.devices.cursor.selected).map(|device| {
                 let job = device.job.and_then(|(id, _)| self.jobs.rows.get(&id));
                 super::export::device(device, job, &dir, self.now)
             }),
@@ -268,7 +268,7 @@ impl App {
                 // A device's detail is its current or last job's detail.
                 let job = self
                     .visible_devices()
-                    .get(self.devices_cursor.selected)
+                    .get(self.devices.cursor.selected)
                     .and_then(|d| d.job)
                     .map(|(j, _)| j);
                 if let Some(job) = job {
@@ -283,10 +283,10 @@ impl App {
     /// The traffic line under the cursor: the newest when following.
     pub fn selected_traffic_seq(&self) -> Option<u64> {
         let lines = self.visible_traffic();
-        if self.traffic_view.follow {
+        if self.traffic.view.follow {
             return lines.last().map(|l| l.seq);
         }
-        lines.iter().find(|l| l.seq >= self.traffic_view.selected).or(lines.last()).map(|l| l.seq)
+        lines.iter().find(|l| l.seq >= self.traffic.view.selected).or(lines.last()).map(|l| l.seq)
     }
 
     fn pin_traffic_to_tail(&mut self) {
@@ -295,8 +295,8 @@ impl App {
         let selected = lines.last().map_or(0, |l| l.seq);
         let top = lines.len().saturating_sub(rows);
         let top = lines.get(top).map_or(0, |l| l.seq);
-        self.traffic_view.selected = selected;
-        self.traffic_view.top = top;
+        self.traffic.view.selected = selected;
+        self.traffic.view.top = top;
     }
 
     fn move_selection(&mut self, delta: isize) {
@@ -304,26 +304,26 @@ impl App {
         match self.focus {
             Pane::Jobs => {
                 let len = self.visible_jobs().len();
-                let mut cursor = self.jobs_cursor.shown(len, rows);
+                let mut cursor = self.jobs.cursor.shown(len, rows);
                 cursor.move_by(delta, len, rows);
                 // Back on the newest job: follow it again (the history lists newest first).
-                cursor.follow = !self.history_view && cursor.selected + 1 >= len;
-                self.jobs_cursor = cursor;
+                cursor.follow = !self.jobs.history && cursor.selected + 1 >= len;
+                self.jobs.cursor = cursor;
             }
             Pane::Devices => {
                 let len = self.visible_devices().len();
-                self.devices_cursor.move_by(delta, len, rows);
+                self.devices.cursor.move_by(delta, len, rows);
             }
             Pane::Rollouts => {
                 let len = self.visible_rollouts().len();
-                self.rollouts_cursor.move_by(delta, len, rows);
+                self.rollouts.cursor.move_by(delta, len, rows);
             }
             Pane::Traffic => {
-                if self.traffic_view.follow {
+                if self.traffic.view.follow {
                     if delta >= 0 {
                         return;
                     }
-                    self.traffic_view.follow = false; // scrolling up freezes the view
+                    self.traffic.view.follow = false; // scrolling up freezes the view
                     self.pin_traffic_to_tail();
                 }
                 let lines = self.visible_traffic();
@@ -332,12 +332,12 @@ impl App {
                 }
                 let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
                 let index =
-                    seqs.iter().position(|s| *s >= self.traffic_view.selected).unwrap_or(seqs.len() - 1);
-                let top = seqs.iter().position(|s| *s >= self.traffic_view.top).unwrap_or(0);
+                    seqs.iter().position(|s| *s >= self.traffic.view.selected).unwrap_or(seqs.len() - 1);
+                let top = seqs.iter().position(|s| *s >= self.traffic.view.top).unwrap_or(0);
                 let mut cursor = Cursor { selected: index, offset: top, follow: false };
                 cursor.move_by(delta, seqs.len(), rows);
-                self.traffic_view.selected = seqs[cursor.selected];
-                self.traffic_view.top = seqs[cursor.offset];
+                self.traffic.view.selected = seqs[cursor.selected];
+                self.traffic.view.top = seqs[cursor.offset];
             }
         }
     }
@@ -347,20 +347,21 @@ impl App {
         match key.code {
             KeyCode::Enter => {
                 let text = input.value().trim().to_owned();
-                self.filters[App::pane_index(self.focus)] = text;
+                *self.filter_mut(self.focus) = text;
                 self.filter_input = None;
-                self.jobs_cursor = if self.history_view { Cursor::default() } else { Cursor::following() };
-                self.devices_cursor = Default::default();
-                self.rollouts_cursor = Default::default();
+                for pane in Pane::ALL {
+                    self.pane_mut(pane).reset_cursor();
+                }
             }
             KeyCode::Esc => {
-                self.filters[App::pane_index(self.focus)].clear();
+                self.filter_mut(self.focus).clear();
                 self.filter_input = None;
             }
             _ => {
                 input.handle_event(&ratatui::crossterm::event::Event::Key(key));
                 // Filter live as the operator types.
-                self.filters[App::pane_index(self.focus)] = input.value().trim().to_owned();
+                let text = input.value().trim().to_owned();
+                *self.filter_mut(self.focus) = text;
             }
         }
         Outcome::Redraw
@@ -466,40 +467,40 @@ impl App {
                 match pane {
                     Pane::Jobs => {
                         let len = self.visible_jobs().len();
-                        let mut cursor = self.jobs_cursor.shown(len, areas.rows(Pane::Jobs));
+                        let mut cursor = self.jobs.cursor.shown(len, areas.rows(Pane::Jobs));
                         let target = cursor.offset + row;
                         if target < len {
                             cursor.selected = target;
-                            cursor.follow = !self.history_view && target + 1 == len;
-                            self.jobs_cursor = cursor;
+                            cursor.follow = !self.jobs.history && target + 1 == len;
+                            self.jobs.cursor = cursor;
                         }
                     }
                     Pane::Devices => {
                         let len = self.visible_devices().len();
-                        let target = self.devices_cursor.offset + row;
+                        let target = self.devices.cursor.offset + row;
                         if target < len {
-                            self.devices_cursor.selected = target;
+                            self.devices.cursor.selected = target;
                         }
                     }
                     Pane::Rollouts => {
                         let len = self.visible_rollouts().len();
-                        let target = self.rollouts_cursor.offset + row;
+                        let target = self.rollouts.cursor.offset + row;
                         if target < len {
-                            self.rollouts_cursor.selected = target;
+                            self.rollouts.cursor.selected = target;
                         }
                     }
                     Pane::Traffic => {
                         let rows = areas.rows(Pane::Traffic);
-                        if self.traffic_view.follow {
-                            self.traffic_view.follow = false;
+                        if self.traffic.view.follow {
+                            self.traffic.view.follow = false;
                             self.pin_traffic_to_tail();
                         }
                         let lines = self.visible_traffic();
-                        let top = lines.iter().position(|l| l.seq >= self.traffic_view.top).unwrap_or(0);
+                        let top = lines.iter().position(|l| l.seq >= self.traffic.view.top).unwrap_or(0);
                         let top = top.min(lines.len().saturating_sub(rows));
                         if let Some(line) = lines.get(top + row) {
                             let seq = line.seq;
-                            self.traffic_view.selected = seq;
+                            self.traffic.view.selected = seq;
                         }
                     }
                 }

@@ -39,7 +39,7 @@ impl Fixture {
         let mono = Instant::now();
         let clock = Clock::fixed(mono, SystemTime::UNIX_EPOCH + T0);
         let mut app = App::new(clock, "mqtt://127.0.0.1:1883".into(), 10_000, theme);
-        app.http = Some("127.0.0.1:7878".into());
+        app.session.http = Some("127.0.0.1:7878".into());
         app.now = SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(12);
         app.log_path = Some("/home/op/.local/share/rocky/rocky.log".into());
         let image = Image::new("sensor-fw-2.1.0.bin", Bytes::from(vec![7u8; 192 * 1024]));
@@ -280,7 +280,7 @@ impl Fixture {
             None,
             None,
         );
-        f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() };
+        f.app.jobs.cursor = super::app::Cursor { selected: 1, ..Default::default() };
         f
     }
 
@@ -451,7 +451,7 @@ fn the_light_palette_has_no_faint_yellow_or_cyan_and_both_palettes_read_the_same
 fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failure() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
-    f.app.insecure_tls = true;
+    f.app.session.insecure_tls = true;
     f.app.connection = crate::service::ConnectionState::Reconnecting {
         attempt: 3,
         delay_ms: 400,
@@ -467,7 +467,7 @@ fn an_unverified_broker_certificate_is_shown_in_red_with_the_reason_for_a_failur
 fn navigation_keys_move_focus_and_selection() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
-    f.app.jobs_cursor = super::app::Cursor { selected: 0, ..Default::default() };
+    f.app.jobs.cursor = super::app::Cursor { selected: 0, ..Default::default() };
     f.key(KeyCode::Char('j'));
     f.key(KeyCode::Down);
     assert_eq!(f.app.selected_job().unwrap().id, 43);
@@ -499,17 +499,17 @@ fn traffic_freezes_on_scroll_and_follows_again_on_g() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
     f.key(KeyCode::Tab);
-    assert!(f.app.traffic_view.follow);
+    assert!(f.app.traffic.view.follow);
     let last = f.app.selected_traffic_seq().unwrap();
     f.key(KeyCode::Up);
-    assert!(!f.app.traffic_view.follow, "scrolling up freezes");
+    assert!(!f.app.traffic.view.follow, "scrolling up freezes");
     assert!(f.app.selected_traffic_seq().unwrap() < last);
     f.key(KeyCode::Char('G'));
-    assert!(f.app.traffic_view.follow);
+    assert!(f.app.traffic.view.follow);
     f.key(KeyCode::Char('f'));
-    assert!(!f.app.traffic_view.follow);
+    assert!(!f.app.traffic.view.follow);
     f.key(KeyCode::Char('p'));
-    assert!(f.app.traffic_view.follow);
+    assert!(f.app.traffic.view.follow);
     f.key(KeyCode::Char('t'));
     assert!(f.app.traffic.show_chunks);
 }
@@ -534,14 +534,14 @@ fn filters_narrow_the_focused_pane() {
     }
     f.key(KeyCode::Enter);
     assert_eq!(f.app.visible_traffic().len(), 1);
-    f.app.filters[1] = "#42".into();
+    *f.app.filter_mut(Pane::Traffic) = "#42".into();
     assert!(f.app.visible_traffic().iter().all(|l| l.job == Some(42)));
 }
 
 #[test]
 fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     let mut f = Fixture::mid_rollout(Theme::color());
-    f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() }; // 42 transferring
+    f.app.jobs.cursor = super::app::Cursor { selected: 1, ..Default::default() }; // 42 transferring
     f.key(KeyCode::Char('c'));
     assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Command(Command::Cancel(42))));
     f.key(KeyCode::Char('c'));
@@ -549,7 +549,7 @@ fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     assert!(f.app.overlay.is_none(), "n declines");
     f.key(KeyCode::Char('r'));
     assert!(f.app.flash.as_ref().unwrap().error, "an active job cannot be retried");
-    f.app.jobs_cursor = super::app::Cursor { selected: 2, ..Default::default() }; // 43 rejected
+    f.app.jobs.cursor = super::app::Cursor { selected: 2, ..Default::default() }; // 43 rejected
     f.key(KeyCode::Char('c'));
     assert!(f.app.flash.as_ref().unwrap().text.contains("already ended"));
     f.key(KeyCode::Char('r'));
@@ -613,7 +613,7 @@ fn ten_thousand_jobs_render_only_the_viewport() {
         f.job(id, &format!("dev-{id:05}"), 0);
     }
     f.app.size = (80, 24);
-    f.app.jobs_cursor = super::app::Cursor { selected: 9_999, ..Default::default() };
+    f.app.jobs.cursor = super::app::Cursor { selected: 9_999, ..Default::default() };
     f.app.handle_key(KeyEvent::new(KeyCode::Char('k'), KeyModifiers::NONE));
     let screen = format!("{}", f.render(80, 24).backend());
     assert!(
@@ -891,14 +891,14 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
     // What the console does when jobs were created: the newest is selected.
-    f.app.jobs_cursor = super::app::Cursor::following();
+    f.app.jobs.cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('g'));
     assert_eq!(f.app.selected_job().unwrap().id, 41, "g goes to the top at once");
     for _ in 0..3 {
         f.key(KeyCode::Char('j'));
     }
     assert_eq!(f.app.selected_job().unwrap().id, 44);
-    f.app.jobs_cursor = super::app::Cursor::following();
+    f.app.jobs.cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('k'));
     assert_eq!(f.app.selected_job().unwrap().id, 45, "k moves up from the newest");
 }
@@ -907,7 +907,7 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
 fn after_the_form_created_jobs_the_newest_is_selected_for_every_key_before_a_draw() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
-    f.app.jobs_cursor = super::app::Cursor::following(); // as the console sets it after a submission
+    f.app.jobs.cursor = super::app::Cursor::following(); // as the console sets it after a submission
     let newest = f.app.visible_jobs().last().map(|j| j.id);
     assert_eq!(f.app.selected_job().map(|j| j.id), newest, "no draw, no `j` needed");
     f.key(KeyCode::Enter);
@@ -947,7 +947,7 @@ fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_et
 fn an_attached_console_that_lost_its_server_says_so_rather_than_blaming_the_broker() {
     let mut f = Fixture::mid_rollout(Theme::monochrome());
     f.app.size = (160, 45);
-    f.app.attached = true;
+    f.app.session.attached = true;
     f.send(
         5000,
         RuntimeEvent::Connection(ConnectionState::Reconnecting {
@@ -969,7 +969,7 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     f.app.log_path = Some(std::env::temp_dir().join("rocky-export-test/rocky.log"));
     assert!(matches!(f.key(KeyCode::Char('m')), Outcome::Command(Command::ToggleMouse)));
     // The selected job (42), with its timeline.
-    f.app.jobs_cursor = super::app::Cursor { selected: 1, ..Default::default() };
+    f.app.jobs.cursor = super::app::Cursor { selected: 1, ..Default::default() };
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     assert_eq!(export.what, "job 42");
     assert!(export.path.starts_with(std::env::temp_dir().join("rocky-export-test")), "beside the log");
@@ -978,7 +978,7 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     assert!(!job["timeline"].as_array().unwrap().is_empty());
     // The traffic, as filtered: only job 43's lines.
     f.key(KeyCode::Tab);
-    f.app.filters[1] = "#43".into();
+    *f.app.filter_mut(Pane::Traffic) = "#43".into();
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     let lines: Vec<serde_json::Value> =
         export.contents.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -1005,7 +1005,7 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     assert!(rollout.devices.is_some() && rollout.changes.is_some(), "whole: {}", export.contents);
     // In the devices pane, the device (with its latest job), not a job.
     f.app.focus = Pane::Devices;
-    f.app.devices_cursor.selected = 1;
+    f.app.devices.cursor.selected = 1;
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     let device: serde_json::Value = serde_json::from_str(&export.contents).unwrap();
     assert_eq!(export.what, format!("device {}", device["device_id"].as_str().unwrap()));
@@ -1054,9 +1054,9 @@ fn the_attached_console_at_80_by_24_and_200_by_50() {
     for (width, height) in [(80, 24), (200, 50)] {
         let mut f = Fixture::mid_rollout(Theme::color());
         with_rollouts(&mut f);
-        f.app.attached = true;
-        f.app.broker = "server http://127.0.0.1:7878".into();
-        f.app.http = None;
+        f.app.session.attached = true;
+        f.app.session.broker = "server http://127.0.0.1:7878".into();
+        f.app.session.http = None;
         f.app.size = (width, height);
         let screen = f.render(width, height);
         let text = format!("{}", screen.backend());
@@ -1129,7 +1129,7 @@ fn a_jobs_pane_too_short_for_its_jobs_says_which_rows_it_shows_and_what_runs_out
 #[test]
 fn the_status_counts_are_shortened_rather_than_cut_at_120_columns() {
     let mut f = Fixture::mid_rollout(Theme::color());
-    f.app.http = Some("127.0.0.1:7878".into());
+    f.app.session.http = Some("127.0.0.1:7878".into());
     let text = format!("{}", f.render(120, 40).backend());
     let status = text.lines().next().unwrap_or("");
     assert!(status.contains("t/o"), "short words when the full ones do not fit: {status}");
@@ -1154,7 +1154,7 @@ fn the_form_says_which_named_devices_rocky_has_never_seen_before_anything_starts
 fn the_jobs_pane_keeps_the_newest_job_in_view_until_the_operator_moves_and_g_follows_again() {
     let mut f = Fixture::mid_rollout(Theme::color());
     // As the console starts: following the newest job.
-    f.app.jobs_cursor = super::app::Cursor::following();
+    f.app.jobs.cursor = super::app::Cursor::following();
     for id in 100..130 {
         f.job(id, &format!("dev-{id}"), 100);
     }

@@ -131,7 +131,7 @@ async fn slow_readers_end_with_every_jobs_true_state_after_the_event_stream_over
         (*sse_jobs.lock().unwrap() == engine).then_some(())
     })
     .await;
-    assert!(app.lock().unwrap().missed_events > 0, "the console's event stream overflowed");
+    assert!(app.lock().unwrap().counters.missed_events > 0, "the console's event stream overflowed");
     assert!(*sse_missed.lock().unwrap() > 0, "the /events client's event stream overflowed");
     runtime.shutdown().await;
     fleet.stop().await;

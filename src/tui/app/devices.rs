@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{Cursor, PaneState};
 use crate::engine::{JobId, JobState};
 use crate::inventory::{Device, Labels};
 
@@ -26,12 +27,29 @@ pub struct DeviceRow {
     pub vouched: bool,
 }
 
+/// The devices pane: every device the console knows, by id, and how the pane shows them.
 #[derive(Debug, Default)]
 pub struct Devices {
     pub rows: BTreeMap<String, DeviceRow>,
     /// The inventory as last read was cut at the console's listing limit: a device missing
     /// here may be one past it.
     pub inventory_cut: bool,
+    pub cursor: Cursor,
+    pub filter: String,
+}
+
+impl PaneState for Devices {
+    fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        &mut self.filter
+    }
+
+    fn reset_cursor(&mut self) {
+        self.cursor = Cursor::default();
+    }
 }
 
 impl Devices {

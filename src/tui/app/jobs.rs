@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{Cursor, PaneState};
 use crate::engine::{JobId, JobState};
 use crate::snapshot::JobSnapshot;
 
@@ -79,10 +80,44 @@ impl JobRow {
     }
 }
 
-/// All jobs by id, oldest first.
-#[derive(Debug, Default)]
+/// The jobs pane: all jobs by id, oldest first, and how the pane shows them.
+#[derive(Debug)]
 pub struct Jobs {
     pub rows: BTreeMap<JobId, JobRow>,
+    /// Timeline entries for jobs whose snapshot has not arrived yet.
+    pub orphan_notes: BTreeMap<JobId, Vec<(SystemTime, String)>>,
+    /// On the newest job unless the operator moved off it.
+    pub cursor: Cursor,
+    pub filter: String,
+    /// Only finished jobs, newest first.
+    pub history: bool,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Self {
+            rows: BTreeMap::new(),
+            orphan_notes: BTreeMap::new(),
+            cursor: Cursor::following(),
+            filter: String::new(),
+            history: false,
+        }
+    }
+}
+
+impl PaneState for Jobs {
+    fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        &mut self.filter
+    }
+
+    /// The newest job, followed; the oldest finished one's place in the history view.
+    fn reset_cursor(&mut self) {
+        self.cursor = if self.history { Cursor::default() } else { Cursor::following() };
+    }
 }
 
 impl Jobs {

@@ -4,12 +4,14 @@
 
 mod devices;
 mod jobs;
+mod pane;
 mod rollouts;
 mod throughput;
 mod traffic;
 
 pub use devices::{DeviceRow, Devices};
 pub use jobs::{JobRow, Jobs};
+pub use pane::{Cursor, Pane, PaneState, TrafficView};
 pub use rollouts::Rollouts;
 pub use throughput::Throughput;
 pub use traffic::{ChunkRun, KEPT_PAYLOAD, TrafficLine, TrafficLog};
@@ -20,7 +22,7 @@ use std::time::SystemTime;
 use tui_input::Input;
 
 use super::form::Form;
-use super::keymap::{Keymap, Scope};
+use super::keymap::Keymap;
 use super::source::RolloutVerb;
 use super::theme::Theme;
 use crate::engine::{Event, JobId};
@@ -28,37 +30,6 @@ use crate::rollout::{RolloutId, RolloutView};
 use crate::service::{
     Clock, ConnectionState, Envelope, JobChange, JobChanges, Received, RuntimeEvent, TrafficDirection,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Jobs,
-    Rollouts,
-    Traffic,
-    Devices,
-}
-
-impl Pane {
-    /// In Tab order.
-    pub const ALL: [Pane; 4] = [Pane::Jobs, Pane::Rollouts, Pane::Traffic, Pane::Devices];
-
-    pub fn scope(self) -> Scope {
-        match self {
-            Pane::Jobs => Scope::Jobs,
-            Pane::Rollouts => Scope::Rollouts,
-            Pane::Traffic => Scope::Traffic,
-            Pane::Devices => Scope::Global,
-        }
-    }
-
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Jobs => "Jobs",
-            Pane::Rollouts => "Rollouts",
-            Pane::Traffic => "Traffic",
-            Pane::Devices => "Devices",
-        }
-    }
-}
 
 /// What is drawn over the main view, if anything.
 #[derive(Debug)]
@@ -80,61 +51,6 @@ pub enum Confirm {
     Quit { active: usize },
 }
 
-/// A table's selection and scroll position.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Cursor {
-    pub selected: usize,
-    pub offset: usize,
-    /// On the last row wherever the table grows to (the jobs pane: the newest job), until the
-    /// operator moves off it; moving back to the last row follows again.
-    pub follow: bool,
-}
-
-impl Cursor {
-    /// On the last row, following it.
-    pub fn following() -> Self {
-        Self { selected: 0, offset: 0, follow: true }
-    }
-
-    /// As drawn for `len` rows in a `height`-row window: on the last row while following.
-    pub fn shown(mut self, len: usize, height: usize) -> Self {
-        if self.follow {
-            self.selected = len.saturating_sub(1);
-        }
-        self.clamp(len, height);
-        self
-    }
-
-    /// Moves by `delta` within `len` rows and keeps the selection inside a `height`-row window.
-    pub fn move_by(&mut self, delta: isize, len: usize, height: usize) {
-        let last = len.saturating_sub(1);
-        // From where the selection is drawn: "the newest" is asked for as a huge index, and a
-        // move must start from the row shown, or the first keys after it do nothing.
-        self.selected = self.selected.min(last).saturating_add_signed(delta).min(last);
-        self.clamp(len, height);
-    }
-
-    pub fn clamp(&mut self, len: usize, height: usize) {
-        let height = height.max(1);
-        self.selected = self.selected.min(len.saturating_sub(1));
-        if self.selected < self.offset {
-            self.offset = self.selected;
-        } else if self.selected >= self.offset + height {
-            self.offset = self.selected + 1 - height;
-        }
-        self.offset = self.offset.min(len.saturating_sub(height));
-    }
-}
-
-/// The traffic pane follows the newest line unless frozen; selection is by line `seq` so it
-/// survives old lines leaving the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrafficView {
-    pub follow: bool,
-    pub selected: u64,
-    pub top: u64,
-}
-
 /// A message for the operator in the footer (the result of an action).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flash {
@@ -147,30 +63,19 @@ pub struct App {
     /// Seconds east of UTC for local times (fixed in tests).
     pub utc_offset_s: i64,
     pub clock: Clock,
-    pub broker: String,
-    /// The broker's certificate is not verified (`--insecure-tls`): shown in red.
-    pub insecure_tls: bool,
-    pub http: Option<String>,
-    /// What happens to queued and running jobs when this console quits, said in the quit dialog.
-    pub on_quit: String,
+    /// Where this console's jobs live and what it may say of them.
+    pub session: Session,
     pub connection: ConnectionState,
     pub jobs: Jobs,
     pub devices: Devices,
     pub rollouts: Rollouts,
     pub traffic: TrafficLog,
     pub throughput: Throughput,
-    /// Events the console missed because it fell behind (the stream is bounded).
-    pub missed_events: u64,
-    /// Frames on a response topic that did not decode, and responses that changed nothing.
-    pub bad_frames: u64,
-    pub ignored: u64,
+    /// What the console could not show: events missed, frames that did not decode, answers
+    /// that changed nothing.
+    pub counters: Counters,
     pub focus: Pane,
-    pub jobs_cursor: Cursor,
-    pub devices_cursor: Cursor,
-    pub rollouts_cursor: Cursor,
-    pub traffic_view: TrafficView,
     pub overlay: Option<Overlay>,
-    pub filters: [String; 4],
     /// The filter being typed, for the focused pane.
     pub filter_input: Option<Input>,
     pub flash: Option<Flash>,
@@ -181,16 +86,37 @@ pub struct App {
     pub size: (u16, u16),
     /// Set when something visible changed since the last frame.
     pub dirty: bool,
-    /// The chunk size the new-job form offers.
-    pub default_chunk: u32,
-    /// The jobs pane shows only finished jobs, newest first.
-    pub history_view: bool,
-    /// Attached to a server (`rocky console --server`): quitting stops nothing there.
-    pub attached: bool,
     /// The mouse is left to the terminal (`m`), for selecting and copying text.
     pub mouse_released: bool,
-    /// Timeline entries for jobs whose snapshot has not arrived yet.
-    pub orphan_notes: std::collections::BTreeMap<JobId, Vec<(SystemTime, String)>>,
+}
+
+/// Where this console's jobs live (a broker, or a server it is attached to) and what it says
+/// of them: set once when the console starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The broker's address, or the server's an attached console shows.
+    pub broker: String,
+    /// The broker's certificate is not verified (`--insecure-tls`): shown in red.
+    pub insecure_tls: bool,
+    /// The HTTP API this console serves, or why it does not.
+    pub http: Option<String>,
+    /// What happens to queued and running jobs when this console quits, said in the quit dialog.
+    pub on_quit: String,
+    /// Attached to a server (`rocky console --server`): quitting stops nothing there.
+    pub attached: bool,
+    /// The chunk size the new-job form offers.
+    pub default_chunk: u32,
+}
+
+/// What the console could not show, counted for the status line and the traffic pane's title.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events the console missed because it fell behind (the stream is bounded).
+    pub missed_events: u64,
+    /// Frames on a response topic that did not decode.
+    pub bad_frames: u64,
+    /// Responses that changed nothing (an unknown job, a stale answer).
+    pub ignored: u64,
 }
 
 /// Jobs with timeline entries waiting for their snapshot (bounded: a job that never arrives,
@@ -203,26 +129,23 @@ impl App {
             now: SystemTime::now(),
             utc_offset_s: 0,
             clock,
-            broker,
-            insecure_tls: false,
-            http: None,
-            on_quit: "They stop with this console.".into(),
+            session: Session {
+                broker,
+                insecure_tls: false,
+                http: None,
+                on_quit: "They stop with this console.".into(),
+                attached: false,
+                default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
+            },
             connection: ConnectionState::Connecting,
             jobs: Jobs::default(),
             devices: Devices::default(),
             rollouts: Rollouts::default(),
             traffic: TrafficLog::new(traffic_lines),
             throughput: Throughput::default(),
-            missed_events: 0,
-            bad_frames: 0,
-            ignored: 0,
+            counters: Counters::default(),
             focus: Pane::Jobs,
-            jobs_cursor: Cursor::following(),
-            devices_cursor: Cursor::default(),
-            rollouts_cursor: Cursor::default(),
-            traffic_view: TrafficView { follow: true, selected: 0, top: 0 },
             overlay: None,
-            filters: Default::default(),
             filter_input: None,
             flash: None,
             log_path: None,
@@ -230,25 +153,35 @@ impl App {
             theme,
             size: (80, 24),
             dirty: true,
-            default_chunk: crate::firmware::DEFAULT_CHUNK_SIZE,
-            history_view: false,
-            attached: false,
             mouse_released: false,
-            orphan_notes: Default::default(),
         }
     }
 
-    pub fn pane_index(pane: Pane) -> usize {
+    /// The state of `pane`, as every pane answers it.
+    pub fn pane(&self, pane: Pane) -> &dyn PaneState {
         match pane {
-            Pane::Jobs => 0,
-            Pane::Traffic => 1,
-            Pane::Devices => 2,
-            Pane::Rollouts => 3,
+            Pane::Jobs => &self.jobs,
+            Pane::Traffic => &self.traffic,
+            Pane::Devices => &self.devices,
+            Pane::Rollouts => &self.rollouts,
+        }
+    }
+
+    pub fn pane_mut(&mut self, pane: Pane) -> &mut dyn PaneState {
+        match pane {
+            Pane::Jobs => &mut self.jobs,
+            Pane::Traffic => &mut self.traffic,
+            Pane::Devices => &mut self.devices,
+            Pane::Rollouts => &mut self.rollouts,
         }
     }
 
     pub fn filter(&self, pane: Pane) -> &str {
-        &self.filters[Self::pane_index(pane)]
+        self.pane(pane).filter()
+    }
+
+    pub fn filter_mut(&mut self, pane: Pane) -> &mut String {
+        self.pane_mut(pane).filter_mut()
     }
 
     /// Applies a batch from the runtime's job table: the jobs' true current state. After a
@@ -285,7 +218,7 @@ impl App {
                 }
             }
         }
-        let timelines = std::mem::take(&mut self.orphan_notes);
+        let timelines = std::mem::take(&mut self.jobs.orphan_notes);
         for (id, entries) in timelines {
             match self.jobs.rows.get_mut(&id) {
                 Some(row) => {
@@ -294,7 +227,7 @@ impl App {
                     }
                 }
                 None => {
-                    self.orphan_notes.insert(id, entries);
+                    self.jobs.orphan_notes.insert(id, entries);
                 }
             }
         }
@@ -304,7 +237,7 @@ impl App {
         self.dirty = true;
         let envelope: &Envelope = match received {
             Received::Missed(n) => {
-                self.missed_events += n;
+                self.counters.missed_events += n;
                 return;
             }
             Received::Event(envelope) => envelope,
@@ -313,7 +246,7 @@ impl App {
         match &envelope.event {
             RuntimeEvent::Connection(state) => self.connection = state.clone(),
             RuntimeEvent::Traffic(traffic) => {
-                self.bad_frames += u64::from(traffic.decode_error);
+                self.counters.bad_frames += u64::from(traffic.decode_error);
                 let total = traffic.job.and_then(|j| self.jobs.rows.get(&j)).map(|r| r.chunks_total);
                 self.traffic.push(at, traffic, total);
                 if traffic.direction == TrafficDirection::In
@@ -372,15 +305,17 @@ impl App {
             Event::Progress { .. } => return,
             Event::Note { job, text, .. } => (*job, text.clone()),
             Event::Ignored { job, command, reason, .. } => {
-                self.ignored += 1;
+                self.counters.ignored += 1;
                 (*job, format!("ignored {command}: {reason}"))
             }
         };
         match self.jobs.rows.get_mut(&job) {
             Some(row) => row.note(at, text),
             // The event came before the job's snapshot: kept until the snapshot arrives.
-            None if self.orphan_notes.len() < MAX_ORPHAN_NOTES || self.orphan_notes.contains_key(&job) => {
-                let notes = self.orphan_notes.entry(job).or_default();
+            None if self.jobs.orphan_notes.len() < MAX_ORPHAN_NOTES
+                || self.jobs.orphan_notes.contains_key(&job) =>
+            {
+                let notes = self.jobs.orphan_notes.entry(job).or_default();
                 if notes.len() < jobs::MAX_TIMELINE {
                     notes.push((at, text));
                 }
@@ -405,7 +340,7 @@ impl App {
                     || r.state.label().contains(&filter)
             }
         };
-        if self.history_view {
+        if self.jobs.history {
             let mut rows: Vec<&JobRow> =
                 self.jobs.rows.values().filter(|r| r.state.is_final()).filter(passes).collect();
             rows.sort_by(|a, b| b.finished_at.cmp(&a.finished_at).then(b.id.cmp(&a.id)));
@@ -431,7 +366,7 @@ impl App {
     }
 
     pub fn selected_rollout(&self) -> Option<&RolloutView> {
-        self.visible_rollouts().get(self.rollouts_cursor.selected).copied()
+        self.visible_rollouts().get(self.rollouts.cursor.selected).copied()
     }
 
     pub fn visible_devices(&self) -> Vec<&DeviceRow> {
@@ -469,7 +404,7 @@ impl App {
     /// `r` act on the row shown.
     pub fn selected_job(&self) -> Option<&JobRow> {
         let jobs = self.visible_jobs();
-        let selected = if self.jobs_cursor.follow { usize::MAX } else { self.jobs_cursor.selected };
+        let selected = if self.jobs.cursor.follow { usize::MAX } else { self.jobs.cursor.selected };
         jobs.get(selected.min(jobs.len().saturating_sub(1))).copied()
     }
 

@@ -2,6 +2,7 @@
 //! stream, so the console fetches the listing about once a second, at once when a rollout
 //! announces a change, and the open rollout's whole view with it.
 
+use super::{Cursor, PaneState};
 use crate::rollout::{RolloutId, RolloutView};
 
 #[derive(Debug, Default)]
@@ -14,6 +15,22 @@ pub struct Rollouts {
     pub due: bool,
     /// Why the last fetch failed (an attached console's server went away), until one works.
     pub error: Option<String>,
+    pub cursor: Cursor,
+    pub filter: String,
+}
+
+impl PaneState for Rollouts {
+    fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        &mut self.filter
+    }
+
+    fn reset_cursor(&mut self) {
+        self.cursor = Cursor::default();
+    }
 }
 
 impl Rollouts {

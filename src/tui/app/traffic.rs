@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::{PaneState, TrafficView};
 use crate::engine::JobId;
 use crate::service::{Traffic as TrafficEvent, TrafficDirection};
 
@@ -51,6 +52,23 @@ pub struct TrafficLog {
     open_runs: HashMap<JobId, u64>,
     /// Show every chunk as its own line instead of folding.
     pub show_chunks: bool,
+    /// Following the newest line, or frozen where the operator scrolled to.
+    pub view: TrafficView,
+    pub filter: String,
+}
+
+impl PaneState for TrafficLog {
+    fn filter(&self) -> &str {
+        &self.filter
+    }
+
+    fn filter_mut(&mut self) -> &mut String {
+        &mut self.filter
+    }
+
+    /// The traffic view keeps following or stays frozen where it was: its place is a line, not
+    /// a row of the narrowed list.
+    fn reset_cursor(&mut self) {}
 }
 
 impl TrafficLog {
@@ -62,6 +80,8 @@ impl TrafficLog {
             dropped: 0,
             open_runs: HashMap::new(),
             show_chunks: false,
+            view: TrafficView { follow: true, selected: 0, top: 0 },
+            filter: String::new(),
         }
     }
 

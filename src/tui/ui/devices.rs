@@ -14,7 +14,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let devices = app.visible_devices();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
-    let mut cursor = app.devices_cursor;
+    let mut cursor = app.devices.cursor;
     cursor.clamp(devices.len(), rows_shown);
     let focused = app.focus == Pane::Devices;
     let shown: Vec<&&DeviceRow> = devices.iter().skip(cursor.offset).take(rows_shown).collect();

@@ -87,7 +87,7 @@ pub fn draw_confirm(frame: &mut Frame, area: Rect, app: &App, confirm: &Confirm)
         Confirm::Quit { active } => {
             let jobs = if *active == 1 { "1 job is" } else { "jobs are" };
             let count = if *active == 1 { String::new() } else { format!("{active} ") };
-            format!("{count}{jobs} still queued or running. Quit anyway? {}", app.on_quit)
+            format!("{count}{jobs} still queued or running. Quit anyway? {}", app.session.on_quit)
         }
     };
     let rect = centered(area, 64, 6);

@@ -17,10 +17,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let jobs = app.visible_jobs();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
-    let cursor = app.jobs_cursor.shown(jobs.len(), rows_shown);
+    let cursor = app.jobs.cursor.shown(jobs.len(), rows_shown);
     let wide_enough = area.width >= 120;
     let focused = app.focus == Pane::Jobs;
-    let title = if app.history_view {
+    let title = if app.jobs.history {
         format!("History {} (finished, newest first)", jobs.len())
     } else if jobs.len() > rows_shown {
         // Not all fit: which rows are shown, and how many running jobs are out of sight.
@@ -156,7 +156,7 @@ fn row<'a>(
     // attached console that lost its server cannot know what the job does: it says that.
     let waiting = disconnected && job.state.is_active();
     let state = if waiting {
-        Cell::from(Span::styled(if app.attached { "server away" } else { "broker down" }, theme.warn))
+        Cell::from(Span::styled(if app.session.attached { "server away" } else { "broker down" }, theme.warn))
     } else {
         Cell::from(Span::styled(job.state.label(), theme.state(job.state)))
     };

@@ -14,24 +14,19 @@ mod widgets;
 
 use ratatui::Frame;
 
-use super::app::{App, Overlay};
+use ratatui::layout::Rect;
+
+use super::app::{App, Overlay, Pane};
 use super::layout::layout;
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     let areas = layout(area, app.focus, app.rollouts.list.len());
     status::draw(frame, areas.status, app);
-    if let Some(rect) = areas.jobs {
-        jobs::draw(frame, rect, app);
-    }
-    if let Some(rect) = areas.rollouts {
-        rollouts::draw(frame, rect, app);
-    }
-    if let Some(rect) = areas.traffic {
-        traffic::draw(frame, rect, app);
-    }
-    if let Some(rect) = areas.devices {
-        devices::draw(frame, rect, app);
+    for pane in Pane::ALL {
+        if let Some(rect) = areas.pane(pane) {
+            draw_pane(frame, rect, app, pane);
+        }
     }
     footer::draw(frame, areas.footer, app);
     match &app.overlay {
@@ -42,5 +37,15 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::RolloutDetail { id, scroll }) => rollouts::draw_detail(frame, area, app, *id, *scroll),
         Some(Overlay::Form(form)) => form::draw(frame, area, app, form),
         Some(Overlay::Confirm(confirm)) => help::draw_confirm(frame, area, app, confirm),
+    }
+}
+
+/// Each pane is drawn by its own file, from its own state in `app/` (rows, cursor, filter).
+fn draw_pane(frame: &mut Frame, area: Rect, app: &App, pane: Pane) {
+    match pane {
+        Pane::Jobs => jobs::draw(frame, area, app),
+        Pane::Rollouts => rollouts::draw(frame, area, app),
+        Pane::Traffic => traffic::draw(frame, area, app),
+        Pane::Devices => devices::draw(frame, area, app),
     }
 }

@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     let rollouts = app.visible_rollouts();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
-    let mut cursor = app.rollouts_cursor;
+    let mut cursor = app.rollouts.cursor;
     cursor.clamp(rollouts.len(), rows_shown);
     let focused = app.focus == Pane::Rollouts;
     // Narrow terminals drop the reason (the detail has it) and write the counts tighter, so
@@ -161,7 +161,7 @@ fn failure_style(theme: &Theme, r: &RolloutView) -> ratatui::style::Style {
 /// The server's ETA; none while an attached console cannot reach its server (what it last
 /// heard no longer holds).
 fn eta(app: &App, r: &RolloutView) -> String {
-    let away = app.attached && !app.connection.is_connected();
+    let away = app.session.attached && !app.connection.is_connected();
     match r.eta_ms {
         Some(_) if away => "?".to_owned(),
         Some(ms) => format::duration(Duration::from_millis(ms)),

@@ -32,12 +32,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if area.width < WIDE || area.height < 2 {
         // Compact: the connection first (it says why nothing moves), then the counts.
         let mut first = vec![Span::styled(" ROCKY ", theme.title), connection, Span::raw(" ")];
-        if app.insecure_tls {
+        if app.session.insecure_tls {
             first.push(Span::styled("INSECURE TLS ", theme.danger));
         }
         let used = Line::from(first.clone()).width();
         first.push(Span::styled(
-            super::widgets::clip(&app.broker, usize::from(area.width).saturating_sub(used)),
+            super::widgets::clip(&app.session.broker, usize::from(area.width).saturating_sub(used)),
             theme.muted,
         ));
         let rate_text = format!(" ↑ {}", format::rate(rate));
@@ -60,13 +60,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(Paragraph::new(Line::from(counts)), bottom);
         return;
     }
-    let mut first = vec![Span::styled(" ROCKY ", theme.title), Span::raw(app.broker.clone()), Span::raw(" ")];
-    if app.insecure_tls {
+    let mut first =
+        vec![Span::styled(" ROCKY ", theme.title), Span::raw(app.session.broker.clone()), Span::raw(" ")];
+    if app.session.insecure_tls {
         first.push(Span::styled("INSECURE TLS", theme.danger));
         first.push(Span::raw(" "));
     }
     first.push(connection);
-    if let Some(http) = app.http.as_ref() {
+    if let Some(http) = app.session.http.as_ref() {
         // Never at the counts' expense: a long reason the API is off ends with "…".
         let used = Line::from(first.clone()).width() + 3 + Line::from(counts_short(app)).width();
         let room = usize::from(area.width).saturating_sub(used);
@@ -81,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         first.extend(counts_short(app));
     }
-    let drops = app.traffic.dropped + app.missed_events;
+    let drops = app.traffic.dropped + app.counters.missed_events;
     let second = Line::from(vec![Span::styled(format!(" ↑ {:>10} ", format::rate(rate)), theme.active)]);
     // Pieces said whole, as many as fit, in this order; below TRAFFIC_COUNTS_WHOLE_FROM the
     // traffic pane's title says the counts too.
@@ -89,14 +90,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let mut pieces = vec![
         (format!(" {} traffic lines", app.traffic.len()), theme.muted),
         (format!(" · dropped {}", app.traffic.dropped), dropped_style),
-        (format!(" · missed events {}", app.missed_events), dropped_style),
+        (format!(" · missed events {}", app.counters.missed_events), dropped_style),
     ];
-    if app.bad_frames + app.ignored > 0 {
-        pieces.push((format!(" · bad frames {}", app.bad_frames), theme.warn));
-        pieces.push((format!(" · ignored {}", app.ignored), theme.warn));
+    if app.counters.bad_frames + app.counters.ignored > 0 {
+        pieces.push((format!(" · bad frames {}", app.counters.bad_frames), theme.warn));
+        pieces.push((format!(" · ignored {}", app.counters.ignored), theme.warn));
     }
     let (mode, mode_style) =
-        if app.traffic_view.follow { (" · following", theme.muted) } else { (" · FROZEN", theme.warn) };
+        if app.traffic.view.follow { (" · following", theme.muted) } else { (" · FROZEN", theme.warn) };
     pieces.push((mode.to_owned(), mode_style));
     let [top, bottom] = Layout::vertical([Constraint::Length(1), Constraint::Length(1)]).areas(area);
     frame.render_widget(Paragraph::new(Line::from(first)), top);

@@ -15,21 +15,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let lines = app.visible_traffic();
     let height = usize::from(area.height.saturating_sub(2)).max(1);
     let focused = app.focus == Pane::Traffic;
-    let (start, selected) = if app.traffic_view.follow {
+    let (start, selected) = if app.traffic.view.follow {
         (lines.len().saturating_sub(height), lines.last().map(|l| l.seq))
     } else {
-        let top = lines.iter().position(|l| l.seq >= app.traffic_view.top).unwrap_or(0);
-        (top.min(lines.len().saturating_sub(height)), Some(app.traffic_view.selected))
+        let top = lines.iter().position(|l| l.seq >= app.traffic.view.top).unwrap_or(0);
+        (top.min(lines.len().saturating_sub(height)), Some(app.traffic.view.selected))
     };
-    let mode = if app.traffic_view.follow { "following" } else { "frozen" };
+    let mode = if app.traffic.view.follow { "following" } else { "frozen" };
     let chunks = if app.traffic.show_chunks { ", every chunk" } else { "" };
     let mut title = format!("Traffic {} ({mode}{chunks})", lines.len());
     // The status bar has no room for these below its full width: said here when not zero.
     for (count, what) in [
         (app.traffic.dropped, "dropped"),
-        (app.missed_events, "missed"),
-        (app.bad_frames, "bad frames"),
-        (app.ignored, "ignored"),
+        (app.counters.missed_events, "missed"),
+        (app.counters.bad_frames, "bad frames"),
+        (app.counters.ignored, "ignored"),
     ] {
         if count > 0 && app.size.0 < super::status::TRAFFIC_COUNTS_WHOLE_FROM {
             title.push_str(&format!(" · {count} {what}"));

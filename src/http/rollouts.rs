@@ -3,13 +3,14 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::api::{Firmware, RolloutList};
-use crate::rollout::{RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutRequest, RolloutView};
 use crate::service::{self, RolloutError, RuntimeError};
 
 /// Rollouts a listing shows (the newest).
@@ -86,9 +87,34 @@ pub async fn list(State(state): State<ApiState>) -> Json<RolloutList> {
     Json(RolloutList { rollouts: state.service.rollouts(LIST_LIMIT) })
 }
 
-pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+/// `?from=&limit=`: a window of the rollout's devices rather than all of them.
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    /// The first device's position, from 0.
+    from: Option<usize>,
+    /// How many devices (default 1000, at most 10000).
+    limit: Option<usize>,
+}
+
+/// Devices in a window that names only where it starts.
+const DEFAULT_WINDOW: usize = 1000;
+
+/// `GET /rollouts/{id}`: the rollout with its history and every device's outcome, or with the
+/// devices of one window (`from`, `limit`) — `devices_from` then says where it starts.
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;
-    Ok(Json(json!(state.service.rollout_view(id)?)))
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let window = match (query.from, query.limit) {
+        (None, None) => None,
+        (from, limit) => {
+            Some(DeviceWindow { from: from.unwrap_or(0), limit: limit.unwrap_or(DEFAULT_WINDOW) })
+        }
+    };
+    Ok(Json(json!(state.service.rollout_view(id, window)?)))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.

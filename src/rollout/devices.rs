@@ -178,6 +178,11 @@ impl Devices {
         (0..self.len()).filter_map(|i| self.slot(i)).collect()
     }
 
+    /// The devices from position `from` on, at most `limit` of them, in order.
+    pub fn slots_in(&self, from: usize, limit: usize) -> Vec<Slot> {
+        (from..from.saturating_add(limit).min(self.len())).filter_map(|i| self.slot(i)).collect()
+    }
+
     /// The position of the device whose latest job this is.
     pub fn position_of_job(&self, job: JobId) -> Option<usize> {
         self.cells.iter().position(|c| c.job_id == Some(job))

@@ -28,12 +28,29 @@ pub struct RolloutView {
     /// A rough time left in ms while the rollout runs: its devices still to finish at the
     /// pace of those finished so far (or its start cap, if that is slower).
     pub eta_ms: Option<u64>,
-    /// Every device's outcome and latest job, in the rollout's order (not in listings).
+    /// Every device's outcome and latest job, in the rollout's order (not in listings), or
+    /// one window of them (see `devices_from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Slot>>,
+    /// Where `devices` starts among the rollout's devices, when a window of them was asked
+    /// for (`GET /rollouts/{id}?from=…&limit=…`); absent when `devices` holds them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices_from: Option<usize>,
     /// Its changes of state, oldest first (not in listings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<Vec<RolloutChange>>,
+}
+
+/// A window of a rollout's devices: positions `from` to `from + limit`, in the rollout's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceWindow {
+    pub from: usize,
+    pub limit: usize,
+}
+
+impl DeviceWindow {
+    /// The most devices one window holds (`GET /rollouts/{id}?limit=`).
+    pub const MAX: usize = 10_000;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +147,7 @@ impl RolloutView {
             waves,
             image: plan.image.clone(),
             device_count,
+            devices_from: None,
             settings: Settings {
                 chunk_size: plan.chunk_size,
                 max_rate: plan.max_rate,
@@ -154,8 +172,18 @@ impl RolloutView {
 
     /// The whole rollout: every device and the history of changes too.
     pub fn full(rollout: &Rollout, now: u64) -> Self {
+        Self::windowed(rollout, now, None)
+    }
+
+    /// The whole view with every device (`window` `None`), or with the devices in `window`
+    /// only: a rollout of 100,000 devices is read a page at a time by whoever shows it.
+    pub fn windowed(rollout: &Rollout, now: u64, window: Option<DeviceWindow>) -> Self {
         let mut view = Self::summary(rollout, rollout.wave_counts(), rollout.devices.len(), now);
-        view.devices = Some(rollout.devices.slots());
+        view.devices = Some(match window {
+            None => rollout.devices.slots(),
+            Some(w) => rollout.devices.slots_in(w.from, w.limit),
+        });
+        view.devices_from = window.map(|w| w.from);
         view.changes = Some(rollout.changes.clone());
         view
     }

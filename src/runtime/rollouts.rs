@@ -16,7 +16,7 @@ use super::cluster::Leadership;
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
 use crate::engine::{JobId, JobSpec, JobState};
 use crate::firmware::{ChunkSize, parse_sha256};
-use crate::rollout::{Action, Rollout, RolloutId, RolloutPlan, RolloutView};
+use crate::rollout::{Action, DeviceWindow, Rollout, RolloutId, RolloutPlan, RolloutView};
 use crate::store::{RolloutRow, Store, WriteError};
 
 /// Rollouts under way at once; a new one past this is refused.
@@ -236,10 +236,10 @@ impl Rollouts {
             .collect()
     }
 
-    /// One rollout whole, with its devices and history.
-    pub fn view(&self, id: RolloutId) -> Option<RolloutView> {
+    /// One rollout with its history and its devices: all of them, or those in `window`.
+    pub fn view(&self, id: RolloutId, window: Option<DeviceWindow>) -> Option<RolloutView> {
         let now = self.now();
-        self.lock().rollouts.get(&id).map(|r| RolloutView::full(r, now))
+        self.lock().rollouts.get(&id).map(|r| RolloutView::windowed(r, now, window))
     }
 
     /// Applies an operator's change and writes it before answering.

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{Service, ServiceError};
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
 use crate::protocol::DeviceId;
-use crate::rollout::{Rollout, RolloutId, RolloutPlan, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, Rollout, RolloutId, RolloutPlan, RolloutRequest, RolloutView};
 use crate::runtime::RolloutError;
 use crate::snapshot::ImageInfo;
 
@@ -77,9 +77,19 @@ impl Service {
         Ok(rollout)
     }
 
-    /// Rollout `id` whole: every device's outcome and its history.
-    pub fn rollout_view(&self, id: RolloutId) -> Result<RolloutView, ServiceError> {
-        self.handle.rollouts().view(id).ok_or(ServiceError::Rollout(RolloutError::NotFound(id)))
+    /// Rollout `id` with its history and its devices' outcomes: all of them, or the ones in
+    /// `window` (at most [`DeviceWindow::MAX`]).
+    pub fn rollout_view(
+        &self,
+        id: RolloutId,
+        window: Option<DeviceWindow>,
+    ) -> Result<RolloutView, ServiceError> {
+        if let Some(w) = window
+            && !(1..=DeviceWindow::MAX).contains(&w.limit)
+        {
+            return Err(ServiceError::Invalid(format!("limit must be 1 to {}", DeviceWindow::MAX)));
+        }
+        self.handle.rollouts().view(id, window).ok_or(ServiceError::Rollout(RolloutError::NotFound(id)))
     }
 
     /// The newest `limit` rollouts at a glance (no devices), newest first.

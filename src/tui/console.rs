@@ -19,7 +19,7 @@ use super::theme::Theme;
 use super::ui;
 use crate::engine::JobSpec;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
-use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 
 /// Frames are drawn at most this often.
 const FRAME: Duration = Duration::from_millis(33);
@@ -174,15 +174,19 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
                     let asked = std::mem::take(&mut app.rollouts.due);
                     last_rollouts = Instant::now();
                     let open = match app.overlay {
-                        Some(Overlay::RolloutDetail { id, .. }) => Some(id),
+                        Some(Overlay::RolloutDetail { id, from, .. }) => {
+                            Some((id, DeviceWindow { from, limit: super::source::DETAIL_DEVICES }))
+                        }
                         _ => None,
                     };
-                    // The open rollout as held, unless something asked for it again.
+                    // The open rollout's page as held, unless something asked for it again.
                     let held = app
                         .rollouts
                         .detail
                         .as_ref()
-                        .filter(|d| !asked && Some(d.id) == open)
+                        .filter(|d| {
+                            !asked && open.is_some_and(|(id, w)| d.id == id && d.devices_from == Some(w.from))
+                        })
                         .map(|d| d.updated_at);
                     spawn_rollouts(&source, open, held, &done_tx);
                 }
@@ -292,7 +296,7 @@ fn run_command(
             let (source, done) = (source.clone(), done.clone());
             let now = app.now;
             tokio::spawn(async move {
-                let result = match source.rollout(id).await {
+                let result = match source.rollout(id, None).await {
                     Ok(view) => write_export(super::export::rollout(&view, &dir, now)).await,
                     Err(e) => Err(format!("cannot fetch rollout {id} to write it: {e}")),
                 };
@@ -339,7 +343,7 @@ fn changed(held: Option<u64>, listed: Option<u64>) -> bool {
 /// `held` (the `updated_at` of the one held), or none is held.
 fn spawn_rollouts(
     source: &Arc<dyn Source>,
-    open: Option<RolloutId>,
+    open: Option<(RolloutId, DeviceWindow)>,
     held: Option<u64>,
     done: &mpsc::Sender<Done>,
 ) {
@@ -351,8 +355,8 @@ fn spawn_rollouts(
         };
         let detail = match open {
             None => Detail::Closed,
-            Some(id) if !changed(held, listed(id)) => Detail::Unchanged,
-            Some(id) => Detail::Fetched(source.rollout(id).await.map(Box::new)),
+            Some((id, _)) if !changed(held, listed(id)) => Detail::Unchanged,
+            Some((id, window)) => Detail::Fetched(source.rollout(id, Some(window)).await.map(Box::new)),
         };
         let _ = done.send(Done::Rollouts { list, detail }).await;
     });

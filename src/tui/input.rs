@@ -248,7 +248,7 @@ impl App {
             Pane::Rollouts => {
                 if let Some(id) = self.selected_rollout().map(|r| r.id) {
                     self.rollouts.detail = None;
-                    self.overlay = Some(Overlay::RolloutDetail { id, scroll: 0 });
+                    self.overlay = Some(Overlay::RolloutDetail { id, scroll: 0, from: 0 });
                     return Outcome::Command(Command::LoadRollout(id));
                 }
             }
@@ -419,6 +419,11 @@ impl App {
         if close {
             return Outcome::Redraw;
         }
+        if let Overlay::RolloutDetail { id, scroll, from } = overlay
+            && let KeyCode::Char(key @ ('[' | ']')) = key.code
+        {
+            return self.page_rollout_devices(id, scroll, from, key == ']');
+        }
         let step: i32 = match key.code {
             KeyCode::Down | KeyCode::Char('j') => 1,
             KeyCode::Up | KeyCode::Char('k') => -1,
@@ -432,10 +437,25 @@ impl App {
             Overlay::Help { scroll: s } => Overlay::Help { scroll: scroll(s) },
             Overlay::JobDetail { job, scroll: s } => Overlay::JobDetail { job, scroll: scroll(s) },
             Overlay::TrafficDetail { seq, scroll: s } => Overlay::TrafficDetail { seq, scroll: scroll(s) },
-            Overlay::RolloutDetail { id, scroll: s } => Overlay::RolloutDetail { id, scroll: scroll(s) },
+            Overlay::RolloutDetail { id, scroll: s, from } => {
+                Overlay::RolloutDetail { id, scroll: scroll(s), from }
+            }
             other => other,
         });
         if step == 0 { Outcome::Ignored } else { Outcome::Redraw }
+    }
+
+    /// The next (`forward`) or previous page of an open rollout's devices, fetched at once.
+    fn page_rollout_devices(&mut self, id: RolloutId, scroll: u16, from: usize, forward: bool) -> Outcome {
+        let count = self.rollouts.detail.as_ref().filter(|r| r.id == id).map_or(0, |r| r.device_count);
+        let page = super::source::DETAIL_DEVICES;
+        let to = if forward { from + page } else { from.saturating_sub(page) };
+        if to == from || to >= count {
+            self.overlay = Some(Overlay::RolloutDetail { id, scroll, from });
+            return Outcome::Ignored;
+        }
+        self.overlay = Some(Overlay::RolloutDetail { id, scroll, from: to });
+        Outcome::Command(Command::LoadRollout(id))
     }
 
     pub fn handle_mouse(&mut self, mouse: MouseEvent) -> Outcome {

@@ -814,14 +814,14 @@ fn a_rollouts_detail_lists_its_waves_devices_and_changes() {
         devices[2].job_id = Some(43);
     }
     f.app.rollouts.detail = Some(detail);
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("a wave goes on at ≥80% succeeded"), "{text}");
     assert!(text.contains("dev-03  failed"), "{text}");
     assert!(text.contains("#43") && text.contains("writing to flash failed"), "{text}");
     assert!(text.contains("dev-24  pending"), "{text}");
     // Before the whole rollout arrives, the overlay says so rather than showing another's.
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 2, scroll: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 2, scroll: 0, from: 0 });
     assert!(format!("{}", f.render(120, 50).backend()).contains("loading…"));
 }
 
@@ -1272,4 +1272,34 @@ fn a_footer_message_on_several_lines_stands_alone_on_them() {
     for line in &lines[first..lines.len() - 1] {
         assert!(!line.contains("│") && !line.contains("┃"), "nothing of the panes beside it: {line}");
     }
+}
+
+/// A large rollout's detail shows one page of its devices and asks for the next or previous
+/// page on `]` and `[` (issue 21: never the whole rollout each second).
+#[test]
+fn a_large_rollouts_detail_pages_its_devices() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    with_rollouts(&mut f);
+    let mut detail = f.app.rollouts.list[1].clone();
+    let first = detail.devices.as_ref().unwrap()[0].clone();
+    detail.device_count = 250;
+    detail.devices = Some(vec![first; crate::tui::source::DETAIL_DEVICES]);
+    detail.devices_from = Some(0);
+    f.app.rollouts.detail = Some(detail);
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("DEVICES 1–100 of 250  ] next 100"), "{text}");
+    assert!(matches!(f.key(KeyCode::Char('[')), Outcome::Ignored), "no page before the first");
+    assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(1))));
+    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 100, .. })));
+    assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(1))));
+    assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Ignored), "no page after the last");
+    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 200, .. })));
+    let detail = f.app.rollouts.detail.as_mut().unwrap();
+    detail.devices_from = Some(200);
+    detail.devices.as_mut().unwrap().truncate(50);
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("DEVICES 201–250 of 250  [ previous 100"), "{text}");
+    assert!(matches!(f.key(KeyCode::Char('[')), Outcome::Command(Command::LoadRollout(1))));
+    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 100, .. })));
 }

@@ -307,6 +307,20 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     assert!(ok, "{err}");
     assert_eq!(out, "rollout 1 created: 3 devices, 2 waves, scheduled\n");
     api.rollout_in(1, "paused", Duration::from_secs(10)).await;
+    // A window of its devices, as the console pages them (issue 21).
+    let window = api.get("/rollouts/1?from=1&limit=1").await;
+    assert_eq!((window["device_count"].as_u64(), window["devices_from"].as_u64()), (Some(3), Some(1)));
+    assert_eq!(window["devices"].as_array().map(Vec::len), Some(1), "{window}");
+    assert_eq!(window["devices"][0]["device_id"], api.get("/rollouts/1").await["devices"][1]["device_id"]);
+    for bad in ["limit=0", "limit=10001", "from=x"] {
+        let response = api.client.get(format!("{}/rollouts/1?{bad}", api.base)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("limit") || e.contains("from")),
+            "{bad}: {body}"
+        );
+    }
     let (_, shown, _) = rollout_cli(&base, data.path(), &["show", "1"]);
     assert!(shown.contains("\n    1        1        1       0          0       0          0\n"), "{shown}");
     assert!(shown.contains("\ndev-02  pending          -      0\n"), "{shown}");

@@ -34,10 +34,23 @@ use crate::service::{
 /// What is drawn over the main view, if anything.
 #[derive(Debug)]
 pub enum Overlay {
-    Help { scroll: u16 },
-    JobDetail { job: JobId, scroll: u16 },
-    TrafficDetail { seq: u64, scroll: u16 },
-    RolloutDetail { id: RolloutId, scroll: u16 },
+    Help {
+        scroll: u16,
+    },
+    JobDetail {
+        job: JobId,
+        scroll: u16,
+    },
+    TrafficDetail {
+        seq: u64,
+        scroll: u16,
+    },
+    /// `from`: the first of the devices shown (a page of `source::DETAIL_DEVICES`).
+    RolloutDetail {
+        id: RolloutId,
+        scroll: u16,
+        from: usize,
+    },
     Form(Box<Form>),
     Confirm(Confirm),
 }

@@ -8,7 +8,7 @@ use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::{Device, DeviceQuery};
-use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::service::{ConnectionState, EventStream, JobFollower, Service};
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
@@ -75,8 +75,8 @@ impl Source for Local {
         Box::pin(async move { Ok(list) })
     }
 
-    fn rollout(&self, id: RolloutId) -> Answer<'_, RolloutView> {
-        let view = self.service.rollout_view(id).map_err(|e| e.to_string());
+    fn rollout(&self, id: RolloutId, window: Option<DeviceWindow>) -> Answer<'_, RolloutView> {
+        let view = self.service.rollout_view(id, window).map_err(|e| e.to_string());
         Box::pin(async move { view })
     }
 

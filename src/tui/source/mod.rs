@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
-use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::service::{ConnectionState, EventStream, JobFollower};
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
@@ -29,6 +29,9 @@ pub const INVENTORY_SHOWN: usize = 10_000;
 
 /// Rollouts the console lists (the newest).
 pub const ROLLOUTS_SHOWN: usize = 100;
+
+/// Devices an open rollout's detail shows and fetches at a time (`[` and `]` page).
+pub const DETAIL_DEVICES: usize = 100;
 
 /// An action's answer: the console runs each on a task of its own and shows the words of a
 /// refusal as they are.
@@ -69,8 +72,9 @@ pub trait Source: Send + Sync {
     /// The newest rollouts at a glance (no devices), newest first.
     fn rollouts(&self) -> Answer<'_, Vec<RolloutView>>;
 
-    /// One rollout whole: every device's outcome and its history.
-    fn rollout(&self, id: RolloutId) -> Answer<'_, RolloutView>;
+    /// One rollout with its history and its devices' outcomes: all of them (`None`: to write
+    /// it to a file), or the ones in `window` (the detail's page).
+    fn rollout(&self, id: RolloutId, window: Option<DeviceWindow>) -> Answer<'_, RolloutView>;
 
     /// Starts a rollout of `image` (the form's), checked and planned by the side that holds the
     /// inventory.

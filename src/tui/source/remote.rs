@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
 use crate::inventory::Device;
-use crate::rollout::{RolloutId, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::secret::Secret;
 use crate::service::{
     ConnectionState, Envelope, EventStream, JobFilter, JobFollower, JobTable, Received, RuntimeEvent,
@@ -220,10 +220,13 @@ impl Source for Remote {
         })
     }
 
-    fn rollout(&self, id: RolloutId) -> Answer<'_, RolloutView> {
+    fn rollout(&self, id: RolloutId, window: Option<DeviceWindow>) -> Answer<'_, RolloutView> {
         Box::pin(async move {
             let doing = format!("reading rollout {id}");
-            let path = format!("/rollouts/{id}");
+            let path = match window {
+                None => format!("/rollouts/{id}"),
+                Some(w) => format!("/rollouts/{id}?from={}&limit={}", w.from, w.limit),
+            };
             let answered = self.ask(Method::GET, &path, Body::Empty, &doing).await?;
             read::<RolloutView>(answered, &doing)
         })

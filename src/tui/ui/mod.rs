@@ -34,7 +34,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Help { scroll }) => help::draw(frame, area, app, *scroll),
         Some(Overlay::JobDetail { job, scroll }) => detail::draw_job(frame, area, app, *job, *scroll),
         Some(Overlay::TrafficDetail { seq, scroll }) => detail::draw_traffic(frame, area, app, *seq, *scroll),
-        Some(Overlay::RolloutDetail { id, scroll }) => rollouts::draw_detail(frame, area, app, *id, *scroll),
+        Some(Overlay::RolloutDetail { id, scroll, .. }) => {
+            rollouts::draw_detail(frame, area, app, *id, *scroll)
+        }
         Some(Overlay::Form(form)) => form::draw(frame, area, app, form),
         Some(Overlay::Confirm(confirm)) => help::draw_confirm(frame, area, app, confirm),
     }

@@ -13,6 +13,7 @@ use super::widgets::{centered, clip, pane_block};
 use crate::rollout::{RolloutState, RolloutView, WaveView};
 use crate::tui::app::{App, Pane};
 use crate::tui::format;
+use crate::tui::source::DETAIL_DEVICES;
 use crate::tui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -213,6 +214,25 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
     }
     lines.push(Line::default());
     let devices = r.devices.as_deref().unwrap_or_default();
+    if devices.len() < r.device_count {
+        // A page of a large rollout: which one, and how to turn it.
+        let from = r.devices_from.unwrap_or(0);
+        let last = from + devices.len();
+        let mut turn = Vec::new();
+        if last < r.device_count {
+            turn.push(format!("] next {}", DETAIL_DEVICES.min(r.device_count - last)));
+        }
+        if from > 0 {
+            turn.push(format!("[ previous {DETAIL_DEVICES}"));
+        }
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("DEVICES {}–{last} of {}", (from + 1).min(last), r.device_count),
+                theme.title,
+            ),
+            Span::styled(format!("  {}", turn.join(" · ")), theme.muted),
+        ]));
+    }
     let widest = devices.iter().map(|d| d.device_id.as_str().chars().count()).max().unwrap_or(6).max(6);
     lines.push(Line::from(Span::styled(
         format!("{:<widest$}  {:<10}  {:>7}  {:>5}  DETAIL", "DEVICE", "OUTCOME", "JOB", "TRIES"),

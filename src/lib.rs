@@ -47,6 +47,7 @@ mod small_file;
 pub mod snapshot;
 pub mod store;
 pub mod text;
+pub mod tls_files;
 pub mod tui;
 pub mod units;
 pub mod write_error;

@@ -9,7 +9,6 @@ use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
 use rocky::engine::JobState;
 use rocky::snapshot::JobSnapshot;
-use rocky::store::{open_read_only, read_jobs};
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
@@ -39,20 +38,9 @@ pub async fn run(global: &GlobalArgs, args: JobsArgs) -> anyhow::Result<()> {
         let jobs = from_api(&config, &args).await?;
         return print(&jobs, args.json);
     }
-    let stored = match rocky::config::postgres_settings(&config, |var| std::env::var(var).ok())? {
-        Some(settings) => {
-            rocky::store::postgres::read_jobs(&settings).await?.ok_or_else(|| settings.url().to_owned())
-        }
-        None => {
-            let dir = data_dir(&config)?;
-            let path = dir.join(rocky::store::DB_FILE);
-            if path.exists() {
-                Ok(read_jobs(&open_read_only(&dir)?)?.0)
-            } else {
-                Err(path.display().to_string())
-            }
-        }
-    };
+    let postgres = rocky::config::postgres_settings(&config, |var| std::env::var(var).ok())?;
+    let dir = if postgres.is_some() { std::path::PathBuf::new() } else { data_dir(&config)? };
+    let stored = rocky::service::stored_jobs(postgres.as_ref(), &dir).await?;
     let jobs = match stored {
         Ok(jobs) => jobs,
         // A Rocky that never ran here has recorded no jobs: that is the answer, not an error.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
-use crate::mqtt::{TlsSetupError, identity_error, provider, read_certificates, read_private_key};
+use crate::tls_files::{TlsSetupError, identity_error, provider, read_certificates, read_private_key};
 
 /// Reads the certificate chain and key named by `http.tls_cert` and `http.tls_key`.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsSetupError> {

@@ -5,14 +5,15 @@
 //! Everything is read and checked once, before anything connects, so a missing or malformed file
 //! is reported with its path at start instead of as a connection error on every retry.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+pub use crate::tls_files::{TlsSetupError, identity_error, provider, read_certificates, read_private_key};
 
 /// What the configuration says about TLS; paths empty when unset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,57 +25,6 @@ pub struct TlsFiles {
     pub client_key: Option<PathBuf>,
     /// Accept any server certificate. Only from `--insecure-tls`.
     pub insecure: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("cannot read {key} {path}: {reason}")]
-    Unreadable { key: &'static str, path: PathBuf, reason: String },
-    #[error("{key} {path} holds no PEM certificate")]
-    NoCertificate { key: &'static str, path: PathBuf },
-    #[error("{key} {path}: {reason}")]
-    BadCertificate { key: &'static str, path: PathBuf, reason: String },
-    #[error("{key} {path} holds no PEM private key (RSA, EC or PKCS#8)")]
-    NoKey { key: &'static str, path: PathBuf },
-    #[error("mqtt.client_cert and mqtt.client_key must be given together")]
-    HalfClientIdentity,
-    #[error("{cert_key} {cert} with {key_key} {key} cannot be used: {reason}")]
-    Identity { cert_key: &'static str, cert: PathBuf, key_key: &'static str, key: PathBuf, reason: String },
-    #[error("TLS set-up failed: {0}")]
-    Setup(String),
-    #[error("no trusted CA: the system has no root certificates; set mqtt.ca_file")]
-    NoRoots,
-}
-
-/// The single crypto provider Rocky uses (ring), so no process-wide default is needed.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The largest PEM file read; a bundle of every public CA is about 250 KiB.
-const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
-
-fn read_pem(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsSetupError> {
-    crate::small_file::read_small_file(path, MAX_PEM_BYTES).map_err(|reason| TlsSetupError::Unreadable {
-        key,
-        path: path.to_owned(),
-        reason,
-    })
-}
-
-/// Every certificate in a PEM file; an error names the setting and the path.
-pub fn read_certificates(
-    key: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let pem = read_pem(key, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsSetupError::BadCertificate { key, path: path.to_owned(), reason: e.to_string() })?;
-    if certs.is_empty() {
-        return Err(TlsSetupError::NoCertificate { key, path: path.to_owned() });
-    }
-    Ok(certs)
 }
 
 fn roots(files: &TlsFiles) -> Result<RootCertStore, TlsSetupError> {
@@ -101,12 +51,6 @@ fn roots(files: &TlsFiles) -> Result<RootCertStore, TlsSetupError> {
     Ok(roots)
 }
 
-/// The first private key in a PEM file (PKCS#1, SEC1 or PKCS#8); the error never shows content.
-pub fn read_private_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    let pem = read_pem(key, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsSetupError::NoKey { key, path: path.to_owned() })
-}
-
 /// Builds the client configuration, reading every file it names.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = provider();
@@ -130,26 +74,6 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupErro
         _ => return Err(TlsSetupError::HalfClientIdentity),
     };
     Ok(Arc::new(config))
-}
-
-/// Why a certificate and key cannot serve as an identity, in words that say what to change.
-pub fn identity_error(
-    (cert_key, cert): (&'static str, &Path),
-    (key_key, key): (&'static str, &Path),
-    error: &rustls::Error,
-) -> TlsSetupError {
-    let reason = match error {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
-            if format!("{other:?}").contains("UnsupportedCertVersion") =>
-        {
-            "it is an X.509 version 1 certificate and TLS needs version 3: sign it with extensions \
-             (openssl x509 -req … -extfile FILE, e.g. with extendedKeyUsage=clientAuth)"
-                .to_owned()
-        }
-        rustls::Error::InconsistentKeys(_) => "the key does not belong to the certificate".to_owned(),
-        other => other.to_string(),
-    };
-    TlsSetupError::Identity { cert_key, cert: cert.to_owned(), key_key, key: key.to_owned(), reason }
 }
 
 /// `--insecure-tls`: encryption without authentication. Signatures are still checked, so the

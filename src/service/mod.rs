@@ -13,6 +13,7 @@ mod error;
 mod jobs;
 mod retention;
 mod rollouts;
+mod stored;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub use devices::Imported;
 pub use error::ServiceError;
 pub use jobs::{NewJobs, SubmittedJobs};
 pub use rollouts::{NewRollout, RolloutVerb};
+pub use stored::stored_jobs;
 
 use crate::firmware::{ChunkSize, Library};
 use crate::inventory::Inventory;

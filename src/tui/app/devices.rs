@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Cursor, PaneState};
+use super::Cursor;
 use crate::engine::{JobId, JobState};
 use crate::inventory::{Device, Labels};
 
@@ -36,20 +36,6 @@ pub struct Devices {
     pub inventory_cut: bool,
     pub cursor: Cursor,
     pub filter: String,
-}
-
-impl PaneState for Devices {
-    fn filter(&self) -> &str {
-        &self.filter
-    }
-
-    fn filter_mut(&mut self) -> &mut String {
-        &mut self.filter
-    }
-
-    fn reset_cursor(&mut self) {
-        self.cursor = Cursor::default();
-    }
 }
 
 impl Devices {

@@ -37,6 +37,28 @@ impl Pane {
     }
 }
 
+/// A pane whose state has `cursor: Cursor` and `filter: String`, and starts again at its first
+/// row when its rows are narrowed anew.
+macro_rules! pane_from_the_top {
+    ($($pane:ty),+) => {$(
+        impl PaneState for $pane {
+            fn filter(&self) -> &str {
+                &self.filter
+            }
+
+            fn filter_mut(&mut self) -> &mut String {
+                &mut self.filter
+            }
+
+            fn reset_cursor(&mut self) {
+                self.cursor = Cursor::default();
+            }
+        }
+    )+};
+}
+
+pane_from_the_top!(super::Devices, super::Rollouts);
+
 /// What the keys that act on whichever pane has the focus need of it.
 pub trait PaneState {
     /// The filter the pane's rows are narrowed by (empty: all rows).

@@ -2,7 +2,7 @@
 //! stream, so the console fetches the listing about once a second, at once when a rollout
 //! announces a change, and the open rollout's whole view with it.
 
-use super::{Cursor, PaneState};
+use super::Cursor;
 use crate::rollout::{RolloutId, RolloutView};
 
 #[derive(Debug, Default)]
@@ -17,20 +17,6 @@ pub struct Rollouts {
     pub error: Option<String>,
     pub cursor: Cursor,
     pub filter: String,
-}
-
-impl PaneState for Rollouts {
-    fn filter(&self) -> &str {
-        &self.filter
-    }
-
-    fn filter_mut(&mut self) -> &mut String {
-        &mut self.filter
-    }
-
-    fn reset_cursor(&mut self) {
-        self.cursor = Cursor::default();
-    }
 }
 
 impl Rollouts {

@@ -4,7 +4,8 @@
 //! body must return normally for any input; a panic is the finding.
 
 use crate::protocol::{
-    Topics, decode_command, decode_response, describe, diagnostic, encode_response, hex_dump,
+    StatusUpdate, Topics, decode_command, decode_response, decode_status, describe, diagnostic,
+    encode_response, encode_status, hex_dump,
 };
 
 /// A response frame: decoding never panics, and what decodes encodes back (as the simulated
@@ -23,15 +24,29 @@ pub fn decode_response_frame(data: &[u8]) {
 pub fn describe_frame(data: &[u8]) {
     let Ok(topics) = Topics::new("fota") else { return };
     let (selector, payload) = data.split_first().map_or((0, data), |(first, rest)| (*first, rest));
-    let topic = match selector % 5 {
-        0 => "fota/dev-1/cmd",
-        1 => "fota/dev-1/cmd_resp",
-        2 => "fota/dev-1/data/7",
-        3 => "fota/dev-1/data/4294967296",
+    let topic = match selector % 6 {
+        0 => "fota/cmd/dev-1",
+        1 => "fota/cmd_resp/dev-1",
+        2 => "fota/data/dev-1/7",
+        3 => "fota/data/dev-1/4294967296",
+        4 => "fota/status/dev-1",
         _ => "elsewhere/x",
     };
     let line = describe(&topics, topic, payload);
     assert!(!line.is_empty());
+}
+
+/// A device's status: decoding is bounded and never panics, and a status that decodes encodes
+/// back (as a simulated device publishes it) to one that decodes the same.
+pub fn status_payload(data: &[u8]) {
+    if let Ok(StatusUpdate::Reported { status, .. }) = decode_status(data) {
+        let again = decode_status(&encode_status(&status));
+        assert_eq!(
+            again,
+            Ok(StatusUpdate::Reported { status, confirm_dropped: false }),
+            "re-encoded status differs"
+        );
+    }
 }
 
 /// The CBOR diagnostic renderer and the hex dump the detail view shows.

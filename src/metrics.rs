@@ -52,6 +52,7 @@ struct Inner {
     ignored: Counter,
     undecodable: Counter,
     unsolicited: Counter,
+    statuses: Family<OutcomeLabel, Counter>,
     foreign_commands: Counter,
     foreign_devices: Counter,
     delivery_stalls: Counter,
@@ -128,6 +129,13 @@ impl Metrics {
             "Responses from devices with no job from this Rocky (counted, never added to the inventory)",
             unsolicited.clone(),
         );
+        let statuses = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "statuses",
+            "Device statuses by what became of them: kept (in the inventory), unlisted (kept aside for a device \
+             the inventory does not hold), refused (no room aside), cleared, invalid (did not decode)",
+            statuses.clone(),
+        );
         let foreign_commands = Counter::default();
         registry.register(
             "foreign_commands",
@@ -177,6 +185,7 @@ impl Metrics {
                 ignored,
                 undecodable,
                 unsolicited,
+                statuses,
                 foreign_commands,
                 foreign_devices,
                 delivery_stalls,
@@ -234,6 +243,11 @@ impl Metrics {
 
     pub fn undecodable(&self) {
         self.inner.undecodable.inc();
+    }
+
+    /// A device status arrived; `outcome` is what became of it (see the family's help).
+    pub fn status(&self, outcome: &'static str) {
+        self.inner.statuses.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// A response from a device that has no job from this Rocky.

@@ -55,6 +55,18 @@ fn seen_since(text: &str, now_ms: u64) -> Result<u64, ApiError> {
     Ok(now_ms.saturating_sub(number.saturating_mul(seconds).saturating_mul(1000)))
 }
 
+/// A version to filter by: what a status may name (at most 64 bytes).
+fn version(text: &str) -> Result<String, ApiError> {
+    if text.is_empty() || text.len() > crate::protocol::MAX_VERSION_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "version is 1 to {} bytes, got {}",
+            crate::protocol::MAX_VERSION_BYTES,
+            text.len()
+        )));
+    }
+    Ok(text.to_owned())
+}
+
 pub async fn list(
     State(state): State<ApiState>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
@@ -69,6 +81,13 @@ pub async fn list(
             "glob" => query = query.with_glob(&value).map_err(bad)?,
             "seen_since" => query.seen_since = Some(seen_since(&value, now_ms)?),
             "after" => query.after = Some(device_id(&value)?),
+            "running" => {
+                let hash = crate::firmware::parse_sha256(&value)
+                    .map_err(|e| ApiError::BadRequest(format!("running: {e}")))?;
+                query.running = Some(crate::protocol::sha256_hex(&hash));
+            }
+            "version" => query.version = Some(version(&value)?),
+            "version_not" => query.version_not = Some(version(&value)?),
             "limit" => {
                 query.limit = match value.parse::<usize>() {
                     Ok(n @ 1..=MAX_PAGE) => n,
@@ -77,7 +96,8 @@ pub async fn list(
             }
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown filter {other:?}; use label=KEY=VALUE, glob, seen_since, after or limit"
+                    "unknown filter {other:?}; use label=KEY=VALUE, glob, seen_since, running=SHA256, version, \
+                     version_not, after or limit"
                 )));
             }
         }

@@ -17,10 +17,12 @@ pub mod glob;
 pub mod import;
 pub mod labels;
 mod query;
+pub mod running;
 
 pub use import::{ImportError, ImportRow};
 pub use labels::{LabelError, Labels};
 pub use query::{DeviceQuery, QueryError};
+pub use running::{MAX_UNLISTED_STATUSES, Running};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +51,9 @@ pub struct Device {
     pub last_image: Option<ImageInfo>,
     /// The last job created for it.
     pub last_job: Option<JobId>,
+    /// What it last said it runs (its status), if it reports one.
+    #[serde(default)]
+    pub running: Option<Running>,
 }
 
 impl Device {
@@ -61,6 +66,7 @@ impl Device {
             last_seen: None,
             last_image: None,
             last_job: None,
+            running: None,
         }
     }
 }
@@ -123,13 +129,33 @@ struct State {
     /// Devices first seen on the wire that the bound kept out, since the last log line.
     refused: u64,
     refused_logged_at: Option<std::time::Instant>,
+    /// Statuses of devices not held here (bounded, never the inventory's room).
+    unlisted: running::Unlisted,
+}
+
+/// Where a device's status went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKept {
+    /// On the device in the inventory (and to the store with the next flush).
+    Inventory,
+    /// Aside, for a device the inventory does not hold.
+    Unlisted,
+    /// Not kept: the room for devices the inventory does not hold is full.
+    Refused,
 }
 
 impl Inventory {
     /// An inventory of `devices` (as loaded from the store) kept in `store`, if any.
     pub fn new(devices: Vec<Device>, max: usize, store: Option<Arc<dyn DeviceRecords>>) -> Self {
         let devices = devices.into_iter().map(|d| (d.device_id.clone(), d)).collect();
-        let state = State { devices, observed: BTreeSet::new(), max, refused: 0, refused_logged_at: None };
+        let state = State {
+            devices,
+            observed: BTreeSet::new(),
+            max,
+            refused: 0,
+            refused_logged_at: None,
+            unlisted: running::Unlisted::default(),
+        };
         Self { state: Arc::new(Mutex::new(state)), store, registering: Arc::default() }
     }
 
@@ -205,10 +231,15 @@ impl Inventory {
             store.register(rows.clone()).await?;
         }
         let mut state = self.lock();
+        let state = &mut *state;
         for (id, labels) in rows {
-            let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id));
+            let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id.clone()));
             device.labels = labels;
             device.registered = true;
+            if let Some(running) = state.unlisted.take(&id) {
+                device.running = Some(running);
+                state.observed.insert(id);
+            }
         }
         Ok(adding)
     }
@@ -239,6 +270,29 @@ impl Inventory {
         self.observe(id, |device| device.last_job = Some(device.last_job.map_or(job, |last| last.max(job))));
     }
 
+    /// `id` said what it runs (`None`: it cleared its status). Kept on the device when the
+    /// inventory holds it, else aside (bounded); a status never adds a device.
+    pub fn report_status(&self, id: &DeviceId, running: Option<Running>) -> StatusKept {
+        let mut state = self.lock();
+        let state = &mut *state;
+        match state.devices.get_mut(id) {
+            Some(device) => {
+                device.running = running;
+                state.observed.insert(id.clone());
+                StatusKept::Inventory
+            }
+            None if state.unlisted.report(id, running) => StatusKept::Unlisted,
+            None => StatusKept::Refused,
+        }
+    }
+
+    /// Statuses held for devices the inventory does not hold, and those refused for want of
+    /// room since the start (for `/metrics`).
+    pub fn unlisted_statuses(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.unlisted.len(), state.unlisted.refused)
+    }
+
     /// `image` succeeded on `id`.
     pub fn succeeded(&self, id: &DeviceId, image: ImageInfo) {
         self.observe(id, |device| device.last_image = Some(image));
@@ -262,7 +316,12 @@ impl Inventory {
             }
             return;
         }
-        let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id.clone()));
+        let unlisted = &mut state.unlisted;
+        let device = state.devices.entry(id.clone()).or_insert_with(|| {
+            let mut device = Device::new(id.clone());
+            device.running = unlisted.take(id);
+            device
+        });
         change(device);
         state.observed.insert(id.clone());
     }
@@ -296,6 +355,12 @@ impl Inventory {
                     ours.last_job = ours.last_job.max(theirs.last_job);
                     if !pending && theirs.last_image.is_some() {
                         ours.last_image = theirs.last_image;
+                    }
+                    // Every instance hears the same statuses: the newer report stands.
+                    let newer =
+                        |t: &Running| ours.running.as_ref().is_none_or(|o| t.reported_at > o.reported_at);
+                    if let Some(theirs) = theirs.running.filter(newer) {
+                        ours.running = Some(theirs);
                     }
                 }
                 None if room => {

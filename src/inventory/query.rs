@@ -17,12 +17,28 @@ pub struct DeviceQuery {
     pub seen_since: Option<u64>,
     /// Ids after this one (paging).
     pub after: Option<DeviceId>,
+    /// Its status says it runs this image (SHA-256, lower-case hex).
+    pub running: Option<String>,
+    /// Its status names this version.
+    pub version: Option<String>,
+    /// Its status does not name this version (a device without a status is not known to run
+    /// it, so it is selected).
+    pub version_not: Option<String>,
     pub limit: usize,
 }
 
 impl Default for DeviceQuery {
     fn default() -> Self {
-        Self { labels: Labels::new(), glob: None, seen_since: None, after: None, limit: usize::MAX }
+        Self {
+            labels: Labels::new(),
+            glob: None,
+            seen_since: None,
+            after: None,
+            running: None,
+            version: None,
+            version_not: None,
+            limit: usize::MAX,
+        }
     }
 }
 
@@ -66,5 +82,17 @@ impl DeviceQuery {
         labels::matches(&device.labels, &self.labels)
             && self.glob.as_deref().is_none_or(|g| glob::matches(g, device.device_id.as_str()))
             && self.seen_since.is_none_or(|since| device.last_seen.is_some_and(|seen| seen >= since))
+            && self
+                .running
+                .as_ref()
+                .is_none_or(|image| device.running.as_ref().is_some_and(|r| &r.image == image))
+            && self
+                .version
+                .as_ref()
+                .is_none_or(|v| device.running.as_ref().is_some_and(|r| r.version.as_ref() == Some(v)))
+            && self
+                .version_not
+                .as_ref()
+                .is_none_or(|v| device.running.as_ref().is_none_or(|r| r.version.as_ref() != Some(v)))
     }
 }

@@ -93,3 +93,75 @@ async fn a_refresh_takes_another_instance_s_labels_and_devices_and_keeps_newer_w
     let m2 = DeviceQuery::default().with_label("model=m2").unwrap();
     assert_eq!(inventory.ids(&m2), [id("d2")]);
 }
+
+fn running(image: u8, version: &str, at: u64) -> Running {
+    let status = crate::protocol::DeviceStatus {
+        image: [image; 32],
+        version: Some(version.to_owned()),
+        boot: Some(1),
+        seq: None,
+        caps: vec!["confirm".into()],
+        kids: Vec::new(),
+    };
+    Running::new(&status, at)
+}
+
+/// A status lands on a device the inventory holds, or aside (bounded) for one it does not,
+/// never adding a device; a device that enters later takes its status with it.
+#[tokio::test]
+async fn statuses_go_on_held_devices_or_aside_within_their_bound() {
+    let inventory = Inventory::new(Vec::new(), 5, None);
+    inventory.register(vec![(id("dev-01"), Labels::new())]).await.unwrap();
+    assert_eq!(inventory.report_status(&id("dev-01"), Some(running(1, "2.0.3", 10))), StatusKept::Inventory);
+    let held = inventory.get("dev-01").unwrap().running.unwrap();
+    assert_eq!((held.image.as_str(), held.version.as_deref()), ("01".repeat(32).as_str(), Some("2.0.3")));
+    assert_eq!(inventory.take_observed().len(), 1, "the store hears of it with the next flush");
+    // Strangers: aside, never in the inventory, and past the bound only counted.
+    for n in 0..MAX_UNLISTED_STATUSES + 3 {
+        let kept = inventory.report_status(&id(&format!("made-up-{n}")), Some(running(2, "x", 10)));
+        let expected = if n < MAX_UNLISTED_STATUSES { StatusKept::Unlisted } else { StatusKept::Refused };
+        assert_eq!(kept, expected, "{n}");
+    }
+    assert_eq!(inventory.len(), 1, "no status adds a device");
+    assert_eq!(inventory.unlisted_statuses(), (MAX_UNLISTED_STATUSES, 3));
+    // One of them is registered (or sent a job): its status comes along.
+    inventory.register(vec![(id("made-up-7"), Labels::new())]).await.unwrap();
+    assert_eq!(inventory.get("made-up-7").unwrap().running.map(|r| r.version), Some(Some("x".into())));
+    inventory.job_created(&id("made-up-8"), 4);
+    assert!(inventory.get("made-up-8").unwrap().running.is_some());
+    assert_eq!(inventory.unlisted_statuses().0, MAX_UNLISTED_STATUSES - 2);
+    // A cleared status clears.
+    assert_eq!(inventory.report_status(&id("dev-01"), None), StatusKept::Inventory);
+    assert_eq!(inventory.get("dev-01").unwrap().running, None);
+}
+
+#[tokio::test]
+async fn listings_select_by_what_devices_run() {
+    let inventory = Inventory::in_memory();
+    let ids = ["a", "b", "c"];
+    inventory.register(ids.iter().map(|d| (id(d), Labels::new())).collect()).await.unwrap();
+    inventory.report_status(&id("a"), Some(running(1, "2.0.3", 1)));
+    inventory.report_status(&id("b"), Some(running(2, "2.1.0", 1)));
+    let by = |query: DeviceQuery| inventory.ids(&query);
+    assert_eq!(by(DeviceQuery { running: Some("02".repeat(32)), ..DeviceQuery::default() }), [id("b")]);
+    assert_eq!(by(DeviceQuery { version: Some("2.0.3".into()), ..DeviceQuery::default() }), [id("a")]);
+    assert_eq!(
+        by(DeviceQuery { version_not: Some("2.1.0".into()), ..DeviceQuery::default() }),
+        [id("a"), id("c")],
+        "a device without a status is not known to run it"
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_keeps_the_newer_status() {
+    let inventory = Inventory::in_memory();
+    inventory.register(vec![(id("d"), Labels::new())]).await.unwrap();
+    inventory.report_status(&id("d"), Some(running(1, "new", 20)));
+    let mut theirs = inventory.get("d").unwrap();
+    theirs.running = Some(running(9, "old", 10));
+    inventory.refresh(vec![theirs.clone()]);
+    assert_eq!(inventory.get("d").unwrap().running.unwrap().version.as_deref(), Some("new"));
+    theirs.running = Some(running(3, "newer", 30));
+    inventory.refresh(vec![theirs]);
+    assert_eq!(inventory.get("d").unwrap().running.unwrap().version.as_deref(), Some("newer"));
+}

@@ -18,7 +18,7 @@ pub use connection::{
 pub use failure::{Failure, FailureKind};
 pub use port_probe::{PortSpeaks, port_speaks, tls_mismatch};
 pub use resolve::{HostLookup, UnknownHost, look_up_host, require_known_host};
-pub use session::{Incoming, Publisher, Session};
+pub use session::{Filter, Incoming, Publisher, Session};
 pub use tls::{
     TlsFiles, TlsSetupError, client_config, identity_error, provider, read_certificates, read_private_key,
 };

@@ -10,6 +10,13 @@ use rumqttc::QoS;
 use super::failure::{self, Failure};
 use super::{BrokerConnection, MAX_INCOMING_V5, Protocol};
 
+/// A topic filter to subscribe to, and whether the broker's retained messages on it are wanted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub topic: String,
+    pub retained: bool,
+}
+
 /// What the broker sent that Rocky cares about.
 #[derive(Debug)]
 pub enum Incoming {
@@ -72,23 +79,29 @@ impl Publisher {
     }
 
     /// Subscribes to `filters` at QoS 1 in one SUBSCRIBE (its SUBACK answers each in order).
-    /// Under MQTT 5 retained messages are never forwarded: a response is news or nothing, and a
-    /// retained one left on the broker could only be stale or hostile.
-    pub async fn subscribe(&self, filters: &[String]) -> Result<(), String> {
+    /// Under MQTT 5 retained messages are forwarded only for a filter that asks for them (a
+    /// device's status is retained on purpose); for the others a message is news or nothing,
+    /// and a retained one left on the broker could only be stale or hostile.
+    pub async fn subscribe(&self, filters: &[Filter]) -> Result<(), String> {
         match self {
             Self::V311(client) => client
                 .subscribe_many(
-                    filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce)),
+                    filters.iter().map(|f| rumqttc::SubscribeFilter::new(f.topic.clone(), QoS::AtLeastOnce)),
                 )
                 .await
                 .map_err(|e| e.to_string()),
             Self::V5(client) => {
+                use rumqttc::v5::mqttbytes::v5::RetainForwardRule;
                 let filters = filters.iter().map(|filter| {
                     let mut f = rumqttc::v5::mqttbytes::v5::Filter::new(
-                        filter.clone(),
+                        filter.topic.clone(),
                         rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                     );
-                    f.retain_forward_rule = rumqttc::v5::mqttbytes::v5::RetainForwardRule::Never;
+                    f.retain_forward_rule = if filter.retained {
+                        RetainForwardRule::OnEverySubscribe
+                    } else {
+                        RetainForwardRule::Never
+                    };
                     f
                 });
                 client.subscribe_many(filters).await.map_err(|e| e.to_string())

@@ -3,6 +3,7 @@
 
 use super::frame::{CommandBody, ResponseBody, decode_command, decode_response};
 use super::reason::Reason;
+use super::status::{StatusUpdate, decode_status};
 use super::{Sha256, TopicKind, Topics};
 
 /// How many payload bytes a hex preview shows before it elides the rest.
@@ -50,6 +51,29 @@ pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
         Some(TopicKind::Data(device, chunk)) => {
             format!("data → {device} chunk {chunk} ({} B)", payload.len())
         }
+        Some(TopicKind::Status(device)) => match decode_status(payload) {
+            Ok(StatusUpdate::Cleared) => format!("status ← {device} cleared"),
+            Ok(StatusUpdate::Reported { status, confirm_dropped }) => {
+                let mut text = format!("status ← {device} runs {}", short_hash(&status.image));
+                if let Some(version) = &status.version {
+                    text.push_str(&format!(" ({version:?})"));
+                }
+                if let Some(boot) = status.boot {
+                    text.push_str(&format!(", boot {boot}"));
+                }
+                if let Some(seq) = status.seq {
+                    text.push_str(&format!(", seq {seq}"));
+                }
+                if !status.caps.is_empty() {
+                    text.push_str(&format!(", speaks {}", status.caps.join(" ")));
+                }
+                if confirm_dropped {
+                    text.push_str(" (confirm without boot: taken without confirm)");
+                }
+                text
+            }
+            Err(e) => format!("status ← {device} decode error: {e} · {}", hex_preview(payload)),
+        },
         Some(TopicKind::Probe(name)) => format!("delivery probe of {name} ({} B)", payload.len()),
         None => format!("{topic} ({} B) {}", payload.len(), hex_preview(payload)),
     }

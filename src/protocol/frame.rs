@@ -308,7 +308,7 @@ pub(super) fn kind(value: &Value) -> &'static str {
 }
 
 /// A short rendering of a scalar for error messages.
-fn render(value: &Value) -> String {
+pub(super) fn render(value: &Value) -> String {
     match value {
         Value::Integer(i) => i128::from(*i).to_string(),
         Value::Float(f) => f.to_string(),

@@ -9,6 +9,7 @@ mod device_id;
 mod diagnostic;
 mod frame;
 mod reason;
+mod status;
 mod topic;
 
 pub use command::{CommandType, Direction};
@@ -20,6 +21,10 @@ pub use frame::{
     encode_command, encode_response,
 };
 pub use reason::{MAX_REASON_BYTES, Reason};
+pub use status::{
+    CAP_CONFIRM, CAP_DELTA_BSDIFF4, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus,
+    MAX_STATUS_BYTES, MAX_VERSION_BYTES, StatusError, StatusUpdate, decode_status, encode_status,
+};
 pub use topic::{TopicError, TopicKind, Topics};
 
 /// SHA-256 digest of a firmware image, as carried in FOTA_REQUEST.

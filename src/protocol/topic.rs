@@ -18,6 +18,8 @@ pub enum TopicKind {
     CmdResp(DeviceId),
     /// `{prefix}/data/{device}/{chunk}`: one raw firmware chunk.
     Data(DeviceId, u32),
+    /// `{prefix}/status/{device}`: the device's status (retained; the status extension).
+    Status(DeviceId),
     /// `{prefix}/cmd/$probe-{name}`: a Rocky's delivery probe (no device id starts with `$`,
     /// so it can never be a device's command topic).
     Probe(String),
@@ -70,6 +72,16 @@ impl Topics {
         format!("{}/cmd_resp/+", self.prefix)
     }
 
+    /// The topic of a device's status (the status extension).
+    pub fn status(&self, device: &DeviceId) -> String {
+        format!("{}/status/{}", self.prefix, device)
+    }
+
+    /// The filter Rocky subscribes to for every device's status.
+    pub fn status_filter(&self) -> String {
+        format!("{}/status/+", self.prefix)
+    }
+
     /// The filter for every device's commands: Rocky watches it for commands it did not send,
     /// and its own delivery probe comes back on it.
     pub fn cmd_filter(&self) -> String {
@@ -103,6 +115,7 @@ impl Topics {
                 None => Some(TopicKind::Cmd(DeviceId::parse(rest).ok()?)),
             },
             "cmd_resp" => Some(TopicKind::CmdResp(DeviceId::parse(rest).ok()?)),
+            "status" => Some(TopicKind::Status(DeviceId::parse(rest).ok()?)),
             "data" => {
                 let (device, chunk) = rest.rsplit_once('/')?;
                 Some(TopicKind::Data(DeviceId::parse(device).ok()?, parse_chunk_id(chunk)?))

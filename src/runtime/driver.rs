@@ -620,6 +620,7 @@ impl Driver {
                 return;
             }
             Some(TopicKind::Cmd(device)) => return self.command_seen(topic, device, payload, qos, now),
+            Some(TopicKind::Status(device)) => return self.status_seen(&topic, device, payload, qos, now),
             _ => None,
         };
         let decoded = decode_response(&payload);
@@ -646,6 +647,45 @@ impl Driver {
             }
             (None, _) => tracing::debug!(%topic, "message on an unexpected topic ignored"),
         }
+    }
+
+    /// A device's status (the status extension): kept on the device in the inventory, or aside
+    /// (bounded) for a device it does not hold, and shown as traffic. One that does not decode
+    /// is counted and said (a line per device a minute at most); the last good one stays.
+    fn status_seen(
+        &mut self,
+        topic: &str,
+        device: crate::protocol::DeviceId,
+        payload: bytes::Bytes,
+        qos: u8,
+        now: Instant,
+    ) {
+        let decoded = crate::protocol::decode_status(&payload);
+        self.show_incoming(topic, &payload, qos, Some(device.clone()), None, decoded.is_err());
+        let running = match decoded {
+            Ok(crate::protocol::StatusUpdate::Cleared) => None,
+            Ok(crate::protocol::StatusUpdate::Reported { status, confirm_dropped }) => {
+                if confirm_dropped && let Some(left_out) = self.bad_frames.allow(device.as_str(), now) {
+                    tracing::warn!(%device, left_out, "a status lists confirm without a boot counter: taken without confirm");
+                }
+                Some(crate::inventory::Running::new(&status, self.clock.unix_ms(now)))
+            }
+            Err(error) => {
+                self.metrics.status("invalid");
+                if let Some(left_out) = self.bad_frames.allow(device.as_str(), now) {
+                    tracing::warn!(%device, %error, left_out, "undecodable status ignored; the last good one stays");
+                }
+                return;
+            }
+        };
+        let cleared = running.is_none();
+        let outcome = match self.inventory.report_status(&device, running) {
+            _ if cleared => "cleared",
+            crate::inventory::StatusKept::Inventory => "kept",
+            crate::inventory::StatusKept::Unlisted => "unlisted",
+            crate::inventory::StatusKept::Refused => "refused",
+        };
+        self.metrics.status(outcome);
     }
 
     /// A command on a device's topic: this Rocky's own coming back (nothing to do), or one it

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::{ConnectionState, RuntimeConfig, sleep_until};
 use crate::metrics::Metrics;
 use crate::mqtt::{
-    BrokerConnection, Failure, FailureKind, Incoming, MqttVersion, Protocol, Publisher, Session,
+    BrokerConnection, Failure, FailureKind, Filter, Incoming, MqttVersion, Protocol, Publisher, Session,
 };
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -64,12 +64,16 @@ pub struct Messenger {
     to_driver: mpsc::Sender<FromBroker>,
     /// Every device's responses (required), then every device's commands (watched for
     /// commands Rocky did not send; its delivery probe comes back on it too).
-    filters: [String; 2],
+    /// Responses, commands (for the delivery probe and others' commands) and statuses, in the
+    /// order the SUBACK answers them.
+    filters: [Filter; 3],
     stop: watch::Receiver<bool>,
     /// The driver asks for a new session here when the broker stopped delivering to Rocky.
     restart: mpsc::Receiver<String>,
     /// The command filter's refusal, last said (said once per new reason).
     commands_refused: Option<String>,
+    /// Why the broker refused the status filter, once said.
+    statuses_refused: Option<String>,
     /// MQTT 5 CONNECTs in a row that got no answer from a broker that took the connection.
     silent_connects: u32,
     metrics: Metrics,
@@ -96,7 +100,12 @@ impl Messenger {
         let capacity = 2 * usize::from(config.window) + 16;
         let inflight = config.window.max(1);
         let (publisher, session) = Session::new(&config.connection, protocol, capacity, inflight);
-        let filters = [config.topics.cmd_resp_filter(), config.topics.cmd_filter()];
+        let news = |topic: String| Filter { topic, retained: false };
+        let filters = [
+            news(config.topics.cmd_resp_filter()),
+            news(config.topics.cmd_filter()),
+            Filter { topic: config.topics.status_filter(), retained: true },
+        ];
         let messenger = Self {
             connection: config.connection.clone(),
             protocol,
@@ -109,6 +118,7 @@ impl Messenger {
             stop,
             restart,
             commands_refused: None,
+            statuses_refused: None,
             silent_connects: 0,
             metrics,
             receive_maximum_noted: None,
@@ -190,6 +200,7 @@ impl Messenger {
                 {
                     let watching = results.get(1).is_some_and(Result::is_ok);
                     self.note_command_watch(results.get(1).cloned().unwrap_or(Err("no answer".into())));
+                    self.note_status_watch(results.get(2).cloned().unwrap_or(Err("no answer".into())));
                     subscribed = true;
                     up_since = Some(Instant::now());
                     tracing::info!(
@@ -334,6 +345,24 @@ impl Messenger {
         self.to_driver.send(FromBroker::Publisher(publisher)).await.is_ok()
     }
 
+    /// Says once (per new reason) when the broker refuses the status filter: Rocky then learns
+    /// nothing of what devices run (the status extension).
+    fn note_status_watch(&mut self, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.statuses_refused = None,
+            Err(reason) if self.statuses_refused.as_ref() != Some(&reason) => {
+                tracing::warn!(
+                    filter = %self.filters[2].topic,
+                    %reason,
+                    "Rocky may not subscribe to devices' status topics: what devices run is unknown to it \
+                     (allow it in the broker's ACL)"
+                );
+                self.statuses_refused = Some(reason);
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Says once (per new reason) when the broker refuses the command filter: Rocky then
     /// cannot see its delivery probe or commands others publish to its devices.
     fn note_command_watch(&mut self, result: Result<(), String>) {
@@ -341,7 +370,7 @@ impl Messenger {
             Ok(()) => self.commands_refused = None,
             Err(reason) if self.commands_refused.as_ref() != Some(&reason) => {
                 tracing::warn!(
-                    filter = %self.filters[1],
+                    filter = %self.filters[1].topic,
                     %reason,
                     "Rocky may not subscribe to every device's command topic: its delivery probe and the watch \
                      for commands it did not send are off (allow it in the broker's ACL)"

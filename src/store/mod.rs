@@ -9,6 +9,7 @@
 //! on restart and run again from FOTA_REQUEST (devices that kept their chunks resume).
 
 mod backend;
+mod device_rows;
 mod lock;
 pub mod postgres;
 mod rollout_rows;

@@ -256,6 +256,16 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
     let labels: Labels = [("model".to_owned(), "m1".to_owned())].into();
     store.register_devices(vec![(id.clone(), labels.clone())]).await.unwrap();
     let image = ImageInfo { name: "fw.bin".into(), size: 9, sha256: "cd".repeat(32) };
+    // What the device last said it runs (the status extension) is the wire's too.
+    let running = crate::inventory::Running {
+        image: "ab".repeat(32),
+        version: Some("2.0.3".into()),
+        boot: Some(17),
+        seq: Some(3),
+        caps: vec!["confirm".into(), "resume".into()],
+        kids: vec!["21fe31dfa154a261".into()],
+        reported_at: 30,
+    };
     // The wire's record carries no labels: writing it must not remove the operator's.
     let seen = Device {
         device_id: id.clone(),
@@ -265,6 +275,7 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
         last_seen: Some(20),
         last_image: Some(image.clone()),
         last_job: Some(4),
+        running: Some(running.clone()),
     };
     store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![seen.clone()]).await;
     // An older record arriving late moves nothing back.
@@ -282,6 +293,7 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
             last_seen: Some(20),
             last_image: Some(image),
             last_job: Some(4),
+            running: Some(running),
         }]
     );
     store.forget_device(id).await.unwrap();

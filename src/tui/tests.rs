@@ -836,6 +836,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
         last_seen: None,
         last_image: None,
         last_job: None,
+        running: None,
     };
     f.app.devices.merge_inventory(vec![
         labelled("dev-01", "lab"),

@@ -27,11 +27,22 @@ fn frame_targets_accept_every_seed() {
         eprintln!("{name}");
         fuzz_targets::decode_response_frame(&bytes);
         fuzz_targets::diagnostic_text(&bytes);
-        for selector in 0..5u8 {
+        for selector in 0..6u8 {
             let mut input = vec![selector];
             input.extend_from_slice(&bytes);
             fuzz_targets::describe_frame(&input);
         }
+    }
+}
+
+#[test]
+fn status_target_accepts_every_seed() {
+    for (name, bytes) in seeds("status") {
+        eprintln!("{name}");
+        fuzz_targets::status_payload(&bytes);
+        let mut input = vec![4u8];
+        input.extend_from_slice(&bytes);
+        fuzz_targets::describe_frame(&input);
     }
 }
 

@@ -68,6 +68,7 @@ fn job(row: &Row) -> Result<JobSnapshot, String> {
 
 fn device(row: &Row) -> Result<Device, String> {
     let device_id = DeviceId::parse(&text(row, "id")?).map_err(|e| e.to_string())?;
+    let running = crate::store::device_rows::running_from(&device_id, opt_text(row, "running")?.as_deref());
     let labels: Labels = match serde_json::from_str(&text(row, "labels")?) {
         Ok(labels) => labels,
         Err(e) => {
@@ -92,6 +93,7 @@ fn device(row: &Row) -> Result<Device, String> {
         last_seen: opt::<u64>(row, "last_seen")?.filter(|t| *t > 0),
         last_image,
         last_job: opt::<JobId>(row, "last_job")?.filter(|j| *j > 0),
+        running,
     })
 }
 
@@ -242,7 +244,7 @@ impl Reader {
         let rows = client
             .query(
                 "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
-                        last_image_sha256, last_job FROM devices ORDER BY id",
+                        last_image_sha256, last_job, running FROM devices ORDER BY id",
                 &[],
             )
             .await

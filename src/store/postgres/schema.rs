@@ -139,6 +139,10 @@ const MIGRATIONS: &[&str] = &[
         WHERE key = 'last_job_id' AND value = 0 AND NOT EXISTS (SELECT 1 FROM jobs);
      SELECT setval('job_ids', value + 1, false) FROM rocky_meta
         WHERE key = 'last_job_id' AND value > 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
+    // 8: what each device last said it runs (the status extension), as JSON, and when it said
+    // so: every instance hears the statuses, and the newer report stands.
+    "ALTER TABLE devices ADD COLUMN running TEXT;
+     ALTER TABLE devices ADD COLUMN running_at BIGINT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -175,17 +175,26 @@ pub async fn flush(
         let hashes: Vec<Option<&str>> =
             devices.iter().map(|d| d.last_image.as_ref().map(|i| i.sha256.as_str())).collect();
         let jobs_of: Vec<Option<i64>> = devices.iter().map(|d| d.last_job.map(i64::from)).collect();
+        let running: Vec<Option<String>> =
+            devices.iter().map(crate::store::device_rows::running_json).collect();
+        let running_at: Vec<Option<i64>> =
+            devices.iter().map(|d| d.running.as_ref().map(|r| big(r.reported_at))).collect();
         tx.execute(
-            "INSERT INTO devices AS d (id, first_seen, last_seen, last_image_name, last_image_size, last_image_sha256, last_job)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+            "INSERT INTO devices AS d (id, first_seen, last_seen, last_image_name, last_image_size, last_image_sha256, last_job,
+                                       running, running_at)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[],
+                                  $8::text[], $9::bigint[])
              ON CONFLICT (id) DO UPDATE SET
                 first_seen = coalesce(d.first_seen, excluded.first_seen),
                 last_seen = greatest(coalesce(d.last_seen, 0), coalesce(excluded.last_seen, 0)),
                 last_image_name = coalesce(excluded.last_image_name, d.last_image_name),
                 last_image_size = coalesce(excluded.last_image_size, d.last_image_size),
                 last_image_sha256 = coalesce(excluded.last_image_sha256, d.last_image_sha256),
-                last_job = greatest(coalesce(d.last_job, 0), coalesce(excluded.last_job, 0))",
-            &[&ids, &first, &last, &names, &sizes, &hashes, &jobs_of],
+                last_job = greatest(coalesce(d.last_job, 0), coalesce(excluded.last_job, 0)),
+                running = CASE WHEN coalesce(excluded.running_at, 0) >= coalesce(d.running_at, 0)
+                               THEN excluded.running ELSE d.running END,
+                running_at = greatest(excluded.running_at, d.running_at)",
+            &[&ids, &first, &last, &names, &sizes, &hashes, &jobs_of, &running, &running_at],
         )
         .await?;
     }

@@ -31,15 +31,17 @@ pub fn forget(conn: &mut Connection, id: &DeviceId) -> rusqlite::Result<()> {
 /// Writes what the wire told of these devices, inside the flush's transaction.
 pub fn observe(tx: &Transaction, devices: &[Device]) -> rusqlite::Result<()> {
     let mut upsert = tx.prepare(
-        "INSERT INTO devices (id, first_seen, last_seen, last_image_name, last_image_size, last_image_sha256, last_job)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO devices (id, first_seen, last_seen, last_image_name, last_image_size, last_image_sha256, last_job,
+                              running)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT(id) DO UPDATE SET
             first_seen = coalesce(devices.first_seen, excluded.first_seen),
             last_seen = max(coalesce(devices.last_seen, 0), coalesce(excluded.last_seen, 0)),
             last_image_name = coalesce(excluded.last_image_name, devices.last_image_name),
             last_image_size = coalesce(excluded.last_image_size, devices.last_image_size),
             last_image_sha256 = coalesce(excluded.last_image_sha256, devices.last_image_sha256),
-            last_job = max(coalesce(devices.last_job, 0), coalesce(excluded.last_job, 0))",
+            last_job = max(coalesce(devices.last_job, 0), coalesce(excluded.last_job, 0)),
+            running = excluded.running",
     )?;
     for device in devices {
         let image = device.last_image.as_ref();
@@ -51,6 +53,7 @@ pub fn observe(tx: &Transaction, devices: &[Device]) -> rusqlite::Result<()> {
             image.map(|i| i.size as i64),
             image.map(|i| i.sha256.as_str()),
             device.last_job,
+            super::super::device_rows::running_json(device),
         ])?;
     }
     Ok(())
@@ -60,7 +63,7 @@ pub fn observe(tx: &Transaction, devices: &[Device]) -> rusqlite::Result<()> {
 pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
     let mut stmt = conn.prepare(
         "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
-                last_image_sha256, last_job FROM devices ORDER BY id",
+                last_image_sha256, last_job, running FROM devices ORDER BY id",
     )?;
     let rows = stmt.query_map([], |row| {
         let id: String = row.get("id")?;
@@ -70,7 +73,9 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
         let sha256: Option<String> = row.get("last_image_sha256")?;
         let last_seen: Option<u64> = row.get("last_seen")?;
         let last_job: Option<crate::engine::JobId> = row.get("last_job")?;
+        let running: Option<String> = row.get("running")?;
         Ok((
+            running,
             id,
             labels,
             row.get::<_, bool>("registered")?,
@@ -84,7 +89,7 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
     })?;
     let mut devices = Vec::new();
     for row in rows {
-        let (id, labels, registered, first_seen, last_seen, name, size, sha256, last_job) = row?;
+        let (running, id, labels, registered, first_seen, last_seen, name, size, sha256, last_job) = row?;
         let device_id = match DeviceId::parse(&id) {
             Ok(id) => id,
             Err(e) => {
@@ -92,6 +97,7 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
                 continue;
             }
         };
+        let running = super::super::device_rows::running_from(&device_id, running.as_deref());
         let labels: Labels = match serde_json::from_str(&labels) {
             Ok(labels) => labels,
             Err(e) => {
@@ -112,6 +118,7 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
             last_seen: last_seen.filter(|t| *t > 0),
             last_image,
             last_job: last_job.filter(|j| *j > 0),
+            running,
         });
     }
     Ok(devices)

@@ -94,6 +94,8 @@ const MIGRATIONS: &[&str] = &[
     // answer to one's job 1 must not complete the other's).
     "UPDATE meta SET value = abs(random() % 2147483646)
         WHERE key = 'last_job_id' AND value = 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
+    // 8: what each device last said it runs (the status extension), as JSON.
+    "ALTER TABLE devices ADD COLUMN running TEXT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -25,6 +25,8 @@ pub struct DeviceRow {
     pub firmware: Option<String>,
     /// The inventory says it is registered or has answered a job.
     pub vouched: bool,
+    /// What it says it runs (its status): version, short hash, the extensions it speaks.
+    pub runs: Option<String>,
 }
 
 /// The devices pane: every device the console knows, by id, and how the pane shows them.
@@ -53,6 +55,7 @@ impl Devices {
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name);
             row.vouched = device.registered || device.first_seen.is_some();
+            row.runs = device.running.as_ref().map(runs);
             let seen = device.last_seen.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             row.last_seen = row.last_seen.max(seen);
         }
@@ -93,6 +96,18 @@ impl Devices {
     }
 }
 
+/// "2.0.3 315f5bdb resume,flow,confirm": the version (or "?"), the image's first 8 hex digits
+/// and the extensions, in the order the device listed them.
+fn runs(running: &crate::inventory::Running) -> String {
+    let version = running.version.as_deref().unwrap_or("?");
+    let hash: String = running.image.chars().take(8).collect();
+    if running.caps.is_empty() {
+        format!("{version} {hash}")
+    } else {
+        format!("{version} {hash} {}", running.caps.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +128,7 @@ mod tests {
             last_seen: None,
             last_image: None,
             last_job: None,
+            running: None,
         };
         let mut seen = registered.clone();
         seen.device_id = DeviceId::parse("dev-01").unwrap();

@@ -28,6 +28,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let labels: Vec<String> = shown.iter().map(|d| render(&d.labels)).collect();
     let labels_need = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let firmware_need = widest(&|d| d.firmware.as_deref().map_or(0, |f| f.chars().count()));
+    let runs_need = widest(&|d| d.runs.as_deref().map_or(0, |r| r.chars().count()));
     let mut left = usize::from(area.width.saturating_sub(2)).saturating_sub(id_w + job_w + done_w + 2);
     let mut take = |want: usize, least: usize| -> usize {
         if want == 0 || left < least.min(want) + 1 {
@@ -38,6 +39,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         got
     };
     let seen_w = take(10, 10);
+    let runs_w = take(runs_need, 14);
     let firmware_w = take(firmware_need, 8);
     let labels_w = take(labels_need, 8);
     let response_w = take(usize::MAX, 20);
@@ -53,6 +55,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     .map(|ago| format!("{} ago", format::duration(ago)))
                     .unwrap_or_else(|| "–".to_owned());
                 cells.push(Cell::from(seen));
+            }
+            if runs_w > 0 {
+                cells.push(Cell::from(clip(d.runs.as_deref().unwrap_or("–"), runs_w)));
             }
             cells.push(match d.job {
                 Some((id, state)) => {
@@ -81,6 +86,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if seen_w > 0 {
         widths.push(as_len(seen_w));
         titles.push("SEEN");
+    }
+    if runs_w > 0 {
+        widths.push(as_len(runs_w));
+        titles.push("RUNS");
     }
     widths.extend([as_len(job_w), as_len(done_w)]);
     titles.extend(["JOB", "DONE"]);

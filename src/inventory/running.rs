@@ -1,0 +1,94 @@
+//! What a device last said it runs (the status extension), as the inventory keeps it and the API
+//! shows it, and the bounded room for statuses of devices the inventory does not hold.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{DeviceId, DeviceStatus, sha256_hex};
+
+/// Statuses kept for devices the inventory does not hold (never registered, never sent a job):
+/// enough for a fleet that reports before its operator registers it, never the inventory's room.
+pub const MAX_UNLISTED_STATUSES: usize = 10_000;
+
+/// A device's last status. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    /// SHA-256 (hex) of the image it runs.
+    pub image: String,
+    pub version: Option<String>,
+    pub boot: Option<u64>,
+    pub seq: Option<u64>,
+    pub caps: Vec<String>,
+    /// Key ids (hex) whose manifests it accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kids: Vec<String>,
+    pub reported_at: u64,
+}
+
+impl Running {
+    pub fn new(status: &DeviceStatus, reported_at: u64) -> Self {
+        Self {
+            image: sha256_hex(&status.image),
+            version: status.version.clone(),
+            boot: status.boot,
+            seq: status.seq,
+            caps: status.caps.clone(),
+            kids: status.kids.iter().map(hex::encode).collect(),
+            reported_at,
+        }
+    }
+
+    /// Whether the device listed extension `cap`.
+    pub fn speaks(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c == cap)
+    }
+
+    /// The version it names, else the first 8 hex digits of the image's hash.
+    pub fn label(&self) -> String {
+        match &self.version {
+            Some(version) => version.clone(),
+            None => self.image.chars().take(8).collect(),
+        }
+    }
+}
+
+/// Statuses of devices the inventory does not hold, at most [`MAX_UNLISTED_STATUSES`]: a broker
+/// client can make up any number of ids, so past the bound new ones are counted, not kept. A
+/// device that enters the inventory (registered, or sent a job) takes its status from here.
+/// In memory only: the broker retains statuses and sends them again at every subscription.
+#[derive(Debug, Default)]
+pub struct Unlisted {
+    statuses: BTreeMap<DeviceId, Option<Running>>,
+    /// Statuses not kept because the room was full, since the start.
+    pub refused: u64,
+}
+
+impl Unlisted {
+    /// Keeps (or, `None`, clears) the status of `id`; false when there was no room for it.
+    pub fn report(&mut self, id: &DeviceId, running: Option<Running>) -> bool {
+        if let Some(held) = self.statuses.get_mut(id) {
+            *held = running;
+            return true;
+        }
+        if self.statuses.len() >= MAX_UNLISTED_STATUSES {
+            self.refused += 1;
+            return false;
+        }
+        self.statuses.insert(id.clone(), running);
+        true
+    }
+
+    /// The status of `id`, taken out (it joins the inventory).
+    pub fn take(&mut self, id: &DeviceId) -> Option<Running> {
+        self.statuses.remove(id).flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.statuses.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.statuses.is_empty()
+    }
+}

@@ -13,6 +13,7 @@ mod broker_connections;
 mod broker_dns;
 mod cli;
 mod console_tmux;
+mod device_status;
 mod disk_full;
 mod durability;
 mod end_to_end;

@@ -55,6 +55,9 @@ fn main() {
             created_at: mono,
             started_at: None,
             finished_at: None,
+            force: false,
+            confirm_boot: None,
+            confirmed_at: None,
         };
         let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
         // The job's fields come from the job table, as in the console.

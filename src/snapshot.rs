@@ -66,6 +66,15 @@ pub struct JobSnapshot {
     pub created_at: u64,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// Sent even though the device's status said it ran the image already.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// While `confirming`: the boot counter a status after the device's next boot must pass.
+    #[serde(default)]
+    pub confirm_boot: Option<u64>,
+    /// When a status confirmed that the device runs the image (confirm extension), else null.
+    #[serde(default)]
+    pub confirmed_at: Option<u64>,
 }
 
 impl JobSnapshot {
@@ -90,6 +99,9 @@ impl JobSnapshot {
             created_at: clock.unix_ms(view.created_at),
             started_at: view.started_at.map(|t| clock.unix_ms(t)),
             finished_at: view.finished_at.map(|t| clock.unix_ms(t)),
+            force: view.force,
+            confirm_boot: view.confirm_boot,
+            confirmed_at: view.confirmed_at.map(|t| clock.unix_ms(t)),
         }
     }
 
@@ -117,6 +129,9 @@ impl JobSnapshot {
             created_at: at(self.created_at),
             started_at: self.started_at.map(at),
             finished_at: self.finished_at.map(at),
+            force: self.force,
+            confirm_boot: self.confirm_boot,
+            confirmed_at: self.confirmed_at.map(at),
         }
     }
 
@@ -186,6 +201,9 @@ mod tests {
             created_at: 1,
             started_at: Some(2),
             finished_at: None,
+            force: false,
+            confirm_boot: None,
+            confirmed_at: None,
         };
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["device_id"], "dev-7");

@@ -23,6 +23,10 @@ pub struct CreateJobs {
     /// A byte-rate cap: bytes a second or a text like "80KiB/s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<Rate>,
+    /// Send even to devices whose status says they run the image already (else their jobs end
+    /// `up_to_date` with nothing sent).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// Where a request's image comes from: exactly one of the three.

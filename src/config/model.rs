@@ -81,6 +81,9 @@ pub struct JobsSection {
     pub max_send_factor: u32,
     /// Flow control: a job whose device rewound this many times ends `failed`.
     pub max_rewinds: u32,
+    /// A device that confirms updates has this long after FOTA_DONE_SUCCESS to report the new
+    /// image (a status after its next boot) before the job ends `timed_out`.
+    pub confirm_timeout_s: f64,
 }
 
 impl Default for JobsSection {
@@ -98,6 +101,7 @@ impl Default for JobsSection {
             progress_stalls: 5,
             max_send_factor: 3,
             max_rewinds: 16,
+            confirm_timeout_s: 600.0,
         }
     }
 }
@@ -309,6 +313,7 @@ impl Config {
             progress_stalls: jobs.progress_stalls,
             max_send_factor: jobs.max_send_factor,
             max_rewinds: jobs.max_rewinds,
+            confirm_timeout: seconds("jobs.confirm_timeout_s", jobs.confirm_timeout_s)?,
         })
     }
 

@@ -265,6 +265,8 @@ fn a_progress_for_a_pushed_job_mid_transfer_is_ignored() {
         image: image(3 * 64),
         chunk_size: None,
         chunk_interval: Some(Duration::from_secs(1)),
+        force: false,
+        reported: None,
     };
     let id = h.engine.submit(spec, h.now).unwrap();
     h.drain();

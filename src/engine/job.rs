@@ -10,6 +10,8 @@ use crate::protocol::DeviceId;
 pub type JobId = u32;
 
 /// `queued → requesting → transferring → finishing → succeeded`, or one of the other final states.
+/// A device that confirms updates (its status lists `confirm`) passes through `confirming`
+/// between its FOTA_DONE_SUCCESS and the status that shows what it booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -17,7 +19,14 @@ pub enum JobState {
     Requesting,
     Transferring,
     Finishing,
+    /// Stored and verified by the device; waiting for a status after its next boot that names
+    /// the image (the confirm extension). Holds the device, not a transfer slot.
+    Confirming,
     Succeeded,
+    /// The device booted and came back on another image (a failure).
+    RolledBack,
+    /// The device already runs the image: nothing was sent (not a failure).
+    UpToDate,
     /// The device answered FOTA_REQUEST_NACK.
     Rejected,
     /// The device answered FOTA_DONE_FAILED.
@@ -28,20 +37,38 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 12] = [
         JobState::Queued,
         JobState::Requesting,
         JobState::Transferring,
         JobState::Finishing,
+        JobState::Confirming,
         JobState::Succeeded,
+        JobState::UpToDate,
         JobState::Rejected,
         JobState::Failed,
+        JobState::RolledBack,
         JobState::TimedOut,
         JobState::Cancelled,
     ];
 
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Rejected | Self::Failed | Self::TimedOut | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded
+                | Self::UpToDate
+                | Self::Rejected
+                | Self::Failed
+                | Self::RolledBack
+                | Self::TimedOut
+                | Self::Cancelled
+        )
+    }
+
+    /// A final state that counts against the update: the device refused, failed, rolled back
+    /// or never answered (cancelled is the operator's, up to date is no failure).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Self::Rejected | Self::Failed | Self::RolledBack | Self::TimedOut)
     }
 
     /// Holding the device: between FOTA_REQUEST and the verdict.
@@ -55,7 +82,10 @@ impl JobState {
             Self::Requesting => "requesting",
             Self::Transferring => "transferring",
             Self::Finishing => "finishing",
+            Self::Confirming => "confirming",
             Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled_back",
+            Self::UpToDate => "up_to_date",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
@@ -67,6 +97,8 @@ impl JobState {
     pub fn label(self) -> &'static str {
         match self {
             Self::TimedOut => "timed out",
+            Self::RolledBack => "rolled back",
+            Self::UpToDate => "up to date",
             other => other.as_str(),
         }
     }
@@ -152,6 +184,13 @@ pub(super) struct Job {
     pub unacked: u32,
     /// All chunks were sent and FOTA_DONE waits for the broker to acknowledge the last of them.
     pub done_waits: bool,
+    /// Sent even to a device whose status says it runs the image already.
+    pub force: bool,
+    /// While confirming: the boot counter of the device's last status before its
+    /// FOTA_DONE_SUCCESS; a status with a greater one decides the job.
+    pub confirm_boot: Option<u64>,
+    /// When a status confirmed that the device runs the image.
+    pub confirmed_at: Option<Instant>,
 }
 
 impl Job {
@@ -178,6 +217,9 @@ impl Job {
             created_at: self.created_at,
             started_at: self.started_at,
             finished_at: self.finished_at,
+            force: self.force,
+            confirm_boot: self.confirm_boot,
+            confirmed_at: self.confirmed_at,
         }
     }
 }
@@ -208,6 +250,23 @@ pub struct JobView {
     pub created_at: Instant,
     pub started_at: Option<Instant>,
     pub finished_at: Option<Instant>,
+    /// Sent even to a device whose status says it runs the image already.
+    pub force: bool,
+    /// While confirming: the boot counter a status must pass to decide the job.
+    pub confirm_boot: Option<u64>,
+    /// When a status confirmed that the device runs the image.
+    pub confirmed_at: Option<Instant>,
+}
+
+/// What a device says it runs, as the engine needs it: the image, its version (to say what a
+/// device rolled back to), its boot counter and whether it confirms updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    pub image: crate::protocol::Sha256,
+    pub version: Option<String>,
+    pub boot: Option<u64>,
+    /// Its status lists `confirm` (and a boot counter, which confirmation needs).
+    pub confirm: bool,
 }
 
 #[cfg(test)]

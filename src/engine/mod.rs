@@ -14,6 +14,8 @@ mod settings;
 mod timers;
 
 #[cfg(test)]
+mod confirm_tests;
+#[cfg(test)]
 mod flow_tests;
 #[cfg(test)]
 mod proptests;
@@ -21,7 +23,7 @@ mod proptests;
 mod tests;
 
 pub use event::Event;
-pub use job::{JobId, JobState, JobView, UnknownState};
+pub use job::{JobId, JobState, JobView, Reported, UnknownState};
 pub use publish::{Publish, PublishKind};
 pub use scheduler::{CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError};
 pub use settings::Settings;

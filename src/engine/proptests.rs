@@ -119,6 +119,7 @@ impl Model {
             progress_stalls: 3,
             max_send_factor: 3,
             max_rewinds: 16,
+            confirm_timeout: std::time::Duration::from_secs(600),
         };
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());
@@ -140,12 +141,7 @@ impl Model {
         match *step {
             Step::Submit { device: n, chunks } => {
                 let bytes = Bytes::from(vec![n; usize::from(chunks) * 64]);
-                let spec = JobSpec {
-                    device: device(n),
-                    image: Image::new("p.bin", bytes),
-                    chunk_size: None,
-                    chunk_interval: None,
-                };
+                let spec = JobSpec::new(device(n), Image::new("p.bin", bytes));
                 let _ = self.engine.submit(spec, self.now);
             }
             Step::Cancel { job } => {

@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod confirm;
+use confirm::ALREADY_INSTALLED;
 mod flow;
 
 use super::job::Job;
 use super::timers::{TimerKind, Timers};
-use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Settings};
+use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Reported, Settings};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{
     Command, CommandBody, CommandType, DeviceId, Reason, Response, ResponseBody, Topics, encode_command,
@@ -27,6 +29,18 @@ pub struct JobSpec {
     /// `None` takes the engine's default.
     pub chunk_size: Option<ChunkSize>,
     pub chunk_interval: Option<Duration>,
+    /// Sent even when the device's status says it runs the image already.
+    pub force: bool,
+    /// What the device said it runs when the job was made (its last status), if it reports:
+    /// how the engine knows a device is up to date, or confirms, before any new status.
+    pub reported: Option<Reported>,
+}
+
+impl JobSpec {
+    /// A job for `device` to run `image`, with the defaults for the rest.
+    pub fn new(device: DeviceId, image: Image) -> Self {
+        Self { device, image, chunk_size: None, chunk_interval: None, force: false, reported: None }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +115,9 @@ pub struct Engine {
     state_counts: BTreeMap<JobState, usize>,
     /// The largest packet the broker takes from Rocky, when it said (MQTT 5 CONNACK).
     broker_max_packet: Option<u32>,
+    /// What each device with a job here last said it runs (the status extension); a device
+    /// leaves it with its last job, so it is bounded by the jobs held.
+    reported: HashMap<DeviceId, Reported>,
 }
 
 impl Engine {
@@ -123,6 +140,7 @@ impl Engine {
             connected: false,
             state_counts: BTreeMap::new(),
             broker_max_packet: None,
+            reported: HashMap::new(),
         }
     }
 
@@ -270,7 +288,13 @@ impl Engine {
             rewinds: 0,
             unacked: 0,
             done_waits: false,
+            force: spec.force,
+            confirm_boot: None,
+            confirmed_at: None,
         };
+        if let Some(reported) = spec.reported {
+            self.reported.insert(spec.device.clone(), reported);
+        }
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Queued));
@@ -325,12 +349,20 @@ impl Engine {
             rewinds: 0,
             unacked: 0,
             done_waits: false,
+            force: restored.force,
+            confirm_boot: restored.confirm_boot,
+            confirmed_at: restored.confirmed_at,
         };
         if state.is_final() {
             job.image = job.image.released();
             self.jobs.insert(id, job);
             self.count(None, Some(state));
             return;
+        }
+        if state == JobState::Confirming {
+            // It waits for the status that decides it (a retained one comes at subscription),
+            // holding its device as before, its timeout started afresh.
+            return self.restore_confirming(job, now);
         }
         job.state = JobState::Queued;
         job.next_chunk = 1;
@@ -386,10 +418,10 @@ impl Engine {
                 continue;
             }
             let (state, device) = (job.state, job.device.clone());
-            if state.is_active() {
+            if state.is_active() || state == JobState::Confirming {
                 if state == JobState::Requesting {
                     self.requesting = self.requesting.saturating_sub(1);
-                } else {
+                } else if state != JobState::Confirming {
                     self.transferring = self.transferring.saturating_sub(1);
                 }
                 if self.busy.get(&device) == Some(&id) {
@@ -462,14 +494,23 @@ impl Engine {
                 self.progress(device, id, next_chunk, window, now)
             }
             // The device's own words (or code, through the table) are the job's error.
+            (
+                JobState::Requesting,
+                ResponseBody::RequestNack { reason: Some(Reason::Code(ALREADY_INSTALLED)) },
+            ) => {
+                self.set_reason_code(id, Some(&Reason::Code(ALREADY_INSTALLED)));
+                self.end_up_to_date(
+                    id,
+                    "the device answered that this image is already installed (code 9)",
+                    now,
+                );
+            }
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
                 self.set_reason_code(id, reason.as_ref());
                 let error = Reason::or_none_given(reason.as_ref());
                 self.finish(id, JobState::Rejected, Some(error), now);
             }
-            (JobState::Finishing, ResponseBody::DoneSuccess) => {
-                self.finish(id, JobState::Succeeded, None, now)
-            }
+            (JobState::Finishing, ResponseBody::DoneSuccess) => self.done_success(id, now),
             (JobState::Finishing, ResponseBody::DoneFailed { reason }) => {
                 self.set_reason_code(id, reason.as_ref());
                 let error = Reason::or_none_given(reason.as_ref());
@@ -492,7 +533,10 @@ impl Engine {
         if !connected {
             self.commands.clear();
             self.sending.clear();
-            for job in self.jobs.values_mut().filter(|j| j.state.is_active()) {
+            // No status can arrive either: a confirmation's timeout starts again once it can.
+            for job in
+                self.jobs.values_mut().filter(|j| j.state.is_active() || j.state == JobState::Confirming)
+            {
                 job.deadline = None;
                 job.paced_until = None;
                 job.progress_due = None;
@@ -506,6 +550,7 @@ impl Engine {
         }
         // Accepted jobs still waiting for a slot are asked again, like every other request.
         self.awaiting_slot.clear();
+        self.rearm_confirmations(now);
         let active: Vec<(JobId, JobState, bool)> = self
             .jobs
             .values()
@@ -682,6 +727,22 @@ impl Engine {
             let Some(id) = self.device_queues.get_mut(&device).and_then(VecDeque::pop_front) else {
                 continue; // its queued jobs were cancelled
             };
+            if self.is_up_to_date(id) {
+                // Nothing to send: its device is free for its next job at once.
+                self.close_up_to_date(
+                    id,
+                    "its status says the device runs this image already: nothing sent",
+                    now,
+                );
+                match self.device_queues.get(&device) {
+                    Some(queue) if !queue.is_empty() => self.ready_devices.push_back(device),
+                    _ => {
+                        self.device_queues.remove(&device);
+                        self.forget_reported(&device);
+                    }
+                }
+                continue;
+            }
             self.busy.insert(device, id);
             self.requesting += 1;
             self.transition(id, JobState::Requesting, None, now);
@@ -940,6 +1001,13 @@ impl Engine {
                     format!("no answer to FOTA_DONE within {} s", self.settings.done_timeout.as_secs_f64());
                 self.finish(id, JobState::TimedOut, Some(detail), now);
             }
+            JobState::Confirming => {
+                let detail = format!(
+                    "no confirmation that the device runs the new image within {} s",
+                    self.settings.confirm_timeout.as_secs_f64()
+                );
+                self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
             _ => {}
         }
     }
@@ -973,7 +1041,8 @@ impl Engine {
     /// Ends a job, frees its device and slot, and starts whatever was waiting.
     fn finish(&mut self, id: JobId, state: JobState, error: Option<String>, now: Instant) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
-        let was_active = job.state.is_active();
+        let was_confirming = job.state == JobState::Confirming;
+        let was_active = job.state.is_active() || was_confirming;
         let was_requesting = job.state == JobState::Requesting;
         job.error = error.clone();
         job.deadline = None;
@@ -989,7 +1058,7 @@ impl Engine {
             if was_requesting {
                 self.requesting = self.requesting.saturating_sub(1);
                 self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
-            } else {
+            } else if !was_confirming {
                 self.transferring = self.transferring.saturating_sub(1);
             }
             self.busy.remove(&device);
@@ -999,6 +1068,9 @@ impl Engine {
         }
         if self.device_queues.get(&device).is_some_and(VecDeque::is_empty) {
             self.device_queues.remove(&device);
+        }
+        if !self.busy.contains_key(&device) && !self.device_queues.contains_key(&device) {
+            self.forget_reported(&device);
         }
         self.activate(now);
     }

@@ -37,6 +37,9 @@ pub struct Settings {
     pub max_send_factor: u32,
     /// Flow control: rewinds after which the job ends `failed`.
     pub max_rewinds: u32,
+    /// How long a device that confirms updates has, after its FOTA_DONE_SUCCESS, to come back
+    /// with a status naming the new image before the job ends `timed_out`.
+    pub confirm_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             progress_stalls: 5,
             max_send_factor: 3,
             max_rewinds: 16,
+            confirm_timeout: Duration::from_secs(600),
         }
     }
 }

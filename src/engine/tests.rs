@@ -39,6 +39,7 @@ pub(super) fn settings() -> Settings {
         progress_stalls: 5,
         max_send_factor: 3,
         max_rewinds: 16,
+        confirm_timeout: Duration::from_secs(600),
     }
 }
 
@@ -51,7 +52,7 @@ impl Harness {
     }
 
     pub(super) fn submit(&mut self, device: &str, len: usize) -> JobId {
-        let spec = JobSpec { device: dev(device), image: image(len), chunk_size: None, chunk_interval: None };
+        let spec = JobSpec::new(dev(device), image(len));
         self.engine.submit(spec, self.now).unwrap()
     }
 
@@ -589,7 +590,7 @@ fn more_than_65535_chunks_are_counted_in_32_bits() {
 #[test]
 fn an_empty_image_is_refused() {
     let mut h = Harness::new(settings());
-    let spec = JobSpec { device: dev("d"), image: image(0), chunk_size: None, chunk_interval: None };
+    let spec = JobSpec::new(dev("d"), image(0));
     assert!(matches!(h.engine.submit(spec, h.now), Err(SubmitError::EmptyImage(_))));
 }
 
@@ -613,6 +614,9 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
         created_at: now,
         started_at: Some(now),
         finished_at: state.is_final().then_some(now),
+        force: false,
+        confirm_boot: None,
+        confirmed_at: None,
     }
 }
 
@@ -636,12 +640,7 @@ fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_
     // New ids continue after the restored ones.
     assert_eq!(h.submit("c", 10), 10);
     assert!(matches!(
-        h.engine.submit_as(
-            9,
-            JobSpec { device: dev("c"), image: image(10), chunk_size: None, chunk_interval: None },
-            None,
-            now
-        ),
+        h.engine.submit_as(9, JobSpec::new(dev("c"), image(10)), None, now),
         Err(SubmitError::IdInUse(9))
     ));
 }
@@ -796,8 +795,7 @@ fn a_publish_the_broker_refuses_ends_the_job_failed_naming_the_topic() {
 fn a_chunk_larger_than_the_brokers_maximum_packet_is_refused_when_the_job_is_made() {
     let mut h = Harness::new(settings()); // 64-byte chunks
     h.engine.set_broker_max_packet(Some(80));
-    let spec =
-        |len: usize| JobSpec { device: dev("d"), image: image(len), chunk_size: None, chunk_interval: None };
+    let spec = |len: usize| JobSpec::new(dev("d"), image(len));
     let err = h.engine.submit(spec(640), h.now).unwrap_err().to_string();
     assert!(
         err.contains("a chunk of 64 bytes for device d") && err.contains("maximum packet size of 80 bytes"),

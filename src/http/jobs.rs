@@ -63,7 +63,8 @@ pub async fn create(
     let firmware = request.firmware.source().map_err(ApiError::BadRequest)?;
     let (chunk_size, chunk_interval_ms, max_rate) =
         (request.chunk_size, request.chunk_interval_ms, request.max_rate);
-    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate }).await
+    let force = request.force;
+    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force }).await
 }
 
 pub async fn create_original(
@@ -79,6 +80,7 @@ pub async fn create_original(
         chunk_size: None,
         chunk_interval_ms: None,
         max_rate: None,
+        force: false,
     };
     create_jobs(&state, request).await
 }

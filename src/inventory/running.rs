@@ -39,6 +39,20 @@ impl Running {
         }
     }
 
+    /// What the engine needs of it: the image, its version, the boot counter and whether the
+    /// device confirms updates (`confirm`, which needs the counter). `None` when the stored
+    /// image is not a hash (a damaged row).
+    pub fn reported(&self) -> Option<crate::engine::Reported> {
+        let mut image = [0u8; 32];
+        hex::decode_to_slice(&self.image, &mut image).ok()?;
+        Some(crate::engine::Reported {
+            image,
+            version: self.version.clone(),
+            boot: self.boot,
+            confirm: self.boot.is_some() && self.speaks(crate::protocol::CAP_CONFIRM),
+        })
+    }
+
     /// Whether the device listed extension `cap`.
     pub fn speaks(&self, cap: &str) -> bool {
         self.caps.iter().any(|c| c == cap)

@@ -57,6 +57,8 @@ pub enum Outcome {
     UpToDate,
     Rejected,
     Failed,
+    /// The device booted the update and came back on another image (a failure).
+    RolledBack,
     TimedOut,
     /// Never started (the rollout was aborted or cancelled), or its job was cancelled.
     Cancelled,
@@ -73,6 +75,7 @@ impl Outcome {
             Self::UpToDate => "up to date",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
+            Self::RolledBack => "rolled back",
             Self::TimedOut => "timed out",
             Self::Cancelled => "cancelled",
         }
@@ -112,9 +115,17 @@ pub struct WaveCounts {
     pub devices: usize,
     pub pending: usize,
     pub active: usize,
+    /// Succeeded, up-to-date devices included.
     pub succeeded: usize,
+    /// Rejected, failed, timed out or rolled back.
     pub failed: usize,
     pub cancelled: usize,
+    /// Of `succeeded`: devices that already ran the image (nothing sent).
+    #[serde(default)]
+    pub up_to_date: usize,
+    /// Of `failed`: devices that booted the update and came back on another image.
+    #[serde(default)]
+    pub rolled_back: usize,
 }
 
 /// The reason code a device gives for "busy: try again later" (PROTOCOL.md).
@@ -450,7 +461,9 @@ impl Rollout {
         let was_busy = state == JobState::Rejected && reason_code == Some(BUSY_CODE);
         let (outcome, retry) = match state {
             JobState::Succeeded => (Outcome::Succeeded, false),
+            JobState::UpToDate => (Outcome::UpToDate, false),
             JobState::Failed => (Outcome::Failed, true),
+            JobState::RolledBack => (Outcome::RolledBack, true),
             JobState::TimedOut => (Outcome::TimedOut, true),
             JobState::Rejected => (Outcome::Rejected, was_busy),
             JobState::Cancelled => (Outcome::Cancelled, false),
@@ -488,14 +501,21 @@ impl Rollout {
             .devices
             .outcomes()
             .filter(|o| {
-                matches!(o, Outcome::Succeeded | Outcome::Failed | Outcome::TimedOut | Outcome::Rejected)
+                matches!(
+                    o,
+                    Outcome::Succeeded
+                        | Outcome::Failed
+                        | Outcome::TimedOut
+                        | Outcome::Rejected
+                        | Outcome::RolledBack
+                )
             })
             .count();
         let failed = self
             .devices
             .outcomes()
             .filter(|o| match o {
-                Outcome::Failed | Outcome::TimedOut => true,
+                Outcome::Failed | Outcome::TimedOut | Outcome::RolledBack => true,
                 Outcome::Rejected => rule.count_rejected,
                 _ => false,
             })
@@ -607,8 +627,16 @@ impl Rollout {
                     match outcome {
                         Outcome::Pending | Outcome::Retrying => counts.pending += 1,
                         Outcome::Active => counts.active += 1,
-                        Outcome::Succeeded | Outcome::UpToDate => counts.succeeded += 1,
+                        Outcome::Succeeded => counts.succeeded += 1,
+                        Outcome::UpToDate => {
+                            counts.succeeded += 1;
+                            counts.up_to_date += 1;
+                        }
                         Outcome::Rejected | Outcome::Failed | Outcome::TimedOut => counts.failed += 1,
+                        Outcome::RolledBack => {
+                            counts.failed += 1;
+                            counts.rolled_back += 1;
+                        }
                         Outcome::Cancelled => counts.cancelled += 1,
                     }
                 }

@@ -198,6 +198,8 @@ impl RolloutView {
             sum.succeeded += c.succeeded;
             sum.failed += c.failed;
             sum.cancelled += c.cancelled;
+            sum.up_to_date += c.up_to_date;
+            sum.rolled_back += c.rolled_back;
             sum
         })
     }

@@ -368,6 +368,7 @@ impl Driver {
                 let mut views = Vec::with_capacity(specs.len());
                 let created = self.clock.instant(created_at_ms);
                 for (spec, id) in specs.into_iter().zip(ids) {
+                    let spec = self.with_reported(spec);
                     // The specs passed the same checks before their ids were reserved and their
                     // rows written, so this cannot fail short of a bug; if it did, it is said.
                     match self.engine.submit_as(id, spec, rollout, now) {
@@ -409,6 +410,7 @@ impl Driver {
                     .and_then(|first| {
                         let mut views = Vec::with_capacity(specs.len());
                         for (id, spec) in (first..).zip(specs) {
+                            let spec = self.with_reported(spec);
                             let id = self.engine.submit_as(id, spec, rollout, now)?;
                             views.extend(self.engine.job(id));
                         }
@@ -452,7 +454,10 @@ impl Driver {
                     let id = view.id;
                     if self.engine.job(id).is_none() {
                         adopted.push(id);
+                        let device = view.device.clone();
                         self.engine.restore(view, now);
+                        let reported = self.reported(&device);
+                        self.engine.device_reported(&device, reported, now);
                     }
                     // Ended here while its row was not written (this instance's lease ran
                     // out first), or restored as failed (its image is gone): the row says so
@@ -542,6 +547,7 @@ impl Driver {
                     chunks_total,
                     created_at,
                     rollout,
+                    force: spec.force,
                 })
                 .collect()
         });
@@ -649,6 +655,17 @@ impl Driver {
         }
     }
 
+    /// What the inventory knows the device of `spec` runs, for the engine: whether it is up to
+    /// date and whether it confirms updates.
+    fn with_reported(&self, mut spec: JobSpec) -> JobSpec {
+        spec.reported = self.reported(&spec.device);
+        spec
+    }
+
+    fn reported(&self, device: &crate::protocol::DeviceId) -> Option<crate::engine::Reported> {
+        self.inventory.get(device)?.running?.reported()
+    }
+
     /// A device's status (the status extension): kept on the device in the inventory, or aside
     /// (bounded) for a device it does not hold, and shown as traffic. One that does not decode
     /// is counted and said (a line per device a minute at most); the last good one stays.
@@ -679,6 +696,8 @@ impl Driver {
             }
         };
         let cleared = running.is_none();
+        let reported = running.as_ref().and_then(crate::inventory::Running::reported);
+        self.engine.device_reported(&device, reported, now);
         let outcome = match self.inventory.report_status(&device, running) {
             _ if cleared => "cleared",
             crate::inventory::StatusKept::Inventory => "kept",

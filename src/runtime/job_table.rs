@@ -298,6 +298,9 @@ mod tests {
             created_at: u64::from(id),
             started_at: None,
             finished_at: None,
+            force: false,
+            confirm_boot: None,
+            confirmed_at: None,
         }
     }
 

@@ -160,6 +160,14 @@ impl Runtime {
         for job in restored {
             engine.restore(job, now);
         }
+        // What the stored statuses say: which devices confirm, and whether a confirming job's
+        // device has already reported its new boot (newer statuses come at subscription).
+        let devices: std::collections::BTreeSet<_> =
+            engine.jobs().filter(|job| !job.state.is_final()).map(|job| job.device).collect();
+        for device in devices {
+            let reported = inventory.get(&device).and_then(|d| d.running).and_then(|r| r.reported());
+            engine.device_reported(&device, reported, now);
+        }
         // The table starts with every restored job (the engine may have re-queued some).
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));

@@ -610,10 +610,9 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         let chunk_size =
             plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(Failed::Final)?;
         let spec = JobSpec {
-            device,
-            image: image.renamed(&plan.image.name),
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
+            ..JobSpec::new(device, image.renamed(&plan.image.name))
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
             RuntimeError::Stopped => Failed::Stopping,

@@ -20,6 +20,8 @@ pub struct NewJobs {
     pub chunk_size: Option<u64>,
     pub chunk_interval_ms: Option<u64>,
     pub max_rate: Option<Rate>,
+    /// Sent even to devices whose status says they run the image already.
+    pub force: bool,
 }
 
 /// Jobs just created, and their devices Rocky had never seen (not refused: a typo's job waits
@@ -39,7 +41,7 @@ impl Service {
         firmware_dir: &Path,
         limits: &LoadLimits,
     ) -> Result<SubmittedJobs, ServiceError> {
-        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate } = request;
+        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force } = request;
         let paced = Pacing::new(chunk_size, chunk_interval_ms, max_rate, self.default_chunk())
             .map_err(ServiceError::Invalid)?;
         let image = resolve(&firmware, self.library(), Some(firmware_dir), limits).await?;
@@ -48,10 +50,10 @@ impl Service {
         let specs = devices
             .into_iter()
             .map(|device| JobSpec {
-                device,
-                image: image.clone(),
                 chunk_size: paced.chunk_size,
                 chunk_interval: paced.pause,
+                force,
+                ..JobSpec::new(device, image.clone())
             })
             .collect();
         let jobs = self.submit(specs).await?;
@@ -97,7 +99,7 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id)))?;
         let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
-        let spec = JobSpec { device: job.device_id.clone(), image, chunk_size, chunk_interval: None };
+        let spec = JobSpec { chunk_size, ..JobSpec::new(job.device_id.clone(), image) };
         self.submit(vec![spec]).await
     }
 }

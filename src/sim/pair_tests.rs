@@ -23,6 +23,8 @@ fn spec(device: &DeviceId, image: &Image, chunk: u64, interval: Option<Duration>
         image: image.clone(),
         chunk_size: Some(ChunkSize::new(chunk).unwrap()),
         chunk_interval: interval,
+        force: false,
+        reported: None,
     }
 }
 

@@ -21,4 +21,6 @@ pub struct NewJob {
     /// The rollout that asked for it: written in the job's own row, so a rollout resumed after
     /// a crash finds every job it created, even one it had not yet recorded itself.
     pub rollout: Option<u64>,
+    /// Sent even to a device whose status says it runs the image already.
+    pub force: bool,
 }

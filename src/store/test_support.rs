@@ -60,5 +60,6 @@ pub fn new_job(id: JobId, device: &str) -> NewJob {
         chunks_total: 1,
         created_at: 1_700_000_000_000,
         rollout: None,
+        force: false,
     }
 }

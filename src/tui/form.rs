@@ -390,10 +390,9 @@ impl Form {
         let specs = devices
             .into_iter()
             .map(|device| JobSpec {
-                device,
-                image: image.clone(),
                 chunk_size: Some(chunk),
                 chunk_interval: pause,
+                ..JobSpec::new(device, image.clone())
             })
             .collect();
         FormOutcome::Submit(specs)

@@ -90,6 +90,9 @@ impl Fixture {
             created_at: self.mono + Duration::from_millis(ms),
             started_at: None,
             finished_at: None,
+            force: false,
+            confirm_boot: None,
+            confirmed_at: None,
         };
         let snapshot = JobSnapshot::new(&view, &self.app.clock);
         self.snapshots.insert(id, snapshot);

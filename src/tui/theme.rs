@@ -96,11 +96,13 @@ impl Theme {
 
     pub fn state(&self, state: JobState) -> Style {
         match state {
-            JobState::Succeeded => self.ok,
-            JobState::Failed | JobState::Rejected | JobState::TimedOut => self.danger,
+            JobState::Succeeded | JobState::UpToDate => self.ok,
+            JobState::Failed | JobState::Rejected | JobState::TimedOut | JobState::RolledBack => self.danger,
             JobState::Cancelled => self.warn,
             JobState::Queued => self.muted,
-            JobState::Requesting | JobState::Transferring | JobState::Finishing => self.active,
+            JobState::Requesting | JobState::Transferring | JobState::Finishing | JobState::Confirming => {
+                self.active
+            }
         }
     }
 
@@ -117,7 +119,7 @@ impl Theme {
     pub fn outcome(&self, outcome: Outcome) -> Style {
         match outcome {
             Outcome::Succeeded | Outcome::UpToDate => self.ok,
-            Outcome::Rejected | Outcome::Failed | Outcome::TimedOut => self.danger,
+            Outcome::Rejected | Outcome::Failed | Outcome::TimedOut | Outcome::RolledBack => self.danger,
             Outcome::Cancelled | Outcome::Retrying => self.warn,
             Outcome::Active => self.active,
             Outcome::Pending => self.muted,

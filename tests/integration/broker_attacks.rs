@@ -128,7 +128,14 @@ async fn oversized_frames_do_not_silence_rocky(version: MqttVersion, test: &str)
 
     // A normal job then succeeds within 20 s of the attack (the probe notices in at most 7 s).
     let image = Image::new("fw.bin", test_image(64 * 1024, 3));
-    let spec = JobSpec { device: "dev-1".parse().unwrap(), image, chunk_size: None, chunk_interval: None };
+    let spec = JobSpec {
+        device: "dev-1".parse().unwrap(),
+        image,
+        chunk_size: None,
+        chunk_interval: None,
+        force: false,
+        reported: None,
+    };
     let flooded = Instant::now();
     runtime.handle.submit(vec![spec]).await.unwrap();
     let job = wait_for(Duration::from_secs(20), "a normal job to succeed after the flood", || async {
@@ -244,6 +251,8 @@ async fn devices_that_rewind_for_ever_end_failed_and_do_not_hold_up_a_healthy_on
             image: image.clone(),
             chunk_size,
             chunk_interval: None,
+            force: false,
+            reported: None,
         })
         .collect();
     runtime.handle.submit(specs).await.unwrap();
@@ -258,6 +267,8 @@ async fn devices_that_rewind_for_ever_end_failed_and_do_not_hold_up_a_healthy_on
         image: image.clone(),
         chunk_size,
         chunk_interval: None,
+        force: false,
+        reported: None,
     };
     let made = Instant::now();
     runtime.handle.submit(vec![spec]).await.unwrap();

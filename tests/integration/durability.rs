@@ -268,12 +268,7 @@ async fn overlapping_submissions_keep_each_devices_order() {
     .await
     .unwrap();
     let image = rocky::firmware::Image::new("fw.bin", test_image(1000, 4));
-    let spec = || rocky::engine::JobSpec {
-        device: "dev-01".parse().unwrap(),
-        image: image.clone(),
-        chunk_size: None,
-        chunk_interval: None,
-    };
+    let spec = || rocky::engine::JobSpec::new("dev-01".parse().unwrap(), image.clone());
     let submissions: Vec<_> = (0..20)
         .map(|_| {
             let handle = runtime.handle.clone();
@@ -305,12 +300,10 @@ async fn a_graceful_stop_persists_the_last_changes() {
     let store = rocky::store::Store::open(data.path()).unwrap();
     let runtime =
         rocky::runtime::Runtime::start_with_store(config.clone(), library.clone(), store).await.unwrap();
-    let spec = rocky::engine::JobSpec {
-        device: "dev-01".parse().unwrap(),
-        image: rocky::firmware::Image::new("fw.bin", test_image(500, 8)),
-        chunk_size: None,
-        chunk_interval: None,
-    };
+    let spec = rocky::engine::JobSpec::new(
+        "dev-01".parse().unwrap(),
+        rocky::firmware::Image::new("fw.bin", test_image(500, 8)),
+    );
     let submitted = runtime.handle.submit(vec![spec]).await.unwrap().remove(0);
     let id = submitted.id;
     runtime.handle.cancel(id).await.unwrap();

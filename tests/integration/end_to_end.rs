@@ -29,7 +29,14 @@ fn one_job_per_device(
     fleet
         .ids()
         .into_iter()
-        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval: interval })
+        .map(|device| JobSpec {
+            device,
+            image: image.clone(),
+            chunk_size,
+            chunk_interval: interval,
+            force: false,
+            reported: None,
+        })
         .collect()
 }
 
@@ -247,6 +254,8 @@ async fn after_a_broker_restart_jobs_go_on_within_seconds_not_a_request_timeout(
             image: image.clone(),
             chunk_size,
             chunk_interval: Some(Duration::from_millis(50)),
+            force: false,
+            reported: None,
         })
         .collect();
     runtime.handle.submit(specs).await.unwrap();
@@ -292,6 +301,8 @@ async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_th
                 image: image.clone(),
                 chunk_size,
                 chunk_interval: None,
+                force: false,
+                reported: None,
             })
             .collect();
         let created = runtime.handle.submit(specs).await.unwrap();

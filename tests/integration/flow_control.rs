@@ -34,7 +34,14 @@ fn specs(fleet: &Fleet, image: &Image, chunk: u64) -> Vec<JobSpec> {
     fleet
         .ids()
         .into_iter()
-        .map(|device| JobSpec { device, image: image.clone(), chunk_size, chunk_interval: None })
+        .map(|device| JobSpec {
+            device,
+            image: image.clone(),
+            chunk_size,
+            chunk_interval: None,
+            force: false,
+            reported: None,
+        })
         .collect()
 }
 

@@ -62,8 +62,7 @@ async fn round(
     let mut shares: Vec<Vec<JobSpec>> = vec![Vec::new(); instances];
     for n in 1..=args.devices {
         let device = DeviceId::parse(&format!("bench-{n:0width$}")).context("device id")?;
-        let spec =
-            JobSpec { device, image: image.clone(), chunk_size: Some(chunk_size), chunk_interval: None };
+        let spec = JobSpec { chunk_size: Some(chunk_size), ..JobSpec::new(device, image.clone()) };
         shares[n % instances].push(spec);
     }
     let started = Instant::now();

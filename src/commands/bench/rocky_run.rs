@@ -66,7 +66,7 @@ pub async fn run_round(
     let specs = (1..=args.devices)
         .map(|n| {
             let device = DeviceId::parse(&format!("{prefix}{n:0width$}")).context("device id")?;
-            Ok(JobSpec { device, image: image.clone(), chunk_size: Some(chunk_size), chunk_interval: None })
+            Ok(JobSpec { chunk_size: Some(chunk_size), ..JobSpec::new(device, image.clone()) })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let started = Instant::now();

@@ -273,6 +273,7 @@ mod tests {
             chunks_total: 1,
             created_at: 1,
             rollout: None,
+            force: false,
         };
         let kept = store.create(vec![job.clone()]).await.unwrap()[0];
         let deleted = store.create(vec![job]).await.unwrap()[0];

@@ -35,7 +35,8 @@ fn opt_text(row: &Row, column: &str) -> Result<Option<String>, String> {
 /// The columns a job is read from, named once for every query that reads jobs.
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, flow_window, chunks_total, bytes_sent, attempts, error, \
-                           created_at, started_at, finished_at, rollout_id, reason_code";
+                           created_at, started_at, finished_at, rollout_id, reason_code, force, confirm_boot, \
+                           confirmed_at";
 
 fn job(row: &Row) -> Result<JobSnapshot, String> {
     let id: JobId = num(row, "id")?;
@@ -63,6 +64,9 @@ fn job(row: &Row) -> Result<JobSnapshot, String> {
         created_at: num(row, "created_at")?,
         started_at: opt(row, "started_at")?,
         finished_at: opt(row, "finished_at")?,
+        force: row.try_get("force").map_err(|e| format!("force: {e}"))?,
+        confirm_boot: opt(row, "confirm_boot")?,
+        confirmed_at: opt(row, "confirmed_at")?,
     })
 }
 

@@ -142,7 +142,10 @@ const MIGRATIONS: &[&str] = &[
     // 8: what each device last said it runs (the status extension), as JSON, and when it said
     // so: every instance hears the statuses, and the newer report stands.
     "ALTER TABLE devices ADD COLUMN running TEXT;
-     ALTER TABLE devices ADD COLUMN running_at BIGINT;",
+     ALTER TABLE devices ADD COLUMN running_at BIGINT;
+     ALTER TABLE jobs ADD COLUMN force BOOLEAN NOT NULL DEFAULT false;
+     ALTER TABLE jobs ADD COLUMN confirm_boot BIGINT;
+     ALTER TABLE jobs ADD COLUMN confirmed_at BIGINT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -97,14 +97,18 @@ pub async fn create(
     let totals: Vec<i64> = jobs.iter().map(|job| i64::from(job.chunks_total)).collect();
     let created: Vec<i64> = jobs.iter().map(|job| big(job.created_at)).collect();
     let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(big)).collect();
+    let forced: Vec<bool> = jobs.iter().map(|job| job.force).collect();
     tx.execute(
         "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                           state, chunks_total, created_at, rollout_id, owner)
-         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11
+                           state, chunks_total, created_at, rollout_id, owner, force)
+         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[])
-              AS j(id, device, name, size, sha, chunk, every, total, created, rollout)",
-        &[&ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner],
+                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[])
+              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced)",
+        &[
+            &ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner,
+            &forced,
+        ],
     )
     .await?;
     tx.execute(
@@ -210,15 +214,23 @@ pub async fn flush(
         let confirmed: Vec<Option<i64>> = jobs.iter().map(|j| j.chunks_confirmed.map(i64::from)).collect();
         let windows: Vec<Option<i64>> = jobs.iter().map(|j| j.window.map(i64::from)).collect();
         let codes: Vec<Option<i64>> = jobs.iter().map(|j| j.reason_code.map(big)).collect();
+        let boots: Vec<Option<i64>> = jobs.iter().map(|j| j.confirm_boot.map(big)).collect();
+        let confirmed_at: Vec<Option<i64>> = jobs.iter().map(|j| j.confirmed_at.map(big)).collect();
         tx.execute(
             "UPDATE jobs SET state = u.state, chunks_sent = u.sent, bytes_sent = u.bytes, attempts = u.attempts,
                              error = u.error, started_at = u.started, finished_at = u.finished,
-                             chunks_confirmed = u.confirmed, flow_window = u.win, reason_code = u.code
+                             chunks_confirmed = u.confirmed, flow_window = u.win, reason_code = u.code,
+                             confirm_boot = u.boot, confirmed_at = u.confirmed_at
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
-                         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
-                  AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code)
+                         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $13::bigint[],
+                         $14::bigint[])
+                  AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code, boot,
+                       confirmed_at)
              WHERE jobs.id = u.id AND jobs.owner = $12",
-            &[&ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes, &owner],
+            &[
+                &ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes,
+                &owner, &boots, &confirmed_at,
+            ],
         )
         .await?;
     }

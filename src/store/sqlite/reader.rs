@@ -15,7 +15,8 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 /// The columns a job is read from, named once for the query and the row mapping below.
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
-                           created_at, started_at, finished_at, rollout_id, reason_code";
+                           created_at, started_at, finished_at, rollout_id, reason_code, force, confirm_boot, \
+                           confirmed_at";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -46,6 +47,9 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         created_at: row.get("created_at")?,
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
+        force: row.get("force")?,
+        confirm_boot: row.get::<_, Option<i64>>("confirm_boot")?.map(|boot| boot as u64),
+        confirmed_at: row.get("confirmed_at")?,
     }))
 }
 

@@ -94,8 +94,12 @@ const MIGRATIONS: &[&str] = &[
     // answer to one's job 1 must not complete the other's).
     "UPDATE meta SET value = abs(random() % 2147483646)
         WHERE key = 'last_job_id' AND value = 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
-    // 8: what each device last said it runs (the status extension), as JSON.
-    "ALTER TABLE devices ADD COLUMN running TEXT;",
+    // 8: what each device last said it runs (the status extension), as JSON; a job sent even
+    // so (`force`), the boot counter a confirming job waits past, and when it was confirmed.
+    "ALTER TABLE devices ADD COLUMN running TEXT;
+     ALTER TABLE jobs ADD COLUMN force INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE jobs ADD COLUMN confirm_boot INTEGER;
+     ALTER TABLE jobs ADD COLUMN confirmed_at INTEGER;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -24,8 +24,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
     {
         let mut insert = tx.prepare(
             "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                               state, chunks_total, created_at, rollout_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10)",
+                               state, chunks_total, created_at, rollout_id, force)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11)",
         )?;
         let mut event = tx.prepare(
             "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
@@ -41,7 +41,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
                 job.chunk_interval_ms as i64,
                 job.chunks_total,
                 job.created_at as i64,
-                job.rollout.map(|r| r as i64)
+                job.rollout.map(|r| r as i64),
+                job.force
             ]);
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
                 && e.code == rusqlite::ErrorCode::ConstraintViolation
@@ -81,7 +82,7 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
         let mut update = tx.prepare(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
                              started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10,
-                             reason_code = ?11
+                             reason_code = ?11, confirm_boot = ?12, confirmed_at = ?13
              WHERE id = ?1",
         )?;
         for job in *jobs {
@@ -96,7 +97,9 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
                 job.finished_at.map(|t| t as i64),
                 job.chunks_confirmed,
                 job.window,
-                job.reason_code.map(|code| code as i64)
+                job.reason_code.map(|code| code as i64),
+                job.confirm_boot.map(|boot| boot as i64),
+                job.confirmed_at.map(|t| t as i64)
             ])?;
         }
         let mut event = tx.prepare(

@@ -89,8 +89,8 @@ impl Devices {
         }
         match state {
             _ if !newly_final => {}
-            JobState::Succeeded => row.succeeded += 1,
-            JobState::Rejected | JobState::Failed | JobState::TimedOut => row.failed += 1,
+            JobState::Succeeded | JobState::UpToDate => row.succeeded += 1,
+            state if state.is_failure() => row.failed += 1,
             _ => {}
         }
     }

@@ -280,6 +280,7 @@ pub async fn store_finished_jobs(
             chunks_total,
             created_at: 1_700_000_000_000 + i,
             rollout: None,
+            force: false,
         })
         .collect();
     store.create(jobs).await.unwrap();

@@ -1,0 +1,196 @@
+//! The status and confirm extensions in the engine, on explicit time: a device that confirms
+//! holds its job `confirming` (and its device, not a transfer slot) until a status after its
+//! next boot says what it runs; a device that runs the image already gets nothing.
+
+use std::time::Duration;
+
+use super::tests::{ACK, Harness, dev, image, kinds, settings};
+use super::*;
+use crate::protocol::{CommandType, Reason, ResponseBody};
+
+fn reported(image: &crate::firmware::Image, version: &str, boot: u64, confirm: bool) -> Reported {
+    Reported { image: *image.sha256(), version: Some(version.to_owned()), boot: Some(boot), confirm }
+}
+
+/// What a device that confirms said before its update: it runs some other image, boot 17.
+fn old_image() -> crate::firmware::Image {
+    image(7)
+}
+
+impl Harness {
+    fn submit_reported(
+        &mut self,
+        device: &str,
+        len: usize,
+        reported: Option<Reported>,
+        force: bool,
+    ) -> JobId {
+        let spec = JobSpec { force, reported, ..JobSpec::new(dev(device), image(len)) };
+        self.engine.submit(spec, self.now).unwrap()
+    }
+
+    /// Takes job `id` of `device` through request, chunks, DONE and DONE_SUCCESS.
+    fn transfer(&mut self, device: &str, id: JobId) {
+        self.drain();
+        self.respond(device, id, ACK);
+        let sent = self.drain();
+        assert_eq!(sent.last().map(|p| p.kind), Some(PublishKind::Command(CommandType::Done)));
+        self.respond(device, id, ResponseBody::DoneSuccess);
+        self.drain();
+    }
+
+    fn notes(&self, job: JobId) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Note { job: j, text, .. } if *j == job => Some(text.clone()),
+                Event::StateChanged { job: j, detail: Some(text), .. } if *j == job => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_confirming_device_succeeds_only_once_a_later_boot_names_the_image() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_reported("d", 100, Some(reported(&old_image(), "1.0", 17, true)), false);
+    h.transfer("d", id);
+    assert_eq!(h.state(id), JobState::Confirming);
+    let view = h.engine.job(id).unwrap();
+    assert_eq!((view.confirm_boot, view.confirmed_at), (Some(17), None));
+    // The same boot again (a repeated retained status) and the old image: nothing yet.
+    h.engine.device_reported(&dev("d"), Some(reported(&old_image(), "1.0", 17, true)), h.now);
+    assert_eq!(h.state(id), JobState::Confirming);
+    h.advance(Duration::from_secs(30));
+    h.engine.device_reported(&dev("d"), Some(reported(&image(100), "2.0", 18, true)), h.now);
+    h.drain();
+    assert_eq!(h.state(id), JobState::Succeeded);
+    let view = h.engine.job(id).unwrap();
+    assert_eq!((view.confirmed_at, view.error), (Some(h.now), None));
+    assert!(h.notes(id).iter().any(|n| n.contains("after boot 18")), "{:?}", h.notes(id));
+}
+
+#[test]
+fn a_device_that_boots_another_image_rolled_back_and_one_that_never_reports_times_out() {
+    let mut h = Harness::new(settings());
+    let back = h.submit_reported("a", 100, Some(reported(&old_image(), "1.0", 3, true)), false);
+    let silent = h.submit_reported("b", 100, Some(reported(&old_image(), "1.0", 3, true)), false);
+    h.transfer("a", back);
+    h.transfer("b", silent);
+    h.engine.device_reported(&dev("a"), Some(reported(&old_image(), "1.0", 4, true)), h.now);
+    h.drain();
+    assert_eq!(h.state(back), JobState::RolledBack);
+    assert_eq!(h.engine.job(back).unwrap().error.as_deref(), Some("rolled back to 1.0"));
+    assert!(JobState::RolledBack.is_failure() && JobState::RolledBack.is_final());
+    // Without a version the hash is named.
+    h.advance(Duration::from_secs(599));
+    assert_eq!(h.state(silent), JobState::Confirming);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.state(silent), JobState::TimedOut);
+    assert_eq!(
+        h.engine.job(silent).unwrap().error.as_deref(),
+        Some("no confirmation that the device runs the new image within 600 s")
+    );
+}
+
+#[test]
+fn a_confirming_job_holds_its_device_not_a_transfer_slot() {
+    let mut h = Harness::new(Settings { max_active: 1, ..settings() });
+    let first = h.submit_reported("d", 100, Some(reported(&old_image(), "1.0", 1, true)), false);
+    let second = h.submit("d", 100);
+    let other = h.submit("e", 100);
+    h.transfer("d", first);
+    assert_eq!(h.state(first), JobState::Confirming);
+    // The only slot went to the other device; the same device's next job waits.
+    h.respond("e", other, ACK);
+    let sent = h.drain();
+    assert!(sent.iter().any(|p| p.device == dev("e") && matches!(p.kind, PublishKind::Chunk { .. })));
+    assert_eq!(h.state(second), JobState::Queued);
+    // Cancelled while confirming: the device is free for its next job.
+    h.engine.cancel(first, h.now).unwrap();
+    let sent = h.drain();
+    assert_eq!(h.state(second), JobState::Requesting);
+    assert!(sent.iter().any(|p| p.job == second && p.kind == PublishKind::Command(CommandType::Request)));
+}
+
+#[test]
+fn a_device_without_confirm_succeeds_on_done_success_as_in_version_1() {
+    let mut h = Harness::new(settings());
+    let plain = h.submit("a", 100);
+    let no_confirm = h.submit_reported("b", 100, Some(reported(&old_image(), "1.0", 5, false)), false);
+    h.transfer("a", plain);
+    h.transfer("b", no_confirm);
+    assert_eq!((h.state(plain), h.state(no_confirm)), (JobState::Succeeded, JobState::Succeeded));
+}
+
+#[test]
+fn a_device_that_runs_the_image_already_gets_nothing_unless_forced() {
+    let mut h = Harness::new(settings());
+    let current = reported(&image(100), "2.0", 5, true);
+    let id = h.submit_reported("d", 100, Some(current.clone()), false);
+    let sent = h.drain();
+    assert!(sent.is_empty(), "nothing sent: {:?}", kinds(&sent));
+    assert_eq!(h.state(id), JobState::UpToDate);
+    assert!(!JobState::UpToDate.is_failure() && JobState::UpToDate.is_final());
+    assert!(h.notes(id).iter().any(|n| n.contains("runs this image already")), "{:?}", h.notes(id));
+    let forced = h.submit_reported("d", 100, Some(current), true);
+    assert_eq!(kinds(&h.drain()), [PublishKind::Command(CommandType::Request)]);
+    assert_eq!(h.state(forced), JobState::Requesting);
+    // NACK code 9: "already installed" is up to date, not rejected.
+    h.respond("d", forced, ResponseBody::RequestNack { reason: Some(Reason::Code(9)) });
+    h.drain();
+    assert_eq!(h.state(forced), JobState::UpToDate);
+    assert_eq!(h.engine.job(forced).unwrap().reason_code, Some(9));
+    // Any other code is still a rejection.
+    let other = h.submit("d", 100);
+    h.drain();
+    h.respond("d", other, ResponseBody::RequestNack { reason: Some(Reason::Code(7)) });
+    assert_eq!(h.state(other), JobState::Rejected);
+}
+
+#[test]
+fn ten_thousand_up_to_date_jobs_end_without_recursion_or_slots() {
+    let mut h = Harness::new(Settings { max_requests: 2, ..settings() });
+    let current = reported(&image(100), "2.0", 5, false);
+    let ids: Vec<JobId> =
+        (0..10_000).map(|n| h.submit_reported(&format!("d{n}"), 100, Some(current.clone()), false)).collect();
+    assert!(h.drain().is_empty());
+    assert!(ids.iter().all(|id| h.state(*id) == JobState::UpToDate));
+    assert!(h.engine.is_idle());
+}
+
+#[test]
+fn a_restored_confirming_job_waits_again_and_the_status_that_arrives_decides_it() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_reported("d", 100, Some(reported(&old_image(), "1.0", 17, true)), false);
+    h.transfer("d", id);
+    let mut view = h.engine.job(id).unwrap();
+    view.image = view.image.released();
+    // A new engine, as after a restart: the job comes back confirming, holding its device.
+    let mut again = Harness::new(settings());
+    again.engine.restore(view, again.now);
+    assert_eq!(again.state(id), JobState::Confirming);
+    let queued = again.submit("d", 120); // another image (the same one would be up to date)
+    assert!(again.drain().is_empty(), "the device is held");
+    again.engine.device_reported(&dev("d"), Some(reported(&image(100), "2.0", 18, true)), again.now);
+    again.drain();
+    assert_eq!(again.state(id), JobState::Succeeded);
+    assert_eq!(again.state(queued), JobState::Requesting);
+}
+
+#[test]
+fn a_broker_outage_restarts_the_confirmation_timeout() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_reported("d", 100, Some(reported(&old_image(), "1.0", 1, true)), false);
+    h.transfer("d", id);
+    h.advance(Duration::from_secs(500));
+    h.engine.set_connected(false, h.now);
+    h.advance(Duration::from_secs(200));
+    assert_eq!(h.state(id), JobState::Confirming, "no status can arrive without the broker");
+    h.engine.set_connected(true, h.now);
+    h.advance(Duration::from_secs(599));
+    assert_eq!(h.state(id), JobState::Confirming);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.state(id), JobState::TimedOut);
+}

@@ -1,0 +1,125 @@
+//! What devices say they run (the status and confirm extensions, `PROTOCOL.md` "Device status"
+//! and "Confirm"): a job for a device that already runs its image ends `up_to_date` without a
+//! byte sent; a device that confirms updates answers FOTA_DONE_SUCCESS with "stored, I will
+//! boot it", so its job waits `confirming` (holding the device, not a transfer slot) for a status
+//! after its next boot, which says whether it runs the new image or rolled back.
+
+use std::time::Instant;
+
+use super::super::job::Job;
+use super::{Engine, Event, JobId, JobState, Reported};
+use crate::protocol::DeviceId;
+
+/// The NACK reason code for "this image is already installed".
+pub(super) const ALREADY_INSTALLED: u64 = 9;
+
+impl Engine {
+    /// What `device` says it runs now (`None`: it cleared its status). Kept while the device has
+    /// a job here; it decides a confirming job when its boot counter has passed the job's.
+    pub fn device_reported(&mut self, device: &DeviceId, reported: Option<Reported>, now: Instant) {
+        if !self.busy.contains_key(device) && !self.device_queues.contains_key(device) {
+            self.reported.remove(device);
+            return;
+        }
+        let Some(reported) = reported else {
+            self.reported.remove(device);
+            return;
+        };
+        self.reported.insert(device.clone(), reported.clone());
+        let Some(&id) = self.busy.get(device) else { return };
+        let Some(job) = self.jobs.get(&id).filter(|job| job.state == JobState::Confirming) else { return };
+        // The same boot (or an older one, delivered late) says nothing new.
+        let (Some(waits_past), Some(boot)) = (job.confirm_boot, reported.boot) else { return };
+        if boot <= waits_past {
+            return;
+        }
+        if &reported.image == job.image.sha256() {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.confirmed_at = Some(now);
+            }
+            let text = format!("confirmed: the device runs the new image after boot {boot}");
+            self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+            self.finish(id, JobState::Succeeded, None, now);
+        } else {
+            let to = reported.version.clone().unwrap_or_else(|| crate::protocol::short_hash(&reported.image));
+            self.finish(id, JobState::RolledBack, Some(format!("rolled back to {to}")), now);
+        }
+    }
+
+    /// FOTA_DONE_SUCCESS for job `id`: succeeded, or confirming for a device that confirms
+    /// updates (its transfer slot goes to the next job at once; its device stays held).
+    pub(super) fn done_success(&mut self, id: JobId, now: Instant) {
+        let Some(device) = self.jobs.get(&id).map(|job| job.device.clone()) else { return };
+        let waits_past = self.reported.get(&device).filter(|r| r.confirm).and_then(|r| r.boot);
+        let Some(boot) = waits_past else {
+            return self.finish(id, JobState::Succeeded, None, now);
+        };
+        let timeout = self.settings.confirm_timeout;
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.confirm_boot = Some(boot);
+            job.deadline = None;
+            job.progress_due = None;
+            job.paced_until = None;
+            job.image = job.image.released();
+        }
+        self.transferring = self.transferring.saturating_sub(1);
+        let detail = format!(
+            "stored and verified: waiting up to {} s for the device to boot it (a status after boot {boot})",
+            timeout.as_secs_f64()
+        );
+        self.transition(id, JobState::Confirming, Some(detail), now);
+        self.arm_deadline(id, now + timeout);
+        self.activate(now);
+    }
+
+    /// Whether queued job `id` would send its device the image the device says it runs.
+    pub(super) fn is_up_to_date(&self, id: JobId) -> bool {
+        self.jobs.get(&id).is_some_and(|job| {
+            !job.force && self.reported.get(&job.device).is_some_and(|r| &r.image == job.image.sha256())
+        })
+    }
+
+    /// Ends an active job `up_to_date` (the device said the image is installed already).
+    pub(super) fn end_up_to_date(&mut self, id: JobId, why: &str, now: Instant) {
+        if let Some(device) = self.jobs.get(&id).map(|job| job.device.clone()) {
+            self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
+        }
+        self.finish(id, JobState::UpToDate, None, now);
+    }
+
+    /// Ends a queued job `up_to_date` without starting it: no slot, no device, nothing sent.
+    /// Starts nothing itself (the caller is the loop that starts jobs).
+    pub(super) fn close_up_to_date(&mut self, id: JobId, why: &str, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.finished_at = Some(now);
+        job.image = job.image.released();
+        let device = job.device.clone();
+        self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
+        self.transition(id, JobState::UpToDate, None, now);
+    }
+
+    /// A confirming job restored after a restart or a claim: it holds its device again and
+    /// waits out a fresh timeout.
+    pub(super) fn restore_confirming(&mut self, job: Job, now: Instant) {
+        let (id, device) = (job.id, job.device.clone());
+        self.jobs.insert(id, job);
+        self.count(None, Some(JobState::Confirming));
+        self.busy.insert(device, id);
+        self.arm_deadline(id, now + self.settings.confirm_timeout);
+    }
+
+    /// After the broker came back: every confirming job's timeout starts again (no status
+    /// could arrive while it was away; retained ones come with the new subscription).
+    pub(super) fn rearm_confirmations(&mut self, now: Instant) {
+        let confirming: Vec<JobId> =
+            self.jobs.values().filter(|job| job.state == JobState::Confirming).map(|job| job.id).collect();
+        for id in confirming {
+            self.arm_deadline(id, now + self.settings.confirm_timeout);
+        }
+    }
+
+    /// A device with no job here any more: what it said is not kept.
+    pub(super) fn forget_reported(&mut self, device: &DeviceId) {
+        self.reported.remove(device);
+    }
+}

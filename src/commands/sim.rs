@@ -51,9 +51,22 @@ pub struct SimArgs {
     /// Share of chunks each device loses on the way (0.05 = 5%).
     #[arg(long, value_name = "SHARE", value_parser = parse_share)]
     pub lossy: Option<f64>,
-    /// Version 1 devices: no resume, no reasons, no flow control.
+    /// Version 1 devices: no resume, no reasons, no flow control, no status.
     #[arg(long, conflicts_with = "window")]
     pub legacy: bool,
+    /// How long a device takes to reboot into a verified update before it reports it.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub reboot_delay: u64,
+    /// Devices that roll back: they boot the update, fail their self-test and come back on the
+    /// image they ran before (a share like 0.1, or a list like dev-03,7).
+    #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
+    pub rollback: Option<Selection>,
+    /// Devices that never come back after an update (no status, no answer).
+    #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
+    pub never_back: Option<Selection>,
+    /// Devices whose status does not list confirm: they succeed at FOTA_DONE_SUCCESS.
+    #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
+    pub no_confirm: Option<Selection>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -85,7 +98,12 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             lossy: args.lossy.unwrap_or(0.0),
             legacy: args.legacy,
             stop_confirming_at: None,
+            reboot_delay: Duration::from_millis(args.reboot_delay),
+            ..DeviceModel::default()
         },
+        rollback: args.rollback,
+        never_back: args.never_back,
+        no_confirm: args.no_confirm,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);

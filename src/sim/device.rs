@@ -30,7 +30,17 @@ impl SimDevice {
         let (options, network) = self.connection.v311_options(&client_id);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         eventloop.set_network_options(network);
-        let outbox = start_outbox(client.clone(), self.topics.cmd_resp(&self.id));
+        let outbox = start_outbox(client.clone());
+        let (answers, status) = (self.topics.cmd_resp(&self.id), self.topics.status(&self.id));
+        // Answers on the response topic; the status retained on its own (the status extension).
+        let send = |machine: &mut DeviceMachine, now: std::time::Instant| {
+            while let Some(frame) = machine.poll_answer(now) {
+                let _ = outbox.send((answers.clone(), frame, false));
+            }
+            while let Some(frame) = machine.poll_status(now) {
+                let _ = outbox.send((status.clone(), frame, true));
+            }
+        };
         let mut machine =
             DeviceMachine::new(self.behavior, self.slow_delay, self.model.clone(), self.report.clone());
         let now = || tokio::time::Instant::now().into_std();
@@ -40,9 +50,7 @@ impl SimDevice {
                 _ = stop.changed() => break,
                 () = crate::clock::sleep_until(wake), if wake.is_some() => {
                     machine.tick(now());
-                    while let Some(frame) = machine.poll_answer(now()) {
-                        let _ = outbox.send(frame);
-                    }
+                    send(&mut machine, now());
                     continue;
                 }
                 event = eventloop.poll() => event,
@@ -52,6 +60,7 @@ impl SimDevice {
                     for filter in self.topics.device_filters(&self.id) {
                         let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
                     }
+                    machine.on_connect(now());
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => match self.topics.parse(&publish.topic) {
@@ -75,9 +84,7 @@ impl SimDevice {
                     }
                 }
             }
-            while let Some(frame) = machine.poll_answer(now()) {
-                let _ = outbox.send(frame);
-            }
+            send(&mut machine, now());
         }
         let _ = client.try_disconnect();
     }
@@ -88,15 +95,16 @@ impl SimDevice {
     }
 }
 
-/// The device's answers, published from a task of their own in the order the machine gave
-/// them, so publishing never waits on the event loop this device's task polls.
-type Outbox = tokio::sync::mpsc::UnboundedSender<Vec<u8>>;
+/// The device's publishes (topic, frame, retained), sent from a task of their own in the
+/// order the machine gave them, so publishing never waits on the event loop this device's task
+/// polls.
+type Outbox = tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>, bool)>;
 
-fn start_outbox(client: AsyncClient, topic: String) -> Outbox {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+fn start_outbox(client: AsyncClient) -> Outbox {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>, bool)>();
     tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            let _ = client.publish(topic.clone(), QoS::AtLeastOnce, false, frame).await;
+        while let Some((topic, frame, retain)) = rx.recv().await {
+            let _ = client.publish(topic, QoS::AtLeastOnce, retain, frame).await;
         }
     });
     tx

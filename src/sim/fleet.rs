@@ -26,6 +26,12 @@ pub struct FleetConfig {
     pub slow_delay: Duration,
     /// What every device speaks and how fast it stores.
     pub model: DeviceModel,
+    /// Devices that roll back after an update (boot it, fail, come back on the old image).
+    pub rollback: Option<super::Selection>,
+    /// Devices that never come back after an update.
+    pub never_back: Option<super::Selection>,
+    /// Devices whose status does not list `confirm`.
+    pub no_confirm: Option<super::Selection>,
 }
 
 impl FleetConfig {
@@ -43,6 +49,9 @@ impl FleetConfig {
             plan: BehaviorPlan::default(),
             slow_delay: super::machine::SLOW_DELAY,
             model: DeviceModel::default(),
+            rollback: None,
+            never_back: None,
+            no_confirm: None,
         }
     }
 
@@ -65,6 +74,11 @@ impl Fleet {
         let names: Vec<String> = ids.iter().map(ToString::to_string).collect();
         let behaviors = config.plan.assign(&names);
         let paced = config.model.paced.as_ref().map(|selection| selection.pick(&names));
+        let pick = |selection: &Option<super::Selection>| {
+            selection.as_ref().map_or_else(|| vec![false; names.len()], |s| s.pick(&names))
+        };
+        let (rollback, never_back, no_confirm) =
+            (pick(&config.rollback), pick(&config.never_back), pick(&config.no_confirm));
         let (stop, stop_rx) = watch::channel(false);
         let mut devices = Vec::with_capacity(ids.len());
         let mut tasks = Vec::with_capacity(ids.len());
@@ -73,6 +87,12 @@ impl Fleet {
             if paced.as_ref().is_some_and(|picked| !picked[index]) {
                 model.window = None;
             }
+            model.after_update = match (rollback[index], never_back[index]) {
+                (true, _) => super::AfterUpdate::RollsBack,
+                (false, true) => super::AfterUpdate::NeverBack,
+                _ => model.after_update,
+            };
+            model.no_confirm |= no_confirm[index];
             let report =
                 Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
             let device = SimDevice {

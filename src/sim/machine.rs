@@ -39,6 +39,8 @@ pub struct DeviceMachine {
     /// FOTA_PROGRESS never overtakes an earlier one (Rocky would read the older, lower one as a
     /// rewind), and a slow device's delay holds back what follows it too.
     outbox: VecDeque<(Instant, Vec<u8>)>,
+    /// What it runs and says about it; `None` for a version 1 device, which reports nothing.
+    boot: Option<super::boot::Boot>,
 }
 
 impl DeviceMachine {
@@ -48,6 +50,14 @@ impl DeviceMachine {
         model: DeviceModel,
         report: Arc<Mutex<DeviceReport>>,
     ) -> Self {
+        let boot = (!model.legacy).then(|| {
+            super::boot::Boot::new(
+                model.window.is_some(),
+                !model.no_confirm,
+                model.after_update,
+                model.reboot_delay,
+            )
+        });
         Self {
             behavior,
             slow_delay,
@@ -56,7 +66,25 @@ impl DeviceMachine {
             transfer: None,
             idle_confirm: None,
             outbox: VecDeque::new(),
+            boot,
         }
+    }
+
+    /// Connected (again): its status goes out at once.
+    pub fn on_connect(&mut self, now: Instant) {
+        if let Some(boot) = self.boot.as_mut() {
+            boot.connected(now);
+        }
+    }
+
+    /// The status (for `{prefix}/status/{id}`, retained) due by `now`, if any.
+    pub fn poll_status(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.boot.as_mut()?.poll_status(now)
+    }
+
+    /// The image it runs now (the factory's until an update boots).
+    pub fn running(&self) -> Option<crate::protocol::Sha256> {
+        self.boot.as_ref().map(|boot| *boot.running())
     }
 
     /// How long storing a chunk of `bytes` takes; the device reads nothing meanwhile, so a
@@ -68,11 +96,15 @@ impl DeviceMachine {
     /// When `tick` or `poll_answer` has something to do.
     pub fn next_wakeup(&self) -> Option<Instant> {
         let answer = self.outbox.front().map(|(at, _)| *at);
-        [self.idle_confirm, answer].into_iter().flatten().min()
+        let boot = self.boot.as_ref().and_then(super::boot::Boot::next_wakeup);
+        [self.idle_confirm, answer, boot].into_iter().flatten().min()
     }
 
     /// Confirms what is held once the device has been idle for `IDLE_CONFIRM`.
     pub fn tick(&mut self, now: Instant) {
+        if let Some(boot) = self.boot.as_mut() {
+            boot.tick(now);
+        }
         if self.idle_confirm.is_some_and(|at| at <= now) {
             self.idle_confirm = None;
             self.confirm(now);
@@ -168,6 +200,9 @@ impl DeviceMachine {
 
     /// A frame arrived on the device's command topic.
     pub fn on_command(&mut self, payload: &[u8], now: Instant) {
+        if self.boot.as_ref().is_some_and(super::boot::Boot::gone) {
+            return; // it never came back from its reboot
+        }
         let Ok(Command { job_id, body }) = decode_command(payload) else {
             self.update(|r| r.bad_frames += 1);
             return;
@@ -177,7 +212,14 @@ impl DeviceMachine {
             CommandBody::Done => self.on_done(job_id),
         };
         if let Some(body) = reply {
+            let verified = body == ResponseBody::DoneSuccess;
             self.reply(job_id, body, true, now);
+            // It reboots into what it verified once its answer is out, not before.
+            let answered_at = self.outbox.back().map_or(now, |(at, _)| *at);
+            let hash = self.transfer.as_ref().map(|t| t.hash);
+            if let (true, Some(boot), Some(hash)) = (verified, self.boot.as_mut(), hash) {
+                boot.verified(hash, answered_at);
+            }
         }
     }
 
@@ -191,6 +233,11 @@ impl DeviceMachine {
                 // The reasons extension, as a text of the device's own.
                 let reason = (!legacy).then(|| Reason::text("battery below 20%"));
                 Some(ResponseBody::RequestNack { reason })
+            }
+            _ if self.running() == Some(hash) => {
+                // It runs this image already (the reasons extension's code 9).
+                self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
+                Some(ResponseBody::RequestNack { reason: Some(Reason::Code(9)) })
             }
             _ => {
                 // The same image again (Rocky re-sent the request after a broker restart, or

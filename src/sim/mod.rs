@@ -7,6 +7,7 @@
 //! and `Pair` drives it beside the engine on virtual time.
 
 mod behavior;
+mod boot;
 mod device;
 mod fleet;
 mod machine;
@@ -19,6 +20,7 @@ mod sample;
 mod transfer;
 
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
+pub use boot::{AfterUpdate, FACTORY_VERSION, factory_image};
 pub use fleet::{Fleet, FleetConfig};
 pub use machine::{DeviceMachine, GARBAGE_FRAME, IDLE_CONFIRM};
 pub use model::DeviceModel;

@@ -21,6 +21,12 @@ pub struct DeviceModel {
     /// Flow control: the device stops confirming once it holds this many chunks (a device
     /// whose flash died mid-transfer).
     pub stop_confirming_at: Option<u32>,
+    /// Its status does not list `confirm`: it succeeds at DONE_SUCCESS, as in version 1.
+    pub no_confirm: bool,
+    /// What it does after a verified update (boot it, roll back, never come back).
+    pub after_update: super::AfterUpdate,
+    /// How long after its DONE_SUCCESS it comes back from the reboot (0: at once).
+    pub reboot_delay: Duration,
 }
 
 impl DeviceModel {

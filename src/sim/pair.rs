@@ -58,7 +58,11 @@ pub struct Pair {
     /// Frames from devices the engine could not decode.
     pub undecodable: u64,
     links: BTreeMap<DeviceId, Link>,
-    to_engine: VecDeque<(Instant, DeviceId, Vec<u8>)>,
+    /// What each device last said it runs, as the runtime's inventory holds it: handed to the
+    /// engine with each job, as the runtime does.
+    reported: BTreeMap<DeviceId, crate::engine::Reported>,
+    /// Frames on their way to the engine: `true` for a status, else a response.
+    to_engine: VecDeque<(Instant, DeviceId, Vec<u8>, bool)>,
 }
 
 impl Pair {
@@ -76,6 +80,7 @@ impl Pair {
             undecodable: 0,
             links: BTreeMap::new(),
             to_engine: VecDeque::new(),
+            reported: BTreeMap::new(),
         }
     }
 
@@ -84,13 +89,20 @@ impl Pair {
         let id = DeviceId::parse(id)?;
         let report =
             Arc::new(Mutex::new(DeviceReport { behavior: Some(device.behavior), ..Default::default() }));
-        let machine = DeviceMachine::new(device.behavior, device.slow_delay, device.model, report.clone());
+        let mut machine =
+            DeviceMachine::new(device.behavior, device.slow_delay, device.model, report.clone());
+        // Connected from the start: its status (if it speaks the extension) goes out at once.
+        machine.on_connect(self.now);
         let link = Link { machine, report, inbox: VecDeque::new(), busy_until: self.now, dropped: 0 };
         self.links.insert(id.clone(), link);
         Ok(id)
     }
 
-    pub fn submit(&mut self, spec: JobSpec) -> Result<JobId, SubmitError> {
+    /// Submits `spec` with what its device last said it runs (unless the spec says already).
+    pub fn submit(&mut self, mut spec: JobSpec) -> Result<JobId, SubmitError> {
+        if spec.reported.is_none() {
+            spec.reported = self.reported.get(&spec.device).cloned();
+        }
         self.engine.submit(spec, self.now)
     }
 
@@ -144,7 +156,7 @@ impl Pair {
             let read = l.inbox.front().map(|(at, _)| (*at).max(l.busy_until));
             [l.machine.next_wakeup(), read]
         });
-        let answers = self.to_engine.front().map(|(at, _, _)| *at);
+        let answers = self.to_engine.front().map(|(at, _, _, _)| *at);
         links.chain([self.engine.next_wakeup(), answers]).flatten().min()
     }
 
@@ -176,12 +188,35 @@ impl Pair {
                 }
                 while let Some(frame) = link.machine.poll_answer(now) {
                     moved = true;
-                    self.to_engine.push_back((now + self.latency, id.clone(), frame));
+                    self.to_engine.push_back((now + self.latency, id.clone(), frame, false));
+                }
+                while let Some(frame) = link.machine.poll_status(now) {
+                    moved = true;
+                    self.to_engine.push_back((now + self.latency, id.clone(), frame, true));
                 }
             }
-            while self.to_engine.front().is_some_and(|(at, _, _)| *at <= now) {
-                let Some((_, device, frame)) = self.to_engine.pop_front() else { break };
+            while self.to_engine.front().is_some_and(|(at, _, _, _)| *at <= now) {
+                let Some((_, device, frame, status)) = self.to_engine.pop_front() else { break };
                 moved = true;
+                if status {
+                    // What the runtime does with a status: what the engine needs of it.
+                    match crate::protocol::decode_status(&frame) {
+                        Ok(crate::protocol::StatusUpdate::Reported { status, .. }) => {
+                            let reported = crate::inventory::Running::new(&status, 0).reported();
+                            match &reported {
+                                Some(r) => self.reported.insert(device.clone(), r.clone()),
+                                None => self.reported.remove(&device),
+                            };
+                            self.engine.device_reported(&device, reported, now);
+                        }
+                        Ok(crate::protocol::StatusUpdate::Cleared) => {
+                            self.reported.remove(&device);
+                            self.engine.device_reported(&device, None, now);
+                        }
+                        Err(_) => self.undecodable += 1,
+                    }
+                    continue;
+                }
                 match decode_response(&frame) {
                     Ok(response) => self.engine.handle_response(&device, response, now),
                     Err(_) => self.undecodable += 1,

@@ -191,3 +191,60 @@ fn misbehaving_devices_end_their_jobs_as_the_protocol_says() {
     let nack = pair.engine.jobs().find(|j| j.device.as_str() == "dev-nack").unwrap();
     assert_eq!(nack.error.as_deref(), Some("battery below 20%"));
 }
+
+/// The confirm extension end to end on virtual time, with the simulated device's own statuses:
+/// devices that boot the update succeed once their status after the reboot names it, one that
+/// rolls back ends rolled back, one that never comes back times out, one without `confirm` and a
+/// version 1 device succeed at DONE_SUCCESS; a second job of the same image is up to date with
+/// no FOTA_REQUEST sent.
+#[test]
+fn devices_confirm_roll_back_or_never_come_back_after_their_reboot() {
+    use super::AfterUpdate;
+    let settings = Settings { confirm_timeout: Duration::from_secs(20), ..Settings::default() };
+    let mut pair = Pair::new(settings);
+    let image = image("fw-2.bin", 16 * 1024, 9);
+    let reboots = |after_update| DeviceModel {
+        after_update,
+        reboot_delay: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let cases = [
+        ("boots", reboots(AfterUpdate::Boots), JobState::Succeeded),
+        ("rolls-back", reboots(AfterUpdate::RollsBack), JobState::RolledBack),
+        ("never-back", reboots(AfterUpdate::NeverBack), JobState::TimedOut),
+        (
+            "no-confirm",
+            DeviceModel { no_confirm: true, ..reboots(AfterUpdate::NeverBack) },
+            JobState::Succeeded,
+        ),
+        ("legacy", DeviceModel { legacy: true, ..Default::default() }, JobState::Succeeded),
+    ];
+    let mut jobs = Vec::new();
+    for (name, model, expected) in cases {
+        let device = pair.add(name, PairDevice::new(model)).unwrap();
+        // What the runtime passes along: the device's status as the inventory holds it, which
+        // the pair has delivered once the devices connected.
+        jobs.push((device.clone(), expected));
+    }
+    pair.run_until(Duration::from_millis(10), |_| false);
+    let mut ids = Vec::new();
+    for (device, expected) in &jobs {
+        ids.push((pair.submit(spec(device, &image, 1024, None)).unwrap(), device.clone(), *expected));
+    }
+    assert!(pair.run_to_end(Duration::from_secs(120)));
+    for (id, device, expected) in &ids {
+        let job = pair.job(*id).unwrap();
+        assert_eq!(job.state, *expected, "{device}: {job:?}");
+        assert_eq!(job.confirmed_at.is_some(), device.as_str() == "boots", "{device}: {job:?}");
+    }
+    let rolled = pair.job(ids[1].0).unwrap();
+    assert_eq!(rolled.error.as_deref(), Some(format!("rolled back to {}", super::FACTORY_VERSION).as_str()));
+    let never = pair.job(ids[2].0).unwrap();
+    assert_eq!(never.finished_at.unwrap() - never.started_at.unwrap() > Duration::from_secs(20), true);
+    // The device that booted the update runs it: the same image again sends nothing.
+    let requests = pair.report(&ids[0].1).unwrap().requests;
+    let again = pair.submit(spec(&ids[0].1, &image, 1024, None)).unwrap();
+    assert!(pair.run_to_end(Duration::from_secs(10)));
+    assert_eq!(pair.job(again).unwrap().state, JobState::UpToDate);
+    assert_eq!(pair.report(&ids[0].1).unwrap().requests, requests, "no FOTA_REQUEST sent");
+}

@@ -51,7 +51,8 @@ pub struct Device {
     pub last_image: Option<ImageInfo>,
     /// The last job created for it.
     pub last_job: Option<JobId>,
-    /// What it last said it runs (its status), if it reports one.
+    /// What it last said it runs (its status), if it reports one; `reported_at` is when it first
+    /// said exactly this.
     #[serde(default)]
     pub running: Option<Running>,
 }
@@ -277,8 +278,13 @@ impl Inventory {
         let state = &mut *state;
         match state.devices.get_mut(id) {
             Some(device) => {
-                device.running = running;
-                state.observed.insert(id.clone());
+                // The same status again (a retained one at every subscription) is not news: it
+                // keeps when it was first said, and costs the store nothing.
+                let same = matches!((&device.running, &running), (Some(a), Some(b)) if a.says_the_same_as(b));
+                if !same {
+                    device.running = running;
+                    state.observed.insert(id.clone());
+                }
                 StatusKept::Inventory
             }
             None if state.unlisted.report(id, running) => StatusKept::Unlisted,

@@ -53,6 +53,12 @@ impl Running {
         })
     }
 
+    /// The same word from the device, whenever it was said (a retained status comes again at
+    /// every subscription: it is not news).
+    pub fn says_the_same_as(&self, other: &Running) -> bool {
+        Running { reported_at: other.reported_at, ..self.clone() } == *other
+    }
+
     /// Whether the device listed extension `cap`.
     pub fn speaks(&self, cap: &str) -> bool {
         self.caps.iter().any(|c| c == cap)
@@ -82,7 +88,10 @@ impl Unlisted {
     /// Keeps (or, `None`, clears) the status of `id`; false when there was no room for it.
     pub fn report(&mut self, id: &DeviceId, running: Option<Running>) -> bool {
         if let Some(held) = self.statuses.get_mut(id) {
-            *held = running;
+            let same = matches!((&*held, &running), (Some(a), Some(b)) if a.says_the_same_as(b));
+            if !same {
+                *held = running;
+            }
             return true;
         }
         if self.statuses.len() >= MAX_UNLISTED_STATUSES {

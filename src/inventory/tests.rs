@@ -165,3 +165,16 @@ async fn a_refresh_keeps_the_newer_status() {
     inventory.refresh(vec![theirs]);
     assert_eq!(inventory.get("d").unwrap().running.unwrap().version.as_deref(), Some("newer"));
 }
+
+#[tokio::test]
+async fn the_same_status_again_is_not_news() {
+    let inventory = Inventory::in_memory();
+    inventory.register(vec![(id("d"), Labels::new())]).await.unwrap();
+    inventory.report_status(&id("d"), Some(running(1, "2.0", 10)));
+    inventory.take_observed();
+    inventory.report_status(&id("d"), Some(running(1, "2.0", 99)));
+    assert_eq!(inventory.get("d").unwrap().running.unwrap().reported_at, 10, "when it was first said");
+    assert!(inventory.take_observed().is_empty(), "nothing for the store");
+    inventory.report_status(&id("d"), Some(running(1, "2.1", 99)));
+    assert_eq!(inventory.get("d").unwrap().running.unwrap().reported_at, 99);
+}

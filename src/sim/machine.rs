@@ -235,8 +235,8 @@ impl DeviceMachine {
                 Some(ResponseBody::RequestNack { reason })
             }
             _ if self.running() == Some(hash) => {
-                // It runs this image already (the reasons extension's code 9).
-                self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
+                // It runs this image already (the reasons extension's code 9): no verdict on an
+                // update, since there is none to make.
                 Some(ResponseBody::RequestNack { reason: Some(Reason::Code(9)) })
             }
             _ => {

@@ -292,6 +292,16 @@ impl Inventory {
         }
     }
 
+    /// What `id` last said it runs, whether the inventory holds it or not (a device's first
+    /// job is made before the device joins the inventory).
+    pub fn running_of(&self, id: &DeviceId) -> Option<Running> {
+        let state = self.lock();
+        match state.devices.get(id) {
+            Some(device) => device.running.clone(),
+            None => state.unlisted.get(id).cloned(),
+        }
+    }
+
     /// Statuses held for devices the inventory does not hold, and those refused for want of
     /// room since the start (for `/metrics`).
     pub fn unlisted_statuses(&self) -> (usize, u64) {

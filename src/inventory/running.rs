@@ -102,6 +102,11 @@ impl Unlisted {
         true
     }
 
+    /// The status of `id`, if one is held.
+    pub fn get(&self, id: &DeviceId) -> Option<&Running> {
+        self.statuses.get(id)?.as_ref()
+    }
+
     /// The status of `id`, taken out (it joins the inventory).
     pub fn take(&mut self, id: &DeviceId) -> Option<Running> {
         self.statuses.remove(id).flatten()

@@ -178,3 +178,12 @@ async fn the_same_status_again_is_not_news() {
     inventory.report_status(&id("d"), Some(running(1, "2.1", 99)));
     assert_eq!(inventory.get("d").unwrap().running.unwrap().reported_at, 99);
 }
+
+#[tokio::test]
+async fn a_status_is_found_whether_the_inventory_holds_the_device_or_not() {
+    let inventory = Inventory::in_memory();
+    inventory.report_status(&id("stranger"), Some(running(4, "1.0", 1)));
+    assert_eq!(inventory.running_of(&id("stranger")).and_then(|r| r.version), Some("1.0".into()));
+    assert!(inventory.get("stranger").is_none());
+    assert_eq!(inventory.running_of(&id("nobody")), None);
+}

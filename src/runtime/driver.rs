@@ -663,7 +663,7 @@ impl Driver {
     }
 
     fn reported(&self, device: &crate::protocol::DeviceId) -> Option<crate::engine::Reported> {
-        self.inventory.get(device)?.running?.reported()
+        self.inventory.running_of(device)?.reported()
     }
 
     /// A device's status (the status extension): kept on the device in the inventory, or aside

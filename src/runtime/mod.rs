@@ -165,7 +165,7 @@ impl Runtime {
         let devices: std::collections::BTreeSet<_> =
             engine.jobs().filter(|job| !job.state.is_final()).map(|job| job.device).collect();
         for device in devices {
-            let reported = inventory.get(&device).and_then(|d| d.running).and_then(|r| r.reported());
+            let reported = inventory.running_of(&device).and_then(|r| r.reported());
             engine.device_reported(&device, reported, now);
         }
         // The table starts with every restored job (the engine may have re-queued some).

@@ -12,6 +12,7 @@ mod broker_attacks;
 mod broker_connections;
 mod broker_dns;
 mod cli;
+mod confirm;
 mod console_tmux;
 mod device_status;
 mod disk_full;

@@ -19,6 +19,30 @@ pub enum Mode {
     /// Accepts with flow control (window 8), confirms the first 8 chunks, then rewinds to chunk
     /// 1 when anything beyond them arrives, over and over (issue 20, A3).
     Rewinder,
+    /// Honest, and speaks status and confirm: a retained status at every connection (boot 1,
+    /// a factory image, caps `confirm`); after its DONE_SUCCESS it "reboots" into the image and
+    /// publishes a status with the next boot counter.
+    Confirms,
+    /// Like `Confirms`, but comes back from the reboot on the image it ran before.
+    RollsBack,
+}
+
+/// The image a `Confirms` or `RollsBack` device runs before its first update.
+pub const FACTORY: [u8; 32] = [0xee; 32];
+
+/// A status map as PROTOCOL.md lays it out: `image`, `version`, `boot`, `caps`.
+fn status(image: &[u8], boot: u64) -> Vec<u8> {
+    let text = |s: &str| Value::Text(s.to_owned());
+    let version = if image == FACTORY { "factory" } else { "new" };
+    let map = Value::Map(vec![
+        (text("image"), Value::Bytes(image.to_vec())),
+        (text("version"), text(version)),
+        (text("boot"), Value::Integer(boot.into())),
+        (text("caps"), Value::Array(vec![text("reasons"), text("confirm")])),
+    ]);
+    let mut out = Vec::new();
+    ciborium::into_writer(&map, &mut out).expect("CBOR encodes into a Vec");
+    out
 }
 
 /// What the device saw and said, for the test to read.
@@ -30,6 +54,8 @@ pub struct Seen {
     pub chunks: u64,
     /// Verdicts given: `(job, hash matched)`.
     pub verdicts: Vec<(u64, bool)>,
+    /// Statuses published: `(image, boot)`.
+    pub statuses: Vec<(Vec<u8>, u64)>,
 }
 
 pub struct WireDevice {
@@ -99,6 +125,9 @@ impl WireDevice {
             let mut ready = Some(ready_tx);
             let mut acks_left = ids.len();
             let mut transfers: Vec<Transfer> = ids.iter().map(|_| Transfer::default()).collect();
+            // What each device runs and its boot counter (`Confirms` and `RollsBack`).
+            let mut running: Vec<(Vec<u8>, u64)> = ids.iter().map(|_| (FACTORY.to_vec(), 1)).collect();
+            let speaks_status = matches!(mode, Mode::Confirms | Mode::RollsBack);
             loop {
                 let event = match eventloop.poll().await {
                     Ok(event) => event,
@@ -112,10 +141,17 @@ impl WireDevice {
                 let publish = match event {
                     Event::Incoming(Packet::ConnAck(_)) => {
                         acks_left = ids.len();
-                        for id in &ids {
+                        for (index, id) in ids.iter().enumerate() {
                             let filters = [format!("/fota/cmd/{id}"), format!("/fota/data/{id}/+")]
                                 .map(|path| rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce));
                             let _ = client.subscribe_many(filters).await;
+                            if speaks_status {
+                                let (image, boot) = running[index].clone();
+                                records[index].lock().unwrap().statuses.push((image.clone(), boot));
+                                let topic = format!("/fota/status/{id}");
+                                let _ =
+                                    client.publish(topic, QoS::AtLeastOnce, true, status(&image, boot)).await;
+                            }
                         }
                         continue;
                     }
@@ -145,6 +181,7 @@ impl WireDevice {
                 let (transfer, record) = (&mut transfers[index], &records[index]);
                 let resp = format!("/fota/cmd_resp/{device}");
                 let mut answers = Vec::new();
+                let mut reboot = None;
                 if kind == "cmd" {
                     let Ok(Value::Array(items)) = ciborium::from_reader::<Value, _>(&publish.payload[..])
                     else {
@@ -163,7 +200,7 @@ impl WireDevice {
                                 *transfer = Transfer { job, hash, chunks: BTreeMap::new() };
                             }
                             answers.push(match mode {
-                                Mode::Honest => frame(&[job, 2]),
+                                Mode::Honest | Mode::Confirms | Mode::RollsBack => frame(&[job, 2]),
                                 Mode::Rewinder => frame(&[job, 2, 1, 8]),
                             });
                         }
@@ -175,6 +212,9 @@ impl WireDevice {
                             let ok = digest.finalize().as_slice() == transfer.hash.as_slice();
                             record.lock().unwrap().verdicts.push((job, ok));
                             answers.push(frame(&[job, if ok { 5 } else { 6 }]));
+                            if ok && speaks_status {
+                                reboot = Some(transfer.hash.clone());
+                            }
                         }
                         _ => {}
                     }
@@ -192,6 +232,16 @@ impl WireDevice {
                 }
                 for answer in answers {
                     let _ = client.publish(resp.clone(), QoS::AtLeastOnce, false, answer).await;
+                }
+                // Its answer out, it boots the image it verified (or falls back to the old one)
+                // and says so with the next boot counter.
+                if let Some(image) = reboot {
+                    let (old, boot) = running[index].clone();
+                    let image = if mode == Mode::RollsBack { old } else { image };
+                    running[index] = (image.clone(), boot + 1);
+                    record.lock().unwrap().statuses.push((image.clone(), boot + 1));
+                    let topic = format!("/fota/status/{device}");
+                    let _ = client.publish(topic, QoS::AtLeastOnce, true, status(&image, boot + 1)).await;
                 }
             }
         });

@@ -294,7 +294,8 @@ impl Inventory {
 
     /// What `id` last said it runs, whether the inventory holds it or not (a device's first
     /// job is made before the device joins the inventory).
-    pub fn running_of(&self, id: &DeviceId) -> Option<Running> {
+    pub fn running_of(&self, id: &(impl std::borrow::Borrow<str> + ?Sized)) -> Option<Running> {
+        let id: &str = id.borrow();
         let state = self.lock();
         match state.devices.get(id) {
             Some(device) => device.running.clone(),

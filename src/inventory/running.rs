@@ -103,7 +103,7 @@ impl Unlisted {
     }
 
     /// The status of `id`, if one is held.
-    pub fn get(&self, id: &DeviceId) -> Option<&Running> {
+    pub fn get(&self, id: &str) -> Option<&Running> {
         self.statuses.get(id)?.as_ref()
     }
 

@@ -56,6 +56,9 @@ pub struct Targets {
     pub glob: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Labels>,
+    /// Leaves out devices whose status says they run this version (with any of the three).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_not: Option<String>,
 }
 
 impl Targets {
@@ -104,6 +107,25 @@ impl Targets {
                 devices
             }
             _ => return Err("targets needs exactly one of \"devices\", \"glob\" or \"labels\"".into()),
+        };
+        let devices = match &self.version_not {
+            None => devices,
+            Some(version) => {
+                if version.is_empty() || version.len() > crate::protocol::MAX_VERSION_BYTES {
+                    return Err(format!(
+                        "targets.version_not is 1 to {} bytes",
+                        crate::protocol::MAX_VERSION_BYTES
+                    ));
+                }
+                let runs = |id: &DeviceId| {
+                    inventory.running_of(id).is_some_and(|r| r.version.as_deref() == Some(version.as_str()))
+                };
+                let left: Vec<DeviceId> = devices.into_iter().filter(|id| !runs(id)).collect();
+                if left.is_empty() {
+                    return Err(format!("every targeted device says it runs version {version:?} already"));
+                }
+                left
+            }
         };
         if devices.len() > MAX_TARGETS {
             return Err(format!("{} devices; a rollout targets at most {MAX_TARGETS}", devices.len()));

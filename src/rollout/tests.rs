@@ -330,3 +330,56 @@ fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
     );
     assert_eq!(r.step(5_010, &never), [Action::Start(0)]);
 }
+
+/// A device that rolled back failed its update: retried (the detail says so), counted against
+/// the wave; one that was up to date counts as done without being updated.
+#[test]
+fn rolled_back_devices_are_failures_that_retry_and_up_to_date_ones_succeed() {
+    let mut p = plan(3, &[]);
+    p.retries = 1;
+    let mut r = Rollout::new(1, p, 0);
+    step(&mut r, 0);
+    finish(&mut r, 0, JobState::RolledBack, Some("rolled back to 1.0"), 1);
+    finish(&mut r, 1, JobState::UpToDate, None, 1);
+    finish(&mut r, 2, JobState::Succeeded, None, 1);
+    let slot = r.devices.slot(0).unwrap();
+    assert_eq!(slot.outcome, Outcome::Retrying);
+    assert!(
+        slot.detail.as_deref().is_some_and(|d| d.starts_with("rolled back to 1.0; try 2 of 2")),
+        "{slot:?}"
+    );
+    assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::UpToDate);
+    let wave = r.wave_counts()[0].clone();
+    assert_eq!((wave.succeeded, wave.up_to_date, wave.pending), (2, 1, 1));
+    // The retry rolls back again: a failure, counted as rolled back.
+    step(&mut r, 60_000);
+    finish(&mut r, 0, JobState::RolledBack, Some("rolled back to 1.0"), 60_001);
+    let wave = r.wave_counts()[0].clone();
+    assert_eq!((wave.failed, wave.rolled_back), (1, 1));
+    assert_eq!(r.devices.slot(0).unwrap().outcome.label(), "rolled back");
+}
+
+#[tokio::test]
+async fn targets_can_leave_out_devices_that_run_a_version() {
+    use crate::inventory::{Inventory, Labels, Running};
+    let inventory = Inventory::in_memory();
+    let ids = ["a", "b", "c"].map(|d| crate::protocol::DeviceId::parse(d).unwrap());
+    inventory.register(ids.iter().map(|id| (id.clone(), Labels::new())).collect()).await.unwrap();
+    let status = |version: &str| crate::protocol::DeviceStatus {
+        image: [1; 32],
+        version: Some(version.to_owned()),
+        boot: Some(1),
+        seq: None,
+        caps: Vec::new(),
+        kids: Vec::new(),
+    };
+    inventory.report_status(&ids[0], Some(Running::new(&status("2.1.0"), 1)));
+    inventory.report_status(&ids[1], Some(Running::new(&status("2.0.3"), 1)));
+    let targets = Targets { glob: Some("*".into()), version_not: Some("2.1.0".into()), ..Targets::default() };
+    assert_eq!(targets.resolve(&inventory).unwrap(), [ids[1].clone(), ids[2].clone()]);
+    let only_a =
+        Targets { devices: Some(vec!["a".into()]), version_not: Some("2.1.0".into()), ..Targets::default() };
+    assert!(only_a.resolve(&inventory).unwrap_err().contains("runs version \"2.1.0\" already"));
+    let bad = Targets { version_not: Some("v".repeat(65)), ..only_a };
+    assert!(bad.resolve(&inventory).unwrap_err().contains("targets.version_not"));
+}

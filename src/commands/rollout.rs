@@ -277,6 +277,9 @@ fn print_rollout(r: &Value, view: &RolloutView) {
             num(&w["cancelled"])
         );
     }
+    if let Some(note) = view.confirm_note() {
+        println!("       of which {note}");
+    }
     println!();
     let devices = r["devices"].as_array().map(Vec::as_slice).unwrap_or_default();
     let width = devices

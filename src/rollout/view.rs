@@ -204,6 +204,20 @@ impl RolloutView {
         })
     }
 
+    /// "3 up to date · 1 rolled back" (of the succeeded and the failed), or `None` when neither
+    /// happened: what the wave table's columns do not tell.
+    pub fn confirm_note(&self) -> Option<String> {
+        let totals = self.totals();
+        let mut parts = Vec::new();
+        if totals.up_to_date > 0 {
+            parts.push(format!("{} up to date", totals.up_to_date));
+        }
+        if totals.rolled_back > 0 {
+            parts.push(format!("{} rolled back", totals.rolled_back));
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+
     /// Failed devices as a share of those finished (succeeded or failed), the figure the
     /// abort rule compares; `None` before any finished.
     pub fn failure_share(&self) -> Option<f64> {

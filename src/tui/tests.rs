@@ -1307,3 +1307,36 @@ fn a_large_rollouts_detail_pages_its_devices() {
     assert!(matches!(f.key(KeyCode::Char('[')), Outcome::Command(Command::LoadRollout(1))));
     assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 100, .. })));
 }
+
+/// The confirm extension in the console: a confirming job says what it waits for, a confirmed
+/// one when, the states read in words, and a rollout's detail says how many were up to date or
+/// rolled back.
+#[test]
+fn confirming_and_confirmed_jobs_and_rollouts_say_so() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.update(42, |job| {
+        job.state = JobState::Confirming;
+        job.confirm_boot = Some(17);
+    });
+    f.app.overlay = Some(Overlay::JobDetail { job: 42, scroll: 0 });
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("confirming") && text.contains("waiting for a status after boot 17"), "{text}");
+    f.update(42, |job| {
+        job.state = JobState::Succeeded;
+        job.confirmed_at = Some(job.created_at + 5_000);
+    });
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("confirmed"), "{text}");
+    f.update(43, |job| job.state = JobState::RolledBack);
+    f.app.overlay = None;
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.contains("rolled back"), "{text}");
+    with_rollouts(&mut f);
+    let mut detail = f.app.rollouts.list[1].clone();
+    detail.waves[0].counts.up_to_date = 1;
+    detail.waves[1].counts.rolled_back = 2;
+    f.app.rollouts.detail = Some(detail);
+    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
+    let text = format!("{}", f.render(120, 50).backend());
+    assert!(text.contains("of which 1 up to date · 2 rolled back"), "{text}");
+}

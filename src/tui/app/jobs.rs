@@ -48,6 +48,11 @@ impl JobRow {
         self.job.finished_at.map(wall)
     }
 
+    /// When a status after the device's reboot confirmed that it runs the image.
+    pub fn confirmed(&self) -> Option<SystemTime> {
+        self.job.confirmed_at.map(wall)
+    }
+
     /// Time since the job was created, up to its end.
     pub fn elapsed(&self, now: SystemTime) -> Duration {
         self.finished().unwrap_or(now).duration_since(self.created()).unwrap_or_default()

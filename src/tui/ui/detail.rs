@@ -75,6 +75,14 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) 
         field(app, "started", stamp(job.started())),
         field(app, "finished", stamp(job.finished())),
     ];
+    // The confirm extension: what the job waits for, or when the device said it runs the image.
+    match (job.state, job.confirm_boot, job.confirmed()) {
+        (crate::engine::JobState::Confirming, Some(boot), _) => {
+            lines.push(field(app, "confirm", format!("waiting for a status after boot {boot}")));
+        }
+        (_, _, Some(at)) => lines.push(field(app, "confirmed", stamp(Some(at)))),
+        _ => {}
+    }
     if let Some(error) = &job.error {
         lines.push(Line::from(vec![
             Span::styled(format!("{:>12}  ", "error"), theme.muted),

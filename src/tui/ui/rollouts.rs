@@ -212,6 +212,9 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u1
             )),
         ]));
     }
+    if let Some(note) = r.confirm_note() {
+        lines.push(Line::from(Span::styled(format!("  of which {note}"), theme.muted)));
+    }
     lines.push(Line::default());
     let devices = r.devices.as_deref().unwrap_or_default();
     if devices.len() < r.device_count {

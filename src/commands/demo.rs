@@ -155,6 +155,8 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     config.jobs.request_timeout_s = 3.0;
     config.jobs.request_attempts = 2;
     config.jobs.done_timeout_s = 10.0;
+    // A device that never comes back from its reboot times out within the demo.
+    config.jobs.confirm_timeout_s = 20.0;
     config.jobs.chunk_interval_ms = args.chunk_interval_ms;
     config.mqtt.url = broker.url().to_string();
     // The embedded broker speaks MQTT 3.1.1 on plain TCP, with no user names.
@@ -167,8 +169,20 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     fleet_config.slow_delay = Duration::from_millis(500);
     // A quarter of the fleet sets its own pace (flow control, window 8): the console shows
     // device-paced jobs beside pushed ones.
-    fleet_config.model =
-        DeviceModel { window: Some(8), paced: Some(Selection::Ratio(0.25)), ..Default::default() };
+    // Devices report what they run and confirm updates after a 2 s reboot (the status and
+    // confirm extensions): from 8 devices up one rolls back and one never comes back.
+    fleet_config.model = DeviceModel {
+        window: Some(8),
+        paced: Some(Selection::Ratio(0.25)),
+        reboot_delay: Duration::from_secs(2),
+        ..Default::default()
+    };
+    if args.devices >= 8 {
+        let at =
+            |share: f64| Selection::List(vec![((args.devices as f64 * share).round() as usize).to_string()]);
+        fleet_config.rollback = Some(at(0.3));
+        fleet_config.never_back = Some(at(0.6));
+    }
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 

@@ -50,6 +50,9 @@ pub enum Outcome {
     Pending,
     /// A job is running (or being created).
     Active,
+    /// Its job is waiting for the device to confirm the update after its reboot (still in
+    /// progress: it counts as active).
+    Confirming,
     /// Waiting to be tried again.
     Retrying,
     Succeeded,
@@ -65,11 +68,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A device whose job is under way (running, or waiting for its confirmation).
+    pub fn in_progress(self) -> bool {
+        matches!(self, Self::Active | Self::Confirming)
+    }
+
     /// In words, as the console and the CLI show it.
     pub fn label(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Active => "active",
+            Self::Confirming => "confirming",
             Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
             Self::UpToDate => "up to date",
@@ -82,7 +91,7 @@ impl Outcome {
     }
 
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Pending | Self::Active | Self::Retrying)
+        !matches!(self, Self::Pending | Self::Active | Self::Confirming | Self::Retrying)
     }
 
     fn is_success(self) -> bool {
@@ -126,6 +135,9 @@ pub struct WaveCounts {
     /// Of `failed`: devices that booted the update and came back on another image.
     #[serde(default)]
     pub rolled_back: usize,
+    /// Of `active`: devices whose update waits for their confirmation after a reboot.
+    #[serde(default)]
+    pub confirming: usize,
 }
 
 /// The reason code a device gives for "busy: try again later" (PROTOCOL.md).
@@ -211,7 +223,7 @@ impl Rollout {
     }
 
     fn active(&self) -> usize {
-        self.devices.outcomes().filter(|&o| o == Outcome::Active).count()
+        self.devices.outcomes().filter(|&o| o.in_progress()).count()
     }
 
     /// Moves the rollout on at `now`: starts what its rules allow, finishes waves and the
@@ -376,7 +388,8 @@ impl Rollout {
 
     /// A job of this rollout disappeared before its end was seen (retention removed it).
     pub fn job_lost(&mut self, job: JobId, now: u64) -> Vec<Action> {
-        let Some(index) = self.slot_of(job).filter(|&i| self.devices.outcome(i) == Some(Outcome::Active))
+        let Some(index) =
+            self.slot_of(job).filter(|&i| self.devices.outcome(i).is_some_and(Outcome::in_progress))
         else {
             return Vec::new();
         };
@@ -443,6 +456,15 @@ impl Rollout {
         self.devices.outcome(index) == Some(Outcome::Active) && self.devices.job_id(index).is_none()
     }
 
+    /// A job of this rollout is waiting for its device's confirmation after a reboot.
+    pub fn job_confirming(&mut self, job: JobId, now: u64) {
+        let Some(index) = self.slot_of(job) else { return };
+        if self.devices.outcome(index) == Some(Outcome::Active) {
+            self.devices.set_outcome(index, Outcome::Confirming);
+            self.updated_at = now;
+        }
+    }
+
     /// A job of this rollout ended in `state` with `error`.
     pub fn job_finished(
         &mut self,
@@ -455,7 +477,7 @@ impl Rollout {
         let Some(index) = self.slot_of(job) else { return Vec::new() };
         let retries = self.plan.retries;
         let stopped = matches!(self.state, RolloutState::Aborted | RolloutState::Cancelled);
-        if self.devices.outcome(index) != Some(Outcome::Active) {
+        if !self.devices.outcome(index).is_some_and(Outcome::in_progress) {
             return Vec::new();
         }
         let was_busy = state == JobState::Rejected && reason_code == Some(BUSY_CODE);
@@ -546,11 +568,11 @@ impl Rollout {
                     self.devices.set_retry_at(index, None);
                     self.devices.set_detail(index, Some(&why));
                 }
-                Some(Outcome::Active) if cancel_active => {
+                Some(Outcome::Active | Outcome::Confirming) if cancel_active => {
                     actions.extend(self.devices.job_id(index).map(Action::Cancel))
                 }
                 // Created but not yet sent anything: nothing more is sent for it.
-                Some(Outcome::Active) => {
+                Some(Outcome::Active | Outcome::Confirming) => {
                     actions.extend(self.devices.job_id(index).map(Action::CancelIfQueued))
                 }
                 _ => {}
@@ -627,6 +649,10 @@ impl Rollout {
                     match outcome {
                         Outcome::Pending | Outcome::Retrying => counts.pending += 1,
                         Outcome::Active => counts.active += 1,
+                        Outcome::Confirming => {
+                            counts.active += 1;
+                            counts.confirming += 1;
+                        }
                         Outcome::Succeeded => counts.succeeded += 1,
                         Outcome::UpToDate => {
                             counts.succeeded += 1;

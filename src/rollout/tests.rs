@@ -383,3 +383,18 @@ async fn targets_can_leave_out_devices_that_run_a_version() {
     let bad = Targets { version_not: Some("v".repeat(65)), ..only_a };
     assert!(bad.resolve(&inventory).unwrap_err().contains("targets.version_not"));
 }
+
+#[test]
+fn a_device_waiting_for_its_confirmation_is_in_progress_and_counted() {
+    let mut r = Rollout::new(1, plan(2, &[]), 0);
+    step(&mut r, 0);
+    let id = r.devices.slot(0).unwrap().job_id.unwrap();
+    r.job_confirming(id, 1);
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Confirming);
+    let wave = r.wave_counts()[0].clone();
+    assert_eq!((wave.active, wave.confirming), (2, 1));
+    // Its end is heard as any other.
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Succeeded);
+    assert_eq!(r.wave_counts()[0].confirming, 0);
+}

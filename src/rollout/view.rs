@@ -200,6 +200,7 @@ impl RolloutView {
             sum.cancelled += c.cancelled;
             sum.up_to_date += c.up_to_date;
             sum.rolled_back += c.rolled_back;
+            sum.confirming += c.confirming;
             sum
         })
     }
@@ -214,6 +215,9 @@ impl RolloutView {
         }
         if totals.rolled_back > 0 {
             parts.push(format!("{} rolled back", totals.rolled_back));
+        }
+        if totals.confirming > 0 {
+            parts.push(format!("{} confirming", totals.confirming));
         }
         (!parts.is_empty()).then(|| parts.join(" · "))
     }

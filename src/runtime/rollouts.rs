@@ -453,6 +453,9 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                             JobChange::Job(job) if job.state.is_final() => {
                                 finished(&rollouts, job);
                             }
+                            JobChange::Job(job) if job.state == crate::engine::JobState::Confirming => {
+                                confirming(&rollouts, job.id);
+                            }
                             JobChange::Removed(id) => lost(&rollouts, *id),
                             _ => {}
                         }
@@ -511,6 +514,17 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
     for notice in notices {
         tracing::info!(rollout = notice.rollout, name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
         handle.announce(RuntimeEvent::Rollout(notice));
+    }
+}
+
+/// A job waits for its device's confirmation: its rollout shows it.
+fn confirming(rollouts: &Rollouts, job: JobId) {
+    let now = rollouts.now();
+    let mut inner = rollouts.lock();
+    let Some(&id) = inner.jobs.get(&job) else { return };
+    if let Some(rollout) = inner.rollouts.get_mut(&id) {
+        rollout.job_confirming(job, now);
+        inner.dirty.insert(id);
     }
 }
 

@@ -121,7 +121,7 @@ impl Theme {
             Outcome::Succeeded | Outcome::UpToDate => self.ok,
             Outcome::Rejected | Outcome::Failed | Outcome::TimedOut | Outcome::RolledBack => self.danger,
             Outcome::Cancelled | Outcome::Retrying => self.warn,
-            Outcome::Active => self.active,
+            Outcome::Active | Outcome::Confirming => self.active,
             Outcome::Pending => self.muted,
         }
     }

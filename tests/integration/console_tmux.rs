@@ -62,7 +62,10 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     let states = job_states(&screen);
     assert!(states.len() >= 24 + 3, "every device had its job, the beta's lot too:\n{screen}");
     assert!(
-        states.iter().all(|(_, s)| ["succeeded", "rejected", "failed", "timed out"].contains(&s.as_str())),
+        states
+            .iter()
+            .all(|(_, s)| ["succeeded", "rejected", "failed", "timed out", "rolled back"]
+                .contains(&s.as_str())),
         "nothing left running once both ended:\n{screen}"
     );
     for (device, state) in &states {
@@ -70,6 +73,10 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
             "dev-05" => "rejected",
             "dev-11" => "failed",
             "dev-17" => "timed out",
+            // The demo's devices confirm their updates after a reboot: dev-07 comes back on its
+            // old image, dev-14 never comes back.
+            "dev-07" => "rolled back",
+            "dev-14" => "timed out",
             _ => "succeeded",
         };
         assert_eq!(state, expected, "{device}");
@@ -77,6 +84,10 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     // The failed and the silent device were each tried once more by the release.
     for device in ["dev-11", "dev-17"] {
         assert_eq!(states.iter().filter(|(d, _)| d == device).count(), 3, "{device}: release, retry, beta");
+    }
+    // So were the one that rolled back and the one that never came back (not in the beta's lot).
+    for device in ["dev-07", "dev-14"] {
+        assert_eq!(states.iter().filter(|(d, _)| d == device).count(), 2, "{device}: release, retry");
     }
     // The garbage device's frame is in the history as a decode error; it may have scrolled out
     // of view, so ask the traffic pane's filter for it (Tab: the rollouts, then the traffic).
@@ -107,7 +118,7 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     }
     assert!(written.starts_with(&data.path().display().to_string()), "{written} is beside the log");
     let screen = tmux.screen();
-    assert!(screen.contains("21 succeeded"), "status bar counts:\n{screen}");
+    assert!(screen.contains("19 succeeded"), "status bar counts:\n{screen}");
     // The refusing and failing devices' own reasons, word for word.
     assert!(screen.contains("battery below 20%") && screen.contains("writing to flash failed"), "{screen}");
     // Nothing is active, so q quits at once and the shell gets the terminal back.

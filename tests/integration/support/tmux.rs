@@ -77,8 +77,11 @@ impl Drop for Tmux {
 
 /// `(device, state)` for every job row on screen.
 pub fn job_states(screen: &str) -> Vec<(String, String)> {
-    const STATES: [&str; 9] = [
+    const STATES: [&str; 12] = [
         "succeeded",
+        "up to date",
+        "rolled back",
+        "confirming",
         "rejected",
         "failed",
         "timed out",

@@ -191,6 +191,11 @@ pub(super) struct Job {
     pub confirm_boot: Option<u64>,
     /// When a status confirmed that the device runs the image.
     pub confirmed_at: Option<Instant>,
+    /// The boot counter the device reported when its FOTA_REQUEST went out: a status past it
+    /// that names the image, seen before the DONE_SUCCESS, confirms at once.
+    pub boot_at_request: Option<u64>,
+    /// While confirming with the broker away: what is left of the confirmation's time.
+    pub confirm_left: Option<std::time::Duration>,
 }
 
 impl Job {

@@ -291,6 +291,8 @@ impl Engine {
             force: spec.force,
             confirm_boot: None,
             confirmed_at: None,
+            boot_at_request: None,
+            confirm_left: None,
         };
         if let Some(reported) = spec.reported {
             self.reported.insert(spec.device.clone(), reported);
@@ -352,6 +354,8 @@ impl Engine {
             force: restored.force,
             confirm_boot: restored.confirm_boot,
             confirmed_at: restored.confirmed_at,
+            boot_at_request: None,
+            confirm_left: None,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -533,10 +537,13 @@ impl Engine {
         if !connected {
             self.commands.clear();
             self.sending.clear();
-            // No status can arrive either: a confirmation's timeout starts again once it can.
-            for job in
-                self.jobs.values_mut().filter(|j| j.state.is_active() || j.state == JobState::Confirming)
-            {
+            // No status can arrive either: a confirmation's time stops and goes on once it can.
+            for job in self.jobs.values_mut().filter(|j| j.state == JobState::Confirming) {
+                if let Some(deadline) = job.deadline.take() {
+                    job.confirm_left = Some(deadline.saturating_duration_since(now));
+                }
+            }
+            for job in self.jobs.values_mut().filter(|j| j.state.is_active()) {
                 job.deadline = None;
                 job.paced_until = None;
                 job.progress_due = None;
@@ -743,11 +750,13 @@ impl Engine {
                 }
                 continue;
             }
+            let boot = self.reported.get(&device).and_then(|r| r.boot);
             self.busy.insert(device, id);
             self.requesting += 1;
             self.transition(id, JobState::Requesting, None, now);
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.next_chunk = 1;
+                job.boot_at_request = boot;
             }
             self.start_round(id, now);
         }

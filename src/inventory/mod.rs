@@ -373,14 +373,22 @@ impl Inventory {
                     if !pending && theirs.last_image.is_some() {
                         ours.last_image = theirs.last_image;
                     }
-                    // Every instance hears the same statuses: the newer report stands.
-                    let newer =
-                        |t: &Running| ours.running.as_ref().is_none_or(|o| t.reported_at > o.reported_at);
-                    if let Some(theirs) = theirs.running.filter(newer) {
-                        ours.running = Some(theirs);
+                    // Every instance hears the same statuses, and writes what it heard last: the
+                    // stored one stands unless ours is news not yet written (a cleared status
+                    // included) or newer.
+                    let older = ours.running.as_ref().is_some_and(|o| {
+                        theirs.running.as_ref().is_some_and(|t| t.reported_at < o.reported_at)
+                    });
+                    if !pending && !older {
+                        ours.running = theirs.running;
                     }
                 }
                 None if room => {
+                    let mut theirs = theirs;
+                    let aside = state.unlisted.take(&theirs.device_id);
+                    if theirs.running.is_none() {
+                        theirs.running = aside;
+                    }
                     state.devices.insert(theirs.device_id.clone(), theirs);
                 }
                 None => {}

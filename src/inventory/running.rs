@@ -79,7 +79,7 @@ impl Running {
 /// In memory only: the broker retains statuses and sends them again at every subscription.
 #[derive(Debug, Default)]
 pub struct Unlisted {
-    statuses: BTreeMap<DeviceId, Option<Running>>,
+    statuses: BTreeMap<DeviceId, Running>,
     /// Statuses not kept because the room was full, since the start.
     pub refused: u64,
 }
@@ -87,9 +87,13 @@ pub struct Unlisted {
 impl Unlisted {
     /// Keeps (or, `None`, clears) the status of `id`; false when there was no room for it.
     pub fn report(&mut self, id: &DeviceId, running: Option<Running>) -> bool {
+        // A cleared status takes no room: there is nothing to keep.
+        let Some(running) = running else {
+            self.statuses.remove(id);
+            return true;
+        };
         if let Some(held) = self.statuses.get_mut(id) {
-            let same = matches!((&*held, &running), (Some(a), Some(b)) if a.says_the_same_as(b));
-            if !same {
+            if !held.says_the_same_as(&running) {
                 *held = running;
             }
             return true;
@@ -104,12 +108,12 @@ impl Unlisted {
 
     /// The status of `id`, if one is held.
     pub fn get(&self, id: &str) -> Option<&Running> {
-        self.statuses.get(id)?.as_ref()
+        self.statuses.get(id)
     }
 
     /// The status of `id`, taken out (it joins the inventory).
     pub fn take(&mut self, id: &DeviceId) -> Option<Running> {
-        self.statuses.remove(id).flatten()
+        self.statuses.remove(id)
     }
 
     pub fn len(&self) -> usize {

@@ -157,13 +157,22 @@ async fn a_refresh_keeps_the_newer_status() {
     let inventory = Inventory::in_memory();
     inventory.register(vec![(id("d"), Labels::new())]).await.unwrap();
     inventory.report_status(&id("d"), Some(running(1, "new", 20)));
+    inventory.take_observed(); // written
     let mut theirs = inventory.get("d").unwrap();
     theirs.running = Some(running(9, "old", 10));
     inventory.refresh(vec![theirs.clone()]);
     assert_eq!(inventory.get("d").unwrap().running.unwrap().version.as_deref(), Some("new"));
     theirs.running = Some(running(3, "newer", 30));
-    inventory.refresh(vec![theirs]);
+    inventory.refresh(vec![theirs.clone()]);
     assert_eq!(inventory.get("d").unwrap().running.unwrap().version.as_deref(), Some("newer"));
+    // A status cleared here and not written yet stays cleared; once written, the store agrees.
+    inventory.report_status(&id("d"), None);
+    inventory.refresh(vec![theirs.clone()]);
+    assert_eq!(inventory.get("d").unwrap().running, None, "news not yet written wins");
+    inventory.take_observed();
+    theirs.running = None;
+    inventory.refresh(vec![theirs]);
+    assert_eq!(inventory.get("d").unwrap().running, None);
 }
 
 #[tokio::test]

@@ -179,7 +179,12 @@ impl Driver {
     fn tell_inventory(&self, event: &Event) {
         match event {
             Event::Created(view) => self.inventory.job_created(&view.device, view.id),
-            Event::StateChanged { job, device, to: crate::engine::JobState::Succeeded, .. } => {
+            Event::StateChanged {
+                job,
+                device,
+                to: crate::engine::JobState::Succeeded | crate::engine::JobState::UpToDate,
+                ..
+            } => {
                 if let Some(view) = self.engine.job(*job) {
                     self.inventory.succeeded(device, crate::snapshot::ImageInfo::from(&view.image));
                 }
@@ -454,10 +459,9 @@ impl Driver {
                     let id = view.id;
                     if self.engine.job(id).is_none() {
                         adopted.push(id);
-                        let device = view.device.clone();
-                        self.engine.restore(view, now);
-                        let reported = self.reported(&device);
-                        self.engine.device_reported(&device, reported, now);
+                        // What the device said it runs goes in first: the job may start at once.
+                        let reported = self.reported(&view.device);
+                        self.engine.restore_reported(view, reported, now);
                     }
                     // Ended here while its row was not written (this instance's lease ran
                     // out first), or restored as failed (its image is gone): the row says so

@@ -23,7 +23,8 @@ pub fn restore(
     let mut loaded: HashMap<String, Result<Image, String>> = HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for record in records {
-        let (image, state, error) = if record.state.is_final() {
+        // A confirming job's transfer is over: it waits for a status and needs no bytes.
+        let (image, state, error) = if record.state.is_final() || record.state == JobState::Confirming {
             (record.described_image(), record.state, record.error.clone())
         } else {
             let image = loaded

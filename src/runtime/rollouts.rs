@@ -396,7 +396,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                     rollouts.leadership.forget();
                 }
                 announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
-                settle_from_store(&rollouts).await;
+                settle_from_store(&rollouts, &handle).await;
             }
             if !rollouts.plans() {
                 // Another instance plans them: show them as stored, and take no part.
@@ -473,13 +473,20 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
 /// Like [`settle_known_jobs`], for a planner that has just taken over: this instance's job
 /// table may not hold the jobs other instances drive yet, so each rollout job is looked up in
 /// the store (a job still under way there is heard of later, through the table).
-async fn settle_from_store(rollouts: &Rollouts) {
+async fn settle_from_store(rollouts: &Rollouts, handle: &Handle) {
     let Some(shared) = rollouts.leadership.shared().cloned() else { return };
     let jobs: Vec<JobId> = rollouts.lock().jobs.keys().copied().collect();
     for job in jobs {
         match shared.job(job).await {
             Ok(Some(snapshot)) if snapshot.state.is_final() => finished(rollouts, &snapshot),
-            Ok(Some(_)) => {}
+            // This instance may have ended it already (a claimed job whose device is up to
+            // date ends at once), before its end is written: the job table says so, and its
+            // change went by while another instance planned.
+            Ok(Some(_)) => {
+                if let Some(local) = handle.job(job).filter(|local| local.state.is_final()) {
+                    finished(rollouts, &local);
+                }
+            }
             Ok(None) => lost(rollouts, job),
             Err(error) => {
                 tracing::debug!(%error, job, "could not look a rollout's job up; it is heard of later");

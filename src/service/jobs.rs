@@ -99,7 +99,7 @@ impl Service {
             .await
             .map_err(|e| ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id)))?;
         let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
-        let spec = JobSpec { chunk_size, ..JobSpec::new(job.device_id.clone(), image) };
+        let spec = JobSpec { chunk_size, force: job.force, ..JobSpec::new(job.device_id.clone(), image) };
         self.submit(vec![spec]).await
     }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 use super::BenchArgs;
 use super::stats::median;
-use rocky::engine::{JobSpec, JobState};
+use rocky::engine::JobSpec;
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::protocol::{DeviceId, Response, ResponseBody, Topics, encode_response};
 use rocky::runtime::{BrokerUrl, Runtime, RuntimeConfig};
@@ -77,11 +77,7 @@ async fn round(
         for runtime in &runtimes {
             let counts = runtime.handle.status().await?.counts;
             open += counts.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum::<usize>();
-            failed += counts
-                .iter()
-                .filter(|(s, _)| s.is_final() && **s != JobState::Succeeded)
-                .map(|(_, n)| n)
-                .sum::<usize>();
+            failed += counts.iter().filter(|(s, _)| s.is_failure()).map(|(_, n)| n).sum::<usize>();
         }
         if open == 0 {
             if failed > 0 {

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::super::job::Job;
-use super::{Engine, Event, JobId, JobState, Reported};
+use super::{Engine, Event, JobId, JobState, JobView, Reported};
 use crate::protocol::DeviceId;
 
 /// The NACK reason code for "this image is already installed".
@@ -49,11 +49,25 @@ impl Engine {
     /// FOTA_DONE_SUCCESS for job `id`: succeeded, or confirming for a device that confirms
     /// updates (its transfer slot goes to the next job at once; its device stays held).
     pub(super) fn done_success(&mut self, id: JobId, now: Instant) {
-        let Some(device) = self.jobs.get(&id).map(|job| job.device.clone()) else { return };
-        let waits_past = self.reported.get(&device).filter(|r| r.confirm).and_then(|r| r.boot);
-        let Some(boot) = waits_past else {
+        let Some((device, at_request, image)) =
+            self.jobs.get(&id).map(|job| (job.device.clone(), job.boot_at_request, *job.image.sha256()))
+        else {
+            return;
+        };
+        let latest = self.reported.get(&device).filter(|r| r.confirm).cloned();
+        let Some(boot) = latest.as_ref().and_then(|r| r.boot) else {
             return self.finish(id, JobState::Succeeded, None, now);
         };
+        // Its answer came late (lost with a broker session and repeated): the device has booted
+        // the image since the request and said so already. Confirmed; no second reboot comes.
+        if latest.is_some_and(|r| r.image == image) && at_request.is_some_and(|before| boot > before) {
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.confirmed_at = Some(now);
+            }
+            let text = format!("confirmed: the device said it runs the new image after boot {boot}");
+            self.events.push_back((now, Event::Note { job: id, device, text }));
+            return self.finish(id, JobState::Succeeded, None, now);
+        }
         let timeout = self.settings.confirm_timeout;
         if let Some(job) = self.jobs.get_mut(&id) {
             job.confirm_boot = Some(boot);
@@ -100,21 +114,47 @@ impl Engine {
 
     /// A confirming job restored after a restart or a claim: it holds its device again and
     /// waits out a fresh timeout.
-    pub(super) fn restore_confirming(&mut self, job: Job, now: Instant) {
+    pub(super) fn restore_confirming(&mut self, mut job: Job, now: Instant) {
         let (id, device) = (job.id, job.device.clone());
+        job.confirm_left = Some(self.settings.confirm_timeout);
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Confirming));
-        self.busy.insert(device, id);
-        self.arm_deadline(id, now + self.settings.confirm_timeout);
+        // Held by another job already (a claimed job of a dead instance, while this one drives
+        // the device): that one keeps it; this one can still time out.
+        self.busy.entry(device).or_insert(id);
+        if self.connected {
+            self.rearm_confirmations(now);
+        }
     }
 
-    /// After the broker came back: every confirming job's timeout starts again (no status
-    /// could arrive while it was away; retained ones come with the new subscription).
+    /// Restores a stored job knowing what its device last said it runs (a job claimed from a
+    /// shared store may start at once, so the engine must know before it does).
+    pub fn restore_reported(&mut self, view: JobView, reported: Option<Reported>, now: Instant) {
+        let (device, id) = (view.device.clone(), view.id);
+        if let (false, Some(reported)) = (view.state.is_final(), reported.clone()) {
+            self.reported.insert(device.clone(), reported);
+        }
+        self.restore(view, now);
+        // A confirming job may have been decided meanwhile: the status it waits for is in.
+        if self.jobs.get(&id).is_some_and(|job| job.state == JobState::Confirming) {
+            self.device_reported(&device, reported, now);
+        }
+        if !self.busy.contains_key(&device) && !self.device_queues.contains_key(&device) {
+            self.forget_reported(&device);
+        }
+    }
+
+    /// After the broker came back: every confirming job's time goes on where it stopped (no
+    /// status could arrive while it was away; retained ones come with the new subscription).
     pub(super) fn rearm_confirmations(&mut self, now: Instant) {
-        let confirming: Vec<JobId> =
-            self.jobs.values().filter(|job| job.state == JobState::Confirming).map(|job| job.id).collect();
-        for id in confirming {
-            self.arm_deadline(id, now + self.settings.confirm_timeout);
+        let waiting: Vec<(JobId, std::time::Duration)> = self
+            .jobs
+            .values_mut()
+            .filter(|job| job.state == JobState::Confirming)
+            .filter_map(|job| job.confirm_left.take().map(|left| (job.id, left)))
+            .collect();
+        for (id, left) in waiting {
+            self.arm_deadline(id, now + left);
         }
     }
 

@@ -13,6 +13,12 @@ use super::frame::{decode_hash, kind, render};
 pub const MAX_STATUS_BYTES: usize = 1024;
 /// The longest `version` text.
 pub const MAX_VERSION_BYTES: usize = 64;
+/// The most extensions a status lists, and the longest name of one: what a status can make
+/// Rocky hold per device stays small (a thousand empty names would fit in 1,024 bytes).
+pub const MAX_CAPS: usize = 16;
+pub const MAX_CAP_BYTES: usize = 32;
+/// The most key ids a status lists.
+pub const MAX_KIDS: usize = 16;
 
 /// The extensions a device may list in `caps` (others are kept as said, and mean nothing).
 pub const CAP_RESUME: &str = "resume";
@@ -70,7 +76,7 @@ pub enum StatusError {
     NoImage,
     #[error("image: {0}")]
     BadImage(String),
-    #[error("version must be text of at most {MAX_VERSION_BYTES} bytes, got {0}")]
+    #[error("version must be printable text of at most {MAX_VERSION_BYTES} bytes, got {0}")]
     BadVersion(String),
     #[error("{0} must be an unsigned integer, got {1}")]
     BadCounter(&'static str, String),
@@ -113,7 +119,12 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
     };
     let version = match field("version") {
         None | Some(Value::Null) => None,
-        Some(Value::Text(text)) if text.len() <= MAX_VERSION_BYTES => Some(text.clone()),
+        // Shown in the console, the CLI and job errors: no control or format characters.
+        Some(Value::Text(text))
+            if text.len() <= MAX_VERSION_BYTES && !text.chars().any(crate::text::is_unprintable) =>
+        {
+            Some(text.clone())
+        }
         Some(other) => return Err(StatusError::BadVersion(render(other))),
     };
     let counter = |name: &'static str| match field(name) {
@@ -126,10 +137,21 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
     let (boot, seq) = (counter("boot")?, counter("seq")?);
     let caps = match field("caps") {
         None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() > MAX_CAPS => {
+            return Err(StatusError::BadCaps(format!("{} items; at most {MAX_CAPS}", items.len())));
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
-                Value::Text(text) => Ok(text.clone()),
+                Value::Text(text)
+                    if text.len() <= MAX_CAP_BYTES && !text.chars().any(crate::text::is_unprintable) =>
+                {
+                    Ok(text.clone())
+                }
+                Value::Text(text) => Err(StatusError::BadCaps(format!(
+                    "an item of {} bytes or with control characters (at most {MAX_CAP_BYTES} printable bytes)",
+                    text.len()
+                ))),
                 other => Err(StatusError::BadCaps(format!("an item that is {}", kind(other)))),
             })
             .collect::<Result<_, _>>()?,
@@ -137,6 +159,9 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
     };
     let kids = match field("kids") {
         None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() > MAX_KIDS => {
+            return Err(StatusError::BadKids(format!("{} items; at most {MAX_KIDS}", items.len())));
+        }
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {

@@ -14,7 +14,16 @@ use crate::engine::JobId;
 pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// States a job can still be driven in (as stored).
-pub(crate) const UNFINISHED: &str = "('queued', 'requesting', 'transferring', 'finishing')";
+/// The states of a job still to be driven, as an SQL list: every state that is not final (a
+/// `confirming` job too: it holds its device until the device's status decides it).
+pub(crate) fn unfinished() -> String {
+    let states: Vec<String> = crate::engine::JobState::ALL
+        .into_iter()
+        .filter(|state| !state.is_final())
+        .map(|state| format!("'{}'", state.as_str()))
+        .collect();
+    format!("({})", states.join(", "))
+}
 
 /// Serialises claims and creations between instances, so two instances never take two jobs of
 /// one device at the same moment. "ROCL" in ASCII.
@@ -88,7 +97,7 @@ pub async fn leave(client: &mut Client, instance: &str, token: &str) -> Result<(
         return tx.commit().await;
     }
     tx.execute(
-        &format!("UPDATE jobs SET owner = NULL WHERE owner = $1 AND state IN {UNFINISHED}"),
+        &format!("UPDATE jobs SET owner = NULL WHERE owner = $1 AND state IN {}", unfinished()),
         &[&instance],
     )
     .await?;
@@ -113,16 +122,17 @@ pub async fn claim(
                 "WITH live AS (SELECT id FROM instances WHERE lease_until > {NOW_MS}),
                  free AS (
                     SELECT j.id FROM jobs j
-                    WHERE j.state IN {UNFINISHED}
+                    WHERE j.state IN {unfinished}
                       AND (j.owner IS NULL OR j.owner NOT IN (SELECT id FROM live))
                       AND NOT EXISTS (
                           SELECT 1 FROM jobs o
-                          WHERE o.device = j.device AND o.state IN {UNFINISHED}
+                          WHERE o.device = j.device AND o.state IN {unfinished}
                             AND o.owner <> $1 AND o.owner IN (SELECT id FROM live))
                     ORDER BY j.id
                     LIMIT $2
                     FOR UPDATE OF j SKIP LOCKED)
-                 UPDATE jobs SET owner = $1 FROM free WHERE jobs.id = free.id RETURNING jobs.id"
+                 UPDATE jobs SET owner = $1 FROM free WHERE jobs.id = free.id RETURNING jobs.id",
+                unfinished = unfinished()
             ),
             &[&instance, &limit],
         )
@@ -184,7 +194,7 @@ pub async fn ask_cancel(
     let state: String = row.get("state");
     let owner: Option<String> = row.get("owner");
     let live: bool = row.get("live");
-    if !["queued", "requesting", "transferring", "finishing"].contains(&state.as_str()) {
+    if crate::engine::JobState::parse(&state).is_ok_and(crate::engine::JobState::is_final) {
         tx.rollback().await?;
         return Ok(CancelAsked::Finished(state));
     }

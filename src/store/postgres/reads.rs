@@ -170,8 +170,9 @@ impl Reader {
             .query(
                 &format!(
                     "SELECT {JOB_COLUMNS} FROM jobs
-                     WHERE owner = $1 AND state IN ('queued', 'requesting', 'transferring', 'finishing')
-                     ORDER BY id"
+                     WHERE owner = $1 AND state IN {}
+                     ORDER BY id",
+                    super::lease::unfinished()
                 ),
                 &[&owner],
             )

@@ -140,12 +140,17 @@ const MIGRATIONS: &[&str] = &[
      SELECT setval('job_ids', value + 1, false) FROM rocky_meta
         WHERE key = 'last_job_id' AND value > 0 AND NOT EXISTS (SELECT 1 FROM jobs);",
     // 8: what each device last said it runs (the status extension), as JSON, and when it said
-    // so: every instance hears the statuses, and the newer report stands.
+    // so (every instance hears the statuses and writes what it heard last); a job sent even so
+    // (`force`), the boot counter a confirming job waits past, when it was confirmed; and a
+    // confirming job is unfinished (it holds its device).
     "ALTER TABLE devices ADD COLUMN running TEXT;
      ALTER TABLE devices ADD COLUMN running_at BIGINT;
      ALTER TABLE jobs ADD COLUMN force BOOLEAN NOT NULL DEFAULT false;
      ALTER TABLE jobs ADD COLUMN confirm_boot BIGINT;
-     ALTER TABLE jobs ADD COLUMN confirmed_at BIGINT;",
+     ALTER TABLE jobs ADD COLUMN confirmed_at BIGINT;
+     DROP INDEX jobs_unfinished;
+     CREATE INDEX jobs_unfinished ON jobs(device, id)
+        WHERE state IN ('queued', 'requesting', 'transferring', 'finishing', 'confirming');",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -57,7 +57,7 @@ pub async fn create(
                  WHERE j.device = ANY($1) AND j.state IN {unfinished} AND j.owner <> $2
                    AND EXISTS (SELECT 1 FROM instances i WHERE i.id = j.owner AND i.lease_until > {NOW_MS})
                  LIMIT 1",
-                unfinished = super::lease::UNFINISHED
+                unfinished = super::lease::unfinished()
             ),
             &[&devices, &owner],
         )
@@ -195,9 +195,8 @@ pub async fn flush(
                 last_image_size = coalesce(excluded.last_image_size, d.last_image_size),
                 last_image_sha256 = coalesce(excluded.last_image_sha256, d.last_image_sha256),
                 last_job = greatest(coalesce(d.last_job, 0), coalesce(excluded.last_job, 0)),
-                running = CASE WHEN coalesce(excluded.running_at, 0) >= coalesce(d.running_at, 0)
-                               THEN excluded.running ELSE d.running END,
-                running_at = greatest(excluded.running_at, d.running_at)",
+                running = excluded.running,
+                running_at = excluded.running_at",
             &[&ids, &first, &last, &names, &sizes, &hashes, &jobs_of, &running, &running_at],
         )
         .await?;

@@ -139,8 +139,7 @@ fn progress_text(job: &JobRow) -> String {
 
 /// Failed, refused or timed out: drawn apart from a success without colour too.
 fn failed(job: &JobRow) -> bool {
-    use crate::engine::JobState::*;
-    matches!(job.state, Failed | Rejected | TimedOut)
+    job.state.is_failure()
 }
 
 fn row<'a>(

@@ -56,6 +56,8 @@ pub enum Outcome {
     /// Waiting to be tried again.
     Retrying,
     Succeeded,
+    /// Succeeded, and after its reboot the device said it runs the image (confirm extension).
+    Confirmed,
     /// Its last succeeded image is this one: not updated.
     UpToDate,
     Rejected,
@@ -81,6 +83,7 @@ impl Outcome {
             Self::Confirming => "confirming",
             Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
+            Self::Confirmed => "confirmed",
             Self::UpToDate => "up to date",
             Self::Rejected => "rejected",
             Self::Failed => "failed",
@@ -95,7 +98,7 @@ impl Outcome {
     }
 
     fn is_success(self) -> bool {
-        matches!(self, Self::Succeeded | Self::UpToDate)
+        matches!(self, Self::Succeeded | Self::Confirmed | Self::UpToDate)
     }
 }
 
@@ -138,6 +141,9 @@ pub struct WaveCounts {
     /// Of `active`: devices whose update waits for their confirmation after a reboot.
     #[serde(default)]
     pub confirming: usize,
+    /// Of `succeeded`: devices that said after their reboot that they run the image.
+    #[serde(default)]
+    pub confirmed: usize,
 }
 
 /// The reason code a device gives for "busy: try again later" (PROTOCOL.md).
@@ -465,6 +471,15 @@ impl Rollout {
         }
     }
 
+    /// A job of this rollout that succeeded was confirmed by its device's status.
+    pub fn job_confirmed(&mut self, job: JobId) {
+        if let Some(index) = self.slot_of(job)
+            && self.devices.outcome(index) == Some(Outcome::Succeeded)
+        {
+            self.devices.set_outcome(index, Outcome::Confirmed);
+        }
+    }
+
     /// A job of this rollout ended in `state` with `error`.
     pub fn job_finished(
         &mut self,
@@ -526,6 +541,7 @@ impl Rollout {
                 matches!(
                     o,
                     Outcome::Succeeded
+                        | Outcome::Confirmed
                         | Outcome::Failed
                         | Outcome::TimedOut
                         | Outcome::Rejected
@@ -654,6 +670,10 @@ impl Rollout {
                             counts.confirming += 1;
                         }
                         Outcome::Succeeded => counts.succeeded += 1,
+                        Outcome::Confirmed => {
+                            counts.succeeded += 1;
+                            counts.confirmed += 1;
+                        }
                         Outcome::UpToDate => {
                             counts.succeeded += 1;
                             counts.up_to_date += 1;

@@ -393,8 +393,11 @@ fn a_device_waiting_for_its_confirmation_is_in_progress_and_counted() {
     assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Confirming);
     let wave = r.wave_counts()[0].clone();
     assert_eq!((wave.active, wave.confirming), (2, 1));
-    // Its end is heard as any other.
+    // Its end is heard as any other, and the confirmation shows.
     finish(&mut r, 0, JobState::Succeeded, None, 2);
     assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Succeeded);
-    assert_eq!(r.wave_counts()[0].confirming, 0);
+    r.job_confirmed(id);
+    assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Confirmed);
+    let wave = r.wave_counts()[0].clone();
+    assert_eq!((wave.confirming, wave.succeeded, wave.confirmed), (0, 1, 1));
 }

@@ -201,15 +201,20 @@ impl RolloutView {
             sum.up_to_date += c.up_to_date;
             sum.rolled_back += c.rolled_back;
             sum.confirming += c.confirming;
+            sum.confirmed += c.confirmed;
             sum
         })
     }
 
-    /// "3 up to date · 1 rolled back" (of the succeeded and the failed), or `None` when neither
-    /// happened: what the wave table's columns do not tell.
+    /// "12 confirmed · 3 up to date · 1 rolled back · 2 confirming" (of the succeeded, the
+    /// failed and the active), or `None` when none of these happened: what the wave table's
+    /// columns do not tell.
     pub fn confirm_note(&self) -> Option<String> {
         let totals = self.totals();
         let mut parts = Vec::new();
+        if totals.confirmed > 0 {
+            parts.push(format!("{} confirmed", totals.confirmed));
+        }
         if totals.up_to_date > 0 {
             parts.push(format!("{} up to date", totals.up_to_date));
         }

@@ -538,12 +538,16 @@ fn confirming(rollouts: &Rollouts, job: JobId) {
 /// A job ended: its rollout hears of it.
 fn finished(rollouts: &Rollouts, job: &crate::snapshot::JobSnapshot) {
     let (state, error, reason_code) = (job.state, job.error.as_deref(), job.reason_code);
+    let confirmed = job.confirmed_at.is_some();
     let job = job.id;
     let now = rollouts.now();
     let mut inner = rollouts.lock();
     let Some(id) = inner.jobs.remove(&job) else { return };
     let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
     let actions = rollout.job_finished(job, state, error, reason_code, now);
+    if confirmed {
+        rollout.job_confirmed(job);
+    }
     inner.follow(id, actions);
 }
 

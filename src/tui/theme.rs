@@ -118,7 +118,7 @@ impl Theme {
 
     pub fn outcome(&self, outcome: Outcome) -> Style {
         match outcome {
-            Outcome::Succeeded | Outcome::UpToDate => self.ok,
+            Outcome::Succeeded | Outcome::Confirmed | Outcome::UpToDate => self.ok,
             Outcome::Rejected | Outcome::Failed | Outcome::TimedOut | Outcome::RolledBack => self.danger,
             Outcome::Cancelled | Outcome::Retrying => self.warn,
             Outcome::Active | Outcome::Confirming => self.active,

@@ -96,16 +96,16 @@ impl Devices {
     }
 }
 
-/// "2.0.3 315f5bdb resume,flow,confirm": the version (or "?"), the image's first 8 hex digits
-/// and the extensions, in the order the device listed them.
+/// "2.0.3 315f5bdb resume,flow,confirm": the version (when it names one), the image's first 8
+/// hex digits and the extensions, in the order the device listed them.
 fn runs(running: &crate::inventory::Running) -> String {
-    let version = running.version.as_deref().unwrap_or("?");
     let hash: String = running.image.chars().take(8).collect();
-    if running.caps.is_empty() {
-        format!("{version} {hash}")
-    } else {
-        format!("{version} {hash} {}", running.caps.join(","))
+    let mut parts: Vec<String> = running.version.iter().cloned().collect();
+    parts.push(hash);
+    if !running.caps.is_empty() {
+        parts.push(running.caps.join(","));
     }
+    parts.join(" ")
 }
 
 #[cfg(test)]
@@ -152,5 +152,20 @@ mod tests {
         );
         devices.inventory_cut = true;
         assert!(devices.never_seen(&["typo-2"]).is_empty(), "past a cut list nothing is claimed");
+    }
+
+    #[test]
+    fn the_runs_column_names_the_version_when_there_is_one_the_hash_and_the_extensions() {
+        let running = |version: Option<&str>, caps: &[&str]| crate::inventory::Running {
+            image: "c8cdd3fb".repeat(8),
+            version: version.map(str::to_owned),
+            boot: Some(2),
+            seq: None,
+            caps: caps.iter().map(|c| c.to_string()).collect(),
+            kids: Vec::new(),
+            reported_at: 1,
+        };
+        assert_eq!(runs(&running(Some("2.0.3"), &["resume", "confirm"])), "2.0.3 c8cdd3fb resume,confirm");
+        assert_eq!(runs(&running(None, &[])), "c8cdd3fb");
     }
 }

@@ -255,3 +255,33 @@ fn a_claimed_confirming_job_whose_device_already_reported_is_decided_at_once() {
     other.drain();
     assert_eq!(other.state(id), JobState::Succeeded);
 }
+
+/// A confirming job claimed while another job already drives its device (a hand-over): the
+/// other keeps the device, the claimed one is still decided by the status, and ending it frees
+/// nothing that is not its own.
+#[test]
+fn a_confirming_job_restored_beside_a_running_one_is_decided_and_leaves_it_alone() {
+    let mut h = Harness::new(settings());
+    h.submit("x", 10); // ids are one store's: the claimed job's is not the running one's
+    let first = h.submit_reported("d", 100, Some(reported(&old_image(), "1.0", 3, true)), false);
+    h.transfer("d", first);
+    let confirming = h.engine.job(first).unwrap();
+    let mut other = Harness::new(settings());
+    let running = other.submit("d", 120);
+    other.drain();
+    assert_eq!(other.state(running), JobState::Requesting);
+    other.engine.restore_reported(confirming, Some(reported(&old_image(), "1.0", 3, true)), other.now);
+    assert_eq!(other.state(first), JobState::Confirming);
+    other.engine.device_reported(&dev("d"), Some(reported(&image(100), "2.0", 4, true)), other.now);
+    other.drain();
+    assert_eq!(other.state(first), JobState::Succeeded);
+    // The running job still holds the device: its ACK is its own, not ignored.
+    other.respond("d", running, ACK);
+    let sent = other.drain();
+    assert!(
+        sent.iter().any(|p| p.job == running && matches!(p.kind, PublishKind::Chunk { .. })),
+        "{:?} {:?}",
+        kinds(&sent),
+        other.ignored()
+    );
+}

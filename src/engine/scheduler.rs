@@ -118,6 +118,9 @@ pub struct Engine {
     /// What each device with a job here last said it runs (the status extension); a device
     /// leaves it with its last job, so it is bounded by the jobs held.
     reported: HashMap<DeviceId, Reported>,
+    /// Confirming jobs restored while another job held their device (a claim during a
+    /// hand-over): a status still decides them.
+    unheld_confirming: HashMap<DeviceId, JobId>,
 }
 
 impl Engine {
@@ -141,6 +144,7 @@ impl Engine {
             state_counts: BTreeMap::new(),
             broker_max_packet: None,
             reported: HashMap::new(),
+            unheld_confirming: HashMap::new(),
         }
     }
 
@@ -440,6 +444,9 @@ impl Engine {
                 if queue.is_empty() {
                     self.device_queues.remove(&device);
                 }
+            }
+            if self.unheld_confirming.get(&device) == Some(&id) {
+                self.unheld_confirming.remove(&device);
             }
             self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
             self.sending.retain(|sending| *sending != id);
@@ -1070,9 +1077,16 @@ impl Engine {
             } else if !was_confirming {
                 self.transferring = self.transferring.saturating_sub(1);
             }
-            self.busy.remove(&device);
-            if self.device_queues.get(&device).is_some_and(|q| !q.is_empty()) {
-                self.ready_devices.push_back(device.clone());
+            // Only the job that holds the device frees it (a confirming job restored while
+            // another job held its device never held it).
+            if self.busy.get(&device) == Some(&id) {
+                self.busy.remove(&device);
+                if self.device_queues.get(&device).is_some_and(|q| !q.is_empty()) {
+                    self.ready_devices.push_back(device.clone());
+                }
+            }
+            if self.unheld_confirming.get(&device) == Some(&id) {
+                self.unheld_confirming.remove(&device);
             }
         }
         if self.device_queues.get(&device).is_some_and(VecDeque::is_empty) {

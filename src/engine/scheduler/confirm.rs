@@ -17,7 +17,8 @@ impl Engine {
     /// What `device` says it runs now (`None`: it cleared its status). Kept while the device has
     /// a job here; it decides a confirming job when its boot counter has passed the job's.
     pub fn device_reported(&mut self, device: &DeviceId, reported: Option<Reported>, now: Instant) {
-        if !self.busy.contains_key(device) && !self.device_queues.contains_key(device) {
+        let unheld = self.unheld_confirming.get(device).copied();
+        if !self.busy.contains_key(device) && !self.device_queues.contains_key(device) && unheld.is_none() {
             self.reported.remove(device);
             return;
         }
@@ -26,8 +27,11 @@ impl Engine {
             return;
         };
         self.reported.insert(device.clone(), reported.clone());
-        let Some(&id) = self.busy.get(device) else { return };
-        let Some(job) = self.jobs.get(&id).filter(|job| job.state == JobState::Confirming) else { return };
+        let confirming = |id: &JobId| self.jobs.get(id).is_some_and(|job| job.state == JobState::Confirming);
+        let Some(id) = self.busy.get(device).copied().filter(confirming).or(unheld.filter(confirming)) else {
+            return;
+        };
+        let Some(job) = self.jobs.get(&id) else { return };
         // The same boot (or an older one, delivered late) says nothing new.
         let (Some(waits_past), Some(boot)) = (job.confirm_boot, reported.boot) else { return };
         if boot <= waits_past {
@@ -120,8 +124,15 @@ impl Engine {
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Confirming));
         // Held by another job already (a claimed job of a dead instance, while this one drives
-        // the device): that one keeps it; this one can still time out.
-        self.busy.entry(device).or_insert(id);
+        // the device): that one keeps it; this one is still decided by a status, or times out.
+        match self.busy.get(&device) {
+            Some(_) => {
+                self.unheld_confirming.insert(device, id);
+            }
+            None => {
+                self.busy.insert(device, id);
+            }
+        }
         if self.connected {
             self.rearm_confirmations(now);
         }

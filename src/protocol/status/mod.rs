@@ -13,11 +13,12 @@ use super::frame::{decode_hash, kind, render};
 pub const MAX_STATUS_BYTES: usize = 1024;
 /// The longest `version` text.
 pub const MAX_VERSION_BYTES: usize = 64;
-/// The most extensions a status lists, and the longest name of one: what a status can make
-/// Rocky hold per device stays small (a thousand empty names would fit in 1,024 bytes).
+/// The most extensions of a status Rocky keeps, and the longest name it keeps: what a status can
+/// make Rocky hold per device stays small (a thousand empty names would fit in 1,024 bytes).
+/// Items beyond these are left out, never a reason to refuse the status.
 pub const MAX_CAPS: usize = 16;
 pub const MAX_CAP_BYTES: usize = 32;
-/// The most key ids a status lists.
+/// The most key ids of a status Rocky keeps.
 pub const MAX_KIDS: usize = 16;
 
 /// The extensions a device may list in `caps` (others are kept as said, and mean nothing).
@@ -137,31 +138,31 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
     let (boot, seq) = (counter("boot")?, counter("seq")?);
     let caps = match field("caps") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) if items.len() > MAX_CAPS => {
-            return Err(StatusError::BadCaps(format!("{} items; at most {MAX_CAPS}", items.len())));
-        }
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::Text(text)
-                    if text.len() <= MAX_CAP_BYTES && !text.chars().any(crate::text::is_unprintable) =>
-                {
-                    Ok(text.clone())
+        Some(Value::Array(items)) => {
+            let mut caps = Vec::new();
+            for item in items {
+                match item {
+                    // No extension has a longer name, nor unprintable characters: such an item
+                    // names nothing Rocky speaks, and is left out (as the items past
+                    // MAX_CAPS are), so a valid status is never refused for it.
+                    Value::Text(text)
+                        if caps.len() < MAX_CAPS
+                            && text.len() <= MAX_CAP_BYTES
+                            && !text.chars().any(crate::text::is_unprintable) =>
+                    {
+                        caps.push(text.clone());
+                    }
+                    Value::Text(_) => {}
+                    other => return Err(StatusError::BadCaps(format!("an item that is {}", kind(other)))),
                 }
-                Value::Text(text) => Err(StatusError::BadCaps(format!(
-                    "an item of {} bytes or with control characters (at most {MAX_CAP_BYTES} printable bytes)",
-                    text.len()
-                ))),
-                other => Err(StatusError::BadCaps(format!("an item that is {}", kind(other)))),
-            })
-            .collect::<Result<_, _>>()?,
+            }
+            caps
+        }
         Some(other) => return Err(StatusError::BadCaps(kind(other).to_owned())),
     };
     let kids = match field("kids") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(items)) if items.len() > MAX_KIDS => {
-            return Err(StatusError::BadKids(format!("{} items; at most {MAX_KIDS}", items.len())));
-        }
+        // Key ids past MAX_KIDS are left out (their type is still checked).
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| match item {
@@ -169,7 +170,10 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
                     .map_err(|_| StatusError::BadKids(format!("a key id of {} bytes", bytes.len()))),
                 other => Err(StatusError::BadKids(format!("an item that is {}", kind(other)))),
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<Vec<[u8; 8]>, _>>()?
+            .into_iter()
+            .take(MAX_KIDS)
+            .collect(),
         Some(other) => return Err(StatusError::BadKids(kind(other).to_owned())),
     };
     let mut status = DeviceStatus { image, version, boot, seq, caps, kids };

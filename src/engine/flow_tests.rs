@@ -260,14 +260,8 @@ fn a_device_holding_the_whole_image_goes_straight_to_done() {
 #[test]
 fn a_progress_for_a_pushed_job_mid_transfer_is_ignored() {
     let mut h = Harness::new(settings());
-    let spec = JobSpec {
-        device: dev("d"),
-        image: image(3 * 64),
-        chunk_size: None,
-        chunk_interval: Some(Duration::from_secs(1)),
-        force: false,
-        reported: None,
-    };
+    let spec =
+        JobSpec { chunk_interval: Some(Duration::from_secs(1)), ..JobSpec::new(dev("d"), image(3 * 64)) };
     let id = h.engine.submit(spec, h.now).unwrap();
     h.drain();
     h.respond("d", id, ACK);

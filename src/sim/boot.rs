@@ -96,8 +96,7 @@ impl Boot {
 
     /// Boots a pending image when it is due.
     pub fn tick(&mut self, now: Instant) {
-        let Some((at, image)) = self.pending.filter(|(at, _)| *at <= now) else { return };
-        let _ = at;
+        let Some((_, image)) = self.pending.filter(|(at, _)| *at <= now) else { return };
         self.pending = None;
         match self.after_update {
             AfterUpdate::NeverBack => {

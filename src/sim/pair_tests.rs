@@ -19,12 +19,9 @@ fn image(name: &str, len: usize, seed: u8) -> Image {
 
 fn spec(device: &DeviceId, image: &Image, chunk: u64, interval: Option<Duration>) -> JobSpec {
     JobSpec {
-        device: device.clone(),
-        image: image.clone(),
         chunk_size: Some(ChunkSize::new(chunk).unwrap()),
         chunk_interval: interval,
-        force: false,
-        reported: None,
+        ..JobSpec::new(device.clone(), image.clone())
     }
 }
 

@@ -128,14 +128,7 @@ async fn oversized_frames_do_not_silence_rocky(version: MqttVersion, test: &str)
 
     // A normal job then succeeds within 20 s of the attack (the probe notices in at most 7 s).
     let image = Image::new("fw.bin", test_image(64 * 1024, 3));
-    let spec = JobSpec {
-        device: "dev-1".parse().unwrap(),
-        image,
-        chunk_size: None,
-        chunk_interval: None,
-        force: false,
-        reported: None,
-    };
+    let spec = JobSpec::new("dev-1".parse().unwrap(), image);
     let flooded = Instant::now();
     runtime.handle.submit(vec![spec]).await.unwrap();
     let job = wait_for(Duration::from_secs(20), "a normal job to succeed after the flood", || async {
@@ -246,14 +239,7 @@ async fn devices_that_rewind_for_ever_end_failed_and_do_not_hold_up_a_healthy_on
     let image = Image::new("fw.bin", test_image(300 * 1024, 9));
     let chunk_size = Some(ChunkSize::new(4096).unwrap());
     let specs: Vec<JobSpec> = (0..64)
-        .map(|i| JobSpec {
-            device: format!("rw-{i:02}").parse().unwrap(),
-            image: image.clone(),
-            chunk_size,
-            chunk_interval: None,
-            force: false,
-            reported: None,
-        })
+        .map(|i| JobSpec { chunk_size, ..JobSpec::new(format!("rw-{i:02}").parse().unwrap(), image.clone()) })
         .collect();
     runtime.handle.submit(specs).await.unwrap();
     // Every transfer slot (64) is a rewinder's before the healthy job is made.
@@ -262,14 +248,7 @@ async fn devices_that_rewind_for_ever_end_failed_and_do_not_hold_up_a_healthy_on
         (jobs.iter().filter(|j| j.state == JobState::Transferring).count() == 64).then_some(())
     })
     .await;
-    let spec = JobSpec {
-        device: "healthy".parse().unwrap(),
-        image: image.clone(),
-        chunk_size,
-        chunk_interval: None,
-        force: false,
-        reported: None,
-    };
+    let spec = JobSpec { chunk_size, ..JobSpec::new("healthy".parse().unwrap(), image.clone()) };
     let made = Instant::now();
     runtime.handle.submit(vec![spec]).await.unwrap();
     let job = wait_for(Duration::from_secs(10), "the healthy device's job to succeed", || async {

@@ -66,18 +66,7 @@ async fn wait_failure(runtime: &Runtime) -> String {
 }
 
 fn jobs_for(fleet: &Fleet, image: &Image) -> Vec<JobSpec> {
-    fleet
-        .ids()
-        .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size: None,
-            chunk_interval: None,
-            force: false,
-            reported: None,
-        })
-        .collect()
+    fleet.ids().into_iter().map(|device| JobSpec::new(device, image.clone())).collect()
 }
 
 async fn wait_all_final(
@@ -463,14 +452,7 @@ async fn a_publish_the_broker_refuses_ends_the_job_failed_and_health_says_so() {
     let runtime = Runtime::start(config, Arc::new(Library::new()));
     wait_connected(&runtime).await;
     let image = Image::new("fw.bin", test_image(4096, 2));
-    let spec = JobSpec {
-        device: "dev-1".parse().unwrap(),
-        image,
-        chunk_size: None,
-        chunk_interval: None,
-        force: false,
-        reported: None,
-    };
+    let spec = JobSpec::new("dev-1".parse().unwrap(), image);
     runtime.handle.submit(vec![spec]).await.unwrap();
     let jobs = wait_all_final(&runtime, 1).await;
     assert_eq!(jobs[0].state, JobState::Failed, "{jobs:?}");

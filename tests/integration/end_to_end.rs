@@ -29,14 +29,7 @@ fn one_job_per_device(
     fleet
         .ids()
         .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size,
-            chunk_interval: interval,
-            force: false,
-            reported: None,
-        })
+        .map(|device| JobSpec { chunk_size, chunk_interval: interval, ..JobSpec::new(device, image.clone()) })
         .collect()
 }
 
@@ -250,12 +243,9 @@ async fn after_a_broker_restart_jobs_go_on_within_seconds_not_a_request_timeout(
     let chunk_size = Some(ChunkSize::new(1024).unwrap());
     let specs = (0..4)
         .map(|i| JobSpec {
-            device: format!("dev-{i}").parse().unwrap(),
-            image: image.clone(),
             chunk_size,
             chunk_interval: Some(Duration::from_millis(50)),
-            force: false,
-            reported: None,
+            ..JobSpec::new(format!("dev-{i}").parse().unwrap(), image.clone())
         })
         .collect();
     runtime.handle.submit(specs).await.unwrap();
@@ -296,14 +286,7 @@ async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_th
         let chunk_size = Some(ChunkSize::new(1024).unwrap());
         let specs = ids
             .iter()
-            .map(|id| JobSpec {
-                device: id.parse().unwrap(),
-                image: image.clone(),
-                chunk_size,
-                chunk_interval: None,
-                force: false,
-                reported: None,
-            })
+            .map(|id| JobSpec { chunk_size, ..JobSpec::new(id.parse().unwrap(), image.clone()) })
             .collect();
         let created = runtime.handle.submit(specs).await.unwrap();
         let wanted: std::collections::BTreeSet<u32> = created.iter().map(|j| j.id).collect();

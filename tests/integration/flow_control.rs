@@ -34,14 +34,7 @@ fn specs(fleet: &Fleet, image: &Image, chunk: u64) -> Vec<JobSpec> {
     fleet
         .ids()
         .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size,
-            chunk_interval: None,
-            force: false,
-            reported: None,
-        })
+        .map(|device| JobSpec { chunk_size, ..JobSpec::new(device, image.clone()) })
         .collect()
 }
 

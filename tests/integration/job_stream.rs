@@ -108,14 +108,7 @@ async fn slow_readers_end_with_every_jobs_true_state_after_the_event_stream_over
     let specs = fleet
         .ids()
         .into_iter()
-        .map(|device| JobSpec {
-            device,
-            image: image.clone(),
-            chunk_size,
-            chunk_interval: None,
-            force: false,
-            reported: None,
-        })
+        .map(|device| JobSpec { chunk_size, ..JobSpec::new(device, image.clone()) })
         .collect();
     let created = handle.submit(specs).await.unwrap();
     assert_eq!(handle.jobs(&JobFilter::default()).len(), created.len(), "listed as soon as submit answers");

@@ -42,6 +42,7 @@ pub mod rollout;
 pub mod runtime;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod sim;
 mod small_file;
 pub mod snapshot;

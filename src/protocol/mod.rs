@@ -8,6 +8,7 @@ mod describe;
 mod device_id;
 mod diagnostic;
 mod frame;
+mod manifest;
 mod reason;
 mod status;
 mod topic;
@@ -20,6 +21,7 @@ pub use frame::{
     Command, CommandBody, DecodeError, HashEncoding, Response, ResponseBody, decode_command, decode_response,
     encode_command, encode_response,
 };
+pub use manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError, ManifestInfo, ManifestPayload};
 pub use reason::{MAX_REASON_BYTES, Reason};
 pub use status::{
     CAP_CONFIRM, CAP_DELTA_BSDIFF4, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus,

@@ -36,6 +36,10 @@ impl Reason {
             8 => "refused by the device's user or policy",
             9 => "this image is already installed",
             10 => "writing to flash failed",
+            11 => "manifest refused: signature invalid, or signed by a key the device does not trust",
+            12 => "manifest refused: security counter below the installed image's (anti-rollback)",
+            13 => "delta refused: the device does not run the patch's base image",
+            14 => "manifest refused: it does not match the request (hash or size differ)",
             _ => return None,
         })
     }

@@ -1,0 +1,206 @@
+//! Manifests (the manifest extension of `PROTOCOL.md`): a COSE_Sign1 (RFC 9052 §4.2, tag 18) over
+//! an image's hash, size, version and security counter, which a device that declared `manifest`
+//! verifies with a key it trusts before it takes the image.
+//!
+//! The COSE structure is coset's (Google's maintained implementation); the payload is written
+//! here because its bytes are fixed by the protocol's vectors. Decoding is bounded
+//! ([`MAX_MANIFEST_BYTES`]) and never panics; a manifest that decodes is not yet trusted:
+//! [`Manifest::verify`] checks its key and signature, [`Manifest::check_image`] its image.
+
+mod payload;
+#[cfg(test)]
+mod tests;
+
+use bytes::Bytes;
+use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+
+pub use payload::ManifestPayload;
+
+use super::{Sha256, short_hash};
+use crate::signing::{Alg, Kid, SigningKey, TrustedKeys};
+
+/// The largest manifest Rocky reads. Rocky's own are about 150 bytes; a signer's extra headers
+/// fit easily.
+pub const MAX_MANIFEST_BYTES: usize = 4096;
+
+/// A decoded COSE_Sign1 manifest and the exact bytes that go on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Tagged COSE_Sign1, as embedded in FOTA_REQUEST.
+    bytes: Bytes,
+    alg: Alg,
+    kid: Kid,
+    payload: ManifestPayload,
+    /// `Sig_structure` (RFC 9052 §4.4) with an empty external AAD: what the signature covers.
+    signed: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+/// What job JSON, `/firmware` and the console show of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestInfo {
+    pub kid: Kid,
+    pub alg: Alg,
+    pub version: Option<String>,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is {0} bytes; at most {MAX_MANIFEST_BYTES} are read")]
+    TooLarge(usize),
+    #[error("not a COSE_Sign1 manifest: {0}")]
+    NotCoseSign1(String),
+    #[error("the manifest's algorithm {0} is neither EdDSA (-8) nor ES256 (-7)")]
+    UnknownAlg(String),
+    #[error("the manifest names no key (kid)")]
+    NoKid,
+    #[error("the manifest's kid must be 8 bytes, got {0}")]
+    BadKid(usize),
+    #[error("the manifest marks headers critical that Rocky does not know")]
+    Critical,
+    #[error("the manifest carries no payload (a detached payload is not supported)")]
+    NoPayload,
+    #[error("the manifest's payload: {0}")]
+    BadPayload(String),
+    #[error("the manifest is signed by key {0}, which is not among Rocky's trusted keys")]
+    Untrusted(Kid),
+    #[error("the manifest's signature does not verify under key {0}")]
+    BadSignature(Kid),
+    #[error("the manifest is for image {manifest}, not {image}")]
+    OtherImage { manifest: String, image: String },
+    #[error("the manifest says {manifest} bytes; the image has {image}")]
+    OtherSize { manifest: u64, image: u64 },
+}
+
+impl Manifest {
+    /// Signs `payload` with `key`: `alg` protected, `kid` unprotected, as `PROTOCOL.md` lays out.
+    pub fn sign(payload: ManifestPayload, key: &SigningKey) -> Self {
+        let alg = match key.alg() {
+            Alg::Ed25519 => coset::iana::Algorithm::EdDSA,
+            Alg::Es256 => coset::iana::Algorithm::ES256,
+        };
+        let sign1 = CoseSign1Builder::new()
+            .protected(HeaderBuilder::new().algorithm(alg).build())
+            .unprotected(HeaderBuilder::new().key_id(key.kid().0.to_vec()).build())
+            .payload(payload.encode())
+            .create_signature(b"", |data| key.sign(data))
+            .build();
+        let signed = sign1.tbs_data(b"");
+        let signature = sign1.signature.clone();
+        // Encoding a structure coset just built from plain headers cannot fail; an empty
+        // manifest would be refused by every device, never mistaken for a signed one.
+        let bytes = sign1.to_tagged_vec().unwrap_or_default();
+        Self { bytes: bytes.into(), alg: key.alg(), kid: key.kid(), payload, signed, signature }
+    }
+
+    /// Reads a manifest: tagged (18) or untagged COSE_Sign1; what goes on the wire is always the
+    /// tagged form. Checks structure only.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        let sign1 = match CoseSign1::from_tagged_slice(bytes) {
+            Ok(sign1) => sign1,
+            Err(tagged) => {
+                CoseSign1::from_slice(bytes).map_err(|_| ManifestError::NotCoseSign1(tagged.to_string()))?
+            }
+        };
+        Self::from_sign1(sign1)
+    }
+
+    /// The fourth item of a FOTA_REQUEST as decoded into a CBOR value.
+    pub fn from_value(value: ciborium::Value) -> Result<Self, ManifestError> {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&value, &mut bytes).map_err(|e| ManifestError::NotCoseSign1(e.to_string()))?;
+        Self::decode(&bytes)
+    }
+
+    fn from_sign1(sign1: CoseSign1) -> Result<Self, ManifestError> {
+        let protected = &sign1.protected.header;
+        if !protected.crit.is_empty() {
+            return Err(ManifestError::Critical);
+        }
+        let alg = match &protected.alg {
+            Some(coset::RegisteredLabelWithPrivate::Assigned(coset::iana::Algorithm::EdDSA)) => Alg::Ed25519,
+            Some(coset::RegisteredLabelWithPrivate::Assigned(coset::iana::Algorithm::ES256)) => Alg::Es256,
+            Some(other) => return Err(ManifestError::UnknownAlg(format!("{other:?}"))),
+            None => return Err(ManifestError::UnknownAlg("(none)".into())),
+        };
+        let kid_bytes =
+            if protected.key_id.is_empty() { &sign1.unprotected.key_id } else { &protected.key_id };
+        if kid_bytes.is_empty() {
+            return Err(ManifestError::NoKid);
+        }
+        let kid = Kid::from_slice(kid_bytes).ok_or(ManifestError::BadKid(kid_bytes.len()))?;
+        let payload_bytes = sign1.payload.as_deref().ok_or(ManifestError::NoPayload)?;
+        let payload = ManifestPayload::decode(payload_bytes).map_err(ManifestError::BadPayload)?;
+        let signed = sign1.tbs_data(b"");
+        let signature = sign1.signature.clone();
+        let bytes = sign1.to_tagged_vec().map_err(|e| ManifestError::NotCoseSign1(e.to_string()))?;
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(bytes.len()));
+        }
+        Ok(Self { bytes: bytes.into(), alg, kid, payload, signed, signature })
+    }
+
+    /// Checks that a trusted key with the manifest's id signed it.
+    pub fn verify(&self, trusted: &TrustedKeys) -> Result<(), ManifestError> {
+        let key = trusted.get(&self.kid).ok_or(ManifestError::Untrusted(self.kid))?;
+        if key.key.verify(self.alg, &self.signed, &self.signature) {
+            Ok(())
+        } else {
+            Err(ManifestError::BadSignature(self.kid))
+        }
+    }
+
+    /// Checks that the manifest is for this image.
+    pub fn check_image(&self, sha256: &Sha256, size: u64) -> Result<(), ManifestError> {
+        if self.payload.image_sha256 != *sha256 {
+            return Err(ManifestError::OtherImage {
+                manifest: short_hash(&self.payload.image_sha256),
+                image: short_hash(sha256),
+            });
+        }
+        if self.payload.size != size {
+            return Err(ManifestError::OtherSize { manifest: self.payload.size, image: size });
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.alg
+    }
+
+    pub fn kid(&self) -> Kid {
+        self.kid
+    }
+
+    pub fn payload(&self) -> &ManifestPayload {
+        &self.payload
+    }
+
+    pub fn info(&self) -> ManifestInfo {
+        ManifestInfo {
+            kid: self.kid,
+            alg: self.alg,
+            version: self.payload.version.clone(),
+            seq: self.payload.seq,
+        }
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("payload", &self.payload)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}

@@ -58,6 +58,7 @@ fn main() {
             force: false,
             confirm_boot: None,
             confirmed_at: None,
+            manifest: None,
         };
         let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
         // The job's fields come from the job table, as in the console.

@@ -75,6 +75,10 @@ pub struct JobSnapshot {
     /// When a status confirmed that the device runs the image (confirm extension), else null.
     #[serde(default)]
     pub confirmed_at: Option<u64>,
+    /// The image's manifest (`kid`, `alg`, `version`, `seq`, and `cose`, its bytes in hex),
+    /// sent to the device when its status lists `manifest`; null for an unsigned image.
+    #[serde(default)]
+    pub manifest: Option<crate::protocol::Manifest>,
 }
 
 impl JobSnapshot {
@@ -102,6 +106,7 @@ impl JobSnapshot {
             force: view.force,
             confirm_boot: view.confirm_boot,
             confirmed_at: view.confirmed_at.map(|t| clock.unix_ms(t)),
+            manifest: view.manifest.clone(),
         }
     }
 
@@ -132,6 +137,7 @@ impl JobSnapshot {
             force: self.force,
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at.map(at),
+            manifest: self.manifest.clone(),
         }
     }
 
@@ -204,6 +210,7 @@ mod tests {
             force: false,
             confirm_boot: None,
             confirmed_at: None,
+            manifest: None,
         };
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["device_id"], "dev-7");

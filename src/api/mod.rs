@@ -13,7 +13,9 @@ mod events;
 mod requests;
 mod sse;
 
-pub use answers::{CreatedJobs, DevicePage, Imported, JobPage, RolloutList, Timeline};
+pub use answers::{
+    CreatedJobs, DevicePage, FirmwareImage, FirmwareList, Imported, JobPage, RolloutList, Timeline,
+};
 pub use client::{Body, Client, Failure, MAX_ANSWER_BYTES, failure, root_cause};
 pub use events::{Stamped, TrafficWire, WireEvent};
 pub use requests::{CreateJobs, CreateOriginal, Firmware, PutDevice};

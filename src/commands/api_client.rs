@@ -87,7 +87,8 @@ impl ApiClient {
 
 /// The `firmware` of a request from what the operator typed: a SHA-256 the server holds, an
 /// http(s) URL, a local file (uploaded first, then named by its hash), or a path in the
-/// server's firmware directory.
+/// server's firmware directory. A manifest `rocky sign` wrote beside a local file
+/// (`IMAGE.cose`) is attached after the upload; the server verifies it.
 pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firmware> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -117,7 +118,19 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firm
                 Some(("application/octet-stream", bytes)),
             )
             .await?;
-        let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?;
+        let sha = uploaded["sha256"].as_str().context("the server's upload answer has no sha256")?.to_owned();
+        let mut cose = path.as_os_str().to_owned();
+        cose.push(".cose");
+        let cose = std::path::PathBuf::from(cose);
+        if cose.is_file() {
+            let bytes = std::fs::read(&cose).with_context(|| format!("cannot read {}", cose.display()))?;
+            let (_, attached) = api
+                .call(Method::PUT, &format!("/firmware/{sha}/manifest"), Some(("application/cose", bytes)))
+                .await
+                .with_context(|| format!("the server refused {}", cose.display()))?;
+            let kid = attached["manifest"]["kid"].as_str().unwrap_or("?");
+            eprintln!("{}: manifest attached (signed by key {kid})", cose.display());
+        }
         return Ok(Firmware::sha256(sha));
     }
     // Not here: a path in the server's firmware directory.

@@ -120,7 +120,7 @@ pub async fn run_console(
         rocky::firmware::remove_partials(&firmware_dir);
         runtime
     } else {
-        Runtime::start(runtime_config, Arc::new(config.library()))
+        Runtime::start(runtime_config, Arc::new(config.library()?))
     };
     let service = Service::new(runtime.handle.clone());
     if !startup.register.is_empty() {

@@ -11,9 +11,11 @@ mod demo;
 mod devices;
 mod job;
 mod jobs;
+mod keys;
 mod rollout;
 mod serve;
 mod setup;
+mod sign;
 mod sim;
 mod store;
 
@@ -157,6 +159,10 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// Single jobs on a running Rocky, through its API: create, show, cancel.
     Job(job::JobArgs),
+    /// Signing keys for manifests: generate one, show a key's public half.
+    Keys(keys::KeysArgs),
+    /// Sign an image offline: writes IMAGE.cose, which uploads attach.
+    Sign(sign::SignArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
     Bench(bench::BenchArgs),
     /// Measure job creation and persistence with the job store on.
@@ -178,6 +184,8 @@ impl Command {
                     | Self::Jobs(_)
                     | Self::Job(_)
                     | Self::BenchStore(_)
+                    | Self::Keys(_)
+                    | Self::Sign(_)
             )
         )
     }
@@ -212,5 +220,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(&global, args).await
         }
         Some(Command::BenchStore(args)) => bench::store_run::run(args).await,
+        Some(Command::Keys(args)) => keys::run(args),
+        Some(Command::Sign(args)) => sign::run(args),
     }
 }

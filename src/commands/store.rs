@@ -24,7 +24,7 @@ pub async fn start_runtime(
         None => Store::open(data_dir)?,
     };
     tracing::info!(db = %store.location(), "job store open");
-    let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()), store)
+    let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()?), store)
         .await
         .context("cannot read the job store")?;
     rocky::service::Service::new(runtime.handle.clone()).start_retention(

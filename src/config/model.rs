@@ -182,11 +182,25 @@ pub struct FirmwareSection {
     pub cache_bytes: u64,
     /// The firmware directory's size limit: an upload that would pass it is refused (507).
     pub max_store_bytes: u64,
+    /// A PKCS#8 PEM private key (`rocky keys generate`): Rocky signs images with it on upload
+    /// (`POST /firmware?version=…&seq=…`). Empty: Rocky holds no key (sign offline instead).
+    pub signing_key_file: String,
+    /// Public keys whose manifests Rocky accepts (`PUT /firmware/{sha256}/manifest`): PEM, hex,
+    /// or the path of a file holding either.
+    pub trusted_keys: Vec<String>,
+    /// Refuse every job whose image has no manifest from a trusted key.
+    pub require_signed: bool,
 }
 
 impl Default for FirmwareSection {
     fn default() -> Self {
-        Self { cache_bytes: crate::firmware::DEFAULT_CACHE_BYTES, max_store_bytes: 4 * 1024 * 1024 * 1024 }
+        Self {
+            cache_bytes: crate::firmware::DEFAULT_CACHE_BYTES,
+            max_store_bytes: 4 * 1024 * 1024 * 1024,
+            signing_key_file: String::new(),
+            trusted_keys: Vec::new(),
+            require_signed: false,
+        }
     }
 }
 
@@ -244,7 +258,8 @@ impl StoreSection {
 }
 
 /// A value that passed the file's type check but not Rocky's rules; `key` is its dotted name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
 pub struct Invalid {
     pub key: &'static str,
     pub reason: String,
@@ -357,9 +372,25 @@ impl Config {
         }
     }
 
-    /// The image library, its cache bounded by `firmware.cache_bytes`.
-    pub fn library(&self) -> crate::firmware::Library {
-        crate::firmware::Library::with_cache(self.firmware.cache_bytes)
+    /// The image library, its cache bounded by `firmware.cache_bytes`, signing and checking
+    /// manifests with `firmware.signing_key_file` and `firmware.trusted_keys`.
+    pub fn library(&self) -> Result<crate::firmware::Library, Invalid> {
+        Ok(crate::firmware::Library::with_signing(self.firmware.cache_bytes, self.signing_policy()?))
+    }
+
+    /// `[firmware]`'s keys, read. Errors name the key and file, never a key's bytes.
+    pub fn signing_policy(&self) -> Result<crate::firmware::SigningPolicy, Invalid> {
+        let signer = match self.firmware.signing_key_file.as_str() {
+            "" => None,
+            path => Some(
+                crate::signing::read_signing_key(std::path::Path::new(path))
+                    .map_err(|e| Invalid { key: "firmware.signing_key_file", reason: e.to_string() })?,
+            ),
+        };
+        let trusted =
+            crate::signing::TrustedKeys::from_entries(&self.firmware.trusted_keys, std::path::Path::new(""))
+                .map_err(|e| Invalid { key: "firmware.trusted_keys", reason: e.to_string() })?;
+        Ok(crate::firmware::SigningPolicy { signer, trusted, require_signed: self.firmware.require_signed })
     }
 
     /// Checks every rule at once, so a bad file is reported before anything starts.
@@ -388,6 +419,7 @@ impl Config {
                 reason: format!("{bad:?} is not an origin like https://ops.example.com"),
             });
         }
+        self.signing_policy()?;
         if self.firmware.max_store_bytes == 0 {
             return Err(Invalid { key: "firmware.max_store_bytes", reason: "must be at least 1".into() });
         }

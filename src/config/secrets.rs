@@ -104,6 +104,18 @@ fn store_password(
     Secret::resolve("store.password_file", &config.store.password_file, STORE_PASSWORD_ENV, env)
 }
 
+/// `firmware.signing_key_file` described: where it is and the public key id, never the key.
+fn signing_key(config: &Config) -> String {
+    let path = &config.firmware.signing_key_file;
+    if path.is_empty() {
+        return "(not set)".to_owned();
+    }
+    match crate::signing::read_signing_key(std::path::Path::new(path)) {
+        Ok(key) => format!("(set, from {path}; {} key {})", key.alg(), key.kid()),
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
 /// `(set, from …)` or `(not set)` for each secret, as `rocky config` shows them.
 pub fn describe_secrets(
     config: &Config,
@@ -121,6 +133,7 @@ pub fn describe_secrets(
         ),
         ("http token", show(http_token(config, &env))),
         ("store password", show(store_password(config, &env))),
+        ("signing key", signing_key(config)),
     ]
 }
 

@@ -9,7 +9,15 @@ use super::*;
 use crate::protocol::{CommandType, Reason, ResponseBody};
 
 fn reported(image: &crate::firmware::Image, version: &str, boot: u64, confirm: bool) -> Reported {
-    Reported { image: *image.sha256(), version: Some(version.to_owned()), boot: Some(boot), confirm }
+    Reported {
+        image: *image.sha256(),
+        version: Some(version.to_owned()),
+        boot: Some(boot),
+        confirm,
+        manifest: false,
+        seq: None,
+        kids: Vec::new(),
+    }
 }
 
 /// What a device that confirms said before its update: it runs some other image, boot 17.

@@ -196,6 +196,11 @@ pub(super) struct Job {
     pub boot_at_request: Option<u64>,
     /// While confirming with the broker away: what is left of the confirmation's time.
     pub confirm_left: Option<std::time::Duration>,
+    /// The image's manifest, from a trusted key, if it has one.
+    pub manifest: Option<crate::protocol::Manifest>,
+    /// Whether this round's FOTA_REQUEST carries the manifest (the device declared
+    /// `manifest` when the job started), so every repeat of it is byte-identical.
+    pub send_manifest: bool,
 }
 
 impl Job {
@@ -225,6 +230,7 @@ impl Job {
             force: self.force,
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at,
+            manifest: self.manifest.clone(),
         }
     }
 }
@@ -261,6 +267,8 @@ pub struct JobView {
     pub confirm_boot: Option<u64>,
     /// When a status confirmed that the device runs the image.
     pub confirmed_at: Option<Instant>,
+    /// The image's manifest (from a trusted key), if it has one.
+    pub manifest: Option<crate::protocol::Manifest>,
 }
 
 /// What a device says it runs, as the engine needs it: the image, its version (to say what a
@@ -272,6 +280,12 @@ pub struct Reported {
     pub boot: Option<u64>,
     /// Its status lists `confirm` (and a boot counter, which confirmation needs).
     pub confirm: bool,
+    /// Its status lists `manifest`: it takes signed requests only.
+    pub manifest: bool,
+    /// The security counter of the image it runs.
+    pub seq: Option<u64>,
+    /// The keys whose manifests it accepts, when it listed them.
+    pub kids: Vec<crate::signing::Kid>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod job;
 mod publish;
 mod scheduler;
 mod settings;
+mod signed;
 mod timers;
 
 #[cfg(test)]
@@ -27,3 +28,4 @@ pub use job::{JobId, JobState, JobView, Reported, UnknownState};
 pub use publish::{Publish, PublishKind};
 pub use scheduler::{CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError};
 pub use settings::Settings;
+pub use signed::manifest_to_send;

@@ -34,12 +34,22 @@ pub struct JobSpec {
     /// What the device said it runs when the job was made (its last status), if it reports:
     /// how the engine knows a device is up to date, or confirms, before any new status.
     pub reported: Option<Reported>,
+    /// The image's manifest from a trusted key, sent to devices that declared `manifest`.
+    pub manifest: Option<crate::protocol::Manifest>,
 }
 
 impl JobSpec {
     /// A job for `device` to run `image`, with the defaults for the rest.
     pub fn new(device: DeviceId, image: Image) -> Self {
-        Self { device, image, chunk_size: None, chunk_interval: None, force: false, reported: None }
+        Self {
+            device,
+            image,
+            chunk_size: None,
+            chunk_interval: None,
+            force: false,
+            reported: None,
+            manifest: None,
+        }
     }
 }
 
@@ -297,6 +307,8 @@ impl Engine {
             confirmed_at: None,
             boot_at_request: None,
             confirm_left: None,
+            manifest: spec.manifest,
+            send_manifest: false,
         };
         if let Some(reported) = spec.reported {
             self.reported.insert(spec.device.clone(), reported);
@@ -360,6 +372,8 @@ impl Engine {
             confirmed_at: restored.confirmed_at,
             boot_at_request: None,
             confirm_left: None,
+            manifest: restored.manifest,
+            send_manifest: false,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -741,13 +755,15 @@ impl Engine {
             let Some(id) = self.device_queues.get_mut(&device).and_then(VecDeque::pop_front) else {
                 continue; // its queued jobs were cancelled
             };
-            if self.is_up_to_date(id) {
+            let unsent = if self.is_up_to_date(id) {
+                let note = "its status says the device runs this image already: nothing sent";
+                Some((JobState::UpToDate, None, Some(note.to_owned())))
+            } else {
+                self.signed_refusal(id).map(|why| (JobState::Failed, Some(format!("not sent: {why}")), None))
+            };
+            if let Some((state, error, note)) = unsent {
                 // Nothing to send: its device is free for its next job at once.
-                self.close_up_to_date(
-                    id,
-                    "its status says the device runs this image already: nothing sent",
-                    now,
-                );
+                self.close_unsent(id, state, error, note, now);
                 match self.device_queues.get(&device) {
                     Some(queue) if !queue.is_empty() => self.ready_devices.push_back(device),
                     _ => {
@@ -758,12 +774,14 @@ impl Engine {
                 continue;
             }
             let boot = self.reported.get(&device).and_then(|r| r.boot);
+            let signed = self.reported.get(&device).is_some_and(|r| r.manifest);
             self.busy.insert(device, id);
             self.requesting += 1;
             self.transition(id, JobState::Requesting, None, now);
             if let Some(job) = self.jobs.get_mut(&id) {
                 job.next_chunk = 1;
                 job.boot_at_request = boot;
+                job.send_manifest = signed && job.manifest.is_some();
             }
             self.start_round(id, now);
         }
@@ -972,7 +990,8 @@ impl Engine {
         let job = self.jobs.get(&id)?;
         let body = match (command, job.state) {
             (CommandType::Request, JobState::Requesting) => {
-                CommandBody::Request { hash: *job.image.sha256() }
+                let manifest = job.manifest.as_ref().filter(|_| job.send_manifest).map(|m| m.bytes().clone());
+                CommandBody::Request { hash: *job.image.sha256(), manifest }
             }
             (CommandType::Done, JobState::Finishing) => CommandBody::Done,
             _ => return None,

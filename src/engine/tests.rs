@@ -617,6 +617,7 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
         force: false,
         confirm_boot: None,
         confirmed_at: None,
+        manifest: None,
     }
 }
 

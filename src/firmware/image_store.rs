@@ -35,8 +35,9 @@ impl ImageStore {
         write_atomically(&path, image.bytes())
     }
 
-    /// Removes every stored image whose hash is not in `needed` (lower-case hex); returns how
-    /// many went. Files that are not named like a stored image are left alone.
+    /// Removes every stored image whose hash is not in `needed` (lower-case hex), and its
+    /// manifest (`<sha256>.cose`); returns how many images went. Files that are not named like a
+    /// stored image or manifest are left alone.
     pub fn remove_unneeded(&self, needed: &std::collections::HashSet<String>) -> std::io::Result<usize> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -47,11 +48,12 @@ impl ImageStore {
         for entry in entries {
             let entry = entry?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let is_image =
-                name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if is_image && !needed.contains(&name) {
+            let hash = name.strip_suffix(".cose").unwrap_or(&name);
+            let is_hash =
+                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if is_hash && !needed.contains(hash) {
                 std::fs::remove_file(entry.path())?;
-                removed += 1;
+                removed += usize::from(hash.len() == name.len());
             }
         }
         Ok(removed)
@@ -92,9 +94,13 @@ mod tests {
         let other = Image::new("b.bin", Bytes::from_static(b"another"));
         store.save(&other).unwrap();
         std::fs::write(store.dir().join("notes.txt"), b"not an image").unwrap();
+        let manifest = |sha: &Sha256| store.dir().join(format!("{}.cose", sha256_hex(sha)));
+        std::fs::write(manifest(image.sha256()), b"cose").unwrap();
+        std::fs::write(manifest(other.sha256()), b"cose").unwrap();
         let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
         assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());
         assert!(store.dir().join("notes.txt").exists());
+        assert!(!manifest(image.sha256()).exists() && manifest(other.sha256()).exists());
     }
 }

@@ -21,6 +21,8 @@ pub struct Library {
     // A std mutex is right here: every critical section is a few map and queue operations with
     // no await and no I/O inside.
     state: Mutex<State>,
+    /// Which of the images are signed, and by whom.
+    manifests: super::Manifests,
 }
 
 struct State {
@@ -62,7 +64,13 @@ impl Library {
 
     /// A library whose cache keeps at most `cache_limit` bytes of images no job holds.
     pub fn with_cache(cache_limit: u64) -> Self {
+        Self::with_signing(cache_limit, super::SigningPolicy::default())
+    }
+
+    /// A library whose images are signed and checked under `policy`.
+    pub fn with_signing(cache_limit: u64, policy: super::SigningPolicy) -> Self {
         Self {
+            manifests: super::Manifests::new(policy),
             state: Mutex::new(State {
                 held: HashMap::new(),
                 cache: VecDeque::new(),
@@ -76,7 +84,13 @@ impl Library {
 
     /// Images evicted from memory are read back from `store` when asked for by hash.
     pub fn attach_disk(&self, store: ImageStore) {
+        self.manifests.keep_in(store.dir().to_path_buf());
         self.lock().disk = Some(store);
+    }
+
+    /// The images' manifests (the manifest extension).
+    pub fn manifests(&self) -> &super::Manifests {
+        &self.manifests
     }
 
     /// `path` holds the image `image` (an upload): found by hash even after eviction.
@@ -171,6 +185,58 @@ impl Library {
         .await
         .map_err(|_| "reading the image from the image store failed".to_owned())??;
         Ok(loaded.map(|image| self.intern(image)))
+    }
+
+    /// Images this library can name by hash, at most `limit`, by name: those in memory, the
+    /// uploads it remembers and the image store's files (named by their hash). Reads the disk.
+    pub fn known(&self, limit: usize) -> Vec<crate::snapshot::ImageInfo> {
+        let (mut seen, files, disk) = {
+            let state = self.lock();
+            let live: std::collections::BTreeMap<Sha256, crate::snapshot::ImageInfo> = state
+                .held
+                .values()
+                .filter_map(WeakImage::upgrade)
+                .map(|image| (*image.sha256(), crate::snapshot::ImageInfo::from(&image)))
+                .collect();
+            (live, state.files.clone(), state.disk.clone())
+        };
+        for (sha, path, name) in files.iter().rev() {
+            if seen.len() >= limit {
+                break;
+            }
+            if let (false, Ok(meta)) = (seen.contains_key(sha), std::fs::metadata(path)) {
+                seen.insert(
+                    *sha,
+                    crate::snapshot::ImageInfo {
+                        name: name.clone(),
+                        size: meta.len(),
+                        sha256: sha256_hex(sha),
+                    },
+                );
+            }
+        }
+        if let Some(entries) = disk.and_then(|disk| std::fs::read_dir(disk.dir()).ok()) {
+            for entry in entries.filter_map(Result::ok) {
+                if seen.len() >= limit {
+                    break;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(sha) = super::parse_sha256(&name) else { continue };
+                if let (false, Ok(meta)) = (seen.contains_key(&sha), entry.metadata()) {
+                    seen.insert(
+                        sha,
+                        crate::snapshot::ImageInfo {
+                            name: format!("{name}.bin"),
+                            size: meta.len(),
+                            sha256: name,
+                        },
+                    );
+                }
+            }
+        }
+        let mut images: Vec<_> = seen.into_values().take(limit).collect();
+        images.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.sha256.cmp(&b.sha256)));
+        images
     }
 
     pub fn usage(&self) -> LibraryUse {

@@ -6,6 +6,7 @@ mod image;
 mod image_store;
 mod library;
 mod load;
+mod manifests;
 mod pacing;
 mod source;
 
@@ -14,5 +15,6 @@ pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_
 pub use image_store::ImageStore;
 pub use library::{DEFAULT_CACHE_BYTES, Library, LibraryUse};
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, check_url_prefix, load_file, load_url};
+pub use manifests::{Manifests, SignError, SigningPolicy};
 pub use pacing::{MAX_PAUSE, Pacing};
 pub use source::{FirmwareSource, ResolveError, parse_sha256, resolve};

@@ -1,4 +1,6 @@
-//! `POST /firmware?name=…`: upload an image into the firmware directory.
+//! `POST /firmware?name=…[&version=…&seq=…]`: upload an image into the firmware directory (and
+//! sign it with Rocky's key when it holds one); `GET /firmware`, `GET /firmware/{sha256}`;
+//! `PUT /firmware/{sha256}/manifest`: attach a manifest signed elsewhere, once verified.
 //!
 //! The body is streamed into a hidden file in the firmware directory while it is hashed, so an
 //! unfinished upload holds a file (removed when the request fails or is abandoned), not memory;
@@ -6,20 +8,22 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiState};
-use crate::firmware::{Image, PartialFile};
-use crate::protocol::sha256_hex;
+use crate::api::{FirmwareImage, FirmwareList};
+use crate::firmware::{Image, PartialFile, parse_sha256};
 
 #[derive(Deserialize)]
 pub struct UploadQuery {
     name: Option<String>,
+    /// With Rocky's signing key: the manifest's version and security counter.
+    version: Option<String>,
+    seq: Option<u64>,
 }
 
 /// A file name with no directory part and nothing hidden or special.
@@ -79,8 +83,16 @@ pub async fn upload(
     State(state): State<ApiState>,
     Query(query): Query<UploadQuery>,
     body: Body,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<FirmwareImage>), ApiError> {
     let name = query.name.as_deref().map(valid_name).transpose()?.map(str::to_owned);
+    let signs = state.service.library().manifests().signer().is_some();
+    if !signs && (query.version.is_some() || query.seq.is_some()) {
+        return Err(ApiError::BadRequest(
+            "version and seq sign the upload, and Rocky holds no signing key (firmware.signing_key_file); \
+             sign offline with `rocky sign` and PUT /firmware/{sha256}/manifest"
+                .into(),
+        ));
+    }
     let max = state.limits.max_bytes;
     let cap = state.policy.max_store_bytes;
     let used_before = directory_bytes(&state.firmware_dir).await;
@@ -122,18 +134,37 @@ pub async fn upload(
         .await
         .map_err(|_| ApiError::Internal("the uploaded image could not be hashed".into()))?;
     state.service.library().remember_file(&image, target);
-    Ok(created(&state, file_name, image))
+    let image = state.service.library().intern(image);
+    if signs {
+        state.service.sign_image(&image, query.version, query.seq.unwrap_or(0))?;
+    }
+    Ok((StatusCode::CREATED, Json(state.service.describe_image(&image, Some(file_name)))))
 }
 
-fn created(state: &ApiState, file_name: String, image: Image) -> (StatusCode, Json<serde_json::Value>) {
-    let image = state.service.library().intern(image);
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "name": file_name,
-            "path": file_name,
-            "size": image.size(),
-            "sha256": sha256_hex(image.sha256()),
-        })),
-    )
+fn sha256_of(raw: &str) -> Result<crate::protocol::Sha256, ApiError> {
+    parse_sha256(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+pub async fn list(State(state): State<ApiState>) -> Result<Json<FirmwareList>, ApiError> {
+    Ok(Json(state.service.firmware_list().await?))
+}
+
+pub async fn show(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+) -> Result<Json<FirmwareImage>, ApiError> {
+    Ok(Json(state.service.firmware_image(&sha256_of(&raw)?).await?))
+}
+
+/// The body is the COSE_Sign1 as `rocky sign` writes it (at most 4 KiB).
+pub async fn put_manifest(
+    State(state): State<ApiState>,
+    Path(raw): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<FirmwareImage>, ApiError> {
+    let sha = sha256_of(&raw)?;
+    if body.is_empty() {
+        return Err(ApiError::BadRequest("the request body (the manifest) is empty".into()));
+    }
+    Ok(Json(state.service.attach_manifest(&sha, &body).await?))
 }

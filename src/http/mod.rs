@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 
 use crate::firmware::LoadLimits;
@@ -150,7 +150,15 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/rollouts/{id}", get(rollouts::show))
         .route("/rollouts/{id}/{action}", post(rollouts::control))
-        .route("/firmware", post(firmware::upload).layer(DefaultBodyLimit::max(upload_limit)))
+        .route(
+            "/firmware",
+            post(firmware::upload).get(firmware::list).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/firmware/{sha256}", get(firmware::show))
+        .route(
+            "/firmware/{sha256}/manifest",
+            put(firmware::put_manifest).layer(DefaultBodyLimit::max(crate::protocol::MAX_MANIFEST_BYTES)),
+        )
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))
         .route("/metrics", get(metrics::render))

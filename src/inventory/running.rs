@@ -50,6 +50,13 @@ impl Running {
             version: self.version.clone(),
             boot: self.boot,
             confirm: self.boot.is_some() && self.speaks(crate::protocol::CAP_CONFIRM),
+            manifest: self.speaks(crate::protocol::CAP_MANIFEST),
+            seq: self.seq,
+            kids: self
+                .kids
+                .iter()
+                .filter_map(|kid| hex::decode(kid).ok().and_then(|b| crate::signing::Kid::from_slice(&b)))
+                .collect(),
         })
     }
 

@@ -17,7 +17,7 @@ pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
         Some(TopicKind::Cmd(device)) => match decode_command(payload) {
             Ok(cmd) => {
                 let third = match cmd.body {
-                    CommandBody::Request { hash } => format!(", sha256 {}", short_hash(&hash)),
+                    CommandBody::Request { hash, .. } => format!(", sha256 {}", short_hash(&hash)),
                     CommandBody::Done => ", []".to_owned(),
                 };
                 format!("cmd → {device} [{}, {}{third}]", cmd.job_id, cmd.command_type())
@@ -121,8 +121,10 @@ mod tests {
     fn renders_each_kind_of_frame() {
         let t = Topics::default();
         let hash: Sha256 = std::array::from_fn(|i| [0xc7, 0xde, 0x48, 0xa4][i % 4]);
-        let req =
-            encode_command(&Command { job_id: 42, body: CommandBody::Request { hash } }, HashEncoding::Array);
+        let req = encode_command(
+            &Command { job_id: 42, body: CommandBody::Request { hash, manifest: None } },
+            HashEncoding::Array,
+        );
         assert_eq!(
             describe(&t, "/fota/cmd/dev-07", &req),
             "cmd → dev-07 [42, FOTA_REQUEST, sha256 c7de48a4…]"

@@ -27,7 +27,12 @@ pub struct Command {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandBody {
-    Request { hash: Sha256 },
+    /// `manifest` is the manifest extension's fourth item: a tagged COSE_Sign1, embedded as it
+    /// is (its bytes were signed; nothing re-encodes them), for devices that declared `manifest`.
+    Request {
+        hash: Sha256,
+        manifest: Option<bytes::Bytes>,
+    },
     Done,
 }
 
@@ -107,24 +112,31 @@ pub enum DecodeError {
     BadChunk(String),
 }
 
-/// Encodes `[job_id, command_type, hash | []]` exactly as `PROTOCOL.md` fixes it.
+/// Encodes `[job_id, command_type, hash | [], manifest?]` exactly as `PROTOCOL.md` fixes it.
 pub fn encode_command(command: &Command, encoding: HashEncoding) -> Vec<u8> {
-    let mut out = Vec::with_capacity(72);
-    push_head(&mut out, MAJOR_ARRAY, 3);
+    let manifest = match &command.body {
+        CommandBody::Request { manifest: Some(manifest), .. } => Some(manifest),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(72 + manifest.map_or(0, |m| m.len()));
+    push_head(&mut out, MAJOR_ARRAY, if manifest.is_some() { 4 } else { 3 });
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.job_id));
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.command_type().code()));
     match (&command.body, encoding) {
-        (CommandBody::Request { hash }, HashEncoding::Array) => {
+        (CommandBody::Request { hash, .. }, HashEncoding::Array) => {
             push_head(&mut out, MAJOR_ARRAY, hash.len() as u64);
             for byte in hash {
                 push_head(&mut out, MAJOR_UNSIGNED, u64::from(*byte));
             }
         }
-        (CommandBody::Request { hash }, HashEncoding::Bytes) => {
+        (CommandBody::Request { hash, .. }, HashEncoding::Bytes) => {
             push_head(&mut out, MAJOR_BYTES, hash.len() as u64);
             out.extend_from_slice(hash);
         }
         (CommandBody::Done, _) => push_head(&mut out, MAJOR_ARRAY, 0),
+    }
+    if let Some(manifest) = manifest {
+        out.extend_from_slice(manifest);
     }
     out
 }
@@ -203,7 +215,18 @@ pub fn decode_command(payload: &[u8]) -> Result<Command, DecodeError> {
     let body = match ty {
         CommandType::Request => {
             let item = rest.first().ok_or(DecodeError::TooFewItems { expected: 3, got: 2 })?;
-            CommandBody::Request { hash: decode_hash(item)? }
+            // The manifest item as CBOR bytes again (`null`, as a delta request without a
+            // manifest sends it, is none); what it says is the manifest decoder's business.
+            let manifest = match rest.get(1) {
+                None | Some(Value::Null) => None,
+                Some(value) => {
+                    let mut bytes = Vec::new();
+                    ciborium::into_writer(value, &mut bytes)
+                        .map_err(|e| DecodeError::NotCbor(e.to_string()))?;
+                    Some(bytes.into())
+                }
+            };
+            CommandBody::Request { hash: decode_hash(item)?, manifest }
         }
         CommandType::Done => CommandBody::Done,
         other => return Err(DecodeError::WrongTopic(other)),
@@ -326,7 +349,7 @@ mod tests {
         let hash: Sha256 = std::array::from_fn(|i| (i * 7) as u8);
         for encoding in [HashEncoding::Array, HashEncoding::Bytes] {
             for job_id in [0, 1, 23, 24, 9394, 65_536, u32::MAX] {
-                let cmd = Command { job_id, body: CommandBody::Request { hash } };
+                let cmd = Command { job_id, body: CommandBody::Request { hash, manifest: None } };
                 assert_eq!(decode_command(&encode_command(&cmd, encoding)), Ok(cmd));
             }
         }
@@ -342,7 +365,7 @@ mod tests {
         ]);
         let mut expected = Vec::new();
         ciborium::into_writer(&value, &mut expected).unwrap();
-        let cmd = Command { job_id: 70_000, body: CommandBody::Request { hash } };
+        let cmd = Command { job_id: 70_000, body: CommandBody::Request { hash, manifest: None } };
         assert_eq!(encode_command(&cmd, HashEncoding::Array), expected);
     }
 

@@ -552,6 +552,7 @@ impl Driver {
                     created_at,
                     rollout,
                     force: spec.force,
+                    manifest: spec.manifest.clone(),
                 })
                 .collect()
         });

@@ -301,6 +301,7 @@ mod tests {
             force: false,
             confirm_boot: None,
             confirmed_at: None,
+            manifest: None,
         }
     }
 

@@ -636,9 +636,16 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         })?;
         let chunk_size =
             plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(Failed::Final)?;
+        // The manifest rule again: the device may have said something new since the rollout
+        // was created. It fails this device, in words, not the rollout.
+        let manifest = handle.library().manifests().get(&sha);
+        let reported = handle.inventory().running_of(&device).and_then(|running| running.reported());
+        crate::engine::manifest_to_send(&device, reported.as_ref(), manifest.as_ref(), &plan.image.name)
+            .map_err(Failed::Final)?;
         let spec = JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
+            manifest,
             ..JobSpec::new(device, image.renamed(&plan.image.name))
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {

@@ -61,7 +61,9 @@ impl Service {
     }
 
     /// Creates jobs whose images are already in hand (the console's form previewed them).
-    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+    /// Each gets its image's manifest; none is created when the manifest rule stops one.
+    pub async fn submit(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+        self.sign_specs(&mut specs)?;
         Ok(self.handle.submit(specs).await?)
     }
 

@@ -10,9 +10,11 @@
 
 mod devices;
 mod error;
+mod firmware;
 mod jobs;
 mod retention;
 mod rollouts;
+mod signed;
 mod stored;
 
 use std::sync::Arc;

@@ -208,7 +208,7 @@ impl DeviceMachine {
             return;
         };
         let reply = match body {
-            CommandBody::Request { hash } => self.on_request(job_id, hash),
+            CommandBody::Request { hash, .. } => self.on_request(job_id, hash),
             CommandBody::Done => self.on_done(job_id),
         };
         if let Some(body) = reply {

@@ -87,3 +87,17 @@ impl Reads {
         }
     }
 }
+
+/// A job row's manifest column read back. Rocky wrote and verified these bytes; a row whose
+/// bytes no longer decode (edited by hand) is read as unsigned and said once in the log, and the
+/// manifest rule then refuses to send it to a device that asks for manifests.
+pub(crate) fn stored_manifest(bytes: Option<&[u8]>) -> Option<crate::protocol::Manifest> {
+    let bytes = bytes?;
+    match crate::protocol::Manifest::decode(bytes) {
+        Ok(manifest) => Some(manifest),
+        Err(error) => {
+            tracing::warn!(%error, "a stored job's manifest does not decode; the job is taken as unsigned");
+            None
+        }
+    }
+}

@@ -23,4 +23,7 @@ pub struct NewJob {
     pub rollout: Option<u64>,
     /// Sent even to a device whose status says it runs the image already.
     pub force: bool,
+    /// The image's manifest the job sends to devices that declared `manifest`: kept in the
+    /// job's row, so a restarted or claiming instance sends the same bytes.
+    pub manifest: Option<crate::protocol::Manifest>,
 }

@@ -61,5 +61,6 @@ pub fn new_job(id: JobId, device: &str) -> NewJob {
         created_at: 1_700_000_000_000,
         rollout: None,
         force: false,
+        manifest: None,
     }
 }

@@ -93,6 +93,7 @@ impl Fixture {
             force: false,
             confirm_boot: None,
             confirmed_at: None,
+            manifest: None,
         };
         let snapshot = JobSnapshot::new(&view, &self.app.clock);
         self.snapshots.insert(id, snapshot);

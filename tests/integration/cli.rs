@@ -166,6 +166,7 @@ async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
             created_at: 1_700_000_000_000,
             rollout: None,
             force: false,
+            manifest: None,
         };
         store.create(vec![new(1, "dev-02"), new(2, "dev-03")]).await.unwrap();
         let (mut jobs, _) = store.load().await.unwrap();

@@ -105,15 +105,38 @@ impl Engine {
         self.finish(id, JobState::UpToDate, None, now);
     }
 
-    /// Ends a queued job `up_to_date` without starting it: no slot, no device, nothing sent.
-    /// Starts nothing itself (the caller is the loop that starts jobs).
-    pub(super) fn close_up_to_date(&mut self, id: JobId, why: &str, now: Instant) {
+    /// Ends a queued job without starting it (`up_to_date`, or `failed` when it may not be
+    /// sent): no slot, no device, nothing sent. Starts nothing itself (the caller is the loop
+    /// that starts jobs).
+    pub(super) fn close_unsent(
+        &mut self,
+        id: JobId,
+        state: JobState,
+        error: Option<String>,
+        note: Option<String>,
+        now: Instant,
+    ) {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.finished_at = Some(now);
         job.image = job.image.released();
+        job.error = error.clone();
         let device = job.device.clone();
-        self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
-        self.transition(id, JobState::UpToDate, None, now);
+        if let Some(text) = note {
+            self.events.push_back((now, Event::Note { job: id, device, text }));
+        }
+        self.transition(id, state, error, now);
+    }
+
+    /// Why queued job `id` must not be sent to its device as things stand (the manifest rule).
+    pub(super) fn signed_refusal(&self, id: JobId) -> Option<String> {
+        let job = self.jobs.get(&id)?;
+        crate::engine::manifest_to_send(
+            &job.device,
+            self.reported.get(&job.device),
+            job.manifest.as_ref(),
+            job.image.name(),
+        )
+        .err()
     }
 
     /// A confirming job restored after a restart or a claim: it holds its device again and

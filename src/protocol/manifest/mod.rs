@@ -23,9 +23,14 @@ use crate::signing::{Alg, Kid, SigningKey, TrustedKeys};
 /// fit easily.
 pub const MAX_MANIFEST_BYTES: usize = 4096;
 
-/// A decoded COSE_Sign1 manifest and the exact bytes that go on the wire.
+/// A decoded COSE_Sign1 manifest and the exact bytes that go on the wire. Cheap to clone (a
+/// job's view carries it). In JSON it is its [`ManifestInfo`] plus `cose`, the hex of its
+/// bytes, from which it is read back.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub struct Manifest(std::sync::Arc<Inner>);
+
+#[derive(PartialEq, Eq)]
+struct Inner {
     /// Tagged COSE_Sign1, as embedded in FOTA_REQUEST.
     bytes: Bytes,
     alg: Alg,
@@ -91,7 +96,14 @@ impl Manifest {
         // Encoding a structure coset just built from plain headers cannot fail; an empty
         // manifest would be refused by every device, never mistaken for a signed one.
         let bytes = sign1.to_tagged_vec().unwrap_or_default();
-        Self { bytes: bytes.into(), alg: key.alg(), kid: key.kid(), payload, signed, signature }
+        Self::from_inner(Inner {
+            bytes: bytes.into(),
+            alg: key.alg(),
+            kid: key.kid(),
+            payload,
+            signed,
+            signature,
+        })
     }
 
     /// Reads a manifest: tagged (18) or untagged COSE_Sign1; what goes on the wire is always the
@@ -114,6 +126,10 @@ impl Manifest {
         let mut bytes = Vec::new();
         ciborium::into_writer(&value, &mut bytes).map_err(|e| ManifestError::NotCoseSign1(e.to_string()))?;
         Self::decode(&bytes)
+    }
+
+    fn from_inner(inner: Inner) -> Self {
+        Self(std::sync::Arc::new(inner))
     }
 
     fn from_sign1(sign1: CoseSign1) -> Result<Self, ManifestError> {
@@ -141,66 +157,88 @@ impl Manifest {
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(ManifestError::TooLarge(bytes.len()));
         }
-        Ok(Self { bytes: bytes.into(), alg, kid, payload, signed, signature })
+        Ok(Self::from_inner(Inner { bytes: bytes.into(), alg, kid, payload, signed, signature }))
     }
 
     /// Checks that a trusted key with the manifest's id signed it.
     pub fn verify(&self, trusted: &TrustedKeys) -> Result<(), ManifestError> {
-        let key = trusted.get(&self.kid).ok_or(ManifestError::Untrusted(self.kid))?;
-        if key.key.verify(self.alg, &self.signed, &self.signature) {
+        let key = trusted.get(&self.0.kid).ok_or(ManifestError::Untrusted(self.0.kid))?;
+        if key.key.verify(self.0.alg, &self.0.signed, &self.0.signature) {
             Ok(())
         } else {
-            Err(ManifestError::BadSignature(self.kid))
+            Err(ManifestError::BadSignature(self.0.kid))
         }
     }
 
     /// Checks that the manifest is for this image.
     pub fn check_image(&self, sha256: &Sha256, size: u64) -> Result<(), ManifestError> {
-        if self.payload.image_sha256 != *sha256 {
+        if self.0.payload.image_sha256 != *sha256 {
             return Err(ManifestError::OtherImage {
-                manifest: short_hash(&self.payload.image_sha256),
+                manifest: short_hash(&self.0.payload.image_sha256),
                 image: short_hash(sha256),
             });
         }
-        if self.payload.size != size {
-            return Err(ManifestError::OtherSize { manifest: self.payload.size, image: size });
+        if self.0.payload.size != size {
+            return Err(ManifestError::OtherSize { manifest: self.0.payload.size, image: size });
         }
         Ok(())
     }
 
     pub fn bytes(&self) -> &Bytes {
-        &self.bytes
+        &self.0.bytes
     }
 
     pub fn alg(&self) -> Alg {
-        self.alg
+        self.0.alg
     }
 
     pub fn kid(&self) -> Kid {
-        self.kid
+        self.0.kid
     }
 
     pub fn payload(&self) -> &ManifestPayload {
-        &self.payload
+        &self.0.payload
     }
 
     pub fn info(&self) -> ManifestInfo {
         ManifestInfo {
-            kid: self.kid,
-            alg: self.alg,
-            version: self.payload.version.clone(),
-            seq: self.payload.seq,
+            kid: self.0.kid,
+            alg: self.0.alg,
+            version: self.0.payload.version.clone(),
+            seq: self.0.payload.seq,
         }
+    }
+}
+
+/// The JSON shape: what a person reads, and the bytes to read it back from.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ManifestJson {
+    #[serde(flatten)]
+    info: ManifestInfo,
+    cose: String,
+}
+
+impl serde::Serialize for Manifest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ManifestJson { info: self.info(), cose: hex::encode(self.bytes()) }.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Manifest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = ManifestJson::deserialize(deserializer)?;
+        let bytes = hex::decode(&json.cose).map_err(serde::de::Error::custom)?;
+        Manifest::decode(&bytes).map_err(serde::de::Error::custom)
     }
 }
 
 impl std::fmt::Debug for Manifest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manifest")
-            .field("alg", &self.alg)
-            .field("kid", &self.kid)
-            .field("payload", &self.payload)
-            .field("bytes", &self.bytes.len())
+            .field("alg", &self.0.alg)
+            .field("kid", &self.0.kid)
+            .field("payload", &self.0.payload)
+            .field("bytes", &self.0.bytes.len())
             .finish()
     }
 }

@@ -40,7 +40,7 @@ fn the_payload_and_the_signed_manifest_are_the_vectors_bytes() {
     let v = vectors();
     assert_eq!(hello_payload().encode(), hex_at(&v, "/extensions/manifest_payload/cbor_hex"));
     let manifest = Manifest::sign(hello_payload(), &vector_key());
-    assert_eq!(manifest.signed, hex_at(&v, "/extensions/sig_structure_hex"));
+    assert_eq!(manifest.0.signed, hex_at(&v, "/extensions/sig_structure_hex"));
     assert_eq!(manifest.bytes().as_ref(), hex_at(&v, "/extensions/manifest/cbor_hex").as_slice());
     assert_eq!(manifest.kid().hex(), v["extensions"]["kid_hex"].as_str().unwrap());
 }
@@ -64,6 +64,9 @@ fn the_vector_manifest_decodes_and_verifies_under_the_vector_public_key() {
     let info = manifest.info();
     assert_eq!(serde_json::to_value(&info).unwrap()["kid"], "21fe31dfa154a261");
     assert_eq!(serde_json::to_value(&info).unwrap()["alg"], "EdDSA");
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert_eq!((json["version"].as_str(), json["seq"].as_u64()), (Some("2.1.0"), Some(3)));
+    assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), manifest);
 }
 
 #[test]

@@ -274,6 +274,7 @@ mod tests {
             created_at: 1,
             rollout: None,
             force: false,
+            manifest: None,
         };
         let kept = store.create(vec![job.clone()]).await.unwrap()[0];
         let deleted = store.create(vec![job]).await.unwrap()[0];

@@ -151,6 +151,8 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX jobs_unfinished;
      CREATE INDEX jobs_unfinished ON jobs(device, id)
         WHERE state IN ('queued', 'requesting', 'transferring', 'finishing', 'confirming');",
+    // 9: the manifest a job sends (the manifest extension): the COSE_Sign1 bytes, or NULL.
+    "ALTER TABLE jobs ADD COLUMN manifest BYTEA;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -98,16 +98,18 @@ pub async fn create(
     let created: Vec<i64> = jobs.iter().map(|job| big(job.created_at)).collect();
     let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(big)).collect();
     let forced: Vec<bool> = jobs.iter().map(|job| job.force).collect();
+    let manifests: Vec<Option<&[u8]>> =
+        jobs.iter().map(|job| job.manifest.as_ref().map(|m| m.bytes().as_ref())).collect();
     tx.execute(
         "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                           state, chunks_total, created_at, rollout_id, owner, force)
-         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced
+                           state, chunks_total, created_at, rollout_id, owner, force, manifest)
+         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced, signed
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[])
-              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced)",
+                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[], $13::bytea[])
+              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced, signed)",
         &[
             &ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner,
-            &forced,
+            &forced, &manifests,
         ],
     )
     .await?;

@@ -16,7 +16,7 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
                            created_at, started_at, finished_at, rollout_id, reason_code, force, confirm_boot, \
-                           confirmed_at";
+                           confirmed_at, manifest";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -50,6 +50,9 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         force: row.get("force")?,
         confirm_boot: row.get::<_, Option<i64>>("confirm_boot")?.map(|boot| boot as u64),
         confirmed_at: row.get("confirmed_at")?,
+        manifest: crate::store::backend::stored_manifest(
+            row.get::<_, Option<Vec<u8>>>("manifest")?.as_deref(),
+        ),
     }))
 }
 

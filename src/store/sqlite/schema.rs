@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE jobs ADD COLUMN force INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE jobs ADD COLUMN confirm_boot INTEGER;
      ALTER TABLE jobs ADD COLUMN confirmed_at INTEGER;",
+    // 9: the manifest a job sends (the manifest extension): the COSE_Sign1 bytes, or NULL.
+    "ALTER TABLE jobs ADD COLUMN manifest BLOB;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -281,6 +281,7 @@ pub async fn store_finished_jobs(
             created_at: 1_700_000_000_000 + i,
             rollout: None,
             force: false,
+            manifest: None,
         })
         .collect();
     store.create(jobs).await.unwrap();

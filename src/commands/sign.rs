@@ -1,0 +1,65 @@
+//! `rocky sign`: signs an image offline (the CI that builds the firmware holds the key, Rocky
+//! never does) and writes `IMAGE.cose` beside it, which `rocky rollout create --firmware IMAGE`
+//! and `rocky job create` attach after the upload.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use rocky::firmware::Image;
+use rocky::protocol::{Manifest, ManifestPayload, sha256_hex};
+use rocky::signing::read_signing_key;
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The private key (`rocky keys generate`).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The image's version as people name it, e.g. 2.1.0 (at most 64 printable bytes).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The security counter: a device refuses an image whose counter is below the one it runs.
+    #[arg(long, default_value_t = 0)]
+    pub seq: u64,
+    /// Where to write the manifest (default: IMAGE.cose).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The image to sign.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+}
+
+pub fn run(args: SignArgs) -> anyhow::Result<()> {
+    if let Some(version) = &args.version
+        && (version.len() > rocky::protocol::MAX_VERSION_BYTES || version.chars().any(char::is_control))
+    {
+        anyhow::bail!("--version must be at most {} printable bytes", rocky::protocol::MAX_VERSION_BYTES);
+    }
+    let key = read_signing_key(&args.key)?;
+    let bytes =
+        std::fs::read(&args.image).with_context(|| format!("cannot read {}", args.image.display()))?;
+    if bytes.is_empty() {
+        anyhow::bail!("{} is empty", args.image.display());
+    }
+    let image = Image::new(args.image.display().to_string(), bytes.into());
+    let payload = ManifestPayload {
+        image_sha256: *image.sha256(),
+        size: image.size(),
+        version: args.version,
+        seq: args.seq,
+    };
+    let manifest = Manifest::sign(payload, &key);
+    let out = args.out.unwrap_or_else(|| {
+        let mut path = args.image.as_os_str().to_owned();
+        path.push(".cose");
+        PathBuf::from(path)
+    });
+    rocky::firmware::write_atomically(&out, manifest.bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("manifest: {}", out.display());
+    println!("sha256: {}", sha256_hex(image.sha256()));
+    println!("size: {}", image.size());
+    println!("kid: {} ({})", manifest.kid(), manifest.alg());
+    println!("seq: {}", args.seq);
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Which images are signed: each image's manifest (the manifest extension), attached after it
+//! verified against the trusted keys and the image, or made here with `firmware.signing_key_file`.
+//! Kept in memory by image hash and, with an image store, as `<sha256>.cose` beside the image,
+//! so a restart still knows. A manifest is handed out only while a trusted key verifies it: a key
+//! taken out of `trusted_keys` unsigns its images at the next restart.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::{Image, write_atomically};
+use crate::protocol::{Manifest, ManifestError, ManifestPayload, Sha256, sha256_hex};
+use crate::signing::{Kid, SigningKey, TrustedKeys};
+
+/// The signing settings (`[firmware]` in the config file).
+#[derive(Debug, Clone, Default)]
+pub struct SigningPolicy {
+    /// Rocky signs images it is given with this key (its public half is trusted too).
+    pub signer: Option<SigningKey>,
+    pub trusted: TrustedKeys,
+    /// Every job's image must have a manifest from a trusted key.
+    pub require_signed: bool,
+}
+
+impl SigningPolicy {
+    /// The trusted keys with the signer's public half among them.
+    fn with_signer_trusted(mut self) -> Self {
+        if let Some(signer) = &self.signer {
+            self.trusted.add(signer.public(), "signing_key_file".into());
+        }
+        self
+    }
+}
+
+/// Manifests held: at most this many in memory (each about 150 bytes); older ones are read back
+/// from their files when asked for.
+const MAX_HELD: usize = 100_000;
+
+pub struct Manifests {
+    policy: SigningPolicy,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    by_image: HashMap<Sha256, Manifest>,
+    dir: Option<PathBuf>,
+}
+
+/// Why an image could not be signed here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("Rocky holds no signing key (set firmware.signing_key_file, or sign offline with `rocky sign`)")]
+    NoKey,
+    #[error("the version must be at most {} printable bytes", crate::protocol::MAX_VERSION_BYTES)]
+    BadVersion,
+    #[error("cannot keep the manifest: {0}")]
+    Io(String),
+}
+
+impl Default for Manifests {
+    fn default() -> Self {
+        Self::new(SigningPolicy::default())
+    }
+}
+
+impl Manifests {
+    pub fn new(policy: SigningPolicy) -> Self {
+        Self { policy: policy.with_signer_trusted(), state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Manifests are kept as files in `dir` (the image store's directory) from now on.
+    pub fn keep_in(&self, dir: PathBuf) {
+        self.lock().dir = Some(dir);
+    }
+
+    pub fn require_signed(&self) -> bool {
+        self.policy.require_signed
+    }
+
+    pub fn trusted(&self) -> &TrustedKeys {
+        &self.policy.trusted
+    }
+
+    /// The key id Rocky signs with, if it holds a key.
+    pub fn signer(&self) -> Option<Kid> {
+        self.policy.signer.as_ref().map(SigningKey::kid)
+    }
+
+    fn path(dir: &std::path::Path, sha256: &Sha256) -> PathBuf {
+        dir.join(format!("{}.cose", sha256_hex(sha256)))
+    }
+
+    /// Attaches a manifest someone else signed: it must decode, verify under a trusted key and
+    /// be for `image`; then it replaces any manifest the image had.
+    pub fn attach(&self, image: &Image, bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let manifest = Manifest::decode(bytes)?;
+        manifest.verify(&self.policy.trusted)?;
+        manifest.check_image(image.sha256(), image.size())?;
+        self.keep(image.sha256(), manifest.clone())
+            .map_err(|e| ManifestError::NotCoseSign1(e.to_string()))?;
+        Ok(manifest)
+    }
+
+    /// Signs `image` with Rocky's key and attaches the manifest.
+    pub fn sign(&self, image: &Image, version: Option<String>, seq: u64) -> Result<Manifest, SignError> {
+        let signer = self.policy.signer.as_ref().ok_or(SignError::NoKey)?;
+        if version
+            .as_ref()
+            .is_some_and(|v| v.len() > crate::protocol::MAX_VERSION_BYTES || v.chars().any(char::is_control))
+        {
+            return Err(SignError::BadVersion);
+        }
+        let payload = ManifestPayload { image_sha256: *image.sha256(), size: image.size(), version, seq };
+        let manifest = Manifest::sign(payload, signer);
+        self.keep(image.sha256(), manifest.clone())?;
+        Ok(manifest)
+    }
+
+    fn keep(&self, sha256: &Sha256, manifest: Manifest) -> Result<(), SignError> {
+        let mut state = self.lock();
+        if let Some(dir) = &state.dir {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| write_atomically(&Self::path(dir, sha256), manifest.bytes()))
+                .map_err(|e| SignError::Io(e.to_string()))?;
+        }
+        if state.by_image.len() >= MAX_HELD && !state.by_image.contains_key(sha256) {
+            state.by_image.clear();
+        }
+        state.by_image.insert(*sha256, manifest);
+        Ok(())
+    }
+
+    /// The manifest of the image with this hash, if it has one a trusted key verifies.
+    pub fn get(&self, sha256: &Sha256) -> Option<Manifest> {
+        let mut state = self.lock();
+        let manifest = match state.by_image.get(sha256) {
+            Some(manifest) => manifest.clone(),
+            None => {
+                let dir = state.dir.clone()?;
+                let bytes = std::fs::read(Self::path(&dir, sha256)).ok()?;
+                let manifest = Manifest::decode(&bytes).ok()?;
+                state.by_image.insert(*sha256, manifest.clone());
+                manifest
+            }
+        };
+        drop(state);
+        let trusted =
+            manifest.verify(&self.policy.trusted).is_ok() && manifest.payload().image_sha256 == *sha256;
+        trusted.then_some(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::signing::Alg;
+
+    #[test]
+    fn manifests_attach_only_when_trusted_and_for_the_image_and_outlive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let offline = SigningKey::generate(Alg::Ed25519).unwrap();
+        let mut trusted = TrustedKeys::default();
+        trusted.add(offline.public(), "ci".into());
+        let policy = SigningPolicy { trusted, ..SigningPolicy::default() };
+        let manifests = Manifests::new(policy.clone());
+        manifests.keep_in(dir.path().to_path_buf());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
+        let payload = |sha: Sha256, size| ManifestPayload { image_sha256: sha, size, version: None, seq: 1 };
+        assert_eq!(manifests.get(image.sha256()), None);
+        assert_eq!(manifests.sign(&image, None, 1), Err(SignError::NoKey));
+
+        let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
+        let foreign = Manifest::sign(payload(*image.sha256(), 8), &stranger);
+        assert_eq!(manifests.attach(&image, foreign.bytes()), Err(ManifestError::Untrusted(stranger.kid())));
+        let other_image = Manifest::sign(payload([3; 32], 8), &offline);
+        assert!(matches!(
+            manifests.attach(&image, other_image.bytes()),
+            Err(ManifestError::OtherImage { .. })
+        ));
+        let wrong_size = Manifest::sign(payload(*image.sha256(), 9), &offline);
+        assert!(matches!(manifests.attach(&image, wrong_size.bytes()), Err(ManifestError::OtherSize { .. })));
+        assert_eq!(manifests.get(image.sha256()), None, "nothing refused was kept");
+
+        let good = Manifest::sign(payload(*image.sha256(), 8), &offline);
+        assert_eq!(manifests.attach(&image, good.bytes()).unwrap(), good);
+        assert_eq!(manifests.get(image.sha256()), Some(good.clone()));
+
+        let after_restart = Manifests::new(policy);
+        after_restart.keep_in(dir.path().to_path_buf());
+        assert_eq!(after_restart.get(image.sha256()), Some(good.clone()));
+        let distrusting = Manifests::new(SigningPolicy::default());
+        distrusting.keep_in(dir.path().to_path_buf());
+        assert_eq!(distrusting.get(image.sha256()), None, "a key no longer trusted unsigns its images");
+    }
+
+    #[test]
+    fn rocky_signs_with_its_own_key_and_trusts_it() {
+        let key = SigningKey::generate(Alg::Es256).unwrap();
+        let manifests =
+            Manifests::new(SigningPolicy { signer: Some(key.clone()), ..SigningPolicy::default() });
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
+        let manifest = manifests.sign(&image, Some("2.1.0".into()), 4).unwrap();
+        assert_eq!((manifest.kid(), manifest.payload().seq), (key.kid(), 4));
+        assert_eq!(manifests.get(image.sha256()), Some(manifest));
+        assert_eq!(manifests.signer(), Some(key.kid()));
+        assert_eq!(manifests.sign(&image, Some("bad\nversion".into()), 1), Err(SignError::BadVersion));
+    }
+}

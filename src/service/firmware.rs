@@ -1,0 +1,79 @@
+//! Images and their manifests as an operator handles them: listed, shown, signed here with
+//! `firmware.signing_key_file`, or given a manifest signed elsewhere (`rocky sign` in the CI that
+//! builds the firmware) once Rocky verified it.
+
+use super::{Service, ServiceError};
+use crate::api::{FirmwareImage, FirmwareList};
+use crate::firmware::{Image, SignError};
+use crate::protocol::{Manifest, Sha256, sha256_hex};
+
+impl Service {
+    /// The images Rocky can name by hash, with their manifests.
+    pub async fn firmware_list(&self) -> Result<FirmwareList, ServiceError> {
+        let library = self.library().clone();
+        let known = tokio::task::spawn_blocking(move || library.known(FirmwareList::MAX))
+            .await
+            .map_err(|_| ServiceError::Internal("listing the images stopped".into()))?;
+        let manifests = self.library().manifests();
+        let images = known
+            .into_iter()
+            .map(|info| {
+                let manifest =
+                    crate::firmware::parse_sha256(&info.sha256).ok().and_then(|sha| manifests.get(&sha));
+                FirmwareImage { name: info.name, path: None, size: info.size, sha256: info.sha256, manifest }
+            })
+            .collect();
+        Ok(FirmwareList { images })
+    }
+
+    /// The image with this hash and its manifest.
+    pub async fn firmware_image(&self, sha256: &Sha256) -> Result<FirmwareImage, ServiceError> {
+        let image = self.find_image(sha256).await?;
+        Ok(self.describe_image(&image, None))
+    }
+
+    /// What `image` is, with its manifest; `path` for an upload.
+    pub fn describe_image(&self, image: &Image, path: Option<String>) -> FirmwareImage {
+        FirmwareImage {
+            name: image.name().to_owned(),
+            path,
+            size: image.size(),
+            sha256: sha256_hex(image.sha256()),
+            manifest: self.library().manifests().get(image.sha256()),
+        }
+    }
+
+    /// Attaches a manifest signed elsewhere to the image it is for, once it verified against the
+    /// trusted keys and the image's hash and size.
+    pub async fn attach_manifest(&self, sha256: &Sha256, cose: &[u8]) -> Result<FirmwareImage, ServiceError> {
+        let image = self.find_image(sha256).await?;
+        self.library()
+            .manifests()
+            .attach(&image, cose)
+            .map_err(|e| ServiceError::Invalid(format!("manifest refused: {e}")))?;
+        Ok(self.describe_image(&image, None))
+    }
+
+    /// Signs `image` with Rocky's key (`firmware.signing_key_file`).
+    pub fn sign_image(
+        &self,
+        image: &Image,
+        version: Option<String>,
+        seq: u64,
+    ) -> Result<Manifest, ServiceError> {
+        self.library().manifests().sign(image, version, seq).map_err(|e| match e {
+            SignError::Io(reason) => {
+                ServiceError::Internal(format!("the manifest could not be kept: {reason}"))
+            }
+            other => ServiceError::Invalid(other.to_string()),
+        })
+    }
+
+    async fn find_image(&self, sha256: &Sha256) -> Result<Image, ServiceError> {
+        self.library()
+            .find(sha256)
+            .await
+            .map_err(ServiceError::Internal)?
+            .ok_or_else(|| ServiceError::NotFound(format!("no image {} is held", sha256_hex(sha256))))
+    }
+}

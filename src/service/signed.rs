@@ -1,0 +1,74 @@
+//! The manifest rule at creation (`PROTOCOL.md`, "Manifest"): every job gets its image's
+//! manifest from a trusted key, and a job or rollout for a device that must not be sent its image
+//! (a device that takes signed images only and an unsigned image, a key it does not list, an
+//! older security counter; or any unsigned image under `firmware.require_signed`) is refused
+//! before anything exists, naming the image and the devices.
+
+use super::{Service, ServiceError};
+use crate::engine::{JobSpec, manifest_to_send};
+use crate::firmware::Image;
+use crate::protocol::{DeviceId, Manifest};
+
+/// Devices named in a refusal; the rest are counted.
+const NAMED: usize = 10;
+
+impl Service {
+    /// Gives each spec its image's manifest, or refuses them all with the reasons.
+    pub(super) fn sign_specs(&self, specs: &mut [JobSpec]) -> Result<(), ServiceError> {
+        let mut refusals = Vec::new();
+        for spec in specs.iter_mut() {
+            let (manifest, refused) = self.signing_check(&spec.image, std::iter::once(&spec.device))?;
+            spec.manifest = manifest;
+            refusals.extend(refused);
+        }
+        refused(refusals)
+    }
+
+    /// Refuses a rollout of `image` to `devices` that the rule would stop.
+    pub(super) fn check_rollout_signing(
+        &self,
+        image: &Image,
+        devices: &[DeviceId],
+    ) -> Result<(), ServiceError> {
+        let (_, refusals) = self.signing_check(image, devices.iter())?;
+        refused(refusals)
+    }
+
+    /// The image's manifest, and why each of `devices` may not be sent the image.
+    fn signing_check<'a>(
+        &self,
+        image: &Image,
+        devices: impl Iterator<Item = &'a DeviceId>,
+    ) -> Result<(Option<Manifest>, Vec<String>), ServiceError> {
+        let manifests = self.library().manifests();
+        let manifest = manifests.get(image.sha256());
+        if manifest.is_none() && manifests.require_signed() {
+            return Err(ServiceError::Invalid(format!(
+                "image {} ({}) has no manifest from a trusted key, and firmware.require_signed is set: \
+                 sign it (rocky sign, then PUT /firmware/{{sha256}}/manifest) first",
+                image.name(),
+                crate::protocol::short_hash(image.sha256())
+            )));
+        }
+        let inventory = self.inventory();
+        let refusals = devices
+            .filter_map(|device| {
+                let reported = inventory.running_of(device).and_then(|running| running.reported());
+                manifest_to_send(device, reported.as_ref(), manifest.as_ref(), image.name()).err()
+            })
+            .collect();
+        Ok((manifest, refusals))
+    }
+}
+
+fn refused(refusals: Vec<String>) -> Result<(), ServiceError> {
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let count = refusals.len();
+    let mut text = format!("nothing was created: {}", refusals[..count.min(NAMED)].join("; "));
+    if count > NAMED {
+        text.push_str(&format!("; and {} more devices", count - NAMED));
+    }
+    Err(ServiceError::Invalid(text))
+}

@@ -94,6 +94,9 @@ pub struct Startup {
     pub images: Vec<Image>,
     /// Rollouts to start once the console is up.
     pub rollouts: Vec<rocky::rollout::RolloutPlan>,
+    /// A key Rocky signs `images` with (the demo's, made for the run and never written), and
+    /// each image's version and security counter, in the order of `images`.
+    pub signer: Option<(rocky::signing::SigningKey, Vec<(String, u64)>)>,
 }
 
 /// Starts the runtime (with the job store when `persistent`), the HTTP API (if its address is
@@ -120,7 +123,12 @@ pub async fn run_console(
         rocky::firmware::remove_partials(&firmware_dir);
         runtime
     } else {
-        Runtime::start(runtime_config, Arc::new(config.library()?))
+        let mut policy = config.signing_policy()?;
+        if let Some((key, ..)) = &startup.signer {
+            policy.signer = Some(key.clone());
+        }
+        let library = rocky::firmware::Library::with_signing(config.firmware.cache_bytes, policy);
+        Runtime::start(runtime_config, Arc::new(library))
     };
     let service = Service::new(runtime.handle.clone());
     if !startup.register.is_empty() {
@@ -128,6 +136,11 @@ pub async fn run_console(
     }
     // Held until the console quits, so the rollouts find the images by hash in memory.
     let _images: Vec<Image> = startup.images.into_iter().map(|i| service.library().intern(i)).collect();
+    if let Some((_, versions)) = &startup.signer {
+        for (image, (version, seq)) in _images.iter().zip(versions) {
+            service.sign_image(image, Some(version.clone()), *seq)?;
+        }
+    }
     // The operator at the console may load from any URL; the size and time limits still hold.
     let limits = LoadLimits { url_allow: Vec::new(), say_why: true, ..config.load_limits() };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -177,11 +177,19 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         reboot_delay: Duration::from_secs(2),
         ..Default::default()
     };
+    // Signed updates (the manifest extension): Rocky signs the demo's images with a key made
+    // for this run (never written anywhere); the devices take only images that key signed,
+    // and from 8 devices up one trusts another key and refuses them (code 11).
+    let signer = rocky::signing::SigningKey::generate(rocky::signing::Alg::Ed25519)?;
+    let mut trusted = rocky::signing::TrustedKeys::default();
+    trusted.add(signer.public(), "the demo's key".into());
+    fleet_config.model.trust = Some(std::sync::Arc::new(trusted));
     if args.devices >= 8 {
         let at =
             |share: f64| Selection::List(vec![((args.devices as f64 * share).round() as usize).to_string()]);
         fleet_config.rollback = Some(at(0.3));
         fleet_config.never_back = Some(at(0.6));
+        fleet_config.distrust = Some(at(0.45));
     }
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
@@ -203,7 +211,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             (id, labels)
         })
         .collect();
-    let startup = Startup { register, images: vec![release, beta], rollouts };
+    let versions = vec![("2.1.0".to_owned(), 3), ("2.2.0-beta".to_owned(), 3)];
+    let startup =
+        Startup { register, images: vec![release, beta], rollouts, signer: Some((signer, versions)) };
     // The demo keeps nothing: its jobs are not written to the data dir's job store.
     let result = run_console(&config, runtime_config, &data_dir, startup, false).await;
     fleet.stop().await;

@@ -67,6 +67,15 @@ pub struct SimArgs {
     /// Devices whose status does not list confirm: they succeed at FOTA_DONE_SUCCESS.
     #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
     pub no_confirm: Option<Selection>,
+    /// Devices verify manifests (their status lists `manifest`) and take only images signed by
+    /// this public key: PEM or hex, or a file of either, or a private key file (its public
+    /// half). Repeat for more keys.
+    #[arg(long, value_name = "KEY", conflicts_with = "legacy")]
+    pub trust: Vec<String>,
+    /// Devices that trust a key of their own instead (they refuse signed requests with code 11):
+    /// a share like 0.1, or a list like dev-03,7.
+    #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
+    pub distrust: Option<Selection>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -99,11 +108,13 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             legacy: args.legacy,
             stop_confirming_at: None,
             reboot_delay: Duration::from_millis(args.reboot_delay),
+            trust: trusted_keys(&args.trust)?.map(std::sync::Arc::new),
             ..DeviceModel::default()
         },
         rollback: args.rollback,
         never_back: args.never_back,
         no_confirm: args.no_confirm,
+        distrust: args.distrust,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
@@ -131,4 +142,26 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
     print!("{}", fleet.summary());
     fleet.stop().await;
     Ok(())
+}
+
+/// `--trust` keys: public keys (PEM, hex, or files of either), or a private key file, whose
+/// public half is taken (the demo's devices trust the key Rocky signs with).
+fn trusted_keys(entries: &[String]) -> anyhow::Result<Option<rocky::signing::TrustedKeys>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = rocky::signing::TrustedKeys::default();
+    for (index, entry) in entries.iter().enumerate() {
+        if let Ok(private) = rocky::signing::read_signing_key(std::path::Path::new(entry)) {
+            keys.add(private.public(), entry.clone());
+            continue;
+        }
+        let one =
+            rocky::signing::TrustedKeys::from_entries(std::slice::from_ref(entry), std::path::Path::new(""))
+                .map_err(|e| anyhow::anyhow!("--trust #{}: {e}", index + 1))?;
+        for key in one.iter() {
+            keys.add(key.key.clone(), entry.clone());
+        }
+    }
+    Ok(Some(keys))
 }

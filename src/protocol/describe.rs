@@ -4,7 +4,36 @@
 use super::frame::{CommandBody, ResponseBody, decode_command, decode_response};
 use super::reason::Reason;
 use super::status::{StatusUpdate, decode_status};
-use super::{Sha256, TopicKind, Topics};
+use super::{Manifest, Sha256, TopicKind, Topics};
+use crate::signing::TrustedKeys;
+
+/// A manifest as the traffic pane shows it: `manifest{alg: EdDSA, kid 21fe31df…, "2.1.0", seq
+/// 3, 13 B}` and whether Rocky verified its signature, or why it does not decode.
+fn describe_manifest(bytes: &[u8], hash: &Sha256, trusted: Option<&TrustedKeys>) -> String {
+    let manifest = match Manifest::decode(bytes) {
+        Ok(manifest) => manifest,
+        Err(e) => return format!("manifest unreadable: {e}"),
+    };
+    let payload = manifest.payload();
+    let mut text = format!("manifest{{protected alg {}, kid {}", manifest.alg(), manifest.kid());
+    if let Some(version) = &payload.version {
+        text.push_str(&format!(", {version:?}"));
+    }
+    text.push_str(&format!(", seq {}, {} B", payload.seq, payload.size));
+    if payload.image_sha256 != *hash {
+        text.push_str(&format!(", for another image {}", short_hash(&payload.image_sha256)));
+    }
+    text.push('}');
+    if let Some(trusted) = trusted {
+        let verified = manifest.verify(trusted).is_ok();
+        text.push_str(if verified {
+            ", signature verified by Rocky: yes"
+        } else {
+            ", signature verified by Rocky: no"
+        });
+    }
+    text
+}
 
 /// How many payload bytes a hex preview shows before it elides the rest.
 const PREVIEW_BYTES: usize = 16;
@@ -13,11 +42,23 @@ const PREVIEW_BYTES: usize = 16;
 /// `resp ← dev-07 [42, FOTA_REQUEST_ACK]`, `data → dev-07 chunk 3 (4096 B)`; a frame that does
 /// not decode shows the error and a hex preview, never a panic.
 pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
+    describe_with(topics, topic, payload, None)
+}
+
+/// [`describe`], and whether a manifest on the wire verifies under `trusted` (Rocky's keys).
+pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], trusted: Option<&TrustedKeys>) -> String {
     match topics.parse(topic) {
         Some(TopicKind::Cmd(device)) => match decode_command(payload) {
             Ok(cmd) => {
-                let third = match cmd.body {
-                    CommandBody::Request { hash, .. } => format!(", sha256 {}", short_hash(&hash)),
+                let third = match &cmd.body {
+                    CommandBody::Request { hash, manifest: None } => format!(", sha256 {}", short_hash(hash)),
+                    CommandBody::Request { hash, manifest: Some(manifest) } => {
+                        format!(
+                            ", sha256 {}, {}",
+                            short_hash(hash),
+                            describe_manifest(manifest, hash, trusted)
+                        )
+                    }
                     CommandBody::Done => ", []".to_owned(),
                 };
                 format!("cmd → {device} [{}, {}{third}]", cmd.job_id, cmd.command_type())
@@ -140,6 +181,27 @@ mod tests {
             "resp ← dev-07 [42, FOTA_REQUEST_ACK, resume from chunk 17]"
         );
         assert_eq!(describe(&t, "/fota/data/dev-07/3", &[0u8; 4096]), "data → dev-07 chunk 3 (4096 B)");
+    }
+
+    #[test]
+    fn the_vector_request_with_a_manifest_reads_field_by_field_and_says_whether_rocky_verified_it() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/integration/data/protocol_vectors.json")).unwrap();
+        let vector = &vectors["extensions"]["request_with_manifest"];
+        let bytes = hex::decode(vector["cbor_hex"].as_str().unwrap()).unwrap();
+        let topic = vector["topic"].as_str().unwrap();
+        let t = Topics::default();
+        let expected = "cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest{protected alg EdDSA, kid \
+                        21fe31dfa154a261, \"2.1.0\", seq 3, 13 B}";
+        assert_eq!(describe(&t, topic, &bytes), format!("{expected}]"));
+        let public = vectors["extensions"]["ed25519_public_key_hex"].as_str().unwrap();
+        let mut trusted = TrustedKeys::default();
+        trusted.add(crate::signing::PublicKey::parse(public).unwrap(), "vector".into());
+        assert_eq!(
+            describe_with(&t, topic, &bytes, Some(&trusted)),
+            format!("{expected}, signature verified by Rocky: yes]")
+        );
+        assert!(describe_with(&t, topic, &bytes, Some(&TrustedKeys::default())).ends_with("by Rocky: no]"));
     }
 
     #[test]

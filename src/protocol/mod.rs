@@ -14,7 +14,7 @@ mod status;
 mod topic;
 
 pub use command::{CommandType, Direction};
-pub use describe::{describe, hex_preview, short_hash};
+pub use describe::{describe, describe_with, hex_preview, short_hash};
 pub use device_id::{DeviceId, DeviceIdError};
 pub use diagnostic::{diagnostic, hex_dump, hex_row_width};
 pub use frame::{

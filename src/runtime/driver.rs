@@ -19,7 +19,7 @@ use super::{
 use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, SubmitError};
 use crate::metrics::Metrics;
 use crate::mqtt::Publisher;
-use crate::protocol::{TopicKind, decode_response, describe};
+use crate::protocol::{TopicKind, decode_response, describe_with};
 use crate::snapshot::JobSnapshot;
 use crate::store::NewJob;
 
@@ -55,6 +55,8 @@ pub struct Driver {
     pub dirty: BTreeSet<JobId>,
     /// The devices Rocky knows: the driver tells it what happens on the wire.
     pub inventory: crate::inventory::Inventory,
+    /// The keys Rocky trusts, so the traffic view says whether a manifest on the wire verifies.
+    pub trusted: crate::signing::TrustedKeys,
     /// Connected to the broker.
     pub broker_up: bool,
     /// Whether this instance may send and create jobs with a store shared with others: closed
@@ -216,7 +218,8 @@ impl Driver {
             persistence.touch(publish.job);
         }
         if self.has_subscribers() {
-            let text = describe(self.engine.topics(), &publish.topic, &publish.payload);
+            let text =
+                describe_with(self.engine.topics(), &publish.topic, &publish.payload, Some(&self.trusted));
             let chunk = match publish.kind {
                 PublishKind::Chunk { id, .. } => Some(id),
                 PublishKind::Command(_) => None,
@@ -753,7 +756,7 @@ impl Driver {
         }
         let traffic = Traffic {
             direction: TrafficDirection::In,
-            text: describe(self.engine.topics(), topic, payload),
+            text: describe_with(self.engine.topics(), topic, payload, Some(&self.trusted)),
             size: payload.len(),
             job,
             decode_error,

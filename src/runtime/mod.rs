@@ -211,6 +211,7 @@ impl Runtime {
             table: table.clone(),
             dirty: Default::default(),
             inventory,
+            trusted: handle.library().manifests().trusted().clone(),
             broker_up: false,
             fence: cluster::Cluster::fence(cluster.as_ref()),
             probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
-use crate::protocol::{CAP_CONFIRM, CAP_FLOW, CAP_REASONS, CAP_RESUME, DeviceStatus, Sha256, encode_status};
+use crate::protocol::{
+    CAP_CONFIRM, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus, ManifestPayload, Sha256,
+    encode_status,
+};
 
 /// What a device does after it verified an update.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,8 +37,8 @@ pub struct Boot {
     status: DeviceStatus,
     after_update: AfterUpdate,
     reboot_delay: Duration,
-    /// A verified image and when the device boots it.
-    pending: Option<(Instant, Sha256)>,
+    /// A verified image, its manifest if it came with one, and when the device boots it.
+    pending: Option<(Instant, Sha256, Option<ManifestPayload>)>,
     /// When the next status goes out.
     status_due: Option<Instant>,
     /// Gone for good (`AfterUpdate::NeverBack` after an update).
@@ -44,8 +47,14 @@ pub struct Boot {
 
 impl Boot {
     /// A device at boot 1 on the factory image; `window`: it speaks flow control; `confirms`:
-    /// its status lists `confirm`.
-    pub fn new(window: bool, confirms: bool, after_update: AfterUpdate, reboot_delay: Duration) -> Self {
+    /// its status lists `confirm`; `signed`: it lists `manifest`.
+    pub fn new(
+        window: bool,
+        confirms: bool,
+        signed: bool,
+        after_update: AfterUpdate,
+        reboot_delay: Duration,
+    ) -> Self {
         let mut caps = vec![CAP_RESUME.to_owned()];
         if window {
             caps.push(CAP_FLOW.to_owned());
@@ -53,6 +62,9 @@ impl Boot {
         caps.push(CAP_REASONS.to_owned());
         if confirms {
             caps.push(CAP_CONFIRM.to_owned());
+        }
+        if signed {
+            caps.push(CAP_MANIFEST.to_owned());
         }
         let status = DeviceStatus {
             image: factory_image(),
@@ -67,6 +79,11 @@ impl Boot {
 
     pub fn running(&self) -> &Sha256 {
         &self.status.image
+    }
+
+    /// The security counter of the image it runs (0 when it knows none).
+    pub fn seq(&self) -> u64 {
+        self.status.seq.unwrap_or(0)
     }
 
     pub fn boot(&self) -> u64 {
@@ -85,19 +102,22 @@ impl Boot {
         }
     }
 
-    /// `image` verified: the device boots it `reboot_delay` from now.
-    pub fn verified(&mut self, image: Sha256, now: Instant) {
-        self.pending = Some((now + self.reboot_delay, image));
+    /// `image` verified (with its manifest, if one came): the device boots it `reboot_delay`
+    /// from now.
+    pub fn verified(&mut self, image: Sha256, manifest: Option<ManifestPayload>, now: Instant) {
+        self.pending = Some((now + self.reboot_delay, image, manifest));
     }
 
     pub fn next_wakeup(&self) -> Option<Instant> {
-        [self.pending.map(|(at, _)| at), self.status_due].into_iter().flatten().min()
+        [self.pending.as_ref().map(|(at, ..)| *at), self.status_due].into_iter().flatten().min()
     }
 
     /// Boots a pending image when it is due.
     pub fn tick(&mut self, now: Instant) {
-        let Some((_, image)) = self.pending.filter(|(at, _)| *at <= now) else { return };
-        self.pending = None;
+        if self.pending.as_ref().is_none_or(|(at, ..)| *at > now) {
+            return;
+        }
+        let Some((_, image, manifest)) = self.pending.take() else { return };
         match self.after_update {
             AfterUpdate::NeverBack => {
                 self.gone = true;
@@ -105,8 +125,10 @@ impl Boot {
                 return;
             }
             AfterUpdate::Boots => {
+                // It reports what the manifest said of the image; without one it knows nothing.
                 self.status.image = image;
-                self.status.version = None;
+                self.status.version = manifest.as_ref().and_then(|m| m.version.clone());
+                self.status.seq = manifest.as_ref().map(|m| m.seq).or(self.status.seq);
             }
             AfterUpdate::RollsBack => {}
         }

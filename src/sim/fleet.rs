@@ -32,6 +32,9 @@ pub struct FleetConfig {
     pub never_back: Option<super::Selection>,
     /// Devices whose status does not list `confirm`.
     pub no_confirm: Option<super::Selection>,
+    /// Devices that verify manifests with a key of their own nobody signs with (they refuse
+    /// every signed request with code 11), instead of `model.trust`.
+    pub distrust: Option<super::Selection>,
 }
 
 impl FleetConfig {
@@ -52,6 +55,7 @@ impl FleetConfig {
             rollback: None,
             never_back: None,
             no_confirm: None,
+            distrust: None,
         }
     }
 
@@ -79,6 +83,18 @@ impl Fleet {
         };
         let (rollback, never_back, no_confirm) =
             (pick(&config.rollback), pick(&config.never_back), pick(&config.no_confirm));
+        let distrust = pick(&config.distrust);
+        // A key of their own that signs nothing.
+        let stranger = distrust
+            .iter()
+            .any(|d| *d)
+            .then(|| crate::signing::SigningKey::generate(crate::signing::Alg::Ed25519).ok())
+            .flatten()
+            .map(|key| {
+                let mut keys = crate::signing::TrustedKeys::default();
+                keys.add(key.public(), "a key of the device's own".into());
+                Arc::new(keys)
+            });
         let (stop, stop_rx) = watch::channel(false);
         let mut devices = Vec::with_capacity(ids.len());
         let mut tasks = Vec::with_capacity(ids.len());
@@ -93,6 +109,9 @@ impl Fleet {
                 _ => model.after_update,
             };
             model.no_confirm |= no_confirm[index];
+            if distrust[index] {
+                model.trust.clone_from(&stranger);
+            }
             let report =
                 Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
             let device = SimDevice {

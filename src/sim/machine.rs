@@ -54,6 +54,7 @@ impl DeviceMachine {
             super::boot::Boot::new(
                 model.window.is_some(),
                 !model.no_confirm,
+                model.trust.is_some(),
                 model.after_update,
                 model.reboot_delay,
             )
@@ -208,7 +209,13 @@ impl DeviceMachine {
             return;
         };
         let reply = match body {
-            CommandBody::Request { hash, .. } => self.on_request(job_id, hash),
+            CommandBody::Request { hash, manifest } => match self.check_manifest(hash, manifest.as_deref()) {
+                Ok(accepted) => self.on_request(job_id, hash, accepted),
+                Err(code) => {
+                    self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
+                    Some(ResponseBody::RequestNack { reason: Some(Reason::Code(code)) })
+                }
+            },
             CommandBody::Done => self.on_done(job_id),
         };
         if let Some(body) = reply {
@@ -216,14 +223,41 @@ impl DeviceMachine {
             self.reply(job_id, body, true, now);
             // It reboots into what it verified once its answer is out, not before.
             let answered_at = self.outbox.back().map_or(now, |(at, _)| *at);
-            let hash = self.transfer.as_ref().map(|t| t.hash);
-            if let (true, Some(boot), Some(hash)) = (verified, self.boot.as_mut(), hash) {
-                boot.verified(hash, answered_at);
+            let hash = self.transfer.as_ref().map(|t| (t.hash, t.manifest.clone()));
+            if let (true, Some(boot), Some((hash, manifest))) = (verified, self.boot.as_mut(), hash) {
+                boot.verified(hash, manifest, answered_at);
             }
         }
     }
 
-    fn on_request(&mut self, job_id: u32, hash: crate::protocol::Sha256) -> Option<ResponseBody> {
+    /// The manifest extension's checks, in `PROTOCOL.md`'s order, for a device that trusts
+    /// keys: a manifest at all, a trusted key and a valid signature (11), the request's hash
+    /// (14), a security counter not below the running image's (12). The NACK code on refusal.
+    fn check_manifest(
+        &self,
+        hash: crate::protocol::Sha256,
+        manifest: Option<&[u8]>,
+    ) -> Result<Option<crate::protocol::ManifestPayload>, u64> {
+        let Some(trust) = self.model.trust.as_ref().filter(|_| !self.model.legacy) else { return Ok(None) };
+        let manifest =
+            manifest.and_then(|bytes| crate::protocol::Manifest::decode(bytes).ok()).ok_or(11u64)?;
+        manifest.verify(trust).map_err(|_| 11u64)?;
+        if manifest.payload().image_sha256 != hash {
+            return Err(14);
+        }
+        let running = self.boot.as_ref().map_or(0, super::boot::Boot::seq);
+        if manifest.payload().seq < running {
+            return Err(12);
+        }
+        Ok(Some(manifest.payload().clone()))
+    }
+
+    fn on_request(
+        &mut self,
+        job_id: u32,
+        hash: crate::protocol::Sha256,
+        manifest: Option<crate::protocol::ManifestPayload>,
+    ) -> Option<ResponseBody> {
         let legacy = self.model.legacy;
         self.update(|r| r.requests += 1);
         match self.behavior {
@@ -252,6 +286,9 @@ impl DeviceMachine {
                     }
                     _ => self.transfer = Some(Transfer::new(job_id, hash)),
                 }
+                if let Some(t) = self.transfer.as_mut() {
+                    t.manifest = manifest;
+                }
                 let next = self.transfer.as_ref().map_or(1, Transfer::next_missing);
                 Some(match (legacy, self.model.window) {
                     (true, _) => ResponseBody::RequestAck { next_chunk: None, window: None },
@@ -275,7 +312,12 @@ impl DeviceMachine {
         // Not the job this device is receiving: a real device ignores it.
         let t = self.transfer.as_mut().filter(|t| t.job == job_id)?;
         t.answered = true;
-        let ok = behavior != Behavior::Fail && !t.size_changed && t.verify(behavior == Behavior::Corrupt);
+        // The manifest's size is checked once the image is whole (code 14).
+        let wrong_size = t.manifest.as_ref().is_some_and(|m| m.size != t.len());
+        let ok = behavior != Behavior::Fail
+            && !t.size_changed
+            && !wrong_size
+            && t.verify(behavior == Behavior::Corrupt);
         let size_changed = t.size_changed;
         let verdict = if ok { Verdict::Verified } else { Verdict::Failed };
         self.update(|r| {
@@ -289,6 +331,7 @@ impl DeviceMachine {
         // (code 4). A version 1 device gives no reason.
         let reason = match (behavior, size_changed) {
             _ if legacy => None,
+            _ if wrong_size => Some(Reason::Code(14)),
             (Behavior::Fail, _) => Some(Reason::Code(10)),
             (_, true) => Some(Reason::text("chunk size changed")),
             _ => Some(Reason::Code(4)),

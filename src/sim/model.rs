@@ -27,6 +27,9 @@ pub struct DeviceModel {
     pub after_update: super::AfterUpdate,
     /// How long after its DONE_SUCCESS it comes back from the reboot (0: at once).
     pub reboot_delay: Duration,
+    /// The manifest extension: the device lists `manifest` and takes only images whose
+    /// manifest one of these keys signed (`None`: it takes any image, as in version 1).
+    pub trust: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
 }
 
 impl DeviceModel {

@@ -26,6 +26,8 @@ pub(super) struct Transfer {
     /// The device answered FOTA_DONE for it: the image was installed (or refused), and a new
     /// request for the same image starts over instead of resuming.
     pub(super) answered: bool,
+    /// The manifest the device accepted with the request (the manifest extension).
+    pub(super) manifest: Option<crate::protocol::ManifestPayload>,
 }
 
 impl Transfer {
@@ -40,6 +42,7 @@ impl Transfer {
             confirmed: 1,
             deliveries: BTreeMap::new(),
             answered: false,
+            manifest: None,
         }
     }
 
@@ -66,6 +69,11 @@ impl Transfer {
             hasher.update(payload);
             <[u8; 32]>::from(hasher.finalize()) == self.hash
         }
+    }
+
+    /// The bytes held.
+    pub(super) fn len(&self) -> u64 {
+        self.chunks.values().map(|chunk| chunk.len() as u64).sum()
     }
 
     pub(super) fn verify(&self, corrupt: bool) -> bool {

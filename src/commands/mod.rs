@@ -146,7 +146,7 @@ pub enum Command {
     /// Run the engine and the HTTP API headless, logging to stdout.
     Serve(serve::ServeArgs),
     /// Run simulated devices that speak the protocol and verify what they receive.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// The device inventory of a running Rocky: list, show, label, import.
     Devices(devices::DevicesArgs),
     /// Staged rollouts on a running Rocky: create, list, show, pause, resume, cancel.
@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(args)) => serve::run(&args.flags.over(top), args).await,
         Some(Command::Sim(args)) => {
             let global = top.config(&args.config.config).broker(&args.broker);
-            sim::run(&global, args).await
+            sim::run(&global, *args).await
         }
         Some(Command::Devices(args)) => devices::run(&top.config(&args.config.config), args).await,
         Some(Command::Rollout(args)) => rollout::run(&top.config(&args.config.config), args).await,

@@ -11,6 +11,8 @@ mod boot;
 mod device;
 mod fleet;
 mod machine;
+#[cfg(test)]
+mod manifest_tests;
 mod model;
 mod pair;
 #[cfg(test)]

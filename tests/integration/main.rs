@@ -29,3 +29,4 @@ mod job_stream;
 mod postgres_restart;
 mod protocol_vectors;
 mod rollouts;
+mod signed;

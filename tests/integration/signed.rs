@@ -1,0 +1,263 @@
+//! Signed updates (issue 23) through a real mosquitto, against devices of the tests' own that
+//! verify Rocky's manifests with their own reading of COSE (`support/signed_device.rs`):
+//! an image signed offline (`rocky sign`) is attached only after Rocky verified it; a device
+//! that trusts the signer updates and reports the manifest's version and counter; one that
+//! trusts another key refuses with code 11 and its job says so in words; a version 1 device gets
+//! the three-item request; a tampered manifest, one for another image and one from an untrusted
+//! key are refused by Rocky, a lower security counter is refused when the job is made, and a
+//! simulated device (`rocky sim --trust`) refuses forged requests with 11, 14 and 12. The private
+//! keys' bytes appear in no log line, config output, error or answer.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::signed_device::{SignedDevice, Trusted};
+use crate::support::wire_device::{Mode, WireDevice};
+use crate::support::{Mosquitto, serve_command, test_image, wait_for};
+use reqwest::StatusCode;
+use rocky::broker::free_port;
+use rocky::signing::{Alg, SigningKey, write_new_signing_key};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+fn raw_public(key: &SigningKey) -> Trusted {
+    Trusted(hex::decode(key.public().hex()).unwrap())
+}
+
+/// The strings a leak of `key` would show: its secret in hex and its PEM's base64 body.
+fn secret_forms(key: &SigningKey) -> Vec<String> {
+    let pem = key.to_pkcs8_pem().unwrap();
+    let mut forms: Vec<String> =
+        pem.lines().filter(|line| !line.starts_with("-----") && line.len() > 20).map(str::to_owned).collect();
+    if let SigningKey::Ed25519(inner) = key {
+        forms.push(hex::encode(inner.to_bytes()));
+    }
+    forms
+}
+
+fn rocky(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rocky")).args(args).current_dir(dir).env("HOME", dir).output().unwrap()
+}
+
+async fn job(client: &reqwest::Client, base: &str, id: u64) -> Value {
+    client.get(format!("{base}/jobs/{id}")).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_the_right_end() {
+    let Some(mosquitto) = Mosquitto::start("signed") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // Rocky's own key (it signs uploads) and the CI's (Rocky never holds it; it trusts its
+    // public half).
+    let server_key = SigningKey::generate(Alg::Ed25519).unwrap();
+    let ci_key = SigningKey::generate(Alg::Ed25519).unwrap();
+    let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
+    write_new_signing_key(&dir.path().join("server.key"), &server_key).unwrap();
+    write_new_signing_key(&dir.path().join("ci.key"), &ci_key).unwrap();
+    write_new_signing_key(&dir.path().join("stranger.key"), &stranger).unwrap();
+    let config = dir.path().join("rocky.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[firmware]\nsigning_key_file = \"{}\"\ntrusted_keys = [\"{}\"]\n",
+            dir.path().join("server.key").display(),
+            ci_key.public().hex()
+        ),
+    )
+    .unwrap();
+
+    let trusts_ci = SignedDevice::start(mosquitto.port, "trusts-ci", 0, vec![raw_public(&ci_key)]).await;
+    let trusts_other =
+        SignedDevice::start(mosquitto.port, "trusts-other", 0, vec![raw_public(&stranger)]).await;
+    let _newer = SignedDevice::start(mosquitto.port, "runs-seq-9", 9, vec![raw_public(&ci_key)]).await;
+    let v1 = WireDevice::start(mosquitto.port, "v1-device", Mode::Honest).await;
+
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut serve = serve_command(&mosquitto.url().to_string(), port, &config, &data);
+    serve.env("RUST_LOG", "debug").stdout(log.try_clone().unwrap()).stderr(log);
+    let mut serve = serve.spawn().unwrap();
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    // The statuses are in before the jobs are made (retained ones arrive at subscription).
+    wait_for(Duration::from_secs(20), "the three statuses", || async {
+        let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
+        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
+        (n >= 3).then_some(())
+    })
+    .await;
+
+    // The image, uploaded: Rocky signs it with its own key (seq 0).
+    let image = test_image(8 * 1024, 23);
+    let sha = hex::encode(sha2::Sha256::digest(&image));
+    std::fs::write(dir.path().join("fw.bin"), &image).unwrap();
+    let uploaded: Value = client
+        .post(format!("{base}/firmware?name=fw.bin&version=2.0.9"))
+        .body(image.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uploaded["manifest"]["kid"], server_key.kid().hex(), "{uploaded}");
+    assert_eq!(uploaded["manifest"]["version"], "2.0.9");
+
+    // Offline signing by the CI, then attached: Rocky verifies it first.
+    let signed =
+        rocky(&["sign", "--key", "ci.key", "--version", "2.1.0", "--seq", "3", "fw.bin"], dir.path());
+    assert!(signed.status.success(), "{}", String::from_utf8_lossy(&signed.stderr));
+    let out = String::from_utf8_lossy(&signed.stdout);
+    assert!(out.contains(&ci_key.kid().hex()) && out.contains(&sha), "{out}");
+    let cose = std::fs::read(dir.path().join("fw.bin.cose")).unwrap();
+    let put = |body: Vec<u8>, sha: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let response =
+                client.put(format!("{base}/firmware/{sha}/manifest")).body(body).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // Tampered: the size inside the signed payload changed.
+    let mut tampered = cose.clone();
+    let at = tampered.windows(3).position(|w| w == [0x02, 0x19, 0x20]).expect("size 8192 in the payload");
+    tampered[at + 3] ^= 1;
+    let (status, body) = put(tampered, sha.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("signature does not verify"), "{body}");
+    // For another image.
+    std::fs::write(dir.path().join("other.bin"), b"another image").unwrap();
+    assert!(rocky(&["sign", "--key", "ci.key", "other.bin"], dir.path()).status.success());
+    let (status, body) = put(std::fs::read(dir.path().join("other.bin.cose")).unwrap(), sha.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("is for image"), "{body}");
+    // From a key Rocky does not trust.
+    assert!(
+        rocky(&["sign", "--key", "stranger.key", "--out", "fw.stranger.cose", "fw.bin"], dir.path())
+            .status
+            .success()
+    );
+    let (status, body) = put(std::fs::read(dir.path().join("fw.stranger.cose")).unwrap(), sha.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("not among Rocky's trusted keys"), "{body}");
+    // The CI's own.
+    let (status, body) = put(cose.clone(), sha.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["manifest"]["kid"].as_str(), body["manifest"]["seq"].as_u64()),
+        (Some(&*ci_key.kid().hex()), Some(3))
+    );
+    let listed: Value = client.get(format!("{base}/firmware")).send().await.unwrap().json().await.unwrap();
+    let row =
+        listed["images"].as_array().unwrap().iter().find(|i| i["sha256"] == sha.as_str()).unwrap().clone();
+    assert_eq!(row["manifest"]["version"], "2.1.0", "{listed}");
+
+    // A device that runs seq 9 is refused this seq 3 image when the job is made.
+    let refused = client
+        .post(format!("{base}/jobs"))
+        .json(&json!({"device_ids": ["trusts-ci", "runs-seq-9"], "firmware": {"sha256": sha}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("device runs-seq-9 runs seq 9; image fw.bin is seq 3"),
+        "{body}"
+    );
+    assert!(trusts_ci.seen().requests.is_empty(), "nothing was created, nothing sent");
+
+    let created: Value = client
+        .post(format!("{base}/jobs"))
+        .json(&json!({"device_ids": ["trusts-ci", "trusts-other", "v1-device"], "firmware": {"sha256": sha}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<u64> =
+        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{created}");
+    let ended = wait_for(Duration::from_secs(30), "the three jobs to end", || async {
+        let mut jobs = Vec::new();
+        for id in &ids {
+            let job = job(&client, &base, *id).await;
+            if ["queued", "requesting", "transferring", "finishing", "confirming"]
+                .contains(&job["state"].as_str()?)
+            {
+                return None;
+            }
+            jobs.push(job);
+        }
+        Some(jobs)
+    })
+    .await;
+    assert_eq!(ended[0]["state"], "succeeded", "{}", ended[0]);
+    assert_eq!(ended[0]["manifest"]["kid"], ci_key.kid().hex());
+    assert_eq!(
+        (ended[0]["manifest"]["version"].as_str(), ended[0]["manifest"]["seq"].as_u64()),
+        (Some("2.1.0"), Some(3))
+    );
+    assert_eq!(ended[1]["state"], "rejected", "{}", ended[1]);
+    assert_eq!(
+        ended[1]["error"],
+        "manifest refused: signature invalid, or signed by a key the device does not trust",
+        "the device's code 11 in words"
+    );
+    assert_eq!(ended[2]["state"], "succeeded", "{}", ended[2]);
+    let seen = trusts_ci.seen();
+    assert_eq!(seen.requests, vec![(ids[0], 4)], "a four-item request");
+    assert_eq!(seen.verified, vec![(ci_key.kid().hex(), Some("2.1.0".to_owned()), 3)]);
+    assert_eq!(trusts_other.seen().refusals, vec![(ids[1], 11)]);
+    assert_eq!(v1.seen().requests, vec![ids[2]]);
+    // The device reports what the manifest said of the image it now runs.
+    wait_for(Duration::from_secs(10), "trusts-ci's new status", || async {
+        let device: Value =
+            client.get(format!("{base}/devices/trusts-ci")).send().await.ok()?.json().await.ok()?;
+        (device["running"]["seq"] == 3 && device["running"]["version"] == "2.1.0").then_some(())
+    })
+    .await;
+
+    // Nothing shows a private key: the answers, /metrics, /healthz, rocky config, the log.
+    let mut shown = String::new();
+    for path in ["/jobs?limit=100", "/firmware", "/metrics", "/healthz", &format!("/firmware/{sha}")] {
+        shown.push_str(&client.get(format!("{base}{path}")).send().await.unwrap().text().await.unwrap());
+    }
+    let config_out = rocky(&["config", "--config", config.to_str().unwrap()], dir.path());
+    shown.push_str(&String::from_utf8_lossy(&config_out.stdout));
+    shown.push_str(&String::from_utf8_lossy(&config_out.stderr));
+    assert!(
+        String::from_utf8_lossy(&config_out.stdout)
+            .contains(&format!("server.key; EdDSA key {}", server_key.kid()))
+    );
+    // A private key given where a public one belongs is refused without repeating it.
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong,
+        format!("[firmware]\ntrusted_keys = [\"\"\"{}\"\"\"]\n", &*ci_key.to_pkcs8_pem().unwrap()),
+    )
+    .unwrap();
+    let wrong_out = rocky(&["config", "--config", wrong.to_str().unwrap()], dir.path());
+    assert!(!wrong_out.status.success());
+    shown.push_str(&String::from_utf8_lossy(&wrong_out.stderr));
+    assert!(String::from_utf8_lossy(&wrong_out.stderr).contains("this is a private key"));
+    let _ = serve.kill();
+    let _ = serve.wait();
+    shown.push_str(&std::fs::read_to_string(dir.path().join("serve.log")).unwrap());
+    assert!(shown.len() > 10_000, "the log and answers were read ({} bytes)", shown.len());
+    for key in [&server_key, &ci_key, &stranger] {
+        for form in secret_forms(key) {
+            assert!(!shown.contains(&form), "a private key's bytes were shown: {form}");
+        }
+    }
+}

@@ -62,7 +62,7 @@ fn hash_of(value: &Value) -> Option<Vec<u8>> {
     }
 }
 
-fn map_get<'a>(map: &'a [(Value, Value)], key: i64) -> Option<&'a Value> {
+fn map_get(map: &[(Value, Value)], key: i64) -> Option<&Value> {
     map.iter().find(|(k, _)| k.as_integer().and_then(|i| i64::try_from(i).ok()) == Some(key)).map(|(_, v)| v)
 }
 

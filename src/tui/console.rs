@@ -53,6 +53,8 @@ enum Done {
     Preview {
         generation: u64,
         result: Result<Image, String>,
+        /// The image's manifest where Rocky holds one (`None`: unsigned, or not known).
+        manifest: Option<crate::protocol::Manifest>,
     },
     Submitted(Result<usize, String>),
     Cancelled(Result<u32, String>),
@@ -400,11 +402,15 @@ fn spawn_preview(
     generation: u64,
     firmware: FirmwareSource,
 ) {
-    let (library, done) = (source.library(), done.clone());
+    let (library, done, source) = (source.library(), done.clone(), source.clone());
     tokio::spawn(async move {
         // The operator at the console may name any file they can read: no confinement here.
         let result = resolve(&firmware, &library, None, &limits).await.map_err(|e| e.to_string());
-        let _ = done.send(Done::Preview { generation, result }).await;
+        let manifest = match &result {
+            Ok(image) => source.manifest(*image.sha256()).await.ok().flatten(),
+            Err(_) => None,
+        };
+        let _ = done.send(Done::Preview { generation, result, manifest }).await;
     });
 }
 
@@ -417,9 +423,12 @@ fn finish(
 ) {
     app.dirty = true;
     match done {
-        Done::Preview { generation, result } => {
+        Done::Preview { generation, result, manifest } => {
             let known = app.devices.known();
             if let Some(Overlay::Form(form)) = app.overlay.as_mut() {
+                if generation == form.generation {
+                    form.manifest = manifest;
+                }
                 match form.set_preview(generation, result, &known) {
                     FormOutcome::Submit(specs) => spawn_submit(source, specs, done_tx),
                     FormOutcome::Rollout(rollout) => spawn_rollout(source, *rollout, done_tx),

@@ -92,6 +92,8 @@ pub struct Form {
     pub default_chunk: u32,
     pub errors: [Option<String>; FIELDS],
     pub preview: Preview,
+    /// The previewed image's manifest from a trusted key, where Rocky holds one.
+    pub manifest: Option<crate::protocol::Manifest>,
     /// Bumped whenever the firmware text changes, so a late preview for old text is dropped.
     pub generation: u64,
     /// Submit as soon as the preview for the current text arrives.
@@ -129,6 +131,7 @@ impl Form {
             default_chunk,
             errors: Default::default(),
             preview: Preview::Empty,
+            manifest: None,
             generation: 0,
             submit_when_ready: false,
             submitting: false,

@@ -363,6 +363,28 @@ fn form_shows_an_inline_error() {
 }
 
 #[test]
+fn the_form_says_whether_the_previewed_image_is_signed_and_by_which_key() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.key(KeyCode::Char('n'));
+    let image = crate::firmware::Image::new("fw.bin", bytes::Bytes::from_static(b"firmware"));
+    let key = crate::signing::SigningKey::generate(crate::signing::Alg::Ed25519).unwrap();
+    let payload = crate::protocol::ManifestPayload {
+        image_sha256: *image.sha256(),
+        size: image.size(),
+        version: None,
+        seq: 4,
+    };
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.preview = crate::tui::form::Preview::Ready(image);
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.contains("· unsigned"), "{text}");
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.manifest = Some(crate::protocol::Manifest::sign(payload, &key));
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.contains(&format!("signed by key {} (seq 4)", key.kid())), "{text}");
+}
+
+#[test]
 fn help_is_generated_from_the_keymap() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.key(KeyCode::Char('?'));

@@ -101,4 +101,8 @@ impl Source for Local {
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>> {
         Box::pin(async move { self.service.job_history(id).await.map_err(|e| e.to_string()) })
     }
+
+    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>> {
+        Box::pin(async move { Ok(self.service.library().manifests().get(&sha256)) })
+    }
 }

@@ -85,4 +85,8 @@ pub trait Source: Send + Sync {
 
     /// A job's stored timeline, when the other side keeps one.
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>>;
+
+    /// The manifest from a trusted key of the image with this hash, where Rocky holds one
+    /// (the form says whether the chosen image is signed).
+    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>>;
 }

@@ -247,6 +247,19 @@ impl Source for Remote {
             Ok(read::<Timeline>(answered, doing)?.events)
         })
     }
+
+    /// The server's word: an image it does not hold yet (404) has no manifest there.
+    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>> {
+        Box::pin(async move {
+            let doing = "reading the image's manifest";
+            let path = format!("/firmware/{}", crate::protocol::sha256_hex(&sha256));
+            match self.send(Method::GET, &path, Body::Empty).await {
+                Ok(answered) => Ok(read::<crate::api::FirmwareImage>(answered, doing)?.manifest),
+                Err(Failure::Refused { status: 404, .. }) => Ok(None),
+                Err(failure) => Err(words(doing, failure)),
+            }
+        })
+    }
 }
 
 /// Jobs created by one request: the image's hash, chunk size and pacing.

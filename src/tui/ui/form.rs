@@ -90,10 +90,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         Preview::Loading => Span::styled("loading…", theme.warn),
         Preview::Ready(image) => Span::styled(
             format!(
-                "{} · {} · sha256 {}",
+                "{} · {} · sha256 {} · {}",
                 image.name(),
                 format::bytes(image.size()),
-                short_hash(image.sha256())
+                short_hash(image.sha256()),
+                match &form.manifest {
+                    Some(manifest) =>
+                        format!("signed by key {} (seq {})", manifest.kid(), manifest.payload().seq),
+                    None => "unsigned".to_owned(),
+                }
             ),
             theme.ok,
         ),

@@ -49,6 +49,19 @@ pub fn status_payload(data: &[u8]) {
     }
 }
 
+/// A manifest (`PUT /firmware/{sha256}/manifest`'s body, a FOTA_REQUEST's fourth item): decoding
+/// is bounded and never panics; what decodes reads back from its own bytes the same, and no
+/// key Rocky does not hold verifies it.
+pub fn manifest_bytes(data: &[u8]) {
+    if let Ok(manifest) = crate::protocol::Manifest::decode(data) {
+        let again = crate::protocol::Manifest::decode(manifest.bytes());
+        assert_eq!(again.as_ref(), Ok(&manifest), "a manifest does not read back from its own bytes");
+        assert!(manifest.verify(&crate::signing::TrustedKeys::default()).is_err(), "verified with no keys");
+        let _ = manifest.check_image(&[0; 32], 0);
+    }
+    let _ = crate::protocol::ManifestPayload::decode(data);
+}
+
 /// The CBOR diagnostic renderer and the hex dump the detail view shows.
 pub fn diagnostic_text(data: &[u8]) {
     let _ = diagnostic(data);

@@ -47,6 +47,14 @@ fn status_target_accepts_every_seed() {
 }
 
 #[test]
+fn manifest_target_accepts_every_seed() {
+    for (name, bytes) in seeds("manifest") {
+        eprintln!("{name}");
+        fuzz_targets::manifest_bytes(&bytes);
+    }
+}
+
+#[test]
 fn config_target_accepts_every_seed() {
     for (name, bytes) in seeds("config") {
         eprintln!("{name}");

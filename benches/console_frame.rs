@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use rocky::engine::{Event, JobState, JobView};
+use rocky::engine::{Event, JobId, JobState, JobView};
 use rocky::firmware::{ChunkSize, Image};
 use rocky::protocol::DeviceId;
 use rocky::runtime::{
@@ -38,7 +38,7 @@ fn main() {
         let device = DeviceId::parse(&format!("dev-{id:05}")).unwrap_or_else(|e| panic!("{e}"));
         let view = JobView {
             rollout: None,
-            id,
+            id: JobId::new(id),
             device: device.clone(),
             image: image.clone(),
             chunk_size: ChunkSize::default(),
@@ -76,7 +76,7 @@ fn main() {
         send(
             &mut app,
             RuntimeEvent::Engine(Event::StateChanged {
-                job: id,
+                job: JobId::new(id),
                 device,
                 from: JobState::Queued,
                 to,
@@ -96,7 +96,7 @@ fn main() {
             text: format!("resp ← {device} [{n}, FOTA_REQUEST_ACK]"),
             payload: Bytes::from_static(&[0x82, 0x01, 0x02]),
             device: Some(device),
-            job: Some(n % JOBS + 1),
+            job: Some(JobId::new(n % JOBS + 1)),
             decode_error: false,
             chunk: None,
         };

@@ -11,8 +11,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use rocky::engine::JobId;
 use rocky::protocol::DeviceId;
-use rocky::rollout::{Outcome, Rollout, RolloutPlan};
+use rocky::rollout::{Outcome, Rollout, RolloutId, RolloutPlan};
 use rocky::snapshot::ImageInfo;
 use rocky::store::{RolloutRow, Store};
 
@@ -79,7 +80,7 @@ fn run_a_while(rollout: &mut Rollout) {
     ];
     for i in 0..rollout.devices.len() {
         let devices = &mut rollout.devices;
-        let job = 1_000_000 + i as u32;
+        let job = JobId::new(1_000_000 + i as u32);
         match i % 100 {
             0..80 => {
                 devices.set_outcome(i, Outcome::Succeeded);
@@ -138,7 +139,7 @@ fn main() {
     };
 
     let plan = plan(DEVICES);
-    let (made, bytes) = held(|| Rollout::new(1, plan.clone(), 1_700_000_000_000));
+    let (made, bytes) = held(|| Rollout::new(RolloutId::new(1), plan.clone(), 1_700_000_000_000));
     let (whole, whole_bytes) = held(|| made.devices.slots());
     drop(whole);
     report("100,000 devices, just made", bytes, DEVICES, Some(whole_bytes));
@@ -166,7 +167,7 @@ fn main() {
     let before = live();
     let mut all: Vec<Rollout> = Vec::with_capacity(ROLLOUTS);
     for id in 0..ROLLOUTS {
-        let mut rollout = Rollout::new(id as u64 + 1, plan.clone(), 1_700_000_000_000);
+        let mut rollout = Rollout::new(RolloutId::new(id as u64 + 1), plan.clone(), 1_700_000_000_000);
         run_a_while(&mut rollout);
         all.push(rollout);
     }

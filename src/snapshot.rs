@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::engine::{JobId, JobState, JobView};
+use crate::engine::{JobId, JobState, JobView, RolloutId};
 use std::time::Duration;
 
 use crate::firmware::{ChunkSize, Image};
@@ -55,7 +55,7 @@ pub struct JobSnapshot {
     pub bytes_sent: u64,
     /// The rollout that asked for this job, if one did.
     #[serde(default)]
-    pub rollout_id: Option<u64>,
+    pub rollout_id: Option<RolloutId>,
     /// FOTA_REQUEST sends so far.
     pub attempts: u32,
     pub error: Option<String>,
@@ -191,7 +191,7 @@ mod tests {
         let snapshot = JobSnapshot {
             reason_code: None,
             rollout_id: None,
-            id: 7,
+            id: JobId::new(7),
             device_id: DeviceId::parse("dev-7").unwrap(),
             state: JobState::Transferring,
             image: ImageInfo { name: "fw.bin".into(), size: 100, sha256: "ab".repeat(32) },

@@ -253,7 +253,7 @@ mod tests {
     fn names_and_fields_are_the_readmes_and_come_back_whole() {
         let device = DeviceId::parse("dev-1").unwrap();
         let state = WireEvent::JobState {
-            job: 3,
+            job: JobId::new(3),
             device: device.clone(),
             from: JobState::Queued,
             to: JobState::Requesting,
@@ -266,13 +266,14 @@ mod tests {
             data,
             json!({"job": 3, "device": "dev-1", "from": "queued", "to": "requesting", "detail": null, "seq": 9, "time": 1})
         );
-        assert!(matches!(round_trip(&state), WireEvent::JobState { job: 3, .. }));
+        assert!(matches!(round_trip(&state), WireEvent::JobState { job, .. } if job == JobId::new(3)));
         assert_eq!(WireEvent::JobsReset {}.to_sse(None), ("jobs_reset".to_owned(), "{}".to_owned()));
         assert_eq!(
-            WireEvent::JobRemoved { id: 7 }.to_sse(None),
+            WireEvent::JobRemoved { id: JobId::new(7) }.to_sse(None),
             ("job_removed".to_owned(), r#"{"id":7}"#.to_owned())
         );
-        let progress = WireEvent::JobProgress { job: 3, device, confirmed: 5, total: 9, window: 4 };
+        let progress =
+            WireEvent::JobProgress { job: JobId::new(3), device, confirmed: 5, total: 9, window: 4 };
         assert!(matches!(round_trip(&progress), WireEvent::JobProgress { confirmed: 5, total: 9, .. }));
     }
 

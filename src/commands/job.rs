@@ -2,6 +2,7 @@
 //! needs curl for them. `rocky jobs` lists them.
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -10,6 +11,7 @@ use super::GlobalArgs;
 use super::api_client::{ApiClient, CreateFlags, ServerArgs, firmware_source};
 use super::setup::load_config;
 use rocky::api::{CreateJobs, CreatedJobs, Timeline};
+use rocky::engine::JobId;
 use rocky::snapshot::{HistoryRecord, JobSnapshot};
 
 #[derive(Args, Debug)]
@@ -28,12 +30,17 @@ pub enum JobCommand {
     Create(CreateArgs),
     /// One job and its timeline.
     Show {
-        id: u32,
+        // Read as a u32 (clap's words for a bad number, as before), held as a job id.
+        #[arg(value_parser = clap::value_parser!(u32).map(JobId::new))]
+        id: JobId,
         #[arg(long)]
         json: bool,
     },
     /// Cancel a job that has not ended; nothing more is sent for it.
-    Cancel { id: u32 },
+    Cancel {
+        #[arg(value_parser = clap::value_parser!(u32).map(JobId::new))]
+        id: JobId,
+    },
 }
 
 #[derive(Args, Debug)]

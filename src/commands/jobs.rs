@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::setup::{data_dir, load_config};
-use rocky::engine::JobState;
+use rocky::engine::{JobId, JobState};
 use rocky::snapshot::JobSnapshot;
 
 #[derive(Args, Debug)]
@@ -78,7 +78,7 @@ async fn from_api(config: &rocky::config::Config, args: &JobsArgs) -> anyhow::Re
         query.push_str(&format!("&device={}", encode(device)));
     }
     let mut jobs = Vec::new();
-    let mut after: Option<u64> = None;
+    let mut after: Option<JobId> = None;
     loop {
         let cursor = after.map(|a| format!("&after={a}")).unwrap_or_default();
         let (_, page) =
@@ -87,7 +87,7 @@ async fn from_api(config: &rocky::config::Config, args: &JobsArgs) -> anyhow::Re
             .map_err(|e| anyhow::anyhow!("the server's jobs are not readable: {e}"))?;
         jobs.extend(page.jobs);
         match page.next_after {
-            Some(next) => after = Some(u64::from(next)),
+            Some(next) => after = Some(next),
             None => return Ok(jobs),
         }
     }

@@ -1,9 +1,10 @@
 //! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create`, `list`,
 //! `show`, `pause`, `resume`, `cancel`.
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 use reqwest::Method;
-use rocky::rollout::RolloutView;
+use rocky::rollout::{RolloutId, RolloutView};
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
@@ -33,16 +34,27 @@ pub enum RolloutCommand {
     },
     /// One rollout: its waves and every device's outcome.
     Show {
-        id: u64,
+        // Read as a u64 (clap's words for a bad number, as before), held as a rollout id.
+        #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
+        id: RolloutId,
         #[arg(long)]
         json: bool,
     },
     /// Stops starting jobs (active ones finish).
-    Pause { id: u64 },
+    Pause {
+        #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
+        id: RolloutId,
+    },
     /// Goes on: through a manual gate, or past a wave under the success threshold.
-    Resume { id: u64 },
+    Resume {
+        #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
+        id: RolloutId,
+    },
     /// Cancels the rollout and its active jobs.
-    Cancel { id: u64 },
+    Cancel {
+        #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
+        id: RolloutId,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -149,7 +161,7 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn control(api: &ApiClient, id: u64, verb: RolloutVerb) -> anyhow::Result<()> {
+async fn control(api: &ApiClient, id: RolloutId, verb: RolloutVerb) -> anyhow::Result<()> {
     let (_, rollout) = api.call(Method::POST, &format!("/rollouts/{id}/{}", verb.as_str()), None).await?;
     println!(
         "rollout {id}: {}{}",

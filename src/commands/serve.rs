@@ -89,22 +89,22 @@ async fn log_events(mut events: rocky::service::EventStream) {
             // The rollout task logs its own changes, the driver its alerts.
             RuntimeEvent::Connection(_) | RuntimeEvent::Rollout(_) | RuntimeEvent::Alert(_) => {}
             RuntimeEvent::Engine(Event::Created(job)) => {
-                tracing::info!(job = job.id, device = %job.device, image = job.image.name(), "job created")
+                tracing::info!(job = job.id.get(), device = %job.device, image = job.image.name(), "job created")
             }
             RuntimeEvent::Engine(Event::StateChanged { job, device, to, detail, .. }) => match detail {
-                Some(detail) => tracing::info!(job, %device, state = %to, %detail, "job"),
-                None => tracing::info!(job, %device, state = %to, "job"),
+                Some(detail) => tracing::info!(job = job.get(), %device, state = %to, %detail, "job"),
+                None => tracing::info!(job = job.get(), %device, state = %to, "job"),
             },
             RuntimeEvent::Engine(Event::RequestRetried { job, device, attempt }) => {
-                tracing::info!(job, %device, attempt, "FOTA_REQUEST re-sent")
+                tracing::info!(job = job.get(), %device, attempt, "FOTA_REQUEST re-sent")
             }
             RuntimeEvent::Engine(Event::Ignored { device, job, command, reason }) => {
                 if let Some(left_out) = ignored.allow(device.as_str(), std::time::Instant::now()) {
-                    tracing::info!(job, %device, %command, %reason, left_out, "response ignored");
+                    tracing::info!(job = job.get(), %device, %command, %reason, left_out, "response ignored");
                 }
             }
             RuntimeEvent::Engine(Event::Note { job, device, text }) => {
-                tracing::info!(job, %device, %text, "job")
+                tracing::info!(job = job.get(), %device, %text, "job")
             }
             RuntimeEvent::Engine(Event::ChunkSent { .. } | Event::Progress { .. }) => {}
             RuntimeEvent::Traffic(t) => tracing::debug!(text = %t.text, "traffic"),

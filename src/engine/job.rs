@@ -6,8 +6,132 @@ use std::time::{Duration, Instant};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::DeviceId;
 
-/// Job ids go on the wire as the first frame item: unsigned, 32 bits, never reused.
-pub type JobId = u32;
+/// A job's id: given out once, in increasing order, never reused.
+///
+/// Ids go on the wire as the first frame item (unsigned, 32 bits): `protocol/` sits below the
+/// engine and keeps a raw `u32` there; the engine and the runtime convert where frames are built
+/// and read. Everywhere else (the engine, the runtime, the stores, the API, the console) an id is
+/// a `JobId`, so a rollout id or a count cannot be passed for one.
+///
+/// One style of conversion: [`JobId::new`] from a raw number, [`JobId::get`] back (no `From`
+/// either way, so each conversion is visible where it is made). Serialized as the bare number
+/// (`#[serde(transparent)]`: the JSON of the HTTP API and of the store, and CBOR, as before), and
+/// both `Display` and `Debug` print the bare number, so log lines, the console, the CLI and
+/// messages read exactly as they did when ids were plain `u32`s. A `tracing` field takes
+/// `id.get()`, so structured logs keep a number there (not a string).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct JobId(u32);
+
+impl JobId {
+    /// The first id an allocator gives (no job has id 0).
+    pub const FIRST: JobId = JobId(1);
+    /// The last id; never given, so an allocator that would reach it has run out
+    /// (`SubmitError::IdsExhausted`, `WriteError::IdsExhausted`).
+    pub const MAX: JobId = JobId(u32::MAX);
+
+    pub const fn new(raw: u32) -> Self {
+        Self(raw)
+    }
+
+    /// The number itself (the wire's frame item, an SQL parameter).
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The id after this one: where an allocator goes on after a job it has seen (stops at
+    /// [`JobId::MAX`] instead of wrapping).
+    pub const fn next(self) -> JobId {
+        JobId(self.0.saturating_add(1))
+    }
+
+    /// The id `count` past this one, if it is below [`JobId::MAX`] (reserving `count` ids from
+    /// this one leaves the allocator there).
+    pub fn after(self, count: u32) -> Option<JobId> {
+        self.0.checked_add(count).filter(|&next| next < u32::MAX).map(JobId)
+    }
+
+    /// This id and the ones after it, in order: the ids reserved from this one.
+    pub fn and_following(self) -> impl Iterator<Item = JobId> {
+        (self.0..).map(JobId)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Forwarded with the formatter, so widths and alignment (`{:>6}`) apply as to a `u32`.
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The bare number, as `Display` (and as the `u32` it was): messages and log fields that format
+/// an id, or a value holding ids, with `{:?}` read as before.
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Parses the bare number, as a `u32` does (same errors).
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+/// A rollout's id: given out once, in increasing order, never reused.
+///
+/// Defined here, beside [`JobId`], and re-exported as `rollout::RolloutId` (its home by name):
+/// the engine tags each job with the rollout that asked for it, and the engine must not import
+/// `rollout/` (domain modules import downward only, `rollout → engine → protocol`, see
+/// docs/architecture.md). Here both can use it.
+///
+/// The same style as [`JobId`]: [`RolloutId::new`] and [`RolloutId::get`], serialized as the
+/// bare number, `Display` and `Debug` print the bare number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RolloutId(u64);
+
+impl RolloutId {
+    /// The first id given (no rollout has id 0).
+    pub const FIRST: RolloutId = RolloutId(1);
+
+    pub const fn new(raw: u64) -> Self {
+        Self(raw)
+    }
+
+    /// The number itself (an SQL parameter, a log field).
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id given after this one.
+    pub const fn next(self) -> RolloutId {
+        RolloutId(self.0 + 1)
+    }
+}
+
+impl fmt::Display for RolloutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// The bare number, as `Display` (and as the `u64` it was).
+impl fmt::Debug for RolloutId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// Parses the bare number, as a `u64` does (same errors).
+impl std::str::FromStr for RolloutId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(RolloutId)
+    }
+}
 
 /// `queued → requesting → transferring → finishing → succeeded`, or one of the other final states.
 /// A device that confirms updates (its status lists `confirm`) passes through `confirming`
@@ -139,7 +263,7 @@ pub(super) struct Job {
     pub chunk_size: ChunkSize,
     pub chunk_interval: Duration,
     /// The rollout that asked for this job, if one did.
-    pub rollout: Option<u64>,
+    pub rollout: Option<RolloutId>,
     pub state: JobState,
     pub total_chunks: u32,
     /// The next chunk to send (1-based); chunks before it count as delivered.
@@ -244,7 +368,7 @@ pub struct JobView {
     pub chunk_size: ChunkSize,
     pub chunk_interval: Duration,
     /// The rollout that asked for this job, if one did.
-    pub rollout: Option<u64>,
+    pub rollout: Option<RolloutId>,
     pub state: JobState,
     /// Chunks sent (pushed, or under flow control the highest sent).
     pub chunks_done: u32,
@@ -301,5 +425,45 @@ mod tests {
         assert_eq!(JobState::parse("timed-out"), Ok(JobState::TimedOut));
         let err = "bogus".parse::<JobState>().unwrap_err().to_string();
         assert!(err.contains("\"bogus\"") && err.contains("timed_out") && err.contains("queued"), "{err}");
+    }
+
+    /// Ids read and write as the bare numbers they were as `u32`/`u64`: JSON, CBOR, text
+    /// (with a width, as the CLI's table pads them), `{:?}` and parsing.
+    #[test]
+    fn ids_read_and_write_as_bare_numbers() {
+        let job = JobId::new(4_000_000_000);
+        assert_eq!(serde_json::to_string(&job).unwrap(), "4000000000");
+        assert_eq!(serde_json::from_str::<JobId>("7").unwrap(), JobId::new(7));
+        assert_eq!(
+            serde_json::from_str::<JobId>("-1").unwrap_err().to_string(),
+            serde_json::from_str::<u32>("-1").unwrap_err().to_string()
+        );
+        let (mut cbor, mut raw) = (Vec::new(), Vec::new());
+        ciborium::into_writer(&job, &mut cbor).unwrap();
+        ciborium::into_writer(&4_000_000_000u32, &mut raw).unwrap();
+        assert_eq!(cbor, raw);
+        assert_eq!(
+            format!("{job} {:>6}|{:<4}|{:?}", JobId::new(42), JobId::new(7), Some(job)),
+            "4000000000     42|7   |Some(4000000000)"
+        );
+        assert_eq!("12".parse::<JobId>(), Ok(JobId::new(12)));
+        assert_eq!("x".parse::<JobId>(), "x".parse::<u32>().map(JobId::new));
+        let rollout = RolloutId::new(u64::MAX);
+        assert_eq!(serde_json::to_string(&rollout).unwrap(), u64::MAX.to_string());
+        assert_eq!(format!("{rollout}|{:?}", RolloutId::new(3)), format!("{}|3", u64::MAX));
+        assert_eq!("3".parse::<RolloutId>(), Ok(RolloutId::new(3)));
+    }
+
+    #[test]
+    fn new_ids_come_from_methods_and_never_reach_the_last() {
+        assert_eq!(JobId::FIRST.next(), JobId::new(2));
+        assert_eq!(JobId::MAX.next(), JobId::MAX, "stops at the last instead of wrapping");
+        assert_eq!(JobId::new(10).after(5), Some(JobId::new(15)));
+        assert_eq!(JobId::new(u32::MAX - 2).after(1), Some(JobId::new(u32::MAX - 1)));
+        assert_eq!(JobId::new(u32::MAX - 2).after(2), None, "the last id is never given");
+        assert_eq!(JobId::new(u32::MAX).after(1), None);
+        let run: Vec<JobId> = JobId::new(7).and_following().take(3).collect();
+        assert_eq!(run, [JobId::new(7), JobId::new(8), JobId::new(9)]);
+        assert_eq!(RolloutId::FIRST.next(), RolloutId::new(2));
     }
 }

@@ -24,7 +24,7 @@ mod proptests;
 mod tests;
 
 pub use event::Event;
-pub use job::{JobId, JobState, JobView, Reported, UnknownState};
+pub use job::{JobId, JobState, JobView, Reported, RolloutId, UnknownState};
 pub use publish::{Publish, PublishKind};
 pub use scheduler::{CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError};
 pub use settings::Settings;

@@ -134,7 +134,7 @@ impl Model {
     }
 
     fn answer(&mut self, n: u8, job: JobId, body: ResponseBody) {
-        self.engine.handle_response(&device(n), Response { job_id: job, body }, self.now);
+        self.engine.handle_response(&device(n), Response { job_id: job.get(), body }, self.now);
     }
 
     fn apply(&mut self, step: &Step) {
@@ -145,7 +145,7 @@ impl Model {
                 let _ = self.engine.submit(spec, self.now);
             }
             Step::Cancel { job } => {
-                let _ = self.engine.cancel(JobId::from(job), self.now);
+                let _ = self.engine.cancel(JobId::new(u32::from(job)), self.now);
             }
             Step::Ack { device: n, resume, window } => {
                 if let Some(job) = self.current(n) {
@@ -177,7 +177,9 @@ impl Model {
                     self.answer(n, job, ResponseBody::DoneFailed { reason: None });
                 }
             }
-            Step::Stray { device: n, job } => self.answer(n, JobId::from(job), ResponseBody::DoneSuccess),
+            Step::Stray { device: n, job } => {
+                self.answer(n, JobId::new(u32::from(job)), ResponseBody::DoneSuccess)
+            }
             Step::Advance { ms } => {
                 self.now += Duration::from_millis(u64::from(ms));
                 self.engine.tick(self.now);

@@ -11,7 +11,7 @@ mod flow;
 
 use super::job::Job;
 use super::timers::{TimerKind, Timers};
-use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Reported, Settings};
+use super::{Event, JobId, JobState, JobView, Publish, PublishKind, Reported, RolloutId, Settings};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{
     Command, CommandBody, CommandType, DeviceId, Reason, Response, ResponseBody, Topics, encode_command,
@@ -139,7 +139,7 @@ impl Engine {
             settings,
             topics,
             jobs: BTreeMap::new(),
-            next_id: 1,
+            next_id: JobId::FIRST,
             device_queues: HashMap::new(),
             ready_devices: VecDeque::new(),
             busy: HashMap::new(),
@@ -169,7 +169,7 @@ impl Engine {
 
     /// Ids continue after `last` (a store that remembers ids across restarts calls this).
     pub fn set_last_job_id(&mut self, last: JobId) {
-        self.next_id = self.next_id.max(last.saturating_add(1));
+        self.next_id = self.next_id.max(last.next());
     }
 
     /// Whether `submit` would accept this spec, without changing anything (lets a batch be
@@ -244,15 +244,15 @@ impl Engine {
     /// Reserves `count` consecutive ids and returns the first: the engine is the one place ids
     /// are given out. An id reserved and never used (its submission failed) is never reused.
     pub fn reserve(&mut self, count: usize) -> Result<JobId, SubmitError> {
-        let count = JobId::try_from(count).map_err(|_| SubmitError::IdsExhausted)?;
+        let count = u32::try_from(count).map_err(|_| SubmitError::IdsExhausted)?;
         let first = self.next_id;
         // The last id, JobId::MAX, is never given, so `next_id` cannot wrap.
-        match first.checked_add(count) {
-            Some(next) if next < JobId::MAX => {
+        match first.after(count) {
+            Some(next) => {
                 self.next_id = next;
                 Ok(first)
             }
-            _ => Err(SubmitError::IdsExhausted),
+            None => Err(SubmitError::IdsExhausted),
         }
     }
 
@@ -262,7 +262,7 @@ impl Engine {
         &mut self,
         id: JobId,
         spec: JobSpec,
-        rollout: Option<u64>,
+        rollout: Option<RolloutId>,
         now: Instant,
     ) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
@@ -271,7 +271,7 @@ impl Engine {
         if self.jobs.contains_key(&id) {
             return Err(SubmitError::IdInUse(id));
         }
-        self.next_id = self.next_id.max(id.saturating_add(1));
+        self.next_id = self.next_id.max(id.next());
         let job = Job {
             id,
             device: spec.device.clone(),
@@ -335,7 +335,7 @@ impl Engine {
     pub fn restore(&mut self, restored: JobView, now: Instant) {
         let JobView { id, state, .. } = restored;
         let device = restored.device.clone();
-        self.next_id = self.next_id.max(id.saturating_add(1));
+        self.next_id = self.next_id.max(id.next());
         let mut job = Job {
             id,
             device: device.clone(),
@@ -493,13 +493,15 @@ impl Engine {
     /// phase changes nothing and is reported as ignored.
     pub fn handle_response(&mut self, device: &DeviceId, response: Response, now: Instant) {
         let command = response.command_type();
+        // The frame's raw job id, as the engine's.
+        let id = JobId::new(response.job_id);
         let ignore = |engine: &mut Self, reason: String| {
-            let event = Event::Ignored { device: device.clone(), job: response.job_id, command, reason };
+            let event = Event::Ignored { device: device.clone(), job: id, command, reason };
             engine.events.push_back((now, event));
         };
         let current = self.busy.get(device).copied();
-        if current != Some(response.job_id) {
-            let reason = match self.jobs.get(&response.job_id) {
+        if current != Some(id) {
+            let reason = match self.jobs.get(&id) {
                 None => "unknown job".to_owned(),
                 Some(job) if &job.device != device => format!("job belongs to device {}", job.device),
                 Some(job) if job.state.is_final() => format!("job already {} (late or duplicate)", job.state),
@@ -507,10 +509,9 @@ impl Engine {
             };
             return ignore(self, reason);
         }
-        let Some(state) = self.jobs.get(&response.job_id).map(|j| j.state) else {
+        let Some(state) = self.jobs.get(&id).map(|j| j.state) else {
             return ignore(self, "unknown job".to_owned());
         };
-        let id = response.job_id;
         match (state, response.body) {
             (JobState::Requesting, ResponseBody::RequestAck { next_chunk, window }) => {
                 self.accept(id, Ack { next_chunk, window }, now)
@@ -996,7 +997,7 @@ impl Engine {
             (CommandType::Done, JobState::Finishing) => CommandBody::Done,
             _ => return None,
         };
-        let payload = encode_command(&Command { job_id: id, body }, self.settings.hash_encoding);
+        let payload = encode_command(&Command { job_id: id.get(), body }, self.settings.hash_encoding);
         Some(Publish {
             topic: self.topics.cmd(&job.device),
             payload: Bytes::from(payload),

@@ -90,7 +90,7 @@ impl Harness {
     }
 
     pub(super) fn respond(&mut self, device: &str, job: JobId, body: ResponseBody) {
-        self.engine.handle_response(&dev(device), Response { job_id: job, body }, self.now);
+        self.engine.handle_response(&dev(device), Response { job_id: job.get(), body }, self.now);
     }
 
     pub(super) fn state(&self, job: JobId) -> JobState {
@@ -123,7 +123,7 @@ fn a_job_runs_request_chunks_done_and_succeeds() {
     assert_eq!(kinds(&out), vec![PublishKind::Command(CommandType::Request)]);
     assert_eq!(out[0].topic, "/fota/cmd/dev-07");
     let cmd = decode_command(&out[0].payload).unwrap();
-    assert_eq!(cmd.job_id, id);
+    assert_eq!(cmd.job_id, id.get());
     assert_eq!(h.state(id), JobState::Requesting);
 
     h.respond("dev-07", id, ACK);
@@ -333,7 +333,9 @@ fn cancel_works_in_every_non_final_state_and_nothing_is_sent_after() {
     h.respond("d", id, ResponseBody::DoneSuccess);
     assert_eq!(h.state(id), JobState::Cancelled);
     assert!(matches!(h.engine.cancel(id, h.now), Err(CancelError::AlreadyFinal { .. })));
-    assert!(matches!(h.engine.cancel(999, h.now), Err(CancelError::NotFound(999))));
+    assert!(
+        matches!(h.engine.cancel(JobId::new(999), h.now), Err(CancelError::NotFound(id)) if id == JobId::new(999))
+    );
 }
 
 #[test]
@@ -349,7 +351,7 @@ fn duplicates_unknown_jobs_and_wrong_devices_are_ignored() {
     let mut h = Harness::new(settings());
     let id = h.submit("d", 10);
     h.drain();
-    h.respond("d", 4242, ACK);
+    h.respond("d", JobId::new(4242), ACK);
     h.respond("other", id, ACK);
     h.respond("d", id, ResponseBody::DoneSuccess); // wrong phase
     assert_eq!(h.state(id), JobState::Requesting);
@@ -372,13 +374,13 @@ fn jobs_for_one_device_run_in_order_one_at_a_time() {
     let jobs: Vec<JobId> = (0..3).map(|_| h.submit("d", 10)).collect();
     let out = h.drain();
     assert_eq!(out.len(), 1);
-    assert_eq!(decode_command(&out[0].payload).unwrap().job_id, jobs[0]);
+    assert_eq!(decode_command(&out[0].payload).unwrap().job_id, jobs[0].get());
     for (i, id) in jobs.iter().enumerate() {
         assert_eq!(h.state(*id), JobState::Requesting, "job {i}");
         h.respond("d", *id, ResponseBody::RequestNack { reason: None });
         if let Some(next) = jobs.get(i + 1) {
             let out = h.drain();
-            assert_eq!(decode_command(&out[0].payload).unwrap().job_id, *next);
+            assert_eq!(decode_command(&out[0].payload).unwrap().job_id, next.get());
         }
     }
 }
@@ -568,11 +570,11 @@ fn nothing_is_sent_while_disconnected_and_reconnect_repeats_the_last_command() {
 fn ids_are_unique_and_continue_after_a_floor() {
     let mut h = Harness::new(settings());
     let a = h.submit("a", 10);
-    h.engine.set_last_job_id(1000);
+    h.engine.set_last_job_id(JobId::new(1000));
     let b = h.submit("a", 10);
-    assert_eq!((a, b), (1, 1001));
-    h.engine.set_last_job_id(5); // never goes backwards
-    assert_eq!(h.submit("a", 10), 1002);
+    assert_eq!((a, b), (JobId::new(1), JobId::new(1001)));
+    h.engine.set_last_job_id(JobId::new(5)); // never goes backwards
+    assert_eq!(h.submit("a", 10), JobId::new(1002));
 }
 
 #[test]
@@ -625,24 +627,24 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
 fn restored_active_jobs_run_again_from_the_request_and_finished_ones_keep_their_outcome() {
     let mut h = Harness::new(settings());
     let now = h.now;
-    h.engine.restore(restored(7, "a", JobState::Succeeded, now), now);
-    h.engine.restore(restored(8, "b", JobState::Transferring, now), now);
-    h.engine.restore(restored(9, "b", JobState::Queued, now), now);
-    assert_eq!(h.state(7), JobState::Succeeded);
-    assert_eq!(h.state(8), JobState::Requesting);
-    assert_eq!(h.state(9), JobState::Queued, "waits behind job 8 on the same device");
+    h.engine.restore(restored(JobId::new(7), "a", JobState::Succeeded, now), now);
+    h.engine.restore(restored(JobId::new(8), "b", JobState::Transferring, now), now);
+    h.engine.restore(restored(JobId::new(9), "b", JobState::Queued, now), now);
+    assert_eq!(h.state(JobId::new(7)), JobState::Succeeded);
+    assert_eq!(h.state(JobId::new(8)), JobState::Requesting);
+    assert_eq!(h.state(JobId::new(9)), JobState::Queued, "waits behind job 8 on the same device");
     let out = h.drain();
     assert_eq!(kinds(&out), vec![PublishKind::Command(CommandType::Request)]);
-    assert_eq!(h.engine.job(8).unwrap().attempts, 2, "the restart counts as an attempt");
-    assert!(h.events.iter().any(|e| matches!(e, Event::StateChanged { job: 8, to: JobState::Queued, detail: Some(d), .. } if d.contains("recovered"))));
+    assert_eq!(h.engine.job(JobId::new(8)).unwrap().attempts, 2, "the restart counts as an attempt");
+    assert!(h.events.iter().any(|e| matches!(e, Event::StateChanged { job, to: JobState::Queued, detail: Some(d), .. } if *job == JobId::new(8) && d.contains("recovered"))));
     // The device resumes where it was.
-    h.respond("b", 8, ResponseBody::RequestAck { next_chunk: Some(3), window: None });
+    h.respond("b", JobId::new(8), ResponseBody::RequestAck { next_chunk: Some(3), window: None });
     assert_eq!(h.drain()[0].kind, PublishKind::Chunk { id: 3, total: 4 });
     // New ids continue after the restored ones.
-    assert_eq!(h.submit("c", 10), 10);
+    assert_eq!(h.submit("c", 10), JobId::new(10));
     assert!(matches!(
-        h.engine.submit_as(9, JobSpec::new(dev("c"), image(10)), None, now),
-        Err(SubmitError::IdInUse(9))
+        h.engine.submit_as(JobId::new(9), JobSpec::new(dev("c"), image(10)), None, now),
+        Err(SubmitError::IdInUse(id)) if id == JobId::new(9)
     ));
 }
 
@@ -652,14 +654,19 @@ fn prune_forgets_only_finished_jobs_by_count_or_age() {
     let now = h.now;
     for id in 1..=4 {
         h.engine.restore(
-            restored(id, &format!("d{id}"), JobState::Failed, now + Duration::from_secs(u64::from(id))),
+            restored(
+                JobId::new(id),
+                &format!("d{id}"),
+                JobState::Failed,
+                now + Duration::from_secs(u64::from(id)),
+            ),
             now,
         );
     }
-    h.engine.restore(restored(5, "d5", JobState::Queued, now), now);
-    assert_eq!(h.engine.prune(Some(2), None), vec![1, 2]);
-    assert_eq!(h.engine.prune(None, Some(now + Duration::from_secs(4))), vec![3]);
-    assert!(h.engine.job(4).is_some() && h.engine.job(5).is_some());
+    h.engine.restore(restored(JobId::new(5), "d5", JobState::Queued, now), now);
+    assert_eq!(h.engine.prune(Some(2), None), vec![JobId::new(1), JobId::new(2)]);
+    assert_eq!(h.engine.prune(None, Some(now + Duration::from_secs(4))), vec![JobId::new(3)]);
+    assert!(h.engine.job(JobId::new(4)).is_some() && h.engine.job(JobId::new(5)).is_some());
 }
 
 #[test]
@@ -701,7 +708,7 @@ fn released_jobs_leave_without_a_trace_and_free_their_device_and_slot() {
     assert_eq!(h.state(asking), JobState::Requesting, "accepted, waiting for the slot");
     let events_before = h.events.len();
 
-    let released = h.engine.release(&[moving, behind, done, 999], h.now);
+    let released = h.engine.release(&[moving, behind, done, JobId::new(999)], h.now);
     assert_eq!(released, [moving, behind], "finished and unknown jobs stay");
     assert!(h.engine.job(moving).is_none() && h.engine.job(behind).is_none());
     assert_eq!(h.state(done), JobState::Rejected);
@@ -712,7 +719,7 @@ fn released_jobs_leave_without_a_trace_and_free_their_device_and_slot() {
     assert_eq!(counts.get(&JobState::Queued).copied().unwrap_or(0), 0);
     h.advance(Duration::from_secs(1));
     let out = h.drain();
-    assert!(out.iter().all(|p| decode_command(&p.payload).map_or(true, |c| c.job_id == asking)));
+    assert!(out.iter().all(|p| decode_command(&p.payload).map_or(true, |c| c.job_id == asking.get())));
     assert!(
         h.events[events_before..]
             .iter()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::api::{CreateJobs, CreateOriginal, CreatedJobs, JobPage, Timeline};
-use crate::engine::{JobId, JobState};
+use crate::engine::{JobId, JobState, RolloutId};
 use crate::firmware::FirmwareSource;
 use crate::protocol::DeviceId;
 use crate::service::{JobFilter, NewJobs, SubmittedJobs};
@@ -96,7 +96,7 @@ pub struct ListQuery {
     /// Only jobs created at or after this time (milliseconds since the Unix epoch).
     since: Option<u64>,
     /// Only the jobs this rollout created.
-    rollout: Option<u64>,
+    rollout: Option<RolloutId>,
 }
 
 pub const DEFAULT_PAGE: usize = 1000;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
 use crate::api::{Firmware, RolloutList};
-use crate::rollout::{DeviceWindow, RolloutRequest, RolloutView};
+use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::service::{self, RolloutError, RuntimeError};
 
 /// Rollouts a listing shows (the newest).
@@ -79,7 +79,7 @@ fn now(state: &ApiState) -> u64 {
     clock.unix_ms(clock.now())
 }
 
-fn rollout_id(raw: &str) -> Result<u64, ApiError> {
+fn rollout_id(raw: &str) -> Result<RolloutId, ApiError> {
     raw.parse().map_err(|_| ApiError::BadRequest(format!("rollout id {raw:?} is not a number")))
 }
 

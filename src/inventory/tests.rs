@@ -38,13 +38,13 @@ async fn wire_facts_and_labels_do_not_overwrite_each_other() {
     let inventory = Inventory::in_memory();
     inventory.seen(&id("d1"), 5);
     inventory.seen(&id("d1"), 3);
-    inventory.job_created(&id("d1"), 7);
+    inventory.job_created(&id("d1"), JobId::new(7));
     inventory.register(vec![(id("d1"), labels(&[("site", "lab")]))]).await.unwrap();
     let image = ImageInfo { name: "fw.bin".into(), size: 3, sha256: "ab".repeat(32) };
     inventory.succeeded(&id("d1"), image.clone());
     let device = inventory.get(&id("d1")).unwrap();
     assert_eq!((device.first_seen, device.last_seen), (Some(5), Some(5)), "last_seen never goes back");
-    assert_eq!(device.last_job, Some(7));
+    assert_eq!(device.last_job, Some(JobId::new(7)));
     assert_eq!(device.last_image, Some(image));
     assert_eq!(device.labels, labels(&[("site", "lab")]));
     assert!(device.registered);
@@ -79,7 +79,7 @@ async fn a_refresh_takes_another_instance_s_labels_and_devices_and_keeps_newer_w
     theirs.labels = labels(&[("site", "new")]);
     theirs.registered = true;
     theirs.last_seen = Some(10);
-    theirs.last_job = Some(9);
+    theirs.last_job = Some(JobId::new(9));
     let mut added = Device::new(id("d2"));
     added.labels = labels(&[("model", "m2")]);
     added.registered = true;
@@ -87,7 +87,7 @@ async fn a_refresh_takes_another_instance_s_labels_and_devices_and_keeps_newer_w
     inventory.refresh(vec![theirs, added.clone(), over[0].clone(), over[1].clone()]);
     let d1 = inventory.get(&id("d1")).unwrap();
     assert_eq!(d1.labels, labels(&[("site", "new")]), "the operator's columns as stored");
-    assert_eq!((d1.last_seen, d1.last_job), (Some(50), Some(9)), "the newer wire facts of each");
+    assert_eq!((d1.last_seen, d1.last_job), (Some(50), Some(JobId::new(9))), "the newer wire facts of each");
     assert_eq!(inventory.get(&id("d2")), Some(added), "a device registered elsewhere");
     assert_eq!(inventory.len(), 3, "up to the bound: d4 is left out");
     let m2 = DeviceQuery::default().with_label("model=m2").unwrap();
@@ -127,7 +127,7 @@ async fn statuses_go_on_held_devices_or_aside_within_their_bound() {
     // One of them is registered (or sent a job): its status comes along.
     inventory.register(vec![(id("made-up-7"), Labels::new())]).await.unwrap();
     assert_eq!(inventory.get("made-up-7").unwrap().running.map(|r| r.version), Some(Some("x".into())));
-    inventory.job_created(&id("made-up-8"), 4);
+    inventory.job_created(&id("made-up-8"), JobId::new(4));
     assert!(inventory.get("made-up-8").unwrap().running.is_some());
     assert_eq!(inventory.unlisted_statuses().0, MAX_UNLISTED_STATUSES - 2);
     // A cleared status clears.

@@ -321,10 +321,10 @@ mod tests {
         assert_eq!(devices.take_unsaved().len(), 3, "a new rollout writes every device");
         assert!(devices.take_unsaved().is_empty());
         devices.set_outcome(1, Outcome::Active);
-        devices.set_job(1, Some(7));
+        devices.set_job(1, Some(JobId::new(7)));
         let written = devices.take_unsaved();
         assert_eq!(written.len(), 1);
-        assert_eq!((written[0].0, written[0].1.job_id), (1, Some(7)));
+        assert_eq!((written[0].0, written[0].1.job_id), (1, Some(JobId::new(7))));
         devices.unsaved_again([1]);
         assert_eq!(devices.take_unsaved().len(), 1);
         // Clearing a retry time no device had changes nothing.

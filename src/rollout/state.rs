@@ -8,7 +8,10 @@ use super::plan::{Gates, RolloutPlan};
 use crate::engine::{JobId, JobState};
 use std::collections::HashMap;
 
-pub type RolloutId = u64;
+/// A rollout's id. Defined in `engine/` (where jobs carry the id of the rollout that asked for
+/// them; the engine does not import `rollout/`) and named here, as every reader of rollouts
+/// knows it.
+pub use crate::engine::RolloutId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

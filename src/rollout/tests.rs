@@ -33,7 +33,7 @@ fn step(rollout: &mut Rollout, now: u64) -> Vec<usize> {
 
 /// Job ids: position × 100 + attempt, so a retry has an id of its own.
 fn job(rollout: &Rollout, index: usize) -> JobId {
-    (index as JobId) * 100 + rollout.devices.slot(index).unwrap().attempts
+    JobId::new(index as u32 * 100 + rollout.devices.slot(index).unwrap().attempts)
 }
 
 fn finish(
@@ -55,7 +55,7 @@ fn finish_coded(rollout: &mut Rollout, index: usize, state: JobState, code: u64,
 
 #[test]
 fn waves_run_in_order_and_the_rollout_succeeds() {
-    let mut r = Rollout::new(1, plan(4, &[1, 4]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(4, &[1, 4]), 0);
     assert_eq!(r.state, RolloutState::Scheduled);
     assert_eq!(step(&mut r, 0), [0], "only the first wave");
     assert_eq!(r.state, RolloutState::Running);
@@ -76,7 +76,7 @@ fn waves_run_in_order_and_the_rollout_succeeds() {
 fn a_wave_under_the_success_threshold_pauses_with_the_reason_and_resume_goes_on() {
     let mut p = plan(4, &[2, 4]);
     p.success_threshold = 0.9;
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     finish(&mut r, 0, JobState::Succeeded, None, 1);
     finish(&mut r, 1, JobState::Failed, Some("writing to flash failed"), 1);
@@ -101,7 +101,7 @@ fn a_wave_under_the_success_threshold_pauses_with_the_reason_and_resume_goes_on(
 fn manual_gates_wait_for_a_resume_before_every_wave() {
     let mut p = plan(2, &[1, 2]);
     p.gates = Gates::Manual;
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     assert!(step(&mut r, 0).is_empty());
     assert_eq!(r.state, RolloutState::Paused);
     assert_eq!(r.reason.as_deref(), Some("manual gates: resume to start wave 1 of 2"));
@@ -119,7 +119,7 @@ fn manual_gates_wait_for_a_resume_before_every_wave() {
 fn max_per_minute_spreads_starts_evenly() {
     let mut p = plan(4, &[]);
     p.max_per_minute = Some(2); // one start every 30 s
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     assert_eq!(step(&mut r, 0), [0]);
     assert_eq!(r.next_wakeup(), Some(30_000));
     assert!(step(&mut r, 29_999).is_empty());
@@ -131,7 +131,7 @@ fn max_per_minute_spreads_starts_evenly() {
 fn max_concurrent_caps_active_jobs() {
     let mut p = plan(3, &[]);
     p.max_concurrent = Some(2);
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     assert_eq!(step(&mut r, 0), [0, 1]);
     assert!(step(&mut r, 1).is_empty());
     finish(&mut r, 0, JobState::Succeeded, None, 2);
@@ -144,7 +144,7 @@ fn failures_over_the_share_abort_cancel_what_waits_and_let_active_jobs_finish() 
     p.max_concurrent = Some(3);
     p.abort =
         Some(AbortRule { failure_share: 0.5, min_finished: 2, count_rejected: true, cancel_active: false });
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     assert!(finish(&mut r, 0, JobState::Failed, None, 1).is_empty(), "one finished is under min_finished");
     assert_eq!(r.state, RolloutState::Running);
@@ -173,7 +173,7 @@ fn rejected_devices_count_as_failed_unless_the_rule_says_otherwise_and_abort_can
     let mut p = plan(3, &[]);
     p.abort =
         Some(AbortRule { failure_share: 0.5, min_finished: 1, count_rejected: false, cancel_active: true });
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     assert!(finish(&mut r, 0, JobState::Rejected, Some("battery too low"), 1).is_empty());
     assert_eq!(r.state, RolloutState::Running);
@@ -186,7 +186,7 @@ fn rejected_devices_count_as_failed_unless_the_rule_says_otherwise_and_abort_can
 fn failed_devices_are_retried_with_backoff_and_other_refusals_are_not() {
     let mut p = plan(2, &[]);
     p.retries = 2;
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     finish(&mut r, 0, JobState::Failed, Some("writing to flash failed"), 10);
     assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
@@ -208,7 +208,7 @@ fn failed_devices_are_retried_with_backoff_and_other_refusals_are_not() {
 
 #[test]
 fn a_busy_device_is_tried_again_later_even_without_retries() {
-    let mut r = Rollout::new(1, plan(2, &[]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(2, &[]), 0);
     step(&mut r, 0);
     finish_coded(&mut r, 0, JobState::Rejected, 6, 5);
     assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
@@ -227,7 +227,7 @@ use crate::protocol::Reason;
 fn devices_already_on_the_image_are_reported_and_not_updated() {
     let mut p = plan(3, &[]);
     p.skip_up_to_date = true;
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     let current = |d: &str| d == "d02";
     let actions = r.step(0, &current);
     assert_eq!(actions, [Action::Start(0), Action::Start(2)]);
@@ -239,7 +239,7 @@ fn devices_already_on_the_image_are_reported_and_not_updated() {
 fn pause_stops_starts_and_cancel_cancels_active_jobs() {
     let mut p = plan(3, &[]);
     p.max_concurrent = Some(1);
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     r.pause(1).unwrap();
     finish(&mut r, 0, JobState::Succeeded, None, 2);
@@ -256,7 +256,7 @@ fn pause_stops_starts_and_cancel_cancels_active_jobs() {
 
 #[test]
 fn a_job_that_could_not_be_created_fails_its_device() {
-    let mut r = Rollout::new(1, plan(1, &[]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(1, &[]), 0);
     let actions = r.step(0, &never);
     assert_eq!(actions, [Action::Start(0)]);
     r.start_failed(0, "the image is gone".into(), 1);
@@ -270,7 +270,7 @@ fn a_job_that_could_not_be_created_fails_its_device() {
 
 #[test]
 fn wave_counts_sum_up_outcomes() {
-    let mut r = Rollout::new(1, plan(3, &[1, 3]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(3, &[1, 3]), 0);
     step(&mut r, 0);
     finish(&mut r, 0, JobState::Succeeded, None, 1);
     step(&mut r, 1);
@@ -284,7 +284,7 @@ fn with_the_concurrency_cap_full_the_clock_does_not_wake_the_rollout() {
     let mut p = plan(3, &[]);
     p.max_per_minute = Some(60);
     p.max_concurrent = Some(1);
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     assert_eq!(step(&mut r, 0), [0]);
     assert!(step(&mut r, 10_000).is_empty());
     assert_eq!(r.next_wakeup(), None, "only the job's end frees a start");
@@ -298,31 +298,31 @@ fn an_abort_cancels_jobs_still_queued_and_one_created_after_a_cancel() {
     let mut p = plan(4, &[]);
     p.abort =
         Some(AbortRule { failure_share: 0.5, min_finished: 1, count_rejected: true, cancel_active: false });
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     let actions = finish(&mut r, 0, JobState::Failed, None, 1);
     let queued: Vec<Action> =
         (1..4).map(|i| Action::CancelIfQueued(r.devices.slot(i).unwrap().job_id.unwrap())).collect();
     assert_eq!(actions, queued, "active jobs still waiting in the queue send nothing more");
     // A job created while the rollout was being cancelled is cancelled at once.
-    let mut r = Rollout::new(2, plan(2, &[]), 0);
+    let mut r = Rollout::new(RolloutId::new(2), plan(2, &[]), 0);
     assert_eq!(r.step(0, &never), [Action::Start(0), Action::Start(1)]);
     assert!(r.still_starting(1));
     r.cancel(1).unwrap();
     assert!(!r.still_starting(1));
-    assert_eq!(r.job_started(1, 77, 2), [Action::Cancel(77)]);
+    assert_eq!(r.job_started(1, JobId::new(77), 2), [Action::Cancel(JobId::new(77))]);
 }
 
 #[test]
 fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
-    let mut r = Rollout::new(1, plan(2, &[]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(2, &[]), 0);
     assert_eq!(r.step(0, &never), [Action::Start(0), Action::Start(1)]);
     r.start_deferred(0, "the job store is busy".into(), 5_000, 10);
     assert_eq!(r.devices.slot(0).unwrap().outcome, Outcome::Retrying);
     assert_eq!(r.devices.slot(0).unwrap().attempts, 0, "not counted as a try");
     assert_eq!(r.next_wakeup(), Some(5_010));
-    r.job_started(1, 9, 10);
-    r.job_lost(9, 11);
+    r.job_started(1, JobId::new(9), 10);
+    r.job_lost(JobId::new(9), 11);
     assert_eq!(r.devices.slot(1).unwrap().outcome, Outcome::Failed);
     assert_eq!(
         r.devices.slot(1).unwrap().detail.as_deref(),
@@ -337,7 +337,7 @@ fn a_passing_store_problem_defers_a_start_and_a_removed_job_fails_its_device() {
 fn rolled_back_devices_are_failures_that_retry_and_up_to_date_ones_succeed() {
     let mut p = plan(3, &[]);
     p.retries = 1;
-    let mut r = Rollout::new(1, p, 0);
+    let mut r = Rollout::new(RolloutId::new(1), p, 0);
     step(&mut r, 0);
     finish(&mut r, 0, JobState::RolledBack, Some("rolled back to 1.0"), 1);
     finish(&mut r, 1, JobState::UpToDate, None, 1);
@@ -386,7 +386,7 @@ async fn targets_can_leave_out_devices_that_run_a_version() {
 
 #[test]
 fn a_device_waiting_for_its_confirmation_is_in_progress_and_counted() {
-    let mut r = Rollout::new(1, plan(2, &[]), 0);
+    let mut r = Rollout::new(RolloutId::new(1), plan(2, &[]), 0);
     step(&mut r, 0);
     let id = r.devices.slot(0).unwrap().job_id.unwrap();
     r.job_confirming(id, 1);

@@ -265,7 +265,7 @@ mod tests {
         plan.wave_ends = vec![1, devices];
         plan.max_per_minute = Some(6);
         plan.success_threshold = 0.5;
-        Rollout::new(1, plan, 0)
+        Rollout::new(RolloutId::new(1), plan, 0)
     }
 
     #[test]

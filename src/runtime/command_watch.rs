@@ -102,24 +102,28 @@ mod tests {
     fn a_command_known_within_the_grace_is_ours_and_others_are_said_once_per_device() {
         let mut watch = CommandWatch::default();
         let t0 = Instant::now();
-        let sibling = |job: JobId, _: &DeviceId| job == 7;
-        assert!(watch.unrecognised(dev("a"), Some(7), t0, sibling).is_empty());
-        assert!(watch.unrecognised(dev("a"), Some(1), t0, sibling).is_empty());
+        let sibling = |job: JobId, _: &DeviceId| job == JobId::new(7);
+        assert!(watch.unrecognised(dev("a"), Some(JobId::new(7)), t0, sibling).is_empty());
+        assert!(watch.unrecognised(dev("a"), Some(JobId::new(1)), t0, sibling).is_empty());
         assert!(watch.unrecognised(dev("a"), None, t0, sibling).is_empty());
-        assert!(watch.unrecognised(dev("b"), Some(1), t0 + Duration::from_secs(1), sibling).is_empty());
+        assert!(
+            watch
+                .unrecognised(dev("b"), Some(JobId::new(1)), t0 + Duration::from_secs(1), sibling)
+                .is_empty()
+        );
         assert!(watch.due(t0 + Duration::from_secs(2), sibling).is_empty(), "within the grace");
         assert_eq!(watch.next_wakeup(), Some(t0 + GRACE));
         let found = watch.due(t0 + GRACE, sibling);
         assert_eq!(
             found,
             vec![
-                Foreign { device: dev("a"), job: Some(1), first: true },
+                Foreign { device: dev("a"), job: Some(JobId::new(1)), first: true },
                 Foreign { device: dev("a"), job: None, first: false },
             ],
             "job 7 became known (another instance's); the rest are foreign, said once"
         );
         let later = watch.due(t0 + GRACE * 2, sibling);
-        assert_eq!(later, vec![Foreign { device: dev("b"), job: Some(1), first: true }]);
+        assert_eq!(later, vec![Foreign { device: dev("b"), job: Some(JobId::new(1)), first: true }]);
         assert_eq!(watch.next_wakeup(), None);
     }
 
@@ -130,12 +134,12 @@ mod tests {
         let nobody = |_: JobId, _: &DeviceId| false;
         let mut judged = 0;
         for i in 0..MAX_PENDING + 10 {
-            judged += watch.unrecognised(dev(&format!("d{i}")), Some(1), t0, nobody).len();
+            judged += watch.unrecognised(dev(&format!("d{i}")), Some(JobId::new(1)), t0, nobody).len();
         }
         assert_eq!(judged, 10, "the oldest are judged early");
         assert_eq!(watch.pending.len(), MAX_PENDING);
         for i in 0..MAX_NOTED + 10 {
-            watch.judge(dev(&format!("n{i}")), Some(1), &nobody);
+            watch.judge(dev(&format!("n{i}")), Some(JobId::new(1)), &nobody);
         }
         assert_eq!(watch.noted.len(), MAX_NOTED);
     }

@@ -16,7 +16,7 @@ use super::{
     Clock, ConnectionState, Envelope, JobTable, RuntimeError, RuntimeEvent, Traffic, TrafficDirection,
     sleep_until,
 };
-use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, SubmitError};
+use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, RolloutId, SubmitError};
 use crate::metrics::Metrics;
 use crate::mqtt::Publisher;
 use crate::protocol::{TopicKind, decode_response, describe_with};
@@ -384,7 +384,9 @@ impl Driver {
                             self.engine.set_created_at(id, created);
                             views.extend(self.engine.job(id));
                         }
-                        Err(e) => tracing::error!(id, error = %e, "a recorded job could not start"),
+                        Err(e) => {
+                            tracing::error!(id = id.get(), error = %e, "a recorded job could not start")
+                        }
                     }
                 }
                 self.drain_events();
@@ -417,7 +419,7 @@ impl Driver {
                     .and_then(|()| self.engine.reserve(specs.len()))
                     .and_then(|first| {
                         let mut views = Vec::with_capacity(specs.len());
-                        for (id, spec) in (first..).zip(specs) {
+                        for (id, spec) in first.and_following().zip(specs) {
                             let spec = self.with_reported(spec);
                             let id = self.engine.submit_as(id, spec, rollout, now)?;
                             views.extend(self.engine.job(id));
@@ -526,7 +528,7 @@ impl Driver {
     fn submit_durably(
         &mut self,
         specs: Vec<JobSpec>,
-        rollout: Option<u64>,
+        rollout: Option<RolloutId>,
         reply: tokio::sync::oneshot::Sender<Result<Vec<crate::engine::JobView>, RuntimeError>>,
     ) {
         if !self.fence.open() {
@@ -543,7 +545,9 @@ impl Driver {
             Ok((first, plans))
         });
         let planned: Result<Vec<NewJob>, SubmitError> = planned.map(|(first, plans)| {
-            let ids = (0..).map(|n| first.map(|first| first + n));
+            // The reserved ids in order, or none for each (the store draws them).
+            let mut reserved = first.map(JobId::and_following);
+            let ids = std::iter::repeat_with(move || reserved.as_mut().and_then(Iterator::next));
             ids.zip(specs.iter().zip(plans))
                 .map(|(id, (spec, (chunk_size, chunks_total, interval)))| NewJob {
                     id,
@@ -638,7 +642,7 @@ impl Driver {
             _ => None,
         };
         let decoded = decode_response(&payload);
-        let job = decoded.as_ref().ok().map(|r| r.job_id);
+        let job = decoded.as_ref().ok().map(|r| JobId::new(r.job_id));
         self.show_incoming(&topic, &payload, qos, device.clone(), job, device.is_some() && decoded.is_err());
         match (device, decoded) {
             (Some(device), Ok(response)) => {
@@ -646,7 +650,7 @@ impl Driver {
                 // Only an answer to a job Rocky sent that device marks it seen: made-up ids
                 // from any broker client are counted, never stored, so they cannot take the
                 // inventory's room from the operator.
-                if self.engine.has_job_for(response.job_id, &device) {
+                if self.engine.has_job_for(JobId::new(response.job_id), &device) {
                     self.inventory.seen(&device, self.clock.unix_ms(now));
                 } else {
                     self.metrics.unsolicited();
@@ -725,7 +729,7 @@ impl Driver {
         qos: u8,
         now: Instant,
     ) {
-        let job = crate::protocol::decode_command(&payload).ok().map(|command| command.job_id);
+        let job = crate::protocol::decode_command(&payload).ok().map(|command| JobId::new(command.job_id));
         if job.is_some_and(|job| {
             self.engine.has_job_for(job, &device) || table_knows(&self.table, job, &device)
         }) {

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::engine::{Event, JobId};
+use crate::engine::{Event, JobId, RolloutId};
 use crate::protocol::DeviceId;
 
 /// One event with its sequence number and wall-clock time. Shared behind an `Arc`, so fanning
@@ -50,7 +50,7 @@ pub struct Alert {
 /// A rollout's change of state, with why (`/events` sends it as `rollout`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RolloutNotice {
-    pub rollout: u64,
+    pub rollout: RolloutId,
     pub name: String,
     pub from: crate::rollout::RolloutState,
     pub to: crate::rollout::RolloutState,

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use crate::engine::{JobId, JobState};
+use crate::engine::{JobId, JobState, RolloutId};
 use crate::protocol::DeviceId;
 use crate::snapshot::JobSnapshot;
 
@@ -34,7 +34,7 @@ pub struct JobFilter {
     /// Only jobs created at or after this time (Unix ms).
     pub since: Option<u64>,
     /// Only the jobs this rollout created.
-    pub rollout: Option<u64>,
+    pub rollout: Option<RolloutId>,
     /// At most this many jobs.
     pub limit: Option<usize>,
 }
@@ -173,7 +173,7 @@ impl JobTable {
     pub fn list(&self, filter: &JobFilter) -> Vec<Arc<JobSnapshot>> {
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
-        let mut from = filter.after.map_or(0, |after| after.saturating_add(1));
+        let mut from = filter.after.map_or(JobId::new(0), JobId::next);
         loop {
             let table = self.read();
             let mut visited = 0;
@@ -193,7 +193,7 @@ impl JobTable {
             }
             drop(table);
             match last {
-                Some(id) if visited == READ_BATCH && id < JobId::MAX => from = id + 1,
+                Some(id) if visited == READ_BATCH && id < JobId::MAX => from = id.next(),
                 _ => return out,
             }
         }
@@ -295,7 +295,7 @@ mod tests {
             bytes_sent: 0,
             attempts: 1,
             error: None,
-            created_at: u64::from(id),
+            created_at: u64::from(id.get()),
             started_at: None,
             finished_at: None,
             force: false,
@@ -324,26 +324,29 @@ mod tests {
         assert!(first.reset && first.changes.is_empty());
         // A burst: many intermediate states for two jobs.
         for chunk in 0..1000 {
-            table.upsert([job(1, JobState::Transferring, chunk), job(2, JobState::Transferring, chunk)]);
+            table.upsert([
+                job(JobId::new(1), JobState::Transferring, chunk),
+                job(JobId::new(2), JobState::Transferring, chunk),
+            ]);
         }
-        table.upsert([job(1, JobState::Succeeded, 10)]);
+        table.upsert([job(JobId::new(1), JobState::Succeeded, 10)]);
         let caught_up = follower.try_next(100).unwrap();
         assert_eq!(ids(&caught_up), vec!["2:transferring:999", "1:succeeded:10"]);
         assert!(follower.try_next(100).is_none(), "nothing new");
-        table.upsert([job(1, JobState::Succeeded, 10)]);
+        table.upsert([job(JobId::new(1), JobState::Succeeded, 10)]);
         assert!(follower.try_next(100).is_none(), "an unchanged snapshot is not a change");
     }
 
     #[test]
     fn batches_page_through_and_removals_are_seen() {
         let table = JobTable::new();
-        table.upsert((1..=5).map(|id| job(id, JobState::Queued, 0)));
+        table.upsert((1..=5).map(|id| job(JobId::new(id), JobState::Queued, 0)));
         let mut follower = table.follow();
         let page = follower.try_next(2).unwrap();
         assert!(page.reset);
         assert_eq!(ids(&page), vec!["1:queued:0", "2:queued:0"]);
-        table.upsert([job(1, JobState::Requesting, 0)]);
-        table.remove(&[3]);
+        table.upsert([job(JobId::new(1), JobState::Requesting, 0)]);
+        table.remove(&[JobId::new(3)]);
         let rest = follower.try_next(100).unwrap();
         assert!(!rest.reset);
         assert_eq!(ids(&rest), vec!["4:queued:0", "5:queued:0", "1:requesting:0", "-3"]);
@@ -356,8 +359,8 @@ mod tests {
         let mut follower = table.follow();
         follower.try_next(10);
         let total = MAX_TOMBSTONES as u32 + 10;
-        table.upsert((1..=total).map(|id| job(id, JobState::Succeeded, 10)));
-        table.remove(&(1..=total - 1).collect::<Vec<_>>());
+        table.upsert((1..=total).map(|id| job(JobId::new(id), JobState::Succeeded, 10)));
+        table.remove(&(1..=total - 1).map(JobId::new).collect::<Vec<_>>());
         let next = follower.try_next(10).unwrap();
         assert!(next.reset, "tombstones this follower needed were forgotten");
         assert_eq!(ids(&next), vec![format!("{total}:succeeded:10")]);
@@ -367,13 +370,18 @@ mod tests {
     fn listing_filters_and_pages_by_id() {
         let table = JobTable::new();
         table.upsert(
-            (1..=2000).map(|id| job(id, if id % 2 == 0 { JobState::Failed } else { JobState::Queued }, 0)),
+            (1..=2000).map(|id| {
+                job(JobId::new(id), if id % 2 == 0 { JobState::Failed } else { JobState::Queued }, 0)
+            }),
         );
-        let failed =
-            table.list(&JobFilter { state: Some(JobState::Failed), after: Some(1000), ..Default::default() });
+        let failed = table.list(&JobFilter {
+            state: Some(JobState::Failed),
+            after: Some(JobId::new(1000)),
+            ..Default::default()
+        });
         assert_eq!(failed.len(), 500);
-        assert_eq!(failed.first().map(|j| j.id), Some(1002));
+        assert_eq!(failed.first().map(|j| j.id), Some(JobId::new(1002)));
         let page = table.list(&JobFilter { limit: Some(3), since: Some(10), ..Default::default() });
-        assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![10, 11, 12]);
+        assert_eq!(page.iter().map(|j| j.id.get()).collect::<Vec<_>>(), vec![10, 11, 12]);
     }
 }

@@ -74,16 +74,16 @@ mod tests {
     #[test]
     fn packet_ids_map_to_publishes_in_the_order_they_went_out() {
         let mut tracker = PublishTracker::new(8);
-        tracker.queued(tag(1));
-        tracker.queued(tag(2));
+        tracker.queued(tag(JobId::new(1)));
+        tracker.queued(tag(JobId::new(2)));
         tracker.sent(7);
         tracker.sent(3);
-        assert_eq!(tracker.acked(3), Some(tag(2)));
+        assert_eq!(tracker.acked(3), Some(tag(JobId::new(2))));
         assert_eq!(tracker.acked(3), None, "answered once");
-        assert_eq!(tracker.acked(7), Some(tag(1)));
+        assert_eq!(tracker.acked(7), Some(tag(JobId::new(1))));
         tracker.sent(9); // a resend rumqttc makes on its own after a reconnect: nothing queued
         assert_eq!(tracker.acked(9), None);
-        tracker.queued(tag(4));
+        tracker.queued(tag(JobId::new(4)));
         tracker.clear();
         tracker.sent(1);
         assert_eq!(tracker.acked(1), None, "forgotten with the session");
@@ -93,11 +93,11 @@ mod tests {
     fn it_never_holds_more_than_its_limit() {
         let mut tracker = PublishTracker::new(2);
         for job in 0..10 {
-            tracker.queued(tag(job));
+            tracker.queued(tag(JobId::new(job)));
         }
         assert_eq!(tracker.queued.len(), 2);
         for pkid in 0..10 {
-            tracker.queued(tag(pkid.into()));
+            tracker.queued(tag(JobId::new(pkid.into())));
             tracker.sent(pkid);
         }
         assert!(tracker.awaiting.len() <= 2);

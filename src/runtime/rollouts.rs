@@ -87,7 +87,8 @@ type CancelOrder = (JobId, bool);
 #[derive(Default)]
 struct Inner {
     rollouts: BTreeMap<RolloutId, Rollout>,
-    last_id: RolloutId,
+    /// The last id given (`None`: none yet).
+    last_id: Option<RolloutId>,
     /// Which rollout each of their unfinished jobs belongs to.
     jobs: HashMap<JobId, RolloutId>,
     cancels: Vec<CancelOrder>,
@@ -99,7 +100,7 @@ impl Inner {
     fn of(rollouts: Vec<Rollout>) -> Self {
         let mut inner = Inner::default();
         for rollout in rollouts {
-            inner.last_id = inner.last_id.max(rollout.id);
+            inner.last_id = inner.last_id.max(Some(rollout.id));
             let devices = &rollout.devices;
             for index in (0..devices.len()).filter(|&i| devices.outcome(i).is_some_and(|o| !o.is_final())) {
                 if let Some(job) = devices.job_id(index) {
@@ -200,8 +201,9 @@ impl Rollouts {
             if inner.rollouts.values().filter(|r| !r.state.is_final()).count() >= MAX_OPEN {
                 return Err(RolloutError::TooMany);
             }
-            inner.last_id += 1;
-            let rollout = Rollout::new(inner.last_id, plan, self.now());
+            let id = inner.last_id.map_or(RolloutId::FIRST, RolloutId::next);
+            inner.last_id = Some(id);
+            let rollout = Rollout::new(id, plan, self.now());
             // Held from now on (it counts as open), so racing creations cannot pass the cap.
             inner.rollouts.insert(rollout.id, rollout.clone());
             rollout
@@ -296,7 +298,7 @@ impl Rollouts {
             let adopted = rollout.adopt(&newest);
             if !adopted.is_empty() {
                 tracing::info!(
-                    rollout = id,
+                    rollout = id.get(),
                     jobs = adopted.len(),
                     "jobs created before the stop were adopted"
                 );
@@ -489,7 +491,7 @@ async fn settle_from_store(rollouts: &Rollouts, handle: &Handle) {
             }
             Ok(None) => lost(rollouts, job),
             Err(error) => {
-                tracing::debug!(%error, job, "could not look a rollout's job up; it is heard of later");
+                tracing::debug!(%error, job = job.get(), "could not look a rollout's job up; it is heard of later");
             }
         }
     }
@@ -519,7 +521,7 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
         }
     }
     for notice in notices {
-        tracing::info!(rollout = notice.rollout, name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
+        tracing::info!(rollout = notice.rollout.get(), name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
         handle.announce(RuntimeEvent::Rollout(notice));
     }
 }
@@ -676,7 +678,7 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
                 Vec::new()
             }
             Err(Failed::Final(error)) => {
-                tracing::warn!(rollout = id, %error, "a rollout's job could not be created");
+                tracing::warn!(rollout = id.get(), %error, "a rollout's job could not be created");
                 rollout.start_failed(index, error.clone(), now)
             }
         };
@@ -714,7 +716,7 @@ mod tests {
         let kept = rollouts.list(usize::MAX);
         // The newest creation is counted before it could end: the bound holds at each creation.
         assert_eq!(kept.len(), KEEP_ENDED + 1);
-        assert!(rollouts.get(1).is_none() && rollouts.get(2).is_none());
+        assert!(rollouts.get(RolloutId::new(1)).is_none() && rollouts.get(RolloutId::new(2)).is_none());
         assert!(kept.iter().all(|s| s.state == RolloutState::Cancelled));
     }
 
@@ -728,7 +730,7 @@ mod tests {
         let refused = rollouts.create(plan()).await.unwrap_err();
         assert!(matches!(refused, RolloutError::TooMany), "{refused}");
         assert_eq!(rollouts.list(usize::MAX).len(), MAX_OPEN, "a refused rollout is not kept");
-        rollouts.cancel(1).await.unwrap();
+        rollouts.cancel(RolloutId::new(1)).await.unwrap();
         rollouts.create(plan()).await.unwrap();
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use super::{HistoryRecord, JobSnapshot, NewJob, RolloutRow, StoreError, WriteError};
-use crate::engine::JobId;
+use crate::engine::{JobId, RolloutId};
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
 use crate::rollout::Rollout;
@@ -34,7 +34,7 @@ pub(crate) trait Backend: Send + 'static {
     fn forget_device(&mut self, id: &DeviceId) -> Result<(), WriteError>;
     /// Rollout heads and the devices that changed, durably.
     fn save_rollouts(&mut self, rows: &[RolloutRow]) -> Result<(), WriteError>;
-    fn forget_rollouts(&mut self, ids: &[u64]) -> Result<(), WriteError>;
+    fn forget_rollouts(&mut self, ids: &[RolloutId]) -> Result<(), WriteError>;
     /// The SHA-256 (hex) of every image a stored job or an open rollout still needs.
     fn images_needed(&mut self) -> Result<HashSet<String>, WriteError>;
 }
@@ -80,7 +80,7 @@ impl Reads {
     }
 
     /// Every job a rollout created, as (job, device), by job id.
-    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+    pub async fn rollout_jobs(&self, rollout: RolloutId) -> Result<Vec<(JobId, String)>, StoreError> {
         match self {
             Self::Sqlite(r) => r.run(move |conn| super::sqlite::rollouts::jobs(conn, rollout)).await,
             Self::Postgres(r) => r.rollout_jobs(rollout).await,

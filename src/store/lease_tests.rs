@@ -24,8 +24,9 @@ async fn instances_creating_at_once_never_share_an_id() {
     let Some(db) = scratch("ids").await else { return };
     let (a, _da) = instance(&db, "a", LEASE).await;
     let (b, _db) = instance(&db, "b", LEASE).await;
-    let batch =
-        |prefix: &'static str| (0..50).map(move |n| new_job(1, &format!("{prefix}-{n}"))).collect::<Vec<_>>();
+    let batch = |prefix: &'static str| {
+        (0..50).map(move |n| new_job(JobId::new(1), &format!("{prefix}-{n}"))).collect::<Vec<_>>()
+    };
     let (mut ids, mut more) = (Vec::new(), Vec::new());
     for _ in 0..10 {
         let (x, y) = tokio::join!(a.create(batch("a")), b.create(batch("b")));
@@ -43,7 +44,7 @@ async fn a_dead_instances_jobs_are_divided_once_and_each_device_goes_to_one_inst
     let Some(db) = scratch("divide").await else { return };
     let (dead, _dd) = instance(&db, "dead", LEASE).await;
     // 100 devices with three jobs each, one finished.
-    let jobs: Vec<NewJob> = (0..300).map(|n| new_job(1, &format!("dev-{}", n % 100))).collect();
+    let jobs: Vec<NewJob> = (0..300).map(|n| new_job(JobId::new(1), &format!("dev-{}", n % 100))).collect();
     let ids = dead.create(jobs).await.unwrap();
     let mut finished = dead.load().await.unwrap().0.remove(0);
     finished.state = crate::engine::JobState::Succeeded;
@@ -87,8 +88,8 @@ async fn a_lease_that_is_not_renewed_runs_out_and_one_that_is_never_does() {
     let short = Duration::from_secs(1);
     let (keeper, _dk) = instance(&db, "keeper", short).await;
     let (quitter, dq) = instance(&db, "quitter", short).await;
-    keeper.create(vec![new_job(1, "kept")]).await.unwrap();
-    quitter.create(vec![new_job(1, "orphan")]).await.unwrap();
+    keeper.create(vec![new_job(JobId::new(1), "kept")]).await.unwrap();
+    quitter.create(vec![new_job(JobId::new(1), "orphan")]).await.unwrap();
     let (c, _dc) = instance(&db, "c", LEASE).await;
     assert!(c.membership().unwrap().claim(10).await.unwrap().is_empty(), "both leases hold at first");
     // The quitter stops renewing (its heartbeat ends with the store); the keeper goes on.
@@ -112,7 +113,7 @@ async fn a_lease_that_is_not_renewed_runs_out_and_one_that_is_never_does() {
 async fn a_graceful_leave_hands_the_jobs_over_at_once() {
     let Some(db) = scratch("leave").await else { return };
     let (a, _da) = instance(&db, "a", LEASE).await;
-    a.create(vec![new_job(1, "d1"), new_job(1, "d2")]).await.unwrap();
+    a.create(vec![new_job(JobId::new(1), "d1"), new_job(JobId::new(1), "d2")]).await.unwrap();
     let (b, _db) = instance(&db, "b", LEASE).await;
     assert!(b.membership().unwrap().claim(10).await.unwrap().is_empty());
     a.membership().unwrap().leave().await.unwrap();
@@ -141,7 +142,7 @@ async fn only_the_instance_that_plans_rollouts_writes_them() {
     let (a, _da) = instance(&db, "a", LEASE).await;
     let (b, _db) = instance(&db, "b", LEASE).await;
     let plan = crate::rollout::RolloutPlan::example_of(3, |n| format!("d{n}"));
-    let mut rollout = crate::rollout::Rollout::new(1, plan, 1_700_000_000_000);
+    let mut rollout = crate::rollout::Rollout::new(RolloutId::new(1), plan, 1_700_000_000_000);
     let row = RolloutRow::of(&mut rollout);
     assert_eq!(a.membership().unwrap().lead("rollouts").await.unwrap(), "a");
     assert_eq!(

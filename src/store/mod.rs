@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::JobId;
+use crate::engine::{JobId, RolloutId};
 use crate::firmware::ImageStore;
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
@@ -113,7 +113,7 @@ pub(crate) enum Write {
     },
     /// Ended rollouts that retention removed.
     ForgetRollouts {
-        ids: Vec<u64>,
+        ids: Vec<RolloutId>,
     },
 }
 
@@ -236,7 +236,7 @@ impl Store {
             location,
             write_latency,
             health,
-            ids_mark: JobId::try_from(ids_mark).unwrap_or(JobId::MAX),
+            ids_mark: u32::try_from(ids_mark).map_or(JobId::MAX, JobId::new),
             membership: None,
             _lock: Arc::new(lock),
         })
@@ -309,8 +309,8 @@ impl Store {
         let (jobs, last) = self.reads.jobs().await?;
         if self.ids_mark > last {
             tracing::warn!(
-                lost_from = last + 1,
-                lost_to = self.ids_mark,
+                lost_from = last.next().get(),
+                lost_to = self.ids_mark.get(),
                 "ids up to lost_to were handed out but the database ends at lost_from - 1: those jobs \
                  were lost (a damaged or lost write-ahead log) or their creation failed; ids continue \
                  after the highest ever given"
@@ -341,7 +341,7 @@ impl Store {
     }
 
     /// Removes ended rollouts (retention), without waiting.
-    pub async fn forget_rollouts(&self, ids: Vec<u64>) {
+    pub async fn forget_rollouts(&self, ids: Vec<RolloutId>) {
         let _ = self.writes.send(Write::ForgetRollouts { ids }).await;
     }
 
@@ -379,7 +379,7 @@ impl Store {
     }
 
     /// Every job a rollout created, as (job, device), by job id.
-    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+    pub async fn rollout_jobs(&self, rollout: RolloutId) -> Result<Vec<(JobId, String)>, StoreError> {
         self.reads.rollout_jobs(rollout).await
     }
 

@@ -1,6 +1,6 @@
 //! Rows as Rocky reads and writes them. Times are milliseconds since the Unix epoch.
 
-use crate::engine::JobId;
+use crate::engine::{JobId, RolloutId};
 use crate::firmware::Image;
 pub use crate::snapshot::HistoryRecord;
 
@@ -20,7 +20,7 @@ pub struct NewJob {
     pub created_at: u64,
     /// The rollout that asked for it: written in the job's own row, so a rollout resumed after
     /// a crash finds every job it created, even one it had not yet recorded itself.
-    pub rollout: Option<u64>,
+    pub rollout: Option<RolloutId>,
     /// Sent even to a device whose status says it runs the image already.
     pub force: bool,
     /// The image's manifest the job sends to devices that declared `manifest`: kept in the

@@ -4,13 +4,14 @@
 //! the devices that changed, not all of a 100,000-device rollout. The jobs a rollout created
 //! name it in their own rows (`jobs.rollout_id`), written in the job's creation transaction.
 
+use crate::engine::RolloutId;
 use crate::protocol::DeviceId;
 use crate::rollout::{Devices, Outcome, Rollout, Slot};
 
 /// What one write of a rollout holds.
 #[derive(Debug, Clone)]
 pub struct RolloutRow {
-    pub id: u64,
+    pub id: RolloutId,
     pub state: &'static str,
     /// The head as JSON.
     pub body: String,

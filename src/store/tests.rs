@@ -37,21 +37,25 @@ on_both_backends!(random_start, a_new_store_numbers_its_jobs_from_a_random_point
 async fn a_new_store_numbers_its_jobs_from_a_random_point(store: &Store) {
     let (jobs, start) = store.load().await.unwrap();
     assert!(jobs.is_empty());
-    assert!(start < (1 << 31), "{start}");
+    assert!(start < JobId::new(1 << 31), "{start}");
     let other = open_sqlite();
     let other_start = other.store.load().await.unwrap().1;
     assert_ne!(start, other_start, "two new stores drew the same start (a 1 in 2^31 chance)");
-    let ids = store.create(vec![new_job(start + 1, "a")]).await.unwrap();
+    let ids = store.create(vec![new_job(start.next(), "a")]).await.unwrap();
     assert_eq!(store.load().await.unwrap().1, ids[0], "ids go on from the start");
 }
 use crate::engine::JobState;
 
 async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
     let start = store.load().await.unwrap().1;
-    let ids = store.create(vec![new_job(start + 1, "a"), new_job(start + 2, "b")]).await.unwrap();
+    let ids =
+        store.create(vec![new_job(start.next(), "a"), new_job(start.next().next(), "b")]).await.unwrap();
     let (first, second) = (ids[0], ids[1]);
     assert!(first < second, "ids in the order given: {ids:?}");
-    assert!(store.images().path(new_job(start + 1, "a").image.sha256()).is_file(), "image kept by content");
+    assert!(
+        store.images().path(new_job(start.next(), "a").image.sha256()).is_file(),
+        "image kept by content"
+    );
     let mut record = store.load().await.unwrap().0.remove(0);
     assert_eq!((record.id, record.device_id.as_str()), (first, "a"));
     record.state = JobState::Succeeded;
@@ -80,7 +84,7 @@ async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
         "the first job and its timeline are gone"
     );
     assert!(store.history(first).await.unwrap().is_empty());
-    let third = store.create(vec![new_job(second + 1, "c")]).await.unwrap()[0];
+    let third = store.create(vec![new_job(second.next(), "c")]).await.unwrap()[0];
     assert!(third > second, "a new id after every id given");
 }
 
@@ -88,13 +92,13 @@ async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
 async fn a_submission_with_an_id_sqlite_holds_is_refused_whole() {
     let opened = open_sqlite();
     let store = &opened.store;
-    store.create(vec![new_job(1, "a"), new_job(2, "b")]).await.unwrap();
-    let refused = store.create(vec![new_job(4, "d"), new_job(2, "again")]).await;
-    assert_eq!(refused, Err(WriteError::Duplicate(2)));
+    store.create(vec![new_job(JobId::new(1), "a"), new_job(JobId::new(2), "b")]).await.unwrap();
+    let refused = store.create(vec![new_job(JobId::new(4), "d"), new_job(JobId::new(2), "again")]).await;
+    assert_eq!(refused, Err(WriteError::Duplicate(JobId::new(2))));
     let (jobs, _) = store.load().await.unwrap();
     assert_eq!(
         jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![1, 2],
+        vec![JobId::new(1), JobId::new(2)],
         "nothing of the refused submission"
     );
 }
@@ -175,34 +179,34 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     drop(conn);
     let store = Store::open(old.path()).unwrap();
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs.len(), jobs[0].image.name.as_str(), last), (1, "old.bin", 7));
-    assert_eq!(store.history(7).await.unwrap()[0].attempt, None, "the new column reads as empty");
-    store.create(vec![new_job(8, "x")]).await.unwrap();
-    assert_eq!(store.load().await.unwrap().1, 8);
+    assert_eq!((jobs.len(), jobs[0].image.name.as_str(), last), (1, "old.bin", JobId::new(7)));
+    assert_eq!(store.history(JobId::new(7)).await.unwrap()[0].attempt, None, "the new column reads as empty");
+    store.create(vec![new_job(JobId::new(8), "x")]).await.unwrap();
+    assert_eq!(store.load().await.unwrap().1, JobId::new(8));
 }
 
 /// A rollout of `devices` devices, none started.
-fn rollout(id: u64, devices: usize) -> crate::rollout::Rollout {
+fn rollout(id: RolloutId, devices: usize) -> crate::rollout::Rollout {
     let plan = crate::rollout::RolloutPlan::example_of(devices, |n| format!("d{n}"));
     crate::rollout::Rollout::new(id, plan, 1_700_000_000_000)
 }
 
 async fn a_rollout_change_writes_its_head_and_only_the_devices_that_changed(store: &Store) {
     use crate::rollout::Outcome;
-    let mut r = rollout(1, 1000);
+    let mut r = rollout(RolloutId::new(1), 1000);
     let first = RolloutRow::of(&mut r);
     assert_eq!(first.devices.len(), 1000, "the first write holds every device");
     assert!(first.body.len() < 1000, "the head leaves the devices out: {} bytes", first.body.len());
     store.save_rollouts(vec![first]).await.unwrap();
     r.devices.set_outcome(500, Outcome::Failed);
     r.devices.set_detail(500, Some("writing to flash failed"));
-    r.devices.set_job(500, Some(77));
+    r.devices.set_job(500, Some(JobId::new(77)));
     let second = RolloutRow::of(&mut r);
     assert_eq!(second.devices.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [500]);
     store.save_rollouts(vec![second]).await.unwrap();
     let loaded = store.load_rollouts().await.unwrap();
     assert_eq!(loaded, vec![r], "head and device rows make the whole rollout again");
-    store.forget_rollouts(vec![1]).await;
+    store.forget_rollouts(vec![RolloutId::new(1)]).await;
     store.flush_and_wait(Vec::new(), Vec::new()).await;
     assert!(store.load_rollouts().await.unwrap().is_empty());
 }
@@ -212,9 +216,9 @@ async fn a_rollout_stored_whole_by_schema_4_moves_its_devices_into_rows() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
     migrate_to(&mut conn, 4).unwrap();
-    let mut r = rollout(3, 4);
+    let mut r = rollout(RolloutId::new(3), 4);
     r.devices.set_outcome(1, crate::rollout::Outcome::Succeeded);
-    r.devices.set_job(1, Some(9));
+    r.devices.set_job(1, Some(JobId::new(9)));
     r.devices.set_attempts(1, 1);
     // Schema 4 kept the devices in the rollout's JSON: as `slots`, and their ids in the plan.
     let mut body = serde_json::to_value(&r).unwrap();
@@ -235,7 +239,10 @@ async fn a_rollout_stored_whole_by_schema_4_moves_its_devices_into_rows() {
 async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.create(vec![new_job(1, "a"), new_job(2, "b"), new_job(3, "c")]).await.unwrap();
+    store
+        .create(vec![new_job(JobId::new(1), "a"), new_job(JobId::new(2), "b"), new_job(JobId::new(3), "c")])
+        .await
+        .unwrap();
     drop(store);
     // What a damaged or lost write-ahead log does: the last rows and the counter roll back.
     let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
@@ -244,8 +251,8 @@ async fn ids_are_never_reused_even_when_the_database_rolls_back() {
     drop(conn);
     let store = Store::open(dir.path()).unwrap();
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs.len(), last), (1, 3), "the mark beside the database remembers 3");
-    store.create(vec![new_job(4, "d")]).await.unwrap();
+    assert_eq!((jobs.len(), last), (1, JobId::new(3)), "the mark beside the database remembers 3");
+    store.create(vec![new_job(JobId::new(4), "d")]).await.unwrap();
 }
 
 async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(store: &Store) {
@@ -274,13 +281,18 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
         first_seen: Some(10),
         last_seen: Some(20),
         last_image: Some(image.clone()),
-        last_job: Some(4),
+        last_job: Some(JobId::new(4)),
         running: Some(running.clone()),
     };
     store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![seen.clone()]).await;
     // An older record arriving late moves nothing back.
-    let late =
-        Device { first_seen: Some(5), last_seen: Some(15), last_image: None, last_job: Some(3), ..seen };
+    let late = Device {
+        first_seen: Some(5),
+        last_seen: Some(15),
+        last_image: None,
+        last_job: Some(JobId::new(3)),
+        ..seen
+    };
     store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![late]).await;
     let devices = store.load_devices().await.unwrap();
     assert_eq!(
@@ -292,7 +304,7 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
             first_seen: Some(10),
             last_seen: Some(20),
             last_image: Some(image),
-            last_job: Some(4),
+            last_job: Some(JobId::new(4)),
             running: Some(running),
         }]
     );
@@ -305,7 +317,9 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
 /// are dropped with it.
 async fn a_big_flush_lands_whole_and_timelines_keep_their_order(store: &Store) {
     let start = store.load().await.unwrap().1;
-    let jobs: Vec<NewJob> = (start + 1..=start + 2000).map(|id| new_job(id, &format!("dev-{id}"))).collect();
+    let jobs: Vec<NewJob> = (start.get() + 1..=start.get() + 2000)
+        .map(|id| new_job(JobId::new(id), &format!("dev-{id}")))
+        .collect();
     let ids = store.create(jobs).await.unwrap();
     let (last_id, second_last) = (ids[1999], ids[1998]);
     let (mut records, _) = store.load().await.unwrap();
@@ -381,7 +395,7 @@ async fn instances_starting_together_migrate_a_postgres_database_once() {
     )
     .await;
     let stores: Vec<Store> = opened.into_iter().map(|s| s.expect("every instance opens")).collect();
-    stores[0].create(vec![new_job(1, "a")]).await.unwrap();
+    stores[0].create(vec![new_job(JobId::new(1), "a")]).await.unwrap();
     assert_eq!(stores[3].load().await.unwrap().0.len(), 1, "one database under all of them");
 }
 
@@ -412,12 +426,12 @@ async fn postgres_draws_ids_and_refuses_them_past_the_last() {
     let Some(opened) = open_postgres().await else { return };
     let store = &opened.store;
     assert!(store.draws_ids() && !open_sqlite().store.draws_ids());
-    let mut unnumbered = new_job(1, "a");
+    let mut unnumbered = new_job(JobId::new(1), "a");
     unnumbered.id = None;
     let first = store.create(vec![unnumbered.clone()]).await.unwrap()[0];
     assert_eq!(store.load().await.unwrap().1, first);
     let client = opened.db().unwrap().settings().connect().await.unwrap();
-    client.batch_execute(&format!("SELECT setval('job_ids', {})", JobId::MAX - 2)).await.unwrap();
+    client.batch_execute(&format!("SELECT setval('job_ids', {})", JobId::MAX.get() - 2)).await.unwrap();
     let refused = store.create(vec![unnumbered.clone(), unnumbered.clone()]).await;
     assert_eq!(refused, Err(WriteError::IdsExhausted));
     let (jobs, _) = store.load().await.unwrap();

@@ -17,7 +17,7 @@ use super::source::{RolloutVerb, Source};
 use super::terminal::TerminalGuard;
 use super::theme::Theme;
 use super::ui;
-use crate::engine::JobSpec;
+use crate::engine::{JobId, JobSpec};
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
 use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 
@@ -57,8 +57,8 @@ enum Done {
         manifest: Option<crate::protocol::Manifest>,
     },
     Submitted(Result<usize, String>),
-    Cancelled(Result<u32, String>),
-    History(u32, Vec<crate::snapshot::HistoryRecord>),
+    Cancelled(Result<JobId, String>),
+    History(JobId, Vec<crate::snapshot::HistoryRecord>),
     /// Something handed off failed; said in the footer.
     Failed(String),
     /// The rollouts listing, and the open rollout whole if one is open and it changed.

@@ -14,7 +14,7 @@ use super::app::{App, Confirm, Overlay, Pane};
 use super::input::{Command, Outcome};
 use super::theme::Theme;
 use super::ui;
-use crate::engine::{Event, JobState, JobView};
+use crate::engine::{Event, JobId, JobState, JobView, RolloutId};
 use crate::firmware::{ChunkSize, Image};
 use crate::protocol::{DeviceId, Topics, describe};
 use crate::service::{
@@ -31,7 +31,7 @@ struct Fixture {
     seq: u64,
     image: Image,
     /// Each job as the engine would hold it; pushed to the app as the job table would.
-    snapshots: std::collections::BTreeMap<u32, JobSnapshot>,
+    snapshots: std::collections::BTreeMap<JobId, JobSnapshot>,
 }
 
 impl Fixture {
@@ -57,7 +57,7 @@ impl Fixture {
     }
 
     /// Changes a job's snapshot and hands it to the app, as the runtime's job table does.
-    fn update(&mut self, id: u32, change: impl FnOnce(&mut JobSnapshot)) {
+    fn update(&mut self, id: JobId, change: impl FnOnce(&mut JobSnapshot)) {
         let Some(snapshot) = self.snapshots.get_mut(&id) else { return };
         change(snapshot);
         let changes = JobChanges {
@@ -69,7 +69,7 @@ impl Fixture {
         self.app.apply_jobs(&changes);
     }
 
-    fn job(&mut self, id: u32, device: &str, ms: u64) {
+    fn job(&mut self, id: JobId, device: &str, ms: u64) {
         let image = self.image.clone();
         let view = JobView {
             rollout: None,
@@ -101,7 +101,15 @@ impl Fixture {
         self.send(ms, RuntimeEvent::Engine(Event::Created(Box::new(view))));
     }
 
-    fn state(&mut self, id: u32, device: &str, ms: u64, from: JobState, to: JobState, detail: Option<&str>) {
+    fn state(
+        &mut self,
+        id: JobId,
+        device: &str,
+        ms: u64,
+        from: JobState,
+        to: JobState,
+        detail: Option<&str>,
+    ) {
         let at = self.at(ms).duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
         self.update(id, |job| {
             job.state = to;
@@ -126,7 +134,7 @@ impl Fixture {
         self.send(ms, RuntimeEvent::Engine(event));
     }
 
-    fn chunks(&mut self, id: u32, device: &str, ms: u64, upto: u32) {
+    fn chunks(&mut self, id: JobId, device: &str, ms: u64, upto: u32) {
         for chunk in 1..=upto {
             let event = Event::ChunkSent {
                 job: id,
@@ -159,7 +167,7 @@ impl Fixture {
         direction: TrafficDirection,
         topic: &str,
         payload: Bytes,
-        job: Option<u32>,
+        job: Option<JobId>,
         chunk: Option<u32>,
     ) {
         let topics = Topics::default();
@@ -193,17 +201,17 @@ impl Fixture {
         };
         let devices = ["dev-01", "dev-02", "dev-03", "dev-04", "dev-05", "dev-06"];
         for (i, device) in devices.iter().enumerate() {
-            f.job(i as u32 + 41, device, 100);
+            f.job(JobId::new(i as u32 + 41), device, 100);
         }
         for (i, device) in devices.iter().take(5).enumerate() {
             let id = i as u32 + 41;
-            f.state(id, device, 110, Queued, Requesting, None);
+            f.state(JobId::new(id), device, 110, Queued, Requesting, None);
             f.traffic(
                 110,
                 TrafficDirection::Out,
                 &format!("/fota/cmd/{device}"),
                 request(id as u8 as u32),
-                Some(id),
+                Some(JobId::new(id)),
                 None,
             );
         }
@@ -213,18 +221,18 @@ impl Fixture {
             TrafficDirection::In,
             "/fota/cmd_resp/dev-01",
             Bytes::from_static(&[0x82, 0x18, 41, 0x02]),
-            Some(41),
+            Some(JobId::new(41)),
             None,
         );
-        f.state(41, "dev-01", 300, Requesting, Transferring, None);
-        f.chunks(41, "dev-01", 300, 96);
-        f.state(41, "dev-01", 1400, Transferring, Finishing, None);
+        f.state(JobId::new(41), "dev-01", 300, Requesting, Transferring, None);
+        f.chunks(JobId::new(41), "dev-01", 300, 96);
+        f.state(JobId::new(41), "dev-01", 1400, Transferring, Finishing, None);
         f.traffic(
             1400,
             TrafficDirection::Out,
             "/fota/cmd/dev-01",
             Bytes::from_static(&[0x83, 0x18, 41, 0x04, 0x80]),
-            Some(41),
+            Some(JobId::new(41)),
             None,
         );
         f.traffic(
@@ -232,43 +240,43 @@ impl Fixture {
             TrafficDirection::In,
             "/fota/cmd_resp/dev-01",
             Bytes::from_static(&[0x82, 0x18, 41, 0x05]),
-            Some(41),
+            Some(JobId::new(41)),
             None,
         );
-        f.state(41, "dev-01", 1500, Finishing, Succeeded, None);
+        f.state(JobId::new(41), "dev-01", 1500, Finishing, Succeeded, None);
         // dev-02 transferring, half way
         f.traffic(
             400,
             TrafficDirection::In,
             "/fota/cmd_resp/dev-02",
             Bytes::from_static(&[0x82, 0x18, 42, 0x02]),
-            Some(42),
+            Some(JobId::new(42)),
             None,
         );
-        f.state(42, "dev-02", 400, Requesting, Transferring, None);
-        f.chunks(42, "dev-02", 400, 48);
+        f.state(JobId::new(42), "dev-02", 400, Requesting, Transferring, None);
+        f.chunks(JobId::new(42), "dev-02", 400, 48);
         // dev-03 refused
         f.traffic(
             500,
             TrafficDirection::In,
             "/fota/cmd_resp/dev-03",
             Bytes::from_static(&[0x82, 0x18, 43, 0x03]),
-            Some(43),
+            Some(JobId::new(43)),
             None,
         );
-        f.state(43, "dev-03", 500, Requesting, Rejected, Some("battery below 20%"));
+        f.state(JobId::new(43), "dev-03", 500, Requesting, Rejected, Some("battery below 20%"));
         // dev-04 silent: retried, then timed out
-        f.update(44, |job| job.attempts = 2);
+        f.update(JobId::new(44), |job| job.attempts = 2);
         f.send(
             2110,
             RuntimeEvent::Engine(Event::RequestRetried {
-                job: 44,
+                job: JobId::new(44),
                 device: DeviceId::parse("dev-04").unwrap(),
                 attempt: 2,
             }),
         );
         f.state(
-            44,
+            JobId::new(44),
             "dev-04",
             4110,
             Requesting,
@@ -340,7 +348,7 @@ fn devices_pane_takes_the_traffic_place_at_80_columns() {
 #[test]
 fn job_detail_shows_the_timeline_and_traffic() {
     let mut f = Fixture::mid_rollout(Theme::color());
-    f.app.overlay = Some(Overlay::JobDetail { job: 44, scroll: 0 });
+    f.app.overlay = Some(Overlay::JobDetail { job: JobId::new(44), scroll: 0 });
     insta::assert_snapshot!(f.render(120, 40).backend());
 }
 
@@ -402,7 +410,7 @@ fn confirm_popup_before_cancel() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (100, 30);
     f.key(KeyCode::Char('c')); // job 42 (transferring) is selected
-    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Cancel(42)))));
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Cancel(id))) if id == JobId::new(42)));
     insta::assert_snapshot!(f.render(100, 30).backend());
 }
 
@@ -496,17 +504,17 @@ fn navigation_keys_move_focus_and_selection() {
     f.app.jobs.cursor = super::app::Cursor { selected: 0, ..Default::default() };
     f.key(KeyCode::Char('j'));
     f.key(KeyCode::Down);
-    assert_eq!(f.app.selected_job().unwrap().id, 43);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(43));
     f.key(KeyCode::Char('k'));
-    assert_eq!(f.app.selected_job().unwrap().id, 42);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(42));
     f.key(KeyCode::Char('G'));
-    assert_eq!(f.app.selected_job().unwrap().id, 46);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(46));
     f.key(KeyCode::Char('g'));
-    assert_eq!(f.app.selected_job().unwrap().id, 41);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(41));
     f.key(KeyCode::PageDown);
-    assert_eq!(f.app.selected_job().unwrap().id, 46);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(46));
     f.key(KeyCode::PageUp);
-    assert_eq!(f.app.selected_job().unwrap().id, 41);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(41));
     f.key(KeyCode::Tab);
     assert_eq!(f.app.focus, Pane::Traffic, "no rollouts: Tab passes their pane over");
     f.key(KeyCode::Tab);
@@ -550,7 +558,7 @@ fn filters_narrow_the_focused_pane() {
     assert_eq!(f.app.visible_jobs().len(), 1, "filters while typing");
     f.key(KeyCode::Enter);
     assert_eq!(f.app.filter(Pane::Jobs), "timed");
-    assert_eq!(f.app.visible_jobs()[0].id, 44);
+    assert_eq!(f.app.visible_jobs()[0].id, JobId::new(44));
     f.key(KeyCode::Esc);
     assert_eq!(f.app.visible_jobs().len(), 6, "Esc clears the filter");
     f.key(KeyCode::Tab);
@@ -561,7 +569,7 @@ fn filters_narrow_the_focused_pane() {
     f.key(KeyCode::Enter);
     assert_eq!(f.app.visible_traffic().len(), 1);
     *f.app.filter_mut(Pane::Traffic) = "#42".into();
-    assert!(f.app.visible_traffic().iter().all(|l| l.job == Some(42)));
+    assert!(f.app.visible_traffic().iter().all(|l| l.job == Some(JobId::new(42))));
 }
 
 #[test]
@@ -569,7 +577,9 @@ fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.jobs.cursor = super::app::Cursor { selected: 1, ..Default::default() }; // 42 transferring
     f.key(KeyCode::Char('c'));
-    assert!(matches!(f.key(KeyCode::Char('y')), Outcome::Command(Command::Cancel(42))));
+    assert!(
+        matches!(f.key(KeyCode::Char('y')), Outcome::Command(Command::Cancel(id)) if id == JobId::new(42))
+    );
     f.key(KeyCode::Char('c'));
     assert!(matches!(f.key(KeyCode::Char('n')), Outcome::Redraw));
     assert!(f.app.overlay.is_none(), "n declines");
@@ -579,8 +589,8 @@ fn cancel_and_retry_ask_first_and_only_fit_their_states() {
     f.key(KeyCode::Char('c'));
     assert!(f.app.flash.as_ref().unwrap().text.contains("already ended"));
     f.key(KeyCode::Char('r'));
-    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Retry(43)))));
-    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::Retry(43))));
+    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Retry(id))) if id == JobId::new(43)));
+    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::Retry(id)) if id == JobId::new(43)));
 }
 
 #[test]
@@ -625,18 +635,18 @@ fn mouse_click_selects_and_wheel_scrolls() {
     };
     f.app.handle_mouse(click);
     assert_eq!(f.app.focus, Pane::Jobs);
-    assert_eq!(f.app.selected_job().unwrap().id, 43);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(43));
     let wheel =
         MouseEvent { kind: MouseEventKind::ScrollDown, column: 10, row: 6, modifiers: KeyModifiers::NONE };
     f.app.handle_mouse(wheel);
-    assert_eq!(f.app.selected_job().unwrap().id, 46);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(46));
 }
 
 #[test]
 fn ten_thousand_jobs_render_only_the_viewport() {
     let mut f = Fixture::new(Theme::color());
     for id in 1..=10_000u32 {
-        f.job(id, &format!("dev-{id:05}"), 0);
+        f.job(JobId::new(id), &format!("dev-{id:05}"), 0);
     }
     f.app.size = (80, 24);
     f.app.jobs.cursor = super::app::Cursor { selected: 9_999, ..Default::default() };
@@ -653,10 +663,12 @@ fn history_view_lists_finished_jobs_newest_first_and_detail_asks_for_the_stored_
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.size = (160, 45);
     f.key(KeyCode::Char('h'));
-    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id).collect();
+    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id.get()).collect();
     assert_eq!(ids, vec![44, 41, 43], "finished jobs only, the last to finish first");
     assert!(format!("{}", f.render(160, 45).backend()).contains("History 3"));
-    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadHistory(44))));
+    assert!(
+        matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadHistory(id)) if id == JobId::new(44))
+    );
     let stored = vec![
         (f.at(0), "queued: created".to_owned()),
         (f.at(10), "requesting".to_owned()),
@@ -664,11 +676,11 @@ fn history_view_lists_finished_jobs_newest_first_and_detail_asks_for_the_stored_
         (f.at(30), "requesting".to_owned()),
         (f.at(40), "timed_out".to_owned()),
     ];
-    f.app.load_timeline(44, stored);
-    assert_eq!(f.app.jobs.rows[&44].timeline.len(), 5);
-    f.app.load_timeline(44, Vec::new());
+    f.app.load_timeline(JobId::new(44), stored);
+    assert_eq!(f.app.jobs.rows[&JobId::new(44)].timeline.len(), 5);
+    f.app.load_timeline(JobId::new(44), Vec::new());
     assert_eq!(
-        f.app.jobs.rows[&44].timeline.len(),
+        f.app.jobs.rows[&JobId::new(44)].timeline.len(),
         5,
         "a shorter stored timeline does not replace a longer one"
     );
@@ -680,10 +692,10 @@ fn history_view_lists_finished_jobs_newest_first_and_detail_asks_for_the_stored_
 #[test]
 fn a_device_paced_job_shows_confirmed_and_sent_apart_without_colour() {
     let mut f = Fixture::new(Theme::color());
-    f.job(7, "dev-07", 0);
-    f.state(7, "dev-07", 10, JobState::Queued, JobState::Requesting, None);
-    f.state(7, "dev-07", 20, JobState::Requesting, JobState::Transferring, None);
-    f.update(7, |job| {
+    f.job(JobId::new(7), "dev-07", 0);
+    f.state(JobId::new(7), "dev-07", 10, JobState::Queued, JobState::Requesting, None);
+    f.state(JobId::new(7), "dev-07", 20, JobState::Requesting, JobState::Transferring, None);
+    f.update(JobId::new(7), |job| {
         job.chunks_done = 48;
         job.chunks_confirmed = Some(24);
         job.window = Some(8);
@@ -699,7 +711,7 @@ fn a_device_paced_job_shows_confirmed_and_sent_apart_without_colour() {
 /// A rollout in `state` over `devices` devices in waves ending at `ends`, the first `outcomes`
 /// devices having those outcomes and the rest pending, as the source would list it.
 fn rollout_view(
-    id: u64,
+    id: RolloutId,
     name: &str,
     state: crate::rollout::RolloutState,
     ends: &[usize],
@@ -737,7 +749,7 @@ fn rollout_view(
 fn with_rollouts(f: &mut Fixture) {
     use crate::rollout::{Outcome::*, RolloutState};
     let running = rollout_view(
-        1,
+        RolloutId::new(1),
         "release 2.1.0, staged",
         RolloutState::Running,
         &[1, 6, 24],
@@ -745,7 +757,7 @@ fn with_rollouts(f: &mut Fixture) {
         None,
     );
     let aborted = rollout_view(
-        2,
+        RolloutId::new(2),
         "beta 2.2.0 to lot 2024-07",
         RolloutState::Aborted,
         &[9],
@@ -754,7 +766,7 @@ fn with_rollouts(f: &mut Fixture) {
     );
     f.app.rollouts.list = vec![aborted, running];
     for id in 41..=43 {
-        f.update(id, |job| job.rollout_id = Some(1));
+        f.update(JobId::new(id), |job| job.rollout_id = Some(RolloutId::new(1)));
     }
 }
 
@@ -799,7 +811,7 @@ fn rollout_keys_ask_first_fit_the_state_and_filter_the_jobs() {
     with_rollouts(&mut f);
     f.app.size = (200, 50);
     f.key(KeyCode::Tab);
-    assert_eq!(f.app.selected_rollout().unwrap().id, 2, "newest first");
+    assert_eq!(f.app.selected_rollout().unwrap().id, RolloutId::new(2), "newest first");
     f.key(KeyCode::Char('c'));
     assert!(f.app.flash.as_ref().unwrap().text.contains("rollout 2 already ended as aborted"));
     assert!(f.app.overlay.is_none());
@@ -807,24 +819,28 @@ fn rollout_keys_ask_first_fit_the_state_and_filter_the_jobs() {
     f.key(KeyCode::Char('r'));
     assert!(f.app.flash.as_ref().unwrap().text.contains("running; nothing to resume"));
     f.key(KeyCode::Char('p'));
-    assert!(matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Rollout(1, RolloutVerb::Pause)))));
+    assert!(
+        matches!(f.app.overlay, Some(Overlay::Confirm(Confirm::Rollout(id, RolloutVerb::Pause))) if id == RolloutId::new(1))
+    );
     let text = format!("{}", f.render(200, 50).backend());
     assert!(text.contains("Pause rollout 1 \"release 2.1.0, staged\"?"), "{text}");
     assert!(matches!(
         f.key(KeyCode::Char('y')),
-        Outcome::Command(Command::ControlRollout(1, RolloutVerb::Pause))
+        Outcome::Command(Command::ControlRollout(id, RolloutVerb::Pause)) if id == RolloutId::new(1)
     ));
     f.key(KeyCode::Char('c'));
     assert!(matches!(f.key(KeyCode::Esc), Outcome::Redraw));
     assert!(f.app.overlay.is_none(), "Esc declines");
     // Enter opens the detail and asks for the whole rollout.
-    assert!(matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadRollout(1))));
-    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, .. })));
+    assert!(
+        matches!(f.key(KeyCode::Enter), Outcome::Command(Command::LoadRollout(id)) if id == RolloutId::new(1))
+    );
+    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id, .. }) if id == RolloutId::new(1)));
     f.key(KeyCode::Esc);
     // f shows only its jobs; Esc in the jobs pane shows all again.
     f.key(KeyCode::Char('f'));
     assert_eq!(f.app.focus, Pane::Jobs);
-    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id).collect();
+    let ids: Vec<u32> = f.app.visible_jobs().iter().map(|j| j.id.get()).collect();
     assert_eq!(ids, [41, 42, 43]);
     f.key(KeyCode::Esc);
     assert_eq!(f.app.visible_jobs().len(), 6);
@@ -837,17 +853,17 @@ fn a_rollouts_detail_lists_its_waves_devices_and_changes() {
     let mut detail = f.app.rollouts.list[1].clone();
     if let Some(devices) = detail.devices.as_mut() {
         devices[2].detail = Some("writing to flash failed".into());
-        devices[2].job_id = Some(43);
+        devices[2].job_id = Some(JobId::new(43));
     }
     f.app.rollouts.detail = Some(detail);
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: RolloutId::new(1), scroll: 0, from: 0 });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("a wave goes on at ≥80% succeeded"), "{text}");
     assert!(text.contains("dev-03  failed"), "{text}");
     assert!(text.contains("#43") && text.contains("writing to flash failed"), "{text}");
     assert!(text.contains("dev-24  pending"), "{text}");
     // Before the whole rollout arrives, the overlay says so rather than showing another's.
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 2, scroll: 0, from: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: RolloutId::new(2), scroll: 0, from: 0 });
     assert!(format!("{}", f.render(120, 50).backend()).contains("loading…"));
 }
 
@@ -920,14 +936,14 @@ fn the_first_keys_after_new_jobs_select_the_newest_then_move_from_it() {
     // What the console does when jobs were created: the newest is selected.
     f.app.jobs.cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('g'));
-    assert_eq!(f.app.selected_job().unwrap().id, 41, "g goes to the top at once");
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(41), "g goes to the top at once");
     for _ in 0..3 {
         f.key(KeyCode::Char('j'));
     }
-    assert_eq!(f.app.selected_job().unwrap().id, 44);
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(44));
     f.app.jobs.cursor = super::app::Cursor::following();
     f.key(KeyCode::Char('k'));
-    assert_eq!(f.app.selected_job().unwrap().id, 45, "k moves up from the newest");
+    assert_eq!(f.app.selected_job().unwrap().id, JobId::new(45), "k moves up from the newest");
 }
 
 #[test]
@@ -948,11 +964,11 @@ fn a_failed_bar_reads_as_failed_without_colour_and_a_broker_outage_pauses_the_et
     let text = format!("{}", f.render(160, 45).backend());
     let line = |text: &str, device: &str| text.lines().find(|l| l.contains(device)).unwrap_or("").to_owned();
     assert!(line(&text, "dev-02").contains("/ 11.6s"), "an ETA while connected:\n{text}");
-    f.update(42, |job| {
+    f.update(JobId::new(42), |job| {
         job.state = JobState::Failed;
         job.error = Some("writing to flash failed".into());
     });
-    f.update(41, |_| {});
+    f.update(JobId::new(41), |_| {});
     let text = format!("{}", f.render(160, 45).backend());
     let failed = line(&text, "dev-02");
     assert!(failed.contains("░░░░░░░") && failed.contains("✗ 48/96"), "hatched and marked:\n{failed}");
@@ -1019,16 +1035,17 @@ fn w_writes_the_filtered_traffic_or_the_selected_job_and_m_lets_the_mouse_go() {
     with_rollouts(&mut f);
     f.key(KeyCode::BackTab);
     assert_eq!(f.app.focus, Pane::Rollouts);
-    let Outcome::Command(Command::ExportRollout { id: 2, .. }) = f.key(KeyCode::Char('w')) else {
+    let Outcome::Command(Command::ExportRollout { id, .. }) = f.key(KeyCode::Char('w')) else {
         panic!("w fetches the rollout whole to write it")
     };
+    assert_eq!(id, RolloutId::new(2), "w fetches the rollout whole to write it");
     let mut whole = f.app.rollouts.list[0].clone();
     whole.devices = Some(Vec::new());
     whole.changes = Some(Vec::new());
     f.app.rollouts.detail = Some(whole);
     let Outcome::Command(Command::Export(export)) = f.key(KeyCode::Char('w')) else { panic!("w writes") };
     let rollout: crate::rollout::RolloutView = serde_json::from_str(&export.contents).unwrap();
-    assert_eq!((rollout.id, export.what.as_str()), (2, "rollout 2"));
+    assert_eq!((rollout.id, export.what.as_str()), (RolloutId::new(2), "rollout 2"));
     assert!(rollout.devices.is_some() && rollout.changes.is_some(), "whole: {}", export.contents);
     // In the devices pane, the device (with its latest job), not a job.
     f.app.focus = Pane::Devices;
@@ -1059,7 +1076,7 @@ fn small_terminals_cut_no_number_and_no_hash() {
     assert!(text.contains("48/96"), "the progress count whole at 60×15:\n{text}");
     // The job detail at 80 columns wraps the SHA-256 rather than cutting it.
     f.app.size = (80, 24);
-    f.app.overlay = Some(Overlay::JobDetail { job: 42, scroll: 0 });
+    f.app.overlay = Some(Overlay::JobDetail { job: JobId::new(42), scroll: 0 });
     let screen = f.render(80, 24);
     let text = format!("{}", screen.backend());
     let sha = f.image.sha256().iter().map(|b| format!("{b:02x}")).collect::<String>();
@@ -1142,10 +1159,10 @@ fn the_rollout_review_names_devices_name_and_pacing_and_ids_do_not_mix_with_labe
 fn a_jobs_pane_too_short_for_its_jobs_says_which_rows_it_shows_and_what_runs_out_of_sight() {
     let mut f = Fixture::mid_rollout(Theme::color());
     for id in 100..130 {
-        f.job(id, &format!("dev-{id}"), 100);
+        f.job(JobId::new(id), &format!("dev-{id}"), 100);
     }
     for id in 120..130 {
-        f.state(id, &format!("dev-{id}"), 200, JobState::Queued, JobState::Requesting, None);
+        f.state(JobId::new(id), &format!("dev-{id}"), 200, JobState::Queued, JobState::Requesting, None);
     }
     let text = format!("{}", f.render(80, 24).backend());
     let title = text.lines().find(|l| l.contains("Jobs ")).unwrap_or("");
@@ -1183,25 +1200,25 @@ fn the_jobs_pane_keeps_the_newest_job_in_view_until_the_operator_moves_and_g_fol
     // As the console starts: following the newest job.
     f.app.jobs.cursor = super::app::Cursor::following();
     for id in 100..130 {
-        f.job(id, &format!("dev-{id}"), 100);
+        f.job(JobId::new(id), &format!("dev-{id}"), 100);
     }
     let title = |f: &Fixture| {
         let text = format!("{}", f.render(80, 24).backend());
         text.lines().find(|l| l.contains("Jobs ")).unwrap_or("").to_owned()
     };
     assert!(title(&f).contains("Jobs 19–36 of 36"), "the newest in view: {}", title(&f));
-    assert_eq!(f.app.selected_job().map(|j| j.id), Some(129));
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(JobId::new(129)));
     f.key(KeyCode::Char('k'));
     for id in 130..135 {
-        f.job(id, &format!("dev-{id}"), 100);
+        f.job(JobId::new(id), &format!("dev-{id}"), 100);
     }
     let moved = title(&f);
     assert!(moved.contains("Jobs 19–36 of 41"), "the view stays: {moved}");
-    assert_eq!(f.app.selected_job().map(|j| j.id), Some(128));
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(JobId::new(128)));
     f.key(KeyCode::Char('G'));
-    f.job(135, "dev-135", 100);
+    f.job(JobId::new(135), "dev-135", 100);
     assert!(title(&f).contains("Jobs 25–42 of 42"), "following again: {}", title(&f));
-    assert_eq!(f.app.selected_job().map(|j| j.id), Some(135));
+    assert_eq!(f.app.selected_job().map(|j| j.id), Some(JobId::new(135)));
 }
 
 #[test]
@@ -1313,22 +1330,34 @@ fn a_large_rollouts_detail_pages_its_devices() {
     detail.devices = Some(vec![first; crate::tui::source::DETAIL_DEVICES]);
     detail.devices_from = Some(0);
     f.app.rollouts.detail = Some(detail);
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: RolloutId::new(1), scroll: 0, from: 0 });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("DEVICES 1–100 of 250  ] next 100"), "{text}");
     assert!(matches!(f.key(KeyCode::Char('[')), Outcome::Ignored), "no page before the first");
-    assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(1))));
-    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 100, .. })));
-    assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(1))));
+    assert!(
+        matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(id)) if id == RolloutId::new(1))
+    );
+    assert!(
+        matches!(f.app.overlay, Some(Overlay::RolloutDetail { id, from: 100, .. }) if id == RolloutId::new(1))
+    );
+    assert!(
+        matches!(f.key(KeyCode::Char(']')), Outcome::Command(Command::LoadRollout(id)) if id == RolloutId::new(1))
+    );
     assert!(matches!(f.key(KeyCode::Char(']')), Outcome::Ignored), "no page after the last");
-    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 200, .. })));
+    assert!(
+        matches!(f.app.overlay, Some(Overlay::RolloutDetail { id, from: 200, .. }) if id == RolloutId::new(1))
+    );
     let detail = f.app.rollouts.detail.as_mut().unwrap();
     detail.devices_from = Some(200);
     detail.devices.as_mut().unwrap().truncate(50);
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("DEVICES 201–250 of 250  [ previous 100"), "{text}");
-    assert!(matches!(f.key(KeyCode::Char('[')), Outcome::Command(Command::LoadRollout(1))));
-    assert!(matches!(f.app.overlay, Some(Overlay::RolloutDetail { id: 1, from: 100, .. })));
+    assert!(
+        matches!(f.key(KeyCode::Char('[')), Outcome::Command(Command::LoadRollout(id)) if id == RolloutId::new(1))
+    );
+    assert!(
+        matches!(f.app.overlay, Some(Overlay::RolloutDetail { id, from: 100, .. }) if id == RolloutId::new(1))
+    );
 }
 
 /// The confirm extension in the console: a confirming job says what it waits for, a confirmed
@@ -1337,20 +1366,20 @@ fn a_large_rollouts_detail_pages_its_devices() {
 #[test]
 fn confirming_and_confirmed_jobs_and_rollouts_say_so() {
     let mut f = Fixture::mid_rollout(Theme::color());
-    f.update(42, |job| {
+    f.update(JobId::new(42), |job| {
         job.state = JobState::Confirming;
         job.confirm_boot = Some(17);
     });
-    f.app.overlay = Some(Overlay::JobDetail { job: 42, scroll: 0 });
+    f.app.overlay = Some(Overlay::JobDetail { job: JobId::new(42), scroll: 0 });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("confirming") && text.contains("waiting for a status after boot 17"), "{text}");
-    f.update(42, |job| {
+    f.update(JobId::new(42), |job| {
         job.state = JobState::Succeeded;
         job.confirmed_at = Some(job.created_at + 5_000);
     });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("confirmed"), "{text}");
-    f.update(43, |job| job.state = JobState::RolledBack);
+    f.update(JobId::new(43), |job| job.state = JobState::RolledBack);
     f.app.overlay = None;
     let text = format!("{}", f.render(200, 50).backend());
     assert!(text.contains("rolled back"), "{text}");
@@ -1359,7 +1388,7 @@ fn confirming_and_confirmed_jobs_and_rollouts_say_so() {
     detail.waves[0].counts.up_to_date = 1;
     detail.waves[1].counts.rolled_back = 2;
     f.app.rollouts.detail = Some(detail);
-    f.app.overlay = Some(Overlay::RolloutDetail { id: 1, scroll: 0, from: 0 });
+    f.app.overlay = Some(Overlay::RolloutDetail { id: RolloutId::new(1), scroll: 0, from: 0 });
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("of which 1 up to date · 2 rolled back"), "{text}");
 }

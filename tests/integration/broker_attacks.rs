@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::wire_device::{Mode, WireDevice};
 use crate::support::{Mosquitto, test_image, wait_for};
-use rocky::engine::{JobSpec, JobState};
+use rocky::engine::{JobId, JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::mqtt::MqttVersion;
 use rocky::runtime::{ConnectionState, JobFilter, Received, Runtime, RuntimeConfig, RuntimeEvent};
@@ -78,8 +78,8 @@ async fn oversized_frames_do_not_silence_rocky(version: MqttVersion, test: &str)
         while let Some(received) = events.recv().await {
             let Received::Event(envelope) = received else { continue };
             match &envelope.event {
-                RuntimeEvent::Traffic(t) if t.job.is_some_and(|j| j >= CANARY) => {
-                    arrived.lock().unwrap().entry(t.job.unwrap_or(0)).or_insert(t0.elapsed());
+                RuntimeEvent::Traffic(t) if t.job.is_some_and(|j| j.get() >= CANARY) => {
+                    arrived.lock().unwrap().entry(t.job.map_or(0, JobId::get)).or_insert(t0.elapsed());
                 }
                 RuntimeEvent::Connection(ConnectionState::Disconnected { .. }) => {
                     dropped.lock().unwrap().push(t0.elapsed())
@@ -136,7 +136,7 @@ async fn oversized_frames_do_not_silence_rocky(version: MqttVersion, test: &str)
     })
     .await;
     assert_eq!(job.state, JobState::Succeeded, "{:?}", job.error);
-    assert_eq!(device.seen().verdicts.last(), Some(&(u64::from(job.id), true)));
+    assert_eq!(device.seen().verdicts.last(), Some(&(u64::from(job.id.get()), true)));
     let took = flooded.elapsed();
     // Let the canaries sent by now have their chance to arrive.
     tokio::time::sleep(DETECTION).await;
@@ -260,7 +260,7 @@ async fn devices_that_rewind_for_ever_end_failed_and_do_not_hold_up_a_healthy_on
     })
     .await;
     eprintln!("the healthy job succeeded {:?} after it was made, among 64 rewinders", made.elapsed());
-    assert_eq!(healthy.seen().verdicts, vec![(u64::from(job.id), true)]);
+    assert_eq!(healthy.seen().verdicts, vec![(u64::from(job.id.get()), true)]);
     // Each rewinder's job ends failed, naming why, with a bounded number of bytes sent.
     let jobs = wait_for(Duration::from_secs(60), "every rewinder's job to end", || async {
         let jobs = runtime.handle.jobs(&JobFilter::default());

@@ -157,7 +157,7 @@ async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
         let store = rocky::store::Store::open(data.path()).unwrap();
         let image = rocky::firmware::Image::new("fw.bin", rocky::sim::sample_image(100, 1));
         let new = |id: u32, device: &str| rocky::store::NewJob {
-            id: Some(id),
+            id: Some(rocky::engine::JobId::new(id)),
             device: device.into(),
             image: image.clone(),
             chunk_size: 64,

@@ -301,7 +301,7 @@ async fn overlapping_submissions_keep_each_devices_order() {
         submission.await.unwrap();
     }
     let jobs = runtime.handle.jobs(&rocky::runtime::JobFilter::default());
-    let ids: Vec<u32> = jobs.iter().map(|j| j.id).collect();
+    let ids: Vec<u32> = jobs.iter().map(|j| j.id.get()).collect();
     // A new store numbers from a random point: twenty consecutive ids from its first.
     let first = ids[0];
     assert_eq!(ids, (first..first + 20).collect::<Vec<u32>>());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::{Mosquitto, test_image, wait_for};
 use rocky::broker::EmbeddedBroker;
-use rocky::engine::{JobSpec, JobState};
+use rocky::engine::{JobId, JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::runtime::{BrokerUrl, JobFilter, Runtime, RuntimeConfig};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection, Verdict};
@@ -289,7 +289,7 @@ async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_th
             .map(|id| JobSpec { chunk_size, ..JobSpec::new(id.parse().unwrap(), image.clone()) })
             .collect();
         let created = runtime.handle.submit(specs).await.unwrap();
-        let wanted: std::collections::BTreeSet<u32> = created.iter().map(|j| j.id).collect();
+        let wanted: std::collections::BTreeSet<JobId> = created.iter().map(|j| j.id).collect();
         let jobs = wait_for(Duration::from_secs(90), "the run's jobs to end", || async {
             let jobs = runtime.handle.jobs(&JobFilter::default());
             let mine: Vec<_> = jobs.into_iter().filter(|j| wanted.contains(&j.id)).collect();

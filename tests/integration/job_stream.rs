@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::support::{serve_command, test_image, wait_for};
 use futures_util::StreamExt;
 use rocky::broker::{EmbeddedBroker, free_port};
-use rocky::engine::JobSpec;
+use rocky::engine::{JobId, JobSpec};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::http::ApiState;
 use rocky::runtime::{JobFilter, Runtime, RuntimeConfig};
@@ -21,7 +21,7 @@ use rocky::tui::app::App;
 use rocky::tui::theme::Theme;
 use serde_json::Value;
 
-type Jobs = BTreeMap<u32, JobSnapshot>;
+type Jobs = BTreeMap<JobId, JobSnapshot>;
 
 /// An `/events` client that reads slowly: it keeps the jobs its `job` events describe and
 /// counts the events the server said it missed.

@@ -282,7 +282,7 @@ mod tests {
         table.upsert(store.load().await.unwrap().0);
         let membership = store.membership().unwrap().clone();
         let client = db.settings().connect().await.unwrap();
-        client.execute("DELETE FROM jobs WHERE id = $1", &[&i64::from(deleted)]).await.unwrap();
+        client.execute("DELETE FROM jobs WHERE id = $1", &[&i64::from(deleted.get())]).await.unwrap();
         let shared = Shared {
             membership,
             store,

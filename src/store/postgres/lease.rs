@@ -80,7 +80,7 @@ pub async fn renew(
 /// Gives claimed jobs back (their images could not be fetched): another instance, or this one
 /// later, claims them again.
 pub async fn unclaim(client: &Client, instance: &str, jobs: &[JobId]) -> Result<(), tokio_postgres::Error> {
-    let ids: Vec<i64> = jobs.iter().map(|id| i64::from(*id)).collect();
+    let ids: Vec<i64> = jobs.iter().map(|id| i64::from(id.get())).collect();
     client
         .execute("UPDATE jobs SET owner = NULL WHERE id = ANY($1) AND owner = $2", &[&ids, &instance])
         .await
@@ -139,7 +139,7 @@ pub async fn claim(
         .await?;
     tx.commit().await?;
     let mut ids: Vec<JobId> =
-        rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect();
+        rows.iter().filter_map(|row| u32::try_from(row.get::<_, i64>(0)).ok().map(JobId::new)).collect();
     ids.sort_unstable();
     Ok(ids)
 }
@@ -147,7 +147,7 @@ pub async fn claim(
 /// Whether this instance still drives `job` (a cancel from another instance checks this).
 pub async fn owner_of(client: &Client, job: JobId) -> Result<Option<String>, tokio_postgres::Error> {
     Ok(client
-        .query_opt("SELECT owner FROM jobs WHERE id = $1", &[&i64::from(job)])
+        .query_opt("SELECT owner FROM jobs WHERE id = $1", &[&i64::from(job.get())])
         .await?
         .and_then(|row| row.get::<_, Option<String>>(0)))
 }
@@ -174,7 +174,7 @@ pub async fn ask_cancel(
     job: JobId,
     reason: &str,
 ) -> Result<CancelAsked, tokio_postgres::Error> {
-    let id = i64::from(job);
+    let id = i64::from(job.get());
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK]).await?;
     let row = tx
@@ -237,7 +237,7 @@ pub async fn take_cancels(client: &Client, instance: &str) -> Result<Vec<JobId>,
             &[&instance],
         )
         .await?;
-    Ok(rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect())
+    Ok(rows.iter().filter_map(|row| u32::try_from(row.get::<_, i64>(0)).ok().map(JobId::new)).collect())
 }
 
 /// Takes `role` for this instance when no live instance has it; returns the instance that has

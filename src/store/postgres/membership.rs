@@ -202,7 +202,7 @@ impl Membership {
     pub async fn job_ids(&self) -> Result<std::collections::HashSet<JobId>, StoreError> {
         let client = self.reader.client().await?;
         let rows = client.query("SELECT id FROM jobs", &[]).await.map_err(|e| self.failed(&e))?;
-        Ok(rows.iter().filter_map(|row| JobId::try_from(row.get::<_, i64>(0)).ok()).collect())
+        Ok(rows.iter().filter_map(|row| u32::try_from(row.get::<_, i64>(0)).ok().map(JobId::new)).collect())
     }
 
     /// A job as stored.

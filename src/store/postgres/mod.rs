@@ -315,7 +315,7 @@ impl Backend for Postgres {
             .map_err(WriteError::Elsewhere)
     }
 
-    fn forget_rollouts(&mut self, ids: &[u64]) -> Result<(), WriteError> {
+    fn forget_rollouts(&mut self, ids: &[crate::engine::RolloutId]) -> Result<(), WriteError> {
         self.write(async |client| writes::forget_rollouts(client, ids).await)
     }
 

@@ -5,7 +5,7 @@
 use tokio_postgres::Row;
 
 use super::{PgError, Reader};
-use crate::engine::{JobId, JobState};
+use crate::engine::{JobId, JobState, RolloutId};
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
 use crate::rollout::{Rollout, Slot};
@@ -39,7 +39,7 @@ const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chu
                            confirmed_at, manifest";
 
 fn job(row: &Row) -> Result<JobSnapshot, String> {
-    let id: JobId = num(row, "id")?;
+    let id = JobId::new(num(row, "id")?);
     let device_id = DeviceId::parse(&text(row, "device")?).map_err(|e| format!("job {id}: {e}"))?;
     Ok(JobSnapshot {
         id,
@@ -57,7 +57,7 @@ fn job(row: &Row) -> Result<JobSnapshot, String> {
         window: opt(row, "flow_window")?,
         chunks_total: num(row, "chunks_total")?,
         bytes_sent: num(row, "bytes_sent")?,
-        rollout_id: opt(row, "rollout_id")?,
+        rollout_id: opt(row, "rollout_id")?.map(RolloutId::new),
         attempts: num(row, "attempts")?,
         error: opt_text(row, "error")?,
         reason_code: opt(row, "reason_code")?,
@@ -99,7 +99,7 @@ fn device(row: &Row) -> Result<Device, String> {
         // 0 is the "never" a merge writes.
         last_seen: opt::<u64>(row, "last_seen")?.filter(|t| *t > 0),
         last_image,
-        last_job: opt::<JobId>(row, "last_job")?.filter(|j| *j > 0),
+        last_job: opt::<u32>(row, "last_job")?.filter(|j| *j > 0).map(JobId::new),
         running,
     })
 }
@@ -108,7 +108,7 @@ fn rollout_slot(row: &Row) -> Result<Slot, String> {
     slot(
         &text(row, "device")?,
         &text(row, "outcome")?,
-        opt(row, "job_id")?,
+        opt(row, "job_id")?.map(JobId::new),
         num(row, "attempts")?,
         row.try_get("retry_at").map_err(|e| e.to_string())?,
         opt_text(row, "detail")?,
@@ -151,13 +151,15 @@ impl Reader {
             .await
             .map_err(|e| self.failed(&e))?
             .get(0);
-        let last = JobId::try_from(last).unwrap_or(JobId::MAX).max(jobs.last().map_or(0, |j| j.id));
+        let last = u32::try_from(last)
+            .map_or(JobId::MAX, JobId::new)
+            .max(jobs.last().map_or(JobId::new(0), |j| j.id));
         Ok((jobs, last))
     }
 
     /// The jobs with these ids, by id.
     pub async fn jobs_by_id(&self, ids: &[JobId]) -> Result<Vec<JobSnapshot>, StoreError> {
-        let ids: Vec<i64> = ids.iter().map(|id| i64::from(*id)).collect();
+        let ids: Vec<i64> = ids.iter().map(|id| i64::from(id.get())).collect();
         let client = self.client().await?;
         let rows = client
             .query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1) ORDER BY id"), &[&ids])
@@ -228,7 +230,7 @@ impl Reader {
         let rows = client
             .query(
                 "SELECT job_id, at, state, detail, attempt FROM job_events WHERE job_id = $1 ORDER BY at, seq",
-                &[&i64::from(id)],
+                &[&i64::from(id.get())],
             )
             .await
             .map_err(|e| self.failed(&e))?;
@@ -236,7 +238,7 @@ impl Reader {
             &rows,
             |row| {
                 Ok(HistoryRecord {
-                    job: num(row, "job_id")?,
+                    job: JobId::new(num(row, "job_id")?),
                     at: num(row, "at")?,
                     state: JobState::parse(&text(row, "state")?).map_err(|e| e.to_string())?,
                     detail: opt_text(row, "detail")?,
@@ -297,16 +299,16 @@ impl Reader {
         Ok(rollouts)
     }
 
-    pub async fn rollout_jobs(&self, rollout: u64) -> Result<Vec<(JobId, String)>, StoreError> {
+    pub async fn rollout_jobs(&self, rollout: RolloutId) -> Result<Vec<(JobId, String)>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id, device FROM jobs WHERE rollout_id = $1 ORDER BY id",
-                &[&i64::try_from(rollout).unwrap_or(i64::MAX)],
+                &[&i64::try_from(rollout.get()).unwrap_or(i64::MAX)],
             )
             .await
             .map_err(|e| self.failed(&e))?;
-        Ok(readable(&rows, |row| Ok((num(row, "id")?, text(row, "device")?)), "rollout job"))
+        Ok(readable(&rows, |row| Ok((JobId::new(num(row, "id")?), text(row, "device")?)), "rollout job"))
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use tokio_postgres::Client;
 
-use crate::engine::JobId;
+use crate::engine::{JobId, RolloutId};
 use crate::inventory::Labels;
 use crate::protocol::DeviceId;
 use crate::store::backend::Changes;
@@ -81,7 +81,7 @@ pub async fn create(
     // The last id, JobId::MAX, is never given (as the engine's own allocator never gives it).
     let Some(ids32) = ids
         .iter()
-        .map(|&id| JobId::try_from(id).ok().filter(|&id| id < JobId::MAX))
+        .map(|&id| u32::try_from(id).ok().map(JobId::new).filter(|&id| id < JobId::MAX))
         .collect::<Option<Vec<_>>>()
     else {
         tx.rollback().await?;
@@ -96,7 +96,7 @@ pub async fn create(
     let intervals: Vec<i64> = jobs.iter().map(|job| big(job.chunk_interval_ms)).collect();
     let totals: Vec<i64> = jobs.iter().map(|job| i64::from(job.chunks_total)).collect();
     let created: Vec<i64> = jobs.iter().map(|job| big(job.created_at)).collect();
-    let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(big)).collect();
+    let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(|r| big(r.get()))).collect();
     let forced: Vec<bool> = jobs.iter().map(|job| job.force).collect();
     let manifests: Vec<Option<&[u8]>> =
         jobs.iter().map(|job| job.manifest.as_ref().map(|m| m.bytes().as_ref())).collect();
@@ -180,7 +180,8 @@ pub async fn flush(
             devices.iter().map(|d| d.last_image.as_ref().map(|i| big(i.size))).collect();
         let hashes: Vec<Option<&str>> =
             devices.iter().map(|d| d.last_image.as_ref().map(|i| i.sha256.as_str())).collect();
-        let jobs_of: Vec<Option<i64>> = devices.iter().map(|d| d.last_job.map(i64::from)).collect();
+        let jobs_of: Vec<Option<i64>> =
+            devices.iter().map(|d| d.last_job.map(|j| i64::from(j.get()))).collect();
         let running: Vec<Option<String>> =
             devices.iter().map(crate::store::device_rows::running_json).collect();
         let running_at: Vec<Option<i64>> =
@@ -204,7 +205,7 @@ pub async fn flush(
         .await?;
     }
     if !jobs.is_empty() {
-        let ids: Vec<i64> = jobs.iter().map(|j| i64::from(j.id)).collect();
+        let ids: Vec<i64> = jobs.iter().map(|j| i64::from(j.id.get())).collect();
         let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
         let sent: Vec<i64> = jobs.iter().map(|j| i64::from(j.chunks_done)).collect();
         let bytes: Vec<i64> = jobs.iter().map(|j| big(j.bytes_sent)).collect();
@@ -236,7 +237,7 @@ pub async fn flush(
         .await?;
     }
     if !history.is_empty() {
-        let ids: Vec<i64> = history.iter().map(|h| i64::from(h.job)).collect();
+        let ids: Vec<i64> = history.iter().map(|h| i64::from(h.job.get())).collect();
         let at: Vec<i64> = history.iter().map(|h| big(h.at)).collect();
         let states: Vec<&str> = history.iter().map(|h| h.state.as_str()).collect();
         let details: Vec<Option<&str>> = history.iter().map(|h| h.detail.as_deref()).collect();
@@ -254,7 +255,7 @@ pub async fn flush(
         .await?;
     }
     if !deletes.is_empty() {
-        let ids: Vec<i64> = deletes.iter().map(|id| i64::from(*id)).collect();
+        let ids: Vec<i64> = deletes.iter().map(|id| i64::from(id.get())).collect();
         // Retention's deletions (of jobs that ended here, their last change perhaps not yet
         // written) never touch a job another live instance drives.
         tx.execute(
@@ -309,7 +310,7 @@ pub async fn save_rollouts(
             "INSERT INTO rollouts (id, state, body, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body,
                                             updated_at = excluded.updated_at",
-            &[&big(row.id), &row.state, &row.body, &big(row.updated_at)],
+            &[&big(row.id.get()), &row.state, &row.body, &big(row.updated_at)],
         )
         .await?;
         if row.devices.is_empty() {
@@ -318,7 +319,8 @@ pub async fn save_rollouts(
         let positions: Vec<i64> = row.devices.iter().map(|(at, _)| big(*at)).collect();
         let devices: Vec<&str> = row.devices.iter().map(|(_, s)| s.device_id.as_str()).collect();
         let outcomes: Vec<String> = row.devices.iter().map(|(_, s)| outcome_name(s.outcome)).collect();
-        let jobs: Vec<Option<i64>> = row.devices.iter().map(|(_, s)| s.job_id.map(i64::from)).collect();
+        let jobs: Vec<Option<i64>> =
+            row.devices.iter().map(|(_, s)| s.job_id.map(|j| i64::from(j.get()))).collect();
         let attempts: Vec<i64> = row.devices.iter().map(|(_, s)| i64::from(s.attempts)).collect();
         let retry: Vec<Option<i64>> = row.devices.iter().map(|(_, s)| s.retry_at.map(big)).collect();
         let details: Vec<Option<&str>> = row.devices.iter().map(|(_, s)| s.detail.as_deref()).collect();
@@ -329,15 +331,15 @@ pub async fn save_rollouts(
              ON CONFLICT (rollout_id, position) DO UPDATE SET device = excluded.device,
                 outcome = excluded.outcome, job_id = excluded.job_id, attempts = excluded.attempts,
                 retry_at = excluded.retry_at, detail = excluded.detail",
-            &[&big(row.id), &positions, &devices, &outcomes, &jobs, &attempts, &retry, &details],
+            &[&big(row.id.get()), &positions, &devices, &outcomes, &jobs, &attempts, &retry, &details],
         )
         .await?;
     }
     tx.commit().await.map(Ok)
 }
 
-pub async fn forget_rollouts(client: &mut Client, ids: &[u64]) -> Result<(), tokio_postgres::Error> {
-    let ids: Vec<i64> = ids.iter().map(|id| big(*id)).collect();
+pub async fn forget_rollouts(client: &mut Client, ids: &[RolloutId]) -> Result<(), tokio_postgres::Error> {
+    let ids: Vec<i64> = ids.iter().map(|id| big(id.get())).collect();
     let tx = client.transaction().await?;
     tx.execute("DELETE FROM rollouts WHERE id = ANY($1)", &[&ids]).await?;
     tx.execute("DELETE FROM rollout_devices WHERE rollout_id = ANY($1)", &[&ids]).await?;

@@ -117,7 +117,7 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
             // 0 is the "never" a merge writes.
             last_seen: last_seen.filter(|t| *t > 0),
             last_image,
-            last_job: last_job.filter(|j| *j > 0),
+            last_job: last_job.filter(|j| j.get() > 0),
             running,
         });
     }

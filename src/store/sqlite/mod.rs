@@ -23,6 +23,20 @@ use high_water::HighWater;
 
 pub const DB_FILE: &str = "rocky.db";
 
+/// A job id is an INTEGER column, written and read as the `u32` it holds (a stored value out of
+/// range is refused as it was for a `u32`: `FromSqlError::OutOfRange`).
+impl rusqlite::ToSql for crate::engine::JobId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.get()))
+    }
+}
+
+impl rusqlite::types::FromSql for crate::engine::JobId {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        u32::column_result(value).map(Self::new)
+    }
+}
+
 /// The writing side.
 pub struct Sqlite {
     conn: Connection,
@@ -82,7 +96,7 @@ impl Backend for Sqlite {
         self.durably(|s| Ok(rollouts::save(&mut s.conn, rows)?))
     }
 
-    fn forget_rollouts(&mut self, ids: &[u64]) -> Result<(), WriteError> {
+    fn forget_rollouts(&mut self, ids: &[crate::engine::RolloutId]) -> Result<(), WriteError> {
         Ok(rollouts::forget(&mut self.conn, ids)?)
     }
 

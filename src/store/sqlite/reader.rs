@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, Row};
 
-use crate::engine::{JobId, JobState};
+use crate::engine::{JobId, JobState, RolloutId};
 use crate::protocol::DeviceId;
 use crate::snapshot::ImageInfo;
 use crate::store::{HistoryRecord, JobSnapshot};
@@ -40,7 +40,7 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
         window: row.get("window")?,
         chunks_total: row.get("chunks_total")?,
         bytes_sent: row.get("bytes_sent")?,
-        rollout_id: row.get("rollout_id")?,
+        rollout_id: row.get::<_, Option<u64>>("rollout_id")?.map(RolloutId::new),
         attempts: row.get("attempts")?,
         error: row.get("error")?,
         reason_code: row.get::<_, Option<i64>>("reason_code")?.map(|code| code as u64),
@@ -68,7 +68,8 @@ pub fn load(conn: &Connection) -> rusqlite::Result<(Vec<JobSnapshot>, JobId)> {
         }
     }
     let last: i64 = conn.query_row("SELECT value FROM meta WHERE key = 'last_job_id'", [], |r| r.get(0))?;
-    let last = JobId::try_from(last).unwrap_or(JobId::MAX).max(jobs.last().map_or(0, |j| j.id));
+    let last =
+        u32::try_from(last).map_or(JobId::MAX, JobId::new).max(jobs.last().map_or(JobId::new(0), |j| j.id));
     Ok((jobs, last))
 }
 

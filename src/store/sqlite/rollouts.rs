@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, params};
 
-use crate::engine::JobId;
+use crate::engine::{JobId, RolloutId};
 use crate::rollout::{Rollout, Slot};
 use crate::store::rollout_rows::{RolloutRow, assemble, outcome_name, slot};
 
@@ -22,10 +22,10 @@ pub fn save(conn: &mut Connection, rows: &[RolloutRow]) -> rusqlite::Result<()> 
                detail = excluded.detail",
         )?;
         for row in rows {
-            upsert.execute(params![row.id as i64, row.state, row.body, row.updated_at as i64])?;
+            upsert.execute(params![row.id.get() as i64, row.state, row.body, row.updated_at as i64])?;
             for (position, slot) in &row.devices {
                 device.execute(params![
-                    row.id as i64,
+                    row.id.get() as i64,
                     *position as i64,
                     slot.device_id.as_str(),
                     outcome_name(slot.outcome),
@@ -40,14 +40,14 @@ pub fn save(conn: &mut Connection, rows: &[RolloutRow]) -> rusqlite::Result<()> 
     tx.commit()
 }
 
-pub fn forget(conn: &mut Connection, ids: &[u64]) -> rusqlite::Result<()> {
+pub fn forget(conn: &mut Connection, ids: &[RolloutId]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut delete = tx.prepare("DELETE FROM rollouts WHERE id = ?1")?;
         let mut devices = tx.prepare("DELETE FROM rollout_devices WHERE rollout_id = ?1")?;
         for id in ids {
-            delete.execute([*id as i64])?;
-            devices.execute([*id as i64])?;
+            delete.execute([id.get() as i64])?;
+            devices.execute([id.get() as i64])?;
         }
     }
     tx.commit()
@@ -99,8 +99,8 @@ fn devices(conn: &Connection, rollout: i64) -> rusqlite::Result<Result<Vec<Slot>
     Ok(Ok(slots))
 }
 
-pub fn jobs(conn: &Connection, rollout: u64) -> rusqlite::Result<Vec<(JobId, String)>> {
+pub fn jobs(conn: &Connection, rollout: RolloutId) -> rusqlite::Result<Vec<(JobId, String)>> {
     let mut stmt = conn.prepare("SELECT id, device FROM jobs WHERE rollout_id = ?1 ORDER BY id")?;
-    let rows = stmt.query_map([rollout as i64], |row| Ok((row.get("id")?, row.get("device")?)))?;
+    let rows = stmt.query_map([rollout.get() as i64], |row| Ok((row.get("id")?, row.get("device")?)))?;
     rows.collect()
 }

@@ -17,7 +17,7 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
             .ok_or_else(|| WriteError::Failed("a job came without the id the engine reserved".into()))?;
         ids.push(id);
     }
-    let Some(highest) = ids.iter().copied().map(i64::from).max() else { return Ok(()) };
+    let Some(highest) = ids.iter().map(|id| i64::from(id.get())).max() else { return Ok(()) };
     // The mark first: a lost write-ahead log cannot roll it back.
     ids_file.raise(highest)?;
     let tx = conn.transaction()?;
@@ -41,7 +41,7 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
                 job.chunk_interval_ms as i64,
                 job.chunks_total,
                 job.created_at as i64,
-                job.rollout.map(|r| r as i64),
+                job.rollout.map(|r| r.get() as i64),
                 job.force,
                 job.manifest.as_ref().map(|m| m.bytes().as_ref())
             ]);

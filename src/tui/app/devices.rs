@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn the_inventory_adds_devices_never_heard_from_with_their_labels_and_last_image() {
         let mut devices = Devices::default();
-        devices.job_changed("dev-01", 1, JobState::Succeeded, true);
+        devices.job_changed("dev-01", JobId::new(1), JobState::Succeeded, true);
         let registered = Device {
             device_id: DeviceId::parse("shelf-7").unwrap(),
             labels: [("site".to_owned(), "attic".to_owned()), ("model".to_owned(), "m9".to_owned())]
@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(dev.firmware.as_deref(), Some("fw-2.bin"));
         assert_eq!(dev.succeeded, 1, "what the console counted is kept");
         assert_eq!(dev.last_seen, Some(UNIX_EPOCH + Duration::from_secs(5)));
-        devices.job_changed("typo-1", 2, JobState::Queued, false);
+        devices.job_changed("typo-1", JobId::new(2), JobState::Queued, false);
         assert_eq!(
             devices.never_seen(&["dev-01", "shelf-7", "typo-1", "typo-2"]),
             ["typo-1", "typo-2"],

@@ -222,16 +222,16 @@ mod tests {
         let mut log = TrafficLog::new(100);
         let t = SystemTime::UNIX_EPOCH;
         for n in 1..=16 {
-            log.push(t, &chunk(1, "dev-01", n), Some(256));
-            log.push(t, &chunk(2, "dev-02", n), Some(16));
+            log.push(t, &chunk(JobId::new(1), "dev-01", n), Some(256));
+            log.push(t, &chunk(JobId::new(2), "dev-02", n), Some(16));
         }
         assert_eq!(log.len(), 2);
         assert_eq!(log.get(0).unwrap().text, "data → dev-01 chunks 1–16 of 256, 64 KiB");
-        log.push(t, &command(2, "dev-02"), None);
-        log.push(t, &chunk(1, "dev-01", 17), Some(256));
+        log.push(t, &command(JobId::new(2), "dev-02"), None);
+        log.push(t, &chunk(JobId::new(1), "dev-01", 17), Some(256));
         assert_eq!(log.len(), 3);
         assert_eq!(log.get(0).unwrap().chunks.unwrap().last, 17, "job 1 still folding");
-        log.push(t, &chunk(2, "dev-02", 1), Some(16)); // a new transfer of job 2 starts a new line
+        log.push(t, &chunk(JobId::new(2), "dev-02", 1), Some(16)); // a new transfer of job 2 starts a new line
         assert_eq!(log.len(), 4);
     }
 
@@ -239,11 +239,11 @@ mod tests {
     fn the_ring_is_bounded_and_counts_what_it_drops() {
         let mut log = TrafficLog::new(10);
         for job in 0..25 {
-            log.push(SystemTime::UNIX_EPOCH, &command(job, "d"), None);
+            log.push(SystemTime::UNIX_EPOCH, &command(JobId::new(job), "d"), None);
         }
         assert_eq!((log.len(), log.dropped), (10, 15));
         assert_eq!(log.get(0).unwrap().seq, 15);
-        assert_eq!(log.by_seq(20).unwrap().job, Some(20));
+        assert_eq!(log.by_seq(20).unwrap().job, Some(JobId::new(20)));
         assert!(log.by_seq(3).is_none());
     }
 
@@ -252,7 +252,7 @@ mod tests {
         let mut log = TrafficLog::new(100);
         log.show_chunks = true;
         for n in 1..=5 {
-            log.push(SystemTime::UNIX_EPOCH, &chunk(1, "d", n), Some(5));
+            log.push(SystemTime::UNIX_EPOCH, &chunk(JobId::new(1), "d", n), Some(5));
         }
         assert_eq!(log.len(), 5);
         assert_eq!(log.get(4).unwrap().text, "data → d chunk 5 (4096 B)");

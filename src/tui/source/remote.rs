@@ -174,6 +174,7 @@ impl Source for Remote {
             let answered = self.post_by_hash("/rollouts", &body, &image, "starting the rollout").await?;
             answered["id"]
                 .as_u64()
+                .map(RolloutId::new)
                 .ok_or_else(|| "starting the rollout: the server's answer has no id".to_owned())
         })
     }

@@ -51,7 +51,9 @@ mod tests {
             vec![("jobs_reset".into(), "{}".into()), ("job_removed".into(), "{\"id\":7}".into())]
         );
         let clock = Clock::new();
-        assert!(matches!(decode("job_removed", "{\"id\":7}", &clock), Ok(Some(Item::JobRemoved(7)))));
+        assert!(
+            matches!(decode("job_removed", "{\"id\":7}", &clock), Ok(Some(Item::JobRemoved(id))) if id == JobId::new(7))
+        );
         assert!(matches!(decode("from_the_future", "{}", &clock), Ok(None)));
         assert!(decode("job", "{not json", &clock).is_err());
         let state =

@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
 use super::widgets::{bar, centered, hang};
+use crate::engine::JobId;
 use crate::protocol::{diagnostic, hex_dump, hex_row_width};
 use crate::service::TrafficDirection;
 use crate::tui::app::App;
@@ -24,7 +25,7 @@ fn field<'a>(app: &App, name: &str, value: String) -> Line<'a> {
     Line::from(vec![Span::styled(format!("{name:>12}  "), app.theme.muted), Span::raw(value)])
 }
 
-pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: u32, scroll: u16) {
+pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: JobId, scroll: u16) {
     let rect = centered(area, area.width.saturating_sub(4).max(40), area.height.saturating_sub(2).max(10));
     frame.render_widget(Clear, rect);
     let Some(job) = app.jobs.rows.get(&id) else {

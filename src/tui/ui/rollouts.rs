@@ -10,7 +10,7 @@ use ratatui::widgets::{Cell, Clear, Paragraph, Row, Table};
 
 use super::detail::overlay_block;
 use super::widgets::{centered, clip, pane_block};
-use crate::rollout::{RolloutState, RolloutView, WaveView};
+use crate::rollout::{RolloutId, RolloutState, RolloutView, WaveView};
 use crate::tui::app::{App, Pane};
 use crate::tui::format;
 use crate::tui::source::DETAIL_DEVICES;
@@ -174,7 +174,7 @@ fn field<'a>(theme: &Theme, name: &str, value: impl Into<Span<'a>>) -> Line<'a> 
     Line::from(vec![Span::styled(format!("{name:>12}  "), theme.muted), value.into()])
 }
 
-pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: u64, scroll: u16) {
+pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: RolloutId, scroll: u16) {
     let rect = centered(area, area.width.saturating_sub(4).max(40), area.height.saturating_sub(2).max(10));
     frame.render_widget(Clear, rect);
     let theme = &app.theme;

@@ -273,7 +273,7 @@ pub async fn store_finished_jobs(
     let store = rocky::store::Store::open(data).unwrap();
     let jobs = (0..5u64)
         .map(|i| rocky::store::NewJob {
-            id: Some(i as u32 + 1),
+            id: Some(rocky::engine::JobId::new(i as u32 + 1)),
             device: format!("dev-{i}"),
             image: image(i),
             chunk_size,
@@ -289,7 +289,7 @@ pub async fn store_finished_jobs(
     let (mut records, _) = store.load().await.unwrap();
     for record in records.iter_mut() {
         record.state = rocky::engine::JobState::Succeeded;
-        record.finished_at = Some(1_700_000_001_000 + u64::from(record.id));
+        record.finished_at = Some(1_700_000_001_000 + u64::from(record.id.get()));
     }
     store.flush_and_wait(records, Vec::new()).await;
 }

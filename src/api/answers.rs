@@ -48,28 +48,9 @@ pub struct Imported {
     pub updated: usize,
 }
 
-/// An image Rocky holds, and its manifest when one from a trusted key is attached: `POST
-/// /firmware`'s answer, `GET /firmware/{sha256}` and each row of `GET /firmware`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FirmwareImage {
-    pub name: String,
-    /// The file name in the firmware directory, for an upload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    pub size: u64,
-    pub sha256: String,
-    pub manifest: Option<crate::protocol::Manifest>,
-}
-
-/// `GET /firmware`: the images Rocky can name by hash (at most [`FirmwareList::MAX`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FirmwareList {
-    pub images: Vec<FirmwareImage>,
-}
-
-impl FirmwareList {
-    pub const MAX: usize = 1000;
-}
+/// `POST /firmware`'s answer, `GET /firmware/{sha256}` and each row of `GET /firmware`; the
+/// listing. Defined with the images (`firmware/`), which the service answers with.
+pub use crate::firmware::{FirmwareImage, FirmwareList};
 
 /// `GET /rollouts`: the newest rollouts at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

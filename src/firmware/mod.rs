@@ -5,6 +5,7 @@ mod files;
 mod image;
 mod image_store;
 mod library;
+mod listing;
 mod load;
 mod manifests;
 mod pacing;
@@ -14,6 +15,7 @@ pub use files::{PartialFile, remove_partials, remove_stale_uploads, upload_name,
 pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, WeakImage};
 pub use image_store::ImageStore;
 pub use library::{DEFAULT_CACHE_BYTES, Library, LibraryUse};
+pub use listing::{FirmwareImage, FirmwareList};
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, check_url_prefix, load_file, load_url};
 pub use manifests::{Manifests, SignError, SigningPolicy};
 pub use pacing::{MAX_PAUSE, Pacing};

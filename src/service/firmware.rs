@@ -3,8 +3,7 @@
 //! builds the firmware) once Rocky verified it.
 
 use super::{Service, ServiceError};
-use crate::api::{FirmwareImage, FirmwareList};
-use crate::firmware::{Image, SignError};
+use crate::firmware::{FirmwareImage, FirmwareList, Image, SignError};
 use crate::protocol::{Manifest, Sha256, sha256_hex};
 
 impl Service {

@@ -127,6 +127,14 @@ fn print_job(job: &JobSnapshot) {
         job.chunks_done, job.chunks_total, job.chunk_size
     );
     println!("  attempts {}", job.attempts);
+    match &job.manifest {
+        Some(m) => {
+            let version =
+                m.payload().version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
+            println!("  manifest signed by key {} ({}){version}, seq {}", m.kid(), m.alg(), m.payload().seq);
+        }
+        None => println!("  manifest none (an unsigned image)"),
+    }
     if let Some(error) = &job.error {
         println!("  error    {error}");
     }

@@ -228,11 +228,59 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     })
     .await;
 
-    // Nothing shows a private key: the answers, /metrics, /healthz, rocky config, the log.
+    // The CLI: an image with IMAGE.cose beside it is uploaded with its manifest attached.
+    let image2 = test_image(4 * 1024, 24);
+    std::fs::write(dir.path().join("fw2.bin"), &image2).unwrap();
+    let signed =
+        rocky(&["sign", "--key", "ci.key", "--version", "2.2.0", "--seq", "4", "fw2.bin"], dir.path());
+    assert!(signed.status.success());
+    let server = ["--server", &base];
+    let made = rocky(
+        &[&["job", "create", "--devices", "trusts-ci", "--firmware", "./fw2.bin"][..], &server].concat(),
+        dir.path(),
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        String::from_utf8_lossy(&made.stderr).contains("manifest attached"),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let id: u64 = String::from_utf8_lossy(&made.stdout)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("job N created");
+    let second = wait_for(Duration::from_secs(20), "the CLI's job to end", || async {
+        let job = job(&client, &base, id).await;
+        (job["state"] == "succeeded").then_some(job)
+    })
+    .await;
+    assert_eq!(second["manifest"]["seq"], 4, "{second}");
+    let shown = rocky(&[&["job", "show", &id.to_string()][..], &server].concat(), dir.path());
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains(&format!("manifest signed by key {} (EdDSA), version 2.2.0, seq 4", ci_key.kid())),
+        "{shown}"
+    );
+    // keys generate and show print the public half only.
+    let generated = rocky(&["keys", "generate", "--out", "new.key", "--alg", "es256"], dir.path());
+    assert!(generated.status.success());
+    let again = rocky(&["keys", "generate", "--out", "new.key"], dir.path());
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("does not overwrite"));
+    let new_key = rocky::signing::read_signing_key(&dir.path().join("new.key")).unwrap();
+    let listed_key = rocky(&["keys", "show", "new.key"], dir.path());
+    assert!(String::from_utf8_lossy(&listed_key.stdout).contains(&format!("kid: {}", new_key.kid())));
+
+    // Nothing shows a private key: the answers, /metrics, /healthz, rocky config, the CLI, the log.
     let mut shown = String::new();
     for path in ["/jobs?limit=100", "/firmware", "/metrics", "/healthz", &format!("/firmware/{sha}")] {
         shown.push_str(&client.get(format!("{base}{path}")).send().await.unwrap().text().await.unwrap());
     }
+    for output in [&signed, &generated, &again, &made] {
+        shown.push_str(&String::from_utf8_lossy(&output.stdout));
+        shown.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    shown.push_str(&String::from_utf8_lossy(&listed_key.stdout));
     let config_out = rocky(&["config", "--config", config.to_str().unwrap()], dir.path());
     shown.push_str(&String::from_utf8_lossy(&config_out.stdout));
     shown.push_str(&String::from_utf8_lossy(&config_out.stderr));
@@ -255,7 +303,7 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     let _ = serve.wait();
     shown.push_str(&std::fs::read_to_string(dir.path().join("serve.log")).unwrap());
     assert!(shown.len() > 10_000, "the log and answers were read ({} bytes)", shown.len());
-    for key in [&server_key, &ci_key, &stranger] {
+    for key in [&server_key, &ci_key, &stranger, &new_key] {
         for form in secret_forms(key) {
             assert!(!shown.contains(&form), "a private key's bytes were shown: {form}");
         }

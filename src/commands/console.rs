@@ -124,8 +124,10 @@ pub async fn run_console(
         runtime
     } else {
         let mut policy = config.signing_policy()?;
-        if let Some((key, ..)) = &startup.signer {
+        if let Some((key, versions)) = &startup.signer {
             policy.signer = Some(key.clone());
+            // Images the operator names in the form are signed like the demo's own.
+            policy.default_seq = versions.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
         }
         let library = rocky::firmware::Library::with_signing(config.firmware.cache_bytes, policy);
         Runtime::start(runtime_config, Arc::new(library))
@@ -138,7 +140,7 @@ pub async fn run_console(
     let _images: Vec<Image> = startup.images.into_iter().map(|i| service.library().intern(i)).collect();
     if let Some((_, versions)) = &startup.signer {
         for (image, (version, seq)) in _images.iter().zip(versions) {
-            service.sign_image(image, Some(version.clone()), *seq)?;
+            service.sign_image(image, Some(version.clone()), *seq, false)?;
         }
     }
     // The operator at the console may load from any URL; the size and time limits still hold.

@@ -189,7 +189,7 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             |share: f64| Selection::List(vec![((args.devices as f64 * share).round() as usize).to_string()]);
         fleet_config.rollback = Some(at(0.3));
         fleet_config.never_back = Some(at(0.6));
-        fleet_config.distrust = Some(at(0.45));
+        fleet_config.distrust = Some(at(0.5));
     }
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;

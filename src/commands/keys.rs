@@ -50,6 +50,13 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
                 Err(private_error) => {
                     // Perhaps a public key: those are not secret, but the text is not repeated.
                     let text = std::fs::read_to_string(&file).map_err(|_| private_error)?;
+                    if text.contains("PRIVATE KEY") {
+                        anyhow::bail!(
+                            "{} is a private key Rocky cannot read: it reads PKCS#8 Ed25519 or P-256 keys \
+                             (convert a P-256 key with `openssl pkcs8 -topk8 -nocrypt`)",
+                            file.display()
+                        );
+                    }
                     PublicKey::parse(&text).map_err(|e| {
                         anyhow::anyhow!("{} is neither a private nor a public key: {e}", file.display())
                     })?

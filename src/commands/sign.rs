@@ -21,7 +21,8 @@ pub struct SignArgs {
     /// The security counter: a device refuses an image whose counter is below the one it runs.
     #[arg(long, default_value_t = 0)]
     pub seq: u64,
-    /// Where to write the manifest (default: IMAGE.cose).
+    /// Where to write the manifest (default: IMAGE.cose). An existing manifest there is
+    /// replaced; anything else (the image, the key, a device, a directory) is refused.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// The image to sign.
@@ -30,10 +31,13 @@ pub struct SignArgs {
 }
 
 pub fn run(args: SignArgs) -> anyhow::Result<()> {
-    if let Some(version) = &args.version
-        && (version.len() > rocky::protocol::MAX_VERSION_BYTES || version.chars().any(char::is_control))
-    {
-        anyhow::bail!("--version must be at most {} printable bytes", rocky::protocol::MAX_VERSION_BYTES);
+    if let Some(version) = &args.version {
+        if version.chars().any(rocky::text::is_unprintable) {
+            anyhow::bail!("--version must be printable: it holds a control character (a tab, a newline…)");
+        }
+        if version.len() > rocky::protocol::MAX_VERSION_BYTES {
+            anyhow::bail!("--version must be at most {} bytes", rocky::protocol::MAX_VERSION_BYTES);
+        }
     }
     let key = read_signing_key(&args.key)?;
     let bytes =
@@ -49,11 +53,12 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
         seq: args.seq,
     };
     let manifest = Manifest::sign(payload, &key);
-    let out = args.out.unwrap_or_else(|| {
+    let out = args.out.clone().unwrap_or_else(|| {
         let mut path = args.image.as_os_str().to_owned();
         path.push(".cose");
         PathBuf::from(path)
     });
+    check_out(&out, &args.image, &args.key)?;
     rocky::firmware::write_atomically(&out, manifest.bytes())
         .with_context(|| format!("cannot write {}", out.display()))?;
     println!("manifest: {}", out.display());
@@ -61,5 +66,31 @@ pub fn run(args: SignArgs) -> anyhow::Result<()> {
     println!("size: {}", image.size());
     println!("kid: {} ({})", manifest.kid(), manifest.alg());
     println!("seq: {}", args.seq);
+    Ok(())
+}
+
+/// The manifest may replace an earlier manifest (a regular file), never the image, the key, a
+/// device node or a directory, and its directory must exist (nothing is created).
+fn check_out(out: &std::path::Path, image: &std::path::Path, key: &std::path::Path) -> anyhow::Result<()> {
+    let same = |other: &std::path::Path| match (std::fs::canonicalize(out), std::fs::canonicalize(other)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(image) || same(key) {
+        anyhow::bail!("--out {} is the image or the key itself: name another file", out.display());
+    }
+    match std::fs::symlink_metadata(out) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            anyhow::bail!(
+                "--out {} exists and is not a regular file: Rocky does not replace it",
+                out.display()
+            )
+        }
+        _ => {}
+    }
+    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!("--out {}: the directory {} does not exist", out.display(), dir.display());
+    }
     Ok(())
 }

@@ -82,6 +82,9 @@ pub struct SimArgs {
 }
 
 pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
+    if args.distrust.is_some() && args.trust.is_empty() {
+        anyhow::bail!("--distrust picks devices that trust another key than --trust's: give --trust KEY too");
+    }
     let config = load_config(global)?.config;
     let runtime_config = super::setup::runtime_config(&config, global).await?;
     let topics = runtime_config.topics;

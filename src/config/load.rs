@@ -191,7 +191,9 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
     for (section, keys) in table {
         for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
             let lower = key.to_lowercase();
-            let secret_like = ["password", "passwd", "token", "secret"].iter().any(|w| lower.contains(w));
+            let secret_like = ["password", "passwd", "token", "secret", "private", "signing_key"]
+                .iter()
+                .any(|w| lower.contains(w));
             if secret_like && !lower.ends_with("_file") {
                 let line = line_of(text, section, key).map(|l| format!(" (line {l})")).unwrap_or_default();
                 return Err(ConfigError::Parse {
@@ -199,7 +201,7 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
                     message: format!(
                         "{section}.{key}{line}: secrets are not read from the config file (its value is not \
                          shown); use mqtt.password_file or ROCKY_MQTT_PASSWORD, http.token_file or ROCKY_HTTP_TOKEN, \
-                         store.password_file or ROCKY_STORE_PASSWORD"
+                         store.password_file or ROCKY_STORE_PASSWORD, firmware.signing_key_file"
                     ),
                 });
             }

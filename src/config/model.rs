@@ -390,7 +390,20 @@ impl Config {
         let trusted =
             crate::signing::TrustedKeys::from_entries(&self.firmware.trusted_keys, std::path::Path::new(""))
                 .map_err(|e| Invalid { key: "firmware.trusted_keys", reason: e.to_string() })?;
-        Ok(crate::firmware::SigningPolicy { signer, trusted, require_signed: self.firmware.require_signed })
+        if self.firmware.require_signed && signer.is_none() && trusted.is_empty() {
+            return Err(Invalid {
+                key: "firmware.require_signed",
+                reason: "is set, and no key is trusted (set firmware.trusted_keys or signing_key_file): every job \
+                         would be refused"
+                    .into(),
+            });
+        }
+        Ok(crate::firmware::SigningPolicy {
+            signer,
+            trusted,
+            require_signed: self.firmware.require_signed,
+            default_seq: 0,
+        })
     }
 
     /// Checks every rule at once, so a bad file is reported before anything starts.

@@ -48,12 +48,14 @@ impl ImageStore {
         for entry in entries {
             let entry = entry?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-            let hash = name.strip_suffix(".cose").unwrap_or(&name);
-            let is_hash =
-                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if is_hash && !needed.contains(hash) {
+            let is_image =
+                name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if is_image && !needed.contains(&name) {
                 std::fs::remove_file(entry.path())?;
-                removed += usize::from(hash.len() == name.len());
+                // Its manifest goes with it; a manifest of an image only uploaded (not kept
+                // here) stays, so a signed upload no job named yet is still signed tomorrow.
+                let _ = std::fs::remove_file(self.dir.join(format!("{name}.cose")));
+                removed += 1;
             }
         }
         Ok(removed)
@@ -97,10 +99,12 @@ mod tests {
         let manifest = |sha: &Sha256| store.dir().join(format!("{}.cose", sha256_hex(sha)));
         std::fs::write(manifest(image.sha256()), b"cose").unwrap();
         std::fs::write(manifest(other.sha256()), b"cose").unwrap();
+        std::fs::write(manifest(&[5; 32]), b"an uploaded image's manifest").unwrap();
         let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
         assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());
         assert!(store.dir().join("notes.txt").exists());
         assert!(!manifest(image.sha256()).exists() && manifest(other.sha256()).exists());
+        assert!(manifest(&[5; 32]).exists(), "a manifest whose image is not stored here stays");
     }
 }

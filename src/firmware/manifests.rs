@@ -20,6 +20,9 @@ pub struct SigningPolicy {
     pub trusted: TrustedKeys,
     /// Every job's image must have a manifest from a trusted key.
     pub require_signed: bool,
+    /// The security counter of manifests Rocky makes for images that have none when a job is
+    /// made (0; the demo signs at its images' counter).
+    pub default_seq: u64,
 }
 
 impl SigningPolicy {
@@ -86,6 +89,11 @@ impl Manifests {
         &self.policy.trusted
     }
 
+    /// The counter Rocky signs images with when a job needs them signed.
+    pub fn default_seq(&self) -> u64 {
+        self.policy.default_seq
+    }
+
     /// The key id Rocky signs with, if it holds a key.
     pub fn signer(&self) -> Option<Kid> {
         self.policy.signer.as_ref().map(SigningKey::kid)
@@ -109,10 +117,9 @@ impl Manifests {
     /// Signs `image` with Rocky's key and attaches the manifest.
     pub fn sign(&self, image: &Image, version: Option<String>, seq: u64) -> Result<Manifest, SignError> {
         let signer = self.policy.signer.as_ref().ok_or(SignError::NoKey)?;
-        if version
-            .as_ref()
-            .is_some_and(|v| v.len() > crate::protocol::MAX_VERSION_BYTES || v.chars().any(char::is_control))
-        {
+        if version.as_ref().is_some_and(|v| {
+            v.len() > crate::protocol::MAX_VERSION_BYTES || v.chars().any(crate::text::is_unprintable)
+        }) {
             return Err(SignError::BadVersion);
         }
         let payload = ManifestPayload { image_sha256: *image.sha256(), size: image.size(), version, seq };

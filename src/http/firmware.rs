@@ -24,6 +24,16 @@ pub struct UploadQuery {
     /// With Rocky's signing key: the manifest's version and security counter.
     version: Option<String>,
     seq: Option<u64>,
+    /// Replace a manifest with a higher security counter (else 409).
+    #[serde(default)]
+    replace: bool,
+}
+
+#[derive(Deserialize)]
+pub struct ManifestQuery {
+    /// Replace a manifest with a higher security counter (else 409).
+    #[serde(default)]
+    replace: bool,
 }
 
 /// A file name with no directory part and nothing hidden or special.
@@ -81,12 +91,24 @@ fn over_cap(used: u64, upload: u64, cap: u64) -> ApiError {
 
 pub async fn upload(
     State(state): State<ApiState>,
-    Query(query): Query<UploadQuery>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<FirmwareImage>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(crate::units::plain_words(&e.body_text())))?;
+    if let Some(version) = &query.version
+        && (version.len() > crate::protocol::MAX_VERSION_BYTES
+            || version.chars().any(crate::text::is_unprintable))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "version must be at most {} printable bytes",
+            crate::protocol::MAX_VERSION_BYTES
+        )));
+    }
     let name = query.name.as_deref().map(valid_name).transpose()?.map(str::to_owned);
-    let signs = state.service.library().manifests().signer().is_some();
-    if !signs && (query.version.is_some() || query.seq.is_some()) {
+    // Rocky signs an upload only when asked to (a version or a counter given): a re-upload of
+    // an image signed elsewhere keeps that manifest.
+    let signs = query.version.is_some() || query.seq.is_some();
+    if signs && state.service.library().manifests().signer().is_none() {
         return Err(ApiError::BadRequest(
             "version and seq sign the upload, and Rocky holds no signing key (firmware.signing_key_file); \
              sign offline with `rocky sign` and PUT /firmware/{sha256}/manifest"
@@ -136,7 +158,7 @@ pub async fn upload(
     state.service.library().remember_file(&image, target);
     let image = state.service.library().intern(image);
     if signs {
-        state.service.sign_image(&image, query.version, query.seq.unwrap_or(0))?;
+        state.service.sign_image(&image, query.version, query.seq.unwrap_or(0), query.replace)?;
     }
     Ok((StatusCode::CREATED, Json(state.service.describe_image(&image, Some(file_name)))))
 }
@@ -160,11 +182,20 @@ pub async fn show(
 pub async fn put_manifest(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
-    body: axum::body::Bytes,
+    query: Result<Query<ManifestQuery>, axum::extract::rejection::QueryRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<FirmwareImage>, ApiError> {
     let sha = sha256_of(&raw)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(crate::units::plain_words(&e.body_text())))?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("a manifest is at most {} bytes", crate::protocol::MAX_MANIFEST_BYTES))
+        } else {
+            ApiError::BadRequest(crate::units::plain_words(&e.body_text()))
+        }
+    })?;
     if body.is_empty() {
         return Err(ApiError::BadRequest("the request body (the manifest) is empty".into()));
     }
-    Ok(Json(state.service.attach_manifest(&sha, &body).await?))
+    Ok(Json(state.service.attach_manifest(&sha, &body, query.replace).await?))
 }

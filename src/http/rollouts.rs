@@ -21,6 +21,7 @@ impl From<service::ServiceError> for ApiError {
         match e {
             service::ServiceError::Invalid(text) => Self::BadRequest(text),
             service::ServiceError::NotFound(text) => Self::NotFound(text),
+            service::ServiceError::Conflict(text) => Self::Conflict(text),
             service::ServiceError::Inventory(e) => e.into(),
             service::ServiceError::Runtime(e) => e.into(),
             service::ServiceError::DiskFull(text) => Self::InsufficientStorage(text),

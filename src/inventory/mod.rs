@@ -255,7 +255,14 @@ impl Inventory {
         }
         let mut state = self.lock();
         state.observed.remove(id);
-        Ok(state.devices.remove(id).is_some())
+        let removed = state.devices.remove(id);
+        // What the device said of itself outlives its entry (the broker sends a retained status
+        // again only at a new subscription): a device that takes signed images only must not
+        // be taken for one that never said so once forgotten.
+        if let Some(running) = removed.as_ref().and_then(|device| device.running.clone()) {
+            state.unlisted.report(id, Some(running));
+        }
+        Ok(removed.is_some())
     }
 
     /// A valid response from `id` arrived at `at` (Unix ms).

@@ -7,31 +7,29 @@ use super::status::{StatusUpdate, decode_status};
 use super::{Manifest, Sha256, TopicKind, Topics};
 use crate::signing::TrustedKeys;
 
-/// A manifest as the traffic pane shows it: `manifest{alg: EdDSA, kid 21fe31df…, "2.1.0", seq
-/// 3, 13 B}` and whether Rocky verified its signature, or why it does not decode.
+/// A manifest as the traffic pane shows it, what matters first (a line is cut at the pane's
+/// width): `manifest (signature verified by Rocky: yes) seq 3 "2.1.0" 13 B, kid 21fe31dfa154a261,
+/// protected {alg: EdDSA}`, or why it does not decode.
 fn describe_manifest(bytes: &[u8], hash: &Sha256, trusted: Option<&TrustedKeys>) -> String {
     let manifest = match Manifest::decode(bytes) {
         Ok(manifest) => manifest,
         Err(e) => return format!("manifest unreadable: {e}"),
     };
     let payload = manifest.payload();
-    let mut text = format!("manifest{{protected alg {}, kid {}", manifest.alg(), manifest.kid());
-    if let Some(version) = &payload.version {
-        text.push_str(&format!(", {version:?}"));
-    }
-    text.push_str(&format!(", seq {}, {} B", payload.seq, payload.size));
-    if payload.image_sha256 != *hash {
-        text.push_str(&format!(", for another image {}", short_hash(&payload.image_sha256)));
-    }
-    text.push('}');
+    let mut text = "manifest".to_owned();
     if let Some(trusted) = trusted {
-        let verified = manifest.verify(trusted).is_ok();
-        text.push_str(if verified {
-            ", signature verified by Rocky: yes"
-        } else {
-            ", signature verified by Rocky: no"
-        });
+        let verified = if manifest.verify(trusted).is_ok() { "yes" } else { "no" };
+        text.push_str(&format!(" (signature verified by Rocky: {verified})"));
     }
+    text.push_str(&format!(" seq {}", payload.seq));
+    if let Some(version) = &payload.version {
+        text.push_str(&format!(" {version:?}"));
+    }
+    text.push_str(&format!(" {} B", payload.size));
+    if payload.image_sha256 != *hash {
+        text.push_str(&format!(" for another image {}", short_hash(&payload.image_sha256)));
+    }
+    text.push_str(&format!(", kid {}, protected {{alg: {}}}", manifest.kid(), manifest.alg()));
     text
 }
 
@@ -191,17 +189,21 @@ mod tests {
         let bytes = hex::decode(vector["cbor_hex"].as_str().unwrap()).unwrap();
         let topic = vector["topic"].as_str().unwrap();
         let t = Topics::default();
-        let expected = "cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest{protected alg EdDSA, kid \
-                        21fe31dfa154a261, \"2.1.0\", seq 3, 13 B}";
-        assert_eq!(describe(&t, topic, &bytes), format!("{expected}]"));
+        let rest = " seq 3 \"2.1.0\" 13 B, kid 21fe31dfa154a261, protected {alg: EdDSA}]";
+        assert_eq!(
+            describe(&t, topic, &bytes),
+            format!("cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest{rest}")
+        );
         let public = vectors["extensions"]["ed25519_public_key_hex"].as_str().unwrap();
         let mut trusted = TrustedKeys::default();
         trusted.add(crate::signing::PublicKey::parse(public).unwrap(), "vector".into());
         assert_eq!(
             describe_with(&t, topic, &bytes, Some(&trusted)),
-            format!("{expected}, signature verified by Rocky: yes]")
+            format!(
+                "cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest (signature verified by Rocky: yes){rest}"
+            )
         );
-        assert!(describe_with(&t, topic, &bytes, Some(&TrustedKeys::default())).ends_with("by Rocky: no]"));
+        assert!(describe_with(&t, topic, &bytes, Some(&TrustedKeys::default())).contains("by Rocky: no)"));
     }
 
     #[test]

@@ -640,7 +640,14 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             plan.chunk_size.map(|c| ChunkSize::new(u64::from(c))).transpose().map_err(Failed::Final)?;
         // The manifest rule again: the device may have said something new since the rollout
         // was created. It fails this device, in words, not the rollout.
-        let manifest = handle.library().manifests().get(&sha);
+        let manifests = handle.library().manifests();
+        let manifest = manifests.get(&sha);
+        if manifest.is_none() && manifests.require_signed() {
+            return Err(Failed::Final(format!(
+                "image {} has no manifest from a trusted key, and firmware.require_signed is set",
+                plan.image.name
+            )));
+        }
         let reported = handle.inventory().running_of(&device).and_then(|running| running.reported());
         crate::engine::manifest_to_send(&device, reported.as_ref(), manifest.as_ref(), &plan.image.name)
             .map_err(Failed::Final)?;

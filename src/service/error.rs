@@ -10,6 +10,9 @@ pub enum ServiceError {
     /// What was asked is wrong: the message names the field and why.
     #[error("{0}")]
     Invalid(String),
+    /// What was asked conflicts with what is there (a manifest with a higher counter).
+    #[error("{0}")]
+    Conflict(String),
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),

@@ -43,9 +43,19 @@ impl Service {
     }
 
     /// Attaches a manifest signed elsewhere to the image it is for, once it verified against the
-    /// trusted keys and the image's hash and size.
-    pub async fn attach_manifest(&self, sha256: &Sha256, cose: &[u8]) -> Result<FirmwareImage, ServiceError> {
+    /// trusted keys and the image's hash and size. One with a lower security counter than the
+    /// image's present manifest is refused unless `replace` (a device that installed the higher
+    /// one refuses it anyway; one that did not would lose its anti-rollback floor).
+    pub async fn attach_manifest(
+        &self,
+        sha256: &Sha256,
+        cose: &[u8],
+        replace: bool,
+    ) -> Result<FirmwareImage, ServiceError> {
         let image = self.find_image(sha256).await?;
+        let manifest =
+            Manifest::decode(cose).map_err(|e| ServiceError::Invalid(format!("manifest refused: {e}")))?;
+        self.keeps_counter(&image, manifest.payload().seq, replace)?;
         self.library()
             .manifests()
             .attach(&image, cose)
@@ -53,19 +63,35 @@ impl Service {
         Ok(self.describe_image(&image, None))
     }
 
-    /// Signs `image` with Rocky's key (`firmware.signing_key_file`).
+    /// Signs `image` with Rocky's key (`firmware.signing_key_file`), under the same rule.
     pub fn sign_image(
         &self,
         image: &Image,
         version: Option<String>,
         seq: u64,
+        replace: bool,
     ) -> Result<Manifest, ServiceError> {
+        self.keeps_counter(image, seq, replace)?;
         self.library().manifests().sign(image, version, seq).map_err(|e| match e {
             SignError::Io(reason) => {
                 ServiceError::Internal(format!("the manifest could not be kept: {reason}"))
             }
             other => ServiceError::Invalid(other.to_string()),
         })
+    }
+
+    fn keeps_counter(&self, image: &Image, seq: u64, replace: bool) -> Result<(), ServiceError> {
+        match self.library().manifests().get(image.sha256()) {
+            Some(present) if !replace && present.payload().seq > seq => Err(ServiceError::Conflict(format!(
+                "image {} has a manifest with security counter {} (key {}); this one is {}: add ?replace=true \
+                 to replace it",
+                image.name(),
+                present.payload().seq,
+                present.kid(),
+                seq
+            ))),
+            _ => Ok(()),
+        }
     }
 
     async fn find_image(&self, sha256: &Sha256) -> Result<Image, ServiceError> {

@@ -15,11 +15,26 @@ const NAMED: usize = 10;
 impl Service {
     /// Gives each spec its image's manifest, or refuses them all with the reasons.
     pub(super) fn sign_specs(&self, specs: &mut [JobSpec]) -> Result<(), ServiceError> {
+        // One look (and one signature check) per image, however many jobs name it.
+        let mut by_image: std::collections::HashMap<crate::protocol::Sha256, Option<Manifest>> =
+            std::collections::HashMap::new();
         let mut refusals = Vec::new();
         for spec in specs.iter_mut() {
-            let (manifest, refused) = self.signing_check(&spec.image, std::iter::once(&spec.device))?;
+            let manifest = match by_image.get(spec.image.sha256()) {
+                Some(known) => known.clone(),
+                None => {
+                    let (manifest, _) = self.signing_check(&spec.image, std::iter::empty())?;
+                    by_image.insert(*spec.image.sha256(), manifest.clone());
+                    manifest
+                }
+            };
+            let reported = self.inventory().running_of(&spec.device).and_then(|running| running.reported());
+            if let Err(why) =
+                manifest_to_send(&spec.device, reported.as_ref(), manifest.as_ref(), spec.image.name())
+            {
+                refusals.push(why);
+            }
             spec.manifest = manifest;
-            refusals.extend(refused);
         }
         refused(refusals)
     }
@@ -41,7 +56,7 @@ impl Service {
         devices: impl Iterator<Item = &'a DeviceId>,
     ) -> Result<(Option<Manifest>, Vec<String>), ServiceError> {
         let manifests = self.library().manifests();
-        let manifest = manifests.get(image.sha256());
+        let manifest = self.manifest_for(image)?;
         if manifest.is_none() && manifests.require_signed() {
             return Err(ServiceError::Invalid(format!(
                 "image {} ({}) has no manifest from a trusted key, and firmware.require_signed is set: \
@@ -58,6 +73,22 @@ impl Service {
             })
             .collect();
         Ok((manifest, refusals))
+    }
+}
+
+impl Service {
+    /// The manifest `image` goes out with: its own from a trusted key, else one Rocky makes
+    /// with `firmware.signing_key_file` when it holds a key (Rocky signs what it holds), at the
+    /// policy's counter.
+    pub fn manifest_for(&self, image: &Image) -> Result<Option<Manifest>, ServiceError> {
+        let manifests = self.library().manifests();
+        match manifests.get(image.sha256()) {
+            Some(manifest) => Ok(Some(manifest)),
+            None if manifests.signer().is_some() => {
+                self.sign_image(image, None, manifests.default_seq(), false).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 }
 

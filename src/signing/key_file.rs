@@ -11,9 +11,13 @@ pub enum KeyFileError {
     #[error("cannot read the key file {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error(
-        "{path} is not a PKCS#8 PEM private key of Ed25519 or P-256 (make one with `rocky keys generate`)"
+        "{path} is not a PKCS#8 PEM private key of Ed25519 or P-256 (make one with `rocky keys generate`; convert another P-256 key with `openssl pkcs8 -topk8 -nocrypt`)"
     )]
     NotAKey { path: PathBuf },
+    #[error(
+        "a key's text was given where the path of its file belongs: write the key to a file (mode 0600) and name the file"
+    )]
+    KeyTextGiven,
     #[error("{path} already exists; Rocky does not overwrite a key file")]
     Exists { path: PathBuf },
     #[error("cannot write the key file {path}: {reason}")]
@@ -23,13 +27,23 @@ pub enum KeyFileError {
 /// The most a key file may hold: a PEM key is a few hundred bytes.
 const MAX_KEY_FILE_BYTES: u64 = 16 * 1024;
 
+/// Whether text given as a key file's path is in fact key material (a PEM pasted where a path
+/// belongs): such text is never read as a path, so no error can repeat it.
+pub fn is_key_text(path: &str) -> bool {
+    path.contains("PRIVATE KEY") || path.contains("-----") || path.contains('\n') || path.len() > 1024
+}
+
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    if is_key_text(&path.to_string_lossy()) {
+        return Err(KeyFileError::KeyTextGiven);
+    }
     let unreadable = |reason: String| KeyFileError::Unreadable { path: path.to_path_buf(), reason };
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(e.kind().to_string()))?;
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(super::trusted::io_words(&e)))?;
     if meta.len() > MAX_KEY_FILE_BYTES {
         return Err(KeyFileError::NotAKey { path: path.to_path_buf() });
     }
-    let text = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| unreadable(e.kind().to_string()))?);
+    let text =
+        zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| unreadable(super::trusted::io_words(&e)))?);
     let text = std::str::from_utf8(&text).map_err(|_| KeyFileError::NotAKey { path: path.to_path_buf() })?;
     SigningKey::from_pkcs8_pem(text).ok_or_else(|| KeyFileError::NotAKey { path: path.to_path_buf() })
 }
@@ -86,6 +100,10 @@ mod tests {
         assert!(error.contains("notes.txt") && error.contains("PKCS#8"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
         let missing = read_signing_key(&dir.path().join("nope")).unwrap_err().to_string();
-        assert!(missing.contains("nope"), "{missing}");
+        assert!(missing.contains("nope") && missing.contains("no such file"), "{missing}");
+        // Key text where the path belongs is refused without being repeated.
+        let pem = SigningKey::generate(Alg::Ed25519).unwrap().to_pkcs8_pem().unwrap();
+        let error = read_signing_key(Path::new(pem.as_str())).unwrap_err().to_string();
+        assert!(!error.contains("BEGIN") && error.contains("key's text was given"), "{error}");
     }
 }

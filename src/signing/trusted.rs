@@ -28,7 +28,7 @@ const MAX_PUBLIC_KEY_FILE_BYTES: u64 = 16 * 1024;
 
 impl TrustedKeys {
     /// Reads each entry: PEM text, hex, or else the path of a file holding either (relative to
-    /// `base`, the config file's directory).
+    /// `base`; the config passes the working directory).
     pub fn from_entries(entries: &[String], base: &Path) -> Result<Self, TrustedKeysError> {
         let mut keys = Self::default();
         for (index, entry) in entries.iter().enumerate() {
@@ -41,10 +41,17 @@ impl TrustedKeys {
                 (key, format!("trusted_keys[{index}]"))
             } else {
                 let path = base.join(trimmed);
-                let text =
-                    read_small(&path).map_err(|reason| fail(format!("{}: {reason}", path.display())))?;
-                let key = PublicKey::parse(&text)
-                    .map_err(|e: PublicKeyError| fail(format!("{}: {e}", path.display())))?;
+                // The entry is repeated only when it reads as a file name: a key's text pasted
+                // wrongly (base64 of a private key, say) must not come back in an error.
+                let named =
+                    if looks_like_a_path(trimmed) { path.display().to_string() } else { "the entry".into() };
+                let text = read_small(&path).map_err(|reason| {
+                    fail(format!(
+                        "{named}: {reason} (an entry is a public key in PEM, hex of 64, 66 or 130 digits, or a file of one)"
+                    ))
+                })?;
+                let key =
+                    PublicKey::parse(&text).map_err(|e: PublicKeyError| fail(format!("{named}: {e}")))?;
                 (key, path.display().to_string())
             };
             keys.add(key, source);
@@ -76,12 +83,31 @@ impl TrustedKeys {
     }
 }
 
+/// A file name as people write one: short, with an extension or a directory, no spaces, and
+/// none of base64's `+` and `=`, no PEM armour.
+fn looks_like_a_path(entry: &str) -> bool {
+    entry.len() <= 255
+        && (entry.contains('/')
+            || entry.rsplit_once('.').is_some_and(|(_, ext)| (1..=5).contains(&ext.len())))
+        && !entry.contains(['+', '=', ' ', '\n', '-'])
+}
+
+/// An I/O error as people say it ("no such file", not "entity not found").
+pub(super) fn io_words(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::IsADirectory => "a directory, not a file".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
 fn read_small(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.kind().to_string())?;
+    let meta = std::fs::metadata(path).map_err(|e| io_words(&e))?;
     if meta.len() > MAX_PUBLIC_KEY_FILE_BYTES {
         return Err(format!("{} bytes is too large for a public key", meta.len()));
     }
-    std::fs::read_to_string(path).map_err(|e| e.kind().to_string())
+    std::fs::read_to_string(path).map_err(|e| io_words(&e))
 }
 
 #[cfg(test)]
@@ -108,5 +134,10 @@ mod tests {
         let private = SigningKey::generate(Alg::Ed25519).unwrap().to_pkcs8_pem().unwrap().to_string();
         let error = TrustedKeys::from_entries(&[private], dir.path()).unwrap_err().to_string();
         assert!(error.contains("private key") && !error.contains("BEGIN"), "{error}");
+        // A private key's base64 body pasted without its PEM lines is not taken for a file name
+        // and not repeated.
+        let body = "MFECAQEwBQYDK2VwBCIEIBpSnqP0aGQKDc/7NHHVG9QuXR6Qay+MgY=";
+        let error = TrustedKeys::from_entries(&[body.into()], dir.path()).unwrap_err().to_string();
+        assert!(!error.contains("MFEC") && error.contains("the entry: no such file"), "{error}");
     }
 }

@@ -405,10 +405,26 @@ fn spawn_preview(
     let (library, done, source) = (source.library(), done.clone(), source.clone());
     tokio::spawn(async move {
         // The operator at the console may name any file they can read: no confinement here.
-        let result = resolve(&firmware, &library, None, &limits).await.map_err(|e| e.to_string());
-        let manifest = match &result {
-            Ok(image) => source.manifest(*image.sha256()).await.ok().flatten(),
-            Err(_) => None,
+        let mut result = resolve(&firmware, &library, None, &limits).await.map_err(|e| e.to_string());
+        // A manifest `rocky sign` wrote beside the operator's file goes with the image.
+        let cose = match &firmware {
+            FirmwareSource::Path(path) => {
+                let mut cose = path.as_os_str().to_owned();
+                cose.push(".cose");
+                std::fs::read(std::path::PathBuf::from(cose)).ok()
+            }
+            _ => None,
+        };
+        let manifest = match (&result, cose) {
+            (Ok(image), Some(cose)) => match source.attach_manifest(image.clone(), cose).await {
+                Ok(manifest) => Some(manifest),
+                Err(e) => {
+                    result = Err(format!("{}.cose: {e}", image.name()));
+                    None
+                }
+            },
+            (Ok(image), None) => source.manifest(image.clone()).await.ok().flatten(),
+            (Err(_), _) => None,
         };
         let _ = done.send(Done::Preview { generation, result, manifest }).await;
     });

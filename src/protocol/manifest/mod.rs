@@ -41,6 +41,22 @@ struct Inner {
     signature: Vec<u8>,
 }
 
+/// coset's errors in words ("decode CBOR failure: Io(EndOfFile)" is its debug form).
+fn cose_words(error: &coset::CoseError) -> String {
+    match error {
+        coset::CoseError::DecodeFailed(ciborium::de::Error::Io(_)) => {
+            "the bytes end in the middle of an item".into()
+        }
+        coset::CoseError::DecodeFailed(ciborium::de::Error::Syntax(at)) => {
+            format!("malformed CBOR at byte {at}")
+        }
+        coset::CoseError::DecodeFailed(_) => "not valid CBOR".into(),
+        coset::CoseError::ExtraneousData => "bytes after the end of the structure".into(),
+        coset::CoseError::UnexpectedItem(got, want) => format!("expected {want}, got {got}"),
+        other => other.to_string(),
+    }
+}
+
 /// What job JSON, `/firmware` and the console show of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ManifestInfo {
@@ -60,6 +76,8 @@ pub enum ManifestError {
     UnknownAlg(String),
     #[error("the manifest names no key (kid)")]
     NoKid,
+    #[error("the manifest names one kid in its protected header and another in its unprotected one")]
+    KidsDiffer,
     #[error("the manifest's kid must be 8 bytes, got {0}")]
     BadKid(usize),
     #[error("the manifest marks headers critical that Rocky does not know")]
@@ -115,17 +133,10 @@ impl Manifest {
         let sign1 = match CoseSign1::from_tagged_slice(bytes) {
             Ok(sign1) => sign1,
             Err(tagged) => {
-                CoseSign1::from_slice(bytes).map_err(|_| ManifestError::NotCoseSign1(tagged.to_string()))?
+                CoseSign1::from_slice(bytes).map_err(|_| ManifestError::NotCoseSign1(cose_words(&tagged)))?
             }
         };
         Self::from_sign1(sign1)
-    }
-
-    /// The fourth item of a FOTA_REQUEST as decoded into a CBOR value.
-    pub fn from_value(value: ciborium::Value) -> Result<Self, ManifestError> {
-        let mut bytes = Vec::new();
-        ciborium::into_writer(&value, &mut bytes).map_err(|e| ManifestError::NotCoseSign1(e.to_string()))?;
-        Self::decode(&bytes)
     }
 
     fn from_inner(inner: Inner) -> Self {
@@ -143,6 +154,13 @@ impl Manifest {
             Some(other) => return Err(ManifestError::UnknownAlg(format!("{other:?}"))),
             None => return Err(ManifestError::UnknownAlg("(none)".into())),
         };
+        // A kid in both headers must be the same kid: a device may read either.
+        if !protected.key_id.is_empty()
+            && !sign1.unprotected.key_id.is_empty()
+            && protected.key_id != sign1.unprotected.key_id
+        {
+            return Err(ManifestError::KidsDiffer);
+        }
         let kid_bytes =
             if protected.key_id.is_empty() { &sign1.unprotected.key_id } else { &protected.key_id };
         if kid_bytes.is_empty() {

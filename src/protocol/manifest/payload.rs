@@ -69,7 +69,7 @@ impl ManifestPayload {
                 2 => size.replace(unsigned(&value).ok_or("key 2 (size) must be unsigned")?).is_none(),
                 3 => {
                     let text = value.as_text().ok_or("key 3 (version) must be text")?;
-                    if text.len() > MAX_VERSION_BYTES || !text.chars().all(|c| !c.is_control()) {
+                    if text.len() > MAX_VERSION_BYTES || text.chars().any(crate::text::is_unprintable) {
                         return Err(format!(
                             "key 3 (version) must be at most {MAX_VERSION_BYTES} printable bytes"
                         ));

@@ -28,6 +28,9 @@ pub const CAP_REASONS: &str = "reasons";
 pub const CAP_CONFIRM: &str = "confirm";
 pub const CAP_MANIFEST: &str = "manifest";
 pub const CAP_DELTA_BSDIFF4: &str = "delta-bsdiff4";
+/// Every extension Rocky knows, kept from a status whatever else it lists.
+const KNOWN_CAPS: [&str; 6] =
+    [CAP_RESUME, CAP_FLOW, CAP_REASONS, CAP_CONFIRM, CAP_MANIFEST, CAP_DELTA_BSDIFF4];
 
 /// A device's last word about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +148,13 @@ pub fn decode_status(payload: &[u8]) -> Result<StatusUpdate, StatusError> {
                     // No extension has a longer name, nor unprintable characters: such an item
                     // names nothing Rocky speaks, and is left out (as the items past
                     // MAX_CAPS are), so a valid status is never refused for it.
+                    // The extensions Rocky speaks are kept wherever they stand in the list: a
+                    // device's `manifest` must never fall off behind 16 names of its own.
+                    Value::Text(text) if KNOWN_CAPS.contains(&text.as_str()) => {
+                        if !caps.contains(text) {
+                            caps.push(text.clone());
+                        }
+                    }
                     Value::Text(text)
                         if caps.len() < MAX_CAPS
                             && text.len() <= MAX_CAP_BYTES

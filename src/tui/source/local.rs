@@ -102,7 +102,18 @@ impl Source for Local {
         Box::pin(async move { self.service.job_history(id).await.map_err(|e| e.to_string()) })
     }
 
-    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>> {
-        Box::pin(async move { Ok(self.service.library().manifests().get(&sha256)) })
+    fn manifest(&self, image: Image) -> Answer<'_, Option<crate::protocol::Manifest>> {
+        Box::pin(async move { self.service.manifest_for(&image).map_err(|e| e.to_string()) })
+    }
+
+    fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest> {
+        Box::pin(async move {
+            let image = self.service.library().intern(image);
+            self.service
+                .library()
+                .manifests()
+                .attach(&image, &cose)
+                .map_err(|e| format!("manifest refused: {e}"))
+        })
     }
 }

@@ -86,7 +86,11 @@ pub trait Source: Send + Sync {
     /// A job's stored timeline, when the other side keeps one.
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>>;
 
-    /// The manifest from a trusted key of the image with this hash, where Rocky holds one
-    /// (the form says whether the chosen image is signed).
-    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>>;
+    /// The manifest from a trusted key `image` goes out with: one Rocky holds, else the one Rocky
+    /// makes with its own key when it holds one (the form says whether the image is signed).
+    fn manifest(&self, image: Image) -> Answer<'_, Option<crate::protocol::Manifest>>;
+
+    /// Attaches `cose` (a manifest `rocky sign` wrote beside the operator's file) to `image`,
+    /// once Rocky verified it; the attached console uploads the image first.
+    fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest>;
 }

@@ -250,15 +250,33 @@ impl Source for Remote {
     }
 
     /// The server's word: an image it does not hold yet (404) has no manifest there.
-    fn manifest(&self, sha256: crate::protocol::Sha256) -> Answer<'_, Option<crate::protocol::Manifest>> {
+    fn manifest(&self, image: Image) -> Answer<'_, Option<crate::protocol::Manifest>> {
         Box::pin(async move {
             let doing = "reading the image's manifest";
-            let path = format!("/firmware/{}", crate::protocol::sha256_hex(&sha256));
+            let path = format!("/firmware/{}", crate::protocol::sha256_hex(image.sha256()));
             match self.send(Method::GET, &path, Body::Empty).await {
                 Ok(answered) => Ok(read::<crate::api::FirmwareImage>(answered, doing)?.manifest),
                 Err(Failure::Refused { status: 404, .. }) => Ok(None),
                 Err(failure) => Err(words(doing, failure)),
             }
+        })
+    }
+
+    fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest> {
+        Box::pin(async move {
+            let upload = format!("/firmware?name={}", crate::firmware::upload_name(image.name()));
+            let bytes = Body::Bytes("application/octet-stream", image.bytes().clone());
+            self.client
+                .request(Method::POST, &upload, bytes, UPLOAD_TIMEOUT)
+                .await
+                .map_err(|f| words("uploading the image", f))?;
+            let path = format!("/firmware/{}/manifest", crate::protocol::sha256_hex(image.sha256()));
+            let doing = "attaching the manifest";
+            let answered =
+                self.ask(Method::PUT, &path, Body::Bytes("application/cose", cose.into()), doing).await?;
+            read::<crate::api::FirmwareImage>(answered, doing)?
+                .manifest
+                .ok_or_else(|| format!("{doing}: the server kept no manifest"))
         })
     }
 }

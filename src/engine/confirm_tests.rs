@@ -293,3 +293,80 @@ fn a_confirming_job_restored_beside_a_running_one_is_decided_and_leaves_it_alone
         other.ignored()
     );
 }
+
+/// A device that takes signed images only (its status lists `manifest`) at security counter
+/// `seq`.
+fn signed_only(seq: Option<u64>) -> Reported {
+    Reported { manifest: true, seq, ..reported(&old_image(), "1.0", 1, false) }
+}
+
+fn manifest_for(image: &crate::firmware::Image, seq: u64) -> crate::protocol::Manifest {
+    let key = crate::signing::SigningKey::generate(crate::signing::Alg::Ed25519).unwrap();
+    let payload = crate::protocol::ManifestPayload {
+        image_sha256: *image.sha256(),
+        size: image.size(),
+        version: None,
+        seq,
+    };
+    crate::protocol::Manifest::sign(payload, &key)
+}
+
+#[test]
+fn a_signed_only_device_gets_the_four_item_request_and_a_version_1_device_three() {
+    let mut h = Harness::new(settings());
+    let signed = manifest_for(&image(100), 2);
+    let spec = |device: &str, reported: Option<Reported>| JobSpec {
+        reported,
+        manifest: Some(signed.clone()),
+        ..JobSpec::new(dev(device), image(100))
+    };
+    let to_signed = h.engine.submit(spec("s", Some(signed_only(Some(1)))), h.now).unwrap();
+    let to_plain = h.engine.submit(spec("p", None), h.now).unwrap();
+    let sent = h.drain();
+    let request = |job: JobId| {
+        let publish =
+            sent.iter().find(|p| p.job == job && p.kind == PublishKind::Command(CommandType::Request));
+        crate::protocol::decode_command(&publish.expect("a request").payload).unwrap().body
+    };
+    let crate::protocol::CommandBody::Request { manifest: Some(bytes), .. } = request(to_signed) else {
+        panic!("the signed-only device's request carries the manifest")
+    };
+    assert_eq!(&bytes, signed.bytes());
+    assert!(matches!(request(to_plain), crate::protocol::CommandBody::Request { manifest: None, .. }));
+    // A resend after the request timeout is the same four items.
+    h.advance(settings().request_timeout);
+    let again = h.drain();
+    let resent = again.iter().find(|p| p.job == to_signed).expect("sent again");
+    assert!(matches!(
+        crate::protocol::decode_command(&resent.payload).unwrap().body,
+        crate::protocol::CommandBody::Request { manifest: Some(_), .. }
+    ));
+}
+
+#[test]
+fn a_job_the_manifest_rule_stops_by_the_time_it_starts_fails_in_words_and_sends_nothing() {
+    let mut h = Harness::new(settings());
+    // Made when the device had said nothing; by the time it starts it takes signed images only.
+    let busy = h.submit("d", 100);
+    let unsigned = h.submit("d", 100);
+    let older = h.engine.submit(
+        JobSpec { manifest: Some(manifest_for(&image(100), 3)), ..JobSpec::new(dev("d"), image(100)) },
+        h.now,
+    );
+    let older = older.unwrap();
+    h.drain();
+    h.engine.device_reported(&dev("d"), Some(signed_only(Some(5))), h.now);
+    h.respond("d", busy, ACK);
+    h.drain();
+    h.respond("d", busy, ResponseBody::DoneSuccess);
+    let sent = h.drain();
+    assert!(sent.iter().all(|p| p.job != unsigned && p.job != older), "nothing of either was sent");
+    assert_eq!(h.state(unsigned), JobState::Failed);
+    let error = h.engine.job(unsigned).unwrap().error.unwrap();
+    assert!(error.starts_with("not sent: device d takes signed images only"), "{error}");
+    assert_eq!(h.state(older), JobState::Failed);
+    assert_eq!(
+        h.engine.job(older).unwrap().error.as_deref(),
+        Some("not sent: device d runs seq 5; image fw.bin is seq 3 (anti-rollback)")
+    );
+}

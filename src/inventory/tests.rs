@@ -196,3 +196,24 @@ async fn a_status_is_found_whether_the_inventory_holds_the_device_or_not() {
     assert!(inventory.get("stranger").is_none());
     assert_eq!(inventory.running_of(&id("nobody")), None);
 }
+
+#[tokio::test]
+async fn a_forgotten_device_keeps_what_it_said_of_itself() {
+    let inventory = Inventory::in_memory();
+    inventory.register(vec![(id("signed-1"), Labels::new())]).await.unwrap();
+    let status = crate::protocol::DeviceStatus {
+        image: [3; 32],
+        version: None,
+        boot: None,
+        seq: Some(7),
+        caps: vec![crate::protocol::CAP_MANIFEST.to_owned()],
+        kids: Vec::new(),
+    };
+    inventory.report_status(&id("signed-1"), Some(Running::new(&status, 1)));
+    assert!(inventory.forget(&id("signed-1")).await.unwrap());
+    // The broker sends its retained status again only at a new subscription: until then Rocky
+    // must still know the device takes signed images only, and at which counter.
+    let running = inventory.running_of("signed-1").expect("the status outlives the entry");
+    let reported = running.reported().unwrap();
+    assert!(reported.manifest && reported.seq == Some(7));
+}

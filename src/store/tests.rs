@@ -48,8 +48,20 @@ use crate::engine::JobState;
 
 async fn jobs_round_trip_and_ids_are_never_reused(store: &Store) {
     let start = store.load().await.unwrap().1;
-    let ids =
-        store.create(vec![new_job(start.next(), "a"), new_job(start.next().next(), "b")]).await.unwrap();
+    // Job "b" sends a manifest: its bytes come back whole (migration 9).
+    let mut signed = new_job(start.next().next(), "b");
+    let key = crate::signing::SigningKey::generate(crate::signing::Alg::Ed25519).unwrap();
+    let payload = crate::protocol::ManifestPayload {
+        image_sha256: *signed.image.sha256(),
+        size: signed.image.size(),
+        version: Some("2.1.0".into()),
+        seq: 3,
+    };
+    let manifest = crate::protocol::Manifest::sign(payload, &key);
+    signed.manifest = Some(manifest.clone());
+    let ids = store.create(vec![new_job(start.next(), "a"), signed]).await.unwrap();
+    let loaded = store.load().await.unwrap().0;
+    assert_eq!((loaded[0].manifest.as_ref(), loaded[1].manifest.as_ref()), (None, Some(&manifest)));
     let (first, second) = (ids[0], ids[1]);
     assert!(first < second, "ids in the order given: {ids:?}");
     assert!(

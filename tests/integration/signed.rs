@@ -54,6 +54,9 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     let server_key = SigningKey::generate(Alg::Ed25519).unwrap();
     let ci_key = SigningKey::generate(Alg::Ed25519).unwrap();
     let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
+    // A second offline signer with ES256.
+    let es_key = SigningKey::generate(Alg::Es256).unwrap();
+    write_new_signing_key(&dir.path().join("es.key"), &es_key).unwrap();
     write_new_signing_key(&dir.path().join("server.key"), &server_key).unwrap();
     write_new_signing_key(&dir.path().join("ci.key"), &ci_key).unwrap();
     write_new_signing_key(&dir.path().join("stranger.key"), &stranger).unwrap();
@@ -61,9 +64,10 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     std::fs::write(
         &config,
         format!(
-            "[firmware]\nsigning_key_file = \"{}\"\ntrusted_keys = [\"{}\"]\n",
+            "[firmware]\nsigning_key_file = \"{}\"\ntrusted_keys = [\"{}\", \"{}\"]\n",
             dir.path().join("server.key").display(),
-            ci_key.public().hex()
+            ci_key.public().hex(),
+            es_key.public().hex()
         ),
     )
     .unwrap();
@@ -72,6 +76,11 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     let trusts_other =
         SignedDevice::start(mosquitto.port, "trusts-other", 0, vec![raw_public(&stranger)]).await;
     let _newer = SignedDevice::start(mosquitto.port, "runs-seq-9", 9, vec![raw_public(&ci_key)]).await;
+    // It lists the one key id it takes (the stranger's): Rocky refuses the CI's image for it.
+    let _lists =
+        SignedDevice::start_with(mosquitto.port, "lists-stranger", 0, vec![raw_public(&stranger)], true)
+            .await;
+    let trusts_es = SignedDevice::start(mosquitto.port, "trusts-es", 0, vec![raw_public(&es_key)]).await;
     let v1 = WireDevice::start(mosquitto.port, "v1-device", Mode::Honest).await;
 
     let port = free_port().unwrap();
@@ -91,7 +100,7 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
         let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
         let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
         let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
-        (n >= 3).then_some(())
+        (n >= 5).then_some(())
     })
     .await;
 
@@ -156,6 +165,15 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
         (body["manifest"]["kid"].as_str(), body["manifest"]["seq"].as_u64()),
         (Some(&*ci_key.kid().hex()), Some(3))
     );
+    // A manifest with a lower security counter does not replace it unless asked to.
+    assert!(
+        rocky(&["sign", "--key", "ci.key", "--seq", "1", "--out", "fw.seq1.cose", "fw.bin"], dir.path())
+            .status
+            .success()
+    );
+    let (status, body) = put(std::fs::read(dir.path().join("fw.seq1.cose")).unwrap(), sha.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("security counter 3"), "{body}");
     let listed: Value = client.get(format!("{base}/firmware")).send().await.unwrap().json().await.unwrap();
     let row =
         listed["images"].as_array().unwrap().iter().find(|i| i["sha256"] == sha.as_str()).unwrap().clone();
@@ -174,6 +192,20 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
         body["error"].as_str().unwrap().contains("device runs-seq-9 runs seq 9; image fw.bin is seq 3"),
         "{body}"
     );
+    let refused = client
+        .post(format!("{base}/jobs"))
+        .json(&json!({"device_ids": ["lists-stranger"], "firmware": {"sha256": sha}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.unwrap();
+    let expected = format!(
+        "device lists-stranger trusts keys {}; image fw.bin is signed by key {}",
+        stranger.kid(),
+        ci_key.kid()
+    );
+    assert!(body["error"].as_str().unwrap().contains(&expected), "{body}");
     assert!(trusts_ci.seen().requests.is_empty(), "nothing was created, nothing sent");
 
     let created: Value = client
@@ -262,6 +294,29 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
         shown.contains(&format!("manifest signed by key {} (EdDSA), version 2.2.0, seq 4", ci_key.kid())),
         "{shown}"
     );
+    // ES256 end to end: signed offline, attached, verified by the device's own reading.
+    let image3 = test_image(3 * 1024, 25);
+    std::fs::write(dir.path().join("fw3.bin"), &image3).unwrap();
+    assert!(
+        rocky(&["sign", "--key", "es.key", "--version", "3.0.0", "fw3.bin"], dir.path()).status.success()
+    );
+    let made = rocky(
+        &[&["job", "create", "--devices", "trusts-es", "--firmware", "./fw3.bin"][..], &server].concat(),
+        dir.path(),
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let es_job: u64 =
+        String::from_utf8_lossy(&made.stdout).split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap();
+    let ended = wait_for(Duration::from_secs(20), "the ES256 job to end", || async {
+        let job = job(&client, &base, es_job).await;
+        (job["state"] == "succeeded").then_some(job)
+    })
+    .await;
+    assert_eq!(
+        (ended["manifest"]["alg"].as_str(), ended["manifest"]["kid"].as_str()),
+        (Some("ES256"), Some(&*es_key.kid().hex()))
+    );
+    assert_eq!(trusts_es.seen().verified, vec![(es_key.kid().hex(), Some("3.0.0".to_owned()), 0)]);
     // keys generate and show print the public half only.
     let generated = rocky(&["keys", "generate", "--out", "new.key", "--alg", "es256"], dir.path());
     assert!(generated.status.success());
@@ -303,9 +358,86 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     let _ = serve.wait();
     shown.push_str(&std::fs::read_to_string(dir.path().join("serve.log")).unwrap());
     assert!(shown.len() > 10_000, "the log and answers were read ({} bytes)", shown.len());
-    for key in [&server_key, &ci_key, &stranger, &new_key] {
+    for key in [&server_key, &ci_key, &stranger, &new_key, &es_key] {
         for form in secret_forms(key) {
             assert!(!shown.contains(&form), "a private key's bytes were shown: {form}");
         }
     }
+}
+
+/// `firmware.require_signed`: every job and rollout of an unsigned image is refused, naming the
+/// setting, whatever its devices say; a signed image goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_require_signed_an_unsigned_image_goes_to_no_device() {
+    let Some(mosquitto) = Mosquitto::start("require-signed") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ci_key = SigningKey::generate(Alg::Ed25519).unwrap();
+    write_new_signing_key(&dir.path().join("ci.key"), &ci_key).unwrap();
+    let config = dir.path().join("rocky.toml");
+    std::fs::write(
+        &config,
+        format!("[firmware]\nrequire_signed = true\ntrusted_keys = [\"{}\"]\n", ci_key.public().hex()),
+    )
+    .unwrap();
+    let v1 = WireDevice::start(mosquitto.port, "plain-1", Mode::Honest).await;
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = crate::support::Serve(
+        serve_command(&mosquitto.url().to_string(), port, &config, dir.path()).spawn().unwrap(),
+    );
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    let image = test_image(2048, 26);
+    let sha = hex::encode(sha2::Sha256::digest(&image));
+    std::fs::write(dir.path().join("fw.bin"), &image).unwrap();
+    let uploaded =
+        client.post(format!("{base}/firmware?name=fw.bin")).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
+    let job_made = client
+        .post(format!("{base}/jobs"))
+        .json(&json!({"device_id": "plain-1", "firmware": {"sha256": sha}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job_made.status(), StatusCode::BAD_REQUEST);
+    let body: Value = job_made.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("firmware.require_signed is set"), "{body}");
+    let rollout = client
+        .post(format!("{base}/rollouts"))
+        .json(&json!({"name": "unsigned", "firmware": {"sha256": sha}, "targets": {"devices": ["plain-1"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rollout.status(), StatusCode::BAD_REQUEST);
+    let body: Value = rollout.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("firmware.require_signed is set"), "{body}");
+    assert!(v1.seen().requests.is_empty(), "nothing was sent");
+    // Signed, the same image goes (three items to a version 1 device).
+    assert!(rocky(&["sign", "--key", "ci.key", "fw.bin"], dir.path()).status.success());
+    let attached = client
+        .put(format!("{base}/firmware/{sha}/manifest"))
+        .body(std::fs::read(dir.path().join("fw.bin.cose")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(attached.status(), StatusCode::OK);
+    let created: Value = client
+        .post(format!("{base}/jobs"))
+        .json(&json!({"device_id": "plain-1", "firmware": {"sha256": sha}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["jobs"][0]["id"].as_u64().unwrap();
+    wait_for(Duration::from_secs(20), "the signed job to succeed", || async {
+        (job(&client, &base, id).await["state"] == "succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(v1.seen().requests, vec![id]);
 }

@@ -131,3 +131,15 @@ fn caps_and_kids_are_bounded_and_text_is_printable() {
     let (status, _) = reported(with("kids", kids).unwrap());
     assert_eq!(status.kids.len(), MAX_KIDS);
 }
+
+#[test]
+fn the_extensions_rocky_knows_are_kept_wherever_they_stand_in_caps() {
+    let mut caps: Vec<Value> = (0..20).map(|n| Value::Text(format!("vendor-{n}"))).collect();
+    caps.push(Value::Text("manifest".into()));
+    caps.push(Value::Text("manifest".into()));
+    let (status, _) =
+        reported(decode_status(&map(vec![("image", image()), ("caps", Value::Array(caps))])).unwrap());
+    assert!(status.speaks("manifest"), "{:?}", status.caps);
+    assert_eq!(status.caps.iter().filter(|c| *c == "manifest").count(), 1);
+    assert_eq!(status.caps.len(), MAX_CAPS + 1, "16 of the device's own names, and manifest");
+}

@@ -157,21 +157,33 @@ fn check(
     })
 }
 
-fn status(image: &[u8], boot: u64, seq: u64, version: &str) -> Vec<u8> {
+/// The status map; `kids`: the key ids it accepts, when it lists them.
+fn status(image: &[u8], boot: u64, seq: u64, version: &str, kids: &[Vec<u8>]) -> Vec<u8> {
     let text = |s: &str| Value::Text(s.to_owned());
-    cbor(&Value::Map(vec![
+    let mut map = vec![
         (text("image"), Value::Bytes(image.to_vec())),
         (text("version"), text(version)),
         (text("boot"), Value::Integer(boot.into())),
         (text("seq"), Value::Integer(seq.into())),
         (text("caps"), Value::Array(vec![text("reasons"), text("confirm"), text("manifest")])),
-    ]))
+    ];
+    if !kids.is_empty() {
+        map.push((text("kids"), Value::Array(kids.iter().map(|k| Value::Bytes(k.clone())).collect())));
+    }
+    cbor(&Value::Map(map))
 }
 
 impl SignedDevice {
     /// Device `id` on the broker at `port` (prefix `/fota`), running the factory image at
     /// security counter `seq`, taking images signed by one of `trusted`. Waits until subscribed.
     pub async fn start(port: u16, id: &str, seq: u64, trusted: Vec<Trusted>) -> Self {
+        Self::start_with(port, id, seq, trusted, false).await
+    }
+
+    /// As [`SignedDevice::start`]; `list_kids`: its status lists the ids of the keys it trusts.
+    pub async fn start_with(port: u16, id: &str, seq: u64, trusted: Vec<Trusted>, list_kids: bool) -> Self {
+        let kids: Vec<Vec<u8>> =
+            if list_kids { trusted.iter().map(Trusted::kid).collect() } else { Vec::new() };
         let mut options = MqttOptions::new(format!("signed-{id}"), "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(10)).set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 256);
@@ -193,7 +205,7 @@ impl SignedDevice {
                         let filters = [format!("/fota/cmd/{id}"), format!("/fota/data/{id}/+")]
                             .map(|path| rumqttc::SubscribeFilter::new(path, QoS::AtLeastOnce));
                         let _ = client.subscribe_many(filters).await;
-                        let body = status(&image, boot, running_seq, &version);
+                        let body = status(&image, boot, running_seq, &version, &kids);
                         let _ =
                             client.publish(format!("/fota/status/{id}"), QoS::AtLeastOnce, true, body).await;
                         continue;
@@ -259,7 +271,7 @@ impl SignedDevice {
                             // It boots the image and reports the manifest's version and counter.
                             (image, boot, running_seq) = (hash.clone(), boot + 1, manifest.seq);
                             version = manifest.version.unwrap_or_default();
-                            let body = status(&image, boot, running_seq, &version);
+                            let body = status(&image, boot, running_seq, &version, &kids);
                             let _ = client
                                 .publish(format!("/fota/status/{id}"), QoS::AtLeastOnce, true, body)
                                 .await;

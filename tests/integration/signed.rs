@@ -35,6 +35,66 @@ fn secret_forms(key: &SigningKey) -> Vec<String> {
     forms
 }
 
+/// What pycose (a COSE library independent of Rocky's) reads from `cose` once it verified it
+/// under `public_hex`; `None` when python3 with pycose is not installed, which CI forbids
+/// (`ROCKY_REQUIRE_PYCOSE`, set by `.ci/run`, which installs it).
+fn pycose_verifies(cose: &[u8], public_hex: &str) -> Option<Result<Value, String>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/integration/data/verify_manifest.py");
+    let available =
+        Command::new("python3").args(["-c", "import pycose"]).output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(std::env::var_os("ROCKY_REQUIRE_PYCOSE").is_none(), "python3 with pycose is required");
+        eprintln!("SKIPPED: no python3 with pycose");
+        return None;
+    }
+    let mut child = Command::new("python3")
+        .args([script, public_hex])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), cose).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some(if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+}
+
+#[test]
+fn an_independent_cose_library_verifies_the_vector_and_rockys_own_manifests() {
+    let vectors: Value = serde_json::from_str(include_str!("data/protocol_vectors.json")).unwrap();
+    let vector = hex::decode(vectors["extensions"]["manifest"]["cbor_hex"].as_str().unwrap()).unwrap();
+    let public = vectors["extensions"]["ed25519_public_key_hex"].as_str().unwrap();
+    let Some(read) = pycose_verifies(&vector, public) else { return };
+    let read = read.unwrap();
+    assert_eq!(
+        (read["size"].as_u64(), read["seq"].as_u64(), read["version"].as_str()),
+        (Some(13), Some(3), Some("2.1.0"))
+    );
+    // Rocky's own, with both algorithms; and a wrong key is refused.
+    for alg in [Alg::Ed25519, Alg::Es256] {
+        let key = SigningKey::generate(alg).unwrap();
+        let payload = rocky::protocol::ManifestPayload {
+            image_sha256: [7; 32],
+            size: 4096,
+            version: Some("9.9.9".into()),
+            seq: 42,
+        };
+        let manifest = rocky::protocol::Manifest::sign(payload, &key);
+        let read = pycose_verifies(manifest.bytes(), &key.public().hex()).unwrap().unwrap();
+        assert_eq!(
+            (read["sha256"].as_str(), read["seq"].as_u64()),
+            (Some(&*"07".repeat(32)), Some(42)),
+            "{alg}"
+        );
+        let other = SigningKey::generate(alg).unwrap();
+        assert!(pycose_verifies(manifest.bytes(), &other.public().hex()).unwrap().is_err(), "{alg}");
+    }
+}
+
 fn rocky(args: &[&str], dir: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_rocky")).args(args).current_dir(dir).env("HOME", dir).output().unwrap()
 }
@@ -247,6 +307,10 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
         "the device's code 11 in words"
     );
     assert_eq!(ended[2]["state"], "succeeded", "{}", ended[2]);
+    let cose = hex::decode(ended[0]["manifest"]["cose"].as_str().unwrap()).unwrap();
+    if let Some(read) = pycose_verifies(&cose, &ci_key.public().hex()) {
+        assert_eq!(read.unwrap()["sha256"].as_str(), Some(sha.as_str()), "pycose reads the job's manifest");
+    }
     let seen = trusts_ci.seen();
     assert_eq!(seen.requests, vec![(ids[0], 4)], "a four-item request");
     assert_eq!(seen.verified, vec![(ci_key.kid().hex(), Some("2.1.0".to_owned()), 3)]);

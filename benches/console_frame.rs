@@ -59,6 +59,7 @@ fn main() {
             confirm_boot: None,
             confirmed_at: None,
             manifest: None,
+            delta: None,
         };
         let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
         // The job's fields come from the job table, as in the console.

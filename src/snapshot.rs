@@ -79,6 +79,10 @@ pub struct JobSnapshot {
     /// sent to the device when its status lists `manifest`; null for an unsigned image.
     #[serde(default)]
     pub manifest: Option<crate::protocol::Manifest>,
+    /// The patch offered instead of the image (`base_sha256`, `patch_size`, `patch_sha256`), for
+    /// a device that speaks `delta-bsdiff4` and ran a base Rocky holds; null for a whole image.
+    #[serde(default)]
+    pub delta: Option<crate::firmware::DeltaInfo>,
 }
 
 impl JobSnapshot {
@@ -107,6 +111,7 @@ impl JobSnapshot {
             confirm_boot: view.confirm_boot,
             confirmed_at: view.confirmed_at.map(|t| clock.unix_ms(t)),
             manifest: view.manifest.clone(),
+            delta: view.delta,
         }
     }
 
@@ -138,6 +143,7 @@ impl JobSnapshot {
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at.map(at),
             manifest: self.manifest.clone(),
+            delta: self.delta,
         }
     }
 
@@ -211,6 +217,7 @@ mod tests {
             confirm_boot: None,
             confirmed_at: None,
             manifest: None,
+            delta: None,
         };
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["device_id"], "dev-7");

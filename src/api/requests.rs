@@ -27,6 +27,9 @@ pub struct CreateJobs {
     /// `up_to_date` with nothing sent).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force: bool,
+    /// `false`: send the whole image even to devices that take patches (the delta extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<bool>,
 }
 
 /// Where a request's image comes from: exactly one of the three.

@@ -76,6 +76,14 @@ pub struct SimArgs {
     /// a share like 0.1, or a list like dev-03,7.
     #[arg(long, value_name = "LIST|RATIO", value_parser = Selection::parse, conflicts_with = "legacy")]
     pub distrust: Option<Selection>,
+    /// Devices speak the delta extension: they list delta-bsdiff4 and apply patches to the image
+    /// they run (they keep its bytes).
+    #[arg(long, conflicts_with = "legacy")]
+    pub delta: bool,
+    /// The image every device runs at start, read from this file (so Rocky, holding it too, can
+    /// send patches from it); without it devices run a factory image known only by its hash.
+    #[arg(long, value_name = "FILE", conflicts_with = "legacy")]
+    pub factory: Option<std::path::PathBuf>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -112,6 +120,15 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             stop_confirming_at: None,
             reboot_delay: Duration::from_millis(args.reboot_delay),
             trust: trusted_keys(&args.trust)?.map(std::sync::Arc::new),
+            delta: args.delta,
+            factory: match &args.factory {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read --factory {}", path.display()))?
+                        .into(),
+                ),
+                None => None,
+            },
             ..DeviceModel::default()
         },
         rollback: args.rollback,

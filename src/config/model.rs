@@ -190,6 +190,26 @@ pub struct FirmwareSection {
     pub trusted_keys: Vec<String>,
     /// Refuse every job whose image has no manifest from a trusted key.
     pub require_signed: bool,
+    /// `auto`: send a device that speaks `delta-bsdiff4` a patch from the image it runs, when
+    /// that saves enough; `off`: always the whole image.
+    pub delta: DeltaMode,
+    /// A patch is sent when it is at most this share of the image (0 to 1).
+    pub delta_max_share: f64,
+    /// Neither image of a pair may be larger than this to be diffed.
+    pub delta_max_image_bytes: u64,
+    /// The longest one patch build may take (then the image goes whole).
+    pub delta_build_timeout_s: f64,
+    /// Patch builds at once.
+    pub delta_builds: u32,
+}
+
+/// `firmware.delta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaMode {
+    #[default]
+    Auto,
+    Off,
 }
 
 impl Default for FirmwareSection {
@@ -200,6 +220,11 @@ impl Default for FirmwareSection {
             signing_key_file: String::new(),
             trusted_keys: Vec::new(),
             require_signed: false,
+            delta: DeltaMode::Auto,
+            delta_max_share: 0.5,
+            delta_max_image_bytes: 64 * 1024 * 1024,
+            delta_build_timeout_s: 300.0,
+            delta_builds: 1,
         }
     }
 }
@@ -375,7 +400,36 @@ impl Config {
     /// The image library, its cache bounded by `firmware.cache_bytes`, signing and checking
     /// manifests with `firmware.signing_key_file` and `firmware.trusted_keys`.
     pub fn library(&self) -> Result<crate::firmware::Library, Invalid> {
-        Ok(crate::firmware::Library::with_signing(self.firmware.cache_bytes, self.signing_policy()?))
+        let library =
+            crate::firmware::Library::with_signing(self.firmware.cache_bytes, self.signing_policy()?);
+        Ok(library.with_deltas(self.delta_policy()?))
+    }
+
+    /// `[firmware]`'s delta settings, checked.
+    pub fn delta_policy(&self) -> Result<crate::firmware::DeltaPolicy, Invalid> {
+        let f = &self.firmware;
+        if !(f.delta_max_share > 0.0 && f.delta_max_share <= 1.0) {
+            return Err(Invalid {
+                key: "firmware.delta_max_share",
+                reason: "must be above 0 and at most 1".into(),
+            });
+        }
+        if f.delta_max_image_bytes == 0 {
+            return Err(Invalid {
+                key: "firmware.delta_max_image_bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(1..=64).contains(&f.delta_builds) {
+            return Err(Invalid { key: "firmware.delta_builds", reason: "must be between 1 and 64".into() });
+        }
+        Ok(crate::firmware::DeltaPolicy {
+            enabled: f.delta == DeltaMode::Auto,
+            max_share: f.delta_max_share,
+            max_image_bytes: f.delta_max_image_bytes,
+            build_timeout: seconds("firmware.delta_build_timeout_s", f.delta_build_timeout_s)?,
+            builds: f.delta_builds as usize,
+        })
     }
 
     /// `[firmware]`'s keys, read. Errors name the key and file, never a key's bytes.
@@ -433,6 +487,7 @@ impl Config {
             });
         }
         self.signing_policy()?;
+        self.delta_policy()?;
         if self.firmware.max_store_bytes == 0 {
             return Err(Invalid { key: "firmware.max_store_bytes", reason: "must be at least 1".into() });
         }

@@ -17,6 +17,7 @@ fn reported(image: &crate::firmware::Image, version: &str, boot: u64, confirm: b
         manifest: false,
         seq: None,
         kids: Vec::new(),
+        delta: false,
     }
 }
 
@@ -369,4 +370,62 @@ fn a_job_the_manifest_rule_stops_by_the_time_it_starts_fails_in_words_and_sends_
         h.engine.job(older).unwrap().error.as_deref(),
         Some("not sent: device d runs seq 5; image fw.bin is seq 3 (anti-rollback)")
     );
+}
+
+fn patch_of(base: &crate::firmware::Image, target: &crate::firmware::Image) -> crate::firmware::Patch {
+    let bytes = crate::firmware::build_patch(base.bytes(), target.bytes()).unwrap();
+    crate::firmware::Patch {
+        base: *base.sha256(),
+        target: *target.sha256(),
+        bytes: crate::firmware::Image::new("patch", bytes.into()),
+    }
+}
+
+#[test]
+fn a_patch_goes_in_chunks_behind_a_five_item_request_and_code_13_brings_the_whole_image_in_the_same_job() {
+    let mut h =
+        Harness::new(Settings { chunk_size: crate::firmware::ChunkSize::new(64).unwrap(), ..settings() });
+    let (base, target) = (image(4000), image(4100));
+    let patch = patch_of(&base, &target);
+    assert!(patch.size() < 1000, "a small change makes a small patch: {}", patch.size());
+    let spec = JobSpec { delta: Some(patch.clone()), ..JobSpec::new(dev("d"), target.clone()) };
+    let id = h.engine.submit(spec, h.now).unwrap();
+    let sent = h.drain();
+    let request = sent.iter().find(|p| p.kind == PublishKind::Command(CommandType::Request)).unwrap();
+    let crate::protocol::CommandBody::Request { hash, manifest: None, delta: Some(item) } =
+        crate::protocol::decode_command(&request.payload).unwrap().body
+    else {
+        panic!("a five-item request with null in the manifest's place")
+    };
+    assert_eq!((hash, item.base, item.size), (*target.sha256(), *base.sha256(), patch.size()));
+    assert_eq!(request.payload[0], 0x85, "five items");
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.chunks_total, patch.size().div_ceil(64) as u32);
+    assert_eq!(view.delta.map(|d| d.patch_size), Some(patch.size()));
+    assert!(h.notes(id).iter().any(|n| n.contains("a patch of")), "{:?}", h.notes(id));
+    // The device does not run the base: the whole image, same job, a new three-item request.
+    h.respond("d", id, ResponseBody::RequestNack { reason: Some(Reason::Code(13)) });
+    let sent = h.drain();
+    let again = sent.iter().find(|p| p.kind == PublishKind::Command(CommandType::Request)).unwrap();
+    assert!(matches!(
+        crate::protocol::decode_command(&again.payload).unwrap().body,
+        crate::protocol::CommandBody::Request { delta: None, manifest: None, .. }
+    ));
+    assert_eq!(h.state(id), JobState::Requesting);
+    let view = h.engine.job(id).unwrap();
+    assert_eq!((view.chunks_total, view.delta), (target.size().div_ceil(64) as u32, None));
+    assert!(h.notes(id).iter().any(|n| n.contains("code 13")), "{:?}", h.notes(id));
+    h.respond("d", id, ACK);
+    let chunks: u64 = h
+        .drain()
+        .iter()
+        .filter(|p| matches!(p.kind, PublishKind::Chunk { .. }))
+        .map(|p| p.payload.len() as u64)
+        .sum();
+    assert_eq!(chunks, target.size(), "the whole image went out");
+    // A NACK 13 to a whole image is an ordinary refusal.
+    let other = h.submit("e", 100);
+    h.drain();
+    h.respond("e", other, ResponseBody::RequestNack { reason: Some(Reason::Code(13)) });
+    assert_eq!(h.state(other), JobState::Rejected);
 }

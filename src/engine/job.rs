@@ -325,9 +325,18 @@ pub(super) struct Job {
     /// Whether this round's FOTA_REQUEST carries the manifest (the device declared
     /// `manifest` when the job started), so every repeat of it is byte-identical.
     pub send_manifest: bool,
+    /// The patch sent instead of the image (the delta extension), until the device refuses it
+    /// (code 13) or the job ends; its description stays for readers.
+    pub delta: Option<crate::firmware::Patch>,
+    pub delta_info: Option<crate::firmware::DeltaInfo>,
 }
 
 impl Job {
+    /// What goes out in chunks: the patch, or the image.
+    pub fn payload(&self) -> &Image {
+        self.delta.as_ref().map_or(&self.image, |patch| &patch.bytes)
+    }
+
     pub fn view(&self) -> JobView {
         JobView {
             id: self.id,
@@ -355,6 +364,7 @@ impl Job {
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at,
             manifest: self.manifest.clone(),
+            delta: self.delta_info,
         }
     }
 }
@@ -393,6 +403,8 @@ pub struct JobView {
     pub confirmed_at: Option<Instant>,
     /// The image's manifest (from a trusted key), if it has one.
     pub manifest: Option<crate::protocol::Manifest>,
+    /// The patch the device was offered instead of the image (the delta extension).
+    pub delta: Option<crate::firmware::DeltaInfo>,
 }
 
 /// What a device says it runs, as the engine needs it: the image, its version (to say what a
@@ -410,6 +422,8 @@ pub struct Reported {
     pub seq: Option<u64>,
     /// The keys whose manifests it accepts, when it listed them.
     pub kids: Vec<crate::signing::Kid>,
+    /// Its status lists `delta-bsdiff4`: it applies patches.
+    pub delta: bool,
 }
 
 #[cfg(test)]

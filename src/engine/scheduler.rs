@@ -7,6 +7,9 @@ use bytes::Bytes;
 
 mod confirm;
 use confirm::ALREADY_INSTALLED;
+
+/// The NACK reason code for "the device does not run the patch's base image" (delta).
+const WRONG_BASE: u64 = 13;
 mod flow;
 
 use super::job::Job;
@@ -36,6 +39,10 @@ pub struct JobSpec {
     pub reported: Option<Reported>,
     /// The image's manifest from a trusted key, sent to devices that declared `manifest`.
     pub manifest: Option<crate::protocol::Manifest>,
+    /// A patch to send instead of the image (the device declared `delta-bsdiff4` and runs its
+    /// base), or why the image goes whole (said on the job's timeline).
+    pub delta: Option<crate::firmware::Patch>,
+    pub delta_note: Option<String>,
 }
 
 impl JobSpec {
@@ -49,6 +56,8 @@ impl JobSpec {
             force: false,
             reported: None,
             manifest: None,
+            delta: None,
+            delta_note: None,
         }
     }
 }
@@ -180,13 +189,15 @@ impl Engine {
 
     fn total_chunks(&self, spec: &JobSpec) -> Result<u32, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
-        if spec.image.size() == 0 {
+        // What goes out in chunks: the patch, when there is one.
+        let payload = spec.delta.as_ref().map_or(&spec.image, |patch| &patch.bytes);
+        if payload.size() == 0 {
             return Err(SubmitError::EmptyImage(spec.image.name().to_owned()));
         }
         if !spec.image.has_bytes() {
             return Err(SubmitError::NoBytes(spec.image.name().to_owned()));
         }
-        let total = spec.image.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
+        let total = payload.chunk_count(chunk_size).ok_or_else(|| SubmitError::TooManyChunks {
             name: spec.image.name().to_owned(),
             chunk_size: chunk_size.get(),
         })?;
@@ -195,7 +206,7 @@ impl Engine {
             // properties length (1, none sent), then the chunk.
             let topic = self.topics.data(&spec.device, total);
             let overhead = 5 + 2 + topic.len() as u64 + 2 + 1;
-            let largest = u64::from(chunk_size.get()).min(spec.image.size());
+            let largest = u64::from(chunk_size.get()).min(payload.size());
             if largest + overhead > u64::from(max) {
                 return Err(SubmitError::ChunkTooLarge {
                     device: spec.device.to_string(),
@@ -309,11 +320,26 @@ impl Engine {
             confirm_left: None,
             manifest: spec.manifest,
             send_manifest: false,
+            delta_info: spec.delta.as_ref().map(crate::firmware::Patch::info),
+            delta: spec.delta,
         };
+        let delta_note = match (&job.delta, spec.delta_note) {
+            (Some(patch), _) => Some(format!(
+                "a patch of {} bytes from {} is sent instead of the {}-byte image",
+                patch.size(),
+                crate::protocol::short_hash(&patch.base),
+                job.image.size()
+            )),
+            (None, note) => note,
+        };
+
         if let Some(reported) = spec.reported {
             self.reported.insert(spec.device.clone(), reported);
         }
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
+        if let Some(text) = delta_note {
+            self.events.push_back((now, Event::Note { job: id, device: spec.device.clone(), text }));
+        }
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Queued));
         self.enqueue(id, spec.device);
@@ -374,9 +400,13 @@ impl Engine {
             confirm_left: None,
             manifest: restored.manifest,
             send_manifest: false,
+            // A restored job sends the whole image (its patch's bytes are not kept with it).
+            delta: None,
+            delta_info: None,
         };
         if state.is_final() {
             job.image = job.image.released();
+            job.delta = None;
             self.jobs.insert(id, job);
             self.count(None, Some(state));
             return;
@@ -530,6 +560,11 @@ impl Engine {
                     "the device answered that this image is already installed (code 9)",
                     now,
                 );
+            }
+            (JobState::Requesting, ResponseBody::RequestNack { reason: Some(Reason::Code(WRONG_BASE)) })
+                if self.jobs.get(&id).is_some_and(|job| job.delta.is_some()) =>
+            {
+                self.offer_whole(id, now)
             }
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
                 self.set_reason_code(id, reason.as_ref());
@@ -914,7 +949,7 @@ impl Engine {
             return None;
         }
         let chunk_id = job.next_chunk;
-        let payload = job.image.chunk(job.chunk_size, chunk_id)?;
+        let payload = job.payload().chunk(job.chunk_size, chunk_id)?;
         let len = payload.len() as u32;
         // A job made before the broker said its limit (restored, or made before the CONNACK):
         // a chunk over it would end the connection, again at every try.
@@ -929,7 +964,7 @@ impl Engine {
                 return None;
             }
         }
-        let budget = job.image.size().saturating_mul(u64::from(self.settings.max_send_factor.max(1)));
+        let budget = job.payload().size().saturating_mul(u64::from(self.settings.max_send_factor.max(1)));
         if job.sent_here + u64::from(len) > budget {
             self.send_budget_spent(id, now);
             return None;
@@ -986,13 +1021,36 @@ impl Engine {
         }
     }
 
+    /// The device does not run the patch's base (NACK 13): the whole image is offered in a new
+    /// FOTA_REQUEST for the same job, from chunk 1.
+    fn offer_whole(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        job.delta = None;
+        job.delta_info = None;
+        match job.image.chunk_count(job.chunk_size) {
+            Some(total) => job.total_chunks = total,
+            None => {
+                return self.finish(id, JobState::Failed, Some("the image has too many chunks".into()), now);
+            }
+        }
+        job.next_chunk = 1;
+        job.sends_left = self.settings.request_attempts.max(1);
+        let (device, size) = (job.device.clone(), job.image.size());
+        let text = format!(
+            "the device does not run the patch's base (code 13): the whole image ({size} bytes) is offered"
+        );
+        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.send_request(id, now);
+    }
+
     /// Builds a queued command if its job still wants it (a cancelled or finished job does not).
     fn command_publish(&self, id: JobId, command: CommandType) -> Option<Publish> {
         let job = self.jobs.get(&id)?;
         let body = match (command, job.state) {
             (CommandType::Request, JobState::Requesting) => {
                 let manifest = job.manifest.as_ref().filter(|_| job.send_manifest).map(|m| m.bytes().clone());
-                CommandBody::Request { hash: *job.image.sha256(), manifest }
+                let delta = job.delta.as_ref().map(crate::firmware::Patch::item);
+                CommandBody::Request { hash: *job.image.sha256(), manifest, delta }
             }
             (CommandType::Done, JobState::Finishing) => CommandBody::Done,
             _ => return None,
@@ -1088,6 +1146,7 @@ impl Engine {
         // A finished job keeps its image's description only: the bytes stay in memory while a
         // queued or active job or the library's bounded cache holds them, and no longer.
         job.image = job.image.released();
+        job.delta = None;
         let device = job.device.clone();
         self.transition(id, state, error, now);
         if was_active {

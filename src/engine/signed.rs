@@ -51,7 +51,16 @@ mod tests {
     use crate::signing::{Alg, SigningKey};
 
     fn reported(manifest: bool, seq: Option<u64>, kids: Vec<crate::signing::Kid>) -> Reported {
-        Reported { image: [0; 32], version: None, boot: None, confirm: false, manifest, seq, kids }
+        Reported {
+            image: [0; 32],
+            version: None,
+            boot: None,
+            confirm: false,
+            manifest,
+            seq,
+            kids,
+            delta: false,
+        }
     }
 
     fn signed(key: &SigningKey, seq: u64) -> Manifest {

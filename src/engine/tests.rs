@@ -620,6 +620,7 @@ fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
         confirm_boot: None,
         confirmed_at: None,
         manifest: None,
+        delta: None,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Library {
     state: Mutex<State>,
     /// Which of the images are signed, and by whom.
     manifests: super::Manifests,
+    /// Patches between images (the delta extension).
+    deltas: super::Deltas,
 }
 
 struct State {
@@ -71,6 +73,7 @@ impl Library {
     pub fn with_signing(cache_limit: u64, policy: super::SigningPolicy) -> Self {
         Self {
             manifests: super::Manifests::new(policy),
+            deltas: super::Deltas::default(),
             state: Mutex::new(State {
                 held: HashMap::new(),
                 cache: VecDeque::new(),
@@ -83,8 +86,20 @@ impl Library {
     }
 
     /// Images evicted from memory are read back from `store` when asked for by hash.
+    /// The same library, building patches under `policy`.
+    pub fn with_deltas(mut self, policy: super::DeltaPolicy) -> Self {
+        self.deltas = super::Deltas::new(policy);
+        self
+    }
+
+    /// Patches between images (the delta extension).
+    pub fn deltas(&self) -> &super::Deltas {
+        &self.deltas
+    }
+
     pub fn attach_disk(&self, store: ImageStore) {
         self.manifests.keep_in(store.dir().to_path_buf());
+        self.deltas.keep_in(store.dir().join("deltas"));
         self.lock().disk = Some(store);
     }
 

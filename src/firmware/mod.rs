@@ -1,6 +1,7 @@
 //! Firmware images: loaded once, hashed once, sliced into chunks without copying.
 
 mod confined;
+mod delta;
 mod files;
 mod image;
 mod image_store;
@@ -11,6 +12,9 @@ mod manifests;
 mod pacing;
 mod source;
 
+pub use delta::{
+    BuildStats, Choice, DeltaInfo, DeltaPolicy, Deltas, Patch, apply_patch, build_patch, delta_for,
+};
 pub use files::{PartialFile, remove_partials, remove_stale_uploads, upload_name, write_atomically};
 pub use image::{ChunkSize, DEFAULT_CHUNK_SIZE, Image, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, WeakImage};
 pub use image_store::ImageStore;

@@ -64,7 +64,9 @@ pub async fn create(
     let (chunk_size, chunk_interval_ms, max_rate) =
         (request.chunk_size, request.chunk_interval_ms, request.max_rate);
     let force = request.force;
-    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force }).await
+    let delta = request.delta.unwrap_or(true);
+    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta })
+        .await
 }
 
 pub async fn create_original(
@@ -81,6 +83,7 @@ pub async fn create_original(
         chunk_interval_ms: None,
         max_rate: None,
         force: false,
+        delta: true,
     };
     create_jobs(&state, request).await
 }

@@ -51,6 +51,7 @@ impl Running {
             boot: self.boot,
             confirm: self.boot.is_some() && self.speaks(crate::protocol::CAP_CONFIRM),
             manifest: self.speaks(crate::protocol::CAP_MANIFEST),
+            delta: self.speaks(crate::protocol::CAP_DELTA_BSDIFF4),
             seq: self.seq,
             kids: self
                 .kids

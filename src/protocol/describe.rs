@@ -49,13 +49,24 @@ pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], trusted: Opti
         Some(TopicKind::Cmd(device)) => match decode_command(payload) {
             Ok(cmd) => {
                 let third = match &cmd.body {
-                    CommandBody::Request { hash, manifest: None } => format!(", sha256 {}", short_hash(hash)),
-                    CommandBody::Request { hash, manifest: Some(manifest) } => {
-                        format!(
-                            ", sha256 {}, {}",
-                            short_hash(hash),
-                            describe_manifest(manifest, hash, trusted)
-                        )
+                    CommandBody::Request { hash, manifest, delta } => {
+                        let mut text = format!(", sha256 {}", short_hash(hash));
+                        match (manifest, delta) {
+                            (Some(manifest), _) => {
+                                text.push_str(&format!(", {}", describe_manifest(manifest, hash, trusted)));
+                            }
+                            (None, Some(_)) => text.push_str(", no manifest"),
+                            (None, None) => {}
+                        }
+                        if let Some(delta) = delta {
+                            text.push_str(&format!(
+                                ", delta from {}: patch of {} B, sha256 {}",
+                                short_hash(&delta.base),
+                                delta.size,
+                                short_hash(&delta.sha256)
+                            ));
+                        }
+                        text
                     }
                     CommandBody::Done => ", []".to_owned(),
                 };
@@ -161,7 +172,7 @@ mod tests {
         let t = Topics::default();
         let hash: Sha256 = std::array::from_fn(|i| [0xc7, 0xde, 0x48, 0xa4][i % 4]);
         let req = encode_command(
-            &Command { job_id: 42, body: CommandBody::Request { hash, manifest: None } },
+            &Command { job_id: 42, body: CommandBody::Request { hash, manifest: None, delta: None } },
             HashEncoding::Array,
         );
         assert_eq!(

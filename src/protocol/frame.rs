@@ -29,12 +29,26 @@ pub struct Command {
 pub enum CommandBody {
     /// `manifest` is the manifest extension's fourth item: a tagged COSE_Sign1, embedded as it
     /// is (its bytes were signed; nothing re-encodes them), for devices that declared `manifest`.
+    /// `delta` is the delta extension's fifth item (the chunks are then a patch); the fourth is
+    /// then the manifest or `null`.
     Request {
         hash: Sha256,
         manifest: Option<bytes::Bytes>,
+        delta: Option<DeltaItem>,
     },
     Done,
 }
+
+/// The delta descriptor, `{1: base sha256, 2: "bsdiff4", 3: patch size, 4: patch sha256}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaItem {
+    pub base: Sha256,
+    pub size: u64,
+    pub sha256: Sha256,
+}
+
+/// The only patch format the delta extension names.
+pub const DELTA_FORMAT: &str = "bsdiff4";
 
 /// A frame on `{prefix}/cmd_resp/{device}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,18 +122,29 @@ pub enum DecodeError {
     WrongTopic(CommandType),
     #[error("bad image hash: {0}")]
     BadHash(String),
+    #[error("bad delta descriptor: {0}")]
+    BadDelta(String),
     #[error("next_chunk_id must be an unsigned integer, got {0}")]
     BadChunk(String),
 }
 
-/// Encodes `[job_id, command_type, hash | [], manifest?]` exactly as `PROTOCOL.md` fixes it.
+/// Encodes `[job_id, command_type, hash | [], manifest?, delta?]` exactly as `PROTOCOL.md`
+/// fixes it (a delta without a manifest sends `null` in the fourth place).
 pub fn encode_command(command: &Command, encoding: HashEncoding) -> Vec<u8> {
-    let manifest = match &command.body {
-        CommandBody::Request { manifest: Some(manifest), .. } => Some(manifest),
-        _ => None,
+    let (manifest, delta) = match &command.body {
+        CommandBody::Request { manifest, delta, .. } => (manifest.as_ref(), delta.as_ref()),
+        CommandBody::Done => (None, None),
     };
-    let mut out = Vec::with_capacity(72 + manifest.map_or(0, |m| m.len()));
-    push_head(&mut out, MAJOR_ARRAY, if manifest.is_some() { 4 } else { 3 });
+    let items = if delta.is_some() {
+        5
+    } else if manifest.is_some() {
+        4
+    } else {
+        3
+    };
+    let mut out =
+        Vec::with_capacity(72 + manifest.map_or(0, |m| m.len()) + if delta.is_some() { 90 } else { 0 });
+    push_head(&mut out, MAJOR_ARRAY, items);
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.job_id));
     push_head(&mut out, MAJOR_UNSIGNED, u64::from(command.command_type().code()));
     match (&command.body, encoding) {
@@ -135,10 +160,51 @@ pub fn encode_command(command: &Command, encoding: HashEncoding) -> Vec<u8> {
         }
         (CommandBody::Done, _) => push_head(&mut out, MAJOR_ARRAY, 0),
     }
-    if let Some(manifest) = manifest {
-        out.extend_from_slice(manifest);
+    match (manifest, delta) {
+        (Some(manifest), _) => out.extend_from_slice(manifest),
+        (None, Some(_)) => out.push(CBOR_NULL),
+        (None, None) => {}
+    }
+    if let Some(delta) = delta {
+        push_head(&mut out, MAJOR_MAP, 4);
+        push_head(&mut out, MAJOR_UNSIGNED, 1);
+        push_head(&mut out, MAJOR_BYTES, 32);
+        out.extend_from_slice(&delta.base);
+        push_head(&mut out, MAJOR_UNSIGNED, 2);
+        push_head(&mut out, MAJOR_TEXT, DELTA_FORMAT.len() as u64);
+        out.extend_from_slice(DELTA_FORMAT.as_bytes());
+        push_head(&mut out, MAJOR_UNSIGNED, 3);
+        push_head(&mut out, MAJOR_UNSIGNED, delta.size);
+        push_head(&mut out, MAJOR_UNSIGNED, 4);
+        push_head(&mut out, MAJOR_BYTES, 32);
+        out.extend_from_slice(&delta.sha256);
     }
     out
+}
+
+const MAJOR_MAP: u8 = 5;
+/// CBOR `null` (major 7, simple value 22).
+const CBOR_NULL: u8 = 0xf6;
+
+/// Reads the delta descriptor; a map that is not one is a decode error.
+fn decode_delta(item: &Value) -> Result<DeltaItem, DecodeError> {
+    let bad = |why: &str| DecodeError::BadDelta(why.to_owned());
+    let Value::Map(entries) = item else { return Err(bad("not a map")) };
+    let get = |key: u64| entries.iter().find(|(k, _)| as_u64(k) == Some(key)).map(|(_, v)| v);
+    let hash = |key: u64, what: &str| -> Result<Sha256, DecodeError> {
+        get(key)
+            .and_then(Value::as_bytes)
+            .and_then(|b| Sha256::try_from(b.as_slice()).ok())
+            .ok_or_else(|| bad(&format!("key {key} ({what}) must be 32 bytes")))
+    };
+    if get(2).and_then(Value::as_text) != Some(DELTA_FORMAT) {
+        return Err(bad("key 2 (format) must be \"bsdiff4\""));
+    }
+    Ok(DeltaItem {
+        base: hash(1, "base sha256")?,
+        size: get(3).and_then(as_u64).ok_or_else(|| bad("key 3 (patch size) must be unsigned"))?,
+        sha256: hash(4, "patch sha256")?,
+    })
 }
 
 /// Encodes a device's response with every extension `PROTOCOL.md` lists: the resume point and
@@ -226,7 +292,8 @@ pub fn decode_command(payload: &[u8]) -> Result<Command, DecodeError> {
                     Some(bytes.into())
                 }
             };
-            CommandBody::Request { hash: decode_hash(item)?, manifest }
+            let delta = rest.get(2).map(decode_delta).transpose()?;
+            CommandBody::Request { hash: decode_hash(item)?, manifest, delta }
         }
         CommandType::Done => CommandBody::Done,
         other => return Err(DecodeError::WrongTopic(other)),
@@ -349,7 +416,8 @@ mod tests {
         let hash: Sha256 = std::array::from_fn(|i| (i * 7) as u8);
         for encoding in [HashEncoding::Array, HashEncoding::Bytes] {
             for job_id in [0, 1, 23, 24, 9394, 65_536, u32::MAX] {
-                let cmd = Command { job_id, body: CommandBody::Request { hash, manifest: None } };
+                let cmd =
+                    Command { job_id, body: CommandBody::Request { hash, manifest: None, delta: None } };
                 assert_eq!(decode_command(&encode_command(&cmd, encoding)), Ok(cmd));
             }
         }
@@ -365,7 +433,8 @@ mod tests {
         ]);
         let mut expected = Vec::new();
         ciborium::into_writer(&value, &mut expected).unwrap();
-        let cmd = Command { job_id: 70_000, body: CommandBody::Request { hash, manifest: None } };
+        let cmd =
+            Command { job_id: 70_000, body: CommandBody::Request { hash, manifest: None, delta: None } };
         assert_eq!(encode_command(&cmd, HashEncoding::Array), expected);
     }
 

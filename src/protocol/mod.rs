@@ -18,8 +18,8 @@ pub use describe::{describe, describe_with, hex_preview, short_hash};
 pub use device_id::{DeviceId, DeviceIdError};
 pub use diagnostic::{diagnostic, hex_dump, hex_row_width};
 pub use frame::{
-    Command, CommandBody, DecodeError, HashEncoding, Response, ResponseBody, decode_command, decode_response,
-    encode_command, encode_response,
+    Command, CommandBody, DELTA_FORMAT, DecodeError, DeltaItem, HashEncoding, Response, ResponseBody,
+    decode_command, decode_response, encode_command, encode_response,
 };
 pub use manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError, ManifestInfo, ManifestPayload};
 pub use reason::{MAX_REASON_BYTES, Reason};

@@ -560,6 +560,7 @@ impl Driver {
                     rollout,
                     force: spec.force,
                     manifest: spec.manifest.clone(),
+                    delta: spec.delta.as_ref().map(crate::firmware::Patch::info),
                 })
                 .collect()
         });

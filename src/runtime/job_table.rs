@@ -302,6 +302,7 @@ mod tests {
             confirm_boot: None,
             confirmed_at: None,
             manifest: None,
+            delta: None,
         }
     }
 

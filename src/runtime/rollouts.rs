@@ -651,11 +651,22 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         let reported = handle.inventory().running_of(&device).and_then(|running| running.reported());
         crate::engine::manifest_to_send(&device, reported.as_ref(), manifest.as_ref(), &plan.image.name)
             .map_err(Failed::Final)?;
+        let image = image.renamed(&plan.image.name);
+        // A patch from the image the device runs, where it speaks deltas (built once a pair).
+        let (running, speaks) = reported.as_ref().map_or((None, false), |r| (Some(r.image), r.delta));
+        let (delta, delta_note) =
+            match crate::firmware::delta_for(handle.library(), running.as_ref(), speaks, &image).await {
+                Some(crate::firmware::Choice::Patch(patch)) => (Some(patch), None),
+                Some(crate::firmware::Choice::Whole(why)) => (None, Some(why)),
+                None => (None, None),
+            };
         let spec = JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
             manifest,
-            ..JobSpec::new(device, image.renamed(&plan.image.name))
+            delta,
+            delta_note,
+            ..JobSpec::new(device, image)
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
             RuntimeError::Stopped => Failed::Stopping,

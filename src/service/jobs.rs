@@ -22,6 +22,8 @@ pub struct NewJobs {
     pub max_rate: Option<Rate>,
     /// Sent even to devices whose status says they run the image already.
     pub force: bool,
+    /// `false`: the whole image even to devices that take patches.
+    pub delta: bool,
 }
 
 /// Jobs just created, and their devices Rocky had never seen (not refused: a typo's job waits
@@ -41,7 +43,7 @@ impl Service {
         firmware_dir: &Path,
         limits: &LoadLimits,
     ) -> Result<SubmittedJobs, ServiceError> {
-        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force } = request;
+        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta } = request;
         let paced = Pacing::new(chunk_size, chunk_interval_ms, max_rate, self.default_chunk())
             .map_err(ServiceError::Invalid)?;
         let image = resolve(&firmware, self.library(), Some(firmware_dir), limits).await?;
@@ -53,6 +55,7 @@ impl Service {
                 chunk_size: paced.chunk_size,
                 chunk_interval: paced.pause,
                 force,
+                delta_note: (!delta).then(|| "the request said \"delta\": false: sent whole".to_owned()),
                 ..JobSpec::new(device, image.clone())
             })
             .collect();
@@ -61,9 +64,11 @@ impl Service {
     }
 
     /// Creates jobs whose images are already in hand (the console's form previewed them).
-    /// Each gets its image's manifest; none is created when the manifest rule stops one.
+    /// Each gets its image's manifest (none is created when the manifest rule stops one) and,
+    /// for a device that speaks deltas, a patch from the image it runs.
     pub async fn submit(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
         self.sign_specs(&mut specs)?;
+        self.choose_deltas(&mut specs).await;
         Ok(self.handle.submit(specs).await?)
     }
 

@@ -77,6 +77,21 @@ impl Service {
 }
 
 impl Service {
+    /// A patch instead of the image for each spec whose device speaks `delta-bsdiff4` and runs
+    /// an image Rocky holds, where it saves enough (or the reason it does not, for the
+    /// timeline). A spec that says no delta (`delta_note` set beforehand) is left whole.
+    pub(super) async fn choose_deltas(&self, specs: &mut [JobSpec]) {
+        for spec in specs.iter_mut().filter(|spec| spec.delta.is_none() && spec.delta_note.is_none()) {
+            let reported = self.inventory().running_of(&spec.device).and_then(|running| running.reported());
+            let (running, speaks) = reported.as_ref().map_or((None, false), |r| (Some(r.image), r.delta));
+            match crate::firmware::delta_for(self.library(), running.as_ref(), speaks, &spec.image).await {
+                Some(crate::firmware::Choice::Patch(patch)) => spec.delta = Some(patch),
+                Some(crate::firmware::Choice::Whole(why)) => spec.delta_note = Some(why),
+                None => {}
+            }
+        }
+    }
+
     /// The manifest `image` goes out with: its own from a trusted key, else one Rocky makes
     /// with `firmware.signing_key_file` when it holds a key (Rocky signs what it holds), at the
     /// policy's counter.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use sha2::Digest;
 
 use crate::protocol::{
-    CAP_CONFIRM, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus, ManifestPayload, Sha256,
-    encode_status,
+    CAP_CONFIRM, CAP_DELTA_BSDIFF4, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus,
+    ManifestPayload, Sha256, encode_status,
 };
 
 /// What a device does after it verified an update.
@@ -52,6 +52,7 @@ impl Boot {
         window: bool,
         confirms: bool,
         signed: bool,
+        delta: bool,
         after_update: AfterUpdate,
         reboot_delay: Duration,
     ) -> Self {
@@ -66,6 +67,9 @@ impl Boot {
         if signed {
             caps.push(CAP_MANIFEST.to_owned());
         }
+        if delta {
+            caps.push(CAP_DELTA_BSDIFF4.to_owned());
+        }
         let status = DeviceStatus {
             image: factory_image(),
             version: Some(FACTORY_VERSION.to_owned()),
@@ -75,6 +79,11 @@ impl Boot {
             kids: Vec::new(),
         };
         Self { status, after_update, reboot_delay, pending: None, status_due: None, gone: false }
+    }
+
+    /// Runs `image` from the start (a factory image given as bytes).
+    pub fn set_factory(&mut self, image: Sha256) {
+        self.status.image = image;
     }
 
     pub fn running(&self) -> &Sha256 {

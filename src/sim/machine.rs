@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sha2::Digest;
 
 use super::transfer::Transfer;
 use super::{Behavior, DeviceModel, DeviceReport, Verdict};
@@ -41,6 +42,9 @@ pub struct DeviceMachine {
     outbox: VecDeque<(Instant, Vec<u8>)>,
     /// What it runs and says about it; `None` for a version 1 device, which reports nothing.
     boot: Option<super::boot::Boot>,
+    /// The bytes of the image it runs, when it knows them (a patch's base): a device that speaks
+    /// deltas keeps the image it installed.
+    running_bytes: Option<Bytes>,
 }
 
 impl DeviceMachine {
@@ -55,13 +59,23 @@ impl DeviceMachine {
                 model.window.is_some(),
                 !model.no_confirm,
                 model.trust.is_some(),
+                model.delta,
                 model.after_update,
                 model.reboot_delay,
             )
         });
+        let mut boot = boot;
+        let running_bytes = match (&model.factory, boot.as_mut()) {
+            (Some(image), Some(boot)) => {
+                boot.set_factory(sha2::Digest::finalize(sha2::Sha256::new_with_prefix(image)).into());
+                Some(image.clone())
+            }
+            _ => None,
+        };
         Self {
             behavior,
             slow_delay,
+            running_bytes,
             model,
             report,
             transfer: None,
@@ -209,13 +223,20 @@ impl DeviceMachine {
             return;
         };
         let reply = match body {
-            CommandBody::Request { hash, manifest } => match self.check_manifest(hash, manifest.as_deref()) {
-                Ok(accepted) => self.on_request(job_id, hash, accepted),
-                Err(code) => {
-                    self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
-                    Some(ResponseBody::RequestNack { reason: Some(Reason::Code(code)) })
+            CommandBody::Request { hash, manifest, delta } => {
+                match self.check_manifest(hash, manifest.as_deref()) {
+                    // The delta extension: a patch for a base it does not run is refused (13).
+                    Ok(_) if delta.is_some_and(|d| !self.runs_base(&d)) => {
+                        self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
+                        Some(ResponseBody::RequestNack { reason: Some(Reason::Code(13)) })
+                    }
+                    Ok(accepted) => self.on_request(job_id, hash, accepted, delta),
+                    Err(code) => {
+                        self.update(|r| r.verdicts.push((job_id, Verdict::Refused)));
+                        Some(ResponseBody::RequestNack { reason: Some(Reason::Code(code)) })
+                    }
                 }
-            },
+            }
             CommandBody::Done => self.on_done(job_id),
         };
         if let Some(body) = reply {
@@ -252,11 +273,17 @@ impl DeviceMachine {
         Ok(Some(manifest.payload().clone()))
     }
 
+    /// Whether it runs the patch's base and holds its bytes.
+    fn runs_base(&self, delta: &crate::protocol::DeltaItem) -> bool {
+        self.model.delta && self.running() == Some(delta.base) && self.running_bytes.is_some()
+    }
+
     fn on_request(
         &mut self,
         job_id: u32,
         hash: crate::protocol::Sha256,
         manifest: Option<crate::protocol::ManifestPayload>,
+        delta: Option<crate::protocol::DeltaItem>,
     ) -> Option<ResponseBody> {
         let legacy = self.model.legacy;
         self.update(|r| r.requests += 1);
@@ -278,7 +305,8 @@ impl DeviceMachine {
                 // another job of the same image): keep what arrived and say where to resume.
                 // Kept by hash, whatever the job id.
                 match self.transfer.as_mut() {
-                    Some(t) if !legacy && t.hash == hash && !t.answered => {
+                    // Kept by (target, base): a whole image and a patch for it are not the same.
+                    Some(t) if !legacy && t.hash == hash && t.delta == delta && !t.answered => {
                         t.job = job_id;
                         t.resumed_len = t.chunks.get(&1).map(Bytes::len);
                         t.unconfirmed = 0;
@@ -288,6 +316,7 @@ impl DeviceMachine {
                 }
                 if let Some(t) = self.transfer.as_mut() {
                     t.manifest = manifest;
+                    t.delta = delta;
                 }
                 let next = self.transfer.as_ref().map_or(1, Transfer::next_missing);
                 Some(match (legacy, self.model.window) {
@@ -312,12 +341,30 @@ impl DeviceMachine {
         // Not the job this device is receiving: a real device ignores it.
         let t = self.transfer.as_mut().filter(|t| t.job == job_id)?;
         t.answered = true;
+        // A patch is checked, applied to the running image, and the result checked as an image.
+        let patched = match (t.delta, self.running_bytes.as_ref()) {
+            (Some(delta), Some(base)) => Some(patch_result(t, &delta, base)),
+            _ => None,
+        };
         // The manifest's size is checked once the image is whole (code 14).
-        let wrong_size = t.manifest.as_ref().is_some_and(|m| m.size != t.len());
-        let ok = behavior != Behavior::Fail
-            && !t.size_changed
-            && !wrong_size
-            && t.verify(behavior == Behavior::Corrupt);
+        let whole_len = match &patched {
+            Some(Ok(image)) => image.len() as u64,
+            _ => t.len(),
+        };
+        let wrong_size = t.manifest.as_ref().is_some_and(|m| m.size != whole_len);
+        let verified = match &patched {
+            Some(Ok(image)) => {
+                <[u8; 32]>::from(sha2::Sha256::digest(image)) == t.hash && behavior != Behavior::Corrupt
+            }
+            Some(Err(_)) => false,
+            None => t.verify(behavior == Behavior::Corrupt),
+        };
+        let ok = behavior != Behavior::Fail && !t.size_changed && !wrong_size && verified;
+        let installed = match patched {
+            Some(Ok(image)) => Some(Bytes::from(image)),
+            _ if ok && self.model.delta => t.assembled().map(Bytes::from),
+            _ => None,
+        };
         let size_changed = t.size_changed;
         let verdict = if ok { Verdict::Verified } else { Verdict::Failed };
         self.update(|r| {
@@ -336,6 +383,10 @@ impl DeviceMachine {
             (_, true) => Some(Reason::text("chunk size changed")),
             _ => Some(Reason::Code(4)),
         };
+        if ok && installed.is_some() {
+            // It keeps the bytes of what it installs: the base of the next patch.
+            self.running_bytes = installed;
+        }
         Some(if ok { ResponseBody::DoneSuccess } else { ResponseBody::DoneFailed { reason } })
     }
 
@@ -351,4 +402,13 @@ impl DeviceMachine {
         }
         self.outbox.push_back((at, frame));
     }
+}
+
+/// The image a patch makes of `base`, after the patch's own checks (size and SHA-256).
+fn patch_result(t: &Transfer, delta: &crate::protocol::DeltaItem, base: &[u8]) -> Result<Vec<u8>, String> {
+    let patch = t.assembled().ok_or("the patch has a gap")?;
+    if patch.len() as u64 != delta.size || <[u8; 32]>::from(sha2::Sha256::digest(&patch)) != delta.sha256 {
+        return Err("the patch is not the one announced".into());
+    }
+    crate::firmware::apply_patch(base, &patch, crate::firmware::DEFAULT_MAX_IMAGE_BYTES)
 }

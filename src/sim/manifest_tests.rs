@@ -26,7 +26,7 @@ fn device(trusted: &SigningKey) -> DeviceMachine {
 }
 
 fn request(job: u32, hash: Sha256, manifest: Option<&Manifest>) -> Vec<u8> {
-    let body = CommandBody::Request { hash, manifest: manifest.map(|m| m.bytes().clone()) };
+    let body = CommandBody::Request { hash, manifest: manifest.map(|m| m.bytes().clone()), delta: None };
     encode_command(&Command { job_id: job, body }, HashEncoding::Bytes)
 }
 

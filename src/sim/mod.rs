@@ -8,6 +8,8 @@
 
 mod behavior;
 mod boot;
+#[cfg(test)]
+mod delta_tests;
 mod device;
 mod fleet;
 mod machine;

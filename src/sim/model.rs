@@ -30,6 +30,12 @@ pub struct DeviceModel {
     /// The manifest extension: the device lists `manifest` and takes only images whose
     /// manifest one of these keys signed (`None`: it takes any image, as in version 1).
     pub trust: Option<std::sync::Arc<crate::signing::TrustedKeys>>,
+    /// The delta extension: the device lists `delta-bsdiff4` and applies patches to the image
+    /// it runs (it keeps that image's bytes).
+    pub delta: bool,
+    /// The image the device runs at start, as bytes (so it can be a patch's base); `None`: a
+    /// factory image known only by its hash.
+    pub factory: Option<bytes::Bytes>,
 }
 
 impl DeviceModel {

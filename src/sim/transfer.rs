@@ -28,6 +28,8 @@ pub(super) struct Transfer {
     pub(super) answered: bool,
     /// The manifest the device accepted with the request (the manifest extension).
     pub(super) manifest: Option<crate::protocol::ManifestPayload>,
+    /// The delta extension: the chunks are this patch, to apply to the running image.
+    pub(super) delta: Option<crate::protocol::DeltaItem>,
 }
 
 impl Transfer {
@@ -43,6 +45,7 @@ impl Transfer {
             deliveries: BTreeMap::new(),
             answered: false,
             manifest: None,
+            delta: None,
         }
     }
 
@@ -69,6 +72,18 @@ impl Transfer {
             hasher.update(payload);
             <[u8; 32]>::from(hasher.finalize()) == self.hash
         }
+    }
+
+    /// The bytes held, in order, when there is no gap.
+    pub(super) fn assembled(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        for (expected, (id, chunk)) in (1u32..).zip(&self.chunks) {
+            if *id != expected {
+                return None;
+            }
+            out.extend_from_slice(chunk);
+        }
+        Some(out)
     }
 
     /// The bytes held.

@@ -101,3 +101,13 @@ pub(crate) fn stored_manifest(bytes: Option<&[u8]>) -> Option<crate::protocol::M
         }
     }
 }
+
+/// A job's delta column: JSON written by Rocky; unreadable JSON reads as none.
+pub(crate) fn stored_delta(text: Option<&str>) -> Option<crate::firmware::DeltaInfo> {
+    serde_json::from_str(text?).ok()
+}
+
+/// The delta column's text for a job.
+pub(crate) fn delta_column(delta: Option<&crate::firmware::DeltaInfo>) -> Option<String> {
+    delta.and_then(|d| serde_json::to_string(d).ok())
+}

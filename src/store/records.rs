@@ -26,4 +26,6 @@ pub struct NewJob {
     /// The image's manifest the job sends to devices that declared `manifest`: kept in the
     /// job's row, so a restarted or claiming instance sends the same bytes.
     pub manifest: Option<crate::protocol::Manifest>,
+    /// The patch it offers instead of the image, if any.
+    pub delta: Option<crate::firmware::DeltaInfo>,
 }

@@ -62,5 +62,6 @@ pub fn new_job(id: JobId, device: &str) -> NewJob {
         rollout: None,
         force: false,
         manifest: None,
+        delta: None,
     }
 }

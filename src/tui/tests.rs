@@ -94,6 +94,7 @@ impl Fixture {
             confirm_boot: None,
             confirmed_at: None,
             manifest: None,
+            delta: None,
         };
         let snapshot = JobSnapshot::new(&view, &self.app.clock);
         self.snapshots.insert(id, snapshot);

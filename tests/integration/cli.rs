@@ -167,6 +167,7 @@ async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
             rollout: None,
             force: false,
             manifest: None,
+            delta: None,
         };
         store.create(vec![new(1, "dev-02"), new(2, "dev-03")]).await.unwrap();
         let (mut jobs, _) = store.load().await.unwrap();

@@ -32,7 +32,7 @@ fn sha256_of_hello_world_matches_the_vector() {
 fn command_frames_are_encoded_byte_for_byte() {
     let v = vectors();
     let hash: [u8; 32] = sha2::Sha256::digest(b"Hello, world!").into();
-    let request = Command { job_id: 42, body: CommandBody::Request { hash, manifest: None } };
+    let request = Command { job_id: 42, body: CommandBody::Request { hash, manifest: None, delta: None } };
     let done = Command { job_id: 42, body: CommandBody::Done };
     let cases = [
         (

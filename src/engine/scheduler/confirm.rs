@@ -79,6 +79,7 @@ impl Engine {
             job.progress_due = None;
             job.paced_until = None;
             job.image = job.image.released();
+            job.delta = None;
         }
         self.transferring = self.transferring.saturating_sub(1);
         let detail = format!(
@@ -119,6 +120,7 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.finished_at = Some(now);
         job.image = job.image.released();
+        job.delta = None;
         job.error = error.clone();
         let device = job.device.clone();
         if let Some(text) = note {

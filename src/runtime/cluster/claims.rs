@@ -275,6 +275,7 @@ mod tests {
             rollout: None,
             force: false,
             manifest: None,
+            delta: None,
         };
         let kept = store.create(vec![job.clone()]).await.unwrap()[0];
         let deleted = store.create(vec![job]).await.unwrap()[0];

@@ -153,6 +153,8 @@ const MIGRATIONS: &[&str] = &[
         WHERE state IN ('queued', 'requesting', 'transferring', 'finishing', 'confirming');",
     // 9: the manifest a job sends (the manifest extension): the COSE_Sign1 bytes, or NULL.
     "ALTER TABLE jobs ADD COLUMN manifest BYTEA;",
+    // 10: the patch a job offers instead of its image (the delta extension), as JSON, or NULL.
+    "ALTER TABLE jobs ADD COLUMN delta TEXT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

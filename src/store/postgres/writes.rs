@@ -98,18 +98,21 @@ pub async fn create(
     let created: Vec<i64> = jobs.iter().map(|job| big(job.created_at)).collect();
     let rollouts: Vec<Option<i64>> = jobs.iter().map(|job| job.rollout.map(|r| big(r.get()))).collect();
     let forced: Vec<bool> = jobs.iter().map(|job| job.force).collect();
+    let deltas: Vec<Option<String>> =
+        jobs.iter().map(|job| crate::store::backend::delta_column(job.delta.as_ref())).collect();
     let manifests: Vec<Option<&[u8]>> =
         jobs.iter().map(|job| job.manifest.as_ref().map(|m| m.bytes().as_ref())).collect();
     tx.execute(
         "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                           state, chunks_total, created_at, rollout_id, owner, force, manifest)
-         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced, signed
+                           state, chunks_total, created_at, rollout_id, owner, force, manifest, delta)
+         SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced, signed,
+                patch
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[], $13::bytea[])
-              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced, signed)",
+                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[], $13::bytea[], $14::text[])
+              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced, signed, patch)",
         &[
             &ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner,
-            &forced, &manifests,
+            &forced, &manifests, &deltas,
         ],
     )
     .await?;
@@ -218,20 +221,24 @@ pub async fn flush(
         let codes: Vec<Option<i64>> = jobs.iter().map(|j| j.reason_code.map(big)).collect();
         let boots: Vec<Option<i64>> = jobs.iter().map(|j| j.confirm_boot.map(big)).collect();
         let confirmed_at: Vec<Option<i64>> = jobs.iter().map(|j| j.confirmed_at.map(big)).collect();
+        let totals: Vec<i64> = jobs.iter().map(|j| i64::from(j.chunks_total)).collect();
+        let deltas: Vec<Option<String>> =
+            jobs.iter().map(|j| crate::store::backend::delta_column(j.delta.as_ref())).collect();
         tx.execute(
             "UPDATE jobs SET state = u.state, chunks_sent = u.sent, bytes_sent = u.bytes, attempts = u.attempts,
                              error = u.error, started_at = u.started, finished_at = u.finished,
                              chunks_confirmed = u.confirmed, flow_window = u.win, reason_code = u.code,
-                             confirm_boot = u.boot, confirmed_at = u.confirmed_at
+                             confirm_boot = u.boot, confirmed_at = u.confirmed_at, chunks_total = u.total,
+                             delta = u.patch
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                          $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $13::bigint[],
-                         $14::bigint[])
+                         $14::bigint[], $15::bigint[], $16::text[])
                   AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code, boot,
-                       confirmed_at)
+                       confirmed_at, total, patch)
              WHERE jobs.id = u.id AND jobs.owner = $12",
             &[
                 &ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes,
-                &owner, &boots, &confirmed_at,
+                &owner, &boots, &confirmed_at, &totals, &deltas,
             ],
         )
         .await?;

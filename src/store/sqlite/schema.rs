@@ -102,6 +102,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE jobs ADD COLUMN confirmed_at INTEGER;",
     // 9: the manifest a job sends (the manifest extension): the COSE_Sign1 bytes, or NULL.
     "ALTER TABLE jobs ADD COLUMN manifest BLOB;",
+    // 10: the patch a job offers instead of its image (the delta extension), as JSON, or NULL.
+    "ALTER TABLE jobs ADD COLUMN delta TEXT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

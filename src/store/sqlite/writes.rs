@@ -24,8 +24,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
     {
         let mut insert = tx.prepare(
             "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                               state, chunks_total, created_at, rollout_id, force, manifest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12)",
+                               state, chunks_total, created_at, rollout_id, force, manifest, delta)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         let mut event = tx.prepare(
             "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
@@ -43,7 +43,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
                 job.created_at as i64,
                 job.rollout.map(|r| r.get() as i64),
                 job.force,
-                job.manifest.as_ref().map(|m| m.bytes().as_ref())
+                job.manifest.as_ref().map(|m| m.bytes().as_ref()),
+                crate::store::backend::delta_column(job.delta.as_ref())
             ]);
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
                 && e.code == rusqlite::ErrorCode::ConstraintViolation
@@ -83,7 +84,8 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
         let mut update = tx.prepare(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
                              started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10,
-                             reason_code = ?11, confirm_boot = ?12, confirmed_at = ?13
+                             reason_code = ?11, confirm_boot = ?12, confirmed_at = ?13, chunks_total = ?14,
+                             delta = ?15
              WHERE id = ?1",
         )?;
         for job in *jobs {
@@ -100,7 +102,9 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
                 job.window,
                 job.reason_code.map(|code| code as i64),
                 job.confirm_boot.map(|boot| boot as i64),
-                job.confirmed_at.map(|t| t as i64)
+                job.confirmed_at.map(|t| t as i64),
+                job.chunks_total,
+                crate::store::backend::delta_column(job.delta.as_ref())
             ])?;
         }
         let mut event = tx.prepare(

@@ -283,6 +283,7 @@ pub async fn store_finished_jobs(
             rollout: None,
             force: false,
             manifest: None,
+            delta: None,
         })
         .collect();
     store.create(jobs).await.unwrap();

@@ -1,0 +1,404 @@
+//! Patches (the delta extension of `PROTOCOL.md`): a device that lists `delta-bsdiff4` and runs
+//! an image Rocky holds is sent a BSDIFF40 patch from that image to the job's, when the patch is
+//! at most `firmware.delta_max_share` of the image.
+//!
+//! Patches are built with qbsdiff (a maintained bsdiff 4.x implementation whose patches the
+//! `bsdiff4` format readers apply) on a blocking thread, one pair at a time by default, each
+//! within a time budget, and only for images up to `firmware.delta_max_image_bytes` (building
+//! holds a suffix array of the base: about 9 bytes per base byte, plus both images). Each
+//! (base, target) pair is built once: concurrent asks wait for the one build, and the result (a
+//! patch, or why the image goes whole) is kept in memory and the patch as a file beside the
+//! stored images, so a rollout of thousands of devices on one base builds one patch.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Image;
+use crate::protocol::{Sha256, sha256_hex};
+
+/// `[firmware]`'s delta settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaPolicy {
+    /// `firmware.delta = "auto"`: patches where they help; `"off"`: never.
+    pub enabled: bool,
+    /// A patch is sent when it is at most this share of the image.
+    pub max_share: f64,
+    /// Neither image of a pair may be larger than this (building's memory grows with the base).
+    pub max_image_bytes: u64,
+    /// The longest one build may take; past it the image goes whole.
+    pub build_timeout: Duration,
+    /// Builds at once.
+    pub builds: usize,
+}
+
+impl Default for DeltaPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_share: 0.5,
+            max_image_bytes: 64 * 1024 * 1024,
+            build_timeout: Duration::from_secs(300),
+            builds: 1,
+        }
+    }
+}
+
+/// A patch from `base` to `target`: its bytes are an [`Image`] (named `<target>.bsdiff`), so the
+/// engine chunks, resumes and paces it like any image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patch {
+    pub base: Sha256,
+    pub target: Sha256,
+    pub bytes: Image,
+}
+
+/// What job JSON and the console show of a patch: `{"base_sha256", "patch_size",
+/// "patch_sha256"}`. Plain values, cheap to copy into every view of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaInfo {
+    pub base: Sha256,
+    pub patch_size: u64,
+    pub patch_sha256: Sha256,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DeltaJson {
+    base_sha256: String,
+    patch_size: u64,
+    patch_sha256: String,
+}
+
+impl serde::Serialize for DeltaInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        DeltaJson {
+            base_sha256: sha256_hex(&self.base),
+            patch_size: self.patch_size,
+            patch_sha256: sha256_hex(&self.patch_sha256),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeltaInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = DeltaJson::deserialize(deserializer)?;
+        let hash = |text: &str| super::parse_sha256(text).map_err(serde::de::Error::custom);
+        Ok(Self {
+            base: hash(&json.base_sha256)?,
+            patch_size: json.patch_size,
+            patch_sha256: hash(&json.patch_sha256)?,
+        })
+    }
+}
+
+impl Patch {
+    pub fn info(&self) -> DeltaInfo {
+        DeltaInfo { base: self.base, patch_size: self.size(), patch_sha256: *self.sha256() }
+    }
+
+    /// The fifth item of the FOTA_REQUEST that offers it.
+    pub fn item(&self) -> crate::protocol::DeltaItem {
+        crate::protocol::DeltaItem { base: self.base, size: self.size(), sha256: *self.sha256() }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.bytes.size()
+    }
+
+    pub fn sha256(&self) -> &Sha256 {
+        self.bytes.sha256()
+    }
+}
+
+/// What a job for a device that speaks deltas is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Choice {
+    Patch(Patch),
+    /// The whole image, and why (said on the job's timeline).
+    Whole(String),
+}
+
+/// The one build of a pair, which every ask for the pair waits on.
+type OneBuild = Arc<tokio::sync::OnceCell<Choice>>;
+
+/// Pairs remembered in memory (patches and refusals); the oldest half is forgotten past it.
+const MAX_REMEMBERED: usize = 1024;
+
+pub struct Deltas {
+    policy: DeltaPolicy,
+    builds: Arc<tokio::sync::Semaphore>,
+    pairs: Mutex<HashMap<(Sha256, Sha256), OneBuild>>,
+    dir: Mutex<Option<PathBuf>>,
+    /// Build times, for `/metrics`.
+    stats: Mutex<BuildStats>,
+}
+
+/// Patch builds so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BuildStats {
+    pub built: u64,
+    pub failed: u64,
+    pub seconds: f64,
+}
+
+impl Default for Deltas {
+    fn default() -> Self {
+        Self::new(DeltaPolicy::default())
+    }
+}
+
+impl Deltas {
+    pub fn new(policy: DeltaPolicy) -> Self {
+        let builds = Arc::new(tokio::sync::Semaphore::new(policy.builds.max(1)));
+        Self { policy, builds, pairs: Mutex::default(), dir: Mutex::default(), stats: Mutex::default() }
+    }
+
+    pub fn policy(&self) -> &DeltaPolicy {
+        &self.policy
+    }
+
+    /// Patches are kept as files in `dir` from now on.
+    pub fn keep_in(&self, dir: PathBuf) {
+        *self.dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
+    }
+
+    pub fn stats(&self) -> BuildStats {
+        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(dir: &std::path::Path, base: &Sha256, target: &Sha256) -> PathBuf {
+        dir.join(format!("{}-{}.bsdiff", sha256_hex(base), sha256_hex(target)))
+    }
+
+    /// A patch kept earlier for this pair, read back (and checked) from its file.
+    pub fn stored(&self, base: &Sha256, target: &Sha256) -> Option<Patch> {
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let bytes = std::fs::read(Self::path(&dir, base, target)).ok()?;
+        let bytes = Image::new(format!("{}.bsdiff", sha256_hex(target)), bytes.into());
+        Some(Patch { base: *base, target: *target, bytes })
+    }
+
+    /// The patch from `base` to `target`, or why the image goes whole. Builds the pair once
+    /// (others asking meanwhile wait for that build), off the caller's thread.
+    pub async fn choose(&self, base: &Image, target: &Image) -> Choice {
+        if !self.policy.enabled {
+            return Choice::Whole("firmware.delta is off".into());
+        }
+        if base.sha256() == target.sha256() {
+            return Choice::Whole("the device runs this image already".into());
+        }
+        let limit = self.policy.max_image_bytes;
+        if base.size() > limit || target.size() > limit {
+            return Choice::Whole(format!(
+                "an image over firmware.delta_max_image_bytes ({limit} bytes) is not diffed"
+            ));
+        }
+        let cell = {
+            let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+            if pairs.len() >= MAX_REMEMBERED {
+                let forget: Vec<_> = pairs.keys().take(MAX_REMEMBERED / 2).copied().collect();
+                for key in forget {
+                    pairs.remove(&key);
+                }
+            }
+            pairs.entry((*base.sha256(), *target.sha256())).or_default().clone()
+        };
+        cell.get_or_init(|| self.build(base.clone(), target.clone())).await.clone()
+    }
+
+    async fn build(&self, base: Image, target: Image) -> Choice {
+        let choice = match self.stored(base.sha256(), target.sha256()) {
+            Some(patch) => Choice::Patch(patch),
+            None => self.build_now(&base, &target).await,
+        };
+        match choice {
+            Choice::Patch(patch) => self.judge(patch, &target),
+            whole => whole,
+        }
+    }
+
+    /// A patch that saves too little is not worth a device's patching.
+    fn judge(&self, patch: Patch, target: &Image) -> Choice {
+        let share = patch.size() as f64 / target.size().max(1) as f64;
+        if share <= self.policy.max_share {
+            Choice::Patch(patch)
+        } else {
+            Choice::Whole(format!(
+                "the patch is {:.0}% of the image (firmware.delta_max_share is {:.0}%): sent whole",
+                share * 100.0,
+                self.policy.max_share * 100.0
+            ))
+        }
+    }
+
+    async fn build_now(&self, base: &Image, target: &Image) -> Choice {
+        let Ok(permit) = self.builds.clone().acquire_owned().await else {
+            return Choice::Whole("patch building has stopped".into());
+        };
+        let started = Instant::now();
+        let (source, wanted) = (base.bytes().clone(), target.bytes().clone());
+        // The permit goes with the thread: a build that outlives its budget still counts
+        // against the concurrent builds until it ends.
+        let thread = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            build_patch(&source, &wanted)
+        });
+        let built = tokio::time::timeout(self.policy.build_timeout, thread).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let result = match built {
+            Err(_) => Err(format!(
+                "building the patch took longer than firmware.delta_build_timeout_s ({} s): sent whole",
+                self.policy.build_timeout.as_secs()
+            )),
+            Ok(Err(_)) => Err("building the patch failed: sent whole".to_owned()),
+            Ok(Ok(Err(e))) => Err(format!("building the patch failed ({e}): sent whole")),
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        stats.seconds += seconds;
+        match result {
+            Ok(bytes) => {
+                stats.built += 1;
+                drop(stats);
+                let patch = Patch {
+                    base: *base.sha256(),
+                    target: *target.sha256(),
+                    bytes: Image::new(format!("{}.bsdiff", sha256_hex(target.sha256())), bytes.into()),
+                };
+                self.keep(&patch);
+                Choice::Patch(patch)
+            }
+            Err(why) => {
+                stats.failed += 1;
+                Choice::Whole(why)
+            }
+        }
+    }
+
+    /// Writes the patch beside the stored images (best effort: without the file it is built
+    /// again after a restart).
+    fn keep(&self, patch: &Patch) {
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(dir) = dir {
+            let path = Self::path(&dir, &patch.base, &patch.target);
+            if let Err(error) = super::write_atomically(&path, patch.bytes.bytes()) {
+                tracing::warn!(%error, path = %path.display(), "a patch could not be kept");
+            }
+        }
+    }
+}
+
+/// A BSDIFF40 patch from `base` to `target`, on this thread (one core: no parallel search).
+pub fn build_patch(base: &[u8], target: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut patch = Vec::new();
+    qbsdiff::Bsdiff::new(base, target)
+        .parallel_scheme(qbsdiff::ParallelScheme::Never)
+        .compare(std::io::Cursor::new(&mut patch))?;
+    Ok(patch)
+}
+
+/// Applies a BSDIFF40 patch to `base`, refusing one whose result would be over `max_target`
+/// bytes; what a simulated device does with a patch. Never panics on a malformed patch.
+pub fn apply_patch(base: &[u8], patch: &[u8], max_target: u64) -> Result<Vec<u8>, String> {
+    let patcher = qbsdiff::Bspatch::new(patch).map_err(|e| format!("not a BSDIFF40 patch: {e}"))?;
+    let size = patcher.hint_target_size();
+    if size > max_target {
+        return Err(format!("the patch makes {size} bytes, over {max_target}"));
+    }
+    let mut target = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        patcher.apply(base, std::io::Cursor::new(&mut target))
+    }));
+    match applied {
+        Ok(Ok(_)) => Ok(target),
+        Ok(Err(e)) => Err(format!("the patch does not apply: {e}")),
+        Err(_) => Err("the patch does not apply (malformed)".into()),
+    }
+}
+
+/// What a job for a device is sent, where the delta extension applies: `None` for a device
+/// that does not speak `delta-bsdiff4` (or reported no image, or deltas are off), else the patch
+/// from the image it runs, or why the image goes whole.
+pub async fn delta_for(
+    library: &super::Library,
+    running: Option<&Sha256>,
+    speaks_delta: bool,
+    target: &Image,
+) -> Option<Choice> {
+    let running = running.filter(|_| speaks_delta && library.deltas().policy().enabled)?;
+    if running == target.sha256() {
+        return None;
+    }
+    match library.find(running).await {
+        Ok(Some(base)) => Some(library.deltas().choose(&base, target).await),
+        Ok(None) => Some(Choice::Whole(format!(
+            "Rocky does not hold the image the device runs ({}): sent whole",
+            crate::protocol::short_hash(running)
+        ))),
+        Err(e) => {
+            Some(Choice::Whole(format!("the image the device runs could not be read ({e}): sent whole")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn firmware(len: usize, seed: u64) -> Vec<u8> {
+        crate::sim::sample_image(len, seed).to_vec()
+    }
+
+    #[test]
+    fn a_patch_rebuilds_the_target_and_a_malformed_one_is_refused_in_words() {
+        let base = firmware(64 * 1024, 1);
+        let mut target = base.clone();
+        target[1000..1100].fill(7);
+        target.extend_from_slice(b"appended");
+        let patch = build_patch(&base, &target).unwrap();
+        assert!(patch.starts_with(b"BSDIFF40"));
+        assert_eq!(apply_patch(&base, &patch, 1 << 20).unwrap(), target);
+        assert!(apply_patch(&base, &patch, 100).unwrap_err().contains("over 100"));
+        assert!(apply_patch(&base, b"BSDIFF40garbage", 1 << 20).is_err());
+        let mut damaged = patch.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0xff;
+        assert!(
+            apply_patch(&base, &damaged, 1 << 20).is_err()
+                || apply_patch(&base, &damaged, 1 << 20).unwrap() != target
+        );
+    }
+
+    #[tokio::test]
+    async fn each_pair_is_built_once_and_a_patch_that_saves_too_little_sends_the_image_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let deltas = Deltas::new(DeltaPolicy { max_share: 0.5, ..DeltaPolicy::default() });
+        deltas.keep_in(dir.path().to_path_buf());
+        let base = Image::new("base", Bytes::from(firmware(32 * 1024, 2)));
+        let mut near = base.bytes().to_vec();
+        near[10] ^= 1;
+        let near = Image::new("near", Bytes::from(near));
+        let (first, second) = tokio::join!(deltas.choose(&base, &near), deltas.choose(&base, &near));
+        let (Choice::Patch(a), Choice::Patch(b)) = (first, second) else { panic!("a patch") };
+        assert_eq!(a, b);
+        assert_eq!(deltas.stats().built, 1, "two asks, one build");
+        assert!(Deltas::path(dir.path(), base.sha256(), near.sha256()).is_file());
+        // Kept on disk: another Rocky (or this one after a restart) reads it back.
+        let again = Deltas::default();
+        again.keep_in(dir.path().to_path_buf());
+        assert_eq!(again.stored(base.sha256(), near.sha256()).map(|p| p.size()), Some(a.size()));
+        // Unrelated content: the patch is about as big as the image.
+        let unrelated = Image::new("other", Bytes::from(firmware(32 * 1024, 3)));
+        let Choice::Whole(why) = deltas.choose(&base, &unrelated).await else { panic!("whole") };
+        assert!(why.contains("firmware.delta_max_share is 50%"), "{why}");
+        let off = Deltas::new(DeltaPolicy { enabled: false, ..DeltaPolicy::default() });
+        assert_eq!(off.choose(&base, &near).await, Choice::Whole("firmware.delta is off".into()));
+        let small = Deltas::new(DeltaPolicy { max_image_bytes: 1024, ..DeltaPolicy::default() });
+        let Choice::Whole(why) = small.choose(&base, &near).await else { panic!("whole") };
+        assert!(why.contains("delta_max_image_bytes"), "{why}");
+    }
+}

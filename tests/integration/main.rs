@@ -14,6 +14,7 @@ mod broker_dns;
 mod cli;
 mod confirm;
 mod console_tmux;
+mod delta;
 mod device_status;
 mod disk_full;
 mod durability;

@@ -1,0 +1,96 @@
+//! Delta updates (issue 24) through a real mosquitto, against devices of the tests' own that
+//! apply BSDIFF40 patches with their own bspatch (`support/delta_device.rs`): a device running
+//! base B gets target T (B with 2 KiB changed and 4 KiB appended, 1 MiB) as a patch of at most
+//! 10 % of T and verifies T; a device whose status says B but that was reflashed with another
+//! image refuses the patch with code 13 and gets T whole in the same job.
+
+use std::time::Duration;
+
+use crate::support::delta_device::DeltaDevice;
+use crate::support::{Mosquitto, Serve, test_image, wait_for};
+use reqwest::StatusCode;
+use rocky::broker::free_port;
+use serde_json::{Value, json};
+use sha2::Digest;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_and_gets_the_image_whole() {
+    let Some(mosquitto) = Mosquitto::start("delta") else { return };
+    let base = test_image(1024 * 1024, 31).to_vec();
+    let mut target = base.clone();
+    // 2 KiB changed in the middle, 4 KiB appended: a recompiled module and a new one.
+    for (i, byte) in target[400_000..402_048].iter_mut().enumerate() {
+        *byte = byte.wrapping_add(1 + (i % 7) as u8);
+    }
+    target.extend(test_image(4096, 32).iter());
+    let other = test_image(1024 * 1024, 33).to_vec();
+    let on_base = DeltaDevice::start(mosquitto.port, "on-base", base.clone(), base.clone()).await;
+    let reflashed = DeltaDevice::start(mosquitto.port, "reflashed", base.clone(), other).await;
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(&mosquitto.url().to_string(), port, data.path());
+    let client = reqwest::Client::new();
+    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+        let response = client.get(format!("{base_url}/healthz")).send().await.ok()?;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(20), "both statuses", || async {
+        let text = client.get(format!("{base_url}/metrics")).send().await.ok()?.text().await.ok()?;
+        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
+        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
+        (n >= 2).then_some(())
+    })
+    .await;
+    // Rocky holds the base (an earlier upload) and the target.
+    for (name, bytes) in [("base.bin", &base), ("target.bin", &target)] {
+        let upload =
+            client.post(format!("{base_url}/firmware?name={name}")).body(bytes.clone()).send().await.unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+    }
+    let sha = hex::encode(sha2::Sha256::digest(&target));
+    let created = client
+        .post(format!("{base_url}/jobs"))
+        .json(
+            &json!({"device_ids": ["on-base", "reflashed"], "firmware": {"sha256": sha}, "chunk_size": 4096}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let ids: Vec<u64> =
+        created["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_u64().unwrap()).collect();
+    let patch_size = created["jobs"][0]["delta"]["patch_size"].as_u64().expect("a patch for on-base");
+    assert!(patch_size * 10 <= target.len() as u64, "the patch is {patch_size} bytes of {}", target.len());
+    let ended = wait_for(Duration::from_secs(60), "both jobs to succeed", || async {
+        let mut jobs = Vec::new();
+        for id in &ids {
+            let job: Value =
+                client.get(format!("{base_url}/jobs/{id}")).send().await.ok()?.json().await.ok()?;
+            if job["state"] != "succeeded" {
+                return None;
+            }
+            jobs.push(job);
+        }
+        Some(jobs)
+    })
+    .await;
+    // On the base: the patch went on the wire, and nothing else.
+    assert_eq!(ended[0]["bytes_sent"].as_u64(), Some(patch_size), "{}", ended[0]);
+    assert_eq!(ended[0]["delta"]["base_sha256"].as_str(), Some(&*hex::encode(sha2::Sha256::digest(&base))));
+    assert_eq!(on_base.seen().patched, vec![(ids[0], patch_size as usize)]);
+    assert_eq!(on_base.seen().requests, vec![(ids[0], 5)], "a five-item request");
+    // Reflashed: code 13, then the whole image in the same job.
+    let seen = reflashed.seen();
+    assert_eq!(seen.refusals, vec![(ids[1], 13)]);
+    assert_eq!(seen.requests, vec![(ids[1], 5), (ids[1], 3)]);
+    assert_eq!(seen.verdicts, vec![(ids[1], true)]);
+    assert!(ended[1]["delta"].is_null(), "{}", ended[1]);
+    assert!(ended[1]["bytes_sent"].as_u64() >= Some(target.len() as u64), "{}", ended[1]);
+    let timeline: Value =
+        client.get(format!("{base_url}/jobs/{}/events", ids[1])).send().await.unwrap().json().await.unwrap();
+    assert!(timeline.to_string().contains("code 13"), "{timeline}");
+}

@@ -48,7 +48,7 @@ fn frame(items: &[u64]) -> Vec<u8> {
     cbor(&Value::Array(items.iter().map(|n| Value::Integer((*n).into())).collect()))
 }
 
-fn field<'a>(map: &'a [(Value, Value)], key: u64) -> Option<&'a Value> {
+fn field(map: &[(Value, Value)], key: u64) -> Option<&Value> {
     map.iter().find(|(k, _)| unsigned(k) == Some(key)).map(|(_, v)| v)
 }
 
@@ -106,6 +106,12 @@ pub fn bspatch(old: &[u8], patch: &[u8]) -> Result<Vec<u8>, String> {
     Ok(new)
 }
 
+/// The delta descriptor as the device reads it: base sha256, patch size, patch sha256.
+type Descriptor = (Vec<u8>, u64, Vec<u8>);
+
+/// The job in hand: its id, the target's hash, and the descriptor of a patch.
+type Job = (u64, Vec<u8>, Option<Descriptor>);
+
 fn status(image: &[u8], boot: u64) -> Vec<u8> {
     let text = |s: &str| Value::Text(s.to_owned());
     cbor(&Value::Map(vec![
@@ -130,8 +136,7 @@ impl DeltaDevice {
             let mut ready = Some(ready_tx);
             let (mut running, mut boot) = (runs, 1u64);
             let mut announced = says;
-            // The job: (id, target hash, delta descriptor: base, size, sha256).
-            let mut job: Option<(u64, Vec<u8>, Option<(Vec<u8>, u64, Vec<u8>)>)> = None;
+            let mut job: Option<Job> = None;
             let mut chunks = std::collections::BTreeMap::new();
             loop {
                 let publish = match eventloop.poll().await {

@@ -59,6 +59,11 @@ struct Inner {
     event_clients: Gauge,
     image_bytes_held: Gauge,
     image_bytes_cached: Gauge,
+    delta_bytes_saved: Counter,
+    delta_builds: Family<OutcomeLabel, Counter>,
+    delta_build_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// The patch builds already counted (the library keeps the running totals).
+    delta_counted: std::sync::Mutex<crate::firmware::BuildStats>,
 }
 
 /// The runtime's metrics; cheap to clone.
@@ -136,6 +141,24 @@ impl Metrics {
              the inventory does not hold), refused (no room aside), cleared, invalid (did not decode)",
             statuses.clone(),
         );
+        let delta_bytes_saved = Counter::default();
+        registry.register(
+            "delta_bytes_saved",
+            "Bytes not sent because a device took a patch instead of the whole image (succeeded jobs)",
+            delta_bytes_saved.clone(),
+        );
+        let delta_builds = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "delta_builds",
+            "Patches built, by outcome: built, failed (or over their time budget)",
+            delta_builds.clone(),
+        );
+        let delta_build_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "delta_build_seconds",
+            "Time spent building patches, in seconds",
+            delta_build_seconds.clone(),
+        );
         let foreign_commands = Counter::default();
         registry.register(
             "foreign_commands",
@@ -192,6 +215,10 @@ impl Metrics {
                 event_clients,
                 image_bytes_held,
                 image_bytes_cached,
+                delta_bytes_saved,
+                delta_builds,
+                delta_build_seconds,
+                delta_counted: std::sync::Mutex::default(),
             }),
         }
     }
@@ -267,6 +294,11 @@ impl Metrics {
         self.inner.delivery_stalls.inc();
     }
 
+    /// A job that took a patch succeeded: what whole-image sending would have cost more.
+    pub fn delta_saved(&self, bytes: u64) {
+        self.inner.delta_bytes_saved.inc_by(bytes);
+    }
+
     pub fn finished(&self, state: JobState) {
         self.inner.finished.get_or_create(&OutcomeLabel { outcome: state.as_str() }).inc();
     }
@@ -282,6 +314,16 @@ impl Metrics {
     pub fn render(&self, counts: &std::collections::BTreeMap<JobState, usize>, images: LibraryUse) -> String {
         self.inner.image_bytes_held.set(i64::try_from(images.held_bytes).unwrap_or(i64::MAX));
         self.inner.image_bytes_cached.set(i64::try_from(images.cached_bytes).unwrap_or(i64::MAX));
+        // The library counts its builds; the counters take what is new since the last render.
+        if let Ok(mut counted) = self.inner.delta_counted.lock() {
+            let now = images.delta_builds;
+            let built =
+                |label| self.inner.delta_builds.get_or_create(&OutcomeLabel { outcome: label }).clone();
+            built("built").inc_by(now.built.saturating_sub(counted.built));
+            built("failed").inc_by(now.failed.saturating_sub(counted.failed));
+            self.inner.delta_build_seconds.inc_by((now.seconds - counted.seconds).max(0.0));
+            *counted = now;
+        }
         for state in JobState::ALL {
             let count = counts.get(&state).copied().unwrap_or(0);
             self.inner.jobs.get_or_create(&StateLabel { state: state.as_str() }).set(count as i64);
@@ -315,7 +357,10 @@ mod tests {
         metrics.finished(JobState::Succeeded);
         let guard = metrics.event_client();
         let counts = std::collections::BTreeMap::from([(JobState::Queued, 3)]);
-        let text = metrics.render(&counts, LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1 });
+        let text = metrics.render(
+            &counts,
+            LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1, ..LibraryUse::default() },
+        );
         assert!(text.contains("rocky_chunks_sent_total 1"), "{text}");
         assert!(text.contains("rocky_chunk_bytes_sent_total 4096"), "{text}");
         assert!(text.contains("rocky_jobs{state=\"queued\"} 3"), "{text}");
@@ -325,7 +370,10 @@ mod tests {
         drop(guard);
         assert!(
             metrics
-                .render(&counts, LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1 })
+                .render(
+                    &counts,
+                    LibraryUse { held_bytes: 5, cached_bytes: 0, images: 1, ..LibraryUse::default() }
+                )
                 .contains("rocky_event_clients 0")
         );
     }

@@ -127,6 +127,14 @@ fn print_job(job: &JobSnapshot) {
         job.chunks_done, job.chunks_total, job.chunk_size
     );
     println!("  attempts {}", job.attempts);
+    if let Some(delta) = &job.delta {
+        println!(
+            "  delta    a patch of {} bytes from {} (the image is {} bytes)",
+            delta.patch_size,
+            rocky::protocol::sha256_hex(&delta.base),
+            job.image.size
+        );
+    }
     match &job.manifest {
         Some(m) => {
             let version =

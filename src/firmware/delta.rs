@@ -300,22 +300,44 @@ pub fn build_patch(base: &[u8], target: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Applies a BSDIFF40 patch to `base`, refusing one whose result would be over `max_target`
-/// bytes; what a simulated device does with a patch. Never panics on a malformed patch.
+/// bytes; what a simulated device does with a patch. The header is checked here first (qbsdiff
+/// trusts it), and a malformed body is an error, never a panic.
 pub fn apply_patch(base: &[u8], patch: &[u8], max_target: u64) -> Result<Vec<u8>, String> {
-    let patcher = qbsdiff::Bspatch::new(patch).map_err(|e| format!("not a BSDIFF40 patch: {e}"))?;
-    let size = patcher.hint_target_size();
+    let size = check_header(patch)?;
     if size > max_target {
         return Err(format!("the patch makes {size} bytes, over {max_target}"));
     }
-    let mut target = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        patcher.apply(base, std::io::Cursor::new(&mut target))
+        let patcher = qbsdiff::Bspatch::new(patch).map_err(|e| format!("not a BSDIFF40 patch: {e}"))?;
+        let mut target = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        patcher
+            .apply(base, std::io::Cursor::new(&mut target))
+            .map_err(|e| format!("the patch does not apply: {e}"))?;
+        Ok(target)
     }));
-    match applied {
-        Ok(Ok(_)) => Ok(target),
-        Ok(Err(e)) => Err(format!("the patch does not apply: {e}")),
-        Err(_) => Err("the patch does not apply (malformed)".into()),
+    applied.unwrap_or_else(|_| Err("the patch does not apply (malformed)".into()))
+}
+
+/// BSDIFF40's header: the magic, then the compressed control and diff blocks' lengths and the
+/// new file's size, each 8 bytes little-endian with the sign in the top bit. Answers the size.
+fn check_header(patch: &[u8]) -> Result<u64, String> {
+    if patch.len() < 32 || &patch[..8] != b"BSDIFF40" {
+        return Err("not a BSDIFF40 patch (no header)".into());
     }
+    let number = |at: usize| -> Result<u64, String> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&patch[at..at + 8]);
+        if raw[7] & 0x80 != 0 {
+            return Err("a negative length in the header".into());
+        }
+        Ok(u64::from_le_bytes(raw))
+    };
+    let (control, diff, size) = (number(8)?, number(16)?, number(24)?);
+    let body = patch.len() as u64 - 32;
+    if control.checked_add(diff).is_none_or(|blocks| blocks > body) {
+        return Err("the header's block lengths run past the patch".into());
+    }
+    Ok(size)
 }
 
 /// What a job for a device is sent, where the delta extension applies: `None` for a device
@@ -371,6 +393,28 @@ mod tests {
             apply_patch(&base, &damaged, 1 << 20).is_err()
                 || apply_patch(&base, &damaged, 1 << 20).unwrap() != target
         );
+    }
+
+    #[test]
+    fn every_damaged_byte_of_the_vector_patch_is_an_error_or_other_bytes_never_a_panic() {
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/integration/data/protocol_vectors.json")).unwrap();
+        let patch =
+            hex::decode(vectors["extensions"]["delta"]["patch_bsdiff4_hex"].as_str().unwrap()).unwrap();
+        let base: Vec<u8> = (0..16).flat_map(|_| 0..=255u8).collect();
+        let target = apply_patch(&base, &patch, 1 << 20).unwrap();
+        assert_eq!(
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&target)),
+            vectors["extensions"]["delta"]["target_sha256"].as_str().unwrap()
+        );
+        for at in 0..patch.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut damaged = patch.clone();
+                damaged[at] ^= flip;
+                let _ = apply_patch(&base, &damaged, 1 << 20);
+            }
+            let _ = apply_patch(&base, &patch[..at], 1 << 20);
+        }
     }
 
     #[tokio::test]

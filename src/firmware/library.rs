@@ -50,13 +50,15 @@ impl Default for Library {
 }
 
 /// What the library holds, for `/metrics` and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LibraryUse {
     /// Bytes of distinct images alive in this process (jobs' and the cache's).
     pub held_bytes: u64,
     /// The part of those the cache keeps alive on its own account.
     pub cached_bytes: u64,
     pub images: usize,
+    /// Patch builds so far (the delta extension).
+    pub delta_builds: super::BuildStats,
 }
 
 impl Library {
@@ -262,6 +264,7 @@ impl Library {
             held_bytes: live.iter().map(Image::size).sum(),
             cached_bytes: state.cached_bytes,
             images: live.len(),
+            delta_builds: self.deltas.stats(),
         }
     }
 }
@@ -352,7 +355,10 @@ mod tests {
         drop(held);
         assert!(lib.get(&sha).is_none(), "a released image's bytes are freed");
         assert_eq!((released.size(), released.has_bytes()), (100, false));
-        assert_eq!(lib.usage(), LibraryUse { held_bytes: 0, cached_bytes: 0, images: 0 });
+        assert_eq!(
+            lib.usage(),
+            LibraryUse { held_bytes: 0, cached_bytes: 0, images: 0, ..LibraryUse::default() }
+        );
     }
 
     #[tokio::test]

@@ -161,7 +161,15 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some((at, event)) = self.engine.poll_event() {
             match &event {
-                Event::StateChanged { to, .. } if to.is_final() => self.metrics.finished(*to),
+                Event::StateChanged { job, to, .. } if to.is_final() => {
+                    self.metrics.finished(*to);
+                    if *to == crate::engine::JobState::Succeeded
+                        && let Some(view) = self.engine.job(*job)
+                        && view.delta.is_some()
+                    {
+                        self.metrics.delta_saved(view.image.size().saturating_sub(view.bytes_sent));
+                    }
+                }
                 Event::Ignored { .. } => self.metrics.ignored(),
                 _ => {}
             }

@@ -93,4 +93,10 @@ async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_
     let timeline: Value =
         client.get(format!("{base_url}/jobs/{}/events", ids[1])).send().await.unwrap().json().await.unwrap();
     assert!(timeline.to_string().contains("code 13"), "{timeline}");
+    // What it saved, and the one build of the pair.
+    let metrics = client.get(format!("{base_url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let saved = target.len() as u64 - patch_size;
+    assert!(metrics.contains(&format!("rocky_delta_bytes_saved_total {saved}")), "{metrics}");
+    assert!(metrics.contains("rocky_delta_builds_total{outcome=\"built\"} 1"), "{metrics}");
+    assert!(metrics.contains("rocky_delta_build_seconds_total "), "{metrics}");
 }

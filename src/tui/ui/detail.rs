@@ -71,6 +71,19 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: JobId, scroll: u16
         field(app, "sha256", job.image.sha256.clone()),
         field(app, "chunk size", format::bytes(u64::from(job.chunk_size))),
         field(app, "sent", format::bytes(job.bytes_sent)),
+        field(
+            app,
+            "delta",
+            match &job.delta {
+                Some(delta) => format!(
+                    "Δ {} of {} (a patch from {})",
+                    format::bytes(delta.patch_size),
+                    format::bytes(job.image.size),
+                    crate::protocol::short_hash(&delta.base)
+                ),
+                None => "none (the whole image)".to_owned(),
+            },
+        ),
         field(app, "attempts", job.attempts.to_string()),
         field(app, "created", stamp(Some(job.created()))),
         field(app, "started", stamp(job.started())),

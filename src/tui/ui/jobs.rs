@@ -202,7 +202,11 @@ fn row<'a>(
         Cell::from(clip(&job.image.name, usize::from(image_w))),
         state,
         progress,
-        Cell::from(format::bytes(job.bytes_sent)),
+        // A patch (the delta extension) is marked: what went out is the patch's bytes.
+        Cell::from(match job.delta {
+            Some(_) => format!("Δ {}", format::bytes(job.bytes_sent)),
+            None => format::bytes(job.bytes_sent),
+        }),
         Cell::from(rate),
         Cell::from(time),
         Cell::from(job.attempts.to_string()),

@@ -4,6 +4,7 @@
 //! The simulated fleet runs in a child process (`rocky sim`), so the peak RSS reported is
 //! Rocky's own (plus the embedded broker's when no external broker is used).
 
+mod delta;
 mod instances;
 mod raw;
 mod rocky_run;
@@ -61,6 +62,11 @@ pub struct BenchArgs {
     /// does not drive (needs --mosquitto, so the broker's share is measured apart).
     #[arg(long, value_name = "PER_S", requires = "mosquitto")]
     pub ignored: Option<u32>,
+    /// Instead: patch sizes and build times for 1 MiB and 16 MiB images (or --size) with a byte,
+    /// 1 % and 10 % changed and a recompiled image, and the wire bytes of a rollout to
+    /// --devices devices with patches against whole images. No broker needed.
+    #[arg(long, conflicts_with_all = ["instances", "ignored", "window"])]
+    pub delta: bool,
     /// How long --ignored publishes in each of its two phases.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub seconds: f64,
@@ -69,6 +75,10 @@ pub struct BenchArgs {
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.size == 0 || args.rounds == 0 {
         bail!("--devices, --size and --rounds must be at least 1");
+    }
+    if args.delta {
+        let sizes = if args.size == 1024 * 1024 { vec![1 << 20, 16 << 20] } else { vec![args.size] };
+        return delta::run(&sizes, args.rounds, args.devices);
     }
     let mut _mosquitto = None;
     // Only the bench's own mosquitto is known to queue a whole round for a subscriber; the

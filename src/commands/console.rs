@@ -129,7 +129,8 @@ pub async fn run_console(
             // Images the operator names in the form are signed like the demo's own.
             policy.default_seq = versions.iter().map(|(_, seq)| *seq).max().unwrap_or(0);
         }
-        let library = rocky::firmware::Library::with_signing(config.firmware.cache_bytes, policy);
+        let library = rocky::firmware::Library::with_signing(config.firmware.cache_bytes, policy)
+            .with_deltas(config.delta_policy()?);
         Runtime::start(runtime_config, Arc::new(library))
     };
     let service = Service::new(runtime.handle.clone());

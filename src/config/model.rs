@@ -429,6 +429,7 @@ impl Config {
             max_image_bytes: f.delta_max_image_bytes,
             build_timeout: seconds("firmware.delta_build_timeout_s", f.delta_build_timeout_s)?,
             builds: f.delta_builds as usize,
+            ..crate::firmware::DeltaPolicy::default()
         })
     }
 

@@ -388,7 +388,12 @@ fn a_patch_goes_in_chunks_behind_a_five_item_request_and_code_13_brings_the_whol
     let (base, target) = (image(4000), image(4100));
     let patch = patch_of(&base, &target);
     assert!(patch.size() < 1000, "a small change makes a small patch: {}", patch.size());
-    let spec = JobSpec { delta: Some(patch.clone()), ..JobSpec::new(dev("d"), target.clone()) };
+    let on_base = Reported { image: *base.sha256(), delta: true, ..reported(&base, "1.0", 1, false) };
+    let spec = JobSpec {
+        delta: Some(patch.clone()),
+        reported: Some(on_base.clone()),
+        ..JobSpec::new(dev("d"), target.clone())
+    };
     let id = h.engine.submit(spec, h.now).unwrap();
     let sent = h.drain();
     let request = sent.iter().find(|p| p.kind == PublishKind::Command(CommandType::Request)).unwrap();
@@ -415,6 +420,10 @@ fn a_patch_goes_in_chunks_behind_a_five_item_request_and_code_13_brings_the_whol
     let view = h.engine.job(id).unwrap();
     assert_eq!((view.chunks_total, view.delta), (target.size().div_ceil(64) as u32, None));
     assert!(h.notes(id).iter().any(|n| n.contains("code 13")), "{:?}", h.notes(id));
+    // The same refusal again (QoS 1 delivers twice) changes nothing: the whole image is offered.
+    h.respond("d", id, ResponseBody::RequestNack { reason: Some(Reason::Code(13)) });
+    assert_eq!(h.state(id), JobState::Requesting);
+    h.drain();
     h.respond("d", id, ACK);
     let chunks: u64 = h
         .drain()
@@ -428,4 +437,52 @@ fn a_patch_goes_in_chunks_behind_a_five_item_request_and_code_13_brings_the_whol
     h.drain();
     h.respond("e", other, ResponseBody::RequestNack { reason: Some(Reason::Code(13)) });
     assert_eq!(h.state(other), JobState::Rejected);
+}
+
+#[test]
+fn a_patch_is_sent_only_while_the_devices_status_names_its_base() {
+    let mut h =
+        Harness::new(Settings { chunk_size: crate::firmware::ChunkSize::new(64).unwrap(), ..settings() });
+    let (base, target) = (image(4000), image(4100));
+    let patch = patch_of(&base, &target);
+    let on_base = Reported { image: *base.sha256(), delta: true, ..reported(&base, "1.0", 1, false) };
+    // Queued behind another job; meanwhile the device says it runs something else.
+    let first = h.submit("d", 100);
+    let spec =
+        JobSpec { delta: Some(patch), reported: Some(on_base), ..JobSpec::new(dev("d"), target.clone()) };
+    let second = h.engine.submit(spec, h.now).unwrap();
+    h.drain();
+    let elsewhere = Reported { image: [9; 32], delta: true, ..reported(&base, "1.0", 2, false) };
+    h.engine.device_reported(&dev("d"), Some(elsewhere), h.now);
+    h.respond("d", first, ACK);
+    h.drain();
+    h.respond("d", first, ResponseBody::DoneSuccess);
+    let sent = h.drain();
+    let request = sent
+        .iter()
+        .find(|p| p.job == second && p.kind == PublishKind::Command(CommandType::Request))
+        .unwrap();
+    assert!(matches!(
+        crate::protocol::decode_command(&request.payload).unwrap().body,
+        crate::protocol::CommandBody::Request { delta: None, .. }
+    ));
+    let view = h.engine.job(second).unwrap();
+    assert_eq!((view.delta, view.chunks_total), (None, target.size().div_ceil(64) as u32));
+    assert!(
+        h.notes(second).iter().any(|n| n.contains("no longer names the patch's base")),
+        "{:?}",
+        h.notes(second)
+    );
+}
+
+#[test]
+fn a_job_stored_with_a_patch_comes_back_sending_the_whole_image_in_the_images_chunks() {
+    let mut h = Harness::new(settings());
+    let mut view = super::tests::restored(JobId::new(5), "d", JobState::Transferring, h.now);
+    // Stored while it sent a 1-chunk patch of the 200-byte image (4 chunks of 64 bytes).
+    view.chunks_total = 1;
+    view.delta = Some(crate::firmware::DeltaInfo { base: [1; 32], patch_size: 40, patch_sha256: [2; 32] });
+    h.engine.restore(view, h.now);
+    let job = h.engine.job(JobId::new(5)).unwrap();
+    assert_eq!((job.chunks_total, job.delta), (4, None));
 }

@@ -326,9 +326,13 @@ pub(super) struct Job {
     /// `manifest` when the job started), so every repeat of it is byte-identical.
     pub send_manifest: bool,
     /// The patch sent instead of the image (the delta extension), until the device refuses it
-    /// (code 13) or the job ends; its description stays for readers.
+    /// (code 13; then the job's JSON says `delta: null`) or the job ends (its description stays
+    /// for readers).
     pub delta: Option<crate::firmware::Patch>,
     pub delta_info: Option<crate::firmware::DeltaInfo>,
+    /// The device refused the patch (NACK 13) and the whole image is on offer: a repeat of
+    /// that refusal changes nothing.
+    pub patch_refused: bool,
 }
 
 impl Job {

@@ -206,7 +206,8 @@ impl Engine {
             // properties length (1, none sent), then the chunk.
             let topic = self.topics.data(&spec.device, total);
             let overhead = 5 + 2 + topic.len() as u64 + 2 + 1;
-            let largest = u64::from(chunk_size.get()).min(payload.size());
+            // The image's chunks too: a refused patch falls back to them.
+            let largest = u64::from(chunk_size.get()).min(payload.size().max(spec.image.size()));
             if largest + overhead > u64::from(max) {
                 return Err(SubmitError::ChunkTooLarge {
                     device: spec.device.to_string(),
@@ -320,6 +321,7 @@ impl Engine {
             confirm_left: None,
             manifest: spec.manifest,
             send_manifest: false,
+            patch_refused: false,
             delta_info: spec.delta.as_ref().map(crate::firmware::Patch::info),
             delta: spec.delta,
         };
@@ -362,6 +364,14 @@ impl Engine {
         let JobView { id, state, .. } = restored;
         let device = restored.device.clone();
         self.next_id = self.next_id.max(id.next());
+        // A job stored with a patch comes back sending the whole image: its chunks are the
+        // image's (the stored count was the patch's).
+        let chunks_total = match (&restored.delta, restored.image.has_bytes()) {
+            (Some(_), true) => {
+                restored.image.chunk_count(restored.chunk_size).unwrap_or(restored.chunks_total)
+            }
+            _ => restored.chunks_total,
+        };
         let mut job = Job {
             id,
             device: device.clone(),
@@ -370,7 +380,7 @@ impl Engine {
             chunk_interval: restored.chunk_interval,
             rollout: restored.rollout,
             state,
-            total_chunks: restored.chunks_total,
+            total_chunks: chunks_total,
             next_chunk: restored.chunks_done.saturating_add(1),
             bytes_sent: restored.bytes_sent,
             attempts: restored.attempts,
@@ -400,6 +410,7 @@ impl Engine {
             confirm_left: None,
             manifest: restored.manifest,
             send_manifest: false,
+            patch_refused: false,
             // A restored job sends the whole image (its patch's bytes are not kept with it).
             delta: None,
             delta_info: None,
@@ -565,6 +576,14 @@ impl Engine {
                 if self.jobs.get(&id).is_some_and(|job| job.delta.is_some()) =>
             {
                 self.offer_whole(id, now)
+            }
+            // A repeat of that refusal (QoS 1, or an answer to a resent patch offer) is news of
+            // nothing: the whole image is on offer already.
+            (
+                JobState::Requesting | JobState::Transferring,
+                ResponseBody::RequestNack { reason: Some(Reason::Code(WRONG_BASE)) },
+            ) if self.jobs.get(&id).is_some_and(|job| job.patch_refused) => {
+                ignore(self, "a repeated refusal of the patch offer (the whole image is on offer)".into())
             }
             (JobState::Requesting, ResponseBody::RequestNack { reason }) => {
                 self.set_reason_code(id, reason.as_ref());
@@ -811,6 +830,20 @@ impl Engine {
             }
             let boot = self.reported.get(&device).and_then(|r| r.boot);
             let signed = self.reported.get(&device).is_some_and(|r| r.manifest);
+            // The patch goes only to a device whose last word is that it takes patches and runs
+            // the patch's base; else the whole image (the status may have changed since).
+            let keeps_patch = |job: &Job| {
+                job.delta.as_ref().is_none_or(|patch| {
+                    self.reported.get(&device).is_some_and(|r| r.delta && r.image == patch.base)
+                })
+            };
+            if self.jobs.get(&id).is_some_and(|job| !keeps_patch(job)) {
+                self.drop_patch(
+                    id,
+                    "the device's status no longer names the patch's base: the whole image is sent",
+                    now,
+                );
+            }
             self.busy.insert(device, id);
             self.requesting += 1;
             self.transition(id, JobState::Requesting, None, now);
@@ -1021,12 +1054,26 @@ impl Engine {
         }
     }
 
+    /// Sends the whole image instead of the patch (before the job's first request), saying why.
+    fn drop_patch(&mut self, id: JobId, why: &str, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let Some(total) = job.image.chunk_count(job.chunk_size) else { return };
+        job.delta = None;
+        job.delta_info = None;
+        job.total_chunks = total;
+        let device = job.device.clone();
+        self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
+    }
+
     /// The device does not run the patch's base (NACK 13): the whole image is offered in a new
     /// FOTA_REQUEST for the same job, from chunk 1.
     fn offer_whole(&mut self, id: JobId, now: Instant) {
+        // An ACK to the patch offer still waiting for a slot must not start the whole image.
+        self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
         let Some(job) = self.jobs.get_mut(&id) else { return };
         job.delta = None;
         job.delta_info = None;
+        job.patch_refused = true;
         match job.image.chunk_count(job.chunk_size) {
             Some(total) => job.total_chunks = total,
             None => {

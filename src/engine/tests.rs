@@ -596,7 +596,7 @@ fn an_empty_image_is_refused() {
     assert!(matches!(h.engine.submit(spec, h.now), Err(SubmitError::EmptyImage(_))));
 }
 
-fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
+pub(super) fn restored(id: JobId, device: &str, state: JobState, now: Instant) -> JobView {
     JobView {
         rollout: None,
         id,

@@ -31,6 +31,8 @@ pub struct DeltaPolicy {
     pub build_timeout: Duration,
     /// Builds at once.
     pub builds: usize,
+    /// How long making a job waits for its pair's patch (the build goes on either way).
+    pub wait: Duration,
 }
 
 impl Default for DeltaPolicy {
@@ -41,6 +43,7 @@ impl Default for DeltaPolicy {
             max_image_bytes: 64 * 1024 * 1024,
             build_timeout: Duration::from_secs(300),
             builds: 1,
+            wait: Duration::from_secs(5),
         }
     }
 }
@@ -120,19 +123,35 @@ pub enum Choice {
     Whole(String),
 }
 
-/// The one build of a pair, which every ask for the pair waits on.
-type OneBuild = Arc<tokio::sync::OnceCell<Choice>>;
+/// A pair's one build: its outcome once known; whether it was started; whether an ask already
+/// stopped waiting for it (later asks then do not wait either: one slow build must not hold up
+/// every job of a rollout pass).
+#[derive(Default)]
+struct Pair {
+    outcome: std::sync::OnceLock<Choice>,
+    started: std::sync::atomic::AtomicBool,
+    waited_out: std::sync::atomic::AtomicBool,
+}
 
-/// Pairs remembered in memory (patches and refusals); the oldest half is forgotten past it.
+/// Pairs remembered in memory (patches and refusals); past it, those already decided are
+/// forgotten (and read back from their files, or built again, when asked for).
 const MAX_REMEMBERED: usize = 1024;
 
+/// Patches between images, built once a pair and kept. Cheap to share: the builds run in tasks
+/// of their own, which finish and keep their patch even when whoever asked has stopped waiting.
 pub struct Deltas {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     policy: DeltaPolicy,
     builds: Arc<tokio::sync::Semaphore>,
-    pairs: Mutex<HashMap<(Sha256, Sha256), OneBuild>>,
+    pairs: Mutex<HashMap<(Sha256, Sha256), Arc<Pair>>>,
     dir: Mutex<Option<PathBuf>>,
     /// Build times, for `/metrics`.
     stats: Mutex<BuildStats>,
+    /// Woken whenever a build ends.
+    ended: tokio::sync::Notify,
 }
 
 /// Patch builds so far.
@@ -152,65 +171,125 @@ impl Default for Deltas {
 impl Deltas {
     pub fn new(policy: DeltaPolicy) -> Self {
         let builds = Arc::new(tokio::sync::Semaphore::new(policy.builds.max(1)));
-        Self { policy, builds, pairs: Mutex::default(), dir: Mutex::default(), stats: Mutex::default() }
+        let shared = Shared {
+            policy,
+            builds,
+            pairs: Mutex::default(),
+            dir: Mutex::default(),
+            stats: Mutex::default(),
+            ended: tokio::sync::Notify::new(),
+        };
+        Self { shared: Arc::new(shared) }
     }
 
     pub fn policy(&self) -> &DeltaPolicy {
-        &self.policy
+        &self.shared.policy
     }
 
     /// Patches are kept as files in `dir` from now on.
     pub fn keep_in(&self, dir: PathBuf) {
-        *self.dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
+        *self.shared.dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
     }
 
     pub fn stats(&self) -> BuildStats {
-        *self.stats.lock().unwrap_or_else(|p| p.into_inner())
+        *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn path(dir: &std::path::Path, base: &Sha256, target: &Sha256) -> PathBuf {
         dir.join(format!("{}-{}.bsdiff", sha256_hex(base), sha256_hex(target)))
     }
 
-    /// A patch kept earlier for this pair, read back (and checked) from its file.
+    /// A patch kept earlier for this pair, read back from its file.
     pub fn stored(&self, base: &Sha256, target: &Sha256) -> Option<Patch> {
-        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
-        let bytes = std::fs::read(Self::path(&dir, base, target)).ok()?;
-        let bytes = Image::new(format!("{}.bsdiff", sha256_hex(target)), bytes.into());
-        Some(Patch { base: *base, target: *target, bytes })
+        self.shared.stored(base, target)
     }
 
-    /// The patch from `base` to `target`, or why the image goes whole. Builds the pair once
-    /// (others asking meanwhile wait for that build), off the caller's thread.
+    /// The patch from `base` to `target`, or why the image goes whole. The pair is built once,
+    /// in a task of its own; this waits for it at most `policy.wait` (and not at all once an ask
+    /// for the pair has waited that long in vain): the job then goes whole, and later jobs get
+    /// the patch when the build is done.
     pub async fn choose(&self, base: &Image, target: &Image) -> Choice {
-        if !self.policy.enabled {
+        let policy = &self.shared.policy;
+        if !policy.enabled {
             return Choice::Whole("firmware.delta is off".into());
         }
         if base.sha256() == target.sha256() {
             return Choice::Whole("the device runs this image already".into());
         }
-        let limit = self.policy.max_image_bytes;
+        let limit = policy.max_image_bytes;
         if base.size() > limit || target.size() > limit {
             return Choice::Whole(format!(
                 "an image over firmware.delta_max_image_bytes ({limit} bytes) is not diffed"
             ));
         }
-        let cell = {
-            let mut pairs = self.pairs.lock().unwrap_or_else(|p| p.into_inner());
+        let pair = {
+            let mut pairs = self.shared.pairs.lock().unwrap_or_else(|p| p.into_inner());
             if pairs.len() >= MAX_REMEMBERED {
-                let forget: Vec<_> = pairs.keys().take(MAX_REMEMBERED / 2).copied().collect();
-                for key in forget {
-                    pairs.remove(&key);
-                }
+                pairs.retain(|_, pair| pair.outcome.get().is_none());
             }
             pairs.entry((*base.sha256(), *target.sha256())).or_default().clone()
         };
-        cell.get_or_init(|| self.build(base.clone(), target.clone())).await.clone()
+        if let Some(choice) = pair.outcome.get() {
+            return choice.clone();
+        }
+        if !pair.started.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (shared, pair, base, target) =
+                (self.shared.clone(), pair.clone(), base.clone(), target.clone());
+            tokio::spawn(async move {
+                let choice = shared.build(base, target).await;
+                let _ = pair.outcome.set(choice);
+                shared.ended.notify_waiters();
+            });
+        }
+        let deadline = tokio::time::Instant::now() + policy.wait;
+        loop {
+            let ended = self.shared.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if let Some(choice) = pair.outcome.get() {
+                return choice.clone();
+            }
+            let gave_up = pair.waited_out.load(std::sync::atomic::Ordering::SeqCst);
+            if gave_up || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                pair.waited_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Choice::Whole(format!(
+                    "the patch from {} is still being built: sent whole (later jobs get it)",
+                    crate::protocol::short_hash(base.sha256())
+                ));
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn stored(&self, base: &Sha256, target: &Sha256) -> Option<Patch> {
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let bytes = std::fs::read(Deltas::path(&dir, base, target)).ok()?;
+        let bytes = Image::new(format!("{}.bsdiff", sha256_hex(target)), bytes.into());
+        Some(Patch { base: *base, target: *target, bytes })
     }
 
     async fn build(&self, base: Image, target: Image) -> Choice {
-        let choice = match self.stored(base.sha256(), target.sha256()) {
-            Some(patch) => Choice::Patch(patch),
+        // A patch kept on disk is used once it is checked: applied to the base it must give
+        // the target (a damaged or replaced file is built again).
+        let (shared_base, shared_target) = (base.clone(), target.clone());
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            let dir = dir?;
+            let bytes =
+                std::fs::read(Deltas::path(&dir, shared_base.sha256(), shared_target.sha256())).ok()?;
+            let made = apply_patch(shared_base.bytes(), &bytes, shared_target.size()).ok()?;
+            (made.as_slice() == shared_target.bytes().as_ref()).then_some(bytes)
+        })
+        .await
+        .ok()
+        .flatten();
+        let choice = match kept {
+            Some(bytes) => Choice::Patch(Patch {
+                base: *base.sha256(),
+                target: *target.sha256(),
+                bytes: Image::new(format!("{}.bsdiff", sha256_hex(target.sha256())), bytes.into()),
+            }),
             None => self.build_now(&base, &target).await,
         };
         match choice {
@@ -282,7 +361,7 @@ impl Deltas {
     fn keep(&self, patch: &Patch) {
         let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(dir) = dir {
-            let path = Self::path(&dir, &patch.base, &patch.target);
+            let path = Deltas::path(&dir, &patch.base, &patch.target);
             if let Err(error) = super::write_atomically(&path, patch.bytes.bytes()) {
                 tracing::warn!(%error, path = %path.display(), "a patch could not be kept");
             }

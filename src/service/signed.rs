@@ -81,10 +81,19 @@ impl Service {
     /// an image Rocky holds, where it saves enough (or the reason it does not, for the
     /// timeline). A spec that says no delta (`delta_note` set beforehand) is left whole.
     pub(super) async fn choose_deltas(&self, specs: &mut [JobSpec]) {
-        for spec in specs.iter_mut().filter(|spec| spec.delta.is_none() && spec.delta_note.is_none()) {
+        // Asked together: each pair is built once, and the wait for builds is one wait, not one
+        // per device.
+        let asks = specs.iter().map(|spec| async move {
+            if spec.delta.is_some() || spec.delta_note.is_some() {
+                return None;
+            }
             let reported = self.inventory().running_of(&spec.device).and_then(|running| running.reported());
             let (running, speaks) = reported.as_ref().map_or((None, false), |r| (Some(r.image), r.delta));
-            match crate::firmware::delta_for(self.library(), running.as_ref(), speaks, &spec.image).await {
+            crate::firmware::delta_for(self.library(), running.as_ref(), speaks, &spec.image).await
+        });
+        let choices = futures_util::future::join_all(asks).await;
+        for (spec, choice) in specs.iter_mut().zip(choices) {
+            match choice {
                 Some(crate::firmware::Choice::Patch(patch)) => spec.delta = Some(patch),
                 Some(crate::firmware::Choice::Whole(why)) => spec.delta_note = Some(why),
                 None => {}

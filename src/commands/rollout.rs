@@ -102,6 +102,9 @@ pub struct CreateArgs {
     /// Devices whose last succeeded image is this one are not updated.
     #[arg(long)]
     pub skip_up_to_date: bool,
+    /// Whole images even to devices that take patches (the delta extension).
+    #[arg(long)]
+    pub no_delta: bool,
     #[command(flatten)]
     pub flags: CreateFlags,
 }
@@ -212,6 +215,9 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
     }
     if args.skip_up_to_date {
         set("skip_up_to_date", json!(true));
+    }
+    if args.no_delta {
+        set("delta", json!(false));
     }
     if let Some(share) = args.abort_share {
         set("abort", json!({ "failure_share": share, "min_finished": args.abort_min.unwrap_or(10) }));

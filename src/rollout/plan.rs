@@ -70,6 +70,9 @@ pub struct RolloutPlan {
     pub gates: Gates,
     /// Devices whose last succeeded image is this one are reported up to date, not updated.
     pub skip_up_to_date: bool,
+    /// Devices that take patches are sent one (the delta extension); `false`: whole images.
+    #[serde(default = "yes")]
+    pub delta: bool,
 }
 
 /// The longest wait between two tries of one device.
@@ -94,6 +97,7 @@ impl RolloutPlan {
             retry_backoff_ms: self.retry_backoff_ms,
             gates: self.gates,
             skip_up_to_date: self.skip_up_to_date,
+            delta: self.delta,
         }
     }
 
@@ -116,6 +120,7 @@ impl RolloutPlan {
             retry_backoff_ms: 30_000,
             gates: Gates::Auto,
             skip_up_to_date: false,
+            delta: true,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct RolloutRequest {
     pub gates: Option<Gates>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_up_to_date: Option<bool>,
+    /// `false`: whole images even to devices that take patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<bool>,
 }
 
 /// Exactly one of: ids as given (registered or not), a pattern or a label selector over the
@@ -181,6 +184,7 @@ impl RolloutRequest {
             retry_backoff_ms: retry_backoff_s * 1000,
             gates: self.gates.unwrap_or_default(),
             skip_up_to_date: self.skip_up_to_date.unwrap_or(false),
+            delta: self.delta.unwrap_or(true),
         })
     }
 }

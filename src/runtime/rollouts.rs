@@ -654,12 +654,21 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
         let image = image.renamed(&plan.image.name);
         // A patch from the image the device runs, where it speaks deltas (built once a pair).
         let (running, speaks) = reported.as_ref().map_or((None, false), |r| (Some(r.image), r.delta));
-        let (delta, delta_note) =
-            match crate::firmware::delta_for(handle.library(), running.as_ref(), speaks, &image).await {
-                Some(crate::firmware::Choice::Patch(patch)) => (Some(patch), None),
-                Some(crate::firmware::Choice::Whole(why)) => (None, Some(why)),
-                None => (None, None),
-            };
+        let (delta, delta_note) = match crate::firmware::delta_for(
+            handle.library(),
+            running.as_ref(),
+            speaks && plan.delta,
+            &image,
+        )
+        .await
+        {
+            Some(crate::firmware::Choice::Patch(patch)) => (Some(patch), None),
+            Some(crate::firmware::Choice::Whole(why)) => (None, Some(why)),
+            None if speaks && !plan.delta => {
+                (None, Some("the rollout said \"delta\": false: sent whole".into()))
+            }
+            None => (None, None),
+        };
         let spec = JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),

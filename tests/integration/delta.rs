@@ -93,10 +93,60 @@ async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_
     let timeline: Value =
         client.get(format!("{base_url}/jobs/{}/events", ids[1])).send().await.unwrap().json().await.unwrap();
     assert!(timeline.to_string().contains("code 13"), "{timeline}");
+    // Rollouts too: on-base now runs T, so a rollout of T2 sends it a patch from T; a rollout
+    // that says "delta": false sends T3 whole.
+    let mut t2 = target.clone();
+    t2[10..20].fill(0x55);
+    let mut t3 = t2.clone();
+    t3[30..40].fill(0x66);
+    let mut rollout_jobs = Vec::new();
+    for (name, image, delta) in [("t2", &t2, true), ("t3", &t3, false)] {
+        let upload = client
+            .post(format!("{base_url}/firmware?name={name}.bin"))
+            .body(image.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), StatusCode::CREATED);
+        let sha = hex::encode(sha2::Sha256::digest(image));
+        let created = client
+            .post(format!("{base_url}/rollouts"))
+            .json(&json!({"name": name, "firmware": {"sha256": sha}, "targets": {"devices": ["on-base"]}, "delta": delta}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text().await.unwrap());
+        let job = wait_for(Duration::from_secs(30), "the rollout's job to succeed", || async {
+            let page: Value =
+                client.get(format!("{base_url}/jobs?device=on-base")).send().await.ok()?.json().await.ok()?;
+            let job =
+                page["jobs"].as_array()?.iter().rev().find(|j| j["image"]["sha256"] == sha.as_str())?.clone();
+            (job["state"] == "succeeded").then_some(job)
+        })
+        .await;
+        rollout_jobs.push(job);
+    }
+    let from_t = hex::encode(sha2::Sha256::digest(&target));
+    assert_eq!(
+        rollout_jobs[0]["delta"]["base_sha256"].as_str(),
+        Some(from_t.as_str()),
+        "{}",
+        rollout_jobs[0]
+    );
+    assert!(rollout_jobs[1]["delta"].is_null(), "{}", rollout_jobs[1]);
+    let id = rollout_jobs[1]["id"].as_u64().unwrap();
+    let timeline: Value =
+        client.get(format!("{base_url}/jobs/{id}/events")).send().await.unwrap().json().await.unwrap();
+    assert!(timeline.to_string().contains("delta\\\": false"), "{timeline}");
     // What it saved, and the one build of the pair.
     let metrics = client.get(format!("{base_url}/metrics")).send().await.unwrap().text().await.unwrap();
     let saved = target.len() as u64 - patch_size;
-    assert!(metrics.contains(&format!("rocky_delta_bytes_saved_total {saved}")), "{metrics}");
-    assert!(metrics.contains("rocky_delta_builds_total{outcome=\"built\"} 1"), "{metrics}");
+    let counted: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rocky_delta_bytes_saved_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(counted > saved, "the first job's saving and the rollout's: {counted}");
+    assert!(metrics.contains("rocky_delta_builds_total{outcome=\"built\"} 2"), "{metrics}");
     assert!(metrics.contains("rocky_delta_build_seconds_total "), "{metrics}");
 }

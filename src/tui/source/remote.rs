@@ -83,6 +83,17 @@ impl Remote {
         self.send(method, path, body).await.map_err(|failure| words(doing, failure))
     }
 
+    /// Uploads `image` into the server's firmware directory.
+    async fn upload(&self, image: &Image) -> Result<(), String> {
+        let upload = format!("/firmware?name={}", crate::firmware::upload_name(image.name()));
+        let bytes = Body::Bytes("application/octet-stream", image.bytes().clone());
+        self.client
+            .request(Method::POST, &upload, bytes, UPLOAD_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|f| words("uploading the image", f))
+    }
+
     /// Posts `body` (which names the image by its hash) to `path`; when the server does not
     /// hold the image (404), uploads it and posts again.
     async fn post_by_hash(
@@ -96,12 +107,7 @@ impl Remote {
         // By hash first: a server that already holds the image needs no upload.
         match create().await {
             Err(Failure::Refused { status: 404, .. }) => {
-                let upload = format!("/firmware?name={}", crate::firmware::upload_name(image.name()));
-                let bytes = Body::Bytes("application/octet-stream", image.bytes().clone());
-                self.client
-                    .request(Method::POST, &upload, bytes, UPLOAD_TIMEOUT)
-                    .await
-                    .map_err(|f| words("uploading the image", f))?;
+                self.upload(image).await?;
                 create().await.map_err(|f| words(doing, f))
             }
             other => other.map_err(|f| words(doing, f)),
@@ -264,12 +270,7 @@ impl Source for Remote {
 
     fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest> {
         Box::pin(async move {
-            let upload = format!("/firmware?name={}", crate::firmware::upload_name(image.name()));
-            let bytes = Body::Bytes("application/octet-stream", image.bytes().clone());
-            self.client
-                .request(Method::POST, &upload, bytes, UPLOAD_TIMEOUT)
-                .await
-                .map_err(|f| words("uploading the image", f))?;
+            self.upload(&image).await?;
             let path = format!("/firmware/{}/manifest", crate::protocol::sha256_hex(image.sha256()));
             let doing = "attaching the manifest";
             let answered =

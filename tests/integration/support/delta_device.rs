@@ -8,6 +8,7 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cbor_items::{cbor, field, frame, hash_of, unsigned};
 use ciborium::Value;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sha2::{Digest, Sha256};
@@ -32,24 +33,6 @@ impl Drop for DeltaDevice {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).expect("CBOR encodes into a Vec");
-    out
-}
-
-fn unsigned(value: &Value) -> Option<u64> {
-    value.as_integer().and_then(|i| u64::try_from(i).ok())
-}
-
-fn frame(items: &[u64]) -> Vec<u8> {
-    cbor(&Value::Array(items.iter().map(|n| Value::Integer((*n).into())).collect()))
-}
-
-fn field(map: &[(Value, Value)], key: u64) -> Option<&Value> {
-    map.iter().find(|(k, _)| unsigned(k) == Some(key)).map(|(_, v)| v)
 }
 
 /// BSDIFF40's numbers: 8 bytes little-endian, sign in the top bit.
@@ -186,13 +169,7 @@ impl DeltaDevice {
                     1 => {
                         record.lock().unwrap().requests.push((this, items.len()));
                         // The hash as a byte string or as Rocky's default array of 32 integers.
-                        let target: Vec<u8> = match items.get(2) {
-                            Some(Value::Bytes(bytes)) => bytes.clone(),
-                            Some(Value::Array(values)) => {
-                                values.iter().filter_map(unsigned).map(|n| n as u8).collect()
-                            }
-                            _ => continue,
-                        };
+                        let Some(target) = items.get(2).and_then(hash_of) else { continue };
                         let delta = match items.get(4) {
                             Some(Value::Map(map)) => {
                                 let bytes =

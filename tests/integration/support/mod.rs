@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cbor_items;
 pub mod delta_device;
 pub mod signed_device;
 pub mod tmux;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cbor_items::{cbor, frame, hash_of, unsigned};
 use ciborium::Value;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sha2::{Digest, Sha256};
@@ -37,28 +38,6 @@ pub struct SignedDevice {
 impl Drop for SignedDevice {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-fn cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(value, &mut out).expect("CBOR encodes into a Vec");
-    out
-}
-
-fn unsigned(value: &Value) -> Option<u64> {
-    value.as_integer().and_then(|i| u64::try_from(i).ok())
-}
-
-fn frame(items: &[u64]) -> Vec<u8> {
-    cbor(&Value::Array(items.iter().map(|n| Value::Integer((*n).into())).collect()))
-}
-
-fn hash_of(value: &Value) -> Option<Vec<u8>> {
-    match value {
-        Value::Bytes(bytes) => Some(bytes.clone()),
-        Value::Array(items) => items.iter().map(|i| unsigned(i).and_then(|n| u8::try_from(n).ok())).collect(),
-        _ => None,
     }
 }
 

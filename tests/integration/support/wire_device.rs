@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::cbor_items::{frame, hash_of, unsigned};
 use ciborium::Value;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sha2::{Digest, Sha256};
@@ -78,26 +79,6 @@ struct Transfer {
     job: u64,
     hash: Vec<u8>,
     chunks: BTreeMap<u64, Vec<u8>>,
-}
-
-fn frame(items: &[u64]) -> Vec<u8> {
-    let value = Value::Array(items.iter().map(|n| Value::Integer((*n).into())).collect());
-    let mut out = Vec::new();
-    ciborium::into_writer(&value, &mut out).expect("CBOR encodes into a Vec");
-    out
-}
-
-fn unsigned(value: &Value) -> Option<u64> {
-    value.as_integer().and_then(|i| u64::try_from(i).ok())
-}
-
-/// The hash of a FOTA_REQUEST: an array of 32 unsigned integers, or a byte string.
-fn hash_of(value: &Value) -> Option<Vec<u8>> {
-    match value {
-        Value::Bytes(bytes) => Some(bytes.clone()),
-        Value::Array(items) => items.iter().map(|i| unsigned(i).and_then(|n| u8::try_from(n).ok())).collect(),
-        _ => None,
-    }
 }
 
 impl WireDevice {

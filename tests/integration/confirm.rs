@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::wire_device::{Mode, WireDevice};
-use crate::support::{Mosquitto, Serve, test_image, wait_for};
+use crate::support::{Mosquitto, Serve, healthy, statuses_heard, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::free_port;
 use rocky::sim::{Fleet, FleetConfig, Selection};
@@ -19,14 +19,6 @@ async fn jobs(client: &reqwest::Client, base: &str) -> Vec<Value> {
     let Ok(response) = client.get(format!("{base}/jobs?limit=10000")).send().await else { return Vec::new() };
     let body: Value = response.json().await.unwrap_or_default();
     body["jobs"].as_array().cloned().unwrap_or_default()
-}
-
-async fn healthy(client: &reqwest::Client, base: &str) {
-    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
-        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
-    .await;
 }
 
 /// Rows of `jobs` in the store per state, read as another process reads it.
@@ -68,14 +60,7 @@ async fn confirmed_updates_roll_backs_and_timeouts_survive_a_sigkill_and_updated
     let client = reqwest::Client::new();
     let mut serve = Serve::start(&broker.to_string(), port, data.path());
     healthy(&client, &base).await;
-    // The statuses are in before the jobs are made (retained ones arrive at subscription).
-    wait_for(Duration::from_secs(20), "every status", || async {
-        let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
-        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
-        (n >= 20).then_some(())
-    })
-    .await;
+    statuses_heard(&client, &base, 20).await;
     let image = test_image(24 * 1024, 22);
     let upload =
         client.post(format!("{base}/firmware?name=fw-2.bin")).body(image.to_vec()).send().await.unwrap();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::support::delta_device::DeltaDevice;
-use crate::support::{Mosquitto, Serve, test_image, wait_for};
+use crate::support::{Mosquitto, Serve, healthy, statuses_heard, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::free_port;
 use serde_json::{Value, json};
@@ -32,18 +32,8 @@ async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_
     let base_url = format!("http://127.0.0.1:{port}");
     let _serve = Serve::start(&mosquitto.url().to_string(), port, data.path());
     let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
-        let response = client.get(format!("{base_url}/healthz")).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
-    .await;
-    wait_for(Duration::from_secs(20), "both statuses", || async {
-        let text = client.get(format!("{base_url}/metrics")).send().await.ok()?.text().await.ok()?;
-        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
-        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
-        (n >= 2).then_some(())
-    })
-    .await;
+    healthy(&client, &base_url).await;
+    statuses_heard(&client, &base_url, 2).await;
     // Rocky holds the base (an earlier upload) and the target.
     for (name, bytes) in [("base.bin", &base), ("target.bin", &target)] {
         let upload =

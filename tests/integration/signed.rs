@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::support::signed_device::{SignedDevice, Trusted};
 use crate::support::wire_device::{Mode, WireDevice};
-use crate::support::{Mosquitto, serve_command, test_image, wait_for};
+use crate::support::{Mosquitto, healthy, serve_command, statuses_heard, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::free_port;
 use rocky::signing::{Alg, SigningKey, write_new_signing_key};
@@ -150,19 +150,8 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     serve.env("RUST_LOG", "debug").stdout(log.try_clone().unwrap()).stderr(log);
     let mut serve = serve.spawn().unwrap();
     let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
-        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
-    .await;
-    // The statuses are in before the jobs are made (retained ones arrive at subscription).
-    wait_for(Duration::from_secs(20), "the three statuses", || async {
-        let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
-        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
-        (n >= 5).then_some(())
-    })
-    .await;
+    healthy(&client, &base).await;
+    statuses_heard(&client, &base, 5).await;
 
     // The image, uploaded: Rocky signs it with its own key (seq 0).
     let image = test_image(8 * 1024, 23);
@@ -450,11 +439,7 @@ async fn with_require_signed_an_unsigned_image_goes_to_no_device() {
         serve_command(&mosquitto.url().to_string(), port, &config, dir.path()).spawn().unwrap(),
     );
     let client = reqwest::Client::new();
-    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
-        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
-        (response.status() == StatusCode::OK).then_some(())
-    })
-    .await;
+    healthy(&client, &base).await;
     let image = test_image(2048, 26);
     let sha = hex::encode(sha2::Sha256::digest(&image));
     std::fs::write(dir.path().join("fw.bin"), &image).unwrap();

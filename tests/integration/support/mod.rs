@@ -297,6 +297,29 @@ pub async fn store_finished_jobs(
     store.flush_and_wait(records, Vec::new()).await;
 }
 
+/// Waits until the `rocky serve` at `base` answers `/healthz` with 200 (broker connected).
+#[allow(dead_code)] // not every test binary uses every helper
+pub async fn healthy(client: &reqwest::Client, base: &str) {
+    wait_for(Duration::from_secs(30), "rocky serve to be healthy", || async {
+        let response = client.get(format!("{base}/healthz")).send().await.ok()?;
+        (response.status() == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the Rocky at `base` has heard `count` statuses of devices it does not hold
+/// (retained ones arrive at its subscription), so jobs made next know what the devices run.
+#[allow(dead_code)]
+pub async fn statuses_heard(client: &reqwest::Client, base: &str, count: u64) {
+    wait_for(Duration::from_secs(20), "the devices' statuses", || async {
+        let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+        let line = "rocky_statuses_total{outcome=\"unlisted\"} ";
+        let n: u64 = text.lines().find_map(|l| l.strip_prefix(line))?.trim().parse().ok()?;
+        (n >= count).then_some(())
+    })
+    .await;
+}
+
 /// `rocky serve` as a child process on `127.0.0.1:port`, with an empty config file in `data`
 /// unless one is there; killed (SIGKILL) on drop or with [`Serve::kill9`].
 #[allow(dead_code)] // not every test binary uses every helper

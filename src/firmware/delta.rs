@@ -388,13 +388,36 @@ pub fn apply_patch(base: &[u8], patch: &[u8], max_target: u64) -> Result<Vec<u8>
     }
     let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let patcher = qbsdiff::Bspatch::new(patch).map_err(|e| format!("not a BSDIFF40 patch: {e}"))?;
-        let mut target = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        patcher
-            .apply(base, std::io::Cursor::new(&mut target))
-            .map_err(|e| format!("the patch does not apply: {e}"))?;
-        Ok(target)
+        // qbsdiff writes what the control blocks say, whatever the header said: the output is
+        // cut off at the header's size (a forged patch cannot make it grow without end).
+        let mut target = Bounded { out: Vec::with_capacity(usize::try_from(size).unwrap_or(0)), max: size };
+        patcher.apply(base, &mut target).map_err(|e| format!("the patch does not apply: {e}"))?;
+        if target.out.len() as u64 != size {
+            return Err(format!("the patch makes {} bytes, its header says {size}", target.out.len()));
+        }
+        Ok(target.out)
     }));
     applied.unwrap_or_else(|_| Err("the patch does not apply (malformed)".into()))
+}
+
+/// A writer that refuses to grow past `max` bytes.
+struct Bounded {
+    out: Vec<u8>,
+    max: u64,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() as u64 + buf.len() as u64 > self.max {
+            return Err(std::io::Error::other("it makes more bytes than its header says"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// BSDIFF40's header: the magic, then the compressed control and diff blocks' lengths and the
@@ -465,6 +488,11 @@ mod tests {
         assert_eq!(apply_patch(&base, &patch, 1 << 20).unwrap(), target);
         assert!(apply_patch(&base, &patch, 100).unwrap_err().contains("over 100"));
         assert!(apply_patch(&base, b"BSDIFF40garbage", 1 << 20).is_err());
+        // A header that claims fewer bytes than the blocks make: the output stops there.
+        let mut short = patch.clone();
+        short[24..32].copy_from_slice(&100u64.to_le_bytes());
+        let error = apply_patch(&base, &short, 1 << 20).unwrap_err();
+        assert!(error.contains("more bytes than its header says"), "{error}");
         let mut damaged = patch.clone();
         let middle = damaged.len() / 2;
         damaged[middle] ^= 0xff;

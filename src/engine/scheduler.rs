@@ -1160,10 +1160,11 @@ impl Engine {
         let Some(job) = self.jobs.get(&id) else { return };
         let factor = self.settings.max_send_factor.max(1);
         let detail = format!(
-            "stopped after sending {} bytes, {factor}× the {}-byte image (jobs.max_send_factor): the device \
+            "stopped after sending {} bytes, {factor}× the {}-byte {} (jobs.max_send_factor): the device \
              kept asking for chunks it had been sent ({} rewinds, confirmed {} of {} chunks)",
             job.sent_here,
-            job.image.size(),
+            job.payload().size(),
+            if job.delta.is_some() { "patch" } else { "image" },
             job.rewinds,
             job.confirmed.saturating_sub(1),
             job.total_chunks

@@ -260,7 +260,7 @@ fn a_claimed_confirming_job_whose_device_already_reported_is_decided_at_once() {
     h.transfer("d", id);
     let view = h.engine.job(id).unwrap();
     let mut other = Harness::new(settings());
-    other.engine.restore_reported(view, Some(reported(&image(100), "2.0", 4, true)), other.now);
+    other.engine.restore_reported(view, None, Some(reported(&image(100), "2.0", 4, true)), other.now);
     other.drain();
     assert_eq!(other.state(id), JobState::Succeeded);
 }
@@ -279,7 +279,7 @@ fn a_confirming_job_restored_beside_a_running_one_is_decided_and_leaves_it_alone
     let running = other.submit("d", 120);
     other.drain();
     assert_eq!(other.state(running), JobState::Requesting);
-    other.engine.restore_reported(confirming, Some(reported(&old_image(), "1.0", 3, true)), other.now);
+    other.engine.restore_reported(confirming, None, Some(reported(&old_image(), "1.0", 3, true)), other.now);
     assert_eq!(other.state(first), JobState::Confirming);
     other.engine.device_reported(&dev("d"), Some(reported(&image(100), "2.0", 4, true)), other.now);
     other.drain();
@@ -485,4 +485,45 @@ fn a_job_stored_with_a_patch_comes_back_sending_the_whole_image_in_the_images_ch
     h.engine.restore(view, h.now);
     let job = h.engine.job(JobId::new(5)).unwrap();
     assert_eq!((job.chunks_total, job.delta), (4, None));
+}
+
+#[test]
+fn a_job_stored_with_a_patch_sends_that_patch_again_when_it_is_read_back_and_another_goes_whole() {
+    let (base, target) = (image(4000), image(4100));
+    let patch = patch_of(&base, &target);
+    let chunk_size = crate::firmware::ChunkSize::new(64).unwrap();
+    let on_base = Reported { image: *base.sha256(), delta: true, ..reported(&base, "1.0", 1, false) };
+    let stored = |h: &Harness, delta: crate::firmware::DeltaInfo| {
+        let mut view = super::tests::restored(JobId::new(5), "d", JobState::Transferring, h.now);
+        (view.image, view.chunk_size, view.chunks_total) = (target.clone(), chunk_size, 2);
+        view.delta = Some(delta);
+        view
+    };
+    // The very patch it was offered: sent again, five items, in the patch's chunks.
+    let mut h = Harness::new(Settings { chunk_size, ..settings() });
+    let view = stored(&h, patch.info());
+    h.engine.restore_reported(view, Some(patch.clone()), Some(on_base.clone()), h.now);
+    let sent = h.drain();
+    let request = sent.iter().find(|p| p.kind == PublishKind::Command(CommandType::Request)).unwrap();
+    let crate::protocol::CommandBody::Request { delta: Some(item), .. } =
+        crate::protocol::decode_command(&request.payload).unwrap().body
+    else {
+        panic!("the patch is offered again")
+    };
+    assert_eq!((item.base, item.sha256), (*base.sha256(), *patch.sha256()));
+    let job = h.engine.job(JobId::new(5)).unwrap();
+    assert_eq!((job.chunks_total, job.delta), (patch.size().div_ceil(64) as u32, Some(patch.info())));
+    // A patch whose bytes are not the ones the job was offered (a rebuilt or replaced file):
+    // the whole image.
+    let mut h = Harness::new(Settings { chunk_size, ..settings() });
+    let other = crate::firmware::DeltaInfo { patch_sha256: [7; 32], ..patch.info() };
+    h.engine.restore_reported(stored(&h, other), Some(patch.clone()), Some(on_base), h.now);
+    let sent = h.drain();
+    let request = sent.iter().find(|p| p.kind == PublishKind::Command(CommandType::Request)).unwrap();
+    assert!(matches!(
+        crate::protocol::decode_command(&request.payload).unwrap().body,
+        crate::protocol::CommandBody::Request { delta: None, .. }
+    ));
+    let job = h.engine.job(JobId::new(5)).unwrap();
+    assert_eq!((job.chunks_total, job.delta), (target.size().div_ceil(64) as u32, None));
 }

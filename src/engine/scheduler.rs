@@ -361,13 +361,35 @@ impl Engine {
     /// when Rocky stopped goes back to `queued` and runs again from FOTA_REQUEST. Restore jobs
     /// in id order, so each device's jobs keep their order.
     pub fn restore(&mut self, restored: JobView, now: Instant) {
+        self.restore_patched(restored, None, now);
+    }
+
+    /// [`Engine::restore`] for a job that was sending a patch: `patch` (read back from its
+    /// file) is sent again when it is the very patch the job was offered (same base, same
+    /// bytes) and the job will run again; otherwise, or without it, the whole image goes.
+    pub fn restore_patched(
+        &mut self,
+        restored: JobView,
+        patch: Option<crate::firmware::Patch>,
+        now: Instant,
+    ) {
         let JobView { id, state, .. } = restored;
         let device = restored.device.clone();
         self.next_id = self.next_id.max(id.next());
-        // A job stored with a patch comes back sending the whole image: its chunks are the
-        // image's (the stored count was the patch's).
-        let chunks_total = match (&restored.delta, restored.image.has_bytes()) {
-            (Some(_), true) => {
+        let runs_again = !state.is_final() && state != JobState::Confirming && restored.image.has_bytes();
+        let patch = patch.filter(|patch| {
+            runs_again
+                && restored.delta == Some(patch.info())
+                && patch.target == *restored.image.sha256()
+                && patch.bytes.chunk_count(restored.chunk_size).is_some()
+        });
+        // Chunks are counted afresh for what is sent again: the patch's, or (a job stored with
+        // a patch that is not sent again) the whole image's.
+        let chunks_total = match (&patch, &restored.delta, restored.image.has_bytes()) {
+            (Some(patch), _, _) => {
+                patch.bytes.chunk_count(restored.chunk_size).unwrap_or(restored.chunks_total)
+            }
+            (None, Some(_), true) => {
                 restored.image.chunk_count(restored.chunk_size).unwrap_or(restored.chunks_total)
             }
             _ => restored.chunks_total,
@@ -411,9 +433,8 @@ impl Engine {
             manifest: restored.manifest,
             send_manifest: false,
             patch_refused: false,
-            // A restored job sends the whole image (its patch's bytes are not kept with it).
-            delta: None,
-            delta_info: None,
+            delta_info: patch.as_ref().map(crate::firmware::Patch::info),
+            delta: patch,
         };
         if state.is_final() {
             job.image = job.image.released();

@@ -133,9 +133,13 @@ struct Pair {
     waited_out: std::sync::atomic::AtomicBool,
 }
 
-/// Pairs remembered in memory (patches and refusals); past it, those already decided are
-/// forgotten (and read back from their files, or built again, when asked for).
+/// Pairs remembered in memory (patches and refusals); past it, or past
+/// [`MAX_REMEMBERED_BYTES`] of patches, those already decided are forgotten (and read back from
+/// their files, or built again, when asked for). Jobs hold their own patch while they run.
 const MAX_REMEMBERED: usize = 1024;
+
+/// Patch bytes remembered in memory.
+const MAX_REMEMBERED_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Patches between images, built once a pair and kept. Cheap to share: the builds run in tasks
 /// of their own, which finish and keep their patch even when whoever asked has stopped waiting.
@@ -224,10 +228,11 @@ impl Deltas {
         }
         let pair = {
             let mut pairs = self.shared.pairs.lock().unwrap_or_else(|p| p.into_inner());
-            if pairs.len() >= MAX_REMEMBERED {
+            let key = (*base.sha256(), *target.sha256());
+            if !pairs.contains_key(&key) && over_bounds(&pairs) {
                 pairs.retain(|_, pair| pair.outcome.get().is_none());
             }
-            pairs.entry((*base.sha256(), *target.sha256())).or_default().clone()
+            pairs.entry(key).or_default().clone()
         };
         if let Some(choice) = pair.outcome.get() {
             return choice.clone();
@@ -259,6 +264,18 @@ impl Deltas {
             }
         }
     }
+}
+
+/// Whether the pairs remembered are too many, or their patches too large, to take another.
+fn over_bounds(pairs: &HashMap<(Sha256, Sha256), Arc<Pair>>) -> bool {
+    let bytes: u64 = pairs
+        .values()
+        .filter_map(|pair| match pair.outcome.get() {
+            Some(Choice::Patch(patch)) => Some(patch.size()),
+            _ => None,
+        })
+        .sum();
+    pairs.len() >= MAX_REMEMBERED || bytes >= MAX_REMEMBERED_BYTES
 }
 
 impl Shared {
@@ -551,5 +568,27 @@ mod tests {
         let small = Deltas::new(DeltaPolicy { max_image_bytes: 1024, ..DeltaPolicy::default() });
         let Choice::Whole(why) = small.choose(&base, &near).await else { panic!("whole") };
         assert!(why.contains("delta_max_image_bytes"), "{why}");
+    }
+
+    #[test]
+    fn remembered_pairs_are_bounded_by_count_and_by_the_bytes_of_their_patches() {
+        let decided = |size: usize| {
+            let pair = Pair::default();
+            let bytes = Image::new("p", Bytes::from(vec![0u8; size]));
+            let _ = pair.outcome.set(Choice::Patch(Patch { base: [0; 32], target: [1; 32], bytes }));
+            Arc::new(pair)
+        };
+        let mut pairs = HashMap::new();
+        pairs.insert(([0; 32], [1; 32]), decided(1024));
+        assert!(!over_bounds(&pairs));
+        pairs.insert(([0; 32], [2; 32]), decided(MAX_REMEMBERED_BYTES as usize));
+        assert!(over_bounds(&pairs), "128 MiB of patches");
+        let mut pairs = HashMap::new();
+        for n in 0..MAX_REMEMBERED {
+            let mut target = [0u8; 32];
+            target[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            pairs.insert(([1; 32], target), decided(1));
+        }
+        assert!(over_bounds(&pairs), "{} pairs", pairs.len());
     }
 }

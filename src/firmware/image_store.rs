@@ -58,7 +58,27 @@ impl ImageStore {
                 removed += 1;
             }
         }
+        self.remove_unneeded_patches(needed)?;
         Ok(removed)
+    }
+
+    /// Patches (`deltas/<base>-<target>.bsdiff`) to an image no job needs go too: a later job
+    /// for that image builds its patch again.
+    fn remove_unneeded_patches(&self, needed: &std::collections::HashSet<String>) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(self.dir.join("deltas")) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let target = name.strip_suffix(".bsdiff").and_then(|pair| pair.split_once('-')).map(|(_, t)| t);
+            if target.is_some_and(|target| target.len() == 64 && !needed.contains(target)) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads an image back and checks it still has the hash it is filed under.
@@ -100,8 +120,17 @@ mod tests {
         std::fs::write(manifest(image.sha256()), b"cose").unwrap();
         std::fs::write(manifest(other.sha256()), b"cose").unwrap();
         std::fs::write(manifest(&[5; 32]), b"an uploaded image's manifest").unwrap();
+        let deltas = store.dir().join("deltas");
+        std::fs::create_dir_all(&deltas).unwrap();
+        let patch = |base: &Sha256, target: &Sha256| {
+            deltas.join(format!("{}-{}.bsdiff", sha256_hex(base), sha256_hex(target)))
+        };
+        std::fs::write(patch(&[5; 32], image.sha256()), b"BSDIFF40").unwrap();
+        std::fs::write(patch(&[5; 32], other.sha256()), b"BSDIFF40").unwrap();
         let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
+        assert!(!patch(&[5; 32], image.sha256()).exists(), "a patch to an image no job needs goes");
+        assert!(patch(&[5; 32], other.sha256()).exists());
         assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());
         assert!(store.dir().join("notes.txt").exists());
         assert!(!manifest(image.sha256()).exists() && manifest(other.sha256()).exists());

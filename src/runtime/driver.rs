@@ -468,13 +468,13 @@ impl Driver {
             Request::Announce(event) => self.emit(SystemTime::now(), event),
             Request::Adopt(views) => {
                 let mut adopted = Vec::with_capacity(views.len());
-                for view in views {
+                for super::recover::RestoredJob { view, patch } in views {
                     let id = view.id;
                     if self.engine.job(id).is_none() {
                         adopted.push(id);
                         // What the device said it runs goes in first: the job may start at once.
                         let reported = self.reported(&view.device);
-                        self.engine.restore_reported(view, reported, now);
+                        self.engine.restore_reported(view, patch, reported, now);
                     }
                     // Ended here while its row was not written (this instance's lease ran
                     // out first), or restored as failed (its image is gone): the row says so

@@ -84,7 +84,7 @@ pub(super) enum Request {
     Announce(super::RuntimeEvent),
     /// Jobs this instance drives from now on (claimed from a shared store), restored as after
     /// a restart.
-    Adopt(Vec<JobView>),
+    Adopt(Vec<super::recover::RestoredJob>),
     /// Lets go of every unfinished job (this instance's lease ran out, so another may drive
     /// them); answers with their ids.
     ReleaseUnfinished(oneshot::Sender<Vec<JobId>>),

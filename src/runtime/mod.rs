@@ -141,7 +141,7 @@ impl Runtime {
         config: RuntimeConfig,
         library: Arc<Library>,
         store: Option<(Store, crate::engine::JobId)>,
-        restored: Vec<crate::engine::JobView>,
+        restored: Vec<recover::RestoredJob>,
         clock: Clock,
         inventory: Inventory,
         rollouts: Rollouts,
@@ -158,7 +158,7 @@ impl Runtime {
         let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
         let now = clock.now();
         for job in restored {
-            engine.restore(job, now);
+            engine.restore_patched(job.view, job.patch, now);
         }
         // What the stored statuses say: which devices confirm, and whether a confirming job's
         // device has already reported its new boot (newer statuses come at subscription).

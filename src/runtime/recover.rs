@@ -5,8 +5,15 @@ use std::collections::HashMap;
 
 use super::Clock;
 use crate::engine::{JobState, JobView};
-use crate::firmware::{Image, ImageStore, Library, parse_sha256};
+use crate::firmware::{Image, ImageStore, Library, Patch, parse_sha256};
 use crate::store::JobSnapshot;
+
+/// A stored job made whole again: its view, and the patch it was sending (read back from the
+/// patch's file, when that is still there), so it sends the patch again rather than the image.
+pub struct RestoredJob {
+    pub view: JobView,
+    pub patch: Option<Patch>,
+}
 
 /// One restored job per record that can be understood; a job whose image is gone or damaged
 /// comes back failed with the reason, rather than running with the wrong bytes.
@@ -19,7 +26,7 @@ pub fn restore(
     images: &ImageStore,
     library: &Library,
     clock: &Clock,
-) -> Vec<JobView> {
+) -> Vec<RestoredJob> {
     let mut loaded: HashMap<String, Result<Image, String>> = HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for record in records {
@@ -55,7 +62,14 @@ pub fn restore(
         if state.is_final() && view.finished_at.is_none() {
             view.finished_at = Some(clock.now());
         }
-        out.push(view);
+        let runs_again = !state.is_final() && state != JobState::Confirming;
+        let patch = match (view.delta, sha) {
+            (Some(delta), Some(target)) if runs_again => {
+                library.deltas().stored(&delta.base, &target).filter(|patch| patch.info() == delta)
+            }
+            _ => None,
+        };
+        out.push(RestoredJob { view, patch });
     }
     out
 }

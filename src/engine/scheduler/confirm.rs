@@ -165,12 +165,18 @@ impl Engine {
 
     /// Restores a stored job knowing what its device last said it runs (a job claimed from a
     /// shared store may start at once, so the engine must know before it does).
-    pub fn restore_reported(&mut self, view: JobView, reported: Option<Reported>, now: Instant) {
+    pub fn restore_reported(
+        &mut self,
+        view: JobView,
+        patch: Option<crate::firmware::Patch>,
+        reported: Option<Reported>,
+        now: Instant,
+    ) {
         let (device, id) = (view.device.clone(), view.id);
         if let (false, Some(reported)) = (view.state.is_final(), reported.clone()) {
             self.reported.insert(device.clone(), reported);
         }
-        self.restore(view, now);
+        self.restore_patched(view, patch, now);
         // A confirming job may have been decided meanwhile: the status it waits for is in.
         if self.jobs.get(&id).is_some_and(|job| job.state == JobState::Confirming) {
             self.device_reported(&device, reported, now);

@@ -148,3 +148,26 @@ mod plain_words_tests {
         );
     }
 }
+
+/// `812 B`, `64 KiB`, `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if n < 1024 {
+        format!("{n} B")
+    } else if f < KIB * KIB {
+        trim(f / KIB, "KiB")
+    } else if f < KIB * KIB * KIB {
+        trim(f / (KIB * KIB), "MiB")
+    } else {
+        trim(f / (KIB * KIB * KIB), "GiB")
+    }
+}
+
+fn trim(value: f64, unit: &str) -> String {
+    if value >= 100.0 || (value - value.round()).abs() < 0.05 {
+        format!("{value:.0} {unit}")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}

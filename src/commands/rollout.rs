@@ -277,6 +277,10 @@ fn print_rollout(r: &Value, view: &RolloutView) {
             rocky::tui::format::duration(std::time::Duration::from_millis(eta))
         );
     }
+    match view.bytes_note() {
+        Some(note) => println!("bytes    {note}"),
+        None => println!("bytes    sent {}", rocky::units::bytes(view.bytes.sent)),
+    }
     println!("created  {}", rocky::units::utc(view.created_at));
     println!();
     println!(

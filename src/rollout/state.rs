@@ -178,6 +178,33 @@ pub struct Rollout {
     /// Changes ever made, including those the history no longer keeps.
     #[serde(default)]
     pub changes_total: u64,
+    /// What its finished jobs sent, against what whole images would have (the delta extension).
+    #[serde(default)]
+    pub bytes: RolloutBytes,
+}
+
+/// A rollout's bytes on the wire: `sent` is what its finished jobs sent (chunks, resends
+/// included); `whole_image` is what they would have sent without patches (a job that sent a
+/// patch counts its image's size instead).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutBytes {
+    pub sent: u64,
+    pub whole_image: u64,
+}
+
+impl RolloutBytes {
+    /// A finished job's share: `bytes_sent` of an image of `image_size`, as a patch or not.
+    pub fn add(&mut self, bytes_sent: u64, image_size: u64, patched: bool) {
+        self.sent = self.sent.saturating_add(bytes_sent);
+        let whole = if patched { image_size.max(bytes_sent) } else { bytes_sent };
+        self.whole_image = self.whole_image.saturating_add(whole);
+    }
+
+    /// The share of the bytes patches saved, in percent (none before anything was sent).
+    pub fn saved_percent(&self) -> Option<f64> {
+        (self.whole_image > 0 && self.sent < self.whole_image)
+            .then(|| (self.whole_image - self.sent) as f64 * 100.0 / self.whole_image as f64)
+    }
 }
 
 impl Rollout {
@@ -196,6 +223,7 @@ impl Rollout {
             last_start: None,
             changes: Vec::new(),
             changes_total: 0,
+            bytes: RolloutBytes::default(),
         }
     }
 
@@ -214,6 +242,7 @@ impl Rollout {
             last_start: self.last_start,
             changes: Vec::new(),
             changes_total: self.changes_total,
+            bytes: self.bytes,
         }
     }
 

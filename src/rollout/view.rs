@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::Slot;
 use super::plan::{AbortRule, Gates};
-use super::state::{Rollout, RolloutChange, RolloutId, RolloutState, WaveCounts};
+use super::state::{Rollout, RolloutBytes, RolloutChange, RolloutId, RolloutState, WaveCounts};
 use crate::snapshot::ImageInfo;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ pub struct RolloutView {
     /// A rough time left in ms while the rollout runs: its devices still to finish at the
     /// pace of those finished so far (or its start cap, if that is slower).
     pub eta_ms: Option<u64>,
+    /// Bytes its finished jobs sent, against what whole images would have.
+    #[serde(default)]
+    pub bytes: RolloutBytes,
     /// Every device's outcome and latest job, in the rollout's order (not in listings), or
     /// one window of them (see `devices_from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,6 +166,7 @@ impl RolloutView {
             created_at: rollout.created_at,
             updated_at: rollout.updated_at,
             eta_ms: None,
+            bytes: rollout.bytes,
             devices: None,
             changes: None,
         };
@@ -209,6 +213,17 @@ impl RolloutView {
     /// "12 confirmed · 3 up to date · 1 rolled back · 2 confirming" (of the succeeded, the
     /// failed and the active), or `None` when none of these happened: what the wave table's
     /// columns do not tell.
+    /// What patches saved, once a finished job sent one: `sent 2.3 MiB of 100 MiB in whole
+    /// images (98% saved by patches)`; `None` while nothing was saved.
+    pub fn bytes_note(&self) -> Option<String> {
+        let saved = self.bytes.saved_percent()?;
+        Some(format!(
+            "sent {} of {} in whole images ({saved:.0}% saved by patches)",
+            crate::units::bytes(self.bytes.sent),
+            crate::units::bytes(self.bytes.whole_image)
+        ))
+    }
+
     pub fn confirm_note(&self) -> Option<String> {
         let totals = self.totals();
         let mut parts = Vec::new();

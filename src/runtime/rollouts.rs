@@ -541,11 +541,13 @@ fn confirming(rollouts: &Rollouts, job: JobId) {
 fn finished(rollouts: &Rollouts, job: &crate::snapshot::JobSnapshot) {
     let (state, error, reason_code) = (job.state, job.error.as_deref(), job.reason_code);
     let confirmed = job.confirmed_at.is_some();
+    let (bytes_sent, image_size, patched) = (job.bytes_sent, job.image.size, job.delta.is_some());
     let job = job.id;
     let now = rollouts.now();
     let mut inner = rollouts.lock();
     let Some(id) = inner.jobs.remove(&job) else { return };
     let Some(rollout) = inner.rollouts.get_mut(&id) else { return };
+    rollout.bytes.add(bytes_sent, image_size, patched);
     let actions = rollout.job_finished(job, state, error, reason_code, now);
     if confirmed {
         rollout.job_confirmed(job);

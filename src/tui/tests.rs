@@ -322,6 +322,22 @@ fn main_view_at_80_by_24() {
     insta::assert_snapshot!(f.render(80, 24).backend());
 }
 
+/// A job that sends a patch says so in its row: the patch's bytes against its image's.
+#[test]
+fn a_job_sending_a_patch_shows_delta_bytes_of_the_image_in_its_row() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    let id = *f.app.jobs.rows.keys().next().unwrap();
+    f.update(id, |job| {
+        job.delta =
+            Some(crate::firmware::DeltaInfo { base: [1; 32], patch_size: 23 * 1024, patch_sha256: [2; 32] });
+        job.bytes_sent = 23 * 1024;
+    });
+    f.app.size = (160, 45);
+    let text = format!("{}", f.render(160, 45).backend());
+    let row = text.lines().find(|line| line.contains("Δ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.contains("Δ 23 KiB of 192 KiB"), "{row}");
+}
+
 #[test]
 fn main_view_at_100_by_30_with_rollouts() {
     let mut f = Fixture::mid_rollout(Theme::color());

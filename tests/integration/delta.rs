@@ -105,7 +105,8 @@ async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_
             .send()
             .await
             .unwrap();
-        assert_eq!(created.status(), StatusCode::CREATED, "{}", created.text().await.unwrap());
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let rollout: Value = created.json().await.unwrap();
         let job = wait_for(Duration::from_secs(30), "the rollout's job to succeed", || async {
             let page: Value =
                 client.get(format!("{base_url}/jobs?device=on-base")).send().await.ok()?.json().await.ok()?;
@@ -114,6 +115,16 @@ async fn a_device_on_the_base_gets_a_small_patch_and_a_reflashed_one_refuses_it_
             (job["state"] == "succeeded").then_some(job)
         })
         .await;
+        // The rollout counts what its job sent against what the whole image would have.
+        let url = format!("{base_url}/rollouts/{}", rollout["id"]);
+        let bytes = wait_for(Duration::from_secs(10), "the rollout to count its job's bytes", || async {
+            let view: Value = client.get(&url).send().await.ok()?.json().await.ok()?;
+            (view["bytes"]["sent"].as_u64()? > 0).then(|| view["bytes"].clone())
+        })
+        .await;
+        assert_eq!(bytes["sent"], job["bytes_sent"], "{bytes}");
+        let whole = if delta { image.len() as u64 } else { job["bytes_sent"].as_u64().unwrap() };
+        assert_eq!(bytes["whole_image"].as_u64(), Some(whole), "{bytes}");
         rollout_jobs.push(job);
     }
     let from_t = hex::encode(sha2::Sha256::digest(&target));

@@ -50,7 +50,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let device_w = widest(&|j| j.device_id.as_str().chars().count(), 6, if wide_enough { 32 } else { 16 });
     let image_w = widest(&|j| j.image.name.chars().count(), 5, 40);
     let progress_w = widest(&|j| progress_text(j).chars().count(), 8, 40) + bar_width as u16 + 1;
-    let wide_widths = [id_w, device_w, image_w, 12, progress_w, 10, 11, 17, 3];
+    let bytes_w = widest(&|j| sent_text(j).chars().count(), 10, 24);
+    let wide_widths = [id_w, device_w, image_w, 12, progress_w, bytes_w, 11, 17, 3];
     let narrow_widths = [id_w, device_w, 12, progress_w, 7];
     // The fixed columns and the error's room (what is left, less a space between columns).
     let inner = area.width.saturating_sub(2);
@@ -78,7 +79,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Constraint::Length(image_w),
                 Constraint::Length(12),
                 Constraint::Length(progress_w),
-                Constraint::Length(10),
+                Constraint::Length(bytes_w),
                 Constraint::Length(11),
                 Constraint::Length(17),
                 Constraint::Length(3),
@@ -202,14 +203,19 @@ fn row<'a>(
         Cell::from(clip(&job.image.name, usize::from(image_w))),
         state,
         progress,
-        // A patch (the delta extension) is marked: what went out is the patch's bytes.
-        Cell::from(match job.delta {
-            Some(_) => format!("Δ {}", format::bytes(job.bytes_sent)),
-            None => format::bytes(job.bytes_sent),
-        }),
+        Cell::from(sent_text(job)),
         Cell::from(rate),
         Cell::from(time),
         Cell::from(job.attempts.to_string()),
         error,
     ])
+}
+
+/// Bytes sent; a patch (the delta extension) is marked and set against its image's size:
+/// `Δ 23 KiB of 1.0 MiB`.
+fn sent_text(job: &JobRow) -> String {
+    match job.delta {
+        Some(_) => format!("Δ {} of {}", format::bytes(job.bytes_sent), format::bytes(job.image.size)),
+        None => format::bytes(job.bytes_sent),
+    }
 }

@@ -170,6 +170,11 @@ fn eta(app: &App, r: &RolloutView) -> String {
     }
 }
 
+/// What went on the wire: against whole images once patches saved some.
+fn bytes(r: &RolloutView) -> String {
+    r.bytes_note().unwrap_or_else(|| format!("sent {}", format::bytes(r.bytes.sent)))
+}
+
 fn field<'a>(theme: &Theme, name: &str, value: impl Into<Span<'a>>) -> Line<'a> {
     Line::from(vec![Span::styled(format!("{name:>12}  "), theme.muted), value.into()])
 }
@@ -197,6 +202,7 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: RolloutId, scro
         field(theme, "rules", r.settings.in_words()),
         field(theme, "failed", failure(r, true)),
         field(theme, "ETA", eta(app, r)),
+        field(theme, "bytes", bytes(r)),
         field(theme, "created", stamp(r.created_at)),
         Line::default(),
         Line::from(Span::styled("WAVE  DEVICES  SUCCEEDED  FAILED  ACTIVE  PENDING  CANCELLED", theme.title)),

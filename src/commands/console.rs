@@ -97,6 +97,43 @@ pub struct Startup {
     /// A key Rocky signs `images` with (the demo's, made for the run and never written), and
     /// each image's version and security counter, in the order of `images`.
     pub signer: Option<(rocky::signing::SigningKey, Vec<(String, u64)>)>,
+    /// A rollout started once the first of `rollouts` has ended.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// A rollout the demo starts once its first rollout has ended, to the devices whose status
+/// then says they run `on` (SHA-256 hex): they receive it as patches from that image.
+pub struct FollowUp {
+    pub on: String,
+    pub plan: Box<dyn FnOnce(Vec<rocky::protocol::DeviceId>) -> rocky::rollout::RolloutPlan + Send>,
+}
+
+/// How often the follow-up looks whether the rollout it waits for has ended.
+const FOLLOW_UP_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl FollowUp {
+    /// Waits for the rollout named `after` to end, then starts the follow-up's rollout.
+    async fn run(self, service: Service, after: String) -> Result<(), String> {
+        loop {
+            let ended = service.rollouts(100).iter().any(|r| r.name == after && r.state.is_final());
+            if ended {
+                break;
+            }
+            tokio::time::sleep(FOLLOW_UP_POLL).await;
+        }
+        let query =
+            rocky::inventory::DeviceQuery { running: Some(self.on), limit: usize::MAX, ..Default::default() };
+        let devices = service.inventory().ids(&query);
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let plan = (self.plan)(devices);
+        service
+            .start_planned_rollout(plan)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the demo's rollout did not start: {e}"))
+    }
 }
 
 /// Starts the runtime (with the job store when `persistent`), the HTTP API (if its address is
@@ -179,18 +216,25 @@ pub async fn run_console(
         default_chunk,
         log_path: Some(log_path),
         limits,
-        startup: startup
-            .rollouts
-            .into_iter()
-            .map(|plan| {
-                let service = service.clone();
-                let work: console::Startup = Box::pin(async move {
-                    let created = service.start_planned_rollout(plan).await;
-                    created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
-                });
-                work
-            })
-            .collect(),
+        startup: {
+            let first = startup.rollouts.first().map(|plan| plan.name.clone());
+            let mut work: Vec<console::Startup> = startup
+                .rollouts
+                .into_iter()
+                .map(|plan| {
+                    let service = service.clone();
+                    let work: console::Startup = Box::pin(async move {
+                        let created = service.start_planned_rollout(plan).await;
+                        created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
+                    });
+                    work
+                })
+                .collect();
+            if let (Some(follow_up), Some(first)) = (startup.follow_up, first) {
+                work.push(Box::pin(follow_up.run(service.clone(), first)));
+            }
+            work
+        },
         on_quit: if persistent {
             "They are kept and go on when Rocky starts again.".into()
         } else {

@@ -1,6 +1,7 @@
 //! `rocky demo`: an embedded broker, a simulated fleet with a realistic mix of behaviour, and the
 //! console, with two rollouts started at once: the bundled sample image to the whole fleet in
-//! waves, and a beta to one lot that aborts on its failure threshold. No set-up at all.
+//! waves, and a beta to one lot that aborts on its failure threshold; once the release has
+//! ended, a hotfix goes to the devices running it as patches. No set-up at all.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use clap::Args;
 
 use super::GlobalArgs;
 use super::behavior_flags::BehaviorFlags;
-use super::console::{Startup, run_console};
+use super::console::{FollowUp, Startup, run_console};
 use super::setup::{data_dir, load_config};
 use rocky::broker::EmbeddedBroker;
 use rocky::firmware::{ChunkSize, Image};
@@ -142,6 +143,33 @@ fn demo_rollouts(fleet: &Fleet, release: &Image, beta: &Image, chunk_size: Chunk
     rollouts
 }
 
+/// The hotfix: the release with 64 bytes changed in its middle and 2 KiB appended, as a small
+/// fix changes a firmware (its patch from the release is a few hundred bytes).
+fn hotfix_bytes(release: &[u8]) -> Vec<u8> {
+    let mut bytes = release.to_vec();
+    let middle = bytes.len() / 2;
+    let end = (middle + 64).min(bytes.len());
+    bytes[middle..end].copy_from_slice(&b"ROCKY-2.1.1-HOTFIX".repeat(4)[..end - middle]);
+    bytes.extend(release.iter().take(2048).map(|b| b.rotate_left(3)));
+    bytes
+}
+
+/// The hotfix rollout, started once the release has ended, to the devices then running the
+/// release: each gets a patch from it (the delta extension).
+fn hotfix_rollout(release: &Image, hotfix: &Image, chunk_size: ChunkSize) -> FollowUp {
+    let on = rocky::protocol::sha256_hex(release.sha256());
+    let image = ImageInfo::from(hotfix);
+    FollowUp {
+        on,
+        plan: Box::new(move |devices| {
+            let mut plan = RolloutPlan::new("hotfix 2.1.1 as patches", image, devices);
+            plan.chunk_size = Some(chunk_size.get());
+            plan.success_threshold = 0.6;
+            plan
+        }),
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.devices > 10_000 {
         anyhow::bail!("--devices must be between 1 and 10000");
@@ -191,6 +219,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
         fleet_config.never_back = Some(at(0.6));
         fleet_config.distrust = Some(at(0.5));
     }
+    // Delta updates: the devices apply patches to the image they run (they keep its bytes).
+    // They start on a factory image Rocky does not hold, so the release goes whole; the hotfix
+    // after it goes to the devices then running the release as patches from it.
+    fleet_config.model.delta = true;
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
 
@@ -199,9 +231,11 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let mut beta_bytes = SAMPLE_IMAGE.to_vec();
     beta_bytes[..16].copy_from_slice(b"ROCKY-2.2.0-BETA");
     let beta = Image::new("demo-firmware-2.2.0-beta.bin", Bytes::from(beta_bytes));
+    let hotfix = Image::new("demo-firmware-2.1.1.bin", Bytes::from(hotfix_bytes(SAMPLE_IMAGE)));
     let chunk_size = ChunkSize::new(args.chunk_size).map_err(anyhow::Error::msg)?;
     let rollouts =
         if args.no_rollout { Vec::new() } else { demo_rollouts(&fleet, &release, &beta, chunk_size) };
+    let follow_up = (!args.no_rollout).then(|| hotfix_rollout(&release, &hotfix, chunk_size));
     let register = fleet
         .ids()
         .into_iter()
@@ -211,9 +245,14 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             (id, labels)
         })
         .collect();
-    let versions = vec![("2.1.0".to_owned(), 3), ("2.2.0-beta".to_owned(), 3)];
-    let startup =
-        Startup { register, images: vec![release, beta], rollouts, signer: Some((signer, versions)) };
+    let versions = vec![("2.1.0".to_owned(), 3), ("2.2.0-beta".to_owned(), 3), ("2.1.1".to_owned(), 4)];
+    let startup = Startup {
+        register,
+        images: vec![release, beta, hotfix],
+        rollouts,
+        signer: Some((signer, versions)),
+        follow_up,
+    };
     // The demo keeps nothing: its jobs are not written to the data dir's job store.
     let result = run_console(&config, runtime_config, &data_dir, startup, false).await;
     fleet.stop().await;

@@ -37,7 +37,7 @@ fn rollout_states(screen: &str) -> Vec<(String, String)> {
         .filter(|l| l.trim_start_matches(['│', '┃']).starts_with('#'))
         .filter_map(|line| {
             let state = STATES.iter().find(|s| line.contains(&format!(" {s} ")))?;
-            let name = ["release", "beta"].into_iter().find(|n| line.contains(n))?;
+            let name = ["release", "beta", "hotfix"].into_iter().find(|n| line.contains(n))?;
             Some((name.to_owned(), state.to_string()))
         })
         .collect()
@@ -46,20 +46,29 @@ fn rollout_states(screen: &str) -> Vec<(String, String)> {
 #[test]
 fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
     let data = tempfile::tempdir().unwrap();
-    // Tall enough for the rollouts strip and every job (24, 3 of the beta, 2 retries).
     let Some(tmux) = Tmux::start_sized("demo", &demo_command(data.path(), ""), (200, 80)) else { return };
     // The staged release runs every wave and ends "completed" (its misbehaving devices did not
-    // update); the beta to the misbehaving lot aborts on its threshold.
-    tmux.wait_for(Duration::from_secs(120), "both rollouts to end", |screen| {
+    // update); the beta to the misbehaving lot aborts on its threshold; then the hotfix goes to
+    // the devices running the release, as patches.
+    tmux.wait_for(Duration::from_secs(150), "the three rollouts to end", |screen| {
         let rollouts = rollout_states(screen);
         let ended = rollouts.contains(&("release".into(), "completed".into()))
-            && rollouts.contains(&("beta".into(), "aborted".into()));
+            && rollouts.contains(&("beta".into(), "aborted".into()))
+            && rollouts.contains(&("hotfix".into(), "succeeded".into()));
         ended.then_some(())
     });
     let screen = tmux.screen();
     assert!(screen.contains("■ ■ ■ 3/3"), "three waves ran:\n{screen}");
     assert!(screen.contains("at or over the abort share of 50%"), "the abort's reason:\n{screen}");
-    let states = job_states(&screen);
+    assert!(screen.contains("Δ 2.6 KiB of 194 KiB"), "the hotfix's patches in the job rows:\n{screen}");
+    // Every job, from the demo's API (the jobs pane shows the newest that fit).
+    let api = screen
+        .split_whitespace()
+        .find(|word| word.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("the API's address in the header:\n{screen}"))
+        .to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let states = api_states(&runtime, &api);
     assert!(states.len() >= 24 + 3, "every device had its job, the beta's lot too:\n{screen}");
     assert!(
         states
@@ -119,10 +128,41 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
         );
     }
     assert!(written.starts_with(&data.path().display().to_string()), "{written} is beside the log");
+    // The hotfix went to the devices running the release (those the release updated; the one
+    // that rolled back runs its old image), each as a patch, and its rollout counts the saving.
+    let (jobs, rollouts) = runtime.block_on(async {
+        let get = |path: &str| reqwest::get(format!("{api}{path}"));
+        let jobs: serde_json::Value = get("/jobs?limit=1000").await.unwrap().json().await.unwrap();
+        let rollouts: serde_json::Value = get("/rollouts").await.unwrap().json().await.unwrap();
+        (jobs, rollouts)
+    });
+    let hotfix_jobs: Vec<&serde_json::Value> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["image"]["name"] == "demo-firmware-2.1.1.bin")
+        .collect();
+    assert!(hotfix_jobs.len() >= 15, "{hotfix_jobs:?}");
+    assert!(
+        hotfix_jobs.iter().all(|j| !j["delta"].is_null() && j["state"] == "succeeded"),
+        "{hotfix_jobs:?}"
+    );
+    let hotfix = rollouts["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"].as_str().is_some_and(|n| n.starts_with("hotfix")))
+        .unwrap();
+    let (sent, whole) =
+        (hotfix["bytes"]["sent"].as_u64().unwrap(), hotfix["bytes"]["whole_image"].as_u64().unwrap());
+    assert!(sent > 0 && sent * 20 < whole, "patches of a few KiB against 194 KiB images: {hotfix}");
     let screen = tmux.screen();
-    assert!(screen.contains("19 succeeded"), "status bar counts:\n{screen}");
-    // The refusing and failing devices' own reasons, word for word.
-    assert!(screen.contains("battery below 20%") && screen.contains("writing to flash failed"), "{screen}");
+    let succeeded = states.iter().filter(|(_, state)| state == "succeeded").count();
+    assert!(screen.contains(&format!("{succeeded} succeeded")), "status bar counts {succeeded}:\n{screen}");
+    // The refusing and failing devices' own reasons, word for word (the refusal's row has
+    // scrolled out of the jobs pane by now: the API has it).
+    assert!(screen.contains("writing to flash failed"), "{screen}");
+    assert!(jobs.to_string().contains("battery below 20%"), "{jobs}");
     // Nothing is active, so q quits at once and the shell gets the terminal back.
     tmux.keys(&["q"]);
     tmux.wait_for(Duration::from_secs(10), "rocky to exit", |s| s.contains("ROCKY-EXITED-0").then_some(()));

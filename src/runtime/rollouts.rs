@@ -387,6 +387,9 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         settle_known_jobs(&rollouts, &handle);
     }
     let mut followed_at = tokio::time::Instant::now();
+    // Devices whose rollout asked for their job, not yet started: a step asks for every device
+    // it may start (a wave of 100,000 at once), and a pass starts STARTS_PER_PASS of them.
+    let mut to_start: std::collections::VecDeque<(RolloutId, usize)> = std::collections::VecDeque::new();
     loop {
         if rollouts.leadership.shared().is_some() {
             if rollouts.elect().await {
@@ -399,8 +402,10 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 }
                 announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
                 settle_from_store(&rollouts, &handle).await;
+                to_start.clear();
             }
             if !rollouts.plans() {
+                to_start.clear();
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {
                     followed_at = tokio::time::Instant::now();
@@ -416,9 +421,9 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 continue;
             }
         }
-        let mut starts = step_all(&rollouts, &handle);
-        let more_waiting = starts.len() > STARTS_PER_PASS;
-        starts.truncate(STARTS_PER_PASS);
+        to_start.extend(step_all(&rollouts, &handle));
+        let starts: Vec<_> = to_start.drain(..to_start.len().min(STARTS_PER_PASS)).collect();
+        let more_waiting = !to_start.is_empty();
         for (id, index) in starts {
             start_job(&rollouts, &handle, id, index).await;
         }

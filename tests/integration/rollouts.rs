@@ -497,3 +497,36 @@ async fn a_200_device_rollout_keeps_its_start_cap_and_wave_order_pauses_and_retr
     assert!(wave2_end <= wave3.iter().map(|j| j.0).min().unwrap(), "wave 2 finished before wave 3");
     fleet.stop().await;
 }
+
+/// A wave larger than one pass of the rollouts task starts (64 jobs), with no cap: every device
+/// gets its job (the starts past the first pass once went unstarted, their devices "active"
+/// for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_wave_rollout_without_caps_starts_every_device_of_a_wave_larger_than_a_pass() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 150)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(60)).await);
+    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw-wide.bin", api.base)).body(test_image(2048, 5).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "wide", "firmware": {"path": "fw-wide.bin"}, "targets": {"devices": ids}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let ended = api.rollout_in(id, "succeeded", Duration::from_secs(90)).await;
+    assert_eq!(ended["reason"], "all 150 devices are up to date");
+    let jobs = rollout_jobs(&api, id).await;
+    assert_eq!(jobs.len(), 150);
+    assert!(jobs.values().all(|tries| tries.len() == 1), "one job each");
+    fleet.stop().await;
+}

@@ -13,6 +13,7 @@ mod job;
 mod jobs;
 mod keys;
 mod rollout;
+mod rollout_watch;
 mod serve;
 mod setup;
 mod sign;

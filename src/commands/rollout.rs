@@ -1,5 +1,5 @@
-//! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create`, `list`,
-//! `show`, `pause`, `resume`, `cancel`.
+//! `rocky rollout`: staged rollouts on a running Rocky, through its API: `create` (or its dry
+//! run), `list`, `show`, `watch`, `pause`, `resume`, `cancel`.
 
 use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
@@ -37,8 +37,17 @@ pub enum RolloutCommand {
         // Read as a u64 (clap's words for a bad number, as before), held as a rollout id.
         #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
         id: RolloutId,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// Every device's outcome as CSV: device_id,outcome,job_id,attempts,detail.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Follows a rollout until it ends: exits 0 when it succeeds, 1 when it completes with
+    /// devices not updated, 2 when it is aborted or cancelled (for a CI pipeline to wait on).
+    Watch {
+        #[arg(value_parser = clap::value_parser!(u64).map(RolloutId::new))]
+        id: RolloutId,
     },
     /// Stops starting jobs (active ones finish).
     Pause {
@@ -105,6 +114,14 @@ pub struct CreateArgs {
     /// Whole images even to devices that take patches (the delta extension).
     #[arg(long)]
     pub no_delta: bool,
+    /// When it may start: RFC 3339 (2026-12-04T02:00:00+01:00) or Unix ms; until then it is
+    /// `scheduled`.
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Print the plan (waves, devices skipped, refused or not heard from, bytes and time) and
+    /// create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub flags: CreateFlags,
 }
@@ -114,12 +131,16 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
     let api = ApiClient::for_args(&config, &args.server)?;
     match args.command {
         RolloutCommand::Create(create) => {
-            let json_out = create.flags.json;
+            let (json_out, dry_run) = (create.flags.json, create.dry_run);
             let body = request(&api, *create).await?;
-            let (_, rollout) = api
-                .call(Method::POST, "/rollouts", Some(("application/json", serde_json::to_vec(&body)?)))
-                .await?;
-            if json_out {
+            let path = if dry_run { "/rollouts?dry_run=true" } else { "/rollouts" };
+            let (_, rollout) =
+                api.call(Method::POST, path, Some(("application/json", serde_json::to_vec(&body)?))).await?;
+            if dry_run && !json_out {
+                let run: rocky::service::RolloutDryRun = serde_json::from_value(rollout.clone())
+                    .map_err(|e| anyhow::anyhow!("the server's dry run could not be read: {e}"))?;
+                print_dry_run(&run);
+            } else if json_out {
                 println!("{}", serde_json::to_string_pretty(&rollout)?);
             } else {
                 let devices = rollout["device_count"].as_u64().unwrap_or(0);
@@ -147,7 +168,12 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
                 print_list(&rollouts);
             }
         }
-        RolloutCommand::Show { id, json } => {
+        RolloutCommand::Show { id, csv: true, .. } => super::rollout_watch::csv(&api, id).await?,
+        RolloutCommand::Watch { id } => {
+            let code = super::rollout_watch::watch(&api, id).await?;
+            std::process::exit(code);
+        }
+        RolloutCommand::Show { id, json, .. } => {
             let (_, rollout) = api.call(Method::GET, &format!("/rollouts/{id}"), None).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rollout)?);
@@ -218,6 +244,9 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
     }
     if args.no_delta {
         set("delta", json!(false));
+    }
+    if let Some(at) = &args.start_at {
+        set("start_at", at.trim().parse::<u64>().map_or_else(|_| json!(at), |ms| json!(ms)));
     }
     if let Some(share) = args.abort_share {
         set("abort", json!({ "failure_share": share, "min_finished": args.abort_min.unwrap_or(10) }));
@@ -337,5 +366,60 @@ fn print_rollout(r: &Value, view: &RolloutView) {
                 change.reason
             );
         }
+    }
+}
+
+/// A dry run as an operator reads it: each list with its count and the first ids.
+fn print_dry_run(run: &rocky::service::RolloutDryRun) {
+    let ids = |list: &rocky::service::DeviceList| {
+        const SHOWN: usize = 10;
+        let mut text: Vec<String> = list.devices.iter().take(SHOWN).map(ToString::to_string).collect();
+        if list.count > SHOWN {
+            text.push(format!("and {} more", list.count - SHOWN));
+        }
+        text.join(", ")
+    };
+    println!(
+        "dry run of rollout {:?}: nothing was created; {} of {} ({})",
+        run.name,
+        plural(run.device_count, "device"),
+        run.image.name,
+        rocky::units::bytes(run.image.size)
+    );
+    for (number, wave) in run.waves.iter().enumerate() {
+        println!("wave {}  {}: {}", number + 1, plural(wave.count, "device"), ids(wave));
+    }
+    for (what, list) in [
+        ("up to date (nothing sent)", &run.up_to_date),
+        ("never heard from", &run.never_seen),
+        ("not heard from in a day", &run.not_seen_lately),
+    ] {
+        if list.count > 0 {
+            println!("{what}: {}: {}", plural(list.count, "device"), ids(list));
+        }
+    }
+    if run.refused_count > 0 {
+        println!(
+            "would be refused: {} (a real run is refused while any remain)",
+            plural(run.refused_count, "device")
+        );
+        for refusal in run.refused.iter().take(10) {
+            println!("  {}: {}", refusal.device, refusal.reason);
+        }
+    }
+    let estimate = &run.estimate;
+    println!(
+        "bytes    {} whole; {} with {}",
+        rocky::units::bytes(estimate.bytes_whole),
+        rocky::units::bytes(estimate.bytes_with_deltas),
+        if estimate.patches == 1 { "1 patch".to_owned() } else { format!("{} patches", estimate.patches) }
+    );
+    match estimate.duration_s {
+        Some(seconds) => println!(
+            "time     about {} ({})",
+            rocky::tui::format::duration(std::time::Duration::from_secs_f64(seconds)),
+            estimate.duration_note
+        ),
+        None => println!("time     not estimated: {}", estimate.duration_note),
     }
 }

@@ -114,6 +114,19 @@ impl Manifests {
         Ok(manifest)
     }
 
+    /// The manifest Rocky would make for `image` at the policy's counter, not kept (a dry run's
+    /// check); `None` without a signing key.
+    pub fn unkept(&self, image: &Image) -> Option<Manifest> {
+        let signer = self.policy.signer.as_ref()?;
+        let payload = ManifestPayload {
+            image_sha256: *image.sha256(),
+            size: image.size(),
+            version: None,
+            seq: self.default_seq(),
+        };
+        Some(Manifest::sign(payload, signer))
+    }
+
     /// Signs `image` with Rocky's key and attaches the manifest.
     pub fn sign(&self, image: &Image, version: Option<String>, seq: u64) -> Result<Manifest, SignError> {
         let signer = self.policy.signer.as_ref().ok_or(SignError::NoKey)?;

@@ -45,11 +45,21 @@ impl From<RolloutError> for ApiError {
 }
 
 /// `POST /rollouts`: the request's rules are checked (see [`RolloutRequest::plan`]), its image
-/// resolved and kept by content, and the rollout written before the answer.
+/// resolved and kept by content, and the rollout written before the answer. With
+/// `?dry_run=true`, the plan a real run would follow is answered (200) and nothing is created.
+#[derive(Deserialize)]
+pub struct CreateQuery {
+    /// `true`: answer the plan (`service::RolloutDryRun`) and create nothing.
+    #[serde(default)]
+    dry_run: bool,
+}
+
 pub async fn create(
     State(state): State<ApiState>,
+    query: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(crate::units::plain_words(&e.body_text())))?;
     let Json(mut body) = body?;
     // The firmware is the API's to resolve; the rest is the one request shape.
     let firmware = body.as_object_mut().and_then(|fields| fields.remove("firmware"));
@@ -65,6 +75,10 @@ pub async fn create(
     let plan = state.service.plan_rollout(&request)?;
     let source = firmware.source().map_err(ApiError::BadRequest)?;
     let image = state.service.rollout_image(&source, &state.firmware_dir, &state.limits).await?;
+    if query.dry_run {
+        let run = state.service.dry_run_rollout(&plan, &image).await?;
+        return Ok((StatusCode::OK, Json(json!(run))));
+    }
     let started = state.service.start_rollout(plan, image).await?;
     let mut answer = json!(RolloutView::full(&started.rollout, now(&state)));
     if let Some(note) = crate::inventory::never_seen_note(&started.never_seen) {

@@ -73,6 +73,9 @@ pub struct RolloutPlan {
     /// Devices that take patches are sent one (the delta extension); `false`: whole images.
     #[serde(default = "yes")]
     pub delta: bool,
+    /// Unix ms before which it starts nothing (`scheduled` until then); `None`: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<u64>,
 }
 
 /// The longest wait between two tries of one device.
@@ -98,6 +101,7 @@ impl RolloutPlan {
             gates: self.gates,
             skip_up_to_date: self.skip_up_to_date,
             delta: self.delta,
+            start_at: self.start_at,
         }
     }
 
@@ -121,6 +125,7 @@ impl RolloutPlan {
             gates: Gates::Auto,
             skip_up_to_date: false,
             delta: true,
+            start_at: None,
         }
     }
 

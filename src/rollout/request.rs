@@ -46,6 +46,37 @@ pub struct RolloutRequest {
     /// `false`: whole images even to devices that take patches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<bool>,
+    /// When it may start its first job: RFC 3339 (`2026-12-04T02:00:00+01:00`) or Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<StartAt>,
+}
+
+/// How far ahead a rollout may be scheduled.
+pub const MAX_SCHEDULE_MS: u64 = 366 * 24 * 3600 * 1000;
+
+/// A start time as given: RFC 3339 text or Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StartAt {
+    Ms(u64),
+    Text(String),
+}
+
+impl StartAt {
+    /// Unix ms, or why the text is not a time (RFC 3339 with its offset).
+    pub fn unix_ms(&self) -> Result<u64, String> {
+        match self {
+            Self::Ms(ms) => Ok(*ms),
+            Self::Text(text) => {
+                let at = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {
+                    format!(
+                        "start_at {text:?} is not an RFC 3339 time such as 2026-12-04T02:00:00Z, or Unix ms"
+                    )
+                })?;
+                u64::try_from(at.timestamp_millis()).map_err(|_| format!("start_at {text:?} is before 1970"))
+            }
+        }
+    }
 }
 
 /// Exactly one of: ids as given (registered or not), a pattern or a label selector over the
@@ -146,8 +177,13 @@ impl RolloutRequest {
         image: ImageInfo,
         inventory: &Inventory,
         default_chunk: ChunkSize,
+        now_ms: u64,
     ) -> Result<RolloutPlan, String> {
         let name = check_name(&self.name)?;
+        let start_at = self.start_at.as_ref().map(StartAt::unix_ms).transpose()?;
+        if start_at.is_some_and(|at| at > now_ms.saturating_add(MAX_SCHEDULE_MS)) {
+            return Err("start_at is at most 366 days ahead".into());
+        }
         let devices = self.targets.resolve(inventory)?;
         let wave_ends = wave_ends(self.waves.as_deref().unwrap_or_default(), devices.len())
             .map_err(|e| format!("waves: {e}"))?;
@@ -185,6 +221,8 @@ impl RolloutRequest {
             gates: self.gates.unwrap_or_default(),
             skip_up_to_date: self.skip_up_to_date.unwrap_or(false),
             delta: self.delta.unwrap_or(true),
+            // A time gone by starts at once.
+            start_at: start_at.filter(|at| *at > now_ms),
         })
     }
 }

@@ -268,6 +268,17 @@ impl Rollout {
     /// whole. `up_to_date` says whether a device's last succeeded image is this one.
     pub fn step(&mut self, now: u64, up_to_date: &dyn Fn(&str) -> bool) -> Vec<Action> {
         let mut actions = Vec::new();
+        if self.state == RolloutState::Scheduled
+            && let Some(at) = self.plan.start_at.filter(|at| now < *at)
+        {
+            // Nothing starts before its time; it says when that is.
+            let reason = format!("scheduled: starts at {}", crate::units::utc(at));
+            if self.reason.as_deref() != Some(reason.as_str()) {
+                self.reason = Some(reason);
+                self.updated_at = now;
+            }
+            return actions;
+        }
         if self.state == RolloutState::Scheduled {
             let waves = self.plan.wave_count();
             match self.plan.gates {
@@ -669,6 +680,11 @@ impl Rollout {
 
     /// When [`Rollout::step`] next has something to do, if ever (a retry or a paced start).
     pub fn next_wakeup(&self) -> Option<u64> {
+        if self.state == RolloutState::Scheduled
+            && let Some(at) = self.plan.start_at
+        {
+            return Some(at);
+        }
         let retry = self.devices.next_retry();
         let room = self.plan.max_concurrent.is_none_or(|max| self.active() < max as usize);
         let paced = match (self.state, self.plan.start_spacing_ms(), self.last_start) {

@@ -401,3 +401,47 @@ fn a_device_waiting_for_its_confirmation_is_in_progress_and_counted() {
     let wave = r.wave_counts()[0].clone();
     assert_eq!((wave.confirming, wave.succeeded, wave.confirmed), (0, 1, 1));
 }
+
+#[test]
+fn a_rollout_with_start_at_starts_nothing_before_its_time_and_wakes_for_it() {
+    let start_at = 1_800_000_000_000; // 2027-01-15 08:00:00 UTC
+    let mut p = plan(3, &[]);
+    p.start_at = Some(start_at);
+    let mut r = Rollout::new(RolloutId::new(1), p, start_at - 10_000);
+    assert!(step(&mut r, start_at - 10_000).is_empty(), "10 s ahead: nothing");
+    assert_eq!(r.state, RolloutState::Scheduled);
+    assert_eq!(r.reason.as_deref(), Some("scheduled: starts at 2027-01-15 08:00:00 UTC"));
+    assert_eq!(r.next_wakeup(), Some(start_at), "the task wakes for it");
+    assert!(step(&mut r, start_at - 1).is_empty(), "a millisecond before: nothing");
+    assert!(r.changes.is_empty(), "waiting is not a change of state");
+    assert_eq!(step(&mut r, start_at), [0, 1, 2], "at its time: the whole wave");
+    assert_eq!(r.state, RolloutState::Running);
+}
+
+#[test]
+fn start_at_is_read_as_rfc_3339_or_unix_ms_and_refused_in_words_otherwise() {
+    use super::request::StartAt;
+    assert_eq!(StartAt::Text("2027-01-15T09:00:00+01:00".into()).unix_ms(), Ok(1_800_000_000_000));
+    assert_eq!(StartAt::Ms(1_800_000_000_000).unix_ms(), Ok(1_800_000_000_000));
+    let error = StartAt::Text("tomorrow".into()).unix_ms().unwrap_err();
+    assert!(error.contains("start_at \"tomorrow\" is not an RFC 3339 time"), "{error}");
+    let inventory = crate::inventory::Inventory::new(Vec::new(), 10, None);
+    let image = crate::snapshot::ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) };
+    let mut request: RolloutRequest = serde_json::from_value(serde_json::json!({
+        "name": "later", "targets": {"devices": ["d1"]}, "start_at": "2027-01-15T09:00:00+01:00"
+    }))
+    .unwrap();
+    let chunk = crate::firmware::ChunkSize::new(1024).unwrap();
+    let now = 1_800_000_000_000 - 3_600_000;
+    assert_eq!(
+        request.plan(image.clone(), &inventory, chunk, now).unwrap().start_at,
+        Some(1_800_000_000_000)
+    );
+    // A time gone by starts at once; more than 366 days ahead is refused.
+    assert_eq!(request.plan(image.clone(), &inventory, chunk, now + 7_200_000).unwrap().start_at, None);
+    request.start_at = Some(StartAt::Ms(now + 400 * 24 * 3_600_000));
+    assert_eq!(
+        request.plan(image, &inventory, chunk, now).unwrap_err(),
+        "start_at is at most 366 days ahead"
+    );
+}

@@ -77,6 +77,9 @@ pub struct Settings {
     pub retry_backoff_s: u64,
     pub gates: Gates,
     pub skip_up_to_date: bool,
+    /// Unix ms before which it starts nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<u64>,
 }
 
 impl Settings {
@@ -98,6 +101,9 @@ impl Settings {
                 if self.retries == 1 { "y" } else { "ies" },
                 self.retry_backoff_s
             ));
+        }
+        if let Some(at) = self.start_at {
+            parts.push(format!("starts at {}", crate::units::utc(at)));
         }
         if let Some(cap) = self.max_per_minute {
             parts.push(format!("≤{cap} starts a minute"));
@@ -162,6 +168,7 @@ impl RolloutView {
                 retry_backoff_s: plan.retry_backoff_ms / 1000,
                 gates: plan.gates,
                 skip_up_to_date: plan.skip_up_to_date,
+                start_at: plan.start_at,
             },
             created_at: rollout.created_at,
             updated_at: rollout.updated_at,

@@ -9,6 +9,7 @@
 //! wire one, and hand its [`Handle`] to [`Service::new`].
 
 mod devices;
+mod dry_run;
 mod error;
 mod firmware;
 mod jobs;
@@ -24,6 +25,7 @@ pub use crate::runtime::{
     Received, RolloutError, RuntimeError, RuntimeEvent, Status, Traffic, TrafficDirection,
 };
 pub use devices::Imported;
+pub use dry_run::{DeviceList, Estimate, NAMED_DEVICES, Refusal, RolloutDryRun};
 pub use error::ServiceError;
 pub use jobs::{NewJobs, SubmittedJobs};
 pub use rollouts::{NewRollout, RolloutVerb};

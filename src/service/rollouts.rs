@@ -25,7 +25,8 @@ impl Service {
     /// [`Service::start_rollout`].
     pub fn plan_rollout(&self, request: &RolloutRequest) -> Result<RolloutPlan, ServiceError> {
         let unknown = ImageInfo { name: String::new(), size: 0, sha256: String::new() };
-        request.plan(unknown, self.inventory(), self.default_chunk()).map_err(ServiceError::Invalid)
+        let now = self.clock().unix_ms(self.clock().now());
+        request.plan(unknown, self.inventory(), self.default_chunk(), now).map_err(ServiceError::Invalid)
     }
 
     /// The image a rollout request names by path (inside `firmware_dir`), URL or hash, loaded

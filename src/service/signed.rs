@@ -58,12 +58,7 @@ impl Service {
         let manifests = self.library().manifests();
         let manifest = self.manifest_for(image)?;
         if manifest.is_none() && manifests.require_signed() {
-            return Err(ServiceError::Invalid(format!(
-                "image {} ({}) has no manifest from a trusted key, and firmware.require_signed is set: \
-                 sign it (rocky sign, then PUT /firmware/{{sha256}}/manifest) first",
-                image.name(),
-                crate::protocol::short_hash(image.sha256())
-            )));
+            return Err(unsigned_refused(image));
         }
         let inventory = self.inventory();
         let refusals = devices
@@ -104,6 +99,18 @@ impl Service {
     /// The manifest `image` goes out with: its own from a trusted key, else one Rocky makes
     /// with `firmware.signing_key_file` when it holds a key (Rocky signs what it holds), at the
     /// policy's counter.
+    /// The manifest [`Service::manifest_for`] would answer, without keeping one it makes (a
+    /// dry run creates nothing); refused like a real start when `firmware.require_signed` is
+    /// set and there is none.
+    pub fn manifest_preview(&self, image: &Image) -> Result<Option<Manifest>, ServiceError> {
+        let manifests = self.library().manifests();
+        let manifest = manifests.get(image.sha256()).or_else(|| manifests.unkept(image));
+        if manifest.is_none() && manifests.require_signed() {
+            return Err(unsigned_refused(image));
+        }
+        Ok(manifest)
+    }
+
     pub fn manifest_for(&self, image: &Image) -> Result<Option<Manifest>, ServiceError> {
         let manifests = self.library().manifests();
         match manifests.get(image.sha256()) {
@@ -114,6 +121,16 @@ impl Service {
             None => Ok(None),
         }
     }
+}
+
+/// An image with no manifest while `firmware.require_signed` is set.
+fn unsigned_refused(image: &Image) -> ServiceError {
+    ServiceError::Invalid(format!(
+        "image {} ({}) has no manifest from a trusted key, and firmware.require_signed is set: \
+         sign it (rocky sign, then PUT /firmware/{{sha256}}/manifest) first",
+        image.name(),
+        crate::protocol::short_hash(image.sha256())
+    ))
 }
 
 fn refused(refusals: Vec<String>) -> Result<(), ServiceError> {

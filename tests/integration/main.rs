@@ -29,5 +29,7 @@ mod inventory;
 mod job_stream;
 mod postgres_restart;
 mod protocol_vectors;
+mod rollout_dry_run;
+mod rollout_watch;
 mod rollouts;
 mod signed;

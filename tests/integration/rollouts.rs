@@ -530,3 +530,51 @@ async fn a_one_wave_rollout_without_caps_starts_every_device_of_a_wave_larger_th
     assert!(jobs.values().all(|tries| tries.len() == 1), "one job each");
     fleet.stop().await;
 }
+
+/// A rollout with `start_at` 2 s ahead is `scheduled` and says until when; no job of it is
+/// created before its time (each job's creation time is at or after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_with_start_at_creates_no_job_before_its_time() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 2)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload = api
+        .client
+        .post(format!("{}/firmware?name=fw-later.bin", api.base))
+        .body(test_image(2048, 8).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let start_at = unix_ms() + 2000;
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "later", "firmware": {"path": "fw-later.bin"}, "targets": {"devices": ids},
+                   "start_at": start_at}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    assert_eq!(created["settings"]["start_at"].as_u64(), Some(start_at));
+    let view = api.get(&format!("/rollouts/{id}")).await;
+    if unix_ms() < start_at {
+        assert_eq!(view["state"], "scheduled", "{view}");
+        assert!(view["reason"].as_str().unwrap_or_default().starts_with("scheduled: starts at "), "{view}");
+    }
+    let (status, bad) = api
+        .post("/rollouts", json!({"name": "bad", "firmware": {"path": "fw-later.bin"}, "targets": {"devices": ids}, "start_at": "soon"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.to_string().contains("start_at \\\"soon\\\" is not an RFC 3339 time"), "{bad}");
+    api.rollout_in(id, "succeeded", Duration::from_secs(30)).await;
+    let jobs = api.get("/jobs").await;
+    let created_at: Vec<u64> =
+        jobs["jobs"].as_array().unwrap().iter().map(|j| j["created_at"].as_u64().unwrap()).collect();
+    assert_eq!(created_at.len(), 2);
+    assert!(created_at.iter().all(|at| *at >= start_at), "{created_at:?} against {start_at}");
+    fleet.stop().await;
+}

@@ -1,14 +1,15 @@
 //! `rocky bench --delta`: what a patch costs and saves. For each image size and kind of change
 //! (one byte; 1 % and 10 % of the bytes, spread; a recompiled firmware: 4 KiB inserted near the
 //! start, shifting all that follows, and 1 % changed after it), the patch's size, its share of
-//! the image, the median build time over the rounds, and the bytes a rollout to `--devices`
-//! devices puts on the wire with patches against whole images. The process's peak RSS is the
-//! building's memory bound (run one `--size` alone to read it for that size).
+//! the image, the median build time over the rounds, and a rollout to `--devices` devices with
+//! patches against one with whole images: the bytes each put on the wire and its wall time. The
+//! process's peak RSS after the builds is the building's memory bound (run one `--size` alone to
+//! read it for that size); the simulated fleet runs in a child process.
 
 use std::time::Instant;
 
-use super::stats::peak_rss_bytes;
-use rocky::firmware::build_patch;
+use super::stats::{median, peak_rss_bytes};
+use rocky::firmware::{Image, build_patch};
 use rocky::sim::sample_image;
 
 /// The kinds of change measured, each a function of the base.
@@ -34,14 +35,32 @@ fn changes(base: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
     vec![("1 byte", one), ("1 % spread", spread(100)), ("10 % spread", spread(10)), ("recompiled", shifted)]
 }
 
-pub fn run(sizes: &[usize], rounds: usize, devices: usize) -> anyhow::Result<()> {
+pub async fn run(
+    sizes: &[usize],
+    rounds: usize,
+    rollouts: &super::delta_rollout::Bench<'_>,
+) -> anyhow::Result<()> {
+    let devices = rollouts.devices;
     println!(
-        "rocky bench --delta: BSDIFF40 patches (qbsdiff, one core), {rounds} rounds each, {devices} devices"
+        "rocky bench --delta: BSDIFF40 patches (qbsdiff, one core), {rounds} rounds each; rollouts to {devices} \
+         `rocky sim --delta` devices on the base through {} ({} B chunks), medians",
+        rollouts.broker, rollouts.chunk
     );
     println!(
-        "{:>10}  {:<12} {:>12} {:>7} {:>10}  {:>12} {:>12}",
-        "image", "change", "patch", "share", "build", "wire: patch", "wire: whole"
+        "{:>10}  {:<12} {:>12} {:>7} {:>10}  {:>12} {:>12}  {:>14} {:>14}",
+        "image",
+        "change",
+        "patch",
+        "share",
+        "build",
+        "wire: patch",
+        "wire: whole",
+        "rollout: patch",
+        "rollout: whole"
     );
+    // Every patch is built (and timed) before any rollout, so the peak RSS then is the
+    // building's alone.
+    let mut builds = Vec::new();
     for &size in sizes {
         let base = sample_image(size, 1).to_vec();
         for (kind, target) in changes(&base) {
@@ -52,24 +71,43 @@ pub fn run(sizes: &[usize], rounds: usize, devices: usize) -> anyhow::Result<()>
                 patch_len = build_patch(&base, &target)?.len();
                 times.push(started.elapsed().as_secs_f64());
             }
-            times.sort_by(f64::total_cmp);
-            let median = times[times.len() / 2];
-            println!(
-                "{:>10}  {:<12} {:>12} {:>6.2}% {:>9.2}s  {:>12} {:>12}",
-                bytes(size as u64),
-                kind,
-                bytes(patch_len as u64),
-                patch_len as f64 * 100.0 / target.len() as f64,
-                median,
-                bytes((patch_len * devices) as u64),
-                bytes((target.len() * devices) as u64)
-            );
+            builds.push((size, kind, target, patch_len, median(times)));
         }
     }
-    if let Some(rss) = peak_rss_bytes() {
+    let build_rss = peak_rss_bytes();
+    let mut whole_times: std::collections::HashMap<usize, Vec<f64>> = Default::default();
+    for (size, kind, target, patch_len, build) in builds {
+        let base_image = Image::new("base.bin", sample_image(size, 1));
+        let target_image = Image::new("target.bin", target.clone().into());
+        let mut patched = Vec::with_capacity(rounds);
+        let mut wire = 0;
+        for _ in 0..rounds {
+            let measured = rollouts.rollout(&base_image, &target_image, true).await?;
+            patched.push(measured.wall.as_secs_f64());
+            wire = measured.bytes;
+            // Whole images take as long whatever changed: measured `rounds` times per size.
+            let whole = whole_times.entry(size).or_default();
+            if whole.len() < rounds {
+                whole.push(rollouts.rollout(&base_image, &target_image, false).await?.wall.as_secs_f64());
+            }
+        }
+        println!(
+            "{:>10}  {:<12} {:>12} {:>6.2}% {:>9.2}s  {:>12} {:>12}  {:>13.2}s {:>13.2}s",
+            bytes(size as u64),
+            kind,
+            bytes(patch_len as u64),
+            patch_len as f64 * 100.0 / target.len() as f64,
+            build,
+            bytes(wire),
+            bytes((target.len() * devices) as u64),
+            median(patched),
+            median(whole_times[&size].clone()),
+        );
+    }
+    if let Some(rss) = build_rss {
         let largest = sizes.iter().copied().max().unwrap_or(1) as f64;
         println!(
-            "peak RSS {:.0} MiB ({:.1} bytes per byte of the largest base)",
+            "peak RSS while building {:.0} MiB ({:.1} bytes per byte of the largest base)",
             rss as f64 / 1048576.0,
             rss as f64 / largest
         );

@@ -5,6 +5,7 @@
 //! Rocky's own (plus the embedded broker's when no external broker is used).
 
 mod delta;
+mod delta_rollout;
 mod instances;
 mod raw;
 mod rocky_run;
@@ -63,10 +64,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PER_S", requires = "mosquitto")]
     pub ignored: Option<u32>,
     /// Instead: patch sizes and build times for 1 MiB and 16 MiB images (or --size) with a byte,
-    /// 1 % and 10 % changed and a recompiled image, and the wire bytes of a rollout to
-    /// --devices devices with patches against whole images. No broker needed.
+    /// 1 % and 10 % changed and a recompiled image, and the wire bytes and wall time of a
+    /// rollout to --devices devices with patches against one with whole images.
     #[arg(long, conflicts_with_all = ["instances", "ignored", "window"])]
     pub delta: bool,
+    /// With --delta: each rollout job capped to this rate (bytes a second, e.g. 64KiB), as a
+    /// cellular or LPWAN link would be.
+    #[arg(long, value_name = "RATE", requires = "delta", value_parser = rocky::units::parse_rate)]
+    pub link_rate: Option<u64>,
     /// How long --ignored publishes in each of its two phases.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub seconds: f64,
@@ -75,10 +80,6 @@ pub struct BenchArgs {
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.size == 0 || args.rounds == 0 {
         bail!("--devices, --size and --rounds must be at least 1");
-    }
-    if args.delta {
-        let sizes = if args.size == 1024 * 1024 { vec![1 << 20, 16 << 20] } else { vec![args.size] };
-        return delta::run(&sizes, args.rounds, args.devices);
     }
     let mut _mosquitto = None;
     // Only the bench's own mosquitto is known to queue a whole round for a subscriber; the
@@ -96,6 +97,18 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         // The embedded broker's threads live as long as the process.
         (broker.url(), "embedded broker (in this process)".to_owned())
     };
+    if args.delta {
+        let sizes = if args.size == 1024 * 1024 { vec![1 << 20, 16 << 20] } else { vec![args.size] };
+        let dir = std::env::temp_dir().join(format!("rocky-bench-delta-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).context("cannot make a directory for the fleet's base image")?;
+        let result = match delta_rollout::Bench::new(&broker, args.devices, args.chunk, &dir, args.link_rate)
+        {
+            Ok(rollouts) => delta::run(&sizes, args.rounds, &rollouts).await,
+            Err(e) => Err(e),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        return result;
+    }
     let chunks_per_job = args.size.div_ceil(args.chunk as usize);
     if let Some(rate) = args.ignored {
         println!(

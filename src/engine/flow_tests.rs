@@ -404,3 +404,46 @@ fn a_rewinding_job_gives_its_slot_to_a_waiting_one() {
     assert_eq!(resumed, vec![1, 2, 3, 4], "{resumed:?}");
     assert_eq!(h.state(bad), JobState::Transferring);
 }
+
+#[test]
+fn a_patch_sent_more_than_max_send_factor_times_says_the_patch_was_its_budget() {
+    let mut s = settings();
+    s.max_send_factor = 3;
+    s.max_rewinds = 1000;
+    let mut h = Harness::new(s);
+    let base = image(4000);
+    // The base with 2,000 unrelated bytes appended: a patch of some 2 KiB.
+    let mut grown = base.bytes().to_vec();
+    grown.extend_from_slice(&crate::sim::sample_image(2000, 77));
+    let target = crate::firmware::Image::new("fw.bin", grown.into());
+    let bytes = crate::firmware::build_patch(base.bytes(), target.bytes()).unwrap();
+    let patch = crate::firmware::Patch {
+        base: *base.sha256(),
+        target: *target.sha256(),
+        bytes: crate::firmware::Image::new("patch", bytes.into()),
+    };
+    let size = patch.size();
+    assert!(size >= 10 * 64 && size < target.size(), "a patch of enough chunks to rewind over: {size}");
+    let on_base = Reported {
+        image: *base.sha256(),
+        version: None,
+        boot: None,
+        confirm: false,
+        manifest: false,
+        seq: None,
+        kids: Vec::new(),
+        delta: true,
+    };
+    let spec =
+        JobSpec { delta: Some(patch), reported: Some(on_base), ..JobSpec::new(dev("d"), target.clone()) };
+    let id = h.engine.submit(spec, h.now).unwrap();
+    h.drain();
+    h.respond("d", id, ack(1, 4));
+    h.drain();
+    rewind_loop(&mut h, id, "d", 1000);
+    assert_eq!(h.state(id), JobState::Failed);
+    let view = h.engine.job(id).unwrap();
+    assert!(view.bytes_sent <= 3 * size, "the patch's budget, not the image's: {}", view.bytes_sent);
+    let error = view.error.unwrap();
+    assert!(error.contains(&format!("3× the {size}-byte patch")), "{error}");
+}

@@ -21,7 +21,18 @@ impl ApiSecurity {
     /// Reads `http.token_file` / `ROCKY_HTTP_TOKEN` and `http.tls_cert` / `http.tls_key`, and
     /// refuses a non-loopback `listen` without a token unless `no_auth`.
     pub fn load(config: &Config, listen: SocketAddr, no_auth: bool) -> anyhow::Result<Self> {
-        let token = config::http_token(config, |var| std::env::var(var).ok())?;
+        let secret = config::http_token(config, |var| std::env::var(var).ok())?;
+        let tokens_file = config.http.tokens_file.trim();
+        let token = match (tokens_file, secret.as_ref()) {
+            ("", None) => None,
+            ("", Some(secret)) => Some(Token::new(secret)),
+            (path, secret) => {
+                let token = Token::with_file(secret, &read_tokens_file(path)?)
+                    .map_err(|e| anyhow::anyhow!("http.tokens_file {path}: {e}"))?;
+                reload_tokens_on_sighup(token.clone(), path.to_owned());
+                Some(token)
+            }
+        };
         if token.is_none() && !listen.ip().is_loopback() {
             if !no_auth {
                 anyhow::bail!(
@@ -40,7 +51,7 @@ impl ApiSecurity {
         };
         let max_connections =
             http::connection_cap(usize::try_from(config.http.max_connections).unwrap_or(usize::MAX));
-        Ok(Self { token: token.as_ref().map(Token::new), tls, max_connections })
+        Ok(Self { token, tls, max_connections })
     }
 
     /// `http://` or `https://` and the address, as people paste it.
@@ -79,4 +90,29 @@ pub async fn serve(
     http::serve_with(listener, security.tls, state, security.max_connections, shutdown)
         .await
         .context("HTTP server failed")
+}
+
+/// The tokens file's text (it holds hashes only, but is read like any file a config names).
+pub fn read_tokens_file(path: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("http.tokens_file {path}: {e}"))
+}
+
+/// Reads `http.tokens_file` again whenever the process gets SIGHUP: a bad file is refused (said
+/// in the log, by line) and the tokens already loaded stay.
+pub fn reload_tokens_on_sighup(token: Token, path: String) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: http.tokens_file is read once");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match read_tokens_file(&path).and_then(|text| token.replace(&text).map_err(anyhow::Error::msg)) {
+                Ok(count) => tracing::info!(tokens = count, file = %path, "http.tokens_file read again"),
+                Err(error) => {
+                    tracing::warn!(%error, file = %path, "http.tokens_file refused; the tokens loaded before stay")
+                }
+            }
+        }
+    });
 }

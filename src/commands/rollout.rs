@@ -136,6 +136,14 @@ pub async fn run(global: &GlobalArgs, args: RolloutArgs) -> anyhow::Result<()> {
             let path = if dry_run { "/rollouts?dry_run=true" } else { "/rollouts" };
             let (_, rollout) =
                 api.call(Method::POST, path, Some(("application/json", serde_json::to_vec(&body)?))).await?;
+            if dry_run && rollout["dry_run"] != true {
+                // A server that does not know dry runs ignores the flag and creates the rollout.
+                anyhow::bail!(
+                    "the server does not know dry runs and CREATED rollout {} (cancel it with rocky rollout cancel {})",
+                    num(&rollout["id"]),
+                    num(&rollout["id"])
+                );
+            }
             if dry_run && !json_out {
                 let run: rocky::service::RolloutDryRun = serde_json::from_value(rollout.clone())
                     .map_err(|e| anyhow::anyhow!("the server's dry run could not be read: {e}"))?;
@@ -414,12 +422,19 @@ fn print_dry_run(run: &rocky::service::RolloutDryRun) {
         rocky::units::bytes(estimate.bytes_with_deltas),
         if estimate.patches == 1 { "1 patch".to_owned() } else { format!("{} patches", estimate.patches) }
     );
+    if estimate.patches_not_built > 0 {
+        println!(
+            "         ({} take patches not built yet, counted whole)",
+            plural(estimate.patches_not_built, "device")
+        );
+    }
     match estimate.duration_s {
-        Some(seconds) => println!(
-            "time     about {} ({})",
-            rocky::tui::format::duration(std::time::Duration::from_secs_f64(seconds)),
-            estimate.duration_note
-        ),
+        Some(seconds) => match std::time::Duration::try_from_secs_f64(seconds) {
+            Ok(time) => {
+                println!("time     about {} ({})", rocky::tui::format::duration(time), estimate.duration_note)
+            }
+            Err(_) => println!("time     not estimated: the server said {seconds} s"),
+        },
         None => println!("time     not estimated: {}", estimate.duration_note),
     }
 }

@@ -3,7 +3,8 @@
 //! device's outcome as CSV.
 //!
 //! Watch exits 0 when the rollout succeeds, 1 when it completes with devices not updated, 2 when
-//! it is aborted or cancelled. On a terminal it redraws in place; piped (a CI log), it prints a
+//! it is aborted or cancelled, 3 when it cannot be followed (no such rollout, a refused token,
+//! or the server failing for 30 s). On a terminal it redraws in place; piped (a CI log), it prints a
 //! line only when something changed.
 
 use std::io::{IsTerminal, Write};
@@ -21,6 +22,12 @@ const BAR: usize = 24;
 /// Devices read a page at a time for the CSV (the API's largest window).
 const PAGE: usize = 10_000;
 
+/// The exit code when the rollout could not be followed (the server kept failing, or has no
+/// such rollout): apart from 1, which says the rollout completed with devices not updated.
+pub const EXIT_ERROR: i32 = 3;
+/// Failed reads in a row before the watch gives up (one a second).
+const TRIES: u32 = 30;
+
 /// The exit code a rollout's end means.
 pub fn exit_code(state: RolloutState) -> i32 {
     match state {
@@ -33,13 +40,39 @@ pub fn exit_code(state: RolloutState) -> i32 {
 /// Follows rollout `id` until it ends; answers the exit code its end means.
 pub async fn watch(api: &ApiClient, id: RolloutId) -> anyhow::Result<i32> {
     let terminal = std::io::stdout().is_terminal();
+    let width = crossterm::terminal::size().map_or(usize::MAX, |(columns, _)| usize::from(columns.max(20)));
     let mut last: Option<Vec<String>> = None;
+    let mut failed = 0;
     loop {
         // One device is enough: the waves carry the counts.
-        let (_, body) = api.call(Method::GET, &format!("/rollouts/{id}?limit=1"), None).await?;
-        let view: RolloutView = serde_json::from_value(body)
-            .map_err(|e| anyhow::anyhow!("the server's rollout is not readable: {e}"))?;
-        let lines = describe(&view);
+        let view = match read(api, id).await {
+            Ok(view) => {
+                failed = 0;
+                view
+            }
+            Err(error) => {
+                failed += 1;
+                // A missing rollout or a refused token does not get better by waiting.
+                let lasting = ["no rollout", "token", "401", "403", "404"]
+                    .iter()
+                    .any(|w| error.to_string().contains(w));
+                if lasting || failed >= TRIES {
+                    eprintln!("rocky: {error:#}");
+                    return Ok(EXIT_ERROR);
+                }
+                tokio::time::sleep(EVERY).await;
+                continue;
+            }
+        };
+        let mut lines = describe(&view);
+        if terminal {
+            // A line longer than the terminal would wrap and spoil the redraw.
+            for line in &mut lines {
+                if line.chars().count() > width {
+                    *line = line.chars().take(width.saturating_sub(1)).chain(['…']).collect();
+                }
+            }
+        }
         let mut out = std::io::stdout().lock();
         if terminal {
             // Back over what was drawn, then draw again.
@@ -73,6 +106,11 @@ pub async fn watch(api: &ApiClient, id: RolloutId) -> anyhow::Result<i32> {
     }
 }
 
+async fn read(api: &ApiClient, id: RolloutId) -> anyhow::Result<RolloutView> {
+    let (_, body) = api.call(Method::GET, &format!("/rollouts/{id}?limit=1"), None).await?;
+    serde_json::from_value(body).map_err(|e| anyhow::anyhow!("the server's rollout is not readable: {e}"))
+}
+
 /// A line without its changing time left, to tell whether anything else changed.
 fn stable(line: &str) -> &str {
     line.split(" · about ").next().unwrap_or(line)
@@ -81,7 +119,7 @@ fn stable(line: &str) -> &str {
 /// The rollout in lines: its state, then a bar per wave.
 fn describe(view: &RolloutView) -> Vec<String> {
     let totals = view.totals();
-    let finished = totals.devices - totals.pending - totals.active;
+    let finished = totals.devices.saturating_sub(totals.pending + totals.active);
     let eta = view
         .eta_ms
         .filter(|_| !view.state.is_final())
@@ -103,8 +141,8 @@ fn describe(view: &RolloutView) -> Vec<String> {
 
 fn wave_line(wave: &WaveView) -> String {
     let c = &wave.counts;
-    let done = c.devices - c.pending - c.active;
-    let filled = (done * BAR).checked_div(c.devices).unwrap_or(BAR);
+    let done = c.devices.saturating_sub(c.pending + c.active);
+    let filled = (done.min(c.devices) * BAR).checked_div(c.devices).unwrap_or(BAR);
     format!(
         "  wave {:<3} [{}{}] {done}/{}  ✓{} ✗{} ⊘{} active {}",
         wave.wave,
@@ -155,7 +193,8 @@ pub async fn csv(api: &ApiClient, id: RolloutId) -> anyhow::Result<()> {
 /// A CSV field: quoted when it holds a comma, quote or line break (quotes doubled); a leading
 /// `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet does not run it as a formula.
 fn field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let text =
+        if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 

@@ -115,6 +115,9 @@ pub struct HttpSection {
     pub max_image_bytes: u64,
     /// The API's bearer token is read from this file or from `ROCKY_HTTP_TOKEN`.
     pub token_file: String,
+    /// A TOML file of named tokens with roles (`[[token]]` `name`, `role`, `sha256`); read
+    /// again on SIGHUP.
+    pub tokens_file: String,
     /// PEM certificate chain and key: when both are set the API speaks HTTPS.
     pub tls_cert: String,
     pub tls_key: String,
@@ -139,6 +142,7 @@ impl Default for HttpSection {
             firmware_dir: String::new(),
             max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
             token_file: String::new(),
+            tokens_file: String::new(),
             tls_cert: String::new(),
             tls_key: String::new(),
             allowed_origins: Vec::new(),

@@ -433,7 +433,13 @@ impl Engine {
             manifest: restored.manifest,
             send_manifest: false,
             patch_refused: false,
-            delta_info: patch.as_ref().map(crate::firmware::Patch::info),
+            // A job that ended (or waits for its device's confirmation) keeps saying it was
+            // sent a patch; one that runs again says what it sends now.
+            delta_info: match &patch {
+                Some(patch) => Some(patch.info()),
+                None if !runs_again => restored.delta,
+                None => None,
+            },
             delta: patch,
         };
         if state.is_final() {

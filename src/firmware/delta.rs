@@ -208,6 +208,23 @@ impl Deltas {
         self.shared.stored(base, target)
     }
 
+    /// What jobs of this pair would be sent, when that is known without building anything: the
+    /// outcome remembered, or a patch kept on disk (judged by its share). `None`: not built.
+    pub fn decided(&self, base: &Sha256, target: &Image) -> Option<Choice> {
+        let pair = self
+            .shared
+            .pairs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(*base, *target.sha256()))
+            .cloned();
+        if let Some(choice) = pair.and_then(|pair| pair.outcome.get().cloned()) {
+            return Some(choice);
+        }
+        let patch = self.shared.stored(base, target.sha256())?;
+        Some(self.shared.judge(patch, target))
+    }
+
     /// The patch from `base` to `target`, or why the image goes whole. The pair is built once,
     /// in a task of its own; this waits for it at most `policy.wait` (and not at all once an ask
     /// for the pair has waited that long in vain): the job then goes whole, and later jobs get

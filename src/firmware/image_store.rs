@@ -75,7 +75,10 @@ impl ImageStore {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
             let target = name.strip_suffix(".bsdiff").and_then(|pair| pair.split_once('-')).map(|(_, t)| t);
             if target.is_some_and(|target| target.len() == 64 && !needed.contains(target)) {
-                std::fs::remove_file(entry.path())?;
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
             }
         }
         Ok(())

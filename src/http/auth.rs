@@ -1,44 +1,22 @@
 //! Bearer-token authentication for every route but `GET /healthz` (which load balancers and
 //! systemd probes read without credentials, and which holds no secret).
 //!
-//! The presented token and the configured one are both hashed with SHA-256 and the digests
-//! compared in constant time, so neither the token's content nor its length leaks through
-//! response timing.
+//! Tokens have names and roles (`tokens.rs`): the presented token is hashed with SHA-256 and
+//! compared in constant time, and a request its role does not cover is a 403 naming the role.
 
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::tokens::Role;
 use super::{ApiError, ApiState};
 
-/// The configured token, kept as its SHA-256 digest.
-#[derive(Clone)]
-pub struct Token {
-    digest: [u8; 32],
-}
-
-impl Token {
-    pub fn new(secret: &crate::secret::Secret) -> Self {
-        Self { digest: Sha256::digest(secret.expose().as_bytes()).into() }
-    }
-
-    fn accepts(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest.ct_eq(&self.digest).into()
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(set)")
-    }
-}
-
-/// The middleware: passes the request on, or answers 401 with a JSON error.
-pub async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// The middleware: passes the request on with its [`Caller`] (for the audit), or answers 401
+/// (no token, or not one this Rocky accepts) or 403 (a role short of what the request needs,
+/// named) with a JSON error.
+pub async fn require_token(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let Some(token) = state.token.as_ref() else { return next.run(request).await };
     if request.uri().path() == "/healthz" {
         return next.run(request).await;
@@ -48,9 +26,24 @@ pub async fn require_token(State(state): State<ApiState>, request: Request, next
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
-    let message = match presented {
-        Some(presented) if token.accepts(presented.trim()) => return next.run(request).await,
-        Some(_) => "the bearer token is not the one this Rocky accepts",
+    let message = match presented.map(|presented| token.accepts(presented.trim())) {
+        Some(Some(caller)) => {
+            let needed = needed_role(request.method(), request.uri());
+            if caller.role < needed {
+                let text = format!(
+                    "{} {} needs the {} role; token {:?} is {}",
+                    request.method(),
+                    request.uri().path(),
+                    needed.as_str(),
+                    caller.name,
+                    caller.role.with_article()
+                );
+                return ApiError::Forbidden(text).into_response();
+            }
+            request.extensions_mut().insert(caller);
+            return next.run(request).await;
+        }
+        Some(None) => "the bearer token is not one this Rocky accepts",
         None => "this Rocky needs an API token: send Authorization: Bearer <token>",
     };
     let mut response = ApiError::Unauthorized(message.to_owned()).into_response();
@@ -58,17 +51,38 @@ pub async fn require_token(State(state): State<ApiState>, request: Request, next
     response
 }
 
+/// The role a request needs: reading is a viewer's; attaching a manifest or having Rocky sign
+/// an upload (`POST /firmware?version=…&seq=…`) an admin's; every other change an operator's.
+pub fn needed_role(method: &Method, uri: &axum::http::Uri) -> Role {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Role::Viewer;
+    }
+    let path = uri.path();
+    let signs = path == "/firmware"
+        && uri.query().is_some_and(|q| {
+            q.split('&').any(|pair| pair.starts_with("version=") || pair.starts_with("seq="))
+        });
+    if signs || (path.starts_with("/firmware/") && path.ends_with("/manifest")) {
+        Role::Admin
+    } else {
+        Role::Operator
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn only_the_same_token_is_accepted() {
-        let secret = crate::secret::Secret::from_env("ROCKY_HTTP_TOKEN", "abc123".into()).unwrap();
-        let token = Token::new(&secret);
-        assert!(token.accepts("abc123"));
-        assert!(!token.accepts("abc12"));
-        assert!(!token.accepts(""));
-        assert!(!format!("{token:?}").contains("abc"));
+    fn reads_need_a_viewer_manifests_and_signing_an_admin_and_the_rest_an_operator() {
+        let role = |method: Method, uri: &str| needed_role(&method, &uri.parse().unwrap());
+        assert_eq!(role(Method::GET, "/jobs"), Role::Viewer);
+        assert_eq!(role(Method::GET, "/events"), Role::Viewer);
+        assert_eq!(role(Method::POST, "/jobs"), Role::Operator);
+        assert_eq!(role(Method::DELETE, "/jobs/3"), Role::Operator);
+        assert_eq!(role(Method::POST, "/firmware?name=a.bin"), Role::Operator);
+        assert_eq!(role(Method::POST, "/firmware?name=a.bin&version=2.1&seq=3"), Role::Admin);
+        assert_eq!(role(Method::PUT, "/firmware/ab12/manifest"), Role::Admin);
+        assert_eq!(role(Method::POST, "/rollouts/1/cancel"), Role::Operator);
     }
 }

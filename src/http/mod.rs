@@ -14,8 +14,8 @@ mod metrics;
 mod rollouts;
 mod server;
 mod tls;
+mod tokens;
 
-pub use auth::Token;
 pub use dto::event_json;
 pub use error::ApiError;
 pub use guard::is_loopback_host;
@@ -23,6 +23,7 @@ pub use server::{
     BODY_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DESCRIPTOR_RESERVE, HEADER_TIMEOUT, connection_cap,
 };
 pub use tls::acceptor;
+pub use tokens::{Caller, Role, Token};
 
 use std::future::Future;
 use std::path::PathBuf;

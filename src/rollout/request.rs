@@ -66,6 +66,11 @@ impl StartAt {
     /// Unix ms, or why the text is not a time (RFC 3339 with its offset).
     pub fn unix_ms(&self) -> Result<u64, String> {
         match self {
+            // 10^11 ms is March 1973: a smaller number is a time in seconds, which would
+            // start the rollout at once.
+            Self::Ms(ms) if *ms < 100_000_000_000 => {
+                Err(format!("start_at {ms} looks like seconds: give Unix milliseconds (or RFC 3339)"))
+            }
             Self::Ms(ms) => Ok(*ms),
             Self::Text(text) => {
                 let at = chrono::DateTime::parse_from_rfc3339(text.trim()).map_err(|_| {

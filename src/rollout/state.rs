@@ -478,7 +478,14 @@ impl Rollout {
     /// again later, as if never asked for.
     pub fn start_abandoned(&mut self, index: usize, now: u64) {
         if self.waits_for_job(index) {
-            self.devices.set_outcome(index, Outcome::Pending);
+            // An ended rollout starts nothing more: the device is cancelled, as `stop` does
+            // with those not started.
+            let outcome = if self.state.is_final() { Outcome::Cancelled } else { Outcome::Pending };
+            self.devices.set_outcome(index, outcome);
+            if outcome == Outcome::Cancelled {
+                let why = format!("not started: the rollout was {}", self.state.as_str());
+                self.devices.set_detail(index, Some(&why));
+            }
             self.devices.set_attempts(index, self.devices.attempts(index).saturating_sub(1));
             self.updated_at = now;
         }
@@ -658,6 +665,18 @@ impl Rollout {
         match self.state {
             s if s.is_final() => Err(format!("rollout {} has ended ({})", self.id, s.as_str())),
             RolloutState::Running => Ok(()),
+            // Before its start time, a resume keeps the schedule (it starts nothing sooner).
+            _ if self.plan.start_at.is_some_and(|at| now < at) => {
+                if self.state != RolloutState::Scheduled {
+                    let at = self.plan.start_at.map(crate::units::utc).unwrap_or_default();
+                    self.set_state(
+                        RolloutState::Scheduled,
+                        format!("resumed by the operator; scheduled: starts at {at}"),
+                        now,
+                    );
+                }
+                Ok(())
+            }
             _ => {
                 let reason = format!(
                     "resumed by the operator at wave {} of {}",

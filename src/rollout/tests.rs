@@ -423,6 +423,7 @@ fn start_at_is_read_as_rfc_3339_or_unix_ms_and_refused_in_words_otherwise() {
     use super::request::StartAt;
     assert_eq!(StartAt::Text("2027-01-15T09:00:00+01:00".into()).unix_ms(), Ok(1_800_000_000_000));
     assert_eq!(StartAt::Ms(1_800_000_000_000).unix_ms(), Ok(1_800_000_000_000));
+    assert!(StartAt::Ms(1_800_000_000).unix_ms().unwrap_err().contains("looks like seconds"));
     let error = StartAt::Text("tomorrow".into()).unix_ms().unwrap_err();
     assert!(error.contains("start_at \"tomorrow\" is not an RFC 3339 time"), "{error}");
     let inventory = crate::inventory::Inventory::new(Vec::new(), 10, None);
@@ -444,4 +445,34 @@ fn start_at_is_read_as_rfc_3339_or_unix_ms_and_refused_in_words_otherwise() {
         request.plan(image, &inventory, chunk, now).unwrap_err(),
         "start_at is at most 366 days ahead"
     );
+}
+
+#[test]
+fn pausing_and_resuming_a_scheduled_rollout_keeps_its_start_time() {
+    let start_at = 1_800_000_000_000;
+    let mut p = plan(2, &[]);
+    p.start_at = Some(start_at);
+    let mut r = Rollout::new(RolloutId::new(1), p, start_at - 60_000);
+    assert!(step(&mut r, start_at - 60_000).is_empty());
+    r.pause(start_at - 50_000).unwrap();
+    assert_eq!(r.state, RolloutState::Paused);
+    r.resume(start_at - 40_000).unwrap();
+    assert_eq!(r.state, RolloutState::Scheduled, "the resume keeps the schedule");
+    assert!(step(&mut r, start_at - 30_000).is_empty(), "still nothing before its time");
+    assert_eq!(step(&mut r, start_at), [0, 1]);
+}
+
+#[test]
+fn a_start_asked_for_when_the_rollout_has_ended_leaves_its_device_cancelled_not_pending() {
+    let mut r = Rollout::new(RolloutId::new(1), plan(3, &[]), 0);
+    let actions = r.step(0, &never);
+    assert_eq!(actions.len(), 3, "every device asked for");
+    // Cancelled before the runtime got to creating their jobs.
+    r.cancel(1).unwrap();
+    for index in 0..3 {
+        assert!(!r.still_starting(index));
+        r.start_abandoned(index, 2);
+    }
+    let counts = r.wave_counts();
+    assert_eq!((counts[0].pending, counts[0].cancelled), (0, 3), "{counts:?}");
 }

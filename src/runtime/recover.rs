@@ -28,6 +28,8 @@ pub fn restore(
     clock: &Clock,
 ) -> Vec<RestoredJob> {
     let mut loaded: HashMap<String, Result<Image, String>> = HashMap::new();
+    let mut patches: HashMap<(crate::protocol::Sha256, crate::protocol::Sha256), Option<Patch>> =
+        HashMap::new();
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         // A confirming job's transfer is over: it waits for a status and needs no bytes.
@@ -63,10 +65,13 @@ pub fn restore(
             view.finished_at = Some(clock.now());
         }
         let runs_again = !state.is_final() && state != JobState::Confirming;
+        // Read once per pair: the jobs of a rollout share one patch, as they share one image.
         let patch = match (view.delta, sha) {
-            (Some(delta), Some(target)) if runs_again => {
-                library.deltas().stored(&delta.base, &target).filter(|patch| patch.info() == delta)
-            }
+            (Some(delta), Some(target)) if runs_again => patches
+                .entry((delta.base, target))
+                .or_insert_with(|| library.deltas().stored(&delta.base, &target))
+                .clone()
+                .filter(|patch| patch.info() == delta),
             _ => None,
         };
         out.push(RestoredJob { view, patch });

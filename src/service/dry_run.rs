@@ -52,6 +52,10 @@ pub struct Estimate {
     pub bytes_with_deltas: u64,
     /// Devices that would be sent a patch.
     pub patches: usize,
+    /// Devices that take patches whose patch Rocky has not built (a dry run builds nothing):
+    /// counted as whole images; a real run builds it.
+    #[serde(default)]
+    pub patches_not_built: usize,
     /// Seconds, under the rollout's caps (`None` without a cap to reckon by).
     pub duration_s: Option<f64>,
     /// How the duration was reckoned, or why it was not.
@@ -83,7 +87,7 @@ pub struct RolloutDryRun {
 
 impl Service {
     /// The dry run of `plan` with `image`: every rule a real start checks, nothing created.
-    /// Patches a real run would build are built (and kept) to know their size.
+    /// Patches are counted where Rocky has them already; none is built.
     pub async fn dry_run_rollout(
         &self,
         plan: &RolloutPlan,
@@ -108,6 +112,7 @@ impl Service {
                 bytes_whole: 0,
                 bytes_with_deltas: 0,
                 patches: 0,
+                patches_not_built: 0,
                 duration_s: None,
                 duration_note: String::new(),
             },
@@ -119,8 +124,9 @@ impl Service {
             run.waves.push(wave);
             start = end;
         }
-        // What each device would be sent, by the image it runs: one patch (or refusal) a base.
-        let mut by_base: HashMap<String, Option<u64>> = HashMap::new();
+        // What each device would be sent, by the image it runs (one look a base): a patch's
+        // size, the whole image, or not known without building (`None`).
+        let mut by_base: HashMap<String, Option<Option<u64>>> = HashMap::new();
         for device in &plan.devices {
             // Heard from: it answered a job, or it sent a status (held even for a device the
             // inventory does not list).
@@ -130,10 +136,7 @@ impl Service {
                 Some(seen) if now.saturating_sub(seen) > RECENT_MS => run.not_seen_lately.push(device),
                 _ => {}
             }
-            if running.as_ref().is_some_and(|r| r.image == image_hex) {
-                run.up_to_date.push(device);
-                continue;
-            }
+            // The manifest rule first: a real start checks every device, up to date or not.
             let reported = running.as_ref().and_then(|r| r.reported());
             if let Err(reason) = manifest_to_send(device, reported.as_ref(), manifest.as_ref(), image.name())
             {
@@ -143,30 +146,43 @@ impl Service {
                 }
                 continue;
             }
-            run.estimate.bytes_whole += image.size();
-            let patch = match reported.filter(|r| r.delta && plan.delta) {
-                Some(reported) => match by_base.get(&sha256_hex(&reported.image)) {
-                    Some(known) => *known,
-                    None => {
-                        let choice =
-                            crate::firmware::delta_for(self.library(), Some(&reported.image), true, image)
-                                .await;
-                        let size = match choice {
-                            Some(Choice::Patch(patch)) => Some(patch.size()),
-                            _ => None,
-                        };
-                        by_base.insert(sha256_hex(&reported.image), size);
-                        size
-                    }
-                },
-                None => None,
+            // As the rollout judges it: the device's status, else the last image that
+            // succeeded on it.
+            let up_to_date = match &running {
+                Some(running) => running.image == image_hex,
+                None => {
+                    inventory.get(device).and_then(|d| d.last_image).is_some_and(|i| i.sha256 == image_hex)
+                }
             };
-            if patch.is_some() {
-                run.estimate.patches += 1;
+            if up_to_date {
+                run.up_to_date.push(device);
+                continue;
             }
-            run.estimate.bytes_with_deltas += patch.unwrap_or(image.size());
+            run.estimate.bytes_whole += image.size();
+            let deltas = self.library().deltas();
+            let patch = match reported.filter(|r| r.delta && plan.delta && deltas.policy().enabled) {
+                Some(reported) => *by_base.entry(sha256_hex(&reported.image)).or_insert_with(|| match deltas
+                    .decided(&reported.image, image)
+                {
+                    Some(Choice::Patch(patch)) => Some(Some(patch.size())),
+                    Some(Choice::Whole(_)) => Some(None),
+                    None => None,
+                }),
+                None => Some(None),
+            };
+            match patch {
+                Some(Some(size)) => {
+                    run.estimate.patches += 1;
+                    run.estimate.bytes_with_deltas += size;
+                }
+                Some(None) => run.estimate.bytes_with_deltas += image.size(),
+                None => {
+                    run.estimate.patches_not_built += 1;
+                    run.estimate.bytes_with_deltas += image.size();
+                }
+            }
         }
-        let sending = plan.devices.len() - run.up_to_date.count - run.refused_count;
+        let sending = plan.devices.len().saturating_sub(run.up_to_date.count + run.refused_count);
         (run.estimate.duration_s, run.estimate.duration_note) = duration(plan, sending, &run.estimate);
         Ok(run)
     }

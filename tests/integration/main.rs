@@ -7,6 +7,7 @@
 mod support;
 
 mod api_hardening;
+mod api_roles;
 mod api_security;
 mod broker_attacks;
 mod broker_connections;

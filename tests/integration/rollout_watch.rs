@@ -94,9 +94,9 @@ async fn rollout_watch_exits_0_1_and_2_and_show_csv_lists_every_device() {
     let (code, out, err) = watching.await.unwrap();
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(out.contains("cancelled"), "{out}");
-    // A rollout that is not there is an error in words, not a wait.
+    // A rollout that is not there is an error in words (exit 3, apart from "completed"), not a wait.
     let (code, _, err) = rollout_cli(&base, data.path(), &["watch", "999"]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(3));
     assert!(err.contains("no rollout 999"), "{err}");
 
     let (code, out, err) = rollout_cli(&base, data.path(), &["show", &failing, "--csv"]);

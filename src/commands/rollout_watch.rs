@@ -159,13 +159,16 @@ fn wave_line(wave: &WaveView) -> String {
 /// Every device of rollout `id` as CSV on stdout: `device_id,outcome,job_id,attempts,detail`.
 pub async fn csv(api: &ApiClient, id: RolloutId) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "device_id,outcome,job_id,attempts,detail")?;
     let mut from = 0;
     loop {
         let (_, body) =
             api.call(Method::GET, &format!("/rollouts/{id}?from={from}&limit={PAGE}"), None).await?;
         let view: RolloutView = serde_json::from_value(body)
             .map_err(|e| anyhow::anyhow!("the server's rollout is not readable: {e}"))?;
+        // The header once the rollout is known to be there (an error prints nothing on stdout).
+        if from == 0 && writeln!(out, "device_id,outcome,job_id,attempts,detail").is_err() {
+            return Ok(());
+        }
         let devices = view.devices.unwrap_or_default();
         for slot in &devices {
             let job = slot.job_id.map(|j| j.to_string()).unwrap_or_default();

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use rocky::broker::{EmbeddedBroker, free_port};
 use sha2::Digest;
 
-use crate::support::{serve_command, wait_for};
+use crate::support::{Serve, serve_command, wait_for};
 
 fn entry(name: &str, role: &str, token: &str) -> String {
     format!(
@@ -57,12 +57,15 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     )
     .unwrap();
     let port = free_port().unwrap();
-    let mut serve = serve_command(&broker.url().to_string(), port, &config, data.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // Killed on drop, a failed assertion included.
+    let mut serve = Serve(
+        serve_command(&broker.url().to_string(), port, &config, data.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let log = Arc::new(Mutex::new(String::new()));
-    let (stdout, written) = (serve.stdout.take().unwrap(), log.clone());
+    let (stdout, written) = (serve.0.stdout.take().unwrap(), log.clone());
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             written.lock().unwrap().push_str(&(line + "\n"));
@@ -121,7 +124,7 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     // SIGHUP reads the file again: a new token works.
     let hup = || {
         let status =
-            std::process::Command::new("kill").args(["-HUP", &serve.id().to_string()]).status().unwrap();
+            std::process::Command::new("kill").args(["-HUP", &serve.0.id().to_string()]).status().unwrap();
         assert!(status.success());
     };
     std::fs::write(&tokens, entry("watch", "viewer", "v-secret") + &entry("late", "viewer", "l-secret"))
@@ -147,6 +150,5 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     assert!(said.contains("line 3"), "{said}");
     assert!(!said.contains("v-secret") && !said.contains("a-secret"), "no token in the log");
     assert_eq!(api.call(Method::GET, "/jobs", Some("l-secret")).await.0, StatusCode::OK);
-    let _ = serve.kill();
-    let _ = serve.wait();
+    serve.kill9();
 }

@@ -118,6 +118,10 @@ pub struct CreateArgs {
     /// `scheduled`.
     #[arg(long, value_name = "TIME")]
     pub start_at: Option<String>,
+    /// A maintenance window jobs start in, e.g. 'mon,tue,wed 02:00-05:00 Europe/Berlin'
+    /// (repeat for more).
+    #[arg(long, value_name = "DAYS START-END TZ")]
+    pub window: Vec<String>,
     /// Print the plan (waves, devices skipped, refused or not heard from, bytes and time) and
     /// create nothing.
     #[arg(long)]
@@ -252,6 +256,10 @@ async fn request(api: &ApiClient, args: CreateArgs) -> anyhow::Result<Value> {
     }
     if args.no_delta {
         set("delta", json!(false));
+    }
+    if !args.window.is_empty() {
+        let windows = args.window.iter().map(|w| window_arg(w)).collect::<anyhow::Result<Vec<Value>>>()?;
+        set("windows", json!(windows));
     }
     if let Some(at) = &args.start_at {
         set("start_at", at.trim().parse::<u64>().map_or_else(|_| json!(at), |ms| json!(ms)));
@@ -437,4 +445,17 @@ fn print_dry_run(run: &rocky::service::RolloutDryRun) {
         },
         None => println!("time     not estimated: {}", estimate.duration_note),
     }
+}
+
+/// `--window 'mon,tue 02:00-05:00 Europe/Berlin'` as the request's window (the server checks it).
+fn window_arg(text: &str) -> anyhow::Result<Value> {
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [days, times, tz] = parts.as_slice() else {
+        anyhow::bail!("--window {text:?}: write DAYS START-END TZ, e.g. 'mon,tue 02:00-05:00 Europe/Berlin'");
+    };
+    let (start, end) = times
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("--window {text:?}: the times are START-END, e.g. 02:00-05:00"))?;
+    let days: Vec<&str> = days.split(',').filter(|d| !d.is_empty()).collect();
+    Ok(json!({"days": days, "start": start, "end": end, "tz": tz}))
 }

@@ -7,6 +7,7 @@ mod plan;
 mod request;
 mod state;
 mod view;
+pub mod window;
 
 #[cfg(test)]
 mod tests;

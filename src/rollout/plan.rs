@@ -76,6 +76,9 @@ pub struct RolloutPlan {
     /// Unix ms before which it starts nothing (`scheduled` until then); `None`: at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<u64>,
+    /// Jobs start only while one of these is open (none: any time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<super::window::Window>,
 }
 
 /// The longest wait between two tries of one device.
@@ -102,6 +105,7 @@ impl RolloutPlan {
             skip_up_to_date: self.skip_up_to_date,
             delta: self.delta,
             start_at: self.start_at,
+            windows: self.windows.clone(),
         }
     }
 
@@ -126,6 +130,7 @@ impl RolloutPlan {
             skip_up_to_date: false,
             delta: true,
             start_at: None,
+            windows: Vec::new(),
         }
     }
 

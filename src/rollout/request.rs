@@ -49,6 +49,9 @@ pub struct RolloutRequest {
     /// When it may start its first job: RFC 3339 (`2026-12-04T02:00:00+01:00`) or Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<StartAt>,
+    /// Maintenance windows: jobs start only inside one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<super::window::Window>>,
 }
 
 /// How far ahead a rollout may be scheduled.
@@ -186,6 +189,8 @@ impl RolloutRequest {
     ) -> Result<RolloutPlan, String> {
         let name = check_name(&self.name)?;
         let start_at = self.start_at.as_ref().map(StartAt::unix_ms).transpose()?;
+        let windows = self.windows.clone().unwrap_or_default();
+        super::window::check(&windows)?;
         if start_at.is_some_and(|at| at > now_ms.saturating_add(MAX_SCHEDULE_MS)) {
             return Err("start_at is at most 366 days ahead".into());
         }
@@ -228,6 +233,7 @@ impl RolloutRequest {
             delta: self.delta.unwrap_or(true),
             // A time gone by starts at once.
             start_at: start_at.filter(|at| *at > now_ms),
+            windows,
         })
     }
 }

@@ -157,6 +157,9 @@ pub const BUSY_RETRIES: u32 = 3;
 /// The most state changes kept in a rollout's history (the newest).
 const MAX_CHANGES: usize = 200;
 
+/// How a rollout's reason begins while it waits for a window.
+const WINDOW_WAIT: &str = "waiting for the window that";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: RolloutId,
@@ -181,6 +184,10 @@ pub struct Rollout {
     /// What its finished jobs sent, against what whole images would have (the delta extension).
     #[serde(default)]
     pub bytes: RolloutBytes,
+    /// While its windows are all closed: when the next one opens (Unix ms), for the task to
+    /// wake then. Worked out again at every step.
+    #[serde(skip)]
+    pub window_opens: Option<u64>,
 }
 
 /// A rollout's bytes on the wire: `sent` is what its finished jobs sent (chunks, resends
@@ -224,6 +231,7 @@ impl Rollout {
             changes: Vec::new(),
             changes_total: 0,
             bytes: RolloutBytes::default(),
+            window_opens: None,
         }
     }
 
@@ -243,6 +251,7 @@ impl Rollout {
             changes: Vec::new(),
             changes_total: self.changes_total,
             bytes: self.bytes,
+            window_opens: self.window_opens,
         }
     }
 
@@ -301,13 +310,41 @@ impl Rollout {
             }
             self.devices.set_retry_at(index, None);
         }
+        // Outside its windows it starts nothing (jobs under way finish, waves still end).
+        let open = self.state != RolloutState::Running || self.judge_window(now);
         while self.state == RolloutState::Running {
-            self.start_due(now, up_to_date, &mut actions);
+            if open {
+                self.start_due(now, up_to_date, &mut actions);
+            }
             if !self.finish_wave(now) {
                 break;
             }
         }
         actions
+    }
+
+    /// Whether a window is open at `now`; while none is, the reason says when one opens
+    /// (without a change of state: waiting is part of running).
+    fn judge_window(&mut self, now: u64) -> bool {
+        if super::window::open_at(&self.plan.windows, now) {
+            self.window_opens = None;
+            if self.reason.as_deref().is_some_and(|r| r.starts_with(WINDOW_WAIT)) {
+                self.reason = Some("its window is open".into());
+                self.updated_at = now;
+            }
+            return true;
+        }
+        let next = super::window::next_opening(&self.plan.windows, now);
+        self.window_opens = next.as_ref().map(|(at, _)| *at);
+        let reason = match next {
+            Some((at, local)) => format!("{WINDOW_WAIT} opens {local} ({})", crate::units::utc(at)),
+            None => format!("{WINDOW_WAIT} opens (none in the next 8 days)"),
+        };
+        if self.reason.as_deref() != Some(reason.as_str()) {
+            self.reason = Some(reason);
+            self.updated_at = now;
+        }
+        false
     }
 
     /// Starts the pending devices of waves up to the current one, within the pace and
@@ -701,6 +738,11 @@ impl Rollout {
     pub fn next_wakeup(&self) -> Option<u64> {
         if self.state == RolloutState::Scheduled
             && let Some(at) = self.plan.start_at
+        {
+            return Some(at);
+        }
+        if self.state == RolloutState::Running
+            && let Some(at) = self.window_opens
         {
             return Some(at);
         }

@@ -476,3 +476,29 @@ fn a_start_asked_for_when_the_rollout_has_ended_leaves_its_device_cancelled_not_
     let counts = r.wave_counts();
     assert_eq!((counts[0].pending, counts[0].cancelled), (0, 3), "{counts:?}");
 }
+
+#[test]
+fn a_closed_window_holds_every_start_and_its_opening_starts_them() {
+    let closed_now = 1_800_000_000_000; // Friday 2027-01-15 08:00 UTC
+    let mut p = plan(3, &[]);
+    p.windows = vec![super::window::Window {
+        days: vec!["fri".into()],
+        start: "09:00".into(),
+        end: "10:00".into(),
+        tz: "UTC".into(),
+    }];
+    let mut r = Rollout::new(RolloutId::new(1), p, closed_now);
+    assert!(step(&mut r, closed_now).is_empty(), "closed: nothing starts");
+    assert_eq!(r.state, RolloutState::Running, "waiting is part of running");
+    let reason = r.reason.clone().unwrap();
+    assert_eq!(
+        reason,
+        "waiting for the window that opens Fri 2027-01-15 09:00 UTC (2027-01-15 09:00:00 UTC)"
+    );
+    let opens = closed_now + 3_600_000;
+    assert_eq!(r.next_wakeup(), Some(opens), "the task wakes when it opens");
+    assert!(step(&mut r, opens - 1).is_empty());
+    assert_eq!(step(&mut r, opens), [0, 1, 2], "open: every start");
+    assert_eq!(r.reason.as_deref(), Some("its window is open"));
+    assert_eq!(r.next_wakeup(), None);
+}

@@ -80,6 +80,9 @@ pub struct Settings {
     /// Unix ms before which it starts nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<u64>,
+    /// Jobs start only inside these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<super::window::Window>,
 }
 
 impl Settings {
@@ -104,6 +107,15 @@ impl Settings {
         }
         if let Some(at) = self.start_at {
             parts.push(format!("starts at {}", crate::units::utc(at)));
+        }
+        for window in &self.windows {
+            parts.push(format!(
+                "starts jobs {} {}–{} {}",
+                window.days.join(","),
+                window.start,
+                window.end,
+                window.tz
+            ));
         }
         if let Some(cap) = self.max_per_minute {
             parts.push(format!("≤{cap} starts a minute"));
@@ -169,6 +181,7 @@ impl RolloutView {
                 gates: plan.gates,
                 skip_up_to_date: plan.skip_up_to_date,
                 start_at: plan.start_at,
+                windows: plan.windows.clone(),
             },
             created_at: rollout.created_at,
             updated_at: rollout.updated_at,

@@ -578,3 +578,58 @@ async fn a_rollout_with_start_at_creates_no_job_before_its_time() {
     assert!(created_at.iter().all(|at| *at >= start_at), "{created_at:?} against {start_at}");
     fleet.stop().await;
 }
+
+/// A rollout whose only window is closed now starts nothing: it says which window it waits for
+/// (which shows the rollouts task judged it), and no job exists; a bad window is a 400 by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_window_holds_every_start_and_says_when_it_opens() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 2)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload = api
+        .client
+        .post(format!("{}/firmware?name=fw-window.bin", api.base))
+        .body(test_image(2048, 6).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    // A one-minute window that opened an hour ago (UTC): closed now, whatever the day.
+    let minute = (unix_ms() / 60_000 + 24 * 60 - 60) % (24 * 60);
+    let (start, end) = (format!("{:02}:{:02}", minute / 60, minute % 60), {
+        let next = (minute + 1) % (24 * 60);
+        format!("{:02}:{:02}", next / 60, next % 60)
+    });
+    let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let window = json!([{"days": every_day, "start": start, "end": end, "tz": "UTC"}]);
+    let (status, created) = api
+        .post(
+            "/rollouts",
+            json!({"name": "night", "firmware": {"path": "fw-window.bin"}, "targets": {"devices": ids}, "windows": window}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let waiting = wait_for(Duration::from_secs(10), "the rollout to wait for its window", || async {
+        let view = api.get(&format!("/rollouts/{id}")).await;
+        let reason = view["reason"].as_str()?.to_owned();
+        reason.starts_with("waiting for the window that opens ").then_some(view)
+    })
+    .await;
+    assert_eq!(waiting["state"], "running", "{waiting}");
+    assert!(waiting["reason"].as_str().unwrap().contains(&format!("{start}:00 UTC)")), "{waiting}");
+    assert_eq!(api.get("/jobs").await["jobs"], json!([]), "no job while the window is closed");
+    let (status, bad) = api
+        .post(
+            "/rollouts",
+            json!({"name": "bad", "firmware": {"path": "fw-window.bin"}, "targets": {"devices": ids},
+                   "windows": [{"days": ["mon"], "start": "02:00", "end": "05:00", "tz": "Mars/Olympus"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.to_string().contains("windows[0].tz"), "{bad}");
+    fleet.stop().await;
+}

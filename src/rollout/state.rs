@@ -326,6 +326,21 @@ impl Rollout {
     /// Whether a window is open at `now`; while none is, the reason says when one opens
     /// (without a change of state: waiting is part of running).
     fn judge_window(&mut self, now: u64) -> bool {
+        // Known closed until then: nothing to work out again.
+        if self.window_opens.is_some_and(|at| now < at) {
+            return false;
+        }
+        if let Some(problem) = super::window::problem(&self.plan.windows) {
+            // A zone this instance does not know (its zoneinfo lacks it): nothing starts, and
+            // the reason says why; looked at again in a minute.
+            let reason = format!("its windows cannot be judged on this instance ({problem}): nothing starts");
+            if self.reason.as_deref() != Some(reason.as_str()) {
+                self.reason = Some(reason);
+                self.updated_at = now;
+            }
+            self.window_opens = Some(now.saturating_add(60_000));
+            return false;
+        }
         if super::window::open_at(&self.plan.windows, now) {
             self.window_opens = None;
             if self.reason.as_deref().is_some_and(|r| r.starts_with(WINDOW_WAIT)) {

@@ -501,4 +501,12 @@ fn a_closed_window_holds_every_start_and_its_opening_starts_them() {
     assert_eq!(step(&mut r, opens), [0, 1, 2], "open: every start");
     assert_eq!(r.reason.as_deref(), Some("its window is open"));
     assert_eq!(r.next_wakeup(), None);
+    // Jobs under way when it closes finish, and the rollout ends outside its window.
+    let closed_again = opens + 2 * 3_600_000;
+    assert!(step(&mut r, closed_again).is_empty());
+    for index in 0..3 {
+        finish(&mut r, index, JobState::Succeeded, None, closed_again);
+    }
+    assert!(step(&mut r, closed_again + 1).is_empty());
+    assert_eq!(r.state, RolloutState::Succeeded);
 }

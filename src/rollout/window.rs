@@ -4,9 +4,10 @@
 //! else the copy jiff carries).
 //!
 //! A window that ends before it starts (`22:00`–`04:00`) runs past midnight and belongs to the
-//! day it opens. A start that falls in a spring-forward gap opens when the clock resumes (02:30
-//! on a day that skips 02:00–03:00 opens at 03:00); on the day the clock falls back, the first of
-//! the twice-lived times counts.
+//! day it opens. Whether a window is open is judged in absolute time, from its opening and
+//! closing instants: a time the clock skips is taken after the gap (02:30 on a day that skips
+//! 02:00–03:00 is 03:30) and a time it lives twice the first time, so a window inside the
+//! changed hour is open once, for its length.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +40,8 @@ struct Parsed {
 
 impl Window {
     fn parse(&self, which: &str) -> Result<Parsed, String> {
-        if self.days.is_empty() {
-            return Err(format!("{which}.days is empty: name days like \"mon\""));
+        if self.days.is_empty() || self.days.len() > 7 {
+            return Err(format!("{which}.days names 1 to 7 days like \"mon\""));
         }
         let mut days = [false; 7];
         for day in &self.days {
@@ -53,9 +54,14 @@ impl Window {
         let minutes = |field: &str, text: &str| -> Result<i32, String> {
             let bad = || format!("{which}.{field} {text:?} is not a time like \"02:00\"");
             let (hour, minute) = text.trim().split_once(':').ok_or_else(bad)?;
+            // Two digits each: "+2:00" would parse as a number, but is no time.
+            let digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+            if !digits(hour) || !digits(minute) {
+                return Err(bad());
+            }
             let (hour, minute): (i32, i32) =
                 (hour.parse().map_err(|_| bad())?, minute.parse().map_err(|_| bad())?);
-            if !(0..24).contains(&hour) || !(0..60).contains(&minute) || text.trim().len() != 5 {
+            if !(0..24).contains(&hour) || !(0..60).contains(&minute) {
                 return Err(bad());
             }
             Ok(hour * 60 + minute)
@@ -88,38 +94,53 @@ fn local(at_ms: u64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
 }
 
 impl Parsed {
+    /// When the window that opens on local `date` opens and closes, in Unix ms. A time the
+    /// clock skips is taken after the gap and a time it lives twice the first time (jiff's
+    /// "compatible" choice), for the opening and the closing alike, so a window is open once.
+    fn interval(&self, date: jiff::civil::Date) -> Option<(u64, u64)> {
+        let at = |date: jiff::civil::Date, minutes: i32| -> Option<u64> {
+            let (hour, minute) = (i8::try_from(minutes / 60).ok()?, i8::try_from(minutes % 60).ok()?);
+            let zoned = date.at(hour, minute, 0, 0).to_zoned(self.tz.clone()).ok()?;
+            u64::try_from(zoned.timestamp().as_millisecond()).ok()
+        };
+        let closing_date = if self.end > self.start { date } else { date.tomorrow().ok()? };
+        Some((at(date, self.start)?, at(closing_date, self.end)?))
+    }
+
+    fn opens_on(&self, date: jiff::civil::Date) -> bool {
+        self.days[usize::try_from(date.weekday().to_monday_zero_offset()).unwrap_or(0)]
+    }
+
+    /// Open at `at_ms`: inside the interval of today's window or of yesterday's (one past
+    /// midnight).
     fn open_at(&self, at_ms: u64) -> bool {
-        let Some(now) = local(at_ms, &self.tz) else { return false };
-        let minute = i32::from(now.hour()) * 60 + i32::from(now.minute());
-        let today = usize::try_from(now.weekday().to_monday_zero_offset()).unwrap_or(0);
-        let yesterday = (today + 6) % 7;
-        if self.start < self.end {
-            self.days[today] && (self.start..self.end).contains(&minute)
-        } else {
-            // Past midnight: opened today, or opened yesterday and not yet ended.
-            (self.days[today] && minute >= self.start) || (self.days[yesterday] && minute < self.end)
-        }
+        let Some(today) = local(at_ms, &self.tz).map(|now| now.date()) else { return false };
+        let yesterday = today.yesterday().ok();
+        [yesterday, Some(today)]
+            .into_iter()
+            .flatten()
+            .filter(|date| self.opens_on(*date))
+            .any(|date| self.interval(date).is_some_and(|(opens, closes)| (opens..closes).contains(&at_ms)))
     }
 
     /// The first opening after `at_ms` (within the next eight days), in Unix ms.
     fn next_opening(&self, at_ms: u64) -> Option<u64> {
-        let now = local(at_ms, &self.tz)?;
-        let mut date = now.date();
+        let mut date = local(at_ms, &self.tz)?.date();
         for _ in 0..8 {
-            let day = usize::try_from(date.weekday().to_monday_zero_offset()).unwrap_or(0);
-            if self.days[day] {
-                let (hour, minute) = ((self.start / 60) as i8, (self.start % 60) as i8);
-                // A start in a gap opens when the clock resumes (jiff's "compatible" choice).
-                let opens = date.at(hour, minute, 0, 0).to_zoned(self.tz.clone()).ok()?;
-                let opens = u64::try_from(opens.timestamp().as_millisecond()).ok()?;
-                if opens > at_ms {
-                    return Some(opens);
-                }
+            if self.opens_on(date)
+                && let Some((opens, _)) = self.interval(date).filter(|(opens, _)| *opens > at_ms)
+            {
+                return Some(opens);
             }
             date = date.tomorrow().ok()?;
         }
         None
     }
+}
+
+/// Why the windows cannot be judged here (a time zone this instance does not know), if so.
+pub fn problem(windows: &[Window]) -> Option<String> {
+    parse_all(windows).err()
 }
 
 /// Whether any window is open at `at_ms` (no windows: always).
@@ -178,6 +199,22 @@ mod tests {
         assert!(!open_at(&nightly, ms("2027-10-31T04:00:00Z")));
     }
 
+    /// A window inside the hour the clock changes: on the spring night it opens when the clock
+    /// resumes and lasts its length; on the autumn night it is open once, not twice.
+    #[test]
+    fn a_window_inside_the_changed_hour_is_open_once() {
+        let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+        let short = [window(&every_day, "02:00", "02:30", "Europe/Berlin")];
+        assert_eq!(next_opening(&short, ms("2027-03-27T12:00:00Z")).unwrap().0, ms("2027-03-28T01:00:00Z"));
+        assert!(
+            open_at(&short, ms("2027-03-28T01:15:00Z")),
+            "03:15 CEST, the skipped window moved after the gap"
+        );
+        assert!(!open_at(&short, ms("2027-03-28T01:30:00Z")));
+        assert!(open_at(&short, ms("2027-10-31T00:15:00Z")), "02:15 CEST, the first pass");
+        assert!(!open_at(&short, ms("2027-10-31T01:15:00Z")), "02:15 CET, the second pass: closed");
+    }
+
     #[test]
     fn a_window_past_midnight_belongs_to_the_day_it_opens() {
         let friday_night = [window(&["fri"], "22:00", "04:00", "UTC")];
@@ -196,9 +233,11 @@ mod tests {
     #[test]
     fn bad_windows_are_refused_by_field() {
         let cases = [
-            (window(&[], "02:00", "05:00", "UTC"), "windows[0].days is empty"),
+            (window(&[], "02:00", "05:00", "UTC"), "windows[0].days names 1 to 7 days"),
+            (window(&["mon"; 8], "02:00", "05:00", "UTC"), "windows[0].days names 1 to 7 days"),
             (window(&["someday"], "02:00", "05:00", "UTC"), "windows[0].days: \"someday\""),
             (window(&["mon"], "2:00", "05:00", "UTC"), "windows[0].start \"2:00\""),
+            (window(&["mon"], "+2:00", "05:00", "UTC"), "windows[0].start \"+2:00\""),
             (window(&["mon"], "02:00", "25:00", "UTC"), "windows[0].end \"25:00\""),
             (window(&["mon"], "02:00", "02:00", "UTC"), "start and end are the same"),
             (window(&["mon"], "02:00", "05:00", "Mars/Olympus"), "windows[0].tz \"Mars/Olympus\""),

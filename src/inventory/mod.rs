@@ -310,6 +310,16 @@ impl Inventory {
         }
     }
 
+    /// Whether `id` runs the image `sha256` (hex), as a rollout judges it: what its status
+    /// says, else (a device that reports none) the last image that succeeded on it.
+    pub fn runs(&self, id: &(impl std::borrow::Borrow<str> + ?Sized), sha256: &str) -> bool {
+        let id: &str = id.borrow();
+        match self.running_of(id) {
+            Some(running) => running.image == sha256,
+            None => self.get(id).and_then(|d| d.last_image).is_some_and(|image| image.sha256 == sha256),
+        }
+    }
+
     /// Statuses held for devices the inventory does not hold, and those refused for want of
     /// room since the start (for `/metrics`).
     pub fn unlisted_statuses(&self) -> (usize, u64) {

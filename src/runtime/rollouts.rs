@@ -591,11 +591,7 @@ fn step_all(rollouts: &Rollouts, handle: &Handle) -> Vec<(RolloutId, usize)> {
     for rollout in inner.rollouts.values_mut().filter(|r| !r.state.is_final()) {
         let before = rollout.updated_at;
         let sha = rollout.plan.image.sha256.clone();
-        // What the device says it runs when it reports; else the last image that succeeded on it.
-        let up_to_date = |device: &str| match inventory.running_of(device) {
-            Some(running) => running.image == sha,
-            None => inventory.get(device).and_then(|d| d.last_image).is_some_and(|image| image.sha256 == sha),
-        };
+        let up_to_date = |device: &str| inventory.runs(device, &sha);
         for action in rollout.step(now, &up_to_date) {
             if let Action::Start(index) = action {
                 starts.push((rollout.id, index));

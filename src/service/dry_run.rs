@@ -146,15 +146,8 @@ impl Service {
                 }
                 continue;
             }
-            // As the rollout judges it: the device's status, else the last image that
-            // succeeded on it.
-            let up_to_date = match &running {
-                Some(running) => running.image == image_hex,
-                None => {
-                    inventory.get(device).and_then(|d| d.last_image).is_some_and(|i| i.sha256 == image_hex)
-                }
-            };
-            if up_to_date {
+            // As the rollout judges it (`Inventory::runs`).
+            if inventory.runs(device, &image_hex) {
                 run.up_to_date.push(device);
                 continue;
             }

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::stats::{median, peak_rss_bytes};
 use rocky::firmware::{Image, build_patch};
 use rocky::sim::sample_image;
+use rocky::units::bytes;
 
 /// The kinds of change measured, each a function of the base.
 fn changes(base: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
@@ -113,12 +114,4 @@ pub async fn run(
         );
     }
     Ok(())
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / 1048576.0),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }

@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use rocky::broker::{EmbeddedBroker, free_port};
-use rocky::sim::{Fleet, FleetConfig};
 use serde_json::{Value, json};
 
-use crate::support::{Serve, healthy, test_image, wait_for};
+use crate::support::served_fleet::ServedFleet;
+use crate::support::{test_image, wait_for};
 
 /// Counts what is published on the command topics from now on.
 async fn command_spy(port: u16) -> Arc<AtomicUsize> {
@@ -40,21 +39,9 @@ async fn command_spy(port: u16) -> Arc<AtomicUsize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let mut fleet_config = FleetConfig::new(broker.url(), 5);
-    fleet_config.prefix = "dry-".into();
-    let fleet = Fleet::start(&fleet_config).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(30)).await);
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    healthy(&client, &base).await;
     let image = test_image(8192, 21);
-    let upload =
-        client.post(format!("{base}/firmware?name=fw-dry.bin")).body(image.to_vec()).send().await.unwrap();
-    assert_eq!(upload.status(), StatusCode::CREATED);
+    let served = ServedFleet::start(5, |config| config.prefix = "dry-".into(), "fw-dry.bin", &image).await;
+    let (client, base) = (&served.client, served.base.as_str());
     // dry-01 runs the image already (a job made it so).
     let job: Value = client
         .post(format!("{base}/jobs"))
@@ -74,7 +61,7 @@ async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
     let devices = ["dry-01", "dry-02", "dry-03", "dry-04", "dry-05", "ghost-1"];
     let request = json!({"name": "plan", "firmware": {"path": "fw-dry.bin"}, "targets": {"devices": devices},
                          "waves": [1, "50%", "100%"], "max_per_minute": 60});
-    let spy = command_spy(broker.url().port).await;
+    let spy = command_spy(served.broker.url().port).await;
     let answer = client.post(format!("{base}/rollouts?dry_run=true")).json(&request).send().await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     let run: Value = answer.json().await.unwrap();
@@ -122,5 +109,5 @@ async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
         at += size;
     }
     assert_eq!(real, waves);
-    fleet.stop().await;
+    served.fleet.stop().await;
 }

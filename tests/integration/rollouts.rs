@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::served_fleet::ServedFleet;
 use crate::support::{Serve, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
@@ -241,19 +242,8 @@ async fn a_rollout_killed_mid_wave_resumes_after_a_restart_without_duplicating_j
 }
 
 fn rollout_cli(base: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
-        .args(["rollout", "--server", base])
-        .args(args)
-        .arg("--config")
-        .arg(data.join("test-config.toml"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("rocky rollout runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (code, out, err) = crate::support::served_fleet::rollout_cli(base, data, args);
+    (code == Some(0), out, err)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,18 +493,8 @@ async fn a_200_device_rollout_keeps_its_start_cap_and_wave_order_pauses_and_retr
 /// for ever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_wave_rollout_without_caps_starts_every_device_of_a_wave_larger_than_a_pass() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 150)).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(60)).await);
-    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload =
-        api.client.post(format!("{}/firmware?name=fw-wide.bin", api.base)).body(test_image(2048, 5).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let served = ServedFleet::start(150, |_| {}, "fw-wide.bin", &test_image(2048, 5)).await;
+    let (ids, api) = (served.ids(), Api { client: served.client.clone(), base: served.base.clone() });
     let (status, created) = api
         .post(
             "/rollouts",
@@ -528,27 +508,15 @@ async fn a_one_wave_rollout_without_caps_starts_every_device_of_a_wave_larger_th
     let jobs = rollout_jobs(&api, id).await;
     assert_eq!(jobs.len(), 150);
     assert!(jobs.values().all(|tries| tries.len() == 1), "one job each");
-    fleet.stop().await;
+    served.fleet.stop().await;
 }
 
 /// A rollout with `start_at` 2 s ahead is `scheduled` and says until when; no job of it is
 /// created before its time (each job's creation time is at or after it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_with_start_at_creates_no_job_before_its_time() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 2)).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
-    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload = api
-        .client
-        .post(format!("{}/firmware?name=fw-later.bin", api.base))
-        .body(test_image(2048, 8).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let served = ServedFleet::start(2, |_| {}, "fw-later.bin", &test_image(2048, 8)).await;
+    let (ids, api) = (served.ids(), Api { client: served.client.clone(), base: served.base.clone() });
     let start_at = unix_ms() + 2000;
     let (status, created) = api
         .post(
@@ -576,27 +544,15 @@ async fn a_rollout_with_start_at_creates_no_job_before_its_time() {
         jobs["jobs"].as_array().unwrap().iter().map(|j| j["created_at"].as_u64().unwrap()).collect();
     assert_eq!(created_at.len(), 2);
     assert!(created_at.iter().all(|at| *at >= start_at), "{created_at:?} against {start_at}");
-    fleet.stop().await;
+    served.fleet.stop().await;
 }
 
 /// A rollout whose only window is closed now starts nothing: it says which window it waits for
 /// (which shows the rollouts task judged it), and no job exists; a bad window is a 400 by field.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_window_holds_every_start_and_says_when_it_opens() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 2)).unwrap();
-    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
-    let ids: Vec<String> = fleet.ids().iter().map(|d| d.to_string()).collect();
-    let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload = api
-        .client
-        .post(format!("{}/firmware?name=fw-window.bin", api.base))
-        .body(test_image(2048, 6).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let served = ServedFleet::start(2, |_| {}, "fw-window.bin", &test_image(2048, 6)).await;
+    let (ids, api) = (served.ids(), Api { client: served.client.clone(), base: served.base.clone() });
     // A one-minute window that opened an hour ago (UTC): closed now, whatever the day.
     let minute = (unix_ms() / 60_000 + 24 * 60 - 60) % (24 * 60);
     let (start, end) = (format!("{:02}:{:02}", minute / 60, minute % 60), {
@@ -631,5 +587,5 @@ async fn a_closed_window_holds_every_start_and_says_when_it_opens() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.to_string().contains("windows[0].tz"), "{bad}");
-    fleet.stop().await;
+    served.fleet.stop().await;
 }

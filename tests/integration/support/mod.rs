@@ -5,6 +5,7 @@
 
 pub mod cbor_items;
 pub mod delta_device;
+pub mod served_fleet;
 pub mod signed_device;
 pub mod tmux;
 pub mod wire_device;

@@ -18,6 +18,7 @@
 //! - [`store`]: durable jobs in SQLite, content-addressed images, the data-dir lock.
 //! - [`tui`]: the operator console: state fed by events, input to commands, a pure render.
 //! - [`config`]: `rocky.toml`, `ROCKY_*` variables and flags, with where each value came from.
+//! - [`audit`]: who changed what and how it went, written by the service before each answer.
 //! - [`api`]: the HTTP API's wire contract and its one client; [`service`]: what an operator
 //!   can do, written once for the API and the console.
 //! - [`secret`], [`random`], [`write_error`]: small shared pieces below everything else (a
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod broker;
 pub mod clock;
 pub mod config;

@@ -241,8 +241,24 @@ pub async fn run_console(
             "The demo keeps nothing: they end with it.".into()
         },
     };
-    let result = console::run(Arc::new(Local::new(service)), options).await;
+    let result = console::run(Arc::new(Local::new(service.acting_as(&console_actor()))), options).await;
     let _ = stop_http.send(());
     runtime.shutdown().await;
     result.context("console failed")
+}
+
+/// Who the audit says acted at an in-process console: `console:<user>@<host>`.
+fn console_actor() -> String {
+    let user = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("console:{}@{}", user.trim(), host)
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod api_client;
+mod audit;
 mod behavior_flags;
 mod bench;
 mod broker;
@@ -152,6 +153,8 @@ pub enum Command {
     Devices(devices::DevicesArgs),
     /// Staged rollouts on a running Rocky: create, list, show, pause, resume, cancel.
     Rollout(rollout::RolloutArgs),
+    /// Who changed what on a running Rocky, oldest first (filters: --since, --actor, --target).
+    Audit(audit::AuditArgs),
     /// Run the embedded MQTT broker alone.
     Broker(broker::BrokerArgs),
     /// Print the effective configuration and where each value came from.
@@ -181,6 +184,7 @@ impl Command {
             Some(
                 Self::Devices(_)
                     | Self::Rollout(_)
+                    | Self::Audit(_)
                     | Self::Config(_)
                     | Self::Jobs(_)
                     | Self::Job(_)
@@ -209,6 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Devices(args)) => devices::run(&top.config(&args.config.config), args).await,
         Some(Command::Rollout(args)) => rollout::run(&top.config(&args.config.config), args).await,
+        Some(Command::Audit(args)) => audit::run(&top.config(&args.config.config), args).await,
         Some(Command::Broker(args)) => broker::run(args).await,
         Some(Command::Config(flags)) => config::run(&flags.over(top)),
         Some(Command::Job(args)) => job::run(&top.config(&args.config.config), args).await,

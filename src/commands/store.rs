@@ -22,7 +22,8 @@ pub async fn start_runtime(
             Store::open_postgres(&settings, data_dir, &instance, config.store.lease()).await?
         }
         None => Store::open(data_dir)?,
-    };
+    }
+    .with_audit_keep(config.store.keep_audit);
     tracing::info!(db = %store.location(), "job store open");
     let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()?), store)
         .await

@@ -242,8 +242,10 @@ pub struct StoreSection {
     pub data_dir: String,
     /// Keep at most this many finished jobs (the newest); 0 = no limit.
     pub keep_jobs: u64,
-    /// Forget finished jobs older than this many days; 0 = no limit.
+    /// Forget finished jobs older than this many days (audit entries too); 0 = no limit.
     pub keep_days: f64,
+    /// Keep at most this many audit entries (the newest); at least 1.
+    pub keep_audit: u64,
     /// The most devices the inventory holds (registered or seen on the wire).
     pub max_devices: u64,
     /// A PostgreSQL database shared by several instances (`postgres://USER@HOST:PORT/DB`);
@@ -262,6 +264,7 @@ impl Default for StoreSection {
             data_dir: String::new(),
             keep_jobs: 0,
             keep_days: 0.0,
+            keep_audit: crate::audit::DEFAULT_KEEP,
             max_devices: crate::inventory::DEFAULT_MAX_DEVICES as u64,
             url: String::new(),
             password_file: String::new(),
@@ -509,6 +512,12 @@ impl Config {
             return Err(Invalid {
                 key: "store.lease_s",
                 reason: "must be between 1 and 3600 seconds".into(),
+            });
+        }
+        if self.store.keep_audit == 0 {
+            return Err(Invalid {
+                key: "store.keep_audit",
+                reason: "must be at least 1 (the audit trail cannot be turned off)".into(),
             });
         }
         if !(self.store.keep_days >= 0.0 && self.store.keep_days < 1e6) {

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::tokens::Role;
 use super::{ApiError, ApiState};
+use crate::audit::Action;
 
 /// The middleware: passes the request on with its [`Caller`] (for the audit), or answers 401
 /// (no token, or not one this Rocky accepts) or 403 (a role short of what the request needs,
@@ -38,6 +39,12 @@ pub async fn require_token(State(state): State<ApiState>, mut request: Request, 
                     caller.name,
                     caller.role.with_article()
                 );
+                // A write its role does not cover is audited (a read is not: it changes nothing).
+                if needed > Role::Viewer {
+                    let target = format!("{} {}", request.method(), request.uri().path());
+                    let service = state.service.acting_as(&caller.name);
+                    service.record(Action::Forbidden, &target, &format!("refused: {text}")).await;
+                }
                 return ApiError::Forbidden(text).into_response();
             }
             request.extensions_mut().insert(caller);

@@ -31,30 +31,6 @@ fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// Reads `seen_since`: Unix milliseconds, or a span back from now like `90s`, `10m`, `2h`, `7d`.
-fn seen_since(text: &str, now_ms: u64) -> Result<u64, ApiError> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<u64>() {
-        return Ok(ms);
-    }
-    let bad = || {
-        ApiError::BadRequest(format!(
-            "seen_since {text:?} is neither Unix milliseconds nor a span like 90s, 10m, 2h or 7d"
-        ))
-    };
-    let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(unit_at);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(bad()),
-    };
-    Ok(now_ms.saturating_sub(number.saturating_mul(seconds).saturating_mul(1000)))
-}
-
 /// A version to filter by: what a status may name (at most 64 bytes).
 fn version(text: &str) -> Result<String, ApiError> {
     if text.is_empty() || text.len() > crate::protocol::MAX_VERSION_BYTES {
@@ -79,7 +55,7 @@ pub async fn list(
         match key.as_str() {
             "label" => query = query.with_label(&value).map_err(bad)?,
             "glob" => query = query.with_glob(&value).map_err(bad)?,
-            "seen_since" => query.seen_since = Some(seen_since(&value, now_ms)?),
+            "seen_since" => query.seen_since = Some(super::since::parse("seen_since", &value, now_ms)?),
             "after" => query.after = Some(device_id(&value)?),
             "running" => {
                 let hash = crate::firmware::parse_sha256(&value)
@@ -116,7 +92,7 @@ pub async fn show(State(state): State<ApiState>, Path(raw): Path<String>) -> Res
 
 /// Registers a device with these labels (replacing its labels if it is known): 201 when new.
 pub async fn put(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     Path(raw): Path<String>,
     body: Result<Json<PutDevice>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
@@ -126,29 +102,19 @@ pub async fn put(
     Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
 }
 
-pub async fn delete(State(state): State<ApiState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    super::Acting(state): super::Acting,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.service.forget(&device_id(&raw)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// JSON (`[{"device_id", "labels"}, …]`) or lines of `device_id,key=value,…`; all or nothing.
-pub async fn import(State(state): State<ApiState>, body: Bytes) -> Result<Json<api::Imported>, ApiError> {
+pub async fn import(
+    super::Acting(state): super::Acting,
+    body: Bytes,
+) -> Result<Json<api::Imported>, ApiError> {
     let service::Imported { rows, added } = state.service.import_devices(&body).await?;
     Ok(Json(api::Imported { imported: rows, added, updated: rows - added }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seen_since_takes_milliseconds_or_a_span() {
-        assert_eq!(seen_since("1234", 10_000_000).unwrap(), 1234);
-        assert_eq!(seen_since("90s", 100_000).unwrap(), 10_000);
-        assert_eq!(seen_since("10m", 10_000_000).unwrap(), 9_400_000);
-        assert_eq!(seen_since("1d", 1000).unwrap(), 0);
-        assert!(seen_since("10y", 0).unwrap_err().to_string().contains("\"10y\""));
-        assert!(seen_since("m", 0).is_err());
-        assert!(seen_since("", 0).is_err());
-    }
 }

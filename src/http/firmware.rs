@@ -90,7 +90,7 @@ fn over_cap(used: u64, upload: u64, cap: u64) -> ApiError {
 }
 
 pub async fn upload(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Body,
 ) -> Result<(StatusCode, Json<FirmwareImage>), ApiError> {
@@ -155,12 +155,8 @@ pub async fn upload(
     let image = tokio::task::spawn_blocking(move || Image::new(name, bytes))
         .await
         .map_err(|_| ApiError::Internal("the uploaded image could not be hashed".into()))?;
-    state.service.library().remember_file(&image, target);
-    let image = state.service.library().intern(image);
-    if signs {
-        state.service.sign_image(&image, query.version, query.seq.unwrap_or(0), query.replace)?;
-    }
-    Ok((StatusCode::CREATED, Json(state.service.describe_image(&image, Some(file_name)))))
+    let signing = signs.then(|| (query.version, query.seq.unwrap_or(0), query.replace));
+    Ok((StatusCode::CREATED, Json(state.service.keep_upload(image, target, file_name, signing).await?)))
 }
 
 fn sha256_of(raw: &str) -> Result<crate::protocol::Sha256, ApiError> {
@@ -180,7 +176,7 @@ pub async fn show(
 
 /// The body is the COSE_Sign1 as `rocky sign` writes it (at most 4 KiB).
 pub async fn put_manifest(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     Path(raw): Path<String>,
     query: Result<Query<ManifestQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,

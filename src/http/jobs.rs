@@ -55,7 +55,7 @@ async fn create_jobs(
 }
 
 pub async fn create(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     body: Result<Json<CreateJobs>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
@@ -70,7 +70,7 @@ pub async fn create(
 }
 
 pub async fn create_original(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     body: Result<Json<CreateOriginal>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedJobs>), ApiError> {
     let Json(request) = body?;
@@ -164,7 +164,7 @@ pub async fn events(
 }
 
 pub async fn cancel(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     Path(raw): Path<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     Ok(Json(state.service.cancel_job(job_id(&raw)?).await?))

@@ -2,6 +2,8 @@
 //! fitting 4xx/5xx status, and every request body has a size limit. With a token configured,
 //! every route but `GET /healthz` needs `Authorization: Bearer <token>`.
 
+mod acting;
+mod audit;
 mod auth;
 mod devices;
 mod dto;
@@ -13,9 +15,11 @@ mod jobs;
 mod metrics;
 mod rollouts;
 mod server;
+mod since;
 mod tls;
 mod tokens;
 
+pub use acting::{ANONYMOUS, Acting};
 pub use dto::event_json;
 pub use error::ApiError;
 pub use guard::is_loopback_host;
@@ -160,6 +164,7 @@ pub fn router(state: ApiState) -> Router {
             "/firmware/{sha256}/manifest",
             put(firmware::put_manifest).layer(DefaultBodyLimit::max(crate::protocol::MAX_MANIFEST_BYTES)),
         )
+        .route("/audit", get(audit::list))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))
         .route("/metrics", get(metrics::render))

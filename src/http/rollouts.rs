@@ -55,7 +55,7 @@ pub struct CreateQuery {
 }
 
 pub async fn create(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     query: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -134,7 +134,7 @@ pub async fn show(
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.
 pub async fn control(
-    State(state): State<ApiState>,
+    super::Acting(state): super::Acting,
     Path((raw, verb)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = rollout_id(&raw)?;

@@ -113,6 +113,8 @@ pub struct Handle {
     /// The chunk size of a job that names none (`jobs.chunk_size`): what a byte-rate cap is
     /// turned into a pause between chunks by.
     default_chunk: crate::firmware::ChunkSize,
+    /// Where the service writes who changed what (the store, or memory without one).
+    audit: crate::audit::AuditLog,
 }
 
 impl Handle {
@@ -143,7 +145,19 @@ impl Handle {
             rollouts: Arc::new(rollouts),
             cluster: None,
             default_chunk: crate::firmware::ChunkSize::default(),
+            audit: crate::audit::AuditLog::in_memory(),
         }
+    }
+
+    /// Writes the audit to `audit` (the store) instead of memory.
+    pub(super) fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// The audit trail.
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 
     /// Jobs that name no chunk size get `chunk`.

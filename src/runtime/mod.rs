@@ -172,6 +172,10 @@ impl Runtime {
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
         let cluster = store.as_ref().and_then(|(store, _)| cluster::Cluster::of(store));
+        let audit = match &store {
+            Some((store, _)) => crate::audit::AuditLog::Stored(store.clone()),
+            None => crate::audit::AuditLog::in_memory(),
+        };
         let (persistence, creator) = match store {
             Some((store, last_id)) => {
                 engine.set_last_job_id(last_id);
@@ -192,7 +196,8 @@ impl Runtime {
             rollouts.clone(),
         )
         .with_cluster(cluster.clone())
-        .with_default_chunk(config.engine.chunk_size);
+        .with_default_chunk(config.engine.chunk_size)
+        .with_audit(audit);
         let driver = driver::Driver {
             engine,
             publisher,

@@ -2,6 +2,7 @@
 //! one. The labels and the import are checked here, so every face refuses the same things.
 
 use super::{Service, ServiceError};
+use crate::audit::Action;
 use crate::inventory::{Device, Labels, import, labels};
 use crate::protocol::DeviceId;
 
@@ -16,21 +17,27 @@ impl Service {
     /// Registers `id` with `labels` (replacing its labels when it is known); answers the device and
     /// whether it is new.
     pub async fn register(&self, id: DeviceId, labels: Labels) -> Result<(Device, bool), ServiceError> {
-        labels::check(&labels).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let inventory = self.inventory();
-        let added = inventory.register(vec![(id.clone(), labels)]).await?;
-        let device =
-            inventory.get(&id).ok_or_else(|| ServiceError::Internal("the device vanished".into()))?;
-        Ok((device, added > 0))
+        let target = format!("device:{id}");
+        let result = async {
+            labels::check(&labels).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            let inventory = self.inventory();
+            let added = inventory.register(vec![(id.clone(), labels)]).await?;
+            let device =
+                inventory.get(&id).ok_or_else(|| ServiceError::Internal("the device vanished".into()))?;
+            Ok((device, added > 0))
+        }
+        .await;
+        self.audited(Action::DeviceRegister, result, |_| target).await
     }
 
     /// Forgets `id` (its jobs stay).
     pub async fn forget(&self, id: &DeviceId) -> Result<(), ServiceError> {
-        if self.inventory().forget(id).await? {
-            Ok(())
-        } else {
-            Err(ServiceError::NotFound(format!("no device {id} in the inventory")))
-        }
+        let result = match self.inventory().forget(id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ServiceError::NotFound(format!("no device {id} in the inventory"))),
+            Err(e) => Err(e.into()),
+        };
+        self.audited(Action::DeviceForget, result, |_| format!("device:{id}")).await
     }
 }
 
@@ -45,6 +52,15 @@ impl Service {
     /// Registers every row of `body` (JSON `[{"device_id", "labels"}, …]` or lines of
     /// `device_id,key=value,…`), all or nothing.
     pub async fn import_devices(&self, body: &[u8]) -> Result<Imported, ServiceError> {
+        let result = self.import_unaudited(body).await;
+        self.audited(Action::DeviceImport, result, |done| match done {
+            Some(done) => format!("devices ({} rows, {} new)", done.rows, done.added),
+            None => "devices".to_owned(),
+        })
+        .await
+    }
+
+    async fn import_unaudited(&self, body: &[u8]) -> Result<Imported, ServiceError> {
         let text = std::str::from_utf8(body).map_err(|e| {
             ServiceError::Invalid(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
         })?;

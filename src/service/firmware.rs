@@ -3,6 +3,7 @@
 //! builds the firmware) once Rocky verified it.
 
 use super::{Service, ServiceError};
+use crate::audit::Action;
 use crate::firmware::{FirmwareImage, FirmwareList, Image, SignError};
 use crate::protocol::{Manifest, Sha256, sha256_hex};
 
@@ -52,6 +53,16 @@ impl Service {
         cose: &[u8],
         replace: bool,
     ) -> Result<FirmwareImage, ServiceError> {
+        let result = self.attach_manifest_unaudited(sha256, cose, replace).await;
+        self.audited(Action::FirmwareManifest, result, |_| format!("firmware:{}", sha256_hex(sha256))).await
+    }
+
+    async fn attach_manifest_unaudited(
+        &self,
+        sha256: &Sha256,
+        cose: &[u8],
+        replace: bool,
+    ) -> Result<FirmwareImage, ServiceError> {
         let image = self.find_image(sha256).await?;
         let manifest =
             Manifest::decode(cose).map_err(|e| ServiceError::Invalid(format!("manifest refused: {e}")))?;
@@ -61,6 +72,27 @@ impl Service {
             .attach(&image, cose)
             .map_err(|e| ServiceError::Invalid(format!("manifest refused: {e}")))?;
         Ok(self.describe_image(&image, None))
+    }
+
+    /// Takes an image just uploaded to `path` (in the firmware directory, as `file_name`):
+    /// remembered there and held by hash, signed with Rocky's key when `signing` says so
+    /// (version, counter, replace a higher counter), and described.
+    pub async fn keep_upload(
+        &self,
+        image: Image,
+        path: std::path::PathBuf,
+        file_name: String,
+        signing: Option<(Option<String>, u64, bool)>,
+    ) -> Result<FirmwareImage, ServiceError> {
+        let target = format!("firmware:{}", sha256_hex(image.sha256()));
+        self.library().remember_file(&image, path);
+        let image = self.library().intern(image);
+        let result = match signing {
+            Some((version, seq, replace)) => self.sign_image(&image, version, seq, replace).map(|_| ()),
+            None => Ok(()),
+        };
+        let result = result.map(|()| self.describe_image(&image, Some(file_name)));
+        self.audited(Action::FirmwareUpload, result, |_| target).await
     }
 
     /// Signs `image` with Rocky's key (`firmware.signing_key_file`), under the same rule.

@@ -5,7 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{JobFilter, Service, ServiceError};
+use super::{JobFilter, Service, ServiceError, jobs_target};
+use crate::audit::Action;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{ChunkSize, FirmwareSource, LoadLimits, Pacing, resolve};
 use crate::protocol::DeviceId;
@@ -43,6 +44,21 @@ impl Service {
         firmware_dir: &Path,
         limits: &LoadLimits,
     ) -> Result<SubmittedJobs, ServiceError> {
+        let asked = devices_target(&request.devices);
+        let result = self.submit_jobs_unaudited(request, firmware_dir, limits).await;
+        self.audited(Action::JobCreate, result, |made| match made {
+            Some(made) => jobs_target(made.jobs.iter().map(|job| &job.id)),
+            None => asked,
+        })
+        .await
+    }
+
+    async fn submit_jobs_unaudited(
+        &self,
+        request: NewJobs,
+        firmware_dir: &Path,
+        limits: &LoadLimits,
+    ) -> Result<SubmittedJobs, ServiceError> {
         let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta } = request;
         let paced = Pacing::new(chunk_size, chunk_interval_ms, max_rate, self.default_chunk())
             .map_err(ServiceError::Invalid)?;
@@ -59,14 +75,23 @@ impl Service {
                 ..JobSpec::new(device, image.clone())
             })
             .collect();
-        let jobs = self.submit(specs).await?;
+        let jobs = self.submit_unaudited(specs).await?;
         Ok(SubmittedJobs { jobs, never_seen })
     }
 
     /// Creates jobs whose images are already in hand (the console's form previewed them).
     /// Each gets its image's manifest (none is created when the manifest rule stops one) and,
     /// for a device that speaks deltas, a patch from the image it runs.
-    pub async fn submit(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+    pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+        let asked = devices_target(&specs.iter().map(|spec| spec.device.clone()).collect::<Vec<_>>());
+        let result = self.submit_unaudited(specs).await;
+        self.audited(Action::JobCreate, result, |made| {
+            made.map_or(asked, |jobs| jobs_target(jobs.iter().map(|job| &job.id)))
+        })
+        .await
+    }
+
+    async fn submit_unaudited(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
         self.sign_specs(&mut specs)?;
         self.choose_deltas(&mut specs).await;
         Ok(self.handle.submit(specs).await?)
@@ -74,7 +99,8 @@ impl Service {
 
     /// Cancels job `id`, wherever it is driven (here, or by another instance sharing the store).
     pub async fn cancel_job(&self, id: JobId) -> Result<JobSnapshot, ServiceError> {
-        Ok(self.handle.cancel(id).await?)
+        let result = self.handle.cancel(id).await.map_err(ServiceError::from);
+        self.audited(Action::JobCancel, result, |_| format!("job:{id}")).await
     }
 
     /// A job's latest state, read without asking the engine.
@@ -102,11 +128,31 @@ impl Service {
         limits: &LoadLimits,
     ) -> Result<Vec<JobSnapshot>, ServiceError> {
         let source = FirmwareSource::Sha256(job.image.sha256.clone());
-        let image = resolve(&source, self.library(), None, limits)
-            .await
-            .map_err(|e| ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id)))?;
-        let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
-        let spec = JobSpec { chunk_size, force: job.force, ..JobSpec::new(job.device_id.clone(), image) };
-        self.submit(vec![spec]).await
+        let result = match resolve(&source, self.library(), None, limits).await {
+            Ok(image) => {
+                let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
+                let spec =
+                    JobSpec { chunk_size, force: job.force, ..JobSpec::new(job.device_id.clone(), image) };
+                self.submit_unaudited(vec![spec]).await
+            }
+            Err(e) => Err(ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id))),
+        };
+        let retried = job.id;
+        self.audited(Action::JobRetry, result, |made| match made {
+            Some(jobs) => format!("job:{retried} as {}", jobs_target(jobs.iter().map(|job| &job.id))),
+            None => format!("job:{retried}"),
+        })
+        .await
     }
+}
+
+/// The audit's name for the devices of a creation that was refused: `device:a,b` (the first
+/// ten, then the count).
+fn devices_target(devices: &[DeviceId]) -> String {
+    let shown: Vec<&str> = devices.iter().take(10).map(DeviceId::as_str).collect();
+    let mut target = format!("device:{}", shown.join(","));
+    if devices.len() > shown.len() {
+        target.push_str(&format!(",… ({} devices)", devices.len()));
+    }
+    target
 }

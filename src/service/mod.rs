@@ -8,6 +8,7 @@
 //! `store/`. Only the commands that start a runtime (`rocky serve`, `console`, `demo`, `bench`)
 //! wire one, and hand its [`Handle`] to [`Service::new`].
 
+mod audit;
 mod devices;
 mod dry_run;
 mod error;
@@ -24,6 +25,7 @@ pub use crate::runtime::{
     Clock, ConnectionState, Envelope, EventStream, JobChange, JobChanges, JobFilter, JobFollower, JobTable,
     Received, RolloutError, RuntimeError, RuntimeEvent, Status, Traffic, TrafficDirection,
 };
+pub use audit::{SYSTEM_ACTOR, jobs_target};
 pub use devices::Imported;
 pub use dry_run::{DeviceList, Estimate, NAMED_DEVICES, Refusal, RolloutDryRun};
 pub use error::ServiceError;
@@ -36,10 +38,12 @@ use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::runtime::Handle;
 
-/// The operator's actions over one runtime. Cheap to clone: every face and task holds its own.
+/// The operator's actions over one runtime, taken for one actor (the audit's name for who
+/// acted; see [`Service::acting_as`]). Cheap to clone: every face and task holds its own.
 #[derive(Clone)]
 pub struct Service {
     handle: Handle,
+    actor: Arc<str>,
 }
 
 impl From<Handle> for Service {
@@ -49,8 +53,10 @@ impl From<Handle> for Service {
 }
 
 impl Service {
+    /// The service over `handle`, acting as Rocky itself until [`Service::acting_as`] names
+    /// someone.
     pub fn new(handle: Handle) -> Self {
-        Self { handle }
+        Self { handle, actor: SYSTEM_ACTOR.into() }
     }
 
     /// The runtime's time: job times, timeouts and "seen" are read on it.

@@ -1,6 +1,7 @@
 //! Retention: finished jobs beyond `store.keep` or older than `store.keep_days` are forgotten
 //! (from memory and the store) now and every hour after, and uploads no kept job names go with
-//! them. Whatever face runs the runtime (`rocky serve`, `rocky console`, `rocky demo`) starts it.
+//! them, and audit entries older than `store.keep_days` (their count is bounded as each is
+//! written, by `store.keep_audit`). Whatever face runs the runtime (`rocky serve`, `rocky console`, `rocky demo`) starts it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,9 @@ impl Service {
                 }
                 if let Some(age) = max_age {
                     service.sweep_uploads(&uploads, age).await;
+                    let now = service.clock().unix_ms(service.clock().now());
+                    let cutoff = now.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+                    service.handle.audit().prune(i64::try_from(cutoff).unwrap_or(i64::MAX)).await;
                 }
             }
         });

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::{Service, ServiceError};
+use crate::audit::Action;
 use crate::firmware::{FirmwareSource, Image, LoadLimits, resolve};
 use crate::protocol::DeviceId;
 use crate::rollout::{DeviceWindow, Rollout, RolloutId, RolloutPlan, RolloutRequest, RolloutView};
@@ -42,7 +43,12 @@ impl Service {
 
     /// Keeps `image` by content (jobs made after a restart still find it) and starts `plan`
     /// with it.
-    pub async fn start_rollout(
+    pub async fn start_rollout(&self, plan: RolloutPlan, image: Image) -> Result<NewRollout, ServiceError> {
+        let result = self.start_rollout_unaudited(plan, image).await;
+        self.audited(Action::RolloutCreate, result, |made| rollout_target(made.map(|m| &m.rollout))).await
+    }
+
+    async fn start_rollout_unaudited(
         &self,
         mut plan: RolloutPlan,
         image: Image,
@@ -65,18 +71,19 @@ impl Service {
     /// Starts `plan` as it is: its image is one the library holds already (the demo's rollouts,
     /// whose images live in memory while the console runs).
     pub async fn start_planned_rollout(&self, plan: RolloutPlan) -> Result<Rollout, ServiceError> {
-        Ok(self.handle.rollouts().create(plan).await?)
+        let result = self.handle.rollouts().create(plan).await.map_err(ServiceError::from);
+        self.audited(Action::RolloutCreate, result, rollout_target).await
     }
 
     /// Pauses, resumes or cancels rollout `id`; the change is on disk when this answers.
     pub async fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Result<Rollout, ServiceError> {
         let rollouts = self.handle.rollouts();
-        let rollout = match verb {
-            RolloutVerb::Pause => rollouts.pause(id).await?,
-            RolloutVerb::Resume => rollouts.resume(id).await?,
-            RolloutVerb::Cancel => rollouts.cancel(id).await?,
+        let (action, result) = match verb {
+            RolloutVerb::Pause => (Action::RolloutPause, rollouts.pause(id).await),
+            RolloutVerb::Resume => (Action::RolloutResume, rollouts.resume(id).await),
+            RolloutVerb::Cancel => (Action::RolloutCancel, rollouts.cancel(id).await),
         };
-        Ok(rollout)
+        self.audited(action, result.map_err(ServiceError::from), |_| format!("rollout:{id}")).await
     }
 
     /// Rollout `id` with its history and its devices' outcomes: all of them, or the ones in
@@ -98,6 +105,11 @@ impl Service {
     pub fn rollouts(&self, limit: usize) -> Vec<RolloutView> {
         self.handle.rollouts().list(limit)
     }
+}
+
+/// The audit's name for a rollout: `rollout:3`, or `rollout` when none was made.
+fn rollout_target(rollout: Option<&Rollout>) -> String {
+    rollout.map_or_else(|| "rollout".to_owned(), |r| format!("rollout:{}", r.id))
 }
 
 /// What an operator can do to a running rollout (`POST /rollouts/{id}/pause`, the console's

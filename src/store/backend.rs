@@ -37,6 +37,10 @@ pub(crate) trait Backend: Send + 'static {
     fn forget_rollouts(&mut self, ids: &[RolloutId]) -> Result<(), WriteError>;
     /// The SHA-256 (hex) of every image a stored job or an open rollout still needs.
     fn images_needed(&mut self) -> Result<HashSet<String>, WriteError>;
+    /// One audit entry, durably before it returns, keeping at most `keep` (the newest).
+    fn audit(&mut self, entry: &crate::audit::NewEntry, keep: u64) -> Result<(), WriteError>;
+    /// Removes audit entries older than `before` (Unix ms).
+    fn prune_audit(&mut self, before: i64) -> Result<(), WriteError>;
 }
 
 /// The reads, served without waiting for the writer.
@@ -76,6 +80,14 @@ impl Reads {
         match self {
             Self::Sqlite(r) => r.run(super::sqlite::rollouts::load).await,
             Self::Postgres(r) => r.rollouts().await,
+        }
+    }
+
+    /// The audit entries `query` matches, by id, at most `query.limit`.
+    pub async fn audit(&self, query: crate::audit::Query) -> Result<Vec<crate::audit::Entry>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(move |conn| super::sqlite::audit::read(conn, &query)).await,
+            Self::Postgres(r) => r.audit(&query).await,
         }
     }
 

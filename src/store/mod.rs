@@ -115,6 +115,17 @@ pub(crate) enum Write {
     ForgetRollouts {
         ids: Vec<RolloutId>,
     },
+    /// One audit entry, committed before the action's answer.
+    Audit {
+        entry: crate::audit::NewEntry,
+        /// The most entries kept: the oldest past it go in the same transaction.
+        keep: u64,
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Audit entries older than `before` (Unix ms), removed by retention.
+    PruneAudit {
+        before: i64,
+    },
 }
 
 /// A cheap handle to the open store: writes go to the writer thread, reads use their own
@@ -133,6 +144,8 @@ pub struct Store {
     ids_mark: JobId,
     /// This instance's lease on a database shared with others (PostgreSQL only).
     membership: Option<Arc<Membership>>,
+    /// The most audit entries kept (`store.keep_audit`).
+    audit_keep: u64,
     _lock: Arc<DataDirLock>,
 }
 
@@ -238,8 +251,39 @@ impl Store {
             health,
             ids_mark: u32::try_from(ids_mark).map_or(JobId::MAX, JobId::new),
             membership: None,
+            audit_keep: crate::audit::DEFAULT_KEEP,
             _lock: Arc::new(lock),
         })
+    }
+
+    /// Keeps at most `keep` audit entries (at least 1), the oldest going first.
+    pub fn with_audit_keep(mut self, keep: u64) -> Self {
+        self.audit_keep = keep.max(1);
+        self
+    }
+
+    /// Writes an audit entry and waits until it is committed (dropping the oldest past the
+    /// bound).
+    pub async fn audit(&self, entry: crate::audit::NewEntry) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Write::Audit { entry, keep: self.audit_keep, reply })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Removes audit entries older than `before` (Unix ms), without waiting.
+    pub async fn prune_audit(&self, before: i64) {
+        let _ = self.writes.send(Write::PruneAudit { before }).await;
+    }
+
+    /// The audit entries `query` matches, by id, at most `query.limit`.
+    pub async fn read_audit(
+        &self,
+        query: crate::audit::Query,
+    ) -> Result<Vec<crate::audit::Entry>, StoreError> {
+        self.reads.audit(query).await
     }
 
     /// The database file or URL.

@@ -31,6 +31,48 @@ on_both_backends!(rollout_rows, a_rollout_change_writes_its_head_and_only_the_de
 on_both_backends!(device_columns, devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns);
 on_both_backends!(flush_batches, a_big_flush_lands_whole_and_timelines_keep_their_order);
 on_both_backends!(random_start, a_new_store_numbers_its_jobs_from_a_random_point);
+on_both_backends!(audit_trail, the_audit_keeps_its_bound_filters_pages_and_ages_out);
+
+/// The audit (migration 11): entries come back in order with every filter, the count bound
+/// drops the oldest as each is written, and retention removes entries older than its cutoff.
+async fn the_audit_keeps_its_bound_filters_pages_and_ages_out(store: &Store) {
+    use crate::audit::{Action, NewEntry, Query};
+    let store = store.clone().with_audit_keep(4);
+    let entries = [
+        (1_000, "ci", Action::RolloutCreate, "rollout:1"),
+        (2_000, "ana", Action::RolloutPause, "rollout:1"),
+        (3_000, "ci", Action::JobCancel, "job:7"),
+        (4_000, "ana", Action::RolloutCancel, "rollout:1"),
+        (5_000, "ci", Action::DeviceForget, "device:d-1"),
+    ];
+    for (at, actor, action, target) in entries {
+        store.audit(NewEntry::new(at, actor, action, target, "ok")).await.unwrap();
+    }
+    let read = |query: Query| {
+        let store = store.clone();
+        async move { store.read_audit(query).await.unwrap() }
+    };
+    let all = read(Query::default()).await;
+    // At most 4 kept: the first is gone.
+    assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), [2_000, 3_000, 4_000, 5_000]);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(all[0].action, "rollout.pause");
+    let ana = read(Query { actor: Some("ana".into()), ..Query::default() }).await;
+    assert_eq!(ana.iter().map(|e| e.at).collect::<Vec<_>>(), [2_000, 4_000]);
+    let rollout =
+        read(Query { target: Some("rollout:1".into()), since: Some(3_000), ..Query::default() }).await;
+    assert_eq!(rollout.iter().map(|e| e.at).collect::<Vec<_>>(), [4_000]);
+    let page = read(Query { after: Some(all[1].id), limit: 1, ..Query::default() }).await;
+    assert_eq!(page.iter().map(|e| e.at).collect::<Vec<_>>(), [4_000]);
+    let newest =
+        read(Query { newest_first: true, before: Some(all[3].id), limit: 2, ..Query::default() }).await;
+    assert_eq!(newest.iter().map(|e| e.at).collect::<Vec<_>>(), [4_000, 3_000]);
+    store.prune_audit(4_000).await;
+    // The prune is queued on the writer; an entry written after it is committed after it.
+    store.audit(NewEntry::new(6_000, "ci", Action::JobCreate, "job:8", "ok")).await.unwrap();
+    let left = read(Query::default()).await;
+    assert_eq!(left.iter().map(|e| e.at).collect::<Vec<_>>(), [4_000, 5_000, 6_000]);
+}
 
 /// Two Rockys with stores of their own on one broker must not number their jobs alike (issue
 /// 20, A4): a new store's ids start at a random point below 2^31, and 2^31 ids remain after it.

@@ -141,6 +141,14 @@ fn run(
                     tracing::warn!(error = %e, "ended rollouts could not be removed from the store");
                 }
             }
+            Write::Audit { entry, keep, reply } => {
+                let _ = reply.send(backend.audit(&entry, keep));
+            }
+            Write::PruneAudit { before } => {
+                if let Err(e) = backend.prune_audit(before) {
+                    tracing::warn!(error = %e, "old audit entries could not be removed");
+                }
+            }
             Write::Delete { ids } => {
                 pending.deletes.extend(ids);
                 write_pending(&mut backend, &mut pending, &health);

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use ratatui::crossterm::event::{Event as TermEvent, EventStream as TermEvents};
 use tokio::sync::mpsc;
 
-use super::app::{App, Cursor, Overlay, Pane};
+use super::app::{AUDIT_SHOWN, App, Cursor, Overlay, Pane};
 use super::form::FormOutcome;
 use super::input::{Command, Outcome};
 use super::source::{RolloutVerb, Source};
@@ -59,6 +59,8 @@ enum Done {
     Submitted(Result<usize, String>),
     Cancelled(Result<JobId, String>),
     History(JobId, Vec<crate::snapshot::HistoryRecord>),
+    /// Audit entries newer than the view held, oldest first.
+    Audit(Result<Vec<crate::audit::Entry>, String>),
     /// Something handed off failed; said in the footer.
     Failed(String),
     /// The rollouts listing, and the open rollout whole if one is open and it changed.
@@ -84,6 +86,8 @@ const INVENTORY_POLL: Duration = Duration::from_secs(2);
 
 /// How often the rollouts are fetched (they live in the runtime, not in the event stream).
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
+/// How often the open audit view asks for newer entries.
+const AUDIT_POLL: Duration = Duration::from_secs(2);
 
 pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::Result<()> {
     let Some(mut events) = source.subscribe() else {
@@ -131,6 +135,7 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
     let mut last_inventory = last_draw;
     let mut last_rollouts = last_draw;
     let mut rollouts_in_flight = false;
+    let (mut last_audit, mut audit_in_flight) = (last_draw, false);
     let mut inventory_in_flight = false;
     let mut sigterm = terminate_signal();
 
@@ -154,6 +159,7 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
                     match done {
                         Done::Rollouts { .. } => rollouts_in_flight = false,
                         Done::Inventory(_) => inventory_in_flight = false,
+                        Done::Audit(_) => audit_in_flight = false,
                         _ => {}
                     }
                     finish(&mut app, &source, &options.limits, &done_tx, done);
@@ -191,6 +197,14 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
                         })
                         .map(|d| d.updated_at);
                     spawn_rollouts(&source, open, held, &done_tx);
+                }
+                if matches!(app.overlay, Some(Overlay::Audit { .. }))
+                    && !audit_in_flight
+                    && last_audit.elapsed() >= AUDIT_POLL
+                {
+                    audit_in_flight = true;
+                    last_audit = Instant::now();
+                    run_command(&mut app, &source, &options.limits, &done_tx, Command::LoadAudit);
                 }
                 if app.dirty || last_draw.elapsed() >= Duration::from_secs(1) {
                     app.now = SystemTime::now();
@@ -312,6 +326,13 @@ fn run_command(
                 let _ = done.send(Done::RolloutControlled(id, verb, result)).await;
             });
         }
+        Command::LoadAudit => {
+            let (source, done) = (source.clone(), done.clone());
+            let last_id = app.audit.last_id;
+            tokio::spawn(async move {
+                let _ = done.send(Done::Audit(fetch_audit(source.as_ref(), last_id).await)).await;
+            });
+        }
         Command::LoadHistory(id) => {
             let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
@@ -322,6 +343,28 @@ fn run_command(
             });
         }
     }
+}
+
+/// The audit entries after `last_id`, oldest first: the newest [`AUDIT_SHOWN`] when the view
+/// holds none yet, else what followed (a few pages at most: the view keeps the newest only).
+async fn fetch_audit(source: &dyn Source, last_id: Option<i64>) -> Result<Vec<crate::audit::Entry>, String> {
+    use crate::audit::{MAX_PAGE, Query};
+    let Some(mut after) = last_id else {
+        let query = Query { newest_first: true, limit: AUDIT_SHOWN, ..Query::default() };
+        let mut entries = source.audit(query).await?.entries;
+        entries.reverse();
+        return Ok(entries);
+    };
+    let mut entries = Vec::new();
+    for _ in 0..3 {
+        let page = source.audit(Query { after: Some(after), limit: MAX_PAGE, ..Query::default() }).await?;
+        entries.extend(page.entries);
+        match page.next_after {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    Ok(entries)
 }
 
 /// The open rollout, as a fetch of the listing found it.
@@ -483,6 +526,8 @@ fn finish(
             Some(Overlay::Form(form)) => form.submit_failed(error),
             _ => app.flash(error, true),
         },
+        Done::Audit(Ok(entries)) => app.audit.extend(entries),
+        Done::Audit(Err(error)) => app.audit.error = Some(error),
         Done::History(id, records) => {
             let entries = records
                 .into_iter()

@@ -50,6 +50,8 @@ pub enum Command {
     LoadHistory(JobId),
     /// Fetch a rollout whole for its detail view.
     LoadRollout(RolloutId),
+    /// Fetch the audit entries newer than the view holds (the last day's on first opening).
+    LoadAudit,
     /// Fetch a rollout whole (every device's outcome, its history) and write it into `dir`.
     ExportRollout {
         id: RolloutId,
@@ -176,6 +178,10 @@ impl App {
             Action::ToggleMouse => return Outcome::Command(Command::ToggleMouse),
             Action::Save => return self.export(),
             Action::Help => self.overlay = Some(Overlay::Help { scroll: 0 }),
+            Action::Audit => {
+                self.overlay = Some(Overlay::Audit { scroll: 0 });
+                return Outcome::Command(Command::LoadAudit);
+            }
             Action::Quit => {
                 let active = self.jobs.active();
                 // An attached console's jobs run on in the server whatever it does.
@@ -437,6 +443,7 @@ impl App {
             Overlay::Help { scroll: s } => Overlay::Help { scroll: scroll(s) },
             Overlay::JobDetail { job, scroll: s } => Overlay::JobDetail { job, scroll: scroll(s) },
             Overlay::TrafficDetail { seq, scroll: s } => Overlay::TrafficDetail { seq, scroll: scroll(s) },
+            Overlay::Audit { scroll: s } => Overlay::Audit { scroll: scroll(s) },
             Overlay::RolloutDetail { id, scroll: s, from } => {
                 Overlay::RolloutDetail { id, scroll: scroll(s), from }
             }

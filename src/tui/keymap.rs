@@ -28,6 +28,7 @@ pub enum Action {
     ResumeRollout,
     CancelRollout,
     RolloutJobs,
+    Audit,
     Help,
     Quit,
 }
@@ -201,6 +202,7 @@ impl Default for Keymap {
                     "write",
                     "Write the selection (or the traffic shown) to a file",
                 ),
+                b(vec![Key::ch('a')], Audit, g, "audit", "The audit trail: who changed what, newest first"),
                 b(vec![Key::ch('?')], Help, g, "help", "Show or hide this help"),
                 b(
                     vec![Key::ch('q'), Key { code: K::Char('c'), ctrl: true }],
@@ -266,6 +268,7 @@ mod tests {
             (key(KeyCode::Char('t')), Scope::Traffic, Some(Action::ToggleChunks)),
             (key(KeyCode::Char('h')), Scope::Jobs, Some(Action::History)),
             (key(KeyCode::Char('?')), Scope::Jobs, Some(Action::Help)),
+            (key(KeyCode::Char('a')), Scope::Rollouts, Some(Action::Audit)),
             (key(KeyCode::Char('q')), Scope::Jobs, Some(Action::Quit)),
             (KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), Scope::Traffic, Some(Action::Quit)),
             (key(KeyCode::Char('p')), Scope::Rollouts, Some(Action::PauseRollout)),

@@ -1409,3 +1409,59 @@ fn confirming_and_confirmed_jobs_and_rollouts_say_so() {
     let text = format!("{}", f.render(120, 50).backend());
     assert!(text.contains("of which 1 up to date · 2 rolled back"), "{text}");
 }
+
+#[test]
+fn the_audit_view_lists_who_did_what_newest_first_and_fits_80_columns() {
+    use crate::audit::{Action, NewEntry};
+    let mut f = Fixture::mid_rollout(Theme::color());
+    assert!(matches!(f.key(KeyCode::Char('a')), Outcome::Command(Command::LoadAudit)));
+    assert!(matches!(f.app.overlay, Some(Overlay::Audit { .. })));
+    assert!(format!("{}", f.render(80, 24).backend()).contains("loading…"));
+    let at = (T0.as_millis() + 5_000) as i64;
+    let entries = vec![
+        NewEntry::new(at, "ci", Action::RolloutCreate, "rollout:3", "ok").numbered(1),
+        NewEntry::new(at + 1_000, "console:ana@ops-1", Action::RolloutPause, "rollout:3", "ok").numbered(2),
+        NewEntry::new(
+            at + 2_000,
+            "watch",
+            Action::Forbidden,
+            "POST /rollouts/3/cancel",
+            "refused: POST /rollouts/3/cancel needs the operator role; token \"watch\" is a viewer",
+        )
+        .numbered(3),
+    ];
+    f.app.audit.extend(entries);
+    let screen = format!("{}", f.render(80, 24).backend());
+    let at_row = |needle: &str| screen.lines().position(|l| l.contains(needle));
+    let (create, pause, refused) = (at_row("rollout.create"), at_row("rollout.pause"), at_row("forbidden"));
+    assert!(refused < pause && pause < create && create.is_some(), "newest first:\n{screen}");
+    assert!(screen.contains("console:ana@ops-1") && screen.contains("refused: POST"), "{screen}");
+    assert!(screen.contains("a viewer"), "a refusal's reason is wrapped, not cut:\n{screen}");
+    let buffer = f.render(80, 24);
+    let row = (0..24u16)
+        .find(|&y| {
+            (0..80u16)
+                .map(|x| buffer.backend().buffer()[(x, y)].symbol())
+                .collect::<String>()
+                .contains("refused")
+        })
+        .unwrap();
+    let red = (0..80u16)
+        .map(|x| &buffer.backend().buffer()[(x, row)])
+        .any(|c| c.fg == Theme::color().danger.fg.unwrap());
+    assert!(red, "a refusal stands out");
+    let wide = format!("{}", f.render(200, 50).backend());
+    assert!(
+        wide.lines().any(|l| l.contains("forbidden") && l.contains("is a viewer")),
+        "one line when it fits:\n{wide}"
+    );
+    f.key(KeyCode::Esc);
+    assert!(f.app.overlay.is_none());
+    assert!(
+        f.app
+            .keymap
+            .bindings
+            .iter()
+            .any(|b| b.action == super::keymap::Action::Audit && b.help.contains("audit"))
+    );
+}

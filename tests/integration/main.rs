@@ -9,6 +9,7 @@ mod support;
 mod api_hardening;
 mod api_roles;
 mod api_security;
+mod audit;
 mod broker_attacks;
 mod broker_connections;
 mod broker_dns;

@@ -4,6 +4,7 @@
 //! runtime. The password comes from `store.password_file` or `ROCKY_STORE_PASSWORD`, never from
 //! the URL, so no log line or error can carry it.
 
+mod audit;
 pub mod lease;
 mod membership;
 mod reads;
@@ -321,6 +322,14 @@ impl Backend for Postgres {
 
     fn images_needed(&mut self) -> Result<HashSet<String>, WriteError> {
         self.write(async |client| writes::images_needed(client).await)
+    }
+
+    fn audit(&mut self, entry: &crate::audit::NewEntry, keep: u64) -> Result<(), WriteError> {
+        self.write(async |client| audit::record(client, entry, keep).await)
+    }
+
+    fn prune_audit(&mut self, before: i64) -> Result<(), WriteError> {
+        self.write(async |client| audit::prune(client, before).await)
     }
 }
 

@@ -250,6 +250,12 @@ impl Reader {
         ))
     }
 
+    /// The audit entries `query` matches, by id.
+    pub async fn audit(&self, query: &crate::audit::Query) -> Result<Vec<crate::audit::Entry>, StoreError> {
+        let client = self.client().await?;
+        super::audit::read(&client, query).await.map_err(|e| self.failed(&e))
+    }
+
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
         let rows = client

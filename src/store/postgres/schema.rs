@@ -155,6 +155,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN manifest BYTEA;",
     // 10: the patch a job offers instead of its image (the delta extension), as JSON, or NULL.
     "ALTER TABLE jobs ADD COLUMN delta TEXT;",
+    // 11: the audit trail (`audit/`), one for every instance sharing the database.
+    "CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
+        action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);
+     CREATE INDEX audit_by_time ON audit(at);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite file (`rocky.db`, WAL) in the data directory, one writing
 //! connection on the writer thread and one reading connection, so reads never wait for writes.
 
+pub mod audit;
 pub mod devices;
 pub mod high_water;
 pub mod reader;
@@ -102,6 +103,14 @@ impl Backend for Sqlite {
 
     fn images_needed(&mut self) -> Result<HashSet<String>, WriteError> {
         Ok(writes::images_needed(&self.conn)?)
+    }
+
+    fn audit(&mut self, entry: &crate::audit::NewEntry, keep: u64) -> Result<(), WriteError> {
+        self.durably(|s| Ok(audit::record(&mut s.conn, entry, keep)?))
+    }
+
+    fn prune_audit(&mut self, before: i64) -> Result<(), WriteError> {
+        Ok(audit::prune(&mut self.conn, before)?)
     }
 }
 

@@ -104,6 +104,11 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN manifest BLOB;",
     // 10: the patch a job offers instead of its image (the delta extension), as JSON, or NULL.
     "ALTER TABLE jobs ADD COLUMN delta TEXT;",
+    // 11: the audit trail (`audit/`): who changed what and how it went. AUTOINCREMENT: an id
+    // is never given again after retention removed its row, so a reader's cursor stays good.
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+        actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);
+     CREATE INDEX audit_by_time ON audit(at);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

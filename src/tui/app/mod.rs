@@ -2,6 +2,7 @@
 //! go in through `input.rs`; `ui` renders a frame from it and nothing else. No I/O here, so
 //! every screen can be built in a test from fixture events.
 
+mod audit;
 mod devices;
 mod jobs;
 mod pane;
@@ -9,6 +10,7 @@ mod rollouts;
 mod throughput;
 mod traffic;
 
+pub use audit::{AUDIT_SHOWN, AuditView};
 pub use devices::{DeviceRow, Devices};
 pub use jobs::{JobRow, Jobs};
 pub use pane::{Cursor, Pane, PaneState, TrafficView};
@@ -51,6 +53,10 @@ pub enum Overlay {
         scroll: u16,
         from: usize,
     },
+    /// The audit trail (`a`), newest first.
+    Audit {
+        scroll: u16,
+    },
     Form(Box<Form>),
     Confirm(Confirm),
 }
@@ -82,6 +88,8 @@ pub struct App {
     pub jobs: Jobs,
     pub devices: Devices,
     pub rollouts: Rollouts,
+    /// Who changed what, while the audit view is open.
+    pub audit: AuditView,
     pub traffic: TrafficLog,
     pub throughput: Throughput,
     /// What the console could not show: events missed, frames that did not decode, answers
@@ -154,6 +162,7 @@ impl App {
             jobs: Jobs::default(),
             devices: Devices::default(),
             rollouts: Rollouts::default(),
+            audit: AuditView::default(),
             traffic: TrafficLog::new(traffic_lines),
             throughput: Throughput::default(),
             counters: Counters::default(),

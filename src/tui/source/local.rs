@@ -98,6 +98,10 @@ impl Source for Local {
         })
     }
 
+    fn audit(&self, query: crate::audit::Query) -> Answer<'_, crate::audit::Page> {
+        Box::pin(async move { self.service.audit(&query).await.map_err(|e| e.to_string()) })
+    }
+
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>> {
         Box::pin(async move { self.service.job_history(id).await.map_err(|e| e.to_string()) })
     }

@@ -90,6 +90,9 @@ pub trait Source: Send + Sync {
     /// makes with its own key when it holds one (the form says whether the image is signed).
     fn manifest(&self, image: Image) -> Answer<'_, Option<crate::protocol::Manifest>>;
 
+    /// One page of the audit trail (who changed what), oldest first.
+    fn audit(&self, query: crate::audit::Query) -> Answer<'_, crate::audit::Page>;
+
     /// Attaches `cose` (a manifest `rocky sign` wrote beside the operator's file) to `image`,
     /// once Rocky verified it; the attached console uploads the image first.
     fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest>;

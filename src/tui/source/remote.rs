@@ -247,6 +247,21 @@ impl Source for Remote {
         })
     }
 
+    fn audit(&self, query: crate::audit::Query) -> Answer<'_, crate::audit::Page> {
+        Box::pin(async move {
+            let doing = "reading the audit trail";
+            let mut pairs = vec![format!("limit={}", query.limit)];
+            pairs.extend(query.since.map(|since| format!("since={since}")));
+            pairs.extend(query.after.map(|after| format!("after={after}")));
+            pairs.extend(query.before.map(|before| format!("before={before}")));
+            if query.newest_first {
+                pairs.push("order=newest".to_owned());
+            }
+            let path = format!("/audit?{}", pairs.join("&"));
+            read::<crate::audit::Page>(self.ask(Method::GET, &path, Body::Empty, doing).await?, doing)
+        })
+    }
+
     fn history(&self, id: JobId) -> Answer<'_, Vec<HistoryRecord>> {
         Box::pin(async move {
             let doing = "reading the timeline";

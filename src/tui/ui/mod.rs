@@ -1,6 +1,7 @@
 //! Rendering: a pure function of [`App`] into a frame. Rows are built for the visible part of
 //! each table only, so ten thousand jobs cost what a screenful costs.
 
+mod audit;
 mod detail;
 mod devices;
 mod footer;
@@ -37,6 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::RolloutDetail { id, scroll, .. }) => {
             rollouts::draw_detail(frame, area, app, *id, *scroll)
         }
+        Some(Overlay::Audit { scroll }) => audit::draw(frame, area, app, *scroll),
         Some(Overlay::Form(form)) => form::draw(frame, area, app, form),
         Some(Overlay::Confirm(confirm)) => help::draw_confirm(frame, area, app, confirm),
     }

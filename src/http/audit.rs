@@ -18,7 +18,7 @@ pub async fn list(
     for (key, value) in pairs {
         match key.as_str() {
             "since" => {
-                let ms = super::since::parse("since", &value, now_ms)?;
+                let ms = super::filters::since("since", &value, now_ms)?;
                 query.since = Some(i64::try_from(ms).unwrap_or(i64::MAX));
             }
             "actor" => query.actor = Some(value),
@@ -44,12 +44,7 @@ pub async fn list(
                     _ => return Err(ApiError::BadRequest(format!("order {value:?} is oldest or newest"))),
                 }
             }
-            "limit" => {
-                query.limit = match value.parse::<usize>() {
-                    Ok(n @ 1..=MAX_PAGE) => n,
-                    _ => return Err(ApiError::BadRequest(format!("limit is a number from 1 to {MAX_PAGE}"))),
-                }
-            }
+            "limit" => query.limit = super::filters::limit(&value, MAX_PAGE)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown filter {other:?}; use since, actor, target, after, before, order or limit"

@@ -55,7 +55,7 @@ pub async fn list(
         match key.as_str() {
             "label" => query = query.with_label(&value).map_err(bad)?,
             "glob" => query = query.with_glob(&value).map_err(bad)?,
-            "seen_since" => query.seen_since = Some(super::since::parse("seen_since", &value, now_ms)?),
+            "seen_since" => query.seen_since = Some(super::filters::since("seen_since", &value, now_ms)?),
             "after" => query.after = Some(device_id(&value)?),
             "running" => {
                 let hash = crate::firmware::parse_sha256(&value)
@@ -64,12 +64,7 @@ pub async fn list(
             }
             "version" => query.version = Some(version(&value)?),
             "version_not" => query.version_not = Some(version(&value)?),
-            "limit" => {
-                query.limit = match value.parse::<usize>() {
-                    Ok(n @ 1..=MAX_PAGE) => n,
-                    _ => return Err(ApiError::BadRequest(format!("limit is a number from 1 to {MAX_PAGE}"))),
-                }
-            }
+            "limit" => query.limit = super::filters::limit(&value, MAX_PAGE)?,
             other => {
                 return Err(ApiError::BadRequest(format!(
                     "unknown filter {other:?}; use label=KEY=VALUE, glob, seen_since, running=SHA256, version, \

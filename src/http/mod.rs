@@ -9,13 +9,13 @@ mod devices;
 mod dto;
 mod error;
 mod events;
+mod filters;
 mod firmware;
 mod guard;
 mod jobs;
 mod metrics;
 mod rollouts;
 mod server;
-mod since;
 mod tls;
 mod tokens;
 

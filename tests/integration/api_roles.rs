@@ -9,16 +9,8 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use rocky::broker::{EmbeddedBroker, free_port};
-use sha2::Digest;
 
-use crate::support::{Serve, serve_command, wait_for};
-
-fn entry(name: &str, role: &str, token: &str) -> String {
-    format!(
-        "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n\n",
-        hex::encode(sha2::Sha256::digest(token))
-    )
-}
+use crate::support::{Serve, serve_command, token_entry, wait_for};
 
 struct Api {
     client: reqwest::Client,
@@ -42,8 +34,11 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     let broker = EmbeddedBroker::start(None).unwrap();
     let data = tempfile::tempdir().unwrap();
     let tokens = data.path().join("tokens.toml");
-    std::fs::write(&tokens, entry("watch", "viewer", "v-secret") + &entry("ci", "operator", "o-secret"))
-        .unwrap();
+    std::fs::write(
+        &tokens,
+        token_entry("watch", "viewer", "v-secret") + &token_entry("ci", "operator", "o-secret"),
+    )
+    .unwrap();
     let admin = data.path().join("admin-token");
     std::fs::write(&admin, "a-secret\n").unwrap();
     let config = data.path().join("roles.toml");
@@ -127,8 +122,11 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
             std::process::Command::new("kill").args(["-HUP", &serve.0.id().to_string()]).status().unwrap();
         assert!(status.success());
     };
-    std::fs::write(&tokens, entry("watch", "viewer", "v-secret") + &entry("late", "viewer", "l-secret"))
-        .unwrap();
+    std::fs::write(
+        &tokens,
+        token_entry("watch", "viewer", "v-secret") + &token_entry("late", "viewer", "l-secret"),
+    )
+    .unwrap();
     hup();
     wait_for(Duration::from_secs(10), "the new token to be taken", || async {
         (api.call(Method::GET, "/jobs", Some("l-secret")).await.0 == StatusCode::OK).then_some(())

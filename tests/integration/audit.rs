@@ -8,16 +8,8 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use rocky::broker::{EmbeddedBroker, free_port};
 use serde_json::{Value, json};
-use sha2::Digest;
 
-use crate::support::{Serve, serve_command, wait_for};
-
-fn entry(name: &str, role: &str, token: &str) -> String {
-    format!(
-        "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n\n",
-        hex::encode(sha2::Sha256::digest(token))
-    )
-}
+use crate::support::{Serve, serve_command, token_entry, wait_for};
 
 struct Api {
     client: reqwest::Client,
@@ -60,9 +52,9 @@ async fn the_audit_lists_create_pause_and_cancel_with_their_actors() {
     let broker = EmbeddedBroker::start(None).unwrap();
     let data = tempfile::tempdir().unwrap();
     let tokens = data.path().join("tokens.toml");
-    let file = entry("watch", "viewer", "v-secret")
-        + &entry("ci", "operator", "ci-secret")
-        + &entry("ana", "operator", "ana-secret");
+    let file = token_entry("watch", "viewer", "v-secret")
+        + &token_entry("ci", "operator", "ci-secret")
+        + &token_entry("ana", "operator", "ana-secret");
     std::fs::write(&tokens, file).unwrap();
     let admin = data.path().join("admin-token");
     std::fs::write(&admin, "a-secret\n").unwrap();

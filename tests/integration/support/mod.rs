@@ -172,6 +172,16 @@ impl Drop for Mosquitto {
 #[allow(unused_imports)]
 pub use rocky::sim::sample_image as test_image;
 
+/// One `[[token]]` entry of an `http.tokens_file`: `name` with `role`, for the token `token`.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn token_entry(name: &str, role: &str, token: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "[[token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n\n",
+        hex::encode(sha2::Sha256::digest(token))
+    )
+}
+
 impl Mosquitto {
     /// The directory the broker's files live in (for password and ACL files).
     pub fn dir(&self) -> &std::path::Path {

@@ -11,6 +11,7 @@
 //! - [`mqtt`]: the broker connection: URLs, TLS, credentials, protocol versions, failures.
 //! - [`runtime`]: wires the engine to tokio and rumqttc; the only place that owns tasks.
 //! - [`http`]: the axum API over the runtime's handle.
+//! - [`notify`]: signed webhooks for rollout changes, failed jobs and rollbacks.
 //! - [`sim`]: simulated devices that speak the protocol and verify what they receive.
 //! - [`broker`]: the embedded MQTT 3.1.1 broker for `rocky demo`, tests and benchmarks.
 //! - [`inventory`]: the devices Rocky knows, their labels and what happened to them.
@@ -38,6 +39,7 @@ pub mod http;
 pub mod inventory;
 pub mod metrics;
 pub mod mqtt;
+pub mod notify;
 pub mod protocol;
 pub mod random;
 pub mod rollout;

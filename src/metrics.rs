@@ -29,6 +29,14 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+/// A `[[notify]]` receiver (its place in the config, from 0: its URL may hold a secret) and
+/// what became of a notification.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabel {
+    receiver: String,
+    outcome: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
@@ -61,6 +69,7 @@ struct Inner {
     image_bytes_cached: Gauge,
     delta_bytes_saved: Counter,
     delta_builds: Family<OutcomeLabel, Counter>,
+    notifications: Family<NotifyLabel, Counter>,
     delta_build_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     /// The patch builds already counted (the library keeps the running totals).
     delta_counted: std::sync::Mutex<crate::firmware::BuildStats>,
@@ -153,6 +162,14 @@ impl Metrics {
             "Patches built, by outcome: built, failed (or over their time budget)",
             delta_builds.clone(),
         );
+        let notifications = Family::<NotifyLabel, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications for [[notify]] receivers, by receiver (its place in the config, from 0) and \
+             outcome: sent, retried (an attempt failed and is tried again), failed (given up after its \
+             retries), dropped (the receiver's queue was full)",
+            notifications.clone(),
+        );
         let delta_build_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
             "delta_build_seconds",
@@ -217,6 +234,7 @@ impl Metrics {
                 image_bytes_cached,
                 delta_bytes_saved,
                 delta_builds,
+                notifications,
                 delta_build_seconds,
                 delta_counted: std::sync::Mutex::default(),
             }),
@@ -295,6 +313,20 @@ impl Metrics {
     }
 
     /// A job that took a patch succeeded: what whole-image sending would have cost more.
+    /// What became of a notification for receiver `receiver` (`sent`, `retried`, `failed`,
+    /// `dropped`).
+    pub fn notification(&self, receiver: usize, outcome: &'static str) {
+        self.inner
+            .notifications
+            .get_or_create(&NotifyLabel { receiver: receiver.to_string(), outcome })
+            .inc();
+    }
+
+    /// How many notifications for `receiver` came to `outcome` so far.
+    pub fn notifications(&self, receiver: usize, outcome: &'static str) -> u64 {
+        self.inner.notifications.get_or_create(&NotifyLabel { receiver: receiver.to_string(), outcome }).get()
+    }
+
     pub fn delta_saved(&self, bytes: u64) {
         self.inner.delta_bytes_saved.inc_by(bytes);
     }

@@ -1,4 +1,5 @@
-//! Opening the job store for the commands that run the engine, with retention started.
+//! Opening the job store for the commands that run the engine, with retention and the
+//! notifications (`[[notify]]`) started.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,10 +29,11 @@ pub async fn start_runtime(
     let runtime = Runtime::start_with_store(runtime_config, Arc::new(config.library()?), store)
         .await
         .context("cannot read the job store")?;
-    rocky::service::Service::new(runtime.handle.clone()).start_retention(
-        config.store.keep(),
-        config.store.max_age(),
-        config.firmware_dir(data_dir),
-    );
+    let service = rocky::service::Service::new(runtime.handle.clone());
+    service.start_retention(config.store.keep(), config.store.max_age(), config.firmware_dir(data_dir));
+    if let Err(e) = rocky::notify::start(&service, &config.notify, rocky::notify::RetryPolicy::default()) {
+        runtime.shutdown().await;
+        anyhow::bail!("{e}");
+    }
     Ok(runtime)
 }

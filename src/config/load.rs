@@ -72,6 +72,14 @@ impl Loaded {
                 .map_or_else(|| "?".to_owned(), ToString::to_string);
             out.push_str(&format!("{:<36} # {source}\n", format!("{name} = {value}")));
         }
+        let origin = self.sources.get("notify").map_or_else(|| "default".to_owned(), ToString::to_string);
+        for receiver in &self.config.notify {
+            // The URL's path and query may hold a token: not shown.
+            out.push_str(&format!("\n[[notify]]                           # {origin}\n"));
+            out.push_str(&format!("url = {:?}\n", receiver.shown_url()));
+            out.push_str(&format!("events = {:?}\n", receiver.events));
+            out.push_str(&format!("secret_file = {:?}\n", receiver.secret_file));
+        }
         out
     }
 }
@@ -145,6 +153,15 @@ pub fn layer(
             return Err(ConfigError::Parse { path: path.clone(), message });
         }
         for (section, keys) in table {
+            // The one list of tables (`[[notify]]`): taken whole.
+            if let toml::Value::Array(_) = &keys
+                && matches!(merged.get(&section), Some(toml::Value::Array(_)))
+            {
+                let line = text_line(file_text, &format!("[[{section}]]"));
+                sources.insert(section.clone(), Source::File { path: path.clone(), line });
+                merged.insert(section, keys);
+                continue;
+            }
             for (key, value) in keys.as_table().into_iter().flatten() {
                 let line = line_of(file_text, &section, key);
                 sources.insert(format!("{section}.{key}"), Source::File { path: path.clone(), line });
@@ -189,7 +206,12 @@ pub fn layer(
 /// is refused with its name and line only: secrets come from files or the environment.
 fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), ConfigError> {
     for (section, keys) in table {
-        for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
+        // A section's keys, or every entry's of a list of tables (`[[notify]]`).
+        let tables: Vec<&toml::Table> = match keys {
+            toml::Value::Array(entries) => entries.iter().filter_map(toml::Value::as_table).collect(),
+            other => other.as_table().into_iter().collect(),
+        };
+        for key in tables.into_iter().flat_map(|t| t.keys()) {
             let lower = key.to_lowercase();
             let secret_like = ["password", "passwd", "token", "secret", "private", "signing_key"]
                 .iter()
@@ -201,7 +223,7 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
                     message: format!(
                         "{section}.{key}{line}: secrets are not read from the config file (its value is not \
                          shown); use mqtt.password_file or ROCKY_MQTT_PASSWORD, http.token_file or ROCKY_HTTP_TOKEN, \
-                         store.password_file or ROCKY_STORE_PASSWORD, firmware.signing_key_file"
+                         store.password_file or ROCKY_STORE_PASSWORD, firmware.signing_key_file, a [[notify]] secret_file"
                     ),
                 });
             }
@@ -214,6 +236,17 @@ fn refuse_secrets(table: &toml::Table, text: &str, path: &Path) -> Result<(), Co
 fn every_mistake(table: &toml::Table, text: &str, defaults: &toml::Table) -> Vec<String> {
     let mut mistakes = Vec::new();
     for (section, keys) in table {
+        if let (toml::Value::Array(_), Some(toml::Value::Array(_))) = (keys, defaults.get(section)) {
+            let mut one = defaults.clone();
+            one.insert(section.clone(), keys.clone());
+            if let Err(e) = toml::Value::Table(one).try_into::<Config>() {
+                let line = text_line(text, &format!("[[{section}]]"))
+                    .map(|l| format!("line {l}: "))
+                    .unwrap_or_default();
+                mistakes.push(format!("{line}[[{section}]]: {}", crate::units::plain_words(e.message())));
+            }
+            continue;
+        }
         let Some(keys) = keys.as_table() else {
             mistakes.push(format!("{section} is a key outside any section; put it under its [section]"));
             continue;
@@ -282,7 +315,8 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
     for (index, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if let Some(header) = trimmed.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            current = header.trim().to_owned();
+            // `[section]`, or `[[list]]` for an entry of a list of tables.
+            current = header.trim_start_matches('[').trim_end_matches(']').trim().to_owned();
         } else if current == section
             && trimmed.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
         {
@@ -290,6 +324,11 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// The line (from 1) where `needle` first starts a line, e.g. `[[notify]]`.
+fn text_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|line| line.trim_start().starts_with(needle)).map(|index| index + 1)
 }
 
 #[cfg(test)]
@@ -305,6 +344,34 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn notify_receivers_are_read_whole_checked_by_place_and_shown_without_their_path() {
+        let text = "[http]\nmax_jobs_per_request = 10\n\n[[notify]]\nurl = \"https://hooks.example/T0/B0/tok3n\"\n\
+                    events = [\"rollout\", \"job_failed\"]\nsecret_file = \"/etc/rocky/hook\"\n\n\
+                    [[notify]]\nurl = \"http://127.0.0.1:9000/rocky\"\nsecret_file = \"/s\"\n";
+        let (_dir, path) = write(text);
+        let loaded = load(Some(&path), no_env, &[]).unwrap();
+        let notify = &loaded.config.notify;
+        assert_eq!(notify.len(), 2);
+        assert_eq!(notify[0].events, ["rollout", "job_failed"]);
+        assert_eq!(notify[1].events, ["rollout", "job_failed", "rolled_back"], "every event unless named");
+        assert_eq!(loaded.config.http.max_jobs_per_request, 10);
+        let shown = loaded.render();
+        assert!(shown.contains("https://hooks.example/…") && !shown.contains("tok3n"), "{shown}");
+        assert!(shown.contains("line 4"), "{shown}");
+
+        let (_dir, path) = write("[[notify]]\nurl = \"ftp://x/\"\nsecret_file = \"/s\"\n");
+        let error = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(error.contains("notify[0].url"), "{error}");
+        let (_dir, path) = write("[[notify]]\nurl = \"http://x/\"\nsecret = \"s3cr3t\"\n");
+        let error = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(error.contains("notify.secret (line 3): secrets are not read"), "{error}");
+        assert!(!error.contains("s3cr3t"), "{error}");
+        let (_dir, path) = write("[mqtt]\ncolour = 1\n[[notify]]\nurl = \"http://x/\"\ncolour = 1\n");
+        let error = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(error.contains("line 3: [[notify]]") && error.contains("colour"), "{error}");
     }
 
     #[test]

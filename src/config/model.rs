@@ -19,6 +19,8 @@ pub struct Config {
     pub console: ConsoleSection,
     pub store: StoreSection,
     pub firmware: FirmwareSection,
+    /// `[[notify]]` receivers of signed webhooks (none by default).
+    pub notify: Vec<crate::notify::NotifySection>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -514,6 +516,7 @@ impl Config {
                 reason: "must be between 1 and 3600 seconds".into(),
             });
         }
+        crate::notify::check(&self.notify).map_err(|reason| Invalid { key: "notify", reason })?;
         if self.store.keep_audit == 0 {
             return Err(Invalid {
                 key: "store.keep_audit",

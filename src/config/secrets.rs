@@ -126,7 +126,7 @@ pub fn describe_secrets(
         Ok(None) => "(not set)".to_owned(),
         Err(e) => format!("(unreadable: {e})"),
     };
-    vec![
+    let mut shown = vec![
         (
             "mqtt password",
             show(Secret::resolve("mqtt.password_file", &config.mqtt.password_file, MQTT_PASSWORD_ENV, &env)),
@@ -134,7 +134,12 @@ pub fn describe_secrets(
         ("http token", show(http_token(config, &env))),
         ("store password", show(store_password(config, &env))),
         ("signing key", signing_key(config)),
-    ]
+    ];
+    for receiver in &config.notify {
+        let path = std::path::Path::new(&receiver.secret_file);
+        shown.push(("notification secret", show(Secret::from_file("notify.secret_file", path).map(Some))));
+    }
+    shown
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub struct RolloutNotice {
     pub from: crate::rollout::RolloutState,
     pub to: crate::rollout::RolloutState,
     pub reason: String,
+    /// Which change of this rollout it is, from 1: with the rollout's id, names it across
+    /// restarts and instances (a notification's id).
+    #[serde(default)]
+    pub change: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

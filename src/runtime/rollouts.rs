@@ -79,7 +79,13 @@ pub struct Rollouts {
     /// With a store shared by several instances, which one plans rollouts (only that one steps
     /// them and takes changes; the others show them as stored).
     leadership: Leadership,
+    /// Every change of state, as announced, for whoever listens beside the event stream
+    /// (notifications): never waits, and a listener that falls behind is told how far.
+    notices: tokio::sync::broadcast::Sender<RolloutNotice>,
 }
+
+/// Changes of state kept for a listener that has not read them yet.
+const NOTICES_KEPT: usize = 1024;
 
 /// A job the task is to cancel; `only_if_queued` when it may go on if it already started.
 type CancelOrder = (JobId, bool);
@@ -156,7 +162,13 @@ impl Rollouts {
             store,
             clock,
             writing: Arc::new(tokio::sync::Mutex::new(())),
+            notices: tokio::sync::broadcast::channel(NOTICES_KEPT).0,
         }
+    }
+
+    /// Every change of a rollout's state from now on, as the task announces it.
+    pub fn notices(&self) -> tokio::sync::broadcast::Receiver<RolloutNotice> {
+        self.notices.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -513,13 +525,16 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
             // The newest `new` changes are news (the history keeps only the newest).
             let new = usize::try_from(rollout.changes_total.saturating_sub(*seen)).unwrap_or(usize::MAX);
             let start = rollout.changes.len().saturating_sub(new);
-            for change in &rollout.changes[start..] {
+            // The last change kept is number `changes_total`.
+            let first = (rollout.changes_total + 1).saturating_sub(rollout.changes.len() as u64);
+            for (index, change) in rollout.changes.iter().enumerate().skip(start) {
                 notices.push(RolloutNotice {
                     rollout: rollout.id,
                     name: rollout.plan.name.clone(),
                     from: change.from,
                     to: change.to,
                     reason: change.reason.clone(),
+                    change: first + index as u64,
                 });
             }
             *seen = rollout.changes_total;
@@ -527,6 +542,7 @@ fn announce(rollouts: &Rollouts, handle: &Handle, announced: &mut HashMap<Rollou
     }
     for notice in notices {
         tracing::info!(rollout = notice.rollout.get(), name = %notice.name, state = notice.to.as_str(), reason = %notice.reason, "rollout changed");
+        let _ = rollouts.notices.send(notice.clone());
         handle.announce(RuntimeEvent::Rollout(notice));
     }
 }

@@ -97,4 +97,10 @@ impl Service {
     pub fn follow_jobs(&self) -> JobFollower {
         self.handle.follow_jobs()
     }
+
+    /// Every change of a rollout's state from now on (bounded; a reader that falls behind is
+    /// told how many it missed).
+    pub fn rollout_notices(&self) -> tokio::sync::broadcast::Receiver<crate::runtime::RolloutNotice> {
+        self.handle.rollouts().notices()
+    }
 }

@@ -29,6 +29,7 @@ mod image_memory;
 mod instances;
 mod inventory;
 mod job_stream;
+mod notify;
 mod postgres_restart;
 mod protocol_vectors;
 mod rollout_dry_run;

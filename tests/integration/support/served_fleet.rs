@@ -28,6 +28,17 @@ impl ServedFleet {
         name: &str,
         image: &[u8],
     ) -> Self {
+        Self::start_with_config(count, configure, name, image, "").await
+    }
+
+    /// Like [`ServedFleet::start`], with `rocky serve` reading `config` (TOML).
+    pub async fn start_with_config(
+        count: usize,
+        configure: impl FnOnce(&mut FleetConfig),
+        name: &str,
+        image: &[u8],
+        config_text: &str,
+    ) -> Self {
         let broker = EmbeddedBroker::start(None).unwrap();
         let mut config = FleetConfig::new(broker.url(), count);
         configure(&mut config);
@@ -37,6 +48,7 @@ impl ServedFleet {
         let port = free_port().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
+        std::fs::write(data.path().join("test-config.toml"), config_text).unwrap();
         let serve = Serve::start(&broker.url().to_string(), port, data.path());
         healthy(&client, &base).await;
         let upload =

@@ -171,3 +171,8 @@ fn trim(value: f64, unit: &str) -> String {
         format!("{value:.1} {unit}")
     }
 }
+
+/// `1 device`, `3 devices`: a count with its noun.
+pub fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}

@@ -5,6 +5,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use rocky::rollout::{RolloutId, RolloutView};
+use rocky::units::plural;
 use serde_json::{Value, json};
 
 use super::GlobalArgs;
@@ -276,10 +277,6 @@ fn num(value: &Value) -> String {
     value.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
-fn plural(n: usize, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
-}
-
 fn print_list(rollouts: &[RolloutView]) {
     println!(
         "{:>4}  {:<24} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  REASON",
@@ -385,65 +382,10 @@ fn print_rollout(r: &Value, view: &RolloutView) {
     }
 }
 
-/// A dry run as an operator reads it: each list with its count and the first ids.
+/// A dry run as an operator reads it: each list with its count and the first ten ids.
 fn print_dry_run(run: &rocky::service::RolloutDryRun) {
-    let ids = |list: &rocky::service::DeviceList| {
-        const SHOWN: usize = 10;
-        let mut text: Vec<String> = list.devices.iter().take(SHOWN).map(ToString::to_string).collect();
-        if list.count > SHOWN {
-            text.push(format!("and {} more", list.count - SHOWN));
-        }
-        text.join(", ")
-    };
-    println!(
-        "dry run of rollout {:?}: nothing was created; {} of {} ({})",
-        run.name,
-        plural(run.device_count, "device"),
-        run.image.name,
-        rocky::units::bytes(run.image.size)
-    );
-    for (number, wave) in run.waves.iter().enumerate() {
-        println!("wave {}  {}: {}", number + 1, plural(wave.count, "device"), ids(wave));
-    }
-    for (what, list) in [
-        ("up to date (nothing sent)", &run.up_to_date),
-        ("never heard from", &run.never_seen),
-        ("not heard from in a day", &run.not_seen_lately),
-    ] {
-        if list.count > 0 {
-            println!("{what}: {}: {}", plural(list.count, "device"), ids(list));
-        }
-    }
-    if run.refused_count > 0 {
-        println!(
-            "would be refused: {} (a real run is refused while any remain)",
-            plural(run.refused_count, "device")
-        );
-        for refusal in run.refused.iter().take(10) {
-            println!("  {}: {}", refusal.device, refusal.reason);
-        }
-    }
-    let estimate = &run.estimate;
-    println!(
-        "bytes    {} whole; {} with {}",
-        rocky::units::bytes(estimate.bytes_whole),
-        rocky::units::bytes(estimate.bytes_with_deltas),
-        if estimate.patches == 1 { "1 patch".to_owned() } else { format!("{} patches", estimate.patches) }
-    );
-    if estimate.patches_not_built > 0 {
-        println!(
-            "         ({} take patches not built yet, counted whole)",
-            plural(estimate.patches_not_built, "device")
-        );
-    }
-    match estimate.duration_s {
-        Some(seconds) => match std::time::Duration::try_from_secs_f64(seconds) {
-            Ok(time) => {
-                println!("time     about {} ({})", rocky::tui::format::duration(time), estimate.duration_note)
-            }
-            Err(_) => println!("time     not estimated: the server said {seconds} s"),
-        },
-        None => println!("time     not estimated: {}", estimate.duration_note),
+    for line in run.in_words(10) {
+        println!("{line}");
     }
 }
 

@@ -11,6 +11,7 @@
 mod audit;
 mod devices;
 mod dry_run;
+mod dry_run_words;
 mod error;
 mod firmware;
 mod jobs;

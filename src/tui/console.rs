@@ -59,6 +59,8 @@ enum Done {
     Submitted(Result<usize, String>),
     Cancelled(Result<JobId, String>),
     History(JobId, Vec<crate::snapshot::HistoryRecord>),
+    /// The form's rollout planned for its review `u64`: what it would do, or why not.
+    DryRun(u64, Result<crate::service::RolloutDryRun, String>),
     /// Audit entries newer than the view held, oldest first.
     Audit(Result<Vec<crate::audit::Entry>, String>),
     /// Something handed off failed; said in the footer.
@@ -86,6 +88,8 @@ const INVENTORY_POLL: Duration = Duration::from_secs(2);
 
 /// How often the rollouts are fetched (they live in the runtime, not in the event stream).
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
+/// Ids of each list the form's dry run names (the rest are counted).
+const DRY_RUN_IDS: usize = 4;
 /// How often the open audit view asks for newer entries.
 const AUDIT_POLL: Duration = Duration::from_secs(2);
 
@@ -319,6 +323,7 @@ fn run_command(
                 let _ = done.send(Done::Exported(result)).await;
             });
         }
+        Command::DryRunRollout(rollout, review) => spawn_dry_run(source, *rollout, review, done),
         Command::ControlRollout(id, verb) => {
             let (source, done) = (source.clone(), done.clone());
             tokio::spawn(async move {
@@ -419,6 +424,20 @@ fn spawn_rollout(
     });
 }
 
+/// What the form's rollout would do, for its review `review`.
+fn spawn_dry_run(
+    source: &Arc<dyn Source>,
+    (request, image): (RolloutRequest, Image),
+    review: u64,
+    done: &mpsc::Sender<Done>,
+) {
+    let (source, done) = (source.clone(), done.clone());
+    tokio::spawn(async move {
+        let result = source.dry_run_rollout(request, image).await;
+        let _ = done.send(Done::DryRun(review, result)).await;
+    });
+}
+
 /// Writes an export off the event loop's task; the words to flash either way.
 async fn write_export(export: super::export::Export) -> Result<String, String> {
     let super::export::Export { path, contents, what } = export;
@@ -491,6 +510,7 @@ fn finish(
                 match form.set_preview(generation, result, &known) {
                     FormOutcome::Submit(specs) => spawn_submit(source, specs, done_tx),
                     FormOutcome::Rollout(rollout) => spawn_rollout(source, *rollout, done_tx),
+                    FormOutcome::DryRun(rollout, review) => spawn_dry_run(source, *rollout, review, done_tx),
                     _ => {}
                 }
             }
@@ -526,6 +546,14 @@ fn finish(
             Some(Overlay::Form(form)) => form.submit_failed(error),
             _ => app.flash(error, true),
         },
+        Done::DryRun(review, result) => {
+            if let Some(Overlay::Form(form)) = app.overlay.as_mut()
+                && form.armed
+                && form.review == review
+            {
+                form.dry_run = Some(result.map(|run| run.in_words(DRY_RUN_IDS)));
+            }
+        }
         Done::Audit(Ok(entries)) => app.audit.extend(entries),
         Done::Audit(Err(error)) => app.audit.error = Some(error),
         Done::History(id, records) => {

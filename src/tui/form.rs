@@ -102,6 +102,11 @@ pub struct Form {
     pub message: Option<String>,
     /// A rollout was shown whole after an Enter: the next Enter starts it (any edit disarms).
     pub armed: bool,
+    /// Which review this is (bumped each time the form arms), so a late dry run of an earlier
+    /// one is dropped.
+    pub review: u64,
+    /// The review's dry run, as lines (`None` while it is asked for).
+    pub dry_run: Option<Result<Vec<String>, String>>,
 }
 
 /// What the form wants done after a key.
@@ -121,6 +126,8 @@ pub enum FormOutcome {
     Submit(Vec<JobSpec>),
     /// Start this rollout of this image.
     Rollout(Box<(RolloutRequest, Image)>),
+    /// Ask what this rollout would do (the review's dry run), for review `u64`.
+    DryRun(Box<(RolloutRequest, Image)>, u64),
 }
 
 impl Form {
@@ -137,6 +144,8 @@ impl Form {
             submitting: false,
             message: None,
             armed: false,
+            review: 0,
+            dry_run: None,
         }
     }
 
@@ -269,7 +278,9 @@ impl Form {
         };
         if std::mem::take(&mut self.submit_when_ready) {
             return match self.submit(known) {
-                outcome @ (FormOutcome::Submit(_) | FormOutcome::Rollout(_)) => outcome,
+                outcome @ (FormOutcome::Submit(_) | FormOutcome::Rollout(_) | FormOutcome::DryRun(..)) => {
+                    outcome
+                }
                 _ => FormOutcome::Nothing,
             };
         }
@@ -579,11 +590,6 @@ impl Form {
             return FormOutcome::Nothing;
         }
         let (Ok(picked), Ok(chunk)) = (targets, chunk) else { return FormOutcome::Nothing };
-        if !self.armed {
-            self.armed = true;
-            self.message = Some("Enter again to start this rollout (any change asks again)".into());
-            return FormOutcome::Nothing;
-        }
         let text = |field: Field| self.input(field).value().to_owned();
         let rate = crate::units::parse_rate(text(Field::MaxRate).trim()).ok().map(crate::units::Rate);
         let name = self.rollout_name(&image);
@@ -603,6 +609,13 @@ impl Form {
             gates: fields::gates(&text(Field::Gates)).ok().flatten(),
             ..RolloutRequest::default()
         };
+        if !self.armed {
+            self.armed = true;
+            self.review += 1;
+            self.dry_run = None;
+            self.message = Some("Enter again to start this rollout (any change asks again)".into());
+            return FormOutcome::DryRun(Box::new((request, image)), self.review);
+        }
         self.submitting = true;
         self.message = Some("starting the rollout…".into());
         FormOutcome::Rollout(Box::new((request, image)))
@@ -728,10 +741,10 @@ mod tests {
         for said in ["named \"spring fix\"", "≤5 at once", "2 retries (from 60 s apart)", "manual gates"] {
             assert!(review.contains(said), "{said:?} in {review}");
         }
-        assert!(
-            matches!(form.handle_key(key(KeyCode::Enter), &known()), FormOutcome::Nothing),
-            "a review first"
-        );
+        let FormOutcome::DryRun(planned, review) = form.handle_key(key(KeyCode::Enter), &known()) else {
+            panic!("a review first, with its dry run asked for")
+        };
+        assert_eq!((planned.0.name.as_str(), review), ("spring fix", form.review));
         let FormOutcome::Rollout(request) = form.handle_key(key(KeyCode::Enter), &known()) else {
             panic!("the second Enter starts the rollout")
         };

@@ -58,6 +58,8 @@ pub enum Command {
         dir: std::path::PathBuf,
     },
     ControlRollout(RolloutId, RolloutVerb),
+    /// Plan the form's rollout without creating anything, for the form's review `u64`.
+    DryRunRollout(Box<(crate::rollout::RolloutRequest, crate::firmware::Image)>, u64),
 }
 
 impl App {
@@ -397,6 +399,10 @@ impl App {
             FormOutcome::Rollout(rollout) => {
                 self.overlay = Some(Overlay::Form(form));
                 return Outcome::Command(Command::CreateRollout(rollout));
+            }
+            FormOutcome::DryRun(rollout, review) => {
+                self.overlay = Some(Overlay::Form(form));
+                return Outcome::Command(Command::DryRunRollout(rollout, review));
             }
         }
         self.overlay = Some(Overlay::Form(form));

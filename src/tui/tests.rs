@@ -917,10 +917,27 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     let text = format!("{}", f.render(120, 40).backend());
     assert!(text.contains("New rollout") && text.contains("→ 3 devices"), "{text}");
     assert!(text.contains("3 devices in waves 1 → 3 · a wave goes on at ≥95%"), "{text}");
-    // The first Enter only shows it; the second starts it.
-    assert!(matches!(f.key(KeyCode::Enter), Outcome::Redraw));
+    // The first Enter only shows it, with a dry run of it asked for; the second starts it.
+    let Outcome::Command(Command::DryRunRollout(planned, review)) = f.key(KeyCode::Enter) else {
+        panic!("the first Enter asks for a dry run")
+    };
+    assert_eq!(planned.0.targets.labels.as_ref().unwrap()["site"], "lab");
     let text = format!("{}", f.render(120, 40).backend());
-    assert!(text.contains("Enter again to start this rollout"), "{text}");
+    assert!(
+        text.contains("Enter again to start this rollout") && text.contains("planning (a dry run"),
+        "{text}"
+    );
+    // The dry run's answer is shown under the review; one for an earlier review is not.
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.dry_run =
+        Some(Ok(vec!["wave 1  1 device: dev-01".into(), "never heard from: 1 device: shelf-9".into()]));
+    assert_eq!(form.review, review);
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("Plan") && text.contains("never heard from: 1 device: shelf-9"), "{text}");
+    let Some(Overlay::Form(form)) = f.app.overlay.as_mut() else { panic!("the form is open") };
+    form.dry_run = Some(Err("the server said no".into()));
+    let text = format!("{}", f.render(120, 40).backend());
+    assert!(text.contains("no dry run: the server said no"), "{text}");
     let Outcome::Command(Command::CreateRollout(rollout)) = f.key(KeyCode::Enter) else {
         panic!("the second Enter starts the rollout")
     };

@@ -228,10 +228,22 @@ fn a_rollout_typed_into_the_form_runs_in_its_waves() {
         (s.contains("3 devices in waves 1 → 3") && s.contains("Enter again to start this rollout"))
             .then_some(())
     });
+    // With its dry run: the waves as a real run makes them, nothing created yet.
+    tmux.wait_for(Duration::from_secs(10), "the review's dry run", |s| {
+        (s.contains("nothing was created") && s.contains("wave 2  2 devices")).then_some(())
+    });
     tmux.keys(&["Enter"]);
     tmux.wait_for(Duration::from_secs(60), "the rollout to succeed", |s| {
         s.lines().any(|l| l.contains("wave-fw.bin to site=lab") && l.contains(" succeeded ")).then_some(())
     });
+    // The audit says who started it: this console's user at this host.
+    tmux.keys(&["a"]);
+    tmux.wait_for(Duration::from_secs(10), "the audit view", |s| {
+        s.lines()
+            .any(|l| l.contains("console:") && l.contains("rollout.create") && l.contains("rollout:1"))
+            .then_some(())
+    });
+    tmux.keys(&["Escape"]);
     // The rollouts pane has focus now; back to the jobs (S-Tab), whose rows are read by their
     // thick border: the labelled devices' jobs, and no other.
     tmux.keys(&["BTab"]);

@@ -88,6 +88,17 @@ impl Source for Local {
         })
     }
 
+    fn dry_run_rollout(
+        &self,
+        request: RolloutRequest,
+        image: Image,
+    ) -> Answer<'_, crate::service::RolloutDryRun> {
+        Box::pin(async move {
+            let plan = self.service.plan_rollout(&request).map_err(|e| e.to_string())?;
+            self.service.dry_run_rollout(&plan, &image).await.map_err(|e| e.to_string())
+        })
+    }
+
     fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Answer<'_, ()> {
         Box::pin(async move {
             self.service

@@ -80,6 +80,13 @@ pub trait Source: Send + Sync {
     /// inventory.
     fn create_rollout(&self, request: RolloutRequest, image: Image) -> Answer<'_, RolloutId>;
 
+    /// What starting that rollout would do (`POST /rollouts?dry_run=true`): nothing is created.
+    fn dry_run_rollout(
+        &self,
+        request: RolloutRequest,
+        image: Image,
+    ) -> Answer<'_, crate::service::RolloutDryRun>;
+
     /// Pauses, resumes or cancels a rollout; the change is on disk when this answers.
     fn control_rollout(&self, id: RolloutId, verb: RolloutVerb) -> Answer<'_, ()>;
 

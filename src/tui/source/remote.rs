@@ -185,6 +185,27 @@ impl Source for Remote {
         })
     }
 
+    fn dry_run_rollout(
+        &self,
+        request: RolloutRequest,
+        image: Image,
+    ) -> Answer<'_, crate::service::RolloutDryRun> {
+        Box::pin(async move {
+            let doing = "planning the rollout";
+            let mut body = serde_json::to_value(&request).map_err(|e| format!("the rollout request: {e}"))?;
+            body["firmware"] = json!(Firmware::sha256(crate::protocol::sha256_hex(image.sha256())));
+            let answered = self.post_by_hash("/rollouts?dry_run=true", &body, &image, doing).await?;
+            if answered["dry_run"] != true {
+                // A server that does not know dry runs made the rollout: say so, loudly.
+                return Err(format!(
+                    "the server does not know dry runs and STARTED rollout {} (cancel it in the rollouts pane)",
+                    answered["id"]
+                ));
+            }
+            read::<crate::service::RolloutDryRun>(answered, doing)
+        })
+    }
+
     fn cancel(&self, id: JobId) -> Answer<'_, ()> {
         Box::pin(async move {
             let doing = format!("cancelling job {id}");

@@ -140,6 +140,26 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, form: &Form) {
         };
         lines.push(Line::from(Span::styled(format!("{:>LABEL$} ", "Rollout"), theme.muted)));
         push_wrapped(&mut lines, &text, value_width, style);
+        // The review's dry run: what starting it would do, as the server plans it.
+        if form.armed {
+            lines.push(Line::from(Span::styled(format!("{:>LABEL$} ", "Plan"), theme.muted)));
+            match &form.dry_run {
+                None => push_wrapped(
+                    &mut lines,
+                    "planning (a dry run: nothing is created)…",
+                    value_width,
+                    theme.muted,
+                ),
+                Some(Ok(plan)) => {
+                    for line in plan {
+                        push_wrapped(&mut lines, line, value_width, Style::default());
+                    }
+                }
+                Some(Err(why)) => {
+                    push_wrapped(&mut lines, &format!("no dry run: {why}"), value_width, theme.danger)
+                }
+            }
+        }
     }
     // While a rollout is shown for review its message ends the form (in view with the
     // review); any other (what to fix, loading) leads it, in view with the first fields.

@@ -102,6 +102,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// Refuses one more rollout while [`MAX_OPEN`] are under way.
+    fn room_for_one(&self) -> Result<(), RolloutError> {
+        if self.rollouts.values().filter(|r| !r.state.is_final()).count() >= MAX_OPEN {
+            Err(RolloutError::TooMany)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The task's view of these rollouts, with each one's unfinished jobs known.
     fn of(rollouts: Vec<Rollout>) -> Self {
         let mut inner = Inner::default();
@@ -210,9 +219,7 @@ impl Rollouts {
         self.may_change()?;
         let rollout = {
             let mut inner = self.lock();
-            if inner.rollouts.values().filter(|r| !r.state.is_final()).count() >= MAX_OPEN {
-                return Err(RolloutError::TooMany);
-            }
+            inner.room_for_one()?;
             let id = inner.last_id.map_or(RolloutId::FIRST, RolloutId::next);
             inner.last_id = Some(id);
             let rollout = Rollout::new(id, plan, self.now());
@@ -232,6 +239,13 @@ impl Rollouts {
         }
         self.wake.notify_one();
         Ok(rollout)
+    }
+
+    /// Whether a rollout could be created here now (a dry run asks): this instance plans
+    /// rollouts and fewer than [`MAX_OPEN`] are under way.
+    pub fn may_create(&self) -> Result<(), RolloutError> {
+        self.may_change()?;
+        self.lock().room_for_one()
     }
 
     pub fn get(&self, id: RolloutId) -> Option<Rollout> {
@@ -775,8 +789,11 @@ mod tests {
         }
         let refused = rollouts.create(plan()).await.unwrap_err();
         assert!(matches!(refused, RolloutError::TooMany), "{refused}");
+        // A dry run asks the same rule first.
+        assert!(matches!(rollouts.may_create(), Err(RolloutError::TooMany)));
         assert_eq!(rollouts.list(usize::MAX).len(), MAX_OPEN, "a refused rollout is not kept");
         rollouts.cancel(RolloutId::new(1)).await.unwrap();
+        assert!(rollouts.may_create().is_ok());
         rollouts.create(plan()).await.unwrap();
     }
 

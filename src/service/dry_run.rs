@@ -93,6 +93,9 @@ impl Service {
         plan: &RolloutPlan,
         image: &Image,
     ) -> Result<RolloutDryRun, ServiceError> {
+        // What would refuse the whole rollout refuses its dry run alike: too many under way,
+        // or another instance sharing the store plans rollouts.
+        self.handle.rollouts().may_create()?;
         let manifest = self.manifest_preview(image)?;
         let inventory = self.inventory();
         let now = self.clock().unix_ms(self.clock().now());

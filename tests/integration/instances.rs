@@ -337,6 +337,12 @@ async fn a_rollout_goes_on_when_the_instance_planning_it_is_killed() {
     let refused: Value = refused.json().await.unwrap();
     let said = refused["error"].as_str().unwrap_or_default();
     assert!(said.contains(all[planner].0), "the refusal names the planner: {said}");
+    // Its dry run is refused alike: it plans what this instance could not start.
+    let dry =
+        client.post(format!("{}/rollouts?dry_run=true", all[other].1.base)).json(&plan).send().await.unwrap();
+    assert_eq!(dry.status(), StatusCode::CONFLICT);
+    let dry: Value = dry.json().await.unwrap();
+    assert!(dry["error"].as_str().unwrap_or_default().contains(all[planner].0), "{dry}");
 
     let rollout = |base: String| {
         let client = client.clone();

@@ -589,3 +589,57 @@ async fn a_closed_window_holds_every_start_and_says_when_it_opens() {
     assert!(bad.to_string().contains("windows[0].tz"), "{bad}");
     served.fleet.stop().await;
 }
+
+/// A schedule and a window are kept through a SIGKILL and a restart: the rollout due in an hour
+/// is still `scheduled` for the same time, the one whose window is closed still waits for it,
+/// and neither has made a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_and_a_window_survive_a_sigkill_and_a_restart() {
+    let mut served = ServedFleet::start(2, |_| {}, "fw-kept.bin", &test_image(2048, 9)).await;
+    let (ids, api) = (served.ids(), Api { client: served.client.clone(), base: served.base.clone() });
+    let start_at = unix_ms() + 3_600_000;
+    let firmware = json!({"path": "fw-kept.bin"});
+    let (status, later) = api
+        .post(
+            "/rollouts",
+            json!({"name": "later", "firmware": firmware, "targets": {"devices": ids}, "start_at": start_at}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    // A one-minute window that opened an hour ago (UTC): closed now, whatever the day.
+    let minute = (unix_ms() / 60_000 + 24 * 60 - 60) % (24 * 60);
+    let hhmm = |m: u64| format!("{:02}:{:02}", m / 60, m % 60);
+    let every_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let window = json!([{"days": every_day, "start": hhmm(minute), "end": hhmm((minute + 1) % (24 * 60)), "tz": "UTC"}]);
+    let (status, night) = api
+        .post(
+            "/rollouts",
+            json!({"name": "night", "firmware": firmware, "targets": {"devices": ids}, "windows": window}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{night}");
+    let (later, night) = (later["id"].as_u64().unwrap(), night["id"].as_u64().unwrap());
+    let waiting = |id: u64| {
+        let api = &api;
+        async move {
+            let view = api.get(&format!("/rollouts/{id}")).await;
+            view["reason"].as_str()?.starts_with("waiting for the window that opens ").then_some(view)
+        }
+    };
+    let before = wait_for(Duration::from_secs(10), "the window to be judged", || waiting(night)).await;
+
+    served.serve.kill9();
+    let port: u16 = served.base.rsplit(':').next().unwrap().parse().unwrap();
+    served.serve = Serve::start(&served.broker.url().to_string(), port, served.data.path());
+    api.healthy().await;
+    let view = api.get(&format!("/rollouts/{later}")).await;
+    assert_eq!(view["state"], "scheduled", "{view}");
+    assert_eq!(view["settings"]["start_at"].as_u64(), Some(start_at), "{view}");
+    assert!(view["reason"].as_str().unwrap_or_default().starts_with("scheduled: starts at "), "{view}");
+    let after = wait_for(Duration::from_secs(10), "the window judged again", || waiting(night)).await;
+    assert_eq!(after["reason"], before["reason"], "the same window, the same opening");
+    assert!(after["settings"]["windows"].is_array(), "{after}");
+    assert_eq!(after["settings"]["windows"], before["settings"]["windows"]);
+    assert_eq!(api.get("/jobs").await["jobs"], json!([]), "no job before its time or window");
+    served.fleet.stop().await;
+}

@@ -510,3 +510,37 @@ fn a_closed_window_holds_every_start_and_its_opening_starts_them() {
     assert!(step(&mut r, closed_again + 1).is_empty());
     assert_eq!(r.state, RolloutState::Succeeded);
 }
+
+#[test]
+fn a_window_in_a_zone_this_instance_does_not_know_starts_nothing_and_says_why() {
+    // Checked at creation; a stored rollout can still name one (written by an instance with a
+    // newer zone database, or by hand).
+    let now = 1_800_000_000_000;
+    let mut p = plan(2, &[]);
+    p.windows = vec![super::window::Window {
+        days: vec![
+            "mon".into(),
+            "tue".into(),
+            "wed".into(),
+            "thu".into(),
+            "fri".into(),
+            "sat".into(),
+            "sun".into(),
+        ],
+        start: "00:00".into(),
+        end: "23:59".into(),
+        tz: "Mars/Olympus_Mons".into(),
+    }];
+    let mut r = Rollout::new(RolloutId::new(1), p, now);
+    assert!(step(&mut r, now).is_empty(), "nothing starts");
+    let reason = r.reason.clone().unwrap();
+    assert!(
+        reason.starts_with("its windows cannot be judged on this instance (")
+            && reason.contains("Mars/Olympus_Mons"),
+        "{reason}"
+    );
+    assert_eq!(r.state, RolloutState::Running);
+    assert_eq!(r.next_wakeup(), Some(now + 60_000), "looked at again in a minute");
+    assert!(step(&mut r, now + 59_999).is_empty());
+    assert!(step(&mut r, now + 60_000).is_empty(), "still not judged a minute on");
+}

@@ -42,6 +42,11 @@ impl Clock {
     }
 
     /// Milliseconds since the Unix epoch, the API's timestamp format.
+    /// When this clock began (the runtime's start), in Unix ms.
+    pub fn started_ms(&self) -> u64 {
+        self.unix_ms(self.mono)
+    }
+
     pub fn unix_ms(&self, at: Instant) -> u64 {
         self.wall(at).duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as u64
     }

@@ -11,6 +11,9 @@
 
 mod memory;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 pub use memory::MEMORY_ENTRIES;
@@ -57,7 +60,7 @@ impl NewEntry {
             actor: cut(actor),
             action: action.as_str().to_owned(),
             target: cut(target),
-            outcome: cut(outcome),
+            outcome: cut(&hide_url_paths(outcome)),
         }
     }
 
@@ -65,6 +68,29 @@ impl NewEntry {
         let Self { at, actor, action, target, outcome } = self;
         Entry { id, at, actor, action, target, outcome }
     }
+}
+
+/// `text` with every http(s) URL cut to its scheme and host (`https://bucket.example/…`): an
+/// error may quote a firmware URL whose path or query holds a token, and every viewer reads the
+/// trail.
+fn hide_url_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"].iter().filter_map(|s| rest.find(s)).min() {
+        let scheme_end = at + rest[at..].find("://").map_or(0, |i| i + 3);
+        out.push_str(&rest[..scheme_end]);
+        let url = &rest[scheme_end..];
+        let end =
+            url.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>')).unwrap_or(url.len());
+        let host_end = url[..end].find(['/', '?', '#']).unwrap_or(end);
+        out.push_str(&url[..host_end]);
+        if host_end < end {
+            out.push_str("/…");
+        }
+        rest = &url[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `text` fit to print anywhere: control and other unprintable characters (an error may quote
@@ -188,33 +214,84 @@ impl Action {
 
 /// Where entries go: the job store, or memory when this Rocky keeps no store.
 #[derive(Clone)]
-pub enum AuditLog {
+enum Sink {
     Stored(crate::store::Store),
     Memory(memory::Ring),
 }
 
+/// A refused write is written at most once a [`REFUSALS_EVERY_MS`] per actor; the ones between
+/// are counted into the next, so a token's flood of refused writes cannot push real entries
+/// out of the trail or hold up the store.
+pub const REFUSALS_EVERY_MS: i64 = 60_000;
+/// Actors whose refusals are being counted; past it the counts start over.
+const REFUSERS_KEPT: usize = 4096;
+
+/// The audit trail: where entries are written and read.
+#[derive(Clone)]
+pub struct AuditLog {
+    sink: Sink,
+    /// Per actor: when its last refusal was written, and how many came since.
+    refusals: Arc<Mutex<HashMap<String, (i64, u64)>>>,
+}
+
 impl AuditLog {
-    pub fn in_memory() -> Self {
-        Self::Memory(memory::Ring::default())
+    pub fn stored(store: crate::store::Store) -> Self {
+        Self { sink: Sink::Stored(store), refusals: Arc::default() }
     }
 
-    /// Writes `entry` and waits until it is committed. A failure is said in the log (and the
-    /// action's answer still goes out: what was done is done).
+    pub fn in_memory() -> Self {
+        Self { sink: Sink::Memory(memory::Ring::default()), refusals: Arc::default() }
+    }
+
+    /// Writes `entry` and waits until it is committed. The write is a task of its own, so an
+    /// action whose caller hangs up meanwhile is still written. A failure is said in the log
+    /// (and the action's answer still goes out: what was done is done).
     pub async fn record(&self, entry: NewEntry) {
-        match self {
-            Self::Stored(store) => {
-                if let Err(error) = store.audit(entry.clone()).await {
-                    tracing::error!(%error, action = %entry.action, target = %entry.target,
-                        actor = %entry.actor, "an audit entry could not be stored");
-                }
+        match &self.sink {
+            Sink::Stored(store) => {
+                let (store, shown) = (store.clone(), entry.clone());
+                let written = tokio::spawn(async move { store.audit(entry).await }).await;
+                let error = match written {
+                    Ok(Ok(())) => return,
+                    Ok(Err(error)) => error.to_string(),
+                    Err(error) => error.to_string(),
+                };
+                tracing::error!(%error, action = %shown.action, target = %shown.target, actor = %shown.actor,
+                    "an audit entry could not be stored");
             }
-            Self::Memory(ring) => ring.push(entry),
+            Sink::Memory(ring) => ring.push(entry),
         }
+    }
+
+    /// Writes a refused write (`forbidden`), unless this actor's last one was written less
+    /// than [`REFUSALS_EVERY_MS`] before: then it is only counted, and the next one written
+    /// says how many were not.
+    pub async fn record_refusal(&self, mut entry: NewEntry) {
+        let skipped = {
+            let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+            if refusals.len() >= REFUSERS_KEPT && !refusals.contains_key(&entry.actor) {
+                refusals.clear();
+            }
+            let (last, skipped) = refusals.entry(entry.actor.clone()).or_insert((i64::MIN, 0));
+            if entry.at.saturating_sub(*last) < REFUSALS_EVERY_MS {
+                *skipped += 1;
+                return;
+            }
+            *last = entry.at;
+            std::mem::take(skipped)
+        };
+        if skipped > 0 {
+            entry.outcome = cut(&format!(
+                "{} ({skipped} more refused since this actor's last entry, not written one by one)",
+                entry.outcome
+            ));
+        }
+        self.record(entry).await;
     }
 
     /// Removes entries older than `before` (Unix ms); memory keeps its count bound only.
     pub async fn prune(&self, before: i64) {
-        if let Self::Stored(store) = self {
+        if let Sink::Stored(store) = &self.sink {
             store.prune_audit(before).await;
         }
     }
@@ -223,9 +300,9 @@ impl AuditLog {
     pub async fn read(&self, query: &Query) -> Result<Page, String> {
         let limit = query.limit.clamp(1, MAX_PAGE);
         let wanted = Query { limit: limit + 1, ..query.clone() };
-        let entries = match self {
-            Self::Stored(store) => store.read_audit(wanted).await.map_err(|e| e.to_string())?,
-            Self::Memory(ring) => ring.read(&wanted),
+        let entries = match &self.sink {
+            Sink::Stored(store) => store.read_audit(wanted).await.map_err(|e| e.to_string())?,
+            Sink::Memory(ring) => ring.read(&wanted),
         };
         Ok(Page::from_read(entries, query, limit))
     }
@@ -248,6 +325,17 @@ mod tests {
     }
 
     #[test]
+    fn urls_in_an_outcome_keep_only_their_host() {
+        let said = "refused: fetching https://bucket.example:8443/fw.bin?X-Amz-Signature=abc answered 403; \
+                    see \"http://h/x\" or http://plain";
+        let entry = NewEntry::new(1, "ci", Action::JobCreate, "device:d", said);
+        assert_eq!(
+            entry.outcome,
+            "refused: fetching https://bucket.example:8443/… answered 403; see \"http://h/…\" or http://plain"
+        );
+    }
+
+    #[test]
     fn a_page_says_whether_more_follow() {
         let entries: Vec<Entry> =
             (1..=3).map(|id| NewEntry::new(id, "a", Action::JobCancel, "job:1", "ok").numbered(id)).collect();
@@ -260,6 +348,31 @@ mod tests {
         let reversed: Vec<Entry> = entries.into_iter().rev().collect();
         let page = Page::from_read(reversed, &newest, 2);
         assert_eq!((page.next_after, page.next_before), (None, Some(2)));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_written_once_a_minute_per_actor_and_the_rest_counted() {
+        let log = AuditLog::in_memory();
+        let refused =
+            |at: i64, actor: &str| NewEntry::new(at, actor, Action::Forbidden, "POST /jobs", "refused: no");
+        for at in (0..10).map(|n| n * 1_000) {
+            log.record_refusal(refused(at, "watch")).await;
+        }
+        log.record_refusal(refused(5_000, "other")).await;
+        log.record_refusal(refused(REFUSALS_EVERY_MS, "watch")).await;
+        let all = log.read(&Query { limit: MAX_PAGE, ..Query::default() }).await.unwrap().entries;
+        let shown: Vec<(&str, &str)> = all.iter().map(|e| (e.actor.as_str(), e.outcome.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("watch", "refused: no"),
+                ("other", "refused: no"),
+                (
+                    "watch",
+                    "refused: no (9 more refused since this actor's last entry, not written one by one)"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub fn layer(
 
     if let (Some(path), Some(file_text)) = (&file, file_text) {
         let table: toml::Table = toml::from_str(file_text)
-            .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::Parse { path: path.clone(), message: syntax_error(&e, file_text) })?;
         // Before the typed parse, whose errors quote the offending line: a secret typed into
         // the file must not be echoed back.
         refuse_secrets(&table, file_text, path)?;
@@ -326,6 +326,23 @@ fn line_of(text: &str, section: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// A TOML syntax error in words. It quotes the line it is on, unless the file has `[[notify]]`
+/// receivers: a receiver's URL may hold a token in its path, so then only the line and column
+/// are said.
+fn syntax_error(error: &toml::de::Error, text: &str) -> String {
+    if !text.contains("[[notify]]") {
+        return error.to_string();
+    }
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = text.get(..at).unwrap_or_default();
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!(
+        "line {line}, column {column}: {} (the line is not shown: it may hold a receiver's URL)",
+        error.message()
+    )
+}
+
 /// The line (from 1) where `needle` first starts a line, e.g. `[[notify]]`.
 fn text_line(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|line| line.trim_start().starts_with(needle)).map(|index| index + 1)
@@ -372,6 +389,10 @@ mod tests {
         let (_dir, path) = write("[mqtt]\ncolour = 1\n[[notify]]\nurl = \"http://x/\"\ncolour = 1\n");
         let error = load(Some(&path), no_env, &[]).unwrap_err().to_string();
         assert!(error.contains("line 3: [[notify]]") && error.contains("colour"), "{error}");
+        let (_dir, path) =
+            write("[[notify]]\nurl = \"https://hooks.example/T0/tok3n\nsecret_file = \"/s\"\n");
+        let error = load(Some(&path), no_env, &[]).unwrap_err().to_string();
+        assert!(error.contains("line 2, column") && !error.contains("tok3n"), "{error}");
     }
 
     #[test]

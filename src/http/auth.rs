@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::tokens::Role;
 use super::{ApiError, ApiState};
-use crate::audit::Action;
 
 /// The middleware: passes the request on with its [`Caller`] (for the audit), or answers 401
 /// (no token, or not one this Rocky accepts) or 403 (a role short of what the request needs,
@@ -43,7 +42,7 @@ pub async fn require_token(State(state): State<ApiState>, mut request: Request, 
                 if needed > Role::Viewer {
                     let target = format!("{} {}", request.method(), request.uri().path());
                     let service = state.service.acting_as(&caller.name);
-                    service.record(Action::Forbidden, &target, &format!("refused: {text}")).await;
+                    service.record_refusal(&target, &format!("refused: {text}")).await;
                 }
                 return ApiError::Forbidden(text).into_response();
             }

@@ -24,9 +24,11 @@ pub async fn run(service: Service, routes: Routes) {
     let mut notices = service.rollout_notices();
     let mut jobs = service.follow_jobs();
     // Jobs known to have ended. The feed's first batch (and a later reset, after falling
-    // behind retention) says how things stand, which is no news: `quiet` until it is whole.
+    // behind retention) says how things stand: `quiet` until it is whole, news in it only
+    // what ended since `since` (the runtime's start, or the last whole batch).
     let mut ended: HashSet<JobId> = HashSet::new();
     let mut quiet = true;
+    let mut since = service.clock().started_ms();
     loop {
         tokio::select! {
             notice = notices.recv() => match notice {
@@ -42,12 +44,13 @@ pub async fn run(service: Service, routes: Routes) {
                     ended.clear();
                     quiet = true;
                 }
+                let read_at = now_ms(&service);
                 for change in &batch.changes {
                     match change {
                         JobChange::Job(job) if job.state.is_final() => {
-                            // Only what ended since the feed began is news.
+                            let news = !quiet || job.finished_at.is_some_and(|at| at >= since);
                             if ended.insert(job.id)
-                                && !quiet
+                                && news
                                 && let Some(kind) = kind_of(job.state)
                             {
                                 offer(&routes, kind, job_body(&service, job, kind));
@@ -61,6 +64,7 @@ pub async fn run(service: Service, routes: Routes) {
                 }
                 if batch.complete {
                     quiet = false;
+                    since = read_at;
                 }
             }
         }

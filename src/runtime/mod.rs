@@ -173,7 +173,7 @@ impl Runtime {
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
         let cluster = store.as_ref().and_then(|(store, _)| cluster::Cluster::of(store));
         let audit = match &store {
-            Some((store, _)) => crate::audit::AuditLog::Stored(store.clone()),
+            Some((store, _)) => crate::audit::AuditLog::stored(store.clone()),
             None => crate::audit::AuditLog::in_memory(),
         };
         let (persistence, creator) = match store {

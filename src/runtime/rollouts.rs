@@ -82,6 +82,9 @@ pub struct Rollouts {
     /// Every change of state, as announced, for whoever listens beside the event stream
     /// (notifications): never waits, and a listener that falls behind is told how far.
     notices: tokio::sync::broadcast::Sender<RolloutNotice>,
+    /// A listener made with the channel, so the first to ask hears the changes since the start
+    /// (the task's first pass runs before anyone could subscribe).
+    first_listener: Arc<Mutex<Option<tokio::sync::broadcast::Receiver<RolloutNotice>>>>,
 }
 
 /// Changes of state kept for a listener that has not read them yet.
@@ -164,6 +167,7 @@ impl Rollouts {
     pub fn new(rollouts: Vec<Rollout>, store: Option<Store>, clock: Clock) -> Self {
         let shared = store.as_ref().and_then(|store| store.membership().cloned());
         let inner = Inner::of(rollouts);
+        let (notices, first_listener) = tokio::sync::broadcast::channel(NOTICES_KEPT);
         Self {
             leadership: Leadership::new(ROLE, shared),
             inner: Arc::new(Mutex::new(inner)),
@@ -171,13 +175,16 @@ impl Rollouts {
             store,
             clock,
             writing: Arc::new(tokio::sync::Mutex::new(())),
-            notices: tokio::sync::broadcast::channel(NOTICES_KEPT).0,
+            notices,
+            first_listener: Arc::new(Mutex::new(Some(first_listener))),
         }
     }
 
-    /// Every change of a rollout's state from now on, as the task announces it.
+    /// Every change of a rollout's state as the task announces it: the first caller from the
+    /// start (up to [`NOTICES_KEPT`] back), later ones from now on.
     pub fn notices(&self) -> tokio::sync::broadcast::Receiver<RolloutNotice> {
-        self.notices.subscribe()
+        let first = self.first_listener.lock().unwrap_or_else(|p| p.into_inner()).take();
+        first.unwrap_or_else(|| self.notices.subscribe())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -778,6 +785,27 @@ mod tests {
         assert_eq!(kept.len(), KEEP_ENDED + 1);
         assert!(rollouts.get(RolloutId::new(1)).is_none() && rollouts.get(RolloutId::new(2)).is_none());
         assert!(kept.iter().all(|s| s.state == RolloutState::Cancelled));
+    }
+
+    #[tokio::test]
+    async fn the_first_listener_hears_the_changes_made_before_it_asked() {
+        let rollouts = Rollouts::new(Vec::new(), None, Clock::new());
+        let notice = |change: u64| RolloutNotice {
+            rollout: RolloutId::new(1),
+            name: "r".into(),
+            from: RolloutState::Scheduled,
+            to: RolloutState::Running,
+            reason: "started".into(),
+            change,
+        };
+        // The task's first pass, before anyone subscribed.
+        let _ = rollouts.notices.send(notice(1));
+        let mut first = rollouts.notices();
+        let mut later = rollouts.notices();
+        let _ = rollouts.notices.send(notice(2));
+        assert_eq!(first.recv().await.unwrap().change, 1);
+        assert_eq!(first.recv().await.unwrap().change, 2);
+        assert_eq!(later.recv().await.unwrap().change, 2, "a later listener hears from then on");
     }
 
     #[tokio::test]

@@ -45,6 +45,14 @@ impl Service {
         self.handle.audit().record(NewEntry::new(at, &self.actor, action, target, outcome)).await;
     }
 
+    /// Writes a write refused for the caller's role (at most once a minute per actor; the
+    /// rest are counted into the next).
+    pub async fn record_refusal(&self, target: &str, outcome: &str) {
+        let at = i64::try_from(self.clock().unix_ms(self.clock().now())).unwrap_or(i64::MAX);
+        let entry = NewEntry::new(at, &self.actor, Action::Forbidden, target, outcome);
+        self.handle.audit().record_refusal(entry).await;
+    }
+
     /// One page of the audit entries `query` matches, oldest first.
     pub async fn audit(&self, query: &Query) -> Result<Page, ServiceError> {
         self.handle.audit().read(query).await.map_err(ServiceError::Unavailable)

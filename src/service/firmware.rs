@@ -87,8 +87,19 @@ impl Service {
         let target = format!("firmware:{}", sha256_hex(image.sha256()));
         self.library().remember_file(&image, path);
         let image = self.library().intern(image);
+        // Kept already: a refusal to sign says the image stays, unsigned.
         let result = match signing {
-            Some((version, seq, replace)) => self.sign_image(&image, version, seq, replace).map(|_| ()),
+            Some((version, seq, replace)) => {
+                self.sign_image(&image, version, seq, replace).map(|_| ()).map_err(|e| match e {
+                    ServiceError::Conflict(why) => {
+                        ServiceError::Conflict(format!("the image was kept, not signed: {why}"))
+                    }
+                    ServiceError::Invalid(why) => {
+                        ServiceError::Invalid(format!("the image was kept, not signed: {why}"))
+                    }
+                    other => other,
+                })
+            }
             None => Ok(()),
         };
         let result = result.map(|()| self.describe_image(&image, Some(file_name)));

@@ -60,7 +60,7 @@ enum Done {
     Cancelled(Result<JobId, String>),
     History(JobId, Vec<crate::snapshot::HistoryRecord>),
     /// The form's rollout planned for its review `u64`: what it would do, or why not.
-    DryRun(u64, Result<crate::service::RolloutDryRun, String>),
+    DryRun(u64, Result<Box<crate::service::RolloutDryRun>, String>),
     /// Audit entries newer than the view held, oldest first.
     Audit(Result<Vec<crate::audit::Entry>, String>),
     /// Something handed off failed; said in the footer.
@@ -433,7 +433,7 @@ fn spawn_dry_run(
 ) {
     let (source, done) = (source.clone(), done.clone());
     tokio::spawn(async move {
-        let result = source.dry_run_rollout(request, image).await;
+        let result = source.dry_run_rollout(request, image).await.map(Box::new);
         let _ = done.send(Done::DryRun(review, result)).await;
     });
 }

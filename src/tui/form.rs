@@ -102,12 +102,15 @@ pub struct Form {
     pub message: Option<String>,
     /// A rollout was shown whole after an Enter: the next Enter starts it (any edit disarms).
     pub armed: bool,
-    /// Which review this is (bumped each time the form arms), so a late dry run of an earlier
-    /// one is dropped.
+    /// Which review this is (a new number each time a form arms; 0 before), so a late dry run of
+    /// an earlier one, or of another form, is dropped.
     pub review: u64,
     /// The review's dry run, as lines (`None` while it is asked for).
     pub dry_run: Option<Result<Vec<String>, String>>,
 }
+
+/// The next review's number (see [`Form::review`]).
+static NEXT_REVIEW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What the form wants done after a key.
 #[derive(Debug)]
@@ -611,7 +614,9 @@ impl Form {
         };
         if !self.armed {
             self.armed = true;
-            self.review += 1;
+            // Numbered across every form this process opens: a late dry run of a form closed
+            // meanwhile can never pass for the review of a new one.
+            self.review = NEXT_REVIEW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.dry_run = None;
             self.message = Some("Enter again to start this rollout (any change asks again)".into());
             return FormOutcome::DryRun(Box::new((request, image)), self.review);

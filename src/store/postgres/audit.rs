@@ -27,22 +27,31 @@ pub async fn prune(client: &mut Client, before: i64) -> Result<(), tokio_postgre
     client.execute("DELETE FROM audit WHERE at < $1", &[&before]).await.map(|_| ())
 }
 
-/// The entries `query` matches, by id, at most `query.limit`.
+/// The entries `query` matches, by id, at most `query.limit`. Only the filters given are in
+/// the statement, so an actor's or a target's entries are read through their index.
 pub async fn read(client: &Client, query: &Query) -> Result<Vec<Entry>, tokio_postgres::Error> {
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let order = if query.newest_first { "DESC" } else { "ASC" };
     let (after, before) = (query.after.unwrap_or(0), query.before.unwrap_or(i64::MAX));
-    let rows = client
-        .query(
-            &format!(
-                "SELECT id, at, actor, action, target, outcome FROM audit
-                 WHERE id > $1 AND id < $2 AND ($3::BIGINT IS NULL OR at >= $3)
-                   AND ($4::TEXT IS NULL OR actor = $4) AND ($5::TEXT IS NULL OR target = $5)
-                 ORDER BY id {order} LIMIT $6"
-            ),
-            &[&after, &before, &query.since, &query.actor, &query.target, &limit],
-        )
-        .await?;
+    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+    let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after, &before];
+    let mut conditions = vec!["id > $1".to_owned(), "id < $2".to_owned()];
+    if let Some(since) = &query.since {
+        values.push(since);
+        conditions.push(format!("at >= ${}", values.len()));
+    }
+    for (column, value) in [("actor", &query.actor), ("target", &query.target)] {
+        if let Some(value) = value {
+            values.push(value);
+            conditions.push(format!("{column} = ${}", values.len()));
+        }
+    }
+    values.push(&limit);
+    let order = if query.newest_first { "DESC" } else { "ASC" };
+    let statement = format!(
+        "SELECT id, at, actor, action, target, outcome FROM audit WHERE {} ORDER BY id {order} LIMIT ${}",
+        conditions.join(" AND "),
+        values.len()
+    );
+    let rows = client.query(&statement, &values).await?;
     rows.iter().map(entry).collect()
 }
 

@@ -158,7 +158,9 @@ const MIGRATIONS: &[&str] = &[
     // 11: the audit trail (`audit/`), one for every instance sharing the database.
     "CREATE TABLE audit (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL,
         action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);
-     CREATE INDEX audit_by_time ON audit(at);",
+     CREATE INDEX audit_by_time ON audit(at);
+     CREATE INDEX audit_by_actor ON audit(actor, id);
+     CREATE INDEX audit_by_target ON audit(target, id);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

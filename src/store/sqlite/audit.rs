@@ -23,29 +23,37 @@ pub fn prune(conn: &mut Connection, before: i64) -> rusqlite::Result<()> {
     conn.execute("DELETE FROM audit WHERE at < ?1", params![before]).map(|_| ())
 }
 
-/// The entries `query` matches, by id, at most `query.limit`.
+/// The entries `query` matches, by id, at most `query.limit`. Only the filters given are in
+/// the statement, so an actor's or a target's entries are read through their index.
 pub fn read(conn: &Connection, query: &Query) -> rusqlite::Result<Vec<Entry>> {
+    let mut conditions = vec!["id > ?".to_owned(), "id < ?".to_owned()];
+    let mut values: Vec<rusqlite::types::Value> =
+        vec![query.after.unwrap_or(0).into(), query.before.unwrap_or(i64::MAX).into()];
+    if let Some(since) = query.since {
+        conditions.push("at >= ?".into());
+        values.push(since.into());
+    }
+    for (column, value) in [("actor", &query.actor), ("target", &query.target)] {
+        if let Some(value) = value {
+            conditions.push(format!("{column} = ?"));
+            values.push(value.clone().into());
+        }
+    }
     let order = if query.newest_first { "DESC" } else { "ASC" };
+    values.push(i64::try_from(query.limit).unwrap_or(i64::MAX).into());
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT id, at, actor, action, target, outcome FROM audit
-         WHERE id > ?1 AND id < ?2 AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR actor = ?4)
-           AND (?5 IS NULL OR target = ?5)
-         ORDER BY id {order} LIMIT ?6"
+        "SELECT id, at, actor, action, target, outcome FROM audit WHERE {} ORDER BY id {order} LIMIT ?",
+        conditions.join(" AND ")
     ))?;
-    let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
-    let (after, before) = (query.after.unwrap_or(0), query.before.unwrap_or(i64::MAX));
-    let rows = statement.query_map(
-        params![after, before, query.since, query.actor, query.target, limit],
-        |row| {
-            Ok(Entry {
-                id: row.get(0)?,
-                at: row.get(1)?,
-                actor: row.get(2)?,
-                action: row.get(3)?,
-                target: row.get(4)?,
-                outcome: row.get(5)?,
-            })
-        },
-    )?;
+    let rows = statement.query_map(rusqlite::params_from_iter(values), |row| {
+        Ok(Entry {
+            id: row.get(0)?,
+            at: row.get(1)?,
+            actor: row.get(2)?,
+            action: row.get(3)?,
+            target: row.get(4)?,
+            outcome: row.get(5)?,
+        })
+    })?;
     rows.collect()
 }

@@ -108,7 +108,9 @@ const MIGRATIONS: &[&str] = &[
     // is never given again after retention removed its row, so a reader's cursor stays good.
     "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
         actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);
-     CREATE INDEX audit_by_time ON audit(at);",
+     CREATE INDEX audit_by_time ON audit(at);
+     CREATE INDEX audit_by_actor ON audit(actor, id);
+     CREATE INDEX audit_by_target ON audit(target, id);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -123,12 +123,14 @@ impl Source for Local {
 
     fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest> {
         Box::pin(async move {
+            // Held by hash first, so the service finds it; attached (and audited) as the API does.
             let image = self.service.library().intern(image);
-            self.service
-                .library()
-                .manifests()
-                .attach(&image, &cose)
-                .map_err(|e| format!("manifest refused: {e}"))
+            let attached = self
+                .service
+                .attach_manifest(image.sha256(), &cose, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            attached.manifest.ok_or_else(|| "the manifest was not kept".to_owned())
         })
     }
 }

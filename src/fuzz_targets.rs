@@ -97,3 +97,49 @@ pub fn sse_events(data: &[u8]) {
         }
     }
 }
+
+/// What an AWS-profile device sends on a Jobs topic (the first byte picks which): a
+/// `$next/get`, an execution update (its progress and reason read as the faces read them), or
+/// a topic. Decoding is bounded and never panics; an update's details keep their bounds.
+pub fn aws_jobs(data: &[u8]) {
+    use crate::protocol::aws;
+    let Some((&selector, payload)) = data.split_first() else { return };
+    match selector % 3 {
+        0 => {
+            let _ = aws::decode_next_get(payload);
+        }
+        1 => {
+            if let Ok(update) = aws::decode_update(payload) {
+                assert!(update.details.len() <= aws::MAX_STATUS_DETAILS, "details past their bound");
+                let _ = update.progress();
+                if let Some(reason) = update.details.get("reason") {
+                    let _ = aws::failure_words(reason);
+                }
+                if let Some(by) = update.details.get("updatedBy") {
+                    let _ = aws::app_version(by);
+                }
+            }
+        }
+        _ => {
+            if let Some(topic) = aws::AwsTopic::parse(&String::from_utf8_lossy(payload)) {
+                let _ = topic.thing();
+            }
+        }
+    }
+}
+
+/// An AWS-profile device's request for blocks: decoding is bounded and never panics, and the
+/// blocks it asks for are at most its count, all inside the file (the first four bytes say
+/// how many blocks the file has).
+pub fn aws_stream(data: &[u8]) {
+    use crate::protocol::aws;
+    let Some((total, payload)) = data.split_first_chunk::<4>() else { return };
+    let total = u32::from_le_bytes(*total);
+    if let Ok(request) = aws::decode_block_request(payload) {
+        assert!((aws::MIN_BLOCK_SIZE..=aws::MAX_BLOCK_SIZE).contains(&request.block_size));
+        let (wanted, _) = request.wanted(total);
+        assert!(wanted.len() <= request.count as usize, "more blocks than asked for");
+        assert!(wanted.iter().all(|block| *block < total), "a block past the end");
+        let _ = request.summary(Some(total));
+    }
+}

@@ -2,6 +2,7 @@
 //! their human-readable rendering. Pure functions only: nothing here touches a socket or a clock,
 //! so every rule of the protocol is tested byte for byte without a broker.
 
+pub mod aws;
 mod cbor;
 mod command;
 mod describe;

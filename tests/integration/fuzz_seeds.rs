@@ -87,3 +87,15 @@ fn sse_target_accepts_every_seed() {
         fuzz_targets::sse_events(&bytes);
     }
 }
+
+#[test]
+fn aws_targets_accept_every_seed() {
+    for (name, bytes) in seeds("aws_jobs") {
+        eprintln!("{name}");
+        fuzz_targets::aws_jobs(&bytes);
+    }
+    for (name, bytes) in seeds("aws_stream") {
+        eprintln!("{name}");
+        fuzz_targets::aws_stream(&bytes);
+    }
+}

@@ -7,11 +7,13 @@
 //! the file, never its content.
 
 mod alg;
+mod aws;
 mod key_file;
 mod keys;
 mod trusted;
 
 pub use alg::Alg;
+pub use aws::{AwsSignatureError, aws_signature, aws_signature_verifies};
 pub use key_file::{KeyFileError, read_signing_key, write_new_signing_key};
 pub use keys::{Kid, PublicKey, PublicKeyError, SigningKey};
 pub use trusted::{TrustedKey, TrustedKeys, TrustedKeysError};

@@ -1,0 +1,58 @@
+//! The signature AWS's OTA agent checks (`sig-sha256-ecdsa` in a job document): base64 of the
+//! DER-encoded ECDSA P-256 signature over the image, hashed with SHA-256. The device verifies it
+//! with the code-signing certificate at the job's `certfile`; so only an ES256 key makes one.
+
+use base64::Engine as _;
+
+use super::{PublicKey, SigningKey};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AwsSignatureError {
+    #[error(
+        "AWS devices check ECDSA P-256 signatures (sig-sha256-ecdsa): key {kid} is {alg}; make one with rocky keys generate --alg es256"
+    )]
+    NotEs256 { kid: String, alg: String },
+}
+
+/// `sig-sha256-ecdsa` of `image` with `key`.
+pub fn aws_signature(key: &SigningKey, image: &[u8]) -> Result<String, AwsSignatureError> {
+    let SigningKey::Es256(key) = key else {
+        return Err(AwsSignatureError::NotEs256 { kid: key.kid().hex(), alg: key.alg().to_string() });
+    };
+    let signature: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, image);
+    Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
+}
+
+/// Whether `signature` (base64 DER) is `public`'s over `image`: what the agent checks.
+pub fn aws_signature_verifies(public: &PublicKey, image: &[u8], signature: &str) -> bool {
+    let PublicKey::Es256(public) = public else { return false };
+    let Ok(der) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else { return false };
+    let Ok(signature) = p256::ecdsa::Signature::from_der(&der) else { return false };
+    p256::ecdsa::signature::Verifier::verify(public, image, &signature).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::Alg;
+
+    #[test]
+    fn an_es256_key_signs_what_its_public_half_verifies_and_nothing_else() {
+        let key = SigningKey::generate(Alg::Es256).unwrap();
+        let image = vec![0x5au8; 18000];
+        let signature = aws_signature(&key, &image).unwrap();
+        let der = base64::engine::general_purpose::STANDARD.decode(&signature).unwrap();
+        assert_eq!(der[0], 0x30, "DER: a SEQUENCE of r and s");
+        assert!((70..=72).contains(&der.len()), "{}", der.len());
+        assert!(aws_signature_verifies(&key.public(), &image, &signature));
+        let mut tampered = image.clone();
+        tampered[100] ^= 1;
+        assert!(!aws_signature_verifies(&key.public(), &tampered, &signature));
+        let other = SigningKey::generate(Alg::Es256).unwrap();
+        assert!(!aws_signature_verifies(&other.public(), &image, &signature));
+        assert!(!aws_signature_verifies(&key.public(), &image, "not base64!"));
+        let ed = SigningKey::generate(Alg::Ed25519).unwrap();
+        let refused = aws_signature(&ed, &image).unwrap_err().to_string();
+        assert!(refused.contains("es256") && refused.contains(&ed.kid().hex()), "{refused}");
+    }
+}

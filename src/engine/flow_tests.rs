@@ -20,7 +20,7 @@ fn chunk_ids(out: &[Publish]) -> Vec<u32> {
     out.iter()
         .map(|p| match p.kind {
             PublishKind::Chunk { id, .. } => id,
-            PublishKind::Command(_) => 0,
+            PublishKind::Command(_) | PublishKind::AwsExecution | PublishKind::AwsBlock { .. } => 0,
         })
         .collect()
 }

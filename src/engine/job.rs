@@ -333,6 +333,8 @@ pub(super) struct Job {
     /// The device refused the patch (NACK 13) and the whole image is on offer: a repeat of
     /// that refusal changes nothing.
     pub patch_refused: bool,
+    /// A job for a device that runs AWS's OTA agent: its execution and stream.
+    pub aws: Option<super::scheduler::AwsState>,
 }
 
 impl Job {

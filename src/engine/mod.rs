@@ -15,6 +15,8 @@ mod signed;
 mod timers;
 
 #[cfg(test)]
+mod aws_tests;
+#[cfg(test)]
 mod confirm_tests;
 #[cfg(test)]
 mod flow_tests;
@@ -26,6 +28,6 @@ mod tests;
 pub use event::Event;
 pub use job::{JobId, JobState, JobView, Reported, RolloutId, UnknownState};
 pub use publish::{Publish, PublishKind};
-pub use scheduler::{CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError};
+pub use scheduler::{AwsJob, CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError, aws_job_name};
 pub use settings::Settings;
 pub use signed::manifest_to_send;

@@ -18,5 +18,15 @@ pub struct Publish {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishKind {
     Command(CommandType),
-    Chunk { id: u32, total: u32 },
+    Chunk {
+        id: u32,
+        total: u32,
+    },
+    /// An AWS job's execution on `notify-next`.
+    AwsExecution,
+    /// A block of an AWS job's stream (`index` from 0, of `total`).
+    AwsBlock {
+        index: u32,
+        total: u32,
+    },
 }

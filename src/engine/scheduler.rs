@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+mod aws;
 mod confirm;
+pub(crate) use aws::AwsState;
+pub use aws::{AwsJob, aws_job_name};
 use confirm::ALREADY_INSTALLED;
 
 /// The NACK reason code for "the device does not run the patch's base image" (delta).
@@ -43,6 +46,9 @@ pub struct JobSpec {
     /// base), or why the image goes whole (said on the job's timeline).
     pub delta: Option<crate::firmware::Patch>,
     pub delta_note: Option<String>,
+    /// The device runs AWS's OTA agent (the `aws-iot-ota` profile): what its job document
+    /// needs. `None`: Rocky's own protocol.
+    pub aws: Option<AwsJob>,
 }
 
 impl JobSpec {
@@ -58,6 +64,7 @@ impl JobSpec {
             manifest: None,
             delta: None,
             delta_note: None,
+            aws: None,
         }
     }
 }
@@ -82,6 +89,9 @@ pub enum SubmitError {
     /// An id that is not free: only a reservation gives ids, so this is a bug.
     #[error("job id {0} is already in use")]
     IdInUse(JobId),
+    /// An AWS device's job without what its agent needs, or too large for its buffer.
+    #[error("a job for AWS device {device}: {reason}")]
+    Aws { device: String, reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +150,10 @@ pub struct Engine {
     /// Confirming jobs restored while another job held their device (a claim during a
     /// hand-over): a status still decides them.
     unheld_confirming: HashMap<DeviceId, JobId>,
+    /// AWS jobs whose execution is to go out on `notify-next`, before any chunk.
+    aws_out: VecDeque<JobId>,
+    /// Wall time for the times an AWS job's execution carries (`None`: 0, in tests).
+    clock: Option<crate::clock::Clock>,
 }
 
 impl Engine {
@@ -164,6 +178,8 @@ impl Engine {
             broker_max_packet: None,
             reported: HashMap::new(),
             unheld_confirming: HashMap::new(),
+            aws_out: VecDeque::new(),
+            clock: None,
         }
     }
 
@@ -184,7 +200,45 @@ impl Engine {
     /// Whether `submit` would accept this spec, without changing anything (lets a batch be
     /// accepted all or nothing).
     pub fn check(&self, spec: &JobSpec) -> Result<(), SubmitError> {
-        self.total_chunks(spec).map(|_| ())
+        self.total_chunks(spec)?;
+        if let Some(aws) = &spec.aws {
+            let refused = |reason: String| SubmitError::Aws { device: spec.device.to_string(), reason };
+            if aws.signature.is_empty() {
+                return Err(refused(
+                    "no signature (sig-sha256-ecdsa): the agent takes signed images only".into(),
+                ));
+            }
+            // The job message must fit the agent's buffer, with the longest id and times.
+            let document = crate::protocol::aws::JobDocument {
+                job_id: aws_job_name(JobId::MAX),
+                stream: aws_job_name(JobId::MAX),
+                file_path: aws.file_path.clone(),
+                file_size: spec.image.size(),
+                file_id: 0,
+                cert_file: aws.cert_file.clone(),
+                signature: aws.signature.clone(),
+            };
+            let status = crate::protocol::aws::ExecutionStatus::InProgress;
+            let details: BTreeMap<String, String> = (0..crate::protocol::aws::MAX_STATUS_DETAILS)
+                .map(|i| (format!("k{i}"), "v".repeat(16)))
+                .collect();
+            crate::protocol::aws::encode_execution(
+                u64::MAX,
+                &document,
+                status,
+                u64::MAX,
+                u64::MAX,
+                u64::MAX,
+                Some(&details),
+            )
+            .map_err(|e| refused(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The wall clock the times of AWS jobs' executions are read on.
+    pub fn set_clock(&mut self, clock: crate::clock::Clock) {
+        self.clock = Some(clock);
     }
 
     fn total_chunks(&self, spec: &JobSpec) -> Result<u32, SubmitError> {
@@ -278,8 +332,16 @@ impl Engine {
         now: Instant,
     ) -> Result<JobId, SubmitError> {
         let chunk_size = spec.chunk_size.unwrap_or(self.settings.chunk_size);
+        self.check(&spec)?;
         let total_chunks = self.total_chunks(&spec)?;
         let chunk_interval = self.interval(&spec, chunk_size);
+        // An AWS device takes the whole image, in blocks of the size it asks for.
+        let mut spec = spec;
+        let aws = spec.aws.take().map(|job| aws::AwsState::new(job, self.unix_s(now)));
+        if aws.is_some() {
+            spec.delta = None;
+            spec.manifest = None;
+        }
         if self.jobs.contains_key(&id) {
             return Err(SubmitError::IdInUse(id));
         }
@@ -324,6 +386,7 @@ impl Engine {
             patch_refused: false,
             delta_info: spec.delta.as_ref().map(crate::firmware::Patch::info),
             delta: spec.delta,
+            aws,
         };
         let delta_note = match (&job.delta, spec.delta_note) {
             (Some(patch), _) => Some(format!(
@@ -441,6 +504,8 @@ impl Engine {
                 None => None,
             },
             delta: patch,
+            // Not stored yet: a restored job speaks Rocky's protocol (issue 27 goes on).
+            aws: None,
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -742,6 +807,11 @@ impl Engine {
         if !self.connected {
             return None;
         }
+        while let Some(id) = self.aws_out.pop_front() {
+            if let Some(publish) = self.aws_execution_publish(id, now) {
+                return Some(publish);
+            }
+        }
         while let Some((id, command)) = self.commands.pop_front() {
             if let Some(publish) = self.command_publish(id, command) {
                 return Some(publish);
@@ -937,7 +1007,13 @@ impl Engine {
         if let Some(job) = self.jobs.get_mut(&id) {
             job.attempts += 1;
             job.sends_left = job.sends_left.saturating_sub(1);
-            self.commands.push_back((id, CommandType::Request));
+            if job.aws.is_some() {
+                if !self.aws_out.contains(&id) {
+                    self.aws_out.push_back(id);
+                }
+            } else {
+                self.commands.push_back((id, CommandType::Request));
+            }
             self.arm_deadline(id, now + timeout);
         }
     }
@@ -985,6 +1061,11 @@ impl Engine {
             _ => paced,
         };
         self.transition(id, JobState::Transferring, detail, now);
+        if self.jobs.get(&id).is_some_and(|job| job.aws.is_some()) {
+            // An AWS device pulls: it must keep asking (or saying how it goes).
+            self.arm_deadline(id, now + self.settings.progress_timeout);
+            return self.queue_send(id);
+        }
         if start > total {
             self.transition(id, JobState::Finishing, None, now);
             self.send_done(id, now);
@@ -1004,6 +1085,9 @@ impl Engine {
     }
 
     fn next_chunk(&mut self, id: JobId, now: Instant) -> Option<Publish> {
+        if self.jobs.get(&id).is_some_and(|job| job.aws.is_some()) {
+            return self.next_block(id, now);
+        }
         let job = self.jobs.get_mut(&id)?;
         if job.state != JobState::Transferring || job.paced_until.is_some() || !flow::may_send(job) {
             return None;
@@ -1149,10 +1233,18 @@ impl Engine {
                 self.events.push_back((now, Event::RequestRetried { job: id, device, attempt }));
             }
             JobState::Requesting => {
+                let asked = if job.aws.is_some() { "job offers (notify-next)" } else { "FOTA_REQUESTs" };
                 let detail = format!(
-                    "no answer to the last {} FOTA_REQUESTs ({} s each)",
+                    "no answer to the last {} {asked} ({} s each)",
                     self.settings.request_attempts.max(1),
                     self.settings.request_timeout.as_secs_f64()
+                );
+                self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
+            JobState::Transferring if job.aws.is_some() => {
+                let detail = format!(
+                    "the device asked for no block and said nothing for {} s",
+                    self.settings.progress_timeout.as_secs_f64()
                 );
                 self.finish(id, JobState::TimedOut, Some(detail), now);
             }

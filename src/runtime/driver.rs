@@ -230,7 +230,8 @@ impl Driver {
                 describe_with(self.engine.topics(), &publish.topic, &publish.payload, Some(&self.trusted));
             let chunk = match publish.kind {
                 PublishKind::Chunk { id, .. } => Some(id),
-                PublishKind::Command(_) => None,
+                PublishKind::AwsBlock { index, .. } => Some(index + 1),
+                PublishKind::Command(_) | PublishKind::AwsExecution => None,
             };
             let traffic = Traffic {
                 direction: TrafficDirection::Out,
@@ -253,7 +254,7 @@ impl Driver {
             };
             self.emit(SystemTime::now(), RuntimeEvent::Traffic(traffic));
         }
-        if let PublishKind::Chunk { .. } = publish.kind {
+        if let PublishKind::Chunk { .. } | PublishKind::AwsBlock { .. } = publish.kind {
             self.metrics.chunk_sent(publish.payload.len());
         }
         let tag = super::publish_tracker::Tag {

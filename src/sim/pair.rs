@@ -184,6 +184,8 @@ impl Pair {
                             link.busy_until = now + link.machine.store_time(publish.payload.len());
                             link.machine.on_chunk(chunk, publish.payload, now);
                         }
+                        // The pair models Rocky's own devices only.
+                        PublishKind::AwsExecution | PublishKind::AwsBlock { .. } => {}
                     }
                 }
                 while let Some(frame) = link.machine.poll_answer(now) {

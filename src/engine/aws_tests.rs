@@ -1,0 +1,257 @@
+//! Jobs for devices that run AWS's OTA agent, in the engine on explicit time, walked through
+//! as `../shared/aws-iot-ota/transcripts.txt` shows them: the execution on notify-next, blocks
+//! as the device asks for them, self test, success; a refused signature; and what a device
+//! must not be able to do (another job's stream, blocks past the end, silence).
+
+use std::time::Duration;
+
+use super::tests::{Harness, dev, image, settings};
+use super::*;
+use crate::protocol::aws::{BlockRequest, ExecutionUpdate, decode_update};
+use serde_json::Value;
+
+const THING: &str = "awsota-smoke-thing-1";
+
+fn aws() -> AwsJob {
+    AwsJob {
+        cert_file: "certs/codesign.crt".into(),
+        file_path: "received_firmware.bin".into(),
+        signature:
+            "MEUCIEHOoCT+Sw1XrAMLWPagyCA39AINYtD3ImpDupp5psyZAiEAjzc+cYmMTr9hETYKfQJrzxda2JfLFo80Cvrnib0iNoY="
+                .into(),
+    }
+}
+
+fn request(bitmap: &[u8], count: u32) -> BlockRequest {
+    BlockRequest {
+        client_token: Some("rdy".into()),
+        file_id: 0,
+        block_size: 4096,
+        offset: 0,
+        bitmap: bitmap.to_vec(),
+        count,
+    }
+}
+
+fn update(json: &str) -> ExecutionUpdate {
+    decode_update(json.as_bytes()).unwrap()
+}
+
+impl Harness {
+    fn submit_aws(&mut self, len: usize) -> JobId {
+        let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev(THING), image(len)) };
+        self.engine.submit(spec, self.now).unwrap()
+    }
+}
+
+fn json(publish: &Publish) -> Value {
+    serde_json::from_slice(&publish.payload).unwrap()
+}
+
+#[test]
+fn a_job_goes_as_the_transcript_shows_through_self_test_to_succeeded() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    // The execution goes out on notify-next, QUEUED, with the job document.
+    let sent = h.drain();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].topic, format!("$aws/things/{THING}/jobs/notify-next"));
+    assert_eq!(sent[0].kind, PublishKind::AwsExecution);
+    let execution = json(&sent[0]);
+    assert_eq!(execution["execution"]["jobId"], name.as_str());
+    assert_eq!(execution["execution"]["status"], "QUEUED");
+    let file = &execution["execution"]["jobDocument"]["afr_ota"]["files"][0];
+    assert_eq!(file["filesize"], 18000);
+    assert_eq!(file["certfile"], "certs/codesign.crt");
+    assert_eq!(file["sig-sha256-ecdsa"], aws().signature.as_str());
+    assert_eq!(execution["execution"]["jobDocument"]["afr_ota"]["streamname"], name.as_str());
+    assert_eq!(h.state(id), JobState::Requesting);
+    // Its $next/get gets it again at once.
+    assert!(h.engine.aws_next_get(&dev(THING)));
+    assert_eq!(h.drain().len(), 1);
+
+    // Blocks 0-4 of 5 asked for: five blocks, the last one short, on the stream's data topic.
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 8), h.now).unwrap();
+    let blocks = h.drain();
+    assert_eq!(h.state(id), JobState::Transferring);
+    let indices: Vec<_> = blocks.iter().map(|p| p.kind).collect();
+    assert_eq!(indices, (0..5).map(|index| PublishKind::AwsBlock { index, total: 5 }).collect::<Vec<_>>());
+    assert!(blocks.iter().all(|p| p.topic == format!("$aws/things/{THING}/streams/{name}/data/cbor")));
+    assert_eq!(blocks.iter().map(|p| p.payload.len()).collect::<Vec<_>>(), [4113, 4113, 4113, 4113, 1633]);
+    let view = h.engine.job(id).unwrap();
+    assert_eq!((view.chunks_done, view.chunks_total, view.bytes_sent), (5, 5, 18000));
+
+    // Progress, then verified and rebooting: confirming, and its transfer slot is free.
+    h.engine
+        .aws_update(
+            &dev(THING),
+            &name,
+            update(r#"{"status":"IN_PROGRESS","statusDetails":{"receive":"1/5"}}"#),
+            h.now,
+        )
+        .unwrap();
+    let ready = r#"{"status":"IN_PROGRESS","statusDetails":{"self_test":"ready","updatedBy":"0x00090002"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(ready), h.now).unwrap();
+    h.drain();
+    assert_eq!(h.state(id), JobState::Confirming);
+    // After its reboot it asks again and gets the job IN_PROGRESS with what it said last.
+    h.advance(Duration::from_secs(5));
+    assert!(h.engine.aws_next_get(&dev(THING)));
+    let again = json(&h.drain()[0]);
+    assert_eq!(again["execution"]["status"], "IN_PROGRESS");
+    assert_eq!(again["execution"]["statusDetails"]["self_test"], "ready");
+    assert_eq!(again["execution"]["versionNumber"], 3, "one more at each update");
+    let active =
+        r#"{"status":"IN_PROGRESS","statusDetails":{"self_test":"active","updatedBy":"0x00090003"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(active), h.now).unwrap();
+    let done =
+        r#"{"status":"SUCCEEDED","statusDetails":{"reason":"accepted  v0.9.3","updatedBy":"  v0.9.2"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(done), h.now).unwrap();
+    h.drain();
+    assert_eq!(h.state(id), JobState::Succeeded);
+    assert!(h.engine.job(id).unwrap().confirmed_at.is_some());
+    // Nothing more for it: the runtime answers "no job".
+    assert!(!h.engine.aws_next_get(&dev(THING)));
+}
+
+#[test]
+fn a_refused_signature_fails_the_job_with_the_agents_reason_in_words() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 8), h.now).unwrap();
+    h.drain();
+    let failed = r#"{"status":"FAILED","statusDetails":{"reason":"0x000000e3: 0x00000000"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(failed), h.now).unwrap();
+    h.drain();
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::Failed);
+    assert_eq!(view.error.as_deref(), Some("the signature check failed (0x000000e3: 0x00000000)"));
+}
+
+#[test]
+fn what_is_not_the_devices_current_job_changes_nothing() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    let other = dev("other-thing");
+    let refused = h.engine.aws_blocks(&other, &name, &request(&[0x1f], 8), h.now).unwrap_err();
+    assert!(refused.contains("belongs to device"), "{refused}");
+    assert!(h.engine.aws_blocks(&dev(THING), "rocky-999999", &request(&[1], 1), h.now).is_err());
+    assert!(h.engine.aws_blocks(&dev(THING), "someone-elses", &request(&[1], 1), h.now).is_err());
+    let mut wrong_file = request(&[1], 1);
+    wrong_file.file_id = 3;
+    assert!(h.engine.aws_blocks(&dev(THING), &name, &wrong_file, h.now).unwrap_err().contains("file 3"));
+    assert!(h.drain().is_empty(), "nothing sent for any of them");
+    assert_eq!(h.state(id), JobState::Requesting);
+    // Blocks past the end are said and not sent; the ones inside are.
+    let said = h.engine.aws_blocks(&dev(THING), &name, &request(&[0xff, 0xff], 16), h.now).unwrap_err();
+    assert!(said.contains("11 blocks asked for past the end of the 5-block file"), "{said}");
+    assert_eq!(h.drain().len(), 5);
+    // A job of Rocky's own protocol is not an AWS device's.
+    let rocky = h.submit("plain-dev", 100);
+    h.drain();
+    let said = h
+        .engine
+        .aws_update(&dev("plain-dev"), &aws_job_name(rocky), update(r#"{"status":"SUCCEEDED"}"#), h.now)
+        .unwrap_err();
+    assert!(said.contains("not an AWS device's"), "{said}");
+}
+
+#[test]
+fn a_silent_device_times_out_offers_and_a_stalled_transfer() {
+    let mut s = settings();
+    s.request_attempts = 2;
+    let mut h = Harness::new(s.clone());
+    let id = h.submit_aws(18000);
+    assert_eq!(h.drain().len(), 1);
+    h.advance(s.request_timeout);
+    assert_eq!(h.drain().len(), 1, "offered again after the request timeout");
+    h.advance(s.request_timeout);
+    h.drain();
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert!(view.error.unwrap().contains("job offers (notify-next)"));
+
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x03], 2), h.now).unwrap();
+    assert_eq!(h.drain().len(), 2);
+    h.advance(s.progress_timeout - Duration::from_millis(1));
+    assert_eq!(h.state(id), JobState::Transferring);
+    h.advance(Duration::from_millis(1));
+    h.drain();
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert!(view.error.unwrap().contains("asked for no block"), "{:?}", h.engine.job(id));
+}
+
+#[test]
+fn a_device_that_asks_again_and_again_is_stopped_by_the_send_budget() {
+    let mut h = Harness::new(settings()); // max_send_factor 3
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    for _ in 0..4 {
+        let _ = h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 8), h.now);
+        h.drain();
+    }
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::Failed);
+    assert!(view.bytes_sent <= 3 * 18000, "{}", view.bytes_sent);
+    assert!(view.error.unwrap().contains("max_send_factor"));
+}
+
+#[test]
+fn a_job_without_a_signature_or_too_large_for_the_agent_is_refused_at_creation() {
+    let mut h = Harness::new(settings());
+    let unsigned = AwsJob { signature: String::new(), ..aws() };
+    let spec = JobSpec { aws: Some(unsigned), ..JobSpec::new(dev(THING), image(100)) };
+    let refused = h.engine.submit(spec, h.now).unwrap_err().to_string();
+    assert!(refused.contains("no signature") && refused.contains(THING), "{refused}");
+    let huge = AwsJob { cert_file: "c".repeat(6000), ..aws() };
+    let spec = JobSpec { aws: Some(huge), ..JobSpec::new(dev(THING), image(100)) };
+    assert!(h.engine.submit(spec, h.now).unwrap_err().to_string().contains("5626"));
+}
+
+#[test]
+fn cancel_ends_it_and_the_device_then_hears_of_no_job() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    h.drain();
+    h.engine.cancel(id, h.now).unwrap();
+    h.drain();
+    assert_eq!(h.state(id), JobState::Cancelled);
+    assert!(!h.engine.aws_next_get(&dev(THING)));
+    let late = h.engine.aws_blocks(&dev(THING), &aws_job_name(id), &request(&[1], 1), h.now).unwrap_err();
+    assert!(late.contains("already cancelled"), "{late}");
+}
+
+#[test]
+fn aws_transfers_wait_for_a_transfer_slot_like_any_other() {
+    let mut s = settings();
+    s.max_active = 1;
+    let mut h = Harness::new(s.clone());
+    let first = h.submit_aws(18000);
+    let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev("thing-2"), image(9000)) };
+    let second = h.engine.submit(spec, h.now).unwrap();
+    assert_eq!(h.drain().len(), 2, "both offered");
+    h.engine.aws_blocks(&dev(THING), &aws_job_name(first), &request(&[0x1f], 8), h.now).unwrap();
+    h.engine.aws_blocks(&dev("thing-2"), &aws_job_name(second), &request(&[0x07], 8), h.now).unwrap();
+    let sent = h.drain();
+    assert!(sent.iter().all(|p| p.job == first), "one slot: the first job's blocks only");
+    assert_eq!(h.state(second), JobState::Requesting);
+    let ready = r#"{"status":"IN_PROGRESS","statusDetails":{"self_test":"ready"}}"#;
+    h.engine.aws_update(&dev(THING), &aws_job_name(first), update(ready), h.now).unwrap();
+    let sent = h.drain();
+    assert_eq!(h.state(second), JobState::Transferring, "the slot went to the waiting job");
+    assert_eq!(sent.iter().filter(|p| p.job == second).count(), 3, "the blocks it asked for");
+    // Its transfer is watched from then on.
+    h.advance(s.progress_timeout);
+    h.drain();
+    assert_eq!(h.state(second), JobState::TimedOut);
+}

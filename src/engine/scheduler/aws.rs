@@ -1,0 +1,357 @@
+//! Jobs for devices that run AWS's OTA agent (the `aws-iot-ota` profile, `protocol::aws`): the
+//! same job model as Rocky's own protocol (requested, transferred, verified, confirmed; the same
+//! slots, deadlines, fairness, send budget and cancel), spoken as AWS IoT Jobs and an MQTT
+//! file stream.
+//!
+//! - Requesting: the execution goes out on `notify-next` (QUEUED) and again after each request
+//!   timeout, within the job's attempts; a device's `$next/get` gets it at once.
+//! - Transferring: from the device's first request for blocks of the job's stream; it pulls,
+//!   Rocky sends what each request asks for (at most its count), in turn with every other job.
+//!   A device that asks for no block within the progress timeout times the job out.
+//! - Confirming: the device verified the image and reboots into self test (`self_test:
+//!   ready`); a `$next/get` then gets the job IN_PROGRESS with the details it sent last, which
+//!   is how the agent knows it is testing the new image.
+//! - SUCCEEDED ends it succeeded (confirmed); FAILED ends it failed and REJECTED rejected, with
+//!   the agent's codes in words.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::Engine;
+use crate::engine::{Event, JobId, JobState, Publish, PublishKind};
+use crate::protocol::DeviceId;
+use crate::protocol::aws::{
+    Block, BlockRequest, ExecutionStatus, ExecutionUpdate, JobDocument, Progress, data_topic, encode_block,
+    encode_execution, failure_words, notify_next_topic,
+};
+
+/// What a job for an AWS device needs beyond the image: where the device finds the
+/// certificate that checks the signature, where it writes the image, and the signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsJob {
+    pub cert_file: String,
+    pub file_path: String,
+    /// `sig-sha256-ecdsa`: base64 of the DER P-256 signature over the image.
+    pub signature: String,
+}
+
+/// An AWS job's transfer, as the engine holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct AwsState {
+    pub job: AwsJob,
+    /// The execution's version: one more at each update the device sends.
+    pub version: u64,
+    /// The `statusDetails` the device sent last: given back with the job after it reboots.
+    pub details: BTreeMap<String, String>,
+    /// When the job was queued (Unix seconds, for the execution).
+    pub queued_at_s: u64,
+    /// The block size the device asked for (0 until it asks).
+    pub block_size: u32,
+    /// Blocks asked for and not sent yet, in the order asked (at most one request's worth).
+    pub pending: VecDeque<u32>,
+    /// One bit per block sent at least once (progress counts each block once).
+    pub sent: Vec<u64>,
+    /// How many different blocks were sent.
+    pub sent_count: u32,
+}
+
+impl AwsState {
+    pub fn new(job: AwsJob, queued_at_s: u64) -> Self {
+        Self {
+            job,
+            version: 1,
+            details: BTreeMap::new(),
+            queued_at_s,
+            block_size: 0,
+            pending: VecDeque::new(),
+            sent: Vec::new(),
+            sent_count: 0,
+        }
+    }
+
+    /// Marks `block` sent; whether it is the first time.
+    fn mark_sent(&mut self, block: u32) -> bool {
+        let (word, bit) = ((block / 64) as usize, block % 64);
+        if self.sent.len() <= word {
+            self.sent.resize(word + 1, 0);
+        }
+        let first = self.sent[word] & (1 << bit) == 0;
+        self.sent[word] |= 1 << bit;
+        if first {
+            self.sent_count += 1;
+        }
+        first
+    }
+}
+
+/// The job's id and stream name on the wire: `rocky-<id>`.
+pub fn aws_job_name(id: JobId) -> String {
+    format!("rocky-{id}")
+}
+
+fn job_of_name(name: &str) -> Option<JobId> {
+    name.strip_prefix("rocky-")?.parse().ok()
+}
+
+impl Engine {
+    /// Unix seconds at `at`, on the runtime's clock (0 when none was given: tests).
+    pub(super) fn unix_s(&self, at: Instant) -> u64 {
+        self.clock.as_ref().map_or(0, |clock| clock.unix_ms(at) / 1000)
+    }
+
+    /// The AWS device `device` asks for its next job. Its current job's execution goes out on
+    /// `notify-next`; `false` when it has none here (the runtime answers "no job").
+    pub fn aws_next_get(&mut self, device: &DeviceId) -> bool {
+        let Some(&id) = self.busy.get(device) else { return false };
+        let wanted = self.jobs.get(&id).is_some_and(|job| job.aws.is_some() && !job.state.is_final());
+        if wanted && !self.aws_out.contains(&id) {
+            self.aws_out.push_back(id);
+        }
+        wanted
+    }
+
+    /// The AWS device `device` says how job `job` (its name on the wire) goes. `Err` says why
+    /// it changed nothing (an unknown job, one that is not the device's current one).
+    pub fn aws_update(
+        &mut self,
+        device: &DeviceId,
+        job: &str,
+        update: ExecutionUpdate,
+        now: Instant,
+    ) -> Result<(), String> {
+        let id = self.aws_current(device, job_of_name(job), job)?;
+        let state = self.jobs.get(&id).map_or(JobState::Queued, |j| j.state);
+        if let Some(aws) = self.jobs.get_mut(&id).and_then(|j| j.aws.as_mut()) {
+            aws.version += 1;
+            aws.details = update.details.clone();
+        }
+        let reason = update.details.get("reason").cloned();
+        match (update.status, update.progress(), state) {
+            (
+                ExecutionStatus::InProgress,
+                Progress::Rebooting,
+                JobState::Transferring | JobState::Requesting,
+            ) => {
+                self.aws_verified(id, now);
+                Ok(())
+            }
+            (ExecutionStatus::InProgress, Progress::SelfTest, JobState::Confirming) => {
+                let text = "the device runs the new image and tests it (self_test: active)".to_owned();
+                self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+                Ok(())
+            }
+            (ExecutionStatus::InProgress, _, JobState::Requesting | JobState::Transferring) => {
+                // Alive: its transfer deadline starts again.
+                if state == JobState::Transferring {
+                    self.arm_deadline(id, now + self.settings.progress_timeout);
+                }
+                Ok(())
+            }
+            (ExecutionStatus::InProgress, _, _) => Ok(()),
+            (ExecutionStatus::Succeeded, _, JobState::Confirming | JobState::Transferring) => {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.confirmed_at = Some(now);
+                }
+                if state == JobState::Confirming {
+                    let words = reason.map(|r| format!(": {}", r.trim())).unwrap_or_default();
+                    let text =
+                        format!("confirmed: the device accepted the new image after its self test{words}");
+                    self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+                }
+                self.finish(id, JobState::Succeeded, None, now);
+                Ok(())
+            }
+            (ExecutionStatus::Failed | ExecutionStatus::Rejected, _, _) => {
+                let end = if update.status == ExecutionStatus::Rejected {
+                    JobState::Rejected
+                } else {
+                    JobState::Failed
+                };
+                let error = match reason {
+                    Some(reason) => failure_words(&reason),
+                    None => format!("the device said {} and gave no reason", update.status.as_str()),
+                };
+                self.finish(id, end, Some(error), now);
+                Ok(())
+            }
+            (status, _, state) => Err(format!("{} does not fit a job that is {state}", status.as_str())),
+        }
+    }
+
+    /// The AWS device `device` asks for blocks of `stream`. The first request of its job's
+    /// stream starts the transfer (when a transfer slot is free); blocks past the file's end
+    /// are not sent and are said in the `Err`, as is a stream that is not its job's.
+    pub fn aws_blocks(
+        &mut self,
+        device: &DeviceId,
+        stream: &str,
+        request: &BlockRequest,
+        now: Instant,
+    ) -> Result<(), String> {
+        let id = self.aws_current(device, job_of_name(stream), stream)?;
+        let Some(job) = self.jobs.get_mut(&id) else { return Err("unknown job".into()) };
+        if request.file_id != 0 {
+            return Err(format!("file {} is not in the job (it has file 0)", request.file_id));
+        }
+        if !matches!(job.state, JobState::Requesting | JobState::Transferring) {
+            return Err(format!("blocks asked for a job that is {}", job.state));
+        }
+        let size = job.image.size();
+        let Some(aws) = job.aws.as_mut() else { return Err("not an AWS job".into()) };
+        if aws.block_size != request.block_size {
+            // A new block size: what was sent counts for nothing any more.
+            aws.block_size = request.block_size;
+            aws.sent.clear();
+            aws.sent_count = 0;
+        }
+        let total = u32::try_from(size.div_ceil(u64::from(request.block_size))).unwrap_or(u32::MAX);
+        let (wanted, past_end) = request.wanted(total);
+        // The newest request says what the device still needs: it replaces the last.
+        aws.pending = wanted.into();
+        job.total_chunks = total;
+        if job.state == JobState::Requesting {
+            // The device took the job: its transfer starts when a slot is free.
+            self.accept(id, super::Ack::default(), now);
+        } else {
+            self.queue_send(id);
+        }
+        // A device that stops asking (and saying anything) times its transfer out.
+        if self.jobs.get(&id).is_some_and(|job| job.state == JobState::Transferring) {
+            self.arm_deadline(id, now + self.settings.progress_timeout);
+        }
+        match past_end {
+            0 => Ok(()),
+            n => Err(format!("{n} blocks asked for past the end of the {total}-block file were not sent")),
+        }
+    }
+
+    /// The device's current job, if it is `id` and an AWS job; else why not.
+    fn aws_current(&self, device: &DeviceId, id: Option<JobId>, name: &str) -> Result<JobId, String> {
+        let Some(id) = id else { return Err(format!("{name:?} is no job of Rocky's")) };
+        let current = self.busy.get(device).copied();
+        match self.jobs.get(&id) {
+            None => Err("unknown job".into()),
+            Some(job) if &job.device != device => Err(format!("job belongs to device {}", job.device)),
+            Some(job) if job.aws.is_none() => Err("the job is not an AWS device's".into()),
+            Some(job) if job.state.is_final() => {
+                Err(format!("job already {} (late or duplicate)", job.state))
+            }
+            Some(job) if current != Some(id) => {
+                Err(format!("job is {}, not the device's current job", job.state))
+            }
+            Some(_) => Ok(id),
+        }
+    }
+
+    /// The device verified the image and reboots into it: the job confirms (its transfer
+    /// slot is free again), within the confirm timeout.
+    fn aws_verified(&mut self, id: JobId, now: Instant) {
+        let Some(job) = self.jobs.get_mut(&id) else { return };
+        let was_requesting = job.state == JobState::Requesting;
+        job.deadline = None;
+        job.progress_due = None;
+        job.paced_until = None;
+        job.image = job.image.released();
+        if let Some(aws) = job.aws.as_mut() {
+            aws.pending.clear();
+        }
+        if was_requesting {
+            self.requesting = self.requesting.saturating_sub(1);
+            self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
+        } else {
+            self.transferring = self.transferring.saturating_sub(1);
+        }
+        let timeout = self.settings.confirm_timeout;
+        let detail = format!(
+            "the device verified the image's signature and reboots into it: waiting up to {} s for it to pass \
+             its self test",
+            timeout.as_secs_f64()
+        );
+        self.transition(id, JobState::Confirming, Some(detail), now);
+        self.arm_deadline(id, now + timeout);
+        self.activate(now);
+    }
+
+    /// The execution of job `id` as it stands, on `notify-next`; `None` when the job no longer
+    /// wants it sent.
+    pub(super) fn aws_execution_publish(&self, id: JobId, now: Instant) -> Option<Publish> {
+        let job = self.jobs.get(&id)?;
+        let aws = job.aws.as_ref()?;
+        let status = match job.state {
+            JobState::Requesting => ExecutionStatus::Queued,
+            JobState::Transferring | JobState::Confirming => ExecutionStatus::InProgress,
+            _ => return None,
+        };
+        let document = JobDocument {
+            job_id: aws_job_name(id),
+            stream: aws_job_name(id),
+            file_path: aws.job.file_path.clone(),
+            file_size: job.image.size(),
+            file_id: 0,
+            cert_file: aws.job.cert_file.clone(),
+            signature: aws.job.signature.clone(),
+        };
+        let details = (status == ExecutionStatus::InProgress).then_some(&aws.details);
+        let now_s = self.unix_s(now);
+        let payload =
+            encode_execution(now_s, &document, status, aws.queued_at_s, now_s, aws.version, details).ok()?;
+        Some(Publish {
+            topic: notify_next_topic(&job.device),
+            payload: Bytes::from(payload),
+            job: id,
+            device: job.device.clone(),
+            kind: PublishKind::AwsExecution,
+        })
+    }
+
+    /// The next block job `id`'s device asked for, if any (and then the job goes back in turn
+    /// while more are asked for).
+    pub(super) fn next_block(&mut self, id: JobId, now: Instant) -> Option<Publish> {
+        let budget_factor = u64::from(self.settings.max_send_factor.max(1));
+        let job = self.jobs.get_mut(&id)?;
+        if job.state != JobState::Transferring || job.paced_until.is_some() {
+            return None;
+        }
+        let size = job.image.size();
+        let total = job.total_chunks;
+        let aws = job.aws.as_mut()?;
+        let block = aws.pending.pop_front()?;
+        let block_size = u64::from(aws.block_size);
+        let start = u64::from(block) * block_size;
+        let end = (start + block_size).min(size);
+        let bytes = job.image.bytes().get(start as usize..end as usize)?;
+        let len = bytes.len() as u64;
+        if job.sent_here + len > size.saturating_mul(budget_factor) {
+            self.send_budget_spent(id, now);
+            return None;
+        }
+        let payload = encode_block(&Block { file_id: 0, index: block, bytes });
+        let first_time = aws.mark_sent(block);
+        let sent_count = aws.sent_count;
+        let more = !aws.pending.is_empty();
+        job.bytes_sent += len;
+        job.sent_here += len;
+        if first_time {
+            job.next_chunk = sent_count + 1;
+            job.highest_sent = sent_count;
+        }
+        let device = job.device.clone();
+        let publish = Publish {
+            topic: data_topic(&device, &aws_job_name(id)),
+            payload: Bytes::from(payload),
+            job: id,
+            device: device.clone(),
+            kind: PublishKind::AwsBlock { index: block, total },
+        };
+        self.events.push_back((
+            now,
+            Event::ChunkSent { job: id, device, chunk: block + 1, total, bytes: len as u32 },
+        ));
+        if more {
+            self.pace_or_queue(id, now);
+        }
+        Some(publish)
+    }
+}

@@ -74,6 +74,10 @@ pub struct Driver {
     pub tracker: super::publish_tracker::PublishTracker,
     /// The last publish the broker refused: when, and what it said (health shows it a minute).
     pub refused: Option<(Instant, String)>,
+    /// "No job" answers to AWS devices, at most one per device per interval.
+    pub no_job_answers: super::LogLimiter,
+    /// Those answers, waiting for the next pass (bounded).
+    pub no_job_due: std::collections::VecDeque<(String, bytes::Bytes)>,
 }
 
 /// How long `/healthz` and the console say the broker refused a publish.
@@ -147,6 +151,7 @@ impl Driver {
         self.gate(now);
         self.engine.tick(now);
         self.check_delivery(now).await;
+        self.send_no_job_answers().await;
         self.judge_commands(now);
         while self.outstanding < self.window {
             let Some(publish) = self.engine.poll_publish(now) else { break };
@@ -261,6 +266,7 @@ impl Driver {
             job: Some(publish.job),
             chunk: matches!(publish.kind, PublishKind::Chunk { .. }),
             topic: publish.topic.clone(),
+            answer: false,
         };
         match self.publisher.publish(publish.topic, publish.payload).await {
             Ok(()) => {
@@ -310,7 +316,8 @@ impl Driver {
         if self.outstanding < self.window
             && let Some((topic, payload)) = self.probe.due(now)
         {
-            let tag = super::publish_tracker::Tag { job: None, chunk: false, topic: topic.clone() };
+            let tag =
+                super::publish_tracker::Tag { job: None, chunk: false, topic: topic.clone(), answer: false };
             match self.publisher.publish(topic, payload).await {
                 Ok(()) => {
                     self.outstanding += 1;
@@ -616,7 +623,11 @@ impl Driver {
                 match (refused, tag.job) {
                     (None, Some(job)) if tag.chunk => self.engine.chunk_acked(job, now),
                     (None, Some(_)) => {}
+                    (None, None) if tag.answer => {}
                     (None, None) => self.probe.acked(now),
+                    (Some(why), None) if tag.answer => {
+                        tracing::debug!(topic = %tag.topic, reason = %why, "the broker refused an answer to a device");
+                    }
                     (Some(why), None) => {
                         tracing::warn!(topic = %tag.topic, reason = %why, "the broker refused Rocky's delivery probe; the probe is off");
                         self.probe.refused();
@@ -639,6 +650,9 @@ impl Driver {
     }
 
     fn handle_message(&mut self, topic: String, payload: bytes::Bytes, qos: u8, now: Instant) {
+        if topic.starts_with("$aws/things/") {
+            return self.aws_seen(topic, payload, qos, now);
+        }
         let device = match self.engine.topics().parse(&topic) {
             Some(TopicKind::CmdResp(device)) => Some(device),
             Some(TopicKind::Probe(name)) => {
@@ -756,7 +770,7 @@ impl Driver {
     /// preview of a large frame, always a copy: the received bytes may share an allocation with
     /// the connection's read buffer, which a kept slice would pin, and the event buffer must
     /// not hold megabytes per message a stranger sends.
-    fn show_incoming(
+    pub(super) fn show_incoming(
         &mut self,
         topic: &str,
         payload: &bytes::Bytes,

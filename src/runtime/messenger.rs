@@ -66,7 +66,8 @@ pub struct Messenger {
     /// commands Rocky did not send; its delivery probe comes back on it too).
     /// Responses, commands (for the delivery probe and others' commands) and statuses, in the
     /// order the SUBACK answers them.
-    filters: [Filter; 3],
+    /// Responses, commands, statuses, then the AWS OTA profile's topics.
+    filters: Vec<Filter>,
     stop: watch::Receiver<bool>,
     /// The driver asks for a new session here when the broker stopped delivering to Rocky.
     restart: mpsc::Receiver<String>,
@@ -74,6 +75,8 @@ pub struct Messenger {
     commands_refused: Option<String>,
     /// Why the broker refused the status filter, once said.
     statuses_refused: Option<String>,
+    /// Why the broker refused the AWS OTA profile's topics, said once.
+    aws_refused: Option<String>,
     /// MQTT 5 CONNECTs in a row that got no answer from a broker that took the connection.
     silent_connects: u32,
     metrics: Metrics,
@@ -101,11 +104,12 @@ impl Messenger {
         let inflight = config.window.max(1);
         let (publisher, session) = Session::new(&config.connection, protocol, capacity, inflight);
         let news = |topic: String| Filter { topic, retained: false };
-        let filters = [
+        let mut filters = vec![
             news(config.topics.cmd_resp_filter()),
             news(config.topics.cmd_filter()),
             Filter { topic: config.topics.status_filter(), retained: true },
         ];
+        filters.extend(crate::protocol::aws::SUBSCRIPTIONS.iter().map(|topic| news((*topic).to_owned())));
         let messenger = Self {
             connection: config.connection.clone(),
             protocol,
@@ -119,6 +123,7 @@ impl Messenger {
             restart,
             commands_refused: None,
             statuses_refused: None,
+            aws_refused: None,
             silent_connects: 0,
             metrics,
             receive_maximum_noted: None,
@@ -201,6 +206,7 @@ impl Messenger {
                     let watching = results.get(1).is_some_and(Result::is_ok);
                     self.note_command_watch(results.get(1).cloned().unwrap_or(Err("no answer".into())));
                     self.note_status_watch(results.get(2).cloned().unwrap_or(Err("no answer".into())));
+                    self.note_aws_watch(results.get(3..).unwrap_or_default());
                     subscribed = true;
                     up_since = Some(Instant::now());
                     tracing::info!(
@@ -361,6 +367,20 @@ impl Messenger {
             }
             Err(_) => {}
         }
+    }
+
+    /// Says once when the broker refuses the AWS OTA profile's topics: devices that run AWS's
+    /// agent cannot reach Rocky then (an ACL that does not allow `$aws/things/#`).
+    fn note_aws_watch(&mut self, results: &[Result<(), String>]) {
+        let refused = results.iter().find_map(|result| result.as_ref().err()).cloned();
+        if refused.is_some() && refused != self.aws_refused {
+            tracing::info!(
+                reason = refused.as_deref().unwrap_or_default(),
+                "the broker does not let Rocky subscribe to $aws/things/+/jobs/… and …/streams/…: devices running \
+                 AWS's OTA agent cannot reach it (allow them in the broker's ACL if you have such devices)"
+            );
+        }
+        self.aws_refused = refused;
     }
 
     /// Says once (per new reason) when the broker refuses the command filter: Rocky then

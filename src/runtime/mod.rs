@@ -6,6 +6,7 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
+mod aws_wire;
 mod cluster;
 mod command_watch;
 mod driver;
@@ -156,6 +157,7 @@ impl Runtime {
         let (publisher, messenger) =
             messenger::Messenger::new(&config, mqtt_tx, stop_rx, restart_rx, metrics.clone());
         let mut engine = Engine::new(config.engine.clone(), config.topics.clone());
+        engine.set_clock(clock);
         let now = clock.now();
         for job in restored {
             engine.restore_patched(job.view, job.patch, now);
@@ -224,6 +226,8 @@ impl Runtime {
             commands: Default::default(),
             tracker: publish_tracker::PublishTracker::new(4 * usize::from(config.window.max(1)) + 64),
             refused: None,
+            no_job_answers: LogLimiter::new(aws_wire::NO_JOB_EVERY),
+            no_job_due: Default::default(),
         };
         // The driver first: the submission feeder ends once the driver has dropped its sender.
         let rollout_task = rollouts::run(rollouts, handle.clone(), rollouts_stop.clone());

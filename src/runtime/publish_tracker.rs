@@ -17,6 +17,8 @@ pub struct Tag {
     pub job: Option<JobId>,
     pub chunk: bool,
     pub topic: String,
+    /// An answer to a device that is no job's (an AWS device's "no job"): not the probe.
+    pub answer: bool,
 }
 
 #[derive(Debug)]
@@ -68,7 +70,7 @@ mod tests {
     use super::*;
 
     fn tag(job: JobId) -> Tag {
-        Tag { job: Some(job), chunk: true, topic: format!("/fota/data/d/{job}") }
+        Tag { job: Some(job), chunk: true, topic: format!("/fota/data/d/{job}"), answer: false }
     }
 
     #[test]

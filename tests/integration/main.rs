@@ -10,6 +10,7 @@ mod api_hardening;
 mod api_roles;
 mod api_security;
 mod audit;
+mod aws_ota;
 mod broker_attacks;
 mod broker_connections;
 mod broker_dns;

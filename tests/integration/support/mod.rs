@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod aws_device;
 pub mod cbor_items;
 pub mod delta_device;
 pub mod served_fleet;

@@ -60,6 +60,7 @@ fn main() {
             confirmed_at: None,
             manifest: None,
             delta: None,
+            aws: None,
         };
         let to = [JobState::Transferring, JobState::Succeeded, JobState::Failed][id as usize % 3];
         // The job's fields come from the job table, as in the console.

@@ -83,6 +83,10 @@ pub struct JobSnapshot {
     /// a device that speaks `delta-bsdiff4` and ran a base Rocky holds; null for a whole image.
     #[serde(default)]
     pub delta: Option<crate::firmware::DeltaInfo>,
+    /// The device runs AWS's OTA agent (the `aws-iot-ota` profile): the job document's
+    /// `certfile`, `filepath` and `sig-sha256-ecdsa`. Absent for Rocky's own protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<crate::engine::AwsJob>,
 }
 
 impl JobSnapshot {
@@ -112,6 +116,7 @@ impl JobSnapshot {
             confirmed_at: view.confirmed_at.map(|t| clock.unix_ms(t)),
             manifest: view.manifest.clone(),
             delta: view.delta,
+            aws: view.aws.clone(),
         }
     }
 
@@ -144,6 +149,7 @@ impl JobSnapshot {
             confirmed_at: self.confirmed_at.map(at),
             manifest: self.manifest.clone(),
             delta: self.delta,
+            aws: self.aws.clone(),
         }
     }
 
@@ -218,6 +224,7 @@ mod tests {
             confirmed_at: None,
             manifest: None,
             delta: None,
+            aws: None,
         };
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["device_id"], "dev-7");

@@ -255,3 +255,18 @@ fn aws_transfers_wait_for_a_transfer_slot_like_any_other() {
     h.drain();
     assert_eq!(h.state(second), JobState::TimedOut);
 }
+
+#[test]
+fn a_restored_aws_job_is_offered_again_as_an_aws_job() {
+    let mut h = Harness::new(settings());
+    let mut view = super::tests::restored(JobId::new(7), THING, JobState::Transferring, h.now);
+    view.image = image(18000);
+    view.aws = Some(aws());
+    h.engine.restore(view, h.now);
+    let sent = h.drain();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].kind, PublishKind::AwsExecution);
+    assert_eq!(json(&sent[0])["execution"]["jobId"], "rocky-7");
+    h.engine.aws_blocks(&dev(THING), "rocky-7", &request(&[0x1f], 8), h.now).unwrap();
+    assert_eq!(h.drain().len(), 5);
+}

@@ -371,6 +371,7 @@ impl Job {
             confirmed_at: self.confirmed_at,
             manifest: self.manifest.clone(),
             delta: self.delta_info,
+            aws: self.aws.as_ref().map(|aws| aws.job.clone()),
         }
     }
 }
@@ -411,6 +412,8 @@ pub struct JobView {
     pub manifest: Option<crate::protocol::Manifest>,
     /// The patch the device was offered instead of the image (the delta extension).
     pub delta: Option<crate::firmware::DeltaInfo>,
+    /// The device runs AWS's OTA agent: what its job document names.
+    pub aws: Option<super::AwsJob>,
 }
 
 /// What a device says it runs, as the engine needs it: the image, its version (to say what a

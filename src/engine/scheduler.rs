@@ -436,6 +436,7 @@ impl Engine {
         patch: Option<crate::firmware::Patch>,
         now: Instant,
     ) {
+        let aws_job = restored.aws.clone();
         let JobView { id, state, .. } = restored;
         let device = restored.device.clone();
         self.next_id = self.next_id.max(id.next());
@@ -504,8 +505,7 @@ impl Engine {
                 None => None,
             },
             delta: patch,
-            // Not stored yet: a restored job speaks Rocky's protocol (issue 27 goes on).
-            aws: None,
+            aws: aws_job.map(|job| aws::AwsState::new(job, self.unix_s(now))),
         };
         if state.is_final() {
             job.image = job.image.released();

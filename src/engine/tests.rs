@@ -621,6 +621,7 @@ pub(super) fn restored(id: JobId, device: &str, state: JobState, now: Instant) -
         confirmed_at: None,
         manifest: None,
         delta: None,
+        aws: None,
     }
 }
 

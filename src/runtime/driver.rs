@@ -577,6 +577,7 @@ impl Driver {
                     force: spec.force,
                     manifest: spec.manifest.clone(),
                     delta: spec.delta.as_ref().map(crate::firmware::Patch::info),
+                    aws: spec.aws.clone(),
                 })
                 .collect()
         });

@@ -303,6 +303,7 @@ mod tests {
             confirmed_at: None,
             manifest: None,
             delta: None,
+            aws: None,
         }
     }
 

@@ -114,6 +114,24 @@ pub(crate) fn stored_manifest(bytes: Option<&[u8]>) -> Option<crate::protocol::M
     }
 }
 
+/// A job's aws column: JSON written by Rocky. Unreadable JSON reads as none and is said: the
+/// job then speaks Rocky's protocol, which its AWS device ignores, so it times out.
+pub(crate) fn stored_aws(text: Option<&str>) -> Option<crate::engine::AwsJob> {
+    let text = text?;
+    match serde_json::from_str(text) {
+        Ok(aws) => Some(aws),
+        Err(error) => {
+            tracing::warn!(%error, "a stored job's AWS document does not read; the job speaks Rocky's protocol");
+            None
+        }
+    }
+}
+
+/// The aws column's text for a job.
+pub(crate) fn aws_column(aws: Option<&crate::engine::AwsJob>) -> Option<String> {
+    aws.and_then(|a| serde_json::to_string(a).ok())
+}
+
 /// A job's delta column: JSON written by Rocky; unreadable JSON reads as none.
 pub(crate) fn stored_delta(text: Option<&str>) -> Option<crate::firmware::DeltaInfo> {
     serde_json::from_str(text?).ok()

@@ -28,4 +28,6 @@ pub struct NewJob {
     pub manifest: Option<crate::protocol::Manifest>,
     /// The patch it offers instead of the image, if any.
     pub delta: Option<crate::firmware::DeltaInfo>,
+    /// For a device that runs AWS's OTA agent: what its job document names.
+    pub aws: Option<crate::engine::AwsJob>,
 }

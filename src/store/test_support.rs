@@ -63,5 +63,6 @@ pub fn new_job(id: JobId, device: &str) -> NewJob {
         force: false,
         manifest: None,
         delta: None,
+        aws: None,
     }
 }

@@ -32,6 +32,26 @@ on_both_backends!(device_columns, devices_round_trip_and_the_operator_and_the_wi
 on_both_backends!(flush_batches, a_big_flush_lands_whole_and_timelines_keep_their_order);
 on_both_backends!(random_start, a_new_store_numbers_its_jobs_from_a_random_point);
 on_both_backends!(audit_trail, the_audit_keeps_its_bound_filters_pages_and_ages_out);
+on_both_backends!(aws_jobs, an_aws_devices_job_keeps_its_document_through_the_store);
+
+/// A job for a device that runs AWS's OTA agent (migration 12): its certfile, filepath and
+/// signature come back as written; a job of Rocky's own protocol has none.
+async fn an_aws_devices_job_keeps_its_document_through_the_store(store: &Store) {
+    let start = store.load().await.unwrap().1;
+    let aws = crate::engine::AwsJob {
+        cert_file: "certs/codesign.crt".into(),
+        file_path: "/ota/firmware.bin".into(),
+        signature: "MEUCIQ…".into(),
+    };
+    let mut job = new_job(start.next(), "aws-thing");
+    job.aws = Some(aws.clone());
+    let plain = new_job(start.next().next(), "plain");
+    let ids = store.create(vec![job, plain]).await.unwrap();
+    let (jobs, _) = store.load().await.unwrap();
+    let read = |id| jobs.iter().find(|j| j.id == id).unwrap().aws.clone();
+    assert_eq!(read(ids[0]), Some(aws));
+    assert_eq!(read(ids[1]), None);
+}
 
 /// The audit (migration 11): entries come back in order with every filter, the count bound
 /// drops the oldest as each is written, and retention removes entries older than its cutoff.

@@ -95,6 +95,7 @@ impl Fixture {
             confirmed_at: None,
             manifest: None,
             delta: None,
+            aws: None,
         };
         let snapshot = JobSnapshot::new(&view, &self.app.clock);
         self.snapshots.insert(id, snapshot);

@@ -168,6 +168,7 @@ async fn rocky_jobs_shows_the_devices_reasons_word_for_word() {
             force: false,
             manifest: None,
             delta: None,
+            aws: None,
         };
         store.create(vec![new(1, "dev-02"), new(2, "dev-03")]).await.unwrap();
         let (mut jobs, _) = store.load().await.unwrap();

@@ -29,7 +29,7 @@ use crate::protocol::aws::{
 
 /// What a job for an AWS device needs beyond the image: where the device finds the
 /// certificate that checks the signature, where it writes the image, and the signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AwsJob {
     pub cert_file: String,
     pub file_path: String,

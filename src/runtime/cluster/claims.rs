@@ -276,6 +276,7 @@ mod tests {
             force: false,
             manifest: None,
             delta: None,
+            aws: None,
         };
         let kept = store.create(vec![job.clone()]).await.unwrap()[0];
         let deleted = store.create(vec![job]).await.unwrap()[0];

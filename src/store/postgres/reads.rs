@@ -36,7 +36,7 @@ fn opt_text(row: &Row, column: &str) -> Result<Option<String>, String> {
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, flow_window, chunks_total, bytes_sent, attempts, error, \
                            created_at, started_at, finished_at, rollout_id, reason_code, force, confirm_boot, \
-                           confirmed_at, manifest, delta";
+                           confirmed_at, manifest, delta, aws";
 
 fn job(row: &Row) -> Result<JobSnapshot, String> {
     let id = JobId::new(num(row, "id")?);
@@ -71,6 +71,7 @@ fn job(row: &Row) -> Result<JobSnapshot, String> {
             row.try_get::<_, Option<Vec<u8>>>("manifest").map_err(|e| format!("manifest: {e}"))?.as_deref(),
         ),
         delta: crate::store::backend::stored_delta(opt_text(row, "delta")?.as_deref()),
+        aws: crate::store::backend::stored_aws(opt_text(row, "aws")?.as_deref()),
     })
 }
 

@@ -102,17 +102,20 @@ pub async fn create(
         jobs.iter().map(|job| crate::store::backend::delta_column(job.delta.as_ref())).collect();
     let manifests: Vec<Option<&[u8]>> =
         jobs.iter().map(|job| job.manifest.as_ref().map(|m| m.bytes().as_ref())).collect();
+    let aws: Vec<Option<String>> =
+        jobs.iter().map(|job| crate::store::backend::aws_column(job.aws.as_ref())).collect();
     tx.execute(
         "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                           state, chunks_total, created_at, rollout_id, owner, force, manifest, delta)
+                           state, chunks_total, created_at, rollout_id, owner, force, manifest, delta, aws)
          SELECT id, device, name, size, sha, chunk, every, 'queued', total, created, rollout, $11, forced, signed,
-                patch
+                patch, agent
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[], $13::bytea[], $14::text[])
-              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced, signed, patch)",
+                     $8::bigint[], $9::bigint[], $10::bigint[], $12::boolean[], $13::bytea[], $14::text[],
+                     $15::text[])
+              AS j(id, device, name, size, sha, chunk, every, total, created, rollout, forced, signed, patch, agent)",
         &[
             &ids, &devices, &names, &sizes, &hashes, &chunk_sizes, &intervals, &totals, &created, &rollouts, &owner,
-            &forced, &manifests, &deltas,
+            &forced, &manifests, &deltas, &aws,
         ],
     )
     .await?;

@@ -16,7 +16,7 @@ fn state(text: String) -> rusqlite::Result<JobState> {
 const JOB_COLUMNS: &str = "id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms, state, \
                            chunks_sent, chunks_confirmed, window, chunks_total, bytes_sent, attempts, error, \
                            created_at, started_at, finished_at, rollout_id, reason_code, force, confirm_boot, \
-                           confirmed_at, manifest, delta";
+                           confirmed_at, manifest, delta, aws";
 
 fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
     let device: String = row.get("device")?;
@@ -54,6 +54,7 @@ fn job(row: &Row) -> rusqlite::Result<Result<JobSnapshot, String>> {
             row.get::<_, Option<Vec<u8>>>("manifest")?.as_deref(),
         ),
         delta: crate::store::backend::stored_delta(row.get::<_, Option<String>>("delta")?.as_deref()),
+        aws: crate::store::backend::stored_aws(row.get::<_, Option<String>>("aws")?.as_deref()),
     }))
 }
 

@@ -111,6 +111,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX audit_by_time ON audit(at);
      CREATE INDEX audit_by_actor ON audit(actor, id);
      CREATE INDEX audit_by_target ON audit(target, id);",
+    // 12: a job for a device that runs AWS's OTA agent: its certfile, filepath and signature,
+    // as JSON, or NULL (Rocky's own protocol).
+    "ALTER TABLE jobs ADD COLUMN aws TEXT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -24,8 +24,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
     {
         let mut insert = tx.prepare(
             "INSERT INTO jobs (id, device, image_name, image_size, image_sha256, chunk_size, chunk_interval_ms,
-                               state, chunks_total, created_at, rollout_id, force, manifest, delta)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13)",
+                               state, chunks_total, created_at, rollout_id, force, manifest, delta, aws)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?;
         let mut event = tx.prepare(
             "INSERT INTO job_events (job_id, at, state, detail) VALUES (?1, ?2, 'queued', 'created')",
@@ -44,7 +44,8 @@ pub fn create(conn: &mut Connection, ids_file: &mut HighWater, jobs: &[NewJob]) 
                 job.rollout.map(|r| r.get() as i64),
                 job.force,
                 job.manifest.as_ref().map(|m| m.bytes().as_ref()),
-                crate::store::backend::delta_column(job.delta.as_ref())
+                crate::store::backend::delta_column(job.delta.as_ref()),
+                crate::store::backend::aws_column(job.aws.as_ref())
             ]);
             if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted
                 && e.code == rusqlite::ErrorCode::ConstraintViolation

@@ -298,6 +298,7 @@ pub async fn store_finished_jobs(
             force: false,
             manifest: None,
             delta: None,
+            aws: None,
         })
         .collect();
     store.create(jobs).await.unwrap();

@@ -24,12 +24,17 @@ pub fn decode_response_frame(data: &[u8]) {
 pub fn describe_frame(data: &[u8]) {
     let Ok(topics) = Topics::new("fota") else { return };
     let (selector, payload) = data.split_first().map_or((0, data), |(first, rest)| (*first, rest));
-    let topic = match selector % 6 {
+    let topic = match selector % 11 {
         0 => "fota/cmd/dev-1",
         1 => "fota/cmd_resp/dev-1",
         2 => "fota/data/dev-1/7",
         3 => "fota/data/dev-1/4294967296",
         4 => "fota/status/dev-1",
+        5 => "$aws/things/t-1/jobs/$next/get",
+        6 => "$aws/things/t-1/jobs/rocky-7/update",
+        7 => "$aws/things/t-1/streams/rocky-7/get/cbor",
+        8 => "$aws/things/t-1/jobs/notify-next",
+        9 => "$aws/things/t-1/streams/rocky-7/data/cbor",
         _ => "elsewhere/x",
     };
     let line = describe(&topics, topic, payload);

@@ -125,7 +125,8 @@ pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], trusted: Opti
             Err(e) => format!("status ← {device} decode error: {e} · {}", hex_preview(payload)),
         },
         Some(TopicKind::Probe(name)) => format!("delivery probe of {name} ({} B)", payload.len()),
-        None => format!("{topic} ({} B) {}", payload.len(), hex_preview(payload)),
+        None => super::aws::describe(topic, payload)
+            .unwrap_or_else(|| format!("{topic} ({} B) {}", payload.len(), hex_preview(payload))),
     }
 }
 

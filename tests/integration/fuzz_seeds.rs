@@ -27,7 +27,7 @@ fn frame_targets_accept_every_seed() {
         eprintln!("{name}");
         fuzz_targets::decode_response_frame(&bytes);
         fuzz_targets::diagnostic_text(&bytes);
-        for selector in 0..6u8 {
+        for selector in 0..11u8 {
             let mut input = vec![selector];
             input.extend_from_slice(&bytes);
             fuzz_targets::describe_frame(&input);
@@ -93,9 +93,19 @@ fn aws_targets_accept_every_seed() {
     for (name, bytes) in seeds("aws_jobs") {
         eprintln!("{name}");
         fuzz_targets::aws_jobs(&bytes);
+        for selector in [5u8, 6, 8] {
+            let mut input = vec![selector];
+            input.extend_from_slice(bytes.get(1..).unwrap_or_default());
+            fuzz_targets::describe_frame(&input);
+        }
     }
     for (name, bytes) in seeds("aws_stream") {
         eprintln!("{name}");
         fuzz_targets::aws_stream(&bytes);
+        // As the traffic view reads a request for blocks (the first four bytes are the file's
+        // block count, for the stream target).
+        let mut input = vec![7u8];
+        input.extend_from_slice(bytes.get(4..).unwrap_or_default());
+        fuzz_targets::describe_frame(&input);
     }
 }

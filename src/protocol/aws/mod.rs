@@ -8,11 +8,13 @@
 //! has a fuzz target.
 
 mod codes;
+mod describe;
 mod jobs;
 mod stream;
 mod topics;
 
 pub use codes::{app_version, failure_words};
+pub use describe::describe;
 pub use jobs::{
     ExecutionStatus, ExecutionUpdate, JobDocument, JobsError, MAX_JOB_MESSAGE, MAX_JOBS_JSON,
     MAX_STATUS_DETAILS, NextGet, Progress, decode_next_get, decode_update, encode_execution, encode_no_job,

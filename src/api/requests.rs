@@ -74,4 +74,7 @@ pub struct CreateOriginal {
 pub struct PutDevice {
     #[serde(default)]
     pub labels: Labels,
+    /// `rocky` or `aws-iot-ota`: kept as the `profile` label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }

@@ -109,7 +109,7 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             for key in &remove {
                 current.remove(key);
             }
-            let body = serde_json::to_vec(&PutDevice { labels: current })?;
+            let body = serde_json::to_vec(&PutDevice { labels: current, profile: None })?;
             let (status, value) = api.call(Method::PUT, &path, Some(("application/json", body))).await?;
             let device: Device =
                 serde_json::from_value(value).context("the server's device is not readable")?;

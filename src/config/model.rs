@@ -19,6 +19,8 @@ pub struct Config {
     pub console: ConsoleSection,
     pub store: StoreSection,
     pub firmware: FirmwareSection,
+    /// Devices that run AWS's OTA agent.
+    pub aws_ota: AwsOtaSection,
     /// `[[notify]]` receivers of signed webhooks (none by default).
     pub notify: Vec<crate::notify::NotifySection>,
 }
@@ -291,6 +293,17 @@ impl StoreSection {
     }
 }
 
+/// What the job document of a device that runs AWS's OTA agent names (`[aws_ota]`).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsOtaSection {
+    /// Where the code-signing certificate is on the device (`certfile`); required for jobs to
+    /// AWS devices.
+    pub certfile: String,
+    /// Where the device writes the image (`filepath`); empty: `firmware.bin`.
+    pub filepath: String,
+}
+
 /// A value that passed the file's type check but not Rocky's rules; `key` is its dotted name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {reason}")]
@@ -382,6 +395,12 @@ impl Config {
         config.topics = self.topics()?;
         config.engine = self.engine_settings()?;
         config.max_devices = usize::try_from(self.store.max_devices).unwrap_or(usize::MAX);
+        config.aws_ota = crate::runtime::AwsOtaSettings {
+            cert_file: self.aws_ota.certfile.clone(),
+            file_path: Some(self.aws_ota.filepath.clone())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "firmware.bin".into()),
+        };
         Ok(config)
     }
 
@@ -517,6 +536,13 @@ impl Config {
             });
         }
         crate::notify::check(&self.notify).map_err(|reason| Invalid { key: "notify", reason })?;
+        for (key, value) in
+            [("aws_ota.certfile", &self.aws_ota.certfile), ("aws_ota.filepath", &self.aws_ota.filepath)]
+        {
+            if value.len() > 1024 || value.chars().any(crate::text::is_unprintable) {
+                return Err(Invalid { key, reason: "must be at most 1024 printable bytes".into() });
+            }
+        }
         if self.store.keep_audit == 0 {
             return Err(Invalid {
                 key: "store.keep_audit",

@@ -48,7 +48,13 @@ pub struct Manifests {
 struct State {
     by_image: HashMap<Sha256, Manifest>,
     dir: Option<PathBuf>,
+    /// `sig-sha256-ecdsa` made with Rocky's key, by image (at most [`AWS_SIGNATURES_HELD`]):
+    /// one signature for an image however many AWS devices get it.
+    aws: HashMap<Sha256, String>,
 }
+
+/// Signatures for AWS devices remembered; past it they are made again.
+const AWS_SIGNATURES_HELD: usize = 256;
 
 /// Why an image could not be signed here.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +74,29 @@ impl Default for Manifests {
 }
 
 impl Manifests {
+    /// The signature AWS's OTA agent checks for `image` (`sig-sha256-ecdsa`), made with Rocky's
+    /// key (`firmware.signing_key_file`, which must be ES256); else why not.
+    pub fn aws_signature(&self, image: &crate::firmware::Image) -> Result<String, String> {
+        if let Some(known) = self.lock().aws.get(image.sha256()) {
+            return Ok(known.clone());
+        }
+        let key = self.policy.signer.as_ref().ok_or_else(|| {
+            "Rocky holds no signing key to make its sig-sha256-ecdsa: set firmware.signing_key_file to an ES256 \
+             key (rocky keys generate --alg es256)"
+                .to_owned()
+        })?;
+        if !image.has_bytes() {
+            return Err(format!("image {} is not loaded to sign it", image.name()));
+        }
+        let signature = crate::signing::aws_signature(key, image.bytes()).map_err(|e| e.to_string())?;
+        let mut state = self.lock();
+        if state.aws.len() >= AWS_SIGNATURES_HELD {
+            state.aws.clear();
+        }
+        state.aws.insert(*image.sha256(), signature.clone());
+        Ok(signature)
+    }
+
     pub fn new(policy: SigningPolicy) -> Self {
         Self { policy: policy.with_signer_trusted(), state: Mutex::new(State::default()) }
     }

@@ -93,7 +93,11 @@ pub async fn put(
 ) -> Result<(StatusCode, Json<Device>), ApiError> {
     let id = device_id(&raw)?;
     let Json(body) = body?;
-    let (device, added) = state.service.register(id, body.labels).await?;
+    let mut labels = body.labels;
+    if let Some(profile) = body.profile {
+        labels.insert(crate::inventory::profile::PROFILE_LABEL.to_owned(), profile);
+    }
+    let (device, added) = state.service.register(id, labels).await?;
     Ok((if added { StatusCode::CREATED } else { StatusCode::OK }, Json(device)))
 }
 

@@ -16,11 +16,13 @@
 pub mod glob;
 pub mod import;
 pub mod labels;
+pub mod profile;
 mod query;
 pub mod running;
 
 pub use import::{ImportError, ImportRow};
 pub use labels::{LabelError, Labels};
+pub use profile::Profile;
 pub use query::{DeviceQuery, QueryError};
 pub use running::{MAX_UNLISTED_STATUSES, Running};
 
@@ -55,6 +57,10 @@ pub struct Device {
     /// said exactly this.
     #[serde(default)]
     pub running: Option<Running>,
+    /// The protocol it speaks: its `profile` label, else `aws-iot-ota` when it was heard on
+    /// AWS topics, else Rocky's.
+    #[serde(default)]
+    pub profile: Profile,
 }
 
 impl Device {
@@ -68,6 +74,7 @@ impl Device {
             last_image: None,
             last_job: None,
             running: None,
+            profile: Profile::Rocky,
         }
     }
 }
@@ -132,6 +139,25 @@ struct State {
     refused_logged_at: Option<std::time::Instant>,
     /// Statuses of devices not held here (bounded, never the inventory's room).
     unlisted: running::Unlisted,
+    /// Devices heard on AWS topics (bounded).
+    aws_heard: profile::Heard,
+}
+
+impl State {
+    /// The device as shown: with its profile worked out.
+    fn shown(&self, device: &Device) -> Device {
+        let mut shown = device.clone();
+        shown.profile = self.profile(device.device_id.as_str(), Some(&device.labels));
+        shown
+    }
+
+    fn profile(&self, id: &str, labels: Option<&Labels>) -> Profile {
+        labels.and_then(Profile::of_labels).unwrap_or(if self.aws_heard.contains(id) {
+            Profile::AwsIotOta
+        } else {
+            Profile::Rocky
+        })
+    }
 }
 
 /// Where a device's status went.
@@ -156,6 +182,7 @@ impl Inventory {
             refused: 0,
             refused_logged_at: None,
             unlisted: running::Unlisted::default(),
+            aws_heard: profile::Heard::default(),
         };
         Self { state: Arc::new(Mutex::new(state)), store, registering: Arc::default() }
     }
@@ -179,7 +206,20 @@ impl Inventory {
 
     pub fn get(&self, id: &(impl std::borrow::Borrow<str> + ?Sized)) -> Option<Device> {
         let id: &str = id.borrow();
-        self.lock().devices.get(id).cloned()
+        let state = self.lock();
+        state.devices.get(id).map(|device| state.shown(device))
+    }
+
+    /// The protocol `id` speaks (a device the inventory does not hold may have been heard).
+    pub fn profile_of(&self, id: &(impl std::borrow::Borrow<str> + ?Sized)) -> Profile {
+        let id: &str = id.borrow();
+        let state = self.lock();
+        state.profile(id, state.devices.get(id).map(|device| &device.labels))
+    }
+
+    /// `id` asked for its job on an AWS topic: it speaks AWS's OTA agent's protocol.
+    pub fn heard_aws(&self, id: &DeviceId) {
+        self.lock().aws_heard.insert(id);
     }
 
     /// The devices `query` selects, ordered by id, at most its limit.
@@ -195,7 +235,7 @@ impl Inventory {
             .map(|(_, device)| device)
             .filter(|device| query.selects(device))
             .take(query.limit)
-            .cloned()
+            .map(|device| state.shown(device))
             .collect()
     }
 

@@ -26,6 +26,7 @@ impl Driver {
         let outcome: Result<Result<(), String>, String> = match parsed {
             AwsTopic::NextGet { .. } => match aws::decode_next_get(&payload) {
                 Ok(_) => {
+                    self.inventory.heard_aws(&device);
                     if !self.engine.aws_next_get(&device) {
                         self.answer_no_job(&device, now);
                     }

@@ -115,6 +115,8 @@ pub struct Handle {
     default_chunk: crate::firmware::ChunkSize,
     /// Where the service writes who changed what (the store, or memory without one).
     audit: crate::audit::AuditLog,
+    /// What jobs for AWS devices name (`[aws_ota]`).
+    aws_ota: Arc<super::AwsOtaSettings>,
 }
 
 impl Handle {
@@ -146,7 +148,41 @@ impl Handle {
             cluster: None,
             default_chunk: crate::firmware::ChunkSize::default(),
             audit: crate::audit::AuditLog::in_memory(),
+            aws_ota: Arc::default(),
         }
+    }
+
+    /// Jobs for AWS devices name `settings`.
+    pub(super) fn with_aws_ota(mut self, settings: super::AwsOtaSettings) -> Self {
+        self.aws_ota = Arc::new(settings);
+        self
+    }
+
+    /// What a job for `device` to run `image` needs to speak AWS's OTA agent's protocol, when
+    /// the device speaks it (`None`: Rocky's own); else why such a job cannot be made. The one
+    /// rule for every creator of jobs (the API, the console, rollouts).
+    pub fn aws_job_for(
+        &self,
+        device: &crate::protocol::DeviceId,
+        image: &crate::firmware::Image,
+    ) -> Result<Option<crate::engine::AwsJob>, String> {
+        if self.inventory.profile_of(device) != crate::inventory::Profile::AwsIotOta {
+            return Ok(None);
+        }
+        if self.aws_ota.cert_file.is_empty() {
+            return Err(format!(
+                "device {device} runs AWS's OTA agent: set [aws_ota] certfile (where the code-signing certificate \
+                 is on the device)"
+            ));
+        }
+        let signature = self.library.manifests().aws_signature(image).map_err(|why| {
+            format!("device {device} runs AWS's OTA agent, which takes signed images only: {why}")
+        })?;
+        Ok(Some(crate::engine::AwsJob {
+            cert_file: self.aws_ota.cert_file.clone(),
+            file_path: self.aws_ota.file_path.clone(),
+            signature,
+        }))
     }
 
     /// Writes the audit to `audit` (the store) instead of memory.

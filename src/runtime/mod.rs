@@ -63,6 +63,24 @@ pub struct RuntimeConfig {
     pub window: u16,
     /// The most devices the inventory holds (`store.max_devices`).
     pub max_devices: usize,
+    /// What jobs for devices that run AWS's OTA agent name (`[aws_ota]`).
+    pub aws_ota: AwsOtaSettings,
+}
+
+/// What a job for a device that runs AWS's OTA agent names besides its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsOtaSettings {
+    /// Where the code-signing certificate is on the device; empty: jobs for AWS devices are
+    /// refused, by name.
+    pub cert_file: String,
+    /// Where the device writes the image.
+    pub file_path: String,
+}
+
+impl Default for AwsOtaSettings {
+    fn default() -> Self {
+        Self { cert_file: String::new(), file_path: "firmware.bin".into() }
+    }
 }
 
 /// The default for [`RuntimeConfig::event_capacity`]: 16 MiB of frame previews at most.
@@ -82,6 +100,7 @@ impl RuntimeConfig {
             event_capacity: DEFAULT_EVENT_CAPACITY,
             window: 128,
             max_devices: crate::inventory::DEFAULT_MAX_DEVICES,
+            aws_ota: AwsOtaSettings::default(),
         }
     }
 }
@@ -199,6 +218,7 @@ impl Runtime {
         )
         .with_cluster(cluster.clone())
         .with_default_chunk(config.engine.chunk_size)
+        .with_aws_ota(config.aws_ota.clone())
         .with_audit(audit);
         let driver = driver::Driver {
             engine,

@@ -709,12 +709,14 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             }
             None => (None, None),
         };
+        let aws = handle.aws_job_for(&device, &image).map_err(Failed::Final)?;
         let spec = JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
             manifest,
             delta,
             delta_note,
+            aws,
             ..JobSpec::new(device, image)
         };
         let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {

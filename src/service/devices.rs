@@ -20,6 +20,7 @@ impl Service {
         let target = format!("device:{id}");
         let result = async {
             labels::check(&labels).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            crate::inventory::profile::check(&labels).map_err(ServiceError::Invalid)?;
             let inventory = self.inventory();
             let added = inventory.register(vec![(id.clone(), labels)]).await?;
             let device =
@@ -65,6 +66,10 @@ impl Service {
             ServiceError::Invalid(format!("the import is not UTF-8 text (byte {})", e.valid_up_to()))
         })?;
         let rows = import::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        for row in &rows {
+            crate::inventory::profile::check(&row.labels)
+                .map_err(|why| ServiceError::Invalid(format!("{}: {why}", row.device_id)))?;
+        }
         let count = rows.len();
         let added = self
             .inventory()

@@ -93,6 +93,19 @@ impl Service {
 
     async fn submit_unaudited(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
         self.sign_specs(&mut specs)?;
+        // Devices that run AWS's OTA agent get its job document, or the whole request is refused.
+        let mut refusals = Vec::new();
+        for spec in specs.iter_mut() {
+            match self.handle.aws_job_for(&spec.device, &spec.image) {
+                Ok(aws) => spec.aws = aws,
+                Err(why) => refusals.push(why),
+            }
+        }
+        if let Some(first) = refusals.first() {
+            let more = refusals.len() - 1;
+            let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
+            return Err(ServiceError::Invalid(format!("{first}{tail}")));
+        }
         self.choose_deltas(&mut specs).await;
         Ok(self.handle.submit(specs).await?)
     }

@@ -357,6 +357,7 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
         last_image: Some(image.clone()),
         last_job: Some(JobId::new(4)),
         running: Some(running.clone()),
+        profile: crate::inventory::Profile::Rocky,
     };
     store.flush_everything_and_wait(Vec::new(), Vec::new(), vec![seen.clone()]).await;
     // An older record arriving late moves nothing back.
@@ -380,6 +381,7 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
             last_image: Some(image),
             last_job: Some(JobId::new(4)),
             running: Some(running),
+            profile: crate::inventory::Profile::Rocky,
         }]
     );
     store.forget_device(id).await.unwrap();

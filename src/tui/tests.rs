@@ -897,6 +897,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
         last_image: None,
         last_job: None,
         running: None,
+        profile: crate::inventory::Profile::Rocky,
     };
     f.app.devices.merge_inventory(vec![
         labelled("dev-01", "lab"),

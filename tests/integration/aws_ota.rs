@@ -85,3 +85,84 @@ async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_j
     assert!(refuses.seen.lock().unwrap().image.is_some());
     runtime.shutdown().await;
 }
+
+/// Through `rocky serve`: a device heard asking on its AWS topic is an `aws-iot-ota` device, a
+/// job for it made with `POST /jobs` carries the job document Rocky signs with its ES256 key,
+/// and the device updates to SUCCEEDED; a device registered with `"profile"` shows it, and a
+/// profile Rocky does not know is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_jobs_updates_an_aws_device_rocky_heard_with_a_signature_of_its_own() {
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let signer = SigningKey::generate(Alg::Es256).unwrap();
+    let key_file = data.path().join("signing.pem");
+    std::fs::write(&key_file, signer.to_pkcs8_pem().unwrap().as_str()).unwrap();
+    let config = format!(
+        "[firmware]\nsigning_key_file = {:?}\n\n[aws_ota]\ncertfile = \"certs/codesign.crt\"\nfilepath = \"/ota/fw.bin\"\n",
+        key_file.display().to_string()
+    );
+    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
+    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
+    crate::support::healthy(&client, &base).await;
+    let device = AwsDevice::start(broker.url().port, "aws-served-1", verifying(&signer)).await;
+    wait_for(Duration::from_secs(20), "the device to hear there is no job yet", || async {
+        device.seen.lock().unwrap().executions.iter().any(|(job, _)| job.is_empty()).then_some(())
+    })
+    .await;
+
+    let image = test_image(9000, 41);
+    let upload =
+        client.post(format!("{base}/firmware?name=aws-fw.bin")).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let body = json!({"device_ids": ["aws-served-1"], "firmware": {"path": "aws-fw.bin"}});
+    let created = client.post(format!("{base}/jobs")).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let job = &created["jobs"][0];
+    assert_eq!(job["aws"]["cert_file"], "certs/codesign.crt", "{job}");
+    assert_eq!(job["aws"]["file_path"], "/ota/fw.bin");
+    let id = job["id"].as_u64().unwrap();
+    let done = wait_for(Duration::from_secs(30), "the AWS device's job to end", || async {
+        let job: Value = client.get(format!("{base}/jobs/{id}")).send().await.ok()?.json().await.ok()?;
+        matches!(job["state"].as_str(), Some("succeeded" | "failed" | "timed_out")).then_some(job)
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(device.seen.lock().unwrap().image.as_deref(), Some(&image[..]));
+    let shown: Value =
+        client.get(format!("{base}/devices/aws-served-1")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["profile"], "aws-iot-ota", "{shown}");
+
+    let put = |id: &str, body: Value| client.put(format!("{base}/devices/{id}")).json(&body).send();
+    let registered = put("aws-registered", json!({"profile": "aws-iot-ota"})).await.unwrap();
+    assert_eq!(registered.status(), StatusCode::CREATED);
+    assert_eq!(registered.json::<Value>().await.unwrap()["profile"], "aws-iot-ota");
+    let refused = put("zig", json!({"profile": "zigbee"})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(refused.text().await.unwrap().contains("rocky or aws-iot-ota"));
+}
+
+/// A job for an AWS device is refused at creation, by name, without `[aws_ota] certfile` or
+/// without a key of Rocky's to sign with; nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_an_aws_device_without_certfile_or_key_is_refused_by_name() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let device = DeviceId::parse("aws-unready").unwrap();
+    let image = Image::new("fw.bin", test_image(1000, 3));
+    for (certfile, said) in [("", "set [aws_ota] certfile"), ("certs/c.crt", "holds no signing key")] {
+        let mut config = RuntimeConfig::new(broker.url());
+        config.aws_ota.cert_file = certfile.into();
+        let runtime = Runtime::start(config, Arc::new(Library::new()));
+        runtime.handle.inventory().heard_aws(&device);
+        let service = rocky::service::Service::new(runtime.handle.clone());
+        let refused = service.submit(vec![JobSpec::new(device.clone(), image.clone())]).await.unwrap_err();
+        let text = refused.to_string();
+        assert!(text.contains(said) && text.contains("aws-unready"), "{text}");
+        assert!(service.jobs(&Default::default()).is_empty(), "nothing created");
+        runtime.shutdown().await;
+    }
+}

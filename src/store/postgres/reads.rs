@@ -103,6 +103,8 @@ fn device(row: &Row) -> Result<Device, String> {
         last_image,
         last_job: opt::<u32>(row, "last_job")?.filter(|j| *j > 0).map(JobId::new),
         running,
+        // Worked out when shown (its label, or heard on AWS topics).
+        profile: crate::inventory::Profile::Rocky,
     })
 }
 

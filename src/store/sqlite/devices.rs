@@ -119,6 +119,8 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
             last_image,
             last_job: last_job.filter(|j| j.get() > 0),
             running,
+            // Worked out when shown (its label, or heard on AWS topics).
+            profile: crate::inventory::Profile::Rocky,
         });
     }
     Ok(devices)

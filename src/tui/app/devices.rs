@@ -129,6 +129,7 @@ mod tests {
             last_image: None,
             last_job: None,
             running: None,
+            profile: crate::inventory::Profile::Rocky,
         };
         let mut seen = registered.clone();
         seen.device_id = DeviceId::parse("dev-01").unwrap();

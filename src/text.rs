@@ -37,6 +37,15 @@ fn is_format(c: char) -> bool {
     )
 }
 
+/// The longest start of `text` of at most `max` bytes that ends at a character boundary.
+pub fn prefix_within(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,11 +100,7 @@ fn cut(text: &str) -> String {
     if text.len() <= MAX_FIELD_BYTES {
         return text;
     }
-    let mut end = MAX_FIELD_BYTES - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{}…", crate::text::prefix_within(&text, MAX_FIELD_BYTES - '…'.len_utf8()))
 }
 
 /// Which entries to read: all filters are optional and combine.

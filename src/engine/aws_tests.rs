@@ -181,7 +181,9 @@ fn a_silent_device_times_out_offers_and_a_stalled_transfer() {
     h.drain();
     h.engine.aws_blocks(&dev(THING), &name, &request(&[0x03], 2), h.now).unwrap();
     assert_eq!(h.drain().len(), 2);
-    h.advance(s.progress_timeout - Duration::from_millis(1));
+    // The agent asks again 10 s after its last block: silence is judged over 30 s at least.
+    let silence = Duration::from_secs(30);
+    h.advance(silence - Duration::from_millis(1));
     assert_eq!(h.state(id), JobState::Transferring);
     h.advance(Duration::from_millis(1));
     h.drain();
@@ -235,7 +237,7 @@ fn cancel_ends_it_and_the_device_then_hears_of_no_job() {
 fn aws_transfers_wait_for_a_transfer_slot_like_any_other() {
     let mut s = settings();
     s.max_active = 1;
-    let mut h = Harness::new(s.clone());
+    let mut h = Harness::new(s);
     let first = h.submit_aws(18000);
     let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev("thing-2"), image(9000)) };
     let second = h.engine.submit(spec, h.now).unwrap();
@@ -251,7 +253,7 @@ fn aws_transfers_wait_for_a_transfer_slot_like_any_other() {
     assert_eq!(h.state(second), JobState::Transferring, "the slot went to the waiting job");
     assert_eq!(sent.iter().filter(|p| p.job == second).count(), 3, "the blocks it asked for");
     // Its transfer is watched from then on.
-    h.advance(s.progress_timeout);
+    h.advance(Duration::from_secs(30));
     h.drain();
     assert_eq!(h.state(second), JobState::TimedOut);
 }
@@ -269,4 +271,59 @@ fn a_restored_aws_job_is_offered_again_as_an_aws_job() {
     assert_eq!(json(&sent[0])["execution"]["jobId"], "rocky-7");
     h.engine.aws_blocks(&dev(THING), "rocky-7", &request(&[0x1f], 8), h.now).unwrap();
     assert_eq!(h.drain().len(), 5);
+}
+
+#[test]
+fn a_block_size_over_the_brokers_limit_fails_the_job_and_details_are_bounded() {
+    let mut h = Harness::new(settings());
+    h.engine.set_broker_max_packet(Some(2048));
+    let id = h.submit_aws(18000);
+    h.drain();
+    let refused =
+        h.engine.aws_blocks(&dev(THING), &aws_job_name(id), &request(&[0x1f], 8), h.now).unwrap_err();
+    assert!(refused.contains("broker"), "{refused}");
+    assert!(h.drain().is_empty());
+    let view = h.engine.job(id).unwrap();
+    assert_eq!(view.state, JobState::Failed);
+    assert!(view.error.unwrap().contains("maximum packet size of 2048"));
+
+    // Only the self-test words are kept and given back, cut to 64 bytes.
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 8), h.now).unwrap();
+    h.drain();
+    let long = "x".repeat(1000);
+    let ready = format!(
+        r#"{{"status":"IN_PROGRESS","statusDetails":{{"self_test":"ready","updatedBy":"{long}","note":"{long}"}}}}"#
+    );
+    h.engine.aws_update(&dev(THING), &name, update(&ready), h.now).unwrap();
+    assert!(h.engine.aws_next_get(&dev(THING)));
+    let again = json(&h.drain()[0]);
+    let details = again["execution"]["statusDetails"].as_object().unwrap().clone();
+    assert_eq!(details.len(), 2, "{details:?}");
+    assert_eq!(details["updatedBy"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn a_device_that_asks_over_and_over_shares_one_offer_and_chunks_go_on() {
+    let mut h = Harness::new(settings());
+    let aws = h.submit_aws(18000);
+    h.drain();
+    let rocky = h.submit("plain-dev", 64 * 20);
+    let out = h.drain_unacked();
+    assert!(out.iter().any(|p| p.job == rocky), "the plain job got going");
+    h.respond(
+        "plain-dev",
+        rocky,
+        crate::protocol::ResponseBody::RequestAck { next_chunk: None, window: None },
+    );
+    for _ in 0..100 {
+        assert!(h.engine.aws_next_get(&dev(THING)));
+    }
+    let out = h.drain();
+    let offers = out.iter().filter(|p| p.job == aws).count();
+    assert_eq!(offers, 1, "a hundred asks, one offer");
+    assert_eq!(out.iter().filter(|p| p.job == rocky).count(), 21, "every chunk and the DONE still went");
 }

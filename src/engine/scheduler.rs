@@ -150,8 +150,10 @@ pub struct Engine {
     /// Confirming jobs restored while another job held their device (a claim during a
     /// hand-over): a status still decides them.
     unheld_confirming: HashMap<DeviceId, JobId>,
-    /// AWS jobs whose execution is to go out on `notify-next`, before any chunk.
+    /// AWS jobs whose execution is to go out on `notify-next` (at most once each).
     aws_out: VecDeque<JobId>,
+    /// The next publish is an AWS job's offer, if one waits (they alternate with chunks).
+    aws_turn: bool,
     /// Wall time for the times an AWS job's execution carries (`None`: 0, in tests).
     clock: Option<crate::clock::Clock>,
 }
@@ -179,6 +181,7 @@ impl Engine {
             reported: HashMap::new(),
             unheld_confirming: HashMap::new(),
             aws_out: VecDeque::new(),
+            aws_turn: false,
             clock: None,
         }
     }
@@ -219,9 +222,9 @@ impl Engine {
                 signature: aws.signature.clone(),
             };
             let status = crate::protocol::aws::ExecutionStatus::InProgress;
-            let details: BTreeMap<String, String> = (0..crate::protocol::aws::MAX_STATUS_DETAILS)
-                .map(|i| (format!("k{i}"), "v".repeat(16)))
-                .collect();
+            // The details kept and given back: self_test and updatedBy, 64 bytes each at most.
+            let details: BTreeMap<String, String> =
+                ["self_test", "updatedBy"].iter().map(|k| ((*k).to_owned(), "v".repeat(64))).collect();
             crate::protocol::aws::encode_execution(
                 u64::MAX,
                 &document,
@@ -807,10 +810,17 @@ impl Engine {
         if !self.connected {
             return None;
         }
-        while let Some(id) = self.aws_out.pop_front() {
-            if let Some(publish) = self.aws_execution_publish(id, now) {
-                return Some(publish);
+        // Offers of AWS jobs take turns with chunks while chunks wait: a device that asks for
+        // its job over and over cannot hold up every transfer.
+        let chunks_wait = !self.sending.is_empty();
+        if !chunks_wait || std::mem::replace(&mut self.aws_turn, false) {
+            while let Some(id) = self.aws_out.pop_front() {
+                if let Some(publish) = self.aws_execution_publish(id, now) {
+                    return Some(publish);
+                }
             }
+        } else if !self.aws_out.is_empty() {
+            self.aws_turn = true;
         }
         while let Some((id, command)) = self.commands.pop_front() {
             if let Some(publish) = self.command_publish(id, command) {
@@ -1063,7 +1073,8 @@ impl Engine {
         self.transition(id, JobState::Transferring, detail, now);
         if self.jobs.get(&id).is_some_and(|job| job.aws.is_some()) {
             // An AWS device pulls: it must keep asking (or saying how it goes).
-            self.arm_deadline(id, now + self.settings.progress_timeout);
+            let silence = self.aws_silence();
+            self.arm_deadline(id, now + silence);
             return self.queue_send(id);
         }
         if start > total {
@@ -1244,7 +1255,7 @@ impl Engine {
             JobState::Transferring if job.aws.is_some() => {
                 let detail = format!(
                     "the device asked for no block and said nothing for {} s",
-                    self.settings.progress_timeout.as_secs_f64()
+                    self.aws_silence().as_secs_f64()
                 );
                 self.finish(id, JobState::TimedOut, Some(detail), now);
             }

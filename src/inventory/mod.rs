@@ -217,9 +217,16 @@ impl Inventory {
         state.profile(id, state.devices.get(id).map(|device| &device.labels))
     }
 
-    /// `id` asked for its job on an AWS topic: it speaks AWS's OTA agent's protocol.
+    /// `id` asked for its job on an AWS topic: it speaks AWS's OTA agent's protocol. Taken
+    /// only for a device an operator registered that never reported a status in Rocky's
+    /// protocol: any broker client may publish on any thing's topic (the broker's ACL decides),
+    /// and must not turn a device Rocky updates its own way into an AWS one, or fill the set.
     pub fn heard_aws(&self, id: &DeviceId) {
-        self.lock().aws_heard.insert(id);
+        let mut state = self.lock();
+        if state.devices.get(id.as_str()).is_some_and(|device| device.registered && device.running.is_none())
+        {
+            state.aws_heard.insert(id);
+        }
     }
 
     /// The devices `query` selects, ordered by id, at most its limit.

@@ -1,8 +1,9 @@
 //! Which protocol a device speaks: Rocky's own (the default) or that of AWS's OTA agent
 //! (`aws-iot-ota`). An operator says so with the `profile` label (`PUT /devices/{id}` with
 //! `"profile"`, an import, `rocky devices label ID profile=aws-iot-ota`), which the store keeps
-//! with the other labels; a device that asks for its job on an `$aws/things/…` topic is heard
-//! as one too (remembered for at most [`HEARD_KEPT`] devices, not stored: it asks again).
+//! with the other labels; a registered device with no label that asks for its job on an
+//! `$aws/things/…` topic (and never reported a status in Rocky's protocol) is heard as one too
+//! (remembered for at most [`HEARD_KEPT`] devices, not stored: it asks again).
 
 use std::collections::{HashSet, VecDeque};
 

@@ -16,11 +16,7 @@ pub enum Reason {
 impl Reason {
     /// A text reason cut to [`MAX_REASON_BYTES`] at a character boundary.
     pub fn text(text: &str) -> Self {
-        let mut end = text.len().min(MAX_REASON_BYTES);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        Self::Text(text[..end].to_owned())
+        Self::Text(crate::text::prefix_within(text, MAX_REASON_BYTES).to_owned())
     }
 
     /// The table's meaning of a code, if it has one.

@@ -27,10 +27,16 @@ impl Driver {
             AwsTopic::NextGet { .. } => match aws::decode_next_get(&payload) {
                 Ok(_) => {
                     self.inventory.heard_aws(&device);
-                    if !self.engine.aws_next_get(&device) {
+                    // Asks while an offer of the job waits to go out share it (the engine
+                    // queues one per job), so a flood of them cannot outpace the broker.
+                    if self.engine.aws_next_get(&device) {
+                        Ok(Ok(()))
+                    } else {
                         self.answer_no_job(&device, now);
+                        // No job here: nothing about the device is kept (a made-up id costs
+                        // nothing but a rate-limited answer).
+                        Ok(Err("no job for the device".to_owned()))
                     }
-                    Ok(Ok(()))
                 }
                 Err(e) => Err(e.to_string()),
             },

@@ -108,6 +108,9 @@ async fn post_jobs_updates_an_aws_device_rocky_heard_with_a_signature_of_its_own
     let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
     let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
     crate::support::healthy(&client, &base).await;
+    // Registered (no label): heard asking on its AWS topic, it is an AWS device.
+    let put = |id: &str, body: Value| client.put(format!("{base}/devices/{id}")).json(&body).send();
+    assert_eq!(put("aws-served-1", json!({})).await.unwrap().status(), StatusCode::CREATED);
     let device = AwsDevice::start(broker.url().port, "aws-served-1", verifying(&signer)).await;
     wait_for(Duration::from_secs(20), "the device to hear there is no job yet", || async {
         device.seen.lock().unwrap().executions.iter().any(|(job, _)| job.is_empty()).then_some(())
@@ -137,7 +140,6 @@ async fn post_jobs_updates_an_aws_device_rocky_heard_with_a_signature_of_its_own
         client.get(format!("{base}/devices/aws-served-1")).send().await.unwrap().json().await.unwrap();
     assert_eq!(shown["profile"], "aws-iot-ota", "{shown}");
 
-    let put = |id: &str, body: Value| client.put(format!("{base}/devices/{id}")).json(&body).send();
     let registered = put("aws-registered", json!({"profile": "aws-iot-ota"})).await.unwrap();
     assert_eq!(registered.status(), StatusCode::CREATED);
     assert_eq!(registered.json::<Value>().await.unwrap()["profile"], "aws-iot-ota");
@@ -157,7 +159,8 @@ async fn a_job_for_an_aws_device_without_certfile_or_key_is_refused_by_name() {
         let mut config = RuntimeConfig::new(broker.url());
         config.aws_ota.cert_file = certfile.into();
         let runtime = Runtime::start(config, Arc::new(Library::new()));
-        runtime.handle.inventory().heard_aws(&device);
+        let labels: rocky::inventory::Labels = [("profile".to_owned(), "aws-iot-ota".to_owned())].into();
+        runtime.handle.inventory().register(vec![(device.clone(), labels)]).await.unwrap();
         let service = rocky::service::Service::new(runtime.handle.clone());
         let refused = service.submit(vec![JobSpec::new(device.clone(), image.clone())]).await.unwrap_err();
         let text = refused.to_string();

@@ -86,6 +86,14 @@ impl AwsState {
     }
 }
 
+/// The `statusDetails` kept and given back: what the agent needs to know it is in self test.
+const KEPT_DETAILS: [&str; 2] = ["self_test", "updatedBy"];
+/// The longest kept detail value.
+const MAX_KEPT_DETAIL: usize = 64;
+/// The least time an AWS transfer may be silent (the agent asks again for missing blocks 10 s
+/// after the last one it got, and a block on QoS 0 may be lost).
+const MIN_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The job's id and stream name on the wire: `rocky-<id>`.
 pub fn aws_job_name(id: JobId) -> String {
     format!("rocky-{id}")
@@ -123,11 +131,21 @@ impl Engine {
     ) -> Result<(), String> {
         let id = self.aws_current(device, job_of_name(job), job)?;
         let state = self.jobs.get(&id).map_or(JobState::Queued, |j| j.state);
+        // What is given back after a reboot: the agent's self-test words, bounded; details an
+        // update leaves out stay as they were (as AWS keeps them).
         if let Some(aws) = self.jobs.get_mut(&id).and_then(|j| j.aws.as_mut()) {
             aws.version += 1;
-            aws.details = update.details.clone();
+            for key in KEPT_DETAILS {
+                if let Some(value) = update.details.get(key) {
+                    let value = crate::text::prefix_within(value, MAX_KEPT_DETAIL).to_owned();
+                    aws.details.insert(key.to_owned(), value);
+                }
+            }
         }
-        let reason = update.details.get("reason").cloned();
+        let reason = update
+            .details
+            .get("reason")
+            .map(|reason| crate::text::prefix_within(reason, crate::protocol::MAX_REASON_BYTES).to_owned());
         match (update.status, update.progress(), state) {
             (
                 ExecutionStatus::InProgress,
@@ -145,7 +163,7 @@ impl Engine {
             (ExecutionStatus::InProgress, _, JobState::Requesting | JobState::Transferring) => {
                 // Alive: its transfer deadline starts again.
                 if state == JobState::Transferring {
-                    self.arm_deadline(id, now + self.settings.progress_timeout);
+                    self.aws_alive(id, now);
                 }
                 Ok(())
             }
@@ -199,6 +217,21 @@ impl Engine {
             return Err(format!("blocks asked for a job that is {}", job.state));
         }
         let size = job.image.size();
+        // A block that does not fit one message on this broker would end the connection, again
+        // at every request: the job fails, saying so.
+        if let Some(max) = self.broker_max_packet
+            && u64::from(request.block_size) + 64 + 2 * stream.len() as u64 + device.as_str().len() as u64
+                > u64::from(max)
+        {
+            let detail = format!(
+                "the device asked for blocks of {} bytes, which do not fit the broker's maximum packet size of \
+                 {max} bytes",
+                request.block_size
+            );
+            self.finish(id, JobState::Failed, Some(detail), now);
+            return Err("a block size over the broker's limit".into());
+        }
+        let Some(job) = self.jobs.get_mut(&id) else { return Err("unknown job".into()) };
         let Some(aws) = job.aws.as_mut() else { return Err("not an AWS job".into()) };
         if aws.block_size != request.block_size {
             // A new block size: what was sent counts for nothing any more.
@@ -219,11 +252,27 @@ impl Engine {
         }
         // A device that stops asking (and saying anything) times its transfer out.
         if self.jobs.get(&id).is_some_and(|job| job.state == JobState::Transferring) {
-            self.arm_deadline(id, now + self.settings.progress_timeout);
+            self.aws_alive(id, now);
         }
         match past_end {
             0 => Ok(()),
             n => Err(format!("{n} blocks asked for past the end of the {total}-block file were not sent")),
+        }
+    }
+
+    /// How long an AWS transfer may be silent: three progress timeouts, at least [`MIN_SILENCE`].
+    pub(super) fn aws_silence(&self) -> std::time::Duration {
+        (self.settings.progress_timeout * 3).max(MIN_SILENCE)
+    }
+
+    /// The device of AWS job `id` asked or said something: its silence deadline starts again
+    /// (a new timer only when the deadline moves by a second or more, so a flood of requests
+    /// does not pile up timers).
+    fn aws_alive(&mut self, id: JobId, now: Instant) {
+        let at = now + self.aws_silence();
+        let current = self.jobs.get(&id).and_then(|job| job.deadline);
+        if current.is_none_or(|due| at.saturating_duration_since(due) >= std::time::Duration::from_secs(1)) {
+            self.arm_deadline(id, at);
         }
     }
 

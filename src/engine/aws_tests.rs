@@ -13,13 +13,12 @@ use serde_json::Value;
 const THING: &str = "awsota-smoke-thing-1";
 
 fn aws() -> AwsJob {
-    AwsJob {
-        cert_file: "certs/codesign.crt".into(),
-        file_path: "received_firmware.bin".into(),
-        signature:
-            "MEUCIEHOoCT+Sw1XrAMLWPagyCA39AINYtD3ImpDupp5psyZAiEAjzc+cYmMTr9hETYKfQJrzxda2JfLFo80Cvrnib0iNoY="
-                .into(),
-    }
+    AwsJob::new(
+        "certs/codesign.crt".into(),
+        "received_firmware.bin".into(),
+        "MEUCIEHOoCT+Sw1XrAMLWPagyCA39AINYtD3ImpDupp5psyZAiEAjzc+cYmMTr9hETYKfQJrzxda2JfLFo80Cvrnib0iNoY="
+            .into(),
+    )
 }
 
 fn request(bitmap: &[u8], count: u32) -> BlockRequest {
@@ -326,4 +325,29 @@ fn a_device_that_asks_over_and_over_shares_one_offer_and_chunks_go_on() {
     let offers = out.iter().filter(|p| p.job == aws).count();
     assert_eq!(offers, 1, "a hundred asks, one offer");
     assert_eq!(out.iter().filter(|p| p.job == rocky).count(), 21, "every chunk and the DONE still went");
+}
+
+#[test]
+fn a_confirming_job_restored_gives_the_device_its_self_test_words_back() {
+    let mut h = Harness::new(settings());
+    let mut view = super::tests::restored(JobId::new(9), THING, JobState::Confirming, h.now);
+    view.image = image(18000);
+    let mut stored = aws();
+    stored.details.insert("self_test".into(), "ready".into());
+    stored.details.insert("junk".into(), "x".repeat(5000));
+    stored.version = 2;
+    view.aws = Some(stored);
+    h.engine.restore(view, h.now);
+    h.drain();
+    assert_eq!(h.state(JobId::new(9)), JobState::Confirming);
+    assert!(h.engine.aws_next_get(&dev(THING)));
+    let again = json(&h.drain()[0]);
+    assert_eq!(again["execution"]["status"], "IN_PROGRESS");
+    assert_eq!(again["execution"]["statusDetails"], serde_json::json!({"self_test": "ready"}));
+    assert_eq!(again["execution"]["versionNumber"], 2);
+    let done = r#"{"status":"SUCCEEDED","statusDetails":{"reason":"accepted"}}"#;
+    h.engine.aws_update(&dev(THING), "rocky-9", update(done), h.now).unwrap();
+    h.drain();
+    assert_eq!(h.state(JobId::new(9)), JobState::Succeeded);
+    assert_eq!(h.engine.job(JobId::new(9)).unwrap().aws.unwrap().version, 3);
 }

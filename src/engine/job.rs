@@ -371,7 +371,11 @@ impl Job {
             confirmed_at: self.confirmed_at,
             manifest: self.manifest.clone(),
             delta: self.delta_info,
-            aws: self.aws.as_ref().map(|aws| aws.job.clone()),
+            aws: self.aws.as_ref().map(|aws| super::AwsJob {
+                details: aws.details.clone(),
+                version: aws.version,
+                ..aws.job.clone()
+            }),
         }
     }
 }

@@ -178,11 +178,11 @@ impl Handle {
         let signature = self.library.manifests().aws_signature(image).map_err(|why| {
             format!("device {device} runs AWS's OTA agent, which takes signed images only: {why}")
         })?;
-        Ok(Some(crate::engine::AwsJob {
-            cert_file: self.aws_ota.cert_file.clone(),
-            file_path: self.aws_ota.file_path.clone(),
+        Ok(Some(crate::engine::AwsJob::new(
+            self.aws_ota.cert_file.clone(),
+            self.aws_ota.file_path.clone(),
             signature,
-        }))
+        )))
     }
 
     /// Writes the audit to `audit` (the store) instead of memory.

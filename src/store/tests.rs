@@ -38,19 +38,24 @@ on_both_backends!(aws_jobs, an_aws_devices_job_keeps_its_document_through_the_st
 /// signature come back as written; a job of Rocky's own protocol has none.
 async fn an_aws_devices_job_keeps_its_document_through_the_store(store: &Store) {
     let start = store.load().await.unwrap().1;
-    let aws = crate::engine::AwsJob {
-        cert_file: "certs/codesign.crt".into(),
-        file_path: "/ota/firmware.bin".into(),
-        signature: "MEUCIQ…".into(),
-    };
+    let mut aws =
+        crate::engine::AwsJob::new("certs/codesign.crt".into(), "/ota/firmware.bin".into(), "MEUCIQ…".into());
     let mut job = new_job(start.next(), "aws-thing");
     job.aws = Some(aws.clone());
     let plain = new_job(start.next().next(), "plain");
     let ids = store.create(vec![job, plain]).await.unwrap();
     let (jobs, _) = store.load().await.unwrap();
     let read = |id| jobs.iter().find(|j| j.id == id).unwrap().aws.clone();
-    assert_eq!(read(ids[0]), Some(aws));
+    assert_eq!(read(ids[0]), Some(aws.clone()));
     assert_eq!(read(ids[1]), None);
+    // The self-test words the device sent are written with the job's changes.
+    aws.details.insert("self_test".into(), "ready".into());
+    aws.version = 3;
+    let mut changed = jobs.iter().find(|j| j.id == ids[0]).unwrap().clone();
+    changed.aws = Some(aws.clone());
+    store.flush_and_wait(vec![changed], Vec::new()).await;
+    let (jobs, _) = store.load().await.unwrap();
+    assert_eq!(jobs.iter().find(|j| j.id == ids[0]).unwrap().aws, Some(aws));
 }
 
 /// The audit (migration 11): entries come back in order with every filter, the count bound

@@ -46,7 +46,7 @@ async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_j
 
     let image = Image::new("aws-fw.bin", test_image(18000, 27));
     let signature = aws_signature(&signer, image.bytes()).unwrap();
-    let aws = AwsJob { cert_file: "certs/codesign.crt".into(), file_path: "firmware.bin".into(), signature };
+    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
     let spec = |thing: &str| JobSpec {
         aws: Some(aws.clone()),
         ..JobSpec::new(DeviceId::parse(thing).unwrap(), image.clone())

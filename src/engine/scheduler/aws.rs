@@ -35,6 +35,25 @@ pub struct AwsJob {
     pub file_path: String,
     /// `sig-sha256-ecdsa`: base64 of the DER P-256 signature over the image.
     pub signature: String,
+    /// The self-test words the device sent last (`self_test`, `updatedBy`), stored with the
+    /// job so that a device confirming across a restart of Rocky gets them back: without them
+    /// the agent takes its self test as failed and rolls back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// The execution's version (one more at each update the device sent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl AwsJob {
+    /// The job document's fields alone (no execution yet).
+    pub fn new(cert_file: String, file_path: String, signature: String) -> Self {
+        Self { cert_file, file_path, signature, details: BTreeMap::new(), version: 0 }
+    }
 }
 
 /// An AWS job's transfer, as the engine holds it.
@@ -58,11 +77,18 @@ pub(crate) struct AwsState {
 }
 
 impl AwsState {
-    pub fn new(job: AwsJob, queued_at_s: u64) -> Self {
+    pub fn new(mut job: AwsJob, queued_at_s: u64) -> Self {
+        // What a stored job brings back, within the bounds a device's update is kept to.
+        let details: BTreeMap<String, String> = std::mem::take(&mut job.details)
+            .into_iter()
+            .filter(|(key, _)| KEPT_DETAILS.contains(&key.as_str()))
+            .map(|(key, value)| (key, crate::text::prefix_within(&value, MAX_KEPT_DETAIL).to_owned()))
+            .collect();
+        let version = std::mem::take(&mut job.version).max(1);
         Self {
             job,
-            version: 1,
-            details: BTreeMap::new(),
+            version,
+            details,
             queued_at_s,
             block_size: 0,
             pending: VecDeque::new(),

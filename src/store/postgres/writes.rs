@@ -227,21 +227,23 @@ pub async fn flush(
         let totals: Vec<i64> = jobs.iter().map(|j| i64::from(j.chunks_total)).collect();
         let deltas: Vec<Option<String>> =
             jobs.iter().map(|j| crate::store::backend::delta_column(j.delta.as_ref())).collect();
+        let agents: Vec<Option<String>> =
+            jobs.iter().map(|j| crate::store::backend::aws_column(j.aws.as_ref())).collect();
         tx.execute(
             "UPDATE jobs SET state = u.state, chunks_sent = u.sent, bytes_sent = u.bytes, attempts = u.attempts,
                              error = u.error, started_at = u.started, finished_at = u.finished,
                              chunks_confirmed = u.confirmed, flow_window = u.win, reason_code = u.code,
                              confirm_boot = u.boot, confirmed_at = u.confirmed_at, chunks_total = u.total,
-                             delta = u.patch
+                             delta = u.patch, aws = u.agent
              FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[],
                          $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $13::bigint[],
-                         $14::bigint[], $15::bigint[], $16::text[])
+                         $14::bigint[], $15::bigint[], $16::text[], $17::text[])
                   AS u(id, state, sent, bytes, attempts, error, started, finished, confirmed, win, code, boot,
-                       confirmed_at, total, patch)
+                       confirmed_at, total, patch, agent)
              WHERE jobs.id = u.id AND jobs.owner = $12",
             &[
                 &ids, &states, &sent, &bytes, &attempts, &errors, &started, &finished, &confirmed, &windows, &codes,
-                &owner, &boots, &confirmed_at, &totals, &deltas,
+                &owner, &boots, &confirmed_at, &totals, &deltas, &agents,
             ],
         )
         .await?;

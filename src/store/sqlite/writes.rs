@@ -86,7 +86,7 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
             "UPDATE jobs SET state = ?2, chunks_sent = ?3, bytes_sent = ?4, attempts = ?5, error = ?6,
                              started_at = ?7, finished_at = ?8, chunks_confirmed = ?9, window = ?10,
                              reason_code = ?11, confirm_boot = ?12, confirmed_at = ?13, chunks_total = ?14,
-                             delta = ?15
+                             delta = ?15, aws = ?16
              WHERE id = ?1",
         )?;
         for job in *jobs {
@@ -105,7 +105,8 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
                 job.confirm_boot.map(|boot| boot as i64),
                 job.confirmed_at.map(|t| t as i64),
                 job.chunks_total,
-                crate::store::backend::delta_column(job.delta.as_ref())
+                crate::store::backend::delta_column(job.delta.as_ref()),
+                crate::store::backend::aws_column(job.aws.as_ref())
             ])?;
         }
         let mut event = tx.prepare(

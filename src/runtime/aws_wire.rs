@@ -41,7 +41,15 @@ impl Driver {
                 Err(e) => Err(e.to_string()),
             },
             AwsTopic::Update { job, .. } => match aws::decode_update(&payload) {
-                Ok(update) => Ok(self.engine.aws_update(&device, &job, update, now)),
+                Ok(update) => {
+                    let result = self.engine.aws_update(&device, &job, update, now);
+                    // Its job is over and no other waits: "no job", as AWS's service says.
+                    if result.is_ok() && !self.engine.aws_has_job(&device) {
+                        // Once per job's end: not held to the rate of answers to asks.
+                        self.queue_no_job(&device, now);
+                    }
+                    Ok(result)
+                }
                 Err(e) => Err(e.to_string()),
             },
             AwsTopic::GetBlocks { stream, .. } => match aws::decode_block_request(&payload) {
@@ -70,8 +78,14 @@ impl Driver {
     /// `{"timestamp"}` on the device's `notify-next`: it has no job here (at most once per
     /// [`NO_JOB_EVERY`] per device; queued, bounded, and sent with the driver's next pass).
     fn answer_no_job(&mut self, device: &crate::protocol::DeviceId, now: Instant) {
-        if self.no_job_answers.allow(device.as_str(), now).is_none() || self.no_job_due.len() >= NO_JOB_QUEUED
-        {
+        if self.no_job_answers.allow(device.as_str(), now).is_some() {
+            self.queue_no_job(device, now);
+        }
+    }
+
+    /// Queues a "no job" answer for `device` (bounded).
+    fn queue_no_job(&mut self, device: &crate::protocol::DeviceId, now: Instant) {
+        if self.no_job_due.len() >= NO_JOB_QUEUED {
             return;
         }
         let topic = aws::notify_next_topic(device);

@@ -78,6 +78,13 @@ async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_j
         seen.executions
     );
     assert_eq!(seen.updates.last().map(|(status, _)| status.as_str()), Some("SUCCEEDED"));
+    wait_for(Duration::from_secs(10), "\"no job\" after its job ended", || async {
+        let seen = good.seen.lock().unwrap();
+        let done_at =
+            seen.executions.iter().rposition(|(job, status)| !job.is_empty() && status == "IN_PROGRESS")?;
+        seen.executions[done_at..].iter().any(|(job, _)| job.is_empty()).then_some(())
+    })
+    .await;
     assert_eq!(seen.blocks, 5, "each of the 5 blocks once");
     // The job went through confirming (the device rebooted into self test).
     let history = handle.job(ok).unwrap();

@@ -146,6 +146,14 @@ impl Engine {
         wanted
     }
 
+    /// Whether `device` holds an AWS job here that is not over.
+    pub fn aws_has_job(&self, device: &DeviceId) -> bool {
+        self.busy
+            .get(device)
+            .and_then(|id| self.jobs.get(id))
+            .is_some_and(|job| job.aws.is_some() && !job.state.is_final())
+    }
+
     /// The AWS device `device` says how job `job` (its name on the wire) goes. `Err` says why
     /// it changed nothing (an unknown job, one that is not the device's current one).
     pub fn aws_update(

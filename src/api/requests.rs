@@ -30,6 +30,9 @@ pub struct CreateJobs {
     /// `false`: send the whole image even to devices that take patches (the delta extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<bool>,
+    /// For devices that run AWS's OTA agent: `certfile` or `filepath` in place of `[aws_ota]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ota: Option<crate::runtime::AwsOtaOverride>,
 }
 
 /// Where a request's image comes from: exactly one of the three.

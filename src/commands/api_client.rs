@@ -157,6 +157,14 @@ pub struct CreateFlags {
     /// Per-job byte rate cap, e.g. 80KiB/s.
     #[arg(long)]
     pub max_rate: Option<String>,
+    /// For devices that run AWS's OTA agent: the code-signing certificate's path on the
+    /// device, in place of `[aws_ota] certfile`.
+    #[arg(long, value_name = "PATH")]
+    pub aws_certfile: Option<String>,
+    /// For devices that run AWS's OTA agent: where the device writes the image, in place of
+    /// `[aws_ota] filepath`.
+    #[arg(long, value_name = "PATH")]
+    pub aws_filepath: Option<String>,
     /// Print the server's answer as JSON.
     #[arg(long)]
     pub json: bool,
@@ -170,6 +178,13 @@ impl CreateFlags {
         }
         if let Some(rate) = &self.max_rate {
             body["max_rate"] = json!(rate);
+        }
+        if self.aws_certfile.is_some() || self.aws_filepath.is_some() {
+            let over = rocky::runtime::AwsOtaOverride {
+                certfile: self.aws_certfile.clone(),
+                filepath: self.aws_filepath.clone(),
+            };
+            body["aws_ota"] = json!(over);
         }
     }
 }

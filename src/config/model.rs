@@ -539,8 +539,9 @@ impl Config {
         for (key, value) in
             [("aws_ota.certfile", &self.aws_ota.certfile), ("aws_ota.filepath", &self.aws_ota.filepath)]
         {
-            if value.len() > 1024 || value.chars().any(crate::text::is_unprintable) {
-                return Err(Invalid { key, reason: "must be at most 1024 printable bytes".into() });
+            if !value.is_empty() {
+                crate::runtime::check_aws_path(key, value)
+                    .map_err(|reason| Invalid { key, reason: reason.replacen(&format!("{key} "), "", 1) })?;
             }
         }
         if self.store.keep_audit == 0 {

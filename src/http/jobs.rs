@@ -65,8 +65,9 @@ pub async fn create(
         (request.chunk_size, request.chunk_interval_ms, request.max_rate);
     let force = request.force;
     let delta = request.delta.unwrap_or(true);
-    create_jobs(&state, NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta })
-        .await
+    let aws_ota = request.aws_ota;
+    let jobs = NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta, aws_ota };
+    create_jobs(&state, jobs).await
 }
 
 pub async fn create_original(
@@ -84,6 +85,7 @@ pub async fn create_original(
         max_rate: None,
         force: false,
         delta: true,
+        aws_ota: None,
     };
     create_jobs(&state, request).await
 }

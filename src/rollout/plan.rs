@@ -79,6 +79,9 @@ pub struct RolloutPlan {
     /// Jobs start only while one of these is open (none: any time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<super::window::Window>,
+    /// For devices that run AWS's OTA agent: `certfile` or `filepath` in place of `[aws_ota]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ota: Option<crate::runtime::AwsOtaOverride>,
 }
 
 /// The longest wait between two tries of one device.
@@ -106,6 +109,7 @@ impl RolloutPlan {
             delta: self.delta,
             start_at: self.start_at,
             windows: self.windows.clone(),
+            aws_ota: self.aws_ota.clone(),
         }
     }
 
@@ -131,6 +135,7 @@ impl RolloutPlan {
             delta: true,
             start_at: None,
             windows: Vec::new(),
+            aws_ota: None,
         }
     }
 

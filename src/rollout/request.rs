@@ -52,6 +52,9 @@ pub struct RolloutRequest {
     /// Maintenance windows: jobs start only inside one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<Vec<super::window::Window>>,
+    /// For devices that run AWS's OTA agent: `certfile` or `filepath` in place of `[aws_ota]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ota: Option<crate::runtime::AwsOtaOverride>,
 }
 
 /// How far ahead a rollout may be scheduled.
@@ -188,6 +191,9 @@ impl RolloutRequest {
         now_ms: u64,
     ) -> Result<RolloutPlan, String> {
         let name = check_name(&self.name)?;
+        if let Some(over) = &self.aws_ota {
+            over.check()?;
+        }
         let start_at = self.start_at.as_ref().map(StartAt::unix_ms).transpose()?;
         let windows = self.windows.clone().unwrap_or_default();
         super::window::check(&windows)?;
@@ -234,6 +240,7 @@ impl RolloutRequest {
             // A time gone by starts at once.
             start_at: start_at.filter(|at| *at > now_ms),
             windows,
+            aws_ota: self.aws_ota.clone(),
         })
     }
 }

@@ -160,29 +160,28 @@ impl Handle {
 
     /// What a job for `device` to run `image` needs to speak AWS's OTA agent's protocol, when
     /// the device speaks it (`None`: Rocky's own); else why such a job cannot be made. The one
-    /// rule for every creator of jobs (the API, the console, rollouts).
+    /// rule for every creator of jobs (the API, the console, rollouts). `over`: the job's or
+    /// the rollout's own `certfile` or `filepath`, in place of `[aws_ota]`'s.
     pub fn aws_job_for(
         &self,
         device: &crate::protocol::DeviceId,
         image: &crate::firmware::Image,
+        over: Option<&super::AwsOtaOverride>,
     ) -> Result<Option<crate::engine::AwsJob>, String> {
         if self.inventory.profile_of(device) != crate::inventory::Profile::AwsIotOta {
             return Ok(None);
         }
-        if self.aws_ota.cert_file.is_empty() {
+        let settings = self.aws_ota.with(over);
+        if settings.cert_file.is_empty() {
             return Err(format!(
-                "device {device} runs AWS's OTA agent: set [aws_ota] certfile (where the code-signing certificate \
-                 is on the device)"
+                "device {device} runs AWS's OTA agent: set [aws_ota] certfile, or \"aws_ota\": {{\"certfile\": …}} \
+                 in the request (where the code-signing certificate is on the device)"
             ));
         }
         let signature = self.library.manifests().aws_signature(image).map_err(|why| {
             format!("device {device} runs AWS's OTA agent, which takes signed images only: {why}")
         })?;
-        Ok(Some(crate::engine::AwsJob::new(
-            self.aws_ota.cert_file.clone(),
-            self.aws_ota.file_path.clone(),
-            signature,
-        )))
+        Ok(Some(crate::engine::AwsJob::new(settings.cert_file, settings.file_path, signature)))
     }
 
     /// Writes the audit to `audit` (the store) instead of memory.

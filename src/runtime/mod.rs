@@ -6,6 +6,7 @@
 //! bounded channel with a oneshot reply, and what happens comes out on a bounded broadcast of
 //! [`Envelope`]s.
 
+mod aws_settings;
 mod aws_wire;
 mod cluster;
 mod command_watch;
@@ -23,6 +24,7 @@ mod rollouts;
 
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
+pub use aws_settings::{AwsOtaOverride, AwsOtaSettings, MAX_AWS_PATH_BYTES, check_path as check_aws_path};
 pub use events::{
     Alert, ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic,
     TrafficDirection,
@@ -65,22 +67,6 @@ pub struct RuntimeConfig {
     pub max_devices: usize,
     /// What jobs for devices that run AWS's OTA agent name (`[aws_ota]`).
     pub aws_ota: AwsOtaSettings,
-}
-
-/// What a job for a device that runs AWS's OTA agent names besides its signature.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsOtaSettings {
-    /// Where the code-signing certificate is on the device; empty: jobs for AWS devices are
-    /// refused, by name.
-    pub cert_file: String,
-    /// Where the device writes the image.
-    pub file_path: String,
-}
-
-impl Default for AwsOtaSettings {
-    fn default() -> Self {
-        Self { cert_file: String::new(), file_path: "firmware.bin".into() }
-    }
 }
 
 /// The default for [`RuntimeConfig::event_capacity`]: 16 MiB of frame previews at most.

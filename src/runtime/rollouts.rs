@@ -709,7 +709,7 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             }
             None => (None, None),
         };
-        let aws = handle.aws_job_for(&device, &image).map_err(Failed::Final)?;
+        let aws = handle.aws_job_for(&device, &image, plan.aws_ota.as_ref()).map_err(Failed::Final)?;
         let spec = JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),

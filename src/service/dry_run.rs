@@ -141,8 +141,10 @@ impl Service {
             }
             // The manifest rule first: a real start checks every device, up to date or not.
             let reported = running.as_ref().and_then(|r| r.reported());
-            if let Err(reason) = manifest_to_send(device, reported.as_ref(), manifest.as_ref(), image.name())
-            {
+            let refusal = manifest_to_send(device, reported.as_ref(), manifest.as_ref(), image.name())
+                .err()
+                .or_else(|| self.aws_refusal(device, image, plan.aws_ota.as_ref()));
+            if let Some(reason) = refusal {
                 run.refused_count += 1;
                 if run.refused.len() < NAMED_DEVICES {
                     run.refused.push(Refusal { device: device.clone(), reason });

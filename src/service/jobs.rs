@@ -25,6 +25,8 @@ pub struct NewJobs {
     pub force: bool,
     /// `false`: the whole image even to devices that take patches.
     pub delta: bool,
+    /// For devices that run AWS's OTA agent: this request's own `certfile` or `filepath`.
+    pub aws_ota: Option<crate::runtime::AwsOtaOverride>,
 }
 
 /// Jobs just created, and their devices Rocky had never seen (not refused: a typo's job waits
@@ -59,7 +61,11 @@ impl Service {
         firmware_dir: &Path,
         limits: &LoadLimits,
     ) -> Result<SubmittedJobs, ServiceError> {
-        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta } = request;
+        let NewJobs { devices, firmware, chunk_size, chunk_interval_ms, max_rate, force, delta, aws_ota } =
+            request;
+        if let Some(over) = &aws_ota {
+            over.check().map_err(ServiceError::Invalid)?;
+        }
         let paced = Pacing::new(chunk_size, chunk_interval_ms, max_rate, self.default_chunk())
             .map_err(ServiceError::Invalid)?;
         let image = resolve(&firmware, self.library(), Some(firmware_dir), limits).await?;
@@ -75,7 +81,7 @@ impl Service {
                 ..JobSpec::new(device, image.clone())
             })
             .collect();
-        let jobs = self.submit_unaudited(specs).await?;
+        let jobs = self.submit_unaudited(specs, aws_ota.as_ref()).await?;
         Ok(SubmittedJobs { jobs, never_seen })
     }
 
@@ -84,19 +90,23 @@ impl Service {
     /// for a device that speaks deltas, a patch from the image it runs.
     pub async fn submit(&self, specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
         let asked = devices_target(&specs.iter().map(|spec| spec.device.clone()).collect::<Vec<_>>());
-        let result = self.submit_unaudited(specs).await;
+        let result = self.submit_unaudited(specs, None).await;
         self.audited(Action::JobCreate, result, |made| {
             made.map_or(asked, |jobs| jobs_target(jobs.iter().map(|job| &job.id)))
         })
         .await
     }
 
-    async fn submit_unaudited(&self, mut specs: Vec<JobSpec>) -> Result<Vec<JobSnapshot>, ServiceError> {
+    async fn submit_unaudited(
+        &self,
+        mut specs: Vec<JobSpec>,
+        aws_ota: Option<&crate::runtime::AwsOtaOverride>,
+    ) -> Result<Vec<JobSnapshot>, ServiceError> {
         self.sign_specs(&mut specs)?;
         // Devices that run AWS's OTA agent get its job document, or the whole request is refused.
         let mut refusals = Vec::new();
         for spec in specs.iter_mut() {
-            match self.handle.aws_job_for(&spec.device, &spec.image) {
+            match self.handle.aws_job_for(&spec.device, &spec.image, aws_ota) {
                 Ok(aws) => spec.aws = aws,
                 Err(why) => refusals.push(why),
             }
@@ -146,7 +156,12 @@ impl Service {
                 let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();
                 let spec =
                     JobSpec { chunk_size, force: job.force, ..JobSpec::new(job.device_id.clone(), image) };
-                self.submit_unaudited(vec![spec]).await
+                // An AWS device's job names where its certificate and image are, as before.
+                let aws_ota = job.aws.as_ref().map(|aws| crate::runtime::AwsOtaOverride {
+                    certfile: Some(aws.cert_file.clone()),
+                    filepath: Some(aws.file_path.clone()),
+                });
+                self.submit_unaudited(vec![spec], aws_ota.as_ref()).await
             }
             Err(e) => Err(ServiceError::Invalid(format!("cannot retry job {}: {e}", job.id))),
         };

@@ -53,7 +53,7 @@ impl Service {
         mut plan: RolloutPlan,
         image: Image,
     ) -> Result<NewRollout, ServiceError> {
-        self.check_rollout_signing(&image, &plan.devices)?;
+        self.check_rollout_signing(&image, &plan.devices, plan.aws_ota.as_ref())?;
         let image = self.library().keep(image).await.map_err(|e| {
             if crate::write_error::is_disk_full(&e) {
                 ServiceError::DiskFull("the disk is full: the rollout's image could not be kept".into())

@@ -39,14 +39,27 @@ impl Service {
         refused(refusals)
     }
 
-    /// Refuses a rollout of `image` to `devices` that the rule would stop.
+    /// Refuses a rollout of `image` to `devices` that the rule would stop, or that has devices
+    /// running AWS's OTA agent it could not make jobs for (`aws_ota`: the rollout's own paths).
     pub(super) fn check_rollout_signing(
         &self,
         image: &Image,
         devices: &[DeviceId],
+        aws_ota: Option<&crate::runtime::AwsOtaOverride>,
     ) -> Result<(), ServiceError> {
-        let (_, refusals) = self.signing_check(image, devices.iter())?;
+        let (_, mut refusals) = self.signing_check(image, devices.iter())?;
+        refusals.extend(devices.iter().filter_map(|device| self.aws_refusal(device, image, aws_ota)));
         refused(refusals)
+    }
+
+    /// Why a job of `image` could not be made for `device`, when it runs AWS's OTA agent.
+    pub(super) fn aws_refusal(
+        &self,
+        device: &DeviceId,
+        image: &Image,
+        aws_ota: Option<&crate::runtime::AwsOtaOverride>,
+    ) -> Option<String> {
+        self.handle.aws_job_for(device, image, aws_ota).err()
     }
 
     /// The image's manifest, and why each of `devices` may not be sent the image.

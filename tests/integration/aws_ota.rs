@@ -176,3 +176,104 @@ async fn a_job_for_an_aws_device_without_certfile_or_key_is_refused_by_name() {
         runtime.shutdown().await;
     }
 }
+
+/// One rollout to devices of both profiles through `rocky serve`: Rocky-protocol devices (the
+/// tests' own, from PROTOCOL.md) and AWS devices; without a `certfile` anywhere the rollout is
+/// refused by name (and its dry run lists the AWS devices as refused), with the rollout's own
+/// `"aws_ota"` every device updates, each in its own protocol, and the AWS jobs name the
+/// rollout's paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
+    use crate::support::wire_device::{Mode, WireDevice};
+    use reqwest::StatusCode;
+    use serde_json::{Value, json};
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let signer = SigningKey::generate(Alg::Es256).unwrap();
+    let key_file = data.path().join("signing.pem");
+    std::fs::write(&key_file, signer.to_pkcs8_pem().unwrap().as_str()).unwrap();
+    // No [aws_ota] certfile: the rollout names its own.
+    let config = format!("[firmware]\nsigning_key_file = {:?}\n", key_file.display().to_string());
+    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
+    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
+    crate::support::healthy(&client, &base).await;
+    let csv = "mix-1\nmix-2\nmix-aws-1,profile=aws-iot-ota\nmix-aws-2,profile=aws-iot-ota\n";
+    let imported = client.post(format!("{base}/devices/import")).body(csv).send().await.unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+    let rocky_devices = [
+        WireDevice::start(broker.url().port, "mix-1", Mode::Honest).await,
+        WireDevice::start(broker.url().port, "mix-2", Mode::Honest).await,
+    ];
+    let aws_devices = [
+        AwsDevice::start(broker.url().port, "mix-aws-1", verifying(&signer)).await,
+        AwsDevice::start(broker.url().port, "mix-aws-2", verifying(&signer)).await,
+    ];
+    let image = test_image(10_000, 51);
+    let upload =
+        client.post(format!("{base}/firmware?name=mix-fw.bin")).body(image.to_vec()).send().await.unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+    let mut body = json!({
+        "name": "mixed fleet",
+        "firmware": {"path": "mix-fw.bin"},
+        "targets": {"glob": "mix-*"},
+        "waves": [2, "100%"],
+    });
+
+    // No certfile in the config or the rollout: refused by name, and the dry run says why.
+    let refused = client.post(format!("{base}/rollouts")).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("mix-aws-1") && text.contains("certfile"), "{text}");
+    let dry: Value = client
+        .post(format!("{base}/rollouts?dry_run=true"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["refused_count"], 2, "{dry}");
+    assert_eq!(dry["refused"][0]["device"], "mix-aws-1", "{dry}");
+    let listed: Value = client.get(format!("{base}/rollouts")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["rollouts"].as_array().map(Vec::len), Some(0), "nothing was created: {listed}");
+    let bad = json!({"certfile": ""});
+    body["aws_ota"] = bad;
+    let empty = client.post(format!("{base}/rollouts")).json(&body).send().await.unwrap();
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    assert!(empty.text().await.unwrap().contains("aws_ota.certfile is empty"));
+
+    body["aws_ota"] = json!({"certfile": "certs/fleet-b.crt", "filepath": "/ota/b.bin"});
+    let created = client.post(format!("{base}/rollouts")).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let id = created.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+    let done = wait_for(Duration::from_secs(60), "the mixed rollout to end", || async {
+        let rollout: Value =
+            client.get(format!("{base}/rollouts/{id}")).send().await.ok()?.json().await.ok()?;
+        matches!(rollout["state"].as_str(), Some("succeeded" | "completed" | "aborted")).then_some(rollout)
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let jobs: Value =
+        client.get(format!("{base}/jobs?rollout={id}")).send().await.unwrap().json().await.unwrap();
+    let jobs = jobs["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 4, "{jobs:?}");
+    for job in jobs {
+        assert_eq!(job["state"], "succeeded", "{job}");
+        let aws = job["device_id"].as_str().unwrap().starts_with("mix-aws");
+        if aws {
+            assert_eq!(job["aws"]["cert_file"], "certs/fleet-b.crt", "{job}");
+            assert_eq!(job["aws"]["file_path"], "/ota/b.bin", "{job}");
+        } else {
+            assert!(job["aws"].is_null(), "a Rocky-protocol job has no job document: {job}");
+        }
+    }
+    for device in &aws_devices {
+        assert_eq!(device.seen.lock().unwrap().image.as_deref(), Some(&image[..]));
+    }
+    for device in &rocky_devices {
+        assert!(device.seen().verdicts.iter().any(|(_, ok)| *ok), "{:?}", device.seen().verdicts);
+    }
+}

@@ -172,16 +172,28 @@ fn when(ms: Option<u64>) -> String {
     ms.map_or_else(|| "never".into(), rocky::units::utc)
 }
 
+/// "rocky (Rocky's protocol)" or "aws-iot-ota (AWS's OTA agent)".
+fn profile_words(profile: rocky::inventory::Profile) -> String {
+    match profile {
+        rocky::inventory::Profile::Rocky => "rocky (Rocky's protocol)".into(),
+        rocky::inventory::Profile::AwsIotOta => "aws-iot-ota (AWS's OTA agent)".into(),
+    }
+}
+
 fn print_table(devices: &[Device]) {
     let id_width = devices.iter().map(|d| d.device_id.as_str().chars().count()).max().unwrap_or(6).max(6);
-    println!("{:<id_width$}  {:<19}  {:<8}  {:<30}  LABELS", "DEVICE", "LAST SEEN", "LAST JOB", "LAST IMAGE");
+    println!(
+        "{:<id_width$}  {:<11}  {:<19}  {:<8}  {:<30}  LABELS",
+        "DEVICE", "PROFILE", "LAST SEEN", "LAST JOB", "LAST IMAGE"
+    );
     for d in devices {
         let image =
             d.last_image.as_ref().map_or("-".to_owned(), |i| format!("{} {}", i.name, i.short_hash()));
         let job = d.last_job.map_or("-".to_owned(), |j| j.to_string());
         println!(
-            "{:<id_width$}  {:<19}  {:<8}  {:<30}  {}",
+            "{:<id_width$}  {:<11}  {:<19}  {:<8}  {:<30}  {}",
             d.device_id.as_str(),
+            d.profile.as_str(),
             when(d.last_seen),
             job,
             image,
@@ -195,6 +207,7 @@ fn print_device(d: &Device) {
     println!("device      {}", d.device_id);
     println!("registered  {}", if d.registered { "yes" } else { "no (seen on the wire or sent a job)" });
     println!("labels      {}", format_labels(&d.labels));
+    println!("profile     {}", profile_words(d.profile));
     println!("first seen  {}", when(d.first_seen));
     println!("last seen   {}", when(d.last_seen));
     println!("last job    {}", d.last_job.map_or("none".to_owned(), |j| j.to_string()));

@@ -276,4 +276,39 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     for device in &rocky_devices {
         assert!(device.seen().verdicts.iter().any(|(_, ok)| *ok), "{:?}", device.seen().verdicts);
     }
+
+    // The CLI shows each device's profile, and a job made with it names its own certfile.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
+            .args(args)
+            .args(["--server", &base])
+            .env("HOME", data.path())
+            .env_remove("ROCKY_HTTP_TOKEN")
+            .env_remove("ROCKY_HTTP_TOKEN_FILE")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    let table = cli(&["devices", "list"]);
+    let line = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_owned();
+    assert!(table.lines().next().unwrap_or_default().contains("PROFILE"), "{table}");
+    assert!(line("mix-aws-1 ").contains("aws-iot-ota"), "{table}");
+    assert!(line("mix-1 ").contains("rocky"), "{table}");
+    let shown = cli(&["devices", "show", "mix-aws-2"]);
+    assert!(shown.contains("profile     aws-iot-ota (AWS's OTA agent)"), "{shown}");
+    let made = cli(&[
+        "job",
+        "create",
+        "--devices",
+        "mix-aws-2",
+        "--firmware",
+        "mix-fw.bin",
+        "--aws-certfile",
+        "certs/c.crt",
+        "--json",
+    ]);
+    let made: Value = serde_json::from_str(&made).unwrap();
+    assert_eq!(made["jobs"][0]["aws"]["cert_file"], "certs/c.crt", "{made}");
 }

@@ -55,7 +55,10 @@ impl Devices {
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name);
             row.vouched = device.registered || device.first_seen.is_some();
-            row.runs = device.running.as_ref().map(runs);
+            // A device of AWS's OTA agent sends no status: its profile says what it runs.
+            row.runs = device.running.as_ref().map(runs).or_else(|| {
+                (device.profile == crate::inventory::Profile::AwsIotOta).then(|| AWS_AGENT.to_owned())
+            });
             let seen = device.last_seen.map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             row.last_seen = row.last_seen.max(seen);
         }
@@ -96,6 +99,9 @@ impl Devices {
     }
 }
 
+/// What the RUNS column says of a device that runs AWS's OTA agent.
+pub const AWS_AGENT: &str = "AWS OTA agent";
+
 /// "2.0.3 315f5bdb resume,flow,confirm": the version (when it names one), the image's first 8
 /// hex digits and the extensions, in the order the device listed them.
 fn runs(running: &crate::inventory::Running) -> String {
@@ -135,9 +141,14 @@ mod tests {
         seen.device_id = DeviceId::parse("dev-01").unwrap();
         seen.last_image = Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32) });
         seen.last_seen = Some(5_000);
-        devices.merge_inventory(vec![registered, seen]);
+        let mut aws = registered.clone();
+        aws.device_id = DeviceId::parse("thing-1").unwrap();
+        aws.profile = crate::inventory::Profile::AwsIotOta;
+        devices.merge_inventory(vec![registered, seen, aws]);
+        assert_eq!(devices.rows["thing-1"].runs.as_deref(), Some(AWS_AGENT), "its profile shows");
+        assert_eq!(devices.rows["shelf-7"].runs, None);
         let known: Vec<&str> = devices.known().into_iter().map(|(id, _)| id).collect();
-        assert_eq!(known, ["dev-01", "shelf-7"], "prefix* finds the registered device");
+        assert_eq!(known, ["dev-01", "shelf-7", "thing-1"], "prefix* finds the registered device");
         let shelf = &devices.rows["shelf-7"];
         assert_eq!(crate::inventory::labels::render(&shelf.labels), "model=m9 site=attic");
         assert_eq!(shelf.firmware, None);

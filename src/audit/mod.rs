@@ -184,6 +184,7 @@ pub enum Action {
     RolloutCancel,
     FirmwareUpload,
     FirmwareManifest,
+    FirmwareAwsSignature,
     /// A write the caller's role does not cover, refused before it was looked at.
     Forbidden,
 }
@@ -203,6 +204,7 @@ impl Action {
             Self::RolloutCancel => "rollout.cancel",
             Self::FirmwareUpload => "firmware.upload",
             Self::FirmwareManifest => "firmware.manifest",
+            Self::FirmwareAwsSignature => "firmware.aws_signature",
             Self::Forbidden => "forbidden",
         }
     }

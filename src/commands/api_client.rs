@@ -88,7 +88,8 @@ impl ApiClient {
 /// The `firmware` of a request from what the operator typed: a SHA-256 the server holds, an
 /// http(s) URL, a local file (uploaded first, then named by its hash), or a path in the
 /// server's firmware directory. A manifest `rocky sign` wrote beside a local file
-/// (`IMAGE.cose`) is attached after the upload; the server verifies it.
+/// (`IMAGE.cose`, and `IMAGE.sig-sha256-ecdsa` of `--format aws`) is attached after the
+/// upload; the server verifies it.
 pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firmware> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -130,6 +131,17 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firm
                 .with_context(|| format!("the server refused {}", cose.display()))?;
             let kid = attached["manifest"]["kid"].as_str().unwrap_or("?");
             eprintln!("{}: manifest attached (signed by key {kid})", cose.display());
+        }
+        // And the signature `rocky sign --format aws` wrote, for devices of AWS's OTA agent.
+        let mut aws = path.as_os_str().to_owned();
+        aws.push(".sig-sha256-ecdsa");
+        let aws = std::path::PathBuf::from(aws);
+        if aws.is_file() {
+            let bytes = std::fs::read(&aws).with_context(|| format!("cannot read {}", aws.display()))?;
+            api.call(Method::PUT, &format!("/firmware/{sha}/aws-signature"), Some(("text/plain", bytes)))
+                .await
+                .with_context(|| format!("the server refused {}", aws.display()))?;
+            eprintln!("{}: sig-sha256-ecdsa attached", aws.display());
         }
         return Ok(Firmware::sha256(sha));
     }

@@ -165,7 +165,7 @@ pub enum Command {
     Job(job::JobArgs),
     /// Signing keys for manifests: generate one, show a key's public half.
     Keys(keys::KeysArgs),
-    /// Sign an image offline: writes IMAGE.cose, which uploads attach.
+    /// Sign an image offline: writes IMAGE.cose (--format aws: IMAGE.sig-sha256-ecdsa), which uploads attach.
     Sign(sign::SignArgs),
     /// Measure Rocky's throughput against the broker's raw QoS 1 throughput.
     Bench(bench::BenchArgs),

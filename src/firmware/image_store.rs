@@ -36,7 +36,7 @@ impl ImageStore {
     }
 
     /// Removes every stored image whose hash is not in `needed` (lower-case hex), and its
-    /// manifest (`<sha256>.cose`); returns how many images went. Files that are not named like a
+    /// manifest (`<sha256>.cose`) and AWS signature (`<sha256>.sig-sha256-ecdsa`); returns how many images went. Files that are not named like a
     /// stored image or manifest are left alone.
     pub fn remove_unneeded(&self, needed: &std::collections::HashSet<String>) -> std::io::Result<usize> {
         let entries = match std::fs::read_dir(&self.dir) {
@@ -55,6 +55,7 @@ impl ImageStore {
                 // Its manifest goes with it; a manifest of an image only uploaded (not kept
                 // here) stays, so a signed upload no job named yet is still signed tomorrow.
                 let _ = std::fs::remove_file(self.dir.join(format!("{name}.cose")));
+                let _ = std::fs::remove_file(self.dir.join(format!("{name}.sig-sha256-ecdsa")));
                 removed += 1;
             }
         }

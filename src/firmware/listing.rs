@@ -13,6 +13,10 @@ pub struct FirmwareImage {
     pub size: u64,
     pub sha256: String,
     pub manifest: Option<crate::protocol::Manifest>,
+    /// The `sig-sha256-ecdsa` attached for devices that run AWS's OTA agent (`rocky sign
+    /// --format aws`), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_signature: Option<String>,
 }
 
 /// `GET /firmware`: the images Rocky can name by hash (at most [`FirmwareList::MAX`]).

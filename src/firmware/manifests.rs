@@ -51,7 +51,14 @@ struct State {
     /// `sig-sha256-ecdsa` made with Rocky's key, by image (at most [`AWS_SIGNATURES_HELD`]):
     /// one signature for an image however many AWS devices get it.
     aws: HashMap<Sha256, String>,
+    /// `sig-sha256-ecdsa` made elsewhere (`rocky sign --format aws`) and attached, by image,
+    /// after a trusted ES256 key verified it (at most [`MAX_HELD`]; kept as files too).
+    aws_attached: HashMap<Sha256, String>,
 }
+
+/// The longest attached `sig-sha256-ecdsa`: base64 of a DER P-256 signature is at most 96
+/// characters; a little room for a newline.
+pub const MAX_AWS_SIGNATURE_BYTES: usize = 128;
 
 /// Signatures for AWS devices remembered; past it they are made again.
 const AWS_SIGNATURES_HELD: usize = 256;
@@ -77,6 +84,9 @@ impl Manifests {
     /// The signature AWS's OTA agent checks for `image` (`sig-sha256-ecdsa`), made with Rocky's
     /// key (`firmware.signing_key_file`, which must be ES256); else why not.
     pub fn aws_signature(&self, image: &crate::firmware::Image) -> Result<String, String> {
+        if let Some(attached) = self.attached_aws(image.sha256()) {
+            return Ok(attached);
+        }
         if let Some(known) = self.lock().aws.get(image.sha256()) {
             return Ok(known.clone());
         }
@@ -95,6 +105,66 @@ impl Manifests {
         }
         state.aws.insert(*image.sha256(), signature.clone());
         Ok(signature)
+    }
+
+    /// Attaches a `sig-sha256-ecdsa` made offline (`rocky sign --format aws`): it must verify
+    /// over `image` with a trusted ES256 key (`firmware.trusted_keys`, or Rocky's own), whose
+    /// key id is answered; then AWS devices get it instead of one Rocky makes.
+    pub fn attach_aws(&self, image: &Image, signature: &str) -> Result<Kid, String> {
+        let signature = signature.trim();
+        if signature.is_empty() || signature.len() > MAX_AWS_SIGNATURE_BYTES {
+            return Err(format!(
+                "a sig-sha256-ecdsa is base64 of 1 to {MAX_AWS_SIGNATURE_BYTES} bytes (rocky sign --format aws writes one)"
+            ));
+        }
+        let kid = self.aws_signer_of(image.sha256(), signature).ok_or_else(|| {
+            "the signature does not verify over this image with any trusted ES256 key (firmware.trusted_keys              or firmware.signing_key_file)"
+                .to_owned()
+        })?;
+        let mut state = self.lock();
+        if let Some(dir) = &state.dir {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| write_atomically(&Self::aws_path(dir, image.sha256()), signature.as_bytes()))
+                .map_err(|e| format!("cannot keep the signature: {e}"))?;
+        }
+        if state.aws_attached.len() >= MAX_HELD && !state.aws_attached.contains_key(image.sha256()) {
+            state.aws_attached.clear();
+        }
+        state.aws_attached.insert(*image.sha256(), signature.to_owned());
+        Ok(kid)
+    }
+
+    /// The trusted ES256 key that made `signature` over the image with this hash.
+    fn aws_signer_of(&self, sha256: &Sha256, signature: &str) -> Option<Kid> {
+        self.policy.trusted.iter().find_map(|trusted| {
+            crate::signing::aws_signature_verifies_digest(&trusted.key, sha256, signature)
+                .then(|| trusted.key.kid())
+        })
+    }
+
+    /// The attached `sig-sha256-ecdsa` of the image with this hash, while a trusted key
+    /// verifies it (from memory, or its file after a restart).
+    pub fn attached_aws(&self, sha256: &Sha256) -> Option<String> {
+        let mut state = self.lock();
+        let signature = match state.aws_attached.get(sha256) {
+            Some(signature) => signature.clone(),
+            None => {
+                let dir = state.dir.clone()?;
+                let bytes = std::fs::read(Self::aws_path(&dir, sha256)).ok()?;
+                let text = String::from_utf8(bytes).ok().filter(|t| t.len() <= MAX_AWS_SIGNATURE_BYTES)?;
+                drop(state);
+                self.aws_signer_of(sha256, &text)?;
+                state = self.lock();
+                state.aws_attached.insert(*sha256, text.clone());
+                return Some(text);
+            }
+        };
+        drop(state);
+        Some(signature)
+    }
+
+    fn aws_path(dir: &std::path::Path, sha256: &Sha256) -> PathBuf {
+        dir.join(format!("{}.sig-sha256-ecdsa", sha256_hex(sha256)))
     }
 
     pub fn new(policy: SigningPolicy) -> Self {
@@ -210,6 +280,39 @@ mod tests {
 
     use super::*;
     use crate::signing::Alg;
+
+    #[test]
+    fn an_aws_signature_attaches_only_from_a_trusted_key_wins_over_rockys_and_outlives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let offline = SigningKey::generate(Alg::Es256).unwrap();
+        let rockys = SigningKey::generate(Alg::Es256).unwrap();
+        let mut trusted = TrustedKeys::default();
+        trusted.add(offline.public(), "ci".into());
+        let policy = SigningPolicy { trusted, signer: Some(rockys.clone()), ..SigningPolicy::default() };
+        let manifests = Manifests::new(policy.clone());
+        manifests.keep_in(dir.path().to_path_buf());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
+        let own = manifests.aws_signature(&image).unwrap();
+        assert!(crate::signing::aws_signature_verifies(&rockys.public(), image.bytes(), &own));
+
+        let stranger =
+            crate::signing::aws_signature(&SigningKey::generate(Alg::Es256).unwrap(), image.bytes());
+        assert!(manifests.attach_aws(&image, &stranger.unwrap()).unwrap_err().contains("does not verify"));
+        assert!(manifests.attach_aws(&image, "").is_err());
+        assert!(manifests.attach_aws(&image, &"A".repeat(200)).is_err());
+        let offline_signature = crate::signing::aws_signature(&offline, image.bytes()).unwrap();
+        let other = Image::new("other.bin", Bytes::from_static(b"another image"));
+        assert!(manifests.attach_aws(&other, &offline_signature).is_err(), "for another image");
+        assert_eq!(manifests.attach_aws(&image, &format!("{offline_signature}\n")), Ok(offline.kid()));
+        assert_eq!(manifests.aws_signature(&image).unwrap(), offline_signature, "the attached one wins");
+
+        let after_restart = Manifests::new(policy);
+        after_restart.keep_in(dir.path().to_path_buf());
+        assert_eq!(after_restart.attached_aws(image.sha256()), Some(offline_signature));
+        let distrusting = Manifests::new(SigningPolicy::default());
+        distrusting.keep_in(dir.path().to_path_buf());
+        assert_eq!(distrusting.attached_aws(image.sha256()), None, "a key no longer trusted unsigns");
+    }
 
     #[test]
     fn manifests_attach_only_when_trusted_and_for_the_image_and_outlive_a_restart() {

@@ -21,6 +21,6 @@ pub use image_store::ImageStore;
 pub use library::{DEFAULT_CACHE_BYTES, Library, LibraryUse};
 pub use listing::{FirmwareImage, FirmwareList};
 pub use load::{DEFAULT_MAX_IMAGE_BYTES, FirmwareError, LoadLimits, check_url_prefix, load_file, load_url};
-pub use manifests::{Manifests, SignError, SigningPolicy};
+pub use manifests::{MAX_AWS_SIGNATURE_BYTES, Manifests, SignError, SigningPolicy};
 pub use pacing::{MAX_PAUSE, Pacing};
 pub use source::{FirmwareSource, ResolveError, parse_sha256, resolve};

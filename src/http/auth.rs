@@ -57,7 +57,8 @@ pub async fn require_token(State(state): State<ApiState>, mut request: Request, 
     response
 }
 
-/// The role a request needs: reading is a viewer's; attaching a manifest or having Rocky sign
+/// The role a request needs: reading is a viewer's; attaching a manifest or an AWS signature,
+/// or having Rocky sign
 /// an upload (`POST /firmware?version=…&seq=…`) an admin's; every other change an operator's.
 pub fn needed_role(method: &Method, uri: &axum::http::Uri) -> Role {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -68,11 +69,9 @@ pub fn needed_role(method: &Method, uri: &axum::http::Uri) -> Role {
         && uri.query().is_some_and(|q| {
             q.split('&').any(|pair| pair.starts_with("version=") || pair.starts_with("seq="))
         });
-    if signs || (path.starts_with("/firmware/") && path.ends_with("/manifest")) {
-        Role::Admin
-    } else {
-        Role::Operator
-    }
+    let attaches =
+        path.starts_with("/firmware/") && (path.ends_with("/manifest") || path.ends_with("/aws-signature"));
+    if signs || attaches { Role::Admin } else { Role::Operator }
 }
 
 #[cfg(test)]
@@ -89,6 +88,7 @@ mod tests {
         assert_eq!(role(Method::POST, "/firmware?name=a.bin"), Role::Operator);
         assert_eq!(role(Method::POST, "/firmware?name=a.bin&version=2.1&seq=3"), Role::Admin);
         assert_eq!(role(Method::PUT, "/firmware/ab12/manifest"), Role::Admin);
+        assert_eq!(role(Method::PUT, "/firmware/ab12/aws-signature"), Role::Admin);
         assert_eq!(role(Method::POST, "/rollouts/1/cancel"), Role::Operator);
     }
 }

@@ -195,3 +195,23 @@ pub async fn put_manifest(
     }
     Ok(Json(state.service.attach_manifest(&sha, &body, query.replace).await?))
 }
+
+/// The body is the `sig-sha256-ecdsa` as `rocky sign --format aws` writes it (base64 text).
+pub async fn put_aws_signature(
+    super::Acting(state): super::Acting,
+    Path(raw): Path<String>,
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<Json<FirmwareImage>, ApiError> {
+    let sha = sha256_of(&raw)?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "a sig-sha256-ecdsa is at most {} bytes",
+                crate::firmware::MAX_AWS_SIGNATURE_BYTES
+            ))
+        } else {
+            ApiError::BadRequest(crate::units::plain_words(&e.body_text()))
+        }
+    })?;
+    Ok(Json(state.service.attach_aws_signature(&sha, &body).await?))
+}

@@ -164,6 +164,11 @@ pub fn router(state: ApiState) -> Router {
             "/firmware/{sha256}/manifest",
             put(firmware::put_manifest).layer(DefaultBodyLimit::max(crate::protocol::MAX_MANIFEST_BYTES)),
         )
+        .route(
+            "/firmware/{sha256}/aws-signature",
+            put(firmware::put_aws_signature)
+                .layer(DefaultBodyLimit::max(crate::firmware::MAX_AWS_SIGNATURE_BYTES)),
+        )
         .route("/audit", get(audit::list))
         .route("/events", get(events::stream))
         .route("/healthz", get(jobs::health))

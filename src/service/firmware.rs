@@ -18,9 +18,11 @@ impl Service {
         let images = known
             .into_iter()
             .map(|info| {
-                let manifest =
-                    crate::firmware::parse_sha256(&info.sha256).ok().and_then(|sha| manifests.get(&sha));
-                FirmwareImage { name: info.name, path: None, size: info.size, sha256: info.sha256, manifest }
+                let sha = crate::firmware::parse_sha256(&info.sha256).ok();
+                let manifest = sha.and_then(|sha| manifests.get(&sha));
+                let aws_signature = sha.and_then(|sha| manifests.attached_aws(&sha));
+                let (name, size, sha256) = (info.name, info.size, info.sha256);
+                FirmwareImage { name, path: None, size, sha256, manifest, aws_signature }
             })
             .collect();
         Ok(FirmwareList { images })
@@ -40,7 +42,29 @@ impl Service {
             size: image.size(),
             sha256: sha256_hex(image.sha256()),
             manifest: self.library().manifests().get(image.sha256()),
+            aws_signature: self.library().manifests().attached_aws(image.sha256()),
         }
+    }
+
+    /// Attaches a `sig-sha256-ecdsa` made elsewhere (`rocky sign --format aws`) to the image it
+    /// is for, once a trusted ES256 key verified it: jobs for devices that run AWS's OTA agent
+    /// send it instead of one Rocky makes.
+    pub async fn attach_aws_signature(
+        &self,
+        sha256: &Sha256,
+        signature: &str,
+    ) -> Result<FirmwareImage, ServiceError> {
+        let result = async {
+            let image = self.find_image(sha256).await?;
+            self.library()
+                .manifests()
+                .attach_aws(&image, signature)
+                .map_err(|e| ServiceError::Invalid(format!("sig-sha256-ecdsa refused: {e}")))?;
+            Ok(self.describe_image(&image, None))
+        }
+        .await;
+        self.audited(Action::FirmwareAwsSignature, result, |_| format!("firmware:{}", sha256_hex(sha256)))
+            .await
     }
 
     /// Attaches a manifest signed elsewhere to the image it is for, once it verified against the

@@ -25,10 +25,17 @@ pub fn aws_signature(key: &SigningKey, image: &[u8]) -> Result<String, AwsSignat
 
 /// Whether `signature` (base64 DER) is `public`'s over `image`: what the agent checks.
 pub fn aws_signature_verifies(public: &PublicKey, image: &[u8], signature: &str) -> bool {
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(image).into();
+    aws_signature_verifies_digest(public, &digest, signature)
+}
+
+/// [`aws_signature_verifies`] for the image whose SHA-256 is `digest` (ECDSA signs the hash,
+/// so an image Rocky holds only by hash can still be checked).
+pub fn aws_signature_verifies_digest(public: &PublicKey, digest: &[u8; 32], signature: &str) -> bool {
     let PublicKey::Es256(public) = public else { return false };
     let Ok(der) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else { return false };
     let Ok(signature) = p256::ecdsa::Signature::from_der(&der) else { return false };
-    p256::ecdsa::signature::Verifier::verify(public, image, &signature).is_ok()
+    p256::ecdsa::signature::hazmat::PrehashVerifier::verify_prehash(public, digest, &signature).is_ok()
 }
 
 #[cfg(test)]
@@ -45,6 +52,8 @@ mod tests {
         assert_eq!(der[0], 0x30, "DER: a SEQUENCE of r and s");
         assert!((70..=72).contains(&der.len()), "{}", der.len());
         assert!(aws_signature_verifies(&key.public(), &image, &signature));
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&image).into();
+        assert!(aws_signature_verifies_digest(&key.public(), &digest, &signature), "over the hash alike");
         let mut tampered = image.clone();
         tampered[100] ^= 1;
         assert!(!aws_signature_verifies(&key.public(), &tampered, &signature));

@@ -93,6 +93,7 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
         (Method::POST, "/firmware?name=a.bin".to_owned(), "operator"),
         (Method::POST, "/firmware?name=a.bin&version=2.0&seq=4".to_owned(), "admin"),
         (Method::PUT, format!("/firmware/{sha}/manifest"), "admin"),
+        (Method::PUT, format!("/firmware/{sha}/aws-signature"), "admin"),
     ];
     for (method, path, needed) in &writes {
         let (status, body) = api.call(method.clone(), path, Some("v-secret")).await;
@@ -108,6 +109,8 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     let (status, body) = api.call(Method::PUT, &format!("/firmware/{sha}/manifest"), Some("o-secret")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("needs the admin role; token \\\"ci\\\" is an operator"), "{body}");
+    let (status, _) = api.call(Method::PUT, &format!("/firmware/{sha}/aws-signature"), Some("o-secret")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "an AWS signature is an admin's too");
     // The single token is the admin named default.
     let (status, body) = api.call(Method::PUT, &format!("/firmware/{sha}/manifest"), Some("a-secret")).await;
     assert_ne!(status, StatusCode::FORBIDDEN, "{body}");

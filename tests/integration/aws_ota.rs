@@ -312,3 +312,106 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     let made: Value = serde_json::from_str(&made).unwrap();
     assert_eq!(made["jobs"][0]["aws"]["cert_file"], "certs/c.crt", "{made}");
 }
+
+/// Signed offline: `rocky sign --format aws` writes `IMAGE.sig-sha256-ecdsa` with a key Rocky
+/// never holds, `rocky job create --firmware ./IMAGE` attaches it after the upload (the server
+/// checks it with `firmware.trusted_keys`), and the AWS device verifies that very signature; a
+/// signature of an untrusted key is refused by name, as is an Ed25519 key for `--format aws`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_device() {
+    use reqwest::StatusCode;
+    use serde_json::Value;
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let ci_key = SigningKey::generate(Alg::Es256).unwrap();
+    let key_file = data.path().join("ci.pem");
+    std::fs::write(&key_file, ci_key.to_pkcs8_pem().unwrap().as_str()).unwrap();
+    // Rocky holds no key: it trusts the CI's public half only.
+    let config = format!(
+        "[firmware]\ntrusted_keys = [\"{}\"]\n\n[aws_ota]\ncertfile = \"certs/ci.crt\"\n",
+        ci_key.public().hex()
+    );
+    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
+    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
+    crate::support::healthy(&client, &base).await;
+    let put = client
+        .put(format!("{base}/devices/aws-offline"))
+        .json(&serde_json::json!({"profile": "aws-iot-ota"}));
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::CREATED);
+    let device = AwsDevice::start(broker.url().port, "aws-offline", verifying(&ci_key)).await;
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
+            .args(args)
+            .current_dir(data.path())
+            .env("HOME", data.path())
+            .env_remove("ROCKY_HTTP_TOKEN")
+            .env_remove("ROCKY_HTTP_TOKEN_FILE")
+            .output()
+            .unwrap()
+    };
+    let image = test_image(7000, 61);
+    std::fs::write(data.path().join("fw.bin"), &image).unwrap();
+    let signed = cli(&["sign", "--format", "aws", "--key", "ci.pem", "fw.bin"]);
+    let said = String::from_utf8_lossy(&signed.stdout);
+    assert!(signed.status.success(), "{said}{}", String::from_utf8_lossy(&signed.stderr));
+    assert!(said.contains("sig-sha256-ecdsa: fw.bin.sig-sha256-ecdsa"), "{said}");
+    let signature = std::fs::read_to_string(data.path().join("fw.bin.sig-sha256-ecdsa")).unwrap();
+    assert!(rocky::signing::aws_signature_verifies(&ci_key.public(), &image, &signature));
+    // The flags of a COSE manifest and an Ed25519 key are refused by name.
+    let ed = data.path().join("ed.pem");
+    std::fs::write(&ed, SigningKey::generate(Alg::Ed25519).unwrap().to_pkcs8_pem().unwrap().as_str())
+        .unwrap();
+    let refused = cli(&["sign", "--format", "aws", "--key", "ed.pem", "--out", "x.sig", "fw.bin"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("es256"));
+    let refused = cli(&["sign", "--format", "aws", "--key", "ci.pem", "--seq", "3", "fw.bin"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--version and --seq go into a COSE manifest"));
+
+    let made = cli(&[
+        "job",
+        "create",
+        "--devices",
+        "aws-offline",
+        "--firmware",
+        "./fw.bin",
+        "--json",
+        "--server",
+        &base,
+    ]);
+    let stdout = String::from_utf8_lossy(&made.stdout);
+    assert!(made.status.success(), "{stdout}{}", String::from_utf8_lossy(&made.stderr));
+    assert!(String::from_utf8_lossy(&made.stderr).contains("sig-sha256-ecdsa attached"));
+    let made: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(made["jobs"][0]["aws"]["signature"].as_str(), Some(signature.trim()), "{made}");
+    let id = made["jobs"][0]["id"].as_u64().unwrap();
+    let done = wait_for(Duration::from_secs(30), "the AWS device's job to end", || async {
+        let job: Value = client.get(format!("{base}/jobs/{id}")).send().await.ok()?.json().await.ok()?;
+        matches!(job["state"].as_str(), Some("succeeded" | "failed" | "timed_out")).then_some(job)
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(device.seen.lock().unwrap().image.as_deref(), Some(&image[..]));
+
+    // Another key's signature: refused, naming why; the attached one stays.
+    let sha = made["jobs"][0]["image"]["sha256"].as_str().unwrap().to_owned();
+    let stranger = aws_signature(&SigningKey::generate(Alg::Es256).unwrap(), &image).unwrap();
+    let answer =
+        client.put(format!("{base}/firmware/{sha}/aws-signature")).body(stranger).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        answer.text().await.unwrap().contains("does not verify over this image with any trusted ES256 key")
+    );
+    let shown: Value =
+        client.get(format!("{base}/firmware/{sha}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["aws_signature"].as_str(), Some(signature.trim()), "{shown}");
+    let long = client
+        .put(format!("{base}/firmware/{sha}/aws-signature"))
+        .body("A".repeat(4096))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}

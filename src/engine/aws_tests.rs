@@ -351,3 +351,26 @@ fn a_confirming_job_restored_gives_the_device_its_self_test_words_back() {
     assert_eq!(h.state(JobId::new(9)), JobState::Succeeded);
     assert_eq!(h.engine.job(JobId::new(9)).unwrap().aws.unwrap().version, 3);
 }
+
+#[test]
+fn a_self_test_the_device_rejects_rolls_the_job_back_and_a_failed_download_is_not_a_rollback() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 8), h.now).unwrap();
+    h.drain();
+    let ready = r#"{"status":"IN_PROGRESS","statusDetails":{"self_test":"ready","updatedBy":"0x00090002"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(ready), h.now).unwrap();
+    assert_eq!(h.state(id), JobState::Confirming);
+    let rejected = r#"{"status":"FAILED","statusDetails":{"reason":"rejected: 0x00000000"}}"#;
+    h.engine.aws_update(&dev(THING), &name, update(rejected), h.now).unwrap();
+    assert_eq!(h.state(id), JobState::RolledBack);
+
+    // The same words before the image was verified: the download failed, nothing rolled back.
+    let other = h.submit_aws(18000);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &aws_job_name(other), &request(&[0x1f], 8), h.now).unwrap();
+    h.engine.aws_update(&dev(THING), &aws_job_name(other), update(rejected), h.now).unwrap();
+    assert_eq!(h.state(other), JobState::Failed);
+}

@@ -41,15 +41,7 @@ impl Driver {
                 Err(e) => Err(e.to_string()),
             },
             AwsTopic::Update { job, .. } => match aws::decode_update(&payload) {
-                Ok(update) => {
-                    let result = self.engine.aws_update(&device, &job, update, now);
-                    // Its job is over and no other waits: "no job", as AWS's service says.
-                    if result.is_ok() && !self.engine.aws_has_job(&device) {
-                        // Once per job's end: not held to the rate of answers to asks.
-                        self.queue_no_job(&device, now);
-                    }
-                    Ok(result)
-                }
+                Ok(update) => Ok(self.engine.aws_update(&device, &job, update, now)),
                 Err(e) => Err(e.to_string()),
             },
             AwsTopic::GetBlocks { stream, .. } => match aws::decode_block_request(&payload) {
@@ -79,6 +71,16 @@ impl Driver {
     /// [`NO_JOB_EVERY`] per device; queued, bounded, and sent with the driver's next pass).
     fn answer_no_job(&mut self, device: &crate::protocol::DeviceId, now: Instant) {
         if self.no_job_answers.allow(device.as_str(), now).is_some() {
+            self.queue_no_job(device, now);
+        }
+    }
+
+    /// An AWS job of `device` ended (the device said so, or it was cancelled or timed out):
+    /// when no other job of its is under way, it hears "no job", as AWS's service tells a
+    /// device whose job is over or was cancelled (the agent then drops a transfer under way).
+    /// Once per job's end: not held to the rate of answers to asks.
+    pub(super) fn aws_job_ended(&mut self, device: &crate::protocol::DeviceId, now: Instant) {
+        if !self.engine.aws_has_job(device) {
             self.queue_no_job(device, now);
         }
     }

@@ -166,8 +166,11 @@ impl Driver {
     fn drain_events(&mut self) {
         while let Some((at, event)) = self.engine.poll_event() {
             match &event {
-                Event::StateChanged { job, to, .. } if to.is_final() => {
+                Event::StateChanged { job, device, to, .. } if to.is_final() => {
                     self.metrics.finished(*to);
+                    if self.engine.job(*job).is_some_and(|view| view.aws.is_some()) {
+                        self.aws_job_ended(device, self.clock.now());
+                    }
                     if *to == crate::engine::JobState::Succeeded
                         && let Some(view) = self.engine.job(*job)
                         && view.delta.is_some()

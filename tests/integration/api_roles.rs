@@ -109,7 +109,8 @@ async fn a_viewer_reads_and_is_refused_every_write_and_the_tokens_file_is_read_a
     let (status, body) = api.call(Method::PUT, &format!("/firmware/{sha}/manifest"), Some("o-secret")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("needs the admin role; token \\\"ci\\\" is an operator"), "{body}");
-    let (status, _) = api.call(Method::PUT, &format!("/firmware/{sha}/aws-signature"), Some("o-secret")).await;
+    let (status, _) =
+        api.call(Method::PUT, &format!("/firmware/{sha}/aws-signature"), Some("o-secret")).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "an AWS signature is an admin's too");
     // The single token is the admin named default.
     let (status, body) = api.call(Method::PUT, &format!("/firmware/{sha}/manifest"), Some("a-secret")).await;

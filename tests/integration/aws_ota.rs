@@ -415,3 +415,57 @@ async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_devi
         .unwrap();
     assert_eq!(long.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A device whose new image fails its self test says FAILED "rejected: …" and runs its old
+/// image again: the job ends `rolled_back` with the agent's words. A job cancelled while its
+/// device downloads tells the device "no job" on notify-next, and the device drops the download.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_self_test_rolls_back_and_a_cancel_tells_the_device() {
+    use crate::support::aws_device::AwsMode;
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let handle = runtime.handle.clone();
+    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
+        handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+    let signer = SigningKey::generate(Alg::Es256).unwrap();
+    let port = broker.url().port;
+    let rejects =
+        AwsDevice::start_as(port, "aws-rejects", verifying(&signer), AwsMode::RejectsSelfTest).await;
+    let stalls = AwsDevice::start_as(port, "aws-stalls", verifying(&signer), AwsMode::Stalls).await;
+    let image = Image::new("aws-fw.bin", test_image(60_000, 71));
+    let signature = aws_signature(&signer, image.bytes()).unwrap();
+    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
+    let spec = |thing: &str| JobSpec {
+        aws: Some(aws.clone()),
+        ..JobSpec::new(DeviceId::parse(thing).unwrap(), image.clone())
+    };
+    let jobs = handle.submit(vec![spec("aws-rejects"), spec("aws-stalls")]).await.unwrap();
+    let (back, stalled) = (jobs[0].id, jobs[1].id);
+    let job = wait_for(Duration::from_secs(30), "the rejecting device's job to end", || async {
+        handle.job(back).filter(|job| job.state.is_final())
+    })
+    .await;
+    assert_eq!(job.state, JobState::RolledBack, "{job:?}");
+    assert_eq!(
+        job.error.as_deref(),
+        Some(
+            "the device rejected the new image in its self test and runs the one before (rejected: 0x00000000)"
+        )
+    );
+    assert!(rejects.seen.lock().unwrap().image.is_some());
+
+    wait_for(Duration::from_secs(30), "the stalling device's download to begin", || async {
+        (stalls.seen.lock().unwrap().blocks >= 8).then_some(())
+    })
+    .await;
+    assert_eq!(handle.job(stalled).unwrap().state, JobState::Transferring);
+    handle.cancel(stalled).await.unwrap();
+    wait_for(Duration::from_secs(10), "the cancelled device to hear \"no job\"", || async {
+        (stalls.seen.lock().unwrap().dropped == 1).then_some(())
+    })
+    .await;
+    assert_eq!(handle.job(stalled).unwrap().state, JobState::Cancelled);
+    runtime.shutdown().await;
+}

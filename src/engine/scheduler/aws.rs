@@ -12,7 +12,7 @@
 //!   ready`); a `$next/get` then gets the job IN_PROGRESS with the details it sent last, which
 //!   is how the agent knows it is testing the new image.
 //! - SUCCEEDED ends it succeeded (confirmed); FAILED ends it failed and REJECTED rejected, with
-//!   the agent's codes in words.
+//!   the agent's codes in words; FAILED "rejected: …" in self test ends it rolled back.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
@@ -216,10 +216,14 @@ impl Engine {
                 Ok(())
             }
             (ExecutionStatus::Failed | ExecutionStatus::Rejected, _, _) => {
-                let end = if update.status == ExecutionStatus::Rejected {
-                    JobState::Rejected
-                } else {
-                    JobState::Failed
+                // FAILED "rejected: …" from a device in its self test: it went back to the image
+                // it ran before, as a Rocky-protocol device that comes back on its old image.
+                let rolled_back = state == JobState::Confirming
+                    && reason.as_deref().is_some_and(crate::protocol::aws::is_self_test_rejection);
+                let end = match update.status {
+                    ExecutionStatus::Rejected => JobState::Rejected,
+                    _ if rolled_back => JobState::RolledBack,
+                    _ => JobState::Failed,
                 };
                 let error = match reason {
                     Some(reason) => failure_words(&reason),

@@ -25,6 +25,16 @@ const PAL_STATUSES: [(u32, &str); 15] = [
 /// `the signature check failed (0x000000e3: 0x00000000)`; a reason that is not the agent's
 /// codes is returned as it came.
 pub fn failure_words(reason: &str) -> String {
+    // A finished job's own words: the image's state the agent set (its self test rejected it,
+    // or the update was aborted), with the platform's code after the colon.
+    if is_self_test_rejection(reason) {
+        return format!(
+            "the device rejected the new image in its self test and runs the one before ({reason})"
+        );
+    }
+    if reason.trim_start().starts_with("aborted:") {
+        return format!("the device aborted the update ({reason})");
+    }
     let main = reason.split(':').next().map(str::trim).and_then(|code| code.strip_prefix("0x"));
     let main = main.and_then(|hex| u32::from_str_radix(hex, 16).ok());
     // The main status may come alone or in the top 8 bits of a combined code.
@@ -35,6 +45,12 @@ pub fn failure_words(reason: &str) -> String {
         Some(words) => format!("{words} ({reason})"),
         None => reason.to_owned(),
     }
+}
+
+/// Whether a FAILED update's reason is the agent's "rejected: 0x…": the image failed its self
+/// test (or the version check after the reboot) and the device went back to the one before.
+pub fn is_self_test_rejection(reason: &str) -> bool {
+    reason.trim_start().starts_with("rejected:")
 }
 
 /// The version an agent reports as `0xMMmmbbbb` (major, minor, build), as `0.9.2`.
@@ -58,6 +74,15 @@ mod tests {
             "the signer certificate could not be read (certfile) (0xe7000012: 0x12)"
         );
         assert_eq!(failure_words("flash full"), "flash full");
+        assert_eq!(
+            failure_words("rejected: 0x00000000"),
+            "the device rejected the new image in its self test and runs the one before (rejected: 0x00000000)"
+        );
+        assert!(is_self_test_rejection("rejected: 0x00000007") && !is_self_test_rejection("0x000000e3: 0x0"));
+        assert_eq!(
+            failure_words("aborted: 0x00000000"),
+            "the device aborted the update (aborted: 0x00000000)"
+        );
         assert_eq!(failure_words("0x00000001: 0x0"), "0x00000001: 0x0");
         assert_eq!(app_version("0x00090002").as_deref(), Some("0.9.2"));
         assert_eq!(app_version("0x01020003").as_deref(), Some("1.2.3"));

@@ -13,7 +13,7 @@ mod jobs;
 mod stream;
 mod topics;
 
-pub use codes::{app_version, failure_words};
+pub use codes::{app_version, failure_words, is_self_test_rejection};
 pub use describe::describe;
 pub use jobs::{
     ExecutionStatus, ExecutionUpdate, JobDocument, JobsError, MAX_JOB_MESSAGE, MAX_JOBS_JSON,

@@ -25,6 +25,19 @@ pub struct Seen {
     pub updates: Vec<(String, Value)>,
     /// The image as written, once whole.
     pub image: Option<Vec<u8>>,
+    /// Downloads dropped on hearing "no job" (a cancelled job).
+    pub dropped: u32,
+}
+
+/// How the device's firmware behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsMode {
+    /// Takes the job, downloads, verifies, passes its self test.
+    Good,
+    /// Fails its self test after the reboot: FAILED "rejected: 0x…", back on its old image.
+    RejectsSelfTest,
+    /// Asks for its first blocks once and never again (a download that stalls).
+    Stalls,
 }
 
 pub struct AwsDevice {
@@ -51,6 +64,16 @@ const BLOCK: usize = 4096;
 impl AwsDevice {
     /// Thing `thing` on the broker at `port`, checking signatures with `code_signing`.
     pub async fn start(port: u16, thing: &str, code_signing: p256::ecdsa::VerifyingKey) -> Self {
+        Self::start_as(port, thing, code_signing, AwsMode::Good).await
+    }
+
+    /// [`AwsDevice::start`] with firmware that behaves as `mode` says.
+    pub async fn start_as(
+        port: u16,
+        thing: &str,
+        code_signing: p256::ecdsa::VerifyingKey,
+        mode: AwsMode,
+    ) -> Self {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut options = MqttOptions::new(thing, "127.0.0.1", port);
         options.set_keep_alive(Duration::from_secs(60));
@@ -82,6 +105,10 @@ impl AwsDevice {
                         let status = execution["status"].as_str().unwrap_or_default().to_owned();
                         record.lock().unwrap().executions.push((job.clone(), status.clone()));
                         if job.is_empty() {
+                            // No job: a download under way was cancelled, as the agent drops it.
+                            if download.take().is_some() {
+                                record.lock().unwrap().dropped += 1;
+                            }
                             continue;
                         }
                         let update = format!("$aws/things/{thing}/jobs/{job}/update");
@@ -89,11 +116,14 @@ impl AwsDevice {
                             && status == "IN_PROGRESS"
                             && execution["statusDetails"]["self_test"] == "ready"
                         {
-                            // In self test: the new image works.
-                            for (status, details) in [
-                                ("IN_PROGRESS", json!({"self_test": "active"})),
-                                ("SUCCEEDED", json!({"reason": "accepted  v1.0.1"})),
-                            ] {
+                            // In self test: the new image works, or (as the agent words it)
+                            // is rejected and the device goes back to the image before.
+                            let end = if mode == AwsMode::RejectsSelfTest {
+                                ("FAILED", json!({"reason": "rejected: 0x00000000"}))
+                            } else {
+                                ("SUCCEEDED", json!({"reason": "accepted  v1.0.1"}))
+                            };
+                            for (status, details) in [("IN_PROGRESS", json!({"self_test": "active"})), end] {
                                 record.lock().unwrap().updates.push((status.into(), details.clone()));
                                 let body = json!({"status": status, "statusDetails": details}).to_string();
                                 let _ = client.publish(&update, QoS::AtLeastOnce, false, body).await;
@@ -134,7 +164,7 @@ impl AwsDevice {
                         current.blocks.insert(u32::try_from(i128::from(index)).unwrap_or(u32::MAX), bytes);
                         let total = current.size.div_ceil(BLOCK);
                         if current.blocks.len() < total {
-                            if current.blocks.len() % 8 == 0 {
+                            if current.blocks.len() % 8 == 0 && mode != AwsMode::Stalls {
                                 ask_blocks(&client, &thing, current).await;
                             }
                             continue;

@@ -183,7 +183,7 @@ fn profile_words(profile: rocky::inventory::Profile) -> String {
 fn print_table(devices: &[Device]) {
     let id_width = devices.iter().map(|d| d.device_id.as_str().chars().count()).max().unwrap_or(6).max(6);
     println!(
-        "{:<id_width$}  {:<11}  {:<19}  {:<8}  {:<30}  LABELS",
+        "{:<id_width$}  {:<11}  {:<23}  {:<10}  {:<30}  LABELS",
         "DEVICE", "PROFILE", "LAST SEEN", "LAST JOB", "LAST IMAGE"
     );
     for d in devices {
@@ -191,7 +191,7 @@ fn print_table(devices: &[Device]) {
             d.last_image.as_ref().map_or("-".to_owned(), |i| format!("{} {}", i.name, i.short_hash()));
         let job = d.last_job.map_or("-".to_owned(), |j| j.to_string());
         println!(
-            "{:<id_width$}  {:<11}  {:<19}  {:<8}  {:<30}  {}",
+            "{:<id_width$}  {:<11}  {:<23}  {:<10}  {:<30}  {}",
             d.device_id.as_str(),
             d.profile.as_str(),
             when(d.last_seen),

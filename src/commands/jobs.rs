@@ -98,14 +98,16 @@ fn print(jobs: &[JobSnapshot], json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&jobs)?);
         return Ok(());
     }
+    // Ids grow with time: the column is as wide as the widest shown.
+    let id_w = jobs.iter().map(|j| j.id.to_string().len()).max().unwrap_or(2).max(2);
     println!(
-        "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  ERROR",
+        "{:>id_w$}  {:<16} {:<24} {:<12} {:>15}  {:>4}  ERROR",
         "ID", "DEVICE", "IMAGE", "STATE", "CHUNKS", "ATT"
     );
     for j in jobs {
         let chunks = format!("{}/{}", j.chunks_done, j.chunks_total);
         println!(
-            "{:>6}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
+            "{:>id_w$}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
             j.id,
             clip(j.device_id.as_str(), 16),
             clip(&j.image.name, 24),

@@ -31,6 +31,12 @@ pub struct SimArgs {
     /// Device ids are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "dev-")]
     pub prefix: String,
+    /// The protocol the devices speak: rocky (Rocky's own) or aws-iot-ota (AWS's OTA agent:
+    /// Jobs and MQTT file streams; they check sig-sha256-ecdsa with the ES256 keys of --trust;
+    /// --rollback fails their self test, --distrust their signature check, --never-back keeps
+    /// them from coming back after the reboot).
+    #[arg(long, default_value = "rocky", value_parser = parse_profile)]
+    pub profile: rocky::inventory::Profile,
     /// Misbehaving devices.
     #[command(flatten)]
     pub behavior: BehaviorFlags,
@@ -89,9 +95,34 @@ pub struct SimArgs {
     pub duration: Option<f64>,
 }
 
+fn parse_profile(text: &str) -> Result<rocky::inventory::Profile, String> {
+    rocky::inventory::Profile::parse(text)
+        .ok_or_else(|| format!("{text:?}: a profile is rocky or aws-iot-ota"))
+}
+
 pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
     if args.distrust.is_some() && args.trust.is_empty() {
         anyhow::bail!("--distrust picks devices that trust another key than --trust's: give --trust KEY too");
+    }
+    let aws = args.profile == rocky::inventory::Profile::AwsIotOta;
+    if aws {
+        let rocky_only = [
+            ("--window", args.window.is_some()),
+            ("--legacy", args.legacy),
+            ("--delta", args.delta),
+            ("--factory", args.factory.is_some()),
+            ("--no-confirm", args.no_confirm.is_some()),
+            ("--lossy", args.lossy.is_some()),
+        ];
+        if let Some((flag, _)) = rocky_only.iter().find(|(_, given)| *given) {
+            anyhow::bail!("{flag} is for devices of Rocky's protocol, not --profile aws-iot-ota");
+        }
+        if args.trust.is_empty() {
+            eprintln!(
+                "note: no --trust KEY: these devices hold no code-signing certificate, so every job fails with \
+                 0xe7 (give the ES256 key Rocky signs with, or its public half)"
+            );
+        }
     }
     let config = load_config(global)?.config;
     let runtime_config = super::setup::runtime_config(&config, global).await?;
@@ -120,6 +151,7 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             stop_confirming_at: None,
             reboot_delay: Duration::from_millis(args.reboot_delay),
             trust: trusted_keys(&args.trust)?.map(std::sync::Arc::new),
+            profile: args.profile,
             delta: args.delta,
             factory: match &args.factory {
                 Some(path) => Some(
@@ -142,6 +174,13 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
             println!("  {id}: {behavior}");
         }
+    }
+    if aws {
+        let first = fleet.ids().first().map(ToString::to_string).unwrap_or_default();
+        println!(
+            "  they run AWS's OTA agent: Rocky takes a registered device heard on $aws/things/… as one \
+             (rocky devices import, or rocky devices label {first} profile=aws-iot-ota)"
+        );
     }
     if fleet.wait_connected(Duration::from_secs(30)).await {
         // `rocky bench` waits for this line before it starts the clock.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::watch;
 
+use super::aws_agent::{AgentOut, AwsAgent};
 use super::machine::DeviceMachine;
 use super::{Behavior, DeviceModel, DeviceReport};
 use crate::mqtt::BrokerConnection;
@@ -22,7 +23,70 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        if self.model.profile == crate::inventory::Profile::AwsIotOta {
+            return self.run_aws(stop).await;
+        }
+        self.run_rocky(stop).await;
+    }
+
+    /// A device that runs AWS's OTA agent: the IO around an `AwsAgent`.
+    async fn run_aws(self, mut stop: watch::Receiver<bool>) {
+        let client_id = self.id.to_string();
+        let (options, network) = self.connection.v311_options(&client_id);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        eventloop.set_network_options(network);
+        let outbox = start_outbox(client.clone());
+        let mut agent =
+            AwsAgent::new(self.id.clone(), self.behavior, &self.model, self.slow_delay, self.report.clone());
+        let now = || tokio::time::Instant::now().into_std();
+        let flush = |agent: &mut AwsAgent, now: std::time::Instant| {
+            while let Some(out) = agent.poll_out(now) {
+                match out {
+                    AgentOut::Publish { topic, payload } => {
+                        let _ = outbox.send((topic, payload, false));
+                    }
+                    AgentOut::Subscribe(topic) => {
+                        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+                    }
+                    AgentOut::Unsubscribe(topic) => {
+                        let _ = client.try_unsubscribe(topic);
+                    }
+                }
+            }
+        };
+        loop {
+            let wake = agent.next_wakeup().map(tokio::time::Instant::from_std);
+            let event = tokio::select! {
+                _ = stop.changed() => break,
+                () = crate::clock::sleep_until(wake), if wake.is_some() => {
+                    agent.tick(now());
+                    flush(&mut agent, now());
+                    continue;
+                }
+                event = eventloop.poll() => event,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => agent.on_connect(now()),
+                Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    agent.on_message(&publish.topic, &publish.payload, now());
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    self.update(|r| r.connected = false);
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                }
+            }
+            flush(&mut agent, now());
+        }
+        let _ = client.try_disconnect();
+    }
+
+    async fn run_rocky(self, mut stop: watch::Receiver<bool>) {
         // The client id is the device id, as real fleets usually do (AWS IoT's thing name), so a
         // broker ACL can give each device only its own topics (mosquitto `pattern … %c`).
         let client_id = self.id.to_string();

@@ -6,6 +6,7 @@
 //! The protocol side is sans-IO (`DeviceMachine`): the fleet drives it from MQTT connections,
 //! and `Pair` drives it beside the engine on virtual time.
 
+mod aws_agent;
 mod behavior;
 mod boot;
 #[cfg(test)]
@@ -23,6 +24,7 @@ mod report;
 mod sample;
 mod transfer;
 
+pub use aws_agent::{AGENT_BLOCK, AgentOut, AwsAgent};
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
 pub use boot::{AfterUpdate, FACTORY_VERSION, factory_image};
 pub use fleet::{Fleet, FleetConfig};

@@ -33,6 +33,9 @@ pub struct DeviceModel {
     /// The delta extension: the device lists `delta-bsdiff4` and applies patches to the image
     /// it runs (it keeps that image's bytes).
     pub delta: bool,
+    /// The protocol it speaks: Rocky's, or AWS's OTA agent's (`rocky sim --profile
+    /// aws-iot-ota`), which checks `sig-sha256-ecdsa` with the ES256 keys of `trust`.
+    pub profile: crate::inventory::Profile,
     /// The image the device runs at start, as bytes (so it can be a patch's base); `None`: a
     /// factory image known only by its hash.
     pub factory: Option<bytes::Bytes>,

@@ -469,3 +469,63 @@ async fn a_rejected_self_test_rolls_back_and_a_cancel_tells_the_device() {
     assert_eq!(handle.job(stalled).unwrap().state, JobState::Cancelled);
     runtime.shutdown().await;
 }
+
+/// `rocky sim --profile aws-iot-ota`'s devices (the fleet in this process), each on its own
+/// connection: one passes its self test, one fails it (rolled back), one trusts another key
+/// (its signature check fails), one rejects the job, one damages what it received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
+    use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let handle = runtime.handle.clone();
+    let signer = SigningKey::generate(Alg::Es256).unwrap();
+    let mut trust = rocky::signing::TrustedKeys::default();
+    trust.add(signer.public(), "Rocky's key".into());
+    let mut config = FleetConfig::new(broker.url(), 5);
+    config.prefix = "thing-".into();
+    config.model.profile = rocky::inventory::Profile::AwsIotOta;
+    config.model.trust = Some(Arc::new(trust));
+    config.model.reboot_delay = Duration::from_millis(100);
+    config.rollback = Some(Selection::List(vec!["2".into()]));
+    config.distrust = Some(Selection::List(vec!["3".into()]));
+    config.plan = BehaviorPlan::default()
+        .with(Behavior::Nack, Selection::List(vec!["4".into()]))
+        .with(Behavior::Corrupt, Selection::List(vec!["5".into()]));
+    let fleet = Fleet::start(&config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await);
+
+    let image = Image::new("aws-fw.bin", test_image(40_000, 81));
+    let signature = aws_signature(&signer, image.bytes()).unwrap();
+    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
+    let specs = fleet
+        .ids()
+        .into_iter()
+        .map(|id| JobSpec { aws: Some(aws.clone()), ..JobSpec::new(id, image.clone()) })
+        .collect();
+    let jobs = handle.submit(specs).await.unwrap();
+    let ends = wait_for(Duration::from_secs(30), "every simulated AWS device's job to end", || async {
+        let ends: Vec<_> =
+            jobs.iter().filter_map(|job| handle.job(job.id).filter(|j| j.state.is_final())).collect();
+        (ends.len() == jobs.len()).then_some(ends)
+    })
+    .await;
+    let states: Vec<_> = ends.iter().map(|job| (job.device_id.to_string(), job.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("thing-01".to_owned(), JobState::Succeeded),
+            ("thing-02".to_owned(), JobState::RolledBack),
+            ("thing-03".to_owned(), JobState::Failed),
+            ("thing-04".to_owned(), JobState::Rejected),
+            ("thing-05".to_owned(), JobState::Failed),
+        ]
+    );
+    assert!(ends[0].confirmed_at.is_some(), "through confirming");
+    assert!(ends[2].error.as_deref().unwrap_or_default().starts_with("the signature check failed"));
+    assert!(ends[4].error.as_deref().unwrap_or_default().starts_with("the signature check failed"));
+    let good = fleet.report(&DeviceId::parse("thing-01").unwrap()).unwrap();
+    assert_eq!(good.bytes, 40_000, "each block once");
+    fleet.stop().await;
+    runtime.shutdown().await;
+}

@@ -47,6 +47,10 @@ pub struct DemoArgs {
     /// Chunk size for the rollouts.
     #[arg(long, value_name = "BYTES", default_value_t = 2048)]
     pub chunk_size: u64,
+    /// Simulated devices that run AWS's OTA agent (thing-01, …), updated by the release beside
+    /// the rest; the second fails its self test and rolls back (from 2 up).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub aws_devices: usize,
 }
 
 impl DemoArgs {
@@ -109,8 +113,15 @@ fn demo_plan(name: &str, image: &Image, chunk_size: ChunkSize, devices: Vec<Devi
 /// The demo's two rollouts: the release to the whole fleet in waves (a canary, a quarter, the
 /// rest), and a beta to one lot that aborts on its failure threshold, since its misbehaving
 /// devices go first.
-fn demo_rollouts(fleet: &Fleet, release: &Image, beta: &Image, chunk_size: ChunkSize) -> Vec<RolloutPlan> {
-    let ids = fleet.ids();
+fn demo_rollouts(
+    fleet: &Fleet,
+    aws: &[DeviceId],
+    release: &Image,
+    beta: &Image,
+    chunk_size: ChunkSize,
+) -> Vec<RolloutPlan> {
+    // The devices of AWS's OTA agent update in the release's last wave, beside the rest.
+    let ids: Vec<DeviceId> = fleet.ids().into_iter().chain(aws.iter().cloned()).collect();
     let mut staged = demo_plan("release 2.1.0, staged", release, chunk_size, ids.clone());
     // The waves tolerate the demo's misbehaving devices (about one in six), so the release
     // runs through and ends "completed"; one retry shows a failed device tried again.
@@ -122,7 +133,8 @@ fn demo_rollouts(fleet: &Fleet, release: &Image, beta: &Image, chunk_size: Chunk
     staged.success_threshold = 0.6;
     staged.retries = 1;
     let mut rollouts = vec![staged];
-    let (bad, good): (Vec<_>, Vec<_>) = ids
+    let (bad, good): (Vec<_>, Vec<_>) = fleet
+        .ids()
         .iter()
         .enumerate()
         .filter(|(n, id)| misbehaves(fleet.behavior(id)) || n % 4 == 3)
@@ -174,6 +186,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.devices > 10_000 {
         anyhow::bail!("--devices must be between 1 and 10000");
     }
+    if args.aws_devices > 1_000 {
+        anyhow::bail!("--aws-devices must be at most 1000");
+    }
     super::console::require_terminal()?;
     let mut config = load_config(global)?.config;
     let data_dir = data_dir(&config)?;
@@ -189,6 +204,10 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     config.mqtt.url = broker.url().to_string();
     // The embedded broker speaks MQTT 3.1.1 on plain TCP, with no user names.
     config.mqtt.version = rocky::mqtt::MqttVersion::V311;
+    // Jobs for the devices of AWS's OTA agent name where their code-signing certificate is.
+    if config.aws_ota.certfile.is_empty() {
+        config.aws_ota.certfile = "certs/demo-codesign.crt".into();
+    }
     let runtime_config = config.runtime_config().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
 
     let mut fleet_config = FleetConfig::new(broker.url(), args.devices);
@@ -207,8 +226,9 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     };
     // Signed updates (the manifest extension): Rocky signs the demo's images with a key made
     // for this run (never written anywhere); the devices take only images that key signed,
-    // and from 8 devices up one trusts another key and refuses them (code 11).
-    let signer = rocky::signing::SigningKey::generate(rocky::signing::Alg::Ed25519)?;
+    // and from 8 devices up one trusts another key and refuses them (code 11). ES256, since
+    // the devices of AWS's OTA agent check the same key's sig-sha256-ecdsa.
+    let signer = rocky::signing::SigningKey::generate(rocky::signing::Alg::Es256)?;
     let mut trusted = rocky::signing::TrustedKeys::default();
     trusted.add(signer.public(), "the demo's key".into());
     fleet_config.model.trust = Some(std::sync::Arc::new(trusted));
@@ -224,7 +244,21 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     // after it goes to the devices then running the release as patches from it.
     fleet_config.model.delta = true;
     let fleet = Fleet::start(&fleet_config).context("cannot name the simulated devices")?;
+    // A few devices that run AWS's OTA agent, trusting the same key; the second rolls back.
+    let mut aws_config = FleetConfig::new(broker.url(), args.aws_devices);
+    aws_config.prefix = "thing-".into();
+    aws_config.model = DeviceModel {
+        profile: rocky::inventory::Profile::AwsIotOta,
+        reboot_delay: Duration::from_secs(2),
+        trust: fleet_config.model.trust.clone(),
+        ..Default::default()
+    };
+    if args.aws_devices >= 2 {
+        aws_config.rollback = Some(Selection::List(vec!["2".into()]));
+    }
+    let aws_fleet = Fleet::start(&aws_config).context("cannot name the simulated AWS devices")?;
     fleet.wait_connected(Duration::from_secs(15)).await;
+    aws_fleet.wait_connected(Duration::from_secs(15)).await;
 
     let release = Image::new("demo-firmware-2.1.0.bin", Bytes::from_static(SAMPLE_IMAGE));
     // The beta differs from the release in its first bytes, so it has its own hash.
@@ -233,8 +267,11 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let beta = Image::new("demo-firmware-2.2.0-beta.bin", Bytes::from(beta_bytes));
     let hotfix = Image::new("demo-firmware-2.1.1.bin", Bytes::from(hotfix_bytes(SAMPLE_IMAGE)));
     let chunk_size = ChunkSize::new(args.chunk_size).map_err(anyhow::Error::msg)?;
-    let rollouts =
-        if args.no_rollout { Vec::new() } else { demo_rollouts(&fleet, &release, &beta, chunk_size) };
+    let rollouts = if args.no_rollout {
+        Vec::new()
+    } else {
+        demo_rollouts(&fleet, &aws_fleet.ids(), &release, &beta, chunk_size)
+    };
     let follow_up = (!args.no_rollout).then(|| hotfix_rollout(&release, &hotfix, chunk_size));
     let register = fleet
         .ids()
@@ -244,6 +281,11 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
             let labels = demo_labels(n, misbehaves(fleet.behavior(&id)));
             (id, labels)
         })
+        .chain(aws_fleet.ids().into_iter().map(|id| {
+            let labels =
+                [(rocky::inventory::profile::PROFILE_LABEL.to_owned(), "aws-iot-ota".to_owned())].into();
+            (id, labels)
+        }))
         .collect();
     let versions = vec![("2.1.0".to_owned(), 3), ("2.2.0-beta".to_owned(), 3), ("2.1.1".to_owned(), 4)];
     let startup = Startup {
@@ -256,5 +298,6 @@ pub async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     // The demo keeps nothing: its jobs are not written to the data dir's job store.
     let result = run_console(&config, runtime_config, &data_dir, startup, false).await;
     fleet.stop().await;
+    aws_fleet.stop().await;
     result
 }

@@ -88,6 +88,8 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
             // old image, dev-14 never comes back.
             "dev-07" => "rolled back",
             "dev-14" => "timed out",
+            // Of the devices that run AWS's OTA agent, the second fails its self test.
+            "thing-02" => "rolled back",
             _ => "succeeded",
         };
         assert_eq!(state, expected, "{device}");
@@ -97,7 +99,7 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
         assert_eq!(states.iter().filter(|(d, _)| d == device).count(), 3, "{device}: release, retry, beta");
     }
     // So were the one that rolled back and the one that never came back (not in the beta's lot).
-    for device in ["dev-07", "dev-14"] {
+    for device in ["dev-07", "dev-14", "thing-02"] {
         assert_eq!(states.iter().filter(|(d, _)| d == device).count(), 2, "{device}: release, retry");
     }
     // The garbage device's frame is in the history as a decode error; it may have scrolled out
@@ -143,6 +145,15 @@ fn demo_rollouts_settle_with_each_device_in_its_expected_state() {
         .filter(|j| j["image"]["name"] == "demo-firmware-2.1.1.bin")
         .collect();
     assert!(hotfix_jobs.len() >= 15, "{hotfix_jobs:?}");
+    // The release went to the devices of AWS's OTA agent too, as jobs of that profile.
+    let aws_jobs: Vec<&serde_json::Value> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["device_id"].as_str().unwrap().starts_with("thing-"))
+        .collect();
+    assert_eq!(aws_jobs.len(), 4, "three things, one retried: {aws_jobs:?}");
+    assert!(aws_jobs.iter().all(|j| j["aws"]["cert_file"] == "certs/demo-codesign.crt"), "{aws_jobs:?}");
     assert!(
         hotfix_jobs.iter().all(|j| !j["delta"].is_null() && j["state"] == "succeeded"),
         "{hotfix_jobs:?}"

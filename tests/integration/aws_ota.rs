@@ -529,3 +529,65 @@ async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
     fleet.stop().await;
     runtime.shutdown().await;
 }
+
+/// OpenSSL, an implementation of its own, checks what devices check: a certificate made with
+/// `openssl req -x509` from the key `rocky keys generate --alg es256` writes verifies the
+/// signature `rocky sign --format aws` writes (the README's recipe, run as written).
+#[test]
+fn openssl_verifies_rocky_sign_format_aws_with_a_certificate_of_rockys_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (openssl is needed: apt-get install openssl)"));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{program} {args:?}: {text}");
+        text
+    };
+    let rocky = env!("CARGO_BIN_EXE_rocky");
+    run(rocky, &["keys", "generate", "--alg", "es256", "--out", "signing.pem"]);
+    run(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "signing.pem",
+            "-subj",
+            "/CN=rocky code signing",
+            "-days",
+            "3650",
+            "-addext",
+            "keyUsage=digitalSignature",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+            "-out",
+            "codesign.crt",
+        ],
+    );
+    std::fs::write(dir.path().join("app.bin"), test_image(50_000, 91)).unwrap();
+    run(rocky, &["sign", "--format", "aws", "--key", "signing.pem", "app.bin"]);
+    let text = std::fs::read_to_string(dir.path().join("app.bin.sig-sha256-ecdsa")).unwrap();
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap();
+    std::fs::write(dir.path().join("sig.der"), der).unwrap();
+    run("openssl", &["x509", "-pubkey", "-noout", "-in", "codesign.crt", "-out", "pub.pem"]);
+    let verified =
+        run("openssl", &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"]);
+    assert!(verified.contains("Verified OK"), "{verified}");
+    // A changed image does not verify.
+    let mut changed = test_image(50_000, 91).to_vec();
+    changed[7] ^= 1;
+    std::fs::write(dir.path().join("app.bin"), changed).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}

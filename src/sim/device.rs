@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::watch;
 
 use super::aws_agent::{AgentOut, AwsAgent};
@@ -32,11 +32,7 @@ impl SimDevice {
 
     /// A device that runs AWS's OTA agent: the IO around an `AwsAgent`.
     async fn run_aws(self, mut stop: watch::Receiver<bool>) {
-        let client_id = self.id.to_string();
-        let (options, network) = self.connection.v311_options(&client_id);
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        eventloop.set_network_options(network);
-        let outbox = start_outbox(client.clone());
+        let (client, mut eventloop, outbox) = self.connect();
         let mut agent =
             AwsAgent::new(self.id.clone(), self.behavior, &self.model, self.slow_delay, self.report.clone());
         let now = || tokio::time::Instant::now().into_std();
@@ -56,15 +52,14 @@ impl SimDevice {
             }
         };
         loop {
-            let wake = agent.next_wakeup().map(tokio::time::Instant::from_std);
-            let event = tokio::select! {
-                _ = stop.changed() => break,
-                () = crate::clock::sleep_until(wake), if wake.is_some() => {
+            let event = match wait(&mut eventloop, &mut stop, agent.next_wakeup()).await {
+                Wake::Stop => break,
+                Wake::Timer => {
                     agent.tick(now());
                     flush(&mut agent, now());
                     continue;
                 }
-                event = eventloop.poll() => event,
+                Wake::Event(event) => event,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => agent.on_connect(now()),
@@ -74,10 +69,8 @@ impl SimDevice {
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    self.update(|r| r.connected = false);
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    if !self.pause_after_error(&mut stop).await {
+                        break;
                     }
                 }
             }
@@ -87,14 +80,7 @@ impl SimDevice {
     }
 
     async fn run_rocky(self, mut stop: watch::Receiver<bool>) {
-        // The client id is the device id, as real fleets usually do (AWS IoT's thing name), so a
-        // broker ACL can give each device only its own topics (mosquitto `pattern … %c`).
-        let client_id = self.id.to_string();
-        // Devices speak MQTT 3.1.1, as most deployed devices do.
-        let (options, network) = self.connection.v311_options(&client_id);
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        eventloop.set_network_options(network);
-        let outbox = start_outbox(client.clone());
+        let (client, mut eventloop, outbox) = self.connect();
         let (answers, status) = (self.topics.cmd_resp(&self.id), self.topics.status(&self.id));
         // Answers on the response topic; the status retained on its own (the status extension).
         let send = |machine: &mut DeviceMachine, now: std::time::Instant| {
@@ -109,15 +95,14 @@ impl SimDevice {
             DeviceMachine::new(self.behavior, self.slow_delay, self.model.clone(), self.report.clone());
         let now = || tokio::time::Instant::now().into_std();
         loop {
-            let wake = machine.next_wakeup().map(tokio::time::Instant::from_std);
-            let event = tokio::select! {
-                _ = stop.changed() => break,
-                () = crate::clock::sleep_until(wake), if wake.is_some() => {
+            let event = match wait(&mut eventloop, &mut stop, machine.next_wakeup()).await {
+                Wake::Stop => break,
+                Wake::Timer => {
                     machine.tick(now());
                     send(&mut machine, now());
                     continue;
                 }
-                event = eventloop.poll() => event,
+                Wake::Event(event) => event,
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -141,10 +126,8 @@ impl SimDevice {
                 },
                 Ok(_) => {}
                 Err(_) => {
-                    self.update(|r| r.connected = false);
-                    tokio::select! {
-                        _ = stop.changed() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    if !self.pause_after_error(&mut stop).await {
+                        break;
                     }
                 }
             }
@@ -153,9 +136,52 @@ impl SimDevice {
         let _ = client.try_disconnect();
     }
 
+    /// Its own MQTT connection and the outbox its publishes go through. The client id is the
+    /// device id, as real fleets usually do (AWS IoT's thing name), so a broker ACL can give
+    /// each device only its own topics (mosquitto `pattern … %c`); devices speak MQTT 3.1.1, as
+    /// most deployed devices do.
+    fn connect(&self) -> (AsyncClient, EventLoop, Outbox) {
+        let (options, network) = self.connection.v311_options(self.id.as_str());
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        eventloop.set_network_options(network);
+        let outbox = start_outbox(client.clone());
+        (client, eventloop, outbox)
+    }
+
+    /// The connection failed: a moment before it is tried again; `false` when stopped meanwhile.
+    async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        self.update(|r| r.connected = false);
+        tokio::select! {
+            _ = stop.changed() => false,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => true,
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut DeviceReport)) {
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut report);
+    }
+}
+
+/// What woke a device's task.
+enum Wake {
+    Stop,
+    /// Its machine's timer is due.
+    Timer,
+    Event(Result<Event, rumqttc::ConnectionError>),
+}
+
+/// Waits for the stop, the machine's timer at `wake`, or the connection's next event.
+async fn wait(
+    eventloop: &mut EventLoop,
+    stop: &mut watch::Receiver<bool>,
+    wake: Option<std::time::Instant>,
+) -> Wake {
+    let wake = wake.map(tokio::time::Instant::from_std);
+    tokio::select! {
+        _ = stop.changed() => Wake::Stop,
+        () = crate::clock::sleep_until(wake), if wake.is_some() => Wake::Timer,
+        event = eventloop.poll() => Wake::Event(event),
     }
 }
 

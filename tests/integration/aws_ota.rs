@@ -23,6 +23,34 @@ fn verifying(key: &SigningKey) -> p256::ecdsa::VerifyingKey {
     *key.verifying_key()
 }
 
+/// `rocky serve` on an embedded broker of its own, with an ES256 key written to `key_name` in
+/// its data directory and `config` (where `{key}` is that key file's path) as its config file.
+struct Served {
+    broker: EmbeddedBroker,
+    data: tempfile::TempDir,
+    key: SigningKey,
+    client: reqwest::Client,
+    base: String,
+    _serve: crate::support::Serve,
+}
+
+async fn served(key_name: &str, config: &str) -> Served {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(Alg::Es256).unwrap();
+    let key_file = data.path().join(key_name);
+    std::fs::write(&key_file, key.to_pkcs8_pem().unwrap().as_str()).unwrap();
+    let config = config
+        .replace("{key}", &format!("{:?}", key_file.display().to_string()))
+        .replace("{public}", &key.public().hex());
+    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
+    let port = rocky::broker::free_port().unwrap();
+    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
+    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
+    crate::support::healthy(&client, &base).await;
+    Served { broker, data, key, client, base, _serve }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_job() {
     let broker = EmbeddedBroker::start(None).unwrap();
@@ -101,24 +129,12 @@ async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_j
 async fn post_jobs_updates_an_aws_device_rocky_heard_with_a_signature_of_its_own() {
     use reqwest::StatusCode;
     use serde_json::{Value, json};
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let signer = SigningKey::generate(Alg::Es256).unwrap();
-    let key_file = data.path().join("signing.pem");
-    std::fs::write(&key_file, signer.to_pkcs8_pem().unwrap().as_str()).unwrap();
-    let config = format!(
-        "[firmware]\nsigning_key_file = {:?}\n\n[aws_ota]\ncertfile = \"certs/codesign.crt\"\nfilepath = \"/ota/fw.bin\"\n",
-        key_file.display().to_string()
-    );
-    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
-    let port = rocky::broker::free_port().unwrap();
-    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
-    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
-    crate::support::healthy(&client, &base).await;
+    let config = "[firmware]\nsigning_key_file = {key}\n\n[aws_ota]\ncertfile = \"certs/codesign.crt\"\nfilepath = \"/ota/fw.bin\"\n";
+    let Served { broker, key: signer, client, base, .. } = &served("signing.pem", config).await;
     // Registered (no label): heard asking on its AWS topic, it is an AWS device.
     let put = |id: &str, body: Value| client.put(format!("{base}/devices/{id}")).json(&body).send();
     assert_eq!(put("aws-served-1", json!({})).await.unwrap().status(), StatusCode::CREATED);
-    let device = AwsDevice::start(broker.url().port, "aws-served-1", verifying(&signer)).await;
+    let device = AwsDevice::start(broker.url().port, "aws-served-1", verifying(signer)).await;
     wait_for(Duration::from_secs(20), "the device to hear there is no job yet", || async {
         device.seen.lock().unwrap().executions.iter().any(|(job, _)| job.is_empty()).then_some(())
     })
@@ -187,18 +203,9 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     use crate::support::wire_device::{Mode, WireDevice};
     use reqwest::StatusCode;
     use serde_json::{Value, json};
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let signer = SigningKey::generate(Alg::Es256).unwrap();
-    let key_file = data.path().join("signing.pem");
-    std::fs::write(&key_file, signer.to_pkcs8_pem().unwrap().as_str()).unwrap();
     // No [aws_ota] certfile: the rollout names its own.
-    let config = format!("[firmware]\nsigning_key_file = {:?}\n", key_file.display().to_string());
-    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
-    let port = rocky::broker::free_port().unwrap();
-    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
-    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
-    crate::support::healthy(&client, &base).await;
+    let Served { broker, data, key: signer, client, base, .. } =
+        &served("signing.pem", "[firmware]\nsigning_key_file = {key}\n").await;
     let csv = "mix-1\nmix-2\nmix-aws-1,profile=aws-iot-ota\nmix-aws-2,profile=aws-iot-ota\n";
     let imported = client.post(format!("{base}/devices/import")).body(csv).send().await.unwrap();
     assert_eq!(imported.status(), StatusCode::OK);
@@ -207,8 +214,8 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
         WireDevice::start(broker.url().port, "mix-2", Mode::Honest).await,
     ];
     let aws_devices = [
-        AwsDevice::start(broker.url().port, "mix-aws-1", verifying(&signer)).await,
-        AwsDevice::start(broker.url().port, "mix-aws-2", verifying(&signer)).await,
+        AwsDevice::start(broker.url().port, "mix-aws-1", verifying(signer)).await,
+        AwsDevice::start(broker.url().port, "mix-aws-2", verifying(signer)).await,
     ];
     let image = test_image(10_000, 51);
     let upload =
@@ -281,7 +288,7 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
             .args(args)
-            .args(["--server", &base])
+            .args(["--server", base])
             .env("HOME", data.path())
             .env_remove("ROCKY_HTTP_TOKEN")
             .env_remove("ROCKY_HTTP_TOKEN_FILE")
@@ -321,26 +328,14 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
 async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_device() {
     use reqwest::StatusCode;
     use serde_json::Value;
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let ci_key = SigningKey::generate(Alg::Es256).unwrap();
-    let key_file = data.path().join("ci.pem");
-    std::fs::write(&key_file, ci_key.to_pkcs8_pem().unwrap().as_str()).unwrap();
     // Rocky holds no key: it trusts the CI's public half only.
-    let config = format!(
-        "[firmware]\ntrusted_keys = [\"{}\"]\n\n[aws_ota]\ncertfile = \"certs/ci.crt\"\n",
-        ci_key.public().hex()
-    );
-    std::fs::write(data.path().join("test-config.toml"), config).unwrap();
-    let port = rocky::broker::free_port().unwrap();
-    let _serve = crate::support::Serve::start(&broker.url().to_string(), port, data.path());
-    let (client, base) = (reqwest::Client::new(), format!("http://127.0.0.1:{port}"));
-    crate::support::healthy(&client, &base).await;
+    let config = "[firmware]\ntrusted_keys = [\"{public}\"]\n\n[aws_ota]\ncertfile = \"certs/ci.crt\"\n";
+    let Served { broker, data, key: ci_key, client, base, .. } = &served("ci.pem", config).await;
     let put = client
         .put(format!("{base}/devices/aws-offline"))
         .json(&serde_json::json!({"profile": "aws-iot-ota"}));
     assert_eq!(put.send().await.unwrap().status(), StatusCode::CREATED);
-    let device = AwsDevice::start(broker.url().port, "aws-offline", verifying(&ci_key)).await;
+    let device = AwsDevice::start(broker.url().port, "aws-offline", verifying(ci_key)).await;
 
     let cli = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
@@ -379,7 +374,7 @@ async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_devi
         "./fw.bin",
         "--json",
         "--server",
-        &base,
+        base,
     ]);
     let stdout = String::from_utf8_lossy(&made.stdout);
     assert!(made.status.success(), "{stdout}{}", String::from_utf8_lossy(&made.stderr));

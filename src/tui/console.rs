@@ -488,6 +488,18 @@ fn spawn_preview(
             (Ok(image), None) => source.manifest(image.clone()).await.ok().flatten(),
             (Err(_), _) => None,
         };
+        // And the signature `rocky sign --format aws` wrote, for devices of AWS's OTA agent.
+        if let (Ok(image), FirmwareSource::Path(path)) = (&result, &firmware) {
+            let mut beside = path.as_os_str().to_owned();
+            beside.push(".sig-sha256-ecdsa");
+            if let Ok(signature) = crate::small_file::read_small_file(std::path::Path::new(&beside), 1024)
+                && let Err(e) = source
+                    .attach_aws_signature(image.clone(), String::from_utf8_lossy(&signature).into_owned())
+                    .await
+            {
+                result = Err(format!("{}.sig-sha256-ecdsa: {e}", image.name()));
+            }
+        }
         let _ = done.send(Done::Preview { generation, result, manifest }).await;
     });
 }

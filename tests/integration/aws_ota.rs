@@ -402,6 +402,18 @@ async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_devi
     let shown: Value =
         client.get(format!("{base}/firmware/{sha}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(shown["aws_signature"].as_str(), Some(signature.trim()), "{shown}");
+    // The console attached to this server attaches what it finds beside a file the same way.
+    use rocky::tui::source::Source as _;
+    let console = rocky::tui::source::Remote::connect(base, None).unwrap();
+    let other = Image::new("other.bin", test_image(3000, 62));
+    let refused = console.attach_aws_signature(other.clone(), signature.clone()).await.unwrap_err();
+    assert!(refused.contains("does not verify"), "{refused}");
+    let own = aws_signature(ci_key, other.bytes()).unwrap();
+    console.attach_aws_signature(other.clone(), own.clone()).await.unwrap();
+    let other_sha = rocky::protocol::sha256_hex(other.sha256());
+    let shown: Value =
+        client.get(format!("{base}/firmware/{other_sha}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown["aws_signature"].as_str(), Some(own.as_str()), "{shown}");
     let long = client
         .put(format!("{base}/firmware/{sha}/aws-signature"))
         .body("A".repeat(4096))

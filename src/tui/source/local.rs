@@ -133,4 +133,12 @@ impl Source for Local {
             attached.manifest.ok_or_else(|| "the manifest was not kept".to_owned())
         })
     }
+
+    fn attach_aws_signature(&self, image: Image, signature: String) -> Answer<'_, ()> {
+        Box::pin(async move {
+            let image = self.service.library().intern(image);
+            self.service.attach_aws_signature(image.sha256(), &signature).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+    }
 }

@@ -103,4 +103,7 @@ pub trait Source: Send + Sync {
     /// Attaches `cose` (a manifest `rocky sign` wrote beside the operator's file) to `image`,
     /// once Rocky verified it; the attached console uploads the image first.
     fn attach_manifest(&self, image: Image, cose: Vec<u8>) -> Answer<'_, crate::protocol::Manifest>;
+    /// Attaches the `sig-sha256-ecdsa` `rocky sign --format aws` wrote beside the image, for
+    /// devices that run AWS's OTA agent (checked as the API checks it).
+    fn attach_aws_signature(&self, image: Image, signature: String) -> Answer<'_, ()>;
 }

@@ -316,6 +316,17 @@ impl Source for Remote {
                 .ok_or_else(|| format!("{doing}: the server kept no manifest"))
         })
     }
+
+    fn attach_aws_signature(&self, image: Image, signature: String) -> Answer<'_, ()> {
+        Box::pin(async move {
+            self.upload(&image).await?;
+            let path = format!("/firmware/{}/aws-signature", crate::protocol::sha256_hex(image.sha256()));
+            let doing = "attaching the sig-sha256-ecdsa";
+            let body = Body::Bytes("text/plain", signature.into_bytes().into());
+            self.ask(Method::PUT, &path, body, doing).await?;
+            Ok(())
+        })
+    }
 }
 
 /// Jobs created by one request: the image's hash, chunk size and pacing.

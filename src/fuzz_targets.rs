@@ -147,4 +147,8 @@ pub fn aws_stream(data: &[u8]) {
         assert!(wanted.iter().all(|block| *block < total), "a block past the end");
         let _ = request.summary(Some(total));
     }
+    // What a simulated device reads: a block is never larger than the largest block.
+    if let Ok(block) = aws::decode_block(payload) {
+        assert!(!block.bytes.is_empty() && block.bytes.len() <= aws::MAX_BLOCK_SIZE as usize);
+    }
 }

@@ -168,7 +168,7 @@ impl Driver {
             match &event {
                 Event::StateChanged { job, device, to, .. } if to.is_final() => {
                     self.metrics.finished(*to);
-                    if self.engine.job(*job).is_some_and(|view| view.aws.is_some()) {
+                    if self.engine.is_aws_job(*job) {
                         self.aws_job_ended(device, self.clock.now());
                     }
                     if *to == crate::engine::JobState::Succeeded

@@ -14,11 +14,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ciborium::Value as Cbor;
 use serde_json::{Value, json};
 
 use super::{AfterUpdate, Behavior, DeviceReport, Verdict};
 use crate::protocol::DeviceId;
+use crate::protocol::aws::{
+    BlockRequest, ReceivedBlock, data_topic, decode_block, encode_block_request, notify_next_topic,
+};
 use crate::signing::TrustedKeys;
 
 /// The block size the agent asks for (its `OTA_FILE_BLOCK_SIZE`).
@@ -139,9 +141,9 @@ impl AwsAgent {
 
     /// Connected (again): subscribes to its notify-next and asks for its job.
     pub fn on_connect(&mut self, now: Instant) {
-        self.say(now, AgentOut::Subscribe(self.topic("jobs/notify-next")));
+        self.say(now, AgentOut::Subscribe(notify_next_topic(&self.thing)));
         if let Some(download) = &self.download {
-            let data = self.topic(&format!("streams/{}/data/cbor", download.stream));
+            let data = data_topic(&self.thing, &download.stream);
             self.say(now, AgentOut::Subscribe(data));
         }
         if self.reboot.is_none() {
@@ -168,7 +170,7 @@ impl AwsAgent {
         if job.is_empty() {
             // No job: one under way was cancelled; the agent drops its download.
             if let Some(dropped) = self.download.take() {
-                let data = self.topic(&format!("streams/{}/data/cbor", dropped.stream));
+                let data = data_topic(&self.thing, &dropped.stream);
                 self.say(now, AgentOut::Unsubscribe(data));
                 self.ask_again_at = None;
             }
@@ -207,7 +209,7 @@ impl AwsAgent {
             self.record(|r| r.verdicts.push((job_number(&job), Verdict::Refused)));
             return;
         }
-        let data = self.topic(&format!("streams/{stream}/data/cbor"));
+        let data = data_topic(&self.thing, &stream);
         self.say(now, AgentOut::Subscribe(data));
         self.download = Some(Download { job, stream, size, signature, blocks: BTreeMap::new(), awaited: 0 });
         self.ask_blocks(now);
@@ -224,37 +226,25 @@ impl AwsAgent {
             bitmap[block / 8] |= 1 << (block % 8);
         }
         download.awaited = missing.len().min(BLOCKS_PER_ASK);
-        let text = |s: &str| Cbor::Text(s.into());
-        let request = Cbor::Map(vec![
-            (text("c"), text("rdy")),
-            (text("f"), Cbor::Integer(0.into())),
-            (text("l"), Cbor::Integer((AGENT_BLOCK as u64).into())),
-            (text("o"), Cbor::Integer(0.into())),
-            (text("b"), Cbor::Bytes(bitmap)),
-            (text("n"), Cbor::Integer((BLOCKS_PER_ASK as u64).into())),
-        ]);
-        let mut payload = Vec::new();
-        if ciborium::into_writer(&request, &mut payload).is_err() {
-            return;
-        }
+        let payload = encode_block_request(&BlockRequest {
+            client_token: Some("rdy".into()),
+            file_id: 0,
+            block_size: AGENT_BLOCK as u32,
+            offset: 0,
+            bitmap,
+            count: BLOCKS_PER_ASK as u32,
+        });
         let topic = format!("$aws/things/{}/streams/{}/get/cbor", self.thing, download.stream);
         self.say(now, AgentOut::Publish { topic, payload });
         self.ask_again_at = Some(now + ASK_AGAIN);
     }
 
     fn on_block(&mut self, payload: &[u8], now: Instant) {
-        let Ok(Cbor::Map(fields)) = ciborium::from_reader::<Cbor, _>(payload) else {
-            self.record(|r| r.bad_frames += 1);
-            return;
-        };
-        let field =
-            |name: &str| fields.iter().find(|(k, _)| k == &Cbor::Text(name.into())).map(|(_, v)| v.clone());
-        let (Some(Cbor::Integer(index)), Some(Cbor::Bytes(bytes))) = (field("i"), field("p")) else {
+        let Ok(ReceivedBlock { index, bytes, .. }) = decode_block(payload) else {
             self.record(|r| r.bad_frames += 1);
             return;
         };
         let Some(download) = self.download.as_mut() else { return };
-        let Ok(index) = u32::try_from(i128::from(index)) else { return };
         let expected = if index + 1 == download.total() {
             usize::try_from(download.size - u64::from(index) * AGENT_BLOCK as u64).unwrap_or(usize::MAX)
         } else {
@@ -289,7 +279,7 @@ impl AwsAgent {
     fn finish_download(&mut self, now: Instant) {
         let Some(download) = self.download.take() else { return };
         self.ask_again_at = None;
-        self.say(now, AgentOut::Unsubscribe(self.topic(&format!("streams/{}/data/cbor", download.stream))));
+        self.say(now, AgentOut::Unsubscribe(data_topic(&self.thing, &download.stream)));
         let mut image: Vec<u8> = download.blocks.into_values().flat_map(|b| b.to_vec()).collect();
         if self.behavior == Behavior::Corrupt
             && let Some(byte) = image.get_mut(0)

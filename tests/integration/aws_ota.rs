@@ -23,6 +23,29 @@ fn verifying(key: &SigningKey) -> p256::ecdsa::VerifyingKey {
     *key.verifying_key()
 }
 
+/// Rocky's runtime in this process on an embedded broker of its own, once it is connected.
+async fn in_process() -> (EmbeddedBroker, Runtime) {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let handle = runtime.handle.clone();
+    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
+        handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+    (broker, runtime)
+}
+
+/// A job of `image` for each AWS device of `things`, signed by `signer`.
+fn aws_specs(things: &[&str], image: &Image, signer: &SigningKey) -> Vec<JobSpec> {
+    let signature = aws_signature(signer, image.bytes()).unwrap();
+    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
+    let spec = |thing: &&str| JobSpec {
+        aws: Some(aws.clone()),
+        ..JobSpec::new(DeviceId::parse(thing).unwrap(), image.clone())
+    };
+    things.iter().map(spec).collect()
+}
+
 /// `rocky serve` on an embedded broker of its own, with an ES256 key written to `key_name` in
 /// its data directory and `config` (where `{key}` is that key file's path) as its config file.
 struct Served {
@@ -53,13 +76,8 @@ async fn served(key_name: &str, config: &str) -> Served {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_job() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let (broker, runtime) = in_process().await;
     let handle = runtime.handle.clone();
-    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
-        handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
-    })
-    .await;
     let signer = SigningKey::generate(Alg::Es256).unwrap();
     let stranger = SigningKey::generate(Alg::Es256).unwrap();
     let port = broker.url().port;
@@ -73,13 +91,7 @@ async fn an_aws_device_updates_through_self_test_and_a_bad_signature_fails_its_j
     .await;
 
     let image = Image::new("aws-fw.bin", test_image(18000, 27));
-    let signature = aws_signature(&signer, image.bytes()).unwrap();
-    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
-    let spec = |thing: &str| JobSpec {
-        aws: Some(aws.clone()),
-        ..JobSpec::new(DeviceId::parse(thing).unwrap(), image.clone())
-    };
-    let jobs = handle.submit(vec![spec("aws-thing-1"), spec("aws-thing-2")]).await.unwrap();
+    let jobs = handle.submit(aws_specs(&["aws-thing-1", "aws-thing-2"], &image, &signer)).await.unwrap();
     let (ok, bad) = (jobs[0].id, jobs[1].id);
     let ended = |id| {
         let handle = handle.clone();
@@ -429,26 +441,15 @@ async fn an_offline_aws_signature_is_attached_by_the_cli_and_checked_by_the_devi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_self_test_rolls_back_and_a_cancel_tells_the_device() {
     use crate::support::aws_device::AwsMode;
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let (broker, runtime) = in_process().await;
     let handle = runtime.handle.clone();
-    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
-        handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
-    })
-    .await;
     let signer = SigningKey::generate(Alg::Es256).unwrap();
     let port = broker.url().port;
     let rejects =
         AwsDevice::start_as(port, "aws-rejects", verifying(&signer), AwsMode::RejectsSelfTest).await;
     let stalls = AwsDevice::start_as(port, "aws-stalls", verifying(&signer), AwsMode::Stalls).await;
     let image = Image::new("aws-fw.bin", test_image(60_000, 71));
-    let signature = aws_signature(&signer, image.bytes()).unwrap();
-    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
-    let spec = |thing: &str| JobSpec {
-        aws: Some(aws.clone()),
-        ..JobSpec::new(DeviceId::parse(thing).unwrap(), image.clone())
-    };
-    let jobs = handle.submit(vec![spec("aws-rejects"), spec("aws-stalls")]).await.unwrap();
+    let jobs = handle.submit(aws_specs(&["aws-rejects", "aws-stalls"], &image, &signer)).await.unwrap();
     let (back, stalled) = (jobs[0].id, jobs[1].id);
     let job = wait_for(Duration::from_secs(30), "the rejecting device's job to end", || async {
         handle.job(back).filter(|job| job.state.is_final())
@@ -483,8 +484,7 @@ async fn a_rejected_self_test_rolls_back_and_a_cancel_tells_the_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
     use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let runtime = Runtime::start(RuntimeConfig::new(broker.url()), Arc::new(Library::new()));
+    let (broker, runtime) = in_process().await;
     let handle = runtime.handle.clone();
     let signer = SigningKey::generate(Alg::Es256).unwrap();
     let mut trust = rocky::signing::TrustedKeys::default();
@@ -503,14 +503,9 @@ async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
 
     let image = Image::new("aws-fw.bin", test_image(40_000, 81));
-    let signature = aws_signature(&signer, image.bytes()).unwrap();
-    let aws = AwsJob::new("certs/codesign.crt".into(), "firmware.bin".into(), signature);
-    let specs = fleet
-        .ids()
-        .into_iter()
-        .map(|id| JobSpec { aws: Some(aws.clone()), ..JobSpec::new(id, image.clone()) })
-        .collect();
-    let jobs = handle.submit(specs).await.unwrap();
+    let things: Vec<String> = fleet.ids().iter().map(ToString::to_string).collect();
+    let things: Vec<&str> = things.iter().map(String::as_str).collect();
+    let jobs = handle.submit(aws_specs(&things, &image, &signer)).await.unwrap();
     let ends = wait_for(Duration::from_secs(30), "every simulated AWS device's job to end", || async {
         let ends: Vec<_> =
             jobs.iter().filter_map(|job| handle.job(job.id).filter(|j| j.state.is_final())).collect();

@@ -146,6 +146,11 @@ impl Engine {
         wanted
     }
 
+    /// Whether job `id` is for a device that runs AWS's OTA agent.
+    pub fn is_aws_job(&self, id: JobId) -> bool {
+        self.jobs.get(&id).is_some_and(|job| job.aws.is_some())
+    }
+
     /// Whether `device` holds an AWS job here that is not over.
     pub fn aws_has_job(&self, device: &DeviceId) -> bool {
         self.busy

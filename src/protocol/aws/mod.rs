@@ -20,7 +20,8 @@ pub use jobs::{
     MAX_STATUS_DETAILS, NextGet, Progress, decode_next_get, decode_update, encode_execution, encode_no_job,
 };
 pub use stream::{
-    Block, BlockRequest, MAX_BITMAP_BYTES, MAX_BLOCK_SIZE, MAX_BLOCKS_PER_REQUEST, MAX_REQUEST_BYTES,
-    MIN_BLOCK_SIZE, StreamError, decode_block_request, encode_block,
+    Block, BlockRequest, MAX_BITMAP_BYTES, MAX_BLOCK_MESSAGE, MAX_BLOCK_SIZE, MAX_BLOCKS_PER_REQUEST,
+    MAX_REQUEST_BYTES, MIN_BLOCK_SIZE, ReceivedBlock, StreamError, decode_block, decode_block_request,
+    encode_block, encode_block_request,
 };
 pub use topics::{AwsTopic, SUBSCRIPTIONS, data_topic, notify_next_topic};

@@ -200,9 +200,97 @@ pub fn encode_block(block: &Block<'_>) -> Vec<u8> {
     out
 }
 
+/// Encodes a request for blocks as the agent writes it (`c`, `f`, `l`, `o`, `b`, `n`): what a
+/// simulated device of the profile sends.
+pub fn encode_block_request(request: &BlockRequest) -> Vec<u8> {
+    let text = |s: &str| Value::Text(s.into());
+    let mut map = Vec::with_capacity(6);
+    if let Some(token) = &request.client_token {
+        map.push((text("c"), text(token)));
+    }
+    map.extend([
+        (text("f"), Value::Integer(request.file_id.into())),
+        (text("l"), Value::Integer(request.block_size.into())),
+        (text("o"), Value::Integer(request.offset.into())),
+        (text("b"), Value::Bytes(request.bitmap.clone())),
+        (text("n"), Value::Integer(request.count.into())),
+    ]);
+    let mut out = Vec::with_capacity(request.bitmap.len() + 32);
+    // Writing into a Vec cannot fail.
+    let _ = ciborium::into_writer(&Value::Map(map), &mut out);
+    out
+}
+
+/// A block as a device receives it (owned: it outlives the message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedBlock {
+    pub file_id: u32,
+    pub index: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// The most a block message may hold: the largest block and its keys.
+pub const MAX_BLOCK_MESSAGE: usize = MAX_BLOCK_SIZE as usize + 64;
+
+/// Decodes a block (`{"f", "i", "l", "p"}`) as a device reads it: `l` must be the length of
+/// `p`, and the block at most [`MAX_BLOCK_SIZE`].
+pub fn decode_block(payload: &[u8]) -> Result<ReceivedBlock, StreamError> {
+    if payload.len() > MAX_BLOCK_MESSAGE {
+        return Err(StreamError::TooLarge(payload.len()));
+    }
+    let value: Value = ciborium::from_reader(payload).map_err(|e| StreamError::Cbor(e.to_string()))?;
+    let Value::Map(entries) = value else {
+        return Err(StreamError::Cbor("not a map".into()));
+    };
+    let (mut file_id, mut index, mut length, mut bytes) = (0, None, None, None);
+    for (key, value) in entries {
+        let Value::Text(key) = key else { continue };
+        match key.as_str() {
+            "f" => file_id = field_u32(&value, "f")?,
+            "i" => index = Some(field_u32(&value, "i")?),
+            "l" => length = Some(field_u32(&value, "l")?),
+            "p" => match value {
+                Value::Bytes(p) if !p.is_empty() && p.len() <= MAX_BLOCK_SIZE as usize => bytes = Some(p),
+                _ => {
+                    return Err(StreamError::Field {
+                        field: "p",
+                        reason: format!("not a byte string of 1 to {MAX_BLOCK_SIZE} bytes"),
+                    });
+                }
+            },
+            _ => {}
+        }
+    }
+    let missing = |field: &'static str| StreamError::Field { field, reason: "missing".into() };
+    let index = index.ok_or_else(|| missing("i"))?;
+    let bytes = bytes.ok_or_else(|| missing("p"))?;
+    if length.is_some_and(|l| l as usize != bytes.len()) {
+        return Err(StreamError::Field { field: "l", reason: format!("not the {} bytes of p", bytes.len()) });
+    }
+    Ok(ReceivedBlock { file_id, index, bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_device_sends_and_reads_goes_back_and_forth_through_rockys_side() {
+        let asked = decode_block_request(&transcripts()).unwrap();
+        assert_eq!(encode_block_request(&asked), transcripts(), "byte for byte as the transcript's");
+        let bytes = vec![7u8; 1633];
+        let sent = encode_block(&Block { file_id: 0, index: 4, bytes: &bytes });
+        assert_eq!(decode_block(&sent).unwrap(), ReceivedBlock { file_id: 0, index: 4, bytes });
+        let lying = request(vec![
+            ("f", Value::Integer(0.into())),
+            ("i", Value::Integer(1.into())),
+            ("l", Value::Integer(9.into())),
+            ("p", Value::Bytes(vec![1, 2])),
+        ]);
+        assert!(decode_block(&lying).unwrap_err().to_string().contains("l"));
+        assert!(decode_block(&request(vec![("i", Value::Integer(1.into()))])).is_err(), "no p");
+        assert!(decode_block(b"\xff").is_err());
+    }
 
     fn request(fields: Vec<(&str, Value)>) -> Vec<u8> {
         let map = Value::Map(fields.into_iter().map(|(k, v)| (Value::Text(k.into()), v)).collect());

@@ -96,7 +96,7 @@ async fn log_events(mut events: rocky::service::EventStream) {
                 None => tracing::info!(job = job.get(), %device, state = %to, "job"),
             },
             RuntimeEvent::Engine(Event::RequestRetried { job, device, attempt }) => {
-                tracing::info!(job = job.get(), %device, attempt, "FOTA_REQUEST re-sent")
+                tracing::info!(job = job.get(), %device, attempt, "no answer: job offered again")
             }
             RuntimeEvent::Engine(Event::Ignored { device, job, command, reason }) => {
                 if let Some(left_out) = ignored.allow(device.as_str(), std::time::Instant::now()) {

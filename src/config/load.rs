@@ -423,7 +423,7 @@ mod tests {
         let loaded = load(Some(&path), no_env, &[]).unwrap();
         assert_eq!(loaded.config, Config::default());
         assert!(loaded.sources.values().all(|s| *s == Source::Default));
-        assert_eq!(loaded.sources.len(), 58);
+        assert_eq!(loaded.sources.len(), 59);
     }
 
     #[test]

@@ -294,7 +294,7 @@ impl StoreSection {
 }
 
 /// What the job document of a device that runs AWS's OTA agent names (`[aws_ota]`).
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsOtaSection {
     /// Where the code-signing certificate is on the device (`certfile`); required for jobs to
@@ -302,6 +302,15 @@ pub struct AwsOtaSection {
     pub certfile: String,
     /// Where the device writes the image (`filepath`); empty: `firmware.bin`.
     pub filepath: String,
+    /// How long a job waits for an AWS device that did not answer its offers to ask for it
+    /// (it does whenever it connects); 0: such a job times out like any other.
+    pub device_wait_s: f64,
+}
+
+impl Default for AwsOtaSection {
+    fn default() -> Self {
+        Self { certfile: String::new(), filepath: String::new(), device_wait_s: 86_400.0 }
+    }
 }
 
 /// A value that passed the file's type check but not Rocky's rules; `key` is its dotted name.
@@ -376,6 +385,11 @@ impl Config {
             max_send_factor: jobs.max_send_factor,
             max_rewinds: jobs.max_rewinds,
             confirm_timeout: seconds("jobs.confirm_timeout_s", jobs.confirm_timeout_s)?,
+            aws_device_wait: if self.aws_ota.device_wait_s == 0.0 {
+                Duration::ZERO
+            } else {
+                seconds("aws_ota.device_wait_s", self.aws_ota.device_wait_s)?
+            },
         })
     }
 

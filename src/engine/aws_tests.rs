@@ -67,7 +67,7 @@ fn a_job_goes_as_the_transcript_shows_through_self_test_to_succeeded() {
     assert_eq!(execution["execution"]["jobDocument"]["afr_ota"]["streamname"], name.as_str());
     assert_eq!(h.state(id), JobState::Requesting);
     // Its $next/get gets it again at once.
-    assert!(h.engine.aws_next_get(&dev(THING)));
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
     assert_eq!(h.drain().len(), 1);
 
     // Blocks 0-4 of 5 asked for: five blocks, the last one short, on the stream's data topic.
@@ -96,7 +96,7 @@ fn a_job_goes_as_the_transcript_shows_through_self_test_to_succeeded() {
     assert_eq!(h.state(id), JobState::Confirming);
     // After its reboot it asks again and gets the job IN_PROGRESS with what it said last.
     h.advance(Duration::from_secs(5));
-    assert!(h.engine.aws_next_get(&dev(THING)));
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
     let again = json(&h.drain()[0]);
     assert_eq!(again["execution"]["status"], "IN_PROGRESS");
     assert_eq!(again["execution"]["statusDetails"]["self_test"], "ready");
@@ -111,7 +111,7 @@ fn a_job_goes_as_the_transcript_shows_through_self_test_to_succeeded() {
     assert_eq!(h.state(id), JobState::Succeeded);
     assert!(h.engine.job(id).unwrap().confirmed_at.is_some());
     // Nothing more for it: the runtime answers "no job".
-    assert!(!h.engine.aws_next_get(&dev(THING)));
+    assert!(!h.engine.aws_next_get(&dev(THING), h.now));
 }
 
 #[test]
@@ -164,6 +164,7 @@ fn what_is_not_the_devices_current_job_changes_nothing() {
 fn a_silent_device_times_out_offers_and_a_stalled_transfer() {
     let mut s = settings();
     s.request_attempts = 2;
+    s.aws_device_wait = Duration::ZERO; // no waiting for an offline device: as Rocky's own
     let mut h = Harness::new(s.clone());
     let id = h.submit_aws(18000);
     assert_eq!(h.drain().len(), 1);
@@ -227,7 +228,7 @@ fn cancel_ends_it_and_the_device_then_hears_of_no_job() {
     h.engine.cancel(id, h.now).unwrap();
     h.drain();
     assert_eq!(h.state(id), JobState::Cancelled);
-    assert!(!h.engine.aws_next_get(&dev(THING)));
+    assert!(!h.engine.aws_next_get(&dev(THING), h.now));
     let late = h.engine.aws_blocks(&dev(THING), &aws_job_name(id), &request(&[1], 1), h.now).unwrap_err();
     assert!(late.contains("already cancelled"), "{late}");
 }
@@ -258,18 +259,133 @@ fn aws_transfers_wait_for_a_transfer_slot_like_any_other() {
 }
 
 #[test]
-fn a_restored_aws_job_is_offered_again_as_an_aws_job() {
+fn a_restored_aws_job_is_offered_again_as_an_aws_job_keeping_its_queued_time() {
     let mut h = Harness::new(settings());
-    let mut view = super::tests::restored(JobId::new(7), THING, JobState::Transferring, h.now);
+    let mut view = super::tests::restored(JobId::new(7), THING, JobState::Requesting, h.now);
     view.image = image(18000);
-    view.aws = Some(aws());
+    view.aws = Some(AwsJob { queued_at: 1_796_281_009, ..aws() });
     h.engine.restore(view, h.now);
     let sent = h.drain();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].kind, PublishKind::AwsExecution);
     assert_eq!(json(&sent[0])["execution"]["jobId"], "rocky-7");
+    assert_eq!(json(&sent[0])["execution"]["queuedAt"], 1_796_281_009u64, "the queued time it had");
+    assert_eq!(h.engine.job(JobId::new(7)).unwrap().aws.unwrap().queued_at, 1_796_281_009);
     h.engine.aws_blocks(&dev(THING), "rocky-7", &request(&[0x1f], 8), h.now).unwrap();
     assert_eq!(h.drain().len(), 5);
+}
+
+/// The agent drops its download at any message on notify-next while it downloads (ota.c:
+/// jobNotificationHandler): a job restored from a transfer lets the device ask for blocks
+/// first, and is offered only if it does not.
+#[test]
+fn a_job_restored_from_a_transfer_waits_for_the_device_before_offering() {
+    let s = settings();
+    let mut h = Harness::new(s.clone());
+    let mut view = super::tests::restored(JobId::new(7), THING, JobState::Transferring, h.now);
+    view.image = image(18000);
+    view.aws = Some(aws());
+    h.engine.restore(view, h.now);
+    assert!(h.drain().is_empty(), "no offer at once");
+    h.advance(Duration::from_secs(10));
+    // The agent asks again for what it misses: blocks 3 and 4.
+    h.engine.aws_blocks(&dev(THING), "rocky-7", &request(&[0x18], 8), h.now).unwrap();
+    let sent = h.drain();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|p| matches!(p.kind, PublishKind::AwsBlock { .. })));
+    assert_eq!(h.state(JobId::new(7)), JobState::Transferring);
+
+    // A device that does not ask is offered the job after one request timeout.
+    let mut view = super::tests::restored(JobId::new(8), "thing-2", JobState::Transferring, h.now);
+    view.image = image(18000);
+    view.aws = Some(aws());
+    h.engine.restore(view, h.now);
+    assert!(h.drain().iter().all(|p| p.job != JobId::new(8)));
+    h.advance(s.request_timeout);
+    let sent = h.drain();
+    assert_eq!(sent.iter().filter(|p| p.job == JobId::new(8)).count(), 1, "offered now");
+}
+
+#[test]
+fn a_broker_reconnect_mid_transfer_sends_no_offer_and_the_transfer_goes_on() {
+    let mut h = Harness::new(settings());
+    let id = h.submit_aws(18000);
+    let name = aws_job_name(id);
+    h.drain();
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1f], 2), h.now).unwrap();
+    assert_eq!(h.drain().len(), 2);
+    h.engine.set_connected(false, h.now);
+    h.advance(Duration::from_secs(5));
+    h.engine.set_connected(true, h.now);
+    assert!(h.drain().is_empty(), "nothing on notify-next: the agent would start over");
+    assert_eq!(h.state(id), JobState::Transferring);
+    h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1c], 8), h.now).unwrap();
+    assert_eq!(h.drain().len(), 3, "the blocks it still misses");
+    // Its silence is watched afresh from the reconnect.
+    h.advance(Duration::from_secs(30));
+    h.drain();
+    assert_eq!(h.state(id), JobState::TimedOut);
+}
+
+#[test]
+fn an_offline_device_s_job_waits_for_it_to_ask_without_holding_a_request_slot() {
+    let mut s = settings();
+    s.request_attempts = 2;
+    s.max_requests = 1;
+    s.aws_device_wait = Duration::from_secs(3600);
+    let mut h = Harness::new(s.clone());
+    let offline = h.submit_aws(18000);
+    let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev("thing-2"), image(9000)) };
+    let second = h.engine.submit(spec, h.now).unwrap();
+    assert_eq!(h.drain().len(), 1, "one request slot: the first job's offer only");
+    h.advance(s.request_timeout);
+    h.drain();
+    assert_eq!(h.state(second), JobState::Queued);
+    h.advance(s.request_timeout);
+    let sent = h.drain();
+    // Two offers unanswered: the first job waits for its device, and its slot went on.
+    assert_eq!(h.state(offline), JobState::Requesting);
+    assert!(h.events.iter().any(|e| matches!(e, Event::Note { job, text, .. }
+        if *job == offline && text.contains("waits up to 3600 s"))));
+    assert_eq!(h.state(second), JobState::Requesting);
+    assert_eq!(sent.iter().filter(|p| p.job == second).count(), 1);
+    assert!(!h.engine.is_idle());
+    // Nothing more is offered to it while it waits.
+    h.advance(Duration::from_secs(600));
+    assert!(h.drain().iter().all(|p| p.job != offline));
+    // The device connects and asks: offered at once, and its download goes as any other.
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
+    let sent = h.drain();
+    assert_eq!(sent.iter().filter(|p| p.job == offline).count(), 1);
+    h.engine.aws_blocks(&dev(THING), &aws_job_name(offline), &request(&[0x1f], 8), h.now).unwrap();
+    assert_eq!(h.drain().len(), 5);
+    assert_eq!(h.state(offline), JobState::Transferring);
+
+    // A device that never comes back: timed out once the wait is over, saying so.
+    h.advance(s.request_timeout * 2); // (one tick: the second job's retry, made now, is due later)
+    h.advance(s.request_timeout * 2);
+    let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev("thing-3"), image(9000)) };
+    let gone = h.engine.submit(spec, h.now).unwrap();
+    h.advance(s.request_timeout);
+    h.advance(s.request_timeout);
+    h.drain();
+    assert_eq!(h.state(gone), JobState::Requesting);
+    h.advance(Duration::from_secs(3599));
+    assert_eq!(h.state(gone), JobState::Requesting);
+    h.advance(Duration::from_secs(1));
+    h.drain();
+    let view = h.engine.job(gone).unwrap();
+    assert_eq!(view.state, JobState::TimedOut);
+    assert!(view.error.unwrap().contains("did not ask for its job within 3600 s"));
+    // Cancelling a waiting job frees what it held (nothing) and its device.
+    let spec = JobSpec { aws: Some(aws()), ..JobSpec::new(dev("thing-4"), image(9000)) };
+    let cancelled = h.engine.submit(spec, h.now).unwrap();
+    h.advance(s.request_timeout);
+    h.advance(s.request_timeout);
+    assert!(h.engine.job(cancelled).unwrap().aws.is_some());
+    h.engine.cancel(cancelled, h.now).unwrap();
+    assert!(!h.engine.aws_next_get(&dev("thing-4"), h.now));
+    assert!(h.engine.is_idle(), "nothing waits any more");
 }
 
 #[test]
@@ -298,7 +414,7 @@ fn a_block_size_over_the_brokers_limit_fails_the_job_and_details_are_bounded() {
         r#"{{"status":"IN_PROGRESS","statusDetails":{{"self_test":"ready","updatedBy":"{long}","note":"{long}"}}}}"#
     );
     h.engine.aws_update(&dev(THING), &name, update(&ready), h.now).unwrap();
-    assert!(h.engine.aws_next_get(&dev(THING)));
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
     let again = json(&h.drain()[0]);
     let details = again["execution"]["statusDetails"].as_object().unwrap().clone();
     assert_eq!(details.len(), 2, "{details:?}");
@@ -319,7 +435,7 @@ fn a_device_that_asks_over_and_over_shares_one_offer_and_chunks_go_on() {
         crate::protocol::ResponseBody::RequestAck { next_chunk: None, window: None },
     );
     for _ in 0..100 {
-        assert!(h.engine.aws_next_get(&dev(THING)));
+        assert!(h.engine.aws_next_get(&dev(THING), h.now));
     }
     let out = h.drain();
     let offers = out.iter().filter(|p| p.job == aws).count();
@@ -340,7 +456,7 @@ fn a_confirming_job_restored_gives_the_device_its_self_test_words_back() {
     h.engine.restore(view, h.now);
     h.drain();
     assert_eq!(h.state(JobId::new(9)), JobState::Confirming);
-    assert!(h.engine.aws_next_get(&dev(THING)));
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
     let again = json(&h.drain()[0]);
     assert_eq!(again["execution"]["status"], "IN_PROGRESS");
     assert_eq!(again["execution"]["statusDetails"], serde_json::json!({"self_test": "ready"}));

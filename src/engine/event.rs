@@ -26,6 +26,13 @@ pub enum Event {
     Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
 }
 
+/// A job's timeline line for an offer sent again: a FOTA_REQUEST, or for a device that runs
+/// AWS's OTA agent the job's execution on `notify-next`.
+pub fn retry_words(attempt: u32, aws: bool) -> String {
+    let what = if aws { "the job offered again on notify-next" } else { "FOTA_REQUEST sent again" };
+    format!("no answer: {what} (attempt {attempt})")
+}
+
 impl Event {
     /// The job whose record this event changed (`Ignored` changes none).
     pub fn job(&self) -> Option<JobId> {

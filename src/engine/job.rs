@@ -374,6 +374,7 @@ impl Job {
             aws: self.aws.as_ref().map(|aws| super::AwsJob {
                 details: aws.details.clone(),
                 version: aws.version,
+                queued_at: aws.queued_at_s,
                 ..aws.job.clone()
             }),
         }

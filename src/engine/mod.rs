@@ -25,7 +25,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-pub use event::Event;
+pub use event::{Event, retry_words};
 pub use job::{JobId, JobState, JobView, Reported, RolloutId, UnknownState};
 pub use publish::{Publish, PublishKind};
 pub use scheduler::{AwsJob, CancelError, Engine, JobSpec, RECONNECT_RETRY, SubmitError, aws_job_name};

@@ -120,6 +120,7 @@ impl Model {
             max_send_factor: 3,
             max_rewinds: 16,
             confirm_timeout: std::time::Duration::from_secs(600),
+            aws_device_wait: Duration::from_secs(60),
         };
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());

@@ -127,6 +127,9 @@ pub struct Engine {
     requesting: usize,
     /// Jobs from ACK to verdict: at most `max_active`.
     transferring: usize,
+    /// AWS jobs whose offers went unanswered, waiting for their devices to ask for them
+    /// (requesting, in no slot).
+    parked: usize,
     /// Accepted jobs (with the device's resume point and window) waiting for a transfer slot,
     /// oldest first.
     awaiting_slot: VecDeque<(JobId, Ack)>,
@@ -169,6 +172,7 @@ impl Engine {
             ready_devices: VecDeque::new(),
             busy: HashMap::new(),
             requesting: 0,
+            parked: 0,
             transferring: 0,
             awaiting_slot: VecDeque::new(),
             sending: VecDeque::new(),
@@ -524,6 +528,9 @@ impl Engine {
         }
         job.state = JobState::Queued;
         job.next_chunk = 1;
+        if let Some(aws) = job.aws.as_mut() {
+            aws.quiet_start = state == JobState::Transferring;
+        }
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Queued));
         if state != JobState::Queued {
@@ -576,8 +583,9 @@ impl Engine {
                 continue;
             }
             let (state, device) = (job.state, job.device.clone());
+            let parked = self.aws_leave_parked(id);
             if state.is_active() || state == JobState::Confirming {
-                if state == JobState::Requesting {
+                if state == JobState::Requesting && !parked {
                     self.requesting = self.requesting.saturating_sub(1);
                 } else if state != JobState::Confirming {
                     self.transferring = self.transferring.saturating_sub(1);
@@ -736,6 +744,9 @@ impl Engine {
             .map(|j| (j.id, j.state, j.done_waits))
             .collect();
         for (id, state, done_waits) in active {
+            if self.aws_after_reconnect(id, now) {
+                continue;
+            }
             // FOTA_DONE had not gone out: the broker may have lost chunks with the session, so
             // the device is asked where it is, like a transfer.
             let state = if done_waits { JobState::Transferring } else { state };
@@ -842,6 +853,11 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// Job `id`'s state, without building its whole view.
+    pub fn job_state(&self, id: JobId) -> Option<JobState> {
+        self.jobs.get(&id).map(|job| job.state)
+    }
+
     pub fn job(&self, id: JobId) -> Option<JobView> {
         self.jobs.get(&id).map(Job::view)
     }
@@ -896,7 +912,10 @@ impl Engine {
 
     /// True when no job is queued or active.
     pub fn is_idle(&self) -> bool {
-        self.requesting == 0 && self.transferring == 0 && self.device_queues.values().all(VecDeque::is_empty)
+        self.requesting == 0
+            && self.transferring == 0
+            && self.parked == 0
+            && self.device_queues.values().all(VecDeque::is_empty)
     }
 
     // ---- internals ----
@@ -959,7 +978,9 @@ impl Engine {
                 job.boot_at_request = boot;
                 job.send_manifest = signed && job.manifest.is_some();
             }
-            self.start_round(id, now);
+            if !self.aws_quiet_start(id, now) {
+                self.start_round(id, now);
+            }
         }
     }
 
@@ -1236,6 +1257,19 @@ impl Engine {
 
     fn deadline_passed(&mut self, id: JobId, now: Instant) {
         let Some(job) = self.jobs.get(&id) else { return };
+        if job.state == JobState::Requesting && job.sends_left == 0 && job.aws.is_some() {
+            if self.aws_is_parked(id) {
+                let detail = format!(
+                    "the device did not ask for its job within {} s of its last unanswered offer",
+                    self.settings.aws_device_wait.as_secs_f64()
+                );
+                return self.finish(id, JobState::TimedOut, Some(detail), now);
+            }
+            if self.aws_park(id, now) {
+                return;
+            }
+        }
+        let Some(job) = self.jobs.get(&id) else { return };
         match job.state {
             JobState::Requesting if job.sends_left > 0 => {
                 let device = job.device.clone();
@@ -1316,6 +1350,8 @@ impl Engine {
         let was_confirming = job.state == JobState::Confirming;
         let was_active = job.state.is_active() || was_confirming;
         let was_requesting = job.state == JobState::Requesting;
+        let was_parked = self.aws_leave_parked(id);
+        let Some(job) = self.jobs.get_mut(&id) else { return };
         job.error = error.clone();
         job.deadline = None;
         job.paced_until = None;
@@ -1329,7 +1365,9 @@ impl Engine {
         self.transition(id, state, error, now);
         if was_active {
             if was_requesting {
-                self.requesting = self.requesting.saturating_sub(1);
+                if !was_parked {
+                    self.requesting = self.requesting.saturating_sub(1);
+                }
                 self.awaiting_slot.retain(|(waiting, _)| *waiting != id);
             } else if !was_confirming {
                 self.transferring = self.transferring.saturating_sub(1);

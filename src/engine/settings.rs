@@ -40,6 +40,11 @@ pub struct Settings {
     /// How long a device that confirms updates has, after its FOTA_DONE_SUCCESS, to come back
     /// with a status naming the new image before the job ends `timed_out`.
     pub confirm_timeout: Duration,
+    /// How long a job for a device that runs AWS's OTA agent waits, once its offers
+    /// (`request_attempts`) went unanswered, for the device to ask for its job: such a device
+    /// asks (`$next/get`) whenever it connects, so an offline device is not a silent one. It
+    /// holds no request slot meanwhile. Zero: it times out like any other.
+    pub aws_device_wait: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +64,7 @@ impl Default for Settings {
             max_send_factor: 3,
             max_rewinds: 16,
             confirm_timeout: Duration::from_secs(600),
+            aws_device_wait: Duration::from_secs(86_400),
         }
     }
 }

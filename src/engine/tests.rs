@@ -40,6 +40,7 @@ pub(super) fn settings() -> Settings {
         max_send_factor: 3,
         max_rewinds: 16,
         confirm_timeout: Duration::from_secs(600),
+        aws_device_wait: Duration::from_secs(86_400),
     }
 }
 

@@ -29,7 +29,7 @@ impl Driver {
                     self.inventory.heard_aws(&device);
                     // Asks while an offer of the job waits to go out share it (the engine
                     // queues one per job), so a flood of them cannot outpace the broker.
-                    if self.engine.aws_next_get(&device) {
+                    if self.engine.aws_next_get(&device, now) {
                         Ok(Ok(()))
                     } else {
                         self.answer_no_job(&device, now);

@@ -183,7 +183,7 @@ impl Driver {
             }
             self.tell_inventory(&event);
             if let Some(persistence) = self.persistence.as_mut() {
-                persistence.record(self.clock.unix_ms(at), &event);
+                persistence.record(self.clock.unix_ms(at), &event, &self.engine);
             }
             if let Some(job) = event.job() {
                 self.dirty.insert(job);

@@ -84,7 +84,9 @@ impl Persistence {
     }
 
     /// Notes what an engine event changed.
-    pub fn record(&mut self, at_ms: u64, event: &Event) {
+    /// `engine` is read for what the event leaves out: the state a note was made in, and
+    /// whether a re-sent offer went to an AWS device.
+    pub fn record(&mut self, at_ms: u64, event: &Event, engine: &Engine) {
         match event {
             Event::Created(_) => {} // the store wrote the row when it gave the id
             Event::StateChanged { job, to, detail, .. } => {
@@ -103,7 +105,7 @@ impl Persistence {
                     job: *job,
                     at: at_ms,
                     state: JobState::Requesting,
-                    detail: Some("no answer: FOTA_REQUEST sent again".into()),
+                    detail: Some(crate::engine::retry_words(*attempt, engine.is_aws_job(*job))),
                     attempt: Some(*attempt),
                 });
             }
@@ -115,7 +117,7 @@ impl Persistence {
                 self.history.push(HistoryRecord {
                     job: *job,
                     at: at_ms,
-                    state: JobState::Transferring,
+                    state: engine.job_state(*job).unwrap_or(JobState::Transferring),
                     detail: Some(text.clone()),
                     attempt: None,
                 });

@@ -35,6 +35,53 @@ async fn in_process() -> (EmbeddedBroker, Runtime) {
     (broker, runtime)
 }
 
+/// A device that is offline when its job is made does not answer the offers: the job waits
+/// for it (it holds no request slot) and, when the device connects and asks, it is offered and
+/// updates. The timeline says it waited, as a requesting job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_for_an_offline_aws_device_waits_until_the_device_connects_and_asks() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let mut config = RuntimeConfig::new(broker.url());
+    config.engine.request_timeout = Duration::from_millis(200);
+    config.engine.request_attempts = 2;
+    let runtime = Runtime::start(config, Arc::new(Library::new()));
+    let handle = runtime.handle.clone();
+    wait_for(Duration::from_secs(20), "Rocky to connect", || async {
+        handle.status().await.ok().filter(|s| s.connection.is_connected()).map(|_| ())
+    })
+    .await;
+    let signer = SigningKey::generate(Alg::Es256).unwrap();
+    let image = Image::new("aws-fw.bin", test_image(9000, 5));
+    let mut events = handle.subscribe();
+    let id = handle.submit(aws_specs(&["aws-late"], &image, &signer)).await.unwrap()[0].id;
+    let waits = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Some(rocky::runtime::Received::Event(envelope)) = events.recv().await
+                && let rocky::runtime::RuntimeEvent::Engine(rocky::engine::Event::Note { job, text, .. }) =
+                    &envelope.event
+                && *job == id
+            {
+                return text.clone();
+            }
+        }
+    })
+    .await
+    .expect("a note that the job waits for its device");
+    assert!(waits.contains("the device may be offline"), "{waits}");
+    assert_eq!(handle.job(id).unwrap().state, JobState::Requesting);
+
+    let device = AwsDevice::start(broker.url().port, "aws-late", verifying(&signer)).await;
+    let job = wait_for(Duration::from_secs(30), "the late device's job to end", || async {
+        handle.job(id).filter(|job| job.state.is_final())
+    })
+    .await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let seen = device.seen.lock().unwrap().clone();
+    assert_eq!(seen.image.as_deref(), Some(&image.bytes()[..]));
+    assert_eq!(seen.restarted, 0, "no offer came while it downloaded");
+    runtime.shutdown().await;
+}
+
 /// A job of `image` for each AWS device of `things`, signed by `signer`.
 fn aws_specs(things: &[&str], image: &Image, signer: &SigningKey) -> Vec<JobSpec> {
     let signature = aws_signature(signer, image.bytes()).unwrap();

@@ -43,6 +43,10 @@ pub struct AwsJob {
     /// The execution's version (one more at each update the device sent).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub version: u64,
+    /// When the job was first queued (Unix seconds; 0: not yet): the execution says the same
+    /// `queuedAt` after a restart of Rocky.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub queued_at: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -52,7 +56,7 @@ fn is_zero(n: &u64) -> bool {
 impl AwsJob {
     /// The job document's fields alone (no execution yet).
     pub fn new(cert_file: String, file_path: String, signature: String) -> Self {
-        Self { cert_file, file_path, signature, details: BTreeMap::new(), version: 0 }
+        Self { cert_file, file_path, signature, details: BTreeMap::new(), version: 0, queued_at: 0 }
     }
 }
 
@@ -74,6 +78,13 @@ pub(crate) struct AwsState {
     pub sent: Vec<u64>,
     /// How many different blocks were sent.
     pub sent_count: u32,
+    /// Its offers went unanswered and it waits (up to `aws_device_wait`, holding no request
+    /// slot) for the device to ask for it.
+    pub parked: bool,
+    /// Restored from a transfer: the device may still be downloading it, and an offer on
+    /// `notify-next` would make the agent drop what it holds and start again, so the first
+    /// offer waits one request timeout for the device to ask for blocks.
+    pub quiet_start: bool,
 }
 
 impl AwsState {
@@ -85,6 +96,10 @@ impl AwsState {
             .map(|(key, value)| (key, crate::text::prefix_within(&value, MAX_KEPT_DETAIL).to_owned()))
             .collect();
         let version = std::mem::take(&mut job.version).max(1);
+        let queued_at_s = match std::mem::take(&mut job.queued_at) {
+            0 => queued_at_s,
+            stored => stored,
+        };
         Self {
             job,
             version,
@@ -94,6 +109,8 @@ impl AwsState {
             pending: VecDeque::new(),
             sent: Vec::new(),
             sent_count: 0,
+            parked: false,
+            quiet_start: false,
         }
     }
 
@@ -137,13 +154,119 @@ impl Engine {
 
     /// The AWS device `device` asks for its next job. Its current job's execution goes out on
     /// `notify-next`; `false` when it has none here (the runtime answers "no job").
-    pub fn aws_next_get(&mut self, device: &DeviceId) -> bool {
+    pub fn aws_next_get(&mut self, device: &DeviceId, now: Instant) -> bool {
         let Some(&id) = self.busy.get(device) else { return false };
         let wanted = self.jobs.get(&id).is_some_and(|job| job.aws.is_some() && !job.state.is_final());
-        if wanted && !self.aws_out.contains(&id) {
-            self.aws_out.push_back(id);
+        if wanted {
+            if self.aws_unpark(id, now) {
+                let text = "the device asked for its job: offered".to_owned();
+                self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+            }
+            if !self.aws_out.contains(&id) {
+                self.aws_out.push_back(id);
+            }
         }
         wanted
+    }
+
+    /// The offers of AWS job `id` went unanswered: rather than time out, it waits for its
+    /// device to ask (the agent asks for its job whenever it connects), holding no request
+    /// slot, up to `aws_device_wait`. `false` when it does not wait (not an AWS job, no wait
+    /// set, or it waited already).
+    pub(super) fn aws_park(&mut self, id: JobId, now: Instant) -> bool {
+        let wait = self.settings.aws_device_wait;
+        let Some(job) = self.jobs.get_mut(&id) else { return false };
+        let device = job.device.clone();
+        let Some(aws) = job.aws.as_mut().filter(|aws| !aws.parked && !wait.is_zero()) else { return false };
+        aws.parked = true;
+        self.requesting = self.requesting.saturating_sub(1);
+        self.parked += 1;
+        let text = format!(
+            "no answer to {} job offers: the device may be offline; the job waits up to {} s for it to ask for \
+             its job, as it does when it connects",
+            self.settings.request_attempts.max(1),
+            wait.as_secs_f64()
+        );
+        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.arm_deadline(id, now + wait);
+        self.activate(now);
+        true
+    }
+
+    /// The device of job `id` spoke: if the job waited for it, it holds a request slot again
+    /// (beyond `max_requests` if need be: the device is there) with a fresh round of offers,
+    /// the first of which the caller sends or makes unneeded. Whether it waited.
+    fn aws_unpark(&mut self, id: JobId, now: Instant) -> bool {
+        let attempts = self.settings.request_attempts.max(1);
+        let Some(job) = self.jobs.get_mut(&id) else { return false };
+        let Some(aws) = job.aws.as_mut().filter(|aws| aws.parked) else { return false };
+        aws.parked = false;
+        job.sends_left = attempts - 1;
+        self.parked = self.parked.saturating_sub(1);
+        self.requesting += 1;
+        self.arm_deadline(id, now + self.settings.request_timeout);
+        true
+    }
+
+    /// Takes job `id` out of waiting for its device (it ends or leaves this engine); whether
+    /// it waited, in which case it held no request slot.
+    pub(super) fn aws_leave_parked(&mut self, id: JobId) -> bool {
+        let Some(aws) = self.jobs.get_mut(&id).and_then(|job| job.aws.as_mut()).filter(|aws| aws.parked)
+        else {
+            return false;
+        };
+        aws.parked = false;
+        self.parked = self.parked.saturating_sub(1);
+        true
+    }
+
+    /// Whether AWS job `id` waits for its device to ask for it.
+    pub(super) fn aws_is_parked(&self, id: JobId) -> bool {
+        self.jobs.get(&id).and_then(|job| job.aws.as_ref()).is_some_and(|aws| aws.parked)
+    }
+
+    /// The first offer of an AWS job restored from a transfer waits one request timeout (see
+    /// [`AwsState::quiet_start`]); whether it does.
+    pub(super) fn aws_quiet_start(&mut self, id: JobId, now: Instant) -> bool {
+        let attempts = self.settings.request_attempts.max(1);
+        let Some(job) = self.jobs.get_mut(&id) else { return false };
+        let Some(aws) = job.aws.as_mut().filter(|aws| aws.quiet_start) else { return false };
+        aws.quiet_start = false;
+        job.sends_left = attempts;
+        let device = job.device.clone();
+        let text = format!(
+            "the device may still be downloading this job: waiting up to {} s for it to ask for blocks before \
+             offering the job again (an offer would make it start its download over)",
+            self.settings.request_timeout.as_secs_f64()
+        );
+        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.arm_deadline(id, now + self.settings.request_timeout);
+        true
+    }
+
+    /// The broker came back: an AWS transfer goes on where it was (the device asks again for
+    /// what it misses, 10 s after its last block; an offer now would make it start over), its
+    /// silence deadline started afresh; a job waiting for its device waits afresh.
+    pub(super) fn aws_after_reconnect(&mut self, id: JobId, now: Instant) -> bool {
+        let Some(job) = self.jobs.get_mut(&id) else { return false };
+        let Some(aws) = job.aws.as_mut() else { return false };
+        match job.state {
+            JobState::Transferring => {
+                aws.pending.clear();
+                let device = job.device.clone();
+                let text = "broker reconnected: waiting for the device to ask again for the blocks it misses";
+                self.events.push_back((now, Event::Note { job: id, device, text: text.to_owned() }));
+                let silence = self.aws_silence();
+                self.arm_deadline(id, now + silence);
+                true
+            }
+            JobState::Requesting if aws.parked => {
+                let at = now + self.settings.aws_device_wait;
+                self.arm_deadline(id, at);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether job `id` is for a device that runs AWS's OTA agent.
@@ -169,6 +292,7 @@ impl Engine {
         now: Instant,
     ) -> Result<(), String> {
         let id = self.aws_current(device, job_of_name(job), job)?;
+        self.aws_unpark(id, now);
         let state = self.jobs.get(&id).map_or(JobState::Queued, |j| j.state);
         // What is given back after a reboot: the agent's self-test words, bounded; details an
         // update leaves out stay as they were (as AWS keeps them).
@@ -252,6 +376,10 @@ impl Engine {
         now: Instant,
     ) -> Result<(), String> {
         let id = self.aws_current(device, job_of_name(stream), stream)?;
+        if request.file_id != 0 {
+            return Err(format!("file {} is not in the job (it has file 0)", request.file_id));
+        }
+        self.aws_unpark(id, now);
         let Some(job) = self.jobs.get_mut(&id) else { return Err("unknown job".into()) };
         if request.file_id != 0 {
             return Err(format!("file {} is not in the job (it has file 0)", request.file_id));

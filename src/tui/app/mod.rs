@@ -317,7 +317,8 @@ impl App {
                 (*job, text)
             }
             Event::RequestRetried { job, attempt, .. } => {
-                (*job, format!("no answer: FOTA_REQUEST sent again (attempt {attempt})"))
+                let aws = self.jobs.rows.get(job).is_some_and(|row| row.aws.is_some());
+                (*job, crate::engine::retry_words(*attempt, aws))
             }
             Event::ChunkSent { bytes, .. } => {
                 self.throughput.add(at, u64::from(*bytes));

@@ -27,6 +27,9 @@ pub struct Seen {
     pub image: Option<Vec<u8>>,
     /// Downloads dropped on hearing "no job" (a cancelled job).
     pub dropped: u32,
+    /// Downloads dropped and begun again because a job came on notify-next while one was
+    /// under way (the agent aborts its download at any job document then, and asks anew).
+    pub restarted: u32,
 }
 
 /// How the device's firmware behaves.
@@ -130,7 +133,14 @@ impl AwsDevice {
                             }
                             continue;
                         }
-                        if download.is_some() || status != "QUEUED" {
+                        if download.take().is_some() {
+                            // As the agent: whatever job came, the download under way is
+                            // aborted and the device asks for its job again.
+                            record.lock().unwrap().restarted += 1;
+                            let _ = client.publish(&next_get, QoS::AtLeastOnce, false, ask.clone()).await;
+                            continue;
+                        }
+                        if status != "QUEUED" && status != "IN_PROGRESS" {
                             continue;
                         }
                         let file = &execution["jobDocument"]["afr_ota"]["files"][0];

@@ -146,6 +146,13 @@ pub fn aws_stream(data: &[u8]) {
         assert!(wanted.len() <= request.count as usize, "more blocks than asked for");
         assert!(wanted.iter().all(|block| *block < total), "a block past the end");
         let _ = request.summary(Some(total));
+        // What it holds, by its word: no block past the end (a file of at most 2^20 blocks
+        // here, as an image's block count is bounded by its size).
+        let blocks = total % (1 << 20);
+        let held = request.held(blocks);
+        assert_eq!(held.len(), (blocks as usize).div_ceil(64));
+        let counted: u32 = held.iter().map(|word| word.count_ones()).sum();
+        assert!(counted <= blocks, "more blocks held than the file has");
     }
     // What a simulated device reads: a block is never larger than the largest block.
     if let Ok(block) = aws::decode_block(payload) {

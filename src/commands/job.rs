@@ -135,13 +135,14 @@ fn print_job(job: &JobSnapshot) {
             job.image.size
         );
     }
-    match &job.manifest {
-        Some(m) => {
+    match (&job.manifest, &job.aws) {
+        (_, Some(aws)) => println!("  signed   {}", aws.signing_words()),
+        (Some(m), None) => {
             let version =
                 m.payload().version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
             println!("  manifest signed by key {} ({}){version}, seq {}", m.kid(), m.alg(), m.payload().seq);
         }
-        None => println!("  manifest none (an unsigned image)"),
+        (None, None) => println!("  manifest none (an unsigned image)"),
     }
     if let Some(error) = &job.error {
         println!("  error    {error}");

@@ -294,6 +294,12 @@ fn a_job_restored_from_a_transfer_waits_for_the_device_before_offering() {
     assert_eq!(sent.len(), 2, "{sent:?}");
     assert!(sent.iter().all(|p| matches!(p.kind, PublishKind::AwsBlock { .. })));
     assert_eq!(h.state(JobId::new(7)), JobState::Transferring);
+    let view = h.engine.job(JobId::new(7)).unwrap();
+    assert_eq!((view.chunks_done, view.chunks_total), (5, 5), "3 held by its word, 2 sent");
+    // A device that begins its download again (it asks for every block) starts from none.
+    h.engine.aws_blocks(&dev(THING), "rocky-7", &request(&[0x1f], 1), h.now).unwrap();
+    h.drain();
+    assert_eq!(h.engine.job(JobId::new(7)).unwrap().chunks_done, 1);
 
     // A device that does not ask is offered the job after one request timeout.
     let mut view = super::tests::restored(JobId::new(8), "thing-2", JobState::Transferring, h.now);
@@ -489,4 +495,25 @@ fn a_self_test_the_device_rejects_rolls_the_job_back_and_a_failed_download_is_no
     h.engine.aws_blocks(&dev(THING), &aws_job_name(other), &request(&[0x1f], 8), h.now).unwrap();
     h.engine.aws_update(&dev(THING), &aws_job_name(other), update(rejected), h.now).unwrap();
     assert_eq!(h.state(other), JobState::Failed);
+}
+
+#[test]
+fn a_device_asking_as_the_agent_with_a_rocky_protocol_job_is_told_once_how_to_fix_it() {
+    let mut h = Harness::new(settings());
+    let id = h.submit(THING, 640);
+    h.drain();
+    for _ in 0..3 {
+        assert!(!h.engine.aws_next_get(&dev(THING), h.now), "no AWS job: the device hears \"no job\"");
+    }
+    h.drain();
+    let hints: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Note { job, text, .. } if *job == id => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hints.len(), 1, "said once: {hints:?}");
+    assert!(hints[0].contains(&format!("rocky devices label {THING} profile=aws-iot-ota")), "{}", hints[0]);
 }

@@ -333,6 +333,9 @@ pub(super) struct Job {
     /// The device refused the patch (NACK 13) and the whole image is on offer: a repeat of
     /// that refusal changes nothing.
     pub patch_refused: bool,
+    /// Its device asked for a job on AWS IoT Jobs topics while this job (in Rocky's protocol)
+    /// was its: the timeline said once how to make it an AWS job.
+    pub aws_hinted: bool,
     /// A job for a device that runs AWS's OTA agent: its execution and stream.
     pub aws: Option<super::scheduler::AwsState>,
 }

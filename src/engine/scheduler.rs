@@ -391,6 +391,7 @@ impl Engine {
             manifest: spec.manifest,
             send_manifest: false,
             patch_refused: false,
+            aws_hinted: false,
             delta_info: spec.delta.as_ref().map(crate::firmware::Patch::info),
             delta: spec.delta,
             aws,
@@ -504,6 +505,7 @@ impl Engine {
             manifest: restored.manifest,
             send_manifest: false,
             patch_refused: false,
+            aws_hinted: false,
             // A job that ended (or waits for its device's confirmation) keeps saying it was
             // sent a patch; one that runs again says what it sends now.
             delta_info: match &patch {

@@ -377,6 +377,12 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     ]);
     let made: Value = serde_json::from_str(&made).unwrap();
     assert_eq!(made["jobs"][0]["aws"]["cert_file"], "certs/c.crt", "{made}");
+    // `rocky job show` says how an AWS job is signed, not "unsigned".
+    let job = made["jobs"][0]["id"].as_u64().unwrap().to_string();
+    let shown = cli(&["job", "show", &job]);
+    assert!(shown.contains("signed   sig-sha256-ecdsa ME"), "{shown}");
+    assert!(shown.contains("checked with certs/c.crt on the device"), "{shown}");
+    assert!(!shown.contains("unsigned"), "{shown}");
 }
 
 /// Signed offline: `rocky sign --format aws` writes `IMAGE.sig-sha256-ecdsa` with a key Rocky

@@ -54,6 +54,16 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl AwsJob {
+    /// How the job is signed, for a job's detail: the signature (its start) and where the
+    /// device finds the certificate that checks it and writes the image.
+    pub fn signing_words(&self) -> String {
+        let start = crate::text::prefix_within(&self.signature, 16);
+        format!(
+            "sig-sha256-ecdsa {start}… (ES256), checked with {} on the device, written to {}",
+            self.cert_file, self.file_path
+        )
+    }
+
     /// The job document's fields alone (no execution yet).
     pub fn new(cert_file: String, file_path: String, signature: String) -> Self {
         Self { cert_file, file_path, signature, details: BTreeMap::new(), version: 0, queued_at: 0 }
@@ -74,9 +84,10 @@ pub(crate) struct AwsState {
     pub block_size: u32,
     /// Blocks asked for and not sent yet, in the order asked (at most one request's worth).
     pub pending: VecDeque<u32>,
-    /// One bit per block sent at least once (progress counts each block once).
+    /// One bit per block the device holds by its last request's bitmap or was sent since
+    /// (progress counts each block once, and starts again with a download that does).
     pub sent: Vec<u64>,
-    /// How many different blocks were sent.
+    /// How many blocks `sent` has.
     pub sent_count: u32,
     /// Its offers went unanswered and it waits (up to `aws_device_wait`, holding no request
     /// slot) for the device to ask for it.
@@ -157,6 +168,17 @@ impl Engine {
     pub fn aws_next_get(&mut self, device: &DeviceId, now: Instant) -> bool {
         let Some(&id) = self.busy.get(device) else { return false };
         let wanted = self.jobs.get(&id).is_some_and(|job| job.aws.is_some() && !job.state.is_final());
+        if let Some(job) = self.jobs.get_mut(&id).filter(|job| job.aws.is_none() && !job.aws_hinted) {
+            // A device that runs AWS's OTA agent was given a job in Rocky's protocol (it was
+            // not registered as one): it will never answer it. Said once, on the job.
+            job.aws_hinted = true;
+            let text = format!(
+                "the device asked for its job as AWS's OTA agent does ($next/get), but this job speaks Rocky's \
+                 protocol: if it runs that agent, cancel the job, register the device with profile=aws-iot-ota \
+                 (rocky devices label {device} profile=aws-iot-ota) and make the job again"
+            );
+            self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+        }
         if wanted {
             if self.aws_unpark(id, now) {
                 let text = "the device asked for its job: offered".to_owned();
@@ -412,6 +434,11 @@ impl Engine {
         }
         let total = u32::try_from(size.div_ceil(u64::from(request.block_size))).unwrap_or(u32::MAX);
         let (wanted, past_end) = request.wanted(total);
+        // The device's own word on what it holds (a download begun again holds nothing).
+        aws.sent = request.held(total);
+        aws.sent_count = aws.sent.iter().map(|word| word.count_ones()).sum();
+        job.next_chunk = aws.sent_count + 1;
+        job.highest_sent = aws.sent_count;
         // The newest request says what the device still needs: it replaces the last.
         aws.pending = wanted.into();
         job.total_chunks = total;

@@ -21,19 +21,36 @@ const PAL_STATUSES: [(u32, &str); 15] = [
     (0xee, "the device could not close the file"),
 ];
 
+/// The agent's own errors (`OtaErr_t`) that come after "rejected:" or "aborted:" when its
+/// checks after the reboot refused the new image.
+const AGENT_ERRORS: [(u32, &str); 4] = [
+    (0x0f, "its version is lower than the one before, and the device takes no downgrade"),
+    (0x10, "its version is the same as the one before"),
+    (0x11, "the device's image state did not say it was testing a new image (possible tampering)"),
+    (0x13, "the device's application aborted the update"),
+];
+
+/// What the code after "rejected:" or "aborted:" says, when it is one of the agent's errors.
+fn sub_reason_words(reason: &str) -> Option<&'static str> {
+    let code = reason.split_once(':')?.1.trim().strip_prefix("0x")?;
+    let code = u32::from_str_radix(code, 16).ok()?;
+    AGENT_ERRORS.iter().find(|(value, _)| *value == code).map(|(_, words)| *words)
+}
+
 /// A FAILED update's reason in words, keeping the device's own text beside them:
 /// `the signature check failed (0x000000e3: 0x00000000)`; a reason that is not the agent's
 /// codes is returned as it came.
 pub fn failure_words(reason: &str) -> String {
     // A finished job's own words: the image's state the agent set (its self test rejected it,
     // or the update was aborted), with the platform's code after the colon.
+    let why = sub_reason_words(reason).map(|words| format!(": {words}")).unwrap_or_default();
     if is_self_test_rejection(reason) {
         return format!(
-            "the device rejected the new image in its self test and runs the one before ({reason})"
+            "the device rejected the new image in its self test and runs the one before{why} ({reason})"
         );
     }
     if reason.trim_start().starts_with("aborted:") {
-        return format!("the device aborted the update ({reason})");
+        return format!("the device aborted the update{why} ({reason})");
     }
     let main = reason.split(':').next().map(str::trim).and_then(|code| code.strip_prefix("0x"));
     let main = main.and_then(|hex| u32::from_str_radix(hex, 16).ok());
@@ -78,6 +95,14 @@ mod tests {
             failure_words("rejected: 0x00000000"),
             "the device rejected the new image in its self test and runs the one before (rejected: 0x00000000)"
         );
+        // The agent's version check after the reboot, in words.
+        assert_eq!(
+            failure_words("rejected: 0x00000010"),
+            "the device rejected the new image in its self test and runs the one before: its version is the \
+             same as the one before (rejected: 0x00000010)"
+        );
+        assert!(failure_words("rejected: 0x0000000f").contains("takes no downgrade"));
+        assert!(failure_words("aborted: 0x00000013").contains("application aborted"));
         assert!(is_self_test_rejection("rejected: 0x00000007") && !is_self_test_rejection("0x000000e3: 0x0"));
         assert_eq!(
             failure_words("aborted: 0x00000000"),

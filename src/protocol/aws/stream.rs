@@ -70,6 +70,32 @@ impl BlockRequest {
         (wanted, past_end)
     }
 
+    /// The blocks of a file of `total_blocks` the device holds by this request's word, one bit
+    /// each (block i: bit i % 64 of word i / 64): those before the bitmap's first and those
+    /// whose bit is clear; blocks past the bitmap's end count as needed. The work is bounded
+    /// by the request's own size and the file's block count / 64.
+    pub fn held(&self, total_blocks: u32) -> Vec<u64> {
+        let total = total_blocks as usize;
+        let mut held = vec![u64::MAX; total.div_ceil(64)];
+        if total % 64 != 0
+            && let Some(last) = held.last_mut()
+        {
+            *last = (1u64 << (total % 64)) - 1;
+        }
+        let offset = self.offset as usize;
+        let covered_end = offset.saturating_add(self.bitmap.len().saturating_mul(8));
+        clear_range(&mut held, covered_end.min(total), total);
+        for (byte_index, byte) in self.bitmap.iter().enumerate() {
+            for bit in (0..8).filter(|bit| byte & (1 << bit) != 0) {
+                let block = offset.saturating_add(byte_index * 8 + bit);
+                if block < total {
+                    held[block / 64] &= !(1u64 << (block % 64));
+                }
+            }
+        }
+        held
+    }
+
     /// "blocks 0–4 of 5 needed" for the traffic view: the first and last block asked for.
     pub fn summary(&self, total_blocks: Option<u32>) -> String {
         let (wanted, _) = self.wanted(u32::MAX);
@@ -80,6 +106,20 @@ impl BlockRequest {
         };
         let of = total_blocks.map(|t| format!(" of {t}")).unwrap_or_default();
         format!("{asked}{of} needed, {} at a time of {} B", self.count, self.block_size)
+    }
+}
+
+/// Clears bits `from..to` of `bits`, a word at a time.
+fn clear_range(bits: &mut [u64], from: usize, to: usize) {
+    let mut at = from;
+    while at < to {
+        let (word, bit) = (at / 64, at % 64);
+        let span = (64 - bit).min(to - at);
+        let mask = if span == 64 { u64::MAX } else { ((1u64 << span) - 1) << bit };
+        if let Some(w) = bits.get_mut(word) {
+            *w &= !mask;
+        }
+        at += span;
     }
 }
 
@@ -273,6 +313,30 @@ pub fn decode_block(payload: &[u8]) -> Result<ReceivedBlock, StreamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_device_holds_is_read_from_its_bitmap() {
+        let ask = |offset: u32, bitmap: Vec<u8>| BlockRequest {
+            client_token: None,
+            file_id: 0,
+            block_size: 4096,
+            offset,
+            bitmap,
+            count: 8,
+        };
+        // Blocks 1 and 3 needed of 5: it holds 0, 2 and 4.
+        assert_eq!(ask(0, vec![0b0000_1010]).held(5), vec![0b10101]);
+        // A bitmap from block 64 on: everything before it is held; past its end is needed.
+        let held = ask(64, vec![0b0000_0001]).held(130);
+        assert_eq!(held, vec![u64::MAX, 0b1111_1110, 0]);
+        // An empty bitmap says nothing of the file: nothing is held.
+        assert_eq!(ask(0, Vec::new()).held(70), vec![0, 0]);
+        // All needed: nothing held; an offset past the end holds the whole file.
+        assert_eq!(ask(0, vec![0xff; 2]).held(16), vec![0]);
+        assert_eq!(ask(u32::MAX, vec![0xff]).held(3), vec![0b111]);
+        let count = |bits: Vec<u64>| bits.iter().map(|w| w.count_ones()).sum::<u32>();
+        assert_eq!(count(ask(0, vec![0xff; 1000]).held(100_000)), 0);
+    }
 
     #[test]
     fn what_a_device_sends_and_reads_goes_back_and_forth_through_rockys_side() {

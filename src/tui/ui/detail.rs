@@ -97,19 +97,23 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: JobId, scroll: u16
         (_, _, Some(at)) => lines.push(field(app, "confirmed", stamp(Some(at)))),
         _ => {}
     }
-    // The manifest extension: which key signed what the device was sent.
-    lines.push(field(
-        app,
-        "manifest",
-        match &job.manifest {
-            Some(m) => {
-                let version =
-                    m.payload().version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
-                format!("signed by key {} ({}){version}, seq {}", m.kid(), m.alg(), m.payload().seq)
-            }
-            None => "none (an unsigned image)".to_owned(),
-        },
-    ));
+    // The manifest extension: which key signed what the device was sent; for a device that
+    // runs AWS's OTA agent, the job document's signature.
+    lines.push(match &job.aws {
+        Some(aws) => field(app, "signed", aws.signing_words()),
+        None => field(
+            app,
+            "manifest",
+            match &job.manifest {
+                Some(m) => {
+                    let version =
+                        m.payload().version.as_deref().map(|v| format!(", version {v}")).unwrap_or_default();
+                    format!("signed by key {} ({}){version}, seq {}", m.kid(), m.alg(), m.payload().seq)
+                }
+                None => "none (an unsigned image)".to_owned(),
+            },
+        ),
+    });
     if let Some(error) = &job.error {
         lines.push(Line::from(vec![
             Span::styled(format!("{:>12}  ", "error"), theme.muted),

@@ -182,7 +182,17 @@ impl AwsAgent {
             }
             return;
         }
-        if self.download.as_ref().is_some_and(|d| d.job == job) || self.reboot.is_some() {
+        if self.reboot.is_some() {
+            return;
+        }
+        if let Some(dropped) = self.download.take() {
+            // As the agent (ota.c): any job message while it downloads aborts the download,
+            // and it asks for its job anew, to start again from its first block.
+            let data = data_topic(&self.thing, &dropped.stream);
+            self.say(now, AgentOut::Unsubscribe(data));
+            self.ask_again_at = None;
+            self.record(|r| r.restarted_downloads += 1);
+            self.ask_for_job(now);
             return;
         }
         if status != "QUEUED" && status != "IN_PROGRESS" {

@@ -25,6 +25,9 @@ pub struct DeviceReport {
     pub bytes: u64,
     /// Undecodable or unexpected frames received on the command topic.
     pub bad_frames: u32,
+    /// Downloads begun again from the start because a job message came while one was under
+    /// way (a device of AWS's OTA agent aborts its download then).
+    pub restarted_downloads: u32,
     pub verdicts: Vec<(u32, Verdict)>,
 }
 

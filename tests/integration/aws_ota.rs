@@ -581,6 +581,7 @@ async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
     assert!(ends[4].error.as_deref().unwrap_or_default().starts_with("the signature check failed"));
     let good = fleet.report(&DeviceId::parse("thing-01").unwrap()).unwrap();
     assert_eq!(good.bytes, 40_000, "each block once");
+    assert_eq!(good.restarted_downloads, 0, "no job message came while it downloaded");
     fleet.stop().await;
     runtime.shutdown().await;
 }

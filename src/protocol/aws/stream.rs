@@ -77,7 +77,7 @@ impl BlockRequest {
     pub fn held(&self, total_blocks: u32) -> Vec<u64> {
         let total = total_blocks as usize;
         let mut held = vec![u64::MAX; total.div_ceil(64)];
-        if total % 64 != 0
+        if !total.is_multiple_of(64)
             && let Some(last) = held.last_mut()
         {
             *last = (1u64 << (total % 64)) - 1;

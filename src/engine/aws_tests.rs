@@ -471,7 +471,9 @@ fn a_confirming_job_restored_gives_the_device_its_self_test_words_back() {
     h.engine.aws_update(&dev(THING), "rocky-9", update(done), h.now).unwrap();
     h.drain();
     assert_eq!(h.state(JobId::new(9)), JobState::Succeeded);
-    assert_eq!(h.engine.job(JobId::new(9)).unwrap().aws.unwrap().version, 3);
+    let ended = h.engine.job(JobId::new(9)).unwrap().aws.unwrap();
+    assert_eq!(ended.version, 3);
+    assert!(ended.details.is_empty(), "an ended job keeps no self-test words: {:?}", ended.details);
 }
 
 #[test]

@@ -1363,6 +1363,13 @@ impl Engine {
         // queued or active job or the library's bounded cache holds them, and no longer.
         job.image = job.image.released();
         job.delta = None;
+        if let Some(aws) = job.aws.as_mut() {
+            // The self-test words were kept for the device's reboot, the bitmaps for the
+            // transfer: an ended job needs neither (and its details would mix two messages).
+            aws.details.clear();
+            aws.pending = Default::default();
+            aws.sent = Vec::new();
+        }
         let device = job.device.clone();
         self.transition(id, state, error, now);
         if was_active {

@@ -31,6 +31,14 @@ pub struct SimArgs {
     /// Device ids are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "dev-")]
     pub prefix: String,
+    /// More listener ports of the broker's host, e.g. `1884,1885`: devices take the URL's
+    /// port and these in turn (one source address has about 28,000 ports towards one
+    /// listener; a larger fleet needs more listeners).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub ports: Vec<u16>,
+    /// Devices that start connecting each second (0: all at once).
+    #[arg(long, value_name = "PER_S", default_value_t = 2000)]
+    pub connect_rate: u32,
     /// The protocol the devices speak: rocky (Rocky's own) or aws-iot-ota (AWS's OTA agent:
     /// Jobs and MQTT file streams; they check sig-sha256-ecdsa with the ES256 keys of --trust;
     /// --rollback fails their self test, --distrust their signature check, --never-back keeps
@@ -167,6 +175,8 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         never_back: args.never_back,
         no_confirm: args.no_confirm,
         distrust: args.distrust,
+        ports: args.ports,
+        connect_rate: args.connect_rate,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
@@ -182,7 +192,24 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
              (rocky devices import, or rocky devices label {first} profile=aws-iot-ota)"
         );
     }
-    if fleet.wait_connected(Duration::from_secs(30)).await {
+    // As long as the connect rate takes, and 30 s more; progress every 5 s on the way.
+    let ramp = match args.connect_rate {
+        0 => Duration::ZERO,
+        rate => Duration::from_secs_f64(args.count as f64 / f64::from(rate)),
+    };
+    let deadline = tokio::time::Instant::now() + ramp + Duration::from_secs(30);
+    let mut all = false;
+    while tokio::time::Instant::now() < deadline {
+        let next = (tokio::time::Instant::now() + Duration::from_secs(5)).min(deadline);
+        if fleet.wait_connected(next.saturating_duration_since(tokio::time::Instant::now())).await {
+            all = true;
+            break;
+        }
+        if tokio::time::Instant::now() < deadline {
+            println!("  {} of {} devices connected", fleet.connected(), args.count);
+        }
+    }
+    if all {
         // `rocky bench` waits for this line before it starts the clock.
         println!("all {} devices connected", args.count);
     } else {

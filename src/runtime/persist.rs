@@ -29,6 +29,9 @@ pub struct Persistence {
     dirty: BTreeSet<JobId>,
     history: Vec<HistoryRecord>,
     creations: mpsc::Sender<Creation>,
+    /// The state each unfinished job was last seen moving to, so that a note is stored under
+    /// the state it was made in (a note made just before a change of state is read after it).
+    states: std::collections::HashMap<JobId, JobState>,
 }
 
 impl Persistence {
@@ -64,7 +67,8 @@ impl Persistence {
                 }
             }
         });
-        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }, task)
+        let states = std::collections::HashMap::new();
+        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations, states }, task)
     }
 
     /// Queues a submission for the store without waiting; refused when too many are waiting.
@@ -88,8 +92,16 @@ impl Persistence {
     /// whether a re-sent offer went to an AWS device.
     pub fn record(&mut self, at_ms: u64, event: &Event, engine: &Engine) {
         match event {
-            Event::Created(_) => {} // the store wrote the row when it gave the id
+            Event::Created(view) => {
+                // The store wrote the row when it gave the id.
+                self.states.insert(view.id, view.state);
+            }
             Event::StateChanged { job, to, detail, .. } => {
+                if to.is_final() {
+                    self.states.remove(job);
+                } else {
+                    self.states.insert(*job, *to);
+                }
                 self.dirty.insert(*job);
                 self.history.push(HistoryRecord {
                     job: *job,
@@ -117,7 +129,12 @@ impl Persistence {
                 self.history.push(HistoryRecord {
                     job: *job,
                     at: at_ms,
-                    state: engine.job_state(*job).unwrap_or(JobState::Transferring),
+                    state: self
+                        .states
+                        .get(job)
+                        .copied()
+                        .or_else(|| engine.job_state(*job))
+                        .unwrap_or(JobState::Transferring),
                     detail: Some(text.clone()),
                     attempt: None,
                 });

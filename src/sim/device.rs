@@ -1,5 +1,6 @@
 //! One simulated device on its own MQTT connection: the IO around a `DeviceMachine`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,10 +21,25 @@ pub struct SimDevice {
     pub topics: Topics,
     pub connection: BrokerConnection,
     pub report: Arc<Mutex<DeviceReport>>,
+    /// How long after the fleet's start it first connects (a fleet connects at a bounded rate).
+    pub start_delay: Duration,
+    /// The fleet's count of subscribed devices (read without visiting every device).
+    pub connected: Arc<AtomicUsize>,
 }
 
+/// The first pause after a failed connection; it doubles at each failure in a row.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// The longest pause between tries: a broker that refuses a large fleet is not hammered.
+const LONGEST_RETRY: Duration = Duration::from_secs(10);
+
 impl SimDevice {
-    pub async fn run(self, stop: watch::Receiver<bool>) {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        if !self.start_delay.is_zero() {
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = tokio::time::sleep(self.start_delay) => {}
+            }
+        }
         if self.model.profile == crate::inventory::Profile::AwsIotOta {
             return self.run_aws(stop).await;
         }
@@ -33,6 +49,7 @@ impl SimDevice {
     /// A device that runs AWS's OTA agent: the IO around an `AwsAgent`.
     async fn run_aws(self, mut stop: watch::Receiver<bool>) {
         let (client, mut eventloop, outbox) = self.connect();
+        let mut failures = 0u32;
         let mut agent =
             AwsAgent::new(self.id.clone(), self.behavior, &self.model, self.slow_delay, self.report.clone());
         let now = || tokio::time::Instant::now().into_std();
@@ -62,14 +79,18 @@ impl SimDevice {
                 Wake::Event(event) => event,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => agent.on_connect(now()),
-                Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    agent.on_connect(now());
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => self.set_connected(true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     agent.on_message(&publish.topic, &publish.payload, now());
                 }
                 Ok(_) => {}
                 Err(_) => {
-                    if !self.pause_after_error(&mut stop).await {
+                    failures = failures.saturating_add(1);
+                    if !self.pause_after_error(&mut stop, failures).await {
                         break;
                     }
                 }
@@ -81,6 +102,7 @@ impl SimDevice {
 
     async fn run_rocky(self, mut stop: watch::Receiver<bool>) {
         let (client, mut eventloop, outbox) = self.connect();
+        let mut failures = 0u32;
         let (answers, status) = (self.topics.cmd_resp(&self.id), self.topics.status(&self.id));
         // Answers on the response topic; the status retained on its own (the status extension).
         let send = |machine: &mut DeviceMachine, now: std::time::Instant| {
@@ -106,12 +128,13 @@ impl SimDevice {
             };
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
                     for filter in self.topics.device_filters(&self.id) {
                         let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
                     }
                     machine.on_connect(now());
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => self.update(|r| r.connected = true),
+                Ok(Event::Incoming(Packet::SubAck(_))) => self.set_connected(true),
                 Ok(Event::Incoming(Packet::Publish(publish))) => match self.topics.parse(&publish.topic) {
                     Some(TopicKind::Cmd(_)) => machine.on_command(&publish.payload, now()),
                     Some(TopicKind::Data(_, chunk)) => {
@@ -126,7 +149,8 @@ impl SimDevice {
                 },
                 Ok(_) => {}
                 Err(_) => {
-                    if !self.pause_after_error(&mut stop).await {
+                    failures = failures.saturating_add(1);
+                    if !self.pause_after_error(&mut stop, failures).await {
                         break;
                     }
                 }
@@ -148,18 +172,29 @@ impl SimDevice {
         (client, eventloop, outbox)
     }
 
-    /// The connection failed: a moment before it is tried again; `false` when stopped meanwhile.
-    async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>) -> bool {
-        self.update(|r| r.connected = false);
+    /// The connection failed (`failures` times in a row): a pause before it is tried again,
+    /// doubling from 200 ms to at most 10 s, with a random part so that a fleet refused at once
+    /// does not come back at once; `false` when stopped meanwhile.
+    async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+        self.set_connected(false);
+        let pause = retry_pause(failures, (crate::random::random_u64() >> 11) as f64 / (1u64 << 53) as f64);
         tokio::select! {
             _ = stop.changed() => false,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => true,
+            _ = tokio::time::sleep(pause) => true,
         }
     }
 
-    fn update(&self, f: impl FnOnce(&mut DeviceReport)) {
+    /// Marks it subscribed or not, counting the change in the fleet's total.
+    fn set_connected(&self, connected: bool) {
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut report);
+        if report.connected != connected {
+            report.connected = connected;
+            if connected {
+                self.connected.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.connected.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -198,4 +233,26 @@ fn start_outbox(client: AsyncClient) -> Outbox {
         }
     });
     tx
+}
+
+/// The pause after the `failures`-th failed connection in a row: 200 ms doubling, at most
+/// 10 s, then between that and half as much again by `random` (0 to 1).
+fn retry_pause(failures: u32, random: f64) -> Duration {
+    let doubled = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let base = doubled.min(LONGEST_RETRY);
+    base + base.mul_f64(random.clamp(0.0, 1.0) / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_a_bound_with_a_random_part() {
+        assert_eq!(retry_pause(1, 0.0), Duration::from_millis(200));
+        assert_eq!(retry_pause(2, 0.0), Duration::from_millis(400));
+        assert_eq!(retry_pause(4, 1.0), Duration::from_millis(2400));
+        assert_eq!(retry_pause(7, 0.0), LONGEST_RETRY);
+        assert_eq!(retry_pause(u32::MAX, 1.0), LONGEST_RETRY + LONGEST_RETRY / 2);
+    }
 }

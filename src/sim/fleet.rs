@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,13 @@ pub struct FleetConfig {
     /// Devices that verify manifests with a key of their own nobody signs with (they refuse
     /// every signed request with code 11), instead of `model.trust`.
     pub distrust: Option<super::Selection>,
+    /// More listener ports of the same broker host: device n connects to the n-th port of
+    /// the URL's and these, in turn. One source address has about 28,000 ephemeral ports
+    /// towards one listener (Linux's 32768–60999), so a fleet larger than that needs more.
+    pub ports: Vec<u16>,
+    /// Devices that start connecting each second (0: all at once): a large fleet must not
+    /// flood the broker's accept queue.
+    pub connect_rate: u32,
 }
 
 impl FleetConfig {
@@ -56,6 +64,8 @@ impl FleetConfig {
             never_back: None,
             no_confirm: None,
             distrust: None,
+            ports: Vec::new(),
+            connect_rate: 0,
         }
     }
 
@@ -67,6 +77,8 @@ impl FleetConfig {
 
 pub struct Fleet {
     devices: Vec<(DeviceId, Behavior, Arc<Mutex<DeviceReport>>)>,
+    /// Devices subscribed now.
+    connected: Arc<AtomicUsize>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -96,6 +108,8 @@ impl Fleet {
                 Arc::new(keys)
             });
         let (stop, stop_rx) = watch::channel(false);
+        let connected = Arc::new(AtomicUsize::new(0));
+        let ports: Vec<u16> = std::iter::once(config.connection.url.port).chain(config.ports.iter().copied()).collect();
         let mut devices = Vec::with_capacity(ids.len());
         let mut tasks = Vec::with_capacity(ids.len());
         for (index, (id, behavior)) in ids.into_iter().zip(behaviors).enumerate() {
@@ -114,19 +128,27 @@ impl Fleet {
             }
             let report =
                 Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
+            let mut connection = config.connection.clone();
+            connection.url.port = ports[index % ports.len()];
+            let start_delay = match config.connect_rate {
+                0 => Duration::ZERO,
+                rate => Duration::from_secs_f64(index as f64 / f64::from(rate)),
+            };
             let device = SimDevice {
                 id: id.clone(),
                 behavior,
                 slow_delay: config.slow_delay,
                 model,
                 topics: config.topics.clone(),
-                connection: config.connection.clone(),
+                connection,
                 report: report.clone(),
+                start_delay,
+                connected: connected.clone(),
             };
             tasks.push(tokio::spawn(device.run(stop_rx.clone())));
             devices.push((id, behavior, report));
         }
-        Ok(Self { devices, stop, tasks })
+        Ok(Self { devices, connected, stop, tasks })
     }
 
     pub fn ids(&self) -> Vec<DeviceId> {
@@ -152,7 +174,7 @@ impl Fleet {
     }
 
     pub fn connected(&self) -> usize {
-        self.reports().iter().filter(|(_, r)| r.connected).count()
+        self.connected.load(Ordering::Relaxed)
     }
 
     /// Waits (polling, with a deadline) until every device has subscribed.

@@ -6,7 +6,9 @@
 
 mod delta;
 mod delta_rollout;
+mod fleet;
 mod instances;
+mod proc_stats;
 mod raw;
 mod rocky_run;
 mod stats;
@@ -75,11 +77,29 @@ pub struct BenchArgs {
     /// How long --ignored publishes in each of its two phases.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub seconds: f64,
+    /// Instead: one rollout of a --size image (16 KiB unless given) to this many `rocky sim`
+    /// devices, each on its own connection, through a private mosquitto, with `rocky serve` in a
+    /// child process: wall time, devices a minute, Rocky's peak RSS and CPU, the broker's CPU,
+    /// and the raw ceiling of the same bytes to the same connections.
+    #[arg(long, value_name = "N", conflicts_with_all = ["instances", "ignored", "window", "delta", "broker", "mosquitto"])]
+    pub fleet: Option<usize>,
+    /// With --fleet: devices that start connecting each second.
+    #[arg(long, value_name = "PER_S", default_value_t = 2000, requires = "fleet")]
+    pub connect_rate: u32,
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.size == 0 || args.rounds == 0 {
         bail!("--devices, --size and --rounds must be at least 1");
+    }
+    if let Some(devices) = args.fleet {
+        if global.broker.is_some() {
+            bail!("--fleet starts a mosquitto of its own: leave out --broker");
+        }
+        // A fleet's image is small unless asked: 16 KiB, as a sensor's firmware delta would be.
+        let size = if args.size == 1024 * 1024 { 16 * 1024 } else { args.size };
+        let run = fleet::FleetRun { devices, size, chunk: args.chunk, connect_rate: args.connect_rate };
+        return fleet::run(&run).await;
     }
     let mut _mosquitto = None;
     // Only the bench's own mosquitto is known to queue a whole round for a subscriber; the
@@ -212,6 +232,17 @@ pub async fn start_fleet_named(
     prefix: &str,
     extra: &[&str],
 ) -> anyhow::Result<tokio::process::Child> {
+    start_fleet_waiting(broker, count, prefix, extra, Duration::from_secs(60)).await
+}
+
+/// [`start_fleet_named`], waiting up to `timeout` for every device to connect.
+pub async fn start_fleet_waiting(
+    broker: &BrokerUrl,
+    count: usize,
+    prefix: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("cannot find the rocky executable")?;
     let mut child = tokio::process::Command::new(exe)
         .args(["sim", "--broker", &broker.to_string(), "--count", &count.to_string(), "--prefix", prefix])
@@ -223,7 +254,7 @@ pub async fn start_fleet_named(
         .context("cannot start the simulated fleet")?;
     let stdout = child.stdout.take().context("no fleet stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+    let ready = tokio::time::timeout(timeout, async {
         while let Ok(Some(line)) = lines.next_line().await {
             if line.starts_with("all ") && line.ends_with("connected") {
                 return true;
@@ -233,7 +264,7 @@ pub async fn start_fleet_named(
     })
     .await;
     if ready != Ok(true) {
-        bail!("the simulated fleet did not connect within 60 s");
+        bail!("the simulated fleet did not connect within {} s", timeout.as_secs());
     }
     // Keep draining its output so it never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -247,14 +278,21 @@ pub async fn start_fleet_named(
 /// while the 3.1.1 baseline keeps its 128. With both at 128 the ratio compares like with like;
 /// the README says what 20 costs.
 async fn start_mosquitto() -> anyhow::Result<(tokio::process::Child, u16)> {
-    let port = free_port()?;
+    let (child, ports) = start_mosquitto_listeners(1).await?;
+    Ok((child, ports[0]))
+}
+
+/// [`start_mosquitto`] with `listeners` listeners on free loopback ports (a fleet larger than
+/// one source address's ephemeral ports connects to several).
+async fn start_mosquitto_listeners(listeners: usize) -> anyhow::Result<(tokio::process::Child, Vec<u16>)> {
+    let ports = (0..listeners.max(1)).map(|_| free_port()).collect::<Result<Vec<u16>, _>>()?;
+    let port = ports[0];
     let conf = std::env::temp_dir().join(format!("rocky-bench-mosquitto-{port}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 128\n"
-        ),
-    )?;
+    let mut text: String = ports.iter().map(|p| format!("listener {p} 127.0.0.1\n")).collect();
+    text.push_str(
+        "allow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 128\n",
+    );
+    std::fs::write(&conf, text)?;
     let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -268,11 +306,13 @@ async fn start_mosquitto() -> anyhow::Result<(tokio::process::Child, u16)> {
         .spawn()
         .context("cannot start mosquitto (is it installed?)")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if tokio::time::Instant::now() > deadline {
-            bail!("mosquitto did not listen on {port}");
+    for &port in &ports {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("mosquitto did not listen on {port}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok((child, port))
+    Ok((child, ports))
 }

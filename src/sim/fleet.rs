@@ -109,7 +109,8 @@ impl Fleet {
             });
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicUsize::new(0));
-        let ports: Vec<u16> = std::iter::once(config.connection.url.port).chain(config.ports.iter().copied()).collect();
+        let ports: Vec<u16> =
+            std::iter::once(config.connection.url.port).chain(config.ports.iter().copied()).collect();
         let mut devices = Vec::with_capacity(ids.len());
         let mut tasks = Vec::with_capacity(ids.len());
         for (index, (id, behavior)) in ids.into_iter().zip(behaviors).enumerate() {

@@ -21,10 +21,10 @@ use rocky::runtime::BrokerUrl;
 const DEVICES_PER_LISTENER: usize = 25_000;
 /// Devices registered by one `POST /devices/import` (within its body limit).
 const IMPORT_BATCH: usize = 10_000;
-/// File descriptors each device costs across the bench's processes (its socket in the fleet and
-/// in the broker), and what the rest needs.
-const FDS_PER_DEVICE: u64 = 2;
-const FDS_SPARE: u64 = 4096;
+/// Open files beyond one a device that each of the bench's processes may need: the fleet and
+/// the broker each hold one socket a device (in processes of their own, each with this limit),
+/// and Rocky, the listeners and the store a few more.
+const FDS_SPARE: u64 = 1024;
 
 /// What one run of the fleet bench asks for.
 pub struct FleetRun {
@@ -47,7 +47,7 @@ pub async fn run(run: &FleetRun) -> anyhow::Result<()> {
     if run.devices == 0 || run.size == 0 {
         bail!("--fleet and --size must be at least 1");
     }
-    let fds = raise_open_files(run.devices as u64 * FDS_PER_DEVICE + FDS_SPARE)?;
+    let fds = raise_open_files(run.devices as u64 + FDS_SPARE)?;
     let listeners = run.devices.div_ceil(DEVICES_PER_LISTENER);
     let chunks_per_device = run.size.div_ceil(run.chunk as usize);
     println!(
@@ -244,7 +244,8 @@ async fn raw_to_fleet(
     chunk: usize,
 ) -> anyhow::Result<Duration> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut options = MqttOptions::new(format!("fleet-raw-{}", std::process::id()), &broker.host, broker.port);
+    let mut options =
+        MqttOptions::new(format!("fleet-raw-{}", std::process::id()), &broker.host, broker.port);
     options
         .set_max_packet_size(rocky::runtime::MAX_PACKET_BYTES, rocky::runtime::MAX_PACKET_BYTES)
         .set_inflight(128)
@@ -264,7 +265,9 @@ async fn raw_to_fleet(
         tokio::spawn(async move {
             for index in 1..=chunks_per_device as u32 {
                 for id in &ids {
-                    client.publish_bytes(topics.data(id, index), QoS::AtLeastOnce, false, payload.clone()).await?;
+                    client
+                        .publish_bytes(topics.data(id, index), QoS::AtLeastOnce, false, payload.clone())
+                        .await?;
                 }
             }
             client.publish(probe, QoS::AtLeastOnce, false, b"done".to_vec()).await?;

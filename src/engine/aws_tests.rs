@@ -313,8 +313,10 @@ fn a_job_restored_from_a_transfer_waits_for_the_device_before_offering() {
 }
 
 #[test]
-fn a_broker_reconnect_mid_transfer_sends_no_offer_and_the_transfer_goes_on() {
-    let mut h = Harness::new(settings());
+fn a_broker_reconnect_mid_transfer_sends_no_offer_until_the_device_has_had_time_to_ask() {
+    let mut s = settings();
+    s.request_timeout = Duration::from_secs(2); // below the agent's 10 s: the wait is 15 s still
+    let mut h = Harness::new(s);
     let id = h.submit_aws(18000);
     let name = aws_job_name(id);
     h.drain();
@@ -324,13 +326,26 @@ fn a_broker_reconnect_mid_transfer_sends_no_offer_and_the_transfer_goes_on() {
     h.advance(Duration::from_secs(5));
     h.engine.set_connected(true, h.now);
     assert!(h.drain().is_empty(), "nothing on notify-next: the agent would start over");
-    assert_eq!(h.state(id), JobState::Transferring);
+    // A device whose connection held asks again for what it misses: the transfer goes on.
+    h.advance(Duration::from_secs(10));
+    assert!(h.drain().is_empty());
     h.engine.aws_blocks(&dev(THING), &name, &request(&[0x1c], 8), h.now).unwrap();
     assert_eq!(h.drain().len(), 3, "the blocks it still misses");
-    // Its silence is watched afresh from the reconnect.
-    h.advance(Duration::from_secs(30));
-    h.drain();
-    assert_eq!(h.state(id), JobState::TimedOut);
+    assert_eq!(h.state(id), JobState::Transferring);
+
+    // A device whose own connection dropped asked for its job before Rocky was back, and
+    // waits: after the 15 s it is given, its job is offered again.
+    h.engine.set_connected(false, h.now);
+    h.engine.set_connected(true, h.now);
+    h.advance(Duration::from_secs(14));
+    assert!(h.drain().is_empty());
+    h.advance(Duration::from_secs(1));
+    let sent = h.drain();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].kind, PublishKind::AwsExecution);
+    // Its ask after that is answered at once.
+    assert!(h.engine.aws_next_get(&dev(THING), h.now));
+    assert_eq!(h.drain().len(), 1);
 }
 
 #[test]

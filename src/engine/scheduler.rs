@@ -530,14 +530,16 @@ impl Engine {
         }
         job.state = JobState::Queued;
         job.next_chunk = 1;
+        let job_is_aws = job.aws.is_some();
         if let Some(aws) = job.aws.as_mut() {
             aws.quiet_start = state == JobState::Transferring;
         }
         self.jobs.insert(id, job);
         self.count(None, Some(JobState::Queued));
         if state != JobState::Queued {
+            let again = if job_is_aws { "the job's offer (notify-next)" } else { "FOTA_REQUEST" };
             let detail =
-                Some(format!("recovered after a restart (was {state}); starting again from FOTA_REQUEST"));
+                Some(format!("recovered after a restart (was {state}); starting again from {again}"));
             self.events.push_back((
                 now,
                 Event::StateChanged {

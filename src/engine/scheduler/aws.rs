@@ -147,6 +147,10 @@ const MAX_KEPT_DETAIL: usize = 64;
 /// The least time an AWS transfer may be silent (the agent asks again for missing blocks 10 s
 /// after the last one it got, and a block on QoS 0 may be lost).
 const MIN_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// The least time a device that may still be downloading is given to ask for blocks before
+/// its job is offered again: the agent asks again 10 s after its last block
+/// (`otaconfigFILE_REQUEST_WAIT_MS`), and an offer before that drops its download.
+const MIN_RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The job's id and stream name on the wire: `rocky-<id>`.
 pub fn aws_job_name(id: JobId) -> String {
@@ -256,30 +260,42 @@ impl Engine {
         aws.quiet_start = false;
         job.sends_left = attempts;
         let device = job.device.clone();
+        let wait = self.aws_resume_wait();
         let text = format!(
             "the device may still be downloading this job: waiting up to {} s for it to ask for blocks before \
              offering the job again (an offer would make it start its download over)",
-            self.settings.request_timeout.as_secs_f64()
+            wait.as_secs_f64()
         );
         self.events.push_back((now, Event::Note { job: id, device, text }));
-        self.arm_deadline(id, now + self.settings.request_timeout);
+        self.arm_deadline(id, now + wait);
         true
     }
 
-    /// The broker came back: an AWS transfer goes on where it was (the device asks again for
-    /// what it misses, 10 s after its last block; an offer now would make it start over), its
-    /// silence deadline started afresh; a job waiting for its device waits afresh.
+    /// How long a device that may still be downloading gets to ask for blocks before its job is
+    /// offered again: a request timeout, at least [`MIN_RESUME_WAIT`].
+    fn aws_resume_wait(&self) -> std::time::Duration {
+        self.settings.request_timeout.max(MIN_RESUME_WAIT)
+    }
+
+    /// The broker came back. A device whose own connection held asks again for the blocks it
+    /// misses 10 s after its last one (an offer now would make it start over); one whose
+    /// connection dropped too asked for its job once on its return, maybe before Rocky was back,
+    /// and waits for it. So an AWS transfer goes back to offering, its first offer held back as
+    /// after a restart: the device's next block request takes it on where it was, and if none
+    /// comes the job is offered again. A job waiting for its device waits afresh.
     pub(super) fn aws_after_reconnect(&mut self, id: JobId, now: Instant) -> bool {
         let Some(job) = self.jobs.get_mut(&id) else { return false };
         let Some(aws) = job.aws.as_mut() else { return false };
         match job.state {
             JobState::Transferring => {
                 aws.pending.clear();
-                let device = job.device.clone();
-                let text = "broker reconnected: waiting for the device to ask again for the blocks it misses";
-                self.events.push_back((now, Event::Note { job: id, device, text: text.to_owned() }));
-                let silence = self.aws_silence();
-                self.arm_deadline(id, now + silence);
+                aws.quiet_start = true;
+                self.transferring = self.transferring.saturating_sub(1);
+                self.requesting += 1;
+                let detail =
+                    "broker reconnected: waiting for the device to ask again for the blocks it misses";
+                self.transition(id, JobState::Requesting, Some(detail.to_owned()), now);
+                self.aws_quiet_start(id, now);
                 true
             }
             JobState::Requesting if aws.parked => {

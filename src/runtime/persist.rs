@@ -16,6 +16,9 @@ use crate::store::{HistoryRecord, JobSnapshot, NewJob, Store, WriteError};
 
 /// Submissions waiting for the store to record them; beyond this, new ones are refused as busy.
 const CREATIONS_WAITING: usize = 1024;
+/// Rows one group commit gathers at most from the submissions waiting (a single submission
+/// larger than this is written alone).
+const GROUP_COMMIT_ROWS: usize = 10_000;
 
 /// A submission on its way through the store: the rows to write, and what to start after.
 pub struct Creation {
@@ -44,25 +47,50 @@ impl Persistence {
         let (creations, mut waiting) = mpsc::channel::<Creation>(CREATIONS_WAITING);
         let writer = store.clone();
         let task = tokio::spawn(async move {
-            while let Some(Creation { jobs, specs, reply }) = waiting.recv().await {
-                let created_at = jobs.first().map_or(0, |job| job.created_at);
-                let rollout = jobs.first().and_then(|job| job.rollout);
-                match writer.create(jobs).await {
+            while let Some(first) = waiting.recv().await {
+                // Group commit: the submissions waiting now are written in one transaction (one
+                // sync to disk), then started one by one in the order they came. A rollout
+                // makes its jobs one device at a time; a sync each made the store's thread the
+                // busiest part of a large rollout.
+                let mut batch = vec![first];
+                let mut rows = batch[0].jobs.len();
+                while rows < GROUP_COMMIT_ROWS {
+                    let Ok(next) = waiting.try_recv() else { break };
+                    rows += next.jobs.len();
+                    batch.push(next);
+                }
+                let lengths: Vec<usize> = batch.iter().map(|creation| creation.jobs.len()).collect();
+                let mut all = Vec::with_capacity(rows);
+                let mut starts = Vec::with_capacity(batch.len());
+                for Creation { jobs, specs, reply } in batch {
+                    let created_at = jobs.first().map_or(0, |job| job.created_at);
+                    let rollout = jobs.first().and_then(|job| job.rollout);
+                    all.extend(jobs);
+                    starts.push((specs, reply, created_at, rollout));
+                }
+                match writer.create(all).await {
                     Ok(ids) => {
-                        let start =
-                            Request::SubmitAs { specs, ids, created_at_ms: created_at, rollout, reply };
-                        if let Err(mpsc::error::SendError(Request::SubmitAs { ids, reply, .. })) =
-                            back.send(start).await
-                        {
-                            // The engine stopped between the commit and the start: the caller
-                            // hears the submission failed, so its rows must not run later.
-                            writer.delete(ids).await;
-                            writer.flush_and_wait(Vec::new(), Vec::new()).await;
-                            let _ = reply.send(Err(RuntimeError::Stopped));
+                        let mut ids = ids.into_iter();
+                        for ((specs, reply, created_at, rollout), length) in starts.into_iter().zip(lengths) {
+                            let ids: Vec<JobId> = ids.by_ref().take(length).collect();
+                            let start =
+                                Request::SubmitAs { specs, ids, created_at_ms: created_at, rollout, reply };
+                            if let Err(mpsc::error::SendError(Request::SubmitAs { ids, reply, .. })) =
+                                back.send(start).await
+                            {
+                                // The engine stopped between the commit and the start: the
+                                // caller hears the submission failed, so its rows must not run
+                                // later.
+                                writer.delete(ids).await;
+                                writer.flush_and_wait(Vec::new(), Vec::new()).await;
+                                let _ = reply.send(Err(RuntimeError::Stopped));
+                            }
                         }
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(RuntimeError::Store(e)));
+                        for (_, reply, _, _) in starts {
+                            let _ = reply.send(Err(RuntimeError::Store(e.clone())));
+                        }
                     }
                 }
             }

@@ -457,9 +457,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         to_start.extend(step_all(&rollouts, &handle));
         let starts: Vec<_> = to_start.drain(..to_start.len().min(STARTS_PER_PASS)).collect();
         let more_waiting = !to_start.is_empty();
-        for (id, index) in starts {
-            start_job(&rollouts, &handle, id, index).await;
-        }
+        start_jobs(&rollouts, &handle, starts).await;
         let cancels = std::mem::take(&mut rollouts.lock().cancels);
         for (job, only_if_queued) in cancels {
             if only_if_queued && handle.job(job).is_some_and(|j| j.state != JobState::Queued) {
@@ -642,12 +640,46 @@ fn step_all(rollouts: &Rollouts, handle: &Handle) -> Vec<(RolloutId, usize)> {
     starts
 }
 
-/// Creates the job for one device of a rollout, or fails or defers the device with the reason.
-async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: usize) {
+/// Why a rollout's device got no job this time.
+enum Failed {
+    /// Rocky is stopping: the device starts again later.
+    Stopping,
+    /// The job store is busy or full: the device waits and is tried again.
+    Passing(String),
+    Final(String),
+}
+
+/// Creates the jobs for devices of rollouts, or fails or defers each with the reason. Their
+/// specs are made together, then submitted together in the order asked, so the rows go to the
+/// store in one commit (persist's group commit), not one sync to disk each, and a wave's jobs
+/// are numbered in its devices' order.
+async fn start_jobs(rollouts: &Rollouts, handle: &Handle, starts: Vec<(RolloutId, usize)>) {
+    use futures_util::future::join_all;
+    let specs = join_all(starts.iter().map(|&(id, index)| job_spec(rollouts, handle, id, index))).await;
+    let submitted = starts.into_iter().zip(specs).filter_map(|((id, index), spec)| {
+        let spec = spec?;
+        Some(async move {
+            let result = match spec {
+                Ok(spec) => submit(handle, spec, id).await,
+                Err(failed) => Err(failed),
+            };
+            job_started(rollouts, handle, id, index, result);
+        })
+    });
+    join_all(submitted).await;
+}
+
+/// The job one device of a rollout is to get; `None` when it is not to start now after all.
+async fn job_spec(
+    rollouts: &Rollouts,
+    handle: &Handle,
+    id: RolloutId,
+    index: usize,
+) -> Option<Result<JobSpec, Failed>> {
     // Asked for in this pass; a pause, an abort or a cancel since then means not now.
     let (plan, device) = {
         let inner = rollouts.lock();
-        let Some(rollout) = inner.rollouts.get(&id) else { return };
+        let rollout = inner.rollouts.get(&id)?;
         if !rollout.still_starting(index) || rollout.state != crate::rollout::RolloutState::Running {
             drop(inner);
             let mut inner = rollouts.lock();
@@ -655,19 +687,12 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
                 rollout.start_abandoned(index, rollouts.now());
             }
             inner.dirty.insert(id);
-            return;
+            return None;
         }
-        let Some(device) = rollout.devices.device_id(index) else { return };
+        let device = rollout.devices.device_id(index)?;
         (rollout.plan.clone(), device)
     };
-    enum Failed {
-        /// Rocky is stopping: the device starts again later.
-        Stopping,
-        /// The job store is busy or full: the device waits and is tried again.
-        Passing(String),
-        Final(String),
-    }
-    let result: Result<JobId, Failed> = async {
+    let spec: Result<JobSpec, Failed> = async {
         let sha = parse_sha256(&plan.image.sha256).map_err(|e| Failed::Final(e.to_string()))?;
         let image = handle.library().find(&sha).await.map_err(Failed::Final)?.ok_or_else(|| {
             Failed::Final(format!(
@@ -710,7 +735,7 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             None => (None, None),
         };
         let aws = handle.aws_job_for(&device, &image, plan.aws_ota.as_ref()).map_err(Failed::Final)?;
-        let spec = JobSpec {
+        Ok(JobSpec {
             chunk_size,
             chunk_interval: plan.chunk_interval_ms.map(Duration::from_millis),
             manifest,
@@ -718,20 +743,35 @@ async fn start_job(rollouts: &Rollouts, handle: &Handle, id: RolloutId, index: u
             delta_note,
             aws,
             ..JobSpec::new(device, image)
-        };
-        let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
-            RuntimeError::Stopped => Failed::Stopping,
-            RuntimeError::Store(
-                e @ (WriteError::Busy(_)
-                | WriteError::Full
-                | WriteError::Unavailable(_)
-                | WriteError::Elsewhere(_)),
-            ) => Failed::Passing(e.to_string()),
-            e => Failed::Final(e.to_string()),
-        })?;
-        jobs.first().map(|j| j.id).ok_or_else(|| Failed::Final("no job was created".to_owned()))
+        })
     }
     .await;
+    Some(spec)
+}
+
+/// Submits one rollout device's job.
+async fn submit(handle: &Handle, spec: JobSpec, id: RolloutId) -> Result<JobId, Failed> {
+    let jobs = handle.submit_for(vec![spec], Some(id)).await.map_err(|e| match e {
+        RuntimeError::Stopped => Failed::Stopping,
+        RuntimeError::Store(
+            e @ (WriteError::Busy(_)
+            | WriteError::Full
+            | WriteError::Unavailable(_)
+            | WriteError::Elsewhere(_)),
+        ) => Failed::Passing(e.to_string()),
+        e => Failed::Final(e.to_string()),
+    })?;
+    jobs.first().map(|j| j.id).ok_or_else(|| Failed::Final("no job was created".to_owned()))
+}
+
+/// What became of one device's start, told to its rollout.
+fn job_started(
+    rollouts: &Rollouts,
+    handle: &Handle,
+    id: RolloutId,
+    index: usize,
+    result: Result<JobId, Failed>,
+) {
     let now = rollouts.now();
     {
         let mut inner = rollouts.lock();

@@ -328,8 +328,8 @@ pub(super) struct Job {
     /// The patch sent instead of the image (the delta extension), until the device refuses it
     /// (code 13; then the job's JSON says `delta: null`) or the job ends (its description stays
     /// for readers).
-    pub delta: Option<crate::firmware::Patch>,
-    pub delta_info: Option<crate::firmware::DeltaInfo>,
+    pub delta: Option<Box<crate::firmware::Patch>>,
+    pub delta_info: Option<Box<crate::firmware::DeltaInfo>>,
     /// The device refused the patch (NACK 13) and the whole image is on offer: a repeat of
     /// that refusal changes nothing.
     pub patch_refused: bool,
@@ -337,7 +337,7 @@ pub(super) struct Job {
     /// was its: the timeline said once how to make it an AWS job.
     pub aws_hinted: bool,
     /// A job for a device that runs AWS's OTA agent: its execution and stream.
-    pub aws: Option<super::scheduler::AwsState>,
+    pub aws: Option<Box<super::scheduler::AwsState>>,
 }
 
 impl Job {
@@ -373,7 +373,7 @@ impl Job {
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at,
             manifest: self.manifest.clone(),
-            delta: self.delta_info,
+            delta: self.delta_info.as_deref().copied(),
             aws: self.aws.as_ref().map(|aws| super::AwsJob {
                 details: aws.details.clone(),
                 version: aws.version,

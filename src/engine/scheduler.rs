@@ -344,7 +344,7 @@ impl Engine {
         let chunk_interval = self.interval(&spec, chunk_size);
         // An AWS device takes the whole image, in blocks of the size it asks for.
         let mut spec = spec;
-        let aws = spec.aws.take().map(|job| aws::AwsState::new(job, self.unix_s(now)));
+        let aws = spec.aws.take().map(|job| Box::new(aws::AwsState::new(job, self.unix_s(now))));
         if aws.is_some() {
             spec.delta = None;
             spec.manifest = None;
@@ -392,8 +392,8 @@ impl Engine {
             send_manifest: false,
             patch_refused: false,
             aws_hinted: false,
-            delta_info: spec.delta.as_ref().map(crate::firmware::Patch::info),
-            delta: spec.delta,
+            delta_info: spec.delta.as_ref().map(|patch| Box::new(patch.info())),
+            delta: spec.delta.map(Box::new),
             aws,
         };
         let delta_note = match (&job.delta, spec.delta_note) {
@@ -509,12 +509,12 @@ impl Engine {
             // A job that ended (or waits for its device's confirmation) keeps saying it was
             // sent a patch; one that runs again says what it sends now.
             delta_info: match &patch {
-                Some(patch) => Some(patch.info()),
-                None if !runs_again => restored.delta,
+                Some(patch) => Some(Box::new(patch.info())),
+                None if !runs_again => restored.delta.map(Box::new),
                 None => None,
             },
-            delta: patch,
-            aws: aws_job.map(|job| aws::AwsState::new(job, self.unix_s(now))),
+            delta: patch.map(Box::new),
+            aws: aws_job.map(|job| Box::new(aws::AwsState::new(job, self.unix_s(now)))),
         };
         if state.is_final() {
             job.image = job.image.released();
@@ -1243,7 +1243,7 @@ impl Engine {
         let body = match (command, job.state) {
             (CommandType::Request, JobState::Requesting) => {
                 let manifest = job.manifest.as_ref().filter(|_| job.send_manifest).map(|m| m.bytes().clone());
-                let delta = job.delta.as_ref().map(crate::firmware::Patch::item);
+                let delta = job.delta.as_deref().map(crate::firmware::Patch::item);
                 CommandBody::Request { hash: *job.image.sha256(), manifest, delta }
             }
             (CommandType::Done, JobState::Finishing) => CommandBody::Done,

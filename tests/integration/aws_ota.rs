@@ -586,27 +586,57 @@ async fn simulated_aws_devices_update_roll_back_and_refuse_as_the_agent_does() {
     runtime.shutdown().await;
 }
 
+/// Runs `program` in `dir` (HOME there too); its output, which must be a success.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (openssl is needed: apt-get install openssl)"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{program} {args:?}: {text}");
+    text
+}
+
+/// OpenSSL checks, with the certificate `codesign.crt` in `dir`, the signature `rocky sign
+/// --format aws` writes with `signing.pem`, and refuses it over a changed image.
+fn openssl_verifies_with(dir: &std::path::Path) {
+    let rocky = env!("CARGO_BIN_EXE_rocky");
+    std::fs::write(dir.join("app.bin"), test_image(50_000, 91)).unwrap();
+    run_in(dir, rocky, &["sign", "--format", "aws", "--key", "signing.pem", "app.bin"]);
+    let text = std::fs::read_to_string(dir.join("app.bin.sig-sha256-ecdsa")).unwrap();
+    use base64::Engine as _;
+    let der = base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap();
+    std::fs::write(dir.join("sig.der"), der).unwrap();
+    run_in(dir, "openssl", &["x509", "-pubkey", "-noout", "-in", "codesign.crt", "-out", "pub.pem"]);
+    let verified = run_in(
+        dir,
+        "openssl",
+        &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"],
+    );
+    assert!(verified.contains("Verified OK"), "{verified}");
+    let mut changed = test_image(50_000, 91).to_vec();
+    changed[7] ^= 1;
+    std::fs::write(dir.join("app.bin"), changed).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
 /// OpenSSL, an implementation of its own, checks what devices check: a certificate made with
 /// `openssl req -x509` from the key `rocky keys generate --alg es256` writes verifies the
 /// signature `rocky sign --format aws` writes (the README's recipe, run as written).
 #[test]
 fn openssl_verifies_rocky_sign_format_aws_with_a_certificate_of_rockys_key() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |program: &str, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .current_dir(dir.path())
-            .env("HOME", dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e} (openssl is needed: apt-get install openssl)"));
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{program} {args:?}: {text}");
-        text
-    };
     let rocky = env!("CARGO_BIN_EXE_rocky");
-    run(rocky, &["keys", "generate", "--alg", "es256", "--out", "signing.pem"]);
-    run(
+    run_in(dir.path(), rocky, &["keys", "generate", "--alg", "es256", "--out", "signing.pem"]);
+    run_in(
+        dir.path(),
         "openssl",
         &[
             "req",
@@ -626,24 +656,37 @@ fn openssl_verifies_rocky_sign_format_aws_with_a_certificate_of_rockys_key() {
             "codesign.crt",
         ],
     );
-    std::fs::write(dir.path().join("app.bin"), test_image(50_000, 91)).unwrap();
-    run(rocky, &["sign", "--format", "aws", "--key", "signing.pem", "app.bin"]);
-    let text = std::fs::read_to_string(dir.path().join("app.bin.sig-sha256-ecdsa")).unwrap();
-    use base64::Engine as _;
-    let der = base64::engine::general_purpose::STANDARD.decode(text.trim()).unwrap();
-    std::fs::write(dir.path().join("sig.der"), der).unwrap();
-    run("openssl", &["x509", "-pubkey", "-noout", "-in", "codesign.crt", "-out", "pub.pem"]);
-    let verified =
-        run("openssl", &["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"]);
-    assert!(verified.contains("Verified OK"), "{verified}");
-    // A changed image does not verify.
-    let mut changed = test_image(50_000, 91).to_vec();
-    changed[7] ^= 1;
-    std::fs::write(dir.path().join("app.bin"), changed).unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify", "pub.pem", "-signature", "sig.der", "app.bin"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    openssl_verifies_with(dir.path());
+}
+
+/// `rocky keys cert` makes that certificate without OpenSSL: OpenSSL reads it as a code-signing
+/// certificate of the key and verifies with it; `rocky keys show` reads its key (the same key
+/// id); an Ed25519 key, an existing file and a bad name are refused in words.
+#[test]
+fn rocky_keys_cert_makes_a_code_signing_certificate_openssl_verifies_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let rocky = env!("CARGO_BIN_EXE_rocky");
+    let made = run_in(dir.path(), rocky, &["keys", "generate", "--alg", "es256", "--out", "signing.pem"]);
+    let kid = made.lines().find(|l| l.starts_with("kid: ")).unwrap().to_owned();
+    let cert = run_in(dir.path(), rocky, &["keys", "cert", "--key", "signing.pem", "--out", "codesign.crt"]);
+    assert!(cert.contains(&kid), "{cert}");
+    let text = run_in(dir.path(), "openssl", &["x509", "-in", "codesign.crt", "-noout", "-text"]);
+    assert!(text.contains("CN=rocky code signing") || text.contains("CN = rocky code signing"), "{text}");
+    assert!(text.contains("Code Signing") && text.contains("Digital Signature"), "{text}");
+    openssl_verifies_with(dir.path());
+    let shown = run_in(dir.path(), rocky, &["keys", "show", "codesign.crt"]);
+    assert!(shown.contains(&kid), "the certificate's key is the signing key: {shown}");
+
+    let refused = |args: &[&str]| {
+        let out = std::process::Command::new(rocky).args(args).current_dir(dir.path()).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let again = refused(&["keys", "cert", "--key", "signing.pem", "--out", "codesign.crt"]);
+    assert!(again.contains("codesign.crt"), "an existing file is kept: {again}");
+    run_in(dir.path(), rocky, &["keys", "generate", "--out", "ed.pem"]);
+    let ed = refused(&["keys", "cert", "--key", "ed.pem", "--out", "ed.crt"]);
+    assert!(ed.contains("--alg es256"), "{ed}");
+    let name = refused(&["keys", "cert", "--key", "signing.pem", "--out", "x.crt", "--cn", ""]);
+    assert!(name.contains("--cn"), "{name}");
 }

@@ -9,6 +9,14 @@ pub fn utc(ms: u64) -> String {
     )
 }
 
+/// [`utc`] to the millisecond, for timelines whose steps come within a second of each other.
+pub fn utc_ms(ms: u64) -> String {
+    i64::try_from(ms).ok().and_then(chrono::DateTime::from_timestamp_millis).map_or_else(
+        || format!("{ms} ms after 1970"),
+        |time| time.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string(),
+    )
+}
+
 /// Bytes a second from `51200`, `50KiB/s`, `1.5MiB/s`, `2 MB/s` (the `/s` is optional; KiB and
 /// MiB are 1024-based, KB and MB 1000-based). Zero is allowed (no rate).
 pub fn parse_rate(text: &str) -> Result<u64, String> {

@@ -149,9 +149,9 @@ fn print_job(job: &JobSnapshot) {
     }
 }
 
-/// `state — detail` of one timeline entry, with its attempt when it has one.
+/// `time  state — detail` of one timeline entry, with its attempt when it has one.
 fn timeline_line(record: &HistoryRecord) -> String {
     let detail = record.detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
     let attempt = record.attempt.map(|a| format!(" (attempt {a})")).unwrap_or_default();
-    format!("{}{attempt}{detail}", record.state.as_str())
+    format!("{}  {}{attempt}{detail}", rocky::units::utc_ms(record.at), record.state.as_str())
 }

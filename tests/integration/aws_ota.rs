@@ -383,6 +383,10 @@ async fn a_rollout_mixes_rocky_and_aws_devices_with_its_own_certfile() {
     assert!(shown.contains("signed   sig-sha256-ecdsa ME"), "{shown}");
     assert!(shown.contains("checked with certs/c.crt on the device"), "{shown}");
     assert!(!shown.contains("unsigned"), "{shown}");
+    // Its timeline says when each step came, to the millisecond.
+    let stamped = shown.lines().skip_while(|l| !l.starts_with("timeline:")).nth(1).unwrap_or_default();
+    let stamp = stamped.trim_start().split(" UTC  ").next().unwrap_or_default();
+    assert!(stamp.len() == 23 && stamp.as_bytes()[19] == b'.', "{shown}");
 }
 
 /// Signed offline: `rocky sign --format aws` writes `IMAGE.sig-sha256-ecdsa` with a key Rocky

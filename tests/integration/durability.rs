@@ -313,6 +313,45 @@ async fn overlapping_submissions_keep_each_devices_order() {
     runtime.shutdown().await;
 }
 
+/// Submissions that wait together are written in one commit (a group commit): each still gets
+/// its own jobs back, with ids of its own, for its own devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_written_together_each_get_their_own_jobs() {
+    let data = tempfile::tempdir().unwrap();
+    let store = rocky::store::Store::open(data.path()).unwrap();
+    let port = free_port().unwrap(); // no broker: jobs stay queued
+    let config = rocky::runtime::RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port));
+    let library = std::sync::Arc::new(rocky::firmware::Library::new());
+    let runtime = rocky::runtime::Runtime::start_with_store(config, library, store).await.unwrap();
+    let image = rocky::firmware::Image::new("fw.bin", test_image(1000, 5));
+    let submissions: Vec<_> = (0..60usize)
+        .map(|n| {
+            let handle = runtime.handle.clone();
+            // Submissions of 1 to 4 jobs, each for devices of its own.
+            let devices: Vec<String> = (0..1 + n % 4).map(|k| format!("grp-{n:02}-{k}")).collect();
+            let specs = devices
+                .iter()
+                .map(|d| rocky::engine::JobSpec::new(d.parse().unwrap(), image.clone()))
+                .collect();
+            tokio::spawn(async move { (devices, handle.submit(specs).await.unwrap()) })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for submission in submissions {
+        let (devices, jobs) = submission.await.unwrap();
+        let got: Vec<String> = jobs.iter().map(|j| j.device_id.to_string()).collect();
+        assert_eq!(got, devices, "a submission's jobs are its own, in its order");
+        for job in &jobs {
+            assert!(ids.insert(job.id.get()), "id {} given twice", job.id);
+        }
+    }
+    assert_eq!(ids.len(), (0..60).map(|n| 1 + n % 4).sum::<usize>());
+    runtime.shutdown().await;
+    let store = rocky::store::Store::open(data.path()).unwrap();
+    let (stored, _) = store.load().await.unwrap();
+    assert_eq!(stored.len(), ids.len(), "every row committed");
+}
+
 /// A graceful stop writes what changed since the last flush: nothing is left to the crash window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_persists_the_last_changes() {

@@ -16,6 +16,7 @@ pub use devices::{Devices, Slot};
 pub use plan::{AbortRule, Gates, MAX_RETRY_BACKOFF_MS, RolloutPlan, WaveSize, parse_share, wave_ends};
 pub use request::{MAX_NAME, MAX_TARGETS, RolloutRequest, Targets, check_name};
 pub use state::{
-    Action, BUSY_RETRIES, Outcome, Rollout, RolloutBytes, RolloutChange, RolloutId, RolloutState, WaveCounts,
+    Action, BUSY_RETRIES, Outcome, Rollout, RolloutBytes, RolloutChange, RolloutId, RolloutState,
+    UNCAPPED_AT_ONCE, WaveCounts,
 };
 pub use view::{DeviceWindow, RolloutView, Settings, WaveView};

@@ -156,6 +156,10 @@ pub const BUSY_RETRIES: u32 = 3;
 
 /// The most state changes kept in a rollout's history (the newest).
 const MAX_CHANGES: usize = 200;
+/// Unfinished jobs a rollout without `max_concurrent` holds at once. The engine runs 64
+/// transfers and 1,024 requests at a time; jobs made far ahead of that only wait, each held in
+/// memory, and a pause or cancel must undo them all. A job's end makes room for the next.
+pub const UNCAPPED_AT_ONCE: usize = 4096;
 
 /// How a rollout's reason begins while it waits for a window.
 const WINDOW_WAIT: &str = "waiting for the window that";
@@ -366,7 +370,7 @@ impl Rollout {
     /// concurrency caps. Retried devices of earlier waves go first.
     fn start_due(&mut self, now: u64, up_to_date: &dyn Fn(&str) -> bool, actions: &mut Vec<Action>) {
         let end = self.plan.wave_range(self.wave).end;
-        let max_active = self.plan.max_concurrent.map_or(usize::MAX, |n| n as usize);
+        let max_active = self.plan.max_concurrent.map_or(UNCAPPED_AT_ONCE, |n| n as usize);
         let spacing = self.plan.start_spacing_ms();
         let mut active = self.active();
         for index in 0..end {
@@ -762,7 +766,7 @@ impl Rollout {
             return Some(at);
         }
         let retry = self.devices.next_retry();
-        let room = self.plan.max_concurrent.is_none_or(|max| self.active() < max as usize);
+        let room = self.active() < self.plan.max_concurrent.map_or(UNCAPPED_AT_ONCE, |max| max as usize);
         let paced = match (self.state, self.plan.start_spacing_ms(), self.last_start) {
             // With the concurrency cap full, a job's end (not the clock) is what frees a start.
             (RolloutState::Running, Some(spacing), Some(last)) if room => {

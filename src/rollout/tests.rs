@@ -544,3 +544,13 @@ fn a_window_in_a_zone_this_instance_does_not_know_starts_nothing_and_says_why() 
     assert!(step(&mut r, now + 59_999).is_empty());
     assert!(step(&mut r, now + 60_000).is_empty(), "still not judged a minute on");
 }
+
+#[test]
+fn a_rollout_without_a_cap_holds_at_most_uncapped_at_once_jobs_and_an_end_makes_room() {
+    let mut r = Rollout::new(RolloutId::new(1), plan(UNCAPPED_AT_ONCE + 10, &[]), 0);
+    let started = step(&mut r, 0);
+    assert_eq!(started.len(), UNCAPPED_AT_ONCE, "made ahead of the engine only so far");
+    assert!(step(&mut r, 1).is_empty(), "no room until a job ends");
+    finish(&mut r, 0, JobState::Succeeded, None, 2);
+    assert_eq!(step(&mut r, 3), [UNCAPPED_AT_ONCE], "one ended, one more");
+}

@@ -196,7 +196,9 @@ fn duration(plan: &RolloutPlan, sending: usize, estimate: &Estimate) -> (Option<
         plan.max_per_minute.map(|per_minute| sending as f64 * 60.0 / f64::from(per_minute.max(1)));
     let by_rate = plan.max_rate.filter(|rate| *rate > 0).map(|rate| {
         let per_job = estimate.bytes_with_deltas as f64 / sending as f64 / rate as f64;
-        let at_once = plan.max_concurrent.map_or(sending, |n| (n as usize).clamp(1, sending));
+        let at_once = plan
+            .max_concurrent
+            .map_or(sending.min(crate::rollout::UNCAPPED_AT_ONCE), |n| (n as usize).clamp(1, sending));
         sending.div_ceil(at_once) as f64 * per_job
     });
     match (by_starts, by_rate) {

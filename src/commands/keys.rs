@@ -75,7 +75,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<()> {
                     // Perhaps a public key: those are not secret, but the text is not repeated.
                     let text = std::fs::read_to_string(&file).map_err(|_| private_error)?;
                     if text.contains("BEGIN CERTIFICATE") {
-                        let public = certificate_key(&text)
+                        let public = PublicKey::from_certificate_pem(&text)
                             .map_err(|e| anyhow::anyhow!("{}: a certificate, but {e}", file.display()))?;
                         print_public(&public);
                         return Ok(());
@@ -136,20 +136,6 @@ fn code_signing_certificate(key: &SigningKey, cn: &str, days: u32) -> anyhow::Re
     params.not_after = ymd(until);
     let certificate = params.self_signed(&pair)?;
     Ok(certificate.pem())
-}
-
-/// The public key of a PEM certificate, as Rocky reads keys.
-fn certificate_key(text: &str) -> anyhow::Result<PublicKey> {
-    use base64::Engine as _;
-    use rustls_pki_types::pem::PemObject as _;
-    let der = rustls_pki_types::CertificateDer::from_pem_slice(text.as_bytes())
-        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| anyhow::anyhow!("not an X.509 certificate: {e}"))?;
-    let spki = base64::engine::general_purpose::STANDARD.encode(cert.tbs_certificate.subject_pki.raw);
-    let lines: Vec<&str> = spki.as_bytes().chunks(64).map(|l| std::str::from_utf8(l).unwrap_or("")).collect();
-    let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"));
-    PublicKey::parse(&pem).map_err(|e| anyhow::anyhow!("its key is not one Rocky reads: {e}"))
 }
 
 /// Writes `bytes` to a new file; an existing one is never overwritten.

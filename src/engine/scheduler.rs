@@ -748,17 +748,24 @@ impl Engine {
             .map(|j| (j.id, j.state, j.done_waits))
             .collect();
         for (id, state, done_waits) in active {
-            if self.aws_after_reconnect(id, now) {
+            if self.aws_parked_after_reconnect(id, now) {
                 continue;
             }
             // FOTA_DONE had not gone out: the broker may have lost chunks with the session, so
             // the device is asked where it is, like a transfer.
             let state = if done_waits { JobState::Transferring } else { state };
-            // Said on the job's timeline: what the broker's return made it send again.
-            let again = match state {
-                JobState::Requesting => "broker reconnected: FOTA_REQUEST sent again",
-                JobState::Transferring => {
+            // Said on the job's timeline: what the broker's return made it send again. An AWS
+            // device pulls, and drops its download at a job message: its transfer waits for
+            // its next block request before the job is offered again (`start_round`).
+            let aws = self.is_aws_job(id);
+            let again = match (state, aws) {
+                (JobState::Requesting, false) => "broker reconnected: FOTA_REQUEST sent again",
+                (JobState::Requesting, true) => "broker reconnected: the job offered again (notify-next)",
+                (JobState::Transferring, false) => {
                     "broker reconnected: FOTA_REQUEST sent again to learn where to resume"
+                }
+                (JobState::Transferring, true) => {
+                    "broker reconnected: waiting for the device to ask again for the blocks it misses"
                 }
                 _ => "broker reconnected: FOTA_DONE sent again",
             };
@@ -769,11 +776,19 @@ impl Engine {
             match state {
                 JobState::Requesting => self.start_round_after_reconnect(id, now),
                 JobState::Transferring => {
-                    let detail = "broker reconnected: asking the device where to resume";
+                    let detail = if aws {
+                        "broker reconnected: waiting for the device to ask for the blocks it misses"
+                    } else {
+                        "broker reconnected: asking the device where to resume"
+                    };
                     if let Some(job) = self.jobs.get_mut(&id) {
                         job.done_waits = false;
                         // What a reconnect makes Rocky send again is not the device's doing.
                         job.sent_here = 0;
+                        if let Some(aws) = job.aws.as_mut() {
+                            aws.pending.clear();
+                            aws.quiet_start = true;
+                        }
                     }
                     self.transferring = self.transferring.saturating_sub(1);
                     self.requesting += 1;
@@ -982,9 +997,7 @@ impl Engine {
                 job.boot_at_request = boot;
                 job.send_manifest = signed && job.manifest.is_some();
             }
-            if !self.aws_quiet_start(id, now) {
-                self.start_round(id, now);
-            }
+            self.start_round(id, now);
         }
     }
 
@@ -1015,12 +1028,18 @@ impl Engine {
     }
 
     /// Starts a round of FOTA_REQUEST sends with the full retry budget.
-    fn start_round(&mut self, id: JobId, now: Instant) {
+    /// Starts a round of FOTA_REQUEST sends with the full retry budget; `false` when the
+    /// first send is held back instead (an AWS job whose device may still be downloading).
+    fn start_round(&mut self, id: JobId, now: Instant) -> bool {
+        if self.aws_quiet_start(id, now) {
+            return false;
+        }
         let budget = self.settings.request_attempts.max(1);
         if let Some(job) = self.jobs.get_mut(&id) {
             job.sends_left = budget;
         }
         self.send_request(id, now);
+        true
     }
 
     /// A round of FOTA_REQUEST sends after the broker came back. The first send goes out at
@@ -1028,8 +1047,8 @@ impl Engine {
     /// again after [`RECONNECT_RETRY`] rather than a whole request timeout later; that early
     /// send does not count against the job's attempts.
     fn start_round_after_reconnect(&mut self, id: JobId, now: Instant) {
-        self.start_round(id, now);
-        if RECONNECT_RETRY < self.settings.request_timeout
+        if self.start_round(id, now)
+            && RECONNECT_RETRY < self.settings.request_timeout
             && let Some(job) = self.jobs.get_mut(&id)
         {
             job.sends_left += 1;

@@ -83,6 +83,23 @@ pub enum PublicKeyError {
 impl PublicKey {
     /// PEM (SubjectPublicKeyInfo), or hex: 32 bytes are Ed25519, 65 (uncompressed) or 33
     /// (compressed) bytes are P-256.
+    /// The key of a PEM X.509 certificate (a code-signing certificate a device checks with);
+    /// why not, in words.
+    pub fn from_certificate_pem(text: &str) -> Result<Self, String> {
+        use base64::Engine as _;
+        use rustls_pki_types::pem::PemObject as _;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(text.as_bytes())
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let spki = base64::engine::general_purpose::STANDARD.encode(cert.tbs_certificate.subject_pki.raw);
+        // Base64 is ASCII: every 64-byte line is text.
+        let lines: Vec<&str> =
+            spki.as_bytes().chunks(64).filter_map(|l| std::str::from_utf8(l).ok()).collect();
+        let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"));
+        Self::parse(&pem).map_err(|e| format!("its key is not one Rocky reads: {e}"))
+    }
+
     pub fn parse(text: &str) -> Result<Self, PublicKeyError> {
         let text = text.trim();
         if text.contains("PRIVATE KEY") {
@@ -253,6 +270,14 @@ impl fmt::Debug for SigningKey {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn what_is_not_a_certificate_is_said_in_words() {
+        assert!(PublicKey::from_certificate_pem("hello").unwrap_err().starts_with("not a PEM certificate"));
+        let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(PublicKey::from_certificate_pem(junk).unwrap_err().starts_with("not an X.509 certificate"));
+    }
+
     use super::*;
 
     const RFC8032_SECRET: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";

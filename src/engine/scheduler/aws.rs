@@ -92,9 +92,10 @@ pub(crate) struct AwsState {
     /// Its offers went unanswered and it waits (up to `aws_device_wait`, holding no request
     /// slot) for the device to ask for it.
     pub parked: bool,
-    /// Restored from a transfer: the device may still be downloading it, and an offer on
-    /// `notify-next` would make the agent drop what it holds and start again, so the first
-    /// offer waits one request timeout for the device to ask for blocks.
+    /// Restored from a transfer, or transferring when the broker came back: the device may
+    /// still be downloading it, and an offer on `notify-next` would make the agent drop what it
+    /// holds and start again, so the first offer waits (see `aws_resume_wait`) for the device
+    /// to ask for blocks.
     pub quiet_start: bool,
 }
 
@@ -251,7 +252,7 @@ impl Engine {
         self.jobs.get(&id).and_then(|job| job.aws.as_ref()).is_some_and(|aws| aws.parked)
     }
 
-    /// The first offer of an AWS job restored from a transfer waits one request timeout (see
+    /// The first offer of an AWS job that may still be downloading waits (see
     /// [`AwsState::quiet_start`]); whether it does.
     pub(super) fn aws_quiet_start(&mut self, id: JobId, now: Instant) -> bool {
         let attempts = self.settings.request_attempts.max(1);
@@ -277,34 +278,18 @@ impl Engine {
         self.settings.request_timeout.max(MIN_RESUME_WAIT)
     }
 
-    /// The broker came back. A device whose own connection held asks again for the blocks it
-    /// misses 10 s after its last one (an offer now would make it start over); one whose
-    /// connection dropped too asked for its job once on its return, maybe before Rocky was back,
-    /// and waits for it. So an AWS transfer goes back to offering, its first offer held back as
-    /// after a restart: the device's next block request takes it on where it was, and if none
-    /// comes the job is offered again. A job waiting for its device waits afresh.
-    pub(super) fn aws_after_reconnect(&mut self, id: JobId, now: Instant) -> bool {
-        let Some(job) = self.jobs.get_mut(&id) else { return false };
-        let Some(aws) = job.aws.as_mut() else { return false };
-        match job.state {
-            JobState::Transferring => {
-                aws.pending.clear();
-                aws.quiet_start = true;
-                self.transferring = self.transferring.saturating_sub(1);
-                self.requesting += 1;
-                let detail =
-                    "broker reconnected: waiting for the device to ask again for the blocks it misses";
-                self.transition(id, JobState::Requesting, Some(detail.to_owned()), now);
-                self.aws_quiet_start(id, now);
-                true
-            }
-            JobState::Requesting if aws.parked => {
-                let at = now + self.settings.aws_device_wait;
-                self.arm_deadline(id, at);
-                true
-            }
-            _ => false,
+    /// The broker came back: a job waiting for its device waits afresh (its deadline stopped
+    /// with the broker). Whether it was such a job. (A transfer goes back to offering with its
+    /// first offer held back, in `set_connected`: a device whose own connection held asks again
+    /// for the blocks it misses 10 s after its last one; one whose connection dropped too asked
+    /// for its job once on its return, maybe before Rocky was back, and is offered it again.)
+    pub(super) fn aws_parked_after_reconnect(&mut self, id: JobId, now: Instant) -> bool {
+        if !self.aws_is_parked(id) {
+            return false;
         }
+        let at = now + self.settings.aws_device_wait;
+        self.arm_deadline(id, at);
+        true
     }
 
     /// Whether job `id` is for a device that runs AWS's OTA agent.
@@ -419,9 +404,6 @@ impl Engine {
         }
         self.aws_unpark(id, now);
         let Some(job) = self.jobs.get_mut(&id) else { return Err("unknown job".into()) };
-        if request.file_id != 0 {
-            return Err(format!("file {} is not in the job (it has file 0)", request.file_id));
-        }
         if !matches!(job.state, JobState::Requesting | JobState::Transferring) {
             return Err(format!("blocks asked for a job that is {}", job.state));
         }

@@ -123,6 +123,14 @@ fn clear_range(bits: &mut [u64], from: usize, to: usize) {
     }
 }
 
+/// A byte string of 1 to `max` bytes.
+fn field_bytes<'a>(value: &'a Value, field: &'static str, max: usize) -> Result<&'a [u8], StreamError> {
+    match value {
+        Value::Bytes(bytes) if !bytes.is_empty() && bytes.len() <= max => Ok(bytes),
+        _ => Err(StreamError::Field { field, reason: format!("not a byte string of 1 to {max} bytes") }),
+    }
+}
+
 fn field_u32(value: &Value, field: &'static str) -> Result<u32, StreamError> {
     let bad = |reason: &str| StreamError::Field { field, reason: reason.to_owned() };
     match value {
@@ -175,18 +183,10 @@ pub fn decode_block_request(payload: &[u8]) -> Result<BlockRequest, StreamError>
                 request.count = field_u32(value, "n")?;
                 count_given = true;
             }
-            "b" => match value {
-                Value::Bytes(bitmap) if !bitmap.is_empty() && bitmap.len() <= MAX_BITMAP_BYTES => {
-                    request.bitmap = bitmap.clone();
-                    bitmap_given = true;
-                }
-                _ => {
-                    return Err(StreamError::Field {
-                        field: "b",
-                        reason: format!("not a byte string of 1 to {MAX_BITMAP_BYTES} bytes"),
-                    });
-                }
-            },
+            "b" => {
+                request.bitmap = field_bytes(value, "b", MAX_BITMAP_BYTES)?.to_vec();
+                bitmap_given = true;
+            }
             _ => {}
         }
     }
@@ -289,15 +289,7 @@ pub fn decode_block(payload: &[u8]) -> Result<ReceivedBlock, StreamError> {
             "f" => file_id = field_u32(&value, "f")?,
             "i" => index = Some(field_u32(&value, "i")?),
             "l" => length = Some(field_u32(&value, "l")?),
-            "p" => match value {
-                Value::Bytes(p) if !p.is_empty() && p.len() <= MAX_BLOCK_SIZE as usize => bytes = Some(p),
-                _ => {
-                    return Err(StreamError::Field {
-                        field: "p",
-                        reason: format!("not a byte string of 1 to {MAX_BLOCK_SIZE} bytes"),
-                    });
-                }
-            },
+            "p" => bytes = Some(field_bytes(&value, "p", MAX_BLOCK_SIZE as usize)?.to_vec()),
             _ => {}
         }
     }

@@ -67,6 +67,9 @@ pub enum WireEvent {
     JobNote {
         job: JobId,
         device: DeviceId,
+        /// The state the job was in when this was said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<JobState>,
         text: String,
     },
     ResponseIgnored {
@@ -142,7 +145,9 @@ impl WireEvent {
             Event::Progress { job, device, confirmed, total, window } => {
                 Self::JobProgress { job, device, confirmed, total, window }
             }
-            Event::Note { job, device, text } => Self::JobNote { job, device, text },
+            Event::Note { job, device, state, text } => {
+                Self::JobNote { job, device, state: Some(state), text }
+            }
             Event::Ignored { device, job, command, reason } => {
                 Self::ResponseIgnored { job, device, command, reason }
             }
@@ -178,7 +183,10 @@ impl WireEvent {
             Self::JobProgress { job, device, confirmed, total, window } => {
                 engine(Event::Progress { job, device, confirmed, total, window })
             }
-            Self::JobNote { job, device, text } => engine(Event::Note { job, device, text }),
+            // A server from before notes carried their state: said as transferring, as it did.
+            Self::JobNote { job, device, state, text } => {
+                engine(Event::Note { job, device, state: state.unwrap_or(JobState::Transferring), text })
+            }
             Self::ResponseIgnored { job, device, command, reason } => {
                 engine(Event::Ignored { device, job, command, reason })
             }

@@ -103,7 +103,7 @@ async fn log_events(mut events: rocky::service::EventStream) {
                     tracing::info!(job = job.get(), %device, %command, %reason, left_out, "response ignored");
                 }
             }
-            RuntimeEvent::Engine(Event::Note { job, device, text }) => {
+            RuntimeEvent::Engine(Event::Note { job, device, text, .. }) => {
                 tracing::info!(job = job.get(), %device, %text, "job")
             }
             RuntimeEvent::Engine(Event::ChunkSent { .. } | Event::Progress { .. }) => {}

@@ -366,8 +366,11 @@ fn an_offline_device_s_job_waits_for_it_to_ask_without_holding_a_request_slot() 
     let sent = h.drain();
     // Two offers unanswered: the first job waits for its device, and its slot went on.
     assert_eq!(h.state(offline), JobState::Requesting);
-    assert!(h.events.iter().any(|e| matches!(e, Event::Note { job, text, .. }
-        if *job == offline && text.contains("waits up to 3600 s"))));
+    assert!(
+        h.events.iter().any(|e| matches!(e, Event::Note { job, text, state: JobState::Requesting, .. }
+        if *job == offline && text.contains("waits up to 3600 s"))),
+        "said as the requesting job it is"
+    );
     assert_eq!(h.state(second), JobState::Requesting);
     assert_eq!(sent.iter().filter(|p| p.job == second).count(), 1);
     assert!(!h.engine.is_idle());

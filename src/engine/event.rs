@@ -20,8 +20,8 @@ pub enum Event {
     /// `window` more (0: paused).
     Progress { job: JobId, device: DeviceId, confirmed: u32, total: u32, window: u32 },
     /// Something worth a line in the job's timeline that is not a change of state: a device's
-    /// rewind, a go-back-N after a stall.
-    Note { job: JobId, device: DeviceId, text: String },
+    /// rewind, a go-back-N after a stall; `state` is the one the job was in when it was said.
+    Note { job: JobId, device: DeviceId, state: JobState, text: String },
     /// A response that changes nothing: unknown job, wrong phase, duplicate, late.
     Ignored { device: DeviceId, job: JobId, command: CommandType, reason: String },
 }

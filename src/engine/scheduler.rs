@@ -410,10 +410,10 @@ impl Engine {
             self.reported.insert(spec.device.clone(), reported);
         }
         self.events.push_back((now, Event::Created(Box::new(job.view()))));
-        if let Some(text) = delta_note {
-            self.events.push_back((now, Event::Note { job: id, device: spec.device.clone(), text }));
-        }
         self.jobs.insert(id, job);
+        if let Some(text) = delta_note {
+            self.note(id, text, now);
+        }
         self.count(None, Some(JobState::Queued));
         self.enqueue(id, spec.device);
         self.activate(now);
@@ -769,10 +769,7 @@ impl Engine {
                 }
                 _ => "broker reconnected: FOTA_DONE sent again",
             };
-            if let Some(job) = self.jobs.get(&id) {
-                let device = job.device.clone();
-                self.events.push_back((now, Event::Note { job: id, device, text: again.to_owned() }));
-            }
+            self.note(id, again.to_owned(), now);
             match state {
                 JobState::Requesting => self.start_round_after_reconnect(id, now),
                 JobState::Transferring => {
@@ -1227,8 +1224,7 @@ impl Engine {
         job.delta = None;
         job.delta_info = None;
         job.total_chunks = total;
-        let device = job.device.clone();
-        self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
+        self.note(id, why.to_owned(), now);
     }
 
     /// The device does not run the patch's base (NACK 13): the whole image is offered in a new
@@ -1248,11 +1244,11 @@ impl Engine {
         }
         job.next_chunk = 1;
         job.sends_left = self.settings.request_attempts.max(1);
-        let (device, size) = (job.device.clone(), job.image.size());
+        let size = job.image.size();
         let text = format!(
             "the device does not run the patch's base (code 13): the whole image ({size} bytes) is offered"
         );
-        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.note(id, text, now);
         self.send_request(id, now);
     }
 
@@ -1421,6 +1417,14 @@ impl Engine {
             self.forget_reported(&device);
         }
         self.activate(now);
+    }
+
+    /// A line for job `id`'s timeline that is no change of state, said with the state the job
+    /// is in as it is made.
+    fn note(&mut self, id: JobId, text: String, now: Instant) {
+        let Some(job) = self.jobs.get(&id) else { return };
+        let (device, state) = (job.device.clone(), job.state);
+        self.events.push_back((now, Event::Note { job: id, device, state, text }));
     }
 
     fn transition(&mut self, id: JobId, to: JobState, detail: Option<String>, now: Instant) {

@@ -32,9 +32,6 @@ pub struct Persistence {
     dirty: BTreeSet<JobId>,
     history: Vec<HistoryRecord>,
     creations: mpsc::Sender<Creation>,
-    /// The state each unfinished job was last seen moving to, so that a note is stored under
-    /// the state it was made in (a note made just before a change of state is read after it).
-    states: std::collections::HashMap<JobId, JobState>,
 }
 
 impl Persistence {
@@ -95,8 +92,7 @@ impl Persistence {
                 }
             }
         });
-        let states = std::collections::HashMap::new();
-        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations, states }, task)
+        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }, task)
     }
 
     /// Queues a submission for the store without waiting; refused when too many are waiting.
@@ -116,20 +112,12 @@ impl Persistence {
     }
 
     /// Notes what an engine event changed.
-    /// `engine` is read for what the event leaves out: the state a note was made in, and
-    /// whether a re-sent offer went to an AWS device.
+    /// `engine` is read for what the event leaves out: whether a re-sent offer went to an AWS
+    /// device.
     pub fn record(&mut self, at_ms: u64, event: &Event, engine: &Engine) {
         match event {
-            Event::Created(view) => {
-                // The store wrote the row when it gave the id.
-                self.states.insert(view.id, view.state);
-            }
+            Event::Created(_) => {} // the store wrote the row when it gave the id
             Event::StateChanged { job, to, detail, .. } => {
-                if to.is_final() {
-                    self.states.remove(job);
-                } else {
-                    self.states.insert(*job, *to);
-                }
                 self.dirty.insert(*job);
                 self.history.push(HistoryRecord {
                     job: *job,
@@ -152,17 +140,12 @@ impl Persistence {
             Event::ChunkSent { job, .. } | Event::Progress { job, .. } => {
                 self.dirty.insert(*job);
             }
-            Event::Note { job, text, .. } => {
+            Event::Note { job, state, text, .. } => {
                 self.dirty.insert(*job);
                 self.history.push(HistoryRecord {
                     job: *job,
                     at: at_ms,
-                    state: self
-                        .states
-                        .get(job)
-                        .copied()
-                        .or_else(|| engine.job_state(*job))
-                        .unwrap_or(JobState::Transferring),
+                    state: *state,
                     detail: Some(text.clone()),
                     attempt: None,
                 });

@@ -182,12 +182,12 @@ impl Engine {
                  protocol: if it runs that agent, cancel the job, register the device with profile=aws-iot-ota \
                  (rocky devices label {device} profile=aws-iot-ota) and make the job again"
             );
-            self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+            self.note(id, text, now);
         }
         if wanted {
             if self.aws_unpark(id, now) {
                 let text = "the device asked for its job: offered".to_owned();
-                self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+                self.note(id, text, now);
             }
             if !self.aws_out.contains(&id) {
                 self.aws_out.push_back(id);
@@ -203,7 +203,6 @@ impl Engine {
     pub(super) fn aws_park(&mut self, id: JobId, now: Instant) -> bool {
         let wait = self.settings.aws_device_wait;
         let Some(job) = self.jobs.get_mut(&id) else { return false };
-        let device = job.device.clone();
         let Some(aws) = job.aws.as_mut().filter(|aws| !aws.parked && !wait.is_zero()) else { return false };
         aws.parked = true;
         self.requesting = self.requesting.saturating_sub(1);
@@ -214,7 +213,7 @@ impl Engine {
             self.settings.request_attempts.max(1),
             wait.as_secs_f64()
         );
-        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.note(id, text, now);
         self.arm_deadline(id, now + wait);
         self.activate(now);
         true
@@ -260,14 +259,13 @@ impl Engine {
         let Some(aws) = job.aws.as_mut().filter(|aws| aws.quiet_start) else { return false };
         aws.quiet_start = false;
         job.sends_left = attempts;
-        let device = job.device.clone();
         let wait = self.aws_resume_wait();
         let text = format!(
             "the device may still be downloading this job: waiting up to {} s for it to ask for blocks before \
              offering the job again (an offer would make it start its download over)",
             wait.as_secs_f64()
         );
-        self.events.push_back((now, Event::Note { job: id, device, text }));
+        self.note(id, text, now);
         self.arm_deadline(id, now + wait);
         true
     }
@@ -343,7 +341,7 @@ impl Engine {
             }
             (ExecutionStatus::InProgress, Progress::SelfTest, JobState::Confirming) => {
                 let text = "the device runs the new image and tests it (self_test: active)".to_owned();
-                self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+                self.note(id, text, now);
                 Ok(())
             }
             (ExecutionStatus::InProgress, _, JobState::Requesting | JobState::Transferring) => {
@@ -362,7 +360,7 @@ impl Engine {
                     let words = reason.map(|r| format!(": {}", r.trim())).unwrap_or_default();
                     let text =
                         format!("confirmed: the device accepted the new image after its self test{words}");
-                    self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+                    self.note(id, text, now);
                 }
                 self.finish(id, JobState::Succeeded, None, now);
                 Ok(())

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::super::job::Job;
-use super::{Engine, Event, JobId, JobState, JobView, Reported};
+use super::{Engine, JobId, JobState, JobView, Reported};
 use crate::protocol::DeviceId;
 
 /// The NACK reason code for "this image is already installed".
@@ -42,7 +42,7 @@ impl Engine {
                 job.confirmed_at = Some(now);
             }
             let text = format!("confirmed: the device runs the new image after boot {boot}");
-            self.events.push_back((now, Event::Note { job: id, device: device.clone(), text }));
+            self.note(id, text, now);
             self.finish(id, JobState::Succeeded, None, now);
         } else {
             let to = reported.version.clone().unwrap_or_else(|| crate::protocol::short_hash(&reported.image));
@@ -69,7 +69,7 @@ impl Engine {
                 job.confirmed_at = Some(now);
             }
             let text = format!("confirmed: the device said it runs the new image after boot {boot}");
-            self.events.push_back((now, Event::Note { job: id, device, text }));
+            self.note(id, text, now);
             return self.finish(id, JobState::Succeeded, None, now);
         }
         let timeout = self.settings.confirm_timeout;
@@ -100,9 +100,7 @@ impl Engine {
 
     /// Ends an active job `up_to_date` (the device said the image is installed already).
     pub(super) fn end_up_to_date(&mut self, id: JobId, why: &str, now: Instant) {
-        if let Some(device) = self.jobs.get(&id).map(|job| job.device.clone()) {
-            self.events.push_back((now, Event::Note { job: id, device, text: why.to_owned() }));
-        }
+        self.note(id, why.to_owned(), now);
         self.finish(id, JobState::UpToDate, None, now);
     }
 
@@ -122,9 +120,8 @@ impl Engine {
         job.image = job.image.released();
         job.delta = None;
         job.error = error.clone();
-        let device = job.device.clone();
         if let Some(text) = note {
-            self.events.push_back((now, Event::Note { job: id, device, text }));
+            self.note(id, text, now);
         }
         self.transition(id, state, error, now);
     }

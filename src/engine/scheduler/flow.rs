@@ -93,7 +93,7 @@ impl Engine {
             self.events.push_back((now, event));
         }
         if let Some(text) = note {
-            self.events.push_back((now, Event::Note { job: id, device, text }));
+            self.note(id, text, now);
         }
         if rewound {
             let limit = self.settings.max_rewinds.max(1);
@@ -155,9 +155,9 @@ impl Engine {
             job.confirmed,
             job.stalls
         );
-        let device = job.device.clone();
-        self.events.push_back((now, Event::Note { job: id, device, text }));
-        if job.paced_until.is_none() {
+        let paced = job.paced_until.is_some();
+        self.note(id, text, now);
+        if !paced {
             self.queue_send(id);
         }
     }

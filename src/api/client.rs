@@ -139,6 +139,17 @@ fn refusal(status: u16, answer: Result<Value, Failure>) -> Failure {
 }
 
 /// How a request that got no answer failed.
+/// Percent-encodes everything but unreserved characters, for a path segment or a query value
+/// (a device id may hold spaces, `&` or `#`).
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn failure(error: &reqwest::Error) -> Failure {
     // A connection that timed out is a server that is not there, before it is a slow one.
     if error.is_connect() {

@@ -16,7 +16,7 @@ mod sse;
 pub use answers::{
     CreatedJobs, DevicePage, FirmwareImage, FirmwareList, Imported, JobPage, RolloutList, Timeline,
 };
-pub use client::{Body, Client, Failure, MAX_ANSWER_BYTES, failure, root_cause};
+pub use client::{Body, Client, Failure, MAX_ANSWER_BYTES, failure, percent_encode, root_cause};
 pub use events::{Stamped, TrafficWire, WireEvent};
 pub use requests::{CreateJobs, CreateOriginal, Firmware, PutDevice};
 pub use sse::{Framer, MAX_EVENT_BYTES};

@@ -149,15 +149,7 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firm
     Ok(Firmware { path: Some(text.to_owned()), ..Firmware::default() })
 }
 
-/// Percent-encodes everything but unreserved characters, for a path segment or a query value.
-pub fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use rocky::api::percent_encode as encode;
 
 /// How each job of a new job or rollout is paced, and how the answer is printed: the flags
 /// `rocky job create` and `rocky rollout create` share.

@@ -63,6 +63,9 @@ enum Step {
     Prune {
         keep: usize,
     },
+    /// The runtime has read the events: finished jobs leave the engine whole and stay as a
+    /// line each.
+    ForgetFinished,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -85,6 +88,7 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Reconnect),
         (0u8..20).prop_map(|count| Step::Send { count }),
         (0usize..3).prop_map(|keep| Step::Prune { keep }),
+        Just(Step::ForgetFinished),
     ]
 }
 
@@ -100,6 +104,8 @@ struct Model {
     finished: BTreeSet<JobId>,
     /// Every job as last seen, to tell which changed in a step.
     views: BTreeMap<JobId, super::JobView>,
+    /// Finished jobs the engine let go of whole: their device and final state.
+    forgotten: BTreeMap<JobId, (DeviceId, JobState)>,
     settings: Settings,
 }
 
@@ -125,7 +131,15 @@ impl Model {
         let now = Instant::now();
         let mut engine = Engine::new(settings.clone(), Topics::default());
         engine.set_connected(true, now);
-        Self { engine, now, connected: true, finished: BTreeSet::new(), views: BTreeMap::new(), settings }
+        Self {
+            engine,
+            now,
+            connected: true,
+            finished: BTreeSet::new(),
+            views: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
+            settings,
+        }
     }
 
     /// The job currently holding `device`, if any.
@@ -196,6 +210,16 @@ impl Model {
             Step::Prune { keep } => {
                 for id in self.engine.prune(Some(keep), None) {
                     self.finished.remove(&id);
+                    self.forgotten.remove(&id);
+                }
+            }
+            Step::ForgetFinished => {
+                self.engine.forget_finished();
+                for (id, view) in &self.views {
+                    if self.engine.job(*id).is_none() && self.engine.job_state(*id).is_some() {
+                        assert!(view.state.is_final(), "job {id} forgotten while {}", view.state);
+                        self.forgotten.insert(*id, (view.device.clone(), view.state));
+                    }
                 }
             }
             Step::Send { count } => {
@@ -286,6 +310,12 @@ impl Model {
         let mut scanned: BTreeMap<JobState, usize> = BTreeMap::new();
         for job in self.engine.jobs() {
             *scanned.entry(job.state).or_default() += 1;
+        }
+        // A forgotten job keeps its state and device, so late answers keep their words.
+        for (id, (device, state)) in &self.forgotten {
+            assert_eq!(self.engine.job_state(*id), Some(*state), "forgotten job {id}");
+            assert!(self.engine.has_job_for(*id, device), "forgotten job {id} still {device}'s");
+            *scanned.entry(*state).or_default() += 1;
         }
         assert_eq!(self.engine.counts(), scanned, "the kept counts agree with the jobs");
     }

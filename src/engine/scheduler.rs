@@ -114,6 +114,13 @@ pub struct Engine {
     settings: Settings,
     topics: Topics,
     jobs: BTreeMap<JobId, Job>,
+    /// Finished jobs the runtime has taken the last word of ([`Engine::forget_finished`]): only
+    /// what tells a late answer from a stranger's and what retention needs. Their snapshots
+    /// live in the runtime's job table and the store, so a fleet's finished jobs cost this
+    /// engine tens of bytes each, not a whole job.
+    ended: BTreeMap<JobId, Ended>,
+    /// Jobs that became final since the last `forget_finished`.
+    newly_final: Vec<JobId>,
     next_id: JobId,
     /// Queued jobs per device, oldest first: a device's jobs run in the order they were made.
     device_queues: HashMap<DeviceId, VecDeque<JobId>>,
@@ -161,12 +168,23 @@ pub struct Engine {
     clock: Option<crate::clock::Clock>,
 }
 
+/// What the engine keeps of a finished job once the runtime has its snapshot.
+struct Ended {
+    device: DeviceId,
+    state: JobState,
+    finished_at: Option<Instant>,
+    /// An AWS device's job (its late messages are told apart by it).
+    aws: bool,
+}
+
 impl Engine {
     pub fn new(settings: Settings, topics: Topics) -> Self {
         Self {
             settings,
             topics,
             jobs: BTreeMap::new(),
+            ended: BTreeMap::new(),
+            newly_final: Vec::new(),
             next_id: JobId::FIRST,
             device_queues: HashMap::new(),
             ready_devices: VecDeque::new(),
@@ -521,6 +539,7 @@ impl Engine {
             job.delta = None;
             self.jobs.insert(id, job);
             self.count(None, Some(state));
+            self.newly_final.push(id);
             return;
         }
         if state == JobState::Confirming {
@@ -558,8 +577,14 @@ impl Engine {
     /// Forgets finished jobs beyond `keep` (oldest first) or finished before `cutoff`; returns
     /// their ids so the store can drop them too.
     pub fn prune(&mut self, keep: Option<usize>, cutoff: Option<Instant>) -> Vec<JobId> {
-        let finished: Vec<(JobId, Option<Instant>)> =
-            self.jobs.values().filter(|j| j.state.is_final()).map(|j| (j.id, j.finished_at)).collect();
+        let mut finished: Vec<(JobId, Option<Instant>)> = self
+            .jobs
+            .values()
+            .filter(|j| j.state.is_final())
+            .map(|j| (j.id, j.finished_at))
+            .chain(self.ended.iter().map(|(id, ended)| (*id, ended.finished_at)))
+            .collect();
+        finished.sort_unstable_by_key(|(id, _)| *id);
         let over = keep.map_or(0, |keep| finished.len().saturating_sub(keep));
         let doomed: Vec<JobId> = finished
             .iter()
@@ -568,11 +593,41 @@ impl Engine {
             .map(|(_, (id, _))| *id)
             .collect();
         for id in &doomed {
-            if let Some(job) = self.jobs.remove(id) {
-                self.count(Some(job.state), None);
+            let state = match self.jobs.remove(id) {
+                Some(job) => Some(job.state),
+                None => self.ended.remove(id).map(|ended| ended.state),
+            };
+            if let Some(state) = state {
+                self.count(Some(state), None);
             }
         }
         doomed
+    }
+
+    /// Lets go of the finished jobs whose last events the runtime has read (their snapshots
+    /// are in its table and on their way to the store): each leaves a small [`Ended`] record
+    /// behind, so late answers keep their words and retention its order. An embedding that
+    /// never calls this (tests, the in-process pair) keeps every job whole.
+    pub fn forget_finished(&mut self) {
+        for id in std::mem::take(&mut self.newly_final) {
+            let Some(job) = self.jobs.remove(&id) else { continue };
+            if !job.state.is_final() {
+                // Not final any more (cannot happen today: a final state is the last).
+                self.jobs.insert(id, job);
+                continue;
+            }
+            let aws = job.aws.is_some();
+            let Job { device, state, finished_at, .. } = job;
+            self.ended.insert(id, Ended { device, state, finished_at, aws });
+        }
+    }
+
+    /// Job `id`'s device and state, whole or ended.
+    fn known(&self, id: JobId) -> Option<(&DeviceId, JobState)> {
+        match self.jobs.get(&id) {
+            Some(job) => Some((&job.device, job.state)),
+            None => self.ended.get(&id).map(|ended| (&ended.device, ended.state)),
+        }
     }
 
     /// Lets go of unfinished jobs another Rocky drives now (its lease on a shared store ran out
@@ -623,10 +678,11 @@ impl Engine {
 
     /// Cancels a job in any non-final state. Nothing more is sent for it.
     pub fn cancel(&mut self, id: JobId, now: Instant) -> Result<(), CancelError> {
-        let job = self.jobs.get(&id).ok_or(CancelError::NotFound(id))?;
-        if job.state.is_final() {
-            return Err(CancelError::AlreadyFinal { id, state: job.state });
+        let (_, state) = self.known(id).ok_or(CancelError::NotFound(id))?;
+        if state.is_final() {
+            return Err(CancelError::AlreadyFinal { id, state });
         }
+        let Some(job) = self.jobs.get(&id) else { return Err(CancelError::NotFound(id)) };
         if job.state == JobState::Queued {
             let device = job.device.clone();
             if let Some(queue) = self.device_queues.get_mut(&device) {
@@ -649,11 +705,11 @@ impl Engine {
         };
         let current = self.busy.get(device).copied();
         if current != Some(id) {
-            let reason = match self.jobs.get(&id) {
+            let reason = match self.known(id) {
                 None => "unknown job".to_owned(),
-                Some(job) if &job.device != device => format!("job belongs to device {}", job.device),
-                Some(job) if job.state.is_final() => format!("job already {} (late or duplicate)", job.state),
-                Some(job) => format!("job is {}, not the device's current job", job.state),
+                Some((owner, _)) if owner != device => format!("job belongs to device {owner}"),
+                Some((_, state)) if state.is_final() => format!("job already {state} (late or duplicate)"),
+                Some((_, state)) => format!("job is {state}, not the device's current job"),
             };
             return ignore(self, reason);
         }
@@ -869,11 +925,13 @@ impl Engine {
         self.events.pop_front()
     }
 
-    /// Job `id`'s state, without building its whole view.
+    /// Job `id`'s state, without building its whole view (a forgotten finished job's too).
     pub fn job_state(&self, id: JobId) -> Option<JobState> {
-        self.jobs.get(&id).map(|job| job.state)
+        self.known(id).map(|(_, state)| state)
     }
 
+    /// Job `id`'s whole view, while the engine holds it whole: a finished job's only until
+    /// [`Engine::forget_finished`].
     pub fn job(&self, id: JobId) -> Option<JobView> {
         self.jobs.get(&id).map(Job::view)
     }
@@ -901,10 +959,10 @@ impl Engine {
     /// Whether job `id` is one this engine holds for `device` (in any state): what tells a
     /// device's answer, or a command seen on its topic, from one nobody here asked for.
     pub fn has_job_for(&self, id: JobId, device: &DeviceId) -> bool {
-        self.jobs.get(&id).is_some_and(|job| &job.device == device)
+        self.known(id).is_some_and(|(owner, _)| owner == device)
     }
 
-    /// Every job, oldest first.
+    /// Every job held whole, oldest first (not those [`Engine::forget_finished`] let go).
     pub fn jobs(&self) -> impl Iterator<Item = JobView> + '_ {
         self.jobs.values().map(Job::view)
     }
@@ -1433,6 +1491,9 @@ impl Engine {
         job.state = to;
         let device = job.device.clone();
         self.count(Some(from), Some(to));
+        if to.is_final() {
+            self.newly_final.push(id);
+        }
         self.events.push_back((now, Event::StateChanged { job: id, device, from, to, detail }));
     }
 }

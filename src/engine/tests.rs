@@ -818,3 +818,43 @@ fn a_chunk_larger_than_the_brokers_maximum_packet_is_refused_when_the_job_is_mad
     h.engine.set_broker_max_packet(None);
     assert!(h.engine.submit(spec(640), h.now).is_ok(), "3.1.1 brokers say nothing");
 }
+
+#[test]
+fn a_finished_job_let_go_of_keeps_its_words_its_count_and_its_place_in_retention() {
+    let mut h = Harness::new(settings());
+    let first = h.submit("a", 10);
+    let second = h.submit("b", 10);
+    h.drain();
+    h.respond("a", first, ResponseBody::RequestNack { reason: None });
+    h.drain();
+    h.engine.forget_finished();
+    // Let go of whole: no view, but its state, device and count stay.
+    assert!(h.engine.job(first).is_none());
+    assert_eq!(h.engine.job_state(first), Some(JobState::Rejected));
+    assert!(h.engine.has_job_for(first, &dev("a")) && !h.engine.has_job_for(first, &dev("b")));
+    assert_eq!(h.engine.counts().get(&JobState::Rejected), Some(&1));
+    // A late answer is told as late, not as a stranger's; another device's as not its own.
+    h.respond("a", first, ResponseBody::DoneSuccess);
+    h.respond("b", first, ResponseBody::DoneSuccess);
+    let ignored = h.ignored();
+    assert_eq!(ignored[0], "job already rejected (late or duplicate)");
+    assert_eq!(ignored[1], "job belongs to device a");
+    assert!(matches!(
+        h.engine.cancel(first, h.now),
+        Err(CancelError::AlreadyFinal { state: JobState::Rejected, .. })
+    ));
+    // A job still running is never let go of; one that ends later is, at the next call.
+    assert!(h.engine.job(second).is_some());
+    h.respond("b", second, ResponseBody::RequestNack { reason: None });
+    h.drain();
+    assert!(h.engine.job(second).is_some(), "whole until the runtime has read its events");
+    h.engine.forget_finished();
+    assert!(h.engine.job(second).is_none());
+    // Retention counts let-go jobs in id order, with the whole ones.
+    let third = h.submit("c", 10);
+    h.engine.cancel(third, h.now).unwrap();
+    assert_eq!(h.engine.prune(Some(1), None), vec![first, second]);
+    assert_eq!(h.engine.job_state(first), None);
+    assert_eq!(h.engine.counts().get(&JobState::Rejected), None);
+    assert_eq!(h.engine.counts().get(&JobState::Cancelled), Some(&1));
+}

@@ -73,11 +73,7 @@ pub async fn list(
             }
         }
     }
-    let limit = query.limit;
-    let mut devices = state.service.inventory().list(&DeviceQuery { limit: limit + 1, ..query });
-    let more = devices.len() > limit;
-    devices.truncate(limit);
-    let next_after = if more { devices.last().map(|d| d.device_id.clone()) } else { None };
+    let (devices, next_after) = state.service.inventory().page(&query);
     Ok(Json(DevicePage { devices, next_after: next_after.map(|id| id.to_string()) }))
 }
 

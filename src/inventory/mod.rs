@@ -246,6 +246,17 @@ impl Inventory {
             .collect()
     }
 
+    /// One page: the devices `query` selects after its cursor, at most its limit, and the id to
+    /// ask after for the next page (`None`: this is the last).
+    pub fn page(&self, query: &DeviceQuery) -> (Vec<Device>, Option<DeviceId>) {
+        let limit = query.limit;
+        let mut devices = self.list(&DeviceQuery { limit: limit.saturating_add(1), ..query.clone() });
+        let more = devices.len() > limit;
+        devices.truncate(limit);
+        let next_after = if more { devices.last().map(|d| d.device_id.clone()) } else { None };
+        (devices, next_after)
+    }
+
     /// Every id `query` selects, in order, with no limit (for resolving a rollout's targets).
     pub fn ids(&self, query: &DeviceQuery) -> Vec<DeviceId> {
         let state = self.lock();

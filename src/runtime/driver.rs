@@ -16,7 +16,7 @@ use super::{
     Clock, ConnectionState, Envelope, JobTable, RuntimeError, RuntimeEvent, Traffic, TrafficDirection,
     sleep_until,
 };
-use crate::engine::{Engine, Event, JobId, JobSpec, Publish, PublishKind, RolloutId, SubmitError};
+use crate::engine::{Engine, Event, JobId, JobSpec, JobState, Publish, PublishKind, RolloutId, SubmitError};
 use crate::metrics::Metrics;
 use crate::mqtt::Publisher;
 use crate::protocol::{TopicKind, decode_response, describe_with};
@@ -191,6 +191,9 @@ impl Driver {
             self.emit(self.clock.wall(at), RuntimeEvent::Engine(event));
         }
         self.refresh_table();
+        // The table has the finished jobs' last snapshots now (and the store's writer reads
+        // them there): the engine keeps only a line of each.
+        self.engine.forget_finished();
     }
 
     /// What a job's life tells of its device: its last job, and the image that succeeded.
@@ -481,7 +484,7 @@ impl Driver {
                 let mut adopted = Vec::with_capacity(views.len());
                 for super::recover::RestoredJob { view, patch } in views {
                     let id = view.id;
-                    if self.engine.job(id).is_none() {
+                    if self.engine.job_state(id).is_none() {
                         adopted.push(id);
                         // What the device said it runs goes in first: the job may start at once.
                         let reported = self.reported(&view.device);
@@ -490,7 +493,7 @@ impl Driver {
                     // Ended here while its row was not written (this instance's lease ran
                     // out first), or restored as failed (its image is gone): the row says so
                     // now that the job is this instance's again.
-                    if self.engine.job(id).is_some_and(|job| job.state.is_final())
+                    if self.engine.job_state(id).is_some_and(JobState::is_final)
                         && let Some(persistence) = self.persistence.as_mut()
                     {
                         persistence.touch(id);

@@ -178,6 +178,8 @@ impl Runtime {
         // The table starts with every restored job (the engine may have re-queued some).
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
+        // Finished jobs live on in the table and the store; the engine keeps a line of each.
+        engine.forget_finished();
         let cluster = store.as_ref().and_then(|(store, _)| cluster::Cluster::of(store));
         let audit = match &store {
             Some((store, _)) => crate::audit::AuditLog::stored(store.clone()),
@@ -186,7 +188,8 @@ impl Runtime {
         let (persistence, creator) = match store {
             Some((store, last_id)) => {
                 engine.set_last_job_id(last_id);
-                let (persistence, creator) = persist::Persistence::new(store, requests_tx.clone());
+                let (persistence, creator) =
+                    persist::Persistence::new(store, table.clone(), requests_tx.clone());
                 (Some(persistence), Some(creator))
             }
             None => (None, None),

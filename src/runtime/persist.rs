@@ -29,6 +29,8 @@ pub struct Creation {
 
 pub struct Persistence {
     pub store: Store,
+    /// Where a finished job's last snapshot is once the engine has let go of it.
+    table: std::sync::Arc<super::job_table::JobTable>,
     dirty: BTreeSet<JobId>,
     history: Vec<HistoryRecord>,
     creations: mpsc::Sender<Creation>,
@@ -40,7 +42,11 @@ impl Persistence {
     /// their order even when submissions overlap.
     /// Also returns the task that feeds submissions to the store: it holds a store handle (and
     /// so the data-dir lock) until the driver drops this, and shutdown waits for it.
-    pub fn new(store: Store, back: mpsc::Sender<Request>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn new(
+        store: Store,
+        table: std::sync::Arc<super::job_table::JobTable>,
+        back: mpsc::Sender<Request>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (creations, mut waiting) = mpsc::channel::<Creation>(CREATIONS_WAITING);
         let writer = store.clone();
         let task = tokio::spawn(async move {
@@ -92,7 +98,7 @@ impl Persistence {
                 }
             }
         });
-        (Self { store, dirty: BTreeSet::new(), history: Vec::new(), creations }, task)
+        (Self { store, table, dirty: BTreeSet::new(), history: Vec::new(), creations }, task)
     }
 
     /// Queues a submission for the store without waiting; refused when too many are waiting.
@@ -157,8 +163,11 @@ impl Persistence {
     fn take(&mut self, engine: &Engine, clock: &Clock) -> (Vec<JobSnapshot>, Vec<HistoryRecord>) {
         let jobs = std::mem::take(&mut self.dirty)
             .into_iter()
-            .filter_map(|id| engine.job(id))
-            .map(|view| JobSnapshot::new(&view, clock))
+            .filter_map(|id| match engine.job(id) {
+                Some(view) => Some(JobSnapshot::new(&view, clock)),
+                // A finished job the engine has let go of: the table has its last snapshot.
+                None => self.table.get(id).map(|snapshot| JobSnapshot::clone(&snapshot)),
+            })
             .collect();
         (jobs, std::mem::take(&mut self.history))
     }

@@ -71,7 +71,7 @@ enum Done {
         detail: Detail,
     },
     RolloutControlled(RolloutId, RolloutVerb, Result<(), String>),
-    Inventory(Result<Vec<crate::inventory::Device>, String>),
+    Inventory(Result<super::source::InventoryPage, String>),
     RolloutCreated(Result<RolloutId, String>),
     /// A file `w` wrote, or why not.
     Exported(Result<String, String>),
@@ -83,8 +83,13 @@ enum Done {
     },
 }
 
-/// How often the inventory is fetched for the devices pane and the form's `prefix*`.
+/// How often the inventory is read for the devices pane and the form's `prefix*`: a walk of
+/// its pages starts this long after the last one ended, times the pages that one took (a fleet
+/// of 100,000 devices is read every 20 s, not every 2).
 const INVENTORY_POLL: Duration = Duration::from_secs(2);
+
+/// The pause between the pages of one walk of the inventory.
+const INVENTORY_PAGE_GAP: Duration = Duration::from_millis(200);
 
 /// How often the rollouts are fetched (they live in the runtime, not in the event stream).
 const ROLLOUT_POLL: Duration = Duration::from_secs(1);
@@ -162,7 +167,10 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
                 if let Some(done) = done {
                     match done {
                         Done::Rollouts { .. } => rollouts_in_flight = false,
-                        Done::Inventory(_) => inventory_in_flight = false,
+                        Done::Inventory(_) => {
+                            inventory_in_flight = false;
+                            last_inventory = Instant::now();
+                        }
                         Done::Audit(_) => audit_in_flight = false,
                         _ => {}
                     }
@@ -173,12 +181,16 @@ pub async fn run(source: Arc<dyn Source>, options: ConsoleOptions) -> std::io::R
             // Before the job and event streams, which are nearly always ready during a
             // transfer: a due frame is drawn whatever else is waiting.
             _ = frames.tick() => {
-                if !inventory_in_flight && last_inventory.elapsed() >= INVENTORY_POLL {
+                let after = app.devices.inventory_after.clone();
+                let pause = match after {
+                    Some(_) => INVENTORY_PAGE_GAP,
+                    None => INVENTORY_POLL.saturating_mul(app.devices.inventory_pages.1.clamp(1, 100) as u32),
+                };
+                if !inventory_in_flight && last_inventory.elapsed() >= pause {
                     inventory_in_flight = true;
-                    last_inventory = Instant::now();
                     let (source, done) = (source.clone(), done_tx.clone());
                     tokio::spawn(async move {
-                        let _ = done.send(Done::Inventory(source.inventory().await)).await;
+                        let _ = done.send(Done::Inventory(source.inventory(after).await)).await;
                     });
                 }
                 if !rollouts_in_flight && (app.rollouts.due || last_rollouts.elapsed() >= ROLLOUT_POLL) {
@@ -614,8 +626,9 @@ fn finish(
             app.flash(format!("rollout {id} {}", verb.done()), false);
         }
         // A failure shows in the rollouts' title (the same server is behind both).
-        Done::Inventory(Ok(devices)) => app.devices.merge_inventory(devices),
-        Done::Inventory(Err(_)) => {}
+        Done::Inventory(Ok(page)) => app.devices.merge_inventory(page),
+        // The walk starts over at the next poll.
+        Done::Inventory(Err(_)) => app.devices.inventory_after = None,
         Done::RolloutControlled(_, _, Err(error)) => {
             app.rollouts.due = true;
             app.flash(error, true);

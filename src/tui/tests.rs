@@ -899,11 +899,10 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
         running: None,
         profile: crate::inventory::Profile::Rocky,
     };
-    f.app.devices.merge_inventory(vec![
-        labelled("dev-01", "lab"),
-        labelled("dev-03", "lab"),
-        labelled("shelf-9", "lab"),
-    ]);
+    f.app.devices.merge_inventory(crate::tui::source::InventoryPage {
+        devices: vec![labelled("dev-01", "lab"), labelled("dev-03", "lab"), labelled("shelf-9", "lab")],
+        next_after: None,
+    });
     f.key(KeyCode::Char('n'));
     for c in "site=lab".chars() {
         f.key(KeyCode::Char(c));

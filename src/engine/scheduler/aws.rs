@@ -292,7 +292,10 @@ impl Engine {
 
     /// Whether job `id` is for a device that runs AWS's OTA agent.
     pub fn is_aws_job(&self, id: JobId) -> bool {
-        self.jobs.get(&id).is_some_and(|job| job.aws.is_some())
+        match self.jobs.get(&id) {
+            Some(job) => job.aws.is_some(),
+            None => self.ended.get(&id).is_some_and(|ended| ended.aws),
+        }
     }
 
     /// Whether `device` holds an AWS job here that is not over.
@@ -474,17 +477,17 @@ impl Engine {
     fn aws_current(&self, device: &DeviceId, id: Option<JobId>, name: &str) -> Result<JobId, String> {
         let Some(id) = id else { return Err(format!("{name:?} is no job of Rocky's")) };
         let current = self.busy.get(device).copied();
-        match self.jobs.get(&id) {
-            None => Err("unknown job".into()),
-            Some(job) if &job.device != device => Err(format!("job belongs to device {}", job.device)),
-            Some(job) if job.aws.is_none() => Err("the job is not an AWS device's".into()),
-            Some(job) if job.state.is_final() => {
-                Err(format!("job already {} (late or duplicate)", job.state))
-            }
-            Some(job) if current != Some(id) => {
-                Err(format!("job is {}, not the device's current job", job.state))
-            }
-            Some(_) => Ok(id),
+        let Some((owner, state)) = self.known(id) else { return Err("unknown job".into()) };
+        if owner != device {
+            return Err(format!("job belongs to device {owner}"));
+        }
+        if !self.is_aws_job(id) {
+            return Err("the job is not an AWS device's".into());
+        }
+        match state {
+            state if state.is_final() => Err(format!("job already {state} (late or duplicate)")),
+            state if current != Some(id) => Err(format!("job is {state}, not the device's current job")),
+            _ => Ok(id),
         }
     }
 

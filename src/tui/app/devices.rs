@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Cursor;
 use crate::engine::{JobId, JobState};
-use crate::inventory::{Device, Labels};
+use crate::inventory::Labels;
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRow {
@@ -33,9 +33,15 @@ pub struct DeviceRow {
 #[derive(Debug, Default)]
 pub struct Devices {
     pub rows: BTreeMap<String, DeviceRow>,
-    /// The inventory as last read was cut at the console's listing limit: a device missing
-    /// here may be one past it.
+    /// The console has not yet read every page of the inventory: a device missing here may be
+    /// on a page still to come.
     pub inventory_cut: bool,
+    /// Where the next page of the inventory starts (`None`: the next read starts a new walk
+    /// from its first device).
+    pub inventory_after: Option<crate::protocol::DeviceId>,
+    /// Pages read in the walk under way, and in the last whole one (the console spaces its
+    /// walks by it, so a large inventory is not read over and over).
+    pub inventory_pages: (usize, usize),
     pub cursor: Cursor,
     pub filter: String,
 }
@@ -48,9 +54,21 @@ impl Devices {
 
     /// Takes in the inventory's devices: their labels, last image and last contact (the
     /// later of the inventory's and what this console saw).
-    pub fn merge_inventory(&mut self, devices: Vec<Device>) {
-        self.inventory_cut = devices.len() >= crate::tui::source::INVENTORY_SHOWN;
-        for device in devices {
+    pub fn merge_inventory(&mut self, page: crate::tui::source::InventoryPage) {
+        self.inventory_pages.0 += 1;
+        match page.next_after {
+            Some(next) => self.inventory_after = Some(next),
+            None => {
+                // The walk reached the last page: every device is known, the next walk starts over.
+                self.inventory_cut = false;
+                self.inventory_after = None;
+                self.inventory_pages = (0, self.inventory_pages.0);
+            }
+        }
+        if self.inventory_after.is_some() && self.inventory_pages.1 == 0 {
+            self.inventory_cut = true;
+        }
+        for device in page.devices {
             let row = self.entry(device.device_id.as_str());
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name);
@@ -117,8 +135,48 @@ fn runs(running: &crate::inventory::Running) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Device;
     use crate::protocol::DeviceId;
     use crate::snapshot::ImageInfo;
+    use crate::tui::source::InventoryPage;
+
+    fn registered(id: &str) -> Device {
+        Device {
+            device_id: DeviceId::parse(id).unwrap(),
+            labels: Labels::new(),
+            registered: true,
+            first_seen: None,
+            last_seen: None,
+            last_image: None,
+            last_job: None,
+            running: None,
+            profile: crate::inventory::Profile::Rocky,
+        }
+    }
+
+    #[test]
+    fn the_inventory_is_read_page_by_page_and_known_whole_only_after_its_last_page() {
+        let mut devices = Devices::default();
+        let first = InventoryPage {
+            devices: vec![registered("a-1"), registered("a-2")],
+            next_after: Some(DeviceId::parse("a-2").unwrap()),
+        };
+        devices.merge_inventory(first);
+        assert_eq!(devices.inventory_after.as_ref().map(DeviceId::as_str), Some("a-2"));
+        assert!(devices.inventory_cut, "a page is still to come");
+        assert!(devices.never_seen(&["z-9"]).is_empty(), "nothing is claimed before the walk ends");
+        devices.merge_inventory(InventoryPage { devices: vec![registered("b-1")], next_after: None });
+        assert!(!devices.inventory_cut && devices.inventory_after.is_none(), "the walk starts over");
+        assert_eq!(devices.inventory_pages, (0, 2), "the next walk is spaced by the pages this one took");
+        assert_eq!(devices.rows.keys().collect::<Vec<_>>(), ["a-1", "a-2", "b-1"]);
+        assert_eq!(devices.never_seen(&["b-1", "z-9"]), ["z-9"]);
+        // A later walk that is cut short again does not unknow what the whole one showed.
+        devices.merge_inventory(InventoryPage {
+            devices: vec![registered("a-1")],
+            next_after: Some(DeviceId::parse("a-1").unwrap()),
+        });
+        assert!(!devices.inventory_cut);
+    }
 
     #[test]
     fn the_inventory_adds_devices_never_heard_from_with_their_labels_and_last_image() {
@@ -144,7 +202,7 @@ mod tests {
         let mut aws = registered.clone();
         aws.device_id = DeviceId::parse("thing-1").unwrap();
         aws.profile = crate::inventory::Profile::AwsIotOta;
-        devices.merge_inventory(vec![registered, seen, aws]);
+        devices.merge_inventory(InventoryPage { devices: vec![registered, seen, aws], next_after: None });
         assert_eq!(devices.rows["thing-1"].runs.as_deref(), Some(AWS_AGENT), "its profile shows");
         assert_eq!(devices.rows["shelf-7"].runs, None);
         let known: Vec<&str> = devices.known().into_iter().map(|(id, _)| id).collect();

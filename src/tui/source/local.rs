@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use super::{Answer, INVENTORY_SHOWN, ROLLOUTS_SHOWN, RolloutVerb, Source};
+use super::{Answer, INVENTORY_PAGE, InventoryPage, ROLLOUTS_SHOWN, RolloutVerb, Source};
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
-use crate::inventory::{Device, DeviceQuery};
+use crate::inventory::DeviceQuery;
 use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::service::{ConnectionState, EventStream, JobFollower, Service};
 use crate::snapshot::HistoryRecord;
@@ -48,10 +48,10 @@ impl Source for Local {
         Box::pin(async move { Ok(self.service.status().await.ok().map(|status| status.connection)) })
     }
 
-    fn inventory(&self) -> Answer<'_, Vec<Device>> {
-        let query = DeviceQuery { limit: INVENTORY_SHOWN, ..Default::default() };
-        let devices = self.service.inventory().list(&query);
-        Box::pin(async move { Ok(devices) })
+    fn inventory(&self, after: Option<crate::protocol::DeviceId>) -> Answer<'_, InventoryPage> {
+        let query = DeviceQuery { limit: INVENTORY_PAGE, after, ..Default::default() };
+        let (devices, next_after) = self.service.inventory().page(&query);
+        Box::pin(async move { Ok(InventoryPage { devices, next_after }) })
     }
 
     fn submit(&self, specs: Vec<JobSpec>) -> Answer<'_, usize> {

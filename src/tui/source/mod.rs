@@ -24,8 +24,16 @@ use crate::service::{ConnectionState, EventStream, JobFollower};
 use crate::snapshot::HistoryRecord;
 use crate::snapshot::JobSnapshot;
 
-/// Inventory devices the console lists (the first by id; the API pages at this many).
-pub const INVENTORY_SHOWN: usize = 10_000;
+/// Inventory devices the console reads at a time: it walks the whole inventory a page at a
+/// time (the API's pages), so a fleet of any size is listed without one giant answer.
+pub const INVENTORY_PAGE: usize = 10_000;
+
+/// One page of the inventory, and where the next starts (`None`: this was the last).
+#[derive(Debug, Clone, Default)]
+pub struct InventoryPage {
+    pub devices: Vec<Device>,
+    pub next_after: Option<crate::protocol::DeviceId>,
+}
 
 /// Rollouts the console lists (the newest).
 pub const ROLLOUTS_SHOWN: usize = 100;
@@ -57,9 +65,10 @@ pub trait Source: Send + Sync {
     /// The broker connection now, where the source knows it before any event says so.
     fn connection(&self) -> Answer<'_, Option<ConnectionState>>;
 
-    /// The inventory's first [`INVENTORY_SHOWN`] devices by id (registered, or known from the
-    /// wire): the devices pane lists them and the new-job form's `prefix*` matches them.
-    fn inventory(&self) -> Answer<'_, Vec<Device>>;
+    /// The inventory's devices by id after `after` (registered, or known from the wire), at
+    /// most [`INVENTORY_PAGE`]: the devices pane lists them and the new-job form's `prefix*`
+    /// matches them.
+    fn inventory(&self, after: Option<crate::protocol::DeviceId>) -> Answer<'_, InventoryPage>;
 
     /// Creates the jobs; answers how many.
     fn submit(&self, specs: Vec<JobSpec>) -> Answer<'_, usize>;

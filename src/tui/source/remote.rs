@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::sse::{Item, decode};
-use super::{Answer, INVENTORY_SHOWN, ROLLOUTS_SHOWN, RolloutVerb, Source};
+use super::{Answer, INVENTORY_PAGE, InventoryPage, ROLLOUTS_SHOWN, RolloutVerb, Source};
 use crate::api::{
     Body, Client, CreateJobs, CreatedJobs, DevicePage, Failure, Firmware, Framer, RolloutList, Timeline,
     failure,
@@ -21,7 +21,6 @@ use crate::api::{
 use crate::clock::Clock;
 use crate::engine::{JobId, JobSpec};
 use crate::firmware::{Image, Library, LoadLimits};
-use crate::inventory::Device;
 use crate::rollout::{DeviceWindow, RolloutId, RolloutRequest, RolloutView};
 use crate::secret::Secret;
 use crate::service::{
@@ -229,12 +228,27 @@ impl Source for Remote {
         })
     }
 
-    fn inventory(&self) -> Answer<'_, Vec<Device>> {
+    fn inventory(&self, after: Option<crate::protocol::DeviceId>) -> Answer<'_, InventoryPage> {
         Box::pin(async move {
             let doing = "listing the devices";
-            let path = format!("/devices?limit={INVENTORY_SHOWN}");
+            let path = match &after {
+                Some(after) => format!(
+                    "/devices?limit={INVENTORY_PAGE}&after={}",
+                    crate::api::percent_encode(after.as_str())
+                ),
+                None => format!("/devices?limit={INVENTORY_PAGE}"),
+            };
             let answered = self.ask(Method::GET, &path, Body::Empty, doing).await?;
-            Ok(read::<DevicePage>(answered, doing)?.devices)
+            let page = read::<DevicePage>(answered, doing)?;
+            // The server's cursor is a device id; one that is not ends the walk here.
+            let next_after = match page.next_after {
+                Some(next) => Some(
+                    crate::protocol::DeviceId::parse(&next)
+                        .map_err(|e| format!("{doing}: the server's next_after {next:?}: {e}"))?,
+                ),
+                None => None,
+            };
+            Ok(InventoryPage { devices: page.devices, next_after })
         })
     }
 

@@ -227,7 +227,7 @@ impl App {
         let export = match self.focus {
             Pane::Traffic => Some(super::export::traffic(&self.visible_traffic(), &dir, self.now)),
             Pane::Jobs => self.selected_job().map(|job| super::export::job(job, &dir, self.now)),
-            Pane::Devices => self.visible_devices().get(self.devices.cursor.selected).map(|device| {
+            Pane::Devices => self.selected_device().map(|device| {
                 let job = device.job.and_then(|(id, _)| self.jobs.rows.get(&id));
                 super::export::device(device, job, &dir, self.now)
             }),
@@ -274,11 +274,7 @@ impl App {
             }
             Pane::Devices => {
                 // A device's detail is its current or last job's detail.
-                let job = self
-                    .visible_devices()
-                    .get(self.devices.cursor.selected)
-                    .and_then(|d| d.job)
-                    .map(|(j, _)| j);
+                let job = self.selected_device().and_then(|d| d.job).map(|(j, _)| j);
                 if let Some(job) = job {
                     self.overlay = Some(Overlay::JobDetail { job, scroll: 0 });
                     return Outcome::Command(Command::LoadHistory(job));
@@ -311,7 +307,7 @@ impl App {
         let rows = self.areas().rows(self.focus);
         match self.focus {
             Pane::Jobs => {
-                let len = self.visible_jobs().len();
+                let len = self.visible_jobs_len();
                 let mut cursor = self.jobs.cursor.shown(len, rows);
                 cursor.move_by(delta, len, rows);
                 // Back on the newest job: follow it again (the history lists newest first).
@@ -319,7 +315,7 @@ impl App {
                 self.jobs.cursor = cursor;
             }
             Pane::Devices => {
-                let len = self.visible_devices().len();
+                let len = self.visible_devices_len();
                 self.devices.cursor.move_by(delta, len, rows);
             }
             Pane::Rollouts => {
@@ -499,7 +495,7 @@ impl App {
                 };
                 match pane {
                     Pane::Jobs => {
-                        let len = self.visible_jobs().len();
+                        let len = self.visible_jobs_len();
                         let mut cursor = self.jobs.cursor.shown(len, areas.rows(Pane::Jobs));
                         let target = cursor.offset + row;
                         if target < len {
@@ -509,7 +505,7 @@ impl App {
                         }
                     }
                     Pane::Devices => {
-                        let len = self.visible_devices().len();
+                        let len = self.visible_devices_len();
                         let target = self.devices.cursor.offset + row;
                         if target < len {
                             self.devices.cursor.selected = target;

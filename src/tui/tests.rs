@@ -1483,3 +1483,58 @@ fn the_audit_view_lists_who_did_what_newest_first_and_fits_80_columns() {
             .any(|b| b.action == super::keymap::Action::Audit && b.help.contains("audit"))
     );
 }
+
+#[test]
+fn counts_active_jobs_and_pane_windows_kept_as_rows_change_agree_with_a_scan() {
+    let mut f = Fixture::new(Theme::color());
+    let states = [JobState::Requesting, JobState::Transferring, JobState::Succeeded, JobState::Failed];
+    for n in 1..=40u32 {
+        let id = JobId::new(n);
+        f.job(id, &format!("dev-{n:02}"), u64::from(n));
+        let to = states[n as usize % states.len()];
+        f.state(id, &format!("dev-{n:02}"), 100, JobState::Queued, to, None);
+    }
+    // Some move on, one is removed by retention, one comes again unchanged.
+    f.state(JobId::new(1), "dev-01", 200, JobState::Transferring, JobState::Succeeded, None);
+    f.app.apply_jobs(&JobChanges {
+        reset: false,
+        changes: vec![JobChange::Removed(JobId::new(2))],
+        cursor: 0,
+        complete: true,
+    });
+    f.update(JobId::new(3), |_| {});
+    let check = |app: &App| {
+        let mut scanned = std::collections::BTreeMap::new();
+        for row in app.jobs.rows.values() {
+            *scanned.entry(row.state).or_insert(0usize) += 1;
+        }
+        assert_eq!(app.jobs.counts(), scanned, "kept counts agree with the rows");
+        assert_eq!(app.jobs.active(), app.jobs.rows.values().filter(|r| !r.state.is_final()).count());
+        let all = app.visible_jobs();
+        assert_eq!(app.visible_jobs_len(), all.len());
+        for (offset, n) in [(0, 5), (10, 7), (35, 10), (50, 3)] {
+            let (rows, above, below) = app.visible_jobs_window(offset, n);
+            let expected: Vec<JobId> = all.iter().skip(offset).take(n).map(|r| r.id).collect();
+            assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), expected, "{offset}+{n}");
+            if !rows.is_empty() {
+                let last = (offset + n).min(all.len());
+                let active =
+                    |rows: &[&crate::tui::app::JobRow]| rows.iter().filter(|r| r.state.is_active()).count();
+                assert_eq!((above, below), (active(&all[..offset]), active(&all[last..])), "{offset}+{n}");
+            }
+        }
+        let devices = app.visible_devices();
+        assert_eq!(app.visible_devices_len(), devices.len());
+        let window: Vec<&str> = app.visible_devices_window(3, 4).iter().map(|d| d.id.as_str()).collect();
+        let expected: Vec<&str> = devices.iter().skip(3).take(4).map(|d| d.id.as_str()).collect();
+        assert_eq!(window, expected);
+    };
+    check(&f.app);
+    // The same with filters set (the gathered path).
+    f.app.filter_mut(Pane::Jobs).push_str("dev-1");
+    f.app.filter_mut(Pane::Devices).push_str("dev-2");
+    check(&f.app);
+    // A reset empties the rows and their counts.
+    f.app.apply_jobs(&JobChanges { reset: true, changes: vec![], cursor: 0, complete: true });
+    assert!(f.app.jobs.counts().is_empty() && f.app.jobs.active() == 0);
+}

@@ -96,6 +96,11 @@ pub struct Jobs {
     pub filter: String,
     /// Only finished jobs, newest first.
     pub history: bool,
+    /// Rows per state, kept as [`Jobs::put`] and [`Jobs::remove`] change them: the status bar
+    /// reads them every frame, and a fleet's 100,000 rows are not counted 30 times a second.
+    state_counts: BTreeMap<JobState, usize>,
+    /// The rows whose jobs are active (requesting to finishing), for the pane's "N active ↑".
+    active: std::collections::BTreeSet<JobId>,
 }
 
 impl Default for Jobs {
@@ -106,6 +111,8 @@ impl Default for Jobs {
             cursor: Cursor::following(),
             filter: String::new(),
             history: false,
+            state_counts: BTreeMap::new(),
+            active: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -126,15 +133,64 @@ impl PaneState for Jobs {
 }
 
 impl Jobs {
+    /// Rows per state (states with none left out).
     pub fn counts(&self) -> BTreeMap<JobState, usize> {
-        let mut counts = BTreeMap::new();
-        for row in self.rows.values() {
-            *counts.entry(row.state).or_default() += 1;
-        }
-        counts
+        self.state_counts.iter().filter(|(_, n)| **n > 0).map(|(s, n)| (*s, *n)).collect()
     }
 
+    /// Rows of jobs not finished.
     pub fn active(&self) -> usize {
-        self.rows.values().filter(|r| !r.state.is_final()).count()
+        self.state_counts.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum()
+    }
+
+    /// Takes in a job's snapshot: its row is made or brought up to date, and counted.
+    pub fn put(&mut self, snapshot: &std::sync::Arc<crate::snapshot::JobSnapshot>) {
+        let state = snapshot.state;
+        match self.rows.get_mut(&snapshot.id) {
+            Some(row) => {
+                let was = row.state;
+                row.job = snapshot.clone();
+                self.count(Some(was), Some(state));
+            }
+            None => {
+                self.rows.insert(snapshot.id, JobRow::new(snapshot.clone()));
+                self.count(None, Some(state));
+            }
+        }
+        if state.is_active() {
+            self.active.insert(snapshot.id);
+        } else {
+            self.active.remove(&snapshot.id);
+        }
+    }
+
+    /// Forgets a job's row (retention removed the job).
+    pub fn remove(&mut self, id: JobId) {
+        if let Some(row) = self.rows.remove(&id) {
+            self.count(Some(row.state), None);
+        }
+        self.active.remove(&id);
+    }
+
+    /// Forgets every row (the table is sent again whole).
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.state_counts.clear();
+        self.active.clear();
+    }
+
+    /// Active jobs with ids before `first` and after `last`.
+    pub fn active_around(&self, first: JobId, last: JobId) -> (usize, usize) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        (self.active.range(..first).count(), self.active.range((Excluded(last), Unbounded)).count())
+    }
+
+    fn count(&mut self, from: Option<JobState>, to: Option<JobState>) {
+        if let Some(n) = from.and_then(|from| self.state_counts.get_mut(&from)) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(to) = to {
+            *self.state_counts.entry(to).or_default() += 1;
+        }
     }
 }

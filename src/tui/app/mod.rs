@@ -212,7 +212,7 @@ impl App {
     pub fn apply_jobs(&mut self, changes: &JobChanges) {
         self.dirty = true;
         if changes.reset {
-            self.jobs.rows.clear();
+            self.jobs.clear();
         }
         for change in &changes.changes {
             match change {
@@ -228,16 +228,9 @@ impl App {
                             newly_final,
                         );
                     }
-                    match self.jobs.rows.get_mut(&id) {
-                        Some(row) => row.job = snapshot.clone(),
-                        None => {
-                            self.jobs.rows.insert(id, jobs::JobRow::new(snapshot.clone()));
-                        }
-                    }
+                    self.jobs.put(snapshot);
                 }
-                JobChange::Removed(id) => {
-                    self.jobs.rows.remove(id);
-                }
+                JobChange::Removed(id) => self.jobs.remove(*id),
             }
         }
         let timelines = std::mem::take(&mut self.jobs.orphan_notes);
@@ -372,6 +365,57 @@ impl App {
         self.jobs.rows.values().filter(passes).collect()
     }
 
+    /// How many jobs the jobs pane lists, without gathering them when nothing filters (a
+    /// fleet's 100,000 rows are not walked for every frame and key).
+    pub fn visible_jobs_len(&self) -> usize {
+        if self.jobs_unfiltered() { self.jobs.rows.len() } else { self.visible_jobs().len() }
+    }
+
+    /// The jobs pane's rows from `offset`, at most `n`, and how many active jobs the list holds
+    /// above and below them.
+    pub fn visible_jobs_window(&self, offset: usize, n: usize) -> (Vec<&JobRow>, usize, usize) {
+        if self.jobs_unfiltered() {
+            let rows: Vec<&JobRow> = self.jobs.rows.values().skip(offset).take(n).collect();
+            let (above, below) = match (rows.first(), rows.last()) {
+                (Some(first), Some(last)) => self.jobs.active_around(first.id, last.id),
+                _ => (0, 0),
+            };
+            return (rows, above, below);
+        }
+        let jobs = self.visible_jobs();
+        let last = offset.saturating_add(n).min(jobs.len());
+        let above = jobs.iter().take(offset).filter(|j| j.state.is_active()).count();
+        let below = jobs.iter().skip(last).filter(|j| j.state.is_active()).count();
+        (jobs.iter().skip(offset).take(n).copied().collect(), above, below)
+    }
+
+    /// Every job, oldest first: nothing filters and the history view is off.
+    fn jobs_unfiltered(&self) -> bool {
+        !self.jobs.history && self.filter(Pane::Jobs).is_empty()
+    }
+
+    /// How many devices the devices pane lists (gathered only when a filter is set).
+    pub fn visible_devices_len(&self) -> usize {
+        if self.filter(Pane::Devices).is_empty() {
+            self.devices.rows.len()
+        } else {
+            self.visible_devices().len()
+        }
+    }
+
+    /// The devices pane's rows from `offset`, at most `n`.
+    pub fn visible_devices_window(&self, offset: usize, n: usize) -> Vec<&DeviceRow> {
+        if self.filter(Pane::Devices).is_empty() {
+            return self.devices.rows.values().skip(offset).take(n).collect();
+        }
+        self.visible_devices().into_iter().skip(offset).take(n).collect()
+    }
+
+    /// The device the devices pane's selection is on.
+    pub fn selected_device(&self) -> Option<&DeviceRow> {
+        self.visible_devices_window(self.devices.cursor.selected, 1).into_iter().next()
+    }
+
     /// Rollouts passing the rollouts filter (id, name or state), newest first.
     pub fn visible_rollouts(&self) -> Vec<&RolloutView> {
         let filter = self.filter(Pane::Rollouts).to_lowercase();
@@ -426,9 +470,9 @@ impl App {
     /// The job the selection is on, as drawn (the newest while following), so Enter, `c` and
     /// `r` act on the row shown.
     pub fn selected_job(&self) -> Option<&JobRow> {
-        let jobs = self.visible_jobs();
+        let len = self.visible_jobs_len();
         let selected = if self.jobs.cursor.follow { usize::MAX } else { self.jobs.cursor.selected };
-        jobs.get(selected.min(jobs.len().saturating_sub(1))).copied()
+        self.visible_jobs_window(selected.min(len.saturating_sub(1)), 1).0.into_iter().next()
     }
 
     /// Replaces a job's timeline with the stored one when that one knows more (a job restored

@@ -12,12 +12,12 @@ use crate::tui::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let devices = app.visible_devices();
+    let len = app.visible_devices_len();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
     let mut cursor = app.devices.cursor;
-    cursor.clamp(devices.len(), rows_shown);
+    cursor.clamp(len, rows_shown);
     let focused = app.focus == Pane::Devices;
-    let shown: Vec<&&DeviceRow> = devices.iter().skip(cursor.offset).take(rows_shown).collect();
+    let shown = app.visible_devices_window(cursor.offset, rows_shown);
     // The id, the job and its counts are shown whole; then, while there is room, when it was
     // seen, the image name and the labels (these two cut with an ellipsis if they must), and
     // the last response. A column with nothing to show is left out.
@@ -100,7 +100,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     let header = Row::new(titles).style(theme.title);
-    let block = pane_block(app, format!("Devices {}", devices.len()), focused, app.filter(Pane::Devices));
+    let block = pane_block(app, format!("Devices {len}"), focused, app.filter(Pane::Devices));
     frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
 }
 

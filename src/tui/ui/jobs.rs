@@ -15,19 +15,18 @@ const MIN_ERROR: u16 = 24;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
-    let jobs = app.visible_jobs();
+    let len = app.visible_jobs_len();
     let rows_shown = usize::from(area.height.saturating_sub(3)).max(1);
-    let cursor = app.jobs.cursor.shown(jobs.len(), rows_shown);
+    let cursor = app.jobs.cursor.shown(len, rows_shown);
+    let (shown, above, below) = app.visible_jobs_window(cursor.offset, rows_shown);
     let wide_enough = area.width >= 120;
     let focused = app.focus == Pane::Jobs;
     let title = if app.jobs.history {
-        format!("History {} (finished, newest first)", jobs.len())
-    } else if jobs.len() > rows_shown {
+        format!("History {len} (finished, newest first)")
+    } else if len > rows_shown {
         // Not all fit: which rows are shown, and how many running jobs are out of sight.
-        let last = (cursor.offset + rows_shown).min(jobs.len());
-        let above = jobs.iter().take(cursor.offset).filter(|j| j.state.is_active()).count();
-        let below = jobs.iter().skip(last).filter(|j| j.state.is_active()).count();
-        let mut title = format!("Jobs {}–{last} of {}", cursor.offset + 1, jobs.len());
+        let last = (cursor.offset + rows_shown).min(len);
+        let mut title = format!("Jobs {}–{last} of {len}", cursor.offset + 1);
         if above > 0 {
             title.push_str(&format!(" · {above} active ↑"));
         }
@@ -36,11 +35,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         }
         title
     } else {
-        format!("Jobs {}", jobs.len())
+        format!("Jobs {len}")
     };
     let block = pane_block(app, title, focused, app.filter(Pane::Jobs));
     let bar_width = if wide_enough { 14 } else { 8 };
-    let shown: Vec<&&JobRow> = jobs.iter().skip(cursor.offset).take(rows_shown).collect();
     // Columns as wide as what they show on this screen: an image's whole name (its version is
     // at the end), a device's whole id, every digit of a count.
     let widest = |f: &dyn Fn(&JobRow) -> usize, least: usize, most: usize| {

@@ -375,7 +375,7 @@ impl App {
     /// above and below them.
     pub fn visible_jobs_window(&self, offset: usize, n: usize) -> (Vec<&JobRow>, usize, usize) {
         if self.jobs_unfiltered() {
-            let rows: Vec<&JobRow> = self.jobs.rows.values().skip(offset).take(n).collect();
+            let rows = window_of(self.jobs.rows.values(), offset, n);
             let (above, below) = match (rows.first(), rows.last()) {
                 (Some(first), Some(last)) => self.jobs.active_around(first.id, last.id),
                 _ => (0, 0),
@@ -406,7 +406,7 @@ impl App {
     /// The devices pane's rows from `offset`, at most `n`.
     pub fn visible_devices_window(&self, offset: usize, n: usize) -> Vec<&DeviceRow> {
         if self.filter(Pane::Devices).is_empty() {
-            return self.devices.rows.values().skip(offset).take(n).collect();
+            return window_of(self.devices.rows.values(), offset, n);
         }
         self.visible_devices().into_iter().skip(offset).take(n).collect()
     }
@@ -490,4 +490,24 @@ impl App {
         self.flash = Some(Flash { text: text.into(), error });
         self.dirty = true;
     }
+}
+
+/// Items `offset..offset + n` of a map's values, walked from whichever end is nearer: the jobs
+/// pane follows the newest job, the end of a 100,000-row map.
+fn window_of<'a, T>(
+    values: impl DoubleEndedIterator<Item = &'a T> + ExactSizeIterator,
+    offset: usize,
+    n: usize,
+) -> Vec<&'a T> {
+    let len = values.len();
+    let end = offset.saturating_add(n).min(len);
+    if offset >= len {
+        return Vec::new();
+    }
+    if offset <= len - end {
+        return values.skip(offset).take(end - offset).collect();
+    }
+    let mut rows: Vec<&T> = values.rev().skip(len - end).take(end - offset).collect();
+    rows.reverse();
+    rows
 }

@@ -101,6 +101,11 @@ pub struct Jobs {
     state_counts: BTreeMap<JobState, usize>,
     /// The rows whose jobs are active (requesting to finishing), for the pane's "N active ↑".
     active: std::collections::BTreeSet<JobId>,
+    /// The rows' ids in order, so the pane finds its window by position without walking the
+    /// map (a fleet's 100,000 rows; the pane follows the newest). New ids are pushed (they only
+    /// grow); a removal or an id out of order marks it stale until [`Jobs::settle`].
+    order: Vec<JobId>,
+    order_stale: bool,
 }
 
 impl Default for Jobs {
@@ -113,6 +118,8 @@ impl Default for Jobs {
             history: false,
             state_counts: BTreeMap::new(),
             active: std::collections::BTreeSet::new(),
+            order: Vec::new(),
+            order_stale: false,
         }
     }
 }
@@ -155,6 +162,11 @@ impl Jobs {
             None => {
                 self.rows.insert(snapshot.id, JobRow::new(snapshot.clone()));
                 self.count(None, Some(state));
+                if self.order.last().is_none_or(|last| *last < snapshot.id) {
+                    self.order.push(snapshot.id);
+                } else {
+                    self.order_stale = true;
+                }
             }
         }
         if state.is_active() {
@@ -168,6 +180,7 @@ impl Jobs {
     pub fn remove(&mut self, id: JobId) {
         if let Some(row) = self.rows.remove(&id) {
             self.count(Some(row.state), None);
+            self.order_stale = true;
         }
         self.active.remove(&id);
     }
@@ -177,6 +190,26 @@ impl Jobs {
         self.rows.clear();
         self.state_counts.clear();
         self.active.clear();
+        self.order.clear();
+        self.order_stale = false;
+    }
+
+    /// Brings the order of rows up to date after removals (once per batch, not per row).
+    pub fn settle(&mut self) {
+        if self.order_stale {
+            self.order = self.rows.keys().copied().collect();
+            self.order_stale = false;
+        }
+    }
+
+    /// Rows `offset..offset + n` in id order.
+    pub fn window(&self, offset: usize, n: usize) -> Vec<&JobRow> {
+        if self.order_stale {
+            return self.rows.values().skip(offset).take(n).collect();
+        }
+        let end = offset.saturating_add(n).min(self.order.len());
+        let ids = self.order.get(offset.min(end)..end).unwrap_or_default();
+        ids.iter().filter_map(|id| self.rows.get(id)).collect()
     }
 
     /// Active jobs with ids before `first` and after `last`.

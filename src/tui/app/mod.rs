@@ -233,6 +233,7 @@ impl App {
                 JobChange::Removed(id) => self.jobs.remove(*id),
             }
         }
+        self.jobs.settle();
         let timelines = std::mem::take(&mut self.jobs.orphan_notes);
         for (id, entries) in timelines {
             match self.jobs.rows.get_mut(&id) {
@@ -375,7 +376,7 @@ impl App {
     /// above and below them.
     pub fn visible_jobs_window(&self, offset: usize, n: usize) -> (Vec<&JobRow>, usize, usize) {
         if self.jobs_unfiltered() {
-            let rows = window_of(self.jobs.rows.values(), offset, n);
+            let rows = self.jobs.window(offset, n);
             let (above, below) = match (rows.first(), rows.last()) {
                 (Some(first), Some(last)) => self.jobs.active_around(first.id, last.id),
                 _ => (0, 0),

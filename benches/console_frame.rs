@@ -23,7 +23,7 @@ use rocky::tui::theme::Theme;
 use rocky::tui::ui;
 
 const LINES: u32 = 10_000;
-const FRAMES: usize = 300;
+const FRAMES: usize = 1_500;
 
 /// `--jobs N` from the command line (cargo bench passes its own `--bench` too).
 fn jobs_wanted() -> u32 {

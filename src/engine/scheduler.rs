@@ -367,7 +367,7 @@ impl Engine {
             spec.delta = None;
             spec.manifest = None;
         }
-        if self.jobs.contains_key(&id) {
+        if self.known(id).is_some() {
             return Err(SubmitError::IdInUse(id));
         }
         self.next_id = self.next_id.max(id.next());

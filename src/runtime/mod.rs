@@ -178,8 +178,9 @@ impl Runtime {
         // The table starts with every restored job (the engine may have re-queued some).
         let table = JobTable::new();
         table.upsert(engine.jobs().map(|view| crate::snapshot::JobSnapshot::new(&view, &clock)));
-        // Finished jobs live on in the table and the store; the engine keeps a line of each.
-        engine.forget_finished();
+        // The restored finished jobs leave the engine whole at the driver's first drain of
+        // events, once what the restore itself ended (a confirming job whose device's stored
+        // status decides it) has told the inventory.
         let cluster = store.as_ref().and_then(|(store, _)| cluster::Cluster::of(store));
         let audit = match &store {
             Some((store, _)) => crate::audit::AuditLog::stored(store.clone()),

@@ -628,7 +628,10 @@ fn finish(
         // A failure shows in the rollouts' title (the same server is behind both).
         Done::Inventory(Ok(page)) => app.devices.merge_inventory(page),
         // The walk starts over at the next poll.
-        Done::Inventory(Err(_)) => app.devices.inventory_after = None,
+        Done::Inventory(Err(_)) => {
+            app.devices.inventory_after = None;
+            app.devices.inventory_pages.0 = 0;
+        }
         Done::RolloutControlled(_, _, Err(error)) => {
             app.rollouts.due = true;
             app.flash(error, true);

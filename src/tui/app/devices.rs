@@ -182,19 +182,11 @@ mod tests {
     fn the_inventory_adds_devices_never_heard_from_with_their_labels_and_last_image() {
         let mut devices = Devices::default();
         devices.job_changed("dev-01", JobId::new(1), JobState::Succeeded, true);
-        let registered = Device {
-            device_id: DeviceId::parse("shelf-7").unwrap(),
-            labels: [("site".to_owned(), "attic".to_owned()), ("model".to_owned(), "m9".to_owned())]
-                .into_iter()
-                .collect(),
-            registered: true,
-            first_seen: None,
-            last_seen: None,
-            last_image: None,
-            last_job: None,
-            running: None,
-            profile: crate::inventory::Profile::Rocky,
-        };
+        let mut shelf = registered("shelf-7");
+        shelf.labels = [("site".to_owned(), "attic".to_owned()), ("model".to_owned(), "m9".to_owned())]
+            .into_iter()
+            .collect();
+        let registered = shelf;
         let mut seen = registered.clone();
         seen.device_id = DeviceId::parse("dev-01").unwrap();
         seen.last_image = Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32) });

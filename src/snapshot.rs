@@ -82,11 +82,13 @@ pub struct JobSnapshot {
     /// The patch offered instead of the image (`base_sha256`, `patch_size`, `patch_sha256`), for
     /// a device that speaks `delta-bsdiff4` and ran a base Rocky holds; null for a whole image.
     #[serde(default)]
-    pub delta: Option<crate::firmware::DeltaInfo>,
+    /// Boxed, as `aws` is: most jobs have neither, and the job table holds a snapshot of every
+    /// job it keeps (100,000 in a fleet's rollout).
+    pub delta: Option<Box<crate::firmware::DeltaInfo>>,
     /// The device runs AWS's OTA agent (the `aws-iot-ota` profile): the job document's
     /// `certfile`, `filepath` and `sig-sha256-ecdsa`. Absent for Rocky's own protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<crate::engine::AwsJob>,
+    pub aws: Option<Box<crate::engine::AwsJob>>,
 }
 
 impl JobSnapshot {
@@ -115,8 +117,8 @@ impl JobSnapshot {
             confirm_boot: view.confirm_boot,
             confirmed_at: view.confirmed_at.map(|t| clock.unix_ms(t)),
             manifest: view.manifest.clone(),
-            delta: view.delta,
-            aws: view.aws.clone(),
+            delta: view.delta.map(Box::new),
+            aws: view.aws.clone().map(Box::new),
         }
     }
 
@@ -148,8 +150,8 @@ impl JobSnapshot {
             confirm_boot: self.confirm_boot,
             confirmed_at: self.confirmed_at.map(at),
             manifest: self.manifest.clone(),
-            delta: self.delta,
-            aws: self.aws.clone(),
+            delta: self.delta.as_deref().copied(),
+            aws: self.aws.as_deref().cloned(),
         }
     }
 

@@ -39,6 +39,13 @@ pub struct SimArgs {
     /// Devices that start connecting each second (0: all at once).
     #[arg(long, value_name = "PER_S", default_value_t = 2000)]
     pub connect_rate: u32,
+    /// Devices that share one MQTT connection (client id `FIRST+K-1`) instead of each having its
+    /// own: a fleet larger than the open-files limit allows (`ulimit -Hn`, one file a
+    /// connection here and in the broker) still reaches Rocky, which holds the same per device
+    /// either way. Rocky's protocol only; not with --flash-rate (the devices would stall together).
+    #[arg(long, value_name = "K", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), conflicts_with = "flash_rate")]
+    pub per_connection: u32,
     /// The protocol the devices speak: rocky (Rocky's own) or aws-iot-ota (AWS's OTA agent:
     /// Jobs and MQTT file streams; they check sig-sha256-ecdsa with the ES256 keys of --trust;
     /// --rollback fails their self test, --distrust their signature check, --never-back keeps
@@ -121,6 +128,7 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             ("--factory", args.factory.is_some()),
             ("--no-confirm", args.no_confirm.is_some()),
             ("--lossy", args.lossy.is_some()),
+            ("--per-connection", args.per_connection > 1),
         ];
         if let Some((flag, _)) = rocky_only.iter().find(|(_, given)| *given) {
             anyhow::bail!("{flag} is for devices of Rocky's protocol, not --profile aws-iot-ota");
@@ -177,6 +185,7 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         distrust: args.distrust,
         ports: args.ports,
         connect_rate: args.connect_rate,
+        per_connection: args.per_connection as usize,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
     println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);

@@ -2,8 +2,6 @@
 //! group (`model=esp32-c3`, `site=lab`). Checked where they enter, so a label never carries a
 //! control character into a log line or a terminal, and never grows without bound.
 
-use std::collections::BTreeMap;
-
 /// The longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 63;
 /// The longest value, in bytes.
@@ -11,8 +9,136 @@ pub const MAX_VALUE_BYTES: usize = 253;
 /// The most labels one device carries.
 pub const MAX_LABELS: usize = 32;
 
-/// One device's labels, ordered by key.
-pub type Labels = BTreeMap<String, String>;
+/// One device's labels, ordered by key: a map kept as a sorted list. A fleet's devices carry a
+/// handful of labels each, and an inventory holds one set per device (100,000 by default): a
+/// `BTreeMap` allocates a node of eleven entries (544 bytes) for the first label, the list only
+/// what it holds. Serialized as a JSON object, as the map was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(Vec<(String, String)>);
+
+/// Iterates labels as `(key, value)` in key order.
+pub type Iter<'a> =
+    std::iter::Map<std::slice::Iter<'a, (String, String)>, fn(&(String, String)) -> (&String, &String)>;
+
+impl Labels {
+    pub const fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; the value it had, if any.
+    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                // One more place, not a doubling: a device holds its labels for its lifetime.
+                self.0.reserve_exact(1);
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// Keeps the labels for which `keep` says so.
+    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
+        self.0.retain_mut(|(k, v)| keep(k, v));
+    }
+
+    /// Adds every label of `other`, replacing values of keys both have.
+    pub fn extend(&mut self, other: impl IntoIterator<Item = (String, String)>) {
+        for (key, value) in other {
+            self.insert(key, value);
+        }
+    }
+}
+
+impl FromIterator<(String, String)> for Labels {
+    /// A later pair for the same key replaces an earlier one, as a map's would.
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let mut list: Vec<(String, String)> = pairs.into_iter().collect();
+        // Stable, so that of equal keys the last given is last; then keep that one.
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<(String, String)> = Vec::with_capacity(list.len());
+        for pair in list {
+            match kept.last_mut() {
+                Some(last) if last.0 == pair.0 => *last = pair,
+                _ => kept.push(pair),
+            }
+        }
+        kept.shrink_to_fit();
+        Self(kept)
+    }
+}
+
+impl<const N: usize> From<[(String, String); N]> for Labels {
+    fn from(pairs: [(String, String); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = (&'a String, &'a String);
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for Labels {
+    type Item = (String, String);
+    type IntoIter = std::vec::IntoIter<(String, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+        Ok(map.into_iter().collect())
+    }
+}
 
 /// Why a label is refused; the message names the label and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,5 +262,27 @@ mod tests {
     fn too_many_labels_are_refused() {
         let labels: Labels = (0..=MAX_LABELS).map(|n| (format!("k{n}"), String::new())).collect();
         assert_eq!(check(&labels), Err(LabelError::TooMany { count: MAX_LABELS + 1 }));
+    }
+
+    /// The sorted list answers as the map it replaced did: key order, one value a key (the last
+    /// given), the same JSON object both ways.
+    #[test]
+    fn labels_behave_as_a_map_in_key_order() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let mut labels: Labels = [pair("site", "lab"), pair("model", "m1"), pair("site", "field")].into();
+        assert_eq!(labels.keys().map(String::as_str).collect::<Vec<_>>(), ["model", "site"]);
+        assert_eq!(labels.get("site").map(String::as_str), Some("field"), "the last value given wins");
+        assert_eq!(labels.insert("model".into(), "m2".into()).as_deref(), Some("m1"));
+        assert_eq!(labels.insert("batch".into(), "7".into()), None);
+        assert_eq!(render(&labels), "batch=7 model=m2 site=field");
+        assert_eq!(labels.remove("model").as_deref(), Some("m2"));
+        assert!(!labels.contains_key("model") && labels.len() == 2);
+        let json = serde_json::to_string(&labels).unwrap();
+        assert_eq!(json, r#"{"batch":"7","site":"field"}"#);
+        let back: Labels = serde_json::from_str(r#"{"site":"field","batch":"7"}"#).unwrap();
+        assert_eq!(back, labels);
+        assert!(serde_json::from_str::<Labels>(r#"["site"]"#).is_err());
+        let reference: std::collections::BTreeMap<String, String> = labels.clone().into_iter().collect();
+        assert!(reference.iter().eq(labels.iter()));
     }
 }

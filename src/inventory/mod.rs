@@ -130,7 +130,9 @@ pub struct Inventory {
 }
 
 struct State {
-    devices: BTreeMap<DeviceId, Device>,
+    /// Boxed: the map's nodes hold eleven entries each and fill about half-way when devices
+    /// are registered in id order (an import), so a device inline would cost twice its size.
+    devices: BTreeMap<DeviceId, Box<Device>>,
     /// Devices whose wire facts changed since they were last handed to the store.
     observed: BTreeSet<DeviceId>,
     max: usize,
@@ -174,7 +176,7 @@ pub enum StatusKept {
 impl Inventory {
     /// An inventory of `devices` (as loaded from the store) kept in `store`, if any.
     pub fn new(devices: Vec<Device>, max: usize, store: Option<Arc<dyn DeviceRecords>>) -> Self {
-        let devices = devices.into_iter().map(|d| (d.device_id.clone(), d)).collect();
+        let devices = devices.into_iter().map(|d| (d.device_id.clone(), Box::new(d))).collect();
         let state = State {
             devices,
             observed: BTreeSet::new(),
@@ -292,7 +294,7 @@ impl Inventory {
         let mut state = self.lock();
         let state = &mut *state;
         for (id, labels) in rows {
-            let device = state.devices.entry(id.clone()).or_insert_with(|| Device::new(id.clone()));
+            let device = state.devices.entry(id.clone()).or_insert_with(|| Box::new(Device::new(id.clone())));
             device.labels = labels;
             device.registered = true;
             if let Some(running) = state.unlisted.take(&id) {
@@ -412,7 +414,7 @@ impl Inventory {
         let device = state.devices.entry(id.clone()).or_insert_with(|| {
             let mut device = Device::new(id.clone());
             device.running = unlisted.take(id);
-            device
+            Box::new(device)
         });
         change(device);
         state.observed.insert(id.clone());
@@ -422,7 +424,7 @@ impl Inventory {
     pub fn take_observed(&self) -> Vec<Device> {
         let mut state = self.lock();
         let ids = std::mem::take(&mut state.observed);
-        ids.iter().filter_map(|id| state.devices.get(id).cloned()).collect()
+        ids.iter().filter_map(|id| state.devices.get(id).map(|d| Device::clone(d))).collect()
     }
 
     /// Takes in the devices as another instance sharing the store left them: their labels and
@@ -464,7 +466,7 @@ impl Inventory {
                     if theirs.running.is_none() {
                         theirs.running = aside;
                     }
-                    state.devices.insert(theirs.device_id.clone(), theirs);
+                    state.devices.insert(theirs.device_id.clone(), Box::new(theirs));
                 }
                 None => {}
             }

@@ -1,4 +1,5 @@
-//! One simulated device on its own MQTT connection: the IO around a `DeviceMachine`.
+//! One simulated device: AWS's OTA agent on its own MQTT connection, or a device of Rocky's
+//! protocol (its IO in `shared.rs`, which also puts several on one connection).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,9 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::watch;
 
 use super::aws_agent::{AgentOut, AwsAgent};
-use super::machine::DeviceMachine;
 use super::{Behavior, DeviceModel, DeviceReport};
 use crate::mqtt::BrokerConnection;
-use crate::protocol::{DeviceId, TopicKind, Topics};
+use crate::protocol::{DeviceId, Topics};
 
 pub struct SimDevice {
     pub id: DeviceId,
@@ -48,7 +48,7 @@ impl SimDevice {
 
     /// A device that runs AWS's OTA agent: the IO around an `AwsAgent`.
     async fn run_aws(self, mut stop: watch::Receiver<bool>) {
-        let (client, mut eventloop, outbox) = self.connect();
+        let (client, mut eventloop, outbox) = connect(&self.connection, self.id.as_str());
         let mut failures = 0u32;
         let mut agent =
             AwsAgent::new(self.id.clone(), self.behavior, &self.model, self.slow_delay, self.report.clone());
@@ -100,82 +100,16 @@ impl SimDevice {
         let _ = client.try_disconnect();
     }
 
-    async fn run_rocky(self, mut stop: watch::Receiver<bool>) {
-        let (client, mut eventloop, outbox) = self.connect();
-        let mut failures = 0u32;
-        let (answers, status) = (self.topics.cmd_resp(&self.id), self.topics.status(&self.id));
-        // Answers on the response topic; the status retained on its own (the status extension).
-        let send = |machine: &mut DeviceMachine, now: std::time::Instant| {
-            while let Some(frame) = machine.poll_answer(now) {
-                let _ = outbox.send((answers.clone(), frame, false));
-            }
-            while let Some(frame) = machine.poll_status(now) {
-                let _ = outbox.send((status.clone(), frame, true));
-            }
-        };
-        let mut machine =
-            DeviceMachine::new(self.behavior, self.slow_delay, self.model.clone(), self.report.clone());
-        let now = || tokio::time::Instant::now().into_std();
-        loop {
-            let event = match wait(&mut eventloop, &mut stop, machine.next_wakeup()).await {
-                Wake::Stop => break,
-                Wake::Timer => {
-                    machine.tick(now());
-                    send(&mut machine, now());
-                    continue;
-                }
-                Wake::Event(event) => event,
-            };
-            match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
-                    for filter in self.topics.device_filters(&self.id) {
-                        let _ = client.subscribe(filter, QoS::AtLeastOnce).await;
-                    }
-                    machine.on_connect(now());
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => self.set_connected(true),
-                Ok(Event::Incoming(Packet::Publish(publish))) => match self.topics.parse(&publish.topic) {
-                    Some(TopicKind::Cmd(_)) => machine.on_command(&publish.payload, now()),
-                    Some(TopicKind::Data(_, chunk)) => {
-                        let store = machine.store_time(publish.payload.len());
-                        machine.on_chunk(chunk, publish.payload, now());
-                        // Storing takes its time, and the connection is not read meanwhile.
-                        if !store.is_zero() {
-                            tokio::time::sleep(store).await;
-                        }
-                    }
-                    _ => {}
-                },
-                Ok(_) => {}
-                Err(_) => {
-                    failures = failures.saturating_add(1);
-                    if !self.pause_after_error(&mut stop, failures).await {
-                        break;
-                    }
-                }
-            }
-            send(&mut machine, now());
-        }
-        let _ = client.try_disconnect();
-    }
-
-    /// Its own MQTT connection and the outbox its publishes go through. The client id is the
-    /// device id, as real fleets usually do (AWS IoT's thing name), so a broker ACL can give
-    /// each device only its own topics (mosquitto `pattern … %c`); devices speak MQTT 3.1.1, as
-    /// most deployed devices do.
-    fn connect(&self) -> (AsyncClient, EventLoop, Outbox) {
-        let (options, network) = self.connection.v311_options(self.id.as_str());
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
-        eventloop.set_network_options(network);
-        let outbox = start_outbox(client.clone());
-        (client, eventloop, outbox)
+    /// A device of Rocky's protocol: the group of one on a connection of its own.
+    async fn run_rocky(self, stop: watch::Receiver<bool>) {
+        let client_id = self.id.to_string();
+        super::shared::run(vec![self], client_id, stop).await;
     }
 
     /// The connection failed (`failures` times in a row): a pause before it is tried again,
     /// doubling from 200 ms to at most 10 s, with a random part so that a fleet refused at once
     /// does not come back at once; `false` when stopped meanwhile.
-    async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+    pub(super) async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
         self.set_connected(false);
         let pause = retry_pause(failures, (crate::random::random_u64() >> 11) as f64 / (1u64 << 53) as f64);
         tokio::select! {
@@ -185,7 +119,7 @@ impl SimDevice {
     }
 
     /// Marks it subscribed or not, counting the change in the fleet's total.
-    fn set_connected(&self, connected: bool) {
+    pub(super) fn set_connected(&self, connected: bool) {
         let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
         if report.connected != connected {
             report.connected = connected;
@@ -199,7 +133,7 @@ impl SimDevice {
 }
 
 /// What woke a device's task.
-enum Wake {
+pub(super) enum Wake {
     Stop,
     /// Its machine's timer is due.
     Timer,
@@ -207,7 +141,7 @@ enum Wake {
 }
 
 /// Waits for the stop, the machine's timer at `wake`, or the connection's next event.
-async fn wait(
+pub(super) async fn wait(
     eventloop: &mut EventLoop,
     stop: &mut watch::Receiver<bool>,
     wake: Option<std::time::Instant>,
@@ -223,7 +157,19 @@ async fn wait(
 /// The device's publishes (topic, frame, retained), sent from a task of their own in the
 /// order the machine gave them, so publishing never waits on the event loop this device's task
 /// polls.
-type Outbox = tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>, bool)>;
+pub(super) type Outbox = tokio::sync::mpsc::UnboundedSender<(String, Vec<u8>, bool)>;
+
+/// An MQTT connection as `client_id` and the outbox its publishes go through. A device's client
+/// id is its device id, as real fleets usually do (AWS IoT's thing name), so a broker ACL can
+/// give each device only its own topics (mosquitto `pattern … %c`); devices speak MQTT 3.1.1, as
+/// most deployed devices do.
+pub(super) fn connect(connection: &BrokerConnection, client_id: &str) -> (AsyncClient, EventLoop, Outbox) {
+    let (options, network) = connection.v311_options(client_id);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    eventloop.set_network_options(network);
+    let outbox = start_outbox(client.clone());
+    (client, eventloop, outbox)
+}
 
 fn start_outbox(client: AsyncClient) -> Outbox {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Vec<u8>, bool)>();

@@ -43,6 +43,10 @@ pub struct FleetConfig {
     /// Devices that start connecting each second (0: all at once): a large fleet must not
     /// flood the broker's accept queue.
     pub connect_rate: u32,
+    /// Devices of Rocky's protocol that share one MQTT connection (1: each its own). A
+    /// connection holds an open file in the broker and in the fleet's process, so a fleet
+    /// beyond the open-files limit shares them; AWS's agents always have their own.
+    pub per_connection: usize,
 }
 
 impl FleetConfig {
@@ -66,6 +70,7 @@ impl FleetConfig {
             distrust: None,
             ports: Vec::new(),
             connect_rate: 0,
+            per_connection: 1,
         }
     }
 
@@ -111,8 +116,14 @@ impl Fleet {
         let connected = Arc::new(AtomicUsize::new(0));
         let ports: Vec<u16> =
             std::iter::once(config.connection.url.port).chain(config.ports.iter().copied()).collect();
-        let mut devices = Vec::with_capacity(ids.len());
-        let mut tasks = Vec::with_capacity(ids.len());
+        let count = ids.len();
+        let mut devices = Vec::with_capacity(count);
+        let per_connection = match config.model.profile {
+            crate::inventory::Profile::AwsIotOta => 1,
+            _ => config.per_connection.max(1),
+        };
+        let mut tasks = Vec::with_capacity(ids.len() / per_connection + 1);
+        let mut group: Vec<SimDevice> = Vec::with_capacity(per_connection);
         for (index, (id, behavior)) in ids.into_iter().zip(behaviors).enumerate() {
             let mut model = config.model.clone();
             if paced.as_ref().is_some_and(|picked| !picked[index]) {
@@ -130,10 +141,12 @@ impl Fleet {
             let report =
                 Arc::new(Mutex::new(DeviceReport { behavior: Some(behavior), ..Default::default() }));
             let mut connection = config.connection.clone();
-            connection.url.port = ports[index % ports.len()];
+            // A connection's devices take its listener and its start together.
+            let first = index - index % per_connection;
+            connection.url.port = ports[(first / per_connection) % ports.len()];
             let start_delay = match config.connect_rate {
                 0 => Duration::ZERO,
-                rate => Duration::from_secs_f64(index as f64 / f64::from(rate)),
+                rate => Duration::from_secs_f64(first as f64 / f64::from(rate)),
             };
             let device = SimDevice {
                 id: id.clone(),
@@ -146,8 +159,17 @@ impl Fleet {
                 start_delay,
                 connected: connected.clone(),
             };
-            tasks.push(tokio::spawn(device.run(stop_rx.clone())));
             devices.push((id, behavior, report));
+            if per_connection == 1 {
+                tasks.push(tokio::spawn(device.run(stop_rx.clone())));
+                continue;
+            }
+            group.push(device);
+            if group.len() == per_connection || index + 1 == count {
+                let members = std::mem::replace(&mut group, Vec::with_capacity(per_connection));
+                let client_id = format!("{}+{}", members[0].id, members.len() - 1);
+                tasks.push(tokio::spawn(super::shared::run(members, client_id, stop_rx.clone())));
+            }
         }
         Ok(Self { devices, connected, stop, tasks })
     }

@@ -22,6 +22,7 @@ mod pair;
 mod pair_tests;
 mod report;
 mod sample;
+mod shared;
 mod transfer;
 
 pub use aws_agent::{AGENT_BLOCK, AgentOut, AwsAgent};

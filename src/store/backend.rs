@@ -116,7 +116,7 @@ pub(crate) fn stored_manifest(bytes: Option<&[u8]>) -> Option<crate::protocol::M
 
 /// A job's aws column: JSON written by Rocky. Unreadable JSON reads as none and is said: the
 /// job then speaks Rocky's protocol, which its AWS device ignores, so it times out.
-pub(crate) fn stored_aws(text: Option<&str>) -> Option<crate::engine::AwsJob> {
+pub(crate) fn stored_aws(text: Option<&str>) -> Option<Box<crate::engine::AwsJob>> {
     let text = text?;
     match serde_json::from_str(text) {
         Ok(aws) => Some(aws),
@@ -133,7 +133,7 @@ pub(crate) fn aws_column(aws: Option<&crate::engine::AwsJob>) -> Option<String> 
 }
 
 /// A job's delta column: JSON written by Rocky; unreadable JSON reads as none.
-pub(crate) fn stored_delta(text: Option<&str>) -> Option<crate::firmware::DeltaInfo> {
+pub(crate) fn stored_delta(text: Option<&str>) -> Option<Box<crate::firmware::DeltaInfo>> {
     serde_json::from_str(text?).ok()
 }
 

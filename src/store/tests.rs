@@ -46,16 +46,16 @@ async fn an_aws_devices_job_keeps_its_document_through_the_store(store: &Store) 
     let ids = store.create(vec![job, plain]).await.unwrap();
     let (jobs, _) = store.load().await.unwrap();
     let read = |id| jobs.iter().find(|j| j.id == id).unwrap().aws.clone();
-    assert_eq!(read(ids[0]), Some(aws.clone()));
+    assert_eq!(read(ids[0]), Some(Box::new(aws.clone())));
     assert_eq!(read(ids[1]), None);
     // The self-test words the device sent are written with the job's changes.
     aws.details.insert("self_test".into(), "ready".into());
     aws.version = 3;
     let mut changed = jobs.iter().find(|j| j.id == ids[0]).unwrap().clone();
-    changed.aws = Some(aws.clone());
+    changed.aws = Some(Box::new(aws.clone()));
     store.flush_and_wait(vec![changed], Vec::new()).await;
     let (jobs, _) = store.load().await.unwrap();
-    assert_eq!(jobs.iter().find(|j| j.id == ids[0]).unwrap().aws, Some(aws));
+    assert_eq!(jobs.iter().find(|j| j.id == ids[0]).unwrap().aws, Some(Box::new(aws)));
 }
 
 /// The audit (migration 11): entries come back in order with every filter, the count bound

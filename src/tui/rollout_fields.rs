@@ -222,7 +222,7 @@ mod tests {
         let known = || known(&devices);
         let picked = targets("model=a", &known()).unwrap();
         assert_eq!(picked.count, 2);
-        assert_eq!(picked.targets.labels.unwrap()["model"], "a");
+        assert_eq!(picked.targets.labels.unwrap().get("model").map(String::as_str), Some("a"));
         let picked = targets("dev-0*", &known()).unwrap();
         assert_eq!((picked.count, picked.targets.glob.as_deref()), (2, Some("dev-0*")));
         let picked = targets("x1, x2, x1", &known()).unwrap();

@@ -329,8 +329,11 @@ fn a_job_sending_a_patch_shows_delta_bytes_of_the_image_in_its_row() {
     let mut f = Fixture::mid_rollout(Theme::color());
     let id = *f.app.jobs.rows.keys().next().unwrap();
     f.update(id, |job| {
-        job.delta =
-            Some(crate::firmware::DeltaInfo { base: [1; 32], patch_size: 23 * 1024, patch_sha256: [2; 32] });
+        job.delta = Some(Box::new(crate::firmware::DeltaInfo {
+            base: [1; 32],
+            patch_size: 23 * 1024,
+            patch_sha256: [2; 32],
+        }));
         job.bytes_sent = 23 * 1024;
     });
     f.app.size = (160, 45);
@@ -922,7 +925,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     let Outcome::Command(Command::DryRunRollout(planned, review)) = f.key(KeyCode::Enter) else {
         panic!("the first Enter asks for a dry run")
     };
-    assert_eq!(planned.0.targets.labels.as_ref().unwrap()["site"], "lab");
+    assert_eq!(planned.0.targets.labels.as_ref().unwrap().get("site").map(String::as_str), Some("lab"));
     let text = format!("{}", f.render(120, 40).backend());
     assert!(
         text.contains("Enter again to start this rollout") && text.contains("planning (a dry run"),
@@ -944,7 +947,7 @@ fn the_form_makes_a_rollout_by_label_shown_whole_before_a_second_enter_starts_it
     };
     let (request, image) = *rollout;
     assert_eq!(image.name(), "sensor-fw-2.1.0.bin");
-    assert_eq!(request.targets.labels.unwrap()["site"], "lab");
+    assert_eq!(request.targets.labels.unwrap().get("site").map(String::as_str), Some("lab"));
     assert_eq!(request.name, "sensor-fw-2.1.0.bin to site=lab");
     assert_eq!(request.chunk_size, Some(u64::from(crate::firmware::DEFAULT_CHUNK_SIZE)));
     assert_eq!(request.waves.map(|w| w.len()), Some(2));

@@ -305,3 +305,60 @@ async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_th
     }
     runtime.shutdown().await;
 }
+
+/// Established TCP connections whose far end is `port` on this host's loopback (the client
+/// ends of connections to a broker listening there).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = fields.get(2).and_then(|a| a.rsplit_once(':')).map(|(_, p)| p);
+            remote_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                && fields.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// `rocky sim --per-connection`: ten devices on three connections (4, 4 and 2) each get their
+/// own commands and chunks and answer on their own topics, pushed or paced, well or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_sharing_connections_each_update_as_their_own() {
+    let Some(mosquitto) = Mosquitto::start("devices_sharing_connections_each_update_as_their_own") else {
+        return;
+    };
+    let broker = mosquitto.url();
+    let mut config = FleetConfig::new(broker.clone(), 10);
+    config.per_connection = 4;
+    config.plan = BehaviorPlan::default()
+        .with(Behavior::Nack, Selection::parse("dev-02").unwrap())
+        .with(Behavior::Corrupt, Selection::parse("dev-07").unwrap());
+    config.model.window = Some(8);
+    config.model.paced = Some(Selection::parse("dev-03,dev-04,dev-09").unwrap());
+    let fleet = Fleet::start(&config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await, "fleet connected");
+    assert_eq!(connections_to(broker.port), 3, "ten devices, four to a connection");
+    let runtime = start_runtime(broker, |_| {});
+    let image = Image::new("fw.bin", test_image(40_000, 9));
+    runtime.handle.submit(one_job_per_device(&fleet, &image, Some(1024), None)).await.unwrap();
+    let jobs = wait_all_final(&runtime, Duration::from_secs(60)).await;
+    for job in &jobs {
+        let expected = match job.device_id.as_str() {
+            "dev-02" => JobState::Rejected,
+            "dev-07" => JobState::Failed,
+            _ => JobState::Succeeded,
+        };
+        assert_eq!(job.state, expected, "{}: {:?}", job.device_id, job.error);
+        let paced = ["dev-03", "dev-04", "dev-09"].contains(&job.device_id.as_str());
+        assert_eq!(job.window.is_some(), paced, "{} asked for the window it was given", job.device_id);
+        let report = fleet.report(&job.device_id).unwrap();
+        if expected == JobState::Succeeded {
+            assert_eq!(report.last_verdict(), Some(&Verdict::Verified), "{}", job.device_id);
+            assert_eq!((job.chunks_done, job.chunks_total), (40, 40));
+        }
+    }
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

@@ -1,5 +1,5 @@
-//! `rocky bench --fleet N`: one box updating a whole fleet, each device on its own connection,
-//! end to end and measured as an operator would: a private mosquitto (with as many listeners as
+//! `rocky bench --fleet N`: one box updating a whole fleet, each device on its own connection
+//! (or K to a connection, `--per-connection K`, where the open-files limit is short), end to end and measured as an operator would: a private mosquitto (with as many listeners as
 //! the loopback port range needs), `rocky serve` in a child process, `rocky sim` with N devices
 //! in another, the devices registered through the API, one rollout of the image to all of them.
 //! It reports the rollout's wall time, devices a minute, chunks a second, Rocky's peak RSS and
@@ -16,13 +16,13 @@ use super::proc_stats::{ProcessStats, raise_open_files};
 use rocky::broker::free_port;
 use rocky::runtime::BrokerUrl;
 
-/// Devices one listener takes: below the 28,231 ephemeral ports of one source address towards
+/// Connections one listener takes: below the 28,231 ephemeral ports of one source address towards
 /// one listener (Linux's default 32768–60999), with room for Rocky's and the bench's own.
-const DEVICES_PER_LISTENER: usize = 25_000;
+const CONNECTIONS_PER_LISTENER: usize = 25_000;
 /// Devices registered by one `POST /devices/import` (within its body limit).
 const IMPORT_BATCH: usize = 10_000;
-/// Open files beyond one a device that each of the bench's processes may need: the fleet and
-/// the broker each hold one socket a device (in processes of their own, each with this limit),
+/// Open files beyond one a connection that each of the bench's processes may need: the fleet
+/// and the broker each hold one socket a connection (in processes of their own, each with this limit),
 /// and Rocky, the listeners and the store a few more.
 const FDS_SPARE: u64 = 1024;
 
@@ -32,6 +32,8 @@ pub struct FleetRun {
     pub size: usize,
     pub chunk: u32,
     pub connect_rate: u32,
+    /// Devices that share one connection (1: each its own).
+    pub per_connection: usize,
 }
 
 /// What one run measured.
@@ -47,11 +49,16 @@ pub async fn run(run: &FleetRun) -> anyhow::Result<()> {
     if run.devices == 0 || run.size == 0 {
         bail!("--fleet and --size must be at least 1");
     }
-    let fds = raise_open_files(run.devices as u64 + FDS_SPARE)?;
-    let listeners = run.devices.div_ceil(DEVICES_PER_LISTENER);
+    let connections = run.devices.div_ceil(run.per_connection.max(1));
+    let fds = raise_open_files(connections as u64 + FDS_SPARE)?;
+    let listeners = connections.div_ceil(CONNECTIONS_PER_LISTENER);
     let chunks_per_device = run.size.div_ceil(run.chunk as usize);
+    let on = match run.per_connection {
+        0 | 1 => "on their own connections".to_owned(),
+        k => format!("{k} to a connection ({connections} connections)"),
+    };
     println!(
-        "rocky bench --fleet: {} devices on their own connections, one {} B image ({} chunks of {} B each), \
+        "rocky bench --fleet: {} devices {on}, one {} B image ({} chunks of {} B each), \
          mosquitto with {listeners} listener(s), open files limit {fds}",
         run.devices, run.size, chunks_per_device, run.chunk
     );
@@ -117,7 +124,12 @@ async fn measure(run: &FleetRun, listeners: usize, scratch: &std::path::Path) ->
     let client = reqwest::Client::new();
     healthy(&client, &base).await?;
     let extra: Vec<String> = ports[1..].iter().map(u16::to_string).collect();
-    let mut flags = vec!["--connect-rate".to_owned(), run.connect_rate.to_string()];
+    let mut flags = vec![
+        "--connect-rate".to_owned(),
+        run.connect_rate.to_string(),
+        "--per-connection".to_owned(),
+        run.per_connection.to_string(),
+    ];
     if !extra.is_empty() {
         flags.extend(["--ports".to_owned(), extra.join(",")]);
     }

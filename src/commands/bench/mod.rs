@@ -86,6 +86,11 @@ pub struct BenchArgs {
     /// With --fleet: devices that start connecting each second.
     #[arg(long, value_name = "PER_S", default_value_t = 2000, requires = "fleet")]
     pub connect_rate: u32,
+    /// With --fleet: devices that share one connection (`rocky sim --per-connection`), for a
+    /// fleet larger than the open-files limit allows on connections of their own.
+    #[arg(long, value_name = "K", default_value_t = 1, requires = "fleet",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub per_connection: u32,
 }
 
 pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
@@ -98,7 +103,13 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         }
         // A fleet's image is small unless asked: 16 KiB, as a sensor's firmware delta would be.
         let size = if args.size == 1024 * 1024 { 16 * 1024 } else { args.size };
-        let run = fleet::FleetRun { devices, size, chunk: args.chunk, connect_rate: args.connect_rate };
+        let run = fleet::FleetRun {
+            devices,
+            size,
+            chunk: args.chunk,
+            connect_rate: args.connect_rate,
+            per_connection: args.per_connection as usize,
+        };
         return fleet::run(&run).await;
     }
     let mut _mosquitto = None;

@@ -70,8 +70,9 @@ pub fn raise_open_files(want: u64) -> anyhow::Result<u64> {
         }
     }
     bail!(
-        "{want} open files are needed (one per device in the broker and in the fleet, and some), and the limit is \
-         {} (hard {}): raise it (ulimit -Hn, as root with CAP_SYS_RESOURCE) or bench fewer devices",
+        "{want} open files are needed (one per connection in the broker and in the fleet, and some), and the limit \
+         is {} (hard {}): raise it (ulimit -Hn, as root with CAP_SYS_RESOURCE), bench fewer devices, or put \
+         several on a connection (--per-connection)",
         limit.rlim_cur,
         limit.rlim_max
     )

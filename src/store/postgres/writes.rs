@@ -226,9 +226,9 @@ pub async fn flush(
         let confirmed_at: Vec<Option<i64>> = jobs.iter().map(|j| j.confirmed_at.map(big)).collect();
         let totals: Vec<i64> = jobs.iter().map(|j| i64::from(j.chunks_total)).collect();
         let deltas: Vec<Option<String>> =
-            jobs.iter().map(|j| crate::store::backend::delta_column(j.delta.as_ref())).collect();
+            jobs.iter().map(|j| crate::store::backend::delta_column(j.delta.as_deref())).collect();
         let agents: Vec<Option<String>> =
-            jobs.iter().map(|j| crate::store::backend::aws_column(j.aws.as_ref())).collect();
+            jobs.iter().map(|j| crate::store::backend::aws_column(j.aws.as_deref())).collect();
         tx.execute(
             "UPDATE jobs SET state = u.state, chunks_sent = u.sent, bytes_sent = u.bytes, attempts = u.attempts,
                              error = u.error, started_at = u.started, finished_at = u.finished,

@@ -105,8 +105,8 @@ pub fn flush(conn: &mut Connection, changes: &Changes<'_>) -> rusqlite::Result<(
                 job.confirm_boot.map(|boot| boot as i64),
                 job.confirmed_at.map(|t| t as i64),
                 job.chunks_total,
-                crate::store::backend::delta_column(job.delta.as_ref()),
-                crate::store::backend::aws_column(job.aws.as_ref())
+                crate::store::backend::delta_column(job.delta.as_deref()),
+                crate::store::backend::aws_column(job.aws.as_deref())
             ])?;
         }
         let mut event = tx.prepare(

@@ -62,7 +62,7 @@ fn held<T>(make: impl FnOnce() -> T) -> (T, isize) {
 }
 
 fn plan(n: usize) -> RolloutPlan {
-    let image = ImageInfo { name: "fw-2.4.1.bin".into(), size: 1 << 20, sha256: "ab".repeat(32) };
+    let image = ImageInfo { name: "fw-2.4.1.bin".into(), size: 1 << 20, sha256: "ab".repeat(32).into() };
     let devices =
         (0..n).map(|i| DeviceId::parse(&format!("dev-{i:06}")).unwrap_or_else(|e| panic!("{e}"))).collect();
     let mut plan = RolloutPlan::new("fleet update", image, devices);

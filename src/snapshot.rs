@@ -9,23 +9,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::engine::{JobId, JobState, JobView, RolloutId};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::firmware::{ChunkSize, Image};
-use crate::protocol::{DeviceId, sha256_hex};
+use crate::protocol::DeviceId;
 
-/// An image as a job names it: enough to show and compare, never the bytes.
+/// An image as a job names it: enough to show and compare, never the bytes. Its texts are
+/// shared: a rollout's 100,000 jobs (in the job table) and the devices it updated (in the
+/// inventory) each hold one, all made from the one image's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageInfo {
-    pub name: String,
+    pub name: Arc<str>,
     pub size: u64,
     /// Lower-case hex.
-    pub sha256: String,
+    pub sha256: Arc<str>,
 }
 
 impl From<&Image> for ImageInfo {
     fn from(image: &Image) -> Self {
-        Self { name: image.name().to_owned(), size: image.size(), sha256: sha256_hex(image.sha256()) }
+        image.info()
     }
 }
 
@@ -158,7 +161,7 @@ impl JobSnapshot {
     /// The image as a description only (name, size, hash; no bytes).
     pub fn described_image(&self) -> Image {
         let mut sha = [0u8; 32];
-        if hex::decode_to_slice(&self.image.sha256, &mut sha).is_err() {
+        if hex::decode_to_slice(&*self.image.sha256, &mut sha).is_err() {
             sha = [0; 32];
         }
         Image::described(&self.image.name, sha, self.image.size)
@@ -208,7 +211,7 @@ mod tests {
             id: JobId::new(7),
             device_id: DeviceId::parse("dev-7").unwrap(),
             state: JobState::Transferring,
-            image: ImageInfo { name: "fw.bin".into(), size: 100, sha256: "ab".repeat(32) },
+            image: ImageInfo { name: "fw.bin".into(), size: 100, sha256: "ab".repeat(32).into() },
             chunk_size: 64,
             chunk_interval_ms: 5,
             chunks_done: 1,

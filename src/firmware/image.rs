@@ -44,7 +44,10 @@ impl Default for ChunkSize {
 pub struct Image(Arc<Inner>);
 
 struct Inner {
-    name: String,
+    /// Shared with every job snapshot's and device's description of it (`info`).
+    name: Arc<str>,
+    /// Its SHA-256 in lower-case hex, made once, shared as `name` is.
+    hex: Arc<str>,
     /// Empty for a description; `size` is the image's real size either way.
     bytes: Bytes,
     size: u64,
@@ -83,7 +86,8 @@ impl Image {
     pub fn new(name: impl Into<String>, bytes: Bytes) -> Self {
         let sha256: Sha256 = sha2::Sha256::digest(&bytes).into();
         let size = bytes.len() as u64;
-        Self(Arc::new(Inner { name: name.into(), bytes, size, sha256 }))
+        let name: String = name.into();
+        Self(Arc::new(Inner { name: name.into(), hex: sha256_hex(&sha256).into(), bytes, size, sha256 }))
     }
 
     /// The same bytes under another name (jobs keep the name they were created with).
@@ -92,7 +96,8 @@ impl Image {
             return self.clone();
         }
         Self(Arc::new(Inner {
-            name: name.to_owned(),
+            name: name.into(),
+            hex: self.0.hex.clone(),
             bytes: self.0.bytes.clone(),
             size: self.0.size,
             sha256: self.0.sha256,
@@ -101,7 +106,13 @@ impl Image {
 
     /// An image known only by its description: a finished job's image after a restart.
     pub fn described(name: &str, sha256: Sha256, size: u64) -> Image {
-        Self(Arc::new(Inner { name: name.to_owned(), bytes: Bytes::new(), size, sha256 }))
+        Self(Arc::new(Inner {
+            name: name.into(),
+            hex: sha256_hex(&sha256).into(),
+            bytes: Bytes::new(),
+            size,
+            sha256,
+        }))
     }
 
     /// The same description without the bytes: what a job keeps once it has finished.
@@ -109,7 +120,22 @@ impl Image {
         if !self.has_bytes() {
             return self.clone();
         }
-        Self::described(&self.0.name, self.0.sha256, self.0.size)
+        Self(Arc::new(Inner {
+            name: self.0.name.clone(),
+            hex: self.0.hex.clone(),
+            bytes: Bytes::new(),
+            size: self.0.size,
+            sha256: self.0.sha256,
+        }))
+    }
+
+    /// Its description as jobs and devices show it, sharing its texts.
+    pub fn info(&self) -> crate::snapshot::ImageInfo {
+        crate::snapshot::ImageInfo {
+            name: self.0.name.clone(),
+            size: self.0.size,
+            sha256: self.0.hex.clone(),
+        }
     }
 
     /// False for a description; a job is only ever submitted with the bytes.

@@ -225,9 +225,9 @@ impl Library {
                 seen.insert(
                     *sha,
                     crate::snapshot::ImageInfo {
-                        name: name.clone(),
+                        name: name.as_str().into(),
                         size: meta.len(),
-                        sha256: sha256_hex(sha),
+                        sha256: sha256_hex(sha).into(),
                     },
                 );
             }
@@ -243,9 +243,9 @@ impl Library {
                     seen.insert(
                         sha,
                         crate::snapshot::ImageInfo {
-                            name: format!("{name}.bin"),
+                            name: format!("{name}.bin").into(),
                             size: meta.len(),
-                            sha256: name,
+                            sha256: name.into(),
                         },
                     );
                 }

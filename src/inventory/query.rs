@@ -85,14 +85,12 @@ impl DeviceQuery {
             && self
                 .running
                 .as_ref()
-                .is_none_or(|image| device.running.as_ref().is_some_and(|r| &r.image == image))
-            && self
-                .version
-                .as_ref()
-                .is_none_or(|v| device.running.as_ref().is_some_and(|r| r.version.as_ref() == Some(v)))
-            && self
-                .version_not
-                .as_ref()
-                .is_none_or(|v| device.running.as_ref().is_none_or(|r| r.version.as_ref() != Some(v)))
+                .is_none_or(|image| device.running.as_ref().is_some_and(|r| *r.image == **image))
+            && self.version.as_ref().is_none_or(|v| {
+                device.running.as_ref().is_some_and(|r| r.version.as_deref() == Some(v.as_str()))
+            })
+            && self.version_not.as_ref().is_none_or(|v| {
+                device.running.as_ref().is_none_or(|r| r.version.as_deref() != Some(v.as_str()))
+            })
     }
 }

@@ -2,6 +2,7 @@
 //! shows it, and the bounded room for statuses of devices the inventory does not hold.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,26 +15,59 @@ pub const MAX_UNLISTED_STATUSES: usize = 10_000;
 /// A device's last status. Times are Unix milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Running {
-    /// SHA-256 (hex) of the image it runs.
-    pub image: String,
-    pub version: Option<String>,
+    /// SHA-256 (hex) of the image it runs. Its texts are shared between devices that say the
+    /// same (`SharedTexts`): a fleet runs few images and speaks one set of capabilities.
+    pub image: Arc<str>,
+    pub version: Option<Arc<str>>,
     pub boot: Option<u64>,
     pub seq: Option<u64>,
-    pub caps: Vec<String>,
+    pub caps: Arc<[String]>,
     /// Key ids (hex) whose manifests it accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kids: Vec<String>,
     pub reported_at: u64,
 }
 
+/// How many different texts of each kind [`SharedTexts`] keeps.
+const SHARED_TEXTS: usize = 16;
+
+/// The statuses' texts many devices report alike, kept once for all of them: at most
+/// `SHARED_TEXTS` of each kind (the first ones met), so a device that makes up texts costs only
+/// its own, as it would without sharing.
+#[derive(Debug, Default)]
+pub struct SharedTexts {
+    images: Vec<Arc<str>>,
+    versions: Vec<Arc<str>>,
+    caps: Vec<Arc<[String]>>,
+}
+
+impl SharedTexts {
+    /// Makes `running`'s texts the ones already kept where they are equal.
+    pub fn share(&mut self, running: &mut Running) {
+        share(&mut self.images, &mut running.image);
+        if let Some(version) = running.version.as_mut() {
+            share(&mut self.versions, version);
+        }
+        share(&mut self.caps, &mut running.caps);
+    }
+}
+
+fn share<T: ?Sized + PartialEq>(kept: &mut Vec<Arc<T>>, value: &mut Arc<T>) {
+    match kept.iter().find(|k| **k == *value) {
+        Some(found) => *value = found.clone(),
+        None if kept.len() < SHARED_TEXTS => kept.push(value.clone()),
+        None => {}
+    }
+}
+
 impl Running {
     pub fn new(status: &DeviceStatus, reported_at: u64) -> Self {
         Self {
-            image: sha256_hex(&status.image),
-            version: status.version.clone(),
+            image: sha256_hex(&status.image).into(),
+            version: status.version.as_deref().map(Arc::from),
             boot: status.boot,
             seq: status.seq,
-            caps: status.caps.clone(),
+            caps: status.caps.clone().into(),
             kids: status.kids.iter().map(hex::encode).collect(),
             reported_at,
         }
@@ -44,10 +78,10 @@ impl Running {
     /// image is not a hash (a damaged row).
     pub fn reported(&self) -> Option<crate::engine::Reported> {
         let mut image = [0u8; 32];
-        hex::decode_to_slice(&self.image, &mut image).ok()?;
+        hex::decode_to_slice(&*self.image, &mut image).ok()?;
         Some(crate::engine::Reported {
             image,
-            version: self.version.clone(),
+            version: self.version.as_deref().map(str::to_owned),
             boot: self.boot,
             confirm: self.boot.is_some() && self.speaks(crate::protocol::CAP_CONFIRM),
             manifest: self.speaks(crate::protocol::CAP_MANIFEST),
@@ -75,7 +109,7 @@ impl Running {
     /// The version it names, else the first 8 hex digits of the image's hash.
     pub fn label(&self) -> String {
         match &self.version {
-            Some(version) => version.clone(),
+            Some(version) => version.to_string(),
             None => self.image.chars().take(8).collect(),
         }
     }

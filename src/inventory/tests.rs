@@ -40,7 +40,7 @@ async fn wire_facts_and_labels_do_not_overwrite_each_other() {
     inventory.seen(&id("d1"), 3);
     inventory.job_created(&id("d1"), JobId::new(7));
     inventory.register(vec![(id("d1"), labels(&[("site", "lab")]))]).await.unwrap();
-    let image = ImageInfo { name: "fw.bin".into(), size: 3, sha256: "ab".repeat(32) };
+    let image = ImageInfo { name: "fw.bin".into(), size: 3, sha256: "ab".repeat(32).into() };
     inventory.succeeded(&id("d1"), image.clone());
     let device = inventory.get(&id("d1")).unwrap();
     assert_eq!((device.first_seen, device.last_seen), (Some(5), Some(5)), "last_seen never goes back");
@@ -114,7 +114,7 @@ async fn statuses_go_on_held_devices_or_aside_within_their_bound() {
     inventory.register(vec![(id("dev-01"), Labels::new())]).await.unwrap();
     assert_eq!(inventory.report_status(&id("dev-01"), Some(running(1, "2.0.3", 10))), StatusKept::Inventory);
     let held = inventory.get("dev-01").unwrap().running.unwrap();
-    assert_eq!((held.image.as_str(), held.version.as_deref()), ("01".repeat(32).as_str(), Some("2.0.3")));
+    assert_eq!((&*held.image, held.version.as_deref()), ("01".repeat(32).as_str(), Some("2.0.3")));
     assert_eq!(inventory.take_observed().len(), 1, "the store hears of it with the next flush");
     // Strangers: aside, never in the inventory, and past the bound only counted.
     for n in 0..MAX_UNLISTED_STATUSES + 3 {
@@ -216,4 +216,34 @@ async fn a_forgotten_device_keeps_what_it_said_of_itself() {
     let running = inventory.running_of("signed-1").expect("the status outlives the entry");
     let reported = running.reported().unwrap();
     assert!(reported.manifest && reported.seq == Some(7));
+}
+
+/// Devices that say the same share the texts of their statuses (one image's hash, one version,
+/// one set of capabilities for a fleet); texts beyond the bound of kept ones stay each device's
+/// own, and every device still reads back exactly what it said.
+#[tokio::test]
+async fn devices_that_say_the_same_share_their_statuses_texts_within_a_bound() {
+    let inventory = Inventory::new(Vec::new(), 100, None);
+    let ids: Vec<DeviceId> = (0..40).map(|n| id(&format!("dev-{n:02}"))).collect();
+    inventory.register(ids.iter().map(|d| (d.clone(), Labels::new())).collect()).await.unwrap();
+    inventory.report_status(&ids[0], Some(running(1, "2.0.3", 10)));
+    inventory.report_status(&ids[1], Some(running(1, "2.0.3", 11)));
+    let (a, b) = (inventory.running_of(&ids[0]).unwrap(), inventory.running_of(&ids[1]).unwrap());
+    assert!(std::sync::Arc::ptr_eq(&a.image, &b.image), "one hash for both");
+    assert!(std::sync::Arc::ptr_eq(&a.caps, &b.caps), "one set of capabilities for both");
+    assert!(std::sync::Arc::ptr_eq(a.version.as_ref().unwrap(), b.version.as_ref().unwrap()));
+    // Every device on an image of its own: the first sixteen hashes are kept, then no more.
+    for (n, device) in ids.iter().enumerate().skip(2) {
+        inventory.report_status(device, Some(running(n as u8, "2.0.3", 12)));
+    }
+    let again = |n: usize| {
+        let other = id(&format!("other-{n}"));
+        inventory.report_status(&other, Some(running(n as u8, "2.0.3", 13)));
+        inventory.running_of(&other).unwrap()
+    };
+    let kept = inventory.running_of(&ids[5]).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&kept.image, &again(5).image), "a kept hash is shared");
+    let own = inventory.running_of(&ids[30]).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&own.image, &again(30).image), "past the bound each keeps its own");
+    assert_eq!(&*own.image, hex::encode([30u8; 32]), "and it is still the hash it said");
 }

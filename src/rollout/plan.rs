@@ -142,7 +142,7 @@ impl RolloutPlan {
     /// For tests: [`RolloutPlan::new`] of a made-up image to these devices.
     #[cfg(test)]
     pub fn example(devices: Vec<DeviceId>) -> RolloutPlan {
-        let image = ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32) };
+        let image = ImageInfo { name: "fw.bin".into(), size: 10, sha256: "ab".repeat(32).into() };
         RolloutPlan::new("r", image, devices)
     }
 

@@ -427,7 +427,7 @@ fn start_at_is_read_as_rfc_3339_or_unix_ms_and_refused_in_words_otherwise() {
     let error = StartAt::Text("tomorrow".into()).unix_ms().unwrap_err();
     assert!(error.contains("start_at \"tomorrow\" is not an RFC 3339 time"), "{error}");
     let inventory = crate::inventory::Inventory::new(Vec::new(), 10, None);
-    let image = crate::snapshot::ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32) };
+    let image = crate::snapshot::ImageInfo { name: "fw.bin".into(), size: 1, sha256: "00".repeat(32).into() };
     let mut request: RolloutRequest = serde_json::from_value(serde_json::json!({
         "name": "later", "targets": {"devices": ["d1"]}, "start_at": "2027-01-15T09:00:00+01:00"
     }))

@@ -285,7 +285,7 @@ mod tests {
             id,
             device_id: DeviceId::parse(&format!("dev-{id}")).unwrap(),
             state,
-            image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "00".repeat(32) },
+            image: ImageInfo { name: "fw.bin".into(), size: 10, sha256: "00".repeat(32).into() },
             chunk_size: 64,
             chunk_interval_ms: 0,
             chunks_done: chunks,

@@ -37,7 +37,7 @@ pub fn restore(
             (record.described_image(), record.state, record.error.clone())
         } else {
             let image = loaded
-                .entry(record.image.sha256.clone())
+                .entry(record.image.sha256.to_string())
                 .or_insert_with(|| {
                     let sha = parse_sha256(&record.image.sha256).map_err(|e| e.to_string())?;
                     match library.get(&sha) {

@@ -21,7 +21,7 @@ impl Service {
                 let sha = crate::firmware::parse_sha256(&info.sha256).ok();
                 let manifest = sha.and_then(|sha| manifests.get(&sha));
                 let aws_signature = sha.and_then(|sha| manifests.attached_aws(&sha));
-                let (name, size, sha256) = (info.name, info.size, info.sha256);
+                let (name, size, sha256) = (info.name.to_string(), info.size, info.sha256.to_string());
                 FirmwareImage { name, path: None, size, sha256, manifest, aws_signature }
             })
             .collect();

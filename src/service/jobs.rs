@@ -150,7 +150,7 @@ impl Service {
         job: &JobSnapshot,
         limits: &LoadLimits,
     ) -> Result<Vec<JobSnapshot>, ServiceError> {
-        let source = FirmwareSource::Sha256(job.image.sha256.clone());
+        let source = FirmwareSource::Sha256(job.image.sha256.to_string());
         let result = match resolve(&source, self.library(), None, limits).await {
             Ok(image) => {
                 let chunk_size = ChunkSize::new(u64::from(job.chunk_size)).ok();

@@ -40,7 +40,7 @@ impl Service {
     /// Uploads older than `age` that no kept job names go the way of their jobs.
     async fn sweep_uploads(&self, dir: &Path, age: Duration) {
         let needed: HashSet<String> =
-            self.jobs(&JobFilter::default()).iter().map(|job| job.image.name.clone()).collect();
+            self.jobs(&JobFilter::default()).iter().map(|job| job.image.name.to_string()).collect();
         let Some(cutoff) = SystemTime::now().checked_sub(age) else { return };
         let dir = dir.to_path_buf();
         let removed =

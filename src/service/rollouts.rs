@@ -25,7 +25,7 @@ impl Service {
     /// Checks `request` by every rule and plans it; its image is filled in by
     /// [`Service::start_rollout`].
     pub fn plan_rollout(&self, request: &RolloutRequest) -> Result<RolloutPlan, ServiceError> {
-        let unknown = ImageInfo { name: String::new(), size: 0, sha256: String::new() };
+        let unknown = ImageInfo { name: "".into(), size: 0, sha256: "".into() };
         let now = self.clock().unix_ms(self.clock().now());
         request.plan(unknown, self.inventory(), self.default_chunk(), now).map_err(ServiceError::Invalid)
     }

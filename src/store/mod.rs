@@ -406,7 +406,7 @@ impl Store {
                 continue;
             }
             if let Some(bytes) = reader.image(&image.sha256).await? {
-                let image = crate::firmware::Image::new(image.name.clone(), bytes::Bytes::from(bytes));
+                let image = crate::firmware::Image::new(&*image.name, bytes::Bytes::from(bytes));
                 let images = self.images.clone();
                 tokio::task::spawn_blocking(move || images.save(&image))
                     .await

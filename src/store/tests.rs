@@ -258,7 +258,7 @@ async fn migrates_from_an_empty_dir_and_from_the_previous_version() {
     drop(conn);
     let store = Store::open(old.path()).unwrap();
     let (jobs, last) = store.load().await.unwrap();
-    assert_eq!((jobs.len(), jobs[0].image.name.as_str(), last), (1, "old.bin", JobId::new(7)));
+    assert_eq!((jobs.len(), &*jobs[0].image.name, last), (1, "old.bin", JobId::new(7)));
     assert_eq!(store.history(JobId::new(7)).await.unwrap()[0].attempt, None, "the new column reads as empty");
     store.create(vec![new_job(JobId::new(8), "x")]).await.unwrap();
     assert_eq!(store.load().await.unwrap().1, JobId::new(8));
@@ -341,14 +341,14 @@ async fn devices_round_trip_and_the_operator_and_the_wire_keep_to_their_columns(
     let id = DeviceId::parse("d1").unwrap();
     let labels: Labels = [("model".to_owned(), "m1".to_owned())].into();
     store.register_devices(vec![(id.clone(), labels.clone())]).await.unwrap();
-    let image = ImageInfo { name: "fw.bin".into(), size: 9, sha256: "cd".repeat(32) };
+    let image = ImageInfo { name: "fw.bin".into(), size: 9, sha256: "cd".repeat(32).into() };
     // What the device last said it runs (the status extension) is the wire's too.
     let running = crate::inventory::Running {
-        image: "ab".repeat(32),
+        image: "ab".repeat(32).into(),
         version: Some("2.0.3".into()),
         boot: Some(17),
         seq: Some(3),
-        caps: vec!["confirm".into(), "resume".into()],
+        caps: vec!["confirm".to_owned(), "resume".to_owned()].into(),
         kids: vec!["21fe31dfa154a261".into()],
         reported_at: 30,
     };

@@ -96,7 +96,8 @@ impl<'a> Bench<'a> {
         // Every device's status (retained, sent at its connection) names the base first.
         let base_hex = sha256_hex(base.sha256());
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !ids.iter().all(|id| service.inventory().running_of(id).is_some_and(|r| r.image == base_hex)) {
+        while !ids.iter().all(|id| service.inventory().running_of(id).is_some_and(|r| *r.image == *base_hex))
+        {
             if Instant::now() > deadline {
                 bail!("the devices' statuses did not arrive within 60 s");
             }

@@ -45,9 +45,9 @@ fn job(row: &Row) -> Result<JobSnapshot, String> {
         id,
         device_id,
         image: ImageInfo {
-            name: text(row, "image_name")?,
+            name: text(row, "image_name")?.into(),
             size: num(row, "image_size")?,
-            sha256: text(row, "image_sha256")?,
+            sha256: text(row, "image_sha256")?.into(),
         },
         chunk_size: num(row, "chunk_size")?,
         chunk_interval_ms: num(row, "chunk_interval_ms")?,
@@ -90,7 +90,9 @@ fn device(row: &Row) -> Result<Device, String> {
         opt(row, "last_image_size")?,
         opt_text(row, "last_image_sha256")?,
     ) {
-        (Some(name), Some(size), Some(sha256)) => Some(ImageInfo { name, size, sha256 }),
+        (Some(name), Some(size), Some(sha256)) => {
+            Some(ImageInfo { name: name.into(), size, sha256: sha256.into() })
+        }
         _ => None,
     };
     Ok(Device {

@@ -181,11 +181,11 @@ pub async fn flush(
         let first: Vec<Option<i64>> = devices.iter().map(|d| d.first_seen.map(big)).collect();
         let last: Vec<Option<i64>> = devices.iter().map(|d| d.last_seen.map(big)).collect();
         let names: Vec<Option<&str>> =
-            devices.iter().map(|d| d.last_image.as_ref().map(|i| i.name.as_str())).collect();
+            devices.iter().map(|d| d.last_image.as_ref().map(|i| &*i.name)).collect();
         let sizes: Vec<Option<i64>> =
             devices.iter().map(|d| d.last_image.as_ref().map(|i| big(i.size))).collect();
         let hashes: Vec<Option<&str>> =
-            devices.iter().map(|d| d.last_image.as_ref().map(|i| i.sha256.as_str())).collect();
+            devices.iter().map(|d| d.last_image.as_ref().map(|i| &*i.sha256)).collect();
         let jobs_of: Vec<Option<i64>> =
             devices.iter().map(|d| d.last_job.map(|j| i64::from(j.get()))).collect();
         let running: Vec<Option<String>> =

@@ -49,9 +49,9 @@ pub fn observe(tx: &Transaction, devices: &[Device]) -> rusqlite::Result<()> {
             device.device_id.as_str(),
             device.first_seen.map(|t| t as i64),
             device.last_seen.map(|t| t as i64),
-            image.map(|i| i.name.as_str()),
+            image.map(|i| &*i.name),
             image.map(|i| i.size as i64),
-            image.map(|i| i.sha256.as_str()),
+            image.map(|i| &*i.sha256),
             device.last_job,
             super::super::device_rows::running_json(device),
         ])?;
@@ -106,7 +106,9 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<Device>> {
             }
         };
         let last_image = match (name, size, sha256) {
-            (Some(name), Some(size), Some(sha256)) => Some(ImageInfo { name, size, sha256 }),
+            (Some(name), Some(size), Some(sha256)) => {
+                Some(ImageInfo { name: name.into(), size, sha256: sha256.into() })
+            }
             _ => None,
         };
         devices.push(Device {

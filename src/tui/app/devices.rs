@@ -71,7 +71,7 @@ impl Devices {
         for device in page.devices {
             let row = self.entry(device.device_id.as_str());
             row.labels = device.labels;
-            row.firmware = device.last_image.map(|image| image.name);
+            row.firmware = device.last_image.map(|image| image.name.to_string());
             row.vouched = device.registered || device.first_seen.is_some();
             // A device of AWS's OTA agent sends no status: its profile says what it runs.
             row.runs = device.running.as_ref().map(runs).or_else(|| {
@@ -124,7 +124,7 @@ pub const AWS_AGENT: &str = "AWS OTA agent";
 /// hex digits and the extensions, in the order the device listed them.
 fn runs(running: &crate::inventory::Running) -> String {
     let hash: String = running.image.chars().take(8).collect();
-    let mut parts: Vec<String> = running.version.iter().cloned().collect();
+    let mut parts: Vec<String> = running.version.iter().map(|v| v.to_string()).collect();
     parts.push(hash);
     if !running.caps.is_empty() {
         parts.push(running.caps.join(","));
@@ -189,7 +189,8 @@ mod tests {
         let registered = shelf;
         let mut seen = registered.clone();
         seen.device_id = DeviceId::parse("dev-01").unwrap();
-        seen.last_image = Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32) });
+        seen.last_image =
+            Some(ImageInfo { name: "fw-2.bin".into(), size: 1, sha256: "00".repeat(32).into() });
         seen.last_seen = Some(5_000);
         let mut aws = registered.clone();
         aws.device_id = DeviceId::parse("thing-1").unwrap();
@@ -219,8 +220,8 @@ mod tests {
     #[test]
     fn the_runs_column_names_the_version_when_there_is_one_the_hash_and_the_extensions() {
         let running = |version: Option<&str>, caps: &[&str]| crate::inventory::Running {
-            image: "c8cdd3fb".repeat(8),
-            version: version.map(str::to_owned),
+            image: "c8cdd3fb".repeat(8).into(),
+            version: version.map(Into::into),
             boot: Some(2),
             seq: None,
             caps: caps.iter().map(|c| c.to_string()).collect(),

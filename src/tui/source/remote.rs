@@ -217,7 +217,7 @@ impl Source for Remote {
         Box::pin(async move {
             let request = CreateJobs {
                 device_id: Some(job.device_id.to_string()),
-                firmware: Firmware::sha256(job.image.sha256.clone()),
+                firmware: Firmware::sha256(job.image.sha256.to_string()),
                 chunk_size: Some(u64::from(job.chunk_size)),
                 ..CreateJobs::default()
             };

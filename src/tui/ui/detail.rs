@@ -68,7 +68,7 @@ pub fn draw_job(frame: &mut Frame, area: Rect, app: &App, id: JobId, scroll: u16
             },
         ),
         field(app, "image", format!("{} · {}", job.image.name, format::bytes(job.image.size))),
-        field(app, "sha256", job.image.sha256.clone()),
+        field(app, "sha256", job.image.sha256.to_string()),
         field(app, "chunk size", format::bytes(u64::from(job.chunk_size))),
         field(app, "sent", format::bytes(job.bytes_sent)),
         field(

@@ -198,7 +198,7 @@ pub fn draw_detail(frame: &mut Frame, area: Rect, app: &App, id: RolloutId, scro
         field(theme, "state", Span::styled(r.state.as_str(), theme.rollout_state(r.state))),
         field(theme, "reason", r.reason.clone().unwrap_or_else(|| "–".into())),
         field(theme, "image", format!("{} · {}", r.image.name, format::bytes(r.image.size))),
-        field(theme, "sha256", r.image.sha256.clone()),
+        field(theme, "sha256", r.image.sha256.to_string()),
         field(theme, "rules", r.settings.in_words()),
         field(theme, "failed", failure(r, true)),
         field(theme, "ETA", eta(app, r)),

@@ -93,14 +93,15 @@ pub async fn create(
 /// `POST /rollouts`'s answer: the rollout with every device, and a warning naming the devices
 /// never heard from. Serialized straight into the body: a rollout of 100,000 devices made into
 /// a `serde_json::Value` first held 68 MB for a moment (the server's peak), the body 17.
+/// The warning comes first, where a reader of a long answer sees it.
 #[derive(serde::Serialize)]
 struct Started {
-    #[serde(flatten)]
-    rollout: RolloutView,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     never_seen: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
+    #[serde(flatten)]
+    rollout: RolloutView,
 }
 
 /// Unix ms on the runtime's clock, for a view's ETA.

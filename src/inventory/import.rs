@@ -101,6 +101,8 @@ fn parse_lines(text: &str) -> Result<Vec<ImportRow>, ImportError> {
             if labels.insert(key.clone(), value).is_some() {
                 return Err(fail(format!("label {key:?} is given twice")));
             }
+            // As it reads, not after: a line under the body limit could name 600,000 labels.
+            labels::check_count(&labels).map_err(|e| fail(e.to_string()))?;
         }
         labels::check(&labels).map_err(|e| fail(e.to_string()))?;
         rows.push(ImportRow { line, device_id, labels });

@@ -196,11 +196,17 @@ pub fn check_value(key: &str, value: &str) -> Result<(), LabelError> {
     Ok(())
 }
 
-/// Checks a whole set of labels.
-pub fn check(labels: &Labels) -> Result<(), LabelError> {
+/// Checks that a set holds no more than [`MAX_LABELS`].
+pub fn check_count(labels: &Labels) -> Result<(), LabelError> {
     if labels.len() > MAX_LABELS {
         return Err(LabelError::TooMany { count: labels.len() });
     }
+    Ok(())
+}
+
+/// Checks a whole set of labels.
+pub fn check(labels: &Labels) -> Result<(), LabelError> {
+    check_count(labels)?;
     for (key, value) in labels {
         check_key(key)?;
         check_value(key, value)?;

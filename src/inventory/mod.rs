@@ -355,15 +355,15 @@ impl Inventory {
     pub fn report_status(&self, id: &DeviceId, mut running: Option<Running>) -> StatusKept {
         let mut state = self.lock();
         let state = &mut *state;
-        if let Some(running) = running.as_mut() {
-            state.shared.share(running);
-        }
         match state.devices.get_mut(id) {
             Some(device) => {
                 // The same status again (a retained one at every subscription) is not news: it
                 // keeps when it was first said, and costs the store nothing.
                 let same = matches!((&device.running, &running), (Some(a), Some(b)) if a.says_the_same_as(b));
                 if !same {
+                    if let Some(running) = running.as_mut() {
+                        state.shared.share(running);
+                    }
                     device.running = running;
                     state.observed.insert(id.clone());
                 }

@@ -32,8 +32,8 @@ pub struct Running {
 const SHARED_TEXTS: usize = 16;
 
 /// The statuses' texts many devices report alike, kept once for all of them: at most
-/// `SHARED_TEXTS` of each kind (the first ones met), so a device that makes up texts costs only
-/// its own, as it would without sharing.
+/// `SHARED_TEXTS` of each kind. A text no device holds any more gives its place to a new one;
+/// while all are held, a new text stays its device's own, as it would without sharing.
 #[derive(Debug, Default)]
 pub struct SharedTexts {
     images: Vec<Arc<str>>,
@@ -53,10 +53,12 @@ impl SharedTexts {
 }
 
 fn share<T: ?Sized + PartialEq>(kept: &mut Vec<Arc<T>>, value: &mut Arc<T>) {
-    match kept.iter().find(|k| **k == *value) {
-        Some(found) => *value = found.clone(),
-        None if kept.len() < SHARED_TEXTS => kept.push(value.clone()),
-        None => {}
+    if let Some(found) = kept.iter().find(|k| **k == *value) {
+        *value = found.clone();
+    } else if kept.len() < SHARED_TEXTS {
+        kept.push(value.clone());
+    } else if let Some(unused) = kept.iter_mut().find(|k| Arc::strong_count(k) == 1) {
+        *unused = value.clone();
     }
 }
 

@@ -220,11 +220,14 @@ async fn a_forgotten_device_keeps_what_it_said_of_itself() {
 
 /// Devices that say the same share the texts of their statuses (one image's hash, one version,
 /// one set of capabilities for a fleet); texts beyond the bound of kept ones stay each device's
-/// own, and every device still reads back exactly what it said.
+/// own until a kept one is held by no device, and every device reads back exactly what it said.
 #[tokio::test]
 async fn devices_that_say_the_same_share_their_statuses_texts_within_a_bound() {
     let inventory = Inventory::new(Vec::new(), 100, None);
-    let ids: Vec<DeviceId> = (0..40).map(|n| id(&format!("dev-{n:02}"))).collect();
+    let ids: Vec<DeviceId> = (0..40)
+        .map(|n| id(&format!("dev-{n:02}")))
+        .chain((0..40).map(|n| id(&format!("other-{n}"))))
+        .collect();
     inventory.register(ids.iter().map(|d| (d.clone(), Labels::new())).collect()).await.unwrap();
     inventory.report_status(&ids[0], Some(running(1, "2.0.3", 10)));
     inventory.report_status(&ids[1], Some(running(1, "2.0.3", 11)));
@@ -246,4 +249,18 @@ async fn devices_that_say_the_same_share_their_statuses_texts_within_a_bound() {
     let own = inventory.running_of(&ids[30]).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&own.image, &again(30).image), "past the bound each keeps its own");
     assert_eq!(&*own.image, hex::encode([30u8; 32]), "and it is still the hash it said");
+    drop(kept);
+    // dev-05 and other-5 move on to image 1: no device holds image 5's text any more, so the
+    // next new text takes its place and is shared from then on.
+    inventory.report_status(&ids[5], Some(running(1, "2.0.3", 14)));
+    inventory.report_status(&id("other-5"), Some(running(1, "2.0.3", 14)));
+    let (x, y) = (id("other-31"), id("other-32"));
+    inventory.report_status(&x, Some(running(31, "2.0.3", 16)));
+    inventory.report_status(&y, Some(running(31, "2.0.3", 16)));
+    let (x, y) = (inventory.running_of(&x).unwrap(), inventory.running_of(&y).unwrap());
+    assert!(std::sync::Arc::ptr_eq(&x.image, &y.image), "a freed place serves a new text");
+    let unlisted = id("never-registered");
+    inventory.report_status(&unlisted, Some(running(1, "2.0.3", 15)));
+    let aside = inventory.running_of(&unlisted).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&aside.image, &a.image), "a stranger's status takes no shared text");
 }

@@ -34,16 +34,17 @@ const LONGEST_RETRY: Duration = Duration::from_secs(10);
 
 impl SimDevice {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        if self.model.profile != crate::inventory::Profile::AwsIotOta {
+            // It waits its start delay there, as a connection of several does.
+            return self.run_rocky(stop).await;
+        }
         if !self.start_delay.is_zero() {
             tokio::select! {
                 _ = stop.changed() => return,
                 () = tokio::time::sleep(self.start_delay) => {}
             }
         }
-        if self.model.profile == crate::inventory::Profile::AwsIotOta {
-            return self.run_aws(stop).await;
-        }
-        self.run_rocky(stop).await;
+        self.run_aws(stop).await;
     }
 
     /// A device that runs AWS's OTA agent: the IO around an `AwsAgent`.

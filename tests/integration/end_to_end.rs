@@ -362,3 +362,16 @@ async fn devices_sharing_connections_each_update_as_their_own() {
     runtime.shutdown().await;
     fleet.stop().await;
 }
+
+/// A connection of thousands of devices subscribes in more packets (64 filters each) than the
+/// client's request queue holds (64): they all go out while the connection is polled, and the
+/// devices count as connected only once every packet was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_thousand_devices_on_one_connection_all_subscribe() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let mut config = FleetConfig::new(broker.url(), 3000);
+    config.per_connection = 3000;
+    let fleet = Fleet::start(&config).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(30)).await, "{} of 3000 connected", fleet.connected());
+    fleet.stop().await;
+}

@@ -1,5 +1,6 @@
 //! `rocky bench --fleet N`: one box updating a whole fleet, each device on its own connection
-//! (or K to a connection, `--per-connection K`, where the open-files limit is short), end to end and measured as an operator would: a private mosquitto (with as many listeners as
+//! (or K to a connection, `--per-connection K`, where the open-files limit is short), end to
+//! end and measured as an operator would: a private mosquitto (with as many listeners as
 //! the loopback port range needs), `rocky serve` in a child process, `rocky sim` with N devices
 //! in another, the devices registered through the API, one rollout of the image to all of them.
 //! It reports the rollout's wall time, devices a minute, chunks a second, Rocky's peak RSS and

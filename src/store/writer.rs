@@ -207,15 +207,19 @@ fn write_pending(backend: &mut impl Backend, pending: &mut Pending, health: &Hea
         }
         Err(e) => {
             let kept = jobs.len() + pending.deletes.len();
-            let problem = match e {
-                WriteError::Unavailable(why) => format!(
-                    "the job store's database cannot be reached ({why}); {kept} job changes are kept and \
-                     retried every second"
-                ),
-                other => format!(
-                    "the job store cannot write ({other}); {kept} job changes are kept and retried every second"
-                ),
+            // The error's own words say what a request would be told ("nothing was recorded",
+            // "try again"); here the changes are kept, so the cause is said once, in these.
+            let cause = match e {
+                WriteError::Unavailable(why) => format!("the job store's database cannot be reached ({why})"),
+                WriteError::Full => "the job store cannot write (its disk is full)".to_owned(),
+                WriteError::Busy(why) => format!("the job store cannot write (busy: {why})"),
+                WriteError::Corrupt(why) => {
+                    format!("the job store cannot write (its database is damaged: {why})")
+                }
+                WriteError::Failed(why) => format!("the job store cannot write ({why})"),
+                other => format!("the job store cannot write ({other})"),
             };
+            let problem = format!("{cause}; {kept} job changes are kept and retried every second");
             if health.problem().is_none() {
                 tracing::error!(%problem, "job store degraded");
             }

@@ -121,12 +121,27 @@ fn probe(addr: SocketAddr) -> bool {
 
 /// Whether `/proc/net/tcp` text lists a socket listening (state 0A) on `port`.
 fn listening_in(table: &str, port: u16) -> bool {
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let local = fields.nth(1).unwrap_or_default();
-        let state = fields.nth(1).unwrap_or_default();
-        let local_port = local.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
-        state == "0A" && local_port == Some(port)
+    tcp_sockets(table).any(|s| s.state == "0A" && s.local_port == port)
+}
+
+/// One row of `/proc/net/tcp`: its ports and its state in the kernel's hex (`0A` listening,
+/// `01` established).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSocket<'a> {
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub state: &'a str,
+}
+
+/// The rows of `/proc/net/tcp` text that read as sockets (the header and anything else left
+/// out).
+pub fn tcp_sockets(table: &str) -> impl Iterator<Item = TcpSocket<'_>> {
+    let port =
+        |address: &str| address.rsplit_once(':').and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+    table.lines().skip(1).filter_map(move |line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let (local, remote, state) = (fields.next()?, fields.next()?, fields.next()?);
+        Some(TcpSocket { local_port: port(local)?, remote_port: port(remote)?, state })
     })
 }
 
@@ -148,6 +163,8 @@ mod tests {
         assert!(listening_in(table, 1883));
         assert!(!listening_in(table, 50000), "an established connection is not a listener");
         assert!(!listening_in(table, 1884));
+        let established: Vec<_> = tcp_sockets(table).filter(|s| s.state == "01").collect();
+        assert_eq!(established, [TcpSocket { local_port: 50000, remote_port: 1883, state: "01" }]);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         assert!(probe(addr));

@@ -69,22 +69,6 @@ impl Labels {
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
         self.0.iter().map(|(k, _)| k)
     }
-
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &String> {
-        self.0.iter().map(|(_, v)| v)
-    }
-
-    /// Keeps the labels for which `keep` says so.
-    pub fn retain(&mut self, mut keep: impl FnMut(&String, &mut String) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
-
-    /// Adds every label of `other`, replacing values of keys both have.
-    pub fn extend(&mut self, other: impl IntoIterator<Item = (String, String)>) {
-        for (key, value) in other {
-            self.insert(key, value);
-        }
-    }
 }
 
 impl FromIterator<(String, String)> for Labels {

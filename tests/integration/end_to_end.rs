@@ -310,16 +310,7 @@ async fn a_hundred_devices_on_one_connection_get_every_chunk_before_fota_done_th
 /// ends of connections to a broker listening there).
 fn connections_to(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let remote_port = fields.get(2).and_then(|a| a.rsplit_once(':')).map(|(_, p)| p);
-            remote_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
-                && fields.get(3) == Some(&"01")
-        })
-        .count()
+    rocky::broker::tcp_sockets(&table).filter(|s| s.remote_port == port && s.state == "01").count()
 }
 
 /// `rocky sim --per-connection`: ten devices on three connections (4, 4 and 2) each get their

@@ -53,6 +53,9 @@ pub struct Driver {
     pub table: Arc<JobTable>,
     /// Jobs changed since the table was last brought up to date.
     pub dirty: BTreeSet<JobId>,
+    /// When the table last took the changed jobs: progress alone waits for
+    /// [`PROGRESS_REFRESH`] after it.
+    pub refreshed_at: Instant,
     /// The devices Rocky knows: the driver tells it what happens on the wire.
     pub inventory: crate::inventory::Inventory,
     /// The keys Rocky trusts, so the traffic view says whether a manifest on the wire verifies.
@@ -80,6 +83,16 @@ pub struct Driver {
     pub no_job_due: std::collections::VecDeque<(String, bytes::Bytes)>,
 }
 
+/// Progress alone (chunks sent and confirmed) reaches the job table at most this often; a
+/// state change, a new job or a note goes at once, and so does every change before a request
+/// is answered. One table update per chunk woke every follower (the rollout planner, each
+/// console and event stream) once per chunk and was a sixth of Rocky's CPU in a push round.
+pub const PROGRESS_REFRESH: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Messages from the broker handled between two pumps at most, so requests and timers still
+/// get their turn under a flood of answers.
+const BROKER_BATCH: usize = 256;
+
 /// How long `/healthz` and the console say the broker refused a publish.
 const REFUSAL_SHOWN: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -90,11 +103,17 @@ impl Driver {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump().await;
-            let wake = [self.engine.next_wakeup(), self.probe.next_wakeup(), self.commands.next_wakeup()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(tokio::time::Instant::from_std);
+            let progress_due = (!self.dirty.is_empty()).then(|| self.refreshed_at + PROGRESS_REFRESH);
+            let wake = [
+                self.engine.next_wakeup(),
+                self.probe.next_wakeup(),
+                self.commands.next_wakeup(),
+                progress_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
             tokio::select! {
                 _ = flush.tick(), if self.persistence.is_some() => {
                     if let Some(persistence) = self.persistence.as_mut() {
@@ -111,7 +130,12 @@ impl Driver {
                 },
                 message = self.from_broker.recv() => match message {
                     Some(FromBroker::Stopped) | None => break,
-                    Some(message) => self.handle_broker(message),
+                    Some(message) => {
+                        self.handle_broker(message);
+                        if !self.handle_waiting_broker_messages() {
+                            break;
+                        }
+                    }
                 },
                 _ = sleep_until(wake), if wake.is_some() => {}
             }
@@ -158,13 +182,22 @@ impl Driver {
             self.send(publish).await;
         }
         self.metrics.set_awaiting_ack(self.outstanding);
-        self.drain_events();
+        self.drain(false);
     }
 
     /// Publishes the engine's pending events and brings the job table up to date. Requests
     /// call it before they answer, so a job a caller was just told about is already listed.
     fn drain_events(&mut self) {
+        self.drain(true);
+    }
+
+    /// Publishes the engine's pending events; brings the table up to date when asked to, when
+    /// something other than progress happened, or when progress has waited
+    /// [`PROGRESS_REFRESH`].
+    fn drain(&mut self, refresh: bool) {
+        let mut refresh = refresh;
         while let Some((at, event)) = self.engine.poll_event() {
+            refresh |= !matches!(event, Event::ChunkSent { .. } | Event::Progress { .. });
             match &event {
                 Event::StateChanged { job, device, to, .. } if to.is_final() => {
                     self.metrics.finished(*to);
@@ -190,7 +223,11 @@ impl Driver {
             }
             self.emit(self.clock.wall(at), RuntimeEvent::Engine(event));
         }
-        self.refresh_table();
+        let now = self.clock.now();
+        if refresh || now >= self.refreshed_at + PROGRESS_REFRESH {
+            self.refresh_table();
+            self.refreshed_at = now;
+        }
         // The table has the finished jobs' last snapshots now (and the store's writer reads
         // them there): the engine keeps only a line of each.
         self.engine.forget_finished();
@@ -597,6 +634,21 @@ impl Driver {
         if let Some(persistence) = self.persistence.as_ref() {
             persistence.create(super::persist::Creation { jobs, specs, reply });
         }
+    }
+
+    /// Handles what else the messenger has queued (at most [`BROKER_BATCH`]) before the next
+    /// pump: one pump per PUBACK made Rocky's round trip per chunk a pass over timers, the probe
+    /// and the job table each, and kept its window of publishes half empty on a busy broker.
+    /// False when the messenger has stopped.
+    fn handle_waiting_broker_messages(&mut self) -> bool {
+        for _ in 0..BROKER_BATCH {
+            match self.from_broker.try_recv() {
+                Ok(FromBroker::Stopped) | Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                Ok(message) => self.handle_broker(message),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        true
     }
 
     fn handle_broker(&mut self, message: FromBroker) {

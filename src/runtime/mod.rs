@@ -25,6 +25,7 @@ mod rollouts;
 pub use crate::clock::Clock;
 pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use aws_settings::{AwsOtaOverride, AwsOtaSettings, MAX_AWS_PATH_BYTES, check_path as check_aws_path};
+pub use driver::PROGRESS_REFRESH;
 pub use events::{
     Alert, ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic,
     TrafficDirection,
@@ -227,6 +228,7 @@ impl Runtime {
             persistence,
             table: table.clone(),
             dirty: Default::default(),
+            refreshed_at: clock.now(),
             inventory,
             trusted: handle.library().manifests().trusted().clone(),
             broker_up: false,

@@ -366,3 +366,71 @@ async fn three_thousand_devices_on_one_connection_all_subscribe() {
     assert!(fleet.wait_connected(Duration::from_secs(30)).await, "{} of 3000 connected", fleet.connected());
     fleet.stop().await;
 }
+
+/// Chunk progress reaches the job table in batches (at most one update per
+/// `PROGRESS_REFRESH`, besides the job's other changes), not once per chunk: one update per chunk
+/// woke every follower of the table per chunk. Followers still see the job move while it runs,
+/// and its last snapshot has the exact counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_progress_reaches_the_job_table_in_batches() {
+    use rocky::runtime::{JobChange, PROGRESS_REFRESH};
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let fleet = Fleet::start(&FleetConfig::new(broker.url(), 2)).unwrap();
+    assert!(fleet.wait_connected(Duration::from_secs(20)).await, "fleet connected");
+    let runtime = start_runtime(broker.url(), |_| {});
+    let mut follower = runtime.handle.follow_jobs();
+    let start = follower.try_next(1024).map_or(0, |c| c.cursor);
+    // A fast job (2,048 chunks as quickly as they go) and a slow one (40 chunks 10 ms apart).
+    let ids = fleet.ids();
+    let chunk = Some(ChunkSize::new(1024).unwrap());
+    let fast = JobSpec {
+        chunk_size: chunk,
+        ..JobSpec::new(ids[0].clone(), Image::new("fast.bin", test_image(2 << 20, 5)))
+    };
+    let slow = JobSpec {
+        chunk_size: chunk,
+        chunk_interval: Some(Duration::from_millis(10)),
+        ..JobSpec::new(ids[1].clone(), Image::new("slow.bin", test_image(40 * 1024, 6)))
+    };
+    let seen = tokio::spawn(async move {
+        // Every chunks_done value the slow job showed a follower.
+        let mut values = Vec::new();
+        while let Some(batch) = follower.next(1024).await {
+            for change in batch.changes {
+                if let JobChange::Job(job) = change
+                    && job.device_id == ids[1]
+                {
+                    values.push(job.chunks_done);
+                    if job.state.is_final() {
+                        return (values, batch.cursor);
+                    }
+                }
+            }
+        }
+        (values, 0)
+    });
+    let started = std::time::Instant::now();
+    runtime.handle.submit(vec![fast, slow]).await.unwrap();
+    let jobs = wait_all_final(&runtime, Duration::from_secs(60)).await;
+    let elapsed = started.elapsed();
+    let (values, _) = tokio::time::timeout(Duration::from_secs(10), seen).await.unwrap().unwrap();
+    for job in &jobs {
+        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+        assert_eq!(job.chunks_done, job.chunks_total, "exact counts at the end");
+    }
+    assert!(
+        values.iter().any(|&done| done > 0 && done < 40),
+        "a follower sees the slow job move while it runs: {values:?}"
+    );
+    // Each job's own changes (created, requested, transferring, finishing, succeeded, notes)
+    // are a handful; progress adds at most one update per PROGRESS_REFRESH for both jobs.
+    let end = runtime.handle.follow_jobs().try_next(4096).map_or(0, |c| c.cursor);
+    let updates = end.saturating_sub(start) as u128;
+    let allowed = 2 * (16 + elapsed.as_millis() / PROGRESS_REFRESH.as_millis() + 1);
+    assert!(
+        updates <= allowed,
+        "{updates} table updates for 2,088 chunks in {elapsed:?}: progress came once per chunk (at most {allowed})"
+    );
+    runtime.shutdown().await;
+    fleet.stop().await;
+}

@@ -176,15 +176,21 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let broker_pid = _mosquitto.as_ref().and_then(tokio::process::Child::id);
+    let push_parties = rocky_run::Parties { devices: fleet.id(), broker: broker_pid };
+    let paced_parties = rocky_run::Parties {
+        devices: paced.as_ref().and_then(tokio::process::Child::id),
+        broker: broker_pid,
+    };
     let mut rocky_rounds = Vec::new();
     let mut paced_rounds = Vec::new();
     for round in 1..=args.rounds {
-        let result = rocky_run::run_round(&broker, &args, round, "bench-").await?;
+        let result = rocky_run::run_round(&broker, &args, round, "bench-", push_parties).await?;
         println!("  rocky round {round}: {}", result.line());
         rocky_rounds.push(result);
         // Alternated with push rounds, so both see the same machine.
         if let Some(window) = args.window {
-            let result = rocky_run::run_round(&broker, &args, round, "paced-").await?;
+            let result = rocky_run::run_round(&broker, &args, round, "paced-", paced_parties).await?;
             println!("  paced round {round} (window {window}): {}", result.line());
             paced_rounds.push(result);
         }
@@ -199,7 +205,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let mut raw_rounds = Vec::new();
     for round in 1..=args.rounds {
         let subscribers = args.raw_subscribers.unwrap_or(args.devices);
-        let result = raw::run_round(&broker, total, args.chunk as usize, subscribers, raw_paced).await?;
+        let result =
+            raw::run_round(&broker, total, args.chunk as usize, subscribers, raw_paced, broker_pid).await?;
         println!("  raw   round {round}: {}", result.line());
         raw_rounds.push(result);
     }
@@ -219,7 +226,30 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         mb(raw_rate),
         args.raw_subscribers.unwrap_or(args.devices)
     );
-    println!("ratio rocky/raw: {:.2}", rocky_rate / raw_rate);
+    let spread = |rates: &[f64]| {
+        rates.iter().copied().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
+    };
+    let rocky_rates: Vec<f64> = rocky_rounds.iter().map(|r| r.chunks_per_s()).collect();
+    let raw_rates: Vec<f64> = raw_rounds.iter().map(|r| r.msgs_per_s()).collect();
+    let ((rocky_lo, rocky_hi), (raw_lo, raw_hi)) = (spread(&rocky_rates), spread(&raw_rates));
+    println!(
+        "ratio rocky/raw: {:.2} (rounds: Rocky {rocky_lo:.0}–{rocky_hi:.0} chunks/s, raw {raw_lo:.0}–{raw_hi:.0} msgs/s; \
+         ratio {:.2}–{:.2})",
+        rocky_rate / raw_rate,
+        rocky_lo / raw_hi,
+        rocky_hi / raw_lo
+    );
+    let per_gb = |cpu_s: f64, bytes: f64| cpu_s / (bytes / 1e9);
+    let raw_bytes = (total * args.chunk as usize) as f64;
+    let rocky_per_gb: Vec<f64> = rocky_rounds.iter().map(|r| per_gb(r.cpu.rocky, r.bytes as f64)).collect();
+    let raw_per_gb: Vec<f64> = raw_rounds.iter().map(|r| per_gb(r.publisher_cpu_s, raw_bytes)).collect();
+    let ((cpu_lo, cpu_hi), (pub_lo, pub_hi)) = (spread(&rocky_per_gb), spread(&raw_per_gb));
+    let (rocky_cpu, raw_cpu) = (median(rocky_per_gb), median(raw_per_gb));
+    println!(
+        "CPU per GB of chunks: Rocky {rocky_cpu:.2} s ({cpu_lo:.2}–{cpu_hi:.2}), bare publisher {raw_cpu:.2} s \
+         ({pub_lo:.2}–{pub_hi:.2}); Rocky/publisher {:.2}",
+        rocky_cpu / raw_cpu
+    );
     if let Some(window) = args.window {
         let paced_rate = median(paced_rounds.iter().map(|r| r.chunks_per_s()).collect());
         println!(

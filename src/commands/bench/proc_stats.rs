@@ -32,6 +32,21 @@ impl ProcessStats {
     }
 }
 
+/// A process's CPU seconds so far (user and system), if it can be read.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The CPU seconds the calling thread has used so far.
+pub fn thread_cpu_seconds() -> f64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the struct it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
+        return 0.0;
+    }
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
 /// utime + stime of a `/proc/<pid>/stat` line, in seconds. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted after its last `)`.
 fn cpu_seconds(stat: &str) -> Option<f64> {
@@ -96,5 +111,26 @@ mod tests {
         let stats = ProcessStats::read(std::process::id()).unwrap();
         assert!(stats.peak_rss > 0);
         assert!(raise_open_files(16).unwrap() >= 16);
+        assert!(cpu_seconds_of(std::process::id()).is_some());
+        assert_eq!(cpu_seconds_of(u32::MAX), None, "no such process");
+    }
+
+    #[test]
+    fn a_thread_counts_its_own_work_only() {
+        let busy = std::thread::spawn(|| {
+            let before = thread_cpu_seconds();
+            let mut x = 0u64;
+            while thread_cpu_seconds() - before < 0.05 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            thread_cpu_seconds() - before
+        });
+        let idle_before = thread_cpu_seconds();
+        let spent = busy.join().unwrap();
+        assert!(spent >= 0.05);
+        assert!(
+            thread_cpu_seconds() - idle_before < spent,
+            "the waiting thread did not get the busy one's time"
+        );
     }
 }

@@ -20,6 +20,11 @@ use rocky::runtime::{BrokerUrl, MAX_PACKET_BYTES};
 pub struct RawRound {
     pub wall: Duration,
     pub messages: usize,
+    /// CPU seconds of the publisher's own thread (its rumqttc connection included): what the
+    /// bare minimum of sending these bytes costs, against Rocky's whole process.
+    pub publisher_cpu_s: f64,
+    /// CPU seconds of the broker, when the bench started it.
+    pub broker_cpu_s: Option<f64>,
 }
 
 impl RawRound {
@@ -28,14 +33,19 @@ impl RawRound {
     }
 
     pub fn line(&self) -> String {
+        let broker = self.broker_cpu_s.map_or(String::new(), |s| format!(", broker {s:.2} s"));
         format!(
-            "{} publishes in {:.2} s = {:.0} msgs/s",
+            "{} publishes in {:.2} s = {:.0} msgs/s; CPU: publisher {:.2} s{broker}",
             self.messages,
             self.wall.as_secs_f64(),
-            self.msgs_per_s()
+            self.msgs_per_s(),
+            self.publisher_cpu_s
         )
     }
 }
+
+/// The raw round's topics: `rocky-bench-raw/{subscriber}`.
+const TOPIC: &str = "rocky-bench-raw";
 
 fn client(broker: &BrokerUrl, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
     let mut options = MqttOptions::new(id, &broker.host, broker.port);
@@ -96,10 +106,10 @@ pub async fn run_round(
     size: usize,
     subscribers: usize,
     paced: bool,
+    broker_pid: Option<u32>,
 ) -> anyhow::Result<RawRound> {
     let subscribers = subscribers.clamp(1, messages.max(1));
     let pid = std::process::id();
-    let topic = "rocky-bench-raw".to_owned();
     // The embedded broker acknowledges a publish once queued for its subscribers, not once
     // delivered, so an unpaced publisher runs arbitrarily far ahead of a subscriber, and it
     // queues only so much per subscriber: keep at most `window` messages in transit to each. The
@@ -114,30 +124,70 @@ pub async fn run_round(
         let id = format!("rocky-bench-sub-{pid}-{s}");
         let (tx, rx) = watch::channel(0usize);
         progress.push(rx);
-        receivers.push(subscriber(broker, id, format!("{topic}/{s}"), expected, tx).await?);
+        receivers.push(subscriber(broker, id, format!("{TOPIC}/{s}"), expected, tx).await?);
     }
-    let (publisher, mut pub_loop) = client(broker, &format!("rocky-bench-pub-{pid}"));
-    let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
-    let payload = Bytes::from(vec![0xa5u8; size]);
+    let broker_before = broker_pid.and_then(super::proc_stats::cpu_seconds_of);
     let started = Instant::now();
-    for n in 0..messages {
-        let (s, sent) = (n % subscribers, n / subscribers);
-        if sent >= window && progress[s].wait_for(|got| sent.saturating_sub(*got) < window).await.is_err() {
-            break; // that subscriber stopped; the counts decide below
-        }
-        publisher
-            .publish_bytes(format!("{topic}/{}", n % subscribers), QoS::AtLeastOnce, false, payload.clone())
-            .await?;
-    }
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let publishing = publish_on_own_thread(broker, messages, size, progress, window, done_rx)?;
     let mut got = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     for receiver in receivers {
         got += tokio::time::timeout_at(deadline, receiver).await.context("raw round timed out")??;
     }
     let wall = started.elapsed();
-    driver.abort();
+    let broker_cpu_s = broker_pid
+        .and_then(super::proc_stats::cpu_seconds_of)
+        .zip(broker_before)
+        .map(|(after, before)| (after - before).max(0.0));
+    let _ = done_tx.send(());
+    let publisher_cpu_s = tokio::task::spawn_blocking(move || publishing.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the raw publisher's thread panicked"))??;
     if got < messages {
         bail!("the raw subscribers received {got} of {messages} messages");
     }
-    Ok(RawRound { wall, messages })
+    Ok(RawRound { wall, messages, publisher_cpu_s, broker_cpu_s })
+}
+
+/// Publishes `messages` from a thread of its own (a one-thread runtime holding the publisher
+/// and its connection), so its CPU time is the publisher's alone, apart from the subscribers in
+/// this process. The thread keeps the connection until `done` (its PUBACKs still arrive after
+/// the last publish is queued) and answers its CPU seconds.
+fn publish_on_own_thread(
+    broker: &BrokerUrl,
+    messages: usize,
+    size: usize,
+    mut progress: Vec<watch::Receiver<usize>>,
+    window: usize,
+    done: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<f64>>> {
+    let broker = broker.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let subscribers = progress.len().max(1);
+    let thread = std::thread::Builder::new().name("raw-publisher".into()).spawn(move || {
+        let cpu_before = super::proc_stats::thread_cpu_seconds();
+        runtime.block_on(async move {
+            let (publisher, mut pub_loop) =
+                client(&broker, &format!("rocky-bench-pub-{}", std::process::id()));
+            let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+            let payload = Bytes::from(vec![0xa5u8; size]);
+            for n in 0..messages {
+                let (s, sent) = (n % subscribers, n / subscribers);
+                if sent >= window
+                    && progress[s].wait_for(|got| sent.saturating_sub(*got) < window).await.is_err()
+                {
+                    break; // that subscriber stopped; the counts decide
+                }
+                publisher
+                    .publish_bytes(format!("{TOPIC}/{s}"), QoS::AtLeastOnce, false, payload.clone())
+                    .await?;
+            }
+            let _ = done.await;
+            driver.abort();
+            anyhow::Ok(())
+        })?;
+        Ok(super::proc_stats::thread_cpu_seconds() - cpu_before)
+    })?;
+    Ok(thread)
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::BenchArgs;
+use super::proc_stats::cpu_seconds_of;
 use super::stats::percentile;
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
@@ -20,9 +21,59 @@ pub struct RockyRound {
     pub p99: Duration,
     pub succeeded: usize,
     pub jobs: usize,
+    /// CPU seconds over the round (submit to the last verdict).
+    pub cpu: RoundCpu,
+}
+
+/// The CPU seconds each party spent on a round: Rocky (this process: nothing else of the
+/// bench's runs here meanwhile but its status polls), the simulated devices and the broker
+/// (when the bench started them).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundCpu {
+    pub rocky: f64,
+    pub devices: Option<f64>,
+    pub broker: Option<f64>,
+}
+
+/// The processes a round's CPU is read from, besides this one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parties {
+    pub devices: Option<u32>,
+    pub broker: Option<u32>,
+}
+
+impl Parties {
+    fn read(&self) -> [Option<f64>; 3] {
+        [
+            cpu_seconds_of(std::process::id()),
+            self.devices.and_then(cpu_seconds_of),
+            self.broker.and_then(cpu_seconds_of),
+        ]
+    }
+
+    fn since(&self, before: [Option<f64>; 3]) -> RoundCpu {
+        let [rocky, devices, broker] = self.read();
+        let spent = |after: Option<f64>, before: Option<f64>| Some((after? - before?).max(0.0));
+        RoundCpu {
+            rocky: spent(rocky, before[0]).unwrap_or(0.0),
+            devices: spent(devices, before[1]),
+            broker: spent(broker, before[2]),
+        }
+    }
 }
 
 impl RockyRound {
+    fn cpu_text(&self) -> String {
+        let mut text = format!("; CPU: Rocky {:.2} s", self.cpu.rocky);
+        if let Some(devices) = self.cpu.devices {
+            text += &format!(", devices {devices:.2} s");
+        }
+        if let Some(broker) = self.cpu.broker {
+            text += &format!(", broker {broker:.2} s");
+        }
+        text
+    }
+
     pub fn chunks_per_s(&self) -> f64 {
         self.chunks as f64 / self.wall.as_secs_f64()
     }
@@ -38,7 +89,7 @@ impl RockyRound {
             self.p99.as_secs_f64() * 1e3,
             self.succeeded,
             self.jobs
-        )
+        ) + &self.cpu_text()
     }
 }
 
@@ -48,6 +99,7 @@ pub async fn run_round(
     args: &BenchArgs,
     round: usize,
     prefix: &str,
+    parties: Parties,
 ) -> anyhow::Result<RockyRound> {
     let mut config = RuntimeConfig::new(broker.clone());
     config.engine.max_active = args.devices.max(1);
@@ -69,6 +121,7 @@ pub async fn run_round(
             Ok(JobSpec { chunk_size: Some(chunk_size), ..JobSpec::new(device, image.clone()) })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu_before = parties.read();
     let started = Instant::now();
     runtime.handle.submit(specs).await?;
     let limit = Duration::from_secs(600);
@@ -84,6 +137,7 @@ pub async fn run_round(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let wall = started.elapsed();
+    let cpu = parties.since(cpu_before);
     let jobs = runtime.handle.jobs(&JobFilter::default());
     runtime.shutdown().await;
     let mut durations: Vec<Duration> = jobs
@@ -101,5 +155,6 @@ pub async fn run_round(
         p99: percentile(&durations, 99.0),
         succeeded: jobs.iter().filter(|j| j.state == JobState::Succeeded).count(),
         jobs: jobs.len(),
+        cpu,
     })
 }

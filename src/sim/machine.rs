@@ -156,9 +156,13 @@ impl DeviceMachine {
         let flow_controlled = self.flow_controlled();
         let confirm_every = self.model.confirm_every();
         let Some(t) = self.transfer.as_mut() else { return false };
-        let delivery = t.deliveries.entry(chunk).or_insert(0);
-        let earlier = *delivery;
-        *delivery += 1;
+        let earlier = if self.model.counts_deliveries() {
+            let delivery = t.deliveries.entry(chunk).or_insert(0);
+            *delivery += 1;
+            *delivery - 1
+        } else {
+            0
+        };
         if self.model.loses(t.job, chunk, earlier) {
             return false; // lost on the way
         }

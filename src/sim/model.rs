@@ -50,6 +50,12 @@ impl DeviceModel {
         }
     }
 
+    /// Whether deliveries need counting: only a lossy link tells a first delivery from a resend
+    /// (a map entry per chunk received was a good part of a fast device's work).
+    pub fn counts_deliveries(&self) -> bool {
+        self.lossy > 0.0
+    }
+
     /// Whether chunk `chunk` of job `job` is lost (its first delivery only: a resend arrives).
     pub fn loses(&self, job: u32, chunk: u32, delivery: u32) -> bool {
         if self.lossy <= 0.0 || delivery > 0 {

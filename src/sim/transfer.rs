@@ -21,7 +21,7 @@ pub(super) struct Transfer {
     /// Flow control: chunks stored since the last FOTA_PROGRESS, and the last one sent.
     pub(super) unconfirmed: u32,
     pub(super) confirmed: u32,
-    /// How often each chunk arrived (for the lossy model: a resend always arrives).
+    /// How often each chunk arrived (kept for the lossy model only: a resend always arrives).
     pub(super) deliveries: BTreeMap<u32, u32>,
     /// The device answered FOTA_DONE for it: the image was installed (or refused), and a new
     /// request for the same image starts over instead of resuming.

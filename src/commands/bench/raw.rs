@@ -23,6 +23,9 @@ pub struct RawRound {
     /// CPU seconds of the publisher's own thread (its rumqttc connection included): what the
     /// bare minimum of sending these bytes costs, against Rocky's whole process.
     pub publisher_cpu_s: f64,
+    /// CPU seconds of the rest of this process: the subscribers, as the simulated devices
+    /// are in Rocky's rounds.
+    pub subscribers_cpu_s: f64,
     /// CPU seconds of the broker, when the bench started it.
     pub broker_cpu_s: Option<f64>,
 }
@@ -35,11 +38,12 @@ impl RawRound {
     pub fn line(&self) -> String {
         let broker = self.broker_cpu_s.map_or(String::new(), |s| format!(", broker {s:.2} s"));
         format!(
-            "{} publishes in {:.2} s = {:.0} msgs/s; CPU: publisher {:.2} s{broker}",
+            "{} publishes in {:.2} s = {:.0} msgs/s; CPU: publisher {:.2} s, subscribers {:.2} s{broker}",
             self.messages,
             self.wall.as_secs_f64(),
             self.msgs_per_s(),
-            self.publisher_cpu_s
+            self.publisher_cpu_s,
+            self.subscribers_cpu_s
         )
     }
 }
@@ -127,6 +131,7 @@ pub async fn run_round(
         receivers.push(subscriber(broker, id, format!("{TOPIC}/{s}"), expected, tx).await?);
     }
     let broker_before = broker_pid.and_then(super::proc_stats::cpu_seconds_of);
+    let process_before = super::proc_stats::cpu_seconds_of(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let publishing = publish_on_own_thread(broker, messages, size, progress, window, done_rx)?;
@@ -144,10 +149,12 @@ pub async fn run_round(
     let publisher_cpu_s = tokio::task::spawn_blocking(move || publishing.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the raw publisher's thread panicked"))??;
+    let process = super::proc_stats::cpu_seconds_of(std::process::id()).unwrap_or(0.0) - process_before;
+    let subscribers_cpu_s = (process - publisher_cpu_s).max(0.0);
     if got < messages {
         bail!("the raw subscribers received {got} of {messages} messages");
     }
-    Ok(RawRound { wall, messages, publisher_cpu_s, broker_cpu_s })
+    Ok(RawRound { wall, messages, publisher_cpu_s, subscribers_cpu_s, broker_cpu_s })
 }
 
 /// Publishes `messages` from a thread of its own (a one-thread runtime holding the publisher

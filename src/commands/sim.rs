@@ -215,14 +215,19 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             break;
         }
         if tokio::time::Instant::now() < deadline {
-            println!("  {} of {} devices connected", fleet.connected(), args.count);
+            println!("  {} of {} devices connected{}", fleet.connected(), args.count, refused_words(&fleet));
         }
     }
     if all {
         // `rocky bench` waits for this line before it starts the clock.
         println!("all {} devices connected", args.count);
     } else {
-        println!("only {} of {} devices connected so far; still trying", fleet.connected(), args.count);
+        println!(
+            "only {} of {} devices connected so far{}; still trying",
+            fleet.connected(),
+            args.count,
+            refused_words(&fleet)
+        );
     }
     match args.duration {
         Some(secs) if secs.is_finite() && secs >= 0.0 => {
@@ -259,4 +264,15 @@ fn trusted_keys(entries: &[String]) -> anyhow::Result<Option<rocky::signing::Tru
         }
     }
     Ok(Some(keys))
+}
+
+/// What to add to a progress line when the broker refused some devices' subscriptions.
+fn refused_words(fleet: &Fleet) -> String {
+    match fleet.refused() {
+        0 => String::new(),
+        n => format!(
+            "; the broker refused a subscription of {n} (an ACL on their topics?): they hear nothing and \
+             are not counted as connected"
+        ),
+    }
 }

@@ -82,9 +82,19 @@ impl SimDevice {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
+                    self.set_refused(false);
                     agent.on_connect(now());
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => self.set_connected(true),
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    // Its job topics may come in several SUBACKs: one refusal makes it deaf.
+                    let refused = refuses(&ack);
+                    self.set_refused(refused);
+                    if refused {
+                        self.set_connected(false);
+                    } else if !self.refused() {
+                        self.set_connected(true);
+                    }
+                }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     agent.on_message(&publish.topic, &publish.payload, now());
                 }
@@ -117,6 +127,15 @@ impl SimDevice {
             _ = stop.changed() => false,
             _ = tokio::time::sleep(pause) => true,
         }
+    }
+
+    /// Marks whether the broker refused one of its subscriptions.
+    pub(super) fn set_refused(&self, refused: bool) {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).refused_subscription = refused;
+    }
+
+    fn refused(&self) -> bool {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).refused_subscription
     }
 
     /// Marks it subscribed or not, counting the change in the fleet's total.
@@ -202,4 +221,9 @@ mod tests {
         assert_eq!(retry_pause(7, 0.0), LONGEST_RETRY);
         assert_eq!(retry_pause(u32::MAX, 1.0), LONGEST_RETRY + LONGEST_RETRY / 2);
     }
+}
+
+/// Whether a SUBACK refuses any of the filters it answers.
+pub(super) fn refuses(ack: &rumqttc::SubAck) -> bool {
+    ack.return_codes.iter().any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure))
 }

@@ -200,6 +200,14 @@ impl Fleet {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// Devices the broker refused a subscription (each counts once, until it subscribes).
+    pub fn refused(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|(_, _, r)| r.lock().unwrap_or_else(|p| p.into_inner()).refused_subscription)
+            .count()
+    }
+
     /// Waits (polling, with a deadline) until every device has subscribed.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;

@@ -19,6 +19,9 @@ pub enum Verdict {
 pub struct DeviceReport {
     pub behavior: Option<Behavior>,
     pub connected: bool,
+    /// The broker refused one of its subscriptions (an ACL): it hears nothing, so it does not
+    /// count as connected.
+    pub refused_subscription: bool,
     pub requests: u32,
     pub chunks: u64,
     pub duplicate_chunks: u64,

@@ -80,7 +80,18 @@ impl Members {
 
     fn set_connected(&self, connected: bool) {
         for device in &self.devices {
+            if connected {
+                device.set_refused(false);
+            }
             device.set_connected(connected);
+        }
+    }
+
+    /// The broker refused a subscription of the connection's: every member is deaf.
+    fn set_refused(&self) {
+        for device in &self.devices {
+            device.set_refused(true);
+            device.set_connected(false);
         }
     }
 }
@@ -141,8 +152,10 @@ pub async fn run(devices: Vec<SimDevice>, client_id: String, mut stop: watch::Re
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 // A refused filter (an ACL that allows each device only its own client id's
                 // topics) leaves the connection's devices deaf: they do not count as connected.
-                let refused =
-                    ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure));
+                let refused = super::device::refuses(&ack);
+                if refused {
+                    members.set_refused();
+                }
                 acked = if refused { usize::MAX } else { acked.saturating_add(1) };
                 if acked == packets {
                     members.set_connected(true);

@@ -332,20 +332,9 @@ async fn under_mqtt_3_1_1_the_brokers_message_size_limit_is_what_protects_rocky(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_the_broker_refuses_is_an_error_not_a_connection() {
-    // mosquitto's acl_file never refuses a subscription (it drops what the ACL forbids, so
-    // nothing can tell); its dynamic-security plugin answers with a refusal, as managed brokers do.
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("dynsec.json");
-    std::fs::write(
-        &rules,
-        r#"{"defaultACLAccess":{"publishClientSend":true,"publishClientReceive":true,"subscribe":false,
-            "unsubscribe":true},"clients":[],"groups":[{"groupname":"anonymous","roles":[]}],"roles":[],
-            "anonymousGroup":"anonymous"}"#,
-    )
-    .unwrap();
-    let plugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
-    let extra = format!("plugin {plugin}\nplugin_opt_config_file {}\n", rules.display());
-    let Some(mosquitto) = Mosquitto::start_with("refused_subscription", &extra) else { return };
+    let Some((mosquitto, dir)) = Mosquitto::start_refusing_subscriptions("refused_subscription") else {
+        return;
+    };
     let runtime = Runtime::start(RuntimeConfig::new(mosquitto.url()), Arc::new(Library::new()));
     let reason = wait_failure(&runtime).await;
     assert!(reason.contains("refused the subscription"), "{reason}");

@@ -354,6 +354,32 @@ async fn devices_sharing_connections_each_update_as_their_own() {
     fleet.stop().await;
 }
 
+/// A broker that refuses the subscriptions (an ACL) leaves every device deaf: devices on a
+/// shared connection and on their own say so and none counts as connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_whose_subscriptions_the_broker_refuses_are_not_connected() {
+    let Some((mosquitto, _rules)) = Mosquitto::start_refusing_subscriptions("sim_refused_subscriptions")
+    else {
+        return;
+    };
+    let mut shared = FleetConfig::new(mosquitto.url(), 4);
+    shared.per_connection = 2;
+    let mut alone = FleetConfig::new(mosquitto.url(), 2);
+    alone.prefix = "aws-".into();
+    alone.model.profile = rocky::inventory::Profile::AwsIotOta;
+    for config in [shared, alone] {
+        let fleet = Fleet::start(&config).unwrap();
+        let count = config.count;
+        wait_for(Duration::from_secs(20), "every device to be refused", || async {
+            (fleet.refused() == count).then_some(())
+        })
+        .await;
+        assert_eq!(fleet.connected(), 0, "a deaf device is not connected");
+        assert!(fleet.reports().iter().all(|(_, r)| r.refused_subscription && !r.connected));
+        fleet.stop().await;
+    }
+}
+
 /// A connection of thousands of devices subscribes in more packets (64 filters each) than the
 /// client's request queue holds (64): they all go out while the connection is polled, and the
 /// devices count as connected only once every packet was acknowledged.

@@ -81,6 +81,25 @@ impl Mosquitto {
         Self::start_with(test, "")
     }
 
+    /// A mosquitto that refuses every subscription with a SUBACK failure, as managed brokers'
+    /// ACLs do (mosquitto's own `acl_file` never refuses one: it drops what it forbids, so
+    /// nothing can tell; its dynamic-security plugin answers with a refusal). The directory
+    /// holds the plugin's rules and must outlive the broker.
+    pub fn start_refusing_subscriptions(test: &str) -> Option<(Self, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rules = dir.path().join("dynsec.json");
+        std::fs::write(
+            &rules,
+            r#"{"defaultACLAccess":{"publishClientSend":true,"publishClientReceive":true,"subscribe":false,
+                "unsubscribe":true},"clients":[],"groups":[{"groupname":"anonymous","roles":[]}],"roles":[],
+                "anonymousGroup":"anonymous"}"#,
+        )
+        .expect("dynamic-security rules");
+        let plugin = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
+        let extra = format!("plugin {plugin}\nplugin_opt_config_file {}\n", rules.display());
+        Some((Self::start_with(test, &extra)?, dir))
+    }
+
     /// Like [`Mosquitto::start`], with `extra` lines for the listener (`cafile …`,
     /// `password_file …`, `acl_file …`); without an `allow_anonymous` line anyone may connect.
     /// They come last, so they may set again what the tests' defaults set (the tests' own

@@ -209,6 +209,11 @@ fn retry_pause(failures: u32, random: f64) -> Duration {
     base + base.mul_f64(random.clamp(0.0, 1.0) / 2.0)
 }
 
+/// Whether a SUBACK refuses any of the filters it answers.
+pub(super) fn refuses(ack: &rumqttc::SubAck) -> bool {
+    ack.return_codes.iter().any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,9 +226,4 @@ mod tests {
         assert_eq!(retry_pause(7, 0.0), LONGEST_RETRY);
         assert_eq!(retry_pause(u32::MAX, 1.0), LONGEST_RETRY + LONGEST_RETRY / 2);
     }
-}
-
-/// Whether a SUBACK refuses any of the filters it answers.
-pub(super) fn refuses(ack: &rumqttc::SubAck) -> bool {
-    ack.return_codes.iter().any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure))
 }

@@ -277,13 +277,17 @@ impl Inventory {
         state.devices.values().filter(|d| query.selects(d)).map(|d| d.device_id.clone()).collect()
     }
 
-    /// Of `ids`, those Rocky has never seen: not registered and never answered a job (a job
-    /// made for an unknown id adds it unseen). Such a device may be a typo; each of its jobs
-    /// then spends its whole request timeout.
+    /// Of `ids`, those Rocky has never seen: not registered, never answered a job (a job made
+    /// for an unknown id adds it unseen) and never sent a status. Such a device may be a typo;
+    /// each of its jobs then spends its whole request timeout. The one meaning of "never seen"
+    /// for the create answers' warnings and the dry run's list alike.
     pub fn never_seen<'a>(&self, ids: impl IntoIterator<Item = &'a DeviceId>) -> Vec<DeviceId> {
         let state = self.lock();
         ids.into_iter()
-            .filter(|id| state.devices.get(*id).is_none_or(|d| !d.registered && d.first_seen.is_none()))
+            .filter(|id| match state.devices.get(*id) {
+                Some(d) => !d.registered && d.first_seen.is_none() && d.running.is_none(),
+                None => state.unlisted.get(id.as_str()).is_none(),
+            })
             .cloned()
             .collect()
     }

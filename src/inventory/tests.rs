@@ -264,3 +264,19 @@ async fn devices_that_say_the_same_share_their_statuses_texts_within_a_bound() {
     let aside = inventory.running_of(&unlisted).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&aside.image, &a.image), "a stranger's status takes no shared text");
 }
+
+#[tokio::test]
+async fn never_seen_means_not_registered_never_answered_and_no_status() {
+    let inventory = Inventory::new(Vec::new(), 10, None);
+    inventory.register(vec![(id("listed"), Labels::new())]).await.unwrap();
+    inventory.report_status(&id("reports"), Some(running(1, "1.0", 10)));
+    inventory.job_created(&id("answered"), JobId::new(1));
+    inventory.seen(&id("answered"), 5);
+    inventory.job_created(&id("typo"), JobId::new(2));
+    inventory.job_created(&id("held-reports"), JobId::new(3));
+    inventory.report_status(&id("held-reports"), Some(running(2, "2.0", 10)));
+    let ids = ["listed", "reports", "answered", "typo", "held-reports", "stranger"].map(id);
+    // A status is hearing from it, whether the device is held (a job made it) or only its
+    // status is, aside: the create answer's warning and the dry run name the same devices.
+    assert_eq!(inventory.never_seen(&ids), [id("typo"), id("stranger")]);
+}

@@ -74,7 +74,8 @@ pub struct RolloutDryRun {
     /// Devices whose status says they run the image: their jobs end `up_to_date` (or they are
     /// skipped with `skip_up_to_date`), nothing is sent.
     pub up_to_date: DeviceList,
-    /// Devices Rocky has never heard from (a typo's job waits out its request timeout).
+    /// Devices Rocky has never seen ([`crate::inventory::Inventory::never_seen`]: what the real
+    /// start warns of; a typo's job waits out its request timeout).
     pub never_seen: DeviceList,
     /// Devices heard from, but not in the last day.
     pub not_seen_lately: DeviceList,
@@ -130,14 +131,19 @@ impl Service {
         // What each device would be sent, by the image it runs (one look a base): a patch's
         // size, the whole image, or not known without building (`None`).
         let mut by_base: HashMap<String, Option<Option<u64>>> = HashMap::new();
+        // The devices the real start's answer will warn of.
+        let unseen: std::collections::HashSet<DeviceId> =
+            inventory.never_seen(&plan.devices).into_iter().collect();
         for device in &plan.devices {
-            // Heard from: it answered a job, or it sent a status (held even for a device the
-            // inventory does not list).
             let running = inventory.running_of(device);
-            match inventory.get(device).and_then(|d| d.last_seen) {
-                None if running.is_none() => run.never_seen.push(device),
-                Some(seen) if now.saturating_sub(seen) > RECENT_MS => run.not_seen_lately.push(device),
-                _ => {}
+            if unseen.contains(device) {
+                run.never_seen.push(device);
+            } else if inventory
+                .get(device)
+                .and_then(|d| d.last_seen)
+                .is_some_and(|seen| now.saturating_sub(seen) > RECENT_MS)
+            {
+                run.not_seen_lately.push(device);
             }
             // The manifest rule first: a real start checks every device, up to date or not.
             let reported = running.as_ref().and_then(|r| r.reported());

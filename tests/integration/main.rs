@@ -11,6 +11,7 @@ mod api_roles;
 mod api_security;
 mod audit;
 mod aws_ota;
+mod bench;
 mod broker_attacks;
 mod broker_connections;
 mod broker_dns;

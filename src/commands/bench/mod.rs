@@ -355,5 +355,7 @@ async fn start_mosquitto_listeners(listeners: usize) -> anyhow::Result<(tokio::p
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // Read when it started: a file per run would pile up in the temporary directory.
+    let _ = std::fs::remove_file(&conf);
     Ok((child, ports))
 }

@@ -46,7 +46,7 @@ pub struct Mosquitto {
     extra: String,
 }
 
-fn mosquitto_binary() -> Option<PathBuf> {
+pub fn mosquitto_binary() -> Option<PathBuf> {
     let candidates = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"];
     candidates.iter().map(PathBuf::from).find(|p| p.exists()).or_else(|| {
         std::env::var_os("PATH")?

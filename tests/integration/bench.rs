@@ -1,0 +1,69 @@
+//! `rocky bench` as a user runs it: its own mosquitto, its fleet in child processes, and the
+//! figures it prints (whose commands the README and docs/scale.md quote).
+
+use std::process::Command;
+
+/// Runs `rocky bench` with `args`; its standard output, or `None` when mosquitto is missing.
+fn bench(test: &str, args: &[&str]) -> Option<String> {
+    if crate::support::mosquitto_binary().is_none() {
+        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
+        eprintln!("SKIPPED {test}: mosquitto not found");
+        return None;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .arg("bench")
+        .args(args)
+        .env("HOME", home.path())
+        .output()
+        .expect("rocky bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    Some(stdout)
+}
+
+/// The number after `label` on the line that has it.
+fn figure(out: &str, label: &str) -> f64 {
+    let line = out.lines().find(|l| l.contains(label)).unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
+    let rest = &line[line.find(label).unwrap() + label.len()..];
+    let number: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    number.parse().unwrap_or_else(|_| panic!("no number after {label:?} in {line:?}"))
+}
+
+#[test]
+fn a_fleet_bench_updates_every_device_and_says_what_it_cost() {
+    let Some(out) = bench(
+        "a_fleet_bench_updates_every_device_and_says_what_it_cost",
+        &["--fleet", "24", "--per-connection", "4", "--size", "16384"],
+    ) else {
+        return;
+    };
+    assert!(out.contains("24 devices 4 to a connection (6 connections)"), "{out}");
+    assert!(out.contains("rollout: 24 of 24 devices succeeded"), "{out}");
+    assert!(figure(&out, "rocky serve: peak RSS") > 1.0, "{out}");
+    assert!(out.contains("raw ceiling: the same 96 chunks"), "{out}");
+}
+
+#[test]
+fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread() {
+    let Some(out) = bench(
+        "a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread",
+        &["--mosquitto", "--devices", "4", "--size", "65536", "--rounds", "2", "--window", "8"],
+    ) else {
+        return;
+    };
+    for round in ["rocky round 1:", "rocky round 2:", "paced round 2 (window 8):", "raw   round 2:"] {
+        assert!(out.contains(round), "no {round:?} in\n{out}");
+    }
+    let rocky_round = out.lines().find(|l| l.contains("rocky round 1:")).unwrap();
+    assert!(
+        rocky_round.contains("4/4 succeeded")
+            && rocky_round.contains("devices")
+            && rocky_round.contains("broker")
+    );
+    let raw_round = out.lines().find(|l| l.contains("raw   round 1:")).unwrap();
+    assert!(raw_round.contains("CPU: publisher") && raw_round.contains("subscribers"), "{raw_round}");
+    assert!(figure(&out, "CPU per GB of chunks: Rocky") > 0.0, "{out}");
+    assert!(figure(&out, "bare publisher") > 0.0, "{out}");
+    assert!(out.contains("ratio rocky/raw:") && out.contains("paced/push in this run:"), "{out}");
+}

@@ -140,6 +140,9 @@ impl Driver {
                 _ = sleep_until(wake), if wake.is_some() => {}
             }
         }
+        // What the last messages did (a batch may end with the messenger's stop) and progress
+        // that waited for its refresh: recorded and in the table before the last write.
+        self.drain_events();
         if let Some(persistence) = self.persistence.as_mut() {
             persistence.flush_all(&self.engine, &self.clock, &self.inventory).await;
         }
@@ -197,7 +200,10 @@ impl Driver {
     fn drain(&mut self, refresh: bool) {
         let mut refresh = refresh;
         while let Some((at, event)) = self.engine.poll_event() {
-            refresh |= !matches!(event, Event::ChunkSent { .. } | Event::Progress { .. });
+            // An ignored response changes no job: a broker client sending made-up answers must
+            // not bring back a table update per message.
+            refresh |=
+                !matches!(event, Event::ChunkSent { .. } | Event::Progress { .. } | Event::Ignored { .. });
             match &event {
                 Event::StateChanged { job, device, to, .. } if to.is_final() => {
                     self.metrics.finished(*to);

@@ -77,7 +77,7 @@ pub struct RolloutDryRun {
     /// Devices Rocky has never seen ([`crate::inventory::Inventory::never_seen`]: what the real
     /// start warns of; a typo's job waits out its request timeout).
     pub never_seen: DeviceList,
-    /// Devices heard from, but not in the last day.
+    /// Devices registered but never heard from, or heard from but not in the last day.
     pub not_seen_lately: DeviceList,
     /// Devices the rollout would be refused for (an unsigned image for a device that asks for
     /// manifests, a lower security counter): a real run is refused as a whole while any remain.
@@ -138,11 +138,12 @@ impl Service {
             let running = inventory.running_of(device);
             if unseen.contains(device) {
                 run.never_seen.push(device);
-            } else if inventory
-                .get(device)
-                .and_then(|d| d.last_seen)
-                .is_some_and(|seen| now.saturating_sub(seen) > RECENT_MS)
-            {
+            } else if inventory.get(device).is_some_and(|d| match d.last_seen {
+                Some(seen) => now.saturating_sub(seen) > RECENT_MS,
+                // Registered but never heard from: no warning at the start (the operator
+                // listed it), yet not heard from lately either.
+                None => running.is_none(),
+            }) {
                 run.not_seen_lately.push(device);
             }
             // The manifest rule first: a real start checks every device, up to date or not.

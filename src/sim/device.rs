@@ -87,9 +87,9 @@ impl SimDevice {
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
                     // Its job topics may come in several SUBACKs: one refusal makes it deaf.
-                    let refused = refuses(&ack);
-                    self.set_refused(refused);
-                    if refused {
+                    // Until the next CONNACK clears it.
+                    if refuses(&ack) {
+                        self.set_refused(true);
                         self.set_connected(false);
                     } else if !self.refused() {
                         self.set_connected(true);

@@ -63,7 +63,8 @@ fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread()
     );
     let raw_round = out.lines().find(|l| l.contains("raw   round 1:")).unwrap();
     assert!(raw_round.contains("CPU: publisher") && raw_round.contains("subscribers"), "{raw_round}");
-    assert!(figure(&out, "CPU per GB of chunks: Rocky") > 0.0, "{out}");
-    assert!(figure(&out, "bare publisher") > 0.0, "{out}");
+    // Present and numbers (a round this small may take less CPU than one clock reading shows).
+    assert!(figure(&out, "CPU per GB of chunks: Rocky") >= 0.0, "{out}");
+    assert!(figure(&out, "bare publisher") >= 0.0, "{out}");
     assert!(out.contains("ratio rocky/raw:") && out.contains("paced/push in this run:"), "{out}");
 }

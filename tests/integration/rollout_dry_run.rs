@@ -58,7 +58,10 @@ async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
         (job["state"] == "succeeded").then_some(())
     })
     .await;
-    let devices = ["dry-01", "dry-02", "dry-03", "dry-04", "dry-05", "ghost-1"];
+    // quiet-1 is registered and has never been heard from: no warning, but not seen lately.
+    let imported = client.post(format!("{base}/devices/import")).body("quiet-1\n").send().await.unwrap();
+    assert_eq!(imported.status(), StatusCode::OK);
+    let devices = ["dry-01", "dry-02", "dry-03", "dry-04", "dry-05", "ghost-1", "quiet-1"];
     let request = json!({"name": "plan", "firmware": {"path": "fw-dry.bin"}, "targets": {"devices": devices},
                          "waves": [1, "50%", "100%"], "max_per_minute": 60});
     let spy = command_spy(served.broker.url().port).await;
@@ -72,14 +75,15 @@ async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
         .iter()
         .map(|w| w["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect())
         .collect();
-    assert_eq!(waves, vec![vec!["dry-01"], vec!["dry-02", "dry-03"], vec!["dry-04", "dry-05", "ghost-1"]]);
+    assert_eq!(waves, vec![vec!["dry-01"], vec!["dry-02", "dry-03", "dry-04"], vec!["dry-05", "ghost-1", "quiet-1"]]);
     assert_eq!(run["up_to_date"], json!({"count": 1, "devices": ["dry-01"]}));
     assert_eq!(run["never_seen"], json!({"count": 1, "devices": ["ghost-1"]}));
+    assert_eq!(run["not_seen_lately"], json!({"count": 1, "devices": ["quiet-1"]}));
     assert_eq!(run["refused_count"], 0);
     let estimate = &run["estimate"];
-    assert_eq!(estimate["bytes_whole"].as_u64(), Some(5 * image.len() as u64), "{run}");
-    // Five devices to send to at 60 starts a minute: five seconds.
-    assert_eq!(estimate["duration_s"].as_f64(), Some(5.0), "{run}");
+    assert_eq!(estimate["bytes_whole"].as_u64(), Some(6 * image.len() as u64), "{run}");
+    // Six devices to send to at 60 starts a minute: six seconds.
+    assert_eq!(estimate["duration_s"].as_f64(), Some(6.0), "{run}");
     // Nothing was created: no rollout, no other job, nothing on the command topics.
     let rollouts: Value = client.get(format!("{base}/rollouts")).send().await.unwrap().json().await.unwrap();
     assert_eq!(rollouts["rollouts"], json!([]));

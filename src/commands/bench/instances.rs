@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::BenchArgs;
+use super::proc_stats::{cpu_seconds_of, own_cpu_seconds};
 use super::stats::median;
 use rocky::engine::JobSpec;
 use rocky::firmware::{ChunkSize, Image, Library};
@@ -130,31 +131,6 @@ pub async fn compare(broker: &BrokerUrl, args: &BenchArgs, counts: &[usize]) -> 
     Ok(())
 }
 
-/// CPU seconds (user + system) this process has used.
-fn own_cpu() -> f64 {
-    // SAFETY: getrusage writes into the struct it is given and nothing else.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let got = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    if got != 0 {
-        return f64::NAN;
-    }
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-/// CPU seconds another process has used (Linux `/proc/PID/stat`).
-fn cpu_of(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return f64::NAN };
-    // The fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / per_second
-}
-
 /// Publishes `rate` FOTA_REQUEST_ACKs a second for a job nobody has, spread over 1,000
 /// devices, for `seconds`; returns how many were sent.
 async fn publish_strays(broker: &BrokerUrl, rate: u32, seconds: f64) -> anyhow::Result<u64> {
@@ -194,10 +170,11 @@ pub async fn ignored(
     seconds: f64,
 ) -> anyhow::Result<()> {
     let measure = |label: &'static str| async move {
-        let (own, theirs) = (own_cpu(), broker_pid.map_or(f64::NAN, cpu_of));
+        let broker_cpu = || broker_pid.and_then(cpu_seconds_of).unwrap_or(f64::NAN);
+        let (own, theirs) = (own_cpu_seconds(), broker_cpu());
         let sent = publish_strays(broker, rate, seconds).await?;
-        let own = (own_cpu() - own) / seconds;
-        let theirs = (broker_pid.map_or(f64::NAN, cpu_of) - theirs) / seconds;
+        let own = (own_cpu_seconds() - own) / seconds;
+        let theirs = (broker_cpu() - theirs) / seconds;
         println!(
             "  {label}: {sent} responses in {seconds:.0} s; this process {:.1}% of a core, broker {:.1}%",
             own * 100.0,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, MqttOptions, NetworkOptions, Packet, QoS};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use rocky::runtime::{BrokerUrl, MAX_PACKET_BYTES};
 
@@ -131,25 +131,46 @@ pub async fn run_round(
         receivers.push(subscriber(broker, id, format!("{TOPIC}/{s}"), expected, tx).await?);
     }
     let broker_before = broker_pid.and_then(super::proc_stats::cpu_seconds_of);
-    let process_before = super::proc_stats::cpu_seconds_of(std::process::id()).unwrap_or(0.0);
+    let process_before = super::proc_stats::own_cpu_seconds();
     let started = Instant::now();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let publishing = publish_on_own_thread(broker, messages, size, progress, window, done_rx)?;
-    let mut got = 0;
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let (result_tx, mut result_rx) = oneshot::channel::<anyhow::Result<f64>>();
+    publish_on_own_thread(broker, messages, size, progress, window, done_rx, result_tx)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    for receiver in receivers {
-        got += tokio::time::timeout_at(deadline, receiver).await.context("raw round timed out")??;
-    }
+    let stoppers: Vec<_> = receivers.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+    let receiving = async move {
+        let mut got = 0;
+        for receiver in receivers {
+            got += receiver.await?;
+        }
+        anyhow::Ok(got)
+    };
+    // The publisher answers before `done` only when it failed: say why at once.
+    let got = tokio::select! {
+        got = tokio::time::timeout_at(deadline, receiving) => got.context("raw round timed out").and_then(|got| got),
+        early = &mut result_rx => Err(match early {
+            Ok(Err(error)) => error.context("the raw publisher failed"),
+            _ => anyhow::anyhow!("the raw publisher stopped before its subscribers had every message"),
+        }),
+    };
+    let got = match got {
+        Ok(got) => got,
+        Err(error) => {
+            // Their progress senders go with them: a publisher waiting on one stops, and
+            // without `done` it leaves.
+            stoppers.iter().for_each(tokio::task::AbortHandle::abort);
+            return Err(error);
+        }
+    };
     let wall = started.elapsed();
     let broker_cpu_s = broker_pid
         .and_then(super::proc_stats::cpu_seconds_of)
         .zip(broker_before)
         .map(|(after, before)| (after - before).max(0.0));
     let _ = done_tx.send(());
-    let publisher_cpu_s = tokio::task::spawn_blocking(move || publishing.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the raw publisher's thread panicked"))??;
-    let process = super::proc_stats::cpu_seconds_of(std::process::id()).unwrap_or(0.0) - process_before;
+    let publisher_cpu_s =
+        result_rx.await.map_err(|_| anyhow::anyhow!("the raw publisher's thread panicked"))??;
+    let process = super::proc_stats::own_cpu_seconds() - process_before;
     let subscribers_cpu_s = (process - publisher_cpu_s).max(0.0);
     if got < messages {
         bail!("the raw subscribers received {got} of {messages} messages");
@@ -160,21 +181,23 @@ pub async fn run_round(
 /// Publishes `messages` from a thread of its own (a one-thread runtime holding the publisher
 /// and its connection), so its CPU time is the publisher's alone, apart from the subscribers in
 /// this process. The thread keeps the connection until `done` (its PUBACKs still arrive after
-/// the last publish is queued) and answers its CPU seconds.
+/// the last publish is queued) and answers its CPU seconds on `result`, or at once the error
+/// that stopped it.
 fn publish_on_own_thread(
     broker: &BrokerUrl,
     messages: usize,
     size: usize,
     mut progress: Vec<watch::Receiver<usize>>,
     window: usize,
-    done: tokio::sync::oneshot::Receiver<()>,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<f64>>> {
+    done: oneshot::Receiver<()>,
+    result: oneshot::Sender<anyhow::Result<f64>>,
+) -> anyhow::Result<()> {
     let broker = broker.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let subscribers = progress.len().max(1);
-    let thread = std::thread::Builder::new().name("raw-publisher".into()).spawn(move || {
+    std::thread::Builder::new().name("raw-publisher".into()).spawn(move || {
         let cpu_before = super::proc_stats::thread_cpu_seconds();
-        runtime.block_on(async move {
+        let outcome = runtime.block_on(async move {
             let (publisher, mut pub_loop) =
                 client(&broker, &format!("rocky-bench-pub-{}", std::process::id()));
             let driver = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
@@ -193,8 +216,8 @@ fn publish_on_own_thread(
             let _ = done.await;
             driver.abort();
             anyhow::Ok(())
-        })?;
-        Ok(super::proc_stats::thread_cpu_seconds() - cpu_before)
+        });
+        let _ = result.send(outcome.map(|()| super::proc_stats::thread_cpu_seconds() - cpu_before));
     })?;
-    Ok(thread)
+    Ok(())
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::BenchArgs;
-use super::proc_stats::cpu_seconds_of;
+use super::proc_stats::{cpu_seconds_of, own_cpu_seconds};
 use super::stats::percentile;
 use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
@@ -30,6 +30,8 @@ pub struct RockyRound {
 /// (when the bench started them).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundCpu {
+    /// `rocky` includes the embedded broker's work.
+    pub broker_in_process: bool,
     pub rocky: f64,
     pub devices: Option<f64>,
     pub broker: Option<f64>,
@@ -40,21 +42,20 @@ pub struct RoundCpu {
 pub struct Parties {
     pub devices: Option<u32>,
     pub broker: Option<u32>,
+    /// The broker runs in this process (the embedded one): "Rocky" is both.
+    pub broker_in_process: bool,
 }
 
 impl Parties {
     fn read(&self) -> [Option<f64>; 3] {
-        [
-            cpu_seconds_of(std::process::id()),
-            self.devices.and_then(cpu_seconds_of),
-            self.broker.and_then(cpu_seconds_of),
-        ]
+        [Some(own_cpu_seconds()), self.devices.and_then(cpu_seconds_of), self.broker.and_then(cpu_seconds_of)]
     }
 
     fn since(&self, before: [Option<f64>; 3]) -> RoundCpu {
         let [rocky, devices, broker] = self.read();
         let spent = |after: Option<f64>, before: Option<f64>| Some((after? - before?).max(0.0));
         RoundCpu {
+            broker_in_process: self.broker_in_process,
             rocky: spent(rocky, before[0]).unwrap_or(0.0),
             devices: spent(devices, before[1]),
             broker: spent(broker, before[2]),
@@ -64,7 +65,8 @@ impl Parties {
 
 impl RockyRound {
     fn cpu_text(&self) -> String {
-        let mut text = format!("; CPU: Rocky {:.2} s", self.cpu.rocky);
+        let who = if self.cpu.broker_in_process { "Rocky and the embedded broker" } else { "Rocky" };
+        let mut text = format!("; CPU: {who} {:.2} s", self.cpu.rocky);
         if let Some(devices) = self.cpu.devices {
             text += &format!(", devices {devices:.2} s");
         }

@@ -72,7 +72,8 @@ impl Devices {
             let row = self.entry(device.device_id.as_str());
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name.to_string());
-            row.vouched = device.registered || device.first_seen.is_some();
+            // The inventory's rule for "never seen" ([`crate::inventory::Inventory::never_seen`]).
+            row.vouched = device.registered || device.first_seen.is_some() || device.running.is_some();
             // A device of AWS's OTA agent sends no status: its profile says what it runs.
             row.runs = device.running.as_ref().map(runs).or_else(|| {
                 (device.profile == crate::inventory::Profile::AwsIotOta).then(|| AWS_AGENT.to_owned())
@@ -82,8 +83,8 @@ impl Devices {
         }
     }
 
-    /// Of `ids`, those Rocky has never seen: not registered, never answered a job, and not
-    /// heard from by this console. None are claimed when the inventory was cut (they may be
+    /// Of `ids`, those Rocky has never seen: not registered, never answered a job, no status
+    /// held, and not heard from by this console. None are claimed when the inventory was cut (they may be
     /// past the part this console read).
     pub fn never_seen<'a>(&self, ids: &[&'a str]) -> Vec<&'a str> {
         if self.inventory_cut {

@@ -75,7 +75,10 @@ async fn a_dry_run_creates_nothing_and_lists_the_waves_the_real_run_makes() {
         .iter()
         .map(|w| w["devices"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned()).collect())
         .collect();
-    assert_eq!(waves, vec![vec!["dry-01"], vec!["dry-02", "dry-03", "dry-04"], vec!["dry-05", "ghost-1", "quiet-1"]]);
+    assert_eq!(
+        waves,
+        vec![vec!["dry-01"], vec!["dry-02", "dry-03", "dry-04"], vec!["dry-05", "ghost-1", "quiet-1"]]
+    );
     assert_eq!(run["up_to_date"], json!({"count": 1, "devices": ["dry-01"]}));
     assert_eq!(run["never_seen"], json!({"count": 1, "devices": ["ghost-1"]}));
     assert_eq!(run["not_seen_lately"], json!({"count": 1, "devices": ["quiet-1"]}));

@@ -68,7 +68,7 @@ impl<'a> Bench<'a> {
         let factory = self.dir.join("base.bin");
         std::fs::write(&factory, base.bytes()).context("cannot write the base for the fleet")?;
         let factory_arg = factory.display().to_string();
-        let extra = ["--delta", "--factory", factory_arg.as_str(), "--reboot-delay", "0"];
+        let extra = ["--delta", "--factory", factory_arg.as_str()];
         let mut fleet = super::start_fleet_named(self.broker, self.devices, "delta-", &extra).await?;
         let result = self.timed(base, target, patches).await;
         let _ = fleet.start_kill();

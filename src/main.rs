@@ -23,6 +23,10 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `rocky bench | head`: the reader had what it wanted; the command stopped what it ran.
+        Err(e) if e.chain().any(|cause| cause.is::<commands::output::OutputClosed>()) => {
+            std::process::ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("rocky: {}", causes(&e));
             std::process::ExitCode::FAILURE

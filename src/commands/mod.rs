@@ -13,6 +13,7 @@ mod devices;
 mod job;
 mod jobs;
 mod keys;
+pub(crate) mod output;
 mod rollout;
 mod rollout_watch;
 mod serve;

@@ -8,6 +8,7 @@ use clap::Args;
 use super::GlobalArgs;
 use super::behavior_flags::BehaviorFlags;
 use super::setup::{load_config, shutdown_signal};
+use crate::commands::output::say;
 use rocky::sim::{Behavior, DeviceModel, Fleet, FleetConfig, Selection};
 
 /// A share between 0 and 1.
@@ -188,15 +189,15 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         per_connection: args.per_connection as usize,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
-    println!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
+    say!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
     for (id, report) in fleet.reports() {
         if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
-            println!("  {id}: {behavior}");
+            say!("  {id}: {behavior}");
         }
     }
     if aws {
         let first = fleet.ids().first().map(ToString::to_string).unwrap_or_default();
-        println!(
+        say!(
             "  they run AWS's OTA agent: Rocky takes a registered device heard on $aws/things/… as one \
              (rocky devices import, or rocky devices label {first} profile=aws-iot-ota)"
         );
@@ -215,14 +216,14 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             break;
         }
         if tokio::time::Instant::now() < deadline {
-            println!("  {} of {} devices connected{}", fleet.connected(), args.count, refused_words(&fleet));
+            say!("  {} of {} devices connected{}", fleet.connected(), args.count, refused_words(&fleet));
         }
     }
     if all {
         // `rocky bench` waits for this line before it starts the clock.
-        println!("all {} devices connected", args.count);
+        say!("all {} devices connected", args.count);
     } else {
-        println!(
+        say!(
             "only {} of {} devices connected so far{}; still trying",
             fleet.connected(),
             args.count,

@@ -68,3 +68,27 @@ fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread()
     assert!(figure(&out, "bare publisher") >= 0.0, "{out}");
     assert!(out.contains("ratio rocky/raw:") && out.contains("paced/push in this run:"), "{out}");
 }
+
+/// `rocky bench | head -1`: the closed pipe stops the bench (and the mosquitto and fleet it
+/// started) and it ends quietly, never with a panic on the failed write.
+#[test]
+fn a_bench_piped_into_head_ends_quietly() {
+    if crate::support::mosquitto_binary().is_none() {
+        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .args(["bench", "--mosquitto", "--devices", "2", "--size", "8192", "--rounds", "1"])
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?} {err}", out.status);
+}

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use super::stats::{median, peak_rss_bytes};
+use crate::commands::output::say;
 use rocky::firmware::{Image, build_patch};
 use rocky::sim::sample_image;
 use rocky::units::bytes;
@@ -42,12 +43,13 @@ pub async fn run(
     rollouts: &super::delta_rollout::Bench<'_>,
 ) -> anyhow::Result<()> {
     let devices = rollouts.devices;
-    println!(
+    say!(
         "rocky bench --delta: BSDIFF40 patches (qbsdiff, one core), {rounds} rounds each; rollouts to {devices} \
          `rocky sim --delta` devices on the base through {} ({} B chunks), medians",
-        rollouts.broker, rollouts.chunk
+        rollouts.broker,
+        rollouts.chunk
     );
-    println!(
+    say!(
         "{:>10}  {:<12} {:>12} {:>7} {:>10}  {:>12} {:>12}  {:>14} {:>14}",
         "image",
         "change",
@@ -92,7 +94,7 @@ pub async fn run(
                 whole.push(rollouts.rollout(&base_image, &target_image, false).await?.wall.as_secs_f64());
             }
         }
-        println!(
+        say!(
             "{:>10}  {:<12} {:>12} {:>6.2}% {:>9.2}s  {:>12} {:>12}  {:>13.2}s {:>13.2}s",
             bytes(size as u64),
             kind,
@@ -107,7 +109,7 @@ pub async fn run(
     }
     if let Some(rss) = build_rss {
         let largest = sizes.iter().copied().max().unwrap_or(1) as f64;
-        println!(
+        say!(
             "peak RSS while building {:.0} MiB ({:.1} bytes per byte of the largest base)",
             rss as f64 / 1048576.0,
             rss as f64 / largest

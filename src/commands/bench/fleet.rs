@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::proc_stats::{ProcessStats, raise_open_files};
+use crate::commands::output::say;
 use rocky::broker::free_port;
 use rocky::runtime::BrokerUrl;
 
@@ -58,10 +59,13 @@ pub async fn run(run: &FleetRun) -> anyhow::Result<()> {
         0 | 1 => "on their own connections".to_owned(),
         k => format!("{k} to a connection ({connections} connections)"),
     };
-    println!(
+    say!(
         "rocky bench --fleet: {} devices {on}, one {} B image ({} chunks of {} B each), \
          mosquitto with {listeners} listener(s), open files limit {fds}",
-        run.devices, run.size, chunks_per_device, run.chunk
+        run.devices,
+        run.size,
+        chunks_per_device,
+        run.chunk
     );
     let scratch = std::env::temp_dir().join(format!("rocky-bench-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).context("cannot make the bench's scratch directory")?;
@@ -72,25 +76,25 @@ pub async fn run(run: &FleetRun) -> anyhow::Result<()> {
     let wall = m.wall.as_secs_f64();
     let raw = m.raw_wall.as_secs_f64();
     let gb = (run.devices * run.size) as f64 / 1e9;
-    println!(
+    say!(
         "rollout: {} of {} devices succeeded in {wall:.1} s = {:.0} devices/min, {:.0} chunks/s",
         m.succeeded,
         run.devices,
         m.succeeded as f64 * 60.0 / wall,
         chunks / wall
     );
-    println!(
+    say!(
         "rocky serve: peak RSS {:.1} MiB, {:.2} CPU s in the rollout ({:.1} CPU s per GB of image bytes)",
         m.rocky.peak_rss as f64 / (1024.0 * 1024.0),
         m.rocky.cpu_s,
         m.rocky.cpu_s / gb
     );
-    println!(
+    say!(
         "mosquitto: {:.2} CPU s in the rollout, peak RSS {:.1} MiB",
         m.broker.cpu_s,
         m.broker.peak_rss as f64 / (1024.0 * 1024.0)
     );
-    println!(
+    say!(
         "raw ceiling: the same {chunks:.0} chunks from a bare QoS 1 publisher to the same connections in {raw:.1} s \
          = {:.0} chunks/s; rollout/raw time {:.1}×",
         chunks / raw,
@@ -140,7 +144,7 @@ async fn measure(run: &FleetRun, listeners: usize, scratch: &std::path::Path) ->
     let mut fleet =
         super::start_fleet_waiting(&broker, run.devices, "fleet-", &flags, ramp + Duration::from_secs(60))
             .await?;
-    println!("  {} devices connected in {:.1} s", run.devices, started.elapsed().as_secs_f64());
+    say!("  {} devices connected in {:.1} s", run.devices, started.elapsed().as_secs_f64());
     register(&client, &base, run.devices).await?;
     let image = rocky::sim::sample_image(run.size, 7);
     let uploaded = client.post(format!("{base}/firmware?name=fleet.bin")).body(image.to_vec()).send().await?;
@@ -177,14 +181,14 @@ async fn measure(run: &FleetRun, listeners: usize, scratch: &std::path::Path) ->
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = Instant::now();
-            println!("  {:.0} s: {}", started.elapsed().as_secs_f64(), counts_line(&rollout));
+            say!("  {:.0} s: {}", started.elapsed().as_secs_f64(), counts_line(&rollout));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let wall = started.elapsed();
     let rocky = ProcessStats::read(serve_pid)?.since(&rocky_before);
     let broker_stats = ProcessStats::read(broker_pid)?.since(&broker_before);
-    println!("  rollout {}: {}", done["state"].as_str().unwrap_or("?"), counts_line(&done));
+    say!("  rollout {}: {}", done["state"].as_str().unwrap_or("?"), counts_line(&done));
     let succeeded = count(&done, "succeeded");
     let _ = serve.start_kill();
     let _ = serve.wait().await;

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use super::BenchArgs;
 use super::proc_stats::{cpu_seconds_of, own_cpu_seconds};
 use super::stats::median;
+use crate::commands::output::say;
 use rocky::engine::JobSpec;
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::protocol::{DeviceId, Response, ResponseBody, Topics, encode_response};
@@ -110,7 +111,7 @@ pub async fn compare(broker: &BrokerUrl, args: &BenchArgs, counts: &[usize]) -> 
     for r in 1..=args.rounds {
         for (at, &n) in counts.iter().enumerate() {
             let wall = round(broker, args, n, r).await?;
-            println!(
+            say!(
                 "  {n} instance(s), round {r}: {:.2} s = {:.0} chunks/s",
                 wall.as_secs_f64(),
                 chunks / wall.as_secs_f64()
@@ -121,11 +122,11 @@ pub async fn compare(broker: &BrokerUrl, args: &BenchArgs, counts: &[usize]) -> 
     for (at, &n) in counts.iter().enumerate() {
         let wall = median(walls[at].clone());
         medians.push(chunks / wall);
-        println!("median {n} instance(s): {:.2} s, {:.0} chunks/s", wall, chunks / wall);
+        say!("median {n} instance(s): {:.2} s, {:.0} chunks/s", wall, chunks / wall);
     }
     if let Some(one) = counts.iter().position(|&n| n == 1) {
         for (at, &n) in counts.iter().enumerate().filter(|(_, n)| **n != 1) {
-            println!("ratio {n} instances / 1 instance: {:.2}", medians[at] / medians[one]);
+            say!("ratio {n} instances / 1 instance: {:.2}", medians[at] / medians[one]);
         }
     }
     Ok(())
@@ -175,7 +176,7 @@ pub async fn ignored(
         let sent = publish_strays(broker, rate, seconds).await?;
         let own = (own_cpu_seconds() - own) / seconds;
         let theirs = (broker_cpu() - theirs) / seconds;
-        println!(
+        say!(
             "  {label}: {sent} responses in {seconds:.0} s; this process {:.1}% of a core, broker {:.1}%",
             own * 100.0,
             theirs * 100.0
@@ -197,7 +198,7 @@ pub async fn ignored(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let counted = metrics.ignored_total();
     runtime.shutdown().await;
-    println!(
+    say!(
         "ignoring {rate} responses/s costs the instance {:.1}% of one core and the broker {:.1}% more ({counted} \
          responses ignored by the instance)",
         (with - alone) * 100.0,

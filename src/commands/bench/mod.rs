@@ -22,6 +22,7 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::GlobalArgs;
+use crate::commands::output::say;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::runtime::BrokerUrl;
 use stats::{median, peak_rss_bytes};
@@ -142,10 +143,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     }
     let chunks_per_job = args.size.div_ceil(args.chunk as usize);
     if let Some(rate) = args.ignored {
-        println!(
-            "rocky bench: ignoring {rate} responses/s for {:.0} s, {broker} [{broker_name}]",
-            args.seconds
-        );
+        say!("rocky bench: ignoring {rate} responses/s for {:.0} s, {broker} [{broker_name}]", args.seconds);
         let pid = _mosquitto.as_ref().and_then(|child: &tokio::process::Child| child.id());
         return instances::ignored(&broker, pid, rate, args.seconds).await;
     }
@@ -153,10 +151,14 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         if counts.contains(&0) {
             bail!("--instances counts must be at least 1");
         }
-        println!(
+        say!(
             "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, by {counts:?} instances \
              sharing PostgreSQL, {broker} [{broker_name}]",
-            args.devices, args.size, args.chunk, chunks_per_job, args.rounds
+            args.devices,
+            args.size,
+            args.chunk,
+            chunks_per_job,
+            args.rounds
         );
         let mut fleet = start_fleet_named(&broker, args.devices, "bench-", &[]).await?;
         let result = instances::compare(&broker, &args, counts).await;
@@ -164,9 +166,13 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         let _ = fleet.wait().await;
         return result;
     }
-    println!(
+    say!(
         "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, {broker} [{broker_name}]",
-        args.devices, args.size, args.chunk, chunks_per_job, args.rounds
+        args.devices,
+        args.size,
+        args.chunk,
+        chunks_per_job,
+        args.rounds
     );
 
     let mut fleet = start_fleet_named(&broker, args.devices, "bench-", &[]).await?;
@@ -188,12 +194,12 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let mut paced_rounds = Vec::new();
     for round in 1..=args.rounds {
         let result = rocky_run::run_round(&broker, &args, round, "bench-", push_parties).await?;
-        println!("  rocky round {round}: {}", result.line());
+        say!("  rocky round {round}: {}", result.line());
         rocky_rounds.push(result);
         // Alternated with push rounds, so both see the same machine.
         if let Some(window) = args.window {
             let result = rocky_run::run_round(&broker, &args, round, "paced-", paced_parties).await?;
-            println!("  paced round {round} (window {window}): {}", result.line());
+            say!("  paced round {round} (window {window}): {}", result.line());
             paced_rounds.push(result);
         }
     }
@@ -209,21 +215,21 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         let subscribers = args.raw_subscribers.unwrap_or(args.devices);
         let result =
             raw::run_round(&broker, total, args.chunk as usize, subscribers, raw_paced, broker_pid).await?;
-        println!("  raw   round {round}: {}", result.line());
+        say!("  raw   round {round}: {}", result.line());
         raw_rounds.push(result);
     }
 
     let rocky_rate = median(rocky_rounds.iter().map(|r| r.chunks_per_s()).collect());
     let raw_rate = median(raw_rounds.iter().map(|r| r.msgs_per_s()).collect());
     let mb = |rate: f64| rate * f64::from(args.chunk) / 1e6;
-    println!(
+    say!(
         "median rocky: {rocky_rate:.0} chunks/s = {:.1} MB/s, wall {:.2} s, job p50 {:.0} ms, p99 {:.0} ms",
         mb(rocky_rate),
         median(rocky_rounds.iter().map(|r| r.wall.as_secs_f64()).collect()),
         median(rocky_rounds.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect()),
         median(rocky_rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
     );
-    println!(
+    say!(
         "median raw  : {raw_rate:.0} msgs/s = {:.1} MB/s (bare rumqttc QoS 1 publisher → {} subscriber connections)",
         mb(raw_rate),
         args.raw_subscribers.unwrap_or(args.devices)
@@ -234,7 +240,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let rocky_rates: Vec<f64> = rocky_rounds.iter().map(|r| r.chunks_per_s()).collect();
     let raw_rates: Vec<f64> = raw_rounds.iter().map(|r| r.msgs_per_s()).collect();
     let ((rocky_lo, rocky_hi), (raw_lo, raw_hi)) = (spread(&rocky_rates), spread(&raw_rates));
-    println!(
+    say!(
         "ratio rocky/raw: {:.2} (rounds: Rocky {rocky_lo:.0}–{rocky_hi:.0} chunks/s, raw {raw_lo:.0}–{raw_hi:.0} msgs/s; \
          ratio {:.2}–{:.2})",
         rocky_rate / raw_rate,
@@ -248,11 +254,11 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let ((cpu_lo, cpu_hi), (pub_lo, pub_hi)) = (spread(&rocky_per_gb), spread(&raw_per_gb));
     let (rocky_cpu, raw_cpu) = (median(rocky_per_gb), median(raw_per_gb));
     if broker_in_process {
-        println!(
+        say!(
             "CPU per GB of chunks: not told apart (the embedded broker works in Rocky's process); use --mosquitto"
         );
     } else {
-        println!(
+        say!(
             "CPU per GB of chunks: Rocky {rocky_cpu:.2} s ({cpu_lo:.2}–{cpu_hi:.2}), bare publisher {raw_cpu:.2} s \
              ({pub_lo:.2}–{pub_hi:.2}); Rocky/publisher {:.2} ({:.2}–{:.2})",
             rocky_cpu / raw_cpu,
@@ -264,7 +270,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         let paced_rates: Vec<f64> = paced_rounds.iter().map(|r| r.chunks_per_s()).collect();
         let (paced_lo, paced_hi) = spread(&paced_rates);
         let paced_rate = median(paced_rates);
-        println!(
+        say!(
             "median paced (window {window}): {paced_rate:.0} chunks/s = {:.1} MB/s (rounds {paced_lo:.0}–{paced_hi:.0}); \
              paced/push in this run: {:.2} ({:.2}–{:.2})",
             mb(paced_rate),
@@ -274,8 +280,8 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     match rss {
-        Some(bytes) => println!("peak RSS of this process: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
-        None => println!("peak RSS: unavailable on this platform"),
+        Some(bytes) => say!("peak RSS of this process: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+        None => say!("peak RSS: unavailable on this platform"),
     }
     Ok(())
 }

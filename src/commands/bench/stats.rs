@@ -22,8 +22,5 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// The process's peak resident set (VmHWM), where the platform tells it.
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    super::proc_stats::ProcessStats::read(std::process::id()).ok().map(|stats| stats.peak_rss)
 }

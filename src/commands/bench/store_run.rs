@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
 
+use crate::commands::output::say;
 use rocky::broker::EmbeddedBroker;
 use rocky::firmware::Library;
 use rocky::http::{ApiState, serve};
@@ -126,7 +127,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         "events_persisted_per_s": events as f64 / total_time.as_secs_f64(),
         "store_bytes": size,
     });
-    println!(
+    say!(
         "rocky bench-store: {} jobs ({} per request, {} devices, {} B image) through the API, store on\n  \
          created in {:.2} s = {:.0} jobs/s (each request committed before its 201)\n  \
          all ended in {:.2} s: {} succeeded; {} timeline events persisted = {:.0} events/s\n  \
@@ -144,7 +145,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         size as f64 / (1024.0 * 1024.0),
         size as f64 / args.jobs as f64
     );
-    println!("{summary}");
+    say!("{summary}");
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }

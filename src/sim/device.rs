@@ -89,8 +89,7 @@ impl SimDevice {
                     // Its job topics may come in several SUBACKs: one refusal makes it deaf.
                     // Until the next CONNACK clears it.
                     if refuses(&ack) {
-                        self.set_refused(true);
-                        self.set_connected(false);
+                        self.refuse();
                     } else if !self.refused() {
                         self.set_connected(true);
                     }
@@ -132,6 +131,12 @@ impl SimDevice {
     /// Marks whether the broker refused one of its subscriptions.
     pub(super) fn set_refused(&self, refused: bool) {
         self.report.lock().unwrap_or_else(|p| p.into_inner()).refused_subscription = refused;
+    }
+
+    /// The broker refused one of its subscriptions: it is deaf, so not connected.
+    pub(super) fn refuse(&self) {
+        self.set_refused(true);
+        self.set_connected(false);
     }
 
     fn refused(&self) -> bool {

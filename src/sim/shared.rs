@@ -90,8 +90,7 @@ impl Members {
     /// The broker refused a subscription of the connection's: every member is deaf.
     fn set_refused(&self) {
         for device in &self.devices {
-            device.set_refused(true);
-            device.set_connected(false);
+            device.refuse();
         }
     }
 }

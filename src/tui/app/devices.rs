@@ -196,11 +196,25 @@ mod tests {
         let mut aws = registered.clone();
         aws.device_id = DeviceId::parse("thing-1").unwrap();
         aws.profile = crate::inventory::Profile::AwsIotOta;
-        devices.merge_inventory(InventoryPage { devices: vec![registered, seen, aws], next_after: None });
+        // A device no one registered whose status Rocky holds (a job made it a row): heard from.
+        let mut talks = registered.clone();
+        talks.device_id = DeviceId::parse("talks-1").unwrap();
+        talks.registered = false;
+        talks.running = Some(crate::inventory::Running {
+            image: "c8cdd3fb".repeat(8).into(),
+            version: None,
+            boot: Some(1),
+            seq: None,
+            caps: Vec::new().into(),
+            kids: Vec::new(),
+            reported_at: 1,
+        });
+        devices
+            .merge_inventory(InventoryPage { devices: vec![registered, seen, aws, talks], next_after: None });
         assert_eq!(devices.rows["thing-1"].runs.as_deref(), Some(AWS_AGENT), "its profile shows");
         assert_eq!(devices.rows["shelf-7"].runs, None);
         let known: Vec<&str> = devices.known().into_iter().map(|(id, _)| id).collect();
-        assert_eq!(known, ["dev-01", "shelf-7", "thing-1"], "prefix* finds the registered device");
+        assert_eq!(known, ["dev-01", "shelf-7", "talks-1", "thing-1"], "prefix* finds the registered device");
         let shelf = &devices.rows["shelf-7"];
         assert_eq!(crate::inventory::labels::render(&shelf.labels), "model=m9 site=attic");
         assert_eq!(shelf.firmware, None);
@@ -210,9 +224,9 @@ mod tests {
         assert_eq!(dev.last_seen, Some(UNIX_EPOCH + Duration::from_secs(5)));
         devices.job_changed("typo-1", JobId::new(2), JobState::Queued, false);
         assert_eq!(
-            devices.never_seen(&["dev-01", "shelf-7", "typo-1", "typo-2"]),
+            devices.never_seen(&["dev-01", "shelf-7", "talks-1", "typo-1", "typo-2"]),
             ["typo-1", "typo-2"],
-            "registered or answered is seen; a job of its own is not"
+            "registered, answered or a status held is seen; a job of its own is not"
         );
         devices.inventory_cut = true;
         assert!(devices.never_seen(&["typo-2"]).is_empty(), "past a cut list nothing is claimed");

@@ -92,3 +92,20 @@ fn a_bench_piped_into_head_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{:?} {err}", out.status);
 }
+
+/// With the embedded broker in its process, the bench does not pass the broker's CPU off as
+/// Rocky's: the round says whose it is, and no CPU per GB is compared.
+#[test]
+fn with_the_embedded_broker_cpu_is_not_told_apart() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .args(["bench", "--devices", "2", "--size", "8192", "--rounds", "1"])
+        .env("HOME", home.path())
+        .output()
+        .expect("rocky bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("CPU: Rocky and the embedded broker"), "{stdout}");
+    assert!(stdout.contains("CPU per GB of chunks: not told apart"), "{stdout}");
+    assert!(!stdout.contains("Rocky/publisher"), "{stdout}");
+}

@@ -208,6 +208,16 @@ impl Metrics {
             "Bytes of images the cache keeps (bounded by firmware.cache_bytes)",
             image_bytes_cached.clone(),
         );
+        // Read once: the runtime's worker count is fixed when it starts (main.rs).
+        let async_workers = Gauge::<i64>::default();
+        registry.register(
+            "async_workers",
+            "Worker threads of the async runtime Rocky runs on (1 unless TOKIO_WORKER_THREADS says otherwise)",
+            async_workers.clone(),
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            async_workers.set(i64::try_from(runtime.metrics().num_workers()).unwrap_or(i64::MAX));
+        }
         if let Some(histogram) = store_writes {
             registry.register("store_write_seconds", "Time one job-store transaction took", histogram);
         }

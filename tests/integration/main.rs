@@ -9,6 +9,7 @@ mod support;
 mod api_hardening;
 mod api_roles;
 mod api_security;
+mod async_workers;
 mod audit;
 mod aws_ota;
 mod bench;

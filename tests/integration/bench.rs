@@ -109,3 +109,42 @@ fn with_the_embedded_broker_cpu_is_not_told_apart() {
     assert!(stdout.contains("CPU per GB of chunks: not told apart"), "{stdout}");
     assert!(!stdout.contains("Rocky/publisher"), "{stdout}");
 }
+
+/// Every job of `rocky bench-store` sends its device an image: each device's next job is a new
+/// one (a device asked for the image it runs answers "up to date" at once, and the bench timed
+/// 100 transfers and 9,900 of those before).
+#[test]
+fn the_store_bench_sends_every_job_its_image() {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .args(["bench-store", "--jobs", "30", "--devices", "4", "--batch", "3", "--size", "64"])
+        .env("HOME", home.path())
+        .output()
+        .expect("rocky bench-store runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("30 of 30 succeeded"), "{stdout}");
+}
+
+/// `--instances 1,2`: each count's round sends its own image (the fleet keeps what the round
+/// before installed, and the round with two instances used to end at once, every device up to
+/// date); a round where a device already ran the image is an error, not a figure.
+#[tokio::test]
+async fn the_instances_bench_gives_each_round_an_image_of_its_own() {
+    if rocky::store::ScratchDatabase::create(&rocky::store::ScratchDatabase::admin_url(), "probe")
+        .await
+        .is_err()
+    {
+        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required");
+        eprintln!("SKIPPED: no PostgreSQL");
+        return;
+    }
+    let Some(out) = bench(
+        "the_instances_bench_gives_each_round_an_image_of_its_own",
+        &["--mosquitto", "--instances", "1,2", "--devices", "4", "--size", "16384", "--rounds", "1"],
+    ) else {
+        return;
+    };
+    assert!(out.contains("1 instance(s), round 1:"), "{out}");
+    assert!(out.contains("2 instance(s), round 1:"), "{out}");
+}

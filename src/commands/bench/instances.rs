@@ -16,7 +16,7 @@ use super::BenchArgs;
 use super::proc_stats::{cpu_seconds_of, own_cpu_seconds};
 use super::stats::median;
 use crate::commands::output::say;
-use rocky::engine::JobSpec;
+use rocky::engine::{JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::protocol::{DeviceId, Response, ResponseBody, Topics, encode_response};
 use rocky::runtime::{BrokerUrl, Runtime, RuntimeConfig};
@@ -58,7 +58,11 @@ async fn round(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    let image = Image::new(format!("bench-{round}.bin"), rocky::sim::sample_image(args.size, round as u64));
+    // An image of this round and count alone: the fleet keeps what each round installed, and a
+    // device asked for the image it already runs answers at once (up to date, nothing sent).
+    let seed = (round as u64) << 8 | instances as u64;
+    let image =
+        Image::new(format!("bench-{round}-{instances}.bin"), rocky::sim::sample_image(args.size, seed));
     let chunk_size = ChunkSize::new(u64::from(args.chunk)).map_err(anyhow::Error::msg)?;
     let width = args.devices.to_string().len().max(2);
     let mut shares: Vec<Vec<JobSpec>> = vec![Vec::new(); instances];
@@ -76,14 +80,19 @@ async fn round(
     loop {
         let mut open = 0;
         let mut failed = 0;
+        let mut up_to_date = 0;
         for runtime in &runtimes {
             let counts = runtime.handle.status().await?.counts;
             open += counts.iter().filter(|(s, _)| !s.is_final()).map(|(_, n)| n).sum::<usize>();
             failed += counts.iter().filter(|(s, _)| s.is_failure()).map(|(_, n)| n).sum::<usize>();
+            up_to_date += counts.get(&JobState::UpToDate).copied().unwrap_or(0);
         }
         if open == 0 {
             if failed > 0 {
                 bail!("{failed} jobs did not succeed with {instances} instances");
+            }
+            if up_to_date > 0 {
+                bail!("{up_to_date} devices already ran the round's image: nothing was sent to them");
             }
             break;
         }

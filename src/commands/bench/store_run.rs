@@ -64,22 +64,32 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     }
 
     let client = reqwest::Client::new();
-    let image: Vec<u8> = (0..args.size).map(|i| (i * 31 % 251) as u8).collect();
-    let upload = client.post(format!("{base}/firmware?name=bench.bin")).body(image).send().await?;
-    if !upload.status().is_success() {
-        bail!("upload failed: {}", upload.text().await.unwrap_or_default());
+    // Job i goes to device i mod D as that device's generation i / D, each generation an image
+    // of its own: a device asked for the image it already runs answers at once (up to date,
+    // nothing sent), which would time nothing but the store.
+    let generations = args.jobs.div_ceil(args.devices);
+    for generation in 0..generations {
+        let image: Vec<u8> = (0..args.size).map(|i| ((i * 31 + generation) % 251) as u8).collect();
+        let upload =
+            client.post(format!("{base}/firmware?name=bench-{generation}.bin")).body(image).send().await?;
+        if !upload.status().is_success() {
+            bail!("upload failed: {}", upload.text().await.unwrap_or_default());
+        }
     }
     let width = args.devices.to_string().len().max(2);
     let started = Instant::now();
     let mut created = 0usize;
     while created < args.jobs {
-        let n = args.batch.min(args.jobs - created);
+        // A request stays within one generation (it names one image).
+        let generation = created / args.devices;
+        let n = args.batch.min(args.jobs - created).min(args.devices - created % args.devices);
         let devices: Vec<String> =
             (created..created + n).map(|i| format!("dev-{:0width$}", i % args.devices + 1)).collect();
+        let path = format!("bench-{generation}.bin");
         let response = client
             .post(format!("{base}/jobs"))
             .header("content-type", "application/json")
-            .body(json!({"device_ids": devices, "firmware": {"path": "bench.bin"}}).to_string())
+            .body(json!({"device_ids": devices, "firmware": {"path": path}}).to_string())
             .send()
             .await?;
         if !response.status().is_success() {
@@ -130,7 +140,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
     say!(
         "rocky bench-store: {} jobs ({} per request, {} devices, {} B image) through the API, store on\n  \
          created in {:.2} s = {:.0} jobs/s (each request committed before its 201)\n  \
-         all ended in {:.2} s: {} succeeded; {} timeline events persisted = {:.0} events/s\n  \
+         all ended in {:.2} s: {} of {} succeeded; {} timeline events persisted = {:.0} events/s\n  \
          store size {:.1} MiB ({:.0} bytes per job)",
         args.jobs,
         args.batch,
@@ -140,6 +150,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         args.jobs as f64 / create_time.as_secs_f64(),
         total_time.as_secs_f64(),
         succeeded,
+        args.jobs,
         events,
         events as f64 / total_time.as_secs_f64(),
         size as f64 / (1024.0 * 1024.0),

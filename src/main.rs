@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let runtime = match async_runtime().build() {
+    let runtime = match async_runtime().and_then(|mut builder| builder.build().map_err(|e| e.to_string())) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("rocky: cannot start the async runtime: {e}");
@@ -34,22 +34,34 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// The async runtime every command runs on: one worker thread unless `TOKIO_WORKER_THREADS`
-/// asks for more (tokio reads it when no count is set here).
+/// The async runtime every command runs on: its tasks on one worker thread unless
+/// `TOKIO_WORKER_THREADS` asks for more (the command's own top-level future runs on the main
+/// thread, and the embedded broker has a runtime of its own).
 ///
 /// Why one: Rocky's work is one driver task that owns every job and one messenger task that
-/// owns the broker session, handing each chunk to the other; what blocks (the store's writes,
-/// loading and diffing images, name lookups) already has threads of its own. A second worker
-/// adds no parallelism to that pair, only wake-ups between threads: on a 2-core machine shared
-/// with mosquitto, Rocky spent about 40% less CPU per GB of chunks on one worker and sent ~15%
-/// more chunks/s (docs/scale.md, "One async thread").
-fn async_runtime() -> tokio::runtime::Builder {
+/// owns the broker session, handing each chunk to the other; the store's writes, building
+/// patches, loading images and name lookups have threads of their own. A second worker adds no
+/// parallelism to that pair, only wake-ups between threads: on a 2-core machine shared with
+/// mosquitto, Rocky spent 2.1-2.3 CPU s per GB of chunks on one worker against 3.3-4.4 on two
+/// (docs/scale.md, "One async thread").
+fn async_runtime() -> Result<tokio::runtime::Builder, String> {
+    let workers = match std::env::var("TOKIO_WORKER_THREADS") {
+        Err(std::env::VarError::NotPresent) => 1,
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(format!(
+                    "TOKIO_WORKER_THREADS must be a whole number of at least 1, not {text:?}"
+                ));
+            }
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("TOKIO_WORKER_THREADS must be a whole number of at least 1".to_owned());
+        }
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        builder.worker_threads(1);
-    }
-    builder
+    builder.enable_all().worker_threads(workers);
+    Ok(builder)
 }
 
 /// The error and its causes, each once: many errors already name their cause in their own

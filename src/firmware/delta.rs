@@ -209,8 +209,9 @@ impl Deltas {
     }
 
     /// What jobs of this pair would be sent, when that is known without building anything: the
-    /// outcome remembered, or a patch kept on disk (judged by its share). `None`: not built.
-    pub fn decided(&self, base: &Sha256, target: &Image) -> Option<Choice> {
+    /// outcome remembered, or a patch kept on disk (judged by its share): `Ok(patch size)`, or
+    /// why the image goes whole. `None`: not built.
+    pub fn decided(&self, base: &Sha256, target: &Image) -> Option<Result<u64, String>> {
         let pair = self
             .shared
             .pairs
@@ -219,10 +220,16 @@ impl Deltas {
             .get(&(*base, *target.sha256()))
             .cloned();
         if let Some(choice) = pair.and_then(|pair| pair.outcome.get().cloned()) {
-            return Some(choice);
+            return Some(match choice {
+                Choice::Patch(patch) => Ok(patch.size()),
+                Choice::Whole(why) => Err(why),
+            });
         }
-        let patch = self.shared.stored(base, target.sha256())?;
-        Some(self.shared.judge(patch, target))
+        // The kept file's size is all a share needs: reading and hashing a patch of tens of MiB
+        // would hold up the async worker (a dry run asks this of every base).
+        let dir = self.shared.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let size = std::fs::metadata(Deltas::path(&dir, base, target.sha256())).ok()?.len();
+        Some(self.shared.judge_size(size, target).map(|()| size))
     }
 
     /// The patch from `base` to `target`, or why the image goes whole. The pair is built once,
@@ -313,17 +320,15 @@ impl Shared {
             let bytes =
                 std::fs::read(Deltas::path(&dir, shared_base.sha256(), shared_target.sha256())).ok()?;
             let made = apply_patch(shared_base.bytes(), &bytes, shared_target.size()).ok()?;
-            (made.as_slice() == shared_target.bytes().as_ref()).then_some(bytes)
+            // Hashed here too: a patch may be tens of MiB, too long for an async worker.
+            (made.as_slice() == shared_target.bytes().as_ref())
+                .then(|| patch_image(shared_target.sha256(), bytes))
         })
         .await
         .ok()
         .flatten();
         let choice = match kept {
-            Some(bytes) => Choice::Patch(Patch {
-                base: *base.sha256(),
-                target: *target.sha256(),
-                bytes: Image::new(format!("{}.bsdiff", sha256_hex(target.sha256())), bytes.into()),
-            }),
+            Some(bytes) => Choice::Patch(Patch { base: *base.sha256(), target: *target.sha256(), bytes }),
             None => self.build_now(&base, &target).await,
         };
         match choice {
@@ -334,11 +339,19 @@ impl Shared {
 
     /// A patch that saves too little is not worth a device's patching.
     fn judge(&self, patch: Patch, target: &Image) -> Choice {
-        let share = patch.size() as f64 / target.size().max(1) as f64;
+        match self.judge_size(patch.size(), target) {
+            Ok(()) => Choice::Patch(patch),
+            Err(why) => Choice::Whole(why),
+        }
+    }
+
+    /// [`Shared::judge`] by the patch's size alone.
+    fn judge_size(&self, size: u64, target: &Image) -> Result<(), String> {
+        let share = size as f64 / target.size().max(1) as f64;
         if share <= self.policy.max_share {
-            Choice::Patch(patch)
+            Ok(())
         } else {
-            Choice::Whole(format!(
+            Err(format!(
                 "the patch is {:.0}% of the image (firmware.delta_max_share is {:.0}%): sent whole",
                 share * 100.0,
                 self.policy.max_share * 100.0
@@ -352,11 +365,24 @@ impl Shared {
         };
         let started = Instant::now();
         let (source, wanted) = (base.bytes().clone(), target.bytes().clone());
+        let target_hash = *target.sha256();
+        let kept_at = self
+            .dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|dir| Deltas::path(dir, base.sha256(), target.sha256()));
         // The permit goes with the thread: a build that outlives its budget still counts
-        // against the concurrent builds until it ends.
+        // against the concurrent builds until it ends (and is still kept for the next ask).
+        // Hashing and keeping the patch happen there as well: tens of MiB hashed and synced to
+        // disk would hold up the async worker, and with it every job.
         let thread = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            build_patch(&source, &wanted)
+            let patch = patch_image(&target_hash, build_patch(&source, &wanted)?);
+            if let Some(path) = kept_at {
+                keep(&path, &patch);
+            }
+            Ok::<_, std::io::Error>(patch)
         });
         let built = tokio::time::timeout(self.policy.build_timeout, thread).await;
         let seconds = started.elapsed().as_secs_f64();
@@ -367,21 +393,14 @@ impl Shared {
             )),
             Ok(Err(_)) => Err("building the patch failed: sent whole".to_owned()),
             Ok(Ok(Err(e))) => Err(format!("building the patch failed ({e}): sent whole")),
-            Ok(Ok(Ok(bytes))) => Ok(bytes),
+            Ok(Ok(Ok(patch))) => Ok(patch),
         };
         let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.seconds += seconds;
         match result {
             Ok(bytes) => {
                 stats.built += 1;
-                drop(stats);
-                let patch = Patch {
-                    base: *base.sha256(),
-                    target: *target.sha256(),
-                    bytes: Image::new(format!("{}.bsdiff", sha256_hex(target.sha256())), bytes.into()),
-                };
-                self.keep(&patch);
-                Choice::Patch(patch)
+                Choice::Patch(Patch { base: *base.sha256(), target: *target.sha256(), bytes })
             }
             Err(why) => {
                 stats.failed += 1;
@@ -389,17 +408,18 @@ impl Shared {
             }
         }
     }
+}
 
-    /// Writes the patch beside the stored images (best effort: without the file it is built
-    /// again after a restart).
-    fn keep(&self, patch: &Patch) {
-        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(dir) = dir {
-            let path = Deltas::path(&dir, &patch.base, &patch.target);
-            if let Err(error) = super::write_atomically(&path, patch.bytes.bytes()) {
-                tracing::warn!(%error, path = %path.display(), "a patch could not be kept");
-            }
-        }
+/// A patch's bytes as the image its jobs send (named after the target; hashing it is the cost).
+fn patch_image(target: &Sha256, bytes: Vec<u8>) -> Image {
+    Image::new(format!("{}.bsdiff", sha256_hex(target)), bytes.into())
+}
+
+/// Writes the patch beside the stored images (best effort: without the file it is built again
+/// after a restart). Blocking: call it off the async workers.
+fn keep(path: &std::path::Path, patch: &Image) {
+    if let Err(error) = super::write_atomically(path, patch.bytes()) {
+        tracing::warn!(%error, path = %path.display(), "a patch could not be kept");
     }
 }
 
@@ -576,6 +596,15 @@ mod tests {
         let again = Deltas::default();
         again.keep_in(dir.path().to_path_buf());
         assert_eq!(again.stored(base.sha256(), near.sha256()).map(|p| p.size()), Some(a.size()));
+        // A dry run's answer from the kept file alone (its size, judged by the share), and the
+        // remembered outcome where there is one.
+        assert_eq!(again.decided(base.sha256(), &near), Some(Ok(a.size())));
+        assert_eq!(deltas.decided(base.sha256(), &near), Some(Ok(a.size())));
+        let strict = Deltas::new(DeltaPolicy { max_share: 0.0, ..DeltaPolicy::default() });
+        strict.keep_in(dir.path().to_path_buf());
+        let why = strict.decided(base.sha256(), &near).unwrap().unwrap_err();
+        assert!(why.contains("firmware.delta_max_share is 0%"), "{why}");
+        assert_eq!(strict.decided(near.sha256(), &base), None, "nothing kept the other way");
         // Unrelated content: the patch is about as big as the image.
         let unrelated = Image::new("other", Bytes::from(firmware(32 * 1024, 3)));
         let Choice::Whole(why) = deltas.choose(&base, &unrelated).await else { panic!("whole") };

@@ -95,10 +95,9 @@ impl Manifests {
              key (rocky keys generate --alg es256)"
                 .to_owned()
         })?;
-        if !image.has_bytes() {
-            return Err(format!("image {} is not loaded to sign it", image.name()));
-        }
-        let signature = crate::signing::aws_signature(key, image.bytes()).map_err(|e| e.to_string())?;
+        // Signed from the image's hash (what ECDSA signs): nothing is read or hashed again.
+        let signature =
+            crate::signing::aws_signature_of_digest(key, image.sha256()).map_err(|e| e.to_string())?;
         let mut state = self.lock();
         if state.aws.len() >= AWS_SIGNATURES_HELD {
             state.aws.clear();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Service, ServiceError};
 use crate::engine::manifest_to_send;
-use crate::firmware::{Choice, Image};
+use crate::firmware::Image;
 use crate::protocol::{DeviceId, sha256_hex};
 use crate::rollout::RolloutPlan;
 use crate::snapshot::ImageInfo;
@@ -169,8 +169,8 @@ impl Service {
                 Some(reported) => *by_base.entry(sha256_hex(&reported.image)).or_insert_with(|| match deltas
                     .decided(&reported.image, image)
                 {
-                    Some(Choice::Patch(patch)) => Some(Some(patch.size())),
-                    Some(Choice::Whole(_)) => Some(None),
+                    Some(Ok(size)) => Some(Some(size)),
+                    Some(Err(_)) => Some(None),
                     None => None,
                 }),
                 None => Some(None),

@@ -12,14 +12,27 @@ pub enum AwsSignatureError {
         "AWS devices check ECDSA P-256 signatures (sig-sha256-ecdsa): key {kid} is {alg}; make one with rocky keys generate --alg es256"
     )]
     NotEs256 { kid: String, alg: String },
+    /// Only a digest of the wrong length makes P-256 refuse; kept as an error, not a panic.
+    #[error("the ECDSA P-256 signature could not be made: {0}")]
+    Signing(String),
 }
 
 /// `sig-sha256-ecdsa` of `image` with `key`.
 pub fn aws_signature(key: &SigningKey, image: &[u8]) -> Result<String, AwsSignatureError> {
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(image).into();
+    aws_signature_of_digest(key, &digest)
+}
+
+/// [`aws_signature`] of the image whose SHA-256 is `digest`: ECDSA signs the hash, so an image
+/// Rocky has hashed already is signed without reading its bytes again (tens of MiB on an async
+/// worker), and the signature is the same.
+pub fn aws_signature_of_digest(key: &SigningKey, digest: &[u8; 32]) -> Result<String, AwsSignatureError> {
     let SigningKey::Es256(key) = key else {
         return Err(AwsSignatureError::NotEs256 { kid: key.kid().hex(), alg: key.alg().to_string() });
     };
-    let signature: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(key, image);
+    let signature: p256::ecdsa::Signature =
+        p256::ecdsa::signature::hazmat::PrehashSigner::sign_prehash(key, digest)
+            .map_err(|e| AwsSignatureError::Signing(e.to_string()))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes()))
 }
 
@@ -54,6 +67,11 @@ mod tests {
         assert!(aws_signature_verifies(&key.public(), &image, &signature));
         let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&image).into();
         assert!(aws_signature_verifies_digest(&key.public(), &digest, &signature), "over the hash alike");
+        assert_eq!(
+            aws_signature_of_digest(&key, &digest).unwrap(),
+            signature,
+            "signed from the hash: the same signature (deterministic nonces over the same digest)"
+        );
         let mut tampered = image.clone();
         tampered[100] ^= 1;
         assert!(!aws_signature_verifies(&key.public(), &tampered, &signature));

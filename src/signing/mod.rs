@@ -13,7 +13,10 @@ mod keys;
 mod trusted;
 
 pub use alg::Alg;
-pub use aws::{AwsSignatureError, aws_signature, aws_signature_verifies, aws_signature_verifies_digest};
+pub use aws::{
+    AwsSignatureError, aws_signature, aws_signature_of_digest, aws_signature_verifies,
+    aws_signature_verifies_digest,
+};
 pub use key_file::{KeyFileError, read_signing_key, write_new_signing_key};
 pub use keys::{Kid, PublicKey, PublicKeyError, SigningKey};
 pub use trusted::{TrustedKey, TrustedKeys, TrustedKeysError};

@@ -35,3 +35,21 @@ async fn serve_runs_on_one_async_worker_unless_told_otherwise() {
     assert_eq!(async_workers_of_serve(None).await, "1");
     assert_eq!(async_workers_of_serve(Some("3")).await, "3");
 }
+
+/// A count that is not a whole number of at least 1 is refused by name before anything starts
+/// (tokio itself would panic on it).
+#[test]
+fn a_bad_worker_count_is_refused_by_name() {
+    for bad in ["abc", "0", ""] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocky"))
+            .arg("config")
+            .env("TOKIO_WORKER_THREADS", bad)
+            .env("HOME", tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} was taken");
+        assert!(err.contains("TOKIO_WORKER_THREADS must be a whole number of at least 1"), "{bad:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -1,8 +1,8 @@
 //! `rocky bench --instances 1,2,3`: the same round run by one, two and three Rocky instances
 //! sharing a PostgreSQL store (a scratch database each round), the devices divided between
-//! them. All instances run in this process, on this machine's cores, so the figure says what
-//! sharing costs (every instance hears every response and ignores the others'), not what more
-//! machines would add.
+//! them. All instances run in this process, on its async worker (one unless
+//! `TOKIO_WORKER_THREADS` says otherwise), so the figure says what sharing costs (every
+//! instance hears every response and ignores the others'), not what more machines would add.
 //!
 //! `rocky bench --ignored RATE`: what it costs one instance to ignore RATE responses a second
 //! for jobs it does not drive, which is what each instance pays for the others' devices.
@@ -24,11 +24,13 @@ use rocky::store::{ScratchDatabase, Store};
 
 /// One round: `instances` instances on one fresh database, `args.devices` jobs divided between
 /// them round-robin, timed from the first submission to the last verdict.
+/// `image` numbers the round's image: a new one for every round of every count.
 async fn round(
     broker: &BrokerUrl,
     args: &BenchArgs,
     instances: usize,
     round: usize,
+    image: u64,
 ) -> anyhow::Result<Duration> {
     let admin = args.postgres.clone().unwrap_or_else(ScratchDatabase::admin_url);
     let db = ScratchDatabase::create(&admin, "bench").await.context("cannot create a scratch database")?;
@@ -60,9 +62,7 @@ async fn round(
     }
     // An image of this round and count alone: the fleet keeps what each round installed, and a
     // device asked for the image it already runs answers at once (up to date, nothing sent).
-    let seed = (round as u64) << 8 | instances as u64;
-    let image =
-        Image::new(format!("bench-{round}-{instances}.bin"), rocky::sim::sample_image(args.size, seed));
+    let image = Image::new(format!("bench-{image}.bin"), rocky::sim::sample_image(args.size, image));
     let chunk_size = ChunkSize::new(u64::from(args.chunk)).map_err(anyhow::Error::msg)?;
     let width = args.devices.to_string().len().max(2);
     let mut shares: Vec<Vec<JobSpec>> = vec![Vec::new(); instances];
@@ -117,9 +117,11 @@ pub async fn compare(broker: &BrokerUrl, args: &BenchArgs, counts: &[usize]) -> 
     let mut medians = Vec::new();
     // Rounds alternate between the counts, so each sees the same machine.
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); counts.len()];
+    let mut images = 0u64;
     for r in 1..=args.rounds {
         for (at, &n) in counts.iter().enumerate() {
-            let wall = round(broker, args, n, r).await?;
+            images += 1;
+            let wall = round(broker, args, n, r, images).await?;
             say!(
                 "  {n} instance(s), round {r}: {:.2} s = {:.0} chunks/s",
                 wall.as_secs_f64(),

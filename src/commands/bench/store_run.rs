@@ -138,7 +138,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
         "store_bytes": size,
     });
     say!(
-        "rocky bench-store: {} jobs ({} per request, {} devices, {} B image) through the API, store on\n  \
+        "rocky bench-store: {} jobs (up to {} per request, {} devices, {} B images) through the API, store on\n  \
          created in {:.2} s = {:.0} jobs/s (each request committed before its 201)\n  \
          all ended in {:.2} s: {} of {} succeeded; {} timeline events persisted = {:.0} events/s\n  \
          store size {:.1} MiB ({:.0} bytes per job)",

@@ -148,3 +148,21 @@ async fn the_instances_bench_gives_each_round_an_image_of_its_own() {
     assert!(out.contains("1 instance(s), round 1:"), "{out}");
     assert!(out.contains("2 instance(s), round 1:"), "{out}");
 }
+
+/// `--instances 1,1` would run the same count twice and print its median twice: refused by name.
+#[test]
+fn the_instances_bench_refuses_a_count_given_twice() {
+    if crate::support::mosquitto_binary().is_none() {
+        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rocky"))
+        .args(["bench", "--mosquitto", "--instances", "1,2,1", "--devices", "2", "--rounds", "1"])
+        .env("HOME", home.path())
+        .output()
+        .expect("rocky bench runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--instances names each count once (it was given [1, 2, 1])"), "{err}");
+}

@@ -151,6 +151,9 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         if counts.contains(&0) {
             bail!("--instances counts must be at least 1");
         }
+        if counts.iter().enumerate().any(|(at, n)| counts[..at].contains(n)) {
+            bail!("--instances names each count once (it was given {counts:?})");
+        }
         say!(
             "rocky bench: {} devices × {} B image, {} B chunks ({} chunks/job), {} rounds, by {counts:?} instances \
              sharing PostgreSQL, {broker} [{broker_name}]",

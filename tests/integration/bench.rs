@@ -5,11 +5,7 @@ use std::process::Command;
 
 /// Runs `rocky bench` with `args`; its standard output, or `None` when mosquitto is missing.
 fn bench(test: &str, args: &[&str]) -> Option<String> {
-    if crate::support::mosquitto_binary().is_none() {
-        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
-        eprintln!("SKIPPED {test}: mosquitto not found");
-        return None;
-    }
+    crate::support::find_mosquitto(test)?;
     let home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rocky"))
         .arg("bench")
@@ -73,21 +69,15 @@ fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread()
 /// started) and it ends quietly, never with a panic on the failed write.
 #[test]
 fn a_bench_piped_into_head_ends_quietly() {
-    if crate::support::mosquitto_binary().is_none() {
-        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
+    if crate::support::find_mosquitto("a_bench_piped_into_head_ends_quietly").is_none() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rocky"))
-        .args(["bench", "--mosquitto", "--devices", "2", "--size", "8192", "--rounds", "1"])
-        .env("HOME", home.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = crate::support::run_with_stdout_closed(
+        Command::new(env!("CARGO_BIN_EXE_rocky"))
+            .args(["bench", "--mosquitto", "--devices", "2", "--size", "8192", "--rounds", "1"])
+            .env("HOME", home.path()),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert!(out.status.success(), "{:?} {err}", out.status);
@@ -152,8 +142,7 @@ async fn the_instances_bench_gives_each_round_an_image_of_its_own() {
 /// `--instances 1,1` would run the same count twice and print its median twice: refused by name.
 #[test]
 fn the_instances_bench_refuses_a_count_given_twice() {
-    if crate::support::mosquitto_binary().is_none() {
-        assert!(std::env::var_os("ROCKY_REQUIRE_MOSQUITTO").is_none(), "mosquitto not found");
+    if crate::support::find_mosquitto("the_instances_bench_refuses_a_count_given_twice").is_none() {
         return;
     }
     let home = tempfile::tempdir().unwrap();

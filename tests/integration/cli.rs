@@ -198,17 +198,7 @@ fn a_closed_stdout_ends_a_printing_command_quietly() {
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     // One command stands for all that print and end (devices, rollout, jobs, config).
-    let mut child = Command::new(BIN)
-        .arg("config")
-        .env("HOME", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The reader goes away before the command writes a byte.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = crate::support::run_with_stdout_closed(Command::new(BIN).arg("config").env("HOME", dir.path()));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(out.status.code(), Some(101), "{err}");

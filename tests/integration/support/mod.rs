@@ -59,7 +59,7 @@ pub fn mosquitto_binary() -> Option<PathBuf> {
 
 /// The mosquitto binary, or `None` (said on stderr) when it is not installed. With
 /// `ROCKY_REQUIRE_MOSQUITTO` set (as CI sets it) a missing mosquitto is a failure.
-fn find_mosquitto(test: &str) -> Option<PathBuf> {
+pub fn find_mosquitto(test: &str) -> Option<PathBuf> {
     let binary = mosquitto_binary();
     if binary.is_none() {
         assert!(
@@ -284,6 +284,16 @@ pub fn mosquitto_password_file(dir: &std::path::Path, user: &str, password: &str
         .expect("mosquitto_passwd runs (it comes with the mosquitto package)");
     assert!(status.success(), "mosquitto_passwd failed");
     path
+}
+
+/// Runs `command` with its standard output closed before it writes a byte (as `| head` does
+/// once it has read enough), and what it left: its status and standard error.
+#[allow(dead_code)] // not every test binary uses every helper
+pub fn run_with_stdout_closed(command: &mut Command) -> std::process::Output {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
 }
 
 /// `rocky serve` on `127.0.0.1:port` with a config file and a data directory, its output

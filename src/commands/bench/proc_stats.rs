@@ -50,12 +50,13 @@ pub fn own_cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-/// The CPU seconds the calling thread has used so far.
+/// The CPU seconds the calling thread has used so far (NaN, as [`own_cpu_seconds`], when the
+/// clock cannot be read: a figure then says it is unknown instead of a made-up zero).
 pub fn thread_cpu_seconds() -> f64 {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the struct it is given.
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0 {
-        return 0.0;
+        return f64::NAN;
     }
     now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }

@@ -73,6 +73,19 @@ struct Inner {
     delta_build_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     /// The patch builds already counted (the library keeps the running totals).
     delta_counted: std::sync::Mutex<crate::firmware::BuildStats>,
+    log_lines_dropped: Counter,
+    /// The dropped log lines already counted (the log writer keeps the running total).
+    log_lines_counted: std::sync::atomic::AtomicU64,
+}
+
+/// The stdout log writer's count of the lines it dropped, once `rocky serve` set one up.
+static DROPPED_LOG_LINES: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> =
+    std::sync::OnceLock::new();
+
+/// Has `/metrics` report the lines the process's log writer dropped (one writer a process:
+/// the first call wins).
+pub fn count_dropped_log_lines(counter: tracing_appender::non_blocking::ErrorCounter) {
+    let _ = DROPPED_LOG_LINES.set(counter);
 }
 
 /// The runtime's metrics; cheap to clone.
@@ -218,6 +231,12 @@ impl Metrics {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             async_workers.set(i64::try_from(runtime.metrics().num_workers()).unwrap_or(i64::MAX));
         }
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stdout was not read as fast as they came (rocky serve, rocky broker)",
+            log_lines_dropped.clone(),
+        );
         if let Some(histogram) = store_writes {
             registry.register("store_write_seconds", "Time one job-store transaction took", histogram);
         }
@@ -247,6 +266,8 @@ impl Metrics {
                 notifications,
                 delta_build_seconds,
                 delta_counted: std::sync::Mutex::default(),
+                log_lines_dropped,
+                log_lines_counted: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -365,6 +386,11 @@ impl Metrics {
             built("failed").inc_by(now.failed.saturating_sub(counted.failed));
             self.inner.delta_build_seconds.inc_by((now.seconds - counted.seconds).max(0.0));
             *counted = now;
+        }
+        if let Some(dropped) = DROPPED_LOG_LINES.get() {
+            let now = dropped.dropped_lines() as u64;
+            let counted = self.inner.log_lines_counted.swap(now, std::sync::atomic::Ordering::Relaxed);
+            self.inner.log_lines_dropped.inc_by(now.saturating_sub(counted));
         }
         for state in JobState::ALL {
             let count = counts.get(&state).copied().unwrap_or(0);

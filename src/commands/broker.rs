@@ -13,7 +13,7 @@ pub struct BrokerArgs {
 }
 
 pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
-    log_to_stdout(super::setup::LogFormat::Text);
+    let _log_guard = log_to_stdout(super::setup::LogFormat::Text);
     let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(Some(args.port))).await??;
     println!("embedded MQTT broker listening on {} (Ctrl-C to stop)", broker.url());
     shutdown_signal().await;

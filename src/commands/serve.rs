@@ -30,7 +30,7 @@ pub enum LogFormatArg {
 }
 
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
-    log_to_stdout(match args.log_format {
+    let _log_guard = log_to_stdout(match args.log_format {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     });

@@ -59,17 +59,31 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stdout; `RUST_LOG` overrides the default filter.
-pub fn log_to_stdout(format: LogFormat) {
+/// Log lines waiting for stdout at most. Every task of Rocky runs on one thread: a log line
+/// written straight to a stdout nobody reads (a stopped pager, a full pipe, a stuck collector)
+/// would stop every job with it. Lines are written from a thread of their own instead, and
+/// past this many waiting (about 2 MB), new ones are dropped and counted
+/// (`rocky_log_lines_dropped_total`).
+pub const LOG_LINES_WAITING: usize = 10_000;
+
+/// Logs to stdout from a thread of its own; `RUST_LOG` overrides the default filter. Hold the
+/// guard until the end: dropping it writes what still waits (for up to a second).
+pub fn log_to_stdout(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false);
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_LINES_WAITING)
+        .lossy(true)
+        .thread_name("rocky-log")
+        .finish(std::io::stdout());
+    rocky::metrics::count_dropped_log_lines(writer.error_counter());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => {
-            let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            builder.with_ansi(ansi).try_init()
-        }
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
     };
+    guard
 }
 
 /// Logs to `rocky.log` in `dir` (the console's screen is not for logs); returns its path and

@@ -38,4 +38,5 @@ mod protocol_vectors;
 mod rollout_dry_run;
 mod rollout_watch;
 mod rollouts;
+mod serve_log;
 mod signed;

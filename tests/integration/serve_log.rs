@@ -1,0 +1,67 @@
+//! `rocky serve` whose stdout nobody reads: its log lines wait in a bounded queue and are then
+//! dropped and counted, while jobs, the broker connection and the API carry on. Before, one log
+//! line written into a full pipe stopped the process's only async thread, and with it Rocky.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::{Serve, healthy, serve_command, wait_for};
+use rocky::broker::{EmbeddedBroker, free_port};
+
+/// A FOTA_REQUEST_ACK `[job, 2]` for a job no Rocky made: ignored, and a line of traffic.
+fn ack_frame(job: u32) -> Vec<u8> {
+    let mut out = vec![0x82, 0x1a];
+    out.extend_from_slice(&job.to_be_bytes());
+    out.push(0x02);
+    out
+}
+
+/// A counter's value in `/metrics`.
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
+    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = Serve(
+        serve_command(&broker.url().to_string(), port, &config, data.path())
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Held open and never read: the pipe fills (64 KiB) within a few hundred lines.
+    let _unread = serve.0.stdout.take();
+    // A stopped Rocky would not answer at all: each ask gives up, so the wait can end.
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    healthy(&client, &base).await;
+
+    // Each answer is a debug line of traffic (about 100 bytes) and an ignored response:
+    // 15,000 are more than the 10,000 lines that may wait plus what the pipe holds.
+    const ANSWERS: u32 = 15_000;
+    let mut options = rumqttc::MqttOptions::new("log-flood", "127.0.0.1", broker.url().port);
+    options.set_inflight(100);
+    let (publisher, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
+    let pumping = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    for i in 0..ANSWERS {
+        let topic = format!("/fota/cmd_resp/dev-{:02}", i % 50);
+        publisher.publish(topic, rumqttc::QoS::AtLeastOnce, false, ack_frame(1_000_000 + i)).await.unwrap();
+    }
+    wait_for(Duration::from_secs(60), "every answer to be heard while stdout is not read", || async {
+        let ignored = metric(&client, &base, "rocky_responses_ignored_total").await?;
+        (ignored >= u64::from(ANSWERS)).then_some(())
+    })
+    .await;
+    let dropped = metric(&client, &base, "rocky_log_lines_dropped_total").await.unwrap();
+    assert!(dropped > 0, "lines past the waiting ones are dropped and counted");
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    pumping.abort();
+}

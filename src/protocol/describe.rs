@@ -4,22 +4,27 @@
 use super::frame::{CommandBody, ResponseBody, decode_command, decode_response};
 use super::reason::Reason;
 use super::status::{StatusUpdate, decode_status};
-use super::{Manifest, Sha256, TopicKind, Topics};
-use crate::signing::TrustedKeys;
+use super::{FRESH_CHECKS_PER_S, Manifest, ManifestCheck, Sha256, TopicKind, Topics};
 
 /// A manifest as the traffic pane shows it, what matters first (a line is cut at the pane's
 /// width): `manifest (signature verified by Rocky: yes) seq 3 "2.1.0" 13 B, kid 21fe31dfa154a261,
 /// protected {alg: EdDSA}`, or why it does not decode.
-fn describe_manifest(bytes: &[u8], hash: &Sha256, trusted: Option<&TrustedKeys>) -> String {
+fn describe_manifest(bytes: &[u8], hash: &Sha256, check: Option<&ManifestCheck>) -> String {
     let manifest = match Manifest::decode(bytes) {
         Ok(manifest) => manifest,
         Err(e) => return format!("manifest unreadable: {e}"),
     };
     let payload = manifest.payload();
     let mut text = "manifest".to_owned();
-    if let Some(trusted) = trusted {
-        let verified = if manifest.verify(trusted).is_ok() { "yes" } else { "no" };
-        text.push_str(&format!(" (signature verified by Rocky: {verified})"));
+    match check.map(|check| check.verifies(&manifest)) {
+        Some(Some(verified)) => {
+            let verified = if verified { "yes" } else { "no" };
+            text.push_str(&format!(" (signature verified by Rocky: {verified})"));
+        }
+        Some(None) => text.push_str(&format!(
+            " (signature not checked: more than {FRESH_CHECKS_PER_S} new manifests this second)"
+        )),
+        None => {}
     }
     text.push_str(&format!(" seq {}", payload.seq));
     if let Some(version) = &payload.version {
@@ -43,8 +48,8 @@ pub fn describe(topics: &Topics, topic: &str, payload: &[u8]) -> String {
     describe_with(topics, topic, payload, None)
 }
 
-/// [`describe`], and whether a manifest on the wire verifies under `trusted` (Rocky's keys).
-pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], trusted: Option<&TrustedKeys>) -> String {
+/// [`describe`], and whether a manifest on the wire verifies under Rocky's trusted keys.
+pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], check: Option<&ManifestCheck>) -> String {
     match topics.parse(topic) {
         Some(TopicKind::Cmd(device)) => match decode_command(payload) {
             Ok(cmd) => {
@@ -53,7 +58,7 @@ pub fn describe_with(topics: &Topics, topic: &str, payload: &[u8], trusted: Opti
                         let mut text = format!(", sha256 {}", short_hash(hash));
                         match (manifest, delta) {
                             (Some(manifest), _) => {
-                                text.push_str(&format!(", {}", describe_manifest(manifest, hash, trusted)));
+                                text.push_str(&format!(", {}", describe_manifest(manifest, hash, check)));
                             }
                             (None, Some(_)) => text.push_str(", no manifest"),
                             (None, None) => {}
@@ -207,15 +212,16 @@ mod tests {
             format!("cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest{rest}")
         );
         let public = vectors["extensions"]["ed25519_public_key_hex"].as_str().unwrap();
-        let mut trusted = TrustedKeys::default();
+        let mut trusted = crate::signing::TrustedKeys::default();
         trusted.add(crate::signing::PublicKey::parse(public).unwrap(), "vector".into());
         assert_eq!(
-            describe_with(&t, topic, &bytes, Some(&trusted)),
+            describe_with(&t, topic, &bytes, Some(&ManifestCheck::new(trusted))),
             format!(
                 "cmd → dev-07 [42, FOTA_REQUEST, sha256 315f5bdb…, manifest (signature verified by Rocky: yes){rest}"
             )
         );
-        assert!(describe_with(&t, topic, &bytes, Some(&TrustedKeys::default())).contains("by Rocky: no)"));
+        let distrusting = ManifestCheck::new(crate::signing::TrustedKeys::default());
+        assert!(describe_with(&t, topic, &bytes, Some(&distrusting)).contains("by Rocky: no)"));
     }
 
     #[test]

@@ -22,7 +22,10 @@ pub use frame::{
     Command, CommandBody, DELTA_FORMAT, DecodeError, DeltaItem, HashEncoding, Response, ResponseBody,
     decode_command, decode_response, encode_command, encode_response,
 };
-pub use manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError, ManifestInfo, ManifestPayload};
+pub use manifest::{
+    FRESH_CHECKS_PER_S, MAX_MANIFEST_BYTES, Manifest, ManifestCheck, ManifestError, ManifestInfo,
+    ManifestPayload,
+};
 pub use reason::{MAX_REASON_BYTES, Reason};
 pub use status::{
     CAP_CONFIRM, CAP_DELTA_BSDIFF4, CAP_FLOW, CAP_MANIFEST, CAP_REASONS, CAP_RESUME, DeviceStatus,

@@ -58,8 +58,8 @@ pub struct Driver {
     pub refreshed_at: Instant,
     /// The devices Rocky knows: the driver tells it what happens on the wire.
     pub inventory: crate::inventory::Inventory,
-    /// The keys Rocky trusts, so the traffic view says whether a manifest on the wire verifies.
-    pub trusted: crate::signing::TrustedKeys,
+    /// Whether a manifest on the wire verifies under the keys Rocky trusts, for the traffic view.
+    pub manifest_check: crate::protocol::ManifestCheck,
     /// Connected to the broker.
     pub broker_up: bool,
     /// Whether this instance may send and create jobs with a store shared with others: closed
@@ -280,8 +280,12 @@ impl Driver {
             persistence.touch(publish.job);
         }
         if self.has_subscribers() {
-            let text =
-                describe_with(self.engine.topics(), &publish.topic, &publish.payload, Some(&self.trusted));
+            let text = describe_with(
+                self.engine.topics(),
+                &publish.topic,
+                &publish.payload,
+                Some(&self.manifest_check),
+            );
             let chunk = match publish.kind {
                 PublishKind::Chunk { id, .. } => Some(id),
                 PublishKind::AwsBlock { index, .. } => Some(index + 1),
@@ -849,7 +853,7 @@ impl Driver {
         }
         let traffic = Traffic {
             direction: TrafficDirection::In,
-            text: describe_with(self.engine.topics(), topic, payload, Some(&self.trusted)),
+            text: describe_with(self.engine.topics(), topic, payload, Some(&self.manifest_check)),
             size: payload.len(),
             job,
             decode_error,

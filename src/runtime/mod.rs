@@ -230,7 +230,9 @@ impl Runtime {
             dirty: Default::default(),
             refreshed_at: clock.now(),
             inventory,
-            trusted: handle.library().manifests().trusted().clone(),
+            manifest_check: crate::protocol::ManifestCheck::new(
+                handle.library().manifests().trusted().clone(),
+            ),
             broker_up: false,
             fence: cluster::Cluster::fence(cluster.as_ref()),
             probe: probe::DeliveryProbe::new(&config.topics, &config.connection.client_id),

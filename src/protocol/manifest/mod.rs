@@ -7,6 +7,7 @@
 //! ([`MAX_MANIFEST_BYTES`]) and never panics; a manifest that decodes is not yet trusted:
 //! [`Manifest::verify`] checks its key and signature, [`Manifest::check_image`] its image.
 
+mod check;
 mod payload;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ mod tests;
 use bytes::Bytes;
 use coset::{CborSerializable, CoseSign1, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 
+pub use check::{FRESH_CHECKS_PER_S, ManifestCheck};
 pub use payload::ManifestPayload;
 
 use super::{Sha256, short_hash};

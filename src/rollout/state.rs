@@ -274,7 +274,7 @@ impl Rollout {
     }
 
     fn active(&self) -> usize {
-        self.devices.outcomes().filter(|&o| o.in_progress()).count()
+        self.devices.count(Outcome::Active) + self.devices.count(Outcome::Confirming)
     }
 
     /// Moves the rollout on at `now`: starts what its rules allow, finishes waves and the
@@ -640,30 +640,17 @@ impl Rollout {
         if !matches!(self.state, RolloutState::Running | RolloutState::Paused | RolloutState::Scheduled) {
             return Vec::new();
         }
-        let finished = self
-            .devices
-            .outcomes()
-            .filter(|o| {
-                matches!(
-                    o,
-                    Outcome::Succeeded
-                        | Outcome::Confirmed
-                        | Outcome::Failed
-                        | Outcome::TimedOut
-                        | Outcome::Rejected
-                        | Outcome::RolledBack
-                )
-            })
-            .count();
-        let failed = self
-            .devices
-            .outcomes()
-            .filter(|o| match o {
-                Outcome::Failed | Outcome::TimedOut | Outcome::RolledBack => true,
-                Outcome::Rejected => rule.count_rejected,
-                _ => false,
-            })
-            .count();
+        let count = |outcomes: &[Outcome]| outcomes.iter().map(|&o| self.devices.count(o)).sum::<usize>();
+        let failed = count(&[Outcome::Failed, Outcome::TimedOut, Outcome::RolledBack])
+            + if rule.count_rejected { count(&[Outcome::Rejected]) } else { 0 };
+        let finished = count(&[
+            Outcome::Succeeded,
+            Outcome::Confirmed,
+            Outcome::Failed,
+            Outcome::TimedOut,
+            Outcome::Rejected,
+            Outcome::RolledBack,
+        ]);
         if finished == 0 || finished < rule.min_finished as usize {
             return Vec::new();
         }

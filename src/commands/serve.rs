@@ -56,7 +56,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(files = left, "removed unfinished uploads left by an earlier run");
     }
     let service = Service::new(runtime.handle.clone());
-    tokio::spawn(log_events(service.subscribe()));
+    // Traffic is logged at debug only: below it the log takes no chatter, and the driver
+    // makes none while no console or /events client listens.
+    let events = if tracing::enabled!(tracing::Level::DEBUG) {
+        service.subscribe()
+    } else {
+        service.subscribe_quiet()
+    };
+    tokio::spawn(log_events(events));
     let state = api::api_state(&config, service, firmware_dir.clone(), listen);
     tracing::info!(
         api = %security.url(listener.local_addr().unwrap_or(listen)),

@@ -36,6 +36,8 @@ pub struct Driver {
     pub requests: mpsc::Receiver<Request>,
     pub from_broker: mpsc::Receiver<FromBroker>,
     pub events: broadcast::Sender<Arc<Envelope>>,
+    /// Subscribers that take no chatter (traffic, per-chunk progress).
+    pub quiet: super::QuietCount,
     pub clock: Clock,
     /// At most this many publishes are unacknowledged (at least 1).
     pub window: u16,
@@ -848,7 +850,7 @@ impl Driver {
         job: Option<JobId>,
         decode_error: bool,
     ) {
-        if !self.has_subscribers() {
+        if !self.wants_chatter() {
             return;
         }
         let traffic = Traffic {
@@ -870,9 +872,15 @@ impl Driver {
         self.events.receiver_count() > 0
     }
 
+    /// Whether a subscriber takes traffic and per-chunk progress.
+    fn wants_chatter(&self) -> bool {
+        self.events.receiver_count() > self.quiet.get()
+    }
+
     fn emit(&mut self, time: SystemTime, event: RuntimeEvent) {
         self.seq += 1;
-        if self.has_subscribers() {
+        let wanted = if event.is_chatter() { self.wants_chatter() } else { self.has_subscribers() };
+        if wanted {
             let _ = self.events.send(Arc::new(Envelope::new(self.seq, time, event)));
         }
     }

@@ -138,6 +138,51 @@ pub enum Received {
 /// (the attached console's reader of a remote `/events`, which already counted its losses).
 pub struct EventStream {
     from: From,
+    /// Set for a quiet subscription ([`QuietCount::subscribe`]): counted while it lives, and
+    /// the chatter a louder subscriber brings is skipped.
+    quiet: Option<QuietGuard>,
+}
+
+/// Subscribers that take no chatter: no traffic and no per-chunk progress, only what changes
+/// jobs, rollouts and the connection (`rocky serve`'s log below debug). While every
+/// subscriber is quiet, the driver makes no chatter at all: describing each chunk and message
+/// and waking a subscriber twice per chunk, for a log that drops it, was work on the thread
+/// that sends every chunk.
+#[derive(Debug, Clone, Default)]
+pub struct QuietCount(Arc<std::sync::atomic::AtomicUsize>);
+
+impl QuietCount {
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A quiet subscription to `events`.
+    pub fn subscribe(&self, events: &broadcast::Sender<Arc<Envelope>>) -> EventStream {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let guard = QuietGuard(self.0.clone());
+        EventStream { from: From::Runtime(events.subscribe()), quiet: Some(guard) }
+    }
+}
+
+struct QuietGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for QuietGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl RuntimeEvent {
+    /// Traffic and per-chunk progress: what quiet subscribers do not take.
+    pub fn is_chatter(&self) -> bool {
+        matches!(
+            self,
+            Self::Traffic(_)
+                | Self::Engine(
+                    crate::engine::Event::ChunkSent { .. } | crate::engine::Event::Progress { .. }
+                )
+        )
+    }
 }
 
 enum From {
@@ -147,15 +192,30 @@ enum From {
 
 impl EventStream {
     pub fn new(rx: broadcast::Receiver<Arc<Envelope>>) -> Self {
-        Self { from: From::Runtime(rx) }
+        Self { from: From::Runtime(rx), quiet: None }
     }
 
     pub fn from_channel(rx: tokio::sync::mpsc::Receiver<Received>) -> Self {
-        Self { from: From::Channel(rx) }
+        Self { from: From::Channel(rx), quiet: None }
     }
 
     /// The next item, or `None` once the runtime has stopped.
     pub async fn recv(&mut self) -> Option<Received> {
+        loop {
+            let received = self.recv_any().await;
+            if !self.skips(received.as_ref()) {
+                return received;
+            }
+        }
+    }
+
+    /// Chatter, for a quiet subscription.
+    fn skips(&self, received: Option<&Received>) -> bool {
+        self.quiet.is_some()
+            && matches!(received, Some(Received::Event(envelope)) if envelope.event.is_chatter())
+    }
+
+    async fn recv_any(&mut self) -> Option<Received> {
         match &mut self.from {
             From::Runtime(rx) => match rx.recv().await {
                 Ok(envelope) => Some(Received::Event(envelope)),
@@ -168,6 +228,15 @@ impl EventStream {
 
     /// Like `recv` but never waits: `None` when nothing is pending (or the runtime stopped).
     pub fn try_recv(&mut self) -> Option<Received> {
+        loop {
+            let received = self.try_recv_any();
+            if !self.skips(received.as_ref()) {
+                return received;
+            }
+        }
+    }
+
+    fn try_recv_any(&mut self) -> Option<Received> {
         match &mut self.from {
             From::Runtime(rx) => match rx.try_recv() {
                 Ok(envelope) => Some(Received::Event(envelope)),

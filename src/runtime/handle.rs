@@ -99,6 +99,8 @@ pub(super) enum Request {
 pub struct Handle {
     requests: mpsc::Sender<Request>,
     events: broadcast::Sender<Arc<Envelope>>,
+    /// Subscribers that take no chatter.
+    quiet: super::QuietCount,
     library: Arc<Library>,
     jobs: Arc<JobTable>,
     clock: Clock,
@@ -137,6 +139,7 @@ impl Handle {
         Self {
             requests,
             events,
+            quiet: super::QuietCount::default(),
             library,
             jobs,
             clock,
@@ -308,6 +311,18 @@ impl Handle {
 
     pub fn subscribe(&self) -> EventStream {
         EventStream::new(self.events.subscribe())
+    }
+
+    /// A subscription without chatter (traffic, per-chunk progress): while every subscriber is
+    /// one, none is made.
+    pub fn subscribe_quiet(&self) -> EventStream {
+        self.quiet.subscribe(&self.events)
+    }
+
+    /// Shares the driver's count of quiet subscribers.
+    pub(super) fn with_quiet(mut self, quiet: super::QuietCount) -> Self {
+        self.quiet = quiet;
+        self
     }
 
     pub fn library(&self) -> &Arc<Library> {

@@ -27,8 +27,8 @@ pub use crate::mqtt::{BrokerUrl, BrokerUrlError, MAX_PACKET_BYTES};
 pub use aws_settings::{AwsOtaOverride, AwsOtaSettings, MAX_AWS_PATH_BYTES, check_path as check_aws_path};
 pub use driver::PROGRESS_REFRESH;
 pub use events::{
-    Alert, ConnectionState, Envelope, EventStream, Received, RolloutNotice, RuntimeEvent, Traffic,
-    TrafficDirection,
+    Alert, ConnectionState, Envelope, EventStream, QuietCount, Received, RolloutNotice, RuntimeEvent,
+    Traffic, TrafficDirection,
 };
 pub use handle::{Handle, RuntimeError, Status};
 pub use job_table::{JobChange, JobChanges, JobFilter, JobFollower, JobTable};
@@ -154,6 +154,7 @@ impl Runtime {
         rollouts: Rollouts,
     ) -> Self {
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let quiet = QuietCount::default();
         let (requests_tx, requests_rx) = mpsc::channel(256);
         let (mqtt_tx, mqtt_rx) = mpsc::channel(1024);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -210,7 +211,8 @@ impl Runtime {
         .with_cluster(cluster.clone())
         .with_default_chunk(config.engine.chunk_size)
         .with_aws_ota(config.aws_ota.clone())
-        .with_audit(audit);
+        .with_audit(audit)
+        .with_quiet(quiet.clone());
         let driver = driver::Driver {
             engine,
             publisher,
@@ -218,6 +220,7 @@ impl Runtime {
             requests: requests_rx,
             from_broker: mqtt_rx,
             events,
+            quiet,
             clock,
             window: config.window.max(1),
             outstanding: 0,

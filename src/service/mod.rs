@@ -94,6 +94,12 @@ impl Service {
         self.handle.subscribe()
     }
 
+    /// Events without chatter (traffic, per-chunk progress), which is then not made at all
+    /// while no one else listens.
+    pub fn subscribe_quiet(&self) -> EventStream {
+        self.handle.subscribe_quiet()
+    }
+
     /// Every job's state from a full snapshot on: lossless, latest wins.
     pub fn follow_jobs(&self) -> JobFollower {
         self.handle.follow_jobs()

@@ -35,6 +35,7 @@ mod job_stream;
 mod notify;
 mod postgres_restart;
 mod protocol_vectors;
+mod quiet_events;
 mod rollout_dry_run;
 mod rollout_watch;
 mod rollouts;

@@ -491,11 +491,6 @@ impl Inventory {
             }
         }
     }
-
-    /// Changes the store could not take yet: handed over again next time.
-    pub fn give_back(&self, devices: Vec<Device>) {
-        self.lock().observed.extend(devices.into_iter().map(|d| d.device_id));
-    }
 }
 
 #[cfg(test)]

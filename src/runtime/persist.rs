@@ -175,17 +175,14 @@ impl Persistence {
     /// Hands over what changed (the jobs', and what the wire told the inventory), unless the
     /// writer is still busy (then it waits for next time).
     pub fn flush(&mut self, engine: &Engine, clock: &Clock, inventory: &Inventory) {
+        let store = self.store.clone();
+        let Some(permit) = store.flush_permit() else { return };
         let devices = inventory.take_observed();
         if self.dirty.is_empty() && self.history.is_empty() && devices.is_empty() {
             return;
         }
         let (jobs, history) = self.take(engine, clock);
-        if let Err((jobs, mut history, devices)) = self.store.try_flush(jobs, history, devices) {
-            self.dirty.extend(jobs.iter().map(|j| j.id));
-            history.append(&mut self.history);
-            self.history = history;
-            inventory.give_back(devices);
-        }
+        permit.send(jobs, history, devices);
     }
 
     /// Writes every change now and answers `reply` once it is committed, without waiting here:

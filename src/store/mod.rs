@@ -31,6 +31,17 @@ impl crate::inventory::DeviceRecords for Store {
 mod lease_tests;
 #[cfg(test)]
 mod test_support;
+
+/// A place in the writer's queue for one flush ([`Store::flush_permit`]).
+pub(crate) struct FlushPermit<'a>(mpsc::Permit<'a, Write>);
+
+impl FlushPermit<'_> {
+    /// Hands the changes to the writer, without waiting.
+    pub(crate) fn send(self, jobs: Vec<JobSnapshot>, history: Vec<HistoryRecord>, devices: Vec<Device>) {
+        self.0.send(Write::Flush { jobs, history, devices, done: None });
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -307,23 +318,11 @@ impl Store {
         answer.await.map_err(|_| WriteError::Stopped)?
     }
 
-    /// Hands changes to the writer without waiting, unless it is still busy with the last ones
-    /// (then they come back to be merged into the next flush).
-    #[allow(clippy::type_complexity)] // the three kinds of change, given back as they came
-    pub(crate) fn try_flush(
-        &self,
-        jobs: Vec<JobSnapshot>,
-        history: Vec<HistoryRecord>,
-        devices: Vec<Device>,
-    ) -> Result<(), (Vec<JobSnapshot>, Vec<HistoryRecord>, Vec<Device>)> {
-        match self.writes.try_send(Write::Flush { jobs, history, devices, done: None }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(Write::Flush { jobs, history, devices, .. }))
-            | Err(mpsc::error::TrySendError::Closed(Write::Flush { jobs, history, devices, .. })) => {
-                Err((jobs, history, devices))
-            }
-            Err(_) => Err((Vec::new(), Vec::new(), Vec::new())),
-        }
+    /// Room for one flush in the writer's queue, unless it is still busy with the last ones.
+    /// Taken before the flush is built: building snapshots of every changed job to hand them
+    /// back when the queue is full was done every 100 ms while a rollout kept the writer busy.
+    pub(crate) fn flush_permit(&self) -> Option<FlushPermit<'_>> {
+        self.writes.try_reserve().ok().map(FlushPermit)
     }
 
     /// Writes everything given and waits until it is committed (a stop, a cancel).

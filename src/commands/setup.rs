@@ -66,9 +66,31 @@ pub enum LogFormat {
 /// (`rocky_log_lines_dropped_total`).
 pub const LOG_LINES_WAITING: usize = 10_000;
 
-/// Logs to stdout from a thread of its own; `RUST_LOG` overrides the default filter. Hold the
-/// guard until the end: dropping it writes what still waits (for up to a second).
-pub fn log_to_stdout(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// The stdout log's writer thread, until dropped: then what still waits is written, for at
+/// most [`LOG_STOP_WAIT`]. tracing-appender's own guard would wait without end on a stdout
+/// nobody reads (its fallback message goes to that same stdout), and Rocky would not stop.
+pub struct StdoutLog(Option<tracing_appender::non_blocking::WorkerGuard>);
+
+/// How long a stopping Rocky waits for its last log lines to be written.
+const LOG_STOP_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+impl Drop for StdoutLog {
+    fn drop(&mut self) {
+        let Some(guard) = self.0.take() else { return };
+        let (done, finished) = std::sync::mpsc::channel();
+        let stopping = std::thread::Builder::new().name("rocky-log-stop".into()).spawn(move || {
+            drop(guard);
+            let _ = done.send(());
+        });
+        if stopping.is_ok() {
+            let _ = finished.recv_timeout(LOG_STOP_WAIT);
+        }
+    }
+}
+
+/// Logs to stdout from a thread of its own; `RUST_LOG` overrides the default filter. Hold what
+/// it answers until the end.
+pub fn log_to_stdout(format: LogFormat) -> StdoutLog {
     use std::io::IsTerminal;
     let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -83,7 +105,7 @@ pub fn log_to_stdout(format: LogFormat) -> tracing_appender::non_blocking::Worke
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(ansi).try_init(),
     };
-    guard
+    StdoutLog(Some(guard))
 }
 
 /// Logs to `rocky.log` in `dir` (the console's screen is not for logs); returns its path and

@@ -48,6 +48,8 @@ pub struct Manifests {
 struct State {
     /// Only manifests a trusted key verified for the image they are held under.
     by_image: HashMap<Sha256, Manifest>,
+    /// Images whose manifest file no trusted key verifies (at most [`MAX_HELD`]).
+    untrusted: std::collections::HashSet<Sha256>,
     dir: Option<PathBuf>,
     /// `sig-sha256-ecdsa` made with Rocky's key, by image (at most [`AWS_SIGNATURES_HELD`]):
     /// one signature for an image however many AWS devices get it.
@@ -266,21 +268,36 @@ impl Manifests {
             if let Some(manifest) = state.by_image.get(sha256) {
                 return Some(manifest.clone());
             }
+            if state.untrusted.contains(sha256) {
+                return None;
+            }
             state.dir.clone()?
         };
         let bytes = std::fs::read(Self::path(&dir, sha256)).ok()?;
-        let manifest = Manifest::decode(&bytes).ok()?;
-        let trusted =
-            manifest.verify(&self.policy.trusted).is_ok() && manifest.payload().image_sha256 == *sha256;
-        if !trusted {
+        let trusted = Manifest::decode(&bytes).ok().filter(|manifest| {
+            manifest.verify(&self.policy.trusted).is_ok() && manifest.payload().image_sha256 == *sha256
+        });
+        let mut state = self.lock();
+        let Some(manifest) = trusted else {
+            // Read and refused once: not again per device of a rollout (the keys do not change
+            // while Rocky runs; attaching or signing anew clears it).
+            if state.untrusted.len() >= MAX_HELD {
+                state.untrusted.clear();
+            }
+            state.untrusted.insert(*sha256);
             return None;
+        };
+        // One attached or signed meanwhile is newer than the file as it was read.
+        if let Some(newer) = state.by_image.get(sha256) {
+            return Some(newer.clone());
         }
-        Self::hold(&mut self.lock(), sha256, manifest.clone());
+        Self::hold(&mut state, sha256, manifest.clone());
         Some(manifest)
     }
 
     /// Holds a verified manifest in memory, within [`MAX_HELD`].
     fn hold(state: &mut State, sha256: &Sha256, manifest: Manifest) {
+        state.untrusted.remove(sha256);
         if state.by_image.len() >= MAX_HELD && !state.by_image.contains_key(sha256) {
             state.by_image.clear();
         }
@@ -369,6 +386,23 @@ mod tests {
         let distrusting = Manifests::new(SigningPolicy::default());
         distrusting.keep_in(dir.path().to_path_buf());
         assert_eq!(distrusting.get(image.sha256()), None, "a key no longer trusted unsigns its images");
+    }
+
+    #[test]
+    fn a_file_no_trusted_key_verifies_is_refused_until_rocky_signs_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate(Alg::Ed25519).unwrap();
+        let manifests = Manifests::new(SigningPolicy { signer: Some(key), ..SigningPolicy::default() });
+        manifests.keep_in(dir.path().to_path_buf());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
+        let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
+        let payload = ManifestPayload { image_sha256: *image.sha256(), size: 8, version: None, seq: 1 };
+        let path = Manifests::path(dir.path(), image.sha256());
+        std::fs::write(&path, Manifest::sign(payload, &stranger).bytes()).unwrap();
+        assert_eq!(manifests.get(image.sha256()), None);
+        assert_eq!(manifests.get(image.sha256()), None, "refused again, from memory");
+        let signed = manifests.sign(&image, None, 2).unwrap();
+        assert_eq!(manifests.get(image.sha256()), Some(signed));
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl Driver {
         if let Some(persistence) = self.persistence.as_mut() {
             persistence.touch(publish.job);
         }
-        if self.has_subscribers() {
+        if self.wants_chatter() {
             let text = describe_with(
                 self.engine.topics(),
                 &publish.topic,

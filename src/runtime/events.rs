@@ -137,10 +137,11 @@ pub enum Received {
 /// engine never waits for it. It is fed either by the runtime in this process or by a channel
 /// (the attached console's reader of a remote `/events`, which already counted its losses).
 pub struct EventStream {
-    from: From,
     /// Set for a quiet subscription ([`QuietCount::subscribe`]): counted while it lives, and
-    /// the chatter a louder subscriber brings is skipped.
+    /// the chatter a louder subscriber brings is skipped. Declared first, so it is let go of
+    /// before the receiver: the count never says more quiet subscribers than there are.
     quiet: Option<QuietGuard>,
+    from: From,
 }
 
 /// Subscribers that take no chatter: no traffic and no per-chunk progress, only what changes
@@ -158,9 +159,10 @@ impl QuietCount {
 
     /// A quiet subscription to `events`.
     pub fn subscribe(&self, events: &broadcast::Sender<Arc<Envelope>>) -> EventStream {
+        // Subscribed before it is counted (the count never says more than there are).
+        let from = From::Runtime(events.subscribe());
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let guard = QuietGuard(self.0.clone());
-        EventStream { from: From::Runtime(events.subscribe()), quiet: Some(guard) }
+        EventStream { quiet: Some(QuietGuard(self.0.clone())), from }
     }
 }
 
@@ -192,11 +194,11 @@ enum From {
 
 impl EventStream {
     pub fn new(rx: broadcast::Receiver<Arc<Envelope>>) -> Self {
-        Self { from: From::Runtime(rx), quiet: None }
+        Self { quiet: None, from: From::Runtime(rx) }
     }
 
     pub fn from_channel(rx: tokio::sync::mpsc::Receiver<Received>) -> Self {
-        Self { from: From::Channel(rx), quiet: None }
+        Self { quiet: None, from: From::Channel(rx) }
     }
 
     /// The next item, or `None` once the runtime has stopped.

@@ -230,10 +230,7 @@ async fn a_wrong_password_is_reported_once_and_no_secret_is_ever_printed() {
     assert!(!shown.contains(wrong) && !shown.contains(TOKEN), "{shown}");
 }
 
-/// SIGTERM through the shell's kill (no extra crate for signals).
-fn terminate(pid: u32) {
-    let _ = Command::new("sh").arg("-c").arg(format!("kill -TERM {pid}")).status();
-}
+use crate::support::terminate;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_speaks_https_with_a_configured_certificate() {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::wire_device::{Mode, WireDevice};
-use crate::support::{Mosquitto, test_image, wait_for};
+use crate::support::{Mosquitto, ack_frame, metric, test_image, wait_for};
 use rocky::engine::{JobId, JobSpec, JobState};
 use rocky::firmware::{ChunkSize, Image, Library};
 use rocky::mqtt::MqttVersion;
@@ -38,12 +38,6 @@ async fn stranger(port: u16, name: &str) -> (rumqttc::AsyncClient, Arc<Mutex<u64
 }
 
 /// `[job, 2]` in CBOR, written by hand (job < 2^32).
-fn ack_frame(job: u32) -> Vec<u8> {
-    let mut out = vec![0x82, 0x1a];
-    out.extend_from_slice(&job.to_be_bytes());
-    out.push(0x02);
-    out
-}
 
 fn started(version: MqttVersion, port: u16) -> Runtime {
     let mut config = RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port));
@@ -180,11 +174,6 @@ async fn oversized_frames_do_not_silence_rocky_on_mqtt_5() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_do_not_silence_rocky_on_mqtt_3_1_1() {
     oversized_frames_do_not_silence_rocky(MqttVersion::V311, "oversized_frames_mqtt_3_1_1").await;
-}
-
-/// The number after `name ` in Prometheus text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,25 +1,18 @@
 //! `rocky serve` whose stdout nobody reads: its log lines wait in a bounded queue and are then
-//! dropped and counted, while jobs, the broker connection and the API carry on. Before, one log
-//! line written into a full pipe stopped the process's only async thread, and with it Rocky.
+//! dropped and counted, while jobs, the broker connection and the API carry on, and SIGTERM
+//! still stops it. Before, one log line written into a full pipe stopped the process's only
+//! async thread, and with it Rocky.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::{Serve, healthy, serve_command, wait_for};
+use crate::support::{Serve, ack_frame, healthy, metric, serve_command, terminate, wait_for};
 use rocky::broker::{EmbeddedBroker, free_port};
 
-/// A FOTA_REQUEST_ACK `[job, 2]` for a job no Rocky made: ignored, and a line of traffic.
-fn ack_frame(job: u32) -> Vec<u8> {
-    let mut out = vec![0x82, 0x1a];
-    out.extend_from_slice(&job.to_be_bytes());
-    out.push(0x02);
-    out
-}
-
-/// A counter's value in `/metrics`.
-async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
+/// A counter's value in `/metrics`, when Rocky answers.
+async fn scraped(client: &reqwest::Client, base: &str, name: &str) -> Option<u64> {
     let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    Some(metric(&text, name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,13 +48,20 @@ async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
         publisher.publish(topic, rumqttc::QoS::AtLeastOnce, false, ack_frame(1_000_000 + i)).await.unwrap();
     }
     wait_for(Duration::from_secs(60), "every answer to be heard while stdout is not read", || async {
-        let ignored = metric(&client, &base, "rocky_responses_ignored_total").await?;
+        let ignored = scraped(&client, &base, "rocky_responses_ignored_total").await?;
         (ignored >= u64::from(ANSWERS)).then_some(())
     })
     .await;
-    let dropped = metric(&client, &base, "rocky_log_lines_dropped_total").await.unwrap();
+    let dropped = scraped(&client, &base, "rocky_log_lines_dropped_total").await.unwrap();
     assert!(dropped > 0, "lines past the waiting ones are dropped and counted");
     let health = client.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
     pumping.abort();
+
+    // Asked to stop, it stops, though its last lines cannot be written.
+    terminate(serve.0.id());
+    wait_for(Duration::from_secs(20), "rocky serve to exit on SIGTERM", || {
+        std::future::ready(serve.0.try_wait().unwrap().map(|_| ()))
+    })
+    .await;
 }

@@ -407,7 +407,8 @@ async fn devices_verify_rockys_manifests_and_every_wrong_manifest_is_refused_at_
     assert!(!wrong_out.status.success());
     shown.push_str(&String::from_utf8_lossy(&wrong_out.stderr));
     assert!(String::from_utf8_lossy(&wrong_out.stderr).contains("this is a private key"));
-    let _ = serve.kill();
+    // Stopped as a service manager does, so every line it logged is in the file.
+    crate::support::terminate(serve.id());
     let _ = serve.wait();
     shown.push_str(&std::fs::read_to_string(dir.path().join("serve.log")).unwrap());
     assert!(shown.len() > 10_000, "the log and answers were read ({} bytes)", shown.len());

@@ -5,8 +5,9 @@
 //! one again repeated the same work once per job, and let any broker client that may publish on a
 //! device's topic buy 280 µs of that thread per message by naming a trusted key id beside a
 //! garbage signature. Answers are remembered by the manifest's bytes (Rocky sends the same
-//! manifest to every device of a rollout), and manifests not seen before are verified at most
-//! [`FRESH_CHECKS_PER_S`] a second; past that the text says the signature was not checked.
+//! manifest to every device of a rollout), and manifests not seen before under a trusted key id
+//! are verified at most [`FRESH_CHECKS_PER_S`] a second; past that the text says the signature
+//! was not checked. One under a key id Rocky does not trust is refused at no cost.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -51,6 +52,11 @@ impl ManifestCheck {
         if let Some(known) = state.known.get(manifest.bytes()) {
             return Some(*known);
         }
+        // A key id Rocky does not trust costs nothing to refuse: it spends no budget and takes
+        // no room from the manifests worth remembering.
+        if self.trusted.get(&manifest.kid()).is_none() {
+            return Some(false);
+        }
         if state.second.is_none_or(|began| now.duration_since(began) >= Duration::from_secs(1)) {
             state.second = Some(now);
             state.spent = 0;
@@ -88,7 +94,17 @@ mod tests {
         let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
         let rockys = signed(&key, 0);
         assert_eq!(check.verifies_at(&rockys, start), Some(true));
-        assert_eq!(check.verifies_at(&signed(&stranger, 0), start), Some(false));
+        // Strangers' manifests are refused without spending the budget.
+        for seq in 0..100 {
+            assert_eq!(check.verifies_at(&signed(&stranger, seq), start), Some(false));
+        }
+        // One naming a trusted key id beside a signature that does not verify spends it.
+        let mut bytes = signed(&key, 500).bytes().to_vec();
+        if let Some(last) = bytes.last_mut() {
+            *last ^= 1; // the signature's last byte
+        }
+        let forged = Manifest::decode(&bytes).unwrap();
+        assert_eq!(check.verifies_at(&forged, start), Some(false));
         for seq in 1..u64::from(FRESH_CHECKS_PER_S) - 1 {
             assert_eq!(check.verifies_at(&signed(&key, seq), start), Some(true));
         }

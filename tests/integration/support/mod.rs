@@ -431,3 +431,26 @@ impl Instance {
         self.serve.kill9();
     }
 }
+
+/// SIGTERM, as a service manager stops Rocky.
+#[allow(dead_code)]
+pub fn terminate(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("a process id");
+    // SAFETY: kill(2) with a process id of the test's own child and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill({pid}, SIGTERM)");
+}
+
+/// A FOTA_REQUEST_ACK `[job, 2]`, as a device answers an offer.
+#[allow(dead_code)]
+pub fn ack_frame(job: u32) -> Vec<u8> {
+    let mut out = vec![0x82, 0x1a];
+    out.extend_from_slice(&job.to_be_bytes());
+    out.push(0x02);
+    out
+}
+
+/// The number after `name ` in Prometheus text (0 when it is not there).
+#[allow(dead_code)]
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(0)
+}

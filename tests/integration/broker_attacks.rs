@@ -37,8 +37,6 @@ async fn stranger(port: u16, name: &str) -> (rumqttc::AsyncClient, Arc<Mutex<u64
     (client, acks)
 }
 
-/// `[job, 2]` in CBOR, written by hand (job < 2^32).
-
 fn started(version: MqttVersion, port: u16) -> Runtime {
     let mut config = RuntimeConfig::new(rocky::runtime::BrokerUrl::local(port));
     config.connection.version = version;

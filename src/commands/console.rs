@@ -224,6 +224,7 @@ pub async fn run_console(
                 .map(|plan| {
                     let service = service.clone();
                     let work: console::Startup = Box::pin(async move {
+                        statuses_heard(&service, &plan.devices).await;
                         let created = service.start_planned_rollout(plan).await;
                         created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
                     });
@@ -262,3 +263,24 @@ fn console_actor() -> String {
         .unwrap_or_else(|| "localhost".to_owned());
     format!("console:{}@{}", user.trim(), host)
 }
+
+/// Waits, at most [`STATUS_WAIT`], until Rocky has heard the status of each of `devices` that
+/// speaks its protocol. A job made before Rocky knows its device takes signed images only goes
+/// without a manifest, and the device refuses it: the demo's canary did so in 2 of 7 starts
+/// here, whose logs show the rollouts starting before Rocky had even connected to the broker
+/// (so before the devices' retained statuses came in), and the staged rollout paused at its
+/// first wave.
+async fn statuses_heard(service: &Service, devices: &[rocky::protocol::DeviceId]) {
+    let deadline = tokio::time::Instant::now() + STATUS_WAIT;
+    let inventory = service.inventory();
+    let unheard = |device: &rocky::protocol::DeviceId| {
+        inventory.profile_of(device) == rocky::inventory::Profile::Rocky
+            && inventory.running_of(device).and_then(|running| running.reported()).is_none()
+    };
+    while devices.iter().any(unheard) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// How long the demo's rollouts wait for their devices' statuses.
+const STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);

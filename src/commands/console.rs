@@ -218,19 +218,25 @@ pub async fn run_console(
         limits,
         startup: {
             let first = startup.rollouts.first().map(|plan| plan.name.clone());
-            let mut work: Vec<console::Startup> = startup
-                .rollouts
-                .into_iter()
-                .map(|plan| {
-                    let service = service.clone();
-                    let work: console::Startup = Box::pin(async move {
-                        statuses_heard(&service, &plan.devices).await;
-                        let created = service.start_planned_rollout(plan).await;
-                        created.map(|_| ()).map_err(|e| format!("the demo's rollout did not start: {e}"))
-                    });
-                    work
-                })
-                .collect();
+            let mut work: Vec<console::Startup> = Vec::new();
+            let plans = startup.rollouts;
+            if !plans.is_empty() {
+                let service = service.clone();
+                // One after another once their devices are heard from, so they are numbered in
+                // the order given.
+                work.push(Box::pin(async move {
+                    let devices: Vec<_> =
+                        plans.iter().flat_map(|plan| plan.devices.iter().cloned()).collect();
+                    statuses_heard(&service, &devices).await;
+                    let mut first_error = None;
+                    for plan in plans {
+                        if let Err(e) = service.start_planned_rollout(plan).await {
+                            first_error.get_or_insert(format!("the demo's rollout did not start: {e}"));
+                        }
+                    }
+                    first_error.map_or(Ok(()), Err)
+                }));
+            }
             if let (Some(follow_up), Some(first)) = (startup.follow_up, first) {
                 work.push(Box::pin(follow_up.run(service.clone(), first)));
             }

@@ -234,7 +234,7 @@ impl Metrics {
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
-            "Log lines dropped because stdout was not read as fast as they came (rocky serve, rocky broker)",
+            "Log lines dropped because stdout was not read as fast as they came",
             log_lines_dropped.clone(),
         );
         if let Some(histogram) = store_writes {

@@ -514,6 +514,27 @@ impl Driver {
                     }
                 }
             }
+            Request::CancelMany { jobs, reply } => {
+                let mut not_here = Vec::new();
+                let mut cancelled = false;
+                for id in jobs {
+                    match self.engine.cancel(id, now) {
+                        Ok(()) => cancelled = true,
+                        Err(crate::engine::CancelError::NotFound(id)) => not_here.push(id),
+                        // It ended meanwhile: its end stands.
+                        Err(_) => {}
+                    }
+                }
+                self.drain_events();
+                match (self.persistence.as_mut(), cancelled) {
+                    (Some(persistence), true) => {
+                        persistence.flush_then(&self.engine, &self.clock, reply, not_here)
+                    }
+                    _ => {
+                        let _ = reply.send(not_here);
+                    }
+                }
+            }
             Request::Status(reply) => {
                 let store_problem = self.persistence.as_ref().and_then(|p| p.store.problem());
                 let publish_refused = self

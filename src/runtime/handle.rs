@@ -77,6 +77,12 @@ pub(super) enum Request {
         job: JobId,
         reply: oneshot::Sender<Result<JobView, CancelError>>,
     },
+    /// Cancels these jobs together, answered once on disk; the answer is the ids not driven
+    /// here.
+    CancelMany {
+        jobs: Vec<JobId>,
+        reply: oneshot::Sender<Vec<JobId>>,
+    },
     Status(oneshot::Sender<StatusReply>),
     Shutdown(oneshot::Sender<()>),
     /// An event from another part of the runtime (a rollout's change) for the event stream,
@@ -265,6 +271,23 @@ impl Handle {
             }
             (Err(e), _) => Err(e.into()),
         }
+    }
+
+    /// Cancels these jobs together (a rollout's, when it is cancelled or aborted): one store
+    /// commit for the lot, where a [`Handle::cancel`] each was a commit each, waited for in
+    /// turn. Jobs that already ended stay as they are; jobs another instance drives are
+    /// cancelled through the shared store, one by one.
+    pub async fn cancel_many(&self, ids: Vec<JobId>) -> Result<(), RuntimeError> {
+        let not_here = self.ask(|reply| Request::CancelMany { jobs: ids, reply }).await?;
+        if let Some(cluster) = &self.cluster {
+            for id in not_here {
+                // One that already ended, there too, is fine: nothing is left to cancel.
+                if let Ok(snapshot) = cluster.cancel(id).await {
+                    self.jobs.upsert([snapshot]);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A job's latest snapshot, read without asking the engine.

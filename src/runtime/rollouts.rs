@@ -459,12 +459,17 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         let more_waiting = !to_start.is_empty();
         start_jobs(&rollouts, &handle, starts).await;
         let cancels = std::mem::take(&mut rollouts.lock().cancels);
-        for (job, only_if_queued) in cancels {
-            if only_if_queued && handle.job(job).is_some_and(|j| j.state != JobState::Queued) {
-                continue;
-            }
-            // A job that already ended is fine: the rollout hears its end anyway.
-            let _ = handle.cancel(job).await;
+        let cancels: Vec<JobId> = cancels
+            .into_iter()
+            .filter(|&(job, only_if_queued)| {
+                !(only_if_queued && handle.job(job).is_some_and(|j| j.state != JobState::Queued))
+            })
+            .map(|(job, _)| job)
+            .collect();
+        // Together, in one commit. A job that already ended is fine: the rollout hears its end
+        // anyway.
+        if !cancels.is_empty() {
+            let _ = handle.cancel_many(cancels).await;
         }
         announce(&rollouts, &handle, &mut announced);
         if !rollouts.lock().dirty.is_empty() && last_save.elapsed() >= SAVE_EVERY {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::served_fleet::ServedFleet;
-use crate::support::{Serve, test_image, wait_for};
+use crate::support::{Serve, metric, test_image, wait_for};
 use reqwest::StatusCode;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::sim::{Behavior, BehaviorPlan, Fleet, FleetConfig, Selection};
@@ -384,6 +384,50 @@ async fn a_rollout_cancel_survives_a_sigkill_right_after_its_answer() {
     let _serve = Serve::start(&broker.url().to_string(), port, data.path());
     api.healthy().await;
     assert_eq!(api.get(&format!("/rollouts/{id}")).await["state"], "cancelled");
+}
+
+/// Cancelling a rollout ends its jobs together: a few store commits for the lot, where each job
+/// used to be a commit of its own, waited for in turn by the rollouts' planner (400 commits here;
+/// a wave of 4,096 active jobs, 4,096).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_cancel_ends_its_jobs_in_a_few_store_commits() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
+    api.healthy().await;
+    let upload =
+        api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(1024, 7).to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    // Devices that never answer: their jobs stay under way until cancelled.
+    let devices: Vec<String> = (1..=400).map(|n| format!("silent-{n:03}")).collect();
+    let body = json!({"name": "mass", "firmware": {"path": "fw.bin"}, "targets": {"devices": devices}});
+    let (status, created) = api.post("/rollouts", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let open =
+        |jobs: &Value| jobs["jobs"].as_array().unwrap().iter().filter(|j| j["state"] != "cancelled").count();
+    wait_for(Duration::from_secs(30), "the rollout's 400 jobs", || async {
+        let jobs = api.get(&format!("/jobs?rollout={id}&limit=10000")).await;
+        (jobs["jobs"].as_array().unwrap().len() == 400 && open(&jobs) == 400).then_some(())
+    })
+    .await;
+    let commits = || async {
+        let text =
+            api.client.get(format!("{}/metrics", api.base)).send().await.unwrap().text().await.unwrap();
+        metric(&text, "rocky_store_write_seconds_count")
+    };
+    let before = commits().await;
+    let (status, _) = api.post(&format!("/rollouts/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for(Duration::from_secs(60), "every job of the rollout to be cancelled", || async {
+        let jobs = api.get(&format!("/jobs?rollout={id}&limit=10000")).await;
+        (open(&jobs) == 0).then_some(())
+    })
+    .await;
+    let spent = commits().await - before;
+    assert!(spent < 40, "cancelling 400 jobs took {spent} store commits");
 }
 
 /// `(created_at, finished_at)` of each of a rollout's jobs, by device, in creation order.

@@ -57,6 +57,8 @@ struct State {
     /// `sig-sha256-ecdsa` made elsewhere (`rocky sign --format aws`) and attached, by image,
     /// after a trusted ES256 key verified it (at most [`MAX_HELD`]; kept as files too).
     aws_attached: HashMap<Sha256, String>,
+    /// Images whose `sig-sha256-ecdsa` file no trusted key verifies (at most [`MAX_HELD`]).
+    aws_untrusted: std::collections::HashSet<Sha256>,
 }
 
 /// The longest attached `sig-sha256-ecdsa`: base64 of a DER P-256 signature is at most 96
@@ -129,11 +131,17 @@ impl Manifests {
                 .and_then(|()| write_atomically(&Self::aws_path(dir, image.sha256()), signature.as_bytes()))
                 .map_err(|e| format!("cannot keep the signature: {e}"))?;
         }
-        if state.aws_attached.len() >= MAX_HELD && !state.aws_attached.contains_key(image.sha256()) {
+        Self::hold_aws(&mut state, image.sha256(), signature.to_owned());
+        Ok(kid)
+    }
+
+    /// Holds a verified `sig-sha256-ecdsa` in memory, within [`MAX_HELD`].
+    fn hold_aws(state: &mut State, sha256: &Sha256, signature: String) {
+        state.aws_untrusted.remove(sha256);
+        if state.aws_attached.len() >= MAX_HELD && !state.aws_attached.contains_key(sha256) {
             state.aws_attached.clear();
         }
-        state.aws_attached.insert(*image.sha256(), signature.to_owned());
-        Ok(kid)
+        state.aws_attached.insert(*sha256, signature);
     }
 
     /// The trusted ES256 key that made `signature` over the image with this hash.
@@ -146,23 +154,39 @@ impl Manifests {
 
     /// The attached `sig-sha256-ecdsa` of the image with this hash, while a trusted key
     /// verifies it (from memory, or its file after a restart).
+    ///
+    /// Verified once, as [`Manifests::get`] does: every AWS job asks, and an ES256 check per
+    /// trusted key costs about 270 µs of the async thread. A file no trusted key verifies is
+    /// remembered as refused until a signature is attached again.
     pub fn attached_aws(&self, sha256: &Sha256) -> Option<String> {
-        let mut state = self.lock();
-        let signature = match state.aws_attached.get(sha256) {
-            Some(signature) => signature.clone(),
-            None => {
-                let dir = state.dir.clone()?;
-                let bytes = std::fs::read(Self::aws_path(&dir, sha256)).ok()?;
-                let text = String::from_utf8(bytes).ok().filter(|t| t.len() <= MAX_AWS_SIGNATURE_BYTES)?;
-                drop(state);
-                self.aws_signer_of(sha256, &text)?;
-                state = self.lock();
-                state.aws_attached.insert(*sha256, text.clone());
-                return Some(text);
+        let dir = {
+            let state = self.lock();
+            if let Some(signature) = state.aws_attached.get(sha256) {
+                return Some(signature.clone());
             }
+            if state.aws_untrusted.contains(sha256) {
+                return None;
+            }
+            state.dir.clone()?
         };
-        drop(state);
-        Some(signature)
+        let bytes = std::fs::read(Self::aws_path(&dir, sha256)).ok()?;
+        let trusted = String::from_utf8(bytes).ok().filter(|text| {
+            text.len() <= MAX_AWS_SIGNATURE_BYTES && self.aws_signer_of(sha256, text).is_some()
+        });
+        let mut state = self.lock();
+        // One attached meanwhile is newer than the file as it was read.
+        if let Some(newer) = state.aws_attached.get(sha256) {
+            return Some(newer.clone());
+        }
+        let Some(text) = trusted else {
+            if state.aws_untrusted.len() >= MAX_HELD {
+                state.aws_untrusted.clear();
+            }
+            state.aws_untrusted.insert(*sha256);
+            return None;
+        };
+        Self::hold_aws(&mut state, sha256, text.clone());
+        Some(text)
     }
 
     fn aws_path(dir: &std::path::Path, sha256: &Sha256) -> PathBuf {
@@ -278,6 +302,10 @@ impl Manifests {
             manifest.verify(&self.policy.trusted).is_ok() && manifest.payload().image_sha256 == *sha256
         });
         let mut state = self.lock();
+        // One attached or signed meanwhile is newer than the file as it was read.
+        if let Some(newer) = state.by_image.get(sha256) {
+            return Some(newer.clone());
+        }
         let Some(manifest) = trusted else {
             // Read and refused once: not again per device of a rollout (the keys do not change
             // while Rocky runs; attaching or signing anew clears it).
@@ -287,10 +315,6 @@ impl Manifests {
             state.untrusted.insert(*sha256);
             return None;
         };
-        // One attached or signed meanwhile is newer than the file as it was read.
-        if let Some(newer) = state.by_image.get(sha256) {
-            return Some(newer.clone());
-        }
         Self::hold(&mut state, sha256, manifest.clone());
         Some(manifest)
     }
@@ -346,6 +370,28 @@ mod tests {
     }
 
     #[test]
+    fn an_aws_signature_file_no_trusted_key_verifies_is_refused_until_one_is_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let trusted_key = SigningKey::generate(Alg::Es256).unwrap();
+        let mut trusted = TrustedKeys::default();
+        trusted.add(trusted_key.public(), "ci".into());
+        let manifests = Manifests::new(SigningPolicy { trusted, ..SigningPolicy::default() });
+        manifests.keep_in(dir.path().to_path_buf());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
+        let path = Manifests::aws_path(dir.path(), image.sha256());
+        let stranger = SigningKey::generate(Alg::Es256).unwrap();
+        std::fs::write(&path, crate::signing::aws_signature(&stranger, image.bytes()).unwrap()).unwrap();
+        assert_eq!(manifests.attached_aws(image.sha256()), None);
+        // Remembered, not read and verified again per AWS job: a good file put in its place
+        // behind Rocky's back is not read either.
+        let good = crate::signing::aws_signature(&trusted_key, image.bytes()).unwrap();
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(manifests.attached_aws(image.sha256()), None, "refused again, from memory");
+        assert_eq!(manifests.attach_aws(&image, &good), Ok(trusted_key.kid()));
+        assert_eq!(manifests.attached_aws(image.sha256()), Some(good));
+    }
+
+    #[test]
     fn manifests_attach_only_when_trusted_and_for_the_image_and_outlive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let offline = SigningKey::generate(Alg::Ed25519).unwrap();
@@ -398,8 +444,12 @@ mod tests {
         let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
         let payload = ManifestPayload { image_sha256: *image.sha256(), size: 8, version: None, seq: 1 };
         let path = Manifests::path(dir.path(), image.sha256());
-        std::fs::write(&path, Manifest::sign(payload, &stranger).bytes()).unwrap();
+        std::fs::write(&path, Manifest::sign(payload.clone(), &stranger).bytes()).unwrap();
         assert_eq!(manifests.get(image.sha256()), None);
+        // The refusal is remembered, not read and verified again: a good file put in its place
+        // behind Rocky's back is not read either.
+        std::fs::write(&path, Manifest::sign(payload, manifests.policy.signer.as_ref().unwrap()).bytes())
+            .unwrap();
         assert_eq!(manifests.get(image.sha256()), None, "refused again, from memory");
         let signed = manifests.sign(&image, None, 2).unwrap();
         assert_eq!(manifests.get(image.sha256()), Some(signed));

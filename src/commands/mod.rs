@@ -13,6 +13,7 @@ mod devices;
 mod job;
 mod jobs;
 mod keys;
+mod log_lines;
 pub(crate) mod output;
 mod rollout;
 mod rollout_watch;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::GlobalArgs;
+use super::log_lines::CutLines;
 use rocky::config::{self, Config, Loaded};
 
 /// Loads the configuration with the global flags as the top layer.
@@ -62,7 +63,8 @@ pub enum LogFormat {
 /// Log lines waiting for stdout at most. Every task of Rocky runs on one thread: a log line
 /// written straight to a stdout nobody reads (a stopped pager, a full pipe, a stuck collector)
 /// would stop every job with it. Lines are written from a thread of their own instead, and
-/// past this many waiting (about 2 MB), new ones are dropped and counted
+/// past this many waiting (about 2 MB; at most 40 MB, as each is cut to
+/// [`super::log_lines::MAX_LOG_LINE_BYTES`]), new ones are dropped and counted
 /// (`rocky_log_lines_dropped_total`).
 pub const LOG_LINES_WAITING: usize = 10_000;
 
@@ -99,6 +101,7 @@ pub fn log_to_stdout(format: LogFormat) -> StdoutLog {
         .thread_name("rocky-log")
         .finish(std::io::stdout());
     rocky::metrics::count_dropped_log_lines(writer.error_counter());
+    let writer = CutLines::new(writer, format == LogFormat::Json);
     let builder =
         tracing_subscriber::fmt().with_env_filter(log_filter()).with_target(false).with_writer(writer);
     let _ = match format {
@@ -121,7 +124,7 @@ pub fn log_to_file(dir: &Path) -> anyhow::Result<(PathBuf, tracing_appender::non
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_ansi(false)
-        .with_writer(writer)
+        .with_writer(CutLines::new(writer, false))
         .try_init();
     Ok((path, guard))
 }

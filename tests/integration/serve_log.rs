@@ -65,3 +65,55 @@ async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
     })
     .await;
 }
+
+/// A broker client's 20 KiB topic, logged at debug, reaches stdout cut to 4 KiB and marked, so
+/// the lines waiting for a slow stdout hold at most 4 KiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("config.toml");
+    std::fs::write(&config, "").unwrap();
+    let port = free_port().unwrap();
+    let mut serve = Serve(
+        serve_command(&broker.url().to_string(), port, &config, data.path())
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = serve.0.stdout.take().unwrap();
+    let (lines, read) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = reqwest::Client::new();
+    healthy(&client, &format!("http://127.0.0.1:{port}")).await;
+
+    let device = "d".repeat(20_000);
+    let mut options = rumqttc::MqttOptions::new("long-topic", "127.0.0.1", broker.url().port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (publisher, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let pumping = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = format!("/fota/cmd_resp/{device}");
+    publisher.publish(topic, rumqttc::QoS::AtLeastOnce, false, ack_frame(5)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = read.recv_timeout(left).expect("a log line naming the long topic within 30 s");
+        if line.contains(&device[..1000]) {
+            break line;
+        }
+    };
+    assert!(line.len() < 4096, "a line of {} bytes", line.len());
+    assert!(line.ends_with('…'), "{}", &line[line.len().saturating_sub(40)..]);
+    pumping.abort();
+    terminate(serve.0.id());
+}

@@ -62,7 +62,14 @@ fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread()
     // Present and numbers (a round this small may take less CPU than one clock reading shows).
     assert!(figure(&out, "CPU per GB of chunks: Rocky") >= 0.0, "{out}");
     assert!(figure(&out, "bare publisher") >= 0.0, "{out}");
-    assert!(out.contains("ratio rocky/raw:") && out.contains("paced/push in this run:"), "{out}");
+    assert!(out.contains("ratio rocky/raw:") && out.contains("paced/push "), "{out}");
+    // Each ratio is the median of the rounds' own: Rocky's and the raw rounds take turns.
+    let at = |text: &str| out.find(text).unwrap_or_else(|| panic!("no {text:?} in\n{out}"));
+    assert!(
+        at("rocky round 1:") < at("raw   round 1:") && at("raw   round 1:") < at("rocky round 2:"),
+        "{out}"
+    );
+    assert_eq!(out.matches("the median of each round's own").count(), 3, "{out}");
 }
 
 /// `rocky bench | head -1`: the closed pipe stops the bench (and the mosquitto and fleet it

@@ -25,7 +25,7 @@ use super::GlobalArgs;
 use crate::commands::output::say;
 use rocky::broker::{EmbeddedBroker, free_port};
 use rocky::runtime::BrokerUrl;
-use stats::{median, peak_rss_bytes};
+use stats::{Paired, median, peak_rss_bytes, range};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -193,37 +193,38 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         broker: broker_pid,
         broker_in_process,
     };
+    // Rocky's rounds and the raw ones take turns (Rocky, paced, raw; then again), so each ratio
+    // compares rounds run a few seconds apart. On a shared machine whose speed drifts over a
+    // run, all of Rocky's rounds and then all the raw ones compared one stretch with another.
+    let total = args.devices * chunks_per_job;
+    let subscribers = args.raw_subscribers.unwrap_or(args.devices);
     let mut rocky_rounds = Vec::new();
     let mut paced_rounds = Vec::new();
+    let mut raw_rounds = Vec::new();
     for round in 1..=args.rounds {
         let result = rocky_run::run_round(&broker, &args, round, "bench-", push_parties).await?;
         say!("  rocky round {round}: {}", result.line());
         rocky_rounds.push(result);
-        // Alternated with push rounds, so both see the same machine.
         if let Some(window) = args.window {
             let result = rocky_run::run_round(&broker, &args, round, "paced-", paced_parties).await?;
             say!("  paced round {round} (window {window}): {}", result.line());
             paced_rounds.push(result);
         }
-    }
-    let rss = peak_rss_bytes();
-    for child in std::iter::once(&mut fleet).chain(paced.as_mut()) {
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-    }
-
-    let total = args.devices * chunks_per_job;
-    let mut raw_rounds = Vec::new();
-    for round in 1..=args.rounds {
-        let subscribers = args.raw_subscribers.unwrap_or(args.devices);
         let result =
             raw::run_round(&broker, total, args.chunk as usize, subscribers, raw_paced, broker_pid).await?;
         say!("  raw   round {round}: {}", result.line());
         raw_rounds.push(result);
     }
+    for child in std::iter::once(&mut fleet).chain(paced.as_mut()) {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    let rss = peak_rss_bytes();
 
-    let rocky_rate = median(rocky_rounds.iter().map(|r| r.chunks_per_s()).collect());
-    let raw_rate = median(raw_rounds.iter().map(|r| r.msgs_per_s()).collect());
+    let rocky_rates: Vec<f64> = rocky_rounds.iter().map(|r| r.chunks_per_s()).collect();
+    let raw_rates: Vec<f64> = raw_rounds.iter().map(|r| r.msgs_per_s()).collect();
+    let rocky_rate = median(rocky_rates.clone());
+    let raw_rate = median(raw_rates.clone());
     let mb = |rate: f64| rate * f64::from(args.chunk) / 1e6;
     say!(
         "median rocky: {rocky_rate:.0} chunks/s = {:.1} MB/s, wall {:.2} s, job p50 {:.0} ms, p99 {:.0} ms",
@@ -233,57 +234,59 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
         median(rocky_rounds.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect()),
     );
     say!(
-        "median raw  : {raw_rate:.0} msgs/s = {:.1} MB/s (bare rumqttc QoS 1 publisher → {} subscriber connections)",
+        "median raw  : {raw_rate:.0} msgs/s = {:.1} MB/s (bare rumqttc QoS 1 publisher → {subscribers} subscriber connections)",
         mb(raw_rate),
-        args.raw_subscribers.unwrap_or(args.devices)
     );
-    let spread = |rates: &[f64]| {
-        rates.iter().copied().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| (lo.min(r), hi.max(r)))
-    };
-    let rocky_rates: Vec<f64> = rocky_rounds.iter().map(|r| r.chunks_per_s()).collect();
-    let raw_rates: Vec<f64> = raw_rounds.iter().map(|r| r.msgs_per_s()).collect();
-    let ((rocky_lo, rocky_hi), (raw_lo, raw_hi)) = (spread(&rocky_rates), spread(&raw_rates));
+    let (rocky_lo, rocky_hi) = range(&rocky_rates);
+    let (raw_lo, raw_hi) = range(&raw_rates);
+    let throughput = Paired::of(&rocky_rates, &raw_rates);
     say!(
-        "ratio rocky/raw: {:.2} (rounds: Rocky {rocky_lo:.0}–{rocky_hi:.0} chunks/s, raw {raw_lo:.0}–{raw_hi:.0} msgs/s; \
-         ratio {:.2}–{:.2})",
-        rocky_rate / raw_rate,
-        rocky_lo / raw_hi,
-        rocky_hi / raw_lo
+        "ratio rocky/raw: {:.2}, the median of each round's own ({:.2}–{:.2}; rounds: Rocky {rocky_lo:.0}–{rocky_hi:.0} \
+         chunks/s, raw {raw_lo:.0}–{raw_hi:.0} msgs/s)",
+        throughput.median,
+        throughput.low,
+        throughput.high
     );
     let per_gb = |cpu_s: f64, bytes: f64| cpu_s / (bytes / 1e9);
     let raw_bytes = (total * args.chunk as usize) as f64;
     let rocky_per_gb: Vec<f64> = rocky_rounds.iter().map(|r| per_gb(r.cpu.rocky, r.bytes as f64)).collect();
     let raw_per_gb: Vec<f64> = raw_rounds.iter().map(|r| per_gb(r.publisher_cpu_s, raw_bytes)).collect();
-    let ((cpu_lo, cpu_hi), (pub_lo, pub_hi)) = (spread(&rocky_per_gb), spread(&raw_per_gb));
-    let (rocky_cpu, raw_cpu) = (median(rocky_per_gb), median(raw_per_gb));
     if broker_in_process {
         say!(
             "CPU per GB of chunks: not told apart (the embedded broker works in Rocky's process); use --mosquitto"
         );
     } else {
+        let ((cpu_lo, cpu_hi), (pub_lo, pub_hi)) = (range(&rocky_per_gb), range(&raw_per_gb));
+        let cpu = Paired::of(&rocky_per_gb, &raw_per_gb);
         say!(
-            "CPU per GB of chunks: Rocky {rocky_cpu:.2} s ({cpu_lo:.2}–{cpu_hi:.2}), bare publisher {raw_cpu:.2} s \
-             ({pub_lo:.2}–{pub_hi:.2}); Rocky/publisher {:.2} ({:.2}–{:.2})",
-            rocky_cpu / raw_cpu,
-            cpu_lo / pub_hi,
-            cpu_hi / pub_lo
+            "CPU per GB of chunks: Rocky {:.2} s ({cpu_lo:.2}–{cpu_hi:.2}), bare publisher {:.2} s \
+             ({pub_lo:.2}–{pub_hi:.2}); Rocky/publisher {:.2}, the median of each round's own ({:.2}–{:.2})",
+            median(rocky_per_gb.clone()),
+            median(raw_per_gb.clone()),
+            cpu.median,
+            cpu.low,
+            cpu.high
         );
     }
     if let Some(window) = args.window {
         let paced_rates: Vec<f64> = paced_rounds.iter().map(|r| r.chunks_per_s()).collect();
-        let (paced_lo, paced_hi) = spread(&paced_rates);
-        let paced_rate = median(paced_rates);
+        let (paced_lo, paced_hi) = range(&paced_rates);
+        let paced = Paired::of(&paced_rates, &rocky_rates);
         say!(
-            "median paced (window {window}): {paced_rate:.0} chunks/s = {:.1} MB/s (rounds {paced_lo:.0}–{paced_hi:.0}); \
-             paced/push in this run: {:.2} ({:.2}–{:.2})",
-            mb(paced_rate),
-            paced_rate / rocky_rate,
-            paced_lo / rocky_hi,
-            paced_hi / rocky_lo
+            "median paced (window {window}): {:.0} chunks/s = {:.1} MB/s (rounds {paced_lo:.0}–{paced_hi:.0}); \
+             paced/push {:.2}, the median of each round's own ({:.2}–{:.2})",
+            median(paced_rates.clone()),
+            mb(median(paced_rates.clone())),
+            paced.median,
+            paced.low,
+            paced.high
         );
     }
     match rss {
-        Some(bytes) => say!("peak RSS of this process: {:.1} MiB", bytes as f64 / (1024.0 * 1024.0)),
+        Some(bytes) => say!(
+            "peak RSS of this process (Rocky and the raw rounds' clients): {:.1} MiB",
+            bytes as f64 / (1024.0 * 1024.0)
+        ),
         None => say!("peak RSS: unavailable on this platform"),
     }
     Ok(())

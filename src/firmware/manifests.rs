@@ -47,18 +47,55 @@ pub struct Manifests {
 #[derive(Default)]
 struct State {
     /// Only manifests a trusted key verified for the image they are held under.
-    by_image: HashMap<Sha256, Manifest>,
-    /// Images whose manifest file no trusted key verifies (at most [`MAX_HELD`]).
-    untrusted: std::collections::HashSet<Sha256>,
+    by_image: Verified<Manifest>,
     dir: Option<PathBuf>,
     /// `sig-sha256-ecdsa` made with Rocky's key, by image (at most [`AWS_SIGNATURES_HELD`]):
     /// one signature for an image however many AWS devices get it.
     aws: HashMap<Sha256, String>,
     /// `sig-sha256-ecdsa` made elsewhere (`rocky sign --format aws`) and attached, by image,
-    /// after a trusted ES256 key verified it (at most [`MAX_HELD`]; kept as files too).
-    aws_attached: HashMap<Sha256, String>,
-    /// Images whose `sig-sha256-ecdsa` file no trusted key verifies (at most [`MAX_HELD`]).
-    aws_untrusted: std::collections::HashSet<Sha256>,
+    /// after a trusted ES256 key verified it (kept as files too).
+    aws_attached: Verified<String>,
+}
+
+/// What a file beside each image holds, verified once on its way into memory: the verified
+/// ones by image, and the images whose file no trusted key verifies, each at most
+/// [`MAX_HELD`]. A rollout asks once per device, and a verification costs up to about 270 µs
+/// of the async thread (ES256); the trusted keys do not change while Rocky runs.
+struct Verified<T> {
+    held: HashMap<Sha256, T>,
+    refused: std::collections::HashSet<Sha256>,
+}
+
+impl<T> Default for Verified<T> {
+    fn default() -> Self {
+        Self { held: HashMap::new(), refused: std::collections::HashSet::new() }
+    }
+}
+
+impl<T: Clone> Verified<T> {
+    /// `Some(answer)` when this image's file was verified or refused already.
+    fn known(&self, sha256: &Sha256) -> Option<Option<T>> {
+        match self.held.get(sha256) {
+            Some(value) => Some(Some(value.clone())),
+            None => self.refused.contains(sha256).then_some(None),
+        }
+    }
+
+    fn hold(&mut self, sha256: &Sha256, value: T) {
+        self.refused.remove(sha256);
+        if self.held.len() >= MAX_HELD && !self.held.contains_key(sha256) {
+            self.held.clear();
+        }
+        self.held.insert(*sha256, value);
+    }
+
+    /// Refused until held again (attached or signed anew).
+    fn refuse(&mut self, sha256: &Sha256) {
+        if self.refused.len() >= MAX_HELD {
+            self.refused.clear();
+        }
+        self.refused.insert(*sha256);
+    }
 }
 
 /// The longest attached `sig-sha256-ecdsa`: base64 of a DER P-256 signature is at most 96
@@ -131,17 +168,8 @@ impl Manifests {
                 .and_then(|()| write_atomically(&Self::aws_path(dir, image.sha256()), signature.as_bytes()))
                 .map_err(|e| format!("cannot keep the signature: {e}"))?;
         }
-        Self::hold_aws(&mut state, image.sha256(), signature.to_owned());
+        state.aws_attached.hold(image.sha256(), signature.to_owned());
         Ok(kid)
-    }
-
-    /// Holds a verified `sig-sha256-ecdsa` in memory, within [`MAX_HELD`].
-    fn hold_aws(state: &mut State, sha256: &Sha256, signature: String) {
-        state.aws_untrusted.remove(sha256);
-        if state.aws_attached.len() >= MAX_HELD && !state.aws_attached.contains_key(sha256) {
-            state.aws_attached.clear();
-        }
-        state.aws_attached.insert(*sha256, signature);
     }
 
     /// The trusted ES256 key that made `signature` over the image with this hash.
@@ -159,34 +187,49 @@ impl Manifests {
     /// trusted key costs about 270 µs of the async thread. A file no trusted key verifies is
     /// remembered as refused until a signature is attached again.
     pub fn attached_aws(&self, sha256: &Sha256) -> Option<String> {
+        self.read_once(
+            sha256,
+            |state| &mut state.aws_attached,
+            Self::aws_path,
+            |bytes| {
+                let text = String::from_utf8(bytes).ok()?;
+                (text.len() <= MAX_AWS_SIGNATURE_BYTES && self.aws_signer_of(sha256, &text).is_some())
+                    .then_some(text)
+            },
+        )
+    }
+
+    /// The verified content of the image's file (at `path` in the store's directory), from
+    /// memory, or read and verified by `verify` once: held when it verifies, remembered as
+    /// refused when it does not. A file that cannot be read is not remembered (another
+    /// instance sharing the directory may write it later).
+    fn read_once<T: Clone>(
+        &self,
+        sha256: &Sha256,
+        kind: fn(&mut State) -> &mut Verified<T>,
+        path: fn(&std::path::Path, &Sha256) -> PathBuf,
+        verify: impl FnOnce(Vec<u8>) -> Option<T>,
+    ) -> Option<T> {
         let dir = {
-            let state = self.lock();
-            if let Some(signature) = state.aws_attached.get(sha256) {
-                return Some(signature.clone());
-            }
-            if state.aws_untrusted.contains(sha256) {
-                return None;
+            let mut state = self.lock();
+            if let Some(answer) = kind(&mut state).known(sha256) {
+                return answer;
             }
             state.dir.clone()?
         };
-        let bytes = std::fs::read(Self::aws_path(&dir, sha256)).ok()?;
-        let trusted = String::from_utf8(bytes).ok().filter(|text| {
-            text.len() <= MAX_AWS_SIGNATURE_BYTES && self.aws_signer_of(sha256, text).is_some()
-        });
+        let bytes = std::fs::read(path(&dir, sha256)).ok()?;
+        let verified = verify(bytes);
         let mut state = self.lock();
-        // One attached meanwhile is newer than the file as it was read.
-        if let Some(newer) = state.aws_attached.get(sha256) {
-            return Some(newer.clone());
+        let verified_here = kind(&mut state);
+        // One attached or signed meanwhile is newer than the file as it was read.
+        if let Some(Some(newer)) = verified_here.known(sha256) {
+            return Some(newer);
         }
-        let Some(text) = trusted else {
-            if state.aws_untrusted.len() >= MAX_HELD {
-                state.aws_untrusted.clear();
-            }
-            state.aws_untrusted.insert(*sha256);
-            return None;
-        };
-        Self::hold_aws(&mut state, sha256, text.clone());
-        Some(text)
+        match &verified {
+            Some(value) => verified_here.hold(sha256, value.clone()),
+            None => verified_here.refuse(sha256),
+        }
+        verified
     }
 
     fn aws_path(dir: &std::path::Path, sha256: &Sha256) -> PathBuf {
@@ -275,7 +318,7 @@ impl Manifests {
                 .and_then(|()| write_atomically(&Self::path(dir, sha256), manifest.bytes()))
                 .map_err(|e| SignError::Io(e.to_string()))?;
         }
-        Self::hold(&mut state, sha256, manifest);
+        state.by_image.hold(sha256, manifest);
         Ok(())
     }
 
@@ -287,45 +330,17 @@ impl Manifests {
     /// here: verifying on every ask spent 27 s of the async thread on a 100,000-device
     /// rollout (`cargo bench --bench manifest_lookup`).
     pub fn get(&self, sha256: &Sha256) -> Option<Manifest> {
-        let dir = {
-            let state = self.lock();
-            if let Some(manifest) = state.by_image.get(sha256) {
-                return Some(manifest.clone());
-            }
-            if state.untrusted.contains(sha256) {
-                return None;
-            }
-            state.dir.clone()?
-        };
-        let bytes = std::fs::read(Self::path(&dir, sha256)).ok()?;
-        let trusted = Manifest::decode(&bytes).ok().filter(|manifest| {
-            manifest.verify(&self.policy.trusted).is_ok() && manifest.payload().image_sha256 == *sha256
-        });
-        let mut state = self.lock();
-        // One attached or signed meanwhile is newer than the file as it was read.
-        if let Some(newer) = state.by_image.get(sha256) {
-            return Some(newer.clone());
-        }
-        let Some(manifest) = trusted else {
-            // Read and refused once: not again per device of a rollout (the keys do not change
-            // while Rocky runs; attaching or signing anew clears it).
-            if state.untrusted.len() >= MAX_HELD {
-                state.untrusted.clear();
-            }
-            state.untrusted.insert(*sha256);
-            return None;
-        };
-        Self::hold(&mut state, sha256, manifest.clone());
-        Some(manifest)
-    }
-
-    /// Holds a verified manifest in memory, within [`MAX_HELD`].
-    fn hold(state: &mut State, sha256: &Sha256, manifest: Manifest) {
-        state.untrusted.remove(sha256);
-        if state.by_image.len() >= MAX_HELD && !state.by_image.contains_key(sha256) {
-            state.by_image.clear();
-        }
-        state.by_image.insert(*sha256, manifest);
+        self.read_once(
+            sha256,
+            |state| &mut state.by_image,
+            Self::path,
+            |bytes| {
+                Manifest::decode(&bytes).ok().filter(|manifest| {
+                    manifest.verify(&self.policy.trusted).is_ok()
+                        && manifest.payload().image_sha256 == *sha256
+                })
+            },
+        )
     }
 }
 

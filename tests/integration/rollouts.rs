@@ -56,6 +56,23 @@ impl Api {
     }
 }
 
+/// `rocky serve` on `broker`, keeping its data in `data`, healthy and holding `image` as `name`;
+/// with its API and port.
+async fn serve_with_image(
+    broker: &EmbeddedBroker,
+    data: &Path,
+    name: &str,
+    image: &[u8],
+) -> (Serve, Api, u16) {
+    let port = free_port().unwrap();
+    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
+    let serve = Serve::start(&broker.url().to_string(), port, data);
+    api.healthy().await;
+    let upload = api.client.post(format!("{}/firmware?name={name}", api.base)).body(image.to_vec());
+    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    (serve, api, port)
+}
+
 fn outcomes(rollout: &Value) -> Vec<String> {
     rollout["devices"].as_array().unwrap().iter().map(|d| d["outcome"].as_str().unwrap().to_owned()).collect()
 }
@@ -70,13 +87,7 @@ async fn rollouts_run_in_waves_with_gates_skip_the_up_to_date_and_abort_on_failu
     let fleet = Fleet::start(&fleet_config).unwrap();
     assert!(fleet.wait_connected(Duration::from_secs(20)).await);
     let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload =
-        api.client.post(format!("{}/firmware?name=fw-2.bin", api.base)).body(test_image(4096, 3).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let (_serve, api, _) = serve_with_image(&broker, data.path(), "fw-2.bin", &test_image(4096, 3)).await;
     let csv =
         "dev-01,model=a\ndev-02,model=a\ndev-03,model=a\ndev-04,model=a\ndev-05,model=b\ndev-06,model=b\n";
     let imported = api.client.post(format!("{}/devices/import", api.base)).body(csv).send().await.unwrap();
@@ -366,13 +377,7 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
 async fn a_rollout_cancel_survives_a_sigkill_right_after_its_answer() {
     let broker = EmbeddedBroker::start(None).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let mut serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload =
-        api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(1024, 6).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let (mut serve, api, port) = serve_with_image(&broker, data.path(), "fw.bin", &test_image(1024, 6)).await;
     let body = json!({"name": "held", "firmware": {"path": "fw.bin"}, "targets": {"devices": ["d1"]}, "gates": "manual"});
     let (status, created) = api.post("/rollouts", body).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -393,13 +398,7 @@ async fn a_rollout_cancel_survives_a_sigkill_right_after_its_answer() {
 async fn a_rollout_cancel_ends_its_jobs_in_a_few_store_commits() {
     let broker = EmbeddedBroker::start(None).unwrap();
     let data = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let api = Api { client: reqwest::Client::new(), base: format!("http://127.0.0.1:{port}") };
-    let _serve = Serve::start(&broker.url().to_string(), port, data.path());
-    api.healthy().await;
-    let upload =
-        api.client.post(format!("{}/firmware?name=fw.bin", api.base)).body(test_image(1024, 7).to_vec());
-    assert_eq!(upload.send().await.unwrap().status(), StatusCode::CREATED);
+    let (_serve, api, _) = serve_with_image(&broker, data.path(), "fw.bin", &test_image(1024, 7)).await;
     // Devices that never answer: their jobs stay under way until cancelled.
     let devices: Vec<String> = (1..=400).map(|n| format!("silent-{n:03}")).collect();
     let body = json!({"name": "mass", "firmware": {"path": "fw.bin"}, "targets": {"devices": devices}});

@@ -77,6 +77,12 @@ impl Device {
             profile: Profile::Rocky,
         }
     }
+
+    /// Whether Rocky has reason to think the device exists: registered by an operator, heard
+    /// answering a job, or holding a status. The rest are "never seen" (a typo in an id?).
+    pub fn vouched(&self) -> bool {
+        self.registered || self.first_seen.is_some() || self.running.is_some()
+    }
 }
 
 /// What to say of devices Rocky has never seen, before jobs or a rollout start for them (the
@@ -285,7 +291,7 @@ impl Inventory {
         let state = self.lock();
         ids.into_iter()
             .filter(|id| match state.devices.get(*id) {
-                Some(d) => !d.registered && d.first_seen.is_none() && d.running.is_none(),
+                Some(d) => !d.vouched(),
                 None => state.unlisted.get(id.as_str()).is_none(),
             })
             .cloned()

@@ -69,11 +69,11 @@ impl Devices {
             self.inventory_cut = true;
         }
         for device in page.devices {
+            let vouched = device.vouched();
             let row = self.entry(device.device_id.as_str());
             row.labels = device.labels;
             row.firmware = device.last_image.map(|image| image.name.to_string());
-            // The inventory's rule for "never seen" ([`crate::inventory::Inventory::never_seen`]).
-            row.vouched = device.registered || device.first_seen.is_some() || device.running.is_some();
+            row.vouched = vouched;
             // A device of AWS's OTA agent sends no status: its profile says what it runs.
             row.runs = device.running.as_ref().map(runs).or_else(|| {
                 (device.profile == crate::inventory::Profile::AwsIotOta).then(|| AWS_AGENT.to_owned())

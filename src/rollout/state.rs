@@ -373,7 +373,8 @@ impl Rollout {
         let max_active = self.plan.max_concurrent.map_or(UNCAPPED_AT_ONCE, |n| n as usize);
         let spacing = self.plan.start_spacing_ms();
         let mut active = self.active();
-        for index in 0..end {
+        // Every device before the first open one has finished: none of them is pending.
+        for index in self.devices.first_open()..end {
             if self.devices.outcome(index) != Some(Outcome::Pending) {
                 continue;
             }
@@ -410,7 +411,7 @@ impl Rollout {
     /// wave, a pause, or the end. True when the next wave may start at once.
     fn finish_wave(&mut self, now: u64) -> bool {
         let range = self.plan.wave_range(self.wave);
-        if self.devices.outcomes().take(range.end).any(|o| !o.is_final()) {
+        if self.devices.first_open() < range.end {
             return false;
         }
         let waves = self.plan.wave_count();
@@ -758,9 +759,11 @@ impl Rollout {
             // With the concurrency cap full, a job's end (not the clock) is what frees a start.
             (RolloutState::Running, Some(spacing), Some(last)) if room => {
                 let end = self.plan.wave_range(self.wave).end;
+                let from = self.devices.open_at_least();
                 self.devices
                     .outcomes()
-                    .take(end)
+                    .skip(from)
+                    .take(end.saturating_sub(from))
                     .any(|o| o == Outcome::Pending)
                     .then(|| last.saturating_add(spacing))
             }

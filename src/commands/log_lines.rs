@@ -1,6 +1,6 @@
 //! Log lines cut to a length before they wait for their writer thread. The writer holds at most
 //! [`super::setup::LOG_LINES_WAITING`] lines for a stdout or file that does not keep up; cut,
-//! that is at most 40 MB instead of whatever the lines carry. A broker client may publish on a
+//! that is at most about 41 MB instead of whatever the lines carry. A broker client may publish on a
 //! 64 KiB topic, and at debug level every such topic is logged.
 
 use std::io::{self, Write};
@@ -14,9 +14,9 @@ pub const MAX_LOG_LINE_BYTES: usize = 4096;
 /// What a cut line says it was cut with.
 const CUT_MARK: &str = "…";
 
-/// Makes writers that cut each line: `json` lines are replaced by a JSON object of their own
-/// (`{"cut_log_line_bytes": N, "start": "…"}`), so a log collector still reads one object a
-/// line.
+/// Makes writers that cut each line. A `json` line stays one object with its keys (`level`,
+/// `timestamp`, the fields): its long strings are cut and `cut_log_line_bytes` says how long it
+/// was, so a log collector still reads and routes it.
 #[derive(Clone)]
 pub struct CutLines<M> {
     inner: M,
@@ -59,6 +59,9 @@ impl<W: Write> Write for CutLine<W> {
 
 /// `line` (longer than [`MAX_LOG_LINE_BYTES`]) cut to at most that, newline included.
 fn cut(line: &[u8], json: bool) -> Vec<u8> {
+    if json && let Some(object) = cut_strings(line) {
+        return object;
+    }
     // Room for the mark and the newline; a JSON string may escape each byte to six.
     let room = if json { MAX_LOG_LINE_BYTES / 6 - 64 } else { MAX_LOG_LINE_BYTES - CUT_MARK.len() - 1 };
     let start = &line[..char_boundary(line, room)];
@@ -73,6 +76,40 @@ fn cut(line: &[u8], json: bool) -> Vec<u8> {
     .into_bytes();
     out.push(b'\n');
     out
+}
+
+/// A JSON object line with each string longer than some length cut (the length shrinking until
+/// the line fits), and `cut_log_line_bytes` added; `None` when it is not an object.
+fn cut_strings(line: &[u8]) -> Option<Vec<u8>> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(line).ok()?;
+    let mut keep = 1024;
+    while keep >= 16 {
+        let mut cut = object.clone();
+        for value in cut.values_mut() {
+            shorten(value, keep);
+        }
+        cut.insert("cut_log_line_bytes".into(), line.len().into());
+        let mut text = serde_json::to_vec(&cut).ok()?;
+        if text.len() < MAX_LOG_LINE_BYTES {
+            text.push(b'\n');
+            return Some(text);
+        }
+        keep /= 4;
+    }
+    None
+}
+
+/// Cuts every string in `value` (and in the objects and arrays within) to `keep` bytes.
+fn shorten(value: &mut serde_json::Value, keep: usize) {
+    match value {
+        serde_json::Value::String(text) if text.len() > keep => {
+            let end = char_boundary(text.as_bytes(), keep);
+            *text = format!("{}{CUT_MARK}", &text[..end]);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|item| shorten(item, keep)),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(|field| shorten(field, keep)),
+        _ => {}
+    }
 }
 
 /// The largest index at most `at` that does not split a UTF-8 character of `bytes`.
@@ -114,15 +151,39 @@ mod tests {
     }
 
     #[test]
-    fn a_long_json_line_becomes_one_valid_object_that_says_it_was_cut() {
+    fn a_long_json_line_stays_one_object_with_its_keys_and_says_it_was_cut() {
+        // Quotes and backslashes double when escaped; many long fields shrink together.
         let topic = "\"\\".repeat(30_000);
-        let line = format!("{}\n", serde_json::json!({"level": "DEBUG", "topic": topic}));
-        let out = written(line.as_bytes(), true);
-        assert!(out.len() <= MAX_LOG_LINE_BYTES, "{} bytes", out.len());
-        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
-        let object: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
-        assert_eq!(object["cut_log_line_bytes"], line.len());
-        let start = object["start"].as_str().unwrap();
-        assert!(start.starts_with("{\"level\":\"DEBUG\"") && start.ends_with(CUT_MARK), "{start:.60}");
+        let fields: serde_json::Map<String, serde_json::Value> =
+            (0..40).map(|i| (format!("f{i}"), "é".repeat(500).into())).collect();
+        for line in [
+            serde_json::json!({"level": "DEBUG", "topic": topic, "span": {"name": "x".repeat(9000)}}),
+            serde_json::json!({"level": "INFO", "fields": fields}),
+        ] {
+            let line = format!("{line}\n");
+            let out = written(line.as_bytes(), true);
+            assert!(out.len() <= MAX_LOG_LINE_BYTES, "{} bytes", out.len());
+            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+            let object: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(object["cut_log_line_bytes"], line.len());
+            assert!(object["level"] == "DEBUG" || object["level"] == "INFO", "{object}");
+        }
+        let object: serde_json::Value = serde_json::from_slice(&written(
+            format!("{}\n", serde_json::json!({"level": "DEBUG", "topic": topic})).as_bytes(),
+            true,
+        ))
+        .unwrap();
+        let topic = object["topic"].as_str().unwrap();
+        assert!(
+            topic.starts_with("\"\\\"\\") && topic.ends_with(CUT_MARK) && topic.len() < 1100,
+            "{topic:.60}"
+        );
+    }
+
+    #[test]
+    fn a_long_line_that_is_not_an_object_is_cut_into_one() {
+        let line = format!("[{}]\n", "1,".repeat(5000) + "1");
+        let object: serde_json::Value = serde_json::from_slice(&written(line.as_bytes(), true)).unwrap();
+        assert!(object["start"].as_str().unwrap().starts_with("[1,1,"), "{object}");
     }
 }

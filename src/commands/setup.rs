@@ -63,7 +63,7 @@ pub enum LogFormat {
 /// Log lines waiting for stdout at most. Every task of Rocky runs on one thread: a log line
 /// written straight to a stdout nobody reads (a stopped pager, a full pipe, a stuck collector)
 /// would stop every job with it. Lines are written from a thread of their own instead, and
-/// past this many waiting (about 2 MB; at most 40 MB, as each is cut to
+/// past this many waiting (about 2 MB; at most about 41 MB, as each is cut to
 /// [`super::log_lines::MAX_LOG_LINE_BYTES`]), new ones are dropped and counted
 /// (`rocky_log_lines_dropped_total`).
 pub const LOG_LINES_WAITING: usize = 10_000;

@@ -517,10 +517,14 @@ impl Driver {
             Request::CancelMany { jobs, reply } => {
                 let mut not_here = Vec::new();
                 let mut cancelled = false;
-                for id in jobs {
+                for (id, only_if_queued) in jobs {
+                    if only_if_queued && self.engine.job(id).is_some_and(|job| job.state != JobState::Queued)
+                    {
+                        continue;
+                    }
                     match self.engine.cancel(id, now) {
                         Ok(()) => cancelled = true,
-                        Err(crate::engine::CancelError::NotFound(id)) => not_here.push(id),
+                        Err(crate::engine::CancelError::NotFound(id)) => not_here.push((id, only_if_queued)),
                         // It ended meanwhile: its end stands.
                         Err(_) => {}
                     }

@@ -77,11 +77,11 @@ pub(super) enum Request {
         job: JobId,
         reply: oneshot::Sender<Result<JobView, CancelError>>,
     },
-    /// Cancels these jobs together, answered once on disk; the answer is the ids not driven
-    /// here.
+    /// Cancels these jobs together (each `true` only while still queued), answered once on
+    /// disk; the answer is the ids not driven here.
     CancelMany {
-        jobs: Vec<JobId>,
-        reply: oneshot::Sender<Vec<JobId>>,
+        jobs: Vec<(JobId, bool)>,
+        reply: oneshot::Sender<Vec<(JobId, bool)>>,
     },
     Status(oneshot::Sender<StatusReply>),
     Shutdown(oneshot::Sender<()>),
@@ -275,15 +275,23 @@ impl Handle {
 
     /// Cancels these jobs together (a rollout's, when it is cancelled or aborted): one store
     /// commit for the lot, where a [`Handle::cancel`] each was a commit each, waited for in
-    /// turn. Jobs that already ended stay as they are; jobs another instance drives are
-    /// cancelled through the shared store, one by one.
-    pub async fn cancel_many(&self, ids: Vec<JobId>) -> Result<(), RuntimeError> {
-        let not_here = self.ask(|reply| Request::CancelMany { jobs: ids, reply }).await?;
+    /// turn. A job paired with `true` is cancelled only while it is still queued, judged by
+    /// the engine as it cancels (an abort leaves jobs under way to finish). Jobs that already
+    /// ended stay as they are; jobs another instance drives are cancelled through the shared
+    /// store, one by one, and a failure there is logged.
+    pub async fn cancel_many(&self, jobs: Vec<(JobId, bool)>) -> Result<(), RuntimeError> {
+        let not_here = self.ask(|reply| Request::CancelMany { jobs, reply }).await?;
         if let Some(cluster) = &self.cluster {
-            for id in not_here {
-                // One that already ended, there too, is fine: nothing is left to cancel.
-                if let Ok(snapshot) = cluster.cancel(id).await {
-                    self.jobs.upsert([snapshot]);
+            for (id, only_if_queued) in not_here {
+                // Another instance's: its state as this instance's table last heard it.
+                if only_if_queued && self.jobs.get(id).is_some_and(|job| job.state != JobState::Queued) {
+                    continue;
+                }
+                match cluster.cancel(id).await {
+                    Ok(snapshot) => self.jobs.upsert([snapshot]),
+                    // Ended, or gone, there too: nothing is left to cancel.
+                    Err(RuntimeError::Cancel(_)) => {}
+                    Err(error) => tracing::warn!(job = id.get(), %error, "a job could not be cancelled"),
                 }
             }
         }

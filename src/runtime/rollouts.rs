@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 
 use super::cluster::Leadership;
 use super::{Clock, Handle, JobChange, RolloutNotice, RuntimeError, RuntimeEvent};
-use crate::engine::{JobId, JobSpec, JobState};
+use crate::engine::{JobId, JobSpec};
 use crate::firmware::{ChunkSize, parse_sha256};
 use crate::rollout::{Action, DeviceWindow, Rollout, RolloutId, RolloutPlan, RolloutView};
 use crate::store::{RolloutRow, Store, WriteError};
@@ -459,13 +459,6 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         let more_waiting = !to_start.is_empty();
         start_jobs(&rollouts, &handle, starts).await;
         let cancels = std::mem::take(&mut rollouts.lock().cancels);
-        let cancels: Vec<JobId> = cancels
-            .into_iter()
-            .filter(|&(job, only_if_queued)| {
-                !(only_if_queued && handle.job(job).is_some_and(|j| j.state != JobState::Queued))
-            })
-            .map(|(job, _)| job)
-            .collect();
         // Together, in one commit. A job that already ended is fine: the rollout hears its end
         // anyway.
         if !cancels.is_empty() {

@@ -14,6 +14,9 @@ pub const MAX_LOG_LINE_BYTES: usize = 4096;
 /// What a cut line says it was cut with.
 const CUT_MARK: &str = "…";
 
+/// Ends every colour and style on a terminal.
+const RESET: &str = "\x1b[0m";
+
 /// Makes writers that cut each line. A `json` line stays one object with its keys (`level`,
 /// `timestamp`, the fields): its long strings are cut and `cut_log_line_bytes` says how long it
 /// was, so a log collector still reads and routes it.
@@ -62,14 +65,22 @@ fn cut(line: &[u8], json: bool) -> Vec<u8> {
     if json && let Some(object) = cut_strings(line) {
         return object;
     }
-    // Room for the mark and the newline; a JSON string may escape each byte to six.
-    let room = if json { MAX_LOG_LINE_BYTES / 6 - 64 } else { MAX_LOG_LINE_BYTES - CUT_MARK.len() - 1 };
-    let start = &line[..char_boundary(line, room)];
+    // Room for the mark, a colour reset and the newline; a JSON string may escape each byte to
+    // six.
+    let room = if json {
+        MAX_LOG_LINE_BYTES / 6 - 64
+    } else {
+        MAX_LOG_LINE_BYTES - CUT_MARK.len() - RESET.len() - 1
+    };
+    let start = &line[..escape_boundary(line, char_boundary(line, room))];
     let start = String::from_utf8_lossy(start);
     let mut out = if json {
         let object =
             serde_json::json!({"cut_log_line_bytes": line.len(), "start": format!("{start}{CUT_MARK}")});
         object.to_string()
+    } else if start.contains('\x1b') {
+        // A coloured line (a terminal): its cut end may have left a colour on.
+        format!("{start}{CUT_MARK}{RESET}")
     } else {
         format!("{start}{CUT_MARK}")
     }
@@ -112,6 +123,13 @@ fn shorten(value: &mut serde_json::Value, keep: usize) {
     }
 }
 
+/// `at`, or the start of the terminal escape sequence (`ESC [ … letter`) it would split.
+fn escape_boundary(bytes: &[u8], at: usize) -> usize {
+    let Some(escape) = bytes[..at].iter().rposition(|&b| b == 0x1b) else { return at };
+    let finished = bytes[escape + 1..at].iter().skip(1).any(u8::is_ascii_alphabetic);
+    if finished { at } else { escape }
+}
+
 /// The largest index at most `at` that does not split a UTF-8 character of `bytes`.
 fn char_boundary(bytes: &[u8], at: usize) -> usize {
     let mut end = at.min(bytes.len());
@@ -148,6 +166,19 @@ mod tests {
         assert!(out.len() <= MAX_LOG_LINE_BYTES, "{} bytes", out.len());
         let text = String::from_utf8(out).expect("no character split");
         assert!(text.starts_with("xéé") && text.ends_with("é…\n"), "{text:.40}");
+    }
+
+    #[test]
+    fn a_coloured_line_is_not_cut_inside_an_escape_and_ends_with_a_reset() {
+        // An escape sequence every 7 bytes: somewhere one straddles the cut.
+        for pad in 0..7 {
+            let line = format!("{}{}\n", "x".repeat(pad), "\x1b[3mab\x1b[0m".repeat(2000));
+            let out = String::from_utf8(written(line.as_bytes(), false)).unwrap();
+            assert!(out.len() <= MAX_LOG_LINE_BYTES, "{} bytes", out.len());
+            let kept = out.strip_suffix(&format!("{CUT_MARK}{RESET}\n")).expect("marked and reset");
+            let tail = &kept[kept.rfind('\x1b').unwrap()..];
+            assert!(tail.starts_with("\x1b[3m") || tail.starts_with("\x1b[0m"), "{tail:?}");
+        }
     }
 
     #[test]

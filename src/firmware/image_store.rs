@@ -2,6 +2,8 @@
 //! never depends on the path or URL it was created from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -11,11 +13,20 @@ use crate::protocol::{Sha256, sha256_hex};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     dir: PathBuf,
+    /// How many images sweeps removed so far, shared by every clone: what remembers files of
+    /// this store in memory (verified manifests) forgets them when it changes.
+    sweeps: Arc<AtomicU64>,
 }
 
 impl ImageStore {
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self { dir, sweeps: Arc::default() }
+    }
+
+    /// Grows whenever [`Self::remove_unneeded`] removes an image (with its manifest and AWS
+    /// signature).
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Acquire)
     }
 
     pub fn dir(&self) -> &Path {
@@ -57,6 +68,8 @@ impl ImageStore {
                 let _ = std::fs::remove_file(self.dir.join(format!("{name}.cose")));
                 let _ = std::fs::remove_file(self.dir.join(format!("{name}.sig-sha256-ecdsa")));
                 removed += 1;
+                // Counted at once: a later file that cannot be removed ends the sweep early.
+                self.sweeps.fetch_add(1, Ordering::AcqRel);
             }
         }
         self.remove_unneeded_patches(needed)?;
@@ -132,7 +145,11 @@ mod tests {
         std::fs::write(patch(&[5; 32], image.sha256()), b"BSDIFF40").unwrap();
         std::fs::write(patch(&[5; 32], other.sha256()), b"BSDIFF40").unwrap();
         let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
+        let sweeps = store.clone();
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
+        assert_eq!(sweeps.sweeps(), 1, "a clone sees the sweep");
+        assert_eq!(store.remove_unneeded(&needed).unwrap(), 0);
+        assert_eq!(sweeps.sweeps(), 1, "a sweep that removed nothing changes nothing");
         assert!(!patch(&[5; 32], image.sha256()).exists(), "a patch to an image no job needs goes");
         assert!(patch(&[5; 32], other.sha256()).exists());
         assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());

@@ -100,7 +100,7 @@ impl Library {
     }
 
     pub fn attach_disk(&self, store: ImageStore) {
-        self.manifests.keep_in(store.dir().to_path_buf());
+        self.manifests.keep_in(store.clone());
         self.deltas.keep_in(store.dir().join("deltas"));
         self.lock().disk = Some(store);
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::{Image, write_atomically};
+use super::{Image, ImageStore, write_atomically};
 use crate::protocol::{Manifest, ManifestError, ManifestPayload, Sha256, sha256_hex};
 use crate::signing::{Kid, SigningKey, TrustedKeys};
 
@@ -48,7 +48,10 @@ pub struct Manifests {
 struct State {
     /// Only manifests a trusted key verified for the image they are held under.
     by_image: Verified<Manifest>,
-    dir: Option<PathBuf>,
+    /// Where the files are kept, and its sweeps as last seen: a sweep removes the files of
+    /// images no job needs, so what was verified from them is forgotten then (a later upload of
+    /// the same bytes is unsigned, as it is after a restart).
+    disk: Option<(ImageStore, u64)>,
     /// `sig-sha256-ecdsa` made with Rocky's key, by image (at most [`AWS_SIGNATURES_HELD`]):
     /// one signature for an image however many AWS devices get it.
     aws: HashMap<Sha256, String>,
@@ -64,6 +67,25 @@ struct State {
 struct Verified<T> {
     held: HashMap<Sha256, T>,
     refused: std::collections::HashSet<Sha256>,
+}
+
+impl State {
+    fn dir(&self) -> Option<PathBuf> {
+        self.disk.as_ref().map(|(store, _)| store.dir().to_path_buf())
+    }
+
+    /// Forgets every file's verdict when the store swept files away since the last ask. Sweeps
+    /// are rare (retention removed the last job of an image); each verdict is then reached
+    /// again, once, from the files that remain.
+    fn forget_if_swept(&mut self) {
+        let Some((store, seen)) = &mut self.disk else { return };
+        let now = store.sweeps();
+        if now != *seen {
+            *seen = now;
+            self.by_image = Verified::default();
+            self.aws_attached = Verified::default();
+        }
+    }
 }
 
 impl<T> Default for Verified<T> {
@@ -159,11 +181,12 @@ impl Manifests {
             ));
         }
         let kid = self.aws_signer_of(image.sha256(), signature).ok_or_else(|| {
-            "the signature does not verify over this image with any trusted ES256 key (firmware.trusted_keys              or firmware.signing_key_file)"
+            "the signature does not verify over this image with any trusted ES256 key (firmware.trusted_keys or firmware.signing_key_file)"
                 .to_owned()
         })?;
         let mut state = self.lock();
-        if let Some(dir) = &state.dir {
+        state.forget_if_swept();
+        if let Some(dir) = &state.dir() {
             std::fs::create_dir_all(dir)
                 .and_then(|()| write_atomically(&Self::aws_path(dir, image.sha256()), signature.as_bytes()))
                 .map_err(|e| format!("cannot keep the signature: {e}"))?;
@@ -212,10 +235,11 @@ impl Manifests {
     ) -> Option<T> {
         let dir = {
             let mut state = self.lock();
+            state.forget_if_swept();
             if let Some(answer) = kind(&mut state).known(sha256) {
                 return answer;
             }
-            state.dir.clone()?
+            state.dir()?
         };
         let bytes = std::fs::read(path(&dir, sha256)).ok()?;
         let verified = verify(bytes);
@@ -244,9 +268,10 @@ impl Manifests {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Manifests are kept as files in `dir` (the image store's directory) from now on.
-    pub fn keep_in(&self, dir: PathBuf) {
-        self.lock().dir = Some(dir);
+    /// Manifests are kept as files beside the images of `store` from now on.
+    pub fn keep_in(&self, store: ImageStore) {
+        let sweeps = store.sweeps();
+        self.lock().disk = Some((store, sweeps));
     }
 
     pub fn require_signed(&self) -> bool {
@@ -313,7 +338,8 @@ impl Manifests {
     /// verified it, or made it with Rocky's own key).
     fn keep(&self, sha256: &Sha256, manifest: Manifest) -> Result<(), SignError> {
         let mut state = self.lock();
-        if let Some(dir) = &state.dir {
+        state.forget_if_swept();
+        if let Some(dir) = &state.dir() {
             std::fs::create_dir_all(dir)
                 .and_then(|()| write_atomically(&Self::path(dir, sha256), manifest.bytes()))
                 .map_err(|e| SignError::Io(e.to_string()))?;
@@ -360,7 +386,7 @@ mod tests {
         trusted.add(offline.public(), "ci".into());
         let policy = SigningPolicy { trusted, signer: Some(rockys.clone()), ..SigningPolicy::default() };
         let manifests = Manifests::new(policy.clone());
-        manifests.keep_in(dir.path().to_path_buf());
+        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
         let own = manifests.aws_signature(&image).unwrap();
         assert!(crate::signing::aws_signature_verifies(&rockys.public(), image.bytes(), &own));
@@ -377,10 +403,10 @@ mod tests {
         assert_eq!(manifests.aws_signature(&image).unwrap(), offline_signature, "the attached one wins");
 
         let after_restart = Manifests::new(policy);
-        after_restart.keep_in(dir.path().to_path_buf());
+        after_restart.keep_in(ImageStore::new(dir.path().to_path_buf()));
         assert_eq!(after_restart.attached_aws(image.sha256()), Some(offline_signature));
         let distrusting = Manifests::new(SigningPolicy::default());
-        distrusting.keep_in(dir.path().to_path_buf());
+        distrusting.keep_in(ImageStore::new(dir.path().to_path_buf()));
         assert_eq!(distrusting.attached_aws(image.sha256()), None, "a key no longer trusted unsigns");
     }
 
@@ -391,7 +417,7 @@ mod tests {
         let mut trusted = TrustedKeys::default();
         trusted.add(trusted_key.public(), "ci".into());
         let manifests = Manifests::new(SigningPolicy { trusted, ..SigningPolicy::default() });
-        manifests.keep_in(dir.path().to_path_buf());
+        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
         let path = Manifests::aws_path(dir.path(), image.sha256());
         let stranger = SigningKey::generate(Alg::Es256).unwrap();
@@ -414,7 +440,7 @@ mod tests {
         trusted.add(offline.public(), "ci".into());
         let policy = SigningPolicy { trusted, ..SigningPolicy::default() };
         let manifests = Manifests::new(policy.clone());
-        manifests.keep_in(dir.path().to_path_buf());
+        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
         let payload = |sha: Sha256, size| ManifestPayload { image_sha256: sha, size, version: None, seq: 1 };
         assert_eq!(manifests.get(image.sha256()), None);
@@ -437,7 +463,7 @@ mod tests {
         assert_eq!(manifests.get(image.sha256()), Some(good.clone()));
 
         let after_restart = Manifests::new(policy);
-        after_restart.keep_in(dir.path().to_path_buf());
+        after_restart.keep_in(ImageStore::new(dir.path().to_path_buf()));
         assert_eq!(after_restart.get(image.sha256()), Some(good.clone()));
         // A trusted manifest in another image's file is not that image's manifest.
         let elsewhere = [9; 32];
@@ -445,7 +471,7 @@ mod tests {
             .unwrap();
         assert_eq!(after_restart.get(&elsewhere), None);
         let distrusting = Manifests::new(SigningPolicy::default());
-        distrusting.keep_in(dir.path().to_path_buf());
+        distrusting.keep_in(ImageStore::new(dir.path().to_path_buf()));
         assert_eq!(distrusting.get(image.sha256()), None, "a key no longer trusted unsigns its images");
     }
 
@@ -454,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate(Alg::Ed25519).unwrap();
         let manifests = Manifests::new(SigningPolicy { signer: Some(key), ..SigningPolicy::default() });
-        manifests.keep_in(dir.path().to_path_buf());
+        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
         let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
         let payload = ManifestPayload { image_sha256: *image.sha256(), size: 8, version: None, seq: 1 };
@@ -468,6 +494,36 @@ mod tests {
         assert_eq!(manifests.get(image.sha256()), None, "refused again, from memory");
         let signed = manifests.sign(&image, None, 2).unwrap();
         assert_eq!(manifests.get(image.sha256()), Some(signed));
+    }
+
+    #[test]
+    fn an_image_swept_away_by_retention_takes_its_verified_files_out_of_memory_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate(Alg::Es256).unwrap();
+        let manifests =
+            Manifests::new(SigningPolicy { signer: Some(key.clone()), ..SigningPolicy::default() });
+        let store = ImageStore::new(dir.path().to_path_buf());
+        manifests.keep_in(store.clone());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware kept by a job"));
+        let kept = Image::new("other.bin", Bytes::from_static(b"firmware a job still needs"));
+        for image in [&image, &kept] {
+            store.save(image).unwrap();
+            manifests.sign(image, None, 1).unwrap();
+            let signature = crate::signing::aws_signature(&key, image.bytes()).unwrap();
+            manifests.attach_aws(image, &signature).unwrap();
+            assert!(
+                manifests.get(image.sha256()).is_some() && manifests.attached_aws(image.sha256()).is_some()
+            );
+        }
+        let needed = std::collections::HashSet::from([sha256_hex(kept.sha256())]);
+        assert_eq!(store.clone().remove_unneeded(&needed).unwrap(), 1);
+        // The same bytes uploaded again are unsigned, as they would be after a restart.
+        assert_eq!(manifests.get(image.sha256()), None);
+        assert_eq!(manifests.attached_aws(image.sha256()), None);
+        assert!(manifests.get(kept.sha256()).is_some(), "read back from the file that stays");
+        assert!(manifests.attached_aws(kept.sha256()).is_some());
+        let again = manifests.sign(&image, None, 2).unwrap();
+        assert_eq!(manifests.get(image.sha256()), Some(again), "signing it anew signs it");
     }
 
     #[test]

@@ -102,6 +102,9 @@ struct Inner {
     jobs: HashMap<JobId, RolloutId>,
     cancels: Vec<CancelOrder>,
     dirty: BTreeSet<RolloutId>,
+    /// While another instance plans rollouts: the save number of each rollout as read, so only
+    /// those saved since are read again.
+    saves: HashMap<RolloutId, i64>,
 }
 
 impl Inner {
@@ -212,12 +215,33 @@ impl Rollouts {
         self.leadership.elect().await
     }
 
-    /// Replaces what this instance holds with the rollouts as stored (on beginning to plan
-    /// them, and now and then while another instance does).
+    /// Replaces what this instance holds with the rollouts as stored, on beginning to plan
+    /// them (while another instance plans them, [`Self::catch_up`] reads what changed).
     async fn reload(&self) -> Result<(), crate::store::StoreError> {
         let Some(store) = &self.store else { return Ok(()) };
         let loaded = store.load_rollouts().await?;
         *self.lock() = Inner::of(loaded);
+        Ok(())
+    }
+
+    /// Brings the rollouts shown up to those stored, while another instance plans them:
+    /// reads only those saved since the last time, and drops those gone from the store.
+    async fn catch_up(&self) -> Result<(), crate::store::StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let known = self.lock().saves.clone();
+        let stored = store.rollouts_saved_since(&known).await?;
+        let mut inner = self.lock();
+        let unchanged = stored.read.is_empty()
+            && stored.saves.len() == inner.rollouts.len()
+            && stored.saves.keys().all(|id| inner.rollouts.contains_key(id));
+        if unchanged {
+            return Ok(());
+        }
+        let mut rollouts = std::mem::take(&mut inner.rollouts);
+        rollouts.retain(|id, _| stored.saves.contains_key(id));
+        rollouts.extend(stored.read.into_iter().map(|rollout| (rollout.id, rollout)));
+        *inner = Inner::of(rollouts.into_values().collect());
+        inner.saves = stored.saves.into_iter().filter_map(|(id, saved)| Some((id, saved?))).collect();
         Ok(())
     }
 
@@ -442,7 +466,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {
                     followed_at = tokio::time::Instant::now();
-                    if let Err(error) = rollouts.reload().await {
+                    if let Err(error) = rollouts.catch_up().await {
                         tracing::debug!(%error, "could not read the rollouts");
                     }
                 }

@@ -9,7 +9,6 @@ use super::{HistoryRecord, JobSnapshot, NewJob, RolloutRow, StoreError, WriteErr
 use crate::engine::{JobId, RolloutId};
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
-use crate::rollout::Rollout;
 
 /// Everything one flush writes, in one transaction.
 pub(crate) struct Changes<'a> {
@@ -75,11 +74,19 @@ impl Reads {
         }
     }
 
-    /// Every stored rollout, by id.
-    pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+    /// The rollouts saved since `known`, and every stored rollout's save number. SQLite, which
+    /// one instance alone uses, numbers no saves: every rollout is read.
+    pub async fn rollouts_saved_since(
+        &self,
+        known: &std::collections::HashMap<RolloutId, i64>,
+    ) -> Result<super::StoredRollouts, StoreError> {
         match self {
-            Self::Sqlite(r) => r.run(super::sqlite::rollouts::load).await,
-            Self::Postgres(r) => r.rollouts().await,
+            Self::Sqlite(r) => {
+                let read = r.run(super::sqlite::rollouts::load).await?;
+                let saves = read.iter().map(|rollout| (rollout.id, None)).collect();
+                Ok(super::StoredRollouts { saves, read })
+            }
+            Self::Postgres(r) => r.rollouts_saved_since(known).await,
         }
     }
 

@@ -2,7 +2,7 @@
 //! never claimed, a dead one's are claimed after its lease and only then, by exactly one
 //! instance each, with every job of one device going to one instance.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::test_support::{LEASE, new_job, scratch};
@@ -134,6 +134,52 @@ async fn a_second_process_with_a_live_instance_id_is_refused_and_one_after_it_la
     let dir = tempfile::tempdir().unwrap();
     let second = Store::open_postgres(db.settings(), dir.path(), "same", short).await.unwrap();
     assert!(second.membership().unwrap().holds());
+}
+
+#[tokio::test]
+async fn an_instance_following_the_planner_reads_again_only_the_rollouts_saved_since() {
+    use crate::rollout::Outcome;
+    let Some(db) = scratch("follow").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    assert_eq!(a.membership().unwrap().lead("rollouts").await.unwrap(), "a");
+    let new = |id, devices| {
+        let plan = crate::rollout::RolloutPlan::example_of(devices, |n| format!("d{n}"));
+        crate::rollout::Rollout::new(RolloutId::new(id), plan, 1_700_000_000_000)
+    };
+    let (mut one, mut two) = (new(1, 300), new(2, 5));
+    a.save_rollouts(vec![RolloutRow::of(&mut one), RolloutRow::of(&mut two)]).await.unwrap();
+
+    let first = b.rollouts_saved_since(&HashMap::new()).await.unwrap();
+    assert_eq!(first.read, vec![one.clone(), two.clone()], "knowing nothing, it reads everything");
+    let known: HashMap<RolloutId, i64> =
+        first.saves.iter().map(|(id, saved)| (*id, saved.unwrap())).collect();
+    assert_eq!(known.len(), 2);
+    let again = b.rollouts_saved_since(&known).await.unwrap();
+    assert!(again.read.is_empty(), "nothing saved since: nothing read");
+    assert_eq!(again.saves, first.saves);
+
+    one.devices.set_outcome(7, Outcome::Failed);
+    a.save_rollouts(vec![RolloutRow::of(&mut one)]).await.unwrap();
+    let changed = b.rollouts_saved_since(&known).await.unwrap();
+    assert_eq!(changed.read, vec![one.clone()], "only the rollout saved since is read");
+    assert_ne!(changed.saves[&RolloutId::new(1)], first.saves[&RolloutId::new(1)]);
+    assert_eq!(changed.saves[&RolloutId::new(2)], first.saves[&RolloutId::new(2)]);
+
+    a.forget_rollouts(vec![RolloutId::new(2)]).await;
+    a.flush_and_wait(Vec::new(), Vec::new()).await;
+    let gone = b.rollouts_saved_since(&known).await.unwrap();
+    assert_eq!(
+        gone.saves.keys().copied().collect::<Vec<_>>(),
+        [RolloutId::new(1)],
+        "a forgotten one is gone"
+    );
+    // The save numbers come from one sequence: a rollout stored again under a forgotten id is
+    // never taken for the one it replaces.
+    let mut reused = new(2, 5);
+    a.save_rollouts(vec![RolloutRow::of(&mut reused)]).await.unwrap();
+    let back = b.rollouts_saved_since(&known).await.unwrap();
+    assert_eq!(back.read.iter().map(|r| r.id).collect::<Vec<_>>(), [RolloutId::new(1), RolloutId::new(2)]);
 }
 
 #[tokio::test]

@@ -49,7 +49,7 @@ pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
 pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase, lease};
 pub use records::{HistoryRecord, NewJob};
-pub use rollout_rows::RolloutRow;
+pub use rollout_rows::{RolloutRow, StoredRollouts};
 pub use sqlite::schema::{SCHEMA_VERSION, migrate_to};
 pub use sqlite::{DB_FILE, open_read_only};
 pub use write_error::{WriteError, is_disk_full};
@@ -418,7 +418,16 @@ impl Store {
 
     /// Every stored rollout, by id.
     pub async fn load_rollouts(&self) -> Result<Vec<crate::rollout::Rollout>, StoreError> {
-        self.reads.rollouts().await
+        Ok(self.reads.rollouts_saved_since(&std::collections::HashMap::new()).await?.read)
+    }
+
+    /// The rollouts saved since `known` (each one's save number as last read), and every
+    /// stored rollout's save number.
+    pub async fn rollouts_saved_since(
+        &self,
+        known: &std::collections::HashMap<RolloutId, i64>,
+    ) -> Result<StoredRollouts, StoreError> {
+        self.reads.rollouts_saved_since(known).await
     }
 
     /// Every job a rollout created, as (job, device), by job id.

@@ -8,6 +8,16 @@ use crate::engine::RolloutId;
 use crate::protocol::DeviceId;
 use crate::rollout::{Devices, Outcome, Rollout, Slot};
 
+/// Rollouts read back for an instance that shows them but does not plan them.
+#[derive(Debug, Default)]
+pub struct StoredRollouts {
+    /// Every rollout stored (and readable), with its save number: PostgreSQL numbers each save
+    /// (`rollouts.saved`); `None` from a store that does not, whose rollouts are all in `read`.
+    pub saves: std::collections::BTreeMap<RolloutId, Option<i64>>,
+    /// Those saved since the save numbers the reader knew.
+    pub read: Vec<Rollout>,
+}
+
 /// What one write of a rollout holds.
 #[derive(Debug, Clone)]
 pub struct RolloutRow {

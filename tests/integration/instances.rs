@@ -356,6 +356,13 @@ async fn a_rollout_goes_on_when_the_instance_planning_it_is_killed() {
         (succeeded(&view) >= 3).then_some(())
     })
     .await;
+    // The other instance shows the planner's progress: it reads the rollout again when it was
+    // saved again, not only once.
+    wait_for(Duration::from_secs(20), "the other instance to show the progress", || async {
+        let view = rollout(all[other].1.base.clone()).await?;
+        (succeeded(&view) >= 3).then_some(())
+    })
+    .await;
     all[planner].1.kill9();
 
     let survivor = all[other].1.base.clone();

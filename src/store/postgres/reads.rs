@@ -2,15 +2,17 @@
 //! A row Rocky would refuse (a bad device id, a number out of range) is skipped with a warning,
 //! as the SQLite reader does.
 
+use std::collections::HashMap;
+
 use tokio_postgres::Row;
 
 use super::{PgError, Reader};
 use crate::engine::{JobId, JobState, RolloutId};
 use crate::inventory::{Device, Labels};
 use crate::protocol::DeviceId;
-use crate::rollout::{Rollout, Slot};
+use crate::rollout::Slot;
 use crate::snapshot::ImageInfo;
-use crate::store::rollout_rows::{assemble, slot};
+use crate::store::rollout_rows::{StoredRollouts, assemble, slot};
 use crate::store::{HistoryRecord, JobSnapshot, StoreError};
 
 /// A column as the unsigned type Rocky uses, or why not.
@@ -274,17 +276,43 @@ impl Reader {
         Ok(readable(&rows, device, "device"))
     }
 
-    pub async fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
-        let client = self.client().await?;
-        let heads = client
-            .query("SELECT id, body FROM rollouts ORDER BY id", &[])
+    /// The rollouts saved since `known` (each rollout's save number as last read; all of them
+    /// when it is empty), and the save number of every rollout stored.
+    ///
+    /// Read in one snapshot, so a rollout's head and devices are those of one save. An
+    /// instance that does not plan rollouts asks every two seconds: a 100,000-device rollout is
+    /// 100,000 rows, read again only when it was saved again.
+    pub async fn rollouts_saved_since(
+        &self,
+        known: &HashMap<RolloutId, i64>,
+    ) -> Result<StoredRollouts, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
             .await
             .map_err(|e| self.failed(&e))?;
-        let mut rollouts = Vec::new();
+        let heads =
+            tx.query("SELECT id, saved FROM rollouts ORDER BY id", &[]).await.map_err(|e| self.failed(&e))?;
+        let mut stored = StoredRollouts::default();
         for head in heads {
-            let id: i64 = head.get("id");
+            let (id, saved): (i64, i64) = (head.get("id"), head.get("saved"));
+            let Ok(rollout) = u64::try_from(id).map(RolloutId::new) else { continue };
+            if known.get(&rollout) == Some(&saved) {
+                stored.saves.insert(rollout, Some(saved));
+                continue;
+            }
+            let Some(head) = tx
+                .query_opt("SELECT body FROM rollouts WHERE id = $1", &[&id])
+                .await
+                .map_err(|e| self.failed(&e))?
+            else {
+                continue;
+            };
             let body: String = head.get("body");
-            let rows = client
+            let rows = tx
                 .query(
                     "SELECT position, device, outcome, job_id, attempts, retry_at, detail
                      FROM rollout_devices WHERE rollout_id = $1 ORDER BY position",
@@ -302,13 +330,18 @@ impl Reader {
                 .collect::<Result<Vec<Slot>, String>>()
                 .and_then(|slots| assemble(&body, slots));
             match read {
-                Ok(rollout) => rollouts.push(rollout),
+                Ok(read) => {
+                    stored.saves.insert(rollout, Some(saved));
+                    stored.read.push(read);
+                }
+                // Left out of the save numbers too, so it is tried again at the next read.
                 Err(reason) => {
                     tracing::warn!(rollout = id, %reason, "a stored rollout could not be read; it was skipped")
                 }
             }
         }
-        Ok(rollouts)
+        tx.commit().await.map_err(|e| self.failed(&e))?;
+        Ok(stored)
     }
 
     pub async fn rollout_jobs(&self, rollout: RolloutId) -> Result<Vec<(JobId, String)>, StoreError> {

@@ -164,6 +164,11 @@ const MIGRATIONS: &[&str] = &[
     // 12: a job for a device that runs AWS's OTA agent: its certfile, filepath and signature,
     // as JSON, or NULL (Rocky's own protocol).
     "ALTER TABLE jobs ADD COLUMN aws TEXT;",
+    // 13: each save of a rollout gives its row a new number, so an instance that does not plan
+    // rollouts reads again only those saved since it last read them (it read every rollout,
+    // and every device of each, every two seconds).
+    "CREATE SEQUENCE rollout_saves;
+     ALTER TABLE rollouts ADD COLUMN saved BIGINT NOT NULL DEFAULT 0;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -319,9 +319,10 @@ pub async fn save_rollouts(
     }
     for row in rows {
         tx.execute(
-            "INSERT INTO rollouts (id, state, body, updated_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO rollouts (id, state, body, updated_at, saved)
+                VALUES ($1, $2, $3, $4, nextval('rollout_saves'))
              ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body,
-                                            updated_at = excluded.updated_at",
+                                            updated_at = excluded.updated_at, saved = excluded.saved",
             &[&big(row.id.get()), &row.state, &row.body, &big(row.updated_at)],
         )
         .await?;

@@ -180,6 +180,14 @@ async fn an_instance_following_the_planner_reads_again_only_the_rollouts_saved_s
     a.save_rollouts(vec![RolloutRow::of(&mut reused)]).await.unwrap();
     let back = b.rollouts_saved_since(&known).await.unwrap();
     assert_eq!(back.read.iter().map(|r| r.id).collect::<Vec<_>>(), [RolloutId::new(1), RolloutId::new(2)]);
+
+    // A rollout missing one of its device rows is skipped, and left out of the save numbers so
+    // that it is tried again; the others are read.
+    let client = db.settings().connect().await.unwrap();
+    client.execute("DELETE FROM rollout_devices WHERE rollout_id = 1 AND position = 150", &[]).await.unwrap();
+    let damaged = b.rollouts_saved_since(&HashMap::new()).await.unwrap();
+    assert_eq!(damaged.read.iter().map(|r| r.id).collect::<Vec<_>>(), [RolloutId::new(2)]);
+    assert_eq!(damaged.saves.keys().copied().collect::<Vec<_>>(), [RolloutId::new(2)]);
 }
 
 #[tokio::test]

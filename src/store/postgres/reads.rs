@@ -136,6 +136,40 @@ fn readable<T>(rows: &[Row], read: impl Fn(&Row) -> Result<T, String>, what: &st
         .collect()
 }
 
+/// Hands `query`'s rows to `each` one at a time, as they arrive. A table of 100,000 rows is then
+/// never held whole as rows (about 240 B a device row) beside what they are read into.
+async fn each_row<C: tokio_postgres::GenericClient>(
+    client: &C,
+    query: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    mut each: impl FnMut(&Row),
+) -> Result<(), tokio_postgres::Error> {
+    use futures_util::TryStreamExt;
+    let rows = client.query_raw(query, params.iter().copied()).await?;
+    futures_util::pin_mut!(rows);
+    while let Some(row) = rows.try_next().await? {
+        each(&row);
+    }
+    Ok(())
+}
+
+/// What `read` makes of each of `query`'s rows, read one at a time ([`each_row`]); a row it
+/// cannot read is skipped with a warning, as [`readable`] does.
+async fn readable_each<C: tokio_postgres::GenericClient, T>(
+    client: &C,
+    query: &str,
+    read: impl Fn(&Row) -> Result<T, String>,
+    what: &str,
+) -> Result<Vec<T>, tokio_postgres::Error> {
+    let mut out = Vec::new();
+    each_row(client, query, &[], |row| match read(row) {
+        Ok(value) => out.push(value),
+        Err(reason) => tracing::warn!(%reason, "a stored {what} was skipped"),
+    })
+    .await?;
+    Ok(out)
+}
+
 impl Reader {
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| {
@@ -149,11 +183,10 @@ impl Reader {
 
     pub async fn jobs(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[])
-            .await
-            .map_err(|e| self.failed(&e))?;
-        let jobs = readable(&rows, job, "job");
+        let jobs =
+            readable_each(&**client, &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), job, "job")
+                .await
+                .map_err(|e| self.failed(&e))?;
         let last: i64 = client
             .query_one("SELECT value FROM rocky_meta WHERE key = 'last_job_id'", &[])
             .await
@@ -265,15 +298,15 @@ impl Reader {
 
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
-                        last_image_sha256, last_job, running FROM devices ORDER BY id",
-                &[],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        Ok(readable(&rows, device, "device"))
+        readable_each(
+            &**client,
+            "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
+                    last_image_sha256, last_job, running FROM devices ORDER BY id",
+            device,
+            "device",
+        )
+        .await
+        .map_err(|e| self.failed(&e))
     }
 
     /// The rollouts saved since `known` (each rollout's save number as last read; all of them
@@ -312,23 +345,27 @@ impl Reader {
                 continue;
             };
             let body: String = head.get("body");
-            let rows = tx
-                .query(
-                    "SELECT position, device, outcome, job_id, attempts, retry_at, detail
-                     FROM rollout_devices WHERE rollout_id = $1 ORDER BY position",
-                    &[&id],
-                )
-                .await
-                .map_err(|e| self.failed(&e))?;
-            let read = rows
-                .iter()
-                .enumerate()
-                .map(|(at, row)| match num::<usize>(row, "position") {
-                    Ok(position) if position == at => rollout_slot(row),
-                    _ => Err(format!("device {} of the rollout is missing", at + 1)),
-                })
-                .collect::<Result<Vec<Slot>, String>>()
-                .and_then(|slots| assemble(&body, slots));
+            let mut slots: Result<Vec<Slot>, String> = Ok(Vec::new());
+            each_row(
+                &*tx,
+                "SELECT position, device, outcome, job_id, attempts, retry_at, detail
+                 FROM rollout_devices WHERE rollout_id = $1 ORDER BY position",
+                &[&id],
+                |row| {
+                    let Ok(read) = &mut slots else { return };
+                    let at = read.len();
+                    match num::<usize>(row, "position") {
+                        Ok(position) if position == at => match rollout_slot(row) {
+                            Ok(slot) => read.push(slot),
+                            Err(reason) => slots = Err(reason),
+                        },
+                        _ => slots = Err(format!("device {} of the rollout is missing", at + 1)),
+                    }
+                },
+            )
+            .await
+            .map_err(|e| self.failed(&e))?;
+            let read = slots.and_then(|slots| assemble(&body, slots));
             match read {
                 Ok(read) => {
                     stored.saves.insert(rollout, Some(saved));

@@ -74,6 +74,15 @@ impl Reads {
         }
     }
 
+    /// The devices changed since the last read of them, by id. SQLite, which one instance
+    /// alone uses, does not say when a device changed: every device is read.
+    pub async fn devices_changed(&self) -> Result<Vec<Device>, StoreError> {
+        match self {
+            Self::Sqlite(r) => r.run(super::sqlite::devices::load).await,
+            Self::Postgres(r) => r.devices_changed().await,
+        }
+    }
+
     /// The rollouts saved since `known`, and every stored rollout's save number. SQLite, which
     /// one instance alone uses, numbers no saves: every rollout is read.
     pub async fn rollouts_saved_since(

@@ -191,6 +191,40 @@ async fn an_instance_following_the_planner_reads_again_only_the_rollouts_saved_s
 }
 
 #[tokio::test]
+async fn the_inventory_refresh_reads_only_the_devices_changed_since_the_last_read() {
+    let Some(db) = scratch("devices").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    let labels = |site: &str| crate::inventory::Labels::from_iter([("site".to_owned(), site.to_owned())]);
+    let ids = |devices: Vec<crate::inventory::Device>| {
+        devices.into_iter().map(|d| d.device_id.to_string()).collect::<Vec<_>>()
+    };
+    let rows = (1..=3).map(|n| (DeviceId::parse(&format!("d{n}")).unwrap(), labels("lab"))).collect();
+    a.register_devices(rows).await.unwrap();
+    // As if written a minute ago (out of the two seconds read again each time).
+    let client = db.settings().connect().await.unwrap();
+    let age = "ALTER TABLE devices DISABLE TRIGGER devices_changed;
+               UPDATE devices SET changed_at = changed_at - 60000;
+               ALTER TABLE devices ENABLE TRIGGER devices_changed;";
+    client.batch_execute(age).await.unwrap();
+
+    assert_eq!(ids(b.load_devices_changed().await.unwrap()), ["d1", "d2", "d3"], "the first read is whole");
+    assert!(b.load_devices_changed().await.unwrap().is_empty(), "nothing changed since");
+    a.register_devices(vec![(DeviceId::parse("d2").unwrap(), labels("field"))]).await.unwrap();
+    let changed = b.load_devices_changed().await.unwrap();
+    assert_eq!(ids(changed.clone()), ["d2"]);
+    assert_eq!(changed[0].labels, labels("field"));
+    // A change read once is read again only within the two seconds after it.
+    client.batch_execute(age).await.unwrap();
+    assert!(b.load_devices_changed().await.unwrap().is_empty());
+    // A whole read counts as a read: a store that loaded every device at its start reads only
+    // what changed after.
+    let (c, _dc) = instance(&db, "c", LEASE).await;
+    assert_eq!(c.load_devices().await.unwrap().len(), 3);
+    assert!(c.load_devices_changed().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn only_the_instance_that_plans_rollouts_writes_them() {
     let Some(db) = scratch("planner").await else { return };
     let (a, _da) = instance(&db, "a", LEASE).await;

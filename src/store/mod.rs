@@ -440,6 +440,12 @@ impl Store {
         self.reads.devices().await
     }
 
+    /// The devices whose rows changed since this store last read devices (every device the
+    /// first time, and always with SQLite), by id: what other instances wrote meanwhile.
+    pub async fn load_devices_changed(&self) -> Result<Vec<Device>, StoreError> {
+        self.reads.devices_changed().await
+    }
+
     /// A job's stored timeline, oldest first.
     pub async fn history(&self, id: JobId) -> Result<Vec<HistoryRecord>, StoreError> {
         self.reads.history(id).await

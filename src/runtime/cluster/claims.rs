@@ -102,7 +102,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
         mirror.catch_up(&shared).await;
         if Instant::now() >= inventory_at {
             inventory_at = Instant::now() + INVENTORY_EVERY;
-            match shared.store.load_devices().await {
+            match shared.store.load_devices_changed().await {
                 Ok(devices) => shared.inventory.refresh(devices),
                 Err(error) => tracing::debug!(%error, "could not read the inventory"),
             }

@@ -136,6 +136,10 @@ fn readable<T>(rows: &[Row], read: impl Fn(&Row) -> Result<T, String>, what: &st
         .collect()
 }
 
+/// How far back a read of what changed also looks: a transaction that changed a row before the
+/// last read began, and committed after it, is read the next time.
+const REREAD_MS: i64 = 2000;
+
 /// Hands `query`'s rows to `each` one at a time, as they arrive. A table of 100,000 rows is then
 /// never held whole as rows (about 240 B a device row) beside what they are read into.
 async fn each_row<C: tokio_postgres::GenericClient>(
@@ -158,11 +162,12 @@ async fn each_row<C: tokio_postgres::GenericClient>(
 async fn readable_each<C: tokio_postgres::GenericClient, T>(
     client: &C,
     query: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     read: impl Fn(&Row) -> Result<T, String>,
     what: &str,
 ) -> Result<Vec<T>, tokio_postgres::Error> {
     let mut out = Vec::new();
-    each_row(client, query, &[], |row| match read(row) {
+    each_row(client, query, params, |row| match read(row) {
         Ok(value) => out.push(value),
         Err(reason) => tracing::warn!(%reason, "a stored {what} was skipped"),
     })
@@ -184,7 +189,7 @@ impl Reader {
     pub async fn jobs(&self) -> Result<(Vec<JobSnapshot>, JobId), StoreError> {
         let client = self.client().await?;
         let jobs =
-            readable_each(&**client, &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), job, "job")
+            readable_each(&**client, &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"), &[], job, "job")
                 .await
                 .map_err(|e| self.failed(&e))?;
         let last: i64 = client
@@ -237,7 +242,7 @@ impl Reader {
         instance: &str,
         limit: usize,
     ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
-        let window: i64 = if recent { 2000 } else { -1 };
+        let window: i64 = if recent { REREAD_MS } else { -1 };
         let client = self.client().await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
@@ -296,17 +301,41 @@ impl Reader {
         super::audit::read(&client, query).await.map_err(|e| self.failed(&e))
     }
 
+    /// Every device.
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.devices_changed_after(None).await
+    }
+
+    /// The devices whose rows changed since this reader last read devices (all of them the
+    /// first time): what another instance wrote meanwhile.
+    pub async fn devices_changed(&self) -> Result<Vec<Device>, StoreError> {
+        let since = *self.devices_read_at.lock().unwrap_or_else(|p| p.into_inner());
+        self.devices_changed_after(since.map(|at| at - REREAD_MS)).await
+    }
+
+    /// The devices changed after `after` (the server's clock, Unix ms), or all; remembers
+    /// when the read began, as the server's clock says.
+    async fn devices_changed_after(&self, after: Option<i64>) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
-        readable_each(
+        let began: i64 = client
+            .query_one(&format!("SELECT {}", super::lease::NOW_MS), &[])
+            .await
+            .map_err(|e| self.failed(&e))?
+            .get(0);
+        let devices = readable_each(
             &**client,
             "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
-                    last_image_sha256, last_job, running FROM devices ORDER BY id",
+                    last_image_sha256, last_job, running FROM devices
+             WHERE $1::bigint IS NULL OR changed_at > $1::bigint ORDER BY id",
+            &[&after],
             device,
             "device",
         )
         .await
-        .map_err(|e| self.failed(&e))
+        .map_err(|e| self.failed(&e))?;
+        let mut read_at = self.devices_read_at.lock().unwrap_or_else(|p| p.into_inner());
+        *read_at = (*read_at).max(Some(began));
+        Ok(devices)
     }
 
     /// The rollouts saved since `known` (each rollout's save number as last read; all of them

@@ -74,6 +74,10 @@ impl State {
         self.disk.as_ref().map(|(store, _)| store.dir().to_path_buf())
     }
 
+    fn sweeps_seen(&self) -> Option<u64> {
+        self.disk.as_ref().map(|(_, seen)| *seen)
+    }
+
     /// Forgets every file's verdict when the store swept files away since the last ask. Sweeps
     /// are rare (retention removed the last job of an image); each verdict is then reached
     /// again, once, from the files that remain.
@@ -233,17 +237,22 @@ impl Manifests {
         path: fn(&std::path::Path, &Sha256) -> PathBuf,
         verify: impl FnOnce(Vec<u8>) -> Option<T>,
     ) -> Option<T> {
-        let dir = {
+        let (dir, sweeps) = {
             let mut state = self.lock();
             state.forget_if_swept();
             if let Some(answer) = kind(&mut state).known(sha256) {
                 return answer;
             }
-            state.dir()?
+            (state.dir()?, state.sweeps_seen())
         };
         let bytes = std::fs::read(path(&dir, sha256)).ok()?;
         let verified = verify(bytes);
         let mut state = self.lock();
+        state.forget_if_swept();
+        if state.sweeps_seen() != sweeps {
+            // A sweep meanwhile may have removed the file read: answered, not remembered.
+            return verified;
+        }
         let verified_here = kind(&mut state);
         // One attached or signed meanwhile is newer than the file as it was read.
         if let Some(Some(newer)) = verified_here.known(sha256) {
@@ -377,16 +386,27 @@ mod tests {
     use super::*;
     use crate::signing::Alg;
 
+    /// A policy that trusts `key` (as "ci").
+    fn trusting(key: &SigningKey) -> SigningPolicy {
+        let mut trusted = TrustedKeys::default();
+        trusted.add(key.public(), "ci".into());
+        SigningPolicy { trusted, ..SigningPolicy::default() }
+    }
+
+    /// Manifests under `policy`, kept as files in `dir`.
+    fn kept_in(dir: &tempfile::TempDir, policy: SigningPolicy) -> Manifests {
+        let manifests = Manifests::new(policy);
+        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        manifests
+    }
+
     #[test]
     fn an_aws_signature_attaches_only_from_a_trusted_key_wins_over_rockys_and_outlives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let offline = SigningKey::generate(Alg::Es256).unwrap();
         let rockys = SigningKey::generate(Alg::Es256).unwrap();
-        let mut trusted = TrustedKeys::default();
-        trusted.add(offline.public(), "ci".into());
-        let policy = SigningPolicy { trusted, signer: Some(rockys.clone()), ..SigningPolicy::default() };
-        let manifests = Manifests::new(policy.clone());
-        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let policy = SigningPolicy { signer: Some(rockys.clone()), ..trusting(&offline) };
+        let manifests = kept_in(&dir, policy.clone());
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
         let own = manifests.aws_signature(&image).unwrap();
         assert!(crate::signing::aws_signature_verifies(&rockys.public(), image.bytes(), &own));
@@ -402,11 +422,9 @@ mod tests {
         assert_eq!(manifests.attach_aws(&image, &format!("{offline_signature}\n")), Ok(offline.kid()));
         assert_eq!(manifests.aws_signature(&image).unwrap(), offline_signature, "the attached one wins");
 
-        let after_restart = Manifests::new(policy);
-        after_restart.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let after_restart = kept_in(&dir, policy);
         assert_eq!(after_restart.attached_aws(image.sha256()), Some(offline_signature));
-        let distrusting = Manifests::new(SigningPolicy::default());
-        distrusting.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let distrusting = kept_in(&dir, SigningPolicy::default());
         assert_eq!(distrusting.attached_aws(image.sha256()), None, "a key no longer trusted unsigns");
     }
 
@@ -414,10 +432,7 @@ mod tests {
     fn an_aws_signature_file_no_trusted_key_verifies_is_refused_until_one_is_attached() {
         let dir = tempfile::tempdir().unwrap();
         let trusted_key = SigningKey::generate(Alg::Es256).unwrap();
-        let mut trusted = TrustedKeys::default();
-        trusted.add(trusted_key.public(), "ci".into());
-        let manifests = Manifests::new(SigningPolicy { trusted, ..SigningPolicy::default() });
-        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let manifests = kept_in(&dir, trusting(&trusted_key));
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware for an AWS device"));
         let path = Manifests::aws_path(dir.path(), image.sha256());
         let stranger = SigningKey::generate(Alg::Es256).unwrap();
@@ -436,11 +451,8 @@ mod tests {
     fn manifests_attach_only_when_trusted_and_for_the_image_and_outlive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let offline = SigningKey::generate(Alg::Ed25519).unwrap();
-        let mut trusted = TrustedKeys::default();
-        trusted.add(offline.public(), "ci".into());
-        let policy = SigningPolicy { trusted, ..SigningPolicy::default() };
-        let manifests = Manifests::new(policy.clone());
-        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let policy = trusting(&offline);
+        let manifests = kept_in(&dir, policy.clone());
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
         let payload = |sha: Sha256, size| ManifestPayload { image_sha256: sha, size, version: None, seq: 1 };
         assert_eq!(manifests.get(image.sha256()), None);
@@ -462,16 +474,14 @@ mod tests {
         assert_eq!(manifests.attach(&image, good.bytes()).unwrap(), good);
         assert_eq!(manifests.get(image.sha256()), Some(good.clone()));
 
-        let after_restart = Manifests::new(policy);
-        after_restart.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let after_restart = kept_in(&dir, policy);
         assert_eq!(after_restart.get(image.sha256()), Some(good.clone()));
         // A trusted manifest in another image's file is not that image's manifest.
         let elsewhere = [9; 32];
         std::fs::copy(Manifests::path(dir.path(), image.sha256()), Manifests::path(dir.path(), &elsewhere))
             .unwrap();
         assert_eq!(after_restart.get(&elsewhere), None);
-        let distrusting = Manifests::new(SigningPolicy::default());
-        distrusting.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let distrusting = kept_in(&dir, SigningPolicy::default());
         assert_eq!(distrusting.get(image.sha256()), None, "a key no longer trusted unsigns its images");
     }
 
@@ -479,8 +489,7 @@ mod tests {
     fn a_file_no_trusted_key_verifies_is_refused_until_rocky_signs_the_image() {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate(Alg::Ed25519).unwrap();
-        let manifests = Manifests::new(SigningPolicy { signer: Some(key), ..SigningPolicy::default() });
-        manifests.keep_in(ImageStore::new(dir.path().to_path_buf()));
+        let manifests = kept_in(&dir, SigningPolicy { signer: Some(key), ..SigningPolicy::default() });
         let image = Image::new("fw.bin", Bytes::from_static(b"firmware"));
         let stranger = SigningKey::generate(Alg::Ed25519).unwrap();
         let payload = ManifestPayload { image_sha256: *image.sha256(), size: 8, version: None, seq: 1 };

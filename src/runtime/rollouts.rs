@@ -231,14 +231,14 @@ impl Rollouts {
         let known = self.lock().saves.clone();
         let stored = store.rollouts_saved_since(&known).await?;
         let mut inner = self.lock();
-        let unchanged = stored.read.is_empty()
-            && stored.saves.len() == inner.rollouts.len()
-            && stored.saves.keys().all(|id| inner.rollouts.contains_key(id));
+        // Every number as known, none added or gone (an added one is read or unreadable).
+        let unchanged =
+            stored.read.is_empty() && stored.unreadable.is_empty() && stored.saves.len() == known.len();
         if unchanged {
             return Ok(());
         }
         let mut rollouts = std::mem::take(&mut inner.rollouts);
-        rollouts.retain(|id, _| stored.saves.contains_key(id));
+        rollouts.retain(|id, _| stored.saves.contains_key(id) && !stored.unreadable.contains(id));
         rollouts.extend(stored.read.into_iter().map(|rollout| (rollout.id, rollout)));
         *inner = Inner::of(rollouts.into_values().collect());
         inner.saves = stored.saves.into_iter().filter_map(|(id, saved)| Some((id, saved?))).collect();
@@ -461,7 +461,11 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 settle_from_store(&rollouts, &handle).await;
                 to_start.clear();
             }
-            if !rollouts.plans() {
+            if rollouts.plans() {
+                // What it read while following is not what it plans from: should it follow
+                // again, it reads every rollout anew, not only those saved since.
+                rollouts.lock().saves.clear();
+            } else {
                 to_start.clear();
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {

@@ -74,12 +74,20 @@ impl Reads {
         }
     }
 
-    /// The devices changed since the last read of them, by id. SQLite, which one instance
-    /// alone uses, does not say when a device changed: every device is read.
-    pub async fn devices_changed(&self) -> Result<Vec<Device>, StoreError> {
+    /// Hands the devices to `batch` a few thousand at a time, by id: with `whole` every one,
+    /// else those changed since the last read of them. SQLite, which one instance alone uses,
+    /// does not say what changed: every device is read, in one batch.
+    pub async fn devices_in_batches(
+        &self,
+        whole: bool,
+        mut batch: impl FnMut(Vec<Device>) + Send,
+    ) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(r) => r.run(super::sqlite::devices::load).await,
-            Self::Postgres(r) => r.devices_changed().await,
+            Self::Sqlite(_) => {
+                batch(self.devices().await?);
+                Ok(())
+            }
+            Self::Postgres(r) => r.devices_in_batches(whole, batch).await,
         }
     }
 
@@ -93,7 +101,7 @@ impl Reads {
             Self::Sqlite(r) => {
                 let read = r.run(super::sqlite::rollouts::load).await?;
                 let saves = read.iter().map(|rollout| (rollout.id, None)).collect();
-                Ok(super::StoredRollouts { saves, read })
+                Ok(super::StoredRollouts { saves, read, unreadable: Vec::new() })
             }
             Self::Postgres(r) => r.rollouts_saved_since(known).await,
         }

@@ -181,47 +181,83 @@ async fn an_instance_following_the_planner_reads_again_only_the_rollouts_saved_s
     let back = b.rollouts_saved_since(&known).await.unwrap();
     assert_eq!(back.read.iter().map(|r| r.id).collect::<Vec<_>>(), [RolloutId::new(1), RolloutId::new(2)]);
 
-    // A rollout missing one of its device rows is skipped, and left out of the save numbers so
-    // that it is tried again; the others are read.
+    // A rollout missing one of its device rows is skipped, and said to be unreadable; the others
+    // are read.
     let client = db.settings().connect().await.unwrap();
     client.execute("DELETE FROM rollout_devices WHERE rollout_id = 1 AND position = 150", &[]).await.unwrap();
     let damaged = b.rollouts_saved_since(&HashMap::new()).await.unwrap();
     assert_eq!(damaged.read.iter().map(|r| r.id).collect::<Vec<_>>(), [RolloutId::new(2)]);
-    assert_eq!(damaged.saves.keys().copied().collect::<Vec<_>>(), [RolloutId::new(2)]);
+    assert_eq!(damaged.unreadable, [RolloutId::new(1)]);
+    // Its number is known now: it is not read (and warned about) again until saved again.
+    let known: HashMap<RolloutId, i64> =
+        damaged.saves.iter().map(|(id, saved)| (*id, saved.unwrap())).collect();
+    assert_eq!(known.len(), 2);
+    let quiet = b.rollouts_saved_since(&known).await.unwrap();
+    assert!(quiet.read.is_empty() && quiet.unreadable.is_empty());
+}
+
+/// The devices a refresh of `store` hands on: (id, `site` label, `last_seen`).
+async fn refreshed(store: &Store, whole: bool) -> Vec<(String, Option<String>, Option<u64>)> {
+    let mut got = Vec::new();
+    store
+        .refresh_devices(whole, |batch| {
+            got.extend(
+                batch
+                    .into_iter()
+                    .map(|d| (d.device_id.to_string(), d.labels.get("site").cloned(), d.last_seen)),
+            )
+        })
+        .await
+        .unwrap();
+    got
+}
+
+/// Refreshes `store` until a refresh hands on nothing (no transaction older than the last read
+/// is running any more: others' tests share the server), for at most 30 s.
+async fn until_nothing_changed(store: &Store) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !refreshed(store, false).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "every refresh read devices again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
-async fn the_inventory_refresh_reads_only_the_devices_changed_since_the_last_read() {
+async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and_misses_none() {
     let Some(db) = scratch("devices").await else { return };
     let (a, _da) = instance(&db, "a", LEASE).await;
     let (b, _db) = instance(&db, "b", LEASE).await;
     let labels = |site: &str| crate::inventory::Labels::from_iter([("site".to_owned(), site.to_owned())]);
-    let ids = |devices: Vec<crate::inventory::Device>| {
-        devices.into_iter().map(|d| d.device_id.to_string()).collect::<Vec<_>>()
-    };
     let rows = (1..=3).map(|n| (DeviceId::parse(&format!("d{n}")).unwrap(), labels("lab"))).collect();
     a.register_devices(rows).await.unwrap();
-    // As if written a minute ago (out of the two seconds read again each time).
-    let client = db.settings().connect().await.unwrap();
-    let age = "ALTER TABLE devices DISABLE TRIGGER devices_changed;
-               UPDATE devices SET changed_at = changed_at - 60000;
-               ALTER TABLE devices ENABLE TRIGGER devices_changed;";
-    client.batch_execute(age).await.unwrap();
+    let ids = |read: Vec<(String, Option<String>, Option<u64>)>| {
+        read.into_iter().map(|(id, ..)| id).collect::<Vec<_>>()
+    };
 
-    assert_eq!(ids(b.load_devices_changed().await.unwrap()), ["d1", "d2", "d3"], "the first read is whole");
-    assert!(b.load_devices_changed().await.unwrap().is_empty(), "nothing changed since");
+    assert_eq!(ids(refreshed(&b, false).await), ["d1", "d2", "d3"], "the first read is whole");
+    until_nothing_changed(&b).await;
     a.register_devices(vec![(DeviceId::parse("d2").unwrap(), labels("field"))]).await.unwrap();
-    let changed = b.load_devices_changed().await.unwrap();
-    assert_eq!(ids(changed.clone()), ["d2"]);
-    assert_eq!(changed[0].labels, labels("field"));
-    // A change read once is read again only within the two seconds after it.
-    client.batch_execute(age).await.unwrap();
-    assert!(b.load_devices_changed().await.unwrap().is_empty());
+    let changed = refreshed(&b, false).await;
+    assert!(changed.contains(&("d2".into(), Some("field".into()), None)), "{changed:?}");
+    assert!(!changed.iter().any(|(id, ..)| id != "d2"), "only what changed: {changed:?}");
+
+    // A change that commits after a read began, however long after it was made, is read the
+    // next time.
+    let mut other = db.settings().connect().await.unwrap();
+    let late = other.transaction().await.unwrap();
+    late.execute("UPDATE devices SET last_seen = 4242 WHERE id = 'd3'", &[]).await.unwrap();
+    let before_commit = refreshed(&b, false).await;
+    assert!(!before_commit.iter().any(|(_, _, seen)| *seen == Some(4242)), "{before_commit:?}");
+    late.commit().await.unwrap();
+    let after_commit = refreshed(&b, false).await;
+    assert!(after_commit.contains(&("d3".into(), Some("lab".into()), Some(4242))), "{after_commit:?}");
+
+    assert_eq!(ids(refreshed(&b, true).await), ["d1", "d2", "d3"], "a whole read takes every device");
     // A whole read counts as a read: a store that loaded every device at its start reads only
     // what changed after.
     let (c, _dc) = instance(&db, "c", LEASE).await;
     assert_eq!(c.load_devices().await.unwrap().len(), 3);
-    assert!(c.load_devices_changed().await.unwrap().is_empty());
+    until_nothing_changed(&c).await;
 }
 
 #[tokio::test]

@@ -435,15 +435,22 @@ impl Store {
         self.reads.rollout_jobs(rollout).await
     }
 
-    /// Every device in the inventory, by id.
+    /// Every device in the inventory, by id. On PostgreSQL it counts as a read of the devices:
+    /// [`Store::refresh_devices`] then reads what changed after it.
     pub async fn load_devices(&self) -> Result<Vec<Device>, StoreError> {
         self.reads.devices().await
     }
 
-    /// The devices whose rows changed since this store last read devices (every device the
-    /// first time, and always with SQLite), by id: what other instances wrote meanwhile.
-    pub async fn load_devices_changed(&self) -> Result<Vec<Device>, StoreError> {
-        self.reads.devices_changed().await
+    /// Hands the devices to `batch` a few thousand at a time (so a whole read of 100,000 is
+    /// never held at once beside the inventory): with `whole` every one, else those whose rows
+    /// changed since this store's last read of the devices, [`Store::load_devices`] included
+    /// (every device the first time, and always with SQLite): what other instances wrote.
+    pub async fn refresh_devices(
+        &self,
+        whole: bool,
+        batch: impl FnMut(Vec<Device>) + Send,
+    ) -> Result<(), StoreError> {
+        self.reads.devices_in_batches(whole, batch).await
     }
 
     /// A job's stored timeline, oldest first.

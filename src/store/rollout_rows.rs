@@ -16,6 +16,9 @@ pub struct StoredRollouts {
     pub saves: std::collections::BTreeMap<RolloutId, Option<i64>>,
     /// Those saved since the save numbers the reader knew.
     pub read: Vec<Rollout>,
+    /// Those saved since that could not be read (a row edited or deleted by hand): skipped with
+    /// a warning, and read again only once saved again.
+    pub unreadable: Vec<RolloutId>,
 }
 
 /// What one write of a rollout holds.

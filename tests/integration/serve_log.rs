@@ -15,21 +15,22 @@ async fn scraped(client: &reqwest::Client, base: &str, name: &str) -> Option<u64
     Some(metric(&text, name))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
-    let broker = EmbeddedBroker::start(None).unwrap();
+/// `rocky serve` on `broker` with an empty config, logging at debug into a pipe the test holds
+/// (`env` adds variables); with its API's address and its data directory.
+fn serve_at_debug(broker: &EmbeddedBroker, env: &[(&str, &str)]) -> (Serve, String, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("config.toml");
     std::fs::write(&config, "").unwrap();
     let port = free_port().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut serve = Serve(
-        serve_command(&broker.url().to_string(), port, &config, data.path())
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut command = serve_command(&broker.url().to_string(), port, &config, data.path());
+    command.env("RUST_LOG", "debug").envs(env.iter().copied()).stdout(Stdio::piped());
+    (Serve(command.spawn().unwrap()), format!("http://127.0.0.1:{port}"), data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let (mut serve, base, _data) = serve_at_debug(&broker, &[]);
     // Held open and never read: the pipe fills (64 KiB) within a few hundred lines.
     let _unread = serve.0.stdout.take();
     // A stopped Rocky would not answer at all: each ask gives up, so the wait can end.
@@ -81,18 +82,7 @@ async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
     let broker = EmbeddedBroker::start(None).unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("config.toml");
-    std::fs::write(&config, "").unwrap();
-    let port = free_port().unwrap();
-    let mut serve = Serve(
-        serve_command(&broker.url().to_string(), port, &config, data.path())
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut serve, base, _data) = serve_at_debug(&broker, &[("NO_COLOR", "1")]);
     let stdout = serve.0.stdout.take().unwrap();
     let (lines, read) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -105,7 +95,7 @@ async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
         }
     });
     let client = reqwest::Client::new();
-    healthy(&client, &format!("http://127.0.0.1:{port}")).await;
+    healthy(&client, &base).await;
 
     let device = "d".repeat(20_000);
     let mut options = rumqttc::MqttOptions::new("long-topic", "127.0.0.1", broker.url().port);

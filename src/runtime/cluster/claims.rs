@@ -32,8 +32,12 @@ const MIRROR_BATCH: usize = 5000;
 /// Every this often, every other instance's job is read again, whatever the numbers say (the
 /// reads between take what changed since, and whatever changed in the last two seconds).
 const MIRROR_RESYNC: Duration = Duration::from_secs(300);
-/// How often the inventory is read again for devices other instances registered or relabelled.
+/// How often the inventory is read again for devices other instances registered or relabelled
+/// (those whose rows changed since the last read).
 const INVENTORY_EVERY: Duration = Duration::from_secs(10);
+/// How often that read takes every device: one the inventory had no room for when it changed
+/// (`store.max_devices`) is taken in once there is room.
+const INVENTORY_WHOLE_EVERY: Duration = Duration::from_secs(300);
 /// How long a cancel forwarded to the instance that drives the job is waited for.
 const FORWARDED_CANCEL_WAIT: Duration = Duration::from_secs(10);
 
@@ -56,6 +60,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
     let mut fenced = false;
     let mut mirror = Mirror { cursor: 0, resync_at: Instant::now() };
     let mut inventory_at = Instant::now() + INVENTORY_EVERY;
+    let mut inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -102,8 +107,11 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
         mirror.catch_up(&shared).await;
         if Instant::now() >= inventory_at {
             inventory_at = Instant::now() + INVENTORY_EVERY;
-            match shared.store.load_devices_changed().await {
-                Ok(devices) => shared.inventory.refresh(devices),
+            let whole = Instant::now() >= inventory_whole_at;
+            let inventory = &shared.inventory;
+            match shared.store.refresh_devices(whole, |devices| inventory.refresh(devices)).await {
+                Ok(()) if whole => inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY,
+                Ok(()) => {}
                 Err(error) => tracing::debug!(%error, "could not read the inventory"),
             }
         }

@@ -187,7 +187,7 @@ pub async fn open(settings: &PgSettings, instance: &str) -> Result<(Postgres, Re
         runtime: None,
         client: None,
     };
-    Ok((writer, Reader { pool, url, devices_read_at: Default::default() }))
+    Ok((writer, Reader::new(pool, url)))
 }
 
 /// Every job in the database, for `rocky jobs`, without creating or migrating anything: `None`
@@ -203,7 +203,7 @@ pub async fn read_jobs(
     if !ready.map_err(|e| PgError::new(&url, &e))? {
         return Ok(None);
     }
-    Ok(Some(Reader { pool: pool(settings, 1)?, url, devices_read_at: Default::default() }.jobs().await?.0))
+    Ok(Some(Reader::new(pool(settings, 1)?, url).jobs().await?.0))
 }
 
 /// A pool of at most `size` connections, opened as they are needed.
@@ -338,7 +338,14 @@ impl Backend for Postgres {
 pub struct Reader {
     pool: deadpool_postgres::Pool,
     url: String,
-    /// When this reader's last read of the devices began (the server's clock, Unix ms), for
-    /// reading only what changed since.
-    devices_read_at: std::sync::Arc<std::sync::Mutex<Option<i64>>>,
+    /// The oldest transaction still running when this reader's last read of the devices took
+    /// its snapshot (`txid_snapshot_xmin`): the next read takes the rows it and later ones
+    /// changed.
+    devices_seen: std::sync::Arc<std::sync::Mutex<Option<i64>>>,
+}
+
+impl Reader {
+    fn new(pool: deadpool_postgres::Pool, url: String) -> Self {
+        Self { pool, url, devices_seen: Default::default() }
+    }
 }

@@ -125,20 +125,21 @@ fn rollout_slot(row: &Row) -> Result<Slot, String> {
 
 /// Keeps the rows that read, warning once per row that does not.
 fn readable<T>(rows: &[Row], read: impl Fn(&Row) -> Result<T, String>, what: &str) -> Vec<T> {
-    rows.iter()
-        .filter_map(|row| match read(row) {
-            Ok(value) => Some(value),
-            Err(reason) => {
-                tracing::warn!(%reason, "a stored {what} was skipped");
-                None
-            }
-        })
-        .collect()
+    rows.iter().filter_map(|row| read_or_warn(row, &read, what)).collect()
 }
 
-/// How far back a read of what changed also looks: a transaction that changed a row before the
-/// last read began, and committed after it, is read the next time.
+/// What `read` makes of a row, or `None` with a warning naming `what` was skipped and why.
+fn read_or_warn<T>(row: &Row, read: impl Fn(&Row) -> Result<T, String>, what: &str) -> Option<T> {
+    read(row).map_err(|reason| tracing::warn!(%reason, "a stored {what} was skipped")).ok()
+}
+
+/// How far back a read of others' changed jobs also looks: a transaction that changed a row
+/// before the last read began, and committed after it, is read the next time.
 const REREAD_MS: i64 = 2000;
+
+/// Devices handed on at a time by a read of the inventory: what is held beside the inventory
+/// while it takes them in.
+pub const DEVICE_BATCH: usize = 5_000;
 
 /// Hands `query`'s rows to `each` one at a time, as they arrive. A table of 100,000 rows is then
 /// never held whole as rows (about 240 B a device row) beside what they are read into.
@@ -167,11 +168,7 @@ async fn readable_each<C: tokio_postgres::GenericClient, T>(
     what: &str,
 ) -> Result<Vec<T>, tokio_postgres::Error> {
     let mut out = Vec::new();
-    each_row(client, query, params, |row| match read(row) {
-        Ok(value) => out.push(value),
-        Err(reason) => tracing::warn!(%reason, "a stored {what} was skipped"),
-    })
-    .await?;
+    each_row(client, query, params, |row| out.extend(read_or_warn(row, &read, what))).await?;
     Ok(out)
 }
 
@@ -303,39 +300,61 @@ impl Reader {
 
     /// Every device.
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.devices_changed_after(None).await
+        let mut all = Vec::new();
+        self.devices_in_batches(true, |batch| all.extend(batch)).await?;
+        Ok(all)
     }
 
-    /// The devices whose rows changed since this reader last read devices (all of them the
-    /// first time): what another instance wrote meanwhile.
-    pub async fn devices_changed(&self) -> Result<Vec<Device>, StoreError> {
-        let since = *self.devices_read_at.lock().unwrap_or_else(|p| p.into_inner());
-        self.devices_changed_after(since.map(|at| at - REREAD_MS)).await
-    }
-
-    /// The devices changed after `after` (the server's clock, Unix ms), or all; remembers
-    /// when the read began, as the server's clock says.
-    async fn devices_changed_after(&self, after: Option<i64>) -> Result<Vec<Device>, StoreError> {
-        let client = self.client().await?;
-        let began: i64 = client
-            .query_one(&format!("SELECT {}", super::lease::NOW_MS), &[])
+    /// Hands the devices to `batch`, [`DEVICE_BATCH`] at a time: with `whole` every one, else
+    /// those whose rows changed since this reader's last read of the devices (every one the
+    /// first time).
+    ///
+    /// A row names the transaction that last changed it (a trigger), and a read remembers the
+    /// oldest transaction still running when its snapshot was taken: every transaction before
+    /// it had committed and was read. The next read takes the rows of that transaction and
+    /// later ones, whenever they committed, so none is missed, whatever the clocks say.
+    pub async fn devices_in_batches(
+        &self,
+        whole: bool,
+        mut batch: impl FnMut(Vec<Device>),
+    ) -> Result<(), StoreError> {
+        let since = if whole { None } else { *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) };
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(|e| self.failed(&e))?;
+        // The first statement takes the snapshot the rows are then read in.
+        let oldest_running: i64 = tx
+            .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())::bigint", &[])
             .await
             .map_err(|e| self.failed(&e))?
             .get(0);
-        let devices = readable_each(
-            &**client,
+        let mut pending = Vec::new();
+        each_row(
+            &*tx,
             "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
                     last_image_sha256, last_job, running FROM devices
-             WHERE $1::bigint IS NULL OR changed_at > $1::bigint ORDER BY id",
-            &[&after],
-            device,
-            "device",
+             WHERE $1::bigint IS NULL OR changed_xid >= $1::bigint ORDER BY id",
+            &[&since],
+            |row| {
+                pending.extend(read_or_warn(row, device, "device"));
+                if pending.len() >= DEVICE_BATCH {
+                    batch(std::mem::take(&mut pending));
+                }
+            },
         )
         .await
         .map_err(|e| self.failed(&e))?;
-        let mut read_at = self.devices_read_at.lock().unwrap_or_else(|p| p.into_inner());
-        *read_at = (*read_at).max(Some(began));
-        Ok(devices)
+        tx.commit().await.map_err(|e| self.failed(&e))?;
+        if !pending.is_empty() {
+            batch(pending);
+        }
+        *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(oldest_running);
+        Ok(())
     }
 
     /// The rollouts saved since `known` (each rollout's save number as last read; all of them
@@ -400,9 +419,12 @@ impl Reader {
                     stored.saves.insert(rollout, Some(saved));
                     stored.read.push(read);
                 }
-                // Left out of the save numbers too, so it is tried again at the next read.
+                // Its save number is kept, so it is not read (and warned about) again every two
+                // seconds until it is saved again.
                 Err(reason) => {
-                    tracing::warn!(rollout = id, %reason, "a stored rollout could not be read; it was skipped")
+                    tracing::warn!(rollout = id, %reason, "a stored rollout could not be read; it was skipped");
+                    stored.saves.insert(rollout, Some(saved));
+                    stored.unreadable.push(rollout);
                 }
             }
         }

@@ -169,15 +169,15 @@ const MIGRATIONS: &[&str] = &[
     // and every device of each, every two seconds).
     "CREATE SEQUENCE rollout_saves;
      ALTER TABLE rollouts ADD COLUMN saved BIGINT NOT NULL DEFAULT 0;",
-    // 14: a device's row says when it last changed (the server's clock), so the inventory's
-    // refresh every 10 s reads the devices changed since the last read, and in the two seconds
-    // before it (a transaction that changed a row then committed after that read), not all.
-    "ALTER TABLE devices ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;
+    // 14: a device's row names the transaction that last changed it, so the inventory's refresh
+    // every 10 s reads the rows of transactions not yet committed at its last read, and later
+    // ones, not all. Not indexed: an index on a column every write changes would make every
+    // device update a non-HOT one, and scanning the table's rows is the server's cheap part.
+    "ALTER TABLE devices ADD COLUMN changed_xid BIGINT NOT NULL DEFAULT 0;
      CREATE FUNCTION rocky_device_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN NEW.changed_at := (extract(epoch from clock_timestamp()) * 1000)::bigint; RETURN NEW; END $$;
+        BEGIN NEW.changed_xid := txid_current(); RETURN NEW; END $$;
      CREATE TRIGGER devices_changed BEFORE INSERT OR UPDATE ON devices
-        FOR EACH ROW EXECUTE FUNCTION rocky_device_changed();
-     CREATE INDEX devices_by_change_time ON devices(changed_at);",
+        FOR EACH ROW EXECUTE FUNCTION rocky_device_changed();",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -444,6 +444,8 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         settle_known_jobs(&rollouts, &handle);
     }
     let mut followed_at = tokio::time::Instant::now();
+    // Whether it planned at the last pass.
+    let mut planned = false;
     // Devices whose rollout asked for their job, not yet started: a step asks for every device
     // it may start (a wave of 100,000 at once), and a pass starts STARTS_PER_PASS of them.
     let mut to_start: std::collections::VecDeque<(RolloutId, usize)> = std::collections::VecDeque::new();
@@ -462,10 +464,17 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 to_start.clear();
             }
             if rollouts.plans() {
+                planned = true;
                 // What it read while following is not what it plans from: should it follow
                 // again, it reads every rollout anew, not only those saved since.
                 rollouts.lock().saves.clear();
             } else {
+                if std::mem::take(&mut planned) {
+                    // It planned until now (its lease lapsed, or another took the role). Should
+                    // it plan again, it begins anew from the store: the job ends it does not
+                    // follow meanwhile are reconciled then, or its rollouts would wait on them.
+                    rollouts.leadership.forget();
+                }
                 to_start.clear();
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {

@@ -62,13 +62,15 @@ impl ImageStore {
             let is_image =
                 name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if is_image && !needed.contains(&name) {
+                // Counted before and after: a read of these files that overlaps the removal
+                // sees the count move either way (and does not remember what it read).
+                self.sweeps.fetch_add(1, Ordering::AcqRel);
                 std::fs::remove_file(entry.path())?;
                 // Its manifest goes with it; a manifest of an image only uploaded (not kept
                 // here) stays, so a signed upload no job named yet is still signed tomorrow.
                 let _ = std::fs::remove_file(self.dir.join(format!("{name}.cose")));
                 let _ = std::fs::remove_file(self.dir.join(format!("{name}.sig-sha256-ecdsa")));
                 removed += 1;
-                // Counted at once: a later file that cannot be removed ends the sweep early.
                 self.sweeps.fetch_add(1, Ordering::AcqRel);
             }
         }
@@ -147,9 +149,9 @@ mod tests {
         let needed = std::collections::HashSet::from([sha256_hex(other.sha256())]);
         let sweeps = store.clone();
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 1);
-        assert_eq!(sweeps.sweeps(), 1, "a clone sees the sweep");
+        assert_eq!(sweeps.sweeps(), 2, "a clone sees the sweep (counted before and after)");
         assert_eq!(store.remove_unneeded(&needed).unwrap(), 0);
-        assert_eq!(sweeps.sweeps(), 1, "a sweep that removed nothing changes nothing");
+        assert_eq!(sweeps.sweeps(), 2, "a sweep that removed nothing changes nothing");
         assert!(!patch(&[5; 32], image.sha256()).exists(), "a patch to an image no job needs goes");
         assert!(patch(&[5; 32], other.sha256()).exists());
         assert!(!store.path(image.sha256()).exists() && store.path(other.sha256()).exists());

@@ -536,6 +536,31 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_reached_while_a_sweep_removes_the_file_is_answered_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate(Alg::Ed25519).unwrap();
+        let policy = SigningPolicy { signer: Some(key), ..SigningPolicy::default() };
+        let store = ImageStore::new(dir.path().to_path_buf());
+        let image = Image::new("fw.bin", Bytes::from_static(b"firmware retention sweeps away"));
+        store.save(&image).unwrap();
+        kept_in(&dir, policy.clone()).sign(&image, None, 1).unwrap();
+        let manifests = Manifests::new(policy);
+        manifests.keep_in(store.clone());
+        // The sweep runs while the file read is being verified.
+        let answered = manifests.read_once(
+            image.sha256(),
+            |state| &mut state.by_image,
+            Manifests::path,
+            |bytes| {
+                assert_eq!(store.remove_unneeded(&std::collections::HashSet::new()).unwrap(), 1);
+                Manifest::decode(&bytes).ok()
+            },
+        );
+        assert!(answered.is_some(), "what was read is answered");
+        assert_eq!(manifests.get(image.sha256()), None, "not remembered: the file is gone");
+    }
+
+    #[test]
     fn rocky_signs_with_its_own_key_and_trusts_it() {
         let key = SigningKey::generate(Alg::Es256).unwrap();
         let manifests =

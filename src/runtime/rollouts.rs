@@ -209,10 +209,9 @@ impl Rollouts {
         if self.plans() { Ok(()) } else { Err(RolloutError::Elsewhere(self.leadership.holder())) }
     }
 
-    /// Asks the shared store who plans rollouts (taking the role when no live instance has
-    /// it); returns whether this instance has just begun to.
-    async fn elect(&self) -> bool {
-        self.leadership.elect().await
+    /// Asks the shared store who plans rollouts, taking the role when no live instance has it.
+    async fn elect(&self) {
+        self.leadership.elect().await;
     }
 
     /// Replaces what this instance holds with the rollouts as stored, on beginning to plan
@@ -231,9 +230,12 @@ impl Rollouts {
         let known = self.lock().saves.clone();
         let stored = store.rollouts_saved_since(&known).await?;
         let mut inner = self.lock();
-        // Every number as known, none added or gone (an added one is read or unreadable).
-        let unchanged =
-            stored.read.is_empty() && stored.unreadable.is_empty() && stored.saves.len() == known.len();
+        // Every number as known, none added or gone (an added one is read or unreadable), and
+        // every rollout shown was read under a number (not, say, while it planned them).
+        let unchanged = stored.read.is_empty()
+            && stored.unreadable.is_empty()
+            && stored.saves.len() == known.len()
+            && inner.rollouts.keys().all(|id| known.contains_key(id));
         if unchanged {
             return Ok(());
         }
@@ -444,37 +446,40 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         settle_known_jobs(&rollouts, &handle);
     }
     let mut followed_at = tokio::time::Instant::now();
-    // Whether it planned at the last pass.
-    let mut planned = false;
+    // The lease term of the last pass in which it planned; `None` when it did not plan then.
+    // Planning begins anew from the store whenever this instance plans and did not at the last
+    // pass, or its lease ran out since (it may have run the follower branch meanwhile, or been
+    // stuck in a pass through the lapse): job ends it did not apply are reconciled then, or
+    // its rollouts would wait on them.
+    let mut planned_in: Option<u64> = None;
     // Devices whose rollout asked for their job, not yet started: a step asks for every device
     // it may start (a wave of 100,000 at once), and a pass starts STARTS_PER_PASS of them.
     let mut to_start: std::collections::VecDeque<(RolloutId, usize)> = std::collections::VecDeque::new();
     loop {
         if rollouts.leadership.shared().is_some() {
-            if rollouts.elect().await {
+            rollouts.elect().await;
+            let term = rollouts.leadership.term();
+            if rollouts.plans() && planned_in != Some(term) {
                 // Planning from now on: from the rollouts as stored, with the jobs their
                 // previous planner created and those that ended meanwhile.
                 tracing::info!("this instance plans the rollouts now");
-                if let Err(error) = rollouts.reload().await.and(rollouts.reconcile().await) {
-                    tracing::warn!(%error, "could not read the rollouts; trying again");
-                    rollouts.leadership.forget();
+                match rollouts.reload().await.and(rollouts.reconcile().await) {
+                    Ok(()) => planned_in = Some(term),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not read the rollouts; trying again");
+                        rollouts.leadership.forget();
+                    }
                 }
                 announced = rollouts.lock().rollouts.values().map(|r| (r.id, r.changes_total)).collect();
                 settle_from_store(&rollouts, &handle).await;
                 to_start.clear();
             }
             if rollouts.plans() {
-                planned = true;
                 // What it read while following is not what it plans from: should it follow
                 // again, it reads every rollout anew, not only those saved since.
                 rollouts.lock().saves.clear();
             } else {
-                if std::mem::take(&mut planned) {
-                    // It planned until now (its lease lapsed, or another took the role). Should
-                    // it plan again, it begins anew from the store: the job ends it does not
-                    // follow meanwhile are reconciled then, or its rollouts would wait on them.
-                    rollouts.leadership.forget();
-                }
+                planned_in = None;
                 to_start.clear();
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {

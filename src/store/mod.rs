@@ -441,8 +441,8 @@ impl Store {
         self.reads.devices().await
     }
 
-    /// Hands the devices to `batch` a few thousand at a time (so a whole read of 100,000 is
-    /// never held at once beside the inventory): with `whole` every one, else those whose rows
+    /// Hands the devices to `batch` a few thousand at a time on PostgreSQL (so a whole read of
+    /// 100,000 is never held at once beside the inventory): with `whole` every one, else those whose rows
     /// changed since this store's last read of the devices, [`Store::load_devices`] included
     /// (every device the first time, and always with SQLite): what other instances wrote.
     pub async fn refresh_devices(

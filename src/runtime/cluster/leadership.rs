@@ -19,6 +19,11 @@ impl Leadership {
         Self { role, shared, holder: Arc::new(Mutex::new(None)) }
     }
 
+    /// The term of this instance's lease ([`Membership::term`]); 0 alone.
+    pub fn term(&self) -> u64 {
+        self.shared.as_ref().map_or(0, |shared| shared.term())
+    }
+
     /// This instance's membership, when it shares its store.
     pub fn shared(&self) -> Option<&Arc<Membership>> {
         self.shared.as_ref()

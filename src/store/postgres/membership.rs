@@ -28,6 +28,8 @@ pub struct Membership {
 struct LeaseState {
     /// The lease holds until then, by this process's clock.
     valid_until: Instant,
+    /// Leases held so far, counting one taken again after it ran out (see [`Membership::term`]).
+    term: u64,
     /// Why the last renewal failed, for `/healthz`.
     problem: Option<String>,
 }
@@ -77,7 +79,7 @@ impl Membership {
             token,
             lease,
             reader,
-            state: Mutex::new(LeaseState { valid_until: sent + lease, problem: None }),
+            state: Mutex::new(LeaseState { valid_until: sent + lease, term: 1, problem: None }),
         });
         tokio::spawn(heartbeat(Arc::downgrade(&membership), lease / RENEWALS_PER_LEASE));
         Ok(membership)
@@ -94,6 +96,14 @@ impl Membership {
     /// Whether the lease still holds by this process's clock.
     pub fn holds(&self) -> bool {
         self.state.lock().map(|s| Instant::now() < s.valid_until).unwrap_or(false)
+    }
+
+    /// Which lease this is: it grows each time the lease is held again after it ran out by
+    /// this process's clock (joined again, or renewed too late). Work that holds a role while
+    /// the lease holds (planning rollouts) begins anew in a new term: meanwhile it did not do
+    /// its part.
+    pub fn term(&self) -> u64 {
+        self.state.lock().map(|s| s.term).unwrap_or(0)
     }
 
     /// Why the lease could not be renewed, while it could not.
@@ -116,6 +126,9 @@ impl Membership {
             .map_err(|e| self.failed(&e))?;
         if let Ok(mut state) = self.state.lock() {
             if renewed {
+                if Instant::now() >= state.valid_until {
+                    state.term += 1;
+                }
                 state.valid_until = sent + self.lease;
                 state.problem = None;
             } else {
@@ -144,6 +157,7 @@ impl Membership {
         }
         if let Ok(mut state) = self.state.lock() {
             state.valid_until = sent + self.lease;
+            state.term += 1;
             state.problem = None;
         }
         Ok(())

@@ -309,10 +309,13 @@ impl Reader {
     /// those whose rows changed since this reader's last read of the devices (every one the
     /// first time).
     ///
-    /// A row names the transaction that last changed it (a trigger), and a read remembers the
-    /// oldest transaction still running when its snapshot was taken: every transaction before
-    /// it had committed and was read. The next read takes the rows of that transaction and
-    /// later ones, whenever they committed, so none is missed, whatever the clocks say.
+    /// A row names the transaction that last changed it (a trigger), and a read remembers its
+    /// snapshot's `xmin` (the oldest transaction still running then, or the next to come):
+    /// every transaction before it had ended, and what committed was read. The next read takes
+    /// the rows of that transaction and later ones, whenever they committed, so none is
+    /// missed, whatever the clocks say. The `xmin` is the whole server's: a transaction left
+    /// open anywhere on it holds it back, and each read then takes again every row changed
+    /// since that transaction began (more work, never a change missed).
     pub async fn devices_in_batches(
         &self,
         whole: bool,

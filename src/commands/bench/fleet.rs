@@ -36,6 +36,9 @@ pub struct FleetRun {
     pub connect_rate: u32,
     /// Devices that share one connection (1: each its own).
     pub per_connection: usize,
+    /// `rocky serve`'s store in a scratch database on this PostgreSQL server (an
+    /// administrator's URL) instead of SQLite.
+    pub postgres: Option<String>,
 }
 
 /// What one run measured.
@@ -61,11 +64,12 @@ pub async fn run(run: &FleetRun) -> anyhow::Result<()> {
     };
     say!(
         "rocky bench --fleet: {} devices {on}, one {} B image ({} chunks of {} B each), \
-         mosquitto with {listeners} listener(s), open files limit {fds}",
+         mosquitto with {listeners} listener(s), open files limit {fds}, store {}",
         run.devices,
         run.size,
         chunks_per_device,
-        run.chunk
+        run.chunk,
+        if run.postgres.is_some() { "PostgreSQL (a scratch database)" } else { "SQLite" }
     );
     let scratch = std::env::temp_dir().join(format!("rocky-bench-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).context("cannot make the bench's scratch directory")?;
@@ -112,7 +116,12 @@ async fn measure(run: &FleetRun, listeners: usize, scratch: &std::path::Path) ->
     let http = free_port()?;
     let base = format!("http://127.0.0.1:{http}");
     let config = scratch.join("rocky.toml");
-    std::fs::write(&config, format!("[store]\nmax_devices = {}\n", run.devices + 1000))?;
+    let db = match &run.postgres {
+        Some(admin) => Some(rocky::store::ScratchDatabase::create(admin, "fleet").await?),
+        None => None,
+    };
+    let url = db.as_ref().map_or(String::new(), |db| format!("url = \"{}\"\n", db.settings().url()));
+    std::fs::write(&config, format!("[store]\nmax_devices = {}\n{url}", run.devices + 1000))?;
     let exe = std::env::current_exe().context("cannot find the rocky executable")?;
     let mut serve = tokio::process::Command::new(&exe)
         .args(["serve", "--broker", &broker.to_string(), "--http", &format!("127.0.0.1:{http}")])

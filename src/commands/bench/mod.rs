@@ -59,8 +59,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', conflicts_with_all = ["window", "ignored"])]
     pub instances: Option<Vec<usize>>,
     /// The PostgreSQL server for --instances, as an administrator's URL (default
-    /// postgres://postgres@127.0.0.1:5432/postgres, or ROCKY_TEST_POSTGRES).
-    #[arg(long, value_name = "URL", requires = "instances")]
+    /// postgres://postgres@127.0.0.1:5432/postgres, or ROCKY_TEST_POSTGRES). With --fleet:
+    /// `rocky serve` keeps its store in a scratch database there instead of SQLite.
+    #[arg(long, value_name = "URL")]
     pub postgres: Option<String>,
     /// Instead: what one instance spends ignoring this many responses a second for jobs it
     /// does not drive (needs --mosquitto, so the broker's share is measured apart).
@@ -110,8 +111,12 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
             chunk: args.chunk,
             connect_rate: args.connect_rate,
             per_connection: args.per_connection as usize,
+            postgres: args.postgres.clone(),
         };
         return fleet::run(&run).await;
+    }
+    if args.postgres.is_some() && args.instances.is_none() {
+        bail!("--postgres goes with --instances or --fleet");
     }
     let mut _mosquitto = None;
     // Only the bench's own mosquitto is known to queue a whole round for a subscriber; the

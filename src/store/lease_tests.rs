@@ -234,10 +234,17 @@ async fn refreshed(store: &Store, whole: bool) -> Vec<(String, Option<String>, O
 }
 
 /// Refreshes `store` until a refresh hands on nothing (no transaction older than the last read
-/// is running any more: others' tests share the server), for at most 30 s.
-async fn until_nothing_changed(store: &Store) {
+/// is running any more: others' tests share the server), for at most 30 s; with `whole_first`,
+/// each try first reads every device (of `devices`) whole.
+async fn until_nothing_changed(store: &Store, whole_first: Option<usize>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !refreshed(store, false).await.is_empty() {
+    loop {
+        if let Some(devices) = whole_first {
+            assert_eq!(store.load_devices().await.unwrap().len(), devices);
+        }
+        if refreshed(store, false).await.is_empty() {
+            return;
+        }
         assert!(tokio::time::Instant::now() < deadline, "every refresh read devices again");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -256,7 +263,7 @@ async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and
     };
 
     assert_eq!(ids(refreshed(&b, false).await), ["d1", "d2", "d3"], "the first read is whole");
-    until_nothing_changed(&b).await;
+    until_nothing_changed(&b, None).await;
     a.register_devices(vec![(DeviceId::parse("d2").unwrap(), labels("field"))]).await.unwrap();
     let changed = refreshed(&b, false).await;
     assert!(changed.contains(&("d2".into(), Some("field".into()), None)), "{changed:?}");
@@ -277,15 +284,7 @@ async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and
     // A whole read counts as a read: a store that loaded every device at its start reads only
     // what changed after (tried until no older transaction runs on the server meanwhile).
     let (c, _dc) = instance(&db, "c", LEASE).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        assert_eq!(c.load_devices().await.unwrap().len(), 3);
-        if refreshed(&c, false).await.is_empty() {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "a refresh after a whole read read devices again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_nothing_changed(&c, Some(3)).await;
 }
 
 #[tokio::test]

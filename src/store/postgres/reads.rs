@@ -141,6 +141,19 @@ const REREAD_MS: i64 = 2000;
 /// while it takes them in.
 pub const DEVICE_BATCH: usize = 5_000;
 
+/// A read-only transaction that reads one snapshot throughout (REPEATABLE READ): what its
+/// queries read belongs together.
+async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
+
 /// Hands `query`'s rows to `each` one at a time, as they arrive. A table of 100,000 rows is then
 /// never held whole as rows (about 240 B a device row) beside what they are read into.
 async fn each_row<C: tokio_postgres::GenericClient>(
@@ -323,13 +336,7 @@ impl Reader {
     ) -> Result<(), StoreError> {
         let since = if whole { None } else { *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) };
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.failed(&e))?;
+        let tx = snapshot(&mut client).await.map_err(|e| self.failed(&e))?;
         // The first statement takes the snapshot the rows are then read in.
         let oldest_running: i64 = tx
             .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())::bigint", &[])
@@ -371,13 +378,7 @@ impl Reader {
         known: &HashMap<RolloutId, i64>,
     ) -> Result<StoredRollouts, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(|e| self.failed(&e))?;
+        let tx = snapshot(&mut client).await.map_err(|e| self.failed(&e))?;
         let heads =
             tx.query("SELECT id, saved FROM rollouts ORDER BY id", &[]).await.map_err(|e| self.failed(&e))?;
         let mut stored = StoredRollouts::default();

@@ -40,6 +40,27 @@ fn a_fleet_bench_updates_every_device_and_says_what_it_cost() {
     assert!(out.contains("raw ceiling: the same 96 chunks"), "{out}");
 }
 
+/// `--fleet --postgres`: the fleet's `rocky serve` keeps its store in a scratch database there.
+#[test]
+fn a_fleet_bench_on_postgresql_updates_every_device() {
+    let admin = rocky::store::ScratchDatabase::admin_url();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // Whether a server answers (CI requires one); the probe database goes again at once.
+    if let Err(e) = runtime.block_on(rocky::store::ScratchDatabase::create(&admin, "probe")) {
+        assert!(std::env::var_os("ROCKY_REQUIRE_POSTGRES").is_none(), "PostgreSQL is required: {e}");
+        eprintln!("SKIPPED: no PostgreSQL ({e})");
+        return;
+    }
+    let Some(out) = bench(
+        "a_fleet_bench_on_postgresql_updates_every_device",
+        &["--fleet", "24", "--per-connection", "4", "--size", "16384", "--postgres", &admin],
+    ) else {
+        return;
+    };
+    assert!(out.contains("store PostgreSQL (a scratch database)"), "{out}");
+    assert!(out.contains("rollout: 24 of 24 devices succeeded"), "{out}");
+}
+
 #[test]
 fn a_throughput_bench_reports_each_partys_cpu_and_the_ratios_with_their_spread() {
     let Some(out) = bench(

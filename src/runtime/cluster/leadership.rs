@@ -45,16 +45,14 @@ impl Leadership {
         self.lock().clone().unwrap_or_default()
     }
 
-    /// Asks the store who holds the role (taking it when no live instance has it); whether this
-    /// instance has just begun to hold it.
-    pub async fn elect(&self) -> bool {
-        let Some(shared) = &self.shared else { return false };
-        let was = self.holds();
+    /// Asks the store who holds the role, taking it when no live instance has it. (Whether this
+    /// instance has just begun to hold it is the caller's to judge: see [`Self::term`].)
+    pub async fn elect(&self) {
+        let Some(shared) = &self.shared else { return };
         match shared.lead(self.role).await {
             Ok(holder) => *self.lock() = Some(holder),
             Err(error) => tracing::debug!(%error, role = self.role, "could not learn who holds the role"),
         }
-        !was && self.holds()
     }
 
     /// Forgets who holds the role (this instance could not take over what it was given): the

@@ -188,9 +188,7 @@ impl Inventory {
         let devices = devices
             .into_iter()
             .map(|mut d| {
-                if let Some(running) = d.running.as_mut() {
-                    shared.share(running);
-                }
+                shared.share_device(&mut d);
                 (d.device_id.clone(), Box::new(d))
             })
             .collect();
@@ -463,8 +461,13 @@ impl Inventory {
             let pending = state.observed.contains(&theirs.device_id);
             let room = state.devices.len() < state.max;
             match state.devices.get_mut(&theirs.device_id) {
+                // What the store holds is mostly what this instance wrote: a field is replaced
+                // only when it differs, so the texts held stay (shared) and the ones read back
+                // are freed at once, not left scattered through the heap.
                 Some(ours) => {
-                    ours.labels = theirs.labels;
+                    if ours.labels != theirs.labels {
+                        ours.labels = theirs.labels;
+                    }
                     ours.registered = theirs.registered;
                     ours.first_seen = match (ours.first_seen, theirs.first_seen) {
                         (Some(a), Some(b)) => Some(a.min(b)),
@@ -472,8 +475,11 @@ impl Inventory {
                     };
                     ours.last_seen = ours.last_seen.max(theirs.last_seen);
                     ours.last_job = ours.last_job.max(theirs.last_job);
-                    if !pending && theirs.last_image.is_some() {
-                        ours.last_image = theirs.last_image;
+                    if !pending && theirs.last_image.is_some() && ours.last_image != theirs.last_image {
+                        ours.last_image = theirs.last_image.map(|mut image| {
+                            state.shared.share_image(&mut image);
+                            image
+                        });
                     }
                     // Every instance hears the same statuses, and writes what it heard last: the
                     // stored one stands unless ours is news not yet written (a cleared status
@@ -481,8 +487,11 @@ impl Inventory {
                     let older = ours.running.as_ref().is_some_and(|o| {
                         theirs.running.as_ref().is_some_and(|t| t.reported_at < o.reported_at)
                     });
-                    if !pending && !older {
-                        ours.running = theirs.running;
+                    if !pending && !older && ours.running != theirs.running {
+                        ours.running = theirs.running.map(|mut running| {
+                            state.shared.share(&mut running);
+                            running
+                        });
                     }
                 }
                 None if room => {
@@ -491,6 +500,7 @@ impl Inventory {
                     if theirs.running.is_none() {
                         theirs.running = aside;
                     }
+                    state.shared.share_device(&mut theirs);
                     state.devices.insert(theirs.device_id.clone(), Box::new(theirs));
                 }
                 None => {}

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{DeviceId, DeviceStatus, sha256_hex};
+use crate::snapshot::ImageInfo;
+
+use super::Device;
 
 /// Statuses kept for devices the inventory does not hold (never registered, never sent a job):
 /// enough for a fleet that reports before its operator registers it, never the inventory's room.
@@ -36,9 +39,12 @@ const SHARED_TEXTS: usize = 16;
 /// while all are held, a new text stays its device's own, as it would without sharing.
 #[derive(Debug, Default)]
 pub struct SharedTexts {
+    /// Images' hashes (hex), whether a status reports one or a job succeeded with it.
     images: Vec<Arc<str>>,
     versions: Vec<Arc<str>>,
     caps: Vec<Arc<[String]>>,
+    /// The names of the images devices last succeeded with.
+    names: Vec<Arc<str>>,
 }
 
 impl SharedTexts {
@@ -49,6 +55,24 @@ impl SharedTexts {
             share(&mut self.versions, version);
         }
         share(&mut self.caps, &mut running.caps);
+    }
+
+    /// Makes the texts of a device read from the store (its status, its last image) the ones
+    /// already kept where they are equal: a device read back holds texts of its own, 400 bytes
+    /// and more of them (measured at 100,000 devices read back from PostgreSQL).
+    pub fn share_device(&mut self, device: &mut Device) {
+        if let Some(running) = device.running.as_mut() {
+            self.share(running);
+        }
+        if let Some(image) = device.last_image.as_mut() {
+            self.share_image(image);
+        }
+    }
+
+    /// Makes `image`'s name and hash the texts already kept where they are equal.
+    pub fn share_image(&mut self, image: &mut ImageInfo) {
+        share(&mut self.names, &mut image.name);
+        share(&mut self.images, &mut image.sha256);
     }
 }
 

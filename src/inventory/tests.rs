@@ -175,6 +175,47 @@ async fn a_refresh_keeps_the_newer_status() {
     assert_eq!(inventory.get("d").unwrap().running, None);
 }
 
+/// Devices read back from the store (another instance's refresh, or its own writes read back)
+/// arrive with texts of their own: the inventory keeps the ones it holds where they are equal and
+/// shares the rest, or 100,000 devices read back would each hold their own copies.
+#[tokio::test]
+async fn devices_read_back_share_their_texts_and_keep_what_they_hold() {
+    use std::sync::Arc;
+    let inventory = Inventory::new(Vec::new(), 10, None);
+    inventory.register(vec![(id("a"), Labels::new()), (id("b"), Labels::new())]).await.unwrap();
+    inventory.report_status(&id("a"), Some(running(1, "2.0", 10)));
+    inventory.take_observed(); // written
+    let held = inventory.running_of("a").unwrap();
+    let image = || ImageInfo { name: "fw.bin".into(), size: 3, sha256: hex::encode([1u8; 32]).into() };
+    let stored = |device: &str| {
+        let mut row = inventory.get(device).unwrap();
+        row.running = Some(running(1, "2.0", 10));
+        row.last_image = Some(image());
+        row
+    };
+    let (a, b, c) = (stored("a"), stored("b"), Device { registered: true, ..stored("a") });
+    let c = Device { device_id: id("c"), ..c };
+    inventory.refresh(vec![a, b, c]);
+    let now = |device: &str| inventory.get(device).unwrap();
+    let (a, b, c) = (now("a"), now("b"), now("c"));
+    let a_runs = a.running.as_ref().unwrap();
+    assert!(Arc::ptr_eq(&a_runs.image, &held.image), "an equal status read back leaves the held one");
+    for other in [&b, &c] {
+        let runs = other.running.as_ref().unwrap();
+        assert_eq!(runs, a_runs, "{}: what the store said", other.device_id);
+        assert!(Arc::ptr_eq(&runs.image, &a_runs.image), "{}: one hash", other.device_id);
+        assert!(Arc::ptr_eq(&runs.caps, &a_runs.caps), "{}: one set of capabilities", other.device_id);
+        let (mine, first) = (other.last_image.as_ref().unwrap(), a.last_image.as_ref().unwrap());
+        assert_eq!(mine, &image());
+        assert!(Arc::ptr_eq(&mine.name, &first.name), "{}: one image name", other.device_id);
+        assert!(
+            Arc::ptr_eq(&mine.sha256, &a_runs.image),
+            "{}: a hash is one text, status or image",
+            other.device_id
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_same_status_again_is_not_news() {
     let inventory = Inventory::in_memory();

@@ -233,23 +233,6 @@ async fn refreshed(store: &Store, whole: bool) -> Vec<(String, Option<String>, O
     got
 }
 
-/// Refreshes `store` until a refresh hands on nothing (no transaction older than the last read
-/// is running any more: others' tests share the server), for at most 30 s; with `whole_first`,
-/// each try first reads every device (of `devices`) whole.
-async fn until_nothing_changed(store: &Store, whole_first: Option<usize>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(devices) = whole_first {
-            assert_eq!(store.load_devices().await.unwrap().len(), devices);
-        }
-        if refreshed(store, false).await.is_empty() {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "every refresh read devices again");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and_misses_none() {
     let Some(db) = scratch("devices").await else { return };
@@ -263,11 +246,17 @@ async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and
     };
 
     assert_eq!(ids(refreshed(&b, false).await), ["d1", "d2", "d3"], "the first read is whole");
-    until_nothing_changed(&b, None).await;
+    // A transaction left open on the server (here on the same database) does not make the
+    // reads take again what they read while it runs.
+    let mut idle = db.settings().connect().await.unwrap();
+    let open = idle.transaction().await.unwrap();
+    open.query_one("SELECT txid_current()", &[]).await.unwrap();
+    assert!(refreshed(&b, false).await.is_empty(), "nothing changed");
     a.register_devices(vec![(DeviceId::parse("d2").unwrap(), labels("field"))]).await.unwrap();
     let changed = refreshed(&b, false).await;
     assert!(changed.contains(&("d2".into(), Some("field".into()), None)), "{changed:?}");
     assert!(!changed.iter().any(|(id, ..)| id != "d2"), "only what changed: {changed:?}");
+    assert!(refreshed(&b, false).await.is_empty(), "a change is read once");
 
     // A change that commits after a read began, however long after it was made, is read the
     // next time.
@@ -278,13 +267,64 @@ async fn the_inventory_refresh_reads_the_devices_changed_since_its_last_read_and
     assert!(!before_commit.iter().any(|(_, _, seen)| *seen == Some(4242)), "{before_commit:?}");
     late.commit().await.unwrap();
     let after_commit = refreshed(&b, false).await;
-    assert!(after_commit.contains(&("d3".into(), Some("lab".into()), Some(4242))), "{after_commit:?}");
+    assert_eq!(after_commit, [("d3".into(), Some("lab".into()), Some(4242))], "only the late change");
+    assert!(refreshed(&b, false).await.is_empty(), "and once");
 
     assert_eq!(ids(refreshed(&b, true).await), ["d1", "d2", "d3"], "a whole read takes every device");
     // A whole read counts as a read: a store that loaded every device at its start reads only
-    // what changed after (tried until no older transaction runs on the server meanwhile).
+    // what changed after.
     let (c, _dc) = instance(&db, "c", LEASE).await;
-    until_nothing_changed(&c, Some(3)).await;
+    assert_eq!(c.load_devices().await.unwrap().len(), 3);
+    assert!(refreshed(&c, false).await.is_empty(), "a whole read counts as a read");
+    open.rollback().await.unwrap();
+}
+
+/// What `store`'s instance reads of others' jobs changed since `seen`: (device, bytes sent),
+/// and where the next read starts.
+async fn others(store: &Store, seen: Option<&Seen>) -> (Vec<(String, u64)>, Seen) {
+    let mut got = Vec::new();
+    let next = store
+        .membership()
+        .unwrap()
+        .others_changed(seen, |jobs| {
+            got.extend(jobs.into_iter().map(|j| (j.device_id.to_string(), j.bytes_sent)))
+        })
+        .await
+        .unwrap();
+    (got, next)
+}
+
+/// An instance copying others' jobs reads each change once: its own jobs never, a change that
+/// commits after a read began at the next read, and nothing again for a transaction left open.
+#[tokio::test]
+async fn an_instance_reads_each_change_of_others_jobs_once_however_late_it_commits() {
+    let Some(db) = scratch("mirror").await else { return };
+    let (a, _da) = instance(&db, "a", LEASE).await;
+    let (b, _db) = instance(&db, "b", LEASE).await;
+    a.create(vec![new_job(JobId::new(1), "a1"), new_job(JobId::new(1), "a2")]).await.unwrap();
+    b.create(vec![new_job(JobId::new(1), "b1")]).await.unwrap();
+    let (all, seen) = others(&b, None).await;
+    assert_eq!(all, [("a1".into(), 0), ("a2".into(), 0)], "a's jobs, not b's own");
+    let mut idle = db.settings().connect().await.unwrap();
+    let open = idle.transaction().await.unwrap();
+    open.query_one("SELECT txid_current()", &[]).await.unwrap();
+    let (none, seen) = others(&b, Some(&seen)).await;
+    assert!(none.is_empty(), "nothing changed, a transaction open or not: {none:?}");
+
+    let mut a2 = a.load().await.unwrap().0.into_iter().find(|j| j.device_id.as_str() == "a2").unwrap();
+    a2.bytes_sent = 4096;
+    a.flush_and_wait(vec![a2], Vec::new()).await;
+    let mut writer = db.settings().connect().await.unwrap();
+    let late = writer.transaction().await.unwrap();
+    late.execute("UPDATE jobs SET bytes_sent = 777 WHERE device = 'a1'", &[]).await.unwrap();
+    let (changed, seen) = others(&b, Some(&seen)).await;
+    assert_eq!(changed, [("a2".into(), 4096)], "what committed, once");
+    late.commit().await.unwrap();
+    let (late_read, seen) = others(&b, Some(&seen)).await;
+    assert_eq!(late_read, [("a1".into(), 777)], "a change committed after the last read began");
+    let (after, _) = others(&b, Some(&seen)).await;
+    assert!(after.is_empty(), "each change once: {after:?}");
+    open.rollback().await.unwrap();
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ mod tests;
 
 pub use crate::snapshot::JobSnapshot;
 pub use lock::DataDirLock;
-pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase, lease};
+pub use postgres::{Membership, PgError, PgSettings, ScratchDatabase, Seen, lease};
 pub use records::{HistoryRecord, NewJob};
 pub use rollout_rows::{RolloutRow, StoredRollouts};
 pub use sqlite::schema::{SCHEMA_VERSION, migrate_to};

@@ -21,16 +21,14 @@ use crate::runtime::handle::Request;
 use crate::runtime::{Clock, JobTable, RuntimeError, recover};
 use crate::snapshot::JobSnapshot;
 use crate::store::lease::CancelAsked;
-use crate::store::{Membership, Store, WriteError};
+use crate::store::{Membership, Seen, Store, WriteError};
 
 /// How often jobs are claimed, cancels taken, others' changes read and the lease checked.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// The most jobs claimed at once, so instances that claim together share a dead one's jobs.
 pub const CLAIM_BATCH: usize = 500;
-/// Others' changed jobs read per query.
-const MIRROR_BATCH: usize = 5000;
-/// Every this often, every other instance's job is read again, whatever the numbers say (the
-/// reads between take what changed since, and whatever changed in the last two seconds).
+/// Every this often, the jobs no longer stored leave the job table, and every other
+/// instance's job is read again (the reads between take only what changed since).
 const MIRROR_RESYNC: Duration = Duration::from_secs(300);
 /// How often the inventory is read again for devices other instances registered or relabelled
 /// (those whose rows changed since the last read).
@@ -58,7 +56,7 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
     let mut tick = tokio::time::interval(CLAIM_EVERY.min(membership.lease() / 3));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced = false;
-    let mut mirror = Mirror { cursor: 0, resync_at: Instant::now() };
+    let mut mirror = Mirror { seen: None, resync_at: Instant::now() };
     let mut inventory_at = Instant::now() + INVENTORY_EVERY;
     let mut inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY;
     loop {
@@ -174,35 +172,22 @@ async fn take_cancels(membership: &Membership, requests: &mpsc::Sender<Request>)
 
 /// Where reading other instances' changes has got to.
 struct Mirror {
-    cursor: i64,
+    /// The snapshot of the last read; `None`: read every other instance's job.
+    seen: Option<Seen>,
     resync_at: Instant,
 }
 
 impl Mirror {
     async fn catch_up(&mut self, shared: &Shared) {
-        let resync = Instant::now() >= self.resync_at;
-        if resync {
+        if Instant::now() >= self.resync_at {
             self.resync_at = Instant::now() + MIRROR_RESYNC;
+            self.seen = None;
             forget_deleted(shared).await;
         }
-        let mut since = if resync { 0 } else { self.cursor };
-        let mut recent = true;
-        loop {
-            let (jobs, last) = match shared.membership.others_changed(since, recent, MIRROR_BATCH).await {
-                Ok(changed) => changed,
-                Err(error) => {
-                    tracing::debug!(%error, "could not read other instances' changes");
-                    return;
-                }
-            };
-            recent = false;
-            let full = jobs.len() == MIRROR_BATCH;
-            shared.table.upsert(jobs);
-            self.cursor = self.cursor.max(last);
-            if !full {
-                return;
-            }
-            since = last;
+        let table = &shared.table;
+        match shared.membership.others_changed(self.seen.as_ref(), |jobs| table.upsert(jobs)).await {
+            Ok(seen) => self.seen = Some(seen),
+            Err(error) => tracing::debug!(%error, "could not read other instances' changes"),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::changed_rows::Seen;
 use super::{PgError, Reader, lease};
 use crate::engine::JobId;
 use crate::store::{JobSnapshot, StoreError};
@@ -201,15 +202,15 @@ impl Membership {
         lease::take_cancels(&client, &self.instance).await.map_err(|e| self.failed(&e))
     }
 
-    /// Up to `limit` jobs other instances drive (or none does) changed after `since`, and the
-    /// change number to ask from next time.
+    /// Hands the jobs other instances drive (or none does) whose rows changed since `since`
+    /// (every one without it) to `batch`, a few thousand at a time; returns where the next
+    /// read starts.
     pub async fn others_changed(
         &self,
-        since: i64,
-        recent: bool,
-        limit: usize,
-    ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
-        self.reader.changed_since(since, recent, &self.instance, limit).await
+        since: Option<&Seen>,
+        batch: impl FnMut(Vec<JobSnapshot>),
+    ) -> Result<Seen, StoreError> {
+        self.reader.others_changed(since, &self.instance, batch).await
     }
 
     /// The id of every stored job.

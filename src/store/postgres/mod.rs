@@ -5,6 +5,7 @@
 //! the URL, so no log line or error can carry it.
 
 mod audit;
+mod changed_rows;
 pub mod lease;
 mod membership;
 mod reads;
@@ -12,6 +13,7 @@ pub mod schema;
 mod scratch;
 mod writes;
 
+pub use changed_rows::Seen;
 pub use membership::Membership;
 
 pub use scratch::ScratchDatabase;
@@ -338,10 +340,9 @@ impl Backend for Postgres {
 pub struct Reader {
     pool: deadpool_postgres::Pool,
     url: String,
-    /// The oldest transaction still running when this reader's last read of the devices took
-    /// its snapshot (`txid_snapshot_xmin`): the next read takes the rows it and later ones
-    /// changed.
-    devices_seen: std::sync::Arc<std::sync::Mutex<Option<i64>>>,
+    /// The snapshot this reader's last read of the devices took: the next read takes the rows
+    /// changed since.
+    devices_seen: std::sync::Arc<std::sync::Mutex<Option<changed_rows::Seen>>>,
 }
 
 impl Reader {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Row;
 
+use super::changed_rows::Seen;
 use super::{PgError, Reader};
 use crate::engine::{JobId, JobState, RolloutId};
 use crate::inventory::{Device, Labels};
@@ -133,13 +134,9 @@ fn read_or_warn<T>(row: &Row, read: impl Fn(&Row) -> Result<T, String>, what: &s
     read(row).map_err(|reason| tracing::warn!(%reason, "a stored {what} was skipped")).ok()
 }
 
-/// How far back a read of others' changed jobs also looks: a transaction that changed a row
-/// before the last read began, and committed after it, is read the next time.
-const REREAD_MS: i64 = 2000;
-
-/// Devices handed on at a time by a read of the inventory: what is held beside the inventory
-/// while it takes them in.
-pub const DEVICE_BATCH: usize = 5_000;
+/// Rows handed on at a time by a read of what changed (devices for the inventory, others'
+/// jobs for the job table): what is held beside what takes them in.
+pub const CHANGED_BATCH: usize = 5_000;
 
 /// A read-only transaction that reads one snapshot throughout (REPEATABLE READ): what its
 /// queries read belongs together.
@@ -242,33 +239,55 @@ impl Reader {
         Ok(readable(&rows, job, "job"))
     }
 
-    /// Up to `limit` jobs other instances drive (or none does) whose rows changed after
-    /// `since` (or, with `recent`, in the last two seconds), in the order they changed, with
-    /// the change number of the last one.
-    pub async fn changed_since(
+    /// Hands the jobs other instances drive (or none does) to `batch`, [`CHANGED_BATCH`] at a
+    /// time: those whose rows changed since `since` ([`Seen`]), every one without it. Returns
+    /// what the next read starts from.
+    pub async fn others_changed(
         &self,
-        since: i64,
-        recent: bool,
+        since: Option<&Seen>,
         instance: &str,
-        limit: usize,
-    ) -> Result<(Vec<JobSnapshot>, i64), StoreError> {
-        let window: i64 = if recent { REREAD_MS } else { -1 };
-        let client = self.client().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {JOB_COLUMNS}, changed FROM jobs
-                     WHERE (changed > $1 OR ($4::bigint > 0 AND changed_at > {now} - $4::bigint)) AND owner IS DISTINCT FROM $2
-                     ORDER BY changed LIMIT $3",
-                    now = super::lease::NOW_MS
-                ),
-                &[&since, &instance, &limit, &window],
-            )
-            .await
-            .map_err(|e| self.failed(&e))?;
-        let last = rows.last().map_or(since, |row| row.get::<_, i64>("changed"));
-        Ok((readable(&rows, job, "job"), last))
+        batch: impl FnMut(Vec<JobSnapshot>),
+    ) -> Result<Seen, StoreError> {
+        let query = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {} AND owner IS DISTINCT FROM $3 ORDER BY id",
+            Seen::rows_since(1)
+        );
+        self.changed_rows(since, &query, &[&instance], job, "job", batch).await
+    }
+
+    /// Reads `query`'s rows in one snapshot, handing what `read` makes of them to `batch`
+    /// [`CHANGED_BATCH`] at a time (a row it cannot read is skipped with a warning). `query`
+    /// names the rows changed since `since` with [`Seen::rows_since`]`(1)`, its own parameters
+    /// `more` from `$3`. Returns the snapshot read in, for the next read.
+    async fn changed_rows<T>(
+        &self,
+        since: Option<&Seen>,
+        query: &str,
+        more: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        read: impl Fn(&Row) -> Result<T, String>,
+        what: &str,
+        mut batch: impl FnMut(Vec<T>),
+    ) -> Result<Seen, StoreError> {
+        let (after, running) = Seen::params(since);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after, &running];
+        params.extend_from_slice(more);
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await.map_err(|e| self.failed(&e))?;
+        let seen = Seen::now(&*tx).await.map_err(|e| self.failed(&e))?;
+        let mut pending = Vec::new();
+        each_row(&*tx, query, &params, |row| {
+            pending.extend(read_or_warn(row, &read, what));
+            if pending.len() >= CHANGED_BATCH {
+                batch(std::mem::take(&mut pending));
+            }
+        })
+        .await
+        .map_err(|e| self.failed(&e))?;
+        tx.commit().await.map_err(|e| self.failed(&e))?;
+        if !pending.is_empty() {
+            batch(pending);
+        }
+        Ok(seen)
     }
 
     /// An image's bytes by its SHA-256 (hex), if the database holds it.
@@ -318,52 +337,27 @@ impl Reader {
         Ok(all)
     }
 
-    /// Hands the devices to `batch`, [`DEVICE_BATCH`] at a time: with `whole` every one, else
+    /// Hands the devices to `batch`, [`CHANGED_BATCH`] at a time: with `whole` every one, else
     /// those whose rows changed since this reader's last read of the devices (every one the
     /// first time).
     ///
-    /// A row names the transaction that last changed it (a trigger), and a read remembers its
-    /// snapshot's `xmin` (the oldest transaction still running then, or the next to come):
-    /// every transaction before it had ended, and what committed was read. The next read takes
-    /// the rows of that transaction and later ones, whenever they committed, so none is
-    /// missed, whatever the clocks say. The `xmin` is the whole server's: a transaction left
-    /// open anywhere on it holds it back, and each read then takes again every row changed
-    /// since that transaction began (more work, never a change missed).
+    /// A row names the transaction that last changed it, and each read remembers the snapshot
+    /// it read in ([`Seen`]), so the next one reads only what changed since, missing none.
     pub async fn devices_in_batches(
         &self,
         whole: bool,
-        mut batch: impl FnMut(Vec<Device>),
+        batch: impl FnMut(Vec<Device>),
     ) -> Result<(), StoreError> {
-        let since = if whole { None } else { *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) };
-        let mut client = self.client().await?;
-        let tx = snapshot(&mut client).await.map_err(|e| self.failed(&e))?;
-        // The first statement takes the snapshot the rows are then read in.
-        let oldest_running: i64 = tx
-            .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())::bigint", &[])
-            .await
-            .map_err(|e| self.failed(&e))?
-            .get(0);
-        let mut pending = Vec::new();
-        each_row(
-            &*tx,
+        let since =
+            if whole { None } else { self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()).clone() };
+        let query = format!(
             "SELECT id, labels, registered, first_seen, last_seen, last_image_name, last_image_size,
                     last_image_sha256, last_job, running FROM devices
-             WHERE $1::bigint IS NULL OR changed_xid >= $1::bigint ORDER BY id",
-            &[&since],
-            |row| {
-                pending.extend(read_or_warn(row, device, "device"));
-                if pending.len() >= DEVICE_BATCH {
-                    batch(std::mem::take(&mut pending));
-                }
-            },
-        )
-        .await
-        .map_err(|e| self.failed(&e))?;
-        tx.commit().await.map_err(|e| self.failed(&e))?;
-        if !pending.is_empty() {
-            batch(pending);
-        }
-        *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(oldest_running);
+             WHERE {} ORDER BY id",
+            Seen::rows_since(1)
+        );
+        let seen = self.changed_rows(since.as_ref(), &query, &[], device, "device", batch).await?;
+        *self.devices_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
         Ok(())
     }
 

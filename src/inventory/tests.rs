@@ -183,13 +183,19 @@ async fn devices_read_back_share_their_texts_and_keep_what_they_hold() {
     use std::sync::Arc;
     let inventory = Inventory::new(Vec::new(), 10, None);
     inventory.register(vec![(id("a"), Labels::new()), (id("b"), Labels::new())]).await.unwrap();
-    inventory.report_status(&id("a"), Some(running(1, "2.0", 10)));
+    // A key id is a text never shared: whether it is the one held tells whether the status was
+    // kept or replaced.
+    let status = || Running { kids: vec!["0a0b".into()], ..running(1, "2.0", 10) };
+    inventory.report_status(&id("a"), Some(status()));
     inventory.take_observed(); // written
     let held = inventory.running_of("a").unwrap();
+    let held_kid =
+        || inventory.lock().devices.get("a").and_then(|d| d.running.as_ref()).map(|r| r.kids[0].as_ptr());
+    let kid_before = held_kid();
     let image = || ImageInfo { name: "fw.bin".into(), size: 3, sha256: hex::encode([1u8; 32]).into() };
     let stored = |device: &str| {
         let mut row = inventory.get(device).unwrap();
-        row.running = Some(running(1, "2.0", 10));
+        row.running = Some(status());
         row.last_image = Some(image());
         row
     };
@@ -199,7 +205,9 @@ async fn devices_read_back_share_their_texts_and_keep_what_they_hold() {
     let now = |device: &str| inventory.get(device).unwrap();
     let (a, b, c) = (now("a"), now("b"), now("c"));
     let a_runs = a.running.as_ref().unwrap();
-    assert!(Arc::ptr_eq(&a_runs.image, &held.image), "an equal status read back leaves the held one");
+    assert!(Arc::ptr_eq(&a_runs.image, &held.image), "one hash");
+    assert_eq!(held_kid(), kid_before, "an equal status read back leaves the one held");
+
     for other in [&b, &c] {
         let runs = other.running.as_ref().unwrap();
         assert_eq!(runs, a_runs, "{}: what the store said", other.device_id);

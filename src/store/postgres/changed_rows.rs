@@ -9,6 +9,11 @@
 //! then and of every later one, and nothing else: a transaction left open for an hour (on any
 //! database of the server) makes the reads take its own rows again once it ends, not every row
 //! changed while it was open.
+//!
+//! Reads go to the primary, where writes go: a hot standby lists no running transactions in
+//! its snapshots. A server whose transaction numbers went back (another server behind the same
+//! address: a promoted replica that had not received the last transactions, a restored dump) is
+//! read whole once, with a warning, rather than trusted.
 
 use tokio_postgres::GenericClient;
 
@@ -33,6 +38,19 @@ impl Seen {
             )
             .await?;
         Ok(Self { xmax: row.get(0), running: row.get(1) })
+    }
+
+    /// Whether a read in `now` may take only what changed since `self`: not when the server's
+    /// transaction numbers went back meanwhile.
+    pub fn precedes(&self, now: &Seen) -> bool {
+        self.xmax <= now.xmax
+    }
+
+    /// A snapshot ahead of any server's: what a read remembered from a server whose
+    /// transaction numbers then went back.
+    #[cfg(test)]
+    pub fn ahead_of_any_server() -> Self {
+        Self { xmax: i64::MAX, running: Vec::new() }
     }
 
     /// The condition naming the rows changed since `seen` (every row without one), for a

@@ -268,12 +268,23 @@ impl Reader {
         what: &str,
         mut batch: impl FnMut(Vec<T>),
     ) -> Result<Seen, StoreError> {
-        let (after, running) = Seen::params(since);
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after, &running];
-        params.extend_from_slice(more);
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await.map_err(|e| self.failed(&e))?;
         let seen = Seen::now(&*tx).await.map_err(|e| self.failed(&e))?;
+        let since = since.filter(|since| {
+            let trusted = since.precedes(&seen);
+            if !trusted {
+                tracing::warn!(
+                    url = %self.url,
+                    "PostgreSQL's transaction numbers went back since the last read (another server at this \
+                     address?): every stored {what} is read again"
+                );
+            }
+            trusted
+        });
+        let (after, running) = Seen::params(since);
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&after, &running];
+        params.extend_from_slice(more);
         let mut pending = Vec::new();
         each_row(&*tx, query, &params, |row| {
             pending.extend(read_or_warn(row, &read, what));

@@ -181,17 +181,24 @@ const MIGRATIONS: &[&str] = &[
     // 15: a job's row names the transaction that last changed it, as a device's does (14), so
     // an instance copying others' jobs reads the rows of transactions running at its last read
     // and later ones: a change number taken before another's and committed after it is no
-    // longer guessed at with a two-second window of the server's clock. Indexed, as the change
-    // number was (the jobs table keeps every job until retention removes it).
-    "DROP TRIGGER jobs_changed ON jobs;
-     DROP FUNCTION rocky_job_changed();
-     ALTER TABLE jobs DROP COLUMN changed, DROP COLUMN changed_at;
-     DROP SEQUENCE job_changes;
-     ALTER TABLE jobs ADD COLUMN changed_xid BIGINT NOT NULL DEFAULT 0;
-     CREATE FUNCTION rocky_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN NEW.changed_xid := txid_current(); RETURN NEW; END $$;
+    // longer guessed at with a two-second window of the server's clock. Indexed (the jobs
+    // table keeps every job until retention removes it). The change number and time stay
+    // written, unindexed, so an instance of an older Rocky still shows others' jobs while a
+    // rolling upgrade runs; a later migration drops them.
+    "ALTER TABLE jobs ADD COLUMN changed_xid BIGINT NOT NULL DEFAULT 0;
+     CREATE OR REPLACE FUNCTION rocky_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.changed_xid := txid_current();
+            IF TG_OP = 'UPDATE' THEN
+                NEW.changed := nextval('job_changes');
+                NEW.changed_at := (extract(epoch from clock_timestamp()) * 1000)::bigint;
+            END IF;
+            RETURN NEW;
+        END $$;
+     DROP TRIGGER jobs_changed ON jobs;
      CREATE TRIGGER jobs_changed BEFORE INSERT OR UPDATE ON jobs
         FOR EACH ROW EXECUTE FUNCTION rocky_job_changed();
+     DROP INDEX jobs_by_change, jobs_by_change_time;
      CREATE INDEX jobs_by_change ON jobs(changed_xid);",
 ];
 

@@ -10,6 +10,7 @@ mod config;
 mod console;
 mod demo;
 mod devices;
+mod heap_trim;
 mod job;
 mod jobs;
 mod keys;

@@ -36,6 +36,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     });
     let loaded = load_config(global)?;
     let config = loaded.config;
+    super::heap_trim::start();
     let data_dir = data_dir(&config)?;
     let firmware_dir = config.firmware_dir(&data_dir);
     std::fs::create_dir_all(&firmware_dir)

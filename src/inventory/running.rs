@@ -58,8 +58,9 @@ impl SharedTexts {
     }
 
     /// Makes the texts of a device read from the store (its status, its last image) the ones
-    /// already kept where they are equal: a device read back holds texts of its own, 400 bytes
-    /// and more of them (measured at 100,000 devices read back from PostgreSQL).
+    /// already kept where they are equal: a device read back holds texts of its own (its image's
+    /// hash and name, its version, its capabilities), each a heap block per device. Sharing
+    /// them is what brought PostgreSQL's fleet peak down to SQLite's (docs/scale.md).
     pub fn share_device(&mut self, device: &mut Device) {
         if let Some(running) = device.running.as_mut() {
             self.share(running);

@@ -446,6 +446,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
         settle_known_jobs(&rollouts, &handle);
     }
     let mut followed_at = tokio::time::Instant::now();
+    let mut follow_trouble = super::cluster::Trouble::new("read the rollouts another instance plans");
     // The lease term of the last pass in which it planned; `None` when it did not plan then.
     // Planning begins anew from the store whenever this instance plans and did not at the last
     // pass, or its lease ran out since (it may have run the follower branch meanwhile, or been
@@ -484,8 +485,15 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                 // Another instance plans them: show them as stored, and take no part.
                 if followed_at.elapsed() >= FOLLOW_EVERY {
                     followed_at = tokio::time::Instant::now();
-                    if let Err(error) = rollouts.catch_up().await {
-                        tracing::debug!(%error, "could not read the rollouts");
+                    match rollouts.catch_up().await {
+                        Ok(()) => {
+                            follow_trouble.succeeded();
+                        }
+                        Err(error) => {
+                            let lease_failing =
+                                rollouts.leadership.shared().is_some_and(|m| m.problem().is_some());
+                            follow_trouble.failed(&error, lease_failing);
+                        }
                     }
                 }
                 tokio::select! {

@@ -23,6 +23,8 @@ use crate::snapshot::JobSnapshot;
 use crate::store::lease::CancelAsked;
 use crate::store::{Membership, Seen, Store, WriteError};
 
+use super::Trouble;
+
 /// How often jobs are claimed, cancels taken, others' changes read and the lease checked.
 pub const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// The most jobs claimed at once, so instances that claim together share a dead one's jobs.
@@ -56,7 +58,16 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
     let mut tick = tokio::time::interval(CLAIM_EVERY.min(membership.lease() / 3));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced = false;
-    let mut mirror = Mirror { seen: None, resync_at: Instant::now() };
+    let mut mirror = Mirror {
+        seen: None,
+        resync_at: Instant::now(),
+        trouble: Trouble::new("read other instances' changes"),
+    };
+    let mut troubles = Troubles {
+        claim: Trouble::new("claim jobs no live instance drives"),
+        cancels: Trouble::new("take the cancels other instances asked of this one"),
+        inventory: Trouble::new("read the devices other instances registered or relabelled"),
+    };
     let mut inventory_at = Instant::now() + INVENTORY_EVERY;
     let mut inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY;
     loop {
@@ -99,7 +110,9 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
                 Err(_) => continue, // the heartbeat already says why, for /healthz and the log
             }
         }
-        if adopt(&shared, &requests).await.is_err() || take_cancels(&membership, &requests).await.is_err() {
+        if adopt(&shared, &requests, &mut troubles.claim).await.is_err()
+            || take_cancels(&membership, &requests, &mut troubles.cancels).await.is_err()
+        {
             return;
         }
         mirror.catch_up(&shared).await;
@@ -108,9 +121,15 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
             let whole = Instant::now() >= inventory_whole_at;
             let inventory = &shared.inventory;
             match shared.store.refresh_devices(whole, |devices| inventory.refresh(devices)).await {
-                Ok(()) if whole => inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY,
-                Ok(()) => {}
-                Err(error) => tracing::debug!(%error, "could not read the inventory"),
+                Ok(()) => {
+                    troubles.inventory.succeeded();
+                    if whole {
+                        inventory_whole_at = Instant::now() + INVENTORY_WHOLE_EVERY;
+                    }
+                }
+                Err(error) => {
+                    troubles.inventory.failed(&error, membership.problem().is_some());
+                }
             }
         }
     }
@@ -128,11 +147,14 @@ async fn release(requests: &mpsc::Sender<Request>, stop: &mut watch::Receiver<bo
 }
 
 /// Claims what there is to claim and hands it to the engine; `Err` once the engine is gone.
-async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>) -> Result<(), ()> {
+async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>, trouble: &mut Trouble) -> Result<(), ()> {
     let claimed = match shared.membership.claim(CLAIM_BATCH).await {
-        Ok(claimed) => claimed,
+        Ok(claimed) => {
+            trouble.succeeded();
+            claimed
+        }
         Err(error) => {
-            tracing::debug!(%error, "could not claim jobs");
+            trouble.failed(&error, shared.membership.problem().is_some());
             return Ok(());
         }
     };
@@ -161,8 +183,21 @@ async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>) -> Result<(), 
 }
 
 /// Cancels the jobs other instances asked this one to cancel; `Err` once the engine is gone.
-async fn take_cancels(membership: &Membership, requests: &mpsc::Sender<Request>) -> Result<(), ()> {
-    let Ok(ids) = membership.take_cancels().await else { return Ok(()) };
+async fn take_cancels(
+    membership: &Membership,
+    requests: &mpsc::Sender<Request>,
+    trouble: &mut Trouble,
+) -> Result<(), ()> {
+    let ids = match membership.take_cancels().await {
+        Ok(ids) => {
+            trouble.succeeded();
+            ids
+        }
+        Err(error) => {
+            trouble.failed(&error, membership.problem().is_some());
+            return Ok(());
+        }
+    };
     for id in ids {
         let (reply, _answer) = oneshot::channel();
         requests.send(Request::Cancel { job: id, reply }).await.map_err(|_| ())?;
@@ -175,6 +210,14 @@ struct Mirror {
     /// The snapshot of the last read; `None`: read every other instance's job.
     seen: Option<Seen>,
     resync_at: Instant,
+    trouble: Trouble,
+}
+
+/// The failures of the task's other reads, each said once per new reason.
+struct Troubles {
+    claim: Trouble,
+    cancels: Trouble,
+    inventory: Trouble,
 }
 
 impl Mirror {
@@ -186,8 +229,13 @@ impl Mirror {
         }
         let table = &shared.table;
         match shared.membership.others_changed(self.seen.as_ref(), |jobs| table.upsert(jobs)).await {
-            Ok(seen) => self.seen = Some(seen),
-            Err(error) => tracing::debug!(%error, "could not read other instances' changes"),
+            Ok(seen) => {
+                self.seen = Some(seen);
+                self.trouble.succeeded();
+            }
+            Err(error) => {
+                self.trouble.failed(&error, shared.membership.problem().is_some());
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //!   graceful stop;
 //! - [`Leadership`]: which instance holds a role (the one that plans rollouts), learned from the
 //!   store.
+//! - [`Trouble`]: how a periodic read of the store that fails is said: once per new reason.
 //!
 //! Without a shared store none of it runs: the fence never closes and this instance holds every
 //! role.
@@ -20,7 +21,9 @@ pub(super) mod claims;
 pub(super) mod fence;
 mod leadership;
 mod member;
+mod trouble;
 
 pub(super) use fence::Fence;
 pub(super) use leadership::Leadership;
 pub(super) use member::Cluster;
+pub(super) use trouble::Trouble;

@@ -171,8 +171,7 @@ impl DeviceMachine {
             && !(payload.len() < held && t.completes_with(chunk, &payload))
         {
             // The chunk size changed since the chunks held arrived: they are worthless.
-            t.chunks.clear();
-            t.deliveries.clear();
+            t.clear();
             if flow_controlled {
                 t.confirmed = 1;
                 t.unconfirmed = 0;
@@ -183,7 +182,7 @@ impl DeviceMachine {
             t.size_changed = true;
         }
         let len = payload.len() as u64;
-        let duplicate = t.chunks.insert(chunk, payload).is_some();
+        let duplicate = t.insert(chunk, payload);
         if flow_controlled {
             t.unconfirmed += 1;
         }
@@ -312,11 +311,15 @@ impl DeviceMachine {
                     // Kept by (target, base): a whole image and a patch for it are not the same.
                     Some(t) if !legacy && t.hash == hash && t.delta == delta && !t.answered => {
                         t.job = job_id;
-                        t.resumed_len = t.chunks.get(&1).map(Bytes::len);
+                        t.resumed_len = t.first_len();
                         t.unconfirmed = 0;
                         t.confirmed = t.next_missing();
                     }
-                    _ => self.transfer = Some(Transfer::new(job_id, hash)),
+                    // Bytes are kept only to be patched, or patched later.
+                    _ => {
+                        let keeps_bytes = self.model.delta || delta.is_some();
+                        self.transfer = Some(Transfer::new(job_id, hash, keeps_bytes));
+                    }
                 }
                 if let Some(t) = self.transfer.as_mut() {
                     t.manifest = manifest;

@@ -41,3 +41,4 @@ mod rollout_watch;
 mod rollouts;
 mod serve_log;
 mod signed;
+mod store_reads;

@@ -492,7 +492,7 @@ pub async fn run(rollouts: Rollouts, handle: Handle, mut stop: watch::Receiver<b
                         Err(error) => {
                             let lease_failing =
                                 rollouts.leadership.shared().is_some_and(|m| m.problem().is_some());
-                            follow_trouble.failed(&error, lease_failing);
+                            follow_trouble.failed(&error, lease_failing, std::time::Instant::now());
                         }
                     }
                 }

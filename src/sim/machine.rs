@@ -312,6 +312,7 @@ impl DeviceMachine {
                     Some(t) if !legacy && t.hash == hash && t.delta == delta && !t.answered => {
                         t.job = job_id;
                         t.resumed_len = t.first_len();
+                        t.resumes();
                         t.unconfirmed = 0;
                         t.confirmed = t.next_missing();
                     }

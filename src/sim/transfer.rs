@@ -111,6 +111,14 @@ impl Transfer {
         self.deliveries.clear();
     }
 
+    /// The transfer resumes (the same image asked for again): Rocky sends again from the first
+    /// chunk missing onward, so what is held after a gap comes again. What is held there may be
+    /// of an earlier chunk size, which only chunk 1 tells (and it may be missing too): forgotten,
+    /// it cannot be hashed in when its gap fills.
+    pub(super) fn resumes(&mut self) {
+        self.after_gap.clear();
+    }
+
     /// The first chunk's length, when it is held.
     pub(super) fn first_len(&self) -> Option<usize> {
         self.first_len
@@ -202,6 +210,20 @@ mod tests {
         assert_eq!((t.next_missing(), t.len(), t.first_len()), (1, 0, None));
         assert!(!t.verify(false));
         assert_eq!(t.assembled().as_deref(), Some(&[][..]), "still keeps bytes, none yet");
+    }
+
+    #[test]
+    fn a_resume_forgets_what_came_after_a_gap_at_another_chunk_size() {
+        let image: Vec<u8> = (0..3072u32).map(|i| (i * 5) as u8).collect();
+        let (mut t, big) = transfer(&image, 1024, false);
+        assert!(!t.insert(2, big[1].clone()), "chunk 2 of 1 KiB arrives alone");
+        t.resumes();
+        let small: Vec<Bytes> = image.chunks(512).map(Bytes::copy_from_slice).collect();
+        for (id, chunk) in (1u32..).zip(&small) {
+            assert!(!t.insert(id, chunk.clone()), "chunk {id} of 512 B is new");
+        }
+        assert!(t.verify(false), "the 1 KiB chunk 2 was not hashed in");
+        assert_eq!(t.len(), 3072);
     }
 
     #[test]

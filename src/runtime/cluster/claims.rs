@@ -128,7 +128,11 @@ pub async fn run(shared: Shared, requests: mpsc::Sender<Request>, mut stop: watc
                     }
                 }
                 Err(error) => {
-                    troubles.inventory.failed(&error, membership.problem().is_some());
+                    troubles.inventory.failed(
+                        &error,
+                        membership.problem().is_some(),
+                        std::time::Instant::now(),
+                    );
                 }
             }
         }
@@ -154,7 +158,7 @@ async fn adopt(shared: &Shared, requests: &mpsc::Sender<Request>, trouble: &mut 
             claimed
         }
         Err(error) => {
-            trouble.failed(&error, shared.membership.problem().is_some());
+            trouble.failed(&error, shared.membership.problem().is_some(), std::time::Instant::now());
             return Ok(());
         }
     };
@@ -194,7 +198,7 @@ async fn take_cancels(
             ids
         }
         Err(error) => {
-            trouble.failed(&error, membership.problem().is_some());
+            trouble.failed(&error, membership.problem().is_some(), std::time::Instant::now());
             return Ok(());
         }
     };
@@ -234,7 +238,7 @@ impl Mirror {
                 self.trouble.succeeded();
             }
             Err(error) => {
-                self.trouble.failed(&error, shared.membership.problem().is_some());
+                self.trouble.failed(&error, shared.membership.problem().is_some(), std::time::Instant::now());
             }
         }
     }

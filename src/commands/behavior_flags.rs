@@ -27,6 +27,18 @@ pub struct BehaviorFlags {
 }
 
 impl BehaviorFlags {
+    /// Each flag by its name on the command line.
+    pub fn named(&self) -> [(&'static str, &Option<Selection>); 6] {
+        [
+            ("--nack", &self.nack),
+            ("--fail", &self.fail),
+            ("--silent", &self.silent),
+            ("--corrupt", &self.corrupt),
+            ("--garbage", &self.garbage),
+            ("--slow", &self.slow),
+        ]
+    }
+
     /// The plan the flags describe, or `None` when no flag was given.
     pub fn plan(&self) -> Option<BehaviorPlan> {
         let given = [

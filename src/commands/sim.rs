@@ -11,6 +11,20 @@ use super::setup::{load_config, shutdown_signal};
 use crate::commands::output::say;
 use rocky::sim::{Behavior, DeviceModel, Fleet, FleetConfig, Selection};
 
+/// A number of seconds to wait: finite, not negative, and not beyond what a timer holds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| *secs >= 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|wait| *wait <= MAX_DURATION)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds from 0 to {}", MAX_DURATION.as_secs()))
+}
+
+/// The longest `--duration`: a year, far past any test, and well inside what a timer holds.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A share between 0 and 1.
 fn parse_share(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
@@ -27,7 +41,7 @@ pub struct SimArgs {
     pub broker: super::BrokerFlags,
 
     /// How many devices.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true, value_parser = parse_count)]
     pub count: usize,
     /// Device ids are PREFIX01, PREFIX02, ...
     #[arg(long, default_value = "dev-")]
@@ -35,10 +49,10 @@ pub struct SimArgs {
     /// More listener ports of the broker's host, e.g. `1884,1885`: devices take the URL's
     /// port and these in turn (one source address has about 28,000 ports towards one
     /// listener; a larger fleet needs more listeners).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: Vec<u16>,
     /// Devices that start connecting each second (0: all at once).
-    #[arg(long, value_name = "PER_S", default_value_t = 2000)]
+    #[arg(long, value_name = "PER_S", default_value_t = 2000, allow_negative_numbers = true)]
     pub connect_rate: u32,
     /// Devices that share one MQTT connection (client id `FIRST+K-1`) instead of each having its
     /// own: a fleet larger than the open-files limit allows (`ulimit -Hn`, one file a
@@ -58,10 +72,10 @@ pub struct SimArgs {
     pub behavior: BehaviorFlags,
     /// Wait this long before each answer: on the --slow devices, or on every device when
     /// --slow is not given.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     pub ack_delay: Option<u64>,
     /// Flow control: devices opt in with this window (chunks beyond what they confirmed).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub window: Option<u32>,
     /// Which devices use --window: a share (0.25, 25%) or a list (dev-03,7); all when not given.
     #[arg(long, value_name = "LIST|RATIO", requires = "window", value_parser = Selection::parse)]
@@ -71,13 +85,13 @@ pub struct SimArgs {
     #[arg(long, value_name = "RATE", value_parser = rocky::units::parse_rate)]
     pub flash_rate: Option<u64>,
     /// Share of chunks each device loses on the way (0.05 = 5%).
-    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, allow_negative_numbers = true)]
     pub lossy: Option<f64>,
     /// Version 1 devices: no resume, no reasons, no flow control, no status.
     #[arg(long, conflicts_with = "window")]
     pub legacy: bool,
     /// How long a device takes to reboot into a verified update before it reports it.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    #[arg(long, value_name = "MS", default_value_t = 1000, allow_negative_numbers = true)]
     pub reboot_delay: u64,
     /// Devices that roll back: they boot the update, fail their self-test and come back on the
     /// image they ran before (a share like 0.1, or a list like dev-03,7).
@@ -106,9 +120,43 @@ pub struct SimArgs {
     /// send patches from it); without it devices run a factory image known only by its hash.
     #[arg(long, value_name = "FILE", conflicts_with = "legacy")]
     pub factory: Option<std::path::PathBuf>,
-    /// Stop after this many seconds instead of waiting for Ctrl-C.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    /// Stop this many seconds after starting (connecting included) instead of waiting for
+    /// Ctrl-C.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+}
+
+/// At least one device.
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(count) if count >= 1 => Ok(count),
+        _ => Err(format!("{text:?} is not a number of devices (1 or more)")),
+    }
+}
+
+/// Every list in the selection flags names devices of the fleet: `--slow abc` that picked no
+/// device would leave the user thinking some devices are slow.
+fn check_selections(args: &SimArgs, ids: &[String]) -> anyhow::Result<()> {
+    let named = args.behavior.named();
+    let others = [
+        ("--paced", &args.paced),
+        ("--rollback", &args.rollback),
+        ("--never-back", &args.never_back),
+        ("--no-confirm", &args.no_confirm),
+        ("--distrust", &args.distrust),
+    ];
+    for (flag, selection) in named.into_iter().chain(others) {
+        let Some(selection) = selection else { continue };
+        let unmatched = selection.unmatched(ids);
+        if let Some(first) = unmatched.first() {
+            let (low, high) = (ids.first().map_or("", String::as_str), ids.last().map_or("", String::as_str));
+            anyhow::bail!(
+                "{flag}: {first:?} names no device of this fleet (ids {low} to {high}, or numbers 1 to {})",
+                ids.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn parse_profile(text: &str) -> Result<rocky::inventory::Profile, String> {
@@ -117,6 +165,8 @@ fn parse_profile(text: &str) -> Result<rocky::inventory::Profile, String> {
 }
 
 pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
+    // The run's end counts from now: a fleet that cannot connect stops on time too.
+    let stop_at = args.duration.map(|wait| tokio::time::Instant::now() + wait);
     if args.distrust.is_some() && args.trust.is_empty() {
         anyhow::bail!("--distrust picks devices that trust another key than --trust's: give --trust KEY too");
     }
@@ -141,6 +191,8 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let ids = rocky::sim::device_ids(&args.prefix, args.count).context("bad device prefix")?;
+    check_selections(&args, &ids.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let config = load_config(global)?.config;
     let runtime_config = super::setup::runtime_config(&config, global).await?;
     let topics = runtime_config.topics;
@@ -189,7 +241,11 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         per_connection: args.per_connection as usize,
     };
     let fleet = Fleet::start(&fleet_config).context("bad device prefix")?;
-    say!("{} simulated devices on {broker} (Ctrl-C to stop)", args.count);
+    let devices = rocky::units::plural(args.count, "simulated device");
+    match args.duration {
+        Some(wait) => say!("{devices} on {broker} for {} s (Ctrl-C to stop sooner)", wait.as_secs_f64()),
+        None => say!("{devices} on {broker} (Ctrl-C to stop)"),
+    }
     for (id, report) in fleet.reports() {
         if let Some(behavior) = report.behavior.filter(|b| *b != Behavior::Good) {
             say!("  {id}: {behavior}");
@@ -207,7 +263,10 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         0 => Duration::ZERO,
         rate => Duration::from_secs_f64(args.count as f64 / f64::from(rate)),
     };
-    let deadline = tokio::time::Instant::now() + ramp + Duration::from_secs(30);
+    let mut deadline = tokio::time::Instant::now() + ramp + Duration::from_secs(30);
+    if let Some(stop_at) = stop_at {
+        deadline = deadline.min(stop_at);
+    }
     let mut all = false;
     while tokio::time::Instant::now() < deadline {
         let next = (tokio::time::Instant::now() + Duration::from_secs(5)).min(deadline);
@@ -216,32 +275,38 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             break;
         }
         if tokio::time::Instant::now() < deadline {
-            say!("  {} of {} devices connected{}", fleet.connected(), args.count, refused_words(&fleet));
+            say!(
+                "  {} of {} connected{}",
+                fleet.connected(),
+                rocky::units::plural(args.count, "device"),
+                not_connected_words(&fleet)
+            );
         }
     }
     if all {
         // `rocky bench` waits for this line before it starts the clock.
-        say!("all {} devices connected", args.count);
+        say!("all {} connected", rocky::units::plural(args.count, "device"));
     } else {
         say!(
-            "only {} of {} devices connected so far{}; still trying",
+            "only {} of {} connected so far{}; still trying",
             fleet.connected(),
-            args.count,
-            refused_words(&fleet)
+            rocky::units::plural(args.count, "device"),
+            not_connected_words(&fleet)
         );
     }
-    match args.duration {
-        Some(secs) if secs.is_finite() && secs >= 0.0 => {
+    match stop_at {
+        Some(stop_at) => {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs_f64(secs)) => {}
+                _ = tokio::time::sleep_until(stop_at) => {}
                 _ = shutdown_signal() => {}
             }
         }
-        Some(secs) => anyhow::bail!("--duration {secs} is not a number of seconds"),
         None => shutdown_signal().await,
     }
-    print!("{}", fleet.summary());
+    let summary = fleet.summary();
     fleet.stop().await;
+    // Through `say!`: `print!` panics when the reader of a pipe (`| head`) is gone.
+    say!("{}", summary.trim_end_matches('\n'));
     Ok(())
 }
 
@@ -267,13 +332,18 @@ fn trusted_keys(entries: &[String]) -> anyhow::Result<Option<rocky::signing::Tru
     Ok(Some(keys))
 }
 
-/// What to add to a progress line when the broker refused some devices' subscriptions.
-fn refused_words(fleet: &Fleet) -> String {
-    match fleet.refused() {
-        0 => String::new(),
-        n => format!(
+/// What to add to a progress line: why devices could not connect, and whether the broker
+/// refused some devices' subscriptions.
+fn not_connected_words(fleet: &Fleet) -> String {
+    let mut words = match fleet.last_failure() {
+        Some(why) => format!("; the last failure: {why}"),
+        None => String::new(),
+    };
+    if let n @ 1.. = fleet.refused() {
+        words += &format!(
             "; the broker refused a subscription of {n} (an ACL on their topics?): they hear nothing and \
              are not counted as connected"
-        ),
+        );
     }
+    words
 }

@@ -61,11 +61,13 @@ pub fn write_new_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyFil
     }
     let mut file = options.open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => KeyFileError::Exists { path: path.to_path_buf() },
-        kind => unwritable(kind.to_string()),
+        // Creating a file, "not found" is about the directory it goes in.
+        std::io::ErrorKind::NotFound => unwritable("its directory does not exist".into()),
+        _ => unwritable(super::trusted::io_words(&e)),
     })?;
     file.write_all(pem.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| unwritable(e.kind().to_string()))
+        .map_err(|e| unwritable(super::trusted::io_words(&e)))
 }
 
 #[cfg(test)]

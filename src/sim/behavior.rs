@@ -118,7 +118,26 @@ fn spread(free: &[usize], want: usize) -> Vec<usize> {
     (0..want).map(|k| free[(k * free.len() + free.len() / 2) / want.max(1)]).collect()
 }
 
+/// The index in `ids` of a list item: a device id, or a 1-based device number.
+fn index_of(item: &str, ids: &[String]) -> Option<usize> {
+    ids.iter()
+        .position(|id| id == item)
+        .or_else(|| item.parse::<usize>().ok().and_then(|n| n.checked_sub(1)))
+        .filter(|i| *i < ids.len())
+}
+
 impl Selection {
+    /// The list items that name none of `ids` (neither an id nor a number from 1 to their
+    /// count): a user who typed one expects it to pick a device.
+    pub fn unmatched(&self, ids: &[String]) -> Vec<String> {
+        match self {
+            Selection::List(items) => {
+                items.iter().filter(|item| index_of(item, ids).is_none()).cloned().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Which of `ids` this selection picks: listed ids or 1-based numbers, or a share spread
     /// evenly over them.
     pub fn pick(&self, ids: &[String]) -> Vec<bool> {
@@ -126,14 +145,8 @@ impl Selection {
         match self {
             Selection::None => {}
             Selection::List(items) => {
-                for item in items {
-                    let index = ids
-                        .iter()
-                        .position(|id| id == item)
-                        .or_else(|| item.parse::<usize>().ok().and_then(|n| n.checked_sub(1)));
-                    if let Some(i) = index.filter(|i| *i < ids.len()) {
-                        picked[i] = true;
-                    }
+                for i in items.iter().filter_map(|item| index_of(item, ids)) {
+                    picked[i] = true;
                 }
             }
             Selection::Ratio(ratio) => {
@@ -164,11 +177,7 @@ impl BehaviorPlan {
         for (behavior, selection) in ordered.clone() {
             if let Selection::List(items) = selection {
                 for item in items {
-                    let index = ids
-                        .iter()
-                        .position(|id| id == item)
-                        .or_else(|| item.parse::<usize>().ok().and_then(|n| n.checked_sub(1)));
-                    if let Some(i) = index.filter(|i| *i < ids.len() && !claimed[*i]) {
+                    if let Some(i) = index_of(item, ids).filter(|i| !claimed[*i]) {
                         out[i] = *behavior;
                         claimed[i] = true;
                     }

@@ -98,9 +98,9 @@ impl SimDevice {
                     agent.on_message(&publish.topic, &publish.payload, now());
                 }
                 Ok(_) => {}
-                Err(_) => {
+                Err(why) => {
                     failures = failures.saturating_add(1);
-                    if !self.pause_after_error(&mut stop, failures).await {
+                    if !self.pause_after_error(&mut stop, failures, &why).await {
                         break;
                     }
                 }
@@ -116,11 +116,17 @@ impl SimDevice {
         super::shared::run(vec![self], client_id, stop).await;
     }
 
-    /// The connection failed (`failures` times in a row): a pause before it is tried again,
-    /// doubling from 200 ms to at most 10 s, with a random part so that a fleet refused at once
-    /// does not come back at once; `false` when stopped meanwhile.
-    pub(super) async fn pause_after_error(&self, stop: &mut watch::Receiver<bool>, failures: u32) -> bool {
+    /// The connection failed (`failures` times in a row, the last for `why`): a pause before it
+    /// is tried again, doubling from 200 ms to at most 10 s, with a random part so that a fleet
+    /// refused at once does not come back at once; `false` when stopped meanwhile.
+    pub(super) async fn pause_after_error(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        failures: u32,
+        why: &rumqttc::ConnectionError,
+    ) -> bool {
         self.set_connected(false);
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).last_failure = Some(why.to_string());
         let pause = retry_pause(failures, (crate::random::random_u64() >> 11) as f64 / (1u64 << 53) as f64);
         tokio::select! {
             _ = stop.changed() => false,

@@ -75,9 +75,14 @@ impl FleetConfig {
     }
 
     pub fn device_ids(&self) -> Result<Vec<DeviceId>, DeviceIdError> {
-        let width = self.count.to_string().len().max(2);
-        (1..=self.count).map(|n| DeviceId::parse(&format!("{}{n:0width$}", self.prefix))).collect()
+        device_ids(&self.prefix, self.count)
     }
+}
+
+/// The ids of a fleet of `count` devices: `prefix` and a number from 1, at least two digits wide.
+pub fn device_ids(prefix: &str, count: usize) -> Result<Vec<DeviceId>, DeviceIdError> {
+    let width = count.to_string().len().max(2);
+    (1..=count).map(|n| DeviceId::parse(&format!("{prefix}{n:0width$}"))).collect()
 }
 
 pub struct Fleet {
@@ -208,6 +213,14 @@ impl Fleet {
             .count()
     }
 
+    /// Why a device that is not connected last failed to, if one did.
+    pub fn last_failure(&self) -> Option<String> {
+        self.devices.iter().find_map(|(_, _, r)| {
+            let report = r.lock().unwrap_or_else(|p| p.into_inner());
+            report.last_failure.clone().filter(|_| !report.connected)
+        })
+    }
+
     /// Waits (polling, with a deadline) until every device has subscribed.
     pub async fn wait_connected(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -237,12 +250,13 @@ impl Fleet {
             chunks += report.chunks;
             bytes += report.bytes;
         }
-        let mut out =
-            format!("{} simulated devices, {chunks} chunks, {bytes} bytes received\n", self.devices.len());
+        let devices = crate::units::plural(self.devices.len(), "simulated device");
+        let mut out = format!("{devices}, {chunks} chunks, {bytes} bytes received\n");
         for (behavior, (n, verified, failed, refused)) in by_behavior {
             let _ = writeln!(
                 out,
-                "  {behavior:<8} {n:>5} devices: {verified} verified, {failed} failed, {refused} refused"
+                "  {behavior:<8} {n:>5} {:<8} {verified} verified, {failed} failed, {refused} refused",
+                if n == 1 { "device:" } else { "devices:" }
             );
         }
         out

@@ -28,7 +28,7 @@ mod transfer;
 pub use aws_agent::{AGENT_BLOCK, AgentOut, AwsAgent};
 pub use behavior::{Behavior, BehaviorPlan, Selection, SelectionError};
 pub use boot::{AfterUpdate, FACTORY_VERSION, factory_image};
-pub use fleet::{Fleet, FleetConfig};
+pub use fleet::{Fleet, FleetConfig, device_ids};
 pub use machine::{DeviceMachine, GARBAGE_FRAME, IDLE_CONFIRM};
 pub use model::DeviceModel;
 pub use pair::{Pair, PairDevice};

@@ -31,6 +31,9 @@ pub struct DeviceReport {
     /// Downloads begun again from the start because a job message came while one was under
     /// way (a device of AWS's OTA agent aborts its download then).
     pub restarted_downloads: u32,
+    /// Why its connection last failed (kept after it connects again; told only while it is not
+    /// connected), so a fleet that cannot connect can say why.
+    pub last_failure: Option<String>,
     pub verdicts: Vec<(u32, Verdict)>,
 }
 

@@ -186,10 +186,10 @@ pub async fn run(devices: Vec<SimDevice>, client_id: String, mut stop: watch::Re
                 }
             }
             Ok(_) => {}
-            Err(_) => {
+            Err(why) => {
                 failures = failures.saturating_add(1);
                 members.set_connected(false);
-                if !members.devices[0].pause_after_error(&mut stop, failures).await {
+                if !members.devices[0].pause_after_error(&mut stop, failures, &why).await {
                     break;
                 }
             }

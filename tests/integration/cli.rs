@@ -88,6 +88,67 @@ fn bad_flags_are_errors_not_panics() {
 }
 
 #[test]
+fn sim_refuses_values_it_cannot_honour_naming_the_flag() {
+    // A port nothing listens on: each refusal below must come before any connection.
+    let closed = format!("mqtt://127.0.0.1:{}", rocky::broker::free_port().unwrap());
+    for (args, says) in [
+        (&["--duration", "1e30"][..], "--duration"),
+        (&["--duration", "-1"][..], "--duration"),
+        (&["--count", "0"][..], "--count"),
+        (&["--ports", "0"][..], "--ports"),
+        (&["--lossy", "-0.1"][..], "--lossy"),
+        (&["--window", "-1"][..], "--window"),
+        (&["--slow", "abc"][..], "--slow: \"abc\" names no device"),
+        (&["--nack", "dev-99"][..], "--nack: \"dev-99\" names no device"),
+        (&["--rollback", "11"][..], "--rollback: \"11\" names no device"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["sim", "--broker", &closed, "--config", "/dev/null", "--count", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{args:?}: nothing started");
+    }
+}
+
+#[test]
+fn sim_that_cannot_connect_says_why_and_stops_on_time_even_unread() {
+    let closed = format!("mqtt://127.0.0.1:{}", rocky::broker::free_port().unwrap());
+    let sim = |duration: &str| {
+        let mut command = Command::new(BIN);
+        command.args(["sim", "--broker", &closed, "--config", "/dev/null", "--count", "2"]);
+        command.args(["--duration", duration]);
+        command
+    };
+    let started = Instant::now();
+    let out = sim("6").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // --duration counts from the start: the connect wait (30 s) does not outlast it.
+    assert!(started.elapsed() < Duration::from_secs(20), "it stopped after {:?}", started.elapsed());
+    assert!(
+        text.contains("0 of 2 devices connected; the last failure: ") && text.contains("refused"),
+        "{text}"
+    );
+    assert!(text.contains("2 simulated devices, 0 chunks"), "the summary:\n{text}");
+    // Its reader goes after the lines before the summary (`| head -2`): it still ends quietly
+    // at its summary, without a panic.
+    let mut child = sim("0.5").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = String::new();
+    for _ in 0..2 {
+        std::io::BufRead::read_line(&mut reader, &mut lines).unwrap();
+    }
+    drop(reader);
+    assert!(lines.starts_with("2 simulated devices on ") && lines.contains("still trying"), "{lines}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}: {err}", out.status);
+}
+
+#[test]
 fn the_cli_answers_a_newcomer_plainly() {
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {

@@ -64,7 +64,8 @@ pub enum Command {
 
 impl App {
     fn areas(&self) -> super::layout::Areas {
-        layout(Rect::new(0, 0, self.size.0, self.size.1), self.focus, self.rollouts.list.len())
+        let footer = super::ui::footer_height(self, self.size.0);
+        layout(Rect::new(0, 0, self.size.0, self.size.1), self.focus, self.rollouts.list.len(), footer)
     }
 
     pub fn handle_key(&mut self, key: KeyEvent) -> Outcome {

@@ -43,12 +43,18 @@ pub const TABS_BELOW: u16 = 100;
 /// Wide terminals show every pane; below [`TABS_BELOW`] columns, and on short terminals, the
 /// panes are tabs: only the focused one is shown, on the whole body. Rollouts (`rollouts` of
 /// them) get a strip above the jobs when the terminal is tall, else the jobs' place while
-/// focused.
-pub fn layout(area: Rect, focus: Pane, rollouts: usize) -> Areas {
+/// focused. The footer is `footer_lines` high (a message of several lines takes them from the
+/// panes, rather than covering their last rows: a pane that follows its newest row keeps it in
+/// view).
+pub fn layout(area: Rect, focus: Pane, rollouts: usize, footer_lines: u16) -> Areas {
     let status_height = if area.height < 20 { 1 } else { 2 };
-    let [status, body, footer] =
-        Layout::vertical([Constraint::Length(status_height), Constraint::Min(1), Constraint::Length(1)])
-            .areas(area);
+    let footer_lines = footer_lines.clamp(1, area.height.saturating_sub(status_height + 1).max(1));
+    let [status, body, footer] = Layout::vertical([
+        Constraint::Length(status_height),
+        Constraint::Min(1),
+        Constraint::Length(footer_lines),
+    ])
+    .areas(area);
     if body.height < 12 || area.width < TABS_BELOW {
         let mut areas = Areas { status, jobs: None, rollouts: None, traffic: None, devices: None, footer };
         match focus {
@@ -98,32 +104,32 @@ mod tests {
 
     #[test]
     fn wide_shows_everything_narrow_makes_tabs() {
-        let wide = layout(Rect::new(0, 0, 160, 48), Pane::Jobs, 0);
+        let wide = layout(Rect::new(0, 0, 160, 48), Pane::Jobs, 0, 1);
         assert!(wide.jobs.is_some() && wide.traffic.is_some() && wide.devices.is_some());
         assert!(wide.rollouts.is_none(), "no rollouts: no strip");
         for pane in Pane::ALL {
-            let small = layout(Rect::new(0, 0, 80, 24), pane, 2);
+            let small = layout(Rect::new(0, 0, 80, 24), pane, 2, 1);
             let shown: Vec<Pane> = Pane::ALL.into_iter().filter(|p| small.pane(*p).is_some()).collect();
             assert_eq!(shown, [pane], "80×24: the focused pane alone");
             assert_eq!(small.pane(pane).unwrap().height, 24 - 2 - 1, "on the whole body");
         }
-        let tiny = layout(Rect::new(0, 0, 120, 12), Pane::Traffic, 0);
+        let tiny = layout(Rect::new(0, 0, 120, 12), Pane::Traffic, 0, 1);
         assert!(tiny.jobs.is_none() && tiny.traffic.is_some());
     }
 
     #[test]
     fn rollouts_get_a_strip_when_tall_and_the_jobs_place_when_short() {
-        let tall = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 2);
+        let tall = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 2, 1);
         let (strip, jobs) = (tall.rollouts.unwrap(), tall.jobs.unwrap());
         assert_eq!(strip.height, 2 + 3, "two rows, a header and the border");
         assert_eq!(strip.y + strip.height, jobs.y, "the strip sits right above the jobs");
-        let many = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 40);
+        let many = layout(Rect::new(0, 0, 200, 50), Pane::Jobs, 40, 1);
         assert_eq!(many.rollouts.unwrap().height, ROLLOUT_ROWS + 3, "the strip scrolls beyond that");
-        let short = layout(Rect::new(0, 0, 120, 28), Pane::Jobs, 2);
+        let short = layout(Rect::new(0, 0, 120, 28), Pane::Jobs, 2, 1);
         assert!(short.rollouts.is_none() && short.jobs.is_some());
-        let focused = layout(Rect::new(0, 0, 120, 28), Pane::Rollouts, 2);
+        let focused = layout(Rect::new(0, 0, 120, 28), Pane::Rollouts, 2, 1);
         assert!(focused.rollouts.is_some() && focused.jobs.is_none(), "it takes the jobs' place");
-        let empty = layout(Rect::new(0, 0, 200, 50), Pane::Rollouts, 0);
+        let empty = layout(Rect::new(0, 0, 200, 50), Pane::Rollouts, 0, 1);
         assert!(empty.rollouts.is_some(), "focused with none: shown, empty");
     }
 }

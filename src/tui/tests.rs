@@ -1209,6 +1209,22 @@ fn a_jobs_pane_too_short_for_its_jobs_says_which_rows_it_shows_and_what_runs_out
 }
 
 #[test]
+fn a_narrow_status_bar_still_says_the_api_is_off() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.session.http = Some("off (127.0.0.1:7878: Address already in use (os error 98))".into());
+    for width in [80, 100] {
+        let text = format!("{}", f.render(width, 24).backend());
+        let status = text.lines().next().unwrap_or("");
+        assert!(status.contains("API OFF") && status.contains("ROCKY"), "{width} columns: {status}");
+    }
+    let text = format!("{}", f.render(200, 50).backend());
+    assert!(text.lines().next().unwrap_or("").contains("api off (127.0.0.1:7878"), "wide: the reason");
+    f.app.session.http = Some("127.0.0.1:7878".into());
+    let text = format!("{}", f.render(80, 24).backend());
+    assert!(!text.contains("API OFF"), "{text}");
+}
+
+#[test]
 fn the_status_counts_are_shortened_rather_than_cut_at_120_columns() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.session.http = Some("127.0.0.1:7878".into());
@@ -1257,6 +1273,32 @@ fn the_jobs_pane_keeps_the_newest_job_in_view_until_the_operator_moves_and_g_fol
     f.job(JobId::new(135), "dev-135", 100);
     assert!(title(&f).contains("Jobs 25–42 of 42"), "following again: {}", title(&f));
     assert_eq!(f.app.selected_job().map(|j| j.id), Some(JobId::new(135)));
+}
+
+#[test]
+fn a_message_of_several_lines_takes_rows_from_the_panes_not_the_newest_job() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.jobs.cursor = super::app::Cursor::following();
+    for id in 100..130 {
+        f.job(JobId::new(id), &format!("dev-{id}"), 100);
+    }
+    f.app.flash(
+        "rollout 3 (beta 2.2.0 to lot 2024-07) started: 1 wave of 12 devices, at most 4 at once, aborted \
+         after 2 failures; the next wave waits for the first to end and a soak of 10 minutes",
+        false,
+    );
+    assert!(super::ui::footer_height(&f.app, 80) >= 3, "the message takes three lines or more at 80 columns");
+    let text = format!("{}", f.render(80, 24).backend());
+    let title = text.lines().find(|l| l.contains("Jobs ")).unwrap_or("");
+    assert!(title.contains("–36 of 36"), "the newest job is counted in view: {title}");
+    assert!(text.contains("dev-129"), "and shown: {text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let message = lines.iter().position(|l| l.contains("rollout 3 (beta")).unwrap_or(0);
+    assert!(
+        lines[message - 1].contains('─') || lines[message - 1].contains('━'),
+        "the pane's bottom edge is drawn above the message: {text}"
+    );
+    assert!(lines.last().unwrap_or(&"").contains("quit"), "the way out stays on the last line: {text}");
 }
 
 #[test]

@@ -13,6 +13,40 @@ const MAX_FLASH_LINES: usize = 4;
 use crate::tui::app::App;
 use crate::tui::keymap::Action;
 
+/// The footer's height at `width` columns: one line, or the lines the message takes.
+pub fn height(app: &App, width: u16) -> u16 {
+    if app.filter_input.is_some() {
+        return 1;
+    }
+    flash_lines(app, width).map_or(1, |lines| u16::try_from(lines.len()).unwrap_or(1).max(1))
+}
+
+/// `? help  q quit`, at the right of the footer's last line.
+fn fixed_hints(app: &App) -> Vec<Span<'static>> {
+    [Action::Help, Action::Quit]
+        .iter()
+        .filter_map(|action| app.keymap.bindings.iter().find(|b| b.action == *action))
+        .flat_map(|b| key_hint(&app.theme, b.keys.first().map(|k| k.label()).unwrap_or_default(), b.label))
+        .collect()
+}
+
+/// The message's lines at `width` columns, beside the hints: at most [`MAX_FLASH_LINES`],
+/// the last cut with an ellipsis.
+fn flash_lines(app: &App, width: u16) -> Option<Vec<String>> {
+    let flash = app.flash.as_ref()?;
+    let fixed = Line::from(fixed_hints(app)).width();
+    let room = usize::from(width).saturating_sub(fixed);
+    let width = room.saturating_sub(2).max(1);
+    let mut lines = wrap(&flash.text, width);
+    if lines.len() > MAX_FLASH_LINES {
+        lines.truncate(MAX_FLASH_LINES);
+        if let Some(last) = lines.last_mut() {
+            *last = clip(&format!("{last} …"), width);
+        }
+    }
+    Some(lines)
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let theme = &app.theme;
     if let Some(input) = &app.filter_input {
@@ -24,33 +58,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
         return;
     }
-    let fixed: Vec<Span> = [Action::Help, Action::Quit]
-        .iter()
-        .filter_map(|action| app.keymap.bindings.iter().find(|b| b.action == *action))
-        .flat_map(|b| key_hint(theme, b.keys.first().map(|k| k.label()).unwrap_or_default(), b.label))
-        .collect();
+    let fixed = fixed_hints(app);
     let fixed_width = u16::try_from(Line::from(fixed.clone()).width()).unwrap_or(u16::MAX);
+    // The hints on the footer's last line; a message may have lines above it (the layout gave
+    // the footer as many as [`height`] says).
+    let last = Rect { y: area.bottom().saturating_sub(1), height: 1, ..area };
     let [left, right] =
-        Layout::horizontal([Constraint::Min(0), Constraint::Length(fixed_width.min(area.width))]).areas(area);
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(fixed_width.min(area.width))]).areas(last);
     frame.render_widget(Paragraph::new(Line::from(fixed)), right);
     let room = usize::from(left.width);
-    if let Some(flash) = &app.flash {
-        // Said whole: what does not fit on the footer's line goes on lines above it, over the
-        // panes' bottom edge, until the message goes (a saved path, a rollout's reason).
+    if let (Some(flash), Some(lines)) = (&app.flash, flash_lines(app, area.width)) {
+        // Said whole, until the message goes (a saved path, a rollout's reason).
         let style = if flash.error { theme.danger } else { theme.ok };
-        let width = room.saturating_sub(2).max(1);
-        let mut lines = wrap(&flash.text, width);
-        if lines.len() > MAX_FLASH_LINES {
-            lines.truncate(MAX_FLASH_LINES);
-            if let Some(last) = lines.last_mut() {
-                *last = clip(&format!("{last} …"), width);
-            }
-        }
-        let above = u16::try_from(lines.len() - 1).unwrap_or(0).min(area.y);
-        let rect = Rect { y: area.y - above, height: above + 1, ..left };
-        // The rows above the footer are cleared whole, so no pane text stands beside the message.
-        frame.render_widget(Clear, Rect { y: area.y - above, height: above, ..area });
-        frame.render_widget(Clear, rect);
+        let rect = Rect { y: area.y, height: area.height, ..left };
+        frame.render_widget(Clear, Rect { x: area.x, y: area.y, width: area.width, height: area.height - 1 });
         let lines: Vec<Line> =
             lines.into_iter().map(|l| Line::from(Span::styled(format!(" {l}"), style))).collect();
         frame.render_widget(Paragraph::new(lines), rect);

@@ -22,7 +22,7 @@ use super::layout::layout;
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
-    let areas = layout(area, app.focus, app.rollouts.list.len());
+    let areas = layout(area, app.focus, app.rollouts.list.len(), footer::height(app, area.width));
     status::draw(frame, areas.status, app);
     for pane in Pane::ALL {
         if let Some(rect) = areas.pane(pane) {
@@ -42,6 +42,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(Overlay::Form(form)) => form::draw(frame, area, app, form),
         Some(Overlay::Confirm(confirm)) => help::draw_confirm(frame, area, app, confirm),
     }
+}
+
+/// The footer's lines at `width` columns: one, or those a message takes.
+pub fn footer_height(app: &App, width: u16) -> u16 {
+    footer::height(app, width)
 }
 
 /// Each pane is drawn by its own file, from its own state in `app/` (rows, cursor, filter).

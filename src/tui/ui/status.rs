@@ -35,6 +35,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         if app.session.insecure_tls {
             first.push(Span::styled("INSECURE TLS ", theme.danger));
         }
+        // The reason needs the wide bar; the fact does not: without it, the commands a user
+        // points at this address talk to whatever else holds it.
+        if app.session.http.as_deref().is_some_and(|http| http.starts_with("off")) {
+            first.push(Span::styled("API OFF ", theme.warn));
+        }
         let used = Line::from(first.clone()).width();
         first.push(Span::styled(
             super::widgets::clip(&app.session.broker, usize::from(area.width).saturating_sub(used)),

@@ -109,8 +109,8 @@ fn print(jobs: &[JobSnapshot], json: bool) -> anyhow::Result<()> {
         println!(
             "{:>id_w$}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
             j.id,
-            clip(j.device_id.as_str(), 16),
-            clip(&j.image.name, 24),
+            rocky::text::clip(j.device_id.as_str(), 16),
+            rocky::text::clip(&j.image.name, 24),
             j.state.as_str(),
             chunks,
             j.attempts,
@@ -119,12 +119,4 @@ fn print(jobs: &[JobSnapshot], json: bool) -> anyhow::Result<()> {
     }
     println!("{} {}", jobs.len(), if jobs.len() == 1 { "job" } else { "jobs" });
     Ok(())
-}
-
-fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(width - 1).collect::<String>())
-    }
 }

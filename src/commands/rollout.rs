@@ -277,17 +277,22 @@ fn num(value: &Value) -> String {
     value.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
 }
 
+/// The widest NAME column before names are cut.
+const NAME_WIDTH_MAX: usize = 40;
+
 fn print_list(rollouts: &[RolloutView]) {
+    // As wide as the longest name shown (up to a bound), so every later column lines up.
+    let name_w = rollouts.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).clamp(24, NAME_WIDTH_MAX);
     println!(
-        "{:>4}  {:<24} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  REASON",
+        "{:>4}  {:<name_w$} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  REASON",
         "ID", "NAME", "STATE", "WAVE", "DEVICES", "SUCCEEDED", "FAILED"
     );
     for r in rollouts {
         let sum = |count: fn(&rocky::rollout::WaveView) -> usize| r.waves.iter().map(count).sum::<usize>();
         println!(
-            "{:>4}  {:<24} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  {}",
+            "{:>4}  {:<name_w$} {:<10} {:>10}  {:>6}  {:>9}  {:>6}  {}",
             r.id,
-            r.name,
+            rocky::text::clip(&r.name, name_w),
             r.state.as_str(),
             r.wave_label(),
             r.device_count,

@@ -295,7 +295,8 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
         &[
             "create",
             "--name",
-            "cli",
+            // Longer than the NAME column's 24 characters: the listing widens it.
+            "cli rollout to the first three devices",
             "--firmware",
             fw,
             "--devices",
@@ -340,6 +341,10 @@ async fn the_cli_creates_shows_and_controls_rollouts() {
     // Paused before wave 2, which has started nothing: the listing says so (issue 20, C23).
     let (_, listed, _) = rollout_cli(&base, data.path(), &["list"]);
     assert!(listed.contains(" before 2/2 "), "{listed}");
+    let lines: Vec<&str> = listed.lines().collect();
+    let state_at = |line: &str, word: &str| line.find(word).map(|at| line[..at].chars().count());
+    assert!(lines[1].contains("cli rollout to the first three devices "), "the name whole: {listed}");
+    assert_eq!(state_at(lines[0], "STATE"), state_at(lines[1], "paused"), "columns line up: {listed}");
     // `show` has the rules and the history the console shows.
     let (_, shown, _) = rollout_cli(&base, data.path(), &["show", "1"]);
     assert!(shown.contains("rules    a wave goes on at ≥95% succeeded · manual gates"), "{shown}");

@@ -87,15 +87,7 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     rect
 }
 
-/// `text` cut to `width` characters with an ellipsis.
-pub fn clip(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+pub use crate::text::clip;
 
 /// `text` broken at spaces into lines of at most `width` characters (a word longer than that
 /// after a `/` where it has one, so a path breaks between its parts, else at the width), every

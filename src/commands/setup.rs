@@ -21,6 +21,7 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Loaded> {
     if let Some(dir) = &global.data_dir {
         flags.push(("store.data_dir", "--data-dir", toml::Value::String(dir.display().to_string())));
     }
+    config::check_env_names(std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()))?;
     Ok(config::load(global.config.as_deref(), |var| std::env::var(var).ok(), &flags)?)
 }
 

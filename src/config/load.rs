@@ -115,6 +115,51 @@ pub fn load(
     layer(file, text.as_deref(), env, flags)
 }
 
+/// Refuses a variable that names a section of the settings (`ROCKY_JOBS_…`) but none of its
+/// keys, as a misspelled key in the file is refused: `ROCKY_JOBS_MAX_ACTIVEE=3` would otherwise
+/// change nothing, without a word. Variables of other prefixes (`ROCKY_REQUIRE_…` of the tests)
+/// are not Rocky's settings and pass.
+pub fn check_env_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
+    let sections: Vec<(String, Vec<String>)> = defaults
+        .as_table()
+        .into_iter()
+        .flatten()
+        .map(|(section, keys)| {
+            let vars = keys
+                .as_table()
+                .into_iter()
+                .flat_map(|t| t.keys())
+                .map(|key| format!("ROCKY_{}_{}", section.to_uppercase(), key.to_uppercase()))
+                .collect();
+            (section.clone(), vars)
+        })
+        .collect();
+    let secrets = [
+        super::secrets::MQTT_PASSWORD_ENV,
+        super::secrets::HTTP_TOKEN_ENV,
+        super::secrets::STORE_PASSWORD_ENV,
+    ];
+    for name in names {
+        let name = name.as_ref();
+        if secrets.contains(&name) {
+            continue;
+        }
+        for (section, vars) in &sections {
+            let prefix = format!("ROCKY_{}_", section.to_uppercase());
+            if name.starts_with(&prefix) && !vars.iter().any(|var| var == name) {
+                let known = if vars.is_empty() { "none".to_owned() } else { vars.join(", ") };
+                return Err(ConfigError::Env {
+                    var: name.to_owned(),
+                    reason: format!("[{section}] has no such setting (its variables: {known})"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The layering itself, given the file's text: what [`load`] does after reading the file, and
 /// what the config fuzz target drives with arbitrary text.
 pub fn layer(
@@ -351,6 +396,20 @@ fn text_line(text: &str, needle: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_naming_a_section_but_none_of_its_keys_is_refused() {
+        assert!(check_env_names(["ROCKY_JOBS_MAX_ACTIVE", "ROCKY_AWS_OTA_CERTFILE", "HOME"]).is_ok());
+        // Secrets, and variables of other prefixes (the tests' ROCKY_REQUIRE_…), pass.
+        assert!(
+            check_env_names(["ROCKY_MQTT_PASSWORD", "ROCKY_HTTP_TOKEN", "ROCKY_REQUIRE_POSTGRES"]).is_ok()
+        );
+        let err = check_env_names(["PATH", "ROCKY_JOBS_MAX_ACTIVEE"]).unwrap_err().to_string();
+        assert!(err.starts_with("ROCKY_JOBS_MAX_ACTIVEE: [jobs] has no such setting"), "{err}");
+        assert!(err.contains("ROCKY_JOBS_MAX_ACTIVE,"), "the section's variables are listed: {err}");
+        let err = check_env_names(["ROCKY_AWS_OTA_CERTFILES"]).unwrap_err().to_string();
+        assert!(err.contains("[aws_ota]"), "{err}");
+    }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

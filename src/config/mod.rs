@@ -6,7 +6,9 @@ mod load;
 mod model;
 mod secrets;
 
-pub use load::{ConfigError, Loaded, Source, default_config_path, default_data_dir, layer, load};
+pub use load::{
+    ConfigError, Loaded, Source, check_env_names, default_config_path, default_data_dir, layer, load,
+};
 pub use model::{
     Config, ConsoleSection, FirmwareSection, HttpSection, JobsSection, MqttSection, Palette, StoreSection,
 };

@@ -69,7 +69,7 @@ impl Loaded {
                 .as_ref()
                 .and_then(|t| t.get(sec))
                 .and_then(|s| s.get(name))
-                .map_or_else(|| "?".to_owned(), ToString::to_string);
+                .map_or_else(|| "?".to_owned(), shown);
             out.push_str(&format!("{:<36} # {source}\n", format!("{name} = {value}")));
         }
         let origin = self.sources.get("notify").map_or_else(|| "default".to_owned(), ToString::to_string);
@@ -81,6 +81,15 @@ impl Loaded {
             out.push_str(&format!("secret_file = {:?}\n", receiver.secret_file));
         }
         out
+    }
+}
+
+/// A value as a person writes it in the file: seconds that are whole without the `.0` TOML
+/// gives every float (`86400`, as the README shows them; a whole number reads back as seconds).
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => format!("{f:.0}"),
+        other => other.to_string(),
     }
 }
 
@@ -507,6 +516,13 @@ mod tests {
         assert!(text.contains("chunk_size = 1024"), "{text}");
         assert!(text.contains("line 5"), "{text}");
         assert!(text.contains("flag --broker"), "{text}");
+        // Seconds as written: whole ones without ".0", others as they are.
+        assert!(text.contains("done_timeout_s = 60 ") && text.contains("request_timeout_s = 2.5 "), "{text}");
+        // What it prints reads back as the same settings.
+        let (_again_dir, again) = write(&text);
+        let reread = load(Some(&again), no_env, &[]).unwrap();
+        assert_eq!(reread.config.jobs.done_timeout_s, loaded.config.jobs.done_timeout_s);
+        assert_eq!(reread.config.jobs.request_timeout_s, 2.5);
     }
 
     #[test]

@@ -120,8 +120,8 @@ pub struct SimArgs {
     /// send patches from it); without it devices run a factory image known only by its hash.
     #[arg(long, value_name = "FILE", conflicts_with = "legacy")]
     pub factory: Option<std::path::PathBuf>,
-    /// Stop this many seconds after starting (connecting included) instead of waiting for
-    /// Ctrl-C.
+    /// Stop this many seconds after every device connected (or after trying this long, when
+    /// they cannot all connect) instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
 }
@@ -165,8 +165,9 @@ fn parse_profile(text: &str) -> Result<rocky::inventory::Profile, String> {
 }
 
 pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
-    // The run's end counts from now: a fleet that cannot connect stops on time too.
-    let stop_at = args.duration.map(|wait| tokio::time::Instant::now() + wait);
+    // A fleet that cannot connect stops this long after the start; one that connects runs this
+    // long after it did.
+    let give_up_at = args.duration.map(|wait| tokio::time::Instant::now() + wait);
     if args.distrust.is_some() && args.trust.is_empty() {
         anyhow::bail!("--distrust picks devices that trust another key than --trust's: give --trust KEY too");
     }
@@ -264,8 +265,8 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
         rate => Duration::from_secs_f64(args.count as f64 / f64::from(rate)),
     };
     let mut deadline = tokio::time::Instant::now() + ramp + Duration::from_secs(30);
-    if let Some(stop_at) = stop_at {
-        deadline = deadline.min(stop_at);
+    if let Some(give_up_at) = give_up_at {
+        deadline = deadline.min(give_up_at);
     }
     let mut all = false;
     while tokio::time::Instant::now() < deadline {
@@ -283,17 +284,21 @@ pub async fn run(global: &GlobalArgs, args: SimArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if all {
+    let stop_at = if all {
         // `rocky bench` waits for this line before it starts the clock.
         say!("all {} connected", rocky::units::plural(args.count, "device"));
+        args.duration.map(|wait| tokio::time::Instant::now() + wait)
     } else {
+        let stopping = give_up_at.is_some_and(|at| tokio::time::Instant::now() >= at);
         say!(
-            "only {} of {} connected so far{}; still trying",
+            "only {} of {} connected{}{}",
             fleet.connected(),
             rocky::units::plural(args.count, "device"),
-            not_connected_words(&fleet)
+            not_connected_words(&fleet),
+            if stopping { "; --duration is over" } else { " so far; still trying" }
         );
-    }
+        give_up_at
+    };
     match stop_at {
         Some(stop_at) => {
             tokio::select! {

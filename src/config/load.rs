@@ -131,6 +131,11 @@ pub fn load(
 pub fn check_env_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), ConfigError> {
     let defaults = toml::Value::try_from(Config::default())
         .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
+    let secrets = [
+        super::secrets::MQTT_PASSWORD_ENV,
+        super::secrets::HTTP_TOKEN_ENV,
+        super::secrets::STORE_PASSWORD_ENV,
+    ];
     let sections: Vec<(String, Vec<String>)> = defaults
         .as_table()
         .into_iter()
@@ -141,15 +146,16 @@ pub fn check_env_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Res
                 .into_iter()
                 .flat_map(|t| t.keys())
                 .map(|key| format!("ROCKY_{}_{}", section.to_uppercase(), key.to_uppercase()))
+                .collect::<Vec<_>>();
+            // The section's secret comes from a variable of its own; it is listed too.
+            let prefix = format!("ROCKY_{}_", section.to_uppercase());
+            let vars = vars
+                .into_iter()
+                .chain(secrets.iter().filter(|s| s.starts_with(&prefix)).map(|s| (*s).to_owned()))
                 .collect();
             (section.clone(), vars)
         })
         .collect();
-    let secrets = [
-        super::secrets::MQTT_PASSWORD_ENV,
-        super::secrets::HTTP_TOKEN_ENV,
-        super::secrets::STORE_PASSWORD_ENV,
-    ];
     for name in names {
         let name = name.as_ref();
         if secrets.contains(&name) {
@@ -418,6 +424,8 @@ mod tests {
         assert!(err.contains("ROCKY_JOBS_MAX_ACTIVE,"), "the section's variables are listed: {err}");
         let err = check_env_names(["ROCKY_AWS_OTA_CERTFILES"]).unwrap_err().to_string();
         assert!(err.contains("[aws_ota]"), "{err}");
+        let err = check_env_names(["ROCKY_HTTP_TOKN"]).unwrap_err().to_string();
+        assert!(err.contains("ROCKY_HTTP_TOKEN"), "the secret's variable is suggested too: {err}");
     }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {

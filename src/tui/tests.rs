@@ -1302,6 +1302,18 @@ fn a_message_of_several_lines_takes_rows_from_the_panes_not_the_newest_job() {
 }
 
 #[test]
+fn a_long_message_on_a_tiny_terminal_is_cut_with_an_ellipsis_and_nothing_panics() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.flash("word ".repeat(60), true);
+    for (width, height) in [(20, 5), (10, 3), (30, 2), (30, 1), (1, 1)] {
+        let text = format!("{}", f.render(width, height).backend());
+        assert_eq!(text.lines().count(), usize::from(height), "{width}×{height}: {text}");
+    }
+    let text = format!("{}", f.render(20, 5).backend());
+    assert!(text.contains('…'), "what does not fit says so: {text}");
+}
+
+#[test]
 fn at_80_columns_hex_rows_saved_paths_and_pane_titles_are_whole() {
     let mut f = Fixture::mid_rollout(Theme::color());
     let seq = f.app.traffic.iter().find(|l| l.text.contains("FOTA_REQUEST_NACK")).unwrap().seq;

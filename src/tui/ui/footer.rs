@@ -58,6 +58,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
         return;
     }
+    if area.height == 0 {
+        return; // a terminal a row or two high: the panes have it all
+    }
     let fixed = fixed_hints(app);
     let fixed_width = u16::try_from(Line::from(fixed.clone()).width()).unwrap_or(u16::MAX);
     // The hints on the footer's last line; a message may have lines above it (the layout gave
@@ -67,11 +70,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Layout::horizontal([Constraint::Min(0), Constraint::Length(fixed_width.min(area.width))]).areas(last);
     frame.render_widget(Paragraph::new(Line::from(fixed)), right);
     let room = usize::from(left.width);
-    if let (Some(flash), Some(lines)) = (&app.flash, flash_lines(app, area.width)) {
-        // Said whole, until the message goes (a saved path, a rollout's reason).
+    if let (Some(flash), Some(mut lines)) = (&app.flash, flash_lines(app, area.width)) {
+        // Said whole, until the message goes (a saved path, a rollout's reason); on a terminal
+        // too short for all of it, as many lines as the layout gave, the last cut with "…".
         let style = if flash.error { theme.danger } else { theme.ok };
+        if lines.len() > usize::from(area.height) {
+            lines.truncate(usize::from(area.height));
+            let width = room.saturating_sub(2).max(1);
+            if let Some(last) = lines.last_mut() {
+                *last = clip(&format!("{last} …"), width);
+            }
+        }
         let rect = Rect { y: area.y, height: area.height, ..left };
-        frame.render_widget(Clear, Rect { x: area.x, y: area.y, width: area.width, height: area.height - 1 });
+        frame.render_widget(Clear, Rect { height: area.height.saturating_sub(1), ..area });
         let lines: Vec<Line> =
             lines.into_iter().map(|l| Line::from(Span::styled(format!(" {l}"), style))).collect();
         frame.render_widget(Paragraph::new(lines), rect);

@@ -46,6 +46,24 @@ pub fn prefix_within(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// `text` with each unprintable character (see [`is_unprintable`]) written as its escape
+/// (`\n`, `\u{1b}`, `\u{202e}`): for tables and lines a terminal shows, where a device id,
+/// which the protocol lets hold them, would break the row or move the cursor.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(is_unprintable) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_unprintable(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `text` cut to `width` characters with an ellipsis.
 pub fn clip(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
@@ -59,6 +77,13 @@ pub fn clip(text: &str, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unprintable_characters_are_shown_as_escapes() {
+        assert_eq!(printable("dev-01"), "dev-01");
+        assert!(matches!(printable("dev-01"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("dev\nz\u{1b}[31m\u{202e}x"), "dev\\nz\\u{1b}[31m\\u{202e}x");
+    }
 
     #[test]
     fn controls_and_format_characters_are_unprintable_and_letters_are_not() {

@@ -114,7 +114,11 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
             let device: Device =
                 serde_json::from_value(value).context("the server's device is not readable")?;
             let verb = if status == 201 { "registered" } else { "updated" };
-            println!("{verb} {}: {}", device.device_id, format_labels(&device.labels));
+            println!(
+                "{verb} {}: {}",
+                rocky::text::printable(device.device_id.as_str()),
+                format_labels(&device.labels)
+            );
         }
         DevicesCommand::Import { file } => {
             let bytes = if file.as_os_str() == "-" {
@@ -181,7 +185,12 @@ fn profile_words(profile: rocky::inventory::Profile) -> String {
 }
 
 fn print_table(devices: &[Device]) {
-    let id_width = devices.iter().map(|d| d.device_id.as_str().chars().count()).max().unwrap_or(6).max(6);
+    let id_width = devices
+        .iter()
+        .map(|d| rocky::text::printable(d.device_id.as_str()).chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!(
         "{:<id_width$}  {:<11}  {:<23}  {:<10}  {:<30}  LABELS",
         "DEVICE", "PROFILE", "LAST SEEN", "LAST JOB", "LAST IMAGE"
@@ -192,7 +201,7 @@ fn print_table(devices: &[Device]) {
         let job = d.last_job.map_or("-".to_owned(), |j| j.to_string());
         println!(
             "{:<id_width$}  {:<11}  {:<23}  {:<10}  {:<30}  {}",
-            d.device_id.as_str(),
+            rocky::text::printable(d.device_id.as_str()),
             d.profile.as_str(),
             when(d.last_seen),
             job,
@@ -204,7 +213,7 @@ fn print_table(devices: &[Device]) {
 }
 
 fn print_device(d: &Device) {
-    println!("device      {}", d.device_id);
+    println!("device      {}", rocky::text::printable(d.device_id.as_str()));
     println!("registered  {}", if d.registered { "yes" } else { "no (seen on the wire or sent a job)" });
     println!("labels      {}", format_labels(&d.labels));
     println!("profile     {}", profile_words(d.profile));

@@ -80,7 +80,12 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
                 let created: CreatedJobs =
                     serde_json::from_value(answer.clone()).context("the server's jobs are not readable")?;
                 for job in &created.jobs {
-                    println!("job {} created: {} to {}", job.id, job.image.name, job.device_id);
+                    println!(
+                        "job {} created: {} to {}",
+                        job.id,
+                        job.image.name,
+                        rocky::text::printable(job.device_id.as_str())
+                    );
                 }
             }
             if let Some(warning) = answer["warning"].as_str() {
@@ -119,7 +124,13 @@ pub async fn run(global: &GlobalArgs, args: JobArgs) -> anyhow::Result<()> {
 }
 
 fn print_job(job: &JobSnapshot) {
-    println!("job {}: {} to {}, {}", job.id, job.image.name, job.device_id, job.state.label());
+    println!(
+        "job {}: {} to {}, {}",
+        job.id,
+        job.image.name,
+        rocky::text::printable(job.device_id.as_str()),
+        job.state.label()
+    );
     println!("  image    {} ({} bytes, sha256 {})", job.image.name, job.image.size, job.image.sha256);
     let confirmed = job.chunks_confirmed.map(|c| format!(", {c} confirmed")).unwrap_or_default();
     println!(

@@ -109,7 +109,7 @@ fn print(jobs: &[JobSnapshot], json: bool) -> anyhow::Result<()> {
         println!(
             "{:>id_w$}  {:<16} {:<24} {:<12} {:>15}  {:>4}  {}",
             j.id,
-            rocky::text::clip(j.device_id.as_str(), 16),
+            rocky::text::clip(&rocky::text::printable(j.device_id.as_str()), 16),
             rocky::text::clip(&j.image.name, 24),
             j.state.as_str(),
             chunks,

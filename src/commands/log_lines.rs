@@ -48,16 +48,45 @@ pub struct CutLine<W> {
 
 impl<W: Write> Write for CutLine<W> {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        if line.len() <= MAX_LOG_LINE_BYTES {
-            return self.inner.write(line);
+        let escaped = if self.json { None } else { escape_controls(line) };
+        let shown = escaped.as_deref().unwrap_or(line);
+        if shown.len() <= MAX_LOG_LINE_BYTES {
+            self.inner.write_all(shown)?;
+        } else {
+            self.inner.write_all(&cut(shown, self.json))?;
         }
-        self.inner.write_all(&cut(line, self.json))?;
         Ok(line.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// A text line with every control character before its end written as an escape (`\n`,
+/// `\r`, `\x01`); `None` when it has none. A line break inside one field (a device id, a topic
+/// or an error a broker client or device chose) would start a line of its own that reads as
+/// Rocky's: a forged log line. The tab and ESC stay: the formatter writes ESC for its colours,
+/// and escapes one that comes from a field itself. (JSON lines escape them as JSON does.)
+fn escape_controls(line: &[u8]) -> Option<Vec<u8>> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let needs = |b: &u8| b.is_ascii_control() && *b != b'\t' && *b != 0x1b;
+    if !body.iter().any(needs) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(line.len() + 16);
+    for &b in body {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b if needs(&b) => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    if body.len() < line.len() {
+        out.push(b'\n');
+    }
+    Some(out)
 }
 
 /// `line` (longer than [`MAX_LOG_LINE_BYTES`]) cut to at most that, newline included.
@@ -148,6 +177,23 @@ mod tests {
         let mut writer = CutLine { inner: &mut out, json };
         assert_eq!(writer.write(line).unwrap(), line.len(), "the whole line counts as written");
         out
+    }
+
+    #[test]
+    fn a_line_break_from_a_field_is_escaped_so_no_line_can_be_forged() {
+        let line = b"2026-12-05T14:00:00Z DEBUG message on an unexpected topic ignored topic=/fota/cmd_resp/dev\n2026-12-05T14:00:01Z  INFO job 7 succeeded\r\x01\n";
+        let out = String::from_utf8(written(line, false)).unwrap();
+        assert_eq!(out.matches('\n').count(), 1, "one line: {out:?}");
+        assert!(out.ends_with("dev\\n2026-12-05T14:00:01Z  INFO job 7 succeeded\\r\\x01\n"), "{out:?}");
+        // Colours and tabs are the formatter's own.
+        let coloured = b"\x1b[2m2026\x1b[0m \x1b[32m INFO\x1b[0m a\tb\n";
+        assert_eq!(written(coloured, false), coloured.to_vec());
+        // A long line is escaped first, then cut: still one line.
+        let mut long = b"x=".to_vec();
+        long.extend(std::iter::repeat_n(b'\n', MAX_LOG_LINE_BYTES));
+        long.push(b'\n');
+        let out = written(&long, false);
+        assert!(out.len() <= MAX_LOG_LINE_BYTES && out.iter().filter(|b| **b == b'\n').count() == 1);
     }
 
     #[test]

@@ -354,7 +354,7 @@ fn print_rollout(r: &Value, view: &RolloutView) {
     let width = devices
         .iter()
         .filter_map(|d| d["device_id"].as_str())
-        .map(|d| d.chars().count())
+        .map(|d| rocky::text::printable(d).chars().count())
         .max()
         .unwrap_or(6)
         .max(6);
@@ -363,7 +363,7 @@ fn print_rollout(r: &Value, view: &RolloutView) {
         let job = d["job_id"].as_u64().map_or("-".to_owned(), |j| j.to_string());
         let line = format!(
             "{:<width$}  {:<10}  {:>6}  {:>5}  {}",
-            d["device_id"].as_str().unwrap_or(""),
+            rocky::text::printable(d["device_id"].as_str().unwrap_or("")),
             d["outcome"].as_str().unwrap_or("").replace('_', " "),
             job,
             num(&d["attempts"]),

@@ -335,3 +335,34 @@ async fn the_cli_tells_a_refused_token_from_a_missing_one() {
     assert!(ok, "{err}");
     api.runtime.shutdown().await;
 }
+
+/// A device id may hold a line break or a terminal escape (the protocol allows them): the CLI's
+/// tables show them as escapes, one row a device, nothing moving the cursor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_ids_with_control_characters_stay_on_their_row() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), Some(TOKEN)).await;
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .args(["--server", &api.base])
+            .env("HOME", home.path())
+            .env("ROCKY_HTTP_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let id = "dev-1\nFORGED\u{1b}[2J";
+    let labelled = run(&["devices", "label", id, "site=a"]);
+    assert!(labelled.contains("dev-1\\nFORGED\\u{1b}[2J") && labelled.lines().count() == 1, "{labelled}");
+    let listed = run(&["devices", "list"]);
+    assert_eq!(listed.lines().count(), 3, "a header, one row, the count: {listed}");
+    assert!(listed.lines().nth(1).unwrap_or("").starts_with("dev-1\\nFORGED\\u{1b}[2J "), "{listed}");
+    assert!(!listed.contains('\u{1b}'), "{listed}");
+    let shown = run(&["devices", "show", id]);
+    assert!(shown.starts_with("device      dev-1\\nFORGED\\u{1b}[2J\n"), "{shown}");
+    api.runtime.shutdown().await;
+}

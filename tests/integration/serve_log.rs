@@ -117,3 +117,47 @@ async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
     pumping.abort();
     terminate(serve.0.id());
 }
+
+/// A broker client's topic with a line break in its device level, logged at debug, stays on its
+/// line with the break escaped: nobody on the broker can write a line of Rocky's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_break_in_a_topic_cannot_forge_a_log_line() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let (mut serve, base, _data) = serve_at_debug(&broker, &[("NO_COLOR", "1")]);
+    let stdout = serve.0.stdout.take().unwrap();
+    let (lines, read) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = reqwest::Client::new();
+    healthy(&client, &base).await;
+
+    let options = rumqttc::MqttOptions::new("line-break", "127.0.0.1", broker.url().port);
+    let (publisher, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let pumping = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let topic = "/fota/cmd_resp/dev-1\n2026-12-05T00:00:00Z  INFO FORGED job 1 succeeded";
+    publisher.publish(topic, rumqttc::QoS::AtLeastOnce, false, ack_frame(5)).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = read.recv_timeout(left).unwrap_or_else(|_| panic!("a line naming the topic: {seen:#?}"));
+        if line.contains("FORGED") {
+            break line;
+        }
+        seen.push(line);
+    };
+    assert!(
+        line.contains("dev-1\\n2026-12-05T00:00:00Z  INFO FORGED"),
+        "escaped, on the line that logs it: {line}"
+    );
+    assert!(!line.starts_with("2026-12-05T00:00:00Z"), "no line of its own: {line}");
+    pumping.abort();
+    terminate(serve.0.id());
+}

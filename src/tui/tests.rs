@@ -1302,6 +1302,20 @@ fn a_message_of_several_lines_takes_rows_from_the_panes_not_the_newest_job() {
 }
 
 #[test]
+fn a_device_id_with_a_line_break_or_an_escape_cannot_draw_outside_its_cell() {
+    let mut f = Fixture::mid_rollout(Theme::color());
+    f.app.jobs.cursor = super::app::Cursor::following();
+    f.job(JobId::new(200), "dev-1\nFORGED\u{1b}[2J", 100);
+    for (width, height) in [(80, 24), (200, 50)] {
+        let text = format!("{}", f.render(width, height).backend());
+        assert_eq!(text.lines().count(), usize::from(height), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        let row = text.lines().find(|l| l.contains("dev-1")).unwrap_or_else(|| panic!("{text}"));
+        assert!(!text.lines().any(|l| l.trim_start().starts_with("FORGED")), "{row}");
+    }
+}
+
+#[test]
 fn a_long_message_on_a_tiny_terminal_is_cut_with_an_ellipsis_and_nothing_panics() {
     let mut f = Fixture::mid_rollout(Theme::color());
     f.app.flash("word ".repeat(60), true);

@@ -13,6 +13,7 @@ mod filters;
 mod firmware;
 mod guard;
 mod jobs;
+mod json_errors;
 mod metrics;
 mod rollouts;
 mod server;
@@ -177,6 +178,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         // Outermost: a foreign page or name is refused before anything else looks at it.
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check_origin_and_host))
+        // Around everything: an error the framework writes itself is JSON too.
+        .layer(axum::middleware::from_fn(json_errors::errors_as_json))
         .with_state(state)
 }
 

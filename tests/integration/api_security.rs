@@ -366,3 +366,38 @@ async fn device_ids_with_control_characters_stay_on_their_row() {
     assert!(shown.starts_with("device      dev-1\\nFORGED\\u{1b}[2J\n"), "{shown}");
     api.runtime.shutdown().await;
 }
+
+/// The errors the HTTP framework writes itself (a wrong method, a body past a raw route's limit,
+/// a path that is not UTF-8) are JSON objects with a reason, as every other error is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_a_json_object_with_a_reason() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), None).await;
+    let client = reqwest::Client::new();
+    let error_of = |response: reqwest::Response| async move {
+        let status = response.status();
+        let kind = response.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_owned());
+        let body: Value = response.json().await.unwrap_or_else(|e| panic!("{status}: not JSON: {e}"));
+        assert_eq!(kind.as_deref(), Some("application/json"), "{status}");
+        (status, body["error"].as_str().unwrap_or_default().to_owned())
+    };
+    let (status, error) = error_of(client.patch(format!("{}/jobs", api.base)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(error.contains("/jobs does not take PATCH"), "{error}");
+    let (status, error) =
+        error_of(client.delete(format!("{}/healthz", api.base)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{error}");
+    let big = vec![b'a'; 5 * 1024 * 1024];
+    let response = client.post(format!("{}/devices/import", api.base)).body(big).send().await.unwrap();
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(error.contains("length limit"), "{error}");
+    let (status, error) =
+        error_of(client.get(format!("{}/devices/%ff%fe", api.base)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(error.contains("UTF-8"), "{error}");
+    // Its own errors are as they were.
+    let (status, error) = error_of(client.get(format!("{}/jobs/99", api.base)).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+    api.runtime.shutdown().await;
+}

@@ -152,14 +152,19 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firm
 pub use rocky::api::percent_encode as encode;
 
 /// How each job of a new job or rollout is paced, and how the answer is printed: the flags
+/// A rate the server will take, kept as the user wrote it (`80KiB/s`).
+fn checked_rate(text: &str) -> Result<String, String> {
+    rocky::units::parse_rate(text).map(|_| text.to_owned())
+}
+
 /// `rocky job create` and `rocky rollout create` share.
 #[derive(clap::Args, Debug, Default)]
 pub struct CreateFlags {
     /// Bytes a chunk (the server's default when left out).
     #[arg(long)]
     pub chunk_size: Option<u64>,
-    /// Per-job byte rate cap, e.g. 80KiB/s.
-    #[arg(long)]
+    /// Per-job byte rate cap, e.g. 80KiB/s (checked here, sent as written).
+    #[arg(long, value_parser = checked_rate)]
     pub max_rate: Option<String>,
     /// For devices that run AWS's OTA agent: the code-signing certificate's path on the
     /// device, in place of `[aws_ota] certfile`.

@@ -25,6 +25,12 @@ pub struct DevicesArgs {
     pub command: DevicesCommand,
 }
 
+/// A device id as the protocol takes it, checked before anything is asked of the server (an
+/// empty one made a path the server did not know: "no such endpoint").
+fn device_id(text: &str) -> Result<String, String> {
+    rocky::protocol::DeviceId::parse(text).map(|id| id.as_str().to_owned()).map_err(|e| e.to_string())
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DevicesCommand {
     /// The devices Rocky knows, by id.
@@ -44,12 +50,14 @@ pub enum DevicesCommand {
     },
     /// One device.
     Show {
+        #[arg(value_parser = device_id)]
         device_id: String,
         #[arg(long)]
         json: bool,
     },
     /// Sets labels on a device (registering it if it is new); --remove takes labels off.
     Label {
+        #[arg(value_parser = device_id)]
         device_id: String,
         /// KEY=VALUE pairs to set.
         #[arg(value_name = "KEY=VALUE")]
@@ -139,7 +147,12 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
                 api.call(Method::POST, "/devices/import", Some((content_type, text.into_bytes()))).await?;
             let done: Imported =
                 serde_json::from_value(value).context("the server's import answer is not readable")?;
-            println!("imported {} devices ({} new, {} updated)", done.imported, done.added, done.updated);
+            println!(
+                "imported {} ({} new, {} updated)",
+                rocky::units::plural(done.imported, "device"),
+                done.added,
+                done.updated
+            );
         }
     }
     Ok(())

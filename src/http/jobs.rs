@@ -144,7 +144,9 @@ pub async fn list(
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse().map_err(|_| ApiError::BadRequest(format!("job id {raw:?} is not a number")))
+    raw.parse().map_err(|_| {
+        ApiError::BadRequest(format!("{raw:?} is not a job id (a whole number from 0 to {})", u64::MAX))
+    })
 }
 
 pub async fn show(

@@ -111,7 +111,9 @@ fn now(state: &ApiState) -> u64 {
 }
 
 fn rollout_id(raw: &str) -> Result<RolloutId, ApiError> {
-    raw.parse().map_err(|_| ApiError::BadRequest(format!("rollout id {raw:?} is not a number")))
+    raw.parse().map_err(|_| {
+        ApiError::BadRequest(format!("{raw:?} is not a rollout id (a whole number from 0 to {})", u64::MAX))
+    })
 }
 
 pub async fn list(State(state): State<ApiState>) -> Json<RolloutList> {

@@ -153,7 +153,8 @@ pub fn check_key(key: &str) -> Result<(), LabelError> {
         return Err(LabelError::EmptyKey);
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(LabelError::KeyTooLong { key: key.to_owned(), len: key.len() });
+        // Its start only: a 10 KB key must not come back whole in the error.
+        return Err(LabelError::KeyTooLong { key: crate::text::clip(key, 40), len: key.len() });
     }
     for (position, c) in key.chars().enumerate() {
         let allowed = c.is_ascii_alphanumeric() || (position > 0 && matches!(c, '.' | '_' | '-' | '/'));
@@ -235,6 +236,8 @@ mod tests {
         assert!(bidi.contains("bidirectional override") && bidi.contains("position 3"), "{bidi}");
         let long = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(matches!(parse_pair(&format!("{long}=v")), Err(LabelError::KeyTooLong { .. })));
+        let error = parse_pair(&format!("{}=v", "k".repeat(10_000))).unwrap_err().to_string();
+        assert!(error.len() < 200 && error.contains("10000 bytes"), "{error}");
         let value = "v".repeat(MAX_VALUE_BYTES + 1);
         assert!(matches!(parse_pair(&format!("k={value}")), Err(LabelError::ValueTooLong { .. })));
     }

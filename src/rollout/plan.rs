@@ -185,11 +185,32 @@ impl RolloutPlan {
 
 /// One wave as the request gives it: a device count or a share of the fleet ("10%"), each
 /// counted from the start (cumulative), as `[1, "10%", "50%", "100%"]` reads.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum WaveSize {
     Count(u64),
     Share(String),
+}
+
+/// Read by hand rather than as an untagged enum, whose error ("data did not match any variant
+/// of untagged enum WaveSize") says neither what a wave is nor which was wrong.
+impl<'de> Deserialize<'de> for WaveSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Wave;
+        impl serde::de::Visitor<'_> for Wave {
+            type Value = WaveSize;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a wave: a device count (5) or a share of the devices (\"10%\")")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<WaveSize, E> {
+                Ok(WaveSize::Count(n))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<WaveSize, E> {
+                Ok(WaveSize::Share(text.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Wave)
+    }
 }
 
 /// Turns the requested waves into where each ends. A wave that adds no device to the one before
@@ -280,6 +301,16 @@ pub fn parse_share(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wave_that_is_neither_a_count_nor_a_share_says_what_a_wave_is() {
+        let waves: Vec<WaveSize> = serde_json::from_str(r#"[5, "10%"]"#).unwrap();
+        assert_eq!(waves, [WaveSize::Count(5), WaveSize::Share("10%".into())]);
+        for bad in [r#"[{"a": 1}]"#, "[-1]", "[1.5]", "[true]"] {
+            let error = serde_json::from_str::<Vec<WaveSize>>(bad).unwrap_err().to_string();
+            assert!(error.contains("a device count (5) or a share of the devices"), "{bad}: {error}");
+        }
+    }
 
     fn share(s: &str) -> WaveSize {
         WaveSize::Share(s.into())

@@ -149,6 +149,25 @@ fn sim_that_cannot_connect_says_why_and_stops_on_time_even_unread() {
 }
 
 #[test]
+fn the_cli_checks_device_ids_and_rates_before_asking_a_server() {
+    // No server runs on this address: each refusal comes before any request.
+    let server = format!("http://127.0.0.1:{}", rocky::broker::free_port().unwrap());
+    for (args, says) in [
+        (&["devices", "label", "", "k=v"][..], "device id is empty"),
+        (&["devices", "show", "a/b"][..], "contains '/'"),
+        (
+            &["job", "create", "--devices", "d1", "--firmware", "fw.bin", "--max-rate", "abc"][..],
+            "--max-rate",
+        ),
+    ] {
+        let out = Command::new(BIN).args(args).args(["--server", &server]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("no Rocky answers"), "{args:?}: refused before asking: {err}");
+    }
+}
+
+#[test]
 fn the_cli_answers_a_newcomer_plainly() {
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {

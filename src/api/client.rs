@@ -69,6 +69,11 @@ impl Client {
         if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
             return Err(format!("server {base:?} must be http://HOST:PORT or https://HOST:PORT"));
         }
+        // The API's paths start at the root: a path here would make every request miss ("no such
+        // endpoint") without saying why.
+        if url.path() != "/" || url.query().is_some() {
+            return Err(format!("server {base:?} has a path; give only http(s)://HOST:PORT"));
+        }
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))

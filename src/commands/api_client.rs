@@ -65,6 +65,10 @@ impl ApiClient {
         let body = body.map_or(Body::Empty, |(content_type, bytes)| Body::Bytes(content_type, bytes.into()));
         let base = self.client.base();
         self.client.request(method, path, body, REQUEST_TIMEOUT).await.map_err(|failure| match failure {
+            // A TLS handshake that a plain-HTTP server answered fails as a connection does.
+            Failure::Unreachable(cause) if base.starts_with("https://") => anyhow::anyhow!(
+                "cannot reach {base} over TLS ({cause}): if the server speaks plain HTTP, use http://"
+            ),
             Failure::Unreachable(_) => anyhow::anyhow!(
                 "no Rocky answers at {base}: start one with `rocky serve` (or `rocky demo`), or name it with --server"
             ),
@@ -98,7 +102,17 @@ pub async fn firmware_source(api: &ApiClient, text: &str) -> anyhow::Result<Firm
     if text.starts_with("http://") || text.starts_with("https://") {
         return Ok(Firmware { url: Some(text.to_owned()), ..Firmware::default() });
     }
+    if text.trim().is_empty() {
+        anyhow::bail!(
+            "--firmware is empty: name an image file, a sha256, a URL or a path in the server's firmware directory"
+        );
+    }
     let path = Path::new(text);
+    if path.is_dir() {
+        anyhow::bail!(
+            "{text} is a directory here, not an image file: name the file in it (like {text}/fw.bin)"
+        );
+    }
     // An absolute or ./ path names a file here; anything else that is not a file here is a path
     // in the server's firmware directory.
     let local =

@@ -401,3 +401,23 @@ async fn every_error_answer_is_a_json_object_with_a_reason() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
     api.runtime.shutdown().await;
 }
+
+/// `--server https://…` to an API that speaks plain HTTP says TLS is the trouble, not that no
+/// Rocky runs there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_plain_api_says_the_tls_handshake_failed() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), None).await;
+    let home = tempfile::tempdir().unwrap();
+    let https = api.base.replacen("http://", "https://", 1);
+    let out = Command::new(BIN)
+        .args(["jobs", "--server", &https])
+        .env("HOME", home.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("over TLS") && err.contains("use http://"), "{err}");
+    assert!(!err.contains("no Rocky answers"), "{err}");
+    api.runtime.shutdown().await;
+}

@@ -159,12 +159,18 @@ fn the_cli_checks_device_ids_and_rates_before_asking_a_server() {
             &["job", "create", "--devices", "d1", "--firmware", "fw.bin", "--max-rate", "abc"][..],
             "--max-rate",
         ),
+        (&["job", "create", "--devices", "d1", "--firmware", "tests"][..], "tests is a directory here"),
+        (&["job", "create", "--devices", "d1", "--firmware", ""][..], "--firmware is empty"),
     ] {
         let out = Command::new(BIN).args(args).args(["--server", &server]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
         assert!(!err.contains("no Rocky answers"), "{args:?}: refused before asking: {err}");
     }
+    // A server URL with a path would make every request miss.
+    let out = Command::new(BIN).args(["jobs", "--server", &format!("{server}/some/path")]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("has a path"), "{err}");
 }
 
 #[test]

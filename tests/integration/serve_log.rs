@@ -77,12 +77,12 @@ async fn a_stdout_nobody_reads_drops_log_lines_and_stops_nothing() {
     .await;
 }
 
-/// A broker client's 20 KiB topic, logged at debug, reaches stdout cut to 4 KiB and marked, so
-/// the lines waiting for a slow stdout hold at most 4 KiB each.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
-    let broker = EmbeddedBroker::start(None).unwrap();
-    let (mut serve, base, _data) = serve_at_debug(&broker, &[("NO_COLOR", "1")]);
+/// `rocky serve` on `broker` logging at debug without colours, healthy, with its stdout's
+/// lines arriving on the receiver as they are written.
+async fn serve_read_at_debug(
+    broker: &EmbeddedBroker,
+) -> (Serve, std::sync::mpsc::Receiver<String>, tempfile::TempDir) {
+    let (mut serve, base, data) = serve_at_debug(broker, &[("NO_COLOR", "1")]);
     let stdout = serve.0.stdout.take().unwrap();
     let (lines, read) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -94,8 +94,16 @@ async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
             }
         }
     });
-    let client = reqwest::Client::new();
-    healthy(&client, &base).await;
+    healthy(&reqwest::Client::new(), &base).await;
+    (serve, read, data)
+}
+
+/// A broker client's 20 KiB topic, logged at debug, reaches stdout cut to 4 KiB and marked, so
+/// the lines waiting for a slow stdout hold at most 4 KiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let (serve, read, _data) = serve_read_at_debug(&broker).await;
 
     let device = "d".repeat(20_000);
     let mut options = rumqttc::MqttOptions::new("long-topic", "127.0.0.1", broker.url().port);
@@ -123,20 +131,7 @@ async fn a_log_line_with_a_huge_topic_is_cut_to_4_kib() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_break_in_a_topic_cannot_forge_a_log_line() {
     let broker = EmbeddedBroker::start(None).unwrap();
-    let (mut serve, base, _data) = serve_at_debug(&broker, &[("NO_COLOR", "1")]);
-    let stdout = serve.0.stdout.take().unwrap();
-    let (lines, read) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let client = reqwest::Client::new();
-    healthy(&client, &base).await;
+    let (serve, read, _data) = serve_read_at_debug(&broker).await;
 
     let options = rumqttc::MqttOptions::new("line-break", "127.0.0.1", broker.url().port);
     let (publisher, mut eventloop) = rumqttc::AsyncClient::new(options, 10);

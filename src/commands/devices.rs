@@ -107,6 +107,11 @@ pub async fn run(global: &GlobalArgs, args: DevicesArgs) -> anyhow::Result<()> {
                 Ok((_, value)) => {
                     serde_json::from_value::<Device>(value).map(|d| d.labels).unwrap_or_default()
                 }
+                // Removing labels from a device nobody registered would register it.
+                Err(e) if e.to_string().ends_with("(HTTP 404)") && set.is_empty() => anyhow::bail!(
+                    "no device {} is registered: there is no label to remove (KEY=VALUE registers it)",
+                    rocky::text::printable(&device_id)
+                ),
                 Err(e) if e.to_string().ends_with("(HTTP 404)") => Labels::new(),
                 Err(e) => return Err(e),
             };

@@ -421,3 +421,29 @@ async fn https_to_a_plain_api_says_the_tls_handshake_failed() {
     assert!(!err.contains("no Rocky answers"), "{err}");
     api.runtime.shutdown().await;
 }
+
+/// `rocky devices label ID --remove KEY` on a device nobody registered says so and registers
+/// nothing (it used to register the device with no labels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_label_from_an_unknown_device_registers_nothing() {
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let api = start_api(broker.url(), None).await;
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .args(["--server", &api.base])
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["devices", "label", "nosuch", "--remove", "k"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no device nosuch is registered"), "{err}");
+    let listed = run(&["devices", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("0 devices"), "nothing registered");
+    let out = run(&["devices", "label", "nosuch", "site=a", "--remove", "k"]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("registered nosuch"));
+    api.runtime.shutdown().await;
+}

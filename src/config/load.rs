@@ -124,22 +124,30 @@ pub fn load(
     layer(file, text.as_deref(), env, flags)
 }
 
+/// The built-in defaults as TOML sections and keys: what the layering starts from, and the one
+/// list of the settings' names.
+fn defaults_table() -> Result<toml::Table, ConfigError> {
+    let defaults = toml::Value::try_from(Config::default())
+        .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
+    match defaults {
+        toml::Value::Table(table) => Ok(table),
+        _ => Err(ConfigError::Parse { path: PathBuf::from("(defaults)"), message: "not a table".into() }),
+    }
+}
+
 /// Refuses a variable that names a section of the settings (`ROCKY_JOBS_…`) but none of its
 /// keys, as a misspelled key in the file is refused: `ROCKY_JOBS_MAX_ACTIVEE=3` would otherwise
 /// change nothing, without a word. Variables of other prefixes (`ROCKY_REQUIRE_…` of the tests)
 /// are not Rocky's settings and pass.
 pub fn check_env_names<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<(), ConfigError> {
-    let defaults = toml::Value::try_from(Config::default())
-        .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
+    let defaults = defaults_table()?;
     let secrets = [
         super::secrets::MQTT_PASSWORD_ENV,
         super::secrets::HTTP_TOKEN_ENV,
         super::secrets::STORE_PASSWORD_ENV,
     ];
     let sections: Vec<(String, Vec<String>)> = defaults
-        .as_table()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|(section, keys)| {
             let vars = keys
                 .as_table()
@@ -183,11 +191,7 @@ pub fn layer(
     env: impl Fn(&str) -> Option<String>,
     flags: &[(&'static str, &'static str, toml::Value)],
 ) -> Result<Loaded, ConfigError> {
-    let defaults = toml::Value::try_from(Config::default())
-        .map_err(|e| ConfigError::Parse { path: PathBuf::from("(defaults)"), message: e.to_string() })?;
-    let Some(mut merged) = defaults.as_table().cloned() else {
-        return Err(ConfigError::Parse { path: PathBuf::from("(defaults)"), message: "not a table".into() });
-    };
+    let mut merged = defaults_table()?;
     let mut sources = BTreeMap::new();
     for (section, keys) in &merged {
         for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {

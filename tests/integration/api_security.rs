@@ -314,16 +314,7 @@ async fn the_cli_tells_a_refused_token_from_a_missing_one() {
     let api = start_api(broker.url(), Some(TOKEN)).await;
     let home = tempfile::tempdir().unwrap();
     let run = |token: Option<&str>| {
-        let mut command = Command::new(BIN);
-        command
-            .args(["devices", "list", "--server", &api.base])
-            .env("HOME", home.path())
-            .stdin(Stdio::null());
-        command.env_remove("ROCKY_HTTP_TOKEN");
-        if let Some(token) = token {
-            command.env("ROCKY_HTTP_TOKEN", token);
-        }
-        let out = command.output().unwrap();
+        let out = cli_at(&api, home.path(), token, &["devices", "list"]);
         (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     let (ok, err) = run(Some("not-the-token"));
@@ -336,6 +327,17 @@ async fn the_cli_tells_a_refused_token_from_a_missing_one() {
     api.runtime.shutdown().await;
 }
 
+/// `rocky ARGS --server <api>` with its own HOME and, when given, the API token; its output.
+fn cli_at(api: &Api, home: &Path, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(args).args(["--server", &api.base]).env("HOME", home).stdin(Stdio::null());
+    command.env_remove("ROCKY_HTTP_TOKEN");
+    if let Some(token) = token {
+        command.env("ROCKY_HTTP_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
 /// A device id may hold a line break or a terminal escape (the protocol allows them): the CLI's
 /// tables show them as escapes, one row a device, nothing moving the cursor.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,14 +346,7 @@ async fn device_ids_with_control_characters_stay_on_their_row() {
     let api = start_api(broker.url(), Some(TOKEN)).await;
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .args(["--server", &api.base])
-            .env("HOME", home.path())
-            .env("ROCKY_HTTP_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = cli_at(&api, home.path(), Some(TOKEN), args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -432,15 +427,7 @@ async fn removing_a_label_from_an_unknown_device_registers_nothing() {
     let broker = EmbeddedBroker::start(None).unwrap();
     let api = start_api(broker.url(), None).await;
     let home = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .args(["--server", &api.base])
-            .env("HOME", home.path())
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli_at(&api, home.path(), None, args);
     let out = run(&["devices", "label", "nosuch", "--remove", "k"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no device nosuch is registered"), "{err}");
